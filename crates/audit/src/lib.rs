@@ -1,0 +1,21 @@
+//! The tamper-evident audit log, as pure data and functions.
+//!
+//! Records are hash-chained: each one's SHA-256 covers its canonical bytes and
+//! the hash of the record before it, so editing, deleting or reordering any
+//! record breaks the chain from that point on. Deleting the newest records
+//! leaves a valid but shorter chain, so the head is periodically signed with an
+//! Ed25519 audit key into a checkpoint kept outside the database; a log that
+//! ends before a signed checkpoint has been truncated.
+//!
+//! No I/O here: storage reads and writes records, the service writes
+//! checkpoint files, and the clock is a parameter.
+
+mod canonical_json;
+mod checkpoint;
+mod record;
+mod verify;
+
+pub use canonical_json::{CanonicalJsonError, canonical_json};
+pub use checkpoint::{AuditPublicKey, AuditSigningKey, Checkpoint, CheckpointError};
+pub use record::{Action, AuditError, Details, Entry, Hash, Head, RECORD_VERSION, Record};
+pub use verify::{Break, Report, Verifier};

@@ -1,0 +1,268 @@
+//! Verification of a stored chain against its signed checkpoints.
+
+use std::collections::BTreeMap;
+
+use crate::checkpoint::{AuditPublicKey, Checkpoint, CheckpointError};
+use crate::record::{Hash, Head, RECORD_VERSION, Record};
+
+/// The first thing found wrong with a log. Each variant names the record at
+/// which the log stops being trustworthy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Break {
+    #[error(
+        "record {expected} is missing (the next stored record is {found}): deleted or reordered"
+    )]
+    Missing { expected: u64, found: u64 },
+    #[error("record {seq} does not match its hash: edited or moved")]
+    Edited { seq: u64 },
+    #[error("record {seq} does not link to record {prev}: records deleted, inserted or reordered")]
+    Relinked { seq: u64, prev: u64 },
+    #[error("record {seq} has unsupported version {version}")]
+    Version { seq: u64, version: u16 },
+    #[error("record {seq} differs from the signed checkpoint of that record: history rewritten")]
+    CheckpointMismatch { seq: u64 },
+    #[error(
+        "the log ends at record {last} but a signed checkpoint covers record {checkpoint}: records after {last} were deleted"
+    )]
+    Truncated { last: u64, checkpoint: u64 },
+    #[error(
+        "the log ends at record {last} but the database head says {head}: records after {last} were deleted"
+    )]
+    HeadMismatch { last: u64, head: u64 },
+    #[error("checkpoint {line} is not valid: {reason}")]
+    BadCheckpoint {
+        line: usize,
+        reason: CheckpointError,
+    },
+    #[error("checkpoint {line} disagrees with an earlier checkpoint for record {seq}")]
+    ConflictingCheckpoints { line: usize, seq: u64 },
+}
+
+impl Break {
+    /// The first record that cannot be trusted, when the break is in the log.
+    pub fn first_broken_record(&self) -> Option<u64> {
+        match *self {
+            Break::Missing { expected, .. } => Some(expected),
+            Break::Edited { seq }
+            | Break::Relinked { seq, .. }
+            | Break::Version { seq, .. }
+            | Break::CheckpointMismatch { seq } => Some(seq),
+            Break::Truncated { last, .. } | Break::HeadMismatch { last, .. } => Some(last + 1),
+            Break::BadCheckpoint { .. } | Break::ConflictingCheckpoints { .. } => None,
+        }
+    }
+}
+
+/// What a successful verification covered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub records: u64,
+    pub head: Head,
+    pub checkpoints: usize,
+    pub last_checkpoint: Option<u64>,
+}
+
+/// Checks records one at a time, in sequence order, so that a log of any
+/// length is verified in constant memory (plus the checkpoints).
+#[derive(Debug)]
+pub struct Verifier {
+    prev: Head,
+    checkpoints: BTreeMap<u64, Hash>,
+    checkpoint_count: usize,
+}
+
+impl Verifier {
+    /// Starts a verification with checkpoints from the file, each checked
+    /// against the trusted audit key. `line` numbers in errors start at 1.
+    pub fn new(checkpoints: &[Checkpoint], key: &AuditPublicKey) -> Result<Self, Break> {
+        let mut map = BTreeMap::new();
+        for (i, cp) in checkpoints.iter().enumerate() {
+            let line = i + 1;
+            let head = cp
+                .verify(key)
+                .map_err(|reason| Break::BadCheckpoint { line, reason })?;
+            if let Some(prev) = map.insert(head.seq, head.hash)
+                && prev != head.hash
+            {
+                return Err(Break::ConflictingCheckpoints {
+                    line,
+                    seq: head.seq,
+                });
+            }
+        }
+        Ok(Verifier {
+            prev: Head::GENESIS,
+            checkpoint_count: checkpoints.len(),
+            checkpoints: map,
+        })
+    }
+
+    /// Checks the next record in sequence order.
+    pub fn push(&mut self, r: &Record) -> Result<(), Break> {
+        let expected = self.prev.seq + 1;
+        if r.seq != expected {
+            return Err(Break::Missing {
+                expected,
+                found: r.seq,
+            });
+        }
+        if r.version != RECORD_VERSION {
+            return Err(Break::Version {
+                seq: r.seq,
+                version: r.version,
+            });
+        }
+        if r.computed_hash() != r.hash {
+            return Err(Break::Edited { seq: r.seq });
+        }
+        if r.prev_hash != self.prev.hash {
+            return Err(Break::Relinked {
+                seq: r.seq,
+                prev: self.prev.seq,
+            });
+        }
+        if let Some(h) = self.checkpoints.get(&r.seq)
+            && *h != r.hash
+        {
+            return Err(Break::CheckpointMismatch { seq: r.seq });
+        }
+        self.prev = r.head();
+        Ok(())
+    }
+
+    /// Ends the verification. `stored_head` is the head the database keeps
+    /// beside the log, if any: a second, unsigned witness of its length.
+    pub fn finish(self, stored_head: Option<Head>) -> Result<Report, Break> {
+        let last = self.prev.seq;
+        let last_checkpoint = self.checkpoints.keys().next_back().copied();
+        if let Some(cp) = last_checkpoint
+            && cp > last
+        {
+            return Err(Break::Truncated {
+                last,
+                checkpoint: cp,
+            });
+        }
+        if let Some(h) = stored_head
+            && h.seq != last
+        {
+            return Err(Break::HeadMismatch { last, head: h.seq });
+        }
+        Ok(Report {
+            records: last,
+            head: self.prev,
+            checkpoints: self.checkpoint_count,
+            last_checkpoint,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AuditSigningKey, Details, Entry};
+    use domain::{Actor, Timestamp};
+    use zeroize::Zeroizing;
+
+    fn chain(n: u64) -> Vec<Record> {
+        let mut head = Head::GENESIS;
+        (0..n)
+            .map(|i| {
+                let e = Entry::new(
+                    Actor::System,
+                    "test.event",
+                    format!("n:{i}"),
+                    Details::none(),
+                )
+                .unwrap();
+                let r = Record::next(&head, &e, Timestamp::from_millis(i as i64)).unwrap();
+                head = r.head();
+                r
+            })
+            .collect()
+    }
+
+    fn key() -> AuditSigningKey {
+        AuditSigningKey::from_seed(&Zeroizing::new([9; 32]))
+    }
+
+    fn check(records: &[Record], checkpoints: &[Checkpoint], head: Option<Head>) -> String {
+        let k = key();
+        let run = || -> Result<Report, Break> {
+            let mut v = Verifier::new(checkpoints, &k.public())?;
+            for r in records {
+                v.push(r)?;
+            }
+            v.finish(head)
+        };
+        match run() {
+            Ok(r) => format!(
+                "ok: {} records, last checkpoint {:?}",
+                r.records, r.last_checkpoint
+            ),
+            Err(b) => format!("first broken {:?}: {b}", b.first_broken_record()),
+        }
+    }
+
+    #[test]
+    fn detects_every_kind_of_tampering() {
+        let good = chain(10);
+        let cp = key().sign_checkpoint(good[7].head(), Timestamp::UNIX_EPOCH);
+        let cps = [cp];
+        let mut out = vec![check(&good, &cps, Some(good[9].head()))];
+
+        let mut edited = good.clone();
+        edited[4].subject = "n:40".into();
+        out.push(check(&edited, &cps, None));
+
+        let mut rehashed = good.clone();
+        rehashed[4].subject = "n:40".into();
+        rehashed[4].hash = rehashed[4].computed_hash();
+        out.push(check(&rehashed, &cps, None));
+
+        let mut deleted = good.clone();
+        deleted.remove(3);
+        out.push(check(&deleted, &cps, None));
+
+        let mut reordered = good.clone();
+        reordered.swap(5, 6);
+        out.push(check(&reordered, &cps, None));
+
+        // Rewritten from record 6 on, each record re-hashed and re-linked:
+        // only the signed checkpoint at 8 can tell.
+        let mut rewritten = good[..5].to_vec();
+        let mut head = rewritten[4].head();
+        for i in 5..10 {
+            let e = Entry::new(
+                Actor::System,
+                "test.event",
+                format!("forged:{i}"),
+                Details::none(),
+            )
+            .unwrap();
+            let r = Record::next(&head, &e, Timestamp::from_millis(i)).unwrap();
+            head = r.head();
+            rewritten.push(r);
+        }
+        out.push(check(&rewritten, &cps, None));
+
+        out.push(check(&good[..6], &cps, None));
+        out.push(check(&good[..9], &[], Some(good[9].head())));
+
+        let mut bad_cp = cps[0].clone();
+        bad_cp.seq = 9;
+        out.push(check(&good, &[bad_cp], None));
+
+        expect_test::expect![[r#"
+            ok: 10 records, last checkpoint Some(8)
+            first broken Some(5): record 5 does not match its hash: edited or moved
+            first broken Some(6): record 6 does not link to record 5: records deleted, inserted or reordered
+            first broken Some(4): record 4 is missing (the next stored record is 5): deleted or reordered
+            first broken Some(6): record 6 is missing (the next stored record is 7): deleted or reordered
+            first broken Some(8): record 8 differs from the signed checkpoint of that record: history rewritten
+            first broken Some(7): the log ends at record 6 but a signed checkpoint covers record 8: records after 6 were deleted
+            first broken Some(10): the log ends at record 9 but the database head says 10: records after 9 were deleted
+            first broken None: checkpoint 1 is not valid: signature does not verify"#]].assert_eq(&out.join("\n"));
+    }
+}

@@ -1,0 +1,24 @@
+//! Strongroom's vocabulary: the types every other crate speaks in.
+//!
+//! Pure: no I/O, no clock, no randomness. Values that carry an invariant
+//! (an [`Amount`] in its asset's base units, a [`TransferIntent`] with its
+//! canonical digest) can only be built through constructors that check it.
+
+pub mod account;
+pub mod amount;
+pub mod asset;
+pub mod canonical;
+pub mod id;
+pub mod intent;
+pub mod network;
+pub mod principal;
+pub mod time;
+
+pub use account::{Account, AccountName, AccountNameError};
+pub use amount::{Amount, AmountError, DecimalString};
+pub use asset::{Asset, AssetError, AssetId, AssetKind, ContractAddress, Decimals, Symbol};
+pub use id::{AccountId, ApiKeyId, IdError, KeyId, TransferId, UserId, WalletId};
+pub use intent::{Address, IntentDigest, IntentError, TransferIntent, TransferKind};
+pub use network::{BitcoinNetwork, Network, NetworkError};
+pub use principal::{Actor, ActorError, OperatorName};
+pub use time::Timestamp;

@@ -1,0 +1,43 @@
+//! Storage errors: what callers can act on, without SQL or connection details.
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database schema is not initialised or is newer than this program: {0}")]
+    Schema(String),
+    #[error("{what} already exists")]
+    Conflict { what: &'static str },
+    #[error("{what} not found")]
+    NotFound { what: &'static str },
+    #[error("a change must be committed with at least one audit record")]
+    Unaudited,
+    #[error("audit record refused: {0}")]
+    Audit(#[from] audit::AuditError),
+    #[error("stored data is not valid: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+}
+
+impl StorageError {
+    /// Maps a driver error, naming the conflicting thing on a unique violation.
+    pub(crate) fn from_sqlx(e: sqlx::Error, what: &'static str) -> Self {
+        match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StorageError::Conflict { what }
+            }
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+                StorageError::Unavailable(e.to_string())
+            }
+            _ => StorageError::Database(e),
+        }
+    }
+}
+
+impl From<sqlx::Error> for StorageError {
+    fn from(e: sqlx::Error) -> Self {
+        StorageError::from_sqlx(e, "row")
+    }
+}

@@ -1,0 +1,19 @@
+//! Persistence: repositories and migrations on SQLite and PostgreSQL.
+//!
+//! The only crate that knows SQL. One code path serves both databases through
+//! `sqlx`'s `Any` driver with portable SQL (`$1` parameters work on both);
+//! each database has its own migrations. Every change is made inside a
+//! [`WriteTx`], which can only commit together with at least one audit record,
+//! appended under a lock on the chain head.
+
+mod accounts;
+mod audit_log;
+mod error;
+mod store;
+#[cfg(feature = "test-support")]
+pub mod testing;
+mod tx;
+
+pub use error::StorageError;
+pub use store::{Backend, DatabaseConfig, Store};
+pub use tx::WriteTx;

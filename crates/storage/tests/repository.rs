@@ -1,0 +1,261 @@
+//! The repository suite. Every test runs on SQLite and on PostgreSQL.
+
+use audit::{Details, Entry, Head, Verifier};
+use domain::{Account, AccountName, Actor, Timestamp};
+use serde_json::json;
+use storage::testing::TestDb;
+use storage::{Backend, StorageError, Store};
+
+/// Generates `<name>::sqlite` and `<name>::postgres` tests from one async fn.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(storage::testing::TestDb::sqlite().await).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(storage::testing::TestDb::postgres().await).await
+            }
+        }
+    )*};
+}
+
+on_both!(
+    account_and_audit_commit_together,
+    duplicate_name_changes_nothing,
+    unaudited_change_is_refused,
+    failing_audit_write_fails_the_change,
+    audit_log_is_append_only,
+    concurrent_appends_form_one_chain,
+    audit_pages_in_order,
+    schema_is_checked,
+);
+
+fn account(name: &str, ms: i64) -> Account {
+    Account {
+        id: domain::AccountId::from_uuid(uuid_v7(ms)),
+        name: AccountName::new(name).unwrap(),
+        created_at: Timestamp::from_millis(ms),
+        created_by: "operator:alice".parse().unwrap(),
+    }
+}
+
+fn uuid_v7(ms: i64) -> uuid::Uuid {
+    let ts = uuid::Timestamp::from_unix_time(ms as u64 / 1000, 0, 0, 0);
+    let mut u = *uuid::Uuid::new_v7(ts).as_bytes();
+    u[15] ^= (ms & 0xff) as u8;
+    uuid::Uuid::from_bytes(u)
+}
+
+fn created(a: &Account) -> Entry {
+    Entry::new(
+        a.created_by.clone(),
+        "account.created",
+        format!("account:{}", a.id),
+        Details::new(&json!({"name": a.name.as_str()})).unwrap(),
+    )
+    .unwrap()
+}
+
+async fn create(store: &Store, a: &Account) -> Result<Vec<audit::Record>, StorageError> {
+    let mut tx = store.begin().await?;
+    tx.insert_account(a).await?;
+    tx.commit(&[created(a)], a.created_at).await
+}
+
+async fn audit_count(store: &Store) -> String {
+    store
+        .query_text("SELECT CAST(COUNT(*) AS TEXT) FROM audit_log")
+        .await
+        .unwrap()
+}
+
+async fn account_and_audit_commit_together(db: TestDb) {
+    let s = &db.store;
+    let a = account("Treasury", 1_000);
+    let records = create(s, &a).await.unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].seq, 1);
+    assert_eq!(records[0].subject, format!("account:{}", a.id));
+    assert_eq!(records[0].details, r#"{"name":"Treasury"}"#);
+    assert_eq!(s.account(a.id).await.unwrap(), a);
+    assert_eq!(s.accounts().await.unwrap(), vec![a.clone()]);
+    assert_eq!(s.audit_head().await.unwrap(), records[0].head());
+    assert_eq!(s.audit_page(0, 10).await.unwrap(), records);
+}
+
+async fn duplicate_name_changes_nothing(db: TestDb) {
+    let s = &db.store;
+    create(s, &account("Desk", 1_000)).await.unwrap();
+    let err = create(s, &account("Desk", 2_000)).await.unwrap_err();
+    assert!(
+        matches!(err, StorageError::Conflict { what: "account" }),
+        "{err:?}"
+    );
+    assert_eq!(s.accounts().await.unwrap().len(), 1);
+    assert_eq!(audit_count(s).await, "1");
+    assert_eq!(s.audit_head().await.unwrap().seq, 1);
+}
+
+async fn unaudited_change_is_refused(db: TestDb) {
+    let s = &db.store;
+    let a = account("Quiet", 1_000);
+    let mut tx = s.begin().await.unwrap();
+    tx.insert_account(&a).await.unwrap();
+    let err = tx.commit(&[], a.created_at).await.unwrap_err();
+    assert!(matches!(err, StorageError::Unaudited), "{err:?}");
+    assert!(matches!(
+        s.account(a.id).await,
+        Err(StorageError::NotFound { .. })
+    ));
+}
+
+async fn failing_audit_write_fails_the_change(db: TestDb) {
+    let s = &db.store;
+    // Make every audit insert fail, as a full disk or a broken table would.
+    let sql = match s.backend() {
+        Backend::Sqlite => {
+            "CREATE TRIGGER audit_fail BEFORE INSERT ON audit_log \
+             BEGIN SELECT RAISE(ABORT, 'audit unavailable'); END"
+        }
+        Backend::Postgres => {
+            "CREATE FUNCTION audit_fail() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'audit unavailable'; END; $$; \
+             CREATE TRIGGER audit_fail BEFORE INSERT ON audit_log \
+             FOR EACH ROW EXECUTE FUNCTION audit_fail()"
+        }
+    };
+    s.execute_unchecked(sql).await.unwrap();
+    let a = account("Doomed", 1_000);
+    let err = create(s, &a).await.unwrap_err();
+    assert!(err.to_string().contains("audit unavailable"), "{err}");
+    assert!(matches!(
+        s.account(a.id).await,
+        Err(StorageError::NotFound { .. })
+    ));
+    assert_eq!(s.audit_head().await.unwrap(), Head::GENESIS);
+}
+
+async fn audit_log_is_append_only(db: TestDb) {
+    let s = &db.store;
+    create(s, &account("One", 1_000)).await.unwrap();
+    for sql in [
+        "UPDATE audit_log SET subject = 'x' WHERE seq = 1",
+        "DELETE FROM audit_log WHERE seq = 1",
+    ] {
+        let e = s.execute_unchecked(sql).await.unwrap_err().to_string();
+        assert!(e.contains("append-only"), "{sql}: {e}");
+    }
+    assert_eq!(audit_count(s).await, "1");
+}
+
+async fn concurrent_appends_form_one_chain(db: TestDb) {
+    let s = db.store.clone();
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                for i in 0..25 {
+                    let e = Entry::new(
+                        Actor::System,
+                        "test.append",
+                        format!("{t}:{i}"),
+                        Details::none(),
+                    )
+                    .unwrap();
+                    s.append_audit(&[e], Timestamp::from_millis(i))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let key = audit::AuditSigningKey::from_seed(&zeroize::Zeroizing::new([1; 32]));
+    let mut v = Verifier::new(&[], &key.public()).unwrap();
+    let mut after = 0;
+    loop {
+        let page = s.audit_page(after, 64).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for r in &page {
+            v.push(r).unwrap();
+        }
+    }
+    let report = v.finish(Some(s.audit_head().await.unwrap())).unwrap();
+    assert_eq!(report.records, 200);
+}
+
+async fn audit_pages_in_order(db: TestDb) {
+    let s = &db.store;
+    let entries: Vec<Entry> = (0..5)
+        .map(|i| Entry::new(Actor::System, "test.batch", format!("{i}"), Details::none()).unwrap())
+        .collect();
+    let written = s
+        .append_audit(&entries, Timestamp::from_millis(7))
+        .await
+        .unwrap();
+    assert_eq!(
+        written.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
+    let first = s.audit_page(0, 2).await.unwrap();
+    let rest = s.audit_page(2, 10).await.unwrap();
+    assert_eq!([first, rest].concat(), written);
+    assert!(s.audit_page(5, 10).await.unwrap().is_empty());
+}
+
+async fn schema_is_checked(db: TestDb) {
+    let s = &db.store;
+    assert_eq!(s.check_schema().await.unwrap(), 1);
+    s.migrate().await.unwrap();
+    s.execute_unchecked("DELETE FROM _sqlx_migrations")
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.check_schema().await,
+        Err(StorageError::Schema(_))
+    ));
+}
+
+#[tokio::test]
+async fn sqlite_is_durable_by_configuration() {
+    let db = TestDb::sqlite().await;
+    let s = &db.store;
+    assert_eq!(
+        s.query_text("SELECT journal_mode FROM pragma_journal_mode")
+            .await
+            .unwrap(),
+        "wal"
+    );
+    assert_eq!(
+        s.query_text("SELECT CAST(synchronous AS TEXT) FROM pragma_synchronous")
+            .await
+            .unwrap(),
+        "2"
+    );
+    assert_eq!(
+        s.query_text("SELECT CAST(foreign_keys AS TEXT) FROM pragma_foreign_keys")
+            .await
+            .unwrap(),
+        "1"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_postgres_is_a_clear_error() {
+    let err = Store::connect(&storage::DatabaseConfig::Postgres {
+        url: "postgres://nobody@127.0.0.1:1/none".into(),
+        password: Some(zeroize::Zeroizing::new("hunter2".into())),
+        max_connections: 1,
+    })
+    .await
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, StorageError::Unavailable(_)), "{msg}");
+    assert!(!msg.contains("hunter2"), "{msg}");
+}

@@ -1,0 +1,77 @@
+# Shared helpers for scripts/dev and scripts/test. Sourced, not run.
+
+step() { printf '\n== %s ==\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+apt_updated=0
+ensure_apt_packages() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  step "installing ${missing[*]}"
+  if [ $apt_updated = 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+ensure_rust() {
+  if ! command -v cargo >/dev/null 2>&1; then
+    [ -f "$HOME/.cargo/env" ] && source "$HOME/.cargo/env"
+  fi
+  if ! command -v cargo >/dev/null 2>&1; then
+    echo "cargo not found: install Rust with rustup (https://rustup.rs) and run again" >&2
+    exit 1
+  fi
+}
+
+ensure_nextest() {
+  command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
+}
+
+pg_bin() {
+  ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# start_postgres DIR: a private cluster in DIR on a free loopback port, owned
+# by an unprivileged user (initdb refuses root). Sets PG_URL.
+start_postgres() {
+  local dir=$1 bin port user
+  bin=$(pg_bin)
+  [ -n "$bin" ] || { echo "PostgreSQL server binaries not found" >&2; return 1; }
+  port=$(free_port)
+  mkdir -p "$dir"
+  if [ "$(id -u)" = 0 ]; then
+    user=postgres
+    chown postgres:postgres "$dir"
+    chmod 700 "$dir"
+    run_pg() { runuser -u postgres -- "$@"; }
+  else
+    user=$(id -un)
+    run_pg() { "$@"; }
+  fi
+  run_pg "$bin/initdb" -D "$dir/data" -U postgres -A trust --no-instructions -E UTF8 >"$dir/initdb.log" 2>&1 \
+    || { cat "$dir/initdb.log" >&2; return 1; }
+  run_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=on -c max_connections=200" start >/dev/null \
+    || { cat "$dir/server.log" >&2; return 1; }
+  PG_URL="postgres://postgres@127.0.0.1:$port/postgres"
+}
+
+stop_postgres() {
+  local dir=$1 bin
+  [ -d "$dir/data" ] || return 0
+  bin=$(pg_bin)
+  if [ "$(id -u)" = 0 ]; then
+    runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1
+  else
+    "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1
+  fi
+}
