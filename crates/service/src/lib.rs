@@ -1,1 +1,22 @@
-//! placeholder
+//! The application: wires domain, audit and storage, owns the clock, and
+//! runs the background work (audit checkpoints).
+//!
+//! HTTP, SQL and configuration files are someone else's business: the API
+//! crate calls into [`Service`], storage does the SQL, and the binary decides
+//! which backends to build it with.
+
+mod audit_key;
+mod checkpoints;
+mod clock;
+mod service;
+mod verify;
+
+pub use audit_key::{AuditKeyError, generate_audit_key, load_audit_key};
+pub use checkpoints::{CheckpointFile, CheckpointPolicy, Checkpointer};
+pub use clock::{Clock, SystemClock};
+pub use service::{DatabaseStatus, SealState, Service, ServiceError, Status};
+pub use verify::{VerifyError, verify_audit};
+
+pub use audit;
+pub use domain;
+pub use storage;

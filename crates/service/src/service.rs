@@ -1,0 +1,171 @@
+//! The service: the operations the API and CLI call, each one a state change
+//! committed with its audit record, followed by its effects.
+
+use std::sync::Arc;
+
+use audit::{Details, Entry};
+use domain::{Account, AccountId, AccountName, Actor};
+use serde_json::json;
+use storage::{StorageError, Store};
+
+use crate::checkpoints::Checkpointer;
+use crate::clock::Clock;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    #[error("audit checkpoint file {path}: {reason}")]
+    Checkpoint { path: String, reason: String },
+    #[error(transparent)]
+    Audit(#[from] audit::AuditError),
+}
+
+/// Whether keys can be used. The keystore arrives with key management; until
+/// then there is nothing to unseal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SealState {
+    /// No keystore has been initialised.
+    Uninitialized,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DatabaseStatus {
+    pub backend: &'static str,
+    pub reachable: bool,
+    pub schema_version: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Status {
+    pub version: &'static str,
+    pub database: DatabaseStatus,
+    pub seal: SealState,
+    pub audit_records: Option<u64>,
+}
+
+/// The running application.
+#[derive(Debug, Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    checkpointer: Checkpointer,
+}
+
+impl Service {
+    pub fn new(store: Store, clock: Arc<dyn Clock>, checkpointer: Checkpointer) -> Self {
+        Service {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                checkpointer,
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn checkpointer(&self) -> &Checkpointer {
+        &self.inner.checkpointer
+    }
+
+    /// Records the start of a server and checkpoints the chain as found.
+    pub async fn start(&self, details: serde_json::Value) -> Result<(), ServiceError> {
+        let now = self.inner.clock.now();
+        let entry = Entry::new(
+            Actor::System,
+            "server.started",
+            "server",
+            Details::new(&details)?,
+        )?;
+        self.inner.store.append_audit(&[entry], now).await?;
+        self.inner.checkpointer.tick(&self.inner.store, now).await
+    }
+
+    /// Records a clean shutdown and checkpoints the final head.
+    pub async fn stop(&self) -> Result<(), ServiceError> {
+        let now = self.inner.clock.now();
+        let entry = Entry::new(Actor::System, "server.stopped", "server", Details::none())?;
+        self.inner.store.append_audit(&[entry], now).await?;
+        self.inner.checkpointer.tick(&self.inner.store, now).await
+    }
+
+    /// The periodic checkpoint: call every `policy.every`.
+    pub async fn checkpoint_tick(&self) -> Result<(), ServiceError> {
+        let now = self.inner.clock.now();
+        self.inner.checkpointer.tick(&self.inner.store, now).await
+    }
+
+    pub async fn status(&self) -> Status {
+        let store = &self.inner.store;
+        let reachable = store.ping().await.is_ok();
+        let schema_version = if reachable {
+            store.check_schema().await.ok()
+        } else {
+            None
+        };
+        let audit_records = if reachable {
+            store.audit_head().await.ok().map(|h| h.seq)
+        } else {
+            None
+        };
+        Status {
+            version: env!("CARGO_PKG_VERSION"),
+            database: DatabaseStatus {
+                backend: store.backend().as_str(),
+                reachable,
+                schema_version,
+            },
+            seal: SealState::Uninitialized,
+            audit_records,
+        }
+    }
+
+    /// Creates an account, audited in the same transaction.
+    pub async fn create_account(&self, actor: &Actor, name: &str) -> Result<Account, ServiceError> {
+        let name = AccountName::new(name).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        let now = self.inner.clock.now();
+        let account = Account {
+            id: AccountId::from_uuid(uuid::Uuid::now_v7()),
+            name,
+            created_at: now,
+            created_by: actor.clone(),
+        };
+        let entry = Entry::new(
+            actor.clone(),
+            "account.created",
+            format!("account:{}", account.id),
+            Details::new(&json!({ "name": account.name.as_str() }))?,
+        )?;
+        let mut tx = self.inner.store.begin().await?;
+        tx.insert_account(&account).await?;
+        tx.commit(&[entry], now).await?;
+        self.after_commit().await;
+        Ok(account)
+    }
+
+    /// Effects after a commit. A failed checkpoint does not undo the committed
+    /// change; it is logged and retried by the next commit or tick.
+    async fn after_commit(&self) {
+        let now = self.inner.clock.now();
+        if let Err(e) = self
+            .inner
+            .checkpointer
+            .after_commit(&self.inner.store, now)
+            .await
+        {
+            tracing::error!(error = %e, "audit checkpoint failed");
+        }
+    }
+}

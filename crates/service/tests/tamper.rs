@@ -1,0 +1,185 @@
+//! The audit log against an intruder with direct database access, on SQLite
+//! and PostgreSQL: every kind of tampering is named at its first broken record.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use audit::{AuditSigningKey, Break};
+use service::{
+    CheckpointFile, CheckpointPolicy, Checkpointer, Service, SystemClock, VerifyError, verify_audit,
+};
+use storage::Backend;
+use storage::testing::TestDb;
+use zeroize::Zeroizing;
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::Fixture::new(storage::testing::TestDb::sqlite().await).await).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(super::Fixture::new(storage::testing::TestDb::postgres().await).await).await
+            }
+        }
+    )*};
+}
+
+on_both!(
+    intact_log_verifies,
+    edited_record_is_named,
+    deleted_record_is_named,
+    reordered_records_are_named,
+    truncated_log_is_detected_by_checkpoint,
+    truncated_log_with_stale_head_is_detected,
+    deleted_checkpoint_file_is_detected,
+    forged_checkpoint_is_refused,
+);
+
+struct Fixture {
+    db: TestDb,
+    file: CheckpointFile,
+    key: audit::AuditPublicKey,
+    _dir: tempfile::TempDir,
+}
+
+fn signing_key() -> AuditSigningKey {
+    AuditSigningKey::from_seed(&Zeroizing::new([42; 32]))
+}
+
+impl Fixture {
+    /// Twelve audited changes, checkpointed every five records and at the end.
+    async fn new(db: TestDb) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let file = CheckpointFile::new(dir.path().join("audit.checkpoints"));
+        let policy = CheckpointPolicy {
+            every_records: 5,
+            every: Duration::from_secs(60),
+        };
+        let cp = Checkpointer::open(signing_key(), file.clone(), policy).unwrap();
+        let svc = Service::new(db.store.clone(), Arc::new(SystemClock), cp);
+        let actor = "operator:alice".parse().unwrap();
+        for i in 0..12 {
+            svc.create_account(&actor, &format!("Account {i}"))
+                .await
+                .unwrap();
+        }
+        svc.checkpoint_tick().await.unwrap();
+        let seqs: Vec<u64> = file
+            .read_all()
+            .unwrap()
+            .unwrap()
+            .iter()
+            .map(|c| c.seq)
+            .collect();
+        assert_eq!(seqs, [5, 10, 12]);
+        Fixture {
+            db,
+            file,
+            key: signing_key().public(),
+            _dir: dir,
+        }
+    }
+
+    /// What an intruder does first: remove the append-only triggers.
+    async fn tamper(&self, sql: &[&str]) {
+        let drop = match self.db.store.backend() {
+            Backend::Sqlite => {
+                "DROP TRIGGER audit_log_append_only_update; DROP TRIGGER audit_log_append_only_delete"
+            }
+            Backend::Postgres => "DROP TRIGGER audit_log_append_only ON audit_log",
+        };
+        self.db.store.execute_unchecked(drop).await.unwrap();
+        for s in sql {
+            self.db.store.execute_unchecked(s).await.unwrap();
+        }
+    }
+
+    async fn verify(&self) -> Result<audit::Report, VerifyError> {
+        verify_audit(&self.db.store, &self.file, &self.key).await
+    }
+
+    async fn first_broken(&self) -> (Option<u64>, String) {
+        match self.verify().await {
+            Err(VerifyError::Broken(b)) => (b.first_broken_record(), b.to_string()),
+            other => panic!("expected a broken log, got {other:?}"),
+        }
+    }
+}
+
+async fn intact_log_verifies(f: Fixture) {
+    let r = f.verify().await.unwrap();
+    assert_eq!(r.records, 12);
+    assert_eq!(r.last_checkpoint, Some(12));
+}
+
+async fn edited_record_is_named(f: Fixture) {
+    f.tamper(&["UPDATE audit_log SET details = '{\"name\":\"Mallory\"}' WHERE seq = 4"])
+        .await;
+    let (seq, msg) = f.first_broken().await;
+    assert_eq!(seq, Some(4), "{msg}");
+    assert!(msg.contains("edited"), "{msg}");
+}
+
+async fn deleted_record_is_named(f: Fixture) {
+    f.tamper(&["DELETE FROM audit_log WHERE seq = 6"]).await;
+    let (seq, msg) = f.first_broken().await;
+    assert_eq!(seq, Some(6), "{msg}");
+    assert!(msg.contains("missing"), "{msg}");
+}
+
+async fn reordered_records_are_named(f: Fixture) {
+    f.tamper(&[
+        "UPDATE audit_log SET seq = 1000 WHERE seq = 7",
+        "UPDATE audit_log SET seq = 7 WHERE seq = 8",
+        "UPDATE audit_log SET seq = 8 WHERE seq = 1000",
+    ])
+    .await;
+    let (seq, msg) = f.first_broken().await;
+    assert_eq!(seq, Some(7), "{msg}");
+}
+
+async fn truncated_log_is_detected_by_checkpoint(f: Fixture) {
+    // The intruder deletes the newest records and moves the head back to
+    // match, so the remaining chain is internally perfect.
+    let head = f.db.store.audit_page(8, 1).await.unwrap().remove(0);
+    f.tamper(&[
+        "DELETE FROM audit_log WHERE seq > 9",
+        &format!(
+            "UPDATE audit_head SET seq = 9, hash = '{}' WHERE id = 1",
+            head.hash
+        ),
+    ])
+    .await;
+    let (seq, msg) = f.first_broken().await;
+    assert_eq!(seq, Some(10), "{msg}");
+    assert!(msg.contains("signed checkpoint covers record 12"), "{msg}");
+}
+
+async fn truncated_log_with_stale_head_is_detected(f: Fixture) {
+    f.tamper(&["DELETE FROM audit_log WHERE seq > 11"]).await;
+    let (seq, msg) = f.first_broken().await;
+    assert_eq!(seq, Some(12), "{msg}");
+}
+
+async fn deleted_checkpoint_file_is_detected(f: Fixture) {
+    std::fs::remove_file(f.file.path()).unwrap();
+    assert!(matches!(
+        f.verify().await,
+        Err(VerifyError::NoCheckpoints(_))
+    ));
+}
+
+async fn forged_checkpoint_is_refused(f: Fixture) {
+    let other = AuditSigningKey::from_seed(&Zeroizing::new([7; 32]));
+    let head = f.db.store.audit_head().await.unwrap();
+    let mut forged = other.sign_checkpoint(head, domain::Timestamp::UNIX_EPOCH);
+    forged.key = f.key.to_string();
+    f.file.append(&forged).unwrap();
+    match f.verify().await {
+        Err(VerifyError::Broken(Break::BadCheckpoint { line: 4, .. })) => {}
+        other => panic!("expected a bad checkpoint on line 4, got {other:?}"),
+    }
+}
