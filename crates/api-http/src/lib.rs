@@ -1,1 +1,77 @@
-//! placeholder
+//! The HTTP API: an axum router over [`service::Service`].
+//!
+//! The only crate that knows HTTP. Handlers convert wire types (DTOs) to
+//! domain calls by hand; every error leaves as JSON
+//! `{"code": "...", "message": "..."}` with a stable machine-readable code,
+//! and never with internal detail.
+
+mod error;
+mod system;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use service::Service;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+pub use error::{ApiError, ErrorBody};
+
+/// Limits applied to every request.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+}
+
+#[derive(OpenApi)]
+#[openapi(info(
+    title = "Strongroom",
+    description = "Self-hosted custody server for digital assets.",
+    license(name = "Apache-2.0")
+))]
+struct ApiDoc;
+
+fn api() -> OpenApiRouter<Service> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(system::routes())
+}
+
+/// The OpenAPI document, generated from the handlers.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, doc) = api().split_for_parts();
+    doc
+}
+
+/// The whole HTTP application.
+pub fn router(service: Service, limits: Limits) -> Router {
+    let (routes, doc) = api().split_for_parts();
+    let doc = std::sync::Arc::new(doc);
+    routes
+        .route(
+            "/v1/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        .fallback(error::not_found)
+        .with_state(service)
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
+        // Outside the limits, so that their refusals are JSON too.
+        .layer(axum::middleware::map_response(error::json_errors))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO))
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+}

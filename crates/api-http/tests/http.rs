@@ -1,0 +1,128 @@
+//! The router in-process: status codes, JSON error bodies, limits, OpenAPI.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use api_http::{Limits, router};
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use service::{CheckpointFile, CheckpointPolicy, Checkpointer, Service, SystemClock};
+use storage::testing::TestDb;
+use tower::ServiceExt;
+
+struct App {
+    router: axum::Router,
+    _db: TestDb,
+    _dir: tempfile::TempDir,
+}
+
+async fn app() -> App {
+    let db = TestDb::sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = audit::AuditSigningKey::from_seed(&zeroize::Zeroizing::new([3; 32]));
+    let cp = Checkpointer::open(
+        key,
+        CheckpointFile::new(dir.path().join("cp")),
+        CheckpointPolicy {
+            every_records: 100,
+            every: Duration::from_secs(60),
+        },
+    )
+    .unwrap();
+    let svc = Service::new(db.store.clone(), Arc::new(SystemClock), cp);
+    let limits = Limits {
+        max_body_bytes: 1024,
+        request_timeout: Duration::from_secs(5),
+    };
+    App {
+        router: router(svc, limits),
+        _db: db,
+        _dir: dir,
+    }
+}
+
+async fn call(
+    app: &App,
+    req: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
+    let resp = app.router.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("non-JSON body ({e}): {}", String::from_utf8_lossy(&bytes)));
+    (status, headers, json)
+}
+
+fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn health_and_status() {
+    let app = app().await;
+    let (s, h, body) = call(&app, get("/v1/health")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(body, serde_json::json!({"status": "ok"}));
+    assert_eq!(h[header::CACHE_CONTROL], "no-store");
+    assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+
+    let (s, _, body) = call(&app, get("/v1/status")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(body["database"]["backend"], "sqlite");
+    assert_eq!(body["database"]["reachable"], true);
+    assert_eq!(body["database"]["schema_version"], 1);
+    assert_eq!(body["seal"], "uninitialized");
+    assert_eq!(body["audit_records"], 0);
+}
+
+#[tokio::test]
+async fn errors_are_json_with_stable_codes() {
+    let app = app().await;
+    let (s, _, body) = call(&app, get("/v1/nope")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(body["code"], "not_found");
+
+    let req = Request::delete("/v1/health").body(Body::empty()).unwrap();
+    let (s, h, body) = call(&app, req).await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(body["code"], "method_not_allowed");
+    assert!(h.contains_key(header::ALLOW));
+
+    let req = Request::post("/v1/health")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, "4096")
+        .body(Body::from(vec![b' '; 4096]))
+        .unwrap();
+    let (s, _, body) = call(&app, req).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(body["code"], "payload_too_large");
+}
+
+#[tokio::test]
+async fn database_outage_is_a_503() {
+    let app = app().await;
+    app._db.store.close().await;
+    let (s, _, body) = call(&app, get("/v1/health")).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["code"], "database_unavailable");
+    let (s, _, body) = call(&app, get("/v1/status")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(body["database"]["reachable"], false);
+}
+
+#[tokio::test]
+async fn openapi_document_describes_the_routes() {
+    let app = app().await;
+    let (s, _, doc) = call(&app, get("/v1/openapi.json")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    assert_eq!(doc["info"]["title"], "Strongroom");
+    let mut paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
+    paths.sort();
+    assert_eq!(paths, ["/v1/health", "/v1/status"]);
+    assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+    assert_eq!(doc, serde_json::to_value(api_http::openapi()).unwrap());
+}
