@@ -1,0 +1,456 @@
+//! The configuration file: strict TOML, validated at load, errors that name the key.
+//!
+//! Secrets never appear inline: the database password comes from a file or an
+//! environment variable, the audit key from a 0600 file. Relative paths are
+//! relative to the configuration file's directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use storage::DatabaseConfig;
+use zeroize::Zeroizing;
+
+/// A configuration problem, with the dotted key it is about.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(key: &str, message: impl Into<String>) -> Self {
+        ConfigError {
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    server: RawServer,
+    database: RawDatabase,
+    audit: RawAudit,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: String,
+    #[serde(default = "default_max_body")]
+    max_body_bytes: u64,
+    #[serde(default = "default_timeout")]
+    request_timeout_seconds: u64,
+}
+
+fn default_max_body() -> u64 {
+    1024 * 1024
+}
+
+fn default_timeout() -> u64 {
+    30
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    url: String,
+    password_file: Option<PathBuf>,
+    password_env: Option<String>,
+    max_connections: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    signing_key_file: PathBuf,
+    checkpoint_file: PathBuf,
+    checkpoint_every_records: u64,
+    checkpoint_every_seconds: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    #[serde(default)]
+    format: LogFormat,
+    #[serde(default = "default_level")]
+    level: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog {
+            format: LogFormat::default(),
+            level: default_level(),
+        }
+    }
+}
+
+fn default_level() -> String {
+    "info".to_owned()
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One JSON object per line: for log collectors.
+    #[default]
+    Json,
+    /// Human-readable lines: for a terminal.
+    Text,
+}
+
+/// Where the database is, before its secret is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    Sqlite {
+        path: PathBuf,
+    },
+    Postgres {
+        url: String,
+        password: Option<PasswordSource>,
+        max_connections: u32,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordSource {
+    File(PathBuf),
+    Env(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    pub database: Database,
+    pub audit_key_file: PathBuf,
+    pub checkpoint_file: PathBuf,
+    pub checkpoint_every_records: u64,
+    pub checkpoint_every: Duration,
+    pub log_format: LogFormat,
+    pub log_level: String,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new("(file)", format!("cannot read {}: {e}", path.display()))
+        })?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Config::parse(&text, base)
+    }
+
+    pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::parse(text)
+            .map_err(|e| ConfigError::new("(syntax)", one_line(&e.to_string())))?;
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let key = if key == "." {
+                "(top level)".to_owned()
+            } else {
+                key
+            };
+            ConfigError::new(&key, one_line(&e.inner().to_string()))
+        })?;
+        validate(raw, base)
+    }
+}
+
+/// toml errors span several lines: a position, a source excerpt, then the
+/// message. Keeps the message and the position on one line.
+fn one_line(s: &str) -> String {
+    let mut lines = s.lines().filter(|l| !l.trim().is_empty());
+    let first = lines.next().unwrap_or_default();
+    let message = s
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default()
+        .trim();
+    match first.strip_prefix("TOML parse error at ") {
+        Some(pos) => format!("{message} ({pos})"),
+        None => message.to_owned(),
+    }
+}
+
+fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
+    let listen: SocketAddr = raw.server.listen.parse().map_err(|_| {
+        ConfigError::new(
+            "server.listen",
+            format!(
+                "{:?} is not an address:port such as 127.0.0.1:8200",
+                raw.server.listen
+            ),
+        )
+    })?;
+    if !(1024..=64 * 1024 * 1024).contains(&raw.server.max_body_bytes) {
+        return Err(ConfigError::new(
+            "server.max_body_bytes",
+            "must be between 1024 and 67108864",
+        ));
+    }
+    if !(1..=600).contains(&raw.server.request_timeout_seconds) {
+        return Err(ConfigError::new(
+            "server.request_timeout_seconds",
+            "must be between 1 and 600",
+        ));
+    }
+    let database = database(raw.database, base)?;
+    if raw.audit.checkpoint_every_records == 0 {
+        return Err(ConfigError::new(
+            "audit.checkpoint_every_records",
+            "must be at least 1",
+        ));
+    }
+    if !(1..=86_400).contains(&raw.audit.checkpoint_every_seconds) {
+        return Err(ConfigError::new(
+            "audit.checkpoint_every_seconds",
+            "must be between 1 and 86400",
+        ));
+    }
+    if tracing_subscriber::EnvFilter::try_new(&raw.log.level).is_err() {
+        return Err(ConfigError::new(
+            "log.level",
+            format!(
+                "{:?} is not a log filter such as info or strongroom=debug",
+                raw.log.level
+            ),
+        ));
+    }
+    Ok(Config {
+        listen,
+        max_body_bytes: usize::try_from(raw.server.max_body_bytes).unwrap_or(usize::MAX),
+        request_timeout: Duration::from_secs(raw.server.request_timeout_seconds),
+        database,
+        audit_key_file: base.join(raw.audit.signing_key_file),
+        checkpoint_file: base.join(raw.audit.checkpoint_file),
+        checkpoint_every_records: raw.audit.checkpoint_every_records,
+        checkpoint_every: Duration::from_secs(raw.audit.checkpoint_every_seconds),
+        log_format: raw.log.format,
+        log_level: raw.log.level,
+    })
+}
+
+fn database(raw: RawDatabase, base: &Path) -> Result<Database, ConfigError> {
+    let url = raw.url.trim();
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        if path.is_empty() || path.contains('?') {
+            return Err(ConfigError::new(
+                "database.url",
+                "expected sqlite://PATH (relative to this file) or sqlite:///ABSOLUTE/PATH",
+            ));
+        }
+        for (key, set) in [
+            ("database.password_file", raw.password_file.is_some()),
+            ("database.password_env", raw.password_env.is_some()),
+            ("database.max_connections", raw.max_connections.is_some()),
+        ] {
+            if set {
+                return Err(ConfigError::new(key, "applies to PostgreSQL only"));
+            }
+        }
+        return Ok(Database::Sqlite {
+            path: base.join(path),
+        });
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let parsed = url::Url::parse(url)
+            .map_err(|e| ConfigError::new("database.url", format!("not a valid URL: {e}")))?;
+        if parsed.password().is_some() {
+            return Err(ConfigError::new(
+                "database.url",
+                "must not contain a password; use database.password_file or database.password_env",
+            ));
+        }
+        let password = match (raw.password_file, raw.password_env) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "database.password_env",
+                    "set either password_file or password_env, not both",
+                ));
+            }
+            (Some(f), None) => Some(PasswordSource::File(base.join(f))),
+            (None, Some(e)) => Some(PasswordSource::Env(e)),
+            (None, None) => None,
+        };
+        let max_connections = raw.max_connections.unwrap_or(16);
+        if !(1..=1000).contains(&max_connections) {
+            return Err(ConfigError::new(
+                "database.max_connections",
+                "must be between 1 and 1000",
+            ));
+        }
+        return Ok(Database::Postgres {
+            url: url.to_owned(),
+            password,
+            max_connections,
+        });
+    }
+    Err(ConfigError::new(
+        "database.url",
+        "expected sqlite://PATH or postgres://USER@HOST:PORT/DATABASE",
+    ))
+}
+
+impl Database {
+    /// Reads the password, if any, and builds the storage configuration.
+    pub fn resolve(&self) -> Result<DatabaseConfig, ConfigError> {
+        Ok(match self {
+            Database::Sqlite { path } => DatabaseConfig::Sqlite { path: path.clone() },
+            Database::Postgres {
+                url,
+                password,
+                max_connections,
+            } => {
+                let password = match password {
+                    None => None,
+                    Some(PasswordSource::File(f)) => {
+                        let s = Zeroizing::new(std::fs::read_to_string(f).map_err(|e| {
+                            ConfigError::new(
+                                "database.password_file",
+                                format!("cannot read {}: {e}", f.display()),
+                            )
+                        })?);
+                        Some(Zeroizing::new(s.trim_end_matches(['\n', '\r']).to_owned()))
+                    }
+                    Some(PasswordSource::Env(v)) => {
+                        Some(Zeroizing::new(std::env::var(v).map_err(|_| {
+                            ConfigError::new(
+                                "database.password_env",
+                                format!("environment variable {v} is not set"),
+                            )
+                        })?))
+                    }
+                };
+                DatabaseConfig::Postgres {
+                    url: url.clone(),
+                    password,
+                    max_connections: *max_connections,
+                }
+            }
+        })
+    }
+}
+
+/// The configuration `strongroom dev init` writes.
+pub fn dev_config(listen: SocketAddr) -> String {
+    format!(
+        r#"# Strongroom development configuration, written by `strongroom dev init`.
+# Not for production: SQLite in this directory, text logs.
+
+[server]
+listen = "{listen}"
+max_body_bytes = 1048576
+request_timeout_seconds = 30
+
+[database]
+url = "sqlite://strongroom.db"
+
+[audit]
+signing_key_file = "audit.key"
+checkpoint_file = "audit.checkpoints"
+checkpoint_every_records = 1000
+checkpoint_every_seconds = 60
+
+[log]
+format = "text"
+level = "info"
+"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str) -> String {
+        match Config::parse(text, Path::new("/etc/strongroom")) {
+            Ok(c) => format!("ok: {:?} {:?}", c.listen, c.database),
+            Err(e) => format!("error: {e}"),
+        }
+    }
+
+    const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:8200"
+[database]
+url = "sqlite://data/strongroom.db"
+[audit]
+signing_key_file = "audit.key"
+checkpoint_file = "audit.checkpoints"
+checkpoint_every_records = 100
+checkpoint_every_seconds = 60
+"#;
+
+    #[test]
+    fn good_config_resolves_paths() {
+        let c = Config::parse(GOOD, Path::new("/etc/strongroom")).unwrap();
+        assert_eq!(
+            c.database,
+            Database::Sqlite {
+                path: "/etc/strongroom/data/strongroom.db".into()
+            }
+        );
+        assert_eq!(c.audit_key_file, Path::new("/etc/strongroom/audit.key"));
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.max_body_bytes, 1024 * 1024);
+        assert!(Config::parse(&dev_config("127.0.0.1:1".parse().unwrap()), Path::new(".")).is_ok());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            GOOD.replace("listen = ", "lisen = "),
+            GOOD.replace("\"127.0.0.1:8200\"", "\"localhost\""),
+            GOOD.replace("\"127.0.0.1:8200\"", "8200"),
+            GOOD.replace(
+                "checkpoint_every_records = 100",
+                "checkpoint_every_records = 0",
+            ),
+            GOOD.replace(
+                "checkpoint_every_records = 100",
+                "checkpoint_every_records = -1",
+            ),
+            GOOD.replace("checkpoint_every_seconds = 60\n", ""),
+            GOOD.replace("sqlite://data/strongroom.db", "postgres://sr:hunter2@db/sr"),
+            GOOD.replace("sqlite://data/strongroom.db", "mysql://db"),
+            GOOD.replace("[audit]", "[audit]\nextra = 1"),
+            GOOD.replace(
+                "url = \"sqlite://data/strongroom.db\"",
+                "url = \"sqlite://x.db\"\npassword_env = \"PW\"",
+            ),
+            format!("{GOOD}\n[log]\nformat = \"xml\""),
+            format!("{GOOD}\n[log]\nlevel = \"[\""),
+            format!("{GOOD}\n[unknown]\n"),
+            "[server\n".to_owned(),
+        ];
+        let out: Vec<String> = cases.iter().map(|c| check(c)).collect();
+        expect_test::expect![[r#"
+            error: server.lisen: unknown field `lisen`, expected one of `listen`, `max_body_bytes`, `request_timeout_seconds` (line 3, column 1)
+            error: server.listen: "localhost" is not an address:port such as 127.0.0.1:8200
+            error: server.listen: invalid type: integer `8200`, expected a string (line 3, column 10)
+            error: audit.checkpoint_every_records: must be at least 1
+            error: audit.checkpoint_every_records: invalid value: integer `-1`, expected u64 (line 9, column 28)
+            error: audit: missing field `checkpoint_every_seconds` (line 6, column 1)
+            error: database.url: must not contain a password; use database.password_file or database.password_env
+            error: database.url: expected sqlite://PATH or postgres://USER@HOST:PORT/DATABASE
+            error: audit.extra: unknown field `extra`, expected one of `signing_key_file`, `checkpoint_file`, `checkpoint_every_records`, `checkpoint_every_seconds` (line 7, column 1)
+            error: database.password_env: applies to PostgreSQL only
+            error: log.format: unknown variant `xml`, expected `json` or `text` (line 13, column 10)
+            error: log.level: "[" is not a log filter such as info or strongroom=debug
+            error: unknown: unknown field `unknown`, expected one of `server`, `database`, `audit`, `log` (line 12, column 2)
+            error: (syntax): unclosed table, expected `]` (line 1, column 8)"#]].assert_eq(&out.join("\n"));
+    }
+}

@@ -1,0 +1,157 @@
+//! Building the service from configuration, serving HTTP, and verifying the log.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use anyhow::Context;
+use service::{CheckpointFile, CheckpointPolicy, Checkpointer, Service, SystemClock, VerifyError};
+use storage::Store;
+
+use crate::Failure;
+use crate::config::{Config, ConfigError, LogFormat};
+
+fn init_logging(c: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&c.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match c.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?)
+}
+
+async fn open_store(c: &Config) -> Result<Store, Failure> {
+    let db = c.database.resolve()?;
+    Ok(Store::connect(&db).await.context("opening the database")?)
+}
+
+fn audit_key(c: &Config) -> Result<audit::AuditSigningKey, Failure> {
+    service::load_audit_key(&c.audit_key_file).map_err(|e| {
+        Failure::Config(ConfigError {
+            key: "audit.signing_key_file".into(),
+            message: e.to_string(),
+        })
+    })
+}
+
+/// `strongroom serve`.
+pub(crate) fn run(c: Config) -> Result<(), Failure> {
+    init_logging(&c);
+    let key = audit_key(&c)?;
+    runtime()?.block_on(async move {
+        let store = open_store(&c).await?;
+        store.migrate().await.context("migrating the database")?;
+        let policy = CheckpointPolicy {
+            every_records: c.checkpoint_every_records,
+            every: c.checkpoint_every,
+        };
+        let checkpointer = Checkpointer::open(key, CheckpointFile::new(&c.checkpoint_file), policy)
+            .context("opening the audit checkpoint file")?;
+        let svc = Service::new(store.clone(), Arc::new(SystemClock), checkpointer);
+        let listener = tokio::net::TcpListener::bind(c.listen)
+            .await
+            .with_context(|| format!("listening on {}", c.listen))?;
+        let addr = listener.local_addr().context("reading the bound address")?;
+        svc.start(serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "listen": addr.to_string(),
+            "database": store.backend().as_str(),
+        }))
+        .await
+        .context("recording the start in the audit log")?;
+
+        let ticker = tokio::spawn({
+            let svc = svc.clone();
+            let every = policy.every;
+            async move {
+                let mut interval = tokio::time::interval(every);
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                interval.tick().await;
+                loop {
+                    interval.tick().await;
+                    if let Err(e) = svc.checkpoint_tick().await {
+                        tracing::error!(error = %e, "periodic audit checkpoint failed");
+                    }
+                }
+            }
+        });
+
+        let app = api_http::router(
+            svc.clone(),
+            api_http::Limits {
+                max_body_bytes: c.max_body_bytes,
+                request_timeout: c.request_timeout,
+            },
+        );
+        // Handlers are installed before anyone is told we listen, so that a
+        // SIGTERM sent right after start-up still drains and audits the stop.
+        let shutdown = shutdown_signal()?;
+        tracing::info!(%addr, database = store.backend().as_str(), "strongroom listening");
+        // The one line on stdout: scripts and tests wait for it.
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "strongroom listening on http://{addr}");
+        let _ = out.flush();
+
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        ticker.abort();
+        tracing::info!("shutting down");
+        let stopped = svc.stop().await;
+        store.close().await;
+        served.context("serving HTTP")?;
+        stopped.context("recording the shutdown in the audit log")?;
+        Ok(())
+    })
+}
+
+fn shutdown_signal() -> Result<impl Future<Output = ()>, Failure> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
+}
+
+/// `strongroom audit verify`.
+pub(crate) fn verify(c: Config) -> Result<(), Failure> {
+    let key = audit_key(&c)?;
+    runtime()?.block_on(async move {
+        let store = open_store(&c).await?;
+        store
+            .check_schema()
+            .await
+            .context("checking the database schema")?;
+        let file = CheckpointFile::new(&c.checkpoint_file);
+        let result = service::verify_audit(&store, &file, &key.public()).await;
+        store.close().await;
+        match result {
+            Ok(r) => {
+                println!(
+                    "ok: {} records, head {}, {} checkpoints (last at record {})",
+                    r.records,
+                    r.head.hash,
+                    r.checkpoints,
+                    r.last_checkpoint
+                        .map_or("none".to_owned(), |s| s.to_string())
+                );
+                Ok(())
+            }
+            Err(VerifyError::Service(e)) => Err(Failure::Runtime(e.into())),
+            Err(e) => Err(Failure::Broken(e.to_string())),
+        }
+    })
+}

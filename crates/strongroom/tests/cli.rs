@@ -1,0 +1,265 @@
+//! The `strongroom` binary end to end: real processes, real databases.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use storage::Backend;
+use storage::testing::TestDb;
+
+const BIN: &str = env!("CARGO_BIN_EXE_strongroom");
+
+fn strongroom(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A data directory with a configuration for `db_url` and a fresh audit key.
+fn data_dir(db_url: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("strongroom.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+[database]
+url = "{db_url}"
+[audit]
+signing_key_file = "audit.key"
+checkpoint_file = "audit.checkpoints"
+checkpoint_every_records = 1000
+checkpoint_every_seconds = 60
+[log]
+format = "json"
+level = "info"
+"#
+        ),
+    )
+    .unwrap();
+    let key = dir.path().join("audit.key");
+    let o = strongroom(&["audit", "init-key", "--out", key.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("public key: "));
+    (dir, config)
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(config: &Path) -> Server {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let Some(base) = line.trim().strip_prefix("strongroom listening on ") else {
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            panic!("server did not start: {line:?}\n{err}");
+        };
+        Server {
+            base: base.to_owned(),
+            child,
+        }
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        let addr = self.base.strip_prefix("http://").unwrap();
+        let mut s = TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        let status = resp[9..12].parse().unwrap();
+        let body = resp.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+        (status, body)
+    }
+
+    /// SIGTERM, then wait: the server must drain and exit 0.
+    fn terminate(mut self) -> String {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let status = self.child.wait().unwrap();
+        let mut err = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert!(status.success(), "exit {status:?}\n{err}");
+        err
+    }
+}
+
+#[test]
+fn version_and_help() {
+    let o = strongroom(&["--version"]);
+    assert!(o.status.success());
+    assert_eq!(
+        stdout(&o).trim(),
+        format!("strongroom {}", env!("CARGO_PKG_VERSION"))
+    );
+    let o = strongroom(&["--help"]);
+    for word in ["serve", "config", "audit", "Exit codes"] {
+        assert!(stdout(&o).contains(word), "help lacks {word}");
+    }
+    let o = strongroom(&["frobnicate"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn config_check_names_the_bad_key() {
+    let (dir, config) = data_dir("sqlite://strongroom.db");
+    let o = strongroom(&["config", "check", config.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let bad = dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &bad,
+        text.replace(
+            "checkpoint_every_seconds = 60",
+            "checkpoint_every_seconds = \"often\"",
+        ),
+    )
+    .unwrap();
+    let o = strongroom(&["config", "check", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("audit.checkpoint_every_seconds"),
+        "{}",
+        stderr(&o)
+    );
+
+    // The key file must not be readable by others.
+    use std::os::unix::fs::PermissionsExt;
+    let key = dir.path().join("audit.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = strongroom(&["config", "check", config.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("audit.signing_key_file"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn unreachable_database_is_a_clear_failure() {
+    let (_dir, config) = data_dir("postgres://strongroom@127.0.0.1:1/strongroom");
+    let o = strongroom(&["serve", "--config", config.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("opening the database"),
+        "{}",
+        stderr(&o)
+    );
+    let o = strongroom(&["audit", "verify", "--config", config.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Serve, answer, shut down cleanly, verify; then tamper and verify again.
+fn serve_verify_tamper(rt: tokio::runtime::Runtime, db: TestDb) {
+    let (_dir, config) = data_dir(&db.url);
+    let cfg = config.to_str().unwrap();
+
+    let server = Server::start(&config);
+    let (status, body) = server.get("/v1/health");
+    assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
+    let (status, body) = server.get("/v1/status");
+    assert_eq!(status, 200);
+    let s: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(s["database"]["backend"], db.store.backend().as_str());
+    assert_eq!(s["audit_records"], 1);
+    let (status, body) = server.get("/v1/missing");
+    assert_eq!(status, 404);
+    assert!(body.contains(r#""code":"not_found""#));
+    let logs = server.terminate();
+    // Structured JSON logs on stderr.
+    let first: serde_json::Value = serde_json::from_str(logs.lines().next().unwrap()).unwrap();
+    assert!(
+        first["level"].is_string() && first["message"].is_string(),
+        "{first}"
+    );
+
+    // A second start on the same data: the log continues.
+    Server::start(&config).terminate();
+
+    let o = strongroom(&["audit", "verify", "--config", cfg]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("ok: 4 records"), "{}", stdout(&o));
+
+    let drop = match db.store.backend() {
+        Backend::Sqlite => "DROP TRIGGER audit_log_append_only_update",
+        Backend::Postgres => "DROP TRIGGER audit_log_append_only ON audit_log",
+    };
+    rt.block_on(async {
+        db.store.execute_unchecked(drop).await.unwrap();
+        db.store
+            .execute_unchecked("UPDATE audit_log SET actor = 'operator:mallory' WHERE seq = 2")
+            .await
+            .unwrap();
+    });
+    let o = strongroom(&["audit", "verify", "--config", cfg]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("record 2 does not match its hash"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn serve_verify_tamper_sqlite() {
+    // The pool lives on this runtime: keep it for the whole test.
+    let rt = rt();
+    let db = rt.block_on(TestDb::sqlite());
+    serve_verify_tamper(rt, db);
+}
+
+#[test]
+fn serve_verify_tamper_postgres() {
+    let rt = rt();
+    let db = rt.block_on(TestDb::postgres());
+    serve_verify_tamper(rt, db);
+}
