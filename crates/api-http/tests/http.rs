@@ -1,5 +1,7 @@
 //! The router in-process: status codes, JSON error bodies, limits, OpenAPI.
 
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
 use std::sync::Arc;
 use std::time::Duration;
 

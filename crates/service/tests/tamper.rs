@@ -1,6 +1,8 @@
 //! The audit log against an intruder with direct database access, on SQLite
 //! and PostgreSQL: every kind of tampering is named at its first broken record.
 
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,5 +1,7 @@
 //! The repository suite. Every test runs on SQLite and on PostgreSQL.
 
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
 use audit::{Details, Entry, Head, Verifier};
 use domain::{Account, AccountName, Actor, Timestamp};
 use serde_json::json;

@@ -1,5 +1,7 @@
 //! The `strongroom` binary end to end: real processes, real databases.
 
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

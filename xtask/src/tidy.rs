@@ -1,0 +1,237 @@
+//! Tidy checks: the architecture rules of DESIGN.md, enforced by tests.
+//!
+//! - Pure crates do not depend, even transitively, on async runtimes, SQL,
+//!   HTTP, PKCS#11, or on the workspace's I/O crates.
+//! - Every Rust file starts with a `//!` line that says what it is for.
+//! - No test is switched off or turned upside down (`ignore`, `should_panic`).
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+/// Crates that must stay pure: data in, data out.
+pub const PURE_CRATES: &[&str] = &[
+    "domain",
+    "policy",
+    "lifecycle",
+    "audit",
+    "chain-btc",
+    "chain-eth",
+];
+
+/// External crates a pure crate may not reach. A name matches itself and
+/// its `-` sub-crates (`sqlx` also forbids `sqlx-core`).
+pub const FORBIDDEN_IN_PURE: &[&str] = &["tokio", "sqlx", "reqwest", "hyper", "axum", "cryptoki"];
+
+/// One rule broken, at one place.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Problem {
+    pub rule: &'static str,
+    pub place: String,
+    pub detail: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.rule, self.place, self.detail)
+    }
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Every check over the workspace at `root`.
+pub fn check_all(root: &Path) -> anyhow::Result<Vec<Problem>> {
+    let meta = cargo_metadata(root)?;
+    let mut problems = check_dependency_directions(&meta)?;
+    let files = rust_files(root)?;
+    problems.extend(check_module_docs(root, &files)?);
+    problems.extend(check_no_disabled_tests(root, &files)?);
+    problems.sort();
+    Ok(problems)
+}
+
+/// `cargo metadata` for the workspace at `root`, as JSON.
+pub fn cargo_metadata(root: &Path) -> anyhow::Result<Value> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let out = std::process::Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .current_dir(root)
+        .output()
+        .context("running cargo metadata")?;
+    if !out.status.success() {
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("parsing cargo metadata")
+}
+
+/// Walks normal and build dependencies from each pure crate and reports any
+/// forbidden crate it reaches, with the path that reaches it.
+pub fn check_dependency_directions(meta: &Value) -> anyhow::Result<Vec<Problem>> {
+    let packages = meta["packages"]
+        .as_array()
+        .context("metadata has no packages")?;
+    let name_of: HashMap<&str, &str> = packages
+        .iter()
+        .filter_map(|p| Some((p["id"].as_str()?, p["name"].as_str()?)))
+        .collect();
+    let members: BTreeSet<&str> = meta["workspace_members"]
+        .as_array()
+        .context("metadata has no workspace members")?
+        .iter()
+        .filter_map(|m| name_of.get(m.as_str()?).copied())
+        .collect();
+    let mut edges: HashMap<&str, Vec<&str>> = HashMap::new();
+    for node in meta["resolve"]["nodes"]
+        .as_array()
+        .context("metadata has no resolve graph")?
+    {
+        let id = node["id"].as_str().context("node without id")?;
+        let deps = node["deps"].as_array().into_iter().flatten().filter(|d| {
+            d["dep_kinds"].as_array().into_iter().flatten().any(|k| {
+                matches!(k["kind"].as_str(), None | Some("build")) && k["target"].is_null()
+            })
+        });
+        edges.insert(
+            id,
+            deps.filter_map(|d| d["pkg"].as_str()).collect::<Vec<_>>(),
+        );
+    }
+    let forbidden = |name: &str, is_member: bool| {
+        if is_member {
+            return !PURE_CRATES.contains(&name);
+        }
+        FORBIDDEN_IN_PURE
+            .iter()
+            .any(|f| name == *f || name.starts_with(&format!("{f}-")))
+    };
+
+    let mut problems = Vec::new();
+    for (id, name) in &name_of {
+        if !members.contains(name) || !PURE_CRATES.contains(name) {
+            continue;
+        }
+        // Breadth-first, remembering how each crate was reached.
+        let mut via: HashMap<&str, &str> = HashMap::new();
+        let mut queue = VecDeque::from([*id]);
+        let mut reported = BTreeSet::new();
+        while let Some(cur) = queue.pop_front() {
+            for &dep in edges.get(cur).into_iter().flatten() {
+                if dep == *id || via.contains_key(dep) {
+                    continue;
+                }
+                via.insert(dep, cur);
+                let dep_name = name_of.get(dep).copied().unwrap_or(dep);
+                if forbidden(dep_name, members.contains(dep_name)) {
+                    if reported.insert(dep_name) {
+                        let mut chain = vec![dep_name];
+                        let mut at = cur;
+                        while at != *id {
+                            chain.push(name_of.get(at).copied().unwrap_or(at));
+                            at = via.get(at).copied().unwrap_or(id);
+                        }
+                        chain.push(name);
+                        chain.reverse();
+                        problems.push(Problem {
+                            rule: "pure-crate-dependency",
+                            place: (*name).to_owned(),
+                            detail: format!("reaches {dep_name} via {}", chain.join(" -> ")),
+                        });
+                    }
+                    continue;
+                }
+                queue.push_back(dep);
+            }
+        }
+    }
+    problems.sort();
+    Ok(problems)
+}
+
+/// The Rust files the rules apply to: `crates/` and `xtask/`, not fixtures
+/// or build output.
+pub fn rust_files(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for top in ["crates", "xtask"] {
+        walk(&root.join(top), &mut out)?;
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if path.is_dir() {
+            if !matches!(name, "target" | "fixtures") && !name.starts_with('.') {
+                walk(&path, out)?;
+            }
+        } else if name.ends_with(".rs") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn relative(root: &Path, p: &Path) -> String {
+    p.strip_prefix(root).unwrap_or(p).display().to_string()
+}
+
+/// Every file opens with `//!`.
+pub fn check_module_docs(root: &Path, files: &[PathBuf]) -> anyhow::Result<Vec<Problem>> {
+    let mut problems = Vec::new();
+    for f in files {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        if !text.trim_start().starts_with("//!") {
+            problems.push(Problem {
+                rule: "module-doc",
+                place: relative(root, f),
+                detail: "does not start with a `//!` line saying what it is for".into(),
+            });
+        }
+    }
+    Ok(problems)
+}
+
+/// No `#[ignore]` and no `#[should_panic]`: a test that cannot run or that
+/// passes by panicking hides what it should show.
+pub fn check_no_disabled_tests(root: &Path, files: &[PathBuf]) -> anyhow::Result<Vec<Problem>> {
+    // Spelt in pieces so that this file does not trip its own check.
+    let needles = [concat!("#[", "ignore"), concat!("#[", "should_panic")];
+    let mut problems = Vec::new();
+    for f in files {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        for (i, line) in text.lines().enumerate() {
+            let compact: String = line.chars().filter(|c| !c.is_whitespace()).collect();
+            for n in needles {
+                if compact.contains(n) {
+                    problems.push(Problem {
+                        rule: "disabled-test",
+                        place: format!("{}:{}", relative(root, f), i + 1),
+                        detail: format!("uses {n}]: make the test run and assert what happens"),
+                    });
+                }
+            }
+        }
+    }
+    Ok(problems)
+}

@@ -1,0 +1,91 @@
+//! The tidy checks hold for the workspace, and each one fails on a bad fixture.
+
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
+use std::path::{Path, PathBuf};
+
+use xtask::tidy;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+#[test]
+fn workspace_is_tidy() {
+    let problems = tidy::check_all(&tidy::workspace_root()).unwrap();
+    let listed: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert!(problems.is_empty(), "tidy problems:\n{}", listed.join("\n"));
+}
+
+#[test]
+fn the_real_dependency_graph_is_checked() {
+    // Guards against a check that passes because it saw nothing.
+    let meta = tidy::cargo_metadata(&tidy::workspace_root()).unwrap();
+    let names: Vec<&str> = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    for n in ["domain", "audit", "storage", "sqlx-core", "tokio"] {
+        assert!(names.contains(&n), "{n} missing from metadata");
+    }
+}
+
+#[test]
+fn bad_dependencies_are_found() {
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("bad-deps.json")).unwrap())
+            .unwrap();
+    let problems: Vec<String> = tidy::check_dependency_directions(&meta)
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        problems,
+        [
+            "pure-crate-dependency: audit: reaches sqlx-core via audit -> domain -> helper -> sqlx-core",
+            "pure-crate-dependency: audit: reaches storage via audit -> storage",
+            "pure-crate-dependency: audit: reaches tokio via audit -> domain -> helper -> tokio",
+            "pure-crate-dependency: domain: reaches sqlx-core via domain -> helper -> sqlx-core",
+            "pure-crate-dependency: domain: reaches tokio via domain -> helper -> tokio",
+        ]
+    );
+}
+
+#[test]
+fn missing_module_doc_is_found() {
+    let root = fixtures().join("bad-module");
+    let files = vec![root.join("src/lib.rs")];
+    let problems = tidy::check_module_docs(&root, &files).unwrap();
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].place, "src/lib.rs");
+}
+
+#[test]
+fn disabled_tests_are_found() {
+    let root = fixtures().join("bad-module");
+    let files = vec![root.join("src/lib.rs")];
+    let places: Vec<String> = tidy::check_no_disabled_tests(&root, &files)
+        .unwrap()
+        .into_iter()
+        .map(|p| p.place)
+        .collect();
+    assert_eq!(places, ["src/lib.rs:4", "src/lib.rs:8", "src/lib.rs:12"]);
+}
+
+#[test]
+fn fixtures_are_not_scanned_with_the_workspace() {
+    let files = tidy::rust_files(&tidy::workspace_root()).unwrap();
+    assert!(
+        files
+            .iter()
+            .all(|f| !f.to_string_lossy().contains("fixtures"))
+    );
+    assert!(
+        files
+            .iter()
+            .any(|f| f.ends_with("crates/domain/src/lib.rs"))
+    );
+}
