@@ -211,7 +211,7 @@ pub fn check_module_docs(root: &Path, files: &[PathBuf]) -> anyhow::Result<Vec<P
     Ok(problems)
 }
 
-/// No `#[ignore]` and no `#[should_panic]`: a test that cannot run or that
+/// No ignored tests and no tests expected to panic: a test that cannot run or that
 /// passes by panicking hides what it should show.
 pub fn check_no_disabled_tests(root: &Path, files: &[PathBuf]) -> anyhow::Result<Vec<Problem>> {
     // Spelt in pieces so that this file does not trip its own check.

@@ -36,6 +36,9 @@ enum Command {
         /// Configuration file (TOML).
         #[arg(long, short, env = "STRONGROOM_CONFIG")]
         config: PathBuf,
+        /// Listen on this address instead of the configured `server.listen`.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
     },
     /// Configuration files.
     #[command(subcommand)]
@@ -111,7 +114,12 @@ impl From<anyhow::Error> for Failure {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve { config } => load(&config).and_then(serve::run),
+        Command::Serve { config, listen } => load(&config).and_then(|mut c| {
+            if let Some(l) = listen {
+                c.listen = l;
+            }
+            serve::run(c)
+        }),
         Command::Config(ConfigCommand::Check { file }) => config_check(&file),
         Command::Audit(AuditCommand::Verify { config }) => load(&config).and_then(serve::verify),
         Command::Audit(AuditCommand::InitKey { out }) => init_key(&out),
