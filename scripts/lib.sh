@@ -36,33 +36,33 @@ pg_bin() {
   ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1
 }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
 # start_postgres DIR: a private cluster in DIR on a free loopback port, owned
 # by an unprivileged user (initdb refuses root). Sets PG_URL.
 start_postgres() {
-  local dir=$1 bin port user
+  local dir=$1 bin port attempt
   bin=$(pg_bin)
   [ -n "$bin" ] || { echo "PostgreSQL server binaries not found" >&2; return 1; }
-  port=$(free_port)
   mkdir -p "$dir"
   if [ "$(id -u)" = 0 ]; then
-    user=postgres
     chown postgres:postgres "$dir"
     chmod 700 "$dir"
     run_pg() { runuser -u postgres -- "$@"; }
   else
-    user=$(id -un)
     run_pg() { "$@"; }
   fi
   run_pg "$bin/initdb" -D "$dir/data" -U postgres -A trust --no-instructions -E UTF8 >"$dir/initdb.log" 2>&1 \
     || { cat "$dir/initdb.log" >&2; return 1; }
-  run_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=on -c max_connections=200" start >/dev/null \
-    || { cat "$dir/server.log" >&2; return 1; }
-  PG_URL="postgres://postgres@127.0.0.1:$port/postgres"
+  # A random high port; another is tried if it is taken.
+  for attempt in 1 2 3 4 5; do
+    port=$((20000 + RANDOM % 40000))
+    if run_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=on -c max_connections=200" start >/dev/null; then
+      PG_URL="postgres://postgres@127.0.0.1:$port/postgres"
+      return 0
+    fi
+  done
+  cat "$dir/server.log" >&2
+  return 1
 }
 
 stop_postgres() {

@@ -27,7 +27,7 @@ pub enum Break {
     )]
     Truncated { last: u64, checkpoint: u64 },
     #[error(
-        "the log ends at record {last} but the database head says {head}: records after {last} were deleted"
+        "the database head (record {head}) does not match the end of the log (record {last}): records were deleted or the head was edited"
     )]
     HeadMismatch { last: u64, head: u64 },
     #[error("checkpoint {line} is not valid: {reason}")]
@@ -145,7 +145,7 @@ impl Verifier {
             });
         }
         if let Some(h) = stored_head
-            && h.seq != last
+            && h != self.prev
         {
             return Err(Break::HeadMismatch { last, head: h.seq });
         }
@@ -262,7 +262,7 @@ mod tests {
             first broken Some(6): record 6 is missing (the next stored record is 7): deleted or reordered
             first broken Some(8): record 8 differs from the signed checkpoint of that record: history rewritten
             first broken Some(7): the log ends at record 6 but a signed checkpoint covers record 8: records after 6 were deleted
-            first broken Some(10): the log ends at record 9 but the database head says 10: records after 9 were deleted
+            first broken Some(10): the database head (record 10) does not match the end of the log (record 9): records were deleted or the head was edited
             first broken None: checkpoint 1 is not valid: signature does not verify"#]].assert_eq(&out.join("\n"));
     }
 }

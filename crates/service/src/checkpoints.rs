@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use audit::{AuditPublicKey, AuditSigningKey, Checkpoint};
+use audit::{AuditPublicKey, AuditSigningKey, Checkpoint, Head};
 use domain::Timestamp;
 use storage::Store;
 use tokio::sync::Mutex;
@@ -136,27 +136,29 @@ impl Checkpointer {
         self.policy
     }
 
-    /// Writes a checkpoint if `every_records` records were added since the last one.
-    pub async fn after_commit(&self, store: &Store, now: Timestamp) -> Result<(), ServiceError> {
-        self.checkpoint(store, now, self.policy.every_records).await
-    }
-
-    /// Writes a checkpoint if any record was added since the last one.
-    pub async fn tick(&self, store: &Store, now: Timestamp) -> Result<(), ServiceError> {
-        self.checkpoint(store, now, 1).await
-    }
-
-    async fn checkpoint(
-        &self,
-        store: &Store,
-        now: Timestamp,
-        min_new: u64,
-    ) -> Result<(), ServiceError> {
+    /// After a commit whose last record is `head`: writes a checkpoint if
+    /// `every_records` records were added since the last one. `head` is
+    /// committed, so it can be signed without reading the database again.
+    pub async fn after_commit(&self, head: Head, now: Timestamp) -> Result<(), ServiceError> {
         let mut last = self.last.lock().await;
-        let head = store.audit_head().await?;
-        if head.seq < last.saturating_add(min_new) {
+        if head.seq < last.saturating_add(self.policy.every_records) {
             return Ok(());
         }
+        self.write(&mut last, head, now)
+    }
+
+    /// Writes a checkpoint of the database's head if any record was added
+    /// since the last one.
+    pub async fn tick(&self, store: &Store, now: Timestamp) -> Result<(), ServiceError> {
+        let mut last = self.last.lock().await;
+        let head = store.audit_head().await?;
+        if head.seq <= *last {
+            return Ok(());
+        }
+        self.write(&mut last, head, now)
+    }
+
+    fn write(&self, last: &mut u64, head: Head, now: Timestamp) -> Result<(), ServiceError> {
         let cp = self.key.sign_checkpoint(head, now);
         self.file.append(&cp)?;
         *last = head.seq;

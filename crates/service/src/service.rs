@@ -150,21 +150,17 @@ impl Service {
         )?;
         let mut tx = self.inner.store.begin().await?;
         tx.insert_account(&account).await?;
-        tx.commit(&[entry], now).await?;
-        self.after_commit().await;
+        let records = tx.commit(&[entry], now).await?;
+        self.after_commit(&records).await;
         Ok(account)
     }
 
     /// Effects after a commit. A failed checkpoint does not undo the committed
     /// change; it is logged and retried by the next commit or tick.
-    async fn after_commit(&self) {
+    async fn after_commit(&self, records: &[audit::Record]) {
+        let Some(last) = records.last() else { return };
         let now = self.inner.clock.now();
-        if let Err(e) = self
-            .inner
-            .checkpointer
-            .after_commit(&self.inner.store, now)
-            .await
-        {
+        if let Err(e) = self.inner.checkpointer.after_commit(last.head(), now).await {
             tracing::error!(error = %e, "audit checkpoint failed");
         }
     }

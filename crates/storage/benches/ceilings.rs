@@ -21,8 +21,10 @@ fn entry(i: u64) -> Entry {
         Actor::System,
         "bench.event",
         format!("transfer:{i:016}"),
-        Details::new(&serde_json::json!({"amount": "1.50000000", "asset": "bitcoin:mainnet/native", "n": i}))
-            .unwrap(),
+        Details::new(
+            &serde_json::json!({"amount": "1.50000000", "asset": "bitcoin:mainnet/native", "n": i}),
+        )
+        .unwrap(),
     )
     .unwrap()
 }
@@ -35,23 +37,35 @@ async fn database(name: &str, db: TestDb, n: u64) {
 
     let t = Instant::now();
     for i in 0..n {
-        s.execute_unchecked(&format!("INSERT INTO bench_kv (k, v) VALUES ({i}, 'value {i}')"))
-            .await
-            .unwrap();
+        s.execute_unchecked(&format!(
+            "INSERT INTO bench_kv (k, v) VALUES ({i}, 'value {i}')"
+        ))
+        .await
+        .unwrap();
     }
-    println!("{name:<10} durable single-row commits       {}", rate(n, t.elapsed()));
+    println!(
+        "{name:<10} durable single-row commits       {}",
+        rate(n, t.elapsed())
+    );
 
     let t = Instant::now();
     for i in 0..n {
-        s.append_audit(&[entry(i)], Timestamp::from_millis(i as i64)).await.unwrap();
+        s.append_audit(&[entry(i)], Timestamp::from_millis(i as i64))
+            .await
+            .unwrap();
     }
-    println!("{name:<10} audited commits (1 record each)  {}", rate(n, t.elapsed()));
+    println!(
+        "{name:<10} audited commits (1 record each)  {}",
+        rate(n, t.elapsed())
+    );
 
     let batch: Vec<Entry> = (0..1000).map(entry).collect();
     let t = Instant::now();
     let rounds = 10;
     for r in 0..rounds {
-        s.append_audit(&batch, Timestamp::from_millis(r)).await.unwrap();
+        s.append_audit(&batch, Timestamp::from_millis(r))
+            .await
+            .unwrap();
     }
     println!(
         "{name:<10} audit appends inside a tx (1000) {}",

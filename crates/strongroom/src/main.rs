@@ -68,6 +68,10 @@ enum AuditCommand {
         /// Configuration file (TOML).
         #[arg(long, short, env = "STRONGROOM_CONFIG")]
         config: PathBuf,
+        /// The audit public key (64 hex digits), for auditors who do not hold
+        /// the signing key. Without it the key comes from `audit.signing_key_file`.
+        #[arg(long)]
+        public_key: Option<String>,
     },
     /// Create a new audit checkpoint signing key (mode 0600). Never overwrites.
     InitKey {
@@ -121,7 +125,9 @@ fn main() -> ExitCode {
             serve::run(c)
         }),
         Command::Config(ConfigCommand::Check { file }) => config_check(&file),
-        Command::Audit(AuditCommand::Verify { config }) => load(&config).and_then(serve::verify),
+        Command::Audit(AuditCommand::Verify { config, public_key }) => {
+            load(&config).and_then(|c| serve::verify(c, public_key.as_deref()))
+        }
         Command::Audit(AuditCommand::InitKey { out }) => init_key(&out),
         Command::Dev(DevCommand::Init { dir, listen }) => dev_init(&dir, listen),
     };

@@ -127,8 +127,16 @@ fn shutdown_signal() -> Result<impl Future<Output = ()>, Failure> {
 }
 
 /// `strongroom audit verify`.
-pub(crate) fn verify(c: Config) -> Result<(), Failure> {
-    let key = audit_key(&c)?;
+pub(crate) fn verify(c: Config, public_key: Option<&str>) -> Result<(), Failure> {
+    let public = match public_key {
+        Some(hex) => audit::AuditPublicKey::from_hex(hex).map_err(|e| {
+            Failure::Config(ConfigError {
+                key: "--public-key".into(),
+                message: e.to_string(),
+            })
+        })?,
+        None => audit_key(&c)?.public(),
+    };
     runtime()?.block_on(async move {
         let store = open_store(&c).await?;
         store
@@ -136,7 +144,7 @@ pub(crate) fn verify(c: Config) -> Result<(), Failure> {
             .await
             .context("checking the database schema")?;
         let file = CheckpointFile::new(&c.checkpoint_file);
-        let result = service::verify_audit(&store, &file, &key.public()).await;
+        let result = service::verify_audit(&store, &file, &public).await;
         store.close().await;
         match result {
             Ok(r) => {

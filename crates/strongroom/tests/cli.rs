@@ -231,6 +231,23 @@ fn serve_verify_tamper(rt: tokio::runtime::Runtime, db: TestDb) {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).starts_with("ok: 4 records"), "{}", stdout(&o));
 
+    // An auditor verifies with the public key alone; a wrong key fails the checkpoints.
+    let checkpoints = std::fs::read_to_string(config.with_file_name("audit.checkpoints")).unwrap();
+    let line: serde_json::Value =
+        serde_json::from_str(checkpoints.lines().next().unwrap()).unwrap();
+    let public = line["key"].as_str().unwrap();
+    std::fs::remove_file(config.with_file_name("audit.key")).unwrap();
+    let o = strongroom(&["audit", "verify", "--config", cfg, "--public-key", public]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let wrong = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+    let o = strongroom(&["audit", "verify", "--config", cfg, "--public-key", wrong]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not the trusted audit key"),
+        "{}",
+        stderr(&o)
+    );
+
     let drop = match db.store.backend() {
         Backend::Sqlite => "DROP TRIGGER audit_log_append_only_update",
         Backend::Postgres => "DROP TRIGGER audit_log_append_only ON audit_log",
@@ -242,7 +259,7 @@ fn serve_verify_tamper(rt: tokio::runtime::Runtime, db: TestDb) {
             .await
             .unwrap();
     });
-    let o = strongroom(&["audit", "verify", "--config", cfg]);
+    let o = strongroom(&["audit", "verify", "--config", cfg, "--public-key", public]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("record 2 does not match its hash"),
