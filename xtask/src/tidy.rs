@@ -62,7 +62,14 @@ pub fn check_all(root: &Path) -> anyhow::Result<Vec<Problem>> {
 pub fn cargo_metadata(root: &Path) -> anyhow::Result<Value> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let out = std::process::Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--all-features",
+            "--locked",
+            "--offline",
+        ])
         .current_dir(root)
         .output()
         .context("running cargo metadata")?;
@@ -99,7 +106,8 @@ pub fn check_dependency_directions(meta: &Value) -> anyhow::Result<Vec<Problem>>
         let id = node["id"].as_str().context("node without id")?;
         let deps = node["deps"].as_array().into_iter().flatten().filter(|d| {
             d["dep_kinds"].as_array().into_iter().flatten().any(|k| {
-                matches!(k["kind"].as_str(), None | Some("build")) && k["target"].is_null()
+                // Every platform counts: a runtime behind `cfg(unix)` is still a runtime.
+                matches!(k["kind"].as_str(), None | Some("build"))
             })
         });
         edges.insert(

@@ -98,6 +98,21 @@ impl Verifier {
         })
     }
 
+    /// Continues a chain from a head already trusted (a verified checkpoint),
+    /// without checkpoints of its own: for checking a segment before signing it.
+    pub fn resume(from: Head) -> Self {
+        Verifier {
+            prev: from,
+            checkpoints: BTreeMap::new(),
+            checkpoint_count: 0,
+        }
+    }
+
+    /// The last record verified so far.
+    pub fn head(&self) -> Head {
+        self.prev
+    }
+
     /// Checks the next record in sequence order.
     pub fn push(&mut self, r: &Record) -> Result<(), Break> {
         let expected = self.prev.seq + 1;
@@ -250,6 +265,21 @@ mod tests {
         out.push(check(&good[..6], &cps, None));
         out.push(check(&good[..9], &[], Some(good[9].head())));
 
+        let mut unreadable = good.clone();
+        unreadable[0].mark_unreadable();
+        out.push(check(&unreadable, &cps, None));
+
+        let mut v = Verifier::resume(good[4].head());
+        for r in &good[5..] {
+            v.push(r).unwrap();
+        }
+        assert_eq!(v.head(), good[9].head());
+        let mut v = Verifier::resume(good[4].head());
+        assert!(matches!(
+            v.push(&good[6]),
+            Err(Break::Missing { expected: 6, .. })
+        ));
+
         let mut bad_cp = cps[0].clone();
         bad_cp.seq = 9;
         out.push(check(&good, &[bad_cp], None));
@@ -263,6 +293,7 @@ mod tests {
             first broken Some(8): record 8 differs from the signed checkpoint of that record: history rewritten
             first broken Some(7): the log ends at record 6 but a signed checkpoint covers record 8: records after 6 were deleted
             first broken Some(10): the database head (record 10) does not match the end of the log (record 9): records were deleted or the head was edited
+            first broken Some(1): record 1 does not match its hash: edited or moved
             first broken None: checkpoint 1 is not valid: signature does not verify"#]].assert_eq(&out.join("\n"));
     }
 }

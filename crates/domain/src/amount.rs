@@ -120,8 +120,9 @@ impl Amount {
         format_units(self.units, self.asset.decimals(), true)
     }
 
+    /// Same id, symbol and decimals: an asset configured two ways is two assets.
     fn same_asset(&self, other: &Amount) -> Result<(), AmountError> {
-        if self.asset.id() != other.asset.id() {
+        if self.asset != other.asset {
             return Err(AmountError::AssetMismatch {
                 left: self.asset.id().to_string(),
                 right: other.asset.id().to_string(),
@@ -393,6 +394,26 @@ mod tests {
         let eth = Amount::from_units(Asset::ether(1), 1);
         assert!(matches!(
             one.checked_add(&eth),
+            Err(AmountError::AssetMismatch { .. })
+        ));
+        // The same token id configured with other decimals does not mix either.
+        let usdc: crate::AssetId = "eip155:1/erc20:0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48"
+            .parse()
+            .unwrap();
+        let six = Asset::new(
+            usdc.clone(),
+            crate::Symbol::new("USDC").unwrap(),
+            Decimals::new(6).unwrap(),
+        )
+        .unwrap();
+        let eighteen = Asset::new(
+            usdc,
+            crate::Symbol::new("USDC").unwrap(),
+            Decimals::new(18).unwrap(),
+        )
+        .unwrap();
+        assert!(matches!(
+            Amount::from_units(six, 1).checked_add(&Amount::from_units(eighteen, 1)),
             Err(AmountError::AssetMismatch { .. })
         ));
     }

@@ -196,13 +196,30 @@ pub struct Asset {
     decimals: Decimals,
 }
 
+/// Decimals of every network's native coin: they are facts of the chain, not settings.
+fn native_decimals(network: Network) -> u8 {
+    match network {
+        Network::Bitcoin(_) => 8,
+        Network::Evm { .. } => 18,
+    }
+}
+
 impl Asset {
-    pub fn new(id: AssetId, symbol: Symbol, decimals: Decimals) -> Self {
-        Asset {
+    /// An asset as configured. A native coin must have its chain's decimals
+    /// (8 for Bitcoin, 18 for EVM chains); a token's come from its contract.
+    pub fn new(id: AssetId, symbol: Symbol, decimals: Decimals) -> Result<Self, AssetError> {
+        if id.kind == AssetKind::Native && decimals.0 != native_decimals(id.network) {
+            return Err(AssetError::NativeDecimals {
+                network: id.network,
+                expected: native_decimals(id.network),
+                given: decimals.0,
+            });
+        }
+        Ok(Asset {
             id,
             symbol,
             decimals,
-        }
+        })
     }
 
     /// Bitcoin on the given network: 8 decimals, base unit the satoshi.
@@ -259,6 +276,12 @@ pub enum AssetError {
     InvalidId(String),
     #[error("tokens exist only on EVM chains")]
     TokenOnBitcoin,
+    #[error("the native coin of {network} has {expected} decimals, not {given}")]
+    NativeDecimals {
+        network: Network,
+        expected: u8,
+        given: u8,
+    },
     #[error(transparent)]
     Network(crate::NetworkError),
 }
@@ -297,5 +320,16 @@ mod tests {
         assert!(Symbol::new("A\u{0391}").is_err());
         assert!(Decimals::new(36).is_ok());
         assert!(Decimals::new(37).is_err());
+        let btc: AssetId = "bitcoin:mainnet/native".parse().unwrap();
+        let sym = Symbol::new("BTC").unwrap();
+        assert!(Asset::new(btc.clone(), sym.clone(), Decimals::new(8).unwrap()).is_ok());
+        assert!(matches!(
+            Asset::new(btc, sym, Decimals::new(14).unwrap()),
+            Err(AssetError::NativeDecimals {
+                expected: 8,
+                given: 14,
+                ..
+            })
+        ));
     }
 }

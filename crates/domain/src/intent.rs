@@ -26,7 +26,7 @@ const MAX_REFERENCE_LEN: usize = 256;
 /// The domain only checks what is true of every chain (printable ASCII,
 /// bounded length); `chain-btc` and `chain-eth` validate formats, checksums
 /// and networks before they hand out an `Address`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Address {
     network: Network,
     text: String,
@@ -101,6 +101,10 @@ pub enum IntentError {
     InvalidReference,
     #[error("malformed intent encoding: {0}")]
     Decode(#[from] DecodeError),
+    #[error("the intent's asset {0} is not configured here")]
+    UnknownAsset(String),
+    #[error("the intent describes asset {0} with another symbol or decimals than configured here")]
+    AssetMismatch(String),
 }
 
 /// The SHA-256 digest of an intent's canonical bytes: what approvers sign.
@@ -251,7 +255,14 @@ impl TransferIntent {
     /// Reads an intent back from its canonical bytes, checking every field as
     /// [`TransferIntent::new`] does. Signers use this to see for themselves
     /// what they are asked to sign.
-    pub fn decode(bytes: &[u8]) -> Result<Self, IntentError> {
+    ///
+    /// The asset's symbol and decimals in the bytes must equal the reader's
+    /// own configuration of that asset (`assets`): otherwise the same units
+    /// would be shown at another scale than the one approved.
+    pub fn decode(
+        bytes: &[u8],
+        assets: impl Fn(&crate::AssetId) -> Option<Asset>,
+    ) -> Result<Self, IntentError> {
         let (mut r, version) = Reader::new(bytes, MAGIC, "transfer intent")?;
         if version != INTENT_VERSION {
             return Err(DecodeError::Version(version).into());
@@ -270,7 +281,11 @@ impl TransferIntent {
         let decimals = crate::Decimals::new(r.u8()?).map_err(|e| field("decimals", &e))?;
         let units = r.u128()?;
         let network = asset_id.network();
-        let asset = Asset::new(asset_id, symbol, decimals);
+        let asset =
+            assets(&asset_id).ok_or_else(|| IntentError::UnknownAsset(asset_id.to_string()))?;
+        if asset.symbol() != &symbol || asset.decimals() != decimals {
+            return Err(IntentError::AssetMismatch(asset_id.to_string()));
+        }
         let destination = Address::new(network, r.str("destination")?)?;
         let reference = match r.u8()? {
             0 => None,
@@ -343,31 +358,55 @@ mod tests {
             .assert_eq(&i.digest().to_string());
     }
 
+    fn known(id: &crate::AssetId) -> Option<Asset> {
+        let btc = Asset::bitcoin(BitcoinNetwork::Mainnet);
+        (btc.id() == id).then_some(btc)
+    }
+
     #[test]
     fn decode_round_trips_and_is_strict() {
         let i = sample();
         let bytes = i.canonical_bytes();
-        assert_eq!(TransferIntent::decode(&bytes).unwrap(), i);
+        assert_eq!(TransferIntent::decode(&bytes, known).unwrap(), i);
 
         let mut trailing = bytes.clone();
         trailing.push(0);
-        assert!(TransferIntent::decode(&trailing).is_err());
+        assert!(TransferIntent::decode(&trailing, known).is_err());
         for cut in [0, 3, 6, 20, bytes.len() - 1] {
-            assert!(TransferIntent::decode(&bytes[..cut]).is_err(), "cut {cut}");
+            assert!(
+                TransferIntent::decode(&bytes[..cut], known).is_err(),
+                "cut {cut}"
+            );
         }
         let mut v2 = bytes.clone();
         v2[5] = 2;
         assert!(matches!(
-            TransferIntent::decode(&v2),
+            TransferIntent::decode(&v2, known),
             Err(IntentError::Decode(DecodeError::Version(2)))
+        ));
+        assert!(matches!(
+            TransferIntent::decode(&bytes, |_| None),
+            Err(IntentError::UnknownAsset(_))
+        ));
+    }
+
+    #[test]
+    fn decode_refuses_other_decimals_for_a_known_asset() {
+        let mut bytes = sample().canonical_bytes();
+        // The decimals byte follows the length-prefixed asset id and symbol.
+        let at = 4 + 2 + 16 + 1 + 16 + 16 + 4 + "bitcoin:mainnet/native".len() + 4 + 3;
+        assert_eq!(bytes[at], 8);
+        bytes[at] = 14;
+        assert!(matches!(
+            TransferIntent::decode(&bytes, known),
+            Err(IntentError::AssetMismatch(_))
         ));
     }
 
     #[test]
     fn every_field_changes_the_digest() {
         let base = sample();
-        let d = base.digest();
-        let mut p = IntentParts {
+        let parts = || IntentParts {
             id: base.id(),
             kind: base.kind(),
             account: base.account(),
@@ -378,16 +417,76 @@ mod tests {
             initiator: base.initiator().clone(),
             created_at: base.created_at(),
         };
-        p.amount = Amount::from_units(p.amount.asset().clone(), 150_000_001);
-        assert_ne!(TransferIntent::new(p.clone()).unwrap().digest(), d);
-        p.amount = base.amount().clone();
-        p.reference = None;
-        assert_ne!(TransferIntent::new(p.clone()).unwrap().digest(), d);
-        p.reference = base.reference().map(str::to_owned);
-        p.kind = TransferKind::Sweep;
-        assert_ne!(TransferIntent::new(p.clone()).unwrap().digest(), d);
-        p.kind = base.kind();
-        assert_eq!(TransferIntent::new(p).unwrap().digest(), d);
+        assert_eq!(
+            TransferIntent::new(parts()).unwrap().digest(),
+            base.digest()
+        );
+        let other_uuid = uuid::Uuid::from_u128(0x0190b5a8_0000_7000_8000_0000000000ff);
+        let testnet = Asset::bitcoin(BitcoinNetwork::Testnet);
+        type Change<'a> = (&'a str, Box<dyn Fn(&mut IntentParts) + 'a>);
+        let changes: Vec<Change> = vec![
+            ("id", Box::new(|p| p.id = TransferId::from_uuid(other_uuid))),
+            ("kind", Box::new(|p| p.kind = TransferKind::Sweep)),
+            (
+                "account",
+                Box::new(|p| p.account = AccountId::from_uuid(other_uuid)),
+            ),
+            (
+                "wallet",
+                Box::new(|p| p.wallet = WalletId::from_uuid(other_uuid)),
+            ),
+            (
+                "units",
+                Box::new(|p| p.amount = Amount::from_units(p.amount.asset().clone(), 150_000_001)),
+            ),
+            (
+                "asset",
+                Box::new(|p| {
+                    p.amount = Amount::from_units(testnet.clone(), 150_000_000);
+                    p.destination =
+                        Address::new(testnet.network(), p.destination.as_str()).unwrap();
+                }),
+            ),
+            (
+                "symbol",
+                Box::new(|p| {
+                    let a = p.amount.asset();
+                    let xbt = Asset::new(
+                        a.id().clone(),
+                        crate::Symbol::new("XBT").unwrap(),
+                        a.decimals(),
+                    )
+                    .unwrap();
+                    p.amount = Amount::from_units(xbt, 150_000_000);
+                }),
+            ),
+            (
+                "destination",
+                Box::new(|p| {
+                    p.destination = Address::new(p.destination.network(), "bc1qother").unwrap();
+                }),
+            ),
+            (
+                "reference",
+                Box::new(|p| p.reference = Some("invoice 43".into())),
+            ),
+            ("no reference", Box::new(|p| p.reference = None)),
+            ("initiator", Box::new(|p| p.initiator = Actor::System)),
+            (
+                "created_at",
+                Box::new(|p| p.created_at = Timestamp::from_millis(1)),
+            ),
+        ];
+        for (field, change) in changes {
+            let mut p = parts();
+            change(&mut p);
+            let changed = TransferIntent::new(p).unwrap();
+            assert_ne!(
+                changed.digest(),
+                base.digest(),
+                "{field} is not covered by the digest"
+            );
+        }
     }
 
     #[test]

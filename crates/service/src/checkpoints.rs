@@ -2,11 +2,11 @@
 //! the database and flushed to disk (file and directory) before they count.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use audit::{AuditPublicKey, AuditSigningKey, Checkpoint, Head};
+use audit::{AuditPublicKey, AuditSigningKey, Break, Checkpoint, Head, Verifier};
 use domain::Timestamp;
 use storage::Store;
 use tokio::sync::Mutex;
@@ -29,28 +29,61 @@ impl CheckpointFile {
     }
 
     /// All checkpoints, or `None` if the file does not exist.
+    ///
+    /// A last line without its newline is a write torn by a crash: it is
+    /// skipped (its checkpoint never counted). Any other line that does not
+    /// parse is an error naming the line.
     pub fn read_all(&self) -> Result<Option<Vec<Checkpoint>>, ServiceError> {
-        let f = match File::open(&self.path) {
-            Ok(f) => f,
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(self.io(e)),
         };
+        let complete = match text.rfind('\n') {
+            Some(i) => &text[..=i],
+            None => "",
+        };
+        if complete.len() < text.len() {
+            tracing::warn!(path = %self.path.display(), "ignoring a torn last checkpoint line");
+        }
         let mut out = Vec::new();
-        for (i, line) in BufReader::new(f).lines().enumerate() {
-            let line = line.map_err(|e| self.io(e))?;
+        for (i, line) in complete.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
             }
-            let cp = serde_json::from_str(&line).map_err(|e| ServiceError::Checkpoint {
+            let cp = serde_json::from_str(line).map_err(|e| ServiceError::CheckpointLine {
                 path: self.path.display().to_string(),
-                reason: format!("line {}: {e}", i + 1),
+                line: i + 1,
+                reason: e.to_string(),
             })?;
             out.push(cp);
         }
         Ok(Some(out))
     }
 
-    /// Appends one checkpoint and makes it durable.
+    /// Removes a torn last line left by a crash (it never counted), so that
+    /// the next checkpoint starts on a line of its own. Called at start-up.
+    pub fn repair_torn_tail(&self) -> Result<(), ServiceError> {
+        let text = match std::fs::read(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(self.io(e)),
+        };
+        let keep = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if keep == text.len() {
+            return Ok(());
+        }
+        tracing::warn!(path = %self.path.display(), bytes = text.len() - keep, "removing a torn last checkpoint line");
+        let f = OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .map_err(|e| self.io(e))?;
+        f.set_len(keep as u64).map_err(|e| self.io(e))?;
+        f.sync_all().map_err(|e| self.io(e))
+    }
+
+    /// Appends one checkpoint and makes it durable. Refuses to write after
+    /// an unterminated line: the file was changed behind the server's back.
     pub fn append(&self, cp: &Checkpoint) -> Result<(), ServiceError> {
         let mut line = serde_json::to_string(cp).map_err(|e| ServiceError::Checkpoint {
             path: self.path.display().to_string(),
@@ -59,9 +92,22 @@ impl CheckpointFile {
         line.push('\n');
         let mut f = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(&self.path)
             .map_err(|e| self.io(e))?;
+        let len = f.metadata().map_err(|e| self.io(e))?.len();
+        if len > 0 {
+            let mut last = [0u8; 1];
+            f.seek(SeekFrom::End(-1)).map_err(|e| self.io(e))?;
+            f.read_exact(&mut last).map_err(|e| self.io(e))?;
+            if last[0] != b'\n' {
+                return Err(ServiceError::Checkpoint {
+                    path: self.path.display().to_string(),
+                    reason: "the last line is unterminated; restart the server to repair it".into(),
+                });
+            }
+        }
         f.write_all(line.as_bytes()).map_err(|e| self.io(e))?;
         f.sync_all().map_err(|e| self.io(e))?;
         sync_dir(&self.path).map_err(|e| self.io(e))
@@ -93,15 +139,19 @@ pub struct CheckpointPolicy {
     pub every: Duration,
 }
 
-/// Signs the chain head into the checkpoint file when the policy says so.
+/// Signs the chain head into the checkpoint file when the policy says so,
+/// after checking that the records since the last checkpoint chain onto it:
+/// a checkpoint never blesses history an intruder rewrote in between.
 #[derive(Debug)]
 pub struct Checkpointer {
     key: AuditSigningKey,
     file: CheckpointFile,
     policy: CheckpointPolicy,
-    /// Sequence number of the last checkpoint written; also serialises writers.
-    last: Mutex<u64>,
+    /// The head at the last checkpoint written; also serialises writers.
+    last: Mutex<Head>,
 }
+
+const SEGMENT_PAGE: u32 = 1_000;
 
 impl Checkpointer {
     /// Opens the checkpoint file, checking that what it holds was signed by `key`.
@@ -111,14 +161,20 @@ impl Checkpointer {
         policy: CheckpointPolicy,
     ) -> Result<Self, ServiceError> {
         let public = key.public();
+        file.repair_torn_tail()?;
         let existing = file.read_all()?.unwrap_or_default();
-        let mut last = 0;
+        let mut last = Head::GENESIS;
         for (i, cp) in existing.iter().enumerate() {
-            let head = cp.verify(&public).map_err(|e| ServiceError::Checkpoint {
-                path: file.path().display().to_string(),
-                reason: format!("line {}: {e}", i + 1),
-            })?;
-            last = last.max(head.seq);
+            let head = cp
+                .verify(&public)
+                .map_err(|e| ServiceError::CheckpointLine {
+                    path: file.path().display().to_string(),
+                    line: i + 1,
+                    reason: e.to_string(),
+                })?;
+            if head.seq >= last.seq {
+                last = head;
+            }
         }
         Ok(Checkpointer {
             key,
@@ -137,14 +193,18 @@ impl Checkpointer {
     }
 
     /// After a commit whose last record is `head`: writes a checkpoint if
-    /// `every_records` records were added since the last one. `head` is
-    /// committed, so it can be signed without reading the database again.
-    pub async fn after_commit(&self, head: Head, now: Timestamp) -> Result<(), ServiceError> {
+    /// `every_records` records were added since the last one.
+    pub async fn after_commit(
+        &self,
+        store: &Store,
+        head: Head,
+        now: Timestamp,
+    ) -> Result<(), ServiceError> {
         let mut last = self.last.lock().await;
-        if head.seq < last.saturating_add(self.policy.every_records) {
+        if head.seq < last.seq.saturating_add(self.policy.every_records) {
             return Ok(());
         }
-        self.write(&mut last, head, now)
+        self.write(store, &mut last, head, now).await
     }
 
     /// Writes a checkpoint of the database's head if any record was added
@@ -152,17 +212,77 @@ impl Checkpointer {
     pub async fn tick(&self, store: &Store, now: Timestamp) -> Result<(), ServiceError> {
         let mut last = self.last.lock().await;
         let head = store.audit_head().await?;
-        if head.seq <= *last {
+        if head.seq <= last.seq {
             return Ok(());
         }
-        self.write(&mut last, head, now)
+        self.write(store, &mut last, head, now).await
     }
 
-    fn write(&self, last: &mut u64, head: Head, now: Timestamp) -> Result<(), ServiceError> {
+    async fn write(
+        &self,
+        store: &Store,
+        last: &mut Head,
+        head: Head,
+        now: Timestamp,
+    ) -> Result<(), ServiceError> {
+        let mut v = Verifier::resume(*last);
+        while v.head().seq < head.seq {
+            let page = store.audit_page(v.head().seq, SEGMENT_PAGE).await?;
+            if page.is_empty() {
+                break;
+            }
+            for r in page.iter().take_while(|r| r.seq <= head.seq) {
+                v.push(r).map_err(ServiceError::AuditBroken)?;
+            }
+        }
+        if v.head() != head {
+            return Err(ServiceError::AuditBroken(Break::HeadMismatch {
+                last: v.head().seq,
+                head: head.seq,
+            }));
+        }
         let cp = self.key.sign_checkpoint(head, now);
         self.file.append(&cp)?;
-        *last = head.seq;
+        *last = head;
         tracing::debug!(seq = head.seq, "audit checkpoint written");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zeroize::Zeroizing;
+
+    #[test]
+    fn a_torn_last_line_is_skipped_and_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = CheckpointFile::new(dir.path().join("cp"));
+        let key = AuditSigningKey::from_seed(&Zeroizing::new([5; 32]));
+        let head = |seq| Head {
+            seq,
+            hash: audit::Hash([seq as u8; 32]),
+        };
+        file.append(&key.sign_checkpoint(head(1), Timestamp::UNIX_EPOCH))
+            .unwrap();
+        // A crash in the middle of the next append.
+        let mut f = OpenOptions::new().append(true).open(file.path()).unwrap();
+        f.write_all(b"{\"v\":1,\"seq\":2,\"he").unwrap();
+        assert_eq!(file.read_all().unwrap().unwrap().len(), 1);
+        assert!(
+            file.append(&key.sign_checkpoint(head(3), Timestamp::UNIX_EPOCH))
+                .is_err()
+        );
+        file.repair_torn_tail().unwrap();
+        file.append(&key.sign_checkpoint(head(3), Timestamp::UNIX_EPOCH))
+            .unwrap();
+        let seqs: Vec<u64> = file
+            .read_all()
+            .unwrap()
+            .unwrap()
+            .iter()
+            .map(|c| c.seq)
+            .collect();
+        assert_eq!(seqs, [1, 3]);
     }
 }

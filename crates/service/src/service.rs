@@ -20,6 +20,14 @@ pub enum ServiceError {
     Invalid(String),
     #[error("audit checkpoint file {path}: {reason}")]
     Checkpoint { path: String, reason: String },
+    #[error("audit checkpoint file {path}, line {line}: {reason}")]
+    CheckpointLine {
+        path: String,
+        line: usize,
+        reason: String,
+    },
+    #[error("the audit log is broken, refusing to checkpoint it: {0}")]
+    AuditBroken(audit::Break),
     #[error(transparent)]
     Audit(#[from] audit::AuditError),
 }
@@ -160,7 +168,12 @@ impl Service {
     async fn after_commit(&self, records: &[audit::Record]) {
         let Some(last) = records.last() else { return };
         let now = self.inner.clock.now();
-        if let Err(e) = self.inner.checkpointer.after_commit(last.head(), now).await {
+        if let Err(e) = self
+            .inner
+            .checkpointer
+            .after_commit(&self.inner.store, last.head(), now)
+            .await
+        {
             tracing::error!(error = %e, "audit checkpoint failed");
         }
     }

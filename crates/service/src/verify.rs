@@ -14,23 +14,38 @@ pub enum VerifyError {
     /// The log or its checkpoints have been tampered with.
     #[error("audit log is broken: {0}")]
     Broken(#[from] Break),
-    #[error("the checkpoint file {0} is missing but the log has records: it may have been deleted")]
+    #[error(
+        "the checkpoint file {0} is missing or empty but the log has records: it may have been deleted or emptied"
+    )]
     NoCheckpoints(String),
+    /// A checkpoint line that does not parse: the file was damaged or edited.
+    #[error("{0}")]
+    CheckpointFile(String),
     /// Verification could not run.
     #[error(transparent)]
     Service(#[from] ServiceError),
 }
 
 /// Verifies every record in sequence order, in pages, against the checkpoints.
+///
+/// The head is read first and the log verified up to it, so a server that
+/// keeps appending meanwhile does not make a sound log look truncated.
 pub async fn verify_audit(
     store: &Store,
     checkpoints: &CheckpointFile,
     key: &AuditPublicKey,
 ) -> Result<Report, VerifyError> {
-    let cps = checkpoints.read_all()?;
-    let mut v = Verifier::new(cps.as_deref().unwrap_or(&[]), key)?;
+    let cps = match checkpoints.read_all() {
+        Ok(c) => c.unwrap_or_default(),
+        Err(e @ ServiceError::CheckpointLine { .. }) => {
+            return Err(VerifyError::CheckpointFile(e.to_string()));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let head = store.audit_head().await.map_err(ServiceError::from)?;
+    let mut v = Verifier::new(&cps, key)?;
     let mut after = 0;
-    loop {
+    'pages: loop {
         let page = store
             .audit_page(after, PAGE)
             .await
@@ -38,12 +53,14 @@ pub async fn verify_audit(
         let Some(last) = page.last() else { break };
         after = last.seq;
         for r in &page {
+            if r.seq > head.seq {
+                break 'pages;
+            }
             v.push(r)?;
         }
     }
-    let head = store.audit_head().await.map_err(ServiceError::from)?;
     let report = v.finish(Some(head))?;
-    if cps.is_none() && report.records > 0 {
+    if cps.is_empty() && report.records > 0 {
         return Err(VerifyError::NoCheckpoints(
             checkpoints.path().display().to_string(),
         ));

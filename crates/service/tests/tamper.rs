@@ -37,7 +37,11 @@ on_both!(
     truncated_log_is_detected_by_checkpoint,
     truncated_log_with_stale_head_is_detected,
     deleted_checkpoint_file_is_detected,
+    emptied_checkpoint_file_is_detected,
+    damaged_checkpoint_line_is_reported,
     forged_checkpoint_is_refused,
+    checkpointer_refuses_to_bless_a_rewritten_tail,
+    unreadable_hash_is_named,
 );
 
 struct Fixture {
@@ -97,6 +101,16 @@ impl Fixture {
         for s in sql {
             self.db.store.execute_unchecked(s).await.unwrap();
         }
+    }
+
+    /// A second service on the same database and checkpoint file, as after a restart.
+    fn service(&self) -> Service {
+        let policy = CheckpointPolicy {
+            every_records: 5,
+            every: Duration::from_secs(60),
+        };
+        let cp = Checkpointer::open(signing_key(), self.file.clone(), policy).unwrap();
+        Service::new(self.db.store.clone(), Arc::new(SystemClock), cp)
     }
 
     async fn verify(&self) -> Result<audit::Report, VerifyError> {
@@ -161,9 +175,17 @@ async fn truncated_log_is_detected_by_checkpoint(f: Fixture) {
 }
 
 async fn truncated_log_with_stale_head_is_detected(f: Fixture) {
+    // The intruder also removes the newest checkpoint line, but forgets the head.
     f.tamper(&["DELETE FROM audit_log WHERE seq > 11"]).await;
-    let (seq, msg) = f.first_broken().await;
-    assert_eq!(seq, Some(12), "{msg}");
+    let text = std::fs::read_to_string(f.file.path()).unwrap();
+    let kept: Vec<&str> = text.lines().take(2).collect();
+    std::fs::write(f.file.path(), format!("{}\n", kept.join("\n"))).unwrap();
+    match f.verify().await {
+        Err(VerifyError::Broken(b @ Break::HeadMismatch { last: 11, head: 12 })) => {
+            assert_eq!(b.first_broken_record(), Some(12));
+        }
+        other => panic!("expected a head mismatch, got {other:?}"),
+    }
 }
 
 async fn deleted_checkpoint_file_is_detected(f: Fixture) {
@@ -172,6 +194,52 @@ async fn deleted_checkpoint_file_is_detected(f: Fixture) {
         f.verify().await,
         Err(VerifyError::NoCheckpoints(_))
     ));
+}
+
+async fn emptied_checkpoint_file_is_detected(f: Fixture) {
+    std::fs::write(f.file.path(), "").unwrap();
+    assert!(matches!(
+        f.verify().await,
+        Err(VerifyError::NoCheckpoints(_))
+    ));
+}
+
+async fn damaged_checkpoint_line_is_reported(f: Fixture) {
+    let text = std::fs::read_to_string(f.file.path()).unwrap();
+    std::fs::write(f.file.path(), text.replacen("{", "garbage{", 1)).unwrap();
+    match f.verify().await {
+        Err(VerifyError::CheckpointFile(msg)) => assert!(msg.contains("line 1"), "{msg}"),
+        other => panic!("expected a damaged checkpoint file, got {other:?}"),
+    }
+}
+
+async fn checkpointer_refuses_to_bless_a_rewritten_tail(f: Fixture) {
+    // Between checkpoints, record 13 arrives and the intruder edits it; the
+    // next checkpoint must not sign the edited chain.
+    let svc = f.service();
+    svc.create_account(&"operator:bob".parse().unwrap(), "Late")
+        .await
+        .unwrap();
+    f.tamper(&["UPDATE audit_log SET subject = 'account:forged' WHERE seq = 13"])
+        .await;
+    let err = svc.checkpoint_tick().await.unwrap_err();
+    assert!(err.to_string().contains("record 13"), "{err}");
+    let seqs: Vec<u64> = f
+        .file
+        .read_all()
+        .unwrap()
+        .unwrap()
+        .iter()
+        .map(|c| c.seq)
+        .collect();
+    assert_eq!(seqs, [5, 10, 12]);
+}
+
+async fn unreadable_hash_is_named(f: Fixture) {
+    f.tamper(&["UPDATE audit_log SET prev_hash = 'garbage' WHERE seq = 1"])
+        .await;
+    let (seq, msg) = f.first_broken().await;
+    assert_eq!(seq, Some(1), "{msg}");
 }
 
 async fn forged_checkpoint_is_refused(f: Fixture) {

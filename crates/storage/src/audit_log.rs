@@ -24,8 +24,9 @@ impl Store {
 
     /// Up to `limit` records with `seq > after`, in sequence order.
     ///
-    /// Hashes that are not valid hex are returned as all-zero, so that the
-    /// verifier reports the record as broken instead of the read failing.
+    /// A row whose hashes are not 64 lower-case hex digits is returned marked
+    /// unreadable ([`Record::mark_unreadable`]), so that verification names
+    /// it as edited instead of the read failing.
     pub async fn audit_page(&self, after: u64, limit: u32) -> Result<Vec<Record>, StorageError> {
         let rows = sqlx::query(
             "SELECT seq, version, time_ms, actor, action, subject, details, prev_hash, hash \
@@ -38,7 +39,13 @@ impl Store {
         rows.iter()
             .map(|row| {
                 let version: i64 = row.try_get("version")?;
-                Ok(Record {
+                let prev_hash: String = row.try_get("prev_hash")?;
+                let hash: String = row.try_get("hash")?;
+                let (prev_hash, hash, readable) = match (prev_hash.parse(), hash.parse()) {
+                    (Ok(p), Ok(h)) => (p, h, true),
+                    _ => (Hash::GENESIS, Hash::GENESIS, false),
+                };
+                let mut r = Record {
                     seq: seq_from_db(row.try_get("seq")?)?,
                     version: u16::try_from(version).unwrap_or(u16::MAX),
                     time: Timestamp::from_millis(row.try_get("time_ms")?),
@@ -46,14 +53,14 @@ impl Store {
                     action: row.try_get("action")?,
                     subject: row.try_get("subject")?,
                     details: row.try_get("details")?,
-                    prev_hash: lenient_hash(row.try_get("prev_hash")?),
-                    hash: lenient_hash(row.try_get("hash")?),
-                })
+                    prev_hash,
+                    hash,
+                };
+                if !readable {
+                    r.mark_unreadable();
+                }
+                Ok(r)
             })
             .collect()
     }
-}
-
-fn lenient_hash(s: String) -> Hash {
-    s.parse().unwrap_or(Hash::GENESIS)
 }

@@ -197,12 +197,25 @@ fn postgres_url(url: &str, password: Option<&str>) -> Result<String, StorageErro
     Ok(u.into())
 }
 
-/// Removes the password from an error message, in case a driver echoes the URL.
+/// Removes the password, raw or as it is escaped in the URL, from an error
+/// message, in case a driver echoes the URL.
 fn redact(msg: &str, config: &DatabaseConfig) -> String {
     match config {
         DatabaseConfig::Postgres {
             password: Some(p), ..
-        } if !p.is_empty() => msg.replace(p.as_str(), "<redacted>"),
+        } if !p.is_empty() => {
+            let mut u = url::Url::parse("postgres://u@h").expect("constant URL parses");
+            let encoded = u
+                .set_password(Some(p))
+                .ok()
+                .and_then(|()| u.password().map(str::to_owned))
+                .unwrap_or_default();
+            let mut out = msg.replace(p.as_str(), "<redacted>");
+            if !encoded.is_empty() {
+                out = out.replace(&encoded, "<redacted>");
+            }
+            out
+        }
         _ => msg.to_owned(),
     }
 }
@@ -216,6 +229,20 @@ mod tests {
         assert_eq!(
             sqlite_url(Path::new("/tmp/a b/x?.db")),
             "sqlite:///tmp/a%20b/x%3F.db?mode=rwc"
+        );
+    }
+
+    #[test]
+    fn passwords_are_redacted_raw_and_escaped() {
+        let config = DatabaseConfig::Postgres {
+            url: "postgres://sr@db/sr".into(),
+            password: Some(zeroize::Zeroizing::new("p@ss/w".into())),
+            max_connections: 1,
+        };
+        let msg = "failed: postgres://sr:p%40ss%2Fw@db/sr (password p@ss/w)";
+        assert_eq!(
+            redact(msg, &config),
+            "failed: postgres://sr:<redacted>@db/sr (password <redacted>)"
         );
     }
 

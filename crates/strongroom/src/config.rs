@@ -268,7 +268,10 @@ fn database(raw: RawDatabase, base: &Path) -> Result<Database, ConfigError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let parsed = url::Url::parse(url)
             .map_err(|e| ConfigError::new("database.url", format!("not a valid URL: {e}")))?;
-        if parsed.password().is_some() {
+        let secret_param = parsed
+            .query_pairs()
+            .any(|(k, _)| matches!(k.as_ref(), "password" | "passfile" | "sslpassword"));
+        if parsed.password().is_some() || secret_param {
             return Err(ConfigError::new(
                 "database.url",
                 "must not contain a password; use database.password_file or database.password_env",
@@ -425,6 +428,10 @@ checkpoint_every_seconds = 60
             ),
             GOOD.replace("checkpoint_every_seconds = 60\n", ""),
             GOOD.replace("sqlite://data/strongroom.db", "postgres://sr:hunter2@db/sr"),
+            GOOD.replace(
+                "sqlite://data/strongroom.db",
+                "postgres://sr@db/sr?password=hunter2",
+            ),
             GOOD.replace("sqlite://data/strongroom.db", "mysql://db"),
             GOOD.replace("[audit]", "[audit]\nextra = 1"),
             GOOD.replace(
@@ -444,6 +451,7 @@ checkpoint_every_seconds = 60
             error: audit.checkpoint_every_records: must be at least 1
             error: audit.checkpoint_every_records: invalid value: integer `-1`, expected u64 (line 9, column 28)
             error: audit: missing field `checkpoint_every_seconds` (line 6, column 1)
+            error: database.url: must not contain a password; use database.password_file or database.password_env
             error: database.url: must not contain a password; use database.password_file or database.password_env
             error: database.url: expected sqlite://PATH or postgres://USER@HOST:PORT/DATABASE
             error: audit.extra: unknown field `extra`, expected one of `signing_key_file`, `checkpoint_file`, `checkpoint_every_records`, `checkpoint_every_seconds` (line 7, column 1)
