@@ -12,6 +12,7 @@ use storage::Store;
 use tokio::sync::Mutex;
 
 use crate::service::ServiceError;
+use crate::verify::Fed;
 
 /// The append-only file of checkpoints, one JSON object a line.
 #[derive(Debug, Clone)]
@@ -151,8 +152,6 @@ pub struct Checkpointer {
     last: Mutex<Head>,
 }
 
-const SEGMENT_PAGE: u32 = 1_000;
-
 impl Checkpointer {
     /// Opens the checkpoint file, checking that what it holds was signed by `key`.
     pub fn open(
@@ -226,15 +225,12 @@ impl Checkpointer {
         now: Timestamp,
     ) -> Result<(), ServiceError> {
         let mut v = Verifier::resume(*last);
-        while v.head().seq < head.seq {
-            let page = store.audit_page(v.head().seq, SEGMENT_PAGE).await?;
-            if page.is_empty() {
-                break;
-            }
-            for r in page.iter().take_while(|r| r.seq <= head.seq) {
-                v.push(r).map_err(ServiceError::AuditBroken)?;
-            }
-        }
+        crate::verify::feed(store, &mut v, head.seq)
+            .await
+            .map_err(|e| match e {
+                Fed::Storage(e) => ServiceError::Storage(e),
+                Fed::Broken(b) => ServiceError::AuditBroken(b),
+            })?;
         if v.head() != head {
             return Err(ServiceError::AuditBroken(Break::HeadMismatch {
                 last: v.head().seq,

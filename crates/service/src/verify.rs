@@ -1,7 +1,7 @@
 //! `audit verify`: the stored chain against the signed checkpoints.
 
 use audit::{AuditPublicKey, Break, Report, Verifier};
-use storage::Store;
+use storage::{StorageError, Store};
 
 use crate::checkpoints::CheckpointFile;
 use crate::service::ServiceError;
@@ -44,21 +44,10 @@ pub async fn verify_audit(
     };
     let head = store.audit_head().await.map_err(ServiceError::from)?;
     let mut v = Verifier::new(&cps, key)?;
-    let mut after = 0;
-    'pages: loop {
-        let page = store
-            .audit_page(after, PAGE)
-            .await
-            .map_err(ServiceError::from)?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for r in &page {
-            if r.seq > head.seq {
-                break 'pages;
-            }
-            v.push(r)?;
-        }
-    }
+    feed(store, &mut v, head.seq).await.map_err(|e| match e {
+        Fed::Storage(e) => VerifyError::Service(e.into()),
+        Fed::Broken(b) => VerifyError::Broken(b),
+    })?;
     let report = v.finish(Some(head))?;
     if cps.is_empty() && report.records > 0 {
         return Err(VerifyError::NoCheckpoints(
@@ -66,4 +55,32 @@ pub async fn verify_audit(
         ));
     }
     Ok(report)
+}
+
+/// Why [`feed`] stopped early.
+#[derive(Debug)]
+pub(crate) enum Fed {
+    Storage(StorageError),
+    Broken(Break),
+}
+
+/// Feeds `v` the stored records after its head, in sequence order, page by
+/// page, up to and including `until`. Stops at the first break.
+pub(crate) async fn feed(store: &Store, v: &mut Verifier, until: u64) -> Result<(), Fed> {
+    loop {
+        let page = store
+            .audit_page(v.head().seq, PAGE)
+            .await
+            .map_err(Fed::Storage)?;
+        if page.is_empty() {
+            return Ok(());
+        }
+        // Each record either advances the head or is a break, so this ends.
+        for r in &page {
+            if r.seq > until {
+                return Ok(());
+            }
+            v.push(r).map_err(Fed::Broken)?;
+        }
+    }
 }

@@ -41,6 +41,7 @@ on_both!(
     damaged_checkpoint_line_is_reported,
     forged_checkpoint_is_refused,
     checkpointer_refuses_to_bless_a_rewritten_tail,
+    checkpointer_stops_at_a_gap_before_the_head,
     unreadable_hash_is_named,
 );
 
@@ -233,6 +234,26 @@ async fn checkpointer_refuses_to_bless_a_rewritten_tail(f: Fixture) {
         .map(|c| c.seq)
         .collect();
     assert_eq!(seqs, [5, 10, 12]);
+}
+
+async fn checkpointer_stops_at_a_gap_before_the_head(f: Fixture) {
+    // Record 13 deleted, the head moved back onto it, record 14 left behind:
+    // the segment cannot be checked, so nothing is signed (and nothing hangs).
+    let svc = f.service();
+    let actor = "operator:bob".parse().unwrap();
+    svc.create_account(&actor, "Late 1").await.unwrap();
+    svc.create_account(&actor, "Late 2").await.unwrap();
+    let r13 = f.db.store.audit_page(12, 1).await.unwrap().remove(0);
+    f.tamper(&[
+        "DELETE FROM audit_log WHERE seq = 13",
+        &format!(
+            "UPDATE audit_head SET seq = 13, hash = '{}' WHERE id = 1",
+            r13.hash
+        ),
+    ])
+    .await;
+    let err = svc.checkpoint_tick().await.unwrap_err();
+    assert!(err.to_string().contains("record 13"), "{err}");
 }
 
 async fn unreadable_hash_is_named(f: Fixture) {
