@@ -54,6 +54,7 @@ pub fn check_all(root: &Path) -> anyhow::Result<Vec<Problem>> {
     let files = rust_files(root)?;
     problems.extend(check_module_docs(root, &files)?);
     problems.extend(check_no_disabled_tests(root, &files)?);
+    problems.extend(check_unsafe_allowlist(root, &files)?);
     problems.sort();
     Ok(problems)
 }
@@ -238,6 +239,38 @@ pub fn check_no_disabled_tests(root: &Path, files: &[PathBuf]) -> anyhow::Result
                         detail: format!("uses {n}]: make the test run and assert what happens"),
                     });
                 }
+            }
+        }
+    }
+    Ok(problems)
+}
+
+/// Files that may switch the workspace's `unsafe_code = "deny"` off, each for
+/// a stated reason. Everything else stays safe Rust.
+pub const UNSAFE_ALLOWED: &[&str] = &[
+    // SoftHSM reads its configuration path only from the environment, and
+    // setting the environment is `unsafe` in edition 2024.
+    "crates/keys-pkcs11/src/testing.rs",
+];
+
+/// `unsafe` code only where [`UNSAFE_ALLOWED`] says so.
+pub fn check_unsafe_allowlist(root: &Path, files: &[PathBuf]) -> anyhow::Result<Vec<Problem>> {
+    let needle = concat!("allow(", "unsafe_code)");
+    let mut problems = Vec::new();
+    for f in files {
+        let place = relative(root, f);
+        if UNSAFE_ALLOWED.contains(&place.as_str()) {
+            continue;
+        }
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        for (i, line) in text.lines().enumerate() {
+            if line.contains(needle) {
+                problems.push(Problem {
+                    rule: "unsafe-code",
+                    place: format!("{place}:{}", i + 1),
+                    detail: "unsafe code outside the allowlist in xtask/src/tidy.rs".into(),
+                });
             }
         }
     }

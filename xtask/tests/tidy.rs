@@ -89,3 +89,15 @@ fn fixtures_are_not_scanned_with_the_workspace() {
             .any(|f| f.ends_with("crates/domain/src/lib.rs"))
     );
 }
+
+#[test]
+fn unsafe_outside_the_allowlist_is_found() {
+    let root = fixtures().join("bad-module");
+    let files = vec![root.join("src/lib.rs")];
+    let places: Vec<String> = tidy::check_unsafe_allowlist(&root, &files)
+        .unwrap()
+        .into_iter()
+        .map(|p| p.place)
+        .collect();
+    assert_eq!(places, ["src/lib.rs:15"]);
+}

@@ -83,7 +83,7 @@ impl SoftwareSigner {
         };
         let mut id = [0u8; 16];
         getrandom::fill(&mut id).map_err(|_| KeyError::Random)?;
-        let name = format!("soft:{}", hex_lower(&id));
+        let name = format!("soft:{}", hex::encode(id));
         self.lock()?.insert(name.clone(), key);
         Ok(KeyRef(name))
     }
@@ -234,10 +234,6 @@ fn schnorr_sign(
     };
     let msg = Message::from_digest(*digest);
     Ok(secp.sign_schnorr_with_aux_rand(&msg, &kp, aux).serialize())
-}
-
-fn hex_lower(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 #[cfg(test)]

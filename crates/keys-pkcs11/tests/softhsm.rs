@@ -1,0 +1,92 @@
+//! The PKCS#11 backend against a real SoftHSM2 token. One token per test
+//! process (nextest runs each test in its own).
+
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
+use keys::{Algorithm, KeyError, SignRequest, Signer, conformance};
+use keys_pkcs11::testing::{SoftHsm, USER_PIN};
+use keys_pkcs11::{HsmError, Pkcs11Signer};
+use zeroize::Zeroizing;
+
+fn open(hsm: &SoftHsm, pin: &str) -> Result<Pkcs11Signer, HsmError> {
+    Pkcs11Signer::open(
+        &SoftHsm::module(),
+        &hsm.label,
+        &Zeroizing::new(pin.to_owned()),
+        2,
+    )
+}
+
+#[tokio::test]
+async fn softhsm_conforms() {
+    let hsm = SoftHsm::new("conformance");
+    let signer = open(&hsm, USER_PIN).unwrap();
+    conformance::ecdsa(&signer).await;
+    conformance::ed25519(&signer).await;
+    conformance::refusals(&signer).await;
+    // No PKCS#11 mechanism signs BIP-340: refused, not faked in software.
+    assert!(matches!(
+        signer.generate(Algorithm::SchnorrBip340).await,
+        Err(KeyError::Unsupported(Algorithm::SchnorrBip340))
+    ));
+}
+
+#[tokio::test]
+async fn keys_are_sensitive_non_extractable_and_found_again() {
+    let hsm = SoftHsm::new("inventory");
+    let key = {
+        let signer = open(&hsm, USER_PIN).unwrap();
+        let key = signer.generate(Algorithm::EcdsaSecp256k1).await.unwrap();
+        assert!(signer.is_protected(&key).unwrap());
+        key
+    };
+    // A new session pool finds the key in the token by its id.
+    let signer = open(&hsm, USER_PIN).unwrap();
+    let pk = signer.public_key(&key).await.unwrap();
+    let sig = signer
+        .sign(&key, SignRequest::EcdsaDigest([9; 32]))
+        .await
+        .unwrap();
+    assert!(matches!(sig, keys::Signature::Ecdsa(_)));
+    assert!(matches!(pk, keys::PublicKey::Secp256k1(_)));
+}
+
+#[tokio::test]
+async fn wrong_pin_is_refused() {
+    let hsm = SoftHsm::new("pin");
+    assert!(matches!(open(&hsm, "000000"), Err(HsmError::WrongPin)));
+}
+
+#[tokio::test]
+async fn missing_token_is_named() {
+    let _hsm = SoftHsm::new("present");
+    let err = Pkcs11Signer::open(
+        &SoftHsm::module(),
+        "absent",
+        &Zeroizing::new(USER_PIN.to_owned()),
+        1,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, HsmError::NoToken(l) if l == "absent"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_key_is_an_error() {
+    let hsm = SoftHsm::new("unknown");
+    let signer = open(&hsm, USER_PIN).unwrap();
+    let missing = keys::KeyRef("pkcs11:00112233445566778899aabbccddeeff".into());
+    assert!(matches!(
+        signer
+            .sign(&missing, SignRequest::EcdsaDigest([1; 32]))
+            .await,
+        Err(KeyError::UnknownKey(_))
+    ));
+    let garbage = keys::KeyRef("pkcs11:zz".into());
+    assert!(matches!(
+        signer.public_key(&garbage).await,
+        Err(KeyError::UnknownKey(_))
+    ));
+}
