@@ -10,7 +10,9 @@
 
 #[cfg(feature = "test-impl")]
 pub mod conformance;
+pub mod envelope;
 mod secret;
+pub mod shamir;
 mod signer;
 mod software;
 

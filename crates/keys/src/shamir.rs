@@ -1,0 +1,277 @@
+//! Unseal shares: the root key split with Shamir's scheme, each share in a
+//! text form that names its keystore and carries a checksum.
+//!
+//! ```text
+//! srshare1-<hex: keystore id (16) | threshold (1) | share (1 + 32) | checksum (4)>
+//! ```
+//!
+//! The checksum (the first 4 bytes of SHA-256 over what precedes it) turns a
+//! mistyped or damaged share into an immediate, clear refusal; the keystore
+//! id does the same for a share of another keystore. A well-formed share that
+//! is simply wrong can only be caught once the threshold is reached: the
+//! reconstructed root key then fails to open the keystore.
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::secret::Secret32;
+
+const PREFIX: &str = "srshare1-";
+const BODY: usize = 16 + 1 + 33;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShareError {
+    #[error("need 2 ≤ threshold ≤ shares ≤ 255, got {threshold} of {shares}")]
+    Parameters { threshold: u8, shares: u8 },
+    #[error("not an unseal share (expected srshare1-…)")]
+    Format,
+    #[error("the share is damaged or mistyped (checksum mismatch)")]
+    Checksum,
+    #[error("the share belongs to another keystore")]
+    Foreign,
+    #[error("share {0} was already given")]
+    Duplicate(u8),
+    #[error("the shares do not reconstruct a key")]
+    Combine,
+}
+
+/// One share, as a holder keeps it. Zeroized on drop; never printed.
+pub struct UnsealShare(Zeroizing<String>);
+
+impl UnsealShare {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn from_text(s: &str) -> Self {
+        UnsealShare(Zeroizing::new(s.trim().to_owned()))
+    }
+}
+
+impl fmt::Debug for UnsealShare {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("UnsealShare(<redacted>)")
+    }
+}
+
+/// Splits `root` into `shares` shares, any `threshold` of which rebuild it.
+pub fn split(
+    keystore: [u8; 16],
+    root: &Secret32,
+    threshold: u8,
+    shares: u8,
+) -> Result<Vec<UnsealShare>, ShareError> {
+    if threshold < 2 || shares < threshold || shares == 255 {
+        return Err(ShareError::Parameters { threshold, shares });
+    }
+    let dealer = blahaj::Sharks(threshold).dealer(root.expose());
+    Ok(dealer
+        .take(usize::from(shares))
+        .map(|share| {
+            let mut body = Zeroizing::new(Vec::with_capacity(BODY + 4));
+            body.extend_from_slice(&keystore);
+            body.push(threshold);
+            let mut raw: Vec<u8> = Vec::from(&share);
+            body.extend_from_slice(&raw);
+            raw.zeroize();
+            let sum = Sha256::digest(&body[..]);
+            body.extend_from_slice(&sum[..4]);
+            UnsealShare(Zeroizing::new(format!(
+                "{PREFIX}{}",
+                hex::encode(&body[..])
+            )))
+        })
+        .collect())
+}
+
+/// A decoded share: which keystore, what threshold, and the point.
+struct Decoded {
+    keystore: [u8; 16],
+    threshold: u8,
+    point: Zeroizing<Vec<u8>>,
+}
+
+fn decode(share: &UnsealShare) -> Result<Decoded, ShareError> {
+    let hexed = share
+        .as_str()
+        .strip_prefix(PREFIX)
+        .ok_or(ShareError::Format)?;
+    let bytes = Zeroizing::new(hex::decode(hexed).map_err(|_| ShareError::Format)?);
+    if bytes.len() != BODY + 4 {
+        return Err(ShareError::Format);
+    }
+    let (body, sum) = bytes.split_at(BODY);
+    if Sha256::digest(body)[..4] != *sum {
+        return Err(ShareError::Checksum);
+    }
+    let mut keystore = [0u8; 16];
+    keystore.copy_from_slice(&body[..16]);
+    Ok(Decoded {
+        keystore,
+        threshold: body[16],
+        point: Zeroizing::new(body[17..].to_vec()),
+    })
+}
+
+/// Where an unseal stands: shares are given one at a time, by different people.
+pub struct Unseal {
+    keystore: [u8; 16],
+    threshold: u8,
+    given: Vec<Decoded>,
+}
+
+impl fmt::Debug for Unseal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Unseal({}/{})", self.given.len(), self.threshold)
+    }
+}
+
+/// The outcome of giving one share.
+#[derive(Debug)]
+pub enum Progress {
+    /// More shares are needed: `have` of `need`.
+    Partial { have: u8, need: u8 },
+    /// The threshold is reached: the candidate root key. The caller checks
+    /// it by opening the keystore with it.
+    Complete(Secret32),
+}
+
+impl Unseal {
+    pub fn new(keystore: [u8; 16], threshold: u8) -> Self {
+        Unseal {
+            keystore,
+            threshold,
+            given: Vec::new(),
+        }
+    }
+
+    /// Shares given so far and shares needed.
+    pub fn progress(&self) -> (u8, u8) {
+        (self.given.len() as u8, self.threshold)
+    }
+
+    /// Discards every share given so far.
+    pub fn reset(&mut self) {
+        self.given.clear();
+    }
+
+    /// Takes one share. A refused share changes nothing. On reaching the
+    /// threshold the shares are combined and forgotten.
+    pub fn give(&mut self, share: &UnsealShare) -> Result<Progress, ShareError> {
+        let d = decode(share)?;
+        if d.keystore != self.keystore || d.threshold != self.threshold {
+            return Err(ShareError::Foreign);
+        }
+        let index = d.point.first().copied().ok_or(ShareError::Format)?;
+        if self.given.iter().any(|g| g.point.first() == Some(&index)) {
+            return Err(ShareError::Duplicate(index));
+        }
+        self.given.push(d);
+        let have = self.given.len() as u8;
+        if have < self.threshold {
+            return Ok(Progress::Partial {
+                have,
+                need: self.threshold,
+            });
+        }
+        let shares: Result<Vec<blahaj::Share>, _> = self
+            .given
+            .drain(..)
+            .map(|g| blahaj::Share::try_from(&g.point[..]))
+            .collect();
+        let shares = shares.map_err(|_| ShareError::Combine)?;
+        let secret = Zeroizing::new(
+            blahaj::Sharks(self.threshold)
+                .recover(&shares)
+                .map_err(|_| ShareError::Combine)?,
+        );
+        let mut root: [u8; 32] = secret[..].try_into().map_err(|_| ShareError::Combine)?;
+        Ok(Progress::Complete(Secret32::from_bytes(&mut root)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: [u8; 16] = [7; 16];
+
+    fn root() -> Secret32 {
+        Secret32::from_bytes(&mut [42; 32])
+    }
+
+    fn complete(p: Progress) -> Secret32 {
+        match p {
+            Progress::Complete(s) => s,
+            Progress::Partial { have, need } => panic!("only {have}/{need}"),
+        }
+    }
+
+    #[test]
+    fn any_three_of_five_rebuild_the_root() {
+        let shares = split(ID, &root(), 3, 5).unwrap();
+        assert_eq!(shares.len(), 5);
+        for pick in [[0, 1, 2], [4, 2, 0], [1, 3, 4]] {
+            let mut u = Unseal::new(ID, 3);
+            assert!(matches!(
+                u.give(&shares[pick[0]]).unwrap(),
+                Progress::Partial { have: 1, need: 3 }
+            ));
+            assert!(matches!(
+                u.give(&shares[pick[1]]).unwrap(),
+                Progress::Partial { have: 2, need: 3 }
+            ));
+            assert_eq!(
+                complete(u.give(&shares[pick[2]]).unwrap()).expose(),
+                root().expose()
+            );
+            assert_eq!(u.progress(), (0, 3));
+        }
+    }
+
+    #[test]
+    fn bad_shares_are_refused_and_change_nothing() {
+        let shares = split(ID, &root(), 3, 5).unwrap();
+        let other = split([8; 16], &root(), 3, 5).unwrap();
+        let mut u = Unseal::new(ID, 3);
+        u.give(&shares[0]).unwrap();
+
+        assert_eq!(u.give(&shares[0]).unwrap_err(), ShareError::Duplicate(1));
+        assert_eq!(u.give(&other[1]).unwrap_err(), ShareError::Foreign);
+        assert_eq!(
+            u.give(&UnsealShare::from_text("hello")).unwrap_err(),
+            ShareError::Format
+        );
+        let mut damaged = shares[1].as_str().to_owned();
+        let last = damaged.pop().unwrap();
+        damaged.push(if last == '0' { '1' } else { '0' });
+        assert_eq!(
+            u.give(&UnsealShare::from_text(&damaged)).unwrap_err(),
+            ShareError::Checksum
+        );
+        assert_eq!(u.progress(), (1, 3));
+
+        u.reset();
+        assert_eq!(u.progress(), (0, 3));
+    }
+
+    #[test]
+    fn fewer_than_threshold_never_complete() {
+        let shares = split(ID, &root(), 4, 6).unwrap();
+        let mut u = Unseal::new(ID, 4);
+        for s in &shares[..3] {
+            assert!(matches!(u.give(s).unwrap(), Progress::Partial { .. }));
+        }
+    }
+
+    #[test]
+    fn parameters_are_checked_and_shares_redacted() {
+        assert!(split(ID, &root(), 1, 3).is_err());
+        assert!(split(ID, &root(), 4, 3).is_err());
+        let s = &split(ID, &root(), 2, 2).unwrap()[0];
+        assert_eq!(format!("{s:?}"), "UnsealShare(<redacted>)");
+    }
+}
