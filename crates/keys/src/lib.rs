@@ -11,6 +11,7 @@
 #[cfg(feature = "test-impl")]
 pub mod conformance;
 pub mod envelope;
+pub mod hd;
 mod secret;
 pub mod shamir;
 mod signer;

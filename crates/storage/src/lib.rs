@@ -9,11 +9,13 @@
 mod accounts;
 mod audit_log;
 mod error;
+mod keystore;
 mod store;
 #[cfg(feature = "test-support")]
 pub mod testing;
 mod tx;
 
 pub use error::StorageError;
+pub use keystore::{KeyRow, KeystoreRow};
 pub use store::{Backend, DatabaseConfig, Store};
 pub use tx::WriteTx;

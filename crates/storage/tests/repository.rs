@@ -33,6 +33,8 @@ on_both!(
     concurrent_appends_form_one_chain,
     audit_pages_in_order,
     schema_is_checked,
+    keystore_is_created_once,
+    key_inventory_round_trips_with_guarded_updates,
 );
 
 fn account(name: &str, ms: i64) -> Account {
@@ -213,7 +215,7 @@ async fn audit_pages_in_order(db: TestDb) {
 
 async fn schema_is_checked(db: TestDb) {
     let s = &db.store;
-    assert_eq!(s.check_schema().await.unwrap(), 1);
+    assert_eq!(s.check_schema().await.unwrap(), 2);
     s.migrate().await.unwrap();
     s.execute_unchecked("DELETE FROM _sqlx_migrations")
         .await
@@ -260,4 +262,114 @@ async fn unreachable_postgres_is_a_clear_error() {
     let msg = err.to_string();
     assert!(matches!(err, StorageError::Unavailable(_)), "{msg}");
     assert!(!msg.contains("hunter2"), "{msg}");
+}
+
+fn keystore_row() -> storage::KeystoreRow {
+    storage::KeystoreRow {
+        keystore_id: [3; 16],
+        threshold: 3,
+        shares: 5,
+        kek_version: 1,
+        kek_sealed: vec![1, 0, 255, 7],
+        created_at: Timestamp::from_millis(5),
+        created_by: "operator:root".into(),
+    }
+}
+
+fn audited(what: &str) -> Entry {
+    Entry::new(Actor::System, what, "keystore", Details::none()).unwrap()
+}
+
+async fn keystore_is_created_once(db: TestDb) {
+    let s = &db.store;
+    assert_eq!(s.keystore().await.unwrap(), None);
+    let mut tx = s.begin().await.unwrap();
+    tx.insert_keystore(&keystore_row()).await.unwrap();
+    tx.commit(
+        &[audited("keystore.initialized")],
+        Timestamp::from_millis(5),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.keystore().await.unwrap(), Some(keystore_row()));
+    let mut tx = s.begin().await.unwrap();
+    let err = tx.insert_keystore(&keystore_row()).await.unwrap_err();
+    assert!(
+        matches!(err, StorageError::Conflict { what: "keystore" }),
+        "{err:?}"
+    );
+    drop(tx);
+
+    let mut tx = s.begin().await.unwrap();
+    tx.replace_kek(1, 2, &[9, 9]).await.unwrap();
+    tx.commit(
+        &[audited("keystore.kek_rotated")],
+        Timestamp::from_millis(6),
+    )
+    .await
+    .unwrap();
+    let mut tx = s.begin().await.unwrap();
+    assert!(matches!(
+        tx.replace_kek(1, 3, &[8]).await,
+        Err(StorageError::Conflict { .. })
+    ));
+    drop(tx);
+    let k = s.keystore().await.unwrap().unwrap();
+    assert_eq!((k.kek_version, k.kek_sealed), (2, vec![9, 9]));
+}
+
+async fn key_inventory_round_trips_with_guarded_updates(db: TestDb) {
+    use domain::{KeyAlgorithm, KeyBackend, KeyPurpose, KeyState};
+    let s = &db.store;
+    let key = storage::KeyRow {
+        id: domain::KeyId::from_uuid(uuid_v7(1_000)),
+        version: 1,
+        purpose: KeyPurpose::TransferSigning,
+        algorithm: KeyAlgorithm::EcdsaSecp256k1,
+        backend: KeyBackend::Keystore,
+        backend_ref: None,
+        state: KeyState::Active,
+        public_key: "02".repeat(33),
+        provenance: r#"{"by":"operator:root"}"#.into(),
+        kek_version: Some(1),
+        dek_sealed: Some(vec![1, 2, 3]),
+        material_sealed: Some(vec![4, 5, 6]),
+        created_at: Timestamp::from_millis(1_000),
+        expires_at: Timestamp::from_millis(2_000),
+    };
+    let mut tx = s.begin().await.unwrap();
+    tx.insert_key(&key).await.unwrap();
+    tx.commit(&[audited("key.created")], key.created_at)
+        .await
+        .unwrap();
+    assert_eq!(s.key(key.id).await.unwrap(), key);
+    assert_eq!(s.keys().await.unwrap(), vec![key.clone()]);
+
+    let mut tx = s.begin().await.unwrap();
+    tx.set_key_state(key.id, KeyState::Active, KeyState::Suspended)
+        .await
+        .unwrap();
+    tx.rewrap_key(key.id, 1, 2, &[7, 7]).await.unwrap();
+    tx.commit(&[audited("key.suspended")], key.created_at)
+        .await
+        .unwrap();
+    let mut tx = s.begin().await.unwrap();
+    assert!(matches!(
+        tx.set_key_state(key.id, KeyState::Active, KeyState::Deactivated)
+            .await,
+        Err(StorageError::Conflict { what: "key state" })
+    ));
+    assert!(matches!(
+        tx.rewrap_key(key.id, 1, 3, &[0]).await,
+        Err(StorageError::Conflict {
+            what: "key wrapping"
+        })
+    ));
+    drop(tx);
+    let stored = s.key(key.id).await.unwrap();
+    assert_eq!(stored.state, KeyState::Suspended);
+    assert_eq!(
+        (stored.kek_version, stored.dek_sealed),
+        (Some(2), Some(vec![7, 7]))
+    );
 }

@@ -1,0 +1,241 @@
+//! The keystore row and the key inventory. Only sealed material is stored.
+
+use domain::{KeyAlgorithm, KeyBackend, KeyId, KeyPurpose, KeyState, Timestamp};
+use sqlx::Row;
+
+use crate::error::StorageError;
+use crate::store::Store;
+use crate::tx::WriteTx;
+
+/// The sealed keystore's one row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeystoreRow {
+    pub keystore_id: [u8; 16],
+    pub threshold: u8,
+    pub shares: u8,
+    pub kek_version: u32,
+    /// The KEK sealed under the root key.
+    pub kek_sealed: Vec<u8>,
+    pub created_at: Timestamp,
+    pub created_by: String,
+}
+
+/// One key of the inventory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRow {
+    pub id: KeyId,
+    pub version: u32,
+    pub purpose: KeyPurpose,
+    pub algorithm: KeyAlgorithm,
+    pub backend: KeyBackend,
+    /// The backend's reference (an HSM object id); none for keystore keys.
+    pub backend_ref: Option<String>,
+    pub state: KeyState,
+    /// Hex of the public key in its chain form.
+    pub public_key: String,
+    /// Canonical JSON: who made it, when, from what entropy, in which ceremony.
+    pub provenance: String,
+    pub kek_version: Option<u32>,
+    pub dek_sealed: Option<Vec<u8>>,
+    pub material_sealed: Option<Vec<u8>>,
+    pub created_at: Timestamp,
+    /// End of the cryptoperiod: the key stops signing after it.
+    pub expires_at: Timestamp,
+}
+
+const KEY_COLUMNS: &str = "id, version, purpose, algorithm, backend, backend_ref, state, public_key, \
+     provenance, kek_version, dek_sealed, material_sealed, created_at_ms, expires_at_ms";
+
+impl WriteTx {
+    /// Creates the keystore; refuses a second one.
+    pub async fn insert_keystore(&mut self, k: &KeystoreRow) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO keystore (id, keystore_id, threshold, shares, kek_version, kek_sealed, \
+             created_at_ms, created_by) VALUES (1, $1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(hex::encode(k.keystore_id))
+        .bind(i32::from(k.threshold))
+        .bind(i32::from(k.shares))
+        .bind(i64::from(k.kek_version))
+        .bind(k.kek_sealed.clone())
+        .bind(k.created_at.as_millis())
+        .bind(&k.created_by)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| StorageError::from_sqlx(e, "keystore"))?;
+        Ok(())
+    }
+
+    /// Replaces the sealed KEK after a rotation, if it is still at `from_version`.
+    pub async fn replace_kek(
+        &mut self,
+        from_version: u32,
+        to_version: u32,
+        kek_sealed: &[u8],
+    ) -> Result<(), StorageError> {
+        let r = sqlx::query(
+            "UPDATE keystore SET kek_version = $1, kek_sealed = $2 WHERE id = 1 AND kek_version = $3",
+        )
+        .bind(i64::from(to_version))
+        .bind(kek_sealed.to_vec())
+        .bind(i64::from(from_version))
+        .execute(&mut *self.tx)
+        .await?;
+        if r.rows_affected() != 1 {
+            return Err(StorageError::Conflict {
+                what: "keystore version",
+            });
+        }
+        Ok(())
+    }
+
+    pub async fn insert_key(&mut self, k: &KeyRow) -> Result<(), StorageError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        )))
+        .bind(k.id.to_string())
+        .bind(i64::from(k.version))
+        .bind(k.purpose.as_str())
+        .bind(k.algorithm.as_str())
+        .bind(k.backend.as_str())
+        .bind(k.backend_ref.clone())
+        .bind(k.state.as_str())
+        .bind(&k.public_key)
+        .bind(&k.provenance)
+        .bind(k.kek_version.map(i64::from))
+        .bind(k.dek_sealed.clone())
+        .bind(k.material_sealed.clone())
+        .bind(k.created_at.as_millis())
+        .bind(k.expires_at.as_millis())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| StorageError::from_sqlx(e, "key"))?;
+        Ok(())
+    }
+
+    /// Moves a key from `from` to `to`; fails if someone moved it first.
+    pub async fn set_key_state(
+        &mut self,
+        id: KeyId,
+        from: KeyState,
+        to: KeyState,
+    ) -> Result<(), StorageError> {
+        let r = sqlx::query("UPDATE keys SET state = $1 WHERE id = $2 AND state = $3")
+            .bind(to.as_str())
+            .bind(id.to_string())
+            .bind(from.as_str())
+            .execute(&mut *self.tx)
+            .await?;
+        if r.rows_affected() != 1 {
+            return Err(StorageError::Conflict { what: "key state" });
+        }
+        Ok(())
+    }
+
+    /// Re-wraps one key's data key under a new KEK version.
+    pub async fn rewrap_key(
+        &mut self,
+        id: KeyId,
+        from_kek: u32,
+        to_kek: u32,
+        dek_sealed: &[u8],
+    ) -> Result<(), StorageError> {
+        let r = sqlx::query(
+            "UPDATE keys SET kek_version = $1, dek_sealed = $2 WHERE id = $3 AND kek_version = $4",
+        )
+        .bind(i64::from(to_kek))
+        .bind(dek_sealed.to_vec())
+        .bind(id.to_string())
+        .bind(i64::from(from_kek))
+        .execute(&mut *self.tx)
+        .await?;
+        if r.rows_affected() != 1 {
+            return Err(StorageError::Conflict {
+                what: "key wrapping",
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    pub async fn keystore(&self) -> Result<Option<KeystoreRow>, StorageError> {
+        let Some(row) = sqlx::query(
+            "SELECT keystore_id, threshold, shares, kek_version, kek_sealed, created_at_ms, created_by \
+             FROM keystore WHERE id = 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let corrupt = |what: &str| StorageError::Corrupt(format!("keystore {what}"));
+        let id: String = row.try_get("keystore_id")?;
+        let mut keystore_id = [0u8; 16];
+        hex::decode_to_slice(&id, &mut keystore_id).map_err(|_| corrupt("id"))?;
+        let small = |v: i64, what| u8::try_from(v).map_err(|_| corrupt(what));
+        Ok(Some(KeystoreRow {
+            keystore_id,
+            threshold: small(row.try_get("threshold")?, "threshold")?,
+            shares: small(row.try_get("shares")?, "shares")?,
+            kek_version: u32::try_from(row.try_get::<i64, _>("kek_version")?)
+                .map_err(|_| corrupt("KEK version"))?,
+            kek_sealed: row.try_get("kek_sealed")?,
+            created_at: Timestamp::from_millis(row.try_get("created_at_ms")?),
+            created_by: row.try_get("created_by")?,
+        }))
+    }
+
+    pub async fn key(&self, id: KeyId) -> Result<KeyRow, StorageError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {KEY_COLUMNS} FROM keys WHERE id = $1"
+        )))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StorageError::NotFound { what: "key" })?;
+        key_from_row(&row)
+    }
+
+    /// The whole inventory, oldest first.
+    pub async fn keys(&self) -> Result<Vec<KeyRow>, StorageError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {KEY_COLUMNS} FROM keys ORDER BY created_at_ms, id"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(key_from_row).collect()
+    }
+}
+
+fn key_from_row(row: &sqlx::any::AnyRow) -> Result<KeyRow, StorageError> {
+    let corrupt =
+        |what: &str, e: &dyn std::fmt::Display| StorageError::Corrupt(format!("key {what}: {e}"));
+    let text = |c: &str| -> Result<String, StorageError> { Ok(row.try_get::<String, _>(c)?) };
+    let u32_of = |v: i64, what: &str| u32::try_from(v).map_err(|e| corrupt(what, &e));
+    Ok(KeyRow {
+        id: text("id")?.parse().map_err(|e| corrupt("id", &e))?,
+        version: u32_of(row.try_get("version")?, "version")?,
+        purpose: text("purpose")?
+            .parse()
+            .map_err(|e| corrupt("purpose", &e))?,
+        algorithm: text("algorithm")?
+            .parse()
+            .map_err(|e| corrupt("algorithm", &e))?,
+        backend: text("backend")?
+            .parse()
+            .map_err(|e| corrupt("backend", &e))?,
+        backend_ref: row.try_get("backend_ref")?,
+        state: text("state")?.parse().map_err(|e| corrupt("state", &e))?,
+        public_key: text("public_key")?,
+        provenance: text("provenance")?,
+        kek_version: row
+            .try_get::<Option<i64>, _>("kek_version")?
+            .map(|v| u32_of(v, "KEK version"))
+            .transpose()?,
+        dek_sealed: row.try_get("dek_sealed")?,
+        material_sealed: row.try_get("material_sealed")?,
+        created_at: Timestamp::from_millis(row.try_get("created_at_ms")?),
+        expires_at: Timestamp::from_millis(row.try_get("expires_at_ms")?),
+    })
+}
