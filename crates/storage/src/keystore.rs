@@ -13,11 +13,18 @@ pub struct KeystoreRow {
     pub keystore_id: [u8; 16],
     pub threshold: u8,
     pub shares: u8,
-    pub kek_version: u32,
-    /// The KEK sealed under the root key.
-    pub kek_sealed: Vec<u8>,
+    /// The KEK version new keys are wrapped under.
+    pub current_kek: u32,
     pub created_at: Timestamp,
     pub created_by: String,
+}
+
+/// A key-encryption key, sealed under the root key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KekRow {
+    pub version: u32,
+    pub sealed: Vec<u8>,
+    pub created_at: Timestamp,
 }
 
 /// One key of the inventory.
@@ -47,45 +54,73 @@ const KEY_COLUMNS: &str = "id, version, purpose, algorithm, backend, backend_ref
      provenance, kek_version, dek_sealed, material_sealed, created_at_ms, expires_at_ms";
 
 impl WriteTx {
-    /// Creates the keystore; refuses a second one.
-    pub async fn insert_keystore(&mut self, k: &KeystoreRow) -> Result<(), StorageError> {
+    /// Creates the keystore with its first KEK; refuses a second keystore.
+    pub async fn insert_keystore(
+        &mut self,
+        k: &KeystoreRow,
+        kek: &KekRow,
+    ) -> Result<(), StorageError> {
         sqlx::query(
-            "INSERT INTO keystore (id, keystore_id, threshold, shares, kek_version, kek_sealed, \
-             created_at_ms, created_by) VALUES (1, $1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO keystore (id, keystore_id, threshold, shares, current_kek, \
+             created_at_ms, created_by) VALUES (1, $1, $2, $3, $4, $5, $6)",
         )
         .bind(hex::encode(k.keystore_id))
         .bind(i32::from(k.threshold))
         .bind(i32::from(k.shares))
-        .bind(i64::from(k.kek_version))
-        .bind(k.kek_sealed.clone())
+        .bind(i64::from(k.current_kek))
         .bind(k.created_at.as_millis())
         .bind(&k.created_by)
         .execute(&mut *self.tx)
         .await
         .map_err(|e| StorageError::from_sqlx(e, "keystore"))?;
+        self.insert_kek(kek).await
+    }
+
+    /// Adds a KEK version (a rotation's first step).
+    pub async fn insert_kek(&mut self, kek: &KekRow) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO keystore_keks (version, sealed, created_at_ms) VALUES ($1, $2, $3)",
+        )
+        .bind(i64::from(kek.version))
+        .bind(kek.sealed.clone())
+        .bind(kek.created_at.as_millis())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| StorageError::from_sqlx(e, "KEK version"))?;
         Ok(())
     }
 
-    /// Replaces the sealed KEK after a rotation, if it is still at `from_version`.
-    pub async fn replace_kek(
-        &mut self,
-        from_version: u32,
-        to_version: u32,
-        kek_sealed: &[u8],
-    ) -> Result<(), StorageError> {
-        let r = sqlx::query(
-            "UPDATE keystore SET kek_version = $1, kek_sealed = $2 WHERE id = 1 AND kek_version = $3",
-        )
-        .bind(i64::from(to_version))
-        .bind(kek_sealed.to_vec())
-        .bind(i64::from(from_version))
-        .execute(&mut *self.tx)
-        .await?;
+    /// Makes `to` the KEK new keys are wrapped under, if `from` still is.
+    pub async fn set_current_kek(&mut self, from: u32, to: u32) -> Result<(), StorageError> {
+        let r =
+            sqlx::query("UPDATE keystore SET current_kek = $1 WHERE id = 1 AND current_kek = $2")
+                .bind(i64::from(to))
+                .bind(i64::from(from))
+                .execute(&mut *self.tx)
+                .await?;
         if r.rows_affected() != 1 {
             return Err(StorageError::Conflict {
                 what: "keystore version",
             });
         }
+        Ok(())
+    }
+
+    /// Removes a KEK version that no key is wrapped under any more.
+    pub async fn delete_kek(&mut self, version: u32) -> Result<(), StorageError> {
+        let in_use: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM keys WHERE kek_version = $1")
+            .bind(i64::from(version))
+            .fetch_one(&mut *self.tx)
+            .await?;
+        if in_use > 0 {
+            return Err(StorageError::Conflict {
+                what: "KEK still in use",
+            });
+        }
+        sqlx::query("DELETE FROM keystore_keks WHERE version = $1")
+            .bind(i64::from(version))
+            .execute(&mut *self.tx)
+            .await?;
         Ok(())
     }
 
@@ -161,7 +196,7 @@ impl WriteTx {
 impl Store {
     pub async fn keystore(&self) -> Result<Option<KeystoreRow>, StorageError> {
         let Some(row) = sqlx::query(
-            "SELECT keystore_id, threshold, shares, kek_version, kek_sealed, created_at_ms, created_by \
+            "SELECT keystore_id, threshold, shares, current_kek, created_at_ms, created_by \
              FROM keystore WHERE id = 1",
         )
         .fetch_optional(&self.pool)
@@ -178,12 +213,30 @@ impl Store {
             keystore_id,
             threshold: small(row.try_get("threshold")?, "threshold")?,
             shares: small(row.try_get("shares")?, "shares")?,
-            kek_version: u32::try_from(row.try_get::<i64, _>("kek_version")?)
+            current_kek: u32::try_from(row.try_get::<i64, _>("current_kek")?)
                 .map_err(|_| corrupt("KEK version"))?,
-            kek_sealed: row.try_get("kek_sealed")?,
             created_at: Timestamp::from_millis(row.try_get("created_at_ms")?),
             created_by: row.try_get("created_by")?,
         }))
+    }
+
+    /// Every KEK version, oldest first.
+    pub async fn keks(&self) -> Result<Vec<KekRow>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT version, sealed, created_at_ms FROM keystore_keks ORDER BY version",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(KekRow {
+                    version: u32::try_from(r.try_get::<i64, _>("version")?)
+                        .map_err(|_| StorageError::Corrupt("KEK version".into()))?,
+                    sealed: r.try_get("sealed")?,
+                    created_at: Timestamp::from_millis(r.try_get("created_at_ms")?),
+                })
+            })
+            .collect()
     }
 
     pub async fn key(&self, id: KeyId) -> Result<KeyRow, StorageError> {

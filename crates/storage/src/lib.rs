@@ -16,6 +16,6 @@ pub mod testing;
 mod tx;
 
 pub use error::StorageError;
-pub use keystore::{KeyRow, KeystoreRow};
+pub use keystore::{KekRow, KeyRow, KeystoreRow};
 pub use store::{Backend, DatabaseConfig, Store};
 pub use tx::WriteTx;

@@ -269,10 +269,17 @@ fn keystore_row() -> storage::KeystoreRow {
         keystore_id: [3; 16],
         threshold: 3,
         shares: 5,
-        kek_version: 1,
-        kek_sealed: vec![1, 0, 255, 7],
+        current_kek: 1,
         created_at: Timestamp::from_millis(5),
         created_by: "operator:root".into(),
+    }
+}
+
+fn kek(version: u32) -> storage::KekRow {
+    storage::KekRow {
+        version,
+        sealed: vec![1, 0, 255, version as u8],
+        created_at: Timestamp::from_millis(5),
     }
 }
 
@@ -284,7 +291,7 @@ async fn keystore_is_created_once(db: TestDb) {
     let s = &db.store;
     assert_eq!(s.keystore().await.unwrap(), None);
     let mut tx = s.begin().await.unwrap();
-    tx.insert_keystore(&keystore_row()).await.unwrap();
+    tx.insert_keystore(&keystore_row(), &kek(1)).await.unwrap();
     tx.commit(
         &[audited("keystore.initialized")],
         Timestamp::from_millis(5),
@@ -292,8 +299,12 @@ async fn keystore_is_created_once(db: TestDb) {
     .await
     .unwrap();
     assert_eq!(s.keystore().await.unwrap(), Some(keystore_row()));
+    assert_eq!(s.keks().await.unwrap(), vec![kek(1)]);
     let mut tx = s.begin().await.unwrap();
-    let err = tx.insert_keystore(&keystore_row()).await.unwrap_err();
+    let err = tx
+        .insert_keystore(&keystore_row(), &kek(1))
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, StorageError::Conflict { what: "keystore" }),
         "{err:?}"
@@ -301,7 +312,8 @@ async fn keystore_is_created_once(db: TestDb) {
     drop(tx);
 
     let mut tx = s.begin().await.unwrap();
-    tx.replace_kek(1, 2, &[9, 9]).await.unwrap();
+    tx.insert_kek(&kek(2)).await.unwrap();
+    tx.set_current_kek(1, 2).await.unwrap();
     tx.commit(
         &[audited("keystore.kek_rotated")],
         Timestamp::from_millis(6),
@@ -310,12 +322,12 @@ async fn keystore_is_created_once(db: TestDb) {
     .unwrap();
     let mut tx = s.begin().await.unwrap();
     assert!(matches!(
-        tx.replace_kek(1, 3, &[8]).await,
+        tx.set_current_kek(1, 3).await,
         Err(StorageError::Conflict { .. })
     ));
     drop(tx);
-    let k = s.keystore().await.unwrap().unwrap();
-    assert_eq!((k.kek_version, k.kek_sealed), (2, vec![9, 9]));
+    assert_eq!(s.keystore().await.unwrap().unwrap().current_kek, 2);
+    assert_eq!(s.keks().await.unwrap(), vec![kek(1), kek(2)]);
 }
 
 async fn key_inventory_round_trips_with_guarded_updates(db: TestDb) {

@@ -1,15 +1,24 @@
 -- The sealed keystore: one row. The root key is never stored; it is split
--- into unseal shares. What is stored is the key-encryption key sealed under
--- the root key (XChaCha20-Poly1305, bound to keystore id and KEK version).
+-- into unseal shares. `current_kek` names the key-encryption key new keys
+-- are wrapped under.
 CREATE TABLE keystore (
     id            INTEGER PRIMARY KEY CHECK (id = 1),
     keystore_id   TEXT    NOT NULL,
     threshold     INTEGER NOT NULL CHECK (threshold >= 2),
     shares        INTEGER NOT NULL CHECK (shares >= threshold),
-    kek_version   INTEGER NOT NULL CHECK (kek_version >= 1),
-    kek_sealed    BLOB    NOT NULL,
+    current_kek   INTEGER NOT NULL CHECK (current_kek >= 1),
     created_at_ms INTEGER NOT NULL,
     created_by    TEXT    NOT NULL
+) STRICT;
+
+-- Key-encryption keys, each sealed under the root key (XChaCha20-Poly1305,
+-- bound to keystore id and version). Old versions stay until no key is
+-- wrapped under them, so a rotation interrupted anywhere leaves every key
+-- readable.
+CREATE TABLE keystore_keks (
+    version       INTEGER PRIMARY KEY CHECK (version >= 1),
+    sealed        BLOB  NOT NULL,
+    created_at_ms INTEGER NOT NULL
 ) STRICT;
 
 -- The key inventory. Material of keystore keys is sealed under its own data
