@@ -16,6 +16,7 @@ mod secret;
 pub mod shamir;
 mod signer;
 mod software;
+pub mod verify;
 
 pub use secret::Secret32;
 pub use signer::{
@@ -23,3 +24,4 @@ pub use signer::{
     Signer, TapTweak,
 };
 pub use software::SoftwareSigner;
+pub use verify::{VerifyError, verify};
