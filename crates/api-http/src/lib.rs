@@ -6,6 +6,7 @@
 //! and never with internal detail.
 
 mod error;
+mod sys;
 mod system;
 
 use std::time::Duration;
@@ -38,7 +39,9 @@ pub struct Limits {
 struct ApiDoc;
 
 fn api() -> OpenApiRouter<Service> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(system::routes())
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(system::routes())
+        .merge(sys::routes())
 }
 
 /// The OpenAPI document, generated from the handlers.
@@ -60,6 +63,10 @@ pub fn router(service: Service, limits: Limits) -> Router {
             }),
         )
         .fallback(error::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            service.clone(),
+            sys::sealed_gate,
+        ))
         .with_state(service)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))

@@ -80,9 +80,7 @@ async fn status(State(svc): State<Service>) -> Json<StatusResponse> {
             reachable: s.database.reachable,
             schema_version: s.database.schema_version,
         },
-        seal: match s.seal {
-            service::SealState::Uninitialized => "uninitialized",
-        },
+        seal: crate::sys::seal_state_name(s.seal),
         audit_records: s.audit_records,
     })
 }

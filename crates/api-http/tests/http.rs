@@ -15,6 +15,7 @@ use tower::ServiceExt;
 
 struct App {
     router: axum::Router,
+    svc: Service,
     _db: TestDb,
     _dir: tempfile::TempDir,
 }
@@ -38,7 +39,8 @@ async fn app() -> App {
         request_timeout: Duration::from_secs(5),
     };
     App {
-        router: router(svc, limits),
+        router: router(svc.clone(), limits),
+        svc,
         _db: db,
         _dir: dir,
     }
@@ -83,9 +85,10 @@ async fn health_and_status() {
 #[tokio::test]
 async fn errors_are_json_with_stable_codes() {
     let app = app().await;
+    // Before a keystore exists, everything but the open endpoints is sealed.
     let (s, _, body) = call(&app, get("/v1/nope")).await;
-    assert_eq!(s, StatusCode::NOT_FOUND);
-    assert_eq!(body["code"], "not_found");
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["code"], "sealed");
 
     let req = Request::delete("/v1/health").body(Body::empty()).unwrap();
     let (s, h, body) = call(&app, req).await;
@@ -124,7 +127,114 @@ async fn openapi_document_describes_the_routes() {
     assert_eq!(doc["info"]["title"], "Strongroom");
     let mut paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
     paths.sort();
-    assert_eq!(paths, ["/v1/health", "/v1/status"]);
+    assert_eq!(
+        paths,
+        [
+            "/v1/health",
+            "/v1/status",
+            "/v1/sys/seal",
+            "/v1/sys/seal-status",
+            "/v1/sys/unseal",
+            "/v1/sys/unseal/reset"
+        ]
+    );
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
     assert_eq!(doc, serde_json::to_value(api_http::openapi()).unwrap());
+}
+
+fn post(uri: &str, body: serde_json::Value) -> Request<Body> {
+    Request::post(uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn unseal_over_http_one_share_at_a_time() {
+    let app = app().await;
+    let (s, _, body) = call(
+        &app,
+        post(
+            "/v1/sys/unseal",
+            serde_json::json!({"share": "srshare1-00"}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("not_initialized"))
+    );
+
+    let shares = app
+        .svc
+        .init_keystore(&"operator:root".parse().unwrap(), 2, 3)
+        .await
+        .unwrap();
+    let (s, _, body) = call(&app, get("/v1/sys/seal-status")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        body,
+        serde_json::json!({"state": "sealed", "progress": 0, "threshold": 2})
+    );
+
+    let share = |i: usize| serde_json::json!({"share": shares[i].as_str()});
+    let (s, _, body) = call(&app, post("/v1/sys/unseal", share(0))).await;
+    assert_eq!((s, body["progress"].as_u64()), (StatusCode::OK, Some(1)));
+    let (s, _, body) = call(&app, post("/v1/sys/unseal", share(0))).await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("duplicate_share"))
+    );
+    let mut damaged = shares[1].as_str().to_owned();
+    damaged.replace_range(20..21, if &damaged[20..21] == "a" { "b" } else { "a" });
+    let (s, _, body) = call(
+        &app,
+        post("/v1/sys/unseal", serde_json::json!({"share": damaged})),
+    )
+    .await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_share"))
+    );
+    // Still sealed: the gate answers for everything else.
+    let (s, _, body) = call(&app, get("/v1/anything")).await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("sealed"))
+    );
+
+    let (s, _, body) = call(&app, post("/v1/sys/unseal", share(2))).await;
+    assert_eq!(
+        (s, body["state"].as_str()),
+        (StatusCode::OK, Some("unsealed"))
+    );
+    let (s, _, body) = call(&app, get("/v1/anything")).await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    let (_, _, body) = call(&app, get("/v1/status")).await;
+    assert_eq!(body["seal"], "unsealed");
+
+    let resp = app
+        .router
+        .clone()
+        .oneshot(post("/v1/sys/seal", serde_json::json!(null)))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let (_, _, body) = call(&app, get("/v1/sys/seal-status")).await;
+    assert_eq!(body["state"], "sealed");
+
+    // Unknown fields are refused, as everywhere.
+    let (s, _, body) = call(
+        &app,
+        post(
+            "/v1/sys/unseal",
+            serde_json::json!({"share": "x", "extra": 1}),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["code"], "invalid_body");
 }

@@ -18,6 +18,8 @@ pub enum Actor {
     User(UserId),
     /// An integrator's API key.
     ApiKey(ApiKeyId),
+    /// An API caller who presented no identity (health checks, unseal shares).
+    Anonymous,
 }
 
 /// A console operator's name: 1 to 64 of `a-z A-Z 0-9 . _ -`.
@@ -41,7 +43,9 @@ impl OperatorName {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid actor {0:?}: expected system, operator:<name>, user:<uuid> or api-key:<uuid>")]
+#[error(
+    "invalid actor {0:?}: expected system, anonymous, operator:<name>, user:<uuid> or api-key:<uuid>"
+)]
 pub struct ActorError(pub String);
 
 impl fmt::Display for Actor {
@@ -51,6 +55,7 @@ impl fmt::Display for Actor {
             Actor::Operator(n) => write!(f, "operator:{}", n.0),
             Actor::User(id) => write!(f, "user:{id}"),
             Actor::ApiKey(id) => write!(f, "api-key:{id}"),
+            Actor::Anonymous => f.write_str("anonymous"),
         }
     }
 }
@@ -60,8 +65,10 @@ impl FromStr for Actor {
 
     fn from_str(s: &str) -> Result<Self, ActorError> {
         let err = || ActorError(s.to_owned());
-        if s == "system" {
-            return Ok(Actor::System);
+        match s {
+            "system" => return Ok(Actor::System),
+            "anonymous" => return Ok(Actor::Anonymous),
+            _ => {}
         }
         let (kind, rest) = s.split_once(':').ok_or_else(err)?;
         match kind {
@@ -97,6 +104,7 @@ mod tests {
     fn round_trip() {
         for s in [
             "system",
+            "anonymous",
             "operator:root",
             "operator:alice.b-c_d",
             "user:0190b5a8-7a3e-7cc1-9d3e-3f1c2a4b5c6d",

@@ -60,7 +60,7 @@ pub fn generate_audit_key(path: &Path) -> Result<AuditPublicKey, AuditKeyError> 
     let mut seed = Zeroizing::new([0u8; 32]);
     getrandom::fill(seed.as_mut()).map_err(|_| AuditKeyError::Random)?;
     let key = AuditSigningKey::from_seed(&seed);
-    let text = Zeroizing::new(format!("{}\n", hex::encode(seed.as_ref())));
+    let text = Zeroizing::new(format!("{}\n", hex::encode(&seed[..])));
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -8,15 +8,18 @@
 mod audit_key;
 mod checkpoints;
 mod clock;
+mod keystore;
 mod service;
 mod verify;
 
 pub use audit_key::{AuditKeyError, generate_audit_key, load_audit_key};
 pub use checkpoints::{CheckpointFile, CheckpointPolicy, Checkpointer};
 pub use clock::{Clock, SystemClock};
-pub use service::{DatabaseStatus, SealState, Service, ServiceError, Status};
+pub use keystore::{NewKey, SealStatus, SelfTest};
+pub use service::{DatabaseStatus, Service, ServiceError, Status};
 pub use verify::{VerifyError, verify_audit};
 
 pub use audit;
 pub use domain;
+pub use keys;
 pub use storage;

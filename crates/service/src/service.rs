@@ -10,6 +10,7 @@ use storage::{StorageError, Store};
 
 use crate::checkpoints::Checkpointer;
 use crate::clock::Clock;
+use crate::keystore::{SealStatus, Vault};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -28,31 +29,40 @@ pub enum ServiceError {
     },
     #[error("the audit log is broken, refusing to checkpoint it: {0}")]
     AuditBroken(audit::Break),
+    #[error("the keystore is sealed")]
+    Sealed,
+    #[error("no keystore has been initialised")]
+    NotInitialized,
+    #[error("the keystore is already initialised")]
+    AlreadyInitialized,
+    #[error("unseal share refused: {0}")]
+    Share(#[from] keys::shamir::ShareError),
+    #[error("the shares do not unseal this keystore; progress was reset")]
+    WrongShares,
+    #[error("key cannot be used: {0}")]
+    KeyNotUsable(String),
+    #[error("key backend: {0}")]
+    Key(#[from] keys::KeyError),
+    #[error("sealed key material does not open: {0}")]
+    Envelope(#[from] keys::envelope::EnvelopeError),
+    #[error(transparent)]
+    Json(#[from] audit::CanonicalJsonError),
     #[error(transparent)]
     Audit(#[from] audit::AuditError),
 }
 
-/// Whether keys can be used. The keystore arrives with key management; until
-/// then there is nothing to unseal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SealState {
-    /// No keystore has been initialised.
-    Uninitialized,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DatabaseStatus {
     pub backend: &'static str,
     pub reachable: bool,
     pub schema_version: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
     pub version: &'static str,
     pub database: DatabaseStatus,
-    pub seal: SealState,
+    pub seal: SealStatus,
     pub audit_records: Option<u64>,
 }
 
@@ -67,6 +77,7 @@ struct Inner {
     store: Store,
     clock: Arc<dyn Clock>,
     checkpointer: Checkpointer,
+    vault: tokio::sync::Mutex<Vault>,
 }
 
 impl Service {
@@ -76,6 +87,7 @@ impl Service {
                 store,
                 clock,
                 checkpointer,
+                vault: tokio::sync::Mutex::new(Vault::Uninitialized),
             }),
         }
     }
@@ -86,6 +98,14 @@ impl Service {
 
     pub fn checkpointer(&self) -> &Checkpointer {
         &self.inner.checkpointer
+    }
+
+    pub(crate) fn vault(&self) -> &tokio::sync::Mutex<Vault> {
+        &self.inner.vault
+    }
+
+    pub(crate) fn now(&self) -> domain::Timestamp {
+        self.inner.clock.now()
     }
 
     /// Records the start of a server and checkpoints the chain as found.
@@ -135,7 +155,10 @@ impl Service {
                 reachable,
                 schema_version,
             },
-            seal: SealState::Uninitialized,
+            seal: self
+                .seal_status()
+                .await
+                .unwrap_or(SealStatus::Uninitialized),
             audit_records,
         }
     }
@@ -165,7 +188,7 @@ impl Service {
 
     /// Effects after a commit. A failed checkpoint does not undo the committed
     /// change; it is logged and retried by the next commit or tick.
-    async fn after_commit(&self, records: &[audit::Record]) {
+    pub(crate) async fn after_commit(&self, records: &[audit::Record]) {
         let Some(last) = records.last() else { return };
         let now = self.inner.clock.now();
         if let Err(e) = self

@@ -1,0 +1,728 @@
+//! The sealed keystore in a running service: initialisation, unsealing with
+//! a quorum of shares, sealing, and the key inventory with its lifecycle.
+//!
+//! While sealed, the service holds no key material at all. Unsealed, it holds
+//! the root key, the key-encryption keys and the opened keystore keys in
+//! memory, in types that zeroize on drop; sealing drops them all.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use audit::{Details, Entry};
+use domain::{Actor, KeyAlgorithm, KeyBackend, KeyId, KeyPurpose, KeyState};
+use keys::envelope::{self, Binding};
+use keys::shamir::{self, Progress, Unseal, UnsealShare};
+use keys::{
+    Algorithm, KeyRef, PublicKey, Secret32, SignRequest, Signature, Signer, SoftwareSigner,
+};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use storage::{KekRow, KeyRow, KeystoreRow};
+
+use crate::service::{Service, ServiceError};
+
+/// Where the keystore stands, as operators see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealStatus {
+    Uninitialized,
+    Sealed { have: u8, need: u8 },
+    Unsealed,
+}
+
+/// The keystore as held in memory.
+pub(crate) enum Vault {
+    Uninitialized,
+    Sealed(Unseal),
+    Unsealed(Box<Opened>),
+}
+
+impl fmt::Debug for Vault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Vault::Uninitialized => f.write_str("Uninitialized"),
+            Vault::Sealed(u) => write!(f, "Sealed({u:?})"),
+            Vault::Unsealed(_) => f.write_str("Unsealed(<redacted>)"),
+        }
+    }
+}
+
+pub(crate) struct Opened {
+    keystore_id: [u8; 16],
+    root: Secret32,
+    keks: HashMap<u32, Secret32>,
+    current_kek: u32,
+    signer: SoftwareSigner,
+    loaded: HashMap<KeyId, KeyRef>,
+}
+
+/// A key-creation request.
+#[derive(Debug, Clone, Copy)]
+pub struct NewKey {
+    pub purpose: KeyPurpose,
+    pub algorithm: KeyAlgorithm,
+    /// The cryptoperiod: how long the key may sign.
+    pub cryptoperiod_days: u32,
+}
+
+/// The result of a key's self-test: a signature over a challenge that names
+/// the key, verified by an independent library.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelfTest {
+    pub challenge: String,
+    pub public_key: String,
+    pub signature: String,
+}
+
+fn keystore_hex(id: &[u8; 16]) -> String {
+    hex::encode(id)
+}
+
+fn kek_binding(keystore: &str, version: u32) -> Binding<'_> {
+    Binding {
+        kind: "kek",
+        id: keystore,
+        version,
+    }
+}
+
+fn algorithm(a: KeyAlgorithm) -> Algorithm {
+    match a {
+        KeyAlgorithm::EcdsaSecp256k1 => Algorithm::EcdsaSecp256k1,
+        KeyAlgorithm::SchnorrBip340 => Algorithm::SchnorrBip340,
+        KeyAlgorithm::Ed25519 => Algorithm::Ed25519,
+    }
+}
+
+fn public_hex(p: &PublicKey) -> String {
+    match p {
+        PublicKey::Secp256k1(b) => hex::encode(b),
+        PublicKey::XOnly(b) | PublicKey::Ed25519(b) => hex::encode(b),
+    }
+}
+
+fn random16() -> Result<[u8; 16], ServiceError> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b)
+        .map_err(|_| ServiceError::Invalid("random number generator failed".into()))?;
+    Ok(b)
+}
+
+fn random_secret() -> Result<Secret32, ServiceError> {
+    Secret32::random().map_err(|_| ServiceError::Invalid("random number generator failed".into()))
+}
+
+fn entry(
+    actor: &Actor,
+    action: &str,
+    subject: &str,
+    details: serde_json::Value,
+) -> Result<Entry, ServiceError> {
+    Ok(Entry::new(
+        actor.clone(),
+        action,
+        subject,
+        Details::new(&details)?,
+    )?)
+}
+
+impl Service {
+    /// Where the keystore stands. Notices a keystore initialised by another
+    /// process (`strongroom init`) since the last look.
+    pub async fn seal_status(&self) -> Result<SealStatus, ServiceError> {
+        let mut vault = self.vault().lock().await;
+        self.refresh(&mut vault).await?;
+        Ok(status(&vault))
+    }
+
+    async fn refresh(&self, vault: &mut Vault) -> Result<(), ServiceError> {
+        if matches!(vault, Vault::Uninitialized)
+            && let Some(k) = self.store().keystore().await?
+        {
+            *vault = Vault::Sealed(Unseal::new(k.keystore_id, k.threshold));
+        }
+        Ok(())
+    }
+
+    /// Creates the keystore: a root key from the OS CSPRNG, split into
+    /// `shares` unseal shares of which `threshold` rebuild it, and a first
+    /// KEK sealed under it. Returns the shares, to be handed to their holders;
+    /// they are not kept anywhere. The keystore starts sealed.
+    pub async fn init_keystore(
+        &self,
+        actor: &Actor,
+        threshold: u8,
+        shares: u8,
+    ) -> Result<Vec<UnsealShare>, ServiceError> {
+        let mut vault = self.vault().lock().await;
+        self.refresh(&mut vault).await?;
+        if !matches!(*vault, Vault::Uninitialized) {
+            return Err(ServiceError::AlreadyInitialized);
+        }
+        let keystore_id = random16()?;
+        let root = random_secret()?;
+        let kek = random_secret()?;
+        let id_hex = keystore_hex(&keystore_id);
+        let split = shamir::split(keystore_id, &root, threshold, shares)?;
+        let sealed = envelope::wrap(&root, kek_binding(&id_hex, 1), &kek)?;
+        let now = self.now();
+        let row = KeystoreRow {
+            keystore_id,
+            threshold,
+            shares,
+            current_kek: 1,
+            created_at: now,
+            created_by: actor.to_string(),
+        };
+        let kek_row = KekRow {
+            version: 1,
+            sealed,
+            created_at: now,
+        };
+        let mut tx = self.store().begin().await?;
+        tx.insert_keystore(&row, &kek_row).await?;
+        let e = entry(
+            actor,
+            "keystore.initialized",
+            &format!("keystore:{id_hex}"),
+            json!({ "threshold": threshold, "shares": shares, "kek_version": 1 }),
+        )?;
+        let records = tx.commit(&[e], now).await?;
+        self.after_commit(&records).await;
+        *vault = Vault::Sealed(Unseal::new(keystore_id, threshold));
+        Ok(split)
+    }
+
+    /// Takes one unseal share. Every attempt is audited, refused or not.
+    pub async fn unseal(
+        &self,
+        actor: &Actor,
+        share: &UnsealShare,
+    ) -> Result<SealStatus, ServiceError> {
+        let mut vault = self.vault().lock().await;
+        self.refresh(&mut vault).await?;
+        let unseal = match &mut *vault {
+            Vault::Uninitialized => return Err(ServiceError::NotInitialized),
+            Vault::Unsealed(_) => return Ok(SealStatus::Unsealed),
+            Vault::Sealed(u) => u,
+        };
+        let progress = match unseal.give(share) {
+            Ok(p) => p,
+            Err(e) => {
+                self.audit(
+                    actor,
+                    "keystore.unseal_refused",
+                    json!({ "reason": e.to_string() }),
+                )
+                .await?;
+                return Err(e.into());
+            }
+        };
+        let root = match progress {
+            Progress::Partial { have, need } => {
+                self.audit(
+                    actor,
+                    "keystore.unseal_progress",
+                    json!({ "have": have, "need": need }),
+                )
+                .await?;
+                return Ok(SealStatus::Sealed { have, need });
+            }
+            Progress::Complete(root) => root,
+        };
+        match self.open(root).await {
+            Ok((opened, unreadable)) => {
+                self.audit(
+                    actor,
+                    "keystore.unsealed",
+                    json!({ "keys": opened.loaded.len(), "unreadable_keys": unreadable }),
+                )
+                .await?;
+                *vault = Vault::Unsealed(Box::new(opened));
+                Ok(SealStatus::Unsealed)
+            }
+            Err(e) => {
+                self.audit(
+                    actor,
+                    "keystore.unseal_failed",
+                    json!({ "reason": e.to_string() }),
+                )
+                .await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Opens the keystore with a candidate root key: every KEK, then every
+    /// keystore key. Keys whose stored material does not open are left out
+    /// and named (they cannot sign); a root key that opens no KEK is refused.
+    async fn open(&self, root: Secret32) -> Result<(Opened, Vec<String>), ServiceError> {
+        let ks = self
+            .store()
+            .keystore()
+            .await?
+            .ok_or(ServiceError::NotInitialized)?;
+        let id_hex = keystore_hex(&ks.keystore_id);
+        let mut keks = HashMap::new();
+        for row in self.store().keks().await? {
+            let kek = envelope::unwrap(&root, kek_binding(&id_hex, row.version), &row.sealed)
+                .map_err(|_| ServiceError::WrongShares)?;
+            keks.insert(row.version, kek);
+        }
+        if !keks.contains_key(&ks.current_kek) {
+            return Err(ServiceError::WrongShares);
+        }
+        let signer = SoftwareSigner::new();
+        let mut loaded = HashMap::new();
+        let mut unreadable = Vec::new();
+        for key in self.store().keys().await? {
+            if key.backend != KeyBackend::Keystore || key.state == KeyState::Destroyed {
+                continue;
+            }
+            match open_material(&keks, &key).and_then(|secret| {
+                signer
+                    .import(algorithm(key.algorithm), secret)
+                    .map_err(ServiceError::from)
+            }) {
+                Ok(r) => {
+                    loaded.insert(key.id, r);
+                }
+                Err(e) => {
+                    tracing::error!(key = %key.id, error = %e, "key material does not open");
+                    unreadable.push(key.id.to_string());
+                }
+            }
+        }
+        Ok((
+            Opened {
+                keystore_id: ks.keystore_id,
+                root,
+                keks,
+                current_kek: ks.current_kek,
+                signer,
+                loaded,
+            },
+            unreadable,
+        ))
+    }
+
+    /// Discards the shares given so far.
+    pub async fn unseal_reset(&self, actor: &Actor) -> Result<SealStatus, ServiceError> {
+        let mut vault = self.vault().lock().await;
+        self.refresh(&mut vault).await?;
+        if let Vault::Sealed(u) = &mut *vault {
+            u.reset();
+            self.audit(actor, "keystore.unseal_reset", json!({}))
+                .await?;
+        }
+        Ok(status(&vault))
+    }
+
+    /// Seals: all key material leaves memory (zeroized). Audited first: if
+    /// the audit fails, the keystore is sealed all the same (failing safe).
+    pub async fn seal(&self, actor: &Actor) -> Result<(), ServiceError> {
+        let mut vault = self.vault().lock().await;
+        let Vault::Unsealed(opened) = &*vault else {
+            return Err(ServiceError::Sealed);
+        };
+        let (id, threshold) = (opened.keystore_id, self.threshold().await?);
+        *vault = Vault::Sealed(Unseal::new(id, threshold));
+        drop(vault);
+        self.audit(actor, "keystore.sealed", json!({})).await
+    }
+
+    async fn threshold(&self) -> Result<u8, ServiceError> {
+        Ok(self
+            .store()
+            .keystore()
+            .await?
+            .ok_or(ServiceError::NotInitialized)?
+            .threshold)
+    }
+
+    /// Creates a key in the keystore: fresh material from the OS CSPRNG,
+    /// sealed under its own data key, which is wrapped under the current KEK.
+    pub async fn create_key(&self, actor: &Actor, new: NewKey) -> Result<KeyRow, ServiceError> {
+        if !(1..=3650).contains(&new.cryptoperiod_days) {
+            return Err(ServiceError::Invalid(
+                "cryptoperiod must be 1 to 3650 days".into(),
+            ));
+        }
+        let mut vault = self.vault().lock().await;
+        let Vault::Unsealed(opened) = &mut *vault else {
+            return Err(ServiceError::Sealed);
+        };
+        let id = KeyId::from_uuid(uuid::Uuid::now_v7());
+        let id_text = id.to_string();
+        let version = 1;
+        // Draw until the bytes are a valid key (secp256k1 refuses ~2^-128 of them).
+        let (secret, key_ref) = loop {
+            let candidate = random_secret()?;
+            let copy = Secret32::from_bytes(&mut candidate.expose().to_owned());
+            match opened.signer.import(algorithm(new.algorithm), copy) {
+                Ok(r) => break (candidate, r),
+                Err(keys::KeyError::Signing(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let public = opened.signer.public_key(&key_ref).await?;
+        let dek = random_secret()?;
+        let kek = opened
+            .keks
+            .get(&opened.current_kek)
+            .ok_or(ServiceError::Sealed)?;
+        let material_sealed = envelope::seal(
+            &dek,
+            Binding {
+                kind: "key",
+                id: &id_text,
+                version,
+            },
+            secret.expose(),
+        )?;
+        let dek_sealed = envelope::wrap(
+            kek,
+            Binding {
+                kind: "dek",
+                id: &id_text,
+                version,
+            },
+            &dek,
+        )?;
+        let now = self.now();
+        let expires_at = now
+            .checked_add_millis(i64::from(new.cryptoperiod_days) * 86_400_000)
+            .ok_or_else(|| ServiceError::Invalid("cryptoperiod overflows".into()))?;
+        let row = KeyRow {
+            id,
+            version,
+            purpose: new.purpose,
+            algorithm: new.algorithm,
+            backend: KeyBackend::Keystore,
+            backend_ref: None,
+            state: KeyState::Active,
+            public_key: public_hex(&public),
+            provenance: audit::canonical_json(&json!({
+                "created_by": actor.to_string(),
+                "created_at_ms": now.as_millis(),
+                "entropy": "os-csprng",
+                "ceremony": "keystore",
+            }))?,
+            kek_version: Some(opened.current_kek),
+            dek_sealed: Some(dek_sealed),
+            material_sealed: Some(material_sealed),
+            created_at: now,
+            expires_at,
+        };
+        let e = entry(
+            actor,
+            "key.created",
+            &format!("key:{id}"),
+            json!({
+                "purpose": new.purpose.as_str(),
+                "algorithm": new.algorithm.as_str(),
+                "backend": "keystore",
+                "public_key": row.public_key,
+                "expires_at_ms": expires_at.as_millis(),
+            }),
+        )?;
+        let mut tx = self.store().begin().await?;
+        let stored = async {
+            tx.insert_key(&row).await?;
+            tx.commit(&[e], now).await
+        }
+        .await;
+        match stored {
+            Ok(records) => {
+                opened.loaded.insert(id, key_ref);
+                drop(vault);
+                self.after_commit(&records).await;
+                Ok(row)
+            }
+            Err(err) => {
+                // Not persisted, so not kept: the in-memory copy goes too.
+                let _ = opened.signer.remove(&key_ref);
+                Err(err.into())
+            }
+        }
+    }
+
+    /// Moves a key through its lifecycle (NIST SP 800-57), audited.
+    pub async fn set_key_state(
+        &self,
+        actor: &Actor,
+        id: KeyId,
+        to: KeyState,
+    ) -> Result<KeyRow, ServiceError> {
+        let key = self.store().key(id).await?;
+        key.state
+            .check_transition(to)
+            .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        let e = entry(
+            actor,
+            "key.state_changed",
+            &format!("key:{id}"),
+            json!({ "from": key.state.as_str(), "to": to.as_str() }),
+        )?;
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        tx.set_key_state(id, key.state, to).await?;
+        let records = tx.commit(&[e], now).await?;
+        if to == KeyState::Destroyed
+            && let Vault::Unsealed(opened) = &mut *self.vault().lock().await
+            && let Some(r) = opened.loaded.remove(&id)
+        {
+            let _ = opened.signer.remove(&r);
+        }
+        self.after_commit(&records).await;
+        Ok(self.store().key(id).await?)
+    }
+
+    /// Signs with a keystore key for `purpose`, refusing a key that is not
+    /// active, past its cryptoperiod, or made for another purpose.
+    pub(crate) async fn sign_as(
+        &self,
+        id: KeyId,
+        purpose: KeyPurpose,
+        request: SignRequest<'_>,
+    ) -> Result<(KeyRow, Signature), ServiceError> {
+        let key = self.store().key(id).await?;
+        if key.purpose != purpose {
+            return Err(ServiceError::KeyNotUsable(format!(
+                "key {id} is for {}, not {}",
+                key.purpose, purpose
+            )));
+        }
+        if !key.state.may_sign() {
+            return Err(ServiceError::KeyNotUsable(format!(
+                "key {id} is {}",
+                key.state
+            )));
+        }
+        if self.now() >= key.expires_at {
+            return Err(ServiceError::KeyNotUsable(format!(
+                "key {id} is past its cryptoperiod"
+            )));
+        }
+        let vault = self.vault().lock().await;
+        let Vault::Unsealed(opened) = &*vault else {
+            return Err(ServiceError::Sealed);
+        };
+        let r = opened.loaded.get(&id).ok_or_else(|| {
+            ServiceError::KeyNotUsable(format!("key {id} material is unreadable"))
+        })?;
+        let sig = opened.signer.sign(r, request).await?;
+        Ok((key, sig))
+    }
+
+    /// Signs a challenge that names the key and the moment, and verifies the
+    /// signature with an independent library. The challenge is
+    /// domain-separated, so a self-test can never produce a signature that a
+    /// chain would accept.
+    pub async fn key_self_test(&self, actor: &Actor, id: KeyId) -> Result<SelfTest, ServiceError> {
+        let key = self.store().key(id).await?;
+        let now = self.now();
+        let challenge = format!("strongroom/key-self-test/v1/{id}/{}", now.as_millis());
+        let digest: [u8; 32] = Sha256::digest(challenge.as_bytes()).into();
+        let request = match key.algorithm {
+            KeyAlgorithm::EcdsaSecp256k1 => SignRequest::EcdsaDigest(digest),
+            KeyAlgorithm::SchnorrBip340 => SignRequest::SchnorrDigest {
+                digest,
+                tweak: None,
+            },
+            KeyAlgorithm::Ed25519 => SignRequest::Ed25519Message(challenge.as_bytes()),
+        };
+        let (key, sig) = self.sign_as(id, key.purpose, request.clone()).await?;
+        let public = parse_public(key.algorithm, &key.public_key)?;
+        keys::verify(&public, &request, &sig)
+            .map_err(|e| ServiceError::KeyNotUsable(format!("self-test signature: {e}")))?;
+        let signature = match sig {
+            Signature::Ecdsa(s) => format!(
+                "{}{}{:02x}",
+                hex::encode(s.r),
+                hex::encode(s.s),
+                s.recovery_id
+            ),
+            Signature::Schnorr(b) | Signature::Ed25519(b) => hex::encode(b),
+        };
+        self.audit_subject(
+            actor,
+            "key.self_tested",
+            &format!("key:{id}"),
+            json!({ "challenge": challenge }),
+        )
+        .await?;
+        Ok(SelfTest {
+            challenge,
+            public_key: key.public_key,
+            signature,
+        })
+    }
+
+    /// Rotates the key-encryption key: a new KEK is sealed under the root key
+    /// and made current; then every key wrapped under an older KEK is
+    /// re-wrapped, one transaction each; then old KEKs no key uses are
+    /// removed. Interrupted anywhere, every key stays readable, and running
+    /// it again finishes the job.
+    pub async fn rotate_kek(&self, actor: &Actor) -> Result<u32, ServiceError> {
+        let mut vault = self.vault().lock().await;
+        let Vault::Unsealed(opened) = &mut *vault else {
+            return Err(ServiceError::Sealed);
+        };
+        let id_hex = keystore_hex(&opened.keystore_id);
+        let from = opened.current_kek;
+        let to = from
+            .checked_add(1)
+            .ok_or_else(|| ServiceError::Invalid("KEK versions exhausted".into()))?;
+        let kek = random_secret()?;
+        let sealed = envelope::wrap(&opened.root, kek_binding(&id_hex, to), &kek)?;
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        tx.insert_kek(&KekRow {
+            version: to,
+            sealed,
+            created_at: now,
+        })
+        .await?;
+        tx.set_current_kek(from, to).await?;
+        let e = entry(
+            actor,
+            "keystore.kek_rotated",
+            &format!("keystore:{id_hex}"),
+            json!({ "from": from, "to": to }),
+        )?;
+        tx.commit(&[e], now).await?;
+        opened.keks.insert(to, kek);
+        opened.current_kek = to;
+        self.rewrap_all(opened, actor).await?;
+        Ok(to)
+    }
+
+    /// Finishes a KEK rotation that was interrupted: re-wraps what is left
+    /// and retires KEKs no key uses.
+    pub async fn finish_kek_rotation(&self, actor: &Actor) -> Result<(), ServiceError> {
+        let mut vault = self.vault().lock().await;
+        let Vault::Unsealed(opened) = &mut *vault else {
+            return Err(ServiceError::Sealed);
+        };
+        self.rewrap_all(opened, actor).await
+    }
+
+    /// Re-wraps every key not under the current KEK, then retires unused KEKs.
+    async fn rewrap_all(&self, opened: &mut Opened, actor: &Actor) -> Result<(), ServiceError> {
+        let to = opened.current_kek;
+        let new_kek = opened.keks.get(&to).ok_or(ServiceError::Sealed)?;
+        for key in self.store().keys().await? {
+            let Some(from) = key.kek_version.filter(|&v| v != to) else {
+                continue;
+            };
+            let (Some(old), Some(dek_sealed)) = (opened.keks.get(&from), key.dek_sealed.as_ref())
+            else {
+                continue;
+            };
+            let id_text = key.id.to_string();
+            let binding = Binding {
+                kind: "dek",
+                id: &id_text,
+                version: key.version,
+            };
+            let dek = envelope::unwrap(old, binding, dek_sealed)?;
+            let rewrapped = envelope::wrap(new_kek, binding, &dek)?;
+            let now = self.now();
+            let mut tx = self.store().begin().await?;
+            tx.rewrap_key(key.id, from, to, &rewrapped).await?;
+            let e = entry(
+                actor,
+                "key.rewrapped",
+                &format!("key:{}", key.id),
+                json!({ "from": from, "to": to }),
+            )?;
+            tx.commit(&[e], now).await?;
+        }
+        let old: Vec<u32> = opened.keks.keys().copied().filter(|&v| v != to).collect();
+        for v in old {
+            let now = self.now();
+            let mut tx = self.store().begin().await?;
+            tx.delete_kek(v).await?;
+            let e = entry(
+                actor,
+                "keystore.kek_retired",
+                "keystore",
+                json!({ "version": v }),
+            )?;
+            tx.commit(&[e], now).await?;
+            opened.keks.remove(&v);
+        }
+        Ok(())
+    }
+
+    async fn audit(
+        &self,
+        actor: &Actor,
+        action: &str,
+        details: serde_json::Value,
+    ) -> Result<(), ServiceError> {
+        self.audit_subject(actor, action, "keystore", details).await
+    }
+
+    async fn audit_subject(
+        &self,
+        actor: &Actor,
+        action: &str,
+        subject: &str,
+        details: serde_json::Value,
+    ) -> Result<(), ServiceError> {
+        let e = entry(actor, action, subject, details)?;
+        let records = self.store().append_audit(&[e], self.now()).await?;
+        self.after_commit(&records).await;
+        Ok(())
+    }
+}
+
+fn status(vault: &Vault) -> SealStatus {
+    match vault {
+        Vault::Uninitialized => SealStatus::Uninitialized,
+        Vault::Sealed(u) => {
+            let (have, need) = u.progress();
+            SealStatus::Sealed { have, need }
+        }
+        Vault::Unsealed(_) => SealStatus::Unsealed,
+    }
+}
+
+fn open_material(keks: &HashMap<u32, Secret32>, key: &KeyRow) -> Result<Secret32, ServiceError> {
+    let missing = || ServiceError::KeyNotUsable(format!("key {} has no sealed material", key.id));
+    let kek = keks
+        .get(&key.kek_version.ok_or_else(missing)?)
+        .ok_or_else(missing)?;
+    let id = key.id.to_string();
+    let dek = envelope::unwrap(
+        kek,
+        Binding {
+            kind: "dek",
+            id: &id,
+            version: key.version,
+        },
+        key.dek_sealed.as_deref().ok_or_else(missing)?,
+    )?;
+    let plain = envelope::open(
+        &dek,
+        Binding {
+            kind: "key",
+            id: &id,
+            version: key.version,
+        },
+        key.material_sealed.as_deref().ok_or_else(missing)?,
+    )?;
+    let mut bytes: [u8; 32] = plain[..].try_into().map_err(|_| missing())?;
+    Ok(Secret32::from_bytes(&mut bytes))
+}
+
+fn parse_public(algorithm: KeyAlgorithm, hex_key: &str) -> Result<PublicKey, ServiceError> {
+    let bad = || ServiceError::KeyNotUsable("stored public key is malformed".into());
+    let bytes = hex::decode(hex_key).map_err(|_| bad())?;
+    Ok(match algorithm {
+        KeyAlgorithm::EcdsaSecp256k1 => PublicKey::Secp256k1(bytes.try_into().map_err(|_| bad())?),
+        KeyAlgorithm::SchnorrBip340 => PublicKey::XOnly(bytes.try_into().map_err(|_| bad())?),
+        KeyAlgorithm::Ed25519 => PublicKey::Ed25519(bytes.try_into().map_err(|_| bad())?),
+    })
+}

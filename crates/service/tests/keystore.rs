@@ -1,0 +1,465 @@
+//! The sealed keystore end to end on SQLite and PostgreSQL: init, unseal by
+//! quorum, keys, self-tests, seal, bad shares, damaged ciphertext, and a KEK
+//! rotation interrupted half-way.
+
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use audit::AuditSigningKey;
+use domain::{Actor, KeyAlgorithm, KeyPurpose, KeyState};
+use service::keys::shamir::{self, UnsealShare};
+use service::{
+    CheckpointFile, CheckpointPolicy, Checkpointer, NewKey, SealStatus, Service, ServiceError,
+    SystemClock,
+};
+use storage::Backend;
+use storage::testing::TestDb;
+use zeroize::Zeroizing;
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::Fixture::new(storage::testing::TestDb::sqlite().await).await).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(super::Fixture::new(storage::testing::TestDb::postgres().await).await).await
+            }
+        }
+    )*};
+}
+
+on_both!(
+    init_unseal_create_sign_seal,
+    bad_shares_change_nothing_and_are_audited,
+    wrong_quorum_is_refused_and_resets,
+    damaged_ciphertext_is_a_clear_error,
+    interrupted_kek_rotation_leaves_every_key_readable,
+    lifecycle_and_purpose_gate_signing,
+);
+
+struct Fixture {
+    db: TestDb,
+    svc: Service,
+    shares: Vec<UnsealShare>,
+    _dir: tempfile::TempDir,
+}
+
+fn alice() -> Actor {
+    "operator:alice".parse().unwrap()
+}
+
+fn new_key(algorithm: KeyAlgorithm) -> NewKey {
+    NewKey {
+        purpose: KeyPurpose::TransferSigning,
+        algorithm,
+        cryptoperiod_days: 365,
+    }
+}
+
+impl Fixture {
+    async fn new(db: TestDb) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = Self::service(&db, &dir);
+        assert_eq!(svc.seal_status().await.unwrap(), SealStatus::Uninitialized);
+        let shares = svc.init_keystore(&alice(), 3, 5).await.unwrap();
+        assert_eq!(shares.len(), 5);
+        Fixture {
+            db,
+            svc,
+            shares,
+            _dir: dir,
+        }
+    }
+
+    fn service(db: &TestDb, dir: &tempfile::TempDir) -> Service {
+        let key = AuditSigningKey::from_seed(&Zeroizing::new([4; 32]));
+        let cp = Checkpointer::open(
+            key,
+            CheckpointFile::new(dir.path().join("cp")),
+            CheckpointPolicy {
+                every_records: 1000,
+                every: Duration::from_secs(60),
+            },
+        )
+        .unwrap();
+        Service::new(db.store.clone(), Arc::new(SystemClock), cp)
+    }
+
+    async fn unseal(&self, picks: [usize; 3]) {
+        for (i, p) in picks.iter().enumerate() {
+            let status = self
+                .svc
+                .unseal(&Actor::Anonymous, &self.shares[*p])
+                .await
+                .unwrap();
+            let expected = if i < 2 {
+                SealStatus::Sealed {
+                    have: i as u8 + 1,
+                    need: 3,
+                }
+            } else {
+                SealStatus::Unsealed
+            };
+            assert_eq!(status, expected);
+        }
+    }
+
+    async fn audit_actions(&self) -> Vec<String> {
+        self.db
+            .store
+            .audit_page(0, 10_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.action)
+            .collect()
+    }
+
+    async fn audit_text(&self) -> String {
+        self.db
+            .store
+            .audit_page(0, 10_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| format!("{} {} {} {}", r.actor, r.action, r.subject, r.details))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+async fn init_unseal_create_sign_seal(f: Fixture) {
+    assert!(matches!(
+        f.svc.init_keystore(&alice(), 3, 5).await,
+        Err(ServiceError::AlreadyInitialized)
+    ));
+    assert_eq!(
+        f.svc.seal_status().await.unwrap(),
+        SealStatus::Sealed { have: 0, need: 3 }
+    );
+    assert!(matches!(
+        f.svc
+            .create_key(&alice(), new_key(KeyAlgorithm::Ed25519))
+            .await,
+        Err(ServiceError::Sealed)
+    ));
+
+    f.unseal([0, 1, 2]).await;
+    let mut ids = Vec::new();
+    for alg in [
+        KeyAlgorithm::EcdsaSecp256k1,
+        KeyAlgorithm::SchnorrBip340,
+        KeyAlgorithm::Ed25519,
+    ] {
+        let key = f.svc.create_key(&alice(), new_key(alg)).await.unwrap();
+        assert_eq!(key.state, KeyState::Active);
+        f.svc.key_self_test(&alice(), key.id).await.unwrap();
+        ids.push(key.id);
+    }
+
+    f.svc.seal(&alice()).await.unwrap();
+    assert!(matches!(
+        f.svc.key_self_test(&alice(), ids[0]).await,
+        Err(ServiceError::Sealed)
+    ));
+
+    // Another quorum, another service (a restart): the keys come back.
+    let restarted = Fixture::service(&f.db, &f._dir);
+    for p in [4, 2, 3] {
+        restarted
+            .unseal(&Actor::Anonymous, &f.shares[p])
+            .await
+            .unwrap();
+    }
+    for id in &ids {
+        restarted.key_self_test(&alice(), *id).await.unwrap();
+    }
+
+    // No share and no key material ever reaches the audit log.
+    let audit = f.audit_text().await;
+    for s in &f.shares {
+        let body = s.as_str().trim_start_matches("srshare1-");
+        assert!(
+            !audit.contains(&body[..40]),
+            "a share reached the audit log"
+        );
+    }
+    let actions = f.audit_actions().await;
+    for a in [
+        "keystore.initialized",
+        "keystore.unsealed",
+        "key.created",
+        "key.self_tested",
+        "keystore.sealed",
+    ] {
+        assert!(
+            actions.iter().any(|x| x == a),
+            "{a} not audited: {actions:?}"
+        );
+    }
+}
+
+async fn bad_shares_change_nothing_and_are_audited(f: Fixture) {
+    f.svc.unseal(&Actor::Anonymous, &f.shares[0]).await.unwrap();
+    let before = f.audit_actions().await.len();
+
+    let dup = f
+        .svc
+        .unseal(&Actor::Anonymous, &f.shares[0])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(dup, ServiceError::Share(shamir::ShareError::Duplicate(_))),
+        "{dup}"
+    );
+    let junk = f
+        .svc
+        .unseal(&Actor::Anonymous, &UnsealShare::from_text("srshare1-00"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(junk, ServiceError::Share(shamir::ShareError::Format)),
+        "{junk}"
+    );
+    let foreign =
+        shamir::split([9; 16], &service::keys::Secret32::random().unwrap(), 3, 5).unwrap();
+    let err = f
+        .svc
+        .unseal(&Actor::Anonymous, &foreign[0])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ServiceError::Share(shamir::ShareError::Foreign)),
+        "{err}"
+    );
+
+    assert_eq!(
+        f.svc.seal_status().await.unwrap(),
+        SealStatus::Sealed { have: 1, need: 3 }
+    );
+    let refused = f.audit_actions().await[before..]
+        .iter()
+        .filter(|a| *a == "keystore.unseal_refused")
+        .count();
+    assert_eq!(refused, 3);
+
+    assert_eq!(
+        f.svc.unseal_reset(&alice()).await.unwrap(),
+        SealStatus::Sealed { have: 0, need: 3 }
+    );
+}
+
+async fn wrong_quorum_is_refused_and_resets(f: Fixture) {
+    // Well-formed shares of this keystore's id, but of another root key:
+    // only the keystore itself can tell, once the threshold is reached.
+    let id = f.db.store.keystore().await.unwrap().unwrap().keystore_id;
+    let impostor = shamir::split(id, &service::keys::Secret32::random().unwrap(), 3, 5).unwrap();
+    f.svc.unseal(&Actor::Anonymous, &impostor[0]).await.unwrap();
+    f.svc.unseal(&Actor::Anonymous, &impostor[1]).await.unwrap();
+    let err = f
+        .svc
+        .unseal(&Actor::Anonymous, &impostor[2])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServiceError::WrongShares), "{err}");
+    assert_eq!(
+        f.svc.seal_status().await.unwrap(),
+        SealStatus::Sealed { have: 0, need: 3 }
+    );
+    assert!(
+        f.audit_actions()
+            .await
+            .iter()
+            .any(|a| a == "keystore.unseal_failed")
+    );
+    f.unseal([0, 1, 2]).await;
+}
+
+async fn damaged_ciphertext_is_a_clear_error(f: Fixture) {
+    f.unseal([0, 1, 2]).await;
+    let good = f
+        .svc
+        .create_key(&alice(), new_key(KeyAlgorithm::Ed25519))
+        .await
+        .unwrap();
+    let bad = f
+        .svc
+        .create_key(&alice(), new_key(KeyAlgorithm::EcdsaSecp256k1))
+        .await
+        .unwrap();
+    f.svc.seal(&alice()).await.unwrap();
+
+    // One flipped bit in one key's sealed material.
+    let mut material = bad.material_sealed.clone().unwrap();
+    let last = material.len() - 1;
+    material[last] ^= 1;
+    let literal = bytes_literal(&f, &material);
+    f.db.store
+        .execute_unchecked(&format!(
+            "UPDATE keys SET material_sealed = {literal} WHERE id = '{}'",
+            bad.id
+        ))
+        .await
+        .unwrap();
+    f.unseal([0, 1, 2]).await;
+    f.svc.key_self_test(&alice(), good.id).await.unwrap();
+    let err = f.svc.key_self_test(&alice(), bad.id).await.unwrap_err();
+    assert!(err.to_string().contains("unreadable"), "{err}");
+    assert!(f.audit_text().await.contains(&bad.id.to_string()));
+
+    // One flipped bit in the sealed KEK: the keystore no longer unseals.
+    f.svc.seal(&alice()).await.unwrap();
+    let mut kek = f.db.store.keks().await.unwrap().remove(0);
+    kek.sealed[30] ^= 1;
+    let literal = bytes_literal(&f, &kek.sealed);
+    f.db.store
+        .execute_unchecked(&format!(
+            "UPDATE keystore_keks SET sealed = {literal} WHERE version = {}",
+            kek.version
+        ))
+        .await
+        .unwrap();
+    f.svc.unseal(&Actor::Anonymous, &f.shares[0]).await.unwrap();
+    f.svc.unseal(&Actor::Anonymous, &f.shares[1]).await.unwrap();
+    let err = f
+        .svc
+        .unseal(&Actor::Anonymous, &f.shares[2])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServiceError::WrongShares), "{err}");
+}
+
+/// A byte-string literal in the backend's SQL.
+fn bytes_literal(f: &Fixture, bytes: &[u8]) -> String {
+    match f.db.store.backend() {
+        Backend::Sqlite => format!("X'{}'", hex::encode(bytes)),
+        Backend::Postgres => format!("'\\x{}'::bytea", hex::encode(bytes)),
+    }
+}
+
+async fn interrupted_kek_rotation_leaves_every_key_readable(f: Fixture) {
+    f.unseal([0, 1, 2]).await;
+    let a = f
+        .svc
+        .create_key(&alice(), new_key(KeyAlgorithm::Ed25519))
+        .await
+        .unwrap();
+    let b = f
+        .svc
+        .create_key(&alice(), new_key(KeyAlgorithm::EcdsaSecp256k1))
+        .await
+        .unwrap();
+    // A crash while re-wrapping key b: the database refuses that one update.
+    let fault = match f.db.store.backend() {
+        Backend::Sqlite => format!(
+            "CREATE TRIGGER crash BEFORE UPDATE OF kek_version ON keys WHEN NEW.id = '{}' \
+             BEGIN SELECT RAISE(ABORT, 'simulated crash'); END",
+            b.id
+        ),
+        Backend::Postgres => format!(
+            "CREATE FUNCTION crash() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN IF NEW.id = '{}' THEN RAISE EXCEPTION 'simulated crash'; END IF; RETURN NEW; END; $$; \
+             CREATE TRIGGER crash BEFORE UPDATE ON keys FOR EACH ROW EXECUTE FUNCTION crash()",
+            b.id
+        ),
+    };
+    f.db.store.execute_unchecked(&fault).await.unwrap();
+    let err = f.svc.rotate_kek(&alice()).await.unwrap_err();
+    assert!(err.to_string().contains("simulated crash"), "{err}");
+    let versions = |k: &storage::KeyRow| k.kek_version;
+    let (a2, b2) = (
+        f.db.store.key(a.id).await.unwrap(),
+        f.db.store.key(b.id).await.unwrap(),
+    );
+    assert_eq!((versions(&a2), versions(&b2)), (Some(2), Some(1)));
+
+    // Restart half-way: both keys open, from two KEK versions.
+    f.svc.seal(&alice()).await.unwrap();
+    f.unseal([2, 3, 4]).await;
+    f.svc.key_self_test(&alice(), a.id).await.unwrap();
+    f.svc.key_self_test(&alice(), b.id).await.unwrap();
+
+    // The fault is gone; finishing the rotation re-wraps b and retires KEK 1.
+    let drop_fault = match f.db.store.backend() {
+        Backend::Sqlite => "DROP TRIGGER crash",
+        Backend::Postgres => "DROP TRIGGER crash ON keys",
+    };
+    f.db.store.execute_unchecked(drop_fault).await.unwrap();
+    f.svc.finish_kek_rotation(&alice()).await.unwrap();
+    assert_eq!(f.db.store.key(b.id).await.unwrap().kek_version, Some(2));
+    let keks: Vec<u32> =
+        f.db.store
+            .keks()
+            .await
+            .unwrap()
+            .iter()
+            .map(|k| k.version)
+            .collect();
+    assert_eq!(keks, [2]);
+    f.svc.seal(&alice()).await.unwrap();
+    f.unseal([0, 3, 4]).await;
+    f.svc.key_self_test(&alice(), b.id).await.unwrap();
+}
+
+async fn lifecycle_and_purpose_gate_signing(f: Fixture) {
+    f.unseal([0, 1, 2]).await;
+    let key = f
+        .svc
+        .create_key(
+            &alice(),
+            NewKey {
+                purpose: KeyPurpose::Approval,
+                algorithm: KeyAlgorithm::Ed25519,
+                cryptoperiod_days: 30,
+            },
+        )
+        .await
+        .unwrap();
+    f.svc
+        .set_key_state(&alice(), key.id, KeyState::Suspended)
+        .await
+        .unwrap();
+    let err = f.svc.key_self_test(&alice(), key.id).await.unwrap_err();
+    assert!(err.to_string().contains("suspended"), "{err}");
+    f.svc
+        .set_key_state(&alice(), key.id, KeyState::Active)
+        .await
+        .unwrap();
+    f.svc.key_self_test(&alice(), key.id).await.unwrap();
+    f.svc
+        .set_key_state(&alice(), key.id, KeyState::Deactivated)
+        .await
+        .unwrap();
+    let err = f
+        .svc
+        .set_key_state(&alice(), key.id, KeyState::Active)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("cannot go from deactivated to active"),
+        "{err}"
+    );
+    f.svc
+        .set_key_state(&alice(), key.id, KeyState::Destroyed)
+        .await
+        .unwrap();
+    assert!(f.svc.key_self_test(&alice(), key.id).await.is_err());
+    assert!(matches!(
+        f.svc
+            .create_key(
+                &alice(),
+                NewKey {
+                    cryptoperiod_days: 0,
+                    ..new_key(KeyAlgorithm::Ed25519)
+                }
+            )
+            .await,
+        Err(ServiceError::Invalid(_))
+    ));
+}
