@@ -213,9 +213,10 @@ fn serve_verify_tamper(rt: tokio::runtime::Runtime, db: TestDb) {
     let s: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(s["database"]["backend"], db.store.backend().as_str());
     assert_eq!(s["audit_records"], 1);
+    // No keystore yet: everything but the open endpoints answers `sealed`.
     let (status, body) = server.get("/v1/missing");
-    assert_eq!(status, 404);
-    assert!(body.contains(r#""code":"not_found""#));
+    assert_eq!(status, 503);
+    assert!(body.contains(r#""code":"sealed""#));
     let logs = server.terminate();
     // Structured JSON logs on stderr.
     let first: serde_json::Value = serde_json::from_str(logs.lines().next().unwrap()).unwrap();
