@@ -5,7 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use bip32::{DerivationPath, Language, Prefix, XPrv, XPub};
+use bip32::{DerivationPath, Prefix, XPrv, XPub};
 use hmac::{Hmac, Mac};
 use zeroize::Zeroizing;
 
@@ -24,14 +24,15 @@ pub enum HdError {
     UnhardenedEd25519,
     #[error("derivation failed: {0}")]
     Derive(String),
-    #[error("invalid extended public key")]
+    #[error("invalid extended key")]
     Xpub,
     #[error("the random number generator failed")]
     Random,
 }
 
-/// A BIP-39 mnemonic. Shown once, at creation, to the people who keep it.
-pub struct Mnemonic(bip32::Mnemonic);
+/// A BIP-39 mnemonic (12 to 24 English words). Shown once, at creation, to
+/// the people who keep it. Zeroized on drop.
+pub struct Mnemonic(bip39::Mnemonic);
 
 impl fmt::Debug for Mnemonic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -44,27 +45,27 @@ impl Mnemonic {
     pub fn generate() -> Result<Self, HdError> {
         let mut entropy = Zeroizing::new([0u8; 32]);
         getrandom::fill(entropy.as_mut()).map_err(|_| HdError::Random)?;
-        Ok(Mnemonic(bip32::Mnemonic::from_entropy(
-            *entropy,
-            Language::English,
-        )))
+        bip39::Mnemonic::from_entropy_in(bip39::Language::English, &entropy[..])
+            .map(Mnemonic)
+            .map_err(|_| HdError::Mnemonic)
     }
 
+    /// Parses a phrase: English words, a valid length and checksum.
     pub fn parse(phrase: &str) -> Result<Self, HdError> {
-        bip32::Mnemonic::new(phrase.trim(), Language::English)
+        bip39::Mnemonic::parse_in_normalized(bip39::Language::English, phrase.trim())
             .map(Mnemonic)
             .map_err(|_| HdError::Mnemonic)
     }
 
     /// The words, for writing down.
-    pub fn phrase(&self) -> &str {
-        self.0.phrase()
+    pub fn phrase(&self) -> Zeroizing<String> {
+        Zeroizing::new(self.0.to_string())
     }
 
     /// The 64-byte BIP-39 seed (PBKDF2-HMAC-SHA512, 2048 rounds) for `passphrase`.
     pub fn to_seed(&self, passphrase: &str) -> Seed {
         Seed(Zeroizing::new(
-            self.0.to_seed(passphrase).as_bytes().to_vec(),
+            self.0.to_seed_normalized(passphrase).to_vec(),
         ))
     }
 }
@@ -151,9 +152,31 @@ pub fn xpub(seed: &Seed, path: &str, prefix: Prefix) -> Result<String, HdError> 
     Ok(xprv.public_key().to_string(prefix))
 }
 
+/// Parses an extended public key strictly: besides what the library checks,
+/// a depth-0 key must have a zero parent fingerprint and child number (BIP-32
+/// test vector 5).
+pub fn parse_xpub(xpub: &str) -> Result<XPub, HdError> {
+    let key = XPub::from_str(xpub).map_err(|_| HdError::Xpub)?;
+    let a = key.attrs();
+    if a.depth == 0 && (a.parent_fingerprint != [0; 4] || u32::from(a.child_number) != 0) {
+        return Err(HdError::Xpub);
+    }
+    Ok(key)
+}
+
+/// Parses an extended private key with the same strictness as [`parse_xpub`].
+pub fn parse_xprv(xprv: &str) -> Result<XPrv, HdError> {
+    let key = XPrv::from_str(xprv).map_err(|_| HdError::Xpub)?;
+    let a = key.attrs();
+    if a.depth == 0 && (a.parent_fingerprint != [0; 4] || u32::from(a.child_number) != 0) {
+        return Err(HdError::Xpub);
+    }
+    Ok(key)
+}
+
 /// Watch-only: the compressed public key at non-hardened `steps` below an xpub.
 pub fn derive_from_xpub(xpub: &str, steps: &[u32]) -> Result<[u8; 33], HdError> {
-    let mut key = XPub::from_str(xpub).map_err(|_| HdError::Xpub)?;
+    let mut key = parse_xpub(xpub)?;
     for &i in steps {
         let child = bip32::ChildNumber::new(i, false).map_err(|_| HdError::Path(i.to_string()))?;
         key = key

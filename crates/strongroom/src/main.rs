@@ -4,6 +4,8 @@
 //! use); 2 bad usage or configuration; 3 `audit verify` found the log broken.
 
 mod config;
+mod keyctl;
+mod operator;
 mod serve;
 
 use std::net::SocketAddr;
@@ -49,6 +51,95 @@ enum Command {
     /// Development helpers.
     #[command(subcommand)]
     Dev(DevCommand),
+    /// Create the sealed keystore and split its root key into unseal shares.
+    Init {
+        /// Configuration file (TOML).
+        #[arg(long, short, env = "STRONGROOM_CONFIG")]
+        config: PathBuf,
+        /// How many shares to make.
+        #[arg(long, default_value_t = 5)]
+        shares: u8,
+        /// How many shares unseal.
+        #[arg(long, default_value_t = 3)]
+        threshold: u8,
+        /// Write each share to DIR/share-N.txt (mode 0600) instead of printing them.
+        #[arg(long)]
+        share_dir: Option<PathBuf>,
+    },
+    /// The key inventory. Commands that use key material read unseal shares
+    /// from standard input, one per line, and seal again when done.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Talk to a running server's seal: unseal, seal, status.
+    #[command(subcommand)]
+    Operator(OperatorCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Create a key in the keystore.
+    Create {
+        #[arg(long, short, env = "STRONGROOM_CONFIG")]
+        config: PathBuf,
+        /// transfer-signing, approval, audit or backup-wrapping.
+        #[arg(long)]
+        purpose: String,
+        /// ecdsa-secp256k1, schnorr-bip340 or ed25519.
+        #[arg(long)]
+        algorithm: String,
+        /// How long the key may sign.
+        #[arg(long, default_value_t = 365)]
+        cryptoperiod_days: u32,
+    },
+    /// List the inventory (no key material needed).
+    List {
+        #[arg(long, short, env = "STRONGROOM_CONFIG")]
+        config: PathBuf,
+    },
+    /// Sign a challenge naming the key and verify it with an independent library.
+    SelfTest {
+        #[arg(long, short, env = "STRONGROOM_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        key: String,
+    },
+    /// Move a key through its lifecycle: active, suspended, deactivated, compromised, destroyed.
+    SetState {
+        #[arg(long, short, env = "STRONGROOM_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        state: String,
+    },
+    /// Rotate the key-encryption key and re-wrap every key (resumable).
+    RotateKek {
+        #[arg(long, short, env = "STRONGROOM_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum OperatorCommand {
+    /// Give one unseal share (read from standard input) to a running server.
+    Unseal {
+        /// The server's address.
+        #[arg(long, default_value = "http://127.0.0.1:8200", env = "STRONGROOM_ADDR")]
+        addr: String,
+        /// Discard the shares given so far instead.
+        #[arg(long)]
+        reset: bool,
+    },
+    /// Seal a running server: key material leaves its memory.
+    Seal {
+        #[arg(long, default_value = "http://127.0.0.1:8200", env = "STRONGROOM_ADDR")]
+        addr: String,
+    },
+    /// Show a running server's seal status.
+    Status {
+        #[arg(long, default_value = "http://127.0.0.1:8200", env = "STRONGROOM_ADDR")]
+        addr: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -130,6 +221,34 @@ fn main() -> ExitCode {
         }
         Command::Audit(AuditCommand::InitKey { out }) => init_key(&out),
         Command::Dev(DevCommand::Init { dir, listen }) => dev_init(&dir, listen),
+        Command::Init {
+            config,
+            shares,
+            threshold,
+            share_dir,
+        } => load(&config).and_then(|c| keyctl::init(c, threshold, shares, share_dir.as_deref())),
+        Command::Key(k) => match k {
+            KeyCommand::Create {
+                config,
+                purpose,
+                algorithm,
+                cryptoperiod_days,
+            } => load(&config)
+                .and_then(|c| keyctl::create(c, &purpose, &algorithm, cryptoperiod_days)),
+            KeyCommand::List { config } => load(&config).and_then(keyctl::list),
+            KeyCommand::SelfTest { config, key } => {
+                load(&config).and_then(|c| keyctl::self_test(c, &key))
+            }
+            KeyCommand::SetState { config, key, state } => {
+                load(&config).and_then(|c| keyctl::set_state(c, &key, &state))
+            }
+            KeyCommand::RotateKek { config } => load(&config).and_then(keyctl::rotate_kek),
+        },
+        Command::Operator(o) => match o {
+            OperatorCommand::Unseal { addr, reset } => operator::unseal(&addr, reset),
+            OperatorCommand::Seal { addr } => operator::seal(&addr),
+            OperatorCommand::Status { addr } => operator::status(&addr),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

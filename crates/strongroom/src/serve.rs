@@ -22,13 +22,6 @@ fn init_logging(c: &Config) {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?)
-}
-
 async fn open_store(c: &Config) -> Result<Store, Failure> {
     let db = c.database.resolve()?;
     Ok(Store::connect(&db).await.context("opening the database")?)
@@ -43,20 +36,35 @@ fn audit_key(c: &Config) -> Result<audit::AuditSigningKey, Failure> {
     })
 }
 
+/// The service as configured: database opened and migrated, audit key and
+/// checkpoint file ready. Used by `serve` and by the offline admin commands.
+pub(crate) async fn build_service(c: &Config) -> Result<(Service, Store), Failure> {
+    let key = audit_key(c)?;
+    let store = open_store(c).await?;
+    store.migrate().await.context("migrating the database")?;
+    let policy = CheckpointPolicy {
+        every_records: c.checkpoint_every_records,
+        every: c.checkpoint_every,
+    };
+    let checkpointer = Checkpointer::open(key, CheckpointFile::new(&c.checkpoint_file), policy)
+        .context("opening the audit checkpoint file")?;
+    let svc = Service::new(store.clone(), Arc::new(SystemClock), checkpointer);
+    Ok((svc, store))
+}
+
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?)
+}
+
 /// `strongroom serve`.
 pub(crate) fn run(c: Config) -> Result<(), Failure> {
     init_logging(&c);
-    let key = audit_key(&c)?;
     runtime()?.block_on(async move {
-        let store = open_store(&c).await?;
-        store.migrate().await.context("migrating the database")?;
-        let policy = CheckpointPolicy {
-            every_records: c.checkpoint_every_records,
-            every: c.checkpoint_every,
-        };
-        let checkpointer = Checkpointer::open(key, CheckpointFile::new(&c.checkpoint_file), policy)
-            .context("opening the audit checkpoint file")?;
-        let svc = Service::new(store.clone(), Arc::new(SystemClock), checkpointer);
+        let (svc, store) = build_service(&c).await?;
+        let policy = svc.checkpointer().policy();
         let listener = tokio::net::TcpListener::bind(c.listen)
             .await
             .with_context(|| format!("listening on {}", c.listen))?;

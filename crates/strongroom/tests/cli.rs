@@ -283,3 +283,170 @@ fn serve_verify_tamper_postgres() {
     let db = rt.block_on(TestDb::postgres());
     serve_verify_tamper(rt, db);
 }
+
+fn strongroom_with_input(args: &[&str], input: &str) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// init → unseal → create keys → sign → verify, from the command line; then
+/// a running server unsealed and sealed by operators over its API.
+#[test]
+fn keystore_ceremony_from_the_cli() {
+    let (dir, config) = data_dir("sqlite://strongroom.db");
+    let cfg = config.to_str().unwrap();
+    let share_dir = dir.path().join("shares");
+    let o = strongroom(&[
+        "init",
+        "--config",
+        cfg,
+        "--shares",
+        "3",
+        "--threshold",
+        "2",
+        "--share-dir",
+        share_dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let shares: Vec<String> = (1..=3)
+        .map(|i| {
+            std::fs::read_to_string(share_dir.join(format!("share-{i}.txt")))
+                .unwrap()
+                .trim()
+                .to_owned()
+        })
+        .collect();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(share_dir.join("share-1.txt"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let o = strongroom(&["init", "--config", cfg]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a second init must fail: {}",
+        stdout(&o)
+    );
+
+    let quorum = format!("{}\n{}\n", shares[0], shares[2]);
+    let mut ids = Vec::new();
+    for alg in ["ecdsa-secp256k1", "schnorr-bip340", "ed25519"] {
+        let o = strongroom_with_input(
+            &[
+                "key",
+                "create",
+                "--config",
+                cfg,
+                "--purpose",
+                "transfer-signing",
+                "--algorithm",
+                alg,
+            ],
+            &quorum,
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let out = stdout(&o);
+        let id = out
+            .lines()
+            .next()
+            .unwrap()
+            .strip_prefix("key ")
+            .unwrap()
+            .to_owned();
+        let o = strongroom_with_input(
+            &["key", "self-test", "--config", cfg, "--key", &id],
+            &quorum,
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(
+            stdout(&o).starts_with("ok: signature verified"),
+            "{}",
+            stdout(&o)
+        );
+        ids.push(id);
+    }
+    let o = strongroom(&["key", "list", "--config", cfg]);
+    assert_eq!(stdout(&o).lines().count(), 3);
+
+    // A single share does not unseal; a mistyped one is refused at once.
+    let o = strongroom_with_input(
+        &["key", "self-test", "--config", cfg, "--key", &ids[0]],
+        &format!("{}\n", shares[1]),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let typo = shares[1].replacen('a', "b", 1).replacen('1', "2", 1);
+    let o = strongroom_with_input(
+        &["key", "self-test", "--config", cfg, "--key", &ids[0]],
+        &format!("{typo}\n"),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("share"), "{}", stderr(&o));
+    let o = strongroom(&[
+        "key",
+        "create",
+        "--config",
+        cfg,
+        "--purpose",
+        "teleport",
+        "--algorithm",
+        "ed25519",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+
+    // A running server starts sealed; operators unseal it share by share.
+    let server = Server::start(&config);
+    let addr = server.base.clone();
+    let o = strongroom(&["operator", "status", "--addr", &addr]);
+    assert_eq!(stdout(&o).trim(), "sealed (0/2 shares)");
+    let o = strongroom_with_input(
+        &["operator", "unseal", "--addr", &addr],
+        &format!("{}\n", shares[1]),
+    );
+    assert_eq!(stdout(&o).trim(), "sealed (1/2 shares)", "{}", stderr(&o));
+    let o = strongroom_with_input(
+        &["operator", "unseal", "--addr", &addr],
+        &format!("{}\n", shares[1]),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("duplicate_share"), "{}", stderr(&o));
+    let o = strongroom_with_input(
+        &["operator", "unseal", "--addr", &addr],
+        &format!("{}\n", shares[0]),
+    );
+    assert_eq!(stdout(&o).trim(), "unsealed", "{}", stderr(&o));
+    let (status, _) = server.get("/v1/missing");
+    assert_eq!(status, 404);
+    let o = strongroom(&["operator", "seal", "--addr", &addr]);
+    assert_eq!(stdout(&o).trim(), "sealed");
+    let (status, _) = server.get("/v1/missing");
+    assert_eq!(status, 503);
+    let logs = server.terminate();
+
+    // No share reaches the server's logs or the audit log.
+    let o = strongroom(&["audit", "verify", "--config", cfg]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut raw = std::fs::read(dir.path().join("strongroom.db")).unwrap();
+    raw.extend(std::fs::read(dir.path().join("strongroom.db-wal")).unwrap_or_default());
+    for s in &shares {
+        let body = &s["srshare1-".len()..];
+        assert!(!logs.contains(body), "a share reached the logs");
+        assert!(
+            !raw.windows(body.len()).any(|w| w == body.as_bytes()),
+            "a share reached the database"
+        );
+    }
+}

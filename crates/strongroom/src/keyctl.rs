@@ -1,0 +1,224 @@
+//! Key ceremonies from the command line: `init`, and the `key` commands that
+//! need the keystore open. These run in the CLI's own process against the
+//! database: the quorum types its shares on standard input, the keystore is
+//! unsealed for the one operation, and sealed (wiped) when the command ends.
+
+use std::io::BufRead;
+
+use anyhow::Context;
+use domain::{Actor, KeyAlgorithm, KeyId, KeyPurpose, KeyState, OperatorName};
+use service::keys::shamir::UnsealShare;
+use service::{NewKey, SealStatus, Service, ServiceError};
+
+use crate::Failure;
+use crate::config::{Config, ConfigError};
+use crate::serve::{build_service, runtime};
+
+/// The person at the console, by operating-system user name.
+pub(crate) fn console_actor() -> Actor {
+    let name = std::env::var("USER").unwrap_or_else(|_| "root".into());
+    OperatorName::new(&name)
+        .or_else(|_| OperatorName::new("console"))
+        .map(Actor::Operator)
+        .unwrap_or(Actor::System)
+}
+
+fn usage(key: &str, message: impl Into<String>) -> Failure {
+    Failure::Config(ConfigError {
+        key: key.into(),
+        message: message.into(),
+    })
+}
+
+fn service_failure(e: ServiceError) -> Failure {
+    match e {
+        ServiceError::Invalid(m) => usage("arguments", m),
+        other => Failure::Runtime(anyhow::Error::new(other)),
+    }
+}
+
+/// `strongroom init`: creates the keystore and writes the shares.
+pub(crate) fn init(
+    c: Config,
+    threshold: u8,
+    shares: u8,
+    share_dir: Option<&std::path::Path>,
+) -> Result<(), Failure> {
+    runtime()?.block_on(async move {
+        let (svc, store) = build_service(&c).await?;
+        let result = svc.init_keystore(&console_actor(), threshold, shares).await;
+        store.close().await;
+        let split = result.map_err(|e| match e {
+            ServiceError::Share(s) => usage("--threshold", s.to_string()),
+            other => service_failure(other),
+        })?;
+        match share_dir {
+            Some(dir) => write_shares(dir, &split)?,
+            None => {
+                println!("Unseal shares ({threshold} of {shares} unseal). Give one to each holder; they are not stored:");
+                for s in &split {
+                    println!("{}", s.as_str());
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+fn write_shares(dir: &std::path::Path, split: &[UnsealShare]) -> Result<(), Failure> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (i, s) in split.iter().enumerate() {
+        let path = dir.join(format!("share-{}.txt", i + 1));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        writeln!(f, "{}", s.as_str()).with_context(|| format!("writing {}", path.display()))?;
+        f.sync_all()
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("{}", path.display());
+    }
+    Ok(())
+}
+
+/// Unseals from shares on standard input, one per line, until unsealed.
+async fn unseal_from_stdin(svc: &Service) -> Result<(), Failure> {
+    let actor = console_actor();
+    let stdin = std::io::stdin();
+    for line in stdin.lock().lines() {
+        let line = line.context("reading shares from standard input")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match svc.unseal(&actor, &UnsealShare::from_text(&line)).await {
+            Ok(SealStatus::Unsealed) => return Ok(()),
+            Ok(SealStatus::Sealed { have, need }) => eprintln!("share accepted ({have}/{need})"),
+            Ok(SealStatus::Uninitialized) | Err(ServiceError::NotInitialized) => {
+                return Err(usage("keystore", "no keystore: run strongroom init first"));
+            }
+            Err(e @ (ServiceError::Share(_) | ServiceError::WrongShares)) => {
+                return Err(usage("share", e.to_string()));
+            }
+            Err(e) => return Err(service_failure(e)),
+        }
+    }
+    Err(usage(
+        "share",
+        "standard input ended before the keystore was unsealed",
+    ))
+}
+
+/// Runs `op` with the keystore unsealed by shares from standard input, then seals.
+fn with_unsealed<T>(
+    c: Config,
+    op: impl AsyncFnOnce(&Service) -> Result<T, Failure>,
+) -> Result<T, Failure> {
+    runtime()?.block_on(async move {
+        let (svc, store) = build_service(&c).await?;
+        let result = async {
+            unseal_from_stdin(&svc).await?;
+            let out = op(&svc).await;
+            svc.seal(&console_actor()).await.map_err(service_failure)?;
+            out
+        }
+        .await;
+        store.close().await;
+        result
+    })
+}
+
+pub(crate) fn create(
+    c: Config,
+    purpose: &str,
+    algorithm: &str,
+    cryptoperiod_days: u32,
+) -> Result<(), Failure> {
+    let purpose: KeyPurpose = purpose
+        .parse()
+        .map_err(|e: domain::KeyVocabError| usage("--purpose", e.to_string()))?;
+    let algorithm: KeyAlgorithm = algorithm
+        .parse()
+        .map_err(|e: domain::KeyVocabError| usage("--algorithm", e.to_string()))?;
+    let key = with_unsealed(c, async |svc| {
+        svc.create_key(
+            &console_actor(),
+            NewKey {
+                purpose,
+                algorithm,
+                cryptoperiod_days,
+            },
+        )
+        .await
+        .map_err(service_failure)
+    })?;
+    println!("key {}", key.id);
+    println!(
+        "purpose {} algorithm {} state {}",
+        key.purpose, key.algorithm, key.state
+    );
+    println!("public key {}", key.public_key);
+    println!("expires {}", key.expires_at);
+    Ok(())
+}
+
+pub(crate) fn self_test(c: Config, key: &str) -> Result<(), Failure> {
+    let id: KeyId = key
+        .parse()
+        .map_err(|e: domain::IdError| usage("--key", e.to_string()))?;
+    let t = with_unsealed(c, async |svc| {
+        svc.key_self_test(&console_actor(), id)
+            .await
+            .map_err(service_failure)
+    })?;
+    println!("ok: signature verified by an independent library");
+    println!("challenge {}", t.challenge);
+    println!("public key {}", t.public_key);
+    println!("signature {}", t.signature);
+    Ok(())
+}
+
+pub(crate) fn rotate_kek(c: Config) -> Result<(), Failure> {
+    let v = with_unsealed(c, async |svc| {
+        svc.rotate_kek(&console_actor())
+            .await
+            .map_err(service_failure)
+    })?;
+    println!("key-encryption key rotated to version {v}; every key re-wrapped");
+    Ok(())
+}
+
+pub(crate) fn set_state(c: Config, key: &str, state: &str) -> Result<(), Failure> {
+    let id: KeyId = key
+        .parse()
+        .map_err(|e: domain::IdError| usage("--key", e.to_string()))?;
+    let to: KeyState = state
+        .parse()
+        .map_err(|e: domain::KeyVocabError| usage("--state", e.to_string()))?;
+    runtime()?.block_on(async move {
+        let (svc, store) = build_service(&c).await?;
+        let r = svc.set_key_state(&console_actor(), id, to).await;
+        store.close().await;
+        let key = r.map_err(service_failure)?;
+        println!("key {} is {}", key.id, key.state);
+        Ok(())
+    })
+}
+
+pub(crate) fn list(c: Config) -> Result<(), Failure> {
+    runtime()?.block_on(async move {
+        let (_svc, store) = build_service(&c).await?;
+        let keys = store.keys().await.context("reading the key inventory");
+        store.close().await;
+        for k in keys? {
+            println!(
+                "{} {} {} {} {} {} expires {}",
+                k.id, k.purpose, k.algorithm, k.backend, k.state, k.public_key, k.expires_at
+            );
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,119 @@
+//! `strongroom operator …`: a running server's seal, over its HTTP API.
+//!
+//! Plain HTTP/1.1 to a loopback or private address; the share is read from
+//! standard input so that it appears in no shell history or process list.
+
+use std::io::{BufRead, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use anyhow::Context;
+use zeroize::Zeroizing;
+
+use crate::Failure;
+use crate::config::ConfigError;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn usage(key: &str, message: impl Into<String>) -> Failure {
+    Failure::Config(ConfigError {
+        key: key.into(),
+        message: message.into(),
+    })
+}
+
+/// `host:port` from `http://host:port`.
+fn authority(addr: &str) -> Result<&str, Failure> {
+    let rest = addr
+        .strip_prefix("http://")
+        .ok_or_else(|| usage("--addr", "expected http://HOST:PORT"))?;
+    let host = rest.trim_end_matches('/');
+    if host.is_empty() || host.contains('/') {
+        return Err(usage("--addr", "expected http://HOST:PORT"));
+    }
+    Ok(host)
+}
+
+/// One request; returns the status and the body.
+fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<(u16, String), Failure> {
+    let host = authority(addr)?;
+    let mut stream = TcpStream::connect(host).with_context(|| format!("connecting to {addr}"))?;
+    stream
+        .set_read_timeout(Some(TIMEOUT))
+        .context("setting a timeout")?;
+    stream
+        .set_write_timeout(Some(TIMEOUT))
+        .context("setting a timeout")?;
+    let body = body.unwrap_or("");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut out = Zeroizing::new(head.into_bytes());
+    out.extend_from_slice(body.as_bytes());
+    stream.write_all(&out).context("sending the request")?;
+    let mut resp = String::new();
+    stream
+        .read_to_string(&mut resp)
+        .context("reading the response")?;
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((resp.as_str(), ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Failure::Runtime(anyhow::anyhow!("not an HTTP response from {addr}")))?;
+    Ok((status, body.to_owned()))
+}
+
+fn show(status: u16, body: &str) -> Result<(), Failure> {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
+    if !(200..300).contains(&status) {
+        let code = v["code"].as_str().unwrap_or("error");
+        let message = v["message"].as_str().unwrap_or(body);
+        return Err(Failure::Runtime(anyhow::anyhow!("{code}: {message}")));
+    }
+    match v["state"].as_str() {
+        Some("sealed") => println!("sealed ({}/{} shares)", v["progress"], v["threshold"]),
+        Some(state) => println!("{state}"),
+        None => println!("ok"),
+    }
+    Ok(())
+}
+
+pub(crate) fn unseal(addr: &str, reset: bool) -> Result<(), Failure> {
+    if reset {
+        let (s, b) = request(addr, "POST", "/v1/sys/unseal/reset", None)?;
+        return show(s, &b);
+    }
+    let mut line = Zeroizing::new(String::new());
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the share from standard input")?;
+    if line.trim().is_empty() {
+        return Err(usage("share", "no share on standard input"));
+    }
+    let body = Zeroizing::new(serde_json::json!({ "share": line.trim() }).to_string());
+    let (s, b) = request(addr, "POST", "/v1/sys/unseal", Some(&body))?;
+    show(s, &b)
+}
+
+pub(crate) fn seal(addr: &str) -> Result<(), Failure> {
+    let (s, b) = request(addr, "POST", "/v1/sys/seal", None)?;
+    if s == 204 {
+        println!("sealed");
+        return Ok(());
+    }
+    show(s, &b)
+}
+
+pub(crate) fn status(addr: &str) -> Result<(), Failure> {
+    let (s, b) = request(addr, "GET", "/v1/sys/seal-status", None)?;
+    show(s, &b)
+}
