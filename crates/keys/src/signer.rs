@@ -110,7 +110,7 @@ pub enum KeyError {
 
 /// A key backend. Implementations keep key material to themselves: nothing
 /// secret crosses this trait.
-pub trait Signer: Send + Sync {
+pub trait Signer: Send + Sync + std::fmt::Debug {
     /// A short name for logs and errors: `software`, `pkcs11`, `threshold`.
     fn backend(&self) -> &'static str;
 

@@ -60,6 +60,8 @@ pub(crate) struct Opened {
 pub struct NewKey {
     pub purpose: KeyPurpose,
     pub algorithm: KeyAlgorithm,
+    /// The keystore (sealed in the database) or the HSM.
+    pub backend: KeyBackend,
     /// The cryptoperiod: how long the key may sign.
     pub cryptoperiod_days: u32,
 }
@@ -351,6 +353,10 @@ impl Service {
         let Vault::Unsealed(opened) = &mut *vault else {
             return Err(ServiceError::Sealed);
         };
+        if new.backend == KeyBackend::Pkcs11 {
+            drop(vault);
+            return self.create_hsm_key(actor, new).await;
+        }
         let id = KeyId::from_uuid(uuid::Uuid::now_v7());
         let id_text = id.to_string();
         let version = 1;
@@ -446,6 +452,68 @@ impl Service {
         }
     }
 
+    /// Creates a key inside the HSM: generated there, sensitive and
+    /// non-extractable; the inventory keeps its token reference and public key.
+    async fn create_hsm_key(&self, actor: &Actor, new: NewKey) -> Result<KeyRow, ServiceError> {
+        let hsm = self.hsm().ok_or_else(|| {
+            ServiceError::Invalid("no HSM is configured ([hsm] in the configuration)".into())
+        })?;
+        let key_ref = hsm
+            .generate(algorithm(new.algorithm))
+            .await
+            .map_err(|e| match e {
+                keys::KeyError::Unsupported(a) => {
+                    ServiceError::Invalid(format!("the HSM cannot hold {a:?} keys"))
+                }
+                other => other.into(),
+            })?;
+        let public = hsm.public_key(&key_ref).await?;
+        let id = KeyId::from_uuid(uuid::Uuid::now_v7());
+        let now = self.now();
+        let expires_at = now
+            .checked_add_millis(i64::from(new.cryptoperiod_days) * 86_400_000)
+            .ok_or_else(|| ServiceError::Invalid("cryptoperiod overflows".into()))?;
+        let row = KeyRow {
+            id,
+            version: 1,
+            purpose: new.purpose,
+            algorithm: new.algorithm,
+            backend: KeyBackend::Pkcs11,
+            backend_ref: Some(key_ref.0.clone()),
+            state: KeyState::Active,
+            public_key: public_hex(&public),
+            provenance: audit::canonical_json(&json!({
+                "created_by": actor.to_string(),
+                "created_at_ms": now.as_millis(),
+                "entropy": format!("{}-token", hsm.backend()),
+                "ceremony": "hsm",
+            }))?,
+            kek_version: None,
+            dek_sealed: None,
+            material_sealed: None,
+            created_at: now,
+            expires_at,
+        };
+        let e = entry(
+            actor,
+            "key.created",
+            &format!("key:{id}"),
+            json!({
+                "purpose": new.purpose.as_str(),
+                "algorithm": new.algorithm.as_str(),
+                "backend": "pkcs11",
+                "backend_ref": key_ref.0,
+                "public_key": row.public_key,
+                "expires_at_ms": expires_at.as_millis(),
+            }),
+        )?;
+        let mut tx = self.store().begin().await?;
+        tx.insert_key(&row).await?;
+        let records = tx.commit(&[e], now).await?;
+        self.after_commit(&records).await;
+        Ok(row)
+    }
+
     /// Moves a key through its lifecycle (NIST SP 800-57), audited.
     pub async fn set_key_state(
         &self,
@@ -503,14 +571,30 @@ impl Service {
                 "key {id} is past its cryptoperiod"
             )));
         }
+        // A sealed system signs nothing, whichever backend holds the key.
         let vault = self.vault().lock().await;
         let Vault::Unsealed(opened) = &*vault else {
             return Err(ServiceError::Sealed);
         };
-        let r = opened.loaded.get(&id).ok_or_else(|| {
-            ServiceError::KeyNotUsable(format!("key {id} material is unreadable"))
-        })?;
-        let sig = opened.signer.sign(r, request).await?;
+        let sig = match key.backend {
+            KeyBackend::Keystore => {
+                let r = opened.loaded.get(&id).ok_or_else(|| {
+                    ServiceError::KeyNotUsable(format!("key {id} material is unreadable"))
+                })?;
+                opened.signer.sign(r, request).await?
+            }
+            KeyBackend::Pkcs11 => {
+                let hsm = self.hsm().ok_or_else(|| {
+                    ServiceError::KeyNotUsable(format!(
+                        "key {id} is in an HSM that is not configured"
+                    ))
+                })?;
+                let r = KeyRef(key.backend_ref.clone().ok_or_else(|| {
+                    ServiceError::KeyNotUsable(format!("key {id} has no HSM reference"))
+                })?);
+                hsm.sign(&r, request).await?
+            }
+        };
         Ok((key, sig))
     }
 

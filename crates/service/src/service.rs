@@ -78,18 +78,34 @@ struct Inner {
     clock: Arc<dyn Clock>,
     checkpointer: Checkpointer,
     vault: tokio::sync::Mutex<Vault>,
+    hsm: Option<Arc<dyn keys::Signer>>,
 }
 
 impl Service {
     pub fn new(store: Store, clock: Arc<dyn Clock>, checkpointer: Checkpointer) -> Self {
+        Self::with_hsm(store, clock, checkpointer, None)
+    }
+
+    /// A service that can also keep keys in an HSM (a PKCS#11 token).
+    pub fn with_hsm(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        checkpointer: Checkpointer,
+        hsm: Option<Arc<dyn keys::Signer>>,
+    ) -> Self {
         Service {
             inner: Arc::new(Inner {
                 store,
                 clock,
                 checkpointer,
                 vault: tokio::sync::Mutex::new(Vault::Uninitialized),
+                hsm,
             }),
         }
+    }
+
+    pub(crate) fn hsm(&self) -> Option<&Arc<dyn keys::Signer>> {
+        self.inner.hsm.as_ref()
     }
 
     pub fn store(&self) -> &Store {

@@ -57,6 +57,7 @@ fn new_key(algorithm: KeyAlgorithm) -> NewKey {
     NewKey {
         purpose: KeyPurpose::TransferSigning,
         algorithm,
+        backend: domain::KeyBackend::Keystore,
         cryptoperiod_days: 365,
     }
 }
@@ -414,8 +415,8 @@ async fn lifecycle_and_purpose_gate_signing(f: Fixture) {
             &alice(),
             NewKey {
                 purpose: KeyPurpose::Approval,
-                algorithm: KeyAlgorithm::Ed25519,
                 cryptoperiod_days: 30,
+                ..new_key(KeyAlgorithm::Ed25519)
             },
         )
         .await

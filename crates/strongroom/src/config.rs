@@ -37,6 +37,22 @@ struct RawConfig {
     audit: RawAudit,
     #[serde(default)]
     log: RawLog,
+    hsm: Option<RawHsm>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHsm {
+    module: PathBuf,
+    token_label: String,
+    pin_file: Option<PathBuf>,
+    pin_env: Option<String>,
+    #[serde(default = "default_sessions")]
+    sessions: usize,
+}
+
+fn default_sessions() -> usize {
+    4
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,6 +142,22 @@ pub enum PasswordSource {
     Env(String),
 }
 
+/// A PKCS#11 token: module, token label, where the PIN comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HsmConfig {
+    pub module: PathBuf,
+    pub token_label: String,
+    pub pin: PasswordSource,
+    pub sessions: usize,
+}
+
+impl HsmConfig {
+    /// Reads the PIN from its file or environment variable.
+    pub fn pin(&self) -> Result<Zeroizing<String>, ConfigError> {
+        read_secret(&self.pin, "hsm.pin_file", "hsm.pin_env")
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
@@ -138,6 +170,7 @@ pub struct Config {
     pub checkpoint_every: Duration,
     pub log_format: LogFormat,
     pub log_level: String,
+    pub hsm: Option<HsmConfig>,
 }
 
 impl Config {
@@ -229,7 +262,9 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             ),
         ));
     }
+    let hsm = raw.hsm.map(|h| hsm(h, base)).transpose()?;
     Ok(Config {
+        hsm,
         listen,
         max_body_bytes: usize::try_from(raw.server.max_body_bytes).unwrap_or(usize::MAX),
         request_timeout: Duration::from_secs(raw.server.request_timeout_seconds),
@@ -241,6 +276,56 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         log_format: raw.log.format,
         log_level: raw.log.level,
     })
+}
+
+fn hsm(raw: RawHsm, base: &Path) -> Result<HsmConfig, ConfigError> {
+    if raw.token_label.is_empty() || raw.token_label.len() > 32 {
+        return Err(ConfigError::new("hsm.token_label", "must be 1 to 32 bytes"));
+    }
+    if !(1..=64).contains(&raw.sessions) {
+        return Err(ConfigError::new("hsm.sessions", "must be between 1 and 64"));
+    }
+    let pin = match (raw.pin_file, raw.pin_env) {
+        (Some(f), None) => PasswordSource::File(base.join(f)),
+        (None, Some(e)) => PasswordSource::Env(e),
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                "hsm.pin_env",
+                "set either pin_file or pin_env, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(ConfigError::new(
+                "hsm.pin_file",
+                "the PIN comes from pin_file or pin_env, never from the configuration",
+            ));
+        }
+    };
+    Ok(HsmConfig {
+        module: base.join(raw.module),
+        token_label: raw.token_label,
+        pin,
+        sessions: raw.sessions,
+    })
+}
+
+/// A secret from a file (trailing newline removed) or an environment variable.
+fn read_secret(
+    source: &PasswordSource,
+    file_key: &str,
+    env_key: &str,
+) -> Result<Zeroizing<String>, ConfigError> {
+    match source {
+        PasswordSource::File(f) => {
+            let s = Zeroizing::new(std::fs::read_to_string(f).map_err(|e| {
+                ConfigError::new(file_key, format!("cannot read {}: {e}", f.display()))
+            })?);
+            Ok(Zeroizing::new(s.trim_end_matches(['\n', '\r']).to_owned()))
+        }
+        PasswordSource::Env(v) => std::env::var(v)
+            .map(Zeroizing::new)
+            .map_err(|_| ConfigError::new(env_key, format!("environment variable {v} is not set"))),
+    }
 }
 
 fn database(raw: RawDatabase, base: &Path) -> Result<Database, ConfigError> {
@@ -317,26 +402,10 @@ impl Database {
                 password,
                 max_connections,
             } => {
-                let password = match password {
-                    None => None,
-                    Some(PasswordSource::File(f)) => {
-                        let s = Zeroizing::new(std::fs::read_to_string(f).map_err(|e| {
-                            ConfigError::new(
-                                "database.password_file",
-                                format!("cannot read {}: {e}", f.display()),
-                            )
-                        })?);
-                        Some(Zeroizing::new(s.trim_end_matches(['\n', '\r']).to_owned()))
-                    }
-                    Some(PasswordSource::Env(v)) => {
-                        Some(Zeroizing::new(std::env::var(v).map_err(|_| {
-                            ConfigError::new(
-                                "database.password_env",
-                                format!("environment variable {v} is not set"),
-                            )
-                        })?))
-                    }
-                };
+                let password = password
+                    .as_ref()
+                    .map(|p| read_secret(p, "database.password_file", "database.password_env"))
+                    .transpose()?;
                 DatabaseConfig::Postgres {
                     url: url.clone(),
                     password,
@@ -441,6 +510,10 @@ checkpoint_every_seconds = 60
             format!("{GOOD}\n[log]\nformat = \"xml\""),
             format!("{GOOD}\n[log]\nlevel = \"[\""),
             format!("{GOOD}\n[unknown]\n"),
+            format!(
+                "{GOOD}\n[hsm]\nmodule = \"/usr/lib/softhsm/libsofthsm2.so\"\ntoken_label = \"t\"\n"
+            ),
+            format!("{GOOD}\n[hsm]\nmodule = \"m.so\"\ntoken_label = \"t\"\npin = \"1234\"\n"),
             "[server\n".to_owned(),
         ];
         let out: Vec<String> = cases.iter().map(|c| check(c)).collect();
@@ -458,7 +531,9 @@ checkpoint_every_seconds = 60
             error: database.password_env: applies to PostgreSQL only
             error: log.format: unknown variant `xml`, expected `json` or `text` (line 13, column 10)
             error: log.level: "[" is not a log filter such as info or strongroom=debug
-            error: unknown: unknown field `unknown`, expected one of `server`, `database`, `audit`, `log` (line 12, column 2)
+            error: unknown: unknown field `unknown`, expected one of `server`, `database`, `audit`, `log`, `hsm` (line 12, column 2)
+            error: hsm.pin_file: the PIN comes from pin_file or pin_env, never from the configuration
+            error: hsm.pin: unknown field `pin`, expected one of `module`, `token_label`, `pin_file`, `pin_env`, `sessions` (line 15, column 1)
             error: (syntax): unclosed table, expected `]` (line 1, column 8)"#]].assert_eq(&out.join("\n"));
     }
 }

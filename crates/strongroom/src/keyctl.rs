@@ -6,7 +6,7 @@
 use std::io::BufRead;
 
 use anyhow::Context;
-use domain::{Actor, KeyAlgorithm, KeyId, KeyPurpose, KeyState, OperatorName};
+use domain::{Actor, KeyAlgorithm, KeyBackend, KeyId, KeyPurpose, KeyState, OperatorName};
 use service::keys::shamir::UnsealShare;
 use service::{NewKey, SealStatus, Service, ServiceError};
 
@@ -135,8 +135,12 @@ pub(crate) fn create(
     c: Config,
     purpose: &str,
     algorithm: &str,
+    backend: &str,
     cryptoperiod_days: u32,
 ) -> Result<(), Failure> {
+    let backend: KeyBackend = backend
+        .parse()
+        .map_err(|e: domain::KeyVocabError| usage("--backend", e.to_string()))?;
     let purpose: KeyPurpose = purpose
         .parse()
         .map_err(|e: domain::KeyVocabError| usage("--purpose", e.to_string()))?;
@@ -149,6 +153,7 @@ pub(crate) fn create(
             NewKey {
                 purpose,
                 algorithm,
+                backend,
                 cryptoperiod_days,
             },
         )

@@ -87,6 +87,9 @@ enum KeyCommand {
         /// ecdsa-secp256k1, schnorr-bip340 or ed25519.
         #[arg(long)]
         algorithm: String,
+        /// keystore (sealed in the database) or pkcs11 (the configured HSM).
+        #[arg(long, default_value = "keystore")]
+        backend: String,
         /// How long the key may sign.
         #[arg(long, default_value_t = 365)]
         cryptoperiod_days: u32,
@@ -232,9 +235,10 @@ fn main() -> ExitCode {
                 config,
                 purpose,
                 algorithm,
+                backend,
                 cryptoperiod_days,
             } => load(&config)
-                .and_then(|c| keyctl::create(c, &purpose, &algorithm, cryptoperiod_days)),
+                .and_then(|c| keyctl::create(c, &purpose, &algorithm, &backend, cryptoperiod_days)),
             KeyCommand::List { config } => load(&config).and_then(keyctl::list),
             KeyCommand::SelfTest { config, key } => {
                 load(&config).and_then(|c| keyctl::self_test(c, &key))
@@ -274,6 +278,9 @@ fn load(path: &Path) -> Result<Config, Failure> {
 fn config_check(path: &Path) -> Result<(), Failure> {
     let c = Config::load(path)?;
     c.database.resolve()?;
+    if let Some(h) = &c.hsm {
+        h.pin()?;
+    }
     service::load_audit_key(&c.audit_key_file).map_err(|e| ConfigError {
         key: "audit.signing_key_file".into(),
         message: e.to_string(),

@@ -48,7 +48,17 @@ pub(crate) async fn build_service(c: &Config) -> Result<(Service, Store), Failur
     };
     let checkpointer = Checkpointer::open(key, CheckpointFile::new(&c.checkpoint_file), policy)
         .context("opening the audit checkpoint file")?;
-    let svc = Service::new(store.clone(), Arc::new(SystemClock), checkpointer);
+    let hsm = match &c.hsm {
+        None => None,
+        Some(h) => {
+            let pin = h.pin()?;
+            let signer =
+                keys_pkcs11::Pkcs11Signer::open(&h.module, &h.token_label, &pin, h.sessions)
+                    .with_context(|| format!("opening the HSM token {:?}", h.token_label))?;
+            Some(Arc::new(signer) as Arc<dyn service::keys::Signer>)
+        }
+    };
+    let svc = Service::with_hsm(store.clone(), Arc::new(SystemClock), checkpointer, hsm);
     Ok((svc, store))
 }
 

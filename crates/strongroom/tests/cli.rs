@@ -450,3 +450,94 @@ fn keystore_ceremony_from_the_cli() {
         );
     }
 }
+
+/// HSM keys from the command line against a SoftHSM2 token; the PIN comes
+/// from the environment, never from the configuration.
+#[test]
+fn hsm_keys_from_the_cli() {
+    use keys_pkcs11::testing::{SoftHsm, USER_PIN};
+    let token = SoftHsm::new("cli");
+    let (dir, config) = data_dir("sqlite://strongroom.db");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "[hsm]\nmodule = \"{}\"\ntoken_label = \"{}\"\npin_env = \"SR_TEST_HSM_PIN\"\nsessions = 2\n",
+        SoftHsm::module().display(),
+        token.label
+    ));
+    std::fs::write(&config, text).unwrap();
+    let cfg = config.to_str().unwrap();
+    let run = |args: &[&str], pin: &str, input: &str| {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("SR_TEST_HSM_PIN", pin)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let share_dir = dir.path().join("shares");
+    let o = run(
+        &[
+            "init",
+            "--config",
+            cfg,
+            "--shares",
+            "2",
+            "--threshold",
+            "2",
+            "--share-dir",
+            share_dir.to_str().unwrap(),
+        ],
+        USER_PIN,
+        "",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let quorum: String = (1..=2)
+        .map(|i| std::fs::read_to_string(share_dir.join(format!("share-{i}.txt"))).unwrap())
+        .collect();
+
+    let create = [
+        "key",
+        "create",
+        "--config",
+        cfg,
+        "--purpose",
+        "transfer-signing",
+        "--algorithm",
+        "ecdsa-secp256k1",
+        "--backend",
+        "pkcs11",
+    ];
+    let o = run(&create, USER_PIN, &quorum);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = stdout(&o)
+        .lines()
+        .next()
+        .unwrap()
+        .strip_prefix("key ")
+        .unwrap()
+        .to_owned();
+    let o = run(
+        &["key", "self-test", "--config", cfg, "--key", &id],
+        USER_PIN,
+        &quorum,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&["key", "list", "--config", cfg], USER_PIN, "");
+    assert!(stdout(&o).contains(" pkcs11 active "), "{}", stdout(&o));
+
+    // A wrong PIN is a clear failure, and nothing falls back to software keys.
+    let o = run(&create, "000000", &quorum);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("PIN"), "{}", stderr(&o));
+    let o = run(&["config", "check", cfg], USER_PIN, "");
+    assert!(o.status.success(), "{}", stderr(&o));
+}

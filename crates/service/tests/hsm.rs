@@ -1,0 +1,112 @@
+//! Keys in an HSM (SoftHSM2) through the service: created in the token,
+//! listed in the inventory, signing only while the keystore is unsealed.
+
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use audit::AuditSigningKey;
+use domain::{Actor, KeyAlgorithm, KeyBackend, KeyPurpose};
+use keys_pkcs11::Pkcs11Signer;
+use keys_pkcs11::testing::{SoftHsm, USER_PIN};
+use service::{
+    CheckpointFile, CheckpointPolicy, Checkpointer, NewKey, Service, ServiceError, SystemClock,
+};
+use storage::testing::TestDb;
+use zeroize::Zeroizing;
+
+fn new_key(algorithm: KeyAlgorithm) -> NewKey {
+    NewKey {
+        purpose: KeyPurpose::TransferSigning,
+        algorithm,
+        backend: KeyBackend::Pkcs11,
+        cryptoperiod_days: 365,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hsm_keys_through_the_service() {
+    let token = SoftHsm::new("service");
+    let hsm = Pkcs11Signer::open(
+        &SoftHsm::module(),
+        &token.label,
+        &Zeroizing::new(USER_PIN.into()),
+        2,
+    )
+    .unwrap();
+    let db = TestDb::sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cp = Checkpointer::open(
+        AuditSigningKey::from_seed(&Zeroizing::new([6; 32])),
+        CheckpointFile::new(dir.path().join("cp")),
+        CheckpointPolicy {
+            every_records: 1000,
+            every: Duration::from_secs(60),
+        },
+    )
+    .unwrap();
+    let svc = Service::with_hsm(
+        db.store.clone(),
+        Arc::new(SystemClock),
+        cp,
+        Some(Arc::new(hsm)),
+    );
+    let alice: Actor = "operator:alice".parse().unwrap();
+    let shares = svc.init_keystore(&alice, 2, 2).await.unwrap();
+
+    // Sealed: no key is made, none signs.
+    assert!(matches!(
+        svc.create_key(&alice, new_key(KeyAlgorithm::Ed25519)).await,
+        Err(ServiceError::Sealed)
+    ));
+    for s in &shares {
+        svc.unseal(&Actor::Anonymous, s).await.unwrap();
+    }
+    let mut ids = Vec::new();
+    for alg in [KeyAlgorithm::EcdsaSecp256k1, KeyAlgorithm::Ed25519] {
+        let key = svc.create_key(&alice, new_key(alg)).await.unwrap();
+        assert_eq!(key.backend, KeyBackend::Pkcs11);
+        assert!(key.material_sealed.is_none() && key.dek_sealed.is_none());
+        assert!(key.backend_ref.as_deref().unwrap().starts_with("pkcs11:"));
+        svc.key_self_test(&alice, key.id).await.unwrap();
+        ids.push(key.id);
+    }
+    // No PKCS#11 mechanism signs BIP-340: refused, not done in software.
+    let err = svc
+        .create_key(&alice, new_key(KeyAlgorithm::SchnorrBip340))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot hold"), "{err}");
+
+    svc.seal(&alice).await.unwrap();
+    assert!(matches!(
+        svc.key_self_test(&alice, ids[0]).await,
+        Err(ServiceError::Sealed)
+    ));
+
+    // Without an HSM configured, HSM keys are named as unusable.
+    let plain = Service::new(
+        db.store.clone(),
+        Arc::new(SystemClock),
+        Checkpointer::open(
+            AuditSigningKey::from_seed(&Zeroizing::new([6; 32])),
+            CheckpointFile::new(dir.path().join("cp")),
+            CheckpointPolicy {
+                every_records: 1000,
+                every: Duration::from_secs(60),
+            },
+        )
+        .unwrap(),
+    );
+    for s in &shares {
+        plain.unseal(&Actor::Anonymous, s).await.unwrap();
+    }
+    let err = plain.key_self_test(&alice, ids[0]).await.unwrap_err();
+    assert!(err.to_string().contains("not configured"), "{err}");
+    let err = plain
+        .create_key(&alice, new_key(KeyAlgorithm::Ed25519))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no HSM is configured"), "{err}");
+}
