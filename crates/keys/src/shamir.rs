@@ -36,6 +36,10 @@ pub enum ShareError {
     Duplicate(u8),
     #[error("the shares do not reconstruct a key")]
     Combine,
+    #[error("invalid age recipient {0:?}: expected age1…")]
+    Recipient(String),
+    #[error("encrypting the share failed")]
+    Encrypt,
 }
 
 /// One share, as a holder keeps it. Zeroized on drop; never printed.
@@ -54,6 +58,20 @@ impl UnsealShare {
 impl fmt::Debug for UnsealShare {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("UnsealShare(<redacted>)")
+    }
+}
+
+impl UnsealShare {
+    /// The share encrypted to one holder's age X25519 public key (`age1…`),
+    /// ASCII-armoured: only that holder can read it (`age -d -i key.txt`).
+    pub fn encrypt_to(&self, recipient: &str) -> Result<String, ShareError> {
+        let r: age::x25519::Recipient = recipient
+            .trim()
+            .parse()
+            .map_err(|_| ShareError::Recipient(recipient.to_owned()))?;
+        let mut line = Zeroizing::new(self.as_str().to_owned());
+        line.push('\n');
+        age::encrypt_and_armor(&r, line.as_bytes()).map_err(|_| ShareError::Encrypt)
     }
 }
 
@@ -265,6 +283,23 @@ mod tests {
         for s in &shares[..3] {
             assert!(matches!(u.give(s).unwrap(), Progress::Partial { .. }));
         }
+    }
+
+    #[test]
+    fn shares_encrypt_to_their_holder_only() {
+        let holder = age::x25519::Identity::generate();
+        let other = age::x25519::Identity::generate();
+        let share = &split(ID, &root(), 2, 2).unwrap()[0];
+        let armored = share.encrypt_to(&holder.to_public().to_string()).unwrap();
+        assert!(armored.starts_with("-----BEGIN AGE ENCRYPTED FILE-----"));
+        assert!(!armored.contains(&share.as_str()[9..30]));
+        let plain = age::decrypt(&holder, armored.as_bytes()).unwrap();
+        assert_eq!(String::from_utf8(plain).unwrap().trim(), share.as_str());
+        assert!(age::decrypt(&other, armored.as_bytes()).is_err());
+        assert!(matches!(
+            share.encrypt_to("age1nope"),
+            Err(ShareError::Recipient(_))
+        ));
     }
 
     #[test]

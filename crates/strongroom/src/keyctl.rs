@@ -4,6 +4,9 @@
 //! unsealed for the one operation, and sealed (wiped) when the command ends.
 
 use std::io::BufRead;
+use std::path::Path;
+
+use zeroize::Zeroizing;
 
 use anyhow::Context;
 use domain::{Actor, KeyAlgorithm, KeyBackend, KeyId, KeyPurpose, KeyState, OperatorName};
@@ -37,25 +40,81 @@ fn service_failure(e: ServiceError) -> Failure {
     }
 }
 
-/// `strongroom init`: creates the keystore and writes the shares.
+/// `strongroom init`: creates the keystore and writes the shares: printed,
+/// one file each, or one file each encrypted to its holder's age key.
 pub(crate) fn init(
     c: Config,
     threshold: u8,
     shares: u8,
-    share_dir: Option<&std::path::Path>,
+    share_dir: Option<&Path>,
+    recipients: Option<&Path>,
 ) -> Result<(), Failure> {
+    // Recipients are read and checked before anything is created.
+    let recipients = match recipients {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                usage(
+                    "--share-recipients",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            let list: Vec<String> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned)
+                .collect();
+            if list.len() != usize::from(shares) {
+                return Err(usage(
+                    "--share-recipients",
+                    format!(
+                        "{} recipients for {shares} shares: give one per share",
+                        list.len()
+                    ),
+                ));
+            }
+            Some(list)
+        }
+    };
     runtime()?.block_on(async move {
         let (svc, store) = build_service(&c).await?;
+        if let Some(list) = &recipients {
+            // Refuse a bad recipient before the keystore exists.
+            let probe = UnsealShare::from_text("srshare1-probe");
+            for r in list {
+                probe
+                    .encrypt_to(r)
+                    .map_err(|e| usage("--share-recipients", e.to_string()))?;
+            }
+        }
         let result = svc.init_keystore(&console_actor(), threshold, shares).await;
         store.close().await;
         let split = result.map_err(|e| match e {
             ServiceError::Share(s) => usage("--threshold", s.to_string()),
             other => service_failure(other),
         })?;
-        match share_dir {
-            Some(dir) => write_shares(dir, &split)?,
-            None => {
-                println!("Unseal shares ({threshold} of {shares} unseal). Give one to each holder; they are not stored:");
+        match (share_dir, recipients) {
+            (Some(dir), Some(list)) => {
+                let texts = split
+                    .iter()
+                    .zip(&list)
+                    .map(|(s, r)| s.encrypt_to(r).map(Zeroizing::new))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| Failure::Runtime(anyhow::Error::new(e)))?;
+                write_shares(dir, "age", &texts)?
+            }
+            (Some(dir), None) => {
+                let texts: Vec<Zeroizing<String>> = split
+                    .iter()
+                    .map(|s| Zeroizing::new(format!("{}\n", s.as_str())))
+                    .collect();
+                write_shares(dir, "txt", &texts)?
+            }
+            (None, _) => {
+                println!(
+                    "Unseal shares ({threshold} of {shares} unseal). Give one to each holder; they are not stored:"
+                );
                 for s in &split {
                     println!("{}", s.as_str());
                 }
@@ -65,20 +124,20 @@ pub(crate) fn init(
     })
 }
 
-fn write_shares(dir: &std::path::Path, split: &[UnsealShare]) -> Result<(), Failure> {
+fn write_shares(dir: &Path, ext: &str, texts: &[Zeroizing<String>]) -> Result<(), Failure> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    for (i, s) in split.iter().enumerate() {
-        let path = dir.join(format!("share-{}.txt", i + 1));
+    for (i, text) in texts.iter().enumerate() {
+        let path = dir.join(format!("share-{}.{ext}", i + 1));
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&path)
             .with_context(|| format!("writing {}", path.display()))?;
-        writeln!(f, "{}", s.as_str()).with_context(|| format!("writing {}", path.display()))?;
-        f.sync_all()
+        f.write_all(text.as_bytes())
+            .and_then(|()| f.sync_all())
             .with_context(|| format!("writing {}", path.display()))?;
         println!("{}", path.display());
     }

@@ -65,6 +65,10 @@ enum Command {
         /// Write each share to DIR/share-N.txt (mode 0600) instead of printing them.
         #[arg(long)]
         share_dir: Option<PathBuf>,
+        /// A file of age recipients (`age1…`), one per line, one per share:
+        /// share N is written to DIR/share-N.age encrypted to recipient N only.
+        #[arg(long, requires = "share_dir")]
+        share_recipients: Option<PathBuf>,
     },
     /// The key inventory. Commands that use key material read unseal shares
     /// from standard input, one per line, and seal again when done.
@@ -229,7 +233,16 @@ fn main() -> ExitCode {
             shares,
             threshold,
             share_dir,
-        } => load(&config).and_then(|c| keyctl::init(c, threshold, shares, share_dir.as_deref())),
+            share_recipients,
+        } => load(&config).and_then(|c| {
+            keyctl::init(
+                c,
+                threshold,
+                shares,
+                share_dir.as_deref(),
+                share_recipients.as_deref(),
+            )
+        }),
         Command::Key(k) => match k {
             KeyCommand::Create {
                 config,

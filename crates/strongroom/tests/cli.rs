@@ -541,3 +541,81 @@ fn hsm_keys_from_the_cli() {
     let o = run(&["config", "check", cfg], USER_PIN, "");
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// Shares written each encrypted to its holder's age key: only that holder
+/// reads it, and any two of them unseal.
+#[test]
+fn shares_encrypted_to_their_holders() {
+    let (dir, config) = data_dir("sqlite://strongroom.db");
+    let cfg = config.to_str().unwrap();
+    let holders: Vec<age::x25519::Identity> =
+        (0..3).map(|_| age::x25519::Identity::generate()).collect();
+    let recipients = dir.path().join("recipients.txt");
+    let lines: Vec<String> = holders.iter().map(|h| h.to_public().to_string()).collect();
+    std::fs::write(
+        &recipients,
+        format!("# treasury holders\n{}\n", lines.join("\n")),
+    )
+    .unwrap();
+    let share_dir = dir.path().join("shares");
+    let sd = share_dir.to_str().unwrap();
+    let rc = recipients.to_str().unwrap();
+
+    // One recipient short: refused before anything is created.
+    let short = dir.path().join("short.txt");
+    std::fs::write(&short, &lines[0]).unwrap();
+    let o = strongroom(&[
+        "init",
+        "--config",
+        cfg,
+        "--shares",
+        "3",
+        "--threshold",
+        "2",
+        "--share-dir",
+        sd,
+        "--share-recipients",
+        short.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--share-recipients"), "{}", stderr(&o));
+
+    let o = strongroom(&[
+        "init",
+        "--config",
+        cfg,
+        "--shares",
+        "3",
+        "--threshold",
+        "2",
+        "--share-dir",
+        sd,
+        "--share-recipients",
+        rc,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut shares = Vec::new();
+    for (i, holder) in holders.iter().enumerate() {
+        let armored = std::fs::read(share_dir.join(format!("share-{}.age", i + 1))).unwrap();
+        assert!(
+            age::decrypt(&holders[(i + 1) % 3], &armored[..]).is_err(),
+            "another holder read share {i}"
+        );
+        let plain = String::from_utf8(age::decrypt(holder, &armored[..]).unwrap()).unwrap();
+        shares.push(plain.trim().to_owned());
+    }
+    let o = strongroom_with_input(
+        &[
+            "key",
+            "create",
+            "--config",
+            cfg,
+            "--purpose",
+            "approval",
+            "--algorithm",
+            "ed25519",
+        ],
+        &format!("{}\n{}\n", shares[2], shares[0]),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}
