@@ -63,14 +63,10 @@ pub fn check_all(root: &Path) -> anyhow::Result<Vec<Problem>> {
 pub fn cargo_metadata(root: &Path) -> anyhow::Result<Value> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let out = std::process::Command::new(cargo)
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--all-features",
-            "--locked",
-            "--offline",
-        ])
+        // The graph as the workspace resolves it (features unified across
+        // members), for every platform. Not `--offline`: on a fresh machine
+        // the build only fetched the host's packages.
+        .args(["metadata", "--format-version", "1", "--locked"])
         .current_dir(root)
         .output()
         .context("running cargo metadata")?;
