@@ -91,6 +91,11 @@ impl Seed {
     fn bytes(&self) -> &[u8] {
         &self.0
     }
+
+    /// The bytes, for sealing into the keystore. Do not copy them elsewhere.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 /// The purposes of BIP-43 that Strongroom derives accounts for.

@@ -53,6 +53,20 @@ pub(crate) struct Opened {
     current_kek: u32,
     signer: SoftwareSigner,
     loaded: HashMap<KeyId, KeyRef>,
+    /// HD keys: their BIP-32 seeds, from which signing keys derive on demand.
+    seeds: HashMap<KeyId, keys::hd::Seed>,
+}
+
+/// An HD key request: a fresh BIP-39 mnemonic whose seed is sealed in the
+/// keystore; the inventory shows the account's xpub.
+#[derive(Debug, Clone)]
+pub struct NewHdKey {
+    pub purpose: KeyPurpose,
+    /// ECDSA (BIP-44/84) or BIP-340 Schnorr (BIP-86).
+    pub algorithm: KeyAlgorithm,
+    /// The hardened account path, e.g. `m/84'/0'/0'`.
+    pub account_path: String,
+    pub cryptoperiod_days: u32,
 }
 
 /// A key-creation request.
@@ -236,7 +250,10 @@ impl Service {
                 self.audit(
                     actor,
                     "keystore.unsealed",
-                    json!({ "keys": opened.loaded.len(), "unreadable_keys": unreadable }),
+                    json!({
+                        "keys": opened.loaded.len() + opened.seeds.len(),
+                        "unreadable_keys": unreadable
+                    }),
                 )
                 .await?;
                 *vault = Vault::Unsealed(Box::new(opened));
@@ -275,9 +292,25 @@ impl Service {
         }
         let signer = SoftwareSigner::new();
         let mut loaded = HashMap::new();
+        let mut seeds = HashMap::new();
         let mut unreadable = Vec::new();
         for key in self.store().keys().await? {
             if key.backend != KeyBackend::Keystore || key.state == KeyState::Destroyed {
+                continue;
+            }
+            if key.hd_path.is_some() {
+                match open_sealed(&keks, &key).and_then(|b| {
+                    keys::hd::Seed::from_bytes(&b)
+                        .map_err(|e| ServiceError::KeyNotUsable(e.to_string()))
+                }) {
+                    Ok(seed) => {
+                        seeds.insert(key.id, seed);
+                    }
+                    Err(e) => {
+                        tracing::error!(key = %key.id, error = %e, "HD seed does not open");
+                        unreadable.push(key.id.to_string());
+                    }
+                }
                 continue;
             }
             match open_material(&keks, &key).and_then(|secret| {
@@ -302,6 +335,7 @@ impl Service {
                 current_kek: ks.current_kek,
                 signer,
                 loaded,
+                seeds,
             },
             unreadable,
         ))
@@ -418,6 +452,7 @@ impl Service {
             material_sealed: Some(material_sealed),
             created_at: now,
             expires_at,
+            hd_path: None,
         };
         let e = entry(
             actor,
@@ -450,6 +485,107 @@ impl Service {
                 Err(err.into())
             }
         }
+    }
+
+    /// Creates an HD key: a fresh 24-word BIP-39 mnemonic, returned once for
+    /// its paper backup; its seed sealed in the keystore; the account's xpub
+    /// in the inventory for watch-only derivation of deposit addresses.
+    pub async fn create_hd_key(
+        &self,
+        actor: &Actor,
+        new: NewHdKey,
+    ) -> Result<(KeyRow, keys::hd::Mnemonic), ServiceError> {
+        if new.algorithm == KeyAlgorithm::Ed25519 {
+            return Err(ServiceError::Invalid(
+                "Ed25519 HD keys (SLIP-10) derive hardened only and have no xpub; create single keys".into(),
+            ));
+        }
+        if !(1..=3650).contains(&new.cryptoperiod_days) {
+            return Err(ServiceError::Invalid(
+                "cryptoperiod must be 1 to 3650 days".into(),
+            ));
+        }
+        let mnemonic =
+            keys::hd::Mnemonic::generate().map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        let seed = mnemonic.to_seed("");
+        let xpub = keys::hd::xpub(&seed, &new.account_path, bip32_prefix())
+            .map_err(|e| ServiceError::Invalid(format!("account path: {e}")))?;
+        let mut vault = self.vault().lock().await;
+        let Vault::Unsealed(opened) = &mut *vault else {
+            return Err(ServiceError::Sealed);
+        };
+        let id = KeyId::from_uuid(uuid::Uuid::now_v7());
+        let id_text = id.to_string();
+        let dek = random_secret()?;
+        let kek = opened
+            .keks
+            .get(&opened.current_kek)
+            .ok_or(ServiceError::Sealed)?;
+        let material_sealed = envelope::seal(
+            &dek,
+            Binding {
+                kind: "key",
+                id: &id_text,
+                version: 1,
+            },
+            seed.expose(),
+        )?;
+        let dek_sealed = envelope::wrap(
+            kek,
+            Binding {
+                kind: "dek",
+                id: &id_text,
+                version: 1,
+            },
+            &dek,
+        )?;
+        let now = self.now();
+        let expires_at = now
+            .checked_add_millis(i64::from(new.cryptoperiod_days) * 86_400_000)
+            .ok_or_else(|| ServiceError::Invalid("cryptoperiod overflows".into()))?;
+        let row = KeyRow {
+            id,
+            version: 1,
+            purpose: new.purpose,
+            algorithm: new.algorithm,
+            backend: KeyBackend::Keystore,
+            backend_ref: None,
+            state: KeyState::Active,
+            public_key: xpub,
+            provenance: audit::canonical_json(&json!({
+                "created_by": actor.to_string(),
+                "created_at_ms": now.as_millis(),
+                "entropy": "os-csprng",
+                "ceremony": "keystore-hd",
+                "mnemonic_words": 24,
+            }))?,
+            kek_version: Some(opened.current_kek),
+            dek_sealed: Some(dek_sealed),
+            material_sealed: Some(material_sealed),
+            created_at: now,
+            expires_at,
+            hd_path: Some(new.account_path.clone()),
+        };
+        let e = entry(
+            actor,
+            "key.created",
+            &format!("key:{id}"),
+            json!({
+                "purpose": new.purpose.as_str(),
+                "algorithm": new.algorithm.as_str(),
+                "backend": "keystore",
+                "hd_path": new.account_path,
+                "xpub": row.public_key,
+                "expires_at_ms": expires_at.as_millis(),
+            }),
+        )?;
+        let mut tx = self.store().begin().await?;
+        tx.insert_key(&row).await?;
+        let records = tx.commit(&[e], now).await?;
+        opened.seeds.insert(id, seed);
+        drop(vault);
+        self.after_commit(&records).await;
+        Ok((row, mnemonic))
     }
 
     /// Creates a key inside the HSM: generated there, sensitive and
@@ -493,6 +629,7 @@ impl Service {
             material_sealed: None,
             created_at: now,
             expires_at,
+            hd_path: None,
         };
         let e = entry(
             actor,
@@ -551,6 +688,7 @@ impl Service {
         &self,
         id: KeyId,
         purpose: KeyPurpose,
+        child: &[u32],
         request: SignRequest<'_>,
     ) -> Result<(KeyRow, Signature), ServiceError> {
         let key = self.store().key(id).await?;
@@ -577,6 +715,19 @@ impl Service {
             return Err(ServiceError::Sealed);
         };
         let sig = match key.backend {
+            KeyBackend::Keystore if key.hd_path.is_some() => {
+                let seed = opened.seeds.get(&id).ok_or_else(|| {
+                    ServiceError::KeyNotUsable(format!("key {id} seed is unreadable"))
+                })?;
+                let path = child_path(key.hd_path.as_deref().unwrap_or("m"), child);
+                let secret = keys::hd::derive_secp256k1(seed, &path)
+                    .map_err(|e| ServiceError::KeyNotUsable(e.to_string()))?;
+                // Derived for this one signature, then forgotten (zeroized).
+                let r = opened.signer.import(algorithm(key.algorithm), secret)?;
+                let sig = opened.signer.sign(&r, request).await;
+                opened.signer.remove(&r)?;
+                sig?
+            }
             KeyBackend::Keystore => {
                 let r = opened.loaded.get(&id).ok_or_else(|| {
                     ServiceError::KeyNotUsable(format!("key {id} material is unreadable"))
@@ -615,8 +766,27 @@ impl Service {
             },
             KeyAlgorithm::Ed25519 => SignRequest::Ed25519Message(challenge.as_bytes()),
         };
-        let (key, sig) = self.sign_as(id, key.purpose, request.clone()).await?;
-        let public = parse_public(key.algorithm, &key.public_key)?;
+        // HD keys sign with their first receive key (`…/0/0`), whose public
+        // key is derived from the stored xpub: watch-only and seed agree.
+        let child: &[u32] = if key.hd_path.is_some() { &[0, 0] } else { &[] };
+        let (key, sig) = self
+            .sign_as(id, key.purpose, child, request.clone())
+            .await?;
+        let public = match &key.hd_path {
+            Some(_) => {
+                let pk = keys::hd::derive_from_xpub(&key.public_key, child)
+                    .map_err(|e| ServiceError::KeyNotUsable(e.to_string()))?;
+                match key.algorithm {
+                    KeyAlgorithm::SchnorrBip340 => {
+                        let mut x = [0u8; 32];
+                        x.copy_from_slice(&pk[1..]);
+                        PublicKey::XOnly(x)
+                    }
+                    _ => PublicKey::Secp256k1(pk),
+                }
+            }
+            None => parse_public(key.algorithm, &key.public_key)?,
+        };
         keys::verify(&public, &request, &sig)
             .map_err(|e| ServiceError::KeyNotUsable(format!("self-test signature: {e}")))?;
         let signature = match sig {
@@ -774,6 +944,18 @@ fn status(vault: &Vault) -> SealStatus {
 }
 
 fn open_material(keks: &HashMap<u32, Secret32>, key: &KeyRow) -> Result<Secret32, ServiceError> {
+    let plain = open_sealed(keks, key)?;
+    let mut bytes: [u8; 32] = plain[..].try_into().map_err(|_| {
+        ServiceError::KeyNotUsable(format!("key {} material has the wrong length", key.id))
+    })?;
+    Ok(Secret32::from_bytes(&mut bytes))
+}
+
+/// Opens a keystore key's sealed material: KEK → data key → material.
+fn open_sealed(
+    keks: &HashMap<u32, Secret32>,
+    key: &KeyRow,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, ServiceError> {
     let missing = || ServiceError::KeyNotUsable(format!("key {} has no sealed material", key.id));
     let kek = keks
         .get(&key.kek_version.ok_or_else(missing)?)
@@ -788,7 +970,7 @@ fn open_material(keks: &HashMap<u32, Secret32>, key: &KeyRow) -> Result<Secret32
         },
         key.dek_sealed.as_deref().ok_or_else(missing)?,
     )?;
-    let plain = envelope::open(
+    Ok(envelope::open(
         &dek,
         Binding {
             kind: "key",
@@ -796,9 +978,7 @@ fn open_material(keks: &HashMap<u32, Secret32>, key: &KeyRow) -> Result<Secret32
             version: key.version,
         },
         key.material_sealed.as_deref().ok_or_else(missing)?,
-    )?;
-    let mut bytes: [u8; 32] = plain[..].try_into().map_err(|_| missing())?;
-    Ok(Secret32::from_bytes(&mut bytes))
+    )?)
 }
 
 fn parse_public(algorithm: KeyAlgorithm, hex_key: &str) -> Result<PublicKey, ServiceError> {
@@ -809,4 +989,19 @@ fn parse_public(algorithm: KeyAlgorithm, hex_key: &str) -> Result<PublicKey, Ser
         KeyAlgorithm::SchnorrBip340 => PublicKey::XOnly(bytes.try_into().map_err(|_| bad())?),
         KeyAlgorithm::Ed25519 => PublicKey::Ed25519(bytes.try_into().map_err(|_| bad())?),
     })
+}
+
+/// `path/c1/c2…` for non-hardened children below an account path.
+fn child_path(account: &str, child: &[u32]) -> String {
+    let mut p = account.to_owned();
+    for c in child {
+        p.push('/');
+        p.push_str(&c.to_string());
+    }
+    p
+}
+
+/// Extended keys are written with the mainnet version bytes (`xpub`).
+fn bip32_prefix() -> bip32::Prefix {
+    bip32::Prefix::XPUB
 }

@@ -15,7 +15,7 @@ mod verify;
 pub use audit_key::{AuditKeyError, generate_audit_key, load_audit_key};
 pub use checkpoints::{CheckpointFile, CheckpointPolicy, Checkpointer};
 pub use clock::{Clock, SystemClock};
-pub use keystore::{NewKey, SealStatus, SelfTest};
+pub use keystore::{NewHdKey, NewKey, SealStatus, SelfTest};
 pub use service::{DatabaseStatus, Service, ServiceError, Status};
 pub use verify::{VerifyError, verify_audit};
 

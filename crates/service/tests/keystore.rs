@@ -40,6 +40,7 @@ on_both!(
     damaged_ciphertext_is_a_clear_error,
     interrupted_kek_rotation_leaves_every_key_readable,
     lifecycle_and_purpose_gate_signing,
+    hd_keys_sign_and_derive_watch_only,
 );
 
 struct Fixture {
@@ -460,6 +461,73 @@ async fn lifecycle_and_purpose_gate_signing(f: Fixture) {
                     ..new_key(KeyAlgorithm::Ed25519)
                 }
             )
+            .await,
+        Err(ServiceError::Invalid(_))
+    ));
+}
+
+async fn hd_keys_sign_and_derive_watch_only(f: Fixture) {
+    use service::NewHdKey;
+    use service::keys::hd;
+    f.unseal([0, 1, 2]).await;
+    let hd_key = |algorithm, path: &str| NewHdKey {
+        purpose: KeyPurpose::TransferSigning,
+        algorithm,
+        account_path: path.to_owned(),
+        cryptoperiod_days: 365,
+    };
+    let (key, mnemonic) = f
+        .svc
+        .create_hd_key(
+            &alice(),
+            hd_key(KeyAlgorithm::EcdsaSecp256k1, "m/84'/0'/0'"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(mnemonic.phrase().split(' ').count(), 24);
+    assert!(key.public_key.starts_with("xpub"));
+    assert_eq!(key.hd_path.as_deref(), Some("m/84'/0'/0'"));
+    f.svc.key_self_test(&alice(), key.id).await.unwrap();
+
+    // Watch-only: the stored xpub derives the same deposit keys as the seed.
+    let seed = mnemonic.to_seed("");
+    for i in [0u32, 5] {
+        let watch = hd::derive_from_xpub(&key.public_key, &[0, i]).unwrap();
+        let secret = hd::derive_secp256k1(&seed, &format!("m/84'/0'/0'/0/{i}")).unwrap();
+        let full = k256::ecdsa::SigningKey::from_bytes(secret.expose().into())
+            .unwrap()
+            .verifying_key()
+            .to_encoded_point(true);
+        assert_eq!(&watch[..], full.as_bytes());
+    }
+    // The mnemonic never reaches the audit log.
+    let audit = f.audit_text().await;
+    let phrase = mnemonic.phrase();
+    let words: Vec<&str> = phrase.split(' ').collect();
+    assert!(!audit.contains(&words[..4].join(" ")));
+
+    let (taproot, _) = f
+        .svc
+        .create_hd_key(&alice(), hd_key(KeyAlgorithm::SchnorrBip340, "m/86'/0'/0'"))
+        .await
+        .unwrap();
+    f.svc.key_self_test(&alice(), taproot.id).await.unwrap();
+
+    // The seeds survive a seal and another quorum.
+    f.svc.seal(&alice()).await.unwrap();
+    f.unseal([1, 3, 4]).await;
+    f.svc.key_self_test(&alice(), key.id).await.unwrap();
+    f.svc.key_self_test(&alice(), taproot.id).await.unwrap();
+
+    assert!(matches!(
+        f.svc
+            .create_hd_key(&alice(), hd_key(KeyAlgorithm::Ed25519, "m/44'/501'/0'"))
+            .await,
+        Err(ServiceError::Invalid(_))
+    ));
+    assert!(matches!(
+        f.svc
+            .create_hd_key(&alice(), hd_key(KeyAlgorithm::EcdsaSecp256k1, "m/84'/x"))
             .await,
         Err(ServiceError::Invalid(_))
     ));

@@ -48,10 +48,13 @@ pub struct KeyRow {
     pub created_at: Timestamp,
     /// End of the cryptoperiod: the key stops signing after it.
     pub expires_at: Timestamp,
+    /// For HD keys: the account path (`m/84'/0'/0'`); the sealed material is
+    /// the BIP-32 seed and `public_key` the account's xpub.
+    pub hd_path: Option<String>,
 }
 
 const KEY_COLUMNS: &str = "id, version, purpose, algorithm, backend, backend_ref, state, public_key, \
-     provenance, kek_version, dek_sealed, material_sealed, created_at_ms, expires_at_ms";
+     provenance, kek_version, dek_sealed, material_sealed, created_at_ms, expires_at_ms, hd_path";
 
 impl WriteTx {
     /// Creates the keystore with its first KEK; refuses a second keystore.
@@ -126,7 +129,7 @@ impl WriteTx {
 
     pub async fn insert_key(&mut self, k: &KeyRow) -> Result<(), StorageError> {
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+            "INSERT INTO keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
         )))
         .bind(k.id.to_string())
         .bind(i64::from(k.version))
@@ -142,6 +145,7 @@ impl WriteTx {
         .bind(k.material_sealed.clone())
         .bind(k.created_at.as_millis())
         .bind(k.expires_at.as_millis())
+        .bind(k.hd_path.clone())
         .execute(&mut *self.tx)
         .await
         .map_err(|e| StorageError::from_sqlx(e, "key"))?;
@@ -290,5 +294,6 @@ fn key_from_row(row: &sqlx::any::AnyRow) -> Result<KeyRow, StorageError> {
         material_sealed: row.try_get("material_sealed")?,
         created_at: Timestamp::from_millis(row.try_get("created_at_ms")?),
         expires_at: Timestamp::from_millis(row.try_get("expires_at_ms")?),
+        hd_path: row.try_get("hd_path")?,
     })
 }

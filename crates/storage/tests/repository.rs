@@ -215,7 +215,7 @@ async fn audit_pages_in_order(db: TestDb) {
 
 async fn schema_is_checked(db: TestDb) {
     let s = &db.store;
-    assert_eq!(s.check_schema().await.unwrap(), 2);
+    assert_eq!(s.check_schema().await.unwrap(), 3);
     s.migrate().await.unwrap();
     s.execute_unchecked("DELETE FROM _sqlx_migrations")
         .await
@@ -348,6 +348,7 @@ async fn key_inventory_round_trips_with_guarded_updates(db: TestDb) {
         material_sealed: Some(vec![4, 5, 6]),
         created_at: Timestamp::from_millis(1_000),
         expires_at: Timestamp::from_millis(2_000),
+        hd_path: Some("m/84'/0'/0'".into()),
     };
     let mut tx = s.begin().await.unwrap();
     tx.insert_key(&key).await.unwrap();

@@ -229,6 +229,65 @@ pub(crate) fn create(
     Ok(())
 }
 
+pub(crate) fn create_hd(
+    c: Config,
+    purpose: &str,
+    algorithm: &str,
+    account_path: &str,
+    cryptoperiod_days: u32,
+) -> Result<(), Failure> {
+    let purpose: KeyPurpose = purpose
+        .parse()
+        .map_err(|e: domain::KeyVocabError| usage("--purpose", e.to_string()))?;
+    let algorithm: KeyAlgorithm = algorithm
+        .parse()
+        .map_err(|e: domain::KeyVocabError| usage("--algorithm", e.to_string()))?;
+    let (key, mnemonic) = with_unsealed(c, async |svc| {
+        svc.create_hd_key(
+            &console_actor(),
+            service::NewHdKey {
+                purpose,
+                algorithm,
+                account_path: account_path.to_owned(),
+                cryptoperiod_days,
+            },
+        )
+        .await
+        .map_err(service_failure)
+    })?;
+    println!("key {}", key.id);
+    println!("xpub {}", key.public_key);
+    println!("account path {}", account_path);
+    eprintln!("Write these 24 words on paper and keep them apart from the unseal shares.");
+    eprintln!("They are shown once and stored nowhere in the clear:");
+    println!("mnemonic {}", mnemonic.phrase().as_str());
+    Ok(())
+}
+
+pub(crate) fn derive(c: Config, key: &str, child: &str) -> Result<(), Failure> {
+    let id: KeyId = key
+        .parse()
+        .map_err(|e: domain::IdError| usage("--key", e.to_string()))?;
+    let steps: Vec<u32> = child
+        .split('/')
+        .map(|s| s.parse::<u32>().ok().filter(|&i| i < 1 << 31))
+        .collect::<Option<_>>()
+        .ok_or_else(|| usage("--child", "non-hardened steps such as 0/5"))?;
+    runtime()?.block_on(async move {
+        let (_svc, store) = build_service(&c).await?;
+        let key = store.key(id).await;
+        store.close().await;
+        let key = key.map_err(|e| Failure::Runtime(anyhow::Error::new(e)))?;
+        if key.hd_path.is_none() {
+            return Err(usage("--key", "not an HD key"));
+        }
+        let pk = service::keys::hd::derive_from_xpub(&key.public_key, &steps)
+            .map_err(|e| Failure::Runtime(anyhow::Error::new(e)))?;
+        println!("{}", hex::encode(pk));
+        Ok(())
+    })
+}
+
 pub(crate) fn self_test(c: Config, key: &str) -> Result<(), Failure> {
     let id: KeyId = key
         .parse()

@@ -98,6 +98,33 @@ enum KeyCommand {
         #[arg(long, default_value_t = 365)]
         cryptoperiod_days: u32,
     },
+    /// Create an HD key: prints its 24-word mnemonic once (the paper backup)
+    /// and the account xpub; the seed is sealed in the keystore.
+    CreateHd {
+        #[arg(long, short, env = "STRONGROOM_CONFIG")]
+        config: PathBuf,
+        /// transfer-signing, approval, audit or backup-wrapping.
+        #[arg(long)]
+        purpose: String,
+        /// ecdsa-secp256k1 (BIP-44/84) or schnorr-bip340 (BIP-86).
+        #[arg(long)]
+        algorithm: String,
+        /// The hardened account path, e.g. "m/84'/0'/0'".
+        #[arg(long)]
+        account_path: String,
+        #[arg(long, default_value_t = 365)]
+        cryptoperiod_days: u32,
+    },
+    /// Watch-only: the public key at CHILD (e.g. 0/5) below an HD key's xpub.
+    Derive {
+        #[arg(long, short, env = "STRONGROOM_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        key: String,
+        /// Non-hardened steps below the account: receive 0/i, change 1/i.
+        #[arg(long)]
+        child: String,
+    },
     /// List the inventory (no key material needed).
     List {
         #[arg(long, short, env = "STRONGROOM_CONFIG")]
@@ -252,6 +279,18 @@ fn main() -> ExitCode {
                 cryptoperiod_days,
             } => load(&config)
                 .and_then(|c| keyctl::create(c, &purpose, &algorithm, &backend, cryptoperiod_days)),
+            KeyCommand::CreateHd {
+                config,
+                purpose,
+                algorithm,
+                account_path,
+                cryptoperiod_days,
+            } => load(&config).and_then(|c| {
+                keyctl::create_hd(c, &purpose, &algorithm, &account_path, cryptoperiod_days)
+            }),
+            KeyCommand::Derive { config, key, child } => {
+                load(&config).and_then(|c| keyctl::derive(c, &key, &child))
+            }
             KeyCommand::List { config } => load(&config).and_then(keyctl::list),
             KeyCommand::SelfTest { config, key } => {
                 load(&config).and_then(|c| keyctl::self_test(c, &key))

@@ -379,8 +379,54 @@ fn keystore_ceremony_from_the_cli() {
         );
         ids.push(id);
     }
+    // An HD key: mnemonic shown once, xpub in the inventory, watch-only derivation.
+    let o = strongroom_with_input(
+        &[
+            "key",
+            "create-hd",
+            "--config",
+            cfg,
+            "--purpose",
+            "transfer-signing",
+            "--algorithm",
+            "ecdsa-secp256k1",
+            "--account-path",
+            "m/84'/0'/0'",
+        ],
+        &quorum,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let hd_id = out
+        .lines()
+        .next()
+        .unwrap()
+        .strip_prefix("key ")
+        .unwrap()
+        .to_owned();
+    let words = out
+        .lines()
+        .find_map(|l| l.strip_prefix("mnemonic "))
+        .unwrap()
+        .to_owned();
+    assert_eq!(words.split(' ').count(), 24);
+    let o = strongroom_with_input(
+        &["key", "self-test", "--config", cfg, "--key", &hd_id],
+        &quorum,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = strongroom(&[
+        "key", "derive", "--config", cfg, "--key", &hd_id, "--child", "0/5",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim().len(), 66);
+    let o = strongroom(&[
+        "key", "derive", "--config", cfg, "--key", &hd_id, "--child", "0/5'",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+
     let o = strongroom(&["key", "list", "--config", cfg]);
-    assert_eq!(stdout(&o).lines().count(), 3);
+    assert_eq!(stdout(&o).lines().count(), 4);
 
     // A single share does not unseal; a mistyped one is refused at once.
     let o = strongroom_with_input(
@@ -441,6 +487,12 @@ fn keystore_ceremony_from_the_cli() {
     assert!(o.status.success(), "{}", stderr(&o));
     let mut raw = std::fs::read(dir.path().join("strongroom.db")).unwrap();
     raw.extend(std::fs::read(dir.path().join("strongroom.db-wal")).unwrap_or_default());
+    let first_words = words.split(' ').take(6).collect::<Vec<_>>().join(" ");
+    assert!(
+        !raw.windows(first_words.len())
+            .any(|w| w == first_words.as_bytes()),
+        "the mnemonic reached the database"
+    );
     for s in &shares {
         let body = &s["srshare1-".len()..];
         assert!(!logs.contains(body), "a share reached the logs");
