@@ -97,11 +97,23 @@ async fn seal_status(State(svc): State<Service>) -> Result<Json<SealStatusRespon
     Ok(Json(svc.seal_status().await.map_err(service_error)?.into()))
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UnsealRequest {
     /// One unseal share, `srshare1-…`.
     share: String,
+}
+
+impl std::fmt::Debug for UnsealRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UnsealRequest(<redacted>)")
+    }
+}
+
+impl Drop for UnsealRequest {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.share);
+    }
 }
 
 /// Gives one unseal share. Progress is kept until the threshold is reached

@@ -39,7 +39,8 @@ impl SoftKey {
 
 /// Keys in memory, zeroized when removed or when the signer is dropped.
 pub struct SoftwareSigner {
-    keys: Mutex<HashMap<String, SoftKey>>,
+    /// Boxed, so that growing the table moves pointers, not key bytes.
+    keys: Mutex<HashMap<String, Box<SoftKey>>>,
     secp: Secp256k1<All>,
 }
 
@@ -84,7 +85,7 @@ impl SoftwareSigner {
         let mut id = [0u8; 16];
         getrandom::fill(&mut id).map_err(|_| KeyError::Random)?;
         let name = format!("soft:{}", hex::encode(id));
-        self.lock()?.insert(name.clone(), key);
+        self.lock()?.insert(name.clone(), Box::new(key));
         Ok(KeyRef(name))
     }
 
@@ -96,7 +97,7 @@ impl SoftwareSigner {
             .ok_or_else(|| KeyError::UnknownKey(key.clone()))
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, HashMap<String, SoftKey>>, KeyError> {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, HashMap<String, Box<SoftKey>>>, KeyError> {
         self.keys
             .lock()
             .map_err(|_| KeyError::Backend("key table lock poisoned".into()))
@@ -223,17 +224,21 @@ fn schnorr_sign(
     tweak: Option<TapTweak>,
     aux: &[u8; 32],
 ) -> Result<[u8; 64], KeyError> {
-    let kp = Keypair::from_seckey_slice(secp, secret.expose())
+    let mut base = Keypair::from_seckey_slice(secp, secret.expose())
         .map_err(|e| KeyError::Signing(e.to_string()))?;
-    let kp = match tweak {
-        None => kp,
-        Some(TapTweak::NoScripts) => kp.tap_tweak(secp, None).to_keypair(),
-        Some(TapTweak::MerkleRoot(root)) => kp
+    let mut kp = match tweak {
+        None => base,
+        Some(TapTweak::NoScripts) => base.tap_tweak(secp, None).to_keypair(),
+        Some(TapTweak::MerkleRoot(root)) => base
             .tap_tweak(secp, Some(bitcoin::TapNodeHash::from_byte_array(root)))
             .to_keypair(),
     };
     let msg = Message::from_digest(*digest);
-    Ok(secp.sign_schnorr_with_aux_rand(&msg, &kp, aux).serialize())
+    let sig = secp.sign_schnorr_with_aux_rand(&msg, &kp, aux).serialize();
+    // libsecp256k1's key pairs do not wipe themselves.
+    kp.non_secure_erase();
+    base.non_secure_erase();
+    Ok(sig)
 }
 
 #[cfg(test)]

@@ -48,6 +48,7 @@ impl fmt::Debug for Vault {
 
 pub(crate) struct Opened {
     keystore_id: [u8; 16],
+    threshold: u8,
     root: Secret32,
     keks: HashMap<u32, Secret32>,
     current_kek: u32,
@@ -330,6 +331,7 @@ impl Service {
         Ok((
             Opened {
                 keystore_id: ks.keystore_id,
+                threshold: ks.threshold,
                 root,
                 keks,
                 current_kek: ks.current_kek,
@@ -353,26 +355,19 @@ impl Service {
         Ok(status(&vault))
     }
 
-    /// Seals: all key material leaves memory (zeroized). Audited first: if
-    /// the audit fails, the keystore is sealed all the same (failing safe).
+    /// Seals: all key material leaves memory (zeroized) at once, with no
+    /// I/O before it, so a failing database cannot keep keys open. The audit
+    /// record follows; if it cannot be written the keystore stays sealed and
+    /// the error is returned.
     pub async fn seal(&self, actor: &Actor) -> Result<(), ServiceError> {
         let mut vault = self.vault().lock().await;
         let Vault::Unsealed(opened) = &*vault else {
             return Err(ServiceError::Sealed);
         };
-        let (id, threshold) = (opened.keystore_id, self.threshold().await?);
+        let (id, threshold) = (opened.keystore_id, opened.threshold);
         *vault = Vault::Sealed(Unseal::new(id, threshold));
         drop(vault);
         self.audit(actor, "keystore.sealed", json!({})).await
-    }
-
-    async fn threshold(&self) -> Result<u8, ServiceError> {
-        Ok(self
-            .store()
-            .keystore()
-            .await?
-            .ok_or(ServiceError::NotInitialized)?
-            .threshold)
     }
 
     /// Creates a key in the keystore: fresh material from the OS CSPRNG,
@@ -467,7 +462,9 @@ impl Service {
             }),
         )?;
         let mut tx = self.store().begin().await?;
+        let expected_kek = opened.current_kek;
         let stored = async {
+            tx.check_current_kek(expected_kek).await?;
             tx.insert_key(&row).await?;
             tx.commit(&[e], now).await
         }
@@ -580,6 +577,7 @@ impl Service {
             }),
         )?;
         let mut tx = self.store().begin().await?;
+        tx.check_current_kek(opened.current_kek).await?;
         tx.insert_key(&row).await?;
         let records = tx.commit(&[e], now).await?;
         opened.seeds.insert(id, seed);
@@ -671,12 +669,18 @@ impl Service {
         let now = self.now();
         let mut tx = self.store().begin().await?;
         tx.set_key_state(id, key.state, to).await?;
+        if to == KeyState::Destroyed {
+            // Destroyed means gone: the sealed material too, not only the state.
+            tx.destroy_key_material(id).await?;
+        }
         let records = tx.commit(&[e], now).await?;
         if to == KeyState::Destroyed
             && let Vault::Unsealed(opened) = &mut *self.vault().lock().await
-            && let Some(r) = opened.loaded.remove(&id)
         {
-            let _ = opened.signer.remove(&r);
+            opened.seeds.remove(&id);
+            if let Some(r) = opened.loaded.remove(&id) {
+                let _ = opened.signer.remove(&r);
+            }
         }
         self.after_commit(&records).await;
         Ok(self.store().key(id).await?)
@@ -691,6 +695,9 @@ impl Service {
         child: &[u32],
         request: SignRequest<'_>,
     ) -> Result<(KeyRow, Signature), ServiceError> {
+        // The vault lock first, then the key's row: a suspension or a
+        // compromise committed before this point stops this signature.
+        let mut vault = self.vault().lock().await;
         let key = self.store().key(id).await?;
         if key.purpose != purpose {
             return Err(ServiceError::KeyNotUsable(format!(
@@ -710,8 +717,7 @@ impl Service {
             )));
         }
         // A sealed system signs nothing, whichever backend holds the key.
-        let vault = self.vault().lock().await;
-        let Vault::Unsealed(opened) = &*vault else {
+        let Vault::Unsealed(opened) = &mut *vault else {
             return Err(ServiceError::Sealed);
         };
         let sig = match key.backend {
@@ -861,7 +867,9 @@ impl Service {
         self.rewrap_all(opened, actor).await
     }
 
-    /// Re-wraps every key not under the current KEK, then retires unused KEKs.
+    /// Re-wraps every key not under the current KEK, then retires KEKs no key
+    /// uses. A key whose data key does not open is skipped and audited, so
+    /// one damaged key cannot hold every other key under an old KEK.
     async fn rewrap_all(&self, opened: &mut Opened, actor: &Actor) -> Result<(), ServiceError> {
         let to = opened.current_kek;
         let new_kek = opened.keks.get(&to).ok_or(ServiceError::Sealed)?;
@@ -879,7 +887,21 @@ impl Service {
                 id: &id_text,
                 version: key.version,
             };
-            let dek = envelope::unwrap(old, binding, dek_sealed)?;
+            let subject = format!("key:{}", key.id);
+            let dek = match envelope::unwrap(old, binding, dek_sealed) {
+                Ok(d) => d,
+                Err(err) => {
+                    tracing::error!(key = %key.id, error = %err, "data key does not open; not re-wrapped");
+                    self.audit_subject(
+                        actor,
+                        "key.rewrap_failed",
+                        &subject,
+                        json!({ "from": from, "to": to }),
+                    )
+                    .await?;
+                    continue;
+                }
+            };
             let rewrapped = envelope::wrap(new_kek, binding, &dek)?;
             let now = self.now();
             let mut tx = self.store().begin().await?;
@@ -887,23 +909,30 @@ impl Service {
             let e = entry(
                 actor,
                 "key.rewrapped",
-                &format!("key:{}", key.id),
+                &subject,
                 json!({ "from": from, "to": to }),
             )?;
-            tx.commit(&[e], now).await?;
+            let records = tx.commit(&[e], now).await?;
+            self.after_commit(&records).await;
         }
         let old: Vec<u32> = opened.keks.keys().copied().filter(|&v| v != to).collect();
         for v in old {
             let now = self.now();
             let mut tx = self.store().begin().await?;
-            tx.delete_kek(v).await?;
+            match tx.delete_kek(v).await {
+                Ok(()) => {}
+                // Still wrapping a key that did not re-wrap: kept, so it opens.
+                Err(storage::StorageError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
             let e = entry(
                 actor,
                 "keystore.kek_retired",
                 "keystore",
                 json!({ "version": v }),
             )?;
-            tx.commit(&[e], now).await?;
+            let records = tx.commit(&[e], now).await?;
+            self.after_commit(&records).await;
             opened.keks.remove(&v);
         }
         Ok(())

@@ -41,6 +41,9 @@ on_both!(
     interrupted_kek_rotation_leaves_every_key_readable,
     lifecycle_and_purpose_gate_signing,
     hd_keys_sign_and_derive_watch_only,
+    stale_kek_is_refused_after_a_rotation_elsewhere,
+    destroyed_keys_lose_their_material,
+    a_damaged_key_does_not_stop_a_rotation,
 );
 
 struct Fixture {
@@ -531,4 +534,92 @@ async fn hd_keys_sign_and_derive_watch_only(f: Fixture) {
             .await,
         Err(ServiceError::Invalid(_))
     ));
+}
+
+async fn stale_kek_is_refused_after_a_rotation_elsewhere(f: Fixture) {
+    // Two processes unsealed at KEK 1; one rotates; the other must not wrap
+    // a new key under the KEK being retired.
+    f.unseal([0, 1, 2]).await;
+    let other = Fixture::service(&f.db, &f._dir);
+    for p in [2, 3, 4] {
+        other.unseal(&Actor::Anonymous, &f.shares[p]).await.unwrap();
+    }
+    other.rotate_kek(&alice()).await.unwrap();
+    let err = f
+        .svc
+        .create_key(&alice(), new_key(KeyAlgorithm::Ed25519))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("rotated elsewhere"), "{err}");
+    f.svc.seal(&alice()).await.unwrap();
+    f.unseal([0, 1, 2]).await;
+    let key = f
+        .svc
+        .create_key(&alice(), new_key(KeyAlgorithm::Ed25519))
+        .await
+        .unwrap();
+    assert_eq!(key.kek_version, Some(2));
+}
+
+async fn destroyed_keys_lose_their_material(f: Fixture) {
+    f.unseal([0, 1, 2]).await;
+    let key = f
+        .svc
+        .create_key(&alice(), new_key(KeyAlgorithm::Ed25519))
+        .await
+        .unwrap();
+    f.svc
+        .set_key_state(&alice(), key.id, KeyState::Deactivated)
+        .await
+        .unwrap();
+    f.svc
+        .set_key_state(&alice(), key.id, KeyState::Destroyed)
+        .await
+        .unwrap();
+    let stored = f.db.store.key(key.id).await.unwrap();
+    assert_eq!(stored.state, KeyState::Destroyed);
+    assert!(stored.material_sealed.is_none() && stored.dek_sealed.is_none());
+}
+
+async fn a_damaged_key_does_not_stop_a_rotation(f: Fixture) {
+    f.unseal([0, 1, 2]).await;
+    let good = f
+        .svc
+        .create_key(&alice(), new_key(KeyAlgorithm::Ed25519))
+        .await
+        .unwrap();
+    let bad = f
+        .svc
+        .create_key(&alice(), new_key(KeyAlgorithm::Ed25519))
+        .await
+        .unwrap();
+    let mut dek = bad.dek_sealed.clone().unwrap();
+    dek[30] ^= 1;
+    let literal = bytes_literal(&f, &dek);
+    f.db.store
+        .execute_unchecked(&format!(
+            "UPDATE keys SET dek_sealed = {literal} WHERE id = '{}'",
+            bad.id
+        ))
+        .await
+        .unwrap();
+    f.svc.rotate_kek(&alice()).await.unwrap();
+    assert_eq!(f.db.store.key(good.id).await.unwrap().kek_version, Some(2));
+    assert_eq!(f.db.store.key(bad.id).await.unwrap().kek_version, Some(1));
+    // KEK 1 still wraps the damaged key, so it is kept.
+    let keks: Vec<u32> =
+        f.db.store
+            .keks()
+            .await
+            .unwrap()
+            .iter()
+            .map(|k| k.version)
+            .collect();
+    assert_eq!(keks, [1, 2]);
+    assert!(
+        f.audit_actions()
+            .await
+            .iter()
+            .any(|a| a == "key.rewrap_failed")
+    );
 }

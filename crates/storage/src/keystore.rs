@@ -109,6 +109,38 @@ impl WriteTx {
         Ok(())
     }
 
+    /// Checks, under a lock on the keystore row, that `expected` is still the
+    /// current KEK: a process that unsealed before a rotation elsewhere must
+    /// not wrap a new key under a KEK being retired.
+    pub async fn check_current_kek(&mut self, expected: u32) -> Result<(), StorageError> {
+        let sql = match self.backend() {
+            crate::Backend::Sqlite => "SELECT current_kek FROM keystore WHERE id = 1",
+            crate::Backend::Postgres => "SELECT current_kek FROM keystore WHERE id = 1 FOR UPDATE",
+        };
+        let current: i64 = sqlx::query_scalar(sql)
+            .fetch_optional(&mut *self.tx)
+            .await?
+            .ok_or(StorageError::NotFound { what: "keystore" })?;
+        if current != i64::from(expected) {
+            return Err(StorageError::Conflict {
+                what: "key-encryption key version (rotated elsewhere: seal and unseal again)",
+            });
+        }
+        Ok(())
+    }
+
+    /// Erases a destroyed key's sealed material: no backup can bring it back.
+    pub async fn destroy_key_material(&mut self, id: KeyId) -> Result<(), StorageError> {
+        sqlx::query(
+            "UPDATE keys SET dek_sealed = NULL, material_sealed = NULL, kek_version = NULL \
+             WHERE id = $1 AND state = 'destroyed'",
+        )
+        .bind(id.to_string())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
     /// Removes a KEK version that no key is wrapped under any more.
     pub async fn delete_kek(&mut self, version: u32) -> Result<(), StorageError> {
         let in_use: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM keys WHERE kek_version = $1")

@@ -50,6 +50,10 @@ impl Store {
 }
 
 impl WriteTx {
+    pub(crate) fn backend(&self) -> Backend {
+        self.backend
+    }
+
     /// Appends `entries` to the audit log and commits everything.
     ///
     /// Refuses an empty `entries`: every change is audited.

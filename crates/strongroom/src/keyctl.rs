@@ -88,28 +88,38 @@ pub(crate) fn init(
                     .map_err(|e| usage("--share-recipients", e.to_string()))?;
             }
         }
+        // Every share file is created before the keystore exists: shares
+        // that could not be written would leave a keystore nobody can unseal.
+        let files = match share_dir {
+            Some(dir) => Some(create_share_files(
+                dir,
+                if recipients.is_some() { "age" } else { "txt" },
+                shares,
+            )?),
+            None => None,
+        };
         let result = svc.init_keystore(&console_actor(), threshold, shares).await;
         store.close().await;
         let split = result.map_err(|e| match e {
             ServiceError::Share(s) => usage("--threshold", s.to_string()),
             other => service_failure(other),
         })?;
-        match (share_dir, recipients) {
-            (Some(dir), Some(list)) => {
+        match (files, recipients) {
+            (Some(files), Some(list)) => {
                 let texts = split
                     .iter()
                     .zip(&list)
                     .map(|(s, r)| s.encrypt_to(r).map(Zeroizing::new))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| Failure::Runtime(anyhow::Error::new(e)))?;
-                write_shares(dir, "age", &texts)?
+                write_shares(files, &texts, &split)?
             }
-            (Some(dir), None) => {
+            (Some(files), None) => {
                 let texts: Vec<Zeroizing<String>> = split
                     .iter()
                     .map(|s| Zeroizing::new(format!("{}\n", s.as_str())))
                     .collect();
-                write_shares(dir, "txt", &texts)?
+                write_shares(files, &texts, &split)?
             }
             (None, _) => {
                 println!(
@@ -124,22 +134,56 @@ pub(crate) fn init(
     })
 }
 
-fn write_shares(dir: &Path, ext: &str, texts: &[Zeroizing<String>]) -> Result<(), Failure> {
-    use std::io::Write;
+/// Creates (mode 0600, never overwriting) one file per share.
+fn create_share_files(
+    dir: &Path,
+    ext: &str,
+    shares: u8,
+) -> Result<Vec<(std::path::PathBuf, std::fs::File)>, Failure> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    for (i, text) in texts.iter().enumerate() {
-        let path = dir.join(format!("share-{}.{ext}", i + 1));
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("writing {}", path.display()))?;
-        f.write_all(text.as_bytes())
-            .and_then(|()| f.sync_all())
-            .with_context(|| format!("writing {}", path.display()))?;
-        println!("{}", path.display());
+    (1..=shares)
+        .map(|i| {
+            let path = dir.join(format!("share-{i}.{ext}"));
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| {
+                    usage(
+                        "--share-dir",
+                        format!("cannot create {}: {e}", path.display()),
+                    )
+                })?;
+            Ok((path, f))
+        })
+        .collect()
+}
+
+/// Writes the shares into their files. Should a write fail now, the shares
+/// are printed instead of lost: the keystore already exists.
+fn write_shares(
+    files: Vec<(std::path::PathBuf, std::fs::File)>,
+    texts: &[Zeroizing<String>],
+    split: &[UnsealShare],
+) -> Result<(), Failure> {
+    use std::io::Write;
+    let mut failed = None;
+    for ((path, mut f), text) in files.into_iter().zip(texts) {
+        match f.write_all(text.as_bytes()).and_then(|()| f.sync_all()) {
+            Ok(()) => println!("{}", path.display()),
+            Err(e) => failed = Some(format!("{}: {e}", path.display())),
+        }
+    }
+    if let Some(err) = failed {
+        eprintln!("error: writing a share failed ({err}); the shares follow, store them now:");
+        for s in split {
+            println!("{}", s.as_str());
+        }
+        return Err(Failure::Runtime(anyhow::anyhow!(
+            "share files incomplete: {err}"
+        )));
     }
     Ok(())
 }
@@ -147,9 +191,18 @@ fn write_shares(dir: &Path, ext: &str, texts: &[Zeroizing<String>]) -> Result<()
 /// Unseals from shares on standard input, one per line, until unsealed.
 async fn unseal_from_stdin(svc: &Service) -> Result<(), Failure> {
     let actor = console_actor();
-    let stdin = std::io::stdin();
-    for line in stdin.lock().lines() {
-        let line = line.context("reading shares from standard input")?;
+    let mut stdin = std::io::stdin().lock();
+    loop {
+        let mut line = Zeroizing::new(String::new());
+        let n = stdin
+            .read_line(&mut line)
+            .context("reading shares from standard input")?;
+        if n == 0 {
+            return Err(usage(
+                "share",
+                "standard input ended before the keystore was unsealed",
+            ));
+        }
         if line.trim().is_empty() {
             continue;
         }
@@ -165,10 +218,6 @@ async fn unseal_from_stdin(svc: &Service) -> Result<(), Failure> {
             Err(e) => return Err(service_failure(e)),
         }
     }
-    Err(usage(
-        "share",
-        "standard input ended before the keystore was unsealed",
-    ))
 }
 
 /// Runs `op` with the keystore unsealed by shares from standard input, then seals.
@@ -181,7 +230,12 @@ fn with_unsealed<T>(
         let result = async {
             unseal_from_stdin(&svc).await?;
             let out = op(&svc).await;
-            svc.seal(&console_actor()).await.map_err(service_failure)?;
+            // The result (a new key, a mnemonic shown once) is never thrown
+            // away because the closing audit failed; the process ends now,
+            // and its memory with it.
+            if let Err(e) = svc.seal(&console_actor()).await {
+                eprintln!("warning: sealing again failed: {e}");
+            }
             out
         }
         .await;

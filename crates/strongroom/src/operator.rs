@@ -31,6 +31,19 @@ fn authority(addr: &str) -> Result<&str, Failure> {
     if host.is_empty() || host.contains('/') {
         return Err(usage("--addr", "expected http://HOST:PORT"));
     }
+    // Shares travel in this request: plain HTTP only on this machine.
+    let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    let loopback = name == "localhost"
+        || name == "[::1]"
+        || name
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|a| a.is_loopback());
+    if !loopback {
+        return Err(usage(
+            "--addr",
+            "shares go over plain HTTP to loopback addresses only (127.0.0.1, ::1, localhost)",
+        ));
+    }
     Ok(host)
 }
 
@@ -99,7 +112,15 @@ pub(crate) fn unseal(addr: &str, reset: bool) -> Result<(), Failure> {
     if line.trim().is_empty() {
         return Err(usage("share", "no share on standard input"));
     }
-    let body = Zeroizing::new(serde_json::json!({ "share": line.trim() }).to_string());
+    let share = line.trim();
+    // A share is `srshare1-` and hex: nothing to escape, no JSON value to copy it into.
+    if !share
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(usage("share", "not an unseal share"));
+    }
+    let body = Zeroizing::new(format!("{{\"share\":\"{share}\"}}"));
     let (s, b) = request(addr, "POST", "/v1/sys/unseal", Some(&body))?;
     show(s, &b)
 }

@@ -478,6 +478,18 @@ fn keystore_ceremony_from_the_cli() {
     assert_eq!(status, 404);
     let o = strongroom(&["operator", "seal", "--addr", &addr]);
     assert_eq!(stdout(&o).trim(), "sealed");
+    // Shares never leave the machine over plain HTTP.
+    let o = strongroom_with_input(
+        &[
+            "operator",
+            "unseal",
+            "--addr",
+            "http://strongroom.invalid:8200",
+        ],
+        &format!("{}\n", shares[0]),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("loopback"), "{}", stderr(&o));
     let (status, _) = server.get("/v1/missing");
     assert_eq!(status, 503);
     let logs = server.terminate();
