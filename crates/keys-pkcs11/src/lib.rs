@@ -352,11 +352,11 @@ impl Signer for Pkcs11Signer {
     }
 
     fn generate(&self, algorithm: Algorithm) -> BoxFuture<'_, Result<KeyRef, KeyError>> {
-        Box::pin(async move { self.generate_now(algorithm) })
+        Box::pin(async move { blocking(|| self.generate_now(algorithm)) })
     }
 
     fn public_key<'a>(&'a self, key: &'a KeyRef) -> BoxFuture<'a, Result<PublicKey, KeyError>> {
-        Box::pin(async move { self.lookup(key).map(|k| k.public) })
+        Box::pin(async move { blocking(|| self.lookup(key).map(|k| k.public)) })
     }
 
     fn sign<'a>(
@@ -364,7 +364,18 @@ impl Signer for Pkcs11Signer {
         key: &'a KeyRef,
         request: SignRequest<'a>,
     ) -> BoxFuture<'a, Result<Signature, KeyError>> {
-        Box::pin(async move { self.sign_now(key, &request) })
+        Box::pin(async move { blocking(|| self.sign_now(key, &request)) })
+    }
+}
+
+/// PKCS#11 calls block (and may wait for a free session). On a
+/// multi-threaded runtime the worker hands its other tasks away first, so an
+/// HSM round trip does not stall the server; elsewhere the call just runs.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
