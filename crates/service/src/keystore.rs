@@ -373,11 +373,7 @@ impl Service {
     /// Creates a key in the keystore: fresh material from the OS CSPRNG,
     /// sealed under its own data key, which is wrapped under the current KEK.
     pub async fn create_key(&self, actor: &Actor, new: NewKey) -> Result<KeyRow, ServiceError> {
-        if !(1..=3650).contains(&new.cryptoperiod_days) {
-            return Err(ServiceError::Invalid(
-                "cryptoperiod must be 1 to 3650 days".into(),
-            ));
-        }
+        check_cryptoperiod(new.cryptoperiod_days)?;
         let mut vault = self.vault().lock().await;
         let Vault::Unsealed(opened) = &mut *vault else {
             return Err(ServiceError::Sealed);
@@ -423,43 +419,22 @@ impl Service {
             },
             &dek,
         )?;
-        let now = self.now();
-        let expires_at = now
-            .checked_add_millis(i64::from(new.cryptoperiod_days) * 86_400_000)
-            .ok_or_else(|| ServiceError::Invalid("cryptoperiod overflows".into()))?;
-        let row = KeyRow {
-            id,
-            version,
-            purpose: new.purpose,
-            algorithm: new.algorithm,
-            backend: KeyBackend::Keystore,
-            backend_ref: None,
-            state: KeyState::Active,
-            public_key: public_hex(&public),
-            provenance: audit::canonical_json(&json!({
-                "created_by": actor.to_string(),
-                "created_at_ms": now.as_millis(),
-                "entropy": "os-csprng",
-                "ceremony": "keystore",
-            }))?,
-            kek_version: Some(opened.current_kek),
-            dek_sealed: Some(dek_sealed),
-            material_sealed: Some(material_sealed),
-            created_at: now,
-            expires_at,
-            hd_path: None,
-        };
-        let e = entry(
+        let (row, e, now) = self.key_record(
             actor,
-            "key.created",
-            &format!("key:{id}"),
-            json!({
-                "purpose": new.purpose.as_str(),
-                "algorithm": new.algorithm.as_str(),
-                "backend": "keystore",
-                "public_key": row.public_key,
-                "expires_at_ms": expires_at.as_millis(),
-            }),
+            Made {
+                id,
+                version,
+                purpose: new.purpose,
+                algorithm: new.algorithm,
+                backend: KeyBackend::Keystore,
+                backend_ref: None,
+                public_key: public_hex(&public),
+                sealed: Some((opened.current_kek, dek_sealed, material_sealed)),
+                hd_path: None,
+                entropy: "os-csprng".into(),
+                ceremony: "keystore",
+                cryptoperiod_days: new.cryptoperiod_days,
+            },
         )?;
         let mut tx = self.store().begin().await?;
         let expected_kek = opened.current_kek;
@@ -497,11 +472,7 @@ impl Service {
                 "Ed25519 HD keys (SLIP-10) derive hardened only and have no xpub; create single keys".into(),
             ));
         }
-        if !(1..=3650).contains(&new.cryptoperiod_days) {
-            return Err(ServiceError::Invalid(
-                "cryptoperiod must be 1 to 3650 days".into(),
-            ));
-        }
+        check_cryptoperiod(new.cryptoperiod_days)?;
         let mnemonic =
             keys::hd::Mnemonic::generate().map_err(|e| ServiceError::Invalid(e.to_string()))?;
         let seed = mnemonic.to_seed("");
@@ -536,45 +507,22 @@ impl Service {
             },
             &dek,
         )?;
-        let now = self.now();
-        let expires_at = now
-            .checked_add_millis(i64::from(new.cryptoperiod_days) * 86_400_000)
-            .ok_or_else(|| ServiceError::Invalid("cryptoperiod overflows".into()))?;
-        let row = KeyRow {
-            id,
-            version: 1,
-            purpose: new.purpose,
-            algorithm: new.algorithm,
-            backend: KeyBackend::Keystore,
-            backend_ref: None,
-            state: KeyState::Active,
-            public_key: xpub,
-            provenance: audit::canonical_json(&json!({
-                "created_by": actor.to_string(),
-                "created_at_ms": now.as_millis(),
-                "entropy": "os-csprng",
-                "ceremony": "keystore-hd",
-                "mnemonic_words": 24,
-            }))?,
-            kek_version: Some(opened.current_kek),
-            dek_sealed: Some(dek_sealed),
-            material_sealed: Some(material_sealed),
-            created_at: now,
-            expires_at,
-            hd_path: Some(new.account_path.clone()),
-        };
-        let e = entry(
+        let (row, e, now) = self.key_record(
             actor,
-            "key.created",
-            &format!("key:{id}"),
-            json!({
-                "purpose": new.purpose.as_str(),
-                "algorithm": new.algorithm.as_str(),
-                "backend": "keystore",
-                "hd_path": new.account_path,
-                "xpub": row.public_key,
-                "expires_at_ms": expires_at.as_millis(),
-            }),
+            Made {
+                id,
+                version: 1,
+                purpose: new.purpose,
+                algorithm: new.algorithm,
+                backend: KeyBackend::Keystore,
+                backend_ref: None,
+                public_key: xpub,
+                sealed: Some((opened.current_kek, dek_sealed, material_sealed)),
+                hd_path: Some(new.account_path.clone()),
+                entropy: "os-csprng".into(),
+                ceremony: "keystore-hd",
+                cryptoperiod_days: new.cryptoperiod_days,
+            },
         )?;
         let mut tx = self.store().begin().await?;
         tx.check_current_kek(opened.current_kek).await?;
@@ -603,44 +551,22 @@ impl Service {
             })?;
         let public = hsm.public_key(&key_ref).await?;
         let id = KeyId::from_uuid(uuid::Uuid::now_v7());
-        let now = self.now();
-        let expires_at = now
-            .checked_add_millis(i64::from(new.cryptoperiod_days) * 86_400_000)
-            .ok_or_else(|| ServiceError::Invalid("cryptoperiod overflows".into()))?;
-        let row = KeyRow {
-            id,
-            version: 1,
-            purpose: new.purpose,
-            algorithm: new.algorithm,
-            backend: KeyBackend::Pkcs11,
-            backend_ref: Some(key_ref.0.clone()),
-            state: KeyState::Active,
-            public_key: public_hex(&public),
-            provenance: audit::canonical_json(&json!({
-                "created_by": actor.to_string(),
-                "created_at_ms": now.as_millis(),
-                "entropy": format!("{}-token", hsm.backend()),
-                "ceremony": "hsm",
-            }))?,
-            kek_version: None,
-            dek_sealed: None,
-            material_sealed: None,
-            created_at: now,
-            expires_at,
-            hd_path: None,
-        };
-        let e = entry(
+        let (row, e, now) = self.key_record(
             actor,
-            "key.created",
-            &format!("key:{id}"),
-            json!({
-                "purpose": new.purpose.as_str(),
-                "algorithm": new.algorithm.as_str(),
-                "backend": "pkcs11",
-                "backend_ref": key_ref.0,
-                "public_key": row.public_key,
-                "expires_at_ms": expires_at.as_millis(),
-            }),
+            Made {
+                id,
+                version: 1,
+                purpose: new.purpose,
+                algorithm: new.algorithm,
+                backend: KeyBackend::Pkcs11,
+                backend_ref: Some(key_ref.0.clone()),
+                public_key: public_hex(&public),
+                sealed: None,
+                hd_path: None,
+                entropy: format!("{}-token", hsm.backend()),
+                ceremony: "hsm",
+                cryptoperiod_days: new.cryptoperiod_days,
+            },
         )?;
         let mut tx = self.store().begin().await?;
         tx.insert_key(&row).await?;
@@ -958,6 +884,90 @@ impl Service {
         let records = self.store().append_audit(&[e], self.now()).await?;
         self.after_commit(&records).await;
         Ok(())
+    }
+}
+
+/// What differs between the ways a key is made (keystore, HD, HSM); its
+/// inventory row and its audit record are built from it the same way.
+struct Made {
+    id: KeyId,
+    version: u32,
+    purpose: KeyPurpose,
+    algorithm: KeyAlgorithm,
+    backend: KeyBackend,
+    backend_ref: Option<String>,
+    public_key: String,
+    /// KEK version, sealed data key, sealed material.
+    sealed: Option<(u32, Vec<u8>, Vec<u8>)>,
+    hd_path: Option<String>,
+    entropy: String,
+    ceremony: &'static str,
+    cryptoperiod_days: u32,
+}
+
+fn check_cryptoperiod(days: u32) -> Result<(), ServiceError> {
+    if !(1..=3650).contains(&days) {
+        return Err(ServiceError::Invalid(
+            "cryptoperiod must be 1 to 3650 days".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl Service {
+    /// The inventory row of a new key and the audit record of its creation,
+    /// at the present moment.
+    fn key_record(
+        &self,
+        actor: &Actor,
+        m: Made,
+    ) -> Result<(KeyRow, Entry, domain::Timestamp), ServiceError> {
+        check_cryptoperiod(m.cryptoperiod_days)?;
+        let now = self.now();
+        let expires_at = now
+            .checked_add_millis(i64::from(m.cryptoperiod_days) * 86_400_000)
+            .ok_or_else(|| ServiceError::Invalid("cryptoperiod overflows".into()))?;
+        let (kek_version, dek_sealed, material_sealed) = match m.sealed {
+            Some((k, d, s)) => (Some(k), Some(d), Some(s)),
+            None => (None, None, None),
+        };
+        let row = KeyRow {
+            id: m.id,
+            version: m.version,
+            purpose: m.purpose,
+            algorithm: m.algorithm,
+            backend: m.backend,
+            backend_ref: m.backend_ref,
+            state: KeyState::Active,
+            public_key: m.public_key,
+            provenance: audit::canonical_json(&json!({
+                "created_by": actor.to_string(),
+                "created_at_ms": now.as_millis(),
+                "entropy": m.entropy,
+                "ceremony": m.ceremony,
+            }))?,
+            kek_version,
+            dek_sealed,
+            material_sealed,
+            created_at: now,
+            expires_at,
+            hd_path: m.hd_path,
+        };
+        let e = entry(
+            actor,
+            "key.created",
+            &format!("key:{}", row.id),
+            json!({
+                "purpose": row.purpose.as_str(),
+                "algorithm": row.algorithm.as_str(),
+                "backend": row.backend.as_str(),
+                "backend_ref": row.backend_ref,
+                "hd_path": row.hd_path,
+                "public_key": row.public_key,
+                "expires_at_ms": expires_at.as_millis(),
+            }),
+        )?;
+        Ok((row, e, now))
     }
 }
 
