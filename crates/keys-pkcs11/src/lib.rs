@@ -17,6 +17,7 @@ use std::sync::{Condvar, Mutex};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::Mechanism;
+use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
@@ -33,6 +34,7 @@ const SECP256K1_PARAMS: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x0a];
 /// DER of OID 1.3.101.112, Ed25519.
 const ED25519_PARAMS: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
 const PREFIX: &str = "pkcs11:";
+const WRAP_PREFIX: &str = "pkcs11-wrap:";
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -365,6 +367,94 @@ impl Signer for Pkcs11Signer {
         request: SignRequest<'a>,
     ) -> BoxFuture<'a, Result<Signature, KeyError>> {
         Box::pin(async move { blocking(|| self.sign_now(key, &request)) })
+    }
+}
+
+impl keys::Wrapper for Pkcs11Signer {
+    fn create_wrapping_key(&self) -> Result<KeyRef, KeyError> {
+        let mut id = [0u8; 16];
+        getrandom::fill(&mut id).map_err(|_| KeyError::Random)?;
+        let template = [
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Encrypt(true),
+            Attribute::Decrypt(true),
+            Attribute::ValueLen(32.into()),
+            Attribute::Id(id.to_vec()),
+            Attribute::Label(format!("strongroom-wrap-{}", hex::encode(id)).into_bytes()),
+        ];
+        blocking(|| {
+            self.with_session(|s| {
+                s.generate_key(&Mechanism::AesKeyGen, &template)
+                    .map(drop)
+                    .map_err(|e| call("C_GenerateKey")(e).into())
+            })
+        })?;
+        Ok(KeyRef(format!("{WRAP_PREFIX}{}", hex::encode(id))))
+    }
+
+    fn wrap(&self, key: &KeyRef, aad: &[u8], secret: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let handle = blocking(|| self.wrapping_key(key))?;
+        let mut iv = [0u8; 12];
+        getrandom::fill(&mut iv).map_err(|_| KeyError::Random)?;
+        let mut iv_param = iv;
+        let ct = blocking(|| {
+            self.with_session(|s| {
+                let params = GcmParams::new(&mut iv_param, aad, 128.into())
+                    .map_err(|e| KeyError::Backend(e.to_string()))?;
+                s.encrypt(&Mechanism::AesGcm(params), handle, secret)
+                    .map_err(|e| call("C_Encrypt")(e).into())
+            })
+        })?;
+        let mut out = iv.to_vec();
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    fn unwrap(
+        &self,
+        key: &KeyRef,
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        if sealed.len() < 12 + 16 {
+            return Err(KeyError::Backend("wrapped secret is too short".into()));
+        }
+        let handle = blocking(|| self.wrapping_key(key))?;
+        let (iv, ct) = sealed.split_at(12);
+        let mut iv: [u8; 12] = iv
+            .try_into()
+            .map_err(|_| KeyError::Backend("wrapped secret is malformed".into()))?;
+        blocking(|| {
+            self.with_session(|s| {
+                let params = GcmParams::new(&mut iv, aad, 128.into())
+                    .map_err(|e| KeyError::Backend(e.to_string()))?;
+                s.decrypt(&Mechanism::AesGcm(params), handle, ct)
+                    .map(Zeroizing::new)
+                    .map_err(|e| call("C_Decrypt")(e).into())
+            })
+        })
+    }
+}
+
+impl Pkcs11Signer {
+    fn wrapping_key(&self, key: &KeyRef) -> Result<ObjectHandle, KeyError> {
+        let unknown = || KeyError::UnknownKey(key.clone());
+        let id = key
+            .0
+            .strip_prefix(WRAP_PREFIX)
+            .and_then(|h| hex::decode(h).ok())
+            .filter(|id| !id.is_empty())
+            .ok_or_else(unknown)?;
+        self.with_session(|s| {
+            s.find_objects(&[Attribute::Class(ObjectClass::SECRET_KEY), Attribute::Id(id)])
+                .map_err(|e| KeyError::from(call("C_FindObjects")(e)))?
+                .first()
+                .copied()
+                .ok_or_else(unknown)
+        })
     }
 }
 

@@ -90,3 +90,26 @@ async fn unknown_key_is_an_error() {
         Err(KeyError::UnknownKey(_))
     ));
 }
+
+#[tokio::test]
+async fn secrets_wrap_under_a_token_key() {
+    use keys::Wrapper;
+    let hsm = SoftHsm::new("wrap");
+    let signer = open(&hsm, USER_PIN).unwrap();
+    let key = signer.create_wrapping_key().unwrap();
+    let sealed = signer.wrap(&key, b"binding", &[7u8; 32]).unwrap();
+    assert_eq!(
+        &signer.unwrap(&key, b"binding", &sealed).unwrap()[..],
+        &[7u8; 32]
+    );
+    assert!(signer.unwrap(&key, b"other", &sealed).is_err());
+    let mut flipped = sealed.clone();
+    flipped[20] ^= 1;
+    assert!(signer.unwrap(&key, b"binding", &flipped).is_err());
+    let other = signer.create_wrapping_key().unwrap();
+    assert!(signer.unwrap(&other, b"binding", &sealed).is_err());
+    assert!(matches!(
+        signer.unwrap(&keys::KeyRef("pkcs11-wrap:00".into()), b"binding", &sealed),
+        Err(KeyError::UnknownKey(_))
+    ));
+}

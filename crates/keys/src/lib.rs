@@ -21,7 +21,7 @@ pub mod verify;
 pub use secret::Secret32;
 pub use signer::{
     Algorithm, BoxFuture, EcdsaSignature, KeyError, KeyRef, PublicKey, SignRequest, Signature,
-    Signer, TapTweak,
+    Signer, TapTweak, Wrapper,
 };
 pub use software::SoftwareSigner;
 pub use verify::{VerifyError, verify};

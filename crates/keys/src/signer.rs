@@ -126,3 +126,21 @@ pub trait Signer: Send + Sync + std::fmt::Debug {
         request: SignRequest<'a>,
     ) -> BoxFuture<'a, Result<Signature, KeyError>>;
 }
+
+/// A backend that can wrap secrets under a key it never releases (an HSM's
+/// AES key): used to keep the keystore's root key for auto-unseal.
+pub trait Wrapper: Send + Sync + std::fmt::Debug {
+    /// Creates a new wrapping key inside the backend.
+    fn create_wrapping_key(&self) -> Result<KeyRef, KeyError>;
+
+    /// Encrypts `secret` under `key`, bound to `aad`.
+    fn wrap(&self, key: &KeyRef, aad: &[u8], secret: &[u8]) -> Result<Vec<u8>, KeyError>;
+
+    /// Decrypts what [`Wrapper::wrap`] made with the same key and `aad`.
+    fn unwrap(
+        &self,
+        key: &KeyRef,
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, KeyError>;
+}

@@ -343,6 +343,90 @@ impl Service {
         ))
     }
 
+    /// Turns auto-unseal on: the root key (in memory while unsealed) is
+    /// wrapped under a new AES key inside the HSM and stored. From then on the
+    /// server can unseal itself at start while the HSM is reachable; shares
+    /// still work, and the wrapped root is useless without the token.
+    pub async fn enable_auto_unseal(&self, actor: &Actor) -> Result<(), ServiceError> {
+        let wrapper = self
+            .wrapper()
+            .ok_or_else(|| {
+                ServiceError::Invalid(
+                    "auto-unseal needs an HSM ([hsm] in the configuration)".into(),
+                )
+            })?
+            .clone();
+        let vault = self.vault().lock().await;
+        let Vault::Unsealed(opened) = &*vault else {
+            return Err(ServiceError::Sealed);
+        };
+        let key = wrapper.create_wrapping_key()?;
+        let aad = auto_unseal_aad(&opened.keystore_id);
+        let sealed = wrapper.wrap(&key, &aad, opened.root.expose())?;
+        let now = self.now();
+        let e = entry(
+            actor,
+            "keystore.auto_unseal_enabled",
+            "keystore",
+            json!({ "hsm_key": key.0 }),
+        )?;
+        let mut tx = self.store().begin().await?;
+        tx.set_auto_unseal(&key.0, &sealed).await?;
+        let records = tx.commit(&[e], now).await?;
+        drop(vault);
+        self.after_commit(&records).await;
+        Ok(())
+    }
+
+    /// Unseals with the root key wrapped in the HSM, if auto-unseal is on.
+    /// Returns whether it did. Failures are audited like any unseal.
+    pub async fn auto_unseal(&self, actor: &Actor) -> Result<bool, ServiceError> {
+        let Some(wrapper) = self.wrapper().cloned() else {
+            return Ok(false);
+        };
+        let Some((key_ref, sealed)) = self.store().auto_unseal().await? else {
+            return Ok(false);
+        };
+        let mut vault = self.vault().lock().await;
+        self.refresh(&mut vault).await?;
+        if !matches!(*vault, Vault::Sealed(_)) {
+            return Ok(matches!(*vault, Vault::Unsealed(_)));
+        }
+        let ks = self
+            .store()
+            .keystore()
+            .await?
+            .ok_or(ServiceError::NotInitialized)?;
+        let opened = async {
+            let root =
+                wrapper.unwrap(&KeyRef(key_ref), &auto_unseal_aad(&ks.keystore_id), &sealed)?;
+            let mut bytes: [u8; 32] = root[..].try_into().map_err(|_| ServiceError::WrongShares)?;
+            self.open(Secret32::from_bytes(&mut bytes)).await
+        }
+        .await;
+        match opened {
+            Ok((opened, unreadable)) => {
+                self.audit(
+                    actor,
+                    "keystore.unsealed",
+                    json!({ "via": "hsm", "keys": opened.loaded.len() + opened.seeds.len(), "unreadable_keys": unreadable }),
+                )
+                .await?;
+                *vault = Vault::Unsealed(Box::new(opened));
+                Ok(true)
+            }
+            Err(e) => {
+                self.audit(
+                    actor,
+                    "keystore.unseal_failed",
+                    json!({ "via": "hsm", "reason": e.to_string() }),
+                )
+                .await?;
+                Err(e)
+            }
+        }
+    }
+
     /// Discards the shares given so far.
     pub async fn unseal_reset(&self, actor: &Actor) -> Result<SealStatus, ServiceError> {
         let mut vault = self.vault().lock().await;
@@ -969,6 +1053,11 @@ impl Service {
         )?;
         Ok((row, e, now))
     }
+}
+
+/// What the HSM-wrapped root key is bound to.
+fn auto_unseal_aad(keystore_id: &[u8; 16]) -> Vec<u8> {
+    format!("strongroom/auto-unseal/{}", keystore_hex(keystore_id)).into_bytes()
 }
 
 fn status(vault: &Vault) -> SealStatus {

@@ -79,11 +79,30 @@ struct Inner {
     checkpointer: Checkpointer,
     vault: tokio::sync::Mutex<Vault>,
     hsm: Option<Arc<dyn keys::Signer>>,
+    wrapper: Option<Arc<dyn keys::Wrapper>>,
 }
 
 impl Service {
     pub fn new(store: Store, clock: Arc<dyn Clock>, checkpointer: Checkpointer) -> Self {
         Self::with_hsm(store, clock, checkpointer, None)
+    }
+
+    /// A service with an HSM that both holds keys and wraps the root key for
+    /// auto-unseal.
+    pub fn with_hsm_wrapper<H>(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        checkpointer: Checkpointer,
+        hsm: Arc<H>,
+    ) -> Self
+    where
+        H: keys::Signer + keys::Wrapper + 'static,
+    {
+        let mut svc = Self::with_hsm(store, clock, checkpointer, Some(hsm.clone()));
+        if let Some(inner) = Arc::get_mut(&mut svc.inner) {
+            inner.wrapper = Some(hsm);
+        }
+        svc
     }
 
     /// A service that can also keep keys in an HSM (a PKCS#11 token).
@@ -100,12 +119,17 @@ impl Service {
                 checkpointer,
                 vault: tokio::sync::Mutex::new(Vault::Uninitialized),
                 hsm,
+                wrapper: None,
             }),
         }
     }
 
     pub(crate) fn hsm(&self) -> Option<&Arc<dyn keys::Signer>> {
         self.inner.hsm.as_ref()
+    }
+
+    pub(crate) fn wrapper(&self) -> Option<&Arc<dyn keys::Wrapper>> {
+        self.inner.wrapper.as_ref()
     }
 
     pub fn store(&self) -> &Store {

@@ -110,3 +110,88 @@ async fn hsm_keys_through_the_service() {
         .unwrap_err();
     assert!(err.to_string().contains("no HSM is configured"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_unseal_with_the_root_wrapped_in_the_hsm() {
+    let token = SoftHsm::new("auto");
+    let hsm = Arc::new(
+        Pkcs11Signer::open(
+            &SoftHsm::module(),
+            &token.label,
+            &Zeroizing::new(USER_PIN.into()),
+            2,
+        )
+        .unwrap(),
+    );
+    let db = TestDb::sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let service = || {
+        let cp = Checkpointer::open(
+            AuditSigningKey::from_seed(&Zeroizing::new([6; 32])),
+            CheckpointFile::new(dir.path().join("cp")),
+            CheckpointPolicy {
+                every_records: 1000,
+                every: Duration::from_secs(60),
+            },
+        )
+        .unwrap();
+        Service::with_hsm_wrapper(db.store.clone(), Arc::new(SystemClock), cp, hsm.clone())
+    };
+    let svc = service();
+    let alice: Actor = "operator:alice".parse().unwrap();
+    let shares = svc.init_keystore(&alice, 2, 3).await.unwrap();
+    assert!(
+        !svc.auto_unseal(&Actor::System).await.unwrap(),
+        "not enabled yet"
+    );
+    assert!(matches!(
+        svc.enable_auto_unseal(&alice).await,
+        Err(ServiceError::Sealed)
+    ));
+    for s in &shares[..2] {
+        svc.unseal(&Actor::Anonymous, s).await.unwrap();
+    }
+    let key = svc
+        .create_key(
+            &alice,
+            NewKey {
+                backend: KeyBackend::Keystore,
+                ..new_key(KeyAlgorithm::Ed25519)
+            },
+        )
+        .await
+        .unwrap();
+    svc.enable_auto_unseal(&alice).await.unwrap();
+
+    // A restart: the new process unseals itself through the HSM.
+    let restarted = service();
+    assert!(restarted.auto_unseal(&Actor::System).await.unwrap());
+    restarted.key_self_test(&alice, key.id).await.unwrap();
+
+    // A damaged wrapped root does not unseal, and the attempt is audited.
+    let (key_ref, mut sealed) = db.store.auto_unseal().await.unwrap().unwrap();
+    sealed[20] ^= 1;
+    db.store
+        .execute_unchecked(&format!(
+            "UPDATE keystore SET auto_unseal_sealed = X'{}' WHERE auto_unseal_ref = '{key_ref}'",
+            hex::encode(&sealed)
+        ))
+        .await
+        .unwrap();
+    let third = service();
+    assert!(third.auto_unseal(&Actor::System).await.is_err());
+    assert_eq!(
+        third.seal_status().await.unwrap(),
+        service::SealStatus::Sealed { have: 0, need: 2 }
+    );
+    let actions: Vec<String> = db
+        .store
+        .audit_page(0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.action)
+        .collect();
+    assert!(actions.iter().any(|a| a == "keystore.auto_unseal_enabled"));
+    assert!(actions.iter().any(|a| a == "keystore.unseal_failed"));
+}

@@ -141,6 +141,22 @@ impl WriteTx {
         Ok(())
     }
 
+    /// Stores the root key wrapped under an HSM key, for auto-unseal.
+    pub async fn set_auto_unseal(
+        &mut self,
+        key_ref: &str,
+        sealed: &[u8],
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "UPDATE keystore SET auto_unseal_ref = $1, auto_unseal_sealed = $2 WHERE id = 1",
+        )
+        .bind(key_ref)
+        .bind(sealed.to_vec())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
     /// Removes a KEK version that no key is wrapped under any more.
     pub async fn delete_kek(&mut self, version: u32) -> Result<(), StorageError> {
         let in_use: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM keys WHERE kek_version = $1")
@@ -254,6 +270,18 @@ impl Store {
             created_at: Timestamp::from_millis(row.try_get("created_at_ms")?),
             created_by: row.try_get("created_by")?,
         }))
+    }
+
+    /// The HSM key reference and the wrapped root key, if auto-unseal is on.
+    pub async fn auto_unseal(&self) -> Result<Option<(String, Vec<u8>)>, StorageError> {
+        let row =
+            sqlx::query("SELECT auto_unseal_ref, auto_unseal_sealed FROM keystore WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some(row) = row else { return Ok(None) };
+        let r: Option<String> = row.try_get("auto_unseal_ref")?;
+        let s: Option<Vec<u8>> = row.try_get("auto_unseal_sealed")?;
+        Ok(r.zip(s))
     }
 
     /// Every KEK version, oldest first.

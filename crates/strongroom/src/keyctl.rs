@@ -368,6 +368,16 @@ pub(crate) fn rotate_kek(c: Config) -> Result<(), Failure> {
     Ok(())
 }
 
+pub(crate) fn enable_auto_unseal(c: Config) -> Result<(), Failure> {
+    with_unsealed(c, async |svc| {
+        svc.enable_auto_unseal(&console_actor())
+            .await
+            .map_err(service_failure)
+    })?;
+    println!("auto-unseal enabled: the server unseals itself while the HSM is reachable");
+    Ok(())
+}
+
 pub(crate) fn set_state(c: Config, key: &str, state: &str) -> Result<(), Failure> {
     let id: KeyId = key
         .parse()

@@ -146,6 +146,12 @@ enum KeyCommand {
         #[arg(long)]
         state: String,
     },
+    /// Let the server unseal itself at start with the root key wrapped under
+    /// a new key in the configured HSM (shares still work).
+    EnableAutoUnseal {
+        #[arg(long, short, env = "STRONGROOM_CONFIG")]
+        config: PathBuf,
+    },
     /// Rotate the key-encryption key and re-wrap every key (resumable).
     RotateKek {
         #[arg(long, short, env = "STRONGROOM_CONFIG")]
@@ -299,6 +305,9 @@ fn main() -> ExitCode {
                 load(&config).and_then(|c| keyctl::set_state(c, &key, &state))
             }
             KeyCommand::RotateKek { config } => load(&config).and_then(keyctl::rotate_kek),
+            KeyCommand::EnableAutoUnseal { config } => {
+                load(&config).and_then(keyctl::enable_auto_unseal)
+            }
         },
         Command::Operator(o) => match o {
             OperatorCommand::Unseal { addr, reset } => operator::unseal(&addr, reset),

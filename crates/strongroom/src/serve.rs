@@ -48,17 +48,21 @@ pub(crate) async fn build_service(c: &Config) -> Result<(Service, Store), Failur
     };
     let checkpointer = Checkpointer::open(key, CheckpointFile::new(&c.checkpoint_file), policy)
         .context("opening the audit checkpoint file")?;
-    let hsm = match &c.hsm {
-        None => None,
+    let svc = match &c.hsm {
+        None => Service::new(store.clone(), Arc::new(SystemClock), checkpointer),
         Some(h) => {
             let pin = h.pin()?;
             let signer =
                 keys_pkcs11::Pkcs11Signer::open(&h.module, &h.token_label, &pin, h.sessions)
                     .with_context(|| format!("opening the HSM token {:?}", h.token_label))?;
-            Some(Arc::new(signer) as Arc<dyn service::keys::Signer>)
+            Service::with_hsm_wrapper(
+                store.clone(),
+                Arc::new(SystemClock),
+                checkpointer,
+                Arc::new(signer),
+            )
         }
     };
-    let svc = Service::with_hsm(store.clone(), Arc::new(SystemClock), checkpointer, hsm);
     Ok((svc, store))
 }
 
@@ -86,6 +90,11 @@ pub(crate) fn run(c: Config) -> Result<(), Failure> {
         }))
         .await
         .context("recording the start in the audit log")?;
+        match svc.auto_unseal(&domain::Actor::System).await {
+            Ok(true) => tracing::info!("unsealed with the root key wrapped in the HSM"),
+            Ok(false) => {}
+            Err(e) => tracing::error!(error = %e, "auto-unseal failed; the server stays sealed"),
+        }
 
         let ticker = tokio::spawn({
             let svc = svc.clone();

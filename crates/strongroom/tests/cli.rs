@@ -62,8 +62,13 @@ struct Server {
 
 impl Server {
     fn start(config: &Path) -> Server {
+        Server::start_with(config, &[])
+    }
+
+    fn start_with(config: &Path, env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(BIN)
             .args(["serve", "--config", config.to_str().unwrap()])
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -604,6 +609,19 @@ fn hsm_keys_from_the_cli() {
     assert!(stderr(&o).contains("PIN"), "{}", stderr(&o));
     let o = run(&["config", "check", cfg], USER_PIN, "");
     assert!(o.status.success(), "{}", stderr(&o));
+
+    // Auto-unseal: the server opens the keystore itself through the HSM.
+    let o = run(
+        &["key", "enable-auto-unseal", "--config", cfg],
+        USER_PIN,
+        &quorum,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let server = Server::start_with(&config, &[("SR_TEST_HSM_PIN", USER_PIN)]);
+    let (status, body) = server.get("/v1/sys/seal-status");
+    assert_eq!(status, 200);
+    assert!(body.contains(r#""state":"unsealed""#), "{body}");
+    server.terminate();
 }
 
 /// Shares written each encrypted to its holder's age key: only that holder
