@@ -55,6 +55,7 @@ pub fn check_all(root: &Path) -> anyhow::Result<Vec<Problem>> {
     problems.extend(check_module_docs(root, &files)?);
     problems.extend(check_no_disabled_tests(root, &files)?);
     problems.extend(check_unsafe_allowlist(root, &files)?);
+    problems.extend(check_no_ambient_clock_or_rng(root, &files)?);
     problems.sort();
     Ok(problems)
 }
@@ -267,6 +268,50 @@ pub fn check_unsafe_allowlist(root: &Path, files: &[PathBuf]) -> anyhow::Result<
                     place: format!("{place}:{}", i + 1),
                     detail: "unsafe code outside the allowlist in xtask/src/tidy.rs".into(),
                 });
+            }
+        }
+    }
+    Ok(problems)
+}
+
+/// Pure crates take `now` and randomness as parameters: no ambient clock or
+/// random number generator in their sources (tests included, so that their
+/// snapshots stay reproducible).
+pub fn check_no_ambient_clock_or_rng(
+    root: &Path,
+    files: &[PathBuf],
+) -> anyhow::Result<Vec<Problem>> {
+    // Spelt in pieces so that this file does not trip its own check.
+    let needles = [
+        concat!("SystemTime", "::now"),
+        concat!("Instant", "::now"),
+        concat!("Utc", "::now"),
+        concat!("thread", "_rng"),
+        concat!("Os", "Rng"),
+        concat!("getrandom", "::"),
+        concat!("Uuid::new", "_v4"),
+        concat!("Uuid::now", "_v7"),
+    ];
+    let mut problems = Vec::new();
+    for f in files {
+        let place = relative(root, f);
+        let in_pure = PURE_CRATES
+            .iter()
+            .any(|c| place.starts_with(&format!("crates/{c}/")));
+        if !in_pure {
+            continue;
+        }
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        for (i, line) in text.lines().enumerate() {
+            for n in needles {
+                if line.contains(n) {
+                    problems.push(Problem {
+                        rule: "ambient-clock-or-rng",
+                        place: format!("{place}:{}", i + 1),
+                        detail: format!("uses {n}: pass the time or randomness in"),
+                    });
+                }
             }
         }
     }

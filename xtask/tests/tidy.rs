@@ -101,3 +101,21 @@ fn unsafe_outside_the_allowlist_is_found() {
         .collect();
     assert_eq!(places, ["src/lib.rs:15"]);
 }
+
+#[test]
+fn ambient_clock_and_rng_in_pure_crates_are_found() {
+    let root = fixtures().join("impure");
+    let files = vec![root.join("crates/domain/src/lib.rs")];
+    let places: Vec<String> = tidy::check_no_ambient_clock_or_rng(&root, &files)
+        .unwrap()
+        .into_iter()
+        .map(|p| p.place)
+        .collect();
+    assert_eq!(
+        places,
+        ["crates/domain/src/lib.rs:4", "crates/domain/src/lib.rs:11"]
+    );
+    // The same file outside a pure crate is not this rule's business.
+    let elsewhere = tidy::check_no_ambient_clock_or_rng(&root.join("crates"), &files).unwrap();
+    assert!(elsewhere.is_empty());
+}
