@@ -33,6 +33,17 @@ fn usage(key: &str, message: impl Into<String>) -> Failure {
     })
 }
 
+/// Parses a command-line argument, naming it in the error.
+fn arg<T>(flag: &str, value: &str) -> Result<T, Failure>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    value
+        .parse()
+        .map_err(|e: T::Err| usage(flag, e.to_string()))
+}
+
 fn service_failure(e: ServiceError) -> Failure {
     match e {
         ServiceError::Invalid(m) => usage("arguments", m),
@@ -251,15 +262,9 @@ pub(crate) fn create(
     backend: &str,
     cryptoperiod_days: u32,
 ) -> Result<(), Failure> {
-    let backend: KeyBackend = backend
-        .parse()
-        .map_err(|e: domain::KeyVocabError| usage("--backend", e.to_string()))?;
-    let purpose: KeyPurpose = purpose
-        .parse()
-        .map_err(|e: domain::KeyVocabError| usage("--purpose", e.to_string()))?;
-    let algorithm: KeyAlgorithm = algorithm
-        .parse()
-        .map_err(|e: domain::KeyVocabError| usage("--algorithm", e.to_string()))?;
+    let backend: KeyBackend = arg("--backend", backend)?;
+    let purpose: KeyPurpose = arg("--purpose", purpose)?;
+    let algorithm: KeyAlgorithm = arg("--algorithm", algorithm)?;
     let key = with_unsealed(c, async |svc| {
         svc.create_key(
             &console_actor(),
@@ -290,12 +295,8 @@ pub(crate) fn create_hd(
     account_path: &str,
     cryptoperiod_days: u32,
 ) -> Result<(), Failure> {
-    let purpose: KeyPurpose = purpose
-        .parse()
-        .map_err(|e: domain::KeyVocabError| usage("--purpose", e.to_string()))?;
-    let algorithm: KeyAlgorithm = algorithm
-        .parse()
-        .map_err(|e: domain::KeyVocabError| usage("--algorithm", e.to_string()))?;
+    let purpose: KeyPurpose = arg("--purpose", purpose)?;
+    let algorithm: KeyAlgorithm = arg("--algorithm", algorithm)?;
     let (key, mnemonic) = with_unsealed(c, async |svc| {
         svc.create_hd_key(
             &console_actor(),
@@ -319,9 +320,7 @@ pub(crate) fn create_hd(
 }
 
 pub(crate) fn derive(c: Config, key: &str, child: &str) -> Result<(), Failure> {
-    let id: KeyId = key
-        .parse()
-        .map_err(|e: domain::IdError| usage("--key", e.to_string()))?;
+    let id: KeyId = arg("--key", key)?;
     let steps: Vec<u32> = child
         .split('/')
         .map(|s| s.parse::<u32>().ok().filter(|&i| i < 1 << 31))
@@ -343,9 +342,7 @@ pub(crate) fn derive(c: Config, key: &str, child: &str) -> Result<(), Failure> {
 }
 
 pub(crate) fn self_test(c: Config, key: &str) -> Result<(), Failure> {
-    let id: KeyId = key
-        .parse()
-        .map_err(|e: domain::IdError| usage("--key", e.to_string()))?;
+    let id: KeyId = arg("--key", key)?;
     let t = with_unsealed(c, async |svc| {
         svc.key_self_test(&console_actor(), id)
             .await
@@ -379,12 +376,8 @@ pub(crate) fn enable_auto_unseal(c: Config) -> Result<(), Failure> {
 }
 
 pub(crate) fn set_state(c: Config, key: &str, state: &str) -> Result<(), Failure> {
-    let id: KeyId = key
-        .parse()
-        .map_err(|e: domain::IdError| usage("--key", e.to_string()))?;
-    let to: KeyState = state
-        .parse()
-        .map_err(|e: domain::KeyVocabError| usage("--state", e.to_string()))?;
+    let id: KeyId = arg("--key", key)?;
+    let to: KeyState = arg("--state", state)?;
     runtime()?.block_on(async move {
         let (svc, store) = build_service(&c).await?;
         let r = svc.set_key_state(&console_actor(), id, to).await;
