@@ -457,18 +457,63 @@ impl Service {
     /// Creates a key in the keystore: fresh material from the OS CSPRNG,
     /// sealed under its own data key, which is wrapped under the current KEK.
     pub async fn create_key(&self, actor: &Actor, new: NewKey) -> Result<KeyRow, ServiceError> {
+        if new.backend == KeyBackend::Pkcs11 {
+            check_cryptoperiod(new.cryptoperiod_days)?;
+            if !matches!(*self.vault().lock().await, Vault::Unsealed(_)) {
+                return Err(ServiceError::Sealed);
+            }
+            return self.create_hsm_key(actor, new).await;
+        }
+        self.create_keystore_key(actor, new, None).await
+    }
+
+    /// Rotates a keystore signing key: a new key with fresh material and the
+    /// next version number, and the old one deactivated, in one transaction.
+    /// Addresses of the old key keep their funds until they are moved; the
+    /// old key's state, history and public key stay in the inventory.
+    pub async fn rotate_key(
+        &self,
+        actor: &Actor,
+        id: KeyId,
+        cryptoperiod_days: u32,
+    ) -> Result<KeyRow, ServiceError> {
+        let old = self.store().key(id).await?;
+        if old.backend != KeyBackend::Keystore || old.hd_path.is_some() {
+            return Err(ServiceError::Invalid(
+                "only single keystore keys rotate in place; create a new HD or HSM key instead"
+                    .into(),
+            ));
+        }
+        old.state
+            .check_transition(KeyState::Deactivated)
+            .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        let new = NewKey {
+            purpose: old.purpose,
+            algorithm: old.algorithm,
+            backend: KeyBackend::Keystore,
+            cryptoperiod_days,
+        };
+        self.create_keystore_key(actor, new, Some(&old)).await
+    }
+
+    async fn create_keystore_key(
+        &self,
+        actor: &Actor,
+        new: NewKey,
+        predecessor: Option<&KeyRow>,
+    ) -> Result<KeyRow, ServiceError> {
         check_cryptoperiod(new.cryptoperiod_days)?;
         let mut vault = self.vault().lock().await;
         let Vault::Unsealed(opened) = &mut *vault else {
             return Err(ServiceError::Sealed);
         };
-        if new.backend == KeyBackend::Pkcs11 {
-            drop(vault);
-            return self.create_hsm_key(actor, new).await;
-        }
         let id = KeyId::from_uuid(uuid::Uuid::now_v7());
         let id_text = id.to_string();
-        let version = 1;
+        let version = predecessor.map_or(Ok(1), |p| {
+            p.version
+                .checked_add(1)
+                .ok_or_else(|| ServiceError::Invalid("key versions exhausted".into()))
+        })?;
         // Draw until the bytes are a valid key (secp256k1 refuses ~2^-128 of them).
         let (secret, key_ref) = loop {
             let candidate = random_secret()?;
@@ -479,57 +524,77 @@ impl Service {
                 Err(e) => return Err(e.into()),
             }
         };
-        let public = opened.signer.public_key(&key_ref).await?;
-        let dek = random_secret()?;
-        let kek = opened
-            .keks
-            .get(&opened.current_kek)
-            .ok_or(ServiceError::Sealed)?;
-        let material_sealed = envelope::seal(
-            &dek,
-            Binding {
-                kind: "key",
-                id: &id_text,
-                version,
-            },
-            secret.expose(),
-        )?;
-        let dek_sealed = envelope::wrap(
-            kek,
-            Binding {
-                kind: "dek",
-                id: &id_text,
-                version,
-            },
-            &dek,
-        )?;
-        let (row, e, now) = self.key_record(
-            actor,
-            Made {
-                id,
-                version,
-                purpose: new.purpose,
-                algorithm: new.algorithm,
-                backend: KeyBackend::Keystore,
-                backend_ref: None,
-                public_key: public_hex(&public),
-                sealed: Some((opened.current_kek, dek_sealed, material_sealed)),
-                hd_path: None,
-                entropy: "os-csprng".into(),
-                ceremony: "keystore",
-                cryptoperiod_days: new.cryptoperiod_days,
-            },
-        )?;
-        let mut tx = self.store().begin().await?;
-        let expected_kek = opened.current_kek;
+        let current_kek = opened.current_kek;
+        // Everything after the import either commits or removes the key again.
         let stored = async {
-            tx.check_current_kek(expected_kek).await?;
+            let public = opened.signer.public_key(&key_ref).await?;
+            let dek = random_secret()?;
+            let kek = opened.keks.get(&current_kek).ok_or(ServiceError::Sealed)?;
+            let material_sealed = envelope::seal(
+                &dek,
+                Binding {
+                    kind: "key",
+                    id: &id_text,
+                    version,
+                },
+                secret.expose(),
+            )?;
+            let dek_sealed = envelope::wrap(
+                kek,
+                Binding {
+                    kind: "dek",
+                    id: &id_text,
+                    version,
+                },
+                &dek,
+            )?;
+            let (row, e, now) = self.key_record(
+                actor,
+                Made {
+                    id,
+                    version,
+                    purpose: new.purpose,
+                    algorithm: new.algorithm,
+                    backend: KeyBackend::Keystore,
+                    backend_ref: None,
+                    public_key: public_hex(&public),
+                    sealed: Some((current_kek, dek_sealed, material_sealed)),
+                    hd_path: None,
+                    entropy: "os-csprng".into(),
+                    ceremony: if predecessor.is_some() {
+                        "keystore-rotation"
+                    } else {
+                        "keystore"
+                    },
+                    cryptoperiod_days: new.cryptoperiod_days,
+                },
+            )?;
+            let mut entries = vec![e];
+            let mut tx = self.store().begin().await?;
+            tx.check_current_kek(current_kek).await?;
             tx.insert_key(&row).await?;
-            tx.commit(&[e], now).await
+            if let Some(p) = predecessor {
+                tx.set_key_state(p.id, p.state, KeyState::Deactivated)
+                    .await?;
+                entries.push(entry(
+                    actor,
+                    "key.state_changed",
+                    &format!("key:{}", p.id),
+                    json!({
+                        "from": p.state.as_str(),
+                        "to": KeyState::Deactivated.as_str(),
+                        "reason": "rotated",
+                        "successor": id.to_string(),
+                        "successor_version": version,
+                    }),
+                )?);
+            }
+            let records = tx.commit(&entries, now).await?;
+            Ok::<_, ServiceError>((row, records))
         }
         .await;
         match stored {
-            Ok(records) => {
+            Ok((row, records)) => {
                 opened.loaded.insert(id, key_ref);
                 drop(vault);
                 self.after_commit(&records).await;
@@ -538,7 +603,7 @@ impl Service {
             Err(err) => {
                 // Not persisted, so not kept: the in-memory copy goes too.
                 let _ = opened.signer.remove(&key_ref);
-                Err(err.into())
+                Err(err)
             }
         }
     }

@@ -44,6 +44,7 @@ on_both!(
     stale_kek_is_refused_after_a_rotation_elsewhere,
     destroyed_keys_lose_their_material,
     a_damaged_key_does_not_stop_a_rotation,
+    signing_keys_rotate_to_a_new_version,
 );
 
 struct Fixture {
@@ -621,5 +622,41 @@ async fn a_damaged_key_does_not_stop_a_rotation(f: Fixture) {
             .await
             .iter()
             .any(|a| a == "key.rewrap_failed")
+    );
+}
+
+async fn signing_keys_rotate_to_a_new_version(f: Fixture) {
+    f.unseal([0, 1, 2]).await;
+    let v1 = f
+        .svc
+        .create_key(&alice(), new_key(KeyAlgorithm::EcdsaSecp256k1))
+        .await
+        .unwrap();
+    let v2 = f.svc.rotate_key(&alice(), v1.id, 90).await.unwrap();
+    assert_eq!(v2.version, 2);
+    assert_eq!((v2.purpose, v2.algorithm), (v1.purpose, v1.algorithm));
+    assert_ne!(v2.public_key, v1.public_key);
+    assert_eq!(
+        f.db.store.key(v1.id).await.unwrap().state,
+        KeyState::Deactivated
+    );
+    f.svc.key_self_test(&alice(), v2.id).await.unwrap();
+    let err = f.svc.key_self_test(&alice(), v1.id).await.unwrap_err();
+    assert!(err.to_string().contains("deactivated"), "{err}");
+    // Version 2 reopens after a seal (its material is bound to version 2).
+    f.svc.seal(&alice()).await.unwrap();
+    f.unseal([2, 3, 4]).await;
+    f.svc.key_self_test(&alice(), v2.id).await.unwrap();
+    // A deactivated key does not rotate again.
+    assert!(matches!(
+        f.svc.rotate_key(&alice(), v1.id, 90).await,
+        Err(ServiceError::Invalid(_))
+    ));
+    let v3 = f.svc.rotate_key(&alice(), v2.id, 90).await.unwrap();
+    assert_eq!(v3.version, 3);
+    assert!(
+        f.audit_text()
+            .await
+            .contains(&format!("\"successor\":\"{}\"", v3.id))
     );
 }

@@ -365,6 +365,19 @@ pub(crate) fn rotate_kek(c: Config) -> Result<(), Failure> {
     Ok(())
 }
 
+pub(crate) fn rotate(c: Config, key: &str, cryptoperiod_days: u32) -> Result<(), Failure> {
+    let id: KeyId = arg("--key", key)?;
+    let new = with_unsealed(c, async |svc| {
+        svc.rotate_key(&console_actor(), id, cryptoperiod_days)
+            .await
+            .map_err(service_failure)
+    })?;
+    println!("key {}", new.id);
+    println!("version {} replaces {id} (now deactivated)", new.version);
+    println!("public key {}", new.public_key);
+    Ok(())
+}
+
 pub(crate) fn enable_auto_unseal(c: Config) -> Result<(), Failure> {
     with_unsealed(c, async |svc| {
         svc.enable_auto_unseal(&console_actor())

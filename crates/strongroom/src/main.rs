@@ -152,6 +152,16 @@ enum KeyCommand {
         #[arg(long, short, env = "STRONGROOM_CONFIG")]
         config: PathBuf,
     },
+    /// Rotate a signing key: a new version with fresh material; the old one
+    /// is deactivated in the same transaction.
+    Rotate {
+        #[arg(long, short, env = "STRONGROOM_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        key: String,
+        #[arg(long, default_value_t = 365)]
+        cryptoperiod_days: u32,
+    },
     /// Rotate the key-encryption key and re-wrap every key (resumable).
     RotateKek {
         #[arg(long, short, env = "STRONGROOM_CONFIG")]
@@ -305,6 +315,11 @@ fn main() -> ExitCode {
                 load(&config).and_then(|c| keyctl::set_state(c, &key, &state))
             }
             KeyCommand::RotateKek { config } => load(&config).and_then(keyctl::rotate_kek),
+            KeyCommand::Rotate {
+                config,
+                key,
+                cryptoperiod_days,
+            } => load(&config).and_then(|c| keyctl::rotate(c, &key, cryptoperiod_days)),
             KeyCommand::EnableAutoUnseal { config } => {
                 load(&config).and_then(keyctl::enable_auto_unseal)
             }

@@ -430,8 +430,17 @@ fn keystore_ceremony_from_the_cli() {
     ]);
     assert_eq!(o.status.code(), Some(2));
 
+    // Rotating a signing key: version 2, the first one deactivated.
+    let o = strongroom_with_input(
+        &["key", "rotate", "--config", cfg, "--key", &ids[0]],
+        &quorum,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("version 2 replaces"), "{}", stdout(&o));
+
     let o = strongroom(&["key", "list", "--config", cfg]);
-    assert_eq!(stdout(&o).lines().count(), 4);
+    assert_eq!(stdout(&o).lines().count(), 5);
+    assert!(stdout(&o).contains(" deactivated "), "{}", stdout(&o));
 
     // A single share does not unseal; a mistyped one is refused at once.
     let o = strongroom_with_input(
