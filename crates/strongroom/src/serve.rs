@@ -52,9 +52,33 @@ pub(crate) async fn build_service(c: &Config) -> Result<(Service, Store), Failur
         None => Service::new(store.clone(), Arc::new(SystemClock), checkpointer),
         Some(h) => {
             let pin = h.pin()?;
-            let signer =
-                keys_pkcs11::Pkcs11Signer::open(&h.module, &h.token_label, &pin, h.sessions)
-                    .with_context(|| format!("opening the HSM token {:?}", h.token_label))?;
+            let signer = match keys_pkcs11::Pkcs11Signer::open(
+                &h.module,
+                &h.token_label,
+                &pin,
+                h.sessions,
+            ) {
+                Ok(s) => s,
+                Err(e) => {
+                    // A refused PIN or a missing token is an event the
+                    // auditors see, not only an error on one console.
+                    let entry = audit::Entry::new(
+                        domain::Actor::System,
+                        "hsm.open_failed",
+                        format!("hsm:{}", h.token_label),
+                        audit::Details::new(&serde_json::json!({ "reason": e.to_string() }))
+                            .map_err(anyhow::Error::from)?,
+                    )
+                    .map_err(anyhow::Error::from)?;
+                    let now = service::Clock::now(&SystemClock);
+                    if let Err(audit_err) = store.append_audit(&[entry], now).await {
+                        tracing::error!(error = %audit_err, "could not audit the HSM failure");
+                    }
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("opening the HSM token {:?}", h.token_label))
+                        .into());
+                }
+            };
             Service::with_hsm_wrapper(
                 store.clone(),
                 Arc::new(SystemClock),

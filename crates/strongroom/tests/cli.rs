@@ -616,6 +616,13 @@ fn hsm_keys_from_the_cli() {
     let o = run(&create, "000000", &quorum);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("PIN"), "{}", stderr(&o));
+    let mut raw = std::fs::read(dir.path().join("strongroom.db")).unwrap();
+    raw.extend(std::fs::read(dir.path().join("strongroom.db-wal")).unwrap_or_default());
+    let needle = b"hsm.open_failed";
+    assert!(
+        raw.windows(needle.len()).any(|w| w == needle),
+        "the refused PIN was not audited"
+    );
     let o = run(&["config", "check", cfg], USER_PIN, "");
     assert!(o.status.success(), "{}", stderr(&o));
 
