@@ -36,15 +36,33 @@ impl AuditSigningKey {
 
     /// Signs the head of the chain as of `now`.
     pub fn sign_checkpoint(&self, head: Head, now: Timestamp) -> Checkpoint {
-        let msg = message(head, now);
-        let sig = self.0.sign(&msg);
+        let sig = self.0.sign(&message(head, now));
+        Checkpoint::from_signature(head, now, &self.public(), &sig.to_bytes())
+    }
+}
+
+impl Checkpoint {
+    /// The bytes a checkpoint's Ed25519 signature covers, for signers that
+    /// live elsewhere (an HSM).
+    pub fn message(head: Head, time: Timestamp) -> Vec<u8> {
+        message(head, time)
+    }
+
+    /// A checkpoint from a signature made elsewhere over [`Checkpoint::message`].
+    /// It is checked like any other by [`Checkpoint::verify`].
+    pub fn from_signature(
+        head: Head,
+        time: Timestamp,
+        key: &AuditPublicKey,
+        sig: &[u8; 64],
+    ) -> Self {
         Checkpoint {
             v: CHECKPOINT_VERSION,
             seq: head.seq,
             head: head.hash.to_string(),
-            time_ms: now.as_millis(),
-            key: self.public().to_string(),
-            sig: hex::encode(sig.to_bytes()),
+            time_ms: time.as_millis(),
+            key: key.to_string(),
+            sig: hex::encode(sig),
         }
     }
 }

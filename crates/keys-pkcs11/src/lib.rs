@@ -240,18 +240,28 @@ impl Pkcs11Signer {
             let attrs = s
                 .get_attributes(private, &[AttributeType::KeyType, AttributeType::EcParams])
                 .map_err(|e| KeyError::from(call("C_GetAttributeValue")(e)))?;
-            let algorithm = attrs
-                .iter()
-                .find_map(|a| match a {
-                    Attribute::EcParams(p) if p == SECP256K1_PARAMS => {
-                        Some(Algorithm::EcdsaSecp256k1)
-                    }
-                    Attribute::EcParams(p) if p == ED25519_PARAMS => Some(Algorithm::Ed25519),
-                    _ => None,
-                })
-                .ok_or_else(|| {
-                    KeyError::Backend(format!("key {key} is on an unsupported curve"))
-                })?;
+            // The key type says which family; for EC keys the curve must be
+            // secp256k1. (Tokens may spell Edwards curve parameters by name
+            // rather than by OID, so those are not compared.)
+            let key_type = attrs.iter().find_map(|a| match a {
+                Attribute::KeyType(t) => Some(*t),
+                _ => None,
+            });
+            let ec_params = attrs.iter().find_map(|a| match a {
+                Attribute::EcParams(p) => Some(p.as_slice()),
+                _ => None,
+            });
+            let algorithm = match (key_type, ec_params) {
+                (Some(t), Some(p)) if t == KeyType::EC && p == SECP256K1_PARAMS => {
+                    Algorithm::EcdsaSecp256k1
+                }
+                (Some(t), _) if t == KeyType::EC_EDWARDS => Algorithm::Ed25519,
+                _ => {
+                    return Err(KeyError::Backend(format!(
+                        "key {key} is on an unsupported curve"
+                    )));
+                }
+            };
             let public = read_public(s, public, algorithm)?;
             Ok(Known {
                 algorithm,

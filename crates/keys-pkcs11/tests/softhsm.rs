@@ -49,6 +49,20 @@ async fn keys_are_sensitive_non_extractable_and_found_again() {
         .unwrap();
     assert!(matches!(sig, keys::Signature::Ecdsa(_)));
     assert!(matches!(pk, keys::PublicKey::Secp256k1(_)));
+
+    // The same for an Ed25519 key, whose curve tokens may name differently.
+    let ed = signer.generate(Algorithm::Ed25519).await.unwrap();
+    drop(signer);
+    let signer = open(&hsm, USER_PIN).unwrap();
+    assert!(matches!(
+        signer.public_key(&ed).await.unwrap(),
+        keys::PublicKey::Ed25519(_)
+    ));
+    let sig = signer
+        .sign(&ed, SignRequest::Ed25519Message(b"again"))
+        .await
+        .unwrap();
+    assert!(matches!(sig, keys::Signature::Ed25519(_)));
 }
 
 #[tokio::test]

@@ -131,6 +131,68 @@ pub(crate) fn sync_dir(path: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// The Ed25519 key that signs checkpoints: a 0600 file, or a key inside the
+/// HSM that never leaves it.
+#[derive(Debug)]
+pub enum CheckpointSigner {
+    File(AuditSigningKey),
+    Hsm {
+        hsm: std::sync::Arc<dyn keys::Signer>,
+        key: keys::KeyRef,
+        public: AuditPublicKey,
+    },
+}
+
+impl From<AuditSigningKey> for CheckpointSigner {
+    fn from(k: AuditSigningKey) -> Self {
+        CheckpointSigner::File(k)
+    }
+}
+
+impl CheckpointSigner {
+    /// An HSM key; its public half is read from the token.
+    pub async fn hsm(
+        hsm: std::sync::Arc<dyn keys::Signer>,
+        key: keys::KeyRef,
+    ) -> Result<Self, ServiceError> {
+        let keys::PublicKey::Ed25519(pk) = hsm.public_key(&key).await? else {
+            return Err(ServiceError::Invalid(format!(
+                "audit key {key} is not an Ed25519 key"
+            )));
+        };
+        let public = AuditPublicKey::from_bytes(&pk)
+            .map_err(|e| ServiceError::Invalid(format!("audit key {key}: {e}")))?;
+        Ok(CheckpointSigner::Hsm { hsm, key, public })
+    }
+
+    pub fn public(&self) -> AuditPublicKey {
+        match self {
+            CheckpointSigner::File(k) => k.public(),
+            CheckpointSigner::Hsm { public, .. } => *public,
+        }
+    }
+
+    async fn sign(&self, head: Head, now: Timestamp) -> Result<Checkpoint, ServiceError> {
+        match self {
+            CheckpointSigner::File(k) => Ok(k.sign_checkpoint(head, now)),
+            CheckpointSigner::Hsm { hsm, key, public } => {
+                let msg = Checkpoint::message(head, now);
+                match hsm
+                    .sign(key, keys::SignRequest::Ed25519Message(&msg))
+                    .await?
+                {
+                    keys::Signature::Ed25519(sig) => {
+                        Ok(Checkpoint::from_signature(head, now, public, &sig))
+                    }
+                    _ => Err(ServiceError::Invalid(
+                        "the HSM answered with another scheme".into(),
+                    )),
+                }
+            }
+        }
+    }
+}
+
 /// When to write a checkpoint.
 #[derive(Debug, Clone, Copy)]
 pub struct CheckpointPolicy {
@@ -145,7 +207,7 @@ pub struct CheckpointPolicy {
 /// a checkpoint never blesses history an intruder rewrote in between.
 #[derive(Debug)]
 pub struct Checkpointer {
-    key: AuditSigningKey,
+    key: CheckpointSigner,
     file: CheckpointFile,
     policy: CheckpointPolicy,
     /// The head at the last checkpoint written; also serialises writers.
@@ -155,10 +217,11 @@ pub struct Checkpointer {
 impl Checkpointer {
     /// Opens the checkpoint file, checking that what it holds was signed by `key`.
     pub fn open(
-        key: AuditSigningKey,
+        key: impl Into<CheckpointSigner>,
         file: CheckpointFile,
         policy: CheckpointPolicy,
     ) -> Result<Self, ServiceError> {
+        let key = key.into();
         let public = key.public();
         file.repair_torn_tail()?;
         let existing = file.read_all()?.unwrap_or_default();
@@ -237,7 +300,7 @@ impl Checkpointer {
                 head: head.seq,
             }));
         }
-        let cp = self.key.sign_checkpoint(head, now);
+        let cp = self.key.sign(head, now).await?;
         self.file.append(&cp)?;
         *last = head;
         tracing::debug!(seq = head.seq, "audit checkpoint written");

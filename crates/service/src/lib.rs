@@ -13,7 +13,7 @@ mod service;
 mod verify;
 
 pub use audit_key::{AuditKeyError, generate_audit_key, load_audit_key};
-pub use checkpoints::{CheckpointFile, CheckpointPolicy, Checkpointer};
+pub use checkpoints::{CheckpointFile, CheckpointPolicy, CheckpointSigner, Checkpointer};
 pub use clock::{Clock, SystemClock};
 pub use keystore::{NewHdKey, NewKey, SealStatus, SelfTest};
 pub use service::{DatabaseStatus, Service, ServiceError, Status};

@@ -85,7 +85,8 @@ struct RawDatabase {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAudit {
-    signing_key_file: PathBuf,
+    signing_key_file: Option<PathBuf>,
+    hsm_key: Option<String>,
     checkpoint_file: PathBuf,
     checkpoint_every_records: u64,
     checkpoint_every_seconds: u64,
@@ -158,13 +159,22 @@ impl HsmConfig {
     }
 }
 
+/// Where the audit checkpoint key lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditKey {
+    /// An Ed25519 seed in a 0600 file.
+    File(PathBuf),
+    /// An Ed25519 key inside the configured HSM (`pkcs11:<id>`).
+    Hsm(String),
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
     pub database: Database,
-    pub audit_key_file: PathBuf,
+    pub audit_key: AuditKey,
     pub checkpoint_file: PathBuf,
     pub checkpoint_every_records: u64,
     pub checkpoint_every: Duration,
@@ -263,13 +273,40 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         ));
     }
     let hsm = raw.hsm.map(|h| hsm(h, base)).transpose()?;
+    let audit_key = match (raw.audit.signing_key_file, raw.audit.hsm_key) {
+        (Some(f), None) => AuditKey::File(base.join(f)),
+        (None, Some(k)) => {
+            if hsm.is_none() {
+                return Err(ConfigError::new("audit.hsm_key", "needs an [hsm] section"));
+            }
+            if !k.starts_with("pkcs11:") {
+                return Err(ConfigError::new(
+                    "audit.hsm_key",
+                    "expected pkcs11:<id> (strongroom audit init-hsm-key prints it)",
+                ));
+            }
+            AuditKey::Hsm(k)
+        }
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                "audit.hsm_key",
+                "set either signing_key_file or hsm_key, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(ConfigError::new(
+                "audit.signing_key_file",
+                "the audit key comes from signing_key_file or hsm_key",
+            ));
+        }
+    };
     Ok(Config {
         hsm,
         listen,
         max_body_bytes: usize::try_from(raw.server.max_body_bytes).unwrap_or(usize::MAX),
         request_timeout: Duration::from_secs(raw.server.request_timeout_seconds),
         database,
-        audit_key_file: base.join(raw.audit.signing_key_file),
+        audit_key,
         checkpoint_file: base.join(raw.audit.checkpoint_file),
         checkpoint_every_records: raw.audit.checkpoint_every_records,
         checkpoint_every: Duration::from_secs(raw.audit.checkpoint_every_seconds),
@@ -475,7 +512,10 @@ checkpoint_every_seconds = 60
                 path: "/etc/strongroom/data/strongroom.db".into()
             }
         );
-        assert_eq!(c.audit_key_file, Path::new("/etc/strongroom/audit.key"));
+        assert_eq!(
+            c.audit_key,
+            AuditKey::File("/etc/strongroom/audit.key".into())
+        );
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.max_body_bytes, 1024 * 1024);
         assert!(Config::parse(&dev_config("127.0.0.1:1".parse().unwrap()), Path::new(".")).is_ok());
@@ -510,6 +550,14 @@ checkpoint_every_seconds = 60
             format!("{GOOD}\n[log]\nformat = \"xml\""),
             format!("{GOOD}\n[log]\nlevel = \"[\""),
             format!("{GOOD}\n[unknown]\n"),
+            GOOD.replace(
+                "signing_key_file = \"audit.key\"",
+                "hsm_key = \"pkcs11:00\"",
+            ),
+            GOOD.replace(
+                "signing_key_file = \"audit.key\"",
+                "signing_key_file = \"a\"\nhsm_key = \"pkcs11:00\"",
+            ),
             format!(
                 "{GOOD}\n[hsm]\nmodule = \"/usr/lib/softhsm/libsofthsm2.so\"\ntoken_label = \"t\"\n"
             ),
@@ -527,11 +575,13 @@ checkpoint_every_seconds = 60
             error: database.url: must not contain a password; use database.password_file or database.password_env
             error: database.url: must not contain a password; use database.password_file or database.password_env
             error: database.url: expected sqlite://PATH or postgres://USER@HOST:PORT/DATABASE
-            error: audit.extra: unknown field `extra`, expected one of `signing_key_file`, `checkpoint_file`, `checkpoint_every_records`, `checkpoint_every_seconds` (line 7, column 1)
+            error: audit.extra: unknown field `extra`, expected one of `signing_key_file`, `hsm_key`, `checkpoint_file`, `checkpoint_every_records`, `checkpoint_every_seconds` (line 7, column 1)
             error: database.password_env: applies to PostgreSQL only
             error: log.format: unknown variant `xml`, expected `json` or `text` (line 13, column 10)
             error: log.level: "[" is not a log filter such as info or strongroom=debug
             error: unknown: unknown field `unknown`, expected one of `server`, `database`, `audit`, `log`, `hsm` (line 12, column 2)
+            error: audit.hsm_key: needs an [hsm] section
+            error: audit.hsm_key: set either signing_key_file or hsm_key, not both
             error: hsm.pin_file: the PIN comes from pin_file or pin_env, never from the configuration
             error: hsm.pin: unknown field `pin`, expected one of `module`, `token_label`, `pin_file`, `pin_env`, `sessions` (line 15, column 1)
             error: (syntax): unclosed table, expected `]` (line 1, column 8)"#]].assert_eq(&out.join("\n"));

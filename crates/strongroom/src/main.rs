@@ -214,6 +214,12 @@ enum AuditCommand {
         #[arg(long)]
         public_key: Option<String>,
     },
+    /// Create an Ed25519 audit key inside the configured HSM and print the
+    /// `hsm_key` line for `[audit]`.
+    InitHsmKey {
+        #[arg(long, short, env = "STRONGROOM_CONFIG")]
+        config: PathBuf,
+    },
     /// Create a new audit checkpoint signing key (mode 0600). Never overwrites.
     InitKey {
         /// Where to write the key.
@@ -270,6 +276,9 @@ fn main() -> ExitCode {
             load(&config).and_then(|c| serve::verify(c, public_key.as_deref()))
         }
         Command::Audit(AuditCommand::InitKey { out }) => init_key(&out),
+        Command::Audit(AuditCommand::InitHsmKey { config }) => {
+            load(&config).and_then(serve::init_hsm_audit_key)
+        }
         Command::Dev(DevCommand::Init { dir, listen }) => dev_init(&dir, listen),
         Command::Init {
             config,
@@ -357,10 +366,12 @@ fn config_check(path: &Path) -> Result<(), Failure> {
     if let Some(h) = &c.hsm {
         h.pin()?;
     }
-    service::load_audit_key(&c.audit_key_file).map_err(|e| ConfigError {
-        key: "audit.signing_key_file".into(),
-        message: e.to_string(),
-    })?;
+    if let config::AuditKey::File(path) = &c.audit_key {
+        service::load_audit_key(path).map_err(|e| ConfigError {
+            key: "audit.signing_key_file".into(),
+            message: e.to_string(),
+        })?;
+    }
     println!("ok: {}", path.display());
     Ok(())
 }

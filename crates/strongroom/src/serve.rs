@@ -4,11 +4,14 @@ use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::Context;
-use service::{CheckpointFile, CheckpointPolicy, Checkpointer, Service, SystemClock, VerifyError};
+use service::{
+    CheckpointFile, CheckpointPolicy, CheckpointSigner, Checkpointer, Service, SystemClock,
+    VerifyError,
+};
 use storage::Store;
 
 use crate::Failure;
-use crate::config::{Config, ConfigError, LogFormat};
+use crate::config::{AuditKey, Config, ConfigError, LogFormat};
 
 fn init_logging(c: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&c.log_level)
@@ -27,8 +30,8 @@ async fn open_store(c: &Config) -> Result<Store, Failure> {
     Ok(Store::connect(&db).await.context("opening the database")?)
 }
 
-fn audit_key(c: &Config) -> Result<audit::AuditSigningKey, Failure> {
-    service::load_audit_key(&c.audit_key_file).map_err(|e| {
+fn file_audit_key(path: &std::path::Path) -> Result<audit::AuditSigningKey, Failure> {
+    service::load_audit_key(path).map_err(|e| {
         Failure::Config(ConfigError {
             key: "audit.signing_key_file".into(),
             message: e.to_string(),
@@ -36,58 +39,118 @@ fn audit_key(c: &Config) -> Result<audit::AuditSigningKey, Failure> {
     })
 }
 
-/// The service as configured: database opened and migrated, audit key and
-/// checkpoint file ready. Used by `serve` and by the offline admin commands.
+/// Opens the configured HSM. A refused PIN or a missing token is audited:
+/// an event the auditors see, not only an error on one console.
+async fn open_hsm(
+    h: &crate::config::HsmConfig,
+    store: &Store,
+) -> Result<Arc<keys_pkcs11::Pkcs11Signer>, Failure> {
+    let pin = h.pin()?;
+    match keys_pkcs11::Pkcs11Signer::open(&h.module, &h.token_label, &pin, h.sessions) {
+        Ok(s) => Ok(Arc::new(s)),
+        Err(e) => {
+            let entry = audit::Entry::new(
+                domain::Actor::System,
+                "hsm.open_failed",
+                format!("hsm:{}", h.token_label),
+                audit::Details::new(&serde_json::json!({ "reason": e.to_string() }))
+                    .map_err(anyhow::Error::from)?,
+            )
+            .map_err(anyhow::Error::from)?;
+            let now = service::Clock::now(&SystemClock);
+            if let Err(audit_err) = store.append_audit(&[entry], now).await {
+                tracing::error!(error = %audit_err, "could not audit the HSM failure");
+            }
+            Err(anyhow::Error::new(e)
+                .context(format!("opening the HSM token {:?}", h.token_label))
+                .into())
+        }
+    }
+}
+
+/// The checkpoint signer as configured: the key file, or the HSM key.
+async fn checkpoint_signer(
+    c: &Config,
+    hsm: Option<&Arc<keys_pkcs11::Pkcs11Signer>>,
+) -> Result<CheckpointSigner, Failure> {
+    match &c.audit_key {
+        AuditKey::File(path) => Ok(file_audit_key(path)?.into()),
+        AuditKey::Hsm(key) => {
+            let hsm = hsm.ok_or_else(|| {
+                Failure::Config(ConfigError {
+                    key: "audit.hsm_key".into(),
+                    message: "needs an [hsm] section".into(),
+                })
+            })?;
+            CheckpointSigner::hsm(hsm.clone(), service::keys::KeyRef(key.clone()))
+                .await
+                .map_err(|e| {
+                    Failure::Config(ConfigError {
+                        key: "audit.hsm_key".into(),
+                        message: e.to_string(),
+                    })
+                })
+        }
+    }
+}
+
+/// The service as configured: database opened and migrated, HSM opened,
+/// audit key and checkpoint file ready. Used by `serve` and by the offline
+/// admin commands.
 pub(crate) async fn build_service(c: &Config) -> Result<(Service, Store), Failure> {
-    let key = audit_key(c)?;
+    if let AuditKey::File(path) = &c.audit_key {
+        file_audit_key(path)?;
+    }
     let store = open_store(c).await?;
     store.migrate().await.context("migrating the database")?;
+    let hsm = match &c.hsm {
+        Some(h) => Some(open_hsm(h, &store).await?),
+        None => None,
+    };
+    let signer = checkpoint_signer(c, hsm.as_ref()).await?;
     let policy = CheckpointPolicy {
         every_records: c.checkpoint_every_records,
         every: c.checkpoint_every,
     };
-    let checkpointer = Checkpointer::open(key, CheckpointFile::new(&c.checkpoint_file), policy)
+    let checkpointer = Checkpointer::open(signer, CheckpointFile::new(&c.checkpoint_file), policy)
         .context("opening the audit checkpoint file")?;
-    let svc = match &c.hsm {
+    let svc = match hsm {
         None => Service::new(store.clone(), Arc::new(SystemClock), checkpointer),
-        Some(h) => {
-            let pin = h.pin()?;
-            let signer = match keys_pkcs11::Pkcs11Signer::open(
-                &h.module,
-                &h.token_label,
-                &pin,
-                h.sessions,
-            ) {
-                Ok(s) => s,
-                Err(e) => {
-                    // A refused PIN or a missing token is an event the
-                    // auditors see, not only an error on one console.
-                    let entry = audit::Entry::new(
-                        domain::Actor::System,
-                        "hsm.open_failed",
-                        format!("hsm:{}", h.token_label),
-                        audit::Details::new(&serde_json::json!({ "reason": e.to_string() }))
-                            .map_err(anyhow::Error::from)?,
-                    )
-                    .map_err(anyhow::Error::from)?;
-                    let now = service::Clock::now(&SystemClock);
-                    if let Err(audit_err) = store.append_audit(&[entry], now).await {
-                        tracing::error!(error = %audit_err, "could not audit the HSM failure");
-                    }
-                    return Err(anyhow::Error::new(e)
-                        .context(format!("opening the HSM token {:?}", h.token_label))
-                        .into());
-                }
-            };
-            Service::with_hsm_wrapper(
-                store.clone(),
-                Arc::new(SystemClock),
-                checkpointer,
-                Arc::new(signer),
-            )
+        Some(hsm) => {
+            Service::with_hsm_wrapper(store.clone(), Arc::new(SystemClock), checkpointer, hsm)
         }
     };
     Ok((svc, store))
+}
+
+/// `strongroom audit init-hsm-key`.
+pub(crate) fn init_hsm_audit_key(c: Config) -> Result<(), Failure> {
+    use service::keys::{Algorithm, PublicKey, Signer};
+    let Some(h) = c.hsm.clone() else {
+        return Err(Failure::Config(ConfigError {
+            key: "hsm".into(),
+            message: "an [hsm] section is needed".into(),
+        }));
+    };
+    runtime()?.block_on(async move {
+        let store = open_store(&c).await?;
+        store.migrate().await.context("migrating the database")?;
+        let hsm = open_hsm(&h, &store).await;
+        store.close().await;
+        let hsm = hsm?;
+        let key = hsm
+            .generate(Algorithm::Ed25519)
+            .await
+            .context("creating the audit key in the HSM")?;
+        let PublicKey::Ed25519(pk) = hsm.public_key(&key).await.context("reading the key")? else {
+            return Err(Failure::Runtime(anyhow::anyhow!(
+                "the HSM made another kind of key"
+            )));
+        };
+        println!("hsm_key = \"{}\"", key.0);
+        println!("public key: {}", hex::encode(pk));
+        Ok(())
+    })
 }
 
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
@@ -186,7 +249,22 @@ pub(crate) fn verify(c: Config, public_key: Option<&str>) -> Result<(), Failure>
                 message: e.to_string(),
             })
         })?,
-        None => audit_key(&c)?.public(),
+        None => match &c.audit_key {
+            AuditKey::File(path) => file_audit_key(path)?.public(),
+            AuditKey::Hsm(_) => {
+                let key = runtime()?.block_on(async {
+                    let store = open_store(&c).await?;
+                    let hsm = match &c.hsm {
+                        Some(h) => Some(open_hsm(h, &store).await?),
+                        None => None,
+                    };
+                    let signer = checkpoint_signer(&c, hsm.as_ref()).await;
+                    store.close().await;
+                    signer
+                })?;
+                key.public()
+            }
+        },
     };
     runtime()?.block_on(async move {
         let store = open_store(&c).await?;

@@ -717,3 +717,59 @@ fn shares_encrypted_to_their_holders() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// The audit checkpoint key inside the HSM: checkpoints are signed by the
+/// token, and verify with the public key the token reports.
+#[test]
+fn audit_key_in_the_hsm() {
+    use keys_pkcs11::testing::{SoftHsm, USER_PIN};
+    let token = SoftHsm::new("audit");
+    let (_dir, config) = data_dir("sqlite://strongroom.db");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let hsm = format!(
+        "[hsm]\nmodule = \"{}\"\ntoken_label = \"{}\"\npin_env = \"SR_TEST_HSM_PIN\"\n",
+        SoftHsm::module().display(),
+        token.label
+    );
+    std::fs::write(&config, format!("{text}{hsm}")).unwrap();
+    let cfg = config.to_str().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env("SR_TEST_HSM_PIN", USER_PIN)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["audit", "init-hsm-key", "--config", cfg]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let key_line = out
+        .lines()
+        .find(|l| l.starts_with("hsm_key = "))
+        .unwrap()
+        .to_owned();
+    let public = out
+        .lines()
+        .find_map(|l| l.strip_prefix("public key: "))
+        .unwrap()
+        .to_owned();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("signing_key_file = \"audit.key\"", &key_line),
+    )
+    .unwrap();
+
+    let server = Server::start_with(&config, &[("SR_TEST_HSM_PIN", USER_PIN)]);
+    server.terminate();
+    let checkpoints = std::fs::read_to_string(config.with_file_name("audit.checkpoints")).unwrap();
+    assert!(checkpoints.lines().count() >= 2);
+    for line in checkpoints.lines() {
+        let cp: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(cp["key"], public.as_str());
+    }
+    let o = run(&["audit", "verify", "--config", cfg]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&["audit", "verify", "--config", cfg, "--public-key", &public]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
