@@ -16,6 +16,19 @@ use service::{
 use storage::testing::TestDb;
 use zeroize::Zeroizing;
 
+/// A checkpointer writing into `dir`, with a fixed test audit key.
+fn checkpointer(dir: &std::path::Path) -> Checkpointer {
+    Checkpointer::open(
+        AuditSigningKey::from_seed(&Zeroizing::new([6; 32])),
+        CheckpointFile::new(dir.join("cp")),
+        CheckpointPolicy {
+            every_records: 1000,
+            every: Duration::from_secs(60),
+        },
+    )
+    .unwrap()
+}
+
 fn new_key(algorithm: KeyAlgorithm) -> NewKey {
     NewKey {
         purpose: KeyPurpose::TransferSigning,
@@ -37,15 +50,7 @@ async fn hsm_keys_through_the_service() {
     .unwrap();
     let db = TestDb::sqlite().await;
     let dir = tempfile::tempdir().unwrap();
-    let cp = Checkpointer::open(
-        AuditSigningKey::from_seed(&Zeroizing::new([6; 32])),
-        CheckpointFile::new(dir.path().join("cp")),
-        CheckpointPolicy {
-            every_records: 1000,
-            every: Duration::from_secs(60),
-        },
-    )
-    .unwrap();
+    let cp = checkpointer(dir.path());
     let svc = Service::with_hsm(
         db.store.clone(),
         Arc::new(SystemClock),
@@ -89,15 +94,7 @@ async fn hsm_keys_through_the_service() {
     let plain = Service::new(
         db.store.clone(),
         Arc::new(SystemClock),
-        Checkpointer::open(
-            AuditSigningKey::from_seed(&Zeroizing::new([6; 32])),
-            CheckpointFile::new(dir.path().join("cp")),
-            CheckpointPolicy {
-                every_records: 1000,
-                every: Duration::from_secs(60),
-            },
-        )
-        .unwrap(),
+        checkpointer(dir.path()),
     );
     for s in &shares {
         plain.unseal(&Actor::Anonymous, s).await.unwrap();
@@ -126,15 +123,7 @@ async fn auto_unseal_with_the_root_wrapped_in_the_hsm() {
     let db = TestDb::sqlite().await;
     let dir = tempfile::tempdir().unwrap();
     let service = || {
-        let cp = Checkpointer::open(
-            AuditSigningKey::from_seed(&Zeroizing::new([6; 32])),
-            CheckpointFile::new(dir.path().join("cp")),
-            CheckpointPolicy {
-                every_records: 1000,
-                every: Duration::from_secs(60),
-            },
-        )
-        .unwrap();
+        let cp = checkpointer(dir.path());
         Service::with_hsm_wrapper(db.store.clone(), Arc::new(SystemClock), cp, hsm.clone())
     };
     let svc = service();

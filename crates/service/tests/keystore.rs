@@ -18,22 +18,8 @@ use storage::Backend;
 use storage::testing::TestDb;
 use zeroize::Zeroizing;
 
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::Fixture::new(storage::testing::TestDb::sqlite().await).await).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(super::Fixture::new(storage::testing::TestDb::postgres().await).await).await
-            }
-        }
-    )*};
-}
-
-on_both!(
+storage::on_both!(
+    fixture;
     init_unseal_create_sign_seal,
     bad_shares_change_nothing_and_are_audited,
     wrong_quorum_is_refused_and_resets,
@@ -46,6 +32,10 @@ on_both!(
     a_damaged_key_does_not_stop_a_rotation,
     signing_keys_rotate_to_a_new_version,
 );
+
+async fn fixture(db: TestDb) -> Fixture {
+    Fixture::new(db).await
+}
 
 struct Fixture {
     db: TestDb,

@@ -14,22 +14,8 @@ use storage::Backend;
 use storage::testing::TestDb;
 use zeroize::Zeroizing;
 
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::Fixture::new(storage::testing::TestDb::sqlite().await).await).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(super::Fixture::new(storage::testing::TestDb::postgres().await).await).await
-            }
-        }
-    )*};
-}
-
-on_both!(
+storage::on_both!(
+    fixture;
     intact_log_verifies,
     edited_record_is_named,
     deleted_record_is_named,
@@ -44,6 +30,10 @@ on_both!(
     checkpointer_stops_at_a_gap_before_the_head,
     unreadable_hash_is_named,
 );
+
+async fn fixture(db: TestDb) -> Fixture {
+    Fixture::new(db).await
+}
 
 struct Fixture {
     db: TestDb,

@@ -11,6 +11,25 @@ use sqlx::Executor;
 
 use crate::{DatabaseConfig, Store};
 
+/// Generates `<name>::sqlite` and `<name>::postgres` tests from async fns
+/// that each take what `$fixture` (an async fn in the calling module, from
+/// a fresh [`TestDb`]) makes: one suite, both databases.
+#[macro_export]
+macro_rules! on_both {
+    ($fixture:ident; $($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::$fixture($crate::testing::TestDb::sqlite().await).await).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(super::$fixture($crate::testing::TestDb::postgres().await).await).await
+            }
+        }
+    )*};
+}
+
 /// The environment variable naming the PostgreSQL server for tests.
 pub const POSTGRES_ENV: &str = "STRONGROOM_TEST_POSTGRES_URL";
 

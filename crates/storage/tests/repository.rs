@@ -8,23 +8,8 @@ use serde_json::json;
 use storage::testing::TestDb;
 use storage::{Backend, StorageError, Store};
 
-/// Generates `<name>::sqlite` and `<name>::postgres` tests from one async fn.
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(storage::testing::TestDb::sqlite().await).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(storage::testing::TestDb::postgres().await).await
-            }
-        }
-    )*};
-}
-
-on_both!(
+storage::on_both!(
+    db;
     account_and_audit_commit_together,
     duplicate_name_changes_nothing,
     unaudited_change_is_refused,
@@ -36,6 +21,10 @@ on_both!(
     keystore_is_created_once,
     key_inventory_round_trips_with_guarded_updates,
 );
+
+async fn db(db: TestDb) -> TestDb {
+    db
+}
 
 fn account(name: &str, ms: i64) -> Account {
     Account {
