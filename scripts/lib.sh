@@ -75,3 +75,19 @@ stop_postgres() {
     "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1
   fi
 }
+
+# ensure_anvil: the real anvil from the npm package, in .tools/ (git-ignored).
+# Sets ANVIL to the binary.
+ANVIL_VERSION=1.7.1
+ensure_anvil() {
+  ANVIL="$PWD/.tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
+  if [ -x "$ANVIL" ] && "$ANVIL" --version 2>/dev/null | grep -q "$ANVIL_VERSION"; then
+    return 0
+  fi
+  command -v npm >/dev/null 2>&1 || ensure_apt_packages nodejs npm
+  step "installing anvil $ANVIL_VERSION from npm"
+  mkdir -p .tools
+  npm install --prefix .tools --no-audit --no-fund --no-save --silent \
+    "@foundry-rs/anvil-linux-amd64@$ANVIL_VERSION"
+  [ -x "$ANVIL" ] || { echo "anvil did not install at $ANVIL" >&2; return 1; }
+}

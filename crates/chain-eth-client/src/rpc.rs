@@ -1,0 +1,672 @@
+//! The client, its endpoints and the calls Strongroom makes.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chain_eth::{EthAddress, FeeHistory, fees::Urgency};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("endpoint URL `{0}` is not usable: {1}")]
+    BadEndpoint(String, String),
+    #[error("no endpoint configured")]
+    NoEndpoints,
+    #[error("endpoint {endpoint} serves chain {got}, not the configured chain {expected}")]
+    WrongChain {
+        endpoint: String,
+        expected: u64,
+        got: u64,
+    },
+    #[error("no endpoint answered (last error: {0})")]
+    Unavailable(String),
+    #[error("the node refused {method}: {message} (code {code})")]
+    Rpc {
+        method: String,
+        code: i64,
+        message: String,
+    },
+    #[error("the node's answer to {method} is malformed: {detail}")]
+    Malformed { method: String, detail: String },
+    #[error("the nonce of transaction 0x{0} is already used by another transaction")]
+    NonceTaken(String),
+    #[error("the node refused the replacement as underpriced")]
+    Underpriced,
+}
+
+/// Tuning for one network's client.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// An endpoint whose head is this many blocks behind the best is unhealthy.
+    pub max_lag_blocks: u64,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            timeout: Duration::from_secs(10),
+            max_lag_blocks: 5,
+        }
+    }
+}
+
+/// Which nonce to ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonceTag {
+    /// Transactions mined.
+    Latest,
+    /// Mined plus those in the node's pool.
+    Pending,
+}
+
+/// A receipt reduced to what custody needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub block_number: u64,
+    pub block_hash: [u8; 32],
+    /// `status == 1`: the call did not revert.
+    pub success: bool,
+    pub gas_used: u64,
+    pub effective_gas_price: u128,
+}
+
+/// Where a transaction stands, seen from the healthiest endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxStatus {
+    /// The node knows nothing of it (dropped, or never received).
+    Unknown,
+    /// In the node's pool.
+    Pending,
+    /// In a block that is on the canonical chain now.
+    Included {
+        receipt: Receipt,
+        /// 1 for the head block itself.
+        confirmations: u64,
+    },
+}
+
+/// What the client knows of one endpoint's health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointHealth {
+    /// Scheme, host and port only: paths and user-info may hold API keys.
+    pub name: String,
+    /// Rises by one per success (to 10), falls by ten per failure (to -100).
+    pub score: i32,
+    pub consecutive_failures: u32,
+    /// The head block it reported last, if any.
+    pub head: Option<u64>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug)]
+struct Endpoint {
+    url: String,
+    health: Mutex<EndpointHealth>,
+}
+
+/// A JSON-RPC client for one network's endpoints.
+#[derive(Debug)]
+pub struct EthClient {
+    chain_id: u64,
+    endpoints: Vec<Endpoint>,
+    http: reqwest::Client,
+    options: ClientOptions,
+    ids: AtomicU64,
+}
+
+/// `scheme://host:port` of a URL, without user-info, path or query.
+fn redact(url: &str) -> Result<String, String> {
+    let (scheme, rest) = url.split_once("://").ok_or("no scheme")?;
+    if scheme != "http" {
+        return Err(format!(
+            "scheme `{scheme}` is not supported (plain http only; put a TLS proxy on loopback for remote nodes)"
+        ));
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    if host.is_empty() {
+        return Err("no host".into());
+    }
+    Ok(format!("{scheme}://{host}"))
+}
+
+enum Failure {
+    /// The endpoint could not answer: try the next one.
+    Transport(String),
+    /// The node answered with a JSON-RPC error.
+    Rpc { code: i64, message: String },
+}
+
+#[derive(Deserialize)]
+struct RpcResponse {
+    #[serde(default)]
+    result: Option<Value>,
+    #[serde(default)]
+    error: Option<RpcErrorBody>,
+}
+
+#[derive(Deserialize)]
+struct RpcErrorBody {
+    code: i64,
+    message: String,
+}
+
+impl EthClient {
+    /// Makes a client and checks every endpoint's chain id. An endpoint on
+    /// another chain is a configuration error; an endpoint that does not
+    /// answer is kept, unhealthy, as long as one other does.
+    pub async fn connect(
+        chain_id: u64,
+        urls: &[String],
+        options: ClientOptions,
+    ) -> Result<Self, ClientError> {
+        if urls.is_empty() {
+            return Err(ClientError::NoEndpoints);
+        }
+        let mut endpoints = Vec::with_capacity(urls.len());
+        for url in urls {
+            let name = redact(url).map_err(|e| ClientError::BadEndpoint(redact_lossy(url), e))?;
+            endpoints.push(Endpoint {
+                url: url.clone(),
+                health: Mutex::new(EndpointHealth {
+                    name,
+                    score: 0,
+                    consecutive_failures: 0,
+                    head: None,
+                    last_error: None,
+                }),
+            });
+        }
+        let http = reqwest::Client::builder()
+            .timeout(options.timeout)
+            .connect_timeout(options.timeout)
+            .build()
+            .map_err(|e| ClientError::BadEndpoint("-".into(), e.to_string()))?;
+        let client = EthClient {
+            chain_id,
+            endpoints,
+            http,
+            options,
+            ids: AtomicU64::new(1),
+        };
+        let mut answered = 0;
+        let mut last = String::from("none tried");
+        for i in 0..client.endpoints.len() {
+            match client.call_one(i, "eth_chainId", json!([])).await {
+                Ok(v) => {
+                    let got = quantity_u64("eth_chainId", &v)?;
+                    if got != chain_id {
+                        return Err(ClientError::WrongChain {
+                            endpoint: client.name(i),
+                            expected: chain_id,
+                            got,
+                        });
+                    }
+                    answered += 1;
+                }
+                Err(Failure::Transport(e)) | Err(Failure::Rpc { message: e, .. }) => last = e,
+            }
+        }
+        if answered == 0 {
+            return Err(ClientError::Unavailable(last));
+        }
+        Ok(client)
+    }
+
+    pub fn chain_id(&self) -> u64 {
+        self.chain_id
+    }
+
+    /// A snapshot of every endpoint's health, in configuration order.
+    pub fn health(&self) -> Vec<EndpointHealth> {
+        self.endpoints
+            .iter()
+            .map(|e| lock(&e.health).clone())
+            .collect()
+    }
+
+    fn name(&self, i: usize) -> String {
+        lock(&self.endpoints[i].health).name.clone()
+    }
+
+    /// Endpoint indices, healthiest first; configuration order breaks ties.
+    fn ranked(&self) -> Vec<usize> {
+        let mut order: Vec<(i32, usize)> = self
+            .endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (lock(&e.health).score, i))
+            .collect();
+        order.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        order.into_iter().map(|(_, i)| i).collect()
+    }
+
+    fn record(&self, i: usize, outcome: Result<(), &str>) {
+        let mut h = lock(&self.endpoints[i].health);
+        match outcome {
+            Ok(()) => {
+                h.score = (h.score + 1).min(10);
+                h.consecutive_failures = 0;
+            }
+            Err(e) => {
+                h.score = (h.score - 10).max(-100);
+                h.consecutive_failures = h.consecutive_failures.saturating_add(1);
+                h.last_error = Some(e.to_owned());
+            }
+        }
+    }
+
+    async fn call_one(&self, i: usize, method: &str, params: Value) -> Result<Value, Failure> {
+        let id = self.ids.fetch_add(1, Ordering::Relaxed);
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let outcome = async {
+            let resp = self
+                .http
+                .post(&self.endpoints[i].url)
+                .json(&body)
+                .send()
+                .await
+                // reqwest's errors may carry the URL: keep only the kind.
+                .map_err(|e| Failure::Transport(transport_kind(&e)))?;
+            let status = resp.status();
+            if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                return Err(Failure::Transport(format!("HTTP {status}")));
+            }
+            let parsed: RpcResponse = resp.json().await.map_err(|e| {
+                Failure::Transport(format!("unreadable answer: {}", transport_kind(&e)))
+            })?;
+            match (parsed.result, parsed.error) {
+                (_, Some(err)) => Err(Failure::Rpc {
+                    code: err.code,
+                    message: err.message,
+                }),
+                (Some(v), None) => Ok(v),
+                (None, None) => Ok(Value::Null),
+            }
+        }
+        .await;
+        match &outcome {
+            Ok(_) | Err(Failure::Rpc { .. }) => self.record(i, Ok(())),
+            Err(Failure::Transport(e)) => {
+                tracing::warn!(endpoint = %self.name(i), method, error = %e, "endpoint failed");
+                self.record(i, Err(e));
+            }
+        }
+        outcome
+    }
+
+    /// Calls `method` on the healthiest endpoint, failing over to the next
+    /// on transport errors.
+    async fn call(&self, method: &str, params: Value) -> Result<Value, ClientError> {
+        let mut last = String::new();
+        for i in self.ranked() {
+            match self.call_one(i, method, params.clone()).await {
+                Ok(v) => return Ok(v),
+                Err(Failure::Rpc { code, message }) => {
+                    return Err(ClientError::Rpc {
+                        method: method.to_owned(),
+                        code,
+                        message,
+                    });
+                }
+                Err(Failure::Transport(e)) => last = format!("{}: {e}", self.name(i)),
+            }
+        }
+        Err(ClientError::Unavailable(last))
+    }
+
+    /// Asks every endpoint for its head, updating health: an endpoint that
+    /// fails, or lags the best head by more than `max_lag_blocks`, loses score.
+    /// Returns the best head.
+    pub async fn check_health(&self) -> Result<u64, ClientError> {
+        let mut heads = Vec::with_capacity(self.endpoints.len());
+        for i in 0..self.endpoints.len() {
+            let head = match self.call_one(i, "eth_blockNumber", json!([])).await {
+                Ok(v) => quantity_u64("eth_blockNumber", &v).ok(),
+                Err(_) => None,
+            };
+            lock(&self.endpoints[i].health).head = head;
+            heads.push(head);
+        }
+        let best = heads
+            .iter()
+            .flatten()
+            .copied()
+            .max()
+            .ok_or_else(|| ClientError::Unavailable("no endpoint reported a head".into()))?;
+        for (i, head) in heads.into_iter().enumerate() {
+            if let Some(h) = head
+                && best.saturating_sub(h) > self.options.max_lag_blocks
+            {
+                self.record(i, Err(&format!("{} blocks behind", best - h)));
+            }
+        }
+        Ok(best)
+    }
+
+    pub async fn block_number(&self) -> Result<u64, ClientError> {
+        let v = self.call("eth_blockNumber", json!([])).await?;
+        quantity_u64("eth_blockNumber", &v)
+    }
+
+    /// Ether balance in wei at the latest block.
+    pub async fn balance(&self, address: EthAddress) -> Result<u128, ClientError> {
+        let v = self
+            .call("eth_getBalance", json!([address.to_lower_hex(), "latest"]))
+            .await?;
+        quantity_u128("eth_getBalance", &v)
+    }
+
+    /// `balanceOf(holder)` on `token`, in the token's base units.
+    pub async fn erc20_balance(
+        &self,
+        token: EthAddress,
+        holder: EthAddress,
+    ) -> Result<u128, ClientError> {
+        let mut data = vec![0x70, 0xa0, 0x82, 0x31]; // balanceOf(address)
+        data.extend_from_slice(&[0u8; 12]);
+        data.extend_from_slice(holder.as_bytes());
+        let v = self
+            .call(
+                "eth_call",
+                json!([{"to": token.to_lower_hex(), "data": hex0x(&data)}, "latest"]),
+            )
+            .await?;
+        let bytes = data_bytes("eth_call", &v)?;
+        if bytes.len() != 32 || bytes[..16].iter().any(|&b| b != 0) {
+            return Err(malformed(
+                "eth_call",
+                "balanceOf did not return a uint256 under 2^128",
+            ));
+        }
+        let mut low = [0u8; 16];
+        low.copy_from_slice(&bytes[16..]);
+        Ok(u128::from_be_bytes(low))
+    }
+
+    pub async fn nonce(&self, address: EthAddress, tag: NonceTag) -> Result<u64, ClientError> {
+        let tag = match tag {
+            NonceTag::Latest => "latest",
+            NonceTag::Pending => "pending",
+        };
+        let v = self
+            .call(
+                "eth_getTransactionCount",
+                json!([address.to_lower_hex(), tag]),
+            )
+            .await?;
+        quantity_u64("eth_getTransactionCount", &v)
+    }
+
+    /// The last `blocks` blocks' base fees and priority-fee percentiles.
+    pub async fn fee_history(&self, blocks: u64) -> Result<FeeHistory, ClientError> {
+        const M: &str = "eth_feeHistory";
+        let v = self
+            .call(
+                M,
+                json!([format!("0x{blocks:x}"), "latest", Urgency::PERCENTILES]),
+            )
+            .await?;
+        let base_fee_per_gas = v
+            .get("baseFeePerGas")
+            .and_then(Value::as_array)
+            .ok_or_else(|| malformed(M, "no baseFeePerGas"))?
+            .iter()
+            .map(|q| quantity_u128(M, q))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut reward = Vec::new();
+        if let Some(rows) = v.get("reward").and_then(Value::as_array) {
+            for row in rows {
+                let row = row
+                    .as_array()
+                    .filter(|r| r.len() == 3)
+                    .ok_or_else(|| malformed(M, "reward rows must have three percentiles"))?;
+                reward.push([
+                    quantity_u128(M, &row[0])?,
+                    quantity_u128(M, &row[1])?,
+                    quantity_u128(M, &row[2])?,
+                ]);
+            }
+        }
+        Ok(FeeHistory {
+            base_fee_per_gas,
+            reward,
+        })
+    }
+
+    /// Gas a call would use now, from `from`.
+    pub async fn estimate_gas(
+        &self,
+        from: EthAddress,
+        to: EthAddress,
+        value: u128,
+        data: &[u8],
+    ) -> Result<u64, ClientError> {
+        let v = self
+            .call(
+                "eth_estimateGas",
+                json!([{
+                    "from": from.to_lower_hex(),
+                    "to": to.to_lower_hex(),
+                    "value": format!("0x{value:x}"),
+                    "data": hex0x(data),
+                }]),
+            )
+            .await?;
+        quantity_u64("eth_estimateGas", &v)
+    }
+
+    /// Sends signed bytes. Idempotent: a node that already has the
+    /// transaction, or has mined it, has accepted it. Returns the hash.
+    pub async fn send_raw(&self, raw: &[u8], hash: [u8; 32]) -> Result<[u8; 32], ClientError> {
+        const M: &str = "eth_sendRawTransaction";
+        match self.call(M, json!([hex0x(raw)])).await {
+            Ok(v) => {
+                let got = hash32(M, &v)?;
+                if got != hash {
+                    return Err(malformed(M, "the node reports another hash for our bytes"));
+                }
+                Ok(hash)
+            }
+            Err(ClientError::Rpc { code, message, .. }) => {
+                let m = message.to_ascii_lowercase();
+                if m.contains("already known")
+                    || m.contains("known transaction")
+                    || m.contains("already imported")
+                    || m.contains("alreadyknown")
+                {
+                    return Ok(hash);
+                }
+                if m.contains("nonce too low") || m.contains("nonce has already been used") {
+                    // Ours if the node knows our hash; someone else's otherwise.
+                    return match self.tx_known(hash).await? {
+                        true => Ok(hash),
+                        false => Err(ClientError::NonceTaken(hex::encode(hash))),
+                    };
+                }
+                if m.contains("underpriced") {
+                    return Err(ClientError::Underpriced);
+                }
+                Err(ClientError::Rpc {
+                    method: M.into(),
+                    code,
+                    message,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn tx_known(&self, hash: [u8; 32]) -> Result<bool, ClientError> {
+        let v = self
+            .call("eth_getTransactionByHash", json!([hex0x(&hash)]))
+            .await?;
+        Ok(!v.is_null())
+    }
+
+    pub async fn receipt(&self, hash: [u8; 32]) -> Result<Option<Receipt>, ClientError> {
+        const M: &str = "eth_getTransactionReceipt";
+        let v = self.call(M, json!([hex0x(&hash)])).await?;
+        if v.is_null() {
+            return Ok(None);
+        }
+        let field = |k: &str| v.get(k).ok_or_else(|| malformed(M, &format!("no {k}")));
+        Ok(Some(Receipt {
+            block_number: quantity_u64(M, field("blockNumber")?)?,
+            block_hash: hash32(M, field("blockHash")?)?,
+            success: quantity_u64(M, field("status")?)? == 1,
+            gas_used: quantity_u64(M, field("gasUsed")?)?,
+            effective_gas_price: quantity_u128(M, field("effectiveGasPrice")?)?,
+        }))
+    }
+
+    /// The hash of the canonical block at `number`, if there is one yet.
+    pub async fn block_hash(&self, number: u64) -> Result<Option<[u8; 32]>, ClientError> {
+        const M: &str = "eth_getBlockByNumber";
+        let v = self
+            .call(M, json!([format!("0x{number:x}"), false]))
+            .await?;
+        if v.is_null() {
+            return Ok(None);
+        }
+        let h = v.get("hash").ok_or_else(|| malformed(M, "no hash"))?;
+        Ok(Some(hash32(M, h)?))
+    }
+
+    /// Whether the block `(number, hash)` is still on the canonical chain.
+    pub async fn is_canonical(&self, number: u64, hash: [u8; 32]) -> Result<bool, ClientError> {
+        Ok(self.block_hash(number).await? == Some(hash))
+    }
+
+    /// Where `hash` stands: unknown, pending, or included in a block that is
+    /// canonical now (checked by the block's hash), with its depth.
+    pub async fn tx_status(&self, hash: [u8; 32]) -> Result<TxStatus, ClientError> {
+        if let Some(receipt) = self.receipt(hash).await? {
+            let head = self.block_number().await?;
+            if self
+                .is_canonical(receipt.block_number, receipt.block_hash)
+                .await?
+            {
+                let confirmations = head.saturating_sub(receipt.block_number).saturating_add(1);
+                return Ok(TxStatus::Included {
+                    receipt,
+                    confirmations,
+                });
+            }
+            // The receipt names a block that was reorganised away: not included.
+        }
+        Ok(if self.tx_known(hash).await? {
+            TxStatus::Pending
+        } else {
+            TxStatus::Unknown
+        })
+    }
+
+    /// A raw call for node-specific methods (tests use anvil's).
+    pub async fn raw_call(&self, method: &str, params: Value) -> Result<Value, ClientError> {
+        self.call(method, params).await
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Health bookkeeping cannot be left inconsistent by a panic elsewhere.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn redact_lossy(url: &str) -> String {
+    redact(url).unwrap_or_else(|_| "<unparseable endpoint>".into())
+}
+
+fn transport_kind(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_decode() {
+        "undecodable body"
+    } else if e.is_body() {
+        "body error"
+    } else {
+        "request failed"
+    };
+    kind.to_owned()
+}
+
+fn malformed(method: &str, detail: &str) -> ClientError {
+    ClientError::Malformed {
+        method: method.to_owned(),
+        detail: detail.to_owned(),
+    }
+}
+
+fn hex0x(bytes: &[u8]) -> String {
+    format!("0x{}", hex::encode(bytes))
+}
+
+fn quantity_u128(method: &str, v: &Value) -> Result<u128, ClientError> {
+    let s = v
+        .as_str()
+        .ok_or_else(|| malformed(method, "a quantity is not a string"))?;
+    let digits = s
+        .strip_prefix("0x")
+        .filter(|d| !d.is_empty() && d.len() <= 32 && d.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or_else(|| malformed(method, &format!("bad quantity `{s}`")))?;
+    u128::from_str_radix(digits, 16).map_err(|_| malformed(method, &format!("bad quantity `{s}`")))
+}
+
+fn quantity_u64(method: &str, v: &Value) -> Result<u64, ClientError> {
+    u64::try_from(quantity_u128(method, v)?)
+        .map_err(|_| malformed(method, "a quantity does not fit 64 bits"))
+}
+
+fn data_bytes(method: &str, v: &Value) -> Result<Vec<u8>, ClientError> {
+    let s = v
+        .as_str()
+        .and_then(|s| s.strip_prefix("0x"))
+        .ok_or_else(|| malformed(method, "data is not 0x-hex"))?;
+    hex::decode(s).map_err(|_| malformed(method, "data is not 0x-hex"))
+}
+
+fn hash32(method: &str, v: &Value) -> Result<[u8; 32], ClientError> {
+    data_bytes(method, v)?
+        .try_into()
+        .map_err(|_| malformed(method, "a hash is not 32 bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_names_never_carry_secrets() {
+        assert_eq!(
+            redact("http://user:pw@node.example:8545/v3/SECRETKEY?k=1").unwrap(),
+            "http://node.example:8545"
+        );
+        assert!(redact("https://node.example").is_err());
+        assert!(redact("node.example:8545").is_err());
+        assert!(redact("http:///path").is_err());
+    }
+
+    #[test]
+    fn quantities_are_strict() {
+        assert_eq!(quantity_u128("m", &json!("0x0")).unwrap(), 0);
+        assert_eq!(quantity_u128("m", &json!("0xff")).unwrap(), 255);
+        for bad in [
+            json!("ff"),
+            json!("0x"),
+            json!(255),
+            json!("0x-1"),
+            json!("0x+1"),
+            json!("0xg"),
+        ] {
+            assert!(quantity_u128("m", &bad).is_err(), "{bad}");
+        }
+        assert!(quantity_u128("m", &json!(format!("0x1{}", "0".repeat(32)))).is_err());
+        assert!(quantity_u64("m", &json!("0x10000000000000000")).is_err());
+    }
+}

@@ -1,0 +1,224 @@
+//! A real anvil node for tests: spawned on a free loopback port with the
+//! published test mnemonic, its memory bounded, killed on drop.
+//!
+//! The binary comes from the npm package `@foundry-rs/anvil-linux-amd64`,
+//! which `scripts/test` installs under `.tools/`; `STRONGROOM_ANVIL` may
+//! name another. A missing binary fails the test: it is never skipped.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// The private keys of anvil's first accounts (mnemonic
+/// `test test test test test test test test test test test junk`), each
+/// funded with 10 000 ether at genesis.
+pub const DEV_KEYS: [&str; 4] = [
+    "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+    "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    "5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+    "7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+];
+
+/// The chain id anvil uses unless told otherwise.
+pub const CHAIN_ID: u64 = 31337;
+
+/// A running anvil. Dropping it kills the process.
+#[derive(Debug)]
+pub struct Anvil {
+    child: Child,
+    url: String,
+    _home: tempfile::TempDir,
+}
+
+impl Anvil {
+    /// Starts anvil without automatic mining: tests mine with [`mine`], so
+    /// that what is in a block is decided by the test, not by a race with
+    /// anvil's background miner.
+    pub fn start() -> Anvil {
+        Anvil::start_with(&["--no-mining"])
+    }
+
+    /// Starts anvil with these arguments (`--block-time 1`, ...).
+    pub fn start_with(extra: &[&str]) -> Anvil {
+        let binary = binary();
+        let home = tempfile::tempdir().expect("a temp dir for anvil's HOME");
+        // Bounded: anvil can run away in memory when flooded (DEPENDENCIES.md).
+        let mut child = Command::new("prlimit")
+            .arg("--as=4294967296")
+            .arg("--")
+            .arg(&binary)
+            .args(["--host", "127.0.0.1", "--port", "0", "--prune-history"])
+            .args(extra)
+            .env("HOME", home.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let stdout = child.stdout.take().expect("anvil's stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut url = None;
+        for line in lines.by_ref() {
+            let Ok(line) = line else { break };
+            if let Some(addr) = line.strip_prefix("Listening on ") {
+                url = Some(format!("http://{}", addr.trim()));
+                break;
+            }
+        }
+        let Some(url) = url else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("anvil exited before listening");
+        };
+        // Drain the rest so anvil never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Anvil {
+            child,
+            url,
+            _home: home,
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for Anvil {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Where the anvil binary is: `STRONGROOM_ANVIL`, or `.tools/` at the
+/// repository root as `scripts/test` installs it.
+pub fn binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("STRONGROOM_ANVIL") {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("the crate sits two folders below the repository root");
+    let p = root.join(".tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+    assert!(
+        p.exists(),
+        "anvil is not installed at {} (run scripts/test, or set STRONGROOM_ANVIL)",
+        p.display()
+    );
+    p
+}
+
+/// A software key holding one of anvil's funded dev accounts, for tests
+/// that need ether from somewhere.
+#[derive(Debug)]
+pub struct DevWallet {
+    signer: keys::SoftwareSigner,
+    key: keys::KeyRef,
+    pub address: chain_eth::EthAddress,
+}
+
+impl DevWallet {
+    /// Dev account `index` (0..4).
+    pub async fn new(index: usize) -> DevWallet {
+        use keys::Signer;
+        let signer = keys::SoftwareSigner::new();
+        let mut bytes: [u8; 32] = hex::decode(DEV_KEYS[index])
+            .expect("hex")
+            .try_into()
+            .expect("32 bytes");
+        let key = signer
+            .import(
+                keys::Algorithm::EcdsaSecp256k1,
+                keys::Secret32::from_bytes(&mut bytes),
+            )
+            .expect("a valid key");
+        let keys::PublicKey::Secp256k1(pk) = signer.public_key(&key).await.expect("public key")
+        else {
+            panic!("not an ECDSA key")
+        };
+        let address = chain_eth::EthAddress::from_public_key(&pk).expect("a valid point");
+        DevWallet {
+            signer,
+            key,
+            address,
+        }
+    }
+
+    /// Signs `plan`, checking the signature with libsecp256k1 as well.
+    pub async fn sign(&self, plan: &chain_eth::TxPlan) -> chain_eth::SignedTx {
+        use keys::Signer;
+        let request = keys::SignRequest::EcdsaDigest(plan.signing_hash());
+        let sig = self
+            .signer
+            .sign(&self.key, request.clone())
+            .await
+            .expect("signing");
+        let public = self.signer.public_key(&self.key).await.expect("public key");
+        keys::verify::verify(&public, &request, &sig).expect("a valid signature");
+        let keys::Signature::Ecdsa(e) = sig else {
+            panic!("not ECDSA")
+        };
+        plan.into_signed(
+            chain_eth::EcdsaParts {
+                r: e.r,
+                s: e.s,
+                recovery_id: e.recovery_id,
+            },
+            self.address,
+        )
+        .expect("the signature recovers to the wallet")
+    }
+}
+
+/// The committed bytecode of `tests/contracts/TestToken.sol` (6 decimals,
+/// the whole supply to the deployer).
+pub fn test_token_bytecode() -> Vec<u8> {
+    hex::decode(include_str!("../tests/contracts/TestToken.bin").trim())
+        .expect("the committed bytecode is hex")
+}
+
+/// Mines `blocks` blocks (the first takes the pool's transactions) and
+/// returns when they are mined.
+pub async fn mine(client: &crate::EthClient, blocks: u64) {
+    client
+        .raw_call("anvil_mine", serde_json::json!([format!("0x{blocks:x}")]))
+        .await
+        .expect("anvil_mine");
+}
+
+/// Deploys the test token from `wallet` and returns its address.
+pub async fn deploy_test_token(
+    client: &crate::EthClient,
+    wallet: &DevWallet,
+) -> chain_eth::EthAddress {
+    let v = client
+        .raw_call(
+            "eth_sendTransaction",
+            serde_json::json!([{
+                "from": wallet.address.to_lower_hex(),
+                "data": format!("0x{}", hex::encode(test_token_bytecode())),
+                "gas": "0x200000",
+            }]),
+        )
+        .await
+        .expect("anvil deploys from its unlocked dev accounts");
+    mine(client, 1).await;
+    let hash: [u8; 32] = hex::decode(v.as_str().expect("a hash").trim_start_matches("0x"))
+        .expect("hex")
+        .try_into()
+        .expect("32 bytes");
+    let receipt = client
+        .raw_call(
+            "eth_getTransactionReceipt",
+            serde_json::json!([format!("0x{}", hex::encode(hash))]),
+        )
+        .await
+        .expect("receipt");
+    receipt["contractAddress"]
+        .as_str()
+        .expect("a contract address")
+        .parse()
+        .expect("an address")
+}
