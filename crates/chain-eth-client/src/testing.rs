@@ -172,6 +172,32 @@ impl DevWallet {
     }
 }
 
+impl DevWallet {
+    /// Signs `build(nonce, fees)` at the wallet's pending nonce with
+    /// generous fees, sends it and mines one block. Returns the hash.
+    pub async fn transact(
+        &self,
+        client: &crate::EthClient,
+        build: impl FnOnce(u64, chain_eth::Fees) -> chain_eth::TxPlan,
+    ) -> [u8; 32] {
+        let nonce = client
+            .nonce(self.address, crate::NonceTag::Pending)
+            .await
+            .expect("nonce");
+        let fees = chain_eth::Fees::Eip1559 {
+            max_fee_per_gas: 100_000_000_000,
+            max_priority_fee_per_gas: 1_000_000_000,
+        };
+        let signed = self.sign(&build(nonce, fees)).await;
+        client
+            .send_raw(&signed.raw, signed.hash)
+            .await
+            .expect("anvil takes the transaction");
+        mine(client, 1).await;
+        signed.hash
+    }
+}
+
 /// The committed bytecode of `tests/contracts/TestToken.sol` (6 decimals,
 /// the whole supply to the deployer).
 pub fn test_token_bytecode() -> Vec<u8> {
@@ -221,4 +247,42 @@ pub async fn deploy_test_token(
         .expect("a contract address")
         .parse()
         .expect("an address")
+}
+
+/// A loopback TCP proxy in front of anvil that can be killed mid-test.
+#[derive(Debug)]
+pub struct Proxy {
+    url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub async fn start(target: &str) -> Proxy {
+        let target = target.trim_start_matches("http://").to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let url = format!("http://{}", listener.local_addr().expect("bound"));
+        let task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                conns.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Proxy { url, task }
+    }
+
+    /// Closes the listener and every connection through it.
+    pub fn kill(&self) {
+        self.task.abort();
+    }
 }

@@ -3,7 +3,7 @@
 
 use chain_eth::fees::{self, Urgency};
 use chain_eth::{EthAddress, Fees, TxPlan};
-use chain_eth_client::testing::{Anvil, CHAIN_ID, DevWallet, deploy_test_token, mine};
+use chain_eth_client::testing::{Anvil, CHAIN_ID, DevWallet, Proxy, deploy_test_token, mine};
 use chain_eth_client::{ClientError, ClientOptions, EthClient, NonceTag, TxStatus};
 use serde_json::json;
 
@@ -254,44 +254,13 @@ async fn erc20_transfer_and_balances() {
     );
 }
 
-/// A loopback TCP proxy in front of anvil that can be killed mid-test.
-struct Proxy {
-    url: String,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn start(target: &str) -> Proxy {
-        let target = target.trim_start_matches("http://").to_owned();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let task = tokio::spawn(async move {
-            let mut conns = tokio::task::JoinSet::new();
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let target = target.clone();
-                conns.spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-            }
-        });
-        Proxy { url, task }
-    }
-
-    /// Closes the listener and every connection through it.
-    fn kill(&self) {
-        self.task.abort();
-    }
-}
-
 #[tokio::test]
 async fn a_dying_endpoint_fails_over_and_loses_its_score() {
     let anvil = Anvil::start();
     let proxy = Proxy::start(anvil.url()).await;
     let c = EthClient::connect(
         CHAIN_ID,
-        &[proxy.url.clone(), anvil.url().to_owned()],
+        &[proxy.url().to_owned(), anvil.url().to_owned()],
         ClientOptions::default(),
     )
     .await
@@ -316,7 +285,7 @@ async fn a_dying_endpoint_fails_over_and_loses_its_score() {
     let h = c.health();
     assert!(h[0].consecutive_failures >= 1, "{h:?}");
     assert!(h[0].score < h[1].score, "{h:?}");
-    assert_eq!(h[0].name, proxy.url);
+    assert_eq!(h[0].name, proxy.url());
     // Health checks keep it down and report the head of the live one.
     let best = c.check_health().await.unwrap();
     let h = c.health();

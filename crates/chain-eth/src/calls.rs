@@ -179,7 +179,7 @@ pub enum CallError {
 pub fn classify(
     rules: &ContractRules,
     to: EthAddress,
-    value: U256,
+    value: u128,
     data: &[u8],
 ) -> Result<Classified, CallError> {
     if data.is_empty() {
@@ -200,7 +200,7 @@ pub fn classify(
     };
     let class = match selector {
         ERC20_TRANSFER if rules.tokens.contains(&to) => {
-            if value != U256::ZERO {
+            if value != 0 {
                 return Err(CallError::ValueWithCall);
             }
             let (recipient, amount) = decode_erc20_transfer(data)?;

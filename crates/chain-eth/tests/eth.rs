@@ -478,7 +478,7 @@ fn calls_are_classified_and_only_payments_or_allowlisted_calls_pass() {
         known_spenders: vec![router],
         allowlist: vec![],
     };
-    let zero = alloy_primitives::U256::ZERO;
+    let zero = 0u128;
     let c = |rules: &ContractRules, to, data: &[u8]| classify(rules, to, zero, data).unwrap();
 
     assert_eq!(c(&rules, bob, &[]).permitted().unwrap(), CallClass::Native);
@@ -497,7 +497,7 @@ fn calls_are_classified_and_only_payments_or_allowlisted_calls_pass() {
         Err(CallError::NotAllowlisted { .. })
     ));
     assert_eq!(
-        classify(&rules, token, alloy_primitives::U256::from(1), &pay),
+        classify(&rules, token, 1, &pay),
         Err(CallError::ValueWithCall)
     );
 

@@ -128,7 +128,7 @@ fn random_secret() -> Result<Secret32, ServiceError> {
     Secret32::random().map_err(|_| ServiceError::Invalid("random number generator failed".into()))
 }
 
-fn entry(
+pub(crate) fn entry(
     actor: &Actor,
     action: &str,
     subject: &str,

@@ -8,6 +8,7 @@
 mod audit_key;
 mod checkpoints;
 mod clock;
+pub mod eth;
 mod keystore;
 mod service;
 mod verify;

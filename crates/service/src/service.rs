@@ -49,6 +49,8 @@ pub enum ServiceError {
     Json(#[from] audit::CanonicalJsonError),
     #[error(transparent)]
     Audit(#[from] audit::AuditError),
+    #[error(transparent)]
+    Eth(#[from] crate::eth::EthError),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +82,8 @@ struct Inner {
     vault: tokio::sync::Mutex<Vault>,
     hsm: Option<Arc<dyn keys::Signer>>,
     wrapper: Option<Arc<dyn keys::Wrapper>>,
+    /// Configured EVM networks by chain id.
+    eth: std::sync::RwLock<std::collections::BTreeMap<u64, Arc<crate::eth::EthNetwork>>>,
 }
 
 impl Service {
@@ -120,6 +124,7 @@ impl Service {
                 vault: tokio::sync::Mutex::new(Vault::Uninitialized),
                 hsm,
                 wrapper: None,
+                eth: Default::default(),
             }),
         }
     }
@@ -138,6 +143,12 @@ impl Service {
 
     pub fn checkpointer(&self) -> &Checkpointer {
         &self.inner.checkpointer
+    }
+
+    pub(crate) fn eth_networks(
+        &self,
+    ) -> &std::sync::RwLock<std::collections::BTreeMap<u64, Arc<crate::eth::EthNetwork>>> {
+        &self.inner.eth
     }
 
     pub(crate) fn vault(&self) -> &tokio::sync::Mutex<Vault> {

@@ -9,6 +9,7 @@
 mod accounts;
 mod audit_log;
 mod error;
+mod eth;
 mod keystore;
 mod store;
 #[cfg(feature = "test-support")]
@@ -16,6 +17,7 @@ pub mod testing;
 mod tx;
 
 pub use error::StorageError;
+pub use eth::{EthAttemptRow, EthSendRow, EthSenderRow};
 pub use keystore::{KekRow, KeyRow, KeystoreRow};
 pub use store::{Backend, DatabaseConfig, Store};
 pub use tx::WriteTx;

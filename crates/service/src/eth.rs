@@ -1,0 +1,955 @@
+//! Ethereum through the service: sending addresses, sends with nonces from
+//! the database, signing behind the keystore's gate, broadcast,
+//! confirmations and reorgs, replacement, rebroadcast after a restart, and
+//! nonce reports.
+//!
+//! Order of every send: check everything that can be checked (network,
+//! asset, amount, destination, gas, fee caps, classification) → commit the
+//! nonce and the exact plan with its signing hash and audit record → sign →
+//! decode the signed bytes and compare them with the plan → commit the
+//! bytes with their audit record → broadcast. A crash anywhere resumes from
+//! the database ([`Service::eth_resume`]) without a second transaction for
+//! the same nonce being invented.
+
+use std::sync::Arc;
+
+use chain_eth::fees::{self, Urgency};
+use chain_eth::{
+    CallClass, ContractRules, DestinationRules, EthAddress, FeeCaps, Fees, TxPlan, classify,
+};
+use chain_eth_client::{ClientError, EthClient, NonceTag, TxStatus};
+use domain::{
+    Actor, Amount, Asset, AssetId, AssetKind, KeyAlgorithm, KeyId, KeyPurpose, Network, Timestamp,
+};
+use keys::{PublicKey, SignRequest, Signature};
+use serde_json::json;
+use storage::{EthAttemptRow, EthSendRow, EthSenderRow, StorageError};
+
+use crate::keystore::entry;
+use crate::service::{Service, ServiceError};
+
+/// A token the operators configured on a network.
+#[derive(Debug, Clone)]
+pub struct EthToken {
+    pub asset: Asset,
+    pub contract: EthAddress,
+    /// The most gas a transfer of this token may use.
+    pub max_gas: u64,
+}
+
+/// One EVM network as configured.
+#[derive(Debug, Clone)]
+pub struct EthNetworkConfig {
+    pub chain_id: u64,
+    /// Legacy (EIP-155) transactions, for networks without EIP-1559.
+    pub legacy: bool,
+    /// Blocks on top of the including block before a send is final.
+    pub confirmations: u64,
+    pub fee_caps: FeeCaps,
+    /// The least priority fee offered, in wei.
+    pub min_priority_fee: u128,
+    /// Accept destinations written in one case (no checksum).
+    pub allow_unchecksummed: bool,
+    pub tokens: Vec<EthToken>,
+}
+
+/// A configured network and its node client.
+#[derive(Debug)]
+pub struct EthNetwork {
+    pub config: EthNetworkConfig,
+    pub client: Arc<EthClient>,
+}
+
+impl EthNetwork {
+    fn network(&self) -> Network {
+        Network::Evm {
+            chain_id: self.config.chain_id,
+        }
+    }
+
+    fn rules(&self) -> ContractRules {
+        ContractRules {
+            tokens: self.config.tokens.iter().map(|t| t.contract).collect(),
+            ..ContractRules::default()
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EthError {
+    #[error("network eip155:{0} is not configured")]
+    NetworkNotConfigured(u64),
+    #[error("{0} is not a configured asset of this network")]
+    AssetNotConfigured(String),
+    #[error("amount refused: {0}")]
+    Amount(#[from] domain::AmountError),
+    #[error("destination refused: {0}")]
+    Address(#[from] chain_eth::AddressError),
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("fee refused: {0}")]
+    Fee(#[from] chain_eth::FeeError),
+    #[error("call refused: {0}")]
+    Call(#[from] chain_eth::CallError),
+    #[error("transaction: {0}")]
+    Tx(#[from] chain_eth::TxError),
+    #[error("node: {0}")]
+    Node(#[from] ClientError),
+    #[error("the signed transaction does not say what was approved: {0}")]
+    Mismatch(String),
+    #[error("the send is {0}: it cannot be replaced")]
+    NotReplaceable(String),
+}
+
+/// What to send.
+#[derive(Debug, Clone)]
+pub struct EthSendRequest {
+    pub from: EthAddress,
+    /// The asset: its network names the chain (`eip155:<id>/native` or
+    /// `eip155:<id>/erc20:<contract>`); the chain id signed comes from the
+    /// server's configuration of that network.
+    pub asset: AssetId,
+    /// The destination as written by the requester.
+    pub to: String,
+    /// A decimal amount in the asset's units (`"1.5"`).
+    pub amount: String,
+    pub urgency: Urgency,
+}
+
+/// How to replace a send still waiting to be mined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replacement {
+    /// The same transaction with higher fees.
+    SpeedUp(Urgency),
+    /// Zero ether to the sender itself with higher fees: the nonce is used
+    /// up and the payment never happens (if it wins the race).
+    Cancel,
+}
+
+/// Where an address's nonces stand, on chain and in the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NonceReport {
+    /// Nonce of the next transaction the chain will mine.
+    pub chain_latest: u64,
+    /// The same, counting the node's pool.
+    pub chain_pending: u64,
+    /// The nonce Strongroom would hand out next.
+    pub next_allocated: u64,
+    /// Nonces handed out but never signed: later sends wait on them.
+    pub unsigned: Vec<u64>,
+    /// Nonces at or above the chain's that the node does not know although
+    /// a higher one of ours exists: a gap that holds the later ones back.
+    pub gaps: Vec<u64>,
+    /// The chain has used nonces Strongroom never handed out: the key signs
+    /// somewhere else.
+    pub foreign_use: bool,
+}
+
+/// What one pass of the watcher did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EthPoll {
+    pub included: usize,
+    pub finalized: usize,
+    pub reorged: usize,
+    pub still_pending: usize,
+}
+
+/// States of a send (`eth_sends.state`).
+pub mod state {
+    pub const SIGNING: &str = "signing";
+    pub const SIGNED: &str = "signed";
+    pub const BROADCAST: &str = "broadcast";
+    pub const INCLUDED: &str = "included";
+    pub const CONFIRMED: &str = "confirmed";
+    pub const REVERTED: &str = "reverted";
+    pub const CANCELLED: &str = "cancelled";
+    pub const NONCE_TAKEN: &str = "nonce-taken";
+    /// Not final: the watcher and the resumer work on these.
+    pub const OPEN: [&str; 4] = [SIGNING, SIGNED, BROADCAST, INCLUDED];
+}
+
+fn addr_key(a: EthAddress) -> String {
+    a.to_lower_hex()
+}
+
+fn parse_addr(s: &str) -> Result<EthAddress, ServiceError> {
+    s.parse()
+        .map_err(|e| ServiceError::Storage(StorageError::Corrupt(format!("stored address: {e}"))))
+}
+
+fn hex32(h: &[u8; 32]) -> String {
+    format!("0x{}", hex::encode(h))
+}
+
+fn plan_of(send: &EthSendRow, a: &EthAttemptRow, chain_id: u64) -> Result<TxPlan, ServiceError> {
+    Ok(TxPlan {
+        chain_id,
+        nonce: send.nonce,
+        to: parse_addr(&a.to_address)?,
+        value: a.value,
+        data: a.data.clone(),
+        gas_limit: a.gas_limit,
+        fees: if a.legacy {
+            Fees::Legacy {
+                gas_price: a.max_fee_per_gas,
+            }
+        } else {
+            Fees::Eip1559 {
+                max_fee_per_gas: a.max_fee_per_gas,
+                max_priority_fee_per_gas: a.max_priority_fee_per_gas,
+            }
+        },
+    })
+}
+
+fn fee_json(f: &Fees) -> serde_json::Value {
+    match *f {
+        Fees::Eip1559 {
+            max_fee_per_gas,
+            max_priority_fee_per_gas,
+        } => json!({
+            "max_fee_per_gas": max_fee_per_gas.to_string(),
+            "max_priority_fee_per_gas": max_priority_fee_per_gas.to_string(),
+        }),
+        Fees::Legacy { gas_price } => json!({ "gas_price": gas_price.to_string() }),
+    }
+}
+
+impl Service {
+    /// Adds a configured network (at start-up).
+    pub fn add_eth_network(&self, network: EthNetwork) {
+        let mut nets = self
+            .eth_networks()
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        nets.insert(network.config.chain_id, Arc::new(network));
+    }
+
+    pub fn eth_network(&self, chain_id: u64) -> Result<Arc<EthNetwork>, EthError> {
+        let nets = self
+            .eth_networks()
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        nets.get(&chain_id)
+            .cloned()
+            .ok_or(EthError::NetworkNotConfigured(chain_id))
+    }
+
+    fn eth_chain_ids(&self) -> Vec<u64> {
+        let nets = self
+            .eth_networks()
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        nets.keys().copied().collect()
+    }
+
+    /// Registers the address of an ECDSA transfer-signing key on a network.
+    /// Its first nonce is the chain's nonce now: nonces below it belong to
+    /// whoever used the key before.
+    pub async fn register_eth_sender(
+        &self,
+        actor: &Actor,
+        key_id: KeyId,
+        chain_id: u64,
+    ) -> Result<EthSenderRow, ServiceError> {
+        let net = self.eth_network(chain_id)?;
+        let key = self.store().key(key_id).await?;
+        if key.algorithm != KeyAlgorithm::EcdsaSecp256k1
+            || key.purpose != KeyPurpose::TransferSigning
+            || key.hd_path.is_some()
+        {
+            return Err(ServiceError::KeyNotUsable(format!(
+                "key {key_id} is not a single ECDSA transfer-signing key"
+            )));
+        }
+        let pk = hex::decode(&key.public_key)
+            .map_err(|e| StorageError::Corrupt(format!("public key: {e}")))?;
+        let address = EthAddress::from_public_key(&pk).map_err(EthError::Address)?;
+        let first_nonce = net
+            .client
+            .nonce(address, NonceTag::Pending)
+            .await
+            .map_err(EthError::Node)?;
+        let now = self.now();
+        let row = EthSenderRow {
+            network: net.network().to_string(),
+            address: addr_key(address),
+            key_id,
+            first_nonce,
+            created_at: now,
+            created_by: actor.clone(),
+        };
+        let e = entry(
+            actor,
+            "eth.sender.registered",
+            &format!("eth:{}:{}", row.network, address),
+            json!({ "key": key_id.to_string(), "first_nonce": first_nonce }),
+        )?;
+        let mut tx = self.store().begin().await?;
+        tx.insert_eth_sender(&row).await?;
+        let records = tx.commit(&[e], now).await?;
+        self.after_commit(&records).await;
+        Ok(row)
+    }
+
+    /// Resolves, validates and prices a payment; nothing is stored.
+    async fn eth_prepare(
+        &self,
+        net: &EthNetwork,
+        req: &EthSendRequest,
+    ) -> Result<(Amount, EthAddress, TxPlan), ServiceError> {
+        let chain_id = net.config.chain_id;
+        let (asset, token) = match req.asset.kind() {
+            AssetKind::Native => (Asset::ether(chain_id), None),
+            AssetKind::Erc20(c) => {
+                let t = net
+                    .config
+                    .tokens
+                    .iter()
+                    .find(|t| t.asset.id() == &req.asset)
+                    .ok_or_else(|| EthError::AssetNotConfigured(req.asset.to_string()))?;
+                debug_assert_eq!(EthAddress::from(*c), t.contract);
+                (t.asset.clone(), Some(t))
+            }
+        };
+        let amount = Amount::parse(&req.amount, &asset).map_err(EthError::Amount)?;
+        if amount.is_zero() {
+            return Err(EthError::Refused("a zero amount".into()).into());
+        }
+        let to = DestinationRules {
+            allow_unchecksummed: net.config.allow_unchecksummed,
+            whitelist: &[],
+        }
+        .check(&req.to)
+        .map_err(EthError::Address)?;
+        if net.config.tokens.iter().any(|t| t.contract == to) {
+            return Err(EthError::Refused(format!(
+                "{to} is a token contract: tokens sent to it are lost"
+            ))
+            .into());
+        }
+        if to == req.from {
+            return Err(EthError::Refused("the destination is the sender itself".into()).into());
+        }
+        let client = &net.client;
+        let history = client.fee_history(10).await.map_err(EthError::Node)?;
+        let estimate = fees::estimate(&history, req.urgency, net.config.min_priority_fee)
+            .map_err(EthError::Fee)?;
+        let fees = if net.config.legacy {
+            Fees::Legacy {
+                gas_price: estimate.max_per_gas(),
+            }
+        } else {
+            estimate
+        };
+        // The nonce is a placeholder until the database hands one out.
+        let plan = match token {
+            None => {
+                let gas = client
+                    .estimate_gas(req.from, to, amount.units(), &[])
+                    .await
+                    .map_err(EthError::Node)?;
+                if gas != 21_000 {
+                    return Err(EthError::Refused(format!(
+                        "{to} runs code when paid ({gas} gas); only plain transfers are sent"
+                    ))
+                    .into());
+                }
+                TxPlan::native(chain_id, 0, to, amount.units(), fees)
+            }
+            Some(t) => {
+                let data = chain_eth::calls::erc20_transfer(to, amount.units());
+                let gas = client
+                    .estimate_gas(req.from, t.contract, 0, &data)
+                    .await
+                    .map_err(EthError::Node)?;
+                // A quarter more than estimated, within the token's ceiling.
+                let gas = gas.saturating_add(gas / 4);
+                if gas > t.max_gas {
+                    return Err(EthError::Refused(format!(
+                        "the transfer needs {gas} gas, over the {} configured for this token",
+                        t.max_gas
+                    ))
+                    .into());
+                }
+                TxPlan::erc20(chain_id, 0, t.contract, to, amount.units(), gas, fees)
+            }
+        };
+        net.config.fee_caps.check(&plan).map_err(EthError::Fee)?;
+        // What is about to be signed says what was asked, and nothing else.
+        let class = classify(&net.rules(), plan.to, plan.value, &plan.data)
+            .map_err(EthError::Call)?
+            .permitted()
+            .map_err(EthError::Call)?;
+        let matches = match (&class, token) {
+            (CallClass::Native, None) => plan.to == to && plan.value == amount.units(),
+            (
+                CallClass::TokenTransfer {
+                    token: c,
+                    recipient,
+                    amount: a,
+                },
+                Some(t),
+            ) => *c == t.contract && *recipient == to && *a == amount.units() && plan.value == 0,
+            _ => false,
+        };
+        if !matches {
+            return Err(EthError::Mismatch(format!("built {class:?}")).into());
+        }
+        Ok((amount, to, plan))
+    }
+
+    /// Sends ether or a configured token: validated, priced, given the next
+    /// nonce, signed, checked and broadcast. Returns the send as stored; a
+    /// node that cannot be reached leaves it `signed`, for the resumer.
+    pub async fn eth_send(
+        &self,
+        actor: &Actor,
+        req: EthSendRequest,
+    ) -> Result<EthSendRow, ServiceError> {
+        let Network::Evm { chain_id } = req.asset.network() else {
+            return Err(EthError::AssetNotConfigured(req.asset.to_string()).into());
+        };
+        let net = self.eth_network(chain_id)?;
+        let network = net.network().to_string();
+        let sender = self
+            .store()
+            .eth_sender(&network, &addr_key(req.from))
+            .await?;
+        let (amount, to, mut plan) = self.eth_prepare(&net, &req).await?;
+
+        let now = self.now();
+        let send_id = uuid::Uuid::now_v7().to_string();
+        let mut tx = self.store().begin().await?;
+        let nonce = tx.next_eth_nonce(&network, &sender.address).await?;
+        plan.nonce = nonce;
+        let send = EthSendRow {
+            id: send_id.clone(),
+            network: network.clone(),
+            address: sender.address.clone(),
+            nonce,
+            asset: req.asset.to_string(),
+            recipient: addr_key(to),
+            amount: amount.units(),
+            state: state::SIGNING.into(),
+            included_attempt: None,
+            block_number: None,
+            block_hash: None,
+            created_at: now,
+            created_by: actor.clone(),
+            updated_at: now,
+        };
+        tx.insert_eth_send(&send).await?;
+        let attempt = attempt_row(&send_id, 1, "original", &plan, now);
+        tx.insert_eth_attempt(&attempt).await?;
+        let e = entry(
+            actor,
+            "eth.send.planned",
+            &format!("eth-send:{send_id}"),
+            json!({
+                "network": network,
+                "from": req.from.to_string(),
+                "nonce": nonce,
+                "asset": req.asset.to_string(),
+                "to": to.to_string(),
+                "amount": amount.units().to_string(),
+                "gas_limit": plan.gas_limit,
+                "fees": fee_json(&plan.fees),
+                "signing_hash": attempt.signing_hash,
+            }),
+        )?;
+        let records = tx.commit(&[e], now).await?;
+        self.after_commit(&records).await;
+
+        self.eth_sign_and_send(&net, &sender, &send_id, 1).await?;
+        Ok(self.store().eth_send(&send_id).await?)
+    }
+
+    /// Signs attempt `n` of a send from its stored plan (if not signed
+    /// yet), then broadcasts its stored bytes.
+    async fn eth_sign_and_send(
+        &self,
+        net: &EthNetwork,
+        sender: &EthSenderRow,
+        send_id: &str,
+        n: u32,
+    ) -> Result<bool, ServiceError> {
+        let send = self.store().eth_send(send_id).await?;
+        let attempts = self.store().eth_attempts(send_id).await?;
+        let a = attempts
+            .iter()
+            .find(|a| a.attempt == n)
+            .ok_or(StorageError::NotFound {
+                what: "Ethereum attempt",
+            })?;
+        let raw = match &a.raw {
+            Some(raw) => raw.clone(),
+            None => self.eth_sign_attempt(net, sender, &send, a).await?,
+        };
+        self.eth_broadcast(net, &send, n, &raw).await
+    }
+
+    async fn eth_sign_attempt(
+        &self,
+        net: &EthNetwork,
+        sender: &EthSenderRow,
+        send: &EthSendRow,
+        a: &EthAttemptRow,
+    ) -> Result<Vec<u8>, ServiceError> {
+        let plan = plan_of(send, a, net.config.chain_id)?;
+        let digest = plan.signing_hash();
+        if hex32(&digest) != a.signing_hash {
+            return Err(
+                EthError::Mismatch("the stored plan and its signing hash differ".into()).into(),
+            );
+        }
+        // Fee caps again: configuration may have tightened since planning.
+        net.config.fee_caps.check(&plan).map_err(EthError::Fee)?;
+        let request = SignRequest::EcdsaDigest(digest);
+        let (key, sig) = self
+            .sign_as(
+                sender.key_id,
+                KeyPurpose::TransferSigning,
+                &[],
+                request.clone(),
+            )
+            .await?;
+        let from = parse_addr(&sender.address)?;
+        // A second implementation (libsecp256k1) checks what the backend made.
+        let pk: [u8; 33] = hex::decode(&key.public_key)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| StorageError::Corrupt("public key".into()))?;
+        keys::verify::verify(&PublicKey::Secp256k1(pk), &request, &sig)
+            .map_err(|e| EthError::Mismatch(format!("the signature does not verify: {e}")))?;
+        let Signature::Ecdsa(e) = sig else {
+            return Err(EthError::Mismatch("not an ECDSA signature".into()).into());
+        };
+        let signed = plan
+            .into_signed(
+                chain_eth::EcdsaParts {
+                    r: e.r,
+                    s: e.s,
+                    recovery_id: e.recovery_id,
+                },
+                from,
+            )
+            .map_err(EthError::Tx)?;
+        // What you sign is what was approved: decode the bytes and compare.
+        let decoded = chain_eth::decode(&signed.raw).map_err(EthError::Tx)?;
+        if decoded.plan != plan || decoded.from != from {
+            return Err(
+                EthError::Mismatch(format!("{:?} from {}", decoded.plan, decoded.from)).into(),
+            );
+        }
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        tx.set_eth_attempt_signed(
+            &send.id,
+            a.attempt,
+            &a.signing_hash,
+            &signed.raw,
+            &hex32(&signed.hash),
+        )
+        .await?;
+        if send.state == state::SIGNING {
+            tx.set_eth_send_state(&send.id, state::SIGNING, state::SIGNED, None, now)
+                .await?;
+        }
+        let e = entry(
+            &Actor::System,
+            "eth.tx.signed",
+            &format!("eth-send:{}", send.id),
+            json!({
+                "attempt": a.attempt,
+                "nonce": send.nonce,
+                "tx_hash": hex32(&signed.hash),
+                "key": sender.key_id.to_string(),
+                "backend": key.backend.to_string(),
+            }),
+        )?;
+        let records = tx.commit(&[e], now).await?;
+        self.after_commit(&records).await;
+        Ok(signed.raw)
+    }
+
+    async fn eth_broadcast(
+        &self,
+        net: &EthNetwork,
+        send: &EthSendRow,
+        n: u32,
+        raw: &[u8],
+    ) -> Result<bool, ServiceError> {
+        let decoded = chain_eth::decode(raw).map_err(EthError::Tx)?;
+        match net.client.send_raw(raw, decoded.hash).await {
+            Ok(_) => {
+                let now = self.now();
+                // Read before the write transaction: a pooled read while it
+                // holds SQLite's write lock could wait on the lock itself.
+                let current = self.store().eth_send(&send.id).await?;
+                let mut tx = self.store().begin().await?;
+                tx.set_eth_attempt_state(&send.id, n, "broadcast").await?;
+                if current.state == state::SIGNED {
+                    match tx
+                        .set_eth_send_state(&send.id, state::SIGNED, state::BROADCAST, None, now)
+                        .await
+                    {
+                        // Moved on meanwhile (the watcher saw it mined): fine.
+                        Ok(()) | Err(StorageError::Conflict { .. }) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                let e = entry(
+                    &Actor::System,
+                    "eth.tx.broadcast",
+                    &format!("eth-send:{}", send.id),
+                    json!({ "attempt": n, "tx_hash": hex32(&decoded.hash) }),
+                )?;
+                let records = tx.commit(&[e], now).await?;
+                self.after_commit(&records).await;
+                Ok(true)
+            }
+            Err(ClientError::Unavailable(why)) => {
+                // Signed and stored: the resumer sends the same bytes later.
+                tracing::warn!(send = %send.id, error = %why, "broadcast deferred: no node reachable");
+                Ok(false)
+            }
+            Err(ClientError::NonceTaken(hash)) => {
+                let now = self.now();
+                let current = self.store().eth_send(&send.id).await?;
+                let mut tx = self.store().begin().await?;
+                tx.set_eth_send_state(&send.id, &current.state, state::NONCE_TAKEN, None, now)
+                    .await?;
+                let e = entry(
+                    &Actor::System,
+                    "eth.nonce.taken",
+                    &format!("eth-send:{}", send.id),
+                    json!({ "nonce": send.nonce, "tx_hash": format!("0x{hash}") }),
+                )?;
+                let records = tx.commit(&[e], now).await?;
+                self.after_commit(&records).await;
+                Err(EthError::Node(ClientError::NonceTaken(hash)).into())
+            }
+            Err(e) => Err(EthError::Node(e).into()),
+        }
+    }
+
+    /// Replaces a send not yet included: a new attempt with the same nonce
+    /// and fees at least 12.5 % higher, signed and broadcast.
+    pub async fn eth_replace(
+        &self,
+        actor: &Actor,
+        send_id: &str,
+        how: Replacement,
+    ) -> Result<EthSendRow, ServiceError> {
+        let send = self.store().eth_send(send_id).await?;
+        if ![state::SIGNED, state::BROADCAST].contains(&send.state.as_str()) {
+            return Err(EthError::NotReplaceable(send.state).into());
+        }
+        let chain_id = chain_of(&send.network)?;
+        let net = self.eth_network(chain_id)?;
+        let sender = self
+            .store()
+            .eth_sender(&send.network, &send.address)
+            .await?;
+        let attempts = self.store().eth_attempts(send_id).await?;
+        let last = attempts.last().ok_or(StorageError::NotFound {
+            what: "Ethereum attempt",
+        })?;
+        let old = plan_of(&send, last, chain_id)?;
+        let urgency = match how {
+            Replacement::SpeedUp(u) => u,
+            Replacement::Cancel => Urgency::Fast,
+        };
+        let history = net.client.fee_history(10).await.map_err(EthError::Node)?;
+        let current = fees::estimate(&history, urgency, net.config.min_priority_fee)
+            .map_err(EthError::Fee)?;
+        let current = if net.config.legacy {
+            Fees::Legacy {
+                gas_price: current.max_per_gas(),
+            }
+        } else {
+            current
+        };
+        let fees = fees::bump(old.fees, current).map_err(EthError::Fee)?;
+        let (kind, plan) = match how {
+            Replacement::SpeedUp(_) => ("speed-up", TxPlan { fees, ..old }),
+            Replacement::Cancel => (
+                "cancel",
+                TxPlan::native(chain_id, send.nonce, parse_addr(&send.address)?, 0, fees),
+            ),
+        };
+        net.config.fee_caps.check(&plan).map_err(EthError::Fee)?;
+        let n = last.attempt + 1;
+        let now = self.now();
+        let row = attempt_row(send_id, n, kind, &plan, now);
+        let e = entry(
+            actor,
+            "eth.send.replacing",
+            &format!("eth-send:{send_id}"),
+            json!({
+                "attempt": n,
+                "kind": kind,
+                "nonce": send.nonce,
+                "fees": fee_json(&plan.fees),
+                "signing_hash": row.signing_hash,
+            }),
+        )?;
+        let mut tx = self.store().begin().await?;
+        tx.insert_eth_attempt(&row).await?;
+        let records = tx.commit(&[e], now).await?;
+        self.after_commit(&records).await;
+        self.eth_sign_and_send(&net, &sender, send_id, n).await?;
+        Ok(self.store().eth_send(send_id).await?)
+    }
+
+    /// After a restart (and periodically): signs attempts that were planned
+    /// but not signed, and sends again the stored bytes of every open send,
+    /// unchanged. Returns how many attempts a node accepted.
+    pub async fn eth_resume(&self) -> Result<usize, ServiceError> {
+        let mut sent = 0;
+        for chain_id in self.eth_chain_ids() {
+            let net = self.eth_network(chain_id)?;
+            let network = net.network().to_string();
+            let open = self
+                .store()
+                .eth_sends_in(&network, &[state::SIGNING, state::SIGNED, state::BROADCAST])
+                .await?;
+            for send in open {
+                let sender = self.store().eth_sender(&network, &send.address).await?;
+                for a in self.store().eth_attempts(&send.id).await? {
+                    let result = self
+                        .eth_sign_and_send(&net, &sender, &send.id, a.attempt)
+                        .await;
+                    match result {
+                        Ok(true) => sent += 1,
+                        Ok(false) => {}
+                        // An older attempt outbid by its replacement.
+                        Err(ServiceError::Eth(EthError::Node(ClientError::Underpriced))) => {}
+                        Err(e) => {
+                            tracing::warn!(send = %send.id, attempt = a.attempt, error = %e, "resume failed");
+                        }
+                    }
+                }
+            }
+        }
+        Ok(sent)
+    }
+
+    /// One pass of the confirmation watcher over a network's open sends:
+    /// records inclusion (block number and hash), finalises at the
+    /// configured depth, and puts a send whose block was reorganised away
+    /// back to `broadcast` (its bytes are sent again).
+    pub async fn eth_poll(&self, chain_id: u64) -> Result<EthPoll, ServiceError> {
+        let net = self.eth_network(chain_id)?;
+        let network = net.network().to_string();
+        let mut poll = EthPoll::default();
+        let open = self
+            .store()
+            .eth_sends_in(
+                &network,
+                &[state::SIGNED, state::BROADCAST, state::INCLUDED],
+            )
+            .await?;
+        for send in open {
+            let attempts = self.store().eth_attempts(&send.id).await?;
+            let mut found = None;
+            for a in attempts.iter().rev() {
+                let Some(raw) = &a.raw else { continue };
+                let hash = chain_eth::decode(raw).map_err(EthError::Tx)?.hash;
+                if let TxStatus::Included {
+                    receipt,
+                    confirmations,
+                } = net.client.tx_status(hash).await.map_err(EthError::Node)?
+                {
+                    found = Some((a, receipt, confirmations));
+                    break;
+                }
+            }
+            let now = self.now();
+            let subject = format!("eth-send:{}", send.id);
+            match found {
+                Some((a, receipt, confirmations)) => {
+                    let block_hash = hex32(&receipt.block_hash);
+                    let mut entries = Vec::new();
+                    let mut tx = self.store().begin().await?;
+                    let mut current = send.state.clone();
+                    if send.state != state::INCLUDED
+                        || send.block_hash.as_deref() != Some(&block_hash)
+                    {
+                        tx.set_eth_send_state(
+                            &send.id,
+                            &send.state,
+                            state::INCLUDED,
+                            Some((a.attempt, receipt.block_number, &block_hash)),
+                            now,
+                        )
+                        .await?;
+                        current = state::INCLUDED.into();
+                        entries.push(entry(
+                            &Actor::System,
+                            "eth.tx.included",
+                            &subject,
+                            json!({
+                                "attempt": a.attempt,
+                                "block": receipt.block_number,
+                                "block_hash": block_hash,
+                                "success": receipt.success,
+                                "gas_used": receipt.gas_used,
+                            }),
+                        )?);
+                        poll.included += 1;
+                    }
+                    if confirmations >= net.config.confirmations {
+                        let fin = if !receipt.success {
+                            state::REVERTED
+                        } else if a.kind == "cancel" {
+                            state::CANCELLED
+                        } else {
+                            state::CONFIRMED
+                        };
+                        tx.set_eth_send_state(
+                            &send.id,
+                            &current,
+                            fin,
+                            Some((a.attempt, receipt.block_number, &block_hash)),
+                            now,
+                        )
+                        .await?;
+                        entries.push(entry(
+                            &Actor::System,
+                            &format!("eth.send.{fin}"),
+                            &subject,
+                            json!({ "attempt": a.attempt, "confirmations": confirmations }),
+                        )?);
+                        poll.finalized += 1;
+                    }
+                    if entries.is_empty() {
+                        poll.still_pending += 1;
+                        continue; // nothing changed; the transaction rolls back
+                    }
+                    let records = tx.commit(&entries, now).await?;
+                    self.after_commit(&records).await;
+                }
+                None if send.state == state::INCLUDED => {
+                    // Its block left the canonical chain.
+                    let mut tx = self.store().begin().await?;
+                    tx.set_eth_send_state(&send.id, state::INCLUDED, state::BROADCAST, None, now)
+                        .await?;
+                    let e = entry(
+                        &Actor::System,
+                        "eth.tx.reorged",
+                        &subject,
+                        json!({
+                            "block": send.block_number,
+                            "block_hash": send.block_hash,
+                        }),
+                    )?;
+                    let records = tx.commit(&[e], now).await?;
+                    self.after_commit(&records).await;
+                    poll.reorged += 1;
+                    let sender = self.store().eth_sender(&network, &send.address).await?;
+                    for a in attempts.iter().filter(|a| a.raw.is_some()) {
+                        let _ = self
+                            .eth_sign_and_send(&net, &sender, &send.id, a.attempt)
+                            .await;
+                    }
+                }
+                None => poll.still_pending += 1,
+            }
+        }
+        Ok(poll)
+    }
+
+    /// Compares an address's nonces on chain with those handed out.
+    pub async fn eth_nonce_report(
+        &self,
+        chain_id: u64,
+        address: EthAddress,
+    ) -> Result<NonceReport, ServiceError> {
+        let net = self.eth_network(chain_id)?;
+        let network = net.network().to_string();
+        let sender = self
+            .store()
+            .eth_sender(&network, &addr_key(address))
+            .await?;
+        let sends = self.store().eth_sends_of(&network, &sender.address).await?;
+        let client = &net.client;
+        let chain_latest = client
+            .nonce(address, NonceTag::Latest)
+            .await
+            .map_err(EthError::Node)?;
+        let chain_pending = client
+            .nonce(address, NonceTag::Pending)
+            .await
+            .map_err(EthError::Node)?;
+        let next_allocated = sends.last().map_or(sender.first_nonce, |s| s.nonce + 1);
+        let unsigned = sends
+            .iter()
+            .filter(|s| s.state == state::SIGNING)
+            .map(|s| s.nonce)
+            .collect();
+        let mut gaps = Vec::new();
+        for s in sends.iter().filter(|s| s.nonce >= chain_latest) {
+            if s.nonce + 1 >= next_allocated {
+                break; // nothing of ours above it waits
+            }
+            let mut known = false;
+            for a in self.store().eth_attempts(&s.id).await? {
+                if let Some(raw) = &a.raw {
+                    let hash = chain_eth::decode(raw).map_err(EthError::Tx)?.hash;
+                    if client.tx_status(hash).await.map_err(EthError::Node)? != TxStatus::Unknown {
+                        known = true;
+                        break;
+                    }
+                }
+            }
+            if !known {
+                gaps.push(s.nonce);
+            }
+        }
+        Ok(NonceReport {
+            chain_latest,
+            chain_pending,
+            next_allocated,
+            unsigned,
+            gaps,
+            foreign_use: chain_pending > next_allocated,
+        })
+    }
+}
+
+fn chain_of(network: &str) -> Result<u64, ServiceError> {
+    match network.parse::<Network>() {
+        Ok(Network::Evm { chain_id }) => Ok(chain_id),
+        _ => Err(StorageError::Corrupt(format!("network {network}")).into()),
+    }
+}
+
+fn attempt_row(send_id: &str, n: u32, kind: &str, plan: &TxPlan, now: Timestamp) -> EthAttemptRow {
+    let (legacy, max_fee, tip) = match plan.fees {
+        Fees::Eip1559 {
+            max_fee_per_gas,
+            max_priority_fee_per_gas,
+        } => (false, max_fee_per_gas, max_priority_fee_per_gas),
+        Fees::Legacy { gas_price } => (true, gas_price, gas_price),
+    };
+    EthAttemptRow {
+        send_id: send_id.to_owned(),
+        attempt: n,
+        kind: kind.to_owned(),
+        to_address: plan.to.to_lower_hex(),
+        value: plan.value,
+        data: plan.data.clone(),
+        gas_limit: plan.gas_limit,
+        legacy,
+        max_fee_per_gas: max_fee,
+        max_priority_fee_per_gas: tip,
+        signing_hash: hex32(&plan.signing_hash()),
+        raw: None,
+        tx_hash: None,
+        state: "signing".into(),
+        created_at: now,
+    }
+}

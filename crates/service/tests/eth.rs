@@ -1,0 +1,688 @@
+//! Ethereum sends through the service against a real anvil node, on SQLite
+//! and PostgreSQL: nonces from the database, signing behind the keystore's
+//! gate, decode-and-compare before broadcast, confirmations, replacement,
+//! reorgs, restart, bad input and an HSM-held key.
+
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use audit::AuditSigningKey;
+use chain_eth::fees::Urgency;
+use chain_eth::{EthAddress, FeeCaps, TxPlan};
+use chain_eth_client::testing::{Anvil, CHAIN_ID, DevWallet, Proxy, deploy_test_token, mine};
+use chain_eth_client::{ClientOptions, EthClient};
+use domain::{Actor, Asset, AssetId, KeyAlgorithm, KeyBackend, KeyPurpose, Symbol};
+use service::eth::{
+    EthError, EthNetwork, EthNetworkConfig, EthSendRequest, EthToken, Replacement, state,
+};
+use service::{
+    CheckpointFile, CheckpointPolicy, Checkpointer, NewKey, Service, ServiceError, SystemClock,
+};
+use storage::testing::TestDb;
+use zeroize::Zeroizing;
+
+storage::on_both!(
+    fixture;
+    ether_to_confirmation,
+    concurrent_sends_take_consecutive_nonces,
+    bad_input_signs_nothing_and_spends_no_nonce,
+);
+
+const ETHER: u128 = 1_000_000_000_000_000_000;
+
+fn alice() -> Actor {
+    "operator:alice".parse().unwrap()
+}
+
+fn bob() -> EthAddress {
+    "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+        .parse()
+        .unwrap()
+}
+
+fn config(tokens: Vec<EthToken>) -> EthNetworkConfig {
+    EthNetworkConfig {
+        chain_id: CHAIN_ID,
+        legacy: false,
+        confirmations: 3,
+        fee_caps: FeeCaps {
+            max_fee_per_gas: 500_000_000_000,
+            max_total_fee: ETHER / 10,
+        },
+        min_priority_fee: 1_000_000_000,
+        allow_unchecksummed: false,
+        tokens,
+    }
+}
+
+struct Fixture {
+    db: TestDb,
+    anvil: Anvil,
+    svc: Service,
+    client: Arc<EthClient>,
+    from: EthAddress,
+    shares: Vec<keys::shamir::UnsealShare>,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture(db: TestDb) -> Fixture {
+    Fixture::new(db, None).await
+}
+
+async fn client_for(url: &str) -> Arc<EthClient> {
+    Arc::new(
+        EthClient::connect(CHAIN_ID, &[url.to_owned()], ClientOptions::default())
+            .await
+            .unwrap(),
+    )
+}
+
+fn checkpointer(dir: &std::path::Path) -> Checkpointer {
+    Checkpointer::open(
+        AuditSigningKey::from_seed(&Zeroizing::new([8; 32])),
+        CheckpointFile::new(dir.join("cp")),
+        CheckpointPolicy {
+            every_records: 1000,
+            every: Duration::from_secs(60),
+        },
+    )
+    .unwrap()
+}
+
+impl Fixture {
+    /// A service with an unsealed keystore, anvil configured, one ECDSA key
+    /// registered as a sender and funded with 100 ether.
+    async fn new(db: TestDb, hsm: Option<Arc<dyn keys::Signer>>) -> Fixture {
+        let anvil = Anvil::start();
+        let dir = tempfile::tempdir().unwrap();
+        let backend = if hsm.is_some() {
+            KeyBackend::Pkcs11
+        } else {
+            KeyBackend::Keystore
+        };
+        let svc = Service::with_hsm(
+            db.store.clone(),
+            Arc::new(SystemClock),
+            checkpointer(dir.path()),
+            hsm,
+        );
+        let shares = svc.init_keystore(&alice(), 2, 2).await.unwrap();
+        for s in &shares {
+            svc.unseal(&Actor::Anonymous, s).await.unwrap();
+        }
+        let client = client_for(anvil.url()).await;
+        svc.add_eth_network(EthNetwork {
+            config: config(vec![]),
+            client: client.clone(),
+        });
+        let key = svc
+            .create_key(
+                &alice(),
+                NewKey {
+                    purpose: KeyPurpose::TransferSigning,
+                    algorithm: KeyAlgorithm::EcdsaSecp256k1,
+                    backend,
+                    cryptoperiod_days: 30,
+                },
+            )
+            .await
+            .unwrap();
+        let sender = svc
+            .register_eth_sender(&alice(), key.id, CHAIN_ID)
+            .await
+            .unwrap();
+        let from: EthAddress = sender.address.parse().unwrap();
+        let f = Fixture {
+            db,
+            anvil,
+            svc,
+            client,
+            from,
+            shares,
+            _dir: dir,
+        };
+        f.fund(from, 100 * ETHER).await;
+        f
+    }
+
+    async fn fund(&self, to: EthAddress, wei: u128) {
+        DevWallet::new(0)
+            .await
+            .transact(&self.client, |nonce, fees| {
+                TxPlan::native(CHAIN_ID, nonce, to, wei, fees)
+            })
+            .await;
+    }
+
+    fn ether(&self, to: &str, amount: &str) -> EthSendRequest {
+        EthSendRequest {
+            from: self.from,
+            asset: AssetId::new(
+                domain::Network::Evm { chain_id: CHAIN_ID },
+                domain::AssetKind::Native,
+            )
+            .unwrap(),
+            to: to.to_owned(),
+            amount: amount.to_owned(),
+            urgency: Urgency::Normal,
+        }
+    }
+
+    async fn actions(&self) -> Vec<String> {
+        self.db
+            .store
+            .audit_page(0, 100_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.action)
+            .collect()
+    }
+
+    async fn sends(&self) -> Vec<storage::EthSendRow> {
+        self.db
+            .store
+            .eth_sends_of(&format!("eip155:{CHAIN_ID}"), &self.from.to_lower_hex())
+            .await
+            .unwrap()
+    }
+}
+
+async fn ether_to_confirmation(f: Fixture) {
+    let before = f.client.balance(bob()).await.unwrap();
+    let send = f
+        .svc
+        .eth_send(&alice(), f.ether(&bob().to_string(), "1.5"))
+        .await
+        .unwrap();
+    assert_eq!(send.state, state::BROADCAST);
+    assert_eq!(send.nonce, 0);
+    assert_eq!(send.amount, 3 * ETHER / 2);
+
+    // The stored bytes decode to the stored plan, signed by the sender.
+    let attempts = f.db.store.eth_attempts(&send.id).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+    let decoded = chain_eth::decode(attempts[0].raw.as_ref().unwrap()).unwrap();
+    assert_eq!(decoded.from, f.from);
+    assert_eq!(decoded.plan.to, bob());
+    assert_eq!(decoded.plan.value, 3 * ETHER / 2);
+    assert_eq!(decoded.plan.chain_id, CHAIN_ID);
+    assert_eq!(
+        attempts[0].tx_hash.as_deref().unwrap(),
+        format!("0x{}", hex::encode(decoded.hash))
+    );
+
+    // Not mined yet: still broadcast.
+    let poll = f.svc.eth_poll(CHAIN_ID).await.unwrap();
+    assert_eq!(poll.still_pending, 1);
+    mine(&f.client, 1).await;
+    let poll = f.svc.eth_poll(CHAIN_ID).await.unwrap();
+    assert_eq!((poll.included, poll.finalized), (1, 0));
+    let s = f.db.store.eth_send(&send.id).await.unwrap();
+    assert_eq!(s.state, state::INCLUDED);
+    assert!(s.block_number.is_some() && s.block_hash.is_some());
+    // Three confirmations are configured.
+    mine(&f.client, 2).await;
+    let poll = f.svc.eth_poll(CHAIN_ID).await.unwrap();
+    assert_eq!(poll.finalized, 1);
+    let s = f.db.store.eth_send(&send.id).await.unwrap();
+    assert_eq!(s.state, state::CONFIRMED);
+    assert_eq!(
+        f.client.balance(bob()).await.unwrap(),
+        before + 3 * ETHER / 2
+    );
+    // Final sends are not watched again.
+    assert_eq!(f.svc.eth_poll(CHAIN_ID).await.unwrap(), Default::default());
+
+    let actions = f.actions().await;
+    for a in [
+        "eth.sender.registered",
+        "eth.send.planned",
+        "eth.tx.signed",
+        "eth.tx.broadcast",
+        "eth.tx.included",
+        "eth.send.confirmed",
+    ] {
+        assert!(
+            actions.iter().any(|x| x == a),
+            "{a} missing from {actions:?}"
+        );
+    }
+    let planned = actions
+        .iter()
+        .position(|a| a == "eth.send.planned")
+        .unwrap();
+    let signed = actions.iter().position(|a| a == "eth.tx.signed").unwrap();
+    let broadcast = actions
+        .iter()
+        .position(|a| a == "eth.tx.broadcast")
+        .unwrap();
+    assert!(planned < signed && signed < broadcast);
+}
+
+async fn concurrent_sends_take_consecutive_nonces(f: Fixture) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..12u32 {
+        let svc = f.svc.clone();
+        let req = f.ether(&bob().to_string(), &format!("0.{:02}", i + 1));
+        tasks.spawn(async move { svc.eth_send(&alice(), req).await });
+    }
+    let mut nonces = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        nonces.push(r.unwrap().unwrap().nonce);
+    }
+    nonces.sort_unstable();
+    assert_eq!(
+        nonces,
+        (0..12).collect::<Vec<u64>>(),
+        "never reused, never skipped"
+    );
+    mine(&f.client, 3).await;
+    let poll = f.svc.eth_poll(CHAIN_ID).await.unwrap();
+    assert_eq!(poll.finalized, 12, "{poll:?}");
+    assert!(f.sends().await.iter().all(|s| s.state == state::CONFIRMED));
+    let report = f.svc.eth_nonce_report(CHAIN_ID, f.from).await.unwrap();
+    assert_eq!(report.chain_latest, 12);
+    assert_eq!(report.next_allocated, 12);
+    assert!(report.gaps.is_empty() && report.unsigned.is_empty() && !report.foreign_use);
+}
+
+async fn bad_input_signs_nothing_and_spends_no_nonce(f: Fixture) {
+    let err = |r: Result<storage::EthSendRow, ServiceError>| match r {
+        Err(ServiceError::Eth(e)) => e,
+        other => panic!("expected an Ethereum error, got {other:?}"),
+    };
+    let lower = bob().to_lower_hex();
+    type Expect = fn(&EthError) -> bool;
+    let cases: Vec<(EthSendRequest, Expect)> = vec![
+        (
+            f.ether("0x0000000000000000000000000000000000000000", "1"),
+            |e| matches!(e, EthError::Address(chain_eth::AddressError::Zero(_))),
+        ),
+        (
+            f.ether("0x0000000000000000000000000000000000000001", "1"),
+            |e| matches!(e, EthError::Address(chain_eth::AddressError::Reserved(_))),
+        ),
+        (f.ether(&lower, "1"), |e| {
+            matches!(
+                e,
+                EthError::Address(chain_eth::AddressError::Unchecksummed(_))
+            )
+        }),
+        (
+            f.ether("0x5aAeb6053f3E94C9b9A09f33669435E7Ef1BeAed", "1"),
+            |e| {
+                matches!(
+                    e,
+                    EthError::Address(chain_eth::AddressError::BadChecksum(_))
+                )
+            },
+        ),
+        (f.ether(&bob().to_string(), "0.0000000000000000001"), |e| {
+            matches!(e, EthError::Amount(_))
+        }),
+        (f.ether(&bob().to_string(), "0"), |e| {
+            matches!(e, EthError::Refused(_))
+        }),
+        (f.ether(&bob().to_string(), "-1"), |e| {
+            matches!(e, EthError::Amount(_))
+        }),
+        (f.ether(&f.from.to_string(), "1"), |e| {
+            matches!(e, EthError::Refused(_))
+        }),
+    ];
+    for (req, expected) in cases {
+        let to = req.to.clone();
+        let e = err(f.svc.eth_send(&alice(), req).await);
+        assert!(expected(&e), "{to}: {e}");
+    }
+    // Another chain: the chain id comes from configuration, never the request.
+    let mut other = f.ether(&bob().to_string(), "1");
+    other.asset = "eip155:1/native".parse().unwrap();
+    assert!(matches!(
+        err(f.svc.eth_send(&alice(), other).await),
+        EthError::NetworkNotConfigured(1)
+    ));
+    // A token nobody configured.
+    let mut token = f.ether(&bob().to_string(), "1");
+    token.asset = format!("eip155:{CHAIN_ID}/erc20:0xfb6916095ca1df60bb79ce92ce3ea74c37c5d359")
+        .parse()
+        .unwrap();
+    assert!(matches!(
+        err(f.svc.eth_send(&alice(), token).await),
+        EthError::AssetNotConfigured(_)
+    ));
+    // Over the fee caps: refused before signing. (A `Service` clone shares
+    // its networks; the caps are replaced, and restored after.)
+    let with_caps = |max_fee_per_gas, max_total_fee| {
+        f.svc.add_eth_network(EthNetwork {
+            config: EthNetworkConfig {
+                fee_caps: FeeCaps {
+                    max_fee_per_gas,
+                    max_total_fee,
+                },
+                ..config(vec![])
+            },
+            client: f.client.clone(),
+        })
+    };
+    with_caps(1_000, ETHER);
+    let over = f
+        .svc
+        .eth_send(&alice(), f.ether(&bob().to_string(), "1"))
+        .await;
+    assert!(matches!(
+        err(over),
+        EthError::Fee(chain_eth::FeeError::PerGasOverCap { .. })
+    ));
+    with_caps(ETHER, 21_000);
+    let over = f
+        .svc
+        .eth_send(&alice(), f.ether(&bob().to_string(), "1"))
+        .await;
+    assert!(matches!(
+        err(over),
+        EthError::Fee(chain_eth::FeeError::TotalOverCap { .. })
+    ));
+    // Nothing stored, nothing signed: the next good send takes nonce 0.
+    assert!(f.sends().await.is_empty());
+    let actions = f.actions().await;
+    assert!(
+        !actions
+            .iter()
+            .any(|a| a.starts_with("eth.send.") || a.starts_with("eth.tx."))
+    );
+    with_caps(
+        config(vec![]).fee_caps.max_fee_per_gas,
+        config(vec![]).fee_caps.max_total_fee,
+    );
+    let ok = f
+        .svc
+        .eth_send(&alice(), f.ether(&bob().to_string(), "1"))
+        .await
+        .unwrap();
+    assert_eq!(ok.nonce, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_transfer_with_a_configured_token() {
+    let f = Fixture::new(TestDb::sqlite().await, None).await;
+    let dev = DevWallet::new(0).await;
+    let contract = deploy_test_token(&f.client, &dev).await;
+    let asset_id = AssetId::new(
+        domain::Network::Evm { chain_id: CHAIN_ID },
+        domain::AssetKind::Erc20(domain::ContractAddress::from_bytes(*contract.as_bytes())),
+    )
+    .unwrap();
+    let asset = Asset::new(
+        asset_id.clone(),
+        Symbol::new("TUSD").unwrap(),
+        domain::Decimals::new(6).unwrap(),
+    )
+    .unwrap();
+    f.svc.add_eth_network(EthNetwork {
+        config: config(vec![EthToken {
+            asset,
+            contract,
+            max_gas: 100_000,
+        }]),
+        client: f.client.clone(),
+    });
+    // Give the sender tokens from the deployer.
+    dev.transact(&f.client, |nonce, fees| {
+        TxPlan::erc20(
+            CHAIN_ID,
+            nonce,
+            contract,
+            f.from,
+            1_000_000_000,
+            100_000,
+            fees,
+        )
+    })
+    .await;
+    assert_eq!(
+        f.client.erc20_balance(contract, f.from).await.unwrap(),
+        1_000_000_000
+    );
+
+    let req = |amount: &str, to: String| EthSendRequest {
+        from: f.from,
+        asset: asset_id.clone(),
+        to,
+        amount: amount.to_owned(),
+        urgency: Urgency::Fast,
+    };
+    // More decimals than the token has.
+    assert!(matches!(
+        f.svc
+            .eth_send(&alice(), req("1.0000001", bob().to_string()))
+            .await,
+        Err(ServiceError::Eth(EthError::Amount(_)))
+    ));
+    // Tokens sent to the token contract itself are lost.
+    assert!(matches!(
+        f.svc
+            .eth_send(&alice(), req("1", contract.to_string()))
+            .await,
+        Err(ServiceError::Eth(EthError::Refused(_)))
+    ));
+    let send = f
+        .svc
+        .eth_send(&alice(), req("12.5", bob().to_string()))
+        .await
+        .unwrap();
+    assert_eq!(send.nonce, 0, "refused requests took no nonce");
+    assert_eq!(send.amount, 12_500_000);
+    let attempts = f.db.store.eth_attempts(&send.id).await.unwrap();
+    let decoded = chain_eth::decode(attempts[0].raw.as_ref().unwrap()).unwrap();
+    assert_eq!(decoded.plan.to, contract);
+    assert_eq!(decoded.plan.value, 0);
+    assert_eq!(
+        chain_eth::calls::decode_erc20_transfer(&decoded.plan.data).unwrap(),
+        (bob(), 12_500_000)
+    );
+    mine(&f.client, 3).await;
+    f.svc.eth_poll(CHAIN_ID).await.unwrap();
+    assert_eq!(
+        f.db.store.eth_send(&send.id).await.unwrap().state,
+        state::CONFIRMED
+    );
+    assert_eq!(
+        f.client.erc20_balance(contract, bob()).await.unwrap(),
+        12_500_000
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speed_up_and_cancel_reuse_the_nonce() {
+    let f = Fixture::new(TestDb::sqlite().await, None).await;
+    let before = f.client.balance(bob()).await.unwrap();
+    let first = f
+        .svc
+        .eth_send(&alice(), f.ether(&bob().to_string(), "1"))
+        .await
+        .unwrap();
+    let sped = f
+        .svc
+        .eth_replace(&alice(), &first.id, Replacement::SpeedUp(Urgency::Fast))
+        .await
+        .unwrap();
+    assert_eq!(sped.nonce, first.nonce);
+    let attempts = f.db.store.eth_attempts(&first.id).await.unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert!(attempts[1].max_fee_per_gas > attempts[0].max_fee_per_gas);
+    assert!(attempts[1].max_priority_fee_per_gas > attempts[0].max_priority_fee_per_gas);
+    mine(&f.client, 3).await;
+    f.svc.eth_poll(CHAIN_ID).await.unwrap();
+    let s = f.db.store.eth_send(&first.id).await.unwrap();
+    assert_eq!(
+        (s.state.as_str(), s.included_attempt),
+        (state::CONFIRMED, Some(2))
+    );
+    assert_eq!(f.client.balance(bob()).await.unwrap(), before + ETHER);
+    // A final send cannot be replaced.
+    assert!(matches!(
+        f.svc
+            .eth_replace(&alice(), &first.id, Replacement::Cancel)
+            .await,
+        Err(ServiceError::Eth(EthError::NotReplaceable(_)))
+    ));
+
+    let second = f
+        .svc
+        .eth_send(&alice(), f.ether(&bob().to_string(), "2"))
+        .await
+        .unwrap();
+    f.svc
+        .eth_replace(&alice(), &second.id, Replacement::Cancel)
+        .await
+        .unwrap();
+    mine(&f.client, 3).await;
+    f.svc.eth_poll(CHAIN_ID).await.unwrap();
+    let s = f.db.store.eth_send(&second.id).await.unwrap();
+    assert_eq!(s.state, state::CANCELLED);
+    assert_eq!(
+        f.client.balance(bob()).await.unwrap(),
+        before + ETHER,
+        "the 2 ether never left"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reorganised_inclusion_goes_back_and_lands_again() {
+    let f = Fixture::new(TestDb::sqlite().await, None).await;
+    let snapshot = f
+        .client
+        .raw_call("evm_snapshot", serde_json::json!([]))
+        .await
+        .unwrap();
+    let send = f
+        .svc
+        .eth_send(&alice(), f.ether(&bob().to_string(), "1"))
+        .await
+        .unwrap();
+    mine(&f.client, 1).await;
+    assert_eq!(f.svc.eth_poll(CHAIN_ID).await.unwrap().included, 1);
+    let first_block = f.db.store.eth_send(&send.id).await.unwrap().block_hash;
+    // The block with our transaction is replaced by others.
+    f.client
+        .raw_call("evm_revert", serde_json::json!([snapshot]))
+        .await
+        .unwrap();
+    mine(&f.client, 2).await;
+    let poll = f.svc.eth_poll(CHAIN_ID).await.unwrap();
+    assert_eq!(poll.reorged, 1, "{poll:?}");
+    assert_eq!(
+        f.db.store.eth_send(&send.id).await.unwrap().state,
+        state::BROADCAST
+    );
+    // The same bytes were sent again; they land in a new block.
+    mine(&f.client, 3).await;
+    f.svc.eth_poll(CHAIN_ID).await.unwrap();
+    let s = f.db.store.eth_send(&send.id).await.unwrap();
+    assert_eq!(s.state, state::CONFIRMED);
+    assert_ne!(s.block_hash, first_block);
+    assert!(f.actions().await.iter().any(|a| a == "eth.tx.reorged"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_bytes_survive_a_restart_and_gaps_are_reported() {
+    let f = Fixture::new(TestDb::sqlite().await, None).await;
+    // Sealed: the plan is committed (nonce 0), the signature is not made.
+    f.svc.seal(&alice()).await.unwrap();
+    assert!(matches!(
+        f.svc
+            .eth_send(&alice(), f.ether(&bob().to_string(), "1"))
+            .await,
+        Err(ServiceError::Sealed)
+    ));
+    let report = f.svc.eth_nonce_report(CHAIN_ID, f.from).await.unwrap();
+    assert_eq!(report.unsigned, vec![0]);
+    assert_eq!(f.sends().await[0].state, state::SIGNING);
+
+    // Another process over the same database, whose node dies: its resumer
+    // signs nonce 0 from the stored plan and keeps the bytes it could not send.
+    let proxy = Proxy::start(f.anvil.url()).await;
+    let dying = client_for(proxy.url()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let other = Service::new(
+        f.db.store.clone(),
+        Arc::new(SystemClock),
+        checkpointer(dir.path()),
+    );
+    other.add_eth_network(EthNetwork {
+        config: config(vec![]),
+        client: dying,
+    });
+    for s in &f.shares {
+        other.unseal(&Actor::Anonymous, s).await.unwrap();
+    }
+    proxy.kill();
+    assert_eq!(other.eth_resume().await.unwrap(), 0, "no node took it");
+    let zero = &f.sends().await[0];
+    assert_eq!(zero.state, state::SIGNED);
+    let stored = f.db.store.eth_attempts(&zero.id).await.unwrap()[0].clone();
+    let stored_raw = stored.raw.clone().unwrap();
+    drop(other);
+
+    // The first process, unsealed again, sends nonce 1: it waits in the
+    // pool behind nonce 0, which no node has seen — a gap, and reported.
+    for s in &f.shares {
+        f.svc.unseal(&Actor::Anonymous, s).await.unwrap();
+    }
+    let one = f
+        .svc
+        .eth_send(&alice(), f.ether(&bob().to_string(), "2"))
+        .await
+        .unwrap();
+    assert_eq!(one.nonce, 1);
+    let report = f.svc.eth_nonce_report(CHAIN_ID, f.from).await.unwrap();
+    assert_eq!(report.gaps, vec![0], "{report:?}");
+    assert!(report.unsigned.is_empty());
+
+    // The resumer sends the stored bytes unchanged; both land.
+    assert_eq!(f.svc.eth_resume().await.unwrap(), 2);
+    let again = f.db.store.eth_attempts(&zero.id).await.unwrap()[0].clone();
+    assert_eq!(again.raw.unwrap(), stored_raw);
+    assert_eq!(again.tx_hash, stored.tx_hash);
+    mine(&f.client, 3).await;
+    f.svc.eth_poll(CHAIN_ID).await.unwrap();
+    assert!(f.sends().await.iter().all(|s| s.state == state::CONFIRMED));
+    let report = f.svc.eth_nonce_report(CHAIN_ID, f.from).await.unwrap();
+    assert!(report.gaps.is_empty());
+    assert_eq!(report.chain_latest, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_in_the_hsm_receives_and_sends_ether() {
+    use keys_pkcs11::Pkcs11Signer;
+    use keys_pkcs11::testing::{SoftHsm, USER_PIN};
+    let token = SoftHsm::new("eth");
+    let hsm = Pkcs11Signer::open(
+        &SoftHsm::module(),
+        &token.label,
+        &Zeroizing::new(USER_PIN.into()),
+        2,
+    )
+    .unwrap();
+    let f = Fixture::new(TestDb::sqlite().await, Some(Arc::new(hsm))).await;
+    // The fixture funded the HSM key's address with 100 ether.
+    assert_eq!(f.client.balance(f.from).await.unwrap(), 100 * ETHER);
+    let before = f.client.balance(bob()).await.unwrap();
+    let send = f
+        .svc
+        .eth_send(&alice(), f.ether(&bob().to_string(), "3"))
+        .await
+        .unwrap();
+    mine(&f.client, 3).await;
+    f.svc.eth_poll(CHAIN_ID).await.unwrap();
+    assert_eq!(
+        f.db.store.eth_send(&send.id).await.unwrap().state,
+        state::CONFIRMED
+    );
+    assert_eq!(f.client.balance(bob()).await.unwrap(), before + 3 * ETHER);
+    assert!(f.client.balance(f.from).await.unwrap() < 97 * ETHER);
+}
