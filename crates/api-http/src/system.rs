@@ -62,6 +62,16 @@ pub struct StatusResponse {
     seal: &'static str,
     /// Number of records in the audit log.
     audit_records: Option<u64>,
+    /// Configured EVM networks and how many of their node endpoints answer
+    /// (the endpoints themselves are not named here: this route is open).
+    ethereum: Vec<EthStatus>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EthStatus {
+    chain_id: u64,
+    endpoints: usize,
+    healthy: usize,
 }
 
 /// Version, database and seal state.
@@ -82,5 +92,14 @@ async fn status(State(svc): State<Service>) -> Json<StatusResponse> {
         },
         seal: crate::sys::seal_state_name(s.seal),
         audit_records: s.audit_records,
+        ethereum: s
+            .ethereum
+            .into_iter()
+            .map(|e| EthStatus {
+                chain_id: e.chain_id,
+                endpoints: e.endpoints,
+                healthy: e.healthy,
+            })
+            .collect(),
     })
 }

@@ -17,7 +17,7 @@ pub use audit_key::{AuditKeyError, generate_audit_key, load_audit_key};
 pub use checkpoints::{CheckpointFile, CheckpointPolicy, CheckpointSigner, Checkpointer};
 pub use clock::{Clock, SystemClock};
 pub use keystore::{NewHdKey, NewKey, SealStatus, SelfTest};
-pub use service::{DatabaseStatus, Service, ServiceError, Status};
+pub use service::{DatabaseStatus, EthStatus, Service, ServiceError, Status};
 pub use verify::{VerifyError, verify_audit};
 
 pub use audit;

@@ -66,6 +66,16 @@ pub struct Status {
     pub database: DatabaseStatus,
     pub seal: SealStatus,
     pub audit_records: Option<u64>,
+    /// Per configured EVM network: how many node endpoints answer.
+    pub ethereum: Vec<EthStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EthStatus {
+    pub chain_id: u64,
+    pub endpoints: usize,
+    /// Endpoints whose last call succeeded.
+    pub healthy: usize,
 }
 
 /// The running application.
@@ -211,7 +221,28 @@ impl Service {
                 .await
                 .unwrap_or(SealStatus::Uninitialized),
             audit_records,
+            ethereum: self.eth_status(),
         }
+    }
+
+    fn eth_status(&self) -> Vec<EthStatus> {
+        let nets = self
+            .eth_networks()
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        nets.values()
+            .map(|n| {
+                let health = n.client.health();
+                EthStatus {
+                    chain_id: n.config.chain_id,
+                    endpoints: health.len(),
+                    healthy: health
+                        .iter()
+                        .filter(|h| h.consecutive_failures == 0)
+                        .count(),
+                }
+            })
+            .collect()
     }
 
     /// Creates an account, audited in the same transaction.

@@ -38,6 +38,59 @@ struct RawConfig {
     #[serde(default)]
     log: RawLog,
     hsm: Option<RawHsm>,
+    #[serde(default)]
+    ethereum: Vec<RawEthereum>,
+}
+
+/// One `[[ethereum]]` network. Wei amounts are strings of digits: TOML
+/// integers stop at 2^63, and floats are never money.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEthereum {
+    chain_id: u64,
+    endpoints: Vec<String>,
+    confirmations: u64,
+    max_fee_per_gas_wei: String,
+    max_total_fee_wei: String,
+    #[serde(default = "default_min_priority")]
+    min_priority_fee_wei: String,
+    #[serde(default)]
+    legacy: bool,
+    #[serde(default)]
+    allow_unchecksummed: bool,
+    #[serde(default = "default_poll")]
+    poll_seconds: u64,
+    #[serde(default = "default_rpc_timeout")]
+    timeout_seconds: u64,
+    #[serde(default = "default_lag")]
+    max_lag_blocks: u64,
+    #[serde(default)]
+    tokens: Vec<RawToken>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    symbol: String,
+    contract: String,
+    decimals: u8,
+    max_gas: u64,
+}
+
+fn default_min_priority() -> String {
+    "1000000000".into()
+}
+
+fn default_poll() -> u64 {
+    4
+}
+
+fn default_rpc_timeout() -> u64 {
+    10
+}
+
+fn default_lag() -> u64 {
+    5
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,6 +234,16 @@ pub struct Config {
     pub log_format: LogFormat,
     pub log_level: String,
     pub hsm: Option<HsmConfig>,
+    pub ethereum: Vec<EthereumConfig>,
+}
+
+/// A configured EVM network: what the service enforces and how to reach it.
+#[derive(Debug, Clone)]
+pub struct EthereumConfig {
+    pub network: service::eth::EthNetworkConfig,
+    pub endpoints: Vec<String>,
+    pub poll_every: Duration,
+    pub client: chain_eth_client::ClientOptions,
 }
 
 impl Config {
@@ -300,8 +363,23 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             ));
         }
     };
+    let mut ethereum = Vec::with_capacity(raw.ethereum.len());
+    for (i, e) in raw.ethereum.into_iter().enumerate() {
+        let net = eth(e, i)?;
+        if ethereum
+            .iter()
+            .any(|o: &EthereumConfig| o.network.chain_id == net.network.chain_id)
+        {
+            return Err(ConfigError::new(
+                &format!("ethereum[{i}].chain_id"),
+                "configured twice",
+            ));
+        }
+        ethereum.push(net);
+    }
     Ok(Config {
         hsm,
+        ethereum,
         listen,
         max_body_bytes: usize::try_from(raw.server.max_body_bytes).unwrap_or(usize::MAX),
         request_timeout: Duration::from_secs(raw.server.request_timeout_seconds),
@@ -312,6 +390,121 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         checkpoint_every: Duration::from_secs(raw.audit.checkpoint_every_seconds),
         log_format: raw.log.format,
         log_level: raw.log.level,
+    })
+}
+
+fn wei(key: &str, v: &str) -> Result<u128, ConfigError> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ConfigError::new(
+            key,
+            "must be a whole number of wei, in digits",
+        ));
+    }
+    v.parse()
+        .map_err(|_| ConfigError::new(key, "does not fit 128 bits"))
+}
+
+fn eth(raw: RawEthereum, i: usize) -> Result<EthereumConfig, ConfigError> {
+    use chain_eth::EthAddress;
+    use domain::{Asset, AssetId, AssetKind, ContractAddress, Decimals, Network, Symbol};
+    let key = |k: &str| format!("ethereum[{i}].{k}");
+    if raw.chain_id == 0 {
+        return Err(ConfigError::new(&key("chain_id"), "must not be 0"));
+    }
+    let network = Network::Evm {
+        chain_id: raw.chain_id,
+    };
+    if raw.endpoints.is_empty() {
+        return Err(ConfigError::new(&key("endpoints"), "at least one node URL"));
+    }
+    for (j, url) in raw.endpoints.iter().enumerate() {
+        if !url.starts_with("http://") {
+            return Err(ConfigError::new(
+                &key(&format!("endpoints[{j}]")),
+                "must be an http:// URL (TLS is not built in yet: reach remote nodes through a TLS proxy on loopback)",
+            ));
+        }
+    }
+    if !(1..=1000).contains(&raw.confirmations) {
+        return Err(ConfigError::new(
+            &key("confirmations"),
+            "must be between 1 and 1000",
+        ));
+    }
+    if !(1..=3600).contains(&raw.poll_seconds) {
+        return Err(ConfigError::new(
+            &key("poll_seconds"),
+            "must be between 1 and 3600",
+        ));
+    }
+    if !(1..=300).contains(&raw.timeout_seconds) {
+        return Err(ConfigError::new(
+            &key("timeout_seconds"),
+            "must be between 1 and 300",
+        ));
+    }
+    let fee_caps = chain_eth::FeeCaps {
+        max_fee_per_gas: wei(&key("max_fee_per_gas_wei"), &raw.max_fee_per_gas_wei)?,
+        max_total_fee: wei(&key("max_total_fee_wei"), &raw.max_total_fee_wei)?,
+    };
+    let min_priority_fee = wei(&key("min_priority_fee_wei"), &raw.min_priority_fee_wei)?;
+    if fee_caps.max_fee_per_gas == 0 || fee_caps.max_total_fee == 0 {
+        return Err(ConfigError::new(
+            &key("max_fee_per_gas_wei"),
+            "fee caps must be above 0",
+        ));
+    }
+    let mut tokens: Vec<service::eth::EthToken> = Vec::new();
+    for (j, t) in raw.tokens.into_iter().enumerate() {
+        let tkey = |k: &str| key(&format!("tokens[{j}].{k}"));
+        // Contracts are written checksummed: a typo here would route every payment.
+        let contract = EthAddress::parse_checksummed(&t.contract)
+            .map_err(|e| ConfigError::new(&tkey("contract"), e.to_string()))?;
+        chain_eth::check_destination(contract)
+            .map_err(|e| ConfigError::new(&tkey("contract"), e.to_string()))?;
+        if tokens.iter().any(|o| o.contract == contract) {
+            return Err(ConfigError::new(&tkey("contract"), "configured twice"));
+        }
+        let bad = |k: &str, e: &dyn std::fmt::Display| ConfigError::new(&tkey(k), e.to_string());
+        let id = AssetId::new(
+            network,
+            AssetKind::Erc20(ContractAddress::from_bytes(*contract.as_bytes())),
+        )
+        .map_err(|e| bad("contract", &e))?;
+        let asset = Asset::new(
+            id,
+            Symbol::new(&t.symbol).map_err(|e| bad("symbol", &e))?,
+            Decimals::new(t.decimals).map_err(|e| bad("decimals", &e))?,
+        )
+        .map_err(|e| bad("decimals", &e))?;
+        if !(21_000..=10_000_000).contains(&t.max_gas) {
+            return Err(ConfigError::new(
+                &tkey("max_gas"),
+                "must be between 21000 and 10000000",
+            ));
+        }
+        tokens.push(service::eth::EthToken {
+            asset,
+            contract,
+            max_gas: t.max_gas,
+        });
+    }
+    Ok(EthereumConfig {
+        network: service::eth::EthNetworkConfig {
+            chain_id: raw.chain_id,
+            legacy: raw.legacy,
+            confirmations: raw.confirmations,
+            fee_caps,
+            min_priority_fee,
+            allow_unchecksummed: raw.allow_unchecksummed,
+            tokens,
+        },
+        endpoints: raw.endpoints,
+        poll_every: Duration::from_secs(raw.poll_seconds),
+        client: chain_eth_client::ClientOptions {
+            timeout: Duration::from_secs(raw.timeout_seconds),
+            max_lag_blocks: raw.max_lag_blocks,
+        },
     })
 }
 
@@ -454,8 +647,8 @@ impl Database {
 }
 
 /// The configuration `strongroom dev init` writes.
-pub fn dev_config(listen: SocketAddr) -> String {
-    format!(
+pub fn dev_config(listen: SocketAddr, eth: Option<&str>) -> String {
+    let mut text = format!(
         r#"# Strongroom development configuration, written by `strongroom dev init`.
 # Not for production: SQLite in this directory, text logs.
 
@@ -477,7 +670,22 @@ checkpoint_every_seconds = 60
 format = "text"
 level = "info"
 "#
-    )
+    );
+    if let Some(url) = eth {
+        text.push_str(&format!(
+            r#"
+# The local dev chain (anvil). Fee caps are generous for a dev chain only.
+[[ethereum]]
+chain_id = 31337
+endpoints = ["{url}"]
+confirmations = 2
+max_fee_per_gas_wei = "500000000000"
+max_total_fee_wei = "100000000000000000"
+poll_seconds = 2
+"#
+        ));
+    }
+    text
 }
 
 #[cfg(test)]
@@ -518,7 +726,23 @@ checkpoint_every_seconds = 60
         );
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.max_body_bytes, 1024 * 1024);
-        assert!(Config::parse(&dev_config("127.0.0.1:1".parse().unwrap()), Path::new(".")).is_ok());
+        assert!(
+            Config::parse(
+                &dev_config("127.0.0.1:1".parse().unwrap(), None),
+                Path::new(".")
+            )
+            .is_ok()
+        );
+        let with_eth = Config::parse(
+            &dev_config(
+                "127.0.0.1:1".parse().unwrap(),
+                Some("http://127.0.0.1:8545"),
+            ),
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(with_eth.ethereum.len(), 1);
+        assert_eq!(with_eth.ethereum[0].network.chain_id, 31337);
     }
 
     #[test]
@@ -564,6 +788,25 @@ checkpoint_every_seconds = 60
             format!("{GOOD}\n[hsm]\nmodule = \"m.so\"\ntoken_label = \"t\"\npin = \"1234\"\n"),
             "[server\n".to_owned(),
         ];
+        let eth = |body: &str| format!("{GOOD}\n[[ethereum]]\n{body}");
+        const NET: &str = "chain_id = 1\nendpoints = [\"http://127.0.0.1:8545\"]\nconfirmations = 12\nmax_fee_per_gas_wei = \"200000000000\"\nmax_total_fee_wei = \"50000000000000000\"\n";
+        let cases: Vec<String> = cases
+            .into_iter()
+            .chain([
+                eth(NET),
+                eth(&NET.replace("\"200000000000\"", "200000000000")),
+                eth(&NET.replace("\"200000000000\"", "\"2e11\"")),
+                eth(&NET.replace("\"200000000000\"", "\"200000000000.5\"")),
+                eth(&NET.replace("http://127.0.0.1:8545", "https://mainnet.example")),
+                eth(&NET.replace("endpoints = [\"http://127.0.0.1:8545\"]", "endpoints = []")),
+                eth(&NET.replace("chain_id = 1", "chain_id = 0")),
+                eth(&NET.replace("confirmations = 12", "confirmations = 0")),
+                eth(&format!("{NET}[[ethereum.tokens]]\nsymbol = \"USDC\"\ncontract = \"0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48\"\ndecimals = 6\nmax_gas = 100000\n")),
+                eth(&format!("{NET}[[ethereum.tokens]]\nsymbol = \"USDC\"\ncontract = \"0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48\"\ndecimals = 6\nmax_gas = 100000\n")),
+                eth(&format!("{NET}[[ethereum.tokens]]\nsymbol = \"USDC\"\ncontract = \"0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48\"\ndecimals = 6\nmax_gas = 1\n")),
+                format!("{}\n[[ethereum]]\n{NET}", eth(NET)),
+            ])
+            .collect();
         let out: Vec<String> = cases.iter().map(|c| check(c)).collect();
         expect_test::expect![[r#"
             error: server.lisen: unknown field `lisen`, expected one of `listen`, `max_body_bytes`, `request_timeout_seconds` (line 3, column 1)
@@ -579,11 +822,23 @@ checkpoint_every_seconds = 60
             error: database.password_env: applies to PostgreSQL only
             error: log.format: unknown variant `xml`, expected `json` or `text` (line 13, column 10)
             error: log.level: "[" is not a log filter such as info or strongroom=debug
-            error: unknown: unknown field `unknown`, expected one of `server`, `database`, `audit`, `log`, `hsm` (line 12, column 2)
+            error: unknown: unknown field `unknown`, expected one of `server`, `database`, `audit`, `log`, `hsm`, `ethereum` (line 12, column 2)
             error: audit.hsm_key: needs an [hsm] section
             error: audit.hsm_key: set either signing_key_file or hsm_key, not both
             error: hsm.pin_file: the PIN comes from pin_file or pin_env, never from the configuration
             error: hsm.pin: unknown field `pin`, expected one of `module`, `token_label`, `pin_file`, `pin_env`, `sessions` (line 15, column 1)
-            error: (syntax): unclosed table, expected `]` (line 1, column 8)"#]].assert_eq(&out.join("\n"));
+            error: (syntax): unclosed table, expected `]` (line 1, column 8)
+            ok: 127.0.0.1:8200 Sqlite { path: "/etc/strongroom/data/strongroom.db" }
+            error: ethereum[0].max_fee_per_gas_wei: invalid type: integer `200000000000`, expected a string (line 16, column 23)
+            error: ethereum[0].max_fee_per_gas_wei: must be a whole number of wei, in digits
+            error: ethereum[0].max_fee_per_gas_wei: must be a whole number of wei, in digits
+            error: ethereum[0].endpoints[0]: must be an http:// URL (TLS is not built in yet: reach remote nodes through a TLS proxy on loopback)
+            error: ethereum[0].endpoints: at least one node URL
+            error: ethereum[0].chain_id: must not be 0
+            error: ethereum[0].confirmations: must be between 1 and 1000
+            error: ethereum[0].tokens[0].contract: `0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48` carries no checksum (all one case); write it checksummed or whitelist it exactly
+            ok: 127.0.0.1:8200 Sqlite { path: "/etc/strongroom/data/strongroom.db" }
+            error: ethereum[0].tokens[0].max_gas: must be between 21000 and 10000000
+            error: ethereum[1].chain_id: configured twice"#]].assert_eq(&out.join("\n"));
     }
 }

@@ -4,6 +4,7 @@
 //! use); 2 bad usage or configuration; 3 `audit verify` found the log broken.
 
 mod config;
+mod ethctl;
 mod keyctl;
 mod operator;
 mod serve;
@@ -77,6 +78,31 @@ enum Command {
     /// Talk to a running server's seal: unseal, seal, status.
     #[command(subcommand)]
     Operator(OperatorCommand),
+    /// Ethereum sending addresses and nonces.
+    #[command(subcommand)]
+    Eth(EthCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum EthCommand {
+    /// Registers the address of an ECDSA transfer-signing key as a sender on a network.
+    RegisterSender {
+        #[arg(long, short, env = "STRONGROOM_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        chain_id: u64,
+    },
+    /// Compares an address's nonces on chain with those Strongroom handed out.
+    Nonces {
+        #[arg(long, short, env = "STRONGROOM_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        chain_id: u64,
+        #[arg(long)]
+        address: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -239,6 +265,9 @@ enum DevCommand {
         /// Address for the server to listen on.
         #[arg(long, default_value = "127.0.0.1:8200")]
         listen: SocketAddr,
+        /// A local dev chain (anvil, chain id 31337) to configure.
+        #[arg(long)]
+        eth_endpoint: Option<String>,
     },
 }
 
@@ -279,7 +308,11 @@ fn main() -> ExitCode {
         Command::Audit(AuditCommand::InitHsmKey { config }) => {
             load(&config).and_then(serve::init_hsm_audit_key)
         }
-        Command::Dev(DevCommand::Init { dir, listen }) => dev_init(&dir, listen),
+        Command::Dev(DevCommand::Init {
+            dir,
+            listen,
+            eth_endpoint,
+        }) => dev_init(&dir, listen, eth_endpoint.as_deref()),
         Command::Init {
             config,
             shares,
@@ -333,6 +366,18 @@ fn main() -> ExitCode {
                 load(&config).and_then(keyctl::enable_auto_unseal)
             }
         },
+        Command::Eth(e) => match e {
+            EthCommand::RegisterSender {
+                config,
+                key,
+                chain_id,
+            } => load(&config).and_then(|c| ethctl::register_sender(c, &key, chain_id)),
+            EthCommand::Nonces {
+                config,
+                chain_id,
+                address,
+            } => load(&config).and_then(|c| ethctl::nonces(c, chain_id, &address)),
+        },
         Command::Operator(o) => match o {
             OperatorCommand::Unseal { addr, reset } => operator::unseal(&addr, reset),
             OperatorCommand::Seal { addr } => operator::seal(&addr),
@@ -383,12 +428,12 @@ fn init_key(out: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-fn dev_init(dir: &Path, listen: SocketAddr) -> Result<(), Failure> {
+fn dev_init(dir: &Path, listen: SocketAddr, eth: Option<&str>) -> Result<(), Failure> {
     use anyhow::Context;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let config = dir.join("strongroom.toml");
     if !config.exists() {
-        std::fs::write(&config, config::dev_config(listen))
+        std::fs::write(&config, config::dev_config(listen, eth))
             .with_context(|| format!("writing {}", config.display()))?;
     }
     let key = dir.join("audit.key");

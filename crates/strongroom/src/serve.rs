@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use service::{
@@ -123,6 +124,49 @@ pub(crate) async fn build_service(c: &Config) -> Result<(Service, Store), Failur
     Ok((svc, store))
 }
 
+/// Connects every configured EVM network (checking each endpoint's chain
+/// id) and adds it to the service.
+pub(crate) async fn connect_ethereum(svc: &Service, c: &Config) -> Result<(), Failure> {
+    for e in &c.ethereum {
+        let client = chain_eth_client::EthClient::connect(
+            e.network.chain_id,
+            &e.endpoints,
+            e.client.clone(),
+        )
+        .await
+        .with_context(|| format!("connecting to eip155:{}", e.network.chain_id))?;
+        svc.add_eth_network(service::eth::EthNetwork {
+            config: e.network.clone(),
+            client: Arc::new(client),
+        });
+    }
+    Ok(())
+}
+
+/// The Ethereum watcher of one network: endpoint health, confirmations and
+/// reorgs, and the resumer that signs planned sends and resends stored bytes.
+fn spawn_eth_watcher(svc: Service, chain_id: u64, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            if let Ok(net) = svc.eth_network(chain_id)
+                && let Err(e) = net.client.check_health().await
+            {
+                tracing::warn!(chain_id, error = %e, "no Ethereum endpoint is healthy");
+                continue;
+            }
+            if let Err(e) = svc.eth_poll(chain_id).await {
+                tracing::error!(chain_id, error = %e, "Ethereum confirmation pass failed");
+            }
+            if let Err(e) = svc.eth_resume().await {
+                tracing::error!(chain_id, error = %e, "Ethereum resume pass failed");
+            }
+        }
+    })
+}
+
 /// `strongroom audit init-hsm-key`.
 pub(crate) fn init_hsm_audit_key(c: Config) -> Result<(), Failure> {
     use service::keys::{Algorithm, PublicKey, Signer};
@@ -183,6 +227,13 @@ pub(crate) fn run(c: Config) -> Result<(), Failure> {
             Err(e) => tracing::error!(error = %e, "auto-unseal failed; the server stays sealed"),
         }
 
+        connect_ethereum(&svc, &c).await?;
+        let watchers: Vec<_> = c
+            .ethereum
+            .iter()
+            .map(|e| spawn_eth_watcher(svc.clone(), e.network.chain_id, e.poll_every))
+            .collect();
+
         let ticker = tokio::spawn({
             let svc = svc.clone();
             let every = policy.every;
@@ -219,6 +270,9 @@ pub(crate) fn run(c: Config) -> Result<(), Failure> {
             .with_graceful_shutdown(shutdown)
             .await;
         ticker.abort();
+        for w in &watchers {
+            w.abort();
+        }
         tracing::info!("shutting down");
         let stopped = svc.stop().await;
         store.close().await;

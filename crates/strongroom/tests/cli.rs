@@ -289,6 +289,31 @@ fn serve_verify_tamper_postgres() {
     serve_verify_tamper(rt, db);
 }
 
+/// `strongroom init` with shares written to `share_dir`; returns the shares.
+fn init_keystore(cfg: &str, share_dir: &Path, shares: u8, threshold: u8) -> Vec<String> {
+    let (n, t) = (shares.to_string(), threshold.to_string());
+    let o = strongroom(&[
+        "init",
+        "--config",
+        cfg,
+        "--shares",
+        &n,
+        "--threshold",
+        &t,
+        "--share-dir",
+        share_dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    (1..=shares)
+        .map(|i| {
+            std::fs::read_to_string(share_dir.join(format!("share-{i}.txt")))
+                .unwrap()
+                .trim()
+                .to_owned()
+        })
+        .collect()
+}
+
 fn strongroom_with_input(args: &[&str], input: &str) -> Output {
     let mut child = Command::new(BIN)
         .args(args)
@@ -313,26 +338,7 @@ fn keystore_ceremony_from_the_cli() {
     let (dir, config) = data_dir("sqlite://strongroom.db");
     let cfg = config.to_str().unwrap();
     let share_dir = dir.path().join("shares");
-    let o = strongroom(&[
-        "init",
-        "--config",
-        cfg,
-        "--shares",
-        "3",
-        "--threshold",
-        "2",
-        "--share-dir",
-        share_dir.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let shares: Vec<String> = (1..=3)
-        .map(|i| {
-            std::fs::read_to_string(share_dir.join(format!("share-{i}.txt")))
-                .unwrap()
-                .trim()
-                .to_owned()
-        })
-        .collect();
+    let shares = init_keystore(cfg, &share_dir, 3, 2);
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(share_dir.join("share-1.txt"))
         .unwrap()
@@ -772,4 +778,150 @@ fn audit_key_in_the_hsm() {
     assert!(o.status.success(), "{}", stderr(&o));
     let o = run(&["audit", "verify", "--config", cfg, "--public-key", &public]);
     assert!(o.status.success(), "{}", stderr(&o));
+}
+
+fn add_ethereum(config: &Path, chain_id: u64, url: &str) {
+    let mut text = std::fs::read_to_string(config).unwrap();
+    text.push_str(&format!(
+        r#"
+[[ethereum]]
+chain_id = {chain_id}
+endpoints = ["{url}"]
+confirmations = 2
+max_fee_per_gas_wei = "500000000000"
+max_total_fee_wei = "100000000000000000"
+poll_seconds = 1
+"#
+    ));
+    std::fs::write(config, text).unwrap();
+}
+
+/// An ECDSA key registered as an Ethereum sender against a real anvil,
+/// its nonces reported; a wrong chain id refuses to start; the server
+/// reports its endpoints' health.
+#[test]
+fn ethereum_sender_from_the_cli() {
+    use chain_eth_client::testing::Anvil;
+    let anvil = Anvil::start();
+    let (dir, config) = data_dir("sqlite://strongroom.db");
+    let cfg = config.to_str().unwrap();
+    let quorum = init_keystore(cfg, &dir.path().join("shares"), 2, 2).join("\n") + "\n";
+    let o = strongroom_with_input(
+        &[
+            "key",
+            "create",
+            "--config",
+            cfg,
+            "--purpose",
+            "transfer-signing",
+            "--algorithm",
+            "ecdsa-secp256k1",
+        ],
+        &quorum,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let key = stdout(&o)
+        .lines()
+        .find_map(|l| l.strip_prefix("key ").map(str::to_owned))
+        .unwrap();
+
+    // Not configured: a usage error.
+    let o = strongroom(&[
+        "eth",
+        "register-sender",
+        "--config",
+        cfg,
+        "--key",
+        &key,
+        "--chain-id",
+        "31337",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no [[ethereum]] section"),
+        "{}",
+        stderr(&o)
+    );
+
+    // Configured with the wrong chain id for the node: refused, named.
+    let plain = std::fs::read_to_string(&config).unwrap();
+    add_ethereum(&config, 1, anvil.url());
+    let o = strongroom(&[
+        "eth",
+        "register-sender",
+        "--config",
+        cfg,
+        "--key",
+        &key,
+        "--chain-id",
+        "1",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("serves chain 31337"), "{}", stderr(&o));
+    std::fs::write(&config, &plain).unwrap();
+
+    add_ethereum(&config, 31337, anvil.url());
+    let o = strongroom(&[
+        "eth",
+        "register-sender",
+        "--config",
+        cfg,
+        "--key",
+        &key,
+        "--chain-id",
+        "31337",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let address = stdout(&o)
+        .lines()
+        .find_map(|l| l.strip_prefix("address ").map(str::to_owned))
+        .unwrap();
+    assert!(stdout(&o).contains("first nonce 0"));
+    let o = strongroom(&[
+        "eth",
+        "register-sender",
+        "--config",
+        cfg,
+        "--key",
+        &key,
+        "--chain-id",
+        "31337",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "registered once only");
+    let o = strongroom(&[
+        "eth",
+        "nonces",
+        "--config",
+        cfg,
+        "--chain-id",
+        "31337",
+        "--address",
+        &address,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("next to hand out 0"), "{}", stdout(&o));
+    let o = strongroom(&[
+        "eth",
+        "nonces",
+        "--config",
+        cfg,
+        "--chain-id",
+        "31337",
+        "--address",
+        "0x123",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+
+    let server = Server::start(&config);
+    let (code, body) = server.get("/v1/status");
+    assert_eq!(code, 200);
+    assert!(
+        body.contains(r#""ethereum":[{"chain_id":31337,"endpoints":1,"healthy":1}]"#),
+        "{body}"
+    );
+    assert!(
+        !body.contains(anvil.url()),
+        "endpoints are not named on an open route"
+    );
+    server.terminate();
 }

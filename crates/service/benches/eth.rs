@@ -1,0 +1,188 @@
+//! Ethereum throughput against one anvil, three ways in the same run:
+//!
+//! - **raw**: transactions signed beforehand, sent one after another — the
+//!   rate anvil (and the HTTP round trip) allows;
+//! - **client**: each transaction built, signed (software key) and sent
+//!   through `EthClient`;
+//! - **service**: each a whole `Service::eth_send` on SQLite — fee history,
+//!   gas estimate, nonce from the database, plan and audit committed,
+//!   signature through the keystore gate, decode-and-compare, signed bytes
+//!   and audit committed, broadcast and its audit committed.
+//!
+//! Each round sends a batch, mines one block, and counts the time until every
+//! transaction is confirmed (receipts; `eth_poll` for the service), so the
+//! rate is "submitted and confirmed". `cargo bench -p service --bench eth`.
+
+#![allow(clippy::unwrap_used)] // A benchmark: a panic is the failure report.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use audit::AuditSigningKey;
+use chain_eth::fees::Urgency;
+use chain_eth::{EthAddress, FeeCaps, Fees, TxPlan};
+use chain_eth_client::testing::{Anvil, CHAIN_ID, DevWallet, mine};
+use chain_eth_client::{ClientOptions, EthClient, TxStatus};
+use domain::{Actor, AssetId, AssetKind, KeyAlgorithm, KeyBackend, KeyPurpose, Network};
+use service::eth::{EthNetwork, EthNetworkConfig, EthSendRequest, state};
+use service::{CheckpointFile, CheckpointPolicy, Checkpointer, NewKey, Service, SystemClock};
+use storage::testing::TestDb;
+use zeroize::Zeroizing;
+
+const FEES: Fees = Fees::Eip1559 {
+    max_fee_per_gas: 100_000_000_000,
+    max_priority_fee_per_gas: 1_000_000_000,
+};
+
+fn bob() -> EthAddress {
+    "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+        .parse()
+        .unwrap()
+}
+
+async fn confirm_all(client: &EthClient, hashes: &[[u8; 32]]) {
+    mine(client, 1).await;
+    for h in hashes {
+        assert!(matches!(
+            client.tx_status(*h).await.unwrap(),
+            TxStatus::Included { .. }
+        ));
+    }
+}
+
+fn main() {
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let (batch, rounds) = if quick { (5, 1) } else { (100, 5) };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let anvil = Anvil::start();
+        let client = Arc::new(
+            EthClient::connect(CHAIN_ID, &[anvil.url().to_owned()], ClientOptions::default())
+                .await
+                .unwrap(),
+        );
+        let raw_wallet = DevWallet::new(1).await;
+        let client_wallet = DevWallet::new(2).await;
+        let (mut raw_nonce, mut client_nonce) = (0u64, 0u64);
+
+        // The service, with a keystore key funded by dev account 0.
+        let db = TestDb::sqlite().await;
+        let dir = tempfile::tempdir().unwrap();
+        let cp = Checkpointer::open(
+            AuditSigningKey::from_seed(&Zeroizing::new([2; 32])),
+            CheckpointFile::new(dir.path().join("cp")),
+            CheckpointPolicy {
+                every_records: 100_000,
+                every: Duration::from_secs(3600),
+            },
+        )
+        .unwrap();
+        let svc = Service::new(db.store.clone(), Arc::new(SystemClock), cp);
+        let actor: Actor = "operator:bench".parse().unwrap();
+        for s in &svc.init_keystore(&actor, 2, 2).await.unwrap() {
+            svc.unseal(&Actor::Anonymous, s).await.unwrap();
+        }
+        svc.add_eth_network(EthNetwork {
+            config: EthNetworkConfig {
+                chain_id: CHAIN_ID,
+                legacy: false,
+                confirmations: 1,
+                fee_caps: FeeCaps {
+                    max_fee_per_gas: 1_000_000_000_000,
+                    max_total_fee: 10u128.pow(18),
+                },
+                min_priority_fee: 1_000_000_000,
+                allow_unchecksummed: false,
+                tokens: vec![],
+            },
+            client: client.clone(),
+        });
+        let key = svc
+            .create_key(
+                &actor,
+                NewKey {
+                    purpose: KeyPurpose::TransferSigning,
+                    algorithm: KeyAlgorithm::EcdsaSecp256k1,
+                    backend: KeyBackend::Keystore,
+                    cryptoperiod_days: 30,
+                },
+            )
+            .await
+            .unwrap();
+        let sender = svc.register_eth_sender(&actor, key.id, CHAIN_ID).await.unwrap();
+        let from: EthAddress = sender.address.parse().unwrap();
+        DevWallet::new(0)
+            .await
+            .transact(&client, |n, f| {
+                TxPlan::native(CHAIN_ID, n, from, 1_000 * 10u128.pow(18), f)
+            })
+            .await;
+        let ether = AssetId::new(Network::Evm { chain_id: CHAIN_ID }, AssetKind::Native).unwrap();
+
+        let (mut raw, mut through_client, mut through_service) = (vec![], vec![], vec![]);
+        for _ in 0..rounds {
+            // Raw: signed before the clock starts.
+            let mut signed = Vec::new();
+            for _ in 0..batch {
+                let plan = TxPlan::native(CHAIN_ID, raw_nonce, bob(), 1, FEES);
+                raw_nonce += 1;
+                signed.push(raw_wallet.sign(&plan).await);
+            }
+            let t = Instant::now();
+            for s in &signed {
+                client.send_raw(&s.raw, s.hash).await.unwrap();
+            }
+            let hashes: Vec<_> = signed.iter().map(|s| s.hash).collect();
+            confirm_all(&client, &hashes).await;
+            raw.push(batch as f64 / t.elapsed().as_secs_f64());
+
+            // Client: build, sign, send.
+            let t = Instant::now();
+            let mut hashes = Vec::new();
+            for _ in 0..batch {
+                let plan = TxPlan::native(CHAIN_ID, client_nonce, bob(), 1, FEES);
+                client_nonce += 1;
+                let s = client_wallet.sign(&plan).await;
+                client.send_raw(&s.raw, s.hash).await.unwrap();
+                hashes.push(s.hash);
+            }
+            confirm_all(&client, &hashes).await;
+            through_client.push(batch as f64 / t.elapsed().as_secs_f64());
+
+            // Service: the whole pipeline.
+            let t = Instant::now();
+            for _ in 0..batch {
+                let req = EthSendRequest {
+                    from,
+                    asset: ether.clone(),
+                    to: bob().to_string(),
+                    amount: "0.000000000000000001".into(),
+                    urgency: Urgency::Normal,
+                };
+                let s = svc.eth_send(&actor, req).await.unwrap();
+                assert_eq!(s.state, state::BROADCAST);
+            }
+            mine(&client, 1).await;
+            let poll = svc.eth_poll(CHAIN_ID).await.unwrap();
+            assert_eq!(poll.finalized, batch);
+            through_service.push(batch as f64 / t.elapsed().as_secs_f64());
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (r, c, s) = (
+            median(&mut raw),
+            median(&mut through_client),
+            median(&mut through_service),
+        );
+        println!("ethereum throughput, {batch} transfers per round, median of {rounds} rounds (one anvil):");
+        println!("  raw pre-signed sends   {r:8.0} tx/s (anvil's rate, 100 %)");
+        println!("  build+sign+send client {c:8.0} tx/s ({:.1} %)", 100.0 * c / r);
+        println!("  Service::eth_send      {s:8.0} tx/s ({:.1} %)", 100.0 * s / r);
+    });
+}
