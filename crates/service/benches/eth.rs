@@ -123,7 +123,15 @@ fn main() {
             .await;
         let ether = AssetId::new(Network::Evm { chain_id: CHAIN_ID }, AssetKind::Native).unwrap();
 
-        let (mut raw, mut through_client, mut through_service) = (vec![], vec![], vec![]);
+        let request = || EthSendRequest {
+            from,
+            asset: ether.clone(),
+            to: bob().to_string(),
+            amount: "0.000000000000000001".into(),
+            urgency: Urgency::Normal,
+        };
+        let (mut raw, mut through_client, mut through_service, mut concurrent) =
+            (vec![], vec![], vec![], vec![]);
         for _ in 0..rounds {
             // Raw: signed before the clock starts.
             let mut signed = Vec::new();
@@ -156,33 +164,48 @@ fn main() {
             // Service: the whole pipeline.
             let t = Instant::now();
             for _ in 0..batch {
-                let req = EthSendRequest {
-                    from,
-                    asset: ether.clone(),
-                    to: bob().to_string(),
-                    amount: "0.000000000000000001".into(),
-                    urgency: Urgency::Normal,
-                };
-                let s = svc.eth_send(&actor, req).await.unwrap();
+                let s = svc.eth_send(&actor, request()).await.unwrap();
                 assert_eq!(s.state, state::BROADCAST);
             }
             mine(&client, 1).await;
             let poll = svc.eth_poll(CHAIN_ID).await.unwrap();
             assert_eq!(poll.finalized, batch);
             through_service.push(batch as f64 / t.elapsed().as_secs_f64());
+
+            // The same, four callers at once (one sender: nonces still queue).
+            let t = Instant::now();
+            let mut tasks = tokio::task::JoinSet::new();
+            for w in 0..4 {
+                let (svc, actor, req) = (svc.clone(), actor.clone(), request());
+                let n = batch / 4 + usize::from(w < batch % 4);
+                tasks.spawn(async move {
+                    for _ in 0..n {
+                        svc.eth_send(&actor, req.clone()).await.unwrap();
+                    }
+                });
+            }
+            while let Some(r) = tasks.join_next().await {
+                r.unwrap();
+            }
+            mine(&client, 1).await;
+            let poll = svc.eth_poll(CHAIN_ID).await.unwrap();
+            assert_eq!(poll.finalized, batch);
+            concurrent.push(batch as f64 / t.elapsed().as_secs_f64());
         }
         let median = |v: &mut Vec<f64>| {
             v.sort_by(f64::total_cmp);
             v[v.len() / 2]
         };
-        let (r, c, s) = (
+        let (r, c, s, p) = (
             median(&mut raw),
             median(&mut through_client),
             median(&mut through_service),
+            median(&mut concurrent),
         );
         println!("ethereum throughput, {batch} transfers per round, median of {rounds} rounds (one anvil):");
         println!("  raw pre-signed sends   {r:8.0} tx/s (anvil's rate, 100 %)");
         println!("  build+sign+send client {c:8.0} tx/s ({:.1} %)", 100.0 * c / r);
         println!("  Service::eth_send      {s:8.0} tx/s ({:.1} %)", 100.0 * s / r);
+        println!("  eth_send, 4 callers    {p:8.0} tx/s ({:.1} %)", 100.0 * p / r);
     });
 }
