@@ -4,6 +4,7 @@
 //! (an [`Amount`] in its asset's base units, a [`TransferIntent`] with its
 //! canonical digest) can only be built through constructors that check it.
 
+pub mod access;
 pub mod account;
 pub mod amount;
 pub mod asset;
@@ -15,6 +16,7 @@ pub mod network;
 pub mod principal;
 pub mod time;
 
+pub use access::{AccessError, Grant, Permission, Role, Scope, permits};
 pub use account::{Account, AccountName, AccountNameError};
 pub use amount::{Amount, AmountError, DecimalString};
 pub use asset::{Asset, AssetError, AssetId, AssetKind, ContractAddress, Decimals, Symbol};

@@ -1198,3 +1198,63 @@ fn child_path(account: &str, child: &[u32]) -> String {
 fn bip32_prefix() -> bip32::Prefix {
     bip32::Prefix::XPUB
 }
+
+impl Service {
+    /// Seals a service secret (a TOTP seed, a webhook signing secret) under
+    /// a key derived from the root key (HKDF-SHA256), bound to what it is
+    /// and whose. Needs the keystore unsealed, like every use of it.
+    pub(crate) async fn seal_service_secret(
+        &self,
+        kind: &str,
+        id: &str,
+        plain: &[u8],
+    ) -> Result<Vec<u8>, ServiceError> {
+        let vault = self.vault().lock().await;
+        let Vault::Unsealed(opened) = &*vault else {
+            return Err(ServiceError::Sealed);
+        };
+        let key = opened.service_secrets_key()?;
+        Ok(envelope::seal(
+            &key,
+            Binding {
+                kind,
+                id,
+                version: 1,
+            },
+            plain,
+        )?)
+    }
+
+    /// Opens what [`Service::seal_service_secret`] sealed.
+    pub(crate) async fn open_service_secret(
+        &self,
+        kind: &str,
+        id: &str,
+        sealed: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, ServiceError> {
+        let vault = self.vault().lock().await;
+        let Vault::Unsealed(opened) = &*vault else {
+            return Err(ServiceError::Sealed);
+        };
+        let key = opened.service_secrets_key()?;
+        Ok(envelope::open(
+            &key,
+            Binding {
+                kind,
+                id,
+                version: 1,
+            },
+            sealed,
+        )?)
+    }
+}
+
+impl Opened {
+    fn service_secrets_key(&self) -> Result<Secret32, ServiceError> {
+        let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(&self.keystore_id), self.root.expose());
+        let mut out = [0u8; 32];
+        hk.expand(b"strongroom/service-secrets/v1", &mut out)
+            .map_err(|_| ServiceError::Invalid("key derivation failed".into()))?;
+        Ok(Secret32::from_bytes(&mut out))
+    }
+}

@@ -9,8 +9,10 @@ mod audit_key;
 mod checkpoints;
 mod clock;
 pub mod eth;
+pub mod identity;
 mod keystore;
 mod service;
+pub mod totp;
 mod verify;
 
 pub use audit_key::{AuditKeyError, generate_audit_key, load_audit_key};

@@ -51,6 +51,8 @@ pub enum ServiceError {
     Audit(#[from] audit::AuditError),
     #[error(transparent)]
     Eth(#[from] crate::eth::EthError),
+    #[error(transparent)]
+    Auth(#[from] crate::identity::AuthError),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,6 +10,7 @@ mod accounts;
 mod audit_log;
 mod error;
 mod eth;
+mod identity;
 mod keystore;
 mod store;
 #[cfg(feature = "test-support")]
@@ -18,6 +19,7 @@ mod tx;
 
 pub use error::StorageError;
 pub use eth::{EthAttemptRow, EthSendRow, EthSenderRow};
+pub use identity::{ApiKeyRow, SessionRow, UserRow, WalletRow};
 pub use keystore::{KekRow, KeyRow, KeystoreRow};
 pub use store::{Backend, DatabaseConfig, Store};
 pub use tx::WriteTx;

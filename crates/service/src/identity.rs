@@ -1,0 +1,987 @@
+//! Identity and access: people (Argon2id passwords, TOTP), API keys (Ed25519
+//! signed requests with a shared nonce store), sessions, grants, and the
+//! capability handles through which every privileged operation is reached.
+//!
+//! A [`Principal`] is made only here, by verifying a credential. A
+//! [`Can`] is made only by [`Service::authorize`] from a principal that
+//! holds the permission at the right scope (and has passed MFA if it needs
+//! to). Privileged operations are methods on `Can<'_, P>`: there is no
+//! other way to call them from the API.
+
+use std::marker::PhantomData;
+
+use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
+use domain::{Actor, ApiKeyId, Grant, Permission, Role, Timestamp, UserId, WalletId, permits};
+use ed25519_dalek::{Signature, VerifyingKey};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use storage::{ApiKeyRow, SessionRow, StorageError, UserRow, WalletRow};
+
+use crate::keystore::entry;
+use crate::service::{Service, ServiceError};
+use crate::totp;
+
+/// How far a signed request's timestamp may be from the server's clock.
+pub const MAX_SKEW_MS: i64 = 30_000;
+/// Failed sign-ins before the account locks (then with doubling backoff).
+pub const LOCKOUT_AFTER: u32 = 5;
+/// How long a session lasts.
+pub const SESSION_MS: i64 = 8 * 3600 * 1000;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthError {
+    #[error("the credentials are not valid")]
+    InvalidCredentials,
+    #[error("the account is locked for another {retry_after_s} s after repeated failures")]
+    Locked { retry_after_s: u64 },
+    #[error("a one-time code is required")]
+    TotpRequired,
+    #[error("the request signature is not valid")]
+    BadSignature,
+    #[error("the request timestamp is more than 30 s from the server's clock")]
+    Stale,
+    #[error("the request nonce was used before")]
+    Replay,
+    #[error("the request is malformed: {0}")]
+    Malformed(String),
+    #[error("the API key is expired or revoked")]
+    KeyInactive,
+    #[error("the session is missing, expired or signed out")]
+    NoSession,
+    #[error("the CSRF token is missing or wrong")]
+    Csrf,
+    #[error("a second factor is required: enrol TOTP and sign in with it")]
+    MfaRequired,
+    #[error("not permitted")]
+    Forbidden,
+}
+
+/// Someone whose credential was verified, with their grants at that moment.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    actor: Actor,
+    grants: Vec<Grant>,
+    /// Passed a second factor (always true for API keys).
+    mfa: bool,
+    /// The session this came from, if any.
+    session: Option<String>,
+}
+
+impl Principal {
+    pub fn actor(&self) -> &Actor {
+        &self.actor
+    }
+
+    pub fn grants(&self) -> &[Grant] {
+        &self.grants
+    }
+
+    pub fn mfa(&self) -> bool {
+        self.mfa
+    }
+
+    /// Whether this principal may do `permission` on `target` (no side effects).
+    pub fn may(&self, permission: Permission, target: Option<WalletId>) -> bool {
+        self.mfa_ok() && permits(&self.grants, permission, target)
+    }
+
+    fn mfa_ok(&self) -> bool {
+        self.mfa || !self.grants.iter().any(|g| g.role().is_privileged())
+    }
+}
+
+/// Marker types for [`Can`]: one per permission.
+pub mod perm {
+    use domain::Permission;
+
+    pub trait Perm {
+        const PERMISSION: Permission;
+    }
+
+    macro_rules! perms {
+        ($($name:ident),*) => {$(
+            #[derive(Debug)]
+            pub struct $name;
+            impl Perm for $name {
+                const PERMISSION: Permission = Permission::$name;
+            }
+        )*};
+    }
+
+    perms!(
+        ReadStatus,
+        ManageUsers,
+        ManageApiKeys,
+        ManageKeys,
+        ManageWebhooks,
+        ManageNetworks,
+        ManagePolicy,
+        SealKeystore,
+        Freeze,
+        ReadAudit,
+        ReadWallet,
+        InitiateTransfer,
+        ApproveTransfer
+    );
+}
+
+/// The right to do `P`, held by a verified principal.
+#[derive(Debug)]
+pub struct Can<'a, P: perm::Perm> {
+    pub(crate) svc: &'a Service,
+    pub(crate) who: &'a Principal,
+    pub(crate) target: Option<WalletId>,
+    _p: PhantomData<P>,
+}
+
+impl<P: perm::Perm> Can<'_, P> {
+    pub fn actor(&self) -> &Actor {
+        &self.who.actor
+    }
+}
+
+/// What a successful sign-in returns. The tokens are shown once.
+#[derive(Clone)]
+pub struct LoginOutcome {
+    pub session_token: String,
+    pub csrf_token: String,
+    pub user: UserId,
+    /// The session passed a second factor.
+    pub mfa: bool,
+    /// The user must enrol TOTP before privileged use.
+    pub enrol_totp: bool,
+}
+
+impl std::fmt::Debug for LoginOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginOutcome")
+            .field("user", &self.user)
+            .field("mfa", &self.mfa)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A request signed with an API key, as received.
+#[derive(Debug)]
+pub struct SignedRequest<'a> {
+    pub key_id: &'a str,
+    pub timestamp_ms: &'a str,
+    pub nonce: &'a str,
+    pub signature: &'a str,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: &'a str,
+    pub body: &'a [u8],
+}
+
+/// The bytes an API key signs: method, path, query, body hash, time, nonce.
+pub fn request_message(
+    method: &str,
+    path: &str,
+    query: &str,
+    body: &[u8],
+    timestamp_ms: &str,
+    nonce: &str,
+) -> Vec<u8> {
+    format!(
+        "strongroom-request-v1\n{method}\n{path}\n{query}\n{}\n{timestamp_ms}\n{nonce}",
+        hex::encode(Sha256::digest(body))
+    )
+    .into_bytes()
+}
+
+fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn random_token() -> Result<String, ServiceError> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b)
+        .map_err(|_| ServiceError::Invalid("random number generator failed".into()))?;
+    Ok(data_encoding::BASE64URL_NOPAD.encode(&b))
+}
+
+/// Constant-time equality of two hex digests.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+fn argon2() -> Result<Argon2<'static>, ServiceError> {
+    // OWASP's Argon2id floor is 19 MiB, t = 2; this is more (≈ 0.2 s here).
+    let params = Params::new(64 * 1024, 3, 1, None)
+        .map_err(|e| ServiceError::Invalid(format!("argon2 parameters: {e}")))?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+/// Hashes a password (Argon2id, random salt) in a blocking thread.
+pub(crate) async fn hash_password(password: String) -> Result<String, ServiceError> {
+    let password = zeroize::Zeroizing::new(password);
+    tokio::task::spawn_blocking(move || {
+        argon2()?
+            .hash_password(password.as_bytes())
+            .map(|h| h.to_string())
+            .map_err(|e| ServiceError::Invalid(format!("password hashing: {e}")))
+    })
+    .await
+    .map_err(|e| ServiceError::Invalid(format!("password hashing: {e}")))?
+}
+
+async fn verify_password(password: String, hash: String) -> bool {
+    let password = zeroize::Zeroizing::new(password);
+    tokio::task::spawn_blocking(move || {
+        Argon2::default()
+            .verify_password(password.as_bytes(), hash.as_str())
+            .is_ok()
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// A PHC hash of a password nobody has, verified when the user does not
+/// exist so that a wrong name costs as much time as a wrong password.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=65536,t=3,p=1$c29tZXNhbHRzb21lc2FsdA$8nPdDSKc2Ce5Ui7Ko6NRbgFLvb0Lr1c59YxZVyp9wMM";
+
+fn check_password_rules(password: &str) -> Result<(), ServiceError> {
+    if password.chars().count() < 12 {
+        return Err(ServiceError::Invalid(
+            "a password needs at least 12 characters".into(),
+        ));
+    }
+    if password.len() > 1024 {
+        return Err(ServiceError::Invalid(
+            "a password may have at most 1024 bytes".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_user_name(name: &str) -> Result<(), ServiceError> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'));
+    if !ok {
+        return Err(ServiceError::Invalid(
+            "a user name is 1 to 64 of a-z A-Z 0-9 . _ - @".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl Service {
+    /// Checks that `who` may do `P` on `target` and hands out the capability.
+    pub fn authorize<'a, P: perm::Perm>(
+        &'a self,
+        who: &'a Principal,
+        target: Option<WalletId>,
+    ) -> Result<Can<'a, P>, AuthError> {
+        if !who.mfa_ok() && permits(&who.grants, P::PERMISSION, target) {
+            return Err(AuthError::MfaRequired);
+        }
+        if !permits(&who.grants, P::PERMISSION, target) {
+            return Err(AuthError::Forbidden);
+        }
+        Ok(Can {
+            svc: self,
+            who,
+            target,
+            _p: PhantomData,
+        })
+    }
+
+    /// Creates the first admin, from the console, while no user exists.
+    pub async fn bootstrap_admin(
+        &self,
+        console: &Actor,
+        name: &str,
+        password: String,
+    ) -> Result<UserRow, ServiceError> {
+        if !self.store().users().await?.is_empty() {
+            return Err(ServiceError::Invalid(
+                "users exist already: the first admin is made once".into(),
+            ));
+        }
+        self.insert_user(console, name, password, &[Grant::global(Role::Admin)])
+            .await
+    }
+
+    async fn insert_user(
+        &self,
+        by: &Actor,
+        name: &str,
+        password: String,
+        grants: &[Grant],
+    ) -> Result<UserRow, ServiceError> {
+        check_user_name(name)?;
+        check_password_rules(&password)?;
+        let hash = hash_password(password).await?;
+        let now = self.now();
+        let user = UserRow {
+            id: UserId::from_uuid(uuid::Uuid::now_v7()),
+            name: name.to_owned(),
+            password_hash: hash,
+            totp_sealed: None,
+            totp_pending: None,
+            totp_last_step: 0,
+            state: "active".into(),
+            failed_logins: 0,
+            locked_until: Timestamp::from_millis(0),
+            created_at: now,
+            created_by: by.clone(),
+        };
+        let actor = Actor::User(user.id);
+        let grant_names: Vec<String> = grants
+            .iter()
+            .map(|g| format!("{}@{}", g.role(), g.scope()))
+            .collect();
+        let e = entry(
+            by,
+            "user.created",
+            &actor.to_string(),
+            json!({ "name": name, "grants": grant_names }),
+        )?;
+        let mut tx = self.store().begin().await?;
+        tx.insert_user(&user).await?;
+        for g in grants {
+            tx.insert_grant(&actor, *g, None, now, by).await?;
+        }
+        let records = tx.commit(&[e], now).await?;
+        self.after_commit(&records).await;
+        Ok(user)
+    }
+
+    /// Password (and TOTP once enrolled) sign-in. Failures count towards a
+    /// lock-out with doubling backoff; a new address is flagged.
+    pub async fn login(
+        &self,
+        name: &str,
+        password: String,
+        totp_code: Option<&str>,
+        address: &str,
+    ) -> Result<LoginOutcome, ServiceError> {
+        let now = self.now();
+        let user = match self.store().user_by_name(name).await {
+            Ok(u) if u.state == "active" => u,
+            Ok(_) | Err(StorageError::NotFound { .. }) => {
+                verify_password(password, DUMMY_HASH.into()).await;
+                return Err(AuthError::InvalidCredentials.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if user.locked_until > now {
+            let left = user
+                .locked_until
+                .as_millis()
+                .saturating_sub(now.as_millis());
+            return Err(AuthError::Locked {
+                retry_after_s: u64::try_from(left).unwrap_or(0).div_ceil(1000).max(1),
+            }
+            .into());
+        }
+        let password_ok = verify_password(password, user.password_hash.clone()).await;
+        let mut step = None;
+        let totp_ok = match (&user.totp_sealed, password_ok) {
+            (None, _) => true,
+            (Some(_), false) => false,
+            (Some(sealed), true) => match totp_code {
+                None => return Err(AuthError::TotpRequired.into()),
+                Some(code) => {
+                    let secret = self
+                        .open_service_secret("totp", &user.id.to_string(), sealed)
+                        .await?;
+                    let unix = u64::try_from(now.as_millis() / 1000).unwrap_or(0);
+                    step = totp::verify(&secret, code, unix).filter(|s| *s > user.totp_last_step);
+                    step.is_some()
+                }
+            },
+        };
+        let subject = Actor::User(user.id).to_string();
+        if !(password_ok && totp_ok) {
+            let failed = user.failed_logins.saturating_add(1);
+            let locked_until = if failed >= LOCKOUT_AFTER {
+                let minutes = 1i64 << (failed - LOCKOUT_AFTER).min(6);
+                Timestamp::from_millis(now.as_millis() + minutes * 60_000)
+            } else {
+                Timestamp::from_millis(0)
+            };
+            let e = entry(
+                &Actor::Anonymous,
+                "auth.login.failed",
+                &subject,
+                json!({ "address": address, "failures": failed, "locked": failed >= LOCKOUT_AFTER }),
+            )?;
+            let mut tx = self.store().begin().await?;
+            tx.set_login_failures(user.id, failed, locked_until).await?;
+            let records = tx.commit(&[e], now).await?;
+            self.after_commit(&records).await;
+            return Err(AuthError::InvalidCredentials.into());
+        }
+        let grants = self.store().grants(&Actor::User(user.id), now).await?;
+        let privileged = grants.iter().any(|g| g.role().is_privileged());
+        let mfa = user.totp_sealed.is_some() || !privileged;
+        let session_token = random_token()?;
+        let csrf_token = random_token()?;
+        let session = SessionRow {
+            token_hash: hash_token(&session_token),
+            user_id: user.id,
+            csrf_hash: hash_token(&csrf_token),
+            mfa,
+            address: address.to_owned(),
+            created_at: now,
+            expires_at: Timestamp::from_millis(now.as_millis() + SESSION_MS),
+        };
+        let mut tx = self.store().begin().await?;
+        if let Some(step) = step {
+            tx.advance_totp_step(user.id, step).await?;
+        }
+        tx.set_login_failures(user.id, 0, Timestamp::from_millis(0))
+            .await?;
+        let new_address = tx.note_login_address(user.id, address, now).await?;
+        tx.insert_session(&session).await?;
+        let mut entries = vec![entry(
+            &Actor::User(user.id),
+            "auth.login",
+            &subject,
+            json!({ "address": address, "mfa": mfa }),
+        )?];
+        if new_address {
+            entries.push(entry(
+                &Actor::User(user.id),
+                "auth.login.new_address",
+                &subject,
+                json!({ "address": address }),
+            )?);
+        }
+        let records = tx.commit(&entries, now).await?;
+        self.after_commit(&records).await;
+        Ok(LoginOutcome {
+            session_token,
+            csrf_token,
+            user: user.id,
+            mfa,
+            enrol_totp: user.totp_sealed.is_none() && privileged,
+        })
+    }
+
+    /// The principal behind a session cookie. State-changing requests must
+    /// carry the session's CSRF token.
+    pub async fn authenticate_session(
+        &self,
+        token: &str,
+        csrf: Option<&str>,
+        changes_state: bool,
+    ) -> Result<Principal, ServiceError> {
+        let now = self.now();
+        let hash = hash_token(token);
+        let s = match self.store().session(&hash).await {
+            Ok(s) if s.expires_at > now => s,
+            Ok(_) | Err(StorageError::NotFound { .. }) => return Err(AuthError::NoSession.into()),
+            Err(e) => return Err(e.into()),
+        };
+        if changes_state && !csrf.is_some_and(|c| same(&hash_token(c), &s.csrf_hash)) {
+            return Err(AuthError::Csrf.into());
+        }
+        let user = self.store().user(s.user_id).await?;
+        if user.state != "active" {
+            return Err(AuthError::NoSession.into());
+        }
+        let actor = Actor::User(user.id);
+        Ok(Principal {
+            grants: self.store().grants(&actor, now).await?,
+            actor,
+            mfa: s.mfa,
+            session: Some(hash),
+        })
+    }
+
+    pub async fn logout(&self, who: &Principal) -> Result<(), ServiceError> {
+        let Some(hash) = &who.session else {
+            return Ok(());
+        };
+        let now = self.now();
+        let e = entry(&who.actor, "auth.logout", &who.actor.to_string(), json!({}))?;
+        let mut tx = self.store().begin().await?;
+        tx.delete_session(hash).await?;
+        let records = tx.commit(&[e], now).await?;
+        self.after_commit(&records).await;
+        Ok(())
+    }
+
+    /// Starts TOTP enrolment: a fresh secret, sealed as pending. Returns the
+    /// `otpauth://` URI (shown once).
+    pub async fn totp_enrol(&self, who: &Principal) -> Result<String, ServiceError> {
+        let Actor::User(id) = who.actor else {
+            return Err(AuthError::Forbidden.into());
+        };
+        let user = self.store().user(id).await?;
+        let mut secret = zeroize::Zeroizing::new([0u8; 20]);
+        getrandom::fill(&mut secret[..])
+            .map_err(|_| ServiceError::Invalid("random number generator failed".into()))?;
+        let sealed = self
+            .seal_service_secret("totp-pending", &id.to_string(), &secret[..])
+            .await?;
+        let now = self.now();
+        let e = entry(
+            &who.actor,
+            "auth.totp.enrolment_started",
+            &who.actor.to_string(),
+            json!({}),
+        )?;
+        let mut tx = self.store().begin().await?;
+        tx.set_totp(id, user.totp_sealed.as_deref(), Some(&sealed))
+            .await?;
+        let records = tx.commit(&[e], now).await?;
+        self.after_commit(&records).await;
+        Ok(totp::otpauth_uri(&secret[..], &user.name))
+    }
+
+    /// Confirms enrolment with a code from the new secret; the session that
+    /// confirms it counts as having passed MFA.
+    pub async fn totp_confirm(&self, who: &Principal, code: &str) -> Result<(), ServiceError> {
+        let Actor::User(id) = who.actor else {
+            return Err(AuthError::Forbidden.into());
+        };
+        let user = self.store().user(id).await?;
+        let pending = user.totp_pending.ok_or(AuthError::InvalidCredentials)?;
+        let secret = self
+            .open_service_secret("totp-pending", &id.to_string(), &pending)
+            .await?;
+        let now = self.now();
+        let unix = u64::try_from(now.as_millis() / 1000).unwrap_or(0);
+        let step = totp::verify(&secret, code, unix).ok_or(AuthError::InvalidCredentials)?;
+        let sealed = self
+            .seal_service_secret("totp", &id.to_string(), &secret)
+            .await?;
+        let e = entry(
+            &who.actor,
+            "auth.totp.enrolled",
+            &who.actor.to_string(),
+            json!({}),
+        )?;
+        let mut tx = self.store().begin().await?;
+        tx.set_totp(id, Some(&sealed), None).await?;
+        tx.advance_totp_step(id, step.max(user.totp_last_step + 1))
+            .await?;
+        if let Some(hash) = &who.session {
+            tx.set_session_mfa(hash).await?;
+        }
+        let records = tx.commit(&[e], now).await?;
+        self.after_commit(&records).await;
+        Ok(())
+    }
+
+    /// The principal behind an API-key-signed request: key active, time
+    /// within 30 s, signature valid (Ed25519, strict), nonce never seen by
+    /// any server sharing this database.
+    pub async fn authenticate_request(
+        &self,
+        r: &SignedRequest<'_>,
+    ) -> Result<Principal, ServiceError> {
+        let now = self.now();
+        let key_id: ApiKeyId = r
+            .key_id
+            .parse()
+            .map_err(|_| AuthError::Malformed("key id".into()))?;
+        let ts: i64 = r
+            .timestamp_ms
+            .parse()
+            .map_err(|_| AuthError::Malformed("timestamp".into()))?;
+        if !(16..=64).contains(&r.nonce.len())
+            || !r
+                .nonce
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+        {
+            return Err(AuthError::Malformed("nonce: 16 to 64 of A-Z a-z 0-9 - _".into()).into());
+        }
+        if (now.as_millis() - ts).abs() > MAX_SKEW_MS {
+            return Err(AuthError::Stale.into());
+        }
+        let key = match self.store().api_key(key_id).await {
+            Ok(k) => k,
+            Err(StorageError::NotFound { .. }) => return Err(AuthError::BadSignature.into()),
+            Err(e) => return Err(e.into()),
+        };
+        if key.revoked_at.is_some() || key.expires_at <= now {
+            return Err(AuthError::KeyInactive.into());
+        }
+        let public: [u8; 32] = hex::decode(&key.public_key)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| StorageError::Corrupt("API key public key".into()))?;
+        let vk = VerifyingKey::from_bytes(&public)
+            .map_err(|_| StorageError::Corrupt("API key public key".into()))?;
+        let sig_bytes: [u8; 64] = data_encoding::BASE64
+            .decode(r.signature.as_bytes())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or(AuthError::BadSignature)?;
+        let message = request_message(r.method, r.path, r.query, r.body, r.timestamp_ms, r.nonce);
+        vk.verify_strict(&message, &Signature::from_bytes(&sig_bytes))
+            .map_err(|_| AuthError::BadSignature)?;
+        // Only a correctly signed request spends its nonce.
+        let forget = Timestamp::from_millis(now.as_millis() - 2 * MAX_SKEW_MS);
+        if !self
+            .store()
+            .use_request_nonce(key_id, r.nonce, now, forget)
+            .await?
+        {
+            return Err(AuthError::Replay.into());
+        }
+        let actor = Actor::ApiKey(key_id);
+        Ok(Principal {
+            grants: self.store().grants(&actor, now).await?,
+            actor,
+            mfa: true,
+            session: None,
+        })
+    }
+
+    /// An API key registered from the console (the CLI, whose authority is
+    /// the server's own files), for bootstrap and automation.
+    pub async fn console_register_api_key(
+        &self,
+        console: &Actor,
+        name: &str,
+        public_key: &[u8; 32],
+        grants: &[Grant],
+        valid_days: u32,
+    ) -> Result<ApiKeyRow, ServiceError> {
+        register_api_key(self, console, name, public_key, grants, valid_days).await
+    }
+}
+
+async fn register_api_key(
+    svc: &Service,
+    by: &Actor,
+    name: &str,
+    public_key: &[u8; 32],
+    grants: &[Grant],
+    valid_days: u32,
+) -> Result<ApiKeyRow, ServiceError> {
+    if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+        return Err(ServiceError::Invalid(
+            "an API key name is 1 to 64 printable characters".into(),
+        ));
+    }
+    if !(1..=366).contains(&valid_days) {
+        return Err(ServiceError::Invalid(
+            "API keys are valid for 1 to 366 days".into(),
+        ));
+    }
+    VerifyingKey::from_bytes(public_key)
+        .ok()
+        .filter(|k| !k.is_weak())
+        .ok_or_else(|| ServiceError::Invalid("not a usable Ed25519 public key".into()))?;
+    if grants.is_empty() {
+        return Err(ServiceError::Invalid(
+            "an API key needs at least one role".into(),
+        ));
+    }
+    let now = svc.now();
+    let row = ApiKeyRow {
+        id: ApiKeyId::from_uuid(uuid::Uuid::now_v7()),
+        name: name.to_owned(),
+        public_key: hex::encode(public_key),
+        expires_at: Timestamp::from_millis(now.as_millis() + i64::from(valid_days) * 86_400_000),
+        revoked_at: None,
+        created_at: now,
+        created_by: by.clone(),
+    };
+    let actor = Actor::ApiKey(row.id);
+    let grant_names: Vec<String> = grants
+        .iter()
+        .map(|g| format!("{}@{}", g.role(), g.scope()))
+        .collect();
+    let e = entry(
+        by,
+        "api_key.created",
+        &actor.to_string(),
+        json!({ "name": name, "public_key": row.public_key, "grants": grant_names, "expires_at_ms": row.expires_at.as_millis() }),
+    )?;
+    let mut tx = svc.store().begin().await?;
+    tx.insert_api_key(&row).await?;
+    for g in grants {
+        tx.insert_grant(&actor, *g, Some(row.expires_at), now, by)
+            .await?;
+    }
+    let records = tx.commit(&[e], now).await?;
+    svc.after_commit(&records).await;
+    Ok(row)
+}
+
+impl Can<'_, perm::ManageUsers> {
+    pub async fn create_user(
+        &self,
+        name: &str,
+        password: String,
+        grants: &[Grant],
+    ) -> Result<UserRow, ServiceError> {
+        self.svc
+            .insert_user(&self.who.actor, name, password, grants)
+            .await
+    }
+
+    pub async fn users(&self) -> Result<Vec<UserRow>, ServiceError> {
+        Ok(self.svc.store().users().await?)
+    }
+
+    /// Grants a role, optionally until a time (a temporary delegation that
+    /// expires on its own).
+    pub async fn grant(
+        &self,
+        principal: &Actor,
+        grant: Grant,
+        until: Option<Timestamp>,
+    ) -> Result<(), ServiceError> {
+        let now = self.svc.now();
+        let e = entry(
+            &self.who.actor,
+            "grant.added",
+            &principal.to_string(),
+            json!({ "role": grant.role().as_str(), "scope": grant.scope().to_string(), "until_ms": until.map(|t| t.as_millis()) }),
+        )?;
+        let mut tx = self.svc.store().begin().await?;
+        tx.insert_grant(principal, grant, until, now, &self.who.actor)
+            .await?;
+        let records = tx.commit(&[e], now).await?;
+        self.svc.after_commit(&records).await;
+        Ok(())
+    }
+
+    pub async fn revoke_grant(&self, principal: &Actor, grant: Grant) -> Result<(), ServiceError> {
+        let now = self.svc.now();
+        let e = entry(
+            &self.who.actor,
+            "grant.removed",
+            &principal.to_string(),
+            json!({ "role": grant.role().as_str(), "scope": grant.scope().to_string() }),
+        )?;
+        let mut tx = self.svc.store().begin().await?;
+        tx.delete_grant(principal, grant).await?;
+        let records = tx.commit(&[e], now).await?;
+        self.svc.after_commit(&records).await;
+        Ok(())
+    }
+}
+
+impl Can<'_, perm::ManageApiKeys> {
+    pub async fn register_api_key(
+        &self,
+        name: &str,
+        public_key: &[u8; 32],
+        grants: &[Grant],
+        valid_days: u32,
+    ) -> Result<ApiKeyRow, ServiceError> {
+        register_api_key(
+            self.svc,
+            &self.who.actor,
+            name,
+            public_key,
+            grants,
+            valid_days,
+        )
+        .await
+    }
+
+    pub async fn api_keys(&self) -> Result<Vec<ApiKeyRow>, ServiceError> {
+        Ok(self.svc.store().api_keys().await?)
+    }
+
+    pub async fn revoke_api_key(&self, id: ApiKeyId) -> Result<(), ServiceError> {
+        let now = self.svc.now();
+        let e = entry(
+            &self.who.actor,
+            "api_key.revoked",
+            &Actor::ApiKey(id).to_string(),
+            json!({}),
+        )?;
+        let mut tx = self.svc.store().begin().await?;
+        tx.revoke_api_key(id, now).await?;
+        let records = tx.commit(&[e], now).await?;
+        self.svc.after_commit(&records).await;
+        Ok(())
+    }
+}
+
+impl Can<'_, perm::ReadAudit> {
+    pub async fn audit_page(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<audit::Record>, ServiceError> {
+        Ok(self.svc.store().audit_page(after, limit.min(1000)).await?)
+    }
+}
+
+impl Can<'_, perm::SealKeystore> {
+    pub async fn seal(&self) -> Result<(), ServiceError> {
+        self.svc.seal(&self.who.actor).await
+    }
+}
+
+impl Can<'_, perm::ManageNetworks> {
+    pub async fn create_wallet(&self, name: &str) -> Result<WalletRow, ServiceError> {
+        create_wallet(self.svc, &self.who.actor, name).await
+    }
+
+    /// Puts an Ethereum sender in a wallet (grants on the wallet then reach it).
+    pub async fn assign_eth_sender(
+        &self,
+        chain_id: u64,
+        address: chain_eth::EthAddress,
+        wallet: WalletId,
+    ) -> Result<(), ServiceError> {
+        assign_eth_sender(self.svc, &self.who.actor, chain_id, address, wallet).await
+    }
+}
+
+impl Can<'_, perm::ReadWallet> {
+    /// An Ethereum send, if it belongs to the wallet this capability is
+    /// for (or the capability is global). Outside the scope it is as if it
+    /// did not exist.
+    pub async fn eth_send(&self, id: &str) -> Result<storage::EthSendRow, ServiceError> {
+        let send = self.svc.store().eth_send(id).await?;
+        let wallet = self
+            .svc
+            .store()
+            .eth_sender_wallet(&send.network, &send.address)
+            .await?;
+        let global = permits(&self.who.grants, Permission::ReadWallet, None);
+        if !global && (wallet.is_none() || wallet != self.target) {
+            return Err(StorageError::NotFound {
+                what: "Ethereum send",
+            }
+            .into());
+        }
+        Ok(send)
+    }
+}
+
+impl Service {
+    /// The wallet an Ethereum send belongs to, to authorise reading it.
+    pub async fn eth_send_wallet(&self, id: &str) -> Result<Option<WalletId>, ServiceError> {
+        let send = self.store().eth_send(id).await?;
+        Ok(self
+            .store()
+            .eth_sender_wallet(&send.network, &send.address)
+            .await?)
+    }
+}
+
+pub(crate) async fn create_wallet(
+    svc: &Service,
+    by: &Actor,
+    name: &str,
+) -> Result<WalletRow, ServiceError> {
+    check_user_name(name).map_err(|_| {
+        ServiceError::Invalid("a wallet name is 1 to 64 of a-z A-Z 0-9 . _ - @".into())
+    })?;
+    let now = svc.now();
+    let w = WalletRow {
+        id: WalletId::from_uuid(uuid::Uuid::now_v7()),
+        name: name.to_owned(),
+        created_at: now,
+        created_by: by.clone(),
+    };
+    let e = entry(
+        by,
+        "wallet.created",
+        &format!("wallet:{}", w.id),
+        json!({ "name": name }),
+    )?;
+    let mut tx = svc.store().begin().await?;
+    tx.insert_wallet(&w).await?;
+    let records = tx.commit(&[e], now).await?;
+    svc.after_commit(&records).await;
+    Ok(w)
+}
+
+pub(crate) async fn assign_eth_sender(
+    svc: &Service,
+    by: &Actor,
+    chain_id: u64,
+    address: chain_eth::EthAddress,
+    wallet: WalletId,
+) -> Result<(), ServiceError> {
+    svc.store().wallet(wallet).await?;
+    let network = format!("eip155:{chain_id}");
+    let now = svc.now();
+    let e = entry(
+        by,
+        "eth.sender.assigned",
+        &format!("eth:{network}:{address}"),
+        json!({ "wallet": wallet.to_string() }),
+    )?;
+    let mut tx = svc.store().begin().await?;
+    tx.set_eth_sender_wallet(&network, &address.to_lower_hex(), wallet)
+        .await?;
+    let records = tx.commit(&[e], now).await?;
+    svc.after_commit(&records).await;
+    Ok(())
+}
+
+impl Service {
+    /// Console (CLI) wallet creation.
+    pub async fn console_create_wallet(
+        &self,
+        console: &Actor,
+        name: &str,
+    ) -> Result<WalletRow, ServiceError> {
+        create_wallet(self, console, name).await
+    }
+
+    /// Console (CLI) assignment of a sender to a wallet.
+    pub async fn console_assign_eth_sender(
+        &self,
+        console: &Actor,
+        chain_id: u64,
+        address: chain_eth::EthAddress,
+        wallet: WalletId,
+    ) -> Result<(), ServiceError> {
+        assign_eth_sender(self, console, chain_id, address, wallet).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dummy_hash_parses_so_unknown_names_cost_a_full_verification() {
+        assert!(argon2::PasswordHash::new(DUMMY_HASH).is_ok());
+        let t = std::time::Instant::now();
+        assert!(Argon2::default().verify_password(b"x", DUMMY_HASH).is_err());
+        assert!(
+            t.elapsed() > std::time::Duration::from_millis(10),
+            "it ran Argon2"
+        );
+    }
+
+    #[test]
+    fn the_signed_message_names_everything() {
+        let m = request_message(
+            "POST",
+            "/v1/x",
+            "a=1",
+            b"{}",
+            "1700000000000",
+            "n0nce-n0nce-n0nce",
+        );
+        let text = String::from_utf8(m).unwrap_or_default();
+        expect_test::expect![[r#"
+            strongroom-request-v1
+            POST
+            /v1/x
+            a=1
+            44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a
+            1700000000000
+            n0nce-n0nce-n0nce"#]]
+        .assert_eq(&text);
+    }
+}

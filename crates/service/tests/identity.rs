@@ -1,0 +1,605 @@
+//! People, API keys, sessions and capabilities, on SQLite and PostgreSQL.
+
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use audit::AuditSigningKey;
+use domain::{Actor, Grant, Role, Scope, Timestamp};
+use ed25519_dalek::{Signer as _, SigningKey};
+use service::identity::{AuthError, Principal, SignedRequest, perm, request_message};
+use service::{CheckpointFile, CheckpointPolicy, Checkpointer, Clock, Service, ServiceError, totp};
+use storage::testing::TestDb;
+use zeroize::Zeroizing;
+
+storage::on_both!(
+    fixture;
+    passwords_lock_out_with_backoff,
+    totp_is_enrolled_then_required_and_never_replayed,
+    signed_requests_are_fresh_unique_and_untampered,
+    capabilities_follow_grants_scopes_and_expiry,
+);
+
+#[derive(Debug)]
+struct TestClock(AtomicI64);
+
+impl Clock for TestClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_millis(self.0.load(Ordering::SeqCst))
+    }
+}
+
+struct Fixture {
+    db: TestDb,
+    svc: Service,
+    clock: Arc<TestClock>,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn advance(&self, ms: i64) {
+        self.clock.0.fetch_add(ms, Ordering::SeqCst);
+    }
+
+    fn unix(&self) -> u64 {
+        u64::try_from(self.clock.now().as_millis() / 1000).unwrap()
+    }
+
+    async fn actions(&self) -> Vec<String> {
+        let page = self.db.store.audit_page(0, 10_000).await.unwrap();
+        page.into_iter().map(|r| r.action).collect()
+    }
+}
+
+async fn fixture(db: TestDb) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = Checkpointer::open(
+        AuditSigningKey::from_seed(&Zeroizing::new([3; 32])),
+        CheckpointFile::new(dir.path().join("cp")),
+        CheckpointPolicy {
+            every_records: 10_000,
+            every: Duration::from_secs(3600),
+        },
+    )
+    .unwrap();
+    let clock = Arc::new(TestClock(AtomicI64::new(1_800_000_000_000)));
+    let svc = Service::new(db.store.clone(), clock.clone(), cp);
+    let console: Actor = "operator:root".parse().unwrap();
+    for s in &svc.init_keystore(&console, 2, 2).await.unwrap() {
+        svc.unseal(&Actor::Anonymous, s).await.unwrap();
+    }
+    svc.bootstrap_admin(&console, "alice", "correct horse battery".into())
+        .await
+        .unwrap();
+    Fixture {
+        db,
+        svc,
+        clock,
+        _dir: dir,
+    }
+}
+
+fn denied<T>(r: Result<T, AuthError>) -> AuthError {
+    r.map(|_| ()).unwrap_err()
+}
+
+fn auth_err<T: std::fmt::Debug>(r: Result<T, ServiceError>) -> AuthError {
+    match r {
+        Err(ServiceError::Auth(e)) => e,
+        other => panic!("expected an authentication error, got {other:?}"),
+    }
+}
+
+async fn passwords_lock_out_with_backoff(f: Fixture) {
+    let console: Actor = "operator:root".parse().unwrap();
+    // Once only.
+    assert!(
+        f.svc
+            .bootstrap_admin(&console, "mallory", "another long password".into())
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        auth_err(
+            f.svc
+                .login("nobody", "correct horse battery".into(), None, "10.0.0.1")
+                .await
+        ),
+        AuthError::InvalidCredentials
+    );
+    for _ in 0..5 {
+        assert_eq!(
+            auth_err(
+                f.svc
+                    .login("alice", "wrong horse battery".into(), None, "10.0.0.1")
+                    .await
+            ),
+            AuthError::InvalidCredentials
+        );
+    }
+    // Locked: even the right password is refused, with a retry time.
+    let locked = auth_err(
+        f.svc
+            .login("alice", "correct horse battery".into(), None, "10.0.0.1")
+            .await,
+    );
+    assert!(
+        matches!(locked, AuthError::Locked { retry_after_s } if (1..=60).contains(&retry_after_s)),
+        "{locked:?}"
+    );
+    f.advance(61_000);
+    // One more failure locks for twice as long.
+    auth_err(
+        f.svc
+            .login("alice", "wrong horse battery".into(), None, "10.0.0.1")
+            .await,
+    );
+    let locked = auth_err(
+        f.svc
+            .login("alice", "correct horse battery".into(), None, "10.0.0.1")
+            .await,
+    );
+    assert!(
+        matches!(locked, AuthError::Locked { retry_after_s } if (61..=120).contains(&retry_after_s)),
+        "{locked:?}"
+    );
+    f.advance(121_000);
+    let ok = f
+        .svc
+        .login("alice", "correct horse battery".into(), None, "10.0.0.1")
+        .await
+        .unwrap();
+    assert!(!ok.mfa && ok.enrol_totp, "an admin without TOTP must enrol");
+    let actions = f.actions().await;
+    assert_eq!(
+        actions.iter().filter(|a| *a == "auth.login.failed").count(),
+        6
+    );
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| *a == "auth.login.new_address")
+            .count(),
+        1
+    );
+    f.svc
+        .login("alice", "correct horse battery".into(), None, "10.0.0.2")
+        .await
+        .unwrap();
+    f.svc
+        .login("alice", "correct horse battery".into(), None, "10.0.0.2")
+        .await
+        .unwrap();
+    let actions = f.actions().await;
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| *a == "auth.login.new_address")
+            .count(),
+        2,
+        "10.0.0.2 flagged once"
+    );
+}
+
+fn secret_of(uri: &str) -> Vec<u8> {
+    let b32 = uri
+        .split("secret=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    data_encoding::BASE32_NOPAD.decode(b32.as_bytes()).unwrap()
+}
+
+async fn totp_is_enrolled_then_required_and_never_replayed(f: Fixture) {
+    let login = f
+        .svc
+        .login("alice", "correct horse battery".into(), None, "10.0.0.1")
+        .await
+        .unwrap();
+    let who = f
+        .svc
+        .authenticate_session(&login.session_token, None, false)
+        .await
+        .unwrap();
+    // Privileged capabilities wait for the second factor.
+    assert_eq!(
+        f.svc
+            .authorize::<perm::ManageUsers>(&who, None)
+            .unwrap_err(),
+        AuthError::MfaRequired
+    );
+    // State changes need the CSRF token.
+    assert_eq!(
+        auth_err(
+            f.svc
+                .authenticate_session(&login.session_token, None, true)
+                .await
+        ),
+        AuthError::Csrf
+    );
+    assert_eq!(
+        auth_err(
+            f.svc
+                .authenticate_session(&login.session_token, Some("forged"), true)
+                .await
+        ),
+        AuthError::Csrf
+    );
+    let who = f
+        .svc
+        .authenticate_session(&login.session_token, Some(&login.csrf_token), true)
+        .await
+        .unwrap();
+    let uri = f.svc.totp_enrol(&who).await.unwrap();
+    assert!(uri.starts_with("otpauth://totp/Strongroom:alice?secret="));
+    let secret = secret_of(&uri);
+    assert_eq!(
+        auth_err(f.svc.totp_confirm(&who, "000000").await),
+        AuthError::InvalidCredentials
+    );
+    let code = format!("{:06}", totp::code(&secret, f.unix() / 30, 6).unwrap());
+    f.svc.totp_confirm(&who, &code).await.unwrap();
+    let who = f
+        .svc
+        .authenticate_session(&login.session_token, None, false)
+        .await
+        .unwrap();
+    assert!(who.mfa());
+    f.svc.authorize::<perm::ManageUsers>(&who, None).unwrap();
+
+    // From now on the code is required, and each code works once.
+    assert_eq!(
+        auth_err(
+            f.svc
+                .login("alice", "correct horse battery".into(), None, "10.0.0.1")
+                .await
+        ),
+        AuthError::TotpRequired
+    );
+    assert_eq!(
+        auth_err(
+            f.svc
+                .login(
+                    "alice",
+                    "correct horse battery".into(),
+                    Some(&code),
+                    "10.0.0.1"
+                )
+                .await
+        ),
+        AuthError::InvalidCredentials,
+        "the code used to confirm cannot sign in"
+    );
+    f.advance(30_000);
+    let next = format!("{:06}", totp::code(&secret, f.unix() / 30, 6).unwrap());
+    let ok = f
+        .svc
+        .login(
+            "alice",
+            "correct horse battery".into(),
+            Some(&next),
+            "10.0.0.1",
+        )
+        .await
+        .unwrap();
+    assert!(ok.mfa && !ok.enrol_totp);
+    assert_eq!(
+        auth_err(
+            f.svc
+                .login(
+                    "alice",
+                    "correct horse battery".into(),
+                    Some(&next),
+                    "10.0.0.1"
+                )
+                .await
+        ),
+        AuthError::InvalidCredentials,
+        "replayed code"
+    );
+    // Sign-out ends the session.
+    let who = f
+        .svc
+        .authenticate_session(&ok.session_token, None, false)
+        .await
+        .unwrap();
+    f.svc.logout(&who).await.unwrap();
+    assert_eq!(
+        auth_err(
+            f.svc
+                .authenticate_session(&ok.session_token, None, false)
+                .await
+        ),
+        AuthError::NoSession
+    );
+    // Sessions expire.
+    f.advance(9 * 3600 * 1000);
+    assert_eq!(
+        auth_err(
+            f.svc
+                .authenticate_session(&login.session_token, None, false)
+                .await
+        ),
+        AuthError::NoSession
+    );
+}
+
+struct Client {
+    key: SigningKey,
+    id: String,
+}
+
+/// A signed request, owned, that can be altered before it is presented.
+#[derive(Clone)]
+struct Req {
+    key_id: String,
+    ts: String,
+    nonce: String,
+    sig: String,
+    path: String,
+    body: Vec<u8>,
+}
+
+impl Req {
+    fn view(&self) -> SignedRequest<'_> {
+        SignedRequest {
+            key_id: &self.key_id,
+            timestamp_ms: &self.ts,
+            nonce: &self.nonce,
+            signature: &self.sig,
+            method: "POST",
+            path: &self.path,
+            query: "",
+            body: &self.body,
+        }
+    }
+}
+
+impl Client {
+    fn sign(&self, f: &Fixture, nonce: &str, body: &[u8]) -> Req {
+        let ts = f.clock.now().as_millis().to_string();
+        let m = request_message("POST", "/v1/transfers", "", body, &ts, nonce);
+        Req {
+            key_id: self.id.clone(),
+            ts,
+            nonce: nonce.to_owned(),
+            sig: data_encoding::BASE64.encode(&self.key.sign(&m).to_bytes()),
+            path: "/v1/transfers".into(),
+            body: body.to_vec(),
+        }
+    }
+}
+
+async fn register(f: &Fixture, seed: u8, grants: &[Grant], days: u32) -> Client {
+    let key = SigningKey::from_bytes(&[seed; 32]);
+    let console: Actor = "operator:root".parse().unwrap();
+    let row = f
+        .svc
+        .console_register_api_key(
+            &console,
+            "integrator",
+            &key.verifying_key().to_bytes(),
+            grants,
+            days,
+        )
+        .await
+        .unwrap();
+    Client {
+        key,
+        id: row.id.to_string(),
+    }
+}
+
+async fn signed_requests_are_fresh_unique_and_untampered(f: Fixture) {
+    let c = register(&f, 7, &[Grant::global(Role::Initiator)], 90).await;
+    let body = br#"{"amount":"1"}"#;
+    let req = c.sign(&f, "nonce-0000000000001", body);
+    let who: Principal = f.svc.authenticate_request(&req.view()).await.unwrap();
+    assert_eq!(who.grants(), &[Grant::global(Role::Initiator)]);
+    // The same request again: a replay (the nonce store is the database, shared by every server).
+    assert_eq!(
+        auth_err(f.svc.authenticate_request(&req.view()).await),
+        AuthError::Replay
+    );
+
+    let genuine = c.sign(&f, "nonce-0000000000002", body);
+    let mut tampered = genuine.clone();
+    tampered.body = br#"{"amount":"9"}"#.to_vec();
+    assert_eq!(
+        auth_err(f.svc.authenticate_request(&tampered.view()).await),
+        AuthError::BadSignature
+    );
+    // A bad signature does not burn the nonce: the genuine request still passes.
+    f.svc.authenticate_request(&genuine.view()).await.unwrap();
+
+    let mut other_path = c.sign(&f, "nonce-0000000000003", body);
+    other_path.path = "/v1/api-keys".into();
+    assert_eq!(
+        auth_err(f.svc.authenticate_request(&other_path.view()).await),
+        AuthError::BadSignature
+    );
+
+    let old = c.sign(&f, "nonce-0000000000004", body);
+    f.advance(31_000);
+    assert_eq!(
+        auth_err(f.svc.authenticate_request(&old.view()).await),
+        AuthError::Stale
+    );
+    let mut future = c.sign(&f, "nonce-0000000000005", body);
+    future.ts = (f.clock.now().as_millis() + 31_000).to_string();
+    assert_eq!(
+        auth_err(f.svc.authenticate_request(&future.view()).await),
+        AuthError::Stale
+    );
+
+    let short = c.sign(&f, "short", body);
+    assert!(matches!(
+        auth_err(f.svc.authenticate_request(&short.view()).await),
+        AuthError::Malformed(_)
+    ));
+
+    let stranger = Client {
+        key: SigningKey::from_bytes(&[9; 32]),
+        id: c.id.clone(),
+    };
+    let forged = stranger.sign(&f, "nonce-0000000000006", body);
+    assert_eq!(
+        auth_err(f.svc.authenticate_request(&forged.view()).await),
+        AuthError::BadSignature
+    );
+
+    // Expiry.
+    let short_lived = register(&f, 8, &[Grant::global(Role::Viewer)], 1).await;
+    f.advance(86_400_000 + 1);
+    let req = short_lived.sign(&f, "nonce-0000000000007", body);
+    assert_eq!(
+        auth_err(f.svc.authenticate_request(&req.view()).await),
+        AuthError::KeyInactive
+    );
+}
+
+async fn capabilities_follow_grants_scopes_and_expiry(f: Fixture) {
+    let console: Actor = "operator:root".parse().unwrap();
+    let a = f
+        .svc
+        .console_create_wallet(&console, "hot-a")
+        .await
+        .unwrap();
+    let b = f
+        .svc
+        .console_create_wallet(&console, "hot-b")
+        .await
+        .unwrap();
+    let c = register(
+        &f,
+        11,
+        &[
+            Grant::new(Role::Initiator, Scope::Wallet(a.id)).unwrap(),
+            Grant::new(Role::Viewer, Scope::Wallet(b.id)).unwrap(),
+        ],
+        30,
+    )
+    .await;
+    let present = |n: &str| c.sign(&f, n, b"");
+    let who = f
+        .svc
+        .authenticate_request(&present("nonce-1000000000001").view())
+        .await
+        .unwrap();
+    f.svc
+        .authorize::<perm::InitiateTransfer>(&who, Some(a.id))
+        .unwrap();
+    assert_eq!(
+        denied(f.svc.authorize::<perm::InitiateTransfer>(&who, Some(b.id))),
+        AuthError::Forbidden
+    );
+    f.svc
+        .authorize::<perm::ReadWallet>(&who, Some(b.id))
+        .unwrap();
+    assert_eq!(
+        denied(f.svc.authorize::<perm::ReadAudit>(&who, None)),
+        AuthError::Forbidden
+    );
+    assert_eq!(
+        denied(f.svc.authorize::<perm::ApproveTransfer>(&who, Some(a.id))),
+        AuthError::Forbidden
+    );
+    assert_eq!(
+        denied(f.svc.authorize::<perm::ReadWallet>(&who, None)),
+        AuthError::Forbidden
+    );
+
+    // An admin passes MFA, then delegates approval for an hour.
+    let login = f
+        .svc
+        .login("alice", "correct horse battery".into(), None, "10.0.0.1")
+        .await
+        .unwrap();
+    let admin = f
+        .svc
+        .authenticate_session(&login.session_token, Some(&login.csrf_token), true)
+        .await
+        .unwrap();
+    assert_eq!(
+        denied(f.svc.authorize::<perm::ManageApiKeys>(&admin, None)),
+        AuthError::MfaRequired
+    );
+    let uri = f.svc.totp_enrol(&admin).await.unwrap();
+    let code = format!(
+        "{:06}",
+        totp::code(&secret_of(&uri), f.unix() / 30, 6).unwrap()
+    );
+    f.svc.totp_confirm(&admin, &code).await.unwrap();
+    let admin = f
+        .svc
+        .authenticate_session(&login.session_token, None, false)
+        .await
+        .unwrap();
+    let users = f.svc.authorize::<perm::ManageUsers>(&admin, None).unwrap();
+    let until = Timestamp::from_millis(f.clock.now().as_millis() + 3_600_000);
+    users
+        .grant(
+            who.actor(),
+            Grant::new(Role::Approver, Scope::Wallet(b.id)).unwrap(),
+            Some(until),
+        )
+        .await
+        .unwrap();
+    let who = f
+        .svc
+        .authenticate_request(&present("nonce-1000000000002").view())
+        .await
+        .unwrap();
+    f.svc
+        .authorize::<perm::ApproveTransfer>(&who, Some(b.id))
+        .unwrap();
+    f.advance(3_600_001);
+    let who = f
+        .svc
+        .authenticate_request(&present("nonce-1000000000003").view())
+        .await
+        .unwrap();
+    assert_eq!(
+        denied(f.svc.authorize::<perm::ApproveTransfer>(&who, Some(b.id))),
+        AuthError::Forbidden
+    );
+    // An admin holds no transfer duties.
+    assert_eq!(
+        denied(
+            f.svc
+                .authorize::<perm::InitiateTransfer>(&admin, Some(a.id))
+        ),
+        AuthError::Forbidden
+    );
+
+    // Revoked keys stop at once.
+    let admin = f
+        .svc
+        .authenticate_session(&login.session_token, None, false)
+        .await
+        .unwrap();
+    let keys = f
+        .svc
+        .authorize::<perm::ManageApiKeys>(&admin, None)
+        .unwrap();
+    keys.revoke_api_key(c.id.parse().unwrap()).await.unwrap();
+    let req = present("nonce-1000000000004");
+    assert_eq!(
+        auth_err(f.svc.authenticate_request(&req.view()).await),
+        AuthError::KeyInactive
+    );
+    let actions = f.actions().await;
+    for a in [
+        "user.created",
+        "api_key.created",
+        "grant.added",
+        "api_key.revoked",
+        "auth.totp.enrolled",
+    ] {
+        assert!(actions.iter().any(|x| x == a), "{a}");
+    }
+}
