@@ -20,6 +20,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds, for 429 and 503 answers.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -28,12 +30,13 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
     /// The error for a bare status produced below the handlers (routing,
     /// body limits, timeouts).
-    fn from_status(status: StatusCode) -> Self {
+    pub(crate) fn from_status(status: StatusCode) -> Self {
         let (code, message) = match status {
             StatusCode::BAD_REQUEST => ("bad_request", "the request is malformed"),
             StatusCode::NOT_FOUND => ("not_found", "no such resource"),
@@ -62,7 +65,13 @@ impl IntoResponse for ApiError {
             code: self.code,
             message: self.message,
         };
-        (self.status, Json(body)).into_response()
+        let mut resp = (self.status, Json(body)).into_response();
+        if let Some(s) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&s.to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        resp
     }
 }
 
@@ -81,7 +90,13 @@ pub(crate) async fn json_errors(mut resp: Response) -> Response {
         .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
     if (status.is_client_error() || status.is_server_error()) && !is_json {
         let allow = resp.headers().get(header::ALLOW).cloned();
-        resp = ApiError::from_status(status).into_response();
+        // A body that does not fit the request type (unknown or missing
+        // fields, wrong types) is a 400 like any other bad request.
+        let mut err = ApiError::from_status(status);
+        if status == StatusCode::UNPROCESSABLE_ENTITY {
+            err.status = StatusCode::BAD_REQUEST;
+        }
+        resp = err.into_response();
         if let Some(a) = allow {
             resp.headers_mut().insert(header::ALLOW, a);
         }
@@ -93,4 +108,43 @@ pub(crate) async fn json_errors(mut resp: Response) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     resp
+}
+
+/// The general mapping of service errors: typed 4xx for what the caller can
+/// fix, 503 while sealed, 500 (logged, never detailed) for the rest.
+pub(crate) fn service_error(e: service::ServiceError) -> ApiError {
+    use service::ServiceError as E;
+    use service::storage::StorageError as St;
+    match e {
+        E::Auth(a) => crate::auth::auth_error(&a),
+        E::Invalid(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", m),
+        E::Storage(St::NotFound { what }) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        ),
+        E::Storage(St::Conflict { what }) => ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("{what} already exists"),
+        ),
+        E::Sealed => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "sealed",
+            "the keystore is sealed",
+        ),
+        E::Storage(St::Unavailable(_)) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "the database is not reachable",
+        ),
+        other => {
+            tracing::error!(error = %other, "request failed");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            )
+        }
+    }
 }

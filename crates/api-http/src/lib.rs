@@ -5,6 +5,8 @@
 //! `{"code": "...", "message": "..."}` with a stable machine-readable code,
 //! and never with internal detail.
 
+mod access;
+mod auth;
 mod error;
 mod sys;
 mod system;
@@ -21,6 +23,10 @@ use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
+pub use auth::{
+    CSRF_HEADER, KEY_HEADER, MAX_JSON_DEPTH, NONCE_HEADER, Rate, SESSION_COOKIE, SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+};
 pub use error::{ApiError, ErrorBody};
 
 /// Limits applied to every request.
@@ -28,6 +34,29 @@ pub use error::{ApiError, ErrorBody};
 pub struct Limits {
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
+    /// Token bucket per source address (before authentication).
+    pub per_address: Rate,
+    /// Token bucket per verified principal.
+    pub per_principal: Rate,
+}
+
+impl Limits {
+    /// Body and time limits with the default rates: 50 requests/s (bursts
+    /// of 100) per address, 20/s (bursts of 40) per principal.
+    pub fn new(max_body_bytes: usize, request_timeout: Duration) -> Self {
+        Limits {
+            max_body_bytes,
+            request_timeout,
+            per_address: Rate {
+                per_second: 50,
+                burst: 100,
+            },
+            per_principal: Rate {
+                per_second: 20,
+                burst: 40,
+            },
+        }
+    }
 }
 
 #[derive(OpenApi)]
@@ -42,6 +71,7 @@ fn api() -> OpenApiRouter<Service> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(system::routes())
         .merge(sys::routes())
+        .merge(access::routes())
 }
 
 /// The OpenAPI document, generated from the handlers.
@@ -66,6 +96,17 @@ pub fn router(service: Service, limits: Limits) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             service.clone(),
             sys::sealed_gate,
+        ))
+        // Outside the gate: a sealed server still knows who is asking (to
+        // let an officer seal it), but reads nothing else.
+        .layer(axum::middleware::from_fn_with_state(
+            auth::AuthState {
+                svc: service.clone(),
+                per_address: std::sync::Arc::new(auth::Buckets::new(limits.per_address)),
+                per_principal: std::sync::Arc::new(auth::Buckets::new(limits.per_principal)),
+                max_body: limits.max_body_bytes,
+            },
+            auth::authenticate,
         ))
         .with_state(service)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))

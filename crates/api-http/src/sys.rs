@@ -1,8 +1,7 @@
 //! The keystore's seal: status, unseal one share at a time, reset, seal.
-//! Open without authentication, like the unseal API of any vault: a share is
-//! itself the credential. Sealing will require an authorised principal once
-//! identities exist; until then anyone who reaches the API can seal, which
-//! fails safe (nothing can sign) and is audited.
+//! Unsealing is open, like the unseal API of any vault: a share is itself
+//! the credential. Sealing takes one authorised person (a security officer
+//! or an admin): it stops every signature at once, and is audited.
 
 use axum::Json;
 use axum::extract::{Request, State};
@@ -27,7 +26,7 @@ pub(crate) fn routes() -> OpenApiRouter<Service> {
         .routes(routes!(seal))
 }
 
-/// Until identities exist, callers of these endpoints are recorded as anonymous.
+/// Share holders are not users: unseal calls are recorded as anonymous.
 fn caller() -> Actor {
     Actor::Anonymous
 }
@@ -150,11 +149,22 @@ async fn unseal_reset(State(svc): State<Service>) -> Result<Json<SealStatusRespo
     ))
 }
 
-/// Seals the keystore: key material leaves memory.
+/// Seals the keystore: key material leaves memory (security officer, admin).
 #[utoipa::path(post, path = "/v1/sys/seal", tag = "sys",
-    responses((status = 204, description = "Sealed"), (status = 409, description = "`sealed`: already sealed", body = ErrorBody)))]
-async fn seal(State(svc): State<Service>) -> Result<StatusCode, ApiError> {
-    svc.seal(&caller()).await.map_err(service_error)?;
+    responses(
+        (status = 204, description = "Sealed"),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 403, description = "`forbidden`", body = ErrorBody),
+        (status = 409, description = "`sealed`: already sealed", body = ErrorBody),
+    ))]
+async fn seal(
+    State(svc): State<Service>,
+    crate::auth::Authed(who): crate::auth::Authed,
+) -> Result<StatusCode, ApiError> {
+    let can = svc
+        .authorize::<service::identity::perm::SealKeystore>(&who, None)
+        .map_err(|e| crate::auth::auth_error(&e))?;
+    can.seal().await.map_err(service_error)?;
     Ok(StatusCode::NO_CONTENT)
 }
 

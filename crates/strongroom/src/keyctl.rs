@@ -59,7 +59,27 @@ pub(crate) fn init(
     shares: u8,
     share_dir: Option<&Path>,
     recipients: Option<&Path>,
+    admin: Option<&str>,
 ) -> Result<(), Failure> {
+    // The first admin's password, from standard input, checked first.
+    let admin = match admin {
+        None => None,
+        Some(name) => {
+            let mut line = Zeroizing::new(String::new());
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("reading the admin password from standard input")?;
+            let password = line.trim_end_matches(['\r', '\n']).to_owned();
+            if password.chars().count() < 12 {
+                return Err(usage(
+                    "--admin",
+                    "the admin password (one line on standard input) needs at least 12 characters",
+                ));
+            }
+            Some((name.to_owned(), Zeroizing::new(password)))
+        }
+    };
     // Recipients are read and checked before anything is created.
     let recipients = match recipients {
         None => None,
@@ -110,11 +130,26 @@ pub(crate) fn init(
             None => None,
         };
         let result = svc.init_keystore(&console_actor(), threshold, shares).await;
+        let admin_made = match (&result, &admin) {
+            (Ok(_), Some((name, password))) => Some(
+                svc.bootstrap_admin(&console_actor(), name, password.to_string())
+                    .await,
+            ),
+            _ => None,
+        };
         store.close().await;
         let split = result.map_err(|e| match e {
             ServiceError::Share(s) => usage("--threshold", s.to_string()),
             other => service_failure(other),
         })?;
+        match admin_made {
+            Some(Ok(user)) => eprintln!(
+                "first admin {} ({}) created: sign in and enrol TOTP before anything else",
+                user.name, user.id
+            ),
+            Some(Err(e)) => eprintln!("error: the first admin was not created: {e}"),
+            None => {}
+        }
         match (files, recipients) {
             (Some(files), Some(list)) => {
                 let texts = split

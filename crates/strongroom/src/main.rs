@@ -3,6 +3,7 @@
 //! Exit codes: 0 success; 1 a runtime failure (database unreachable, port in
 //! use); 2 bad usage or configuration; 3 `audit verify` found the log broken.
 
+mod apikey;
 mod config;
 mod ethctl;
 mod keyctl;
@@ -70,6 +71,9 @@ enum Command {
         /// share N is written to DIR/share-N.age encrypted to recipient N only.
         #[arg(long, requires = "share_dir")]
         share_recipients: Option<PathBuf>,
+        /// Create the first admin with this name; the password is one line on standard input.
+        #[arg(long)]
+        admin: Option<String>,
     },
     /// The key inventory. Commands that use key material read unseal shares
     /// from standard input, one per line, and seal again when done.
@@ -81,6 +85,45 @@ enum Command {
     /// Ethereum sending addresses and nonces.
     #[command(subcommand)]
     Eth(EthCommand),
+    /// API keys for integrators and operators.
+    #[command(subcommand)]
+    Apikey(ApikeyCommand),
+    /// Send one request signed with an API key and print the answer.
+    Api {
+        #[arg(long, default_value = "http://127.0.0.1:8200", env = "STRONGROOM_ADDR")]
+        addr: String,
+        #[arg(long, env = "STRONGROOM_KEY_FILE")]
+        key_file: PathBuf,
+        /// GET, POST, PUT, PATCH or DELETE.
+        method: String,
+        /// Path and query, e.g. `/v1/me` or `/v1/audit?limit=10`.
+        path: String,
+        /// A JSON body.
+        #[arg(long)]
+        body: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ApikeyCommand {
+    /// Makes a key pair here, registers its public half with one role, and
+    /// prints the private half once (and writes it to --out, mode 0600).
+    Create {
+        #[arg(long, short, env = "STRONGROOM_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// admin, security-officer, policy-admin, initiator, approver, auditor or viewer.
+        #[arg(long)]
+        role: String,
+        /// `global` or `wallet:<uuid>`.
+        #[arg(long, default_value = "global")]
+        scope: String,
+        #[arg(long, default_value_t = 90)]
+        valid_days: u32,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -210,6 +253,9 @@ enum OperatorCommand {
     Seal {
         #[arg(long, default_value = "http://127.0.0.1:8200", env = "STRONGROOM_ADDR")]
         addr: String,
+        /// An API key file of a security officer or admin (`apikey create --out`).
+        #[arg(long, env = "STRONGROOM_KEY_FILE")]
+        key_file: PathBuf,
     },
     /// Show a running server's seal status.
     Status {
@@ -319,6 +365,7 @@ fn main() -> ExitCode {
             threshold,
             share_dir,
             share_recipients,
+            admin,
         } => load(&config).and_then(|c| {
             keyctl::init(
                 c,
@@ -326,6 +373,7 @@ fn main() -> ExitCode {
                 shares,
                 share_dir.as_deref(),
                 share_recipients.as_deref(),
+                admin.as_deref(),
             )
         }),
         Command::Key(k) => match k {
@@ -366,6 +414,22 @@ fn main() -> ExitCode {
                 load(&config).and_then(keyctl::enable_auto_unseal)
             }
         },
+        Command::Apikey(ApikeyCommand::Create {
+            config,
+            name,
+            role,
+            scope,
+            valid_days,
+            out,
+        }) => load(&config)
+            .and_then(|c| apikey::create(c, &name, &role, &scope, valid_days, out.as_deref())),
+        Command::Api {
+            addr,
+            key_file,
+            method,
+            path,
+            body,
+        } => operator::api(&addr, &key_file, &method, &path, body.as_deref()),
         Command::Eth(e) => match e {
             EthCommand::RegisterSender {
                 config,
@@ -380,7 +444,7 @@ fn main() -> ExitCode {
         },
         Command::Operator(o) => match o {
             OperatorCommand::Unseal { addr, reset } => operator::unseal(&addr, reset),
-            OperatorCommand::Seal { addr } => operator::seal(&addr),
+            OperatorCommand::Seal { addr, key_file } => operator::seal(&addr, &key_file),
             OperatorCommand::Status { addr } => operator::status(&addr),
         },
     };

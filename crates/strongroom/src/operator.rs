@@ -47,14 +47,26 @@ fn authority(addr: &str) -> Result<&str, Failure> {
     Ok(host)
 }
 
-/// One request; returns the status and the body.
+/// One request; returns the status and the body. With a key file, the
+/// request is signed.
 fn request(
     addr: &str,
     method: &str,
     path: &str,
     body: Option<&str>,
 ) -> Result<(u16, String), Failure> {
+    signed_request(addr, method, path, body, None)
+}
+
+fn signed_request(
+    addr: &str,
+    method: &str,
+    path_and_query: &str,
+    body: Option<&str>,
+    key: Option<&crate::apikey::KeyFile>,
+) -> Result<(u16, String), Failure> {
     let host = authority(addr)?;
+    let path = path_and_query;
     let mut stream = TcpStream::connect(host).with_context(|| format!("connecting to {addr}"))?;
     stream
         .set_read_timeout(Some(TIMEOUT))
@@ -63,9 +75,16 @@ fn request(
         .set_write_timeout(Some(TIMEOUT))
         .context("setting a timeout")?;
     let body = body.unwrap_or("");
+    let mut extra = String::new();
+    if let Some(k) = key {
+        let (p, q) = path.split_once('?').unwrap_or((path, ""));
+        for (name, value) in k.headers(method, p, q, body.as_bytes())? {
+            extra.push_str(&format!("{name}: {value}\r\n"));
+        }
+    }
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+         Content-Type: application/json\r\nContent-Length: {}\r\n{extra}\r\n",
         body.len()
     );
     let mut out = Zeroizing::new(head.into_bytes());
@@ -125,8 +144,10 @@ pub(crate) fn unseal(addr: &str, reset: bool) -> Result<(), Failure> {
     show(s, &b)
 }
 
-pub(crate) fn seal(addr: &str) -> Result<(), Failure> {
-    let (s, b) = request(addr, "POST", "/v1/sys/seal", None)?;
+/// Seals a running server, as the holder of an API key with the right to.
+pub(crate) fn seal(addr: &str, key_file: &std::path::Path) -> Result<(), Failure> {
+    let key = crate::apikey::KeyFile::load(key_file)?;
+    let (s, b) = signed_request(addr, "POST", "/v1/sys/seal", None, Some(&key))?;
     if s == 204 {
         println!("sealed");
         return Ok(());
@@ -137,4 +158,30 @@ pub(crate) fn seal(addr: &str) -> Result<(), Failure> {
 pub(crate) fn status(addr: &str) -> Result<(), Failure> {
     let (s, b) = request(addr, "GET", "/v1/sys/seal-status", None)?;
     show(s, &b)
+}
+
+/// `strongroom api`: one signed request; prints the status and the body.
+pub(crate) fn api(
+    addr: &str,
+    key_file: &std::path::Path,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<(), Failure> {
+    let key = crate::apikey::KeyFile::load(key_file)?;
+    let method = method.to_ascii_uppercase();
+    if !matches!(method.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE") {
+        return Err(usage("METHOD", "GET, POST, PUT, PATCH or DELETE"));
+    }
+    if !path.starts_with('/') {
+        return Err(usage("PATH", "an absolute path such as /v1/me"));
+    }
+    let (s, b) = signed_request(addr, &method, path, body, Some(&key))?;
+    println!("{s}");
+    println!("{b}");
+    if (200..300).contains(&s) {
+        Ok(())
+    } else {
+        Err(Failure::Runtime(anyhow::anyhow!("HTTP {s}")))
+    }
 }

@@ -252,10 +252,7 @@ pub(crate) fn run(c: Config) -> Result<(), Failure> {
 
         let app = api_http::router(
             svc.clone(),
-            api_http::Limits {
-                max_body_bytes: c.max_body_bytes,
-                request_timeout: c.request_timeout,
-            },
+            api_http::Limits::new(c.max_body_bytes, c.request_timeout),
         );
         // Handlers are installed before anyone is told we listen, so that a
         // SIGTERM sent right after start-up still drains and audits the stop.
@@ -266,9 +263,12 @@ pub(crate) fn run(c: Config) -> Result<(), Failure> {
         let _ = writeln!(out, "strongroom listening on http://{addr}");
         let _ = out.flush();
 
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
         ticker.abort();
         for w in &watchers {
             w.abort();

@@ -496,8 +496,63 @@ fn keystore_ceremony_from_the_cli() {
     assert_eq!(stdout(&o).trim(), "unsealed", "{}", stderr(&o));
     let (status, _) = server.get("/v1/missing");
     assert_eq!(status, 404);
-    let o = strongroom(&["operator", "seal", "--addr", &addr]);
-    assert_eq!(stdout(&o).trim(), "sealed");
+    // Sealing takes an officer's (or admin's) API key; a viewer's is refused.
+    let keys = |role: &str| {
+        let file = dir.path().join(format!("{role}.key"));
+        let o = strongroom(&[
+            "apikey",
+            "create",
+            "--config",
+            cfg,
+            "--name",
+            role,
+            "--role",
+            role,
+            "--out",
+            file.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(
+            stdout(&o).contains("strongroom-api-key-v1"),
+            "the private key is shown once"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        file
+    };
+    let viewer = keys("viewer");
+    let officer = keys("security-officer");
+    let o = strongroom(&[
+        "operator",
+        "seal",
+        "--addr",
+        &addr,
+        "--key-file",
+        viewer.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("forbidden"), "{}", stderr(&o));
+    let o = strongroom(&[
+        "api",
+        "--addr",
+        &addr,
+        "--key-file",
+        viewer.to_str().unwrap(),
+        "GET",
+        "/v1/me",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains(r#""role":"viewer""#), "{}", stdout(&o));
+    let o = strongroom(&[
+        "operator",
+        "seal",
+        "--addr",
+        &addr,
+        "--key-file",
+        officer.to_str().unwrap(),
+    ]);
+    assert_eq!(stdout(&o).trim(), "sealed", "{}", stderr(&o));
     // Shares never leave the machine over plain HTTP.
     let o = strongroom_with_input(
         &[

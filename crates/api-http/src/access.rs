@@ -1,0 +1,589 @@
+//! Sign-in, TOTP, the caller's identity, users and grants, API keys, the
+//! audit log, wallets, and reading Ethereum sends — each behind the
+//! capability its operation needs.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use domain::{Actor, ApiKeyId, Grant, Role, Scope, WalletId};
+use serde::{Deserialize, Serialize};
+use service::Service;
+use service::identity::perm;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::{Authed, SESSION_COOKIE, Source, auth_error};
+use crate::error::{ApiError, ErrorBody, service_error};
+
+pub(crate) fn routes() -> OpenApiRouter<Service> {
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(logout))
+        .routes(routes!(totp_enrol))
+        .routes(routes!(totp_confirm))
+        .routes(routes!(me))
+        .routes(routes!(list_users, create_user))
+        .routes(routes!(add_grant))
+        .routes(routes!(remove_grant))
+        .routes(routes!(list_api_keys, create_api_key))
+        .routes(routes!(revoke_api_key))
+        .routes(routes!(audit_log))
+        .routes(routes!(create_wallet))
+        .routes(routes!(eth_send))
+}
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+}
+
+fn denied(e: service::identity::AuthError) -> ApiError {
+    auth_error(&e)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    username: String,
+    password: String,
+    /// The current six-digit code, once TOTP is enrolled.
+    totp: Option<String>,
+}
+
+impl std::fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRequest")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginResponse {
+    user: String,
+    /// Echo it in `X-CSRF-Token` on every state-changing request.
+    csrf_token: String,
+    /// The session passed a second factor.
+    mfa: bool,
+    /// Privileged use waits until TOTP is enrolled (`/v1/auth/totp/enrol`).
+    enrol_totp: bool,
+}
+
+/// Signs in with a password (and TOTP once enrolled). Sets the session
+/// cookie: `Secure; HttpOnly; SameSite=Strict`.
+#[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses(
+        (status = 200, body = LoginResponse),
+        (status = 401, description = "`invalid_credentials` or `totp_required`", body = ErrorBody),
+        (status = 429, description = "`account_locked`, with Retry-After", body = ErrorBody),
+    ))]
+async fn login(
+    State(svc): State<Service>,
+    Source(address): Source,
+    Json(req): Json<LoginRequest>,
+) -> Result<Response, ApiError> {
+    let out = svc
+        .login(&req.username, req.password, req.totp.as_deref(), &address)
+        .await
+        .map_err(|e| match e {
+            service::ServiceError::Auth(service::identity::AuthError::Locked { retry_after_s }) => {
+                let mut err = auth_error(&service::identity::AuthError::Locked { retry_after_s });
+                err.retry_after = Some(retry_after_s);
+                err
+            }
+            other => service_error(other),
+        })?;
+    let cookie = format!(
+        "{SESSION_COOKIE}={}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
+        out.session_token,
+        service::identity::SESSION_MS / 1000
+    );
+    let mut resp = Json(LoginResponse {
+        user: out.user.to_string(),
+        csrf_token: out.csrf_token.clone(),
+        mfa: out.mfa,
+        enrol_totp: out.enrol_totp,
+    })
+    .into_response();
+    let v = HeaderValue::from_str(&cookie).map_err(|_| bad("cookie"))?;
+    resp.headers_mut().insert(header::SET_COOKIE, v);
+    Ok(resp)
+}
+
+/// Ends the session.
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth",
+    responses((status = 204, description = "Signed out")))]
+async fn logout(State(svc): State<Service>, Authed(who): Authed) -> Result<Response, ApiError> {
+    svc.logout(&who).await.map_err(service_error)?;
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "sr_session=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0",
+        ),
+    );
+    Ok(resp)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TotpEnrolment {
+    /// Scan it into an authenticator app; shown once.
+    otpauth_uri: String,
+}
+
+/// Starts TOTP enrolment for the signed-in user.
+#[utoipa::path(post, path = "/v1/auth/totp/enrol", tag = "auth",
+    responses((status = 200, body = TotpEnrolment)))]
+async fn totp_enrol(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+) -> Result<Json<TotpEnrolment>, ApiError> {
+    let otpauth_uri = svc.totp_enrol(&who).await.map_err(service_error)?;
+    Ok(Json(TotpEnrolment { otpauth_uri }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TotpConfirm {
+    code: String,
+}
+
+/// Confirms TOTP enrolment with a code from the new secret.
+#[utoipa::path(post, path = "/v1/auth/totp/confirm", tag = "auth", request_body = TotpConfirm,
+    responses((status = 204, description = "Enrolled; this session has passed MFA")))]
+async fn totp_confirm(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Json(req): Json<TotpConfirm>,
+) -> Result<StatusCode, ApiError> {
+    svc.totp_confirm(&who, &req.code)
+        .await
+        .map_err(service_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrantDto {
+    /// `admin`, `security-officer`, `policy-admin`, `initiator`, `approver`, `auditor`, `viewer`.
+    role: String,
+    /// `global` or `wallet:<uuid>`.
+    scope: String,
+}
+
+impl GrantDto {
+    fn parse(&self) -> Result<Grant, ApiError> {
+        let role: Role = self
+            .role
+            .parse()
+            .map_err(|e: domain::AccessError| bad(e.to_string()))?;
+        let scope: Scope = self
+            .scope
+            .parse()
+            .map_err(|e: domain::AccessError| bad(e.to_string()))?;
+        Grant::new(role, scope).map_err(|e| bad(e.to_string()))
+    }
+
+    fn of(g: &Grant) -> Self {
+        GrantDto {
+            role: g.role().as_str().to_owned(),
+            scope: g.scope().to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Me {
+    actor: String,
+    grants: Vec<GrantDto>,
+    mfa: bool,
+}
+
+/// Who the caller is and what they hold.
+#[utoipa::path(get, path = "/v1/me", tag = "auth", responses((status = 200, body = Me)))]
+async fn me(Authed(who): Authed) -> Json<Me> {
+    Json(Me {
+        actor: who.actor().to_string(),
+        grants: who.grants().iter().map(GrantDto::of).collect(),
+        mfa: who.mfa(),
+    })
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserDto {
+    id: String,
+    name: String,
+    state: String,
+    totp: bool,
+}
+
+/// Users (admin).
+#[utoipa::path(get, path = "/v1/users", tag = "users", responses((status = 200, body = [UserDto])))]
+async fn list_users(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+) -> Result<Json<Vec<UserDto>>, ApiError> {
+    let can = svc
+        .authorize::<perm::ManageUsers>(&who, None)
+        .map_err(denied)?;
+    let users = can.users().await.map_err(service_error)?;
+    Ok(Json(
+        users
+            .into_iter()
+            .map(|u| UserDto {
+                id: u.id.to_string(),
+                name: u.name,
+                state: u.state,
+                totp: u.totp_sealed.is_some(),
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    name: String,
+    /// At least 12 characters.
+    password: String,
+    grants: Vec<GrantDto>,
+}
+
+impl std::fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Creates a user (admin).
+#[utoipa::path(post, path = "/v1/users", tag = "users", request_body = NewUser,
+    responses((status = 201, body = UserDto), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn create_user(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Json(req): Json<NewUser>,
+) -> Result<(StatusCode, Json<UserDto>), ApiError> {
+    let can = svc
+        .authorize::<perm::ManageUsers>(&who, None)
+        .map_err(denied)?;
+    let grants = req
+        .grants
+        .iter()
+        .map(GrantDto::parse)
+        .collect::<Result<Vec<_>, _>>()?;
+    let u = can
+        .create_user(&req.name, req.password, &grants)
+        .await
+        .map_err(service_error)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(UserDto {
+            id: u.id.to_string(),
+            name: u.name,
+            state: u.state,
+            totp: false,
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrantChange {
+    /// `user:<uuid>` or `api-key:<uuid>`.
+    principal: String,
+    role: String,
+    scope: String,
+    /// For a temporary delegation: when it lapses (unix ms).
+    until_ms: Option<i64>,
+}
+
+impl GrantChange {
+    fn parse(&self) -> Result<(Actor, Grant), ApiError> {
+        let actor: Actor = self
+            .principal
+            .parse()
+            .map_err(|e: domain::ActorError| bad(e.to_string()))?;
+        if !matches!(actor, Actor::User(_) | Actor::ApiKey(_)) {
+            return Err(bad("grants are held by users and API keys"));
+        }
+        let g = GrantDto {
+            role: self.role.clone(),
+            scope: self.scope.clone(),
+        }
+        .parse()?;
+        Ok((actor, g))
+    }
+}
+
+/// Grants a role (admin).
+#[utoipa::path(post, path = "/v1/grants", tag = "users", request_body = GrantChange,
+    responses((status = 204, description = "Granted")))]
+async fn add_grant(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Json(req): Json<GrantChange>,
+) -> Result<StatusCode, ApiError> {
+    let can = svc
+        .authorize::<perm::ManageUsers>(&who, None)
+        .map_err(denied)?;
+    let (actor, grant) = req.parse()?;
+    can.grant(
+        &actor,
+        grant,
+        req.until_ms.map(domain::Timestamp::from_millis),
+    )
+    .await
+    .map_err(service_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes a role (admin).
+#[utoipa::path(post, path = "/v1/grants/revoke", tag = "users", request_body = GrantChange,
+    responses((status = 204, description = "Removed")))]
+async fn remove_grant(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Json(req): Json<GrantChange>,
+) -> Result<StatusCode, ApiError> {
+    let can = svc
+        .authorize::<perm::ManageUsers>(&who, None)
+        .map_err(denied)?;
+    let (actor, grant) = req.parse()?;
+    can.revoke_grant(&actor, grant)
+        .await
+        .map_err(service_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyDto {
+    id: String,
+    name: String,
+    public_key: String,
+    expires_at_ms: i64,
+    revoked: bool,
+}
+
+/// API keys (admin).
+#[utoipa::path(get, path = "/v1/api-keys", tag = "api-keys", responses((status = 200, body = [ApiKeyDto])))]
+async fn list_api_keys(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+) -> Result<Json<Vec<ApiKeyDto>>, ApiError> {
+    let can = svc
+        .authorize::<perm::ManageApiKeys>(&who, None)
+        .map_err(denied)?;
+    let keys = can.api_keys().await.map_err(service_error)?;
+    Ok(Json(keys.into_iter().map(key_dto).collect()))
+}
+
+fn key_dto(k: service::storage::ApiKeyRow) -> ApiKeyDto {
+    ApiKeyDto {
+        id: k.id.to_string(),
+        name: k.name,
+        public_key: k.public_key,
+        expires_at_ms: k.expires_at.as_millis(),
+        revoked: k.revoked_at.is_some(),
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewApiKey {
+    name: String,
+    /// Hex of the Ed25519 public key, made on the client.
+    public_key: String,
+    grants: Vec<GrantDto>,
+    valid_days: u32,
+}
+
+/// Registers an API key's public half (admin).
+#[utoipa::path(post, path = "/v1/api-keys", tag = "api-keys", request_body = NewApiKey,
+    responses((status = 201, body = ApiKeyDto), (status = 400, body = ErrorBody)))]
+async fn create_api_key(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Json(req): Json<NewApiKey>,
+) -> Result<(StatusCode, Json<ApiKeyDto>), ApiError> {
+    let can = svc
+        .authorize::<perm::ManageApiKeys>(&who, None)
+        .map_err(denied)?;
+    let pk: [u8; 32] = hex_32(&req.public_key).ok_or_else(|| bad("public_key: 64 hex digits"))?;
+    let grants = req
+        .grants
+        .iter()
+        .map(GrantDto::parse)
+        .collect::<Result<Vec<_>, _>>()?;
+    let k = can
+        .register_api_key(&req.name, &pk, &grants, req.valid_days)
+        .await
+        .map_err(service_error)?;
+    Ok((StatusCode::CREATED, Json(key_dto(k))))
+}
+
+fn hex_32(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Revokes an API key at once (admin).
+#[utoipa::path(post, path = "/v1/api-keys/{id}/revoke", tag = "api-keys",
+    params(("id" = String, Path)), responses((status = 204, description = "Revoked")))]
+async fn revoke_api_key(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let can = svc
+        .authorize::<perm::ManageApiKeys>(&who, None)
+        .map_err(denied)?;
+    let id: ApiKeyId = id
+        .parse()
+        .map_err(|e: domain::IdError| bad(e.to_string()))?;
+    can.revoke_api_key(id).await.map_err(service_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// Records after this sequence number.
+    after: Option<u64>,
+    /// At most this many (≤ 1000).
+    limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditRecordDto {
+    seq: u64,
+    time_ms: i64,
+    actor: String,
+    action: String,
+    subject: String,
+    /// Canonical JSON, as hashed.
+    details: String,
+    hash: String,
+}
+
+/// The audit log, a page at a time (auditor, security officer, admin).
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", params(AuditQuery),
+    responses((status = 200, body = [AuditRecordDto])))]
+async fn audit_log(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Vec<AuditRecordDto>>, ApiError> {
+    let can = svc
+        .authorize::<perm::ReadAudit>(&who, None)
+        .map_err(denied)?;
+    let page = can
+        .audit_page(q.after.unwrap_or(0), q.limit.unwrap_or(100))
+        .await
+        .map_err(service_error)?;
+    Ok(Json(
+        page.into_iter()
+            .map(|r| AuditRecordDto {
+                seq: r.seq,
+                time_ms: r.time.as_millis(),
+                actor: r.actor,
+                action: r.action,
+                subject: r.subject,
+                details: r.details,
+                hash: r.hash.to_string(),
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewWallet {
+    name: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WalletDto {
+    id: String,
+    name: String,
+}
+
+/// Creates a wallet (admin).
+#[utoipa::path(post, path = "/v1/wallets", tag = "wallets", request_body = NewWallet,
+    responses((status = 201, body = WalletDto)))]
+async fn create_wallet(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Json(req): Json<NewWallet>,
+) -> Result<(StatusCode, Json<WalletDto>), ApiError> {
+    let can = svc
+        .authorize::<perm::ManageNetworks>(&who, None)
+        .map_err(denied)?;
+    let w = can.create_wallet(&req.name).await.map_err(service_error)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(WalletDto {
+            id: w.id.to_string(),
+            name: w.name,
+        }),
+    ))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EthSendDto {
+    id: String,
+    network: String,
+    from: String,
+    nonce: u64,
+    asset: String,
+    to: String,
+    /// Base units, as a decimal string.
+    amount: String,
+    state: String,
+    block_number: Option<u64>,
+}
+
+/// An Ethereum send, for callers who may read its wallet. Outside their
+/// scope it is `404`, as if it did not exist.
+#[utoipa::path(get, path = "/v1/eth/sends/{id}", tag = "ethereum",
+    params(("id" = String, Path)), responses((status = 200, body = EthSendDto), (status = 404, body = ErrorBody)))]
+async fn eth_send(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Path(id): Path<String>,
+) -> Result<Json<EthSendDto>, ApiError> {
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "Ethereum send not found",
+        )
+    };
+    let wallet: Option<WalletId> = svc.eth_send_wallet(&id).await.map_err(service_error)?;
+    let can = svc
+        .authorize::<perm::ReadWallet>(&who, wallet)
+        .map_err(|e| match e {
+            service::identity::AuthError::Forbidden => not_found(),
+            other => denied(other),
+        })?;
+    let s = can.eth_send(&id).await.map_err(service_error)?;
+    Ok(Json(EthSendDto {
+        id: s.id,
+        network: s.network,
+        from: s.address,
+        nonce: s.nonce,
+        asset: s.asset,
+        to: s.recipient,
+        amount: s.amount.to_string(),
+        state: s.state,
+        block_number: s.block_number,
+    }))
+}

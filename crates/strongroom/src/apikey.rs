@@ -1,0 +1,150 @@
+//! API keys from the command line: made here (the private half never leaves
+//! this machine), registered from the console, and used to sign requests
+//! (`operator seal`, `api`).
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use domain::{Grant, Role, Scope};
+use ed25519_dalek::{Signer, SigningKey};
+use zeroize::Zeroizing;
+
+use crate::Failure;
+use crate::config::{Config, ConfigError};
+use crate::keyctl::console_actor;
+use crate::serve::{build_service, runtime};
+
+fn usage(key: &str, message: impl Into<String>) -> Failure {
+    Failure::Config(ConfigError {
+        key: key.into(),
+        message: message.into(),
+    })
+}
+
+/// A key file: `strongroom-api-key-v1`, the key id, the 32-byte seed in hex.
+pub(crate) struct KeyFile {
+    pub id: String,
+    key: SigningKey,
+}
+
+impl std::fmt::Debug for KeyFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyFile({}, <redacted>)", self.id)
+    }
+}
+
+impl KeyFile {
+    pub(crate) fn load(path: &Path) -> Result<KeyFile, Failure> {
+        let text = Zeroizing::new(
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        );
+        let bad = || usage("--key-file", "not a strongroom API key file");
+        let mut lines = text.lines();
+        if lines.next() != Some("strongroom-api-key-v1") {
+            return Err(bad());
+        }
+        let id = lines
+            .next()
+            .and_then(|l| l.strip_prefix("id "))
+            .ok_or_else(bad)?;
+        let seed = lines
+            .next()
+            .and_then(|l| l.strip_prefix("secret "))
+            .ok_or_else(bad)?;
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(seed, &mut bytes[..]).map_err(|_| bad())?;
+        Ok(KeyFile {
+            id: id.to_owned(),
+            key: SigningKey::from_bytes(&bytes),
+        })
+    }
+
+    /// The four headers of a signed request.
+    pub(crate) fn headers(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        body: &[u8],
+    ) -> Result<Vec<(&'static str, String)>, Failure> {
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .context("the clock is before 1970")?
+            .as_millis()
+            .to_string();
+        let mut n = [0u8; 18];
+        getrandom::fill(&mut n).map_err(|e| anyhow::anyhow!("random: {e}"))?;
+        let nonce = data_encoding::BASE64URL_NOPAD.encode(&n);
+        let msg = service::identity::request_message(method, path, query, body, &ts, &nonce);
+        let sig = data_encoding::BASE64.encode(&self.key.sign(&msg).to_bytes());
+        Ok(vec![
+            (api_http::KEY_HEADER, self.id.clone()),
+            (api_http::TIMESTAMP_HEADER, ts),
+            (api_http::NONCE_HEADER, nonce),
+            (api_http::SIGNATURE_HEADER, sig),
+        ])
+    }
+}
+
+/// `strongroom apikey create`: a new key pair, its public half registered
+/// with the given role; the private half printed once (and written to
+/// `--out`, 0600, if given).
+pub(crate) fn create(
+    c: Config,
+    name: &str,
+    role: &str,
+    scope: &str,
+    valid_days: u32,
+    out: Option<&Path>,
+) -> Result<(), Failure> {
+    let role: Role = role
+        .parse()
+        .map_err(|e: domain::AccessError| usage("--role", e.to_string()))?;
+    let scope: Scope = scope
+        .parse()
+        .map_err(|e: domain::AccessError| usage("--scope", e.to_string()))?;
+    let grant = Grant::new(role, scope).map_err(|e| usage("--scope", e.to_string()))?;
+    let mut seed = Zeroizing::new([0u8; 32]);
+    getrandom::fill(&mut seed[..]).map_err(|e| anyhow::anyhow!("random: {e}"))?;
+    let key = SigningKey::from_bytes(&seed);
+    let public = key.verifying_key().to_bytes();
+    let row = runtime()?.block_on(async {
+        let (svc, store) = build_service(&c).await?;
+        let r = svc
+            .console_register_api_key(&console_actor(), name, &public, &[grant], valid_days)
+            .await;
+        store.close().await;
+        r.map_err(|e| match e {
+            service::ServiceError::Invalid(m) => usage("arguments", m),
+            other => Failure::Runtime(other.into()),
+        })
+    })?;
+    let file = Zeroizing::new(format!(
+        "strongroom-api-key-v1\nid {}\nsecret {}\n",
+        row.id,
+        hex::encode(&seed[..])
+    ));
+    if let Some(path) = out {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        f.write_all(file.as_bytes())
+            .context("writing the key file")?;
+        f.sync_all().context("writing the key file")?;
+    }
+    println!("key {}", row.id);
+    println!("public key {}", row.public_key);
+    println!(
+        "role {grant_role} scope {scope} expires {}",
+        row.expires_at,
+        grant_role = grant.role()
+    );
+    println!("private key (shown once; keep it as a key file):");
+    print!("{}", file.as_str());
+    Ok(())
+}
