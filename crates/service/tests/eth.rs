@@ -686,3 +686,90 @@ async fn a_key_in_the_hsm_receives_and_sends_ether() {
     assert_eq!(f.client.balance(bob()).await.unwrap(), before + 3 * ETHER);
     assert!(f.client.balance(f.from).await.unwrap() < 97 * ETHER);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_a_send_is_scoped_to_its_wallet() {
+    use domain::{Grant, Role, Scope};
+    use service::identity::{AuthError, perm};
+    let f = Fixture::new(TestDb::sqlite().await, None).await;
+    let root: Actor = "operator:root".parse().unwrap();
+    let a = f.svc.console_create_wallet(&root, "a").await.unwrap();
+    let b = f.svc.console_create_wallet(&root, "b").await.unwrap();
+    let send = f
+        .svc
+        .eth_send(&alice(), f.ether(&bob().to_string(), "1"))
+        .await
+        .unwrap();
+    // Not yet in a wallet: only global readers see it.
+    assert_eq!(f.svc.eth_send_wallet(&send.id).await.unwrap(), None);
+    f.svc
+        .console_assign_eth_sender(&root, CHAIN_ID, f.from, a.id)
+        .await
+        .unwrap();
+    assert_eq!(f.svc.eth_send_wallet(&send.id).await.unwrap(), Some(a.id));
+
+    let principal = |seed: u8, grant: Grant| {
+        let svc = f.svc.clone();
+        async move {
+            use ed25519_dalek::Signer as _;
+            let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+            let row = svc
+                .console_register_api_key(
+                    &"operator:root".parse().unwrap(),
+                    "reader",
+                    &key.verifying_key().to_bytes(),
+                    &[grant],
+                    1,
+                )
+                .await
+                .unwrap();
+            let id = row.id.to_string();
+            let ts = service::Clock::now(&SystemClock).as_millis().to_string();
+            let nonce = format!("reader-nonce-{seed:08}");
+            let m = service::identity::request_message("GET", "/x", "", b"", &ts, &nonce);
+            let sig = data_encoding::BASE64.encode(&key.sign(&m).to_bytes());
+            svc.authenticate_request(&service::identity::SignedRequest {
+                key_id: &id,
+                timestamp_ms: &ts,
+                nonce: &nonce,
+                signature: &sig,
+                method: "GET",
+                path: "/x",
+                query: "",
+                body: b"",
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let in_a = principal(1, Grant::new(Role::Viewer, Scope::Wallet(a.id)).unwrap()).await;
+    let in_b = principal(2, Grant::new(Role::Viewer, Scope::Wallet(b.id)).unwrap()).await;
+    let auditor = principal(3, Grant::global(Role::Auditor)).await;
+
+    let wallet = f.svc.eth_send_wallet(&send.id).await.unwrap();
+    let can = f.svc.authorize::<perm::ReadWallet>(&in_a, wallet).unwrap();
+    assert_eq!(can.eth_send(&send.id).await.unwrap().id, send.id);
+    assert_eq!(
+        f.svc
+            .authorize::<perm::ReadWallet>(&in_b, wallet)
+            .map(|_| ())
+            .unwrap_err(),
+        AuthError::Forbidden
+    );
+    // A capability for wallet B does not reach a send of wallet A either.
+    let for_b = f
+        .svc
+        .authorize::<perm::ReadWallet>(&in_b, Some(b.id))
+        .unwrap();
+    assert!(matches!(
+        for_b.eth_send(&send.id).await,
+        Err(ServiceError::Storage(
+            storage::StorageError::NotFound { .. }
+        ))
+    ));
+    let global = f
+        .svc
+        .authorize::<perm::ReadWallet>(&auditor, wallet)
+        .unwrap();
+    assert_eq!(global.eth_send(&send.id).await.unwrap().id, send.id);
+}

@@ -1,0 +1,446 @@
+//! Who may call what: every endpoint against every role (a snapshot),
+//! signed requests and sessions over HTTP, limits.
+
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use api_http::{Limits, Rate, router};
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use domain::{Actor, Grant, Role, Scope};
+use ed25519_dalek::{Signer, SigningKey};
+use http_body_util::BodyExt;
+use service::identity::request_message;
+use service::{CheckpointFile, CheckpointPolicy, Checkpointer, Service, SystemClock};
+use storage::testing::TestDb;
+use tower::ServiceExt;
+
+struct App {
+    router: axum::Router,
+    svc: Service,
+    _db: TestDb,
+    _dir: tempfile::TempDir,
+}
+
+async fn app(limits: Limits) -> App {
+    let db = TestDb::sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = audit::AuditSigningKey::from_seed(&zeroize::Zeroizing::new([5; 32]));
+    let cp = Checkpointer::open(
+        key,
+        CheckpointFile::new(dir.path().join("cp")),
+        CheckpointPolicy {
+            every_records: 10_000,
+            every: Duration::from_secs(3600),
+        },
+    )
+    .unwrap();
+    let svc = Service::new(db.store.clone(), Arc::new(SystemClock), cp);
+    let root: Actor = "operator:root".parse().unwrap();
+    for s in &svc.init_keystore(&root, 2, 2).await.unwrap() {
+        svc.unseal(&Actor::Anonymous, s).await.unwrap();
+    }
+    svc.bootstrap_admin(&root, "alice", "correct horse battery".into())
+        .await
+        .unwrap();
+    App {
+        router: router(svc.clone(), limits),
+        svc,
+        _db: db,
+        _dir: dir,
+    }
+}
+
+fn roomy() -> Limits {
+    Limits {
+        per_address: Rate {
+            per_second: 10_000,
+            burst: 10_000,
+        },
+        per_principal: Rate {
+            per_second: 10_000,
+            burst: 10_000,
+        },
+        ..Limits::new(64 * 1024, Duration::from_secs(10))
+    }
+}
+
+struct Key {
+    id: String,
+    key: SigningKey,
+}
+
+static NONCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl Key {
+    fn request(&self, method: &str, uri: &str, body: Option<&serde_json::Value>) -> Request<Body> {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+            .to_string();
+        let nonce = format!(
+            "test-nonce-{:012}",
+            NONCE.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
+        let m = request_message(method, path, query, body.as_bytes(), &ts, &nonce);
+        let sig = data_encoding::BASE64.encode(&self.key.sign(&m).to_bytes());
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(api_http::KEY_HEADER, &self.id)
+            .header(api_http::TIMESTAMP_HEADER, ts)
+            .header(api_http::NONCE_HEADER, nonce)
+            .header(api_http::SIGNATURE_HEADER, sig)
+            .body(Body::from(body))
+            .unwrap()
+    }
+}
+
+async fn key(app: &App, seed: u8, grant: Grant) -> Key {
+    let key = SigningKey::from_bytes(&[seed; 32]);
+    let row = app
+        .svc
+        .console_register_api_key(
+            &"operator:root".parse().unwrap(),
+            "test",
+            &key.verifying_key().to_bytes(),
+            &[grant],
+            30,
+        )
+        .await
+        .unwrap();
+    Key {
+        id: row.id.to_string(),
+        key,
+    }
+}
+
+fn plain(method: &str, uri: &str, body: Option<&serde_json::Value>) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.map(|b| b.to_string()).unwrap_or_default()))
+        .unwrap()
+}
+
+async fn send(
+    app: &App,
+    req: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
+    let resp = app.router.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    (status, headers, json)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_against_every_role() {
+    let app = app(roomy()).await;
+    let root: Actor = "operator:root".parse().unwrap();
+    let wallet = app.svc.console_create_wallet(&root, "hot").await.unwrap();
+    let mut principals: Vec<(String, Option<Key>)> = vec![("anonymous".into(), None)];
+    for (i, role) in Role::ALL.iter().enumerate() {
+        let k = key(&app, 10 + i as u8, Grant::global(*role)).await;
+        principals.push((role.as_str().into(), Some(k)));
+    }
+    let scoped = key(
+        &app,
+        40,
+        Grant::new(Role::Viewer, Scope::Wallet(wallet.id)).unwrap(),
+    )
+    .await;
+    principals.push(("viewer@wallet".into(), Some(scoped)));
+    // Things for the admin-only rows to act on.
+    let victim = key(&app, 41, Grant::global(Role::Viewer)).await;
+    let spare = SigningKey::from_bytes(&[42; 32]).verifying_key().to_bytes();
+    let grant = serde_json::json!({"principal": format!("api-key:{}", victim.id), "role": "auditor", "scope": "global"});
+
+    let rows: Vec<(&str, String, Option<serde_json::Value>)> = vec![
+        ("GET", "/v1/health".into(), None),
+        ("GET", "/v1/status".into(), None),
+        ("GET", "/v1/sys/seal-status".into(), None),
+        ("GET", "/v1/me".into(), None),
+        ("GET", "/v1/users".into(), None),
+        (
+            "POST",
+            "/v1/users".into(),
+            Some(
+                serde_json::json!({"name": "bob", "password": "a long enough password", "grants": [{"role": "viewer", "scope": "global"}]}),
+            ),
+        ),
+        ("POST", "/v1/grants".into(), Some(grant.clone())),
+        ("POST", "/v1/grants/revoke".into(), Some(grant)),
+        ("GET", "/v1/api-keys".into(), None),
+        (
+            "POST",
+            "/v1/api-keys".into(),
+            Some(
+                serde_json::json!({"name": "ci", "public_key": hex::encode(spare), "grants": [{"role": "initiator", "scope": format!("wallet:{}", wallet.id)}], "valid_days": 30}),
+            ),
+        ),
+        ("POST", format!("/v1/api-keys/{}/revoke", victim.id), None),
+        ("GET", "/v1/audit?limit=5".into(), None),
+        (
+            "POST",
+            "/v1/wallets".into(),
+            Some(serde_json::json!({"name": "cold"})),
+        ),
+        (
+            "GET",
+            "/v1/eth/sends/00000000-0000-0000-0000-000000000000".into(),
+            None,
+        ),
+        ("POST", "/v1/auth/totp/enrol".into(), None),
+    ];
+    let mut out = String::new();
+    for (method, uri, body) in &rows {
+        let label = uri.replace(&victim.id, "{id}");
+        out.push_str(&format!("{method:4} {label}\n   "));
+        for (name, k) in &principals {
+            let req = match k {
+                Some(k) => k.request(method, uri, body.as_ref()),
+                None => plain(method, uri, body.as_ref()),
+            };
+            let (s, _, _) = send(&app, req).await;
+            out.push_str(&format!(" {name}={}", s.as_u16()));
+        }
+        out.push('\n');
+    }
+    // Sealing last: it stops everything after it.
+    out.push_str("POST /v1/sys/seal\n   ");
+    for (name, k) in principals.iter().rev() {
+        let req = match k {
+            Some(k) => k.request("POST", "/v1/sys/seal", None),
+            None => plain("POST", "/v1/sys/seal", None),
+        };
+        let (s, _, _) = send(&app, req).await;
+        out.push_str(&format!(" {name}={}", s.as_u16()));
+    }
+    out.push('\n');
+    expect_test::expect_file!["rbac.snapshot"].assert_eq(&out);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_requests_over_http() {
+    let app = app(roomy()).await;
+    let k = key(&app, 1, Grant::global(Role::Auditor)).await;
+    let req = k.request("GET", "/v1/audit?limit=2", None);
+    let again = {
+        let mut r = Request::get("/v1/audit?limit=2");
+        for (n, v) in req.headers() {
+            r = r.header(n, v);
+        }
+        r.body(Body::empty()).unwrap()
+    };
+    let (s, _, body) = send(&app, req).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body.as_array().unwrap().len(), 2);
+    let (s, _, body) = send(&app, again).await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("replayed_request"))
+    );
+    // The query is signed too.
+    let mut req = k.request("GET", "/v1/audit?limit=2", None);
+    *req.uri_mut() = "/v1/audit?limit=900".parse().unwrap();
+    let (s, _, body) = send(&app, req).await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("bad_signature"))
+    );
+    let mut req = k.request("GET", "/v1/me", None);
+    req.headers_mut()
+        .insert(api_http::TIMESTAMP_HEADER, "1000".parse().unwrap());
+    let (s, _, body) = send(&app, req).await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("stale_request"))
+    );
+    let mut req = k.request("GET", "/v1/me", None);
+    req.headers_mut().remove(api_http::NONCE_HEADER);
+    let (s, _, body) = send(&app, req).await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("malformed_auth"))
+    );
+}
+
+fn cookie_of(h: &axum::http::HeaderMap) -> String {
+    let c = h
+        .get(header::SET_COOKIE)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+        assert!(c.contains(attr), "{c}");
+    }
+    c.split(';').next().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_csrf_lockout_and_limits() {
+    let app = app(roomy()).await;
+    let login = |password: &str| {
+        plain(
+            "POST",
+            "/v1/auth/login",
+            Some(&serde_json::json!({"username": "alice", "password": password})),
+        )
+    };
+    let (s, h, body) = send(&app, login("correct horse battery")).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["enrol_totp"], true);
+    let cookie = cookie_of(&h);
+    let csrf = body["csrf_token"].as_str().unwrap().to_owned();
+    let with_cookie = |method: &str, uri: &str, csrf: Option<&str>| {
+        let mut r = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::COOKIE, &cookie);
+        if let Some(c) = csrf {
+            r = r.header(api_http::CSRF_HEADER, c);
+        }
+        r.body(Body::empty()).unwrap()
+    };
+    let (s, _, body) = send(&app, with_cookie("GET", "/v1/me", None)).await;
+    assert_eq!((s, body["mfa"].as_bool()), (StatusCode::OK, Some(false)));
+    // Admin rights wait for TOTP.
+    let (s, _, body) = send(&app, with_cookie("GET", "/v1/users", None)).await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("mfa_required"))
+    );
+    // A state change without the CSRF token is refused.
+    let (s, _, body) = send(&app, with_cookie("POST", "/v1/auth/totp/enrol", None)).await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("csrf"))
+    );
+    let (s, _, body) = send(
+        &app,
+        with_cookie("POST", "/v1/auth/totp/enrol", Some(&csrf)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert!(
+        body["otpauth_uri"]
+            .as_str()
+            .unwrap()
+            .starts_with("otpauth://totp/")
+    );
+    let (s, h, _) = send(&app, with_cookie("POST", "/v1/auth/logout", Some(&csrf))).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert!(
+        h.get(header::SET_COOKIE)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let (s, _, body) = send(&app, with_cookie("GET", "/v1/me", None)).await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("no_session"))
+    );
+
+    // Five wrong passwords lock the account, with Retry-After.
+    for _ in 0..5 {
+        let (s, _, body) = send(&app, login("wrong horse battery")).await;
+        assert_eq!(
+            (s, body["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("invalid_credentials"))
+        );
+    }
+    let (s, h, body) = send(&app, login("correct horse battery")).await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("account_locked"))
+    );
+    assert!(h.get(header::RETRY_AFTER).is_some());
+
+    // Bodies: unknown fields and deep nesting are 400s.
+    let (s, _, body) = send(
+        &app,
+        plain(
+            "POST",
+            "/v1/auth/login",
+            Some(&serde_json::json!({"username": "a", "password": "b", "admin": true})),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_body"))
+    );
+    let deep = format!("{}{}", "[".repeat(40), "]".repeat(40));
+    let req = Request::post("/v1/auth/login")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(deep))
+        .unwrap();
+    let (s, _, body) = send(&app, req).await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("json_too_deep"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_answer_429_with_retry_after() {
+    let app = app(Limits {
+        per_address: Rate {
+            per_second: 1000,
+            burst: 1000,
+        },
+        per_principal: Rate {
+            per_second: 1,
+            burst: 3,
+        },
+        ..Limits::new(64 * 1024, Duration::from_secs(10))
+    })
+    .await;
+    let a = key(&app, 1, Grant::global(Role::Viewer)).await;
+    let b = key(&app, 2, Grant::global(Role::Viewer)).await;
+    for _ in 0..3 {
+        let (s, _, _) = send(&app, a.request("GET", "/v1/me", None)).await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    let (s, h, body) = send(&app, a.request("GET", "/v1/me", None)).await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited"))
+    );
+    assert_eq!(h.get(header::RETRY_AFTER).unwrap(), "1");
+    // Another principal has its own bucket.
+    let (s, _, _) = send(&app, b.request("GET", "/v1/me", None)).await;
+    assert_eq!(s, StatusCode::OK);
+
+    let per_address = app_with_address_limit().await;
+    for _ in 0..2 {
+        let (s, _, _) = send(&per_address, plain("GET", "/v1/health", None)).await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    let (s, _, _) = send(&per_address, plain("GET", "/v1/health", None)).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+}
+
+async fn app_with_address_limit() -> App {
+    app(Limits {
+        per_address: Rate {
+            per_second: 1,
+            burst: 2,
+        },
+        ..Limits::new(64 * 1024, Duration::from_secs(10))
+    })
+    .await
+}
