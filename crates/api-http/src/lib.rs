@@ -10,6 +10,7 @@ mod auth;
 mod error;
 mod sys;
 mod system;
+mod webhooks;
 
 use std::time::Duration;
 
@@ -72,6 +73,7 @@ fn api() -> OpenApiRouter<Service> {
         .merge(system::routes())
         .merge(sys::routes())
         .merge(access::routes())
+        .merge(webhooks::routes())
 }
 
 /// The OpenAPI document, generated from the handlers.

@@ -200,6 +200,14 @@ async fn every_endpoint_against_every_role() {
             None,
         ),
         ("POST", "/v1/auth/totp/enrol".into(), None),
+        ("GET", "/v1/webhooks".into(), None),
+        (
+            "POST",
+            "/v1/webhooks".into(),
+            Some(serde_json::json!({"url": "http://127.0.0.1:9/hook", "events": ["*"]})),
+        ),
+        ("GET", "/v1/webhooks/wh_none/deliveries".into(), None),
+        ("POST", "/v1/webhook-deliveries/none/resend".into(), None),
     ];
     let mut out = String::new();
     for (method, uri, body) in &rows {

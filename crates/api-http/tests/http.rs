@@ -145,7 +145,11 @@ async fn openapi_document_describes_the_routes() {
             "/v1/sys/unseal",
             "/v1/sys/unseal/reset",
             "/v1/users",
-            "/v1/wallets"
+            "/v1/wallets",
+            "/v1/webhook-deliveries/{id}/resend",
+            "/v1/webhooks",
+            "/v1/webhooks/{id}/deactivate",
+            "/v1/webhooks/{id}/deliveries"
         ]
     );
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());

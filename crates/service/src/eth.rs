@@ -595,8 +595,11 @@ impl Service {
                         .set_eth_send_state(&send.id, state::SIGNED, state::BROADCAST, None, now)
                         .await
                     {
+                        Ok(()) => {
+                            send_event(&mut tx, send, state::BROADCAST, now).await?;
+                        }
                         // Moved on meanwhile (the watcher saw it mined): fine.
-                        Ok(()) | Err(StorageError::Conflict { .. }) => {}
+                        Err(StorageError::Conflict { .. }) => {}
                         Err(e) => return Err(e.into()),
                     }
                 }
@@ -621,6 +624,7 @@ impl Service {
                 let mut tx = self.store().begin().await?;
                 tx.set_eth_send_state(&send.id, &current.state, state::NONCE_TAKEN, None, now)
                     .await?;
+                send_event(&mut tx, send, state::NONCE_TAKEN, now).await?;
                 let e = entry(
                     &Actor::System,
                     "eth.nonce.taken",
@@ -786,6 +790,7 @@ impl Service {
                             now,
                         )
                         .await?;
+                        send_event(&mut tx, &send, state::INCLUDED, now).await?;
                         current = state::INCLUDED.into();
                         entries.push(entry(
                             &Actor::System,
@@ -817,6 +822,7 @@ impl Service {
                             now,
                         )
                         .await?;
+                        send_event(&mut tx, &send, fin, now).await?;
                         entries.push(entry(
                             &Actor::System,
                             &format!("eth.send.{fin}"),
@@ -837,6 +843,7 @@ impl Service {
                     let mut tx = self.store().begin().await?;
                     tx.set_eth_send_state(&send.id, state::INCLUDED, state::BROADCAST, None, now)
                         .await?;
+                    send_event(&mut tx, &send, "reorged", now).await?;
                     let e = entry(
                         &Actor::System,
                         "eth.tx.reorged",
@@ -918,6 +925,31 @@ impl Service {
             foreign_use: chain_pending > next_allocated,
         })
     }
+}
+
+/// A `transfer.state_changed` event for a send, into the outbox of `tx`.
+async fn send_event(
+    tx: &mut storage::WriteTx,
+    send: &EthSendRow,
+    new_state: &str,
+    now: Timestamp,
+) -> Result<(), ServiceError> {
+    crate::webhooks::enqueue(
+        tx,
+        "transfer.state_changed",
+        json!({
+            "transfer": send.id,
+            "network": send.network,
+            "from": send.address,
+            "nonce": send.nonce,
+            "asset": send.asset,
+            "to": send.recipient,
+            "amount": send.amount.to_string(),
+            "state": new_state,
+        }),
+        now,
+    )
+    .await
 }
 
 fn chain_of(network: &str) -> Result<u64, ServiceError> {

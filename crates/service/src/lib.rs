@@ -14,6 +14,7 @@ mod keystore;
 mod service;
 pub mod totp;
 mod verify;
+pub mod webhooks;
 
 pub use audit_key::{AuditKeyError, generate_audit_key, load_audit_key};
 pub use checkpoints::{CheckpointFile, CheckpointPolicy, CheckpointSigner, Checkpointer};

@@ -96,6 +96,8 @@ struct Inner {
     wrapper: Option<Arc<dyn keys::Wrapper>>,
     /// Configured EVM networks by chain id.
     eth: std::sync::RwLock<std::collections::BTreeMap<u64, Arc<crate::eth::EthNetwork>>>,
+    /// The HTTP client webhook deliveries go out through.
+    webhook_http: reqwest::Client,
 }
 
 impl Service {
@@ -137,6 +139,7 @@ impl Service {
                 hsm,
                 wrapper: None,
                 eth: Default::default(),
+                webhook_http: crate::webhooks::http_client(),
             }),
         }
     }
@@ -161,6 +164,10 @@ impl Service {
         &self,
     ) -> &std::sync::RwLock<std::collections::BTreeMap<u64, Arc<crate::eth::EthNetwork>>> {
         &self.inner.eth
+    }
+
+    pub(crate) fn webhook_http(&self) -> &reqwest::Client {
+        &self.inner.webhook_http
     }
 
     pub(crate) fn vault(&self) -> &tokio::sync::Mutex<Vault> {

@@ -95,6 +95,14 @@ impl Fixture {
     /// A service with an unsealed keystore, anvil configured, one ECDSA key
     /// registered as a sender and funded with 100 ether.
     async fn new(db: TestDb, hsm: Option<Arc<dyn keys::Signer>>) -> Fixture {
+        Fixture::with_clock(db, hsm, Arc::new(SystemClock)).await
+    }
+
+    async fn with_clock(
+        db: TestDb,
+        hsm: Option<Arc<dyn keys::Signer>>,
+        clock: Arc<dyn service::Clock>,
+    ) -> Fixture {
         let anvil = Anvil::start();
         let dir = tempfile::tempdir().unwrap();
         let backend = if hsm.is_some() {
@@ -102,12 +110,7 @@ impl Fixture {
         } else {
             KeyBackend::Keystore
         };
-        let svc = Service::with_hsm(
-            db.store.clone(),
-            Arc::new(SystemClock),
-            checkpointer(dir.path()),
-            hsm,
-        );
+        let svc = Service::with_hsm(db.store.clone(), clock, checkpointer(dir.path()), hsm);
         let shares = svc.init_keystore(&alice(), 2, 2).await.unwrap();
         for s in &shares {
             svc.unseal(&Actor::Anonymous, s).await.unwrap();
@@ -772,4 +775,214 @@ async fn reading_a_send_is_scoped_to_its_wallet() {
         .authorize::<perm::ReadWallet>(&auditor, wallet)
         .unwrap();
     assert_eq!(global.eth_send(&send.id).await.unwrap().id, send.id);
+}
+
+/// Wall-clock time plus an offset a test can move forward.
+#[derive(Debug, Default)]
+struct ShiftedClock(std::sync::atomic::AtomicI64);
+
+impl service::Clock for ShiftedClock {
+    fn now(&self) -> domain::Timestamp {
+        let now = service::Clock::now(&SystemClock).as_millis();
+        domain::Timestamp::from_millis(now + self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+/// A webhook receiver on loopback that refuses the first `fail` requests.
+#[derive(Default)]
+struct Receiver {
+    fail: std::sync::atomic::AtomicUsize,
+    /// (webhook-id, body) of every request it accepted.
+    accepted: std::sync::Mutex<Vec<(String, String)>>,
+    secret: std::sync::Mutex<Vec<u8>>,
+}
+
+async fn receive(
+    axum::extract::State(r): axum::extract::State<Arc<Receiver>>,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> axum::http::StatusCode {
+    let h = |n: &str| headers.get(n).unwrap().to_str().unwrap().to_owned();
+    let (id, ts, sig) = (
+        h("webhook-id"),
+        h("webhook-timestamp"),
+        h("webhook-signature"),
+    );
+    let secret = r.secret.lock().unwrap().clone();
+    let expected = service::webhooks::signature(&secret, &id, ts.parse().unwrap(), &body).unwrap();
+    assert_eq!(sig, expected, "every delivery is signed");
+    let failing = r
+        .fail
+        .fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |n| n.checked_sub(1),
+        )
+        .is_ok();
+    if failing {
+        return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+    }
+    r.accepted.lock().unwrap().push((id, body));
+    axum::http::StatusCode::NO_CONTENT
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_arrive_signed_retried_and_once_by_id() {
+    use domain::{Grant, Role};
+    use ed25519_dalek::Signer as _;
+    use service::identity::perm;
+    let clock = Arc::new(ShiftedClock::default());
+    let f = Fixture::with_clock(TestDb::sqlite().await, None, clock.clone()).await;
+
+    let receiver = Arc::new(Receiver::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(receive))
+        .with_state(receiver.clone());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    // An admin (through an API key) subscribes.
+    let key = ed25519_dalek::SigningKey::from_bytes(&[77; 32]);
+    let row = f
+        .svc
+        .console_register_api_key(
+            &"operator:root".parse().unwrap(),
+            "ops",
+            &key.verifying_key().to_bytes(),
+            &[Grant::global(Role::Admin)],
+            1,
+        )
+        .await
+        .unwrap();
+    let id = row.id.to_string();
+    let ts = service::Clock::now(clock.as_ref()).as_millis().to_string();
+    let nonce = "webhook-test-nonce-1";
+    let sig = data_encoding::BASE64.encode(
+        &key.sign(&service::identity::request_message(
+            "POST",
+            "/v1/webhooks",
+            "",
+            b"",
+            &ts,
+            nonce,
+        ))
+        .to_bytes(),
+    );
+    let admin = f
+        .svc
+        .authenticate_request(&service::identity::SignedRequest {
+            key_id: &id,
+            timestamp_ms: &ts,
+            nonce,
+            signature: &sig,
+            method: "POST",
+            path: "/v1/webhooks",
+            query: "",
+            body: b"",
+        })
+        .await
+        .unwrap();
+    let hooks = f
+        .svc
+        .authorize::<perm::ManageWebhooks>(&admin, None)
+        .unwrap();
+    assert!(
+        hooks
+            .create_webhook("https://example.com/x", &["*".into()])
+            .await
+            .is_err(),
+        "no TLS yet: refused, not silently downgraded"
+    );
+    assert!(
+        hooks
+            .create_webhook(&url, &["transfer.exploded".into()])
+            .await
+            .is_err()
+    );
+    let (hook, secret) = hooks
+        .create_webhook(&url, &["transfer.state_changed".into()])
+        .await
+        .unwrap();
+    let secret = data_encoding::BASE64
+        .decode(secret.strip_prefix("whsec_").unwrap().as_bytes())
+        .unwrap();
+    *receiver.secret.lock().unwrap() = secret;
+
+    // Two transfers: broadcast, then included and confirmed: six events.
+    for amount in ["1", "2"] {
+        f.svc
+            .eth_send(&alice(), f.ether(&bob().to_string(), amount))
+            .await
+            .unwrap();
+    }
+    mine(&f.client, 3).await;
+    f.svc.eth_poll(CHAIN_ID).await.unwrap();
+
+    receiver.fail.store(3, std::sync::atomic::Ordering::SeqCst);
+    let pass = f.svc.deliver_webhooks().await.unwrap();
+    assert_eq!((pass.delivered, pass.retrying, pass.failed), (3, 3, 0));
+    // Retries wait their turn: nothing is due yet.
+    assert_eq!(f.svc.deliver_webhooks().await.unwrap(), Default::default());
+    clock
+        .0
+        .fetch_add(5_001, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(f.svc.deliver_webhooks().await.unwrap().delivered, 3);
+    assert_eq!(f.svc.deliver_webhooks().await.unwrap(), Default::default());
+
+    let accepted = receiver.accepted.lock().unwrap().clone();
+    let mut ids: Vec<&String> = accepted.iter().map(|(id, _)| id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 6, "every event, once each by id");
+    assert_eq!(accepted.len(), 6);
+    let states: Vec<String> = accepted
+        .iter()
+        .map(|(_, b)| {
+            serde_json::from_str::<serde_json::Value>(b).unwrap()["data"]["state"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    for s in ["broadcast", "included", "confirmed"] {
+        assert_eq!(states.iter().filter(|x| *x == s).count(), 2, "{states:?}");
+    }
+    let deliveries = hooks.deliveries(&hook.id).await.unwrap();
+    assert!(deliveries.iter().all(|d| d.state == "delivered"));
+
+    // A resend goes out again with the same id.
+    hooks.resend(&deliveries[0].id).await.unwrap();
+    assert_eq!(f.svc.deliver_webhooks().await.unwrap().delivered, 1);
+    let last = receiver.accepted.lock().unwrap().last().unwrap().0.clone();
+    assert_eq!(last, deliveries[0].event_id);
+
+    // A receiver that never recovers: eight attempts over about a day, then failed and audited.
+    receiver
+        .fail
+        .store(usize::MAX, std::sync::atomic::Ordering::SeqCst);
+    f.svc
+        .eth_send(&alice(), f.ether(&bob().to_string(), "3"))
+        .await
+        .unwrap();
+    let mut attempts = 0;
+    loop {
+        let pass = f.svc.deliver_webhooks().await.unwrap();
+        attempts += pass.retrying + pass.failed;
+        if pass.failed == 1 {
+            break;
+        }
+        assert_eq!(pass.retrying, 1);
+        clock
+            .0
+            .fetch_add(36_000_001, std::sync::atomic::Ordering::SeqCst);
+    }
+    assert_eq!(attempts, 8);
+    assert!(
+        f.actions()
+            .await
+            .iter()
+            .any(|a| a == "webhook.delivery.failed")
+    );
+    server.abort();
 }

@@ -16,6 +16,7 @@ mod store;
 #[cfg(feature = "test-support")]
 pub mod testing;
 mod tx;
+mod webhooks;
 
 pub use error::StorageError;
 pub use eth::{EthAttemptRow, EthSendRow, EthSenderRow};
@@ -23,3 +24,4 @@ pub use identity::{ApiKeyRow, SessionRow, UserRow, WalletRow};
 pub use keystore::{KekRow, KeyRow, KeystoreRow};
 pub use store::{Backend, DatabaseConfig, Store};
 pub use tx::WriteTx;
+pub use webhooks::{DeliveryRow, DueDelivery, WebhookRow};

@@ -234,6 +234,22 @@ pub(crate) fn run(c: Config) -> Result<(), Failure> {
             .map(|e| spawn_eth_watcher(svc.clone(), e.network.chain_id, e.poll_every))
             .collect();
 
+        // Webhook deliveries: one pass a second while unsealed.
+        let deliverer = tokio::spawn({
+            let svc = svc.clone();
+            async move {
+                let mut interval = tokio::time::interval(Duration::from_secs(1));
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    interval.tick().await;
+                    match svc.deliver_webhooks().await {
+                        Ok(_) | Err(service::ServiceError::Sealed) => {}
+                        Err(e) => tracing::error!(error = %e, "webhook delivery pass failed"),
+                    }
+                }
+            }
+        });
+
         let ticker = tokio::spawn({
             let svc = svc.clone();
             let every = policy.every;
@@ -270,6 +286,7 @@ pub(crate) fn run(c: Config) -> Result<(), Failure> {
         .with_graceful_shutdown(shutdown)
         .await;
         ticker.abort();
+        deliverer.abort();
         for w in &watchers {
             w.abort();
         }
