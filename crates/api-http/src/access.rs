@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{Authed, SESSION_COOKIE, Source, auth_error};
+use crate::auth::{Authed, SESSION_COOKIE, Source, auth_error, can};
 use crate::error::{ApiError, ErrorBody, service_error};
 
 pub(crate) fn routes() -> OpenApiRouter<Service> {
@@ -224,9 +224,7 @@ async fn list_users(
     State(svc): State<Service>,
     Authed(who): Authed,
 ) -> Result<Json<Vec<UserDto>>, ApiError> {
-    let can = svc
-        .authorize::<perm::ManageUsers>(&who, None)
-        .map_err(denied)?;
+    let can = can::<perm::ManageUsers>(&svc, &who)?;
     let users = can.users().await.map_err(service_error)?;
     Ok(Json(
         users
@@ -266,9 +264,7 @@ async fn create_user(
     Authed(who): Authed,
     Json(req): Json<NewUser>,
 ) -> Result<(StatusCode, Json<UserDto>), ApiError> {
-    let can = svc
-        .authorize::<perm::ManageUsers>(&who, None)
-        .map_err(denied)?;
+    let can = can::<perm::ManageUsers>(&svc, &who)?;
     let grants = req
         .grants
         .iter()
@@ -326,9 +322,7 @@ async fn add_grant(
     Authed(who): Authed,
     Json(req): Json<GrantChange>,
 ) -> Result<StatusCode, ApiError> {
-    let can = svc
-        .authorize::<perm::ManageUsers>(&who, None)
-        .map_err(denied)?;
+    let can = can::<perm::ManageUsers>(&svc, &who)?;
     let (actor, grant) = req.parse()?;
     can.grant(
         &actor,
@@ -348,9 +342,7 @@ async fn remove_grant(
     Authed(who): Authed,
     Json(req): Json<GrantChange>,
 ) -> Result<StatusCode, ApiError> {
-    let can = svc
-        .authorize::<perm::ManageUsers>(&who, None)
-        .map_err(denied)?;
+    let can = can::<perm::ManageUsers>(&svc, &who)?;
     let (actor, grant) = req.parse()?;
     can.revoke_grant(&actor, grant)
         .await
@@ -373,9 +365,7 @@ async fn list_api_keys(
     State(svc): State<Service>,
     Authed(who): Authed,
 ) -> Result<Json<Vec<ApiKeyDto>>, ApiError> {
-    let can = svc
-        .authorize::<perm::ManageApiKeys>(&who, None)
-        .map_err(denied)?;
+    let can = can::<perm::ManageApiKeys>(&svc, &who)?;
     let keys = can.api_keys().await.map_err(service_error)?;
     Ok(Json(keys.into_iter().map(key_dto).collect()))
 }
@@ -408,9 +398,7 @@ async fn create_api_key(
     Authed(who): Authed,
     Json(req): Json<NewApiKey>,
 ) -> Result<(StatusCode, Json<ApiKeyDto>), ApiError> {
-    let can = svc
-        .authorize::<perm::ManageApiKeys>(&who, None)
-        .map_err(denied)?;
+    let can = can::<perm::ManageApiKeys>(&svc, &who)?;
     let pk: [u8; 32] = hex_32(&req.public_key).ok_or_else(|| bad("public_key: 64 hex digits"))?;
     let grants = req
         .grants
@@ -443,9 +431,7 @@ async fn revoke_api_key(
     Authed(who): Authed,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let can = svc
-        .authorize::<perm::ManageApiKeys>(&who, None)
-        .map_err(denied)?;
+    let can = can::<perm::ManageApiKeys>(&svc, &who)?;
     let id: ApiKeyId = id
         .parse()
         .map_err(|e: domain::IdError| bad(e.to_string()))?;
@@ -482,9 +468,7 @@ async fn audit_log(
     Authed(who): Authed,
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<Vec<AuditRecordDto>>, ApiError> {
-    let can = svc
-        .authorize::<perm::ReadAudit>(&who, None)
-        .map_err(denied)?;
+    let can = can::<perm::ReadAudit>(&svc, &who)?;
     let page = can
         .audit_page(q.after.unwrap_or(0), q.limit.unwrap_or(100))
         .await
@@ -524,9 +508,7 @@ async fn create_wallet(
     Authed(who): Authed,
     Json(req): Json<NewWallet>,
 ) -> Result<(StatusCode, Json<WalletDto>), ApiError> {
-    let can = svc
-        .authorize::<perm::ManageNetworks>(&who, None)
-        .map_err(denied)?;
+    let can = can::<perm::ManageNetworks>(&svc, &who)?;
     let w = can.create_wallet(&req.name).await.map_err(service_error)?;
     Ok((
         StatusCode::CREATED,

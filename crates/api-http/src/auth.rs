@@ -274,6 +274,14 @@ async fn identify(
     }
 }
 
+/// The capability `P` over the whole installation, or the 401/403 answer.
+pub(crate) fn can<'a, P: service::identity::perm::Perm>(
+    svc: &'a Service,
+    who: &'a Principal,
+) -> Result<service::identity::Can<'a, P>, ApiError> {
+    svc.authorize::<P>(who, None).map_err(|e| auth_error(&e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{Authed, auth_error};
+use crate::auth::{Authed, can};
 use crate::error::{ApiError, ErrorBody, service_error};
 
 pub(crate) fn routes() -> OpenApiRouter<Service> {
@@ -60,9 +60,7 @@ async fn create_webhook(
     Authed(who): Authed,
     Json(req): Json<NewWebhook>,
 ) -> Result<(StatusCode, Json<WebhookDto>), ApiError> {
-    let can = svc
-        .authorize::<perm::ManageWebhooks>(&who, None)
-        .map_err(|e| auth_error(&e))?;
+    let can = can::<perm::ManageWebhooks>(&svc, &who)?;
     let (w, secret) = can
         .create_webhook(&req.url, &req.events)
         .await
@@ -76,9 +74,7 @@ async fn list_webhooks(
     State(svc): State<Service>,
     Authed(who): Authed,
 ) -> Result<Json<Vec<WebhookDto>>, ApiError> {
-    let can = svc
-        .authorize::<perm::ManageWebhooks>(&who, None)
-        .map_err(|e| auth_error(&e))?;
+    let can = can::<perm::ManageWebhooks>(&svc, &who)?;
     let list = can.webhooks().await.map_err(service_error)?;
     Ok(Json(list.into_iter().map(|w| dto(w, None)).collect()))
 }
@@ -91,9 +87,7 @@ async fn deactivate_webhook(
     Authed(who): Authed,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let can = svc
-        .authorize::<perm::ManageWebhooks>(&who, None)
-        .map_err(|e| auth_error(&e))?;
+    let can = can::<perm::ManageWebhooks>(&svc, &who)?;
     can.deactivate(&id).await.map_err(service_error)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -119,9 +113,7 @@ async fn list_deliveries(
     Authed(who): Authed,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<DeliveryDto>>, ApiError> {
-    let can = svc
-        .authorize::<perm::ManageWebhooks>(&who, None)
-        .map_err(|e| auth_error(&e))?;
+    let can = can::<perm::ManageWebhooks>(&svc, &who)?;
     let list = can.deliveries(&id).await.map_err(service_error)?;
     Ok(Json(
         list.into_iter()
@@ -146,9 +138,7 @@ async fn resend_delivery(
     Authed(who): Authed,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let can = svc
-        .authorize::<perm::ManageWebhooks>(&who, None)
-        .map_err(|e| auth_error(&e))?;
+    let can = can::<perm::ManageWebhooks>(&svc, &who)?;
     can.resend(&id).await.map_err(service_error)?;
     Ok(StatusCode::NO_CONTENT)
 }
