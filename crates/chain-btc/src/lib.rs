@@ -1,0 +1,16 @@
+//! Bitcoin without I/O: addresses of the five standard types with network
+//! checks (BIP-173/350), PSBTs for P2WPKH, P2TR key path and P2WSH
+//! multisig, signing digests for the signer seam, combining cosigners,
+//! finalising with miniscript, and verification of every signed
+//! transaction by Bitcoin Core's interpreter (`bitcoinconsensus`).
+//!
+//! Pure: no I/O, no clock, no randomness.
+
+pub mod address;
+pub mod psbt;
+
+pub use address::{AddressError, AddressKind, BtcAddress};
+pub use psbt::{
+    BtcError, BtcPlan, Payout, SigningTask, Spend, Summary, Utxo, add_ecdsa, add_schnorr, combine,
+    finalize, signing_tasks, summarize, verify_with_core,
+};

@@ -1,0 +1,549 @@
+//! PSBTs: built from a plan, signed input by input through digests (the
+//! signer seam never sees a transaction), combined across cosigners,
+//! finalised with miniscript, extracted, and verified by Bitcoin Core's
+//! interpreter against every output they spend.
+
+use std::collections::BTreeMap;
+
+use bitcoin::absolute::LockTime;
+use bitcoin::hashes::Hash;
+use bitcoin::key::{PublicKey, TapTweak, UntweakedPublicKey, XOnlyPublicKey};
+use bitcoin::psbt::Psbt;
+use bitcoin::secp256k1::{self, Message, Secp256k1};
+use bitcoin::sighash::{EcdsaSighashType, Prevouts, SighashCache, TapSighashType};
+use bitcoin::transaction::Version;
+use bitcoin::{
+    Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Weight, Witness, ecdsa,
+    taproot,
+};
+use miniscript::psbt::PsbtExt;
+
+/// How an output Strongroom holds is spent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Spend {
+    /// P2WPKH: one ECDSA key.
+    P2wpkh { pubkey: [u8; 33] },
+    /// P2TR key path (BIP-86: no script tree): one BIP-340 key, tweaked.
+    P2tr { internal_key: [u8; 32] },
+    /// P2WSH `sortedmulti(threshold, keys…)`: cosigners sign independently.
+    P2wshMulti {
+        threshold: usize,
+        pubkeys: Vec<[u8; 33]>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BtcError {
+    #[error("not a valid public key")]
+    BadKey,
+    #[error("a multisig needs 1 ≤ threshold ≤ keys ≤ 20")]
+    BadMultisig,
+    #[error("the transaction has no inputs or no outputs")]
+    Empty,
+    #[error("amount arithmetic overflowed")]
+    Overflow,
+    #[error("the inputs ({inputs} sat) do not cover the outputs and fee ({needed} sat)")]
+    InsufficientFunds { inputs: u64, needed: u64 },
+    #[error("output {index} of {value} sat is dust")]
+    Dust { index: usize, value: u64 },
+    #[error("input {0} does not exist or is not ours")]
+    NoSuchInput(usize),
+    #[error("the signature does not verify for input {0}")]
+    BadSignature(usize),
+    #[error("the PSBT cannot be finalised: {0}")]
+    Finalize(String),
+    #[error("the PSBTs are for different transactions")]
+    Mismatch,
+    #[error("Bitcoin Core's interpreter refuses input {index}: {reason}")]
+    Consensus { index: usize, reason: String },
+    #[error("sighash: {0}")]
+    Sighash(String),
+}
+
+impl Spend {
+    fn secp_key(k: &[u8; 33]) -> Result<PublicKey, BtcError> {
+        PublicKey::from_slice(k).map_err(|_| BtcError::BadKey)
+    }
+
+    /// The witness script of a P2WSH multisig (keys sorted, BIP-67).
+    pub fn witness_script(&self) -> Result<Option<ScriptBuf>, BtcError> {
+        let Spend::P2wshMulti { threshold, pubkeys } = self else {
+            return Ok(None);
+        };
+        if *threshold == 0 || *threshold > pubkeys.len() || pubkeys.len() > 20 {
+            return Err(BtcError::BadMultisig);
+        }
+        let mut keys = pubkeys.clone();
+        keys.sort();
+        let mut b = bitcoin::script::Builder::new().push_int(*threshold as i64);
+        for k in &keys {
+            b = b.push_key(&Self::secp_key(k)?);
+        }
+        Ok(Some(
+            b.push_int(keys.len() as i64)
+                .push_opcode(bitcoin::opcodes::all::OP_CHECKMULTISIG)
+                .into_script(),
+        ))
+    }
+
+    pub fn script_pubkey(&self) -> Result<ScriptBuf, BtcError> {
+        let secp = Secp256k1::verification_only();
+        Ok(match self {
+            Spend::P2wpkh { pubkey } => {
+                let pk = Self::secp_key(pubkey)?;
+                let wpkh = pk.wpubkey_hash().map_err(|_| BtcError::BadKey)?;
+                ScriptBuf::new_p2wpkh(&wpkh)
+            }
+            Spend::P2tr { internal_key } => {
+                let k =
+                    UntweakedPublicKey::from_slice(internal_key).map_err(|_| BtcError::BadKey)?;
+                ScriptBuf::new_p2tr(&secp, k, None)
+            }
+            Spend::P2wshMulti { .. } => {
+                let ws = self.witness_script()?.ok_or(BtcError::BadMultisig)?;
+                ScriptBuf::new_p2wsh(&ws.wscript_hash())
+            }
+        })
+    }
+
+    /// The largest witness this input can have once signed (73-byte DER
+    /// signatures), for fee estimates that never fall short.
+    pub fn max_witness_weight(&self) -> Result<Weight, BtcError> {
+        let wu = match self {
+            // count, sig (1 + 73), key (1 + 33)
+            Spend::P2wpkh { .. } => 1 + 74 + 34,
+            // count, sig (1 + 64)
+            Spend::P2tr { .. } => 1 + 65,
+            Spend::P2wshMulti { threshold, .. } => {
+                let ws = self.witness_script()?.ok_or(BtcError::BadMultisig)?.len() as u64;
+                // count, empty dummy, m sigs, script with its length prefix
+                1 + 1 + 74 * (*threshold as u64) + 3 + ws
+            }
+        };
+        Ok(Weight::from_wu(wu))
+    }
+}
+
+/// An output Strongroom holds and may spend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Utxo {
+    pub outpoint: OutPoint,
+    pub value_sat: u64,
+    pub spend: Spend,
+}
+
+/// An output of the transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payout {
+    pub script_pubkey: ScriptBuf,
+    pub value_sat: u64,
+}
+
+/// What is approved: inputs, payouts, change, and so the fee.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BtcPlan {
+    pub inputs: Vec<Utxo>,
+    pub payouts: Vec<Payout>,
+    pub change: Option<Payout>,
+    /// Signal BIP-125 replaceability.
+    pub rbf: bool,
+}
+
+impl BtcPlan {
+    pub fn input_total(&self) -> Result<u64, BtcError> {
+        self.inputs
+            .iter()
+            .try_fold(0u64, |a, u| a.checked_add(u.value_sat))
+            .ok_or(BtcError::Overflow)
+    }
+
+    pub fn output_total(&self) -> Result<u64, BtcError> {
+        self.payouts
+            .iter()
+            .chain(self.change.iter())
+            .try_fold(0u64, |a, p| a.checked_add(p.value_sat))
+            .ok_or(BtcError::Overflow)
+    }
+
+    /// Input total less output total.
+    pub fn fee_sat(&self) -> Result<u64, BtcError> {
+        let (i, o) = (self.input_total()?, self.output_total()?);
+        i.checked_sub(o).ok_or(BtcError::InsufficientFunds {
+            inputs: i,
+            needed: o,
+        })
+    }
+
+    fn outputs(&self) -> Vec<TxOut> {
+        self.payouts
+            .iter()
+            .chain(self.change.iter())
+            .map(|p| TxOut {
+                value: Amount::from_sat(p.value_sat),
+                script_pubkey: p.script_pubkey.clone(),
+            })
+            .collect()
+    }
+
+    fn unsigned_tx(&self) -> Transaction {
+        let sequence = if self.rbf {
+            Sequence::ENABLE_RBF_NO_LOCKTIME
+        } else {
+            Sequence::MAX
+        };
+        Transaction {
+            version: Version::TWO,
+            lock_time: LockTime::ZERO,
+            input: self
+                .inputs
+                .iter()
+                .map(|u| TxIn {
+                    previous_output: u.outpoint,
+                    script_sig: ScriptBuf::new(),
+                    sequence,
+                    witness: Witness::new(),
+                })
+                .collect(),
+            output: self.outputs(),
+        }
+    }
+
+    /// The most this transaction can weigh once signed.
+    pub fn max_weight(&self) -> Result<Weight, BtcError> {
+        let base = self.unsigned_tx().weight();
+        // The segwit marker and flag: 2 weight units once any witness exists.
+        let mut w = base.to_wu() + 2;
+        for u in &self.inputs {
+            w += u.spend.max_witness_weight()?.to_wu();
+        }
+        Ok(Weight::from_wu(w))
+    }
+
+    /// The largest virtual size, rounded up.
+    pub fn max_vsize(&self) -> Result<u64, BtcError> {
+        Ok(self.max_weight()?.to_vbytes_ceil())
+    }
+
+    /// Checks the plan: inputs, outputs, no dust, inputs cover outputs.
+    pub fn check(&self) -> Result<(), BtcError> {
+        if self.inputs.is_empty() || self.payouts.is_empty() {
+            return Err(BtcError::Empty);
+        }
+        for (index, p) in self.payouts.iter().chain(self.change.iter()).enumerate() {
+            if p.value_sat < p.script_pubkey.minimal_non_dust().to_sat() {
+                return Err(BtcError::Dust {
+                    index,
+                    value: p.value_sat,
+                });
+            }
+        }
+        self.fee_sat()?;
+        Ok(())
+    }
+
+    /// The spent outputs, in input order.
+    pub fn prevouts(&self) -> Result<Vec<TxOut>, BtcError> {
+        self.inputs
+            .iter()
+            .map(|u| {
+                Ok(TxOut {
+                    value: Amount::from_sat(u.value_sat),
+                    script_pubkey: u.spend.script_pubkey()?,
+                })
+            })
+            .collect()
+    }
+
+    /// The PSBT to sign: witness UTXOs, witness scripts, Taproot internal keys.
+    pub fn psbt(&self) -> Result<Psbt, BtcError> {
+        self.check()?;
+        let mut psbt = Psbt::from_unsigned_tx(self.unsigned_tx())
+            .map_err(|e| BtcError::Finalize(e.to_string()))?;
+        for ((input, u), prev) in psbt
+            .inputs
+            .iter_mut()
+            .zip(&self.inputs)
+            .zip(self.prevouts()?)
+        {
+            input.witness_utxo = Some(prev);
+            input.witness_script = u.spend.witness_script()?;
+            if let Spend::P2tr { internal_key } = &u.spend {
+                input.tap_internal_key =
+                    Some(XOnlyPublicKey::from_slice(internal_key).map_err(|_| BtcError::BadKey)?);
+            }
+        }
+        Ok(psbt)
+    }
+}
+
+/// One signature a key must make for a PSBT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigningTask {
+    /// ECDSA over a segwit v0 sighash (SIGHASH_ALL), for `pubkey`.
+    Ecdsa {
+        input: usize,
+        pubkey: [u8; 33],
+        digest: [u8; 32],
+    },
+    /// BIP-340 over a Taproot key-path sighash (SIGHASH_DEFAULT), by the
+    /// internal key tweaked per BIP-86.
+    Schnorr {
+        input: usize,
+        internal_key: [u8; 32],
+        digest: [u8; 32],
+    },
+}
+
+fn prevouts_of(psbt: &Psbt) -> Result<Vec<TxOut>, BtcError> {
+    psbt.inputs
+        .iter()
+        .enumerate()
+        .map(|(i, inp)| inp.witness_utxo.clone().ok_or(BtcError::NoSuchInput(i)))
+        .collect()
+}
+
+/// What each of our keys must sign in `psbt`, given how each input is spent.
+pub fn signing_tasks(psbt: &Psbt, spends: &[Spend]) -> Result<Vec<SigningTask>, BtcError> {
+    if spends.len() != psbt.inputs.len() {
+        return Err(BtcError::Mismatch);
+    }
+    let prevouts = prevouts_of(psbt)?;
+    let mut cache = SighashCache::new(&psbt.unsigned_tx);
+    let mut tasks = Vec::new();
+    for (input, spend) in spends.iter().enumerate() {
+        let prev = &prevouts[input];
+        if prev.script_pubkey != spend.script_pubkey()? {
+            return Err(BtcError::NoSuchInput(input));
+        }
+        match spend {
+            Spend::P2wpkh { pubkey } => {
+                let h = cache
+                    .p2wpkh_signature_hash(
+                        input,
+                        &prev.script_pubkey,
+                        prev.value,
+                        EcdsaSighashType::All,
+                    )
+                    .map_err(|e| BtcError::Sighash(e.to_string()))?;
+                tasks.push(SigningTask::Ecdsa {
+                    input,
+                    pubkey: *pubkey,
+                    digest: h.to_byte_array(),
+                });
+            }
+            Spend::P2wshMulti { pubkeys, .. } => {
+                let ws = spend.witness_script()?.ok_or(BtcError::BadMultisig)?;
+                let h = cache
+                    .p2wsh_signature_hash(input, &ws, prev.value, EcdsaSighashType::All)
+                    .map_err(|e| BtcError::Sighash(e.to_string()))?;
+                for pubkey in pubkeys {
+                    tasks.push(SigningTask::Ecdsa {
+                        input,
+                        pubkey: *pubkey,
+                        digest: h.to_byte_array(),
+                    });
+                }
+            }
+            Spend::P2tr { internal_key } => {
+                let h = cache
+                    .taproot_key_spend_signature_hash(
+                        input,
+                        &Prevouts::All(&prevouts),
+                        TapSighashType::Default,
+                    )
+                    .map_err(|e| BtcError::Sighash(e.to_string()))?;
+                tasks.push(SigningTask::Schnorr {
+                    input,
+                    internal_key: *internal_key,
+                    digest: h.to_byte_array(),
+                });
+            }
+        }
+    }
+    Ok(tasks)
+}
+
+/// Adds an ECDSA signature (compact r ‖ s, low S) after checking it.
+pub fn add_ecdsa(psbt: &mut Psbt, task: &SigningTask, rs: &[u8; 64]) -> Result<(), BtcError> {
+    let SigningTask::Ecdsa {
+        input,
+        pubkey,
+        digest,
+    } = *task
+    else {
+        return Err(BtcError::Mismatch);
+    };
+    let secp = Secp256k1::verification_only();
+    let pk = PublicKey::from_slice(&pubkey).map_err(|_| BtcError::BadKey)?;
+    let sig =
+        secp256k1::ecdsa::Signature::from_compact(rs).map_err(|_| BtcError::BadSignature(input))?;
+    secp.verify_ecdsa(&Message::from_digest(digest), &sig, &pk.inner)
+        .map_err(|_| BtcError::BadSignature(input))?;
+    let slot = psbt
+        .inputs
+        .get_mut(input)
+        .ok_or(BtcError::NoSuchInput(input))?;
+    slot.partial_sigs.insert(
+        pk,
+        ecdsa::Signature {
+            signature: sig,
+            sighash_type: EcdsaSighashType::All,
+        },
+    );
+    Ok(())
+}
+
+/// Adds a Taproot key-path signature after checking it against the tweaked key.
+pub fn add_schnorr(psbt: &mut Psbt, task: &SigningTask, sig64: &[u8; 64]) -> Result<(), BtcError> {
+    let SigningTask::Schnorr {
+        input,
+        internal_key,
+        digest,
+    } = *task
+    else {
+        return Err(BtcError::Mismatch);
+    };
+    let secp = Secp256k1::verification_only();
+    let internal = UntweakedPublicKey::from_slice(&internal_key).map_err(|_| BtcError::BadKey)?;
+    let (output_key, _) = internal.tap_tweak(&secp, None);
+    let sig = secp256k1::schnorr::Signature::from_slice(sig64)
+        .map_err(|_| BtcError::BadSignature(input))?;
+    secp.verify_schnorr(
+        &sig,
+        &Message::from_digest(digest),
+        &output_key.to_x_only_public_key(),
+    )
+    .map_err(|_| BtcError::BadSignature(input))?;
+    let slot = psbt
+        .inputs
+        .get_mut(input)
+        .ok_or(BtcError::NoSuchInput(input))?;
+    slot.tap_key_sig = Some(taproot::Signature {
+        signature: sig,
+        sighash_type: TapSighashType::Default,
+    });
+    Ok(())
+}
+
+/// Merges a cosigner's PSBT of the same transaction into `ours`.
+pub fn combine(ours: &mut Psbt, theirs: Psbt) -> Result<(), BtcError> {
+    if ours.unsigned_tx != theirs.unsigned_tx {
+        return Err(BtcError::Mismatch);
+    }
+    ours.combine(theirs).map_err(|_| BtcError::Mismatch)
+}
+
+/// Finalises every input, extracts the transaction, and has Bitcoin Core's
+/// interpreter verify each input against all the outputs spent.
+pub fn finalize(mut psbt: Psbt) -> Result<Transaction, BtcError> {
+    let prevouts = prevouts_of(&psbt)?;
+    let secp = Secp256k1::verification_only();
+    psbt.finalize_mut(&secp).map_err(|errs| {
+        BtcError::Finalize(
+            errs.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })?;
+    let tx = psbt
+        .extract_tx()
+        .map_err(|e| BtcError::Finalize(e.to_string()))?;
+    verify_with_core(&tx, &prevouts)?;
+    Ok(tx)
+}
+
+/// Verifies every input of `tx` with `bitcoinconsensus` (Bitcoin Core 26,
+/// all pre-Taproot rules and Taproot), listing the prevouts of all inputs.
+pub fn verify_with_core(tx: &Transaction, prevouts: &[TxOut]) -> Result<(), BtcError> {
+    if prevouts.len() != tx.input.len() {
+        return Err(BtcError::Mismatch);
+    }
+    let bytes = bitcoin::consensus::serialize(tx);
+    let scripts: Vec<Vec<u8>> = prevouts
+        .iter()
+        .map(|p| p.script_pubkey.to_bytes())
+        .collect();
+    let utxos: Vec<bitcoinconsensus::Utxo> = prevouts
+        .iter()
+        .zip(&scripts)
+        .map(|(p, s)| bitcoinconsensus::Utxo {
+            script_pubkey: s.as_ptr(),
+            script_pubkey_len: s.len() as u32,
+            value: i64::try_from(p.value.to_sat()).unwrap_or(i64::MAX),
+        })
+        .collect();
+    for (index, (p, s)) in prevouts.iter().zip(&scripts).enumerate() {
+        bitcoinconsensus::verify_with_flags(
+            s,
+            p.value.to_sat(),
+            &bytes,
+            Some(&utxos),
+            index,
+            bitcoinconsensus::VERIFY_ALL_PRE_TAPROOT | bitcoinconsensus::VERIFY_TAPROOT,
+        )
+        .map_err(|e| BtcError::Consensus {
+            index,
+            reason: format!("{e:?}"),
+        })?;
+    }
+    Ok(())
+}
+
+/// A signed transaction read back: what it pays, to whom, and its fee.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub outpoints: Vec<OutPoint>,
+    pub outputs: BTreeMap<usize, (ScriptBuf, u64)>,
+    pub fee_sat: u64,
+    pub vsize: u64,
+}
+
+/// Reads a transaction back so it can be compared with its plan.
+pub fn summarize(tx: &Transaction, prevouts: &[TxOut]) -> Result<Summary, BtcError> {
+    let inputs = prevouts
+        .iter()
+        .try_fold(0u64, |a, p| a.checked_add(p.value.to_sat()))
+        .ok_or(BtcError::Overflow)?;
+    let outputs = tx
+        .output
+        .iter()
+        .try_fold(0u64, |a, o| a.checked_add(o.value.to_sat()))
+        .ok_or(BtcError::Overflow)?;
+    Ok(Summary {
+        outpoints: tx.input.iter().map(|i| i.previous_output).collect(),
+        outputs: tx
+            .output
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (i, (o.script_pubkey.clone(), o.value.to_sat())))
+            .collect(),
+        fee_sat: inputs
+            .checked_sub(outputs)
+            .ok_or(BtcError::InsufficientFunds {
+                inputs,
+                needed: outputs,
+            })?,
+        vsize: tx.vsize() as u64,
+    })
+}
+
+impl BtcPlan {
+    /// Whether `tx` spends exactly this plan's inputs and pays exactly its
+    /// outputs (and so its fee): what was signed is what was approved.
+    pub fn matches(&self, tx: &Transaction) -> Result<bool, BtcError> {
+        let s = summarize(tx, &self.prevouts()?)?;
+        let expected: BTreeMap<usize, (ScriptBuf, u64)> = self
+            .outputs()
+            .into_iter()
+            .enumerate()
+            .map(|(i, o)| (i, (o.script_pubkey, o.value.to_sat())))
+            .collect();
+        Ok(
+            s.outpoints == self.inputs.iter().map(|u| u.outpoint).collect::<Vec<_>>()
+                && s.outputs == expected
+                && s.fee_sat == self.fee_sat()?,
+        )
+    }
+}
