@@ -8,9 +8,11 @@
 
 pub mod address;
 pub mod psbt;
+pub mod select;
 
 pub use address::{AddressError, AddressKind, BtcAddress};
 pub use psbt::{
     BtcError, BtcPlan, Payout, SigningTask, Spend, Summary, Utxo, add_ecdsa, add_schnorr, combine,
     finalize, signing_tasks, summarize, verify_with_core,
 };
+pub use select::{FeeCaps, FeeError, bump, consolidate, cpfp, fee_for_weight, fee_owed, select};

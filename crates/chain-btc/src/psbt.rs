@@ -211,9 +211,11 @@ impl BtcPlan {
 
     /// The most this transaction can weigh once signed.
     pub fn max_weight(&self) -> Result<Weight, BtcError> {
-        let base = self.unsigned_tx().weight();
-        // The segwit marker and flag: 2 weight units once any witness exists.
-        let mut w = base.to_wu() + 2;
+        // Non-witness bytes count four times (`base_size`, which also keeps a
+        // transaction without inputs comparable); the segwit marker and flag
+        // add 2 weight units once any witness exists.
+        let base = self.unsigned_tx().base_size() as u64;
+        let mut w = base * 4 + 2;
         for u in &self.inputs {
             w += u.spend.max_witness_weight()?.to_wu();
         }
