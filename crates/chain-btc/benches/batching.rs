@@ -27,10 +27,15 @@ struct Wallet {
 async fn wallet(seed: u8) -> Wallet {
     let signer = keys::SoftwareSigner::new();
     let key = signer
-        .import(Algorithm::EcdsaSecp256k1, Secret32::from_bytes(&mut [seed; 32]))
+        .import(
+            Algorithm::EcdsaSecp256k1,
+            Secret32::from_bytes(&mut [seed; 32]),
+        )
         .unwrap();
     let public = signer.public_key(&key).await.unwrap();
-    let PublicKey::Secp256k1(pubkey) = public else { panic!() };
+    let PublicKey::Secp256k1(pubkey) = public else {
+        panic!()
+    };
     Wallet {
         signer,
         key,
@@ -43,7 +48,9 @@ async fn sign_all(w: &Wallet, plan: &BtcPlan) -> bitcoin::Transaction {
     let mut psbt = plan.psbt().unwrap();
     let spends: Vec<Spend> = plan.inputs.iter().map(|u| u.spend.clone()).collect();
     for t in signing_tasks(&psbt, &spends).unwrap() {
-        let SigningTask::Ecdsa { digest, .. } = t else { panic!() };
+        let SigningTask::Ecdsa { digest, .. } = t else {
+            panic!()
+        };
         let req = SignRequest::EcdsaDigest(digest);
         let sig = w.signer.sign(&w.key, req.clone()).await.unwrap();
         keys::verify::verify(&w.public, &req, &sig).unwrap();
@@ -64,7 +71,9 @@ fn outpoint(n: u32) -> OutPoint {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let w = wallet(1).await;
         let spend = Spend::P2wpkh { pubkey: w.pubkey };

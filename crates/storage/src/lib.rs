@@ -8,6 +8,7 @@
 
 mod accounts;
 mod audit_log;
+mod btc;
 mod error;
 mod eth;
 mod identity;
@@ -18,6 +19,7 @@ pub mod testing;
 mod tx;
 mod webhooks;
 
+pub use btc::BtcUtxoRow;
 pub use error::StorageError;
 pub use eth::{EthAttemptRow, EthSendRow, EthSenderRow};
 pub use identity::{ApiKeyRow, SessionRow, UserRow, WalletRow};
