@@ -7,10 +7,12 @@
 //! Pure: no I/O, no clock, no randomness.
 
 pub mod address;
+pub mod descriptor;
 pub mod psbt;
 pub mod select;
 
 pub use address::{AddressError, AddressKind, BtcAddress};
+pub use descriptor::{DescriptorError, WalletDescriptor};
 pub use psbt::{
     BtcError, BtcPlan, Payout, SigningTask, Spend, Summary, Utxo, add_ecdsa, add_schnorr, combine,
     finalize, signing_tasks, summarize, verify_with_core,
