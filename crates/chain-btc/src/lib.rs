@@ -14,7 +14,7 @@ pub mod select;
 pub use address::{AddressError, AddressKind, BtcAddress};
 pub use descriptor::{DescriptorError, WalletDescriptor};
 pub use psbt::{
-    BtcError, BtcPlan, Payout, SigningTask, Spend, Summary, Utxo, add_ecdsa, add_schnorr, combine,
-    finalize, signing_tasks, summarize, verify_with_core,
+    BtcError, BtcPlan, Payout, SigningTask, Spend, Summary, Utxo, accept_signed, add_ecdsa,
+    add_schnorr, combine, finalize, signing_tasks, summarize, tasks_for_key, verify_with_core,
 };
 pub use select::{FeeCaps, FeeError, bump, consolidate, cpfp, fee_for_weight, fee_owed, select};

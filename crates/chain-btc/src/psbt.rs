@@ -549,3 +549,149 @@ impl BtcPlan {
         )
     }
 }
+
+/// The signing tasks in `psbt` that one key can do, recognised from the
+/// PSBT alone (for an offline signer that knows only its key): P2WPKH
+/// outputs of the key, P2WSH multisig scripts that name it, and Taproot
+/// key-path outputs whose internal key is its x-only form (BIP-86).
+pub fn tasks_for_key(psbt: &Psbt, pubkey: &[u8; 33]) -> Result<Vec<SigningTask>, BtcError> {
+    let pk = PublicKey::from_slice(pubkey).map_err(|_| BtcError::BadKey)?;
+    let xonly = pk.inner.x_only_public_key().0.serialize();
+    let mut spends = Vec::with_capacity(psbt.inputs.len());
+    let mut mine = Vec::with_capacity(psbt.inputs.len());
+    for (i, input) in psbt.inputs.iter().enumerate() {
+        let prev = input
+            .witness_utxo
+            .as_ref()
+            .ok_or(BtcError::NoSuchInput(i))?;
+        let candidates = [
+            Some(Spend::P2wpkh { pubkey: *pubkey }),
+            input
+                .tap_internal_key
+                .filter(|k| k.serialize() == xonly)
+                .map(|_| Spend::P2tr {
+                    internal_key: xonly,
+                }),
+            input.witness_script.as_ref().and_then(multisig_of),
+        ];
+        let found = candidates
+            .into_iter()
+            .flatten()
+            .find(|s| s.script_pubkey().is_ok_and(|spk| spk == prev.script_pubkey));
+        let ours = match &found {
+            Some(Spend::P2wshMulti { pubkeys, .. }) => pubkeys.contains(pubkey),
+            Some(_) => true,
+            None => false,
+        };
+        mine.push(ours);
+        // Inputs that are not ours still need a description for the
+        // sighash machinery: any that matches their script will do.
+        spends.push(found.unwrap_or(Spend::P2wpkh { pubkey: *pubkey }));
+    }
+    let prevouts = prevouts_of(psbt)?;
+    let mut cache = SighashCache::new(&psbt.unsigned_tx);
+    let mut tasks = Vec::new();
+    for (input, spend) in spends.iter().enumerate() {
+        if !mine[input] {
+            continue;
+        }
+        let prev = &prevouts[input];
+        match spend {
+            Spend::P2wpkh { .. } => {
+                let h = cache
+                    .p2wpkh_signature_hash(
+                        input,
+                        &prev.script_pubkey,
+                        prev.value,
+                        EcdsaSighashType::All,
+                    )
+                    .map_err(|e| BtcError::Sighash(e.to_string()))?;
+                tasks.push(SigningTask::Ecdsa {
+                    input,
+                    pubkey: *pubkey,
+                    digest: h.to_byte_array(),
+                });
+            }
+            Spend::P2wshMulti { .. } => {
+                let ws = spend.witness_script()?.ok_or(BtcError::BadMultisig)?;
+                let h = cache
+                    .p2wsh_signature_hash(input, &ws, prev.value, EcdsaSighashType::All)
+                    .map_err(|e| BtcError::Sighash(e.to_string()))?;
+                tasks.push(SigningTask::Ecdsa {
+                    input,
+                    pubkey: *pubkey,
+                    digest: h.to_byte_array(),
+                });
+            }
+            Spend::P2tr { internal_key } => {
+                let h = cache
+                    .taproot_key_spend_signature_hash(
+                        input,
+                        &Prevouts::All(&prevouts),
+                        TapSighashType::Default,
+                    )
+                    .map_err(|e| BtcError::Sighash(e.to_string()))?;
+                tasks.push(SigningTask::Schnorr {
+                    input,
+                    internal_key: *internal_key,
+                    digest: h.to_byte_array(),
+                });
+            }
+        }
+    }
+    Ok(tasks)
+}
+
+/// Reads `OP_m <keys…> OP_n OP_CHECKMULTISIG` (keys sorted) back into a spend.
+fn multisig_of(script: &ScriptBuf) -> Option<Spend> {
+    use bitcoin::opcodes::all::OP_CHECKMULTISIG;
+    use bitcoin::script::Instruction;
+    let ins: Vec<Instruction<'_>> = script.instructions().collect::<Result<_, _>>().ok()?;
+    let (first, rest) = ins.split_first()?;
+    let (last, rest) = rest.split_last()?;
+    let (count, keys) = rest.split_last()?;
+    if *last != Instruction::Op(OP_CHECKMULTISIG) {
+        return None;
+    }
+    let small = |i: &Instruction<'_>| match i {
+        Instruction::Op(op) => {
+            let c = op.to_u8();
+            (0x51..=0x60).contains(&c).then(|| usize::from(c - 0x50))
+        }
+        _ => None,
+    };
+    let threshold = small(first)?;
+    let n = small(count)?;
+    let pubkeys: Vec<[u8; 33]> = keys
+        .iter()
+        .map(|k| match k {
+            Instruction::PushBytes(b) => b.as_bytes().try_into().ok(),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    let spend = Spend::P2wshMulti { threshold, pubkeys };
+    // Only the exact script Strongroom would write (sorted keys) is recognised.
+    (n == spend_len(&spend) && spend.witness_script().ok()?.as_ref() == Some(script))
+        .then_some(spend)
+}
+
+fn spend_len(s: &Spend) -> usize {
+    match s {
+        Spend::P2wshMulti { pubkeys, .. } => pubkeys.len(),
+        _ => 0,
+    }
+}
+
+/// Checks a PSBT signed elsewhere (a cosigner, an offline signer) against
+/// the plan that was approved: the same unsigned transaction, then
+/// finalised and verified by Core, then compared output by output.
+pub fn accept_signed(plan: &BtcPlan, signed: Psbt) -> Result<Transaction, BtcError> {
+    if signed.unsigned_tx != plan.psbt()?.unsigned_tx {
+        return Err(BtcError::Mismatch);
+    }
+    let tx = finalize(signed)?;
+    if !plan.matches(&tx)? {
+        return Err(BtcError::Mismatch);
+    }
+    Ok(tx)
+}

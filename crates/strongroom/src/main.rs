@@ -7,6 +7,7 @@ mod apikey;
 mod config;
 mod ethctl;
 mod keyctl;
+mod offline;
 mod operator;
 mod serve;
 
@@ -88,6 +89,9 @@ enum Command {
     /// API keys for integrators and operators.
     #[command(subcommand)]
     Apikey(ApikeyCommand),
+    /// Air-gapped operations: no configuration, no database, no network.
+    #[command(subcommand)]
+    Offline(OfflineCommand),
     /// Send one request signed with an API key and print the answer.
     Api {
         #[arg(long, default_value = "http://127.0.0.1:8200", env = "STRONGROOM_ADDR")]
@@ -101,6 +105,27 @@ enum Command {
         /// A JSON body.
         #[arg(long)]
         body: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum OfflineCommand {
+    /// Signs the inputs of a PSBT that a key from a BIP-39 mnemonic spends,
+    /// after showing what the transaction pays.
+    Sign {
+        #[arg(long)]
+        psbt: PathBuf,
+        /// A file holding the mnemonic (keep it on the air-gapped machine).
+        #[arg(long)]
+        mnemonic_file: PathBuf,
+        /// The key's BIP-32 path, e.g. m/84'/0'/0'/0/0.
+        #[arg(long)]
+        path: String,
+        /// mainnet, testnet, signet or regtest (to show addresses).
+        #[arg(long)]
+        network: String,
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -423,6 +448,13 @@ fn main() -> ExitCode {
             out,
         }) => load(&config)
             .and_then(|c| apikey::create(c, &name, &role, &scope, valid_days, out.as_deref())),
+        Command::Offline(OfflineCommand::Sign {
+            psbt,
+            mnemonic_file,
+            path,
+            network,
+            out,
+        }) => offline::sign(&psbt, &mnemonic_file, &path, &network, &out),
         Command::Api {
             addr,
             key_file,

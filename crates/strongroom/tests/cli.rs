@@ -990,3 +990,102 @@ fn ethereum_sender_from_the_cli() {
     );
     server.terminate();
 }
+
+/// An air-gapped signer: a PSBT signed from a mnemonic by the CLI alone,
+/// then accepted only as the approved transaction (Bitcoin Core's
+/// interpreter verifies it).
+#[test]
+fn offline_signing_of_a_psbt() {
+    use bitcoin::hashes::Hash;
+    use chain_btc::{BtcPlan, Payout, Spend, Utxo};
+    let dir = tempfile::tempdir().unwrap();
+    let words = "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about";
+    let mnemonic = dir.path().join("words.txt");
+    std::fs::write(&mnemonic, words).unwrap();
+    let path = "m/84'/1'/0'/0/3";
+    let seed = keys::hd::Mnemonic::parse(words).unwrap().to_seed("");
+    let secret = keys::hd::derive_secp256k1(&seed, path).unwrap();
+    let secp = bitcoin::secp256k1::Secp256k1::new();
+    let sk = bitcoin::secp256k1::SecretKey::from_slice(secret.expose()).unwrap();
+    let pk = bitcoin::secp256k1::PublicKey::from_secret_key(&secp, &sk);
+    let pubkey = pk.serialize();
+    let xonly = pk.x_only_public_key().0.serialize();
+    let outpoint = |n: u8| bitcoin::OutPoint {
+        txid: bitcoin::Txid::from_byte_array([n; 32]),
+        vout: 0,
+    };
+    let plan = BtcPlan {
+        inputs: vec![
+            Utxo {
+                outpoint: outpoint(1),
+                value_sat: 40_000,
+                spend: Spend::P2wpkh { pubkey },
+            },
+            Utxo {
+                outpoint: outpoint(2),
+                value_sat: 60_000,
+                spend: Spend::P2tr {
+                    internal_key: xonly,
+                },
+            },
+        ],
+        payouts: vec![Payout {
+            script_pubkey: chain_btc::BtcAddress::parse(
+                "tb1qw508d6qejxtdg4y5r3zarvary0c5xw7kxpjzsx",
+                domain::BitcoinNetwork::Testnet,
+            )
+            .unwrap()
+            .script_pubkey(),
+            value_sat: 95_000,
+        }],
+        change: None,
+        rbf: true,
+    };
+    let unsigned = dir.path().join("unsigned.psbt");
+    std::fs::write(&unsigned, plan.psbt().unwrap().serialize()).unwrap();
+    let signed = dir.path().join("signed.psbt");
+    let args = |p: &str| {
+        vec![
+            "offline".to_owned(),
+            "sign".into(),
+            "--psbt".into(),
+            unsigned.to_str().unwrap().into(),
+            "--mnemonic-file".into(),
+            mnemonic.to_str().unwrap().into(),
+            "--path".into(),
+            p.into(),
+            "--network".into(),
+            "testnet".into(),
+            "--out".into(),
+            signed.to_str().unwrap().into(),
+        ]
+    };
+    let a: Vec<String> = args(path);
+    let o = strongroom(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("pays 95000 sat to tb1qw508d6qejxtdg4y5r3zarvary0c5xw7kxpjzsx"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).contains("fee 5000 sat"));
+    assert!(stdout(&o).contains("signed 2 input(s)"));
+    let psbt = bitcoin::Psbt::deserialize(&std::fs::read(&signed).unwrap()).unwrap();
+    let tx = chain_btc::accept_signed(&plan, psbt.clone()).unwrap();
+    assert_eq!(tx.input.len(), 2);
+    // A signed PSBT for anything else is not accepted as this plan.
+    let other = BtcPlan {
+        payouts: vec![Payout {
+            value_sat: 94_000,
+            ..plan.payouts[0].clone()
+        }],
+        ..plan.clone()
+    };
+    assert!(chain_btc::accept_signed(&other, psbt).is_err());
+    // A key that spends nothing here.
+    std::fs::remove_file(&signed).unwrap();
+    let a: Vec<String> = args("m/84'/1'/0'/0/4");
+    let o = strongroom(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(!signed.exists());
+}
