@@ -314,56 +314,67 @@ pub fn signing_tasks(psbt: &Psbt, spends: &[Spend]) -> Result<Vec<SigningTask>, 
     let mut cache = SighashCache::new(&psbt.unsigned_tx);
     let mut tasks = Vec::new();
     for (input, spend) in spends.iter().enumerate() {
-        let prev = &prevouts[input];
-        if prev.script_pubkey != spend.script_pubkey()? {
+        if prevouts[input].script_pubkey != spend.script_pubkey()? {
             return Err(BtcError::NoSuchInput(input));
         }
-        match spend {
-            Spend::P2wpkh { pubkey } => {
-                let h = cache
-                    .p2wpkh_signature_hash(
-                        input,
-                        &prev.script_pubkey,
-                        prev.value,
-                        EcdsaSighashType::All,
-                    )
-                    .map_err(|e| BtcError::Sighash(e.to_string()))?;
-                tasks.push(SigningTask::Ecdsa {
-                    input,
-                    pubkey: *pubkey,
-                    digest: h.to_byte_array(),
-                });
-            }
-            Spend::P2wshMulti { pubkeys, .. } => {
-                let ws = spend.witness_script()?.ok_or(BtcError::BadMultisig)?;
-                let h = cache
-                    .p2wsh_signature_hash(input, &ws, prev.value, EcdsaSighashType::All)
-                    .map_err(|e| BtcError::Sighash(e.to_string()))?;
-                for pubkey in pubkeys {
-                    tasks.push(SigningTask::Ecdsa {
-                        input,
-                        pubkey: *pubkey,
-                        digest: h.to_byte_array(),
-                    });
-                }
-            }
-            Spend::P2tr { internal_key } => {
-                let h = cache
-                    .taproot_key_spend_signature_hash(
-                        input,
-                        &Prevouts::All(&prevouts),
-                        TapSighashType::Default,
-                    )
-                    .map_err(|e| BtcError::Sighash(e.to_string()))?;
-                tasks.push(SigningTask::Schnorr {
-                    input,
-                    internal_key: *internal_key,
-                    digest: h.to_byte_array(),
-                });
-            }
-        }
+        tasks.extend(tasks_of(&mut cache, &prevouts, input, spend, None)?);
     }
     Ok(tasks)
+}
+
+/// The signatures input `input` needs, for every key of `spend` or only `only`.
+fn tasks_of(
+    cache: &mut SighashCache<&Transaction>,
+    prevouts: &[TxOut],
+    input: usize,
+    spend: &Spend,
+    only: Option<&[u8; 33]>,
+) -> Result<Vec<SigningTask>, BtcError> {
+    let prev = &prevouts[input];
+    let ecdsa = |digest: [u8; 32], keys: &[[u8; 33]]| -> Vec<SigningTask> {
+        keys.iter()
+            .filter(|k| only.is_none_or(|o| o == *k))
+            .map(|pubkey| SigningTask::Ecdsa {
+                input,
+                pubkey: *pubkey,
+                digest,
+            })
+            .collect()
+    };
+    Ok(match spend {
+        Spend::P2wpkh { pubkey } => {
+            let h = cache
+                .p2wpkh_signature_hash(
+                    input,
+                    &prev.script_pubkey,
+                    prev.value,
+                    EcdsaSighashType::All,
+                )
+                .map_err(|e| BtcError::Sighash(e.to_string()))?;
+            ecdsa(h.to_byte_array(), std::slice::from_ref(pubkey))
+        }
+        Spend::P2wshMulti { pubkeys, .. } => {
+            let ws = spend.witness_script()?.ok_or(BtcError::BadMultisig)?;
+            let h = cache
+                .p2wsh_signature_hash(input, &ws, prev.value, EcdsaSighashType::All)
+                .map_err(|e| BtcError::Sighash(e.to_string()))?;
+            ecdsa(h.to_byte_array(), pubkeys)
+        }
+        Spend::P2tr { internal_key } => {
+            let h = cache
+                .taproot_key_spend_signature_hash(
+                    input,
+                    &Prevouts::All(prevouts),
+                    TapSighashType::Default,
+                )
+                .map_err(|e| BtcError::Sighash(e.to_string()))?;
+            vec![SigningTask::Schnorr {
+                input,
+                internal_key: *internal_key,
+                digest: h.to_byte_array(),
+            }]
+        }
+    })
 }
 
 /// Adds an ECDSA signature (compact r ‖ s, low S) after checking it.
@@ -592,51 +603,8 @@ pub fn tasks_for_key(psbt: &Psbt, pubkey: &[u8; 33]) -> Result<Vec<SigningTask>,
     let mut cache = SighashCache::new(&psbt.unsigned_tx);
     let mut tasks = Vec::new();
     for (input, spend) in spends.iter().enumerate() {
-        if !mine[input] {
-            continue;
-        }
-        let prev = &prevouts[input];
-        match spend {
-            Spend::P2wpkh { .. } => {
-                let h = cache
-                    .p2wpkh_signature_hash(
-                        input,
-                        &prev.script_pubkey,
-                        prev.value,
-                        EcdsaSighashType::All,
-                    )
-                    .map_err(|e| BtcError::Sighash(e.to_string()))?;
-                tasks.push(SigningTask::Ecdsa {
-                    input,
-                    pubkey: *pubkey,
-                    digest: h.to_byte_array(),
-                });
-            }
-            Spend::P2wshMulti { .. } => {
-                let ws = spend.witness_script()?.ok_or(BtcError::BadMultisig)?;
-                let h = cache
-                    .p2wsh_signature_hash(input, &ws, prev.value, EcdsaSighashType::All)
-                    .map_err(|e| BtcError::Sighash(e.to_string()))?;
-                tasks.push(SigningTask::Ecdsa {
-                    input,
-                    pubkey: *pubkey,
-                    digest: h.to_byte_array(),
-                });
-            }
-            Spend::P2tr { internal_key } => {
-                let h = cache
-                    .taproot_key_spend_signature_hash(
-                        input,
-                        &Prevouts::All(&prevouts),
-                        TapSighashType::Default,
-                    )
-                    .map_err(|e| BtcError::Sighash(e.to_string()))?;
-                tasks.push(SigningTask::Schnorr {
-                    input,
-                    internal_key: *internal_key,
-                    digest: h.to_byte_array(),
-                });
-            }
+        if mine[input] {
+            tasks.extend(tasks_of(&mut cache, &prevouts, input, spend, Some(pubkey))?);
         }
     }
     Ok(tasks)
