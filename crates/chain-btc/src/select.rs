@@ -88,6 +88,18 @@ pub fn select(
     if fee_rate == 0 {
         return Err(FeeError::RateTooLow);
     }
+    for (index, p) in payouts.iter().enumerate() {
+        if p.value_sat < p.script_pubkey.minimal_non_dust().to_sat() {
+            return Err(BtcError::Dust {
+                index,
+                value: p.value_sat,
+            }
+            .into());
+        }
+    }
+    if payouts.is_empty() {
+        return Err(BtcError::Empty.into());
+    }
     let plan_of = |inputs: Vec<Utxo>, change_sat: Option<u64>| BtcPlan {
         inputs,
         payouts: payouts.to_vec(),

@@ -6,6 +6,7 @@
 //! which backends to build it with.
 
 mod audit_key;
+pub mod btc;
 mod checkpoints;
 mod clock;
 pub mod eth;

@@ -53,6 +53,8 @@ pub enum ServiceError {
     Eth(#[from] crate::eth::EthError),
     #[error(transparent)]
     Auth(#[from] crate::identity::AuthError),
+    #[error(transparent)]
+    Btc(#[from] crate::btc::BtcServiceError),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +100,8 @@ struct Inner {
     eth: std::sync::RwLock<std::collections::BTreeMap<u64, Arc<crate::eth::EthNetwork>>>,
     /// The HTTP client webhook deliveries go out through.
     webhook_http: reqwest::Client,
+    /// Configured Bitcoin networks by name (`bitcoin:mainnet`, …).
+    btc: std::sync::RwLock<std::collections::BTreeMap<String, Arc<crate::btc::BtcNetwork>>>,
 }
 
 impl Service {
@@ -140,6 +144,7 @@ impl Service {
                 wrapper: None,
                 eth: Default::default(),
                 webhook_http: crate::webhooks::http_client(),
+                btc: Default::default(),
             }),
         }
     }
@@ -164,6 +169,12 @@ impl Service {
         &self,
     ) -> &std::sync::RwLock<std::collections::BTreeMap<u64, Arc<crate::eth::EthNetwork>>> {
         &self.inner.eth
+    }
+
+    pub(crate) fn btc_networks(
+        &self,
+    ) -> &std::sync::RwLock<std::collections::BTreeMap<String, Arc<crate::btc::BtcNetwork>>> {
+        &self.inner.btc
     }
 
     pub(crate) fn webhook_http(&self) -> &reqwest::Client {

@@ -146,3 +146,113 @@ impl Store {
             .collect()
     }
 }
+
+/// A Bitcoin send: its approved PSBT, then its signed transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BtcSendRow {
+    pub id: String,
+    pub network: String,
+    pub psbt: Vec<u8>,
+    pub raw: Option<Vec<u8>>,
+    pub txid: Option<String>,
+    pub fee_sat: u64,
+    pub state: String,
+    pub created_at: Timestamp,
+    pub created_by: domain::Actor,
+}
+
+impl WriteTx {
+    pub async fn insert_btc_send(&mut self, s: &BtcSendRow) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO btc_sends (id, network, psbt, raw, txid, fee_sat, state, created_at_ms, created_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&s.id)
+        .bind(&s.network)
+        .bind(s.psbt.clone())
+        .bind(s.raw.clone())
+        .bind(s.txid.as_deref())
+        .bind(i64_of(s.fee_sat, "fee")?)
+        .bind(&s.state)
+        .bind(s.created_at.as_millis())
+        .bind(s.created_by.to_string())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| StorageError::from_sqlx(e, "Bitcoin send"))?;
+        Ok(())
+    }
+
+    /// Stores the signed transaction of a send still waiting for it.
+    pub async fn set_btc_send_signed(
+        &mut self,
+        id: &str,
+        raw: &[u8],
+        txid: &str,
+    ) -> Result<(), StorageError> {
+        let done = sqlx::query(
+            "UPDATE btc_sends SET raw = $1, txid = $2, state = 'signed' WHERE id = $3 AND state = 'planned'",
+        )
+        .bind(raw.to_vec())
+        .bind(txid)
+        .bind(id)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| StorageError::from_sqlx(e, "Bitcoin transaction id"))?;
+        if done.rows_affected() != 1 {
+            return Err(StorageError::Conflict {
+                what: "signed Bitcoin transaction (signed elsewhere)",
+            });
+        }
+        Ok(())
+    }
+
+    pub async fn set_btc_send_state(
+        &mut self,
+        id: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<(), StorageError> {
+        let done = sqlx::query("UPDATE btc_sends SET state = $1 WHERE id = $2 AND state = $3")
+            .bind(to)
+            .bind(id)
+            .bind(from)
+            .execute(&mut *self.tx)
+            .await?;
+        if done.rows_affected() != 1 {
+            return Err(StorageError::Conflict {
+                what: "Bitcoin send state (changed elsewhere)",
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    pub async fn btc_send(&self, id: &str) -> Result<BtcSendRow, StorageError> {
+        let r = sqlx::query(
+            "SELECT id, network, psbt, raw, txid, fee_sat, state, created_at_ms, created_by \
+             FROM btc_sends WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StorageError::NotFound {
+            what: "Bitcoin send",
+        })?;
+        let fee: i64 = r.try_get("fee_sat")?;
+        let by: String = r.try_get("created_by")?;
+        Ok(BtcSendRow {
+            id: r.try_get("id")?,
+            network: r.try_get("network")?,
+            psbt: r.try_get("psbt")?,
+            raw: r.try_get("raw")?,
+            txid: r.try_get("txid")?,
+            fee_sat: u64::try_from(fee).map_err(|_| StorageError::Corrupt("fee".into()))?,
+            state: r.try_get("state")?,
+            created_at: Timestamp::from_millis(r.try_get("created_at_ms")?),
+            created_by: by
+                .parse()
+                .map_err(|e| StorageError::Corrupt(format!("created_by: {e}")))?,
+        })
+    }
+}

@@ -19,7 +19,7 @@ pub mod testing;
 mod tx;
 mod webhooks;
 
-pub use btc::BtcUtxoRow;
+pub use btc::{BtcSendRow, BtcUtxoRow};
 pub use error::StorageError;
 pub use eth::{EthAttemptRow, EthSendRow, EthSenderRow};
 pub use identity::{ApiKeyRow, SessionRow, UserRow, WalletRow};

@@ -1,0 +1,371 @@
+//! Bitcoin through the service: deposits recorded as held outputs, and
+//! sends that select and reserve outputs, commit the approved PSBT with
+//! its audit record before any key signs, sign each input through the
+//! keystore's gate, have Bitcoin Core's interpreter verify the result,
+//! commit the signed transaction, then broadcast it.
+
+use std::sync::Arc;
+
+use chain_btc::{BtcAddress, FeeCaps, Payout, SigningTask, Spend, Utxo};
+use chain_btc_client::BtcClient;
+use domain::{Actor, Amount, Asset, BitcoinNetwork, KeyAlgorithm, KeyId, KeyPurpose, Network};
+use keys::{SignRequest, Signature, TapTweak};
+use serde_json::json;
+use storage::{BtcSendRow, BtcUtxoRow, StorageError};
+
+use crate::keystore::entry;
+use crate::service::{Service, ServiceError};
+
+/// One Bitcoin network as configured.
+#[derive(Debug)]
+pub struct BtcNetwork {
+    pub network: BitcoinNetwork,
+    pub fee_caps: FeeCaps,
+    /// Where to broadcast; without one, sends stop at `signed`.
+    pub client: Option<Arc<BtcClient>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BtcServiceError {
+    #[error("{0} is not configured")]
+    NetworkNotConfigured(String),
+    #[error("destination refused: {0}")]
+    Address(#[from] chain_btc::AddressError),
+    #[error("amount refused: {0}")]
+    Amount(#[from] domain::AmountError),
+    #[error("{0}")]
+    Plan(#[from] chain_btc::FeeError),
+    #[error("transaction: {0}")]
+    Tx(#[from] chain_btc::BtcError),
+    #[error("node: {0}")]
+    Node(#[from] chain_btc_client::ClientError),
+    #[error("the signed transaction is not the approved one")]
+    Mismatch,
+}
+
+/// What to pay.
+#[derive(Debug, Clone)]
+pub struct BtcSendRequest {
+    pub network: BitcoinNetwork,
+    /// (address as written, decimal BTC amount).
+    pub payouts: Vec<(String, String)>,
+    /// Sat per virtual byte.
+    pub fee_rate: u64,
+    /// The key whose P2WPKH address receives the change.
+    pub change_key: KeyId,
+}
+
+fn net_name(n: BitcoinNetwork) -> String {
+    Network::Bitcoin(n).to_string()
+}
+
+/// How a held output is spent, with the key that signs for it.
+fn spend_json(spend: &Spend, key: KeyId) -> serde_json::Value {
+    match spend {
+        Spend::P2wpkh { pubkey } => {
+            json!({"type": "p2wpkh", "key": key.to_string(), "pubkey": hex::encode(pubkey)})
+        }
+        Spend::P2tr { internal_key } => {
+            json!({"type": "p2tr", "key": key.to_string(), "internal_key": hex::encode(internal_key)})
+        }
+        Spend::P2wshMulti { .. } => json!({"type": "p2wsh-multi", "key": key.to_string()}),
+    }
+}
+
+fn spend_of(text: &str) -> Result<(Spend, KeyId), ServiceError> {
+    let bad = || ServiceError::Storage(StorageError::Corrupt("stored Bitcoin spend".into()));
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|_| bad())?;
+    let key: KeyId = v["key"]
+        .as_str()
+        .and_then(|k| k.parse().ok())
+        .ok_or_else(bad)?;
+    let bytes = |k: &str| hex::decode(v[k].as_str().unwrap_or_default()).map_err(|_| bad());
+    let spend = match v["type"].as_str() {
+        Some("p2wpkh") => Spend::P2wpkh {
+            pubkey: bytes("pubkey")?.try_into().map_err(|_| bad())?,
+        },
+        Some("p2tr") => Spend::P2tr {
+            internal_key: bytes("internal_key")?.try_into().map_err(|_| bad())?,
+        },
+        _ => return Err(bad()),
+    };
+    Ok((spend, key))
+}
+
+impl Service {
+    pub fn add_btc_network(&self, net: BtcNetwork) {
+        let mut nets = self
+            .btc_networks()
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        nets.insert(net_name(net.network), Arc::new(net));
+    }
+
+    fn btc_network(&self, n: BitcoinNetwork) -> Result<Arc<BtcNetwork>, ServiceError> {
+        let nets = self
+            .btc_networks()
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        nets.get(&net_name(n))
+            .cloned()
+            .ok_or_else(|| BtcServiceError::NetworkNotConfigured(net_name(n)).into())
+    }
+
+    /// How outputs paying `key` are spent: P2WPKH for ECDSA keys, P2TR
+    /// (BIP-86 key path) for BIP-340 keys.
+    pub async fn btc_spend_for(&self, key: KeyId) -> Result<Spend, ServiceError> {
+        let row = self.store().key(key).await?;
+        let bad = || ServiceError::Storage(StorageError::Corrupt("public key".into()));
+        let bytes = hex::decode(&row.public_key).map_err(|_| bad())?;
+        if row.purpose != KeyPurpose::TransferSigning || row.hd_path.is_some() {
+            return Err(ServiceError::KeyNotUsable(format!(
+                "key {key} is not a single transfer-signing key"
+            )));
+        }
+        match row.algorithm {
+            KeyAlgorithm::EcdsaSecp256k1 => Ok(Spend::P2wpkh {
+                pubkey: bytes.try_into().map_err(|_| bad())?,
+            }),
+            KeyAlgorithm::SchnorrBip340 => Ok(Spend::P2tr {
+                internal_key: bytes.try_into().map_err(|_| bad())?,
+            }),
+            KeyAlgorithm::Ed25519 => Err(ServiceError::KeyNotUsable(format!(
+                "key {key} is Ed25519: no Bitcoin output uses it"
+            ))),
+        }
+    }
+
+    /// The address of `key` on `network`.
+    pub async fn btc_address(
+        &self,
+        key: KeyId,
+        network: BitcoinNetwork,
+    ) -> Result<String, ServiceError> {
+        let spend = self.btc_spend_for(key).await?;
+        let spk = spend.script_pubkey().map_err(BtcServiceError::Tx)?;
+        let a = bitcoin::Address::from_script(&spk, chain_btc_network(network))
+            .map_err(|_| BtcServiceError::Tx(chain_btc::BtcError::BadKey))?;
+        Ok(a.to_string())
+    }
+
+    /// Records an output paying one of our keys (a deposit the watcher found).
+    pub async fn btc_record_deposit(
+        &self,
+        actor: &Actor,
+        network: BitcoinNetwork,
+        key: KeyId,
+        txid: &str,
+        vout: u32,
+        value_sat: u64,
+    ) -> Result<BtcUtxoRow, ServiceError> {
+        self.btc_network(network)?;
+        if txid.len() != 64 || !txid.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ServiceError::Invalid("a txid is 64 hex digits".into()));
+        }
+        let spend = self.btc_spend_for(key).await?;
+        let spk = spend.script_pubkey().map_err(BtcServiceError::Tx)?;
+        let now = self.now();
+        let row = BtcUtxoRow {
+            network: net_name(network),
+            txid: txid.to_ascii_lowercase(),
+            vout,
+            value_sat,
+            script_pubkey: spk.to_hex_string(),
+            spend: spend_json(&spend, key).to_string(),
+            state: "available".into(),
+            reserved_by: None,
+            created_at: now,
+        };
+        let e = entry(
+            actor,
+            "btc.deposit.recorded",
+            &format!("btc:{}:{}:{vout}", row.network, row.txid),
+            json!({ "value_sat": value_sat, "key": key.to_string() }),
+        )?;
+        let mut tx = self.store().begin().await?;
+        tx.insert_btc_utxo(&row).await?;
+        let records = tx.commit(&[e], now).await?;
+        self.after_commit(&records).await;
+        Ok(row)
+    }
+
+    /// Pays `req.payouts` from held outputs. Returns the send as stored.
+    pub async fn btc_send(
+        &self,
+        actor: &Actor,
+        req: BtcSendRequest,
+    ) -> Result<BtcSendRow, ServiceError> {
+        let net = self.btc_network(req.network)?;
+        let name = net_name(req.network);
+        let btc = Asset::bitcoin(req.network);
+        let mut payouts = Vec::with_capacity(req.payouts.len());
+        for (to, amount) in &req.payouts {
+            let address = BtcAddress::parse(to, req.network).map_err(BtcServiceError::Address)?;
+            let amount = Amount::parse(amount, &btc).map_err(BtcServiceError::Amount)?;
+            let value_sat = u64::try_from(amount.units())
+                .map_err(|_| ServiceError::Invalid("amount too large".into()))?;
+            payouts.push(Payout {
+                script_pubkey: address.script_pubkey(),
+                value_sat,
+            });
+        }
+        let change = self
+            .btc_spend_for(req.change_key)
+            .await?
+            .script_pubkey()
+            .map_err(BtcServiceError::Tx)?;
+        let mut keys_of = std::collections::HashMap::new();
+        let mut candidates = Vec::new();
+        for row in self.store().btc_utxos(&name, "available").await? {
+            let (spend, key) = spend_of(&row.spend)?;
+            let txid: bitcoin::Txid = row
+                .txid
+                .parse()
+                .map_err(|_| StorageError::Corrupt("stored txid".into()))?;
+            keys_of.insert(row.script_pubkey.clone(), key);
+            candidates.push(Utxo {
+                outpoint: bitcoin::OutPoint {
+                    txid,
+                    vout: row.vout,
+                },
+                value_sat: row.value_sat,
+                spend,
+            });
+        }
+        let plan = chain_btc::select(&candidates, &payouts, &change, req.fee_rate, true)
+            .map_err(BtcServiceError::Plan)?;
+        net.fee_caps.check(&plan).map_err(BtcServiceError::Plan)?;
+        let psbt = plan.psbt().map_err(BtcServiceError::Tx)?;
+
+        // The plan, its reservation and its audit record, before any signature.
+        let now = self.now();
+        let id = uuid::Uuid::now_v7().to_string();
+        let fee_sat = plan.fee_sat().map_err(BtcServiceError::Tx)?;
+        let outpoints: Vec<(String, u32)> = plan
+            .inputs
+            .iter()
+            .map(|u| (u.outpoint.txid.to_string(), u.outpoint.vout))
+            .collect();
+        let row = BtcSendRow {
+            id: id.clone(),
+            network: name.clone(),
+            psbt: psbt.serialize(),
+            raw: None,
+            txid: None,
+            fee_sat,
+            state: "planned".into(),
+            created_at: now,
+            created_by: actor.clone(),
+        };
+        let e = entry(
+            actor,
+            "btc.send.planned",
+            &format!("btc-send:{id}"),
+            json!({
+                "network": name,
+                "inputs": outpoints.iter().map(|(t, v)| format!("{t}:{v}")).collect::<Vec<_>>(),
+                "payouts": req.payouts.iter().map(|(a, v)| json!({"to": a, "amount": v})).collect::<Vec<_>>(),
+                "fee_sat": fee_sat,
+                "unsigned_txid": psbt.unsigned_tx.compute_txid().to_string(),
+            }),
+        )?;
+        let mut tx = self.store().begin().await?;
+        tx.reserve_btc_utxos(
+            &name,
+            &outpoints,
+            &id,
+            domain::Timestamp::from_millis(now.as_millis() + 86_400_000),
+        )
+        .await?;
+        tx.insert_btc_send(&row).await?;
+        let records = tx.commit(&[e], now).await?;
+        self.after_commit(&records).await;
+
+        // Sign each input with its key, through the gate.
+        let spends: Vec<Spend> = plan.inputs.iter().map(|u| u.spend.clone()).collect();
+        let mut signed = psbt;
+        for t in chain_btc::signing_tasks(&signed, &spends).map_err(BtcServiceError::Tx)? {
+            let (input, request) = match t {
+                SigningTask::Ecdsa { input, digest, .. } => {
+                    (input, SignRequest::EcdsaDigest(digest))
+                }
+                SigningTask::Schnorr { input, digest, .. } => (
+                    input,
+                    SignRequest::SchnorrDigest {
+                        digest,
+                        tweak: Some(TapTweak::NoScripts),
+                    },
+                ),
+            };
+            let spk = plan.inputs[input]
+                .spend
+                .script_pubkey()
+                .map_err(BtcServiceError::Tx)?
+                .to_hex_string();
+            let key = *keys_of.get(&spk).ok_or(BtcServiceError::Mismatch)?;
+            let (_, sig) = self
+                .sign_as(key, KeyPurpose::TransferSigning, &[], request)
+                .await?;
+            match sig {
+                Signature::Ecdsa(e) => {
+                    let mut rs = [0u8; 64];
+                    rs[..32].copy_from_slice(&e.r);
+                    rs[32..].copy_from_slice(&e.s);
+                    chain_btc::add_ecdsa(&mut signed, &t, &rs).map_err(BtcServiceError::Tx)?;
+                }
+                Signature::Schnorr(s) => {
+                    chain_btc::add_schnorr(&mut signed, &t, &s).map_err(BtcServiceError::Tx)?;
+                }
+                Signature::Ed25519(_) => return Err(BtcServiceError::Mismatch.into()),
+            }
+        }
+        // Core's interpreter verifies every input; the result must be the plan.
+        let tx_signed = chain_btc::accept_signed(&plan, signed).map_err(BtcServiceError::Tx)?;
+        let txid = tx_signed.compute_txid().to_string();
+        let raw = bitcoin::consensus::serialize(&tx_signed);
+        let now = self.now();
+        let e = entry(
+            &Actor::System,
+            "btc.tx.signed",
+            &format!("btc-send:{id}"),
+            json!({ "txid": txid, "vsize": tx_signed.vsize() }),
+        )?;
+        let mut tx = self.store().begin().await?;
+        tx.set_btc_send_signed(&id, &raw, &txid).await?;
+        let records = tx.commit(&[e], now).await?;
+        self.after_commit(&records).await;
+
+        if let Some(client) = &net.client {
+            match client.broadcast(&raw, &txid).await {
+                Ok(_) => {
+                    let now = self.now();
+                    let e = entry(
+                        &Actor::System,
+                        "btc.tx.broadcast",
+                        &format!("btc-send:{id}"),
+                        json!({ "txid": txid }),
+                    )?;
+                    let mut tx = self.store().begin().await?;
+                    tx.set_btc_send_state(&id, "signed", "broadcast").await?;
+                    let records = tx.commit(&[e], now).await?;
+                    self.after_commit(&records).await;
+                }
+                Err(chain_btc_client::ClientError::Unavailable(why)) => {
+                    tracing::warn!(send = %id, error = %why, "Bitcoin broadcast deferred");
+                }
+                Err(e) => return Err(BtcServiceError::Node(e).into()),
+            }
+        }
+        Ok(self.store().btc_send(&id).await?)
+    }
+}
+
+fn chain_btc_network(n: BitcoinNetwork) -> bitcoin::Network {
+    match n {
+        BitcoinNetwork::Mainnet => bitcoin::Network::Bitcoin,
+        BitcoinNetwork::Testnet => bitcoin::Network::Testnet,
+        BitcoinNetwork::Signet => bitcoin::Network::Signet,
+        BitcoinNetwork::Regtest => bitcoin::Network::Regtest,
+    }
+}
