@@ -13,7 +13,7 @@ use domain::{Actor, Grant, Role, Scope};
 use ed25519_dalek::{Signer, SigningKey};
 use http_body_util::BodyExt;
 use service::identity::request_message;
-use service::{CheckpointFile, CheckpointPolicy, Checkpointer, Service, SystemClock};
+use service::{Checkpointer, Service, SystemClock};
 use storage::testing::TestDb;
 use tower::ServiceExt;
 
@@ -27,16 +27,7 @@ struct App {
 async fn app(limits: Limits) -> App {
     let db = TestDb::sqlite().await;
     let dir = tempfile::tempdir().unwrap();
-    let key = audit::AuditSigningKey::from_seed(&zeroize::Zeroizing::new([5; 32]));
-    let cp = Checkpointer::open(
-        key,
-        CheckpointFile::new(dir.path().join("cp")),
-        CheckpointPolicy {
-            every_records: 10_000,
-            every: Duration::from_secs(3600),
-        },
-    )
-    .unwrap();
+    let cp = Checkpointer::for_tests(dir.path(), 5, 10_000);
     let svc = Service::new(db.store.clone(), Arc::new(SystemClock), cp);
     let root: Actor = "operator:root".parse().unwrap();
     for s in &svc.init_keystore(&root, 2, 2).await.unwrap() {

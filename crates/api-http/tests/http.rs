@@ -9,7 +9,7 @@ use api_http::{Limits, router};
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
-use service::{CheckpointFile, CheckpointPolicy, Checkpointer, Service, SystemClock};
+use service::{Checkpointer, Service, SystemClock};
 use storage::testing::TestDb;
 use tower::ServiceExt;
 
@@ -23,16 +23,7 @@ struct App {
 async fn app() -> App {
     let db = TestDb::sqlite().await;
     let dir = tempfile::tempdir().unwrap();
-    let key = audit::AuditSigningKey::from_seed(&zeroize::Zeroizing::new([3; 32]));
-    let cp = Checkpointer::open(
-        key,
-        CheckpointFile::new(dir.path().join("cp")),
-        CheckpointPolicy {
-            every_records: 100,
-            every: Duration::from_secs(60),
-        },
-    )
-    .unwrap();
+    let cp = Checkpointer::for_tests(dir.path(), 3, 100);
     let svc = Service::new(db.store.clone(), Arc::new(SystemClock), cp);
     let limits = Limits::new(1024, Duration::from_secs(5));
     App {

@@ -16,18 +16,16 @@
 #![allow(clippy::unwrap_used)] // A benchmark: a panic is the failure report.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use audit::AuditSigningKey;
 use chain_eth::fees::Urgency;
 use chain_eth::{EthAddress, FeeCaps, Fees, TxPlan};
 use chain_eth_client::testing::{Anvil, CHAIN_ID, DevWallet, mine};
 use chain_eth_client::{ClientOptions, EthClient, TxStatus};
 use domain::{Actor, AssetId, AssetKind, KeyAlgorithm, KeyBackend, KeyPurpose, Network};
 use service::eth::{EthNetwork, EthNetworkConfig, EthSendRequest, state};
-use service::{CheckpointFile, CheckpointPolicy, Checkpointer, NewKey, Service, SystemClock};
+use service::{Checkpointer, NewKey, Service, SystemClock};
 use storage::testing::TestDb;
-use zeroize::Zeroizing;
 
 const FEES: Fees = Fees::Eip1559 {
     max_fee_per_gas: 100_000_000_000,
@@ -72,15 +70,7 @@ fn main() {
         // The service, with a keystore key funded by dev account 0.
         let db = TestDb::sqlite().await;
         let dir = tempfile::tempdir().unwrap();
-        let cp = Checkpointer::open(
-            AuditSigningKey::from_seed(&Zeroizing::new([2; 32])),
-            CheckpointFile::new(dir.path().join("cp")),
-            CheckpointPolicy {
-                every_records: 100_000,
-                every: Duration::from_secs(3600),
-            },
-        )
-        .unwrap();
+        let cp = Checkpointer::for_tests(dir.path(), 2, 100_000);
         let svc = Service::new(db.store.clone(), Arc::new(SystemClock), cp);
         let actor: Actor = "operator:bench".parse().unwrap();
         for s in &svc.init_keystore(&actor, 2, 2).await.unwrap() {

@@ -10,11 +10,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use audit::AuditSigningKey;
 use domain::{Actor, KeyAlgorithm, KeyBackend, KeyPurpose};
-use service::{CheckpointFile, CheckpointPolicy, Checkpointer, NewKey, Service, SystemClock};
+use service::{Checkpointer, NewKey, Service, SystemClock};
 use storage::testing::TestDb;
-use zeroize::Zeroizing;
 
 fn main() {
     let quick = !std::env::args().any(|a| a == "--bench");
@@ -28,15 +26,7 @@ fn main() {
     rt.block_on(async {
         let db = TestDb::sqlite().await;
         let dir = tempfile::tempdir().unwrap();
-        let cp = Checkpointer::open(
-            AuditSigningKey::from_seed(&Zeroizing::new([1; 32])),
-            CheckpointFile::new(dir.path().join("cp")),
-            CheckpointPolicy {
-                every_records: 100_000,
-                every: Duration::from_secs(3600),
-            },
-        )
-        .unwrap();
+        let cp = Checkpointer::for_tests(dir.path(), 1, 100_000);
         let svc = Service::new(db.store.clone(), Arc::new(SystemClock), cp);
         let actor: Actor = "operator:bench".parse().unwrap();
         let shares = svc.init_keystore(&actor, 3, 5).await.unwrap();

@@ -308,6 +308,24 @@ impl Checkpointer {
     }
 }
 
+impl Checkpointer {
+    /// A checkpointer for tests and benchmarks: a fixed audit key from
+    /// `seed`, the checkpoint file `cp` in `dir`, checkpoints every
+    /// `every_records` records or hour.
+    pub fn for_tests(dir: &std::path::Path, seed: u8, every_records: u64) -> Checkpointer {
+        let key = audit::AuditSigningKey::from_seed(&zeroize::Zeroizing::new([seed; 32]));
+        Checkpointer::open(
+            key,
+            CheckpointFile::new(dir.join("cp")),
+            CheckpointPolicy {
+                every_records,
+                every: std::time::Duration::from_secs(3600),
+            },
+        )
+        .unwrap_or_else(|e| panic!("a test checkpoint file in {}: {e}", dir.display()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,17 +5,12 @@
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use audit::AuditSigningKey;
 use chain_btc::FeeCaps;
 use domain::{Actor, BitcoinNetwork, KeyAlgorithm, KeyBackend, KeyId, KeyPurpose};
 use service::btc::{BtcNetwork, BtcSendRequest, BtcServiceError};
-use service::{
-    CheckpointFile, CheckpointPolicy, Checkpointer, NewKey, Service, ServiceError, SystemClock,
-};
+use service::{Checkpointer, NewKey, Service, ServiceError, SystemClock};
 use storage::testing::TestDb;
-use zeroize::Zeroizing;
 
 storage::on_both!(fixture; a_send_is_planned_reserved_signed_and_verified, bad_input_reserves_and_signs_nothing);
 
@@ -36,15 +31,7 @@ fn alice() -> Actor {
 
 async fn fixture(db: TestDb) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let cp = Checkpointer::open(
-        AuditSigningKey::from_seed(&Zeroizing::new([9; 32])),
-        CheckpointFile::new(dir.path().join("cp")),
-        CheckpointPolicy {
-            every_records: 10_000,
-            every: Duration::from_secs(3600),
-        },
-    )
-    .unwrap();
+    let cp = Checkpointer::for_tests(dir.path(), 9, 10_000);
     let svc = Service::new(db.store.clone(), Arc::new(SystemClock), cp);
     for s in &svc.init_keystore(&alice(), 2, 2).await.unwrap() {
         svc.unseal(&Actor::Anonymous, s).await.unwrap();

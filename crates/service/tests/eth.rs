@@ -6,9 +6,7 @@
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use audit::AuditSigningKey;
 use chain_eth::fees::Urgency;
 use chain_eth::{EthAddress, FeeCaps, TxPlan};
 use chain_eth_client::testing::{Anvil, CHAIN_ID, DevWallet, Proxy, deploy_test_token, mine};
@@ -17,9 +15,7 @@ use domain::{Actor, Asset, AssetId, KeyAlgorithm, KeyBackend, KeyPurpose, Symbol
 use service::eth::{
     EthError, EthNetwork, EthNetworkConfig, EthSendRequest, EthToken, Replacement, state,
 };
-use service::{
-    CheckpointFile, CheckpointPolicy, Checkpointer, NewKey, Service, ServiceError, SystemClock,
-};
+use service::{Checkpointer, NewKey, Service, ServiceError, SystemClock};
 use storage::testing::TestDb;
 use zeroize::Zeroizing;
 
@@ -80,15 +76,7 @@ async fn client_for(url: &str) -> Arc<EthClient> {
 }
 
 fn checkpointer(dir: &std::path::Path) -> Checkpointer {
-    Checkpointer::open(
-        AuditSigningKey::from_seed(&Zeroizing::new([8; 32])),
-        CheckpointFile::new(dir.join("cp")),
-        CheckpointPolicy {
-            every_records: 1000,
-            every: Duration::from_secs(60),
-        },
-    )
-    .unwrap()
+    Checkpointer::for_tests(dir, 8, 1000)
 }
 
 impl Fixture {

@@ -4,29 +4,17 @@
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use audit::AuditSigningKey;
 use domain::{Actor, KeyAlgorithm, KeyBackend, KeyPurpose};
 use keys_pkcs11::Pkcs11Signer;
 use keys_pkcs11::testing::{SoftHsm, USER_PIN};
-use service::{
-    CheckpointFile, CheckpointPolicy, Checkpointer, NewKey, Service, ServiceError, SystemClock,
-};
+use service::{Checkpointer, NewKey, Service, ServiceError, SystemClock};
 use storage::testing::TestDb;
 use zeroize::Zeroizing;
 
 /// A checkpointer writing into `dir`, with a fixed test audit key.
 fn checkpointer(dir: &std::path::Path) -> Checkpointer {
-    Checkpointer::open(
-        AuditSigningKey::from_seed(&Zeroizing::new([6; 32])),
-        CheckpointFile::new(dir.join("cp")),
-        CheckpointPolicy {
-            every_records: 1000,
-            every: Duration::from_secs(60),
-        },
-    )
-    .unwrap()
+    Checkpointer::for_tests(dir, 6, 1000)
 }
 
 fn new_key(algorithm: KeyAlgorithm) -> NewKey {

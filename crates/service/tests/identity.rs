@@ -4,15 +4,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
 
-use audit::AuditSigningKey;
 use domain::{Actor, Grant, Role, Scope, Timestamp};
 use ed25519_dalek::{Signer as _, SigningKey};
 use service::identity::{AuthError, Principal, SignedRequest, perm, request_message};
-use service::{CheckpointFile, CheckpointPolicy, Checkpointer, Clock, Service, ServiceError, totp};
+use service::{Checkpointer, Clock, Service, ServiceError, totp};
 use storage::testing::TestDb;
-use zeroize::Zeroizing;
 
 storage::on_both!(
     fixture;
@@ -55,15 +52,7 @@ impl Fixture {
 
 async fn fixture(db: TestDb) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let cp = Checkpointer::open(
-        AuditSigningKey::from_seed(&Zeroizing::new([3; 32])),
-        CheckpointFile::new(dir.path().join("cp")),
-        CheckpointPolicy {
-            every_records: 10_000,
-            every: Duration::from_secs(3600),
-        },
-    )
-    .unwrap();
+    let cp = Checkpointer::for_tests(dir.path(), 3, 10_000);
     let clock = Arc::new(TestClock(AtomicI64::new(1_800_000_000_000)));
     let svc = Service::new(db.store.clone(), clock.clone(), cp);
     let console: Actor = "operator:root".parse().unwrap();

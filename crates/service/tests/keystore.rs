@@ -5,18 +5,12 @@
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use audit::AuditSigningKey;
 use domain::{Actor, KeyAlgorithm, KeyPurpose, KeyState};
 use service::keys::shamir::{self, UnsealShare};
-use service::{
-    CheckpointFile, CheckpointPolicy, Checkpointer, NewKey, SealStatus, Service, ServiceError,
-    SystemClock,
-};
+use service::{Checkpointer, NewKey, SealStatus, Service, ServiceError, SystemClock};
 use storage::Backend;
 use storage::testing::TestDb;
-use zeroize::Zeroizing;
 
 storage::on_both!(
     fixture;
@@ -73,16 +67,7 @@ impl Fixture {
     }
 
     fn service(db: &TestDb, dir: &tempfile::TempDir) -> Service {
-        let key = AuditSigningKey::from_seed(&Zeroizing::new([4; 32]));
-        let cp = Checkpointer::open(
-            key,
-            CheckpointFile::new(dir.path().join("cp")),
-            CheckpointPolicy {
-                every_records: 1000,
-                every: Duration::from_secs(60),
-            },
-        )
-        .unwrap();
+        let cp = Checkpointer::for_tests(dir.path(), 4, 1000);
         Service::new(db.store.clone(), Arc::new(SystemClock), cp)
     }
 
