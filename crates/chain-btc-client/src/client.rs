@@ -484,12 +484,21 @@ impl BtcClient {
                     match v.get("blockhash").and_then(Value::as_str) {
                         None => Ok(TxState::Unconfirmed),
                         Some(hash) => {
-                            let block = self.rpc(i, "getblockheader", json!([hash])).await?;
+                            // Height from depth: tip − confirmations + 1.
+                            let depth = v
+                                .get("confirmations")
+                                .and_then(Value::as_u64)
+                                .filter(|d| *d >= 1)
+                                .ok_or_else(|| malformed("confirmations"))?;
+                            let info = self.rpc(i, "getblockchaininfo", json!([])).await?;
+                            let tip = info
+                                .get("blocks")
+                                .and_then(Value::as_u64)
+                                .ok_or_else(|| malformed("getblockchaininfo"))?;
                             Ok(TxState::Confirmed {
-                                height: block
-                                    .get("height")
-                                    .and_then(Value::as_u64)
-                                    .ok_or_else(|| malformed("getblockheader"))?,
+                                height: (tip + 1)
+                                    .checked_sub(depth)
+                                    .ok_or_else(|| malformed("confirmations"))?,
                                 block_hash: hash.to_owned(),
                             })
                         }
