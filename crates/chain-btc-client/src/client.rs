@@ -62,6 +62,16 @@ pub enum TxState {
     },
 }
 
+/// A transaction in a node's mempool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MempoolEntry {
+    pub vsize: u64,
+    /// Its own fee, in sat.
+    pub fee_sat: u64,
+    /// Signals BIP-125 replaceability.
+    pub replaceable: bool,
+}
+
 /// An output paying an address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UtxoEntry {
@@ -530,6 +540,101 @@ impl BtcClient {
         .await
     }
 
+    /// Core's `scantxoutset` for a descriptor: the outputs it matches now.
+    /// Amounts are read as decimal text and converted to sat exactly.
+    pub async fn scan_descriptor(&self, descriptor: &str) -> Result<Vec<UtxoEntry>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            result: Option<Scan>,
+            error: Option<Value>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Scan {
+            success: bool,
+            unspents: Vec<Unspent>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Unspent {
+            txid: String,
+            vout: u32,
+            amount: Box<serde_json::value::RawValue>,
+            height: Option<u64>,
+        }
+        self.with_failover(|i| async move {
+            if self.endpoints[i].0.kind != EndpointKind::Core {
+                return Err(Failure::Transport("not a Bitcoin Core endpoint".into()));
+            }
+            let text = self
+                .rpc_text(i, "scantxoutset", json!(["start", [descriptor]]))
+                .await?;
+            let a: Answer = serde_json::from_str(&text).map_err(|_| malformed("scantxoutset"))?;
+            if let Some(e) = a.error.filter(|e| !e.is_null()) {
+                return Err(Failure::Answer(ClientError::Refused(e.to_string())));
+            }
+            let scan = a.result.ok_or_else(|| malformed("scantxoutset"))?;
+            if !scan.success {
+                return Err(Failure::Answer(ClientError::Refused(
+                    "the scan did not finish".into(),
+                )));
+            }
+            scan.unspents
+                .into_iter()
+                .map(|u| {
+                    Ok(UtxoEntry {
+                        value_sat: btc_to_sat(u.amount.get()).ok_or_else(|| malformed("amount"))?,
+                        txid: u.txid,
+                        vout: u.vout,
+                        height: u.height,
+                    })
+                })
+                .collect::<Result<Vec<_>, ClientError>>()
+                .map_err(Failure::Answer)
+        })
+        .await
+    }
+
+    /// A transaction's mempool entry (Core), `None` if it is not there.
+    pub async fn mempool_entry(&self, txid: &str) -> Result<Option<MempoolEntry>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            result: Option<Entry>,
+            error: Option<Value>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Entry {
+            vsize: u64,
+            fees: Fees,
+            #[serde(rename = "bip125-replaceable", default)]
+            replaceable: bool,
+        }
+        #[derive(serde::Deserialize)]
+        struct Fees {
+            base: Box<serde_json::value::RawValue>,
+        }
+        self.with_failover(|i| async move {
+            if self.endpoints[i].0.kind != EndpointKind::Core {
+                return Err(Failure::Transport("not a Bitcoin Core endpoint".into()));
+            }
+            let text = self.rpc_text(i, "getmempoolentry", json!([txid])).await?;
+            let a: Answer =
+                serde_json::from_str(&text).map_err(|_| malformed("getmempoolentry"))?;
+            if let Some(e) = a.error.filter(|e| !e.is_null()) {
+                // -5: not in the mempool.
+                if e.get("code").and_then(Value::as_i64) == Some(-5) {
+                    return Ok(None);
+                }
+                return Err(Failure::Answer(ClientError::Refused(e.to_string())));
+            }
+            let e = a.result.ok_or_else(|| malformed("getmempoolentry"))?;
+            Ok(Some(MempoolEntry {
+                vsize: e.vsize,
+                fee_sat: btc_to_sat(e.fees.base.get()).ok_or_else(|| malformed("fees.base"))?,
+                replaceable: e.replaceable,
+            }))
+        })
+        .await
+    }
+
     /// Outputs paying `address` (Esplora; Core needs a scan and is not asked).
     pub async fn address_utxos(&self, address: &str) -> Result<Vec<UtxoEntry>, ClientError> {
         self.with_failover(|i| async move {
@@ -628,6 +733,15 @@ fn decimal_ceil(text: &str, shift: u32) -> Option<u64> {
     Some(v)
 }
 
+/// A BTC amount (decimal text, at most 8 places) in sat, exactly.
+fn btc_to_sat(text: &str) -> Option<u64> {
+    let (_, frac) = text.trim().split_once('.').unwrap_or((text, ""));
+    if frac.len() > 8 {
+        return None;
+    }
+    decimal_ceil(text, 8)
+}
+
 /// BTC per kvB (Core's unit) to sat per vB, rounded up: ×10^8 / 1000 = ×10^5.
 fn btc_per_kvb_to_sat_per_vb(text: &str) -> Option<u64> {
     decimal_ceil(text, 5).map(|v| v.max(1))
@@ -648,6 +762,9 @@ mod tests {
         assert_eq!(decimal_ceil("3.2", 0), Some(4));
         assert_eq!(decimal_ceil("7", 0), Some(7));
         assert_eq!(decimal_ceil("", 0), None);
+        assert_eq!(btc_to_sat("0.00015529"), Some(15_529));
+        assert_eq!(btc_to_sat("21000000"), Some(2_100_000_000_000_000));
+        assert_eq!(btc_to_sat("0.000000001"), None);
     }
 
     #[test]

@@ -10,4 +10,6 @@
 
 mod client;
 
-pub use client::{BtcClient, ClientError, Endpoint, EndpointKind, TxState, UtxoEntry};
+pub use client::{
+    BtcClient, ClientError, Endpoint, EndpointKind, MempoolEntry, TxState, UtxoEntry,
+};
