@@ -654,10 +654,24 @@ fn spend_len(s: &Spend) -> usize {
 /// the plan that was approved: the same unsigned transaction, then
 /// finalised and verified by Core, then compared output by output.
 pub fn accept_signed(plan: &BtcPlan, signed: Psbt) -> Result<Transaction, BtcError> {
-    if signed.unsigned_tx != plan.psbt()?.unsigned_tx {
+    let approved = plan.psbt()?;
+    if signed.unsigned_tx != approved.unsigned_tx {
         return Err(BtcError::Mismatch);
     }
+    // What is spent comes from the plan, never from the returned PSBT: a
+    // signer could swap an input's claimed output for one it can satisfy.
+    let mut signed = signed;
+    for (mine, theirs) in approved.inputs.iter().zip(signed.inputs.iter_mut()) {
+        theirs.witness_utxo = mine.witness_utxo.clone();
+        theirs.witness_script = mine.witness_script.clone();
+        theirs.tap_internal_key = mine.tap_internal_key;
+        theirs.tap_merkle_root = None;
+        theirs.tap_scripts.clear();
+        theirs.redeem_script = None;
+        theirs.non_witness_utxo = None;
+    }
     let tx = finalize(signed)?;
+    verify_with_core(&tx, &plan.prevouts()?)?;
     if !plan.matches(&tx)? {
         return Err(BtcError::Mismatch);
     }

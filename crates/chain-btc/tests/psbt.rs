@@ -81,6 +81,25 @@ impl Key {
         n
     }
 
+    /// This key's ECDSA signature (r ‖ s) over an ECDSA task's digest.
+    async fn compact_signature(&self, task: &SigningTask) -> [u8; 64] {
+        let SigningTask::Ecdsa { digest, .. } = *task else {
+            panic!("not an ECDSA task")
+        };
+        let Signature::Ecdsa(e) = self
+            .signer
+            .sign(&self.key, SignRequest::EcdsaDigest(digest))
+            .await
+            .unwrap()
+        else {
+            panic!("not an ECDSA key")
+        };
+        let mut rs = [0u8; 64];
+        rs[..32].copy_from_slice(&e.r);
+        rs[32..].copy_from_slice(&e.s);
+        rs
+    }
+
     fn ecdsa_pub_opt(&self) -> [u8; 33] {
         match self.public {
             PublicKey::Secp256k1(p) => p,
@@ -286,20 +305,7 @@ async fn bad_plans_and_foreign_signatures_are_refused() {
     let mut psbt = good.psbt().unwrap();
     let tasks = signing_tasks(&psbt, std::slice::from_ref(&spend)).unwrap();
     // Another key's signature over the right digest is refused before it enters the PSBT.
-    let SigningTask::Ecdsa { digest, .. } = tasks[0] else {
-        panic!()
-    };
-    let Signature::Ecdsa(e) = other
-        .signer
-        .sign(&other.key, SignRequest::EcdsaDigest(digest))
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
-    let mut rs = [0u8; 64];
-    rs[..32].copy_from_slice(&e.r);
-    rs[32..].copy_from_slice(&e.s);
+    let rs = other.compact_signature(&tasks[0]).await;
     assert_eq!(
         add_ecdsa(&mut psbt, &tasks[0], &rs),
         Err(BtcError::BadSignature(0))
@@ -322,6 +328,21 @@ async fn bad_plans_and_foreign_signatures_are_refused() {
     );
     // Unsigned: nothing to finalise.
     assert!(finalize(good.psbt().unwrap()).is_err());
+    // Signed by the right key, then the PSBT's claim about the spent output
+    // is swapped for one anyone can spend: the plan's outputs are what Core
+    // checks, so the swap neither passes nor changes anything.
+    let mut signed = good.psbt().unwrap();
+    let rs = k.compact_signature(&tasks[0]).await;
+    add_ecdsa(&mut signed, &tasks[0], &rs).unwrap();
+    let mut swapped = signed.clone();
+    swapped.inputs[0].witness_utxo = Some(bitcoin::TxOut {
+        value: bitcoin::Amount::from_sat(1),
+        script_pubkey: ScriptBuf::new_p2wsh(&bitcoin::WScriptHash::hash(&[0x51])),
+    });
+    swapped.inputs[0].witness_script = Some(ScriptBuf::from_bytes(vec![0x51]));
+    let tx = accept_signed(&good, swapped).unwrap();
+    assert!(good.matches(&tx).unwrap());
+    assert_eq!(tx, accept_signed(&good, signed).unwrap());
     assert!(
         Spend::P2wshMulti {
             threshold: 3,

@@ -282,7 +282,72 @@ impl Service {
         let records = tx.commit(&[e], now).await?;
         self.after_commit(&records).await;
 
-        // Sign each input with its key, through the gate.
+        // Sign and verify; if that fails, the reservation is released and
+        // the send marked failed, in one audited transaction.
+        let tx_signed = match self.btc_sign(&plan, &keys_of, psbt).await {
+            Ok(t) => t,
+            Err(e) => {
+                let now = self.now();
+                let rec = entry(
+                    &Actor::System,
+                    "btc.send.failed",
+                    &format!("btc-send:{id}"),
+                    json!({ "reason": e.to_string() }),
+                )?;
+                let mut tx = self.store().begin().await?;
+                tx.release_btc_utxos(&id).await?;
+                tx.set_btc_send_state(&id, "planned", "failed").await?;
+                let records = tx.commit(&[rec], now).await?;
+                self.after_commit(&records).await;
+                return Err(e);
+            }
+        };
+        let txid = tx_signed.compute_txid().to_string();
+        let raw = bitcoin::consensus::serialize(&tx_signed);
+        let now = self.now();
+        let e = entry(
+            &Actor::System,
+            "btc.tx.signed",
+            &format!("btc-send:{id}"),
+            json!({ "txid": txid, "vsize": tx_signed.vsize() }),
+        )?;
+        let mut tx = self.store().begin().await?;
+        tx.set_btc_send_signed(&id, &raw, &txid).await?;
+        let records = tx.commit(&[e], now).await?;
+        self.after_commit(&records).await;
+
+        if let Some(client) = &net.client {
+            match client.broadcast(&raw, &txid).await {
+                Ok(_) => {
+                    let now = self.now();
+                    let e = entry(
+                        &Actor::System,
+                        "btc.tx.broadcast",
+                        &format!("btc-send:{id}"),
+                        json!({ "txid": txid }),
+                    )?;
+                    let mut tx = self.store().begin().await?;
+                    tx.set_btc_send_state(&id, "signed", "broadcast").await?;
+                    let records = tx.commit(&[e], now).await?;
+                    self.after_commit(&records).await;
+                }
+                Err(chain_btc_client::ClientError::Unavailable(why)) => {
+                    tracing::warn!(send = %id, error = %why, "Bitcoin broadcast deferred");
+                }
+                Err(e) => return Err(BtcServiceError::Node(e).into()),
+            }
+        }
+        Ok(self.store().btc_send(&id).await?)
+    }
+
+    /// Signs every input of `psbt` with its key, through the gate, and
+    /// accepts the result only if Core verifies it and it is the plan.
+    async fn btc_sign(
+        &self,
+        plan: &chain_btc::BtcPlan,
+        keys_of: &std::collections::HashMap<String, KeyId>,
+        psbt: bitcoin::Psbt,
+    ) -> Result<bitcoin::Transaction, ServiceError> {
         let spends: Vec<Spend> = plan.inputs.iter().map(|u| u.spend.clone()).collect();
         let mut signed = psbt;
         for t in chain_btc::signing_tasks(&signed, &spends).map_err(BtcServiceError::Tx)? {
@@ -321,43 +386,7 @@ impl Service {
             }
         }
         // Core's interpreter verifies every input; the result must be the plan.
-        let tx_signed = chain_btc::accept_signed(&plan, signed).map_err(BtcServiceError::Tx)?;
-        let txid = tx_signed.compute_txid().to_string();
-        let raw = bitcoin::consensus::serialize(&tx_signed);
-        let now = self.now();
-        let e = entry(
-            &Actor::System,
-            "btc.tx.signed",
-            &format!("btc-send:{id}"),
-            json!({ "txid": txid, "vsize": tx_signed.vsize() }),
-        )?;
-        let mut tx = self.store().begin().await?;
-        tx.set_btc_send_signed(&id, &raw, &txid).await?;
-        let records = tx.commit(&[e], now).await?;
-        self.after_commit(&records).await;
-
-        if let Some(client) = &net.client {
-            match client.broadcast(&raw, &txid).await {
-                Ok(_) => {
-                    let now = self.now();
-                    let e = entry(
-                        &Actor::System,
-                        "btc.tx.broadcast",
-                        &format!("btc-send:{id}"),
-                        json!({ "txid": txid }),
-                    )?;
-                    let mut tx = self.store().begin().await?;
-                    tx.set_btc_send_state(&id, "signed", "broadcast").await?;
-                    let records = tx.commit(&[e], now).await?;
-                    self.after_commit(&records).await;
-                }
-                Err(chain_btc_client::ClientError::Unavailable(why)) => {
-                    tracing::warn!(send = %id, error = %why, "Bitcoin broadcast deferred");
-                }
-                Err(e) => return Err(BtcServiceError::Node(e).into()),
-            }
-        }
-        Ok(self.store().btc_send(&id).await?)
+        Ok(chain_btc::accept_signed(plan, signed).map_err(BtcServiceError::Tx)?)
     }
 }
 

@@ -462,7 +462,12 @@ impl Service {
         let records = tx.commit(&[e], now).await?;
         self.after_commit(&records).await;
 
-        self.eth_sign_and_send(&net, &sender, &send_id, 1).await?;
+        // From here the send exists: a failure to sign or broadcast now
+        // leaves it pending for the resumer, and the caller gets the send
+        // (never an error that would invite a second, duplicate request).
+        if let Err(e) = self.eth_sign_and_send(&net, &sender, &send_id, 1).await {
+            tracing::warn!(send = %send_id, error = %e, "send planned; signing or broadcast deferred");
+        }
         Ok(self.store().eth_send(&send_id).await?)
     }
 
@@ -619,8 +624,21 @@ impl Service {
                 Ok(false)
             }
             Err(ClientError::NonceTaken(hash)) => {
+                // The nonce is used; by one of this send's attempts (a
+                // replacement that won) or by someone else?
+                for a in self.store().eth_attempts(&send.id).await? {
+                    let Some(raw) = &a.raw else { continue };
+                    let h = chain_eth::decode(raw).map_err(EthError::Tx)?.hash;
+                    if net.client.tx_status(h).await.map_err(EthError::Node)? != TxStatus::Unknown {
+                        return Ok(false);
+                    }
+                }
                 let now = self.now();
                 let current = self.store().eth_send(&send.id).await?;
+                // Only a send not yet seen on chain can lose its nonce.
+                if ![state::SIGNED, state::BROADCAST].contains(&current.state.as_str()) {
+                    return Ok(false);
+                }
                 let mut tx = self.store().begin().await?;
                 tx.set_eth_send_state(&send.id, &current.state, state::NONCE_TAKEN, None, now)
                     .await?;
@@ -678,6 +696,8 @@ impl Service {
         };
         let fees = fees::bump(old.fees, current).map_err(EthError::Fee)?;
         let (kind, plan) = match how {
+            // Speeding up a cancel is still a cancel.
+            Replacement::SpeedUp(_) if last.kind == "cancel" => ("cancel", TxPlan { fees, ..old }),
             Replacement::SpeedUp(_) => ("speed-up", TxPlan { fees, ..old }),
             Replacement::Cancel => (
                 "cancel",
@@ -722,14 +742,14 @@ impl Service {
                 .await?;
             for send in open {
                 let sender = self.store().eth_sender(&network, &send.address).await?;
-                for a in self.store().eth_attempts(&send.id).await? {
+                // Only the latest attempt: older ones were outbid on purpose.
+                if let Some(a) = self.store().eth_attempts(&send.id).await?.last() {
                     let result = self
                         .eth_sign_and_send(&net, &sender, &send.id, a.attempt)
                         .await;
                     match result {
                         Ok(true) => sent += 1,
                         Ok(false) => {}
-                        // An older attempt outbid by its replacement.
                         Err(ServiceError::Eth(EthError::Node(ClientError::Underpriced))) => {}
                         Err(e) => {
                             tracing::warn!(send = %send.id, attempt = a.attempt, error = %e, "resume failed");
@@ -857,10 +877,10 @@ impl Service {
                     self.after_commit(&records).await;
                     poll.reorged += 1;
                     let sender = self.store().eth_sender(&network, &send.address).await?;
-                    for a in attempts.iter().filter(|a| a.raw.is_some()) {
-                        let _ = self
-                            .eth_sign_and_send(&net, &sender, &send.id, a.attempt)
-                            .await;
+                    // The attempt that was included goes out again.
+                    let again = send.included_attempt.or(attempts.last().map(|a| a.attempt));
+                    if let Some(n) = again {
+                        let _ = self.eth_sign_and_send(&net, &sender, &send.id, n).await;
                     }
                 }
                 None => poll.still_pending += 1,

@@ -218,9 +218,17 @@ fn argon2() -> Result<Argon2<'static>, ServiceError> {
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
+/// At most two Argon2 computations (64 MiB each) at a time, whatever the
+/// number of concurrent sign-ins: a burst queues instead of exhausting memory.
+static ARGON2_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// Hashes a password (Argon2id, random salt) in a blocking thread.
 pub(crate) async fn hash_password(password: String) -> Result<String, ServiceError> {
     let password = zeroize::Zeroizing::new(password);
+    let _slot = ARGON2_SLOTS
+        .acquire()
+        .await
+        .map_err(|_| ServiceError::Invalid("password hashing is shut down".into()))?;
     tokio::task::spawn_blocking(move || {
         argon2()?
             .hash_password(password.as_bytes())
@@ -233,6 +241,9 @@ pub(crate) async fn hash_password(password: String) -> Result<String, ServiceErr
 
 async fn verify_password(password: String, hash: String) -> bool {
     let password = zeroize::Zeroizing::new(password);
+    let Ok(_slot) = ARGON2_SLOTS.acquire().await else {
+        return false;
+    };
     tokio::task::spawn_blocking(move || {
         Argon2::default()
             .verify_password(password.as_bytes(), hash.as_str())
@@ -402,28 +413,30 @@ impl Service {
         };
         let subject = Actor::User(user.id).to_string();
         if !(password_ok && totp_ok) {
-            let failed = user.failed_logins.saturating_add(1);
-            let locked_until = if failed >= LOCKOUT_AFTER {
+            let mut tx = self.store().begin().await?;
+            // Incremented in the database: concurrent guesses all count.
+            let failed = tx.add_login_failure(user.id).await?;
+            if failed >= LOCKOUT_AFTER {
                 let minutes = 1i64 << (failed - LOCKOUT_AFTER).min(6);
-                Timestamp::from_millis(now.as_millis() + minutes * 60_000)
-            } else {
-                Timestamp::from_millis(0)
-            };
+                let until = Timestamp::from_millis(now.as_millis() + minutes * 60_000);
+                tx.set_login_failures(user.id, failed, until).await?;
+            }
             let e = entry(
                 &Actor::Anonymous,
                 "auth.login.failed",
                 &subject,
                 json!({ "address": address, "failures": failed, "locked": failed >= LOCKOUT_AFTER }),
             )?;
-            let mut tx = self.store().begin().await?;
-            tx.set_login_failures(user.id, failed, locked_until).await?;
             let records = tx.commit(&[e], now).await?;
             self.after_commit(&records).await;
             return Err(AuthError::InvalidCredentials.into());
         }
         let grants = self.store().grants(&Actor::User(user.id), now).await?;
         let privileged = grants.iter().any(|g| g.role().is_privileged());
-        let mfa = user.totp_sealed.is_some() || !privileged;
+        // The session records only whether a second factor was verified;
+        // whether one is needed is decided from the grants at each request
+        // (a viewer granted more later must enrol and sign in with it).
+        let mfa = user.totp_sealed.is_some();
         let session_token = random_token()?;
         let csrf_token = random_token()?;
         let session = SessionRow {
@@ -464,7 +477,7 @@ impl Service {
             csrf_token,
             user: user.id,
             mfa,
-            enrol_totp: user.totp_sealed.is_none() && privileged,
+            enrol_totp: !mfa && privileged,
         })
     }
 
@@ -599,7 +612,8 @@ impl Service {
         {
             return Err(AuthError::Malformed("nonce: 16 to 64 of A-Z a-z 0-9 - _".into()).into());
         }
-        if (now.as_millis() - ts).abs() > MAX_SKEW_MS {
+        // abs_diff: a timestamp of i64::MIN must not overflow.
+        if now.as_millis().abs_diff(ts) > MAX_SKEW_MS.unsigned_abs() {
             return Err(AuthError::Stale.into());
         }
         let key = match self.store().api_key(key_id).await {

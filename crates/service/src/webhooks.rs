@@ -191,56 +191,77 @@ impl Service {
             return Err(ServiceError::Sealed);
         }
         let now = self.now();
-        let due = self.store().claim_deliveries(now, 60_000, 50).await?;
+        // A lease longer than the worst case of the batch (20 × 10 s timeouts).
+        let due = self.store().claim_deliveries(now, 300_000, 20).await?;
         let mut pass = DeliveryPass::default();
         for d in due {
-            let secret = self
+            // One subscription whose secret does not open fails alone.
+            let sent = match self
                 .open_service_secret("webhook", &d.webhook_id, &d.secret_sealed)
-                .await?;
-            let ts = now.as_millis() / 1000;
-            let sig = signature(&secret, &d.event_id, ts, &d.payload)?;
-            let outcome = self
-                .webhook_http()
-                .post(&d.url)
-                .header("content-type", "application/json")
-                .header("webhook-id", &d.event_id)
-                .header("webhook-timestamp", ts.to_string())
-                .header("webhook-signature", sig)
-                .body(d.payload.clone())
-                .send()
-                .await;
-            let error = match outcome {
-                Ok(r) if r.status().is_success() => None,
-                Ok(r) => Some(format!("HTTP {}", r.status().as_u16())),
-                Err(e) if e.is_timeout() => Some("timed out".to_owned()),
-                Err(_) => Some("connection failed".to_owned()),
+                .await
+            {
+                Ok(secret) => {
+                    let ts = now.as_millis() / 1000;
+                    match signature(&secret, &d.event_id, ts, &d.payload) {
+                        Ok(sig) => {
+                            let outcome = self
+                                .webhook_http()
+                                .post(&d.url)
+                                .header("content-type", "application/json")
+                                .header("webhook-id", &d.event_id)
+                                .header("webhook-timestamp", ts.to_string())
+                                .header("webhook-signature", sig)
+                                .body(d.payload.clone())
+                                .send()
+                                .await;
+                            match outcome {
+                                Ok(r) if r.status().is_success() => None,
+                                Ok(r) => Some(format!("HTTP {}", r.status().as_u16())),
+                                Err(e) if e.is_timeout() => Some("timed out".to_owned()),
+                                Err(_) => Some("connection failed".to_owned()),
+                            }
+                        }
+                        Err(e) => Some(format!("signing failed: {e}")),
+                    }
+                }
+                Err(ServiceError::Sealed) => return Err(ServiceError::Sealed),
+                Err(e) => Some(format!("the subscription's secret does not open: {e}")),
             };
             let now = self.now();
-            match error {
+            match sent {
                 None => {
-                    self.store().delivery_succeeded(&d.id, now).await?;
-                    pass.delivered += 1;
+                    if self.store().delivery_succeeded(&d.id, d.lease, now).await? {
+                        pass.delivered += 1;
+                    }
                 }
                 Some(err) => {
                     let attempt = usize::try_from(d.attempts).unwrap_or(usize::MAX);
                     match RETRY_DELAYS_S.get(attempt) {
                         Some(delay) => {
                             let next = Timestamp::from_millis(now.as_millis() + delay * 1000);
-                            self.store()
-                                .delivery_failed(&d.id, &err, Some(next))
-                                .await?;
-                            pass.retrying += 1;
+                            if self
+                                .store()
+                                .delivery_failed(&d.id, d.lease, &err, Some(next))
+                                .await?
+                            {
+                                pass.retrying += 1;
+                            }
                         }
                         None => {
-                            self.store().delivery_failed(&d.id, &err, None).await?;
-                            let e = entry(
-                                &Actor::System,
-                                "webhook.delivery.failed",
-                                &format!("webhook-delivery:{}", d.id),
-                                json!({ "event": d.event_id, "type": d.event_type, "error": err }),
-                            )?;
-                            self.store().append_audit(&[e], now).await?;
-                            pass.failed += 1;
+                            if self
+                                .store()
+                                .delivery_failed(&d.id, d.lease, &err, None)
+                                .await?
+                            {
+                                let e = entry(
+                                    &Actor::System,
+                                    "webhook.delivery.failed",
+                                    &format!("webhook-delivery:{}", d.id),
+                                    json!({ "event": d.event_id, "type": d.event_type, "error": err }),
+                                )?;
+                                self.store().append_audit(&[e], now).await?;
+                                pass.failed += 1;
+                            }
                         }
                     }
                 }

@@ -260,4 +260,21 @@ async fn bad_input_reserves_and_signs_nothing(f: Fixture) {
         .btc_send(&alice(), f.request(PAYEE, "0.0001", 2))
         .await
         .unwrap();
+    // Sealed between planning and signing: the reservation is released and
+    // the send marked failed, audited; the output can be spent again.
+    f.deposit(f.ecdsa, 2, 70_000).await;
+    f.svc.seal(&alice()).await.unwrap();
+    assert!(matches!(
+        f.svc
+            .btc_send(&alice(), f.request(PAYEE, "0.0001", 2))
+            .await,
+        Err(ServiceError::Sealed)
+    ));
+    let available =
+        f.db.store
+            .btc_utxos("bitcoin:regtest", "available")
+            .await
+            .unwrap();
+    assert_eq!(available.len(), 1, "released");
+    assert!(f.actions().await.iter().any(|a| a == "btc.send.failed"));
 }

@@ -506,7 +506,15 @@ async fn speed_up_and_cancel_reuse_the_nonce() {
     assert_eq!(attempts.len(), 2);
     assert!(attempts[1].max_fee_per_gas > attempts[0].max_fee_per_gas);
     assert!(attempts[1].max_priority_fee_per_gas > attempts[0].max_priority_fee_per_gas);
-    mine(&f.client, 3).await;
+    // The speed-up is mined before the watcher looks; a resume pass then
+    // must not take the original's "nonce too low" for someone else's use.
+    mine(&f.client, 1).await;
+    f.svc.eth_resume().await.unwrap();
+    assert_eq!(
+        f.db.store.eth_send(&first.id).await.unwrap().state,
+        state::BROADCAST
+    );
+    mine(&f.client, 2).await;
     f.svc.eth_poll(CHAIN_ID).await.unwrap();
     let s = f.db.store.eth_send(&first.id).await.unwrap();
     assert_eq!(
@@ -531,6 +539,20 @@ async fn speed_up_and_cancel_reuse_the_nonce() {
         .eth_replace(&alice(), &second.id, Replacement::Cancel)
         .await
         .unwrap();
+    // Speeding up the cancel keeps it a cancel.
+    f.svc
+        .eth_replace(&alice(), &second.id, Replacement::SpeedUp(Urgency::Fast))
+        .await
+        .unwrap();
+    let kinds: Vec<String> =
+        f.db.store
+            .eth_attempts(&second.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.kind)
+            .collect();
+    assert_eq!(kinds, ["original", "cancel", "cancel"]);
     mine(&f.client, 3).await;
     f.svc.eth_poll(CHAIN_ID).await.unwrap();
     let s = f.db.store.eth_send(&second.id).await.unwrap();
@@ -584,12 +606,14 @@ async fn signed_bytes_survive_a_restart_and_gaps_are_reported() {
     let f = Fixture::new(TestDb::sqlite().await, None).await;
     // Sealed: the plan is committed (nonce 0), the signature is not made.
     f.svc.seal(&alice()).await.unwrap();
-    assert!(matches!(
-        f.svc
-            .eth_send(&alice(), f.ether(&bob().to_string(), "1"))
-            .await,
-        Err(ServiceError::Sealed)
-    ));
+    // The request is accepted (the send exists, pinned), not failed: a
+    // caller must never be invited to send it twice.
+    let pending = f
+        .svc
+        .eth_send(&alice(), f.ether(&bob().to_string(), "1"))
+        .await
+        .unwrap();
+    assert_eq!(pending.state, state::SIGNING);
     let report = f.svc.eth_nonce_report(CHAIN_ID, f.from).await.unwrap();
     assert_eq!(report.unsigned, vec![0]);
     assert_eq!(f.sends().await[0].state, state::SIGNING);

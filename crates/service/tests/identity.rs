@@ -565,6 +565,39 @@ async fn capabilities_follow_grants_scopes_and_expiry(f: Fixture) {
         AuthError::Forbidden
     );
 
+    // A viewer signed in without TOTP, then made admin: the same session
+    // does not carry admin rights until a second factor is verified.
+    let vic = users
+        .create_user(
+            "vic",
+            "a long enough password".into(),
+            &[Grant::global(Role::Viewer)],
+        )
+        .await
+        .unwrap();
+    let vlogin = f
+        .svc
+        .login("vic", "a long enough password".into(), None, "10.0.0.9")
+        .await
+        .unwrap();
+    assert!(
+        !vlogin.mfa && !vlogin.enrol_totp,
+        "a viewer needs no second factor"
+    );
+    users
+        .grant(&Actor::User(vic.id), Grant::global(Role::Admin), None)
+        .await
+        .unwrap();
+    let vic_session = f
+        .svc
+        .authenticate_session(&vlogin.session_token, None, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        denied(f.svc.authorize::<perm::ManageUsers>(&vic_session, None)),
+        AuthError::MfaRequired
+    );
+
     // Revoked keys stop at once.
     let admin = f
         .svc

@@ -171,6 +171,20 @@ impl WriteTx {
         Ok(())
     }
 
+    /// Counts one more failed sign-in, atomically (concurrent failures all
+    /// count), and returns the new count.
+    pub async fn add_login_failure(&mut self, user: UserId) -> Result<u32, StorageError> {
+        sqlx::query("UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1")
+            .bind(user.to_string())
+            .execute(&mut *self.tx)
+            .await?;
+        let n: i64 = sqlx::query_scalar("SELECT failed_logins FROM users WHERE id = $1")
+            .bind(user.to_string())
+            .fetch_one(&mut *self.tx)
+            .await?;
+        u32::try_from(n).map_err(|e| corrupt("failed logins", &e))
+    }
+
     /// Records a failed sign-in: the count and the lock-out end.
     pub async fn set_login_failures(
         &mut self,

@@ -48,6 +48,8 @@ pub struct DueDelivery {
     pub payload: String,
     pub event_time: Timestamp,
     pub attempts: u32,
+    /// The lease this claim holds: updates count only while it is still held.
+    pub lease: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,46 +251,58 @@ impl Store {
                 payload: row.try_get("payload")?,
                 event_time: Timestamp::from_millis(row.try_get("created_at_ms")?),
                 attempts: u32_of(&row, "attempts")?,
+                lease: now.as_millis() + lease_ms,
             });
         }
         tx.commit().await?;
         Ok(out)
     }
 
-    pub async fn delivery_succeeded(&self, id: &str, now: Timestamp) -> Result<(), StorageError> {
-        sqlx::query(
+    /// Records a delivery, if this claim still holds its lease. Returns
+    /// whether it did (a lapsed lease means another worker took it over).
+    pub async fn delivery_succeeded(
+        &self,
+        id: &str,
+        lease: i64,
+        now: Timestamp,
+    ) -> Result<bool, StorageError> {
+        let done = sqlx::query(
             "UPDATE webhook_deliveries SET state = 'delivered', attempts = attempts + 1, \
-             delivered_at_ms = $1, leased_until_ms = 0, last_error = NULL WHERE id = $2",
+             delivered_at_ms = $1, leased_until_ms = 0, last_error = NULL \
+             WHERE id = $2 AND leased_until_ms = $3",
         )
         .bind(now.as_millis())
         .bind(id)
+        .bind(lease)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     /// Records a failed attempt: retried at `next`, or failed for good.
     pub async fn delivery_failed(
         &self,
         id: &str,
+        lease: i64,
         error: &str,
         next: Option<Timestamp>,
-    ) -> Result<(), StorageError> {
+    ) -> Result<bool, StorageError> {
         let (state, next_ms) = match next {
             Some(t) => ("pending", t.as_millis()),
             None => ("failed", 0),
         };
-        sqlx::query(
+        let done = sqlx::query(
             "UPDATE webhook_deliveries SET state = $1, attempts = attempts + 1, next_attempt_ms = $2, \
-             leased_until_ms = 0, last_error = $3 WHERE id = $4",
+             leased_until_ms = 0, last_error = $3 WHERE id = $4 AND leased_until_ms = $5",
         )
         .bind(state)
         .bind(next_ms)
         .bind(error)
         .bind(id)
+        .bind(lease)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     pub async fn deliveries(&self, webhook_id: &str) -> Result<Vec<DeliveryRow>, StorageError> {

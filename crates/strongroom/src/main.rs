@@ -126,6 +126,10 @@ enum OfflineCommand {
         network: String,
         #[arg(long)]
         out: PathBuf,
+        /// Sign segwit v0 inputs whose amounts the PSBT does not prove
+        /// (no previous transaction): only for PSBTs from a trusted source.
+        #[arg(long)]
+        trust_input_amounts: bool,
     },
 }
 
@@ -454,7 +458,15 @@ fn main() -> ExitCode {
             path,
             network,
             out,
-        }) => offline::sign(&psbt, &mnemonic_file, &path, &network, &out),
+            trust_input_amounts,
+        }) => offline::sign(
+            &psbt,
+            &mnemonic_file,
+            &path,
+            &network,
+            &out,
+            trust_input_amounts,
+        ),
         Command::Api {
             addr,
             key_file,

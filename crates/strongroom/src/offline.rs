@@ -40,6 +40,7 @@ pub(crate) fn sign(
     path: &str,
     network: &str,
     out: &Path,
+    trust_input_amounts: bool,
 ) -> Result<(), Failure> {
     let network: BitcoinNetwork = match network {
         "mainnet" => BitcoinNetwork::Mainnet,
@@ -75,6 +76,28 @@ pub(crate) fn sign(
     let tasks = tasks_for_key(&psbt, &pubkey).map_err(|e| usage("--psbt", e.to_string()))?;
     if tasks.is_empty() {
         return Err(usage("--path", "this key spends none of the PSBT's inputs"));
+    }
+    // A segwit v0 signature commits only to its own input's amount: shown
+    // amounts (and so the fee) can lie across signing rounds (CVE-2020-14199)
+    // unless each input's previous transaction proves its amount.
+    for t in &tasks {
+        let SigningTask::Ecdsa { input, .. } = *t else {
+            continue;
+        };
+        let i = &psbt.inputs[input];
+        let outpoint = psbt.unsigned_tx.input[input].previous_output;
+        let proven = i.non_witness_utxo.as_ref().is_some_and(|prev| {
+            prev.compute_txid() == outpoint.txid
+                && prev.output.get(outpoint.vout as usize) == i.witness_utxo.as_ref()
+        });
+        if !proven && !trust_input_amounts {
+            return Err(usage(
+                "--psbt",
+                format!(
+                    "input {input} spends a segwit v0 output whose amount only its previous                      transaction (non_witness_utxo) proves; add it, or pass --trust-input-amounts                      if the amounts come from a source you trust"
+                ),
+            ));
+        }
     }
 
     // What is signed, shown before it is.

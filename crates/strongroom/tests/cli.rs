@@ -1060,7 +1060,13 @@ fn offline_signing_of_a_psbt() {
             signed.to_str().unwrap().into(),
         ]
     };
+    // A P2WPKH input's amount is not proven by this PSBT: refused by default.
     let a: Vec<String> = args(path);
+    let o = strongroom(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("non_witness_utxo"), "{}", stderr(&o));
+    let mut a: Vec<String> = args(path);
+    a.push("--trust-input-amounts".into());
     let o = strongroom(&a.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
@@ -1084,7 +1090,8 @@ fn offline_signing_of_a_psbt() {
     assert!(chain_btc::accept_signed(&other, psbt).is_err());
     // A key that spends nothing here.
     std::fs::remove_file(&signed).unwrap();
-    let a: Vec<String> = args("m/84'/1'/0'/0/4");
+    let mut a: Vec<String> = args("m/84'/1'/0'/0/4");
+    a.push("--trust-input-amounts".into());
     let o = strongroom(&a.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(!signed.exists());
