@@ -734,6 +734,15 @@ impl Service {
     pub async fn eth_resume(&self) -> Result<usize, ServiceError> {
         let mut sent = 0;
         for chain_id in self.eth_chain_ids() {
+            sent += self.eth_resume_chain(chain_id).await?;
+        }
+        Ok(sent)
+    }
+
+    /// [`Service::eth_resume`] for one network (its watcher's pass).
+    pub async fn eth_resume_chain(&self, chain_id: u64) -> Result<usize, ServiceError> {
+        let mut sent = 0;
+        {
             let net = self.eth_network(chain_id)?;
             let network = net.network().to_string();
             let open = self

@@ -394,6 +394,11 @@ impl Service {
             }
             .into());
         }
+        // Without a code, say only that one is needed: before the password
+        // is checked, so the answer tells nothing about the password.
+        if user.totp_sealed.is_some() && totp_code.is_none() {
+            return Err(AuthError::TotpRequired.into());
+        }
         let password_ok = verify_password(password, user.password_hash.clone()).await;
         let mut step = None;
         let totp_ok = match (&user.totp_sealed, password_ok) {

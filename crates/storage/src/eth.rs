@@ -294,26 +294,27 @@ impl Store {
         send_from_row(&row)
     }
 
-    /// Sends of a network in any of `states`, oldest nonce first.
+    /// Sends of a network in any of `states`, by sender and nonce.
     pub async fn eth_sends_in(
         &self,
         network: &str,
         states: &[&str],
     ) -> Result<Vec<EthSendRow>, StorageError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {SEND_COLUMNS} FROM eth_sends WHERE network = $1 ORDER BY address, nonce"
-        )))
-        .bind(network)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = Vec::new();
-        for row in &rows {
-            let s = send_from_row(row)?;
-            if states.contains(&s.state.as_str()) {
-                out.push(s);
-            }
+        if states.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(out)
+        let marks: Vec<String> = (0..states.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT {SEND_COLUMNS} FROM eth_sends WHERE network = $1 AND state IN ({}) \
+             ORDER BY address, nonce",
+            marks.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(network);
+        for s in states {
+            q = q.bind(*s);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter().map(send_from_row).collect()
     }
 
     /// Every send of one sender, by nonce.

@@ -160,7 +160,7 @@ fn spawn_eth_watcher(svc: Service, chain_id: u64, every: Duration) -> tokio::tas
             if let Err(e) = svc.eth_poll(chain_id).await {
                 tracing::error!(chain_id, error = %e, "Ethereum confirmation pass failed");
             }
-            if let Err(e) = svc.eth_resume().await {
+            if let Err(e) = svc.eth_resume_chain(chain_id).await {
                 tracing::error!(chain_id, error = %e, "Ethereum resume pass failed");
             }
         }
