@@ -132,14 +132,37 @@ pub struct TotpEnrolment {
     otpauth_uri: String,
 }
 
-/// Starts TOTP enrolment for the signed-in user.
-#[utoipa::path(post, path = "/v1/auth/totp/enrol", tag = "auth",
-    responses((status = 200, body = TotpEnrolment)))]
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TotpEnrol {
+    /// A code from the factor already enrolled, to replace it.
+    code: Option<String>,
+}
+
+/// Starts TOTP enrolment for the signed-in user (replacing an enrolled
+/// factor needs a code from it).
+#[utoipa::path(post, path = "/v1/auth/totp/enrol", tag = "auth", request_body = Option<TotpEnrol>,
+    responses((status = 200, body = TotpEnrolment), (status = 401, description = "`totp_required` or `invalid_credentials`", body = ErrorBody)))]
 async fn totp_enrol(
     State(svc): State<Service>,
     Authed(who): Authed,
+    body: axum::body::Bytes,
 ) -> Result<Json<TotpEnrolment>, ApiError> {
-    let otpauth_uri = svc.totp_enrol(&who).await.map_err(service_error)?;
+    let req: TotpEnrol = if body.is_empty() {
+        TotpEnrol::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                "the request body is not valid",
+            )
+        })?
+    };
+    let otpauth_uri = svc
+        .totp_enrol(&who, req.code.as_deref())
+        .await
+        .map_err(service_error)?;
     Ok(Json(TotpEnrolment { otpauth_uri }))
 }
 

@@ -532,11 +532,30 @@ impl Service {
 
     /// Starts TOTP enrolment: a fresh secret, sealed as pending. Returns the
     /// `otpauth://` URI (shown once).
-    pub async fn totp_enrol(&self, who: &Principal) -> Result<String, ServiceError> {
+    pub async fn totp_enrol(
+        &self,
+        who: &Principal,
+        current_code: Option<&str>,
+    ) -> Result<String, ServiceError> {
         let Actor::User(id) = who.actor else {
             return Err(AuthError::Forbidden.into());
         };
         let user = self.store().user(id).await?;
+        // Replacing an enrolled factor takes a code from it: a stolen
+        // session cannot swap the second factor for the thief's.
+        let mut proven_step = None;
+        if let Some(sealed) = &user.totp_sealed {
+            let code = current_code.ok_or(AuthError::TotpRequired)?;
+            let secret = self
+                .open_service_secret("totp", &id.to_string(), sealed)
+                .await?;
+            let unix = u64::try_from(self.now().as_millis() / 1000).unwrap_or(0);
+            proven_step = Some(
+                totp::verify(&secret, code, unix)
+                    .filter(|s| *s > user.totp_last_step)
+                    .ok_or(AuthError::InvalidCredentials)?,
+            );
+        }
         let mut secret = zeroize::Zeroizing::new([0u8; 20]);
         getrandom::fill(&mut secret[..])
             .map_err(|_| ServiceError::Invalid("random number generator failed".into()))?;
@@ -551,6 +570,9 @@ impl Service {
             json!({}),
         )?;
         let mut tx = self.store().begin().await?;
+        if let Some(step) = proven_step {
+            tx.advance_totp_step(id, step).await?;
+        }
         tx.set_totp(id, user.totp_sealed.as_deref(), Some(&sealed))
             .await?;
         let records = tx.commit(&[e], now).await?;

@@ -223,7 +223,7 @@ async fn totp_is_enrolled_then_required_and_never_replayed(f: Fixture) {
         .authenticate_session(&login.session_token, Some(&login.csrf_token), true)
         .await
         .unwrap();
-    let uri = f.svc.totp_enrol(&who).await.unwrap();
+    let uri = f.svc.totp_enrol(&who, None).await.unwrap();
     assert!(uri.starts_with("otpauth://totp/Strongroom:alice?secret="));
     let secret = secret_of(&uri);
     assert_eq!(
@@ -290,6 +290,24 @@ async fn totp_is_enrolled_then_required_and_never_replayed(f: Fixture) {
         AuthError::InvalidCredentials,
         "replayed code"
     );
+    // Replacing the enrolled factor takes a fresh code from it.
+    let who_now = f
+        .svc
+        .authenticate_session(&ok.session_token, Some(&ok.csrf_token), true)
+        .await
+        .unwrap();
+    assert_eq!(
+        auth_err(f.svc.totp_enrol(&who_now, None).await),
+        AuthError::TotpRequired
+    );
+    assert_eq!(
+        auth_err(f.svc.totp_enrol(&who_now, Some(&next)).await),
+        AuthError::InvalidCredentials,
+        "a used code does not prove the factor again"
+    );
+    f.advance(30_000);
+    let fresh = format!("{:06}", totp::code(&secret, f.unix() / 30, 6).unwrap());
+    assert!(f.svc.totp_enrol(&who_now, Some(&fresh)).await.is_ok());
     // Sign-out ends the session.
     let who = f
         .svc
@@ -517,7 +535,7 @@ async fn capabilities_follow_grants_scopes_and_expiry(f: Fixture) {
         denied(f.svc.authorize::<perm::ManageApiKeys>(&admin, None)),
         AuthError::MfaRequired
     );
-    let uri = f.svc.totp_enrol(&admin).await.unwrap();
+    let uri = f.svc.totp_enrol(&admin, None).await.unwrap();
     let code = format!(
         "{:06}",
         totp::code(&secret_of(&uri), f.unix() / 30, 6).unwrap()
