@@ -121,7 +121,6 @@ struct Health {
 /// A client for one Bitcoin network's endpoints.
 #[derive(Debug)]
 pub struct BtcClient {
-    network: BitcoinNetwork,
     endpoints: Vec<(Endpoint, Mutex<Health>)>,
     http: reqwest::Client,
     ids: AtomicU64,
@@ -166,7 +165,6 @@ impl BtcClient {
             .build()
             .map_err(|e| ClientError::BadEndpoint("-".into(), e.to_string()))?;
         let client = BtcClient {
-            network,
             endpoints: endpoints
                 .into_iter()
                 .map(|e| {
@@ -201,10 +199,6 @@ impl BtcClient {
             return Err(ClientError::Unavailable(last));
         }
         Ok(client)
-    }
-
-    pub fn network(&self) -> BitcoinNetwork {
-        self.network
     }
 
     /// (name, score, consecutive failures) of each endpoint, in order.

@@ -185,8 +185,7 @@ impl Service {
         )?;
         let mut tx = self.store().begin().await?;
         tx.insert_btc_utxo(&row).await?;
-        let records = tx.commit(&[e], now).await?;
-        self.after_commit(&records).await;
+        self.commit(tx, &[e], now).await?;
         Ok(row)
     }
 
@@ -279,8 +278,7 @@ impl Service {
         )
         .await?;
         tx.insert_btc_send(&row).await?;
-        let records = tx.commit(&[e], now).await?;
-        self.after_commit(&records).await;
+        self.commit(tx, &[e], now).await?;
 
         // Sign and verify; if that fails, the reservation is released and
         // the send marked failed, in one audited transaction.
@@ -297,8 +295,7 @@ impl Service {
                 let mut tx = self.store().begin().await?;
                 tx.release_btc_utxos(&id).await?;
                 tx.set_btc_send_state(&id, "planned", "failed").await?;
-                let records = tx.commit(&[rec], now).await?;
-                self.after_commit(&records).await;
+                self.commit(tx, &[rec], now).await?;
                 return Err(e);
             }
         };
@@ -313,8 +310,7 @@ impl Service {
         )?;
         let mut tx = self.store().begin().await?;
         tx.set_btc_send_signed(&id, &raw, &txid).await?;
-        let records = tx.commit(&[e], now).await?;
-        self.after_commit(&records).await;
+        self.commit(tx, &[e], now).await?;
 
         if let Some(client) = &net.client {
             match client.broadcast(&raw, &txid).await {
@@ -328,8 +324,7 @@ impl Service {
                     )?;
                     let mut tx = self.store().begin().await?;
                     tx.set_btc_send_state(&id, "signed", "broadcast").await?;
-                    let records = tx.commit(&[e], now).await?;
-                    self.after_commit(&records).await;
+                    self.commit(tx, &[e], now).await?;
                 }
                 Err(chain_btc_client::ClientError::Unavailable(why)) => {
                     tracing::warn!(send = %id, error = %why, "Bitcoin broadcast deferred");

@@ -288,8 +288,7 @@ impl Service {
         )?;
         let mut tx = self.store().begin().await?;
         tx.insert_eth_sender(&row).await?;
-        let records = tx.commit(&[e], now).await?;
-        self.after_commit(&records).await;
+        self.commit(tx, &[e], now).await?;
         Ok(row)
     }
 
@@ -459,8 +458,7 @@ impl Service {
                 "signing_hash": attempt.signing_hash,
             }),
         )?;
-        let records = tx.commit(&[e], now).await?;
-        self.after_commit(&records).await;
+        self.commit(tx, &[e], now).await?;
 
         // From here the send exists: a failure to sign or broadcast now
         // leaves it pending for the resumer, and the caller gets the send
@@ -574,8 +572,7 @@ impl Service {
                 "backend": key.backend.to_string(),
             }),
         )?;
-        let records = tx.commit(&[e], now).await?;
-        self.after_commit(&records).await;
+        self.commit(tx, &[e], now).await?;
         Ok(signed.raw)
     }
 
@@ -614,8 +611,7 @@ impl Service {
                     &format!("eth-send:{}", send.id),
                     json!({ "attempt": n, "tx_hash": hex32(&decoded.hash) }),
                 )?;
-                let records = tx.commit(&[e], now).await?;
-                self.after_commit(&records).await;
+                self.commit(tx, &[e], now).await?;
                 Ok(true)
             }
             Err(ClientError::Unavailable(why)) => {
@@ -649,8 +645,7 @@ impl Service {
                     &format!("eth-send:{}", send.id),
                     json!({ "nonce": send.nonce, "tx_hash": format!("0x{hash}") }),
                 )?;
-                let records = tx.commit(&[e], now).await?;
-                self.after_commit(&records).await;
+                self.commit(tx, &[e], now).await?;
                 Err(EthError::Node(ClientError::NonceTaken(hash)).into())
             }
             Err(e) => Err(EthError::Node(e).into()),
@@ -722,8 +717,7 @@ impl Service {
         )?;
         let mut tx = self.store().begin().await?;
         tx.insert_eth_attempt(&row).await?;
-        let records = tx.commit(&[e], now).await?;
-        self.after_commit(&records).await;
+        self.commit(tx, &[e], now).await?;
         self.eth_sign_and_send(&net, &sender, send_id, n).await?;
         Ok(self.store().eth_send(send_id).await?)
     }
@@ -864,8 +858,7 @@ impl Service {
                         poll.still_pending += 1;
                         continue; // nothing changed; the transaction rolls back
                     }
-                    let records = tx.commit(&entries, now).await?;
-                    self.after_commit(&records).await;
+                    self.commit(tx, &entries, now).await?;
                 }
                 None if send.state == state::INCLUDED => {
                     // Its block left the canonical chain.
@@ -882,8 +875,7 @@ impl Service {
                             "block_hash": send.block_hash,
                         }),
                     )?;
-                    let records = tx.commit(&[e], now).await?;
-                    self.after_commit(&records).await;
+                    self.commit(tx, &[e], now).await?;
                     poll.reorged += 1;
                     let sender = self.store().eth_sender(&network, &send.address).await?;
                     // The attempt that was included goes out again.

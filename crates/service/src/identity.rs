@@ -81,11 +81,6 @@ impl Principal {
         self.mfa
     }
 
-    /// Whether this principal may do `permission` on `target` (no side effects).
-    pub fn may(&self, permission: Permission, target: Option<WalletId>) -> bool {
-        self.mfa_ok() && permits(&self.grants, permission, target)
-    }
-
     fn mfa_ok(&self) -> bool {
         self.mfa || !self.grants.iter().any(|g| g.role().is_privileged())
     }
@@ -361,8 +356,7 @@ impl Service {
         for g in grants {
             tx.insert_grant(&actor, *g, None, now, by).await?;
         }
-        let records = tx.commit(&[e], now).await?;
-        self.after_commit(&records).await;
+        self.commit(tx, &[e], now).await?;
         Ok(user)
     }
 
@@ -432,8 +426,7 @@ impl Service {
                 &subject,
                 json!({ "address": address, "failures": failed, "locked": failed >= LOCKOUT_AFTER }),
             )?;
-            let records = tx.commit(&[e], now).await?;
-            self.after_commit(&records).await;
+            self.commit(tx, &[e], now).await?;
             return Err(AuthError::InvalidCredentials.into());
         }
         let grants = self.store().grants(&Actor::User(user.id), now).await?;
@@ -475,8 +468,7 @@ impl Service {
                 json!({ "address": address }),
             )?);
         }
-        let records = tx.commit(&entries, now).await?;
-        self.after_commit(&records).await;
+        self.commit(tx, &entries, now).await?;
         Ok(LoginOutcome {
             session_token,
             csrf_token,
@@ -525,8 +517,7 @@ impl Service {
         let e = entry(&who.actor, "auth.logout", &who.actor.to_string(), json!({}))?;
         let mut tx = self.store().begin().await?;
         tx.delete_session(hash).await?;
-        let records = tx.commit(&[e], now).await?;
-        self.after_commit(&records).await;
+        self.commit(tx, &[e], now).await?;
         Ok(())
     }
 
@@ -575,8 +566,7 @@ impl Service {
         }
         tx.set_totp(id, user.totp_sealed.as_deref(), Some(&sealed))
             .await?;
-        let records = tx.commit(&[e], now).await?;
-        self.after_commit(&records).await;
+        self.commit(tx, &[e], now).await?;
         Ok(totp::otpauth_uri(&secret[..], &user.name))
     }
 
@@ -610,8 +600,7 @@ impl Service {
         if let Some(hash) = &who.session {
             tx.set_session_mfa(hash).await?;
         }
-        let records = tx.commit(&[e], now).await?;
-        self.after_commit(&records).await;
+        self.commit(tx, &[e], now).await?;
         Ok(())
     }
 
@@ -751,8 +740,7 @@ async fn register_api_key(
         tx.insert_grant(&actor, *g, Some(row.expires_at), now, by)
             .await?;
     }
-    let records = tx.commit(&[e], now).await?;
-    svc.after_commit(&records).await;
+    svc.commit(tx, &[e], now).await?;
     Ok(row)
 }
 
@@ -790,8 +778,7 @@ impl Can<'_, perm::ManageUsers> {
         let mut tx = self.svc.store().begin().await?;
         tx.insert_grant(principal, grant, until, now, &self.who.actor)
             .await?;
-        let records = tx.commit(&[e], now).await?;
-        self.svc.after_commit(&records).await;
+        self.svc.commit(tx, &[e], now).await?;
         Ok(())
     }
 
@@ -805,8 +792,7 @@ impl Can<'_, perm::ManageUsers> {
         )?;
         let mut tx = self.svc.store().begin().await?;
         tx.delete_grant(principal, grant).await?;
-        let records = tx.commit(&[e], now).await?;
-        self.svc.after_commit(&records).await;
+        self.svc.commit(tx, &[e], now).await?;
         Ok(())
     }
 }
@@ -844,8 +830,7 @@ impl Can<'_, perm::ManageApiKeys> {
         )?;
         let mut tx = self.svc.store().begin().await?;
         tx.revoke_api_key(id, now).await?;
-        let records = tx.commit(&[e], now).await?;
-        self.svc.after_commit(&records).await;
+        self.svc.commit(tx, &[e], now).await?;
         Ok(())
     }
 }
@@ -938,8 +923,7 @@ pub(crate) async fn create_wallet(
     )?;
     let mut tx = svc.store().begin().await?;
     tx.insert_wallet(&w).await?;
-    let records = tx.commit(&[e], now).await?;
-    svc.after_commit(&records).await;
+    svc.commit(tx, &[e], now).await?;
     Ok(w)
 }
 
@@ -962,8 +946,7 @@ pub(crate) async fn assign_eth_sender(
     let mut tx = svc.store().begin().await?;
     tx.set_eth_sender_wallet(&network, &address.to_lower_hex(), wallet)
         .await?;
-    let records = tx.commit(&[e], now).await?;
-    svc.after_commit(&records).await;
+    svc.commit(tx, &[e], now).await?;
     Ok(())
 }
 

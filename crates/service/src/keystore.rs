@@ -203,8 +203,7 @@ impl Service {
             &format!("keystore:{id_hex}"),
             json!({ "threshold": threshold, "shares": shares, "kek_version": 1 }),
         )?;
-        let records = tx.commit(&[e], now).await?;
-        self.after_commit(&records).await;
+        self.commit(tx, &[e], now).await?;
         *vault = Vault::Sealed(Unseal::new(keystore_id, threshold));
         Ok(split)
     }
@@ -719,8 +718,7 @@ impl Service {
         )?;
         let mut tx = self.store().begin().await?;
         tx.insert_key(&row).await?;
-        let records = tx.commit(&[e], now).await?;
-        self.after_commit(&records).await;
+        self.commit(tx, &[e], now).await?;
         Ok(row)
     }
 
@@ -987,8 +985,7 @@ impl Service {
                 &subject,
                 json!({ "from": from, "to": to }),
             )?;
-            let records = tx.commit(&[e], now).await?;
-            self.after_commit(&records).await;
+            self.commit(tx, &[e], now).await?;
         }
         let old: Vec<u32> = opened.keks.keys().copied().filter(|&v| v != to).collect();
         for v in old {
@@ -1006,8 +1003,7 @@ impl Service {
                 "keystore",
                 json!({ "version": v }),
             )?;
-            let records = tx.commit(&[e], now).await?;
-            self.after_commit(&records).await;
+            self.commit(tx, &[e], now).await?;
             opened.keks.remove(&v);
         }
         Ok(())

@@ -283,9 +283,21 @@ impl Service {
         )?;
         let mut tx = self.inner.store.begin().await?;
         tx.insert_account(&account).await?;
-        let records = tx.commit(&[entry], now).await?;
-        self.after_commit(&records).await;
+        self.commit(tx, &[entry], now).await?;
         Ok(account)
+    }
+
+    /// Commits `tx` with its audit records, then runs the effects after a
+    /// commit (checkpoints).
+    pub(crate) async fn commit(
+        &self,
+        tx: storage::WriteTx,
+        entries: &[Entry],
+        now: domain::Timestamp,
+    ) -> Result<(), ServiceError> {
+        let records = tx.commit(entries, now).await?;
+        self.after_commit(&records).await;
+        Ok(())
     }
 
     /// Effects after a commit. A failed checkpoint does not undo the committed

@@ -133,8 +133,7 @@ impl Can<'_, perm::ManageWebhooks> {
         )?;
         let mut tx = self.svc.store().begin().await?;
         tx.insert_webhook(&row).await?;
-        let records = tx.commit(&[e], now).await?;
-        self.svc.after_commit(&records).await;
+        self.svc.commit(tx, &[e], now).await?;
         Ok((
             row,
             format!("whsec_{}", data_encoding::BASE64.encode(&secret[..])),
@@ -155,8 +154,7 @@ impl Can<'_, perm::ManageWebhooks> {
         )?;
         let mut tx = self.svc.store().begin().await?;
         tx.deactivate_webhook(id).await?;
-        let records = tx.commit(&[e], now).await?;
-        self.svc.after_commit(&records).await;
+        self.svc.commit(tx, &[e], now).await?;
         Ok(())
     }
 
@@ -176,8 +174,7 @@ impl Can<'_, perm::ManageWebhooks> {
         )?;
         let mut tx = self.svc.store().begin().await?;
         tx.reset_delivery(delivery_id, now).await?;
-        let records = tx.commit(&[e], now).await?;
-        self.svc.after_commit(&records).await;
+        self.svc.commit(tx, &[e], now).await?;
         Ok(())
     }
 }
