@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::id::{ApiKeyId, UserId};
 
 /// Who acts. Written as a short canonical string in audit records.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Actor {
     /// Strongroom itself: workers, start-up, shutdown.
     System,
@@ -23,7 +23,7 @@ pub enum Actor {
 }
 
 /// A console operator's name: 1 to 64 of `a-z A-Z 0-9 . _ -`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct OperatorName(String);
 
 impl OperatorName {
