@@ -119,6 +119,7 @@ fn main() {
             to: bob().to_string(),
             amount: "0.000000000000000001".into(),
             urgency: Urgency::Normal,
+            transfer: None,
         };
         let (mut raw, mut through_client, mut through_service, mut concurrent) =
             (vec![], vec![], vec![], vec![]);

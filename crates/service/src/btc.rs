@@ -313,6 +313,8 @@ impl Service {
         self.commit(tx, &[e], now).await?;
 
         if let Some(client) = &net.client {
+            // A global freeze stops the broadcast; the signed bytes wait.
+            self.ensure_not_frozen(None, None).await?;
             match client.broadcast(&raw, &txid).await {
                 Ok(_) => {
                     let now = self.now();
@@ -365,7 +367,7 @@ impl Service {
                 .to_hex_string();
             let key = *keys_of.get(&spk).ok_or(BtcServiceError::Mismatch)?;
             let (_, sig) = self
-                .sign_as(key, KeyPurpose::TransferSigning, &[], request)
+                .sign_as(key, None, KeyPurpose::TransferSigning, &[], request)
                 .await?;
             match sig {
                 Signature::Ecdsa(e) => {

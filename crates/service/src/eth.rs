@@ -115,6 +115,9 @@ pub struct EthSendRequest {
     /// A decimal amount in the asset's units (`"1.5"`).
     pub amount: String,
     pub urgency: Urgency,
+    /// The judged, approved transfer this send carries out: it is marked
+    /// submitted in the same transaction that plans the send.
+    pub transfer: Option<domain::TransferId>,
 }
 
 /// How to replace a send still waiting to be mined.
@@ -442,6 +445,9 @@ impl Service {
         tx.insert_eth_send(&send).await?;
         let attempt = attempt_row(&send_id, 1, "original", &plan, now);
         tx.insert_eth_attempt(&attempt).await?;
+        if let Some(t) = req.transfer {
+            tx.set_transfer_submitted(t, &send_id, now).await?;
+        }
         let e = entry(
             actor,
             "eth.send.planned",
@@ -456,6 +462,7 @@ impl Service {
                 "gas_limit": plan.gas_limit,
                 "fees": fee_json(&plan.fees),
                 "signing_hash": attempt.signing_hash,
+                "transfer": req.transfer.map(|t| t.to_string()),
             }),
         )?;
         self.commit(tx, &[e], now).await?;
@@ -510,9 +517,14 @@ impl Service {
         // Fee caps again: configuration may have tightened since planning.
         net.config.fee_caps.check(&plan).map_err(EthError::Fee)?;
         let request = SignRequest::EcdsaDigest(digest);
+        let wallet = self
+            .store()
+            .eth_sender_wallet(&sender.network, &sender.address)
+            .await?;
         let (key, sig) = self
             .sign_as(
                 sender.key_id,
+                wallet,
                 KeyPurpose::TransferSigning,
                 &[],
                 request.clone(),
@@ -583,6 +595,12 @@ impl Service {
         n: u32,
         raw: &[u8],
     ) -> Result<bool, ServiceError> {
+        // Nothing leaves while a freeze covers the wallet (signed bytes wait).
+        let wallet = self
+            .store()
+            .eth_sender_wallet(&send.network, &send.address)
+            .await?;
+        self.ensure_not_frozen(wallet, None).await?;
         let decoded = chain_eth::decode(raw).map_err(EthError::Tx)?;
         match net.client.send_raw(raw, decoded.hash).await {
             Ok(_) => {

@@ -764,6 +764,7 @@ impl Service {
     pub(crate) async fn sign_as(
         &self,
         id: KeyId,
+        wallet: Option<domain::WalletId>,
         purpose: KeyPurpose,
         child: &[u32],
         request: SignRequest<'_>,
@@ -788,6 +789,11 @@ impl Service {
             return Err(ServiceError::KeyNotUsable(format!(
                 "key {id} is past its cryptoperiod"
             )));
+        }
+        // A frozen wallet or key signs nothing: checked here, under the
+        // vault lock a freeze also takes, immediately before the signature.
+        if purpose == KeyPurpose::TransferSigning {
+            self.ensure_not_frozen(wallet, Some(id)).await?;
         }
         // A sealed system signs nothing, whichever backend holds the key.
         let Vault::Unsealed(opened) = &mut *vault else {
@@ -849,7 +855,7 @@ impl Service {
         // key is derived from the stored xpub: watch-only and seed agree.
         let child: &[u32] = if key.hd_path.is_some() { &[0, 0] } else { &[] };
         let (key, sig) = self
-            .sign_as(id, key.purpose, child, request.clone())
+            .sign_as(id, None, key.purpose, child, request.clone())
             .await?;
         let public = match &key.hd_path {
             Some(_) => {

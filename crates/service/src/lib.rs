@@ -10,10 +10,12 @@ pub mod btc;
 mod checkpoints;
 mod clock;
 pub mod eth;
+pub mod governance;
 pub mod identity;
 mod keystore;
 mod service;
 pub mod totp;
+pub mod transfers;
 mod verify;
 pub mod webhooks;
 

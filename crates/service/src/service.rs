@@ -55,6 +55,10 @@ pub enum ServiceError {
     Auth(#[from] crate::identity::AuthError),
     #[error(transparent)]
     Btc(#[from] crate::btc::BtcServiceError),
+    #[error("frozen ({0}): nothing is signed or sent until a quorum releases it")]
+    Frozen(String),
+    #[error(transparent)]
+    Approval(#[from] crate::transfers::ApprovalError),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +106,7 @@ struct Inner {
     webhook_http: reqwest::Client,
     /// Configured Bitcoin networks by name (`bitcoin:mainnet`, …).
     btc: std::sync::RwLock<std::collections::BTreeMap<String, Arc<crate::btc::BtcNetwork>>>,
+    governance: std::sync::RwLock<crate::governance::GovernanceConfig>,
 }
 
 impl Service {
@@ -145,6 +150,9 @@ impl Service {
                 eth: Default::default(),
                 webhook_http: crate::webhooks::http_client(),
                 btc: Default::default(),
+                governance: std::sync::RwLock::new(
+                    crate::governance::GovernanceConfig::single_admin(),
+                ),
             }),
         }
     }
@@ -175,6 +183,12 @@ impl Service {
         &self,
     ) -> &std::sync::RwLock<std::collections::BTreeMap<String, Arc<crate::btc::BtcNetwork>>> {
         &self.inner.btc
+    }
+
+    pub(crate) fn governance_cell(
+        &self,
+    ) -> &std::sync::RwLock<crate::governance::GovernanceConfig> {
+        &self.inner.governance
     }
 
     pub(crate) fn webhook_http(&self) -> &reqwest::Client {

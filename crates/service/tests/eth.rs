@@ -158,6 +158,7 @@ impl Fixture {
             to: to.to_owned(),
             amount: amount.to_owned(),
             urgency: Urgency::Normal,
+            transfer: None,
         }
     }
 
@@ -445,6 +446,7 @@ async fn token_transfer_with_a_configured_token() {
         to,
         amount: amount.to_owned(),
         urgency: Urgency::Fast,
+        transfer: None,
     };
     // More decimals than the token has.
     assert!(matches!(

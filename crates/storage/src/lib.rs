@@ -11,6 +11,7 @@ mod audit_log;
 mod btc;
 mod error;
 mod eth;
+mod governance;
 mod identity;
 mod keystore;
 mod store;
@@ -22,6 +23,10 @@ mod webhooks;
 pub use btc::{BtcSendRow, BtcUtxoRow};
 pub use error::StorageError;
 pub use eth::{EthAttemptRow, EthSendRow, EthSenderRow};
+pub use governance::{
+    ApprovalRow, ApproverKeyRow, FreezeRow, PolicyRow, ProposalRow, TransferRow, VoteRow, WhitelistRow,
+    WindowItem, WindowOf,
+};
 pub use identity::{ApiKeyRow, SessionRow, UserRow, WalletRow};
 pub use keystore::{KekRow, KeyRow, KeystoreRow};
 pub use store::{Backend, DatabaseConfig, Store};

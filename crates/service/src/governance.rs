@@ -1,0 +1,718 @@
+//! Governance: changes to policies, the address book, roles, approver keys,
+//! wallet tiers and freeze releases are proposals that take effect only
+//! with the admin quorum (any admin can veto). Freezes take one authorised
+//! person and hold until a quorum releases them.
+
+use std::fmt;
+use std::str::FromStr;
+
+use domain::{Actor, Grant, KeyId, Permission, Role, Scope, Timestamp, WalletId, permits};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use storage::{
+    ApproverKeyRow, FreezeRow, PolicyRow, ProposalRow, StorageError, VoteRow, WhitelistRow,
+    WriteTx,
+};
+
+use crate::identity::{AuthError, Can, Principal, perm};
+use crate::keystore::entry;
+use crate::service::{Service, ServiceError};
+
+/// How governance and approvals are run. The binary reads it from the
+/// `[governance]` section; there is no silent default there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GovernanceConfig {
+    /// Admin approvals a proposal needs (the proposer's included).
+    pub admin_quorum: u32,
+    /// How long a proposal stays open.
+    pub proposal_ttl_ms: i64,
+    /// How long a new address-book entry waits before it can be used.
+    pub whitelist_cooling_off_ms: i64,
+    /// How long a transfer waits for its approvals before it lapses.
+    pub approval_window_ms: i64,
+    /// The longest an approver's signature may stay valid.
+    pub max_approval_ttl_ms: i64,
+}
+
+impl GovernanceConfig {
+    /// What a single-admin test or development installation runs with.
+    pub fn single_admin() -> Self {
+        GovernanceConfig {
+            admin_quorum: 1,
+            proposal_ttl_ms: 7 * 24 * 3_600_000,
+            whitelist_cooling_off_ms: 24 * 3_600_000,
+            approval_window_ms: 24 * 3_600_000,
+            max_approval_ttl_ms: 24 * 3_600_000,
+        }
+    }
+}
+
+/// What a freeze covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreezeScope {
+    Global,
+    Wallet(WalletId),
+    Key(KeyId),
+}
+
+impl fmt::Display for FreezeScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FreezeScope::Global => f.write_str("global"),
+            FreezeScope::Wallet(w) => write!(f, "wallet:{w}"),
+            FreezeScope::Key(k) => write!(f, "key:{k}"),
+        }
+    }
+}
+
+impl FromStr for FreezeScope {
+    type Err = ServiceError;
+    fn from_str(s: &str) -> Result<Self, ServiceError> {
+        let bad = || ServiceError::Invalid(format!("freeze scope {s:?}: expected global, wallet:<uuid> or key:<uuid>"));
+        if s == "global" {
+            return Ok(FreezeScope::Global);
+        }
+        let (kind, id) = s.split_once(':').ok_or_else(bad)?;
+        match kind {
+            "wallet" => id.parse().map(FreezeScope::Wallet).map_err(|_| bad()),
+            "key" => id.parse().map(FreezeScope::Key).map_err(|_| bad()),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// A change that needs the admin quorum.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Change {
+    /// A new policy version (TOML or JSON text).
+    SetPolicy { document: String },
+    /// An address-book entry, usable after the cooling-off period.
+    AddAddress {
+        network: String,
+        address: String,
+        label: String,
+        #[serde(default)]
+        group: Option<String>,
+    },
+    RemoveAddress { id: String },
+    Grant {
+        principal: String,
+        role: String,
+        scope: String,
+        #[serde(default)]
+        until_ms: Option<i64>,
+    },
+    Revoke {
+        principal: String,
+        role: String,
+        scope: String,
+    },
+    /// An approver's Ed25519 public key (hex); replaces any earlier one.
+    RegisterApproverKey { principal: String, public_key: String },
+    /// Revokes an approver's key and voids their pending approvals.
+    RevokeApproverKey { principal: String },
+    SetWalletTier { wallet: String, tier: String },
+    /// Ends a freeze, after an optional cool-down.
+    ReleaseFreeze {
+        freeze_id: String,
+        #[serde(default)]
+        cool_down_s: u64,
+    },
+}
+
+impl Change {
+    fn kind(&self) -> &'static str {
+        match self {
+            Change::SetPolicy { .. } => "set_policy",
+            Change::AddAddress { .. } => "add_address",
+            Change::RemoveAddress { .. } => "remove_address",
+            Change::Grant { .. } => "grant",
+            Change::Revoke { .. } => "revoke",
+            Change::RegisterApproverKey { .. } => "register_approver_key",
+            Change::RevokeApproverKey { .. } => "revoke_approver_key",
+            Change::SetWalletTier { .. } => "set_wallet_tier",
+            Change::ReleaseFreeze { .. } => "release_freeze",
+        }
+    }
+
+    /// Who may propose it.
+    fn permission(&self) -> Permission {
+        match self {
+            Change::SetPolicy { .. } | Change::AddAddress { .. } | Change::RemoveAddress { .. } => {
+                Permission::ManagePolicy
+            }
+            Change::Grant { .. }
+            | Change::Revoke { .. }
+            | Change::RegisterApproverKey { .. }
+            | Change::RevokeApproverKey { .. } => Permission::ManageUsers,
+            Change::SetWalletTier { .. } => Permission::ManageNetworks,
+            Change::ReleaseFreeze { .. } => Permission::Freeze,
+        }
+    }
+}
+
+fn invalid(s: impl Into<String>) -> ServiceError {
+    ServiceError::Invalid(s.into())
+}
+
+fn principal_of(s: &str) -> Result<Actor, ServiceError> {
+    match s.parse::<Actor>() {
+        Ok(a @ (Actor::User(_) | Actor::ApiKey(_))) => Ok(a),
+        _ => Err(invalid(format!(
+            "principal {s:?}: expected user:<uuid> or api-key:<uuid>"
+        ))),
+    }
+}
+
+fn grant_of(role: &str, scope: &str) -> Result<Grant, ServiceError> {
+    let role: Role = role.parse().map_err(|e: domain::AccessError| invalid(e.to_string()))?;
+    let scope: Scope = scope.parse().map_err(|e: domain::AccessError| invalid(e.to_string()))?;
+    Grant::new(role, scope).map_err(|e| invalid(e.to_string()))
+}
+
+fn public_key_of(hex_key: &str) -> Result<[u8; 32], ServiceError> {
+    let bytes: [u8; 32] = hex::decode(hex_key)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| invalid("public_key: 64 hex digits of an Ed25519 key"))?;
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+        .map_err(|_| invalid("public_key is not a valid Ed25519 key"))?;
+    if key.is_weak() {
+        return Err(invalid("public_key is a weak (small-order) key"));
+    }
+    Ok(bytes)
+}
+
+/// An address in its one canonical spelling for the network, checked by
+/// the chain crate: EIP-55 for EVM (mixed case required), lower-case
+/// bech32 for Bitcoin.
+pub(crate) fn canonical_address(network: &str, text: &str) -> Result<(String, String), ServiceError> {
+    let net: domain::Network = network
+        .parse()
+        .map_err(|e: domain::NetworkError| invalid(e.to_string()))?;
+    match net {
+        domain::Network::Evm { .. } => {
+            let a = chain_eth::DestinationRules {
+                allow_unchecksummed: false,
+                whitelist: &[],
+            }
+            .check(text)
+            .map_err(|e| invalid(e.to_string()))?;
+            Ok((net.to_string(), a.to_lower_hex()))
+        }
+        domain::Network::Bitcoin(b) => {
+            let a = chain_btc::BtcAddress::parse(text, b).map_err(|e| invalid(e.to_string()))?;
+            Ok((net.to_string(), a.to_string()))
+        }
+    }
+}
+
+fn check_label(s: &str, what: &str) -> Result<(), ServiceError> {
+    let ok = (1..=64).contains(&s.chars().count()) && !s.chars().any(char::is_control);
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!("{what}: 1 to 64 printable characters")))
+    }
+}
+
+/// Whether the principal holds the global admin role now.
+fn is_admin(who: &Principal) -> bool {
+    who.grants()
+        .iter()
+        .any(|g| g.role() == Role::Admin && g.scope() == Scope::Global)
+}
+
+/// A proposal with its votes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProposalView {
+    pub proposal: ProposalRow,
+    pub votes: Vec<VoteRow>,
+}
+
+impl Service {
+    /// Proposes a change. The proposer's own approval counts when they are
+    /// an admin; with a quorum of one the change applies at once.
+    pub async fn propose(
+        &self,
+        who: &Principal,
+        change: Change,
+    ) -> Result<ProposalView, ServiceError> {
+        if !permits(who.grants(), change.permission(), None) {
+            return Err(AuthError::Forbidden.into());
+        }
+        if !who.mfa() && who.grants().iter().any(|g| g.role().is_privileged()) {
+            return Err(AuthError::MfaRequired.into());
+        }
+        let summary = self.validate(&change).await?;
+        let now = self.now();
+        let cfg = self.governance();
+        let id = uuid::Uuid::now_v7().to_string();
+        let row = ProposalRow {
+            id: id.clone(),
+            kind: change.kind().into(),
+            payload: serde_json::to_string(&change).map_err(|e| invalid(e.to_string()))?,
+            summary: summary.clone(),
+            proposed_by: who.actor().clone(),
+            created_at: now,
+            expires_at: Timestamp::from_millis(now.as_millis().saturating_add(cfg.proposal_ttl_ms)),
+            state: "open".into(),
+            decided_at: None,
+        };
+        let mut tx = self.store().begin().await?;
+        tx.insert_proposal(&row).await?;
+        let mut entries = vec![entry(
+            who.actor(),
+            "proposal.created",
+            &format!("proposal:{id}"),
+            json!({ "kind": row.kind, "summary": summary }),
+        )?];
+        if is_admin(who) {
+            tx.insert_vote(
+                &id,
+                &VoteRow {
+                    voter: who.actor().clone(),
+                    vote: "approve".into(),
+                    at: now,
+                },
+            )
+            .await?;
+            entries.push(entry(
+                who.actor(),
+                "proposal.approved",
+                &format!("proposal:{id}"),
+                json!({}),
+            )?);
+            self.maybe_apply(&mut tx, &row, &change, now, &mut entries)
+                .await?;
+        }
+        self.commit(tx, &entries, now).await?;
+        self.proposal(&id).await
+    }
+
+    /// An admin's vote: `approve` counts toward the quorum; `veto` ends the
+    /// proposal.
+    pub async fn vote(
+        &self,
+        who: &Principal,
+        id: &str,
+        approve: bool,
+    ) -> Result<ProposalView, ServiceError> {
+        if !is_admin(who) {
+            return Err(AuthError::Forbidden.into());
+        }
+        if !who.mfa() {
+            return Err(AuthError::MfaRequired.into());
+        }
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        let row = tx.lock_proposal(id).await?;
+        if row.state != "open" {
+            return Err(invalid(format!("the proposal is {}", row.state)));
+        }
+        let subject = format!("proposal:{id}");
+        if now >= row.expires_at {
+            tx.set_proposal_state(id, "expired", now).await?;
+            let e = entry(&Actor::System, "proposal.expired", &subject, json!({}))?;
+            self.commit(tx, &[e], now).await?;
+            return Err(invalid("the proposal has expired"));
+        }
+        tx.insert_vote(
+            id,
+            &VoteRow {
+                voter: who.actor().clone(),
+                vote: if approve { "approve" } else { "veto" }.into(),
+                at: now,
+            },
+        )
+        .await?;
+        let mut entries = vec![];
+        if approve {
+            entries.push(entry(who.actor(), "proposal.approved", &subject, json!({}))?);
+            let change: Change = serde_json::from_str(&row.payload)
+                .map_err(|e| StorageError::Corrupt(format!("proposal payload: {e}")))?;
+            self.maybe_apply(&mut tx, &row, &change, now, &mut entries)
+                .await?;
+        } else {
+            tx.set_proposal_state(id, "vetoed", now).await?;
+            entries.push(entry(who.actor(), "proposal.vetoed", &subject, json!({}))?);
+        }
+        self.commit(tx, &entries, now).await?;
+        self.proposal(id).await
+    }
+
+    pub async fn proposal(&self, id: &str) -> Result<ProposalView, ServiceError> {
+        Ok(ProposalView {
+            proposal: self.store().proposal(id).await?,
+            votes: self.store().votes(id).await?,
+        })
+    }
+
+    pub async fn proposals(&self, limit: u32) -> Result<Vec<ProposalRow>, ServiceError> {
+        Ok(self.store().proposals(limit.min(500)).await?)
+    }
+
+    /// Checks a change fully before it is proposed; returns its summary.
+    async fn validate(&self, change: &Change) -> Result<String, ServiceError> {
+        Ok(match change {
+            Change::SetPolicy { document } => {
+                let p = policy::Policy::parse(document).map_err(|e| invalid(e.to_string()))?;
+                format!("policy with {} rules, digest {}", p.rules().len(), p.digest())
+            }
+            Change::AddAddress {
+                network,
+                address,
+                label,
+                group,
+            } => {
+                let (net, addr) = canonical_address(network, address)?;
+                check_label(label, "label")?;
+                if let Some(g) = group {
+                    check_label(g, "group")?;
+                }
+                format!("add {addr} on {net} ({label})")
+            }
+            Change::RemoveAddress { id } => {
+                let _ = uuid::Uuid::try_parse(id).map_err(|_| invalid("id: a UUID"))?;
+                format!("remove address-book entry {id}")
+            }
+            Change::Grant {
+                principal,
+                role,
+                scope,
+                until_ms,
+            } => {
+                let a = principal_of(principal)?;
+                let g = grant_of(role, scope)?;
+                if until_ms.is_some_and(|u| u <= self.now().as_millis()) {
+                    return Err(invalid("until_ms is in the past"));
+                }
+                format!("grant {} at {} to {a}", g.role(), g.scope())
+            }
+            Change::Revoke {
+                principal,
+                role,
+                scope,
+            } => {
+                let a = principal_of(principal)?;
+                let g = grant_of(role, scope)?;
+                format!("revoke {} at {} from {a}", g.role(), g.scope())
+            }
+            Change::RegisterApproverKey {
+                principal,
+                public_key,
+            } => {
+                let a = principal_of(principal)?;
+                public_key_of(public_key)?;
+                format!("approver key {} for {a}", &public_key[..16])
+            }
+            Change::RevokeApproverKey { principal } => {
+                let a = principal_of(principal)?;
+                format!("revoke the approver key of {a}")
+            }
+            Change::SetWalletTier { wallet, tier } => {
+                let w: WalletId = wallet.parse().map_err(|e: domain::IdError| invalid(e.to_string()))?;
+                self.store().wallet(w).await?;
+                let t: policy::Tier = tier.parse().map_err(|e: policy::PolicyError| invalid(e.to_string()))?;
+                format!("wallet {w} becomes {t}")
+            }
+            Change::ReleaseFreeze {
+                freeze_id,
+                cool_down_s,
+            } => {
+                let f = self.store().freeze(freeze_id).await?;
+                if f.released_at.is_some() {
+                    return Err(invalid("the freeze is already released"));
+                }
+                if *cool_down_s > 30 * 24 * 3600 {
+                    return Err(invalid("cool_down_s is over 30 days"));
+                }
+                format!("release freeze {} ({}) after {cool_down_s} s", f.id, f.scope)
+            }
+        })
+    }
+
+    /// Applies the change if the current admins' approvals reach the quorum.
+    async fn maybe_apply(
+        &self,
+        tx: &mut WriteTx,
+        row: &ProposalRow,
+        change: &Change,
+        now: Timestamp,
+        entries: &mut Vec<audit::Entry>,
+    ) -> Result<(), ServiceError> {
+        let admins = tx.admins_in_tx(now).await?;
+        let votes = tx.votes_in_tx(&row.id).await?;
+        // Only those who are admins now count: a demoted admin's vote lapses.
+        let approvals = votes
+            .iter()
+            .filter(|v| v.vote == "approve" && admins.contains(&v.voter))
+            .count();
+        let quorum = self.governance().admin_quorum.max(1) as usize;
+        if approvals < quorum {
+            return Ok(());
+        }
+        tx.set_proposal_state(&row.id, "applied", now).await?;
+        let subject = format!("proposal:{}", row.id);
+        let details = self.apply(tx, row, change, now).await?;
+        entries.push(entry(
+            &Actor::System,
+            "proposal.applied",
+            &subject,
+            json!({ "kind": row.kind, "approvals": approvals, "quorum": quorum, "change": details }),
+        )?);
+        Ok(())
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut WriteTx,
+        row: &ProposalRow,
+        change: &Change,
+        now: Timestamp,
+    ) -> Result<serde_json::Value, ServiceError> {
+        let by = &row.proposed_by;
+        Ok(match change {
+            Change::SetPolicy { document } => {
+                let p = policy::Policy::parse(document).map_err(|e| invalid(e.to_string()))?;
+                let version = tx.current_policy_version().await?.unwrap_or(0) + 1;
+                tx.insert_policy(&PolicyRow {
+                    version,
+                    document: p.canonical_json(),
+                    digest: p.digest(),
+                    proposal_id: Some(row.id.clone()),
+                    created_at: now,
+                })
+                .await?;
+                json!({ "policy_version": version, "digest": p.digest() })
+            }
+            Change::AddAddress {
+                network,
+                address,
+                label,
+                group,
+            } => {
+                let (net, addr) = canonical_address(network, address)?;
+                let usable_from = Timestamp::from_millis(
+                    now.as_millis()
+                        .saturating_add(self.governance().whitelist_cooling_off_ms),
+                );
+                let id = uuid::Uuid::now_v7().to_string();
+                tx.insert_whitelist(&WhitelistRow {
+                    id: id.clone(),
+                    network: net.clone(),
+                    address: addr.clone(),
+                    label: label.clone(),
+                    group: group.clone(),
+                    usable_from,
+                    created_at: now,
+                    removed_at: None,
+                })
+                .await?;
+                json!({ "id": id, "network": net, "address": addr, "usable_from_ms": usable_from.as_millis() })
+            }
+            Change::RemoveAddress { id } => {
+                tx.remove_whitelist(id, now).await?;
+                json!({ "id": id })
+            }
+            Change::Grant {
+                principal,
+                role,
+                scope,
+                until_ms,
+            } => {
+                let a = principal_of(principal)?;
+                let g = grant_of(role, scope)?;
+                tx.insert_grant(&a, g, until_ms.map(Timestamp::from_millis), now, by)
+                    .await?;
+                json!({ "principal": a.to_string(), "role": g.role().as_str(), "scope": g.scope().to_string() })
+            }
+            Change::Revoke {
+                principal,
+                role,
+                scope,
+            } => {
+                let a = principal_of(principal)?;
+                let g = grant_of(role, scope)?;
+                tx.delete_grant(&a, g).await?;
+                json!({ "principal": a.to_string(), "role": g.role().as_str(), "scope": g.scope().to_string() })
+            }
+            Change::RegisterApproverKey {
+                principal,
+                public_key,
+            } => {
+                let a = principal_of(principal)?;
+                public_key_of(public_key)?;
+                let voided = self.revoke_approver(tx, &a, now).await?;
+                tx.insert_approver_key(&ApproverKeyRow {
+                    principal: a.clone(),
+                    public_key: public_key.to_lowercase(),
+                    registered_at: now,
+                    revoked_at: None,
+                })
+                .await?;
+                json!({ "principal": a.to_string(), "public_key": public_key.to_lowercase(), "voided_transfers": voided })
+            }
+            Change::RevokeApproverKey { principal } => {
+                let a = principal_of(principal)?;
+                let voided = self.revoke_approver(tx, &a, now).await?;
+                json!({ "principal": a.to_string(), "voided_transfers": voided })
+            }
+            Change::SetWalletTier { wallet, tier } => {
+                let w: WalletId = wallet.parse().map_err(|e: domain::IdError| invalid(e.to_string()))?;
+                let t: policy::Tier = tier.parse().map_err(|e: policy::PolicyError| invalid(e.to_string()))?;
+                tx.set_wallet_tier(w, t.as_str()).await?;
+                json!({ "wallet": w.to_string(), "tier": t.as_str() })
+            }
+            Change::ReleaseFreeze {
+                freeze_id,
+                cool_down_s,
+            } => {
+                let at = Timestamp::from_millis(
+                    now.as_millis()
+                        .saturating_add(i64::try_from(*cool_down_s).unwrap_or(i64::MAX / 2).saturating_mul(1000)),
+                );
+                tx.release_freeze(freeze_id, at, &row.id).await?;
+                json!({ "freeze": freeze_id, "released_at_ms": at.as_millis() })
+            }
+        })
+    }
+
+    /// Revokes an approver's key and voids their votes on transfers not yet
+    /// submitted, pulling back any that no longer have their approvals.
+    async fn revoke_approver(
+        &self,
+        tx: &mut WriteTx,
+        who: &Actor,
+        now: Timestamp,
+    ) -> Result<Vec<String>, ServiceError> {
+        tx.revoke_approver_keys(who, now).await?;
+        let touched = tx.void_approvals_of(who, now).await?;
+        for id in &touched {
+            crate::transfers::retally(tx, *id, now).await?;
+        }
+        Ok(touched.iter().map(ToString::to_string).collect())
+    }
+
+    /// The freeze in force over a wallet or key, if any (global first).
+    pub async fn frozen(
+        &self,
+        wallet: Option<WalletId>,
+        key: Option<KeyId>,
+    ) -> Result<Option<FreezeRow>, ServiceError> {
+        let now = self.now();
+        let freezes = self.store().active_freezes(now).await?;
+        let applies = |f: &&FreezeRow| match f.scope.parse::<FreezeScope>() {
+            Ok(FreezeScope::Global) => true,
+            Ok(FreezeScope::Wallet(w)) => Some(w) == wallet,
+            Ok(FreezeScope::Key(k)) => Some(k) == key,
+            // An unreadable scope freezes everything (fail closed).
+            Err(_) => true,
+        };
+        Ok(freezes.iter().find(applies).cloned())
+    }
+
+    pub async fn freezes(&self) -> Result<Vec<FreezeRow>, ServiceError> {
+        Ok(self.store().active_freezes(self.now()).await?)
+    }
+
+    /// Freezes from the console (the CLI with the server's own files), for
+    /// when the API cannot be reached.
+    pub async fn console_freeze(
+        &self,
+        console: &Actor,
+        scope: FreezeScope,
+        reason: &str,
+    ) -> Result<FreezeRow, ServiceError> {
+        self.freeze_as(console, scope, reason).await
+    }
+
+    pub(crate) async fn freeze_as(
+        &self,
+        by: &Actor,
+        scope: FreezeScope,
+        reason: &str,
+    ) -> Result<FreezeRow, ServiceError> {
+        check_label(reason, "reason")?;
+        if let FreezeScope::Wallet(w) = scope {
+            self.store().wallet(w).await?;
+        }
+        if let FreezeScope::Key(k) = scope {
+            self.store().key(k).await?;
+        }
+        // Under the vault lock: a signature in progress in this process
+        // finishes first, and none starts after the freeze returns.
+        let _vault = self.vault().lock().await;
+        let now = self.now();
+        let row = FreezeRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            scope: scope.to_string(),
+            reason: reason.to_owned(),
+            frozen_by: by.clone(),
+            frozen_at: now,
+            released_at: None,
+            release_proposal: None,
+        };
+        let mut tx = self.store().begin().await?;
+        tx.insert_freeze(&row).await?;
+        crate::webhooks::enqueue(
+            &mut tx,
+            "alert.freeze",
+            json!({ "freeze": row.id, "scope": row.scope, "reason": row.reason }),
+            now,
+        )
+        .await?;
+        let e = entry(
+            by,
+            "freeze.placed",
+            &format!("freeze:{}", row.id),
+            json!({ "scope": row.scope, "reason": row.reason }),
+        )?;
+        self.commit(tx, &[e], now).await?;
+        tracing::warn!(scope = %row.scope, "frozen");
+        Ok(row)
+    }
+
+    /// Refuses when a freeze covers the wallet or key: called immediately
+    /// before every signature and broadcast of a transfer.
+    pub(crate) async fn ensure_not_frozen(
+        &self,
+        wallet: Option<WalletId>,
+        key: Option<KeyId>,
+    ) -> Result<(), ServiceError> {
+        match self.frozen(wallet, key).await? {
+            Some(f) => Err(ServiceError::Frozen(f.scope)),
+            None => Ok(()),
+        }
+    }
+
+    /// Sets an operator-kept price (millionths of a dollar per whole unit).
+    pub async fn console_set_price(
+        &self,
+        console: &Actor,
+        asset: &domain::AssetId,
+        usd: &str,
+    ) -> Result<(), ServiceError> {
+        let d = domain::Decimals::new(policy::document::USD_DECIMALS)
+            .map_err(|e| invalid(e.to_string()))?;
+        let micro = domain::amount::parse_units(usd, d).map_err(|e| invalid(e.to_string()))?;
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        tx.set_price(&asset.to_string(), micro, now, console).await?;
+        let e = entry(
+            console,
+            "price.set",
+            &format!("asset:{asset}"),
+            json!({ "usd": usd }),
+        )?;
+        self.commit(tx, &[e], now).await
+    }
+}
+
+impl Can<'_, perm::Freeze> {
+    /// Freezes at once: one security officer or admin is enough.
+    pub async fn freeze(&self, scope: FreezeScope, reason: &str) -> Result<FreezeRow, ServiceError> {
+        self.svc.freeze_as(&self.who.actor().clone(), scope, reason).await
+    }
+}

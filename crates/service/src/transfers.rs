@@ -1,0 +1,787 @@
+//! Transfers as the policy judges them: the facts are gathered, the policy
+//! in force evaluated, and the intent stored with the version and decision
+//! it was judged under (pinned: later changes never reach it) in one
+//! transaction with its audit record. Then approvals (signed statements),
+//! time locks, cancellation, lapse, and the hand-over to a send — always
+//! behind the freeze check.
+
+use std::collections::BTreeSet;
+
+use domain::{
+    AccountId, Actor, Address, Amount, Asset, AssetId, AssetKind, Network,
+    Permission, Role, Timestamp, TransferId, TransferIntent, TransferKind, WalletId, permits,
+};
+use domain::intent::IntentParts;
+use policy::{ApprovalStatement, Decision, Destination, Facts, Outcome, Policy, Price, TxType, Vote, WindowPer, WindowTotal};
+use serde_json::json;
+use storage::{ApprovalRow, StorageError, TransferRow, WindowOf, WriteTx};
+
+use crate::identity::{AuthError, Can, perm};
+use crate::keystore::entry;
+use crate::service::{Service, ServiceError};
+
+/// Transfer states.
+pub mod state {
+    pub const BLOCKED: &str = "blocked";
+    pub const PENDING_APPROVAL: &str = "pending_approval";
+    pub const TIME_LOCKED: &str = "time_locked";
+    pub const APPROVED: &str = "approved";
+    pub const SUBMITTED: &str = "submitted";
+    pub const REJECTED: &str = "rejected";
+    pub const EXPIRED: &str = "expired";
+    pub const CANCELLED: &str = "cancelled";
+}
+
+/// What an initiator asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferRequest {
+    pub wallet: WalletId,
+    pub asset: AssetId,
+    /// A decimal amount in the asset's units.
+    pub amount: String,
+    pub destination: String,
+    pub reference: Option<String>,
+}
+
+/// A decision with the policy version it was made under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judgment {
+    pub policy_version: Option<u64>,
+    pub decision: Decision,
+}
+
+/// An approver's signed answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoteRequest {
+    pub vote: Vote,
+    pub expires_at: Timestamp,
+    pub signature: [u8; 64],
+}
+
+fn invalid(s: impl Into<String>) -> ServiceError {
+    ServiceError::Invalid(s.into())
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> ServiceError {
+    StorageError::Corrupt(format!("{what}: {e}")).into()
+}
+
+/// The parts of a request that do not depend on the database's state.
+struct Prepared {
+    asset: Asset,
+    amount: Amount,
+    network: String,
+    /// Canonical key (EVM: lower-case hex; Bitcoin: bech32).
+    destination_key: String,
+    /// As shown and signed (EVM: EIP-55).
+    destination: Address,
+}
+
+impl Service {
+    pub(crate) fn governance(&self) -> crate::governance::GovernanceConfig {
+        *self
+            .governance_cell()
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn set_governance(&self, cfg: crate::governance::GovernanceConfig) {
+        *self
+            .governance_cell()
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = cfg;
+    }
+
+    fn prepare(&self, req: &TransferRequest) -> Result<Prepared, ServiceError> {
+        let Network::Evm { chain_id } = req.asset.network() else {
+            return Err(invalid(format!(
+                "asset {}: transfers are built for EVM networks so far",
+                req.asset
+            )));
+        };
+        let net = self.eth_network(chain_id)?;
+        let asset = match req.asset.kind() {
+            AssetKind::Native => Asset::ether(chain_id),
+            AssetKind::Erc20(_) => net
+                .config
+                .tokens
+                .iter()
+                .find(|t| t.asset.id() == &req.asset)
+                .map(|t| t.asset.clone())
+                .ok_or_else(|| invalid(format!("asset {} is not configured", req.asset)))?,
+        };
+        let amount =
+            Amount::parse(&req.amount, &asset).map_err(|e| invalid(format!("amount: {e}")))?;
+        if amount.is_zero() {
+            return Err(invalid("amount: must be greater than zero"));
+        }
+        let to = chain_eth::DestinationRules {
+            allow_unchecksummed: net.config.allow_unchecksummed,
+            whitelist: &[],
+        }
+        .check(&req.destination)
+        .map_err(|e| invalid(format!("destination: {e}")))?;
+        let network = asset.network().to_string();
+        let destination = Address::new(asset.network(), &to.to_string())
+            .map_err(|e| invalid(format!("destination: {e}")))?;
+        Ok(Prepared {
+            asset,
+            amount,
+            network,
+            destination_key: to.to_lower_hex(),
+            destination,
+        })
+    }
+
+    /// Gathers the facts and evaluates the policy in force, inside `tx`
+    /// (which holds the wallet's lock, so rolling windows cannot race).
+    async fn judge(
+        &self,
+        tx: &mut WriteTx,
+        who: &Actor,
+        roles: BTreeSet<Role>,
+        req: &TransferRequest,
+        p: &Prepared,
+        now: Timestamp,
+    ) -> Result<Judgment, ServiceError> {
+        let (_, tier) = tx.lock_wallet(req.wallet).await?;
+        let tier: policy::Tier = tier.parse().map_err(|e| corrupt("wallet tier", e))?;
+        let Some(version) = tx.current_policy_version().await? else {
+            // No policy yet: the catch-all blocks.
+            let empty = Policy::from_toml("rules = []").map_err(|e| invalid(e.to_string()))?;
+            return Ok(Judgment {
+                policy_version: None,
+                decision: policy::evaluate(&empty, &self.facts(tx, who, roles, req, p, tier, &empty, now).await?),
+            });
+        };
+        let row = self.store().policy(version).await?;
+        let pol = Policy::from_json(&row.document).map_err(|e| corrupt("stored policy", e))?;
+        let facts = self.facts(tx, who, roles, req, p, tier, &pol, now).await?;
+        Ok(Judgment {
+            policy_version: Some(version),
+            decision: policy::evaluate(&pol, &facts),
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn facts(
+        &self,
+        tx: &mut WriteTx,
+        who: &Actor,
+        roles: BTreeSet<Role>,
+        req: &TransferRequest,
+        p: &Prepared,
+        tier: policy::Tier,
+        pol: &Policy,
+        now: Timestamp,
+    ) -> Result<Facts, ServiceError> {
+        let destination = match self.store().whitelist_entry(&p.network, &p.destination_key).await? {
+            // Still cooling off: not yet in the address book for policy.
+            Some(e) if e.usable_from <= now => Destination::Whitelisted {
+                groups: e.group.into_iter().collect(),
+            },
+            _ if self.store().is_own_eth_address(&p.network, &p.destination_key).await? => {
+                Destination::Internal
+            }
+            _ => Destination::OneTime,
+        };
+        let price = self
+            .store()
+            .price(&req.asset.to_string())
+            .await?
+            .map(|(micro_usd_per_unit, as_of)| Price {
+                micro_usd_per_unit,
+                as_of,
+            });
+        let asset_id = req.asset.to_string();
+        let mut windows = Vec::new();
+        for spec in pol.window_specs() {
+            let since = Timestamp::from_millis(
+                now.as_millis().saturating_sub(
+                    i64::try_from(spec.seconds)
+                        .unwrap_or(i64::MAX / 1000)
+                        .saturating_mul(1000),
+                ),
+            );
+            let of = match spec.per {
+                WindowPer::Wallet => WindowOf::Wallet(req.wallet),
+                WindowPer::Initiator => WindowOf::Initiator(who),
+                WindowPer::Destination => WindowOf::Destination(&p.destination_key),
+            };
+            let items = tx.window_items(of, since).await?;
+            let mut asset_units: u128 = 0;
+            let mut usd: Option<u128> = Some(0);
+            for i in &items {
+                if i.asset == asset_id {
+                    asset_units = asset_units
+                        .checked_add(i.amount)
+                        .ok_or_else(|| corrupt("window total", "overflow"))?;
+                }
+                usd = match (usd, i.usd_micro) {
+                    (Some(a), Some(b)) => a.checked_add(b),
+                    _ => None,
+                };
+            }
+            windows.push(WindowTotal {
+                spec,
+                asset_units,
+                usd_micro: usd,
+            });
+        }
+        Ok(Facts {
+            initiator: who.clone(),
+            initiator_roles: roles,
+            wallet: req.wallet,
+            tier,
+            destination,
+            asset: req.asset.clone(),
+            decimals: p.asset.decimals(),
+            amount: p.amount.units(),
+            tx_type: TxType::Transfer,
+            price,
+            now,
+            windows,
+        })
+    }
+
+    /// The wallet a transfer belongs to, to authorise acting on it.
+    pub async fn transfer_wallet(&self, id: TransferId) -> Result<WalletId, ServiceError> {
+        Ok(self.store().transfer(id).await?.wallet)
+    }
+
+    /// Moves time-locked transfers whose lock has ended to `approved`, and
+    /// lapses those that waited too long for approvals. Returns how many moved.
+    pub async fn advance_transfers(&self) -> Result<usize, ServiceError> {
+        let now = self.now();
+        let mut moved = 0;
+        for t in self.store().transfers_in(state::TIME_LOCKED, 500).await? {
+            if t.unlock_at.is_some_and(|u| u <= now) {
+                let mut tx = self.store().begin().await?;
+                let t = tx.lock_transfer(t.id).await?;
+                if t.state != state::TIME_LOCKED {
+                    continue;
+                }
+                tx.set_transfer_state(t.id, &[state::TIME_LOCKED], state::APPROVED, None, now)
+                    .await?;
+                let e = state_entry(&Actor::System, &t, state::APPROVED, "time lock ended")?;
+                transfer_event(&mut tx, &t, state::APPROVED, now).await?;
+                self.commit(tx, &[e], now).await?;
+                moved += 1;
+            }
+        }
+        for t in self.store().transfers_in(state::PENDING_APPROVAL, 500).await? {
+            if t.expires_at.is_some_and(|x| x <= now) {
+                let mut tx = self.store().begin().await?;
+                let t = tx.lock_transfer(t.id).await?;
+                if t.state != state::PENDING_APPROVAL {
+                    continue;
+                }
+                tx.set_transfer_state(t.id, &[state::PENDING_APPROVAL], state::EXPIRED, None, now)
+                    .await?;
+                let e = state_entry(&Actor::System, &t, state::EXPIRED, "approvals did not arrive in time")?;
+                transfer_event(&mut tx, &t, state::EXPIRED, now).await?;
+                self.commit(tx, &[e], now).await?;
+                moved += 1;
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Hands an approved transfer to the Ethereum sender of its wallet. The
+    /// freeze, the time lock and the approvals (unexpired, not voided) are
+    /// checked again here; the send and the transfer's `submitted` state are
+    /// committed together, so a transfer is sent at most once.
+    pub async fn execute_transfer(
+        &self,
+        id: TransferId,
+        urgency: chain_eth::Urgency,
+    ) -> Result<storage::EthSendRow, ServiceError> {
+        let t = self.store().transfer(id).await?;
+        if t.state != state::APPROVED {
+            return Err(invalid(format!("the transfer is {}, not approved", t.state)));
+        }
+        self.ensure_not_frozen(Some(t.wallet), None).await?;
+        let now = self.now();
+        let decision: Decision =
+            serde_json::from_str(&t.decision).map_err(|e| corrupt("decision", e))?;
+        if let Outcome::RequireApproval { requirement, .. } = &decision.outcome {
+            let approvals = self.store().approvals(id).await?;
+            if !requirement.satisfied(&valid_approvers(&approvals, now)) {
+                let mut tx = self.store().begin().await?;
+                retally(&mut tx, id, now).await?;
+                let e = state_entry(&Actor::System, &t, state::PENDING_APPROVAL, "approvals expired or were voided")?;
+                self.commit(tx, &[e], now).await?;
+                return Err(invalid("the transfer's approvals have expired or been voided"));
+            }
+        }
+        let assets = self.configured_assets();
+        let intent = TransferIntent::decode(&t.intent, |id| {
+            assets.iter().find(|a| a.id() == id).cloned()
+        })
+            .map_err(|e| corrupt("intent", e))?;
+        if intent.digest().to_string() != t.digest {
+            return Err(corrupt("intent", "digest mismatch"));
+        }
+        let network = intent.amount().asset().network().to_string();
+        let from = self
+            .store()
+            .wallet_eth_sender(t.wallet, &network)
+            .await?
+            .ok_or_else(|| invalid(format!("the wallet has no sender on {network}")))?;
+        let from: chain_eth::EthAddress = from.parse().map_err(|e| corrupt("sender", e))?;
+        self.eth_send(
+            &t.initiator,
+            crate::eth::EthSendRequest {
+                from,
+                asset: intent.amount().asset().id().clone(),
+                to: intent.destination().as_str().to_owned(),
+                amount: intent.amount().to_decimal_string(),
+                urgency,
+                transfer: Some(id),
+            },
+        )
+        .await
+    }
+
+    fn configured_assets(&self) -> Vec<Asset> {
+        let nets = self
+            .eth_networks()
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out = Vec::new();
+        for n in nets.values() {
+            out.push(Asset::ether(n.config.chain_id));
+            out.extend(n.config.tokens.iter().map(|t| t.asset.clone()));
+        }
+        out
+    }
+}
+
+fn valid_approvers(approvals: &[ApprovalRow], now: Timestamp) -> BTreeSet<Actor> {
+    approvals
+        .iter()
+        .filter(|a| a.vote == "approve" && a.voided_at.is_none() && a.expires_at > now)
+        .map(|a| a.approver.clone())
+        .collect()
+}
+
+fn state_entry(
+    by: &Actor,
+    t: &TransferRow,
+    to: &str,
+    why: &str,
+) -> Result<audit::Entry, ServiceError> {
+    entry(
+        by,
+        "transfer.state_changed",
+        &format!("transfer:{}", t.id),
+        json!({ "from": t.state, "to": to, "why": why }),
+    )
+}
+
+async fn transfer_event(
+    tx: &mut WriteTx,
+    t: &TransferRow,
+    to: &str,
+    now: Timestamp,
+) -> Result<(), ServiceError> {
+    crate::webhooks::enqueue(
+        tx,
+        "transfer.state_changed",
+        json!({ "transfer": t.id.to_string(), "wallet": t.wallet.to_string(), "state": to }),
+        now,
+    )
+    .await
+}
+
+/// Re-counts a transfer's approvals (after a revocation or expiry): one
+/// that no longer has them goes back to waiting for approvals.
+pub(crate) async fn retally(
+    tx: &mut WriteTx,
+    id: TransferId,
+    now: Timestamp,
+) -> Result<(), ServiceError> {
+    let t = tx.lock_transfer(id).await?;
+    if ![state::TIME_LOCKED, state::APPROVED].contains(&t.state.as_str()) {
+        return Ok(());
+    }
+    let decision: Decision = serde_json::from_str(&t.decision).map_err(|e| corrupt("decision", e))?;
+    let Outcome::RequireApproval { requirement, .. } = &decision.outcome else {
+        return Ok(());
+    };
+    let approvals = tx.approvals_in_tx(id).await?;
+    if !requirement.satisfied(&valid_approvers(&approvals, now)) {
+        tx.set_transfer_state(
+            id,
+            &[state::TIME_LOCKED, state::APPROVED],
+            state::PENDING_APPROVAL,
+            None,
+            now,
+        )
+        .await?;
+        transfer_event(tx, &t, state::PENDING_APPROVAL, now).await?;
+    }
+    Ok(())
+}
+
+fn roles_of(grants: &[domain::Grant], wallet: WalletId) -> BTreeSet<Role> {
+    grants
+        .iter()
+        .filter(|g| match g.scope() {
+            domain::Scope::Global => true,
+            domain::Scope::Wallet(w) => w == wallet,
+        })
+        .map(domain::Grant::role)
+        .collect()
+}
+
+impl Can<'_, perm::InitiateTransfer> {
+    fn check_wallet(&self, wallet: WalletId) -> Result<(), ServiceError> {
+        if permits(self.who.grants(), Permission::InitiateTransfer, Some(wallet)) {
+            Ok(())
+        } else {
+            Err(AuthError::Forbidden.into())
+        }
+    }
+
+    /// Would this transfer be allowed, and why? Nothing is stored.
+    pub async fn dry_run(&self, req: &TransferRequest) -> Result<Judgment, ServiceError> {
+        self.check_wallet(req.wallet)?;
+        let svc = self.svc;
+        let p = svc.prepare(req)?;
+        let now = svc.now();
+        let mut tx = svc.store().begin().await?;
+        let roles = roles_of(self.who.grants(), req.wallet);
+        let j = svc.judge(&mut tx, self.who.actor(), roles, req, &p, now).await?;
+        // Dropped without commit: rolled back, nothing written.
+        drop(tx);
+        Ok(j)
+    }
+
+    /// Stores the transfer with its judgment: blocked, waiting for
+    /// approvals, time-locked or approved. A tripped circuit breaker also
+    /// freezes the wallet and raises an alert, in the same transaction.
+    pub async fn submit(&self, req: &TransferRequest) -> Result<TransferRow, ServiceError> {
+        self.check_wallet(req.wallet)?;
+        let svc = self.svc;
+        let p = svc.prepare(req)?;
+        if let Some(f) = svc.frozen(Some(req.wallet), None).await? {
+            return Err(ServiceError::Frozen(f.scope));
+        }
+        let now = svc.now();
+        let who = self.who.actor();
+        let id = TransferId::from_uuid(uuid::Uuid::now_v7());
+        let intent = TransferIntent::new(IntentParts {
+            id,
+            kind: TransferKind::Withdrawal,
+            // Wallets are not grouped into accounts yet: the wallet's id
+            // stands for its account.
+            account: AccountId::from_uuid(*req.wallet.as_uuid()),
+            wallet: req.wallet,
+            amount: p.amount.clone(),
+            destination: p.destination.clone(),
+            reference: req.reference.clone(),
+            initiator: who.clone(),
+            created_at: now,
+        })
+        .map_err(|e| invalid(e.to_string()))?;
+        let mut tx = svc.store().begin().await?;
+        let roles = roles_of(self.who.grants(), req.wallet);
+        let j = svc.judge(&mut tx, who, roles, req, &p, now).await?;
+        let d = &j.decision;
+        let (st, unlock, expires) = match &d.outcome {
+            Outcome::Block => (state::BLOCKED, None, None),
+            Outcome::Allow { time_lock_s: 0 } => (state::APPROVED, None, None),
+            Outcome::Allow { time_lock_s } => (
+                state::TIME_LOCKED,
+                Some(after(now, *time_lock_s)),
+                None,
+            ),
+            Outcome::RequireApproval { .. } => (
+                state::PENDING_APPROVAL,
+                None,
+                Some(Timestamp::from_millis(
+                    now.as_millis()
+                        .saturating_add(svc.governance().approval_window_ms),
+                )),
+            ),
+        };
+        let decision_json = serde_json::to_string(d).map_err(|e| invalid(e.to_string()))?;
+        let row = TransferRow {
+            id,
+            wallet: req.wallet,
+            initiator: who.clone(),
+            asset: req.asset.to_string(),
+            amount: p.amount.units(),
+            destination: p.destination_key.clone(),
+            intent: intent.canonical_bytes(),
+            digest: intent.digest().to_string(),
+            policy_version: j.policy_version.unwrap_or(0),
+            decision_id: uuid::Uuid::now_v7().to_string(),
+            decision: decision_json,
+            state: st.into(),
+            usd_micro: d.usd_micro,
+            expires_at: expires,
+            unlock_at: unlock,
+            eth_send_id: None,
+            created_at: now,
+            updated_at: now,
+        };
+        tx.insert_transfer(&row).await?;
+        transfer_event(&mut tx, &row, st, now).await?;
+        let mut entries = vec![entry(
+            who,
+            "transfer.judged",
+            &format!("transfer:{id}"),
+            json!({
+                "wallet": req.wallet.to_string(),
+                "asset": row.asset,
+                "amount": row.amount.to_string(),
+                "destination": p.destination.as_str(),
+                "digest": row.digest,
+                "policy_version": j.policy_version,
+                "decision_id": row.decision_id,
+                "rule": d.rule,
+                "outcome": d.outcome.to_string(),
+                "error": d.error,
+                "state": st,
+            }),
+        )?];
+        if let Some(b) = &d.breaker {
+            let f = storage::FreezeRow {
+                id: uuid::Uuid::now_v7().to_string(),
+                scope: crate::governance::FreezeScope::Wallet(req.wallet).to_string(),
+                reason: format!("circuit breaker {b}"),
+                frozen_by: Actor::System,
+                frozen_at: now,
+                released_at: None,
+                release_proposal: None,
+            };
+            tx.insert_freeze(&f).await?;
+            crate::webhooks::enqueue(
+                &mut tx,
+                "alert.circuit_breaker",
+                json!({ "wallet": req.wallet.to_string(), "breaker": b, "freeze": f.id, "transfer": id.to_string() }),
+                now,
+            )
+            .await?;
+            entries.push(entry(
+                &Actor::System,
+                "freeze.placed",
+                &format!("freeze:{}", f.id),
+                json!({ "scope": f.scope, "reason": f.reason }),
+            )?);
+            tracing::warn!(wallet = %req.wallet, breaker = %b, "circuit breaker tripped: wallet frozen");
+        }
+        svc.commit(tx, &entries, now).await?;
+        Ok(row)
+    }
+}
+
+fn after(now: Timestamp, seconds: u64) -> Timestamp {
+    Timestamp::from_millis(
+        now.as_millis().saturating_add(
+            i64::try_from(seconds)
+                .unwrap_or(i64::MAX / 1000)
+                .saturating_mul(1000),
+        ),
+    )
+}
+
+impl Can<'_, perm::ApproveTransfer> {
+    fn in_scope(&self, t: &TransferRow) -> Result<(), ServiceError> {
+        if permits(self.who.grants(), Permission::ApproveTransfer, Some(t.wallet)) {
+            Ok(())
+        } else {
+            Err(StorageError::NotFound { what: "transfer" }.into())
+        }
+    }
+
+    /// The statement an approver signs for this transfer.
+    pub async fn statement(
+        &self,
+        id: TransferId,
+        vote: Vote,
+        expires_at: Timestamp,
+    ) -> Result<ApprovalStatement, ServiceError> {
+        let t = self.svc.store().transfer(id).await?;
+        self.in_scope(&t)?;
+        statement_of(&t, vote, expires_at)
+    }
+
+    /// Records an approver's signed vote. A rejection ends the transfer;
+    /// enough approvals move it on (to its time lock, or approved).
+    pub async fn vote(&self, id: TransferId, v: &VoteRequest) -> Result<TransferRow, ServiceError> {
+        let svc = self.svc;
+        let who = self.who.actor();
+        let now = svc.now();
+        let cfg = svc.governance();
+        if v.expires_at <= now {
+            return Err(ApprovalError::Expired.into());
+        }
+        if v.expires_at.as_millis() > now.as_millis().saturating_add(cfg.max_approval_ttl_ms) {
+            return Err(invalid(format!(
+                "expires_at: at most {} s from now",
+                cfg.max_approval_ttl_ms / 1000
+            )));
+        }
+        let key = svc
+            .store()
+            .approver_key(who)
+            .await?
+            .ok_or(ApprovalError::NoApproverKey)?;
+        let public: [u8; 32] = hex::decode(&key.public_key)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| corrupt("approver key", "not 32 bytes"))?;
+        let mut tx = svc.store().begin().await?;
+        let t = tx.lock_transfer(id).await?;
+        self.in_scope(&t)?;
+        let decision: Decision =
+            serde_json::from_str(&t.decision).map_err(|e| corrupt("decision", e))?;
+        let Outcome::RequireApproval {
+            requirement,
+            initiator_may_approve,
+            time_lock_s,
+        } = &decision.outcome
+        else {
+            return Err(ApprovalError::NotAwaiting(t.state.clone()).into());
+        };
+        let open = [state::PENDING_APPROVAL, state::TIME_LOCKED, state::APPROVED];
+        if !open.contains(&t.state.as_str())
+            || (v.vote == Vote::Approve && t.state != state::PENDING_APPROVAL)
+        {
+            return Err(ApprovalError::NotAwaiting(t.state.clone()).into());
+        }
+        if !requirement.eligible(who) {
+            return Err(ApprovalError::NotAnApprover.into());
+        }
+        if *who == t.initiator && !initiator_may_approve {
+            return Err(ApprovalError::OwnTransfer.into());
+        }
+        statement_of(&t, v.vote, v.expires_at)?
+            .verify(&public, &v.signature)
+            .map_err(|_| ApprovalError::BadSignature)?;
+        tx.insert_approval(&ApprovalRow {
+            transfer: id,
+            approver: who.clone(),
+            public_key: key.public_key.clone(),
+            vote: match v.vote {
+                Vote::Approve => "approve",
+                Vote::Reject => "reject",
+            }
+            .into(),
+            signature: hex::encode(v.signature),
+            expires_at: v.expires_at,
+            at: now,
+            voided_at: None,
+        })
+        .await
+        .map_err(|e| match e {
+            StorageError::Conflict { .. } => ServiceError::from(ApprovalError::AlreadyVoted),
+            e => e.into(),
+        })?;
+        let subject = format!("transfer:{id}");
+        let mut entries = vec![entry(
+            who,
+            match v.vote {
+                Vote::Approve => "transfer.approved",
+                Vote::Reject => "transfer.rejected",
+            },
+            &subject,
+            json!({ "public_key": key.public_key, "expires_at_ms": v.expires_at.as_millis(), "decision_id": t.decision_id }),
+        )?];
+        let next = match v.vote {
+            Vote::Reject => Some((state::REJECTED, None, "rejected by an approver")),
+            Vote::Approve => {
+                let approvals = tx.approvals_in_tx(id).await?;
+                if requirement.satisfied(&valid_approvers(&approvals, now)) {
+                    if *time_lock_s > 0 {
+                        Some((state::TIME_LOCKED, Some(after(now, *time_lock_s)), "approved; time lock started"))
+                    } else {
+                        Some((state::APPROVED, None, "approved"))
+                    }
+                } else {
+                    None
+                }
+            }
+        };
+        if let Some((to, unlock, why)) = next {
+            tx.set_transfer_state(id, &open, to, unlock, now).await?;
+            transfer_event(&mut tx, &t, to, now).await?;
+            entries.push(state_entry(who, &t, to, why)?);
+        }
+        svc.commit(tx, &entries, now).await?;
+        Ok(svc.store().transfer(id).await?)
+    }
+
+    /// Cancels a transfer that waits for approvals or sits in its time
+    /// lock: any approver of its wallet may.
+    pub async fn cancel(&self, id: TransferId) -> Result<TransferRow, ServiceError> {
+        let svc = self.svc;
+        let now = svc.now();
+        let mut tx = svc.store().begin().await?;
+        let t = tx.lock_transfer(id).await?;
+        self.in_scope(&t)?;
+        let open = [state::PENDING_APPROVAL, state::TIME_LOCKED, state::APPROVED];
+        if !open.contains(&t.state.as_str()) {
+            return Err(ApprovalError::NotAwaiting(t.state.clone()).into());
+        }
+        tx.set_transfer_state(id, &open, state::CANCELLED, None, now).await?;
+        transfer_event(&mut tx, &t, state::CANCELLED, now).await?;
+        let e = state_entry(self.who.actor(), &t, state::CANCELLED, "cancelled by an approver")?;
+        svc.commit(tx, &[e], now).await?;
+        Ok(svc.store().transfer(id).await?)
+    }
+}
+
+impl Can<'_, perm::ReadWallet> {
+    pub async fn transfer(&self, id: TransferId) -> Result<(TransferRow, Vec<ApprovalRow>), ServiceError> {
+        let t = self.svc.store().transfer(id).await?;
+        if !permits(self.who.grants(), Permission::ReadWallet, Some(t.wallet)) {
+            return Err(StorageError::NotFound { what: "transfer" }.into());
+        }
+        let a = self.svc.store().approvals(id).await?;
+        Ok((t, a))
+    }
+}
+
+/// The statement for a stored transfer.
+pub fn statement_of(
+    t: &TransferRow,
+    vote: Vote,
+    expires_at: Timestamp,
+) -> Result<ApprovalStatement, ServiceError> {
+    let digest: [u8; 32] = hex::decode(&t.digest)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| corrupt("digest", "not 32 bytes"))?;
+    let decision_id = uuid::Uuid::try_parse(&t.decision_id).map_err(|e| corrupt("decision id", e))?;
+    Ok(ApprovalStatement {
+        intent: domain::IntentDigest(digest),
+        policy_version: t.policy_version,
+        decision_id: *decision_id.as_bytes(),
+        expires_at,
+        vote,
+    })
+}
+
+/// Why a vote was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApprovalError {
+    #[error("the approval has expired")]
+    Expired,
+    #[error("no approver key is registered for this principal")]
+    NoApproverKey,
+    #[error("the transfer is not waiting for this vote (it is {0})")]
+    NotAwaiting(String),
+    #[error("not in any approver group of the rule that judged this transfer")]
+    NotAnApprover,
+    #[error("the initiator may not approve their own transfer under this rule")]
+    OwnTransfer,
+    #[error("the approval signature does not verify for this transfer, decision and expiry")]
+    BadSignature,
+    #[error("this approver has already voted on this transfer")]
+    AlreadyVoted,
+}

@@ -1,0 +1,966 @@
+//! Policy versions, proposals and their votes, approver keys, the address
+//! book, freezes, judged transfers and their approvals.
+
+use domain::{Actor, Timestamp, TransferId, WalletId};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::error::StorageError;
+use crate::store::{Backend, Store};
+use crate::tx::WriteTx;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRow {
+    pub version: u64,
+    /// Canonical JSON of the document.
+    pub document: String,
+    pub digest: String,
+    pub proposal_id: Option<String>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProposalRow {
+    pub id: String,
+    pub kind: String,
+    /// JSON of the change.
+    pub payload: String,
+    pub summary: String,
+    pub proposed_by: Actor,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// `open`, `applied`, `vetoed` or `expired`.
+    pub state: String,
+    pub decided_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoteRow {
+    pub voter: Actor,
+    /// `approve` or `veto`.
+    pub vote: String,
+    pub at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApproverKeyRow {
+    /// `user:<id>` or `api-key:<id>`.
+    pub principal: Actor,
+    /// Hex of the Ed25519 public key.
+    pub public_key: String,
+    pub registered_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WhitelistRow {
+    pub id: String,
+    pub network: String,
+    pub address: String,
+    pub label: String,
+    pub group: Option<String>,
+    pub usable_from: Timestamp,
+    pub created_at: Timestamp,
+    pub removed_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FreezeRow {
+    pub id: String,
+    /// `global`, `wallet:<id>` or `key:<id>`.
+    pub scope: String,
+    pub reason: String,
+    pub frozen_by: Actor,
+    pub frozen_at: Timestamp,
+    pub released_at: Option<Timestamp>,
+    pub release_proposal: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferRow {
+    pub id: TransferId,
+    pub wallet: WalletId,
+    pub initiator: Actor,
+    pub asset: String,
+    /// Base units.
+    pub amount: u128,
+    pub destination: String,
+    /// The intent's canonical bytes.
+    pub intent: Vec<u8>,
+    pub digest: String,
+    pub policy_version: u64,
+    pub decision_id: String,
+    /// JSON of the decision, with its trace.
+    pub decision: String,
+    pub state: String,
+    pub usd_micro: Option<u128>,
+    /// When a transfer still waiting for approvals lapses.
+    pub expires_at: Option<Timestamp>,
+    /// When a time lock ends.
+    pub unlock_at: Option<Timestamp>,
+    pub eth_send_id: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalRow {
+    pub transfer: TransferId,
+    pub approver: Actor,
+    pub public_key: String,
+    /// `approve` or `reject`.
+    pub vote: String,
+    /// Hex of the Ed25519 signature over the approval statement.
+    pub signature: String,
+    pub expires_at: Timestamp,
+    pub at: Timestamp,
+    pub voided_at: Option<Timestamp>,
+}
+
+/// Whose earlier transfers a rolling window adds up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowOf<'a> {
+    Wallet(WalletId),
+    Initiator(&'a Actor),
+    Destination(&'a str),
+}
+
+/// One earlier transfer inside a window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowItem {
+    pub asset: String,
+    pub amount: u128,
+    pub usd_micro: Option<u128>,
+}
+
+/// States whose transfers count toward rolling windows: everything not
+/// refused or abandoned.
+const NOT_COUNTED: &str = "('blocked', 'rejected', 'expired', 'cancelled')";
+
+fn corrupt(what: &str, e: &dyn std::fmt::Display) -> StorageError {
+    StorageError::Corrupt(format!("{what}: {e}"))
+}
+
+fn parsed<T: std::str::FromStr>(row: &AnyRow, col: &str) -> Result<T, StorageError>
+where
+    T::Err: std::fmt::Display,
+{
+    let v: String = row.try_get(col)?;
+    v.parse().map_err(|e| corrupt(col, &e))
+}
+
+fn opt_parsed<T: std::str::FromStr>(row: &AnyRow, col: &str) -> Result<Option<T>, StorageError>
+where
+    T::Err: std::fmt::Display,
+{
+    let v: Option<String> = row.try_get(col)?;
+    v.map(|v| v.parse().map_err(|e| corrupt(col, &e)))
+        .transpose()
+}
+
+fn ts(row: &AnyRow, col: &str) -> Result<Timestamp, StorageError> {
+    Ok(Timestamp::from_millis(row.try_get(col)?))
+}
+
+fn opt_ts(row: &AnyRow, col: &str) -> Result<Option<Timestamp>, StorageError> {
+    let v: Option<i64> = row.try_get(col)?;
+    Ok(v.map(Timestamp::from_millis))
+}
+
+fn version_of(v: i64) -> Result<u64, StorageError> {
+    u64::try_from(v).map_err(|e| corrupt("policy version", &e))
+}
+
+fn version_db(v: u64) -> Result<i64, StorageError> {
+    i64::try_from(v).map_err(|e| corrupt("policy version", &e))
+}
+
+fn policy_from_row(row: &AnyRow) -> Result<PolicyRow, StorageError> {
+    Ok(PolicyRow {
+        version: version_of(row.try_get("version")?)?,
+        document: row.try_get("document")?,
+        digest: row.try_get("digest")?,
+        proposal_id: row.try_get("proposal_id")?,
+        created_at: ts(row, "created_at_ms")?,
+    })
+}
+
+const PROPOSAL_COLUMNS: &str = "id, kind, payload, summary, proposed_by, created_at_ms, \
+     expires_at_ms, state, decided_at_ms";
+
+fn proposal_from_row(row: &AnyRow) -> Result<ProposalRow, StorageError> {
+    Ok(ProposalRow {
+        id: row.try_get("id")?,
+        kind: row.try_get("kind")?,
+        payload: row.try_get("payload")?,
+        summary: row.try_get("summary")?,
+        proposed_by: parsed(row, "proposed_by")?,
+        created_at: ts(row, "created_at_ms")?,
+        expires_at: ts(row, "expires_at_ms")?,
+        state: row.try_get("state")?,
+        decided_at: opt_ts(row, "decided_at_ms")?,
+    })
+}
+
+fn vote_from_row(row: &AnyRow) -> Result<VoteRow, StorageError> {
+    Ok(VoteRow {
+        voter: parsed(row, "voter")?,
+        vote: row.try_get("vote")?,
+        at: ts(row, "at_ms")?,
+    })
+}
+
+fn approver_key_from_row(row: &AnyRow) -> Result<ApproverKeyRow, StorageError> {
+    Ok(ApproverKeyRow {
+        principal: parsed(row, "principal")?,
+        public_key: row.try_get("public_key")?,
+        registered_at: ts(row, "registered_at_ms")?,
+        revoked_at: opt_ts(row, "revoked_at_ms")?,
+    })
+}
+
+const WHITELIST_COLUMNS: &str =
+    "id, network, address, label, address_group, usable_from_ms, created_at_ms, removed_at_ms";
+
+fn whitelist_from_row(row: &AnyRow) -> Result<WhitelistRow, StorageError> {
+    Ok(WhitelistRow {
+        id: row.try_get("id")?,
+        network: row.try_get("network")?,
+        address: row.try_get("address")?,
+        label: row.try_get("label")?,
+        group: row.try_get("address_group")?,
+        usable_from: ts(row, "usable_from_ms")?,
+        created_at: ts(row, "created_at_ms")?,
+        removed_at: opt_ts(row, "removed_at_ms")?,
+    })
+}
+
+const FREEZE_COLUMNS: &str =
+    "id, scope, reason, frozen_by, frozen_at_ms, released_at_ms, release_proposal";
+
+fn freeze_from_row(row: &AnyRow) -> Result<FreezeRow, StorageError> {
+    Ok(FreezeRow {
+        id: row.try_get("id")?,
+        scope: row.try_get("scope")?,
+        reason: row.try_get("reason")?,
+        frozen_by: parsed(row, "frozen_by")?,
+        frozen_at: ts(row, "frozen_at_ms")?,
+        released_at: opt_ts(row, "released_at_ms")?,
+        release_proposal: row.try_get("release_proposal")?,
+    })
+}
+
+const TRANSFER_COLUMNS: &str = "id, wallet_id, initiator, asset, amount, destination, intent, \
+     digest, policy_version, decision_id, decision, state, usd_micro, expires_at_ms, \
+     unlock_at_ms, eth_send_id, created_at_ms, updated_at_ms";
+
+fn transfer_from_row(row: &AnyRow) -> Result<TransferRow, StorageError> {
+    Ok(TransferRow {
+        id: parsed(row, "id")?,
+        wallet: parsed(row, "wallet_id")?,
+        initiator: parsed(row, "initiator")?,
+        asset: row.try_get("asset")?,
+        amount: parsed(row, "amount")?,
+        destination: row.try_get("destination")?,
+        intent: row.try_get("intent")?,
+        digest: row.try_get("digest")?,
+        policy_version: version_of(row.try_get("policy_version")?)?,
+        decision_id: row.try_get("decision_id")?,
+        decision: row.try_get("decision")?,
+        state: row.try_get("state")?,
+        usd_micro: opt_parsed(row, "usd_micro")?,
+        expires_at: opt_ts(row, "expires_at_ms")?,
+        unlock_at: opt_ts(row, "unlock_at_ms")?,
+        eth_send_id: row.try_get("eth_send_id")?,
+        created_at: ts(row, "created_at_ms")?,
+        updated_at: ts(row, "updated_at_ms")?,
+    })
+}
+
+const APPROVAL_COLUMNS: &str =
+    "transfer_id, approver, public_key, vote, signature, expires_at_ms, at_ms, voided_at_ms";
+
+fn approval_from_row(row: &AnyRow) -> Result<ApprovalRow, StorageError> {
+    Ok(ApprovalRow {
+        transfer: parsed(row, "transfer_id")?,
+        approver: parsed(row, "approver")?,
+        public_key: row.try_get("public_key")?,
+        vote: row.try_get("vote")?,
+        signature: row.try_get("signature")?,
+        expires_at: ts(row, "expires_at_ms")?,
+        at: ts(row, "at_ms")?,
+        voided_at: opt_ts(row, "voided_at_ms")?,
+    })
+}
+
+impl WriteTx {
+    fn for_update(&self) -> &'static str {
+        match self.backend() {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE",
+        }
+    }
+
+    /// The policy version in force, read under this transaction.
+    pub async fn current_policy_version(&mut self) -> Result<Option<u64>, StorageError> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM policies")
+            .fetch_one(&mut *self.tx)
+            .await?;
+        v.map(version_of).transpose()
+    }
+
+    pub async fn insert_policy(&mut self, p: &PolicyRow) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO policies (version, document, digest, proposal_id, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(version_db(p.version)?)
+        .bind(&p.document)
+        .bind(&p.digest)
+        .bind(&p.proposal_id)
+        .bind(p.created_at.as_millis())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| StorageError::from_sqlx(e, "policy version"))?;
+        Ok(())
+    }
+
+    pub async fn insert_proposal(&mut self, p: &ProposalRow) -> Result<(), StorageError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO proposals ({PROPOSAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        )))
+        .bind(&p.id)
+        .bind(&p.kind)
+        .bind(&p.payload)
+        .bind(&p.summary)
+        .bind(p.proposed_by.to_string())
+        .bind(p.created_at.as_millis())
+        .bind(p.expires_at.as_millis())
+        .bind(&p.state)
+        .bind(p.decided_at.map(Timestamp::as_millis))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| StorageError::from_sqlx(e, "proposal"))?;
+        Ok(())
+    }
+
+    /// A proposal, locked until this transaction ends.
+    pub async fn lock_proposal(&mut self, id: &str) -> Result<ProposalRow, StorageError> {
+        let q = format!(
+            "SELECT {PROPOSAL_COLUMNS} FROM proposals WHERE id = $1{}",
+            self.for_update()
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?
+            .ok_or(StorageError::NotFound { what: "proposal" })?;
+        proposal_from_row(&row)
+    }
+
+    pub async fn insert_vote(&mut self, proposal: &str, v: &VoteRow) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO proposal_votes (proposal_id, voter, vote, at_ms) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(proposal)
+        .bind(v.voter.to_string())
+        .bind(&v.vote)
+        .bind(v.at.as_millis())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| StorageError::from_sqlx(e, "vote on this proposal"))?;
+        Ok(())
+    }
+
+    pub async fn votes_in_tx(&mut self, proposal: &str) -> Result<Vec<VoteRow>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT voter, vote, at_ms FROM proposal_votes WHERE proposal_id = $1 ORDER BY at_ms, voter",
+        )
+        .bind(proposal)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter().map(vote_from_row).collect()
+    }
+
+    pub async fn set_proposal_state(
+        &mut self,
+        id: &str,
+        state: &str,
+        at: Timestamp,
+    ) -> Result<(), StorageError> {
+        let done = sqlx::query(
+            "UPDATE proposals SET state = $2, decided_at_ms = $3 WHERE id = $1 AND state = 'open'",
+        )
+        .bind(id)
+        .bind(state)
+        .bind(at.as_millis())
+        .execute(&mut *self.tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(StorageError::Conflict {
+                what: "decision on this proposal",
+            });
+        }
+        Ok(())
+    }
+
+    /// The principals holding a global admin grant now (the quorum's electorate).
+    pub async fn admins_in_tx(&mut self, now: Timestamp) -> Result<Vec<Actor>, StorageError> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT principal FROM grants WHERE role = 'admin' AND scope = 'global' \
+             AND (expires_at_ms IS NULL OR expires_at_ms > $1) ORDER BY principal",
+        )
+        .bind(now.as_millis())
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|p| p.parse().map_err(|e| corrupt("grant principal", &e)))
+            .collect()
+    }
+
+    pub async fn insert_approver_key(&mut self, k: &ApproverKeyRow) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO approver_keys (principal, public_key, registered_at_ms, revoked_at_ms) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(k.principal.to_string())
+        .bind(&k.public_key)
+        .bind(k.registered_at.as_millis())
+        .bind(k.revoked_at.map(Timestamp::as_millis))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| StorageError::from_sqlx(e, "approver key"))?;
+        Ok(())
+    }
+
+    /// Revokes a principal's active approver key; returns how many were revoked.
+    pub async fn revoke_approver_keys(
+        &mut self,
+        principal: &Actor,
+        at: Timestamp,
+    ) -> Result<u64, StorageError> {
+        let done = sqlx::query(
+            "UPDATE approver_keys SET revoked_at_ms = $2 WHERE principal = $1 AND revoked_at_ms IS NULL",
+        )
+        .bind(principal.to_string())
+        .bind(at.as_millis())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    pub async fn insert_whitelist(&mut self, w: &WhitelistRow) -> Result<(), StorageError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO whitelist ({WHITELIST_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        )))
+        .bind(&w.id)
+        .bind(&w.network)
+        .bind(&w.address)
+        .bind(&w.label)
+        .bind(&w.group)
+        .bind(w.usable_from.as_millis())
+        .bind(w.created_at.as_millis())
+        .bind(w.removed_at.map(Timestamp::as_millis))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| StorageError::from_sqlx(e, "address-book entry for this address"))?;
+        Ok(())
+    }
+
+    pub async fn remove_whitelist(&mut self, id: &str, at: Timestamp) -> Result<(), StorageError> {
+        let done = sqlx::query(
+            "UPDATE whitelist SET removed_at_ms = $2 WHERE id = $1 AND removed_at_ms IS NULL",
+        )
+        .bind(id)
+        .bind(at.as_millis())
+        .execute(&mut *self.tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(StorageError::NotFound {
+                what: "address-book entry",
+            });
+        }
+        Ok(())
+    }
+
+    pub async fn insert_freeze(&mut self, f: &FreezeRow) -> Result<(), StorageError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO freezes ({FREEZE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        )))
+        .bind(&f.id)
+        .bind(&f.scope)
+        .bind(&f.reason)
+        .bind(f.frozen_by.to_string())
+        .bind(f.frozen_at.as_millis())
+        .bind(f.released_at.map(Timestamp::as_millis))
+        .bind(&f.release_proposal)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| StorageError::from_sqlx(e, "freeze"))?;
+        Ok(())
+    }
+
+    /// Sets when a freeze ends (now, or after a cool-down).
+    pub async fn release_freeze(
+        &mut self,
+        id: &str,
+        at: Timestamp,
+        proposal: &str,
+    ) -> Result<(), StorageError> {
+        let done = sqlx::query(
+            "UPDATE freezes SET released_at_ms = $2, release_proposal = $3 \
+             WHERE id = $1 AND released_at_ms IS NULL",
+        )
+        .bind(id)
+        .bind(at.as_millis())
+        .bind(proposal)
+        .execute(&mut *self.tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(StorageError::NotFound {
+                what: "freeze in force",
+            });
+        }
+        Ok(())
+    }
+
+    pub async fn set_wallet_tier(&mut self, id: WalletId, tier: &str) -> Result<(), StorageError> {
+        let done = sqlx::query("UPDATE wallets SET tier = $2 WHERE id = $1")
+            .bind(id.to_string())
+            .bind(tier)
+            .execute(&mut *self.tx)
+            .await?;
+        if done.rows_affected() != 1 {
+            return Err(StorageError::NotFound { what: "wallet" });
+        }
+        Ok(())
+    }
+
+    /// Takes the wallet's row lock: judgments of one wallet's transfers
+    /// (and their rolling windows) are serialised.
+    pub async fn lock_wallet(&mut self, id: WalletId) -> Result<(String, String), StorageError> {
+        let q = format!(
+            "SELECT name, tier FROM wallets WHERE id = $1{}",
+            self.for_update()
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(id.to_string())
+            .fetch_optional(&mut *self.tx)
+            .await?
+            .ok_or(StorageError::NotFound { what: "wallet" })?;
+        Ok((row.try_get("name")?, row.try_get("tier")?))
+    }
+
+    /// Earlier transfers that count toward a window starting at `since`.
+    pub async fn window_items(
+        &mut self,
+        of: WindowOf<'_>,
+        since: Timestamp,
+    ) -> Result<Vec<WindowItem>, StorageError> {
+        let (col, val) = match of {
+            WindowOf::Wallet(w) => ("wallet_id", w.to_string()),
+            WindowOf::Initiator(a) => ("initiator", a.to_string()),
+            WindowOf::Destination(d) => ("destination", d.to_owned()),
+        };
+        let q = format!(
+            "SELECT asset, amount, usd_micro FROM transfers WHERE {col} = $1 \
+             AND created_at_ms >= $2 AND state NOT IN {NOT_COUNTED}"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(val)
+            .bind(since.as_millis())
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(WindowItem {
+                    asset: r.try_get("asset")?,
+                    amount: parsed(r, "amount")?,
+                    usd_micro: opt_parsed(r, "usd_micro")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn insert_transfer(&mut self, t: &TransferRow) -> Result<(), StorageError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO transfers ({TRANSFER_COLUMNS}) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+        )))
+        .bind(t.id.to_string())
+        .bind(t.wallet.to_string())
+        .bind(t.initiator.to_string())
+        .bind(&t.asset)
+        .bind(t.amount.to_string())
+        .bind(&t.destination)
+        .bind(&t.intent)
+        .bind(&t.digest)
+        .bind(version_db(t.policy_version)?)
+        .bind(&t.decision_id)
+        .bind(&t.decision)
+        .bind(&t.state)
+        .bind(t.usd_micro.map(|u| u.to_string()))
+        .bind(t.expires_at.map(Timestamp::as_millis))
+        .bind(t.unlock_at.map(Timestamp::as_millis))
+        .bind(&t.eth_send_id)
+        .bind(t.created_at.as_millis())
+        .bind(t.updated_at.as_millis())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| StorageError::from_sqlx(e, "transfer"))?;
+        Ok(())
+    }
+
+    /// A transfer, locked until this transaction ends.
+    pub async fn lock_transfer(&mut self, id: TransferId) -> Result<TransferRow, StorageError> {
+        let q = format!(
+            "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = $1{}",
+            self.for_update()
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(id.to_string())
+            .fetch_optional(&mut *self.tx)
+            .await?
+            .ok_or(StorageError::NotFound { what: "transfer" })?;
+        transfer_from_row(&row)
+    }
+
+    /// Moves a transfer from one of `from` to `to`; a conflict if it had
+    /// moved on meanwhile.
+    pub async fn set_transfer_state(
+        &mut self,
+        id: TransferId,
+        from: &[&str],
+        to: &str,
+        unlock_at: Option<Timestamp>,
+        at: Timestamp,
+    ) -> Result<(), StorageError> {
+        let list = from
+            .iter()
+            .map(|s| format!("'{}'", s.replace('\'', "")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let q = format!(
+            "UPDATE transfers SET state = $2, unlock_at_ms = COALESCE($3, unlock_at_ms), \
+             updated_at_ms = $4 WHERE id = $1 AND state IN ({list})"
+        );
+        let done = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(id.to_string())
+            .bind(to)
+            .bind(unlock_at.map(Timestamp::as_millis))
+            .bind(at.as_millis())
+            .execute(&mut *self.tx)
+            .await?;
+        if done.rows_affected() != 1 {
+            return Err(StorageError::Conflict {
+                what: "change of this transfer's state",
+            });
+        }
+        Ok(())
+    }
+
+    /// Links an approved transfer to the Ethereum send that carries it out.
+    pub async fn set_transfer_submitted(
+        &mut self,
+        id: TransferId,
+        send_id: &str,
+        at: Timestamp,
+    ) -> Result<(), StorageError> {
+        let done = sqlx::query(
+            "UPDATE transfers SET state = 'submitted', eth_send_id = $2, updated_at_ms = $3 \
+             WHERE id = $1 AND state = 'approved' AND eth_send_id IS NULL",
+        )
+        .bind(id.to_string())
+        .bind(send_id)
+        .bind(at.as_millis())
+        .execute(&mut *self.tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(StorageError::Conflict {
+                what: "submission of this transfer",
+            });
+        }
+        Ok(())
+    }
+
+    pub async fn insert_approval(&mut self, a: &ApprovalRow) -> Result<(), StorageError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO transfer_approvals ({APPROVAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        )))
+        .bind(a.transfer.to_string())
+        .bind(a.approver.to_string())
+        .bind(&a.public_key)
+        .bind(&a.vote)
+        .bind(&a.signature)
+        .bind(a.expires_at.as_millis())
+        .bind(a.at.as_millis())
+        .bind(a.voided_at.map(Timestamp::as_millis))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| StorageError::from_sqlx(e, "vote of this approver on this transfer"))?;
+        Ok(())
+    }
+
+    pub async fn approvals_in_tx(
+        &mut self,
+        transfer: TransferId,
+    ) -> Result<Vec<ApprovalRow>, StorageError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {APPROVAL_COLUMNS} FROM transfer_approvals WHERE transfer_id = $1 ORDER BY at_ms"
+        )))
+        .bind(transfer.to_string())
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter().map(approval_from_row).collect()
+    }
+
+    /// Voids an approver's votes on transfers not yet submitted; returns
+    /// the transfers touched.
+    pub async fn void_approvals_of(
+        &mut self,
+        approver: &Actor,
+        at: Timestamp,
+    ) -> Result<Vec<TransferId>, StorageError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT a.transfer_id FROM transfer_approvals a JOIN transfers t ON t.id = a.transfer_id \
+             WHERE a.approver = $1 AND a.voided_at_ms IS NULL \
+             AND t.state IN ('pending_approval', 'time_locked', 'approved') ORDER BY a.transfer_id",
+        )
+        .bind(approver.to_string())
+        .fetch_all(&mut *self.tx)
+        .await?;
+        for id in &ids {
+            sqlx::query(
+                "UPDATE transfer_approvals SET voided_at_ms = $3 WHERE transfer_id = $1 AND approver = $2",
+            )
+            .bind(id)
+            .bind(approver.to_string())
+            .bind(at.as_millis())
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        ids.iter()
+            .map(|s| s.parse().map_err(|e| corrupt("transfer id", &e)))
+            .collect()
+    }
+}
+
+impl Store {
+    pub async fn current_policy(&self) -> Result<Option<PolicyRow>, StorageError> {
+        let row = sqlx::query(
+            "SELECT version, document, digest, proposal_id, created_at_ms FROM policies \
+             ORDER BY version DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(policy_from_row).transpose()
+    }
+
+    pub async fn policy(&self, version: u64) -> Result<PolicyRow, StorageError> {
+        let row = sqlx::query(
+            "SELECT version, document, digest, proposal_id, created_at_ms FROM policies WHERE version = $1",
+        )
+        .bind(version_db(version)?)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StorageError::NotFound {
+            what: "policy version",
+        })?;
+        policy_from_row(&row)
+    }
+
+    pub async fn proposal(&self, id: &str) -> Result<ProposalRow, StorageError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {PROPOSAL_COLUMNS} FROM proposals WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StorageError::NotFound { what: "proposal" })?;
+        proposal_from_row(&row)
+    }
+
+    pub async fn proposals(&self, limit: u32) -> Result<Vec<ProposalRow>, StorageError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {PROPOSAL_COLUMNS} FROM proposals ORDER BY created_at_ms DESC, id DESC LIMIT $1"
+        )))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(proposal_from_row).collect()
+    }
+
+    pub async fn votes(&self, proposal: &str) -> Result<Vec<VoteRow>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT voter, vote, at_ms FROM proposal_votes WHERE proposal_id = $1 ORDER BY at_ms, voter",
+        )
+        .bind(proposal)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(vote_from_row).collect()
+    }
+
+    /// A principal's approver key in force, if any.
+    pub async fn approver_key(&self, principal: &Actor) -> Result<Option<ApproverKeyRow>, StorageError> {
+        let row = sqlx::query(
+            "SELECT principal, public_key, registered_at_ms, revoked_at_ms FROM approver_keys \
+             WHERE principal = $1 AND revoked_at_ms IS NULL",
+        )
+        .bind(principal.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(approver_key_from_row).transpose()
+    }
+
+    pub async fn whitelist(&self) -> Result<Vec<WhitelistRow>, StorageError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {WHITELIST_COLUMNS} FROM whitelist WHERE removed_at_ms IS NULL ORDER BY network, address"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(whitelist_from_row).collect()
+    }
+
+    /// The address-book entry for an address, if one is in the book (usable or cooling off).
+    pub async fn whitelist_entry(
+        &self,
+        network: &str,
+        address: &str,
+    ) -> Result<Option<WhitelistRow>, StorageError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {WHITELIST_COLUMNS} FROM whitelist WHERE network = $1 AND address = $2 \
+             AND removed_at_ms IS NULL"
+        )))
+        .bind(network)
+        .bind(address)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(whitelist_from_row).transpose()
+    }
+
+    /// Freezes in force at `now` (not released, or released for a later time).
+    pub async fn active_freezes(&self, now: Timestamp) -> Result<Vec<FreezeRow>, StorageError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {FREEZE_COLUMNS} FROM freezes WHERE released_at_ms IS NULL OR released_at_ms > $1 \
+             ORDER BY frozen_at_ms, id"
+        )))
+        .bind(now.as_millis())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(freeze_from_row).collect()
+    }
+
+    pub async fn freeze(&self, id: &str) -> Result<FreezeRow, StorageError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {FREEZE_COLUMNS} FROM freezes WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StorageError::NotFound { what: "freeze" })?;
+        freeze_from_row(&row)
+    }
+
+    pub async fn transfer(&self, id: TransferId) -> Result<TransferRow, StorageError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = $1"
+        )))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StorageError::NotFound { what: "transfer" })?;
+        transfer_from_row(&row)
+    }
+
+    /// Transfers in a state, oldest first.
+    pub async fn transfers_in(&self, state: &str, limit: u32) -> Result<Vec<TransferRow>, StorageError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE state = $1 ORDER BY created_at_ms, id LIMIT $2"
+        )))
+        .bind(state)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(transfer_from_row).collect()
+    }
+
+    pub async fn approvals(&self, transfer: TransferId) -> Result<Vec<ApprovalRow>, StorageError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {APPROVAL_COLUMNS} FROM transfer_approvals WHERE transfer_id = $1 ORDER BY at_ms"
+        )))
+        .bind(transfer.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(approval_from_row).collect()
+    }
+
+    /// A wallet's tier.
+    pub async fn wallet_tier(&self, id: WalletId) -> Result<String, StorageError> {
+        sqlx::query_scalar("SELECT tier FROM wallets WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StorageError::NotFound { what: "wallet" })
+    }
+
+    /// Whether an address is one of this custodian's own senders.
+    pub async fn is_own_eth_address(&self, network: &str, address: &str) -> Result<bool, StorageError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM eth_senders WHERE network = $1 AND address = $2",
+        )
+        .bind(network)
+        .bind(address)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n > 0)
+    }
+
+    /// The wallet's Ethereum sender on a network (the first registered).
+    pub async fn wallet_eth_sender(
+        &self,
+        wallet: WalletId,
+        network: &str,
+    ) -> Result<Option<String>, StorageError> {
+        Ok(sqlx::query_scalar(
+            "SELECT address FROM eth_senders WHERE wallet_id = $1 AND network = $2 \
+             ORDER BY created_at_ms, address LIMIT 1",
+        )
+        .bind(wallet.to_string())
+        .bind(network)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// The operators' price of an asset: (millionths of a dollar per unit, as of).
+    pub async fn price(&self, asset: &str) -> Result<Option<(u128, Timestamp)>, StorageError> {
+        let row = sqlx::query("SELECT micro_usd, as_of_ms FROM prices WHERE asset = $1")
+            .bind(asset)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((parsed(&r, "micro_usd")?, ts(&r, "as_of_ms")?)))
+            .transpose()
+    }
+}
+
+impl WriteTx {
+    pub async fn set_price(
+        &mut self,
+        asset: &str,
+        micro_usd: u128,
+        as_of: Timestamp,
+        by: &Actor,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO prices (asset, micro_usd, as_of_ms, set_by) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (asset) DO UPDATE SET micro_usd = excluded.micro_usd, \
+             as_of_ms = excluded.as_of_ms, set_by = excluded.set_by",
+        )
+        .bind(asset)
+        .bind(micro_usd.to_string())
+        .bind(as_of.as_millis())
+        .bind(by.to_string())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+}
