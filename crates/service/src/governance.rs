@@ -10,8 +10,7 @@ use domain::{Actor, Grant, KeyId, Permission, Role, Scope, Timestamp, WalletId, 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use storage::{
-    ApproverKeyRow, FreezeRow, PolicyRow, ProposalRow, StorageError, VoteRow, WhitelistRow,
-    WriteTx,
+    ApproverKeyRow, FreezeRow, PolicyRow, ProposalRow, StorageError, VoteRow, WhitelistRow, WriteTx,
 };
 
 use crate::identity::{AuthError, Can, Principal, perm};
@@ -68,7 +67,11 @@ impl fmt::Display for FreezeScope {
 impl FromStr for FreezeScope {
     type Err = ServiceError;
     fn from_str(s: &str) -> Result<Self, ServiceError> {
-        let bad = || ServiceError::Invalid(format!("freeze scope {s:?}: expected global, wallet:<uuid> or key:<uuid>"));
+        let bad = || {
+            ServiceError::Invalid(format!(
+                "freeze scope {s:?}: expected global, wallet:<uuid> or key:<uuid>"
+            ))
+        };
         if s == "global" {
             return Ok(FreezeScope::Global);
         }
@@ -86,7 +89,9 @@ impl FromStr for FreezeScope {
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Change {
     /// A new policy version (TOML or JSON text).
-    SetPolicy { document: String },
+    SetPolicy {
+        document: String,
+    },
     /// An address-book entry, usable after the cooling-off period.
     AddAddress {
         network: String,
@@ -95,7 +100,9 @@ pub enum Change {
         #[serde(default)]
         group: Option<String>,
     },
-    RemoveAddress { id: String },
+    RemoveAddress {
+        id: String,
+    },
     Grant {
         principal: String,
         role: String,
@@ -109,10 +116,18 @@ pub enum Change {
         scope: String,
     },
     /// An approver's Ed25519 public key (hex); replaces any earlier one.
-    RegisterApproverKey { principal: String, public_key: String },
+    RegisterApproverKey {
+        principal: String,
+        public_key: String,
+    },
     /// Revokes an approver's key and voids their pending approvals.
-    RevokeApproverKey { principal: String },
-    SetWalletTier { wallet: String, tier: String },
+    RevokeApproverKey {
+        principal: String,
+    },
+    SetWalletTier {
+        wallet: String,
+        tier: String,
+    },
     /// Ends a freeze, after an optional cool-down.
     ReleaseFreeze {
         freeze_id: String,
@@ -166,8 +181,12 @@ fn principal_of(s: &str) -> Result<Actor, ServiceError> {
 }
 
 fn grant_of(role: &str, scope: &str) -> Result<Grant, ServiceError> {
-    let role: Role = role.parse().map_err(|e: domain::AccessError| invalid(e.to_string()))?;
-    let scope: Scope = scope.parse().map_err(|e: domain::AccessError| invalid(e.to_string()))?;
+    let role: Role = role
+        .parse()
+        .map_err(|e: domain::AccessError| invalid(e.to_string()))?;
+    let scope: Scope = scope
+        .parse()
+        .map_err(|e: domain::AccessError| invalid(e.to_string()))?;
     Grant::new(role, scope).map_err(|e| invalid(e.to_string()))
 }
 
@@ -187,7 +206,10 @@ fn public_key_of(hex_key: &str) -> Result<[u8; 32], ServiceError> {
 /// An address in its one canonical spelling for the network, checked by
 /// the chain crate: EIP-55 for EVM (mixed case required), lower-case
 /// bech32 for Bitcoin.
-pub(crate) fn canonical_address(network: &str, text: &str) -> Result<(String, String), ServiceError> {
+pub(crate) fn canonical_address(
+    network: &str,
+    text: &str,
+) -> Result<(String, String), ServiceError> {
     let net: domain::Network = network
         .parse()
         .map_err(|e: domain::NetworkError| invalid(e.to_string()))?;
@@ -329,7 +351,12 @@ impl Service {
         .await?;
         let mut entries = vec![];
         if approve {
-            entries.push(entry(who.actor(), "proposal.approved", &subject, json!({}))?);
+            entries.push(entry(
+                who.actor(),
+                "proposal.approved",
+                &subject,
+                json!({}),
+            )?);
             let change: Change = serde_json::from_str(&row.payload)
                 .map_err(|e| StorageError::Corrupt(format!("proposal payload: {e}")))?;
             self.maybe_apply(&mut tx, &row, &change, now, &mut entries)
@@ -358,7 +385,11 @@ impl Service {
         Ok(match change {
             Change::SetPolicy { document } => {
                 let p = policy::Policy::parse(document).map_err(|e| invalid(e.to_string()))?;
-                format!("policy with {} rules, digest {}", p.rules().len(), p.digest())
+                format!(
+                    "policy with {} rules, digest {}",
+                    p.rules().len(),
+                    p.digest()
+                )
             }
             Change::AddAddress {
                 network,
@@ -412,9 +443,13 @@ impl Service {
                 format!("revoke the approver key of {a}")
             }
             Change::SetWalletTier { wallet, tier } => {
-                let w: WalletId = wallet.parse().map_err(|e: domain::IdError| invalid(e.to_string()))?;
+                let w: WalletId = wallet
+                    .parse()
+                    .map_err(|e: domain::IdError| invalid(e.to_string()))?;
                 self.store().wallet(w).await?;
-                let t: policy::Tier = tier.parse().map_err(|e: policy::PolicyError| invalid(e.to_string()))?;
+                let t: policy::Tier = tier
+                    .parse()
+                    .map_err(|e: policy::PolicyError| invalid(e.to_string()))?;
                 format!("wallet {w} becomes {t}")
             }
             Change::ReleaseFreeze {
@@ -428,7 +463,10 @@ impl Service {
                 if *cool_down_s > 30 * 24 * 3600 {
                     return Err(invalid("cool_down_s is over 30 days"));
                 }
-                format!("release freeze {} ({}) after {cool_down_s} s", f.id, f.scope)
+                format!(
+                    "release freeze {} ({}) after {cool_down_s} s",
+                    f.id, f.scope
+                )
             }
         })
     }
@@ -560,8 +598,12 @@ impl Service {
                 json!({ "principal": a.to_string(), "voided_transfers": voided })
             }
             Change::SetWalletTier { wallet, tier } => {
-                let w: WalletId = wallet.parse().map_err(|e: domain::IdError| invalid(e.to_string()))?;
-                let t: policy::Tier = tier.parse().map_err(|e: policy::PolicyError| invalid(e.to_string()))?;
+                let w: WalletId = wallet
+                    .parse()
+                    .map_err(|e: domain::IdError| invalid(e.to_string()))?;
+                let t: policy::Tier = tier
+                    .parse()
+                    .map_err(|e: policy::PolicyError| invalid(e.to_string()))?;
                 tx.set_wallet_tier(w, t.as_str()).await?;
                 json!({ "wallet": w.to_string(), "tier": t.as_str() })
             }
@@ -570,8 +612,11 @@ impl Service {
                 cool_down_s,
             } => {
                 let at = Timestamp::from_millis(
-                    now.as_millis()
-                        .saturating_add(i64::try_from(*cool_down_s).unwrap_or(i64::MAX / 2).saturating_mul(1000)),
+                    now.as_millis().saturating_add(
+                        i64::try_from(*cool_down_s)
+                            .unwrap_or(i64::MAX / 2)
+                            .saturating_mul(1000),
+                    ),
                 );
                 tx.release_freeze(freeze_id, at, &row.id).await?;
                 json!({ "freeze": freeze_id, "released_at_ms": at.as_millis() })
@@ -699,7 +744,8 @@ impl Service {
         let micro = domain::amount::parse_units(usd, d).map_err(|e| invalid(e.to_string()))?;
         let now = self.now();
         let mut tx = self.store().begin().await?;
-        tx.set_price(&asset.to_string(), micro, now, console).await?;
+        tx.set_price(&asset.to_string(), micro, now, console)
+            .await?;
         let e = entry(
             console,
             "price.set",
@@ -712,7 +758,13 @@ impl Service {
 
 impl Can<'_, perm::Freeze> {
     /// Freezes at once: one security officer or admin is enough.
-    pub async fn freeze(&self, scope: FreezeScope, reason: &str) -> Result<FreezeRow, ServiceError> {
-        self.svc.freeze_as(&self.who.actor().clone(), scope, reason).await
+    pub async fn freeze(
+        &self,
+        scope: FreezeScope,
+        reason: &str,
+    ) -> Result<FreezeRow, ServiceError> {
+        self.svc
+            .freeze_as(&self.who.actor().clone(), scope, reason)
+            .await
     }
 }

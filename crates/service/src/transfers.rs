@@ -7,12 +7,15 @@
 
 use std::collections::BTreeSet;
 
-use domain::{
-    AccountId, Actor, Address, Amount, Asset, AssetId, AssetKind, Network,
-    Permission, Role, Timestamp, TransferId, TransferIntent, TransferKind, WalletId, permits,
-};
 use domain::intent::IntentParts;
-use policy::{ApprovalStatement, Decision, Destination, Facts, Outcome, Policy, Price, TxType, Vote, WindowPer, WindowTotal};
+use domain::{
+    AccountId, Actor, Address, Amount, Asset, AssetId, AssetKind, Network, Permission, Role,
+    Timestamp, TransferId, TransferIntent, TransferKind, WalletId, permits,
+};
+use policy::{
+    ApprovalStatement, Decision, Destination, Facts, Outcome, Policy, Price, TxType, Vote,
+    WindowPer, WindowTotal,
+};
 use serde_json::json;
 use storage::{ApprovalRow, StorageError, TransferRow, WindowOf, WriteTx};
 
@@ -133,115 +136,95 @@ impl Service {
         })
     }
 
-    /// Gathers the facts and evaluates the policy in force, inside `tx`
-    /// (which holds the wallet's lock, so rolling windows cannot race).
-    async fn judge(
+    /// What can be read before the judgment's transaction: the policy in
+    /// force, where the destination stands, the price. Reading these inside
+    /// the transaction would hold a connection while waiting for another.
+    async fn known(
         &self,
-        tx: &mut WriteTx,
-        who: &Actor,
-        roles: BTreeSet<Role>,
         req: &TransferRequest,
         p: &Prepared,
         now: Timestamp,
-    ) -> Result<Judgment, ServiceError> {
-        let (_, tier) = tx.lock_wallet(req.wallet).await?;
-        let tier: policy::Tier = tier.parse().map_err(|e| corrupt("wallet tier", e))?;
-        let Some(version) = tx.current_policy_version().await? else {
-            // No policy yet: the catch-all blocks.
-            let empty = Policy::from_toml("rules = []").map_err(|e| invalid(e.to_string()))?;
-            return Ok(Judgment {
-                policy_version: None,
-                decision: policy::evaluate(&empty, &self.facts(tx, who, roles, req, p, tier, &empty, now).await?),
-            });
-        };
-        let row = self.store().policy(version).await?;
-        let pol = Policy::from_json(&row.document).map_err(|e| corrupt("stored policy", e))?;
-        let facts = self.facts(tx, who, roles, req, p, tier, &pol, now).await?;
-        Ok(Judgment {
-            policy_version: Some(version),
-            decision: policy::evaluate(&pol, &facts),
-        })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn facts(
-        &self,
-        tx: &mut WriteTx,
-        who: &Actor,
-        roles: BTreeSet<Role>,
-        req: &TransferRequest,
-        p: &Prepared,
-        tier: policy::Tier,
-        pol: &Policy,
-        now: Timestamp,
-    ) -> Result<Facts, ServiceError> {
-        let destination = match self.store().whitelist_entry(&p.network, &p.destination_key).await? {
+    ) -> Result<Known, ServiceError> {
+        let destination = match self
+            .store()
+            .whitelist_entry(&p.network, &p.destination_key)
+            .await?
+        {
             // Still cooling off: not yet in the address book for policy.
             Some(e) if e.usable_from <= now => Destination::Whitelisted {
                 groups: e.group.into_iter().collect(),
             },
-            _ if self.store().is_own_eth_address(&p.network, &p.destination_key).await? => {
+            _ if self
+                .store()
+                .is_own_eth_address(&p.network, &p.destination_key)
+                .await? =>
+            {
                 Destination::Internal
             }
             _ => Destination::OneTime,
         };
-        let price = self
-            .store()
-            .price(&req.asset.to_string())
-            .await?
-            .map(|(micro_usd_per_unit, as_of)| Price {
-                micro_usd_per_unit,
-                as_of,
-            });
-        let asset_id = req.asset.to_string();
-        let mut windows = Vec::new();
-        for spec in pol.window_specs() {
-            let since = Timestamp::from_millis(
-                now.as_millis().saturating_sub(
-                    i64::try_from(spec.seconds)
-                        .unwrap_or(i64::MAX / 1000)
-                        .saturating_mul(1000),
-                ),
-            );
-            let of = match spec.per {
-                WindowPer::Wallet => WindowOf::Wallet(req.wallet),
-                WindowPer::Initiator => WindowOf::Initiator(who),
-                WindowPer::Destination => WindowOf::Destination(&p.destination_key),
-            };
-            let items = tx.window_items(of, since).await?;
-            let mut asset_units: u128 = 0;
-            let mut usd: Option<u128> = Some(0);
-            for i in &items {
-                if i.asset == asset_id {
-                    asset_units = asset_units
-                        .checked_add(i.amount)
-                        .ok_or_else(|| corrupt("window total", "overflow"))?;
-                }
-                usd = match (usd, i.usd_micro) {
-                    (Some(a), Some(b)) => a.checked_add(b),
-                    _ => None,
-                };
-            }
-            windows.push(WindowTotal {
-                spec,
-                asset_units,
-                usd_micro: usd,
-            });
-        }
-        Ok(Facts {
-            initiator: who.clone(),
-            initiator_roles: roles,
-            wallet: req.wallet,
-            tier,
+        let price =
+            self.store()
+                .price(&req.asset.to_string())
+                .await?
+                .map(|(micro_usd_per_unit, as_of)| Price {
+                    micro_usd_per_unit,
+                    as_of,
+                });
+        let policy = match self.store().current_policy().await? {
+            Some(row) => Some((
+                row.version,
+                Policy::from_json(&row.document).map_err(|e| corrupt("stored policy", e))?,
+            )),
+            None => None,
+        };
+        Ok(Known {
             destination,
-            asset: req.asset.clone(),
-            decimals: p.asset.decimals(),
-            amount: p.amount.units(),
-            tx_type: TxType::Transfer,
             price,
-            now,
-            windows,
+            policy,
         })
+    }
+
+    /// Begins the judgment's transaction (holding the wallet's lock, so
+    /// rolling windows cannot race) and evaluates the policy in force. If a
+    /// new policy version landed since `known` was read, it reads again: a
+    /// transfer is always judged by the version in force when it commits.
+    async fn judge(
+        &self,
+        who: &Actor,
+        roles: &BTreeSet<Role>,
+        req: &TransferRequest,
+        p: &Prepared,
+    ) -> Result<(WriteTx, Judgment, Timestamp), ServiceError> {
+        for _ in 0..5 {
+            let now = self.now();
+            let known = self.known(req, p, now).await?;
+            let mut tx = self.store().begin().await?;
+            let (_, tier) = tx.lock_wallet(req.wallet).await?;
+            let tier: policy::Tier = tier.parse().map_err(|e| corrupt("wallet tier", e))?;
+            let version = tx.current_policy_version().await?;
+            if version != known.policy.as_ref().map(|(v, _)| *v) {
+                continue;
+            }
+            let empty;
+            let (policy_version, pol) = match &known.policy {
+                Some((v, pol)) => (Some(*v), pol),
+                None => {
+                    // No policy yet: the catch-all blocks.
+                    empty = Policy::from_toml("rules = []").map_err(|e| invalid(e.to_string()))?;
+                    (None, &empty)
+                }
+            };
+            let facts = facts(&mut tx, who, roles, req, p, tier, pol, &known, now).await?;
+            let j = Judgment {
+                policy_version,
+                decision: policy::evaluate(pol, &facts),
+            };
+            return Ok((tx, j, now));
+        }
+        Err(ServiceError::Storage(StorageError::Unavailable(
+            "the policy kept changing during the judgment; try again".into(),
+        )))
     }
 
     /// The wallet a transfer belongs to, to authorise acting on it.
@@ -269,7 +252,11 @@ impl Service {
                 moved += 1;
             }
         }
-        for t in self.store().transfers_in(state::PENDING_APPROVAL, 500).await? {
+        for t in self
+            .store()
+            .transfers_in(state::PENDING_APPROVAL, 500)
+            .await?
+        {
             if t.expires_at.is_some_and(|x| x <= now) {
                 let mut tx = self.store().begin().await?;
                 let t = tx.lock_transfer(t.id).await?;
@@ -278,7 +265,12 @@ impl Service {
                 }
                 tx.set_transfer_state(t.id, &[state::PENDING_APPROVAL], state::EXPIRED, None, now)
                     .await?;
-                let e = state_entry(&Actor::System, &t, state::EXPIRED, "approvals did not arrive in time")?;
+                let e = state_entry(
+                    &Actor::System,
+                    &t,
+                    state::EXPIRED,
+                    "approvals did not arrive in time",
+                )?;
                 transfer_event(&mut tx, &t, state::EXPIRED, now).await?;
                 self.commit(tx, &[e], now).await?;
                 moved += 1;
@@ -298,7 +290,10 @@ impl Service {
     ) -> Result<storage::EthSendRow, ServiceError> {
         let t = self.store().transfer(id).await?;
         if t.state != state::APPROVED {
-            return Err(invalid(format!("the transfer is {}, not approved", t.state)));
+            return Err(invalid(format!(
+                "the transfer is {}, not approved",
+                t.state
+            )));
         }
         self.ensure_not_frozen(Some(t.wallet), None).await?;
         let now = self.now();
@@ -309,16 +304,23 @@ impl Service {
             if !requirement.satisfied(&valid_approvers(&approvals, now)) {
                 let mut tx = self.store().begin().await?;
                 retally(&mut tx, id, now).await?;
-                let e = state_entry(&Actor::System, &t, state::PENDING_APPROVAL, "approvals expired or were voided")?;
+                let e = state_entry(
+                    &Actor::System,
+                    &t,
+                    state::PENDING_APPROVAL,
+                    "approvals expired or were voided",
+                )?;
                 self.commit(tx, &[e], now).await?;
-                return Err(invalid("the transfer's approvals have expired or been voided"));
+                return Err(invalid(
+                    "the transfer's approvals have expired or been voided",
+                ));
             }
         }
         let assets = self.configured_assets();
         let intent = TransferIntent::decode(&t.intent, |id| {
             assets.iter().find(|a| a.id() == id).cloned()
         })
-            .map_err(|e| corrupt("intent", e))?;
+        .map_err(|e| corrupt("intent", e))?;
         if intent.digest().to_string() != t.digest {
             return Err(corrupt("intent", "digest mismatch"));
         }
@@ -355,6 +357,76 @@ impl Service {
         }
         out
     }
+}
+
+struct Known {
+    destination: Destination,
+    price: Option<Price>,
+    policy: Option<(u64, Policy)>,
+}
+
+/// The facts for one transfer; rolling windows are read inside `tx`.
+#[allow(clippy::too_many_arguments)]
+async fn facts(
+    tx: &mut WriteTx,
+    who: &Actor,
+    roles: &BTreeSet<Role>,
+    req: &TransferRequest,
+    p: &Prepared,
+    tier: policy::Tier,
+    pol: &Policy,
+    known: &Known,
+    now: Timestamp,
+) -> Result<Facts, ServiceError> {
+    let asset_id = req.asset.to_string();
+    let mut windows = Vec::new();
+    for spec in pol.window_specs() {
+        let since = Timestamp::from_millis(
+            now.as_millis().saturating_sub(
+                i64::try_from(spec.seconds)
+                    .unwrap_or(i64::MAX / 1000)
+                    .saturating_mul(1000),
+            ),
+        );
+        let of = match spec.per {
+            WindowPer::Wallet => WindowOf::Wallet(req.wallet),
+            WindowPer::Initiator => WindowOf::Initiator(who),
+            WindowPer::Destination => WindowOf::Destination(&p.destination_key),
+        };
+        let items = tx.window_items(of, since).await?;
+        let mut asset_units: u128 = 0;
+        let mut usd: Option<u128> = Some(0);
+        for i in &items {
+            if i.asset == asset_id {
+                asset_units = asset_units
+                    .checked_add(i.amount)
+                    .ok_or_else(|| corrupt("window total", "overflow"))?;
+            }
+            usd = match (usd, i.usd_micro) {
+                (Some(a), Some(b)) => a.checked_add(b),
+                _ => None,
+            };
+        }
+        windows.push(WindowTotal {
+            spec,
+            asset_units,
+            usd_micro: usd,
+        });
+    }
+    Ok(Facts {
+        initiator: who.clone(),
+        initiator_roles: roles.clone(),
+        wallet: req.wallet,
+        tier,
+        destination: known.destination.clone(),
+        asset: req.asset.clone(),
+        decimals: p.asset.decimals(),
+        amount: p.amount.units(),
+        tx_type: TxType::Transfer,
+        price: known.price,
+        now,
+        windows,
+    })
 }
 
 fn valid_approvers(approvals: &[ApprovalRow], now: Timestamp) -> BTreeSet<Actor> {
@@ -405,7 +477,8 @@ pub(crate) async fn retally(
     if ![state::TIME_LOCKED, state::APPROVED].contains(&t.state.as_str()) {
         return Ok(());
     }
-    let decision: Decision = serde_json::from_str(&t.decision).map_err(|e| corrupt("decision", e))?;
+    let decision: Decision =
+        serde_json::from_str(&t.decision).map_err(|e| corrupt("decision", e))?;
     let Outcome::RequireApproval { requirement, .. } = &decision.outcome else {
         return Ok(());
     };
@@ -437,7 +510,11 @@ fn roles_of(grants: &[domain::Grant], wallet: WalletId) -> BTreeSet<Role> {
 
 impl Can<'_, perm::InitiateTransfer> {
     fn check_wallet(&self, wallet: WalletId) -> Result<(), ServiceError> {
-        if permits(self.who.grants(), Permission::InitiateTransfer, Some(wallet)) {
+        if permits(
+            self.who.grants(),
+            Permission::InitiateTransfer,
+            Some(wallet),
+        ) {
             Ok(())
         } else {
             Err(AuthError::Forbidden.into())
@@ -449,10 +526,8 @@ impl Can<'_, perm::InitiateTransfer> {
         self.check_wallet(req.wallet)?;
         let svc = self.svc;
         let p = svc.prepare(req)?;
-        let now = svc.now();
-        let mut tx = svc.store().begin().await?;
         let roles = roles_of(self.who.grants(), req.wallet);
-        let j = svc.judge(&mut tx, self.who.actor(), roles, req, &p, now).await?;
+        let (tx, j, _) = svc.judge(self.who.actor(), &roles, req, &p).await?;
         // Dropped without commit: rolled back, nothing written.
         drop(tx);
         Ok(j)
@@ -468,8 +543,9 @@ impl Can<'_, perm::InitiateTransfer> {
         if let Some(f) = svc.frozen(Some(req.wallet), None).await? {
             return Err(ServiceError::Frozen(f.scope));
         }
-        let now = svc.now();
         let who = self.who.actor();
+        let roles = roles_of(self.who.grants(), req.wallet);
+        let (mut tx, j, now) = svc.judge(who, &roles, req, &p).await?;
         let id = TransferId::from_uuid(uuid::Uuid::now_v7());
         let intent = TransferIntent::new(IntentParts {
             id,
@@ -485,18 +561,13 @@ impl Can<'_, perm::InitiateTransfer> {
             created_at: now,
         })
         .map_err(|e| invalid(e.to_string()))?;
-        let mut tx = svc.store().begin().await?;
-        let roles = roles_of(self.who.grants(), req.wallet);
-        let j = svc.judge(&mut tx, who, roles, req, &p, now).await?;
         let d = &j.decision;
         let (st, unlock, expires) = match &d.outcome {
             Outcome::Block => (state::BLOCKED, None, None),
             Outcome::Allow { time_lock_s: 0 } => (state::APPROVED, None, None),
-            Outcome::Allow { time_lock_s } => (
-                state::TIME_LOCKED,
-                Some(after(now, *time_lock_s)),
-                None,
-            ),
+            Outcome::Allow { time_lock_s } => {
+                (state::TIME_LOCKED, Some(after(now, *time_lock_s)), None)
+            }
             Outcome::RequireApproval { .. } => (
                 state::PENDING_APPROVAL,
                 None,
@@ -590,7 +661,11 @@ fn after(now: Timestamp, seconds: u64) -> Timestamp {
 
 impl Can<'_, perm::ApproveTransfer> {
     fn in_scope(&self, t: &TransferRow) -> Result<(), ServiceError> {
-        if permits(self.who.grants(), Permission::ApproveTransfer, Some(t.wallet)) {
+        if permits(
+            self.who.grants(),
+            Permission::ApproveTransfer,
+            Some(t.wallet),
+        ) {
             Ok(())
         } else {
             Err(StorageError::NotFound { what: "transfer" }.into())
@@ -697,7 +772,11 @@ impl Can<'_, perm::ApproveTransfer> {
                 let approvals = tx.approvals_in_tx(id).await?;
                 if requirement.satisfied(&valid_approvers(&approvals, now)) {
                     if *time_lock_s > 0 {
-                        Some((state::TIME_LOCKED, Some(after(now, *time_lock_s)), "approved; time lock started"))
+                        Some((
+                            state::TIME_LOCKED,
+                            Some(after(now, *time_lock_s)),
+                            "approved; time lock started",
+                        ))
                     } else {
                         Some((state::APPROVED, None, "approved"))
                     }
@@ -727,16 +806,25 @@ impl Can<'_, perm::ApproveTransfer> {
         if !open.contains(&t.state.as_str()) {
             return Err(ApprovalError::NotAwaiting(t.state.clone()).into());
         }
-        tx.set_transfer_state(id, &open, state::CANCELLED, None, now).await?;
+        tx.set_transfer_state(id, &open, state::CANCELLED, None, now)
+            .await?;
         transfer_event(&mut tx, &t, state::CANCELLED, now).await?;
-        let e = state_entry(self.who.actor(), &t, state::CANCELLED, "cancelled by an approver")?;
+        let e = state_entry(
+            self.who.actor(),
+            &t,
+            state::CANCELLED,
+            "cancelled by an approver",
+        )?;
         svc.commit(tx, &[e], now).await?;
         Ok(svc.store().transfer(id).await?)
     }
 }
 
 impl Can<'_, perm::ReadWallet> {
-    pub async fn transfer(&self, id: TransferId) -> Result<(TransferRow, Vec<ApprovalRow>), ServiceError> {
+    pub async fn transfer(
+        &self,
+        id: TransferId,
+    ) -> Result<(TransferRow, Vec<ApprovalRow>), ServiceError> {
         let t = self.svc.store().transfer(id).await?;
         if !permits(self.who.grants(), Permission::ReadWallet, Some(t.wallet)) {
             return Err(StorageError::NotFound { what: "transfer" }.into());
@@ -756,7 +844,8 @@ pub fn statement_of(
         .ok()
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| corrupt("digest", "not 32 bytes"))?;
-    let decision_id = uuid::Uuid::try_parse(&t.decision_id).map_err(|e| corrupt("decision id", e))?;
+    let decision_id =
+        uuid::Uuid::try_parse(&t.decision_id).map_err(|e| corrupt("decision id", e))?;
     Ok(ApprovalStatement {
         intent: domain::IntentDigest(digest),
         policy_version: t.policy_version,

@@ -801,7 +801,10 @@ impl Store {
     }
 
     /// A principal's approver key in force, if any.
-    pub async fn approver_key(&self, principal: &Actor) -> Result<Option<ApproverKeyRow>, StorageError> {
+    pub async fn approver_key(
+        &self,
+        principal: &Actor,
+    ) -> Result<Option<ApproverKeyRow>, StorageError> {
         let row = sqlx::query(
             "SELECT principal, public_key, registered_at_ms, revoked_at_ms FROM approver_keys \
              WHERE principal = $1 AND revoked_at_ms IS NULL",
@@ -873,7 +876,11 @@ impl Store {
     }
 
     /// Transfers in a state, oldest first.
-    pub async fn transfers_in(&self, state: &str, limit: u32) -> Result<Vec<TransferRow>, StorageError> {
+    pub async fn transfers_in(
+        &self,
+        state: &str,
+        limit: u32,
+    ) -> Result<Vec<TransferRow>, StorageError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE state = $1 ORDER BY created_at_ms, id LIMIT $2"
         )))
@@ -904,7 +911,11 @@ impl Store {
     }
 
     /// Whether an address is one of this custodian's own senders.
-    pub async fn is_own_eth_address(&self, network: &str, address: &str) -> Result<bool, StorageError> {
+    pub async fn is_own_eth_address(
+        &self,
+        network: &str,
+        address: &str,
+    ) -> Result<bool, StorageError> {
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM eth_senders WHERE network = $1 AND address = $2",
         )

@@ -1,0 +1,860 @@
+//! Policy, approvals, governance by quorum and freezes, end to end on a real
+//! anvil node, on SQLite and PostgreSQL.
+
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use chain_eth::fees::Urgency;
+use chain_eth::{EthAddress, FeeCaps, TxPlan};
+use chain_eth_client::testing::{Anvil, CHAIN_ID, DevWallet};
+use chain_eth_client::{ClientOptions, EthClient};
+use domain::{
+    Actor, AssetId, Grant, KeyAlgorithm, KeyBackend, KeyPurpose, Role, Scope, Timestamp, WalletId,
+};
+use ed25519_dalek::{Signer as _, SigningKey};
+use policy::Vote;
+use service::eth::{EthNetwork, EthNetworkConfig};
+use service::governance::{Change, FreezeScope, GovernanceConfig};
+use service::identity::{Principal, SignedRequest, perm, request_message};
+use service::transfers::{ApprovalError, TransferRequest, VoteRequest, state};
+use service::{Checkpointer, NewKey, Service, ServiceError, SystemClock};
+use storage::testing::TestDb;
+
+storage::on_both!(
+    fixture;
+    approvals_governance_and_freeze,
+    a_freeze_between_approval_and_signing_stops_the_signature,
+    a_policy_change_racing_transfers_never_reaches_judged_ones,
+    the_circuit_breaker_freezes_the_wallet,
+    new_addresses_cool_off_before_the_policy_trusts_them,
+);
+
+const ETHER: u128 = 1_000_000_000_000_000_000;
+const BOB: &str = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
+const CAROL: &str = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359";
+
+#[derive(Debug, Default)]
+struct ShiftedClock(AtomicI64);
+
+impl service::Clock for ShiftedClock {
+    fn now(&self) -> Timestamp {
+        let now = service::Clock::now(&SystemClock).as_millis();
+        Timestamp::from_millis(now + self.0.load(Ordering::SeqCst))
+    }
+}
+
+fn console() -> Actor {
+    "operator:root".parse().unwrap()
+}
+
+/// Someone with an API key: signs requests, and (if registered) approvals.
+struct Person {
+    key: SigningKey,
+    id: String,
+    approver: SigningKey,
+}
+
+struct Fixture {
+    db: TestDb,
+    svc: Service,
+    clock: Arc<ShiftedClock>,
+    shares: Vec<keys::shamir::UnsealShare>,
+    wallet: WalletId,
+    nonce: AtomicU64,
+    admin1: Person,
+    admin2: Person,
+    policy_admin: Person,
+    officer: Person,
+    initiator: Person,
+    b: Person,
+    c: Person,
+    _anvil: Anvil,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture(db: TestDb) -> Fixture {
+    let anvil = Anvil::start();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ShiftedClock::default());
+    let svc = Service::new(
+        db.store.clone(),
+        clock.clone(),
+        Checkpointer::for_tests(dir.path(), 8, 1000),
+    );
+    let shares = svc.init_keystore(&console(), 2, 2).await.unwrap();
+    for s in &shares {
+        svc.unseal(&Actor::Anonymous, s).await.unwrap();
+    }
+    let client = Arc::new(
+        EthClient::connect(
+            CHAIN_ID,
+            &[anvil.url().to_owned()],
+            ClientOptions::default(),
+        )
+        .await
+        .unwrap(),
+    );
+    svc.add_eth_network(EthNetwork {
+        config: EthNetworkConfig {
+            chain_id: CHAIN_ID,
+            legacy: false,
+            confirmations: 1,
+            fee_caps: FeeCaps {
+                max_fee_per_gas: 500_000_000_000,
+                max_total_fee: ETHER / 10,
+            },
+            min_priority_fee: 1_000_000_000,
+            allow_unchecksummed: false,
+            tokens: vec![],
+        },
+        client: client.clone(),
+    });
+    let key = svc
+        .create_key(
+            &console(),
+            NewKey {
+                purpose: KeyPurpose::TransferSigning,
+                algorithm: KeyAlgorithm::EcdsaSecp256k1,
+                backend: KeyBackend::Keystore,
+                cryptoperiod_days: 30,
+            },
+        )
+        .await
+        .unwrap();
+    let sender = svc
+        .register_eth_sender(&console(), key.id, CHAIN_ID)
+        .await
+        .unwrap();
+    let from: EthAddress = sender.address.parse().unwrap();
+    let wallet = svc
+        .console_create_wallet(&console(), "treasury")
+        .await
+        .unwrap()
+        .id;
+    svc.console_assign_eth_sender(&console(), CHAIN_ID, from, wallet)
+        .await
+        .unwrap();
+    DevWallet::new(0)
+        .await
+        .transact(&client, |nonce, fees| {
+            TxPlan::native(CHAIN_ID, nonce, from, 100 * ETHER, fees)
+        })
+        .await;
+
+    let person = |seed: u8, grants: Vec<Grant>| {
+        let svc = svc.clone();
+        async move {
+            let key = SigningKey::from_bytes(&[seed; 32]);
+            let row = svc
+                .console_register_api_key(
+                    &console(),
+                    &format!("p{seed}"),
+                    &key.verifying_key().to_bytes(),
+                    &grants,
+                    30,
+                )
+                .await
+                .unwrap();
+            Person {
+                key,
+                id: row.id.to_string(),
+                approver: SigningKey::from_bytes(&[seed.wrapping_add(100); 32]),
+            }
+        }
+    };
+    let f = Fixture {
+        admin1: person(1, vec![Grant::global(Role::Admin)]).await,
+        admin2: person(2, vec![Grant::global(Role::Admin)]).await,
+        policy_admin: person(3, vec![Grant::global(Role::PolicyAdmin)]).await,
+        officer: person(4, vec![Grant::global(Role::SecurityOfficer)]).await,
+        initiator: person(
+            5,
+            vec![Grant::new(Role::Initiator, Scope::Wallet(wallet)).unwrap()],
+        )
+        .await,
+        b: person(
+            6,
+            vec![Grant::new(Role::Approver, Scope::Wallet(wallet)).unwrap()],
+        )
+        .await,
+        c: person(7, vec![Grant::global(Role::Approver)]).await,
+        db,
+        svc,
+        clock,
+        shares,
+        wallet,
+        nonce: AtomicU64::new(0),
+        _anvil: anvil,
+        _dir: dir,
+    };
+    f.svc.set_governance(GovernanceConfig {
+        admin_quorum: 2,
+        ..GovernanceConfig::single_admin()
+    });
+    f
+}
+
+impl Fixture {
+    /// The principal behind a freshly signed request of `p`.
+    async fn who(&self, p: &Person) -> Principal {
+        let n = self.nonce.fetch_add(1, Ordering::SeqCst);
+        let nonce = format!("nonce-{n:016}");
+        let ts = service::Clock::now(&*self.clock).as_millis().to_string();
+        let m = request_message("POST", "/v1/x", "", b"", &ts, &nonce);
+        let sig = data_encoding::BASE64.encode(&p.key.sign(&m).to_bytes());
+        self.svc
+            .authenticate_request(&SignedRequest {
+                key_id: &p.id,
+                timestamp_ms: &ts,
+                nonce: &nonce,
+                signature: &sig,
+                method: "POST",
+                path: "/v1/x",
+                query: "",
+                body: b"",
+            })
+            .await
+            .unwrap()
+    }
+
+    fn actor(p: &Person) -> String {
+        format!("api-key:{}", p.id)
+    }
+
+    fn advance(&self, ms: i64) {
+        self.clock.0.fetch_add(ms, Ordering::SeqCst);
+    }
+
+    fn now(&self) -> Timestamp {
+        service::Clock::now(&*self.clock)
+    }
+
+    /// Proposed by `by`, then approved by the second admin if still open.
+    async fn govern(&self, by: &Person, change: Change) -> storage::ProposalRow {
+        let who = self.who(by).await;
+        let p = self.svc.propose(&who, change).await.unwrap().proposal;
+        if p.state == "open" {
+            let a1 = self.who(&self.admin1).await;
+            let p1 = self.svc.vote(&a1, &p.id, true).await;
+            let p1 = match p1 {
+                Ok(v) => v.proposal,
+                Err(_) => self.svc.proposal(&p.id).await.unwrap().proposal,
+            };
+            if p1.state == "open" {
+                let a2 = self.who(&self.admin2).await;
+                return self.svc.vote(&a2, &p.id, true).await.unwrap().proposal;
+            }
+            return p1;
+        }
+        p
+    }
+
+    async fn set_policy(&self, doc: &str) {
+        let p = self
+            .govern(
+                &self.policy_admin,
+                Change::SetPolicy {
+                    document: doc.into(),
+                },
+            )
+            .await;
+        assert_eq!(p.state, "applied");
+    }
+
+    async fn register_approvers(&self) {
+        for p in [&self.b, &self.c] {
+            let row = self
+                .govern(
+                    &self.admin1,
+                    Change::RegisterApproverKey {
+                        principal: Self::actor(p),
+                        public_key: hex::encode(p.approver.verifying_key().to_bytes()),
+                    },
+                )
+                .await;
+            assert_eq!(row.state, "applied");
+        }
+    }
+
+    fn request(&self, to: &str, amount: &str) -> TransferRequest {
+        TransferRequest {
+            wallet: self.wallet,
+            asset: AssetId::new(
+                domain::Network::Evm { chain_id: CHAIN_ID },
+                domain::AssetKind::Native,
+            )
+            .unwrap(),
+            amount: amount.into(),
+            destination: to.into(),
+            reference: None,
+        }
+    }
+
+    async fn submit(
+        &self,
+        by: &Person,
+        to: &str,
+        amount: &str,
+    ) -> Result<storage::TransferRow, ServiceError> {
+        let who = self.who(by).await;
+        let can = self
+            .svc
+            .authorize::<perm::InitiateTransfer>(&who, Some(self.wallet))
+            .unwrap();
+        can.submit(&self.request(to, amount)).await
+    }
+
+    async fn vote_as(
+        &self,
+        p: &Person,
+        t: &storage::TransferRow,
+        vote: Vote,
+        expires_at: Timestamp,
+        signed_for: Option<&storage::TransferRow>,
+    ) -> Result<storage::TransferRow, ServiceError> {
+        let st =
+            service::transfers::statement_of(signed_for.unwrap_or(t), vote, expires_at).unwrap();
+        let signature = p.approver.sign(&st.message()).to_bytes();
+        let who = self.who(p).await;
+        let can = self
+            .svc
+            .authorize::<perm::ApproveTransfer>(&who, Some(t.wallet))
+            .unwrap();
+        can.vote(
+            t.id,
+            &VoteRequest {
+                vote,
+                expires_at,
+                signature,
+            },
+        )
+        .await
+    }
+
+    fn soon(&self) -> Timestamp {
+        Timestamp::from_millis(self.now().as_millis() + 3_600_000)
+    }
+
+    async fn actions(&self) -> Vec<String> {
+        let page = self.db.store.audit_page(0, 10_000).await.unwrap();
+        page.into_iter().map(|r| r.action).collect()
+    }
+}
+
+fn approval_err(r: Result<storage::TransferRow, ServiceError>) -> ApprovalError {
+    match r {
+        Err(ServiceError::Approval(e)) => e,
+        other => panic!("expected an approval error, got {other:?}"),
+    }
+}
+
+fn policy_doc(b: &Person, c: &Person) -> String {
+    format!(
+        r#"
+[[groups]]
+name = "approvers"
+members = ["api-key:{}", "api-key:{}"]
+
+[[rules]]
+name = "small"
+amount = {{ at_most = "1" }}
+action = "allow"
+
+[[rules]]
+name = "large"
+action = "require_approval"
+approvals = {{ group = "approvers", threshold = 2 }}
+time_lock_seconds = 60
+"#,
+        b.id, c.id
+    )
+}
+
+async fn approvals_governance_and_freeze(f: Fixture) {
+    // Governance: a policy admin proposes, two admins make the quorum.
+    let who = f.who(&f.policy_admin).await;
+    let p = f
+        .svc
+        .propose(
+            &who,
+            Change::SetPolicy {
+                document: policy_doc(&f.b, &f.c),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(p.proposal.state, "open");
+    // Only admins vote; the policy admin cannot approve their own proposal.
+    assert!(f.svc.vote(&who, &p.proposal.id, true).await.is_err());
+    let a1 = f.who(&f.admin1).await;
+    assert_eq!(
+        f.svc
+            .vote(&a1, &p.proposal.id, true)
+            .await
+            .unwrap()
+            .proposal
+            .state,
+        "open"
+    );
+    // The same admin counts once.
+    assert!(f.svc.vote(&a1, &p.proposal.id, true).await.is_err());
+    assert!(f.db.store.current_policy().await.unwrap().is_none());
+    let a2 = f.who(&f.admin2).await;
+    assert_eq!(
+        f.svc
+            .vote(&a2, &p.proposal.id, true)
+            .await
+            .unwrap()
+            .proposal
+            .state,
+        "applied"
+    );
+    assert_eq!(
+        f.db.store.current_policy().await.unwrap().unwrap().version,
+        1
+    );
+
+    // Any admin can veto.
+    let p = f
+        .svc
+        .propose(
+            &f.who(&f.policy_admin).await,
+            Change::SetPolicy {
+                document: "rules = []".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let v = f
+        .svc
+        .vote(&f.who(&f.admin2).await, &p.proposal.id, false)
+        .await
+        .unwrap();
+    assert_eq!(v.proposal.state, "vetoed");
+    assert!(
+        f.svc
+            .vote(&f.who(&f.admin1).await, &p.proposal.id, true)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        f.db.store.current_policy().await.unwrap().unwrap().version,
+        1
+    );
+    // An initiator cannot propose a role change.
+    let i = f.who(&f.initiator).await;
+    assert!(
+        f.svc
+            .propose(
+                &i,
+                Change::Grant {
+                    principal: Fixture::actor(&f.initiator),
+                    role: "admin".into(),
+                    scope: "global".into(),
+                    until_ms: None
+                }
+            )
+            .await
+            .is_err()
+    );
+
+    f.register_approvers().await;
+
+    // Small: allowed at once. Large: two approvals, then a time lock.
+    let small = f.submit(&f.initiator, BOB, "0.5").await.unwrap();
+    assert_eq!(small.state, state::APPROVED);
+    let who = f.who(&f.initiator).await;
+    let dry = f
+        .svc
+        .authorize::<perm::InitiateTransfer>(&who, Some(f.wallet))
+        .unwrap()
+        .dry_run(&f.request(BOB, "5"))
+        .await
+        .unwrap();
+    assert_eq!(dry.policy_version, Some(1));
+    assert_eq!(dry.decision.rule.as_deref(), Some("large"));
+    assert_eq!(
+        f.db.store
+            .transfers_in(state::PENDING_APPROVAL, 10)
+            .await
+            .unwrap()
+            .len(),
+        0,
+        "a dry run stores nothing"
+    );
+
+    let t = f.submit(&f.initiator, BOB, "5").await.unwrap();
+    assert_eq!(t.state, state::PENDING_APPROVAL);
+    let other = f.submit(&f.initiator, BOB, "6").await.unwrap();
+
+    // The initiator holds no approver role at all.
+    let i = f.who(&f.initiator).await;
+    assert!(
+        f.svc
+            .authorize::<perm::ApproveTransfer>(&i, Some(f.wallet))
+            .is_err()
+    );
+    // A signature made for another transfer is not an approval of this one.
+    assert_eq!(
+        approval_err(
+            f.vote_as(&f.b, &t, Vote::Approve, f.soon(), Some(&other))
+                .await
+        ),
+        ApprovalError::BadSignature
+    );
+    // Expired, or too far ahead.
+    let past = Timestamp::from_millis(f.now().as_millis() - 1);
+    assert_eq!(
+        approval_err(f.vote_as(&f.b, &t, Vote::Approve, past, None).await),
+        ApprovalError::Expired
+    );
+    let far = Timestamp::from_millis(f.now().as_millis() + 48 * 3_600_000);
+    assert!(matches!(
+        f.vote_as(&f.b, &t, Vote::Approve, far, None).await,
+        Err(ServiceError::Invalid(_))
+    ));
+
+    let after_b = f
+        .vote_as(&f.b, &t, Vote::Approve, f.soon(), None)
+        .await
+        .unwrap();
+    assert_eq!(after_b.state, state::PENDING_APPROVAL);
+    assert_eq!(
+        approval_err(f.vote_as(&f.b, &t, Vote::Approve, f.soon(), None).await),
+        ApprovalError::AlreadyVoted
+    );
+    let after_c = f
+        .vote_as(&f.c, &t, Vote::Approve, f.soon(), None)
+        .await
+        .unwrap();
+    assert_eq!(after_c.state, state::TIME_LOCKED);
+    // Not yet: the lock holds.
+    assert_eq!(f.svc.advance_transfers().await.unwrap(), 0);
+    assert!(f.svc.execute_transfer(t.id, Urgency::Normal).await.is_err());
+    f.advance(61_000);
+    assert_eq!(f.svc.advance_transfers().await.unwrap(), 1);
+    assert_eq!(
+        f.db.store.transfer(t.id).await.unwrap().state,
+        state::APPROVED
+    );
+
+    // Frozen: nothing is sent. One security officer suffices.
+    let so = f.who(&f.officer).await;
+    let freeze = f
+        .svc
+        .authorize::<perm::Freeze>(&so, None)
+        .unwrap()
+        .freeze(FreezeScope::Global, "incident drill")
+        .await
+        .unwrap();
+    assert!(matches!(
+        f.svc.execute_transfer(t.id, Urgency::Normal).await,
+        Err(ServiceError::Frozen(_))
+    ));
+    assert!(matches!(
+        f.submit(&f.initiator, BOB, "0.1").await,
+        Err(ServiceError::Frozen(_))
+    ));
+    assert_eq!(
+        f.db.store.transfer(t.id).await.unwrap().state,
+        state::APPROVED
+    );
+    // The officer cannot release it alone: release is a proposal under quorum.
+    let rel = f
+        .svc
+        .propose(
+            &f.who(&f.officer).await,
+            Change::ReleaseFreeze {
+                freeze_id: freeze.id.clone(),
+                cool_down_s: 0,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(rel.proposal.state, "open");
+    assert!(f.svc.frozen(Some(f.wallet), None).await.unwrap().is_some());
+    f.svc
+        .vote(&f.who(&f.admin1).await, &rel.proposal.id, true)
+        .await
+        .unwrap();
+    f.svc
+        .vote(&f.who(&f.admin2).await, &rel.proposal.id, true)
+        .await
+        .unwrap();
+    assert!(f.svc.frozen(Some(f.wallet), None).await.unwrap().is_none());
+    let send = f.svc.execute_transfer(t.id, Urgency::Normal).await.unwrap();
+    let sent = f.db.store.transfer(t.id).await.unwrap();
+    assert_eq!(sent.state, state::SUBMITTED);
+    assert_eq!(sent.eth_send_id.as_deref(), Some(send.id.as_str()));
+    assert_eq!(send.amount, 5 * ETHER);
+    // Sent once only.
+    assert!(f.svc.execute_transfer(t.id, Urgency::Normal).await.is_err());
+
+    // Any single rejection ends a transfer.
+    f.vote_as(&f.b, &other, Vote::Approve, f.soon(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        f.vote_as(&f.c, &other, Vote::Reject, f.soon(), None)
+            .await
+            .unwrap()
+            .state,
+        state::REJECTED
+    );
+
+    // Revoking an approver voids their pending approvals.
+    let t3 = f.submit(&f.initiator, BOB, "7").await.unwrap();
+    f.vote_as(&f.b, &t3, Vote::Approve, f.soon(), None)
+        .await
+        .unwrap();
+    let row = f
+        .govern(
+            &f.admin1,
+            Change::RevokeApproverKey {
+                principal: Fixture::actor(&f.b),
+            },
+        )
+        .await;
+    assert_eq!(row.state, "applied");
+    assert!(
+        f.db.store.approvals(t3.id).await.unwrap()[0]
+            .voided_at
+            .is_some()
+    );
+    assert_eq!(
+        f.vote_as(&f.c, &t3, Vote::Approve, f.soon(), None)
+            .await
+            .unwrap()
+            .state,
+        state::PENDING_APPROVAL
+    );
+    assert_eq!(
+        approval_err(f.vote_as(&f.b, &t3, Vote::Approve, f.soon(), None).await),
+        ApprovalError::NoApproverKey
+    );
+
+    // Self-approval: C initiates (given the role by governance) and may not approve.
+    f.govern(
+        &f.admin1,
+        Change::Grant {
+            principal: Fixture::actor(&f.c),
+            role: "initiator".into(),
+            scope: "global".into(),
+            until_ms: None,
+        },
+    )
+    .await;
+    let own = f.submit(&f.c, BOB, "3").await.unwrap();
+    assert_eq!(
+        approval_err(f.vote_as(&f.c, &own, Vote::Approve, f.soon(), None).await),
+        ApprovalError::OwnTransfer
+    );
+
+    // Approvals that do not arrive in time: the transfer lapses.
+    f.advance(25 * 3_600_000);
+    assert!(f.svc.advance_transfers().await.unwrap() >= 2);
+    assert_eq!(
+        f.db.store.transfer(t3.id).await.unwrap().state,
+        state::EXPIRED
+    );
+    let actions = f.actions().await;
+    for a in [
+        "proposal.created",
+        "proposal.vetoed",
+        "proposal.applied",
+        "transfer.judged",
+        "transfer.approved",
+        "transfer.rejected",
+        "freeze.placed",
+        "eth.send.planned",
+    ] {
+        assert!(
+            actions.iter().any(|x| x == a),
+            "{a} missing from {actions:?}"
+        );
+    }
+}
+
+async fn a_freeze_between_approval_and_signing_stops_the_signature(f: Fixture) {
+    f.set_policy("[[rules]]\nname = \"all\"\naction = \"allow\"\n")
+        .await;
+    let t = f.submit(&f.initiator, BOB, "1").await.unwrap();
+    assert_eq!(t.state, state::APPROVED);
+    // Sealed: the send is planned (and the transfer marked submitted) but
+    // cannot be signed yet.
+    f.svc.seal(&console()).await.unwrap();
+    let send = f.svc.execute_transfer(t.id, Urgency::Normal).await.unwrap();
+    assert_eq!(send.state, service::eth::state::SIGNING);
+    // The freeze arrives now, between approval and signature.
+    let freeze = f
+        .svc
+        .console_freeze(
+            &console(),
+            FreezeScope::Wallet(f.wallet),
+            "suspicious destination",
+        )
+        .await
+        .unwrap();
+    for s in &f.shares {
+        f.svc.unseal(&Actor::Anonymous, s).await.unwrap();
+    }
+    // The resumer tries: the check right before signing refuses.
+    assert_eq!(f.svc.eth_resume().await.unwrap(), 0);
+    assert_eq!(
+        f.db.store.eth_send(&send.id).await.unwrap().state,
+        service::eth::state::SIGNING
+    );
+    // Released by the quorum (with no cool-down): it is signed and sent.
+    let rel = f
+        .govern(
+            &f.officer,
+            Change::ReleaseFreeze {
+                freeze_id: freeze.id,
+                cool_down_s: 0,
+            },
+        )
+        .await;
+    assert_eq!(rel.state, "applied");
+    f.svc.eth_resume().await.unwrap();
+    assert_ne!(
+        f.db.store.eth_send(&send.id).await.unwrap().state,
+        service::eth::state::SIGNING
+    );
+}
+
+async fn a_policy_change_racing_transfers_never_reaches_judged_ones(f: Fixture) {
+    f.set_policy("[[rules]]\nname = \"v1 allows\"\naction = \"allow\"\n")
+        .await;
+    f.register_approvers().await;
+    let strict = policy_doc(&f.b, &f.c).replace("at_most = \"1\"", "at_most = \"0\"");
+    let who = f.who(&f.policy_admin).await;
+    let proposal = f
+        .svc
+        .propose(&who, Change::SetPolicy { document: strict })
+        .await
+        .unwrap();
+    f.svc
+        .vote(&f.who(&f.admin1).await, &proposal.proposal.id, true)
+        .await
+        .unwrap();
+    let a2 = f.who(&f.admin2).await;
+    let mut initiators = Vec::new();
+    for _ in 0..8 {
+        initiators.push(f.who(&f.initiator).await);
+    }
+    let svc = f.svc.clone();
+    let pid = proposal.proposal.id.clone();
+    let apply = tokio::spawn(async move { svc.vote(&a2, &pid, true).await.unwrap() });
+    let submits: Vec<_> = initiators
+        .into_iter()
+        .map(|who| {
+            let svc = f.svc.clone();
+            let (wallet, req) = (f.wallet, f.request(BOB, "2"));
+            tokio::spawn(async move {
+                let can = svc
+                    .authorize::<perm::InitiateTransfer>(&who, Some(wallet))
+                    .unwrap();
+                can.submit(&req).await.unwrap()
+            })
+        })
+        .collect();
+    let applied = apply.await.unwrap();
+    let mut rows = Vec::new();
+    for s in submits {
+        rows.push(s.await.unwrap());
+    }
+    assert_eq!(applied.proposal.state, "applied");
+    // Each transfer was judged wholly under one version, and says which.
+    for r in &rows {
+        let expected = if r.policy_version == 1 {
+            state::APPROVED
+        } else {
+            state::PENDING_APPROVAL
+        };
+        assert_eq!(r.state, expected, "{r:?}");
+        assert_eq!(
+            f.db.store.transfer(r.id).await.unwrap().state,
+            expected,
+            "the change never reaches a judged transfer"
+        );
+    }
+    // And after the change, new transfers meet the new version.
+    assert_eq!(
+        f.submit(&f.initiator, BOB, "2")
+            .await
+            .unwrap()
+            .policy_version,
+        2
+    );
+}
+
+async fn the_circuit_breaker_freezes_the_wallet(f: Fixture) {
+    f.set_policy(
+        "[[breakers]]\nname = \"hot eth\"\nseconds = 3600\nasset = \"eip155:31337/native\"\nmax = \"3\"\n\n[[rules]]\nname = \"all\"\naction = \"allow\"\n",
+    )
+    .await;
+    assert_eq!(
+        f.submit(&f.initiator, BOB, "2").await.unwrap().state,
+        state::APPROVED
+    );
+    let tripped = f.submit(&f.initiator, BOB, "1.5").await.unwrap();
+    assert_eq!(tripped.state, state::BLOCKED);
+    assert!(tripped.decision.contains("hot eth"));
+    let frozen = f.svc.frozen(Some(f.wallet), None).await.unwrap().unwrap();
+    assert_eq!(frozen.scope, format!("wallet:{}", f.wallet));
+    assert!(matches!(
+        f.submit(&f.initiator, BOB, "0.1").await,
+        Err(ServiceError::Frozen(_))
+    ));
+    assert!(f.actions().await.iter().any(|a| a == "freeze.placed"));
+}
+
+async fn new_addresses_cool_off_before_the_policy_trusts_them(f: Fixture) {
+    f.set_policy(
+        "[[rules]]\nname = \"address book only\"\ndestinations = [\"whitelisted\"]\naddress_groups = [\"payroll\"]\naction = \"allow\"\n",
+    )
+    .await;
+    let row = f
+        .govern(
+            &f.policy_admin,
+            Change::AddAddress {
+                network: format!("eip155:{CHAIN_ID}"),
+                address: CAROL.into(),
+                label: "Carol".into(),
+                group: Some("payroll".into()),
+            },
+        )
+        .await;
+    assert_eq!(row.state, "applied");
+    // A one-case or mistyped address is refused at proposal time.
+    let who = f.who(&f.policy_admin).await;
+    assert!(matches!(
+        f.svc
+            .propose(
+                &who,
+                Change::AddAddress {
+                    network: format!("eip155:{CHAIN_ID}"),
+                    address: CAROL.to_lowercase(),
+                    label: "x".into(),
+                    group: None
+                }
+            )
+            .await,
+        Err(ServiceError::Invalid(_))
+    ));
+    assert_eq!(
+        f.submit(&f.initiator, CAROL, "1").await.unwrap().state,
+        state::BLOCKED
+    );
+    f.advance(24 * 3_600_000 + 1);
+    assert_eq!(
+        f.submit(&f.initiator, CAROL, "1").await.unwrap().state,
+        state::APPROVED
+    );
+    assert_eq!(
+        f.submit(&f.initiator, BOB, "1").await.unwrap().state,
+        state::BLOCKED
+    );
+}
