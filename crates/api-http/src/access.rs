@@ -239,6 +239,25 @@ pub struct UserDto {
     name: String,
     state: String,
     totp: bool,
+    /// The proposals for the roles asked for (applied at once with a
+    /// quorum of one).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    role_proposals: Vec<ProposalRef>,
+}
+
+/// A governance proposal made on the caller's behalf.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProposalRef {
+    id: String,
+    /// `open` (waiting for the admin quorum) or `applied`.
+    state: String,
+}
+
+fn proposal_ref(v: service::governance::ProposalView) -> ProposalRef {
+    ProposalRef {
+        id: v.proposal.id,
+        state: v.proposal.state,
+    }
 }
 
 /// Users (admin).
@@ -257,6 +276,7 @@ async fn list_users(
                 name: u.name,
                 state: u.state,
                 totp: u.totp_sealed.is_some(),
+                role_proposals: vec![],
             })
             .collect(),
     ))
@@ -293,7 +313,7 @@ async fn create_user(
         .iter()
         .map(GrantDto::parse)
         .collect::<Result<Vec<_>, _>>()?;
-    let u = can
+    let (u, proposals) = can
         .create_user(&req.name, req.password, &grants)
         .await
         .map_err(service_error)?;
@@ -304,6 +324,7 @@ async fn create_user(
             name: u.name,
             state: u.state,
             totp: false,
+            role_proposals: proposals.into_iter().map(proposal_ref).collect(),
         }),
     ))
 }
@@ -337,40 +358,42 @@ impl GrantChange {
     }
 }
 
-/// Grants a role (admin).
+/// Proposes a role (admin): applied when the admin quorum approves.
 #[utoipa::path(post, path = "/v1/grants", tag = "users", request_body = GrantChange,
-    responses((status = 204, description = "Granted")))]
+    responses((status = 200, body = ProposalRef)))]
 async fn add_grant(
     State(svc): State<Service>,
     Authed(who): Authed,
     Json(req): Json<GrantChange>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Json<ProposalRef>, ApiError> {
     let can = can::<perm::ManageUsers>(&svc, &who)?;
     let (actor, grant) = req.parse()?;
-    can.grant(
-        &actor,
-        grant,
-        req.until_ms.map(domain::Timestamp::from_millis),
-    )
-    .await
-    .map_err(service_error)?;
-    Ok(StatusCode::NO_CONTENT)
+    let v = can
+        .grant(
+            &actor,
+            grant,
+            req.until_ms.map(domain::Timestamp::from_millis),
+        )
+        .await
+        .map_err(service_error)?;
+    Ok(Json(proposal_ref(v)))
 }
 
-/// Removes a role (admin).
+/// Proposes removing a role (admin): applied when the admin quorum approves.
 #[utoipa::path(post, path = "/v1/grants/revoke", tag = "users", request_body = GrantChange,
-    responses((status = 204, description = "Removed")))]
+    responses((status = 200, body = ProposalRef)))]
 async fn remove_grant(
     State(svc): State<Service>,
     Authed(who): Authed,
     Json(req): Json<GrantChange>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Json<ProposalRef>, ApiError> {
     let can = can::<perm::ManageUsers>(&svc, &who)?;
     let (actor, grant) = req.parse()?;
-    can.revoke_grant(&actor, grant)
+    let v = can
+        .revoke_grant(&actor, grant)
         .await
         .map_err(service_error)?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Json(proposal_ref(v)))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -380,6 +403,9 @@ pub struct ApiKeyDto {
     public_key: String,
     expires_at_ms: i64,
     revoked: bool,
+    /// The proposals for the roles asked for.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    role_proposals: Vec<ProposalRef>,
 }
 
 /// API keys (admin).
@@ -400,6 +426,7 @@ fn key_dto(k: service::storage::ApiKeyRow) -> ApiKeyDto {
         public_key: k.public_key,
         expires_at_ms: k.expires_at.as_millis(),
         revoked: k.revoked_at.is_some(),
+        role_proposals: vec![],
     }
 }
 
@@ -428,11 +455,13 @@ async fn create_api_key(
         .iter()
         .map(GrantDto::parse)
         .collect::<Result<Vec<_>, _>>()?;
-    let k = can
+    let (k, proposals) = can
         .register_api_key(&req.name, &pk, &grants, req.valid_days)
         .await
         .map_err(service_error)?;
-    Ok((StatusCode::CREATED, Json(key_dto(k))))
+    let mut dto = key_dto(k);
+    dto.role_proposals = proposals.into_iter().map(proposal_ref).collect();
+    Ok((StatusCode::CREATED, Json(dto)))
 }
 
 fn hex_32(s: &str) -> Option<[u8; 32]> {

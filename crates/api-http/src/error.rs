@@ -128,6 +128,25 @@ pub(crate) fn service_error(e: service::ServiceError) -> ApiError {
             "conflict",
             format!("{what} already exists"),
         ),
+        E::Frozen(scope) => ApiError::new(
+            StatusCode::CONFLICT,
+            "frozen",
+            format!("frozen ({scope}): nothing is signed or sent until a quorum releases it"),
+        ),
+        E::Approval(a) => {
+            use service::transfers::ApprovalError as A;
+            let (status, code) = match &a {
+                A::Expired => (StatusCode::BAD_REQUEST, "approval_expired"),
+                A::BadSignature => (StatusCode::BAD_REQUEST, "bad_approval_signature"),
+                A::NoApproverKey => (StatusCode::FORBIDDEN, "no_approver_key"),
+                A::NotAnApprover => (StatusCode::FORBIDDEN, "not_an_approver"),
+                A::OwnTransfer => (StatusCode::FORBIDDEN, "own_transfer"),
+                A::NotAwaiting(_) => (StatusCode::CONFLICT, "not_awaiting_vote"),
+                A::AlreadyVoted => (StatusCode::CONFLICT, "already_voted"),
+                _ => (StatusCode::BAD_REQUEST, "approval_refused"),
+            };
+            ApiError::new(status, code, a.to_string())
+        }
         E::Sealed => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "sealed",

@@ -8,6 +8,7 @@
 mod access;
 mod auth;
 mod error;
+mod governance;
 mod sys;
 mod system;
 mod webhooks;
@@ -73,6 +74,7 @@ fn api() -> OpenApiRouter<Service> {
         .merge(system::routes())
         .merge(sys::routes())
         .merge(access::routes())
+        .merge(governance::routes())
         .merge(webhooks::routes())
 }
 

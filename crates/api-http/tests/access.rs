@@ -155,6 +155,8 @@ async fn every_endpoint_against_every_role() {
     let spare = SigningKey::from_bytes(&[42; 32]).verifying_key().to_bytes();
     let grant = serde_json::json!({"principal": format!("api-key:{}", victim.id), "role": "auditor", "scope": "global"});
 
+    let none = "01900000-0000-7000-8000-000000000000";
+    let transfer = serde_json::json!({"wallet": wallet.id.to_string(), "asset": "eip155:1/native", "amount": "1", "destination": "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"});
     let rows: Vec<(&str, String, Option<serde_json::Value>)> = vec![
         ("GET", "/v1/health".into(), None),
         ("GET", "/v1/status".into(), None),
@@ -199,6 +201,36 @@ async fn every_endpoint_against_every_role() {
         ),
         ("GET", "/v1/webhooks/wh_none/deliveries".into(), None),
         ("POST", "/v1/webhook-deliveries/none/resend".into(), None),
+        ("GET", "/v1/policy".into(), None),
+        ("POST", "/v1/policy/dry-run".into(), Some(transfer.clone())),
+        ("GET", "/v1/proposals".into(), None),
+        (
+            "POST",
+            "/v1/proposals".into(),
+            Some(serde_json::json!({"change": {"kind": "set_policy", "document": "rules = []"}})),
+        ),
+        ("GET", format!("/v1/proposals/{none}"), None),
+        (
+            "POST",
+            format!("/v1/proposals/{none}/votes"),
+            Some(serde_json::json!({"vote": "approve"})),
+        ),
+        ("POST", "/v1/transfers".into(), Some(transfer)),
+        ("GET", format!("/v1/transfers/{none}"), None),
+        (
+            "POST",
+            format!("/v1/transfers/{none}/approvals"),
+            Some(
+                serde_json::json!({"vote": "approve", "expires_at_ms": 1, "signature": "00".repeat(64)}),
+            ),
+        ),
+        ("POST", format!("/v1/transfers/{none}/cancel"), None),
+        ("GET", "/v1/freezes".into(), None),
+        (
+            "POST",
+            "/v1/freezes".into(),
+            Some(serde_json::json!({"scope": format!("wallet:{}", wallet.id), "reason": "drill"})),
+        ),
     ];
     let mut out = String::new();
     for (method, uri, body) in &rows {

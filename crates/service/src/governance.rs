@@ -151,6 +151,21 @@ impl Change {
         }
     }
 
+    /// The audit action recorded when it applies.
+    fn action(&self) -> &'static str {
+        match self {
+            Change::SetPolicy { .. } => "policy.activated",
+            Change::AddAddress { .. } => "address_book.added",
+            Change::RemoveAddress { .. } => "address_book.removed",
+            Change::Grant { .. } => "grant.added",
+            Change::Revoke { .. } => "grant.removed",
+            Change::RegisterApproverKey { .. } => "approver_key.registered",
+            Change::RevokeApproverKey { .. } => "approver_key.revoked",
+            Change::SetWalletTier { .. } => "wallet.tier_set",
+            Change::ReleaseFreeze { .. } => "freeze.released",
+        }
+    }
+
     /// Who may propose it.
     fn permission(&self) -> Permission {
         match self {
@@ -498,8 +513,18 @@ impl Service {
             &Actor::System,
             "proposal.applied",
             &subject,
-            json!({ "kind": row.kind, "approvals": approvals, "quorum": quorum, "change": details }),
+            json!({ "kind": row.kind, "approvals": approvals, "quorum": quorum }),
         )?);
+        // The change itself, as its own record: what an auditor looks for.
+        let target = ["principal", "wallet", "freeze", "id"]
+            .iter()
+            .find_map(|k| details.get(*k).and_then(|v| v.as_str()))
+            .map_or_else(|| subject.clone(), str::to_owned);
+        let mut details = details;
+        if let Some(m) = details.as_object_mut() {
+            m.insert("proposal".into(), json!(row.id));
+        }
+        entries.push(entry(&row.proposed_by, change.action(), &target, details)?);
         Ok(())
     }
 

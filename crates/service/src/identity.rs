@@ -17,6 +17,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use storage::{ApiKeyRow, SessionRow, StorageError, UserRow, WalletRow};
 
+use crate::governance::{Change, ProposalView};
 use crate::keystore::entry;
 use crate::service::{Service, ServiceError};
 use crate::totp;
@@ -682,7 +683,9 @@ impl Service {
         grants: &[Grant],
         valid_days: u32,
     ) -> Result<ApiKeyRow, ServiceError> {
-        register_api_key(self, console, name, public_key, grants, valid_days).await
+        // The console's authority is the server's own files: its grants
+        // apply at once (bootstrap and automation).
+        register_api_key(self, console, name, public_key, grants, valid_days, true).await
     }
 }
 
@@ -693,6 +696,7 @@ async fn register_api_key(
     public_key: &[u8; 32],
     grants: &[Grant],
     valid_days: u32,
+    direct: bool,
 ) -> Result<ApiKeyRow, ServiceError> {
     if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
         return Err(ServiceError::Invalid(
@@ -736,64 +740,81 @@ async fn register_api_key(
     )?;
     let mut tx = svc.store().begin().await?;
     tx.insert_api_key(&row).await?;
-    for g in grants {
-        tx.insert_grant(&actor, *g, Some(row.expires_at), now, by)
-            .await?;
+    if direct {
+        for g in grants {
+            tx.insert_grant(&actor, *g, Some(row.expires_at), now, by)
+                .await?;
+        }
     }
     svc.commit(tx, &[e], now).await?;
     Ok(row)
 }
 
 impl Can<'_, perm::ManageUsers> {
+    /// Creates a user without roles and proposes each role: role changes
+    /// take the admin quorum (with a quorum of one they apply at once).
     pub async fn create_user(
         &self,
         name: &str,
         password: String,
         grants: &[Grant],
-    ) -> Result<UserRow, ServiceError> {
-        self.svc
-            .insert_user(&self.who.actor, name, password, grants)
-            .await
+    ) -> Result<(UserRow, Vec<ProposalView>), ServiceError> {
+        // Checked before anything is stored.
+        for g in grants {
+            Grant::new(g.role(), g.scope()).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        }
+        let user = self
+            .svc
+            .insert_user(&self.who.actor, name, password, &[])
+            .await?;
+        let mut proposals = Vec::new();
+        for g in grants {
+            proposals.push(self.grant(&Actor::User(user.id), *g, None).await?);
+        }
+        Ok((user, proposals))
     }
 
     pub async fn users(&self) -> Result<Vec<UserRow>, ServiceError> {
         Ok(self.svc.store().users().await?)
     }
 
-    /// Grants a role, optionally until a time (a temporary delegation that
-    /// expires on its own).
+    /// Proposes a role, optionally until a time (a temporary delegation
+    /// that expires on its own).
     pub async fn grant(
         &self,
         principal: &Actor,
         grant: Grant,
         until: Option<Timestamp>,
-    ) -> Result<(), ServiceError> {
-        let now = self.svc.now();
-        let e = entry(
-            &self.who.actor,
-            "grant.added",
-            &principal.to_string(),
-            json!({ "role": grant.role().as_str(), "scope": grant.scope().to_string(), "until_ms": until.map(|t| t.as_millis()) }),
-        )?;
-        let mut tx = self.svc.store().begin().await?;
-        tx.insert_grant(principal, grant, until, now, &self.who.actor)
-            .await?;
-        self.svc.commit(tx, &[e], now).await?;
-        Ok(())
+    ) -> Result<ProposalView, ServiceError> {
+        self.svc
+            .propose(
+                self.who,
+                Change::Grant {
+                    principal: principal.to_string(),
+                    role: grant.role().as_str().into(),
+                    scope: grant.scope().to_string(),
+                    until_ms: until.map(Timestamp::as_millis),
+                },
+            )
+            .await
     }
 
-    pub async fn revoke_grant(&self, principal: &Actor, grant: Grant) -> Result<(), ServiceError> {
-        let now = self.svc.now();
-        let e = entry(
-            &self.who.actor,
-            "grant.removed",
-            &principal.to_string(),
-            json!({ "role": grant.role().as_str(), "scope": grant.scope().to_string() }),
-        )?;
-        let mut tx = self.svc.store().begin().await?;
-        tx.delete_grant(principal, grant).await?;
-        self.svc.commit(tx, &[e], now).await?;
-        Ok(())
+    /// Proposes removing a role.
+    pub async fn revoke_grant(
+        &self,
+        principal: &Actor,
+        grant: Grant,
+    ) -> Result<ProposalView, ServiceError> {
+        self.svc
+            .propose(
+                self.who,
+                Change::Revoke {
+                    principal: principal.to_string(),
+                    role: grant.role().as_str().into(),
+                    scope: grant.scope().to_string(),
+                },
+            )
+            .await
     }
 }
 
@@ -804,16 +825,35 @@ impl Can<'_, perm::ManageApiKeys> {
         public_key: &[u8; 32],
         grants: &[Grant],
         valid_days: u32,
-    ) -> Result<ApiKeyRow, ServiceError> {
-        register_api_key(
+    ) -> Result<(ApiKeyRow, Vec<ProposalView>), ServiceError> {
+        let row = register_api_key(
             self.svc,
             &self.who.actor,
             name,
             public_key,
             grants,
             valid_days,
+            false,
         )
-        .await
+        .await?;
+        // Its roles are proposals, lapsing with the key.
+        let mut proposals = Vec::new();
+        for g in grants {
+            proposals.push(
+                self.svc
+                    .propose(
+                        self.who,
+                        Change::Grant {
+                            principal: Actor::ApiKey(row.id).to_string(),
+                            role: g.role().as_str().into(),
+                            scope: g.scope().to_string(),
+                            until_ms: Some(row.expires_at.as_millis()),
+                        },
+                    )
+                    .await?,
+            );
+        }
+        Ok((row, proposals))
     }
 
     pub async fn api_keys(&self) -> Result<Vec<ApiKeyRow>, ServiceError> {

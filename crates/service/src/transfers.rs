@@ -102,7 +102,9 @@ impl Service {
                 req.asset
             )));
         };
-        let net = self.eth_network(chain_id)?;
+        let net = self
+            .eth_network(chain_id)
+            .map_err(|e| invalid(format!("asset {}: {e}", req.asset)))?;
         let asset = match req.asset.kind() {
             AssetKind::Native => Asset::ether(chain_id),
             AssetKind::Erc20(_) => net

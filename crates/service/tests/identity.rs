@@ -585,7 +585,7 @@ async fn capabilities_follow_grants_scopes_and_expiry(f: Fixture) {
 
     // A viewer signed in without TOTP, then made admin: the same session
     // does not carry admin rights until a second factor is verified.
-    let vic = users
+    let (vic, _) = users
         .create_user(
             "vic",
             "a long enough password".into(),

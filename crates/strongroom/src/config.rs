@@ -38,8 +38,33 @@ struct RawConfig {
     #[serde(default)]
     log: RawLog,
     hsm: Option<RawHsm>,
+    governance: RawGovernance,
     #[serde(default)]
     ethereum: Vec<RawEthereum>,
+}
+
+/// `[governance]`: who must agree before rules, roles and keys change.
+/// The quorum and the cooling-off period have no defaults: they are a
+/// decision of the installation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGovernance {
+    admin_quorum: u32,
+    whitelist_cooling_off_hours: u64,
+    #[serde(default = "default_proposal_ttl")]
+    proposal_ttl_hours: u64,
+    #[serde(default = "default_day")]
+    approval_window_hours: u64,
+    #[serde(default = "default_day")]
+    max_approval_ttl_hours: u64,
+}
+
+fn default_proposal_ttl() -> u64 {
+    168
+}
+
+fn default_day() -> u64 {
+    24
 }
 
 /// One `[[ethereum]]` network. Wei amounts are strings of digits: TOML
@@ -234,6 +259,7 @@ pub struct Config {
     pub log_format: LogFormat,
     pub log_level: String,
     pub hsm: Option<HsmConfig>,
+    pub governance: service::governance::GovernanceConfig,
     pub ethereum: Vec<EthereumConfig>,
 }
 
@@ -363,6 +389,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             ));
         }
     };
+    let governance = governance(&raw.governance)?;
     let mut ethereum = Vec::with_capacity(raw.ethereum.len());
     for (i, e) in raw.ethereum.into_iter().enumerate() {
         let net = eth(e, i)?;
@@ -379,6 +406,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     }
     Ok(Config {
         hsm,
+        governance,
         ethereum,
         listen,
         max_body_bytes: usize::try_from(raw.server.max_body_bytes).unwrap_or(usize::MAX),
@@ -390,6 +418,42 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         checkpoint_every: Duration::from_secs(raw.audit.checkpoint_every_seconds),
         log_format: raw.log.format,
         log_level: raw.log.level,
+    })
+}
+
+fn governance(g: &RawGovernance) -> Result<service::governance::GovernanceConfig, ConfigError> {
+    if !(1..=20).contains(&g.admin_quorum) {
+        return Err(ConfigError::new(
+            "governance.admin_quorum",
+            "must be between 1 and 20 (admins whose approval a change needs)",
+        ));
+    }
+    let hours = |key: &str, v: u64, min: u64, max: u64| -> Result<i64, ConfigError> {
+        if !(min..=max).contains(&v) {
+            return Err(ConfigError::new(
+                &format!("governance.{key}"),
+                format!("must be between {min} and {max} hours"),
+            ));
+        }
+        // At most a year of hours: no overflow.
+        Ok(i64::try_from(v).unwrap_or(0) * 3_600_000)
+    };
+    Ok(service::governance::GovernanceConfig {
+        admin_quorum: g.admin_quorum,
+        whitelist_cooling_off_ms: hours(
+            "whitelist_cooling_off_hours",
+            g.whitelist_cooling_off_hours,
+            0,
+            24 * 90,
+        )?,
+        proposal_ttl_ms: hours("proposal_ttl_hours", g.proposal_ttl_hours, 1, 24 * 90)?,
+        approval_window_ms: hours("approval_window_hours", g.approval_window_hours, 1, 24 * 30)?,
+        max_approval_ttl_ms: hours(
+            "max_approval_ttl_hours",
+            g.max_approval_ttl_hours,
+            1,
+            24 * 30,
+        )?,
     })
 }
 
@@ -669,6 +733,12 @@ checkpoint_every_seconds = 60
 [log]
 format = "text"
 level = "info"
+
+# One admin on a dev machine: their proposals apply at once. Production
+# installations set a quorum of two or more.
+[governance]
+admin_quorum = 1
+whitelist_cooling_off_hours = 0
 "#
     );
     if let Some(url) = eth {
@@ -709,6 +779,9 @@ signing_key_file = "audit.key"
 checkpoint_file = "audit.checkpoints"
 checkpoint_every_records = 100
 checkpoint_every_seconds = 60
+[governance]
+admin_quorum = 2
+whitelist_cooling_off_hours = 24
 "#;
 
     #[test]
@@ -820,16 +893,16 @@ checkpoint_every_seconds = 60
             error: database.url: expected sqlite://PATH or postgres://USER@HOST:PORT/DATABASE
             error: audit.extra: unknown field `extra`, expected one of `signing_key_file`, `hsm_key`, `checkpoint_file`, `checkpoint_every_records`, `checkpoint_every_seconds` (line 7, column 1)
             error: database.password_env: applies to PostgreSQL only
-            error: log.format: unknown variant `xml`, expected `json` or `text` (line 13, column 10)
+            error: log.format: unknown variant `xml`, expected `json` or `text` (line 16, column 10)
             error: log.level: "[" is not a log filter such as info or strongroom=debug
-            error: unknown: unknown field `unknown`, expected one of `server`, `database`, `audit`, `log`, `hsm`, `ethereum` (line 12, column 2)
+            error: unknown: unknown field `unknown`, expected one of `server`, `database`, `audit`, `log`, `hsm`, `governance`, `ethereum` (line 15, column 2)
             error: audit.hsm_key: needs an [hsm] section
             error: audit.hsm_key: set either signing_key_file or hsm_key, not both
             error: hsm.pin_file: the PIN comes from pin_file or pin_env, never from the configuration
-            error: hsm.pin: unknown field `pin`, expected one of `module`, `token_label`, `pin_file`, `pin_env`, `sessions` (line 15, column 1)
+            error: hsm.pin: unknown field `pin`, expected one of `module`, `token_label`, `pin_file`, `pin_env`, `sessions` (line 18, column 1)
             error: (syntax): unclosed table, expected `]` (line 1, column 8)
             ok: 127.0.0.1:8200 Sqlite { path: "/etc/strongroom/data/strongroom.db" }
-            error: ethereum[0].max_fee_per_gas_wei: invalid type: integer `200000000000`, expected a string (line 16, column 23)
+            error: ethereum[0].max_fee_per_gas_wei: invalid type: integer `200000000000`, expected a string (line 19, column 23)
             error: ethereum[0].max_fee_per_gas_wei: must be a whole number of wei, in digits
             error: ethereum[0].max_fee_per_gas_wei: must be a whole number of wei, in digits
             error: ethereum[0].endpoints[0]: must be an http:// URL (TLS is not built in yet: reach remote nodes through a TLS proxy on loopback)

@@ -29,22 +29,49 @@ fn failure(e: ServiceError) -> Failure {
     }
 }
 
-/// `strongroom eth register-sender`: the key's address sends on the network.
-pub(crate) fn register_sender(c: Config, key: &str, chain_id: u64) -> Result<(), Failure> {
+/// `strongroom eth register-sender`: the key's address sends on the
+/// network; with `--wallet NAME`, in a new wallet of that name (grants and
+/// policies reach it through the wallet).
+pub(crate) fn register_sender(
+    c: Config,
+    key: &str,
+    chain_id: u64,
+    wallet: Option<&str>,
+) -> Result<(), Failure> {
     let key: KeyId = key
         .parse()
         .map_err(|e: domain::IdError| usage("--key", e.to_string()))?;
     runtime()?.block_on(async move {
         let (svc, store) = build_service(&c).await?;
         connect_ethereum(&svc, &c).await?;
-        let row = svc
-            .register_eth_sender(&console_actor(), key, chain_id)
-            .await
-            .map_err(failure);
+        let r = async {
+            let row = svc
+                .register_eth_sender(&console_actor(), key, chain_id)
+                .await
+                .map_err(failure)?;
+            let address: EthAddress = row.address.parse().context("the stored address")?;
+            let wallet = match wallet {
+                Some(name) => {
+                    let w = svc
+                        .console_create_wallet(&console_actor(), name)
+                        .await
+                        .map_err(failure)?;
+                    svc.console_assign_eth_sender(&console_actor(), chain_id, address, w.id)
+                        .await
+                        .map_err(failure)?;
+                    Some(w.id)
+                }
+                None => None,
+            };
+            Ok::<_, Failure>((row, address, wallet))
+        }
+        .await;
         store.close().await;
-        let row = row?;
-        let address: EthAddress = row.address.parse().context("the stored address")?;
+        let (row, address, wallet) = r?;
         println!("address {address}");
+        if let Some(w) = wallet {
+            println!("wallet {w}");
+        }
         println!("network {} first nonce {}", row.network, row.first_nonce);
         Ok(())
     })

@@ -6,6 +6,7 @@
 mod apikey;
 mod config;
 mod ethctl;
+mod govern;
 mod keyctl;
 mod offline;
 mod operator;
@@ -92,6 +93,49 @@ enum Command {
     /// Air-gapped operations: no configuration, no database, no network.
     #[command(subcommand)]
     Offline(OfflineCommand),
+    /// Approvers' own Ed25519 keys.
+    #[command(subcommand)]
+    ApproverKey(ApproverKeyCommand),
+    /// Approve (or reject) a transfer: shows it, signs the approval
+    /// statement with your approver key, and sends it.
+    Approve {
+        #[arg(long, default_value = "http://127.0.0.1:8200", env = "STRONGROOM_ADDR")]
+        addr: String,
+        /// Your API key (who you are to the server).
+        #[arg(long, env = "STRONGROOM_KEY_FILE")]
+        key_file: PathBuf,
+        /// Your approver key (what your approval is signed with).
+        #[arg(long, env = "STRONGROOM_APPROVER_KEY")]
+        approver_key: PathBuf,
+        #[arg(long)]
+        transfer: String,
+        /// Reject instead: any single rejection ends the transfer.
+        #[arg(long)]
+        reject: bool,
+        /// How long the approval stays valid.
+        #[arg(long, default_value_t = 60)]
+        ttl_minutes: u32,
+    },
+    /// Transfers: would one be allowed, and why?
+    #[command(subcommand)]
+    Transfer(TransferCommand),
+    /// Policy documents.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Freeze at once from the console (the server's own files), for when
+    /// the API cannot be reached. Releasing is a proposal under quorum.
+    Freeze {
+        #[arg(long, short, env = "STRONGROOM_CONFIG")]
+        config: PathBuf,
+        /// `global`, `wallet:<uuid>` or `key:<uuid>`.
+        #[arg(long)]
+        scope: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Operator-kept prices for rules written in USD.
+    #[command(subcommand)]
+    Price(PriceCommand),
     /// Send one request signed with an API key and print the answer.
     Api {
         #[arg(long, default_value = "http://127.0.0.1:8200", env = "STRONGROOM_ADDR")]
@@ -105,6 +149,55 @@ enum Command {
         /// A JSON body.
         #[arg(long)]
         body: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ApproverKeyCommand {
+    /// Make a key pair: the private half to --out (0600), the public half printed.
+    New {
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TransferCommand {
+    /// Judge a transfer against the policy in force, creating nothing.
+    DryRun {
+        #[arg(long, default_value = "http://127.0.0.1:8200", env = "STRONGROOM_ADDR")]
+        addr: String,
+        #[arg(long, env = "STRONGROOM_KEY_FILE")]
+        key_file: PathBuf,
+        #[arg(long)]
+        wallet: String,
+        /// e.g. eip155:1/native
+        #[arg(long)]
+        asset: String,
+        /// A decimal amount in the asset's units.
+        #[arg(long)]
+        amount: String,
+        #[arg(long)]
+        to: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Check a policy file (TOML or JSON) as the server will read it.
+    Check { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+enum PriceCommand {
+    /// Set an asset's price in US dollars (a decimal string).
+    Set {
+        #[arg(long, short, env = "STRONGROOM_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        asset: String,
+        #[arg(long)]
+        usd: String,
     },
 }
 
@@ -165,6 +258,9 @@ enum EthCommand {
         key: String,
         #[arg(long)]
         chain_id: u64,
+        /// Put the sender in a new wallet of this name.
+        #[arg(long)]
+        wallet: Option<String>,
     },
     /// Compares an address's nonces on chain with those Strongroom handed out.
     Nonces {
@@ -467,6 +563,39 @@ fn main() -> ExitCode {
             &out,
             trust_input_amounts,
         ),
+        Command::ApproverKey(ApproverKeyCommand::New { out }) => govern::new_approver_key(&out),
+        Command::Approve {
+            addr,
+            key_file,
+            approver_key,
+            transfer,
+            reject,
+            ttl_minutes,
+        } => govern::approve(
+            &addr,
+            &key_file,
+            &approver_key,
+            &transfer,
+            reject,
+            ttl_minutes,
+        ),
+        Command::Transfer(TransferCommand::DryRun {
+            addr,
+            key_file,
+            wallet,
+            asset,
+            amount,
+            to,
+        }) => govern::dry_run(&addr, &key_file, &wallet, &asset, &amount, &to),
+        Command::Policy(PolicyCommand::Check { file }) => govern::check_policy(&file),
+        Command::Freeze {
+            config,
+            scope,
+            reason,
+        } => load(&config).and_then(|c| govern::freeze(c, &scope, &reason)),
+        Command::Price(PriceCommand::Set { config, asset, usd }) => {
+            load(&config).and_then(|c| govern::set_price(c, &asset, &usd))
+        }
         Command::Api {
             addr,
             key_file,
@@ -479,7 +608,9 @@ fn main() -> ExitCode {
                 config,
                 key,
                 chain_id,
-            } => load(&config).and_then(|c| ethctl::register_sender(c, &key, chain_id)),
+                wallet,
+            } => load(&config)
+                .and_then(|c| ethctl::register_sender(c, &key, chain_id, wallet.as_deref())),
             EthCommand::Nonces {
                 config,
                 chain_id,

@@ -58,7 +58,7 @@ fn request(
     signed_request(addr, method, path, body, None)
 }
 
-fn signed_request(
+pub(crate) fn signed_request(
     addr: &str,
     method: &str,
     path_and_query: &str,

@@ -121,6 +121,7 @@ pub(crate) async fn build_service(c: &Config) -> Result<(Service, Store), Failur
             Service::with_hsm_wrapper(store.clone(), Arc::new(SystemClock), checkpointer, hsm)
         }
     };
+    svc.set_governance(c.governance);
     Ok((svc, store))
 }
 
@@ -250,6 +251,21 @@ pub(crate) fn run(c: Config) -> Result<(), Failure> {
             }
         });
 
+        // Time locks that end and approvals that do not arrive in time.
+        let lifecycle = tokio::spawn({
+            let svc = svc.clone();
+            async move {
+                let mut interval = tokio::time::interval(Duration::from_secs(5));
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    interval.tick().await;
+                    if let Err(e) = svc.advance_transfers().await {
+                        tracing::error!(error = %e, "transfer time-lock and expiry pass failed");
+                    }
+                }
+            }
+        });
+
         let ticker = tokio::spawn({
             let svc = svc.clone();
             let every = policy.every;
@@ -287,6 +303,7 @@ pub(crate) fn run(c: Config) -> Result<(), Failure> {
         .await;
         ticker.abort();
         deliverer.abort();
+        lifecycle.abort();
         for w in &watchers {
             w.abort();
         }

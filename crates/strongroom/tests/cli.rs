@@ -44,6 +44,9 @@ checkpoint_every_seconds = 60
 [log]
 format = "json"
 level = "info"
+[governance]
+admin_quorum = 1
+whitelist_cooling_off_hours = 24
 "#
         ),
     )
@@ -1095,4 +1098,252 @@ fn offline_signing_of_a_psbt() {
     let o = strongroom(&a.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(!signed.exists());
+}
+
+/// Governance and approvals from the command line against a running
+/// server: a policy checked, proposed and approved by an admin; an
+/// approver key made and registered; a transfer dry-run, requested,
+/// approved with `strongroom approve`; a console freeze stops new ones.
+#[test]
+fn policy_approvals_and_freeze_from_the_cli() {
+    use chain_eth_client::testing::Anvil;
+    let anvil = Anvil::start();
+    let (dir, config) = data_dir("sqlite://strongroom.db");
+    let cfg = config.to_str().unwrap();
+    add_ethereum(&config, 31337, anvil.url());
+    let quorum = init_keystore(cfg, &dir.path().join("shares"), 2, 2).join("\n") + "\n";
+    let o = strongroom_with_input(
+        &[
+            "key",
+            "create",
+            "--config",
+            cfg,
+            "--purpose",
+            "transfer-signing",
+            "--algorithm",
+            "ecdsa-secp256k1",
+        ],
+        &quorum,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let key = stdout(&o)
+        .lines()
+        .find_map(|l| l.strip_prefix("key ").map(str::to_owned))
+        .unwrap();
+    let o = strongroom(&[
+        "eth",
+        "register-sender",
+        "--config",
+        cfg,
+        "--key",
+        &key,
+        "--chain-id",
+        "31337",
+        "--wallet",
+        "treasury",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let wallet = stdout(&o)
+        .lines()
+        .find_map(|l| l.strip_prefix("wallet ").map(str::to_owned))
+        .unwrap();
+
+    let person = |name: &str, role: &str, scope: &str| -> (PathBuf, String) {
+        let file = dir.path().join(format!("{name}.key"));
+        let o = strongroom(&[
+            "apikey",
+            "create",
+            "--config",
+            cfg,
+            "--name",
+            name,
+            "--role",
+            role,
+            "--scope",
+            scope,
+            "--out",
+            file.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let text = std::fs::read_to_string(&file).unwrap();
+        let id = text
+            .lines()
+            .nth(1)
+            .unwrap()
+            .strip_prefix("id ")
+            .unwrap()
+            .to_owned();
+        (file, format!("api-key:{id}"))
+    };
+    let scope = format!("wallet:{wallet}");
+    let (admin, _) = person("admin", "admin", "global");
+    let (writer, _) = person("writer", "policy-admin", "global");
+    let (initiator, _) = person("initiator", "initiator", &scope);
+    let (approver, approver_id) = person("approver", "approver", &scope);
+
+    let approver_key = dir.path().join("approver.sign");
+    let o = strongroom(&[
+        "approver-key",
+        "new",
+        "--out",
+        approver_key.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let public = stdout(&o)
+        .lines()
+        .find_map(|l| l.strip_prefix("public key: ").map(str::to_owned))
+        .unwrap();
+
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[[groups]]\nname = \"approvers\"\nmembers = [\"{approver_id}\"]\n\n\
+             [[rules]]\nname = \"small\"\namount = {{ at_most = \"1\" }}\naction = \"allow\"\n\n\
+             [[rules]]\nname = \"large\"\naction = \"require_approval\"\n\
+             approvals = {{ group = \"approvers\", threshold = 1 }}\n"
+        ),
+    )
+    .unwrap();
+    let o = strongroom(&["policy", "check", policy.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("ok: 2 rules"), "{}", stdout(&o));
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[[rules]]\nname = \"x\"\naction = \"alow\"\n").unwrap();
+    let o = strongroom(&["policy", "check", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+
+    let server = Server::start(&config);
+    for share in quorum.lines() {
+        let o = strongroom_with_input(
+            &["operator", "unseal", "--addr", &server.base],
+            &format!("{share}\n"),
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let api =
+        |key: &Path, method: &str, path: &str, body: Option<&str>| -> (bool, serde_json::Value) {
+            let mut args = vec![
+                "api",
+                "--addr",
+                server.base.as_str(),
+                "--key-file",
+                key.to_str().unwrap(),
+                method,
+                path,
+            ];
+            if let Some(b) = body {
+                args.extend(["--body", b]);
+            }
+            let o = strongroom(&args);
+            let out = stdout(&o);
+            let json = out.lines().nth(1).unwrap_or("null");
+            (
+                o.status.success(),
+                serde_json::from_str(json).unwrap_or(serde_json::Value::Null),
+            )
+        };
+    let document = std::fs::read_to_string(&policy).unwrap();
+    let body =
+        serde_json::json!({"change": {"kind": "set_policy", "document": document}}).to_string();
+    let (ok, p) = api(&writer, "POST", "/v1/proposals", Some(&body));
+    assert!(ok, "{p}");
+    assert_eq!(
+        p["state"], "open",
+        "a policy admin's proposal waits for an admin"
+    );
+    let id = p["id"].as_str().unwrap().to_owned();
+    let (ok, p) = api(
+        &admin,
+        "POST",
+        &format!("/v1/proposals/{id}/votes"),
+        Some(r#"{"vote":"approve"}"#),
+    );
+    assert!(ok, "{p}");
+    assert_eq!(p["state"], "applied");
+    let body = serde_json::json!({"change": {"kind": "register_approver_key", "principal": approver_id, "public_key": public}}).to_string();
+    let (ok, p) = api(&admin, "POST", "/v1/proposals", Some(&body));
+    assert!(ok && p["state"] == "applied", "{p}");
+
+    let to = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
+    let o = strongroom(&[
+        "transfer",
+        "dry-run",
+        "--addr",
+        &server.base,
+        "--key-file",
+        initiator.to_str().unwrap(),
+        "--wallet",
+        &wallet,
+        "--asset",
+        "eip155:31337/native",
+        "--amount",
+        "5",
+        "--to",
+        to,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("policy version 1"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("rule 2 large: matched"),
+        "{}",
+        stdout(&o)
+    );
+
+    let body = serde_json::json!({"wallet": wallet, "asset": "eip155:31337/native", "amount": "5", "destination": to}).to_string();
+    let (ok, t) = api(&initiator, "POST", "/v1/transfers", Some(&body));
+    assert!(ok, "{t}");
+    assert_eq!(t["state"], "pending_approval");
+    let transfer = t["id"].as_str().unwrap().to_owned();
+    let approve = |reject: bool| {
+        let mut args = vec![
+            "approve",
+            "--addr",
+            server.base.as_str(),
+            "--key-file",
+            approver.to_str().unwrap(),
+            "--approver-key",
+            approver_key.to_str().unwrap(),
+            "--transfer",
+            transfer.as_str(),
+        ];
+        if reject {
+            args.push("--reject");
+        }
+        strongroom(&args)
+    };
+    let o = approve(false);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("approved → approved"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("amount      5000000000000000000"),
+        "{}",
+        stdout(&o)
+    );
+    // Once only.
+    let o = approve(true);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("already_voted"), "{}", stderr(&o));
+
+    // A freeze from the console, the server running: new transfers stop.
+    let o = strongroom(&[
+        "freeze", "--config", cfg, "--scope", &scope, "--reason", "drill",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let body = serde_json::json!({"wallet": wallet, "asset": "eip155:31337/native", "amount": "0.5", "destination": to}).to_string();
+    let (ok, _) = api(&initiator, "POST", "/v1/transfers", Some(&body));
+    assert!(!ok, "a frozen wallet takes no transfer");
+    let (ok, f) = api(&admin, "GET", "/v1/freezes", None);
+    assert!(ok && f[0]["scope"] == scope.as_str(), "{f}");
+    let o = strongroom(&[
+        "freeze",
+        "--config",
+        cfg,
+        "--scope",
+        "everything",
+        "--reason",
+        "x",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    server.terminate();
 }

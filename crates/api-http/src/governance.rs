@@ -1,0 +1,530 @@
+//! Policy, governance, freezes, transfers and approvals over HTTP.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use domain::{Permission, Timestamp, TransferId, WalletId, permits};
+use serde::{Deserialize, Serialize};
+use service::Service;
+use service::governance::{Change, FreezeScope, ProposalView};
+use service::identity::{AuthError, Principal, perm};
+use service::storage::{ApprovalRow, FreezeRow, ProposalRow, TransferRow};
+use service::transfers::{TransferRequest, VoteRequest};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::{Authed, auth_error, can};
+use crate::error::{ApiError, ErrorBody, service_error};
+
+pub(crate) fn routes() -> OpenApiRouter<Service> {
+    OpenApiRouter::new()
+        .routes(routes!(current_policy))
+        .routes(routes!(dry_run))
+        .routes(routes!(list_proposals, create_proposal))
+        .routes(routes!(get_proposal))
+        .routes(routes!(vote_proposal))
+        .routes(routes!(list_freezes, create_freeze))
+        .routes(routes!(create_transfer))
+        .routes(routes!(get_transfer))
+        .routes(routes!(vote_transfer))
+        .routes(routes!(cancel_transfer))
+}
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+}
+
+fn not_found(what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("{what} not found"),
+    )
+}
+
+/// Those who govern or oversee read proposals, freezes and the policy.
+fn overseer(who: &Principal) -> Result<(), ApiError> {
+    let any = [
+        Permission::ManageUsers,
+        Permission::ManagePolicy,
+        Permission::Freeze,
+        Permission::ReadAudit,
+    ]
+    .iter()
+    .any(|p| permits(who.grants(), *p, None));
+    if !any {
+        return Err(auth_error(&AuthError::Forbidden));
+    }
+    if !who.mfa() {
+        return Err(auth_error(&AuthError::MfaRequired));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PolicyDto {
+    version: u64,
+    digest: String,
+    /// The document as canonical JSON.
+    #[schema(value_type = Object)]
+    document: serde_json::Value,
+    created_at_ms: i64,
+}
+
+/// The policy in force (`404` before the first one).
+#[utoipa::path(get, path = "/v1/policy", tag = "policy",
+    responses((status = 200, body = PolicyDto), (status = 404, body = ErrorBody)))]
+async fn current_policy(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+) -> Result<Json<PolicyDto>, ApiError> {
+    overseer(&who)?;
+    let p = svc
+        .store()
+        .current_policy()
+        .await
+        .map_err(|e| service_error(e.into()))?
+        .ok_or_else(|| not_found("policy"))?;
+    Ok(Json(PolicyDto {
+        version: p.version,
+        digest: p.digest,
+        document: serde_json::from_str(&p.document).map_err(|_| bad("stored policy"))?,
+        created_at_ms: p.created_at.as_millis(),
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransferBody {
+    wallet: String,
+    /// `eip155:<chain>/native` or `eip155:<chain>/erc20:<contract>`.
+    asset: String,
+    /// A decimal amount in the asset's units, as a string.
+    amount: String,
+    destination: String,
+    reference: Option<String>,
+}
+
+impl TransferBody {
+    fn parse(&self) -> Result<TransferRequest, ApiError> {
+        Ok(TransferRequest {
+            wallet: self
+                .wallet
+                .parse()
+                .map_err(|e: domain::IdError| bad(e.to_string()))?,
+            asset: self
+                .asset
+                .parse()
+                .map_err(|e: domain::AssetError| bad(e.to_string()))?,
+            amount: self.amount.clone(),
+            destination: self.destination.clone(),
+            reference: self.reference.clone(),
+        })
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DecisionDto {
+    /// The policy version judged under (none before the first policy).
+    policy_version: Option<u64>,
+    /// The decision with its explanation: outcome, deciding rule, trace.
+    #[schema(value_type = Object)]
+    decision: serde_json::Value,
+    /// The explanation as text, one line per rule tried.
+    explanation: String,
+}
+
+/// Would this transfer be allowed, and why? Nothing is created.
+#[utoipa::path(post, path = "/v1/policy/dry-run", tag = "policy", request_body = TransferBody,
+    responses((status = 200, body = DecisionDto), (status = 400, body = ErrorBody)))]
+async fn dry_run(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Json(body): Json<TransferBody>,
+) -> Result<Json<DecisionDto>, ApiError> {
+    let req = body.parse()?;
+    let can = svc
+        .authorize::<perm::InitiateTransfer>(&who, Some(req.wallet))
+        .map_err(|e| auth_error(&e))?;
+    let j = can.dry_run(&req).await.map_err(service_error)?;
+    Ok(Json(DecisionDto {
+        policy_version: j.policy_version,
+        decision: serde_json::to_value(&j.decision).map_err(|_| bad("decision"))?,
+        explanation: j.decision.to_string(),
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VoteDto {
+    voter: String,
+    vote: String,
+    at_ms: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProposalDto {
+    id: String,
+    kind: String,
+    summary: String,
+    #[schema(value_type = Object)]
+    change: serde_json::Value,
+    proposed_by: String,
+    /// `open`, `applied`, `vetoed` or `expired`.
+    state: String,
+    created_at_ms: i64,
+    expires_at_ms: i64,
+    votes: Vec<VoteDto>,
+}
+
+fn proposal_dto(p: ProposalRow, votes: Vec<VoteDto>) -> ProposalDto {
+    ProposalDto {
+        change: serde_json::from_str(&p.payload).unwrap_or(serde_json::Value::Null),
+        id: p.id,
+        kind: p.kind,
+        summary: p.summary,
+        proposed_by: p.proposed_by.to_string(),
+        state: p.state,
+        created_at_ms: p.created_at.as_millis(),
+        expires_at_ms: p.expires_at.as_millis(),
+        votes,
+    }
+}
+
+fn view_dto(v: ProposalView) -> ProposalDto {
+    let votes = v
+        .votes
+        .into_iter()
+        .map(|v| VoteDto {
+            voter: v.voter.to_string(),
+            vote: v.vote,
+            at_ms: v.at.as_millis(),
+        })
+        .collect();
+    proposal_dto(v.proposal, votes)
+}
+
+/// Recent proposals, newest first.
+#[utoipa::path(get, path = "/v1/proposals", tag = "governance",
+    responses((status = 200, body = [ProposalDto])))]
+async fn list_proposals(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+) -> Result<Json<Vec<ProposalDto>>, ApiError> {
+    overseer(&who)?;
+    let rows = svc.proposals(200).await.map_err(service_error)?;
+    Ok(Json(
+        rows.into_iter().map(|p| proposal_dto(p, vec![])).collect(),
+    ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProposalBody {
+    /// `{"kind": "set_policy", "document": "..."}`, `add_address`,
+    /// `remove_address`, `grant`, `revoke`, `register_approver_key`,
+    /// `revoke_approver_key`, `set_wallet_tier`, `release_freeze`.
+    #[schema(value_type = Object)]
+    change: serde_json::Value,
+}
+
+/// Proposes a change. An admin's proposal carries their approval; it
+/// applies when the admin quorum is reached.
+#[utoipa::path(post, path = "/v1/proposals", tag = "governance", request_body = ProposalBody,
+    responses((status = 201, body = ProposalDto), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn create_proposal(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Json(body): Json<ProposalBody>,
+) -> Result<(StatusCode, Json<ProposalDto>), ApiError> {
+    let change: Change =
+        serde_json::from_value(body.change).map_err(|e| bad(format!("change: {e}")))?;
+    let v = svc.propose(&who, change).await.map_err(service_error)?;
+    Ok((StatusCode::CREATED, Json(view_dto(v))))
+}
+
+/// One proposal with its votes.
+#[utoipa::path(get, path = "/v1/proposals/{id}", tag = "governance",
+    params(("id" = String, Path)), responses((status = 200, body = ProposalDto), (status = 404, body = ErrorBody)))]
+async fn get_proposal(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Path(id): Path<String>,
+) -> Result<Json<ProposalDto>, ApiError> {
+    overseer(&who)?;
+    let v = svc.proposal(&id).await.map_err(service_error)?;
+    Ok(Json(view_dto(v)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProposalVote {
+    /// `approve` or `veto`.
+    vote: String,
+}
+
+/// An admin's vote on a proposal: `approve` counts toward the quorum,
+/// `veto` ends it.
+#[utoipa::path(post, path = "/v1/proposals/{id}/votes", tag = "governance", request_body = ProposalVote,
+    params(("id" = String, Path)), responses((status = 200, body = ProposalDto), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn vote_proposal(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Path(id): Path<String>,
+    Json(body): Json<ProposalVote>,
+) -> Result<Json<ProposalDto>, ApiError> {
+    let approve = match body.vote.as_str() {
+        "approve" => true,
+        "veto" => false,
+        _ => return Err(bad("vote: approve or veto")),
+    };
+    let v = svc.vote(&who, &id, approve).await.map_err(service_error)?;
+    Ok(Json(view_dto(v)))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FreezeDto {
+    id: String,
+    scope: String,
+    reason: String,
+    frozen_by: String,
+    frozen_at_ms: i64,
+    /// When a quorum's release takes effect (after its cool-down).
+    released_at_ms: Option<i64>,
+}
+
+fn freeze_dto(f: FreezeRow) -> FreezeDto {
+    FreezeDto {
+        id: f.id,
+        scope: f.scope,
+        reason: f.reason,
+        frozen_by: f.frozen_by.to_string(),
+        frozen_at_ms: f.frozen_at.as_millis(),
+        released_at_ms: f.released_at.map(Timestamp::as_millis),
+    }
+}
+
+/// Freezes in force.
+#[utoipa::path(get, path = "/v1/freezes", tag = "governance",
+    responses((status = 200, body = [FreezeDto])))]
+async fn list_freezes(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+) -> Result<Json<Vec<FreezeDto>>, ApiError> {
+    overseer(&who)?;
+    let rows = svc.freezes().await.map_err(service_error)?;
+    Ok(Json(rows.into_iter().map(freeze_dto).collect()))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FreezeBody {
+    /// `global`, `wallet:<uuid>` or `key:<uuid>`.
+    scope: String,
+    reason: String,
+}
+
+/// Freezes at once (security officer or admin). Releasing takes a
+/// `release_freeze` proposal under the admin quorum.
+#[utoipa::path(post, path = "/v1/freezes", tag = "governance", request_body = FreezeBody,
+    responses((status = 201, body = FreezeDto), (status = 400, body = ErrorBody)))]
+async fn create_freeze(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Json(body): Json<FreezeBody>,
+) -> Result<(StatusCode, Json<FreezeDto>), ApiError> {
+    let can = can::<perm::Freeze>(&svc, &who)?;
+    let scope: FreezeScope = body.scope.parse().map_err(service_error)?;
+    let f = can
+        .freeze(scope, &body.reason)
+        .await
+        .map_err(service_error)?;
+    Ok((StatusCode::CREATED, Json(freeze_dto(f))))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApprovalDto {
+    approver: String,
+    vote: String,
+    expires_at_ms: i64,
+    at_ms: i64,
+    voided: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TransferDto {
+    id: String,
+    wallet: String,
+    initiator: String,
+    asset: String,
+    /// Base units, as a decimal string.
+    amount: String,
+    destination: String,
+    /// `blocked`, `pending_approval`, `time_locked`, `approved`, `submitted`,
+    /// `rejected`, `expired` or `cancelled`.
+    state: String,
+    /// What approvers sign: the intent's digest, the policy version and the
+    /// decision id (with their vote and an expiry).
+    digest: String,
+    policy_version: u64,
+    decision_id: String,
+    #[schema(value_type = Object)]
+    decision: serde_json::Value,
+    expires_at_ms: Option<i64>,
+    unlock_at_ms: Option<i64>,
+    eth_send: Option<String>,
+    created_at_ms: i64,
+    approvals: Vec<ApprovalDto>,
+}
+
+fn transfer_dto(t: TransferRow, approvals: Vec<ApprovalRow>) -> TransferDto {
+    TransferDto {
+        id: t.id.to_string(),
+        wallet: t.wallet.to_string(),
+        initiator: t.initiator.to_string(),
+        asset: t.asset,
+        amount: t.amount.to_string(),
+        destination: t.destination,
+        state: t.state,
+        digest: t.digest,
+        policy_version: t.policy_version,
+        decision_id: t.decision_id,
+        decision: serde_json::from_str(&t.decision).unwrap_or(serde_json::Value::Null),
+        expires_at_ms: t.expires_at.map(Timestamp::as_millis),
+        unlock_at_ms: t.unlock_at.map(Timestamp::as_millis),
+        eth_send: t.eth_send_id,
+        created_at_ms: t.created_at.as_millis(),
+        approvals: approvals
+            .into_iter()
+            .map(|a| ApprovalDto {
+                approver: a.approver.to_string(),
+                vote: a.vote,
+                expires_at_ms: a.expires_at.as_millis(),
+                at_ms: a.at.as_millis(),
+                voided: a.voided_at.is_some(),
+            })
+            .collect(),
+    }
+}
+
+/// Requests a transfer: it is judged by the policy in force and stored
+/// with its decision (blocked ones too, for the record).
+#[utoipa::path(post, path = "/v1/transfers", tag = "transfers", request_body = TransferBody,
+    responses((status = 201, body = TransferDto), (status = 400, body = ErrorBody), (status = 409, description = "`frozen`", body = ErrorBody)))]
+async fn create_transfer(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Json(body): Json<TransferBody>,
+) -> Result<(StatusCode, Json<TransferDto>), ApiError> {
+    let req = body.parse()?;
+    let can = svc
+        .authorize::<perm::InitiateTransfer>(&who, Some(req.wallet))
+        .map_err(|e| auth_error(&e))?;
+    let t = can.submit(&req).await.map_err(service_error)?;
+    Ok((StatusCode::CREATED, Json(transfer_dto(t, vec![]))))
+}
+
+fn transfer_id(id: &str) -> Result<TransferId, ApiError> {
+    id.parse().map_err(|_| not_found("transfer"))
+}
+
+/// The wallet of a transfer, or `404` for anyone outside it.
+async fn wallet_of(svc: &Service, id: TransferId) -> Result<WalletId, ApiError> {
+    svc.transfer_wallet(id).await.map_err(service_error)
+}
+
+fn scoped(e: AuthError) -> ApiError {
+    match e {
+        AuthError::Forbidden => not_found("transfer"),
+        other => auth_error(&other),
+    }
+}
+
+/// A transfer with its decision and approvals.
+#[utoipa::path(get, path = "/v1/transfers/{id}", tag = "transfers",
+    params(("id" = String, Path)), responses((status = 200, body = TransferDto), (status = 404, body = ErrorBody)))]
+async fn get_transfer(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Path(id): Path<String>,
+) -> Result<Json<TransferDto>, ApiError> {
+    let id = transfer_id(&id)?;
+    let wallet = wallet_of(&svc, id).await?;
+    let can = svc
+        .authorize::<perm::ReadWallet>(&who, Some(wallet))
+        .map_err(scoped)?;
+    let (t, a) = can.transfer(id).await.map_err(service_error)?;
+    Ok(Json(transfer_dto(t, a)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransferVote {
+    /// `approve` or `reject`.
+    vote: String,
+    /// When this approval lapses (unix ms), as signed.
+    expires_at_ms: i64,
+    /// Hex of the Ed25519 signature over the approval statement.
+    signature: String,
+}
+
+/// An approver's signed vote. The statement signed is `SRAP` v1 over
+/// (digest, policy version, decision id, expiry, vote); see `strongroom approve`.
+#[utoipa::path(post, path = "/v1/transfers/{id}/approvals", tag = "transfers", request_body = TransferVote,
+    params(("id" = String, Path)),
+    responses((status = 200, body = TransferDto), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn vote_transfer(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Path(id): Path<String>,
+    Json(body): Json<TransferVote>,
+) -> Result<Json<TransferDto>, ApiError> {
+    let id = transfer_id(&id)?;
+    let vote = match body.vote.as_str() {
+        "approve" => policy::Vote::Approve,
+        "reject" => policy::Vote::Reject,
+        _ => return Err(bad("vote: approve or reject")),
+    };
+    let signature: [u8; 64] = hex::decode(&body.signature)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| bad("signature: 128 hex digits"))?;
+    let wallet = wallet_of(&svc, id).await?;
+    let can = svc
+        .authorize::<perm::ApproveTransfer>(&who, Some(wallet))
+        .map_err(scoped)?;
+    let t = can
+        .vote(
+            id,
+            &VoteRequest {
+                vote,
+                expires_at: Timestamp::from_millis(body.expires_at_ms),
+                signature,
+            },
+        )
+        .await
+        .map_err(service_error)?;
+    let a = svc
+        .store()
+        .approvals(id)
+        .await
+        .map_err(|e| service_error(e.into()))?;
+    Ok(Json(transfer_dto(t, a)))
+}
+
+/// Cancels a transfer waiting for approvals or in its time lock (an approver of its wallet).
+#[utoipa::path(post, path = "/v1/transfers/{id}/cancel", tag = "transfers",
+    params(("id" = String, Path)), responses((status = 200, body = TransferDto), (status = 409, body = ErrorBody)))]
+async fn cancel_transfer(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Path(id): Path<String>,
+) -> Result<Json<TransferDto>, ApiError> {
+    let id = transfer_id(&id)?;
+    let wallet = wallet_of(&svc, id).await?;
+    let can = svc
+        .authorize::<perm::ApproveTransfer>(&who, Some(wallet))
+        .map_err(scoped)?;
+    let t = can.cancel(id).await.map_err(service_error)?;
+    Ok(Json(transfer_dto(t, vec![])))
+}

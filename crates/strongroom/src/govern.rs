@@ -1,0 +1,276 @@
+//! Policy, approvals and freezes from the command line: approver keys made
+//! here (the private half never leaves this machine), approvals signed with
+//! them over a running server's API, policies checked before they are
+//! proposed, and freezes and prices from the console when the API cannot
+//! be reached.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use ed25519_dalek::{Signer, SigningKey};
+use zeroize::Zeroizing;
+
+use crate::Failure;
+use crate::config::{Config, ConfigError};
+use crate::keyctl::console_actor;
+use crate::operator::signed_request;
+use crate::serve::{build_service, runtime};
+
+fn usage(key: &str, message: impl Into<String>) -> Failure {
+    Failure::Config(ConfigError {
+        key: key.into(),
+        message: message.into(),
+    })
+}
+
+const APPROVER_MAGIC: &str = "strongroom-approver-key-v1";
+
+/// An approver's Ed25519 key: `strongroom-approver-key-v1`, the seed in hex.
+struct ApproverKey(SigningKey);
+
+impl std::fmt::Debug for ApproverKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApproverKey(<redacted>)")
+    }
+}
+
+impl ApproverKey {
+    fn load(path: &Path) -> Result<ApproverKey, Failure> {
+        let text = Zeroizing::new(
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        );
+        let bad = || usage("--approver-key", "not a strongroom approver key file");
+        let mut lines = text.lines();
+        if lines.next() != Some(APPROVER_MAGIC) {
+            return Err(bad());
+        }
+        let seed = lines
+            .next()
+            .and_then(|l| l.strip_prefix("secret "))
+            .ok_or_else(bad)?;
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(seed, &mut bytes[..]).map_err(|_| bad())?;
+        Ok(ApproverKey(SigningKey::from_bytes(&bytes)))
+    }
+}
+
+/// `strongroom approver-key new`: a key pair; the private half to `--out`
+/// (0600, never overwritten), the public half printed for the
+/// `register_approver_key` proposal.
+pub(crate) fn new_approver_key(out: &Path) -> Result<(), Failure> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut seed = Zeroizing::new([0u8; 32]);
+    getrandom::fill(&mut seed[..]).map_err(|e| anyhow::anyhow!("random: {e}"))?;
+    let key = SigningKey::from_bytes(&seed);
+    let text = Zeroizing::new(format!(
+        "{APPROVER_MAGIC}\nsecret {}\n",
+        hex::encode(&seed[..])
+    ));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .with_context(|| format!("creating {}", out.display()))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "public key: {}",
+        hex::encode(key.verifying_key().to_bytes())
+    );
+    println!(
+        "register it with a proposal: {{\"change\": {{\"kind\": \"register_approver_key\", \"principal\": \"<you>\", \"public_key\": \"{}\"}}}}",
+        hex::encode(key.verifying_key().to_bytes())
+    );
+    Ok(())
+}
+
+fn api_json(
+    addr: &str,
+    key: &crate::apikey::KeyFile,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<serde_json::Value, Failure> {
+    let (s, b) = signed_request(addr, method, path, body, Some(key))?;
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap_or(serde_json::Value::Null);
+    if !(200..300).contains(&s) {
+        let code = v["code"].as_str().unwrap_or("error");
+        let message = v["message"].as_str().unwrap_or(&b);
+        return Err(Failure::Runtime(anyhow::anyhow!(
+            "HTTP {s} {code}: {message}"
+        )));
+    }
+    Ok(v)
+}
+
+/// `strongroom approve`: fetches the transfer, shows what it does and why
+/// it needs approval, signs the approval statement with the approver's own
+/// key and sends it.
+pub(crate) fn approve(
+    addr: &str,
+    key_file: &Path,
+    approver_key: &Path,
+    transfer: &str,
+    reject: bool,
+    ttl_minutes: u32,
+) -> Result<(), Failure> {
+    if !(1..=24 * 60).contains(&ttl_minutes) {
+        return Err(usage("--ttl-minutes", "between 1 and 1440"));
+    }
+    let id: domain::TransferId = transfer
+        .parse()
+        .map_err(|e: domain::IdError| usage("--transfer", e.to_string()))?;
+    let key = crate::apikey::KeyFile::load(key_file)?;
+    let approver = ApproverKey::load(approver_key)?;
+    let t = api_json(addr, &key, "GET", &format!("/v1/transfers/{id}"), None)?;
+    let field = |k: &str| -> Result<&str, Failure> {
+        t[k].as_str()
+            .ok_or_else(|| Failure::Runtime(anyhow::anyhow!("the server's answer lacks {k}")))
+    };
+    // What is signed is rebuilt here from the server's answer; the server
+    // accepts it only if it matches its own stored transfer exactly.
+    let digest: [u8; 32] = hex::decode(field("digest")?)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| Failure::Runtime(anyhow::anyhow!("malformed digest")))?;
+    let decision_id = uuid::Uuid::try_parse(field("decision_id")?)
+        .map_err(|_| Failure::Runtime(anyhow::anyhow!("malformed decision id")))?;
+    let policy_version = t["policy_version"]
+        .as_u64()
+        .ok_or_else(|| Failure::Runtime(anyhow::anyhow!("malformed policy version")))?;
+    println!("transfer    {id}");
+    println!("state       {}", field("state")?);
+    println!("wallet      {}", field("wallet")?);
+    println!("initiator   {}", field("initiator")?);
+    println!("asset       {}", field("asset")?);
+    println!("amount      {} (base units)", field("amount")?);
+    println!("destination {}", field("destination")?);
+    println!(
+        "policy      version {policy_version}, rule {}",
+        t["decision"]["rule"].as_str().unwrap_or("(none)")
+    );
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("the clock is before 1970")?
+        .as_millis();
+    let expires_ms = i64::try_from(now_ms)
+        .context("the clock is past 2^63 ms")?
+        .saturating_add(i64::from(ttl_minutes) * 60_000);
+    let vote = if reject {
+        policy::Vote::Reject
+    } else {
+        policy::Vote::Approve
+    };
+    let statement = policy::ApprovalStatement {
+        intent: domain::IntentDigest(digest),
+        policy_version,
+        decision_id: *decision_id.as_bytes(),
+        expires_at: domain::Timestamp::from_millis(expires_ms),
+        vote,
+    };
+    let signature = approver.0.sign(&statement.message()).to_bytes();
+    let body = serde_json::json!({
+        "vote": if reject { "reject" } else { "approve" },
+        "expires_at_ms": expires_ms,
+        "signature": hex::encode(signature),
+    })
+    .to_string();
+    let after = api_json(
+        addr,
+        &key,
+        "POST",
+        &format!("/v1/transfers/{id}/approvals"),
+        Some(&body),
+    )?;
+    println!(
+        "{} → {}",
+        if reject { "rejected" } else { "approved" },
+        after["state"].as_str().unwrap_or("?")
+    );
+    Ok(())
+}
+
+/// `strongroom transfer dry-run`: would this transfer be allowed, and why?
+pub(crate) fn dry_run(
+    addr: &str,
+    key_file: &Path,
+    wallet: &str,
+    asset: &str,
+    amount: &str,
+    to: &str,
+) -> Result<(), Failure> {
+    let key = crate::apikey::KeyFile::load(key_file)?;
+    let body = serde_json::json!({
+        "wallet": wallet, "asset": asset, "amount": amount, "destination": to,
+    })
+    .to_string();
+    let v = api_json(addr, &key, "POST", "/v1/policy/dry-run", Some(&body))?;
+    match v["policy_version"].as_u64() {
+        Some(n) => println!("policy version {n}"),
+        None => println!("no policy yet"),
+    }
+    println!("{}", v["explanation"].as_str().unwrap_or(""));
+    Ok(())
+}
+
+/// `strongroom policy check`: a policy file as the server will read it.
+pub(crate) fn check_policy(file: &Path) -> Result<(), Failure> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let p = policy::Policy::parse(&text).map_err(|e| usage("policy", e.to_string()))?;
+    println!("ok: {} rules, digest {}", p.rules().len(), p.digest());
+    let windows = p.window_specs();
+    if !windows.is_empty() {
+        println!("rolling windows: {}", windows.len());
+    }
+    // The document to propose, as JSON (what `set_policy` stores).
+    let proposal = serde_json::json!({"change": {"kind": "set_policy", "document": text}});
+    println!("proposal body: {proposal}");
+    Ok(())
+}
+
+/// `strongroom freeze`: from the console, with the server's own files, for
+/// when the API cannot be reached. Takes effect at once; releasing it is a
+/// proposal under the admin quorum.
+pub(crate) fn freeze(c: Config, scope: &str, reason: &str) -> Result<(), Failure> {
+    runtime()?.block_on(async {
+        let (svc, store) = build_service(&c).await?;
+        let r = async {
+            let scope: service::governance::FreezeScope = scope
+                .parse()
+                .map_err(|e: service::ServiceError| usage("--scope", e.to_string()))?;
+            svc.console_freeze(&console_actor(), scope, reason)
+                .await
+                .map_err(|e| match e {
+                    service::ServiceError::Invalid(m) => usage("arguments", m),
+                    other => Failure::Runtime(other.into()),
+                })
+        }
+        .await;
+        store.close().await;
+        let f = r?;
+        println!("frozen: {} ({}), freeze id {}", f.scope, f.reason, f.id);
+        Ok(())
+    })
+}
+
+/// `strongroom price set`: an operator-kept price for USD rules.
+pub(crate) fn set_price(c: Config, asset: &str, usd: &str) -> Result<(), Failure> {
+    let asset: domain::AssetId = asset
+        .parse()
+        .map_err(|e: domain::AssetError| usage("--asset", e.to_string()))?;
+    runtime()?.block_on(async {
+        let (svc, store) = build_service(&c).await?;
+        let r = svc.console_set_price(&console_actor(), &asset, usd).await;
+        store.close().await;
+        r.map_err(|e| match e {
+            service::ServiceError::Invalid(m) => usage("--usd", m),
+            other => Failure::Runtime(other.into()),
+        })?;
+        println!("{asset} = ${usd}");
+        Ok(())
+    })
+}
