@@ -728,7 +728,7 @@ impl Service {
         tx.insert_freeze(&row).await?;
         crate::webhooks::enqueue(
             &mut tx,
-            "alert.freeze",
+            "freeze",
             json!({ "freeze": row.id, "scope": row.scope, "reason": row.reason }),
             now,
         )

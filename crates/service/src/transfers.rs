@@ -602,6 +602,23 @@ impl Can<'_, perm::InitiateTransfer> {
         };
         tx.insert_transfer(&row).await?;
         transfer_event(&mut tx, &row, st, now).await?;
+        if st == state::PENDING_APPROVAL {
+            crate::webhooks::enqueue(
+                &mut tx,
+                "transfer.pending_approval",
+                json!({
+                    "transfer": id.to_string(),
+                    "wallet": req.wallet.to_string(),
+                    "asset": row.asset,
+                    "amount": row.amount.to_string(),
+                    "destination": p.destination.as_str(),
+                    "rule": d.rule,
+                    "expires_at_ms": expires.map(Timestamp::as_millis),
+                }),
+                now,
+            )
+            .await?;
+        }
         let mut entries = vec![entry(
             who,
             "transfer.judged",
@@ -633,7 +650,7 @@ impl Can<'_, perm::InitiateTransfer> {
             tx.insert_freeze(&f).await?;
             crate::webhooks::enqueue(
                 &mut tx,
-                "alert.circuit_breaker",
+                "circuit_breaker",
                 json!({ "wallet": req.wallet.to_string(), "breaker": b, "freeze": f.id, "transfer": id.to_string() }),
                 now,
             )
