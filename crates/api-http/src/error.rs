@@ -147,6 +147,12 @@ pub(crate) fn service_error(e: service::ServiceError) -> ApiError {
             };
             ApiError::new(status, code, a.to_string())
         }
+        E::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+        E::GovernanceNotConfigured => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "governance_not_configured",
+            "governance is not configured on this server",
+        ),
         E::Sealed => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "sealed",

@@ -89,7 +89,11 @@ async fn current_policy(
     Ok(Json(PolicyDto {
         version: p.version,
         digest: p.digest,
-        document: serde_json::from_str(&p.document).map_err(|_| bad("stored policy"))?,
+        document: serde_json::from_str(&p.document).map_err(|e| {
+            service_error(
+                service::storage::StorageError::Corrupt(format!("stored policy: {e}")).into(),
+            )
+        })?,
         created_at_ms: p.created_at.as_millis(),
     }))
 }
@@ -366,6 +370,9 @@ pub struct TransferDto {
     /// What approvers sign: the intent's digest, the policy version and the
     /// decision id (with their vote and an expiry).
     digest: String,
+    /// The intent's canonical bytes (`SRTI` v1), hex: its SHA-256 is the
+    /// digest, so an approver can check what they sign.
+    intent: String,
     policy_version: u64,
     decision_id: String,
     #[schema(value_type = Object)]
@@ -387,6 +394,7 @@ fn transfer_dto(t: TransferRow, approvals: Vec<ApprovalRow>) -> TransferDto {
         destination: t.destination,
         state: t.state,
         digest: t.digest,
+        intent: hex::encode(&t.intent),
         policy_version: t.policy_version,
         decision_id: t.decision_id,
         decision: serde_json::from_str(&t.decision).unwrap_or(serde_json::Value::Null),

@@ -29,6 +29,7 @@ async fn app(limits: Limits) -> App {
     let dir = tempfile::tempdir().unwrap();
     let cp = Checkpointer::for_tests(dir.path(), 5, 10_000);
     let svc = Service::new(db.store.clone(), Arc::new(SystemClock), cp);
+    svc.set_governance(service::governance::GovernanceConfig::single_admin());
     let root: Actor = "operator:root".parse().unwrap();
     for s in &svc.init_keystore(&root, 2, 2).await.unwrap() {
         svc.unseal(&Actor::Anonymous, s).await.unwrap();

@@ -25,6 +25,7 @@ async fn app() -> App {
     let dir = tempfile::tempdir().unwrap();
     let cp = Checkpointer::for_tests(dir.path(), 3, 100);
     let svc = Service::new(db.store.clone(), Arc::new(SystemClock), cp);
+    svc.set_governance(service::governance::GovernanceConfig::single_admin());
     let limits = Limits::new(1024, Duration::from_secs(5));
     App {
         router: router(svc.clone(), limits),

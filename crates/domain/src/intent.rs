@@ -263,6 +263,34 @@ impl TransferIntent {
         bytes: &[u8],
         assets: impl Fn(&crate::AssetId) -> Option<Asset>,
     ) -> Result<Self, IntentError> {
+        Self::decode_with(bytes, |id, symbol, decimals| {
+            let asset = assets(id).ok_or_else(|| IntentError::UnknownAsset(id.to_string()))?;
+            if asset.symbol() != symbol || asset.decimals() != decimals {
+                return Err(IntentError::AssetMismatch(id.to_string()));
+            }
+            Ok(asset)
+        })
+    }
+
+    /// Reads an intent with the asset as the bytes describe it (symbol and
+    /// decimals included), for a reader with no configuration of its own:
+    /// an approver's command line. What it shows is exactly what the digest
+    /// commits to; the server checks the asset against its configuration.
+    pub fn decode_as_written(bytes: &[u8]) -> Result<Self, IntentError> {
+        Self::decode_with(bytes, |id, symbol, decimals| {
+            Asset::new(id.clone(), symbol.clone(), decimals)
+                .map_err(|_| IntentError::AssetMismatch(id.to_string()))
+        })
+    }
+
+    fn decode_with(
+        bytes: &[u8],
+        asset_of: impl Fn(
+            &crate::AssetId,
+            &crate::Symbol,
+            crate::Decimals,
+        ) -> Result<Asset, IntentError>,
+    ) -> Result<Self, IntentError> {
         let (mut r, version) = Reader::new(bytes, MAGIC, "transfer intent")?;
         if version != INTENT_VERSION {
             return Err(DecodeError::Version(version).into());
@@ -281,11 +309,7 @@ impl TransferIntent {
         let decimals = crate::Decimals::new(r.u8()?).map_err(|e| field("decimals", &e))?;
         let units = r.u128()?;
         let network = asset_id.network();
-        let asset =
-            assets(&asset_id).ok_or_else(|| IntentError::UnknownAsset(asset_id.to_string()))?;
-        if asset.symbol() != &symbol || asset.decimals() != decimals {
-            return Err(IntentError::AssetMismatch(asset_id.to_string()));
-        }
+        let asset = asset_of(&asset_id, &symbol, decimals)?;
         let destination = Address::new(network, r.str("destination")?)?;
         let reference = match r.u8()? {
             0 => None,
@@ -316,6 +340,18 @@ impl TransferIntent {
 mod tests {
     use super::*;
     use crate::BitcoinNetwork;
+
+    #[test]
+    fn as_written_shows_exactly_what_the_digest_commits_to() {
+        let i = sample();
+        let back = TransferIntent::decode_as_written(&i.canonical_bytes()).unwrap();
+        assert_eq!(back, i);
+        assert_eq!(back.digest(), i.digest());
+        assert_eq!(back.amount().to_string(), "1.5 BTC");
+        let mut bytes = i.canonical_bytes();
+        bytes.push(0);
+        assert!(TransferIntent::decode_as_written(&bytes).is_err());
+    }
 
     fn sample() -> TransferIntent {
         let btc = Asset::bitcoin(BitcoinNetwork::Mainnet);

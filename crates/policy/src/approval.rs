@@ -45,7 +45,8 @@ impl Resolved {
     }
 
     /// Whether these approvers (each counted once) satisfy the requirement.
-    /// An approver in two groups counts in each of them.
+    /// The parts of an `all_of` never share members (refused at load), so
+    /// one person never counts for two of them.
     pub fn satisfied(&self, approvers: &BTreeSet<Actor>) -> bool {
         match self {
             Resolved::Group {

@@ -710,15 +710,43 @@ fn requirement(
                 .iter()
                 .map(|r| requirement(r, groups, what, depth + 1))
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(if d.all_of.is_some() {
-                Requirement::AllOf(inner)
+            if d.all_of.is_some() {
+                // Every part of all_of must be met by different people: a
+                // member of two parts would make one person count twice.
+                let mut seen: BTreeSet<&Actor> = BTreeSet::new();
+                for part in &inner {
+                    for m in members_of(part, groups) {
+                        if !seen.insert(m) {
+                            return Err(invalid(format!(
+                                "{what}: the parts of all_of share the member {m}: one person would count for two parts"
+                            )));
+                        }
+                    }
+                }
+                Ok(Requirement::AllOf(inner))
             } else {
-                Requirement::AnyOf(inner)
-            })
+                Ok(Requirement::AnyOf(inner))
+            }
         }
         _ => Err(invalid(format!(
             "{what}: each approval requirement is exactly one of group + threshold, all_of, any_of"
         ))),
+    }
+}
+
+/// Everyone a requirement could count.
+fn members_of<'a>(
+    r: &Requirement,
+    groups: &'a BTreeMap<String, BTreeSet<Actor>>,
+) -> BTreeSet<&'a Actor> {
+    match r {
+        Requirement::Group { group, .. } => groups
+            .get(group)
+            .map(|m| m.iter().collect())
+            .unwrap_or_default(),
+        Requirement::AllOf(v) | Requirement::AnyOf(v) => {
+            v.iter().flat_map(|p| members_of(p, groups)).collect()
+        }
     }
 }
 

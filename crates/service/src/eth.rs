@@ -600,7 +600,12 @@ impl Service {
             .store()
             .eth_sender_wallet(&send.network, &send.address)
             .await?;
-        self.ensure_not_frozen(wallet, None).await?;
+        let key = self
+            .store()
+            .eth_sender(&send.network, &send.address)
+            .await?
+            .key_id;
+        self.ensure_not_frozen(wallet, Some(key)).await?;
         let decoded = chain_eth::decode(raw).map_err(EthError::Tx)?;
         match net.client.send_raw(raw, decoded.hash).await {
             Ok(_) => {

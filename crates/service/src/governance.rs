@@ -284,7 +284,7 @@ impl Service {
         }
         let summary = self.validate(&change).await?;
         let now = self.now();
-        let cfg = self.governance();
+        let cfg = self.governance()?;
         let id = uuid::Uuid::now_v7().to_string();
         let row = ProposalRow {
             id: id.clone(),
@@ -346,24 +346,40 @@ impl Service {
         let mut tx = self.store().begin().await?;
         let row = tx.lock_proposal(id).await?;
         if row.state != "open" {
-            return Err(invalid(format!("the proposal is {}", row.state)));
+            return Err(ServiceError::Conflict(format!(
+                "the proposal is {}",
+                row.state
+            )));
         }
         let subject = format!("proposal:{id}");
         if now >= row.expires_at {
             tx.set_proposal_state(id, "expired", now).await?;
             let e = entry(&Actor::System, "proposal.expired", &subject, json!({}))?;
             self.commit(tx, &[e], now).await?;
-            return Err(invalid("the proposal has expired"));
+            return Err(ServiceError::Conflict("the proposal has expired".into()));
         }
-        tx.insert_vote(
-            id,
-            &VoteRow {
-                voter: who.actor().clone(),
-                vote: if approve { "approve" } else { "veto" }.into(),
-                at: now,
-            },
-        )
-        .await?;
+        let v = VoteRow {
+            voter: who.actor().clone(),
+            vote: if approve { "approve" } else { "veto" }.into(),
+            at: now,
+        };
+        // Checked first (a failed insert would abort a PostgreSQL
+        // transaction): an admin who approved may still veto; nobody counts
+        // twice.
+        let earlier = tx
+            .votes_in_tx(id)
+            .await?
+            .into_iter()
+            .any(|x| x.voter == *who.actor());
+        match (earlier, approve) {
+            (false, _) => tx.insert_vote(id, &v).await?,
+            (true, false) => tx.change_vote(id, &v).await?,
+            (true, true) => {
+                return Err(ServiceError::Conflict(
+                    "this admin has already voted on the proposal".into(),
+                ));
+            }
+        }
         let mut entries = vec![];
         if approve {
             entries.push(entry(
@@ -502,10 +518,13 @@ impl Service {
             .iter()
             .filter(|v| v.vote == "approve" && admins.contains(&v.voter))
             .count();
-        let quorum = self.governance().admin_quorum.max(1) as usize;
+        let quorum = self.governance()?.admin_quorum.max(1) as usize;
+        debug_assert!(quorum >= 1);
         if approvals < quorum {
             return Ok(());
         }
+        // Exclusive: no transfer is being judged while the change lands.
+        tx.governance_lock(false).await?;
         tx.set_proposal_state(&row.id, "applied", now).await?;
         let subject = format!("proposal:{}", row.id);
         let details = self.apply(tx, row, change, now).await?;
@@ -559,7 +578,7 @@ impl Service {
                 let (net, addr) = canonical_address(network, address)?;
                 let usable_from = Timestamp::from_millis(
                     now.as_millis()
-                        .saturating_add(self.governance().whitelist_cooling_off_ms),
+                        .saturating_add(self.governance()?.whitelist_cooling_off_ms),
                 );
                 let id = uuid::Uuid::now_v7().to_string();
                 tx.insert_whitelist(&WhitelistRow {

@@ -763,6 +763,7 @@ impl Can<'_, perm::ManageUsers> {
         for g in grants {
             Grant::new(g.role(), g.scope()).map_err(|e| ServiceError::Invalid(e.to_string()))?;
         }
+        self.svc.governance()?;
         let user = self
             .svc
             .insert_user(&self.who.actor, name, password, &[])
@@ -826,6 +827,12 @@ impl Can<'_, perm::ManageApiKeys> {
         grants: &[Grant],
         valid_days: u32,
     ) -> Result<(ApiKeyRow, Vec<ProposalView>), ServiceError> {
+        // The roles asked for are proposals: refused before the key exists
+        // if this principal could not propose them.
+        self.svc.governance()?;
+        if !permits(&self.who.grants, Permission::ManageUsers, None) {
+            return Err(AuthError::Forbidden.into());
+        }
         let row = register_api_key(
             self.svc,
             &self.who.actor,

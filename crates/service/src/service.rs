@@ -59,6 +59,10 @@ pub enum ServiceError {
     Frozen(String),
     #[error(transparent)]
     Approval(#[from] crate::transfers::ApprovalError),
+    #[error("governance is not configured: no proposal applies and no transfer is judged")]
+    GovernanceNotConfigured,
+    #[error("{0}")]
+    Conflict(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,7 +110,9 @@ struct Inner {
     webhook_http: reqwest::Client,
     /// Configured Bitcoin networks by name (`bitcoin:mainnet`, …).
     btc: std::sync::RwLock<std::collections::BTreeMap<String, Arc<crate::btc::BtcNetwork>>>,
-    governance: std::sync::RwLock<crate::governance::GovernanceConfig>,
+    /// `None` until the binary (or a test) configures it: until then no
+    /// proposal applies and no transfer is judged.
+    governance: std::sync::RwLock<Option<crate::governance::GovernanceConfig>>,
 }
 
 impl Service {
@@ -150,9 +156,7 @@ impl Service {
                 eth: Default::default(),
                 webhook_http: crate::webhooks::http_client(),
                 btc: Default::default(),
-                governance: std::sync::RwLock::new(
-                    crate::governance::GovernanceConfig::single_admin(),
-                ),
+                governance: std::sync::RwLock::new(None),
             }),
         }
     }
@@ -187,7 +191,7 @@ impl Service {
 
     pub(crate) fn governance_cell(
         &self,
-    ) -> &std::sync::RwLock<crate::governance::GovernanceConfig> {
+    ) -> &std::sync::RwLock<Option<crate::governance::GovernanceConfig>> {
         &self.inner.governance
     }
 

@@ -81,18 +81,19 @@ struct Prepared {
 }
 
 impl Service {
-    pub(crate) fn governance(&self) -> crate::governance::GovernanceConfig {
-        *self
-            .governance_cell()
+    pub(crate) fn governance(&self) -> Result<crate::governance::GovernanceConfig, ServiceError> {
+        self.governance_cell()
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .ok_or(ServiceError::GovernanceNotConfigured)
     }
 
+    /// Configures governance. Until then proposals and transfers are refused.
     pub fn set_governance(&self, cfg: crate::governance::GovernanceConfig) {
         *self
             .governance_cell()
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = cfg;
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(cfg);
     }
 
     fn prepare(&self, req: &TransferRequest) -> Result<Prepared, ServiceError> {
@@ -138,59 +139,11 @@ impl Service {
         })
     }
 
-    /// What can be read before the judgment's transaction: the policy in
-    /// force, where the destination stands, the price. Reading these inside
-    /// the transaction would hold a connection while waiting for another.
-    async fn known(
-        &self,
-        req: &TransferRequest,
-        p: &Prepared,
-        now: Timestamp,
-    ) -> Result<Known, ServiceError> {
-        let destination = match self
-            .store()
-            .whitelist_entry(&p.network, &p.destination_key)
-            .await?
-        {
-            // Still cooling off: not yet in the address book for policy.
-            Some(e) if e.usable_from <= now => Destination::Whitelisted {
-                groups: e.group.into_iter().collect(),
-            },
-            _ if self
-                .store()
-                .is_own_eth_address(&p.network, &p.destination_key)
-                .await? =>
-            {
-                Destination::Internal
-            }
-            _ => Destination::OneTime,
-        };
-        let price =
-            self.store()
-                .price(&req.asset.to_string())
-                .await?
-                .map(|(micro_usd_per_unit, as_of)| Price {
-                    micro_usd_per_unit,
-                    as_of,
-                });
-        let policy = match self.store().current_policy().await? {
-            Some(row) => Some((
-                row.version,
-                Policy::from_json(&row.document).map_err(|e| corrupt("stored policy", e))?,
-            )),
-            None => None,
-        };
-        Ok(Known {
-            destination,
-            price,
-            policy,
-        })
-    }
-
-    /// Begins the judgment's transaction (holding the wallet's lock, so
-    /// rolling windows cannot race) and evaluates the policy in force. If a
-    /// new policy version landed since `known` was read, it reads again: a
-    /// transfer is always judged by the version in force when it commits.
+    /// Judges a transfer inside one transaction that holds, in this order:
+    /// the governance lock (shared: no policy, address book or group change
+    /// lands meanwhile), the wallet's row lock and locks on the initiator
+    /// and the destination (rolling windows cannot race). Everything the
+    /// evaluator sees is read under them; the caller commits or drops `tx`.
     async fn judge(
         &self,
         who: &Actor,
@@ -198,35 +151,60 @@ impl Service {
         req: &TransferRequest,
         p: &Prepared,
     ) -> Result<(WriteTx, Judgment, Timestamp), ServiceError> {
-        for _ in 0..5 {
-            let now = self.now();
-            let known = self.known(req, p, now).await?;
-            let mut tx = self.store().begin().await?;
-            let (_, tier) = tx.lock_wallet(req.wallet).await?;
-            let tier: policy::Tier = tier.parse().map_err(|e| corrupt("wallet tier", e))?;
-            let version = tx.current_policy_version().await?;
-            if version != known.policy.as_ref().map(|(v, _)| *v) {
-                continue;
+        let mut tx = self.store().begin().await?;
+        tx.governance_lock(true).await?;
+        let (_, tier) = tx.lock_wallet(req.wallet).await?;
+        let tier: policy::Tier = tier.parse().map_err(|e| corrupt("wallet tier", e))?;
+        tx.lock_names(&[
+            format!("initiator:{who}"),
+            format!("destination:{}", p.destination_key),
+        ])
+        .await?;
+        // The clock is read once the locks are held.
+        let now = self.now();
+        let destination = match tx
+            .whitelist_entry_in_tx(&p.network, &p.destination_key)
+            .await?
+        {
+            // Still cooling off: not yet in the address book for policy.
+            Some(e) if e.usable_from <= now => Destination::Whitelisted {
+                groups: e.group.into_iter().collect(),
+            },
+            _ if tx
+                .is_own_eth_address_in_tx(&p.network, &p.destination_key)
+                .await? =>
+            {
+                Destination::Internal
             }
-            let empty;
-            let (policy_version, pol) = match &known.policy {
-                Some((v, pol)) => (Some(*v), pol),
-                None => {
-                    // No policy yet: the catch-all blocks.
-                    empty = Policy::from_toml("rules = []").map_err(|e| invalid(e.to_string()))?;
-                    (None, &empty)
-                }
-            };
-            let facts = facts(&mut tx, who, roles, req, p, tier, pol, &known, now).await?;
-            let j = Judgment {
-                policy_version,
-                decision: policy::evaluate(pol, &facts),
-            };
-            return Ok((tx, j, now));
-        }
-        Err(ServiceError::Storage(StorageError::Unavailable(
-            "the policy kept changing during the judgment; try again".into(),
-        )))
+            _ => Destination::OneTime,
+        };
+        let price =
+            tx.price_in_tx(&req.asset.to_string())
+                .await?
+                .map(|(micro_usd_per_unit, as_of)| Price {
+                    micro_usd_per_unit,
+                    as_of,
+                });
+        let (policy_version, pol) = match tx.current_policy_version().await? {
+            Some(v) => {
+                let row = tx.policy_in_tx(v).await?;
+                let pol =
+                    Policy::from_json(&row.document).map_err(|e| corrupt("stored policy", e))?;
+                (Some(v), pol)
+            }
+            // No policy yet: the catch-all blocks.
+            None => (
+                None,
+                Policy::from_toml("rules = []").map_err(|e| invalid(e.to_string()))?,
+            ),
+        };
+        let known = Known { destination, price };
+        let facts = facts(&mut tx, who, roles, req, p, tier, &pol, &known, now).await?;
+        let j = Judgment {
+            policy_version,
+            decision: policy::evaluate(&pol, &facts),
+        };
+        Ok((tx, j, now))
     }
 
     /// The wallet a transfer belongs to, to authorise acting on it.
@@ -237,45 +215,34 @@ impl Service {
     /// Moves time-locked transfers whose lock has ended to `approved`, and
     /// lapses those that waited too long for approvals. Returns how many moved.
     pub async fn advance_transfers(&self) -> Result<usize, ServiceError> {
-        let now = self.now();
         let mut moved = 0;
-        for t in self.store().transfers_in(state::TIME_LOCKED, 500).await? {
-            if t.unlock_at.is_some_and(|u| u <= now) {
-                let mut tx = self.store().begin().await?;
-                let t = tx.lock_transfer(t.id).await?;
-                if t.state != state::TIME_LOCKED {
-                    continue;
+        for (from, to, why) in [
+            (state::TIME_LOCKED, state::APPROVED, "time lock ended"),
+            (
+                state::PENDING_APPROVAL,
+                state::EXPIRED,
+                "approvals did not arrive in time",
+            ),
+        ] {
+            // Page by page until nothing is due: each row moved leaves the set.
+            loop {
+                let now = self.now();
+                let due = self.store().transfers_due(from, now, 200).await?;
+                if due.is_empty() {
+                    break;
                 }
-                tx.set_transfer_state(t.id, &[state::TIME_LOCKED], state::APPROVED, None, now)
-                    .await?;
-                let e = state_entry(&Actor::System, &t, state::APPROVED, "time lock ended")?;
-                transfer_event(&mut tx, &t, state::APPROVED, now).await?;
-                self.commit(tx, &[e], now).await?;
-                moved += 1;
-            }
-        }
-        for t in self
-            .store()
-            .transfers_in(state::PENDING_APPROVAL, 500)
-            .await?
-        {
-            if t.expires_at.is_some_and(|x| x <= now) {
-                let mut tx = self.store().begin().await?;
-                let t = tx.lock_transfer(t.id).await?;
-                if t.state != state::PENDING_APPROVAL {
-                    continue;
+                for t in due {
+                    let mut tx = self.store().begin().await?;
+                    let t = tx.lock_transfer(t.id).await?;
+                    if t.state != from {
+                        continue;
+                    }
+                    tx.set_transfer_state(t.id, &[from], to, None, now).await?;
+                    let e = state_entry(&Actor::System, &t, to, why)?;
+                    transfer_event(&mut tx, &t, to, now).await?;
+                    self.commit(tx, &[e], now).await?;
+                    moved += 1;
                 }
-                tx.set_transfer_state(t.id, &[state::PENDING_APPROVAL], state::EXPIRED, None, now)
-                    .await?;
-                let e = state_entry(
-                    &Actor::System,
-                    &t,
-                    state::EXPIRED,
-                    "approvals did not arrive in time",
-                )?;
-                transfer_event(&mut tx, &t, state::EXPIRED, now).await?;
-                self.commit(tx, &[e], now).await?;
-                moved += 1;
             }
         }
         Ok(moved)
@@ -302,8 +269,15 @@ impl Service {
         let decision: Decision =
             serde_json::from_str(&t.decision).map_err(|e| corrupt("decision", e))?;
         if let Outcome::RequireApproval { requirement, .. } = &decision.outcome {
+            // Approvals were unexpired when they made the quorum (checked
+            // then); here only a voided one (a revoked key) takes it back.
             let approvals = self.store().approvals(id).await?;
-            if !requirement.satisfied(&valid_approvers(&approvals, now)) {
+            let standing: BTreeSet<Actor> = approvals
+                .iter()
+                .filter(|a| a.vote == "approve" && a.voided_at.is_none())
+                .map(|a| a.approver.clone())
+                .collect();
+            if !requirement.satisfied(&standing) {
                 let mut tx = self.store().begin().await?;
                 retally(&mut tx, id, now).await?;
                 let e = state_entry(
@@ -364,7 +338,6 @@ impl Service {
 struct Known {
     destination: Destination,
     price: Option<Price>,
-    policy: Option<(u64, Policy)>,
 }
 
 /// The facts for one transfer; rolling windows are read inside `tx`.
@@ -527,6 +500,7 @@ impl Can<'_, perm::InitiateTransfer> {
     pub async fn dry_run(&self, req: &TransferRequest) -> Result<Judgment, ServiceError> {
         self.check_wallet(req.wallet)?;
         let svc = self.svc;
+        svc.governance()?;
         let p = svc.prepare(req)?;
         let roles = roles_of(self.who.grants(), req.wallet);
         let (tx, j, _) = svc.judge(self.who.actor(), &roles, req, &p).await?;
@@ -541,6 +515,7 @@ impl Can<'_, perm::InitiateTransfer> {
     pub async fn submit(&self, req: &TransferRequest) -> Result<TransferRow, ServiceError> {
         self.check_wallet(req.wallet)?;
         let svc = self.svc;
+        let cfg = svc.governance()?;
         let p = svc.prepare(req)?;
         if let Some(f) = svc.frozen(Some(req.wallet), None).await? {
             return Err(ServiceError::Frozen(f.scope));
@@ -574,8 +549,7 @@ impl Can<'_, perm::InitiateTransfer> {
                 state::PENDING_APPROVAL,
                 None,
                 Some(Timestamp::from_millis(
-                    now.as_millis()
-                        .saturating_add(svc.governance().approval_window_ms),
+                    now.as_millis().saturating_add(cfg.approval_window_ms),
                 )),
             ),
         };
@@ -709,7 +683,7 @@ impl Can<'_, perm::ApproveTransfer> {
         let svc = self.svc;
         let who = self.who.actor();
         let now = svc.now();
-        let cfg = svc.governance();
+        let cfg = svc.governance()?;
         if v.expires_at <= now {
             return Err(ApprovalError::Expired.into());
         }
@@ -719,18 +693,24 @@ impl Can<'_, perm::ApproveTransfer> {
                 cfg.max_approval_ttl_ms / 1000
             )));
         }
-        let key = svc
-            .store()
-            .approver_key(who)
+        let mut tx = svc.store().begin().await?;
+        // The key first, then the transfer (the order a revocation takes):
+        // a revocation either waits for this vote or is seen by it.
+        let key = tx
+            .approver_key_for_update(who)
             .await?
             .ok_or(ApprovalError::NoApproverKey)?;
         let public: [u8; 32] = hex::decode(&key.public_key)
             .ok()
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| corrupt("approver key", "not 32 bytes"))?;
-        let mut tx = svc.store().begin().await?;
         let t = tx.lock_transfer(id).await?;
         self.in_scope(&t)?;
+        // Past its approval window it has lapsed, whether or not the
+        // worker has marked it yet.
+        if t.state == state::PENDING_APPROVAL && t.expires_at.is_some_and(|x| x <= now) {
+            return Err(ApprovalError::NotAwaiting("lapsed".into()).into());
+        }
         let decision: Decision =
             serde_json::from_str(&t.decision).map_err(|e| corrupt("decision", e))?;
         let Outcome::RequireApproval {
@@ -756,7 +736,7 @@ impl Can<'_, perm::ApproveTransfer> {
         statement_of(&t, v.vote, v.expires_at)?
             .verify(&public, &v.signature)
             .map_err(|_| ApprovalError::BadSignature)?;
-        tx.insert_approval(&ApprovalRow {
+        let row = ApprovalRow {
             transfer: id,
             approver: who.clone(),
             public_key: key.public_key.clone(),
@@ -769,12 +749,21 @@ impl Can<'_, perm::ApproveTransfer> {
             expires_at: v.expires_at,
             at: now,
             voided_at: None,
-        })
-        .await
-        .map_err(|e| match e {
-            StorageError::Conflict { .. } => ServiceError::from(ApprovalError::AlreadyVoted),
-            e => e.into(),
-        })?;
+        };
+        // Once per approver; a vote that was voided (a revoked key) or has
+        // expired may be cast again.
+        let earlier = tx
+            .approvals_in_tx(id)
+            .await?
+            .into_iter()
+            .find(|a| a.approver == *who);
+        match earlier {
+            None => tx.insert_approval(&row).await?,
+            Some(a) if a.voided_at.is_some() || a.expires_at <= now => {
+                tx.replace_approval(&row, now).await?;
+            }
+            Some(_) => return Err(ApprovalError::AlreadyVoted.into()),
+        }
         let subject = format!("transfer:{id}");
         let mut entries = vec![entry(
             who,

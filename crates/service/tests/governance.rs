@@ -29,6 +29,7 @@ storage::on_both!(
     a_policy_change_racing_transfers_never_reaches_judged_ones,
     the_circuit_breaker_freezes_the_wallet,
     new_addresses_cool_off_before_the_policy_trusts_them,
+    only_current_admins_make_the_quorum,
 );
 
 const ETHER: u128 = 1_000_000_000_000_000_000;
@@ -314,9 +315,22 @@ impl Fixture {
         expires_at: Timestamp,
         signed_for: Option<&storage::TransferRow>,
     ) -> Result<storage::TransferRow, ServiceError> {
+        self.vote_with(p, &p.approver, t, vote, expires_at, signed_for)
+            .await
+    }
+
+    async fn vote_with(
+        &self,
+        p: &Person,
+        key: &SigningKey,
+        t: &storage::TransferRow,
+        vote: Vote,
+        expires_at: Timestamp,
+        signed_for: Option<&storage::TransferRow>,
+    ) -> Result<storage::TransferRow, ServiceError> {
         let st =
             service::transfers::statement_of(signed_for.unwrap_or(t), vote, expires_at).unwrap();
-        let signature = p.approver.sign(&st.message()).to_bytes();
+        let signature = key.sign(&st.message()).to_bytes();
         let who = self.who(p).await;
         let can = self
             .svc
@@ -652,12 +666,52 @@ async fn approvals_governance_and_freeze(f: Fixture) {
         ApprovalError::OwnTransfer
     );
 
-    // Approvals that do not arrive in time: the transfer lapses.
+    // B registers a new key (a rotation, by proposal) and may vote again:
+    // the voided vote is replaced, and t3 has its two approvals.
+    let rotated = SigningKey::from_bytes(&[99; 32]);
+    let row = f
+        .govern(
+            &f.admin1,
+            Change::RegisterApproverKey {
+                principal: Fixture::actor(&f.b),
+                public_key: hex::encode(rotated.verifying_key().to_bytes()),
+            },
+        )
+        .await;
+    assert_eq!(row.state, "applied");
+    // The old key no longer signs for B.
+    assert_eq!(
+        approval_err(f.vote_as(&f.b, &t3, Vote::Approve, f.soon(), None).await),
+        ApprovalError::BadSignature
+    );
+    let t3_now = f
+        .vote_with(&f.b, &rotated, &t3, Vote::Approve, f.soon(), None)
+        .await
+        .unwrap();
+    assert_eq!(t3_now.state, state::TIME_LOCKED);
+    // A transfer whose approval window has passed takes no vote, even
+    // before the worker marks it lapsed.
+    let late = f.submit(&f.initiator, BOB, "4").await.unwrap();
     f.advance(25 * 3_600_000);
+    assert_eq!(
+        approval_err(f.vote_as(&f.c, &late, Vote::Approve, f.soon(), None).await),
+        ApprovalError::NotAwaiting("lapsed".into())
+    );
+
+    // Approvals that do not arrive in time: the transfer lapses.
     assert!(f.svc.advance_transfers().await.unwrap() >= 2);
     assert_eq!(
-        f.db.store.transfer(t3.id).await.unwrap().state,
+        f.db.store.transfer(late.id).await.unwrap().state,
         state::EXPIRED
+    );
+    assert_eq!(
+        f.db.store.transfer(own.id).await.unwrap().state,
+        state::EXPIRED
+    );
+    // t3 had its approvals: its time lock ended instead.
+    assert_eq!(
+        f.db.store.transfer(t3.id).await.unwrap().state,
+        state::APPROVED
     );
     let actions = f.actions().await;
     for a in [
@@ -857,4 +911,66 @@ async fn new_addresses_cool_off_before_the_policy_trusts_them(f: Fixture) {
         f.submit(&f.initiator, BOB, "1").await.unwrap().state,
         state::BLOCKED
     );
+}
+
+async fn only_current_admins_make_the_quorum(f: Fixture) {
+    // Unconfigured governance applies nothing and judges nothing.
+    let bare = Service::new(
+        f.db.store.clone(),
+        f.clock.clone(),
+        Checkpointer::for_tests(f._dir.path(), 8, 1000),
+    );
+    let who = f.who(&f.policy_admin).await;
+    assert!(matches!(
+        bare.propose(
+            &who,
+            Change::SetPolicy {
+                document: "rules = []".into()
+            }
+        )
+        .await,
+        Err(ServiceError::GovernanceNotConfigured)
+    ));
+    let i = f.who(&f.initiator).await;
+    let can = bare
+        .authorize::<perm::InitiateTransfer>(&i, Some(f.wallet))
+        .unwrap();
+    assert!(matches!(
+        can.submit(&f.request(BOB, "1")).await,
+        Err(ServiceError::GovernanceNotConfigured)
+    ));
+
+    // admin1 proposes (their approval counts), then their key is revoked:
+    // admin2's approval alone is one of two.
+    let a1 = f.who(&f.admin1).await;
+    let p = f
+        .svc
+        .propose(
+            &a1,
+            Change::RevokeApproverKey {
+                principal: Fixture::actor(&f.b),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(p.proposal.state, "open");
+    let a2 = f.who(&f.admin2).await;
+    f.svc
+        .authorize::<perm::ManageApiKeys>(&a2, None)
+        .unwrap()
+        .revoke_api_key(f.admin1.id.parse().unwrap())
+        .await
+        .unwrap();
+    let v = f.svc.vote(&a2, &p.proposal.id, true).await.unwrap();
+    assert_eq!(
+        v.proposal.state, "open",
+        "a revoked admin key's vote lapses"
+    );
+    // A decided proposal takes no more votes: a conflict.
+    let v = f.svc.vote(&a2, &p.proposal.id, false).await.unwrap();
+    assert_eq!(v.proposal.state, "vetoed");
+    assert!(matches!(
+        f.svc.vote(&a2, &p.proposal.id, true).await,
+        Err(ServiceError::Conflict(_))
+    ));
 }

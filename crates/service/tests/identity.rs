@@ -55,6 +55,7 @@ async fn fixture(db: TestDb) -> Fixture {
     let cp = Checkpointer::for_tests(dir.path(), 3, 10_000);
     let clock = Arc::new(TestClock(AtomicI64::new(1_800_000_000_000)));
     let svc = Service::new(db.store.clone(), clock.clone(), cp);
+    svc.set_governance(service::governance::GovernanceConfig::single_admin());
     let console: Actor = "operator:root".parse().unwrap();
     for s in &svc.init_keystore(&console, 2, 2).await.unwrap() {
         svc.unseal(&Actor::Anonymous, s).await.unwrap();

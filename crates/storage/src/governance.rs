@@ -301,6 +301,145 @@ impl WriteTx {
         }
     }
 
+    /// Serialises judgments with governance changes. Judgments take it
+    /// shared, applied changes (a new policy, an address-book entry, …)
+    /// exclusively: a transfer is judged wholly before or wholly after a
+    /// change, on PostgreSQL as on SQLite (whose writers are serial anyway).
+    pub async fn governance_lock(&mut self, shared: bool) -> Result<(), StorageError> {
+        if self.backend() == Backend::Postgres {
+            let q = if shared {
+                "SELECT pg_advisory_xact_lock_shared(hashtextextended('strongroom.governance', 0))"
+            } else {
+                "SELECT pg_advisory_xact_lock(hashtextextended('strongroom.governance', 0))"
+            };
+            sqlx::query(q).execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Exclusive locks on names (an initiator, a destination) until this
+    /// transaction ends, taken in sorted order so that two holders never
+    /// wait on each other. SQLite's writers are serial: nothing to do.
+    pub async fn lock_names(&mut self, names: &[String]) -> Result<(), StorageError> {
+        if self.backend() == Backend::Postgres {
+            let mut sorted: Vec<&String> = names.iter().collect();
+            sorted.sort();
+            sorted.dedup();
+            for n in sorted {
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 1))")
+                    .bind(n)
+                    .execute(&mut *self.tx)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn policy_in_tx(&mut self, version: u64) -> Result<PolicyRow, StorageError> {
+        let row = sqlx::query(
+            "SELECT version, document, digest, proposal_id, created_at_ms FROM policies WHERE version = $1",
+        )
+        .bind(version_db(version)?)
+        .fetch_optional(&mut *self.tx)
+        .await?
+        .ok_or(StorageError::NotFound {
+            what: "policy version",
+        })?;
+        policy_from_row(&row)
+    }
+
+    /// The address-book entry for an address, read under this transaction.
+    pub async fn whitelist_entry_in_tx(
+        &mut self,
+        network: &str,
+        address: &str,
+    ) -> Result<Option<WhitelistRow>, StorageError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {WHITELIST_COLUMNS} FROM whitelist WHERE network = $1 AND address = $2 \
+             AND removed_at_ms IS NULL"
+        )))
+        .bind(network)
+        .bind(address)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.as_ref().map(whitelist_from_row).transpose()
+    }
+
+    pub async fn is_own_eth_address_in_tx(
+        &mut self,
+        network: &str,
+        address: &str,
+    ) -> Result<bool, StorageError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM eth_senders WHERE network = $1 AND address = $2",
+        )
+        .bind(network)
+        .bind(address)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(n > 0)
+    }
+
+    pub async fn price_in_tx(
+        &mut self,
+        asset: &str,
+    ) -> Result<Option<(u128, Timestamp)>, StorageError> {
+        let row = sqlx::query("SELECT micro_usd, as_of_ms FROM prices WHERE asset = $1")
+            .bind(asset)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.map(|r| Ok((parsed(&r, "micro_usd")?, ts(&r, "as_of_ms")?)))
+            .transpose()
+    }
+
+    /// A principal's approver key in force, locked until this transaction
+    /// ends: a revocation waits for the vote, or the vote sees it.
+    pub async fn approver_key_for_update(
+        &mut self,
+        principal: &Actor,
+    ) -> Result<Option<ApproverKeyRow>, StorageError> {
+        let q = format!(
+            "SELECT principal, public_key, registered_at_ms, revoked_at_ms FROM approver_keys \
+             WHERE principal = $1 AND revoked_at_ms IS NULL{}",
+            self.for_update()
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(principal.to_string())
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.as_ref().map(approver_key_from_row).transpose()
+    }
+
+    /// Replaces an approver's vote that was voided or has expired.
+    pub async fn replace_approval(
+        &mut self,
+        a: &ApprovalRow,
+        now: Timestamp,
+    ) -> Result<(), StorageError> {
+        let done = sqlx::query(
+            "UPDATE transfer_approvals SET public_key = $3, vote = $4, signature = $5, \
+             expires_at_ms = $6, at_ms = $7, voided_at_ms = NULL \
+             WHERE transfer_id = $1 AND approver = $2 \
+             AND (voided_at_ms IS NOT NULL OR expires_at_ms <= $8)",
+        )
+        .bind(a.transfer.to_string())
+        .bind(a.approver.to_string())
+        .bind(&a.public_key)
+        .bind(&a.vote)
+        .bind(&a.signature)
+        .bind(a.expires_at.as_millis())
+        .bind(a.at.as_millis())
+        .bind(now.as_millis())
+        .execute(&mut *self.tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(StorageError::Conflict {
+                what: "vote of this approver on this transfer",
+            });
+        }
+        Ok(())
+    }
+
     /// The policy version in force, read under this transaction.
     pub async fn current_policy_version(&mut self) -> Result<Option<u64>, StorageError> {
         let v: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM policies")
@@ -372,6 +511,20 @@ impl WriteTx {
         Ok(())
     }
 
+    /// Changes an admin's earlier vote (an approval turned into a veto).
+    pub async fn change_vote(&mut self, proposal: &str, v: &VoteRow) -> Result<(), StorageError> {
+        sqlx::query(
+            "UPDATE proposal_votes SET vote = $3, at_ms = $4 WHERE proposal_id = $1 AND voter = $2",
+        )
+        .bind(proposal)
+        .bind(v.voter.to_string())
+        .bind(&v.vote)
+        .bind(v.at.as_millis())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
     pub async fn votes_in_tx(&mut self, proposal: &str) -> Result<Vec<VoteRow>, StorageError> {
         let rows = sqlx::query(
             "SELECT voter, vote, at_ms FROM proposal_votes WHERE proposal_id = $1 ORDER BY at_ms, voter",
@@ -404,11 +557,18 @@ impl WriteTx {
         Ok(())
     }
 
-    /// The principals holding a global admin grant now (the quorum's electorate).
+    /// The principals holding a global admin grant now (the quorum's
+    /// electorate): not expired, not a revoked or expired API key, not a
+    /// user who is no longer active.
     pub async fn admins_in_tx(&mut self, now: Timestamp) -> Result<Vec<Actor>, StorageError> {
         let rows: Vec<String> = sqlx::query_scalar(
-            "SELECT principal FROM grants WHERE role = 'admin' AND scope = 'global' \
-             AND (expires_at_ms IS NULL OR expires_at_ms > $1) ORDER BY principal",
+            "SELECT g.principal FROM grants g WHERE g.role = 'admin' AND g.scope = 'global' \
+             AND (g.expires_at_ms IS NULL OR g.expires_at_ms > $1) \
+             AND NOT EXISTS (SELECT 1 FROM api_keys k WHERE 'api-key:' || k.id = g.principal \
+                 AND (k.revoked_at_ms IS NOT NULL OR k.expires_at_ms <= $1)) \
+             AND NOT EXISTS (SELECT 1 FROM users u WHERE 'user:' || u.id = g.principal \
+                 AND u.state <> 'active') \
+             ORDER BY g.principal",
         )
         .bind(now.as_millis())
         .fetch_all(&mut *self.tx)
@@ -873,6 +1033,31 @@ impl Store {
         .await?
         .ok_or(StorageError::NotFound { what: "transfer" })?;
         transfer_from_row(&row)
+    }
+
+    /// Time-locked transfers whose lock has ended, or transfers waiting for
+    /// approvals past their lapse: the oldest `limit` of them.
+    pub async fn transfers_due(
+        &self,
+        state: &str,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<TransferRow>, StorageError> {
+        let col = if state == "time_locked" {
+            "unlock_at_ms"
+        } else {
+            "expires_at_ms"
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE state = $1 AND {col} <= $2 \
+             ORDER BY {col}, id LIMIT $3"
+        )))
+        .bind(state)
+        .bind(now.as_millis())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(transfer_from_row).collect()
     }
 
     /// Transfers in a state, oldest first.

@@ -130,12 +130,24 @@ pub(crate) fn approve(
         t[k].as_str()
             .ok_or_else(|| Failure::Runtime(anyhow::anyhow!("the server's answer lacks {k}")))
     };
-    // What is signed is rebuilt here from the server's answer; the server
-    // accepts it only if it matches its own stored transfer exactly.
-    let digest: [u8; 32] = hex::decode(field("digest")?)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| Failure::Runtime(anyhow::anyhow!("malformed digest")))?;
+    // What is shown and signed comes from the intent's own bytes: their
+    // SHA-256 is the digest signed, so a server (or anything between) that
+    // lies about the amount or the destination gets a signature for what
+    // was shown, which matches no other transfer.
+    let bytes = hex::decode(field("intent")?)
+        .map_err(|_| Failure::Runtime(anyhow::anyhow!("malformed intent bytes")))?;
+    let intent = domain::TransferIntent::decode_as_written(&bytes)
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!("the intent does not decode: {e}")))?;
+    if intent.id() != id {
+        return Err(Failure::Runtime(anyhow::anyhow!(
+            "the server answered with another transfer's intent"
+        )));
+    }
+    if intent.digest().to_string() != field("digest")? {
+        return Err(Failure::Runtime(anyhow::anyhow!(
+            "the intent's digest is not the one the server names"
+        )));
+    }
     let decision_id = uuid::Uuid::try_parse(field("decision_id")?)
         .map_err(|_| Failure::Runtime(anyhow::anyhow!("malformed decision id")))?;
     let policy_version = t["policy_version"]
@@ -143,11 +155,15 @@ pub(crate) fn approve(
         .ok_or_else(|| Failure::Runtime(anyhow::anyhow!("malformed policy version")))?;
     println!("transfer    {id}");
     println!("state       {}", field("state")?);
-    println!("wallet      {}", field("wallet")?);
-    println!("initiator   {}", field("initiator")?);
-    println!("asset       {}", field("asset")?);
-    println!("amount      {} (base units)", field("amount")?);
-    println!("destination {}", field("destination")?);
+    println!("wallet      {}", intent.wallet());
+    println!("initiator   {}", intent.initiator());
+    println!("asset       {}", intent.amount().asset().id());
+    println!("amount      {}", intent.amount());
+    println!("destination {}", intent.destination().as_str());
+    if let Some(r) = intent.reference() {
+        println!("reference   {r}");
+    }
+    println!("digest      {}", intent.digest());
     println!(
         "policy      version {policy_version}, rule {}",
         t["decision"]["rule"].as_str().unwrap_or("(none)")
@@ -165,7 +181,7 @@ pub(crate) fn approve(
         policy::Vote::Approve
     };
     let statement = policy::ApprovalStatement {
-        intent: domain::IntentDigest(digest),
+        intent: intent.digest(),
         policy_version,
         decision_id: *decision_id.as_bytes(),
         expires_at: domain::Timestamp::from_millis(expires_ms),
