@@ -272,11 +272,7 @@ impl Service {
             // Approvals were unexpired when they made the quorum (checked
             // then); here only a voided one (a revoked key) takes it back.
             let approvals = self.store().approvals(id).await?;
-            let standing: BTreeSet<Actor> = approvals
-                .iter()
-                .filter(|a| a.vote == "approve" && a.voided_at.is_none())
-                .map(|a| a.approver.clone())
-                .collect();
+            let standing: BTreeSet<Actor> = approvals.iter().filter_map(standing).collect();
             if !requirement.satisfied(&standing) {
                 let mut tx = self.store().begin().await?;
                 retally(&mut tx, id, now).await?;
@@ -404,12 +400,19 @@ async fn facts(
     })
 }
 
+/// Approvals that count toward a quorum not yet reached: not voided, not expired.
 fn valid_approvers(approvals: &[ApprovalRow], now: Timestamp) -> BTreeSet<Actor> {
     approvals
         .iter()
-        .filter(|a| a.vote == "approve" && a.voided_at.is_none() && a.expires_at > now)
-        .map(|a| a.approver.clone())
+        .filter(|a| a.expires_at > now)
+        .filter_map(standing)
         .collect()
+}
+
+/// An approval that still stands once the quorum was reached (it was
+/// unexpired then): only a voided one (a revoked key) is taken back.
+fn standing(a: &ApprovalRow) -> Option<Actor> {
+    (a.vote == "approve" && a.voided_at.is_none()).then(|| a.approver.clone())
 }
 
 fn state_entry(
@@ -458,7 +461,7 @@ pub(crate) async fn retally(
         return Ok(());
     };
     let approvals = tx.approvals_in_tx(id).await?;
-    if !requirement.satisfied(&valid_approvers(&approvals, now)) {
+    if !requirement.satisfied(&approvals.iter().filter_map(standing).collect()) {
         tx.set_transfer_state(
             id,
             &[state::TIME_LOCKED, state::APPROVED],
