@@ -25,6 +25,7 @@ pub(crate) fn routes() -> OpenApiRouter<Service> {
         .routes(routes!(get_proposal))
         .routes(routes!(vote_proposal))
         .routes(routes!(list_freezes, create_freeze))
+        .routes(routes!(address_book))
         .routes(routes!(create_transfer))
         .routes(routes!(get_transfer))
         .routes(routes!(vote_transfer))
@@ -284,6 +285,45 @@ async fn vote_proposal(
     };
     let v = svc.vote(&who, &id, approve).await.map_err(service_error)?;
     Ok(Json(view_dto(v)))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AddressDto {
+    id: String,
+    network: String,
+    /// Canonical form (EVM: lower-case hex; Bitcoin: bech32).
+    address: String,
+    label: String,
+    group: Option<String>,
+    /// Policy treats it as whitelisted from then on (cooling-off).
+    usable_from_ms: i64,
+}
+
+/// The address book (entries are added and removed by proposals).
+#[utoipa::path(get, path = "/v1/address-book", tag = "governance",
+    responses((status = 200, body = [AddressDto])))]
+async fn address_book(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+) -> Result<Json<Vec<AddressDto>>, ApiError> {
+    overseer(&who)?;
+    let rows = svc
+        .store()
+        .whitelist()
+        .await
+        .map_err(|e| service_error(e.into()))?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|w| AddressDto {
+                id: w.id,
+                network: w.network,
+                address: w.address,
+                label: w.label,
+                group: w.group,
+                usable_from_ms: w.usable_from.as_millis(),
+            })
+            .collect(),
+    ))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

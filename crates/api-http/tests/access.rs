@@ -226,6 +226,7 @@ async fn every_endpoint_against_every_role() {
             ),
         ),
         ("POST", format!("/v1/transfers/{none}/cancel"), None),
+        ("GET", "/v1/address-book".into(), None),
         ("GET", "/v1/freezes".into(), None),
         (
             "POST",

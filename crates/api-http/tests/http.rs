@@ -119,6 +119,7 @@ async fn openapi_document_describes_the_routes() {
     assert_eq!(
         paths,
         [
+            "/v1/address-book",
             "/v1/api-keys",
             "/v1/api-keys/{id}/revoke",
             "/v1/audit",

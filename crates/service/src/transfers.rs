@@ -51,6 +51,10 @@ pub struct TransferRequest {
 pub struct Judgment {
     pub policy_version: Option<u64>,
     pub decision: Decision,
+    /// The transfer's value in millionths of a dollar at the latest known
+    /// price, recorded for later USD windows whether or not this policy
+    /// asked for it (the decision's own figure when it did).
+    pub usd_micro: Option<u128>,
 }
 
 /// An approver's signed answer.
@@ -200,9 +204,21 @@ impl Service {
         };
         let known = Known { destination, price };
         let facts = facts(&mut tx, who, roles, req, p, tier, &pol, &known, now).await?;
+        let decision = policy::evaluate(&pol, &facts);
+        let usd_micro = decision.usd_micro.or_else(|| {
+            let pr = price?;
+            let den = 10u128.checked_pow(u32::from(p.asset.decimals().get()))?;
+            Some(
+                p.amount
+                    .units()
+                    .checked_mul(pr.micro_usd_per_unit)?
+                    .div_ceil(den),
+            )
+        });
         let j = Judgment {
             policy_version,
-            decision: policy::evaluate(&pol, &facts),
+            decision,
+            usd_micro,
         };
         Ok((tx, j, now))
     }
@@ -570,7 +586,7 @@ impl Can<'_, perm::InitiateTransfer> {
             decision_id: uuid::Uuid::now_v7().to_string(),
             decision: decision_json,
             state: st.into(),
-            usd_micro: d.usd_micro,
+            usd_micro: j.usd_micro,
             expires_at: expires,
             unlock_at: unlock,
             eth_send_id: None,

@@ -903,6 +903,19 @@ async fn new_addresses_cool_off_before_the_policy_trusts_them(f: Fixture) {
         state::BLOCKED
     );
     f.advance(24 * 3_600_000 + 1);
+    // With a price known, each transfer's dollar value is recorded for
+    // later USD windows, even under a policy that does not ask for it.
+    let eth = AssetId::new(
+        domain::Network::Evm { chain_id: CHAIN_ID },
+        domain::AssetKind::Native,
+    )
+    .unwrap();
+    f.svc
+        .console_set_price(&console(), &eth, "3000.5")
+        .await
+        .unwrap();
+    let priced = f.submit(&f.initiator, CAROL, "0.5").await.unwrap();
+    assert_eq!(priced.usd_micro, Some(1_500_250_000));
     assert_eq!(
         f.submit(&f.initiator, CAROL, "1").await.unwrap().state,
         state::APPROVED

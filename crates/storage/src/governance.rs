@@ -960,21 +960,6 @@ impl Store {
         rows.iter().map(vote_from_row).collect()
     }
 
-    /// A principal's approver key in force, if any.
-    pub async fn approver_key(
-        &self,
-        principal: &Actor,
-    ) -> Result<Option<ApproverKeyRow>, StorageError> {
-        let row = sqlx::query(
-            "SELECT principal, public_key, registered_at_ms, revoked_at_ms FROM approver_keys \
-             WHERE principal = $1 AND revoked_at_ms IS NULL",
-        )
-        .bind(principal.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(approver_key_from_row).transpose()
-    }
-
     pub async fn whitelist(&self) -> Result<Vec<WhitelistRow>, StorageError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {WHITELIST_COLUMNS} FROM whitelist WHERE removed_at_ms IS NULL ORDER BY network, address"
@@ -982,23 +967,6 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(whitelist_from_row).collect()
-    }
-
-    /// The address-book entry for an address, if one is in the book (usable or cooling off).
-    pub async fn whitelist_entry(
-        &self,
-        network: &str,
-        address: &str,
-    ) -> Result<Option<WhitelistRow>, StorageError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {WHITELIST_COLUMNS} FROM whitelist WHERE network = $1 AND address = $2 \
-             AND removed_at_ms IS NULL"
-        )))
-        .bind(network)
-        .bind(address)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(whitelist_from_row).transpose()
     }
 
     /// Freezes in force at `now` (not released, or released for a later time).
@@ -1086,31 +1054,6 @@ impl Store {
         rows.iter().map(approval_from_row).collect()
     }
 
-    /// A wallet's tier.
-    pub async fn wallet_tier(&self, id: WalletId) -> Result<String, StorageError> {
-        sqlx::query_scalar("SELECT tier FROM wallets WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StorageError::NotFound { what: "wallet" })
-    }
-
-    /// Whether an address is one of this custodian's own senders.
-    pub async fn is_own_eth_address(
-        &self,
-        network: &str,
-        address: &str,
-    ) -> Result<bool, StorageError> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM eth_senders WHERE network = $1 AND address = $2",
-        )
-        .bind(network)
-        .bind(address)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(n > 0)
-    }
-
     /// The wallet's Ethereum sender on a network (the first registered).
     pub async fn wallet_eth_sender(
         &self,
@@ -1125,16 +1068,6 @@ impl Store {
         .bind(network)
         .fetch_optional(&self.pool)
         .await?)
-    }
-
-    /// The operators' price of an asset: (millionths of a dollar per unit, as of).
-    pub async fn price(&self, asset: &str) -> Result<Option<(u128, Timestamp)>, StorageError> {
-        let row = sqlx::query("SELECT micro_usd, as_of_ms FROM prices WHERE asset = $1")
-            .bind(asset)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| Ok((parsed(&r, "micro_usd")?, ts(&r, "as_of_ms")?)))
-            .transpose()
     }
 }
 
