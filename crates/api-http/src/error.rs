@@ -148,6 +148,11 @@ pub(crate) fn service_error(e: service::ServiceError) -> ApiError {
             ApiError::new(status, code, a.to_string())
         }
         E::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+        E::IdempotencyMismatch => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with another request",
+        ),
         E::GovernanceNotConfigured => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "governance_not_configured",

@@ -2,7 +2,8 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use domain::{Permission, Timestamp, TransferId, WalletId, permits};
 use serde::{Deserialize, Serialize};
 use service::Service;
@@ -109,6 +110,8 @@ pub struct TransferBody {
     amount: String,
     destination: String,
     reference: Option<String>,
+    /// Your own id for the transfer, unique among your transfers.
+    external_id: Option<String>,
 }
 
 impl TransferBody {
@@ -125,6 +128,7 @@ impl TransferBody {
             amount: self.amount.clone(),
             destination: self.destination.clone(),
             reference: self.reference.clone(),
+            external_id: self.external_id.clone(),
         })
     }
 }
@@ -456,20 +460,43 @@ fn transfer_dto(t: TransferRow, approvals: Vec<ApprovalRow>) -> TransferDto {
 }
 
 /// Requests a transfer: it is judged by the policy in force and stored
-/// with its decision (blocked ones too, for the record).
+/// with its decision (blocked ones too, for the record). With an
+/// `Idempotency-Key` header, a retry of the same request returns the same
+/// transfer (`200`, `Idempotency-Replayed: true`) and creates nothing.
 #[utoipa::path(post, path = "/v1/transfers", tag = "transfers", request_body = TransferBody,
-    responses((status = 201, body = TransferDto), (status = 400, body = ErrorBody), (status = 409, description = "`frozen`", body = ErrorBody)))]
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 printable characters; retries with it are safe")),
+    responses((status = 201, body = TransferDto), (status = 200, description = "a replay of the same request", body = TransferDto),
+        (status = 400, body = ErrorBody), (status = 409, description = "`frozen`, or `conflict` (external id taken)", body = ErrorBody),
+        (status = 422, description = "`idempotency_key_reused` with another request", body = ErrorBody)))]
 async fn create_transfer(
     State(svc): State<Service>,
     Authed(who): Authed,
+    headers: HeaderMap,
     Json(body): Json<TransferBody>,
-) -> Result<(StatusCode, Json<TransferDto>), ApiError> {
+) -> Result<Response, ApiError> {
     let req = body.parse()?;
+    let key = match headers.get("idempotency-key") {
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| bad("Idempotency-Key: printable ASCII"))?
+                .to_owned(),
+        ),
+        None => None,
+    };
     let can = svc
         .authorize::<perm::InitiateTransfer>(&who, Some(req.wallet))
         .map_err(|e| auth_error(&e))?;
-    let t = can.submit(&req).await.map_err(service_error)?;
-    Ok((StatusCode::CREATED, Json(transfer_dto(t, vec![]))))
+    let s = can
+        .submit_once(&req, key.as_deref())
+        .await
+        .map_err(service_error)?;
+    if s.replayed {
+        let mut resp = Json(transfer_dto(s.transfer, vec![])).into_response();
+        resp.headers_mut()
+            .insert("idempotency-replayed", HeaderValue::from_static("true"));
+        return Ok(resp);
+    }
+    Ok((StatusCode::CREATED, Json(transfer_dto(s.transfer, vec![]))).into_response())
 }
 
 fn transfer_id(id: &str) -> Result<TransferId, ApiError> {

@@ -63,6 +63,8 @@ pub enum ServiceError {
     GovernanceNotConfigured,
     #[error("{0}")]
     Conflict(String),
+    #[error("this idempotency key was used with another request")]
+    IdempotencyMismatch,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

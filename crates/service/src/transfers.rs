@@ -44,6 +44,44 @@ pub struct TransferRequest {
     pub amount: String,
     pub destination: String,
     pub reference: Option<String>,
+    /// The client's own id for the transfer, unique per initiator.
+    pub external_id: Option<String>,
+}
+
+impl TransferRequest {
+    /// SHA-256 over the request's fields in a fixed order: what an
+    /// idempotency key is bound to.
+    fn hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let canonical = json!([
+            self.wallet.to_string(),
+            self.asset.to_string(),
+            self.amount,
+            self.destination,
+            self.reference,
+            self.external_id,
+        ]);
+        hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+    }
+}
+
+/// A stored transfer, and whether this request only replayed an earlier
+/// one with the same idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submission {
+    pub transfer: TransferRow,
+    pub replayed: bool,
+}
+
+fn check_token(s: &str, what: &str, max: usize) -> Result<(), ServiceError> {
+    let ok = (1..=max).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic());
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "{what}: 1 to {max} printable ASCII characters, no spaces"
+        )))
+    }
 }
 
 /// A decision with the policy version it was made under.
@@ -532,9 +570,28 @@ impl Can<'_, perm::InitiateTransfer> {
     /// approvals, time-locked or approved. A tripped circuit breaker also
     /// freezes the wallet and raises an alert, in the same transaction.
     pub async fn submit(&self, req: &TransferRequest) -> Result<TransferRow, ServiceError> {
+        Ok(self.submit_once(req, None).await?.transfer)
+    }
+
+    /// [`submit`](Self::submit) with an idempotency key: the same key with
+    /// the same request gives back the transfer it first made (nothing new
+    /// is judged or stored); with another request it is refused. The key is
+    /// stored in the transfer's own transaction, under the wallet's lock, so
+    /// concurrent retries wait for the first and then replay it.
+    pub async fn submit_once(
+        &self,
+        req: &TransferRequest,
+        idempotency_key: Option<&str>,
+    ) -> Result<Submission, ServiceError> {
         self.check_wallet(req.wallet)?;
         let svc = self.svc;
         let cfg = svc.governance()?;
+        if let Some(k) = idempotency_key {
+            check_token(k, "Idempotency-Key", 255)?;
+        }
+        if let Some(e) = &req.external_id {
+            check_token(e, "external_id", 128)?;
+        }
         let p = svc.prepare(req)?;
         if let Some(f) = svc.frozen(Some(req.wallet), None).await? {
             return Err(ServiceError::Frozen(f.scope));
@@ -542,6 +599,26 @@ impl Can<'_, perm::InitiateTransfer> {
         let who = self.who.actor();
         let roles = roles_of(self.who.grants(), req.wallet);
         let (mut tx, j, now) = svc.judge(who, &roles, req, &p).await?;
+        let request_hash = req.hash();
+        if let Some(key) = idempotency_key
+            && let Some((hash, earlier)) = tx.idempotency_key(who, key).await?
+        {
+            drop(tx);
+            if hash != request_hash {
+                return Err(ServiceError::IdempotencyMismatch);
+            }
+            return Ok(Submission {
+                transfer: svc.store().transfer(earlier).await?,
+                replayed: true,
+            });
+        }
+        if let Some(ext) = &req.external_id
+            && let Some(earlier) = tx.transfer_by_external_id(who, ext).await?
+        {
+            return Err(ServiceError::Conflict(format!(
+                "transfer {earlier} already has the external id {ext:?}"
+            )));
+        }
         let id = TransferId::from_uuid(uuid::Uuid::now_v7());
         let intent = TransferIntent::new(IntentParts {
             id,
@@ -590,10 +667,15 @@ impl Can<'_, perm::InitiateTransfer> {
             expires_at: expires,
             unlock_at: unlock,
             eth_send_id: None,
+            external_id: req.external_id.clone(),
             created_at: now,
             updated_at: now,
         };
         tx.insert_transfer(&row).await?;
+        if let Some(key) = idempotency_key {
+            tx.insert_idempotency_key(who, key, &request_hash, id, now)
+                .await?;
+        }
         transfer_event(&mut tx, &row, st, now).await?;
         if st == state::PENDING_APPROVAL {
             crate::webhooks::enqueue(
@@ -657,7 +739,10 @@ impl Can<'_, perm::InitiateTransfer> {
             tracing::warn!(wallet = %req.wallet, breaker = %b, "circuit breaker tripped: wallet frozen");
         }
         svc.commit(tx, &entries, now).await?;
-        Ok(row)
+        Ok(Submission {
+            transfer: row,
+            replayed: false,
+        })
     }
 }
 

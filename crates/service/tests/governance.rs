@@ -30,6 +30,7 @@ storage::on_both!(
     the_circuit_breaker_freezes_the_wallet,
     new_addresses_cool_off_before_the_policy_trusts_them,
     only_current_admins_make_the_quorum,
+    retries_with_one_idempotency_key_make_one_transfer,
 );
 
 const ETHER: u128 = 1_000_000_000_000_000_000;
@@ -290,6 +291,7 @@ impl Fixture {
             amount: amount.into(),
             destination: to.into(),
             reference: None,
+            external_id: None,
         }
     }
 
@@ -986,4 +988,72 @@ async fn only_current_admins_make_the_quorum(f: Fixture) {
         f.svc.vote(&a2, &p.proposal.id, true).await,
         Err(ServiceError::Conflict(_))
     ));
+}
+
+async fn retries_with_one_idempotency_key_make_one_transfer(f: Fixture) {
+    f.set_policy("[[rules]]\nname = \"all\"\naction = \"allow\"\n")
+        .await;
+    // 64 concurrent requests with one key: one transfer, the rest replays.
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let who = f.who(&f.initiator).await;
+        let svc = f.svc.clone();
+        let (wallet, req) = (f.wallet, f.request(BOB, "0.25"));
+        tasks.push(tokio::spawn(async move {
+            let can = svc
+                .authorize::<perm::InitiateTransfer>(&who, Some(wallet))
+                .unwrap();
+            can.submit_once(&req, Some("order-1234")).await.unwrap()
+        }));
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    let mut fresh = 0;
+    for t in tasks {
+        let s = t.await.unwrap();
+        ids.insert(s.transfer.id);
+        fresh += usize::from(!s.replayed);
+    }
+    assert_eq!(ids.len(), 1, "one transfer");
+    assert_eq!(fresh, 1, "made once, replayed 63 times");
+    assert_eq!(
+        f.db.store
+            .transfers_in(state::APPROVED, 100)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // The same key with another request is refused, and stores nothing.
+    let who = f.who(&f.initiator).await;
+    let can = f
+        .svc
+        .authorize::<perm::InitiateTransfer>(&who, Some(f.wallet))
+        .unwrap();
+    assert!(matches!(
+        can.submit_once(&f.request(BOB, "0.26"), Some("order-1234"))
+            .await,
+        Err(ServiceError::IdempotencyMismatch)
+    ));
+    assert!(matches!(
+        can.submit_once(&f.request(BOB, "0.25"), Some("bad key with spaces"))
+            .await,
+        Err(ServiceError::Invalid(_))
+    ));
+    // External ids are unique per initiator.
+    let mut req = f.request(BOB, "0.1");
+    req.external_id = Some("payout-77".into());
+    let first = can.submit(&req).await.unwrap();
+    assert_eq!(first.external_id.as_deref(), Some("payout-77"));
+    assert!(matches!(
+        can.submit(&req).await,
+        Err(ServiceError::Conflict(_))
+    ));
+    assert_eq!(
+        f.db.store
+            .transfers_in(state::APPROVED, 100)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 }

@@ -99,6 +99,8 @@ pub struct TransferRow {
     /// When a time lock ends.
     pub unlock_at: Option<Timestamp>,
     pub eth_send_id: Option<String>,
+    /// The client's own id for it, unique per initiator.
+    pub external_id: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -252,7 +254,7 @@ fn freeze_from_row(row: &AnyRow) -> Result<FreezeRow, StorageError> {
 
 const TRANSFER_COLUMNS: &str = "id, wallet_id, initiator, asset, amount, destination, intent, \
      digest, policy_version, decision_id, decision, state, usd_micro, expires_at_ms, \
-     unlock_at_ms, eth_send_id, created_at_ms, updated_at_ms";
+     unlock_at_ms, eth_send_id, external_id, created_at_ms, updated_at_ms";
 
 fn transfer_from_row(row: &AnyRow) -> Result<TransferRow, StorageError> {
     Ok(TransferRow {
@@ -272,6 +274,7 @@ fn transfer_from_row(row: &AnyRow) -> Result<TransferRow, StorageError> {
         expires_at: opt_ts(row, "expires_at_ms")?,
         unlock_at: opt_ts(row, "unlock_at_ms")?,
         eth_send_id: row.try_get("eth_send_id")?,
+        external_id: row.try_get("external_id")?,
         created_at: ts(row, "created_at_ms")?,
         updated_at: ts(row, "updated_at_ms")?,
     })
@@ -745,7 +748,7 @@ impl WriteTx {
     pub async fn insert_transfer(&mut self, t: &TransferRow) -> Result<(), StorageError> {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO transfers ({TRANSFER_COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
         )))
         .bind(t.id.to_string())
         .bind(t.wallet.to_string())
@@ -763,11 +766,69 @@ impl WriteTx {
         .bind(t.expires_at.map(Timestamp::as_millis))
         .bind(t.unlock_at.map(Timestamp::as_millis))
         .bind(&t.eth_send_id)
+        .bind(&t.external_id)
         .bind(t.created_at.as_millis())
         .bind(t.updated_at.as_millis())
         .execute(&mut *self.tx)
         .await
-        .map_err(|e| StorageError::from_sqlx(e, "transfer"))?;
+        .map_err(|e| StorageError::from_sqlx(e, "transfer with this external id"))?;
+        Ok(())
+    }
+
+    /// The request hash and transfer an idempotency key was first used for.
+    pub async fn idempotency_key(
+        &mut self,
+        principal: &Actor,
+        key: &str,
+    ) -> Result<Option<(String, TransferId)>, StorageError> {
+        let row = sqlx::query(
+            "SELECT request_hash, transfer_id FROM idempotency_keys WHERE principal = $1 AND key = $2",
+        )
+        .bind(principal.to_string())
+        .bind(key)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.map(|r| Ok((r.try_get("request_hash")?, parsed(&r, "transfer_id")?)))
+            .transpose()
+    }
+
+    /// A transfer made by this principal under its external id, if any.
+    pub async fn transfer_by_external_id(
+        &mut self,
+        initiator: &Actor,
+        external_id: &str,
+    ) -> Result<Option<TransferId>, StorageError> {
+        let id: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM transfers WHERE initiator = $1 AND external_id = $2",
+        )
+        .bind(initiator.to_string())
+        .bind(external_id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        id.map(|s| s.parse().map_err(|e| corrupt("transfer id", &e)))
+            .transpose()
+    }
+
+    pub async fn insert_idempotency_key(
+        &mut self,
+        principal: &Actor,
+        key: &str,
+        request_hash: &str,
+        transfer: TransferId,
+        at: Timestamp,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO idempotency_keys (principal, key, request_hash, transfer_id, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(principal.to_string())
+        .bind(key)
+        .bind(request_hash)
+        .bind(transfer.to_string())
+        .bind(at.as_millis())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| StorageError::from_sqlx(e, "request with this idempotency key"))?;
         Ok(())
     }
 

@@ -149,6 +149,9 @@ enum Command {
         /// A JSON body.
         #[arg(long)]
         body: Option<String>,
+        /// Send an Idempotency-Key header (safe retries of POST /v1/transfers).
+        #[arg(long)]
+        idempotency_key: Option<String>,
     },
 }
 
@@ -602,7 +605,15 @@ fn main() -> ExitCode {
             method,
             path,
             body,
-        } => operator::api(&addr, &key_file, &method, &path, body.as_deref()),
+            idempotency_key,
+        } => operator::api(
+            &addr,
+            &key_file,
+            &method,
+            &path,
+            body.as_deref(),
+            idempotency_key.as_deref(),
+        ),
         Command::Eth(e) => match e {
             EthCommand::RegisterSender {
                 config,

@@ -65,6 +65,19 @@ pub(crate) fn signed_request(
     body: Option<&str>,
     key: Option<&crate::apikey::KeyFile>,
 ) -> Result<(u16, String), Failure> {
+    signed_request_with(addr, method, path_and_query, body, key, &[])
+}
+
+/// [`signed_request`] with extra headers (names and values already checked
+/// to be printable ASCII without spaces).
+fn signed_request_with(
+    addr: &str,
+    method: &str,
+    path_and_query: &str,
+    body: Option<&str>,
+    key: Option<&crate::apikey::KeyFile>,
+    headers: &[(&str, &str)],
+) -> Result<(u16, String), Failure> {
     let host = authority(addr)?;
     let path = path_and_query;
     let mut stream = TcpStream::connect(host).with_context(|| format!("connecting to {addr}"))?;
@@ -76,6 +89,9 @@ pub(crate) fn signed_request(
         .context("setting a timeout")?;
     let body = body.unwrap_or("");
     let mut extra = String::new();
+    for (name, value) in headers {
+        extra.push_str(&format!("{name}: {value}\r\n"));
+    }
     if let Some(k) = key {
         let (p, q) = path.split_once('?').unwrap_or((path, ""));
         for (name, value) in k.headers(method, p, q, body.as_bytes())? {
@@ -167,8 +183,19 @@ pub(crate) fn api(
     method: &str,
     path: &str,
     body: Option<&str>,
+    idempotency_key: Option<&str>,
 ) -> Result<(), Failure> {
     let key = crate::apikey::KeyFile::load(key_file)?;
+    let mut headers = Vec::new();
+    if let Some(k) = idempotency_key {
+        if k.is_empty() || k.len() > 255 || !k.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(usage(
+                "--idempotency-key",
+                "1 to 255 printable ASCII characters, no spaces",
+            ));
+        }
+        headers.push(("Idempotency-Key", k));
+    }
     let method = method.to_ascii_uppercase();
     if !matches!(method.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE") {
         return Err(usage("METHOD", "GET, POST, PUT, PATCH or DELETE"));
@@ -176,7 +203,7 @@ pub(crate) fn api(
     if !path.starts_with('/') {
         return Err(usage("PATH", "an absolute path such as /v1/me"));
     }
-    let (s, b) = signed_request(addr, &method, path, body, Some(&key))?;
+    let (s, b) = signed_request_with(addr, &method, path, body, Some(&key), &headers)?;
     println!("{s}");
     println!("{b}");
     if (200..300).contains(&s) {

@@ -1295,6 +1295,37 @@ fn policy_approvals_and_freeze_from_the_cli() {
     assert!(ok, "{t}");
     assert_eq!(t["state"], "pending_approval");
     let transfer = t["id"].as_str().unwrap().to_owned();
+    // Safe retries: the same Idempotency-Key and body replay the transfer
+    // (200); another body with that key is refused (422).
+    let retry = |body: &str| {
+        strongroom(&[
+            "api",
+            "--addr",
+            &server.base,
+            "--key-file",
+            initiator.to_str().unwrap(),
+            "--idempotency-key",
+            "payout-2026-11-27-001",
+            "POST",
+            "/v1/transfers",
+            "--body",
+            body,
+        ])
+    };
+    let small = serde_json::json!({"wallet": wallet, "asset": "eip155:31337/native", "amount": "0.5", "destination": to}).to_string();
+    let first = retry(&small);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(stdout(&first).starts_with("201"), "{}", stdout(&first));
+    let again = retry(&small);
+    assert!(stdout(&again).starts_with("200"), "{}", stdout(&again));
+    assert_eq!(
+        stdout(&first).lines().nth(1).unwrap()[..50],
+        stdout(&again).lines().nth(1).unwrap()[..50],
+        "the same transfer"
+    );
+    let other = retry(&body);
+    assert_eq!(other.status.code(), Some(1));
+    assert!(stdout(&other).starts_with("422"), "{}", stdout(&other));
     let approve = |reject: bool| {
         let mut args = vec![
             "approve",
