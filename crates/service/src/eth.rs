@@ -875,6 +875,21 @@ impl Service {
                             &subject,
                             json!({ "attempt": a.attempt, "confirmations": confirmations }),
                         )?);
+                        // The transfer it carried out ends with it.
+                        let done = match fin {
+                            state::CONFIRMED => crate::transfers::state::COMPLETED,
+                            state::CANCELLED => crate::transfers::state::CANCELLED,
+                            _ => crate::transfers::state::FAILED,
+                        };
+                        if let Some(t) = tx.finish_transfer_of_send(&send.id, done, now).await? {
+                            crate::transfers::transfer_event(&mut tx, &t, done, now).await?;
+                            entries.push(crate::transfers::state_entry(
+                                &Actor::System,
+                                &t,
+                                done,
+                                &format!("its transaction was {fin}"),
+                            )?);
+                        }
                         poll.finalized += 1;
                     }
                     if entries.is_empty() {

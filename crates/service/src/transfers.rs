@@ -33,6 +33,45 @@ pub mod state {
     pub const REJECTED: &str = "rejected";
     pub const EXPIRED: &str = "expired";
     pub const CANCELLED: &str = "cancelled";
+    /// Its transaction reached the network's confirmation depth.
+    pub const COMPLETED: &str = "completed";
+    /// It cannot be carried out (refused when built, or reverted on chain).
+    pub const FAILED: &str = "failed";
+}
+
+/// How long a worker holds an approved transfer it is handing to the chain.
+const CLAIM_LEASE_MS: i64 = 60_000;
+/// The longest wait between attempts.
+const MAX_BACKOFF_MS: i64 = 3_600_000;
+
+/// What one pass of [`Service::execute_due`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExecutePass {
+    /// Handed to the chain (planned; signing and broadcast follow).
+    pub submitted: usize,
+    /// Failed for now; tried again after a backoff.
+    pub deferred: usize,
+    /// Failed for good.
+    pub failed: usize,
+}
+
+/// Whether an attempt's error may go away by itself (a node, a freeze, fees,
+/// the keystore) or never will (the transaction as approved cannot be built).
+fn retryable(e: &ServiceError) -> bool {
+    use crate::eth::EthError as Eth;
+    !matches!(
+        e,
+        ServiceError::Invalid(_)
+            | ServiceError::Eth(
+                Eth::Refused(_)
+                    | Eth::Address(_)
+                    | Eth::Amount(_)
+                    | Eth::Call(_)
+                    | Eth::Tx(_)
+                    | Eth::Mismatch(_)
+                    | Eth::AssetNotConfigured(_)
+            )
+    )
 }
 
 /// What an initiator asks for.
@@ -371,6 +410,73 @@ impl Service {
         .await
     }
 
+    /// Hands every approved transfer whose attempt is due to the chain. Each
+    /// is claimed first (one worker of several wins); a failure is recorded
+    /// with its error and tried again after an exponential backoff, or, when
+    /// it can never succeed, fails the transfer — each audited.
+    pub async fn execute_due(&self) -> Result<ExecutePass, ServiceError> {
+        let mut pass = ExecutePass::default();
+        let now = self.now();
+        for t in self.store().transfers_ready(now, 50).await? {
+            if !self
+                .store()
+                .claim_transfer(t.id, now, CLAIM_LEASE_MS)
+                .await?
+            {
+                continue;
+            }
+            let err = match self
+                .execute_transfer(t.id, chain_eth::Urgency::Normal)
+                .await
+            {
+                Ok(_) => {
+                    pass.submitted += 1;
+                    continue;
+                }
+                // Another worker carried it out meanwhile.
+                Err(ServiceError::Storage(StorageError::Conflict { .. })) => continue,
+                Err(e) => e,
+            };
+            let now = self.now();
+            let mut tx = self.store().begin().await?;
+            let t = tx.lock_transfer(t.id).await?;
+            if t.state != state::APPROVED {
+                continue; // moved on (e.g. back to waiting for approvals)
+            }
+            let attempts = t.attempts.saturating_add(1);
+            let why = err.to_string();
+            let subject = format!("transfer:{}", t.id);
+            if retryable(&err) {
+                let backoff = 5_000i64
+                    .saturating_mul(1i64 << attempts.min(20))
+                    .min(MAX_BACKOFF_MS);
+                let next = Timestamp::from_millis(now.as_millis().saturating_add(backoff));
+                tx.note_transfer_failure(t.id, attempts, next, &why, now)
+                    .await?;
+                let e = entry(
+                    &Actor::System,
+                    "transfer.attempt_failed",
+                    &subject,
+                    json!({ "error": why, "attempts": attempts, "next_attempt_at_ms": next.as_millis() }),
+                )?;
+                self.commit(tx, &[e], now).await?;
+                tracing::warn!(transfer = %t.id, error = %why, attempts, "transfer deferred");
+                pass.deferred += 1;
+            } else {
+                tx.note_transfer_failure(t.id, attempts, now, &why, now)
+                    .await?;
+                tx.set_transfer_state(t.id, &[state::APPROVED], state::FAILED, None, now)
+                    .await?;
+                transfer_event(&mut tx, &t, state::FAILED, now).await?;
+                let e = state_entry(&Actor::System, &t, state::FAILED, &why)?;
+                self.commit(tx, &[e], now).await?;
+                tracing::error!(transfer = %t.id, error = %why, "transfer failed");
+                pass.failed += 1;
+            }
+        }
+        Ok(pass)
+    }
+
     fn configured_assets(&self) -> Vec<Asset> {
         let nets = self
             .eth_networks()
@@ -469,7 +575,7 @@ fn standing(a: &ApprovalRow) -> Option<Actor> {
     (a.vote == "approve" && a.voided_at.is_none()).then(|| a.approver.clone())
 }
 
-fn state_entry(
+pub(crate) fn state_entry(
     by: &Actor,
     t: &TransferRow,
     to: &str,
@@ -483,7 +589,7 @@ fn state_entry(
     )
 }
 
-async fn transfer_event(
+pub(crate) async fn transfer_event(
     tx: &mut WriteTx,
     t: &TransferRow,
     to: &str,
@@ -668,6 +774,9 @@ impl Can<'_, perm::InitiateTransfer> {
             unlock_at: unlock,
             eth_send_id: None,
             external_id: req.external_id.clone(),
+            attempts: 0,
+            next_attempt_at: now,
+            last_error: None,
             created_at: now,
             updated_at: now,
         };

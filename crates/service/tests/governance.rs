@@ -31,6 +31,7 @@ storage::on_both!(
     new_addresses_cool_off_before_the_policy_trusts_them,
     only_current_admins_make_the_quorum,
     retries_with_one_idempotency_key_make_one_transfer,
+    approved_transfers_are_carried_out_to_completion,
 );
 
 const ETHER: u128 = 1_000_000_000_000_000_000;
@@ -72,6 +73,8 @@ struct Fixture {
     initiator: Person,
     b: Person,
     c: Person,
+    from: EthAddress,
+    client: Arc<EthClient>,
     _anvil: Anvil,
     _dir: tempfile::TempDir,
 }
@@ -187,6 +190,8 @@ async fn fixture(db: TestDb) -> Fixture {
         clock,
         shares,
         wallet,
+        from,
+        client,
         nonce: AtomicU64::new(0),
         _anvil: anvil,
         _dir: dir,
@@ -1056,4 +1061,86 @@ async fn retries_with_one_idempotency_key_make_one_transfer(f: Fixture) {
             .len(),
         2
     );
+}
+
+async fn approved_transfers_are_carried_out_to_completion(f: Fixture) {
+    use service::transfers::ExecutePass;
+    f.set_policy("[[rules]]\nname = \"all\"\naction = \"allow\"\n")
+        .await;
+    let t = f.submit(&f.initiator, BOB, "1").await.unwrap();
+    assert_eq!(t.state, state::APPROVED);
+    // Frozen: the attempt fails for now, is recorded, and waits its backoff.
+    let freeze = f
+        .svc
+        .console_freeze(&console(), FreezeScope::Global, "drill")
+        .await
+        .unwrap();
+    assert_eq!(
+        f.svc.execute_due().await.unwrap(),
+        ExecutePass {
+            deferred: 1,
+            ..ExecutePass::default()
+        }
+    );
+    let waiting = f.db.store.transfer(t.id).await.unwrap();
+    assert_eq!(waiting.state, state::APPROVED);
+    assert_eq!(waiting.attempts, 1);
+    assert!(waiting.last_error.as_deref().unwrap().contains("frozen"));
+    assert_eq!(f.svc.execute_due().await.unwrap(), ExecutePass::default());
+    f.govern(
+        &f.officer,
+        Change::ReleaseFreeze {
+            freeze_id: freeze.id,
+            cool_down_s: 0,
+        },
+    )
+    .await;
+    f.advance(10_001);
+    // A transfer that can never be built (to the wallet's own sender) fails for good.
+    let own = f
+        .submit(&f.initiator, &f.from.to_string(), "1")
+        .await
+        .unwrap();
+    assert_eq!(
+        own.state,
+        state::APPROVED,
+        "internal destinations are allowed here"
+    );
+    let pass = f.svc.execute_due().await.unwrap();
+    assert_eq!(
+        pass,
+        ExecutePass {
+            submitted: 1,
+            failed: 1,
+            ..ExecutePass::default()
+        }
+    );
+    assert_eq!(
+        f.db.store.transfer(own.id).await.unwrap().state,
+        state::FAILED
+    );
+    let sent = f.db.store.transfer(t.id).await.unwrap();
+    assert_eq!(sent.state, state::SUBMITTED);
+    // Confirmed on chain: the transfer completes with its send.
+    chain_eth_client::testing::mine(&f.client, 3).await;
+    f.svc.eth_poll(CHAIN_ID).await.unwrap();
+    assert_eq!(
+        f.db.store.transfer(t.id).await.unwrap().state,
+        state::COMPLETED
+    );
+    let send =
+        f.db.store
+            .eth_send(sent.eth_send_id.as_deref().unwrap())
+            .await
+            .unwrap();
+    assert_eq!(send.state, service::eth::state::CONFIRMED);
+    assert_eq!(send.amount, ETHER);
+    let actions = f.actions().await;
+    for a in [
+        "transfer.attempt_failed",
+        "transfer.state_changed",
+        "eth.send.confirmed",
+    ] {
+        assert!(actions.iter().any(|x| x == a), "{a}");
+    }
 }

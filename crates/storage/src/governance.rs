@@ -101,6 +101,11 @@ pub struct TransferRow {
     pub eth_send_id: Option<String>,
     /// The client's own id for it, unique per initiator.
     pub external_id: Option<String>,
+    /// Attempts to hand it to the chain that failed.
+    pub attempts: u32,
+    /// When the next attempt may start (also a claim's lease).
+    pub next_attempt_at: Timestamp,
+    pub last_error: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -254,7 +259,8 @@ fn freeze_from_row(row: &AnyRow) -> Result<FreezeRow, StorageError> {
 
 const TRANSFER_COLUMNS: &str = "id, wallet_id, initiator, asset, amount, destination, intent, \
      digest, policy_version, decision_id, decision, state, usd_micro, expires_at_ms, \
-     unlock_at_ms, eth_send_id, external_id, created_at_ms, updated_at_ms";
+     unlock_at_ms, eth_send_id, external_id, attempts, next_attempt_at_ms, last_error, \
+     created_at_ms, updated_at_ms";
 
 fn transfer_from_row(row: &AnyRow) -> Result<TransferRow, StorageError> {
     Ok(TransferRow {
@@ -275,6 +281,10 @@ fn transfer_from_row(row: &AnyRow) -> Result<TransferRow, StorageError> {
         unlock_at: opt_ts(row, "unlock_at_ms")?,
         eth_send_id: row.try_get("eth_send_id")?,
         external_id: row.try_get("external_id")?,
+        attempts: u32::try_from(row.try_get::<i64, _>("attempts")?)
+            .map_err(|e| corrupt("attempts", &e))?,
+        next_attempt_at: ts(row, "next_attempt_at_ms")?,
+        last_error: row.try_get("last_error")?,
         created_at: ts(row, "created_at_ms")?,
         updated_at: ts(row, "updated_at_ms")?,
     })
@@ -748,7 +758,8 @@ impl WriteTx {
     pub async fn insert_transfer(&mut self, t: &TransferRow) -> Result<(), StorageError> {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO transfers ({TRANSFER_COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+              $20, $21, $22)"
         )))
         .bind(t.id.to_string())
         .bind(t.wallet.to_string())
@@ -767,6 +778,9 @@ impl WriteTx {
         .bind(t.unlock_at.map(Timestamp::as_millis))
         .bind(&t.eth_send_id)
         .bind(&t.external_id)
+        .bind(i64::from(t.attempts))
+        .bind(t.next_attempt_at.as_millis())
+        .bind(&t.last_error)
         .bind(t.created_at.as_millis())
         .bind(t.updated_at.as_millis())
         .execute(&mut *self.tx)
@@ -878,6 +892,51 @@ impl WriteTx {
             });
         }
         Ok(())
+    }
+
+    /// Records a failed attempt to hand an approved transfer to the chain:
+    /// the next may start at `next_at`.
+    pub async fn note_transfer_failure(
+        &mut self,
+        id: TransferId,
+        attempts: u32,
+        next_at: Timestamp,
+        error: &str,
+        at: Timestamp,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "UPDATE transfers SET attempts = $2, next_attempt_at_ms = $3, last_error = $4, \
+             updated_at_ms = $5 WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .bind(i64::from(attempts))
+        .bind(next_at.as_millis())
+        .bind(error)
+        .bind(at.as_millis())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// The transfer a finished Ethereum send carried out, moved from
+    /// `submitted` to `to`; `None` if the send carried none.
+    pub async fn finish_transfer_of_send(
+        &mut self,
+        send_id: &str,
+        to: &str,
+        at: Timestamp,
+    ) -> Result<Option<TransferRow>, StorageError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE eth_send_id = $1 AND state = 'submitted'"
+        )))
+        .bind(send_id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let t = transfer_from_row(&row)?;
+        self.set_transfer_state(t.id, &["submitted"], to, None, at)
+            .await?;
+        Ok(Some(t))
     }
 
     /// Links an approved transfer to the Ethereum send that carries it out.
@@ -1087,6 +1146,44 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(transfer_from_row).collect()
+    }
+
+    /// Approved transfers whose next attempt is due, oldest first.
+    pub async fn transfers_ready(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<TransferRow>, StorageError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE state = 'approved' \
+             AND next_attempt_at_ms <= $1 ORDER BY created_at_ms, id LIMIT $2"
+        )))
+        .bind(now.as_millis())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(transfer_from_row).collect()
+    }
+
+    /// Claims an approved transfer for `lease_ms` (compare-and-set on its
+    /// next attempt time): of several workers, one wins; the lease lapses
+    /// by itself if the winner dies.
+    pub async fn claim_transfer(
+        &self,
+        id: TransferId,
+        now: Timestamp,
+        lease_ms: i64,
+    ) -> Result<bool, StorageError> {
+        let done = sqlx::query(
+            "UPDATE transfers SET next_attempt_at_ms = $3 WHERE id = $1 AND state = 'approved' \
+             AND next_attempt_at_ms <= $2",
+        )
+        .bind(id.to_string())
+        .bind(now.as_millis())
+        .bind(now.as_millis().saturating_add(lease_ms))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Transfers in a state, oldest first.

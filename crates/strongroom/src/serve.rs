@@ -251,16 +251,22 @@ pub(crate) fn run(c: Config) -> Result<(), Failure> {
             }
         });
 
-        // Time locks that end and approvals that do not arrive in time.
+        // Time locks that end, approvals that do not arrive in time, and
+        // approved transfers handed to the chain.
         let lifecycle = tokio::spawn({
             let svc = svc.clone();
             async move {
-                let mut interval = tokio::time::interval(Duration::from_secs(5));
+                let mut interval = tokio::time::interval(Duration::from_secs(2));
                 interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     interval.tick().await;
                     if let Err(e) = svc.advance_transfers().await {
                         tracing::error!(error = %e, "transfer time-lock and expiry pass failed");
+                    }
+                    // Approved transfers go to the chain (claimed, so that
+                    // several servers on one database share the work).
+                    if let Err(e) = svc.execute_due().await {
+                        tracing::error!(error = %e, "transfer execution pass failed");
                     }
                 }
             }
