@@ -1,7 +1,7 @@
 //! Policy, governance, freezes, transfers and approvals over HTTP.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use domain::{Permission, Timestamp, TransferId, WalletId, permits};
@@ -27,7 +27,7 @@ pub(crate) fn routes() -> OpenApiRouter<Service> {
         .routes(routes!(vote_proposal))
         .routes(routes!(list_freezes, create_freeze))
         .routes(routes!(address_book))
-        .routes(routes!(create_transfer))
+        .routes(routes!(list_transfers, create_transfer))
         .routes(routes!(get_transfer))
         .routes(routes!(vote_transfer))
         .routes(routes!(cancel_transfer))
@@ -497,6 +497,54 @@ async fn create_transfer(
         return Ok(resp);
     }
     Ok((StatusCode::CREATED, Json(transfer_dto(s.transfer, vec![]))).into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct TransferQuery {
+    /// Only this wallet's transfers (needed unless you read every wallet).
+    wallet: Option<String>,
+    /// Only transfers in this state.
+    state: Option<String>,
+    /// The page after this transfer id (the last of the previous page).
+    before: Option<String>,
+    /// At most this many (1 to 500, default 100).
+    limit: Option<u32>,
+}
+
+/// Transfers, newest first.
+#[utoipa::path(get, path = "/v1/transfers", tag = "transfers", params(TransferQuery),
+    responses((status = 200, body = [TransferDto]), (status = 403, body = ErrorBody)))]
+async fn list_transfers(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Query(q): Query<TransferQuery>,
+) -> Result<Json<Vec<TransferDto>>, ApiError> {
+    let wallet: Option<WalletId> = q
+        .wallet
+        .as_deref()
+        .map(|w| w.parse().map_err(|e: domain::IdError| bad(e.to_string())))
+        .transpose()?;
+    let before: Option<TransferId> = q
+        .before
+        .as_deref()
+        .map(|t| t.parse().map_err(|e: domain::IdError| bad(e.to_string())))
+        .transpose()?;
+    if let Some(s) = &q.state
+        && !(1..=32).contains(&s.len())
+    {
+        return Err(bad("state: a transfer state"));
+    }
+    let can = svc
+        .authorize::<perm::ReadWallet>(&who, wallet)
+        .map_err(|e| auth_error(&e))?;
+    let rows = can
+        .transfers(wallet, q.state.as_deref(), before, q.limit.unwrap_or(100))
+        .await
+        .map_err(service_error)?;
+    Ok(Json(
+        rows.into_iter().map(|t| transfer_dto(t, vec![])).collect(),
+    ))
 }
 
 fn transfer_id(id: &str) -> Result<TransferId, ApiError> {

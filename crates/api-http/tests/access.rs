@@ -216,6 +216,12 @@ async fn every_endpoint_against_every_role() {
             format!("/v1/proposals/{none}/votes"),
             Some(serde_json::json!({"vote": "approve"})),
         ),
+        ("GET", "/v1/transfers".into(), None),
+        (
+            "GET",
+            format!("/v1/transfers?wallet={}&state=approved", wallet.id),
+            None,
+        ),
         ("POST", "/v1/transfers".into(), Some(transfer)),
         ("GET", format!("/v1/transfers/{none}"), None),
         (
@@ -236,7 +242,9 @@ async fn every_endpoint_against_every_role() {
     ];
     let mut out = String::new();
     for (method, uri, body) in &rows {
-        let label = uri.replace(&victim.id, "{id}");
+        let label = uri
+            .replace(&victim.id, "{id}")
+            .replace(&wallet.id.to_string(), "{wallet}");
         out.push_str(&format!("{method:4} {label}\n   "));
         for (name, k) in &principals {
             let req = match k {

@@ -1042,6 +1042,25 @@ impl Can<'_, perm::ApproveTransfer> {
 }
 
 impl Can<'_, perm::ReadWallet> {
+    /// Transfers newest first, of one wallet (read on that wallet) or of
+    /// all (a global read); paged by the oldest id of the previous page.
+    pub async fn transfers(
+        &self,
+        wallet: Option<WalletId>,
+        state: Option<&str>,
+        before: Option<TransferId>,
+        limit: u32,
+    ) -> Result<Vec<TransferRow>, ServiceError> {
+        if !permits(self.who.grants(), Permission::ReadWallet, wallet) {
+            return Err(AuthError::Forbidden.into());
+        }
+        Ok(self
+            .svc
+            .store()
+            .transfers_page(wallet, state, before, limit.clamp(1, 500))
+            .await?)
+    }
+
     pub async fn transfer(
         &self,
         id: TransferId,

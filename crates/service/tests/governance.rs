@@ -1053,6 +1053,28 @@ async fn retries_with_one_idempotency_key_make_one_transfer(f: Fixture) {
         can.submit(&req).await,
         Err(ServiceError::Conflict(_))
     ));
+    // Listed newest first, a page at a time, within the caller's wallets.
+    let reader = f.who(&f.initiator).await;
+    let read = f
+        .svc
+        .authorize::<perm::ReadWallet>(&reader, Some(f.wallet))
+        .unwrap();
+    let page = read
+        .transfers(Some(f.wallet), Some(state::APPROVED), None, 1)
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].id, first.id, "newest first");
+    let next = read
+        .transfers(Some(f.wallet), Some(state::APPROVED), Some(page[0].id), 10)
+        .await
+        .unwrap();
+    assert_eq!(next.len(), 1);
+    assert!(next[0].id < first.id);
+    assert!(matches!(
+        read.transfers(None, None, None, 10).await,
+        Err(ServiceError::Auth(_))
+    ));
     assert_eq!(
         f.db.store
             .transfers_in(state::APPROVED, 100)

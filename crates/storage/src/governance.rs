@@ -1186,6 +1186,30 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Transfers, newest first, optionally of one wallet and in one state,
+    /// created before `before` (a page cursor: the last page's oldest).
+    pub async fn transfers_page(
+        &self,
+        wallet: Option<WalletId>,
+        state: Option<&str>,
+        before: Option<TransferId>,
+        limit: u32,
+    ) -> Result<Vec<TransferRow>, StorageError> {
+        // Ids are time-ordered (UUIDv7): the id is the cursor.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {TRANSFER_COLUMNS} FROM transfers \
+             WHERE ($1 IS NULL OR wallet_id = $1) AND ($2 IS NULL OR state = $2) \
+             AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
+        )))
+        .bind(wallet.map(|w| w.to_string()))
+        .bind(state)
+        .bind(before.map(|t| t.to_string()))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(transfer_from_row).collect()
+    }
+
     /// Transfers in a state, oldest first.
     pub async fn transfers_in(
         &self,
