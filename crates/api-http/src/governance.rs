@@ -424,6 +424,11 @@ pub struct TransferDto {
     expires_at_ms: Option<i64>,
     unlock_at_ms: Option<i64>,
     eth_send: Option<String>,
+    /// Your own id for it.
+    external_id: Option<String>,
+    /// Failed attempts to hand it to the chain, and the last error.
+    attempts: u32,
+    last_error: Option<String>,
     created_at_ms: i64,
     approvals: Vec<ApprovalDto>,
 }
@@ -445,6 +450,9 @@ fn transfer_dto(t: TransferRow, approvals: Vec<ApprovalRow>) -> TransferDto {
         expires_at_ms: t.expires_at.map(Timestamp::as_millis),
         unlock_at_ms: t.unlock_at.map(Timestamp::as_millis),
         eth_send: t.eth_send_id,
+        external_id: t.external_id,
+        attempts: t.attempts,
+        last_error: t.last_error,
         created_at_ms: t.created_at.as_millis(),
         approvals: approvals
             .into_iter()
@@ -491,7 +499,12 @@ async fn create_transfer(
         .await
         .map_err(service_error)?;
     if s.replayed {
-        let mut resp = Json(transfer_dto(s.transfer, vec![])).into_response();
+        let approvals = svc
+            .store()
+            .approvals(s.transfer.id)
+            .await
+            .map_err(|e| service_error(e.into()))?;
+        let mut resp = Json(transfer_dto(s.transfer, approvals)).into_response();
         resp.headers_mut()
             .insert("idempotency-replayed", HeaderValue::from_static("true"));
         return Ok(resp);

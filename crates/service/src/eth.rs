@@ -662,13 +662,24 @@ impl Service {
                 tx.set_eth_send_state(&send.id, &current.state, state::NONCE_TAKEN, None, now)
                     .await?;
                 send_event(&mut tx, send, state::NONCE_TAKEN, now).await?;
-                let e = entry(
+                let mut entries = vec![entry(
                     &Actor::System,
                     "eth.nonce.taken",
                     &format!("eth-send:{}", send.id),
                     json!({ "nonce": send.nonce, "tx_hash": format!("0x{hash}") }),
-                )?;
-                self.commit(tx, &[e], now).await?;
+                )?];
+                // Its transfer did not happen: it fails, for a person to look at.
+                let failed = crate::transfers::state::FAILED;
+                if let Some(t) = tx.finish_transfer_of_send(&send.id, failed, now).await? {
+                    crate::transfers::transfer_event(&mut tx, &t, failed, now).await?;
+                    entries.push(crate::transfers::state_entry(
+                        &Actor::System,
+                        &t,
+                        failed,
+                        "its nonce was used by another transaction",
+                    )?);
+                }
+                self.commit(tx, &entries, now).await?;
                 Err(EthError::Node(ClientError::NonceTaken(hash)).into())
             }
             Err(e) => Err(EthError::Node(e).into()),

@@ -40,7 +40,10 @@ pub mod state {
 }
 
 /// How long a worker holds an approved transfer it is handing to the chain.
-const CLAIM_LEASE_MS: i64 = 60_000;
+const CLAIM_LEASE_MS: i64 = 300_000;
+/// An approved transfer not handed to the chain within this long fails
+/// rather than go out unexpectedly late (after a long freeze or outage).
+const MAX_PENDING_MS: i64 = 7 * 24 * 3_600_000;
 /// The longest wait between attempts.
 const MAX_BACKOFF_MS: i64 = 3_600_000;
 
@@ -59,9 +62,11 @@ pub struct ExecutePass {
 /// the keystore) or never will (the transaction as approved cannot be built).
 fn retryable(e: &ServiceError) -> bool {
     use crate::eth::EthError as Eth;
+    // Configuration an operator can mend (a sender for the wallet, an
+    // asset) is retried; stored data that does not add up is not.
     !matches!(
         e,
-        ServiceError::Invalid(_)
+        ServiceError::Storage(StorageError::Corrupt(_))
             | ServiceError::Eth(
                 Eth::Refused(_)
                     | Eth::Address(_)
@@ -69,7 +74,6 @@ fn retryable(e: &ServiceError) -> bool {
                     | Eth::Call(_)
                     | Eth::Tx(_)
                     | Eth::Mismatch(_)
-                    | Eth::AssetNotConfigured(_)
             )
     )
 }
@@ -416,19 +420,30 @@ impl Service {
     /// it can never succeed, fails the transfer — each audited.
     pub async fn execute_due(&self) -> Result<ExecutePass, ServiceError> {
         let mut pass = ExecutePass::default();
-        let now = self.now();
-        for t in self.store().transfers_ready(now, 50).await? {
+        for t in self.store().transfers_ready(self.now(), 50).await? {
+            // The clock is read again for each claim: a pass can be long.
             if !self
                 .store()
-                .claim_transfer(t.id, now, CLAIM_LEASE_MS)
+                .claim_transfer(t.id, self.now(), CLAIM_LEASE_MS)
                 .await?
             {
                 continue;
             }
-            let err = match self
-                .execute_transfer(t.id, chain_eth::Urgency::Normal)
-                .await
-            {
+            let age = self
+                .now()
+                .as_millis()
+                .saturating_sub(t.created_at.as_millis());
+            let stale = age > MAX_PENDING_MS;
+            let result = if stale {
+                Err(ServiceError::Invalid(format!(
+                    "not handed to the chain within {} days of its request",
+                    MAX_PENDING_MS / 86_400_000
+                )))
+            } else {
+                self.execute_transfer(t.id, chain_eth::Urgency::Normal)
+                    .await
+            };
+            let err = match result {
                 Ok(_) => {
                     pass.submitted += 1;
                     continue;
@@ -446,7 +461,7 @@ impl Service {
             let attempts = t.attempts.saturating_add(1);
             let why = err.to_string();
             let subject = format!("transfer:{}", t.id);
-            if retryable(&err) {
+            if retryable(&err) && !stale {
                 let backoff = 5_000i64
                     .saturating_mul(1i64 << attempts.min(20))
                     .min(MAX_BACKOFF_MS);
@@ -698,6 +713,22 @@ impl Can<'_, perm::InitiateTransfer> {
         if let Some(e) = &req.external_id {
             check_token(e, "external_id", 128)?;
         }
+        // A retry is answered before anything that may have changed since
+        // the first request (a freeze it tripped, the configuration); the
+        // same check runs again under the locks for concurrent retries.
+        let request_hash = req.hash();
+        if let Some(key) = idempotency_key
+            && let Some((hash, earlier)) =
+                svc.store().idempotency_key(self.who.actor(), key).await?
+        {
+            if hash != request_hash {
+                return Err(ServiceError::IdempotencyMismatch);
+            }
+            return Ok(Submission {
+                transfer: svc.store().transfer(earlier).await?,
+                replayed: true,
+            });
+        }
         let p = svc.prepare(req)?;
         if let Some(f) = svc.frozen(Some(req.wallet), None).await? {
             return Err(ServiceError::Frozen(f.scope));
@@ -705,7 +736,6 @@ impl Can<'_, perm::InitiateTransfer> {
         let who = self.who.actor();
         let roles = roles_of(self.who.grants(), req.wallet);
         let (mut tx, j, now) = svc.judge(who, &roles, req, &p).await?;
-        let request_hash = req.hash();
         if let Some(key) = idempotency_key
             && let Some((hash, earlier)) = tx.idempotency_key(who, key).await?
         {

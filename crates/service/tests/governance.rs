@@ -1075,6 +1075,21 @@ async fn retries_with_one_idempotency_key_make_one_transfer(f: Fixture) {
         read.transfers(None, None, None, 10).await,
         Err(ServiceError::Auth(_))
     ));
+    // A retry is answered even once the wallet is frozen (the first request
+    // may be what froze it): the client learns its transfer exists.
+    f.svc
+        .console_freeze(&console(), FreezeScope::Wallet(f.wallet), "drill")
+        .await
+        .unwrap();
+    let again = can
+        .submit_once(&f.request(BOB, "0.25"), Some("order-1234"))
+        .await
+        .unwrap();
+    assert!(again.replayed);
+    assert!(matches!(
+        can.submit(&f.request(BOB, "0.25")).await,
+        Err(ServiceError::Frozen(_))
+    ));
     assert_eq!(
         f.db.store
             .transfers_in(state::APPROVED, 100)
@@ -1157,6 +1172,18 @@ async fn approved_transfers_are_carried_out_to_completion(f: Fixture) {
             .unwrap();
     assert_eq!(send.state, service::eth::state::CONFIRMED);
     assert_eq!(send.amount, ETHER);
+    // One that could not be sent for a week fails rather than go out late.
+    let late = f.submit(&f.initiator, BOB, "0.1").await.unwrap();
+    f.svc
+        .console_freeze(&console(), FreezeScope::Wallet(f.wallet), "long outage")
+        .await
+        .unwrap();
+    assert_eq!(f.svc.execute_due().await.unwrap().deferred, 1);
+    f.advance(8 * 24 * 3_600_000);
+    assert_eq!(f.svc.execute_due().await.unwrap().failed, 1);
+    let late = f.db.store.transfer(late.id).await.unwrap();
+    assert_eq!(late.state, state::FAILED);
+    assert!(late.last_error.unwrap().contains("within 7 days"));
     let actions = f.actions().await;
     for a in [
         "transfer.attempt_failed",

@@ -306,6 +306,25 @@ fn approval_from_row(row: &AnyRow) -> Result<ApprovalRow, StorageError> {
     })
 }
 
+async fn idempotency_key_on<'e, E>(
+    db: E,
+    principal: &Actor,
+    key: &str,
+) -> Result<Option<(String, TransferId)>, StorageError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row = sqlx::query(
+        "SELECT request_hash, transfer_id FROM idempotency_keys WHERE principal = $1 AND key = $2",
+    )
+    .bind(principal.to_string())
+    .bind(key)
+    .fetch_optional(db)
+    .await?;
+    row.map(|r| Ok((r.try_get("request_hash")?, parsed(&r, "transfer_id")?)))
+        .transpose()
+}
+
 impl WriteTx {
     fn for_update(&self) -> &'static str {
         match self.backend() {
@@ -789,21 +808,14 @@ impl WriteTx {
         Ok(())
     }
 
-    /// The request hash and transfer an idempotency key was first used for.
+    /// The request hash and transfer an idempotency key was first used for,
+    /// read under this transaction.
     pub async fn idempotency_key(
         &mut self,
         principal: &Actor,
         key: &str,
     ) -> Result<Option<(String, TransferId)>, StorageError> {
-        let row = sqlx::query(
-            "SELECT request_hash, transfer_id FROM idempotency_keys WHERE principal = $1 AND key = $2",
-        )
-        .bind(principal.to_string())
-        .bind(key)
-        .fetch_optional(&mut *self.tx)
-        .await?;
-        row.map(|r| Ok((r.try_get("request_hash")?, parsed(&r, "transfer_id")?)))
-            .transpose()
+        idempotency_key_on(&mut *self.tx, principal, key).await
     }
 
     /// A transfer made by this principal under its external id, if any.
@@ -1146,6 +1158,15 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(transfer_from_row).collect()
+    }
+
+    /// The request hash and transfer an idempotency key was first used for.
+    pub async fn idempotency_key(
+        &self,
+        principal: &Actor,
+        key: &str,
+    ) -> Result<Option<(String, TransferId)>, StorageError> {
+        idempotency_key_on(&self.pool, principal, key).await
     }
 
     /// Approved transfers whose next attempt is due, oldest first.

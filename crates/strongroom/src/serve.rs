@@ -236,39 +236,28 @@ pub(crate) fn run(c: Config) -> Result<(), Failure> {
             .collect();
 
         // Webhook deliveries: one pass a second while unsealed.
-        let deliverer = tokio::spawn({
+        let deliverer = every(Duration::from_secs(1), "webhook delivery", {
             let svc = svc.clone();
-            async move {
-                let mut interval = tokio::time::interval(Duration::from_secs(1));
-                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    interval.tick().await;
-                    match svc.deliver_webhooks().await {
-                        Ok(_) | Err(service::ServiceError::Sealed) => {}
-                        Err(e) => tracing::error!(error = %e, "webhook delivery pass failed"),
-                    }
-                }
+            move || {
+                let svc = svc.clone();
+                async move { svc.deliver_webhooks().await.map(drop) }
             }
         });
-
-        // Time locks that end, approvals that do not arrive in time, and
-        // approved transfers handed to the chain.
-        let lifecycle = tokio::spawn({
+        // Time locks that end and approvals that do not arrive in time.
+        let lifecycle = every(Duration::from_secs(2), "transfer time-lock and expiry", {
             let svc = svc.clone();
-            async move {
-                let mut interval = tokio::time::interval(Duration::from_secs(2));
-                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    interval.tick().await;
-                    if let Err(e) = svc.advance_transfers().await {
-                        tracing::error!(error = %e, "transfer time-lock and expiry pass failed");
-                    }
-                    // Approved transfers go to the chain (claimed, so that
-                    // several servers on one database share the work).
-                    if let Err(e) = svc.execute_due().await {
-                        tracing::error!(error = %e, "transfer execution pass failed");
-                    }
-                }
+            move || {
+                let svc = svc.clone();
+                async move { svc.advance_transfers().await.map(drop) }
+            }
+        });
+        // Approved transfers go to the chain (claimed, so that several
+        // servers on one database share the work); a slow node delays only this.
+        let executor = every(Duration::from_secs(2), "transfer execution", {
+            let svc = svc.clone();
+            move || {
+                let svc = svc.clone();
+                async move { svc.execute_due().await.map(drop) }
             }
         });
 
@@ -310,6 +299,7 @@ pub(crate) fn run(c: Config) -> Result<(), Failure> {
         ticker.abort();
         deliverer.abort();
         lifecycle.abort();
+        executor.abort();
         for w in &watchers {
             w.abort();
         }
@@ -319,6 +309,26 @@ pub(crate) fn run(c: Config) -> Result<(), Failure> {
         served.context("serving HTTP")?;
         stopped.context("recording the shutdown in the audit log")?;
         Ok(())
+    })
+}
+
+/// Runs `pass` every `period` (missed ticks are not made up); a failed
+/// pass is logged, and a sealed keystore simply waits for the next tick.
+fn every<F, Fut>(period: Duration, what: &'static str, pass: F) -> tokio::task::JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), service::ServiceError>> + Send,
+{
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            match pass().await {
+                Ok(()) | Err(service::ServiceError::Sealed) => {}
+                Err(e) => tracing::error!(error = %e, "{what} pass failed"),
+            }
+        }
     })
 }
 
