@@ -648,7 +648,8 @@ async fn vote_transfer(
     Ok(Json(transfer_dto(t, a)))
 }
 
-/// Cancels a transfer waiting for approvals or in its time lock (an approver of its wallet).
+/// Cancels a transfer not yet handed to the chain: an approver of its
+/// wallet, or its initiator.
 #[utoipa::path(post, path = "/v1/transfers/{id}/cancel", tag = "transfers",
     params(("id" = String, Path)), responses((status = 200, body = TransferDto), (status = 409, body = ErrorBody)))]
 async fn cancel_transfer(
@@ -658,9 +659,16 @@ async fn cancel_transfer(
 ) -> Result<Json<TransferDto>, ApiError> {
     let id = transfer_id(&id)?;
     let wallet = wallet_of(&svc, id).await?;
-    let can = svc
-        .authorize::<perm::ApproveTransfer>(&who, Some(wallet))
-        .map_err(scoped)?;
-    let t = can.cancel(id).await.map_err(service_error)?;
+    let t = match svc.authorize::<perm::ApproveTransfer>(&who, Some(wallet)) {
+        Ok(can) => can.cancel(id).await,
+        Err(AuthError::Forbidden) => {
+            svc.authorize::<perm::InitiateTransfer>(&who, Some(wallet))
+                .map_err(scoped)?
+                .cancel_own(id)
+                .await
+        }
+        Err(other) => return Err(auth_error(&other)),
+    }
+    .map_err(service_error)?;
     Ok(Json(transfer_dto(t, vec![])))
 }

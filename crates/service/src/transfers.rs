@@ -1048,27 +1048,62 @@ impl Can<'_, perm::ApproveTransfer> {
     /// Cancels a transfer that waits for approvals or sits in its time
     /// lock: any approver of its wallet may.
     pub async fn cancel(&self, id: TransferId) -> Result<TransferRow, ServiceError> {
-        let svc = self.svc;
-        let now = svc.now();
-        let mut tx = svc.store().begin().await?;
-        let t = tx.lock_transfer(id).await?;
-        self.in_scope(&t)?;
-        let open = [state::PENDING_APPROVAL, state::TIME_LOCKED, state::APPROVED];
-        if !open.contains(&t.state.as_str()) {
-            return Err(ApprovalError::NotAwaiting(t.state.clone()).into());
-        }
-        tx.set_transfer_state(id, &open, state::CANCELLED, None, now)
-            .await?;
-        transfer_event(&mut tx, &t, state::CANCELLED, now).await?;
-        let e = state_entry(
+        cancel(
+            self.svc,
             self.who.actor(),
-            &t,
-            state::CANCELLED,
+            id,
+            |t| self.in_scope(t),
             "cancelled by an approver",
-        )?;
-        svc.commit(tx, &[e], now).await?;
-        Ok(svc.store().transfer(id).await?)
+        )
+        .await
     }
+}
+
+impl Can<'_, perm::InitiateTransfer> {
+    /// Cancels one's own transfer while it is not yet handed to the chain.
+    pub async fn cancel_own(&self, id: TransferId) -> Result<TransferRow, ServiceError> {
+        let who = self.who.actor();
+        cancel(
+            self.svc,
+            who,
+            id,
+            |t| {
+                if t.initiator == *who {
+                    Ok(())
+                } else {
+                    Err(StorageError::NotFound { what: "transfer" }.into())
+                }
+            },
+            "cancelled by its initiator",
+        )
+        .await
+    }
+}
+
+/// Cancels a transfer waiting for approvals, in its time lock, or approved
+/// but not yet handed to the chain (the worker's planning transaction and
+/// this one cannot both win: each moves it only from those states).
+async fn cancel(
+    svc: &Service,
+    by: &Actor,
+    id: TransferId,
+    allowed: impl Fn(&TransferRow) -> Result<(), ServiceError>,
+    why: &str,
+) -> Result<TransferRow, ServiceError> {
+    let now = svc.now();
+    let mut tx = svc.store().begin().await?;
+    let t = tx.lock_transfer(id).await?;
+    allowed(&t)?;
+    let open = [state::PENDING_APPROVAL, state::TIME_LOCKED, state::APPROVED];
+    if !open.contains(&t.state.as_str()) {
+        return Err(ApprovalError::NotAwaiting(t.state.clone()).into());
+    }
+    tx.set_transfer_state(id, &open, state::CANCELLED, None, now)
+        .await?;
+    transfer_event(&mut tx, &t, state::CANCELLED, now).await?;
+    let e = state_entry(by, &t, state::CANCELLED, why)?;
+    svc.commit(tx, &[e], now).await?;
+    Ok(svc.store().transfer(id).await?)
 }
 
 impl Can<'_, perm::ReadWallet> {

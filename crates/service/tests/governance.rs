@@ -1172,6 +1172,23 @@ async fn approved_transfers_are_carried_out_to_completion(f: Fixture) {
             .unwrap();
     assert_eq!(send.state, service::eth::state::CONFIRMED);
     assert_eq!(send.amount, ETHER);
+    // Its initiator may cancel one not yet handed to the chain; then the
+    // worker leaves it alone, and a sent one cannot be cancelled.
+    let mine = f.submit(&f.initiator, BOB, "0.2").await.unwrap();
+    let who = f.who(&f.initiator).await;
+    let can = f
+        .svc
+        .authorize::<perm::InitiateTransfer>(&who, Some(f.wallet))
+        .unwrap();
+    assert_eq!(
+        can.cancel_own(mine.id).await.unwrap().state,
+        state::CANCELLED
+    );
+    assert_eq!(f.svc.execute_due().await.unwrap(), ExecutePass::default());
+    assert!(matches!(
+        can.cancel_own(t.id).await,
+        Err(ServiceError::Approval(ApprovalError::NotAwaiting(_)))
+    ));
     // One that could not be sent for a week fails rather than go out late.
     let late = f.submit(&f.initiator, BOB, "0.1").await.unwrap();
     f.svc
