@@ -27,6 +27,7 @@ pub(crate) fn routes() -> OpenApiRouter<Service> {
         .routes(routes!(vote_proposal))
         .routes(routes!(list_freezes, create_freeze))
         .routes(routes!(address_book))
+        .routes(routes!(wallet_balances))
         .routes(routes!(list_transfers, create_transfer))
         .routes(routes!(get_transfer))
         .routes(routes!(vote_transfer))
@@ -289,6 +290,52 @@ async fn vote_proposal(
     };
     let v = svc.vote(&who, &id, approve).await.map_err(service_error)?;
     Ok(Json(view_dto(v)))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BalanceDto {
+    asset: String,
+    symbol: String,
+    decimals: u8,
+    /// Base units as decimal strings. `on_chain` and `available` are absent
+    /// when no node answered.
+    on_chain: Option<String>,
+    /// Approved, or sent and not yet in a block.
+    reserved: String,
+    /// Waiting for approvals or in a time lock.
+    awaiting: String,
+    available: Option<String>,
+}
+
+/// A wallet's balances: on chain, reserved, awaiting approval, available.
+#[utoipa::path(get, path = "/v1/wallets/{id}/balances", tag = "wallets",
+    params(("id" = String, Path)), responses((status = 200, body = [BalanceDto]), (status = 404, body = ErrorBody)))]
+async fn wallet_balances(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<BalanceDto>>, ApiError> {
+    let wallet: WalletId = id.parse().map_err(|_| not_found("wallet"))?;
+    let can = svc
+        .authorize::<perm::ReadWallet>(&who, Some(wallet))
+        .map_err(|e| match e {
+            AuthError::Forbidden => not_found("wallet"),
+            other => auth_error(&other),
+        })?;
+    let rows = can.balances(wallet).await.map_err(service_error)?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|b| BalanceDto {
+                asset: b.asset.id().to_string(),
+                symbol: b.asset.symbol().as_str().to_owned(),
+                decimals: b.asset.decimals().get(),
+                on_chain: b.on_chain.map(|v| v.to_string()),
+                reserved: b.reserved.to_string(),
+                awaiting: b.awaiting.to_string(),
+                available: b.available.map(|v| v.to_string()),
+            })
+            .collect(),
+    ))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

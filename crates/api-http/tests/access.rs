@@ -233,6 +233,7 @@ async fn every_endpoint_against_every_role() {
         ),
         ("POST", format!("/v1/transfers/{none}/cancel"), None),
         ("GET", "/v1/address-book".into(), None),
+        ("GET", format!("/v1/wallets/{}/balances", wallet.id), None),
         ("GET", "/v1/freezes".into(), None),
         (
             "POST",

@@ -149,6 +149,7 @@ async fn openapi_document_describes_the_routes() {
             "/v1/transfers/{id}/cancel",
             "/v1/users",
             "/v1/wallets",
+            "/v1/wallets/{id}/balances",
             "/v1/webhook-deliveries/{id}/resend",
             "/v1/webhooks",
             "/v1/webhooks/{id}/deactivate",

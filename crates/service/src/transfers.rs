@@ -1106,6 +1106,21 @@ async fn cancel(
     Ok(svc.store().transfer(id).await?)
 }
 
+/// One asset of a wallet: what the chain holds and what is spoken for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssetBalance {
+    pub asset: Asset,
+    /// On chain at the latest block, over the wallet's addresses; `None`
+    /// when no node answered.
+    pub on_chain: Option<u128>,
+    /// Approved, or handed to the chain and not yet in a block.
+    pub reserved: u128,
+    /// Waiting for approvals or in a time lock.
+    pub awaiting: u128,
+    /// On chain less reserved and awaiting (zero when over-committed).
+    pub available: Option<u128>,
+}
+
 impl Can<'_, perm::ReadWallet> {
     /// Transfers newest first, of one wallet (read on that wallet) or of
     /// all (a global read); paged by the oldest id of the previous page.
@@ -1124,6 +1139,76 @@ impl Can<'_, perm::ReadWallet> {
             .store()
             .transfers_page(wallet, state, before, limit.clamp(1, 500))
             .await?)
+    }
+
+    /// Balances of a wallet's assets on every EVM network it sends on.
+    pub async fn balances(&self, wallet: WalletId) -> Result<Vec<AssetBalance>, ServiceError> {
+        if !permits(self.who.grants(), Permission::ReadWallet, Some(wallet)) {
+            return Err(StorageError::NotFound { what: "wallet" }.into());
+        }
+        let svc = self.svc;
+        svc.store().wallet(wallet).await?;
+        let outflows = svc.store().wallet_outflows(wallet).await?;
+        let mut out: Vec<AssetBalance> = Vec::new();
+        for (network, address) in svc.store().wallet_eth_senders(wallet).await? {
+            let Ok(Network::Evm { chain_id }) = network.parse::<Network>() else {
+                continue;
+            };
+            let Ok(net) = svc.eth_network(chain_id) else {
+                continue;
+            };
+            let from: chain_eth::EthAddress =
+                address.parse().map_err(|e| corrupt("sender address", e))?;
+            let mut assets = vec![(Asset::ether(chain_id), None)];
+            assets.extend(
+                net.config
+                    .tokens
+                    .iter()
+                    .map(|t| (t.asset.clone(), Some(t.contract))),
+            );
+            for (asset, contract) in assets {
+                let held = match contract {
+                    None => net.client.balance(from).await,
+                    Some(c) => net.client.erc20_balance(c, from).await,
+                }
+                .ok();
+                match out.iter_mut().find(|b| b.asset == asset) {
+                    Some(b) => {
+                        b.on_chain = match (b.on_chain, held) {
+                            (Some(a), Some(h)) => a.checked_add(h),
+                            _ => None,
+                        }
+                    }
+                    None => out.push(AssetBalance {
+                        asset,
+                        on_chain: held,
+                        reserved: 0,
+                        awaiting: 0,
+                        available: None,
+                    }),
+                }
+            }
+        }
+        for b in &mut out {
+            let id = b.asset.id().to_string();
+            for (asset, amount, committed) in &outflows {
+                if *asset != id {
+                    continue;
+                }
+                let slot = if *committed {
+                    &mut b.reserved
+                } else {
+                    &mut b.awaiting
+                };
+                *slot = slot
+                    .checked_add(*amount)
+                    .ok_or_else(|| corrupt("outflows", "overflow"))?;
+            }
+            b.available = b
+                .on_chain
+                .map(|h| h.saturating_sub(b.reserved.saturating_add(b.awaiting)));
+        }
+        Ok(out)
     }
 
     pub async fn transfer(

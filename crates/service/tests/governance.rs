@@ -1106,6 +1106,16 @@ async fn approved_transfers_are_carried_out_to_completion(f: Fixture) {
         .await;
     let t = f.submit(&f.initiator, BOB, "1").await.unwrap();
     assert_eq!(t.state, state::APPROVED);
+    let reader = f.who(&f.initiator).await;
+    let read = f
+        .svc
+        .authorize::<perm::ReadWallet>(&reader, Some(f.wallet))
+        .unwrap();
+    let b = &read.balances(f.wallet).await.unwrap()[0];
+    assert_eq!(b.asset.symbol().as_str(), "ETH");
+    assert_eq!(b.on_chain, Some(100 * ETHER));
+    assert_eq!(b.reserved, ETHER, "approved, not yet sent: reserved");
+    assert_eq!(b.available, Some(99 * ETHER));
     // Frozen: the attempt fails for now, is recorded, and waits its backoff.
     let freeze = f
         .svc
@@ -1170,6 +1180,10 @@ async fn approved_transfers_are_carried_out_to_completion(f: Fixture) {
             .eth_send(sent.eth_send_id.as_deref().unwrap())
             .await
             .unwrap();
+    // In a block: the chain's balance shows it, nothing is reserved.
+    let b = &read.balances(f.wallet).await.unwrap()[0];
+    assert_eq!(b.reserved, 0);
+    assert!(b.on_chain.unwrap() < 99 * ETHER, "paid 1 ETH and its fee");
     assert_eq!(send.state, service::eth::state::CONFIRMED);
     assert_eq!(send.amount, ETHER);
     // Its initiator may cancel one not yet handed to the chain; then the

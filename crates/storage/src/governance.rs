@@ -1257,6 +1257,51 @@ impl Store {
         rows.iter().map(approval_from_row).collect()
     }
 
+    /// Every Ethereum sender of a wallet: (network, address).
+    pub async fn wallet_eth_senders(
+        &self,
+        wallet: WalletId,
+    ) -> Result<Vec<(String, String)>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT network, address FROM eth_senders WHERE wallet_id = $1 ORDER BY network, address",
+        )
+        .bind(wallet.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("network")?, r.try_get("address")?)))
+            .collect()
+    }
+
+    /// A wallet's transfers that will still take money out: (asset, base
+    /// units, committed). Committed: approved, or handed to the chain and
+    /// not yet seen in a block (once included, the chain's balance shows it).
+    /// Not committed: waiting for approvals or in a time lock.
+    pub async fn wallet_outflows(
+        &self,
+        wallet: WalletId,
+    ) -> Result<Vec<(String, u128, bool)>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT t.asset, t.amount, t.state FROM transfers t \
+             LEFT JOIN eth_sends s ON s.id = t.eth_send_id \
+             WHERE t.wallet_id = $1 AND (t.state IN ('pending_approval', 'time_locked', 'approved') \
+             OR (t.state = 'submitted' AND s.state IN ('signing', 'signed', 'broadcast')))",
+        )
+        .bind(wallet.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let state: String = r.try_get("state")?;
+                Ok((
+                    r.try_get("asset")?,
+                    parsed(r, "amount")?,
+                    !matches!(state.as_str(), "pending_approval" | "time_locked"),
+                ))
+            })
+            .collect()
+    }
+
     /// The wallet's Ethereum sender on a network (the first registered).
     pub async fn wallet_eth_sender(
         &self,
