@@ -148,6 +148,16 @@ pub(crate) fn service_error(e: service::ServiceError) -> ApiError {
             ApiError::new(status, code, a.to_string())
         }
         E::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+        E::InsufficientFunds(m) => ApiError::new(
+            StatusCode::CONFLICT,
+            "insufficient_funds",
+            format!("insufficient funds: {m}"),
+        ),
+        E::Eth(service::eth::EthError::Node(_)) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "node_unavailable",
+            "no node of the network answered",
+        ),
         E::IdempotencyMismatch => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "idempotency_key_reused",

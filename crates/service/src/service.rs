@@ -65,6 +65,8 @@ pub enum ServiceError {
     Conflict(String),
     #[error("this idempotency key was used with another request")]
     IdempotencyMismatch,
+    #[error("insufficient funds: {0}")]
+    InsufficientFunds(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

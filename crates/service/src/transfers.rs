@@ -492,6 +492,74 @@ impl Service {
         Ok(pass)
     }
 
+    /// Refuses a transfer the wallet cannot cover: what the chain holds on
+    /// the wallet's sender must cover this amount and every transfer of the
+    /// asset still to leave (approved, sent and not in a block yet, or
+    /// waiting for approvals), plus, for the network's own coin, the fee cap
+    /// of each. Read under the judgment's wallet lock: concurrent requests
+    /// cannot together spend the same funds.
+    async fn ensure_funds(
+        &self,
+        tx: &mut WriteTx,
+        req: &TransferRequest,
+        p: &Prepared,
+    ) -> Result<(), ServiceError> {
+        let Network::Evm { chain_id } = req.asset.network() else {
+            return Ok(());
+        };
+        let net = self
+            .eth_network(chain_id)
+            .map_err(|e| invalid(format!("asset {}: {e}", req.asset)))?;
+        let from = tx
+            .wallet_eth_sender_in_tx(req.wallet, &p.network)
+            .await?
+            .ok_or_else(|| invalid(format!("the wallet has no sender on {}", p.network)))?;
+        let from: chain_eth::EthAddress = from.parse().map_err(|e| corrupt("sender", e))?;
+        let token = net
+            .config
+            .tokens
+            .iter()
+            .find(|t| t.asset.id() == &req.asset)
+            .map(|t| t.contract);
+        let held = match token {
+            None => net.client.balance(from).await,
+            Some(c) => net.client.erc20_balance(c, from).await,
+        }
+        .map_err(crate::eth::EthError::Node)?;
+        let asset_id = req.asset.to_string();
+        let mut needed = p.amount.units();
+        let mut open = 1u128;
+        for (asset, amount, _) in tx.wallet_outflows_in_tx(req.wallet).await? {
+            if asset == asset_id {
+                needed = needed
+                    .checked_add(amount)
+                    .ok_or_else(|| corrupt("outflows", "overflow"))?;
+                open += 1;
+            }
+        }
+        if token.is_none() {
+            let fees = net
+                .config
+                .fee_caps
+                .max_total_fee
+                .checked_mul(open)
+                .ok_or_else(|| corrupt("fee reserve", "overflow"))?;
+            needed = needed
+                .checked_add(fees)
+                .ok_or_else(|| corrupt("needed", "overflow"))?;
+        }
+        if needed > held {
+            let d = p.asset.decimals();
+            return Err(ServiceError::InsufficientFunds(format!(
+                "{} {} needed (this transfer, those still to leave and their fee caps), {} held",
+                domain::amount::format_units(needed, d, false),
+                p.asset.symbol().as_str(),
+                domain::amount::format_units(held, d, false),
+            )));
+        }
+        Ok(())
+    }
+
     fn configured_assets(&self) -> Vec<Asset> {
         let nets = self
             .eth_networks()
@@ -754,6 +822,9 @@ impl Can<'_, perm::InitiateTransfer> {
             return Err(ServiceError::Conflict(format!(
                 "transfer {earlier} already has the external id {ext:?}"
             )));
+        }
+        if !matches!(j.decision.outcome, Outcome::Block) {
+            svc.ensure_funds(&mut tx, req, &p).await?;
         }
         let id = TransferId::from_uuid(uuid::Uuid::now_v7());
         let intent = TransferIntent::new(IntentParts {

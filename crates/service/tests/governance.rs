@@ -32,6 +32,7 @@ storage::on_both!(
     only_current_admins_make_the_quorum,
     retries_with_one_idempotency_key_make_one_transfer,
     approved_transfers_are_carried_out_to_completion,
+    concurrent_withdrawals_never_commit_more_than_the_wallet_holds,
 );
 
 const ETHER: u128 = 1_000_000_000_000_000_000;
@@ -1223,4 +1224,45 @@ async fn approved_transfers_are_carried_out_to_completion(f: Fixture) {
     ] {
         assert!(actions.iter().any(|x| x == a), "{a}");
     }
+}
+
+async fn concurrent_withdrawals_never_commit_more_than_the_wallet_holds(f: Fixture) {
+    f.set_policy("[[rules]]\nname = \"all\"\naction = \"allow\"\n")
+        .await;
+    // The sender holds 100 ETH; each withdrawal needs 9.9 ETH and its 0.1
+    // ETH fee cap: funds for ten. Thirty at once.
+    let mut tasks = Vec::new();
+    for _ in 0..30 {
+        let who = f.who(&f.initiator).await;
+        let svc = f.svc.clone();
+        let (wallet, req) = (f.wallet, f.request(BOB, "9.9"));
+        tasks.push(tokio::spawn(async move {
+            let can = svc
+                .authorize::<perm::InitiateTransfer>(&who, Some(wallet))
+                .unwrap();
+            can.submit(&req).await
+        }));
+    }
+    let (mut accepted, mut refused) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(row) => {
+                assert_eq!(row.state, state::APPROVED);
+                accepted += 1;
+            }
+            Err(ServiceError::InsufficientFunds(_)) => refused += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!((accepted, refused), (10, 20));
+    let reader = f.who(&f.initiator).await;
+    let b = &f
+        .svc
+        .authorize::<perm::ReadWallet>(&reader, Some(f.wallet))
+        .unwrap()
+        .balances(f.wallet)
+        .await
+        .unwrap()[0];
+    assert_eq!(b.reserved, 99 * ETHER);
+    assert_eq!(b.available, Some(ETHER));
 }

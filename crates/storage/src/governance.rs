@@ -306,6 +306,52 @@ fn approval_from_row(row: &AnyRow) -> Result<ApprovalRow, StorageError> {
     })
 }
 
+async fn wallet_outflows_on<'e, E>(
+    db: E,
+    wallet: WalletId,
+) -> Result<Vec<(String, u128, bool)>, StorageError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows = sqlx::query(
+        "SELECT t.asset, t.amount, t.state FROM transfers t \
+         LEFT JOIN eth_sends s ON s.id = t.eth_send_id \
+         WHERE t.wallet_id = $1 AND (t.state IN ('pending_approval', 'time_locked', 'approved') \
+         OR (t.state = 'submitted' AND s.state IN ('signing', 'signed', 'broadcast')))",
+    )
+    .bind(wallet.to_string())
+    .fetch_all(db)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let state: String = r.try_get("state")?;
+            Ok((
+                r.try_get("asset")?,
+                parsed(r, "amount")?,
+                !matches!(state.as_str(), "pending_approval" | "time_locked"),
+            ))
+        })
+        .collect()
+}
+
+async fn wallet_eth_sender_on<'e, E>(
+    db: E,
+    wallet: WalletId,
+    network: &str,
+) -> Result<Option<String>, StorageError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    Ok(sqlx::query_scalar(
+        "SELECT address FROM eth_senders WHERE wallet_id = $1 AND network = $2 \
+         ORDER BY created_at_ms, address LIMIT 1",
+    )
+    .bind(wallet.to_string())
+    .bind(network)
+    .fetch_optional(db)
+    .await?)
+}
+
 async fn idempotency_key_on<'e, E>(
     db: E,
     principal: &Actor,
@@ -808,6 +854,23 @@ impl WriteTx {
         Ok(())
     }
 
+    /// [`Store::wallet_outflows`], read under this transaction.
+    pub async fn wallet_outflows_in_tx(
+        &mut self,
+        wallet: WalletId,
+    ) -> Result<Vec<(String, u128, bool)>, StorageError> {
+        wallet_outflows_on(&mut *self.tx, wallet).await
+    }
+
+    /// [`Store::wallet_eth_sender`], read under this transaction.
+    pub async fn wallet_eth_sender_in_tx(
+        &mut self,
+        wallet: WalletId,
+        network: &str,
+    ) -> Result<Option<String>, StorageError> {
+        wallet_eth_sender_on(&mut *self.tx, wallet, network).await
+    }
+
     /// The request hash and transfer an idempotency key was first used for,
     /// read under this transaction.
     pub async fn idempotency_key(
@@ -1281,25 +1344,7 @@ impl Store {
         &self,
         wallet: WalletId,
     ) -> Result<Vec<(String, u128, bool)>, StorageError> {
-        let rows = sqlx::query(
-            "SELECT t.asset, t.amount, t.state FROM transfers t \
-             LEFT JOIN eth_sends s ON s.id = t.eth_send_id \
-             WHERE t.wallet_id = $1 AND (t.state IN ('pending_approval', 'time_locked', 'approved') \
-             OR (t.state = 'submitted' AND s.state IN ('signing', 'signed', 'broadcast')))",
-        )
-        .bind(wallet.to_string())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let state: String = r.try_get("state")?;
-                Ok((
-                    r.try_get("asset")?,
-                    parsed(r, "amount")?,
-                    !matches!(state.as_str(), "pending_approval" | "time_locked"),
-                ))
-            })
-            .collect()
+        wallet_outflows_on(&self.pool, wallet).await
     }
 
     /// The wallet's Ethereum sender on a network (the first registered).
@@ -1308,14 +1353,7 @@ impl Store {
         wallet: WalletId,
         network: &str,
     ) -> Result<Option<String>, StorageError> {
-        Ok(sqlx::query_scalar(
-            "SELECT address FROM eth_senders WHERE wallet_id = $1 AND network = $2 \
-             ORDER BY created_at_ms, address LIMIT 1",
-        )
-        .bind(wallet.to_string())
-        .bind(network)
-        .fetch_optional(&self.pool)
-        .await?)
+        wallet_eth_sender_on(&self.pool, wallet, network).await
     }
 }
 

@@ -1147,6 +1147,27 @@ fn policy_approvals_and_freeze_from_the_cli() {
         .lines()
         .find_map(|l| l.strip_prefix("wallet ").map(str::to_owned))
         .unwrap();
+    let address = stdout(&o)
+        .lines()
+        .find_map(|l| l.strip_prefix("address ").map(str::to_owned))
+        .unwrap();
+    // 100 ETH for the sender: transfers are refused beyond what it holds.
+    rt().block_on(async {
+        let client = chain_eth_client::EthClient::connect(
+            31337,
+            &[anvil.url().to_owned()],
+            chain_eth_client::ClientOptions::default(),
+        )
+        .await
+        .unwrap();
+        client
+            .raw_call(
+                "anvil_setBalance",
+                serde_json::json!([address, "0x56bc75e2d63100000"]),
+            )
+            .await
+            .unwrap();
+    });
 
     let person = |name: &str, role: &str, scope: &str| -> (PathBuf, String) {
         let file = dir.path().join(format!("{name}.key"));
