@@ -153,11 +153,13 @@ pub(crate) fn service_error(e: service::ServiceError) -> ApiError {
             "insufficient_funds",
             format!("insufficient funds: {m}"),
         ),
-        E::Eth(service::eth::EthError::Node(_)) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "node_unavailable",
-            "no node of the network answered",
-        ),
+        E::Eth(service::eth::EthError::Node(service::eth::ClientError::Unavailable(_))) => {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "node_unavailable",
+                "no node of the network answered",
+            )
+        }
         E::IdempotencyMismatch => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "idempotency_key_reused",

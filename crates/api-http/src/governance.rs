@@ -521,7 +521,9 @@ fn transfer_dto(t: TransferRow, approvals: Vec<ApprovalRow>) -> TransferDto {
 #[utoipa::path(post, path = "/v1/transfers", tag = "transfers", request_body = TransferBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 printable characters; retries with it are safe")),
     responses((status = 201, body = TransferDto), (status = 200, description = "a replay of the same request", body = TransferDto),
-        (status = 400, body = ErrorBody), (status = 409, description = "`frozen`, or `conflict` (external id taken)", body = ErrorBody),
+        (status = 400, body = ErrorBody),
+        (status = 409, description = "`frozen`, `insufficient_funds`, or `conflict` (external id taken)", body = ErrorBody),
+        (status = 503, description = "`node_unavailable`: the balance could not be read", body = ErrorBody),
         (status = 422, description = "`idempotency_key_reused` with another request", body = ErrorBody)))]
 async fn create_transfer(
     State(svc): State<Service>,

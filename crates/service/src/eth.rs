@@ -17,7 +17,8 @@ use chain_eth::fees::{self, Urgency};
 use chain_eth::{
     CallClass, ContractRules, DestinationRules, EthAddress, FeeCaps, Fees, TxPlan, classify,
 };
-use chain_eth_client::{ClientError, EthClient, NonceTag, TxStatus};
+pub use chain_eth_client::ClientError;
+use chain_eth_client::{EthClient, NonceTag, TxStatus};
 use domain::{
     Actor, Amount, Asset, AssetId, AssetKind, KeyAlgorithm, KeyId, KeyPurpose, Network, Timestamp,
 };

@@ -492,12 +492,14 @@ impl Service {
         Ok(pass)
     }
 
-    /// Refuses a transfer the wallet cannot cover: what the chain holds on
-    /// the wallet's sender must cover this amount and every transfer of the
-    /// asset still to leave (approved, sent and not in a block yet, or
-    /// waiting for approvals), plus, for the network's own coin, the fee cap
-    /// of each. Read under the judgment's wallet lock: concurrent requests
-    /// cannot together spend the same funds.
+    /// Refuses a transfer the wallet cannot cover. The chain's holdings on
+    /// the wallet's sender must cover, in the asset, this amount and every
+    /// transfer of the asset still to leave; and in ether, every ether
+    /// transfer still to leave plus the fee cap of each transfer still to
+    /// leave on the network (tokens' gas is paid in ether too). Outflows are
+    /// read first, under the judgment's wallet lock, and counted until their
+    /// transaction is confirmed: a send already in a block is counted twice
+    /// for a few blocks (the safe direction), never missed.
     async fn ensure_funds(
         &self,
         tx: &mut WriteTx,
@@ -515,49 +517,48 @@ impl Service {
             .await?
             .ok_or_else(|| invalid(format!("the wallet has no sender on {}", p.network)))?;
         let from: chain_eth::EthAddress = from.parse().map_err(|e| corrupt("sender", e))?;
-        let token = net
+        let outflows = tx.wallet_outflows_in_tx(req.wallet).await?;
+        let need = needs(
+            &outflows,
+            &p.network,
+            &req.asset.to_string(),
+            &Asset::ether(chain_id).id().to_string(),
+            p.amount.units(),
+            net.config.fee_caps.max_total_fee,
+        )
+        .ok_or_else(|| corrupt("outflows", "overflow"))?;
+        let ether = Asset::ether(chain_id);
+        let check = |needed: u128, held: u128, asset: &Asset| {
+            if needed <= held {
+                return Ok(());
+            }
+            let d = asset.decimals();
+            Err(ServiceError::InsufficientFunds(format!(
+                "{} {} needed (this transfer, those still to leave and their fee caps), {} held",
+                domain::amount::format_units(needed, d, false),
+                asset.symbol().as_str(),
+                domain::amount::format_units(held, d, false),
+            )))
+        };
+        if let Some(t) = net
             .config
             .tokens
             .iter()
             .find(|t| t.asset.id() == &req.asset)
-            .map(|t| t.contract);
-        let held = match token {
-            None => net.client.balance(from).await,
-            Some(c) => net.client.erc20_balance(c, from).await,
+        {
+            let held = net
+                .client
+                .erc20_balance(t.contract, from)
+                .await
+                .map_err(crate::eth::EthError::Node)?;
+            check(need.asset, held, &t.asset)?;
         }
-        .map_err(crate::eth::EthError::Node)?;
-        let asset_id = req.asset.to_string();
-        let mut needed = p.amount.units();
-        let mut open = 1u128;
-        for (asset, amount, _) in tx.wallet_outflows_in_tx(req.wallet).await? {
-            if asset == asset_id {
-                needed = needed
-                    .checked_add(amount)
-                    .ok_or_else(|| corrupt("outflows", "overflow"))?;
-                open += 1;
-            }
-        }
-        if token.is_none() {
-            let fees = net
-                .config
-                .fee_caps
-                .max_total_fee
-                .checked_mul(open)
-                .ok_or_else(|| corrupt("fee reserve", "overflow"))?;
-            needed = needed
-                .checked_add(fees)
-                .ok_or_else(|| corrupt("needed", "overflow"))?;
-        }
-        if needed > held {
-            let d = p.asset.decimals();
-            return Err(ServiceError::InsufficientFunds(format!(
-                "{} {} needed (this transfer, those still to leave and their fee caps), {} held",
-                domain::amount::format_units(needed, d, false),
-                p.asset.symbol().as_str(),
-                domain::amount::format_units(held, d, false),
-            )));
-        }
-        Ok(())
+        let held = net
+            .client
+            .balance(from)
+            .await
+            .map_err(crate::eth::EthError::Node)?;
+        check(need.ether, held, &ether)
     }
 
     fn configured_assets(&self) -> Vec<Asset> {
@@ -640,6 +641,47 @@ async fn facts(
         price: known.price,
         now,
         windows,
+    })
+}
+
+/// What a wallet must hold on a network for one more transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Needs {
+    /// In the transfer's own asset (for ether, the same as `ether`).
+    asset: u128,
+    /// In ether: ether still to leave and the fee cap of every transfer.
+    ether: u128,
+}
+
+/// `outflows` are (asset id, base units, committed) of the wallet's open
+/// transfers; `None` on overflow.
+fn needs(
+    outflows: &[(String, u128, bool)],
+    network: &str,
+    asset: &str,
+    ether: &str,
+    amount: u128,
+    fee_cap: u128,
+) -> Option<Needs> {
+    let prefix = format!("{network}/");
+    let mut in_asset = amount;
+    let mut in_ether = if asset == ether { amount } else { 0 };
+    let mut open: u128 = 1;
+    for (a, units, _) in outflows {
+        if !a.starts_with(&prefix) {
+            continue;
+        }
+        open = open.checked_add(1)?;
+        if a == asset {
+            in_asset = in_asset.checked_add(*units)?;
+        }
+        if a == ether {
+            in_ether = in_ether.checked_add(*units)?;
+        }
+    }
+    Some(Needs {
+        asset: in_asset,
+        ether: in_ether.checked_add(fee_cap.checked_mul(open)?)?,
     })
 }
 
@@ -1139,7 +1181,13 @@ impl Can<'_, perm::InitiateTransfer> {
             who,
             id,
             |t| {
-                if t.initiator == *who {
+                let mine = t.initiator == *who
+                    && permits(
+                        self.who.grants(),
+                        Permission::InitiateTransfer,
+                        Some(t.wallet),
+                    );
+                if mine {
                     Ok(())
                 } else {
                     Err(StorageError::NotFound { what: "transfer" }.into())
@@ -1181,14 +1229,16 @@ async fn cancel(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AssetBalance {
     pub asset: Asset,
-    /// On chain at the latest block, over the wallet's addresses; `None`
-    /// when no node answered.
+    /// On chain at the latest block, on the wallet's sender; `None` when no
+    /// node answered.
     pub on_chain: Option<u128>,
     /// Approved, or handed to the chain and not yet in a block.
     pub reserved: u128,
     /// Waiting for approvals or in a time lock.
     pub awaiting: u128,
-    /// On chain less reserved and awaiting (zero when over-committed).
+    /// The most one more transfer could be: on chain less reserved and
+    /// awaiting and, for ether, every open transfer's fee cap and its own
+    /// (zero when over-committed).
     pub available: Option<u128>,
 }
 
@@ -1220,17 +1270,31 @@ impl Can<'_, perm::ReadWallet> {
         let svc = self.svc;
         svc.store().wallet(wallet).await?;
         let outflows = svc.store().wallet_outflows(wallet).await?;
+        let mut networks: Vec<String> = svc
+            .store()
+            .wallet_eth_senders(wallet)
+            .await?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        networks.dedup();
         let mut out: Vec<AssetBalance> = Vec::new();
-        for (network, address) in svc.store().wallet_eth_senders(wallet).await? {
+        for network in networks {
             let Ok(Network::Evm { chain_id }) = network.parse::<Network>() else {
                 continue;
             };
             let Ok(net) = svc.eth_network(chain_id) else {
                 continue;
             };
+            // The sender transfers leave from (as the funds check sees it).
+            let Some(address) = svc.store().wallet_eth_sender(wallet, &network).await? else {
+                continue;
+            };
             let from: chain_eth::EthAddress =
                 address.parse().map_err(|e| corrupt("sender address", e))?;
-            let mut assets = vec![(Asset::ether(chain_id), None)];
+            let ether = Asset::ether(chain_id);
+            let ether_id = ether.id().to_string();
+            let mut assets = vec![(ether, None)];
             assets.extend(
                 net.config
                     .tokens
@@ -1238,46 +1302,49 @@ impl Can<'_, perm::ReadWallet> {
                     .map(|t| (t.asset.clone(), Some(t.contract))),
             );
             for (asset, contract) in assets {
-                let held = match contract {
+                let on_chain = match contract {
                     None => net.client.balance(from).await,
                     Some(c) => net.client.erc20_balance(c, from).await,
                 }
                 .ok();
-                match out.iter_mut().find(|b| b.asset == asset) {
-                    Some(b) => {
-                        b.on_chain = match (b.on_chain, held) {
-                            (Some(a), Some(h)) => a.checked_add(h),
-                            _ => None,
-                        }
+                let id = asset.id().to_string();
+                let (mut reserved, mut awaiting) = (0u128, 0u128);
+                for (a, amount, committed) in &outflows {
+                    if *a == id {
+                        let slot = if *committed {
+                            &mut reserved
+                        } else {
+                            &mut awaiting
+                        };
+                        *slot = slot
+                            .checked_add(*amount)
+                            .ok_or_else(|| corrupt("outflows", "overflow"))?;
                     }
-                    None => out.push(AssetBalance {
-                        asset,
-                        on_chain: held,
-                        reserved: 0,
-                        awaiting: 0,
-                        available: None,
-                    }),
                 }
-            }
-        }
-        for b in &mut out {
-            let id = b.asset.id().to_string();
-            for (asset, amount, committed) in &outflows {
-                if *asset != id {
-                    continue;
-                }
-                let slot = if *committed {
-                    &mut b.reserved
+                // The most one more transfer could be: what the funds check
+                // would allow (for ether, after every open fee cap and its own).
+                let need = needs(
+                    &outflows,
+                    &network,
+                    &id,
+                    &ether_id,
+                    0,
+                    net.config.fee_caps.max_total_fee,
+                )
+                .ok_or_else(|| corrupt("outflows", "overflow"))?;
+                let bound = if id == ether_id {
+                    need.ether
                 } else {
-                    &mut b.awaiting
+                    need.asset
                 };
-                *slot = slot
-                    .checked_add(*amount)
-                    .ok_or_else(|| corrupt("outflows", "overflow"))?;
+                out.push(AssetBalance {
+                    asset,
+                    on_chain,
+                    reserved,
+                    awaiting,
+                    available: on_chain.map(|h| h.saturating_sub(bound)),
+                });
             }
-            b.available = b
-                .on_chain
-                .map(|h| h.saturating_sub(b.reserved.saturating_add(b.awaiting)));
         }
         Ok(out)
     }
@@ -1334,4 +1401,41 @@ pub enum ApprovalError {
     BadSignature,
     #[error("this approver has already voted on this transfer")]
     AlreadyVoted,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NET: &str = "eip155:1";
+    const ETH: &str = "eip155:1/native";
+    const USDC: &str = "eip155:1/erc20:a0b86991c6218b36c1d19d4a2e9eb0ce3606eb48";
+
+    #[test]
+    fn token_transfers_reserve_ether_for_their_gas() {
+        let open = vec![
+            (ETH.to_owned(), 5, true),
+            (USDC.to_owned(), 700, false),
+            // Another network's transfers need nothing here.
+            ("eip155:10/native".to_owned(), 9_000, true),
+        ];
+        // One more ether transfer of 2: 5 + 2 ether, and three fee caps.
+        assert_eq!(
+            needs(&open, NET, ETH, ETH, 2, 10),
+            Some(Needs {
+                asset: 7,
+                ether: 37
+            })
+        );
+        // One more token transfer of 300: 1 000 tokens, and in ether the
+        // open ether transfer and three fee caps.
+        assert_eq!(
+            needs(&open, NET, USDC, ETH, 300, 10),
+            Some(Needs {
+                asset: 1_000,
+                ether: 35
+            })
+        );
+        assert_eq!(needs(&open, NET, ETH, ETH, u128::MAX, 10), None);
+    }
 }

@@ -317,7 +317,7 @@ where
         "SELECT t.asset, t.amount, t.state FROM transfers t \
          LEFT JOIN eth_sends s ON s.id = t.eth_send_id \
          WHERE t.wallet_id = $1 AND (t.state IN ('pending_approval', 'time_locked', 'approved') \
-         OR (t.state = 'submitted' AND s.state IN ('signing', 'signed', 'broadcast')))",
+         OR (t.state = 'submitted' AND s.state IN ('signing', 'signed', 'broadcast', 'included')))",
     )
     .bind(wallet.to_string())
     .fetch_all(db)
@@ -1338,8 +1338,9 @@ impl Store {
 
     /// A wallet's transfers that will still take money out: (asset, base
     /// units, committed). Committed: approved, or handed to the chain and
-    /// not yet seen in a block (once included, the chain's balance shows it).
-    /// Not committed: waiting for approvals or in a time lock.
+    /// not yet confirmed (an included one is counted although the chain's
+    /// balance may already show it: over-counting for a few blocks is safe,
+    /// missing it is not). Not committed: waiting for approvals or in a time lock.
     pub async fn wallet_outflows(
         &self,
         wallet: WalletId,
