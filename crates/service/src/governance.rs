@@ -137,47 +137,28 @@ pub enum Change {
 }
 
 impl Change {
-    fn kind(&self) -> &'static str {
+    /// Its kind (as in its JSON), the audit action recorded when it
+    /// applies, and the permission that may propose it.
+    fn describe(&self) -> (&'static str, &'static str, Permission) {
+        use Permission::*;
         match self {
-            Change::SetPolicy { .. } => "set_policy",
-            Change::AddAddress { .. } => "add_address",
-            Change::RemoveAddress { .. } => "remove_address",
-            Change::Grant { .. } => "grant",
-            Change::Revoke { .. } => "revoke",
-            Change::RegisterApproverKey { .. } => "register_approver_key",
-            Change::RevokeApproverKey { .. } => "revoke_approver_key",
-            Change::SetWalletTier { .. } => "set_wallet_tier",
-            Change::ReleaseFreeze { .. } => "release_freeze",
-        }
-    }
-
-    /// The audit action recorded when it applies.
-    fn action(&self) -> &'static str {
-        match self {
-            Change::SetPolicy { .. } => "policy.activated",
-            Change::AddAddress { .. } => "address_book.added",
-            Change::RemoveAddress { .. } => "address_book.removed",
-            Change::Grant { .. } => "grant.added",
-            Change::Revoke { .. } => "grant.removed",
-            Change::RegisterApproverKey { .. } => "approver_key.registered",
-            Change::RevokeApproverKey { .. } => "approver_key.revoked",
-            Change::SetWalletTier { .. } => "wallet.tier_set",
-            Change::ReleaseFreeze { .. } => "freeze.released",
-        }
-    }
-
-    /// Who may propose it.
-    fn permission(&self) -> Permission {
-        match self {
-            Change::SetPolicy { .. } | Change::AddAddress { .. } | Change::RemoveAddress { .. } => {
-                Permission::ManagePolicy
+            Change::SetPolicy { .. } => ("set_policy", "policy.activated", ManagePolicy),
+            Change::AddAddress { .. } => ("add_address", "address_book.added", ManagePolicy),
+            Change::RemoveAddress { .. } => {
+                ("remove_address", "address_book.removed", ManagePolicy)
             }
-            Change::Grant { .. }
-            | Change::Revoke { .. }
-            | Change::RegisterApproverKey { .. }
-            | Change::RevokeApproverKey { .. } => Permission::ManageUsers,
-            Change::SetWalletTier { .. } => Permission::ManageNetworks,
-            Change::ReleaseFreeze { .. } => Permission::Freeze,
+            Change::Grant { .. } => ("grant", "grant.added", ManageUsers),
+            Change::Revoke { .. } => ("revoke", "grant.removed", ManageUsers),
+            Change::RegisterApproverKey { .. } => (
+                "register_approver_key",
+                "approver_key.registered",
+                ManageUsers,
+            ),
+            Change::RevokeApproverKey { .. } => {
+                ("revoke_approver_key", "approver_key.revoked", ManageUsers)
+            }
+            Change::SetWalletTier { .. } => ("set_wallet_tier", "wallet.tier_set", ManageNetworks),
+            Change::ReleaseFreeze { .. } => ("release_freeze", "freeze.released", Freeze),
         }
     }
 }
@@ -276,7 +257,7 @@ impl Service {
         who: &Principal,
         change: Change,
     ) -> Result<ProposalView, ServiceError> {
-        if !permits(who.grants(), change.permission(), None) {
+        if !permits(who.grants(), change.describe().2, None) {
             return Err(AuthError::Forbidden.into());
         }
         if !who.mfa() && who.grants().iter().any(|g| g.role().is_privileged()) {
@@ -288,7 +269,7 @@ impl Service {
         let id = uuid::Uuid::now_v7().to_string();
         let row = ProposalRow {
             id: id.clone(),
-            kind: change.kind().into(),
+            kind: change.describe().0.into(),
             payload: serde_json::to_string(&change).map_err(|e| invalid(e.to_string()))?,
             summary: summary.clone(),
             proposed_by: who.actor().clone(),
@@ -543,7 +524,12 @@ impl Service {
         if let Some(m) = details.as_object_mut() {
             m.insert("proposal".into(), json!(row.id));
         }
-        entries.push(entry(&row.proposed_by, change.action(), &target, details)?);
+        entries.push(entry(
+            &row.proposed_by,
+            change.describe().1,
+            &target,
+            details,
+        )?);
         Ok(())
     }
 
@@ -810,5 +796,53 @@ impl Can<'_, perm::Freeze> {
         self.svc
             .freeze_as(&self.who.actor().clone(), scope, reason)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_change_is_named_as_its_json_says() {
+        let s = || String::from("x");
+        let all = [
+            Change::SetPolicy { document: s() },
+            Change::AddAddress {
+                network: s(),
+                address: s(),
+                label: s(),
+                group: None,
+            },
+            Change::RemoveAddress { id: s() },
+            Change::Grant {
+                principal: s(),
+                role: s(),
+                scope: s(),
+                until_ms: None,
+            },
+            Change::Revoke {
+                principal: s(),
+                role: s(),
+                scope: s(),
+            },
+            Change::RegisterApproverKey {
+                principal: s(),
+                public_key: s(),
+            },
+            Change::RevokeApproverKey { principal: s() },
+            Change::SetWalletTier {
+                wallet: s(),
+                tier: s(),
+            },
+            Change::ReleaseFreeze {
+                freeze_id: s(),
+                cool_down_s: 0,
+            },
+        ];
+        for c in all {
+            let json = serde_json::to_value(&c).unwrap_or_default();
+            assert_eq!(json["kind"], c.describe().0);
+        }
     }
 }
