@@ -6,6 +6,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::error::StorageError;
+use crate::row::{corrupt, opt_parsed, opt_ts, parsed, ts};
 use crate::store::{Backend, Store};
 use crate::tx::WriteTx;
 
@@ -143,36 +144,6 @@ pub struct WindowItem {
 /// States whose transfers count toward rolling windows: everything not
 /// refused or abandoned.
 const NOT_COUNTED: &str = "('blocked', 'rejected', 'expired', 'cancelled')";
-
-fn corrupt(what: &str, e: &dyn std::fmt::Display) -> StorageError {
-    StorageError::Corrupt(format!("{what}: {e}"))
-}
-
-fn parsed<T: std::str::FromStr>(row: &AnyRow, col: &str) -> Result<T, StorageError>
-where
-    T::Err: std::fmt::Display,
-{
-    let v: String = row.try_get(col)?;
-    v.parse().map_err(|e| corrupt(col, &e))
-}
-
-fn opt_parsed<T: std::str::FromStr>(row: &AnyRow, col: &str) -> Result<Option<T>, StorageError>
-where
-    T::Err: std::fmt::Display,
-{
-    let v: Option<String> = row.try_get(col)?;
-    v.map(|v| v.parse().map_err(|e| corrupt(col, &e)))
-        .transpose()
-}
-
-fn ts(row: &AnyRow, col: &str) -> Result<Timestamp, StorageError> {
-    Ok(Timestamp::from_millis(row.try_get(col)?))
-}
-
-fn opt_ts(row: &AnyRow, col: &str) -> Result<Option<Timestamp>, StorageError> {
-    let v: Option<i64> = row.try_get(col)?;
-    Ok(v.map(Timestamp::from_millis))
-}
 
 fn version_of(v: i64) -> Result<u64, StorageError> {
     u64::try_from(v).map_err(|e| corrupt("policy version", &e))

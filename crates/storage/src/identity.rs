@@ -5,6 +5,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::error::StorageError;
+use crate::row::{corrupt, parsed, ts};
 use crate::store::Store;
 use crate::tx::WriteTx;
 
@@ -67,22 +68,6 @@ pub struct SessionRow {
     pub address: String,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
-}
-
-fn corrupt(what: &str, e: &dyn std::fmt::Display) -> StorageError {
-    StorageError::Corrupt(format!("{what}: {e}"))
-}
-
-fn parsed<T: std::str::FromStr>(row: &AnyRow, col: &str) -> Result<T, StorageError>
-where
-    T::Err: std::fmt::Display,
-{
-    let v: String = row.try_get(col)?;
-    v.parse().map_err(|e: T::Err| corrupt(col, &e))
-}
-
-fn ts(row: &AnyRow, col: &str) -> Result<Timestamp, StorageError> {
-    Ok(Timestamp::from_millis(row.try_get(col)?))
 }
 
 const USER_COLUMNS: &str = "id, name, password_hash, totp_sealed, totp_pending, totp_last_step, \

@@ -14,6 +14,7 @@ mod eth;
 mod governance;
 mod identity;
 mod keystore;
+mod row;
 mod store;
 #[cfg(feature = "test-support")]
 pub mod testing;
