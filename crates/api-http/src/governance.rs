@@ -10,7 +10,7 @@ use service::Service;
 use service::governance::{Change, FreezeScope, ProposalView};
 use service::identity::{AuthError, Principal, perm};
 use service::storage::{ApprovalRow, FreezeRow, ProposalRow, TransferRow};
-use service::transfers::{TransferRequest, VoteRequest};
+use service::transfers::{Priority, TransferRequest, VoteRequest};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -32,6 +32,8 @@ pub(crate) fn routes() -> OpenApiRouter<Service> {
         .routes(routes!(get_transfer))
         .routes(routes!(vote_transfer))
         .routes(routes!(cancel_transfer))
+        .routes(routes!(retry_transfer))
+        .routes(routes!(stuck_transfers))
 }
 
 fn bad(message: impl Into<String>) -> ApiError {
@@ -113,6 +115,13 @@ pub struct TransferBody {
     reference: Option<String>,
     /// Your own id for the transfer, unique among your transfers.
     external_id: Option<String>,
+    /// `low`, `normal` (the default), `high` or `urgent`: higher goes first
+    /// among queued transfers.
+    #[schema(value_type = Option<String>)]
+    priority: Option<Priority>,
+    /// A transfer that must complete first; if it ends otherwise, this one
+    /// fails.
+    depends_on: Option<String>,
 }
 
 impl TransferBody {
@@ -130,6 +139,15 @@ impl TransferBody {
             destination: self.destination.clone(),
             reference: self.reference.clone(),
             external_id: self.external_id.clone(),
+            priority: self.priority.unwrap_or_default(),
+            depends_on: self
+                .depends_on
+                .as_deref()
+                .map(|d| {
+                    d.parse()
+                        .map_err(|e: domain::IdError| bad(format!("depends_on: {e}")))
+                })
+                .transpose()?,
         })
     }
 }
@@ -455,8 +473,9 @@ pub struct TransferDto {
     /// Base units, as a decimal string.
     amount: String,
     destination: String,
-    /// `blocked`, `pending_approval`, `time_locked`, `approved`, `submitted`,
-    /// `rejected`, `expired` or `cancelled`.
+    /// `pending_approval`, `time_locked`, `queued`, `signing`, `signed`,
+    /// `broadcasting`, `confirming`, then one of `completed`, `failed`,
+    /// `blocked`, `rejected`, `expired`, `cancelled` (see ARCHITECTURE.md).
     state: String,
     /// What approvers sign: the intent's digest, the policy version and the
     /// decision id (with their vote and an expiry).
@@ -476,8 +495,26 @@ pub struct TransferDto {
     /// Failed attempts to hand it to the chain, and the last error.
     attempts: u32,
     last_error: Option<String>,
+    /// `low`, `normal`, `high` or `urgent`.
+    #[schema(value_type = String)]
+    priority: Option<Priority>,
+    depends_on: Option<String>,
+    /// Held for a person since then (no automatic retry).
+    held_at_ms: Option<i64>,
+    finished_at_ms: Option<i64>,
     created_at_ms: i64,
     approvals: Vec<ApprovalDto>,
+    /// Every state it passed through (on a single transfer's read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    history: Option<Vec<HistoryDto>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryDto {
+    state: String,
+    actor: String,
+    why: String,
+    at_ms: i64,
 }
 
 fn transfer_dto(t: TransferRow, approvals: Vec<ApprovalRow>) -> TransferDto {
@@ -500,7 +537,12 @@ fn transfer_dto(t: TransferRow, approvals: Vec<ApprovalRow>) -> TransferDto {
         external_id: t.external_id,
         attempts: t.attempts,
         last_error: t.last_error,
+        priority: Priority::of_rank(t.priority),
+        depends_on: t.depends_on.map(|d| d.to_string()),
+        held_at_ms: t.held_at.map(Timestamp::as_millis),
+        finished_at_ms: t.finished_at.map(Timestamp::as_millis),
         created_at_ms: t.created_at.as_millis(),
+        history: None,
         approvals: approvals
             .into_iter()
             .map(|a| ApprovalDto {
@@ -639,7 +681,20 @@ async fn get_transfer(
         .authorize::<perm::ReadWallet>(&who, Some(wallet))
         .map_err(scoped)?;
     let (t, a) = can.transfer(id).await.map_err(service_error)?;
-    Ok(Json(transfer_dto(t, a)))
+    let history = can.history(id).await.map_err(service_error)?;
+    let mut dto = transfer_dto(t, a);
+    dto.history = Some(
+        history
+            .into_iter()
+            .map(|h| HistoryDto {
+                state: h.state,
+                actor: h.actor,
+                why: h.why,
+                at_ms: h.at.as_millis(),
+            })
+            .collect(),
+    );
+    Ok(Json(dto))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -698,7 +753,7 @@ async fn vote_transfer(
 }
 
 /// Cancels a transfer not yet handed to the chain: an approver of its
-/// wallet, or its initiator.
+/// wallet, its initiator, or an operator of the queue.
 #[utoipa::path(post, path = "/v1/transfers/{id}/cancel", tag = "transfers",
     params(("id" = String, Path)), responses((status = 200, body = TransferDto), (status = 409, body = ErrorBody)))]
 async fn cancel_transfer(
@@ -710,6 +765,16 @@ async fn cancel_transfer(
     let wallet = wallet_of(&svc, id).await?;
     let t = match svc.authorize::<perm::ApproveTransfer>(&who, Some(wallet)) {
         Ok(can) => can.cancel(id).await,
+        Err(AuthError::Forbidden)
+            if svc
+                .authorize::<perm::OperateQueue>(&who, Some(wallet))
+                .is_ok() =>
+        {
+            svc.authorize::<perm::OperateQueue>(&who, Some(wallet))
+                .map_err(scoped)?
+                .cancel(id)
+                .await
+        }
         Err(AuthError::Forbidden) => {
             svc.authorize::<perm::InitiateTransfer>(&who, Some(wallet))
                 .map_err(scoped)?
@@ -720,4 +785,65 @@ async fn cancel_transfer(
     }
     .map_err(service_error)?;
     Ok(Json(transfer_dto(t, vec![])))
+}
+
+/// Another attempt now for a queued transfer held for a person or waiting
+/// out a backoff (an operator of the queue; audited).
+#[utoipa::path(post, path = "/v1/transfers/{id}/retry", tag = "transfers",
+    params(("id" = String, Path)), responses((status = 200, body = TransferDto), (status = 409, body = ErrorBody)))]
+async fn retry_transfer(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Path(id): Path<String>,
+) -> Result<Json<TransferDto>, ApiError> {
+    let id = transfer_id(&id)?;
+    let wallet = wallet_of(&svc, id).await?;
+    let t = svc
+        .authorize::<perm::OperateQueue>(&who, Some(wallet))
+        .map_err(scoped)?
+        .retry(id)
+        .await
+        .map_err(service_error)?;
+    Ok(Json(transfer_dto(t, vec![])))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StuckDto {
+    transfer: TransferDto,
+    /// Why it needs a look.
+    why: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct StuckQuery {
+    /// At most this many (1 to 500, default 100).
+    limit: Option<u32>,
+}
+
+/// What is stuck and why: queued transfers held for a person or whose
+/// attempts failed, and transfers on their way to the chain that have not
+/// moved for 15 minutes.
+#[utoipa::path(get, path = "/v1/transfers/stuck", tag = "transfers", params(StuckQuery),
+    responses((status = 200, body = [StuckDto]), (status = 403, body = ErrorBody)))]
+async fn stuck_transfers(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Query(q): Query<StuckQuery>,
+) -> Result<Json<Vec<StuckDto>>, ApiError> {
+    let can = svc
+        .authorize::<perm::OperateQueue>(&who, None)
+        .map_err(|e| auth_error(&e))?;
+    let rows = can
+        .stuck(q.limit.unwrap_or(100))
+        .await
+        .map_err(service_error)?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|s| StuckDto {
+                transfer: transfer_dto(s.transfer, vec![]),
+                why: s.why,
+            })
+            .collect(),
+    ))
 }

@@ -219,7 +219,7 @@ async fn every_endpoint_against_every_role() {
         ("GET", "/v1/transfers".into(), None),
         (
             "GET",
-            format!("/v1/transfers?wallet={}&state=approved", wallet.id),
+            format!("/v1/transfers?wallet={}&state=queued", wallet.id),
             None,
         ),
         ("POST", "/v1/transfers".into(), Some(transfer)),
@@ -232,6 +232,8 @@ async fn every_endpoint_against_every_role() {
             ),
         ),
         ("POST", format!("/v1/transfers/{none}/cancel"), None),
+        ("POST", format!("/v1/transfers/{none}/retry"), None),
+        ("GET", "/v1/transfers/stuck".into(), None),
         ("GET", "/v1/address-book".into(), None),
         ("GET", format!("/v1/wallets/{}/balances", wallet.id), None),
         ("GET", "/v1/freezes".into(), None),

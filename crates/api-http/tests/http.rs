@@ -66,7 +66,7 @@ async fn health_and_status() {
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(body["database"]["backend"], "sqlite");
     assert_eq!(body["database"]["reachable"], true);
-    assert_eq!(body["database"]["schema_version"], 10);
+    assert_eq!(body["database"]["schema_version"], 11);
     assert_eq!(body["seal"], "uninitialized");
     assert_eq!(body["audit_records"], 0);
 }
@@ -144,9 +144,11 @@ async fn openapi_document_describes_the_routes() {
             "/v1/sys/unseal",
             "/v1/sys/unseal/reset",
             "/v1/transfers",
+            "/v1/transfers/stuck",
             "/v1/transfers/{id}",
             "/v1/transfers/{id}/approvals",
             "/v1/transfers/{id}/cancel",
+            "/v1/transfers/{id}/retry",
             "/v1/users",
             "/v1/wallets",
             "/v1/wallets/{id}/balances",

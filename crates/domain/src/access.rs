@@ -82,6 +82,7 @@ impl Role {
                 Freeze,
                 ReadAudit,
                 ReadWallet,
+                OperateQueue,
             ],
             Role::SecurityOfficer => &[ReadStatus, SealKeystore, Freeze, ReadAudit, ReadWallet],
             Role::PolicyAdmin => &[ReadStatus, ManagePolicy, ReadWallet],
@@ -198,6 +199,8 @@ pub enum Permission {
     ReadWallet,
     InitiateTransfer,
     ApproveTransfer,
+    /// Retry or cancel queued transfers; see what is stuck.
+    OperateQueue,
 }
 
 impl Permission {
@@ -237,7 +240,7 @@ mod tests {
             assert_eq!(r.as_str().parse::<Role>().unwrap(), r);
         }
         expect_test::expect![[r#"
-            admin            ReadStatus ManageUsers ManageApiKeys ManageKeys ManageWebhooks ManageNetworks SealKeystore Freeze ReadAudit ReadWallet
+            admin            ReadStatus ManageUsers ManageApiKeys ManageKeys ManageWebhooks ManageNetworks SealKeystore Freeze ReadAudit ReadWallet OperateQueue
             security-officer ReadStatus SealKeystore Freeze ReadAudit ReadWallet
             policy-admin     ReadStatus ManagePolicy ReadWallet
             initiator        ReadStatus InitiateTransfer ReadWallet

@@ -446,10 +446,20 @@ impl Service {
         tx.insert_eth_send(&send).await?;
         let attempt = attempt_row(&send_id, 1, "original", &plan, now);
         tx.insert_eth_attempt(&attempt).await?;
+        let mut entries = Vec::new();
         if let Some(t) = req.transfer {
-            tx.set_transfer_submitted(t, &send_id, now).await?;
+            // Only from `queued`: of two workers, the second finds it moved
+            // on, and its nonce goes back with its rolled-back transaction.
+            let t = tx.lock_transfer(t).await?;
+            let mut m = crate::transfers::Move::new(
+                lifecycle::Event::Planned,
+                &Actor::System,
+                "nonce reserved and plan pinned",
+            );
+            m.eth_send_id = Some(&send_id);
+            entries.push(crate::transfers::transition(&mut tx, &t, m, now).await?.0);
         }
-        let e = entry(
+        entries.push(entry(
             actor,
             "eth.send.planned",
             &format!("eth-send:{send_id}"),
@@ -465,8 +475,9 @@ impl Service {
                 "signing_hash": attempt.signing_hash,
                 "transfer": req.transfer.map(|t| t.to_string()),
             }),
-        )?;
-        self.commit(tx, &[e], now).await?;
+        )?);
+        self.commit(tx, &entries, now).await?;
+        crate::crash::point("after_reservation");
 
         // From here the send exists: a failure to sign or broadcast now
         // leaves it pending for the resumer, and the caller gets the send
@@ -501,6 +512,96 @@ impl Service {
         self.eth_broadcast(net, &send, n, &raw).await
     }
 
+    /// What is signed is what was approved: the plan of a send that carries
+    /// a transfer must pay the transfer's destination its amount of its
+    /// asset, on its network, as its stored intent says. A mismatch refuses
+    /// to sign, is audited, and freezes the wallet: something planned a
+    /// transaction no one approved.
+    async fn ensure_plan_is_approved(
+        &self,
+        net: &EthNetwork,
+        send: &EthSendRow,
+        plan: &TxPlan,
+    ) -> Result<(), ServiceError> {
+        let Some(t) = self.store().transfer_of_send(&send.id).await? else {
+            return Ok(());
+        };
+        let assets = self.configured_assets();
+        let differs = match domain::TransferIntent::decode(&t.intent, |id| {
+            assets.iter().find(|a| a.id() == id).cloned()
+        }) {
+            Err(e) => Some(format!("the stored intent does not decode: {e}")),
+            Ok(intent) if intent.digest().to_string() != t.digest => {
+                Some("the stored intent does not match its digest".into())
+            }
+            Ok(intent) => {
+                let asset = intent.amount().asset();
+                let amount = intent.amount().units();
+                let to = parse_addr(intent.destination().as_str());
+                let paid =
+                    if asset.network() != net.network() || plan.chain_id != net.config.chain_id {
+                        Err("another network".to_owned())
+                    } else if let Some(token) = net
+                        .config
+                        .tokens
+                        .iter()
+                        .find(|k| k.asset.id() == asset.id())
+                    {
+                        chain_eth::calls::decode_erc20_transfer(&plan.data)
+                            .map_err(|e| e.to_string())
+                            .and_then(|(r, a)| {
+                                if plan.to == token.contract && plan.value == 0 {
+                                    Ok((r, a))
+                                } else {
+                                    Err("not a call of the token's contract alone".into())
+                                }
+                            })
+                    } else if plan.data.is_empty() {
+                        Ok((plan.to, plan.value))
+                    } else {
+                        Err("calldata on an ether payment".into())
+                    };
+                match (paid, to) {
+                    (Ok((r, a)), Ok(to)) if r == to && a == amount => None,
+                    (Ok((r, a)), _) => Some(format!(
+                        "the plan pays {a} base units to {r}; {amount} to {} was approved",
+                        intent.destination().as_str()
+                    )),
+                    (Err(e), _) => Some(e),
+                }
+            }
+        };
+        let Some(why) = differs else { return Ok(()) };
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        tx.add_history(
+            t.id,
+            &t.state,
+            "system",
+            &format!("signing refused: {why}"),
+            now,
+        )
+        .await?;
+        let e = entry(
+            &Actor::System,
+            "transfer.sign_refused",
+            &format!("transfer:{}", t.id),
+            json!({ "send": send.id, "why": why }),
+        )?;
+        self.commit(tx, &[e], now).await?;
+        tracing::error!(transfer = %t.id, send = %send.id, %why, "the plan differs from the approved transfer: signing refused, wallet frozen");
+        self.freeze_as(
+            &Actor::System,
+            crate::governance::FreezeScope::Wallet(t.wallet),
+            &format!(
+                "signing refused for transfer {}: the plan differs from what was approved",
+                t.id
+            ),
+        )
+        .await?;
+        Err(EthError::Mismatch(why).into())
+    }
+
     async fn eth_sign_attempt(
         &self,
         net: &EthNetwork,
@@ -517,6 +618,7 @@ impl Service {
         }
         // Fee caps again: configuration may have tightened since planning.
         net.config.fee_caps.check(&plan).map_err(EthError::Fee)?;
+        self.ensure_plan_is_approved(net, send, &plan).await?;
         let request = SignRequest::EcdsaDigest(digest);
         let wallet = self
             .store()
@@ -559,6 +661,7 @@ impl Service {
                 EthError::Mismatch(format!("{:?} from {}", decoded.plan, decoded.from)).into(),
             );
         }
+        crate::crash::point("after_signing");
         let now = self.now();
         let mut tx = self.store().begin().await?;
         tx.set_eth_attempt_signed(
@@ -569,11 +672,22 @@ impl Service {
             &hex32(&signed.hash),
         )
         .await?;
+        let mut entries = Vec::new();
         if send.state == state::SIGNING {
             tx.set_eth_send_state(&send.id, state::SIGNING, state::SIGNED, None, now)
                 .await?;
+            entries.extend(
+                follow(
+                    &mut tx,
+                    &send.id,
+                    lifecycle::Event::Signed,
+                    "signed and stored",
+                    now,
+                )
+                .await?,
+            );
         }
-        let e = entry(
+        entries.push(entry(
             &Actor::System,
             "eth.tx.signed",
             &format!("eth-send:{}", send.id),
@@ -584,8 +698,9 @@ impl Service {
                 "key": sender.key_id.to_string(),
                 "backend": key.backend.to_string(),
             }),
-        )?;
-        self.commit(tx, &[e], now).await?;
+        )?);
+        self.commit(tx, &entries, now).await?;
+        crate::crash::point("after_persist");
         Ok(signed.raw)
     }
 
@@ -610,12 +725,14 @@ impl Service {
         let decoded = chain_eth::decode(raw).map_err(EthError::Tx)?;
         match net.client.send_raw(raw, decoded.hash).await {
             Ok(_) => {
+                crate::crash::point("after_broadcast");
                 let now = self.now();
                 // Read before the write transaction: a pooled read while it
                 // holds SQLite's write lock could wait on the lock itself.
                 let current = self.store().eth_send(&send.id).await?;
                 let mut tx = self.store().begin().await?;
                 tx.set_eth_attempt_state(&send.id, n, "broadcast").await?;
+                let mut entries = Vec::new();
                 if current.state == state::SIGNED {
                     match tx
                         .set_eth_send_state(&send.id, state::SIGNED, state::BROADCAST, None, now)
@@ -623,19 +740,29 @@ impl Service {
                     {
                         Ok(()) => {
                             send_event(&mut tx, send, state::BROADCAST, now).await?;
+                            entries.extend(
+                                follow(
+                                    &mut tx,
+                                    &send.id,
+                                    lifecycle::Event::Broadcast,
+                                    "handed to the network",
+                                    now,
+                                )
+                                .await?,
+                            );
                         }
                         // Moved on meanwhile (the watcher saw it mined): fine.
                         Err(StorageError::Conflict { .. }) => {}
                         Err(e) => return Err(e.into()),
                     }
                 }
-                let e = entry(
+                entries.push(entry(
                     &Actor::System,
                     "eth.tx.broadcast",
                     &format!("eth-send:{}", send.id),
                     json!({ "attempt": n, "tx_hash": hex32(&decoded.hash) }),
-                )?;
-                self.commit(tx, &[e], now).await?;
+                )?);
+                self.commit(tx, &entries, now).await?;
                 Ok(true)
             }
             Err(ClientError::Unavailable(why)) => {
@@ -670,16 +797,16 @@ impl Service {
                     json!({ "nonce": send.nonce, "tx_hash": format!("0x{hash}") }),
                 )?];
                 // Its transfer did not happen: it fails, for a person to look at.
-                let failed = crate::transfers::state::FAILED;
-                if let Some(t) = tx.finish_transfer_of_send(&send.id, failed, now).await? {
-                    crate::transfers::transfer_event(&mut tx, &t, failed, now).await?;
-                    entries.push(crate::transfers::state_entry(
-                        &Actor::System,
-                        &t,
-                        failed,
+                entries.extend(
+                    follow(
+                        &mut tx,
+                        &send.id,
+                        lifecycle::Event::NonceTaken,
                         "its nonce was used by another transaction",
-                    )?);
-                }
+                        now,
+                    )
+                    .await?,
+                );
                 self.commit(tx, &entries, now).await?;
                 Err(EthError::Node(ClientError::NonceTaken(hash)).into())
             }
@@ -849,6 +976,18 @@ impl Service {
                         )
                         .await?;
                         send_event(&mut tx, &send, state::INCLUDED, now).await?;
+                        if send.state != state::INCLUDED {
+                            entries.extend(
+                                follow(
+                                    &mut tx,
+                                    &send.id,
+                                    lifecycle::Event::Included,
+                                    &format!("in block {}", receipt.block_number),
+                                    now,
+                                )
+                                .await?,
+                            );
+                        }
                         current = state::INCLUDED.into();
                         entries.push(entry(
                             &Actor::System,
@@ -888,20 +1027,21 @@ impl Service {
                             json!({ "attempt": a.attempt, "confirmations": confirmations }),
                         )?);
                         // The transfer it carried out ends with it.
-                        let done = match fin {
-                            state::CONFIRMED => crate::transfers::state::COMPLETED,
-                            state::CANCELLED => crate::transfers::state::CANCELLED,
-                            _ => crate::transfers::state::FAILED,
+                        let event = match fin {
+                            state::CONFIRMED => lifecycle::Event::Confirmed,
+                            state::CANCELLED => lifecycle::Event::CancelledOnChain,
+                            _ => lifecycle::Event::Reverted,
                         };
-                        if let Some(t) = tx.finish_transfer_of_send(&send.id, done, now).await? {
-                            crate::transfers::transfer_event(&mut tx, &t, done, now).await?;
-                            entries.push(crate::transfers::state_entry(
-                                &Actor::System,
-                                &t,
-                                done,
+                        entries.extend(
+                            follow(
+                                &mut tx,
+                                &send.id,
+                                event,
                                 &format!("its transaction was {fin}"),
-                            )?);
-                        }
+                                now,
+                            )
+                            .await?,
+                        );
                         poll.finalized += 1;
                     }
                     if entries.is_empty() {
@@ -909,6 +1049,9 @@ impl Service {
                         continue; // nothing changed; the transaction rolls back
                     }
                     self.commit(tx, &entries, now).await?;
+                    if poll.finalized == 0 {
+                        crate::crash::point("after_inclusion");
+                    }
                 }
                 None if send.state == state::INCLUDED => {
                     // Its block left the canonical chain.
@@ -916,7 +1059,17 @@ impl Service {
                     tx.set_eth_send_state(&send.id, state::INCLUDED, state::BROADCAST, None, now)
                         .await?;
                     send_event(&mut tx, &send, "reorged", now).await?;
-                    let e = entry(
+                    let mut entries: Vec<_> = follow(
+                        &mut tx,
+                        &send.id,
+                        lifecycle::Event::Reorged,
+                        "its block left the best chain",
+                        now,
+                    )
+                    .await?
+                    .into_iter()
+                    .collect();
+                    entries.push(entry(
                         &Actor::System,
                         "eth.tx.reorged",
                         &subject,
@@ -924,8 +1077,8 @@ impl Service {
                             "block": send.block_number,
                             "block_hash": send.block_hash,
                         }),
-                    )?;
-                    self.commit(tx, &[e], now).await?;
+                    )?);
+                    self.commit(tx, &entries, now).await?;
                     poll.reorged += 1;
                     let sender = self.store().eth_sender(&network, &send.address).await?;
                     // The attempt that was included goes out again.
@@ -996,6 +1149,22 @@ impl Service {
             foreign_use: chain_pending > next_allocated,
         })
     }
+}
+
+/// Moves the transfer a send carries out (if it carries one) by `event`,
+/// in the send's own transaction; the audit record to commit with it.
+async fn follow(
+    tx: &mut storage::WriteTx,
+    send_id: &str,
+    event: lifecycle::Event,
+    why: &str,
+    now: domain::Timestamp,
+) -> Result<Option<audit::Entry>, ServiceError> {
+    let Some(t) = tx.transfer_of_send(send_id).await? else {
+        return Ok(None);
+    };
+    let m = crate::transfers::Move::new(event, &Actor::System, why);
+    Ok(Some(crate::transfers::transition(tx, &t, m, now).await?.0))
 }
 
 /// A `transfer.state_changed` event for a send, into the outbox of `tx`.

@@ -665,6 +665,8 @@ impl Service {
         tx.revoke_approver_keys(who, now).await?;
         let touched = tx.void_approvals_of(who, now).await?;
         for id in &touched {
+            // The change's own audit record names every transfer touched;
+            // each one pulled back also has its history line.
             crate::transfers::retally(tx, *id, now).await?;
         }
         Ok(touched.iter().map(ToString::to_string).collect())

@@ -118,7 +118,8 @@ pub mod perm {
         ReadAudit,
         ReadWallet,
         InitiateTransfer,
-        ApproveTransfer
+        ApproveTransfer,
+        OperateQueue
     );
 }
 

@@ -9,6 +9,7 @@ mod audit_key;
 pub mod btc;
 mod checkpoints;
 mod clock;
+pub mod crash;
 pub mod eth;
 pub mod governance;
 pub mod identity;

@@ -117,6 +117,8 @@ struct Inner {
     /// `None` until the binary (or a test) configures it: until then no
     /// proposal applies and no transfer is judged.
     governance: std::sync::RwLock<Option<crate::governance::GovernanceConfig>>,
+    /// Woken when a transfer's state changes: the queue's worker looks.
+    transfers_moved: tokio::sync::Notify,
 }
 
 impl Service {
@@ -161,6 +163,7 @@ impl Service {
                 webhook_http: crate::webhooks::http_client(),
                 btc: Default::default(),
                 governance: std::sync::RwLock::new(None),
+                transfers_moved: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -171,6 +174,13 @@ impl Service {
 
     pub(crate) fn wrapper(&self) -> Option<&Arc<dyn keys::Wrapper>> {
         self.inner.wrapper.as_ref()
+    }
+
+    /// Returns once a transfer's state has changed since the last call
+    /// returned (at once if one has): the queue's worker waits on this
+    /// besides its timer, so work is taken up when it arrives.
+    pub async fn transfers_moved(&self) {
+        self.inner.transfers_moved.notified().await;
     }
 
     pub fn store(&self) -> &Store {
@@ -326,6 +336,16 @@ impl Service {
     /// change; it is logged and retried by the next commit or tick.
     pub(crate) async fn after_commit(&self, records: &[audit::Record]) {
         let Some(last) = records.last() else { return };
+        let mut moved = false;
+        for r in records.iter().filter(|r| r.action.starts_with("transfer.")) {
+            moved = true;
+            if r.action == "transfer.state_changed" || r.action == "transfer.judged" {
+                tracing::info!(subject = %r.subject, action = %r.action, details = %r.details, "transfer moved");
+            }
+        }
+        if moved {
+            self.inner.transfers_moved.notify_one();
+        }
         let now = self.inner.clock.now();
         if let Err(e) = self
             .inner

@@ -12,6 +12,7 @@ use domain::{
     AccountId, Actor, Address, Amount, Asset, AssetId, AssetKind, Network, Permission, Role,
     Timestamp, TransferId, TransferIntent, TransferKind, WalletId, permits,
 };
+use lifecycle::{Event, State, Verdict};
 use policy::{
     ApprovalStatement, Decision, Destination, Facts, Outcome, Policy, Price, TxType, Vote,
     WindowPer, WindowTotal,
@@ -23,29 +24,39 @@ use crate::identity::{AuthError, Can, perm};
 use crate::keystore::entry;
 use crate::service::{Service, ServiceError};
 
-/// Transfer states.
+/// Transfer states, as the [`lifecycle`] machine names them.
 pub mod state {
-    pub const BLOCKED: &str = "blocked";
-    pub const PENDING_APPROVAL: &str = "pending_approval";
-    pub const TIME_LOCKED: &str = "time_locked";
-    pub const APPROVED: &str = "approved";
-    pub const SUBMITTED: &str = "submitted";
-    pub const REJECTED: &str = "rejected";
-    pub const EXPIRED: &str = "expired";
-    pub const CANCELLED: &str = "cancelled";
+    use lifecycle::State as S;
+    pub const BLOCKED: &str = S::Blocked.as_str();
+    pub const PENDING_APPROVAL: &str = S::PendingApproval.as_str();
+    pub const TIME_LOCKED: &str = S::TimeLocked.as_str();
+    pub const QUEUED: &str = S::Queued.as_str();
+    pub const SIGNING: &str = S::Signing.as_str();
+    pub const SIGNED: &str = S::Signed.as_str();
+    pub const BROADCASTING: &str = S::Broadcasting.as_str();
+    pub const CONFIRMING: &str = S::Confirming.as_str();
+    pub const REJECTED: &str = S::Rejected.as_str();
+    pub const EXPIRED: &str = S::Expired.as_str();
+    pub const CANCELLED: &str = S::Cancelled.as_str();
     /// Its transaction reached the network's confirmation depth.
-    pub const COMPLETED: &str = "completed";
+    pub const COMPLETED: &str = S::Completed.as_str();
     /// It cannot be carried out (refused when built, or reverted on chain).
-    pub const FAILED: &str = "failed";
+    pub const FAILED: &str = S::Failed.as_str();
 }
 
-/// How long a worker holds an approved transfer it is handing to the chain.
-const CLAIM_LEASE_MS: i64 = 300_000;
-/// An approved transfer not handed to the chain within this long fails
+/// How long a worker holds a queued transfer it is handing to the chain.
+/// Only a matter of efficiency: the planning transaction moves the transfer
+/// out of `queued` only if it is still there, so two workers never both
+/// plan it; a dead worker's claim lapses after this long.
+const CLAIM_LEASE_MS: i64 = 60_000;
+/// A queued transfer not handed to the chain within this long fails
 /// rather than go out unexpectedly late (after a long freeze or outage).
 const MAX_PENDING_MS: i64 = 7 * 24 * 3_600_000;
-/// The longest wait between attempts.
-const MAX_BACKOFF_MS: i64 = 3_600_000;
+/// How many transfers a worker claims at once.
+const CLAIM_BATCH: u32 = 16;
+/// A transfer on its way to the chain that has not moved for this long is
+/// shown as stuck.
+pub const STUCK_AFTER_MS: i64 = 15 * 60_000;
 
 /// What one pass of [`Service::execute_due`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -58,24 +69,123 @@ pub struct ExecutePass {
     pub failed: usize,
 }
 
-/// Whether an attempt's error may go away by itself (a node, a freeze, fees,
-/// the keystore) or never will (the transaction as approved cannot be built).
-fn retryable(e: &ServiceError) -> bool {
+/// What kind of failure an attempt's error is: one that may go away by
+/// itself (a node, a freeze, fees, the keystore), one a person must mend
+/// (configuration, funds, the plan refused by a cap), or one that never
+/// will (the transaction as approved cannot be built, stored data that
+/// does not add up).
+fn classify(e: &ServiceError) -> lifecycle::Failure {
     use crate::eth::EthError as Eth;
-    // Configuration an operator can mend (a sender for the wallet, an
-    // asset) is retried; stored data that does not add up is not.
-    !matches!(
-        e,
+    use lifecycle::Failure as F;
+    match e {
         ServiceError::Storage(StorageError::Corrupt(_))
-            | ServiceError::Eth(
-                Eth::Refused(_)
-                    | Eth::Address(_)
-                    | Eth::Amount(_)
-                    | Eth::Call(_)
-                    | Eth::Tx(_)
-                    | Eth::Mismatch(_)
-            )
-    )
+        | ServiceError::Eth(
+            Eth::Refused(_)
+            | Eth::Address(_)
+            | Eth::Amount(_)
+            | Eth::Call(_)
+            | Eth::Tx(_)
+            | Eth::Mismatch(_),
+        ) => F::Terminal,
+        ServiceError::Invalid(_)
+        | ServiceError::InsufficientFunds(_)
+        | ServiceError::Eth(Eth::NetworkNotConfigured(_) | Eth::AssetNotConfigured(_)) => {
+            F::NeedsPerson
+        }
+        _ => F::Retryable,
+    }
+}
+
+/// How a transfer moves: the event, who moved it and why.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Move<'a> {
+    pub event: lifecycle::Event,
+    pub by: &'a Actor,
+    pub why: &'a str,
+    /// When a time lock ends (moving into one).
+    pub unlock_at: Option<Timestamp>,
+    /// The send now carrying it out (moving into `signing`).
+    pub eth_send_id: Option<&'a str>,
+}
+
+impl<'a> Move<'a> {
+    pub(crate) fn new(event: lifecycle::Event, by: &'a Actor, why: &'a str) -> Move<'a> {
+        Move {
+            event,
+            by,
+            why,
+            unlock_at: None,
+            eth_send_id: None,
+        }
+    }
+}
+
+/// Moves a transfer one step through the [`lifecycle`] machine, in `tx`:
+/// the state (only from the state it was read in: a transfer that moved on
+/// meanwhile is a conflict), the record's changes, a history line, the
+/// webhook events; returns the audit record to commit with it. An event
+/// the state does not take is refused, and nothing changes.
+pub(crate) async fn transition(
+    tx: &mut WriteTx,
+    t: &TransferRow,
+    m: Move<'_>,
+    now: Timestamp,
+) -> Result<(audit::Entry, lifecycle::Step), ServiceError> {
+    use lifecycle::{Change, Effect};
+    let from: lifecycle::State = t.state.parse().map_err(|e| corrupt("state", e))?;
+    let step = lifecycle::step(from, m.event).map_err(|e| ServiceError::Conflict(e.to_string()))?;
+    let attempts = t.attempts.saturating_add(1);
+    let failure = if step.changes.contains(&Change::Backoff) {
+        let next = now
+            .as_millis()
+            .saturating_add(lifecycle::backoff_ms(attempts));
+        Some((attempts, Timestamp::from_millis(next), m.why))
+    } else if matches!(m.event, lifecycle::Event::AttemptFailed(_)) {
+        Some((attempts, now, m.why))
+    } else {
+        None
+    };
+    let actor = m.by.to_string();
+    tx.move_transfer(&storage::TransferMove {
+        id: t.id,
+        from: from.as_str(),
+        to: step.to.as_str(),
+        unlock_at: m.unlock_at,
+        eth_send_id: m.eth_send_id,
+        failure,
+        hold: step.changes.contains(&Change::Hold),
+        reset: step.changes.contains(&Change::ResetAttempts),
+        finish: step.changes.contains(&Change::Finish),
+        actor: &actor,
+        why: m.why,
+        at: now,
+    })
+    .await?;
+    let subject = format!("transfer:{}", t.id);
+    let e = if step.to == from {
+        // Within `queued`: an attempt failed, or an operator retried.
+        let (action, details) = match failure {
+            Some((n, next, _)) => (
+                "transfer.attempt_failed",
+                json!({ "error": m.why, "attempts": n, "held": step.changes.contains(&Change::Hold), "next_attempt_at_ms": next.as_millis() }),
+            ),
+            None => ("transfer.retried", json!({ "why": m.why })),
+        };
+        entry(m.by, action, &subject, details)?
+    } else {
+        transfer_event(tx, t, step.to.as_str(), now).await?;
+        state_entry(m.by, t, step.to.as_str(), m.why)?
+    };
+    if step.effects.contains(&Effect::AskApprovers) && from != lifecycle::State::PendingPolicy {
+        crate::webhooks::enqueue(
+            tx,
+            "transfer.pending_approval",
+            json!({ "transfer": t.id.to_string(), "wallet": t.wallet.to_string(), "asset": t.asset, "amount": t.amount.to_string(), "destination": t.destination }),
+            now,
+        )
+        .await?;
+    }
+    Ok((e, step))
 }
 
 /// What an initiator asks for.
@@ -89,6 +199,56 @@ pub struct TransferRequest {
     pub reference: Option<String>,
     /// The client's own id for the transfer, unique per initiator.
     pub external_id: Option<String>,
+    /// Higher goes first among queued transfers.
+    pub priority: Priority,
+    /// A transfer that must complete before this one starts (one the
+    /// initiator can see); if it ends otherwise, this one fails.
+    pub depends_on: Option<TransferId>,
+}
+
+/// A queued transfer's place in line.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    Low,
+    #[default]
+    Normal,
+    High,
+    Urgent,
+}
+
+impl Priority {
+    pub const fn rank(self) -> u8 {
+        match self {
+            Priority::Low => 0,
+            Priority::Normal => 1,
+            Priority::High => 2,
+            Priority::Urgent => 3,
+        }
+    }
+
+    /// The priority of a stored rank.
+    pub fn of_rank(rank: u8) -> Option<Priority> {
+        [
+            Priority::Low,
+            Priority::Normal,
+            Priority::High,
+            Priority::Urgent,
+        ]
+        .into_iter()
+        .find(|p| p.rank() == rank)
+    }
 }
 
 impl TransferRequest {
@@ -103,6 +263,8 @@ impl TransferRequest {
             self.destination,
             self.reference,
             self.external_id,
+            self.priority.rank(),
+            self.depends_on.map(|d| d.to_string()),
         ]);
         hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
     }
@@ -312,12 +474,13 @@ impl Service {
     /// Moves time-locked transfers whose lock has ended to `approved`, and
     /// lapses those that waited too long for approvals. Returns how many moved.
     pub async fn advance_transfers(&self) -> Result<usize, ServiceError> {
+        use lifecycle::Event;
         let mut moved = 0;
-        for (from, to, why) in [
-            (state::TIME_LOCKED, state::APPROVED, "time lock ended"),
+        for (from, event, why) in [
+            (state::TIME_LOCKED, Event::LockEnded, "time lock ended"),
             (
                 state::PENDING_APPROVAL,
-                state::EXPIRED,
+                Event::Lapsed,
                 "approvals did not arrive in time",
             ),
         ] {
@@ -334,9 +497,8 @@ impl Service {
                     if t.state != from {
                         continue;
                     }
-                    tx.set_transfer_state(t.id, &[from], to, None, now).await?;
-                    let e = state_entry(&Actor::System, &t, to, why)?;
-                    transfer_event(&mut tx, &t, to, now).await?;
+                    let (e, _) =
+                        transition(&mut tx, &t, Move::new(event, &Actor::System, why), now).await?;
                     self.commit(tx, &[e], now).await?;
                     moved += 1;
                 }
@@ -345,21 +507,18 @@ impl Service {
         Ok(moved)
     }
 
-    /// Hands an approved transfer to the Ethereum sender of its wallet. The
-    /// freeze, the time lock and the approvals (unexpired, not voided) are
-    /// checked again here; the send and the transfer's `submitted` state are
-    /// committed together, so a transfer is sent at most once.
+    /// Hands a queued transfer to the Ethereum sender of its wallet. The
+    /// freeze and the approvals (not voided) are checked again here; the
+    /// send's plan and the transfer's move to `signing` are committed
+    /// together (only from `queued`), so a transfer is sent at most once.
     pub async fn execute_transfer(
         &self,
         id: TransferId,
         urgency: chain_eth::Urgency,
     ) -> Result<storage::EthSendRow, ServiceError> {
         let t = self.store().transfer(id).await?;
-        if t.state != state::APPROVED {
-            return Err(invalid(format!(
-                "the transfer is {}, not approved",
-                t.state
-            )));
+        if t.state != state::QUEUED {
+            return Err(invalid(format!("the transfer is {}, not queued", t.state)));
         }
         self.ensure_not_frozen(Some(t.wallet), None).await?;
         let now = self.now();
@@ -372,14 +531,10 @@ impl Service {
             let standing: BTreeSet<Actor> = approvals.iter().filter_map(standing).collect();
             if !requirement.satisfied(&standing) {
                 let mut tx = self.store().begin().await?;
-                retally(&mut tx, id, now).await?;
-                let e = state_entry(
-                    &Actor::System,
-                    &t,
-                    state::PENDING_APPROVAL,
-                    "approvals expired or were voided",
-                )?;
-                self.commit(tx, &[e], now).await?;
+                let entries = retally(&mut tx, id, now).await?;
+                if !entries.is_empty() {
+                    self.commit(tx, &entries, now).await?;
+                }
                 return Err(invalid(
                     "the transfer's approvals have expired or been voided",
                 ));
@@ -414,82 +569,99 @@ impl Service {
         .await
     }
 
-    /// Hands every approved transfer whose attempt is due to the chain. Each
-    /// is claimed first (one worker of several wins); a failure is recorded
-    /// with its error and tried again after an exponential backoff, or, when
-    /// it can never succeed, fails the transfer — each audited.
+    /// Hands queued transfers whose attempt is due to the chain, highest
+    /// priority first, until none is left. Each is claimed first (of
+    /// several servers, one takes it); a transfer whose dependency ended
+    /// without completing fails; a failed attempt is classified: tried again
+    /// after an exponential backoff, held for a person, or failed for good —
+    /// each audited.
     pub async fn execute_due(&self) -> Result<ExecutePass, ServiceError> {
+        use lifecycle::{Event, Failure};
         let mut pass = ExecutePass::default();
-        for t in self.store().transfers_ready(self.now(), 50).await? {
-            // The clock is read again for each claim: a pass can be long.
-            if !self
+        loop {
+            let claimed = self
                 .store()
-                .claim_transfer(t.id, self.now(), CLAIM_LEASE_MS)
-                .await?
-            {
-                continue;
+                .claim_transfers(self.now(), CLAIM_LEASE_MS, CLAIM_BATCH)
+                .await?;
+            if claimed.is_empty() {
+                return Ok(pass);
             }
-            let age = self
-                .now()
-                .as_millis()
-                .saturating_sub(t.created_at.as_millis());
-            let stale = age > MAX_PENDING_MS;
-            let result = if stale {
-                Err(ServiceError::Invalid(format!(
-                    "not handed to the chain within {} days of its request",
-                    MAX_PENDING_MS / 86_400_000
-                )))
-            } else {
-                self.execute_transfer(t.id, chain_eth::Urgency::Normal)
-                    .await
-            };
-            let err = match result {
-                Ok(_) => {
-                    pass.submitted += 1;
-                    continue;
+            for (t, dependency) in claimed {
+                let age = self
+                    .now()
+                    .as_millis()
+                    .saturating_sub(t.created_at.as_millis());
+                let (event, why) = match dependency.as_deref() {
+                    Some(d) if d != state::COMPLETED => (
+                        Event::DependencyFailed,
+                        format!("the transfer it depends on ended {d}"),
+                    ),
+                    _ if age > MAX_PENDING_MS => (
+                        Event::AttemptFailed(Failure::Terminal),
+                        format!(
+                            "not handed to the chain within {} days of its request",
+                            MAX_PENDING_MS / 86_400_000
+                        ),
+                    ),
+                    _ => {
+                        crate::crash::point("after_claim");
+                        match self
+                            .execute_transfer(t.id, chain_eth::Urgency::Normal)
+                            .await
+                        {
+                            Ok(_) => {
+                                pass.submitted += 1;
+                                continue;
+                            }
+                            // Another worker carried it out meanwhile.
+                            Err(ServiceError::Storage(StorageError::Conflict { .. })) => continue,
+                            Err(e) => (Event::AttemptFailed(classify(&e)), e.to_string()),
+                        }
+                    }
+                };
+                let now = self.now();
+                let mut tx = self.store().begin().await?;
+                let t = tx.lock_transfer(t.id).await?;
+                if t.state != state::QUEUED {
+                    continue; // moved on (e.g. back to waiting for approvals)
                 }
-                // Another worker carried it out meanwhile.
-                Err(ServiceError::Storage(StorageError::Conflict { .. })) => continue,
-                Err(e) => e,
-            };
-            let now = self.now();
-            let mut tx = self.store().begin().await?;
-            let t = tx.lock_transfer(t.id).await?;
-            if t.state != state::APPROVED {
-                continue; // moved on (e.g. back to waiting for approvals)
-            }
-            let attempts = t.attempts.saturating_add(1);
-            let why = err.to_string();
-            let subject = format!("transfer:{}", t.id);
-            if retryable(&err) && !stale {
-                let backoff = 5_000i64
-                    .saturating_mul(1i64 << attempts.min(20))
-                    .min(MAX_BACKOFF_MS);
-                let next = Timestamp::from_millis(now.as_millis().saturating_add(backoff));
-                tx.note_transfer_failure(t.id, attempts, next, &why, now)
-                    .await?;
-                let e = entry(
-                    &Actor::System,
-                    "transfer.attempt_failed",
-                    &subject,
-                    json!({ "error": why, "attempts": attempts, "next_attempt_at_ms": next.as_millis() }),
-                )?;
+                let (e, step) =
+                    transition(&mut tx, &t, Move::new(event, &Actor::System, &why), now).await?;
                 self.commit(tx, &[e], now).await?;
-                tracing::warn!(transfer = %t.id, error = %why, attempts, "transfer deferred");
-                pass.deferred += 1;
-            } else {
-                tx.note_transfer_failure(t.id, attempts, now, &why, now)
-                    .await?;
-                tx.set_transfer_state(t.id, &[state::APPROVED], state::FAILED, None, now)
-                    .await?;
-                transfer_event(&mut tx, &t, state::FAILED, now).await?;
-                let e = state_entry(&Actor::System, &t, state::FAILED, &why)?;
-                self.commit(tx, &[e], now).await?;
-                tracing::error!(transfer = %t.id, error = %why, "transfer failed");
-                pass.failed += 1;
+                if step.to == lifecycle::State::Failed {
+                    tracing::error!(transfer = %t.id, error = %why, "transfer failed");
+                    pass.failed += 1;
+                } else {
+                    tracing::warn!(transfer = %t.id, error = %why, "transfer attempt failed");
+                    pass.deferred += 1;
+                }
             }
         }
-        Ok(pass)
+    }
+
+    /// Another attempt now for a queued transfer that is held for a person
+    /// or waiting out a backoff (audited).
+    async fn retry_transfer(
+        &self,
+        by: &Actor,
+        id: TransferId,
+        why: &str,
+    ) -> Result<TransferRow, ServiceError> {
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        let t = tx.lock_transfer(id).await?;
+        if t.state != state::QUEUED {
+            return Err(ApprovalError::NotAwaiting(t.state.clone()).into());
+        }
+        let (e, _) = transition(
+            &mut tx,
+            &t,
+            Move::new(lifecycle::Event::OperatorRetry, by, why),
+            now,
+        )
+        .await?;
+        self.commit(tx, &[e], now).await?;
+        Ok(self.store().transfer(id).await?)
     }
 
     /// Refuses a transfer the wallet cannot cover. The chain's holdings on
@@ -561,7 +733,7 @@ impl Service {
         check(need.ether, held, &ether)
     }
 
-    fn configured_assets(&self) -> Vec<Asset> {
+    pub(crate) fn configured_assets(&self) -> Vec<Asset> {
         let nets = self
             .eth_networks()
             .read()
@@ -729,35 +901,39 @@ pub(crate) async fn transfer_event(
     .await
 }
 
-/// Re-counts a transfer's approvals (after a revocation or expiry): one
-/// that no longer has them goes back to waiting for approvals.
+/// Re-counts a transfer's approvals (after a revocation): one that no
+/// longer has them goes back to waiting for approvals. Returns the audit
+/// records to commit (none if nothing moved).
 pub(crate) async fn retally(
     tx: &mut WriteTx,
     id: TransferId,
     now: Timestamp,
-) -> Result<(), ServiceError> {
+) -> Result<Vec<audit::Entry>, ServiceError> {
     let t = tx.lock_transfer(id).await?;
-    if ![state::TIME_LOCKED, state::APPROVED].contains(&t.state.as_str()) {
-        return Ok(());
+    if ![state::TIME_LOCKED, state::QUEUED].contains(&t.state.as_str()) {
+        return Ok(Vec::new());
     }
     let decision: Decision =
         serde_json::from_str(&t.decision).map_err(|e| corrupt("decision", e))?;
     let Outcome::RequireApproval { requirement, .. } = &decision.outcome else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let approvals = tx.approvals_in_tx(id).await?;
-    if !requirement.satisfied(&approvals.iter().filter_map(standing).collect()) {
-        tx.set_transfer_state(
-            id,
-            &[state::TIME_LOCKED, state::APPROVED],
-            state::PENDING_APPROVAL,
-            None,
-            now,
-        )
-        .await?;
-        transfer_event(tx, &t, state::PENDING_APPROVAL, now).await?;
+    if requirement.satisfied(&approvals.iter().filter_map(standing).collect()) {
+        return Ok(Vec::new());
     }
-    Ok(())
+    let (e, _) = transition(
+        tx,
+        &t,
+        Move::new(
+            lifecycle::Event::ApprovalsLost,
+            &Actor::System,
+            "approvals were voided",
+        ),
+        now,
+    )
+    .await?;
+    Ok(vec![e])
 }
 
 fn roles_of(grants: &[domain::Grant], wallet: WalletId) -> BTreeSet<Role> {
@@ -865,6 +1041,22 @@ impl Can<'_, perm::InitiateTransfer> {
                 "transfer {earlier} already has the external id {ext:?}"
             )));
         }
+        if let Some(dep) = req.depends_on {
+            let d = tx.lock_transfer(dep).await.map_err(|e| match e {
+                StorageError::NotFound { .. } => invalid("depends_on: no such transfer"),
+                e => e.into(),
+            })?;
+            if !permits(self.who.grants(), Permission::ReadWallet, Some(d.wallet)) {
+                return Err(invalid("depends_on: no such transfer"));
+            }
+            let ended: State = d.state.parse().map_err(|e| corrupt("state", e))?;
+            if ended.is_final() && d.state != state::COMPLETED {
+                return Err(invalid(format!(
+                    "depends_on: transfer {dep} ended {}",
+                    d.state
+                )));
+            }
+        }
         if !matches!(j.decision.outcome, Outcome::Block) {
             svc.ensure_funds(&mut tx, req, &p).await?;
         }
@@ -884,20 +1076,30 @@ impl Can<'_, perm::InitiateTransfer> {
         })
         .map_err(|e| invalid(e.to_string()))?;
         let d = &j.decision;
-        let (st, unlock, expires) = match &d.outcome {
-            Outcome::Block => (state::BLOCKED, None, None),
-            Outcome::Allow { time_lock_s: 0 } => (state::APPROVED, None, None),
-            Outcome::Allow { time_lock_s } => {
-                (state::TIME_LOCKED, Some(after(now, *time_lock_s)), None)
-            }
+        let (verdict, unlock, expires) = match &d.outcome {
+            Outcome::Block if d.breaker.is_some() => (Verdict::BreakerTripped, None, None),
+            Outcome::Block => (Verdict::Block, None, None),
+            Outcome::Allow { time_lock_s: 0 } => (Verdict::Allow, None, None),
+            Outcome::Allow { time_lock_s } => (
+                Verdict::AllowAfterLock,
+                Some(after(now, *time_lock_s)),
+                None,
+            ),
             Outcome::RequireApproval { .. } => (
-                state::PENDING_APPROVAL,
+                Verdict::RequireApproval,
                 None,
                 Some(Timestamp::from_millis(
                     now.as_millis().saturating_add(cfg.approval_window_ms),
                 )),
             ),
         };
+        // Received and judged within this transaction: the history shows
+        // both steps, the row is stored in the state they lead to.
+        let received = lifecycle::step(State::Submitted, Event::Received)
+            .map_err(|e| ServiceError::Conflict(e.to_string()))?;
+        let judged = lifecycle::step(received.to, Event::Judged(verdict))
+            .map_err(|e| ServiceError::Conflict(e.to_string()))?;
+        let st = judged.to.as_str();
         let decision_json = serde_json::to_string(d).map_err(|e| invalid(e.to_string()))?;
         let row = TransferRow {
             id,
@@ -920,10 +1122,23 @@ impl Can<'_, perm::InitiateTransfer> {
             attempts: 0,
             next_attempt_at: now,
             last_error: None,
+            priority: req.priority.rank(),
+            depends_on: req.depends_on,
+            held_at: None,
+            finished_at: judged.to.is_final().then_some(now),
             created_at: now,
             updated_at: now,
         };
         tx.insert_transfer(&row).await?;
+        let actor = who.to_string();
+        let rule = d.rule.as_deref().unwrap_or("no rule matched");
+        for (s, why) in [
+            (State::Submitted, "requested"),
+            (received.to, "policy evaluated"),
+            (judged.to, rule),
+        ] {
+            tx.add_history(id, s.as_str(), &actor, why, now).await?;
+        }
         if let Some(key) = idempotency_key {
             tx.insert_idempotency_key(who, key, &request_hash, id, now)
                 .await?;
@@ -991,6 +1206,7 @@ impl Can<'_, perm::InitiateTransfer> {
             tracing::warn!(wallet = %req.wallet, breaker = %b, "circuit breaker tripped: wallet frozen");
         }
         svc.commit(tx, &entries, now).await?;
+        crate::crash::point("after_intent_insert");
         Ok(Submission {
             transfer: row,
             replayed: false,
@@ -1062,6 +1278,19 @@ impl Can<'_, perm::ApproveTransfer> {
             .ok_or_else(|| corrupt("approver key", "not 32 bytes"))?;
         let t = tx.lock_transfer(id).await?;
         self.in_scope(&t)?;
+        // Once per approver, whatever became of the transfer since; a vote
+        // that was voided (a revoked key) or has expired may be cast again.
+        let earlier = tx
+            .approvals_in_tx(id)
+            .await?
+            .into_iter()
+            .find(|a| a.approver == *who);
+        if earlier
+            .as_ref()
+            .is_some_and(|a| a.voided_at.is_none() && a.expires_at > now)
+        {
+            return Err(ApprovalError::AlreadyVoted.into());
+        }
         // Past its approval window it has lapsed, whether or not the
         // worker has marked it yet.
         if t.state == state::PENDING_APPROVAL && t.expires_at.is_some_and(|x| x <= now) {
@@ -1077,7 +1306,7 @@ impl Can<'_, perm::ApproveTransfer> {
         else {
             return Err(ApprovalError::NotAwaiting(t.state.clone()).into());
         };
-        let open = [state::PENDING_APPROVAL, state::TIME_LOCKED, state::APPROVED];
+        let open = [state::PENDING_APPROVAL, state::TIME_LOCKED, state::QUEUED];
         if !open.contains(&t.state.as_str())
             || (v.vote == Vote::Approve && t.state != state::PENDING_APPROVAL)
         {
@@ -1106,19 +1335,9 @@ impl Can<'_, perm::ApproveTransfer> {
             at: now,
             voided_at: None,
         };
-        // Once per approver; a vote that was voided (a revoked key) or has
-        // expired may be cast again.
-        let earlier = tx
-            .approvals_in_tx(id)
-            .await?
-            .into_iter()
-            .find(|a| a.approver == *who);
         match earlier {
             None => tx.insert_approval(&row).await?,
-            Some(a) if a.voided_at.is_some() || a.expires_at <= now => {
-                tx.replace_approval(&row, now).await?;
-            }
-            Some(_) => return Err(ApprovalError::AlreadyVoted.into()),
+            Some(_) => tx.replace_approval(&row, now).await?,
         }
         let subject = format!("transfer:{id}");
         let mut entries = vec![entry(
@@ -1131,28 +1350,38 @@ impl Can<'_, perm::ApproveTransfer> {
             json!({ "public_key": key.public_key, "expires_at_ms": v.expires_at.as_millis(), "decision_id": t.decision_id }),
         )?];
         let next = match v.vote {
-            Vote::Reject => Some((state::REJECTED, None, "rejected by an approver")),
+            // A rejection ends a transfer that still waits; one already
+            // approved is only rejected if it is still waiting for votes.
+            Vote::Reject if t.state == state::PENDING_APPROVAL => {
+                Some((Event::Rejected, None, "rejected by an approver"))
+            }
+            Vote::Reject => Some((
+                Event::Cancel,
+                None,
+                "rejected by an approver after approval",
+            )),
             Vote::Approve => {
                 let approvals = tx.approvals_in_tx(id).await?;
                 if requirement.satisfied(&valid_approvers(&approvals, now)) {
-                    if *time_lock_s > 0 {
-                        Some((
-                            state::TIME_LOCKED,
-                            Some(after(now, *time_lock_s)),
-                            "approved; time lock started",
-                        ))
-                    } else {
-                        Some((state::APPROVED, None, "approved"))
-                    }
+                    let time_lock = *time_lock_s > 0;
+                    Some((
+                        Event::ApprovalsMet { time_lock },
+                        time_lock.then(|| after(now, *time_lock_s)),
+                        if time_lock {
+                            "approved; time lock started"
+                        } else {
+                            "approved"
+                        },
+                    ))
                 } else {
                     None
                 }
             }
         };
-        if let Some((to, unlock, why)) = next {
-            tx.set_transfer_state(id, &open, to, unlock, now).await?;
-            transfer_event(&mut tx, &t, to, now).await?;
-            entries.push(state_entry(who, &t, to, why)?);
+        if let Some((event, unlock, why)) = next {
+            let mut m = Move::new(event, who, why);
+            m.unlock_at = unlock;
+            entries.push(transition(&mut tx, &t, m, now).await?.0);
         }
         svc.commit(tx, &entries, now).await?;
         Ok(svc.store().transfer(id).await?)
@@ -1213,16 +1442,81 @@ async fn cancel(
     let mut tx = svc.store().begin().await?;
     let t = tx.lock_transfer(id).await?;
     allowed(&t)?;
-    let open = [state::PENDING_APPROVAL, state::TIME_LOCKED, state::APPROVED];
+    let open = [state::PENDING_APPROVAL, state::TIME_LOCKED, state::QUEUED];
     if !open.contains(&t.state.as_str()) {
         return Err(ApprovalError::NotAwaiting(t.state.clone()).into());
     }
-    tx.set_transfer_state(id, &open, state::CANCELLED, None, now)
-        .await?;
-    transfer_event(&mut tx, &t, state::CANCELLED, now).await?;
-    let e = state_entry(by, &t, state::CANCELLED, why)?;
+    let (e, _) = transition(&mut tx, &t, Move::new(Event::Cancel, by, why), now).await?;
     svc.commit(tx, &[e], now).await?;
     Ok(svc.store().transfer(id).await?)
+}
+
+impl Can<'_, perm::OperateQueue> {
+    /// Another attempt now for a queued transfer held for a person or
+    /// waiting out a backoff.
+    pub async fn retry(&self, id: TransferId) -> Result<TransferRow, ServiceError> {
+        self.svc
+            .retry_transfer(self.who.actor(), id, "retried by an operator")
+            .await
+    }
+
+    /// Cancels a transfer not yet handed to the chain.
+    pub async fn cancel(&self, id: TransferId) -> Result<TransferRow, ServiceError> {
+        cancel(
+            self.svc,
+            self.who.actor(),
+            id,
+            |_| Ok(()),
+            "cancelled by an operator",
+        )
+        .await
+    }
+
+    /// What needs a look, and why: queued transfers held for a person or
+    /// whose attempts failed, and transfers on their way to the chain that
+    /// have not moved for [`STUCK_AFTER_MS`].
+    pub async fn stuck(&self, limit: u32) -> Result<Vec<Stuck>, ServiceError> {
+        let now = self.svc.now();
+        let quiet = Timestamp::from_millis(now.as_millis().saturating_sub(STUCK_AFTER_MS));
+        let rows = self
+            .svc
+            .store()
+            .transfers_stuck(quiet, limit.clamp(1, 500))
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|t| {
+                let why = if t.held_at.is_some() {
+                    format!(
+                        "held for a person after {} failed attempts: {}",
+                        t.attempts,
+                        t.last_error.as_deref().unwrap_or("no error recorded")
+                    )
+                } else if t.state == state::QUEUED {
+                    format!(
+                        "{} failed attempts, next at {} ms: {}",
+                        t.attempts,
+                        t.next_attempt_at.as_millis(),
+                        t.last_error.as_deref().unwrap_or("no error recorded")
+                    )
+                } else {
+                    format!(
+                        "{} for {} s without a change",
+                        t.state,
+                        now.as_millis().saturating_sub(t.updated_at.as_millis()) / 1000
+                    )
+                };
+                Stuck { transfer: t, why }
+            })
+            .collect())
+    }
+}
+
+/// A transfer that needs a look, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stuck {
+    pub transfer: TransferRow,
+    pub why: String,
 }
 
 /// One asset of a wallet: what the chain holds and what is spoken for.
@@ -1359,6 +1653,15 @@ impl Can<'_, perm::ReadWallet> {
         }
         let a = self.svc.store().approvals(id).await?;
         Ok((t, a))
+    }
+
+    /// Every state the transfer passed through: when, by whom, why.
+    pub async fn history(&self, id: TransferId) -> Result<Vec<storage::HistoryRow>, ServiceError> {
+        let t = self.svc.store().transfer(id).await?;
+        if !permits(self.who.grants(), Permission::ReadWallet, Some(t.wallet)) {
+            return Err(StorageError::NotFound { what: "transfer" }.into());
+        }
+        Ok(self.svc.store().transfer_history(id).await?)
     }
 }
 

@@ -298,6 +298,8 @@ impl Fixture {
             destination: to.into(),
             reference: None,
             external_id: None,
+            priority: Default::default(),
+            depends_on: None,
         }
     }
 
@@ -486,7 +488,7 @@ async fn approvals_governance_and_freeze(f: Fixture) {
 
     // Small: allowed at once. Large: two approvals, then a time lock.
     let small = f.submit(&f.initiator, BOB, "0.5").await.unwrap();
-    assert_eq!(small.state, state::APPROVED);
+    assert_eq!(small.state, state::QUEUED);
     let who = f.who(&f.initiator).await;
     let dry = f
         .svc
@@ -559,7 +561,7 @@ async fn approvals_governance_and_freeze(f: Fixture) {
     assert_eq!(f.svc.advance_transfers().await.unwrap(), 1);
     assert_eq!(
         f.db.store.transfer(t.id).await.unwrap().state,
-        state::APPROVED
+        state::QUEUED
     );
 
     // Frozen: nothing is sent. One security officer suffices.
@@ -581,7 +583,7 @@ async fn approvals_governance_and_freeze(f: Fixture) {
     ));
     assert_eq!(
         f.db.store.transfer(t.id).await.unwrap().state,
-        state::APPROVED
+        state::QUEUED
     );
     // The officer cannot release it alone: release is a proposal under quorum.
     let rel = f
@@ -608,7 +610,7 @@ async fn approvals_governance_and_freeze(f: Fixture) {
     assert!(f.svc.frozen(Some(f.wallet), None).await.unwrap().is_none());
     let send = f.svc.execute_transfer(t.id, Urgency::Normal).await.unwrap();
     let sent = f.db.store.transfer(t.id).await.unwrap();
-    assert_eq!(sent.state, state::SUBMITTED);
+    assert_eq!(sent.state, state::BROADCASTING);
     assert_eq!(sent.eth_send_id.as_deref(), Some(send.id.as_str()));
     assert_eq!(send.amount, 5 * ETHER);
     // Sent once only.
@@ -719,7 +721,7 @@ async fn approvals_governance_and_freeze(f: Fixture) {
     // t3 had its approvals: its time lock ended instead.
     assert_eq!(
         f.db.store.transfer(t3.id).await.unwrap().state,
-        state::APPROVED
+        state::QUEUED
     );
     let actions = f.actions().await;
     for a in [
@@ -743,7 +745,7 @@ async fn a_freeze_between_approval_and_signing_stops_the_signature(f: Fixture) {
     f.set_policy("[[rules]]\nname = \"all\"\naction = \"allow\"\n")
         .await;
     let t = f.submit(&f.initiator, BOB, "1").await.unwrap();
-    assert_eq!(t.state, state::APPROVED);
+    assert_eq!(t.state, state::QUEUED);
     // Sealed: the send is planned (and the transfer marked submitted) but
     // cannot be signed yet.
     f.svc.seal(&console()).await.unwrap();
@@ -831,7 +833,7 @@ async fn a_policy_change_racing_transfers_never_reaches_judged_ones(f: Fixture) 
     // Each transfer was judged wholly under one version, and says which.
     for r in &rows {
         let expected = if r.policy_version == 1 {
-            state::APPROVED
+            state::QUEUED
         } else {
             state::PENDING_APPROVAL
         };
@@ -859,7 +861,7 @@ async fn the_circuit_breaker_freezes_the_wallet(f: Fixture) {
     .await;
     assert_eq!(
         f.submit(&f.initiator, BOB, "2").await.unwrap().state,
-        state::APPROVED
+        state::QUEUED
     );
     let tripped = f.submit(&f.initiator, BOB, "1.5").await.unwrap();
     assert_eq!(tripped.state, state::BLOCKED);
@@ -926,7 +928,7 @@ async fn new_addresses_cool_off_before_the_policy_trusts_them(f: Fixture) {
     assert_eq!(priced.usd_micro, Some(1_500_250_000));
     assert_eq!(
         f.submit(&f.initiator, CAROL, "1").await.unwrap().state,
-        state::APPROVED
+        state::QUEUED
     );
     assert_eq!(
         f.submit(&f.initiator, BOB, "1").await.unwrap().state,
@@ -1023,7 +1025,7 @@ async fn retries_with_one_idempotency_key_make_one_transfer(f: Fixture) {
     assert_eq!(fresh, 1, "made once, replayed 63 times");
     assert_eq!(
         f.db.store
-            .transfers_in(state::APPROVED, 100)
+            .transfers_in(state::QUEUED, 100)
             .await
             .unwrap()
             .len(),
@@ -1061,13 +1063,13 @@ async fn retries_with_one_idempotency_key_make_one_transfer(f: Fixture) {
         .authorize::<perm::ReadWallet>(&reader, Some(f.wallet))
         .unwrap();
     let page = read
-        .transfers(Some(f.wallet), Some(state::APPROVED), None, 1)
+        .transfers(Some(f.wallet), Some(state::QUEUED), None, 1)
         .await
         .unwrap();
     assert_eq!(page.len(), 1);
     assert_eq!(page[0].id, first.id, "newest first");
     let next = read
-        .transfers(Some(f.wallet), Some(state::APPROVED), Some(page[0].id), 10)
+        .transfers(Some(f.wallet), Some(state::QUEUED), Some(page[0].id), 10)
         .await
         .unwrap();
     assert_eq!(next.len(), 1);
@@ -1093,7 +1095,7 @@ async fn retries_with_one_idempotency_key_make_one_transfer(f: Fixture) {
     ));
     assert_eq!(
         f.db.store
-            .transfers_in(state::APPROVED, 100)
+            .transfers_in(state::QUEUED, 100)
             .await
             .unwrap()
             .len(),
@@ -1106,7 +1108,7 @@ async fn approved_transfers_are_carried_out_to_completion(f: Fixture) {
     f.set_policy("[[rules]]\nname = \"all\"\naction = \"allow\"\n")
         .await;
     let t = f.submit(&f.initiator, BOB, "1").await.unwrap();
-    assert_eq!(t.state, state::APPROVED);
+    assert_eq!(t.state, state::QUEUED);
     let reader = f.who(&f.initiator).await;
     let read = f
         .svc
@@ -1132,7 +1134,7 @@ async fn approved_transfers_are_carried_out_to_completion(f: Fixture) {
         }
     );
     let waiting = f.db.store.transfer(t.id).await.unwrap();
-    assert_eq!(waiting.state, state::APPROVED);
+    assert_eq!(waiting.state, state::QUEUED);
     assert_eq!(waiting.attempts, 1);
     assert!(waiting.last_error.as_deref().unwrap().contains("frozen"));
     assert_eq!(f.svc.execute_due().await.unwrap(), ExecutePass::default());
@@ -1152,7 +1154,7 @@ async fn approved_transfers_are_carried_out_to_completion(f: Fixture) {
         .unwrap();
     assert_eq!(
         own.state,
-        state::APPROVED,
+        state::QUEUED,
         "internal destinations are allowed here"
     );
     let pass = f.svc.execute_due().await.unwrap();
@@ -1169,7 +1171,7 @@ async fn approved_transfers_are_carried_out_to_completion(f: Fixture) {
         state::FAILED
     );
     let sent = f.db.store.transfer(t.id).await.unwrap();
-    assert_eq!(sent.state, state::SUBMITTED);
+    assert_eq!(sent.state, state::BROADCASTING);
     // Confirmed on chain: the transfer completes with its send.
     chain_eth_client::testing::mine(&f.client, 3).await;
     f.svc.eth_poll(CHAIN_ID).await.unwrap();
@@ -1231,9 +1233,9 @@ async fn concurrent_withdrawals_never_commit_more_than_the_wallet_holds(f: Fixtu
     f.set_policy("[[rules]]\nname = \"all\"\naction = \"allow\"\n")
         .await;
     // The sender holds 100 ETH; each withdrawal needs 9.9 ETH and its 0.1
-    // ETH fee cap: funds for ten. Thirty at once.
+    // ETH fee cap: funds for ten. Two hundred at once.
     let mut tasks = Vec::new();
-    for _ in 0..30 {
+    for _ in 0..200 {
         let who = f.who(&f.initiator).await;
         let svc = f.svc.clone();
         let (wallet, req) = (f.wallet, f.request(BOB, "9.9"));
@@ -1248,14 +1250,14 @@ async fn concurrent_withdrawals_never_commit_more_than_the_wallet_holds(f: Fixtu
     for t in tasks {
         match t.await.unwrap() {
             Ok(row) => {
-                assert_eq!(row.state, state::APPROVED);
+                assert_eq!(row.state, state::QUEUED);
                 accepted += 1;
             }
             Err(ServiceError::InsufficientFunds(_)) => refused += 1,
             Err(e) => panic!("{e}"),
         }
     }
-    assert_eq!((accepted, refused), (10, 20));
+    assert_eq!((accepted, refused), (10, 190));
     let reader = f.who(&f.initiator).await;
     let b = &f
         .svc
@@ -1266,4 +1268,16 @@ async fn concurrent_withdrawals_never_commit_more_than_the_wallet_holds(f: Fixtu
         .unwrap()[0];
     assert_eq!(b.reserved, 99 * ETHER);
     assert_eq!(b.available, Some(0), "ten fee caps are reserved too");
+    // All ten go out and complete: the node accepts every one.
+    assert_eq!(f.svc.execute_due().await.unwrap().submitted, 10);
+    chain_eth_client::testing::mine(&f.client, 3).await;
+    f.svc.eth_poll(CHAIN_ID).await.unwrap();
+    let done =
+        f.db.store
+            .transfers_in(state::COMPLETED, 500)
+            .await
+            .unwrap();
+    assert_eq!(done.len(), 10);
+    let held = f.client.balance(f.from).await.unwrap();
+    assert!(held < ETHER, "99 ETH paid out, fees from the rest: {held}");
 }

@@ -107,8 +107,50 @@ pub struct TransferRow {
     /// When the next attempt may start (also a claim's lease).
     pub next_attempt_at: Timestamp,
     pub last_error: Option<String>,
+    /// Higher goes first (0 low, 1 normal, 2 high, 3 urgent).
+    pub priority: u8,
+    /// A transfer that must complete before this one starts.
+    pub depends_on: Option<TransferId>,
+    /// Held for a person since then: no automatic retry.
+    pub held_at: Option<Timestamp>,
+    /// When it reached a final state.
+    pub finished_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+/// One step of a transfer's lifecycle, as stored: the new state (only from
+/// the state it was read in), the record's changes and a history line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferMove<'a> {
+    pub id: TransferId,
+    pub from: &'a str,
+    pub to: &'a str,
+    /// When a time lock ends.
+    pub unlock_at: Option<Timestamp>,
+    /// The send that now carries it out.
+    pub eth_send_id: Option<&'a str>,
+    /// A failed attempt: its count, when the next may start, the error.
+    pub failure: Option<(u32, Timestamp, &'a str)>,
+    /// Held for a person.
+    pub hold: bool,
+    /// Attempts, error and hold forgotten; the next may start now.
+    pub reset: bool,
+    /// It ends here.
+    pub finish: bool,
+    pub actor: &'a str,
+    pub why: &'a str,
+    pub at: Timestamp,
+}
+
+/// A line of a transfer's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRow {
+    pub seq: u32,
+    pub state: String,
+    pub actor: String,
+    pub why: String,
+    pub at: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,7 +273,7 @@ fn freeze_from_row(row: &AnyRow) -> Result<FreezeRow, StorageError> {
 const TRANSFER_COLUMNS: &str = "id, wallet_id, initiator, asset, amount, destination, intent, \
      digest, policy_version, decision_id, decision, state, usd_micro, expires_at_ms, \
      unlock_at_ms, eth_send_id, external_id, attempts, next_attempt_at_ms, last_error, \
-     created_at_ms, updated_at_ms";
+     priority, depends_on, held_at_ms, finished_at_ms, created_at_ms, updated_at_ms";
 
 fn transfer_from_row(row: &AnyRow) -> Result<TransferRow, StorageError> {
     Ok(TransferRow {
@@ -256,6 +298,11 @@ fn transfer_from_row(row: &AnyRow) -> Result<TransferRow, StorageError> {
             .map_err(|e| corrupt("attempts", &e))?,
         next_attempt_at: ts(row, "next_attempt_at_ms")?,
         last_error: row.try_get("last_error")?,
+        priority: u8::try_from(row.try_get::<i64, _>("priority")?)
+            .map_err(|e| corrupt("priority", &e))?,
+        depends_on: opt_parsed(row, "depends_on")?,
+        held_at: opt_ts(row, "held_at_ms")?,
+        finished_at: opt_ts(row, "finished_at_ms")?,
         created_at: ts(row, "created_at_ms")?,
         updated_at: ts(row, "updated_at_ms")?,
     })
@@ -285,10 +332,9 @@ where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     let rows = sqlx::query(
-        "SELECT t.asset, t.amount, t.state FROM transfers t \
-         LEFT JOIN eth_sends s ON s.id = t.eth_send_id \
-         WHERE t.wallet_id = $1 AND (t.state IN ('pending_approval', 'time_locked', 'approved') \
-         OR (t.state = 'submitted' AND s.state IN ('signing', 'signed', 'broadcast', 'included')))",
+        "SELECT t.asset, t.amount, t.state FROM transfers t WHERE t.wallet_id = $1 \
+         AND t.state IN ('pending_approval', 'time_locked', 'queued', 'signing', 'signed', \
+         'broadcasting', 'confirming')",
     )
     .bind(wallet.to_string())
     .fetch_all(db)
@@ -795,7 +841,7 @@ impl WriteTx {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO transfers ({TRANSFER_COLUMNS}) VALUES \
              ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-              $20, $21, $22)"
+              $20, $21, $22, $23, $24, $25, $26)"
         )))
         .bind(t.id.to_string())
         .bind(t.wallet.to_string())
@@ -817,6 +863,10 @@ impl WriteTx {
         .bind(i64::from(t.attempts))
         .bind(t.next_attempt_at.as_millis())
         .bind(&t.last_error)
+        .bind(i64::from(t.priority))
+        .bind(t.depends_on.map(|d| d.to_string()))
+        .bind(t.held_at.map(Timestamp::as_millis))
+        .bind(t.finished_at.map(Timestamp::as_millis))
         .bind(t.created_at.as_millis())
         .bind(t.updated_at.as_millis())
         .execute(&mut *self.tx)
@@ -906,30 +956,51 @@ impl WriteTx {
         transfer_from_row(&row)
     }
 
-    /// Moves a transfer from one of `from` to `to`; a conflict if it had
-    /// moved on meanwhile.
-    pub async fn set_transfer_state(
-        &mut self,
-        id: TransferId,
-        from: &[&str],
-        to: &str,
-        unlock_at: Option<Timestamp>,
-        at: Timestamp,
-    ) -> Result<(), StorageError> {
-        let list = from
-            .iter()
-            .map(|s| format!("'{}'", s.replace('\'', "")))
-            .collect::<Vec<_>>()
-            .join(", ");
+    /// Stores one step of a transfer's lifecycle and its history line; a
+    /// conflict if the transfer had moved on meanwhile.
+    pub async fn move_transfer(&mut self, m: &TransferMove<'_>) -> Result<(), StorageError> {
+        let mut set = vec![
+            "state = $2",
+            "unlock_at_ms = COALESCE($3, unlock_at_ms)",
+            "eth_send_id = COALESCE($4, eth_send_id)",
+            "updated_at_ms = $5",
+        ];
+        if m.failure.is_some() {
+            set.extend([
+                "attempts = $6",
+                "next_attempt_at_ms = $7",
+                "last_error = $8",
+            ]);
+        }
+        if m.hold {
+            set.push("held_at_ms = $5");
+        }
+        if m.reset {
+            set.extend([
+                "attempts = 0",
+                "next_attempt_at_ms = $5",
+                "last_error = NULL",
+                "held_at_ms = NULL",
+            ]);
+        }
+        if m.finish {
+            set.push("finished_at_ms = $5");
+        }
         let q = format!(
-            "UPDATE transfers SET state = $2, unlock_at_ms = COALESCE($3, unlock_at_ms), \
-             updated_at_ms = $4 WHERE id = $1 AND state IN ({list})"
+            "UPDATE transfers SET {} WHERE id = $1 AND state = $9",
+            set.join(", ")
         );
+        let (attempts, next, error) = m.failure.unwrap_or((0, m.at, ""));
         let done = sqlx::query(sqlx::AssertSqlSafe(q))
-            .bind(id.to_string())
-            .bind(to)
-            .bind(unlock_at.map(Timestamp::as_millis))
-            .bind(at.as_millis())
+            .bind(m.id.to_string())
+            .bind(m.to)
+            .bind(m.unlock_at.map(Timestamp::as_millis))
+            .bind(m.eth_send_id)
+            .bind(m.at.as_millis())
+            .bind(i64::from(attempts))
+            .bind(next.as_millis())
+            .bind(error)
+            .bind(m.from)
             .execute(&mut *self.tx)
             .await?;
         if done.rows_affected() != 1 {
@@ -937,76 +1008,48 @@ impl WriteTx {
                 what: "change of this transfer's state",
             });
         }
-        Ok(())
+        self.add_history(m.id, m.to, m.actor, m.why, m.at).await
     }
 
-    /// Records a failed attempt to hand an approved transfer to the chain:
-    /// the next may start at `next_at`.
-    pub async fn note_transfer_failure(
+    /// Appends a line to a transfer's history.
+    pub async fn add_history(
         &mut self,
         id: TransferId,
-        attempts: u32,
-        next_at: Timestamp,
-        error: &str,
+        state: &str,
+        actor: &str,
+        why: &str,
         at: Timestamp,
     ) -> Result<(), StorageError> {
         sqlx::query(
-            "UPDATE transfers SET attempts = $2, next_attempt_at_ms = $3, last_error = $4, \
-             updated_at_ms = $5 WHERE id = $1",
+            "INSERT INTO transfer_history (transfer_id, seq, state, actor, why, at_ms) \
+             SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5 FROM transfer_history \
+             WHERE transfer_id = $1",
         )
         .bind(id.to_string())
-        .bind(i64::from(attempts))
-        .bind(next_at.as_millis())
-        .bind(error)
+        .bind(state)
+        .bind(actor)
+        .bind(why)
         .bind(at.as_millis())
         .execute(&mut *self.tx)
         .await?;
         Ok(())
     }
 
-    /// The transfer a finished Ethereum send carried out, moved from
-    /// `submitted` to `to`; `None` if the send carried none.
-    pub async fn finish_transfer_of_send(
+    /// The transfer an Ethereum send carries out, locked until this
+    /// transaction ends; `None` if it carries none.
+    pub async fn transfer_of_send(
         &mut self,
         send_id: &str,
-        to: &str,
-        at: Timestamp,
     ) -> Result<Option<TransferRow>, StorageError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE eth_send_id = $1 AND state = 'submitted'"
-        )))
-        .bind(send_id)
-        .fetch_optional(&mut *self.tx)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let t = transfer_from_row(&row)?;
-        self.set_transfer_state(t.id, &["submitted"], to, None, at)
+        let q = format!(
+            "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE eth_send_id = $1{}",
+            self.for_update()
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(send_id)
+            .fetch_optional(&mut *self.tx)
             .await?;
-        Ok(Some(t))
-    }
-
-    /// Links an approved transfer to the Ethereum send that carries it out.
-    pub async fn set_transfer_submitted(
-        &mut self,
-        id: TransferId,
-        send_id: &str,
-        at: Timestamp,
-    ) -> Result<(), StorageError> {
-        let done = sqlx::query(
-            "UPDATE transfers SET state = 'submitted', eth_send_id = $2, updated_at_ms = $3 \
-             WHERE id = $1 AND state = 'approved' AND eth_send_id IS NULL",
-        )
-        .bind(id.to_string())
-        .bind(send_id)
-        .bind(at.as_millis())
-        .execute(&mut *self.tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Err(StorageError::Conflict {
-                what: "submission of this transfer",
-            });
-        }
-        Ok(())
+        row.as_ref().map(transfer_from_row).transpose()
     }
 
     pub async fn insert_approval(&mut self, a: &ApprovalRow) -> Result<(), StorageError> {
@@ -1050,7 +1093,7 @@ impl WriteTx {
         let ids: Vec<String> = sqlx::query_scalar(
             "SELECT a.transfer_id FROM transfer_approvals a JOIN transfers t ON t.id = a.transfer_id \
              WHERE a.approver = $1 AND a.voided_at_ms IS NULL \
-             AND t.state IN ('pending_approval', 'time_locked', 'approved') ORDER BY a.transfer_id",
+             AND t.state IN ('pending_approval', 'time_locked', 'queued') ORDER BY a.transfer_id",
         )
         .bind(approver.to_string())
         .fetch_all(&mut *self.tx)
@@ -1203,42 +1246,106 @@ impl Store {
         idempotency_key_on(&self.pool, principal, key).await
     }
 
-    /// Approved transfers whose next attempt is due, oldest first.
-    pub async fn transfers_ready(
+    /// Claims up to `limit` queued transfers whose next attempt is due and
+    /// whose dependency (if any) has ended, highest priority first, then
+    /// oldest: each claim is a lease of `lease_ms` on its next attempt time,
+    /// so that of several servers one takes each transfer, and a dead
+    /// server's claim lapses by itself. On PostgreSQL the rows are picked
+    /// `FOR UPDATE SKIP LOCKED`: servers claiming at once pass each other by.
+    /// Returns each transfer with its dependency's state.
+    pub async fn claim_transfers(
         &self,
         now: Timestamp,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<(TransferRow, Option<String>)>, StorageError> {
+        let skip = match self.backend() {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE OF t SKIP LOCKED",
+        };
+        let q = format!(
+            "UPDATE transfers SET next_attempt_at_ms = $2 WHERE id IN (\
+             SELECT t.id FROM transfers t LEFT JOIN transfers d ON d.id = t.depends_on \
+             WHERE t.state = 'queued' AND t.held_at_ms IS NULL AND t.next_attempt_at_ms <= $1 \
+             AND (t.depends_on IS NULL OR d.finished_at_ms IS NOT NULL) \
+             ORDER BY t.priority DESC, t.created_at_ms, t.id LIMIT $3{skip}) \
+             AND state = 'queued' AND next_attempt_at_ms <= $1 RETURNING {TRANSFER_COLUMNS}"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(now.as_millis())
+            .bind(now.as_millis().saturating_add(lease_ms))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let t = transfer_from_row(r)?;
+            let dep = match t.depends_on {
+                Some(d) => Some(self.transfer(d).await?.state),
+                None => None,
+            };
+            out.push((t, dep));
+        }
+        out.sort_by_key(|(t, _)| (std::cmp::Reverse(t.priority), t.created_at, t.id));
+        Ok(out)
+    }
+
+    /// Transfers that need a look: queued ones held for a person or whose
+    /// attempts failed, and ones on their way to the chain that have not
+    /// moved since `quiet_since` (oldest change first).
+    pub async fn transfers_stuck(
+        &self,
+        quiet_since: Timestamp,
         limit: u32,
     ) -> Result<Vec<TransferRow>, StorageError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE state = 'approved' \
-             AND next_attempt_at_ms <= $1 ORDER BY created_at_ms, id LIMIT $2"
+            "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE \
+             (state = 'queued' AND (held_at_ms IS NOT NULL OR attempts > 0)) \
+             OR (state IN ('signing', 'signed', 'broadcasting', 'confirming') AND updated_at_ms < $1) \
+             ORDER BY updated_at_ms, id LIMIT $2"
         )))
-        .bind(now.as_millis())
+        .bind(quiet_since.as_millis())
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(transfer_from_row).collect()
     }
 
-    /// Claims an approved transfer for `lease_ms` (compare-and-set on its
-    /// next attempt time): of several workers, one wins; the lease lapses
-    /// by itself if the winner dies.
-    pub async fn claim_transfer(
+    /// The transfer an Ethereum send carries out, if any.
+    pub async fn transfer_of_send(
         &self,
-        id: TransferId,
-        now: Timestamp,
-        lease_ms: i64,
-    ) -> Result<bool, StorageError> {
-        let done = sqlx::query(
-            "UPDATE transfers SET next_attempt_at_ms = $3 WHERE id = $1 AND state = 'approved' \
-             AND next_attempt_at_ms <= $2",
+        send_id: &str,
+    ) -> Result<Option<TransferRow>, StorageError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE eth_send_id = $1"
+        )))
+        .bind(send_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(transfer_from_row).transpose()
+    }
+
+    /// Every state a transfer passed through, in order.
+    pub async fn transfer_history(&self, id: TransferId) -> Result<Vec<HistoryRow>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT seq, state, actor, why, at_ms FROM transfer_history WHERE transfer_id = $1 \
+             ORDER BY seq",
         )
         .bind(id.to_string())
-        .bind(now.as_millis())
-        .bind(now.as_millis().saturating_add(lease_ms))
-        .execute(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(done.rows_affected() == 1)
+        rows.iter()
+            .map(|r| {
+                Ok(HistoryRow {
+                    seq: u32::try_from(r.try_get::<i64, _>("seq")?)
+                        .map_err(|e| corrupt("seq", &e))?,
+                    state: r.try_get("state")?,
+                    actor: r.try_get("actor")?,
+                    why: r.try_get("why")?,
+                    at: ts(r, "at_ms")?,
+                })
+            })
+            .collect()
     }
 
     /// Transfers, newest first, optionally of one wallet and in one state,

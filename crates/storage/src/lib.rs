@@ -25,8 +25,8 @@ pub use btc::{BtcSendRow, BtcUtxoRow};
 pub use error::StorageError;
 pub use eth::{EthAttemptRow, EthSendRow, EthSenderRow};
 pub use governance::{
-    ApprovalRow, ApproverKeyRow, FreezeRow, PolicyRow, ProposalRow, TransferRow, VoteRow,
-    WhitelistRow, WindowItem, WindowOf,
+    ApprovalRow, ApproverKeyRow, FreezeRow, HistoryRow, PolicyRow, ProposalRow, TransferMove,
+    TransferRow, VoteRow, WhitelistRow, WindowItem, WindowOf,
 };
 pub use identity::{ApiKeyRow, SessionRow, UserRow, WalletRow};
 pub use keystore::{KekRow, KeyRow, KeystoreRow};

@@ -208,6 +208,7 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 /// `strongroom serve`.
 pub(crate) fn run(c: Config) -> Result<(), Failure> {
     init_logging(&c);
+    arm_crash_point()?;
     runtime()?.block_on(async move {
         let (svc, store) = build_service(&c).await?;
         let policy = svc.checkpointer().policy();
@@ -251,13 +252,25 @@ pub(crate) fn run(c: Config) -> Result<(), Failure> {
                 async move { svc.advance_transfers().await.map(drop) }
             }
         });
-        // Approved transfers go to the chain (claimed, so that several
-        // servers on one database share the work); a slow node delays only this.
-        let executor = every(Duration::from_secs(2), "transfer execution", {
+        // Queued transfers go to the chain (claimed, so that several
+        // servers on one database share the work); a slow node delays only
+        // this. It looks when a transfer moves, and every two seconds for
+        // backoffs that end and other servers' work.
+        let executor = tokio::spawn({
             let svc = svc.clone();
-            move || {
-                let svc = svc.clone();
-                async move { svc.execute_due().await.map(drop) }
+            async move {
+                let mut interval = tokio::time::interval(Duration::from_secs(2));
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = interval.tick() => {}
+                        () = svc.transfers_moved() => {}
+                    }
+                    match svc.execute_due().await {
+                        Ok(_) | Err(service::ServiceError::Sealed) => {}
+                        Err(e) => tracing::error!(error = %e, "transfer execution pass failed"),
+                    }
+                }
             }
         });
 
@@ -310,6 +323,36 @@ pub(crate) fn run(c: Config) -> Result<(), Failure> {
         stopped.context("recording the shutdown in the audit log")?;
         Ok(())
     })
+}
+
+/// For the crash tests: `STRONGROOM_CRASH_AT=<label>` makes the process
+/// kill itself with SIGKILL when it reaches that point (see
+/// `service::crash`). Unset, nothing is armed.
+fn arm_crash_point() -> Result<(), Failure> {
+    let Ok(at) = std::env::var("STRONGROOM_CRASH_AT") else {
+        return Ok(());
+    };
+    let Some(&point) = service::crash::POINTS.iter().find(|p| **p == at) else {
+        return Err(Failure::Config(ConfigError {
+            key: "STRONGROOM_CRASH_AT".into(),
+            message: format!("one of {}", service::crash::POINTS.join(", ")),
+        }));
+    };
+    tracing::warn!(point, "crash point armed: this process kills itself there");
+    service::crash::install(move |label| {
+        if label != point {
+            return;
+        }
+        eprintln!("crash point {label}");
+        // A real SIGKILL: nothing is flushed, dropped or rolled back.
+        let _ = std::process::Command::new("sh")
+            .args(["-c", "kill -KILL $PPID"])
+            .status();
+        loop {
+            std::thread::park();
+        }
+    })
+    .map_err(|e| Failure::Runtime(anyhow::anyhow!(e)))
 }
 
 /// Runs `pass` every `period` (missed ticks are not made up); a failed

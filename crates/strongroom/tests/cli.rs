@@ -1366,7 +1366,7 @@ fn policy_approvals_and_freeze_from_the_cli() {
     };
     let o = approve(false);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("approved → approved"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("approved → queued"), "{}", stdout(&o));
     assert!(stdout(&o).contains("amount      5 ETH"), "{}", stdout(&o));
     // Once only.
     let o = approve(true);
