@@ -61,7 +61,12 @@ whitelist_cooling_off_hours = 24
 struct Server {
     child: Child,
     base: String,
+    /// Every log line so far, once [`Server::follow_log`] runs.
+    log: std::sync::Arc<std::sync::Mutex<String>>,
 }
+
+/// A server's log lines as they come; `None` when its stderr closes.
+type LogLines = std::sync::mpsc::Sender<Option<String>>;
 
 impl Server {
     fn start(config: &Path) -> Server {
@@ -93,7 +98,30 @@ impl Server {
         Server {
             base: base.to_owned(),
             child,
+            log: Default::default(),
         }
+    }
+
+    /// Sends each line the server logs to `lines` (and keeps it), then
+    /// `None` when the server's stderr closes.
+    fn follow_log(&mut self, lines: LogLines) {
+        let stderr = self.child.stderr.take().unwrap();
+        let log = self.log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let mut all = log.lock().unwrap();
+                all.push_str(&line);
+                all.push('\n');
+                drop(all);
+                let _ = lines.send(Some(line));
+            }
+            let _ = lines.send(None);
+        });
+    }
+
+    fn log_text(&self) -> String {
+        self.log.lock().unwrap().clone()
     }
 
     fn get(&self, path: &str) -> (u16, String) {
@@ -122,13 +150,14 @@ impl Server {
                 .success()
         );
         let status = self.child.wait().unwrap();
-        let mut err = String::new();
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
+        let err = match self.child.stderr.take() {
+            Some(mut e) => {
+                let mut err = String::new();
+                e.read_to_string(&mut err).unwrap();
+                err
+            }
+            None => self.log_text(),
+        };
         assert!(status.success(), "exit {status:?}\n{err}");
         err
     }
@@ -1394,4 +1423,415 @@ fn policy_approvals_and_freeze_from_the_cli() {
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     server.terminate();
+}
+
+/// A data directory with a funded Ethereum sender in a wallet, an admin,
+/// a policy admin and an initiator, and a policy that allows every
+/// transfer: what the crash and scale-out tests start from.
+struct Custody {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    quorum: String,
+    wallet: String,
+    sender: String,
+    initiator: PathBuf,
+    admin: PathBuf,
+    anvil: chain_eth_client::testing::Anvil,
+}
+
+impl Custody {
+    fn new(db_url: &str) -> Custody {
+        use chain_eth_client::testing::Anvil;
+        let anvil = Anvil::start();
+        let (dir, config) = data_dir(db_url);
+        let cfg = config.to_str().unwrap().to_owned();
+        add_ethereum(&config, 31337, anvil.url());
+        let quorum = init_keystore(&cfg, &dir.path().join("shares"), 2, 2).join("\n") + "\n";
+        let o = strongroom_with_input(
+            &[
+                "key",
+                "create",
+                "--config",
+                &cfg,
+                "--purpose",
+                "transfer-signing",
+                "--algorithm",
+                "ecdsa-secp256k1",
+            ],
+            &quorum,
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let key = stdout(&o)
+            .lines()
+            .find_map(|l| l.strip_prefix("key ").map(str::to_owned))
+            .unwrap();
+        let o = strongroom(&[
+            "eth",
+            "register-sender",
+            "--config",
+            &cfg,
+            "--key",
+            &key,
+            "--chain-id",
+            "31337",
+            "--wallet",
+            "treasury",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let field = |name: &str| {
+            stdout(&o)
+                .lines()
+                .find_map(|l| l.strip_prefix(name).map(str::to_owned))
+                .unwrap()
+        };
+        let (wallet, sender) = (field("wallet "), field("address "));
+        rt().block_on(async {
+            let client = eth_client(anvil.url()).await;
+            client
+                .raw_call(
+                    "anvil_setBalance",
+                    serde_json::json!([sender, "0x56bc75e2d63100000"]),
+                )
+                .await
+                .unwrap();
+        });
+        let person = |name: &str, role: &str, scope: &str| -> PathBuf {
+            let file = dir.path().join(format!("{name}.key"));
+            let o = strongroom(&[
+                "apikey",
+                "create",
+                "--config",
+                &cfg,
+                "--name",
+                name,
+                "--role",
+                role,
+                "--scope",
+                scope,
+                "--out",
+                file.to_str().unwrap(),
+            ]);
+            assert!(o.status.success(), "{}", stderr(&o));
+            file
+        };
+        let admin = person("admin", "admin", "global");
+        let writer = person("writer", "policy-admin", "global");
+        let initiator = person("initiator", "initiator", &format!("wallet:{wallet}"));
+        let c = Custody {
+            dir,
+            config,
+            quorum,
+            wallet,
+            sender,
+            initiator,
+            admin,
+            anvil,
+        };
+        // The policy: everything allowed, proposed and approved over the API.
+        let server = c.start(&[], std::sync::mpsc::channel().0);
+        let document = "[[rules]]\nname = \"all\"\naction = \"allow\"\n";
+        let body =
+            serde_json::json!({"change": {"kind": "set_policy", "document": document}}).to_string();
+        let (code, p) = c.api(&server, &writer, "POST", "/v1/proposals", Some(&body), None);
+        assert_eq!(code, 201, "{p}");
+        let id = p["id"].as_str().unwrap().to_owned();
+        let (code, p) = c.api(
+            &server,
+            &c.admin,
+            "POST",
+            &format!("/v1/proposals/{id}/votes"),
+            Some(r#"{"vote":"approve"}"#),
+            None,
+        );
+        assert_eq!((code, p["state"].as_str()), (200, Some("applied")), "{p}");
+        server.terminate();
+        c
+    }
+
+    /// A server on this data, unsealed, its log lines sent to `lines`.
+    fn start(&self, env: &[(&str, &str)], lines: LogLines) -> Server {
+        let mut server = Server::start_with(&self.config, env);
+        server.follow_log(lines);
+        for share in self.quorum.lines() {
+            let o = strongroom_with_input(
+                &["operator", "unseal", "--addr", &server.base],
+                &format!("{share}\n"),
+            );
+            assert!(o.status.success(), "{}", stderr(&o));
+        }
+        server
+    }
+
+    /// `strongroom api`: the status code and the JSON body (`Null` when
+    /// the server gave no answer).
+    fn api(
+        &self,
+        server: &Server,
+        key: &Path,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        idempotency_key: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let mut args = vec![
+            "api",
+            "--addr",
+            server.base.as_str(),
+            "--key-file",
+            key.to_str().unwrap(),
+        ];
+        if let Some(k) = idempotency_key {
+            args.extend(["--idempotency-key", k]);
+        }
+        args.extend([method, path]);
+        if let Some(b) = body {
+            args.extend(["--body", b]);
+        }
+        let o = strongroom(&args);
+        let out = stdout(&o);
+        let code = out
+            .get(..3)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_default();
+        let json = out.lines().nth(1).unwrap_or("null");
+        (code, serde_json::from_str(json).unwrap_or_default())
+    }
+
+    fn withdrawal(&self, amount: &str) -> String {
+        serde_json::json!({
+            "wallet": self.wallet,
+            "asset": "eip155:31337/native",
+            "amount": amount,
+            "destination": DESTINATION,
+        })
+        .to_string()
+    }
+}
+
+const DESTINATION: &str = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
+
+async fn eth_client(url: &str) -> chain_eth_client::EthClient {
+    chain_eth_client::EthClient::connect(
+        31337,
+        &[url.to_owned()],
+        chain_eth_client::ClientOptions::default(),
+    )
+    .await
+    .unwrap()
+}
+
+/// A transfer's move as the server logs it: (transfer id, new state).
+fn moved(line: &str) -> Option<(String, String)> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    if v["message"] != "transfer moved" {
+        return None;
+    }
+    let id = v["subject"].as_str()?.strip_prefix("transfer:")?.to_owned();
+    let details: serde_json::Value = serde_json::from_str(v["details"].as_str()?).ok()?;
+    let to = details["to"].as_str().or(details["state"].as_str())?;
+    Some((id, to.to_owned()))
+}
+
+/// Follows the log lines of `servers` servers, mining blocks as
+/// transfers reach the chain (anvil does not mine by itself here): one
+/// block when a transfer is broadcast, two more when it is in a block.
+/// Returns when `until` holds for a move, or when every server has exited
+/// (`None`).
+fn drive(
+    lines: &std::sync::mpsc::Receiver<Option<String>>,
+    mut servers: usize,
+    anvil: &chain_eth_client::testing::Anvil,
+    mut until: impl FnMut(&str, &str) -> bool,
+) -> Option<(String, String)> {
+    let rt = rt();
+    let client = rt.block_on(eth_client(anvil.url()));
+    loop {
+        // Bounded: a test that stops making progress fails, never hangs.
+        let line = match lines.recv_timeout(std::time::Duration::from_secs(90)) {
+            Ok(Some(l)) => l,
+            Ok(None) => {
+                servers -= 1;
+                if servers == 0 {
+                    return None;
+                }
+                continue;
+            }
+            Err(e) => panic!("no progress: {e}"),
+        };
+        let Some((id, to)) = moved(&line) else {
+            continue;
+        };
+        match to.as_str() {
+            "broadcasting" => rt.block_on(chain_eth_client::testing::mine(&client, 1)),
+            "confirming" => rt.block_on(chain_eth_client::testing::mine(&client, 2)),
+            _ => {}
+        }
+        if until(&id, &to) {
+            return Some((id, to));
+        }
+    }
+}
+
+/// The server killed with SIGKILL at each labelled point on the way from a
+/// request to a confirmed transaction, then restarted: every withdrawal
+/// ends with exactly one transaction on chain, nonces are used once each
+/// with no gap, and the audit chain verifies.
+fn crash_and_resume(db_url: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    let c = Custody::new(db_url);
+    let points = [
+        "after_intent_insert",
+        "after_reservation",
+        "after_signing",
+        "after_persist",
+        "after_broadcast",
+        "after_inclusion",
+    ];
+    let mut ids = Vec::new();
+    for (i, point) in points.iter().enumerate() {
+        let key = format!("crash-{point}");
+        let amount = format!("0.{}", i + 1);
+        let (tx, lines) = std::sync::mpsc::channel();
+        let mut server = c.start(&[("STRONGROOM_CRASH_AT", point)], tx);
+        let (code, t) = c.api(
+            &server,
+            &c.initiator,
+            "POST",
+            "/v1/transfers",
+            Some(&c.withdrawal(&amount)),
+            Some(&key),
+        );
+        let known = if *point == "after_intent_insert" {
+            assert_eq!(code, 0, "no answer from a server that died: {t}");
+            None
+        } else {
+            assert_eq!(code, 201, "{t}");
+            Some(t["id"].as_str().unwrap().to_owned())
+        };
+        // Runs until the process dies at its point.
+        assert_eq!(drive(&lines, 1, &c.anvil, |_, _| false), None);
+        let status = server.child.wait().unwrap();
+        assert_eq!(status.signal(), Some(9), "{point}: killed by SIGKILL");
+        assert!(
+            server.log_text().contains(&format!("crash point {point}")),
+            "{point}"
+        );
+
+        // Restarted: the client retries with its key; the transfer resumes.
+        let (tx, lines) = std::sync::mpsc::channel();
+        let server = c.start(&[], tx);
+        let (code, t) = c.api(
+            &server,
+            &c.initiator,
+            "POST",
+            "/v1/transfers",
+            Some(&c.withdrawal(&amount)),
+            Some(&key),
+        );
+        assert_eq!(code, 200, "{point}: a replay, not a new transfer: {t}");
+        let id = t["id"].as_str().unwrap().to_owned();
+        if let Some(k) = &known {
+            assert_eq!(k, &id, "{point}");
+        }
+        let (code, now) = c.api(
+            &server,
+            &c.initiator,
+            "GET",
+            &format!("/v1/transfers/{id}"),
+            None,
+            None,
+        );
+        assert_eq!(code, 200);
+        if now["state"] != "completed" {
+            let done = drive(&lines, 1, &c.anvil, |t, to| t == id && to == "completed");
+            assert!(done.is_some(), "{point}: {}", server.log_text());
+        }
+        let (_, t) = c.api(
+            &server,
+            &c.initiator,
+            "GET",
+            &format!("/v1/transfers/{id}"),
+            None,
+            None,
+        );
+        assert_eq!(t["state"], "completed", "{point}: {t}");
+        let states: Vec<&str> = t["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["state"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            states,
+            [
+                "submitted",
+                "pending_policy",
+                "queued",
+                "signing",
+                "signed",
+                "broadcasting",
+                "confirming",
+                "completed"
+            ],
+            "{point}"
+        );
+        ids.push(id);
+        server.terminate();
+    }
+
+    let distinct: std::collections::BTreeSet<_> = ids.iter().collect();
+    assert_eq!(distinct.len(), points.len());
+    // Exactly one transaction each, nonces 0.. with no gap, every amount
+    // paid once.
+    rt().block_on(async {
+        let client = eth_client(c.anvil.url()).await;
+        let from: chain_eth::EthAddress = c.sender.parse().unwrap();
+        let to: chain_eth::EthAddress = DESTINATION.parse().unwrap();
+        assert_eq!(
+            client
+                .nonce(from, chain_eth_client::NonceTag::Latest)
+                .await
+                .unwrap(),
+            points.len() as u64
+        );
+        let paid: u128 = (1..=points.len() as u128)
+            .map(|i| i * 100_000_000_000_000_000)
+            .sum();
+        assert_eq!(client.balance(to).await.unwrap(), paid);
+    });
+    let cfg = c.config.to_str().unwrap();
+    let o = strongroom(&[
+        "eth",
+        "nonces",
+        "--config",
+        cfg,
+        "--chain-id",
+        "31337",
+        "--address",
+        &c.sender,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for line in [
+        "chain latest 6 pending 6",
+        "next to hand out 6",
+        "planned but unsigned []",
+        "later nonces waiting) []",
+    ] {
+        assert!(stdout(&o).contains(line), "{}", stdout(&o));
+    }
+    let o = strongroom(&["audit", "verify", "--config", cfg]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    drop(c.dir);
+}
+
+#[test]
+fn crash_and_resume_sqlite() {
+    crash_and_resume("sqlite://strongroom.db");
+}
+
+#[test]
+fn crash_and_resume_postgres() {
+    let rt = rt();
+    let db = rt.block_on(TestDb::postgres());
+    crash_and_resume(&db.url);
 }
