@@ -1835,3 +1835,63 @@ fn crash_and_resume_postgres() {
     let db = rt.block_on(TestDb::postgres());
     crash_and_resume(&db.url);
 }
+
+/// Two servers on one PostgreSQL database share the queue: every transfer
+/// is claimed, planned, signed and sent by one of them only.
+#[test]
+fn two_servers_share_one_queue_on_postgres() {
+    let rt = rt();
+    let db = rt.block_on(TestDb::postgres());
+    let c = Custody::new(&db.url);
+    let (tx, lines) = std::sync::mpsc::channel();
+    let a = c.start(&[], tx.clone());
+    let b = c.start(&[], tx);
+    const N: usize = 24;
+    let mut ids = std::collections::BTreeSet::new();
+    for i in 0..N {
+        // Requests alternate between the servers.
+        let server = if i % 2 == 0 { &a } else { &b };
+        let (code, t) = c.api(
+            server,
+            &c.initiator,
+            "POST",
+            "/v1/transfers",
+            Some(&c.withdrawal("0.01")),
+            None,
+        );
+        assert_eq!(code, 201, "{t}");
+        ids.insert(t["id"].as_str().unwrap().to_owned());
+    }
+    let mut completed = std::collections::BTreeSet::new();
+    let done = drive(&lines, 2, &c.anvil, |id, to| {
+        if to == "completed" {
+            completed.insert(id.to_owned());
+        }
+        completed == ids
+    });
+    assert!(done.is_some(), "{}\n{}", a.log_text(), b.log_text());
+    // One send each, nonces 0..N exactly, every amount paid once.
+    let sends = rt
+        .block_on(db.store.eth_sends_in("eip155:31337", &["confirmed"]))
+        .unwrap();
+    assert_eq!(sends.len(), N);
+    let nonces: std::collections::BTreeSet<u64> = sends.iter().map(|s| s.nonce).collect();
+    assert_eq!(nonces, (0..N as u64).collect());
+    rt.block_on(async {
+        let client = eth_client(c.anvil.url()).await;
+        let to: chain_eth::EthAddress = DESTINATION.parse().unwrap();
+        assert_eq!(
+            client.balance(to).await.unwrap(),
+            N as u128 * 10_000_000_000_000_000
+        );
+    });
+    // Both servers carried out some of the work.
+    let planned = |s: &Server| s.log_text().matches(r#"\"to\":\"signing\""#).count();
+    let (pa, pb) = (planned(&a), planned(&b));
+    eprintln!("planned by the servers: {pa} and {pb}");
+    assert_eq!(pa + pb, N, "each transfer planned once");
+    a.terminate();
+    b.terminate();
+    let o = strongroom(&["audit", "verify", "--config", c.config.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
