@@ -590,13 +590,11 @@ impl Service {
         )?;
         self.commit(tx, &[e], now).await?;
         tracing::error!(transfer = %t.id, send = %send.id, %why, "the plan differs from the approved transfer: signing refused, wallet frozen");
+        // The transfer is named in the refusal's audit record above.
         self.freeze_as(
             &Actor::System,
             crate::governance::FreezeScope::Wallet(t.wallet),
-            &format!(
-                "signing refused for transfer {}: the plan differs from what was approved",
-                t.id
-            ),
+            "signing refused: a plan differs from what was approved",
         )
         .await?;
         Err(EthError::Mismatch(why).into())

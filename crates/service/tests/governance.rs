@@ -18,7 +18,7 @@ use policy::Vote;
 use service::eth::{EthNetwork, EthNetworkConfig};
 use service::governance::{Change, FreezeScope, GovernanceConfig};
 use service::identity::{Principal, SignedRequest, perm, request_message};
-use service::transfers::{ApprovalError, TransferRequest, VoteRequest, state};
+use service::transfers::{ApprovalError, Priority, TransferRequest, VoteRequest, state};
 use service::{Checkpointer, NewKey, Service, ServiceError, SystemClock};
 use storage::testing::TestDb;
 
@@ -33,6 +33,8 @@ storage::on_both!(
     retries_with_one_idempotency_key_make_one_transfer,
     approved_transfers_are_carried_out_to_completion,
     concurrent_withdrawals_never_commit_more_than_the_wallet_holds,
+    the_queue_orders_waits_holds_and_retries,
+    a_plan_that_differs_from_the_approval_is_never_signed,
 );
 
 const ETHER: u128 = 1_000_000_000_000_000_000;
@@ -1280,4 +1282,247 @@ async fn concurrent_withdrawals_never_commit_more_than_the_wallet_holds(f: Fixtu
     assert_eq!(done.len(), 10);
     let held = f.client.balance(f.from).await.unwrap();
     assert!(held < ETHER, "99 ETH paid out, fees from the rest: {held}");
+}
+
+impl Fixture {
+    async fn submit_with(
+        &self,
+        amount: &str,
+        priority: Priority,
+        depends_on: Option<domain::TransferId>,
+    ) -> Result<storage::TransferRow, ServiceError> {
+        let who = self.who(&self.initiator).await;
+        let can = self
+            .svc
+            .authorize::<perm::InitiateTransfer>(&who, Some(self.wallet))
+            .unwrap();
+        let mut req = self.request(BOB, amount);
+        req.priority = priority;
+        req.depends_on = depends_on;
+        can.submit(&req).await
+    }
+
+    async fn nonce_of(&self, id: domain::TransferId) -> u64 {
+        let t = self.db.store.transfer(id).await.unwrap();
+        let send = t.eth_send_id.expect("planned");
+        self.db.store.eth_send(&send).await.unwrap().nonce
+    }
+
+    async fn operator(&self) -> Principal {
+        self.who(&self.admin1).await
+    }
+}
+
+async fn the_queue_orders_waits_holds_and_retries(f: Fixture) {
+    use service::transfers::ExecutePass;
+    f.set_policy("[[rules]]\nname = \"all\"\naction = \"allow\"\n")
+        .await;
+    // Priority first, then age; a dependent waits for what it depends on.
+    let low = f.submit_with("1", Priority::Low, None).await.unwrap();
+    let after_low = f
+        .submit_with("2", Priority::Urgent, Some(low.id))
+        .await
+        .unwrap();
+    let urgent = f.submit_with("3", Priority::Urgent, None).await.unwrap();
+    let pass = f.svc.execute_due().await.unwrap();
+    assert_eq!(pass.submitted, 2);
+    assert_eq!(f.nonce_of(urgent.id).await, 0, "urgent goes first");
+    assert_eq!(f.nonce_of(low.id).await, 1);
+    let waiting = f.db.store.transfer(after_low.id).await.unwrap();
+    assert_eq!(waiting.state, state::QUEUED, "waits for its dependency");
+    assert_eq!(f.svc.execute_due().await.unwrap(), ExecutePass::default());
+    chain_eth_client::testing::mine(&f.client, 3).await;
+    f.svc.eth_poll(CHAIN_ID).await.unwrap();
+    assert_eq!(
+        f.db.store.transfer(low.id).await.unwrap().state,
+        state::COMPLETED
+    );
+    assert_eq!(f.svc.execute_due().await.unwrap().submitted, 1);
+    assert_eq!(f.nonce_of(after_low.id).await, 2);
+
+    // A dependency that ends otherwise fails its dependents; one that has
+    // already ended so, or does not exist, is refused at the request.
+    let first = f.submit_with("0.1", Priority::Normal, None).await.unwrap();
+    let second = f
+        .submit_with("0.1", Priority::Normal, Some(first.id))
+        .await
+        .unwrap();
+    let initiator = f.who(&f.initiator).await;
+    let own = f
+        .svc
+        .authorize::<perm::InitiateTransfer>(&initiator, Some(f.wallet))
+        .unwrap();
+    own.cancel_own(first.id).await.unwrap();
+    assert_eq!(f.svc.execute_due().await.unwrap().failed, 1);
+    let second = f.db.store.transfer(second.id).await.unwrap();
+    assert_eq!(second.state, state::FAILED);
+    assert!(second.finished_at.is_some());
+    let history = f.db.store.transfer_history(second.id).await.unwrap();
+    assert_eq!(
+        history.last().unwrap().why,
+        "the transfer it depends on ended cancelled"
+    );
+    for dep in [
+        first.id,
+        domain::TransferId::from_uuid(uuid::Uuid::now_v7()),
+    ] {
+        assert!(matches!(
+            f.submit_with("0.1", Priority::Normal, Some(dep)).await,
+            Err(ServiceError::Invalid(m)) if m.starts_with("depends_on")
+        ));
+    }
+
+    // An error a person must mend holds the transfer: no retry by itself,
+    // shown as stuck, retried by an operator once mended.
+    f.db.store
+        .execute_unchecked("UPDATE eth_senders SET wallet_id = NULL")
+        .await
+        .unwrap();
+    let held = f.submit_with("0.1", Priority::Normal, None).await;
+    assert!(held.is_err(), "no sender: refused at the request");
+    f.db.store
+        .execute_unchecked(&format!(
+            "UPDATE eth_senders SET wallet_id = '{}'",
+            f.wallet
+        ))
+        .await
+        .unwrap();
+    let held = f.submit_with("0.1", Priority::Normal, None).await.unwrap();
+    f.db.store
+        .execute_unchecked("UPDATE eth_senders SET wallet_id = NULL")
+        .await
+        .unwrap();
+    assert_eq!(f.svc.execute_due().await.unwrap().deferred, 1);
+    let row = f.db.store.transfer(held.id).await.unwrap();
+    assert_eq!(row.state, state::QUEUED);
+    assert!(row.held_at.is_some());
+    f.advance(lifecycle_wait());
+    assert_eq!(
+        f.svc.execute_due().await.unwrap(),
+        ExecutePass::default(),
+        "held: not retried by itself"
+    );
+    let operator = f.operator().await;
+    let queue = f
+        .svc
+        .authorize::<perm::OperateQueue>(&operator, Some(f.wallet))
+        .unwrap();
+    // Held, and one broadcast two hours ago that no block has taken.
+    let stuck = queue.stuck(100).await.unwrap();
+    let why = |id| {
+        stuck
+            .iter()
+            .find(|s| s.transfer.id == id)
+            .map(|s| s.why.clone())
+            .unwrap()
+    };
+    assert_eq!(stuck.len(), 2);
+    assert!(
+        why(held.id).starts_with(
+            "held for a person after 1 failed attempts: invalid input: the wallet has no sender"
+        ),
+        "{}",
+        why(held.id)
+    );
+    assert!(
+        why(after_low.id).starts_with("broadcasting for 7"),
+        "{}",
+        why(after_low.id)
+    );
+    f.db.store
+        .execute_unchecked(&format!(
+            "UPDATE eth_senders SET wallet_id = '{}'",
+            f.wallet
+        ))
+        .await
+        .unwrap();
+    let retried = queue.retry(held.id).await.unwrap();
+    assert_eq!((retried.attempts, retried.held_at), (0, None));
+    assert_eq!(f.svc.execute_due().await.unwrap().submitted, 1);
+    chain_eth_client::testing::mine(&f.client, 3).await;
+    f.svc.eth_poll(CHAIN_ID).await.unwrap();
+    assert!(queue.stuck(100).await.unwrap().is_empty());
+    // Only queued transfers are retried; an initiator cannot.
+    assert!(queue.retry(held.id).await.is_err());
+    assert!(
+        f.svc
+            .authorize::<perm::OperateQueue>(&initiator, Some(f.wallet))
+            .is_err()
+    );
+    let actions = f.actions().await;
+    for a in ["transfer.attempt_failed", "transfer.retried"] {
+        assert!(actions.iter().any(|x| x == a), "{a}");
+    }
+}
+
+/// Longer than any backoff.
+fn lifecycle_wait() -> i64 {
+    2 * 3_600_000
+}
+
+async fn a_plan_that_differs_from_the_approval_is_never_signed(f: Fixture) {
+    f.set_policy("[[rules]]\nname = \"all\"\naction = \"allow\"\n")
+        .await;
+    let t = f.submit(&f.initiator, BOB, "1").await.unwrap();
+    // Planned while sealed: the plan waits for its signature.
+    f.svc.seal(&console()).await.unwrap();
+    let send = f.svc.execute_transfer(t.id, Urgency::Normal).await.unwrap();
+    assert_eq!(
+        f.db.store.transfer(t.id).await.unwrap().state,
+        state::SIGNING
+    );
+    // Someone with write access to the database redirects the payment and
+    // makes the stored signing hash agree with it.
+    let a = &f.db.store.eth_attempts(&send.id).await.unwrap()[0];
+    let carol: EthAddress = CAROL.parse().unwrap();
+    let plan = TxPlan {
+        chain_id: CHAIN_ID,
+        nonce: send.nonce,
+        to: carol,
+        value: a.value,
+        data: a.data.clone(),
+        gas_limit: a.gas_limit,
+        fees: chain_eth::Fees::Eip1559 {
+            max_fee_per_gas: a.max_fee_per_gas,
+            max_priority_fee_per_gas: a.max_priority_fee_per_gas,
+        },
+    };
+    let hash = format!("0x{}", hex::encode(plan.signing_hash()));
+    f.db.store
+        .execute_unchecked(&format!(
+            "UPDATE eth_attempts SET to_address = '{}', signing_hash = '{hash}' WHERE send_id = '{}'",
+            carol.to_lower_hex(),
+            send.id
+        ))
+        .await
+        .unwrap();
+    for s in &f.shares {
+        f.svc.unseal(&Actor::Anonymous, s).await.unwrap();
+    }
+    // The resumer refuses to sign, the wallet is frozen, and it is audited.
+    assert_eq!(f.svc.eth_resume().await.unwrap(), 0);
+    let after = f.db.store.eth_send(&send.id).await.unwrap();
+    assert_eq!(after.state, service::eth::state::SIGNING);
+    assert!(
+        f.db.store.eth_attempts(&send.id).await.unwrap()[0]
+            .raw
+            .is_none()
+    );
+    let frozen = f.svc.frozen(Some(f.wallet), None).await.unwrap().unwrap();
+    assert!(
+        frozen.reason.contains("differs from what was approved"),
+        "{}",
+        frozen.reason
+    );
+    let actions = f.actions().await;
+    assert!(actions.iter().any(|a| a == "transfer.sign_refused"));
+    let history = f.db.store.transfer_history(t.id).await.unwrap();
+    assert!(
+        history
+            .last()
+            .unwrap()
+            .why
+            .starts_with("signing refused: the plan pays"),
+        "{history:?}"
+    );
 }
