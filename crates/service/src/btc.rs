@@ -21,6 +21,10 @@ use crate::service::{Service, ServiceError};
 pub struct BtcNetwork {
     pub network: BitcoinNetwork,
     pub fee_caps: FeeCaps,
+    /// Sat per virtual byte for transfers when no node estimates one.
+    pub fee_rate: u64,
+    /// How queued payouts of one wallet are gathered into one transaction.
+    pub batch: BatchRule,
     /// Where to broadcast; without one, sends stop at `signed`.
     pub client: Option<Arc<BtcClient>>,
 }
@@ -44,6 +48,24 @@ pub enum BtcServiceError {
     Mismatch,
 }
 
+/// Queued payouts of one wallet go out together once the oldest has waited
+/// `window_ms` or `max_payouts` are waiting, whichever comes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchRule {
+    pub window_ms: i64,
+    pub max_payouts: usize,
+}
+
+impl Default for BatchRule {
+    /// No waiting: each pass sends what is queued, up to 50 payouts.
+    fn default() -> Self {
+        BatchRule {
+            window_ms: 0,
+            max_payouts: 50,
+        }
+    }
+}
+
 /// What to pay.
 #[derive(Debug, Clone)]
 pub struct BtcSendRequest {
@@ -56,12 +78,12 @@ pub struct BtcSendRequest {
     pub change_key: KeyId,
 }
 
-fn net_name(n: BitcoinNetwork) -> String {
+pub(crate) fn net_name(n: BitcoinNetwork) -> String {
     Network::Bitcoin(n).to_string()
 }
 
 /// How a held output is spent, with the key that signs for it.
-fn spend_json(spend: &Spend, key: KeyId) -> serde_json::Value {
+pub(crate) fn spend_json(spend: &Spend, key: KeyId) -> serde_json::Value {
     match spend {
         Spend::P2wpkh { pubkey } => {
             json!({"type": "p2wpkh", "key": key.to_string(), "pubkey": hex::encode(pubkey)})
@@ -73,7 +95,7 @@ fn spend_json(spend: &Spend, key: KeyId) -> serde_json::Value {
     }
 }
 
-fn spend_of(text: &str) -> Result<(Spend, KeyId), ServiceError> {
+pub(crate) fn spend_of(text: &str) -> Result<(Spend, KeyId), ServiceError> {
     let bad = || ServiceError::Storage(StorageError::Corrupt("stored Bitcoin spend".into()));
     let v: serde_json::Value = serde_json::from_str(text).map_err(|_| bad())?;
     let key: KeyId = v["key"]
@@ -102,7 +124,7 @@ impl Service {
         nets.insert(net_name(net.network), Arc::new(net));
     }
 
-    fn btc_network(&self, n: BitcoinNetwork) -> Result<Arc<BtcNetwork>, ServiceError> {
+    pub(crate) fn btc_network(&self, n: BitcoinNetwork) -> Result<Arc<BtcNetwork>, ServiceError> {
         let nets = self
             .btc_networks()
             .read()
@@ -175,6 +197,10 @@ impl Service {
             spend: spend_json(&spend, key).to_string(),
             state: "available".into(),
             reserved_by: None,
+            wallet: self
+                .store()
+                .btc_account_wallet(&net_name(network), key)
+                .await?,
             created_at: now,
         };
         let e = entry(
@@ -254,6 +280,7 @@ impl Service {
             txid: None,
             fee_sat,
             state: "planned".into(),
+            wallet: None,
             created_at: now,
             created_by: actor.clone(),
         };
@@ -282,7 +309,7 @@ impl Service {
 
         // Sign and verify; if that fails, the reservation is released and
         // the send marked failed, in one audited transaction.
-        let tx_signed = match self.btc_sign(&plan, &keys_of, psbt).await {
+        let tx_signed = match self.btc_sign(None, &plan, &keys_of, psbt).await {
             Ok(t) => t,
             Err(e) => {
                 let now = self.now();
@@ -339,8 +366,9 @@ impl Service {
 
     /// Signs every input of `psbt` with its key, through the gate, and
     /// accepts the result only if Core verifies it and it is the plan.
-    async fn btc_sign(
+    pub(crate) async fn btc_sign(
         &self,
+        wallet: Option<domain::WalletId>,
         plan: &chain_btc::BtcPlan,
         keys_of: &std::collections::HashMap<String, KeyId>,
         psbt: bitcoin::Psbt,
@@ -367,7 +395,7 @@ impl Service {
                 .to_hex_string();
             let key = *keys_of.get(&spk).ok_or(BtcServiceError::Mismatch)?;
             let (_, sig) = self
-                .sign_as(key, None, KeyPurpose::TransferSigning, &[], request)
+                .sign_as(key, wallet, KeyPurpose::TransferSigning, &[], request)
                 .await?;
             match sig {
                 Signature::Ecdsa(e) => {

@@ -521,13 +521,61 @@ impl Service {
         &self,
         net: &EthNetwork,
         send: &EthSendRow,
+        kind: &str,
         plan: &TxPlan,
     ) -> Result<(), ServiceError> {
         let Some(t) = self.store().transfer_of_send(&send.id).await? else {
             return Ok(());
         };
         let assets = self.configured_assets();
-        let differs = match domain::TransferIntent::decode(&t.intent, |id| {
+        let differs = if kind == "cancel" {
+            // A cancel replacement pays nothing: zero ether to the sender.
+            let sender = parse_addr(&send.address)?;
+            let nothing = plan.to == sender && plan.value == 0 && plan.data.is_empty();
+            (!nothing).then(|| "a cancel that pays something".to_owned())
+        } else {
+            self.plan_differs(net, &t, plan, &assets)
+        };
+        let Some(why) = differs else { return Ok(()) };
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        // Locked: the history line's number is taken under it.
+        let t = tx.lock_transfer(t.id).await?;
+        tx.add_history(
+            t.id,
+            &t.state,
+            "system",
+            &format!("signing refused: {why}"),
+            now,
+        )
+        .await?;
+        let e = entry(
+            &Actor::System,
+            "transfer.sign_refused",
+            &format!("transfer:{}", t.id),
+            json!({ "send": send.id, "why": why }),
+        )?;
+        self.commit(tx, &[e], now).await?;
+        tracing::error!(transfer = %t.id, send = %send.id, %why, "the plan differs from the approved transfer: signing refused, wallet frozen");
+        // The transfer is named in the refusal's audit record above.
+        self.freeze_as(
+            &Actor::System,
+            crate::governance::FreezeScope::Wallet(t.wallet),
+            "signing refused: a plan differs from what was approved",
+        )
+        .await?;
+        Err(EthError::Mismatch(why).into())
+    }
+
+    /// Why `plan` does not pay what transfer `t` approved, if it does not.
+    fn plan_differs(
+        &self,
+        net: &EthNetwork,
+        t: &storage::TransferRow,
+        plan: &TxPlan,
+        assets: &[Asset],
+    ) -> Option<String> {
+        match domain::TransferIntent::decode(&t.intent, |id| {
             assets.iter().find(|a| a.id() == id).cloned()
         }) {
             Err(e) => Some(format!("the stored intent does not decode: {e}")),
@@ -570,34 +618,7 @@ impl Service {
                     (Err(e), _) => Some(e),
                 }
             }
-        };
-        let Some(why) = differs else { return Ok(()) };
-        let now = self.now();
-        let mut tx = self.store().begin().await?;
-        tx.add_history(
-            t.id,
-            &t.state,
-            "system",
-            &format!("signing refused: {why}"),
-            now,
-        )
-        .await?;
-        let e = entry(
-            &Actor::System,
-            "transfer.sign_refused",
-            &format!("transfer:{}", t.id),
-            json!({ "send": send.id, "why": why }),
-        )?;
-        self.commit(tx, &[e], now).await?;
-        tracing::error!(transfer = %t.id, send = %send.id, %why, "the plan differs from the approved transfer: signing refused, wallet frozen");
-        // The transfer is named in the refusal's audit record above.
-        self.freeze_as(
-            &Actor::System,
-            crate::governance::FreezeScope::Wallet(t.wallet),
-            "signing refused: a plan differs from what was approved",
-        )
-        .await?;
-        Err(EthError::Mismatch(why).into())
+        }
     }
 
     async fn eth_sign_attempt(
@@ -616,12 +637,16 @@ impl Service {
         }
         // Fee caps again: configuration may have tightened since planning.
         net.config.fee_caps.check(&plan).map_err(EthError::Fee)?;
-        self.ensure_plan_is_approved(net, send, &plan).await?;
-        let request = SignRequest::EcdsaDigest(digest);
         let wallet = self
             .store()
             .eth_sender_wallet(&sender.network, &sender.address)
             .await?;
+        // A frozen wallet or key signs nothing (checked again in the gate);
+        // checked first, so a refused plan freezes the wallet only once.
+        self.ensure_not_frozen(wallet, Some(sender.key_id)).await?;
+        self.ensure_plan_is_approved(net, send, &a.kind, &plan)
+            .await?;
+        let request = SignRequest::EcdsaDigest(digest);
         let (key, sig) = self
             .sign_as(
                 sender.key_id,

@@ -74,7 +74,7 @@ pub struct ExecutePass {
 /// (configuration, funds, the plan refused by a cap), or one that never
 /// will (the transaction as approved cannot be built, stored data that
 /// does not add up).
-fn classify(e: &ServiceError) -> lifecycle::Failure {
+pub(crate) fn classify(e: &ServiceError) -> lifecycle::Failure {
     use crate::eth::EthError as Eth;
     use lifecycle::Failure as F;
     match e {
@@ -88,6 +88,7 @@ fn classify(e: &ServiceError) -> lifecycle::Failure {
             | Eth::Mismatch(_),
         ) => F::Terminal,
         ServiceError::Invalid(_)
+        | ServiceError::Storage(StorageError::NotFound { .. })
         | ServiceError::InsufficientFunds(_)
         | ServiceError::Eth(Eth::NetworkNotConfigured(_) | Eth::AssetNotConfigured(_)) => {
             F::NeedsPerson
@@ -106,6 +107,8 @@ pub(crate) struct Move<'a> {
     pub unlock_at: Option<Timestamp>,
     /// The send now carrying it out (moving into `signing`).
     pub eth_send_id: Option<&'a str>,
+    /// The Bitcoin send now carrying it out (moving into `signing`).
+    pub btc_send_id: Option<&'a str>,
 }
 
 impl<'a> Move<'a> {
@@ -116,6 +119,7 @@ impl<'a> Move<'a> {
             why,
             unlock_at: None,
             eth_send_id: None,
+            btc_send_id: None,
         }
     }
 }
@@ -152,6 +156,7 @@ pub(crate) async fn transition(
         to: step.to.as_str(),
         unlock_at: m.unlock_at,
         eth_send_id: m.eth_send_id,
+        btc_send_id: m.btc_send_id,
         failure,
         hold: step.changes.contains(&Change::Hold),
         reset: step.changes.contains(&Change::ResetAttempts),
@@ -317,14 +322,14 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> ServiceError {
 }
 
 /// The parts of a request that do not depend on the database's state.
-struct Prepared {
-    asset: Asset,
-    amount: Amount,
-    network: String,
+pub(crate) struct Prepared {
+    pub(crate) asset: Asset,
+    pub(crate) amount: Amount,
+    pub(crate) network: String,
     /// Canonical key (EVM: lower-case hex; Bitcoin: bech32).
-    destination_key: String,
+    pub(crate) destination_key: String,
     /// As shown and signed (EVM: EIP-55).
-    destination: Address,
+    pub(crate) destination: Address,
 }
 
 impl Service {
@@ -344,11 +349,9 @@ impl Service {
     }
 
     fn prepare(&self, req: &TransferRequest) -> Result<Prepared, ServiceError> {
-        let Network::Evm { chain_id } = req.asset.network() else {
-            return Err(invalid(format!(
-                "asset {}: transfers are built for EVM networks so far",
-                req.asset
-            )));
+        let chain_id = match req.asset.network() {
+            Network::Evm { chain_id } => chain_id,
+            Network::Bitcoin(n) => return self.prepare_btc(req, n),
         };
         let net = self
             .eth_network(chain_id)
@@ -507,6 +510,32 @@ impl Service {
         Ok(moved)
     }
 
+    /// Checks again, right before a transfer goes to the chain, that the
+    /// approvals it needed still stand (approvals were unexpired when they
+    /// made the quorum; only a voided one, a revoked key, takes it back).
+    /// One that lost them goes back to waiting for approvals.
+    pub(crate) async fn ensure_approvals_stand(&self, t: &TransferRow) -> Result<(), ServiceError> {
+        let id = t.id;
+        let now = self.now();
+        let decision: Decision =
+            serde_json::from_str(&t.decision).map_err(|e| corrupt("decision", e))?;
+        if let Outcome::RequireApproval { requirement, .. } = &decision.outcome {
+            let approvals = self.store().approvals(id).await?;
+            let standing: BTreeSet<Actor> = approvals.iter().filter_map(standing).collect();
+            if !requirement.satisfied(&standing) {
+                let mut tx = self.store().begin().await?;
+                let entries = retally(&mut tx, id, now).await?;
+                if !entries.is_empty() {
+                    self.commit(tx, &entries, now).await?;
+                }
+                return Err(invalid(
+                    "the transfer's approvals have expired or been voided",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Hands a queued transfer to the Ethereum sender of its wallet. The
     /// freeze and the approvals (not voided) are checked again here; the
     /// send's plan and the transfer's move to `signing` are committed
@@ -521,33 +550,9 @@ impl Service {
             return Err(invalid(format!("the transfer is {}, not queued", t.state)));
         }
         self.ensure_not_frozen(Some(t.wallet), None).await?;
-        let now = self.now();
-        let decision: Decision =
-            serde_json::from_str(&t.decision).map_err(|e| corrupt("decision", e))?;
-        if let Outcome::RequireApproval { requirement, .. } = &decision.outcome {
-            // Approvals were unexpired when they made the quorum (checked
-            // then); here only a voided one (a revoked key) takes it back.
-            let approvals = self.store().approvals(id).await?;
-            let standing: BTreeSet<Actor> = approvals.iter().filter_map(standing).collect();
-            if !requirement.satisfied(&standing) {
-                let mut tx = self.store().begin().await?;
-                let entries = retally(&mut tx, id, now).await?;
-                if !entries.is_empty() {
-                    self.commit(tx, &entries, now).await?;
-                }
-                return Err(invalid(
-                    "the transfer's approvals have expired or been voided",
-                ));
-            }
-        }
+        self.ensure_approvals_stand(&t).await?;
         let assets = self.configured_assets();
-        let intent = TransferIntent::decode(&t.intent, |id| {
-            assets.iter().find(|a| a.id() == id).cloned()
-        })
-        .map_err(|e| corrupt("intent", e))?;
-        if intent.digest().to_string() != t.digest {
-            return Err(corrupt("intent", "digest mismatch"));
-        }
+        let intent = decode_intent(&t, &assets)?;
         let network = intent.amount().asset().network().to_string();
         let from = self
             .store()
@@ -586,6 +591,11 @@ impl Service {
             if claimed.is_empty() {
                 return Ok(pass);
             }
+            // Bitcoin payouts of one wallet go out together.
+            let mut batches: std::collections::BTreeMap<
+                (WalletId, String),
+                (domain::BitcoinNetwork, Vec<TransferRow>),
+            > = Default::default();
             for (t, dependency) in claimed {
                 let age = self
                     .now()
@@ -605,6 +615,18 @@ impl Service {
                     ),
                     _ => {
                         crate::crash::point("after_claim");
+                        let btc = match t.asset.parse::<AssetId>().map(|a| a.network()) {
+                            Ok(Network::Bitcoin(n)) => Some(n),
+                            _ => None,
+                        };
+                        if let Some(n) = btc {
+                            batches
+                                .entry((t.wallet, t.asset.clone()))
+                                .or_insert_with(|| (n, Vec::new()))
+                                .1
+                                .push(t);
+                            continue;
+                        }
                         match self
                             .execute_transfer(t.id, chain_eth::Urgency::Normal)
                             .await
@@ -636,7 +658,45 @@ impl Service {
                     pass.deferred += 1;
                 }
             }
+            let mut waiting = 0;
+            for (_, (n, members)) in batches {
+                let b = self.execute_btc_batch(members, n).await?;
+                pass.submitted += b.submitted;
+                pass.deferred += b.deferred;
+                pass.failed += b.failed;
+                waiting += b.waiting;
+            }
+            if waiting > 0 && pass == ExecutePass::default() {
+                // Only batches that wait for their window: nothing more now.
+                return Ok(pass);
+            }
         }
+    }
+
+    /// Records a failed attempt of a queued transfer (if it is still
+    /// queued): a backoff, a hold, or its end. Returns whether it failed
+    /// for good.
+    pub(crate) async fn attempt_failed(
+        &self,
+        id: TransferId,
+        failure: lifecycle::Failure,
+        why: &str,
+    ) -> Result<Option<bool>, ServiceError> {
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        let t = tx.lock_transfer(id).await?;
+        if t.state != state::QUEUED {
+            return Ok(None);
+        }
+        let (e, step) = transition(
+            &mut tx,
+            &t,
+            Move::new(Event::AttemptFailed(failure), &Actor::System, why),
+            now,
+        )
+        .await?;
+        self.commit(tx, &[e], now).await?;
+        Ok(Some(step.to == State::Failed))
     }
 
     /// Another attempt now for a queued transfer that is held for a person
@@ -678,8 +738,9 @@ impl Service {
         req: &TransferRequest,
         p: &Prepared,
     ) -> Result<(), ServiceError> {
-        let Network::Evm { chain_id } = req.asset.network() else {
-            return Ok(());
+        let chain_id = match req.asset.network() {
+            Network::Evm { chain_id } => chain_id,
+            Network::Bitcoin(n) => return self.ensure_btc_funds(tx, req, p, n).await,
         };
         let net = self
             .eth_network(chain_id)
@@ -743,6 +804,12 @@ impl Service {
             out.push(Asset::ether(n.config.chain_id));
             out.extend(n.config.tokens.iter().map(|t| t.asset.clone()));
         }
+        drop(nets);
+        let btc = self
+            .btc_networks()
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        out.extend(btc.values().map(|n| Asset::bitcoin(n.network)));
         out
     }
 }
@@ -870,6 +937,28 @@ fn valid_approvers(approvals: &[ApprovalRow], now: Timestamp) -> BTreeSet<Actor>
 /// unexpired then): only a voided one (a revoked key) is taken back.
 fn standing(a: &ApprovalRow) -> Option<Actor> {
     (a.vote == "approve" && a.voided_at.is_none()).then(|| a.approver.clone())
+}
+
+/// A stored transfer's intent, checked against its digest. An asset no
+/// longer configured is for a person to mend (the configuration), not a
+/// corruption.
+pub(crate) fn decode_intent(
+    t: &TransferRow,
+    assets: &[Asset],
+) -> Result<TransferIntent, ServiceError> {
+    let intent = TransferIntent::decode(&t.intent, |id| {
+        assets.iter().find(|a| a.id() == id).cloned()
+    })
+    .map_err(|e| match e {
+        domain::intent::IntentError::UnknownAsset(a) => {
+            ServiceError::Eth(crate::eth::EthError::AssetNotConfigured(a))
+        }
+        e => corrupt("intent", e),
+    })?;
+    if intent.digest().to_string() != t.digest {
+        return Err(corrupt("intent", "digest mismatch"));
+    }
+    Ok(intent)
 }
 
 pub(crate) fn state_entry(
@@ -1126,6 +1215,7 @@ impl Can<'_, perm::InitiateTransfer> {
             depends_on: req.depends_on,
             held_at: None,
             finished_at: judged.to.is_final().then_some(now),
+            btc_send_id: None,
             created_at: now,
             updated_at: now,
         };

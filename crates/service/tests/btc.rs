@@ -42,6 +42,8 @@ async fn fixture(db: TestDb) -> Fixture {
             max_fee_rate: 100,
             max_fee: 100_000,
         },
+        fee_rate: 2,
+        batch: Default::default(),
         client: None,
     });
     let key = |algorithm| NewKey {

@@ -35,6 +35,8 @@ storage::on_both!(
     concurrent_withdrawals_never_commit_more_than_the_wallet_holds,
     the_queue_orders_waits_holds_and_retries,
     a_plan_that_differs_from_the_approval_is_never_signed,
+    bitcoin_payouts_are_batched_signed_and_verified,
+    a_sped_up_or_cancelled_transfer_follows_its_replacement,
 );
 
 const ETHER: u128 = 1_000_000_000_000_000_000;
@@ -1524,5 +1526,240 @@ async fn a_plan_that_differs_from_the_approval_is_never_signed(f: Fixture) {
             .why
             .starts_with("signing refused: the plan pays"),
         "{history:?}"
+    );
+}
+
+const PAYEE: &str = "bcrt1qs758ursh4q9z627kt3pp5yysm78ddny6txaqgw";
+
+async fn bitcoin_payouts_are_batched_signed_and_verified(f: Fixture) {
+    use domain::{Asset, BitcoinNetwork};
+    use service::btc::{BatchRule, BtcNetwork};
+    use service::transfers::ExecutePass;
+    let regtest = BitcoinNetwork::Regtest;
+    f.svc.add_btc_network(BtcNetwork {
+        network: regtest,
+        fee_caps: chain_btc::FeeCaps {
+            max_fee_rate: 50,
+            max_fee: 20_000,
+        },
+        fee_rate: 5,
+        batch: BatchRule {
+            window_ms: 60_000,
+            max_payouts: 3,
+        },
+        client: None,
+    });
+    f.set_policy("[[rules]]\nname = \"all\"\naction = \"allow\"\n")
+        .await;
+    let key = |algorithm| NewKey {
+        purpose: KeyPurpose::TransferSigning,
+        algorithm,
+        backend: KeyBackend::Keystore,
+        cryptoperiod_days: 30,
+    };
+    let mut keys = Vec::new();
+    for a in [
+        KeyAlgorithm::EcdsaSecp256k1,
+        KeyAlgorithm::SchnorrBip340,
+        KeyAlgorithm::EcdsaSecp256k1,
+    ] {
+        keys.push(f.svc.create_key(&console(), key(a)).await.unwrap().id);
+    }
+    // Two keys in the wallet (P2WPKH and P2TR); the third pays someone else.
+    let q = f
+        .svc
+        .register_btc_key(&console(), regtest, keys[0], f.wallet)
+        .await
+        .unwrap();
+    let p = f
+        .svc
+        .register_btc_key(&console(), regtest, keys[1], f.wallet)
+        .await
+        .unwrap();
+    assert!(
+        q.starts_with("bcrt1q") && p.starts_with("bcrt1p"),
+        "{q} {p}"
+    );
+    assert!(
+        f.svc
+            .register_btc_key(&console(), regtest, keys[0], f.wallet)
+            .await
+            .is_err(),
+        "a key belongs to one wallet"
+    );
+    let other = f.svc.btc_address(keys[2], regtest).await.unwrap();
+    for (i, (k, sat)) in [(keys[0], 60_000), (keys[1], 80_000)]
+        .into_iter()
+        .enumerate()
+    {
+        let row = f
+            .svc
+            .btc_record_deposit(
+                &console(),
+                regtest,
+                k,
+                &format!("{:02x}", i + 1).repeat(32),
+                0,
+                sat,
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.wallet, Some(f.wallet));
+    }
+    let btc = |to: &str, amount: &str| TransferRequest {
+        asset: Asset::bitcoin(regtest).id().clone(),
+        destination: to.into(),
+        ..f.request(BOB, amount)
+    };
+    let who = f.who(&f.initiator).await;
+    let can = f
+        .svc
+        .authorize::<perm::InitiateTransfer>(&who, Some(f.wallet))
+        .unwrap();
+    // Bad input changes nothing: another network's address, dust-free but
+    // beyond the wallet's outputs (with fee caps), too many decimals.
+    for (to, amount) in [
+        ("bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq", "0.0001"),
+        (PAYEE, "0.0013"),
+        (PAYEE, "0.000000001"),
+    ] {
+        assert!(can.submit(&btc(to, amount)).await.is_err(), "{to} {amount}");
+    }
+    assert!(matches!(
+        can.submit(&btc(PAYEE, "0.0013")).await,
+        Err(ServiceError::InsufficientFunds(_))
+    ));
+    // Two payouts wait for the batch's window; a third fills it.
+    let a = can.submit(&btc(PAYEE, "0.0002")).await.unwrap();
+    let b = can.submit(&btc(&other, "0.0003")).await.unwrap();
+    assert_eq!(a.state, state::QUEUED);
+    assert_eq!(f.svc.execute_due().await.unwrap(), ExecutePass::default());
+    assert_eq!(
+        f.db.store.transfer(a.id).await.unwrap().state,
+        state::QUEUED,
+        "waiting for the window"
+    );
+    let c = can.submit(&btc(PAYEE, "0.0001")).await.unwrap();
+    let pass = f.svc.execute_due().await.unwrap();
+    assert_eq!(pass.submitted, 3, "{pass:?}");
+    let rows = [a.id, b.id, c.id].map(|id| f.db.store.transfer(id));
+    let mut send = None;
+    for r in rows {
+        let t = r.await.unwrap();
+        assert_eq!(t.state, state::SIGNED, "no node here: signed and kept");
+        assert!(send.is_none() || send == t.btc_send_id, "one transaction");
+        send = t.btc_send_id;
+    }
+    let send = f.db.store.btc_send(&send.unwrap()).await.unwrap();
+    assert_eq!(send.state, "signed");
+    assert_eq!(send.wallet, Some(f.wallet));
+    // Bitcoin Core's interpreter verified it when it was signed; again here
+    // from the stored bytes and the outputs it spends.
+    let tx: bitcoin::Transaction =
+        bitcoin::consensus::deserialize(send.raw.as_ref().unwrap()).unwrap();
+    let spent = f.db.store.btc_utxos_of_send(&send.id).await.unwrap();
+    assert_eq!(spent.len(), tx.input.len());
+    let prevouts: Vec<bitcoin::TxOut> = tx
+        .input
+        .iter()
+        .map(|i| {
+            let u = spent
+                .iter()
+                .find(|u| u.txid == i.previous_output.txid.to_string())
+                .unwrap();
+            bitcoin::TxOut {
+                value: bitcoin::Amount::from_sat(u.value_sat),
+                script_pubkey: bitcoin::ScriptBuf::from_hex(&u.script_pubkey).unwrap(),
+            }
+        })
+        .collect();
+    chain_btc::verify_with_core(&tx, &prevouts).unwrap();
+    // Pays each approved amount to its destination, change to the wallet.
+    let pays = |addr: &str, sat: u64| {
+        let spk = chain_btc::BtcAddress::parse(addr, regtest)
+            .unwrap()
+            .script_pubkey();
+        tx.output
+            .iter()
+            .filter(|o| o.script_pubkey == spk && o.value.to_sat() == sat)
+            .count()
+    };
+    assert_eq!(pays(PAYEE, 20_000), 1);
+    assert_eq!(pays(&other, 30_000), 1);
+    assert_eq!(pays(PAYEE, 10_000), 1);
+    assert_eq!(tx.output.len(), 4, "three payouts and change");
+    // What is spoken for stays spoken for: the reserved outputs cover the
+    // open payouts; more than the rest is refused.
+    assert!(matches!(
+        can.submit(&btc(PAYEE, "0.0008")).await,
+        Err(ServiceError::InsufficientFunds(_))
+    ));
+    // A lone payout goes once the window has passed.
+    f.svc
+        .btc_record_deposit(&console(), regtest, keys[0], &"03".repeat(32), 1, 50_000)
+        .await
+        .unwrap();
+    let d = can.submit(&btc(PAYEE, "0.0001")).await.unwrap();
+    assert_eq!(f.svc.execute_due().await.unwrap(), ExecutePass::default());
+    f.advance(61_000);
+    assert_eq!(f.svc.execute_due().await.unwrap().submitted, 1);
+    let d = f.db.store.transfer(d.id).await.unwrap();
+    assert_eq!(d.state, state::SIGNED);
+    assert_ne!(d.btc_send_id.as_ref(), Some(&send.id));
+    let actions = f.actions().await;
+    for a in ["btc.account.added", "btc.send.planned", "btc.tx.signed"] {
+        assert!(actions.iter().any(|x| x == a), "{a}");
+    }
+}
+
+async fn a_sped_up_or_cancelled_transfer_follows_its_replacement(f: Fixture) {
+    use service::eth::Replacement;
+    f.set_policy("[[rules]]\nname = \"all\"\naction = \"allow\"\n")
+        .await;
+    let fast = f.submit(&f.initiator, BOB, "1").await.unwrap();
+    let gone = f.submit(&f.initiator, BOB, "2").await.unwrap();
+    assert_eq!(f.svc.execute_due().await.unwrap().submitted, 2);
+    let store = &f.db.store;
+    let fast_send = store.transfer(fast.id).await.unwrap().eth_send_id.unwrap();
+    let gone_send = store.transfer(gone.id).await.unwrap().eth_send_id.unwrap();
+    // Both replacements are signed: a speed-up pays what was approved, a
+    // cancel pays nothing (zero ether to the sender itself).
+    f.svc
+        .eth_replace(&console(), &fast_send, Replacement::SpeedUp(Urgency::Fast))
+        .await
+        .unwrap();
+    f.svc
+        .eth_replace(&console(), &gone_send, Replacement::Cancel)
+        .await
+        .unwrap();
+    assert!(f.svc.frozen(Some(f.wallet), None).await.unwrap().is_none());
+    chain_eth_client::testing::mine(&f.client, 3).await;
+    f.svc.eth_poll(CHAIN_ID).await.unwrap();
+    assert_eq!(
+        f.db.store.transfer(fast.id).await.unwrap().state,
+        state::COMPLETED
+    );
+    let gone = f.db.store.transfer(gone.id).await.unwrap();
+    assert_eq!(gone.state, state::CANCELLED, "the cancel won its nonce");
+    let history: Vec<String> =
+        f.db.store
+            .transfer_history(gone.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|h| h.state)
+            .collect();
+    assert_eq!(
+        history,
+        [
+            "submitted",
+            "pending_policy",
+            "queued",
+            "signing",
+            "signed",
+            "broadcasting",
+            "confirming",
+            "cancelled"
+        ]
     );
 }

@@ -1,6 +1,6 @@
 //! Bitcoin outputs held, and their reservations.
 
-use domain::Timestamp;
+use domain::{KeyId, Timestamp, WalletId};
 use sqlx::Row;
 
 use crate::error::StorageError;
@@ -19,6 +19,8 @@ pub struct BtcUtxoRow {
     pub spend: String,
     pub state: String,
     pub reserved_by: Option<String>,
+    /// The wallet holding it (none for outputs of keys outside wallets).
+    pub wallet: Option<WalletId>,
     pub created_at: Timestamp,
 }
 
@@ -30,7 +32,7 @@ impl WriteTx {
     pub async fn insert_btc_utxo(&mut self, u: &BtcUtxoRow) -> Result<(), StorageError> {
         sqlx::query(
             "INSERT INTO btc_utxos (network, txid, vout, value_sat, script_pubkey, spend, state, \
-             reserved_by, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             reserved_by, wallet_id, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&u.network)
         .bind(&u.txid)
@@ -40,6 +42,7 @@ impl WriteTx {
         .bind(&u.spend)
         .bind(&u.state)
         .bind(u.reserved_by.as_deref())
+        .bind(u.wallet.map(|w| w.to_string()))
         .bind(u.created_at.as_millis())
         .execute(&mut *self.tx)
         .await
@@ -111,39 +114,184 @@ impl WriteTx {
     }
 }
 
+const UTXO_COLUMNS: &str = "network, txid, vout, value_sat, script_pubkey, spend, state, reserved_by, wallet_id, created_at_ms";
+
+fn utxo_from_row(r: &sqlx::any::AnyRow) -> Result<BtcUtxoRow, StorageError> {
+    let vout: i64 = r.try_get("vout")?;
+    let value: i64 = r.try_get("value_sat")?;
+    let bad = |w: &str| StorageError::Corrupt(format!("Bitcoin output {w}"));
+    Ok(BtcUtxoRow {
+        network: r.try_get("network")?,
+        txid: r.try_get("txid")?,
+        vout: u32::try_from(vout).map_err(|_| bad("vout"))?,
+        value_sat: u64::try_from(value).map_err(|_| bad("value"))?,
+        script_pubkey: r.try_get("script_pubkey")?,
+        spend: r.try_get("spend")?,
+        state: r.try_get("state")?,
+        reserved_by: r.try_get("reserved_by")?,
+        wallet: crate::row::opt_parsed(r, "wallet_id")?,
+        created_at: Timestamp::from_millis(r.try_get("created_at_ms")?),
+    })
+}
+
 impl Store {
-    /// Outputs of `network` in `state`, largest first.
+    /// Outputs of `network` in `state` held outside any wallet, largest
+    /// first.
     pub async fn btc_utxos(
         &self,
         network: &str,
         state: &str,
     ) -> Result<Vec<BtcUtxoRow>, StorageError> {
-        let rows = sqlx::query(
-            "SELECT network, txid, vout, value_sat, script_pubkey, spend, state, reserved_by, created_at_ms \
-             FROM btc_utxos WHERE network = $1 AND state = $2 ORDER BY value_sat DESC, txid, vout",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {UTXO_COLUMNS} FROM btc_utxos WHERE network = $1 AND state = $2 \
+             AND wallet_id IS NULL ORDER BY value_sat DESC, txid, vout"
+        )))
         .bind(network)
         .bind(state)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let vout: i64 = r.try_get("vout")?;
-                let value: i64 = r.try_get("value_sat")?;
-                let bad = |w: &str| StorageError::Corrupt(format!("Bitcoin output {w}"));
-                Ok(BtcUtxoRow {
-                    network: r.try_get("network")?,
-                    txid: r.try_get("txid")?,
-                    vout: u32::try_from(vout).map_err(|_| bad("vout"))?,
-                    value_sat: u64::try_from(value).map_err(|_| bad("value"))?,
-                    script_pubkey: r.try_get("script_pubkey")?,
-                    spend: r.try_get("spend")?,
-                    state: r.try_get("state")?,
-                    reserved_by: r.try_get("reserved_by")?,
-                    created_at: Timestamp::from_millis(r.try_get("created_at_ms")?),
-                })
+        rows.iter().map(utxo_from_row).collect()
+    }
+
+    /// A wallet's outputs on `network` in `state`, largest first.
+    pub async fn wallet_btc_utxos(
+        &self,
+        wallet: WalletId,
+        network: &str,
+        state: &str,
+    ) -> Result<Vec<BtcUtxoRow>, StorageError> {
+        wallet_btc_utxos_on(&self.pool, wallet, network, state).await
+    }
+
+    /// The outputs a send reserved.
+    pub async fn btc_utxos_of_send(&self, send: &str) -> Result<Vec<BtcUtxoRow>, StorageError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {UTXO_COLUMNS} FROM btc_utxos WHERE reserved_by = $1 ORDER BY txid, vout"
+        )))
+        .bind(send)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(utxo_from_row).collect()
+    }
+
+    /// The keys a wallet receives and spends with on `network`, oldest first.
+    pub async fn btc_account_keys(
+        &self,
+        wallet: WalletId,
+        network: &str,
+    ) -> Result<Vec<KeyId>, StorageError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT key_id FROM btc_accounts WHERE wallet_id = $1 AND network = $2 \
+             ORDER BY created_at_ms, key_id",
+        )
+        .bind(wallet.to_string())
+        .bind(network)
+        .fetch_all(&self.pool)
+        .await?;
+        ids.iter()
+            .map(|k| {
+                k.parse()
+                    .map_err(|e| StorageError::Corrupt(format!("key id: {e}")))
             })
             .collect()
+    }
+
+    /// The wallet a key belongs to on `network`, if any.
+    pub async fn btc_account_wallet(
+        &self,
+        network: &str,
+        key: KeyId,
+    ) -> Result<Option<WalletId>, StorageError> {
+        let w: Option<String> = sqlx::query_scalar(
+            "SELECT wallet_id FROM btc_accounts WHERE network = $1 AND key_id = $2",
+        )
+        .bind(network)
+        .bind(key.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        w.map(|w| {
+            w.parse()
+                .map_err(|e| StorageError::Corrupt(format!("wallet id: {e}")))
+        })
+        .transpose()
+    }
+
+    /// Sends of `network` in one of `states`, oldest first.
+    pub async fn btc_sends_in(
+        &self,
+        network: &str,
+        states: &[&str],
+    ) -> Result<Vec<BtcSendRow>, StorageError> {
+        let list = states
+            .iter()
+            .map(|s| format!("'{}'", s.replace('\'', "")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let ids: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM btc_sends WHERE network = $1 AND state IN ({list}) ORDER BY created_at_ms, id"
+        )))
+        .bind(network)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(self.btc_send(&id).await?);
+        }
+        Ok(out)
+    }
+}
+
+async fn wallet_btc_utxos_on<'e, E>(
+    db: E,
+    wallet: WalletId,
+    network: &str,
+    state: &str,
+) -> Result<Vec<BtcUtxoRow>, StorageError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {UTXO_COLUMNS} FROM btc_utxos WHERE wallet_id = $1 AND network = $2 AND state = $3 \
+         ORDER BY value_sat DESC, txid, vout"
+    )))
+    .bind(wallet.to_string())
+    .bind(network)
+    .bind(state)
+    .fetch_all(db)
+    .await?;
+    rows.iter().map(utxo_from_row).collect()
+}
+
+impl WriteTx {
+    /// [`Store::wallet_btc_utxos`], read under this transaction.
+    pub async fn wallet_btc_utxos_in_tx(
+        &mut self,
+        wallet: WalletId,
+        network: &str,
+        state: &str,
+    ) -> Result<Vec<BtcUtxoRow>, StorageError> {
+        wallet_btc_utxos_on(&mut *self.tx, wallet, network, state).await
+    }
+
+    /// Gives `key` to `wallet` on `network`.
+    pub async fn insert_btc_account(
+        &mut self,
+        network: &str,
+        key: KeyId,
+        wallet: WalletId,
+        at: Timestamp,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO btc_accounts (network, key_id, wallet_id, created_at_ms) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(network)
+        .bind(key.to_string())
+        .bind(wallet.to_string())
+        .bind(at.as_millis())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| StorageError::from_sqlx(e, "Bitcoin account for this key"))?;
+        Ok(())
     }
 }
 
@@ -157,6 +305,8 @@ pub struct BtcSendRow {
     pub txid: Option<String>,
     pub fee_sat: u64,
     pub state: String,
+    /// The wallet paying (none for sends outside wallets).
+    pub wallet: Option<WalletId>,
     pub created_at: Timestamp,
     pub created_by: domain::Actor,
 }
@@ -164,8 +314,8 @@ pub struct BtcSendRow {
 impl WriteTx {
     pub async fn insert_btc_send(&mut self, s: &BtcSendRow) -> Result<(), StorageError> {
         sqlx::query(
-            "INSERT INTO btc_sends (id, network, psbt, raw, txid, fee_sat, state, created_at_ms, created_by) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO btc_sends (id, network, psbt, raw, txid, fee_sat, state, created_at_ms, \
+             created_by, wallet_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&s.id)
         .bind(&s.network)
@@ -176,6 +326,7 @@ impl WriteTx {
         .bind(&s.state)
         .bind(s.created_at.as_millis())
         .bind(s.created_by.to_string())
+        .bind(s.wallet.map(|w| w.to_string()))
         .execute(&mut *self.tx)
         .await
         .map_err(|e| StorageError::from_sqlx(e, "Bitcoin send"))?;
@@ -230,8 +381,8 @@ impl WriteTx {
 impl Store {
     pub async fn btc_send(&self, id: &str) -> Result<BtcSendRow, StorageError> {
         let r = sqlx::query(
-            "SELECT id, network, psbt, raw, txid, fee_sat, state, created_at_ms, created_by \
-             FROM btc_sends WHERE id = $1",
+            "SELECT id, network, psbt, raw, txid, fee_sat, state, created_at_ms, created_by, \
+             wallet_id FROM btc_sends WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -249,6 +400,7 @@ impl Store {
             txid: r.try_get("txid")?,
             fee_sat: u64::try_from(fee).map_err(|_| StorageError::Corrupt("fee".into()))?,
             state: r.try_get("state")?,
+            wallet: crate::row::opt_parsed(&r, "wallet_id")?,
             created_at: Timestamp::from_millis(r.try_get("created_at_ms")?),
             created_by: by
                 .parse()

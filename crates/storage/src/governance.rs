@@ -100,6 +100,8 @@ pub struct TransferRow {
     /// When a time lock ends.
     pub unlock_at: Option<Timestamp>,
     pub eth_send_id: Option<String>,
+    /// The Bitcoin send carrying it out (with others, in a batch).
+    pub btc_send_id: Option<String>,
     /// The client's own id for it, unique per initiator.
     pub external_id: Option<String>,
     /// Attempts to hand it to the chain that failed.
@@ -130,6 +132,8 @@ pub struct TransferMove<'a> {
     pub unlock_at: Option<Timestamp>,
     /// The send that now carries it out.
     pub eth_send_id: Option<&'a str>,
+    /// The Bitcoin send that now carries it out.
+    pub btc_send_id: Option<&'a str>,
     /// A failed attempt: its count, when the next may start, the error.
     pub failure: Option<(u32, Timestamp, &'a str)>,
     /// Held for a person.
@@ -273,7 +277,7 @@ fn freeze_from_row(row: &AnyRow) -> Result<FreezeRow, StorageError> {
 const TRANSFER_COLUMNS: &str = "id, wallet_id, initiator, asset, amount, destination, intent, \
      digest, policy_version, decision_id, decision, state, usd_micro, expires_at_ms, \
      unlock_at_ms, eth_send_id, external_id, attempts, next_attempt_at_ms, last_error, \
-     priority, depends_on, held_at_ms, finished_at_ms, created_at_ms, updated_at_ms";
+     priority, depends_on, held_at_ms, finished_at_ms, btc_send_id, created_at_ms, updated_at_ms";
 
 fn transfer_from_row(row: &AnyRow) -> Result<TransferRow, StorageError> {
     Ok(TransferRow {
@@ -303,6 +307,7 @@ fn transfer_from_row(row: &AnyRow) -> Result<TransferRow, StorageError> {
         depends_on: opt_parsed(row, "depends_on")?,
         held_at: opt_ts(row, "held_at_ms")?,
         finished_at: opt_ts(row, "finished_at_ms")?,
+        btc_send_id: row.try_get("btc_send_id")?,
         created_at: ts(row, "created_at_ms")?,
         updated_at: ts(row, "updated_at_ms")?,
     })
@@ -841,7 +846,7 @@ impl WriteTx {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO transfers ({TRANSFER_COLUMNS}) VALUES \
              ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-              $20, $21, $22, $23, $24, $25, $26)"
+              $20, $21, $22, $23, $24, $25, $26, $27)"
         )))
         .bind(t.id.to_string())
         .bind(t.wallet.to_string())
@@ -867,6 +872,7 @@ impl WriteTx {
         .bind(t.depends_on.map(|d| d.to_string()))
         .bind(t.held_at.map(Timestamp::as_millis))
         .bind(t.finished_at.map(Timestamp::as_millis))
+        .bind(&t.btc_send_id)
         .bind(t.created_at.as_millis())
         .bind(t.updated_at.as_millis())
         .execute(&mut *self.tx)
@@ -963,6 +969,7 @@ impl WriteTx {
             "state = $2",
             "unlock_at_ms = COALESCE($3, unlock_at_ms)",
             "eth_send_id = COALESCE($4, eth_send_id)",
+            "btc_send_id = COALESCE($10, btc_send_id)",
             "updated_at_ms = $5",
         ];
         if m.failure.is_some() {
@@ -1001,6 +1008,7 @@ impl WriteTx {
             .bind(next.as_millis())
             .bind(error)
             .bind(m.from)
+            .bind(m.btc_send_id)
             .execute(&mut *self.tx)
             .await?;
         if done.rows_affected() != 1 {
@@ -1033,6 +1041,24 @@ impl WriteTx {
         .execute(&mut *self.tx)
         .await?;
         Ok(())
+    }
+
+    /// The transfers a Bitcoin send carries out, locked until this
+    /// transaction ends, oldest first.
+    pub async fn transfers_of_btc_send(
+        &mut self,
+        send_id: &str,
+    ) -> Result<Vec<TransferRow>, StorageError> {
+        let q = format!(
+            "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE btc_send_id = $1 \
+             ORDER BY created_at_ms, id{}",
+            self.for_update()
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(send_id)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter().map(transfer_from_row).collect()
     }
 
     /// The transfer an Ethereum send carries out, locked until this
@@ -1290,6 +1316,89 @@ impl Store {
         Ok(out)
     }
 
+    /// Claims up to `limit` more queued transfers of one wallet and asset
+    /// that wait for nothing (to join a batch): those due, and those set to
+    /// wait for this batch's window (`batch_due`, see
+    /// [`Store::delay_transfers`]); highest priority first, then oldest; as
+    /// [`Store::claim_transfers`].
+    pub async fn claim_batch(
+        &self,
+        wallet: WalletId,
+        asset: &str,
+        now: Timestamp,
+        lease_ms: i64,
+        limit: u32,
+        batch_due: Timestamp,
+    ) -> Result<Vec<TransferRow>, StorageError> {
+        let skip = match self.backend() {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE OF t SKIP LOCKED",
+        };
+        let q = format!(
+            "UPDATE transfers SET next_attempt_at_ms = $2 WHERE id IN (\
+             SELECT t.id FROM transfers t LEFT JOIN transfers d ON d.id = t.depends_on \
+             WHERE t.state = 'queued' AND t.held_at_ms IS NULL \
+             AND (t.next_attempt_at_ms <= $1 OR (t.attempts = 0 AND t.next_attempt_at_ms = $6)) \
+             AND t.wallet_id = $4 AND t.asset = $5 \
+             AND (t.depends_on IS NULL OR d.state = 'completed') \
+             ORDER BY t.priority DESC, t.created_at_ms, t.id LIMIT $3{skip}) \
+             AND state = 'queued' AND (next_attempt_at_ms <= $1 OR (attempts = 0 AND next_attempt_at_ms = $6)) \
+             RETURNING {TRANSFER_COLUMNS}"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(q))
+            .bind(now.as_millis())
+            .bind(now.as_millis().saturating_add(lease_ms))
+            .bind(i64::from(limit))
+            .bind(wallet.to_string())
+            .bind(asset)
+            .bind(batch_due.as_millis())
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out: Vec<TransferRow> = rows
+            .iter()
+            .map(transfer_from_row)
+            .collect::<Result<_, _>>()?;
+        out.sort_by_key(|t| (std::cmp::Reverse(t.priority), t.created_at, t.id));
+        Ok(out)
+    }
+
+    /// When the oldest queued transfer of a wallet in an asset (not held
+    /// for a person) was requested.
+    pub async fn oldest_queued(
+        &self,
+        wallet: WalletId,
+        asset: &str,
+    ) -> Result<Option<Timestamp>, StorageError> {
+        let at: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(created_at_ms) FROM transfers WHERE wallet_id = $1 AND asset = $2 \
+             AND state = 'queued' AND held_at_ms IS NULL",
+        )
+        .bind(wallet.to_string())
+        .bind(asset)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(at.map(Timestamp::from_millis))
+    }
+
+    /// Lets claimed transfers wait until `until`, the end of their batch's
+    /// window (a batch not yet full); a fuller batch may take them sooner.
+    pub async fn delay_transfers(
+        &self,
+        ids: &[TransferId],
+        until: Timestamp,
+    ) -> Result<(), StorageError> {
+        for id in ids {
+            sqlx::query(
+                "UPDATE transfers SET next_attempt_at_ms = $2 WHERE id = $1 AND state = 'queued'",
+            )
+            .bind(id.to_string())
+            .bind(until.as_millis())
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Transfers that need a look: queued ones held for a person or whose
     /// attempts failed, and ones on their way to the chain that have not
     /// moved since `quiet_since` (oldest change first).
@@ -1306,6 +1415,20 @@ impl Store {
         )))
         .bind(quiet_since.as_millis())
         .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(transfer_from_row).collect()
+    }
+
+    /// The transfers a Bitcoin send carries out, oldest first.
+    pub async fn transfers_of_btc_send(
+        &self,
+        send_id: &str,
+    ) -> Result<Vec<TransferRow>, StorageError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE btc_send_id = $1 ORDER BY created_at_ms, id"
+        )))
+        .bind(send_id)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(transfer_from_row).collect()

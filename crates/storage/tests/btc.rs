@@ -33,6 +33,7 @@ async fn overlapping_reservations_never_share_an_outpoint(db: TestDb) {
             spend: "{}".into(),
             state: "available".into(),
             reserved_by: None,
+            wallet: None,
             created_at: now,
         })
         .await

@@ -1,0 +1,629 @@
+//! Bitcoin transfers through the queue: a wallet's keys on a network
+//! (outputs paying them are the wallet's), the funds check over its
+//! outputs, and batches — queued payouts of one wallet gathered by time and
+//! size into one transaction whose outputs are reserved, whose PSBT is
+//! pinned with every transfer's move to `signing` in one transaction, and
+//! which is signed only if it still pays exactly what was approved (Bitcoin
+//! Core's interpreter verifying every input), then stored, then broadcast.
+
+use std::collections::HashMap;
+
+use chain_btc::{BtcAddress, BtcPlan, Payout, Spend, Utxo};
+use domain::{Actor, Amount, Asset, BitcoinNetwork, KeyId, Network, Timestamp, WalletId};
+use lifecycle::Event;
+use serde_json::json;
+use storage::{BtcSendRow, StorageError, TransferRow, WriteTx};
+
+use crate::btc::{BtcServiceError, net_name, spend_of};
+use crate::keystore::entry;
+use crate::service::{Service, ServiceError};
+use crate::transfers::{Move, Prepared, TransferRequest, classify, state, transition};
+
+/// How long a worker holds the transfers of a batch it is planning.
+const BATCH_LEASE_MS: i64 = 60_000;
+
+/// What one batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub submitted: usize,
+    pub deferred: usize,
+    pub failed: usize,
+    /// Left to wait for the batch's window.
+    pub waiting: usize,
+}
+
+fn invalid(s: impl Into<String>) -> ServiceError {
+    ServiceError::Invalid(s.into())
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::Storage(StorageError::Corrupt(format!("{what}: {e}")))
+}
+
+impl Service {
+    /// Gives a single transfer-signing key to a wallet on a Bitcoin
+    /// network: outputs paying its address are the wallet's, and the
+    /// wallet's payouts spend them. Returns the address.
+    pub async fn register_btc_key(
+        &self,
+        actor: &Actor,
+        network: BitcoinNetwork,
+        key: KeyId,
+        wallet: WalletId,
+    ) -> Result<String, ServiceError> {
+        self.btc_network(network)?;
+        self.store().wallet(wallet).await?;
+        let address = self.btc_address(key, network).await?;
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        tx.insert_btc_account(&net_name(network), key, wallet, now)
+            .await?;
+        let e = entry(
+            actor,
+            "btc.account.added",
+            &format!("wallet:{wallet}"),
+            json!({ "network": net_name(network), "key": key.to_string(), "address": address }),
+        )?;
+        self.commit(tx, &[e], now).await?;
+        Ok(address)
+    }
+
+    pub(crate) fn prepare_btc(
+        &self,
+        req: &TransferRequest,
+        n: BitcoinNetwork,
+    ) -> Result<Prepared, ServiceError> {
+        self.btc_network(n)
+            .map_err(|e| invalid(format!("asset {}: {e}", req.asset)))?;
+        let asset = Asset::bitcoin(n);
+        if asset.id() != &req.asset {
+            return Err(invalid(format!("asset {} is not configured", req.asset)));
+        }
+        let amount =
+            Amount::parse(&req.amount, &asset).map_err(|e| invalid(format!("amount: {e}")))?;
+        if amount.is_zero() {
+            return Err(invalid("amount: must be greater than zero"));
+        }
+        let to = BtcAddress::parse(&req.destination, n)
+            .map_err(|e| invalid(format!("destination: {e}")))?;
+        let text = to.to_string();
+        let destination = domain::Address::new(asset.network(), &text)
+            .map_err(|e| invalid(format!("destination: {e}")))?;
+        Ok(Prepared {
+            network: asset.network().to_string(),
+            asset,
+            amount,
+            destination_key: text,
+            destination,
+        })
+    }
+
+    /// Refuses a Bitcoin transfer the wallet cannot cover: its unspent
+    /// outputs (free or reserved by its sends still to confirm) must cover
+    /// this amount, every payout still to leave, and the fee cap of each.
+    pub(crate) async fn ensure_btc_funds(
+        &self,
+        tx: &mut WriteTx,
+        req: &TransferRequest,
+        p: &Prepared,
+        n: BitcoinNetwork,
+    ) -> Result<(), ServiceError> {
+        let net = self.btc_network(n)?;
+        let mut held: u128 = 0;
+        for st in ["available", "reserved"] {
+            for u in tx
+                .wallet_btc_utxos_in_tx(req.wallet, &p.network, st)
+                .await?
+            {
+                held = held.saturating_add(u128::from(u.value_sat));
+            }
+        }
+        let asset = req.asset.to_string();
+        let outflows = tx.wallet_outflows_in_tx(req.wallet).await?;
+        let mut needed = p.amount.units();
+        for (_, units, _) in outflows.iter().filter(|(a, ..)| *a == asset) {
+            needed = needed
+                .checked_add(*units)
+                .and_then(|x| x.checked_add(u128::from(net.fee_caps.max_fee)))
+                .ok_or_else(|| corrupt("outflows", "overflow"))?;
+        }
+        needed = needed.saturating_add(u128::from(net.fee_caps.max_fee));
+        if needed <= held {
+            return Ok(());
+        }
+        let d = p.asset.decimals();
+        Err(ServiceError::InsufficientFunds(format!(
+            "{} BTC needed (this transfer, those still to leave and their fee caps), {} held",
+            domain::amount::format_units(needed, d, false),
+            domain::amount::format_units(held, d, false),
+        )))
+    }
+
+    /// Carries out `claimed` (queued payouts of one wallet on the network)
+    /// with any others queued and due, as one transaction: or lets them
+    /// wait, while the batch is neither old nor full enough — until the
+    /// oldest queued payout of the wallet has waited the window.
+    pub(crate) async fn execute_btc_batch(
+        &self,
+        claimed: Vec<TransferRow>,
+        n: BitcoinNetwork,
+    ) -> Result<BatchOutcome, ServiceError> {
+        let mut out = BatchOutcome::default();
+        let Some(first) = claimed.first().cloned() else {
+            return Ok(out);
+        };
+        let net = self.btc_network(n)?;
+        let now = self.now();
+        let oldest = self
+            .store()
+            .oldest_queued(first.wallet, &first.asset)
+            .await?
+            .unwrap_or(now);
+        let due = oldest.as_millis().saturating_add(net.batch.window_ms);
+        let mut batch = claimed;
+        batch.truncate(net.batch.max_payouts.max(1));
+        let room = u32::try_from(net.batch.max_payouts.saturating_sub(batch.len())).unwrap_or(0);
+        if room > 0 {
+            batch.extend(
+                self.store()
+                    .claim_batch(
+                        first.wallet,
+                        &first.asset,
+                        now,
+                        BATCH_LEASE_MS,
+                        room,
+                        Timestamp::from_millis(due),
+                    )
+                    .await?,
+            );
+        }
+        if batch.len() < net.batch.max_payouts && due > now.as_millis() {
+            let ids: Vec<_> = batch.iter().map(|t| t.id).collect();
+            self.store()
+                .delay_transfers(&ids, Timestamp::from_millis(due))
+                .await?;
+            out.waiting = ids.len();
+            return Ok(out);
+        }
+        // Each payout checked on its own: one that cannot go fails alone.
+        let mut ready = Vec::new();
+        for t in batch {
+            match self.btc_payout_of(&t, n).await {
+                Ok(p) => ready.push((t, p)),
+                Err(e) => self.count_failure(&mut out, t.id, &e).await?,
+            }
+        }
+        if ready.is_empty() {
+            return Ok(out);
+        }
+        // One order for the payouts, the one the signer checks against.
+        ready.sort_by_key(|(t, _)| (t.created_at, t.id));
+        let wallet = first.wallet;
+        let planned = self.plan_btc_batch(wallet, n, &ready).await;
+        let send_id = match planned {
+            Ok(id) => id,
+            Err(e) => {
+                for (t, _) in &ready {
+                    self.count_failure(&mut out, t.id, &e).await?;
+                }
+                return Ok(out);
+            }
+        };
+        out.submitted += ready.len();
+        crate::crash::point("after_reservation");
+        // From here the send exists: signing or broadcast that fails now is
+        // taken up again by the resumer.
+        if let Err(e) = self.btc_sign_and_send(&send_id).await {
+            tracing::warn!(send = %send_id, error = %e, "batch planned; signing or broadcast deferred");
+        }
+        Ok(out)
+    }
+
+    async fn count_failure(
+        &self,
+        out: &mut BatchOutcome,
+        id: domain::TransferId,
+        e: &ServiceError,
+    ) -> Result<(), ServiceError> {
+        match self.attempt_failed(id, classify(e), &e.to_string()).await? {
+            Some(true) => out.failed += 1,
+            Some(false) => out.deferred += 1,
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// The output a queued transfer pays, from its stored intent (checked
+    /// against its digest), after the freeze and its approvals.
+    async fn btc_payout_of(
+        &self,
+        t: &TransferRow,
+        n: BitcoinNetwork,
+    ) -> Result<Payout, ServiceError> {
+        self.ensure_not_frozen(Some(t.wallet), None).await?;
+        self.ensure_approvals_stand(t).await?;
+        intended_payout(self, t, n)
+    }
+
+    /// Selects the wallet's outputs for the payouts and commits, in one
+    /// transaction, their reservation, the PSBT and every transfer's move
+    /// to `signing`, with the audit records. Returns the send's id.
+    async fn plan_btc_batch(
+        &self,
+        wallet: WalletId,
+        n: BitcoinNetwork,
+        ready: &[(TransferRow, Payout)],
+    ) -> Result<String, ServiceError> {
+        let net = self.btc_network(n)?;
+        let name = net_name(n);
+        let keys = self.store().btc_account_keys(wallet, &name).await?;
+        let change_key = *keys
+            .first()
+            .ok_or_else(|| invalid(format!("the wallet has no key on {name}")))?;
+        let change = self
+            .btc_spend_for(change_key)
+            .await?
+            .script_pubkey()
+            .map_err(BtcServiceError::Tx)?;
+        let mut candidates = Vec::new();
+        for row in self
+            .store()
+            .wallet_btc_utxos(wallet, &name, "available")
+            .await?
+        {
+            candidates.push(utxo_of(&row)?);
+        }
+        let fee_rate = match &net.client {
+            Some(c) => c.fee_rate(6).await.unwrap_or(net.fee_rate),
+            None => net.fee_rate,
+        }
+        .min(net.fee_caps.max_fee_rate);
+        let payouts: Vec<Payout> = ready.iter().map(|(_, p)| p.clone()).collect();
+        let plan = chain_btc::select(&candidates, &payouts, &change, fee_rate, true)
+            .map_err(BtcServiceError::Plan)?;
+        net.fee_caps.check(&plan).map_err(BtcServiceError::Plan)?;
+        let psbt = plan.psbt().map_err(BtcServiceError::Tx)?;
+        let fee_sat = plan.fee_sat().map_err(BtcServiceError::Tx)?;
+        let outpoints: Vec<(String, u32)> = plan
+            .inputs
+            .iter()
+            .map(|u| (u.outpoint.txid.to_string(), u.outpoint.vout))
+            .collect();
+        let now = self.now();
+        let id = uuid::Uuid::now_v7().to_string();
+        let mut tx = self.store().begin().await?;
+        tx.reserve_btc_utxos(
+            &name,
+            &outpoints,
+            &id,
+            Timestamp::from_millis(now.as_millis().saturating_add(7 * 86_400_000)),
+        )
+        .await?;
+        tx.insert_btc_send(&BtcSendRow {
+            id: id.clone(),
+            network: name.clone(),
+            psbt: psbt.serialize(),
+            raw: None,
+            txid: None,
+            fee_sat,
+            state: "planned".into(),
+            wallet: Some(wallet),
+            created_at: now,
+            created_by: Actor::System,
+        })
+        .await?;
+        let mut entries = Vec::new();
+        for (t, _) in ready {
+            // Only from `queued`: of two workers, the second finds it moved
+            // on and its reservation goes back with its transaction.
+            let t = tx.lock_transfer(t.id).await?;
+            let mut m = Move::new(
+                Event::Planned,
+                &Actor::System,
+                "outputs reserved and the transaction pinned",
+            );
+            m.btc_send_id = Some(&id);
+            entries.push(transition(&mut tx, &t, m, now).await?.0);
+        }
+        entries.push(entry(
+            &Actor::System,
+            "btc.send.planned",
+            &format!("btc-send:{id}"),
+            json!({
+                "network": name,
+                "wallet": wallet.to_string(),
+                "inputs": outpoints.iter().map(|(t, v)| format!("{t}:{v}")).collect::<Vec<_>>(),
+                "transfers": ready.iter().map(|(t, _)| t.id.to_string()).collect::<Vec<_>>(),
+                "fee_sat": fee_sat,
+                "fee_rate": fee_rate,
+                "unsigned_txid": psbt.unsigned_tx.compute_txid().to_string(),
+            }),
+        )?);
+        self.commit(tx, &entries, now).await?;
+        Ok(id)
+    }
+
+    /// Signs a planned send (if it is not signed yet) and broadcasts its
+    /// stored transaction when a node is configured.
+    pub async fn btc_sign_and_send(&self, send_id: &str) -> Result<(), ServiceError> {
+        let send = self.store().btc_send(send_id).await?;
+        if send.state == "planned" {
+            self.btc_sign_send(&send).await?;
+        }
+        let send = self.store().btc_send(send_id).await?;
+        if send.state == "signed" {
+            self.btc_broadcast_send(&send).await?;
+        }
+        Ok(())
+    }
+
+    /// Signs and broadcasts every planned or signed send of a transfer
+    /// batch (after a restart). Returns how many were signed or sent.
+    pub async fn btc_resume(&self, n: BitcoinNetwork) -> Result<usize, ServiceError> {
+        let mut done = 0;
+        for send in self
+            .store()
+            .btc_sends_in(&net_name(n), &["planned", "signed"])
+            .await?
+        {
+            if send.wallet.is_none() {
+                continue;
+            }
+            match self.btc_sign_and_send(&send.id).await {
+                Ok(()) => done += 1,
+                Err(e) => tracing::warn!(send = %send.id, error = %e, "Bitcoin resume failed"),
+            }
+        }
+        Ok(done)
+    }
+
+    /// What is signed is what was approved: the stored PSBT must be exactly
+    /// the plan rebuilt from the outputs reserved for it and its transfers'
+    /// intents (each paid once, in order, with change only to the wallet's
+    /// own keys). A mismatch refuses to sign, is audited, and freezes the
+    /// wallet. Otherwise every input is signed through the keystore's gate,
+    /// Core's interpreter verifies the result, and the transaction is
+    /// stored with every transfer's move to `signed`.
+    async fn btc_sign_send(&self, send: &BtcSendRow) -> Result<(), ServiceError> {
+        let wallet = send
+            .wallet
+            .ok_or_else(|| invalid("the send carries no transfer"))?;
+        let n = match send.network.parse::<Network>() {
+            Ok(Network::Bitcoin(n)) => n,
+            _ => return Err(corrupt("Bitcoin send", "not a Bitcoin network")),
+        };
+        self.ensure_not_frozen(Some(wallet), None).await?;
+        let psbt = bitcoin::Psbt::deserialize(&send.psbt).map_err(|e| corrupt("PSBT", e))?;
+        let transfers = self.store().transfers_of_btc_send(&send.id).await?;
+        let (plan, keys_of) = match self.approved_plan(send, &psbt, &transfers, n).await {
+            Ok(p) => p,
+            Err(why) => {
+                return Err(self
+                    .refuse_btc_signature(send, wallet, &transfers, why)
+                    .await);
+            }
+        };
+        let signed = self.btc_sign(Some(wallet), &plan, &keys_of, psbt).await?;
+        crate::crash::point("after_signing");
+        let txid = signed.compute_txid().to_string();
+        let raw = bitcoin::consensus::serialize(&signed);
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        tx.set_btc_send_signed(&send.id, &raw, &txid).await?;
+        let mut entries = Vec::new();
+        for t in tx.transfers_of_btc_send(&send.id).await? {
+            let m = Move::new(Event::Signed, &Actor::System, "signed, verified and stored");
+            entries.push(transition(&mut tx, &t, m, now).await?.0);
+        }
+        entries.push(entry(
+            &Actor::System,
+            "btc.tx.signed",
+            &format!("btc-send:{}", send.id),
+            json!({ "txid": txid, "vsize": signed.vsize(), "transfers": entries.len() }),
+        )?);
+        self.commit(tx, &entries, now).await?;
+        crate::crash::point("after_persist");
+        Ok(())
+    }
+
+    /// Rebuilds the plan a send must be, or says why it is not that.
+    async fn approved_plan(
+        &self,
+        send: &BtcSendRow,
+        psbt: &bitcoin::Psbt,
+        transfers: &[TransferRow],
+        n: BitcoinNetwork,
+    ) -> Result<(BtcPlan, HashMap<String, KeyId>), String> {
+        let mut payouts = Vec::with_capacity(transfers.len());
+        for t in transfers {
+            payouts.push(intended_payout(self, t, n).map_err(|e| e.to_string())?);
+        }
+        let reserved = self
+            .store()
+            .btc_utxos_of_send(&send.id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut keys_of = HashMap::new();
+        let mut inputs = Vec::with_capacity(psbt.unsigned_tx.input.len());
+        for i in &psbt.unsigned_tx.input {
+            let o = i.previous_output;
+            let row = reserved
+                .iter()
+                .find(|u| u.txid == o.txid.to_string() && u.vout == o.vout)
+                .ok_or_else(|| format!("input {o} is not an output reserved for this send"))?;
+            let (_, key) = spend_of(&row.spend).map_err(|e| e.to_string())?;
+            keys_of.insert(row.script_pubkey.clone(), key);
+            inputs.push(utxo_of(row).map_err(|e| e.to_string())?);
+        }
+        let wallet = send.wallet.ok_or("the send carries no wallet")?;
+        let mut own = Vec::new();
+        for k in self
+            .store()
+            .btc_account_keys(wallet, &send.network)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            let spend = self.btc_spend_for(k).await.map_err(|e| e.to_string())?;
+            own.push(spend.script_pubkey().map_err(|e| e.to_string())?);
+        }
+        let outs = &psbt.unsigned_tx.output;
+        let change = match outs.len().checked_sub(payouts.len()) {
+            Some(0) => None,
+            Some(1) => {
+                let last = outs.last().ok_or("no outputs")?;
+                if !own.contains(&last.script_pubkey) {
+                    return Err("the change output pays a script outside the wallet".into());
+                }
+                Some(Payout {
+                    script_pubkey: last.script_pubkey.clone(),
+                    value_sat: last.value.to_sat(),
+                })
+            }
+            _ => {
+                return Err(format!(
+                    "{} outputs for {} approved payouts",
+                    outs.len(),
+                    payouts.len()
+                ));
+            }
+        };
+        let rbf = psbt
+            .unsigned_tx
+            .input
+            .first()
+            .is_some_and(|i| i.sequence.is_rbf());
+        let plan = BtcPlan {
+            inputs,
+            payouts,
+            change,
+            rbf,
+        };
+        let rebuilt = plan.psbt().map_err(|e| e.to_string())?;
+        if rebuilt.unsigned_tx != psbt.unsigned_tx {
+            return Err("the stored transaction is not the approved payouts".into());
+        }
+        let net = self.btc_network(n).map_err(|e| e.to_string())?;
+        net.fee_caps.check(&plan).map_err(|e| e.to_string())?;
+        Ok((plan, keys_of))
+    }
+
+    async fn refuse_btc_signature(
+        &self,
+        send: &BtcSendRow,
+        wallet: WalletId,
+        transfers: &[TransferRow],
+        why: String,
+    ) -> ServiceError {
+        let now = self.now();
+        let refused = async {
+            let mut tx = self.store().begin().await?;
+            for t in transfers {
+                tx.add_history(t.id, &t.state, "system", &format!("signing refused: {why}"), now)
+                    .await?;
+            }
+            let e = entry(
+                &Actor::System,
+                "btc.sign_refused",
+                &format!("btc-send:{}", send.id),
+                json!({ "why": why, "transfers": transfers.iter().map(|t| t.id.to_string()).collect::<Vec<_>>() }),
+            )?;
+            self.commit(tx, &[e], now).await?;
+            tracing::error!(send = %send.id, %why, "the Bitcoin transaction differs from the approved payouts: signing refused, wallet frozen");
+            self.freeze_as(
+                &Actor::System,
+                crate::governance::FreezeScope::Wallet(wallet),
+                "signing refused: a plan differs from what was approved",
+            )
+            .await?;
+            Ok::<(), ServiceError>(())
+        }
+        .await;
+        match refused {
+            Ok(()) => BtcServiceError::Mismatch.into(),
+            Err(e) => e,
+        }
+    }
+
+    /// Broadcasts a signed send when a node is configured (a freeze of its
+    /// wallet stops it; the bytes wait).
+    async fn btc_broadcast_send(&self, send: &BtcSendRow) -> Result<(), ServiceError> {
+        let n = match send.network.parse::<Network>() {
+            Ok(Network::Bitcoin(n)) => n,
+            _ => return Err(corrupt("Bitcoin send", "not a Bitcoin network")),
+        };
+        let net = self.btc_network(n)?;
+        let Some(client) = &net.client else {
+            return Ok(()); // signed bytes wait for a node (or an operator)
+        };
+        self.ensure_not_frozen(send.wallet, None).await?;
+        let (Some(raw), Some(txid)) = (&send.raw, &send.txid) else {
+            return Err(corrupt("Bitcoin send", "signed without bytes"));
+        };
+        match client.broadcast(raw, txid).await {
+            Ok(_) => {
+                crate::crash::point("after_broadcast");
+                let now = self.now();
+                let mut tx = self.store().begin().await?;
+                tx.set_btc_send_state(&send.id, "signed", "broadcast")
+                    .await?;
+                let mut entries = Vec::new();
+                for t in tx.transfers_of_btc_send(&send.id).await? {
+                    if t.state == state::SIGNED {
+                        let m =
+                            Move::new(Event::Broadcast, &Actor::System, "handed to the network");
+                        entries.push(transition(&mut tx, &t, m, now).await?.0);
+                    }
+                }
+                entries.push(entry(
+                    &Actor::System,
+                    "btc.tx.broadcast",
+                    &format!("btc-send:{}", send.id),
+                    json!({ "txid": txid }),
+                )?);
+                self.commit(tx, &entries, now).await?;
+                Ok(())
+            }
+            Err(chain_btc_client::ClientError::Unavailable(why)) => {
+                tracing::warn!(send = %send.id, error = %why, "Bitcoin broadcast deferred");
+                Ok(())
+            }
+            Err(e) => Err(BtcServiceError::Node(e).into()),
+        }
+    }
+}
+
+/// The output a transfer pays, from its stored intent.
+fn intended_payout(
+    svc: &Service,
+    t: &TransferRow,
+    n: BitcoinNetwork,
+) -> Result<Payout, ServiceError> {
+    let intent = crate::transfers::decode_intent(t, &svc.configured_assets())?;
+    if intent.amount().asset().id() != &Asset::bitcoin(n).id().clone() {
+        return Err(corrupt("intent", "not this network's bitcoin"));
+    }
+    let to =
+        BtcAddress::parse(intent.destination().as_str(), n).map_err(BtcServiceError::Address)?;
+    let value_sat =
+        u64::try_from(intent.amount().units()).map_err(|_| invalid("amount too large"))?;
+    Ok(Payout {
+        script_pubkey: to.script_pubkey(),
+        value_sat,
+    })
+}
+
+fn utxo_of(row: &storage::BtcUtxoRow) -> Result<Utxo, ServiceError> {
+    let (spend, _): (Spend, KeyId) = spend_of(&row.spend)?;
+    let txid: bitcoin::Txid = row
+        .txid
+        .parse()
+        .map_err(|_| StorageError::Corrupt("stored txid".into()))?;
+    Ok(Utxo {
+        outpoint: bitcoin::OutPoint {
+            txid,
+            vout: row.vout,
+        },
+        value_sat: row.value_sat,
+        spend,
+    })
+}
