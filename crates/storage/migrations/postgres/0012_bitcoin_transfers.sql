@@ -20,3 +20,8 @@ CREATE INDEX transfers_btc_send ON transfers (btc_send_id);
 UPDATE transfers SET finished_at_ms = updated_at_ms
     WHERE finished_at_ms IS NULL
     AND state IN ('completed', 'failed', 'cancelled', 'rejected', 'expired', 'blocked');
+
+-- The queue is read highest priority first, then oldest: an index in that
+-- order (0011's ascending one made every claim sort the whole queue).
+DROP INDEX transfers_ready;
+CREATE INDEX transfers_ready ON transfers (state, priority DESC, created_at_ms, id);

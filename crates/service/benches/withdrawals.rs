@@ -1,0 +1,379 @@
+//! Withdrawals end to end, next to the durable commit ceiling measured in
+//! the same run, on SQLite and (with `STRONGROOM_TEST_POSTGRES_URL`)
+//! PostgreSQL; and the queue's claim latency with 1 000 and 1 000 000
+//! transfers pending.
+//!
+//! - **end to end**: a request signed with an API key is authenticated,
+//!   authorised, judged by the policy (one `allow` rule, the funds check
+//!   reading the node), stored; the worker claims it, plans it (nonce),
+//!   signs it through the keystore gate, checks it, stores it and
+//!   broadcasts it to anvil; one block is mined and the watcher's pass
+//!   completes it. Rate = withdrawals / time for the batch.
+//! - **commit ceiling**: the same number of durable, audited commits a
+//!   withdrawal makes (judged, planned, signed, broadcast, confirmed: five),
+//!   each one audit record appended to the hash chain, one after another —
+//!   the rate the database alone would allow. The goal is end to end ≥ 50 %
+//!   of it.
+//! - **claim latency**: `claim_transfers` (16 at a time) with N queued
+//!   transfers in the table, median of 50 claims.
+//!
+//! `cargo bench -p service --bench withdrawals` (`-- --bench` for the full
+//! run; without it a quick smoke run, as `cargo test --benches` does).
+
+#![allow(clippy::unwrap_used)] // A benchmark: a panic is the failure report.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use chain_eth::{EthAddress, FeeCaps, TxPlan};
+use chain_eth_client::testing::{Anvil, CHAIN_ID, DevWallet, mine};
+use chain_eth_client::{ClientOptions, EthClient};
+use domain::{
+    Actor, AssetId, AssetKind, Grant, KeyAlgorithm, KeyBackend, KeyPurpose, Network, Role, Scope,
+    Timestamp,
+};
+use ed25519_dalek::{Signer as _, SigningKey};
+use service::eth::{EthNetwork, EthNetworkConfig};
+use service::governance::{Change, GovernanceConfig};
+use service::identity::{Principal, SignedRequest, perm, request_message};
+use service::transfers::{TransferRequest, state};
+use service::{Checkpointer, NewKey, Service, SystemClock};
+use storage::testing::TestDb;
+
+const ETHER: u128 = 1_000_000_000_000_000_000;
+/// Durable commits one withdrawal makes, each with its audit records.
+const COMMITS_PER_WITHDRAWAL: usize = 5;
+
+fn console() -> Actor {
+    "operator:bench".parse().unwrap()
+}
+
+struct Bench {
+    svc: Service,
+    db: TestDb,
+    wallet: domain::WalletId,
+    initiator: (SigningKey, String),
+    client: Arc<EthClient>,
+    nonce: AtomicU64,
+    _anvil: Anvil,
+    _dir: tempfile::TempDir,
+}
+
+impl Bench {
+    async fn new(db: TestDb) -> Bench {
+        let anvil = Anvil::start();
+        let dir = tempfile::tempdir().unwrap();
+        let svc = Service::new(
+            db.store.clone(),
+            Arc::new(SystemClock),
+            Checkpointer::for_tests(dir.path(), 8, 100_000),
+        );
+        for s in &svc.init_keystore(&console(), 2, 2).await.unwrap() {
+            svc.unseal(&Actor::Anonymous, s).await.unwrap();
+        }
+        let client = Arc::new(
+            EthClient::connect(
+                CHAIN_ID,
+                &[anvil.url().to_owned()],
+                ClientOptions::default(),
+            )
+            .await
+            .unwrap(),
+        );
+        svc.add_eth_network(EthNetwork {
+            config: EthNetworkConfig {
+                chain_id: CHAIN_ID,
+                legacy: false,
+                confirmations: 1,
+                fee_caps: FeeCaps {
+                    max_fee_per_gas: 1_000_000_000_000,
+                    max_total_fee: ETHER / 100,
+                },
+                min_priority_fee: 1_000_000_000,
+                allow_unchecksummed: false,
+                tokens: vec![],
+            },
+            client: client.clone(),
+        });
+        let key = svc
+            .create_key(
+                &console(),
+                NewKey {
+                    purpose: KeyPurpose::TransferSigning,
+                    algorithm: KeyAlgorithm::EcdsaSecp256k1,
+                    backend: KeyBackend::Keystore,
+                    cryptoperiod_days: 30,
+                },
+            )
+            .await
+            .unwrap();
+        let sender = svc
+            .register_eth_sender(&console(), key.id, CHAIN_ID)
+            .await
+            .unwrap();
+        let from: EthAddress = sender.address.parse().unwrap();
+        let wallet = svc
+            .console_create_wallet(&console(), "bench")
+            .await
+            .unwrap()
+            .id;
+        svc.console_assign_eth_sender(&console(), CHAIN_ID, from, wallet)
+            .await
+            .unwrap();
+        DevWallet::new(0)
+            .await
+            .transact(&client, |n, f| {
+                TxPlan::native(CHAIN_ID, n, from, 1_000 * ETHER, f)
+            })
+            .await;
+        svc.set_governance(GovernanceConfig::single_admin());
+        let person = |seed: u8, grants: Vec<Grant>| {
+            let svc = svc.clone();
+            async move {
+                let key = SigningKey::from_bytes(&[seed; 32]);
+                let row = svc
+                    .console_register_api_key(
+                        &console(),
+                        &format!("p{seed}"),
+                        &key.verifying_key().to_bytes(),
+                        &grants,
+                        30,
+                    )
+                    .await
+                    .unwrap();
+                (key, row.id.to_string())
+            }
+        };
+        let admin = person(1, vec![Grant::global(Role::Admin)]).await;
+        let writer = person(2, vec![Grant::global(Role::PolicyAdmin)]).await;
+        let initiator = person(
+            3,
+            vec![Grant::new(Role::Initiator, Scope::Wallet(wallet)).unwrap()],
+        )
+        .await;
+        let b = Bench {
+            svc,
+            db,
+            wallet,
+            initiator,
+            client,
+            nonce: AtomicU64::new(0),
+            _anvil: anvil,
+            _dir: dir,
+        };
+        let who = b.who(&writer).await;
+        let p = b
+            .svc
+            .propose(
+                &who,
+                Change::SetPolicy {
+                    document: "[[rules]]\nname = \"all\"\naction = \"allow\"\n".into(),
+                },
+            )
+            .await
+            .unwrap()
+            .proposal;
+        let who = b.who(&admin).await;
+        let v = b.svc.vote(&who, &p.id, true).await.unwrap();
+        assert_eq!(v.proposal.state, "applied");
+        b
+    }
+
+    /// A signed request's principal, as the HTTP layer authenticates it.
+    async fn who(&self, p: &(SigningKey, String)) -> Principal {
+        let n = self.nonce.fetch_add(1, Ordering::SeqCst);
+        let nonce = format!("nonce-{n:016}");
+        let ts = service::Clock::now(&SystemClock).as_millis().to_string();
+        let m = request_message("POST", "/v1/transfers", "", b"", &ts, &nonce);
+        let sig = data_encoding::BASE64.encode(&p.0.sign(&m).to_bytes());
+        self.svc
+            .authenticate_request(&SignedRequest {
+                key_id: &p.1,
+                timestamp_ms: &ts,
+                nonce: &nonce,
+                signature: &sig,
+                method: "POST",
+                path: "/v1/transfers",
+                query: "",
+                body: b"",
+            })
+            .await
+            .unwrap()
+    }
+
+    /// `n` withdrawals from request to completion; withdrawals per second.
+    async fn end_to_end(&self, n: usize) -> f64 {
+        let t = Instant::now();
+        let mut ids = Vec::with_capacity(n);
+        for _ in 0..n {
+            let who = self.who(&self.initiator).await;
+            let can = self
+                .svc
+                .authorize::<perm::InitiateTransfer>(&who, Some(self.wallet))
+                .unwrap();
+            let req = TransferRequest {
+                wallet: self.wallet,
+                asset: AssetId::new(Network::Evm { chain_id: CHAIN_ID }, AssetKind::Native)
+                    .unwrap(),
+                amount: "0.001".into(),
+                destination: "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed".into(),
+                reference: None,
+                external_id: None,
+                priority: Default::default(),
+                depends_on: None,
+            };
+            ids.push(can.submit(&req).await.unwrap().id);
+        }
+        let requested = t.elapsed();
+        assert_eq!(self.svc.execute_due().await.unwrap().submitted, n);
+        let sent = t.elapsed();
+        mine(&self.client, 1).await;
+        self.svc.eth_poll(CHAIN_ID).await.unwrap();
+        let all = t.elapsed();
+        let rate = n as f64 / all.as_secs_f64();
+        if std::env::var_os("BENCH_PHASES").is_some() {
+            let per = |d: std::time::Duration| d.as_secs_f64() * 1e3 / n as f64;
+            println!(
+                "    per withdrawal: request {:.2} ms, plan+sign+broadcast {:.2} ms, confirm {:.2} ms",
+                per(requested),
+                per(sent - requested),
+                per(all - sent)
+            );
+        }
+        for id in ids {
+            let t = self.db.store.transfer(id).await.unwrap();
+            assert_eq!(t.state, state::COMPLETED);
+        }
+        rate
+    }
+
+    /// Durable audited commits, one after another; commits per second.
+    async fn commit_ceiling(&self, n: usize) -> f64 {
+        let t = Instant::now();
+        for i in 0..n {
+            let tx = self.db.store.begin().await.unwrap();
+            let e = audit::Entry::new(
+                console(),
+                "bench.commit",
+                format!("bench:{i}"),
+                audit::Details::none(),
+            )
+            .unwrap();
+            tx.commit(&[e], service::Clock::now(&SystemClock))
+                .await
+                .unwrap();
+        }
+        n as f64 / t.elapsed().as_secs_f64()
+    }
+}
+
+/// `n` queued transfers of `wallet`, written in one statement.
+async fn fill_queue(db: &TestDb, wallet: domain::WalletId, n: u64) {
+    let now = now_ms();
+    let fill = match db.store.backend() {
+        storage::Backend::Sqlite => format!(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n}) \
+                 INSERT INTO transfers (id, wallet_id, initiator, asset, amount, destination, intent, \
+                 digest, policy_version, decision_id, decision, state, created_at_ms, updated_at_ms) \
+                 SELECT '00000000-0000-7000-8000-' || printf('%012d', x), '{wallet}', 'operator:bench', \
+                 'eip155:31337/native', '1', '0x00', X'00', 'd', 1, 'decision-' || x, '{{}}', 'queued', \
+                 {now} + x, {now} + x FROM c"
+        ),
+        storage::Backend::Postgres => format!(
+            "INSERT INTO transfers (id, wallet_id, initiator, asset, amount, destination, intent, \
+                 digest, policy_version, decision_id, decision, state, created_at_ms, updated_at_ms) \
+                 SELECT '00000000-0000-7000-8000-' || lpad(x::text, 12, '0'), '{wallet}', \
+                 'operator:bench', 'eip155:31337/native', '1', '0x00', '\\x00'::bytea, 'd', 1, \
+                 'decision-' || x, '{{}}', 'queued', {now} + x, {now} + x \
+                 FROM generate_series(1, {n}) AS x"
+        ),
+    };
+    db.store.execute_unchecked(&fill).await.unwrap();
+    db.store.execute_unchecked("ANALYZE").await.unwrap();
+}
+
+/// Median claim latency (16 at a time) with `pending` queued transfers.
+async fn claim_latency(db: TestDb, pending: u64, claims: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::new(
+        db.store.clone(),
+        Arc::new(SystemClock),
+        Checkpointer::for_tests(dir.path(), 8, 100_000),
+    );
+    let wallet = svc
+        .console_create_wallet(&console(), "queue")
+        .await
+        .unwrap()
+        .id;
+    fill_queue(&db, wallet, pending).await;
+    // Claimed rows move their next attempt a lease ahead: each claim takes
+    // the next 16, as a busy worker would.
+    let later = Timestamp::from_millis(now_ms() + 10_000_000);
+    let mut times = Vec::with_capacity(claims);
+    for _ in 0..claims {
+        let t = Instant::now();
+        let got = db.store.claim_transfers(later, 60_000, 16).await.unwrap();
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(got.len(), 16);
+    }
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+fn now_ms() -> i64 {
+    service::Clock::now(&SystemClock).as_millis()
+}
+
+fn main() {
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let (batch, rounds) = if quick { (4, 1) } else { (100, 5) };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut backends = vec!["sqlite"];
+        if std::env::var("STRONGROOM_TEST_POSTGRES_URL").is_ok() {
+            backends.push("postgres");
+        }
+        println!("withdrawals end to end, {batch} per round, median of {rounds} rounds (one anvil):");
+        for backend in &backends {
+            let db = match *backend {
+                "sqlite" => TestDb::sqlite().await,
+                _ => TestDb::postgres().await,
+            };
+            let b = Bench::new(db).await;
+            let (mut e2e, mut ceiling) = (Vec::new(), Vec::new());
+            for _ in 0..rounds {
+                e2e.push(b.end_to_end(batch).await);
+                let commits = b.commit_ceiling(batch * COMMITS_PER_WITHDRAWAL).await;
+                ceiling.push(commits / COMMITS_PER_WITHDRAWAL as f64);
+            }
+            let median = |v: &mut Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            let (e, c) = (median(&mut e2e), median(&mut ceiling));
+            println!(
+                "  {backend:8} end to end {e:7.1} withdrawals/s; commit ceiling {c:7.1} withdrawals/s \
+                 ({:.0} commits/s); {:.0} %",
+                c * COMMITS_PER_WITHDRAWAL as f64,
+                100.0 * e / c
+            );
+        }
+        let sizes: &[u64] = if quick { &[1_000] } else { &[1_000, 1_000_000] };
+        println!("queue claim latency (16 per claim), median of 50 claims:");
+        for backend in &backends {
+            for &n in sizes {
+                let db = match *backend {
+                    "sqlite" => TestDb::sqlite().await,
+                    _ => TestDb::postgres().await,
+                };
+                let ms = claim_latency(db, n, if quick { 5 } else { 50 }).await;
+                println!("  {backend:8} {n:>9} pending: {ms:.2} ms per claim");
+            }
+        }
+    });
+}
