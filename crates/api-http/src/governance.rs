@@ -315,10 +315,13 @@ pub struct BalanceDto {
     asset: String,
     symbol: String,
     decimals: u8,
-    /// Base units as decimal strings. `on_chain` and `available` are absent
-    /// when no node answered.
+    /// Base units as decimal strings. `on_chain`, `credited` and `available`
+    /// are absent when no node answered.
     on_chain: Option<String>,
-    /// Approved, or sent and not yet in a block.
+    /// As of the newest block at the network's confirmation depth: deposits
+    /// count once this deep.
+    credited: Option<String>,
+    /// Approved, or on its way and not yet at the confirmation depth.
     reserved: String,
     /// Waiting for approvals or in a time lock.
     awaiting: String,
@@ -348,6 +351,7 @@ async fn wallet_balances(
                 symbol: b.asset.symbol().as_str().to_owned(),
                 decimals: b.asset.decimals().get(),
                 on_chain: b.on_chain.map(|v| v.to_string()),
+                credited: b.credited.map(|v| v.to_string()),
                 reserved: b.reserved.to_string(),
                 awaiting: b.awaiting.to_string(),
                 available: b.available.map(|v| v.to_string()),

@@ -355,8 +355,19 @@ impl EthClient {
 
     /// Ether balance in wei at the latest block.
     pub async fn balance(&self, address: EthAddress) -> Result<u128, ClientError> {
+        self.balance_in(address, json!("latest")).await
+    }
+
+    /// Ether balance in wei as of block `number` (deposits in later blocks
+    /// not yet counted).
+    pub async fn balance_at(&self, address: EthAddress, number: u64) -> Result<u128, ClientError> {
+        self.balance_in(address, json!(format!("0x{number:x}")))
+            .await
+    }
+
+    async fn balance_in(&self, address: EthAddress, block: Value) -> Result<u128, ClientError> {
         let v = self
-            .call("eth_getBalance", json!([address.to_lower_hex(), "latest"]))
+            .call("eth_getBalance", json!([address.to_lower_hex(), block]))
             .await?;
         quantity_u128("eth_getBalance", &v)
     }
@@ -367,13 +378,33 @@ impl EthClient {
         token: EthAddress,
         holder: EthAddress,
     ) -> Result<u128, ClientError> {
+        self.erc20_balance_in(token, holder, json!("latest")).await
+    }
+
+    /// `balanceOf(holder)` on `token` as of block `number`.
+    pub async fn erc20_balance_at(
+        &self,
+        token: EthAddress,
+        holder: EthAddress,
+        number: u64,
+    ) -> Result<u128, ClientError> {
+        self.erc20_balance_in(token, holder, json!(format!("0x{number:x}")))
+            .await
+    }
+
+    async fn erc20_balance_in(
+        &self,
+        token: EthAddress,
+        holder: EthAddress,
+        block: Value,
+    ) -> Result<u128, ClientError> {
         let mut data = vec![0x70, 0xa0, 0x82, 0x31]; // balanceOf(address)
         data.extend_from_slice(&[0u8; 12]);
         data.extend_from_slice(holder.as_bytes());
         let v = self
             .call(
                 "eth_call",
-                json!([{"to": token.to_lower_hex(), "data": hex0x(&data)}, "latest"]),
+                json!([{"to": token.to_lower_hex(), "data": hex0x(&data)}, block]),
             )
             .await?;
         let bytes = data_bytes("eth_call", &v)?;

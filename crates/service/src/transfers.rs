@@ -773,6 +773,10 @@ impl Service {
                 domain::amount::format_units(held, d, false),
             )))
         };
+        let recorded = tx
+            .eth_highest_block_in_tx(&p.network, &from.to_lower_hex())
+            .await?;
+        let at = self.credited_block(&net, recorded).await?;
         if let Some(t) = net
             .config
             .tokens
@@ -781,17 +785,44 @@ impl Service {
         {
             let held = net
                 .client
-                .erc20_balance(t.contract, from)
+                .erc20_balance_at(t.contract, from, at)
                 .await
                 .map_err(crate::eth::EthError::Node)?;
             check(need.asset, held, &t.asset)?;
         }
         let held = net
             .client
-            .balance(from)
+            .balance_at(from, at)
             .await
             .map_err(crate::eth::EthError::Node)?;
         check(need.ether, held, &ether)
+    }
+
+    /// The block whose balances count: the newest at the network's
+    /// confirmation depth, so a deposit is credited only once it is that
+    /// deep (and a reorganised one never was). Our own sends are counted as
+    /// outflows until they are that deep too, so none is missed or counted
+    /// twice the wrong way. A node behind a block we have already recorded
+    /// (a lagging endpoint) is refused rather than trusted.
+    pub(crate) async fn credited_block(
+        &self,
+        net: &crate::eth::EthNetwork,
+        recorded: Option<u64>,
+    ) -> Result<u64, ServiceError> {
+        let head = net
+            .client
+            .block_number()
+            .await
+            .map_err(crate::eth::EthError::Node)?;
+        if recorded.is_some_and(|r| r > head) {
+            return Err(
+                crate::eth::EthError::Node(crate::eth::ClientError::Unavailable(
+                    "the node is behind a block already recorded".into(),
+                ))
+                .into(),
+            );
+        }
+        Ok(head.saturating_sub(net.config.confirmations.saturating_sub(1)))
     }
 
     pub(crate) fn configured_assets(&self) -> Vec<Asset> {
@@ -1616,11 +1647,14 @@ pub struct AssetBalance {
     /// On chain at the latest block, on the wallet's sender; `None` when no
     /// node answered.
     pub on_chain: Option<u128>,
+    /// On chain at the network's confirmation depth: what is credited
+    /// (deposits count once this deep).
+    pub credited: Option<u128>,
     /// Approved, or handed to the chain and not yet in a block.
     pub reserved: u128,
     /// Waiting for approvals or in a time lock.
     pub awaiting: u128,
-    /// The most one more transfer could be: on chain less reserved and
+    /// The most one more transfer could be: credited less reserved and
     /// awaiting and, for ether, every open transfer's fee cap and its own
     /// (zero when over-committed).
     pub available: Option<u128>,
@@ -1685,12 +1719,22 @@ impl Can<'_, perm::ReadWallet> {
                     .iter()
                     .map(|t| (t.asset.clone(), Some(t.contract))),
             );
+            let recorded = svc
+                .store()
+                .eth_highest_block(&network, &from.to_lower_hex())
+                .await?;
+            let credited_at = svc.credited_block(&net, recorded).await.ok();
             for (asset, contract) in assets {
                 let on_chain = match contract {
                     None => net.client.balance(from).await,
                     Some(c) => net.client.erc20_balance(c, from).await,
                 }
                 .ok();
+                let credited = match (credited_at, contract) {
+                    (None, _) => None,
+                    (Some(at), None) => net.client.balance_at(from, at).await.ok(),
+                    (Some(at), Some(c)) => net.client.erc20_balance_at(c, from, at).await.ok(),
+                };
                 let id = asset.id().to_string();
                 let (mut reserved, mut awaiting) = (0u128, 0u128);
                 for (a, amount, committed) in &outflows {
@@ -1724,9 +1768,10 @@ impl Can<'_, perm::ReadWallet> {
                 out.push(AssetBalance {
                     asset,
                     on_chain,
+                    credited,
                     reserved,
                     awaiting,
-                    available: on_chain.map(|h| h.saturating_sub(bound)),
+                    available: credited.map(|h| h.saturating_sub(bound)),
                 });
             }
         }

@@ -37,6 +37,7 @@ storage::on_both!(
     a_plan_that_differs_from_the_approval_is_never_signed,
     bitcoin_payouts_are_batched_signed_and_verified,
     a_sped_up_or_cancelled_transfer_follows_its_replacement,
+    deposits_count_only_at_the_confirmation_depth,
 );
 
 const ETHER: u128 = 1_000_000_000_000_000_000;
@@ -1762,4 +1763,57 @@ async fn a_sped_up_or_cancelled_transfer_follows_its_replacement(f: Fixture) {
             "cancelled"
         ]
     );
+}
+
+async fn deposits_count_only_at_the_confirmation_depth(f: Fixture) {
+    f.set_policy("[[rules]]\nname = \"all\"\naction = \"allow\"\n")
+        .await;
+    // Three confirmations on this network from now on.
+    f.svc.add_eth_network(EthNetwork {
+        config: EthNetworkConfig {
+            chain_id: CHAIN_ID,
+            legacy: false,
+            confirmations: 3,
+            fee_caps: FeeCaps {
+                max_fee_per_gas: 500_000_000_000,
+                max_total_fee: ETHER / 10,
+            },
+            min_priority_fee: 1_000_000_000,
+            allow_unchecksummed: false,
+            tokens: vec![],
+        },
+        client: f.client.clone(),
+    });
+    chain_eth_client::testing::mine(&f.client, 3).await;
+    let r = f.submit(&f.initiator, BOB, "150").await;
+    assert!(matches!(r, Err(ServiceError::InsufficientFunds(_))), "{r:?}");
+    // 100 ETH more arrive: in a block, not yet three deep.
+    let from = f.from;
+    DevWallet::new(3)
+        .await
+        .transact(&f.client, |n, fees| {
+            TxPlan::native(CHAIN_ID, n, from, 100 * ETHER, fees)
+        })
+        .await;
+    let reader = f.who(&f.initiator).await;
+    let read = f
+        .svc
+        .authorize::<perm::ReadWallet>(&reader, Some(f.wallet))
+        .unwrap();
+    let b = &read.balances(f.wallet).await.unwrap()[0];
+    assert_eq!(b.on_chain, Some(200 * ETHER));
+    assert_eq!(
+        b.credited,
+        Some(100 * ETHER),
+        "the deposit is not yet credited"
+    );
+    assert!(matches!(
+        f.submit(&f.initiator, BOB, "150").await,
+        Err(ServiceError::InsufficientFunds(_))
+    ));
+    chain_eth_client::testing::mine(&f.client, 2).await;
+    let b = &read.balances(f.wallet).await.unwrap()[0];
+    assert_eq!(b.credited, Some(200 * ETHER));
+    let t = f.submit(&f.initiator, BOB, "150").await.unwrap();
+    assert_eq!(t.state, state::QUEUED);
 }

@@ -281,6 +281,15 @@ impl Store {
         sender_from_row(&row)
     }
 
+    /// The highest block any send of this sender was recorded in.
+    pub async fn eth_highest_block(
+        &self,
+        network: &str,
+        address: &str,
+    ) -> Result<Option<u64>, StorageError> {
+        eth_highest_block_on(&self.pool, network, address).await
+    }
+
     pub async fn eth_send(&self, id: &str) -> Result<EthSendRow, StorageError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {SEND_COLUMNS} FROM eth_sends WHERE id = $1"
@@ -420,4 +429,34 @@ fn attempt_from_row(row: &AnyRow) -> Result<EthAttemptRow, StorageError> {
         state: row.try_get("state")?,
         created_at: Timestamp::from_millis(row.try_get("created_at_ms")?),
     })
+}
+
+async fn eth_highest_block_on<'e, E>(
+    db: E,
+    network: &str,
+    address: &str,
+) -> Result<Option<u64>, StorageError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let n: Option<i64> = sqlx::query_scalar(
+        "SELECT MAX(block_number) FROM eth_sends WHERE network = $1 AND address = $2",
+    )
+    .bind(network)
+    .bind(address)
+    .fetch_one(db)
+    .await?;
+    n.map(|n| u64::try_from(n).map_err(|_| StorageError::Corrupt("block number".into())))
+        .transpose()
+}
+
+impl WriteTx {
+    /// [`Store::eth_highest_block`], read under this transaction.
+    pub async fn eth_highest_block_in_tx(
+        &mut self,
+        network: &str,
+        address: &str,
+    ) -> Result<Option<u64>, StorageError> {
+        eth_highest_block_on(&mut *self.tx, network, address).await
+    }
 }
