@@ -31,6 +31,8 @@ pub(crate) fn routes() -> OpenApiRouter<Service> {
         .routes(routes!(revoke_api_key))
         .routes(routes!(audit_log))
         .routes(routes!(create_wallet))
+        .routes(routes!(get_wallet))
+        .routes(routes!(open_account))
         .routes(routes!(eth_send))
 }
 
@@ -569,6 +571,100 @@ async fn create_wallet(
             name: w.name,
         }),
     ))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountDto {
+    /// `eip155:<chain id>` or `bitcoin:<network>`.
+    network: String,
+    /// Where deposits to the wallet go on that network.
+    address: String,
+    /// The transfer-signing key behind it.
+    key: String,
+}
+
+fn account_dto(a: service::btc_transfers::WalletAccount) -> AccountDto {
+    AccountDto {
+        network: a.network.to_string(),
+        address: a.address,
+        key: a.key.to_string(),
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WalletDetailDto {
+    id: String,
+    name: String,
+    /// Its accounts: one per network, with the deposit address.
+    accounts: Vec<AccountDto>,
+}
+
+/// A wallet and its deposit addresses, for those who may read it (`404`
+/// outside their scope).
+#[utoipa::path(get, path = "/v1/wallets/{id}", tag = "wallets",
+    params(("id" = String, Path)), responses((status = 200, body = WalletDetailDto), (status = 404, body = ErrorBody)))]
+async fn get_wallet(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Path(id): Path<String>,
+) -> Result<Json<WalletDetailDto>, ApiError> {
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "wallet not found");
+    let wallet: WalletId = id.parse().map_err(|_| not_found())?;
+    let can = svc
+        .authorize::<perm::ReadWallet>(&who, Some(wallet))
+        .map_err(|e| match e {
+            service::identity::AuthError::Forbidden => not_found(),
+            other => auth_error(&other),
+        })?;
+    let (w, accounts) = can.wallet(wallet).await.map_err(service_error)?;
+    Ok(Json(WalletDetailDto {
+        id: w.id.to_string(),
+        name: w.name,
+        accounts: accounts.into_iter().map(account_dto).collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAccount {
+    /// `eip155:<chain id>` or `bitcoin:<network>`, configured on this server.
+    network: String,
+    /// Where the new key lives: `keystore` (the default) or `pkcs11` (the
+    /// configured HSM).
+    backend: Option<String>,
+}
+
+/// Opens an account for a wallet on a network (admin): a new
+/// transfer-signing key on the chosen backend, given to the wallet; answers
+/// with its deposit address.
+#[utoipa::path(post, path = "/v1/wallets/{id}/accounts", tag = "wallets", request_body = NewAccount,
+    params(("id" = String, Path)),
+    responses((status = 201, body = AccountDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn open_account(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Path(id): Path<String>,
+    Json(req): Json<NewAccount>,
+) -> Result<(StatusCode, Json<AccountDto>), ApiError> {
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", m);
+    let wallet: WalletId = id
+        .parse()
+        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not_found", "wallet not found"))?;
+    let network: domain::Network = req
+        .network
+        .parse()
+        .map_err(|e: domain::NetworkError| bad(format!("network: {e}")))?;
+    let backend = match req.backend.as_deref().unwrap_or("keystore") {
+        "keystore" => domain::KeyBackend::Keystore,
+        "pkcs11" => domain::KeyBackend::Pkcs11,
+        other => return Err(bad(format!("backend: keystore or pkcs11, not {other:?}"))),
+    };
+    let can = can::<perm::ManageNetworks>(&svc, &who)?;
+    let a = can
+        .open_account(wallet, network, backend)
+        .await
+        .map_err(service_error)?;
+    Ok((StatusCode::CREATED, Json(account_dto(a))))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -160,6 +160,14 @@ pub(crate) fn service_error(e: service::ServiceError) -> ApiError {
                 "no node of the network answered",
             )
         }
+        E::Eth(
+            ref e @ (service::eth::EthError::NetworkNotConfigured(_)
+            | service::eth::EthError::AssetNotConfigured(_)),
+        ) => ApiError::new(StatusCode::BAD_REQUEST, "not_configured", e.to_string()),
+        E::Btc(ref e @ service::btc::BtcServiceError::NetworkNotConfigured(_)) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "not_configured", e.to_string())
+        }
+        E::KeyNotUsable(m) => ApiError::new(StatusCode::CONFLICT, "key_not_usable", m),
         E::IdempotencyMismatch => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "idempotency_key_reused",

@@ -236,6 +236,12 @@ async fn every_endpoint_against_every_role() {
         ("GET", "/v1/transfers/stuck".into(), None),
         ("GET", "/v1/address-book".into(), None),
         ("GET", format!("/v1/wallets/{}/balances", wallet.id), None),
+        ("GET", format!("/v1/wallets/{}", wallet.id), None),
+        (
+            "POST",
+            format!("/v1/wallets/{}/accounts", wallet.id),
+            Some(serde_json::json!({"network": "eip155:31337"})),
+        ),
         ("GET", "/v1/freezes".into(), None),
         (
             "POST",

@@ -151,6 +151,8 @@ async fn openapi_document_describes_the_routes() {
             "/v1/transfers/{id}/retry",
             "/v1/users",
             "/v1/wallets",
+            "/v1/wallets/{id}",
+            "/v1/wallets/{id}/accounts",
             "/v1/wallets/{id}/balances",
             "/v1/webhook-deliveries/{id}/resend",
             "/v1/webhooks",

@@ -47,7 +47,14 @@ impl Anvil {
             .arg("--as=4294967296")
             .arg("--")
             .arg(&binary)
-            .args(["--host", "127.0.0.1", "--port", "0", "--prune-history", "128"])
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--prune-history",
+                "128",
+            ])
             .args(extra)
             .env("HOME", home.path())
             .stdin(Stdio::null())

@@ -627,3 +627,93 @@ fn utxo_of(row: &storage::BtcUtxoRow) -> Result<Utxo, ServiceError> {
         spend,
     })
 }
+
+/// A wallet's address on a network, and the key behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalletAccount {
+    pub network: Network,
+    /// Where deposits to the wallet go (EIP-55 or bech32).
+    pub address: String,
+    pub key: KeyId,
+}
+
+impl Service {
+    /// A wallet's accounts: its Ethereum senders and Bitcoin keys, with the
+    /// address deposits go to.
+    pub async fn wallet_accounts(
+        &self,
+        wallet: WalletId,
+    ) -> Result<Vec<WalletAccount>, ServiceError> {
+        let mut out = Vec::new();
+        for (network, address) in self.store().wallet_eth_senders(wallet).await? {
+            let sender = self.store().eth_sender(&network, &address).await?;
+            let a: chain_eth::EthAddress = address.parse().map_err(|e| corrupt("address", e))?;
+            out.push(WalletAccount {
+                network: network.parse().map_err(|e| corrupt("network", e))?,
+                address: a.to_string(),
+                key: sender.key_id,
+            });
+        }
+        for (network, key) in self.store().wallet_btc_accounts(wallet).await? {
+            let n = match network.parse::<Network>() {
+                Ok(Network::Bitcoin(n)) => n,
+                _ => return Err(corrupt("Bitcoin account", "not a Bitcoin network")),
+            };
+            out.push(WalletAccount {
+                network: Network::Bitcoin(n),
+                address: self.btc_address(key, n).await?,
+                key,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Opens an account for a wallet on a network: a new transfer-signing
+    /// key on `backend` (ECDSA secp256k1: an Ethereum sender, or a P2WPKH
+    /// Bitcoin key), given to the wallet. Each step is committed with its
+    /// audit record; a crash between them leaves an unused key, never a
+    /// half-registered one.
+    pub(crate) async fn open_account(
+        &self,
+        actor: &Actor,
+        wallet: WalletId,
+        network: Network,
+        backend: domain::KeyBackend,
+    ) -> Result<WalletAccount, ServiceError> {
+        self.store().wallet(wallet).await?;
+        match network {
+            Network::Evm { chain_id } => {
+                self.eth_network(chain_id)?;
+            }
+            Network::Bitcoin(n) => {
+                self.btc_network(n)?;
+            }
+        }
+        let key = self
+            .create_key(
+                actor,
+                crate::NewKey {
+                    purpose: domain::KeyPurpose::TransferSigning,
+                    algorithm: domain::KeyAlgorithm::EcdsaSecp256k1,
+                    backend,
+                    cryptoperiod_days: 365,
+                },
+            )
+            .await?;
+        let address = match network {
+            Network::Evm { chain_id } => {
+                let sender = self.register_eth_sender(actor, key.id, chain_id).await?;
+                let a: chain_eth::EthAddress =
+                    sender.address.parse().map_err(|e| corrupt("address", e))?;
+                crate::identity::assign_eth_sender(self, actor, chain_id, a, wallet).await?;
+                a.to_string()
+            }
+            Network::Bitcoin(n) => self.register_btc_key(actor, n, key.id, wallet).await?,
+        };
+        Ok(WalletAccount {
+            network,
+            address,
+            key: key.id,
+        })
+    }
+}

@@ -904,6 +904,20 @@ impl Can<'_, perm::ManageNetworks> {
         create_wallet(self.svc, &self.who.actor, name).await
     }
 
+    /// Opens an account for the wallet on a network: a new key on
+    /// `backend`, registered as the wallet's sender (Ethereum) or key
+    /// (Bitcoin). Returns its deposit address.
+    pub async fn open_account(
+        &self,
+        wallet: WalletId,
+        network: domain::Network,
+        backend: domain::KeyBackend,
+    ) -> Result<crate::btc_transfers::WalletAccount, ServiceError> {
+        self.svc
+            .open_account(&self.who.actor, wallet, network, backend)
+            .await
+    }
+
     /// Puts an Ethereum sender in a wallet (grants on the wallet then reach it).
     pub async fn assign_eth_sender(
         &self,
@@ -916,6 +930,22 @@ impl Can<'_, perm::ManageNetworks> {
 }
 
 impl Can<'_, perm::ReadWallet> {
+    /// A wallet and its accounts (deposit addresses), if in scope.
+    pub async fn wallet(
+        &self,
+        wallet: WalletId,
+    ) -> Result<(WalletRow, Vec<crate::btc_transfers::WalletAccount>), ServiceError> {
+        if !domain::permits(
+            &self.who.grants,
+            domain::Permission::ReadWallet,
+            Some(wallet),
+        ) {
+            return Err(storage::StorageError::NotFound { what: "wallet" }.into());
+        }
+        let w = self.svc.store().wallet(wallet).await?;
+        Ok((w, self.svc.wallet_accounts(wallet).await?))
+    }
+
     /// An Ethereum send, if it belongs to the wallet this capability is
     /// for (or the capability is global). Outside the scope it is as if it
     /// did not exist.

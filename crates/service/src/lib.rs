@@ -7,7 +7,7 @@
 
 mod audit_key;
 pub mod btc;
-mod btc_transfers;
+pub mod btc_transfers;
 mod checkpoints;
 mod clock;
 pub mod crash;

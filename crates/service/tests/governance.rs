@@ -38,6 +38,7 @@ storage::on_both!(
     bitcoin_payouts_are_batched_signed_and_verified,
     a_sped_up_or_cancelled_transfer_follows_its_replacement,
     deposits_count_only_at_the_confirmation_depth,
+    wallets_open_accounts_with_deposit_addresses,
 );
 
 const ETHER: u128 = 1_000_000_000_000_000_000;
@@ -1786,7 +1787,10 @@ async fn deposits_count_only_at_the_confirmation_depth(f: Fixture) {
     });
     chain_eth_client::testing::mine(&f.client, 3).await;
     let r = f.submit(&f.initiator, BOB, "150").await;
-    assert!(matches!(r, Err(ServiceError::InsufficientFunds(_))), "{r:?}");
+    assert!(
+        matches!(r, Err(ServiceError::InsufficientFunds(_))),
+        "{r:?}"
+    );
     // 100 ETH more arrive: in a block, not yet three deep.
     let from = f.from;
     DevWallet::new(3)
@@ -1816,4 +1820,102 @@ async fn deposits_count_only_at_the_confirmation_depth(f: Fixture) {
     assert_eq!(b.credited, Some(200 * ETHER));
     let t = f.submit(&f.initiator, BOB, "150").await.unwrap();
     assert_eq!(t.state, state::QUEUED);
+}
+
+async fn wallets_open_accounts_with_deposit_addresses(f: Fixture) {
+    use domain::{BitcoinNetwork, Network};
+    use service::btc::{BatchRule, BtcNetwork};
+    f.svc.add_btc_network(BtcNetwork {
+        network: BitcoinNetwork::Regtest,
+        fee_caps: chain_btc::FeeCaps {
+            max_fee_rate: 50,
+            max_fee: 20_000,
+        },
+        fee_rate: 5,
+        batch: BatchRule::default(),
+        client: None,
+    });
+    let admin = f.who(&f.admin1).await;
+    let ops = f
+        .svc
+        .authorize::<perm::ManageNetworks>(&admin, None)
+        .unwrap();
+    let w = ops.create_wallet("payouts").await.unwrap().id;
+    let eth = ops
+        .open_account(w, Network::Evm { chain_id: CHAIN_ID }, KeyBackend::Keystore)
+        .await
+        .unwrap();
+    let btc = ops
+        .open_account(
+            w,
+            Network::Bitcoin(BitcoinNetwork::Regtest),
+            KeyBackend::Keystore,
+        )
+        .await
+        .unwrap();
+    assert!(eth.address.starts_with("0x") && btc.address.starts_with("bcrt1q"));
+    assert_ne!(eth.key, btc.key, "a key per account");
+    // Bad input changes nothing: a network not configured here, an HSM
+    // that is not configured.
+    let before = f.actions().await.len();
+    assert!(
+        ops.open_account(w, Network::Evm { chain_id: 1 }, KeyBackend::Keystore)
+            .await
+            .is_err()
+    );
+    assert!(
+        ops.open_account(
+            w,
+            Network::Bitcoin(BitcoinNetwork::Mainnet),
+            KeyBackend::Keystore
+        )
+        .await
+        .is_err()
+    );
+    assert_eq!(f.actions().await.len(), before);
+    assert!(
+        ops.open_account(w, Network::Evm { chain_id: CHAIN_ID }, KeyBackend::Pkcs11)
+            .await
+            .is_err()
+    );
+    // Read back by those who may read the wallet, with the addresses.
+    let (row, accounts) = f
+        .svc
+        .authorize::<perm::ReadWallet>(&admin, Some(w))
+        .unwrap()
+        .wallet(w)
+        .await
+        .unwrap();
+    assert_eq!(row.name, "payouts");
+    assert_eq!(accounts, vec![eth.clone(), btc.clone()]);
+    // Someone scoped to another wallet sees nothing.
+    let other = f.who(&f.initiator).await;
+    assert!(
+        f.svc
+            .authorize::<perm::ReadWallet>(&other, Some(w))
+            .is_err()
+    );
+    // A deposit to the Bitcoin address is the wallet's; the Ethereum
+    // account sends for the wallet.
+    let dep = f
+        .svc
+        .btc_record_deposit(
+            &console(),
+            BitcoinNetwork::Regtest,
+            btc.key,
+            &"0a".repeat(32),
+            0,
+            10_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(dep.wallet, Some(w));
+    assert_eq!(
+        f.db.store
+            .wallet_eth_sender(w, &format!("eip155:{CHAIN_ID}"))
+            .await
+            .unwrap()
+            .map(|a| a.parse::<EthAddress>().unwrap().to_string()),
+        Some(eth.address)
+    );
 }

@@ -196,6 +196,30 @@ impl Store {
             .collect()
     }
 
+    /// Every Bitcoin key of a wallet, with its network, oldest first.
+    pub async fn wallet_btc_accounts(
+        &self,
+        wallet: WalletId,
+    ) -> Result<Vec<(String, KeyId)>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT network, key_id FROM btc_accounts WHERE wallet_id = $1 \
+             ORDER BY network, created_at_ms, key_id",
+        )
+        .bind(wallet.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let key: String = r.try_get("key_id")?;
+                Ok((
+                    r.try_get("network")?,
+                    key.parse()
+                        .map_err(|e| StorageError::Corrupt(format!("key id: {e}")))?,
+                ))
+            })
+            .collect()
+    }
+
     /// The wallet a key belongs to on `network`, if any.
     pub async fn btc_account_wallet(
         &self,
