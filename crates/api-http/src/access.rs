@@ -34,6 +34,7 @@ pub(crate) fn routes() -> OpenApiRouter<Service> {
         .routes(routes!(get_wallet))
         .routes(routes!(open_account))
         .routes(routes!(eth_send))
+        .routes(routes!(btc_send))
 }
 
 fn bad(message: impl Into<String>) -> ApiError {
@@ -715,5 +716,57 @@ async fn eth_send(
         amount: s.amount.to_string(),
         state: s.state,
         block_number: s.block_number,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BtcSendDto {
+    id: String,
+    network: String,
+    wallet: Option<String>,
+    /// `planned`, `signed`, `broadcast`, `failed`.
+    state: String,
+    txid: Option<String>,
+    fee_sat: u64,
+    /// The signed transaction, hex (once signed).
+    raw: Option<String>,
+    /// The approved PSBT (BIP-174 bytes), hex.
+    psbt: String,
+    /// The transfers it pays out.
+    transfers: Vec<String>,
+}
+
+/// A Bitcoin send (a batch of payouts), for callers who may read its
+/// wallet; outside their scope it is `404`.
+#[utoipa::path(get, path = "/v1/btc/sends/{id}", tag = "bitcoin",
+    params(("id" = String, Path)), responses((status = 200, body = BtcSendDto), (status = 404, body = ErrorBody)))]
+async fn btc_send(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Path(id): Path<String>,
+) -> Result<Json<BtcSendDto>, ApiError> {
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "Bitcoin send not found");
+    let wallet = match svc.store().btc_send(&id).await {
+        Ok(s) => s.wallet,
+        Err(service::storage::StorageError::NotFound { .. }) => return Err(not_found()),
+        Err(e) => return Err(service_error(e.into())),
+    };
+    let can = svc
+        .authorize::<perm::ReadWallet>(&who, wallet)
+        .map_err(|e| match e {
+            service::identity::AuthError::Forbidden => not_found(),
+            other => denied(other),
+        })?;
+    let (s, transfers) = can.btc_send(&id).await.map_err(service_error)?;
+    Ok(Json(BtcSendDto {
+        id: s.id,
+        network: s.network,
+        wallet: s.wallet.map(|w| w.to_string()),
+        state: s.state,
+        txid: s.txid,
+        fee_sat: s.fee_sat,
+        raw: s.raw.map(hex::encode),
+        psbt: hex::encode(&s.psbt),
+        transfers: transfers.into_iter().map(|t| t.id.to_string()).collect(),
     }))
 }

@@ -494,6 +494,8 @@ pub struct TransferDto {
     expires_at_ms: Option<i64>,
     unlock_at_ms: Option<i64>,
     eth_send: Option<String>,
+    /// The Bitcoin send (a batch) carrying it out.
+    btc_send: Option<String>,
     /// Your own id for it.
     external_id: Option<String>,
     /// Failed attempts to hand it to the chain, and the last error.
@@ -538,6 +540,7 @@ fn transfer_dto(t: TransferRow, approvals: Vec<ApprovalRow>) -> TransferDto {
         expires_at_ms: t.expires_at.map(Timestamp::as_millis),
         unlock_at_ms: t.unlock_at.map(Timestamp::as_millis),
         eth_send: t.eth_send_id,
+        btc_send: t.btc_send_id,
         external_id: t.external_id,
         attempts: t.attempts,
         last_error: t.last_error,

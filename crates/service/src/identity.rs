@@ -930,6 +930,24 @@ impl Can<'_, perm::ManageNetworks> {
 }
 
 impl Can<'_, perm::ReadWallet> {
+    /// A Bitcoin send of a wallet in scope (outside it, as if it did not
+    /// exist), with the transfers it carries.
+    pub async fn btc_send(
+        &self,
+        id: &str,
+    ) -> Result<(storage::BtcSendRow, Vec<storage::TransferRow>), ServiceError> {
+        let send = self.svc.store().btc_send(id).await?;
+        let global = permits(&self.who.grants, Permission::ReadWallet, None);
+        if !global && (send.wallet.is_none() || send.wallet != self.target) {
+            return Err(StorageError::NotFound {
+                what: "Bitcoin send",
+            }
+            .into());
+        }
+        let transfers = self.svc.store().transfers_of_btc_send(id).await?;
+        Ok((send, transfers))
+    }
+
     /// A wallet and its accounts (deposit addresses), if in scope.
     pub async fn wallet(
         &self,

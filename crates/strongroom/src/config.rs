@@ -41,6 +41,51 @@ struct RawConfig {
     governance: RawGovernance,
     #[serde(default)]
     ethereum: Vec<RawEthereum>,
+    #[serde(default)]
+    bitcoin: Vec<RawBitcoin>,
+}
+
+/// One `[[bitcoin]]` network.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBitcoin {
+    network: String,
+    max_fee_rate_sat_vb: u64,
+    max_fee_sat: u64,
+    #[serde(default = "default_btc_fee_rate")]
+    fee_rate_sat_vb: u64,
+    #[serde(default)]
+    batch_window_seconds: u64,
+    #[serde(default = "default_batch_max")]
+    batch_max_payouts: u64,
+    #[serde(default = "default_btc_poll")]
+    poll_seconds: u64,
+    #[serde(default = "default_rpc_timeout")]
+    timeout_seconds: u64,
+    #[serde(default)]
+    endpoints: Vec<RawBtcEndpoint>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBtcEndpoint {
+    /// `core` (JSON-RPC) or `esplora` (REST).
+    kind: String,
+    url: String,
+    /// A file holding `user:password` for Core (kept out of this file).
+    auth_file: Option<PathBuf>,
+}
+
+fn default_btc_fee_rate() -> u64 {
+    5
+}
+
+fn default_batch_max() -> u64 {
+    50
+}
+
+fn default_btc_poll() -> u64 {
+    10
 }
 
 /// `[governance]`: who must agree before rules, roles and keys change.
@@ -261,6 +306,19 @@ pub struct Config {
     pub hsm: Option<HsmConfig>,
     pub governance: service::governance::GovernanceConfig,
     pub ethereum: Vec<EthereumConfig>,
+    pub bitcoin: Vec<BitcoinConfig>,
+}
+
+/// A configured Bitcoin network.
+#[derive(Debug, Clone)]
+pub struct BitcoinConfig {
+    pub network: domain::BitcoinNetwork,
+    pub fee_caps: chain_btc::FeeCaps,
+    pub fee_rate: u64,
+    pub batch: service::btc::BatchRule,
+    pub poll_every: Duration,
+    pub timeout: Duration,
+    pub endpoints: Vec<chain_btc_client::Endpoint>,
 }
 
 /// A configured EVM network: what the service enforces and how to reach it.
@@ -404,10 +462,22 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         }
         ethereum.push(net);
     }
+    let mut bitcoin: Vec<BitcoinConfig> = Vec::with_capacity(raw.bitcoin.len());
+    for (i, b) in raw.bitcoin.into_iter().enumerate() {
+        let net = btc(b, i, base)?;
+        if bitcoin.iter().any(|o| o.network == net.network) {
+            return Err(ConfigError::new(
+                &format!("bitcoin[{i}].network"),
+                "configured twice",
+            ));
+        }
+        bitcoin.push(net);
+    }
     Ok(Config {
         hsm,
         governance,
         ethereum,
+        bitcoin,
         listen,
         max_body_bytes: usize::try_from(raw.server.max_body_bytes).unwrap_or(usize::MAX),
         request_timeout: Duration::from_secs(raw.server.request_timeout_seconds),
@@ -466,6 +536,101 @@ fn wei(key: &str, v: &str) -> Result<u128, ConfigError> {
     }
     v.parse()
         .map_err(|_| ConfigError::new(key, "does not fit 128 bits"))
+}
+
+fn btc(raw: RawBitcoin, i: usize, base: &Path) -> Result<BitcoinConfig, ConfigError> {
+    let key = |k: &str| format!("bitcoin[{i}].{k}");
+    let network = match format!("bitcoin:{}", raw.network).parse::<domain::Network>() {
+        Ok(domain::Network::Bitcoin(n)) => n,
+        _ => {
+            return Err(ConfigError::new(
+                &key("network"),
+                "mainnet, testnet, signet or regtest",
+            ));
+        }
+    };
+    for (k, v) in [
+        ("max_fee_rate_sat_vb", raw.max_fee_rate_sat_vb),
+        ("max_fee_sat", raw.max_fee_sat),
+    ] {
+        if v == 0 {
+            return Err(ConfigError::new(&key(k), "fee caps must be above 0"));
+        }
+    }
+    if raw.fee_rate_sat_vb == 0 || raw.fee_rate_sat_vb > raw.max_fee_rate_sat_vb {
+        return Err(ConfigError::new(
+            &key("fee_rate_sat_vb"),
+            "must be between 1 and max_fee_rate_sat_vb",
+        ));
+    }
+    if !(1..=1000).contains(&raw.batch_max_payouts) {
+        return Err(ConfigError::new(
+            &key("batch_max_payouts"),
+            "must be between 1 and 1000",
+        ));
+    }
+    if raw.batch_window_seconds > 86_400 {
+        return Err(ConfigError::new(
+            &key("batch_window_seconds"),
+            "at most a day",
+        ));
+    }
+    if !(1..=3600).contains(&raw.poll_seconds) {
+        return Err(ConfigError::new(
+            &key("poll_seconds"),
+            "must be between 1 and 3600",
+        ));
+    }
+    let mut endpoints = Vec::with_capacity(raw.endpoints.len());
+    for (j, e) in raw.endpoints.into_iter().enumerate() {
+        let ekey = |k: &str| key(&format!("endpoints[{j}].{k}"));
+        let kind = match e.kind.as_str() {
+            "core" => chain_btc_client::EndpointKind::Core,
+            "esplora" => chain_btc_client::EndpointKind::Esplora,
+            _ => return Err(ConfigError::new(&ekey("kind"), "core or esplora")),
+        };
+        if !e.url.starts_with("http://") || e.url.contains('@') {
+            return Err(ConfigError::new(
+                &ekey("url"),
+                "an http:// URL without credentials (they go in auth_file)",
+            ));
+        }
+        let auth = match e.auth_file {
+            Some(f) => {
+                let path = base.join(f);
+                let text = std::fs::read_to_string(&path).map_err(|err| {
+                    ConfigError::new(
+                        &ekey("auth_file"),
+                        format!("cannot read {}: {err}", path.display()),
+                    )
+                })?;
+                Some(text.trim().to_owned())
+            }
+            None => None,
+        };
+        endpoints.push(chain_btc_client::Endpoint {
+            kind,
+            url: e.url,
+            auth,
+        });
+    }
+    Ok(BitcoinConfig {
+        network,
+        fee_caps: chain_btc::FeeCaps {
+            max_fee_rate: raw.max_fee_rate_sat_vb,
+            max_fee: raw.max_fee_sat,
+        },
+        fee_rate: raw.fee_rate_sat_vb,
+        batch: service::btc::BatchRule {
+            window_ms: i64::try_from(raw.batch_window_seconds)
+                .unwrap_or(86_400)
+                .saturating_mul(1000),
+            max_payouts: usize::try_from(raw.batch_max_payouts).unwrap_or(1000),
+        },
+        poll_every: Duration::from_secs(raw.poll_seconds),
+        timeout: Duration::from_secs(raw.timeout_seconds.clamp(1, 300)),
+        endpoints,
+    })
 }
 
 fn eth(raw: RawEthereum, i: usize) -> Result<EthereumConfig, ConfigError> {
@@ -862,6 +1027,8 @@ whitelist_cooling_off_hours = 24
             "[server\n".to_owned(),
         ];
         let eth = |body: &str| format!("{GOOD}\n[[ethereum]]\n{body}");
+        let btc = |body: &str| format!("{GOOD}\n[[bitcoin]]\n{body}");
+        const BTC: &str = "network = \"regtest\"\nmax_fee_rate_sat_vb = 50\nmax_fee_sat = 20000\n";
         const NET: &str = "chain_id = 1\nendpoints = [\"http://127.0.0.1:8545\"]\nconfirmations = 12\nmax_fee_per_gas_wei = \"200000000000\"\nmax_total_fee_wei = \"50000000000000000\"\n";
         let cases: Vec<String> = cases
             .into_iter()
@@ -878,6 +1045,14 @@ whitelist_cooling_off_hours = 24
                 eth(&format!("{NET}[[ethereum.tokens]]\nsymbol = \"USDC\"\ncontract = \"0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48\"\ndecimals = 6\nmax_gas = 100000\n")),
                 eth(&format!("{NET}[[ethereum.tokens]]\nsymbol = \"USDC\"\ncontract = \"0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48\"\ndecimals = 6\nmax_gas = 1\n")),
                 format!("{}\n[[ethereum]]\n{NET}", eth(NET)),
+                btc(BTC),
+                btc(&BTC.replace("regtest", "regtest2")),
+                btc(&BTC.replace("max_fee_sat = 20000", "max_fee_sat = 0")),
+                btc(&format!("{BTC}fee_rate_sat_vb = 60\n")),
+                btc(&format!("{BTC}batch_max_payouts = 0\n")),
+                btc(&format!("{BTC}[[bitcoin.endpoints]]\nkind = \"electrum\"\nurl = \"http://127.0.0.1:3000\"\n")),
+                btc(&format!("{BTC}[[bitcoin.endpoints]]\nkind = \"core\"\nurl = \"http://u:p@127.0.0.1:8332\"\n")),
+                format!("{}\n[[bitcoin]]\n{BTC}", btc(BTC)),
             ])
             .collect();
         let out: Vec<String> = cases.iter().map(|c| check(c)).collect();
@@ -895,7 +1070,7 @@ whitelist_cooling_off_hours = 24
             error: database.password_env: applies to PostgreSQL only
             error: log.format: unknown variant `xml`, expected `json` or `text` (line 16, column 10)
             error: log.level: "[" is not a log filter such as info or strongroom=debug
-            error: unknown: unknown field `unknown`, expected one of `server`, `database`, `audit`, `log`, `hsm`, `governance`, `ethereum` (line 15, column 2)
+            error: unknown: unknown field `unknown`, expected one of `server`, `database`, `audit`, `log`, `hsm`, `governance`, `ethereum`, `bitcoin` (line 15, column 2)
             error: audit.hsm_key: needs an [hsm] section
             error: audit.hsm_key: set either signing_key_file or hsm_key, not both
             error: hsm.pin_file: the PIN comes from pin_file or pin_env, never from the configuration
@@ -912,6 +1087,14 @@ whitelist_cooling_off_hours = 24
             error: ethereum[0].tokens[0].contract: `0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48` carries no checksum (all one case); write it checksummed or whitelist it exactly
             ok: 127.0.0.1:8200 Sqlite { path: "/etc/strongroom/data/strongroom.db" }
             error: ethereum[0].tokens[0].max_gas: must be between 21000 and 10000000
-            error: ethereum[1].chain_id: configured twice"#]].assert_eq(&out.join("\n"));
+            error: ethereum[1].chain_id: configured twice
+            ok: 127.0.0.1:8200 Sqlite { path: "/etc/strongroom/data/strongroom.db" }
+            error: bitcoin[0].network: mainnet, testnet, signet or regtest
+            error: bitcoin[0].max_fee_sat: fee caps must be above 0
+            error: bitcoin[0].fee_rate_sat_vb: must be between 1 and max_fee_rate_sat_vb
+            error: bitcoin[0].batch_max_payouts: must be between 1 and 1000
+            error: bitcoin[0].endpoints[0].kind: core or esplora
+            error: bitcoin[0].endpoints[0].url: an http:// URL without credentials (they go in auth_file)
+            error: bitcoin[1].network: configured twice"#]].assert_eq(&out.join("\n"));
     }
 }

@@ -4,6 +4,7 @@
 //! use); 2 bad usage or configuration; 3 `audit verify` found the log broken.
 
 mod apikey;
+mod btcctl;
 mod config;
 mod ethctl;
 mod govern;
@@ -87,6 +88,9 @@ enum Command {
     /// Ethereum sending addresses and nonces.
     #[command(subcommand)]
     Eth(EthCommand),
+    /// Bitcoin from the console.
+    #[command(subcommand)]
+    Btc(BtcCommand),
     /// API keys for integrators and operators.
     #[command(subcommand)]
     Apikey(ApikeyCommand),
@@ -273,6 +277,27 @@ enum EthCommand {
         chain_id: u64,
         #[arg(long)]
         address: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BtcCommand {
+    /// Records an output paying one of Strongroom's keys (where no node
+    /// watches for them): it becomes the key's wallet's to spend.
+    RecordDeposit {
+        #[arg(long, short, env = "STRONGROOM_CONFIG")]
+        config: PathBuf,
+        /// mainnet, testnet, signet or regtest.
+        #[arg(long)]
+        network: String,
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        txid: String,
+        #[arg(long)]
+        vout: u32,
+        #[arg(long)]
+        sat: u64,
     },
 }
 
@@ -628,6 +653,16 @@ fn main() -> ExitCode {
                 address,
             } => load(&config).and_then(|c| ethctl::nonces(c, chain_id, &address)),
         },
+        Command::Btc(BtcCommand::RecordDeposit {
+            config,
+            network,
+            key,
+            txid,
+            vout,
+            sat,
+        }) => {
+            load(&config).and_then(|c| btcctl::record_deposit(c, &network, &key, &txid, vout, sat))
+        }
         Command::Operator(o) => match o {
             OperatorCommand::Unseal { addr, reset } => operator::unseal(&addr, reset),
             OperatorCommand::Seal { addr, key_file } => operator::seal(&addr, &key_file),

@@ -144,6 +144,33 @@ pub(crate) async fn connect_ethereum(svc: &Service, c: &Config) -> Result<(), Fa
     Ok(())
 }
 
+/// Configures every `[[bitcoin]]` network, connecting to its endpoints if
+/// it names any (without, Bitcoin transfers stop at `signed`: the bytes are
+/// kept for an operator to broadcast).
+pub(crate) async fn connect_bitcoin(svc: &Service, c: &Config) -> Result<(), Failure> {
+    for b in &c.bitcoin {
+        let client = if b.endpoints.is_empty() {
+            None
+        } else {
+            Some(Arc::new(
+                chain_btc_client::BtcClient::connect(b.network, b.endpoints.clone(), b.timeout)
+                    .await
+                    .with_context(|| {
+                        format!("connecting to {}", domain::Network::Bitcoin(b.network))
+                    })?,
+            ))
+        };
+        svc.add_btc_network(service::btc::BtcNetwork {
+            network: b.network,
+            fee_caps: b.fee_caps,
+            fee_rate: b.fee_rate,
+            batch: b.batch,
+            client,
+        });
+    }
+    Ok(())
+}
+
 /// The Ethereum watcher of one network: endpoint health, confirmations and
 /// reorgs, and the resumer that signs planned sends and resends stored bytes.
 fn spawn_eth_watcher(svc: Service, chain_id: u64, every: Duration) -> tokio::task::JoinHandle<()> {
@@ -230,11 +257,23 @@ pub(crate) fn run(c: Config) -> Result<(), Failure> {
         }
 
         connect_ethereum(&svc, &c).await?;
-        let watchers: Vec<_> = c
+        connect_bitcoin(&svc, &c).await?;
+        let mut watchers: Vec<_> = c
             .ethereum
             .iter()
             .map(|e| spawn_eth_watcher(svc.clone(), e.network.chain_id, e.poll_every))
             .collect();
+        // Bitcoin sends of transfer batches signed and sent after a restart.
+        for b in &c.bitcoin {
+            let n = b.network;
+            watchers.push(every(b.poll_every, "Bitcoin resume", {
+                let svc = svc.clone();
+                move || {
+                    let svc = svc.clone();
+                    async move { svc.btc_resume(n).await.map(drop) }
+                }
+            }));
+        }
 
         // Webhook deliveries: one pass a second while unsealed.
         let deliverer = every(Duration::from_secs(1), "webhook delivery", {

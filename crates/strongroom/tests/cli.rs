@@ -1562,8 +1562,6 @@ impl Custody {
         server
     }
 
-    /// `strongroom api`: the status code and the JSON body (`Null` when
-    /// the server gave no answer).
     fn api(
         &self,
         server: &Server,
@@ -1573,28 +1571,7 @@ impl Custody {
         body: Option<&str>,
         idempotency_key: Option<&str>,
     ) -> (u16, serde_json::Value) {
-        let mut args = vec![
-            "api",
-            "--addr",
-            server.base.as_str(),
-            "--key-file",
-            key.to_str().unwrap(),
-        ];
-        if let Some(k) = idempotency_key {
-            args.extend(["--idempotency-key", k]);
-        }
-        args.extend([method, path]);
-        if let Some(b) = body {
-            args.extend(["--body", b]);
-        }
-        let o = strongroom(&args);
-        let out = stdout(&o);
-        let code = out
-            .get(..3)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or_default();
-        let json = out.lines().nth(1).unwrap_or("null");
-        (code, serde_json::from_str(json).unwrap_or_default())
+        api_call(server, key, method, path, body, idempotency_key)
     }
 
     fn withdrawal(&self, amount: &str) -> String {
@@ -1606,6 +1583,40 @@ impl Custody {
         })
         .to_string()
     }
+}
+
+/// `strongroom api`: the status code and the JSON body (`Null` when the
+/// server gave no answer).
+fn api_call(
+    server: &Server,
+    key: &Path,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    idempotency_key: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let mut args = vec![
+        "api",
+        "--addr",
+        server.base.as_str(),
+        "--key-file",
+        key.to_str().unwrap(),
+    ];
+    if let Some(k) = idempotency_key {
+        args.extend(["--idempotency-key", k]);
+    }
+    args.extend([method, path]);
+    if let Some(b) = body {
+        args.extend(["--body", b]);
+    }
+    let o = strongroom(&args);
+    let out = stdout(&o);
+    let code = out
+        .get(..3)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_default();
+    let json = out.lines().nth(1).unwrap_or("null");
+    (code, serde_json::from_str(json).unwrap_or_default())
 }
 
 const DESTINATION: &str = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
@@ -1640,11 +1651,11 @@ fn moved(line: &str) -> Option<(String, String)> {
 fn drive(
     lines: &std::sync::mpsc::Receiver<Option<String>>,
     mut servers: usize,
-    anvil: &chain_eth_client::testing::Anvil,
+    anvil: Option<&chain_eth_client::testing::Anvil>,
     mut until: impl FnMut(&str, &str) -> bool,
 ) -> Option<(String, String)> {
     let rt = rt();
-    let client = rt.block_on(eth_client(anvil.url()));
+    let client = anvil.map(|a| rt.block_on(eth_client(a.url())));
     loop {
         // Bounded: a test that stops making progress fails, never hangs.
         let line = match lines.recv_timeout(std::time::Duration::from_secs(90)) {
@@ -1661,9 +1672,9 @@ fn drive(
         let Some((id, to)) = moved(&line) else {
             continue;
         };
-        match to.as_str() {
-            "broadcasting" => rt.block_on(chain_eth_client::testing::mine(&client, 1)),
-            "confirming" => rt.block_on(chain_eth_client::testing::mine(&client, 2)),
+        match (to.as_str(), &client) {
+            ("broadcasting", Some(c)) => rt.block_on(chain_eth_client::testing::mine(c, 1)),
+            ("confirming", Some(c)) => rt.block_on(chain_eth_client::testing::mine(c, 2)),
             _ => {}
         }
         if until(&id, &to) {
@@ -1709,7 +1720,7 @@ fn crash_and_resume(db_url: &str) {
             Some(t["id"].as_str().unwrap().to_owned())
         };
         // Runs until the process dies at its point.
-        assert_eq!(drive(&lines, 1, &c.anvil, |_, _| false), None);
+        assert_eq!(drive(&lines, 1, Some(&c.anvil), |_, _| false), None);
         let status = server.child.wait().unwrap();
         assert_eq!(status.signal(), Some(9), "{point}: killed by SIGKILL");
         assert!(
@@ -1743,7 +1754,9 @@ fn crash_and_resume(db_url: &str) {
         );
         assert_eq!(code, 200);
         if now["state"] != "completed" {
-            let done = drive(&lines, 1, &c.anvil, |t, to| t == id && to == "completed");
+            let done = drive(&lines, 1, Some(&c.anvil), |t, to| {
+                t == id && to == "completed"
+            });
             assert!(done.is_some(), "{point}: {}", server.log_text());
         }
         let (_, t) = c.api(
@@ -1863,7 +1876,7 @@ fn two_servers_share_one_queue_on_postgres() {
         ids.insert(t["id"].as_str().unwrap().to_owned());
     }
     let mut completed = std::collections::BTreeSet::new();
-    let done = drive(&lines, 2, &c.anvil, |id, to| {
+    let done = drive(&lines, 2, Some(&c.anvil), |id, to| {
         if to == "completed" {
             completed.insert(id.to_owned());
         }
@@ -1893,5 +1906,233 @@ fn two_servers_share_one_queue_on_postgres() {
     a.terminate();
     b.terminate();
     let o = strongroom(&["audit", "verify", "--config", c.config.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// A Bitcoin withdrawal through the server's API: a wallet's account opened
+/// over the API, a deposit recorded from the console, a transfer judged by
+/// the policy, batched, signed through the keystore and verified — and the
+/// transaction read back and verified again by Bitcoin Core's interpreter.
+#[test]
+fn bitcoin_withdrawal_through_the_api() {
+    let (dir, config) = data_dir("sqlite://strongroom.db");
+    let cfg = config.to_str().unwrap();
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(
+        "\n[[bitcoin]]\nnetwork = \"regtest\"\nmax_fee_rate_sat_vb = 50\nmax_fee_sat = 20000\n\
+         fee_rate_sat_vb = 4\npoll_seconds = 1\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let quorum = init_keystore(cfg, &dir.path().join("shares"), 2, 2).join("\n") + "\n";
+    let person = |name: &str, role: &str, scope: &str| -> PathBuf {
+        let file = dir.path().join(format!("{name}.key"));
+        let o = strongroom(&[
+            "apikey",
+            "create",
+            "--config",
+            cfg,
+            "--name",
+            name,
+            "--role",
+            role,
+            "--scope",
+            scope,
+            "--out",
+            file.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        file
+    };
+    let admin = person("admin", "admin", "global");
+    let writer = person("writer", "policy-admin", "global");
+    let (tx, lines) = std::sync::mpsc::channel();
+    let mut server = Server::start(&config);
+    server.follow_log(tx);
+    for share in quorum.lines() {
+        let o = strongroom_with_input(
+            &["operator", "unseal", "--addr", &server.base],
+            &format!("{share}\n"),
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let (code, w) = api_call(
+        &server,
+        &admin,
+        "POST",
+        "/v1/wallets",
+        Some(r#"{"name":"btc-payouts"}"#),
+        None,
+    );
+    assert_eq!(code, 201, "{w}");
+    let wallet = w["id"].as_str().unwrap().to_owned();
+    let (code, a) = api_call(
+        &server,
+        &admin,
+        "POST",
+        &format!("/v1/wallets/{wallet}/accounts"),
+        Some(r#"{"network":"bitcoin:regtest"}"#),
+        None,
+    );
+    assert_eq!(code, 201, "{a}");
+    let address = a["address"].as_str().unwrap().to_owned();
+    let key = a["key"].as_str().unwrap().to_owned();
+    assert!(address.starts_with("bcrt1q"), "{address}");
+    let (code, e) = api_call(
+        &server,
+        &admin,
+        "POST",
+        &format!("/v1/wallets/{wallet}/accounts"),
+        Some(r#"{"network":"bitcoin:mainnet"}"#),
+        None,
+    );
+    assert_eq!(
+        (code, e["code"].as_str()),
+        (400, Some("not_configured")),
+        "{e}"
+    );
+    let initiator = person("initiator", "initiator", &format!("wallet:{wallet}"));
+    let (code, got) = api_call(
+        &server,
+        &initiator,
+        "GET",
+        &format!("/v1/wallets/{wallet}"),
+        None,
+        None,
+    );
+    assert_eq!(code, 200);
+    assert_eq!(got["accounts"][0]["address"], address.as_str());
+
+    let document =
+        "[[rules]]\nname = \"small\"\namount = { at_most = \"0.01\" }\naction = \"allow\"\n";
+    let body =
+        serde_json::json!({"change": {"kind": "set_policy", "document": document}}).to_string();
+    let (code, p) = api_call(&server, &writer, "POST", "/v1/proposals", Some(&body), None);
+    assert_eq!(code, 201, "{p}");
+    let id = p["id"].as_str().unwrap();
+    let (code, _) = api_call(
+        &server,
+        &admin,
+        "POST",
+        &format!("/v1/proposals/{id}/votes"),
+        Some(r#"{"vote":"approve"}"#),
+        None,
+    );
+    assert_eq!(code, 200);
+
+    // An output of 100 000 sat paying the wallet's address, from the console.
+    let txid = "5e".repeat(32);
+    let o = strongroom(&[
+        "btc",
+        "record-deposit",
+        "--config",
+        cfg,
+        "--network",
+        "regtest",
+        "--key",
+        &key,
+        "--txid",
+        &txid,
+        "--vout",
+        "1",
+        "--sat",
+        "100000",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!("for wallet {wallet}")),
+        "{}",
+        stdout(&o)
+    );
+
+    let payee = "bcrt1qs758ursh4q9z627kt3pp5yysm78ddny6txaqgw";
+    let withdrawal = |amount: &str| {
+        serde_json::json!({"wallet": wallet, "asset": "bitcoin:regtest/native", "amount": amount, "destination": payee})
+            .to_string()
+    };
+    // Beyond what the wallet holds (with the fee cap): refused.
+    let (code, e) = api_call(
+        &server,
+        &initiator,
+        "POST",
+        "/v1/transfers",
+        Some(&withdrawal("0.0009")),
+        None,
+    );
+    assert_eq!(
+        (code, e["code"].as_str()),
+        (409, Some("insufficient_funds")),
+        "{e}"
+    );
+    let (code, e) = api_call(
+        &server,
+        &initiator,
+        "POST",
+        "/v1/transfers",
+        Some(&withdrawal("0.0005").replace(payee, "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq")),
+        None,
+    );
+    assert_eq!(code, 400, "a mainnet address on regtest: {e}");
+    let (code, t) = api_call(
+        &server,
+        &initiator,
+        "POST",
+        "/v1/transfers",
+        Some(&withdrawal("0.0005")),
+        None,
+    );
+    assert_eq!(code, 201, "{t}");
+    let transfer = t["id"].as_str().unwrap().to_owned();
+    let done = drive(&lines, 1, None, |id, to| id == transfer && to == "signed");
+    assert!(done.is_some(), "{}", server.log_text());
+
+    let (_, t) = api_call(
+        &server,
+        &initiator,
+        "GET",
+        &format!("/v1/transfers/{transfer}"),
+        None,
+        None,
+    );
+    assert_eq!(t["state"], "signed", "no node configured: signed and kept");
+    let send = t["btc_send"].as_str().unwrap().to_owned();
+    let (code, s) = api_call(
+        &server,
+        &initiator,
+        "GET",
+        &format!("/v1/btc/sends/{send}"),
+        None,
+        None,
+    );
+    assert_eq!(code, 200, "{s}");
+    assert_eq!(s["transfers"][0], transfer.as_str());
+    let raw = hex::decode(s["raw"].as_str().unwrap()).unwrap();
+    let signed: bitcoin::Transaction = bitcoin::consensus::deserialize(&raw).unwrap();
+    assert_eq!(
+        signed.compute_txid().to_string(),
+        s["txid"].as_str().unwrap()
+    );
+    let spk = |a: &str| {
+        chain_btc::BtcAddress::parse(a, domain::BitcoinNetwork::Regtest)
+            .unwrap()
+            .script_pubkey()
+    };
+    assert_eq!(signed.input.len(), 1);
+    assert_eq!(
+        signed.input[0].previous_output.to_string(),
+        format!("{txid}:1")
+    );
+    let prevout = bitcoin::TxOut {
+        value: bitcoin::Amount::from_sat(100_000),
+        script_pubkey: spk(&address),
+    };
+    chain_btc::verify_with_core(&signed, &[prevout]).unwrap();
+    assert!(
+        signed
+            .output
+            .iter()
+            .any(|o| o.script_pubkey == spk(payee) && o.value.to_sat() == 50_000)
+    );
+    server.terminate();
+    let o = strongroom(&["audit", "verify", "--config", cfg]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
