@@ -33,6 +33,7 @@ pub(crate) fn routes() -> OpenApiRouter<Service> {
         .routes(routes!(vote_transfer))
         .routes(routes!(cancel_transfer))
         .routes(routes!(retry_transfer))
+        .routes(routes!(replace_transfer))
         .routes(routes!(stuck_transfers))
 }
 
@@ -852,5 +853,49 @@ async fn stuck_transfers(
                 why: s.why,
             })
             .collect(),
+    ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Replace {
+    /// `speed_up` (the same payment, higher fees) or `cancel` (nothing
+    /// paid: zero ether to the sender itself at the same nonce).
+    how: String,
+    /// For a speed-up: `normal` or `fast` (the default).
+    urgency: Option<String>,
+}
+
+/// Replaces a stuck transaction (an operator of the queue): the network's
+/// fee caps bound it, freezes and the signing gate apply, and the transfer
+/// follows whichever transaction wins its nonce.
+#[utoipa::path(post, path = "/v1/transfers/{id}/replace", tag = "transfers", request_body = Replace,
+    params(("id" = String, Path)),
+    responses((status = 200, body = String), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn replace_transfer(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Path(id): Path<String>,
+    Json(body): Json<Replace>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    use service::eth::{Replacement, Urgency};
+    let id = transfer_id(&id)?;
+    let how = match (body.how.as_str(), body.urgency.as_deref()) {
+        ("speed_up", None | Some("fast")) => Replacement::SpeedUp(Urgency::Fast),
+        ("speed_up", Some("normal")) => Replacement::SpeedUp(Urgency::Normal),
+        ("speed_up", Some(_)) => return Err(bad("urgency: normal or fast")),
+        ("cancel", None) => Replacement::Cancel,
+        ("cancel", Some(_)) => return Err(bad("a cancel takes no urgency")),
+        _ => return Err(bad("how: speed_up or cancel")),
+    };
+    let wallet = wallet_of(&svc, id).await?;
+    let send = svc
+        .authorize::<perm::OperateQueue>(&who, Some(wallet))
+        .map_err(scoped)?
+        .replace(id, how)
+        .await
+        .map_err(service_error)?;
+    Ok(Json(
+        serde_json::json!({ "send": send.id, "state": send.state }),
     ))
 }

@@ -233,6 +233,11 @@ async fn every_endpoint_against_every_role() {
         ),
         ("POST", format!("/v1/transfers/{none}/cancel"), None),
         ("POST", format!("/v1/transfers/{none}/retry"), None),
+        (
+            "POST",
+            format!("/v1/transfers/{none}/replace"),
+            Some(serde_json::json!({"how": "cancel"})),
+        ),
         ("GET", "/v1/transfers/stuck".into(), None),
         ("GET", "/v1/address-book".into(), None),
         ("GET", format!("/v1/wallets/{}/balances", wallet.id), None),

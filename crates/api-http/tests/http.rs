@@ -149,6 +149,7 @@ async fn openapi_document_describes_the_routes() {
             "/v1/transfers/{id}",
             "/v1/transfers/{id}/approvals",
             "/v1/transfers/{id}/cancel",
+            "/v1/transfers/{id}/replace",
             "/v1/transfers/{id}/retry",
             "/v1/users",
             "/v1/wallets",

@@ -13,7 +13,8 @@
 
 use std::sync::Arc;
 
-use chain_eth::fees::{self, Urgency};
+pub use chain_eth::Urgency;
+use chain_eth::fees;
 use chain_eth::{
     CallClass, ContractRules, DestinationRules, EthAddress, FeeCaps, Fees, TxPlan, classify,
 };

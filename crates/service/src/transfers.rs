@@ -1593,6 +1593,44 @@ impl Can<'_, perm::OperateQueue> {
         .await
     }
 
+    /// Replaces the transaction of a transfer on its way (signed or
+    /// broadcast, not yet in a block): a speed-up pays the same with higher
+    /// fees, a cancel pays nothing to the sender itself at the same nonce.
+    /// The network's fee caps bound both, the freeze and the signing gate
+    /// apply, and the replacement is checked against the approved transfer
+    /// before it is signed; the transfer follows whichever wins.
+    pub async fn replace(
+        &self,
+        id: TransferId,
+        how: crate::eth::Replacement,
+    ) -> Result<storage::EthSendRow, ServiceError> {
+        let t = self.svc.store().transfer(id).await?;
+        if ![state::SIGNED, state::BROADCASTING].contains(&t.state.as_str()) {
+            return Err(ApprovalError::NotAwaiting(t.state.clone()).into());
+        }
+        let send = t
+            .eth_send_id
+            .clone()
+            .ok_or_else(|| invalid("only Ethereum transactions are replaced"))?;
+        let why = match how {
+            crate::eth::Replacement::SpeedUp(_) => "speed-up requested by an operator",
+            crate::eth::Replacement::Cancel => "cancel on chain requested by an operator",
+        };
+        let now = self.svc.now();
+        let mut tx = self.svc.store().begin().await?;
+        let locked = tx.lock_transfer(id).await?;
+        tx.add_history(id, &locked.state, &self.who.actor().to_string(), why, now)
+            .await?;
+        let e = entry(
+            self.who.actor(),
+            "transfer.replacement_requested",
+            &format!("transfer:{id}"),
+            json!({ "send": send, "why": why }),
+        )?;
+        self.svc.commit(tx, &[e], now).await?;
+        self.svc.eth_replace(self.who.actor(), &send, how).await
+    }
+
     /// What needs a look, and why: queued transfers held for a person or
     /// whose attempts failed, and transfers on their way to the chain that
     /// have not moved for [`STUCK_AFTER_MS`].

@@ -1724,16 +1724,25 @@ async fn a_sped_up_or_cancelled_transfer_follows_its_replacement(f: Fixture) {
     let store = &f.db.store;
     let fast_send = store.transfer(fast.id).await.unwrap().eth_send_id.unwrap();
     let gone_send = store.transfer(gone.id).await.unwrap().eth_send_id.unwrap();
-    // Both replacements are signed: a speed-up pays what was approved, a
-    // cancel pays nothing (zero ether to the sender itself).
-    f.svc
-        .eth_replace(&console(), &fast_send, Replacement::SpeedUp(Urgency::Fast))
+    // Both replacements are signed (an operator asks): a speed-up pays what
+    // was approved, a cancel pays nothing (zero ether to the sender itself).
+    let operator = f.operator().await;
+    let queue = f
+        .svc
+        .authorize::<perm::OperateQueue>(&operator, Some(f.wallet))
+        .unwrap();
+    let sped = queue
+        .replace(fast.id, Replacement::SpeedUp(Urgency::Fast))
         .await
         .unwrap();
-    f.svc
-        .eth_replace(&console(), &gone_send, Replacement::Cancel)
-        .await
-        .unwrap();
+    assert_eq!(sped.id, fast_send);
+    queue.replace(gone.id, Replacement::Cancel).await.unwrap();
+    let waiting = f.submit(&f.initiator, BOB, "0.1").await.unwrap();
+    assert!(matches!(
+        queue.replace(waiting.id, Replacement::Cancel).await,
+        Err(ServiceError::Approval(ApprovalError::NotAwaiting(_)))
+    ));
+    assert_eq!(f.db.store.eth_attempts(&gone_send).await.unwrap().len(), 2);
     assert!(f.svc.frozen(Some(f.wallet), None).await.unwrap().is_none());
     chain_eth_client::testing::mine(&f.client, 3).await;
     f.svc.eth_poll(CHAIN_ID).await.unwrap();
@@ -1760,9 +1769,11 @@ async fn a_sped_up_or_cancelled_transfer_follows_its_replacement(f: Fixture) {
             "signing",
             "signed",
             "broadcasting",
+            "broadcasting",
             "confirming",
             "cancelled"
-        ]
+        ],
+        "the operator's request is a line of its own"
     );
 }
 
