@@ -28,6 +28,7 @@ pub(crate) fn routes() -> OpenApiRouter<Service> {
         .routes(routes!(list_freezes, create_freeze))
         .routes(routes!(address_book))
         .routes(routes!(wallet_balances))
+        .routes(routes!(wallet_deposits))
         .routes(routes!(list_transfers, create_transfer))
         .routes(routes!(get_transfer))
         .routes(routes!(vote_transfer))
@@ -322,6 +323,8 @@ pub struct BalanceDto {
     /// As of the newest block at the network's confirmation depth: deposits
     /// count once this deep.
     credited: Option<String>,
+    /// Deposits seen, not yet at the confirmation depth.
+    incoming: String,
     /// Approved, or on its way and not yet at the confirmation depth.
     reserved: String,
     /// Waiting for approvals or in a time lock.
@@ -353,6 +356,7 @@ async fn wallet_balances(
                 decimals: b.asset.decimals().get(),
                 on_chain: b.on_chain.map(|v| v.to_string()),
                 credited: b.credited.map(|v| v.to_string()),
+                incoming: b.incoming.to_string(),
                 reserved: b.reserved.to_string(),
                 awaiting: b.awaiting.to_string(),
                 available: b.available.map(|v| v.to_string()),
@@ -897,5 +901,58 @@ async fn replace_transfer(
         .map_err(service_error)?;
     Ok(Json(
         serde_json::json!({ "send": send.id, "state": send.state }),
+    ))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DepositDto {
+    network: String,
+    tx_hash: String,
+    /// The event's index in its block; -1 for ether the transaction carried.
+    log_index: i64,
+    address: String,
+    from: String,
+    asset: String,
+    /// Base units, as a decimal string.
+    amount: String,
+    block_number: u64,
+    /// `seen`, `credited` (at the confirmation depth) or `reorged`.
+    state: String,
+    seen_at_ms: i64,
+    credited_at_ms: Option<i64>,
+}
+
+/// A wallet's deposits (Ethereum: ether and configured tokens), newest first.
+#[utoipa::path(get, path = "/v1/wallets/{id}/deposits", tag = "wallets",
+    params(("id" = String, Path)), responses((status = 200, body = [DepositDto]), (status = 404, body = ErrorBody)))]
+async fn wallet_deposits(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<DepositDto>>, ApiError> {
+    let wallet: WalletId = id.parse().map_err(|_| not_found("wallet"))?;
+    let can = svc
+        .authorize::<perm::ReadWallet>(&who, Some(wallet))
+        .map_err(|e| match e {
+            AuthError::Forbidden => not_found("wallet"),
+            other => auth_error(&other),
+        })?;
+    let rows = can.deposits(wallet, 100).await.map_err(service_error)?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|d| DepositDto {
+                network: d.network,
+                tx_hash: d.tx_hash,
+                log_index: d.log_index,
+                address: d.address,
+                from: d.from,
+                asset: d.asset,
+                amount: d.amount.to_string(),
+                block_number: d.block_number,
+                state: d.state,
+                seen_at_ms: d.seen_at.as_millis(),
+                credited_at_ms: d.credited_at.map(Timestamp::as_millis),
+            })
+            .collect(),
     ))
 }

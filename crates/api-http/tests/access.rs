@@ -242,6 +242,7 @@ async fn every_endpoint_against_every_role() {
         ("GET", "/v1/address-book".into(), None),
         ("GET", format!("/v1/wallets/{}/balances", wallet.id), None),
         ("GET", format!("/v1/wallets/{}", wallet.id), None),
+        ("GET", format!("/v1/wallets/{}/deposits", wallet.id), None),
         ("GET", format!("/v1/btc/sends/{none}"), None),
         (
             "POST",

@@ -11,4 +11,7 @@ mod rpc;
 #[cfg(feature = "test-support")]
 pub mod testing;
 
-pub use rpc::{ClientError, ClientOptions, EndpointHealth, EthClient, NonceTag, Receipt, TxStatus};
+pub use rpc::{
+    ClientError, ClientOptions, EndpointHealth, EthClient, NonceTag, Payment, Receipt,
+    TokenTransfer, TxStatus,
+};

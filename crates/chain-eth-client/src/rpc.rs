@@ -569,6 +569,127 @@ impl EthClient {
     }
 
     /// Whether the block `(number, hash)` is still on the canonical chain.
+    /// A block's hash and the transactions in it that carry ether (with
+    /// a recipient: contract creations are left out).
+    pub async fn block_payments(
+        &self,
+        number: u64,
+    ) -> Result<([u8; 32], Vec<Payment>), ClientError> {
+        const M: &str = "eth_getBlockByNumber";
+        let v = self.call(M, json!([format!("0x{number:x}"), true])).await?;
+        if v.is_null() {
+            return Err(malformed(M, "no such block"));
+        }
+        let hash = hash32(M, v.get("hash").ok_or_else(|| malformed(M, "no hash"))?)?;
+        let txs = v
+            .get("transactions")
+            .and_then(Value::as_array)
+            .ok_or_else(|| malformed(M, "no transactions"))?;
+        let mut out = Vec::new();
+        for t in txs {
+            let field = |k: &str| t.get(k).ok_or_else(|| malformed(M, &format!("no {k}")));
+            let Some(to) = t.get("to").and_then(Value::as_str) else {
+                continue;
+            };
+            let value = quantity_u128(M, field("value")?)?;
+            if value == 0 {
+                continue;
+            }
+            // Nodes write addresses in lower case; compared as bytes.
+            let addr = |s: &str| {
+                s.to_ascii_lowercase()
+                    .parse::<EthAddress>()
+                    .map_err(|_| malformed(M, "an address is not 20 bytes of hex"))
+            };
+            out.push(Payment {
+                tx_hash: hash32(M, field("hash")?)?,
+                from: addr(field("from")?.as_str().unwrap_or_default())?,
+                to: addr(to)?,
+                value,
+            });
+        }
+        Ok((hash, out))
+    }
+
+    /// ERC-20 `Transfer` events of `tokens` to any of `recipients` in
+    /// blocks `from..=to` (events of removed blocks left out).
+    pub async fn token_transfers(
+        &self,
+        from: u64,
+        to: u64,
+        tokens: &[EthAddress],
+        recipients: &[EthAddress],
+    ) -> Result<Vec<TokenTransfer>, ClientError> {
+        const M: &str = "eth_getLogs";
+        // keccak256("Transfer(address,address,uint256)")
+        const TOPIC: &str = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef";
+        if tokens.is_empty() || recipients.is_empty() {
+            return Ok(Vec::new());
+        }
+        let padded: Vec<String> = recipients
+            .iter()
+            .map(|r| format!("0x{}{}", "0".repeat(24), hex::encode(r.as_bytes())))
+            .collect();
+        let v = self
+            .call(
+                M,
+                json!([{
+                    "fromBlock": format!("0x{from:x}"),
+                    "toBlock": format!("0x{to:x}"),
+                    "address": tokens.iter().map(|t| t.to_lower_hex()).collect::<Vec<_>>(),
+                    "topics": [TOPIC, Value::Null, padded],
+                }]),
+            )
+            .await?;
+        let logs = v.as_array().ok_or_else(|| malformed(M, "not a list"))?;
+        let mut out = Vec::new();
+        for l in logs {
+            if l.get("removed").and_then(Value::as_bool) == Some(true) {
+                continue;
+            }
+            let field = |k: &str| l.get(k).ok_or_else(|| malformed(M, &format!("no {k}")));
+            let topics = field("topics")?
+                .as_array()
+                .ok_or_else(|| malformed(M, "topics is not a list"))?;
+            if topics.len() != 3 || topics[0].as_str() != Some(TOPIC) {
+                continue; // not the standard event shape (e.g. ERC-721)
+            }
+            let word_addr = |w: &Value| -> Result<EthAddress, ClientError> {
+                let b = hash32(M, w)?;
+                if b[..12].iter().any(|&x| x != 0) {
+                    return Err(malformed(M, "an address topic is not padded"));
+                }
+                let mut a = [0u8; 20];
+                a.copy_from_slice(&b[12..]);
+                Ok(EthAddress::from_bytes(a))
+            };
+            let data = data_bytes(M, field("data")?)?;
+            if data.len() != 32 || data[..16].iter().any(|&b| b != 0) {
+                return Err(malformed(
+                    M,
+                    "a Transfer amount is not a uint256 under 2^128",
+                ));
+            }
+            let mut low = [0u8; 16];
+            low.copy_from_slice(&data[16..]);
+            let token = field("address")?
+                .as_str()
+                .and_then(|s| s.to_ascii_lowercase().parse::<EthAddress>().ok())
+                .ok_or_else(|| malformed(M, "a log address is not 20 bytes of hex"))?;
+            out.push(TokenTransfer {
+                token,
+                tx_hash: hash32(M, field("transactionHash")?)?,
+                log_index: quantity_u64(M, field("logIndex")?)?,
+                block_number: quantity_u64(M, field("blockNumber")?)?,
+                block_hash: hash32(M, field("blockHash")?)?,
+                from: word_addr(&topics[1])?,
+                to: word_addr(&topics[2])?,
+                amount: u128::from_be_bytes(low),
+            });
+        }
+        Ok(out)
+    }
+
     pub async fn is_canonical(&self, number: u64, hash: [u8; 32]) -> Result<bool, ClientError> {
         Ok(self.block_hash(number).await? == Some(hash))
     }
@@ -625,6 +746,28 @@ fn transport_kind(e: &reqwest::Error) -> String {
         "request failed"
     };
     kind.to_owned()
+}
+
+/// A transaction paying ether, as a block lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    pub tx_hash: [u8; 32],
+    pub from: EthAddress,
+    pub to: EthAddress,
+    pub value: u128,
+}
+
+/// An ERC-20 `Transfer` event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenTransfer {
+    pub token: EthAddress,
+    pub tx_hash: [u8; 32],
+    pub log_index: u64,
+    pub block_number: u64,
+    pub block_hash: [u8; 32],
+    pub from: EthAddress,
+    pub to: EthAddress,
+    pub amount: u128,
 }
 
 fn malformed(method: &str, detail: &str) -> ClientError {

@@ -63,7 +63,7 @@ pub struct EthNetwork {
 }
 
 impl EthNetwork {
-    fn network(&self) -> Network {
+    pub(crate) fn network(&self) -> Network {
         Network::Evm {
             chain_id: self.config.chain_id,
         }

@@ -11,6 +11,7 @@ pub mod btc_transfers;
 mod checkpoints;
 mod clock;
 pub mod crash;
+pub mod deposits;
 pub mod eth;
 pub mod governance;
 pub mod identity;

@@ -1688,6 +1688,8 @@ pub struct AssetBalance {
     /// On chain at the network's confirmation depth: what is credited
     /// (deposits count once this deep).
     pub credited: Option<u128>,
+    /// Deposits seen, not yet at the confirmation depth.
+    pub incoming: u128,
     /// Approved, or handed to the chain and not yet in a block.
     pub reserved: u128,
     /// Waiting for approvals or in a time lock.
@@ -1726,6 +1728,13 @@ impl Can<'_, perm::ReadWallet> {
         let svc = self.svc;
         svc.store().wallet(wallet).await?;
         let outflows = svc.store().wallet_outflows(wallet).await?;
+        let mut incoming: std::collections::BTreeMap<String, u128> = Default::default();
+        for d in svc.store().wallet_deposits(wallet, 10_000).await? {
+            if d.state == "seen" {
+                let slot = incoming.entry(d.asset).or_default();
+                *slot = slot.saturating_add(d.amount);
+            }
+        }
         let mut networks: Vec<String> = svc
             .store()
             .wallet_eth_senders(wallet)
@@ -1804,6 +1813,7 @@ impl Can<'_, perm::ReadWallet> {
                     need.asset
                 };
                 out.push(AssetBalance {
+                    incoming: incoming.get(&id).copied().unwrap_or(0),
                     asset,
                     on_chain,
                     credited,
@@ -1826,6 +1836,23 @@ impl Can<'_, perm::ReadWallet> {
         }
         let a = self.svc.store().approvals(id).await?;
         Ok((t, a))
+    }
+
+    /// A wallet's deposits (Ethereum), newest first.
+    pub async fn deposits(
+        &self,
+        wallet: WalletId,
+        limit: u32,
+    ) -> Result<Vec<storage::DepositRow>, ServiceError> {
+        if !permits(self.who.grants(), Permission::ReadWallet, Some(wallet)) {
+            return Err(StorageError::NotFound { what: "wallet" }.into());
+        }
+        self.svc.store().wallet(wallet).await?;
+        Ok(self
+            .svc
+            .store()
+            .wallet_deposits(wallet, limit.clamp(1, 500))
+            .await?)
     }
 
     /// Every state the transfer passed through: when, by whom, why.

@@ -39,6 +39,7 @@ storage::on_both!(
     a_sped_up_or_cancelled_transfer_follows_its_replacement,
     deposits_count_only_at_the_confirmation_depth,
     wallets_open_accounts_with_deposit_addresses,
+    deposits_are_seen_then_credited_or_reorged,
 );
 
 const ETHER: u128 = 1_000_000_000_000_000_000;
@@ -1929,4 +1930,136 @@ async fn wallets_open_accounts_with_deposit_addresses(f: Fixture) {
             .map(|a| a.parse::<EthAddress>().unwrap().to_string()),
         Some(eth.address)
     );
+}
+
+async fn deposits_are_seen_then_credited_or_reorged(f: Fixture) {
+    use chain_eth_client::testing::{deploy_test_token, mine};
+    let alice = DevWallet::new(2).await;
+    let token = deploy_test_token(&f.client, &alice).await;
+    let usdt = domain::Asset::new(
+        domain::AssetId::new(
+            domain::Network::Evm { chain_id: CHAIN_ID },
+            domain::AssetKind::Erc20(domain::ContractAddress::from_bytes(*token.as_bytes())),
+        )
+        .unwrap(),
+        domain::Symbol::new("TT").unwrap(),
+        domain::Decimals::new(6).unwrap(),
+    )
+    .unwrap();
+    f.svc.add_eth_network(EthNetwork {
+        config: EthNetworkConfig {
+            chain_id: CHAIN_ID,
+            legacy: false,
+            confirmations: 2,
+            fee_caps: FeeCaps {
+                max_fee_per_gas: 500_000_000_000,
+                max_total_fee: ETHER / 10,
+            },
+            min_priority_fee: 1_000_000_000,
+            allow_unchecksummed: false,
+            tokens: vec![service::eth::EthToken {
+                asset: usdt.clone(),
+                contract: token,
+                max_gas: 100_000,
+            }],
+        },
+        client: f.client.clone(),
+    });
+    // The first pass starts at the head: nothing before it is a deposit.
+    assert_eq!(
+        f.svc.eth_scan_deposits(CHAIN_ID).await.unwrap(),
+        service::deposits::DepositPass::default()
+    );
+    let from = f.from;
+    // Ether and tokens arrive in one block.
+    let fees = chain_eth::Fees::Eip1559 {
+        max_fee_per_gas: 100_000_000_000,
+        max_priority_fee_per_gas: 1_000_000_000,
+    };
+    let nonce = f
+        .client
+        .nonce(alice.address, chain_eth_client::NonceTag::Pending)
+        .await
+        .unwrap();
+    let ether = alice
+        .sign(&TxPlan::native(CHAIN_ID, nonce, from, 5 * ETHER, fees))
+        .await;
+    f.client.send_raw(&ether.raw, ether.hash).await.unwrap();
+    let nonce = nonce + 1;
+    let plan = TxPlan::erc20(
+        CHAIN_ID,
+        nonce,
+        token,
+        from,
+        7_000_000,
+        100_000,
+        chain_eth::Fees::Eip1559 {
+            max_fee_per_gas: 100_000_000_000,
+            max_priority_fee_per_gas: 1_000_000_000,
+        },
+    );
+    let signed = alice.sign(&plan).await;
+    f.client.send_raw(&signed.raw, signed.hash).await.unwrap();
+    mine(&f.client, 1).await;
+    let pass = f.svc.eth_scan_deposits(CHAIN_ID).await.unwrap();
+    assert_eq!((pass.seen, pass.credited), (2, 0), "{pass:?}");
+    let reader = f.who(&f.initiator).await;
+    let read = f
+        .svc
+        .authorize::<perm::ReadWallet>(&reader, Some(f.wallet))
+        .unwrap();
+    let deposits = read.deposits(f.wallet, 100).await.unwrap();
+    assert_eq!(deposits.len(), 2);
+    assert!(deposits.iter().all(|d| d.state == "seen"));
+    let balances = read.balances(f.wallet).await.unwrap();
+    let of = |id: &domain::AssetId| {
+        balances
+            .iter()
+            .find(|b| b.asset.id() == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(of(domain::Asset::ether(CHAIN_ID).id()).incoming, 5 * ETHER);
+    assert_eq!(of(usdt.id()).incoming, 7_000_000);
+    // A second pass finds nothing new; one block more and both are credited.
+    assert_eq!(f.svc.eth_scan_deposits(CHAIN_ID).await.unwrap().seen, 0);
+    mine(&f.client, 1).await;
+    let pass = f.svc.eth_scan_deposits(CHAIN_ID).await.unwrap();
+    assert_eq!(pass.credited, 2, "{pass:?}");
+
+    let balances = read.balances(f.wallet).await.unwrap();
+    assert!(balances.iter().all(|b| b.incoming == 0));
+
+    // A deposit whose block is reorganised away is never credited.
+    let snapshot = f
+        .client
+        .raw_call("evm_snapshot", serde_json::json!([]))
+        .await
+        .unwrap();
+    alice
+        .transact(&f.client, |n, fees| {
+            TxPlan::native(CHAIN_ID, n, from, ETHER, fees)
+        })
+        .await;
+    assert_eq!(f.svc.eth_scan_deposits(CHAIN_ID).await.unwrap().seen, 1);
+    f.client
+        .raw_call("evm_revert", serde_json::json!([snapshot]))
+        .await
+        .unwrap();
+    mine(&f.client, 3).await;
+    let pass = f.svc.eth_scan_deposits(CHAIN_ID).await.unwrap();
+    assert_eq!((pass.credited, pass.reorged), (0, 1), "{pass:?}");
+    let states: Vec<String> = read
+        .deposits(f.wallet, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.state)
+        .collect();
+    assert_eq!(states.iter().filter(|s| *s == "reorged").count(), 1);
+    assert_eq!(states.iter().filter(|s| *s == "credited").count(), 2);
+    let actions = f.actions().await;
+    for a in ["deposit.seen", "deposit.credited", "deposit.reorged"] {
+        assert!(actions.iter().any(|x| x == a), "{a}");
+    }
 }

@@ -9,6 +9,7 @@
 mod accounts;
 mod audit_log;
 mod btc;
+mod deposits;
 mod error;
 mod eth;
 mod governance;
@@ -22,6 +23,7 @@ mod tx;
 mod webhooks;
 
 pub use btc::{BtcSendRow, BtcUtxoRow};
+pub use deposits::DepositRow;
 pub use error::StorageError;
 pub use eth::{EthAttemptRow, EthSendRow, EthSenderRow};
 pub use governance::{

@@ -191,6 +191,9 @@ fn spawn_eth_watcher(svc: Service, chain_id: u64, every: Duration) -> tokio::tas
             if let Err(e) = svc.eth_resume_chain(chain_id).await {
                 tracing::error!(chain_id, error = %e, "Ethereum resume pass failed");
             }
+            if let Err(e) = svc.eth_scan_deposits(chain_id).await {
+                tracing::error!(chain_id, error = %e, "Ethereum deposit scan failed");
+            }
         }
     })
 }
