@@ -168,6 +168,14 @@ pub(crate) fn service_error(e: service::ServiceError) -> ApiError {
             ApiError::new(StatusCode::BAD_REQUEST, "not_configured", e.to_string())
         }
         E::KeyNotUsable(m) => ApiError::new(StatusCode::CONFLICT, "key_not_usable", m),
+        E::Eth(ref e @ service::eth::EthError::NotReplaceable(_)) => {
+            ApiError::new(StatusCode::CONFLICT, "not_replaceable", e.to_string())
+        }
+        E::Eth(ref e @ service::eth::EthError::Fee(_)) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "fee_refused",
+            e.to_string(),
+        ),
         E::IdempotencyMismatch => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "idempotency_key_reused",

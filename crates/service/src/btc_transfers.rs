@@ -86,6 +86,12 @@ impl Service {
         }
         let to = BtcAddress::parse(&req.destination, n)
             .map_err(|e| invalid(format!("destination: {e}")))?;
+        let dust = to.script_pubkey().minimal_non_dust().to_sat();
+        if amount.units() < u128::from(dust) {
+            return Err(invalid(format!(
+                "amount: below {dust} sat, the least an output to this address may carry"
+            )));
+        }
         let text = to.to_string();
         let destination = domain::Address::new(asset.network(), &text)
             .map_err(|e| invalid(format!("destination: {e}")))?;
@@ -98,9 +104,10 @@ impl Service {
         })
     }
 
-    /// Refuses a Bitcoin transfer the wallet cannot cover: its unspent
-    /// outputs (free or reserved by its sends still to confirm) must cover
-    /// this amount, every payout still to leave, and the fee cap of each.
+    /// Refuses a Bitcoin transfer the wallet cannot pay now: its free
+    /// outputs (outputs reserved by a send are spoken for; its change counts
+    /// once it is recorded back) must cover this amount, every payout still
+    /// waiting for a transaction, and the fee cap of each.
     pub(crate) async fn ensure_btc_funds(
         &self,
         tx: &mut WriteTx,
@@ -110,18 +117,16 @@ impl Service {
     ) -> Result<(), ServiceError> {
         let net = self.btc_network(n)?;
         let mut held: u128 = 0;
-        for st in ["available", "reserved"] {
-            for u in tx
-                .wallet_btc_utxos_in_tx(req.wallet, &p.network, st)
-                .await?
-            {
-                held = held.saturating_add(u128::from(u.value_sat));
-            }
+        for u in tx
+            .wallet_btc_utxos_in_tx(req.wallet, &p.network, "available")
+            .await?
+        {
+            held = held.saturating_add(u128::from(u.value_sat));
         }
         let asset = req.asset.to_string();
-        let outflows = tx.wallet_outflows_in_tx(req.wallet).await?;
+        let waiting = tx.unplanned_outflows_in_tx(req.wallet, &asset).await?;
         let mut needed = p.amount.units();
-        for (_, units, _) in outflows.iter().filter(|(a, ..)| *a == asset) {
+        for units in &waiting {
             needed = needed
                 .checked_add(*units)
                 .and_then(|x| x.checked_add(u128::from(net.fee_caps.max_fee)))
@@ -166,14 +171,18 @@ impl Service {
         if room > 0 {
             batch.extend(
                 self.store()
-                    .claim_batch(
-                        first.wallet,
-                        &first.asset,
+                    .claim_batch(&storage::BatchClaim {
+                        wallet: first.wallet,
+                        asset: &first.asset,
                         now,
-                        BATCH_LEASE_MS,
-                        room,
-                        Timestamp::from_millis(due),
-                    )
+                        lease_ms: BATCH_LEASE_MS,
+                        limit: room,
+                        batch_due: Timestamp::from_millis(due),
+                        created_after: Timestamp::from_millis(
+                            now.as_millis()
+                                .saturating_sub(crate::transfers::MAX_PENDING_MS),
+                        ),
+                    })
                     .await?,
             );
         }
@@ -395,7 +404,7 @@ impl Service {
         self.ensure_not_frozen(Some(wallet), None).await?;
         let psbt = bitcoin::Psbt::deserialize(&send.psbt).map_err(|e| corrupt("PSBT", e))?;
         let transfers = self.store().transfers_of_btc_send(&send.id).await?;
-        let (plan, keys_of) = match self.approved_plan(send, &psbt, &transfers, n).await {
+        let (plan, keys_of) = match self.approved_plan(send, &psbt, &transfers, n).await? {
             Ok(p) => p,
             Err(why) => {
                 return Err(self
@@ -403,6 +412,12 @@ impl Service {
                     .await);
             }
         };
+        // Fee caps again: configuration may have tightened since planning
+        // (a person's matter, not tampering).
+        self.btc_network(n)?
+            .fee_caps
+            .check(&plan)
+            .map_err(BtcServiceError::Plan)?;
         let signed = self.btc_sign(Some(wallet), &plan, &keys_of, psbt).await?;
         crate::crash::point("after_signing");
         let txid = signed.compute_txid().to_string();
@@ -426,53 +441,63 @@ impl Service {
         Ok(())
     }
 
-    /// Rebuilds the plan a send must be, or says why it is not that.
+    /// Rebuilds the plan a send must be, or says why it is not that (the
+    /// inner error: a mismatch, which freezes the wallet); the outer error
+    /// is a failure to look (storage, keystore), which refuses nothing for
+    /// good.
     async fn approved_plan(
         &self,
         send: &BtcSendRow,
         psbt: &bitcoin::Psbt,
         transfers: &[TransferRow],
         n: BitcoinNetwork,
-    ) -> Result<(BtcPlan, HashMap<String, KeyId>), String> {
+    ) -> Result<Result<(BtcPlan, HashMap<String, KeyId>), String>, ServiceError> {
         let mut payouts = Vec::with_capacity(transfers.len());
         for t in transfers {
-            payouts.push(intended_payout(self, t, n).map_err(|e| e.to_string())?);
+            match intended_payout(self, t, n) {
+                Ok(p) => payouts.push(p),
+                Err(e @ ServiceError::Storage(StorageError::Corrupt(_))) => {
+                    return Ok(Err(e.to_string()));
+                }
+                Err(e) => return Err(e),
+            }
         }
-        let reserved = self
-            .store()
-            .btc_utxos_of_send(&send.id)
-            .await
-            .map_err(|e| e.to_string())?;
+        let reserved = self.store().btc_utxos_of_send(&send.id).await?;
         let mut keys_of = HashMap::new();
         let mut inputs = Vec::with_capacity(psbt.unsigned_tx.input.len());
         for i in &psbt.unsigned_tx.input {
             let o = i.previous_output;
-            let row = reserved
+            let Some(row) = reserved
                 .iter()
                 .find(|u| u.txid == o.txid.to_string() && u.vout == o.vout)
-                .ok_or_else(|| format!("input {o} is not an output reserved for this send"))?;
-            let (_, key) = spend_of(&row.spend).map_err(|e| e.to_string())?;
+            else {
+                return Ok(Err(format!(
+                    "input {o} is not an output reserved for this send"
+                )));
+            };
+            let (_, key) = spend_of(&row.spend)?;
             keys_of.insert(row.script_pubkey.clone(), key);
-            inputs.push(utxo_of(row).map_err(|e| e.to_string())?);
+            inputs.push(utxo_of(row)?);
         }
-        let wallet = send.wallet.ok_or("the send carries no wallet")?;
+        let Some(wallet) = send.wallet else {
+            return Ok(Err("the send carries no wallet".into()));
+        };
         let mut own = Vec::new();
-        for k in self
-            .store()
-            .btc_account_keys(wallet, &send.network)
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            let spend = self.btc_spend_for(k).await.map_err(|e| e.to_string())?;
-            own.push(spend.script_pubkey().map_err(|e| e.to_string())?);
+        for k in self.store().btc_account_keys(wallet, &send.network).await? {
+            let spend = self.btc_spend_for(k).await?;
+            own.push(spend.script_pubkey().map_err(BtcServiceError::Tx)?);
         }
         let outs = &psbt.unsigned_tx.output;
         let change = match outs.len().checked_sub(payouts.len()) {
             Some(0) => None,
             Some(1) => {
-                let last = outs.last().ok_or("no outputs")?;
+                let Some(last) = outs.last() else {
+                    return Ok(Err("no outputs".into()));
+                };
                 if !own.contains(&last.script_pubkey) {
-                    return Err("the change output pays a script outside the wallet".into());
+                    return Ok(Err(
+                        "the change output pays a script outside the wallet".into()
+                    ));
                 }
                 Some(Payout {
                     script_pubkey: last.script_pubkey.clone(),
@@ -480,11 +505,11 @@ impl Service {
                 })
             }
             _ => {
-                return Err(format!(
+                return Ok(Err(format!(
                     "{} outputs for {} approved payouts",
                     outs.len(),
                     payouts.len()
-                ));
+                )));
             }
         };
         let rbf = psbt
@@ -498,13 +523,20 @@ impl Service {
             change,
             rbf,
         };
-        let rebuilt = plan.psbt().map_err(|e| e.to_string())?;
+        let rebuilt = match plan.psbt() {
+            Ok(p) => p,
+            Err(e) => {
+                return Ok(Err(format!(
+                    "the approved payouts make no transaction: {e}"
+                )));
+            }
+        };
         if rebuilt.unsigned_tx != psbt.unsigned_tx {
-            return Err("the stored transaction is not the approved payouts".into());
+            return Ok(Err(
+                "the stored transaction is not the approved payouts".into()
+            ));
         }
-        let net = self.btc_network(n).map_err(|e| e.to_string())?;
-        net.fee_caps.check(&plan).map_err(|e| e.to_string())?;
-        Ok((plan, keys_of))
+        Ok(Ok((plan, keys_of)))
     }
 
     async fn refuse_btc_signature(
@@ -518,8 +550,16 @@ impl Service {
         let refused = async {
             let mut tx = self.store().begin().await?;
             for t in transfers {
-                tx.add_history(t.id, &t.state, "system", &format!("signing refused: {why}"), now)
-                    .await?;
+                // Locked: the history line's number is taken under it.
+                let t = tx.lock_transfer(t.id).await?;
+                tx.add_history(
+                    t.id,
+                    &t.state,
+                    "system",
+                    &format!("signing refused: {why}"),
+                    now,
+                )
+                .await?;
             }
             let e = entry(
                 &Actor::System,

@@ -50,9 +50,30 @@ impl Service {
             .collect();
         let head = net.client.block_number().await.map_err(EthError::Node)?;
         // A first pass starts at the head: history before Strongroom knew
-        // an address is the chain's, already in its balance.
-        let from = self.store().scan_cursor(&network).await?.unwrap_or(head);
-        if !ours.is_empty() && from <= head {
+        // an address is the chain's, already in its balance. Each pass also
+        // looks again at the blocks not yet at the confirmation depth: a
+        // reorganisation may have put a deposit into one already scanned.
+        let stored = self.store().scan_cursor(&network).await?;
+        let remembered = self
+            .scan_cursors()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&network)
+            .copied();
+        let cursor = remembered.max(stored).unwrap_or(head);
+        let window = head.saturating_sub(net.config.confirmations.saturating_sub(1));
+        let from = cursor.min(window);
+        let remember = |next: u64| {
+            self.scan_cursors()
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(network.clone(), next);
+        };
+        if ours.is_empty() {
+            // Nothing to look for; the cursor still moves, so that the blocks
+            // scanned once an address is registered are the ones after it.
+            remember(head.saturating_add(1).max(cursor));
+        } else if from <= head {
             let to = head.min(from.saturating_add(BLOCKS_PER_PASS - 1));
             let mut found = Vec::new();
             let ether = Asset::ether(chain_id).id().to_string();
@@ -104,6 +125,14 @@ impl Service {
                     credited_at: None,
                 });
             }
+            let next = to.saturating_add(1).max(cursor);
+            remember(next);
+            // Kept in the database with what was found, and at least every
+            // BLOCKS_PER_PASS blocks (a restart rescans from there).
+            let behind = stored.is_none_or(|s| next.saturating_sub(s) >= BLOCKS_PER_PASS);
+            if found.is_empty() && !behind {
+                return self.credit_deposits(&net, &network, head, pass).await;
+            }
             let now = self.now();
             let mut tx = self.store().begin().await?;
             let mut entries = Vec::new();
@@ -114,7 +143,7 @@ impl Service {
                     deposit_event(&mut tx, d, "seen", now).await?;
                 }
             }
-            tx.set_scan_cursor(&network, to.saturating_add(1)).await?;
+            tx.set_scan_cursor(&network, next).await?;
             entries.push(entry(
                 &Actor::System,
                 "deposit.scanned",
@@ -123,7 +152,19 @@ impl Service {
             )?);
             self.commit(tx, &entries, now).await?;
         }
-        // Credit what is deep enough, if its block is still the chain's.
+        self.credit_deposits(&net, &network, head, pass).await
+    }
+
+    /// Credits what is deep enough, if its block is still the chain's;
+    /// marks reorganised what is not (and rescans from its block).
+    async fn credit_deposits(
+        &self,
+        net: &crate::eth::EthNetwork,
+        network: &str,
+        head: u64,
+        mut pass: DepositPass,
+    ) -> Result<DepositPass, ServiceError> {
+        let network = network.to_owned();
         let deepest = head.saturating_sub(net.config.confirmations.saturating_sub(1));
         for d in self.store().deposits_due(&network, deepest, 500).await? {
             let hash: [u8; 32] = hex::decode(d.block_hash.trim_start_matches("0x"))
@@ -148,6 +189,14 @@ impl Service {
                 // Scanned again from its block: re-included, it is seen anew.
                 tx.set_scan_cursor(&network, cursor.min(d.block_number))
                     .await?;
+                {
+                    let mut mem = self
+                        .scan_cursors()
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let c = mem.entry(network.clone()).or_insert(d.block_number);
+                    *c = (*c).min(d.block_number);
+                }
                 pass.reorged += 1;
             } else {
                 pass.credited += 1;

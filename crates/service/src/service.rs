@@ -119,6 +119,10 @@ struct Inner {
     governance: std::sync::RwLock<Option<crate::governance::GovernanceConfig>>,
     /// Woken when a transfer's state changes: the queue's worker looks.
     transfers_moved: tokio::sync::Notify,
+    /// Where each network's deposit scan has reached in this process (the
+    /// database keeps it at least every `BLOCKS_PER_PASS` blocks and with
+    /// every deposit found; a restart rescans from there).
+    scan_cursors: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl Service {
@@ -164,6 +168,7 @@ impl Service {
                 btc: Default::default(),
                 governance: std::sync::RwLock::new(None),
                 transfers_moved: tokio::sync::Notify::new(),
+                scan_cursors: Default::default(),
             }),
         }
     }
@@ -181,6 +186,10 @@ impl Service {
     /// besides its timer, so work is taken up when it arrives.
     pub async fn transfers_moved(&self) {
         self.inner.transfers_moved.notified().await;
+    }
+
+    pub(crate) fn scan_cursors(&self) -> &std::sync::Mutex<std::collections::HashMap<String, u64>> {
+        &self.inner.scan_cursors
     }
 
     pub fn store(&self) -> &Store {

@@ -51,7 +51,7 @@ pub mod state {
 const CLAIM_LEASE_MS: i64 = 60_000;
 /// A queued transfer not handed to the chain within this long fails
 /// rather than go out unexpectedly late (after a long freeze or outage).
-const MAX_PENDING_MS: i64 = 7 * 24 * 3_600_000;
+pub(crate) const MAX_PENDING_MS: i64 = 7 * 24 * 3_600_000;
 /// How many transfers a worker claims at once.
 const CLAIM_BATCH: u32 = 16;
 /// A transfer on its way to the chain that has not moved for this long is
@@ -87,6 +87,12 @@ pub(crate) fn classify(e: &ServiceError) -> lifecycle::Failure {
             | Eth::Tx(_)
             | Eth::Mismatch(_),
         ) => F::Terminal,
+        ServiceError::Btc(crate::btc::BtcServiceError::Plan(
+            chain_btc::FeeError::FeeOverCap { .. }
+            | chain_btc::FeeError::RateOverCap { .. }
+            | chain_btc::FeeError::Plan(chain_btc::BtcError::InsufficientFunds { .. }),
+        )) => F::NeedsPerson,
+        ServiceError::Btc(crate::btc::BtcServiceError::Plan(_)) => F::Terminal,
         ServiceError::Invalid(_)
         | ServiceError::Storage(StorageError::NotFound { .. })
         | ServiceError::InsufficientFunds(_)
@@ -801,9 +807,10 @@ impl Service {
     /// The block whose balances count: the newest at the network's
     /// confirmation depth, so a deposit is credited only once it is that
     /// deep (and a reorganised one never was). Our own sends are counted as
-    /// outflows until they are that deep too, so none is missed or counted
-    /// twice the wrong way. A node behind a block we have already recorded
-    /// (a lagging endpoint) is refused rather than trusted.
+    /// outflows until they are finished at that depth; a node whose depth
+    /// is below the block of a send already finished (a lagging endpoint)
+    /// would show a balance from before it while it no longer counts as an
+    /// outflow, so it is refused rather than trusted.
     pub(crate) async fn credited_block(
         &self,
         net: &crate::eth::EthNetwork,
@@ -814,15 +821,16 @@ impl Service {
             .block_number()
             .await
             .map_err(crate::eth::EthError::Node)?;
-        if recorded.is_some_and(|r| r > head) {
+        let at = head.saturating_sub(net.config.confirmations.saturating_sub(1));
+        if recorded.is_some_and(|r| r > at) {
             return Err(
                 crate::eth::EthError::Node(crate::eth::ClientError::Unavailable(
-                    "the node is behind a block already recorded".into(),
+                    "the node is behind a send already finished".into(),
                 ))
                 .into(),
             );
         }
-        Ok(head.saturating_sub(net.config.confirmations.saturating_sub(1)))
+        Ok(at)
     }
 
     pub(crate) fn configured_assets(&self) -> Vec<Asset> {
@@ -1619,6 +1627,9 @@ impl Can<'_, perm::OperateQueue> {
         let now = self.svc.now();
         let mut tx = self.svc.store().begin().await?;
         let locked = tx.lock_transfer(id).await?;
+        if locked.state != t.state {
+            return Err(ApprovalError::NotAwaiting(locked.state.clone()).into());
+        }
         tx.add_history(id, &locked.state, &self.who.actor().to_string(), why, now)
             .await?;
         let e = entry(

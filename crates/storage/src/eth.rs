@@ -281,7 +281,8 @@ impl Store {
         sender_from_row(&row)
     }
 
-    /// The highest block any send of this sender was recorded in.
+    /// The highest block a finished send of this sender (confirmed,
+    /// reverted or cancelled: no longer counted as an outflow) is in.
     pub async fn eth_highest_block(
         &self,
         network: &str,
@@ -440,7 +441,8 @@ where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     let n: Option<i64> = sqlx::query_scalar(
-        "SELECT MAX(block_number) FROM eth_sends WHERE network = $1 AND address = $2",
+        "SELECT MAX(block_number) FROM eth_sends WHERE network = $1 AND address = $2 \
+         AND state IN ('confirmed', 'reverted', 'cancelled')",
     )
     .bind(network)
     .bind(address)

@@ -147,6 +147,20 @@ pub struct TransferMove<'a> {
     pub at: Timestamp,
 }
 
+/// What [`Store::claim_batch`] claims: more queued transfers of one
+/// wallet and asset, due now or waiting for this batch's window, requested
+/// after `created_after` (older ones fail on their own).
+#[derive(Debug, Clone, Copy)]
+pub struct BatchClaim<'a> {
+    pub wallet: WalletId,
+    pub asset: &'a str,
+    pub now: Timestamp,
+    pub lease_ms: i64,
+    pub limit: u32,
+    pub batch_due: Timestamp,
+    pub created_after: Timestamp,
+}
+
 /// A line of a transfer's history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryRow {
@@ -327,6 +341,27 @@ fn approval_from_row(row: &AnyRow) -> Result<ApprovalRow, StorageError> {
         at: ts(row, "at_ms")?,
         voided_at: opt_ts(row, "voided_at_ms")?,
     })
+}
+
+/// The amounts of a wallet's transfers of `asset` that still wait for a
+/// transaction (waiting for approvals, in a time lock or queued).
+pub(crate) async fn unplanned_outflows_on<'e, E>(
+    db: E,
+    wallet: WalletId,
+    asset: &str,
+) -> Result<Vec<u128>, StorageError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows = sqlx::query(
+        "SELECT amount FROM transfers WHERE wallet_id = $1 AND asset = $2 \
+         AND state IN ('pending_approval', 'time_locked', 'queued')",
+    )
+    .bind(wallet.to_string())
+    .bind(asset)
+    .fetch_all(db)
+    .await?;
+    rows.iter().map(|r| parsed(r, "amount")).collect()
 }
 
 async fn wallet_outflows_on<'e, E>(
@@ -889,6 +924,16 @@ impl WriteTx {
         wallet_outflows_on(&mut *self.tx, wallet).await
     }
 
+    /// The amounts of the wallet's transfers of `asset` not yet given a
+    /// transaction, read under this transaction.
+    pub async fn unplanned_outflows_in_tx(
+        &mut self,
+        wallet: WalletId,
+        asset: &str,
+    ) -> Result<Vec<u128>, StorageError> {
+        unplanned_outflows_on(&mut *self.tx, wallet, asset).await
+    }
+
     /// [`Store::wallet_eth_sender`], read under this transaction.
     pub async fn wallet_eth_sender_in_tx(
         &mut self,
@@ -1321,15 +1366,16 @@ impl Store {
     /// wait for this batch's window (`batch_due`, see
     /// [`Store::delay_transfers`]); highest priority first, then oldest; as
     /// [`Store::claim_transfers`].
-    pub async fn claim_batch(
-        &self,
-        wallet: WalletId,
-        asset: &str,
-        now: Timestamp,
-        lease_ms: i64,
-        limit: u32,
-        batch_due: Timestamp,
-    ) -> Result<Vec<TransferRow>, StorageError> {
+    pub async fn claim_batch(&self, c: &BatchClaim<'_>) -> Result<Vec<TransferRow>, StorageError> {
+        let BatchClaim {
+            wallet,
+            asset,
+            now,
+            lease_ms,
+            limit,
+            batch_due,
+            created_after,
+        } = *c;
         let skip = match self.backend() {
             Backend::Sqlite => "",
             Backend::Postgres => " FOR UPDATE OF t SKIP LOCKED",
@@ -1339,7 +1385,7 @@ impl Store {
              SELECT t.id FROM transfers t LEFT JOIN transfers d ON d.id = t.depends_on \
              WHERE t.state = 'queued' AND t.held_at_ms IS NULL \
              AND (t.next_attempt_at_ms <= $1 OR (t.attempts = 0 AND t.next_attempt_at_ms = $6)) \
-             AND t.wallet_id = $4 AND t.asset = $5 \
+             AND t.wallet_id = $4 AND t.asset = $5 AND t.created_at_ms > $7 \
              AND (t.depends_on IS NULL OR d.state = 'completed') \
              ORDER BY t.priority DESC, t.created_at_ms, t.id LIMIT $3{skip}) \
              AND state = 'queued' AND (next_attempt_at_ms <= $1 OR (attempts = 0 AND next_attempt_at_ms = $6)) \
@@ -1352,6 +1398,7 @@ impl Store {
             .bind(wallet.to_string())
             .bind(asset)
             .bind(batch_due.as_millis())
+            .bind(created_after.as_millis())
             .fetch_all(&self.pool)
             .await?;
         let mut out: Vec<TransferRow> = rows

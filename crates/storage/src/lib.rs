@@ -27,8 +27,8 @@ pub use deposits::DepositRow;
 pub use error::StorageError;
 pub use eth::{EthAttemptRow, EthSendRow, EthSenderRow};
 pub use governance::{
-    ApprovalRow, ApproverKeyRow, FreezeRow, HistoryRow, PolicyRow, ProposalRow, TransferMove,
-    TransferRow, VoteRow, WhitelistRow, WindowItem, WindowOf,
+    ApprovalRow, ApproverKeyRow, BatchClaim, FreezeRow, HistoryRow, PolicyRow, ProposalRow,
+    TransferMove, TransferRow, VoteRow, WhitelistRow, WindowItem, WindowOf,
 };
 pub use identity::{ApiKeyRow, SessionRow, UserRow, WalletRow};
 pub use keystore::{KekRow, KeyRow, KeystoreRow};
