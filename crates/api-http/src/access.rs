@@ -33,6 +33,7 @@ pub(crate) fn routes() -> OpenApiRouter<Service> {
         .routes(routes!(create_wallet))
         .routes(routes!(get_wallet))
         .routes(routes!(open_account))
+        .routes(routes!(deposit_address))
         .routes(routes!(eth_send))
         .routes(routes!(btc_send))
 }
@@ -630,8 +631,9 @@ async fn get_wallet(
 pub struct NewAccount {
     /// `eip155:<chain id>` or `bitcoin:<network>`, configured on this server.
     network: String,
-    /// Where the new key lives: `keystore` (the default) or `pkcs11` (the
-    /// configured HSM).
+    /// Where the new key lives: `keystore` (the default), `pkcs11` (the
+    /// configured HSM) or `keystore-hd` (Bitcoin: an HD account, a new
+    /// address per deposit).
     backend: Option<String>,
 }
 
@@ -655,10 +657,16 @@ async fn open_account(
         .network
         .parse()
         .map_err(|e: domain::NetworkError| bad(format!("network: {e}")))?;
+    use service::btc_transfers::AccountKey;
     let backend = match req.backend.as_deref().unwrap_or("keystore") {
-        "keystore" => domain::KeyBackend::Keystore,
-        "pkcs11" => domain::KeyBackend::Pkcs11,
-        other => return Err(bad(format!("backend: keystore or pkcs11, not {other:?}"))),
+        "keystore" => AccountKey::Single(domain::KeyBackend::Keystore),
+        "pkcs11" => AccountKey::Single(domain::KeyBackend::Pkcs11),
+        "keystore-hd" => AccountKey::Hd,
+        other => {
+            return Err(bad(format!(
+                "backend: keystore, pkcs11 or keystore-hd, not {other:?}"
+            )));
+        }
     };
     let can = can::<perm::ManageNetworks>(&svc, &who)?;
     let a = can
@@ -769,4 +777,50 @@ async fn btc_send(
         psbt: hex::encode(&s.psbt),
         transfers: transfers.into_iter().map(|t| t.id.to_string()).collect(),
     }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddressRequest {
+    /// `bitcoin:<network>`.
+    network: String,
+}
+
+/// The wallet's next deposit address on a Bitcoin network (an initiator of
+/// the wallet): for an HD account the last one issued while nothing has
+/// paid it, else a new one.
+#[utoipa::path(post, path = "/v1/wallets/{id}/addresses", tag = "wallets", request_body = AddressRequest,
+    params(("id" = String, Path)),
+    responses((status = 200, description = "`{\"network\", \"address\"}`"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn deposit_address(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Path(id): Path<String>,
+    Json(req): Json<AddressRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "wallet not found");
+    let wallet: WalletId = id.parse().map_err(|_| not_found())?;
+    let n = match req.network.parse::<domain::Network>() {
+        Ok(domain::Network::Bitcoin(n)) => n,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "network: bitcoin:<network> (Ethereum accounts have one address)",
+            ));
+        }
+    };
+    let can = svc
+        .authorize::<perm::InitiateTransfer>(&who, Some(wallet))
+        .map_err(|e| match e {
+            service::identity::AuthError::Forbidden => not_found(),
+            other => auth_error(&other),
+        })?;
+    let address = can
+        .deposit_address(wallet, n)
+        .await
+        .map_err(service_error)?;
+    Ok(Json(
+        serde_json::json!({ "network": req.network, "address": address }),
+    ))
 }

@@ -243,6 +243,11 @@ async fn every_endpoint_against_every_role() {
         ("GET", format!("/v1/wallets/{}/balances", wallet.id), None),
         ("GET", format!("/v1/wallets/{}", wallet.id), None),
         ("GET", format!("/v1/wallets/{}/deposits", wallet.id), None),
+        (
+            "POST",
+            format!("/v1/wallets/{}/addresses", wallet.id),
+            Some(serde_json::json!({"network": "bitcoin:regtest"})),
+        ),
         ("GET", format!("/v1/btc/sends/{none}"), None),
         (
             "POST",

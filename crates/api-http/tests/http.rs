@@ -66,7 +66,7 @@ async fn health_and_status() {
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(body["database"]["backend"], "sqlite");
     assert_eq!(body["database"]["reachable"], true);
-    assert_eq!(body["database"]["schema_version"], 13);
+    assert_eq!(body["database"]["schema_version"], 14);
     assert_eq!(body["seal"], "uninitialized");
     assert_eq!(body["audit_records"], 0);
 }
@@ -155,6 +155,7 @@ async fn openapi_document_describes_the_routes() {
             "/v1/wallets",
             "/v1/wallets/{id}",
             "/v1/wallets/{id}/accounts",
+            "/v1/wallets/{id}/addresses",
             "/v1/wallets/{id}/balances",
             "/v1/wallets/{id}/deposits",
             "/v1/webhook-deliveries/{id}/resend",

@@ -82,9 +82,13 @@ pub(crate) fn net_name(n: BitcoinNetwork) -> String {
     Network::Bitcoin(n).to_string()
 }
 
-/// How a held output is spent, with the key that signs for it.
-pub(crate) fn spend_json(spend: &Spend, key: KeyId) -> serde_json::Value {
-    match spend {
+/// The key that signs for an output: a single key, or an HD account key
+/// and the (unhardened) child path below its account.
+pub(crate) type Signer = (KeyId, Vec<u32>);
+
+/// How a held output is spent, with the key (and HD child) that signs for it.
+pub(crate) fn spend_json(spend: &Spend, key: KeyId, child: &[u32]) -> serde_json::Value {
+    let mut v = match spend {
         Spend::P2wpkh { pubkey } => {
             json!({"type": "p2wpkh", "key": key.to_string(), "pubkey": hex::encode(pubkey)})
         }
@@ -92,10 +96,14 @@ pub(crate) fn spend_json(spend: &Spend, key: KeyId) -> serde_json::Value {
             json!({"type": "p2tr", "key": key.to_string(), "internal_key": hex::encode(internal_key)})
         }
         Spend::P2wshMulti { .. } => json!({"type": "p2wsh-multi", "key": key.to_string()}),
+    };
+    if !child.is_empty() {
+        v["child"] = json!(child);
     }
+    v
 }
 
-pub(crate) fn spend_of(text: &str) -> Result<(Spend, KeyId), ServiceError> {
+pub(crate) fn spend_of(text: &str) -> Result<(Spend, KeyId, Vec<u32>), ServiceError> {
     let bad = || ServiceError::Storage(StorageError::Corrupt("stored Bitcoin spend".into()));
     let v: serde_json::Value = serde_json::from_str(text).map_err(|_| bad())?;
     let key: KeyId = v["key"]
@@ -112,7 +120,20 @@ pub(crate) fn spend_of(text: &str) -> Result<(Spend, KeyId), ServiceError> {
         },
         _ => return Err(bad()),
     };
-    Ok((spend, key))
+    let child = match v.get("child") {
+        None => Vec::new(),
+        Some(c) => c
+            .as_array()
+            .ok_or_else(bad)?
+            .iter()
+            .map(|i| {
+                i.as_u64()
+                    .and_then(|i| u32::try_from(i).ok())
+                    .ok_or_else(bad)
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    Ok((spend, key, child))
 }
 
 impl Service {
@@ -137,6 +158,34 @@ impl Service {
     /// How outputs paying `key` are spent: P2WPKH for ECDSA keys, P2TR
     /// (BIP-86 key path) for BIP-340 keys.
     pub async fn btc_spend_for(&self, key: KeyId) -> Result<Spend, ServiceError> {
+        self.btc_spend_at(key, &[]).await
+    }
+
+    /// How outputs paying `key` (an HD account key: at `child` below its
+    /// account, derived from its xpub alone, watch-only) are spent: P2WPKH.
+    pub(crate) async fn btc_spend_at(
+        &self,
+        key: KeyId,
+        child: &[u32],
+    ) -> Result<Spend, ServiceError> {
+        if child.is_empty() {
+            return self.btc_spend_single(key).await;
+        }
+        let row = self.store().key(key).await?;
+        if row.purpose != KeyPurpose::TransferSigning
+            || row.hd_path.is_none()
+            || row.algorithm != KeyAlgorithm::EcdsaSecp256k1
+        {
+            return Err(ServiceError::KeyNotUsable(format!(
+                "key {key} is not an ECDSA HD transfer-signing key"
+            )));
+        }
+        let pubkey = keys::hd::derive_from_xpub(&row.public_key, child)
+            .map_err(|e| ServiceError::KeyNotUsable(e.to_string()))?;
+        Ok(Spend::P2wpkh { pubkey })
+    }
+
+    async fn btc_spend_single(&self, key: KeyId) -> Result<Spend, ServiceError> {
         let row = self.store().key(key).await?;
         let bad = || ServiceError::Storage(StorageError::Corrupt("public key".into()));
         let bytes = hex::decode(&row.public_key).map_err(|_| bad())?;
@@ -182,10 +231,48 @@ impl Service {
         value_sat: u64,
     ) -> Result<BtcUtxoRow, ServiceError> {
         self.btc_network(network)?;
+        let spend = self.btc_spend_for(key).await?;
+        let wallet = self
+            .store()
+            .btc_account_wallet(&net_name(network), key)
+            .await?;
+        self.btc_record_output(
+            actor,
+            network,
+            key,
+            &[],
+            spend,
+            wallet,
+            txid,
+            vout,
+            value_sat,
+        )
+        .await
+    }
+
+    /// Records an output spent by `spend` (key `key`, HD `child`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn btc_record_output(
+        &self,
+        actor: &Actor,
+        network: BitcoinNetwork,
+        key: KeyId,
+        child: &[u32],
+        spend: Spend,
+        wallet: Option<domain::WalletId>,
+        txid: &str,
+        vout: u32,
+        value_sat: u64,
+    ) -> Result<BtcUtxoRow, ServiceError> {
+        self.btc_network(network)?;
         if txid.len() != 64 || !txid.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(ServiceError::Invalid("a txid is 64 hex digits".into()));
         }
-        let spend = self.btc_spend_for(key).await?;
+        if value_sat == 0 {
+            return Err(ServiceError::Invalid(
+                "an output carries at least 1 sat".into(),
+            ));
+        }
         let spk = spend.script_pubkey().map_err(BtcServiceError::Tx)?;
         let now = self.now();
         let row = BtcUtxoRow {
@@ -194,20 +281,17 @@ impl Service {
             vout,
             value_sat,
             script_pubkey: spk.to_hex_string(),
-            spend: spend_json(&spend, key).to_string(),
+            spend: spend_json(&spend, key, child).to_string(),
             state: "available".into(),
             reserved_by: None,
-            wallet: self
-                .store()
-                .btc_account_wallet(&net_name(network), key)
-                .await?,
+            wallet,
             created_at: now,
         };
         let e = entry(
             actor,
             "btc.deposit.recorded",
             &format!("btc:{}:{}:{vout}", row.network, row.txid),
-            json!({ "value_sat": value_sat, "key": key.to_string() }),
+            json!({ "value_sat": value_sat, "key": key.to_string(), "child": child }),
         )?;
         let mut tx = self.store().begin().await?;
         tx.insert_btc_utxo(&row).await?;
@@ -243,12 +327,12 @@ impl Service {
         let mut keys_of = std::collections::HashMap::new();
         let mut candidates = Vec::new();
         for row in self.store().btc_utxos(&name, "available").await? {
-            let (spend, key) = spend_of(&row.spend)?;
+            let (spend, key, child) = spend_of(&row.spend)?;
             let txid: bitcoin::Txid = row
                 .txid
                 .parse()
                 .map_err(|_| StorageError::Corrupt("stored txid".into()))?;
-            keys_of.insert(row.script_pubkey.clone(), key);
+            keys_of.insert(row.script_pubkey.clone(), (key, child));
             candidates.push(Utxo {
                 outpoint: bitcoin::OutPoint {
                     txid,
@@ -370,7 +454,7 @@ impl Service {
         &self,
         wallet: Option<domain::WalletId>,
         plan: &chain_btc::BtcPlan,
-        keys_of: &std::collections::HashMap<String, KeyId>,
+        keys_of: &std::collections::HashMap<String, Signer>,
         psbt: bitcoin::Psbt,
     ) -> Result<bitcoin::Transaction, ServiceError> {
         let spends: Vec<Spend> = plan.inputs.iter().map(|u| u.spend.clone()).collect();
@@ -393,9 +477,9 @@ impl Service {
                 .script_pubkey()
                 .map_err(BtcServiceError::Tx)?
                 .to_hex_string();
-            let key = *keys_of.get(&spk).ok_or(BtcServiceError::Mismatch)?;
+            let (key, child) = keys_of.get(&spk).ok_or(BtcServiceError::Mismatch)?;
             let (_, sig) = self
-                .sign_as(key, wallet, KeyPurpose::TransferSigning, &[], request)
+                .sign_as(*key, wallet, KeyPurpose::TransferSigning, child, request)
                 .await?;
             match sig {
                 Signature::Ecdsa(e) => {
@@ -415,7 +499,7 @@ impl Service {
     }
 }
 
-fn chain_btc_network(n: BitcoinNetwork) -> bitcoin::Network {
+pub(crate) fn chain_btc_network(n: BitcoinNetwork) -> bitcoin::Network {
     match n {
         BitcoinNetwork::Mainnet => bitcoin::Network::Bitcoin,
         BitcoinNetwork::Testnet => bitcoin::Network::Testnet,

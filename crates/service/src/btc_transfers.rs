@@ -51,9 +51,22 @@ impl Service {
         key: KeyId,
         wallet: WalletId,
     ) -> Result<String, ServiceError> {
+        let address = self.btc_address(key, network).await?;
+        self.register_btc_account(actor, network, key, wallet)
+            .await?;
+        Ok(address)
+    }
+
+    /// Gives a key (single, or an HD account) to a wallet on a network.
+    async fn register_btc_account(
+        &self,
+        actor: &Actor,
+        network: BitcoinNetwork,
+        key: KeyId,
+        wallet: WalletId,
+    ) -> Result<(), ServiceError> {
         self.btc_network(network)?;
         self.store().wallet(wallet).await?;
-        let address = self.btc_address(key, network).await?;
         let now = self.now();
         let mut tx = self.store().begin().await?;
         tx.insert_btc_account(&net_name(network), key, wallet, now)
@@ -62,10 +75,136 @@ impl Service {
             actor,
             "btc.account.added",
             &format!("wallet:{wallet}"),
-            json!({ "network": net_name(network), "key": key.to_string(), "address": address }),
+            json!({ "network": net_name(network), "key": key.to_string() }),
         )?;
         self.commit(tx, &[e], now).await?;
-        Ok(address)
+        Ok(())
+    }
+
+    /// The address at (`chain`, `index`) below an HD account key, derived
+    /// from its xpub alone (not yet recorded).
+    pub(crate) async fn derive_btc_address(
+        &self,
+        wallet: WalletId,
+        n: BitcoinNetwork,
+        key: KeyId,
+        chain: u32,
+        index: u32,
+    ) -> Result<storage::BtcAddressRow, ServiceError> {
+        let spend = self.btc_spend_at(key, &[chain, index]).await?;
+        let spk = spend.script_pubkey().map_err(BtcServiceError::Tx)?;
+        let address = bitcoin::Address::from_script(&spk, crate::btc::chain_btc_network(n))
+            .map_err(|_| BtcServiceError::Tx(chain_btc::BtcError::BadKey))?;
+        Ok(storage::BtcAddressRow {
+            network: net_name(n),
+            key,
+            chain,
+            index,
+            address: address.to_string(),
+            script_pubkey: spk.to_hex_string(),
+            wallet,
+            created_at: self.now(),
+        })
+    }
+
+    /// A wallet's next deposit address on a Bitcoin network: for an HD
+    /// account, the last receive address issued while nothing has paid it,
+    /// else the next one (recorded and audited); for a single key, its one
+    /// address.
+    pub(crate) async fn next_deposit_address(
+        &self,
+        actor: &Actor,
+        wallet: WalletId,
+        n: BitcoinNetwork,
+    ) -> Result<String, ServiceError> {
+        let name = net_name(n);
+        self.btc_network(n)?;
+        let keys = self.store().btc_account_keys(wallet, &name).await?;
+        let mut hd = None;
+        for k in &keys {
+            if self.store().key(*k).await?.hd_path.is_some() {
+                hd = Some(*k);
+                break;
+            }
+        }
+        let Some(key) = hd else {
+            let single = keys
+                .first()
+                .ok_or_else(|| invalid(format!("the wallet has no account on {name}")))?;
+            return self.btc_address(*single, n).await;
+        };
+        let issued = self.store().btc_addresses_of_key(&name, key, 0).await?;
+        if let Some(last) = issued.first()
+            && !self
+                .store()
+                .btc_script_used(&name, &last.script_pubkey)
+                .await?
+        {
+            return Ok(last.address.clone());
+        }
+        let next = issued.first().map_or(0, |a| a.index.saturating_add(1));
+        let a = self.derive_btc_address(wallet, n, key, 0, next).await?;
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        tx.insert_btc_address(&a).await?;
+        let e = address_entry(actor, &a)?;
+        self.commit(tx, &[e], now).await?;
+        Ok(a.address)
+    }
+
+    /// Records an output paying an address Strongroom issued (an HD
+    /// account's): the wallet's to spend, signed by the child key.
+    pub async fn btc_record_deposit_to(
+        &self,
+        actor: &Actor,
+        n: BitcoinNetwork,
+        address: &str,
+        txid: &str,
+        vout: u32,
+        value_sat: u64,
+    ) -> Result<storage::BtcUtxoRow, ServiceError> {
+        let parsed = BtcAddress::parse(address, n).map_err(|e| invalid(format!("address: {e}")))?;
+        let row = self
+            .store()
+            .btc_address_row(&net_name(n), &parsed.to_string())
+            .await?
+            .ok_or_else(|| invalid("not an address Strongroom issued"))?;
+        let child = [row.chain, row.index];
+        let spend = self.btc_spend_at(row.key, &child).await?;
+        self.btc_record_output(
+            actor,
+            n,
+            row.key,
+            &child,
+            spend,
+            Some(row.wallet),
+            txid,
+            vout,
+            value_sat,
+        )
+        .await
+    }
+
+    /// The scripts a wallet's change may pay: its single keys' and every
+    /// address issued to it.
+    pub(crate) async fn own_scripts(
+        &self,
+        wallet: WalletId,
+        network: &str,
+    ) -> Result<Vec<bitcoin::ScriptBuf>, ServiceError> {
+        let mut own = Vec::new();
+        for k in self.store().btc_account_keys(wallet, network).await? {
+            if self.store().key(k).await?.hd_path.is_none() {
+                let spend = self.btc_spend_for(k).await?;
+                own.push(spend.script_pubkey().map_err(BtcServiceError::Tx)?);
+            }
+        }
+        for a in self.store().wallet_btc_addresses(wallet, network).await? {
+            own.push(
+                bitcoin::ScriptBuf::from_hex(&a.script_pubkey).map_err(|e| corrupt("script", e))?,
+            );
+        }
+        Ok(own)
     }
 
     pub(crate) fn prepare_btc(
@@ -269,11 +408,32 @@ impl Service {
         let change_key = *keys
             .first()
             .ok_or_else(|| invalid(format!("the wallet has no key on {name}")))?;
-        let change = self
-            .btc_spend_for(change_key)
-            .await?
-            .script_pubkey()
-            .map_err(BtcServiceError::Tx)?;
+        // A single key takes its change back; an HD account a new change
+        // address (chain 1), recorded with the plan.
+        let change_address = if self.store().key(change_key).await?.hd_path.is_some() {
+            let next = self
+                .store()
+                .btc_addresses_of_key(&name, change_key, 1)
+                .await?
+                .first()
+                .map_or(0, |a| a.index.saturating_add(1));
+            Some(
+                self.derive_btc_address(wallet, n, change_key, 1, next)
+                    .await?,
+            )
+        } else {
+            None
+        };
+        let change = match &change_address {
+            Some(a) => {
+                bitcoin::ScriptBuf::from_hex(&a.script_pubkey).map_err(|e| corrupt("script", e))?
+            }
+            None => self
+                .btc_spend_for(change_key)
+                .await?
+                .script_pubkey()
+                .map_err(BtcServiceError::Tx)?,
+        };
         let mut candidates = Vec::new();
         for row in self
             .store()
@@ -301,6 +461,9 @@ impl Service {
         let now = self.now();
         let id = uuid::Uuid::now_v7().to_string();
         let mut tx = self.store().begin().await?;
+        if let Some(a) = &change_address {
+            tx.insert_btc_address(a).await?;
+        }
         tx.reserve_btc_utxos(
             &name,
             &outpoints,
@@ -451,7 +614,7 @@ impl Service {
         psbt: &bitcoin::Psbt,
         transfers: &[TransferRow],
         n: BitcoinNetwork,
-    ) -> Result<Result<(BtcPlan, HashMap<String, KeyId>), String>, ServiceError> {
+    ) -> Result<Result<(BtcPlan, HashMap<String, crate::btc::Signer>), String>, ServiceError> {
         let mut payouts = Vec::with_capacity(transfers.len());
         for t in transfers {
             match intended_payout(self, t, n) {
@@ -475,18 +638,14 @@ impl Service {
                     "input {o} is not an output reserved for this send"
                 )));
             };
-            let (_, key) = spend_of(&row.spend)?;
-            keys_of.insert(row.script_pubkey.clone(), key);
+            let (_, key, child) = spend_of(&row.spend)?;
+            keys_of.insert(row.script_pubkey.clone(), (key, child));
             inputs.push(utxo_of(row)?);
         }
         let Some(wallet) = send.wallet else {
             return Ok(Err("the send carries no wallet".into()));
         };
-        let mut own = Vec::new();
-        for k in self.store().btc_account_keys(wallet, &send.network).await? {
-            let spend = self.btc_spend_for(k).await?;
-            own.push(spend.script_pubkey().map_err(BtcServiceError::Tx)?);
-        }
+        let own = self.own_scripts(wallet, &send.network).await?;
         let outs = &psbt.unsigned_tx.output;
         let change = match outs.len().checked_sub(payouts.len()) {
             Some(0) => None,
@@ -653,7 +812,7 @@ fn intended_payout(
 }
 
 fn utxo_of(row: &storage::BtcUtxoRow) -> Result<Utxo, ServiceError> {
-    let (spend, _): (Spend, KeyId) = spend_of(&row.spend)?;
+    let (spend, _, _): (Spend, KeyId, Vec<u32>) = spend_of(&row.spend)?;
     let txid: bitcoin::Txid = row
         .txid
         .parse()
@@ -699,9 +858,23 @@ impl Service {
                 Ok(Network::Bitcoin(n)) => n,
                 _ => return Err(corrupt("Bitcoin account", "not a Bitcoin network")),
             };
+            let address = if self.store().key(key).await?.hd_path.is_some() {
+                // An HD account: its latest receive address.
+                match self
+                    .store()
+                    .btc_addresses_of_key(&network, key, 0)
+                    .await?
+                    .first()
+                {
+                    Some(a) => a.address.clone(),
+                    None => continue,
+                }
+            } else {
+                self.btc_address(key, n).await?
+            };
             out.push(WalletAccount {
                 network: Network::Bitcoin(n),
-                address: self.btc_address(key, n).await?,
+                address,
                 key,
             });
         }
@@ -718,7 +891,7 @@ impl Service {
         actor: &Actor,
         wallet: WalletId,
         network: Network,
-        backend: domain::KeyBackend,
+        kind: AccountKey,
     ) -> Result<WalletAccount, ServiceError> {
         self.store().wallet(wallet).await?;
         match network {
@@ -729,6 +902,39 @@ impl Service {
                 self.btc_network(n)?;
             }
         }
+        if let (AccountKey::Hd, Network::Bitcoin(n)) = (kind, network) {
+            // BIP-84: m/84'/coin'/0', coin 0 on mainnet, 1 elsewhere.
+            let coin = u32::from(n != domain::BitcoinNetwork::Mainnet);
+            let (key, mnemonic) = self
+                .create_hd_key(
+                    actor,
+                    crate::NewHdKey {
+                        purpose: domain::KeyPurpose::TransferSigning,
+                        algorithm: domain::KeyAlgorithm::EcdsaSecp256k1,
+                        account_path: format!("m/84'/{coin}'/0'"),
+                        cryptoperiod_days: 365,
+                    },
+                )
+                .await?;
+            // The seed is sealed in the keystore (and its backups); the
+            // words are not shown over the API.
+            drop(mnemonic);
+            self.register_btc_account(actor, n, key.id, wallet).await?;
+            let first = self.derive_btc_address(wallet, n, key.id, 0, 0).await?;
+            let now = self.now();
+            let mut tx = self.store().begin().await?;
+            tx.insert_btc_address(&first).await?;
+            let e = address_entry(actor, &first)?;
+            self.commit(tx, &[e], now).await?;
+            return Ok(WalletAccount {
+                network,
+                address: first.address,
+                key: key.id,
+            });
+        }
+        let AccountKey::Single(backend) = kind else {
+            return Err(invalid("HD accounts are for Bitcoin networks"));
+        };
         let key = self
             .create_key(
                 actor,
@@ -756,4 +962,28 @@ impl Service {
             key: key.id,
         })
     }
+}
+
+/// What key a new account holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountKey {
+    /// A single key on a backend (the keystore or the HSM).
+    Single(domain::KeyBackend),
+    /// An HD account in the keystore (Bitcoin): a new address per deposit.
+    Hd,
+}
+
+fn address_entry(actor: &Actor, a: &storage::BtcAddressRow) -> Result<audit::Entry, ServiceError> {
+    entry(
+        actor,
+        "btc.address.issued",
+        &format!("wallet:{}", a.wallet),
+        json!({
+            "network": a.network,
+            "key": a.key.to_string(),
+            "chain": a.chain,
+            "index": a.index,
+            "address": a.address,
+        }),
+    )
 }

@@ -904,17 +904,17 @@ impl Can<'_, perm::ManageNetworks> {
         create_wallet(self.svc, &self.who.actor, name).await
     }
 
-    /// Opens an account for the wallet on a network: a new key on
-    /// `backend`, registered as the wallet's sender (Ethereum) or key
-    /// (Bitcoin). Returns its deposit address.
+    /// Opens an account for the wallet on a network: a new key (on a
+    /// backend, or an HD account for Bitcoin), registered as the wallet's
+    /// sender (Ethereum) or key (Bitcoin). Returns its deposit address.
     pub async fn open_account(
         &self,
         wallet: WalletId,
         network: domain::Network,
-        backend: domain::KeyBackend,
+        kind: crate::btc_transfers::AccountKey,
     ) -> Result<crate::btc_transfers::WalletAccount, ServiceError> {
         self.svc
-            .open_account(&self.who.actor, wallet, network, backend)
+            .open_account(&self.who.actor, wallet, network, kind)
             .await
     }
 

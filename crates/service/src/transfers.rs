@@ -1531,6 +1531,25 @@ impl Can<'_, perm::ApproveTransfer> {
 }
 
 impl Can<'_, perm::InitiateTransfer> {
+    /// The wallet's next deposit address on a Bitcoin network (a fresh one
+    /// from an HD account once the last was paid).
+    pub async fn deposit_address(
+        &self,
+        wallet: WalletId,
+        network: domain::BitcoinNetwork,
+    ) -> Result<String, ServiceError> {
+        if !permits(
+            self.who.grants(),
+            Permission::InitiateTransfer,
+            Some(wallet),
+        ) {
+            return Err(StorageError::NotFound { what: "wallet" }.into());
+        }
+        self.svc
+            .next_deposit_address(self.who.actor(), wallet, network)
+            .await
+    }
+
     /// Cancels one's own transfer while it is not yet handed to the chain.
     pub async fn cancel_own(&self, id: TransferId) -> Result<TransferRow, ServiceError> {
         let who = self.who.actor();

@@ -40,6 +40,7 @@ storage::on_both!(
     deposits_count_only_at_the_confirmation_depth,
     wallets_open_accounts_with_deposit_addresses,
     deposits_are_seen_then_credited_or_reorged,
+    hd_accounts_hand_out_fresh_deposit_addresses,
 );
 
 const ETHER: u128 = 1_000_000_000_000_000_000;
@@ -1838,6 +1839,7 @@ async fn deposits_count_only_at_the_confirmation_depth(f: Fixture) {
 async fn wallets_open_accounts_with_deposit_addresses(f: Fixture) {
     use domain::{BitcoinNetwork, Network};
     use service::btc::{BatchRule, BtcNetwork};
+    use service::btc_transfers::AccountKey;
     f.svc.add_btc_network(BtcNetwork {
         network: BitcoinNetwork::Regtest,
         fee_caps: chain_btc::FeeCaps {
@@ -1855,14 +1857,18 @@ async fn wallets_open_accounts_with_deposit_addresses(f: Fixture) {
         .unwrap();
     let w = ops.create_wallet("payouts").await.unwrap().id;
     let eth = ops
-        .open_account(w, Network::Evm { chain_id: CHAIN_ID }, KeyBackend::Keystore)
+        .open_account(
+            w,
+            Network::Evm { chain_id: CHAIN_ID },
+            AccountKey::Single(KeyBackend::Keystore),
+        )
         .await
         .unwrap();
     let btc = ops
         .open_account(
             w,
             Network::Bitcoin(BitcoinNetwork::Regtest),
-            KeyBackend::Keystore,
+            AccountKey::Single(KeyBackend::Keystore),
         )
         .await
         .unwrap();
@@ -1872,24 +1878,32 @@ async fn wallets_open_accounts_with_deposit_addresses(f: Fixture) {
     // that is not configured.
     let before = f.actions().await.len();
     assert!(
-        ops.open_account(w, Network::Evm { chain_id: 1 }, KeyBackend::Keystore)
-            .await
-            .is_err()
+        ops.open_account(
+            w,
+            Network::Evm { chain_id: 1 },
+            AccountKey::Single(KeyBackend::Keystore)
+        )
+        .await
+        .is_err()
     );
     assert!(
         ops.open_account(
             w,
             Network::Bitcoin(BitcoinNetwork::Mainnet),
-            KeyBackend::Keystore
+            AccountKey::Single(KeyBackend::Keystore)
         )
         .await
         .is_err()
     );
     assert_eq!(f.actions().await.len(), before);
     assert!(
-        ops.open_account(w, Network::Evm { chain_id: CHAIN_ID }, KeyBackend::Pkcs11)
-            .await
-            .is_err()
+        ops.open_account(
+            w,
+            Network::Evm { chain_id: CHAIN_ID },
+            AccountKey::Single(KeyBackend::Pkcs11)
+        )
+        .await
+        .is_err()
     );
     // Read back by those who may read the wallet, with the addresses.
     let (row, accounts) = f
@@ -2068,4 +2082,133 @@ async fn deposits_are_seen_then_credited_or_reorged(f: Fixture) {
     for a in ["deposit.seen", "deposit.credited", "deposit.reorged"] {
         assert!(actions.iter().any(|x| x == a), "{a}");
     }
+}
+
+async fn hd_accounts_hand_out_fresh_deposit_addresses(f: Fixture) {
+    use domain::{Asset, BitcoinNetwork, Network};
+    use service::btc::{BatchRule, BtcNetwork};
+    use service::btc_transfers::AccountKey;
+    use service::transfers::ExecutePass;
+    let regtest = BitcoinNetwork::Regtest;
+    f.svc.add_btc_network(BtcNetwork {
+        network: regtest,
+        fee_caps: chain_btc::FeeCaps {
+            max_fee_rate: 50,
+            max_fee: 20_000,
+        },
+        fee_rate: 5,
+        batch: BatchRule::default(),
+        client: None,
+    });
+    f.set_policy("[[rules]]\nname = \"all\"\naction = \"allow\"\n")
+        .await;
+    let admin = f.who(&f.admin1).await;
+    let ops = f
+        .svc
+        .authorize::<perm::ManageNetworks>(&admin, None)
+        .unwrap();
+    let account = ops
+        .open_account(f.wallet, Network::Bitcoin(regtest), AccountKey::Hd)
+        .await
+        .unwrap();
+    assert!(account.address.starts_with("bcrt1q"));
+    assert!(
+        ops.open_account(
+            f.wallet,
+            Network::Evm { chain_id: CHAIN_ID },
+            AccountKey::Hd
+        )
+        .await
+        .is_err(),
+        "HD accounts are for Bitcoin"
+    );
+    let who = f.who(&f.initiator).await;
+    let can = f
+        .svc
+        .authorize::<perm::InitiateTransfer>(&who, Some(f.wallet))
+        .unwrap();
+    // The first address again until something pays it; then a fresh one.
+    let a0 = can.deposit_address(f.wallet, regtest).await.unwrap();
+    assert_eq!(a0, account.address);
+    assert_eq!(can.deposit_address(f.wallet, regtest).await.unwrap(), a0);
+    f.svc
+        .btc_record_deposit_to(&console(), regtest, &a0, &"a0".repeat(32), 0, 40_000)
+        .await
+        .unwrap();
+    let a1 = can.deposit_address(f.wallet, regtest).await.unwrap();
+    assert_ne!(a1, a0);
+    f.svc
+        .btc_record_deposit_to(&console(), regtest, &a1, &"a1".repeat(32), 3, 50_000)
+        .await
+        .unwrap();
+    assert!(
+        f.svc
+            .btc_record_deposit_to(&console(), regtest, PAYEE, &"a2".repeat(32), 0, 1_000)
+            .await
+            .is_err(),
+        "not an address Strongroom issued"
+    );
+    // A payout spending both deposits: each input signed by its child key,
+    // change to a fresh change address of the account; Core verifies.
+    let t = can
+        .submit(&TransferRequest {
+            asset: Asset::bitcoin(regtest).id().clone(),
+            destination: PAYEE.into(),
+            ..f.request(BOB, "0.0006")
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        f.svc.execute_due().await.unwrap(),
+        ExecutePass {
+            submitted: 1,
+            ..ExecutePass::default()
+        }
+    );
+    let t = f.db.store.transfer(t.id).await.unwrap();
+    assert_eq!(t.state, state::SIGNED);
+    let send = f.db.store.btc_send(&t.btc_send_id.unwrap()).await.unwrap();
+    let tx: bitcoin::Transaction =
+        bitcoin::consensus::deserialize(send.raw.as_ref().unwrap()).unwrap();
+    let spent = f.db.store.btc_utxos_of_send(&send.id).await.unwrap();
+    assert_eq!(spent.len(), 2);
+    let prevouts: Vec<bitcoin::TxOut> = tx
+        .input
+        .iter()
+        .map(|i| {
+            let u = spent
+                .iter()
+                .find(|u| u.txid == i.previous_output.txid.to_string())
+                .unwrap();
+            bitcoin::TxOut {
+                value: bitcoin::Amount::from_sat(u.value_sat),
+                script_pubkey: bitcoin::ScriptBuf::from_hex(&u.script_pubkey).unwrap(),
+            }
+        })
+        .collect();
+    chain_btc::verify_with_core(&tx, &prevouts).unwrap();
+    let change =
+        f.db.store
+            .btc_addresses_of_key("bitcoin:regtest", account.key, 1)
+            .await
+            .unwrap();
+    assert_eq!(
+        change.len(),
+        1,
+        "one change address, recorded with the plan"
+    );
+    assert!(
+        tx.output
+            .iter()
+            .any(|o| o.script_pubkey.to_hex_string() == change[0].script_pubkey)
+    );
+    let actions = f.actions().await;
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| *a == "btc.address.issued")
+            .count(),
+        2,
+        "the change address is recorded with the plan, not as an issue"
+    );
 }

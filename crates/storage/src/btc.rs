@@ -432,3 +432,129 @@ impl Store {
         })
     }
 }
+
+/// An address issued from an HD account key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BtcAddressRow {
+    pub network: String,
+    pub key: KeyId,
+    /// 0 receive, 1 change.
+    pub chain: u32,
+    pub index: u32,
+    pub address: String,
+    pub script_pubkey: String,
+    pub wallet: WalletId,
+    pub created_at: Timestamp,
+}
+
+const ADDRESS_COLUMNS: &str =
+    "network, key_id, chain, idx, address, script_pubkey, wallet_id, created_at_ms";
+
+fn address_from_row(r: &sqlx::any::AnyRow) -> Result<BtcAddressRow, StorageError> {
+    let n = |c: &str| -> Result<u32, StorageError> {
+        u32::try_from(r.try_get::<i64, _>(c)?)
+            .map_err(|_| StorageError::Corrupt(format!("Bitcoin address {c}")))
+    };
+    Ok(BtcAddressRow {
+        network: r.try_get("network")?,
+        key: crate::row::parsed(r, "key_id")?,
+        chain: n("chain")?,
+        index: n("idx")?,
+        address: r.try_get("address")?,
+        script_pubkey: r.try_get("script_pubkey")?,
+        wallet: crate::row::parsed(r, "wallet_id")?,
+        created_at: Timestamp::from_millis(r.try_get("created_at_ms")?),
+    })
+}
+
+impl WriteTx {
+    /// Records an issued address; a conflict if that child was issued
+    /// already (two issuers raced: the loser tries again).
+    pub async fn insert_btc_address(&mut self, a: &BtcAddressRow) -> Result<(), StorageError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO btc_addresses ({ADDRESS_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        )))
+        .bind(&a.network)
+        .bind(a.key.to_string())
+        .bind(i64::from(a.chain))
+        .bind(i64::from(a.index))
+        .bind(&a.address)
+        .bind(&a.script_pubkey)
+        .bind(a.wallet.to_string())
+        .bind(a.created_at.as_millis())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| StorageError::from_sqlx(e, "Bitcoin address at this index"))?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// The addresses issued from `key` on one chain, newest first.
+    pub async fn btc_addresses_of_key(
+        &self,
+        network: &str,
+        key: KeyId,
+        chain: u32,
+    ) -> Result<Vec<BtcAddressRow>, StorageError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ADDRESS_COLUMNS} FROM btc_addresses WHERE network = $1 AND key_id = $2 \
+             AND chain = $3 ORDER BY idx DESC"
+        )))
+        .bind(network)
+        .bind(key.to_string())
+        .bind(i64::from(chain))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(address_from_row).collect()
+    }
+
+    /// Every address issued to a wallet on `network`.
+    pub async fn wallet_btc_addresses(
+        &self,
+        wallet: WalletId,
+        network: &str,
+    ) -> Result<Vec<BtcAddressRow>, StorageError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ADDRESS_COLUMNS} FROM btc_addresses WHERE wallet_id = $1 AND network = $2 \
+             ORDER BY key_id, chain, idx"
+        )))
+        .bind(wallet.to_string())
+        .bind(network)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(address_from_row).collect()
+    }
+
+    /// The issued address `address` on `network`, if it is one.
+    pub async fn btc_address_row(
+        &self,
+        network: &str,
+        address: &str,
+    ) -> Result<Option<BtcAddressRow>, StorageError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ADDRESS_COLUMNS} FROM btc_addresses WHERE network = $1 AND address = $2"
+        )))
+        .bind(network)
+        .bind(address)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(address_from_row).transpose()
+    }
+
+    /// Whether any output paying `script_pubkey` on `network` was recorded.
+    pub async fn btc_script_used(
+        &self,
+        network: &str,
+        script_pubkey: &str,
+    ) -> Result<bool, StorageError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM btc_utxos WHERE network = $1 AND script_pubkey = $2",
+        )
+        .bind(network)
+        .bind(script_pubkey)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n > 0)
+    }
+}

@@ -22,7 +22,7 @@ pub mod testing;
 mod tx;
 mod webhooks;
 
-pub use btc::{BtcSendRow, BtcUtxoRow};
+pub use btc::{BtcAddressRow, BtcSendRow, BtcUtxoRow};
 pub use deposits::DepositRow;
 pub use error::StorageError;
 pub use eth::{EthAttemptRow, EthSendRow, EthSenderRow};

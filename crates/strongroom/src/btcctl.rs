@@ -29,11 +29,20 @@ fn failure(e: ServiceError) -> Failure {
     }
 }
 
+/// What a recorded output pays.
+#[derive(Debug)]
+pub(crate) enum PaidTo {
+    /// A single key's account.
+    Key(String),
+    /// An address Strongroom issued.
+    Address(String),
+}
+
 /// `strongroom btc record-deposit`.
 pub(crate) fn record_deposit(
     c: Config,
     network: &str,
-    key: &str,
+    to: &PaidTo,
     txid: &str,
     vout: u32,
     sat: u64,
@@ -42,22 +51,34 @@ pub(crate) fn record_deposit(
         Ok(Network::Bitcoin(n)) => n,
         _ => return Err(usage("--network", "mainnet, testnet, signet or regtest")),
     };
-    let key: KeyId = key
-        .parse()
-        .map_err(|e: domain::IdError| usage("--key", e.to_string()))?;
+    let key: Option<KeyId> = match to {
+        PaidTo::Key(k) => Some(
+            k.parse()
+                .map_err(|e: domain::IdError| usage("--key", e.to_string()))?,
+        ),
+        PaidTo::Address(_) => None,
+    };
     if sat == 0 {
         return Err(usage("--sat", "must be above 0"));
     }
     runtime()?.block_on(async move {
         let (svc, store) = build_service(&c).await?;
         connect_bitcoin(&svc, &c).await?;
-        let r = svc
-            .btc_record_deposit(&console_actor(), network, key, txid, vout, sat)
-            .await
-            .map_err(|e| match e {
-                ServiceError::Invalid(m) => usage("--txid", m),
-                other => failure(other),
-            });
+        let r = match (key, to) {
+            (Some(key), _) => {
+                svc.btc_record_deposit(&console_actor(), network, key, txid, vout, sat)
+                    .await
+            }
+            (None, PaidTo::Address(a)) => {
+                svc.btc_record_deposit_to(&console_actor(), network, a, txid, vout, sat)
+                    .await
+            }
+            (None, PaidTo::Key(_)) => Err(ServiceError::Invalid("--key or --address".into())),
+        }
+        .map_err(|e| match e {
+            ServiceError::Invalid(m) => usage("--txid", m),
+            other => failure(other),
+        });
         store.close().await;
         let row = r?;
         match row.wallet {

@@ -290,8 +290,12 @@ enum BtcCommand {
         /// mainnet, testnet, signet or regtest.
         #[arg(long)]
         network: String,
+        /// A single key's account…
+        #[arg(long, required_unless_present = "address", conflicts_with = "address")]
+        key: Option<String>,
+        /// …or an address Strongroom issued (an HD account's).
         #[arg(long)]
-        key: String,
+        address: Option<String>,
         #[arg(long)]
         txid: String,
         #[arg(long)]
@@ -657,12 +661,18 @@ fn main() -> ExitCode {
             config,
             network,
             key,
+            address,
             txid,
             vout,
             sat,
-        }) => {
-            load(&config).and_then(|c| btcctl::record_deposit(c, &network, &key, &txid, vout, sat))
-        }
+        }) => load(&config).and_then(|c| {
+            let to = match (key, address) {
+                (Some(k), _) => btcctl::PaidTo::Key(k),
+                (None, Some(a)) => btcctl::PaidTo::Address(a),
+                (None, None) => btcctl::PaidTo::Key(String::new()),
+            };
+            btcctl::record_deposit(c, &network, &to, &txid, vout, sat)
+        }),
         Command::Operator(o) => match o {
             OperatorCommand::Unseal { addr, reset } => operator::unseal(&addr, reset),
             OperatorCommand::Seal { addr, key_file } => operator::seal(&addr, &key_file),

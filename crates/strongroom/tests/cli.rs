@@ -2132,6 +2132,49 @@ fn bitcoin_withdrawal_through_the_api() {
             .iter()
             .any(|o| o.script_pubkey == spk(payee) && o.value.to_sat() == 50_000)
     );
+    // An HD account: a fresh deposit address once the last one was paid.
+    let (code, hd) = api_call(
+        &server,
+        &admin,
+        "POST",
+        &format!("/v1/wallets/{wallet}/accounts"),
+        Some(r#"{"network":"bitcoin:regtest","backend":"keystore-hd"}"#),
+        None,
+    );
+    assert_eq!(code, 201, "{hd}");
+    let next = || {
+        let (code, a) = api_call(
+            &server,
+            &initiator,
+            "POST",
+            &format!("/v1/wallets/{wallet}/addresses"),
+            Some(r#"{"network":"bitcoin:regtest"}"#),
+            None,
+        );
+        assert_eq!(code, 200, "{a}");
+        a["address"].as_str().unwrap().to_owned()
+    };
+    let first = next();
+    assert_eq!(first, hd["address"].as_str().unwrap());
+    assert_eq!(next(), first, "unused: the same address again");
+    let o = strongroom(&[
+        "btc",
+        "record-deposit",
+        "--config",
+        cfg,
+        "--network",
+        "regtest",
+        "--address",
+        &first,
+        "--txid",
+        &"6f".repeat(32),
+        "--vout",
+        "0",
+        "--sat",
+        "30000",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_ne!(next(), first, "paid: a fresh one");
     server.terminate();
     let o = strongroom(&["audit", "verify", "--config", cfg]);
     assert!(o.status.success(), "{}", stderr(&o));
