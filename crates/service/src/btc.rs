@@ -187,13 +187,13 @@ impl Service {
 
     async fn btc_spend_single(&self, key: KeyId) -> Result<Spend, ServiceError> {
         let row = self.store().key(key).await?;
-        let bad = || ServiceError::Storage(StorageError::Corrupt("public key".into()));
-        let bytes = hex::decode(&row.public_key).map_err(|_| bad())?;
         if row.purpose != KeyPurpose::TransferSigning || row.hd_path.is_some() {
             return Err(ServiceError::KeyNotUsable(format!(
                 "key {key} is not a single transfer-signing key"
             )));
         }
+        let bad = || ServiceError::Storage(StorageError::Corrupt("public key".into()));
+        let bytes = hex::decode(&row.public_key).map_err(|_| bad())?;
         match row.algorithm {
             KeyAlgorithm::EcdsaSecp256k1 => Ok(Spend::P2wpkh {
                 pubkey: bytes.try_into().map_err(|_| bad())?,

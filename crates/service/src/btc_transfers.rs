@@ -461,8 +461,10 @@ impl Service {
         let now = self.now();
         let id = uuid::Uuid::now_v7().to_string();
         let mut tx = self.store().begin().await?;
-        if let Some(a) = &change_address {
+        let mut entries = Vec::new();
+        if let (Some(a), Some(_)) = (&change_address, &plan.change) {
             tx.insert_btc_address(a).await?;
+            entries.push(address_entry(&Actor::System, a)?);
         }
         tx.reserve_btc_utxos(
             &name,
@@ -484,7 +486,6 @@ impl Service {
             created_by: Actor::System,
         })
         .await?;
-        let mut entries = Vec::new();
         for (t, _) in ready {
             // Only from `queued`: of two workers, the second finds it moved
             // on and its reservation goes back with its transaction.

@@ -150,7 +150,12 @@ impl Service {
                 &format!("eth:{network}"),
                 json!({ "from": from, "to": to, "found": pass.seen }),
             )?);
-            self.commit(tx, &entries, now).await?;
+            if pass.seen == 0 && !behind {
+                // Only blocks looked at again: nothing to keep.
+                drop(tx);
+            } else {
+                self.commit(tx, &entries, now).await?;
+            }
         }
         self.credit_deposits(&net, &network, head, pass).await
     }

@@ -1646,7 +1646,7 @@ impl Can<'_, perm::OperateQueue> {
         let now = self.svc.now();
         let mut tx = self.svc.store().begin().await?;
         let locked = tx.lock_transfer(id).await?;
-        if locked.state != t.state {
+        if ![state::SIGNED, state::BROADCASTING].contains(&locked.state.as_str()) {
             return Err(ApprovalError::NotAwaiting(locked.state.clone()).into());
         }
         tx.add_history(id, &locked.state, &self.who.actor().to_string(), why, now)

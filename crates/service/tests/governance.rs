@@ -2208,7 +2208,7 @@ async fn hd_accounts_hand_out_fresh_deposit_addresses(f: Fixture) {
             .iter()
             .filter(|a| *a == "btc.address.issued")
             .count(),
-        2,
-        "the change address is recorded with the plan, not as an issue"
+        3,
+        "two receive addresses, and the change address with the plan"
     );
 }

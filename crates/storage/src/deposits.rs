@@ -63,14 +63,16 @@ fn block_db(n: u64) -> Result<i64, StorageError> {
 
 impl WriteTx {
     /// Records a deposit seen; one already recorded is left as it is,
-    /// unless it had been reorganised away (then it is seen again, in its
-    /// new block). Returns whether it was new or seen again.
+    /// unless it had been reorganised away or is now in another block (then
+    /// it is seen again, in its new block). Returns whether it was new or
+    /// seen again.
     pub async fn upsert_deposit(&mut self, d: &DepositRow) -> Result<bool, StorageError> {
         let done = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO eth_deposits ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
              $11, $12, $13) ON CONFLICT (network, tx_hash, log_index) DO UPDATE SET \
              block_number = excluded.block_number, block_hash = excluded.block_hash, \
-             state = 'seen', seen_at_ms = excluded.seen_at_ms WHERE eth_deposits.state = 'reorged'"
+             state = 'seen', seen_at_ms = excluded.seen_at_ms WHERE eth_deposits.state = 'reorged' \
+             OR (eth_deposits.state = 'seen' AND eth_deposits.block_hash <> excluded.block_hash)"
         )))
         .bind(&d.network)
         .bind(&d.tx_hash)
