@@ -69,14 +69,7 @@ impl Service {
         self.store().wallet(wallet).await?;
         let now = self.now();
         let mut tx = self.store().begin().await?;
-        tx.insert_btc_account(&net_name(network), key, wallet, now)
-            .await?;
-        let e = entry(
-            actor,
-            "btc.account.added",
-            &format!("wallet:{wallet}"),
-            json!({ "network": net_name(network), "key": key.to_string() }),
-        )?;
+        let e = account_added(&mut tx, actor, network, key, wallet, now).await?;
         self.commit(tx, &[e], now).await?;
         Ok(())
     }
@@ -142,14 +135,28 @@ impl Service {
         {
             return Ok(last.address.clone());
         }
-        let next = issued.first().map_or(0, |a| a.index.saturating_add(1));
-        let a = self.derive_btc_address(wallet, n, key, 0, next).await?;
-        let now = self.now();
-        let mut tx = self.store().begin().await?;
-        tx.insert_btc_address(&a).await?;
-        let e = address_entry(actor, &a)?;
-        self.commit(tx, &[e], now).await?;
-        Ok(a.address)
+        let mut next = issued.first().map_or(0, |a| a.index.saturating_add(1));
+        // Two requests at once: the loser of the index takes the next one.
+        for _ in 0..3 {
+            let a = self.derive_btc_address(wallet, n, key, 0, next).await?;
+            let now = self.now();
+            let mut tx = self.store().begin().await?;
+            match tx.insert_btc_address(&a).await {
+                Ok(()) => {
+                    let e = address_entry(actor, &a)?;
+                    self.commit(tx, &[e], now).await?;
+                    return Ok(a.address);
+                }
+                Err(StorageError::Conflict { .. }) => {
+                    drop(tx);
+                    next = next.saturating_add(1);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ServiceError::Conflict(
+            "deposit addresses are being issued for this wallet; try again".into(),
+        ))
     }
 
     /// Records an output paying an address Strongroom issued (an HD
@@ -920,13 +927,16 @@ impl Service {
             // The seed is sealed in the keystore (and its backups); the
             // words are not shown over the API.
             drop(mnemonic);
-            self.register_btc_account(actor, n, key.id, wallet).await?;
+            // The account and its first address in one transaction: no
+            // account without an address, and no request takes index 0
+            // in between.
             let first = self.derive_btc_address(wallet, n, key.id, 0, 0).await?;
             let now = self.now();
             let mut tx = self.store().begin().await?;
+            let added = account_added(&mut tx, actor, n, key.id, wallet, now).await?;
             tx.insert_btc_address(&first).await?;
             let e = address_entry(actor, &first)?;
-            self.commit(tx, &[e], now).await?;
+            self.commit(tx, &[added, e], now).await?;
             return Ok(WalletAccount {
                 network,
                 address: first.address,
@@ -986,5 +996,24 @@ fn address_entry(actor: &Actor, a: &storage::BtcAddressRow) -> Result<audit::Ent
             "index": a.index,
             "address": a.address,
         }),
+    )
+}
+
+/// Gives a key to a wallet on a network, in `tx`; the audit record.
+async fn account_added(
+    tx: &mut WriteTx,
+    actor: &Actor,
+    network: BitcoinNetwork,
+    key: KeyId,
+    wallet: WalletId,
+    now: Timestamp,
+) -> Result<audit::Entry, ServiceError> {
+    tx.insert_btc_account(&net_name(network), key, wallet, now)
+        .await?;
+    entry(
+        actor,
+        "btc.account.added",
+        &format!("wallet:{wallet}"),
+        json!({ "network": net_name(network), "key": key.to_string() }),
     )
 }
