@@ -325,7 +325,7 @@ pub struct BalanceDto {
     credited: Option<String>,
     /// Deposits seen, not yet at the confirmation depth.
     incoming: String,
-    /// Approved, or on its way and not yet at the confirmation depth.
+    /// Queued, or on its way and not yet at the confirmation depth.
     reserved: String,
     /// Waiting for approvals or in a time lock.
     awaiting: String,

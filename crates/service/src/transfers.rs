@@ -480,7 +480,7 @@ impl Service {
         Ok(self.store().transfer(id).await?.wallet)
     }
 
-    /// Moves time-locked transfers whose lock has ended to `approved`, and
+    /// Moves time-locked transfers whose lock has ended to `queued`, and
     /// lapses those that waited too long for approvals. Returns how many moved.
     pub async fn advance_transfers(&self) -> Result<usize, ServiceError> {
         use lifecycle::Event;
@@ -1720,7 +1720,7 @@ pub struct AssetBalance {
     pub credited: Option<u128>,
     /// Deposits seen, not yet at the confirmation depth.
     pub incoming: u128,
-    /// Approved, or handed to the chain and not yet in a block.
+    /// Queued, or on its way and not yet at the confirmation depth.
     pub reserved: u128,
     /// Waiting for approvals or in a time lock.
     pub awaiting: u128,
