@@ -348,18 +348,6 @@ pub fn backoff_ms(attempts: u32) -> i64 {
         .min(MAX_BACKOFF_MS)
 }
 
-/// Applies events in order from `from`: the states passed through, or the
-/// first event refused.
-pub fn run(from: State, events: &[Event]) -> Result<Vec<State>, Illegal> {
-    let mut at = from;
-    let mut path = Vec::with_capacity(events.len());
-    for &e in events {
-        at = step(at, e)?.to;
-        path.push(at);
-    }
-    Ok(path)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

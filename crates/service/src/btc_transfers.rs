@@ -17,7 +17,9 @@ use storage::{BtcSendRow, StorageError, TransferRow, WriteTx};
 use crate::btc::{BtcServiceError, net_name, spend_of};
 use crate::keystore::entry;
 use crate::service::{Service, ServiceError};
-use crate::transfers::{Move, Prepared, TransferRequest, classify, state, transition};
+use crate::transfers::{
+    Move, Prepared, TransferRequest, classify, corrupt, invalid, state, transition,
+};
 
 /// How long a worker holds the transfers of a batch it is planning.
 const BATCH_LEASE_MS: i64 = 60_000;
@@ -30,14 +32,6 @@ pub struct BatchOutcome {
     pub failed: usize,
     /// Left to wait for the batch's window.
     pub waiting: usize,
-}
-
-fn invalid(s: impl Into<String>) -> ServiceError {
-    ServiceError::Invalid(s.into())
-}
-
-fn corrupt(what: &str, e: impl std::fmt::Display) -> ServiceError {
-    ServiceError::Storage(StorageError::Corrupt(format!("{what}: {e}")))
 }
 
 impl Service {

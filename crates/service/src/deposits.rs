@@ -15,7 +15,7 @@ use domain::{Actor, Asset, Timestamp, WalletId};
 use serde_json::json;
 use storage::DepositRow;
 
-use crate::eth::EthError;
+use crate::eth::{EthError, hex32};
 use crate::keystore::entry;
 use crate::service::{Service, ServiceError};
 
@@ -29,10 +29,6 @@ pub struct DepositPass {
     pub seen: usize,
     pub credited: usize,
     pub reorged: usize,
-}
-
-fn hex32(h: &[u8; 32]) -> String {
-    format!("0x{}", hex::encode(h))
 }
 
 impl Service {

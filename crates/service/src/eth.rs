@@ -183,7 +183,7 @@ fn parse_addr(s: &str) -> Result<EthAddress, ServiceError> {
         .map_err(|e| ServiceError::Storage(StorageError::Corrupt(format!("stored address: {e}"))))
 }
 
-fn hex32(h: &[u8; 32]) -> String {
+pub(crate) fn hex32(h: &[u8; 32]) -> String {
     format!("0x{}", hex::encode(h))
 }
 
@@ -576,13 +576,8 @@ impl Service {
         plan: &TxPlan,
         assets: &[Asset],
     ) -> Option<String> {
-        match domain::TransferIntent::decode(&t.intent, |id| {
-            assets.iter().find(|a| a.id() == id).cloned()
-        }) {
-            Err(e) => Some(format!("the stored intent does not decode: {e}")),
-            Ok(intent) if intent.digest().to_string() != t.digest => {
-                Some("the stored intent does not match its digest".into())
-            }
+        match crate::transfers::decode_intent(t, assets) {
+            Err(e) => Some(format!("the stored intent: {e}")),
             Ok(intent) => {
                 let asset = intent.amount().asset();
                 let amount = intent.amount().units();

@@ -319,11 +319,11 @@ pub struct VoteRequest {
     pub signature: [u8; 64],
 }
 
-fn invalid(s: impl Into<String>) -> ServiceError {
+pub(crate) fn invalid(s: impl Into<String>) -> ServiceError {
     ServiceError::Invalid(s.into())
 }
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> ServiceError {
+pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> ServiceError {
     StorageError::Corrupt(format!("{what}: {e}")).into()
 }
 

@@ -1291,6 +1291,20 @@ async fn concurrent_withdrawals_never_commit_more_than_the_wallet_holds(f: Fixtu
 }
 
 impl Fixture {
+    /// Bitcoin regtest on this service (no node: sends stop at `signed`).
+    fn add_regtest(&self, batch: service::btc::BatchRule) {
+        self.svc.add_btc_network(service::btc::BtcNetwork {
+            network: domain::BitcoinNetwork::Regtest,
+            fee_caps: chain_btc::FeeCaps {
+                max_fee_rate: 50,
+                max_fee: 20_000,
+            },
+            fee_rate: 5,
+            batch,
+            client: None,
+        });
+    }
+
     async fn submit_with(
         &self,
         amount: &str,
@@ -1537,21 +1551,12 @@ const PAYEE: &str = "bcrt1qs758ursh4q9z627kt3pp5yysm78ddny6txaqgw";
 
 async fn bitcoin_payouts_are_batched_signed_and_verified(f: Fixture) {
     use domain::{Asset, BitcoinNetwork};
-    use service::btc::{BatchRule, BtcNetwork};
+    use service::btc::BatchRule;
     use service::transfers::ExecutePass;
     let regtest = BitcoinNetwork::Regtest;
-    f.svc.add_btc_network(BtcNetwork {
-        network: regtest,
-        fee_caps: chain_btc::FeeCaps {
-            max_fee_rate: 50,
-            max_fee: 20_000,
-        },
-        fee_rate: 5,
-        batch: BatchRule {
-            window_ms: 60_000,
-            max_payouts: 3,
-        },
-        client: None,
+    f.add_regtest(BatchRule {
+        window_ms: 60_000,
+        max_payouts: 3,
     });
     f.set_policy("[[rules]]\nname = \"all\"\naction = \"allow\"\n")
         .await;
@@ -1838,18 +1843,9 @@ async fn deposits_count_only_at_the_confirmation_depth(f: Fixture) {
 
 async fn wallets_open_accounts_with_deposit_addresses(f: Fixture) {
     use domain::{BitcoinNetwork, Network};
-    use service::btc::{BatchRule, BtcNetwork};
+    use service::btc::BatchRule;
     use service::btc_transfers::AccountKey;
-    f.svc.add_btc_network(BtcNetwork {
-        network: BitcoinNetwork::Regtest,
-        fee_caps: chain_btc::FeeCaps {
-            max_fee_rate: 50,
-            max_fee: 20_000,
-        },
-        fee_rate: 5,
-        batch: BatchRule::default(),
-        client: None,
-    });
+    f.add_regtest(BatchRule::default());
     let admin = f.who(&f.admin1).await;
     let ops = f
         .svc
@@ -2086,20 +2082,11 @@ async fn deposits_are_seen_then_credited_or_reorged(f: Fixture) {
 
 async fn hd_accounts_hand_out_fresh_deposit_addresses(f: Fixture) {
     use domain::{Asset, BitcoinNetwork, Network};
-    use service::btc::{BatchRule, BtcNetwork};
+    use service::btc::BatchRule;
     use service::btc_transfers::AccountKey;
     use service::transfers::ExecutePass;
     let regtest = BitcoinNetwork::Regtest;
-    f.svc.add_btc_network(BtcNetwork {
-        network: regtest,
-        fee_caps: chain_btc::FeeCaps {
-            max_fee_rate: 50,
-            max_fee: 20_000,
-        },
-        fee_rate: 5,
-        batch: BatchRule::default(),
-        client: None,
-    });
+    f.add_regtest(BatchRule::default());
     f.set_policy("[[rules]]\nname = \"all\"\naction = \"allow\"\n")
         .await;
     let admin = f.who(&f.admin1).await;

@@ -364,6 +364,32 @@ where
     rows.iter().map(|r| parsed(r, "amount")).collect()
 }
 
+/// The queue's claim: up to `$3` queued transfers, not held, `due` (given
+/// the table prefix to write: `t.` inside, none outside) and passing
+/// `filter`, highest priority first, then oldest, leased until `$2`. On
+/// PostgreSQL the rows are picked `FOR UPDATE SKIP LOCKED`; the outer
+/// condition checks again what a concurrent claim may have changed.
+fn claim_query(backend: Backend, due: impl Fn(&str) -> String, filter: &str) -> String {
+    let skip = match backend {
+        Backend::Sqlite => "",
+        Backend::Postgres => " FOR UPDATE OF t SKIP LOCKED",
+    };
+    format!(
+        "UPDATE transfers SET next_attempt_at_ms = $2 WHERE id IN (\
+         SELECT t.id FROM transfers t LEFT JOIN transfers d ON d.id = t.depends_on \
+         WHERE t.state = 'queued' AND t.held_at_ms IS NULL AND {} {filter} \
+         ORDER BY t.priority DESC, t.created_at_ms, t.id LIMIT $3{skip}) \
+         AND state = 'queued' AND {} RETURNING {TRANSFER_COLUMNS}",
+        due("t."),
+        due(""),
+    )
+}
+
+/// The order claimed transfers are taken in (the claim's `ORDER BY`).
+fn claim_order(t: &TransferRow) -> (std::cmp::Reverse<u8>, Timestamp, TransferId) {
+    (std::cmp::Reverse(t.priority), t.created_at, t.id)
+}
+
 async fn wallet_outflows_on<'e, E>(
     db: E,
     wallet: WalletId,
@@ -1330,17 +1356,10 @@ impl Store {
         lease_ms: i64,
         limit: u32,
     ) -> Result<Vec<(TransferRow, Option<String>)>, StorageError> {
-        let skip = match self.backend() {
-            Backend::Sqlite => "",
-            Backend::Postgres => " FOR UPDATE OF t SKIP LOCKED",
-        };
-        let q = format!(
-            "UPDATE transfers SET next_attempt_at_ms = $2 WHERE id IN (\
-             SELECT t.id FROM transfers t LEFT JOIN transfers d ON d.id = t.depends_on \
-             WHERE t.state = 'queued' AND t.held_at_ms IS NULL AND t.next_attempt_at_ms <= $1 \
-             AND (t.depends_on IS NULL OR d.finished_at_ms IS NOT NULL) \
-             ORDER BY t.priority DESC, t.created_at_ms, t.id LIMIT $3{skip}) \
-             AND state = 'queued' AND next_attempt_at_ms <= $1 RETURNING {TRANSFER_COLUMNS}"
+        let q = claim_query(
+            self.backend(),
+            |t| format!("{t}next_attempt_at_ms <= $1"),
+            "AND (t.depends_on IS NULL OR d.finished_at_ms IS NOT NULL)",
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(q))
             .bind(now.as_millis())
@@ -1357,7 +1376,7 @@ impl Store {
             };
             out.push((t, dep));
         }
-        out.sort_by_key(|(t, _)| (std::cmp::Reverse(t.priority), t.created_at, t.id));
+        out.sort_by_key(|(t, _)| claim_order(t));
         Ok(out)
     }
 
@@ -1376,20 +1395,15 @@ impl Store {
             batch_due,
             created_after,
         } = *c;
-        let skip = match self.backend() {
-            Backend::Sqlite => "",
-            Backend::Postgres => " FOR UPDATE OF t SKIP LOCKED",
-        };
-        let q = format!(
-            "UPDATE transfers SET next_attempt_at_ms = $2 WHERE id IN (\
-             SELECT t.id FROM transfers t LEFT JOIN transfers d ON d.id = t.depends_on \
-             WHERE t.state = 'queued' AND t.held_at_ms IS NULL \
-             AND (t.next_attempt_at_ms <= $1 OR (t.attempts = 0 AND t.next_attempt_at_ms = $6)) \
-             AND t.wallet_id = $4 AND t.asset = $5 AND t.created_at_ms > $7 \
-             AND (t.depends_on IS NULL OR d.state = 'completed') \
-             ORDER BY t.priority DESC, t.created_at_ms, t.id LIMIT $3{skip}) \
-             AND state = 'queued' AND (next_attempt_at_ms <= $1 OR (attempts = 0 AND next_attempt_at_ms = $6)) \
-             RETURNING {TRANSFER_COLUMNS}"
+        let q = claim_query(
+            self.backend(),
+            |t| {
+                format!(
+                    "({t}next_attempt_at_ms <= $1 OR ({t}attempts = 0 AND {t}next_attempt_at_ms = $6))"
+                )
+            },
+            "AND t.wallet_id = $4 AND t.asset = $5 AND t.created_at_ms > $7 \
+             AND (t.depends_on IS NULL OR d.state = 'completed')",
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(q))
             .bind(now.as_millis())
@@ -1405,7 +1419,7 @@ impl Store {
             .iter()
             .map(transfer_from_row)
             .collect::<Result<_, _>>()?;
-        out.sort_by_key(|t| (std::cmp::Reverse(t.priority), t.created_at, t.id));
+        out.sort_by_key(claim_order);
         Ok(out)
     }
 
