@@ -66,7 +66,7 @@ async fn health_and_status() {
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(body["database"]["backend"], "sqlite");
     assert_eq!(body["database"]["reachable"], true);
-    assert_eq!(body["database"]["schema_version"], 14);
+    assert_eq!(body["database"]["schema_version"], 15);
     assert_eq!(body["seal"], "uninitialized");
     assert_eq!(body["audit_records"], 0);
 }

@@ -283,10 +283,11 @@ impl Bench {
         let worker = {
             let b = self.clone();
             tokio::spawn(async move {
+                // As a server's executor: a pass whenever a transfer moves.
                 let mut sent = 0;
                 while sent < n {
+                    b.svc.transfers_moved().await;
                     sent += b.svc.execute_due().await.unwrap().submitted;
-                    tokio::task::yield_now().await;
                 }
             })
         };

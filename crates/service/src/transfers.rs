@@ -581,7 +581,8 @@ impl Service {
     }
 
     /// Hands queued transfers whose attempt is due to the chain, highest
-    /// priority first, until none is left. Each is claimed first (of
+    /// priority first (claimed in that order, those claimed together sent
+    /// concurrently), until none is left. Each is claimed first (of
     /// several servers, one takes it); a transfer whose dependency ended
     /// without completing fails; a failed attempt is classified: tried again
     /// after an exponential backoff, held for a person, or failed for good —
@@ -602,6 +603,8 @@ impl Service {
                 (WalletId, String),
                 (domain::BitcoinNetwork, Vec<TransferRow>),
             > = Default::default();
+            let mut sends = tokio::task::JoinSet::new();
+            let mut failures = Vec::new();
             for (t, dependency) in claimed {
                 let age = self
                     .now()
@@ -633,23 +636,46 @@ impl Service {
                                 .push(t);
                             continue;
                         }
-                        match self
-                            .execute_transfer(t.id, chain_eth::Urgency::Normal)
-                            .await
-                        {
-                            Ok(_) => {
-                                pass.submitted += 1;
-                                continue;
-                            }
-                            // Another worker carried it out meanwhile.
-                            Err(ServiceError::Storage(StorageError::Conflict { .. })) => continue,
-                            Err(e) => (Event::AttemptFailed(classify(&e)), e.to_string()),
-                        }
+                        // Sent concurrently: while one waits on the node or
+                        // the disk, another signs. Nonces come from the
+                        // database, one sender's in the order its plans commit.
+                        let svc = self.clone();
+                        sends.spawn(async move {
+                            let r = svc.execute_transfer(t.id, chain_eth::Urgency::Normal).await;
+                            (t.id, r)
+                        });
+                        continue;
                     }
                 };
+                failures.push((t.id, event, why));
+            }
+            // Every send is waited for, even after an error: none is left
+            // half-way to be cut off when this pass ends.
+            let mut broken = None;
+            while let Some(joined) = sends.join_next().await {
+                match joined {
+                    Ok((_, Ok(_))) => pass.submitted += 1,
+                    // Another worker carried it out meanwhile.
+                    Ok((_, Err(ServiceError::Storage(StorageError::Conflict { .. })))) => {}
+                    Ok((id, Err(e))) => {
+                        failures.push((id, Event::AttemptFailed(classify(&e)), e.to_string()));
+                    }
+                    // A panic goes on as it would have without the task,
+                    // once the others are done.
+                    Err(e) => {
+                        if let Ok(p) = e.try_into_panic() {
+                            broken.get_or_insert(p);
+                        }
+                    }
+                }
+            }
+            if let Some(p) = broken {
+                std::panic::resume_unwind(p);
+            }
+            for (id, event, why) in failures {
                 let now = self.now();
                 let mut tx = self.store().begin().await?;
-                let t = tx.lock_transfer(t.id).await?;
+                let t = tx.lock_transfer(id).await?;
                 if t.state != state::QUEUED {
                     continue; // moved on (e.g. back to waiting for approvals)
                 }
@@ -738,11 +764,64 @@ impl Service {
     /// read first, under the judgment's wallet lock, and counted until their
     /// transaction is confirmed: a send already in a block is counted twice
     /// for a few blocks (the safe direction), never missed.
+    /// What the node says a wallet's sender holds of a transfer's asset
+    /// (and ether, for fees), read before the transfer's write transaction
+    /// so the database's write lock is not held over node round trips.
+    /// `None` when there is nothing to read or the read failed: the funds
+    /// check then reads under the lock (and reports any error there).
+    async fn held_before(&self, req: &TransferRequest, p: &Prepared) -> Option<Held> {
+        let Network::Evm { chain_id } = req.asset.network() else {
+            return None;
+        };
+        let net = self.eth_network(chain_id).ok()?;
+        let from = self
+            .store()
+            .wallet_eth_sender(req.wallet, &p.network)
+            .await
+            .ok()??
+            .parse()
+            .ok()?;
+        self.held(&net, from, &req.asset, None).await.ok()
+    }
+
+    /// What `from` holds at the newest credited block (see
+    /// [`Self::credited_block`]).
+    async fn held(
+        &self,
+        net: &crate::eth::EthNetwork,
+        from: chain_eth::EthAddress,
+        asset: &AssetId,
+        recorded: Option<u64>,
+    ) -> Result<Held, ServiceError> {
+        let at = self.credited_block(net, recorded).await?;
+        let token = match net.config.tokens.iter().find(|t| t.asset.id() == asset) {
+            Some(t) => Some(
+                net.client
+                    .erc20_balance_at(t.contract, from, at)
+                    .await
+                    .map_err(crate::eth::EthError::Node)?,
+            ),
+            None => None,
+        };
+        let ether = net
+            .client
+            .balance_at(from, at)
+            .await
+            .map_err(crate::eth::EthError::Node)?;
+        Ok(Held {
+            from,
+            at,
+            ether,
+            token,
+        })
+    }
+
     async fn ensure_funds(
         &self,
         tx: &mut WriteTx,
         req: &TransferRequest,
         p: &Prepared,
+        before: Option<Held>,
     ) -> Result<(), ServiceError> {
         let chain_id = match req.asset.network() {
             Network::Evm { chain_id } => chain_id,
@@ -782,26 +861,23 @@ impl Service {
         let recorded = tx
             .eth_highest_block_in_tx(&p.network, &from.to_lower_hex())
             .await?;
-        let at = self.credited_block(&net, recorded).await?;
-        if let Some(t) = net
-            .config
-            .tokens
-            .iter()
-            .find(|t| t.asset.id() == &req.asset)
-        {
-            let held = net
-                .client
-                .erc20_balance_at(t.contract, from, at)
-                .await
-                .map_err(crate::eth::EthError::Node)?;
-            check(need.asset, held, &t.asset)?;
+        // Balances read before this transaction count only if every send
+        // finished since (no longer an outflow) is in them: finished at
+        // or below the block they were read at. Otherwise read again, here.
+        let held = match before {
+            Some(h) if h.from == from && recorded.is_none_or(|r| r <= h.at) => h,
+            _ => self.held(&net, from, &req.asset, recorded).await?,
+        };
+        if let (Some(t), Some(units)) = (
+            net.config
+                .tokens
+                .iter()
+                .find(|t| t.asset.id() == &req.asset),
+            held.token,
+        ) {
+            check(need.asset, units, &t.asset)?;
         }
-        let held = net
-            .client
-            .balance_at(from, at)
-            .await
-            .map_err(crate::eth::EthError::Node)?;
-        check(need.ether, held, &ether)
+        check(need.ether, held.ether, &ether)
     }
 
     /// The block whose balances count: the newest at the network's
@@ -851,6 +927,15 @@ impl Service {
         out.extend(btc.values().map(|n| Asset::bitcoin(n.network)));
         out
     }
+}
+
+/// Balances of an EVM sender at a block, as the node gave them.
+struct Held {
+    from: chain_eth::EthAddress,
+    at: u64,
+    ether: u128,
+    /// Of the transfer's token, if it is one.
+    token: Option<u128>,
 }
 
 struct Known {
@@ -1149,6 +1234,7 @@ impl Can<'_, perm::InitiateTransfer> {
         }
         let who = self.who.actor();
         let roles = roles_of(self.who.grants(), req.wallet);
+        let held = svc.held_before(req, &p).await;
         let (mut tx, j, now) = svc.judge(who, &roles, req, &p).await?;
         if let Some(key) = idempotency_key
             && let Some((hash, earlier)) = tx.idempotency_key(who, key).await?
@@ -1186,7 +1272,7 @@ impl Can<'_, perm::InitiateTransfer> {
             }
         }
         if !matches!(j.decision.outcome, Outcome::Block) {
-            svc.ensure_funds(&mut tx, req, &p).await?;
+            svc.ensure_funds(&mut tx, req, &p, held).await?;
         }
         let id = TransferId::from_uuid(uuid::Uuid::now_v7());
         let intent = TransferIntent::new(IntentParts {

@@ -1361,12 +1361,14 @@ impl Store {
             |t| format!("{t}next_attempt_at_ms <= $1"),
             "AND (t.depends_on IS NULL OR d.finished_at_ms IS NOT NULL)",
         );
+        let turn = self.write_turn().await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(q))
             .bind(now.as_millis())
             .bind(now.as_millis().saturating_add(lease_ms))
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
+        drop(turn);
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let t = transfer_from_row(r)?;
@@ -1405,6 +1407,7 @@ impl Store {
             "AND t.wallet_id = $4 AND t.asset = $5 AND t.created_at_ms > $7 \
              AND (t.depends_on IS NULL OR d.state = 'completed')",
         );
+        let _turn = self.write_turn().await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(q))
             .bind(now.as_millis())
             .bind(now.as_millis().saturating_add(lease_ms))
@@ -1448,6 +1451,7 @@ impl Store {
         ids: &[TransferId],
         until: Timestamp,
     ) -> Result<(), StorageError> {
+        let _turn = self.write_turn().await?;
         for id in ids {
             sqlx::query(
                 "UPDATE transfers SET next_attempt_at_ms = $2 WHERE id = $1 AND state = 'queued'",

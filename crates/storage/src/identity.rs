@@ -484,6 +484,7 @@ impl Store {
         now: Timestamp,
         forget_before: Timestamp,
     ) -> Result<bool, StorageError> {
+        let _turn = self.write_turn().await?;
         sqlx::query("DELETE FROM request_nonces WHERE seen_at_ms < $1")
             .bind(forget_before.as_millis())
             .execute(&self.pool)

@@ -1,6 +1,7 @@
 //! Connecting, configuring and migrating the database.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -65,7 +66,17 @@ impl std::fmt::Debug for DatabaseConfig {
 pub struct Store {
     pub(crate) pool: AnyPool,
     pub(crate) backend: Backend,
+    /// SQLite has one writer at a time. Writers of this process queue here,
+    /// in order, rather than on SQLite's busy handler, which polls with
+    /// sleeps of up to 100 ms while holding a pooled connection. (Other
+    /// processes on the same file still meet the busy handler.)
+    writer: Arc<tokio::sync::Semaphore>,
 }
+
+/// The right to write to SQLite, held until the write commits or rolls
+/// back. Empty on PostgreSQL, whose writers run concurrently.
+#[derive(Debug)]
+pub(crate) struct WriteTurn(#[allow(dead_code)] Option<tokio::sync::OwnedSemaphorePermit>);
 
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -74,7 +85,7 @@ impl Store {
     pub async fn connect(config: &DatabaseConfig) -> Result<Store, StorageError> {
         install_default_drivers();
         let (url, backend, max) = match config {
-            DatabaseConfig::Sqlite { path } => (sqlite_url(path), Backend::Sqlite, 4),
+            DatabaseConfig::Sqlite { path } => (sqlite_url(path), Backend::Sqlite, 8),
             DatabaseConfig::Postgres {
                 url,
                 password,
@@ -111,7 +122,11 @@ impl Store {
                 })
             });
         let pool = opts.connect(&url).await.map_err(|e| unavailable(&e))?;
-        let store = Store { pool, backend };
+        let store = Store {
+            pool,
+            backend,
+            writer: Arc::new(tokio::sync::Semaphore::new(1)),
+        };
         store.ping().await?;
         Ok(store)
     }
@@ -145,6 +160,24 @@ impl Store {
                 "schema version {v}, this program expects {latest}"
             ))),
             None => Err(StorageError::Schema("no migrations applied".into())),
+        }
+    }
+
+    /// Waits for this process's turn to write (SQLite); at once on
+    /// PostgreSQL. A turn not given within the pool's acquire timeout is
+    /// `Unavailable`, as a connection not given would be.
+    pub(crate) async fn write_turn(&self) -> Result<WriteTurn, StorageError> {
+        if self.backend == Backend::Postgres {
+            return Ok(WriteTurn(None));
+        }
+        match tokio::time::timeout(ACQUIRE_TIMEOUT, self.writer.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(WriteTurn(Some(permit))),
+            Ok(Err(_)) => Err(StorageError::Unavailable(
+                "the writer gate is closed".into(),
+            )),
+            Err(_) => Err(StorageError::Unavailable(
+                "timed out waiting for the database's write lock".into(),
+            )),
         }
     }
 

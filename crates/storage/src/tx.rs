@@ -5,7 +5,7 @@ use domain::Timestamp;
 use sqlx::{Any, Transaction};
 
 use crate::error::StorageError;
-use crate::store::{Backend, Store};
+use crate::store::{Backend, Store, WriteTurn};
 
 /// A database transaction for a state change.
 ///
@@ -17,6 +17,9 @@ use crate::store::{Backend, Store};
 pub struct WriteTx {
     pub(crate) tx: Transaction<'static, Any>,
     backend: Backend,
+    /// Released after `tx` (fields drop in order): once the transaction
+    /// has committed or rolled back.
+    _turn: WriteTurn,
 }
 
 impl Store {
@@ -27,6 +30,7 @@ impl Store {
     /// lock upgrade. On PostgreSQL writers run concurrently until they append
     /// to the audit log, which serialises them on the chain head.
     pub async fn begin(&self) -> Result<WriteTx, StorageError> {
+        let turn = self.write_turn().await?;
         let tx = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => self.pool.begin().await,
@@ -35,6 +39,7 @@ impl Store {
         Ok(WriteTx {
             tx,
             backend: self.backend,
+            _turn: turn,
         })
     }
 

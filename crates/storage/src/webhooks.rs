@@ -209,6 +209,7 @@ impl Store {
         lease_ms: i64,
         limit: i64,
     ) -> Result<Vec<DueDelivery>, StorageError> {
+        let _turn = self.write_turn().await?;
         let mut tx = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
@@ -266,6 +267,7 @@ impl Store {
         lease: i64,
         now: Timestamp,
     ) -> Result<bool, StorageError> {
+        let _turn = self.write_turn().await?;
         let done = sqlx::query(
             "UPDATE webhook_deliveries SET state = 'delivered', attempts = attempts + 1, \
              delivered_at_ms = $1, leased_until_ms = 0, last_error = NULL \
@@ -291,6 +293,7 @@ impl Store {
             Some(t) => ("pending", t.as_millis()),
             None => ("failed", 0),
         };
+        let _turn = self.write_turn().await?;
         let done = sqlx::query(
             "UPDATE webhook_deliveries SET state = $1, attempts = attempts + 1, next_attempt_ms = $2, \
              leased_until_ms = 0, last_error = $3 WHERE id = $4 AND leased_until_ms = $5",
