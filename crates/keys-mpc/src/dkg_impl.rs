@@ -1,0 +1,364 @@
+//! Distributed key generation (FROST's Pedersen DKG with proofs of
+//! knowledge), one party's side.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use frost_core::keys::{KeyPackage, PublicKeyPackage, dkg};
+use frost_core::{Identifier, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::Suite;
+use crate::envelope::{Abort, Envelope, PartyIndex, Round, SessionId, collect, from_frost};
+
+/// The most parties a key may have.
+pub const MAX_PARTIES: u16 = 64;
+
+/// One party's run of a key-generation ceremony.
+pub struct Dkg<C: Suite> {
+    session: SessionId,
+    me: PartyIndex,
+    parties: Vec<PartyIndex>,
+    threshold: u16,
+    stage: Stage<C>,
+}
+
+enum Stage<C: Suite> {
+    Round1 {
+        secret: dkg::round1::SecretPackage<C>,
+        own: Vec<u8>,
+    },
+    Round2 {
+        secret: dkg::round2::SecretPackage<C>,
+        round1: BTreeMap<Identifier<C>, dkg::round1::Package<C>>,
+        view: BTreeMap<u16, String>,
+    },
+    Spent,
+}
+
+impl<C: Suite> fmt::Debug for Dkg<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let stage = match self.stage {
+            Stage::Round1 { .. } => "round 1",
+            Stage::Round2 { .. } => "round 2",
+            Stage::Spent => "spent",
+        };
+        f.debug_struct("Dkg")
+            .field("suite", &C::NAME)
+            .field("session", &self.session)
+            .field("me", &self.me)
+            .field("parties", &self.parties.len())
+            .field("threshold", &self.threshold)
+            .field("stage", &stage)
+            .finish()
+    }
+}
+
+impl<C: Suite> Dkg<C> {
+    /// Starts a ceremony for `n` parties of which `threshold` sign, as
+    /// party `me`: returns the round-1 message for everyone.
+    pub fn start(
+        session: SessionId,
+        me: PartyIndex,
+        n: u16,
+        threshold: u16,
+        rng: &mut impl rand_core::CryptoRngCore,
+    ) -> Result<(Dkg<C>, Envelope), Abort> {
+        if !(2..=MAX_PARTIES).contains(&n) || !(2..=n).contains(&threshold) {
+            return Err(Abort::Parameters(format!(
+                "{threshold} of {n}: need 2 ≤ threshold ≤ parties ≤ {MAX_PARTIES}"
+            )));
+        }
+        if me.get() > n {
+            return Err(Abort::Parameters(format!("{me} of only {n}")));
+        }
+        let parties: Vec<PartyIndex> = (1..=n).filter_map(PartyIndex::new).collect();
+        let (secret, package) = dkg::part1::<C, _>(me.identifier()?, n, threshold, rng)
+            .map_err(|e| Abort::Internal(e.to_string()))?;
+        let own = package
+            .serialize()
+            .map_err(|e| Abort::Internal(e.to_string()))?;
+        let msg = Envelope::new(C::NAME, session, Round::Dkg1, me.get(), None, &own);
+        Ok((
+            Dkg {
+                session,
+                me,
+                parties,
+                threshold,
+                stage: Stage::Round1 { secret, own },
+            },
+            msg,
+        ))
+    }
+
+    /// Takes everyone else's round-1 message; returns one round-2 message
+    /// for each of them.
+    pub fn round1(&mut self, messages: &[Envelope]) -> Result<Vec<Envelope>, Abort> {
+        let Stage::Round1 { secret, own } = std::mem::replace(&mut self.stage, Stage::Spent) else {
+            return Err(Abort::Internal("round 1 is over".into()));
+        };
+        let got = collect(&self.parties, Some(self.me), messages)?;
+        let mut round1 = BTreeMap::new();
+        let mut view = BTreeMap::new();
+        view.insert(self.me.get(), digest(&own));
+        for (p, m) in &got {
+            let body = m.open(C::NAME, self.session, Round::Dkg1, self.me.get(), true)?;
+            let package =
+                dkg::round1::Package::<C>::deserialize(&body).map_err(|e| Abort::Malformed {
+                    from: p.get(),
+                    what: format!("round-1 package: {e}"),
+                })?;
+            view.insert(p.get(), digest(&body));
+            round1.insert(p.identifier::<C>()?, package);
+        }
+        let (secret, out) =
+            dkg::part2(secret, &round1).map_err(|e| from_frost(e, &self.parties))?;
+        let mut messages = Vec::with_capacity(out.len());
+        for p in got.keys() {
+            let package = out
+                .get(&p.identifier::<C>()?)
+                .ok_or_else(|| Abort::Internal(format!("no round-2 package for {p}")))?;
+            let body = Zeroizing::new(
+                package
+                    .serialize()
+                    .map_err(|e| Abort::Internal(e.to_string()))?,
+            );
+            let mut m = Envelope::new(
+                C::NAME,
+                self.session,
+                Round::Dkg2,
+                self.me.get(),
+                Some(p.get()),
+                &body,
+            );
+            m.echo = Some(view.clone());
+            messages.push(m);
+        }
+        self.stage = Stage::Round2 {
+            secret,
+            round1,
+            view,
+        };
+        Ok(messages)
+    }
+
+    /// Takes everyone else's round-2 message (checking first that all saw
+    /// the same round 1); returns this party's share of the new key.
+    pub fn round2(mut self, messages: &[Envelope]) -> Result<KeyShare<C>, Abort> {
+        let Stage::Round2 {
+            secret,
+            round1,
+            view,
+        } = std::mem::replace(&mut self.stage, Stage::Spent)
+        else {
+            return Err(Abort::Internal("not at round 2".into()));
+        };
+        let got = collect(&self.parties, Some(self.me), messages)?;
+        // The echoes first: no share is looked at until every party is
+        // known to have seen the same round 1.
+        for (p, m) in &got {
+            let Some(echo) = &m.echo else {
+                return Err(Abort::Malformed {
+                    from: p.get(),
+                    what: "round-2 message without its echo of round 1".into(),
+                });
+            };
+            if echo.len() != view.len() || echo.keys().ne(view.keys()) {
+                return Err(Abort::Malformed {
+                    from: p.get(),
+                    what: "echo of round 1 names other parties".into(),
+                });
+            }
+            for (sender, hash) in &view {
+                if echo.get(sender) != Some(hash) {
+                    let sender = PartyIndex::new(*sender)
+                        .ok_or_else(|| Abort::Internal("party 0 in the view".into()))?;
+                    return Err(Abort::Equivocation {
+                        sender,
+                        reported_by: *p,
+                    });
+                }
+            }
+        }
+        let mut round2 = BTreeMap::new();
+        for (p, m) in &got {
+            let body =
+                Zeroizing::new(m.open(C::NAME, self.session, Round::Dkg2, self.me.get(), false)?);
+            let package =
+                dkg::round2::Package::<C>::deserialize(&body).map_err(|e| Abort::Malformed {
+                    from: p.get(),
+                    what: format!("round-2 package: {e}"),
+                })?;
+            round2.insert(p.identifier::<C>()?, package);
+        }
+        let (key, public) =
+            dkg::part3(&secret, &round1, &round2).map_err(|e| from_frost(e, &self.parties))?;
+        Ok(KeyShare {
+            me: self.me,
+            parties: self.parties.clone(),
+            threshold: self.threshold,
+            key,
+            public,
+        })
+    }
+}
+
+fn digest(body: &[u8]) -> String {
+    hex::encode(Sha256::digest(body))
+}
+
+/// One party's share of a threshold key, with the group's public parts.
+/// The signing share zeroizes on drop and is never printed.
+pub struct KeyShare<C: Suite> {
+    pub(crate) me: PartyIndex,
+    pub(crate) parties: Vec<PartyIndex>,
+    pub(crate) threshold: u16,
+    pub(crate) key: KeyPackage<C>,
+    pub(crate) public: PublicKeyPackage<C>,
+}
+
+impl<C: Suite> fmt::Debug for KeyShare<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyShare")
+            .field("suite", &C::NAME)
+            .field("me", &self.me)
+            .field("parties", &self.parties.len())
+            .field("threshold", &self.threshold)
+            .field("group_key", &self.group_key().map(hex::encode).ok())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Stored {
+    suite: String,
+    me: PartyIndex,
+    parties: u16,
+    threshold: u16,
+    key: String,
+    public: String,
+}
+
+impl<C: Suite> KeyShare<C> {
+    pub fn me(&self) -> PartyIndex {
+        self.me
+    }
+
+    pub fn parties(&self) -> &[PartyIndex] {
+        &self.parties
+    }
+
+    pub fn threshold(&self) -> u16 {
+        self.threshold
+    }
+
+    /// The group key as other software takes it (see [`Suite`]).
+    pub fn group_key(&self) -> Result<[u8; 32], Abort> {
+        C::group_key_bytes(self.public.verifying_key())
+    }
+
+    pub fn verifying_key(&self) -> &VerifyingKey<C> {
+        self.public.verifying_key()
+    }
+
+    /// What the coordinator needs: the group's public parts.
+    pub fn public(&self) -> GroupPublic<C> {
+        GroupPublic {
+            parties: self.parties.clone(),
+            threshold: self.threshold,
+            public: self.public.clone(),
+        }
+    }
+
+    /// The share for sealed storage (the caller encrypts it at rest).
+    pub fn to_secret_bytes(&self) -> Result<Zeroizing<Vec<u8>>, Abort> {
+        let key = Zeroizing::new(
+            self.key
+                .serialize()
+                .map_err(|e| Abort::Internal(e.to_string()))?,
+        );
+        let public = self
+            .public
+            .serialize()
+            .map_err(|e| Abort::Internal(e.to_string()))?;
+        let parties = u16::try_from(self.parties.len())
+            .map_err(|_| Abort::Internal("too many parties".into()))?;
+        let mut stored = Stored {
+            suite: C::NAME.into(),
+            me: self.me,
+            parties,
+            threshold: self.threshold,
+            key: hex::encode(&*key),
+            public: hex::encode(public),
+        };
+        let out = serde_json::to_vec(&stored).map_err(|e| Abort::Internal(e.to_string()));
+        zeroize::Zeroize::zeroize(&mut stored.key);
+        out.map(Zeroizing::new)
+    }
+
+    /// Reads what [`KeyShare::to_secret_bytes`] wrote.
+    pub fn from_secret_bytes(bytes: &[u8]) -> Result<KeyShare<C>, Abort> {
+        let bad = |what: &str| Abort::Parameters(format!("stored key share: {what}"));
+        let stored = StoredGuard(serde_json::from_slice(bytes).map_err(|_| bad("not JSON"))?);
+        if stored.0.suite != C::NAME {
+            return Err(bad("another suite"));
+        }
+        let key_bytes = Zeroizing::new(hex::decode(&stored.0.key).map_err(|_| bad("key"))?);
+        let key = KeyPackage::<C>::deserialize(&key_bytes).map_err(|_| bad("key"))?;
+        let public_bytes = hex::decode(&stored.0.public).map_err(|_| bad("public"))?;
+        let public =
+            PublicKeyPackage::<C>::deserialize(&public_bytes).map_err(|_| bad("public"))?;
+        let parties: Vec<PartyIndex> = (1..=stored.0.parties).filter_map(PartyIndex::new).collect();
+        if !(2..=stored.0.parties).contains(&stored.0.threshold)
+            || !parties.contains(&stored.0.me)
+            || key.identifier() != &stored.0.me.identifier::<C>()?
+            || key.verifying_key() != public.verifying_key()
+        {
+            return Err(bad("inconsistent"));
+        }
+        Ok(KeyShare {
+            me: stored.0.me,
+            parties,
+            threshold: stored.0.threshold,
+            key,
+            public,
+        })
+    }
+}
+
+/// Zeroizes the stored key's hex when dropped.
+struct StoredGuard(Stored);
+
+impl Drop for StoredGuard {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0.key);
+    }
+}
+
+/// A threshold key's public parts: its parties, threshold and the
+/// verifying shares the coordinator checks signature shares against.
+#[derive(Clone)]
+pub struct GroupPublic<C: Suite> {
+    pub(crate) parties: Vec<PartyIndex>,
+    pub(crate) threshold: u16,
+    pub(crate) public: PublicKeyPackage<C>,
+}
+
+impl<C: Suite> fmt::Debug for GroupPublic<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroupPublic")
+            .field("suite", &C::NAME)
+            .field("parties", &self.parties.len())
+            .field("threshold", &self.threshold)
+            .field(
+                "group_key",
+                &C::group_key_bytes(self.public.verifying_key())
+                    .map(hex::encode)
+                    .ok(),
+            )
+            .finish()
+    }
+}

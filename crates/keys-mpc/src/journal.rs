@@ -1,0 +1,106 @@
+//! The record of used nonces: one line per nonce, appended and synced to
+//! disk before a signature share leaves the signer.
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JournalError {
+    #[error("this nonce was used before")]
+    Used,
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}, line {line}: not a nonce id")]
+    Corrupt { path: PathBuf, line: usize },
+}
+
+/// Used nonce ids, in a file of its own (one 64-hex-digit id per line).
+///
+/// [`NonceJournal::consume`] appends and syncs before it returns, so a
+/// share is only ever computed for a nonce whose use is on disk: a crash,
+/// a restart or a restore of the signer's share from a backup cannot make
+/// it sign with the same nonce again. A last line cut short by a crash was
+/// never synced, so no share went out for it; it is ignored.
+#[derive(Debug)]
+pub struct NonceJournal {
+    path: PathBuf,
+    file: File,
+    used: HashSet<[u8; 32]>,
+}
+
+impl NonceJournal {
+    pub fn open(path: &Path) -> Result<NonceJournal, JournalError> {
+        let io = |source| JournalError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let mut used = HashSet::new();
+        if path.exists() {
+            let lines: Vec<String> = BufReader::new(File::open(path).map_err(io)?)
+                .lines()
+                .collect::<Result<_, _>>()
+                .map_err(io)?;
+            let complete = std::fs::read(path).map_err(io)?.ends_with(b"\n");
+            for (i, line) in lines.iter().enumerate() {
+                let last = i + 1 == lines.len();
+                match hex::decode(line).ok().and_then(|b| b.try_into().ok()) {
+                    Some(id) => {
+                        used.insert(id);
+                    }
+                    None if last && !complete => {}
+                    None => {
+                        return Err(JournalError::Corrupt {
+                            path: path.to_owned(),
+                            line: i + 1,
+                        });
+                    }
+                }
+            }
+            if !complete && !lines.is_empty() {
+                // Cut the torn line off, so the next append starts clean.
+                let keep: usize = lines[..lines.len() - 1].iter().map(|l| l.len() + 1).sum();
+                let f = OpenOptions::new().write(true).open(path).map_err(io)?;
+                f.set_len(keep as u64).map_err(io)?;
+                f.sync_all().map_err(io)?;
+            }
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io)?;
+        file.sync_all().map_err(io)?;
+        Ok(NonceJournal {
+            path: path.to_owned(),
+            file,
+            used,
+        })
+    }
+
+    /// Records `id` as used, durably; refuses an id used before.
+    pub fn consume(&mut self, id: &[u8; 32]) -> Result<(), JournalError> {
+        if self.used.contains(id) {
+            return Err(JournalError::Used);
+        }
+        let io = |source| JournalError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let mut line = hex::encode(id);
+        line.push('\n');
+        self.file.write_all(line.as_bytes()).map_err(io)?;
+        self.file.sync_data().map_err(io)?;
+        self.used.insert(*id);
+        Ok(())
+    }
+
+    pub fn is_used(&self, id: &[u8; 32]) -> bool {
+        self.used.contains(id)
+    }
+}

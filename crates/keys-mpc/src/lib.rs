@@ -1,0 +1,111 @@
+//! Threshold signing: no whole key ever exists.
+//!
+//! FROST (RFC 9591, the Zcash Foundation's audited crates) for BIP-340
+//! Schnorr on secp256k1 with the Taproot tweak (`frost-secp256k1-tr`) and
+//! for Ed25519 (`frost-ed25519`):
+//!
+//! - [`dkg`]: key generation without a trusted dealer, three rounds
+//!   (broadcast commitments with proofs of knowledge, echo-checked;
+//!   point-to-point secret shares; verification). Each party ends with its
+//!   own [`KeyShare`]; the group key is the same for all of them.
+//! - [`sign`]: two rounds with a coordinator. A signer commits to fresh
+//!   nonces, then — given the coordinator's signing package — checks that
+//!   the package carries its own commitment and exactly the message it was
+//!   asked to sign, records the nonce as used in its [`NonceJournal`]
+//!   (durably) and only then gives out its share. The coordinator checks
+//!   every share and names the parties whose shares do not verify.
+//!
+//! Every message is an [`Envelope`] bound to one session: a message of
+//! another session, round or sender, a duplicate, or a body that does not
+//! parse aborts the session before anything is kept, naming the party
+//! ([`Abort::culprits`]) where the protocol allows it.
+//!
+//! The transport (mutually authenticated, encrypted point to point) and
+//! the signer process live in the binary; this crate is the protocol.
+
+mod dkg_impl;
+mod envelope;
+mod journal;
+mod sign_impl;
+
+pub use envelope::{Abort, Envelope, PartyIndex, Round, SessionId};
+pub use journal::{JournalError, NonceJournal};
+
+/// Key generation without a dealer.
+pub mod dkg {
+    pub use crate::dkg_impl::{Dkg, KeyShare};
+}
+
+/// Signing with a coordinator.
+pub mod sign {
+    pub use crate::sign_impl::{Coordinator, PendingNonce, commit, sign};
+}
+
+/// The Taproot suite: BIP-340 signatures valid for the BIP-86-tweaked
+/// group key (the DKG's output key, which is what the address commits to).
+pub type Taproot = frost_secp256k1_tr::Secp256K1Sha256TR;
+/// The Ed25519 suite: RFC 8032 signatures.
+pub type Ed25519 = frost_ed25519::Ed25519Sha512;
+
+pub use frost_core::Ciphersuite;
+
+/// A suite this crate runs: its name on the wire and in storage, and how
+/// its group key and signatures leave it as plain bytes.
+pub trait Suite: Ciphersuite {
+    const NAME: &'static str;
+
+    /// The group key as other software takes it: the x-only output key for
+    /// Taproot (32 bytes), the public key for Ed25519 (32 bytes).
+    fn group_key_bytes(key: &frost_core::VerifyingKey<Self>) -> Result<[u8; 32], Abort>;
+
+    /// A signature as other software takes it: 64 bytes (BIP-340 `R.x ‖ s`;
+    /// RFC 8032 `R ‖ S`).
+    fn signature_bytes(sig: &frost_core::Signature<Self>) -> Result<[u8; 64], Abort>;
+}
+
+impl Suite for Taproot {
+    const NAME: &'static str = "frost-secp256k1-tr";
+
+    fn group_key_bytes(key: &frost_core::VerifyingKey<Self>) -> Result<[u8; 32], Abort> {
+        // SEC1 compressed: the parity byte, then x.
+        let b = key
+            .serialize()
+            .map_err(|e| Abort::Internal(e.to_string()))?;
+        b.get(1..33)
+            .and_then(|x| x.try_into().ok())
+            .ok_or_else(|| Abort::Internal("group key is not 33 bytes".into()))
+    }
+
+    fn signature_bytes(sig: &frost_core::Signature<Self>) -> Result<[u8; 64], Abort> {
+        let b = sig
+            .serialize()
+            .map_err(|e| Abort::Internal(e.to_string()))?;
+        b.try_into()
+            .map_err(|_| Abort::Internal("signature is not 64 bytes".into()))
+    }
+}
+
+impl Suite for Ed25519 {
+    const NAME: &'static str = "frost-ed25519";
+
+    fn group_key_bytes(key: &frost_core::VerifyingKey<Self>) -> Result<[u8; 32], Abort> {
+        let b = key
+            .serialize()
+            .map_err(|e| Abort::Internal(e.to_string()))?;
+        b.try_into()
+            .map_err(|_| Abort::Internal("group key is not 32 bytes".into()))
+    }
+
+    fn signature_bytes(sig: &frost_core::Signature<Self>) -> Result<[u8; 64], Abort> {
+        let b = sig
+            .serialize()
+            .map_err(|e| Abort::Internal(e.to_string()))?;
+        b.try_into()
+            .map_err(|_| Abort::Internal("signature is not 64 bytes".into()))
+    }
+}
+
+/// Randomness for the protocols: the operating system's.
+pub fn os_rng() -> rand_core::OsRng {
+    rand_core::OsRng
+}
