@@ -56,11 +56,26 @@ pub trait Suite: Ciphersuite {
 
     /// The group key as other software takes it: the x-only output key for
     /// Taproot (32 bytes), the public key for Ed25519 (32 bytes).
-    fn group_key_bytes(key: &frost_core::VerifyingKey<Self>) -> Result<[u8; 32], Abort>;
+    fn group_key_bytes(key: &frost_core::VerifyingKey<Self>) -> Result<[u8; 32], Abort> {
+        let b = key
+            .serialize()
+            .map_err(|e| Abort::Internal(e.to_string()))?;
+        fixed(&b, "group key")
+    }
 
     /// A signature as other software takes it: 64 bytes (BIP-340 `R.x ‖ s`;
     /// RFC 8032 `R ‖ S`).
-    fn signature_bytes(sig: &frost_core::Signature<Self>) -> Result<[u8; 64], Abort>;
+    fn signature_bytes(sig: &frost_core::Signature<Self>) -> Result<[u8; 64], Abort> {
+        let b = sig
+            .serialize()
+            .map_err(|e| Abort::Internal(e.to_string()))?;
+        fixed(&b, "signature")
+    }
+}
+
+fn fixed<const N: usize>(b: &[u8], what: &str) -> Result<[u8; N], Abort> {
+    b.try_into()
+        .map_err(|_| Abort::Internal(format!("{what} is not {N} bytes")))
 }
 
 impl Suite for Taproot {
@@ -71,38 +86,12 @@ impl Suite for Taproot {
         let b = key
             .serialize()
             .map_err(|e| Abort::Internal(e.to_string()))?;
-        b.get(1..33)
-            .and_then(|x| x.try_into().ok())
-            .ok_or_else(|| Abort::Internal("group key is not 33 bytes".into()))
-    }
-
-    fn signature_bytes(sig: &frost_core::Signature<Self>) -> Result<[u8; 64], Abort> {
-        let b = sig
-            .serialize()
-            .map_err(|e| Abort::Internal(e.to_string()))?;
-        b.try_into()
-            .map_err(|_| Abort::Internal("signature is not 64 bytes".into()))
+        fixed(b.get(1..).unwrap_or_default(), "group key's x")
     }
 }
 
 impl Suite for Ed25519 {
     const NAME: &'static str = "frost-ed25519";
-
-    fn group_key_bytes(key: &frost_core::VerifyingKey<Self>) -> Result<[u8; 32], Abort> {
-        let b = key
-            .serialize()
-            .map_err(|e| Abort::Internal(e.to_string()))?;
-        b.try_into()
-            .map_err(|_| Abort::Internal("group key is not 32 bytes".into()))
-    }
-
-    fn signature_bytes(sig: &frost_core::Signature<Self>) -> Result<[u8; 64], Abort> {
-        let b = sig
-            .serialize()
-            .map_err(|e| Abort::Internal(e.to_string()))?;
-        b.try_into()
-            .map_err(|_| Abort::Internal("signature is not 64 bytes".into()))
-    }
 }
 
 /// Randomness for the protocols: the operating system's.
