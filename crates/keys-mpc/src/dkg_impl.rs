@@ -362,3 +362,64 @@ impl<C: Suite> fmt::Debug for GroupPublic<C> {
             .finish()
     }
 }
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredPublic {
+    suite: String,
+    parties: u16,
+    threshold: u16,
+    public: String,
+}
+
+impl<C: Suite> GroupPublic<C> {
+    pub fn threshold(&self) -> u16 {
+        self.threshold
+    }
+
+    pub fn parties(&self) -> &[PartyIndex] {
+        &self.parties
+    }
+
+    pub fn group_key(&self) -> Result<[u8; 32], Abort> {
+        C::group_key_bytes(self.public.verifying_key())
+    }
+
+    /// For the coordinator's storage (public: no secret in it).
+    pub fn to_bytes(&self) -> Result<Vec<u8>, Abort> {
+        let public = self
+            .public
+            .serialize()
+            .map_err(|e| Abort::Internal(e.to_string()))?;
+        serde_json::to_vec(&StoredPublic {
+            suite: C::NAME.into(),
+            parties: u16::try_from(self.parties.len())
+                .map_err(|_| Abort::Internal("too many parties".into()))?,
+            threshold: self.threshold,
+            public: hex::encode(public),
+        })
+        .map_err(|e| Abort::Internal(e.to_string()))
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<GroupPublic<C>, Abort> {
+        let bad = |what: &str| Abort::Parameters(format!("stored group key: {what}"));
+        let s: StoredPublic = serde_json::from_slice(bytes).map_err(|_| bad("not JSON"))?;
+        if s.suite != C::NAME {
+            return Err(bad("another suite"));
+        }
+        if !(2..=s.parties).contains(&s.threshold) || s.parties > MAX_PARTIES {
+            return Err(bad("threshold"));
+        }
+        let public =
+            PublicKeyPackage::<C>::deserialize(&hex::decode(&s.public).map_err(|_| bad("public"))?)
+                .map_err(|_| bad("public"))?;
+        if public.verifying_shares().len() != usize::from(s.parties) {
+            return Err(bad("verifying shares"));
+        }
+        Ok(GroupPublic {
+            parties: (1..=s.parties).filter_map(PartyIndex::new).collect(),
+            threshold: s.threshold,
+            public,
+        })
+    }
+}

@@ -233,6 +233,12 @@ pub enum Abort {
     },
     #[error("message from {}, which is not a party of this session", sender(*from))]
     NotAParty { from: u16 },
+    #[error(
+        "a message said to be from {} is not signed by it (altered in transit, \
+         or not meant for this node)",
+        sender(*from)
+    )]
+    Unauthenticated { from: u16 },
     #[error("{} sent the same round twice", sender(*from))]
     Duplicate { from: u16 },
     #[error("no message from {parties:?}")]
@@ -286,6 +292,7 @@ impl Abort {
             }
             Abort::InvalidShares { culprits } => culprits.clone(),
             Abort::NotAParty { .. }
+            | Abort::Unauthenticated { .. }
             | Abort::Missing { .. }
             | Abort::PackageRefused(_)
             | Abort::NonceReused(_)

@@ -20,20 +20,29 @@
 //! parse aborts the session before anything is kept, naming the party
 //! ([`Abort::culprits`]) where the protocol allows it.
 //!
-//! The transport (mutually authenticated, encrypted point to point) and
-//! the signer process live in the binary; this crate is the protocol.
+//! Around the protocol: [`net`] (TLS 1.3 between pinned self-signed
+//! identities, length-prefixed frames), [`wire`] (node identities;
+//! requests; protocol messages signed by their node and, point to point,
+//! encrypted to their recipient, so the relaying coordinator can neither
+//! forge nor read them), [`node`] (the signer node: sealed share store,
+//! nonce journal, its own audit log) and [`cluster`] (the coordinator in
+//! the server).
 
+pub mod cluster;
 mod dkg_impl;
 mod envelope;
 mod journal;
+pub mod net;
+pub mod node;
 mod sign_impl;
+pub mod wire;
 
 pub use envelope::{Abort, Envelope, PartyIndex, Round, SessionId};
 pub use journal::{JournalError, NonceJournal};
 
 /// Key generation without a dealer.
 pub mod dkg {
-    pub use crate::dkg_impl::{Dkg, KeyShare};
+    pub use crate::dkg_impl::{Dkg, GroupPublic, KeyShare, MAX_PARTIES};
 }
 
 /// Signing with a coordinator.

@@ -55,6 +55,14 @@ pub struct EthNetworkConfig {
     pub tokens: Vec<EthToken>,
 }
 
+/// A send whose nonce is stored and whose transaction is not signed yet.
+#[derive(Debug)]
+pub(crate) struct PlannedSend {
+    net: Arc<EthNetwork>,
+    sender: EthSenderRow,
+    send_id: String,
+}
+
 /// A configured network and its node client.
 #[derive(Debug)]
 pub struct EthNetwork {
@@ -412,6 +420,18 @@ impl Service {
         actor: &Actor,
         req: EthSendRequest,
     ) -> Result<EthSendRow, ServiceError> {
+        let planned = self.eth_plan(actor, req).await?;
+        self.eth_finish(planned).await
+    }
+
+    /// The first half of [`Service::eth_send`]: validated, priced, given
+    /// the sender's next nonce and stored (with the transfer moved to
+    /// `signing`), nothing signed yet.
+    pub(crate) async fn eth_plan(
+        &self,
+        actor: &Actor,
+        req: EthSendRequest,
+    ) -> Result<PlannedSend, ServiceError> {
         let Network::Evm { chain_id } = req.asset.network() else {
             return Err(EthError::AssetNotConfigured(req.asset.to_string()).into());
         };
@@ -479,14 +499,25 @@ impl Service {
         )?);
         self.commit(tx, &entries, now).await?;
         crate::crash::point("after_reservation");
+        Ok(PlannedSend {
+            net,
+            sender,
+            send_id,
+        })
+    }
 
-        // From here the send exists: a failure to sign or broadcast now
-        // leaves it pending for the resumer, and the caller gets the send
-        // (never an error that would invite a second, duplicate request).
-        if let Err(e) = self.eth_sign_and_send(&net, &sender, &send_id, 1).await {
-            tracing::warn!(send = %send_id, error = %e, "send planned; signing or broadcast deferred");
+    /// The second half of [`Service::eth_send`]: signs and broadcasts a
+    /// planned send. From here the send exists: a failure to sign or
+    /// broadcast leaves it pending for the resumer, and the caller gets the
+    /// send (never an error that would invite a second, duplicate request).
+    pub(crate) async fn eth_finish(&self, p: PlannedSend) -> Result<EthSendRow, ServiceError> {
+        if let Err(e) = self
+            .eth_sign_and_send(&p.net, &p.sender, &p.send_id, 1)
+            .await
+        {
+            tracing::warn!(send = %p.send_id, error = %e, "send planned; signing or broadcast deferred");
         }
-        Ok(self.store().eth_send(&send_id).await?)
+        Ok(self.store().eth_send(&p.send_id).await?)
     }
 
     /// Signs attempt `n` of a send from its stored plan (if not signed

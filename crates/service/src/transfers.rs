@@ -551,6 +551,17 @@ impl Service {
         id: TransferId,
         urgency: chain_eth::Urgency,
     ) -> Result<storage::EthSendRow, ServiceError> {
+        let planned = self.plan_transfer(id, urgency).await?;
+        self.eth_finish(planned).await
+    }
+
+    /// The planning half of [`Self::execute_transfer`]: the nonce taken and
+    /// stored, the transfer moved to `signing`.
+    async fn plan_transfer(
+        &self,
+        id: TransferId,
+        urgency: chain_eth::Urgency,
+    ) -> Result<crate::eth::PlannedSend, ServiceError> {
         let t = self.store().transfer(id).await?;
         if t.state != state::QUEUED {
             return Err(invalid(format!("the transfer is {}, not queued", t.state)));
@@ -566,7 +577,7 @@ impl Service {
             .await?
             .ok_or_else(|| invalid(format!("the wallet has no sender on {network}")))?;
         let from: chain_eth::EthAddress = from.parse().map_err(|e| corrupt("sender", e))?;
-        self.eth_send(
+        self.eth_plan(
             &t.initiator,
             crate::eth::EthSendRequest {
                 from,
@@ -581,8 +592,8 @@ impl Service {
     }
 
     /// Hands queued transfers whose attempt is due to the chain, highest
-    /// priority first (claimed in that order, those claimed together sent
-    /// concurrently), until none is left. Each is claimed first (of
+    /// priority first (claimed in that order; each wallet's planned in that
+    /// order, wallets and signatures concurrently), until none is left. Each is claimed first (of
     /// several servers, one takes it); a transfer whose dependency ended
     /// without completing fails; a failed attempt is classified: tried again
     /// after an exponential backoff, held for a person, or failed for good —
@@ -603,7 +614,7 @@ impl Service {
                 (WalletId, String),
                 (domain::BitcoinNetwork, Vec<TransferRow>),
             > = Default::default();
-            let mut sends = tokio::task::JoinSet::new();
+            let mut evm: std::collections::BTreeMap<WalletId, Vec<TransferId>> = Default::default();
             let mut failures = Vec::new();
             for (t, dependency) in claimed {
                 let age = self
@@ -636,29 +647,38 @@ impl Service {
                                 .push(t);
                             continue;
                         }
-                        // Sent concurrently: while one waits on the node or
-                        // the disk, another signs. Nonces come from the
-                        // database, one sender's in the order its plans commit.
-                        let svc = self.clone();
-                        sends.spawn(async move {
-                            let r = svc.execute_transfer(t.id, chain_eth::Urgency::Normal).await;
-                            (t.id, r)
-                        });
+                        evm.entry(t.wallet).or_default().push(t.id);
                         continue;
                     }
                 };
                 failures.push((t.id, event, why));
             }
+            // Wallets concurrently; within one, each transfer is planned
+            // (its nonce taken) in claim order, so priority orders nonces,
+            // and signed and broadcast while the next one is planned.
+            let mut wallets = tokio::task::JoinSet::new();
+            for (_, ids) in evm {
+                let svc = self.clone();
+                wallets.spawn(async move { svc.send_in_order(ids).await });
+            }
             // Every send is waited for, even after an error: none is left
             // half-way to be cut off when this pass ends.
             let mut broken = None;
-            while let Some(joined) = sends.join_next().await {
+            while let Some(joined) = wallets.join_next().await {
                 match joined {
-                    Ok((_, Ok(_))) => pass.submitted += 1,
-                    // Another worker carried it out meanwhile.
-                    Ok((_, Err(ServiceError::Storage(StorageError::Conflict { .. })))) => {}
-                    Ok((id, Err(e))) => {
-                        failures.push((id, Event::AttemptFailed(classify(&e)), e.to_string()));
+                    Ok(results) => {
+                        for (id, r) in results {
+                            match r {
+                                Ok(()) => pass.submitted += 1,
+                                // Another worker carried it out meanwhile.
+                                Err(ServiceError::Storage(StorageError::Conflict { .. })) => {}
+                                Err(e) => failures.push((
+                                    id,
+                                    Event::AttemptFailed(classify(&e)),
+                                    e.to_string(),
+                                )),
+                            }
+                        }
                     }
                     // A panic goes on as it would have without the task,
                     // once the others are done.
@@ -703,6 +723,40 @@ impl Service {
                 return Ok(pass);
             }
         }
+    }
+
+    /// Plans one wallet's claimed transfers one after another (in claim
+    /// order) and finishes each — signature and broadcast — concurrently
+    /// with the planning of the next. Returns each transfer's planning
+    /// result; a failure to sign or broadcast is the resumer's to retry.
+    async fn send_in_order(
+        &self,
+        ids: Vec<TransferId>,
+    ) -> Vec<(TransferId, Result<(), ServiceError>)> {
+        let mut results = Vec::with_capacity(ids.len());
+        let mut finishing = tokio::task::JoinSet::new();
+        for id in ids {
+            match self.plan_transfer(id, chain_eth::Urgency::Normal).await {
+                Ok(planned) => {
+                    results.push((id, Ok(())));
+                    let svc = self.clone();
+                    finishing.spawn(async move {
+                        if let Err(e) = svc.eth_finish(planned).await {
+                            tracing::warn!(transfer = %id, error = %e, "send not finished");
+                        }
+                    });
+                }
+                Err(e) => results.push((id, Err(e))),
+            }
+        }
+        while let Some(j) = finishing.join_next().await {
+            if let Err(e) = j
+                && let Ok(p) = e.try_into_panic()
+            {
+                std::panic::resume_unwind(p);
+            }
+        }
+        results
     }
 
     /// Records a failed attempt of a queued transfer (if it is still

@@ -12,6 +12,7 @@ mod keyctl;
 mod offline;
 mod operator;
 mod serve;
+mod signer;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -100,6 +101,10 @@ enum Command {
     /// Approvers' own Ed25519 keys.
     #[command(subcommand)]
     ApproverKey(ApproverKeyCommand),
+    /// A threshold signer node: holds one share of each threshold key and
+    /// signs only for the servers it pins.
+    #[command(subcommand)]
+    Signer(SignerCommand),
     /// Approve (or reject) a transfer: shows it, signs the approval
     /// statement with your approver key, and sends it.
     Approve {
@@ -494,6 +499,36 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
+#[derive(Debug, Subcommand)]
+enum SignerCommand {
+    /// Create a node's data directory (identity, sealed store) and print
+    /// what servers and the other signers pin (JSON).
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        /// This node's party index (1 to n).
+        #[arg(long)]
+        index: u16,
+        /// The operator's passphrase, first line of this file (otherwise
+        /// one line on standard input).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Run the node (`signer.toml`: index, listen, data_dir, servers, peers).
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Print (creating it if missing) a server's identity fingerprint, for
+    /// signer nodes to pin.
+    ServerIdentity {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -504,6 +539,16 @@ fn main() -> ExitCode {
             serve::run(c)
         }),
         Command::Config(ConfigCommand::Check { file }) => config_check(&file),
+        Command::Signer(SignerCommand::Init {
+            dir,
+            index,
+            passphrase_file,
+        }) => signer::init(&dir, index, passphrase_file.as_deref()),
+        Command::Signer(SignerCommand::Run {
+            config,
+            passphrase_file,
+        }) => signer::run(&config, passphrase_file.as_deref()),
+        Command::Signer(SignerCommand::ServerIdentity { dir }) => signer::server_identity(&dir),
         Command::Audit(AuditCommand::Verify { config, public_key }) => {
             load(&config).and_then(|c| serve::verify(c, public_key.as_deref()))
         }

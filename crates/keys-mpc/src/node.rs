@@ -1,0 +1,603 @@
+//! A signer node: its own data directory, its own sealed share store
+//! (shares encrypted under a store key that only its operator's
+//! passphrase opens), its own nonce journal and audit log, serving pinned
+//! servers over mutually authenticated TLS.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use audit::{Details, Entry, Head, Record};
+use keys::Secret32;
+use keys::envelope::{self as sealed, Binding};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::dkg_impl::{Dkg, KeyShare};
+use crate::envelope::{Abort, PartyIndex, SessionId};
+use crate::journal::NonceJournal;
+use crate::net::{self, Fingerprint, NetError};
+use crate::sign_impl::{PendingNonce, commit, sign};
+use crate::wire::{NodeKeys, NodePublic, Relayed, Request, Response, check_key_id};
+use crate::{Ed25519, Suite, Taproot};
+
+/// Runs `$body` with `C` bound to the suite named `$suite`.
+macro_rules! by_suite {
+    ($suite:expr, |$c:ident| $body:block) => {{
+        let s: &str = $suite;
+        if s == <Taproot as Suite>::NAME {
+            type $c = Taproot;
+            $body
+        } else if s == <Ed25519 as Suite>::NAME {
+            type $c = Ed25519;
+            $body
+        } else {
+            return Err(Abort::Parameters(format!("unknown suite {s:?}")));
+        }
+    }};
+}
+
+/// Commitments handed out and not yet used, at most: a coordinator that
+/// asks for commitments and never signs cannot grow the node without end.
+const MAX_PENDING: usize = 1024;
+
+/// `signer.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's party index (1 to n).
+    pub index: u16,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Certificate fingerprints of the servers allowed to call this node.
+    pub servers: Vec<String>,
+    /// The other signer nodes, as each printed itself at `signer init`.
+    pub peers: Vec<NodePublic>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("the passphrase does not open this node's store")]
+    WrongPassphrase,
+    #[error("audit log: {0}")]
+    Audit(String),
+    #[error("nonce journal: {0}")]
+    Journal(#[from] crate::journal::JournalError),
+}
+
+/// Creates a node's data directory: identity, and a store key sealed
+/// under the operator's passphrase. Returns what the others must pin.
+pub fn init(dir: &Path, index: u16, passphrase: &str) -> Result<NodePublic, NodeError> {
+    if PartyIndex::new(index).is_none() {
+        return Err(NodeError::Config("index must be 1 or more".into()));
+    }
+    std::fs::create_dir_all(dir)?;
+    if dir.join("store-key.age").exists() {
+        return Err(NodeError::Config(format!(
+            "{} already holds a signer node",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir.join("shares"))?;
+    let keys = NodeKeys::generate()?;
+    keys.save(dir)?;
+    let store_key = Secret32::random().map_err(|e| NodeError::Config(e.to_string()))?;
+    let recipient =
+        age::scrypt::Recipient::new(age::secrecy::SecretString::from(passphrase.to_owned()));
+    let sealed_key = age::encrypt(&recipient, store_key.expose())
+        .map_err(|e| NodeError::Config(format!("sealing the store key: {e}")))?;
+    net::write_private(&dir.join("store-key.age"), &sealed_key)?;
+    Ok(keys.public(index))
+}
+
+/// A running signer node.
+#[derive(Debug)]
+pub struct Node {
+    index: u16,
+    n: u16,
+    keys: NodeKeys,
+    peers: BTreeMap<u16, NodePublic>,
+    servers: Vec<Fingerprint>,
+    dir: PathBuf,
+    store_key: Secret32,
+    journal: Mutex<NonceJournal>,
+    audit: Mutex<AuditFile>,
+    dkgs: Mutex<HashMap<SessionId, (String, AnyDkg)>>,
+    pending: Mutex<HashMap<SessionId, (String, AnyNonce)>>,
+}
+
+impl Node {
+    /// Opens the node's store with the operator's passphrase.
+    pub fn open(config: &NodeConfig, passphrase: &str) -> Result<Node, NodeError> {
+        let dir = config.data_dir.clone();
+        let keys = NodeKeys::load(&dir)?;
+        let identity =
+            age::scrypt::Identity::new(age::secrecy::SecretString::from(passphrase.to_owned()));
+        let sealed_key = std::fs::read(dir.join("store-key.age"))?;
+        let plain = Zeroizing::new(
+            age::decrypt(&identity, &sealed_key).map_err(|_| NodeError::WrongPassphrase)?,
+        );
+        let mut k: [u8; 32] = plain[..]
+            .try_into()
+            .map_err(|_| NodeError::Config("store key is not 32 bytes".into()))?;
+        let store_key = Secret32::from_bytes(&mut k);
+        let n = u16::try_from(config.peers.len() + 1)
+            .map_err(|_| NodeError::Config("too many peers".into()))?;
+        let mut peers = BTreeMap::new();
+        for p in &config.peers {
+            if p.index == config.index || p.index == 0 || p.index > n {
+                return Err(NodeError::Config(format!(
+                    "peer index {}: parties are numbered 1 to {n}, this node is {}",
+                    p.index, config.index
+                )));
+            }
+            if peers.insert(p.index, p.clone()).is_some() {
+                return Err(NodeError::Config(format!("peer {} twice", p.index)));
+            }
+        }
+        if config.index == 0 || config.index > n {
+            return Err(NodeError::Config(format!(
+                "index {}: parties are numbered 1 to {n}",
+                config.index
+            )));
+        }
+        let servers = config
+            .servers
+            .iter()
+            .map(|s| s.parse())
+            .collect::<Result<Vec<Fingerprint>, _>>()?;
+        if servers.is_empty() {
+            return Err(NodeError::Config("no server is allowed to call".into()));
+        }
+        Ok(Node {
+            index: config.index,
+            n,
+            keys,
+            peers,
+            servers,
+            journal: Mutex::new(NonceJournal::open(&dir.join("nonces.journal"))?),
+            audit: Mutex::new(AuditFile::open(&dir.join("audit.log"))?),
+            dir,
+            store_key,
+            dkgs: Mutex::default(),
+            pending: Mutex::default(),
+        })
+    }
+
+    pub fn public(&self) -> NodePublic {
+        self.keys.public(self.index)
+    }
+
+    /// Accepts pinned servers on `listener` until the task is dropped.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+    ) -> Result<(), NodeError> {
+        let acceptor = net::acceptor(&self.keys.tls, self.servers.clone())?;
+        self.audit(
+            "mpc.node.started",
+            &format!("party:{}", self.index),
+            serde_json::json!({ "listen": listener.local_addr()?.to_string() }),
+        )
+        .map_err(|e| NodeError::Audit(e.to_string()))?;
+        loop {
+            let (tcp, peer) = listener.accept().await?;
+            let (acceptor, node) = (acceptor.clone(), self.clone());
+            tokio::spawn(async move {
+                if let Err(e) = node.connection(acceptor, tcp).await {
+                    tracing::warn!(%peer, error = %e, "signer connection ended");
+                }
+            });
+        }
+    }
+
+    async fn connection(
+        self: Arc<Self>,
+        acceptor: tokio_rustls::TlsAcceptor,
+        tcp: tokio::net::TcpStream,
+    ) -> Result<(), NetError> {
+        let mut tls = acceptor.accept(tcp).await?;
+        let from = net::peer_fingerprint(tls.get_ref().1)?;
+        while let Some(req) = net::read_frame::<_, Request>(&mut tls).await? {
+            let node = self.clone();
+            let resp = tokio::task::spawn_blocking(move || node.handle(from, req))
+                .await
+                .unwrap_or_else(|e| Response::Refused {
+                    reason: format!("internal: {e}"),
+                    culprits: vec![],
+                });
+            net::write_frame(&mut tls, &resp).await?;
+        }
+        Ok(())
+    }
+
+    /// Answers one request; a refusal is recorded in the node's audit log.
+    pub fn handle(&self, from: Fingerprint, req: Request) -> Response {
+        let op = op_name(&req);
+        match self.answer(from, req) {
+            Ok(r) => r,
+            Err(e) => {
+                let culprits: Vec<u16> = e.culprits().iter().map(|p| p.get()).collect();
+                let audited = self.audit(
+                    "mpc.request.refused",
+                    &format!("server:{from}"),
+                    serde_json::json!({ "op": op, "reason": e.to_string(), "culprits": culprits }),
+                );
+                let reason = match audited {
+                    Ok(()) => e.to_string(),
+                    Err(a) => format!("{e} (and the audit log failed: {a})"),
+                };
+                Response::Refused { reason, culprits }
+            }
+        }
+    }
+
+    fn answer(&self, from: Fingerprint, req: Request) -> Result<Response, Abort> {
+        match req {
+            Request::Info => Ok(Response::Info {
+                public: self.public(),
+                parties: (1..=self.n).collect(),
+            }),
+            Request::DkgStart {
+                suite,
+                key_id,
+                session,
+                threshold,
+            } => {
+                check_key_id(&key_id)?;
+                if self.share_path(&key_id).exists() {
+                    return Err(Abort::Parameters(format!("key {key_id} exists")));
+                }
+                let mut dkgs = lock(&self.dkgs);
+                if dkgs.contains_key(&session) {
+                    return Err(Abort::Parameters("this session has started".into()));
+                }
+                let me = party(self.index)?;
+                let mut rng = crate::os_rng();
+                let (dkg, msg) = by_suite!(&suite, |C| {
+                    let (d, m) = Dkg::<C>::start(session, me, self.n, threshold, &mut rng)?;
+                    (C::dkg_in(d), m)
+                });
+                let relayed = self.keys.seal(&msg, None)?;
+                self.audit(
+                    "mpc.dkg.started",
+                    &format!("mpc-key:{key_id}"),
+                    serde_json::json!({ "suite": suite, "threshold": threshold,
+                        "parties": self.n, "server": from.to_string() }),
+                )?;
+                dkgs.insert(session, (key_id, dkg));
+                Ok(Response::Messages {
+                    messages: vec![relayed],
+                })
+            }
+            Request::DkgRound1 { session, messages } => {
+                let (key_id, dkg) = lock(&self.dkgs)
+                    .remove(&session)
+                    .ok_or_else(|| Abort::Parameters("no such ceremony".into()))?;
+                let envelopes = self.open_all(&messages)?;
+                let (dkg, out) = match dkg {
+                    AnyDkg::Taproot(mut d) => {
+                        let out = d.round1(&envelopes)?;
+                        (AnyDkg::Taproot(d), out)
+                    }
+                    AnyDkg::Ed25519(mut d) => {
+                        let out = d.round1(&envelopes)?;
+                        (AnyDkg::Ed25519(d), out)
+                    }
+                };
+                let mut sealed = Vec::with_capacity(out.len());
+                for m in &out {
+                    let to =
+                        m.to.and_then(|t| self.peers.get(&t))
+                            .ok_or_else(|| Abort::Internal("round-2 message to no peer".into()))?;
+                    sealed.push(self.keys.seal(m, Some(to))?);
+                }
+                lock(&self.dkgs).insert(session, (key_id, dkg));
+                Ok(Response::Messages { messages: sealed })
+            }
+            Request::DkgRound2 { session, messages } => {
+                let (key_id, dkg) = lock(&self.dkgs)
+                    .remove(&session)
+                    .ok_or_else(|| Abort::Parameters("no such ceremony".into()))?;
+                let envelopes = self.open_all(&messages)?;
+                match dkg {
+                    AnyDkg::Taproot(d) => self.keep(&key_id, &d.round2(&envelopes)?),
+                    AnyDkg::Ed25519(d) => self.keep(&key_id, &d.round2(&envelopes)?),
+                }
+            }
+            Request::Commit {
+                suite,
+                key_id,
+                session,
+            } => {
+                check_key_id(&key_id)?;
+                let mut pending = lock(&self.pending);
+                if pending.len() >= MAX_PENDING {
+                    return Err(Abort::Parameters("too many signing sessions open".into()));
+                }
+                if pending.contains_key(&session) {
+                    return Err(Abort::Parameters("this session has committed".into()));
+                }
+                let mut rng = crate::os_rng();
+                let (nonce, envelope) = by_suite!(&suite, |C| {
+                    let share = self.load::<C>(&key_id)?;
+                    let (n, m) = commit(&share, session, &mut rng)?;
+                    (C::nonce_in(n), m)
+                });
+                pending.insert(session, (key_id, nonce));
+                Ok(Response::Commitment { envelope })
+            }
+            Request::Sign {
+                suite,
+                key_id,
+                session,
+                package,
+                message,
+            } => {
+                let (committed_key, nonce) = lock(&self.pending)
+                    .remove(&session)
+                    .ok_or_else(|| Abort::Parameters("no commitment for this session".into()))?;
+                if committed_key != key_id {
+                    return Err(Abort::PackageRefused(
+                        "the session committed for another key".into(),
+                    ));
+                }
+                let approved = hex::decode(&message)
+                    .map_err(|_| Abort::Parameters("message is not hex".into()))?;
+                let envelope = by_suite!(&suite, |C| {
+                    let share = self.load::<C>(&key_id)?;
+                    let nonce = C::nonce_out(nonce).ok_or_else(|| {
+                        Abort::PackageRefused("committed for another suite".into())
+                    })?;
+                    let mut journal = lock(&self.journal);
+                    sign(&share, nonce, &package, &approved, &mut journal)?
+                });
+                self.audit(
+                    "mpc.sign.share",
+                    &format!("mpc-key:{key_id}"),
+                    serde_json::json!({ "session": String::from(session),
+                        "message_sha256": hex::encode(Sha256::digest(&approved)),
+                        "server": from.to_string() }),
+                )?;
+                Ok(Response::Share { envelope })
+            }
+        }
+    }
+
+    fn open_all(&self, messages: &[Relayed]) -> Result<Vec<crate::Envelope>, Abort> {
+        messages
+            .iter()
+            .map(|m| self.keys.open(self.index, m, &self.peers))
+            .collect()
+    }
+
+    fn share_path(&self, key_id: &str) -> PathBuf {
+        self.dir.join("shares").join(format!("{key_id}.share"))
+    }
+
+    /// Seals and stores a new share (never over another), audits it, and
+    /// answers with the key's public parts.
+    fn keep<C: Suite>(&self, key_id: &str, share: &KeyShare<C>) -> Result<Response, Abort> {
+        let plain = share.to_secret_bytes()?;
+        let bytes = sealed::seal(&self.store_key, binding(key_id), &plain)
+            .map_err(|e| Abort::Internal(e.to_string()))?;
+        let path = self.share_path(key_id);
+        net::write_private(&path, &bytes).map_err(|e| Abort::Internal(e.to_string()))?;
+        File::open(self.dir.join("shares"))
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Abort::Internal(e.to_string()))?;
+        let group_key = hex::encode(share.group_key()?);
+        let public = hex::encode(share.public().to_bytes()?);
+        if let Err(e) = self.audit(
+            "mpc.key.created",
+            &format!("mpc-key:{key_id}"),
+            serde_json::json!({ "suite": C::NAME, "group_key": group_key,
+                "threshold": share.threshold(), "parties": share.parties().len() }),
+        ) {
+            // Not audited, not kept.
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        Ok(Response::Key {
+            key_id: key_id.to_owned(),
+            group_key,
+            public,
+        })
+    }
+
+    fn load<C: Suite>(&self, key_id: &str) -> Result<KeyShare<C>, Abort> {
+        let bytes = std::fs::read(self.share_path(key_id))
+            .map_err(|_| Abort::Parameters(format!("no key {key_id} here")))?;
+        let plain = sealed::open(&self.store_key, binding(key_id), &bytes)
+            .map_err(|_| Abort::Internal(format!("key {key_id} does not open")))?;
+        KeyShare::<C>::from_secret_bytes(&plain)
+    }
+
+    fn audit(&self, action: &str, subject: &str, details: serde_json::Value) -> Result<(), Abort> {
+        lock(&self.audit)
+            .append(action, subject, &details)
+            .map_err(|e| Abort::Internal(format!("audit log: {e}")))
+    }
+}
+
+fn binding(key_id: &str) -> Binding<'_> {
+    Binding {
+        kind: "mpc-share",
+        id: key_id,
+        version: 1,
+    }
+}
+
+fn party(i: u16) -> Result<PartyIndex, Abort> {
+    PartyIndex::new(i).ok_or_else(|| Abort::Parameters("party 0".into()))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn op_name(r: &Request) -> &'static str {
+    match r {
+        Request::Info => "info",
+        Request::DkgStart { .. } => "dkg_start",
+        Request::DkgRound1 { .. } => "dkg_round1",
+        Request::DkgRound2 { .. } => "dkg_round2",
+        Request::Commit { .. } => "commit",
+        Request::Sign { .. } => "sign",
+    }
+}
+
+#[derive(Debug)]
+enum AnyDkg {
+    Taproot(Dkg<Taproot>),
+    Ed25519(Dkg<Ed25519>),
+}
+
+#[derive(Debug)]
+enum AnyNonce {
+    Taproot(PendingNonce<Taproot>),
+    Ed25519(PendingNonce<Ed25519>),
+}
+
+/// Moves a suite's state in and out of the node's type-erased maps.
+trait Erase: Suite + Sized {
+    fn dkg_in(d: Dkg<Self>) -> AnyDkg;
+    fn nonce_in(n: PendingNonce<Self>) -> AnyNonce;
+    fn nonce_out(n: AnyNonce) -> Option<PendingNonce<Self>>;
+}
+
+impl Erase for Taproot {
+    fn dkg_in(d: Dkg<Self>) -> AnyDkg {
+        AnyDkg::Taproot(d)
+    }
+    fn nonce_in(n: PendingNonce<Self>) -> AnyNonce {
+        AnyNonce::Taproot(n)
+    }
+    fn nonce_out(n: AnyNonce) -> Option<PendingNonce<Self>> {
+        match n {
+            AnyNonce::Taproot(n) => Some(n),
+            AnyNonce::Ed25519(_) => None,
+        }
+    }
+}
+
+impl Erase for Ed25519 {
+    fn dkg_in(d: Dkg<Self>) -> AnyDkg {
+        AnyDkg::Ed25519(d)
+    }
+    fn nonce_in(n: PendingNonce<Self>) -> AnyNonce {
+        AnyNonce::Ed25519(n)
+    }
+    fn nonce_out(n: AnyNonce) -> Option<PendingNonce<Self>> {
+        match n {
+            AnyNonce::Ed25519(n) => Some(n),
+            AnyNonce::Taproot(_) => None,
+        }
+    }
+}
+
+/// The node's own audit log: the same hash-chained records as the
+/// server's, one JSON line each, synced at every append, verified whole
+/// when opened.
+#[derive(Debug)]
+struct AuditFile {
+    file: File,
+    head: Head,
+}
+
+#[derive(serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditLine {
+    seq: u64,
+    version: u16,
+    time_ms: i64,
+    actor: String,
+    action: String,
+    subject: String,
+    details: String,
+    prev_hash: String,
+    hash: String,
+}
+
+impl AuditFile {
+    fn open(path: &Path) -> Result<AuditFile, NodeError> {
+        let mut head = Head::GENESIS;
+        if path.exists() {
+            for (i, line) in BufReader::new(File::open(path)?).lines().enumerate() {
+                let broken = |why: &str| NodeError::Audit(format!("line {}: {why}", i + 1));
+                let l: AuditLine =
+                    serde_json::from_str(&line?).map_err(|_| broken("not a record"))?;
+                let r = Record {
+                    seq: l.seq,
+                    version: l.version,
+                    time: domain::Timestamp::from_millis(l.time_ms),
+                    actor: l.actor,
+                    action: l.action,
+                    subject: l.subject,
+                    details: l.details,
+                    prev_hash: l.prev_hash.parse().map_err(|_| broken("prev_hash"))?,
+                    hash: l.hash.parse().map_err(|_| broken("hash"))?,
+                };
+                if r.seq != head.seq.saturating_add(1)
+                    || r.prev_hash != head.hash
+                    || r.computed_hash() != r.hash
+                {
+                    return Err(broken("the chain is broken here"));
+                }
+                head = r.head();
+            }
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(AuditFile { file, head })
+    }
+
+    fn append(
+        &mut self,
+        action: &str,
+        subject: &str,
+        details: &serde_json::Value,
+    ) -> Result<(), NodeError> {
+        let audit_err = |e: audit::AuditError| NodeError::Audit(e.to_string());
+        let entry = Entry::new(
+            domain::Actor::System,
+            action,
+            subject,
+            Details::new(details).map_err(audit_err)?,
+        )
+        .map_err(audit_err)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        let r = Record::next(&self.head, &entry, domain::Timestamp::from_millis(now))
+            .map_err(audit_err)?;
+        let line = AuditLine {
+            seq: r.seq,
+            version: r.version,
+            time_ms: r.time.as_millis(),
+            actor: r.actor.clone(),
+            action: r.action.clone(),
+            subject: r.subject.clone(),
+            details: r.details.clone(),
+            prev_hash: r.prev_hash.to_string(),
+            hash: r.hash.to_string(),
+        };
+        let mut bytes = serde_json::to_vec(&line).map_err(|e| NodeError::Audit(e.to_string()))?;
+        bytes.push(b'\n');
+        self.file.write_all(&bytes)?;
+        self.file.sync_data()?;
+        self.head = r.head();
+        Ok(())
+    }
+}

@@ -1,0 +1,111 @@
+//! `strongroom signer`: a threshold signer node (ADR 0013). Its own data
+//! directory, its own sealed share store opened by its own operator's
+//! passphrase, its own nonce journal and audit log, its own port; it
+//! answers only the servers whose certificates it pins.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use keys_mpc::node::{Node, NodeConfig};
+use zeroize::Zeroizing;
+
+use crate::Failure;
+
+/// The operator's passphrase: from a file (first line), or one line on
+/// standard input.
+fn passphrase(file: Option<&Path>) -> Result<Zeroizing<String>, Failure> {
+    let mut text = Zeroizing::new(String::new());
+    match file {
+        Some(f) => {
+            *text = std::fs::read_to_string(f)
+                .with_context(|| format!("reading the passphrase from {}", f.display()))?;
+        }
+        None => {
+            std::io::stdin()
+                .read_line(&mut text)
+                .context("reading the passphrase from standard input")?;
+        }
+    }
+    let line = Zeroizing::new(text.lines().next().unwrap_or_default().to_owned());
+    if line.chars().count() < 12 {
+        return Err(Failure::Runtime(anyhow::anyhow!(
+            "the passphrase must have at least 12 characters"
+        )));
+    }
+    Ok(line)
+}
+
+/// Creates a node's data directory and prints what servers and the other
+/// signers must pin (JSON).
+pub(crate) fn init(dir: &Path, index: u16, passphrase_file: Option<&Path>) -> Result<(), Failure> {
+    let pass = passphrase(passphrase_file)?;
+    let public = keys_mpc::node::init(dir, index, &pass).context("creating the signer node")?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&public).context("printing the node's identity")?
+    );
+    Ok(())
+}
+
+/// Prints a server's (coordinator's) TLS identity for signers to pin,
+/// creating it in `dir` if missing.
+pub(crate) fn server_identity(dir: &Path) -> Result<(), Failure> {
+    std::fs::create_dir_all(dir).context("creating the identity directory")?;
+    let id = if dir.join("tls-cert.der").exists() {
+        keys_mpc::net::TlsIdentity::load(dir).context("reading the identity")?
+    } else {
+        let id = keys_mpc::net::TlsIdentity::generate().context("making an identity")?;
+        id.save(dir).context("writing the identity")?;
+        id
+    };
+    println!("{}", id.fingerprint());
+    Ok(())
+}
+
+/// Runs a node until it is stopped.
+pub(crate) fn run(config: &Path, passphrase_file: Option<&Path>) -> Result<(), Failure> {
+    let text =
+        std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
+    let de = toml::Deserializer::parse(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
+    let cfg: NodeConfig = serde_path_to_error::deserialize(de)
+        .map_err(|e| anyhow::anyhow!("{}: {} at {}", config.display(), e.inner(), e.path()))?;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let pass = passphrase(passphrase_file)?;
+    let node = Arc::new(Node::open(&cfg, &pass).context("opening the signer node")?);
+    drop(pass);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .with_context(|| format!("listening on {}", cfg.listen))?;
+        let public = node.public();
+        tracing::info!(
+            index = public.index,
+            listen = %listener.local_addr().context("local address")?,
+            fingerprint = %public.fingerprint,
+            "signer node ready"
+        );
+        println!(
+            "signer {} listening on {}",
+            public.index,
+            listener.local_addr()?
+        );
+        tokio::select! {
+            r = node.serve(listener) => r.context("serving")?,
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        Ok::<(), anyhow::Error>(())
+    })?;
+    Ok(())
+}
