@@ -66,20 +66,32 @@ pub struct NewKey {
     pub public: Vec<u8>,
 }
 
-/// The signer nodes of one deployment, as a server reaches them.
+/// The signer nodes of one deployment, as a server reaches them: one
+/// TLS connection kept open per node (requests on it one at a time).
 #[derive(Debug)]
 pub struct Cluster {
-    tls: Arc<TlsIdentity>,
     signers: Vec<SignerEndpoint>,
+    links: Arc<Links>,
+}
+
+type Stream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+#[derive(Debug)]
+struct Links {
+    tls: TlsIdentity,
     timeout: Duration,
+    open: BTreeMap<u16, tokio::sync::Mutex<Option<Stream>>>,
 }
 
 impl Cluster {
     pub fn new(tls: TlsIdentity, signers: Vec<SignerEndpoint>, timeout: Duration) -> Cluster {
+        let open = signers
+            .iter()
+            .map(|s| (s.index, tokio::sync::Mutex::new(None)))
+            .collect();
         Cluster {
-            tls: Arc::new(tls),
             signers,
-            timeout,
+            links: Arc::new(Links { tls, timeout, open }),
         }
     }
 
@@ -89,7 +101,7 @@ impl Cluster {
 
     /// One request to one signer, on a fresh connection.
     pub async fn call(&self, s: &SignerEndpoint, req: &Request) -> Result<Response, ClusterError> {
-        call(&self.tls, self.timeout, s, req).await
+        self.links.call(s, req).await
     }
 
     /// Requests to several signers at once; each answer by signer index.
@@ -100,10 +112,10 @@ impl Cluster {
         let tasks: Vec<(u16, tokio::task::JoinHandle<_>)> = requests
             .into_iter()
             .map(|(s, req)| {
-                let (tls, timeout) = (self.tls.clone(), self.timeout);
+                let links = self.links.clone();
                 (
                     s.index,
-                    tokio::spawn(async move { call(&tls, timeout, &s, &req).await }),
+                    tokio::spawn(async move { links.call(&s, &req).await }),
                 )
             })
             .collect();
@@ -314,32 +326,64 @@ fn messages(
     Ok(out)
 }
 
-async fn call(
-    tls: &TlsIdentity,
-    timeout: Duration,
-    s: &SignerEndpoint,
-    req: &Request,
-) -> Result<Response, ClusterError> {
-    let index = s.index;
-    let unreachable = |source| ClusterError::Unreachable { index, source };
-    let connector = net::connector(tls, s.fingerprint).map_err(unreachable)?;
-    let name = net::server_name().map_err(unreachable)?;
-    let exchange = async {
-        let tcp = tokio::net::TcpStream::connect(&s.addr).await?;
-        let mut stream = connector.connect(name, tcp).await?;
-        net::write_frame(&mut stream, req).await?;
-        net::read_frame::<_, Response>(&mut stream)
-            .await?
-            .ok_or_else(|| NetError::Malformed("the signer closed the connection".into()))
-    };
-    match tokio::time::timeout(timeout, exchange).await {
-        Err(_) => Err(ClusterError::Timeout { index, timeout }),
-        Ok(Err(e)) => Err(unreachable(e)),
-        Ok(Ok(Response::Refused { reason, culprits })) => Err(ClusterError::Refused {
-            index,
-            reason,
-            culprits,
-        }),
-        Ok(Ok(r)) => Ok(r),
+impl Links {
+    /// One request to one signer: on its open connection if there is one
+    /// (a connection found closed is opened again, once: the node refuses
+    /// a repeated step of a session, so nothing happens twice), otherwise
+    /// on a new one, kept for the next request.
+    async fn call(&self, s: &SignerEndpoint, req: &Request) -> Result<Response, ClusterError> {
+        let index = s.index;
+        let Some(slot) = self.open.get(&index) else {
+            return Err(ClusterError::Unexpected {
+                index,
+                what: "not a signer of this cluster".into(),
+            });
+        };
+        let mut slot = slot.lock().await;
+        let exchange = async {
+            if let Some(stream) = slot.as_mut() {
+                match exchange(stream, req).await {
+                    Ok(r) => return Ok(r),
+                    Err(e) => tracing::debug!(signer = index, error = %e, "reconnecting"),
+                }
+            }
+            *slot = None;
+            let mut stream = self.connect(s).await?;
+            let r = exchange(&mut stream, req).await?;
+            *slot = Some(stream);
+            Ok(r)
+        };
+        let r = match tokio::time::timeout(self.timeout, exchange).await {
+            Err(_) => Err(ClusterError::Timeout {
+                index,
+                timeout: self.timeout,
+            }),
+            Ok(Err(source)) => Err(ClusterError::Unreachable { index, source }),
+            Ok(Ok(Response::Refused { reason, culprits })) => Err(ClusterError::Refused {
+                index,
+                reason,
+                culprits,
+            }),
+            Ok(Ok(r)) => Ok(r),
+        };
+        if matches!(r, Err(ClusterError::Timeout { .. })) {
+            // A late answer must not be read as the next request's.
+            *slot = None;
+        }
+        r
     }
+
+    async fn connect(&self, s: &SignerEndpoint) -> Result<Stream, NetError> {
+        let connector = net::connector(&self.tls, s.fingerprint)?;
+        let tcp = tokio::net::TcpStream::connect(&s.addr).await?;
+        tcp.set_nodelay(true)?;
+        Ok(connector.connect(net::server_name()?, tcp).await?)
+    }
+}
+
+async fn exchange(stream: &mut Stream, req: &Request) -> Result<Response, NetError> {
+    net::write_frame(stream, req).await?;
+    net::read_frame::<_, Response>(stream)
+        .await?
+        .ok_or_else(|| NetError::Malformed("the signer closed the connection".into()))
 }

@@ -318,8 +318,12 @@ pub async fn write_frame<W: AsyncWrite + Unpin, T: serde::Serialize>(
         return Err(NetError::TooLarge(bytes.len()));
     }
     let len = u32::try_from(bytes.len()).map_err(|_| NetError::TooLarge(bytes.len()))?;
-    w.write_all(&len.to_be_bytes()).await?;
-    w.write_all(&bytes).await?;
+    // One write: a length written apart would wait on Nagle's algorithm
+    // for the peer's delayed acknowledgement (40 ms).
+    let mut frame = Vec::with_capacity(4 + bytes.len());
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(&bytes);
+    w.write_all(&frame).await?;
     w.flush().await?;
     Ok(())
 }

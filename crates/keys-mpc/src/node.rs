@@ -207,6 +207,7 @@ impl Node {
         acceptor: tokio_rustls::TlsAcceptor,
         tcp: tokio::net::TcpStream,
     ) -> Result<(), NetError> {
+        tcp.set_nodelay(true)?;
         let mut tls = acceptor.accept(tcp).await?;
         let from = net::peer_fingerprint(tls.get_ref().1)?;
         while let Some(req) = net::read_frame::<_, Request>(&mut tls).await? {
