@@ -157,7 +157,10 @@ impl Cluster {
                 threshold,
             }))
             .await;
-        let broadcasts = messages(start)?;
+        // Each node speaks for itself only: one broadcast, its own.
+        let broadcasts = messages(start, |index, m| {
+            m.len() == 1 && m[0].from == index && m[0].to.is_none()
+        })?;
         // Round 2: each node takes the others' broadcasts, answers with a
         // message for each other node.
         let round1 = self
@@ -170,7 +173,17 @@ impl Cluster {
                     .collect(),
             }))
             .await;
-        let direct = messages(round1)?;
+        // One message from each node to each other node.
+        let parties: Vec<u16> = self.signers.iter().map(|s| s.index).collect();
+        let direct = messages(round1, |index, m| {
+            let mut to: Vec<u16> = m.iter().filter_map(|x| x.to).collect();
+            to.sort_unstable();
+            to.dedup();
+            m.len() + 1 == parties.len()
+                && to.len() == m.len()
+                && m.iter().all(|x| x.from == index)
+                && to.iter().all(|t| *t != index && parties.contains(t))
+        })?;
         let done = self
             .fan_out(all(&|s| Request::DkgRound2 {
                 session,
@@ -215,71 +228,102 @@ impl Cluster {
         })
     }
 
-    /// A signing session for `message` under the key `key_id`: commitments
-    /// from every signer that answers (those down or refusing are left
-    /// out), one package, shares checked against each signer's verifying
-    /// share, the signature checked against the group key. A failure ends
-    /// the session; another attempt is a new session with fresh nonces.
+    /// A signature over `message` under the key `key_id`: a session with
+    /// `threshold` of the signers that commit (those down, refusing or
+    /// answering out of protocol are left out); shares are checked against
+    /// each signer's verifying share, the signature against the group key.
+    /// A session that fails because of particular signers (a refusal, a
+    /// timeout, a share that does not verify) is run again, as a new
+    /// session with fresh nonces, without them — as long as enough remain.
     pub async fn sign<C: Suite>(
         &self,
         key_id: &str,
         group: &GroupPublic<C>,
         message: &[u8],
     ) -> Result<[u8; 64], ClusterError> {
-        let session = SessionId::random(&mut os_rng());
-        let commits = self
-            .fan_out(
-                self.signers
-                    .iter()
-                    .map(|s| {
-                        (
-                            s.clone(),
-                            Request::Commit {
-                                suite: C::NAME.to_owned(),
-                                key_id: key_id.to_owned(),
-                                session,
-                            },
-                        )
-                    })
-                    .collect(),
-            )
-            .await;
-        let mut envelopes = Vec::new();
-        let mut refusals = Vec::new();
-        for (index, r) in commits {
-            match r {
-                Ok(Response::Commitment { envelope }) => envelopes.push(envelope),
-                Ok(_) => {
-                    return Err(ClusterError::Unexpected {
-                        index,
-                        what: "no commitment".into(),
-                    });
+        let mut excluded = Vec::new();
+        loop {
+            match self.sign_once(key_id, group, message, &excluded).await {
+                Ok(sig) => return Ok(sig),
+                Err((e, blamed)) if blamed.is_empty() => return Err(e),
+                Err((e, blamed)) => {
+                    tracing::warn!(key = key_id, error = %e, ?blamed, "signing again without them");
+                    excluded.extend(blamed);
+                    if self.signers.len() - excluded.len() < usize::from(group.threshold()) {
+                        return Err(e);
+                    }
                 }
+            }
+        }
+    }
+
+    /// One signing session; on failure, the error and the signers to
+    /// leave out of the next one.
+    async fn sign_once<C: Suite>(
+        &self,
+        key_id: &str,
+        group: &GroupPublic<C>,
+        message: &[u8],
+        excluded: &[u16],
+    ) -> Result<[u8; 64], (ClusterError, Vec<u16>)> {
+        let fail = |e: ClusterError| (e, Vec::new());
+        let session = SessionId::random(&mut os_rng());
+        let asked: Vec<(SignerEndpoint, Request)> = self
+            .signers
+            .iter()
+            .filter(|s| !excluded.contains(&s.index))
+            .map(|s| {
+                (
+                    s.clone(),
+                    Request::Commit {
+                        suite: C::NAME.to_owned(),
+                        key_id: key_id.to_owned(),
+                        session,
+                    },
+                )
+            })
+            .collect();
+        let mut committed = Vec::new();
+        let mut first_refusal = None;
+        for (index, r) in self.fan_out(asked).await {
+            match r {
+                Ok(Response::Commitment { envelope }) if envelope.from == index => {
+                    committed.push(envelope);
+                }
+                Ok(_) => tracing::warn!(signer = index, "answered a commitment out of protocol"),
                 Err(e) => {
                     tracing::warn!(signer = index, error = %e, "signer left out of the session");
-                    refusals.push(e);
+                    if matches!(e, ClusterError::Refused { .. }) {
+                        first_refusal.get_or_insert(e);
+                    }
                 }
             }
         }
         let needed = usize::from(group.threshold());
-        if envelopes.len() < needed {
-            return Err(match refusals.into_iter().next() {
-                Some(e @ ClusterError::Refused { .. }) if envelopes.is_empty() => e,
+        if committed.len() < needed {
+            return Err(fail(match first_refusal {
+                Some(e) if committed.is_empty() => e,
                 _ => ClusterError::TooFew {
-                    got: envelopes.len(),
+                    got: committed.len(),
                     needed,
                 },
-            });
+            }));
         }
+        // The first `threshold` of them (by party): the others' nonces are
+        // forgotten by their nodes unused.
+        committed.sort_by_key(|e| e.from);
+        committed.truncate(needed);
         let mut coordinator = Coordinator::new(session, group.clone(), message);
-        let packages = coordinator.package(&envelopes)?;
+        let packages = coordinator
+            .package(&committed)
+            .map_err(|e| fail(e.into()))?;
         let by_index: BTreeMap<u16, &SignerEndpoint> =
             self.signers.iter().map(|s| (s.index, s)).collect();
         let mut requests = Vec::new();
         for p in packages {
             let s =
                 p.to.and_then(|t| by_index.get(&t))
-                    .ok_or_else(|| Abort::Internal("package for no signer".into()))?;
+                    .ok_or_else(|| fail(Abort::Internal("package for no signer".into()).into()))?;
             requests.push((
                 (*s).clone(),
                 Request::Sign {
@@ -292,29 +336,44 @@ impl Cluster {
             ));
         }
         let mut shares = Vec::new();
+        let mut blamed = Vec::new();
+        let mut first_error = None;
         for (index, r) in self.fan_out(requests).await {
-            match r? {
-                Response::Share { envelope } => shares.push(envelope),
-                _ => {
-                    return Err(ClusterError::Unexpected {
+            match r {
+                Ok(Response::Share { envelope }) if envelope.from == index => shares.push(envelope),
+                Ok(_) => {
+                    blamed.push(index);
+                    first_error.get_or_insert(ClusterError::Unexpected {
                         index,
-                        what: "no share".into(),
+                        what: "no share of its own".into(),
                     });
+                }
+                Err(e) => {
+                    blamed.push(index);
+                    first_error.get_or_insert(e);
                 }
             }
         }
-        Ok(coordinator.aggregate(&shares)?)
+        if let Some(e) = first_error {
+            return Err((e, blamed));
+        }
+        coordinator.aggregate(&shares).map_err(|e| {
+            let culprits = e.culprits().iter().map(|p| p.get()).collect();
+            (e.into(), culprits)
+        })
     }
 }
 
-/// The relayed messages of a round, or the first failure.
+/// The relayed messages of a round (each node's passing `ok`), or the
+/// first failure.
 fn messages(
     answers: BTreeMap<u16, Result<Response, ClusterError>>,
+    ok: impl Fn(u16, &[Relayed]) -> bool,
 ) -> Result<Vec<Relayed>, ClusterError> {
     let mut out = Vec::new();
     for (index, r) in answers {
         match r? {
-            Response::Messages { messages } => out.extend(messages),
+            Response::Messages { messages } if ok(index, &messages) => out.extend(messages),
             _ => {
                 return Err(ClusterError::Unexpected {
                     index,

@@ -110,7 +110,7 @@ pub enum Round {
 /// A protocol message. The transport authenticates who sent it (and
 /// encrypts point-to-point ones); the envelope binds it to its suite,
 /// session, round, sender and recipient, all checked on receipt.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Envelope {
     pub suite: String,
@@ -128,6 +128,25 @@ pub struct Envelope {
     /// messages to different peers is caught before any share is kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub echo: Option<BTreeMap<u16, String>>,
+}
+
+/// A DKG round-2 body is a secret share: never printed.
+impl fmt::Debug for Envelope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let body = if self.round == Round::Dkg2 {
+            "<secret share>".to_owned()
+        } else {
+            format!("{} hex digits", self.body.len())
+        };
+        f.debug_struct("Envelope")
+            .field("suite", &self.suite)
+            .field("session", &self.session)
+            .field("round", &self.round)
+            .field("from", &self.from)
+            .field("to", &self.to)
+            .field("body", &body)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Envelope {
@@ -244,8 +263,8 @@ pub enum Abort {
     #[error("no message from {parties:?}")]
     Missing { parties: Vec<PartyIndex> },
     #[error(
-        "{sender} sent different round-one messages to different parties \
-         (reported by {reported_by}; without signed broadcasts one of the two lies)"
+        "{reported_by} saw another round-one message from {sender} than this party did: \
+         {sender} sent different ones to different parties, or {reported_by} lies about it"
     )]
     Equivocation {
         sender: PartyIndex,
@@ -278,20 +297,24 @@ fn sender(from: u16) -> String {
 
 impl Abort {
     /// The parties this abort blames: who sent what broke the session.
-    /// Empty when no one can be blamed (a party that is down, a refused
-    /// package, a local failure). The coordinator is never in the list.
+    /// Empty when no one can be blamed for certain: a party that is down,
+    /// a refused package, a local failure — and what a relay can do with
+    /// a party's genuine, signed messages (replay one into another session
+    /// or round, or deliver it twice), or an echo that disagrees (either
+    /// the sender equivocated or the reporter lies). The coordinator is
+    /// never in the list.
     pub fn culprits(&self) -> Vec<PartyIndex> {
         match self {
-            Abort::Malformed { from, .. }
-            | Abort::WrongSession { from }
-            | Abort::OutOfOrder { from, .. }
-            | Abort::Duplicate { from } => PartyIndex::new(*from).into_iter().collect(),
-            Abort::Equivocation { sender, .. } => vec![*sender],
+            Abort::Malformed { from, .. } => PartyIndex::new(*from).into_iter().collect(),
             Abort::InvalidProof { culprit } | Abort::InvalidSecretShare { culprit } => {
                 vec![*culprit]
             }
             Abort::InvalidShares { culprits } => culprits.clone(),
             Abort::NotAParty { .. }
+            | Abort::WrongSession { .. }
+            | Abort::OutOfOrder { .. }
+            | Abort::Duplicate { .. }
+            | Abort::Equivocation { .. }
             | Abort::Unauthenticated { .. }
             | Abort::Missing { .. }
             | Abort::PackageRefused(_)

@@ -31,6 +31,8 @@ pub enum JournalError {
 pub struct NonceJournal {
     path: PathBuf,
     file: File,
+    /// The file's length after the last complete append.
+    len: u64,
     used: HashSet<[u8; 32]>,
 }
 
@@ -76,9 +78,11 @@ impl NonceJournal {
             .open(path)
             .map_err(io)?;
         file.sync_all().map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
         Ok(NonceJournal {
             path: path.to_owned(),
             file,
+            len,
             used,
         })
     }
@@ -94,8 +98,17 @@ impl NonceJournal {
         };
         let mut line = hex::encode(id);
         line.push('\n');
-        self.file.write_all(line.as_bytes()).map_err(io)?;
-        self.file.sync_data().map_err(io)?;
+        let written = self
+            .file
+            .write_all(line.as_bytes())
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            // Cut a part-written line off, so the next append starts clean
+            // (the id was not recorded: no share may be made for it).
+            let _ = self.file.set_len(self.len);
+            return Err(io(e));
+        }
+        self.len += line.len() as u64;
         self.used.insert(*id);
         Ok(())
     }

@@ -10,8 +10,8 @@
 //!   own [`KeyShare`]; the group key is the same for all of them.
 //! - [`sign`]: two rounds with a coordinator. A signer commits to fresh
 //!   nonces, then — given the coordinator's signing package — checks that
-//!   the package carries its own commitment and exactly the message it was
-//!   asked to sign, records the nonce as used in its [`NonceJournal`]
+//!   the package carries its own commitment and exactly the message it
+//!   vouches for, records the nonce as used in its [`NonceJournal`]
 //!   (durably) and only then gives out its share. The coordinator checks
 //!   every share and names the parties whose shares do not verify.
 //!

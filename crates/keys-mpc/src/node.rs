@@ -9,6 +9,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use audit::{Details, Entry, Head, Record};
 use keys::Secret32;
@@ -41,9 +42,20 @@ macro_rules! by_suite {
     }};
 }
 
-/// Commitments handed out and not yet used, at most: a coordinator that
-/// asks for commitments and never signs cannot grow the node without end.
-const MAX_PENDING: usize = 1024;
+/// Ceremonies and commitments in progress, at most each: a coordinator
+/// that starts sessions and never finishes them cannot grow the node
+/// without end.
+const MAX_OPEN: usize = 1024;
+/// A session not finished within this long is dropped (an unused nonce is
+/// simply forgotten: it was never used).
+const SESSION_TTL: Duration = Duration::from_secs(300);
+/// Connections served at once, and how long a handshake or an idle
+/// connection may take.
+const MAX_CONNECTIONS: usize = 64;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// The longest refusal reason kept in the audit log.
+const MAX_REASON: usize = 300;
 
 /// `signer.toml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -113,8 +125,8 @@ pub struct Node {
     store_key: Secret32,
     journal: Mutex<NonceJournal>,
     audit: Mutex<AuditFile>,
-    dkgs: Mutex<HashMap<SessionId, (String, AnyDkg)>>,
-    pending: Mutex<HashMap<SessionId, (String, AnyNonce)>>,
+    dkgs: Mutex<HashMap<SessionId, Open<AnyDkg>>>,
+    pending: Mutex<HashMap<SessionId, Open<AnyNonce>>>,
 }
 
 impl Node {
@@ -185,6 +197,7 @@ impl Node {
         listener: tokio::net::TcpListener,
     ) -> Result<(), NodeError> {
         let acceptor = net::acceptor(&self.keys.tls, self.servers.clone())?;
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         self.audit(
             "mpc.node.started",
             &format!("party:{}", self.index),
@@ -193,11 +206,16 @@ impl Node {
         .map_err(|e| NodeError::Audit(e.to_string()))?;
         loop {
             let (tcp, peer) = listener.accept().await?;
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                tracing::warn!(%peer, "too many connections: refused");
+                continue;
+            };
             let (acceptor, node) = (acceptor.clone(), self.clone());
             tokio::spawn(async move {
                 if let Err(e) = node.connection(acceptor, tcp).await {
                     tracing::warn!(%peer, error = %e, "signer connection ended");
                 }
+                drop(slot);
             });
         }
     }
@@ -208,9 +226,16 @@ impl Node {
         tcp: tokio::net::TcpStream,
     ) -> Result<(), NetError> {
         tcp.set_nodelay(true)?;
-        let mut tls = acceptor.accept(tcp).await?;
+        let timed_out = || NetError::Io(std::io::ErrorKind::TimedOut.into());
+        let mut tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+            .await
+            .map_err(|_| timed_out())??;
         let from = net::peer_fingerprint(tls.get_ref().1)?;
-        while let Some(req) = net::read_frame::<_, Request>(&mut tls).await? {
+        while let Some(req) =
+            tokio::time::timeout(IDLE_TIMEOUT, net::read_frame::<_, Request>(&mut tls))
+                .await
+                .map_err(|_| timed_out())??
+        {
             let node = self.clone();
             let resp = tokio::task::spawn_blocking(move || node.handle(from, req))
                 .await
@@ -233,11 +258,11 @@ impl Node {
                 let audited = self.audit(
                     "mpc.request.refused",
                     &format!("server:{from}"),
-                    serde_json::json!({ "op": op, "reason": e.to_string(), "culprits": culprits }),
+                    serde_json::json!({ "op": op, "reason": short(&e.to_string()), "culprits": culprits }),
                 );
                 let reason = match audited {
-                    Ok(()) => e.to_string(),
-                    Err(a) => format!("{e} (and the audit log failed: {a})"),
+                    Ok(()) => short(&e.to_string()),
+                    Err(a) => format!("{} (and the audit log failed: {a})", short(&e.to_string())),
                 };
                 Response::Refused { reason, culprits }
             }
@@ -261,9 +286,23 @@ impl Node {
                     return Err(Abort::Parameters(format!("key {key_id} exists")));
                 }
                 let mut dkgs = lock(&self.dkgs);
-                if dkgs.contains_key(&session) {
-                    return Err(Abort::Parameters("this session has started".into()));
+                purge(&mut dkgs);
+                if dkgs.len() >= MAX_OPEN {
+                    return Err(Abort::Parameters("too many ceremonies open".into()));
                 }
+                if dkgs.values().any(|o| o.key_id == key_id) {
+                    return Err(Abort::Parameters(format!("key {key_id} is being made")));
+                }
+                // A session id is used once, ever: a second round-1 message
+                // for one session would pass for equivocation.
+                lock(&self.journal)
+                    .consume(&once(b"dkg-session", &session))
+                    .map_err(|e| match e {
+                        crate::journal::JournalError::Used => {
+                            Abort::Parameters("this session id was used before".into())
+                        }
+                        e => Abort::Journal(e.to_string()),
+                    })?;
                 let me = party(self.index)?;
                 let mut rng = crate::os_rng();
                 let (dkg, msg) = by_suite!(&suite, |C| {
@@ -277,15 +316,17 @@ impl Node {
                     serde_json::json!({ "suite": suite, "threshold": threshold,
                         "parties": self.n, "server": from.to_string() }),
                 )?;
-                dkgs.insert(session, (key_id, dkg));
+                dkgs.insert(session, Open::new(key_id, dkg));
                 Ok(Response::Messages {
                     messages: vec![relayed],
                 })
             }
             Request::DkgRound1 { session, messages } => {
-                let (key_id, dkg) = lock(&self.dkgs)
-                    .remove(&session)
-                    .ok_or_else(|| Abort::Parameters("no such ceremony".into()))?;
+                let Open {
+                    since,
+                    key_id,
+                    state: dkg,
+                } = take(&self.dkgs, &session, "no such ceremony")?;
                 let envelopes = self.open_all(&messages)?;
                 let (dkg, out) = match dkg {
                     AnyDkg::Taproot(mut d) => {
@@ -304,13 +345,20 @@ impl Node {
                             .ok_or_else(|| Abort::Internal("round-2 message to no peer".into()))?;
                     sealed.push(self.keys.seal(m, Some(to))?);
                 }
-                lock(&self.dkgs).insert(session, (key_id, dkg));
+                lock(&self.dkgs).insert(
+                    session,
+                    Open {
+                        since,
+                        key_id,
+                        state: dkg,
+                    },
+                );
                 Ok(Response::Messages { messages: sealed })
             }
             Request::DkgRound2 { session, messages } => {
-                let (key_id, dkg) = lock(&self.dkgs)
-                    .remove(&session)
-                    .ok_or_else(|| Abort::Parameters("no such ceremony".into()))?;
+                let Open {
+                    key_id, state: dkg, ..
+                } = take(&self.dkgs, &session, "no such ceremony")?;
                 let envelopes = self.open_all(&messages)?;
                 match dkg {
                     AnyDkg::Taproot(d) => self.keep(&key_id, &d.round2(&envelopes)?),
@@ -324,7 +372,8 @@ impl Node {
             } => {
                 check_key_id(&key_id)?;
                 let mut pending = lock(&self.pending);
-                if pending.len() >= MAX_PENDING {
+                purge(&mut pending);
+                if pending.len() >= MAX_OPEN {
                     return Err(Abort::Parameters("too many signing sessions open".into()));
                 }
                 if pending.contains_key(&session) {
@@ -336,7 +385,7 @@ impl Node {
                     let (n, m) = commit(&share, session, &mut rng)?;
                     (C::nonce_in(n), m)
                 });
-                pending.insert(session, (key_id, nonce));
+                pending.insert(session, Open::new(key_id, nonce));
                 Ok(Response::Commitment { envelope })
             }
             Request::Sign {
@@ -346,9 +395,11 @@ impl Node {
                 package,
                 message,
             } => {
-                let (committed_key, nonce) = lock(&self.pending)
-                    .remove(&session)
-                    .ok_or_else(|| Abort::Parameters("no commitment for this session".into()))?;
+                let Open {
+                    key_id: committed_key,
+                    state: nonce,
+                    ..
+                } = take(&self.pending, &session, "no commitment for this session")?;
                 if committed_key != key_id {
                     return Err(Abort::PackageRefused(
                         "the session committed for another key".into(),
@@ -430,6 +481,58 @@ impl Node {
             .append(action, subject, &details)
             .map_err(|e| Abort::Internal(format!("audit log: {e}")))
     }
+}
+
+/// A session's state while it is open.
+#[derive(Debug)]
+struct Open<T> {
+    since: Instant,
+    key_id: String,
+    state: T,
+}
+
+impl<T> Open<T> {
+    fn new(key_id: String, state: T) -> Open<T> {
+        Open {
+            since: Instant::now(),
+            key_id,
+            state,
+        }
+    }
+}
+
+/// Drops sessions older than [`SESSION_TTL`].
+fn purge<T>(m: &mut HashMap<SessionId, Open<T>>) {
+    m.retain(|_, o| o.since.elapsed() < SESSION_TTL);
+}
+
+/// Takes a session's state out (it goes back only if the step succeeds).
+fn take<T>(
+    m: &Mutex<HashMap<SessionId, Open<T>>>,
+    session: &SessionId,
+    missing: &str,
+) -> Result<Open<T>, Abort> {
+    let mut m = lock(m);
+    purge(&mut m);
+    m.remove(session)
+        .ok_or_else(|| Abort::Parameters(missing.to_owned()))
+}
+
+/// A journal id for something that must happen once (domain-separated
+/// from nonce ids).
+fn once(kind: &[u8], session: &SessionId) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(kind);
+    h.update(session.0);
+    h.finalize().into()
+}
+
+fn short(s: &str) -> String {
+    let mut out: String = s.chars().take(MAX_REASON).collect();
+    if out.len() < s.len() {
+        out.push('…');
+    }
+    out
 }
 
 fn binding(key_id: &str) -> Binding<'_> {
@@ -535,6 +638,15 @@ impl AuditFile {
     fn open(path: &Path) -> Result<AuditFile, NodeError> {
         let mut head = Head::GENESIS;
         if path.exists() {
+            // A last line without its newline was cut short by a crash
+            // before its sync: the step it recorded never answered.
+            let bytes = std::fs::read(path)?;
+            if !bytes.is_empty() && !bytes.ends_with(b"\n") {
+                let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+                let f = OpenOptions::new().write(true).open(path)?;
+                f.set_len(keep as u64)?;
+                f.sync_all()?;
+            }
             for (i, line) in BufReader::new(File::open(path)?).lines().enumerate() {
                 let broken = |why: &str| NodeError::Audit(format!("line {}: {why}", i + 1));
                 let l: AuditLine =

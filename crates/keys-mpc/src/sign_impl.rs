@@ -81,8 +81,8 @@ pub fn commit<C: Suite>(
 }
 
 /// Round 2: this signer's share of the signature over `approved` — the
-/// message the signer derived and checked itself (a sighash it computed
-/// from the transaction), never one taken from the coordinator. Refuses
+/// message the signer vouches for (meant to be a sighash it computed from
+/// the transaction it checked; see ADR 0013 on co-signer checks). Refuses
 /// a package for another message, without this signer's own commitment,
 /// with fewer than the threshold or with strangers. The nonce is recorded
 /// as used in `journal` (durably) before the share is computed.

@@ -285,6 +285,7 @@ fn strangers_duplicates_zero_indices_and_other_sessions_are_refused() {
     assert!(matches!(e, Abort::NotAParty { from: 9 }));
     let e = dkg_round1_with(|m| m.push(m[0].clone())).unwrap_err();
     assert!(matches!(e, Abort::Duplicate { from: 2 }));
+    assert!(e.culprits().is_empty());
     let e = dkg_round1_with(|m| {
         m.pop();
     })
@@ -299,7 +300,8 @@ fn strangers_duplicates_zero_indices_and_other_sessions_are_refused() {
     let old = start::<Taproot>(session(), 3, 2).1;
     let e = dkg_round1_with(|m| m[1] = old[2].clone()).unwrap_err();
     assert_eq!(e, Abort::WrongSession { from: 3 });
-    assert_eq!(e.culprits(), vec![p(3)]);
+    // Signed by party 3, but a relay could have replayed it: no blame.
+    assert!(e.culprits().is_empty());
     // A round-2 message where round 1 is due.
     let e = dkg_round1_with(|m| m[0].round = Round::Dkg2).unwrap_err();
     assert!(matches!(e, Abort::OutOfOrder { from: 2, .. }));
@@ -348,7 +350,9 @@ fn different_round_one_messages_to_different_parties_abort_before_any_share_is_k
             reported_by: p(2)
         }
     );
-    assert_eq!(e.culprits(), vec![p(3)]);
+    // Party 3 equivocated or party 2 lies about it: the session stops
+    // before any share is looked at, and no one is blamed on one word.
+    assert!(e.culprits().is_empty());
     let two = parties.next().unwrap();
     let e = two.round2(&to(&all, 2)).unwrap_err();
     assert!(
@@ -515,4 +519,13 @@ fn a_used_nonce_is_on_disk_before_the_share_and_never_used_again() {
             .unwrap()
             .is_used(&id)
     );
+}
+
+#[test]
+fn secret_shares_in_flight_are_never_printed() {
+    let (mut parties, r1) = start::<Ed25519>(session(), 3, 2);
+    let r2 = parties[0].round1(&others(&r1, 1)).unwrap();
+    let shown = format!("{:?}", r2[0]);
+    assert!(shown.contains("<secret share>"), "{shown}");
+    assert!(!shown.contains(&r2[0].body[..16]));
 }

@@ -749,12 +749,17 @@ impl Service {
                 Err(e) => results.push((id, Err(e))),
             }
         }
+        // All finished before a panic goes on: none is cut off half-way.
+        let mut broken = None;
         while let Some(j) = finishing.join_next().await {
             if let Err(e) = j
                 && let Ok(p) = e.try_into_panic()
             {
-                std::panic::resume_unwind(p);
+                broken.get_or_insert(p);
             }
+        }
+        if let Some(p) = broken {
+            std::panic::resume_unwind(p);
         }
         results
     }
@@ -918,17 +923,25 @@ impl Service {
         // Balances read before this transaction count only if every send
         // finished since (no longer an outflow) is in them: finished at
         // or below the block they were read at. Otherwise read again, here.
+        let token = net
+            .config
+            .tokens
+            .iter()
+            .find(|t| t.asset.id() == &req.asset);
         let held = match before {
-            Some(h) if h.from == from && recorded.is_none_or(|r| r <= h.at) => h,
+            Some(h)
+                if h.from == from
+                    && recorded.is_none_or(|r| r <= h.at)
+                    && (token.is_none() || h.token.is_some()) =>
+            {
+                h
+            }
             _ => self.held(&net, from, &req.asset, recorded).await?,
         };
-        if let (Some(t), Some(units)) = (
-            net.config
-                .tokens
-                .iter()
-                .find(|t| t.asset.id() == &req.asset),
-            held.token,
-        ) {
+        if let Some(t) = token {
+            let units = held
+                .token
+                .ok_or_else(|| corrupt("token balance", "not read"))?;
             check(need.asset, units, &t.asset)?;
         }
         check(need.ether, held.ether, &ether)

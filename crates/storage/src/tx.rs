@@ -17,8 +17,10 @@ use crate::store::{Backend, Store, WriteTurn};
 pub struct WriteTx {
     pub(crate) tx: Transaction<'static, Any>,
     backend: Backend,
-    /// Released after `tx` (fields drop in order): once the transaction
-    /// has committed or rolled back.
+    /// Released after `tx` (fields drop in order): after the commit, or
+    /// once the rollback is queued on the connection (sqlx runs it on the
+    /// connection's worker; a writer that begins before it ran meets
+    /// SQLite's busy handler for that moment — slower, never wrong).
     _turn: WriteTurn,
 }
 
