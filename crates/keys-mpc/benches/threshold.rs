@@ -94,6 +94,16 @@ async fn nodes(up: &[u16]) -> Nodes {
             data_dir: dir.path().join(format!("n{i}")),
             servers: vec![server.fingerprint().to_string()],
             peers: publics.iter().filter(|p| p.index != i).cloned().collect(),
+            policy: keys_mpc::cosign::CosignPolicy {
+                approvers: vec![],
+                min_approvals: 0,
+                unapproved_limit: 0,
+                max_fee: 0,
+                signatures_per_hour: 1_000_000,
+                // The bench signs a bare message: the checks' cost for a
+                // transaction is measured apart (co-signer checks).
+                allow_raw: true,
+            },
         };
         let node = Arc::new(Node::open(&cfg, PASS).unwrap());
         let listener = tokio::net::TcpListener::bind(cfg.listen).await.unwrap();
@@ -163,10 +173,13 @@ async fn bench<C: Suite>(
         .unwrap();
     let group = GroupPublic::<C>::from_bytes(&key.public).unwrap();
     let mut net = Vec::with_capacity(n);
+    let raw = keys_mpc::cosign::Subject::Raw {
+        message: hex::encode(m),
+    };
     for _ in 0..n {
         let t = Instant::now();
         cluster
-            .sign(&format!("bench-{tag}"), &group, &m)
+            .sign(&format!("bench-{tag}"), &group, &m, &raw)
             .await
             .unwrap();
         net.push(t.elapsed().as_secs_f64() * 1e3);

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cosign::Subject;
 use crate::dkg_impl::GroupPublic;
 use crate::envelope::{Abort, SessionId};
 use crate::net::{self, Fingerprint, NetError, TlsIdentity};
@@ -235,15 +236,23 @@ impl Cluster {
     /// A session that fails because of particular signers (a refusal, a
     /// timeout, a share that does not verify) is run again, as a new
     /// session with fresh nonces, without them — as long as enough remain.
+    ///
+    /// `subject` is what each node checks and derives the message from
+    /// (ADR 0013); `message` is what the coordinator derived the same way,
+    /// for its package: a node refuses a package for anything else.
     pub async fn sign<C: Suite>(
         &self,
         key_id: &str,
         group: &GroupPublic<C>,
         message: &[u8],
+        subject: &Subject,
     ) -> Result<[u8; 64], ClusterError> {
         let mut excluded = Vec::new();
         loop {
-            match self.sign_once(key_id, group, message, &excluded).await {
+            match self
+                .sign_once(key_id, group, message, subject, &excluded)
+                .await
+            {
                 Ok(sig) => return Ok(sig),
                 Err((e, blamed)) if blamed.is_empty() => return Err(e),
                 Err((e, blamed)) => {
@@ -264,6 +273,7 @@ impl Cluster {
         key_id: &str,
         group: &GroupPublic<C>,
         message: &[u8],
+        subject: &Subject,
         excluded: &[u16],
     ) -> Result<[u8; 64], (ClusterError, Vec<u16>)> {
         let fail = |e: ClusterError| (e, Vec::new());
@@ -331,7 +341,7 @@ impl Cluster {
                     key_id: key_id.to_owned(),
                     session,
                     package: p,
-                    message: hex::encode(message),
+                    subject: subject.clone(),
                 },
             ));
         }

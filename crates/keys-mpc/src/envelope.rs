@@ -278,6 +278,8 @@ pub enum Abort {
     InvalidShares { culprits: Vec<PartyIndex> },
     #[error("signing package refused: {0}")]
     PackageRefused(String),
+    #[error("refused by this signer's own policy: {0}")]
+    Policy(String),
     #[error("nonce already used: {0}")]
     NonceReused(String),
     #[error("bad parameters: {0}")]
@@ -318,6 +320,7 @@ impl Abort {
             | Abort::Unauthenticated { .. }
             | Abort::Missing { .. }
             | Abort::PackageRefused(_)
+            | Abort::Policy(_)
             | Abort::NonceReused(_)
             | Abort::Parameters(_)
             | Abort::Journal(_)

@@ -29,12 +29,15 @@
 //! the server).
 
 pub mod cluster;
+pub mod cosign;
 mod dkg_impl;
 mod envelope;
 mod journal;
 pub mod net;
 pub mod node;
 mod sign_impl;
+#[cfg(feature = "test-support")]
+pub mod testing;
 pub mod wire;
 
 pub use envelope::{Abort, Envelope, PartyIndex, Round, SessionId};

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use crate::cosign::{self, CosignPolicy};
 use crate::dkg_impl::{Dkg, KeyShare};
 use crate::envelope::{Abort, PartyIndex, SessionId};
 use crate::journal::NonceJournal;
@@ -69,6 +70,8 @@ pub struct NodeConfig {
     pub servers: Vec<String>,
     /// The other signer nodes, as each printed itself at `signer init`.
     pub peers: Vec<NodePublic>,
+    /// What this node checks before it signs.
+    pub policy: CosignPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +128,9 @@ pub struct Node {
     store_key: Secret32,
     journal: Mutex<NonceJournal>,
     audit: Mutex<AuditFile>,
+    policy: CosignPolicy,
+    /// When this node gave out its recent signature shares (the last hour).
+    recent: Mutex<std::collections::VecDeque<Instant>>,
     dkgs: Mutex<HashMap<SessionId, Open<AnyDkg>>>,
     pending: Mutex<HashMap<SessionId, Open<AnyNonce>>>,
 }
@@ -172,6 +178,7 @@ impl Node {
         if servers.is_empty() {
             return Err(NodeError::Config("no server is allowed to call".into()));
         }
+        cosign::check_policy(&config.policy).map_err(NodeError::Config)?;
         Ok(Node {
             index: config.index,
             n,
@@ -182,6 +189,8 @@ impl Node {
             audit: Mutex::new(AuditFile::open(&dir.join("audit.log"))?),
             dir,
             store_key,
+            policy: config.policy.clone(),
+            recent: Mutex::default(),
             dkgs: Mutex::default(),
             pending: Mutex::default(),
         })
@@ -393,7 +402,7 @@ impl Node {
                 key_id,
                 session,
                 package,
-                message,
+                subject,
             } => {
                 let Open {
                     key_id: committed_key,
@@ -405,26 +414,55 @@ impl Node {
                         "the session committed for another key".into(),
                     ));
                 }
-                let approved = hex::decode(&message)
-                    .map_err(|_| Abort::Parameters("message is not hex".into()))?;
-                let envelope = by_suite!(&suite, |C| {
+                if self.dir.join("frozen").exists() {
+                    return Err(Abort::Policy("this node is frozen by its operator".into()));
+                }
+                let (envelope, summary) = by_suite!(&suite, |C| {
                     let share = self.load::<C>(&key_id)?;
+                    let taproot = if C::NAME == <Taproot as Suite>::NAME {
+                        Some(share.group_key()?)
+                    } else {
+                        None
+                    };
+                    // The message is derived here, from what the node was
+                    // shown and checked — never taken from the server.
+                    let checked = cosign::check(&self.policy, taproot, &subject, now())?;
+                    self.rate_slot()?;
                     let nonce = C::nonce_out(nonce).ok_or_else(|| {
                         Abort::PackageRefused("committed for another suite".into())
                     })?;
                     let mut journal = lock(&self.journal);
-                    sign(&share, nonce, &package, &approved, &mut journal)?
+                    let e = sign(&share, nonce, &package, &checked.message, &mut journal)?;
+                    (e, checked.summary)
                 });
                 self.audit(
                     "mpc.sign.share",
                     &format!("mpc-key:{key_id}"),
                     serde_json::json!({ "session": String::from(session),
-                        "message_sha256": hex::encode(Sha256::digest(&approved)),
-                        "server": from.to_string() }),
+                        "signed": summary, "server": from.to_string() }),
                 )?;
                 Ok(Response::Share { envelope })
             }
         }
+    }
+
+    /// Takes one of this hour's signatures, or refuses.
+    fn rate_slot(&self) -> Result<(), Abort> {
+        let mut recent = lock(&self.recent);
+        while recent
+            .front()
+            .is_some_and(|t| t.elapsed() >= Duration::from_secs(3600))
+        {
+            recent.pop_front();
+        }
+        if recent.len() >= self.policy.signatures_per_hour as usize {
+            return Err(Abort::Policy(format!(
+                "{} signatures in the last hour, this node's limit",
+                recent.len()
+            )));
+        }
+        recent.push_back(Instant::now());
+        Ok(())
     }
 
     fn open_all(&self, messages: &[Relayed]) -> Result<Vec<crate::Envelope>, Abort> {
@@ -533,6 +571,14 @@ fn short(s: &str) -> String {
         out.push('…');
     }
     out
+}
+
+fn now() -> domain::Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    domain::Timestamp::from_millis(ms)
 }
 
 fn binding(key_id: &str) -> Binding<'_> {
@@ -689,12 +735,7 @@ impl AuditFile {
             Details::new(details).map_err(audit_err)?,
         )
         .map_err(audit_err)?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
-        let r = Record::next(&self.head, &entry, domain::Timestamp::from_millis(now))
-            .map_err(audit_err)?;
+        let r = Record::next(&self.head, &entry, now()).map_err(audit_err)?;
         let line = AuditLine {
             seq: r.seq,
             version: r.version,

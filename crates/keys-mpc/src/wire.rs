@@ -231,14 +231,14 @@ pub enum Request {
         key_id: String,
         session: SessionId,
     },
-    /// A signature share for the coordinator's package over `message`
-    /// (hex).
+    /// A signature share for the coordinator's package, over the message
+    /// the node derives from `subject` after checking it.
     Sign {
         suite: String,
         key_id: String,
         session: SessionId,
         package: Envelope,
-        message: String,
+        subject: crate::cosign::Subject,
     },
 }
 

@@ -22,6 +22,7 @@ fn node(dir: &std::path::Path) -> (NodeConfig, keys_mpc::net::Fingerprint) {
         data_dir: dir.join("n1"),
         servers: vec![server.to_string()],
         peers: publics[1..].to_vec(),
+        policy: keys_mpc::testing::policy(false),
     };
     (cfg, server)
 }
@@ -125,5 +126,8 @@ fn a_wrong_passphrase_opens_nothing_and_a_node_is_made_once() {
     assert!(matches!(Node::open(&bad, PASS), Err(NodeError::Config(_))));
     let mut bad = cfg.clone();
     bad.servers.clear();
+    assert!(matches!(Node::open(&bad, PASS), Err(NodeError::Config(_))));
+    let mut bad = cfg.clone();
+    bad.policy.min_approvals = 9;
     assert!(matches!(Node::open(&bad, PASS), Err(NodeError::Config(_))));
 }

@@ -527,6 +527,19 @@ enum SignerCommand {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// Freeze a node from its own console: it signs nothing until unfrozen
+    /// (it still answers, and records each refusal).
+    Freeze {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Lift a node's own freeze.
+    Unfreeze {
+        #[arg(long)]
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -549,6 +562,8 @@ fn main() -> ExitCode {
             passphrase_file,
         }) => signer::run(&config, passphrase_file.as_deref()),
         Command::Signer(SignerCommand::ServerIdentity { dir }) => signer::server_identity(&dir),
+        Command::Signer(SignerCommand::Freeze { dir, reason }) => signer::freeze(&dir, &reason),
+        Command::Signer(SignerCommand::Unfreeze { dir }) => signer::unfreeze(&dir),
         Command::Audit(AuditCommand::Verify { config, public_key }) => {
             load(&config).and_then(|c| serve::verify(c, public_key.as_deref()))
         }

@@ -109,3 +109,33 @@ pub(crate) fn run(config: &Path, passphrase_file: Option<&Path>) -> Result<(), F
     })?;
     Ok(())
 }
+
+/// Freezes a node (a `frozen` file in its data directory, checked before
+/// every signature).
+pub(crate) fn freeze(dir: &Path, reason: &str) -> Result<(), Failure> {
+    if !dir.join("store-key.age").exists() {
+        return Err(Failure::Runtime(anyhow::anyhow!(
+            "{} is not a signer node's directory",
+            dir.display()
+        )));
+    }
+    std::fs::write(dir.join("frozen"), format!("{reason}\n")).context("writing the freeze")?;
+    println!(
+        "frozen: {} signs nothing until `signer unfreeze`",
+        dir.display()
+    );
+    Ok(())
+}
+
+pub(crate) fn unfreeze(dir: &Path) -> Result<(), Failure> {
+    match std::fs::remove_file(dir.join("frozen")) {
+        Ok(()) => println!("unfrozen"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => println!("was not frozen"),
+        Err(e) => {
+            return Err(Failure::Runtime(
+                anyhow::Error::from(e).context("unfreezing"),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use keys_mpc::cluster::{Cluster, ClusterError, SignerEndpoint};
+use keys_mpc::cosign::Subject;
 use keys_mpc::dkg::GroupPublic;
 use keys_mpc::net::TlsIdentity;
 use keys_mpc::wire::NodePublic;
@@ -38,6 +39,17 @@ impl Drop for Signers {
     }
 }
 
+/// Runs the binary and returns its standard output; it must succeed.
+fn strongroom(args: &[&std::ffi::OsStr]) -> Vec<u8> {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 fn passphrase_file(dir: &Path) -> PathBuf {
     let p = dir.join("passphrase");
     if !p.exists() {
@@ -55,19 +67,19 @@ impl Signers {
         let server = TlsIdentity::generate().unwrap();
         let publics: Vec<NodePublic> = (1..=n)
             .map(|i| {
-                let out = Command::new(BIN)
-                    .args(["signer", "init", "--index", &i.to_string(), "--dir"])
-                    .arg(dir.path().join(format!("node{i}")))
-                    .arg("--passphrase-file")
-                    .arg(&pass)
-                    .output()
-                    .unwrap();
-                assert!(
-                    out.status.success(),
-                    "{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                serde_json::from_slice(&out.stdout).unwrap()
+                let node = dir.path().join(format!("node{i}"));
+                let index = i.to_string();
+                let out = strongroom(&[
+                    "signer".as_ref(),
+                    "init".as_ref(),
+                    "--index".as_ref(),
+                    index.as_ref(),
+                    "--dir".as_ref(),
+                    node.as_os_str(),
+                    "--passphrase-file".as_ref(),
+                    pass.as_os_str(),
+                ]);
+                serde_json::from_slice(&out).unwrap()
             })
             .collect();
         let mut s = Signers {
@@ -98,6 +110,19 @@ impl Signers {
                 p.index, p.fingerprint, p.ed25519, p.age
             ));
         }
+        // Each node's own policy: approvers 1 to 3 enrolled, two needed
+        // above 10 000 sat, fees up to 5 000 sat; raw messages allowed (the
+        // Ed25519 keys here have no chain to check against).
+        let policy = keys_mpc::testing::policy(true);
+        text.push_str(&format!(
+            "\n[policy]\napprovers = {:?}\nmin_approvals = {}\nunapproved_limit = {}\n\
+             max_fee = {}\nsignatures_per_hour = {}\nallow_raw = true\n",
+            policy.approvers,
+            policy.min_approvals,
+            policy.unapproved_limit,
+            policy.max_fee,
+            policy.signatures_per_hour
+        ));
         let path = self.dir.path().join(format!("signer{i}.toml"));
         std::fs::write(&path, text).unwrap();
         path
@@ -173,9 +198,14 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// A key-path spend of a P2TR output paying `key`: the transaction and
-/// its sighash.
-fn taproot_spend(key: &[u8; 32]) -> (bitcoin::Transaction, bitcoin::TxOut, [u8; 32]) {
+/// A key-path spend of 50 000 sat of a P2TR output paying `key`: `pays`
+/// (address, sat), change back to the key, 1 000 sat of fee; the
+/// transaction, the output spent, its sighash, and what a node is shown.
+fn taproot_spend(
+    key: &[u8; 32],
+    pays: &[(&str, u64)],
+    transfers: Vec<keys_mpc::cosign::ApprovedTransfer>,
+) -> (bitcoin::Transaction, bitcoin::TxOut, [u8; 32], Subject) {
     use bitcoin::hashes::Hash as _;
     use bitcoin::key::{TweakedPublicKey, XOnlyPublicKey};
     use bitcoin::sighash::{Prevouts, SighashCache, TapSighashType};
@@ -185,6 +215,7 @@ fn taproot_spend(key: &[u8; 32]) -> (bitcoin::Transaction, bitcoin::TxOut, [u8; 
         value: bitcoin::Amount::from_sat(50_000),
         script_pubkey: spk.clone(),
     };
+    let change = 49_000 - pays.iter().map(|p| p.1).sum::<u64>();
     let tx = bitcoin::Transaction {
         version: bitcoin::transaction::Version::TWO,
         lock_time: bitcoin::absolute::LockTime::ZERO,
@@ -197,10 +228,22 @@ fn taproot_spend(key: &[u8; 32]) -> (bitcoin::Transaction, bitcoin::TxOut, [u8; 
             sequence: bitcoin::Sequence::ENABLE_RBF_NO_LOCKTIME,
             witness: bitcoin::Witness::new(),
         }],
-        output: vec![bitcoin::TxOut {
-            value: bitcoin::Amount::from_sat(49_000),
-            script_pubkey: spk,
-        }],
+        output: pays
+            .iter()
+            .map(|(a, v)| bitcoin::TxOut {
+                value: bitcoin::Amount::from_sat(*v),
+                script_pubkey: a
+                    .parse::<bitcoin::Address<_>>()
+                    .unwrap()
+                    .require_network(bitcoin::Network::Regtest)
+                    .unwrap()
+                    .script_pubkey(),
+            })
+            .chain(std::iter::once(bitcoin::TxOut {
+                value: bitcoin::Amount::from_sat(change),
+                script_pubkey: spk,
+            }))
+            .collect(),
     };
     let sighash = SighashCache::new(&tx)
         .taproot_key_spend_signature_hash(
@@ -210,7 +253,16 @@ fn taproot_spend(key: &[u8; 32]) -> (bitcoin::Transaction, bitcoin::TxOut, [u8; 
         )
         .unwrap()
         .to_byte_array();
-    (tx, prevout, sighash)
+    let subject = Subject::BitcoinTaproot {
+        tx: hex::encode(bitcoin::consensus::serialize(&tx)),
+        prevouts: vec![keys_mpc::cosign::Prevout {
+            value: prevout.value.to_sat(),
+            script_pubkey: hex::encode(prevout.script_pubkey.as_bytes()),
+        }],
+        input: 0,
+        transfers,
+    };
+    (tx, prevout, sighash, subject)
 }
 
 #[test]
@@ -219,27 +271,92 @@ fn three_signer_processes_make_and_use_taproot_and_ed25519_keys_one_down() {
     let cluster = signers.server_cluster();
     let rt = rt();
 
-    // Taproot: a 2-of-3 key made by the three, a spend signed by all
-    // that answer, verified by Bitcoin Core's interpreter.
+    // Taproot: a 2-of-3 key made by the three; a payment approved by two
+    // enrolled approvers, which every node checks against the transaction
+    // before it signs; verified by Bitcoin Core's interpreter.
     let key = rt
         .block_on(cluster.generate("frost-secp256k1-tr", "treasury-tr", 2))
         .unwrap();
     let group = GroupPublic::<Taproot>::from_bytes(&key.public).unwrap();
     assert_eq!(group.group_key().unwrap(), key.group_key);
-    let (mut tx, prevout, sighash) = taproot_spend(&key.group_key);
+    let customer = keys_mpc::testing::address(5);
+    let approved = || vec![keys_mpc::testing::payment(&customer, 20_000, &[1, 3])];
+    let (mut tx, prevout, sighash, subject) =
+        taproot_spend(&key.group_key, &[(&customer, 20_000)], approved());
     let sig = rt
-        .block_on(cluster.sign("treasury-tr", &group, &sighash))
+        .block_on(cluster.sign("treasury-tr", &group, &sighash, &subject))
         .unwrap();
     tx.input[0].witness.push(sig);
     chain_btc::verify_with_core(&tx, std::slice::from_ref(&prevout)).unwrap();
+
+    // A compromised server adds an output of its own: every node refuses,
+    // in its own audit log.
+    let thief = keys_mpc::testing::address(66);
+    let (_, _, sighash_t, subject_t) = taproot_spend(
+        &key.group_key,
+        &[(&customer, 20_000), (&thief, 20_000)],
+        approved(),
+    );
+    let e = rt
+        .block_on(cluster.sign("treasury-tr", &group, &sighash_t, &subject_t))
+        .unwrap_err();
+    assert!(
+        matches!(&e, ClusterError::Refused { reason, .. } if reason.contains("no one approved")),
+        "{e}"
+    );
+    // Nor does a node sign the server's bytes for an honest transaction.
+    let e = rt
+        .block_on(cluster.sign("treasury-tr", &group, &sighash_t, &subject))
+        .unwrap_err();
+    assert!(matches!(e, ClusterError::Refused { .. }), "{e}");
+    // One approval is not enough for these nodes.
+    let (_, _, sighash_1, subject_1) = taproot_spend(
+        &key.group_key,
+        &[(&customer, 20_000)],
+        vec![keys_mpc::testing::payment(&customer, 20_000, &[2])],
+    );
+    assert!(
+        rt.block_on(cluster.sign("treasury-tr", &group, &sighash_1, &subject_1))
+            .is_err()
+    );
+    assert!(signers.audit_log(1).contains("no one approved"));
+
+    // A node frozen by its operator signs nothing; the other two still do.
+    let node1 = signers.dir.path().join("node1");
+    strongroom(&[
+        "signer".as_ref(),
+        "freeze".as_ref(),
+        "--reason".as_ref(),
+        "incident 42".as_ref(),
+        "--dir".as_ref(),
+        node1.as_os_str(),
+    ]);
+    let (mut tx_f, prevout_f, sighash_f, subject_f) =
+        taproot_spend(&key.group_key, &[(&customer, 20_000)], approved());
+    let sig = rt
+        .block_on(cluster.sign("treasury-tr", &group, &sighash_f, &subject_f))
+        .unwrap();
+    tx_f.input[0].witness.push(sig);
+    chain_btc::verify_with_core(&tx_f, std::slice::from_ref(&prevout_f)).unwrap();
+    assert!(signers.audit_log(1).contains("frozen by its operator"));
+    strongroom(&[
+        "signer".as_ref(),
+        "unfreeze".as_ref(),
+        "--dir".as_ref(),
+        node1.as_os_str(),
+    ]);
+    assert!(!node1.join("frozen").exists());
 
     // Ed25519, verified by ed25519-dalek.
     let ed = rt
         .block_on(cluster.generate("frost-ed25519", "payments-ed", 2))
         .unwrap();
     let ed_group = GroupPublic::<Ed25519>::from_bytes(&ed.public).unwrap();
+    let raw = |m: &[u8]| Subject::Raw {
+        message: hex::encode(m),
+    };
     let sig = rt
-        .block_on(cluster.sign("payments-ed", &ed_group, b"pay 5 to X"))
+        .block_on(cluster.sign("payments-ed", &ed_group, b"pay 5 to X", &raw(b"pay 5 to X")))
         .unwrap();
     ed25519_dalek::VerifyingKey::from_bytes(&ed.group_key)
         .unwrap()
@@ -248,13 +365,14 @@ fn three_signer_processes_make_and_use_taproot_and_ed25519_keys_one_down() {
 
     // One of three down: 2-of-3 still signs, with fresh nonces.
     signers.kill(2);
-    let (mut tx2, prevout2, sighash2) = taproot_spend(&key.group_key);
+    let (mut tx2, prevout2, sighash2, subject2) =
+        taproot_spend(&key.group_key, &[(&customer, 20_000)], approved());
     let sig = rt
-        .block_on(cluster.sign("treasury-tr", &group, &sighash2))
+        .block_on(cluster.sign("treasury-tr", &group, &sighash2, &subject2))
         .unwrap();
     tx2.input[0].witness.push(sig);
     chain_btc::verify_with_core(&tx2, std::slice::from_ref(&prevout2)).unwrap();
-    rt.block_on(cluster.sign("payments-ed", &ed_group, b"again"))
+    rt.block_on(cluster.sign("payments-ed", &ed_group, b"again", &raw(b"again")))
         .unwrap();
 
     // A ceremony needs every signer.
@@ -269,7 +387,7 @@ fn three_signer_processes_make_and_use_taproot_and_ed25519_keys_one_down() {
     // Two of three down: no signature.
     signers.kill(3);
     let e = rt
-        .block_on(cluster.sign("treasury-tr", &group, &sighash2))
+        .block_on(cluster.sign("treasury-tr", &group, &sighash2, &subject2))
         .unwrap_err();
     assert!(
         matches!(e, ClusterError::TooFew { got: 1, needed: 2 }),
@@ -347,7 +465,10 @@ fn only_pinned_servers_get_through_and_nodes_refuse_what_they_cannot_do() {
             .public,
     )
     .unwrap();
-    assert!(rt.block_on(cluster.sign("nokey", &ed, b"m")).is_err());
+    let raw = Subject::Raw {
+        message: hex::encode(b"m"),
+    };
+    assert!(rt.block_on(cluster.sign("nokey", &ed, b"m", &raw)).is_err());
     assert!(signers.audit_log(1).contains("mpc.request.refused"));
 
     // A wrong passphrase does not open a node.

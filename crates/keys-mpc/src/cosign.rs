@@ -1,0 +1,342 @@
+//! The co-signer checks: what a signer node verifies itself before it
+//! contributes to a signature, so that a compromised server alone cannot
+//! move money. The node derives the message it signs from the transaction
+//! it is shown — never takes it from the server — and checks that the
+//! transaction pays exactly transfers approved by enough of the approvers
+//! enrolled in its own configuration, within its own fee cap.
+
+use bitcoin::hashes::Hash as _;
+use bitcoin::sighash::{Prevouts, SighashCache, TapSighashType};
+use domain::{AssetKind, Network, Timestamp, TransferIntent};
+use policy::{ApprovalStatement, Vote};
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::Abort;
+
+/// A node's own rules (`[policy]` in `signer.toml`). Every limit is
+/// explicit: there are no permissive defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CosignPolicy {
+    /// Approvers' Ed25519 public keys (hex), enrolled with this node.
+    #[serde(default)]
+    pub approvers: Vec<String>,
+    /// Distinct enrolled approvers who must have approved each transfer
+    /// above `unapproved_limit`.
+    pub min_approvals: u16,
+    /// The largest transfer (base units) signed without approvals; 0:
+    /// every transfer needs `min_approvals`.
+    pub unapproved_limit: u64,
+    /// The largest fee (base units) of a transaction this node signs.
+    pub max_fee: u64,
+    /// Signature shares this node gives out in any hour, at most.
+    pub signatures_per_hour: u32,
+    /// Sign raw messages no transaction explains (blind signing), audited.
+    /// Off unless an operator turns it on for a key kind with no chain
+    /// support yet.
+    #[serde(default)]
+    pub allow_raw: bool,
+}
+
+/// What a signer is asked to sign, in a form it can check itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Subject {
+    /// One Taproot key-path input of a Bitcoin transaction.
+    BitcoinTaproot {
+        /// The unsigned transaction, consensus encoding, hex.
+        tx: String,
+        /// Every input's previous output, in order.
+        prevouts: Vec<Prevout>,
+        /// The input this key signs.
+        input: u32,
+        /// The transfers the transaction pays, each with its approvals.
+        transfers: Vec<ApprovedTransfer>,
+    },
+    /// A message no transaction explains; refused unless `allow_raw`.
+    Raw { message: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Prevout {
+    pub value: u64,
+    /// Hex.
+    pub script_pubkey: String,
+}
+
+/// A transfer as it was judged and approved.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovedTransfer {
+    /// The intent's canonical bytes, hex (their digest is what approvers
+    /// signed).
+    pub intent: String,
+    pub policy_version: u64,
+    /// The decision's id (a UUID).
+    pub decision_id: String,
+    pub approvals: Vec<Approval>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Approval {
+    /// Hex Ed25519 public key.
+    pub approver: String,
+    pub expires_at_ms: i64,
+    /// Hex Ed25519 signature over the approval statement.
+    pub signature: String,
+}
+
+/// The message to sign and what the node records about it.
+#[derive(Debug)]
+pub struct Checked {
+    pub message: Vec<u8>,
+    pub summary: serde_json::Value,
+}
+
+fn refused(why: impl Into<String>) -> Abort {
+    Abort::Policy(why.into())
+}
+
+/// Checks `subject` for a key whose group key is `group_key` (the Taproot
+/// output key, x-only), at `now`, and derives the message to sign.
+pub fn check(
+    policy: &CosignPolicy,
+    taproot: Option<[u8; 32]>,
+    subject: &Subject,
+    now: Timestamp,
+) -> Result<Checked, Abort> {
+    match subject {
+        Subject::Raw { message } => {
+            if !policy.allow_raw {
+                return Err(refused(
+                    "a raw message: this node signs only transactions it can check",
+                ));
+            }
+            let message = hex::decode(message).map_err(|_| refused("message is not hex"))?;
+            Ok(Checked {
+                summary: serde_json::json!({ "raw_sha256": hex::encode(sha2_256(&message)) }),
+                message,
+            })
+        }
+        Subject::BitcoinTaproot {
+            tx,
+            prevouts,
+            input,
+            transfers,
+        } => {
+            let key = taproot.ok_or_else(|| refused("a Bitcoin input for a non-Taproot key"))?;
+            bitcoin_taproot(policy, key, tx, prevouts, *input, transfers, now)
+        }
+    }
+}
+
+fn sha2_256(b: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(b).into()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn bitcoin_taproot(
+    policy: &CosignPolicy,
+    key: [u8; 32],
+    tx: &str,
+    prevouts: &[Prevout],
+    input: u32,
+    transfers: &[ApprovedTransfer],
+    now: Timestamp,
+) -> Result<Checked, Abort> {
+    let bytes = hex::decode(tx).map_err(|_| refused("transaction is not hex"))?;
+    let tx: bitcoin::Transaction = bitcoin::consensus::deserialize(&bytes)
+        .map_err(|e| refused(format!("transaction does not decode: {e}")))?;
+    if tx
+        .input
+        .iter()
+        .any(|i| !i.witness.is_empty() || !i.script_sig.is_empty())
+    {
+        return Err(refused("the transaction is already (partly) signed"));
+    }
+    let prevouts: Vec<bitcoin::TxOut> = prevouts
+        .iter()
+        .map(|p| {
+            Ok(bitcoin::TxOut {
+                value: bitcoin::Amount::from_sat(p.value),
+                script_pubkey: bitcoin::ScriptBuf::from_bytes(
+                    hex::decode(&p.script_pubkey).map_err(|_| refused("prevout script"))?,
+                ),
+            })
+        })
+        .collect::<Result<_, Abort>>()?;
+    if prevouts.len() != tx.input.len() {
+        return Err(refused("one previous output per input is needed"));
+    }
+    let index = usize::try_from(input).map_err(|_| refused("input index"))?;
+    let own = bitcoin::ScriptBuf::new_p2tr_tweaked(
+        bitcoin::key::TweakedPublicKey::dangerous_assume_tweaked(
+            bitcoin::key::XOnlyPublicKey::from_slice(&key)
+                .map_err(|_| Abort::Internal("the group key is not a point".into()))?,
+        ),
+    );
+    match prevouts.get(index) {
+        Some(p) if p.script_pubkey == own => {}
+        Some(_) => return Err(refused("the input does not spend this key's output")),
+        None => return Err(refused("no such input")),
+    }
+    // Amounts: the fee, within this node's cap.
+    let spent = prevouts
+        .iter()
+        .try_fold(0u64, |a, p| a.checked_add(p.value.to_sat()))
+        .ok_or_else(|| refused("input amounts overflow"))?;
+    let paid = tx
+        .output
+        .iter()
+        .try_fold(0u64, |a, o| a.checked_add(o.value.to_sat()))
+        .ok_or_else(|| refused("output amounts overflow"))?;
+    let fee = spent
+        .checked_sub(paid)
+        .ok_or_else(|| refused("the outputs pay more than the inputs hold"))?;
+    if fee > policy.max_fee {
+        return Err(refused(format!(
+            "a fee of {fee}, over this node's cap of {}",
+            policy.max_fee
+        )));
+    }
+    // Outputs: change back to this key, and each approved transfer paid
+    // exactly once — nothing else.
+    let mut unpaid: Vec<(bitcoin::ScriptBuf, u64, String)> = Vec::new();
+    let mut summary = Vec::new();
+    for t in transfers {
+        let (script, amount, digest) = approved(policy, t, now)?;
+        summary.push(serde_json::json!({ "intent": digest, "amount": amount }));
+        unpaid.push((script, amount, digest));
+    }
+    for (i, o) in tx.output.iter().enumerate() {
+        if o.script_pubkey == own {
+            continue;
+        }
+        let Some(at) = unpaid
+            .iter()
+            .position(|(s, a, _)| *s == o.script_pubkey && *a == o.value.to_sat())
+        else {
+            return Err(refused(format!(
+                "output {i} pays something no one approved"
+            )));
+        };
+        unpaid.swap_remove(at);
+    }
+    if let Some((_, _, d)) = unpaid.first() {
+        return Err(refused(format!(
+            "approved transfer {d} is not paid by this transaction"
+        )));
+    }
+    let sighash = SighashCache::new(&tx)
+        .taproot_key_spend_signature_hash(index, &Prevouts::All(&prevouts), TapSighashType::Default)
+        .map_err(|e| refused(format!("sighash: {e}")))?;
+    Ok(Checked {
+        message: sighash.to_byte_array().to_vec(),
+        summary: serde_json::json!({
+            "txid": tx.compute_txid().to_string(),
+            "input": input,
+            "fee": fee,
+            "transfers": summary,
+        }),
+    })
+}
+
+/// Reads an approved transfer: its intent (a Bitcoin payment), and its
+/// approvals checked against this node's enrolled approvers. Returns the
+/// script it pays, the amount, and the intent's digest.
+fn approved(
+    policy: &CosignPolicy,
+    t: &ApprovedTransfer,
+    now: Timestamp,
+) -> Result<(bitcoin::ScriptBuf, u64, String), Abort> {
+    let bytes = hex::decode(&t.intent).map_err(|_| refused("intent is not hex"))?;
+    let intent = TransferIntent::decode_as_written(&bytes)
+        .map_err(|e| refused(format!("intent does not decode: {e}")))?;
+    let digest = intent.digest();
+    let asset = intent.amount().asset();
+    let (Network::Bitcoin(network), AssetKind::Native, 8) =
+        (asset.network(), asset.id().kind(), asset.decimals().get())
+    else {
+        return Err(refused(format!("intent {digest} is not a bitcoin payment")));
+    };
+    let amount =
+        u64::try_from(intent.amount().units()).map_err(|_| refused("amount out of range"))?;
+    let address = chain_btc::BtcAddress::parse(intent.destination().as_str(), network)
+        .map_err(|e| refused(format!("intent {digest}: {e}")))?;
+    if amount > policy.unapproved_limit {
+        let decision_id = uuid_bytes(&t.decision_id)?;
+        let mut by: Vec<[u8; 32]> = Vec::new();
+        for a in &t.approvals {
+            let key = parse_key(&a.approver)?;
+            if !policy
+                .approvers
+                .iter()
+                .any(|k| parse_key(k).is_ok_and(|k| k == key))
+            {
+                continue; // not an approver this node knows: does not count
+            }
+            if a.expires_at_ms <= now.as_millis() {
+                continue;
+            }
+            let sig: [u8; 64] = hex::decode(&a.signature)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| refused("approval signature is not 64 bytes"))?;
+            let statement = ApprovalStatement {
+                intent: digest,
+                policy_version: t.policy_version,
+                decision_id,
+                expires_at: Timestamp::from_millis(a.expires_at_ms),
+                vote: Vote::Approve,
+            };
+            if statement.verify(&key, &sig).is_ok() && !by.contains(&key) {
+                by.push(key);
+            }
+        }
+        if by.len() < usize::from(policy.min_approvals) {
+            return Err(refused(format!(
+                "transfer {digest} of {amount} has {} valid approvals by enrolled approvers; \
+                 this node needs {}",
+                by.len(),
+                policy.min_approvals
+            )));
+        }
+    }
+    Ok((address.script_pubkey(), amount, digest.to_string()))
+}
+
+fn parse_key(s: &str) -> Result<[u8; 32], Abort> {
+    hex::decode(s)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| refused("approver key is not 32 bytes of hex"))
+}
+
+fn uuid_bytes(s: &str) -> Result<[u8; 16], Abort> {
+    let hex: String = s.chars().filter(|c| *c != '-').collect();
+    hex::decode(hex)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| refused("decision id is not a UUID"))
+}
+
+/// Parses an approver key list entry (for configuration checks).
+pub fn check_policy(p: &CosignPolicy) -> Result<(), String> {
+    for k in &p.approvers {
+        let key = parse_key(k).map_err(|e| e.to_string())?;
+        if ed25519_dalek::VerifyingKey::from_bytes(&key).map_or(true, |k| k.is_weak()) {
+            return Err(format!("approver key {k} is not a usable Ed25519 key"));
+        }
+    }
+    if p.min_approvals > 0 && usize::from(p.min_approvals) > p.approvers.len() {
+        return Err(format!(
+            "min_approvals = {} but only {} approvers are enrolled",
+            p.min_approvals,
+            p.approvers.len()
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,285 @@
+//! The co-signer checks on their own: a node derives the Taproot sighash
+//! from the transaction it is shown, and signs only transactions that pay
+//! exactly approved transfers (enough enrolled approvers, unexpired,
+//! bound to the intent), change back to its key, within its fee cap.
+
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
+use bitcoin::hashes::Hash as _;
+use bitcoin::key::{TweakedPublicKey, XOnlyPublicKey};
+use bitcoin::sighash::{Prevouts, SighashCache, TapSighashType};
+use domain::Timestamp;
+use keys_mpc::Abort;
+use keys_mpc::cosign::{ApprovedTransfer, CosignPolicy, Prevout, Subject, check};
+use keys_mpc::testing::{address, payment, policy};
+
+fn key() -> [u8; 32] {
+    let secp = bitcoin::secp256k1::Secp256k1::new();
+    let sk = bitcoin::secp256k1::SecretKey::from_slice(&[9; 32]).unwrap();
+    sk.x_only_public_key(&secp).0.serialize()
+}
+
+fn own_script() -> bitcoin::ScriptBuf {
+    bitcoin::ScriptBuf::new_p2tr_tweaked(TweakedPublicKey::dangerous_assume_tweaked(
+        XOnlyPublicKey::from_slice(&key()).unwrap(),
+    ))
+}
+
+fn script_of(a: &str) -> bitcoin::ScriptBuf {
+    a.parse::<bitcoin::Address<_>>()
+        .unwrap()
+        .require_network(bitcoin::Network::Regtest)
+        .unwrap()
+        .script_pubkey()
+}
+
+/// A transaction spending 100 000 sat of this key: `outputs`, then change.
+fn spend(
+    outputs: &[(bitcoin::ScriptBuf, u64)],
+    change: u64,
+) -> (bitcoin::Transaction, Vec<Prevout>) {
+    let mut output: Vec<bitcoin::TxOut> = outputs
+        .iter()
+        .map(|(s, v)| bitcoin::TxOut {
+            value: bitcoin::Amount::from_sat(*v),
+            script_pubkey: s.clone(),
+        })
+        .collect();
+    if change > 0 {
+        output.push(bitcoin::TxOut {
+            value: bitcoin::Amount::from_sat(change),
+            script_pubkey: own_script(),
+        });
+    }
+    let tx = bitcoin::Transaction {
+        version: bitcoin::transaction::Version::TWO,
+        lock_time: bitcoin::absolute::LockTime::ZERO,
+        input: vec![bitcoin::TxIn {
+            previous_output: bitcoin::OutPoint {
+                txid: bitcoin::Txid::from_byte_array([3; 32]),
+                vout: 0,
+            },
+            script_sig: bitcoin::ScriptBuf::new(),
+            sequence: bitcoin::Sequence::ENABLE_RBF_NO_LOCKTIME,
+            witness: bitcoin::Witness::new(),
+        }],
+        output,
+    };
+    let prevouts = vec![Prevout {
+        value: 100_000,
+        script_pubkey: hex::encode(own_script().as_bytes()),
+    }];
+    (tx, prevouts)
+}
+
+fn subject(
+    tx: &bitcoin::Transaction,
+    prevouts: &[Prevout],
+    transfers: Vec<ApprovedTransfer>,
+) -> Subject {
+    Subject::BitcoinTaproot {
+        tx: hex::encode(bitcoin::consensus::serialize(tx)),
+        prevouts: prevouts.to_vec(),
+        input: 0,
+        transfers,
+    }
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_millis(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64,
+    )
+}
+
+fn run(p: &CosignPolicy, s: &Subject) -> Result<Vec<u8>, Abort> {
+    check(p, Some(key()), s, now()).map(|c| c.message)
+}
+
+fn refused(r: Result<Vec<u8>, Abort>, why: &str) {
+    match r {
+        Err(Abort::Policy(reason)) => assert!(reason.contains(why), "{reason:?} lacks {why:?}"),
+        other => panic!("expected a refusal ({why}), got {other:?}"),
+    }
+}
+
+#[test]
+fn an_approved_payment_is_signed_over_the_sighash_the_node_derives() {
+    let p = policy(false);
+    let to = address(5);
+    let (tx, prevouts) = spend(&[(script_of(&to), 50_000)], 49_000);
+    let msg = run(
+        &p,
+        &subject(&tx, &prevouts, vec![payment(&to, 50_000, &[1, 2])]),
+    )
+    .unwrap();
+    let txouts: Vec<bitcoin::TxOut> = vec![bitcoin::TxOut {
+        value: bitcoin::Amount::from_sat(100_000),
+        script_pubkey: own_script(),
+    }];
+    let expected = SighashCache::new(&tx)
+        .taproot_key_spend_signature_hash(0, &Prevouts::All(&txouts), TapSighashType::Default)
+        .unwrap()
+        .to_byte_array();
+    assert_eq!(msg, expected);
+    // Three approvals, or two payments each approved: fine too.
+    let to2 = address(6);
+    let (tx2, pv2) = spend(
+        &[(script_of(&to), 30_000), (script_of(&to2), 20_000)],
+        49_000,
+    );
+    run(
+        &p,
+        &subject(
+            &tx2,
+            &pv2,
+            vec![
+                payment(&to2, 20_000, &[2, 3]),
+                payment(&to, 30_000, &[1, 2, 3]),
+            ],
+        ),
+    )
+    .unwrap();
+    // Small payments need no approvals under this node's policy.
+    let (tx3, pv3) = spend(&[(script_of(&to), 10_000)], 89_000);
+    run(&p, &subject(&tx3, &pv3, vec![payment(&to, 10_000, &[])])).unwrap();
+}
+
+#[test]
+fn not_enough_valid_approvals_by_enrolled_approvers_is_refused() {
+    let p = policy(false);
+    let to = address(5);
+    let (tx, pv) = spend(&[(script_of(&to), 50_000)], 49_000);
+    refused(
+        run(&p, &subject(&tx, &pv, vec![payment(&to, 50_000, &[1])])),
+        "needs 2",
+    );
+    // Approver 7 is not enrolled with this node.
+    refused(
+        run(&p, &subject(&tx, &pv, vec![payment(&to, 50_000, &[1, 7])])),
+        "needs 2",
+    );
+    // The same approver twice counts once.
+    refused(
+        run(&p, &subject(&tx, &pv, vec![payment(&to, 50_000, &[2, 2])])),
+        "needs 2",
+    );
+    // Approvals of another transfer, pasted onto this one.
+    let mut t = payment(&to, 50_000, &[]);
+    t.approvals = payment(&to, 50_000, &[1, 2]).approvals;
+    refused(run(&p, &subject(&tx, &pv, vec![t])), "needs 2");
+    // An expiry moved forward: the signature no longer matches.
+    let mut t = payment(&to, 50_000, &[1, 2]);
+    for a in &mut t.approvals {
+        a.expires_at_ms += 1;
+    }
+    refused(run(&p, &subject(&tx, &pv, vec![t])), "needs 2");
+    // Expired approvals.
+    let t = payment(&to, 50_000, &[1, 2]);
+    let later = Timestamp::from_millis(now().as_millis() + 2 * 3_600_000);
+    assert!(matches!(
+        check(&p, Some(key()), &subject(&tx, &pv, vec![t]), later),
+        Err(Abort::Policy(_))
+    ));
+}
+
+#[test]
+fn transactions_that_pay_anything_else_are_refused() {
+    let p = policy(false);
+    let to = address(5);
+    let thief = address(66);
+    let approved = || vec![payment(&to, 50_000, &[1, 2])];
+    // An extra output no one approved.
+    let (tx, pv) = spend(
+        &[(script_of(&to), 50_000), (script_of(&thief), 10_000)],
+        39_000,
+    );
+    refused(run(&p, &subject(&tx, &pv, approved())), "no one approved");
+    // The approved destination, another amount.
+    let (tx, pv) = spend(&[(script_of(&to), 50_001)], 48_999);
+    refused(run(&p, &subject(&tx, &pv, approved())), "no one approved");
+    // Another destination for the approved amount.
+    let (tx, pv) = spend(&[(script_of(&thief), 50_000)], 49_000);
+    refused(run(&p, &subject(&tx, &pv, approved())), "no one approved");
+    // An approved transfer left unpaid.
+    let (tx, pv) = spend(&[], 99_000);
+    refused(run(&p, &subject(&tx, &pv, approved())), "is not paid");
+    // A fee over the node's cap.
+    let (tx, pv) = spend(&[(script_of(&to), 50_000)], 40_000);
+    refused(
+        run(&p, &subject(&tx, &pv, approved())),
+        "over this node's cap",
+    );
+    // Outputs worth more than the inputs.
+    let (tx, pv) = spend(&[(script_of(&to), 50_000)], 60_000);
+    refused(
+        run(&p, &subject(&tx, &pv, approved())),
+        "more than the inputs",
+    );
+}
+
+#[test]
+fn inputs_and_encodings_are_checked() {
+    let p = policy(false);
+    let to = address(5);
+    let (tx, mut pv) = spend(&[(script_of(&to), 50_000)], 49_000);
+    let ok = || vec![payment(&to, 50_000, &[1, 2])];
+    // The input spends someone else's output.
+    let mut other = pv.clone();
+    other[0].script_pubkey = hex::encode(script_of(&address(7)).as_bytes());
+    refused(run(&p, &subject(&tx, &other, ok())), "this key's output");
+    // Prevouts missing; an input that does not exist.
+    refused(run(&p, &subject(&tx, &[], ok())), "per input");
+    let Subject::BitcoinTaproot { tx: t, .. } = subject(&tx, &pv, ok()) else {
+        unreachable!()
+    };
+    let far = Subject::BitcoinTaproot {
+        tx: t,
+        prevouts: pv.clone(),
+        input: 5,
+        transfers: ok(),
+    };
+    refused(run(&p, &far), "no such input");
+    // Already signed.
+    let mut signed = tx.clone();
+    signed.input[0].witness.push([1u8; 64]);
+    refused(run(&p, &subject(&signed, &pv, ok())), "already");
+    // Garbage.
+    let bad = Subject::BitcoinTaproot {
+        tx: "zz".into(),
+        prevouts: pv.clone(),
+        input: 0,
+        transfers: ok(),
+    };
+    refused(run(&p, &bad), "not hex");
+    pv[0].script_pubkey = "zz".into();
+    refused(run(&p, &subject(&tx, &pv, ok())), "prevout script");
+    // A Taproot input for a key that is not a Taproot key.
+    let (tx, pv) = spend(&[(script_of(&to), 50_000)], 49_000);
+    assert!(matches!(
+        check(&p, None, &subject(&tx, &pv, ok()), now()),
+        Err(Abort::Policy(_))
+    ));
+    // A transfer whose intent is not a bitcoin payment, or not hex.
+    let mut t = payment(&to, 50_000, &[1, 2]);
+    t.intent = "00".into();
+    refused(run(&p, &subject(&tx, &pv, vec![t])), "intent");
+}
+
+#[test]
+fn raw_messages_only_where_the_operator_allows_them() {
+    let raw = Subject::Raw {
+        message: hex::encode(b"anything"),
+    };
+    refused(run(&policy(false), &raw), "raw message");
+    assert_eq!(run(&policy(true), &raw).unwrap(), b"anything");
+    // Configuration: approvals needed from more approvers than enrolled.
+    let mut p = policy(false);
+    p.min_approvals = 4;
+    assert!(keys_mpc::cosign::check_policy(&p).is_err());
+    p.min_approvals = 2;
+    p.approvers.push("00".repeat(32));
+    assert!(keys_mpc::cosign::check_policy(&p).is_err());
+}
