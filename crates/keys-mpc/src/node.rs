@@ -133,7 +133,29 @@ pub struct Node {
     recent: Mutex<std::collections::VecDeque<Instant>>,
     dkgs: Mutex<HashMap<SessionId, Open<AnyDkg>>>,
     pending: Mutex<HashMap<SessionId, Open<AnyNonce>>>,
+    after_answer: Option<CrashHook>,
 }
+
+/// Called with the request's name after each answer is sent: the crash
+/// tests' way to kill a node between two rounds (`STRONGROOM_SIGNER_CRASH_AT`
+/// in the binary). None is installed otherwise.
+pub struct CrashHook(Box<dyn Fn(&'static str) + Send + Sync>);
+
+impl std::fmt::Debug for CrashHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CrashHook")
+    }
+}
+
+/// The names a crash hook is called with.
+pub const ANSWERS: [&str; 6] = [
+    "info",
+    "dkg_start",
+    "dkg_round1",
+    "dkg_round2",
+    "commit",
+    "sign",
+];
 
 impl Node {
     /// Opens the node's store with the operator's passphrase.
@@ -193,7 +215,14 @@ impl Node {
             recent: Mutex::default(),
             dkgs: Mutex::default(),
             pending: Mutex::default(),
+            after_answer: None,
         })
+    }
+
+    /// Installs the crash tests' hook (see [`CrashHook`]).
+    pub fn with_crash_hook(mut self, hook: impl Fn(&'static str) + Send + Sync + 'static) -> Node {
+        self.after_answer = Some(CrashHook(Box::new(hook)));
+        self
     }
 
     pub fn public(&self) -> NodePublic {
@@ -246,6 +275,7 @@ impl Node {
                 .map_err(|_| timed_out())??
         {
             let node = self.clone();
+            let op = op_name(&req);
             let resp = tokio::task::spawn_blocking(move || node.handle(from, req))
                 .await
                 .unwrap_or_else(|e| Response::Refused {
@@ -253,6 +283,9 @@ impl Node {
                     culprits: vec![],
                 });
             net::write_frame(&mut tls, &resp).await?;
+            if let Some(CrashHook(hook)) = &self.after_answer {
+                hook(op);
+            }
         }
         Ok(())
     }

@@ -385,20 +385,25 @@ fn arm_crash_point() -> Result<(), Failure> {
         if label != point {
             return;
         }
-        eprintln!("crash point {label}");
-        // A real SIGKILL: nothing is flushed, dropped or rolled back.
-        let killed = std::process::Command::new("sh")
-            .args(["-c", "kill -KILL $PPID"])
-            .status();
-        if killed.is_err() {
-            // No shell: die anyway, without unwinding.
-            std::process::abort();
-        }
-        loop {
-            std::thread::park();
-        }
+        kill_self(label);
     })
     .map_err(|e| Failure::Runtime(anyhow::anyhow!(e)))
+}
+
+/// Dies at a crash point with a real SIGKILL: nothing is flushed, dropped
+/// or rolled back.
+pub(crate) fn kill_self(label: &str) -> ! {
+    eprintln!("crash point {label}");
+    let killed = std::process::Command::new("sh")
+        .args(["-c", "kill -KILL $PPID"])
+        .status();
+    if killed.is_err() {
+        // No shell: die anyway, without unwinding.
+        std::process::abort();
+    }
+    loop {
+        std::thread::park();
+    }
 }
 
 /// Runs `pass` every `period` (missed ticks are not made up); a failed

@@ -79,8 +79,25 @@ pub(crate) fn run(config: &Path, passphrase_file: Option<&Path>) -> Result<(), F
         .with_writer(std::io::stderr)
         .try_init();
     let pass = passphrase(passphrase_file)?;
-    let node = Arc::new(Node::open(&cfg, &pass).context("opening the signer node")?);
+    let mut node = Node::open(&cfg, &pass).context("opening the signer node")?;
     drop(pass);
+    // For the crash tests: `STRONGROOM_SIGNER_CRASH_AT=<request>` kills the
+    // node with SIGKILL right after it answers that request.
+    if let Ok(at) = std::env::var("STRONGROOM_SIGNER_CRASH_AT") {
+        let Some(&point) = keys_mpc::node::ANSWERS.iter().find(|p| **p == at) else {
+            return Err(Failure::Runtime(anyhow::anyhow!(
+                "STRONGROOM_SIGNER_CRASH_AT: one of {}",
+                keys_mpc::node::ANSWERS.join(", ")
+            )));
+        };
+        tracing::warn!(point, "crash point armed: this node kills itself there");
+        node = node.with_crash_hook(move |op| {
+            if op == point {
+                crate::serve::kill_self(op);
+            }
+        });
+    }
+    let node = Arc::new(node);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

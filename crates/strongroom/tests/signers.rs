@@ -130,7 +130,17 @@ impl Signers {
 
     /// Starts node `i`; returns it and the address it printed.
     fn spawn(&self, i: u16) -> (Child, String) {
-        let mut child = Command::new(BIN)
+        self.spawn_crashing(i, None)
+    }
+
+    /// Starts node `i`, armed to kill itself right after answering the
+    /// request named `crash_after`.
+    fn spawn_crashing(&self, i: u16, crash_after: Option<&str>) -> (Child, String) {
+        let mut cmd = Command::new(BIN);
+        if let Some(at) = crash_after {
+            cmd.env("STRONGROOM_SIGNER_CRASH_AT", at);
+        }
+        let mut child = cmd
             .args(["signer", "run", "--config"])
             .arg(self.config(i))
             .arg("--passphrase-file")
@@ -160,6 +170,14 @@ impl Signers {
         let mut c = self.children[usize::from(i) - 1].take().unwrap();
         c.kill().unwrap();
         c.wait().unwrap();
+    }
+
+    /// Restarts node `i` armed to die after answering `crash_after`.
+    fn restart_crashing(&mut self, i: u16, crash_after: &str) {
+        self.kill(i);
+        let (child, addr) = self.spawn_crashing(i, Some(crash_after));
+        self.children[usize::from(i) - 1] = Some(child);
+        self.addrs[usize::from(i) - 1] = addr;
     }
 
     fn cluster(&self, identity: TlsIdentity) -> Cluster {
@@ -483,4 +501,52 @@ fn only_pinned_servers_get_through_and_nodes_refuse_what_they_cannot_do() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("passphrase"));
+}
+
+#[test]
+fn a_signer_killed_between_rounds_aborts_its_session_and_the_retry_uses_fresh_nonces() {
+    let mut signers = Signers::start(3);
+    let rt = rt();
+    let key = rt
+        .block_on(
+            signers
+                .server_cluster()
+                .generate("frost-secp256k1-tr", "hot-tr", 2),
+        )
+        .unwrap();
+    let group = GroupPublic::<Taproot>::from_bytes(&key.public).unwrap();
+    // Node 1 answers its commitment, then dies with SIGKILL before it is
+    // asked for its share.
+    signers.restart_crashing(1, "commit");
+    let cluster = signers.server_cluster();
+    let customer = keys_mpc::testing::address(5);
+    let (mut tx, prevout, sighash, subject) = taproot_spend(
+        &key.group_key,
+        &[(&customer, 20_000)],
+        vec![keys_mpc::testing::payment(&customer, 20_000, &[1, 2])],
+    );
+    let sig = rt
+        .block_on(cluster.sign("hot-tr", &group, &sighash, &subject))
+        .unwrap();
+    tx.input[0].witness.push(sig);
+    chain_btc::verify_with_core(&tx, std::slice::from_ref(&prevout)).unwrap();
+    let dead = signers.children[0].as_mut().unwrap().try_wait().unwrap();
+    assert!(dead.is_some(), "node 1 should have killed itself");
+    // Node 2 gave a share in the aborted session and another, with a
+    // fresh nonce, in the session that made the signature.
+    let log = signers.audit_log(2);
+    let sessions: Vec<String> = log
+        .lines()
+        .filter(|l| l.contains("mpc.sign.share"))
+        .map(|l| {
+            let r: serde_json::Value = serde_json::from_str(l).unwrap();
+            let d: serde_json::Value =
+                serde_json::from_str(r["details"].as_str().unwrap()).unwrap();
+            d["session"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(sessions.len(), 2, "{log}");
+    assert_ne!(sessions[0], sessions[1]);
+    // Node 1 never signed: its share of the session died with it.
+    assert!(!signers.audit_log(1).contains("mpc.sign.share"));
 }
