@@ -45,6 +45,17 @@ pub enum ClusterError {
     Disagree,
     #[error(transparent)]
     Abort(#[from] Abort),
+    #[error(
+        "key {key_id} is frozen: {count} aborted sessions were blamed on party {party} \
+         (an operator must look, then unfreeze it)"
+    )]
+    KeyFrozen {
+        key_id: String,
+        party: u16,
+        count: u32,
+    },
+    #[error("the blame ledger cannot be written: {0}")]
+    Ledger(String),
 }
 
 impl ClusterError {
@@ -73,6 +84,7 @@ pub struct NewKey {
 pub struct Cluster {
     signers: Vec<SignerEndpoint>,
     links: Arc<Links>,
+    ledger: Option<BlameLedger>,
 }
 
 type Stream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
@@ -93,7 +105,17 @@ impl Cluster {
         Cluster {
             signers,
             links: Arc::new(Links { tls, timeout, open }),
+            ledger: None,
         }
+    }
+
+    /// Counts aborted signing sessions blamed on each party (by the
+    /// protocol: bad shares, malformed messages — not a party that is
+    /// down or refuses) in `ledger`; a key with `limit` blamed on one
+    /// party is frozen until an operator unfreezes it.
+    pub fn with_blame_ledger(mut self, ledger: BlameLedger) -> Cluster {
+        self.ledger = Some(ledger);
+        self
     }
 
     pub fn signers(&self) -> &[SignerEndpoint] {
@@ -247,6 +269,13 @@ impl Cluster {
         message: &[u8],
         subject: &Subject,
     ) -> Result<[u8; 64], ClusterError> {
+        if let Some((party, count)) = self.ledger.as_ref().and_then(|l| l.frozen(key_id)) {
+            return Err(ClusterError::KeyFrozen {
+                key_id: key_id.to_owned(),
+                party,
+                count,
+            });
+        }
         let mut excluded = Vec::new();
         loop {
             match self
@@ -254,6 +283,16 @@ impl Cluster {
                 .await
             {
                 Ok(sig) => return Ok(sig),
+                Err((e, _)) if self.blame(key_id, &e)? => {
+                    return Err(self.ledger.as_ref().and_then(|l| l.frozen(key_id)).map_or(
+                        e,
+                        |(party, count)| ClusterError::KeyFrozen {
+                            key_id: key_id.to_owned(),
+                            party,
+                            count,
+                        },
+                    ));
+                }
                 Err((e, blamed)) if blamed.is_empty() => return Err(e),
                 Err((e, blamed)) => {
                     tracing::warn!(key = key_id, error = %e, ?blamed, "signing again without them");
@@ -264,6 +303,30 @@ impl Cluster {
                 }
             }
         }
+    }
+
+    /// Records the parties `e` blames; whether that froze the key.
+    fn blame(&self, key_id: &str, e: &ClusterError) -> Result<bool, ClusterError> {
+        let Some(ledger) = &self.ledger else {
+            return Ok(false);
+        };
+        let mut froze = false;
+        for party in e.culprits() {
+            let count = ledger
+                .record(key_id, party, &e.to_string())
+                .map_err(|e| ClusterError::Ledger(e.to_string()))?;
+            if count >= ledger.limit {
+                tracing::error!(
+                    alert = true,
+                    key = key_id,
+                    party,
+                    count,
+                    "key frozen: aborted signing sessions keep blaming one party"
+                );
+                froze = true;
+            }
+        }
+        Ok(froze)
     }
 
     /// One signing session; on failure, the error and the signers to
@@ -455,4 +518,131 @@ async fn exchange(stream: &mut Stream, req: &Request) -> Result<Response, NetErr
     net::read_frame::<_, Response>(stream)
         .await?
         .ok_or_else(|| NetError::Malformed("the signer closed the connection".into()))
+}
+
+/// Signing sessions aborted with a party to blame, per key: one JSON line
+/// per blame, synced before the session's error is returned. A key with
+/// `limit` blames on one party is frozen; an operator's unfreeze (a line
+/// for party 0) starts the count again.
+#[derive(Debug)]
+pub struct BlameLedger {
+    file: std::sync::Mutex<std::fs::File>,
+    limit: u32,
+    counts: std::sync::Mutex<BTreeMap<(String, u16), u32>>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BlameLine {
+    key_id: String,
+    /// 0: the operator unfroze the key.
+    party: u16,
+    why: String,
+}
+
+impl BlameLedger {
+    pub fn open(path: &std::path::Path, limit: u32) -> std::io::Result<BlameLedger> {
+        use std::io::BufRead as _;
+        let mut counts: BTreeMap<(String, u16), u32> = BTreeMap::new();
+        if path.exists() {
+            let bytes = std::fs::read(path)?;
+            let complete = bytes.ends_with(b"\n");
+            let lines: Vec<String> = bytes.lines().collect::<Result<_, _>>()?;
+            for (i, line) in lines.iter().enumerate() {
+                match serde_json::from_str::<BlameLine>(line) {
+                    Ok(b) => apply(&mut counts, &b),
+                    // Cut short by a crash before its sync: never counted.
+                    Err(_) if i + 1 == lines.len() && !complete => {}
+                    Err(e) => {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            format!("{} line {}: {e}", path.display(), i + 1),
+                        ));
+                    }
+                }
+            }
+            if !complete && !bytes.is_empty() {
+                let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+                let f = std::fs::OpenOptions::new().write(true).open(path)?;
+                f.set_len(keep as u64)?;
+                f.sync_all()?;
+            }
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(BlameLedger {
+            file: std::sync::Mutex::new(file),
+            limit: limit.max(1),
+            counts: std::sync::Mutex::new(counts),
+        })
+    }
+
+    /// The party and count that froze `key_id`, if it is frozen.
+    pub fn frozen(&self, key_id: &str) -> Option<(u16, u32)> {
+        self.counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .find(|((k, _), n)| k == key_id && **n >= self.limit)
+            .map(|((_, p), n)| (*p, *n))
+    }
+
+    /// Records a blame; returns the party's count for the key.
+    pub fn record(&self, key_id: &str, party: u16, why: &str) -> std::io::Result<u32> {
+        let line = BlameLine {
+            key_id: key_id.to_owned(),
+            party,
+            why: why.chars().take(300).collect(),
+        };
+        self.write(&line)?;
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        apply(&mut counts, &line);
+        Ok(counts
+            .get(&(key_id.to_owned(), party))
+            .copied()
+            .unwrap_or(0))
+    }
+
+    /// An operator's decision that the key may sign again.
+    pub fn unfreeze(&self, key_id: &str, why: &str) -> std::io::Result<()> {
+        let line = BlameLine {
+            key_id: key_id.to_owned(),
+            party: 0,
+            why: why.to_owned(),
+        };
+        self.write(&line)?;
+        apply(
+            &mut self
+                .counts
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            &line,
+        );
+        Ok(())
+    }
+
+    fn write(&self, line: &BlameLine) -> std::io::Result<()> {
+        use std::io::Write as _;
+        let mut bytes = serde_json::to_vec(line).map_err(std::io::Error::other)?;
+        bytes.push(b'\n');
+        let mut f = self
+            .file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f.write_all(&bytes)?;
+        f.sync_data()
+    }
+}
+
+fn apply(counts: &mut BTreeMap<(String, u16), u32>, b: &BlameLine) {
+    if b.party == 0 {
+        counts.retain(|(k, _), _| *k != b.key_id);
+    } else {
+        *counts.entry((b.key_id.clone(), b.party)).or_default() += 1;
+    }
 }

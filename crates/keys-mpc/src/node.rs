@@ -134,6 +134,16 @@ pub struct Node {
     dkgs: Mutex<HashMap<SessionId, Open<AnyDkg>>>,
     pending: Mutex<HashMap<SessionId, Open<AnyNonce>>>,
     after_answer: Option<CrashHook>,
+    fault: Option<Fault>,
+}
+
+/// A misbehaviour for the fault tests (`STRONGROOM_SIGNER_FAULT` in the
+/// binary): never set otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Answers signing requests with a share that is a valid scalar but
+    /// not this node's share.
+    BadShare,
 }
 
 /// Called with the request's name after each answer is sent: the crash
@@ -216,12 +226,19 @@ impl Node {
             dkgs: Mutex::default(),
             pending: Mutex::default(),
             after_answer: None,
+            fault: None,
         })
     }
 
     /// Installs the crash tests' hook (see [`CrashHook`]).
     pub fn with_crash_hook(mut self, hook: impl Fn(&'static str) + Send + Sync + 'static) -> Node {
         self.after_answer = Some(CrashHook(Box::new(hook)));
+        self
+    }
+
+    /// Makes the node misbehave (fault tests only).
+    pub fn with_fault(mut self, fault: Fault) -> Node {
+        self.fault = Some(fault);
         self
     }
 
@@ -465,7 +482,10 @@ impl Node {
                         Abort::PackageRefused("committed for another suite".into())
                     })?;
                     let mut journal = lock(&self.journal);
-                    let e = sign(&share, nonce, &package, &checked.message, &mut journal)?;
+                    let mut e = sign(&share, nonce, &package, &checked.message, &mut journal)?;
+                    if self.fault == Some(Fault::BadShare) {
+                        e.body = "01".repeat(32);
+                    }
                     (e, checked.summary)
                 });
                 self.audit(

@@ -97,6 +97,18 @@ pub(crate) fn run(config: &Path, passphrase_file: Option<&Path>) -> Result<(), F
             }
         });
     }
+    match std::env::var("STRONGROOM_SIGNER_FAULT").as_deref() {
+        Err(_) => {}
+        Ok("bad_share") => {
+            tracing::warn!("fault armed: this node sends bad signature shares");
+            node = node.with_fault(keys_mpc::node::Fault::BadShare);
+        }
+        Ok(other) => {
+            return Err(Failure::Runtime(anyhow::anyhow!(
+                "STRONGROOM_SIGNER_FAULT: {other:?} is not bad_share"
+            )));
+        }
+    }
     let node = Arc::new(node);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

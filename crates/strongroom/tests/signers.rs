@@ -130,15 +130,15 @@ impl Signers {
 
     /// Starts node `i`; returns it and the address it printed.
     fn spawn(&self, i: u16) -> (Child, String) {
-        self.spawn_crashing(i, None)
+        self.spawn_with(i, None)
     }
 
-    /// Starts node `i`, armed to kill itself right after answering the
-    /// request named `crash_after`.
-    fn spawn_crashing(&self, i: u16, crash_after: Option<&str>) -> (Child, String) {
+    /// Starts node `i` with one more environment variable (a crash point
+    /// or a fault).
+    fn spawn_with(&self, i: u16, env: Option<(&str, &str)>) -> (Child, String) {
         let mut cmd = Command::new(BIN);
-        if let Some(at) = crash_after {
-            cmd.env("STRONGROOM_SIGNER_CRASH_AT", at);
+        if let Some((k, v)) = env {
+            cmd.env(k, v);
         }
         let mut child = cmd
             .args(["signer", "run", "--config"])
@@ -172,10 +172,10 @@ impl Signers {
         c.wait().unwrap();
     }
 
-    /// Restarts node `i` armed to die after answering `crash_after`.
-    fn restart_crashing(&mut self, i: u16, crash_after: &str) {
+    /// Restarts node `i` with one more environment variable.
+    fn restart_with(&mut self, i: u16, env: (&str, &str)) {
         self.kill(i);
-        let (child, addr) = self.spawn_crashing(i, Some(crash_after));
+        let (child, addr) = self.spawn_with(i, Some(env));
         self.children[usize::from(i) - 1] = Some(child);
         self.addrs[usize::from(i) - 1] = addr;
     }
@@ -503,21 +503,34 @@ fn only_pinned_servers_get_through_and_nodes_refuse_what_they_cannot_do() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("passphrase"));
 }
 
-#[test]
-fn a_signer_killed_between_rounds_aborts_its_session_and_the_retry_uses_fresh_nonces() {
-    let mut signers = Signers::start(3);
+/// Three signer nodes and a 2-of-3 Taproot key they made.
+fn taproot_key(
+    key_id: &str,
+) -> (
+    Signers,
+    tokio::runtime::Runtime,
+    keys_mpc::cluster::NewKey,
+    GroupPublic<Taproot>,
+) {
+    let signers = Signers::start(3);
     let rt = rt();
     let key = rt
         .block_on(
             signers
                 .server_cluster()
-                .generate("frost-secp256k1-tr", "hot-tr", 2),
+                .generate("frost-secp256k1-tr", key_id, 2),
         )
         .unwrap();
     let group = GroupPublic::<Taproot>::from_bytes(&key.public).unwrap();
+    (signers, rt, key, group)
+}
+
+#[test]
+fn a_signer_killed_between_rounds_aborts_its_session_and_the_retry_uses_fresh_nonces() {
+    let (mut signers, rt, key, group) = taproot_key("hot-tr");
     // Node 1 answers its commitment, then dies with SIGKILL before it is
     // asked for its share.
-    signers.restart_crashing(1, "commit");
+    signers.restart_with(1, ("STRONGROOM_SIGNER_CRASH_AT", "commit"));
     let cluster = signers.server_cluster();
     let customer = keys_mpc::testing::address(5);
     let (mut tx, prevout, sighash, subject) = taproot_spend(
@@ -549,4 +562,69 @@ fn a_signer_killed_between_rounds_aborts_its_session_and_the_retry_uses_fresh_no
     assert_ne!(sessions[0], sessions[1]);
     // Node 1 never signed: its share of the session died with it.
     assert!(!signers.audit_log(1).contains("mpc.sign.share"));
+}
+
+#[test]
+fn a_party_that_keeps_sending_bad_shares_is_named_and_then_freezes_the_key() {
+    use keys_mpc::cluster::BlameLedger;
+    let (mut signers, rt, key, group) = taproot_key("warm-tr");
+    // Node 3 turns bad; node 1 is down, so node 3 is needed.
+    signers.restart_with(3, ("STRONGROOM_SIGNER_FAULT", "bad_share"));
+    signers.kill(1);
+    let path = signers.dir.path().join("blame.ledger");
+    let cluster = || {
+        signers
+            .server_cluster()
+            .with_blame_ledger(BlameLedger::open(&path, 2).unwrap())
+    };
+    let customer = keys_mpc::testing::address(5);
+    let attempt = |c: &Cluster| {
+        let (_, _, sighash, subject) = taproot_spend(
+            &key.group_key,
+            &[(&customer, 20_000)],
+            vec![keys_mpc::testing::payment(&customer, 20_000, &[1, 2])],
+        );
+        rt.block_on(c.sign("warm-tr", &group, &sighash, &subject))
+    };
+    let c = cluster();
+    // The first bad share is named; without node 3 too few remain.
+    let e = attempt(&c).unwrap_err();
+    assert!(matches!(e, ClusterError::TooFew { .. }), "{e}");
+    // The second freezes the key, with an alert.
+    let e = attempt(&c).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ClusterError::KeyFrozen {
+                party: 3,
+                count: 2,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // Frozen: refused at once, here and after a restart of the server.
+    assert!(matches!(
+        attempt(&c).unwrap_err(),
+        ClusterError::KeyFrozen { .. }
+    ));
+    drop(c);
+    assert!(matches!(
+        attempt(&cluster()).unwrap_err(),
+        ClusterError::KeyFrozen { .. }
+    ));
+    let ledger = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(ledger.lines().count(), 2, "{ledger}");
+    assert!(ledger.contains("signature shares that do not verify"));
+    // An operator unfreezes it; other keys were never frozen.
+    BlameLedger::open(&path, 2)
+        .unwrap()
+        .unfreeze("warm-tr", "node 3 replaced")
+        .unwrap();
+    assert!(
+        BlameLedger::open(&path, 2)
+            .unwrap()
+            .frozen("warm-tr")
+            .is_none()
+    );
 }
