@@ -95,8 +95,9 @@ async fn nodes(up: &[u16]) -> Nodes {
             servers: vec![server.fingerprint().to_string()],
             peers: publics.iter().filter(|p| p.index != i).cloned().collect(),
             policy: keys_mpc::cosign::CosignPolicy {
+                bitcoin_network: "bitcoin:regtest".into(),
                 approvers: vec![],
-                min_approvals: 0,
+                min_approvals: 1,
                 unapproved_limit: 0,
                 max_fee: 0,
                 signatures_per_hour: 1_000_000,

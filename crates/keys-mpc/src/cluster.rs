@@ -283,7 +283,7 @@ impl Cluster {
                 .await
             {
                 Ok(sig) => return Ok(sig),
-                Err((e, _)) if self.blame(key_id, &e)? => {
+                Err((e, _)) if self.blame(key_id, group.parties(), &e)? => {
                     return Err(self.ledger.as_ref().and_then(|l| l.frozen(key_id)).map_or(
                         e,
                         |(party, count)| ClusterError::KeyFrozen {
@@ -305,13 +305,24 @@ impl Cluster {
         }
     }
 
-    /// Records the parties `e` blames; whether that froze the key.
-    fn blame(&self, key_id: &str, e: &ClusterError) -> Result<bool, ClusterError> {
+    /// Records the parties the coordinator's own checks blame in `e`
+    /// (never what a node says of another: a malicious node could name an
+    /// honest one); whether that froze the key.
+    fn blame(
+        &self,
+        key_id: &str,
+        parties: &[crate::PartyIndex],
+        e: &ClusterError,
+    ) -> Result<bool, ClusterError> {
         let Some(ledger) = &self.ledger else {
             return Ok(false);
         };
+        let ClusterError::Abort(a) = e else {
+            return Ok(false);
+        };
         let mut froze = false;
-        for party in e.culprits() {
+        for party in a.culprits().into_iter().filter(|p| parties.contains(p)) {
+            let party = party.get();
             let count = ledger
                 .record(key_id, party, &e.to_string())
                 .map_err(|e| ClusterError::Ledger(e.to_string()))?;
@@ -356,12 +367,18 @@ impl Cluster {
                 )
             })
             .collect();
+        let mut coordinator = Coordinator::new(session, group.clone(), message);
         let mut committed = Vec::new();
         let mut first_refusal = None;
         for (index, r) in self.fan_out(asked).await {
             match r {
                 Ok(Response::Commitment { envelope }) if envelope.from == index => {
-                    committed.push(envelope);
+                    match coordinator.check_commitment(&envelope) {
+                        Ok(()) => committed.push(envelope),
+                        Err(e) => {
+                            tracing::warn!(signer = index, error = %e, "bad commitment: left out")
+                        }
+                    }
                 }
                 Ok(_) => tracing::warn!(signer = index, "answered a commitment out of protocol"),
                 Err(e) => {
@@ -386,7 +403,6 @@ impl Cluster {
         // forgotten by their nodes unused.
         committed.sort_by_key(|e| e.from);
         committed.truncate(needed);
-        let mut coordinator = Coordinator::new(session, group.clone(), message);
         let packages = coordinator
             .package(&committed)
             .map_err(|e| fail(e.into()))?;
@@ -413,7 +429,19 @@ impl Cluster {
         let mut first_error = None;
         for (index, r) in self.fan_out(requests).await {
             match r {
-                Ok(Response::Share { envelope }) if envelope.from == index => shares.push(envelope),
+                Ok(Response::Share { envelope }) if envelope.from == index => {
+                    match coordinator.check_share(&envelope) {
+                        Ok(()) => shares.push(envelope),
+                        // Over its own pinned connection: its fault.
+                        Err(e) => {
+                            blamed.push(index);
+                            first_error.get_or_insert(ClusterError::Abort(Abort::Malformed {
+                                from: index,
+                                what: e.to_string(),
+                            }));
+                        }
+                    }
+                }
                 Ok(_) => {
                     blamed.push(index);
                     first_error.get_or_insert(ClusterError::Unexpected {
@@ -527,6 +555,8 @@ async fn exchange(stream: &mut Stream, req: &Request) -> Result<Response, NetErr
 #[derive(Debug)]
 pub struct BlameLedger {
     file: std::sync::Mutex<std::fs::File>,
+    /// The file's length after the last complete line.
+    len: std::sync::Mutex<u64>,
     limit: u32,
     counts: std::sync::Mutex<BTreeMap<(String, u16), u32>>,
 }
@@ -535,9 +565,11 @@ pub struct BlameLedger {
 #[serde(deny_unknown_fields)]
 struct BlameLine {
     key_id: String,
-    /// 0: the operator unfroze the key.
     party: u16,
     why: String,
+    /// The operator unfroze the key (the counts start again).
+    #[serde(default)]
+    unfreeze: bool,
 }
 
 impl BlameLedger {
@@ -549,10 +581,11 @@ impl BlameLedger {
             let complete = bytes.ends_with(b"\n");
             let lines: Vec<String> = bytes.lines().collect::<Result<_, _>>()?;
             for (i, line) in lines.iter().enumerate() {
+                let last_torn = i + 1 == lines.len() && !complete;
                 match serde_json::from_str::<BlameLine>(line) {
-                    Ok(b) => apply(&mut counts, &b),
                     // Cut short by a crash before its sync: never counted.
-                    Err(_) if i + 1 == lines.len() && !complete => {}
+                    _ if last_torn => {}
+                    Ok(b) => apply(&mut counts, &b),
                     Err(e) => {
                         return Err(std::io::Error::new(
                             std::io::ErrorKind::InvalidData,
@@ -572,7 +605,9 @@ impl BlameLedger {
             .create(true)
             .append(true)
             .open(path)?;
+        let len = file.metadata()?.len();
         Ok(BlameLedger {
+            len: std::sync::Mutex::new(len),
             file: std::sync::Mutex::new(file),
             limit: limit.max(1),
             counts: std::sync::Mutex::new(counts),
@@ -595,6 +630,7 @@ impl BlameLedger {
             key_id: key_id.to_owned(),
             party,
             why: why.chars().take(300).collect(),
+            unfreeze: false,
         };
         self.write(&line)?;
         let mut counts = self
@@ -613,7 +649,8 @@ impl BlameLedger {
         let line = BlameLine {
             key_id: key_id.to_owned(),
             party: 0,
-            why: why.to_owned(),
+            why: why.chars().take(300).collect(),
+            unfreeze: true,
         };
         self.write(&line)?;
         apply(
@@ -634,13 +671,22 @@ impl BlameLedger {
             .file
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        f.write_all(&bytes)?;
-        f.sync_data()
+        let mut len = self
+            .len
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Err(e) = f.write_all(&bytes).and_then(|()| f.sync_data()) {
+            // Cut a part-written line off: the next one starts clean.
+            let _ = f.set_len(*len);
+            return Err(e);
+        }
+        *len += bytes.len() as u64;
+        Ok(())
     }
 }
 
 fn apply(counts: &mut BTreeMap<(String, u16), u32>, b: &BlameLine) {
-    if b.party == 0 {
+    if b.unfreeze {
         counts.retain(|(k, _), _| *k != b.key_id);
     } else {
         *counts.entry((b.key_id.clone(), b.party)).or_default() += 1;

@@ -18,22 +18,26 @@ use crate::envelope::Abort;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CosignPolicy {
+    /// The Bitcoin network this node signs for (`bitcoin:mainnet`,
+    /// `bitcoin:regtest`, …): an intent for another network is refused,
+    /// even though its addresses may share scripts with this one's.
+    pub bitcoin_network: String,
     /// Approvers' Ed25519 public keys (hex), enrolled with this node.
     #[serde(default)]
     pub approvers: Vec<String>,
     /// Distinct enrolled approvers who must have approved each transfer
     /// above `unapproved_limit`.
     pub min_approvals: u16,
-    /// The largest transfer (base units) signed without approvals; 0:
-    /// every transfer needs `min_approvals`.
+    /// What one transaction may pay, in all, to transfers without
+    /// approvals (base units); 0: every transfer needs `min_approvals`.
     pub unapproved_limit: u64,
     /// The largest fee (base units) of a transaction this node signs.
     pub max_fee: u64,
     /// Signature shares this node gives out in any hour, at most.
     pub signatures_per_hour: u32,
-    /// Sign raw messages no transaction explains (blind signing), audited.
-    /// Off unless an operator turns it on for a key kind with no chain
-    /// support yet.
+    /// Sign raw messages no transaction explains (blind signing), audited,
+    /// for Ed25519 keys (whose chains are not integrated yet). Never for
+    /// Taproot keys, whatever this says: they sign checked transactions.
     #[serde(default)]
     pub allow_raw: bool,
 }
@@ -109,6 +113,11 @@ pub fn check(
 ) -> Result<Checked, Abort> {
     match subject {
         Subject::Raw { message } => {
+            if taproot.is_some() {
+                return Err(refused(
+                    "a raw message for a Bitcoin key: it signs only transactions it checks",
+                ));
+            }
             if !policy.allow_raw {
                 return Err(refused(
                     "a raw message: this node signs only transactions it can check",
@@ -157,6 +166,17 @@ fn bitcoin_taproot(
     {
         return Err(refused("the transaction is already (partly) signed"));
     }
+    if tx.output.len() > MAX_OUTPUTS {
+        return Err(refused(format!(
+            "{} outputs: this node signs at most {MAX_OUTPUTS}",
+            tx.output.len()
+        )));
+    }
+    let Ok(Network::Bitcoin(network)) = policy.bitcoin_network.parse::<Network>() else {
+        return Err(Abort::Internal(
+            "bitcoin_network is not a Bitcoin network".into(),
+        ));
+    };
     let prevouts: Vec<bitcoin::TxOut> = prevouts
         .iter()
         .map(|p| {
@@ -206,10 +226,27 @@ fn bitcoin_taproot(
     // exactly once — nothing else.
     let mut unpaid: Vec<(bitcoin::ScriptBuf, u64, String)> = Vec::new();
     let mut summary = Vec::new();
+    let mut unapproved: u64 = 0;
     for t in transfers {
-        let (script, amount, digest) = approved(policy, t, now)?;
-        summary.push(serde_json::json!({ "intent": digest, "amount": amount }));
-        unpaid.push((script, amount, digest));
+        let a = approved(policy, network, t, now)?;
+        // One approved transfer is paid once: listing it twice would pay it
+        // twice on the strength of one set of approvals.
+        if unpaid.iter().any(|(_, _, d)| *d == a.digest) {
+            return Err(refused(format!("transfer {} is listed twice", a.digest)));
+        }
+        if !a.approved {
+            unapproved = unapproved
+                .checked_add(a.amount)
+                .filter(|u| *u <= policy.unapproved_limit)
+                .ok_or_else(|| {
+                    refused(format!(
+                        "transfers without approvals over {} in one transaction",
+                        policy.unapproved_limit
+                    ))
+                })?;
+        }
+        summary.push(serde_json::json!({ "intent": a.digest, "amount": a.amount }));
+        unpaid.push((a.script, a.amount, a.digest));
     }
     for (i, o) in tx.output.iter().enumerate() {
         if o.script_pubkey == own {
@@ -244,68 +281,92 @@ fn bitcoin_taproot(
     })
 }
 
-/// Reads an approved transfer: its intent (a Bitcoin payment), and its
-/// approvals checked against this node's enrolled approvers. Returns the
-/// script it pays, the amount, and the intent's digest.
+/// The most outputs a transaction this node signs may have.
+const MAX_OUTPUTS: usize = 256;
+
+/// A transfer as the node read it.
+struct Read {
+    script: bitcoin::ScriptBuf,
+    amount: u64,
+    digest: String,
+    /// Whether enough enrolled approvers approved it (otherwise it counts
+    /// against `unapproved_limit`).
+    approved: bool,
+}
+
+/// Reads an approved transfer: its intent (a payment of this node's own
+/// network's bitcoin, as this node knows the asset — not as the bytes
+/// describe it), and its approvals checked against this node's enrolled
+/// approvers.
 fn approved(
     policy: &CosignPolicy,
+    network: domain::BitcoinNetwork,
     t: &ApprovedTransfer,
     now: Timestamp,
-) -> Result<(bitcoin::ScriptBuf, u64, String), Abort> {
+) -> Result<Read, Abort> {
     let bytes = hex::decode(&t.intent).map_err(|_| refused("intent is not hex"))?;
-    let intent = TransferIntent::decode_as_written(&bytes)
-        .map_err(|e| refused(format!("intent does not decode: {e}")))?;
+    let btc = domain::Asset::bitcoin(network);
+    let intent = TransferIntent::decode(&bytes, |id| (id == btc.id()).then(|| btc.clone()))
+        .map_err(|e| {
+            refused(format!(
+                "intent is not a payment on this node's network: {e}"
+            ))
+        })?;
     let digest = intent.digest();
     let asset = intent.amount().asset();
-    let (Network::Bitcoin(network), AssetKind::Native, 8) =
-        (asset.network(), asset.id().kind(), asset.decimals().get())
-    else {
+    if !matches!(asset.id().kind(), AssetKind::Native)
+        || asset.network() != Network::Bitcoin(network)
+    {
         return Err(refused(format!("intent {digest} is not a bitcoin payment")));
-    };
+    }
     let amount =
         u64::try_from(intent.amount().units()).map_err(|_| refused("amount out of range"))?;
     let address = chain_btc::BtcAddress::parse(intent.destination().as_str(), network)
         .map_err(|e| refused(format!("intent {digest}: {e}")))?;
-    if amount > policy.unapproved_limit {
-        let decision_id = uuid_bytes(&t.decision_id)?;
-        let mut by: Vec<[u8; 32]> = Vec::new();
-        for a in &t.approvals {
-            let key = parse_key(&a.approver)?;
-            if !policy
-                .approvers
-                .iter()
-                .any(|k| parse_key(k).is_ok_and(|k| k == key))
-            {
-                continue; // not an approver this node knows: does not count
-            }
-            if a.expires_at_ms <= now.as_millis() {
-                continue;
-            }
-            let sig: [u8; 64] = hex::decode(&a.signature)
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| refused("approval signature is not 64 bytes"))?;
-            let statement = ApprovalStatement {
-                intent: digest,
-                policy_version: t.policy_version,
-                decision_id,
-                expires_at: Timestamp::from_millis(a.expires_at_ms),
-                vote: Vote::Approve,
-            };
-            if statement.verify(&key, &sig).is_ok() && !by.contains(&key) {
-                by.push(key);
-            }
+    let decision_id = uuid_bytes(&t.decision_id)?;
+    let mut by: Vec<[u8; 32]> = Vec::new();
+    for a in &t.approvals {
+        let key = parse_key(&a.approver)?;
+        if !policy
+            .approvers
+            .iter()
+            .any(|k| parse_key(k).is_ok_and(|k| k == key))
+        {
+            continue; // not an approver this node knows: does not count
         }
-        if by.len() < usize::from(policy.min_approvals) {
-            return Err(refused(format!(
-                "transfer {digest} of {amount} has {} valid approvals by enrolled approvers; \
-                 this node needs {}",
-                by.len(),
-                policy.min_approvals
-            )));
+        if a.expires_at_ms <= now.as_millis() {
+            continue;
+        }
+        let sig: [u8; 64] = hex::decode(&a.signature)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| refused("approval signature is not 64 bytes"))?;
+        let statement = ApprovalStatement {
+            intent: digest,
+            policy_version: t.policy_version,
+            decision_id,
+            expires_at: Timestamp::from_millis(a.expires_at_ms),
+            vote: Vote::Approve,
+        };
+        if statement.verify(&key, &sig).is_ok() && !by.contains(&key) {
+            by.push(key);
         }
     }
-    Ok((address.script_pubkey(), amount, digest.to_string()))
+    let approved = by.len() >= usize::from(policy.min_approvals);
+    if !approved && amount > policy.unapproved_limit {
+        return Err(refused(format!(
+            "transfer {digest} of {amount} has {} valid approvals by enrolled approvers; \
+             this node needs {}",
+            by.len(),
+            policy.min_approvals
+        )));
+    }
+    Ok(Read {
+        script: address.script_pubkey(),
+        amount,
+        digest: digest.to_string(),
+        approved,
+    })
 }
 
 fn parse_key(s: &str) -> Result<[u8; 32], Abort> {
@@ -325,7 +386,21 @@ fn uuid_bytes(s: &str) -> Result<[u8; 16], Abort> {
 
 /// Parses an approver key list entry (for configuration checks).
 pub fn check_policy(p: &CosignPolicy) -> Result<(), String> {
+    if !matches!(p.bitcoin_network.parse(), Ok(Network::Bitcoin(_))) {
+        return Err(format!(
+            "bitcoin_network {:?}: bitcoin:mainnet, bitcoin:testnet, bitcoin:signet or bitcoin:regtest",
+            p.bitcoin_network
+        ));
+    }
+    if p.min_approvals == 0 {
+        return Err("min_approvals must be at least 1".into());
+    }
+    let mut seen: Vec<&String> = Vec::new();
     for k in &p.approvers {
+        if seen.contains(&k) {
+            return Err(format!("approver key {k} is enrolled twice"));
+        }
+        seen.push(k);
         let key = parse_key(k).map_err(|e| e.to_string())?;
         if ed25519_dalek::VerifyingKey::from_bytes(&key).map_or(true, |k| k.is_weak()) {
             return Err(format!("approver key {k} is not a usable Ed25519 key"));

@@ -256,7 +256,13 @@ impl Node {
         self.audit(
             "mpc.node.started",
             &format!("party:{}", self.index),
-            serde_json::json!({ "listen": listener.local_addr()?.to_string() }),
+            serde_json::json!({
+                "listen": listener.local_addr()?.to_string(),
+                // Test hooks, recorded so that an audit shows a node that
+                // was started misbehaving on purpose.
+                "crash_hook": self.after_answer.is_some(),
+                "fault": self.fault.map(|f| format!("{f:?}")),
+            }),
         )
         .map_err(|e| NodeError::Audit(e.to_string()))?;
         loop {
@@ -464,7 +470,8 @@ impl Node {
                         "the session committed for another key".into(),
                     ));
                 }
-                if self.dir.join("frozen").exists() {
+                // A freeze that cannot be read counts as one.
+                if self.dir.join("frozen").try_exists().unwrap_or(true) {
                     return Err(Abort::Policy("this node is frozen by its operator".into()));
                 }
                 let (envelope, summary) = by_suite!(&suite, |C| {
@@ -476,13 +483,16 @@ impl Node {
                     };
                     // The message is derived here, from what the node was
                     // shown and checked — never taken from the server.
-                    let checked = cosign::check(&self.policy, taproot, &subject, now())?;
-                    self.rate_slot()?;
+                    let checked = cosign::check(&self.policy, taproot, &subject, now()?)?;
                     let nonce = C::nonce_out(nonce).ok_or_else(|| {
                         Abort::PackageRefused("committed for another suite".into())
                     })?;
                     let mut journal = lock(&self.journal);
                     let mut e = sign(&share, nonce, &package, &checked.message, &mut journal)?;
+                    // Counted once the package passed its checks too (a
+                    // refused package spends no one's budget); over the
+                    // limit, the share made is dropped with its nonce.
+                    self.rate_slot()?;
                     if self.fault == Some(Fault::BadShare) {
                         e.body = "01".repeat(32);
                     }
@@ -626,12 +636,15 @@ fn short(s: &str) -> String {
     out
 }
 
-fn now() -> domain::Timestamp {
-    let ms = std::time::SystemTime::now()
+/// The time, or a refusal when the clock reads before 1970 (approvals
+/// would never expire against it).
+fn now() -> Result<domain::Timestamp, Abort> {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
-    domain::Timestamp::from_millis(ms)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_millis()).ok())
+        .map(domain::Timestamp::from_millis)
+        .ok_or_else(|| Abort::Internal("the system clock reads before 1970".into()))
 }
 
 fn binding(key_id: &str) -> Binding<'_> {
@@ -788,7 +801,8 @@ impl AuditFile {
             Details::new(details).map_err(audit_err)?,
         )
         .map_err(audit_err)?;
-        let r = Record::next(&self.head, &entry, now()).map_err(audit_err)?;
+        let now = now().map_err(|e| NodeError::Audit(e.to_string()))?;
+        let r = Record::next(&self.head, &entry, now).map_err(audit_err)?;
         let line = AuditLine {
             seq: r.seq,
             version: r.version,

@@ -176,6 +176,30 @@ impl<C: Suite> Coordinator<C> {
         }
     }
 
+    /// Checks one signer's commitments as they arrive (binding to this
+    /// session and round, encoding), so that a bad one leaves out only its
+    /// sender.
+    pub fn check_commitment(&self, m: &Envelope) -> Result<(), Abort> {
+        let body = m.open(C::NAME, self.session, Round::Commit, COORDINATOR, false)?;
+        SigningCommitments::<C>::deserialize(&body).map_err(|e| Abort::Malformed {
+            from: m.from,
+            what: format!("commitments: {e}"),
+        })?;
+        Ok(())
+    }
+
+    /// Checks one signer's share as it arrives (binding, encoding); its
+    /// verification against the signer's verifying share is
+    /// [`Coordinator::aggregate`]'s.
+    pub fn check_share(&self, m: &Envelope) -> Result<(), Abort> {
+        let body = m.open(C::NAME, self.session, Round::Share, COORDINATOR, false)?;
+        SignatureShare::<C>::deserialize(&body).map_err(|e| Abort::Malformed {
+            from: m.from,
+            what: format!("signature share: {e}"),
+        })?;
+        Ok(())
+    }
+
     /// Takes the commitments that arrived (at least the threshold; a party
     /// that is down simply sends none) and returns the signing package for
     /// each of their senders.

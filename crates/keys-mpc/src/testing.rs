@@ -20,6 +20,7 @@ pub fn approver(i: u8) -> SigningKey {
 /// 10 000 sat, fees up to 5 000 sat, raw messages as `allow_raw`.
 pub fn policy(allow_raw: bool) -> CosignPolicy {
     CosignPolicy {
+        bitcoin_network: "bitcoin:regtest".into(),
         approvers: (1..=3)
             .map(|i| hex::encode(approver(i).verifying_key().as_bytes()))
             .collect(),

@@ -269,12 +269,59 @@ fn inputs_and_encodings_are_checked() {
 }
 
 #[test]
+fn one_approval_pays_once_and_small_unapproved_payments_have_a_ceiling() {
+    let p = policy(false);
+    let to = address(5);
+    // The same approved transfer listed twice, paid twice: refused.
+    let t = payment(&to, 50_000, &[1, 2]);
+    let (tx, pv) = spend(&[(script_of(&to), 50_000), (script_of(&to), 50_000)], 0);
+    let mut pv2 = pv.clone();
+    pv2[0].value = 101_000;
+    refused(
+        run(&p, &subject(&tx, &pv2, vec![t.clone(), t])),
+        "listed twice",
+    );
+    // Many small payments without approvals: together over the ceiling.
+    let outs: Vec<_> = (0..3).map(|_| (script_of(&address(8)), 4_000)).collect();
+    let (tx, pv) = spend(&outs, 87_000);
+    let smalls = (0..3).map(|_| payment(&address(8), 4_000, &[])).collect();
+    refused(
+        run(&p, &subject(&tx, &pv, smalls)),
+        "without approvals over",
+    );
+    // Two of them fit.
+    let (tx, pv) = spend(&outs[..2], 91_000);
+    let smalls = (0..2).map(|_| payment(&address(8), 4_000, &[])).collect();
+    run(&p, &subject(&tx, &pv, smalls)).unwrap();
+    // An intent for another network (its script would be the same).
+    let mut mainnet = p.clone();
+    mainnet.bitcoin_network = "bitcoin:mainnet".into();
+    let (tx, pv) = spend(&[(script_of(&to), 50_000)], 49_000);
+    refused(
+        run(
+            &mainnet,
+            &subject(&tx, &pv, vec![payment(&to, 50_000, &[1, 2])]),
+        ),
+        "this node's network",
+    );
+}
+
+#[test]
 fn raw_messages_only_where_the_operator_allows_them() {
     let raw = Subject::Raw {
         message: hex::encode(b"anything"),
     };
     refused(run(&policy(false), &raw), "raw message");
-    assert_eq!(run(&policy(true), &raw).unwrap(), b"anything");
+    // Never for a Taproot key, even where raw messages are allowed.
+    refused(run(&policy(true), &raw), "raw message for a Bitcoin key");
+    assert_eq!(
+        check(&policy(true), None, &raw, now()).unwrap().message,
+        b"anything"
+    );
+    assert!(matches!(
+        check(&policy(false), None, &raw, now()),
+        Err(Abort::Policy(_))
+    ));
     // Configuration: approvals needed from more approvers than enrolled.
     let mut p = policy(false);
     p.min_approvals = 4;
@@ -282,4 +329,14 @@ fn raw_messages_only_where_the_operator_allows_them() {
     p.min_approvals = 2;
     p.approvers.push("00".repeat(32));
     assert!(keys_mpc::cosign::check_policy(&p).is_err());
+    let mut p = policy(false);
+    p.approvers.push(p.approvers[0].clone());
+    assert!(keys_mpc::cosign::check_policy(&p).is_err());
+    let mut p = policy(false);
+    p.min_approvals = 0;
+    assert!(keys_mpc::cosign::check_policy(&p).is_err());
+    let mut p = policy(false);
+    p.bitcoin_network = "eip155:1".into();
+    assert!(keys_mpc::cosign::check_policy(&p).is_err());
+    assert!(keys_mpc::cosign::check_policy(&policy(true)).is_ok());
 }

@@ -131,3 +131,34 @@ fn a_wrong_passphrase_opens_nothing_and_a_node_is_made_once() {
     bad.policy.min_approvals = 9;
     assert!(matches!(Node::open(&bad, PASS), Err(NodeError::Config(_))));
 }
+
+#[test]
+fn the_blame_ledger_counts_per_key_and_party_survives_crashes_and_unfreezes() {
+    use keys_mpc::cluster::BlameLedger;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("blame");
+    let l = BlameLedger::open(&path, 2).unwrap();
+    assert_eq!(l.record("k", 3, "bad share").unwrap(), 1);
+    assert_eq!(l.record("other", 3, "bad share").unwrap(), 1);
+    assert!(l.frozen("k").is_none());
+    drop(l);
+    // A line torn by a crash was never counted: cut off, not applied.
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend_from_slice(b"{\"key_id\":\"k\",\"party\":3,\"why\":\"x\"}");
+    std::fs::write(&path, &bytes).unwrap();
+    let l = BlameLedger::open(&path, 2).unwrap();
+    assert!(l.frozen("k").is_none());
+    assert_eq!(l.record("k", 3, "bad share").unwrap(), 2);
+    assert_eq!(l.frozen("k"), Some((3, 2)));
+    assert!(l.frozen("other").is_none());
+    drop(l);
+    let l = BlameLedger::open(&path, 2).unwrap();
+    assert_eq!(l.frozen("k"), Some((3, 2)));
+    l.unfreeze("k", "party 3 replaced").unwrap();
+    assert!(l.frozen("k").is_none());
+    drop(l);
+    assert!(BlameLedger::open(&path, 2).unwrap().frozen("k").is_none());
+    // A corrupt complete line is an error, not a silent reset.
+    std::fs::write(&path, b"not json\n").unwrap();
+    assert!(BlameLedger::open(&path, 2).is_err());
+}

@@ -90,7 +90,10 @@ pub(crate) fn run(config: &Path, passphrase_file: Option<&Path>) -> Result<(), F
                 keys_mpc::node::ANSWERS.join(", ")
             )));
         };
-        tracing::warn!(point, "crash point armed: this node kills itself there");
+        tracing::error!(
+            point,
+            "CRASH POINT ARMED: this node kills itself there (tests only)"
+        );
         node = node.with_crash_hook(move |op| {
             if op == point {
                 crate::serve::kill_self(op);
@@ -100,7 +103,7 @@ pub(crate) fn run(config: &Path, passphrase_file: Option<&Path>) -> Result<(), F
     match std::env::var("STRONGROOM_SIGNER_FAULT").as_deref() {
         Err(_) => {}
         Ok("bad_share") => {
-            tracing::warn!("fault armed: this node sends bad signature shares");
+            tracing::error!("FAULT ARMED: this node sends bad signature shares (tests only)");
             node = node.with_fault(keys_mpc::node::Fault::BadShare);
         }
         Ok(other) => {
@@ -148,7 +151,8 @@ pub(crate) fn freeze(dir: &Path, reason: &str) -> Result<(), Failure> {
             dir.display()
         )));
     }
-    std::fs::write(dir.join("frozen"), format!("{reason}\n")).context("writing the freeze")?;
+    write_synced(&dir.join("frozen"), format!("{reason}\n").as_bytes())
+        .context("writing the freeze")?;
     println!(
         "frozen: {} signs nothing until `signer unfreeze`",
         dir.display()
@@ -165,6 +169,19 @@ pub(crate) fn unfreeze(dir: &Path) -> Result<(), Failure> {
                 anyhow::Error::from(e).context("unfreezing"),
             ));
         }
+    }
+    Ok(())
+}
+
+/// Writes a file and syncs it and its directory: a freeze survives a
+/// power cut.
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
 }

@@ -115,7 +115,7 @@ impl Signers {
         // Ed25519 keys here have no chain to check against).
         let policy = keys_mpc::testing::policy(true);
         text.push_str(&format!(
-            "\n[policy]\napprovers = {:?}\nmin_approvals = {}\nunapproved_limit = {}\n\
+            "\n[policy]\nbitcoin_network = \"bitcoin:regtest\"\napprovers = {:?}\nmin_approvals = {}\nunapproved_limit = {}\n\
              max_fee = {}\nsignatures_per_hour = {}\nallow_raw = true\n",
             policy.approvers,
             policy.min_approvals,
