@@ -554,9 +554,7 @@ async fn exchange(stream: &mut Stream, req: &Request) -> Result<Response, NetErr
 /// for party 0) starts the count again.
 #[derive(Debug)]
 pub struct BlameLedger {
-    file: std::sync::Mutex<std::fs::File>,
-    /// The file's length after the last complete line.
-    len: std::sync::Mutex<u64>,
+    lines: std::sync::Mutex<crate::journal::Lines>,
     limit: u32,
     counts: std::sync::Mutex<BTreeMap<(String, u16), u32>>,
 }
@@ -574,41 +572,13 @@ struct BlameLine {
 
 impl BlameLedger {
     pub fn open(path: &std::path::Path, limit: u32) -> std::io::Result<BlameLedger> {
-        use std::io::BufRead as _;
-        let mut counts: BTreeMap<(String, u16), u32> = BTreeMap::new();
-        if path.exists() {
-            let bytes = std::fs::read(path)?;
-            let complete = bytes.ends_with(b"\n");
-            let lines: Vec<String> = bytes.lines().collect::<Result<_, _>>()?;
-            for (i, line) in lines.iter().enumerate() {
-                let last_torn = i + 1 == lines.len() && !complete;
-                match serde_json::from_str::<BlameLine>(line) {
-                    // Cut short by a crash before its sync: never counted.
-                    _ if last_torn => {}
-                    Ok(b) => apply(&mut counts, &b),
-                    Err(e) => {
-                        return Err(std::io::Error::new(
-                            std::io::ErrorKind::InvalidData,
-                            format!("{} line {}: {e}", path.display(), i + 1),
-                        ));
-                    }
-                }
-            }
-            if !complete && !bytes.is_empty() {
-                let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-                let f = std::fs::OpenOptions::new().write(true).open(path)?;
-                f.set_len(keep as u64)?;
-                f.sync_all()?;
-            }
+        let (lines, records) = crate::journal::Lines::open::<BlameLine>(path)?;
+        let mut counts = BTreeMap::new();
+        for b in &records {
+            apply(&mut counts, b);
         }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        let len = file.metadata()?.len();
         Ok(BlameLedger {
-            len: std::sync::Mutex::new(len),
-            file: std::sync::Mutex::new(file),
+            lines: std::sync::Mutex::new(lines),
             limit: limit.max(1),
             counts: std::sync::Mutex::new(counts),
         })
@@ -664,24 +634,10 @@ impl BlameLedger {
     }
 
     fn write(&self, line: &BlameLine) -> std::io::Result<()> {
-        use std::io::Write as _;
-        let mut bytes = serde_json::to_vec(line).map_err(std::io::Error::other)?;
-        bytes.push(b'\n');
-        let mut f = self
-            .file
+        self.lines
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut len = self
-            .len
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Err(e) = f.write_all(&bytes).and_then(|()| f.sync_data()) {
-            // Cut a part-written line off: the next one starts clean.
-            let _ = f.set_len(*len);
-            return Err(e);
-        }
-        *len += bytes.len() as u64;
-        Ok(())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .append(line)
     }
 }
 

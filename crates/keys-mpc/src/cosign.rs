@@ -97,6 +97,12 @@ pub struct Approval {
 pub struct Checked {
     pub message: Vec<u8>,
     pub summary: serde_json::Value,
+    /// The intents (digests) the transaction pays, and the outpoints it
+    /// spends: a node records them, and pays an intent again only in a
+    /// transaction that spends one of the same outpoints (a replacement,
+    /// of which only one can confirm).
+    pub pays: Vec<String>,
+    pub spends: Vec<String>,
 }
 
 fn refused(why: impl Into<String>) -> Abort {
@@ -127,6 +133,8 @@ pub fn check(
             Ok(Checked {
                 summary: serde_json::json!({ "raw_sha256": hex::encode(sha2_256(&message)) }),
                 message,
+                pays: Vec::new(),
+                spends: Vec::new(),
             })
         }
         Subject::BitcoinTaproot {
@@ -227,6 +235,7 @@ fn bitcoin_taproot(
     let mut unpaid: Vec<(bitcoin::ScriptBuf, u64, String)> = Vec::new();
     let mut summary = Vec::new();
     let mut unapproved: u64 = 0;
+    let mut pays = Vec::new();
     for t in transfers {
         let a = approved(policy, network, t, now)?;
         // One approved transfer is paid once: listing it twice would pay it
@@ -246,6 +255,7 @@ fn bitcoin_taproot(
                 })?;
         }
         summary.push(serde_json::json!({ "intent": a.digest, "amount": a.amount }));
+        pays.push(a.digest.clone());
         unpaid.push((a.script, a.amount, a.digest));
     }
     for (i, o) in tx.output.iter().enumerate() {
@@ -271,6 +281,12 @@ fn bitcoin_taproot(
         .taproot_key_spend_signature_hash(index, &Prevouts::All(&prevouts), TapSighashType::Default)
         .map_err(|e| refused(format!("sighash: {e}")))?;
     Ok(Checked {
+        pays,
+        spends: tx
+            .input
+            .iter()
+            .map(|i| i.previous_output.to_string())
+            .collect(),
         message: sighash.to_byte_array().to_vec(),
         summary: serde_json::json!({
             "txid": tx.compute_txid().to_string(),
@@ -414,4 +430,64 @@ pub fn check_policy(p: &CosignPolicy) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The intents a node has signed payments of, with the outpoints the
+/// first such transaction spent: one JSON line each, synced before the
+/// share leaves. An approved transfer is paid again only by a transaction
+/// that spends one of those outpoints — a fee bump or another version of
+/// the same payment, which conflicts with the first so only one confirms —
+/// never by a second, independent transaction.
+#[derive(Debug)]
+pub struct PaidJournal {
+    lines: crate::journal::Lines,
+    paid: std::collections::HashMap<String, Vec<String>>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PaidLine {
+    intent: String,
+    spends: Vec<String>,
+}
+
+impl PaidJournal {
+    pub fn open(path: &std::path::Path) -> std::io::Result<PaidJournal> {
+        let (lines, records) = crate::journal::Lines::open::<PaidLine>(path)?;
+        let mut paid = std::collections::HashMap::new();
+        for l in records {
+            paid.entry(l.intent).or_insert(l.spends);
+        }
+        Ok(PaidJournal { lines, paid })
+    }
+
+    /// Refuses a transaction that pays an intent already paid by one that
+    /// spent none of the same outpoints.
+    pub fn check(&self, c: &Checked) -> Result<(), Abort> {
+        for d in &c.pays {
+            if let Some(first) = self.paid.get(d)
+                && !first.iter().any(|o| c.spends.contains(o))
+            {
+                return Err(refused(format!(
+                    "transfer {d} was already paid by another transaction"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the intents `c` pays for the first time.
+    pub fn record(&mut self, c: &Checked) -> std::io::Result<()> {
+        for d in &c.pays {
+            if self.paid.contains_key(d) {
+                continue;
+            }
+            self.lines.append(&PaidLine {
+                intent: d.clone(),
+                spends: c.spends.clone(),
+            })?;
+            self.paid.insert(d.clone(), c.spends.clone());
+        }
+        Ok(())
+    }
 }

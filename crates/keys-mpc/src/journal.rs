@@ -117,3 +117,60 @@ impl NonceJournal {
         self.used.contains(id)
     }
 }
+
+/// An append-only file of JSON records, one per line, each synced when
+/// appended. A last line without its newline was cut short by a crash
+/// before its sync (so nothing that depended on it happened): opening cuts
+/// it off. A failed append is cut off at once.
+#[derive(Debug)]
+pub(crate) struct Lines {
+    file: File,
+    len: u64,
+}
+
+impl Lines {
+    /// Opens (creating) `path` and reads its complete records.
+    pub(crate) fn open<T: serde::de::DeserializeOwned>(
+        path: &Path,
+    ) -> std::io::Result<(Lines, Vec<T>)> {
+        let mut records = Vec::new();
+        if path.exists() {
+            let bytes = std::fs::read(path)?;
+            let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            for (i, line) in bytes[..keep].split(|b| *b == b'\n').enumerate() {
+                if line.is_empty() {
+                    continue;
+                }
+                records.push(serde_json::from_slice(line).map_err(|e| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{} line {}: {e}", path.display(), i + 1),
+                    )
+                })?);
+            }
+            if keep < bytes.len() {
+                let f = OpenOptions::new().write(true).open(path)?;
+                f.set_len(keep as u64)?;
+                f.sync_all()?;
+            }
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let len = file.metadata()?.len();
+        Ok((Lines { file, len }, records))
+    }
+
+    pub(crate) fn append<T: serde::Serialize>(&mut self, record: &T) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        if let Err(e) = self
+            .file
+            .write_all(&line)
+            .and_then(|()| self.file.sync_data())
+        {
+            let _ = self.file.set_len(self.len);
+            return Err(e);
+        }
+        self.len += line.len() as u64;
+        Ok(())
+    }
+}

@@ -4,8 +4,7 @@
 //! servers over mutually authenticated TLS.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -129,6 +128,7 @@ pub struct Node {
     journal: Mutex<NonceJournal>,
     audit: Mutex<AuditFile>,
     policy: CosignPolicy,
+    paid: Mutex<cosign::PaidJournal>,
     /// When this node gave out its recent signature shares (the last hour).
     recent: Mutex<std::collections::VecDeque<Instant>>,
     dkgs: Mutex<HashMap<SessionId, Open<AnyDkg>>>,
@@ -222,6 +222,9 @@ impl Node {
             dir,
             store_key,
             policy: config.policy.clone(),
+            paid: Mutex::new(cosign::PaidJournal::open(
+                &config.data_dir.join("paid.journal"),
+            )?),
             recent: Mutex::default(),
             dkgs: Mutex::default(),
             pending: Mutex::default(),
@@ -484,6 +487,8 @@ impl Node {
                     // The message is derived here, from what the node was
                     // shown and checked — never taken from the server.
                     let checked = cosign::check(&self.policy, taproot, &subject, now()?)?;
+                    let mut paid = lock(&self.paid);
+                    paid.check(&checked)?;
                     let nonce = C::nonce_out(nonce).ok_or_else(|| {
                         Abort::PackageRefused("committed for another suite".into())
                     })?;
@@ -493,6 +498,9 @@ impl Node {
                     // refused package spends no one's budget); over the
                     // limit, the share made is dropped with its nonce.
                     self.rate_slot()?;
+                    // On disk before the share leaves.
+                    paid.record(&checked)
+                        .map_err(|e| Abort::Journal(format!("paid intents: {e}")))?;
                     if self.fault == Some(Fault::BadShare) {
                         e.body = "01".repeat(32);
                     }
@@ -728,7 +736,7 @@ impl Erase for Ed25519 {
 /// when opened.
 #[derive(Debug)]
 struct AuditFile {
-    file: File,
+    lines: crate::journal::Lines,
     head: Head,
 }
 
@@ -748,43 +756,33 @@ struct AuditLine {
 
 impl AuditFile {
     fn open(path: &Path) -> Result<AuditFile, NodeError> {
+        // A torn last line (a crash before its sync) is cut off: the step
+        // it recorded never answered.
+        let (lines, records) = crate::journal::Lines::open::<AuditLine>(path)
+            .map_err(|e| NodeError::Audit(e.to_string()))?;
         let mut head = Head::GENESIS;
-        if path.exists() {
-            // A last line without its newline was cut short by a crash
-            // before its sync: the step it recorded never answered.
-            let bytes = std::fs::read(path)?;
-            if !bytes.is_empty() && !bytes.ends_with(b"\n") {
-                let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-                let f = OpenOptions::new().write(true).open(path)?;
-                f.set_len(keep as u64)?;
-                f.sync_all()?;
+        for (i, l) in records.into_iter().enumerate() {
+            let broken = |why: &str| NodeError::Audit(format!("record {}: {why}", i + 1));
+            let r = Record {
+                seq: l.seq,
+                version: l.version,
+                time: domain::Timestamp::from_millis(l.time_ms),
+                actor: l.actor,
+                action: l.action,
+                subject: l.subject,
+                details: l.details,
+                prev_hash: l.prev_hash.parse().map_err(|_| broken("prev_hash"))?,
+                hash: l.hash.parse().map_err(|_| broken("hash"))?,
+            };
+            if r.seq != head.seq.saturating_add(1)
+                || r.prev_hash != head.hash
+                || r.computed_hash() != r.hash
+            {
+                return Err(broken("the chain is broken here"));
             }
-            for (i, line) in BufReader::new(File::open(path)?).lines().enumerate() {
-                let broken = |why: &str| NodeError::Audit(format!("line {}: {why}", i + 1));
-                let l: AuditLine =
-                    serde_json::from_str(&line?).map_err(|_| broken("not a record"))?;
-                let r = Record {
-                    seq: l.seq,
-                    version: l.version,
-                    time: domain::Timestamp::from_millis(l.time_ms),
-                    actor: l.actor,
-                    action: l.action,
-                    subject: l.subject,
-                    details: l.details,
-                    prev_hash: l.prev_hash.parse().map_err(|_| broken("prev_hash"))?,
-                    hash: l.hash.parse().map_err(|_| broken("hash"))?,
-                };
-                if r.seq != head.seq.saturating_add(1)
-                    || r.prev_hash != head.hash
-                    || r.computed_hash() != r.hash
-                {
-                    return Err(broken("the chain is broken here"));
-                }
-                head = r.head();
-            }
+            head = r.head();
         }
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(AuditFile { file, head })
+        Ok(AuditFile { lines, head })
     }
 
     fn append(
@@ -814,10 +812,7 @@ impl AuditFile {
             prev_hash: r.prev_hash.to_string(),
             hash: r.hash.to_string(),
         };
-        let mut bytes = serde_json::to_vec(&line).map_err(|e| NodeError::Audit(e.to_string()))?;
-        bytes.push(b'\n');
-        self.file.write_all(&bytes)?;
-        self.file.sync_data()?;
+        self.lines.append(&line)?;
         self.head = r.head();
         Ok(())
     }

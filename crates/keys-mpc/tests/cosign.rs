@@ -340,3 +340,38 @@ fn raw_messages_only_where_the_operator_allows_them() {
     assert!(keys_mpc::cosign::check_policy(&p).is_err());
     assert!(keys_mpc::cosign::check_policy(&policy(true)).is_ok());
 }
+
+#[test]
+fn an_approved_transfer_is_paid_by_one_transaction_or_its_replacements_only() {
+    use keys_mpc::cosign::PaidJournal;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("paid");
+    let p = policy(false);
+    let to = address(5);
+    let t = payment(&to, 50_000, &[1, 2]);
+    let (tx, pv) = spend(&[(script_of(&to), 50_000)], 49_000);
+    let first = check(&p, Some(key()), &subject(&tx, &pv, vec![t.clone()]), now()).unwrap();
+    let mut j = PaidJournal::open(&path).unwrap();
+    j.check(&first).unwrap();
+    j.record(&first).unwrap();
+    // A fee bump of the same payment (same outpoint): allowed.
+    let (bump, pv) = spend(&[(script_of(&to), 50_000)], 48_000);
+    let bumped = check(
+        &p,
+        Some(key()),
+        &subject(&bump, &pv, vec![t.clone()]),
+        now(),
+    )
+    .unwrap();
+    j.check(&bumped).unwrap();
+    // The same approved transfer in an independent transaction: refused,
+    // also after a restart.
+    let mut other = tx.clone();
+    other.input[0].previous_output.vout = 7;
+    let again = check(&p, Some(key()), &subject(&other, &pv, vec![t]), now()).unwrap();
+    assert!(matches!(j.check(&again), Err(Abort::Policy(r)) if r.contains("already paid")));
+    drop(j);
+    let j = PaidJournal::open(&path).unwrap();
+    assert!(j.check(&again).is_err());
+    j.check(&bumped).unwrap();
+}
