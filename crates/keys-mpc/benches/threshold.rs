@@ -169,7 +169,12 @@ async fn bench<C: Suite>(
         local.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let key = cluster
-        .generate(C::NAME, &format!("bench-{tag}"), 2)
+        .generate(
+            C::NAME,
+            &format!("bench-{tag}"),
+            keys_mpc::testing::WALLET,
+            2,
+        )
         .await
         .unwrap();
     let group = GroupPublic::<C>::from_bytes(&key.public).unwrap();
@@ -194,7 +199,12 @@ async fn bench<C: Suite>(
         dkg_l.push(t.elapsed().as_secs_f64() * 1e3);
         let t = Instant::now();
         cluster
-            .generate(C::NAME, &format!("bench-{tag}-{i}"), 2)
+            .generate(
+                C::NAME,
+                &format!("bench-{tag}-{i}"),
+                keys_mpc::testing::WALLET,
+                2,
+            )
             .await
             .unwrap();
         dkg_n.push(t.elapsed().as_secs_f64() * 1e3);

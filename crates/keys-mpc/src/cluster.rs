@@ -162,6 +162,7 @@ impl Cluster {
         &self,
         suite: &str,
         key_id: &str,
+        wallet: &str,
         threshold: u16,
     ) -> Result<NewKey, ClusterError> {
         let session = SessionId::random(&mut os_rng());
@@ -176,6 +177,7 @@ impl Cluster {
             .fan_out(all(&|_| Request::DkgStart {
                 suite: suite.to_owned(),
                 key_id: key_id.to_owned(),
+                wallet: wallet.to_owned(),
                 session,
                 threshold,
             }))

@@ -109,11 +109,12 @@ fn refused(why: impl Into<String>) -> Abort {
     Abort::Policy(why.into())
 }
 
-/// Checks `subject` for a key whose group key is `group_key` (the Taproot
-/// output key, x-only), at `now`, and derives the message to sign.
+/// Checks `subject` for a key of `wallet` (`taproot`: its output key,
+/// x-only, for a Taproot key), at `now`, and derives the message to sign.
 pub fn check(
     policy: &CosignPolicy,
     taproot: Option<[u8; 32]>,
+    wallet: &str,
     subject: &Subject,
     now: Timestamp,
 ) -> Result<Checked, Abort> {
@@ -144,7 +145,7 @@ pub fn check(
             transfers,
         } => {
             let key = taproot.ok_or_else(|| refused("a Bitcoin input for a non-Taproot key"))?;
-            bitcoin_taproot(policy, key, tx, prevouts, *input, transfers, now)
+            bitcoin_taproot(policy, key, wallet, tx, prevouts, *input, transfers, now)
         }
     }
 }
@@ -158,6 +159,7 @@ fn sha2_256(b: &[u8]) -> [u8; 32] {
 fn bitcoin_taproot(
     policy: &CosignPolicy,
     key: [u8; 32],
+    wallet: &str,
     tx: &str,
     prevouts: &[Prevout],
     input: u32,
@@ -237,7 +239,7 @@ fn bitcoin_taproot(
     let mut unapproved: u64 = 0;
     let mut pays = Vec::new();
     for t in transfers {
-        let a = approved(policy, network, t, now)?;
+        let a = approved(policy, network, wallet, t, now)?;
         // One approved transfer is paid once: listing it twice would pay it
         // twice on the strength of one set of approvals.
         if unpaid.iter().any(|(_, _, d)| *d == a.digest) {
@@ -317,6 +319,7 @@ struct Read {
 fn approved(
     policy: &CosignPolicy,
     network: domain::BitcoinNetwork,
+    wallet: &str,
     t: &ApprovedTransfer,
     now: Timestamp,
 ) -> Result<Read, Abort> {
@@ -329,6 +332,12 @@ fn approved(
             ))
         })?;
     let digest = intent.digest();
+    // Approved for one wallet, paid from that wallet's key only.
+    if intent.wallet().to_string() != wallet {
+        return Err(refused(format!(
+            "intent {digest} is a transfer of another wallet than this key's"
+        )));
+    }
     let asset = intent.amount().asset();
     if !matches!(asset.id().kind(), AssetKind::Native)
         || asset.network() != Network::Bitcoin(network)

@@ -346,10 +346,15 @@ impl Node {
             Request::DkgStart {
                 suite,
                 key_id,
+                wallet,
                 session,
                 threshold,
             } => {
                 check_key_id(&key_id)?;
+                let wallet = wallet
+                    .parse::<domain::WalletId>()
+                    .map_err(|_| Abort::Parameters("wallet: not a wallet id".into()))?
+                    .to_string();
                 if self.share_path(&key_id).exists() {
                     return Err(Abort::Parameters(format!("key {key_id} exists")));
                 }
@@ -381,10 +386,10 @@ impl Node {
                 self.audit(
                     "mpc.dkg.started",
                     &format!("mpc-key:{key_id}"),
-                    serde_json::json!({ "suite": suite, "threshold": threshold,
+                    serde_json::json!({ "suite": suite, "threshold": threshold, "wallet": wallet,
                         "parties": self.n, "server": from.to_string() }),
                 )?;
-                dkgs.insert(session, Open::new(key_id, dkg));
+                dkgs.insert(session, Open::new(key_id, wallet, dkg));
                 Ok(Response::Messages {
                     messages: vec![relayed],
                 })
@@ -393,6 +398,7 @@ impl Node {
                 let Open {
                     since,
                     key_id,
+                    wallet,
                     state: dkg,
                 } = take(&self.dkgs, &session, "no such ceremony")?;
                 let envelopes = self.open_all(&messages)?;
@@ -418,6 +424,7 @@ impl Node {
                     Open {
                         since,
                         key_id,
+                        wallet,
                         state: dkg,
                     },
                 );
@@ -425,12 +432,15 @@ impl Node {
             }
             Request::DkgRound2 { session, messages } => {
                 let Open {
-                    key_id, state: dkg, ..
+                    key_id,
+                    wallet,
+                    state: dkg,
+                    ..
                 } = take(&self.dkgs, &session, "no such ceremony")?;
                 let envelopes = self.open_all(&messages)?;
                 match dkg {
-                    AnyDkg::Taproot(d) => self.keep(&key_id, &d.round2(&envelopes)?),
-                    AnyDkg::Ed25519(d) => self.keep(&key_id, &d.round2(&envelopes)?),
+                    AnyDkg::Taproot(d) => self.keep(&key_id, &wallet, &d.round2(&envelopes)?),
+                    AnyDkg::Ed25519(d) => self.keep(&key_id, &wallet, &d.round2(&envelopes)?),
                 }
             }
             Request::Commit {
@@ -449,11 +459,11 @@ impl Node {
                 }
                 let mut rng = crate::os_rng();
                 let (nonce, envelope) = by_suite!(&suite, |C| {
-                    let share = self.load::<C>(&key_id)?;
+                    let (share, _) = self.load::<C>(&key_id)?;
                     let (n, m) = commit(&share, session, &mut rng)?;
                     (C::nonce_in(n), m)
                 });
-                pending.insert(session, Open::new(key_id, nonce));
+                pending.insert(session, Open::new(key_id, String::new(), nonce));
                 Ok(Response::Commitment { envelope })
             }
             Request::Sign {
@@ -478,7 +488,7 @@ impl Node {
                     return Err(Abort::Policy("this node is frozen by its operator".into()));
                 }
                 let (envelope, summary) = by_suite!(&suite, |C| {
-                    let share = self.load::<C>(&key_id)?;
+                    let (share, wallet) = self.load::<C>(&key_id)?;
                     let taproot = if C::NAME == <Taproot as Suite>::NAME {
                         Some(share.group_key()?)
                     } else {
@@ -486,7 +496,7 @@ impl Node {
                     };
                     // The message is derived here, from what the node was
                     // shown and checked — never taken from the server.
-                    let checked = cosign::check(&self.policy, taproot, &subject, now()?)?;
+                    let checked = cosign::check(&self.policy, taproot, &wallet, &subject, now()?)?;
                     let mut paid = lock(&self.paid);
                     paid.check(&checked)?;
                     let nonce = C::nonce_out(nonce).ok_or_else(|| {
@@ -549,11 +559,20 @@ impl Node {
 
     /// Seals and stores a new share (never over another), audits it, and
     /// answers with the key's public parts.
-    fn keep<C: Suite>(&self, key_id: &str, share: &KeyShare<C>) -> Result<Response, Abort> {
+    fn keep<C: Suite>(
+        &self,
+        key_id: &str,
+        wallet: &str,
+        share: &KeyShare<C>,
+    ) -> Result<Response, Abort> {
         let plain = share.to_secret_bytes()?;
-        let bytes = sealed::seal(&self.store_key, binding(key_id), &plain)
+        // The wallet is bound into the envelope: a wallet file edited
+        // afterwards no longer opens the share.
+        let bytes = sealed::seal(&self.store_key, binding(&bound(key_id, wallet)), &plain)
             .map_err(|e| Abort::Internal(e.to_string()))?;
         let path = self.share_path(key_id);
+        net::write_private(&self.wallet_path(key_id), wallet.as_bytes())
+            .map_err(|e| Abort::Internal(e.to_string()))?;
         net::write_private(&path, &bytes).map_err(|e| Abort::Internal(e.to_string()))?;
         File::open(self.dir.join("shares"))
             .and_then(|d| d.sync_all())
@@ -563,11 +582,12 @@ impl Node {
         if let Err(e) = self.audit(
             "mpc.key.created",
             &format!("mpc-key:{key_id}"),
-            serde_json::json!({ "suite": C::NAME, "group_key": group_key,
+            serde_json::json!({ "suite": C::NAME, "group_key": group_key, "wallet": wallet,
                 "threshold": share.threshold(), "parties": share.parties().len() }),
         ) {
             // Not audited, not kept.
             let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_file(self.wallet_path(key_id));
             return Err(e);
         }
         Ok(Response::Key {
@@ -577,12 +597,19 @@ impl Node {
         })
     }
 
-    fn load<C: Suite>(&self, key_id: &str) -> Result<KeyShare<C>, Abort> {
+    /// A share and the wallet it was made for.
+    fn load<C: Suite>(&self, key_id: &str) -> Result<(KeyShare<C>, String), Abort> {
         let bytes = std::fs::read(self.share_path(key_id))
             .map_err(|_| Abort::Parameters(format!("no key {key_id} here")))?;
-        let plain = sealed::open(&self.store_key, binding(key_id), &bytes)
+        let wallet = std::fs::read_to_string(self.wallet_path(key_id))
+            .map_err(|_| Abort::Internal(format!("key {key_id} has no wallet file")))?;
+        let plain = sealed::open(&self.store_key, binding(&bound(key_id, &wallet)), &bytes)
             .map_err(|_| Abort::Internal(format!("key {key_id} does not open")))?;
-        KeyShare::<C>::from_secret_bytes(&plain)
+        Ok((KeyShare::<C>::from_secret_bytes(&plain)?, wallet))
+    }
+
+    fn wallet_path(&self, key_id: &str) -> PathBuf {
+        self.dir.join("shares").join(format!("{key_id}.wallet"))
     }
 
     fn audit(&self, action: &str, subject: &str, details: serde_json::Value) -> Result<(), Abort> {
@@ -597,17 +624,25 @@ impl Node {
 struct Open<T> {
     since: Instant,
     key_id: String,
+    /// The wallet a key being made is for (empty for signing sessions).
+    wallet: String,
     state: T,
 }
 
 impl<T> Open<T> {
-    fn new(key_id: String, state: T) -> Open<T> {
+    fn new(key_id: String, wallet: String, state: T) -> Open<T> {
         Open {
             since: Instant::now(),
             key_id,
+            wallet,
             state,
         }
     }
+}
+
+/// What a share's envelope is bound to: the key and its wallet.
+fn bound(key_id: &str, wallet: &str) -> String {
+    format!("{key_id}@{wallet}")
 }
 
 /// Drops sessions older than [`SESSION_TTL`].

@@ -11,6 +11,9 @@ use policy::{ApprovalStatement, Vote};
 
 use crate::cosign::{Approval, ApprovedTransfer, CosignPolicy};
 
+/// The wallet test keys are made for.
+pub const WALLET: &str = "0190a5e0-0000-7000-8000-000000000001";
+
 /// Approver `i`'s key (fixed seeds: tests only).
 pub fn approver(i: u8) -> SigningKey {
     SigningKey::from_bytes(&[i.wrapping_add(40); 32])
@@ -48,15 +51,20 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// A withdrawal of `sat` to `to` (regtest), approved by `approvers`
-/// (their indices), valid for an hour.
+/// A withdrawal of [`WALLET`] of `sat` to `to` (regtest), approved by
+/// `approvers` (their indices), valid for an hour.
 pub fn payment(to: &str, sat: u64, approvers: &[u8]) -> ApprovedTransfer {
+    payment_of(WALLET, to, sat, approvers)
+}
+
+/// [`payment`] from another wallet.
+pub fn payment_of(wallet: &str, to: &str, sat: u64, approvers: &[u8]) -> ApprovedTransfer {
     let net = BitcoinNetwork::Regtest;
     let intent = TransferIntent::new(IntentParts {
         id: TransferId::from_uuid(uuid::Uuid::now_v7()),
         kind: TransferKind::Withdrawal,
         account: AccountId::from_uuid(uuid::Uuid::now_v7()),
-        wallet: WalletId::from_uuid(uuid::Uuid::now_v7()),
+        wallet: wallet.parse::<WalletId>().unwrap_or_else(|e| panic!("{e}")),
         amount: Amount::from_units(Asset::bitcoin(net), u128::from(sat)),
         destination: Address::new(Network::Bitcoin(net), to).unwrap_or_else(|e| panic!("{e}")),
         reference: None,

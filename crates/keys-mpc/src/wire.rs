@@ -212,6 +212,9 @@ pub enum Request {
     DkgStart {
         suite: String,
         key_id: String,
+        /// The wallet the key is for: each node binds it to its share, and
+        /// signs only transfers of that wallet with it.
+        wallet: String,
         session: SessionId,
         threshold: u16,
     },

@@ -11,7 +11,7 @@ use bitcoin::sighash::{Prevouts, SighashCache, TapSighashType};
 use domain::Timestamp;
 use keys_mpc::Abort;
 use keys_mpc::cosign::{ApprovedTransfer, CosignPolicy, Prevout, Subject, check};
-use keys_mpc::testing::{address, payment, policy};
+use keys_mpc::testing::{WALLET, address, payment, payment_of, policy};
 
 fn key() -> [u8; 32] {
     let secp = bitcoin::secp256k1::Secp256k1::new();
@@ -95,7 +95,7 @@ fn now() -> Timestamp {
 }
 
 fn run(p: &CosignPolicy, s: &Subject) -> Result<Vec<u8>, Abort> {
-    check(p, Some(key()), s, now()).map(|c| c.message)
+    check(p, Some(key()), WALLET, s, now()).map(|c| c.message)
 }
 
 fn refused(r: Result<Vec<u8>, Abort>, why: &str) {
@@ -180,7 +180,7 @@ fn not_enough_valid_approvals_by_enrolled_approvers_is_refused() {
     let t = payment(&to, 50_000, &[1, 2]);
     let later = Timestamp::from_millis(now().as_millis() + 2 * 3_600_000);
     assert!(matches!(
-        check(&p, Some(key()), &subject(&tx, &pv, vec![t]), later),
+        check(&p, Some(key()), WALLET, &subject(&tx, &pv, vec![t]), later),
         Err(Abort::Policy(_))
     ));
 }
@@ -259,7 +259,7 @@ fn inputs_and_encodings_are_checked() {
     // A Taproot input for a key that is not a Taproot key.
     let (tx, pv) = spend(&[(script_of(&to), 50_000)], 49_000);
     assert!(matches!(
-        check(&p, None, &subject(&tx, &pv, ok()), now()),
+        check(&p, None, WALLET, &subject(&tx, &pv, ok()), now()),
         Err(Abort::Policy(_))
     ));
     // A transfer whose intent is not a bitcoin payment, or not hex.
@@ -304,6 +304,9 @@ fn one_approval_pays_once_and_small_unapproved_payments_have_a_ceiling() {
         ),
         "this node's network",
     );
+    // Approved for another wallet: not payable with this wallet's key.
+    let other = payment_of("0190a5e0-0000-7000-8000-0000000000ff", &to, 50_000, &[1, 2]);
+    refused(run(&p, &subject(&tx, &pv, vec![other])), "another wallet");
 }
 
 #[test]
@@ -315,11 +318,13 @@ fn raw_messages_only_where_the_operator_allows_them() {
     // Never for a Taproot key, even where raw messages are allowed.
     refused(run(&policy(true), &raw), "raw message for a Bitcoin key");
     assert_eq!(
-        check(&policy(true), None, &raw, now()).unwrap().message,
+        check(&policy(true), None, WALLET, &raw, now())
+            .unwrap()
+            .message,
         b"anything"
     );
     assert!(matches!(
-        check(&policy(false), None, &raw, now()),
+        check(&policy(false), None, WALLET, &raw, now()),
         Err(Abort::Policy(_))
     ));
     // Configuration: approvals needed from more approvers than enrolled.
@@ -350,7 +355,14 @@ fn an_approved_transfer_is_paid_by_one_transaction_or_its_replacements_only() {
     let to = address(5);
     let t = payment(&to, 50_000, &[1, 2]);
     let (tx, pv) = spend(&[(script_of(&to), 50_000)], 49_000);
-    let first = check(&p, Some(key()), &subject(&tx, &pv, vec![t.clone()]), now()).unwrap();
+    let first = check(
+        &p,
+        Some(key()),
+        WALLET,
+        &subject(&tx, &pv, vec![t.clone()]),
+        now(),
+    )
+    .unwrap();
     let mut j = PaidJournal::open(&path).unwrap();
     j.check(&first).unwrap();
     j.record(&first).unwrap();
@@ -359,6 +371,7 @@ fn an_approved_transfer_is_paid_by_one_transaction_or_its_replacements_only() {
     let bumped = check(
         &p,
         Some(key()),
+        WALLET,
         &subject(&bump, &pv, vec![t.clone()]),
         now(),
     )
@@ -368,7 +381,14 @@ fn an_approved_transfer_is_paid_by_one_transaction_or_its_replacements_only() {
     // also after a restart.
     let mut other = tx.clone();
     other.input[0].previous_output.vout = 7;
-    let again = check(&p, Some(key()), &subject(&other, &pv, vec![t]), now()).unwrap();
+    let again = check(
+        &p,
+        Some(key()),
+        WALLET,
+        &subject(&other, &pv, vec![t]),
+        now(),
+    )
+    .unwrap();
     assert!(matches!(j.check(&again), Err(Abort::Policy(r)) if r.contains("already paid")));
     drop(j);
     let j = PaidJournal::open(&path).unwrap();

@@ -31,6 +31,7 @@ fn start(session: SessionId, key_id: &str) -> Request {
     Request::DkgStart {
         suite: "frost-ed25519".into(),
         key_id: key_id.into(),
+        wallet: keys_mpc::testing::WALLET.into(),
         session,
         threshold: 2,
     }
@@ -63,6 +64,20 @@ fn a_ceremony_session_is_used_once_and_refusals_are_audited() {
         n.handle(server, start(t, "k1")),
         Response::Refused { .. }
     ));
+    // A wallet that is not a wallet id.
+    let Response::Refused { reason, .. } = n.handle(
+        server,
+        Request::DkgStart {
+            suite: "frost-ed25519".into(),
+            key_id: "k9".into(),
+            wallet: "treasury".into(),
+            session: SessionId::random(&mut keys_mpc::os_rng()),
+            threshold: 2,
+        },
+    ) else {
+        panic!("a bad wallet id was accepted");
+    };
+    assert!(reason.contains("wallet"), "{reason}");
     // A round for a ceremony that does not exist.
     assert!(matches!(
         n.handle(

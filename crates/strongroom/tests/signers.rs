@@ -293,7 +293,12 @@ fn three_signer_processes_make_and_use_taproot_and_ed25519_keys_one_down() {
     // enrolled approvers, which every node checks against the transaction
     // before it signs; verified by Bitcoin Core's interpreter.
     let key = rt
-        .block_on(cluster.generate("frost-secp256k1-tr", "treasury-tr", 2))
+        .block_on(cluster.generate(
+            "frost-secp256k1-tr",
+            "treasury-tr",
+            keys_mpc::testing::WALLET,
+            2,
+        ))
         .unwrap();
     let group = GroupPublic::<Taproot>::from_bytes(&key.public).unwrap();
     assert_eq!(group.group_key().unwrap(), key.group_key);
@@ -367,7 +372,7 @@ fn three_signer_processes_make_and_use_taproot_and_ed25519_keys_one_down() {
 
     // Ed25519, verified by ed25519-dalek.
     let ed = rt
-        .block_on(cluster.generate("frost-ed25519", "payments-ed", 2))
+        .block_on(cluster.generate("frost-ed25519", "payments-ed", keys_mpc::testing::WALLET, 2))
         .unwrap();
     let ed_group = GroupPublic::<Ed25519>::from_bytes(&ed.public).unwrap();
     let raw = |m: &[u8]| Subject::Raw {
@@ -395,7 +400,7 @@ fn three_signer_processes_make_and_use_taproot_and_ed25519_keys_one_down() {
 
     // A ceremony needs every signer.
     let e = rt
-        .block_on(cluster.generate("frost-ed25519", "needs-all", 2))
+        .block_on(cluster.generate("frost-ed25519", "needs-all", keys_mpc::testing::WALLET, 2))
         .unwrap_err();
     assert!(
         matches!(e, ClusterError::Unreachable { index: 2, .. }),
@@ -431,7 +436,7 @@ fn only_pinned_servers_get_through_and_nodes_refuse_what_they_cannot_do() {
     // A server whose identity the nodes do not pin.
     let stranger = signers.cluster(TlsIdentity::generate().unwrap());
     let e = rt
-        .block_on(stranger.generate("frost-ed25519", "k", 2))
+        .block_on(stranger.generate("frost-ed25519", "k", keys_mpc::testing::WALLET, 2))
         .unwrap_err();
     assert!(matches!(e, ClusterError::Unreachable { .. }), "{e}");
     // A node that is not the one pinned for its address.
@@ -450,7 +455,7 @@ fn only_pinned_servers_get_through_and_nodes_refuse_what_they_cannot_do() {
         Duration::from_secs(30),
     );
     let e = rt
-        .block_on(wrong.generate("frost-ed25519", "k", 2))
+        .block_on(wrong.generate("frost-ed25519", "k", keys_mpc::testing::WALLET, 2))
         .unwrap_err();
     assert!(
         matches!(e, ClusterError::Unreachable { index: 2 | 3, .. }),
@@ -464,21 +469,23 @@ fn only_pinned_servers_get_through_and_nodes_refuse_what_they_cannot_do() {
         ("frost-ed25519", "k2", 1, "threshold"),
         ("frost-ed25519", "k3", 4, "threshold"),
     ] {
-        let e = rt.block_on(cluster.generate(suite, id, t)).unwrap_err();
+        let e = rt
+            .block_on(cluster.generate(suite, id, keys_mpc::testing::WALLET, t))
+            .unwrap_err();
         assert!(
             matches!(&e, ClusterError::Refused { reason, .. } if reason.contains(why)),
             "{suite} {id} {t}: {e}"
         );
     }
-    rt.block_on(cluster.generate("frost-ed25519", "once", 2))
+    rt.block_on(cluster.generate("frost-ed25519", "once", keys_mpc::testing::WALLET, 2))
         .unwrap();
     let e = rt
-        .block_on(cluster.generate("frost-ed25519", "once", 2))
+        .block_on(cluster.generate("frost-ed25519", "once", keys_mpc::testing::WALLET, 2))
         .unwrap_err();
     assert!(matches!(&e, ClusterError::Refused { reason, .. } if reason.contains("exists")));
     // A key signs only in its own suite; an unknown key is refused.
     let ed = GroupPublic::<Ed25519>::from_bytes(
-        &rt.block_on(cluster.generate("frost-ed25519", "ed2", 2))
+        &rt.block_on(cluster.generate("frost-ed25519", "ed2", keys_mpc::testing::WALLET, 2))
             .unwrap()
             .public,
     )
@@ -515,11 +522,12 @@ fn taproot_key(
     let signers = Signers::start(3);
     let rt = rt();
     let key = rt
-        .block_on(
-            signers
-                .server_cluster()
-                .generate("frost-secp256k1-tr", key_id, 2),
-        )
+        .block_on(signers.server_cluster().generate(
+            "frost-secp256k1-tr",
+            key_id,
+            keys_mpc::testing::WALLET,
+            2,
+        ))
         .unwrap();
     let group = GroupPublic::<Taproot>::from_bytes(&key.public).unwrap();
     (signers, rt, key, group)
