@@ -463,19 +463,30 @@ struct PaidLine {
 impl PaidJournal {
     pub fn open(path: &std::path::Path) -> std::io::Result<PaidJournal> {
         let (lines, records) = crate::journal::Lines::open::<PaidLine>(path)?;
-        let mut paid = std::collections::HashMap::new();
+        let mut paid: std::collections::HashMap<String, Vec<String>> =
+            std::collections::HashMap::new();
         for l in records {
-            paid.entry(l.intent).or_insert(l.spends);
+            // Each line narrows the set: the intersection of every spend
+            // set signed for the intent.
+            match paid.get_mut(&l.intent) {
+                Some(common) => common.retain(|o| l.spends.contains(o)),
+                None => {
+                    paid.insert(l.intent, l.spends);
+                }
+            }
         }
         Ok(PaidJournal { lines, paid })
     }
 
-    /// Refuses a transaction that pays an intent already paid by one that
-    /// spent none of the same outpoints.
+    /// Refuses a transaction that pays an intent already paid unless it
+    /// spends an outpoint *every* transaction signed for that intent
+    /// spent: then all of them conflict pairwise, and at most one can
+    /// confirm. (Sharing an outpoint with only the first would let two
+    /// later ones that share different outpoints with it both confirm.)
     pub fn check(&self, c: &Checked) -> Result<(), Abort> {
         for d in &c.pays {
-            if let Some(first) = self.paid.get(d)
-                && !first.iter().any(|o| c.spends.contains(o))
+            if let Some(common) = self.paid.get(d)
+                && !common.iter().any(|o| c.spends.contains(o))
             {
                 return Err(refused(format!(
                     "transfer {d} was already paid by another transaction"
@@ -485,17 +496,26 @@ impl PaidJournal {
         Ok(())
     }
 
-    /// Records the intents `c` pays for the first time.
+    /// Records what `c` pays: the outpoints every transaction signed for
+    /// each intent has in common, narrowed by this one.
     pub fn record(&mut self, c: &Checked) -> std::io::Result<()> {
         for d in &c.pays {
-            if self.paid.contains_key(d) {
+            let next: Vec<String> = match self.paid.get(d) {
+                Some(common) => common
+                    .iter()
+                    .filter(|o| c.spends.contains(o))
+                    .cloned()
+                    .collect(),
+                None => c.spends.clone(),
+            };
+            if self.paid.get(d) == Some(&next) {
                 continue;
             }
             self.lines.append(&PaidLine {
                 intent: d.clone(),
-                spends: c.spends.clone(),
+                spends: next.clone(),
             })?;
-            self.paid.insert(d.clone(), c.spends.clone());
+            self.paid.insert(d.clone(), next);
         }
         Ok(())
     }

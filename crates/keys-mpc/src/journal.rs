@@ -1,5 +1,7 @@
-//! The record of used nonces: one line per nonce, appended and synced to
-//! disk before a signature share leaves the signer.
+//! Append-only journals, each record synced before what depends on it
+//! happens: used nonces (one id per line, before a signature share leaves
+//! the signer) and `Lines`, the JSON-lines file under a node's paid
+//! intents, its audit log and the coordinator's blame ledger.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -72,12 +74,16 @@ impl NonceJournal {
                 f.sync_all().map_err(io)?;
             }
         }
+        let created = !path.exists();
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
             .map_err(io)?;
         file.sync_all().map_err(io)?;
+        if created {
+            sync_dir(path).map_err(io)?;
+        }
         let len = file.metadata().map_err(io)?.len();
         Ok(NonceJournal {
             path: path.to_owned(),
@@ -126,6 +132,9 @@ impl NonceJournal {
 pub(crate) struct Lines {
     file: File,
     len: u64,
+    /// A failed append could not be undone: nothing more is appended
+    /// (the next open cuts the torn line off).
+    broken: bool,
 }
 
 impl Lines {
@@ -154,12 +163,28 @@ impl Lines {
                 f.sync_all()?;
             }
         }
+        let created = !path.exists();
         let file = OpenOptions::new().create(true).append(true).open(path)?;
+        if created {
+            sync_dir(path)?;
+        }
         let len = file.metadata()?.len();
-        Ok((Lines { file, len }, records))
+        Ok((
+            Lines {
+                file,
+                len,
+                broken: false,
+            },
+            records,
+        ))
     }
 
     pub(crate) fn append<T: serde::Serialize>(&mut self, record: &T) -> std::io::Result<()> {
+        if self.broken {
+            return Err(std::io::Error::other(
+                "an earlier append could not be undone; reopen the journal",
+            ));
+        }
         let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
         line.push(b'\n');
         if let Err(e) = self
@@ -167,10 +192,26 @@ impl Lines {
             .write_all(&line)
             .and_then(|()| self.file.sync_data())
         {
-            let _ = self.file.set_len(self.len);
+            if self
+                .file
+                .set_len(self.len)
+                .and_then(|()| self.file.sync_data())
+                .is_err()
+            {
+                self.broken = true;
+            }
             return Err(e);
         }
         self.len += line.len() as u64;
         Ok(())
+    }
+}
+
+/// Syncs the directory holding `path`, so a newly created file survives a
+/// power cut.
+pub(crate) fn sync_dir(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => File::open(dir)?.sync_all(),
+        _ => Ok(()),
     }
 }

@@ -351,6 +351,15 @@ impl Node {
                 threshold,
             } => {
                 check_key_id(&key_id)?;
+                // Each node's own records (paid intents, the key's wallet)
+                // protect only if every signing quorum includes a node of
+                // every other: two quorums must overlap.
+                if u32::from(threshold) * 2 <= u32::from(self.n) {
+                    return Err(Abort::Parameters(format!(
+                        "threshold {threshold} of {}: more than half the signers must sign",
+                        self.n
+                    )));
+                }
                 let wallet = wallet
                     .parse::<domain::WalletId>()
                     .map_err(|_| Abort::Parameters("wallet: not a wallet id".into()))?
@@ -566,13 +575,14 @@ impl Node {
         share: &KeyShare<C>,
     ) -> Result<Response, Abort> {
         let plain = share.to_secret_bytes()?;
-        // The wallet is bound into the envelope: a wallet file edited
-        // afterwards no longer opens the share.
-        let bytes = sealed::seal(&self.store_key, binding(&bound(key_id, wallet)), &plain)
+        // One file, written at once: the wallet in the clear on its first
+        // line, then the sealed share, the wallet bound into its envelope
+        // (a wallet line edited afterwards no longer opens the share).
+        let sealed_share = sealed::seal(&self.store_key, binding(&bound(key_id, wallet)), &plain)
             .map_err(|e| Abort::Internal(e.to_string()))?;
+        let mut bytes = format!("{wallet}\n").into_bytes();
+        bytes.extend_from_slice(&sealed_share);
         let path = self.share_path(key_id);
-        net::write_private(&self.wallet_path(key_id), wallet.as_bytes())
-            .map_err(|e| Abort::Internal(e.to_string()))?;
         net::write_private(&path, &bytes).map_err(|e| Abort::Internal(e.to_string()))?;
         File::open(self.dir.join("shares"))
             .and_then(|d| d.sync_all())
@@ -587,7 +597,6 @@ impl Node {
         ) {
             // Not audited, not kept.
             let _ = std::fs::remove_file(&path);
-            let _ = std::fs::remove_file(self.wallet_path(key_id));
             return Err(e);
         }
         Ok(Response::Key {
@@ -601,15 +610,18 @@ impl Node {
     fn load<C: Suite>(&self, key_id: &str) -> Result<(KeyShare<C>, String), Abort> {
         let bytes = std::fs::read(self.share_path(key_id))
             .map_err(|_| Abort::Parameters(format!("no key {key_id} here")))?;
-        let wallet = std::fs::read_to_string(self.wallet_path(key_id))
-            .map_err(|_| Abort::Internal(format!("key {key_id} has no wallet file")))?;
-        let plain = sealed::open(&self.store_key, binding(&bound(key_id, &wallet)), &bytes)
-            .map_err(|_| Abort::Internal(format!("key {key_id} does not open")))?;
+        let broken = || Abort::Internal(format!("key {key_id} does not open"));
+        let at = bytes.iter().position(|b| *b == b'\n').ok_or_else(broken)?;
+        let wallet = std::str::from_utf8(&bytes[..at])
+            .map_err(|_| broken())?
+            .to_owned();
+        let plain = sealed::open(
+            &self.store_key,
+            binding(&bound(key_id, &wallet)),
+            &bytes[at + 1..],
+        )
+        .map_err(|_| broken())?;
         Ok((KeyShare::<C>::from_secret_bytes(&plain)?, wallet))
-    }
-
-    fn wallet_path(&self, key_id: &str) -> PathBuf {
-        self.dir.join("shares").join(format!("{key_id}.wallet"))
     }
 
     fn audit(&self, action: &str, subject: &str, details: serde_json::Value) -> Result<(), Abort> {

@@ -395,3 +395,62 @@ fn an_approved_transfer_is_paid_by_one_transaction_or_its_replacements_only() {
     assert!(j.check(&again).is_err());
     j.check(&bumped).unwrap();
 }
+
+#[test]
+fn replacements_must_all_conflict_with_each_other() {
+    use keys_mpc::cosign::PaidJournal;
+    let dir = tempfile::tempdir().unwrap();
+    let mut j = PaidJournal::open(&dir.path().join("paid")).unwrap();
+    let p = policy(false);
+    let to = address(5);
+    let t = payment(&to, 50_000, &[1, 2]);
+    // Spends outputs `vouts` of this key (60 000 sat each): pays `to`,
+    // the rest back as change less 1 000 of fee.
+    let spend_of = |vouts: &[u32]| {
+        let (mut tx, mut pv) = spend(&[(script_of(&to), 50_000)], 0);
+        let template = tx.input[0].clone();
+        tx.input = vouts
+            .iter()
+            .map(|v| {
+                let mut i = template.clone();
+                i.previous_output.vout = *v;
+                i
+            })
+            .collect();
+        pv = vouts
+            .iter()
+            .map(|_| Prevout {
+                value: 60_000,
+                ..pv[0].clone()
+            })
+            .collect();
+        tx.output.push(bitcoin::TxOut {
+            value: bitcoin::Amount::from_sat(60_000 * vouts.len() as u64 - 51_000),
+            script_pubkey: own_script(),
+        });
+        check(
+            &p,
+            Some(key()),
+            WALLET,
+            &subject(&tx, &pv, vec![t.clone()]),
+            now(),
+        )
+        .unwrap()
+    };
+    let first = spend_of(&[1, 2]);
+    j.check(&first).unwrap();
+    j.record(&first).unwrap();
+    // Shares outpoint 1 with the first: a replacement.
+    let second = spend_of(&[1, 3]);
+    j.check(&second).unwrap();
+    j.record(&second).unwrap();
+    // Shares outpoint 2 with the first but nothing with the second: both
+    // could confirm. Refused.
+    let third = spend_of(&[2, 4]);
+    assert!(matches!(j.check(&third), Err(Abort::Policy(r)) if r.contains("already paid")));
+    // Spending outpoint 1 still conflicts with both.
+    j.check(&spend_of(&[1, 5])).unwrap();
+    drop(j);
+    let j = PaidJournal::open(&dir.path().join("paid")).unwrap();
+    assert!(j.check(&third).is_err());
+}
