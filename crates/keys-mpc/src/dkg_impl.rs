@@ -19,6 +19,9 @@ pub const MAX_PARTIES: u16 = 64;
 /// One party's run of a key-generation ceremony.
 pub struct Dkg<C: Suite> {
     session: SessionId,
+    /// SHA-256 of what the key is for (its id and wallet), compared
+    /// between the parties with round one's echo.
+    context: String,
     me: PartyIndex,
     parties: Vec<PartyIndex>,
     threshold: u16,
@@ -66,6 +69,20 @@ impl<C: Suite> Dkg<C> {
         threshold: u16,
         rng: &mut impl rand_core::CryptoRngCore,
     ) -> Result<(Dkg<C>, Envelope), Abort> {
+        Self::start_for(session, me, n, threshold, b"", rng)
+    }
+
+    /// [`Dkg::start`] for a key described by `context` (its id and
+    /// wallet): every party must have been told the same, or the ceremony
+    /// stops at round two, before any share is kept.
+    pub fn start_for(
+        session: SessionId,
+        me: PartyIndex,
+        n: u16,
+        threshold: u16,
+        context: &[u8],
+        rng: &mut impl rand_core::CryptoRngCore,
+    ) -> Result<(Dkg<C>, Envelope), Abort> {
         if !(2..=MAX_PARTIES).contains(&n) || !(2..=n).contains(&threshold) {
             return Err(Abort::Parameters(format!(
                 "{threshold} of {n}: need 2 ≤ threshold ≤ parties ≤ {MAX_PARTIES}"
@@ -84,6 +101,7 @@ impl<C: Suite> Dkg<C> {
         Ok((
             Dkg {
                 session,
+                context: digest(context),
                 me,
                 parties,
                 threshold,
@@ -102,6 +120,8 @@ impl<C: Suite> Dkg<C> {
         let got = collect(&self.parties, Some(self.me), messages)?;
         let mut round1 = BTreeMap::new();
         let mut view = BTreeMap::new();
+        // Entry 0 (no party has it): what the key is for.
+        view.insert(0, self.context.clone());
         view.insert(self.me.get(), digest(&own));
         for (p, m) in &got {
             let body = m.open(C::NAME, self.session, Round::Dkg1, self.me.get(), true)?;
@@ -172,6 +192,11 @@ impl<C: Suite> Dkg<C> {
                 });
             }
             for (sender, hash) in &view {
+                if *sender == 0 && echo.get(sender) != Some(hash) {
+                    return Err(Abort::Parameters(format!(
+                        "{p} was told another key id or wallet for this ceremony than this party"
+                    )));
+                }
                 if echo.get(sender) != Some(hash) {
                     let sender = PartyIndex::new(*sender)
                         .ok_or_else(|| Abort::Internal("party 0 in the view".into()))?;

@@ -388,7 +388,15 @@ impl Node {
                 let me = party(self.index)?;
                 let mut rng = crate::os_rng();
                 let (dkg, msg) = by_suite!(&suite, |C| {
-                    let (d, m) = Dkg::<C>::start(session, me, self.n, threshold, &mut rng)?;
+                    let context = format!("{key_id}\n{wallet}");
+                    let (d, m) = Dkg::<C>::start_for(
+                        session,
+                        me,
+                        self.n,
+                        threshold,
+                        context.as_bytes(),
+                        &mut rng,
+                    )?;
                     (C::dkg_in(d), m)
                 });
                 let relayed = self.keys.seal(&msg, None)?;

@@ -529,3 +529,32 @@ fn secret_shares_in_flight_are_never_printed() {
     assert!(shown.contains("<secret share>"), "{shown}");
     assert!(!shown.contains(&r2[0].body[..16]));
 }
+
+#[test]
+fn parties_told_different_wallets_stop_before_keeping_a_share() {
+    let s = session();
+    let mut rng = keys_mpc::os_rng();
+    let (mut parties, r1): (Vec<Dkg<Taproot>>, Vec<Envelope>) = (1..=3u16)
+        .map(|i| {
+            let context: &[u8] = if i == 3 {
+                b"k\nwallet-B"
+            } else {
+                b"k\nwallet-A"
+            };
+            Dkg::<Taproot>::start_for(s, p(i), 3, 2, context, &mut rng).unwrap()
+        })
+        .unzip();
+    let r2: Vec<Envelope> = parties
+        .iter_mut()
+        .enumerate()
+        .flat_map(|(i, d)| d.round1(&others(&r1, i as u16 + 1)).unwrap())
+        .collect();
+    for (i, d) in parties.into_iter().enumerate() {
+        let e = d.round2(&to(&r2, i as u16 + 1)).unwrap_err();
+        assert!(
+            matches!(&e, Abort::Parameters(r) if r.contains("wallet")),
+            "{e}"
+        );
+        assert!(e.culprits().is_empty());
+    }
+}
