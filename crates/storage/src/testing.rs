@@ -105,6 +105,54 @@ impl TestDb {
     }
 }
 
+/// A PostgreSQL test database is dropped with its value (connections
+/// still open — a server process the test started, a clone of the store —
+/// are ended by `WITH (FORCE)`), so repeated runs do not fill the disk.
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if self.sqlite_path.is_some() {
+            return;
+        }
+        let Some(name) = url::Url::parse(&self.url)
+            .ok()
+            .map(|u| u.path().trim_start_matches('/').to_owned())
+            .filter(|n| n.starts_with("sr_test_"))
+        else {
+            return;
+        };
+        let admin = postgres_admin_url();
+        // Its own thread and runtime: this may run inside a test's runtime,
+        // which must not be blocked on from within.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let admin = Store::connect(&DatabaseConfig::Postgres {
+                    url: admin,
+                    password: None,
+                    max_connections: 1,
+                })
+                .await
+                .ok()?;
+                let r = admin
+                    .pool
+                    .execute(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .await;
+                admin.close().await;
+                r.ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(_))) {
+            eprintln!("note: a PostgreSQL test database was left behind");
+        }
+    }
+}
+
 /// The PostgreSQL server for tests. Panics with instructions if unset.
 pub fn postgres_admin_url() -> String {
     std::env::var(POSTGRES_ENV).unwrap_or_else(|_| {
