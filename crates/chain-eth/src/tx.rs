@@ -177,6 +177,15 @@ impl TxPlan {
         }
     }
 
+    /// The bytes whose keccak-256 is [`TxPlan::signing_hash`]: what a
+    /// signer that hashes for itself (a threshold signer node) is given.
+    pub fn signing_payload(&self) -> Vec<u8> {
+        match self.unsigned() {
+            Unsigned::Eip1559(tx) => tx.encoded_for_signing(),
+            Unsigned::Legacy(tx) => tx.encoded_for_signing(),
+        }
+    }
+
     /// Attaches a signature and encodes the transaction for broadcast. The
     /// signature is checked: it must recover to `from`.
     pub fn into_signed(&self, sig: EcdsaParts, from: EthAddress) -> Result<SignedTx, TxError> {

@@ -237,6 +237,15 @@ async fn eip155_reference_example() {
         hex::encode(plan.signing_hash()),
         "daf5a779ae972f972197303d7b574746c7ef83eadac0f2791ad23db92e4c8e53"
     );
+    // EIP-155's own signing data, whose keccak-256 is the hash above.
+    assert_eq!(
+        hex::encode(plan.signing_payload()),
+        "ec098504a817c800825208943535353535353535353535353535353535353535880de0b6b3a764000080018080"
+    );
+    assert_eq!(
+        alloy_primitives::keccak256(plan.signing_payload()).0,
+        plan.signing_hash()
+    );
     let official = hex::decode(
         "f86c098504a817c800825208943535353535353535353535353535353535353535880de0b6b3a76400008025a028ef61340bd939bc2195fe537567866003e1a15d3c71ff63e1590620aa636276a067cbe9d8997f761aecb703304b3800ccf555c9f3dc64214b297fb1966a3b6d83",
     )

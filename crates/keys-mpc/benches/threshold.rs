@@ -1,24 +1,23 @@
 //! Threshold signing latency: the same FROST protocol in one process and
 //! across three signer nodes over loopback (mutual TLS, node-signed and
-//! encrypted messages, each nonce journaled with an fsync), in the same
-//! run; and key-generation ceremony times.
+//! encrypted messages, each nonce journaled with an fsync, each request's
+//! co-signer checks), in the same run; key-generation ceremony times; and
+//! threshold ECDSA (CGGMP24): the ceremony, presignatures per second per
+//! signer, and online signing latency with a warm presignature pool.
 //!
 //! `cargo bench -p keys-mpc --bench threshold` (`-- --bench` for the full
 //! run; without it a quick smoke run, as `cargo test --benches` does).
 
 #![allow(clippy::unwrap_used)] // A benchmark: a panic is the failure report.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use keys_mpc::cluster::{Cluster, SignerEndpoint};
+use keys_mpc::cluster::Cluster;
+use keys_mpc::cosign::{EthereumTx, Subject};
 use keys_mpc::dkg::{Dkg, GroupPublic, KeyShare};
-use keys_mpc::net::TlsIdentity;
-use keys_mpc::node::{Node, NodeConfig};
 use keys_mpc::sign::{Coordinator, commit, sign};
+use keys_mpc::testing::{Loopback, WALLET, ether_payment, policy, taproot_payment};
 use keys_mpc::{Ed25519, Envelope, NonceJournal, PartyIndex, SessionId, Suite, Taproot};
-
-const PASS: &str = "benchmark passphrase";
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -71,61 +70,6 @@ fn sign_local<C: Suite>(shares: &[KeyShare<C>], journals: &mut [NonceJournal], m
     c.aggregate(&[s1, s2]).unwrap();
 }
 
-struct Nodes {
-    _dir: tempfile::TempDir,
-    cluster: Cluster,
-    _tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-/// Three signer nodes on loopback ports, each with its own store, journal
-/// and audit log, serving one pinned server.
-async fn nodes(up: &[u16]) -> Nodes {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TlsIdentity::generate().unwrap();
-    let publics: Vec<_> = (1..=3u16)
-        .map(|i| keys_mpc::node::init(&dir.path().join(format!("n{i}")), i, PASS).unwrap())
-        .collect();
-    let mut endpoints = Vec::new();
-    let mut tasks = Vec::new();
-    for i in 1..=3u16 {
-        let cfg = NodeConfig {
-            index: i,
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir.path().join(format!("n{i}")),
-            servers: vec![server.fingerprint().to_string()],
-            peers: publics.iter().filter(|p| p.index != i).cloned().collect(),
-            policy: keys_mpc::cosign::CosignPolicy {
-                bitcoin_network: "bitcoin:regtest".into(),
-                approvers: vec![],
-                min_approvals: 1,
-                unapproved_limit: 0,
-                max_fee: 0,
-                signatures_per_hour: 1_000_000,
-                // The bench signs a bare message: the checks' cost for a
-                // transaction is measured apart (co-signer checks).
-                allow_raw: true,
-            },
-        };
-        let node = Arc::new(Node::open(&cfg, PASS).unwrap());
-        let listener = tokio::net::TcpListener::bind(cfg.listen).await.unwrap();
-        endpoints.push(SignerEndpoint {
-            index: i,
-            addr: listener.local_addr().unwrap().to_string(),
-            fingerprint: node.public().fingerprint.parse().unwrap(),
-        });
-        if up.contains(&i) {
-            tasks.push(tokio::spawn(async move {
-                let _ = node.serve(listener).await;
-            }));
-        }
-    }
-    Nodes {
-        _dir: dir,
-        cluster: Cluster::new(server, endpoints, Duration::from_secs(60)),
-        _tasks: tasks,
-    }
-}
-
 fn main() {
     let quick = !std::env::args().any(|a| a == "--bench");
     let n = if quick { 3 } else { 200 };
@@ -140,7 +84,8 @@ fn main() {
         .collect();
     println!("2-of-3 FROST, median of {n}:");
     rt.block_on(async {
-        let all = nodes(&[1, 2, 3]).await;
+        // Raw messages allowed: for the Ed25519 keys (no chain checks them).
+        let all = Loopback::start(&[1, 2, 3], policy(true)).await;
         for (name, local_ms, net_ms, dkg_local_ms, dkg_net_ms) in [
             bench::<Taproot>(&all.cluster, &mut journals, n, "tr").await,
             bench::<Ed25519>(&all.cluster, &mut journals, n, "ed").await,
@@ -151,7 +96,70 @@ fn main() {
                 net_ms / local_ms
             );
         }
+        ecdsa(&all, quick).await;
     });
+}
+
+/// Threshold ECDSA among the three nodes.
+async fn ecdsa(all: &Loopback, quick: bool) {
+    let c = &all.cluster;
+    let t = Instant::now();
+    c.ecdsa_aux().await.unwrap();
+    let aux_s = t.elapsed().as_secs_f64();
+    let rounds = if quick { 2 } else { 10 };
+    let mut keygen = Vec::new();
+    let mut pk = [0u8; 33];
+    for i in 0..rounds {
+        let t = Instant::now();
+        pk = c
+            .ecdsa_generate(&format!("bench-ecdsa-{i}"), WALLET, 2)
+            .await
+            .unwrap();
+        keygen.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let key = format!("bench-ecdsa-{}", rounds - 1);
+    let n = if quick { 3 } else { 40 };
+    // Presignatures one after another, each by two signers at once.
+    let t = Instant::now();
+    c.refill(&key, 2, n).await.unwrap();
+    let presign_s = t.elapsed().as_secs_f64();
+    let mut online = Vec::new();
+    for nonce in 0..n as u64 {
+        let wei = 1_000_000_000_000_000u128;
+        let plan = chain_eth::TxPlan::native(
+            keys_mpc::testing::ETH_CHAIN,
+            nonce,
+            chain_eth::EthAddress::parse("0x1111111111111111111111111111111111111111")
+                .unwrap()
+                .0,
+            wei,
+            chain_eth::Fees::Eip1559 {
+                max_fee_per_gas: 2_000_000_000,
+                max_priority_fee_per_gas: 1_000_000_000,
+            },
+        );
+        let subject = Subject::Ethereum {
+            tx: EthereumTx::from_plan(&plan).unwrap(),
+            transfers: vec![ether_payment(
+                "0x1111111111111111111111111111111111111111",
+                wei,
+                &[1, 2],
+            )],
+        };
+        assert!(c.pooled(&key) > 0, "the pool ran dry");
+        let t = Instant::now();
+        c.sign_ecdsa(&key, &pk, 2, &subject).await.unwrap();
+        online.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    println!(
+        "2-of-3 CGGMP24 ECDSA: auxiliary-information ceremony {aux_s:.1} s (once per group of signers, \
+         test primes); key generation median {:.1} ms of {rounds}; presignatures {:.2}/s per signer \
+         ({n} in {presign_s:.1} s, two signers each, one at a time); online signing with a warm pool \
+         median {:.2} ms of {n}",
+        median(keygen),
+        n as f64 / presign_s,
+        median(online),
+    );
 }
 
 async fn bench<C: Suite>(
@@ -179,13 +187,22 @@ async fn bench<C: Suite>(
         .unwrap();
     let group = GroupPublic::<C>::from_bytes(&key.public).unwrap();
     let mut net = Vec::with_capacity(n);
-    let raw = keys_mpc::cosign::Subject::Raw {
-        message: hex::encode(m),
-    };
-    for _ in 0..n {
+    for i in 0..n {
+        // Taproot keys sign checked transactions only; Ed25519 keys a raw
+        // message (allowed by these nodes' policy).
+        let (subject, message) = if C::NAME == Taproot::NAME {
+            taproot_payment(key.group_key, i as u64, 20_000)
+        } else {
+            (
+                Subject::Raw {
+                    message: hex::encode(m),
+                },
+                m.to_vec(),
+            )
+        };
         let t = Instant::now();
         cluster
-            .sign(&format!("bench-{tag}"), &group, &m, &raw)
+            .sign(&format!("bench-{tag}"), &group, &message, &subject)
             .await
             .unwrap();
         net.push(t.elapsed().as_secs_f64() * 1e3);

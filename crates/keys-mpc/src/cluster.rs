@@ -15,6 +15,10 @@ use crate::sign_impl::Coordinator;
 use crate::wire::{Relayed, Request, Response};
 use crate::{Suite, os_rng};
 
+mod ecdsa_coord;
+pub(crate) use ecdsa_coord::NO_PRESIGNATURE;
+pub use ecdsa_coord::Pooled;
+
 /// One signer node as the server pins it.
 #[derive(Debug, Clone)]
 pub struct SignerEndpoint {
@@ -85,6 +89,8 @@ pub struct Cluster {
     signers: Vec<SignerEndpoint>,
     links: Arc<Links>,
     ledger: Option<BlameLedger>,
+    /// ECDSA presignatures ready, per key.
+    pool: std::sync::Mutex<std::collections::HashMap<String, std::collections::VecDeque<Pooled>>>,
 }
 
 type Stream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
@@ -106,6 +112,7 @@ impl Cluster {
             signers,
             links: Arc::new(Links { tls, timeout, open }),
             ledger: None,
+            pool: std::sync::Mutex::default(),
         }
     }
 
@@ -116,6 +123,11 @@ impl Cluster {
     pub fn with_blame_ledger(mut self, ledger: BlameLedger) -> Cluster {
         self.ledger = Some(ledger);
         self
+    }
+
+    /// [`Cluster::with_blame_ledger`] on a cluster already made.
+    pub fn set_blame_ledger(&mut self, ledger: BlameLedger) {
+        self.ledger = Some(ledger);
     }
 
     pub fn signers(&self) -> &[SignerEndpoint] {
@@ -132,13 +144,22 @@ impl Cluster {
         &self,
         requests: Vec<(SignerEndpoint, Request)>,
     ) -> BTreeMap<u16, Result<Response, ClusterError>> {
+        self.fan_out_within(requests, self.links.timeout).await
+    }
+
+    /// [`Cluster::fan_out`], each call given `timeout`.
+    async fn fan_out_within(
+        &self,
+        requests: Vec<(SignerEndpoint, Request)>,
+        timeout: Duration,
+    ) -> BTreeMap<u16, Result<Response, ClusterError>> {
         let tasks: Vec<(u16, tokio::task::JoinHandle<_>)> = requests
             .into_iter()
             .map(|(s, req)| {
                 let links = self.links.clone();
                 (
                     s.index,
-                    tokio::spawn(async move { links.call(&s, &req).await }),
+                    tokio::spawn(async move { links.call_within(&s, &req, timeout).await }),
                 )
             })
             .collect();
@@ -494,6 +515,15 @@ impl Links {
     /// a repeated step of a session, so nothing happens twice), otherwise
     /// on a new one, kept for the next request.
     async fn call(&self, s: &SignerEndpoint, req: &Request) -> Result<Response, ClusterError> {
+        self.call_within(s, req, self.timeout).await
+    }
+
+    async fn call_within(
+        &self,
+        s: &SignerEndpoint,
+        req: &Request,
+        timeout: Duration,
+    ) -> Result<Response, ClusterError> {
         let index = s.index;
         let Some(slot) = self.open.get(&index) else {
             return Err(ClusterError::Unexpected {
@@ -515,11 +545,8 @@ impl Links {
             *slot = Some(stream);
             Ok(r)
         };
-        let r = match tokio::time::timeout(self.timeout, exchange).await {
-            Err(_) => Err(ClusterError::Timeout {
-                index,
-                timeout: self.timeout,
-            }),
+        let r = match tokio::time::timeout(timeout, exchange).await {
+            Err(_) => Err(ClusterError::Timeout { index, timeout }),
             Ok(Err(source)) => Err(ClusterError::Unreachable { index, source }),
             Ok(Ok(Response::Refused { reason, culprits })) => Err(ClusterError::Refused {
                 index,

@@ -40,6 +40,22 @@ pub struct CosignPolicy {
     /// Taproot keys, whatever this says: they sign checked transactions.
     #[serde(default)]
     pub allow_raw: bool,
+    /// Ethereum transactions this node signs with threshold ECDSA keys
+    /// (`[policy.ethereum]`); without it, none.
+    #[serde(default)]
+    pub ethereum: Option<EthereumPolicy>,
+}
+
+/// A node's rules for Ethereum transactions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EthereumPolicy {
+    /// The one EVM network (`eip155:<chain id>`) this node signs for: a
+    /// transaction or an intent for another chain is refused.
+    pub network: String,
+    /// The most a transaction may pay for gas (gas limit × max fee per
+    /// gas), in wei.
+    pub max_fee: u64,
 }
 
 /// What a signer is asked to sign, in a form it can check itself.
@@ -57,8 +73,79 @@ pub enum Subject {
         /// The transfers the transaction pays, each with its approvals.
         transfers: Vec<ApprovedTransfer>,
     },
+    /// An Ethereum transaction (EIP-1559) paying one approved transfer of
+    /// ether.
+    Ethereum {
+        tx: EthereumTx,
+        /// The transfer it pays, with its approvals (exactly one).
+        transfers: Vec<ApprovedTransfer>,
+    },
     /// A message no transaction explains; refused unless `allow_raw`.
     Raw { message: String },
+}
+
+/// An unsigned EIP-1559 transaction, field by field (amounts as decimal
+/// strings: they may exceed what JSON numbers carry).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EthereumTx {
+    pub chain_id: u64,
+    pub nonce: u64,
+    /// `0x` and 40 hex digits.
+    pub to: String,
+    pub value: String,
+    /// Calldata, hex (empty for a payment of ether).
+    pub data: String,
+    pub gas_limit: u64,
+    pub max_fee_per_gas: String,
+    pub max_priority_fee_per_gas: String,
+}
+
+impl EthereumTx {
+    pub fn from_plan(p: &chain_eth::TxPlan) -> Option<EthereumTx> {
+        let chain_eth::Fees::Eip1559 {
+            max_fee_per_gas,
+            max_priority_fee_per_gas,
+        } = p.fees
+        else {
+            return None;
+        };
+        Some(EthereumTx {
+            chain_id: p.chain_id,
+            nonce: p.nonce,
+            to: p.to.to_lower_hex(),
+            value: p.value.to_string(),
+            data: hex::encode(&p.data),
+            gas_limit: p.gas_limit,
+            max_fee_per_gas: max_fee_per_gas.to_string(),
+            max_priority_fee_per_gas: max_priority_fee_per_gas.to_string(),
+        })
+    }
+
+    /// The transaction as `chain-eth` builds and signs it.
+    pub fn plan(&self) -> Result<chain_eth::TxPlan, Abort> {
+        let int = |s: &str, what: &str| {
+            s.parse::<u128>()
+                .map_err(|_| refused(format!("{what} is not a decimal integer")))
+        };
+        let (to, _) =
+            chain_eth::EthAddress::parse(&self.to).map_err(|e| refused(format!("to: {e}")))?;
+        Ok(chain_eth::TxPlan {
+            chain_id: self.chain_id,
+            nonce: self.nonce,
+            to,
+            value: int(&self.value, "value")?,
+            data: hex::decode(&self.data).map_err(|_| refused("data is not hex"))?,
+            gas_limit: self.gas_limit,
+            fees: chain_eth::Fees::Eip1559 {
+                max_fee_per_gas: int(&self.max_fee_per_gas, "max_fee_per_gas")?,
+                max_priority_fee_per_gas: int(
+                    &self.max_priority_fee_per_gas,
+                    "max_priority_fee_per_gas",
+                )?,
+            },
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -147,7 +234,88 @@ pub fn check(
             let key = taproot.ok_or_else(|| refused("a Bitcoin input for a non-Taproot key"))?;
             bitcoin_taproot(policy, key, wallet, tx, prevouts, *input, transfers, now)
         }
+        Subject::Ethereum { .. } => Err(refused(
+            "an Ethereum transaction for a Schnorr or Ed25519 key",
+        )),
     }
+}
+
+/// Checks `subject` for a threshold ECDSA key (`key`: SEC1 compressed) of
+/// `wallet`: only Ethereum transactions, each paying exactly one approved
+/// transfer of ether on this node's network from this key's address;
+/// derives the bytes to sign (the transaction's signing encoding, which
+/// the node hashes with keccak-256 itself).
+pub fn check_ethereum(
+    policy: &CosignPolicy,
+    key: &[u8; 33],
+    wallet: &str,
+    subject: &Subject,
+    now: Timestamp,
+) -> Result<Checked, Abort> {
+    let Subject::Ethereum { tx, transfers } = subject else {
+        return Err(refused(
+            "an ECDSA key signs only Ethereum transactions this node checks",
+        ));
+    };
+    let rules = policy
+        .ethereum
+        .as_ref()
+        .ok_or_else(|| refused("this node signs no Ethereum transactions ([policy.ethereum])"))?;
+    let Ok(network @ Network::Evm { chain_id }) = rules.network.parse::<Network>() else {
+        return Err(Abort::Internal(
+            "[policy.ethereum] network is not an EVM network".into(),
+        ));
+    };
+    let plan = tx.plan()?;
+    if plan.chain_id != chain_id {
+        return Err(refused(format!(
+            "chain id {}: this node signs for {chain_id}",
+            plan.chain_id
+        )));
+    }
+    let fee = plan.max_fee().ok_or_else(|| refused("the fee overflows"))?;
+    if fee > u128::from(rules.max_fee) {
+        return Err(refused(format!(
+            "a fee of up to {fee} wei, over this node's cap of {}",
+            rules.max_fee
+        )));
+    }
+    let [t] = transfers.as_slice() else {
+        return Err(refused("an Ethereum transaction pays exactly one transfer"));
+    };
+    let ether = domain::Asset::ether(chain_id);
+    let a = approval(policy, &ether, wallet, t, now)?;
+    let (destination, _) = chain_eth::EthAddress::parse(a.intent.destination().as_str())
+        .map_err(|e| refused(format!("intent {}: {e}", a.digest)))?;
+    if plan.to != destination || plan.value != a.amount || !plan.data.is_empty() {
+        return Err(refused(format!(
+            "the transaction does not pay transfer {} (recipient, amount, or calldata differ)",
+            a.digest
+        )));
+    }
+    if !a.approved && a.amount > u128::from(policy.unapproved_limit) {
+        return Err(refused(format!(
+            "transfer {} of {} has too few valid approvals by enrolled approvers; \
+             this node needs {}",
+            a.digest, a.amount, policy.min_approvals
+        )));
+    }
+    let from = chain_eth::EthAddress::from_public_key(key)
+        .map_err(|_| Abort::Internal("the group key is not a point".into()))?;
+    Ok(Checked {
+        message: plan.signing_payload(),
+        pays: vec![a.digest.clone()],
+        // Transactions from one address with one nonce conflict: only one
+        // can be mined.
+        spends: vec![format!("{network}:{}:{}", from.to_lower_hex(), plan.nonce)],
+        summary: serde_json::json!({
+            "chain_id": chain_id,
+            "from": from.to_lower_hex(),
+            "nonce": plan.nonce,
+            "max_fee": fee.to_string(),
+            "transfers": [{ "intent": a.digest, "amount": a.amount.to_string() }],
+        }),
+    })
 }
 
 fn sha2_256(b: &[u8]) -> [u8; 32] {
@@ -323,9 +491,49 @@ fn approved(
     t: &ApprovedTransfer,
     now: Timestamp,
 ) -> Result<Read, Abort> {
-    let bytes = hex::decode(&t.intent).map_err(|_| refused("intent is not hex"))?;
     let btc = domain::Asset::bitcoin(network);
-    let intent = TransferIntent::decode(&bytes, |id| (id == btc.id()).then(|| btc.clone()))
+    let a = approval(policy, &btc, wallet, t, now)?;
+    let digest = &a.digest;
+    let amount = u64::try_from(a.amount).map_err(|_| refused("amount out of range"))?;
+    let address = chain_btc::BtcAddress::parse(a.intent.destination().as_str(), network)
+        .map_err(|e| refused(format!("intent {digest}: {e}")))?;
+    if !a.approved && amount > policy.unapproved_limit {
+        return Err(refused(format!(
+            "transfer {digest} of {amount} has too few valid approvals by enrolled approvers; \
+             this node needs {}",
+            policy.min_approvals
+        )));
+    }
+    Ok(Read {
+        script: address.script_pubkey(),
+        amount,
+        digest: a.digest,
+        approved: a.approved,
+    })
+}
+
+/// An intent as the node read it, and whether enough enrolled approvers
+/// approved it.
+struct Approved {
+    intent: TransferIntent,
+    digest: String,
+    amount: u128,
+    approved: bool,
+}
+
+/// Reads an approved transfer: its intent (a payment of `asset`, the
+/// node's own network's coin as this node knows it — not as the bytes
+/// describe it — from `wallet`), and its approvals checked against this
+/// node's enrolled approvers.
+fn approval(
+    policy: &CosignPolicy,
+    asset: &domain::Asset,
+    wallet: &str,
+    t: &ApprovedTransfer,
+    now: Timestamp,
+) -> Result<Approved, Abort> {
+    let bytes = hex::decode(&t.intent).map_err(|_| refused("intent is not hex"))?;
+    let intent = TransferIntent::decode(&bytes, |id| (id == asset.id()).then(|| asset.clone()))
         .map_err(|e| {
             refused(format!(
                 "intent is not a payment on this node's network: {e}"
@@ -338,16 +546,15 @@ fn approved(
             "intent {digest} is a transfer of another wallet than this key's"
         )));
     }
-    let asset = intent.amount().asset();
-    if !matches!(asset.id().kind(), AssetKind::Native)
-        || asset.network() != Network::Bitcoin(network)
+    if !matches!(intent.amount().asset().id().kind(), AssetKind::Native)
+        || intent.amount().asset().id() != asset.id()
     {
-        return Err(refused(format!("intent {digest} is not a bitcoin payment")));
+        return Err(refused(format!(
+            "intent {digest} is not a payment of {}",
+            asset.symbol().as_str()
+        )));
     }
-    let amount =
-        u64::try_from(intent.amount().units()).map_err(|_| refused("amount out of range"))?;
-    let address = chain_btc::BtcAddress::parse(intent.destination().as_str(), network)
-        .map_err(|e| refused(format!("intent {digest}: {e}")))?;
+    let amount = intent.amount().units();
     let decision_id = uuid_bytes(&t.decision_id)?;
     let mut by: Vec<[u8; 32]> = Vec::new();
     for a in &t.approvals {
@@ -377,20 +584,11 @@ fn approved(
             by.push(key);
         }
     }
-    let approved = by.len() >= usize::from(policy.min_approvals);
-    if !approved && amount > policy.unapproved_limit {
-        return Err(refused(format!(
-            "transfer {digest} of {amount} has {} valid approvals by enrolled approvers; \
-             this node needs {}",
-            by.len(),
-            policy.min_approvals
-        )));
-    }
-    Ok(Read {
-        script: address.script_pubkey(),
-        amount,
+    Ok(Approved {
         digest: digest.to_string(),
-        approved,
+        approved: by.len() >= usize::from(policy.min_approvals),
+        amount,
+        intent,
     })
 }
 

@@ -105,6 +105,8 @@ pub enum Round {
     Package,
     /// Signing round 2: a signer's signature share, to the coordinator.
     Share,
+    /// A CGGMP24 message (the protocol numbers its own rounds).
+    Mpc,
 }
 
 /// A protocol message. The transport authenticates who sent it (and
@@ -133,7 +135,7 @@ pub struct Envelope {
 /// A DKG round-2 body is a secret share: never printed.
 impl fmt::Debug for Envelope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let body = if self.round == Round::Dkg2 {
+        let body = if matches!(self.round, Round::Dkg2 | Round::Mpc) {
             "<secret share>".to_owned()
         } else {
             format!("{} hex digits", self.body.len())
@@ -286,6 +288,8 @@ pub enum Abort {
     Parameters(String),
     #[error("nonce journal: {0}")]
     Journal(String),
+    #[error("the protocol aborted: {0}")]
+    Protocol(String),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -324,6 +328,7 @@ impl Abort {
             | Abort::NonceReused(_)
             | Abort::Parameters(_)
             | Abort::Journal(_)
+            | Abort::Protocol(_)
             | Abort::Internal(_) => Vec::new(),
         }
     }

@@ -31,6 +31,7 @@
 pub mod cluster;
 pub mod cosign;
 mod dkg_impl;
+pub mod ecdsa;
 mod envelope;
 mod journal;
 pub mod net;

@@ -17,8 +17,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use zeroize::Zeroizing;
 
 /// The largest frame either side reads: a signing request carries a
-/// transaction and its approvals, never megabytes.
-pub const MAX_FRAME: usize = 1 << 20;
+/// transaction and its approvals; a step of CGGMP's auxiliary-information
+/// protocol carries the other parties' proofs about their Paillier moduli
+/// (megabytes as JSON). Both ends are pinned identities.
+pub const MAX_FRAME: usize = 32 << 20;
 
 /// The name every node's certificate carries; identity is the pin, not
 /// the name.

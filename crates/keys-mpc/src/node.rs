@@ -26,6 +26,8 @@ use crate::sign_impl::{PendingNonce, commit, sign};
 use crate::wire::{NodeKeys, NodePublic, Relayed, Request, Response, check_key_id};
 use crate::{Ed25519, Suite, Taproot};
 
+mod ecdsa_steps;
+
 /// Runs `$body` with `C` bound to the suite named `$suite`.
 macro_rules! by_suite {
     ($suite:expr, |$c:ident| $body:block) => {{
@@ -133,6 +135,7 @@ pub struct Node {
     recent: Mutex<std::collections::VecDeque<Instant>>,
     dkgs: Mutex<HashMap<SessionId, Open<AnyDkg>>>,
     pending: Mutex<HashMap<SessionId, Open<AnyNonce>>>,
+    ecdsa: ecdsa_steps::EcdsaState,
     after_answer: Option<CrashHook>,
     fault: Option<Fault>,
 }
@@ -158,13 +161,18 @@ impl std::fmt::Debug for CrashHook {
 }
 
 /// The names a crash hook is called with.
-pub const ANSWERS: [&str; 6] = [
+pub const ANSWERS: [&str; 11] = [
     "info",
     "dkg_start",
     "dkg_round1",
     "dkg_round2",
     "commit",
     "sign",
+    "ecdsa_aux",
+    "ecdsa_keygen",
+    "ecdsa_presign",
+    "step",
+    "ecdsa_sign",
 ];
 
 impl Node {
@@ -228,6 +236,7 @@ impl Node {
             recent: Mutex::default(),
             dkgs: Mutex::default(),
             pending: Mutex::default(),
+            ecdsa: ecdsa_steps::EcdsaState::default(),
             after_answer: None,
             fault: None,
         })
@@ -350,23 +359,7 @@ impl Node {
                 session,
                 threshold,
             } => {
-                check_key_id(&key_id)?;
-                // Each node's own records (paid intents, the key's wallet)
-                // protect only if every signing quorum includes a node of
-                // every other: two quorums must overlap.
-                if u32::from(threshold) * 2 <= u32::from(self.n) {
-                    return Err(Abort::Parameters(format!(
-                        "threshold {threshold} of {}: more than half the signers must sign",
-                        self.n
-                    )));
-                }
-                let wallet = wallet
-                    .parse::<domain::WalletId>()
-                    .map_err(|_| Abort::Parameters("wallet: not a wallet id".into()))?
-                    .to_string();
-                if self.share_path(&key_id).exists() {
-                    return Err(Abort::Parameters(format!("key {key_id} exists")));
-                }
+                let wallet = self.check_new_key(&key_id, &wallet, threshold)?;
                 let mut dkgs = lock(&self.dkgs);
                 purge(&mut dkgs);
                 if dkgs.len() >= MAX_OPEN {
@@ -377,14 +370,7 @@ impl Node {
                 }
                 // A session id is used once, ever: a second round-1 message
                 // for one session would pass for equivocation.
-                lock(&self.journal)
-                    .consume(&once(b"dkg-session", &session))
-                    .map_err(|e| match e {
-                        crate::journal::JournalError::Used => {
-                            Abort::Parameters("this session id was used before".into())
-                        }
-                        e => Abort::Journal(e.to_string()),
-                    })?;
+                self.once(b"dkg-session", &session)?;
                 let me = party(self.index)?;
                 let mut rng = crate::os_rng();
                 let (dkg, msg) = by_suite!(&suite, |C| {
@@ -541,6 +527,24 @@ impl Node {
                 )?;
                 Ok(Response::Share { envelope })
             }
+            Request::EcdsaAux { session } => self.ecdsa_aux(session),
+            Request::EcdsaKeygen {
+                key_id,
+                wallet,
+                session,
+                threshold,
+            } => self.ecdsa_keygen(key_id, wallet, session, threshold),
+            Request::EcdsaPresign {
+                key_id,
+                session,
+                parties,
+            } => self.ecdsa_presign(key_id, session, parties),
+            Request::Step { session, messages } => self.ecdsa_step(session, messages),
+            Request::EcdsaSign {
+                key_id,
+                presignature,
+                subject,
+            } => self.ecdsa_sign(from, key_id, presignature, subject),
         }
     }
 
@@ -583,30 +587,15 @@ impl Node {
         share: &KeyShare<C>,
     ) -> Result<Response, Abort> {
         let plain = share.to_secret_bytes()?;
-        // One file, written at once: the wallet in the clear on its first
-        // line, then the sealed share, the wallet bound into its envelope
-        // (a wallet line edited afterwards no longer opens the share).
-        let sealed_share = sealed::seal(&self.store_key, binding(&bound(key_id, wallet)), &plain)
-            .map_err(|e| Abort::Internal(e.to_string()))?;
-        let mut bytes = format!("{wallet}\n").into_bytes();
-        bytes.extend_from_slice(&sealed_share);
-        let path = self.share_path(key_id);
-        net::write_private(&path, &bytes).map_err(|e| Abort::Internal(e.to_string()))?;
-        File::open(self.dir.join("shares"))
-            .and_then(|d| d.sync_all())
-            .map_err(|e| Abort::Internal(e.to_string()))?;
         let group_key = hex::encode(share.group_key()?);
         let public = hex::encode(share.public().to_bytes()?);
-        if let Err(e) = self.audit(
-            "mpc.key.created",
-            &format!("mpc-key:{key_id}"),
+        self.keep_bytes(
+            key_id,
+            wallet,
+            &plain,
             serde_json::json!({ "suite": C::NAME, "group_key": group_key, "wallet": wallet,
                 "threshold": share.threshold(), "parties": share.parties().len() }),
-        ) {
-            // Not audited, not kept.
-            let _ = std::fs::remove_file(&path);
-            return Err(e);
-        }
+        )?;
         Ok(Response::Key {
             key_id: key_id.to_owned(),
             group_key,
@@ -614,8 +603,41 @@ impl Node {
         })
     }
 
+    /// Seals and stores a new share (never over another) and audits it
+    /// with `details`; not audited, not kept.
+    fn keep_bytes(
+        &self,
+        key_id: &str,
+        wallet: &str,
+        plain: &[u8],
+        details: serde_json::Value,
+    ) -> Result<(), Abort> {
+        // One file, written at once: the wallet in the clear on its first
+        // line, then the sealed share, the wallet bound into its envelope
+        // (a wallet line edited afterwards no longer opens the share).
+        let sealed_share = self.seal_share(key_id, wallet, plain)?;
+        let mut bytes = format!("{wallet}\n").into_bytes();
+        bytes.extend_from_slice(&sealed_share);
+        let path = self.share_path(key_id);
+        net::write_private(&path, &bytes).map_err(|e| Abort::Internal(e.to_string()))?;
+        File::open(self.dir.join("shares"))
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Abort::Internal(e.to_string()))?;
+        if let Err(e) = self.audit("mpc.key.created", &format!("mpc-key:{key_id}"), details) {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// A share and the wallet it was made for.
     fn load<C: Suite>(&self, key_id: &str) -> Result<(KeyShare<C>, String), Abort> {
+        let (plain, wallet) = self.load_bytes(key_id)?;
+        Ok((KeyShare::<C>::from_secret_bytes(&plain)?, wallet))
+    }
+
+    /// A share's plain bytes and the wallet it was made for.
+    fn load_bytes(&self, key_id: &str) -> Result<(Zeroizing<Vec<u8>>, String), Abort> {
         let bytes = std::fs::read(self.share_path(key_id))
             .map_err(|_| Abort::Parameters(format!("no key {key_id} here")))?;
         let broken = || Abort::Internal(format!("key {key_id} does not open"));
@@ -629,7 +651,7 @@ impl Node {
             &bytes[at + 1..],
         )
         .map_err(|_| broken())?;
-        Ok((KeyShare::<C>::from_secret_bytes(&plain)?, wallet))
+        Ok((plain, wallet))
     }
 
     fn audit(&self, action: &str, subject: &str, details: serde_json::Value) -> Result<(), Abort> {
@@ -734,6 +756,11 @@ fn op_name(r: &Request) -> &'static str {
         Request::DkgRound2 { .. } => "dkg_round2",
         Request::Commit { .. } => "commit",
         Request::Sign { .. } => "sign",
+        Request::EcdsaAux { .. } => "ecdsa_aux",
+        Request::EcdsaKeygen { .. } => "ecdsa_keygen",
+        Request::EcdsaPresign { .. } => "ecdsa_presign",
+        Request::Step { .. } => "step",
+        Request::EcdsaSign { .. } => "ecdsa_sign",
     }
 }
 

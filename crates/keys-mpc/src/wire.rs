@@ -243,6 +243,51 @@ pub enum Request {
         package: Envelope,
         subject: crate::cosign::Subject,
     },
+    /// Threshold ECDSA: the auxiliary-information protocol among all the
+    /// node's parties (once per group of signers).
+    EcdsaAux { session: SessionId },
+    /// Threshold ECDSA: a key-generation ceremony among all the parties.
+    EcdsaKeygen {
+        key_id: String,
+        wallet: String,
+        session: SessionId,
+        threshold: u16,
+    },
+    /// Threshold ECDSA: a presignature by exactly the key's threshold of
+    /// `parties`, kept by each in memory.
+    EcdsaPresign {
+        key_id: String,
+        session: SessionId,
+        parties: Vec<u16>,
+    },
+    /// The next messages of a running ECDSA protocol addressed to this node.
+    Step {
+        session: SessionId,
+        messages: Vec<Relayed>,
+    },
+    /// A partial signature from the presignature made in session
+    /// `presignature`, over the message the node derives from `subject`.
+    EcdsaSign {
+        key_id: String,
+        presignature: SessionId,
+        subject: crate::cosign::Subject,
+    },
+}
+
+/// What a finished ECDSA protocol gave a node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "made", rename_all = "snake_case", deny_unknown_fields)]
+pub enum StepOutput {
+    Aux,
+    Key {
+        key_id: String,
+        /// SEC1 compressed, hex.
+        public_key: String,
+    },
+    Presignature {
+        key_id: String,
+        public: crate::ecdsa::PresignPublic,
+    },
 }
 
 /// A signer node's answer.
@@ -268,6 +313,16 @@ pub enum Response {
     },
     Share {
         envelope: Envelope,
+    },
+    /// A step of an ECDSA protocol: messages to relay, and what the node
+    /// made if the protocol finished.
+    Step {
+        messages: Vec<Relayed>,
+        output: Option<StepOutput>,
+    },
+    /// An ECDSA partial signature (a scalar, hex).
+    Partial {
+        sigma: String,
     },
     /// Refused or aborted; `culprits` are parties the node blames.
     Refused {

@@ -113,6 +113,7 @@ pub(crate) fn run(config: &Path, passphrase_file: Option<&Path>) -> Result<(), F
         }
     }
     let node = Arc::new(node);
+    ecdsa_primes(&node)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -139,6 +140,48 @@ pub(crate) fn run(config: &Path, passphrase_file: Option<&Path>) -> Result<(), F
         }
         Ok::<(), anyhow::Error>(())
     })?;
+    Ok(())
+}
+
+/// Makes sure the node has, or is finding, the safe primes its threshold
+/// ECDSA auxiliary information needs: a search in the background (minutes
+/// of CPU; each prime kept as found, so a restart resumes it), logged as it
+/// goes. For tests, `STRONGROOM_SIGNER_TEST_PRIMES=<file>` takes published
+/// primes instead (JSON, four per party) — never for real keys.
+fn ecdsa_primes(node: &Arc<Node>) -> Result<(), Failure> {
+    let (aux, found) = node
+        .ecdsa_status()
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!("ECDSA state: {e}")))?;
+    if aux || found >= 4 {
+        return Ok(());
+    }
+    if let Ok(path) = std::env::var("STRONGROOM_SIGNER_TEST_PRIMES") {
+        let all: Vec<Vec<String>> = serde_json::from_str(
+            &std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?,
+        )
+        .with_context(|| format!("{path}: JSON arrays of primes"))?;
+        let index = usize::from(node.public().index);
+        let mine = all
+            .get(index - 1)
+            .ok_or_else(|| anyhow::anyhow!("{path}: no primes for party {index}"))?;
+        tracing::error!("TEST PRIMES: this node's Paillier key is published (tests only)");
+        node.use_test_primes(mine)
+            .map_err(|e| Failure::Runtime(anyhow::anyhow!("test primes: {e}")))?;
+        return Ok(());
+    }
+    tracing::info!(
+        found,
+        of = 4,
+        "searching for safe primes for threshold ECDSA (background)"
+    );
+    let n = node.clone();
+    std::thread::Builder::new()
+        .name("safe-primes".into())
+        .spawn(move || match n.find_primes() {
+            Ok(()) => tracing::info!("safe primes found: threshold ECDSA can be set up"),
+            Err(e) => tracing::error!(error = %e, "the search for safe primes failed"),
+        })
+        .context("starting the search for safe primes")?;
     Ok(())
 }
 
