@@ -632,8 +632,9 @@ pub struct NewAccount {
     /// `eip155:<chain id>` or `bitcoin:<network>`, configured on this server.
     network: String,
     /// Where the new key lives: `keystore` (the default), `pkcs11` (the
-    /// configured HSM) or `keystore-hd` (Bitcoin: an HD account, a new
-    /// address per deposit).
+    /// configured HSM), `keystore-hd` (Bitcoin: an HD account, a new
+    /// address per deposit) or `threshold` (Ethereum: shares on the
+    /// configured signer nodes, each checking what it signs).
     backend: Option<String>,
 }
 
@@ -662,9 +663,10 @@ async fn open_account(
         "keystore" => AccountKey::Single(domain::KeyBackend::Keystore),
         "pkcs11" => AccountKey::Single(domain::KeyBackend::Pkcs11),
         "keystore-hd" => AccountKey::Hd,
+        "threshold" => AccountKey::Single(domain::KeyBackend::Threshold),
         other => {
             return Err(bad(format!(
-                "backend: keystore, pkcs11 or keystore-hd, not {other:?}"
+                "backend: keystore, pkcs11, keystore-hd or threshold, not {other:?}"
             )));
         }
     };

@@ -28,6 +28,9 @@ pub enum KeyBackend {
     Keystore,
     /// Inside an HSM, reached over PKCS#11.
     Pkcs11,
+    /// Never whole anywhere: shares held by separate signer nodes, which
+    /// sign together (FROST, CGGMP24) after checking each request.
+    Threshold,
 }
 
 /// NIST SP 800-57 key states.
@@ -121,6 +124,7 @@ names!(KeyAlgorithm, "key algorithm",
 names!(KeyBackend, "key backend",
     Keystore => "keystore",
     Pkcs11 => "pkcs11",
+    Threshold => "threshold",
 );
 names!(KeyState, "key state",
     PreActive => "pre-active",

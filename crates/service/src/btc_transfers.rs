@@ -940,8 +940,13 @@ impl Service {
         let AccountKey::Single(backend) = kind else {
             return Err(invalid("HD accounts are for Bitcoin networks"));
         };
+        if backend == domain::KeyBackend::Threshold && network.is_bitcoin() {
+            return Err(invalid(
+                "threshold Bitcoin accounts (Taproot) are not offered yet: use an Ethereum network",
+            ));
+        }
         let key = self
-            .create_key(
+            .create_key_for(
                 actor,
                 crate::NewKey {
                     purpose: domain::KeyPurpose::TransferSigning,
@@ -949,6 +954,7 @@ impl Service {
                     backend,
                     cryptoperiod_days: 365,
                 },
+                Some(wallet),
             )
             .await?;
         let address = match network {

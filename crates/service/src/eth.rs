@@ -648,6 +648,32 @@ impl Service {
         }
     }
 
+    /// What a threshold key's signers are shown for `plan`: the
+    /// transaction, the transfer it pays, its decision and approvals.
+    async fn threshold_subject(
+        &self,
+        send: &EthSendRow,
+        plan: &TxPlan,
+    ) -> Result<keys_mpc::cosign::Subject, ServiceError> {
+        let t = self
+            .store()
+            .transfer_of_send(&send.id)
+            .await?
+            .ok_or_else(|| {
+                ServiceError::KeyNotUsable(
+                    "a threshold key signs transfers only (this send pays none)".into(),
+                )
+            })?;
+        let approvals = self.store().approvals(t.id).await?;
+        let tx = keys_mpc::cosign::EthereumTx::from_plan(plan).ok_or_else(|| {
+            ServiceError::KeyNotUsable("threshold keys sign EIP-1559 transactions only".into())
+        })?;
+        Ok(keys_mpc::cosign::Subject::Ethereum {
+            tx,
+            transfers: vec![crate::threshold::approved_transfer(&t, &approvals)],
+        })
+    }
+
     async fn eth_sign_attempt(
         &self,
         net: &EthNetwork,
@@ -674,13 +700,22 @@ impl Service {
         self.ensure_plan_is_approved(net, send, &a.kind, &plan)
             .await?;
         let request = SignRequest::EcdsaDigest(digest);
+        // A threshold key's signer nodes check the transaction and the
+        // transfer's approvals themselves: they are shown both.
+        let subject =
+            if self.store().key(sender.key_id).await?.backend == domain::KeyBackend::Threshold {
+                Some(self.threshold_subject(send, &plan).await?)
+            } else {
+                None
+            };
         let (key, sig) = self
-            .sign_as(
+            .sign_checked(
                 sender.key_id,
                 wallet,
                 KeyPurpose::TransferSigning,
                 &[],
                 request.clone(),
+                subject.as_ref(),
             )
             .await?;
         let from = parse_addr(&sender.address)?;

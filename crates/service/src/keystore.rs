@@ -456,6 +456,30 @@ impl Service {
     /// Creates a key in the keystore: fresh material from the OS CSPRNG,
     /// sealed under its own data key, which is wrapped under the current KEK.
     pub async fn create_key(&self, actor: &Actor, new: NewKey) -> Result<KeyRow, ServiceError> {
+        self.create_key_for(actor, new, None).await
+    }
+
+    /// [`Service::create_key`] for a wallet's account: threshold keys are
+    /// made for one wallet, which each signer node binds to its share.
+    pub(crate) async fn create_key_for(
+        &self,
+        actor: &Actor,
+        new: NewKey,
+        wallet: Option<domain::WalletId>,
+    ) -> Result<KeyRow, ServiceError> {
+        if new.backend == KeyBackend::Threshold {
+            check_cryptoperiod(new.cryptoperiod_days)?;
+            let wallet = wallet.ok_or_else(|| {
+                ServiceError::Invalid(
+                    "threshold keys are made for a wallet: open an account with backend \"threshold\""
+                        .into(),
+                )
+            })?;
+            if !matches!(*self.vault().lock().await, Vault::Unsealed(_)) {
+                return Err(ServiceError::Sealed);
+            }
+            return self.create_threshold_key(actor, new, wallet).await;
+        }
         if new.backend == KeyBackend::Pkcs11 {
             check_cryptoperiod(new.cryptoperiod_days)?;
             if !matches!(*self.vault().lock().await, Vault::Unsealed(_)) {
@@ -699,6 +723,29 @@ impl Service {
             })?;
         let public = hsm.public_key(&key_ref).await?;
         let id = KeyId::from_uuid(uuid::Uuid::now_v7());
+        let entropy = format!("{}-token", hsm.backend());
+        self.record_held_key(
+            actor,
+            &new,
+            id,
+            (KeyBackend::Pkcs11, key_ref.0),
+            &public,
+            &entropy,
+        )
+        .await
+    }
+
+    /// Records in the inventory a key whose material another backend holds
+    /// (an HSM, signer nodes): its reference there and its public key.
+    async fn record_held_key(
+        &self,
+        actor: &Actor,
+        new: &NewKey,
+        id: KeyId,
+        (backend, backend_ref): (KeyBackend, String),
+        public: &PublicKey,
+        entropy: &str,
+    ) -> Result<KeyRow, ServiceError> {
         let (row, e, now) = self.key_record(
             actor,
             Made {
@@ -706,13 +753,17 @@ impl Service {
                 version: 1,
                 purpose: new.purpose,
                 algorithm: new.algorithm,
-                backend: KeyBackend::Pkcs11,
-                backend_ref: Some(key_ref.0.clone()),
-                public_key: public_hex(&public),
+                backend,
+                backend_ref: Some(backend_ref),
+                public_key: public_hex(public),
                 sealed: None,
                 hd_path: None,
-                entropy: format!("{}-token", hsm.backend()),
-                ceremony: "hsm",
+                entropy: entropy.to_owned(),
+                ceremony: if backend == KeyBackend::Threshold {
+                    "threshold"
+                } else {
+                    "hsm"
+                },
                 cryptoperiod_days: new.cryptoperiod_days,
             },
         )?;
@@ -720,6 +771,38 @@ impl Service {
         tx.insert_key(&row).await?;
         self.commit(tx, &[e], now).await?;
         Ok(row)
+    }
+
+    /// Creates a key among the signer nodes (a ceremony with all of them):
+    /// the inventory keeps the nodes' name for it and its group key.
+    async fn create_threshold_key(
+        &self,
+        actor: &Actor,
+        new: NewKey,
+        wallet: domain::WalletId,
+    ) -> Result<KeyRow, ServiceError> {
+        let t = self.threshold().cloned().ok_or_else(|| {
+            ServiceError::Invalid("no signer nodes are configured ([threshold])".into())
+        })?;
+        if new.purpose != KeyPurpose::TransferSigning {
+            return Err(ServiceError::Invalid(
+                "threshold keys sign transfers only".into(),
+            ));
+        }
+        let id = KeyId::from_uuid(uuid::Uuid::now_v7());
+        // The nodes' key id: the inventory's, which they keep as the file
+        // name of their share (letters, digits and hyphens).
+        let key_ref = id.to_string();
+        let public = t.create(new.algorithm, &key_ref, wallet).await?;
+        self.record_held_key(
+            actor,
+            &new,
+            id,
+            (KeyBackend::Threshold, key_ref),
+            &public,
+            "threshold-dkg",
+        )
+        .await
     }
 
     /// Moves a key through its lifecycle (NIST SP 800-57), audited.
@@ -768,6 +851,22 @@ impl Service {
         purpose: KeyPurpose,
         child: &[u32],
         request: SignRequest<'_>,
+    ) -> Result<(KeyRow, Signature), ServiceError> {
+        self.sign_checked(id, wallet, purpose, child, request, None)
+            .await
+    }
+
+    /// [`Service::sign_as`], with what a threshold key's signer nodes check
+    /// before they sign (`subject`: the transaction and the approvals of
+    /// what it pays). Threshold keys sign nothing without it.
+    pub(crate) async fn sign_checked(
+        &self,
+        id: KeyId,
+        wallet: Option<domain::WalletId>,
+        purpose: KeyPurpose,
+        child: &[u32],
+        request: SignRequest<'_>,
+        subject: Option<&keys_mpc::cosign::Subject>,
     ) -> Result<(KeyRow, Signature), ServiceError> {
         // The vault lock first, then the key's row: a suspension or a
         // compromise committed before this point stops this signature.
@@ -829,6 +928,41 @@ impl Service {
                     ServiceError::KeyNotUsable(format!("key {id} has no HSM reference"))
                 })?);
                 hsm.sign(&r, request).await?
+            }
+            KeyBackend::Threshold => {
+                let t = self.threshold().ok_or_else(|| {
+                    ServiceError::KeyNotUsable(format!(
+                        "key {id} is held by signer nodes that are not configured"
+                    ))
+                })?;
+                let subject = subject.ok_or_else(|| {
+                    ServiceError::KeyNotUsable(format!(
+                        "key {id} is a threshold key: its signers sign only transactions they check"
+                    ))
+                })?;
+                let key_ref = key.backend_ref.clone().ok_or_else(|| {
+                    ServiceError::KeyNotUsable(format!("key {id} has no signer reference"))
+                })?;
+                let public = hex::decode(&key.public_key)
+                    .map_err(|_| ServiceError::KeyNotUsable("stored public key".into()))?;
+                match request {
+                    SignRequest::EcdsaDigest(_) => {
+                        let pk: [u8; 33] = public
+                            .try_into()
+                            .map_err(|_| ServiceError::KeyNotUsable("stored public key".into()))?;
+                        t.sign_ecdsa(&key_ref, &pk, subject).await?
+                    }
+                    SignRequest::SchnorrDigest {
+                        digest,
+                        tweak: None,
+                    } => t.sign_taproot(&key_ref, &public, &digest, subject).await?,
+                    other => {
+                        return Err(ServiceError::KeyNotUsable(format!(
+                            "a threshold key signs no {:?} request",
+                            other.algorithm()
+                        )));
+                    }
+                }
             }
         };
         Ok((key, sig))

@@ -17,6 +17,7 @@ pub mod governance;
 pub mod identity;
 mod keystore;
 mod service;
+pub mod threshold;
 pub mod totp;
 pub mod transfers;
 mod verify;

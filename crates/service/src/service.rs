@@ -123,6 +123,8 @@ struct Inner {
     /// database keeps it at least every `BLOCKS_PER_PASS` blocks and with
     /// every deposit found; a restart rescans from there).
     scan_cursors: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    /// The signer nodes of threshold keys, once configured.
+    threshold: std::sync::OnceLock<Arc<crate::threshold::ThresholdKeys>>,
 }
 
 impl Service {
@@ -169,8 +171,20 @@ impl Service {
                 governance: std::sync::RwLock::new(None),
                 transfers_moved: tokio::sync::Notify::new(),
                 scan_cursors: Default::default(),
+                threshold: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Configures the signer nodes threshold keys live on (once).
+    pub fn set_threshold(&self, t: Arc<crate::threshold::ThresholdKeys>) {
+        if self.inner.threshold.set(t).is_err() {
+            tracing::warn!("threshold signers configured twice: the first kept");
+        }
+    }
+
+    pub fn threshold(&self) -> Option<&Arc<crate::threshold::ThresholdKeys>> {
+        self.inner.threshold.get()
     }
 
     pub(crate) fn hsm(&self) -> Option<&Arc<dyn keys::Signer>> {

@@ -38,11 +38,126 @@ struct RawConfig {
     #[serde(default)]
     log: RawLog,
     hsm: Option<RawHsm>,
+    threshold: Option<RawThreshold>,
     governance: RawGovernance,
     #[serde(default)]
     ethereum: Vec<RawEthereum>,
     #[serde(default)]
     bitcoin: Vec<RawBitcoin>,
+}
+
+/// `[threshold]`: the signer nodes threshold keys live on.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawThreshold {
+    /// This server's TLS identity towards the nodes (`strongroom signer
+    /// server-identity --dir` makes it and prints what the nodes pin).
+    identity_dir: PathBuf,
+    /// How many nodes sign: more than half of them.
+    threshold: u16,
+    #[serde(default = "default_presignatures")]
+    presignatures: usize,
+    #[serde(default = "default_signer_timeout")]
+    timeout_seconds: u64,
+    /// Aborted signing sessions blamed on one node before the key freezes.
+    #[serde(default = "default_blame_limit")]
+    blame_limit: u32,
+    signers: Vec<RawSigner>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSigner {
+    index: u16,
+    /// `host:port`.
+    addr: String,
+    /// SHA-256 of its TLS certificate, as `signer init` printed it.
+    fingerprint: String,
+}
+
+fn default_presignatures() -> usize {
+    4
+}
+
+fn default_signer_timeout() -> u64 {
+    30
+}
+
+fn default_blame_limit() -> u32 {
+    3
+}
+
+/// The signer nodes, checked.
+#[derive(Debug, Clone)]
+pub struct ThresholdConfig {
+    pub identity_dir: PathBuf,
+    pub threshold: u16,
+    pub presignatures: usize,
+    pub timeout: Duration,
+    pub blame_limit: u32,
+    pub signers: Vec<keys_mpc::cluster::SignerEndpoint>,
+}
+
+fn threshold(raw: RawThreshold, base: &Path) -> Result<ThresholdConfig, ConfigError> {
+    let n = raw.signers.len();
+    if !(2..=64).contains(&n) {
+        return Err(ConfigError::new(
+            "threshold.signers",
+            "two to 64 signer nodes",
+        ));
+    }
+    if raw.threshold as usize > n || usize::from(raw.threshold) * 2 <= n {
+        return Err(ConfigError::new(
+            "threshold.threshold",
+            format!("more than half of the {n} signers, and at most all of them"),
+        ));
+    }
+    if raw.presignatures > 1024 {
+        return Err(ConfigError::new("threshold.presignatures", "at most 1024"));
+    }
+    if !(1..=600).contains(&raw.timeout_seconds) {
+        return Err(ConfigError::new(
+            "threshold.timeout_seconds",
+            "must be between 1 and 600",
+        ));
+    }
+    if raw.blame_limit == 0 {
+        return Err(ConfigError::new("threshold.blame_limit", "at least 1"));
+    }
+    let mut signers = Vec::with_capacity(n);
+    for (i, sgn) in raw.signers.into_iter().enumerate() {
+        let at = |f: &str| format!("threshold.signers[{i}].{f}");
+        if sgn.index == 0 || usize::from(sgn.index) > n {
+            return Err(ConfigError::new(
+                &at("index"),
+                format!("signers are numbered 1 to {n}"),
+            ));
+        }
+        if signers
+            .iter()
+            .any(|o: &keys_mpc::cluster::SignerEndpoint| o.index == sgn.index)
+        {
+            return Err(ConfigError::new(&at("index"), "used twice"));
+        }
+        let fingerprint = sgn
+            .fingerprint
+            .parse()
+            .map_err(|e| ConfigError::new(&at("fingerprint"), format!("{e}")))?;
+        signers.push(keys_mpc::cluster::SignerEndpoint {
+            index: sgn.index,
+            addr: sgn.addr,
+            fingerprint,
+        });
+    }
+    signers.sort_by_key(|s| s.index);
+    Ok(ThresholdConfig {
+        identity_dir: base.join(raw.identity_dir),
+        threshold: raw.threshold,
+        presignatures: raw.presignatures,
+        timeout: Duration::from_secs(raw.timeout_seconds),
+        blame_limit: raw.blame_limit,
+        signers,
+    })
 }
 
 /// One `[[bitcoin]]` network.
@@ -304,6 +419,7 @@ pub struct Config {
     pub log_format: LogFormat,
     pub log_level: String,
     pub hsm: Option<HsmConfig>,
+    pub threshold: Option<ThresholdConfig>,
     pub governance: service::governance::GovernanceConfig,
     pub ethereum: Vec<EthereumConfig>,
     pub bitcoin: Vec<BitcoinConfig>,
@@ -420,6 +536,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         ));
     }
     let hsm = raw.hsm.map(|h| hsm(h, base)).transpose()?;
+    let threshold = raw.threshold.map(|t| threshold(t, base)).transpose()?;
     let audit_key = match (raw.audit.signing_key_file, raw.audit.hsm_key) {
         (Some(f), None) => AuditKey::File(base.join(f)),
         (None, Some(k)) => {
@@ -475,6 +592,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     }
     Ok(Config {
         hsm,
+        threshold,
         governance,
         ethereum,
         bitcoin,
@@ -1030,6 +1148,18 @@ whitelist_cooling_off_hours = 24
         let btc = |body: &str| format!("{GOOD}\n[[bitcoin]]\n{body}");
         const BTC: &str = "network = \"regtest\"\nmax_fee_rate_sat_vb = 50\nmax_fee_sat = 20000\n";
         const NET: &str = "chain_id = 1\nendpoints = [\"http://127.0.0.1:8545\"]\nconfirmations = 12\nmax_fee_per_gas_wei = \"200000000000\"\nmax_total_fee_wei = \"50000000000000000\"\n";
+        const FP: &str = "abababababababababababababababababababababababababababababababab";
+        let thr = |t: u16, n: u16, fp: &str| {
+            let mut c =
+                format!("{GOOD}\n[threshold]\nidentity_dir = \"signers\"\nthreshold = {t}\n");
+            for i in 1..=n {
+                c.push_str(&format!(
+                    "[[threshold.signers]]\nindex = {i}\naddr = \"127.0.0.1:{}\"\nfingerprint = \"{fp}\"\n",
+                    9000 + i
+                ));
+            }
+            c
+        };
         let cases: Vec<String> = cases
             .into_iter()
             .chain([
@@ -1053,6 +1183,11 @@ whitelist_cooling_off_hours = 24
                 btc(&format!("{BTC}[[bitcoin.endpoints]]\nkind = \"electrum\"\nurl = \"http://127.0.0.1:3000\"\n")),
                 btc(&format!("{BTC}[[bitcoin.endpoints]]\nkind = \"core\"\nurl = \"http://u:p@127.0.0.1:8332\"\n")),
                 format!("{}\n[[bitcoin]]\n{BTC}", btc(BTC)),
+                thr(2, 3, FP),
+                thr(1, 3, FP),
+                thr(2, 3, "not-a-fingerprint"),
+                thr(2, 3, FP).replace("index = 3", "index = 2"),
+                thr(2, 3, FP).replace("threshold = 2", "threshold = 2\ntimeout_seconds = 0"),
             ])
             .collect();
         let out: Vec<String> = cases.iter().map(|c| check(c)).collect();
@@ -1070,7 +1205,7 @@ whitelist_cooling_off_hours = 24
             error: database.password_env: applies to PostgreSQL only
             error: log.format: unknown variant `xml`, expected `json` or `text` (line 16, column 10)
             error: log.level: "[" is not a log filter such as info or strongroom=debug
-            error: unknown: unknown field `unknown`, expected one of `server`, `database`, `audit`, `log`, `hsm`, `governance`, `ethereum`, `bitcoin` (line 15, column 2)
+            error: unknown: unknown field `unknown`, expected one of `server`, `database`, `audit`, `log`, `hsm`, `threshold`, `governance`, `ethereum`, `bitcoin` (line 15, column 2)
             error: audit.hsm_key: needs an [hsm] section
             error: audit.hsm_key: set either signing_key_file or hsm_key, not both
             error: hsm.pin_file: the PIN comes from pin_file or pin_env, never from the configuration
@@ -1095,6 +1230,11 @@ whitelist_cooling_off_hours = 24
             error: bitcoin[0].batch_max_payouts: must be between 1 and 1000
             error: bitcoin[0].endpoints[0].kind: core or esplora
             error: bitcoin[0].endpoints[0].url: an http:// URL without credentials (they go in auth_file)
-            error: bitcoin[1].network: configured twice"#]].assert_eq(&out.join("\n"));
+            error: bitcoin[1].network: configured twice
+            ok: 127.0.0.1:8200 Sqlite { path: "/etc/strongroom/data/strongroom.db" }
+            error: threshold.threshold: more than half of the 3 signers, and at most all of them
+            error: threshold.signers[0].fingerprint: identity: "not-a-fingerprint" is not a 64-hex-digit fingerprint
+            error: threshold.signers[2].index: used twice
+            error: threshold.timeout_seconds: must be between 1 and 600"#]].assert_eq(&out.join("\n"));
     }
 }

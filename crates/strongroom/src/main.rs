@@ -540,6 +540,14 @@ enum SignerCommand {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// From a server's configuration (`[threshold]`): run the ceremony that
+    /// gives the signer nodes their auxiliary information for threshold
+    /// ECDSA (once per group of signers, after each has found its safe
+    /// primes; tens of seconds).
+    SetupEcdsa {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -564,6 +572,9 @@ fn main() -> ExitCode {
         Command::Signer(SignerCommand::ServerIdentity { dir }) => signer::server_identity(&dir),
         Command::Signer(SignerCommand::Freeze { dir, reason }) => signer::freeze(&dir, &reason),
         Command::Signer(SignerCommand::Unfreeze { dir }) => signer::unfreeze(&dir),
+        Command::Signer(SignerCommand::SetupEcdsa { config }) => {
+            load(&config).and_then(|c| signer::setup_ecdsa(&c))
+        }
         Command::Audit(AuditCommand::Verify { config, public_key }) => {
             load(&config).and_then(|c| serve::verify(c, public_key.as_deref()))
         }

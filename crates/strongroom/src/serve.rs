@@ -122,7 +122,34 @@ pub(crate) async fn build_service(c: &Config) -> Result<(Service, Store), Failur
         }
     };
     svc.set_governance(c.governance);
+    if let Some(t) = &c.threshold {
+        svc.set_threshold(Arc::new(service::threshold::ThresholdKeys::new(
+            threshold_cluster(t)?,
+            t.threshold,
+            t.presignatures,
+        )));
+    }
     Ok((svc, store))
+}
+
+/// The signer nodes of `[threshold]`, reached with this server's pinned
+/// identity, blamed sessions counted in a ledger beside it.
+pub(crate) fn threshold_cluster(
+    t: &crate::config::ThresholdConfig,
+) -> Result<keys_mpc::cluster::Cluster, Failure> {
+    let identity = keys_mpc::net::TlsIdentity::load(&t.identity_dir).with_context(|| {
+        format!(
+            "threshold.identity_dir: {} (strongroom signer server-identity --dir makes it)",
+            t.identity_dir.display()
+        )
+    })?;
+    let ledger =
+        keys_mpc::cluster::BlameLedger::open(&t.identity_dir.join("blame.jsonl"), t.blame_limit)
+            .context("opening the blame ledger")?;
+    Ok(
+        keys_mpc::cluster::Cluster::new(identity, t.signers.clone(), t.timeout)
+            .with_blame_ledger(ledger),
+    )
 }
 
 /// Connects every configured EVM network (checking each endpoint's chain

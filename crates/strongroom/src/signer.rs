@@ -63,6 +63,29 @@ pub(crate) fn server_identity(dir: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The auxiliary-information ceremony among the configured signer nodes.
+pub(crate) fn setup_ecdsa(c: &crate::config::Config) -> Result<(), Failure> {
+    let t = c.threshold.as_ref().ok_or_else(|| {
+        Failure::Runtime(anyhow::anyhow!(
+            "the configuration has no [threshold] section"
+        ))
+    })?;
+    let cluster = crate::serve::threshold_cluster(t)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let started = std::time::Instant::now();
+    rt.block_on(cluster.ecdsa_aux())
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!("the ceremony failed: {e}")))?;
+    println!(
+        "auxiliary information made by {} signers in {:.1} s: threshold ECDSA keys can be made",
+        t.signers.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 /// Runs a node until it is stopped.
 pub(crate) fn run(config: &Path, passphrase_file: Option<&Path>) -> Result<(), Failure> {
     let text =

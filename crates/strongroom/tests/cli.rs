@@ -12,6 +12,8 @@ use storage::testing::TestDb;
 
 const BIN: &str = env!("CARGO_BIN_EXE_strongroom");
 
+mod signer_nodes;
+
 fn strongroom(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().unwrap()
 }
@@ -877,6 +879,55 @@ fn audit_key_in_the_hsm() {
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
+/// A server on `config`, its log lines followed, unsealed by `quorum`'s
+/// shares (one per line).
+fn serve_unsealed(
+    config: &Path,
+    quorum: &str,
+) -> (Server, std::sync::mpsc::Receiver<Option<String>>) {
+    let mut server = Server::start(config);
+    let (tx, lines) = std::sync::mpsc::channel();
+    server.follow_log(tx);
+    for share in quorum.lines() {
+        let o = strongroom_with_input(
+            &["operator", "unseal", "--addr", &server.base],
+            &format!("{share}\n"),
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    (server, lines)
+}
+
+/// `strongroom apikey create` into `dir/<name>.key`: the file and the
+/// principal (`api-key:<id>`).
+fn api_key(cfg: &str, dir: &Path, name: &str, role: &str, scope: &str) -> (PathBuf, String) {
+    let file = dir.join(format!("{name}.key"));
+    let o = strongroom(&[
+        "apikey",
+        "create",
+        "--config",
+        cfg,
+        "--name",
+        name,
+        "--role",
+        role,
+        "--scope",
+        scope,
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&file).unwrap();
+    let id = text
+        .lines()
+        .nth(1)
+        .unwrap()
+        .strip_prefix("id ")
+        .unwrap()
+        .to_owned();
+    (file, format!("api-key:{id}"))
+}
+
 fn add_ethereum(config: &Path, chain_id: u64, url: &str) {
     let mut text = std::fs::read_to_string(config).unwrap();
     text.push_str(&format!(
@@ -1198,33 +1249,7 @@ fn policy_approvals_and_freeze_from_the_cli() {
             .unwrap();
     });
 
-    let person = |name: &str, role: &str, scope: &str| -> (PathBuf, String) {
-        let file = dir.path().join(format!("{name}.key"));
-        let o = strongroom(&[
-            "apikey",
-            "create",
-            "--config",
-            cfg,
-            "--name",
-            name,
-            "--role",
-            role,
-            "--scope",
-            scope,
-            "--out",
-            file.to_str().unwrap(),
-        ]);
-        assert!(o.status.success(), "{}", stderr(&o));
-        let text = std::fs::read_to_string(&file).unwrap();
-        let id = text
-            .lines()
-            .nth(1)
-            .unwrap()
-            .strip_prefix("id ")
-            .unwrap()
-            .to_owned();
-        (file, format!("api-key:{id}"))
-    };
+    let person = |name: &str, role: &str, scope: &str| api_key(cfg, dir.path(), name, role, scope);
     let scope = format!("wallet:{wallet}");
     let (admin, _) = person("admin", "admin", "global");
     let (writer, _) = person("writer", "policy-admin", "global");
@@ -1496,23 +1521,7 @@ impl Custody {
                 .unwrap();
         });
         let person = |name: &str, role: &str, scope: &str| -> PathBuf {
-            let file = dir.path().join(format!("{name}.key"));
-            let o = strongroom(&[
-                "apikey",
-                "create",
-                "--config",
-                &cfg,
-                "--name",
-                name,
-                "--role",
-                role,
-                "--scope",
-                scope,
-                "--out",
-                file.to_str().unwrap(),
-            ]);
-            assert!(o.status.success(), "{}", stderr(&o));
-            file
+            api_key(&cfg, dir.path(), name, role, scope).0
         };
         let admin = person("admin", "admin", "global");
         let writer = person("writer", "policy-admin", "global");
@@ -1925,36 +1934,11 @@ fn bitcoin_withdrawal_through_the_api() {
     std::fs::write(&config, text).unwrap();
     let quorum = init_keystore(cfg, &dir.path().join("shares"), 2, 2).join("\n") + "\n";
     let person = |name: &str, role: &str, scope: &str| -> PathBuf {
-        let file = dir.path().join(format!("{name}.key"));
-        let o = strongroom(&[
-            "apikey",
-            "create",
-            "--config",
-            cfg,
-            "--name",
-            name,
-            "--role",
-            role,
-            "--scope",
-            scope,
-            "--out",
-            file.to_str().unwrap(),
-        ]);
-        assert!(o.status.success(), "{}", stderr(&o));
-        file
+        api_key(cfg, dir.path(), name, role, scope).0
     };
     let admin = person("admin", "admin", "global");
     let writer = person("writer", "policy-admin", "global");
-    let (tx, lines) = std::sync::mpsc::channel();
-    let mut server = Server::start(&config);
-    server.follow_log(tx);
-    for share in quorum.lines() {
-        let o = strongroom_with_input(
-            &["operator", "unseal", "--addr", &server.base],
-            &format!("{share}\n"),
-        );
-        assert!(o.status.success(), "{}", stderr(&o));
-    }
+    let (server, lines) = serve_unsealed(&config, &quorum);
     let (code, w) = api_call(
         &server,
         &admin,
@@ -2178,4 +2162,182 @@ fn bitcoin_withdrawal_through_the_api() {
     server.terminate();
     let o = strongroom(&["audit", "verify", "--config", cfg]);
     assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// An Ethereum wallet whose key never exists whole: three real signer
+/// processes make it (CGGMP24, after their auxiliary-information ceremony
+/// from the console) for the wallet; a withdrawal approved by two
+/// approvers goes through the queue, each signer checks the transaction
+/// and the approvers' signatures itself, and anvil mines it — the
+/// recipient is paid, every node audited its partial signature.
+#[test]
+fn an_ethereum_withdrawal_under_a_threshold_key() {
+    use chain_eth_client::testing::Anvil;
+    let anvil = Anvil::start();
+    let (dir, config) = data_dir("sqlite://strongroom.db");
+    let cfg = config.to_str().unwrap().to_owned();
+    add_ethereum(&config, 31337, anvil.url());
+    let quorum = init_keystore(&cfg, &dir.path().join("shares"), 2, 2).join("\n") + "\n";
+
+    // Two approvers, their signing keys made where they sit.
+    let approver_keys: Vec<(PathBuf, String)> = (1..=2)
+        .map(|i| {
+            let file = dir.path().join(format!("approver{i}.sign"));
+            let o = strongroom(&["approver-key", "new", "--out", file.to_str().unwrap()]);
+            assert!(o.status.success(), "{}", stderr(&o));
+            let public = stdout(&o)
+                .lines()
+                .find_map(|l| l.strip_prefix("public key: ").map(str::to_owned))
+                .unwrap();
+            (file, public)
+        })
+        .collect();
+    // Three signer nodes, each enrolling both approvers and needing both.
+    let mut policy = keys_mpc::testing::policy(false);
+    policy.approvers = approver_keys.iter().map(|(_, p)| p.clone()).collect();
+    policy.min_approvals = 2;
+    policy.unapproved_limit = 0;
+    policy.ethereum = Some(keys_mpc::cosign::EthereumPolicy {
+        network: "eip155:31337".into(),
+        max_fee: 100_000_000_000_000_000,
+    });
+    let signers = signer_nodes::Signers::start_with(3, policy);
+    let identity = dir.path().join("signer-identity");
+    std::fs::create_dir_all(&identity).unwrap();
+    signers.server.save(&identity).unwrap();
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "\n[threshold]\nidentity_dir = {identity:?}\nthreshold = 2\npresignatures = 1\n"
+    ));
+    for (p, addr) in signers.publics.iter().zip(&signers.addrs) {
+        text.push_str(&format!(
+            "\n[[threshold.signers]]\nindex = {}\naddr = {addr:?}\nfingerprint = {:?}\n",
+            p.index, p.fingerprint
+        ));
+    }
+    std::fs::write(&config, text).unwrap();
+    let o = strongroom(&["signer", "setup-ecdsa", "--config", &cfg]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("auxiliary information made by 3 signers"),
+        "{}",
+        stdout(&o)
+    );
+
+    let person = |name: &str, role: &str, scope: &str| api_key(&cfg, dir.path(), name, role, scope);
+    let (admin, _) = person("admin", "admin", "global");
+    let (writer, _) = person("writer", "policy-admin", "global");
+
+    let (server, lines) = serve_unsealed(&config, &quorum);
+    let (code, w) = api_call(
+        &server,
+        &admin,
+        "POST",
+        "/v1/wallets",
+        Some(r#"{"name":"cold"}"#),
+        None,
+    );
+    assert_eq!(code, 201, "{w}");
+    let wallet = w["id"].as_str().unwrap().to_owned();
+    let (code, a) = api_call(
+        &server,
+        &admin,
+        "POST",
+        &format!("/v1/wallets/{wallet}/accounts"),
+        Some(r#"{"network":"eip155:31337","backend":"threshold"}"#),
+        None,
+    );
+    assert_eq!(code, 201, "{a}");
+    let address = a["address"].as_str().unwrap().to_owned();
+    let scope = format!("wallet:{wallet}");
+    let (initiator, _) = person("initiator", "initiator", &scope);
+    let approvers: Vec<(PathBuf, String)> = (1..=2)
+        .map(|i| person(&format!("approver{i}"), "approver", &scope))
+        .collect();
+    rt().block_on(async {
+        let client = eth_client(anvil.url()).await;
+        client
+            .raw_call(
+                "anvil_setBalance",
+                serde_json::json!([address, "0x56bc75e2d63100000"]),
+            )
+            .await
+            .unwrap();
+    });
+
+    // The policy: every withdrawal needs both approvers; their keys
+    // registered by the admin.
+    let document = format!(
+        "[[groups]]\nname = \"approvers\"\nmembers = [\"{}\", \"{}\"]\n\n\
+         [[rules]]\nname = \"all\"\naction = \"require_approval\"\n\
+         approvals = {{ group = \"approvers\", threshold = 2 }}\n",
+        approvers[0].1, approvers[1].1
+    );
+    let body =
+        serde_json::json!({"change": {"kind": "set_policy", "document": document}}).to_string();
+    let (code, p) = api_call(&server, &writer, "POST", "/v1/proposals", Some(&body), None);
+    assert_eq!(code, 201, "{p}");
+    let id = p["id"].as_str().unwrap().to_owned();
+    let (code, p) = api_call(
+        &server,
+        &admin,
+        "POST",
+        &format!("/v1/proposals/{id}/votes"),
+        Some(r#"{"vote":"approve"}"#),
+        None,
+    );
+    assert_eq!((code, p["state"].as_str()), (200, Some("applied")), "{p}");
+    for ((_, principal), (_, public)) in approvers.iter().zip(&approver_keys) {
+        let body = serde_json::json!({"change": {"kind": "register_approver_key", "principal": principal, "public_key": public}}).to_string();
+        let (code, p) = api_call(&server, &admin, "POST", "/v1/proposals", Some(&body), None);
+        assert!(code < 300 && p["state"] == "applied", "{p}");
+    }
+
+    let body = serde_json::json!({"wallet": wallet, "asset": "eip155:31337/native", "amount": "1.5", "destination": DESTINATION}).to_string();
+    let (code, t) = api_call(
+        &server,
+        &initiator,
+        "POST",
+        "/v1/transfers",
+        Some(&body),
+        None,
+    );
+    assert_eq!(code, 201, "{t}");
+    assert_eq!(t["state"], "pending_approval");
+    let transfer = t["id"].as_str().unwrap().to_owned();
+    for ((key, _), (sign, _)) in approvers.iter().zip(&approver_keys) {
+        let o = strongroom(&[
+            "approve",
+            "--addr",
+            &server.base,
+            "--key-file",
+            key.to_str().unwrap(),
+            "--approver-key",
+            sign.to_str().unwrap(),
+            "--transfer",
+            &transfer,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let done = drive(&lines, 1, Some(&anvil), |id, to| {
+        id == transfer && matches!(to, "completed" | "failed" | "blocked")
+    });
+    assert_eq!(done.map(|d| d.1).as_deref(), Some("completed"));
+    rt().block_on(async {
+        let client = eth_client(anvil.url()).await;
+        let paid = client
+            .raw_call("eth_getBalance", serde_json::json!([DESTINATION, "latest"]))
+            .await
+            .unwrap();
+        assert_eq!(paid.as_str(), Some("0x14d1120d7b160000"), "1.5 ETH");
+    });
+    for i in 1..=3 {
+        let log = signers.audit_log(i);
+        assert!(log.contains("mpc.ecdsa.aux"), "node {i}");
+    }
+    let signed = (1..=3)
+        .filter(|i| signers.audit_log(*i).contains("mpc.sign.share"))
+        .count();
+    assert_eq!(signed, 2, "two of three signers gave partial signatures");
+    server.terminate();
 }

@@ -21,6 +21,9 @@ pub(crate) const NO_PRESIGNATURE: &str = "no such presignature here";
 /// machine).
 const CEREMONY_STEP: Duration = Duration::from_secs(600);
 
+/// The most rounds of relayed messages one protocol run may take.
+const MAX_ROUNDS: u32 = 32;
+
 /// A presignature the signers `parties` hold for one key, made in
 /// `session`, with its public part (to check their partial signatures).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -380,7 +383,16 @@ impl Cluster {
             )
             .await;
         let mut outputs: BTreeMap<u16, StepOutput> = BTreeMap::new();
+        // Each protocol has a handful of rounds: nodes that keep addressing
+        // each other beyond this are stopped.
+        let mut rounds = 0u32;
         loop {
+            rounds += 1;
+            if rounds > MAX_ROUNDS {
+                return Err(ClusterError::Abort(Abort::Protocol(format!(
+                    "more than {MAX_ROUNDS} rounds: stopped"
+                ))));
+            }
             let mut inbox: BTreeMap<u16, Vec<Relayed>> = BTreeMap::new();
             for (index, r) in answers {
                 let Response::Step { messages, output } = r? else {

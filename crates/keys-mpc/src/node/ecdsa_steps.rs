@@ -17,12 +17,17 @@ use crate::wire::{Relayed, Response, StepOutput};
 /// Presignatures a node keeps at once (across keys): a coordinator cannot
 /// grow it without end. They are in memory only.
 const MAX_PRESIGNATURES: usize = 4096;
+/// A presignature not used within this long is forgotten (the coordinator
+/// takes another).
+const PRESIGNATURE_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// A running ECDSA protocol: its thread, and the parties in protocol order.
 #[derive(Debug)]
 pub(super) struct EcdsaRun {
     run: Run,
     members: Vec<u16>,
+    /// `aux`, `keygen` or `presign`: bound into every message's suite.
+    kind: &'static str,
 }
 
 /// A presignature waiting for its message, with the parties that made it.
@@ -111,6 +116,12 @@ impl Node {
     }
 
     fn keep_aux(&self, aux: &ecdsa::AuxInfo) -> Result<(), Abort> {
+        // Keys are completed with it: it is never replaced.
+        if self.dir.join(AUX).exists() {
+            return Err(Abort::Parameters(
+                "this node has its auxiliary information".into(),
+            ));
+        }
         let json = zeroize::Zeroizing::new(
             serde_json::to_vec(aux).map_err(|e| Abort::Internal(e.to_string()))?,
         );
@@ -174,12 +185,26 @@ impl Node {
                 kept.len()
             )));
         }
+        if lock(&self.ecdsa.runs)
+            .values()
+            .any(|o| o.state.kind == "aux")
+        {
+            return Err(Abort::Parameters(
+                "an auxiliary-information ceremony is running".into(),
+            ));
+        }
         let primes = ecdsa::primes_from(&kept).map_err(Abort::Internal)?;
-        self.once(b"ecdsa-aux", &session)?;
+        self.once(b"ecdsa-session", &session)?;
         let eid = ecdsa::execution_id("aux", &session, &[&self.n.to_string()]);
         let members: Vec<u16> = (1..=self.n).collect();
         let (run, step) = ecdsa::aux(eid, self.index - 1, self.n, primes)?;
-        self.started(session, String::new(), String::new(), run, members, step)
+        self.started(
+            session,
+            String::new(),
+            String::new(),
+            ("aux", run, members),
+            step,
+        )
     }
 
     /// Starts a key-generation ceremony among all the parties.
@@ -192,7 +217,7 @@ impl Node {
     ) -> Result<Response, Abort> {
         let wallet = self.check_new_key(&key_id, &wallet, threshold)?;
         self.aux_info()?;
-        self.once(b"dkg-session", &session)?;
+        self.once(b"ecdsa-session", &session)?;
         let eid = ecdsa::execution_id(
             "keygen",
             &session,
@@ -211,7 +236,7 @@ impl Node {
             serde_json::json!({ "suite": SUITE, "threshold": threshold, "wallet": wallet,
                 "parties": self.n }),
         )?;
-        self.started(session, key_id, wallet, run, members, step)
+        self.started(session, key_id, wallet, ("keygen", run, members), step)
     }
 
     /// Starts a presignature with exactly the key's threshold of parties.
@@ -239,10 +264,7 @@ impl Node {
                 "this node is not one of the parties".into(),
             ));
         };
-        if lock(&self.ecdsa.presigs).len() >= MAX_PRESIGNATURES {
-            return Err(Abort::Parameters("too many presignatures kept".into()));
-        }
-        self.once(b"ecdsa-presign", &session)?;
+        self.once(b"ecdsa-session", &session)?;
         let names: Vec<String> = parties.iter().map(u16::to_string).collect();
         let mut context: Vec<&str> = vec![&key_id];
         context.extend(names.iter().map(String::as_str));
@@ -250,7 +272,13 @@ impl Node {
         let at_keygen: Vec<u16> = parties.iter().map(|p| p - 1).collect();
         let i = u16::try_from(i).map_err(|_| Abort::Internal("index".into()))?;
         let (run, step) = ecdsa::presign(eid, i, at_keygen, Box::new(share))?;
-        self.started(session, key_id, String::new(), run, parties, step)
+        self.started(
+            session,
+            key_id,
+            String::new(),
+            ("presign", run, parties),
+            step,
+        )
     }
 
     /// Records a run and answers with its first messages.
@@ -259,11 +287,10 @@ impl Node {
         session: SessionId,
         key_id: String,
         wallet: String,
-        run: Run,
-        members: Vec<u16>,
+        (kind, run, members): (&'static str, Run, Vec<u16>),
         step: ecdsa::Step,
     ) -> Result<Response, Abort> {
-        let open = Open::new(key_id, wallet, EcdsaRun { run, members });
+        let open = Open::new(key_id, wallet, EcdsaRun { run, members, kind });
         self.answer_step(session, open, step)
     }
 
@@ -280,7 +307,8 @@ impl Node {
             let Some(from) = open.state.members.iter().position(|p| *p == e.from) else {
                 return Err(Abort::NotAParty { from: e.from });
             };
-            let body = e.open(SUITE, session, Round::Mpc, self.index, e.to.is_none())?;
+            let suite = format!("{SUITE}/{}", open.state.kind);
+            let body = e.open(&suite, session, Round::Mpc, self.index, e.to.is_none())?;
             inbound.push(Inbound {
                 from: u16::try_from(from).map_err(|_| Abort::Internal("index".into()))?,
                 broadcast: e.to.is_none(),
@@ -296,9 +324,10 @@ impl Node {
     fn answer_step(
         &self,
         session: SessionId,
-        open: Open<EcdsaRun>,
+        mut open: Open<EcdsaRun>,
         step: ecdsa::Step,
     ) -> Result<Response, Abort> {
+        let suite = format!("{SUITE}/{}", open.state.kind);
         let mut messages = Vec::with_capacity(step.sends.len());
         for out in &step.sends {
             let to = match out.to {
@@ -318,7 +347,7 @@ impl Node {
                 }
             };
             let e = Envelope::new(
-                SUITE,
+                &suite,
                 session,
                 Round::Mpc,
                 self.index,
@@ -334,8 +363,20 @@ impl Node {
                 if runs.len() >= super::MAX_OPEN {
                     return Err(Abort::Parameters("too many ECDSA sessions open".into()));
                 }
+                // A run that moves is alive: its time counts from its last
+                // step (the auxiliary-information rounds are long).
+                open.since = std::time::Instant::now();
                 runs.insert(session, open);
                 None
+            }
+            // The run names a sender by its place among the members.
+            Some(Err(Abort::Malformed { from, what })) => {
+                let party = usize::from(from)
+                    .checked_sub(1)
+                    .and_then(|i| open.state.members.get(i))
+                    .copied()
+                    .unwrap_or(0);
+                return Err(Abort::Malformed { from: party, what });
             }
             Some(Err(e)) => return Err(e),
             Some(Ok(made)) => Some(self.made(session, open, made)?),
@@ -384,8 +425,14 @@ impl Node {
             }
             Output::Presignature(presignature, public) => {
                 let mut presigs = lock(&self.ecdsa.presigs);
-                if presigs.len() >= MAX_PRESIGNATURES {
-                    return Err(Abort::Parameters("too many presignatures kept".into()));
+                // Old ones go first: a run that ended without the
+                // coordinator pooling its result must not fill the node.
+                presigs.retain(|_, o| o.since.elapsed() < PRESIGNATURE_TTL);
+                if presigs.len() >= MAX_PRESIGNATURES
+                    && let Some(oldest) =
+                        presigs.iter().min_by_key(|(_, o)| o.since).map(|(k, _)| *k)
+                {
+                    presigs.remove(&oldest);
                 }
                 presigs.insert(
                     session,
@@ -437,9 +484,7 @@ impl Node {
             }
             let (share, wallet) = self.load_ecdsa(&key_id)?;
             let key = ecdsa::group_key(&share);
-            let checked = cosign::check_ethereum(&self.policy, &key, &wallet, &subject, now()?)?;
-            lock(&self.paid).check(&checked)?;
-            Ok(checked)
+            cosign::check_ethereum(&self.policy, &key, &wallet, &subject, now()?)
         })();
         let checked = match checked {
             Ok(c) => c,
@@ -448,7 +493,14 @@ impl Node {
                 return Err(e);
             }
         };
+        // The paid journal is held from its check to its record: two
+        // requests paying one intent at once cannot both pass.
         let mut paid = lock(&self.paid);
+        if let Err(e) = paid.check(&checked) {
+            drop(paid);
+            put_back(open);
+            return Err(e);
+        }
         // Used, on disk, before anything of it leaves.
         self.once(b"ecdsa-presignature", &presignature)?;
         self.rate_slot()?;

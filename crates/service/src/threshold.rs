@@ -1,0 +1,189 @@
+//! Threshold keys as a wallet backend: shares held by separate signer
+//! nodes (`strongroom signer`), which make keys together for one wallet and
+//! sign together only what each of them checked itself (ADR 0013). The
+//! server is their coordinator: it relays, keeps presignature pools warm,
+//! and gives each request the transaction and the transfer's approvals.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use domain::{KeyAlgorithm, WalletId};
+use keys::{EcdsaSignature, PublicKey, Signature};
+use keys_mpc::cluster::{Cluster, ClusterError};
+use keys_mpc::cosign::{Approval, ApprovedTransfer, Subject};
+use keys_mpc::dkg::GroupPublic;
+
+use crate::ServiceError;
+
+/// The signer nodes this server coordinates.
+#[derive(Debug)]
+pub struct ThresholdKeys {
+    cluster: Cluster,
+    /// How many of the nodes sign (more than half of them).
+    threshold: u16,
+    /// Presignatures kept ready per ECDSA key.
+    presignatures: usize,
+    refilling: Mutex<HashSet<String>>,
+}
+
+fn unavailable(e: ClusterError) -> ServiceError {
+    match e {
+        // The nodes' own checks refused: the request is not one they sign.
+        ClusterError::Refused { index, reason, .. } => {
+            ServiceError::KeyNotUsable(format!("signer {index} refused: {reason}"))
+        }
+        ClusterError::KeyFrozen { .. } => ServiceError::KeyNotUsable(e.to_string()),
+        other => ServiceError::Key(keys::KeyError::Backend(other.to_string())),
+    }
+}
+
+impl ThresholdKeys {
+    pub fn new(cluster: Cluster, threshold: u16, presignatures: usize) -> ThresholdKeys {
+        ThresholdKeys {
+            cluster,
+            threshold,
+            presignatures,
+            refilling: Mutex::default(),
+        }
+    }
+
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// Makes a key for `wallet` among all the nodes: FROST with the Taproot
+    /// tweak for Schnorr keys (the group key is the output key), CGGMP24
+    /// for ECDSA. Returns the public key as the inventory keeps it.
+    pub async fn create(
+        self: &Arc<Self>,
+        algorithm: KeyAlgorithm,
+        key_ref: &str,
+        wallet: WalletId,
+    ) -> Result<PublicKey, ServiceError> {
+        let wallet = wallet.to_string();
+        let public = match algorithm {
+            KeyAlgorithm::EcdsaSecp256k1 => {
+                let pk = self
+                    .cluster
+                    .ecdsa_generate(key_ref, &wallet, self.threshold)
+                    .await
+                    .map_err(unavailable)?;
+                self.refill_later(key_ref);
+                PublicKey::Secp256k1(pk)
+            }
+            KeyAlgorithm::SchnorrBip340 => {
+                let k = self
+                    .cluster
+                    .generate(
+                        <keys_mpc::Taproot as keys_mpc::Suite>::NAME,
+                        key_ref,
+                        &wallet,
+                        self.threshold,
+                    )
+                    .await
+                    .map_err(unavailable)?;
+                PublicKey::XOnly(k.group_key)
+            }
+            KeyAlgorithm::Ed25519 => {
+                return Err(ServiceError::Invalid(
+                    "threshold Ed25519 keys have no chain here to sign for".into(),
+                ));
+            }
+        };
+        Ok(public)
+    }
+
+    /// An ECDSA signature for the Ethereum transaction in `subject`, which
+    /// every signer checks against the approvals it carries.
+    pub async fn sign_ecdsa(
+        self: &Arc<Self>,
+        key_ref: &str,
+        public: &[u8; 33],
+        subject: &Subject,
+    ) -> Result<Signature, ServiceError> {
+        let sig = self
+            .cluster
+            .sign_ecdsa(key_ref, public, self.threshold, subject)
+            .await
+            .map_err(unavailable)?;
+        self.refill_later(key_ref);
+        Ok(Signature::Ecdsa(EcdsaSignature {
+            r: sig.r,
+            s: sig.s,
+            recovery_id: sig.recovery_id,
+        }))
+    }
+
+    /// A BIP-340 signature for one Taproot input of the transaction in
+    /// `subject`; `message` is the sighash the server derived, which every
+    /// node derives again itself.
+    pub async fn sign_taproot(
+        &self,
+        key_ref: &str,
+        public: &[u8],
+        message: &[u8],
+        subject: &Subject,
+    ) -> Result<Signature, ServiceError> {
+        let group = GroupPublic::<keys_mpc::Taproot>::from_bytes(public)
+            .map_err(|e| ServiceError::KeyNotUsable(format!("group key: {e}")))?;
+        let sig = self
+            .cluster
+            .sign(key_ref, &group, message, subject)
+            .await
+            .map_err(unavailable)?;
+        Ok(Signature::Schnorr(sig))
+    }
+
+    /// Tops up `key_ref`'s presignature pool in the background, one refill
+    /// at a time per key. A refill that fails is logged; signing then makes
+    /// its presignature on demand.
+    pub fn refill_later(self: &Arc<Self>, key_ref: &str) {
+        if self.presignatures == 0
+            || self.cluster.pooled(key_ref) >= self.presignatures
+            || !self
+                .refilling
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(key_ref.to_owned())
+        {
+            return;
+        }
+        let me = self.clone();
+        let key = key_ref.to_owned();
+        tokio::spawn(async move {
+            if let Err(e) = me
+                .cluster
+                .refill(&key, me.threshold, me.presignatures)
+                .await
+            {
+                tracing::warn!(key = %key, error = %e, "presignature pool not refilled");
+            }
+            me.refilling
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&key);
+        });
+    }
+}
+
+/// A transfer as the signer nodes are shown it: its intent, the decision it
+/// was judged under, and its approvers' signed votes.
+pub(crate) fn approved_transfer(
+    t: &storage::TransferRow,
+    approvals: &[storage::ApprovalRow],
+) -> ApprovedTransfer {
+    ApprovedTransfer {
+        intent: hex::encode(&t.intent),
+        policy_version: t.policy_version,
+        decision_id: t.decision_id.clone(),
+        approvals: approvals
+            .iter()
+            .filter(|a| a.vote == "approve" && a.voided_at.is_none())
+            .map(|a| Approval {
+                approver: a.public_key.clone(),
+                expires_at_ms: a.expires_at.as_millis(),
+                signature: a.signature.clone(),
+            })
+            .collect(),
+    }
+}
