@@ -25,6 +25,10 @@ pub enum Spend {
     P2wpkh { pubkey: [u8; 33] },
     /// P2TR key path (BIP-86: no script tree): one BIP-340 key, tweaked.
     P2tr { internal_key: [u8; 32] },
+    /// P2TR key path of an output key no one holds an internal key for: a
+    /// threshold key whose key generation tweaked it (BIP-86) already.
+    /// Signed under the output key itself.
+    P2trOutput { output_key: [u8; 32] },
     /// P2WSH `sortedmulti(threshold, keys…)`: cosigners sign independently.
     P2wshMulti {
         threshold: usize,
@@ -100,6 +104,12 @@ impl Spend {
                     UntweakedPublicKey::from_slice(internal_key).map_err(|_| BtcError::BadKey)?;
                 ScriptBuf::new_p2tr(&secp, k, None)
             }
+            Spend::P2trOutput { output_key } => {
+                let q = XOnlyPublicKey::from_slice(output_key).map_err(|_| BtcError::BadKey)?;
+                ScriptBuf::new_p2tr_tweaked(
+                    bitcoin::key::TweakedPublicKey::dangerous_assume_tweaked(q),
+                )
+            }
             Spend::P2wshMulti { .. } => {
                 let ws = self.witness_script()?.ok_or(BtcError::BadMultisig)?;
                 ScriptBuf::new_p2wsh(&ws.wscript_hash())
@@ -114,7 +124,7 @@ impl Spend {
             // count, sig (1 + 73), key (1 + 33)
             Spend::P2wpkh { .. } => 1 + 74 + 34,
             // count, sig (1 + 64)
-            Spend::P2tr { .. } => 1 + 65,
+            Spend::P2tr { .. } | Spend::P2trOutput { .. } => 1 + 65,
             Spend::P2wshMulti { threshold, .. } => {
                 let ws = self.witness_script()?.ok_or(BtcError::BadMultisig)?.len() as u64;
                 // count, empty dummy, m sigs, script with its length prefix
@@ -295,6 +305,13 @@ pub enum SigningTask {
         internal_key: [u8; 32],
         digest: [u8; 32],
     },
+    /// BIP-340 over a Taproot key-path sighash (SIGHASH_DEFAULT), by the
+    /// output key itself ([`Spend::P2trOutput`]).
+    SchnorrOutput {
+        input: usize,
+        output_key: [u8; 32],
+        digest: [u8; 32],
+    },
 }
 
 fn prevouts_of(psbt: &Psbt) -> Result<Vec<TxOut>, BtcError> {
@@ -360,18 +377,29 @@ fn tasks_of(
                 .map_err(|e| BtcError::Sighash(e.to_string()))?;
             ecdsa(h.to_byte_array(), pubkeys)
         }
-        Spend::P2tr { internal_key } => {
-            let h = cache
+        Spend::P2tr { .. } | Spend::P2trOutput { .. } => {
+            let digest = cache
                 .taproot_key_spend_signature_hash(
                     input,
                     &Prevouts::All(prevouts),
                     TapSighashType::Default,
                 )
-                .map_err(|e| BtcError::Sighash(e.to_string()))?;
-            vec![SigningTask::Schnorr {
-                input,
-                internal_key: *internal_key,
-                digest: h.to_byte_array(),
+                .map_err(|e| BtcError::Sighash(e.to_string()))?
+                .to_byte_array();
+            vec![match spend {
+                Spend::P2tr { internal_key } => SigningTask::Schnorr {
+                    input,
+                    internal_key: *internal_key,
+                    digest,
+                },
+                _ => SigningTask::SchnorrOutput {
+                    input,
+                    output_key: match spend {
+                        Spend::P2trOutput { output_key } => *output_key,
+                        _ => return Err(BtcError::Mismatch),
+                    },
+                    digest,
+                },
             }]
         }
     })
@@ -409,17 +437,30 @@ pub fn add_ecdsa(psbt: &mut Psbt, task: &SigningTask, rs: &[u8; 64]) -> Result<(
 
 /// Adds a Taproot key-path signature after checking it against the tweaked key.
 pub fn add_schnorr(psbt: &mut Psbt, task: &SigningTask, sig64: &[u8; 64]) -> Result<(), BtcError> {
-    let SigningTask::Schnorr {
-        input,
-        internal_key,
-        digest,
-    } = *task
-    else {
-        return Err(BtcError::Mismatch);
-    };
     let secp = Secp256k1::verification_only();
-    let internal = UntweakedPublicKey::from_slice(&internal_key).map_err(|_| BtcError::BadKey)?;
-    let (output_key, _) = internal.tap_tweak(&secp, None);
+    let (input, output_key, digest) = match *task {
+        SigningTask::Schnorr {
+            input,
+            internal_key,
+            digest,
+        } => {
+            let internal =
+                UntweakedPublicKey::from_slice(&internal_key).map_err(|_| BtcError::BadKey)?;
+            (input, internal.tap_tweak(&secp, None).0, digest)
+        }
+        SigningTask::SchnorrOutput {
+            input,
+            output_key,
+            digest,
+        } => (
+            input,
+            bitcoin::key::TweakedPublicKey::dangerous_assume_tweaked(
+                XOnlyPublicKey::from_slice(&output_key).map_err(|_| BtcError::BadKey)?,
+            ),
+            digest,
+        ),
+        SigningTask::Ecdsa { .. } => return Err(BtcError::Mismatch),
+    };
     let sig = secp256k1::schnorr::Signature::from_slice(sig64)
         .map_err(|_| BtcError::BadSignature(input))?;
     secp.verify_schnorr(
@@ -452,6 +493,18 @@ pub fn combine(ours: &mut Psbt, theirs: Psbt) -> Result<(), BtcError> {
 pub fn finalize(mut psbt: Psbt) -> Result<Transaction, BtcError> {
     let prevouts = prevouts_of(&psbt)?;
     let secp = Secp256k1::verification_only();
+    // Key-path spends of an output key with no internal key on record
+    // (`Spend::P2trOutput`): the witness is the signature alone; the
+    // finaliser, which looks for an internal key, keeps inputs finished.
+    for (input, prev) in psbt.inputs.iter_mut().zip(&prevouts) {
+        if prev.script_pubkey.is_p2tr()
+            && input.tap_internal_key.is_none()
+            && input.final_script_witness.is_none()
+            && let Some(sig) = input.tap_key_sig.take()
+        {
+            input.final_script_witness = Some(Witness::from_slice(&[sig.to_vec()]));
+        }
+    }
     psbt.finalize_mut(&secp).map_err(|errs| {
         BtcError::Finalize(
             errs.iter()

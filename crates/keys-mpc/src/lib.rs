@@ -37,6 +37,7 @@ mod journal;
 pub mod net;
 pub mod node;
 mod sign_impl;
+pub mod signer;
 #[cfg(feature = "test-support")]
 pub mod testing;
 pub mod wire;

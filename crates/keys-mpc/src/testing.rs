@@ -258,13 +258,18 @@ impl Loopback {
             t.abort();
             let _ = t.await;
         }
+        self.cluster = self.cluster_again();
+    }
+
+    /// Another cluster pinned to these nodes, with its own connections.
+    pub fn cluster_again(&self) -> crate::cluster::Cluster {
         let server = crate::net::TlsIdentity::load(&self.dir.path().join("server"))
             .unwrap_or_else(|e| panic!("{e}"));
-        self.cluster = crate::cluster::Cluster::new(
+        crate::cluster::Cluster::new(
             server,
             self.endpoints.clone(),
             std::time::Duration::from_secs(60),
-        );
+        )
     }
 }
 

@@ -184,6 +184,9 @@ async fn nodes_make_a_key_and_sign_ethereum_transactions_they_checked() {
         };
         assert!(msg.contains(why), "{why}: {msg}");
     }
+    // Refused before any node journaled it, the presignature is unused: it
+    // went back to the pool (one, used again by each refusal in turn).
+    assert_eq!(c.pooled("eth-1"), 1);
     // A raw hash: a node signs only transactions it checks with an ECDSA
     // key (RUSTSEC-2025-0127: never a bare hash with a presignature), even
     // asked directly; the presignature stays unused.
@@ -205,6 +208,12 @@ async fn nodes_make_a_key_and_sign_ethereum_transactions_they_checked() {
     };
     assert!(reason.contains("only Ethereum transactions"), "{reason}");
     c.sign_ecdsa("eth-1", &pk, 2, &subject(&plan(7, WEI), WEI, &[2, 3]))
+        .await
+        .unwrap();
+    // The returned one signed; the one asked about directly remains, its
+    // node having kept it unused.
+    assert_eq!(c.pooled("eth-1"), 1);
+    c.sign_ecdsa("eth-1", &pk, 2, &subject(&plan(8, WEI), WEI, &[2, 3]))
         .await
         .unwrap();
     assert_eq!(c.pooled("eth-1"), 0);
@@ -265,4 +274,21 @@ async fn a_node_sending_bad_partial_signatures_is_named_and_then_the_key_frozen(
         panic!("not frozen: {e}");
     };
     assert_eq!((party, count), (1, 2));
+}
+
+/// The keys conformance suite, for what the threshold backend signs
+/// through the generic seam: Ed25519 messages verified by ed25519-dalek,
+/// and bare ECDSA and BIP-340 digests refused (the nodes sign those only
+/// inside transactions they check, tested above and in the server's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keys_conformance_suite_for_the_threshold_backend() {
+    let l = Loopback::start(&[1, 2, 3], policy(true)).await;
+    let aux: Vec<String> = serde_json::from_str(include_str!("data/cggmp-aux.json")).unwrap();
+    for (n, a) in l.nodes.iter().zip(&aux) {
+        n.use_test_aux(a).unwrap();
+    }
+    let cluster = l.cluster_again();
+    let signer = keys_mpc::signer::ThresholdSigner::new(cluster, 2, WALLET);
+    keys::conformance::ed25519(&signer).await;
+    keys::conformance::checked_only(&signer).await;
 }

@@ -108,16 +108,7 @@ pub async fn refusals(signer: &dyn Signer) {
         "{}: {err}",
         signer.backend()
     );
-    let missing = KeyRef("no-such-key".into());
-    let err = signer
-        .sign(&missing, SignRequest::Ed25519Message(b"x"))
-        .await
-        .expect_err("an unknown key must not sign");
-    assert!(
-        matches!(err, KeyError::UnknownKey(_)),
-        "{}: {err}",
-        signer.backend()
-    );
+    unknown_key_refused(signer).await;
 
     let (ec, public) = key(signer, Algorithm::EcdsaSecp256k1).await;
     let sig = signer
@@ -127,6 +118,51 @@ pub async fn refusals(signer: &dyn Signer) {
     assert!(
         verify(&public, &SignRequest::EcdsaDigest([3; 32]), &sig).is_err(),
         "{}: a signature verified for another digest",
+        signer.backend()
+    );
+}
+
+/// For backends that sign only what they can check themselves (threshold
+/// signer nodes): a bare ECDSA or BIP-340 digest — which could be any
+/// transaction's — is refused with a typed error, never signed.
+pub async fn checked_only(signer: &dyn Signer) {
+    for (algorithm, request) in [
+        (
+            Algorithm::EcdsaSecp256k1,
+            SignRequest::EcdsaDigest(random32()),
+        ),
+        (
+            Algorithm::SchnorrBip340,
+            SignRequest::SchnorrDigest {
+                digest: random32(),
+                tweak: None,
+            },
+        ),
+    ] {
+        let (key, _) = key(signer, algorithm).await;
+        let err = signer
+            .sign(&key, request.clone())
+            .await
+            .expect_err("a bare digest must not be signed");
+        assert!(
+            matches!(err, KeyError::Unsupported(_) | KeyError::Signing(_)),
+            "{}: {request:?}: {err}",
+            signer.backend()
+        );
+    }
+    unknown_key_refused(signer).await;
+}
+
+/// A key the backend does not have is an error of its own.
+async fn unknown_key_refused(signer: &dyn Signer) {
+    let missing = KeyRef("no-such-key".into());
+    let err = signer
+        .sign(&missing, SignRequest::Ed25519Message(b"x"))
+        .await
+        .expect_err("an unknown key must not sign");
+    assert!(
+        matches!(err, KeyError::UnknownKey(_)),
+        "{}: {err}",
         signer.backend()
     );
 }

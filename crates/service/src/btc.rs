@@ -95,6 +95,9 @@ pub(crate) fn spend_json(spend: &Spend, key: KeyId, child: &[u32]) -> serde_json
         Spend::P2tr { internal_key } => {
             json!({"type": "p2tr", "key": key.to_string(), "internal_key": hex::encode(internal_key)})
         }
+        Spend::P2trOutput { output_key } => {
+            json!({"type": "p2tr-output", "key": key.to_string(), "output_key": hex::encode(output_key)})
+        }
         Spend::P2wshMulti { .. } => json!({"type": "p2wsh-multi", "key": key.to_string()}),
     };
     if !child.is_empty() {
@@ -117,6 +120,9 @@ pub(crate) fn spend_of(text: &str) -> Result<(Spend, KeyId, Vec<u32>), ServiceEr
         },
         Some("p2tr") => Spend::P2tr {
             internal_key: bytes("internal_key")?.try_into().map_err(|_| bad())?,
+        },
+        Some("p2tr-output") => Spend::P2trOutput {
+            output_key: bytes("output_key")?.try_into().map_err(|_| bad())?,
         },
         _ => return Err(bad()),
     };
@@ -198,6 +204,12 @@ impl Service {
             KeyAlgorithm::EcdsaSecp256k1 => Ok(Spend::P2wpkh {
                 pubkey: bytes.try_into().map_err(|_| bad())?,
             }),
+            // A threshold key's group key is the output key already.
+            KeyAlgorithm::SchnorrBip340 if row.backend == domain::KeyBackend::Threshold => {
+                Ok(Spend::P2trOutput {
+                    output_key: bytes.try_into().map_err(|_| bad())?,
+                })
+            }
             KeyAlgorithm::SchnorrBip340 => Ok(Spend::P2tr {
                 internal_key: bytes.try_into().map_err(|_| bad())?,
             }),
@@ -393,7 +405,7 @@ impl Service {
 
         // Sign and verify; if that fails, the reservation is released and
         // the send marked failed, in one audited transaction.
-        let tx_signed = match self.btc_sign(None, &plan, &keys_of, psbt).await {
+        let tx_signed = match self.btc_sign(None, &plan, &keys_of, psbt, &[]).await {
             Ok(t) => t,
             Err(e) => {
                 let now = self.now();
@@ -450,16 +462,20 @@ impl Service {
 
     /// Signs every input of `psbt` with its key, through the gate, and
     /// accepts the result only if Core verifies it and it is the plan.
+    /// `transfers`: what the transaction pays, with its approvals, for the
+    /// signer nodes of threshold keys to check.
     pub(crate) async fn btc_sign(
         &self,
         wallet: Option<domain::WalletId>,
         plan: &chain_btc::BtcPlan,
         keys_of: &std::collections::HashMap<String, Signer>,
         psbt: bitcoin::Psbt,
+        transfers: &[keys_mpc::cosign::ApprovedTransfer],
     ) -> Result<bitcoin::Transaction, ServiceError> {
         let spends: Vec<Spend> = plan.inputs.iter().map(|u| u.spend.clone()).collect();
         let mut signed = psbt;
         for t in chain_btc::signing_tasks(&signed, &spends).map_err(BtcServiceError::Tx)? {
+            let mut subject = None;
             let (input, request) = match t {
                 SigningTask::Ecdsa { input, digest, .. } => {
                     (input, SignRequest::EcdsaDigest(digest))
@@ -471,6 +487,18 @@ impl Service {
                         tweak: Some(TapTweak::NoScripts),
                     },
                 ),
+                // A threshold key: its nodes derive the sighash themselves
+                // from the transaction, and check what it pays.
+                SigningTask::SchnorrOutput { input, digest, .. } => {
+                    subject = Some(taproot_subject(&signed, input, transfers)?);
+                    (
+                        input,
+                        SignRequest::SchnorrDigest {
+                            digest,
+                            tweak: None,
+                        },
+                    )
+                }
             };
             let spk = plan.inputs[input]
                 .spend
@@ -479,7 +507,14 @@ impl Service {
                 .to_hex_string();
             let (key, child) = keys_of.get(&spk).ok_or(BtcServiceError::Mismatch)?;
             let (_, sig) = self
-                .sign_as(*key, wallet, KeyPurpose::TransferSigning, child, request)
+                .sign_checked(
+                    *key,
+                    wallet,
+                    KeyPurpose::TransferSigning,
+                    child,
+                    request,
+                    subject.as_ref(),
+                )
                 .await?;
             match sig {
                 Signature::Ecdsa(e) => {
@@ -497,6 +532,33 @@ impl Service {
         // Core's interpreter verifies every input; the result must be the plan.
         Ok(chain_btc::accept_signed(plan, signed).map_err(BtcServiceError::Tx)?)
     }
+}
+
+/// What a threshold key's signer nodes are shown for `input` of `psbt`.
+fn taproot_subject(
+    psbt: &bitcoin::Psbt,
+    input: usize,
+    transfers: &[keys_mpc::cosign::ApprovedTransfer],
+) -> Result<keys_mpc::cosign::Subject, ServiceError> {
+    let prevouts = psbt
+        .inputs
+        .iter()
+        .map(|i| {
+            i.witness_utxo
+                .as_ref()
+                .map(|o| keys_mpc::cosign::Prevout {
+                    value: o.value.to_sat(),
+                    script_pubkey: hex::encode(o.script_pubkey.as_bytes()),
+                })
+                .ok_or(BtcServiceError::Mismatch)
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(keys_mpc::cosign::Subject::BitcoinTaproot {
+        tx: hex::encode(bitcoin::consensus::serialize(&psbt.unsigned_tx)),
+        prevouts,
+        input: u32::try_from(input).map_err(|_| BtcServiceError::Mismatch)?,
+        transfers: transfers.to_vec(),
+    })
 }
 
 pub(crate) fn chain_btc_network(n: BitcoinNetwork) -> bitcoin::Network {

@@ -583,7 +583,14 @@ impl Service {
             .fee_caps
             .check(&plan)
             .map_err(BtcServiceError::Plan)?;
-        let signed = self.btc_sign(Some(wallet), &plan, &keys_of, psbt).await?;
+        let mut approved = Vec::with_capacity(transfers.len());
+        for t in &transfers {
+            let approvals = self.store().approvals(t.id).await?;
+            approved.push(crate::threshold::approved_transfer(t, &approvals));
+        }
+        let signed = self
+            .btc_sign(Some(wallet), &plan, &keys_of, psbt, &approved)
+            .await?;
         crate::crash::point("after_signing");
         let txid = signed.compute_txid().to_string();
         let raw = bitcoin::consensus::serialize(&signed);
@@ -940,17 +947,18 @@ impl Service {
         let AccountKey::Single(backend) = kind else {
             return Err(invalid("HD accounts are for Bitcoin networks"));
         };
-        if backend == domain::KeyBackend::Threshold && network.is_bitcoin() {
-            return Err(invalid(
-                "threshold Bitcoin accounts (Taproot) are not offered yet: use an Ethereum network",
-            ));
-        }
+        // Threshold Bitcoin keys are Taproot (FROST, BIP-86 output key).
+        let algorithm = if backend == domain::KeyBackend::Threshold && network.is_bitcoin() {
+            domain::KeyAlgorithm::SchnorrBip340
+        } else {
+            domain::KeyAlgorithm::EcdsaSecp256k1
+        };
         let key = self
             .create_key_for(
                 actor,
                 crate::NewKey {
                     purpose: domain::KeyPurpose::TransferSigning,
-                    algorithm: domain::KeyAlgorithm::EcdsaSecp256k1,
+                    algorithm,
                     backend,
                     cryptoperiod_days: 365,
                 },

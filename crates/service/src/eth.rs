@@ -917,6 +917,17 @@ impl Service {
             .store()
             .eth_sender(&send.network, &send.address)
             .await?;
+        if matches!(how, Replacement::Cancel)
+            && self.store().key(sender.key_id).await?.backend == domain::KeyBackend::Threshold
+        {
+            // Its signer nodes sign only what pays an approved transfer: a
+            // cancel would be refused after taking the send's place.
+            return Err(ServiceError::Invalid(
+                "a threshold key's send is sped up, not cancelled: its signers sign only \
+                 transactions paying approved transfers"
+                    .into(),
+            ));
+        }
         let attempts = self.store().eth_attempts(send_id).await?;
         let last = attempts.last().ok_or(StorageError::NotFound {
             what: "Ethereum attempt",

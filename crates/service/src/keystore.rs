@@ -793,12 +793,12 @@ impl Service {
         // The nodes' key id: the inventory's, which they keep as the file
         // name of their share (letters, digits and hyphens).
         let key_ref = id.to_string();
-        let public = t.create(new.algorithm, &key_ref, wallet).await?;
+        let (public, backend_ref) = t.create(new.algorithm, &key_ref, wallet).await?;
         self.record_held_key(
             actor,
             &new,
             id,
-            (KeyBackend::Threshold, key_ref),
+            (KeyBackend::Threshold, backend_ref),
             &public,
             "threshold-dkg",
         )
@@ -816,6 +816,15 @@ impl Service {
         key.state
             .check_transition(to)
             .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        if to == KeyState::Destroyed && key.backend == KeyBackend::Threshold {
+            // The shares are on the signer nodes; marking the key destroyed
+            // here would not remove them.
+            return Err(ServiceError::Invalid(
+                "a threshold key's shares are on its signer nodes: their operators delete them \
+                 (deactivate or declare it compromised here)"
+                    .into(),
+            ));
+        }
         let e = entry(
             actor,
             "key.state_changed",
@@ -895,6 +904,21 @@ impl Service {
             self.ensure_not_frozen(wallet, Some(id)).await?;
         }
         // A sealed system signs nothing, whichever backend holds the key.
+        if !matches!(*vault, Vault::Unsealed(_)) {
+            return Err(ServiceError::Sealed);
+        }
+        if key.backend == KeyBackend::Threshold {
+            // The signer nodes take a network round trip (more when a
+            // presignature must be made first): not under the vault lock,
+            // which seals and freezes wait for. A freeze committed
+            // meanwhile is seen by the check after the signature.
+            drop(vault);
+            let sig = self.sign_threshold(&key, subject, request).await?;
+            if purpose == KeyPurpose::TransferSigning {
+                self.ensure_not_frozen(wallet, Some(id)).await?;
+            }
+            return Ok((key, sig));
+        }
         let Vault::Unsealed(opened) = &mut *vault else {
             return Err(ServiceError::Sealed);
         };
@@ -929,43 +953,59 @@ impl Service {
                 })?);
                 hsm.sign(&r, request).await?
             }
+            // Handled above, without the vault lock.
             KeyBackend::Threshold => {
-                let t = self.threshold().ok_or_else(|| {
-                    ServiceError::KeyNotUsable(format!(
-                        "key {id} is held by signer nodes that are not configured"
-                    ))
-                })?;
-                let subject = subject.ok_or_else(|| {
-                    ServiceError::KeyNotUsable(format!(
-                        "key {id} is a threshold key: its signers sign only transactions they check"
-                    ))
-                })?;
-                let key_ref = key.backend_ref.clone().ok_or_else(|| {
-                    ServiceError::KeyNotUsable(format!("key {id} has no signer reference"))
-                })?;
-                let public = hex::decode(&key.public_key)
-                    .map_err(|_| ServiceError::KeyNotUsable("stored public key".into()))?;
-                match request {
-                    SignRequest::EcdsaDigest(_) => {
-                        let pk: [u8; 33] = public
-                            .try_into()
-                            .map_err(|_| ServiceError::KeyNotUsable("stored public key".into()))?;
-                        t.sign_ecdsa(&key_ref, &pk, subject).await?
-                    }
-                    SignRequest::SchnorrDigest {
-                        digest,
-                        tweak: None,
-                    } => t.sign_taproot(&key_ref, &public, &digest, subject).await?,
-                    other => {
-                        return Err(ServiceError::KeyNotUsable(format!(
-                            "a threshold key signs no {:?} request",
-                            other.algorithm()
-                        )));
-                    }
-                }
+                return Err(ServiceError::KeyNotUsable(format!(
+                    "key {id}: threshold keys sign through their nodes"
+                )));
             }
         };
         Ok((key, sig))
+    }
+
+    /// A signature by a threshold key's signer nodes, which check
+    /// `subject` themselves; nothing is signed without one.
+    async fn sign_threshold(
+        &self,
+        key: &KeyRow,
+        subject: Option<&keys_mpc::cosign::Subject>,
+        request: SignRequest<'_>,
+    ) -> Result<Signature, ServiceError> {
+        let id = key.id;
+        let t = self.threshold().ok_or_else(|| {
+            ServiceError::KeyNotUsable(format!(
+                "key {id} is held by signer nodes that are not configured"
+            ))
+        })?;
+        let subject = subject.ok_or_else(|| {
+            ServiceError::KeyNotUsable(format!(
+                "key {id} is a threshold key: its signers sign only transactions they check"
+            ))
+        })?;
+        let key_ref = key.backend_ref.clone().ok_or_else(|| {
+            ServiceError::KeyNotUsable(format!("key {id} has no signer reference"))
+        })?;
+        let public = hex::decode(&key.public_key)
+            .map_err(|_| ServiceError::KeyNotUsable("stored public key".into()))?;
+        let sig = match request {
+            SignRequest::EcdsaDigest(_) => {
+                let pk: [u8; 33] = public
+                    .try_into()
+                    .map_err(|_| ServiceError::KeyNotUsable("stored public key".into()))?;
+                t.sign_ecdsa(&key_ref, &pk, subject).await?
+            }
+            SignRequest::SchnorrDigest {
+                digest,
+                tweak: None,
+            } => t.sign_taproot(&key_ref, &digest, subject).await?,
+            other => {
+                return Err(ServiceError::KeyNotUsable(format!(
+                    "a threshold key signs no {:?} request",
+                    other.algorithm()
+                )));
+            }
+        };
+        Ok(sig)
     }
 
     /// Signs a challenge that names the key and the moment, and verifies the

@@ -53,13 +53,16 @@ impl ThresholdKeys {
 
     /// Makes a key for `wallet` among all the nodes: FROST with the Taproot
     /// tweak for Schnorr keys (the group key is the output key), CGGMP24
-    /// for ECDSA. Returns the public key as the inventory keeps it.
+    /// for ECDSA. Returns the public key as the inventory keeps it, and the
+    /// reference the inventory keeps for the nodes: their key id, and for
+    /// FROST keys `#` and the public package (hex) the coordinator checks
+    /// each signer's share against.
     pub async fn create(
         self: &Arc<Self>,
         algorithm: KeyAlgorithm,
         key_ref: &str,
         wallet: WalletId,
-    ) -> Result<PublicKey, ServiceError> {
+    ) -> Result<(PublicKey, String), ServiceError> {
         let wallet = wallet.to_string();
         let public = match algorithm {
             KeyAlgorithm::EcdsaSecp256k1 => {
@@ -69,7 +72,7 @@ impl ThresholdKeys {
                     .await
                     .map_err(unavailable)?;
                 self.refill_later(key_ref);
-                PublicKey::Secp256k1(pk)
+                (PublicKey::Secp256k1(pk), key_ref.to_owned())
             }
             KeyAlgorithm::SchnorrBip340 => {
                 let k = self
@@ -82,7 +85,10 @@ impl ThresholdKeys {
                     )
                     .await
                     .map_err(unavailable)?;
-                PublicKey::XOnly(k.group_key)
+                (
+                    PublicKey::XOnly(k.group_key),
+                    format!("{key_ref}#{}", hex::encode(&k.public)),
+                )
             }
             KeyAlgorithm::Ed25519 => {
                 return Err(ServiceError::Invalid(
@@ -119,13 +125,15 @@ impl ThresholdKeys {
     /// node derives again itself.
     pub async fn sign_taproot(
         &self,
-        key_ref: &str,
-        public: &[u8],
+        backend_ref: &str,
         message: &[u8],
         subject: &Subject,
     ) -> Result<Signature, ServiceError> {
-        let group = GroupPublic::<keys_mpc::Taproot>::from_bytes(public)
-            .map_err(|e| ServiceError::KeyNotUsable(format!("group key: {e}")))?;
+        let bad = || ServiceError::KeyNotUsable("the key's public package is unreadable".into());
+        let (key_ref, package) = backend_ref.split_once('#').ok_or_else(bad)?;
+        let package = hex::decode(package).map_err(|_| bad())?;
+        let group = GroupPublic::<keys_mpc::Taproot>::from_bytes(&package)
+            .map_err(|e| ServiceError::KeyNotUsable(format!("public package: {e}")))?;
         let sig = self
             .cluster
             .sign(key_ref, &group, message, subject)

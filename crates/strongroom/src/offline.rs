@@ -139,6 +139,12 @@ pub(crate) fn sign(
                     tweak: Some(TapTweak::NoScripts),
                 },
             ),
+            SigningTask::SchnorrOutput { input, .. } => {
+                return Err(anyhow::anyhow!(
+                    "input {input} is a threshold key's: its signer nodes sign it"
+                )
+                .into());
+            }
         };
         let sig = rt
             .block_on(signer.sign(key, req.clone()))

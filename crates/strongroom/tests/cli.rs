@@ -2164,19 +2164,26 @@ fn bitcoin_withdrawal_through_the_api() {
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
-/// An Ethereum wallet whose key never exists whole: three real signer
-/// processes make it (CGGMP24, after their auxiliary-information ceremony
-/// from the console) for the wallet; a withdrawal approved by two
-/// approvers goes through the queue, each signer checks the transaction
-/// and the approvers' signatures itself, and anvil mines it — the
-/// recipient is paid, every node audited its partial signature.
+/// A wallet whose keys never exist whole: three real signer processes
+/// make them for the wallet — an Ethereum key (CGGMP24, after their
+/// auxiliary-information ceremony from the console) and a Taproot key
+/// (FROST); withdrawals approved by two approvers go through the queue,
+/// each signer checks the transaction and the approvers' signatures
+/// itself; anvil mines the Ethereum one (the recipient is paid), Bitcoin
+/// Core's interpreter verifies the Taproot one.
 #[test]
-fn an_ethereum_withdrawal_under_a_threshold_key() {
+fn withdrawals_under_threshold_keys_on_ethereum_and_bitcoin() {
     use chain_eth_client::testing::Anvil;
     let anvil = Anvil::start();
     let (dir, config) = data_dir("sqlite://strongroom.db");
     let cfg = config.to_str().unwrap().to_owned();
     add_ethereum(&config, 31337, anvil.url());
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(
+        "\n[[bitcoin]]\nnetwork = \"regtest\"\nmax_fee_rate_sat_vb = 50\nmax_fee_sat = 20000\n\
+         fee_rate_sat_vb = 4\npoll_seconds = 1\n",
+    );
+    std::fs::write(&config, text).unwrap();
     let quorum = init_keystore(&cfg, &dir.path().join("shares"), 2, 2).join("\n") + "\n";
 
     // Two approvers, their signing keys made where they sit.
@@ -2305,20 +2312,24 @@ fn an_ethereum_withdrawal_under_a_threshold_key() {
     assert_eq!(code, 201, "{t}");
     assert_eq!(t["state"], "pending_approval");
     let transfer = t["id"].as_str().unwrap().to_owned();
-    for ((key, _), (sign, _)) in approvers.iter().zip(&approver_keys) {
-        let o = strongroom(&[
-            "approve",
-            "--addr",
-            &server.base,
-            "--key-file",
-            key.to_str().unwrap(),
-            "--approver-key",
-            sign.to_str().unwrap(),
-            "--transfer",
-            &transfer,
-        ]);
-        assert!(o.status.success(), "{}", stderr(&o));
-    }
+    // Both approvers sign their votes where they sit.
+    let approve_both = |transfer: &str| {
+        for ((key, _), (sign, _)) in approvers.iter().zip(&approver_keys) {
+            let o = strongroom(&[
+                "approve",
+                "--addr",
+                &server.base,
+                "--key-file",
+                key.to_str().unwrap(),
+                "--approver-key",
+                sign.to_str().unwrap(),
+                "--transfer",
+                transfer,
+            ]);
+            assert!(o.status.success(), "{}", stderr(&o));
+        }
+    };
+    approve_both(&transfer);
     let done = drive(&lines, 1, Some(&anvil), |id, to| {
         id == transfer && matches!(to, "completed" | "failed" | "blocked")
     });
@@ -2339,5 +2350,95 @@ fn an_ethereum_withdrawal_under_a_threshold_key() {
         .filter(|i| signers.audit_log(*i).contains("mpc.sign.share"))
         .count();
     assert_eq!(signed, 2, "two of three signers gave partial signatures");
+
+    // Bitcoin: a Taproot account on the same nodes, a deposit, a payout.
+    let (code, a) = api_call(
+        &server,
+        &admin,
+        "POST",
+        &format!("/v1/wallets/{wallet}/accounts"),
+        Some(r#"{"network":"bitcoin:regtest","backend":"threshold"}"#),
+        None,
+    );
+    assert_eq!(code, 201, "{a}");
+    let btc_address = a["address"].as_str().unwrap().to_owned();
+    assert!(btc_address.starts_with("bcrt1p"), "{btc_address}");
+    let deposit = "7a".repeat(32);
+    let o = strongroom(&[
+        "btc",
+        "record-deposit",
+        "--config",
+        &cfg,
+        "--network",
+        "regtest",
+        "--key",
+        a["key"].as_str().unwrap(),
+        "--txid",
+        &deposit,
+        "--vout",
+        "0",
+        "--sat",
+        "100000",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let payee = "bcrt1qs758ursh4q9z627kt3pp5yysm78ddny6txaqgw";
+    let body = serde_json::json!({"wallet": wallet, "asset": "bitcoin:regtest/native", "amount": "0.0005", "destination": payee}).to_string();
+    let (code, t) = api_call(
+        &server,
+        &initiator,
+        "POST",
+        "/v1/transfers",
+        Some(&body),
+        None,
+    );
+    assert_eq!(code, 201, "{t}");
+    let transfer = t["id"].as_str().unwrap().to_owned();
+    approve_both(&transfer);
+    let done = drive(&lines, 1, None, |id, to| {
+        id == transfer && matches!(to, "signed" | "failed" | "blocked")
+    });
+    assert_eq!(
+        done.map(|d| d.1).as_deref(),
+        Some("signed"),
+        "{}",
+        server.log_text()
+    );
+    let (_, t) = api_call(
+        &server,
+        &initiator,
+        "GET",
+        &format!("/v1/transfers/{transfer}"),
+        None,
+        None,
+    );
+    let (code, s) = api_call(
+        &server,
+        &initiator,
+        "GET",
+        &format!("/v1/btc/sends/{}", t["btc_send"].as_str().unwrap()),
+        None,
+        None,
+    );
+    assert_eq!(code, 200, "{s}");
+    let raw = hex::decode(s["raw"].as_str().unwrap()).unwrap();
+    let tx: bitcoin::Transaction = bitcoin::consensus::deserialize(&raw).unwrap();
+    let spk = |a: &str| {
+        chain_btc::BtcAddress::parse(a, domain::BitcoinNetwork::Regtest)
+            .unwrap()
+            .script_pubkey()
+    };
+    let prevout = bitcoin::TxOut {
+        value: bitcoin::Amount::from_sat(100_000),
+        script_pubkey: spk(&btc_address),
+    };
+    // A key-path spend: one 64-byte signature, accepted by Core.
+    assert_eq!(tx.input[0].witness.len(), 1);
+    assert_eq!(tx.input[0].witness.nth(0).map(<[u8]>::len), Some(64));
+    chain_btc::verify_with_core(&tx, &[prevout]).unwrap();
+    assert!(
+        tx.output
+            .iter()
+            .any(|o| o.script_pubkey == spk(payee) && o.value.to_sat() == 50_000)
+    );
     server.terminate();
 }

@@ -292,6 +292,7 @@ impl Cluster {
                 .collect();
             let mut sigmas = BTreeMap::new();
             let mut retry = false;
+            let mut refused = None;
             for (index, r) in self.fan_out(requests).await {
                 match r {
                     Ok(Response::Partial { sigma }) => {
@@ -310,9 +311,24 @@ impl Cluster {
                             excluded.push(index);
                             retry = true;
                         }
-                        None => return Err(e),
+                        None => {
+                            refused.get_or_insert(e);
+                        }
                     },
                 }
+            }
+            if let Some(e) = refused {
+                // A refusal (the nodes' own checks) is final for this
+                // request. Nodes that refused before journaling keep the
+                // presignature unused; when none answered a partial
+                // signature it goes back to the pool.
+                if sigmas.is_empty() && !retry {
+                    self.pool_lock()
+                        .entry(key_id.to_owned())
+                        .or_default()
+                        .push_front(p);
+                }
+                return Err(e);
             }
             if retry {
                 continue;
