@@ -947,6 +947,21 @@ impl Service {
         let AccountKey::Single(backend) = kind else {
             return Err(invalid("HD accounts are for Bitcoin networks"));
         };
+        if let Network::Bitcoin(n) = network {
+            // A threshold key's nodes sign only transactions whose every
+            // other output is change back to that key: its wallet holds no
+            // other key on the network to mix inputs or change with.
+            let held = self.store().btc_account_keys(wallet, &net_name(n)).await?;
+            let mut threshold = backend == domain::KeyBackend::Threshold;
+            for k in &held {
+                threshold |= self.store().key(*k).await?.backend == domain::KeyBackend::Threshold;
+            }
+            if threshold && !held.is_empty() {
+                return Err(invalid(format!(
+                    "a wallet with a threshold key on {network} holds no other key there"
+                )));
+            }
+        }
         // Threshold Bitcoin keys are Taproot (FROST, BIP-86 output key).
         let algorithm = if backend == domain::KeyBackend::Threshold && network.is_bitcoin() {
             domain::KeyAlgorithm::SchnorrBip340
@@ -967,7 +982,9 @@ impl Service {
             .await?;
         let address = match network {
             Network::Evm { chain_id } => {
-                let sender = self.register_eth_sender(actor, key.id, chain_id).await?;
+                let sender = self
+                    .register_eth_sender_unchecked(actor, key.id, chain_id)
+                    .await?;
                 let a: chain_eth::EthAddress =
                     sender.address.parse().map_err(|e| corrupt("address", e))?;
                 crate::identity::assign_eth_sender(self, actor, chain_id, a, wallet).await?;

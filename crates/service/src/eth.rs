@@ -266,6 +266,24 @@ impl Service {
         key_id: KeyId,
         chain_id: u64,
     ) -> Result<EthSenderRow, ServiceError> {
+        if self.store().key(key_id).await?.backend == domain::KeyBackend::Threshold {
+            // Its nodes bound it to one wallet, and sign for one chain: it
+            // got its sender when its account was opened.
+            return Err(ServiceError::Invalid(format!(
+                "key {key_id} is a threshold key: it sends for the account it was made for"
+            )));
+        }
+        self.register_eth_sender_unchecked(actor, key_id, chain_id)
+            .await
+    }
+
+    /// [`Service::register_eth_sender`] for the account a key is made for.
+    pub(crate) async fn register_eth_sender_unchecked(
+        &self,
+        actor: &Actor,
+        key_id: KeyId,
+        chain_id: u64,
+    ) -> Result<EthSenderRow, ServiceError> {
         let net = self.eth_network(chain_id)?;
         let key = self.store().key(key_id).await?;
         if key.algorithm != KeyAlgorithm::EcdsaSecp256k1

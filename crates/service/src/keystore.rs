@@ -910,13 +910,27 @@ impl Service {
         if key.backend == KeyBackend::Threshold {
             // The signer nodes take a network round trip (more when a
             // presignature must be made first): not under the vault lock,
-            // which seals and freezes wait for. A freeze committed
-            // meanwhile is seen by the check after the signature.
+            // which seals and freezes wait for. What changed meanwhile is
+            // seen by the checks after the signature.
             drop(vault);
             let sig = self.sign_threshold(&key, subject, request).await?;
+            // Under the lock again: a seal, a key suspended or compromised,
+            // or a freeze committed meanwhile, and the signature is dropped.
+            let vault = self.vault().lock().await;
+            if !matches!(*vault, Vault::Unsealed(_)) {
+                return Err(ServiceError::Sealed);
+            }
+            let now_key = self.store().key(id).await?;
+            if !now_key.state.may_sign() || self.now() >= now_key.expires_at {
+                return Err(ServiceError::KeyNotUsable(format!(
+                    "key {id} became {} while its signers signed",
+                    now_key.state
+                )));
+            }
             if purpose == KeyPurpose::TransferSigning {
                 self.ensure_not_frozen(wallet, Some(id)).await?;
             }
+            drop(vault);
             return Ok((key, sig));
         }
         let Vault::Unsealed(opened) = &mut *vault else {

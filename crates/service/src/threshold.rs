@@ -71,8 +71,13 @@ impl ThresholdKeys {
                     .ecdsa_generate(key_ref, &wallet, self.threshold)
                     .await
                     .map_err(unavailable)?;
-                self.refill_later(key_ref);
-                (PublicKey::Secp256k1(pk), key_ref.to_owned())
+                self.refill_later(key_ref, self.threshold);
+                // The key's own threshold, kept with it: a later change of
+                // `[threshold]` applies to new keys only.
+                (
+                    PublicKey::Secp256k1(pk),
+                    format!("{key_ref}#t={}", self.threshold),
+                )
             }
             KeyAlgorithm::SchnorrBip340 => {
                 let k = self
@@ -103,16 +108,25 @@ impl ThresholdKeys {
     /// every signer checks against the approvals it carries.
     pub async fn sign_ecdsa(
         self: &Arc<Self>,
-        key_ref: &str,
+        backend_ref: &str,
         public: &[u8; 33],
         subject: &Subject,
     ) -> Result<Signature, ServiceError> {
+        let (key_ref, threshold) = match backend_ref.split_once("#t=") {
+            Some((k, t)) => (
+                k,
+                t.parse::<u16>().map_err(|_| {
+                    ServiceError::KeyNotUsable("the key's threshold is unreadable".into())
+                })?,
+            ),
+            None => (backend_ref, self.threshold),
+        };
         let sig = self
             .cluster
-            .sign_ecdsa(key_ref, public, self.threshold, subject)
+            .sign_ecdsa(key_ref, public, threshold, subject)
             .await
             .map_err(unavailable)?;
-        self.refill_later(key_ref);
+        self.refill_later(key_ref, threshold);
         Ok(Signature::Ecdsa(EcdsaSignature {
             r: sig.r,
             s: sig.s,
@@ -145,7 +159,7 @@ impl ThresholdKeys {
     /// Tops up `key_ref`'s presignature pool in the background, one refill
     /// at a time per key. A refill that fails is logged; signing then makes
     /// its presignature on demand.
-    pub fn refill_later(self: &Arc<Self>, key_ref: &str) {
+    pub fn refill_later(self: &Arc<Self>, key_ref: &str, threshold: u16) {
         if self.presignatures == 0
             || self.cluster.pooled(key_ref) >= self.presignatures
             || !self
@@ -161,7 +175,7 @@ impl ThresholdKeys {
         tokio::spawn(async move {
             if let Err(e) = me
                 .cluster
-                .refill(&key, me.threshold, me.presignatures)
+                .refill(&key, threshold, me.presignatures)
                 .await
             {
                 tracing::warn!(key = %key, error = %e, "presignature pool not refilled");

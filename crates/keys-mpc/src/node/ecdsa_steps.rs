@@ -501,9 +501,14 @@ impl Node {
             put_back(open);
             return Err(e);
         }
+        // Over the hourly limit: refused with the presignature unused.
+        if let Err(e) = self.rate_slot() {
+            drop(paid);
+            put_back(open);
+            return Err(e);
+        }
         // Used, on disk, before anything of it leaves.
         self.once(b"ecdsa-presignature", &presignature)?;
-        self.rate_slot()?;
         let Open {
             state: Presig {
                 presignature: p, ..
