@@ -173,11 +173,7 @@ impl ThresholdKeys {
         let me = self.clone();
         let key = key_ref.to_owned();
         tokio::spawn(async move {
-            if let Err(e) = me
-                .cluster
-                .refill(&key, threshold, me.presignatures)
-                .await
-            {
+            if let Err(e) = me.cluster.refill(&key, threshold, me.presignatures).await {
                 tracing::warn!(key = %key, error = %e, "presignature pool not refilled");
             }
             me.refilling
