@@ -590,7 +590,12 @@ impl Service {
         }
         let signed = self
             .btc_sign(Some(wallet), &plan, &keys_of, psbt, &approved)
-            .await?;
+            .await;
+        if let Err(ServiceError::SignersRefused(why)) = &signed {
+            let ids: Vec<domain::TransferId> = transfers.iter().map(|t| t.id).collect();
+            self.note_signers_refusal(&ids, why).await?;
+        }
+        let signed = signed?;
         crate::crash::point("after_signing");
         let txid = signed.compute_txid().to_string();
         let raw = bitcoin::consensus::serialize(&signed);

@@ -726,7 +726,7 @@ impl Service {
             } else {
                 None
             };
-        let (key, sig) = self
+        let signed = self
             .sign_checked(
                 sender.key_id,
                 wallet,
@@ -735,7 +735,13 @@ impl Service {
                 request.clone(),
                 subject.as_ref(),
             )
-            .await?;
+            .await;
+        if let Err(ServiceError::SignersRefused(why)) = &signed
+            && let Some(t) = self.store().transfer_of_send(&send.id).await?
+        {
+            self.note_signers_refusal(&[t.id], why).await?;
+        }
+        let (key, sig) = signed?;
         let from = parse_addr(&sender.address)?;
         // A second implementation (libsecp256k1) checks what the backend made.
         let pk: [u8; 33] = hex::decode(&key.public_key)

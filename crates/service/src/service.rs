@@ -41,6 +41,8 @@ pub enum ServiceError {
     WrongShares,
     #[error("key cannot be used: {0}")]
     KeyNotUsable(String),
+    #[error("the signer nodes refused: {0}")]
+    SignersRefused(String),
     #[error("key backend: {0}")]
     Key(#[from] keys::KeyError),
     #[error("sealed key material does not open: {0}")]

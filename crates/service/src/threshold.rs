@@ -24,13 +24,16 @@ pub struct ThresholdKeys {
     /// Presignatures kept ready per ECDSA key.
     presignatures: usize,
     refilling: Mutex<HashSet<String>>,
+    /// Refusals already written into a transfer's history (by this
+    /// process): the resumer asks again every pass.
+    noted: Mutex<HashSet<(String, String)>>,
 }
 
 fn unavailable(e: ClusterError) -> ServiceError {
     match e {
         // The nodes' own checks refused: the request is not one they sign.
         ClusterError::Refused { index, reason, .. } => {
-            ServiceError::KeyNotUsable(format!("signer {index} refused: {reason}"))
+            ServiceError::SignersRefused(format!("signer {index}: {reason}"))
         }
         ClusterError::KeyFrozen { .. } => ServiceError::KeyNotUsable(e.to_string()),
         other => ServiceError::Key(keys::KeyError::Backend(other.to_string())),
@@ -44,7 +47,16 @@ impl ThresholdKeys {
             threshold,
             presignatures,
             refilling: Mutex::default(),
+            noted: Mutex::default(),
         }
+    }
+
+    /// Whether `why` is new for `transfer` (and now noted).
+    pub(crate) fn first_refusal(&self, transfer: &str, why: &str) -> bool {
+        self.noted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((transfer.to_owned(), why.to_owned()))
     }
 
     pub fn cluster(&self) -> &Cluster {
@@ -203,5 +215,45 @@ pub(crate) fn approved_transfer(
                 signature: a.signature.clone(),
             })
             .collect(),
+    }
+}
+
+impl crate::Service {
+    /// Writes the signer nodes' refusal into each transfer's history and
+    /// the audit log (once per transfer and reason): they stay in
+    /// `signing`, retried, where `/v1/transfers/{id}` shows why.
+    pub(crate) async fn note_signers_refusal(
+        &self,
+        transfers: &[domain::TransferId],
+        why: &str,
+    ) -> Result<(), ServiceError> {
+        let Some(t) = self.threshold() else {
+            return Ok(());
+        };
+        for id in transfers {
+            if !t.first_refusal(&id.to_string(), why) {
+                continue;
+            }
+            tracing::error!(transfer = %id, %why, "the signer nodes refused to sign");
+            let now = self.now();
+            let mut tx = self.store().begin().await?;
+            let row = tx.lock_transfer(*id).await?;
+            tx.add_history(
+                row.id,
+                &row.state,
+                "system",
+                &format!("the signer nodes refused: {why}"),
+                now,
+            )
+            .await?;
+            let e = crate::keystore::entry(
+                &domain::Actor::System,
+                "transfer.signers_refused",
+                &format!("transfer:{id}"),
+                serde_json::json!({ "why": why }),
+            )?;
+            self.commit(tx, &[e], now).await?;
+        }
+        Ok(())
     }
 }

@@ -2274,8 +2274,14 @@ fn withdrawals_under_threshold_keys_on_ethereum_and_bitcoin() {
 
     // The policy: every withdrawal needs both approvers; their keys
     // registered by the admin.
+    // The policy: small ether payments allowed by the server alone (the
+    // nodes, which need two approvals for anything, will refuse them);
+    // everything else needs both approvers; their keys registered by the
+    // admin.
     let document = format!(
         "[[groups]]\nname = \"approvers\"\nmembers = [\"{}\", \"{}\"]\n\n\
+         [[rules]]\nname = \"dust\"\nassets = [\"eip155:31337/native\"]\n\
+         amount = {{ at_most = \"0.01\" }}\naction = \"allow\"\n\n\
          [[rules]]\nname = \"all\"\naction = \"require_approval\"\n\
          approvals = {{ group = \"approvers\", threshold = 2 }}\n",
         approvers[0].1, approvers[1].1
@@ -2300,16 +2306,21 @@ fn withdrawals_under_threshold_keys_on_ethereum_and_bitcoin() {
         assert!(code < 300 && p["state"] == "applied", "{p}");
     }
 
-    let body = serde_json::json!({"wallet": wallet, "asset": "eip155:31337/native", "amount": "1.5", "destination": DESTINATION}).to_string();
-    let (code, t) = api_call(
-        &server,
-        &initiator,
-        "POST",
-        "/v1/transfers",
-        Some(&body),
-        None,
-    );
-    assert_eq!(code, 201, "{t}");
+    // A withdrawal requested by the initiator (201).
+    let request = |wallet: &str, asset: &str, amount: &str, to: &str| {
+        let body = serde_json::json!({"wallet": wallet, "asset": asset, "amount": amount, "destination": to}).to_string();
+        let (code, t) = api_call(
+            &server,
+            &initiator,
+            "POST",
+            "/v1/transfers",
+            Some(&body),
+            None,
+        );
+        assert_eq!(code, 201, "{t}");
+        t
+    };
+    let t = request(&wallet, "eip155:31337/native", "1.5", DESTINATION);
     assert_eq!(t["state"], "pending_approval");
     let transfer = t["id"].as_str().unwrap().to_owned();
     // Both approvers sign their votes where they sit.
@@ -2382,16 +2393,7 @@ fn withdrawals_under_threshold_keys_on_ethereum_and_bitcoin() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let payee = "bcrt1qs758ursh4q9z627kt3pp5yysm78ddny6txaqgw";
-    let body = serde_json::json!({"wallet": wallet, "asset": "bitcoin:regtest/native", "amount": "0.0005", "destination": payee}).to_string();
-    let (code, t) = api_call(
-        &server,
-        &initiator,
-        "POST",
-        "/v1/transfers",
-        Some(&body),
-        None,
-    );
-    assert_eq!(code, 201, "{t}");
+    let t = request(&wallet, "bitcoin:regtest/native", "0.0005", payee);
     let transfer = t["id"].as_str().unwrap().to_owned();
     approve_both(&transfer);
     let done = drive(&lines, 1, None, |id, to| {
@@ -2440,5 +2442,38 @@ fn withdrawals_under_threshold_keys_on_ethereum_and_bitcoin() {
             .iter()
             .any(|o| o.script_pubkey == spk(payee) && o.value.to_sat() == 50_000)
     );
+
+    // A payment the server's policy lets through without approvals, which
+    // the nodes' own policy does not: they refuse, and the transfer's
+    // history says so (it stays in `signing`, not paid).
+    let t = request(&wallet, "eip155:31337/native", "0.001", DESTINATION);
+    let transfer = t["id"].as_str().unwrap().to_owned();
+    loop {
+        let line = lines
+            .recv_timeout(std::time::Duration::from_secs(90))
+            .unwrap()
+            .unwrap();
+        if line.contains("the signer nodes refused to sign") && line.contains(&transfer) {
+            break;
+        }
+    }
+    let (_, t) = api_call(
+        &server,
+        &initiator,
+        "GET",
+        &format!("/v1/transfers/{transfer}"),
+        None,
+        None,
+    );
+    assert_eq!(t["state"], "signing", "{t}");
+    let why = t["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["why"].as_str())
+        .find(|w| w.starts_with("the signer nodes refused"))
+        .unwrap_or_else(|| panic!("no refusal in {t}"))
+        .to_owned();
+    assert!(why.contains("approvals"), "{why}");
     server.terminate();
 }
