@@ -56,6 +56,49 @@ pub struct EthereumPolicy {
     /// The most a transaction may pay for gas (gas limit × max fee per
     /// gas), in wei.
     pub max_fee: u64,
+    /// ERC-20 tokens this node pays, as its operator knows them (never as
+    /// a request describes them).
+    #[serde(default)]
+    pub tokens: Vec<EthereumToken>,
+}
+
+/// An ERC-20 token a node pays: `transfer(recipient, amount)` calls of its
+/// contract, nothing else.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EthereumToken {
+    pub symbol: String,
+    /// `0x` and 40 hex digits.
+    pub contract: String,
+    pub decimals: u8,
+}
+
+impl EthereumPolicy {
+    /// Ether and the configured tokens on `chain_id`.
+    fn assets(&self, chain_id: u64) -> Result<Vec<domain::Asset>, String> {
+        let mut assets = vec![domain::Asset::ether(chain_id)];
+        for t in &self.tokens {
+            let contract: domain::ContractAddress = t
+                .contract
+                .to_ascii_lowercase()
+                .parse()
+                .map_err(|e| format!("token {}: {e}", t.symbol))?;
+            let id = domain::AssetId::new(Network::Evm { chain_id }, AssetKind::Erc20(contract))
+                .map_err(|e| format!("token {}: {e}", t.symbol))?;
+            let asset = domain::Asset::new(
+                id,
+                domain::Symbol::new(&t.symbol).map_err(|e| format!("token {}: {e}", t.symbol))?,
+                domain::Decimals::new(t.decimals)
+                    .map_err(|e| format!("token {}: {e}", t.symbol))?,
+            )
+            .map_err(|e| format!("token {}: {e}", t.symbol))?;
+            if assets.iter().any(|a| a.id() == asset.id()) {
+                return Err(format!("token {} is listed twice", t.symbol));
+            }
+            assets.push(asset);
+        }
+        Ok(assets)
+    }
 }
 
 /// What a signer is asked to sign, in a form it can check itself.
@@ -283,11 +326,22 @@ pub fn check_ethereum(
     let [t] = transfers.as_slice() else {
         return Err(refused("an Ethereum transaction pays exactly one transfer"));
     };
-    let ether = domain::Asset::ether(chain_id);
-    let a = approval(policy, &ether, wallet, t, now)?;
+    let assets = rules.assets(chain_id).map_err(Abort::Internal)?;
+    let a = approval(policy, &assets, wallet, t, now)?;
     let (destination, _) = chain_eth::EthAddress::parse(a.intent.destination().as_str())
         .map_err(|e| refused(format!("intent {}: {e}", a.digest)))?;
-    if plan.to != destination || plan.value != a.amount || !plan.data.is_empty() {
+    let pays = match a.intent.amount().asset().id().kind() {
+        AssetKind::Native => {
+            plan.to == destination && plan.value == a.amount && plan.data.is_empty()
+        }
+        AssetKind::Erc20(contract) => {
+            plan.to.as_bytes() == contract.as_bytes()
+                && plan.value == 0
+                && chain_eth::calls::decode_erc20_transfer(&plan.data)
+                    .is_ok_and(|(to, amount)| to == destination && amount == a.amount)
+        }
+    };
+    if !pays {
         return Err(refused(format!(
             "the transaction does not pay transfer {} (recipient, amount, or calldata differ)",
             a.digest
@@ -492,7 +546,7 @@ fn approved(
     now: Timestamp,
 ) -> Result<Read, Abort> {
     let btc = domain::Asset::bitcoin(network);
-    let a = approval(policy, &btc, wallet, t, now)?;
+    let a = approval(policy, std::slice::from_ref(&btc), wallet, t, now)?;
     let digest = &a.digest;
     let amount = u64::try_from(a.amount).map_err(|_| refused("amount out of range"))?;
     let address = chain_btc::BtcAddress::parse(a.intent.destination().as_str(), network)
@@ -521,19 +575,19 @@ struct Approved {
     approved: bool,
 }
 
-/// Reads an approved transfer: its intent (a payment of `asset`, the
-/// node's own network's coin as this node knows it — not as the bytes
-/// describe it — from `wallet`), and its approvals checked against this
-/// node's enrolled approvers.
+/// Reads an approved transfer: its intent (a payment of one of `assets`,
+/// as this node knows them — not as the bytes describe them — from
+/// `wallet`), and its approvals checked against this node's enrolled
+/// approvers.
 fn approval(
     policy: &CosignPolicy,
-    asset: &domain::Asset,
+    assets: &[domain::Asset],
     wallet: &str,
     t: &ApprovedTransfer,
     now: Timestamp,
 ) -> Result<Approved, Abort> {
     let bytes = hex::decode(&t.intent).map_err(|_| refused("intent is not hex"))?;
-    let intent = TransferIntent::decode(&bytes, |id| (id == asset.id()).then(|| asset.clone()))
+    let intent = TransferIntent::decode(&bytes, |id| assets.iter().find(|a| a.id() == id).cloned())
         .map_err(|e| {
             refused(format!(
                 "intent is not a payment on this node's network: {e}"
@@ -546,12 +600,9 @@ fn approval(
             "intent {digest} is a transfer of another wallet than this key's"
         )));
     }
-    if !matches!(intent.amount().asset().id().kind(), AssetKind::Native)
-        || intent.amount().asset().id() != asset.id()
-    {
+    if !assets.iter().any(|a| a == intent.amount().asset()) {
         return Err(refused(format!(
-            "intent {digest} is not a payment of {}",
-            asset.symbol().as_str()
+            "intent {digest} is not a payment of an asset this node pays"
         )));
     }
     let amount = intent.amount().units();
@@ -617,6 +668,15 @@ pub fn check_policy(p: &CosignPolicy) -> Result<(), String> {
     }
     if p.min_approvals == 0 {
         return Err("min_approvals must be at least 1".into());
+    }
+    if let Some(e) = &p.ethereum {
+        let Ok(Network::Evm { chain_id }) = e.network.parse::<Network>() else {
+            return Err(format!(
+                "ethereum.network {:?}: eip155:<chain id>",
+                e.network
+            ));
+        };
+        e.assets(chain_id)?;
     }
     let mut seen: Vec<&String> = Vec::new();
     for k in &p.approvers {

@@ -454,3 +454,75 @@ fn replacements_must_all_conflict_with_each_other() {
     let j = PaidJournal::open(&dir.path().join("paid")).unwrap();
     assert!(j.check(&third).is_err());
 }
+
+/// ERC-20 payments under a threshold ECDSA key: only tokens in the node's
+/// own list, only `transfer(recipient, amount)` of exactly the approved
+/// amount to the approved recipient, no ether with it.
+#[test]
+fn an_erc20_payment_is_read_with_the_node_s_own_token_list() {
+    use chain_eth::{EthAddress, Fees, TxPlan};
+    use domain::{Asset, AssetId, AssetKind, Decimals, Network, Symbol};
+    use keys_mpc::cosign::{EthereumToken, EthereumTx, check_ethereum};
+    const USDC: &str = "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48";
+    const TO: &str = "0x1111111111111111111111111111111111111111";
+    let chain = keys_mpc::testing::ETH_CHAIN;
+    let mut p = policy(false);
+    let with_token = |p: &mut CosignPolicy| {
+        p.ethereum.as_mut().unwrap().tokens = vec![EthereumToken {
+            symbol: "USDC".into(),
+            contract: USDC.into(),
+            decimals: 6,
+        }];
+    };
+    with_token(&mut p);
+    let secp = bitcoin::secp256k1::Secp256k1::new();
+    let key = bitcoin::secp256k1::SecretKey::from_slice(&[9; 32])
+        .unwrap()
+        .public_key(&secp)
+        .serialize();
+    let usdc = Asset::new(
+        AssetId::new(
+            Network::Evm { chain_id: chain },
+            AssetKind::Erc20(USDC.parse().unwrap()),
+        )
+        .unwrap(),
+        Symbol::new("USDC").unwrap(),
+        Decimals::new(6).unwrap(),
+    )
+    .unwrap();
+    let transfer = keys_mpc::testing::approved(
+        WALLET,
+        usdc,
+        Network::Evm { chain_id: chain },
+        TO,
+        5_000_000,
+        &[1, 2],
+    );
+    let fees = Fees::Eip1559 {
+        max_fee_per_gas: 2_000_000_000,
+        max_priority_fee_per_gas: 1_000_000_000,
+    };
+    let addr = |a: &str| EthAddress::parse(a).unwrap().0;
+    let run = |p: &CosignPolicy, plan: &TxPlan| {
+        let s = Subject::Ethereum {
+            tx: EthereumTx::from_plan(plan).unwrap(),
+            transfers: vec![transfer.clone()],
+        };
+        check_ethereum(p, &key, WALLET, &s, now()).map(|c| c.message)
+    };
+    let good = TxPlan::erc20(chain, 0, addr(USDC), addr(TO), 5_000_000, 60_000, fees);
+    assert_eq!(run(&p, &good).unwrap(), good.signing_payload());
+    // Another amount, another recipient, ether beside it, another contract.
+    let mut more = TxPlan::erc20(chain, 0, addr(USDC), addr(TO), 5_000_001, 60_000, fees);
+    refused(run(&p, &more), "does not pay");
+    more = TxPlan::erc20(chain, 0, addr(USDC), addr(USDC), 5_000_000, 60_000, fees);
+    refused(run(&p, &more), "does not pay");
+    more = good.clone();
+    more.value = 1;
+    refused(run(&p, &more), "does not pay");
+    more = TxPlan::erc20(chain, 0, addr(TO), addr(TO), 5_000_000, 60_000, fees);
+    refused(run(&p, &more), "does not pay");
+    // A node without the token in its list pays none of it.
+    let bare = policy(false);
+    refused(run(&bare, &good), "not a payment");
+}
