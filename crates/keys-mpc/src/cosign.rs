@@ -56,6 +56,10 @@ pub struct EthereumPolicy {
     /// The most a transaction may pay for gas (gas limit × max fee per
     /// gas), in wei.
     pub max_fee: u64,
+    /// Wei a transfer may pay without approvals (0, the default: every
+    /// one needs `min_approvals`). `unapproved_limit` above is in sats.
+    #[serde(default)]
+    pub unapproved_limit: u64,
     /// ERC-20 tokens this node pays, as its operator knows them (never as
     /// a request describes them).
     #[serde(default)]
@@ -71,6 +75,10 @@ pub struct EthereumToken {
     /// `0x` and 40 hex digits.
     pub contract: String,
     pub decimals: u8,
+    /// Base units of the token a transfer may pay without approvals (0,
+    /// the default: every one needs `min_approvals`).
+    #[serde(default)]
+    pub unapproved_limit: u64,
 }
 
 impl EthereumPolicy {
@@ -347,7 +355,21 @@ pub fn check_ethereum(
             a.digest
         )));
     }
-    if !a.approved && a.amount > u128::from(policy.unapproved_limit) {
+    // Each asset its own limit, in its own base units.
+    let limit = match a.intent.amount().asset().id().kind() {
+        AssetKind::Native => rules.unapproved_limit,
+        AssetKind::Erc20(c) => rules
+            .tokens
+            .iter()
+            .find(|t| {
+                t.contract
+                    .to_ascii_lowercase()
+                    .parse::<domain::ContractAddress>()
+                    .is_ok_and(|k| k == *c)
+            })
+            .map_or(0, |t| t.unapproved_limit),
+    };
+    if !a.approved && a.amount > u128::from(limit) {
         return Err(refused(format!(
             "transfer {} of {} has too few valid approvals by enrolled approvers; \
              this node needs {}",

@@ -76,12 +76,24 @@ pub fn execution_id(kind: &str, session: &SessionId, context: &[&str]) -> [u8; 3
 }
 
 /// A message into a protocol run: the sender's index *in the protocol*
-/// (0-based), whether it was broadcast, and its JSON.
-#[derive(Debug)]
+/// (0-based), whether it was broadcast, and its JSON (a key-generation
+/// share among them: never printed).
 pub(crate) struct Inbound {
     pub from: u16,
     pub broadcast: bool,
     pub body: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Inbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Inbound(from {}, broadcast {}, {} bytes)",
+            self.from,
+            self.broadcast,
+            self.body.len()
+        )
+    }
 }
 
 /// A message out of a protocol run: its recipient's index in the

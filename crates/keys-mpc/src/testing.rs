@@ -35,6 +35,7 @@ pub fn policy(allow_raw: bool) -> CosignPolicy {
         ethereum: Some(crate::cosign::EthereumPolicy {
             network: format!("eip155:{ETH_CHAIN}"),
             max_fee: 10_000_000_000_000_000,
+            unapproved_limit: 0,
             tokens: Vec::new(),
         }),
     }

@@ -472,6 +472,7 @@ fn an_erc20_payment_is_read_with_the_node_s_own_token_list() {
             symbol: "USDC".into(),
             contract: USDC.into(),
             decimals: 6,
+            unapproved_limit: 1_000_000,
         }];
     };
     with_token(&mut p);
@@ -480,16 +481,19 @@ fn an_erc20_payment_is_read_with_the_node_s_own_token_list() {
         .unwrap()
         .public_key(&secp)
         .serialize();
-    let usdc = Asset::new(
-        AssetId::new(
-            Network::Evm { chain_id: chain },
-            AssetKind::Erc20(USDC.parse().unwrap()),
+    let usdc_asset = || {
+        Asset::new(
+            AssetId::new(
+                Network::Evm { chain_id: chain },
+                AssetKind::Erc20(USDC.parse().unwrap()),
+            )
+            .unwrap(),
+            Symbol::new("USDC").unwrap(),
+            Decimals::new(6).unwrap(),
         )
-        .unwrap(),
-        Symbol::new("USDC").unwrap(),
-        Decimals::new(6).unwrap(),
-    )
-    .unwrap();
+        .unwrap()
+    };
+    let usdc = usdc_asset();
     let transfer = keys_mpc::testing::approved(
         WALLET,
         usdc,
@@ -525,4 +529,23 @@ fn an_erc20_payment_is_read_with_the_node_s_own_token_list() {
     // A node without the token in its list pays none of it.
     let bare = policy(false);
     refused(run(&bare, &good), "not a payment");
+    // Without approvals: up to the token's own limit, in its own units.
+    let unapproved = |units: u128| {
+        let t = keys_mpc::testing::approved(
+            WALLET,
+            usdc_asset(),
+            Network::Evm { chain_id: chain },
+            TO,
+            units,
+            &[],
+        );
+        let plan = TxPlan::erc20(chain, 0, addr(USDC), addr(TO), units, 60_000, fees);
+        let s = Subject::Ethereum {
+            tx: EthereumTx::from_plan(&plan).unwrap(),
+            transfers: vec![t],
+        };
+        check_ethereum(&p, &key, WALLET, &s, now()).map(|c| c.message)
+    };
+    assert!(unapproved(1_000_000).is_ok());
+    refused(unapproved(1_000_001), "too few valid approvals");
 }

@@ -593,7 +593,9 @@ impl Service {
             .await;
         if let Err(ServiceError::SignersRefused(why)) = &signed {
             let ids: Vec<domain::TransferId> = transfers.iter().map(|t| t.id).collect();
-            self.note_signers_refusal(&ids, why).await?;
+            if let Err(e) = self.note_signers_refusal(&ids, why).await {
+                tracing::warn!(send = %send.id, error = %e, "the signers' refusal was not noted");
+            }
         }
         let signed = signed?;
         crate::crash::point("after_signing");

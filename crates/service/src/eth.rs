@@ -736,10 +736,16 @@ impl Service {
                 subject.as_ref(),
             )
             .await;
-        if let Err(ServiceError::SignersRefused(why)) = &signed
-            && let Some(t) = self.store().transfer_of_send(&send.id).await?
-        {
-            self.note_signers_refusal(&[t.id], why).await?;
+        if let Err(ServiceError::SignersRefused(why)) = &signed {
+            // Noted if it can be; the refusal is the error either way.
+            let noted = match self.store().transfer_of_send(&send.id).await {
+                Ok(Some(t)) => self.note_signers_refusal(&[t.id], why).await,
+                Ok(None) => Ok(()),
+                Err(e) => Err(e.into()),
+            };
+            if let Err(e) = noted {
+                tracing::warn!(send = %send.id, error = %e, "the signers' refusal was not noted");
+            }
         }
         let (key, sig) = signed?;
         let from = parse_addr(&sender.address)?;

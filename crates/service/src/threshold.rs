@@ -24,9 +24,9 @@ pub struct ThresholdKeys {
     /// Presignatures kept ready per ECDSA key.
     presignatures: usize,
     refilling: Mutex<HashSet<String>>,
-    /// Refusals already written into a transfer's history (by this
+    /// The last refusal written into each transfer's history (by this
     /// process): the resumer asks again every pass.
-    noted: Mutex<HashSet<(String, String)>>,
+    noted: Mutex<std::collections::HashMap<String, String>>,
 }
 
 fn unavailable(e: ClusterError) -> ServiceError {
@@ -51,12 +51,20 @@ impl ThresholdKeys {
         }
     }
 
-    /// Whether `why` is new for `transfer` (and now noted).
-    pub(crate) fn first_refusal(&self, transfer: &str, why: &str) -> bool {
+    /// Whether `why` differs from the last refusal noted for `transfer`.
+    fn new_refusal(&self, transfer: &str, why: &str) -> bool {
         self.noted
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert((transfer.to_owned(), why.to_owned()))
+            .get(transfer)
+            .is_none_or(|w| w != why)
+    }
+
+    fn noted(&self, transfer: &str, why: &str) {
+        self.noted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(transfer.to_owned(), why.to_owned());
     }
 
     pub fn cluster(&self) -> &Cluster {
@@ -230,8 +238,11 @@ impl crate::Service {
         let Some(t) = self.threshold() else {
             return Ok(());
         };
+        // The reason without the signer that gave it: each signer of a
+        // quorum refuses alike.
+        let why = why.split_once(": ").map_or(why, |(_, w)| w);
         for id in transfers {
-            if !t.first_refusal(&id.to_string(), why) {
+            if !t.new_refusal(&id.to_string(), why) {
                 continue;
             }
             tracing::error!(transfer = %id, %why, "the signer nodes refused to sign");
@@ -253,6 +264,7 @@ impl crate::Service {
                 serde_json::json!({ "why": why }),
             )?;
             self.commit(tx, &[e], now).await?;
+            t.noted(&id.to_string(), why);
         }
         Ok(())
     }

@@ -2207,6 +2207,7 @@ fn withdrawals_under_threshold_keys_on_ethereum_and_bitcoin() {
     policy.ethereum = Some(keys_mpc::cosign::EthereumPolicy {
         network: "eip155:31337".into(),
         max_fee: 100_000_000_000_000_000,
+        unapproved_limit: 0,
         tokens: Vec::new(),
     });
     let signers = signer_nodes::Signers::start_with(3, policy);
