@@ -880,56 +880,17 @@ impl Service {
         // The vault lock first, then the key's row: a suspension or a
         // compromise committed before this point stops this signature.
         let mut vault = self.vault().lock().await;
-        let key = self.store().key(id).await?;
-        if key.purpose != purpose {
-            return Err(ServiceError::KeyNotUsable(format!(
-                "key {id} is for {}, not {}",
-                key.purpose, purpose
-            )));
-        }
-        if !key.state.may_sign() {
-            return Err(ServiceError::KeyNotUsable(format!(
-                "key {id} is {}",
-                key.state
-            )));
-        }
-        if self.now() >= key.expires_at {
-            return Err(ServiceError::KeyNotUsable(format!(
-                "key {id} is past its cryptoperiod"
-            )));
-        }
-        // A frozen wallet or key signs nothing: checked here, under the
-        // vault lock a freeze also takes, immediately before the signature.
-        if purpose == KeyPurpose::TransferSigning {
-            self.ensure_not_frozen(wallet, Some(id)).await?;
-        }
-        // A sealed system signs nothing, whichever backend holds the key.
-        if !matches!(*vault, Vault::Unsealed(_)) {
-            return Err(ServiceError::Sealed);
-        }
+        let key = self.signable(&vault, id, wallet, purpose).await?;
         if key.backend == KeyBackend::Threshold {
             // The signer nodes take a network round trip (more when a
             // presignature must be made first): not under the vault lock,
             // which seals and freezes wait for. What changed meanwhile is
-            // seen by the checks after the signature.
+            // seen by the same checks after the signature, under the lock
+            // again: then the signature is dropped.
             drop(vault);
             let sig = self.sign_threshold(&key, subject, request).await?;
-            // Under the lock again: a seal, a key suspended or compromised,
-            // or a freeze committed meanwhile, and the signature is dropped.
             let vault = self.vault().lock().await;
-            if !matches!(*vault, Vault::Unsealed(_)) {
-                return Err(ServiceError::Sealed);
-            }
-            let now_key = self.store().key(id).await?;
-            if !now_key.state.may_sign() || self.now() >= now_key.expires_at {
-                return Err(ServiceError::KeyNotUsable(format!(
-                    "key {id} became {} while its signers signed",
-                    now_key.state
-                )));
-            }
-            if purpose == KeyPurpose::TransferSigning {
-                self.ensure_not_frozen(wallet, Some(id)).await?;
-            }
+            self.signable(&vault, id, wallet, purpose).await?;
             drop(vault);
             return Ok((key, sig));
         }
@@ -975,6 +936,44 @@ impl Service {
             }
         };
         Ok((key, sig))
+    }
+
+    /// The signing gate, under the vault lock: the key's row read now, the
+    /// right purpose, active, within its cryptoperiod, its wallet and it
+    /// not frozen (a freeze takes the same lock), the system unsealed.
+    async fn signable(
+        &self,
+        vault: &Vault,
+        id: KeyId,
+        wallet: Option<domain::WalletId>,
+        purpose: KeyPurpose,
+    ) -> Result<KeyRow, ServiceError> {
+        let key = self.store().key(id).await?;
+        if key.purpose != purpose {
+            return Err(ServiceError::KeyNotUsable(format!(
+                "key {id} is for {}, not {}",
+                key.purpose, purpose
+            )));
+        }
+        if !key.state.may_sign() {
+            return Err(ServiceError::KeyNotUsable(format!(
+                "key {id} is {}",
+                key.state
+            )));
+        }
+        if self.now() >= key.expires_at {
+            return Err(ServiceError::KeyNotUsable(format!(
+                "key {id} is past its cryptoperiod"
+            )));
+        }
+        if purpose == KeyPurpose::TransferSigning {
+            self.ensure_not_frozen(wallet, Some(id)).await?;
+        }
+        // A sealed system signs nothing, whichever backend holds the key.
+        if !matches!(*vault, Vault::Unsealed(_)) {
+            return Err(ServiceError::Sealed);
+        }
+        Ok(key)
     }
 
     /// A signature by a threshold key's signer nodes, which check

@@ -898,6 +898,24 @@ fn serve_unsealed(
     (server, lines)
 }
 
+/// A new wallet named `name` and its first account (`account`: the
+/// request's body), both by `admin`: the wallet id and the account.
+fn open_wallet(
+    server: &Server,
+    admin: &Path,
+    name: &str,
+    account: &str,
+) -> (String, serde_json::Value) {
+    let body = serde_json::json!({ "name": name }).to_string();
+    let (code, w) = api_call(server, admin, "POST", "/v1/wallets", Some(&body), None);
+    assert_eq!(code, 201, "{w}");
+    let wallet = w["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/wallets/{wallet}/accounts");
+    let (code, a) = api_call(server, admin, "POST", &path, Some(account), None);
+    assert_eq!(code, 201, "{a}");
+    (wallet, a)
+}
+
 /// `strongroom apikey create` into `dir/<name>.key`: the file and the
 /// principal (`api-key:<id>`).
 fn api_key(cfg: &str, dir: &Path, name: &str, role: &str, scope: &str) -> (PathBuf, String) {
@@ -1939,25 +1957,12 @@ fn bitcoin_withdrawal_through_the_api() {
     let admin = person("admin", "admin", "global");
     let writer = person("writer", "policy-admin", "global");
     let (server, lines) = serve_unsealed(&config, &quorum);
-    let (code, w) = api_call(
+    let (wallet, a) = open_wallet(
         &server,
         &admin,
-        "POST",
-        "/v1/wallets",
-        Some(r#"{"name":"btc-payouts"}"#),
-        None,
+        "btc-payouts",
+        r#"{"network":"bitcoin:regtest"}"#,
     );
-    assert_eq!(code, 201, "{w}");
-    let wallet = w["id"].as_str().unwrap().to_owned();
-    let (code, a) = api_call(
-        &server,
-        &admin,
-        "POST",
-        &format!("/v1/wallets/{wallet}/accounts"),
-        Some(r#"{"network":"bitcoin:regtest"}"#),
-        None,
-    );
-    assert_eq!(code, 201, "{a}");
     let address = a["address"].as_str().unwrap().to_owned();
     let key = a["key"].as_str().unwrap().to_owned();
     assert!(address.starts_with("bcrt1q"), "{address}");
@@ -2238,25 +2243,12 @@ fn withdrawals_under_threshold_keys_on_ethereum_and_bitcoin() {
     let (writer, _) = person("writer", "policy-admin", "global");
 
     let (server, lines) = serve_unsealed(&config, &quorum);
-    let (code, w) = api_call(
+    let (wallet, a) = open_wallet(
         &server,
         &admin,
-        "POST",
-        "/v1/wallets",
-        Some(r#"{"name":"cold"}"#),
-        None,
+        "cold",
+        r#"{"network":"eip155:31337","backend":"threshold"}"#,
     );
-    assert_eq!(code, 201, "{w}");
-    let wallet = w["id"].as_str().unwrap().to_owned();
-    let (code, a) = api_call(
-        &server,
-        &admin,
-        "POST",
-        &format!("/v1/wallets/{wallet}/accounts"),
-        Some(r#"{"network":"eip155:31337","backend":"threshold"}"#),
-        None,
-    );
-    assert_eq!(code, 201, "{a}");
     let address = a["address"].as_str().unwrap().to_owned();
     let scope = format!("wallet:{wallet}");
     let (initiator, _) = person("initiator", "initiator", &scope);
