@@ -119,3 +119,79 @@ fn ambient_clock_and_rng_in_pure_crates_are_found() {
     let elsewhere = tidy::check_no_ambient_clock_or_rng(&root.join("crates"), &files).unwrap();
     assert!(elsewhere.is_empty());
 }
+
+/// A throwaway workspace under the system's temp dir with `files`.
+fn scratch(name: &str, files: &[(&str, String)]) -> PathBuf {
+    let root = std::env::temp_dir().join(format!("tidy-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    for (path, text) in files {
+        let p = root.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    root
+}
+
+#[test]
+fn long_files_are_found_and_known_ones_may_not_grow() {
+    let lines = |n: usize| "//! x\n".repeat(n);
+    let root = scratch(
+        "long",
+        &[
+            ("crates/a/src/new.rs", lines(901)),
+            ("crates/a/src/known.rs", lines(950)),
+            ("crates/a/src/shrunk.rs", lines(800)),
+            ("crates/a/src/fine.rs", lines(900)),
+            ("crates/a/tests/long_test.rs", lines(5000)),
+        ],
+    );
+    let files = tidy::rust_files(&root).unwrap();
+    let known = [
+        ("crates/a/src/known.rs", 949),
+        ("crates/a/src/shrunk.rs", 1000),
+    ];
+    let problems: Vec<String> = tidy::check_file_lengths(&root, &files, &known)
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    std::fs::remove_dir_all(&root).unwrap();
+    assert_eq!(
+        problems,
+        [
+            "file-length: crates/a/src/known.rs: 950 lines: a known long file grew past its 949",
+            "file-length: crates/a/src/new.rs: 901 lines, over 900: split it",
+            "file-length: crates/a/src/shrunk.rs: 800 lines: no longer long; take it off LONG_FILES",
+        ]
+    );
+}
+
+#[test]
+fn signing_around_the_gate_is_found() {
+    let root = scratch(
+        "gate",
+        &[
+            (
+                "crates/service/src/gate.rs",
+                "//! g\nfn f() { svc.sign_checked(k) }\n".into(),
+            ),
+            (
+                "crates/service/src/eth.rs",
+                "//! e\nfn f() { svc.sign_checked(k) }\n".into(),
+            ),
+        ],
+    );
+    let files = tidy::rust_files(&root).unwrap();
+    let problems: Vec<String> = tidy::check_signing_calls(&root, &files, tidy::SIGNING_CALLS)
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    std::fs::remove_dir_all(&root).unwrap();
+    assert_eq!(
+        problems,
+        [
+            "signing-gate: crates/service/src/eth.rs: calls `.sign_checked(`: only crates/service/src/gate.rs may"
+        ]
+    );
+}

@@ -168,6 +168,11 @@ pub(crate) fn service_error(e: service::ServiceError) -> ApiError {
             ApiError::new(StatusCode::BAD_REQUEST, "not_configured", e.to_string())
         }
         E::KeyNotUsable(m) => ApiError::new(StatusCode::CONFLICT, "key_not_usable", m),
+        E::NotApproved(m) => ApiError::new(
+            StatusCode::CONFLICT,
+            "not_approved",
+            format!("signing refused, wallet frozen: {m}"),
+        ),
         E::SignersRefused(m) => ApiError::new(StatusCode::CONFLICT, "signers_refused", m),
         E::Eth(ref e @ service::eth::EthError::NotReplaceable(_)) => {
             ApiError::new(StatusCode::CONFLICT, "not_replaceable", e.to_string())

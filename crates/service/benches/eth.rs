@@ -4,10 +4,12 @@
 //!   rate anvil (and the HTTP round trip) allows;
 //! - **client**: each transaction built, signed (software key) and sent
 //!   through `EthClient`;
-//! - **service**: each a whole `Service::eth_send` on SQLite — fee history,
-//!   gas estimate, nonce from the database, plan and audit committed,
-//!   signature through the keystore gate, decode-and-compare, signed bytes
-//!   and audit committed, broadcast and its audit committed.
+//! - **service**: each a whole withdrawal on SQLite (`testing::Payer`) — a
+//!   signed request authenticated, the transfer judged and stored, then fee
+//!   history, gas estimate, the plan approved against the intent, nonce
+//!   from the database, plan and audit committed, the approved plan signed
+//!   through the gate and its bytes decoded back, signed bytes and audit
+//!   committed, broadcast and its audit committed.
 //!
 //! Each round sends a batch, mines one block, and counts the time until every
 //! transaction is confirmed (receipts; `eth_poll` for the service), so the
@@ -23,7 +25,8 @@ use chain_eth::{EthAddress, FeeCaps, Fees, TxPlan};
 use chain_eth_client::testing::{Anvil, CHAIN_ID, DevWallet, mine};
 use chain_eth_client::{ClientOptions, EthClient, TxStatus};
 use domain::{Actor, AssetId, AssetKind, KeyAlgorithm, KeyBackend, KeyPurpose, Network};
-use service::eth::{EthNetwork, EthNetworkConfig, EthSendRequest, state};
+use service::eth::{EthNetwork, EthNetworkConfig, state};
+use service::testing::Payer;
 use service::{Checkpointer, NewKey, Service, SystemClock};
 use storage::testing::TestDb;
 
@@ -113,14 +116,8 @@ fn main() {
             .await;
         let ether = AssetId::new(Network::Evm { chain_id: CHAIN_ID }, AssetKind::Native).unwrap();
 
-        let request = || EthSendRequest {
-            from,
-            asset: ether.clone(),
-            to: bob().to_string(),
-            amount: "0.000000000000000001".into(),
-            urgency: Urgency::Normal,
-            transfer: None,
-        };
+        let payer = Arc::new(Payer::open(&svc, &actor, "bench", &[(CHAIN_ID, from)]).await);
+        let to = bob().to_string();
         let (mut raw, mut through_client, mut through_service, mut concurrent) =
             (vec![], vec![], vec![], vec![]);
         for _ in 0..rounds {
@@ -155,7 +152,10 @@ fn main() {
             // Service: the whole pipeline.
             let t = Instant::now();
             for _ in 0..batch {
-                let s = svc.eth_send(&actor, request()).await.unwrap();
+                let s = payer
+                    .pay_eth(&ether, &to, "0.000000000000000001", Urgency::Normal)
+                    .await
+                    .unwrap();
                 assert_eq!(s.state, state::BROADCAST);
             }
             mine(&client, 1).await;
@@ -167,11 +167,14 @@ fn main() {
             let t = Instant::now();
             let mut tasks = tokio::task::JoinSet::new();
             for w in 0..4 {
-                let (svc, actor, req) = (svc.clone(), actor.clone(), request());
+                let (payer, ether, to) = (payer.clone(), ether.clone(), to.clone());
                 let n = batch / 4 + usize::from(w < batch % 4);
                 tasks.spawn(async move {
                     for _ in 0..n {
-                        svc.eth_send(&actor, req.clone()).await.unwrap();
+                        payer
+                            .pay_eth(&ether, &to, "0.000000000000000001", Urgency::Normal)
+                            .await
+                            .unwrap();
                     }
                 });
             }
@@ -196,7 +199,7 @@ fn main() {
         println!("ethereum throughput, {batch} transfers per round, median of {rounds} rounds (one anvil):");
         println!("  raw pre-signed sends   {r:8.0} tx/s (anvil's rate, 100 %)");
         println!("  build+sign+send client {c:8.0} tx/s ({:.1} %)", 100.0 * c / r);
-        println!("  Service::eth_send      {s:8.0} tx/s ({:.1} %)", 100.0 * s / r);
-        println!("  eth_send, 4 callers    {p:8.0} tx/s ({:.1} %)", 100.0 * p / r);
+        println!("  withdrawal, whole      {s:8.0} tx/s ({:.1} %)", 100.0 * s / r);
+        println!("  withdrawals, 4 callers {p:8.0} tx/s ({:.1} %)", 100.0 * p / r);
     });
 }

@@ -1,17 +1,15 @@
-//! Bitcoin through the service: deposits recorded as held outputs, and
-//! sends that select and reserve outputs, commit the approved PSBT with
-//! its audit record before any key signs, sign each input through the
-//! keystore's gate, have Bitcoin Core's interpreter verify the result,
-//! commit the signed transaction, then broadcast it.
+//! Bitcoin through the service: configured networks, how our keys' outputs
+//! are spent (P2WPKH, P2TR), their addresses, and deposits recorded as held
+//! outputs. Sends are batches of approved transfers (`btc_transfers`),
+//! signed only through the gate (`gate`).
 
 use std::sync::Arc;
 
-use chain_btc::{BtcAddress, FeeCaps, Payout, SigningTask, Spend, Utxo};
+use chain_btc::{FeeCaps, Spend};
 use chain_btc_client::BtcClient;
-use domain::{Actor, Amount, Asset, BitcoinNetwork, KeyAlgorithm, KeyId, KeyPurpose, Network};
-use keys::{SignRequest, Signature, TapTweak};
+use domain::{Actor, BitcoinNetwork, KeyAlgorithm, KeyId, KeyPurpose, Network};
 use serde_json::json;
-use storage::{BtcSendRow, BtcUtxoRow, StorageError};
+use storage::{BtcUtxoRow, StorageError};
 
 use crate::keystore::entry;
 use crate::service::{Service, ServiceError};
@@ -66,25 +64,9 @@ impl Default for BatchRule {
     }
 }
 
-/// What to pay.
-#[derive(Debug, Clone)]
-pub struct BtcSendRequest {
-    pub network: BitcoinNetwork,
-    /// (address as written, decimal BTC amount).
-    pub payouts: Vec<(String, String)>,
-    /// Sat per virtual byte.
-    pub fee_rate: u64,
-    /// The key whose P2WPKH address receives the change.
-    pub change_key: KeyId,
-}
-
 pub(crate) fn net_name(n: BitcoinNetwork) -> String {
     Network::Bitcoin(n).to_string()
 }
-
-/// The key that signs for an output: a single key, or an HD account key
-/// and the (unhardened) child path below its account.
-pub(crate) type Signer = (KeyId, Vec<u32>);
 
 /// How a held output is spent, with the key (and HD child) that signs for it.
 pub(crate) fn spend_json(spend: &Spend, key: KeyId, child: &[u32]) -> serde_json::Value {
@@ -310,255 +292,6 @@ impl Service {
         self.commit(tx, &[e], now).await?;
         Ok(row)
     }
-
-    /// Pays `req.payouts` from held outputs. Returns the send as stored.
-    pub async fn btc_send(
-        &self,
-        actor: &Actor,
-        req: BtcSendRequest,
-    ) -> Result<BtcSendRow, ServiceError> {
-        let net = self.btc_network(req.network)?;
-        let name = net_name(req.network);
-        let btc = Asset::bitcoin(req.network);
-        let mut payouts = Vec::with_capacity(req.payouts.len());
-        for (to, amount) in &req.payouts {
-            let address = BtcAddress::parse(to, req.network).map_err(BtcServiceError::Address)?;
-            let amount = Amount::parse(amount, &btc).map_err(BtcServiceError::Amount)?;
-            let value_sat = u64::try_from(amount.units())
-                .map_err(|_| ServiceError::Invalid("amount too large".into()))?;
-            payouts.push(Payout {
-                script_pubkey: address.script_pubkey(),
-                value_sat,
-            });
-        }
-        let change = self
-            .btc_spend_for(req.change_key)
-            .await?
-            .script_pubkey()
-            .map_err(BtcServiceError::Tx)?;
-        let mut keys_of = std::collections::HashMap::new();
-        let mut candidates = Vec::new();
-        for row in self.store().btc_utxos(&name, "available").await? {
-            let (spend, key, child) = spend_of(&row.spend)?;
-            let txid: bitcoin::Txid = row
-                .txid
-                .parse()
-                .map_err(|_| StorageError::Corrupt("stored txid".into()))?;
-            keys_of.insert(row.script_pubkey.clone(), (key, child));
-            candidates.push(Utxo {
-                outpoint: bitcoin::OutPoint {
-                    txid,
-                    vout: row.vout,
-                },
-                value_sat: row.value_sat,
-                spend,
-            });
-        }
-        let plan = chain_btc::select(&candidates, &payouts, &change, req.fee_rate, true)
-            .map_err(BtcServiceError::Plan)?;
-        net.fee_caps.check(&plan).map_err(BtcServiceError::Plan)?;
-        let psbt = plan.psbt().map_err(BtcServiceError::Tx)?;
-
-        // The plan, its reservation and its audit record, before any signature.
-        let now = self.now();
-        let id = uuid::Uuid::now_v7().to_string();
-        let fee_sat = plan.fee_sat().map_err(BtcServiceError::Tx)?;
-        let outpoints: Vec<(String, u32)> = plan
-            .inputs
-            .iter()
-            .map(|u| (u.outpoint.txid.to_string(), u.outpoint.vout))
-            .collect();
-        let row = BtcSendRow {
-            id: id.clone(),
-            network: name.clone(),
-            psbt: psbt.serialize(),
-            raw: None,
-            txid: None,
-            fee_sat,
-            state: "planned".into(),
-            wallet: None,
-            created_at: now,
-            created_by: actor.clone(),
-        };
-        let e = entry(
-            actor,
-            "btc.send.planned",
-            &format!("btc-send:{id}"),
-            json!({
-                "network": name,
-                "inputs": outpoints.iter().map(|(t, v)| format!("{t}:{v}")).collect::<Vec<_>>(),
-                "payouts": req.payouts.iter().map(|(a, v)| json!({"to": a, "amount": v})).collect::<Vec<_>>(),
-                "fee_sat": fee_sat,
-                "unsigned_txid": psbt.unsigned_tx.compute_txid().to_string(),
-            }),
-        )?;
-        let mut tx = self.store().begin().await?;
-        tx.reserve_btc_utxos(
-            &name,
-            &outpoints,
-            &id,
-            domain::Timestamp::from_millis(now.as_millis() + 86_400_000),
-        )
-        .await?;
-        tx.insert_btc_send(&row).await?;
-        self.commit(tx, &[e], now).await?;
-
-        // Sign and verify; if that fails, the reservation is released and
-        // the send marked failed, in one audited transaction.
-        let tx_signed = match self.btc_sign(None, &plan, &keys_of, psbt, &[]).await {
-            Ok(t) => t,
-            Err(e) => {
-                let now = self.now();
-                let rec = entry(
-                    &Actor::System,
-                    "btc.send.failed",
-                    &format!("btc-send:{id}"),
-                    json!({ "reason": e.to_string() }),
-                )?;
-                let mut tx = self.store().begin().await?;
-                tx.release_btc_utxos(&id).await?;
-                tx.set_btc_send_state(&id, "planned", "failed").await?;
-                self.commit(tx, &[rec], now).await?;
-                return Err(e);
-            }
-        };
-        let txid = tx_signed.compute_txid().to_string();
-        let raw = bitcoin::consensus::serialize(&tx_signed);
-        let now = self.now();
-        let e = entry(
-            &Actor::System,
-            "btc.tx.signed",
-            &format!("btc-send:{id}"),
-            json!({ "txid": txid, "vsize": tx_signed.vsize() }),
-        )?;
-        let mut tx = self.store().begin().await?;
-        tx.set_btc_send_signed(&id, &raw, &txid).await?;
-        self.commit(tx, &[e], now).await?;
-
-        if let Some(client) = &net.client {
-            // A global freeze stops the broadcast; the signed bytes wait.
-            self.ensure_not_frozen(None, None).await?;
-            match client.broadcast(&raw, &txid).await {
-                Ok(_) => {
-                    let now = self.now();
-                    let e = entry(
-                        &Actor::System,
-                        "btc.tx.broadcast",
-                        &format!("btc-send:{id}"),
-                        json!({ "txid": txid }),
-                    )?;
-                    let mut tx = self.store().begin().await?;
-                    tx.set_btc_send_state(&id, "signed", "broadcast").await?;
-                    self.commit(tx, &[e], now).await?;
-                }
-                Err(chain_btc_client::ClientError::Unavailable(why)) => {
-                    tracing::warn!(send = %id, error = %why, "Bitcoin broadcast deferred");
-                }
-                Err(e) => return Err(BtcServiceError::Node(e).into()),
-            }
-        }
-        Ok(self.store().btc_send(&id).await?)
-    }
-
-    /// Signs every input of `psbt` with its key, through the gate, and
-    /// accepts the result only if Core verifies it and it is the plan.
-    /// `transfers`: what the transaction pays, with its approvals, for the
-    /// signer nodes of threshold keys to check.
-    pub(crate) async fn btc_sign(
-        &self,
-        wallet: Option<domain::WalletId>,
-        plan: &chain_btc::BtcPlan,
-        keys_of: &std::collections::HashMap<String, Signer>,
-        psbt: bitcoin::Psbt,
-        transfers: &[keys_mpc::cosign::ApprovedTransfer],
-    ) -> Result<bitcoin::Transaction, ServiceError> {
-        let spends: Vec<Spend> = plan.inputs.iter().map(|u| u.spend.clone()).collect();
-        let mut signed = psbt;
-        for t in chain_btc::signing_tasks(&signed, &spends).map_err(BtcServiceError::Tx)? {
-            let mut subject = None;
-            let (input, request) = match t {
-                SigningTask::Ecdsa { input, digest, .. } => {
-                    (input, SignRequest::EcdsaDigest(digest))
-                }
-                SigningTask::Schnorr { input, digest, .. } => (
-                    input,
-                    SignRequest::SchnorrDigest {
-                        digest,
-                        tweak: Some(TapTweak::NoScripts),
-                    },
-                ),
-                // A threshold key: its nodes derive the sighash themselves
-                // from the transaction, and check what it pays.
-                SigningTask::SchnorrOutput { input, digest, .. } => {
-                    subject = Some(taproot_subject(&signed, input, transfers)?);
-                    (
-                        input,
-                        SignRequest::SchnorrDigest {
-                            digest,
-                            tweak: None,
-                        },
-                    )
-                }
-            };
-            let spk = plan.inputs[input]
-                .spend
-                .script_pubkey()
-                .map_err(BtcServiceError::Tx)?
-                .to_hex_string();
-            let (key, child) = keys_of.get(&spk).ok_or(BtcServiceError::Mismatch)?;
-            let (_, sig) = self
-                .sign_checked(
-                    *key,
-                    wallet,
-                    KeyPurpose::TransferSigning,
-                    child,
-                    request,
-                    subject.as_ref(),
-                )
-                .await?;
-            match sig {
-                Signature::Ecdsa(e) => {
-                    let mut rs = [0u8; 64];
-                    rs[..32].copy_from_slice(&e.r);
-                    rs[32..].copy_from_slice(&e.s);
-                    chain_btc::add_ecdsa(&mut signed, &t, &rs).map_err(BtcServiceError::Tx)?;
-                }
-                Signature::Schnorr(s) => {
-                    chain_btc::add_schnorr(&mut signed, &t, &s).map_err(BtcServiceError::Tx)?;
-                }
-                Signature::Ed25519(_) => return Err(BtcServiceError::Mismatch.into()),
-            }
-        }
-        // Core's interpreter verifies every input; the result must be the plan.
-        Ok(chain_btc::accept_signed(plan, signed).map_err(BtcServiceError::Tx)?)
-    }
-}
-
-/// What a threshold key's signer nodes are shown for `input` of `psbt`.
-fn taproot_subject(
-    psbt: &bitcoin::Psbt,
-    input: usize,
-    transfers: &[keys_mpc::cosign::ApprovedTransfer],
-) -> Result<keys_mpc::cosign::Subject, ServiceError> {
-    let prevouts = psbt
-        .inputs
-        .iter()
-        .map(|i| {
-            i.witness_utxo
-                .as_ref()
-                .map(|o| keys_mpc::cosign::Prevout {
-                    value: o.value.to_sat(),
-                    script_pubkey: hex::encode(o.script_pubkey.as_bytes()),
-                })
-                .ok_or(BtcServiceError::Mismatch)
-        })
-        .collect::<Result<_, _>>()?;
-    Ok(keys_mpc::cosign::Subject::BitcoinTaproot {
-        tx: hex::encode(bitcoin::consensus::serialize(&psbt.unsigned_tx)),
-        prevouts,
-        input: u32::try_from(input).map_err(|_| BtcServiceError::Mismatch)?,
-        transfers: transfers.to_vec(),
-    })
 }
 
 pub(crate) fn chain_btc_network(n: BitcoinNetwork) -> bitcoin::Network {

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use chain_btc::{BtcAddress, BtcPlan, Payout, Spend, Utxo};
+use chain_btc::{BtcAddress, Payout, Spend, Utxo};
 use domain::{Actor, Amount, Asset, BitcoinNetwork, KeyId, Network, Timestamp, WalletId};
 use lifecycle::Event;
 use serde_json::json;
@@ -391,7 +391,10 @@ impl Service {
     ) -> Result<Payout, ServiceError> {
         self.ensure_not_frozen(Some(t.wallet), None).await?;
         self.ensure_approvals_stand(t).await?;
-        intended_payout(self, t, n)
+        match intended_payout(self, t, n)? {
+            Ok(i) => Ok(i.payout().clone()),
+            Err(e) => Err(corrupt("intent", e)),
+        }
     }
 
     /// Selects the wallet's outputs for the payouts and commits, in one
@@ -453,6 +456,22 @@ impl Service {
             .map_err(BtcServiceError::Plan)?;
         net.fee_caps.check(&plan).map_err(BtcServiceError::Plan)?;
         let psbt = plan.psbt().map_err(BtcServiceError::Tx)?;
+        // Checked as it will be before signing (refused plainly here): the
+        // intents, the wallet's own outputs and scripts (the new change
+        // address among them), the caps.
+        let mut own = self.own_scripts(wallet, &name).await?;
+        own.push(change.clone());
+        let mut intended = Vec::with_capacity(ready.len());
+        for (t, _) in ready {
+            intended.push(intended_payout(self, t, n)?.map_err(ServiceError::NotApproved)?);
+        }
+        let paying = chain_btc::Paying {
+            wallet,
+            reserved: &plan.inputs,
+            own: &own,
+        };
+        chain_btc::approve(&intended, paying, &net.fee_caps, &psbt.unsigned_tx)
+            .map_err(|e| ServiceError::NotApproved(e.to_string()))?;
         let fee_sat = plan.fee_sat().map_err(BtcServiceError::Tx)?;
         let outpoints: Vec<(String, u32)> = plan
             .inputs
@@ -569,28 +588,29 @@ impl Service {
         self.ensure_not_frozen(Some(wallet), None).await?;
         let psbt = bitcoin::Psbt::deserialize(&send.psbt).map_err(|e| corrupt("PSBT", e))?;
         let transfers = self.store().transfers_of_btc_send(&send.id).await?;
-        let (plan, keys_of) = match self.approved_plan(send, &psbt, &transfers, n).await? {
-            Ok(p) => p,
+        let (approved, keys_of) = match self
+            .btc_approved(send, &psbt, &transfers, n, wallet)
+            .await?
+        {
+            Ok(a) => a,
             Err(why) => {
+                let ids: Vec<domain::TransferId> = transfers.iter().map(|t| t.id).collect();
                 return Err(self
-                    .refuse_btc_signature(send, wallet, &transfers, why)
+                    .refuse_to_sign(crate::gate::Refused {
+                        send: format!("btc-send:{}", send.id),
+                        wallet,
+                        transfers: &ids,
+                        why,
+                    })
                     .await);
             }
         };
-        // Fee caps again: configuration may have tightened since planning
-        // (a person's matter, not tampering).
-        self.btc_network(n)?
-            .fee_caps
-            .check(&plan)
-            .map_err(BtcServiceError::Plan)?;
-        let mut approved = Vec::with_capacity(transfers.len());
+        let mut approvals = Vec::with_capacity(transfers.len());
         for t in &transfers {
-            let approvals = self.store().approvals(t.id).await?;
-            approved.push(crate::threshold::approved_transfer(t, &approvals));
+            let votes = self.store().approvals(t.id).await?;
+            approvals.push(crate::threshold::approved_transfer(t, &votes));
         }
-        let signed = self
-            .btc_sign(Some(wallet), &plan, &keys_of, psbt, &approved)
-            .await;
+        let signed = self.sign_btc(&approved, &keys_of, &approvals).await;
         if let Err(ServiceError::SignersRefused(why)) = &signed {
             let ids: Vec<domain::TransferId> = transfers.iter().map(|t| t.id).collect();
             if let Err(e) = self.note_signers_refusal(&ids, why).await {
@@ -620,142 +640,48 @@ impl Service {
         Ok(())
     }
 
-    /// Rebuilds the plan a send must be, or says why it is not that (the
-    /// inner error: a mismatch, which freezes the wallet); the outer error
-    /// is a failure to look (storage, keystore), which refuses nothing for
-    /// good.
-    async fn approved_plan(
+    /// What is signed is what was approved: the stored transaction checked
+    /// by [`chain_btc::approve`] against its transfers' stored intents, the
+    /// outputs reserved for it and the wallet's own scripts. The inner error
+    /// says why it is not approved; the outer one is a failure to look.
+    async fn btc_approved(
         &self,
         send: &BtcSendRow,
         psbt: &bitcoin::Psbt,
         transfers: &[TransferRow],
         n: BitcoinNetwork,
-    ) -> Result<Result<(BtcPlan, HashMap<String, crate::btc::Signer>), String>, ServiceError> {
-        let mut payouts = Vec::with_capacity(transfers.len());
+        wallet: WalletId,
+    ) -> Result<
+        Result<(chain_btc::Approved, HashMap<String, crate::gate::Signer>), String>,
+        ServiceError,
+    > {
+        let mut intended = Vec::with_capacity(transfers.len());
         for t in transfers {
-            match intended_payout(self, t, n) {
-                Ok(p) => payouts.push(p),
-                Err(e @ ServiceError::Storage(StorageError::Corrupt(_))) => {
-                    return Ok(Err(e.to_string()));
-                }
-                Err(e) => return Err(e),
+            match intended_payout(self, t, n)? {
+                Ok(i) => intended.push(i),
+                Err(refusal) => return Ok(Err(refusal)),
             }
         }
-        let reserved = self.store().btc_utxos_of_send(&send.id).await?;
         let mut keys_of = HashMap::new();
-        let mut inputs = Vec::with_capacity(psbt.unsigned_tx.input.len());
-        for i in &psbt.unsigned_tx.input {
-            let o = i.previous_output;
-            let Some(row) = reserved
-                .iter()
-                .find(|u| u.txid == o.txid.to_string() && u.vout == o.vout)
-            else {
-                return Ok(Err(format!(
-                    "input {o} is not an output reserved for this send"
-                )));
-            };
+        let mut reserved = Vec::new();
+        for row in self.store().btc_utxos_of_send(&send.id).await? {
             let (_, key, child) = spend_of(&row.spend)?;
             keys_of.insert(row.script_pubkey.clone(), (key, child));
-            inputs.push(utxo_of(row)?);
+            reserved.push(utxo_of(&row)?);
         }
-        let Some(wallet) = send.wallet else {
-            return Ok(Err("the send carries no wallet".into()));
-        };
         let own = self.own_scripts(wallet, &send.network).await?;
-        let outs = &psbt.unsigned_tx.output;
-        let change = match outs.len().checked_sub(payouts.len()) {
-            Some(0) => None,
-            Some(1) => {
-                let Some(last) = outs.last() else {
-                    return Ok(Err("no outputs".into()));
-                };
-                if !own.contains(&last.script_pubkey) {
-                    return Ok(Err(
-                        "the change output pays a script outside the wallet".into()
-                    ));
-                }
-                Some(Payout {
-                    script_pubkey: last.script_pubkey.clone(),
-                    value_sat: last.value.to_sat(),
-                })
-            }
-            _ => {
-                return Ok(Err(format!(
-                    "{} outputs for {} approved payouts",
-                    outs.len(),
-                    payouts.len()
-                )));
-            }
+        let paying = chain_btc::Paying {
+            wallet,
+            reserved: &reserved,
+            own: &own,
         };
-        let rbf = psbt
-            .unsigned_tx
-            .input
-            .first()
-            .is_some_and(|i| i.sequence.is_rbf());
-        let plan = BtcPlan {
-            inputs,
-            payouts,
-            change,
-            rbf,
-        };
-        let rebuilt = match plan.psbt() {
-            Ok(p) => p,
-            Err(e) => {
-                return Ok(Err(format!(
-                    "the approved payouts make no transaction: {e}"
-                )));
-            }
-        };
-        if rebuilt.unsigned_tx != psbt.unsigned_tx {
-            return Ok(Err(
-                "the stored transaction is not the approved payouts".into()
-            ));
-        }
-        Ok(Ok((plan, keys_of)))
-    }
-
-    async fn refuse_btc_signature(
-        &self,
-        send: &BtcSendRow,
-        wallet: WalletId,
-        transfers: &[TransferRow],
-        why: String,
-    ) -> ServiceError {
-        let now = self.now();
-        let refused = async {
-            let mut tx = self.store().begin().await?;
-            for t in transfers {
-                // Locked: the history line's number is taken under it.
-                let t = tx.lock_transfer(t.id).await?;
-                tx.add_history(
-                    t.id,
-                    &t.state,
-                    "system",
-                    &format!("signing refused: {why}"),
-                    now,
-                )
-                .await?;
-            }
-            let e = entry(
-                &Actor::System,
-                "btc.sign_refused",
-                &format!("btc-send:{}", send.id),
-                json!({ "why": why, "transfers": transfers.iter().map(|t| t.id.to_string()).collect::<Vec<_>>() }),
-            )?;
-            self.commit(tx, &[e], now).await?;
-            tracing::error!(send = %send.id, %why, "the Bitcoin transaction differs from the approved payouts: signing refused, wallet frozen");
-            self.freeze_as(
-                &Actor::System,
-                crate::governance::FreezeScope::Wallet(wallet),
-                "signing refused: a plan differs from what was approved",
-            )
-            .await?;
-            Ok::<(), ServiceError>(())
-        }
-        .await;
-        match refused {
-            Ok(()) => BtcServiceError::Mismatch.into(),
-            Err(e) => e,
+        let caps = self.btc_network(n)?.fee_caps;
+        match chain_btc::approve(&intended, paying, &caps, &psbt.unsigned_tx) {
+            Ok(a) => Ok(Ok((a, keys_of))),
+            // Fee caps may have tightened since planning: a person's
+            // matter, not tampering.
+            Err(chain_btc::Refusal::Fee(e)) => Err(BtcServiceError::Plan(e).into()),
+            Err(why) => Ok(Err(why.to_string())),
         }
     }
 
@@ -807,24 +733,22 @@ impl Service {
     }
 }
 
-/// The output a transfer pays, from its stored intent.
+/// What a transfer's stored intent (checked against its digest) asks of a
+/// transaction on `n`: the inner error is a refusal (a stored intent that
+/// cannot be paid there), the outer one a failure to read.
 fn intended_payout(
     svc: &Service,
     t: &TransferRow,
     n: BitcoinNetwork,
-) -> Result<Payout, ServiceError> {
-    let intent = crate::transfers::decode_intent(t, &svc.configured_assets())?;
-    if intent.amount().asset().id() != &Asset::bitcoin(n).id().clone() {
-        return Err(corrupt("intent", "not this network's bitcoin"));
-    }
-    let to =
-        BtcAddress::parse(intent.destination().as_str(), n).map_err(BtcServiceError::Address)?;
-    let value_sat =
-        u64::try_from(intent.amount().units()).map_err(|_| invalid("amount too large"))?;
-    Ok(Payout {
-        script_pubkey: to.script_pubkey(),
-        value_sat,
-    })
+) -> Result<Result<chain_btc::Intended, String>, ServiceError> {
+    let intent = match crate::transfers::decode_intent(t, &svc.configured_assets()) {
+        Ok(i) => i,
+        Err(e @ ServiceError::Storage(StorageError::Corrupt(_))) => {
+            return Ok(Err(format!("the stored intent: {e}")));
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(chain_btc::Intended::of(&intent, n).map_err(|e| e.to_string()))
 }
 
 fn utxo_of(row: &storage::BtcUtxoRow) -> Result<Utxo, ServiceError> {

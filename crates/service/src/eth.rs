@@ -3,11 +3,13 @@
 //! confirmations and reorgs, replacement, rebroadcast after a restart, and
 //! nonce reports.
 //!
-//! Order of every send: check everything that can be checked (network,
-//! asset, amount, destination, gas, fee caps, classification) → commit the
-//! nonce and the exact plan with its signing hash and audit record → sign →
-//! decode the signed bytes and compare them with the plan → commit the
-//! bytes with their audit record → broadcast. A crash anywhere resumes from
+//! Every send pays one approved transfer. Order: price and build the plan
+//! and check it against the transfer's intent ([`chain_eth::approve`]) →
+//! commit the nonce and the exact plan with its signing hash and audit
+//! record → read both back, approve again, and sign only the
+//! [`chain_eth::Approved`] plan through the gate (which checks the signed
+//! bytes decode to it) → commit the bytes with their audit record →
+//! broadcast. A crash anywhere resumes from
 //! the database ([`Service::eth_resume`]) without a second transaction for
 //! the same nonce being invented.
 
@@ -15,15 +17,10 @@ use std::sync::Arc;
 
 pub use chain_eth::Urgency;
 use chain_eth::fees;
-use chain_eth::{
-    CallClass, ContractRules, DestinationRules, EthAddress, FeeCaps, Fees, TxPlan, classify,
-};
+use chain_eth::{EthAddress, FeeCaps, Fees, Intended, TxPlan};
 pub use chain_eth_client::ClientError;
 use chain_eth_client::{EthClient, NonceTag, TxStatus};
-use domain::{
-    Actor, Amount, Asset, AssetId, AssetKind, KeyAlgorithm, KeyId, KeyPurpose, Network, Timestamp,
-};
-use keys::{PublicKey, SignRequest, Signature};
+use domain::{Actor, Asset, KeyAlgorithm, KeyId, KeyPurpose, Network, Timestamp, TransferIntent};
 use serde_json::json;
 use storage::{EthAttemptRow, EthSendRow, EthSenderRow, StorageError};
 
@@ -76,13 +73,6 @@ impl EthNetwork {
             chain_id: self.config.chain_id,
         }
     }
-
-    fn rules(&self) -> ContractRules {
-        ContractRules {
-            tokens: self.config.tokens.iter().map(|t| t.contract).collect(),
-            ..ContractRules::default()
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,24 +100,6 @@ pub enum EthError {
     Mismatch(String),
     #[error("the send is {0}: it cannot be replaced")]
     NotReplaceable(String),
-}
-
-/// What to send.
-#[derive(Debug, Clone)]
-pub struct EthSendRequest {
-    pub from: EthAddress,
-    /// The asset: its network names the chain (`eip155:<id>/native` or
-    /// `eip155:<id>/erc20:<contract>`); the chain id signed comes from the
-    /// server's configuration of that network.
-    pub asset: AssetId,
-    /// The destination as written by the requester.
-    pub to: String,
-    /// A decimal amount in the asset's units (`"1.5"`).
-    pub amount: String,
-    pub urgency: Urgency,
-    /// The judged, approved transfer this send carries out: it is marked
-    /// submitted in the same transaction that plans the send.
-    pub transfer: Option<domain::TransferId>,
 }
 
 /// How to replace a send still waiting to be mined.
@@ -323,48 +295,27 @@ impl Service {
         Ok(row)
     }
 
-    /// Resolves, validates and prices a payment; nothing is stored.
+    /// Prices and builds the payment an approved intent asks for, and
+    /// checks it against the intent ([`chain_eth::approve`]); nothing is
+    /// stored. The nonce is a placeholder until the database hands one out.
     async fn eth_prepare(
         &self,
         net: &EthNetwork,
-        req: &EthSendRequest,
-    ) -> Result<(Amount, EthAddress, TxPlan), ServiceError> {
+        sender: chain_eth::Sender,
+        intended: &Intended,
+        urgency: Urgency,
+    ) -> Result<chain_eth::Approved, ServiceError> {
         let chain_id = net.config.chain_id;
-        let (asset, token) = match req.asset.kind() {
-            AssetKind::Native => (Asset::ether(chain_id), None),
-            AssetKind::Erc20(c) => {
-                let t = net
-                    .config
-                    .tokens
-                    .iter()
-                    .find(|t| t.asset.id() == &req.asset)
-                    .ok_or_else(|| EthError::AssetNotConfigured(req.asset.to_string()))?;
-                debug_assert_eq!(EthAddress::from(*c), t.contract);
-                (t.asset.clone(), Some(t))
-            }
-        };
-        let amount = Amount::parse(&req.amount, &asset).map_err(EthError::Amount)?;
-        if amount.is_zero() {
-            return Err(EthError::Refused("a zero amount".into()).into());
-        }
-        let to = DestinationRules {
-            allow_unchecksummed: net.config.allow_unchecksummed,
-            whitelist: &[],
-        }
-        .check(&req.to)
-        .map_err(EthError::Address)?;
+        let to = intended.recipient();
         if net.config.tokens.iter().any(|t| t.contract == to) {
             return Err(EthError::Refused(format!(
                 "{to} is a token contract: tokens sent to it are lost"
             ))
             .into());
         }
-        if to == req.from {
-            return Err(EthError::Refused("the destination is the sender itself".into()).into());
-        }
         let client = &net.client;
         let history = client.fee_history(10).await.map_err(EthError::Node)?;
-        let estimate = fees::estimate(&history, req.urgency, net.config.min_priority_fee)
+        let estimate = fees::estimate(&history, urgency, net.config.min_priority_fee)
             .map_err(EthError::Fee)?;
         let fees = if net.config.legacy {
             Fees::Legacy {
@@ -373,93 +324,87 @@ impl Service {
         } else {
             estimate
         };
-        // The nonce is a placeholder until the database hands one out.
-        let plan = match token {
+        let plan = match intended.token() {
             None => {
                 let gas = client
-                    .estimate_gas(req.from, to, amount.units(), &[])
+                    .estimate_gas(sender.address, to, intended.amount(), &[])
                     .await
                     .map_err(EthError::Node)?;
-                if gas != 21_000 {
+                if gas != chain_eth::approved::PLAIN_GAS {
                     return Err(EthError::Refused(format!(
                         "{to} runs code when paid ({gas} gas); only plain transfers are sent"
                     ))
                     .into());
                 }
-                TxPlan::native(chain_id, 0, to, amount.units(), fees)
+                TxPlan::native(chain_id, 0, to, intended.amount(), fees)
             }
-            Some(t) => {
-                let data = chain_eth::calls::erc20_transfer(to, amount.units());
+            Some(contract) => {
+                let token = net
+                    .config
+                    .tokens
+                    .iter()
+                    .find(|t| t.contract == contract)
+                    .ok_or_else(|| EthError::AssetNotConfigured(contract.to_string()))?;
+                let data = chain_eth::calls::erc20_transfer(to, intended.amount());
                 let gas = client
-                    .estimate_gas(req.from, t.contract, 0, &data)
+                    .estimate_gas(sender.address, contract, 0, &data)
                     .await
                     .map_err(EthError::Node)?;
                 // A quarter more than estimated, within the token's ceiling.
                 let gas = gas.saturating_add(gas / 4);
-                if gas > t.max_gas {
+                if gas > token.max_gas {
                     return Err(EthError::Refused(format!(
                         "the transfer needs {gas} gas, over the {} configured for this token",
-                        t.max_gas
+                        token.max_gas
                     ))
                     .into());
                 }
-                TxPlan::erc20(chain_id, 0, t.contract, to, amount.units(), gas, fees)
+                TxPlan::erc20(chain_id, 0, contract, to, intended.amount(), gas, fees)
             }
         };
+        // Fee caps are a person's matter (not tampering): refused plainly.
         net.config.fee_caps.check(&plan).map_err(EthError::Fee)?;
-        // What is about to be signed says what was asked, and nothing else.
-        let class = classify(&net.rules(), plan.to, plan.value, &plan.data)
-            .map_err(EthError::Call)?
-            .permitted()
-            .map_err(EthError::Call)?;
-        let matches = match (&class, token) {
-            (CallClass::Native, None) => plan.to == to && plan.value == amount.units(),
-            (
-                CallClass::TokenTransfer {
-                    token: c,
-                    recipient,
-                    amount: a,
-                },
-                Some(t),
-            ) => *c == t.contract && *recipient == to && *a == amount.units() && plan.value == 0,
-            _ => false,
-        };
-        if !matches {
-            return Err(EthError::Mismatch(format!("built {class:?}")).into());
-        }
-        Ok((amount, to, plan))
+        chain_eth::approve(
+            intended,
+            &sender,
+            &net.config.fee_caps,
+            chain_eth::Kind::Payment,
+            plan,
+        )
+        .map_err(|e| ServiceError::NotApproved(e.to_string()))
     }
 
-    /// Sends ether or a configured token: validated, priced, given the next
-    /// nonce, signed, checked and broadcast. Returns the send as stored; a
-    /// node that cannot be reached leaves it `signed`, for the resumer.
-    pub async fn eth_send(
-        &self,
-        actor: &Actor,
-        req: EthSendRequest,
-    ) -> Result<EthSendRow, ServiceError> {
-        let planned = self.eth_plan(actor, req).await?;
-        self.eth_finish(planned).await
-    }
-
-    /// The first half of [`Service::eth_send`]: validated, priced, given
-    /// the sender's next nonce and stored (with the transfer moved to
-    /// `signing`), nothing signed yet.
+    /// Plans the send of an approved, queued transfer: priced, checked
+    /// against its intent, given the sender's next nonce and stored with
+    /// the transfer's move to `signing`; nothing signed yet.
     pub(crate) async fn eth_plan(
         &self,
-        actor: &Actor,
-        req: EthSendRequest,
+        t: &storage::TransferRow,
+        intent: &TransferIntent,
+        from: EthAddress,
+        urgency: Urgency,
     ) -> Result<PlannedSend, ServiceError> {
-        let Network::Evm { chain_id } = req.asset.network() else {
-            return Err(EthError::AssetNotConfigured(req.asset.to_string()).into());
+        let asset = intent.amount().asset();
+        let Network::Evm { chain_id } = asset.network() else {
+            return Err(EthError::AssetNotConfigured(asset.id().to_string()).into());
         };
         let net = self.eth_network(chain_id)?;
         let network = net.network().to_string();
-        let sender = self
-            .store()
-            .eth_sender(&network, &addr_key(req.from))
+        let sender = self.store().eth_sender(&network, &addr_key(from)).await?;
+        let intended =
+            Intended::of(intent).map_err(|e| ServiceError::NotApproved(e.to_string()))?;
+        let approved = self
+            .eth_prepare(
+                &net,
+                chain_eth::Sender {
+                    address: from,
+                    wallet: t.wallet,
+                },
+                &intended,
+                urgency,
+            )
             .await?;
-        let (amount, to, mut plan) = self.eth_prepare(&net, &req).await?;
+        let mut plan = approved.plan().clone();
 
         let now = self.now();
         let send_id = uuid::Uuid::now_v7().to_string();
@@ -471,51 +416,50 @@ impl Service {
             network: network.clone(),
             address: sender.address.clone(),
             nonce,
-            asset: req.asset.to_string(),
-            recipient: addr_key(to),
-            amount: amount.units(),
+            asset: asset.id().to_string(),
+            recipient: addr_key(intended.recipient()),
+            amount: intended.amount(),
             state: state::SIGNING.into(),
             included_attempt: None,
             block_number: None,
             block_hash: None,
             created_at: now,
-            created_by: actor.clone(),
+            created_by: t.initiator.clone(),
             updated_at: now,
         };
         tx.insert_eth_send(&send).await?;
         let attempt = attempt_row(&send_id, 1, "original", &plan, now);
         tx.insert_eth_attempt(&attempt).await?;
-        let mut entries = Vec::new();
-        if let Some(t) = req.transfer {
-            // Only from `queued`: of two workers, the second finds it moved
-            // on, and its nonce goes back with its rolled-back transaction.
-            let t = tx.lock_transfer(t).await?;
-            let mut m = crate::transfers::Move::new(
-                lifecycle::Event::Planned,
-                &Actor::System,
-                "nonce reserved and plan pinned",
-            );
-            m.eth_send_id = Some(&send_id);
-            entries.push(crate::transfers::transition(&mut tx, &t, m, now).await?.0);
-        }
-        entries.push(entry(
-            actor,
+        // Only from `queued`: of two workers, the second finds it moved on,
+        // and its nonce goes back with its rolled-back transaction.
+        let locked = tx.lock_transfer(t.id).await?;
+        let mut m = crate::transfers::Move::new(
+            lifecycle::Event::Planned,
+            &Actor::System,
+            "nonce reserved and plan pinned",
+        );
+        m.eth_send_id = Some(&send_id);
+        let moved = crate::transfers::transition(&mut tx, &locked, m, now)
+            .await?
+            .0;
+        let planned = entry(
+            &t.initiator,
             "eth.send.planned",
             &format!("eth-send:{send_id}"),
             json!({
                 "network": network,
-                "from": req.from.to_string(),
+                "from": from.to_string(),
                 "nonce": nonce,
-                "asset": req.asset.to_string(),
-                "to": to.to_string(),
-                "amount": amount.units().to_string(),
+                "asset": asset.id().to_string(),
+                "to": intended.recipient().to_string(),
+                "amount": intended.amount().to_string(),
                 "gas_limit": plan.gas_limit,
                 "fees": fee_json(&plan.fees),
                 "signing_hash": attempt.signing_hash,
-                "transfer": req.transfer.map(|t| t.to_string()),
+                "transfer": t.id.to_string(),
             }),
-        )?);
-        self.commit(tx, &entries, now).await?;
+        )?;
+        self.commit(tx, &[moved, planned], now).await?;
         crate::crash::point("after_reservation");
         Ok(PlannedSend {
             net,
@@ -524,10 +468,10 @@ impl Service {
         })
     }
 
-    /// The second half of [`Service::eth_send`]: signs and broadcasts a
-    /// planned send. From here the send exists: a failure to sign or
-    /// broadcast leaves it pending for the resumer, and the caller gets the
-    /// send (never an error that would invite a second, duplicate request).
+    /// Signs and broadcasts a planned send. From here the send exists: a
+    /// failure to sign or broadcast leaves it pending for the resumer, and
+    /// the caller gets the send (never an error that would invite a second,
+    /// duplicate request).
     pub(crate) async fn eth_finish(&self, p: PlannedSend) -> Result<EthSendRow, ServiceError> {
         if let Err(e) = self
             .eth_sign_and_send(&p.net, &p.sender, &p.send_id, 1)
@@ -557,138 +501,86 @@ impl Service {
             })?;
         let raw = match &a.raw {
             Some(raw) => raw.clone(),
-            None => self.eth_sign_attempt(net, sender, &send, a).await?,
+            None => {
+                self.eth_sign_attempt(net, sender, &send, &attempts, a)
+                    .await?
+            }
         };
         self.eth_broadcast(net, &send, n, &raw).await
     }
 
-    /// What is signed is what was approved: the plan of a send that carries
-    /// a transfer must pay the transfer's destination its amount of its
-    /// asset, on its network, as its stored intent says. A mismatch refuses
-    /// to sign, is audited, and freezes the wallet: something planned a
-    /// transaction no one approved.
-    async fn ensure_plan_is_approved(
+    /// What is signed is what was approved: the stored plan of attempt `a`
+    /// checked by [`chain_eth::approve`] against the stored intent of the
+    /// transfer the send pays (a replacement against the original too).
+    /// The inner error says why it is not approved (a refusal, which
+    /// freezes the wallet); the outer one is a failure to look.
+    async fn eth_approved(
         &self,
         net: &EthNetwork,
+        sender: &EthSenderRow,
         send: &EthSendRow,
-        kind: &str,
-        plan: &TxPlan,
-    ) -> Result<(), ServiceError> {
-        let Some(t) = self.store().transfer_of_send(&send.id).await? else {
-            return Ok(());
-        };
-        let assets = self.configured_assets();
-        let differs = if kind == "cancel" {
-            // A cancel replacement pays nothing: zero ether to the sender.
-            let sender = parse_addr(&send.address)?;
-            let nothing = plan.to == sender && plan.value == 0 && plan.data.is_empty();
-            (!nothing).then(|| "a cancel that pays something".to_owned())
-        } else {
-            self.plan_differs(net, &t, plan, &assets)
-        };
-        let Some(why) = differs else { return Ok(()) };
-        let now = self.now();
-        let mut tx = self.store().begin().await?;
-        // Locked: the history line's number is taken under it.
-        let t = tx.lock_transfer(t.id).await?;
-        tx.add_history(
-            t.id,
-            &t.state,
-            "system",
-            &format!("signing refused: {why}"),
-            now,
-        )
-        .await?;
-        let e = entry(
-            &Actor::System,
-            "transfer.sign_refused",
-            &format!("transfer:{}", t.id),
-            json!({ "send": send.id, "why": why }),
-        )?;
-        self.commit(tx, &[e], now).await?;
-        tracing::error!(transfer = %t.id, send = %send.id, %why, "the plan differs from the approved transfer: signing refused, wallet frozen");
-        // The transfer is named in the refusal's audit record above.
-        self.freeze_as(
-            &Actor::System,
-            crate::governance::FreezeScope::Wallet(t.wallet),
-            "signing refused: a plan differs from what was approved",
-        )
-        .await?;
-        Err(EthError::Mismatch(why).into())
-    }
-
-    /// Why `plan` does not pay what transfer `t` approved, if it does not.
-    fn plan_differs(
-        &self,
-        net: &EthNetwork,
         t: &storage::TransferRow,
-        plan: &TxPlan,
-        assets: &[Asset],
-    ) -> Option<String> {
-        match crate::transfers::decode_intent(t, assets) {
-            Err(e) => Some(format!("the stored intent: {e}")),
-            Ok(intent) => {
-                let asset = intent.amount().asset();
-                let amount = intent.amount().units();
-                let to = parse_addr(intent.destination().as_str());
-                let paid =
-                    if asset.network() != net.network() || plan.chain_id != net.config.chain_id {
-                        Err("another network".to_owned())
-                    } else if let Some(token) = net
-                        .config
-                        .tokens
-                        .iter()
-                        .find(|k| k.asset.id() == asset.id())
-                    {
-                        chain_eth::calls::decode_erc20_transfer(&plan.data)
-                            .map_err(|e| e.to_string())
-                            .and_then(|(r, a)| {
-                                if plan.to == token.contract && plan.value == 0 {
-                                    Ok((r, a))
-                                } else {
-                                    Err("not a call of the token's contract alone".into())
-                                }
-                            })
-                    } else if plan.data.is_empty() {
-                        Ok((plan.to, plan.value))
-                    } else {
-                        Err("calldata on an ether payment".into())
-                    };
-                match (paid, to) {
-                    (Ok((r, a)), Ok(to)) if r == to && a == amount => None,
-                    (Ok((r, a)), _) => Some(format!(
-                        "the plan pays {a} base units to {r}; {amount} to {} was approved",
-                        intent.destination().as_str()
-                    )),
-                    (Err(e), _) => Some(e),
-                }
+        attempts: &[EthAttemptRow],
+        a: &EthAttemptRow,
+    ) -> Result<Result<chain_eth::Approved, String>, ServiceError> {
+        let plan = plan_of(send, a, net.config.chain_id)?;
+        let assets = self.configured_assets();
+        let intent = match crate::transfers::decode_intent(t, &assets) {
+            Ok(i) => i,
+            Err(e @ ServiceError::Storage(StorageError::Corrupt(_))) => {
+                return Ok(Err(format!("the stored intent: {e}")));
             }
-        }
+            Err(e) => return Err(e),
+        };
+        let intended = match Intended::of(&intent) {
+            Ok(i) => i,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        let wallet = self
+            .store()
+            .eth_sender_wallet(&sender.network, &sender.address)
+            .await?;
+        let Some(wallet) = wallet else {
+            return Ok(Err("the sender belongs to no wallet".into()));
+        };
+        let sender = chain_eth::Sender {
+            address: parse_addr(&sender.address)?,
+            wallet,
+        };
+        let original = match attempts.first() {
+            Some(first) => plan_of(send, first, net.config.chain_id)?,
+            None => return Ok(Err("a send without its original attempt".into())),
+        };
+        let kind = match a.kind.as_str() {
+            "original" if a.attempt == 1 => chain_eth::Kind::Payment,
+            "speed-up" => chain_eth::Kind::SpeedUp {
+                original: &original,
+            },
+            "cancel" => chain_eth::Kind::Cancel {
+                original: &original,
+            },
+            other => return Ok(Err(format!("an attempt of kind {other:?}"))),
+        };
+        Ok(
+            chain_eth::approve(&intended, &sender, &net.config.fee_caps, kind, plan)
+                .map_err(|e| e.to_string()),
+        )
     }
 
     /// What a threshold key's signers are shown for `plan`: the
     /// transaction, the transfer it pays, its decision and approvals.
     async fn threshold_subject(
         &self,
-        send: &EthSendRow,
+        t: &storage::TransferRow,
         plan: &TxPlan,
     ) -> Result<keys_mpc::cosign::Subject, ServiceError> {
-        let t = self
-            .store()
-            .transfer_of_send(&send.id)
-            .await?
-            .ok_or_else(|| {
-                ServiceError::KeyNotUsable(
-                    "a threshold key signs transfers only (this send pays none)".into(),
-                )
-            })?;
         let approvals = self.store().approvals(t.id).await?;
         let tx = keys_mpc::cosign::EthereumTx::from_plan(plan).ok_or_else(|| {
             ServiceError::KeyNotUsable("threshold keys sign EIP-1559 transactions only".into())
         })?;
         Ok(keys_mpc::cosign::Subject::Ethereum {
             tx,
-            transfers: vec![crate::threshold::approved_transfer(&t, &approvals)],
+            transfers: vec![crate::threshold::approved_transfer(t, &approvals)],
         })
     }
 
@@ -697,16 +589,17 @@ impl Service {
         net: &EthNetwork,
         sender: &EthSenderRow,
         send: &EthSendRow,
+        attempts: &[EthAttemptRow],
         a: &EthAttemptRow,
     ) -> Result<Vec<u8>, ServiceError> {
         let plan = plan_of(send, a, net.config.chain_id)?;
-        let digest = plan.signing_hash();
-        if hex32(&digest) != a.signing_hash {
+        if hex32(&plan.signing_hash()) != a.signing_hash {
             return Err(
                 EthError::Mismatch("the stored plan and its signing hash differ".into()).into(),
             );
         }
-        // Fee caps again: configuration may have tightened since planning.
+        // Fee caps again: configuration may have tightened since planning
+        // (a person's matter, not tampering).
         net.config.fee_caps.check(&plan).map_err(EthError::Fee)?;
         let wallet = self
             .store()
@@ -715,67 +608,45 @@ impl Service {
         // A frozen wallet or key signs nothing (checked again in the gate);
         // checked first, so a refused plan freezes the wallet only once.
         self.ensure_not_frozen(wallet, Some(sender.key_id)).await?;
-        self.ensure_plan_is_approved(net, send, &a.kind, &plan)
-            .await?;
-        let request = SignRequest::EcdsaDigest(digest);
+        let Some(t) = self.store().transfer_of_send(&send.id).await? else {
+            return Err(ServiceError::NotApproved(
+                "the send pays no approved transfer".into(),
+            ));
+        };
+        let approved = match self
+            .eth_approved(net, sender, send, &t, attempts, a)
+            .await?
+        {
+            Ok(approved) => approved,
+            Err(why) => {
+                return Err(self
+                    .refuse_to_sign(crate::gate::Refused {
+                        send: format!("eth-send:{}", send.id),
+                        wallet: t.wallet,
+                        transfers: &[t.id],
+                        why,
+                    })
+                    .await);
+            }
+        };
         // A threshold key's signer nodes check the transaction and the
         // transfer's approvals themselves: they are shown both.
         let subject =
             if self.store().key(sender.key_id).await?.backend == domain::KeyBackend::Threshold {
-                Some(self.threshold_subject(send, &plan).await?)
+                Some(self.threshold_subject(&t, approved.plan()).await?)
             } else {
                 None
             };
         let signed = self
-            .sign_checked(
-                sender.key_id,
-                wallet,
-                KeyPurpose::TransferSigning,
-                &[],
-                request.clone(),
-                subject.as_ref(),
-            )
+            .sign_eth(&approved, sender.key_id, subject.as_ref())
             .await;
         if let Err(ServiceError::SignersRefused(why)) = &signed {
             // Noted if it can be; the refusal is the error either way.
-            let noted = match self.store().transfer_of_send(&send.id).await {
-                Ok(Some(t)) => self.note_signers_refusal(&[t.id], why).await,
-                Ok(None) => Ok(()),
-                Err(e) => Err(e.into()),
-            };
-            if let Err(e) = noted {
+            if let Err(e) = self.note_signers_refusal(&[t.id], why).await {
                 tracing::warn!(send = %send.id, error = %e, "the signers' refusal was not noted");
             }
         }
-        let (key, sig) = signed?;
-        let from = parse_addr(&sender.address)?;
-        // A second implementation (libsecp256k1) checks what the backend made.
-        let pk: [u8; 33] = hex::decode(&key.public_key)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| StorageError::Corrupt("public key".into()))?;
-        keys::verify::verify(&PublicKey::Secp256k1(pk), &request, &sig)
-            .map_err(|e| EthError::Mismatch(format!("the signature does not verify: {e}")))?;
-        let Signature::Ecdsa(e) = sig else {
-            return Err(EthError::Mismatch("not an ECDSA signature".into()).into());
-        };
-        let signed = plan
-            .into_signed(
-                chain_eth::EcdsaParts {
-                    r: e.r,
-                    s: e.s,
-                    recovery_id: e.recovery_id,
-                },
-                from,
-            )
-            .map_err(EthError::Tx)?;
-        // What you sign is what was approved: decode the bytes and compare.
-        let decoded = chain_eth::decode(&signed.raw).map_err(EthError::Tx)?;
-        if decoded.plan != plan || decoded.from != from {
-            return Err(
-                EthError::Mismatch(format!("{:?} from {}", decoded.plan, decoded.from)).into(),
-            );
-        }
+        let (key, signed) = signed?;
         crate::crash::point("after_signing");
         let now = self.now();
         let mut tx = self.store().begin().await?;
@@ -991,6 +862,21 @@ impl Service {
         let n = last.attempt + 1;
         let now = self.now();
         let row = attempt_row(send_id, n, kind, &plan, now);
+        // Checked against the transfer's intent and the original before it
+        // is stored (refused plainly here), and again before it is signed.
+        let t = self
+            .store()
+            .transfer_of_send(send_id)
+            .await?
+            .ok_or_else(|| {
+                ServiceError::NotApproved("the send pays no approved transfer".into())
+            })?;
+        if let Err(why) = self
+            .eth_approved(&net, &sender, &send, &t, &attempts, &row)
+            .await?
+        {
+            return Err(ServiceError::NotApproved(why));
+        }
         let e = entry(
             actor,
             "eth.send.replacing",

@@ -13,10 +13,14 @@ mod clock;
 pub mod crash;
 pub mod deposits;
 pub mod eth;
+mod freezes;
+mod gate;
 pub mod governance;
 pub mod identity;
 mod keystore;
 mod service;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod threshold;
 pub mod totp;
 pub mod transfers;

@@ -41,6 +41,8 @@ pub enum ServiceError {
     WrongShares,
     #[error("key cannot be used: {0}")]
     KeyNotUsable(String),
+    #[error("signing refused: what was built is not what was approved: {0}")]
+    NotApproved(String),
     #[error("the signer nodes refused: {0}")]
     SignersRefused(String),
     #[error("key backend: {0}")]

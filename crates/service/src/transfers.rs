@@ -79,6 +79,8 @@ pub(crate) fn classify(e: &ServiceError) -> lifecycle::Failure {
     use lifecycle::Failure as F;
     match e {
         ServiceError::Storage(StorageError::Corrupt(_))
+        // What the intent asks cannot be built into an approvable plan.
+        | ServiceError::NotApproved(_)
         | ServiceError::Eth(
             Eth::Refused(_)
             | Eth::Address(_)
@@ -577,18 +579,7 @@ impl Service {
             .await?
             .ok_or_else(|| invalid(format!("the wallet has no sender on {network}")))?;
         let from: chain_eth::EthAddress = from.parse().map_err(|e| corrupt("sender", e))?;
-        self.eth_plan(
-            &t.initiator,
-            crate::eth::EthSendRequest {
-                from,
-                asset: intent.amount().asset().id().clone(),
-                to: intent.destination().as_str().to_owned(),
-                amount: intent.amount().to_decimal_string(),
-                urgency,
-                transfer: Some(id),
-            },
-        )
-        .await
+        self.eth_plan(&t, &intent, from, urgency).await
     }
 
     /// Hands queued transfers whose attempt is due to the chain, highest

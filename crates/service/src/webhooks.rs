@@ -22,6 +22,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "transfer.state_changed",
     "transfer.pending_approval",
     "transfer.stuck",
+    "transfer.sign_refused",
     "deposit",
     "freeze",
     "circuit_breaker",

@@ -1,32 +1,40 @@
-//! Bitcoin sends through the service on SQLite and PostgreSQL: deposits,
+//! Bitcoin transfers through the service on SQLite and PostgreSQL: deposits,
 //! selection and reservation committed before signing, keystore keys
-//! (P2WPKH and P2TR) signing, Core's verification, bad input.
+//! (P2WPKH and P2TR) signing through the gate, Core's verification, bad
+//! input — every payment a judged transfer, as in production.
 
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
 use std::sync::Arc;
 
 use chain_btc::FeeCaps;
-use domain::{Actor, BitcoinNetwork, KeyAlgorithm, KeyBackend, KeyId, KeyPurpose};
-use service::btc::{BtcNetwork, BtcSendRequest, BtcServiceError};
+use domain::{Actor, Asset, AssetId, BitcoinNetwork, KeyAlgorithm, KeyBackend, KeyId, KeyPurpose};
+use service::btc::BtcNetwork;
+use service::testing::Payer;
+use service::transfers::state;
 use service::{Checkpointer, NewKey, Service, ServiceError, SystemClock};
 use storage::testing::TestDb;
 
 storage::on_both!(fixture; a_send_is_planned_reserved_signed_and_verified, bad_input_reserves_and_signs_nothing);
 
 const PAYEE: &str = "bcrt1qs758ursh4q9z627kt3pp5yysm78ddny6txaqgw";
+const REGTEST: BitcoinNetwork = BitcoinNetwork::Regtest;
 
 struct Fixture {
     db: TestDb,
     svc: Service,
+    payer: Payer,
     ecdsa: KeyId,
     schnorr: KeyId,
-    change: KeyId,
     _dir: tempfile::TempDir,
 }
 
 fn alice() -> Actor {
     "operator:alice".parse().unwrap()
+}
+
+fn btc() -> AssetId {
+    Asset::bitcoin(REGTEST).id().clone()
 }
 
 async fn fixture(db: TestDb) -> Fixture {
@@ -37,12 +45,12 @@ async fn fixture(db: TestDb) -> Fixture {
         svc.unseal(&Actor::Anonymous, s).await.unwrap();
     }
     svc.add_btc_network(BtcNetwork {
-        network: BitcoinNetwork::Regtest,
+        network: REGTEST,
         fee_caps: FeeCaps {
             max_fee_rate: 100,
-            max_fee: 100_000,
+            max_fee: 20_000,
         },
-        fee_rate: 2,
+        fee_rate: 5,
         batch: Default::default(),
         client: None,
     });
@@ -62,17 +70,18 @@ async fn fixture(db: TestDb) -> Fixture {
         .await
         .unwrap()
         .id;
-    let change = svc
-        .create_key(&alice(), key(KeyAlgorithm::EcdsaSecp256k1))
-        .await
-        .unwrap()
-        .id;
+    let payer = Payer::open(&svc, &alice(), "bitcoin", &[]).await;
+    for k in [ecdsa, schnorr] {
+        svc.register_btc_key(&alice(), REGTEST, k, payer.wallet())
+            .await
+            .unwrap();
+    }
     Fixture {
         db,
         svc,
+        payer,
         ecdsa,
         schnorr,
-        change,
         _dir: dir,
     }
 }
@@ -82,7 +91,7 @@ impl Fixture {
         self.svc
             .btc_record_deposit(
                 &alice(),
-                BitcoinNetwork::Regtest,
+                REGTEST,
                 key,
                 &format!("{n:02x}").repeat(32),
                 0,
@@ -92,13 +101,13 @@ impl Fixture {
             .unwrap();
     }
 
-    fn request(&self, to: &str, amount: &str, rate: u64) -> BtcSendRequest {
-        BtcSendRequest {
-            network: BitcoinNetwork::Regtest,
-            payouts: vec![(to.to_owned(), amount.to_owned())],
-            fee_rate: rate,
-            change_key: self.change,
-        }
+    /// A payout requested, judged and queued, then carried out by the queue.
+    async fn pay(&self, to: &str, amount: &str) -> Result<storage::BtcSendRow, ServiceError> {
+        let t = self.payer.submit(&btc(), to, amount).await?;
+        let pass = self.svc.execute_due().await?;
+        assert_eq!(pass.submitted, 1, "{pass:?}");
+        let t = self.db.store.transfer(t.id).await?;
+        Ok(self.db.store.btc_send(&t.btc_send_id.unwrap()).await?)
     }
 
     async fn actions(&self) -> Vec<String> {
@@ -110,14 +119,14 @@ impl Fixture {
 async fn a_send_is_planned_reserved_signed_and_verified(f: Fixture) {
     assert!(
         f.svc
-            .btc_address(f.ecdsa, BitcoinNetwork::Regtest)
+            .btc_address(f.ecdsa, REGTEST)
             .await
             .unwrap()
             .starts_with("bcrt1q")
     );
     assert!(
         f.svc
-            .btc_address(f.schnorr, BitcoinNetwork::Regtest)
+            .btc_address(f.schnorr, REGTEST)
             .await
             .unwrap()
             .starts_with("bcrt1p")
@@ -126,11 +135,7 @@ async fn a_send_is_planned_reserved_signed_and_verified(f: Fixture) {
     f.deposit(f.schnorr, 2, 80_000).await;
     f.deposit(f.ecdsa, 3, 5_000).await;
 
-    let send = f
-        .svc
-        .btc_send(&alice(), f.request(PAYEE, "0.001", 5))
-        .await
-        .unwrap();
+    let send = f.pay(PAYEE, "0.001").await.unwrap();
     assert_eq!(
         send.state, "signed",
         "no node configured: signed, not broadcast"
@@ -140,11 +145,7 @@ async fn a_send_is_planned_reserved_signed_and_verified(f: Fixture) {
     assert_eq!(tx.compute_txid().to_string(), send.txid.clone().unwrap());
     // Spends a P2WPKH and a P2TR output, both signed by keystore keys, and
     // Bitcoin Core's interpreter agrees (again, here, from the stored rows).
-    let reserved =
-        f.db.store
-            .btc_utxos("bitcoin:regtest", "reserved")
-            .await
-            .unwrap();
+    let reserved = f.db.store.btc_utxos_of_send(&send.id).await.unwrap();
     assert_eq!(reserved.len(), 2);
     assert!(
         reserved
@@ -180,70 +181,49 @@ async fn a_send_is_planned_reserved_signed_and_verified(f: Fixture) {
     let signed = actions.iter().position(|a| a == "btc.tx.signed").unwrap();
     assert!(planned < signed);
 
-    // The reserved outputs are never selected again: what is left cannot pay.
-    let again = f
-        .svc
-        .btc_send(&alice(), f.request(PAYEE, "0.0001", 5))
-        .await;
+    // The reserved outputs are never counted again: what is left cannot pay.
+    let again = f.payer.submit(&btc(), PAYEE, "0.0001").await;
     assert!(
-        matches!(again, Err(ServiceError::Btc(BtcServiceError::Plan(_)))),
+        matches!(again, Err(ServiceError::InsufficientFunds(_))),
         "{again:?}"
     );
 }
 
 async fn bad_input_reserves_and_signs_nothing(f: Fixture) {
     f.deposit(f.ecdsa, 1, 60_000).await;
-    let err = |r: Result<storage::BtcSendRow, ServiceError>| match r {
-        Err(ServiceError::Btc(e)) => e,
-        other => panic!("expected a Bitcoin error, got {other:?}"),
+    let refused = |r: Result<storage::TransferRow, ServiceError>, what: &str| match r {
+        Err(e) => assert!(e.to_string().contains(what), "{what}: {e}"),
+        Ok(t) => panic!("{what}: accepted {t:?}"),
     };
     // A mainnet address on regtest.
-    assert!(matches!(
-        err(f
-            .svc
-            .btc_send(
-                &alice(),
-                f.request("bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq", "0.0001", 2)
+    refused(
+        f.payer
+            .submit(
+                &btc(),
+                "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq",
+                "0.0001",
             )
-            .await),
-        BtcServiceError::Address(chain_btc::AddressError::WrongNetwork { .. })
-    ));
+            .await,
+        "destination",
+    );
     // More decimals than bitcoin has.
-    assert!(matches!(
-        err(f
-            .svc
-            .btc_send(&alice(), f.request(PAYEE, "0.000000001", 2))
-            .await),
-        BtcServiceError::Amount(_)
-    ));
+    refused(
+        f.payer.submit(&btc(), PAYEE, "0.000000001").await,
+        "decimal places",
+    );
     // Dust.
-    assert!(matches!(
-        err(f
-            .svc
-            .btc_send(&alice(), f.request(PAYEE, "0.00000100", 2))
-            .await),
-        BtcServiceError::Plan(_)
-    ));
+    refused(f.payer.submit(&btc(), PAYEE, "0.00000100").await, "below");
     // More than held.
-    assert!(matches!(
-        err(f.svc.btc_send(&alice(), f.request(PAYEE, "1", 2)).await),
-        BtcServiceError::Plan(_)
-    ));
-    // Over the fee-rate cap.
-    assert!(matches!(
-        err(f
-            .svc
-            .btc_send(&alice(), f.request(PAYEE, "0.0001", 150))
-            .await),
-        BtcServiceError::Plan(chain_btc::FeeError::RateOverCap { .. })
-    ));
+    refused(
+        f.payer.submit(&btc(), PAYEE, "1").await,
+        "insufficient funds",
+    );
     // A network nobody configured.
-    let mut other = f.request(PAYEE, "0.0001", 2);
-    other.network = BitcoinNetwork::Signet;
-    assert!(matches!(
-        err(f.svc.btc_send(&alice(), other).await),
-        BtcServiceError::NetworkNotConfigured(_)
-    ));
+    let signet = Asset::bitcoin(BitcoinNetwork::Signet).id().clone();
+    refused(
+        f.payer.submit(&signet, PAYEE, "0.0001").await,
+        "not configured",
+    );
     assert!(
         f.db.store
             .btc_utxos("bitcoin:regtest", "reserved")
@@ -258,25 +238,19 @@ async fn bad_input_reserves_and_signs_nothing(f: Fixture) {
             .any(|a| a.starts_with("btc.send") || a.starts_with("btc.tx"))
     );
     // And a good one still goes through.
-    f.svc
-        .btc_send(&alice(), f.request(PAYEE, "0.0001", 2))
-        .await
-        .unwrap();
-    // Sealed between planning and signing: the reservation is released and
-    // the send marked failed, audited; the output can be spent again.
+    assert_eq!(f.pay(PAYEE, "0.0001").await.unwrap().state, "signed");
+    // Sealed between planning and signing: the plan waits with its
+    // reservation (for the resumer, once unsealed); nothing is signed.
     f.deposit(f.ecdsa, 2, 70_000).await;
     f.svc.seal(&alice()).await.unwrap();
+    let t = f.payer.submit(&btc(), PAYEE, "0.0001").await.unwrap();
+    f.svc.execute_due().await.unwrap();
+    let t = f.db.store.transfer(t.id).await.unwrap();
+    assert_eq!(t.state, state::SIGNING);
+    let send = f.db.store.btc_send(&t.btc_send_id.unwrap()).await.unwrap();
+    assert_eq!(send.state, "planned");
     assert!(matches!(
-        f.svc
-            .btc_send(&alice(), f.request(PAYEE, "0.0001", 2))
-            .await,
+        f.svc.btc_sign_and_send(&send.id).await,
         Err(ServiceError::Sealed)
     ));
-    let available =
-        f.db.store
-            .btc_utxos("bitcoin:regtest", "available")
-            .await
-            .unwrap();
-    assert_eq!(available.len(), 1, "released");
-    assert!(f.actions().await.iter().any(|a| a == "btc.send.failed"));
 }

@@ -1,0 +1,234 @@
+//! The signing gate: the only way from an approved plan to a signature.
+//!
+//! A transfer-signing key signs nothing but a [`chain_eth::Approved`] or a
+//! [`chain_btc::Approved`], which only the pure chain crates make, from the
+//! decoded, digest-checked intents. The gate derives the digests from the
+//! approved plan itself, signs through the vault (seal, key state, purpose,
+//! cryptoperiod, freezes), verifies each signature with a second library,
+//! and accepts the signed bytes only if they are that very plan. When a
+//! built plan is not what was approved, [`Service::refuse_to_sign`] is the
+//! one refuse path for every chain: a history line on each transfer, one
+//! audit record, a webhook event and a freeze of the wallet, in one
+//! transaction.
+
+use std::collections::HashMap;
+
+use domain::{Actor, KeyId, KeyPurpose, TransferId, WalletId};
+use keys::{PublicKey, SignRequest, Signature, TapTweak};
+use keys_mpc::cosign::{ApprovedTransfer, Subject};
+use serde_json::json;
+use storage::{KeyRow, StorageError};
+
+use crate::freezes::{FreezeScope, new_freeze, place_in};
+use crate::keystore::entry;
+use crate::service::{Service, ServiceError};
+
+/// The key that signs for an output: a single key, or an HD account key
+/// and the (unhardened) child path below its account.
+pub(crate) type Signer = (KeyId, Vec<u32>);
+
+/// A send whose plan is not what was approved.
+#[derive(Debug)]
+pub(crate) struct Refused<'a> {
+    /// The send's audit subject (`eth-send:<id>`, `btc-send:<id>`).
+    pub send: String,
+    pub wallet: WalletId,
+    pub transfers: &'a [TransferId],
+    pub why: String,
+}
+
+impl Service {
+    /// Signs an approved Ethereum plan with `key`, the sender's. Threshold
+    /// keys' nodes are shown `subject` and check it themselves.
+    pub(crate) async fn sign_eth(
+        &self,
+        approved: &chain_eth::Approved,
+        key: KeyId,
+        subject: Option<&Subject>,
+    ) -> Result<(KeyRow, chain_eth::SignedTx), ServiceError> {
+        let request = SignRequest::EcdsaDigest(approved.signing_hash());
+        let (row, sig) = self
+            .sign_checked(
+                key,
+                Some(approved.wallet()),
+                KeyPurpose::TransferSigning,
+                &[],
+                request.clone(),
+                subject,
+            )
+            .await?;
+        // A second implementation (libsecp256k1) checks what the backend made.
+        let pk: [u8; 33] = hex::decode(&row.public_key)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| StorageError::Corrupt("public key".into()))?;
+        keys::verify::verify(&PublicKey::Secp256k1(pk), &request, &sig).map_err(|e| {
+            ServiceError::KeyNotUsable(format!("the signature does not verify: {e}"))
+        })?;
+        let Signature::Ecdsa(e) = sig else {
+            return Err(ServiceError::KeyNotUsable("not an ECDSA signature".into()));
+        };
+        let signed = approved
+            .finish(chain_eth::EcdsaParts {
+                r: e.r,
+                s: e.s,
+                recovery_id: e.recovery_id,
+            })
+            .map_err(|e| ServiceError::NotApproved(e.to_string()))?;
+        Ok((row, signed))
+    }
+
+    /// Signs every input of an approved Bitcoin transaction with its key
+    /// (`keys_of`: by the spent script), and accepts the result only if
+    /// Core's interpreter verifies it and it is the approved transaction.
+    /// `transfers`: what it pays, with approvals, for threshold keys' nodes.
+    pub(crate) async fn sign_btc(
+        &self,
+        approved: &chain_btc::Approved,
+        keys_of: &HashMap<String, Signer>,
+        transfers: &[ApprovedTransfer],
+    ) -> Result<bitcoin::Transaction, ServiceError> {
+        let btc = |e: chain_btc::BtcError| ServiceError::NotApproved(e.to_string());
+        let plan = approved.plan();
+        let mut signed = approved.psbt().clone();
+        for t in approved.signing_tasks().map_err(btc)? {
+            let mut subject = None;
+            let (input, request) = match t {
+                chain_btc::SigningTask::Ecdsa { input, digest, .. } => {
+                    (input, SignRequest::EcdsaDigest(digest))
+                }
+                chain_btc::SigningTask::Schnorr { input, digest, .. } => (
+                    input,
+                    SignRequest::SchnorrDigest {
+                        digest,
+                        tweak: Some(TapTweak::NoScripts),
+                    },
+                ),
+                // A threshold key: its nodes derive the sighash themselves
+                // from the transaction, and check what it pays.
+                chain_btc::SigningTask::SchnorrOutput { input, digest, .. } => {
+                    subject = Some(taproot_subject(approved.psbt(), input, transfers)?);
+                    (
+                        input,
+                        SignRequest::SchnorrDigest {
+                            digest,
+                            tweak: None,
+                        },
+                    )
+                }
+            };
+            let spk = plan
+                .inputs
+                .get(input)
+                .ok_or_else(|| ServiceError::NotApproved(format!("no input {input}")))?
+                .spend
+                .script_pubkey()
+                .map_err(btc)?
+                .to_hex_string();
+            let (key, child) = keys_of.get(&spk).ok_or_else(|| {
+                ServiceError::NotApproved(format!("no key of the wallet spends input {input}"))
+            })?;
+            let (_, sig) = self
+                .sign_checked(
+                    *key,
+                    Some(approved.wallet()),
+                    KeyPurpose::TransferSigning,
+                    child,
+                    request,
+                    subject.as_ref(),
+                )
+                .await?;
+            // Each signature is checked by libsecp256k1 as it enters.
+            match sig {
+                Signature::Ecdsa(e) => {
+                    let mut rs = [0u8; 64];
+                    rs[..32].copy_from_slice(&e.r);
+                    rs[32..].copy_from_slice(&e.s);
+                    chain_btc::add_ecdsa(&mut signed, &t, &rs).map_err(btc)?;
+                }
+                Signature::Schnorr(s) => {
+                    chain_btc::add_schnorr(&mut signed, &t, &s).map_err(btc)?;
+                }
+                Signature::Ed25519(_) => {
+                    return Err(ServiceError::KeyNotUsable(
+                        "an Ed25519 signature for a Bitcoin input".into(),
+                    ));
+                }
+            }
+        }
+        // Core's interpreter verifies every input; the result must be the plan.
+        approved.accept(signed).map_err(btc)
+    }
+
+    /// The one refuse path, for every chain: a built plan is not what was
+    /// approved. Each transfer gets a history line; one audit record and a
+    /// webhook event name the send, its transfers and why; the wallet is
+    /// frozen — all in one transaction, under the vault lock (as every
+    /// freeze). Returns the error to give the caller.
+    pub(crate) async fn refuse_to_sign(&self, r: Refused<'_>) -> ServiceError {
+        tracing::error!(send = %r.send, why = %r.why, "what was built is not what was approved: signing refused, wallet frozen");
+        let refused = async {
+            let _vault = self.vault().lock().await;
+            let now = self.now();
+            let mut tx = self.store().begin().await?;
+            for id in r.transfers {
+                // Locked: the history line's number is taken under it.
+                let t = tx.lock_transfer(*id).await?;
+                tx.add_history(
+                    t.id,
+                    &t.state,
+                    "system",
+                    &format!("signing refused: {}", r.why),
+                    now,
+                )
+                .await?;
+            }
+            let transfers: Vec<String> = r.transfers.iter().map(ToString::to_string).collect();
+            let details = json!({ "send": r.send, "transfers": transfers, "why": r.why });
+            crate::webhooks::enqueue(&mut tx, "transfer.sign_refused", details.clone(), now)
+                .await?;
+            let refusal = entry(&Actor::System, "transfer.sign_refused", &r.send, details)?;
+            let freeze = new_freeze(
+                &Actor::System,
+                FreezeScope::Wallet(r.wallet),
+                "signing refused: a plan differs from what was approved",
+                now,
+            );
+            let placed = place_in(&mut tx, &Actor::System, &freeze, now).await?;
+            self.commit(tx, &[refusal, placed], now).await
+        }
+        .await;
+        match refused {
+            Ok(()) => ServiceError::NotApproved(r.why),
+            Err(e) => e,
+        }
+    }
+}
+
+/// What a threshold key's signer nodes are shown for `input` of `psbt`.
+fn taproot_subject(
+    psbt: &bitcoin::Psbt,
+    input: usize,
+    transfers: &[ApprovedTransfer],
+) -> Result<Subject, ServiceError> {
+    let missing = || ServiceError::NotApproved("an input without its spent output".into());
+    let prevouts = psbt
+        .inputs
+        .iter()
+        .map(|i| {
+            i.witness_utxo
+                .as_ref()
+                .map(|o| keys_mpc::cosign::Prevout {
+                    value: o.value.to_sat(),
+                    script_pubkey: hex::encode(o.script_pubkey.as_bytes()),
+                })
+                .ok_or_else(missing)
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Subject::BitcoinTaproot {
+        tx: hex::encode(bitcoin::consensus::serialize(&psbt.unsigned_tx)),
+        prevouts,
+        input: u32::try_from(input).map_err(|_| missing())?,
+        transfers: transfers.to_vec(),
+    })
+}

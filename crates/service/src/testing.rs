@@ -1,0 +1,196 @@
+//! Helpers for tests and benches (feature `testing`, never in a release
+//! build) that move money the only way the server does: a wallet, an
+//! initiator's signed request, a judged transfer, the queue's plan and the
+//! signing gate. Nothing here signs around the pipeline.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chain_eth::{EthAddress, Urgency};
+use domain::{Actor, AssetId, Grant, Role, Scope, WalletId};
+use ed25519_dalek::{Signer as _, SigningKey};
+use storage::{EthSendRow, TransferRow};
+
+use crate::governance::{Change, GovernanceConfig};
+use crate::identity::{Principal, SignedRequest, perm, request_message};
+use crate::transfers::TransferRequest;
+use crate::{Service, ServiceError};
+
+/// The policy of a payer's installation: every transfer allowed.
+pub const ALLOW_ALL: &str = "[[rules]]\nname = \"all\"\naction = \"allow\"\n";
+
+/// A wallet whose transfers an initiator requests and a policy allows.
+pub struct Payer {
+    svc: Service,
+    wallet: WalletId,
+    initiator: (SigningKey, String),
+    nonce: AtomicU64,
+}
+
+fn random_key() -> SigningKey {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).unwrap_or_else(|e| panic!("randomness: {e}"));
+    SigningKey::from_bytes(&seed)
+}
+
+async fn api_key(
+    svc: &Service,
+    console: &Actor,
+    name: &str,
+    grants: &[Grant],
+) -> (SigningKey, String) {
+    let key = random_key();
+    let row = svc
+        .console_register_api_key(console, name, &key.verifying_key().to_bytes(), grants, 30)
+        .await
+        .unwrap_or_else(|e| panic!("api key {name}: {e}"));
+    (key, row.id.to_string())
+}
+
+impl std::fmt::Debug for Payer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Payer")
+            .field("wallet", &self.wallet)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Payer {
+    /// A wallet named `name` holding the Ethereum senders `senders` (chain
+    /// id, address): single-admin governance (if none is set), an
+    /// allow-all policy applied by proposal, and an initiator for it.
+    pub async fn open(
+        svc: &Service,
+        console: &Actor,
+        name: &str,
+        senders: &[(u64, EthAddress)],
+    ) -> Payer {
+        let wallet = svc
+            .console_create_wallet(console, name)
+            .await
+            .unwrap_or_else(|e| panic!("wallet: {e}"))
+            .id;
+        for (chain_id, from) in senders {
+            svc.console_assign_eth_sender(console, *chain_id, *from, wallet)
+                .await
+                .unwrap_or_else(|e| panic!("sender: {e}"));
+        }
+        if svc.governance().is_err() {
+            svc.set_governance(GovernanceConfig::single_admin());
+        }
+        let admin = api_key(
+            svc,
+            console,
+            &format!("{name}-admin"),
+            &[Grant::global(Role::Admin)],
+        )
+        .await;
+        let writer = api_key(
+            svc,
+            console,
+            &format!("{name}-policy"),
+            &[Grant::global(Role::PolicyAdmin)],
+        )
+        .await;
+        let initiator = api_key(
+            svc,
+            console,
+            &format!("{name}-initiator"),
+            &[Grant::new(Role::Initiator, Scope::Wallet(wallet))
+                .unwrap_or_else(|e| panic!("grant: {e}"))],
+        )
+        .await;
+        let payer = Payer {
+            svc: svc.clone(),
+            wallet,
+            initiator,
+            nonce: AtomicU64::new(0),
+        };
+        let who = payer.principal(&writer).await;
+        let p = svc
+            .propose(
+                &who,
+                Change::SetPolicy {
+                    document: ALLOW_ALL.into(),
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("policy: {e}"))
+            .proposal;
+        let who = payer.principal(&admin).await;
+        let v = svc
+            .vote(&who, &p.id, true)
+            .await
+            .unwrap_or_else(|e| panic!("vote: {e}"));
+        assert_eq!(v.proposal.state, "applied", "one admin is the quorum here");
+        payer
+    }
+
+    pub fn wallet(&self) -> WalletId {
+        self.wallet
+    }
+
+    /// The principal behind a freshly signed request of `key`, as the HTTP
+    /// layer authenticates it.
+    async fn principal(&self, key: &(SigningKey, String)) -> Principal {
+        let n = self.nonce.fetch_add(1, Ordering::SeqCst);
+        let nonce = format!("payer-{n:016}");
+        let ts = self.svc.now().as_millis().to_string();
+        let m = request_message("POST", "/v1/transfers", "", b"", &ts, &nonce);
+        let sig = data_encoding::BASE64.encode(&key.0.sign(&m).to_bytes());
+        self.svc
+            .authenticate_request(&SignedRequest {
+                key_id: &key.1,
+                timestamp_ms: &ts,
+                nonce: &nonce,
+                signature: &sig,
+                method: "POST",
+                path: "/v1/transfers",
+                query: "",
+                body: b"",
+            })
+            .await
+            .unwrap_or_else(|e| panic!("authentication: {e}"))
+    }
+
+    /// The initiator's principal.
+    pub async fn initiator(&self) -> Principal {
+        self.principal(&self.initiator).await
+    }
+
+    /// Requests a withdrawal of `amount` (decimal) of `asset` to `to`.
+    pub async fn submit(
+        &self,
+        asset: &AssetId,
+        to: &str,
+        amount: &str,
+    ) -> Result<TransferRow, ServiceError> {
+        let who = self.initiator().await;
+        let can = self
+            .svc
+            .authorize::<perm::InitiateTransfer>(&who, Some(self.wallet))?;
+        can.submit(&TransferRequest {
+            wallet: self.wallet,
+            asset: asset.clone(),
+            amount: amount.into(),
+            destination: to.into(),
+            reference: None,
+            external_id: None,
+            priority: Default::default(),
+            depends_on: None,
+        })
+        .await
+    }
+
+    /// Requests a withdrawal and carries it out on Ethereum at once: judged,
+    /// planned, signed through the gate and broadcast.
+    pub async fn pay_eth(
+        &self,
+        asset: &AssetId,
+        to: &str,
+        amount: &str,
+        urgency: Urgency,
+    ) -> Result<EthSendRow, ServiceError> {
+        let t = self.submit(asset, to, amount).await?;
+        self.svc.execute_transfer(t.id, urgency).await
+    }
+}
