@@ -4,8 +4,12 @@
 //!   HTTP, PKCS#11, or on the workspace's I/O crates.
 //! - Every Rust file starts with a `//!` line that says what it is for.
 //! - No test is switched off or turned upside down (`ignore`, `should_panic`).
+//! - No source file grows past 900 lines (known ones may not grow).
+//! - Only the signing gate calls the vault's signer.
+//! - No crate's modules import each other in a circle; `service`'s modules
+//!   import only from their own layer or below.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -58,6 +62,12 @@ pub fn check_all(root: &Path) -> anyhow::Result<Vec<Problem>> {
     problems.extend(check_no_ambient_clock_or_rng(root, &files)?);
     problems.extend(check_file_lengths(root, &files, LONG_FILES)?);
     problems.extend(check_signing_calls(root, &files, SIGNING_CALLS)?);
+    problems.extend(check_module_cycles(root)?);
+    problems.extend(check_layers(
+        root,
+        &root.join("crates/service/src"),
+        SERVICE_LAYERS,
+    )?);
     problems.sort();
     Ok(problems)
 }
@@ -333,11 +343,9 @@ pub const LONG_FILES: &[(&str, usize)] = &[
     ("crates/api-http/src/governance.rs", 958),
     ("crates/keys-mpc/src/node.rs", 901),
     ("crates/policy/src/document.rs", 934),
-    ("crates/service/src/btc_transfers.rs", 980),
-    ("crates/service/src/eth.rs", 1245),
-    ("crates/service/src/identity.rs", 1107),
-    ("crates/service/src/keystore.rs", 1449),
-    ("crates/service/src/transfers.rs", 2125),
+    ("crates/service/src/eth.rs", 1171),
+    ("crates/service/src/keystore.rs", 1379),
+    ("crates/service/src/transfers.rs", 1075),
     ("crates/storage/src/governance.rs", 1648),
     ("crates/strongroom/src/config.rs", 1240),
 ];
@@ -413,6 +421,251 @@ pub fn check_signing_calls(
                     rule: "signing-gate",
                     place: place.clone(),
                     detail: format!("calls `{call}`: only {home} may"),
+                });
+            }
+        }
+    }
+    Ok(problems)
+}
+
+/// The modules of one crate (`src/<name>.rs` or `src/<name>/…`), each with
+/// the modules it names through `crate::` paths. Comments and a trailing
+/// `#[cfg(test)]` module are left out.
+pub fn module_graph(src: &Path) -> anyhow::Result<BTreeMap<String, BTreeSet<String>>> {
+    let mut files = Vec::new();
+    walk(src, &mut files)?;
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut texts = Vec::new();
+    for f in &files {
+        let rel = f.strip_prefix(src).unwrap_or(f);
+        let Some(top) = rel.components().next() else {
+            continue;
+        };
+        let top = top.as_os_str().to_string_lossy();
+        let name = top.strip_suffix(".rs").unwrap_or(&top).to_owned();
+        if name == "lib" || name == "main" {
+            continue;
+        }
+        graph.entry(name.clone()).or_default();
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        texts.push((name, text));
+    }
+    for (name, text) in texts {
+        let refs = crate_refs(&strip_comments(&text));
+        let edges: BTreeSet<String> = refs
+            .into_iter()
+            .filter(|r| *r != name && graph.contains_key(r))
+            .collect();
+        if let Some(e) = graph.get_mut(&name) {
+            e.extend(edges);
+        }
+    }
+    Ok(graph)
+}
+
+/// `text` without comments and without a `#[cfg(test)] mod tests` at its end.
+fn strip_comments(text: &str) -> String {
+    let text = match text.find("#[cfg(test)]\nmod tests") {
+        Some(i) => &text[..i],
+        None => text,
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix("//") {
+            rest = r.find('\n').map_or("", |i| &r[i..]);
+        } else if let Some(r) = rest.strip_prefix("/*") {
+            rest = r.find("*/").map_or("", |i| &r[i + 2..]);
+        } else {
+            let mut chars = rest.chars();
+            if let Some(c) = chars.next() {
+                out.push(c);
+            }
+            rest = chars.as_str();
+        }
+    }
+    out
+}
+
+/// The top-level modules named after `crate::` (and inside `crate::{…}`).
+fn crate_refs(text: &str) -> BTreeSet<String> {
+    let ident = |s: &str| -> String {
+        s.chars()
+            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+            .collect()
+    };
+    let mut out = BTreeSet::new();
+    let mut from = 0;
+    while let Some(i) = text[from..].find("crate::") {
+        let at = from + i;
+        from = at + "crate::".len();
+        let boundary = text[..at]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'));
+        if !boundary {
+            continue;
+        }
+        let rest = &text[from..];
+        if let Some(group) = rest.strip_prefix('{') {
+            // Names that start a path at the group's own depth.
+            let mut depth = 1;
+            let mut starts_path = true;
+            for (k, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                    ',' if depth == 1 => starts_path = true,
+                    c if c.is_whitespace() => {}
+                    _ => {
+                        if depth == 1 && starts_path {
+                            let name = ident(&group[k..]);
+                            if !name.is_empty() {
+                                out.insert(name);
+                            }
+                        }
+                        starts_path = false;
+                    }
+                }
+            }
+        } else {
+            let name = ident(rest);
+            if !name.is_empty() {
+                out.insert(name);
+            }
+        }
+    }
+    out
+}
+
+/// Groups of modules that import each other in a circle (each of more than
+/// one module), in a module graph.
+pub fn cycles(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
+    // Two modules are in one circle when each reaches the other.
+    let reach = |from: &str| -> BTreeSet<String> {
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![from.to_owned()];
+        while let Some(m) = todo.pop() {
+            for n in graph.get(&m).into_iter().flatten() {
+                if seen.insert(n.clone()) {
+                    todo.push(n.clone());
+                }
+            }
+        }
+        seen
+    };
+    let reached: BTreeMap<&String, BTreeSet<String>> =
+        graph.keys().map(|m| (m, reach(m))).collect();
+    let mut done = BTreeSet::new();
+    let mut out = Vec::new();
+    for m in graph.keys() {
+        if done.contains(m) || !reached[m].contains(m) {
+            continue;
+        }
+        let group: Vec<String> = graph
+            .keys()
+            .filter(|n| *n == m || (reached[m].contains(*n) && reached[*n].contains(m)))
+            .cloned()
+            .collect();
+        done.extend(group.iter().cloned());
+        out.push(group);
+    }
+    out
+}
+
+/// No crate has modules that import each other in a circle.
+pub fn check_module_cycles(root: &Path) -> anyhow::Result<Vec<Problem>> {
+    let mut problems = Vec::new();
+    let crates = root.join("crates");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&crates)
+        .with_context(|| format!("reading {}", crates.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path().join("src")))
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    for src in dirs {
+        for group in cycles(&module_graph(&src)?) {
+            problems.push(Problem {
+                rule: "module-cycle",
+                place: relative(root, &src),
+                detail: format!("modules import each other in a circle: {}", group.join(" ")),
+            });
+        }
+    }
+    Ok(problems)
+}
+
+/// The layers of `service`, bottom first: a module imports only from its
+/// own layer or those below (and its own layer holds no circle).
+pub const SERVICE_LAYERS: &[(&str, &[&str])] = &[
+    (
+        "core",
+        &[
+            "access",
+            "audit_key",
+            "checkpoints",
+            "clock",
+            "crash",
+            "error",
+            "freezes",
+            "moves",
+            "outbox",
+            "record",
+            "service",
+            "settings",
+            "threshold",
+            "totp",
+            "vault",
+        ],
+    ),
+    ("vault", &["keystore"]),
+    ("signing gate", &["gate"]),
+    (
+        "chain senders",
+        &["btc", "btc_transfers", "deposits", "eth"],
+    ),
+    ("queue and wallets", &["queue", "wallets"]),
+    ("transfers", &["requests", "transfers"]),
+    (
+        "identity and governance",
+        &["governance", "identity", "testing", "webhooks"],
+    ),
+];
+
+/// Every module of the crate at `src` is in one of `layers` and imports
+/// nothing from a layer above its own.
+pub fn check_layers(
+    root: &Path,
+    src: &Path,
+    layers: &[(&str, &[&str])],
+) -> anyhow::Result<Vec<Problem>> {
+    let layer_of = |m: &str| layers.iter().position(|(_, ms)| ms.contains(&m));
+    let mut problems = Vec::new();
+    for (m, uses) in module_graph(src)? {
+        let place = format!("{}/{m}", relative(root, src));
+        let Some(own) = layer_of(&m) else {
+            problems.push(Problem {
+                rule: "layers",
+                place,
+                detail: "a module in no layer: add it to its layer".into(),
+            });
+            continue;
+        };
+        for u in uses {
+            if let Some(l) = layer_of(&u).filter(|l| *l > own) {
+                problems.push(Problem {
+                    rule: "layers",
+                    place: place.clone(),
+                    detail: format!(
+                        "imports `{u}` of the {} layer, above its own ({})",
+                        layers[l].0, layers[own].0
+                    ),
                 });
             }
         }

@@ -195,3 +195,44 @@ fn signing_around_the_gate_is_found() {
         ]
     );
 }
+
+#[test]
+fn circles_and_layer_breaches_are_found() {
+    let root = scratch(
+        "layers",
+        &[
+            (
+                "crates/c/src/lib.rs",
+                "//! c\nmod a;\nmod b;\nmod low;\n".into(),
+            ),
+            (
+                "crates/c/src/a.rs",
+                "//! a\nuse crate::{b::X, low};\n// crate::high in a comment\n".into(),
+            ),
+            (
+                "crates/c/src/b.rs",
+                "//! b\nfn f() { crate::a::g() }\n".into(),
+            ),
+            (
+                "crates/c/src/low.rs",
+                "//! low\nuse crate::high::Y;\n#[cfg(test)]\nmod tests { use crate::a; }\n".into(),
+            ),
+            ("crates/c/src/high.rs", "//! high\nuse crate::low;\n".into()),
+        ],
+    );
+    let src = root.join("crates/c/src");
+    let graph = tidy::module_graph(&src).unwrap();
+    let cycles: Vec<String> = tidy::cycles(&graph).iter().map(|c| c.join(" ")).collect();
+    let layers: &[(&str, &[&str])] = &[("bottom", &["low", "a", "b"]), ("top", &["high"])];
+    let breaches: Vec<String> = tidy::check_layers(&root, &src, layers)
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    std::fs::remove_dir_all(&root).unwrap();
+    assert_eq!(cycles, ["a b", "high low"]);
+    assert_eq!(
+        breaches,
+        ["layers: crates/c/src/low: imports `high` of the top layer, above its own (bottom)"]
+    );
+}

@@ -14,8 +14,8 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{Authed, SESSION_COOKIE, Source, auth_error, can};
-use crate::error::{ApiError, ErrorBody, service_error};
+use crate::auth::{Authed, SESSION_COOKIE, Source, can};
+use crate::error::{ApiError, ErrorBody, auth_error, service_error};
 
 pub(crate) fn routes() -> OpenApiRouter<Service> {
     OpenApiRouter::new()
@@ -585,7 +585,7 @@ pub struct AccountDto {
     key: String,
 }
 
-fn account_dto(a: service::btc_transfers::WalletAccount) -> AccountDto {
+fn account_dto(a: service::wallets::WalletAccount) -> AccountDto {
     AccountDto {
         network: a.network.to_string(),
         address: a.address,
@@ -658,7 +658,7 @@ async fn open_account(
         .network
         .parse()
         .map_err(|e: domain::NetworkError| bad(format!("network: {e}")))?;
-    use service::btc_transfers::AccountKey;
+    use service::wallets::AccountKey;
     let backend = match req.backend.as_deref().unwrap_or("keystore") {
         "keystore" => AccountKey::Single(domain::KeyBackend::Keystore),
         "pkcs11" => AccountKey::Single(domain::KeyBackend::Pkcs11),

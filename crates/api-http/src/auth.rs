@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use service::identity::{AuthError, Principal, SignedRequest};
 use service::{Service, ServiceError};
 
-use crate::error::{ApiError, service_error};
+use crate::error::{ApiError, auth_error, service_error};
 
 /// Header names of a signed request.
 pub const KEY_HEADER: &str = "x-strongroom-key";
@@ -122,26 +122,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Source {
             .cloned()
             .unwrap_or(Source("unknown".into())))
     }
-}
-
-pub(crate) fn auth_error(e: &AuthError) -> ApiError {
-    use StatusCode as S;
-    let (status, code) = match e {
-        AuthError::InvalidCredentials => (S::UNAUTHORIZED, "invalid_credentials"),
-        AuthError::Locked { .. } => (S::TOO_MANY_REQUESTS, "account_locked"),
-        AuthError::TotpRequired => (S::UNAUTHORIZED, "totp_required"),
-        AuthError::BadSignature => (S::UNAUTHORIZED, "bad_signature"),
-        AuthError::Stale => (S::UNAUTHORIZED, "stale_request"),
-        AuthError::Replay => (S::UNAUTHORIZED, "replayed_request"),
-        AuthError::Malformed(_) => (S::UNAUTHORIZED, "malformed_auth"),
-        AuthError::KeyInactive => (S::UNAUTHORIZED, "key_inactive"),
-        AuthError::NoSession => (S::UNAUTHORIZED, "no_session"),
-        AuthError::Csrf => (S::FORBIDDEN, "csrf"),
-        AuthError::MfaRequired => (S::FORBIDDEN, "mfa_required"),
-        AuthError::Forbidden => (S::FORBIDDEN, "forbidden"),
-        _ => (S::UNAUTHORIZED, "unauthenticated"),
-    };
-    ApiError::new(status, code, e.to_string())
 }
 
 fn too_many(retry_after: u64, code: &'static str) -> Response {

@@ -116,7 +116,7 @@ pub(crate) fn service_error(e: service::ServiceError) -> ApiError {
     use service::ServiceError as E;
     use service::storage::StorageError as St;
     match e {
-        E::Auth(a) => crate::auth::auth_error(&a),
+        E::Auth(a) => auth_error(&a),
         E::Invalid(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", m),
         E::Storage(St::NotFound { what }) => ApiError::new(
             StatusCode::NOT_FOUND,
@@ -211,4 +211,26 @@ pub(crate) fn service_error(e: service::ServiceError) -> ApiError {
             )
         }
     }
+}
+
+/// An authentication or authorisation failure: 401 or 403 with its code.
+pub(crate) fn auth_error(e: &service::identity::AuthError) -> ApiError {
+    use StatusCode as S;
+    use service::identity::AuthError;
+    let (status, code) = match e {
+        AuthError::InvalidCredentials => (S::UNAUTHORIZED, "invalid_credentials"),
+        AuthError::Locked { .. } => (S::TOO_MANY_REQUESTS, "account_locked"),
+        AuthError::TotpRequired => (S::UNAUTHORIZED, "totp_required"),
+        AuthError::BadSignature => (S::UNAUTHORIZED, "bad_signature"),
+        AuthError::Stale => (S::UNAUTHORIZED, "stale_request"),
+        AuthError::Replay => (S::UNAUTHORIZED, "replayed_request"),
+        AuthError::Malformed(_) => (S::UNAUTHORIZED, "malformed_auth"),
+        AuthError::KeyInactive => (S::UNAUTHORIZED, "key_inactive"),
+        AuthError::NoSession => (S::UNAUTHORIZED, "no_session"),
+        AuthError::Csrf => (S::FORBIDDEN, "csrf"),
+        AuthError::MfaRequired => (S::FORBIDDEN, "mfa_required"),
+        AuthError::Forbidden => (S::FORBIDDEN, "forbidden"),
+        _ => (S::UNAUTHORIZED, "unauthenticated"),
+    };
+    ApiError::new(status, code, e.to_string())
 }

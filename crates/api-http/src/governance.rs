@@ -15,8 +15,8 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{Authed, auth_error, can};
-use crate::error::{ApiError, ErrorBody, service_error};
+use crate::auth::{Authed, can};
+use crate::error::{ApiError, ErrorBody, auth_error, service_error};
 
 pub(crate) fn routes() -> OpenApiRouter<Service> {
     OpenApiRouter::new()

@@ -163,7 +163,7 @@ async fn seal(
 ) -> Result<StatusCode, ApiError> {
     let can = svc
         .authorize::<service::identity::perm::SealKeystore>(&who, None)
-        .map_err(|e| crate::auth::auth_error(&e))?;
+        .map_err(|e| crate::error::auth_error(&e))?;
     can.seal().await.map_err(service_error)?;
     Ok(StatusCode::NO_CONTENT)
 }

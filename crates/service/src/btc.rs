@@ -5,64 +5,15 @@
 
 use std::sync::Arc;
 
-use chain_btc::{FeeCaps, Spend};
-use chain_btc_client::BtcClient;
+use chain_btc::Spend;
 use domain::{Actor, BitcoinNetwork, KeyAlgorithm, KeyId, KeyPurpose, Network};
 use serde_json::json;
 use storage::{BtcUtxoRow, StorageError};
 
-use crate::keystore::entry;
+pub use crate::error::BtcServiceError;
+use crate::record::entry;
 use crate::service::{Service, ServiceError};
-
-/// One Bitcoin network as configured.
-#[derive(Debug)]
-pub struct BtcNetwork {
-    pub network: BitcoinNetwork,
-    pub fee_caps: FeeCaps,
-    /// Sat per virtual byte for transfers when no node estimates one.
-    pub fee_rate: u64,
-    /// How queued payouts of one wallet are gathered into one transaction.
-    pub batch: BatchRule,
-    /// Where to broadcast; without one, sends stop at `signed`.
-    pub client: Option<Arc<BtcClient>>,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BtcServiceError {
-    #[error("{0} is not configured")]
-    NetworkNotConfigured(String),
-    #[error("destination refused: {0}")]
-    Address(#[from] chain_btc::AddressError),
-    #[error("amount refused: {0}")]
-    Amount(#[from] domain::AmountError),
-    #[error("{0}")]
-    Plan(#[from] chain_btc::FeeError),
-    #[error("transaction: {0}")]
-    Tx(#[from] chain_btc::BtcError),
-    #[error("node: {0}")]
-    Node(#[from] chain_btc_client::ClientError),
-    #[error("the signed transaction is not the approved one")]
-    Mismatch,
-}
-
-/// Queued payouts of one wallet go out together once the oldest has waited
-/// `window_ms` or `max_payouts` are waiting, whichever comes first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchRule {
-    pub window_ms: i64,
-    pub max_payouts: usize,
-}
-
-impl Default for BatchRule {
-    /// No waiting: each pass sends what is queued, up to 50 payouts.
-    fn default() -> Self {
-        BatchRule {
-            window_ms: 0,
-            max_payouts: 50,
-        }
-    }
-}
+pub use crate::settings::{BatchRule, BtcNetwork};
 
 pub(crate) fn net_name(n: BitcoinNetwork) -> String {
     Network::Bitcoin(n).to_string()

@@ -9,17 +9,15 @@
 use std::collections::HashMap;
 
 use chain_btc::{BtcAddress, Payout, Spend, Utxo};
-use domain::{Actor, Amount, Asset, BitcoinNetwork, KeyId, Network, Timestamp, WalletId};
+use domain::{Actor, BitcoinNetwork, KeyId, Network, Timestamp, WalletId};
 use lifecycle::Event;
 use serde_json::json;
 use storage::{BtcSendRow, StorageError, TransferRow, WriteTx};
 
 use crate::btc::{BtcServiceError, net_name, spend_of};
-use crate::keystore::entry;
+use crate::moves::{Move, classify, corrupt, invalid, state, transition};
+use crate::record::entry;
 use crate::service::{Service, ServiceError};
-use crate::transfers::{
-    Move, Prepared, TransferRequest, classify, corrupt, invalid, state, transition,
-};
 
 /// How long a worker holds the transfers of a batch it is planning.
 const BATCH_LEASE_MS: i64 = 60_000;
@@ -208,82 +206,6 @@ impl Service {
         Ok(own)
     }
 
-    pub(crate) fn prepare_btc(
-        &self,
-        req: &TransferRequest,
-        n: BitcoinNetwork,
-    ) -> Result<Prepared, ServiceError> {
-        self.btc_network(n)
-            .map_err(|e| invalid(format!("asset {}: {e}", req.asset)))?;
-        let asset = Asset::bitcoin(n);
-        if asset.id() != &req.asset {
-            return Err(invalid(format!("asset {} is not configured", req.asset)));
-        }
-        let amount =
-            Amount::parse(&req.amount, &asset).map_err(|e| invalid(format!("amount: {e}")))?;
-        if amount.is_zero() {
-            return Err(invalid("amount: must be greater than zero"));
-        }
-        let to = BtcAddress::parse(&req.destination, n)
-            .map_err(|e| invalid(format!("destination: {e}")))?;
-        let dust = to.script_pubkey().minimal_non_dust().to_sat();
-        if amount.units() < u128::from(dust) {
-            return Err(invalid(format!(
-                "amount: below {dust} sat, the least an output to this address may carry"
-            )));
-        }
-        let text = to.to_string();
-        let destination = domain::Address::new(asset.network(), &text)
-            .map_err(|e| invalid(format!("destination: {e}")))?;
-        Ok(Prepared {
-            network: asset.network().to_string(),
-            asset,
-            amount,
-            destination_key: text,
-            destination,
-        })
-    }
-
-    /// Refuses a Bitcoin transfer the wallet cannot pay now: its free
-    /// outputs (outputs reserved by a send are spoken for; its change counts
-    /// once it is recorded back) must cover this amount, every payout still
-    /// waiting for a transaction, and the fee cap of each.
-    pub(crate) async fn ensure_btc_funds(
-        &self,
-        tx: &mut WriteTx,
-        req: &TransferRequest,
-        p: &Prepared,
-        n: BitcoinNetwork,
-    ) -> Result<(), ServiceError> {
-        let net = self.btc_network(n)?;
-        let mut held: u128 = 0;
-        for u in tx
-            .wallet_btc_utxos_in_tx(req.wallet, &p.network, "available")
-            .await?
-        {
-            held = held.saturating_add(u128::from(u.value_sat));
-        }
-        let asset = req.asset.to_string();
-        let waiting = tx.unplanned_outflows_in_tx(req.wallet, &asset).await?;
-        let mut needed = p.amount.units();
-        for units in &waiting {
-            needed = needed
-                .checked_add(*units)
-                .and_then(|x| x.checked_add(u128::from(net.fee_caps.max_fee)))
-                .ok_or_else(|| corrupt("outflows", "overflow"))?;
-        }
-        needed = needed.saturating_add(u128::from(net.fee_caps.max_fee));
-        if needed <= held {
-            return Ok(());
-        }
-        let d = p.asset.decimals();
-        Err(ServiceError::InsufficientFunds(format!(
-            "{} BTC needed (this transfer, those still to leave and their fee caps), {} held",
-            domain::amount::format_units(needed, d, false),
-            domain::amount::format_units(held, d, false),
-        )))
-    }
-
     /// Carries out `claimed` (queued payouts of one wallet on the network)
     /// with any others queued and due, as one transaction: or lets them
     /// wait, while the batch is neither old nor full enough — until the
@@ -319,8 +241,7 @@ impl Service {
                         limit: room,
                         batch_due: Timestamp::from_millis(due),
                         created_after: Timestamp::from_millis(
-                            now.as_millis()
-                                .saturating_sub(crate::transfers::MAX_PENDING_MS),
+                            now.as_millis().saturating_sub(crate::moves::MAX_PENDING_MS),
                         ),
                     })
                     .await?,
@@ -741,7 +662,7 @@ fn intended_payout(
     t: &TransferRow,
     n: BitcoinNetwork,
 ) -> Result<Result<chain_btc::Intended, String>, ServiceError> {
-    let intent = match crate::transfers::decode_intent(t, &svc.configured_assets()) {
+    let intent = match crate::moves::decode_intent(t, &svc.configured_assets()) {
         Ok(i) => i,
         Err(e @ ServiceError::Storage(StorageError::Corrupt(_))) => {
             return Ok(Err(format!("the stored intent: {e}")));
@@ -767,180 +688,10 @@ fn utxo_of(row: &storage::BtcUtxoRow) -> Result<Utxo, ServiceError> {
     })
 }
 
-/// A wallet's address on a network, and the key behind it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WalletAccount {
-    pub network: Network,
-    /// Where deposits to the wallet go (EIP-55 or bech32).
-    pub address: String,
-    pub key: KeyId,
-}
-
-impl Service {
-    /// A wallet's accounts: its Ethereum senders and Bitcoin keys, with the
-    /// address deposits go to.
-    pub async fn wallet_accounts(
-        &self,
-        wallet: WalletId,
-    ) -> Result<Vec<WalletAccount>, ServiceError> {
-        let mut out = Vec::new();
-        for (network, address) in self.store().wallet_eth_senders(wallet).await? {
-            let sender = self.store().eth_sender(&network, &address).await?;
-            let a: chain_eth::EthAddress = address.parse().map_err(|e| corrupt("address", e))?;
-            out.push(WalletAccount {
-                network: network.parse().map_err(|e| corrupt("network", e))?,
-                address: a.to_string(),
-                key: sender.key_id,
-            });
-        }
-        for (network, key) in self.store().wallet_btc_accounts(wallet).await? {
-            let n = match network.parse::<Network>() {
-                Ok(Network::Bitcoin(n)) => n,
-                _ => return Err(corrupt("Bitcoin account", "not a Bitcoin network")),
-            };
-            let address = if self.store().key(key).await?.hd_path.is_some() {
-                // An HD account: its latest receive address.
-                match self
-                    .store()
-                    .btc_addresses_of_key(&network, key, 0)
-                    .await?
-                    .first()
-                {
-                    Some(a) => a.address.clone(),
-                    None => continue,
-                }
-            } else {
-                self.btc_address(key, n).await?
-            };
-            out.push(WalletAccount {
-                network: Network::Bitcoin(n),
-                address,
-                key,
-            });
-        }
-        Ok(out)
-    }
-
-    /// Opens an account for a wallet on a network: a new transfer-signing
-    /// key on `backend` (ECDSA secp256k1: an Ethereum sender, or a P2WPKH
-    /// Bitcoin key), given to the wallet. Each step is committed with its
-    /// audit record; a crash between them leaves an unused key, never a
-    /// half-registered one.
-    pub(crate) async fn open_account(
-        &self,
-        actor: &Actor,
-        wallet: WalletId,
-        network: Network,
-        kind: AccountKey,
-    ) -> Result<WalletAccount, ServiceError> {
-        self.store().wallet(wallet).await?;
-        match network {
-            Network::Evm { chain_id } => {
-                self.eth_network(chain_id)?;
-            }
-            Network::Bitcoin(n) => {
-                self.btc_network(n)?;
-            }
-        }
-        if let (AccountKey::Hd, Network::Bitcoin(n)) = (kind, network) {
-            // BIP-84: m/84'/coin'/0', coin 0 on mainnet, 1 elsewhere.
-            let coin = u32::from(n != domain::BitcoinNetwork::Mainnet);
-            let (key, mnemonic) = self
-                .create_hd_key(
-                    actor,
-                    crate::NewHdKey {
-                        purpose: domain::KeyPurpose::TransferSigning,
-                        algorithm: domain::KeyAlgorithm::EcdsaSecp256k1,
-                        account_path: format!("m/84'/{coin}'/0'"),
-                        cryptoperiod_days: 365,
-                    },
-                )
-                .await?;
-            // The seed is sealed in the keystore (and its backups); the
-            // words are not shown over the API.
-            drop(mnemonic);
-            // The account and its first address in one transaction: no
-            // account without an address, and no request takes index 0
-            // in between.
-            let first = self.derive_btc_address(wallet, n, key.id, 0, 0).await?;
-            let now = self.now();
-            let mut tx = self.store().begin().await?;
-            let added = account_added(&mut tx, actor, n, key.id, wallet, now).await?;
-            tx.insert_btc_address(&first).await?;
-            let e = address_entry(actor, &first)?;
-            self.commit(tx, &[added, e], now).await?;
-            return Ok(WalletAccount {
-                network,
-                address: first.address,
-                key: key.id,
-            });
-        }
-        let AccountKey::Single(backend) = kind else {
-            return Err(invalid("HD accounts are for Bitcoin networks"));
-        };
-        if let Network::Bitcoin(n) = network {
-            // A threshold key's nodes sign only transactions whose every
-            // other output is change back to that key: its wallet holds no
-            // other key on the network to mix inputs or change with.
-            let held = self.store().btc_account_keys(wallet, &net_name(n)).await?;
-            let mut threshold = backend == domain::KeyBackend::Threshold;
-            for k in &held {
-                threshold |= self.store().key(*k).await?.backend == domain::KeyBackend::Threshold;
-            }
-            if threshold && !held.is_empty() {
-                return Err(invalid(format!(
-                    "a wallet with a threshold key on {network} holds no other key there"
-                )));
-            }
-        }
-        // Threshold Bitcoin keys are Taproot (FROST, BIP-86 output key).
-        let algorithm = if backend == domain::KeyBackend::Threshold && network.is_bitcoin() {
-            domain::KeyAlgorithm::SchnorrBip340
-        } else {
-            domain::KeyAlgorithm::EcdsaSecp256k1
-        };
-        let key = self
-            .create_key_for(
-                actor,
-                crate::NewKey {
-                    purpose: domain::KeyPurpose::TransferSigning,
-                    algorithm,
-                    backend,
-                    cryptoperiod_days: 365,
-                },
-                Some(wallet),
-            )
-            .await?;
-        let address = match network {
-            Network::Evm { chain_id } => {
-                let sender = self
-                    .register_eth_sender_unchecked(actor, key.id, chain_id)
-                    .await?;
-                let a: chain_eth::EthAddress =
-                    sender.address.parse().map_err(|e| corrupt("address", e))?;
-                crate::identity::assign_eth_sender(self, actor, chain_id, a, wallet).await?;
-                a.to_string()
-            }
-            Network::Bitcoin(n) => self.register_btc_key(actor, n, key.id, wallet).await?,
-        };
-        Ok(WalletAccount {
-            network,
-            address,
-            key: key.id,
-        })
-    }
-}
-
-/// What key a new account holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AccountKey {
-    /// A single key on a backend (the keystore or the HSM).
-    Single(domain::KeyBackend),
-    /// An HD account in the keystore (Bitcoin): a new address per deposit.
-    Hd,
-}
-
-fn address_entry(actor: &Actor, a: &storage::BtcAddressRow) -> Result<audit::Entry, ServiceError> {
+pub(crate) fn address_entry(
+    actor: &Actor,
+    a: &storage::BtcAddressRow,
+) -> Result<audit::Entry, ServiceError> {
     entry(
         actor,
         "btc.address.issued",
@@ -956,7 +707,7 @@ fn address_entry(actor: &Actor, a: &storage::BtcAddressRow) -> Result<audit::Ent
 }
 
 /// Gives a key to a wallet on a network, in `tx`; the audit record.
-async fn account_added(
+pub(crate) async fn account_added(
     tx: &mut WriteTx,
     actor: &Actor,
     network: BitcoinNetwork,

@@ -16,7 +16,7 @@ use serde_json::json;
 use storage::DepositRow;
 
 use crate::eth::{EthError, hex32};
-use crate::keystore::entry;
+use crate::record::entry;
 use crate::service::{Service, ServiceError};
 
 /// At most this many blocks per pass (a long outage catches up over
@@ -233,7 +233,7 @@ async fn deposit_event(
     state: &str,
     now: Timestamp,
 ) -> Result<(), ServiceError> {
-    crate::webhooks::enqueue(
+    crate::outbox::enqueue(
         tx,
         "deposit",
         json!({

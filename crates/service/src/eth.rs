@@ -15,42 +15,18 @@
 
 use std::sync::Arc;
 
+pub use crate::error::{ClientError, EthError};
+pub use crate::settings::{EthNetwork, EthNetworkConfig, EthToken};
 pub use chain_eth::Urgency;
 use chain_eth::fees;
-use chain_eth::{EthAddress, FeeCaps, Fees, Intended, TxPlan};
-pub use chain_eth_client::ClientError;
-use chain_eth_client::{EthClient, NonceTag, TxStatus};
-use domain::{Actor, Asset, KeyAlgorithm, KeyId, KeyPurpose, Network, Timestamp, TransferIntent};
+use chain_eth::{EthAddress, Fees, Intended, TxPlan};
+use chain_eth_client::{NonceTag, TxStatus};
+use domain::{Actor, KeyAlgorithm, KeyId, KeyPurpose, Network, Timestamp, TransferIntent};
 use serde_json::json;
 use storage::{EthAttemptRow, EthSendRow, EthSenderRow, StorageError};
 
-use crate::keystore::entry;
+use crate::record::entry;
 use crate::service::{Service, ServiceError};
-
-/// A token the operators configured on a network.
-#[derive(Debug, Clone)]
-pub struct EthToken {
-    pub asset: Asset,
-    pub contract: EthAddress,
-    /// The most gas a transfer of this token may use.
-    pub max_gas: u64,
-}
-
-/// One EVM network as configured.
-#[derive(Debug, Clone)]
-pub struct EthNetworkConfig {
-    pub chain_id: u64,
-    /// Legacy (EIP-155) transactions, for networks without EIP-1559.
-    pub legacy: bool,
-    /// Blocks on top of the including block before a send is final.
-    pub confirmations: u64,
-    pub fee_caps: FeeCaps,
-    /// The least priority fee offered, in wei.
-    pub min_priority_fee: u128,
-    /// Accept destinations written in one case (no checksum).
-    pub allow_unchecksummed: bool,
-    pub tokens: Vec<EthToken>,
-}
 
 /// A send whose nonce is stored and whose transaction is not signed yet.
 #[derive(Debug)]
@@ -58,48 +34,6 @@ pub(crate) struct PlannedSend {
     net: Arc<EthNetwork>,
     sender: EthSenderRow,
     send_id: String,
-}
-
-/// A configured network and its node client.
-#[derive(Debug)]
-pub struct EthNetwork {
-    pub config: EthNetworkConfig,
-    pub client: Arc<EthClient>,
-}
-
-impl EthNetwork {
-    pub(crate) fn network(&self) -> Network {
-        Network::Evm {
-            chain_id: self.config.chain_id,
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum EthError {
-    #[error("network eip155:{0} is not configured")]
-    NetworkNotConfigured(u64),
-    #[error("{0} is not a configured asset of this network")]
-    AssetNotConfigured(String),
-    #[error("amount refused: {0}")]
-    Amount(#[from] domain::AmountError),
-    #[error("destination refused: {0}")]
-    Address(#[from] chain_eth::AddressError),
-    #[error("refused: {0}")]
-    Refused(String),
-    #[error("fee refused: {0}")]
-    Fee(#[from] chain_eth::FeeError),
-    #[error("call refused: {0}")]
-    Call(#[from] chain_eth::CallError),
-    #[error("transaction: {0}")]
-    Tx(#[from] chain_eth::TxError),
-    #[error("node: {0}")]
-    Node(#[from] ClientError),
-    #[error("the signed transaction does not say what was approved: {0}")]
-    Mismatch(String),
-    #[error("the send is {0}: it cannot be replaced")]
-    NotReplaceable(String),
 }
 
 /// How to replace a send still waiting to be mined.
@@ -433,15 +367,13 @@ impl Service {
         // Only from `queued`: of two workers, the second finds it moved on,
         // and its nonce goes back with its rolled-back transaction.
         let locked = tx.lock_transfer(t.id).await?;
-        let mut m = crate::transfers::Move::new(
+        let mut m = crate::moves::Move::new(
             lifecycle::Event::Planned,
             &Actor::System,
             "nonce reserved and plan pinned",
         );
         m.eth_send_id = Some(&send_id);
-        let moved = crate::transfers::transition(&mut tx, &locked, m, now)
-            .await?
-            .0;
+        let moved = crate::moves::transition(&mut tx, &locked, m, now).await?.0;
         let planned = entry(
             &t.initiator,
             "eth.send.planned",
@@ -525,7 +457,7 @@ impl Service {
     ) -> Result<Result<chain_eth::Approved, String>, ServiceError> {
         let plan = plan_of(send, a, net.config.chain_id)?;
         let assets = self.configured_assets();
-        let intent = match crate::transfers::decode_intent(t, &assets) {
+        let intent = match crate::moves::decode_intent(t, &assets) {
             Ok(i) => i,
             Err(e @ ServiceError::Storage(StorageError::Corrupt(_))) => {
                 return Ok(Err(format!("the stored intent: {e}")));
@@ -1175,8 +1107,8 @@ async fn follow(
     let Some(t) = tx.transfer_of_send(send_id).await? else {
         return Ok(None);
     };
-    let m = crate::transfers::Move::new(event, &Actor::System, why);
-    Ok(Some(crate::transfers::transition(tx, &t, m, now).await?.0))
+    let m = crate::moves::Move::new(event, &Actor::System, why);
+    Ok(Some(crate::moves::transition(tx, &t, m, now).await?.0))
 }
 
 /// A `transfer.state_changed` event for a send, into the outbox of `tx`.
@@ -1186,7 +1118,7 @@ async fn send_event(
     new_state: &str,
     now: Timestamp,
 ) -> Result<(), ServiceError> {
-    crate::webhooks::enqueue(
+    crate::outbox::enqueue(
         tx,
         "transfer.state_changed",
         json!({

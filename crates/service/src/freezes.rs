@@ -10,7 +10,7 @@ use domain::{Actor, KeyId, Timestamp, WalletId};
 use serde_json::json;
 use storage::{FreezeRow, WriteTx};
 
-use crate::keystore::entry;
+use crate::record::entry;
 use crate::service::{Service, ServiceError};
 
 /// What a freeze covers.
@@ -72,7 +72,7 @@ pub(crate) async fn place_in(
     now: Timestamp,
 ) -> Result<audit::Entry, ServiceError> {
     tx.insert_freeze(row).await?;
-    crate::webhooks::enqueue(
+    crate::outbox::enqueue(
         tx,
         "freeze",
         json!({ "freeze": row.id, "scope": row.scope, "reason": row.reason }),

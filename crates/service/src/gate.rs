@@ -20,7 +20,7 @@ use serde_json::json;
 use storage::{KeyRow, StorageError};
 
 use crate::freezes::{FreezeScope, new_freeze, place_in};
-use crate::keystore::entry;
+use crate::record::entry;
 use crate::service::{Service, ServiceError};
 
 /// The key that signs for an output: a single key, or an HD account key
@@ -185,8 +185,7 @@ impl Service {
             }
             let transfers: Vec<String> = r.transfers.iter().map(ToString::to_string).collect();
             let details = json!({ "send": r.send, "transfers": transfers, "why": r.why });
-            crate::webhooks::enqueue(&mut tx, "transfer.sign_refused", details.clone(), now)
-                .await?;
+            crate::outbox::enqueue(&mut tx, "transfer.sign_refused", details.clone(), now).await?;
             let refusal = entry(&Actor::System, "transfer.sign_refused", &r.send, details)?;
             let freeze = new_freeze(
                 &Actor::System,

@@ -10,40 +10,13 @@ use storage::{
     ApproverKeyRow, FreezeRow, PolicyRow, ProposalRow, StorageError, VoteRow, WhitelistRow, WriteTx,
 };
 
+use crate::access::{Can, Principal, perm};
+use crate::error::AuthError;
 pub use crate::freezes::FreezeScope;
 use crate::freezes::check_label;
-use crate::identity::{AuthError, Can, Principal, perm};
-use crate::keystore::entry;
+use crate::record::entry;
 use crate::service::{Service, ServiceError};
-
-/// How governance and approvals are run. The binary reads it from the
-/// `[governance]` section; there is no silent default there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GovernanceConfig {
-    /// Admin approvals a proposal needs (the proposer's included).
-    pub admin_quorum: u32,
-    /// How long a proposal stays open.
-    pub proposal_ttl_ms: i64,
-    /// How long a new address-book entry waits before it can be used.
-    pub whitelist_cooling_off_ms: i64,
-    /// How long a transfer waits for its approvals before it lapses.
-    pub approval_window_ms: i64,
-    /// The longest an approver's signature may stay valid.
-    pub max_approval_ttl_ms: i64,
-}
-
-impl GovernanceConfig {
-    /// What a single-admin test or development installation runs with.
-    pub fn single_admin() -> Self {
-        GovernanceConfig {
-            admin_quorum: 1,
-            proposal_ttl_ms: 7 * 24 * 3_600_000,
-            whitelist_cooling_off_ms: 24 * 3_600_000,
-            approval_window_ms: 24 * 3_600_000,
-            max_approval_ttl_ms: 24 * 3_600_000,
-        }
-    }
-}
+pub use crate::settings::GovernanceConfig;
 
 /// A change that needs the admin quorum.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

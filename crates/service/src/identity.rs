@@ -8,8 +8,6 @@
 //! to). Privileged operations are methods on `Can<'_, P>`: there is no
 //! other way to call them from the API.
 
-use std::marker::PhantomData;
-
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
 use domain::{Actor, ApiKeyId, Grant, Permission, Role, Timestamp, UserId, WalletId, permits};
 use ed25519_dalek::{Signature, VerifyingKey};
@@ -17,10 +15,13 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use storage::{ApiKeyRow, SessionRow, StorageError, UserRow, WalletRow};
 
+pub use crate::access::{Can, Principal, perm};
+pub use crate::error::AuthError;
 use crate::governance::{Change, ProposalView};
-use crate::keystore::entry;
+use crate::record::entry;
 use crate::service::{Service, ServiceError};
 use crate::totp;
+use crate::wallets::{assign_eth_sender, create_wallet};
 
 /// How far a signed request's timestamp may be from the server's clock.
 pub const MAX_SKEW_MS: i64 = 30_000;
@@ -28,115 +29,6 @@ pub const MAX_SKEW_MS: i64 = 30_000;
 pub const LOCKOUT_AFTER: u32 = 5;
 /// How long a session lasts.
 pub const SESSION_MS: i64 = 8 * 3600 * 1000;
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum AuthError {
-    #[error("the credentials are not valid")]
-    InvalidCredentials,
-    #[error("the account is locked for another {retry_after_s} s after repeated failures")]
-    Locked { retry_after_s: u64 },
-    #[error("a one-time code is required")]
-    TotpRequired,
-    #[error("the request signature is not valid")]
-    BadSignature,
-    #[error("the request timestamp is more than 30 s from the server's clock")]
-    Stale,
-    #[error("the request nonce was used before")]
-    Replay,
-    #[error("the request is malformed: {0}")]
-    Malformed(String),
-    #[error("the API key is expired or revoked")]
-    KeyInactive,
-    #[error("the session is missing, expired or signed out")]
-    NoSession,
-    #[error("the CSRF token is missing or wrong")]
-    Csrf,
-    #[error("a second factor is required: enrol TOTP and sign in with it")]
-    MfaRequired,
-    #[error("not permitted")]
-    Forbidden,
-}
-
-/// Someone whose credential was verified, with their grants at that moment.
-#[derive(Debug, Clone)]
-pub struct Principal {
-    actor: Actor,
-    grants: Vec<Grant>,
-    /// Passed a second factor (always true for API keys).
-    mfa: bool,
-    /// The session this came from, if any.
-    session: Option<String>,
-}
-
-impl Principal {
-    pub fn actor(&self) -> &Actor {
-        &self.actor
-    }
-
-    pub fn grants(&self) -> &[Grant] {
-        &self.grants
-    }
-
-    pub fn mfa(&self) -> bool {
-        self.mfa
-    }
-
-    fn mfa_ok(&self) -> bool {
-        self.mfa || !self.grants.iter().any(|g| g.role().is_privileged())
-    }
-}
-
-/// Marker types for [`Can`]: one per permission.
-pub mod perm {
-    use domain::Permission;
-
-    pub trait Perm {
-        const PERMISSION: Permission;
-    }
-
-    macro_rules! perms {
-        ($($name:ident),*) => {$(
-            #[derive(Debug)]
-            pub struct $name;
-            impl Perm for $name {
-                const PERMISSION: Permission = Permission::$name;
-            }
-        )*};
-    }
-
-    perms!(
-        ReadStatus,
-        ManageUsers,
-        ManageApiKeys,
-        ManageKeys,
-        ManageWebhooks,
-        ManageNetworks,
-        ManagePolicy,
-        SealKeystore,
-        Freeze,
-        ReadAudit,
-        ReadWallet,
-        InitiateTransfer,
-        ApproveTransfer,
-        OperateQueue
-    );
-}
-
-/// The right to do `P`, held by a verified principal.
-#[derive(Debug)]
-pub struct Can<'a, P: perm::Perm> {
-    pub(crate) svc: &'a Service,
-    pub(crate) who: &'a Principal,
-    pub(crate) target: Option<WalletId>,
-    _p: PhantomData<P>,
-}
-
-impl<P: perm::Perm> Can<'_, P> {
-    pub fn actor(&self) -> &Actor {
-        &self.who.actor
-    }
-}
 
 /// What a successful sign-in returns. The tokens are shown once.
 #[derive(Clone)]
@@ -269,39 +161,10 @@ fn check_password_rules(password: &str) -> Result<(), ServiceError> {
 }
 
 fn check_user_name(name: &str) -> Result<(), ServiceError> {
-    let ok = (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'));
-    if !ok {
-        return Err(ServiceError::Invalid(
-            "a user name is 1 to 64 of a-z A-Z 0-9 . _ - @".into(),
-        ));
-    }
-    Ok(())
+    crate::wallets::check_name(name, "a user name")
 }
 
 impl Service {
-    /// Checks that `who` may do `P` on `target` and hands out the capability.
-    pub fn authorize<'a, P: perm::Perm>(
-        &'a self,
-        who: &'a Principal,
-        target: Option<WalletId>,
-    ) -> Result<Can<'a, P>, AuthError> {
-        if !who.mfa_ok() && permits(&who.grants, P::PERMISSION, target) {
-            return Err(AuthError::MfaRequired);
-        }
-        if !permits(&who.grants, P::PERMISSION, target) {
-            return Err(AuthError::Forbidden);
-        }
-        Ok(Can {
-            svc: self,
-            who,
-            target,
-            _p: PhantomData,
-        })
-    }
-
     /// Creates the first admin, from the console, while no user exists.
     pub async fn bootstrap_admin(
         &self,
@@ -911,8 +774,8 @@ impl Can<'_, perm::ManageNetworks> {
         &self,
         wallet: WalletId,
         network: domain::Network,
-        kind: crate::btc_transfers::AccountKey,
-    ) -> Result<crate::btc_transfers::WalletAccount, ServiceError> {
+        kind: crate::wallets::AccountKey,
+    ) -> Result<crate::wallets::WalletAccount, ServiceError> {
         self.svc
             .open_account(&self.who.actor, wallet, network, kind)
             .await
@@ -952,7 +815,7 @@ impl Can<'_, perm::ReadWallet> {
     pub async fn wallet(
         &self,
         wallet: WalletId,
-    ) -> Result<(WalletRow, Vec<crate::btc_transfers::WalletAccount>), ServiceError> {
+    ) -> Result<(WalletRow, Vec<crate::wallets::WalletAccount>), ServiceError> {
         if !domain::permits(
             &self.who.grants,
             domain::Permission::ReadWallet,
@@ -993,78 +856,6 @@ impl Service {
             .store()
             .eth_sender_wallet(&send.network, &send.address)
             .await?)
-    }
-}
-
-pub(crate) async fn create_wallet(
-    svc: &Service,
-    by: &Actor,
-    name: &str,
-) -> Result<WalletRow, ServiceError> {
-    check_user_name(name).map_err(|_| {
-        ServiceError::Invalid("a wallet name is 1 to 64 of a-z A-Z 0-9 . _ - @".into())
-    })?;
-    let now = svc.now();
-    let w = WalletRow {
-        id: WalletId::from_uuid(uuid::Uuid::now_v7()),
-        name: name.to_owned(),
-        created_at: now,
-        created_by: by.clone(),
-    };
-    let e = entry(
-        by,
-        "wallet.created",
-        &format!("wallet:{}", w.id),
-        json!({ "name": name }),
-    )?;
-    let mut tx = svc.store().begin().await?;
-    tx.insert_wallet(&w).await?;
-    svc.commit(tx, &[e], now).await?;
-    Ok(w)
-}
-
-pub(crate) async fn assign_eth_sender(
-    svc: &Service,
-    by: &Actor,
-    chain_id: u64,
-    address: chain_eth::EthAddress,
-    wallet: WalletId,
-) -> Result<(), ServiceError> {
-    svc.store().wallet(wallet).await?;
-    let network = format!("eip155:{chain_id}");
-    let now = svc.now();
-    let e = entry(
-        by,
-        "eth.sender.assigned",
-        &format!("eth:{network}:{address}"),
-        json!({ "wallet": wallet.to_string() }),
-    )?;
-    let mut tx = svc.store().begin().await?;
-    tx.set_eth_sender_wallet(&network, &address.to_lower_hex(), wallet)
-        .await?;
-    svc.commit(tx, &[e], now).await?;
-    Ok(())
-}
-
-impl Service {
-    /// Console (CLI) wallet creation.
-    pub async fn console_create_wallet(
-        &self,
-        console: &Actor,
-        name: &str,
-    ) -> Result<WalletRow, ServiceError> {
-        create_wallet(self, console, name).await
-    }
-
-    /// Console (CLI) assignment of a sender to a wallet.
-    pub async fn console_assign_eth_sender(
-        &self,
-        console: &Actor,
-        chain_id: u64,
-        address: chain_eth::EthAddress,
-        wallet: WalletId,
-    ) -> Result<(), ServiceError> {
-        assign_eth_sender(self, console, chain_id, address, wallet).await
     }
 }
 

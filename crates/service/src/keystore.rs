@@ -6,9 +6,8 @@
 //! memory, in types that zeroize on drop; sealing drops them all.
 
 use std::collections::HashMap;
-use std::fmt;
 
-use audit::{Details, Entry};
+use audit::Entry;
 use domain::{Actor, KeyAlgorithm, KeyBackend, KeyId, KeyPurpose, KeyState};
 use keys::envelope::{self, Binding};
 use keys::shamir::{self, Progress, Unseal, UnsealShare};
@@ -19,44 +18,10 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use storage::{KekRow, KeyRow, KeystoreRow};
 
+use crate::record::entry;
 use crate::service::{Service, ServiceError};
-
-/// Where the keystore stands, as operators see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SealStatus {
-    Uninitialized,
-    Sealed { have: u8, need: u8 },
-    Unsealed,
-}
-
-/// The keystore as held in memory.
-pub(crate) enum Vault {
-    Uninitialized,
-    Sealed(Unseal),
-    Unsealed(Box<Opened>),
-}
-
-impl fmt::Debug for Vault {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Vault::Uninitialized => f.write_str("Uninitialized"),
-            Vault::Sealed(u) => write!(f, "Sealed({u:?})"),
-            Vault::Unsealed(_) => f.write_str("Unsealed(<redacted>)"),
-        }
-    }
-}
-
-pub(crate) struct Opened {
-    keystore_id: [u8; 16],
-    threshold: u8,
-    root: Secret32,
-    keks: HashMap<u32, Secret32>,
-    current_kek: u32,
-    signer: SoftwareSigner,
-    loaded: HashMap<KeyId, KeyRef>,
-    /// HD keys: their BIP-32 seeds, from which signing keys derive on demand.
-    seeds: HashMap<KeyId, keys::hd::Seed>,
-}
+pub use crate::vault::SealStatus;
+use crate::vault::{Opened, Vault, status};
 
 /// An HD key request: a fresh BIP-39 mnemonic whose seed is sealed in the
 /// keystore; the inventory shows the account's xpub.
@@ -126,20 +91,6 @@ fn random16() -> Result<[u8; 16], ServiceError> {
 
 fn random_secret() -> Result<Secret32, ServiceError> {
     Secret32::random().map_err(|_| ServiceError::Invalid("random number generator failed".into()))
-}
-
-pub(crate) fn entry(
-    actor: &Actor,
-    action: &str,
-    subject: &str,
-    details: serde_json::Value,
-) -> Result<Entry, ServiceError> {
-    Ok(Entry::new(
-        actor.clone(),
-        action,
-        subject,
-        Details::new(&details)?,
-    )?)
 }
 
 impl Service {
@@ -1314,17 +1265,6 @@ fn auto_unseal_aad(keystore_id: &[u8; 16]) -> Vec<u8> {
     format!("strongroom/auto-unseal/{}", keystore_hex(keystore_id)).into_bytes()
 }
 
-fn status(vault: &Vault) -> SealStatus {
-    match vault {
-        Vault::Uninitialized => SealStatus::Uninitialized,
-        Vault::Sealed(u) => {
-            let (have, need) = u.progress();
-            SealStatus::Sealed { have, need }
-        }
-        Vault::Unsealed(_) => SealStatus::Unsealed,
-    }
-}
-
 fn open_material(keks: &HashMap<u32, Secret32>, key: &KeyRow) -> Result<Secret32, ServiceError> {
     let plain = open_sealed(keks, key)?;
     let mut bytes: [u8; 32] = plain[..].try_into().map_err(|_| {
@@ -1435,15 +1375,5 @@ impl Service {
             },
             sealed,
         )?)
-    }
-}
-
-impl Opened {
-    fn service_secrets_key(&self) -> Result<Secret32, ServiceError> {
-        let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(&self.keystore_id), self.root.expose());
-        let mut out = [0u8; 32];
-        hk.expand(b"strongroom/service-secrets/v1", &mut out)
-            .map_err(|_| ServiceError::Invalid("key derivation failed".into()))?;
-        Ok(Secret32::from_bytes(&mut out))
     }
 }

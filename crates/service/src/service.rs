@@ -6,72 +6,13 @@ use std::sync::Arc;
 use audit::{Details, Entry};
 use domain::{Account, AccountId, AccountName, Actor};
 use serde_json::json;
-use storage::{StorageError, Store};
+use storage::Store;
+
+pub use crate::error::ServiceError;
 
 use crate::checkpoints::Checkpointer;
 use crate::clock::Clock;
-use crate::keystore::{SealStatus, Vault};
-
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ServiceError {
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-    #[error("invalid input: {0}")]
-    Invalid(String),
-    #[error("audit checkpoint file {path}: {reason}")]
-    Checkpoint { path: String, reason: String },
-    #[error("audit checkpoint file {path}, line {line}: {reason}")]
-    CheckpointLine {
-        path: String,
-        line: usize,
-        reason: String,
-    },
-    #[error("the audit log is broken, refusing to checkpoint it: {0}")]
-    AuditBroken(audit::Break),
-    #[error("the keystore is sealed")]
-    Sealed,
-    #[error("no keystore has been initialised")]
-    NotInitialized,
-    #[error("the keystore is already initialised")]
-    AlreadyInitialized,
-    #[error("unseal share refused: {0}")]
-    Share(#[from] keys::shamir::ShareError),
-    #[error("the shares do not unseal this keystore; progress was reset")]
-    WrongShares,
-    #[error("key cannot be used: {0}")]
-    KeyNotUsable(String),
-    #[error("signing refused: what was built is not what was approved: {0}")]
-    NotApproved(String),
-    #[error("the signer nodes refused: {0}")]
-    SignersRefused(String),
-    #[error("key backend: {0}")]
-    Key(#[from] keys::KeyError),
-    #[error("sealed key material does not open: {0}")]
-    Envelope(#[from] keys::envelope::EnvelopeError),
-    #[error(transparent)]
-    Json(#[from] audit::CanonicalJsonError),
-    #[error(transparent)]
-    Audit(#[from] audit::AuditError),
-    #[error(transparent)]
-    Eth(#[from] crate::eth::EthError),
-    #[error(transparent)]
-    Auth(#[from] crate::identity::AuthError),
-    #[error(transparent)]
-    Btc(#[from] crate::btc::BtcServiceError),
-    #[error("frozen ({0}): nothing is signed or sent until a quorum releases it")]
-    Frozen(String),
-    #[error(transparent)]
-    Approval(#[from] crate::transfers::ApprovalError),
-    #[error("governance is not configured: no proposal applies and no transfer is judged")]
-    GovernanceNotConfigured,
-    #[error("{0}")]
-    Conflict(String),
-    #[error("this idempotency key was used with another request")]
-    IdempotencyMismatch,
-    #[error("insufficient funds: {0}")]
-    InsufficientFunds(String),
-}
+use crate::vault::{SealStatus, Vault};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DatabaseStatus {
@@ -113,14 +54,14 @@ struct Inner {
     hsm: Option<Arc<dyn keys::Signer>>,
     wrapper: Option<Arc<dyn keys::Wrapper>>,
     /// Configured EVM networks by chain id.
-    eth: std::sync::RwLock<std::collections::BTreeMap<u64, Arc<crate::eth::EthNetwork>>>,
+    eth: std::sync::RwLock<std::collections::BTreeMap<u64, Arc<crate::settings::EthNetwork>>>,
     /// The HTTP client webhook deliveries go out through.
     webhook_http: reqwest::Client,
     /// Configured Bitcoin networks by name (`bitcoin:mainnet`, …).
-    btc: std::sync::RwLock<std::collections::BTreeMap<String, Arc<crate::btc::BtcNetwork>>>,
+    btc: std::sync::RwLock<std::collections::BTreeMap<String, Arc<crate::settings::BtcNetwork>>>,
     /// `None` until the binary (or a test) configures it: until then no
     /// proposal applies and no transfer is judged.
-    governance: std::sync::RwLock<Option<crate::governance::GovernanceConfig>>,
+    governance: std::sync::RwLock<Option<crate::settings::GovernanceConfig>>,
     /// Woken when a transfer's state changes: the queue's worker looks.
     transfers_moved: tokio::sync::Notify,
     /// Where each network's deposit scan has reached in this process (the
@@ -170,7 +111,7 @@ impl Service {
                 hsm,
                 wrapper: None,
                 eth: Default::default(),
-                webhook_http: crate::webhooks::http_client(),
+                webhook_http: crate::outbox::http_client(),
                 btc: Default::default(),
                 governance: std::sync::RwLock::new(None),
                 transfers_moved: tokio::sync::Notify::new(),
@@ -220,19 +161,20 @@ impl Service {
 
     pub(crate) fn eth_networks(
         &self,
-    ) -> &std::sync::RwLock<std::collections::BTreeMap<u64, Arc<crate::eth::EthNetwork>>> {
+    ) -> &std::sync::RwLock<std::collections::BTreeMap<u64, Arc<crate::settings::EthNetwork>>> {
         &self.inner.eth
     }
 
     pub(crate) fn btc_networks(
         &self,
-    ) -> &std::sync::RwLock<std::collections::BTreeMap<String, Arc<crate::btc::BtcNetwork>>> {
+    ) -> &std::sync::RwLock<std::collections::BTreeMap<String, Arc<crate::settings::BtcNetwork>>>
+    {
         &self.inner.btc
     }
 
     pub(crate) fn governance_cell(
         &self,
-    ) -> &std::sync::RwLock<Option<crate::governance::GovernanceConfig>> {
+    ) -> &std::sync::RwLock<Option<crate::settings::GovernanceConfig>> {
         &self.inner.governance
     }
 

@@ -257,7 +257,7 @@ impl crate::Service {
                 now,
             )
             .await?;
-            let e = crate::keystore::entry(
+            let e = crate::record::entry(
                 &domain::Actor::System,
                 "transfer.signers_refused",
                 &format!("transfer:{id}"),

@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 
 use domain::intent::IntentParts;
 use domain::{
-    AccountId, Actor, Address, Amount, Asset, AssetId, AssetKind, Network, Permission, Role,
-    Timestamp, TransferId, TransferIntent, TransferKind, WalletId, permits,
+    AccountId, Actor, Asset, Network, Permission, Role, Timestamp, TransferId, TransferIntent,
+    TransferKind, WalletId, permits,
 };
 use lifecycle::{Event, State, Verdict};
 use policy::{
@@ -20,268 +20,17 @@ use policy::{
 use serde_json::json;
 use storage::{ApprovalRow, StorageError, TransferRow, WindowOf, WriteTx};
 
-use crate::identity::{AuthError, Can, perm};
-use crate::keystore::entry;
+use crate::access::{Can, perm};
+pub use crate::error::ApprovalError;
+use crate::error::AuthError;
+pub use crate::moves::state;
+use crate::moves::{Move, corrupt, invalid, transfer_event, transition};
+use crate::queue::cancel;
+pub use crate::queue::{ExecutePass, STUCK_AFTER_MS, Stuck};
+use crate::record::entry;
+use crate::requests::{Prepared, needs};
+pub use crate::requests::{Priority, TransferRequest};
 use crate::service::{Service, ServiceError};
-
-/// Transfer states, as the [`lifecycle`] machine names them.
-pub mod state {
-    use lifecycle::State as S;
-    pub const BLOCKED: &str = S::Blocked.as_str();
-    pub const PENDING_APPROVAL: &str = S::PendingApproval.as_str();
-    pub const TIME_LOCKED: &str = S::TimeLocked.as_str();
-    pub const QUEUED: &str = S::Queued.as_str();
-    pub const SIGNING: &str = S::Signing.as_str();
-    pub const SIGNED: &str = S::Signed.as_str();
-    pub const BROADCASTING: &str = S::Broadcasting.as_str();
-    pub const CONFIRMING: &str = S::Confirming.as_str();
-    pub const REJECTED: &str = S::Rejected.as_str();
-    pub const EXPIRED: &str = S::Expired.as_str();
-    pub const CANCELLED: &str = S::Cancelled.as_str();
-    /// Its transaction reached the network's confirmation depth.
-    pub const COMPLETED: &str = S::Completed.as_str();
-    /// It cannot be carried out (refused when built, or reverted on chain).
-    pub const FAILED: &str = S::Failed.as_str();
-}
-
-/// How long a worker holds a queued transfer it is handing to the chain.
-/// Only a matter of efficiency: the planning transaction moves the transfer
-/// out of `queued` only if it is still there, so two workers never both
-/// plan it; a dead worker's claim lapses after this long.
-const CLAIM_LEASE_MS: i64 = 60_000;
-/// A queued transfer not handed to the chain within this long fails
-/// rather than go out unexpectedly late (after a long freeze or outage).
-pub(crate) const MAX_PENDING_MS: i64 = 7 * 24 * 3_600_000;
-/// How many transfers a worker claims at once.
-const CLAIM_BATCH: u32 = 16;
-/// A transfer on its way to the chain that has not moved for this long is
-/// shown as stuck.
-pub const STUCK_AFTER_MS: i64 = 15 * 60_000;
-
-/// What one pass of [`Service::execute_due`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ExecutePass {
-    /// Handed to the chain (planned; signing and broadcast follow).
-    pub submitted: usize,
-    /// Failed for now; tried again after a backoff.
-    pub deferred: usize,
-    /// Failed for good.
-    pub failed: usize,
-}
-
-/// What kind of failure an attempt's error is: one that may go away by
-/// itself (a node, a freeze, fees, the keystore), one a person must mend
-/// (configuration, funds, the plan refused by a cap), or one that never
-/// will (the transaction as approved cannot be built, stored data that
-/// does not add up).
-pub(crate) fn classify(e: &ServiceError) -> lifecycle::Failure {
-    use crate::eth::EthError as Eth;
-    use lifecycle::Failure as F;
-    match e {
-        ServiceError::Storage(StorageError::Corrupt(_))
-        // What the intent asks cannot be built into an approvable plan.
-        | ServiceError::NotApproved(_)
-        | ServiceError::Eth(
-            Eth::Refused(_)
-            | Eth::Address(_)
-            | Eth::Amount(_)
-            | Eth::Call(_)
-            | Eth::Tx(_)
-            | Eth::Mismatch(_),
-        ) => F::Terminal,
-        ServiceError::Btc(crate::btc::BtcServiceError::Plan(
-            chain_btc::FeeError::FeeOverCap { .. }
-            | chain_btc::FeeError::RateOverCap { .. }
-            | chain_btc::FeeError::Plan(chain_btc::BtcError::InsufficientFunds { .. }),
-        )) => F::NeedsPerson,
-        ServiceError::Btc(crate::btc::BtcServiceError::Plan(_)) => F::Terminal,
-        ServiceError::Invalid(_)
-        | ServiceError::Storage(StorageError::NotFound { .. })
-        | ServiceError::InsufficientFunds(_)
-        | ServiceError::Eth(Eth::NetworkNotConfigured(_) | Eth::AssetNotConfigured(_)) => {
-            F::NeedsPerson
-        }
-        _ => F::Retryable,
-    }
-}
-
-/// How a transfer moves: the event, who moved it and why.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Move<'a> {
-    pub event: lifecycle::Event,
-    pub by: &'a Actor,
-    pub why: &'a str,
-    /// When a time lock ends (moving into one).
-    pub unlock_at: Option<Timestamp>,
-    /// The send now carrying it out (moving into `signing`).
-    pub eth_send_id: Option<&'a str>,
-    /// The Bitcoin send now carrying it out (moving into `signing`).
-    pub btc_send_id: Option<&'a str>,
-}
-
-impl<'a> Move<'a> {
-    pub(crate) fn new(event: lifecycle::Event, by: &'a Actor, why: &'a str) -> Move<'a> {
-        Move {
-            event,
-            by,
-            why,
-            unlock_at: None,
-            eth_send_id: None,
-            btc_send_id: None,
-        }
-    }
-}
-
-/// Moves a transfer one step through the [`lifecycle`] machine, in `tx`:
-/// the state (only from the state it was read in: a transfer that moved on
-/// meanwhile is a conflict), the record's changes, a history line, the
-/// webhook events; returns the audit record to commit with it. An event
-/// the state does not take is refused, and nothing changes.
-pub(crate) async fn transition(
-    tx: &mut WriteTx,
-    t: &TransferRow,
-    m: Move<'_>,
-    now: Timestamp,
-) -> Result<(audit::Entry, lifecycle::Step), ServiceError> {
-    use lifecycle::{Change, Effect};
-    let from: lifecycle::State = t.state.parse().map_err(|e| corrupt("state", e))?;
-    let step = lifecycle::step(from, m.event).map_err(|e| ServiceError::Conflict(e.to_string()))?;
-    let attempts = t.attempts.saturating_add(1);
-    let failure = if step.changes.contains(&Change::Backoff) {
-        let next = now
-            .as_millis()
-            .saturating_add(lifecycle::backoff_ms(attempts));
-        Some((attempts, Timestamp::from_millis(next), m.why))
-    } else if matches!(m.event, lifecycle::Event::AttemptFailed(_)) {
-        Some((attempts, now, m.why))
-    } else {
-        None
-    };
-    let actor = m.by.to_string();
-    tx.move_transfer(&storage::TransferMove {
-        id: t.id,
-        from: from.as_str(),
-        to: step.to.as_str(),
-        unlock_at: m.unlock_at,
-        eth_send_id: m.eth_send_id,
-        btc_send_id: m.btc_send_id,
-        failure,
-        hold: step.changes.contains(&Change::Hold),
-        reset: step.changes.contains(&Change::ResetAttempts),
-        finish: step.changes.contains(&Change::Finish),
-        actor: &actor,
-        why: m.why,
-        at: now,
-    })
-    .await?;
-    let subject = format!("transfer:{}", t.id);
-    let e = if step.to == from {
-        // Within `queued`: an attempt failed, or an operator retried.
-        let (action, details) = match failure {
-            Some((n, next, _)) => (
-                "transfer.attempt_failed",
-                json!({ "error": m.why, "attempts": n, "held": step.changes.contains(&Change::Hold), "next_attempt_at_ms": next.as_millis() }),
-            ),
-            None => ("transfer.retried", json!({ "why": m.why })),
-        };
-        entry(m.by, action, &subject, details)?
-    } else {
-        transfer_event(tx, t, step.to.as_str(), now).await?;
-        state_entry(m.by, t, step.to.as_str(), m.why)?
-    };
-    if step.effects.contains(&Effect::AskApprovers) && from != lifecycle::State::PendingPolicy {
-        crate::webhooks::enqueue(
-            tx,
-            "transfer.pending_approval",
-            json!({ "transfer": t.id.to_string(), "wallet": t.wallet.to_string(), "asset": t.asset, "amount": t.amount.to_string(), "destination": t.destination }),
-            now,
-        )
-        .await?;
-    }
-    Ok((e, step))
-}
-
-/// What an initiator asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TransferRequest {
-    pub wallet: WalletId,
-    pub asset: AssetId,
-    /// A decimal amount in the asset's units.
-    pub amount: String,
-    pub destination: String,
-    pub reference: Option<String>,
-    /// The client's own id for the transfer, unique per initiator.
-    pub external_id: Option<String>,
-    /// Higher goes first among queued transfers.
-    pub priority: Priority,
-    /// A transfer that must complete before this one starts (one the
-    /// initiator can see); if it ends otherwise, this one fails.
-    pub depends_on: Option<TransferId>,
-}
-
-/// A queued transfer's place in line.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    Default,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Priority {
-    Low,
-    #[default]
-    Normal,
-    High,
-    Urgent,
-}
-
-impl Priority {
-    pub const fn rank(self) -> u8 {
-        match self {
-            Priority::Low => 0,
-            Priority::Normal => 1,
-            Priority::High => 2,
-            Priority::Urgent => 3,
-        }
-    }
-
-    /// The priority of a stored rank.
-    pub fn of_rank(rank: u8) -> Option<Priority> {
-        [
-            Priority::Low,
-            Priority::Normal,
-            Priority::High,
-            Priority::Urgent,
-        ]
-        .into_iter()
-        .find(|p| p.rank() == rank)
-    }
-}
-
-impl TransferRequest {
-    /// SHA-256 over the request's fields in a fixed order: what an
-    /// idempotency key is bound to.
-    fn hash(&self) -> String {
-        use sha2::{Digest, Sha256};
-        let canonical = json!([
-            self.wallet.to_string(),
-            self.asset.to_string(),
-            self.amount,
-            self.destination,
-            self.reference,
-            self.external_id,
-            self.priority.rank(),
-            self.depends_on.map(|d| d.to_string()),
-        ]);
-        hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
-    }
-}
 
 /// A stored transfer, and whether this request only replayed an earlier
 /// one with the same idempotency key.
@@ -321,27 +70,34 @@ pub struct VoteRequest {
     pub signature: [u8; 64],
 }
 
-pub(crate) fn invalid(s: impl Into<String>) -> ServiceError {
-    ServiceError::Invalid(s.into())
-}
-
-pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> ServiceError {
-    StorageError::Corrupt(format!("{what}: {e}")).into()
-}
-
-/// The parts of a request that do not depend on the database's state.
-pub(crate) struct Prepared {
-    pub(crate) asset: Asset,
-    pub(crate) amount: Amount,
-    pub(crate) network: String,
-    /// Canonical key (EVM: lower-case hex; Bitcoin: bech32).
-    pub(crate) destination_key: String,
-    /// As shown and signed (EVM: EIP-55).
-    pub(crate) destination: Address,
-}
-
 impl Service {
-    pub(crate) fn governance(&self) -> Result<crate::governance::GovernanceConfig, ServiceError> {
+    /// Checks again, right before a transfer goes to the chain, that the
+    /// approvals it needed still stand (approvals were unexpired when they
+    /// made the quorum; only a voided one, a revoked key, takes it back).
+    /// One that lost them goes back to waiting for approvals.
+    pub(crate) async fn ensure_approvals_stand(&self, t: &TransferRow) -> Result<(), ServiceError> {
+        let id = t.id;
+        let now = self.now();
+        let decision: Decision =
+            serde_json::from_str(&t.decision).map_err(|e| corrupt("decision", e))?;
+        if let Outcome::RequireApproval { requirement, .. } = &decision.outcome {
+            let approvals = self.store().approvals(id).await?;
+            let standing: BTreeSet<Actor> = approvals.iter().filter_map(standing).collect();
+            if !requirement.satisfied(&standing) {
+                let mut tx = self.store().begin().await?;
+                let entries = retally(&mut tx, id, now).await?;
+                if !entries.is_empty() {
+                    self.commit(tx, &entries, now).await?;
+                }
+                return Err(invalid(
+                    "the transfer's approvals have expired or been voided",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn governance(&self) -> Result<crate::settings::GovernanceConfig, ServiceError> {
         self.governance_cell()
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -349,52 +105,11 @@ impl Service {
     }
 
     /// Configures governance. Until then proposals and transfers are refused.
-    pub fn set_governance(&self, cfg: crate::governance::GovernanceConfig) {
+    pub fn set_governance(&self, cfg: crate::settings::GovernanceConfig) {
         *self
             .governance_cell()
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(cfg);
-    }
-
-    fn prepare(&self, req: &TransferRequest) -> Result<Prepared, ServiceError> {
-        let chain_id = match req.asset.network() {
-            Network::Evm { chain_id } => chain_id,
-            Network::Bitcoin(n) => return self.prepare_btc(req, n),
-        };
-        let net = self
-            .eth_network(chain_id)
-            .map_err(|e| invalid(format!("asset {}: {e}", req.asset)))?;
-        let asset = match req.asset.kind() {
-            AssetKind::Native => Asset::ether(chain_id),
-            AssetKind::Erc20(_) => net
-                .config
-                .tokens
-                .iter()
-                .find(|t| t.asset.id() == &req.asset)
-                .map(|t| t.asset.clone())
-                .ok_or_else(|| invalid(format!("asset {} is not configured", req.asset)))?,
-        };
-        let amount =
-            Amount::parse(&req.amount, &asset).map_err(|e| invalid(format!("amount: {e}")))?;
-        if amount.is_zero() {
-            return Err(invalid("amount: must be greater than zero"));
-        }
-        let to = chain_eth::DestinationRules {
-            allow_unchecksummed: net.config.allow_unchecksummed,
-            whitelist: &[],
-        }
-        .check(&req.destination)
-        .map_err(|e| invalid(format!("destination: {e}")))?;
-        let network = asset.network().to_string();
-        let destination = Address::new(asset.network(), &to.to_string())
-            .map_err(|e| invalid(format!("destination: {e}")))?;
-        Ok(Prepared {
-            asset,
-            amount,
-            network,
-            destination_key: to.to_lower_hex(),
-            destination,
-        })
     }
 
     /// Judges a transfer inside one transaction that holds, in this order:
@@ -517,483 +232,6 @@ impl Service {
         }
         Ok(moved)
     }
-
-    /// Checks again, right before a transfer goes to the chain, that the
-    /// approvals it needed still stand (approvals were unexpired when they
-    /// made the quorum; only a voided one, a revoked key, takes it back).
-    /// One that lost them goes back to waiting for approvals.
-    pub(crate) async fn ensure_approvals_stand(&self, t: &TransferRow) -> Result<(), ServiceError> {
-        let id = t.id;
-        let now = self.now();
-        let decision: Decision =
-            serde_json::from_str(&t.decision).map_err(|e| corrupt("decision", e))?;
-        if let Outcome::RequireApproval { requirement, .. } = &decision.outcome {
-            let approvals = self.store().approvals(id).await?;
-            let standing: BTreeSet<Actor> = approvals.iter().filter_map(standing).collect();
-            if !requirement.satisfied(&standing) {
-                let mut tx = self.store().begin().await?;
-                let entries = retally(&mut tx, id, now).await?;
-                if !entries.is_empty() {
-                    self.commit(tx, &entries, now).await?;
-                }
-                return Err(invalid(
-                    "the transfer's approvals have expired or been voided",
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// Hands a queued transfer to the Ethereum sender of its wallet. The
-    /// freeze and the approvals (not voided) are checked again here; the
-    /// send's plan and the transfer's move to `signing` are committed
-    /// together (only from `queued`), so a transfer is sent at most once.
-    pub async fn execute_transfer(
-        &self,
-        id: TransferId,
-        urgency: chain_eth::Urgency,
-    ) -> Result<storage::EthSendRow, ServiceError> {
-        let planned = self.plan_transfer(id, urgency).await?;
-        self.eth_finish(planned).await
-    }
-
-    /// The planning half of [`Self::execute_transfer`]: the nonce taken and
-    /// stored, the transfer moved to `signing`.
-    async fn plan_transfer(
-        &self,
-        id: TransferId,
-        urgency: chain_eth::Urgency,
-    ) -> Result<crate::eth::PlannedSend, ServiceError> {
-        let t = self.store().transfer(id).await?;
-        if t.state != state::QUEUED {
-            return Err(invalid(format!("the transfer is {}, not queued", t.state)));
-        }
-        self.ensure_not_frozen(Some(t.wallet), None).await?;
-        self.ensure_approvals_stand(&t).await?;
-        let assets = self.configured_assets();
-        let intent = decode_intent(&t, &assets)?;
-        let network = intent.amount().asset().network().to_string();
-        let from = self
-            .store()
-            .wallet_eth_sender(t.wallet, &network)
-            .await?
-            .ok_or_else(|| invalid(format!("the wallet has no sender on {network}")))?;
-        let from: chain_eth::EthAddress = from.parse().map_err(|e| corrupt("sender", e))?;
-        self.eth_plan(&t, &intent, from, urgency).await
-    }
-
-    /// Hands queued transfers whose attempt is due to the chain, highest
-    /// priority first (claimed in that order; each wallet's planned in that
-    /// order, wallets and signatures concurrently), until none is left. Each is claimed first (of
-    /// several servers, one takes it); a transfer whose dependency ended
-    /// without completing fails; a failed attempt is classified: tried again
-    /// after an exponential backoff, held for a person, or failed for good —
-    /// each audited.
-    pub async fn execute_due(&self) -> Result<ExecutePass, ServiceError> {
-        use lifecycle::{Event, Failure};
-        let mut pass = ExecutePass::default();
-        loop {
-            let claimed = self
-                .store()
-                .claim_transfers(self.now(), CLAIM_LEASE_MS, CLAIM_BATCH)
-                .await?;
-            if claimed.is_empty() {
-                return Ok(pass);
-            }
-            // Bitcoin payouts of one wallet go out together.
-            let mut batches: std::collections::BTreeMap<
-                (WalletId, String),
-                (domain::BitcoinNetwork, Vec<TransferRow>),
-            > = Default::default();
-            let mut evm: std::collections::BTreeMap<WalletId, Vec<TransferId>> = Default::default();
-            let mut failures = Vec::new();
-            for (t, dependency) in claimed {
-                let age = self
-                    .now()
-                    .as_millis()
-                    .saturating_sub(t.created_at.as_millis());
-                let (event, why) = match dependency.as_deref() {
-                    Some(d) if d != state::COMPLETED => (
-                        Event::DependencyFailed,
-                        format!("the transfer it depends on ended {d}"),
-                    ),
-                    _ if age > MAX_PENDING_MS => (
-                        Event::AttemptFailed(Failure::Terminal),
-                        format!(
-                            "not handed to the chain within {} days of its request",
-                            MAX_PENDING_MS / 86_400_000
-                        ),
-                    ),
-                    _ => {
-                        crate::crash::point("after_claim");
-                        let btc = match t.asset.parse::<AssetId>().map(|a| a.network()) {
-                            Ok(Network::Bitcoin(n)) => Some(n),
-                            _ => None,
-                        };
-                        if let Some(n) = btc {
-                            batches
-                                .entry((t.wallet, t.asset.clone()))
-                                .or_insert_with(|| (n, Vec::new()))
-                                .1
-                                .push(t);
-                            continue;
-                        }
-                        evm.entry(t.wallet).or_default().push(t.id);
-                        continue;
-                    }
-                };
-                failures.push((t.id, event, why));
-            }
-            // Wallets concurrently; within one, each transfer is planned
-            // (its nonce taken) in claim order, so priority orders nonces,
-            // and signed and broadcast while the next one is planned.
-            let mut wallets = tokio::task::JoinSet::new();
-            for (_, ids) in evm {
-                let svc = self.clone();
-                wallets.spawn(async move { svc.send_in_order(ids).await });
-            }
-            // Every send is waited for, even after an error: none is left
-            // half-way to be cut off when this pass ends.
-            let mut broken = None;
-            while let Some(joined) = wallets.join_next().await {
-                match joined {
-                    Ok(results) => {
-                        for (id, r) in results {
-                            match r {
-                                Ok(()) => pass.submitted += 1,
-                                // Another worker carried it out meanwhile.
-                                Err(ServiceError::Storage(StorageError::Conflict { .. })) => {}
-                                Err(e) => failures.push((
-                                    id,
-                                    Event::AttemptFailed(classify(&e)),
-                                    e.to_string(),
-                                )),
-                            }
-                        }
-                    }
-                    // A panic goes on as it would have without the task,
-                    // once the others are done.
-                    Err(e) => {
-                        if let Ok(p) = e.try_into_panic() {
-                            broken.get_or_insert(p);
-                        }
-                    }
-                }
-            }
-            if let Some(p) = broken {
-                std::panic::resume_unwind(p);
-            }
-            for (id, event, why) in failures {
-                let now = self.now();
-                let mut tx = self.store().begin().await?;
-                let t = tx.lock_transfer(id).await?;
-                if t.state != state::QUEUED {
-                    continue; // moved on (e.g. back to waiting for approvals)
-                }
-                let (e, step) =
-                    transition(&mut tx, &t, Move::new(event, &Actor::System, &why), now).await?;
-                self.commit(tx, &[e], now).await?;
-                if step.to == lifecycle::State::Failed {
-                    tracing::error!(transfer = %t.id, error = %why, "transfer failed");
-                    pass.failed += 1;
-                } else {
-                    tracing::warn!(transfer = %t.id, error = %why, "transfer attempt failed");
-                    pass.deferred += 1;
-                }
-            }
-            let mut waiting = 0;
-            for (_, (n, members)) in batches {
-                let b = self.execute_btc_batch(members, n).await?;
-                pass.submitted += b.submitted;
-                pass.deferred += b.deferred;
-                pass.failed += b.failed;
-                waiting += b.waiting;
-            }
-            if waiting > 0 && pass == ExecutePass::default() {
-                // Only batches that wait for their window: nothing more now.
-                return Ok(pass);
-            }
-        }
-    }
-
-    /// Plans one wallet's claimed transfers one after another (in claim
-    /// order) and finishes each — signature and broadcast — concurrently
-    /// with the planning of the next. Returns each transfer's planning
-    /// result; a failure to sign or broadcast is the resumer's to retry.
-    async fn send_in_order(
-        &self,
-        ids: Vec<TransferId>,
-    ) -> Vec<(TransferId, Result<(), ServiceError>)> {
-        let mut results = Vec::with_capacity(ids.len());
-        let mut finishing = tokio::task::JoinSet::new();
-        for id in ids {
-            match self.plan_transfer(id, chain_eth::Urgency::Normal).await {
-                Ok(planned) => {
-                    results.push((id, Ok(())));
-                    let svc = self.clone();
-                    finishing.spawn(async move {
-                        if let Err(e) = svc.eth_finish(planned).await {
-                            tracing::warn!(transfer = %id, error = %e, "send not finished");
-                        }
-                    });
-                }
-                Err(e) => results.push((id, Err(e))),
-            }
-        }
-        // All finished before a panic goes on: none is cut off half-way.
-        let mut broken = None;
-        while let Some(j) = finishing.join_next().await {
-            if let Err(e) = j
-                && let Ok(p) = e.try_into_panic()
-            {
-                broken.get_or_insert(p);
-            }
-        }
-        if let Some(p) = broken {
-            std::panic::resume_unwind(p);
-        }
-        results
-    }
-
-    /// Records a failed attempt of a queued transfer (if it is still
-    /// queued): a backoff, a hold, or its end. Returns whether it failed
-    /// for good.
-    pub(crate) async fn attempt_failed(
-        &self,
-        id: TransferId,
-        failure: lifecycle::Failure,
-        why: &str,
-    ) -> Result<Option<bool>, ServiceError> {
-        let now = self.now();
-        let mut tx = self.store().begin().await?;
-        let t = tx.lock_transfer(id).await?;
-        if t.state != state::QUEUED {
-            return Ok(None);
-        }
-        let (e, step) = transition(
-            &mut tx,
-            &t,
-            Move::new(Event::AttemptFailed(failure), &Actor::System, why),
-            now,
-        )
-        .await?;
-        self.commit(tx, &[e], now).await?;
-        Ok(Some(step.to == State::Failed))
-    }
-
-    /// Another attempt now for a queued transfer that is held for a person
-    /// or waiting out a backoff (audited).
-    async fn retry_transfer(
-        &self,
-        by: &Actor,
-        id: TransferId,
-        why: &str,
-    ) -> Result<TransferRow, ServiceError> {
-        let now = self.now();
-        let mut tx = self.store().begin().await?;
-        let t = tx.lock_transfer(id).await?;
-        if t.state != state::QUEUED {
-            return Err(ApprovalError::NotAwaiting(t.state.clone()).into());
-        }
-        let (e, _) = transition(
-            &mut tx,
-            &t,
-            Move::new(lifecycle::Event::OperatorRetry, by, why),
-            now,
-        )
-        .await?;
-        self.commit(tx, &[e], now).await?;
-        Ok(self.store().transfer(id).await?)
-    }
-
-    /// Refuses a transfer the wallet cannot cover. The chain's holdings on
-    /// the wallet's sender must cover, in the asset, this amount and every
-    /// transfer of the asset still to leave; and in ether, every ether
-    /// transfer still to leave plus the fee cap of each transfer still to
-    /// leave on the network (tokens' gas is paid in ether too). Outflows are
-    /// read first, under the judgment's wallet lock, and counted until their
-    /// transaction is confirmed: a send already in a block is counted twice
-    /// for a few blocks (the safe direction), never missed.
-    /// What the node says a wallet's sender holds of a transfer's asset
-    /// (and ether, for fees), read before the transfer's write transaction
-    /// so the database's write lock is not held over node round trips.
-    /// `None` when there is nothing to read or the read failed: the funds
-    /// check then reads under the lock (and reports any error there).
-    async fn held_before(&self, req: &TransferRequest, p: &Prepared) -> Option<Held> {
-        let Network::Evm { chain_id } = req.asset.network() else {
-            return None;
-        };
-        let net = self.eth_network(chain_id).ok()?;
-        let from = self
-            .store()
-            .wallet_eth_sender(req.wallet, &p.network)
-            .await
-            .ok()??
-            .parse()
-            .ok()?;
-        self.held(&net, from, &req.asset, None).await.ok()
-    }
-
-    /// What `from` holds at the newest credited block (see
-    /// [`Self::credited_block`]).
-    async fn held(
-        &self,
-        net: &crate::eth::EthNetwork,
-        from: chain_eth::EthAddress,
-        asset: &AssetId,
-        recorded: Option<u64>,
-    ) -> Result<Held, ServiceError> {
-        let at = self.credited_block(net, recorded).await?;
-        let token = match net.config.tokens.iter().find(|t| t.asset.id() == asset) {
-            Some(t) => Some(
-                net.client
-                    .erc20_balance_at(t.contract, from, at)
-                    .await
-                    .map_err(crate::eth::EthError::Node)?,
-            ),
-            None => None,
-        };
-        let ether = net
-            .client
-            .balance_at(from, at)
-            .await
-            .map_err(crate::eth::EthError::Node)?;
-        Ok(Held {
-            from,
-            at,
-            ether,
-            token,
-        })
-    }
-
-    async fn ensure_funds(
-        &self,
-        tx: &mut WriteTx,
-        req: &TransferRequest,
-        p: &Prepared,
-        before: Option<Held>,
-    ) -> Result<(), ServiceError> {
-        let chain_id = match req.asset.network() {
-            Network::Evm { chain_id } => chain_id,
-            Network::Bitcoin(n) => return self.ensure_btc_funds(tx, req, p, n).await,
-        };
-        let net = self
-            .eth_network(chain_id)
-            .map_err(|e| invalid(format!("asset {}: {e}", req.asset)))?;
-        let from = tx
-            .wallet_eth_sender_in_tx(req.wallet, &p.network)
-            .await?
-            .ok_or_else(|| invalid(format!("the wallet has no sender on {}", p.network)))?;
-        let from: chain_eth::EthAddress = from.parse().map_err(|e| corrupt("sender", e))?;
-        let outflows = tx.wallet_outflows_in_tx(req.wallet).await?;
-        let need = needs(
-            &outflows,
-            &p.network,
-            &req.asset.to_string(),
-            &Asset::ether(chain_id).id().to_string(),
-            p.amount.units(),
-            net.config.fee_caps.max_total_fee,
-        )
-        .ok_or_else(|| corrupt("outflows", "overflow"))?;
-        let ether = Asset::ether(chain_id);
-        let check = |needed: u128, held: u128, asset: &Asset| {
-            if needed <= held {
-                return Ok(());
-            }
-            let d = asset.decimals();
-            Err(ServiceError::InsufficientFunds(format!(
-                "{} {} needed (this transfer, those still to leave and their fee caps), {} held",
-                domain::amount::format_units(needed, d, false),
-                asset.symbol().as_str(),
-                domain::amount::format_units(held, d, false),
-            )))
-        };
-        let recorded = tx
-            .eth_highest_block_in_tx(&p.network, &from.to_lower_hex())
-            .await?;
-        // Balances read before this transaction count only if every send
-        // finished since (no longer an outflow) is in them: finished at
-        // or below the block they were read at. Otherwise read again, here.
-        let token = net
-            .config
-            .tokens
-            .iter()
-            .find(|t| t.asset.id() == &req.asset);
-        let held = match before {
-            Some(h)
-                if h.from == from
-                    && recorded.is_none_or(|r| r <= h.at)
-                    && (token.is_none() || h.token.is_some()) =>
-            {
-                h
-            }
-            _ => self.held(&net, from, &req.asset, recorded).await?,
-        };
-        if let Some(t) = token {
-            let units = held
-                .token
-                .ok_or_else(|| corrupt("token balance", "not read"))?;
-            check(need.asset, units, &t.asset)?;
-        }
-        check(need.ether, held.ether, &ether)
-    }
-
-    /// The block whose balances count: the newest at the network's
-    /// confirmation depth, so a deposit is credited only once it is that
-    /// deep (and a reorganised one never was). Our own sends are counted as
-    /// outflows until they are finished at that depth; a node whose depth
-    /// is below the block of a send already finished (a lagging endpoint)
-    /// would show a balance from before it while it no longer counts as an
-    /// outflow, so it is refused rather than trusted.
-    pub(crate) async fn credited_block(
-        &self,
-        net: &crate::eth::EthNetwork,
-        recorded: Option<u64>,
-    ) -> Result<u64, ServiceError> {
-        let head = net
-            .client
-            .block_number()
-            .await
-            .map_err(crate::eth::EthError::Node)?;
-        let at = head.saturating_sub(net.config.confirmations.saturating_sub(1));
-        if recorded.is_some_and(|r| r > at) {
-            return Err(
-                crate::eth::EthError::Node(crate::eth::ClientError::Unavailable(
-                    "the node is behind a send already finished".into(),
-                ))
-                .into(),
-            );
-        }
-        Ok(at)
-    }
-
-    pub(crate) fn configured_assets(&self) -> Vec<Asset> {
-        let nets = self
-            .eth_networks()
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut out = Vec::new();
-        for n in nets.values() {
-            out.push(Asset::ether(n.config.chain_id));
-            out.extend(n.config.tokens.iter().map(|t| t.asset.clone()));
-        }
-        drop(nets);
-        let btc = self
-            .btc_networks()
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        out.extend(btc.values().map(|n| Asset::bitcoin(n.network)));
-        out
-    }
-}
-
-/// Balances of an EVM sender at a block, as the node gave them.
-struct Held {
-    from: chain_eth::EthAddress,
-    at: u64,
-    ether: u128,
-    /// Of the transfer's token, if it is one.
-    token: Option<u128>,
 }
 
 struct Known {
@@ -1065,47 +303,6 @@ async fn facts(
     })
 }
 
-/// What a wallet must hold on a network for one more transfer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Needs {
-    /// In the transfer's own asset (for ether, the same as `ether`).
-    asset: u128,
-    /// In ether: ether still to leave and the fee cap of every transfer.
-    ether: u128,
-}
-
-/// `outflows` are (asset id, base units, committed) of the wallet's open
-/// transfers; `None` on overflow.
-fn needs(
-    outflows: &[(String, u128, bool)],
-    network: &str,
-    asset: &str,
-    ether: &str,
-    amount: u128,
-    fee_cap: u128,
-) -> Option<Needs> {
-    let prefix = format!("{network}/");
-    let mut in_asset = amount;
-    let mut in_ether = if asset == ether { amount } else { 0 };
-    let mut open: u128 = 1;
-    for (a, units, _) in outflows {
-        if !a.starts_with(&prefix) {
-            continue;
-        }
-        open = open.checked_add(1)?;
-        if a == asset {
-            in_asset = in_asset.checked_add(*units)?;
-        }
-        if a == ether {
-            in_ether = in_ether.checked_add(*units)?;
-        }
-    }
-    Some(Needs {
-        asset: in_asset,
-        ether: in_ether.checked_add(fee_cap.checked_mul(open)?)?,
-    })
-}
-
 /// Approvals that count toward a quorum not yet reached: not voided, not expired.
 fn valid_approvers(approvals: &[ApprovalRow], now: Timestamp) -> BTreeSet<Actor> {
     approvals
@@ -1119,57 +316,6 @@ fn valid_approvers(approvals: &[ApprovalRow], now: Timestamp) -> BTreeSet<Actor>
 /// unexpired then): only a voided one (a revoked key) is taken back.
 fn standing(a: &ApprovalRow) -> Option<Actor> {
     (a.vote == "approve" && a.voided_at.is_none()).then(|| a.approver.clone())
-}
-
-/// A stored transfer's intent, checked against its digest. An asset no
-/// longer configured is for a person to mend (the configuration), not a
-/// corruption.
-pub(crate) fn decode_intent(
-    t: &TransferRow,
-    assets: &[Asset],
-) -> Result<TransferIntent, ServiceError> {
-    let intent = TransferIntent::decode(&t.intent, |id| {
-        assets.iter().find(|a| a.id() == id).cloned()
-    })
-    .map_err(|e| match e {
-        domain::intent::IntentError::UnknownAsset(a) => {
-            ServiceError::Eth(crate::eth::EthError::AssetNotConfigured(a))
-        }
-        e => corrupt("intent", e),
-    })?;
-    if intent.digest().to_string() != t.digest {
-        return Err(corrupt("intent", "digest mismatch"));
-    }
-    Ok(intent)
-}
-
-pub(crate) fn state_entry(
-    by: &Actor,
-    t: &TransferRow,
-    to: &str,
-    why: &str,
-) -> Result<audit::Entry, ServiceError> {
-    entry(
-        by,
-        "transfer.state_changed",
-        &format!("transfer:{}", t.id),
-        json!({ "from": t.state, "to": to, "why": why }),
-    )
-}
-
-pub(crate) async fn transfer_event(
-    tx: &mut WriteTx,
-    t: &TransferRow,
-    to: &str,
-    now: Timestamp,
-) -> Result<(), ServiceError> {
-    crate::webhooks::enqueue(
-        tx,
-        "transfer.state_changed",
-        json!({ "transfer": t.id.to_string(), "wallet": t.wallet.to_string(), "state": to }),
-        now,
-    )
-    .await
 }
 
 /// Re-counts a transfer's approvals (after a revocation): one that no
@@ -1418,7 +564,7 @@ impl Can<'_, perm::InitiateTransfer> {
         }
         transfer_event(&mut tx, &row, st, now).await?;
         if st == state::PENDING_APPROVAL {
-            crate::webhooks::enqueue(
+            crate::outbox::enqueue(
                 &mut tx,
                 "transfer.pending_approval",
                 json!({
@@ -1455,7 +601,7 @@ impl Can<'_, perm::InitiateTransfer> {
         if let Some(b) = &d.breaker {
             let f = storage::FreezeRow {
                 id: uuid::Uuid::now_v7().to_string(),
-                scope: crate::governance::FreezeScope::Wallet(req.wallet).to_string(),
+                scope: crate::freezes::FreezeScope::Wallet(req.wallet).to_string(),
                 reason: format!("circuit breaker {b}"),
                 frozen_by: Actor::System,
                 frozen_at: now,
@@ -1463,7 +609,7 @@ impl Can<'_, perm::InitiateTransfer> {
                 release_proposal: None,
             };
             tx.insert_freeze(&f).await?;
-            crate::webhooks::enqueue(
+            crate::outbox::enqueue(
                 &mut tx,
                 "circuit_breaker",
                 json!({ "wallet": req.wallet.to_string(), "breaker": b, "freeze": f.id, "transfer": id.to_string() }),
@@ -1720,138 +866,6 @@ impl Can<'_, perm::InitiateTransfer> {
     }
 }
 
-/// Cancels a transfer waiting for approvals, in its time lock, or approved
-/// but not yet handed to the chain (the worker's planning transaction and
-/// this one cannot both win: each moves it only from those states).
-async fn cancel(
-    svc: &Service,
-    by: &Actor,
-    id: TransferId,
-    allowed: impl Fn(&TransferRow) -> Result<(), ServiceError>,
-    why: &str,
-) -> Result<TransferRow, ServiceError> {
-    let now = svc.now();
-    let mut tx = svc.store().begin().await?;
-    let t = tx.lock_transfer(id).await?;
-    allowed(&t)?;
-    let open = [state::PENDING_APPROVAL, state::TIME_LOCKED, state::QUEUED];
-    if !open.contains(&t.state.as_str()) {
-        return Err(ApprovalError::NotAwaiting(t.state.clone()).into());
-    }
-    let (e, _) = transition(&mut tx, &t, Move::new(Event::Cancel, by, why), now).await?;
-    svc.commit(tx, &[e], now).await?;
-    Ok(svc.store().transfer(id).await?)
-}
-
-impl Can<'_, perm::OperateQueue> {
-    /// Another attempt now for a queued transfer held for a person or
-    /// waiting out a backoff.
-    pub async fn retry(&self, id: TransferId) -> Result<TransferRow, ServiceError> {
-        self.svc
-            .retry_transfer(self.who.actor(), id, "retried by an operator")
-            .await
-    }
-
-    /// Cancels a transfer not yet handed to the chain.
-    pub async fn cancel(&self, id: TransferId) -> Result<TransferRow, ServiceError> {
-        cancel(
-            self.svc,
-            self.who.actor(),
-            id,
-            |_| Ok(()),
-            "cancelled by an operator",
-        )
-        .await
-    }
-
-    /// Replaces the transaction of a transfer on its way (signed or
-    /// broadcast, not yet in a block): a speed-up pays the same with higher
-    /// fees, a cancel pays nothing to the sender itself at the same nonce.
-    /// The network's fee caps bound both, the freeze and the signing gate
-    /// apply, and the replacement is checked against the approved transfer
-    /// before it is signed; the transfer follows whichever wins.
-    pub async fn replace(
-        &self,
-        id: TransferId,
-        how: crate::eth::Replacement,
-    ) -> Result<storage::EthSendRow, ServiceError> {
-        let t = self.svc.store().transfer(id).await?;
-        if ![state::SIGNED, state::BROADCASTING].contains(&t.state.as_str()) {
-            return Err(ApprovalError::NotAwaiting(t.state.clone()).into());
-        }
-        let send = t
-            .eth_send_id
-            .clone()
-            .ok_or_else(|| invalid("only Ethereum transactions are replaced"))?;
-        let why = match how {
-            crate::eth::Replacement::SpeedUp(_) => "speed-up requested by an operator",
-            crate::eth::Replacement::Cancel => "cancel on chain requested by an operator",
-        };
-        let now = self.svc.now();
-        let mut tx = self.svc.store().begin().await?;
-        let locked = tx.lock_transfer(id).await?;
-        if ![state::SIGNED, state::BROADCASTING].contains(&locked.state.as_str()) {
-            return Err(ApprovalError::NotAwaiting(locked.state.clone()).into());
-        }
-        tx.add_history(id, &locked.state, &self.who.actor().to_string(), why, now)
-            .await?;
-        let e = entry(
-            self.who.actor(),
-            "transfer.replacement_requested",
-            &format!("transfer:{id}"),
-            json!({ "send": send, "why": why }),
-        )?;
-        self.svc.commit(tx, &[e], now).await?;
-        self.svc.eth_replace(self.who.actor(), &send, how).await
-    }
-
-    /// What needs a look, and why: queued transfers held for a person or
-    /// whose attempts failed, and transfers on their way to the chain that
-    /// have not moved for [`STUCK_AFTER_MS`].
-    pub async fn stuck(&self, limit: u32) -> Result<Vec<Stuck>, ServiceError> {
-        let now = self.svc.now();
-        let quiet = Timestamp::from_millis(now.as_millis().saturating_sub(STUCK_AFTER_MS));
-        let rows = self
-            .svc
-            .store()
-            .transfers_stuck(quiet, limit.clamp(1, 500))
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|t| {
-                let why = if t.held_at.is_some() {
-                    format!(
-                        "held for a person after {} failed attempts: {}",
-                        t.attempts,
-                        t.last_error.as_deref().unwrap_or("no error recorded")
-                    )
-                } else if t.state == state::QUEUED {
-                    format!(
-                        "{} failed attempts, next at {} ms: {}",
-                        t.attempts,
-                        t.next_attempt_at.as_millis(),
-                        t.last_error.as_deref().unwrap_or("no error recorded")
-                    )
-                } else {
-                    format!(
-                        "{} for {} s without a change",
-                        t.state,
-                        now.as_millis().saturating_sub(t.updated_at.as_millis()) / 1000
-                    )
-                };
-                Stuck { transfer: t, why }
-            })
-            .collect())
-    }
-}
-
-/// A transfer that needs a look, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stuck {
-    pub transfer: TransferRow,
-    pub why: String,
-}
-
 /// One asset of a wallet: what the chain holds and what is spoken for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AssetBalance {
@@ -2058,61 +1072,4 @@ pub fn statement_of(
         expires_at,
         vote,
     })
-}
-
-/// Why a vote was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ApprovalError {
-    #[error("the approval has expired")]
-    Expired,
-    #[error("no approver key is registered for this principal")]
-    NoApproverKey,
-    #[error("the transfer is not waiting for this vote (it is {0})")]
-    NotAwaiting(String),
-    #[error("not in any approver group of the rule that judged this transfer")]
-    NotAnApprover,
-    #[error("the initiator may not approve their own transfer under this rule")]
-    OwnTransfer,
-    #[error("the approval signature does not verify for this transfer, decision and expiry")]
-    BadSignature,
-    #[error("this approver has already voted on this transfer")]
-    AlreadyVoted,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const NET: &str = "eip155:1";
-    const ETH: &str = "eip155:1/native";
-    const USDC: &str = "eip155:1/erc20:a0b86991c6218b36c1d19d4a2e9eb0ce3606eb48";
-
-    #[test]
-    fn token_transfers_reserve_ether_for_their_gas() {
-        let open = vec![
-            (ETH.to_owned(), 5, true),
-            (USDC.to_owned(), 700, false),
-            // Another network's transfers need nothing here.
-            ("eip155:10/native".to_owned(), 9_000, true),
-        ];
-        // One more ether transfer of 2: 5 + 2 ether, and three fee caps.
-        assert_eq!(
-            needs(&open, NET, ETH, ETH, 2, 10),
-            Some(Needs {
-                asset: 7,
-                ether: 37
-            })
-        );
-        // One more token transfer of 300: 1 000 tokens, and in ether the
-        // open ether transfer and three fee caps.
-        assert_eq!(
-            needs(&open, NET, USDC, ETH, 300, 10),
-            Some(Needs {
-                asset: 1_000,
-                ether: 35
-            })
-        );
-        assert_eq!(needs(&open, NET, ETH, ETH, u128::MAX, 10), None);
-    }
 }

@@ -5,46 +5,20 @@
 //! about a day. Receivers deduplicate by `webhook-id`: a delivery whose
 //! success was not recorded (a crash, a lost answer) is sent again.
 
-use std::time::Duration;
-
 use domain::{Actor, Timestamp};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::json;
 use sha2::Sha256;
-use storage::{DeliveryRow, WebhookRow, WriteTx};
+use storage::{DeliveryRow, WebhookRow};
 
-use crate::identity::{Can, perm};
-use crate::keystore::entry;
+use crate::access::{Can, perm};
+pub use crate::outbox::EVENT_TYPES;
+use crate::record::entry;
 use crate::service::{Service, ServiceError};
-
-/// The event types a subscription may name (or `*`).
-pub const EVENT_TYPES: &[&str] = &[
-    "transfer.state_changed",
-    "transfer.pending_approval",
-    "transfer.stuck",
-    "transfer.sign_refused",
-    "deposit",
-    "freeze",
-    "circuit_breaker",
-];
 
 /// Delays after each failed attempt (Standard Webhooks' schedule): the
 /// eighth failure, some 27 hours after the event, is final.
 const RETRY_DELAYS_S: [i64; 7] = [5, 300, 1800, 7200, 18_000, 36_000, 36_000];
-
-/// Writes an event to the outbox inside `tx`.
-pub(crate) async fn enqueue(
-    tx: &mut WriteTx,
-    event_type: &str,
-    data: serde_json::Value,
-    now: Timestamp,
-) -> Result<(), ServiceError> {
-    let id = format!("msg_{}", uuid::Uuid::now_v7().simple());
-    let payload = json!({ "type": event_type, "timestamp_ms": now.as_millis(), "data": data });
-    tx.enqueue_event(&id, event_type, &payload.to_string(), now)
-        .await?;
-    Ok(())
-}
 
 /// The Standard Webhooks signature of one delivery.
 pub fn signature(
@@ -267,14 +241,6 @@ impl Service {
         }
         Ok(pass)
     }
-}
-
-pub(crate) fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

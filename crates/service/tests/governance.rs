@@ -1844,7 +1844,7 @@ async fn deposits_count_only_at_the_confirmation_depth(f: Fixture) {
 async fn wallets_open_accounts_with_deposit_addresses(f: Fixture) {
     use domain::{BitcoinNetwork, Network};
     use service::btc::BatchRule;
-    use service::btc_transfers::AccountKey;
+    use service::wallets::AccountKey;
     f.add_regtest(BatchRule::default());
     let admin = f.who(&f.admin1).await;
     let ops = f
@@ -2083,8 +2083,8 @@ async fn deposits_are_seen_then_credited_or_reorged(f: Fixture) {
 async fn hd_accounts_hand_out_fresh_deposit_addresses(f: Fixture) {
     use domain::{Asset, BitcoinNetwork, Network};
     use service::btc::BatchRule;
-    use service::btc_transfers::AccountKey;
     use service::transfers::ExecutePass;
+    use service::wallets::AccountKey;
     let regtest = BitcoinNetwork::Regtest;
     f.add_regtest(BatchRule::default());
     f.set_policy("[[rules]]\nname = \"all\"\naction = \"allow\"\n")

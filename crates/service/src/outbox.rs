@@ -1,0 +1,44 @@
+//! The outbox: webhook events written in the transaction of the change they
+//! report (delivered later by the worker in `webhooks`), and the HTTP
+//! client deliveries use.
+
+use std::time::Duration;
+
+use domain::Timestamp;
+use serde_json::json;
+use storage::WriteTx;
+
+use crate::error::ServiceError;
+
+/// The event types a subscription may name (or `*`).
+pub const EVENT_TYPES: &[&str] = &[
+    "transfer.state_changed",
+    "transfer.pending_approval",
+    "transfer.stuck",
+    "transfer.sign_refused",
+    "deposit",
+    "freeze",
+    "circuit_breaker",
+];
+
+/// Writes an event to the outbox inside `tx`.
+pub(crate) async fn enqueue(
+    tx: &mut WriteTx,
+    event_type: &str,
+    data: serde_json::Value,
+    now: Timestamp,
+) -> Result<(), ServiceError> {
+    let id = format!("msg_{}", uuid::Uuid::now_v7().simple());
+    let payload = json!({ "type": event_type, "timestamp_ms": now.as_millis(), "data": data });
+    tx.enqueue_event(&id, event_type, &payload.to_string(), now)
+        .await?;
+    Ok(())
+}
+
+pub(crate) fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_default()
+}

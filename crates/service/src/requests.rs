@@ -1,0 +1,475 @@
+//! A transfer request: what an initiator asks for, validated against the
+//! configured networks and assets (amount in the asset's base units,
+//! destination checked for its network), and the funds check made under the
+//! wallet's lock — what the chain holds at the credited depth against this
+//! transfer, every outflow still open, and their fee caps.
+
+use chain_btc::BtcAddress;
+use domain::{
+    Address, Amount, Asset, AssetId, AssetKind, BitcoinNetwork, Network, TransferId, WalletId,
+};
+use serde_json::json;
+use storage::WriteTx;
+
+use crate::moves::{corrupt, invalid};
+use crate::service::{Service, ServiceError};
+
+/// What an initiator asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferRequest {
+    pub wallet: WalletId,
+    pub asset: AssetId,
+    /// A decimal amount in the asset's units.
+    pub amount: String,
+    pub destination: String,
+    pub reference: Option<String>,
+    /// The client's own id for the transfer, unique per initiator.
+    pub external_id: Option<String>,
+    /// Higher goes first among queued transfers.
+    pub priority: Priority,
+    /// A transfer that must complete before this one starts (one the
+    /// initiator can see); if it ends otherwise, this one fails.
+    pub depends_on: Option<TransferId>,
+}
+
+/// A queued transfer's place in line.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    Low,
+    #[default]
+    Normal,
+    High,
+    Urgent,
+}
+
+impl Priority {
+    pub const fn rank(self) -> u8 {
+        match self {
+            Priority::Low => 0,
+            Priority::Normal => 1,
+            Priority::High => 2,
+            Priority::Urgent => 3,
+        }
+    }
+
+    /// The priority of a stored rank.
+    pub fn of_rank(rank: u8) -> Option<Priority> {
+        [
+            Priority::Low,
+            Priority::Normal,
+            Priority::High,
+            Priority::Urgent,
+        ]
+        .into_iter()
+        .find(|p| p.rank() == rank)
+    }
+}
+
+impl TransferRequest {
+    /// SHA-256 over the request's fields in a fixed order: what an
+    /// idempotency key is bound to.
+    pub(crate) fn hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let canonical = json!([
+            self.wallet.to_string(),
+            self.asset.to_string(),
+            self.amount,
+            self.destination,
+            self.reference,
+            self.external_id,
+            self.priority.rank(),
+            self.depends_on.map(|d| d.to_string()),
+        ]);
+        hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+    }
+}
+
+/// The parts of a request that do not depend on the database's state.
+pub(crate) struct Prepared {
+    pub(crate) asset: Asset,
+    pub(crate) amount: Amount,
+    pub(crate) network: String,
+    /// Canonical key (EVM: lower-case hex; Bitcoin: bech32).
+    pub(crate) destination_key: String,
+    /// As shown and signed (EVM: EIP-55).
+    pub(crate) destination: Address,
+}
+
+/// Balances of an EVM sender at a block, as the node gave them.
+pub(crate) struct Held {
+    from: chain_eth::EthAddress,
+    at: u64,
+    ether: u128,
+    /// Of the transfer's token, if it is one.
+    token: Option<u128>,
+}
+
+impl Service {
+    pub(crate) fn prepare(&self, req: &TransferRequest) -> Result<Prepared, ServiceError> {
+        let chain_id = match req.asset.network() {
+            Network::Evm { chain_id } => chain_id,
+            Network::Bitcoin(n) => return self.prepare_btc(req, n),
+        };
+        let net = self
+            .eth_network(chain_id)
+            .map_err(|e| invalid(format!("asset {}: {e}", req.asset)))?;
+        let asset = match req.asset.kind() {
+            AssetKind::Native => Asset::ether(chain_id),
+            AssetKind::Erc20(_) => net
+                .config
+                .tokens
+                .iter()
+                .find(|t| t.asset.id() == &req.asset)
+                .map(|t| t.asset.clone())
+                .ok_or_else(|| invalid(format!("asset {} is not configured", req.asset)))?,
+        };
+        let amount =
+            Amount::parse(&req.amount, &asset).map_err(|e| invalid(format!("amount: {e}")))?;
+        if amount.is_zero() {
+            return Err(invalid("amount: must be greater than zero"));
+        }
+        let to = chain_eth::DestinationRules {
+            allow_unchecksummed: net.config.allow_unchecksummed,
+            whitelist: &[],
+        }
+        .check(&req.destination)
+        .map_err(|e| invalid(format!("destination: {e}")))?;
+        let network = asset.network().to_string();
+        let destination = Address::new(asset.network(), &to.to_string())
+            .map_err(|e| invalid(format!("destination: {e}")))?;
+        Ok(Prepared {
+            asset,
+            amount,
+            network,
+            destination_key: to.to_lower_hex(),
+            destination,
+        })
+    }
+
+    /// Refuses a transfer the wallet cannot cover. The chain's holdings on
+    /// the wallet's sender must cover, in the asset, this amount and every
+    /// transfer of the asset still to leave; and in ether, every ether
+    /// transfer still to leave plus the fee cap of each transfer still to
+    /// leave on the network (tokens' gas is paid in ether too). Outflows are
+    /// read first, under the judgment's wallet lock, and counted until their
+    /// transaction is confirmed: a send already in a block is counted twice
+    /// for a few blocks (the safe direction), never missed.
+    /// What the node says a wallet's sender holds of a transfer's asset
+    /// (and ether, for fees), read before the transfer's write transaction
+    /// so the database's write lock is not held over node round trips.
+    /// `None` when there is nothing to read or the read failed: the funds
+    /// check then reads under the lock (and reports any error there).
+    pub(crate) async fn held_before(&self, req: &TransferRequest, p: &Prepared) -> Option<Held> {
+        let Network::Evm { chain_id } = req.asset.network() else {
+            return None;
+        };
+        let net = self.eth_network(chain_id).ok()?;
+        let from = self
+            .store()
+            .wallet_eth_sender(req.wallet, &p.network)
+            .await
+            .ok()??
+            .parse()
+            .ok()?;
+        self.held(&net, from, &req.asset, None).await.ok()
+    }
+
+    /// What `from` holds at the newest credited block (see
+    /// [`Self::credited_block`]).
+    async fn held(
+        &self,
+        net: &crate::eth::EthNetwork,
+        from: chain_eth::EthAddress,
+        asset: &AssetId,
+        recorded: Option<u64>,
+    ) -> Result<Held, ServiceError> {
+        let at = self.credited_block(net, recorded).await?;
+        let token = match net.config.tokens.iter().find(|t| t.asset.id() == asset) {
+            Some(t) => Some(
+                net.client
+                    .erc20_balance_at(t.contract, from, at)
+                    .await
+                    .map_err(crate::eth::EthError::Node)?,
+            ),
+            None => None,
+        };
+        let ether = net
+            .client
+            .balance_at(from, at)
+            .await
+            .map_err(crate::eth::EthError::Node)?;
+        Ok(Held {
+            from,
+            at,
+            ether,
+            token,
+        })
+    }
+
+    pub(crate) async fn ensure_funds(
+        &self,
+        tx: &mut WriteTx,
+        req: &TransferRequest,
+        p: &Prepared,
+        before: Option<Held>,
+    ) -> Result<(), ServiceError> {
+        let chain_id = match req.asset.network() {
+            Network::Evm { chain_id } => chain_id,
+            Network::Bitcoin(n) => return self.ensure_btc_funds(tx, req, p, n).await,
+        };
+        let net = self
+            .eth_network(chain_id)
+            .map_err(|e| invalid(format!("asset {}: {e}", req.asset)))?;
+        let from = tx
+            .wallet_eth_sender_in_tx(req.wallet, &p.network)
+            .await?
+            .ok_or_else(|| invalid(format!("the wallet has no sender on {}", p.network)))?;
+        let from: chain_eth::EthAddress = from.parse().map_err(|e| corrupt("sender", e))?;
+        let outflows = tx.wallet_outflows_in_tx(req.wallet).await?;
+        let need = needs(
+            &outflows,
+            &p.network,
+            &req.asset.to_string(),
+            &Asset::ether(chain_id).id().to_string(),
+            p.amount.units(),
+            net.config.fee_caps.max_total_fee,
+        )
+        .ok_or_else(|| corrupt("outflows", "overflow"))?;
+        let ether = Asset::ether(chain_id);
+        let check = |needed: u128, held: u128, asset: &Asset| {
+            if needed <= held {
+                return Ok(());
+            }
+            let d = asset.decimals();
+            Err(ServiceError::InsufficientFunds(format!(
+                "{} {} needed (this transfer, those still to leave and their fee caps), {} held",
+                domain::amount::format_units(needed, d, false),
+                asset.symbol().as_str(),
+                domain::amount::format_units(held, d, false),
+            )))
+        };
+        let recorded = tx
+            .eth_highest_block_in_tx(&p.network, &from.to_lower_hex())
+            .await?;
+        // Balances read before this transaction count only if every send
+        // finished since (no longer an outflow) is in them: finished at
+        // or below the block they were read at. Otherwise read again, here.
+        let token = net
+            .config
+            .tokens
+            .iter()
+            .find(|t| t.asset.id() == &req.asset);
+        let held = match before {
+            Some(h)
+                if h.from == from
+                    && recorded.is_none_or(|r| r <= h.at)
+                    && (token.is_none() || h.token.is_some()) =>
+            {
+                h
+            }
+            _ => self.held(&net, from, &req.asset, recorded).await?,
+        };
+        if let Some(t) = token {
+            let units = held
+                .token
+                .ok_or_else(|| corrupt("token balance", "not read"))?;
+            check(need.asset, units, &t.asset)?;
+        }
+        check(need.ether, held.ether, &ether)
+    }
+
+    /// The block whose balances count: the newest at the network's
+    /// confirmation depth, so a deposit is credited only once it is that
+    /// deep (and a reorganised one never was). Our own sends are counted as
+    /// outflows until they are finished at that depth; a node whose depth
+    /// is below the block of a send already finished (a lagging endpoint)
+    /// would show a balance from before it while it no longer counts as an
+    /// outflow, so it is refused rather than trusted.
+    pub(crate) async fn credited_block(
+        &self,
+        net: &crate::eth::EthNetwork,
+        recorded: Option<u64>,
+    ) -> Result<u64, ServiceError> {
+        let head = net
+            .client
+            .block_number()
+            .await
+            .map_err(crate::eth::EthError::Node)?;
+        let at = head.saturating_sub(net.config.confirmations.saturating_sub(1));
+        if recorded.is_some_and(|r| r > at) {
+            return Err(
+                crate::eth::EthError::Node(crate::eth::ClientError::Unavailable(
+                    "the node is behind a send already finished".into(),
+                ))
+                .into(),
+            );
+        }
+        Ok(at)
+    }
+
+    pub(crate) fn prepare_btc(
+        &self,
+        req: &TransferRequest,
+        n: BitcoinNetwork,
+    ) -> Result<Prepared, ServiceError> {
+        self.btc_network(n)
+            .map_err(|e| invalid(format!("asset {}: {e}", req.asset)))?;
+        let asset = Asset::bitcoin(n);
+        if asset.id() != &req.asset {
+            return Err(invalid(format!("asset {} is not configured", req.asset)));
+        }
+        let amount =
+            Amount::parse(&req.amount, &asset).map_err(|e| invalid(format!("amount: {e}")))?;
+        if amount.is_zero() {
+            return Err(invalid("amount: must be greater than zero"));
+        }
+        let to = BtcAddress::parse(&req.destination, n)
+            .map_err(|e| invalid(format!("destination: {e}")))?;
+        let dust = to.script_pubkey().minimal_non_dust().to_sat();
+        if amount.units() < u128::from(dust) {
+            return Err(invalid(format!(
+                "amount: below {dust} sat, the least an output to this address may carry"
+            )));
+        }
+        let text = to.to_string();
+        let destination = domain::Address::new(asset.network(), &text)
+            .map_err(|e| invalid(format!("destination: {e}")))?;
+        Ok(Prepared {
+            network: asset.network().to_string(),
+            asset,
+            amount,
+            destination_key: text,
+            destination,
+        })
+    }
+
+    /// Refuses a Bitcoin transfer the wallet cannot pay now: its free
+    /// outputs (outputs reserved by a send are spoken for; its change counts
+    /// once it is recorded back) must cover this amount, every payout still
+    /// waiting for a transaction, and the fee cap of each.
+    pub(crate) async fn ensure_btc_funds(
+        &self,
+        tx: &mut WriteTx,
+        req: &TransferRequest,
+        p: &Prepared,
+        n: BitcoinNetwork,
+    ) -> Result<(), ServiceError> {
+        let net = self.btc_network(n)?;
+        let mut held: u128 = 0;
+        for u in tx
+            .wallet_btc_utxos_in_tx(req.wallet, &p.network, "available")
+            .await?
+        {
+            held = held.saturating_add(u128::from(u.value_sat));
+        }
+        let asset = req.asset.to_string();
+        let waiting = tx.unplanned_outflows_in_tx(req.wallet, &asset).await?;
+        let mut needed = p.amount.units();
+        for units in &waiting {
+            needed = needed
+                .checked_add(*units)
+                .and_then(|x| x.checked_add(u128::from(net.fee_caps.max_fee)))
+                .ok_or_else(|| corrupt("outflows", "overflow"))?;
+        }
+        needed = needed.saturating_add(u128::from(net.fee_caps.max_fee));
+        if needed <= held {
+            return Ok(());
+        }
+        let d = p.asset.decimals();
+        Err(ServiceError::InsufficientFunds(format!(
+            "{} BTC needed (this transfer, those still to leave and their fee caps), {} held",
+            domain::amount::format_units(needed, d, false),
+            domain::amount::format_units(held, d, false),
+        )))
+    }
+}
+
+/// `outflows` are (asset id, base units, committed) of the wallet's open
+/// transfers; `None` on overflow.
+pub(crate) fn needs(
+    outflows: &[(String, u128, bool)],
+    network: &str,
+    asset: &str,
+    ether: &str,
+    amount: u128,
+    fee_cap: u128,
+) -> Option<Needs> {
+    let prefix = format!("{network}/");
+    let mut in_asset = amount;
+    let mut in_ether = if asset == ether { amount } else { 0 };
+    let mut open: u128 = 1;
+    for (a, units, _) in outflows {
+        if !a.starts_with(&prefix) {
+            continue;
+        }
+        open = open.checked_add(1)?;
+        if a == asset {
+            in_asset = in_asset.checked_add(*units)?;
+        }
+        if a == ether {
+            in_ether = in_ether.checked_add(*units)?;
+        }
+    }
+    Some(Needs {
+        asset: in_asset,
+        ether: in_ether.checked_add(fee_cap.checked_mul(open)?)?,
+    })
+}
+
+/// What a wallet must hold on a network for one more transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Needs {
+    /// In the transfer's own asset (for ether, the same as `ether`).
+    pub(crate) asset: u128,
+    /// In ether: ether still to leave and the fee cap of every transfer.
+    pub(crate) ether: u128,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NET: &str = "eip155:1";
+    const ETH: &str = "eip155:1/native";
+    const USDC: &str = "eip155:1/erc20:a0b86991c6218b36c1d19d4a2e9eb0ce3606eb48";
+
+    #[test]
+    fn token_transfers_reserve_ether_for_their_gas() {
+        let open = vec![
+            (ETH.to_owned(), 5, true),
+            (USDC.to_owned(), 700, false),
+            // Another network's transfers need nothing here.
+            ("eip155:10/native".to_owned(), 9_000, true),
+        ];
+        // One more ether transfer of 2: 5 + 2 ether, and three fee caps.
+        assert_eq!(
+            needs(&open, NET, ETH, ETH, 2, 10),
+            Some(Needs {
+                asset: 7,
+                ether: 37
+            })
+        );
+        // One more token transfer of 300: 1 000 tokens, and in ether the
+        // open ether transfer and three fee caps.
+        assert_eq!(
+            needs(&open, NET, USDC, ETH, 300, 10),
+            Some(Needs {
+                asset: 1_000,
+                ether: 35
+            })
+        );
+        assert_eq!(needs(&open, NET, ETH, ETH, u128::MAX, 10), None);
+    }
+}

@@ -1,0 +1,111 @@
+//! What the binary configures the service with: EVM and Bitcoin networks
+//! (with their node clients) and how governance is run. Plain data, at the
+//! bottom of the layers.
+
+use std::sync::Arc;
+
+use chain_btc::FeeCaps as BtcFeeCaps;
+use chain_btc_client::BtcClient;
+use chain_eth::{EthAddress, FeeCaps};
+use chain_eth_client::EthClient;
+use domain::{Asset, BitcoinNetwork, Network};
+
+/// A token the operators configured on a network.
+#[derive(Debug, Clone)]
+pub struct EthToken {
+    pub asset: Asset,
+    pub contract: EthAddress,
+    /// The most gas a transfer of this token may use.
+    pub max_gas: u64,
+}
+
+/// One EVM network as configured.
+#[derive(Debug, Clone)]
+pub struct EthNetworkConfig {
+    pub chain_id: u64,
+    /// Legacy (EIP-155) transactions, for networks without EIP-1559.
+    pub legacy: bool,
+    /// Blocks on top of the including block before a send is final.
+    pub confirmations: u64,
+    pub fee_caps: FeeCaps,
+    /// The least priority fee offered, in wei.
+    pub min_priority_fee: u128,
+    /// Accept destinations written in one case (no checksum).
+    pub allow_unchecksummed: bool,
+    pub tokens: Vec<EthToken>,
+}
+
+/// A configured network and its node client.
+#[derive(Debug)]
+pub struct EthNetwork {
+    pub config: EthNetworkConfig,
+    pub client: Arc<EthClient>,
+}
+
+impl EthNetwork {
+    pub(crate) fn network(&self) -> Network {
+        Network::Evm {
+            chain_id: self.config.chain_id,
+        }
+    }
+}
+
+/// One Bitcoin network as configured.
+#[derive(Debug)]
+pub struct BtcNetwork {
+    pub network: BitcoinNetwork,
+    pub fee_caps: BtcFeeCaps,
+    /// Sat per virtual byte for transfers when no node estimates one.
+    pub fee_rate: u64,
+    /// How queued payouts of one wallet are gathered into one transaction.
+    pub batch: BatchRule,
+    /// Where to broadcast; without one, sends stop at `signed`.
+    pub client: Option<Arc<BtcClient>>,
+}
+
+/// Queued payouts of one wallet go out together once the oldest has waited
+/// `window_ms` or `max_payouts` are waiting, whichever comes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchRule {
+    pub window_ms: i64,
+    pub max_payouts: usize,
+}
+
+impl Default for BatchRule {
+    /// No waiting: each pass sends what is queued, up to 50 payouts.
+    fn default() -> Self {
+        BatchRule {
+            window_ms: 0,
+            max_payouts: 50,
+        }
+    }
+}
+
+/// How governance and approvals are run. The binary reads it from the
+/// `[governance]` section; there is no silent default there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GovernanceConfig {
+    /// Admin approvals a proposal needs (the proposer's included).
+    pub admin_quorum: u32,
+    /// How long a proposal stays open.
+    pub proposal_ttl_ms: i64,
+    /// How long a new address-book entry waits before it can be used.
+    pub whitelist_cooling_off_ms: i64,
+    /// How long a transfer waits for its approvals before it lapses.
+    pub approval_window_ms: i64,
+    /// The longest an approver's signature may stay valid.
+    pub max_approval_ttl_ms: i64,
+}
+
+impl GovernanceConfig {
+    /// What a single-admin test or development installation runs with.
+    pub fn single_admin() -> Self {
+        GovernanceConfig {
+            admin_quorum: 1,
+            proposal_ttl_ms: 7 * 24 * 3_600_000,
+            whitelist_cooling_off_ms: 24 * 3_600_000,
+            approval_window_ms: 24 * 3_600_000,
+            max_approval_ttl_ms: 24 * 3_600_000,
+        }
+    }
+}

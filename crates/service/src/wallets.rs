@@ -1,0 +1,272 @@
+//! Wallets: made and given their senders and keys — an account opened on a
+//! network with a key on the chosen backend (a keystore key, an HSM key, a
+//! Bitcoin HD account, or a threshold key made by the signer nodes), and
+//! the addresses deposits reach them at.
+
+use domain::{Actor, KeyId, Network, WalletId};
+use serde_json::json;
+use storage::WalletRow;
+
+use crate::btc::net_name;
+use crate::btc_transfers::{account_added, address_entry};
+use crate::moves::{corrupt, invalid};
+use crate::record::entry;
+use crate::service::{Service, ServiceError};
+
+/// A name (of a wallet, a user): 1 to 64 of a-z A-Z 0-9 . _ - @.
+pub(crate) fn check_name(name: &str, what: &str) -> Result<(), ServiceError> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ServiceError::Invalid(format!(
+            "{what} is 1 to 64 of a-z A-Z 0-9 . _ - @"
+        )))
+    }
+}
+
+/// A wallet's address on a network, and the key behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalletAccount {
+    pub network: Network,
+    /// Where deposits to the wallet go (EIP-55 or bech32).
+    pub address: String,
+    pub key: KeyId,
+}
+
+impl Service {
+    /// A wallet's accounts: its Ethereum senders and Bitcoin keys, with the
+    /// address deposits go to.
+    pub async fn wallet_accounts(
+        &self,
+        wallet: WalletId,
+    ) -> Result<Vec<WalletAccount>, ServiceError> {
+        let mut out = Vec::new();
+        for (network, address) in self.store().wallet_eth_senders(wallet).await? {
+            let sender = self.store().eth_sender(&network, &address).await?;
+            let a: chain_eth::EthAddress = address.parse().map_err(|e| corrupt("address", e))?;
+            out.push(WalletAccount {
+                network: network.parse().map_err(|e| corrupt("network", e))?,
+                address: a.to_string(),
+                key: sender.key_id,
+            });
+        }
+        for (network, key) in self.store().wallet_btc_accounts(wallet).await? {
+            let n = match network.parse::<Network>() {
+                Ok(Network::Bitcoin(n)) => n,
+                _ => return Err(corrupt("Bitcoin account", "not a Bitcoin network")),
+            };
+            let address = if self.store().key(key).await?.hd_path.is_some() {
+                // An HD account: its latest receive address.
+                match self
+                    .store()
+                    .btc_addresses_of_key(&network, key, 0)
+                    .await?
+                    .first()
+                {
+                    Some(a) => a.address.clone(),
+                    None => continue,
+                }
+            } else {
+                self.btc_address(key, n).await?
+            };
+            out.push(WalletAccount {
+                network: Network::Bitcoin(n),
+                address,
+                key,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Opens an account for a wallet on a network: a new transfer-signing
+    /// key on `backend` (ECDSA secp256k1: an Ethereum sender, or a P2WPKH
+    /// Bitcoin key), given to the wallet. Each step is committed with its
+    /// audit record; a crash between them leaves an unused key, never a
+    /// half-registered one.
+    pub(crate) async fn open_account(
+        &self,
+        actor: &Actor,
+        wallet: WalletId,
+        network: Network,
+        kind: AccountKey,
+    ) -> Result<WalletAccount, ServiceError> {
+        self.store().wallet(wallet).await?;
+        match network {
+            Network::Evm { chain_id } => {
+                self.eth_network(chain_id)?;
+            }
+            Network::Bitcoin(n) => {
+                self.btc_network(n)?;
+            }
+        }
+        if let (AccountKey::Hd, Network::Bitcoin(n)) = (kind, network) {
+            // BIP-84: m/84'/coin'/0', coin 0 on mainnet, 1 elsewhere.
+            let coin = u32::from(n != domain::BitcoinNetwork::Mainnet);
+            let (key, mnemonic) = self
+                .create_hd_key(
+                    actor,
+                    crate::NewHdKey {
+                        purpose: domain::KeyPurpose::TransferSigning,
+                        algorithm: domain::KeyAlgorithm::EcdsaSecp256k1,
+                        account_path: format!("m/84'/{coin}'/0'"),
+                        cryptoperiod_days: 365,
+                    },
+                )
+                .await?;
+            // The seed is sealed in the keystore (and its backups); the
+            // words are not shown over the API.
+            drop(mnemonic);
+            // The account and its first address in one transaction: no
+            // account without an address, and no request takes index 0
+            // in between.
+            let first = self.derive_btc_address(wallet, n, key.id, 0, 0).await?;
+            let now = self.now();
+            let mut tx = self.store().begin().await?;
+            let added = account_added(&mut tx, actor, n, key.id, wallet, now).await?;
+            tx.insert_btc_address(&first).await?;
+            let e = address_entry(actor, &first)?;
+            self.commit(tx, &[added, e], now).await?;
+            return Ok(WalletAccount {
+                network,
+                address: first.address,
+                key: key.id,
+            });
+        }
+        let AccountKey::Single(backend) = kind else {
+            return Err(invalid("HD accounts are for Bitcoin networks"));
+        };
+        if let Network::Bitcoin(n) = network {
+            // A threshold key's nodes sign only transactions whose every
+            // other output is change back to that key: its wallet holds no
+            // other key on the network to mix inputs or change with.
+            let held = self.store().btc_account_keys(wallet, &net_name(n)).await?;
+            let mut threshold = backend == domain::KeyBackend::Threshold;
+            for k in &held {
+                threshold |= self.store().key(*k).await?.backend == domain::KeyBackend::Threshold;
+            }
+            if threshold && !held.is_empty() {
+                return Err(invalid(format!(
+                    "a wallet with a threshold key on {network} holds no other key there"
+                )));
+            }
+        }
+        // Threshold Bitcoin keys are Taproot (FROST, BIP-86 output key).
+        let algorithm = if backend == domain::KeyBackend::Threshold && network.is_bitcoin() {
+            domain::KeyAlgorithm::SchnorrBip340
+        } else {
+            domain::KeyAlgorithm::EcdsaSecp256k1
+        };
+        let key = self
+            .create_key_for(
+                actor,
+                crate::NewKey {
+                    purpose: domain::KeyPurpose::TransferSigning,
+                    algorithm,
+                    backend,
+                    cryptoperiod_days: 365,
+                },
+                Some(wallet),
+            )
+            .await?;
+        let address = match network {
+            Network::Evm { chain_id } => {
+                let sender = self
+                    .register_eth_sender_unchecked(actor, key.id, chain_id)
+                    .await?;
+                let a: chain_eth::EthAddress =
+                    sender.address.parse().map_err(|e| corrupt("address", e))?;
+                assign_eth_sender(self, actor, chain_id, a, wallet).await?;
+                a.to_string()
+            }
+            Network::Bitcoin(n) => self.register_btc_key(actor, n, key.id, wallet).await?,
+        };
+        Ok(WalletAccount {
+            network,
+            address,
+            key: key.id,
+        })
+    }
+}
+
+/// What key a new account holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountKey {
+    /// A single key on a backend (the keystore or the HSM).
+    Single(domain::KeyBackend),
+    /// An HD account in the keystore (Bitcoin): a new address per deposit.
+    Hd,
+}
+
+pub(crate) async fn create_wallet(
+    svc: &Service,
+    by: &Actor,
+    name: &str,
+) -> Result<WalletRow, ServiceError> {
+    check_name(name, "a wallet name")?;
+    let now = svc.now();
+    let w = WalletRow {
+        id: WalletId::from_uuid(uuid::Uuid::now_v7()),
+        name: name.to_owned(),
+        created_at: now,
+        created_by: by.clone(),
+    };
+    let e = entry(
+        by,
+        "wallet.created",
+        &format!("wallet:{}", w.id),
+        json!({ "name": name }),
+    )?;
+    let mut tx = svc.store().begin().await?;
+    tx.insert_wallet(&w).await?;
+    svc.commit(tx, &[e], now).await?;
+    Ok(w)
+}
+
+pub(crate) async fn assign_eth_sender(
+    svc: &Service,
+    by: &Actor,
+    chain_id: u64,
+    address: chain_eth::EthAddress,
+    wallet: WalletId,
+) -> Result<(), ServiceError> {
+    svc.store().wallet(wallet).await?;
+    let network = format!("eip155:{chain_id}");
+    let now = svc.now();
+    let e = entry(
+        by,
+        "eth.sender.assigned",
+        &format!("eth:{network}:{address}"),
+        json!({ "wallet": wallet.to_string() }),
+    )?;
+    let mut tx = svc.store().begin().await?;
+    tx.set_eth_sender_wallet(&network, &address.to_lower_hex(), wallet)
+        .await?;
+    svc.commit(tx, &[e], now).await?;
+    Ok(())
+}
+
+impl Service {
+    /// Console (CLI) wallet creation.
+    pub async fn console_create_wallet(
+        &self,
+        console: &Actor,
+        name: &str,
+    ) -> Result<WalletRow, ServiceError> {
+        create_wallet(self, console, name).await
+    }
+
+    /// Console (CLI) assignment of a sender to a wallet.
+    pub async fn console_assign_eth_sender(
+        &self,
+        console: &Actor,
+        chain_id: u64,
+        address: chain_eth::EthAddress,
+        wallet: WalletId,
+    ) -> Result<(), ServiceError> {
+        assign_eth_sender(self, console, chain_id, address, wallet).await
+    }
+}
