@@ -340,13 +340,10 @@ pub const MAX_SOURCE_LINES: usize = 900;
 /// length it may not grow beyond. Splitting one takes it off this list
 /// (the check says so when it shrinks under the limit).
 pub const LONG_FILES: &[(&str, usize)] = &[
-    ("crates/api-http/src/governance.rs", 958),
     ("crates/keys-mpc/src/node.rs", 901),
     ("crates/policy/src/document.rs", 934),
     ("crates/service/src/eth.rs", 1171),
     ("crates/service/src/keystore.rs", 1379),
-    ("crates/service/src/transfers.rs", 1075),
-    ("crates/storage/src/governance.rs", 1648),
     ("crates/strongroom/src/config.rs", 1240),
 ];
 
@@ -631,7 +628,7 @@ pub const SERVICE_LAYERS: &[(&str, &[&str])] = &[
         &["btc", "btc_transfers", "deposits", "eth"],
     ),
     ("queue and wallets", &["queue", "wallets"]),
-    ("transfers", &["requests", "transfers"]),
+    ("transfers", &["balances", "requests", "transfers"]),
     (
         "identity and governance",
         &["governance", "identity", "testing", "webhooks"],

@@ -1,12 +1,12 @@
-//! Sign-in, TOTP, the caller's identity, users and grants, API keys, the
-//! audit log, wallets, and reading Ethereum sends — each behind the
-//! capability its operation needs.
+//! Access over HTTP: sign-in, TOTP, the caller's identity, users and
+//! grants, API keys and the audit log — each behind the capability its
+//! operation needs.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use domain::{Actor, ApiKeyId, Grant, Role, Scope, WalletId};
+use domain::{Actor, ApiKeyId, Grant, Role, Scope};
 use serde::{Deserialize, Serialize};
 use service::Service;
 use service::identity::perm;
@@ -15,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::{Authed, SESSION_COOKIE, Source, can};
-use crate::error::{ApiError, ErrorBody, auth_error, service_error};
+use crate::error::{ApiError, ErrorBody, auth_error, bad, service_error};
 
 pub(crate) fn routes() -> OpenApiRouter<Service> {
     OpenApiRouter::new()
@@ -30,20 +30,6 @@ pub(crate) fn routes() -> OpenApiRouter<Service> {
         .routes(routes!(list_api_keys, create_api_key))
         .routes(routes!(revoke_api_key))
         .routes(routes!(audit_log))
-        .routes(routes!(create_wallet))
-        .routes(routes!(get_wallet))
-        .routes(routes!(open_account))
-        .routes(routes!(deposit_address))
-        .routes(routes!(eth_send))
-        .routes(routes!(btc_send))
-}
-
-fn bad(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
-}
-
-fn denied(e: service::identity::AuthError) -> ApiError {
-    auth_error(&e)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -541,288 +527,5 @@ async fn audit_log(
                 hash: r.hash.to_string(),
             })
             .collect(),
-    ))
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewWallet {
-    name: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct WalletDto {
-    id: String,
-    name: String,
-}
-
-/// Creates a wallet (admin).
-#[utoipa::path(post, path = "/v1/wallets", tag = "wallets", request_body = NewWallet,
-    responses((status = 201, body = WalletDto)))]
-async fn create_wallet(
-    State(svc): State<Service>,
-    Authed(who): Authed,
-    Json(req): Json<NewWallet>,
-) -> Result<(StatusCode, Json<WalletDto>), ApiError> {
-    let can = can::<perm::ManageNetworks>(&svc, &who)?;
-    let w = can.create_wallet(&req.name).await.map_err(service_error)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(WalletDto {
-            id: w.id.to_string(),
-            name: w.name,
-        }),
-    ))
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AccountDto {
-    /// `eip155:<chain id>` or `bitcoin:<network>`.
-    network: String,
-    /// Where deposits to the wallet go on that network.
-    address: String,
-    /// The transfer-signing key behind it.
-    key: String,
-}
-
-fn account_dto(a: service::wallets::WalletAccount) -> AccountDto {
-    AccountDto {
-        network: a.network.to_string(),
-        address: a.address,
-        key: a.key.to_string(),
-    }
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct WalletDetailDto {
-    id: String,
-    name: String,
-    /// Its accounts: one per network, with the deposit address.
-    accounts: Vec<AccountDto>,
-}
-
-/// A wallet and its deposit addresses, for those who may read it (`404`
-/// outside their scope).
-#[utoipa::path(get, path = "/v1/wallets/{id}", tag = "wallets",
-    params(("id" = String, Path)), responses((status = 200, body = WalletDetailDto), (status = 404, body = ErrorBody)))]
-async fn get_wallet(
-    State(svc): State<Service>,
-    Authed(who): Authed,
-    Path(id): Path<String>,
-) -> Result<Json<WalletDetailDto>, ApiError> {
-    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "wallet not found");
-    let wallet: WalletId = id.parse().map_err(|_| not_found())?;
-    let can = svc
-        .authorize::<perm::ReadWallet>(&who, Some(wallet))
-        .map_err(|e| match e {
-            service::identity::AuthError::Forbidden => not_found(),
-            other => auth_error(&other),
-        })?;
-    let (w, accounts) = can.wallet(wallet).await.map_err(service_error)?;
-    Ok(Json(WalletDetailDto {
-        id: w.id.to_string(),
-        name: w.name,
-        accounts: accounts.into_iter().map(account_dto).collect(),
-    }))
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewAccount {
-    /// `eip155:<chain id>` or `bitcoin:<network>`, configured on this server.
-    network: String,
-    /// Where the new key lives: `keystore` (the default), `pkcs11` (the
-    /// configured HSM), `keystore-hd` (Bitcoin: an HD account, a new
-    /// address per deposit) or `threshold` (Ethereum: shares on the
-    /// configured signer nodes, each checking what it signs).
-    backend: Option<String>,
-}
-
-/// Opens an account for a wallet on a network (admin): a new
-/// transfer-signing key on the chosen backend, given to the wallet; answers
-/// with its deposit address.
-#[utoipa::path(post, path = "/v1/wallets/{id}/accounts", tag = "wallets", request_body = NewAccount,
-    params(("id" = String, Path)),
-    responses((status = 201, body = AccountDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn open_account(
-    State(svc): State<Service>,
-    Authed(who): Authed,
-    Path(id): Path<String>,
-    Json(req): Json<NewAccount>,
-) -> Result<(StatusCode, Json<AccountDto>), ApiError> {
-    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", m);
-    let wallet: WalletId = id
-        .parse()
-        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not_found", "wallet not found"))?;
-    let network: domain::Network = req
-        .network
-        .parse()
-        .map_err(|e: domain::NetworkError| bad(format!("network: {e}")))?;
-    use service::wallets::AccountKey;
-    let backend = match req.backend.as_deref().unwrap_or("keystore") {
-        "keystore" => AccountKey::Single(domain::KeyBackend::Keystore),
-        "pkcs11" => AccountKey::Single(domain::KeyBackend::Pkcs11),
-        "keystore-hd" => AccountKey::Hd,
-        "threshold" => AccountKey::Single(domain::KeyBackend::Threshold),
-        other => {
-            return Err(bad(format!(
-                "backend: keystore, pkcs11, keystore-hd or threshold, not {other:?}"
-            )));
-        }
-    };
-    let can = can::<perm::ManageNetworks>(&svc, &who)?;
-    let a = can
-        .open_account(wallet, network, backend)
-        .await
-        .map_err(service_error)?;
-    Ok((StatusCode::CREATED, Json(account_dto(a))))
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct EthSendDto {
-    id: String,
-    network: String,
-    from: String,
-    nonce: u64,
-    asset: String,
-    to: String,
-    /// Base units, as a decimal string.
-    amount: String,
-    state: String,
-    block_number: Option<u64>,
-}
-
-/// An Ethereum send, for callers who may read its wallet. Outside their
-/// scope it is `404`, as if it did not exist.
-#[utoipa::path(get, path = "/v1/eth/sends/{id}", tag = "ethereum",
-    params(("id" = String, Path)), responses((status = 200, body = EthSendDto), (status = 404, body = ErrorBody)))]
-async fn eth_send(
-    State(svc): State<Service>,
-    Authed(who): Authed,
-    Path(id): Path<String>,
-) -> Result<Json<EthSendDto>, ApiError> {
-    let not_found = || {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "Ethereum send not found",
-        )
-    };
-    let wallet: Option<WalletId> = svc.eth_send_wallet(&id).await.map_err(service_error)?;
-    let can = svc
-        .authorize::<perm::ReadWallet>(&who, wallet)
-        .map_err(|e| match e {
-            service::identity::AuthError::Forbidden => not_found(),
-            other => denied(other),
-        })?;
-    let s = can.eth_send(&id).await.map_err(service_error)?;
-    Ok(Json(EthSendDto {
-        id: s.id,
-        network: s.network,
-        from: s.address,
-        nonce: s.nonce,
-        asset: s.asset,
-        to: s.recipient,
-        amount: s.amount.to_string(),
-        state: s.state,
-        block_number: s.block_number,
-    }))
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct BtcSendDto {
-    id: String,
-    network: String,
-    wallet: Option<String>,
-    /// `planned`, `signed`, `broadcast`, `failed`.
-    state: String,
-    txid: Option<String>,
-    fee_sat: u64,
-    /// The signed transaction, hex (once signed).
-    raw: Option<String>,
-    /// The approved PSBT (BIP-174 bytes), hex.
-    psbt: String,
-    /// The transfers it pays out.
-    transfers: Vec<String>,
-}
-
-/// A Bitcoin send (a batch of payouts), for callers who may read its
-/// wallet; outside their scope it is `404`.
-#[utoipa::path(get, path = "/v1/btc/sends/{id}", tag = "bitcoin",
-    params(("id" = String, Path)), responses((status = 200, body = BtcSendDto), (status = 404, body = ErrorBody)))]
-async fn btc_send(
-    State(svc): State<Service>,
-    Authed(who): Authed,
-    Path(id): Path<String>,
-) -> Result<Json<BtcSendDto>, ApiError> {
-    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "Bitcoin send not found");
-    let wallet = match svc.store().btc_send(&id).await {
-        Ok(s) => s.wallet,
-        Err(service::storage::StorageError::NotFound { .. }) => return Err(not_found()),
-        Err(e) => return Err(service_error(e.into())),
-    };
-    let can = svc
-        .authorize::<perm::ReadWallet>(&who, wallet)
-        .map_err(|e| match e {
-            service::identity::AuthError::Forbidden => not_found(),
-            other => denied(other),
-        })?;
-    let (s, transfers) = can.btc_send(&id).await.map_err(service_error)?;
-    Ok(Json(BtcSendDto {
-        id: s.id,
-        network: s.network,
-        wallet: s.wallet.map(|w| w.to_string()),
-        state: s.state,
-        txid: s.txid,
-        fee_sat: s.fee_sat,
-        raw: s.raw.map(hex::encode),
-        psbt: hex::encode(&s.psbt),
-        transfers: transfers.into_iter().map(|t| t.id.to_string()).collect(),
-    }))
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AddressRequest {
-    /// `bitcoin:<network>`.
-    network: String,
-}
-
-/// The wallet's next deposit address on a Bitcoin network (an initiator of
-/// the wallet): for an HD account the last one issued while nothing has
-/// paid it, else a new one.
-#[utoipa::path(post, path = "/v1/wallets/{id}/addresses", tag = "wallets", request_body = AddressRequest,
-    params(("id" = String, Path)),
-    responses((status = 200, description = "`{\"network\", \"address\"}`"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn deposit_address(
-    State(svc): State<Service>,
-    Authed(who): Authed,
-    Path(id): Path<String>,
-    Json(req): Json<AddressRequest>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "wallet not found");
-    let wallet: WalletId = id.parse().map_err(|_| not_found())?;
-    let n = match req.network.parse::<domain::Network>() {
-        Ok(domain::Network::Bitcoin(n)) => n,
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "network: bitcoin:<network> (Ethereum accounts have one address)",
-            ));
-        }
-    };
-    let can = svc
-        .authorize::<perm::InitiateTransfer>(&who, Some(wallet))
-        .map_err(|e| match e {
-            service::identity::AuthError::Forbidden => not_found(),
-            other => auth_error(&other),
-        })?;
-    let address = can
-        .deposit_address(wallet, n)
-        .await
-        .map_err(service_error)?;
-    Ok(Json(
-        serde_json::json!({ "network": req.network, "address": address }),
     ))
 }

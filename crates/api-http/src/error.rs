@@ -75,7 +75,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-pub(crate) async fn not_found() -> ApiError {
+/// The router's fallback: no such route.
+pub(crate) async fn no_route() -> ApiError {
     ApiError::from_status(StatusCode::NOT_FOUND)
 }
 
@@ -233,4 +234,28 @@ pub(crate) fn auth_error(e: &service::identity::AuthError) -> ApiError {
         _ => (S::UNAUTHORIZED, "unauthenticated"),
     };
     ApiError::new(status, code, e.to_string())
+}
+
+/// `400 invalid_request` with `message`.
+pub(crate) fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+}
+
+/// `404 not_found` for `what`.
+pub(crate) fn not_found(what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("{what} not found"),
+    )
+}
+
+/// Authorisation failures where being outside one's scope must not reveal
+/// that the thing exists: `Forbidden` becomes `404` for `what`; the others
+/// (MFA, …) keep their own code.
+pub(crate) fn scoped(what: &'static str) -> impl Fn(service::identity::AuthError) -> ApiError {
+    move |e| match e {
+        service::identity::AuthError::Forbidden => not_found(what),
+        other => auth_error(&other),
+    }
 }

@@ -4,13 +4,26 @@
 //! domain calls by hand; every error leaves as JSON
 //! `{"code": "...", "message": "..."}` with a stable machine-readable code,
 //! and never with internal detail.
+//!
+//! ## What is where
+//!
+//! axum router, utoipa OpenAPI generated from handlers, `ApiError` with stable codes, the
+//! middleware that turns every non-JSON error into one, the seal endpoints (`/v1/sys/*`) and the
+//! gate that answers `503 sealed` while the keystore is not open. `auth.rs`: one layer that
+//! rate-limits by address, buffers the body (size and JSON depth limits), verifies the API-key
+//! signature or the session cookie (and CSRF), rate-limits by principal, and hands handlers an
+//! `Authed` principal; `access.rs` and `webhooks.rs`: the identity, audit, wallet, Ethereum-read
+//! and webhook endpoints, each opening with the capability it needs; `governance.rs`: policy,
+//! dry-run, proposals and votes, freezes, transfers (with their history), approvals, cancel,
+//! operator retry and the stuck view. `tests/rbac.snapshot` is every endpoint against every role.
 
 mod access;
 mod auth;
 mod error;
 mod governance;
-mod sys;
 mod system;
+mod transfers;
+mod wallets;
 mod webhooks;
 
 use std::time::Duration;
@@ -72,7 +85,8 @@ struct ApiDoc;
 fn api() -> OpenApiRouter<Service> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(system::routes())
-        .merge(sys::routes())
+        .merge(transfers::routes())
+        .merge(wallets::routes())
         .merge(access::routes())
         .merge(governance::routes())
         .merge(webhooks::routes())
@@ -96,10 +110,10 @@ pub fn router(service: Service, limits: Limits) -> Router {
                 async move { axum::Json(doc.as_ref().clone()) }
             }),
         )
-        .fallback(error::not_found)
+        .fallback(error::no_route)
         .layer(axum::middleware::from_fn_with_state(
             service.clone(),
-            sys::sealed_gate,
+            system::sealed_gate,
         ))
         // Outside the gate: a sealed server still knows who is asking (to
         // let an officer seal it), but reads nothing else.

@@ -9,6 +9,12 @@
 //!
 //! No I/O here: storage reads and writes records, the service writes
 //! checkpoint files, and the clock is a parameter.
+//!
+//! ## What is where
+//!
+//! `Entry` (what callers record), `Record` (hash-chained, canonical bytes), canonical JSON for
+//! details, `AuditSigningKey` and signed `Checkpoint`s, and the streaming `Verifier` whose `Break`
+//! names the first untrustworthy record.
 
 mod canonical_json;
 mod checkpoint;

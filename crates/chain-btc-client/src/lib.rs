@@ -7,6 +7,12 @@
 //! No Bitcoin node can run on the machines this was built on: the client
 //! is tested against recorded real responses (`tests/fixtures/`, with
 //! their sources) served from loopback, not against a live node.
+//!
+//! ## What is where
+//!
+//! `BtcClient`: Bitcoin Core JSON-RPC and Esplora REST endpoints behind one client, genesis-block
+//! check at start, failover, fee rates read as decimal text, idempotent broadcast, transaction
+//! state, address outputs.
 
 mod client;
 

@@ -7,6 +7,20 @@
 //! [`Approved`] value a key may sign.
 //!
 //! Pure: no I/O, no clock, no randomness.
+//!
+//! ## What is where
+//!
+//! `BtcAddress` (P2PKH, P2SH, P2WPKH, P2WSH, P2TR on the right network; other witness versions
+//! refused as destinations), `WalletDescriptor` (`wpkh`, `tr` key path, `wsh(sortedmulti)` via
+//! miniscript, with checksums), `BtcPlan` → PSBT, signing tasks (digests for the seam),
+//! `add_ecdsa`/`add_schnorr` (each checked before it enters), `combine`, `finalize` (miniscript)
+//! and `verify_with_core` (`bitcoinconsensus`, every input against all spent outputs),
+//! `accept_signed` (a PSBT signed elsewhere must be the approved transaction), `tasks_for_key` (an
+//! offline signer's view), coin selection (branch and bound in quarter-satoshis, largest-first
+//! fallback), fee caps, BIP-125 bumps, CPFP; `approved.rs`: `approve(intended, paying, caps,
+//! unsigned) -> Approved` — only outputs reserved for the send and of the wallet, the approved
+//! payouts in order, at most one change output to the wallet's own scripts, fee caps, at most 256
+//! payouts. Vectors (BIP-173/350/341/84/86) in `tests/vectors/` with `SOURCES.md`.
 
 pub mod address;
 pub mod approved;

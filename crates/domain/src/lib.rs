@@ -3,6 +3,14 @@
 //! Pure: no I/O, no clock, no randomness. Values that carry an invariant
 //! (an [`Amount`] in its asset's base units, a [`TransferIntent`] with its
 //! canonical digest) can only be built through constructors that check it.
+//!
+//! ## What is where
+//!
+//! `access` (roles, permissions, grants, scopes, `permits`), networks (`bitcoin:mainnet`,
+//! `eip155:1`), assets and asset ids, `Amount` in integer base units (`u128`) with exact decimal
+//! parsing and checked arithmetic, `DecimalString` (JSON numbers refused), typed ids, `Actor`,
+//! `Account`, `Timestamp`, `TransferIntent` with its canonical encoding (`canonical.rs`) and
+//! digest.
 
 pub mod access;
 pub mod account;

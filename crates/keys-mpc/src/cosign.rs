@@ -336,25 +336,36 @@ pub fn check_ethereum(
     };
     let assets = rules.assets(chain_id).map_err(Abort::Internal)?;
     let a = approval(policy, &assets, wallet, t, now)?;
-    let (destination, _) = chain_eth::EthAddress::parse(a.intent.destination().as_str())
+    // The same check the server's signing gate makes (`chain_eth::approve`):
+    // the transaction pays exactly this intent — recipient, amount, asset,
+    // ERC-20 calldata byte for byte — from this key's address, and nothing
+    // else.
+    let from = chain_eth::EthAddress::from_public_key(key)
+        .map_err(|_| Abort::Internal("the group key is not a point".into()))?;
+    let intended = chain_eth::Intended::of(&a.intent)
         .map_err(|e| refused(format!("intent {}: {e}", a.digest)))?;
-    let pays = match a.intent.amount().asset().id().kind() {
-        AssetKind::Native => {
-            plan.to == destination && plan.value == a.amount && plan.data.is_empty()
-        }
-        AssetKind::Erc20(contract) => {
-            plan.to.as_bytes() == contract.as_bytes()
-                && plan.value == 0
-                && chain_eth::calls::decode_erc20_transfer(&plan.data)
-                    .is_ok_and(|(to, amount)| to == destination && amount == a.amount)
-        }
+    let sender = chain_eth::Sender {
+        address: from,
+        wallet: a.intent.wallet(),
     };
-    if !pays {
-        return Err(refused(format!(
-            "the transaction does not pay transfer {} (recipient, amount, or calldata differ)",
+    // This node's cap is on the whole fee (checked above).
+    let caps = chain_eth::FeeCaps {
+        max_fee_per_gas: u128::MAX,
+        max_total_fee: u128::from(rules.max_fee),
+    };
+    chain_eth::approve(
+        &intended,
+        &sender,
+        &caps,
+        chain_eth::Kind::Payment,
+        plan.clone(),
+    )
+    .map_err(|e| {
+        refused(format!(
+            "the transaction does not pay transfer {}: {e}",
             a.digest
-        )));
-    }
+        ))
+    })?;
     // Each asset its own limit, in its own base units.
     let limit = match a.intent.amount().asset().id().kind() {
         AssetKind::Native => rules.unapproved_limit,
@@ -376,8 +387,6 @@ pub fn check_ethereum(
             a.digest, a.amount, policy.min_approvals
         )));
     }
-    let from = chain_eth::EthAddress::from_public_key(key)
-        .map_err(|_| Abort::Internal("the group key is not a point".into()))?;
     Ok(Checked {
         message: plan.signing_payload(),
         pays: vec![a.digest.clone()],
@@ -543,8 +552,8 @@ fn bitcoin_taproot(
     })
 }
 
-/// The most outputs a transaction this node signs may have.
-const MAX_OUTPUTS: usize = 256;
+/// The most outputs a transaction this node signs may have: the server's.
+const MAX_OUTPUTS: usize = chain_btc::MAX_PAYOUTS;
 
 /// A transfer as the node read it.
 struct Read {

@@ -27,6 +27,41 @@
 //! forge nor read them), [`node`] (the signer node: sealed share store,
 //! nonce journal, its own audit log) and [`cluster`] (the coordinator in
 //! the server).
+//!
+//! ## What is where
+//!
+//! threshold signing, ADR 0013. FROST with the Zcash Foundation's crates for Taproot
+//! (`frost-secp256k1-tr`: the DKG's group key is the BIP-86 output key) and Ed25519: `dkg::Dkg`
+//! (one party's three-round ceremony, round one echo-checked before any share is looked at),
+//! `dkg::KeyShare` (redacted, zeroizing, bytes for a sealed store), `sign::{commit, sign,
+//! Coordinator}` (the signer signs only the message it vouches for, after recording its nonce in
+//! the fsync'd `NonceJournal`; the coordinator names the parties whose shares fail). `cosign`: a
+//! node's own checks before it signs (ADR 0013): from a Taproot input's transaction and prevouts
+//! it derives the sighash itself and requires every output to be change or exactly an approved
+//! transfer of the key's own wallet and the node's network, approvals by approvers enrolled in its
+//! own `[policy]`, its fee cap and hourly limit; `PaidJournal` lets an approved transfer be paid
+//! by one transaction or its conflicting replacements only. `Envelope` binds every message to
+//! suite, session, round, sender and recipient; `Abort::culprits` names who broke a session.
+//! `net`: TLS 1.3 (rustls, ring) between self-signed `rcgen` identities pinned by SHA-256
+//! fingerprint both ways, length-prefixed JSON frames. `wire`: node identities (`NodeKeys`: TLS,
+//! Ed25519 message key, age X25519 key; `NodePublic` is what others pin), `Request`/`Response`,
+//! `Relayed` (protocol messages signed by their node, age-encrypted when addressed to one node:
+//! the relaying coordinator can neither forge nor read them; a bad signature blames no one).
+//! `node`: the signer node behind `strongroom signer run` (shares sealed with XChaCha20-Poly1305
+//! under a store key that the operator's passphrase opens through age/scrypt; nonce journal; its
+//! own hash-chained audit log, verified when opened; refusals audited). `cluster`: the coordinator
+//! a server runs (ceremonies with every signer; signing with the first threshold of those that
+//! commit, again without those that fail; `BlameLedger` freezes a key after repeated aborts blamed
+//! on one party). `ecdsa`: threshold ECDSA with CGGMP24 (`=0.7.0-alpha.3`) — each protocol
+//! (auxiliary information from safe primes a node finds itself, key generation, presignatures) on
+//! a node's own thread as a `round_based` state machine that the coordinator steps with `Step`
+//! requests over the same signed, encrypted relay (`node/ecdsa_steps.rs`,
+//! `cluster/ecdsa_coord.rs`); presignatures in node memory only, pooled per key by the
+//! coordinator, journaled as used before a partial signature leaves; a node signs only an Ethereum
+//! transaction it checked (`cosign::check_ethereum`) and hashes it itself; the coordinator checks
+//! each partial signature against the presignature's commitments (naming a cheat) and the result
+//! with `k256`. `testing`: approvals, payments, `Loopback` nodes in one process, published test
+//! primes (`tests/data/cggmp-primes.json`).
 
 pub mod cluster;
 pub mod cosign;

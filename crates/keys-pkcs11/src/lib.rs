@@ -6,6 +6,13 @@
 //! normalised to low S and the recovery id is found by trial against the
 //! public key. BIP-340 Schnorr has no PKCS#11 mechanism, so this backend
 //! refuses it. An HSM failure is an error, never a fallback to software keys.
+//!
+//! ## What is where
+//!
+//! `Pkcs11Signer`: keys generated in the token (secp256k1 ECDSA, Ed25519), sensitive and
+//! non-extractable, found again by `CKA_ID`; a session pool; low-S normalisation and recovery id
+//! by trial with libsecp256k1. Refuses BIP-340 (no PKCS#11 mechanism) rather than falling back to
+//! software. `testing::SoftHsm` makes a SoftHSM2 token in a temp dir.
 
 #[cfg(feature = "test-support")]
 pub mod testing;

@@ -7,6 +7,15 @@
 //!
 //! Secret material lives only in types that zeroize on drop, print
 //! `<redacted>`, and implement neither `Display`, `Serialize` nor `Clone`.
+//!
+//! ## What is where
+//!
+//! — the signer seam: the `Signer` trait (ECDSA secp256k1 with low S and recovery id, BIP-340
+//! Schnorr with the BIP-341 tweak, Ed25519), `Secret32`, the in-memory `SoftwareSigner`, `verify`
+//! (independent verification), and the conformance suite every backend runs (`test-impl` feature).
+//! `shamir` (unseal shares over `blahaj`, with checksum and keystore binding), `envelope`
+//! (XChaCha20-Poly1305 bound to kind/id/version), `hd` (BIP-39 via `bip39`, BIP-32 via `bip32`,
+//! SLIP-10). Official vectors live in `tests/vectors/`.
 
 #[cfg(feature = "test-impl")]
 pub mod conformance;

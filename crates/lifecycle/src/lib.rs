@@ -17,6 +17,17 @@
 //! Cancelling stops at `queued`: from `signing` on, a nonce or outpoints are
 //! spent on the transfer's behalf, and only an on-chain replacement (a
 //! cancel transaction, under policy) can still stop it.
+//!
+//! ## What is where
+//!
+//! the transfer's life as a state machine: `step(state, event) → Step { to, changes, effects }` or
+//! `Illegal`. States `submitted → pending_policy →` one of `blocked | pending_approval |
+//! time_locked | queued`, then `signing → signed → broadcasting → confirming → completed`, with
+//! `failed`, `rejected`, `expired`, `cancelled`; events from the policy, approvals, time, the
+//! queue (attempt failed: retryable / needs a person / terminal, operator retry, dependency
+//! failed) and the chain (planned, signed, broadcast, included, reorged, confirmed, reverted,
+//! cancelled on chain, nonce taken). `backoff_ms`. Transcript tests of every path and the whole
+//! transition table (`tests/transcripts.rs`).
 
 use std::fmt;
 

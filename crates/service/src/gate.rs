@@ -88,7 +88,9 @@ impl Service {
         keys_of: &HashMap<String, Signer>,
         transfers: &[ApprovedTransfer],
     ) -> Result<bitcoin::Transaction, ServiceError> {
-        let btc = |e: chain_btc::BtcError| ServiceError::NotApproved(e.to_string());
+        // A signature that does not verify, or a transaction Core refuses,
+        // is the backend's failure (retried), not a plan that differs.
+        let btc = |e: chain_btc::BtcError| ServiceError::Btc(crate::error::BtcServiceError::Tx(e));
         let plan = approved.plan();
         let mut signed = approved.psbt().clone();
         for t in approved.signing_tasks().map_err(btc)? {

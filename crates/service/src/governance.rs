@@ -634,6 +634,18 @@ impl Can<'_, perm::Freeze> {
     }
 }
 
+impl Service {
+    /// The policy in force, if one was ever applied.
+    pub async fn current_policy(&self) -> Result<Option<storage::PolicyRow>, ServiceError> {
+        Ok(self.store().current_policy().await?)
+    }
+
+    /// The address book.
+    pub async fn address_book(&self) -> Result<Vec<WhitelistRow>, ServiceError> {
+        Ok(self.store().whitelist().await?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -848,17 +848,6 @@ impl Can<'_, perm::ReadWallet> {
     }
 }
 
-impl Service {
-    /// The wallet an Ethereum send belongs to, to authorise reading it.
-    pub async fn eth_send_wallet(&self, id: &str) -> Result<Option<WalletId>, ServiceError> {
-        let send = self.store().eth_send(id).await?;
-        Ok(self
-            .store()
-            .eth_sender_wallet(&send.network, &send.address)
-            .await?)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,12 +1,65 @@
-//! The application: wires domain, audit and storage, owns the clock, and
-//! runs the background work (audit checkpoints).
+//! The application: wires domain, policy, lifecycle, audit, storage, keys
+//! and the chain crates; owns the clock; runs the workers (queue, watchers,
+//! webhooks, checkpoints).
 //!
 //! HTTP, SQL and configuration files are someone else's business: the API
-//! crate calls into [`Service`], storage does the SQL, and the binary decides
-//! which backends to build it with.
+//! crate calls into [`Service`] (through the capabilities of `access`),
+//! storage does the SQL, and the binary decides which backends to build it
+//! with. Every state change commits with its audit record
+//! (`Service::commit`) before any effect (signing, broadcast).
+//!
+//! ## Layers
+//!
+//! Modules import only from their own layer or below (`xtask` checks it,
+//! and that no modules import each other in a circle), bottom first:
+//!
+//! 1. **core** — `service` (the [`Service`] handle: store, clock, the
+//!    vault's lock, configured networks; `commit`), `error` (the errors
+//!    callers tell apart), `record` (audit entries), `settings` (networks
+//!    and governance as configured), `vault` (the keystore's state in
+//!    memory), `freezes` (what a freeze covers, whether one is in force,
+//!    placing one), `moves` (a transfer's states and its one way to move:
+//!    `transition`, with its history line, webhook event and audit record;
+//!    `decode_intent`; `classify` of an attempt's failure), `outbox`
+//!    (webhook events written in the change's transaction), `access`
+//!    (`Principal`, `Can<'_, P>`, `authorize`), `threshold` (the signer
+//!    nodes as a key backend), `checkpoints` (signed checkpoints of the
+//!    audit chain, `verify_audit`), `audit_key`, `clock`, `crash`, `totp`.
+//! 2. **vault** — `keystore`: init, unseal (Shamir shares), seal, key
+//!    creation on every backend, key lifecycle, KEK rotation, and
+//!    `sign_checked`, the vault's signer (seal, key state, purpose,
+//!    cryptoperiod, freezes — under the vault lock a freeze also takes).
+//! 3. **signing gate** — `gate`: signs only [`chain_eth::Approved`] and
+//!    [`chain_btc::Approved`] plans (made by `approve` in the pure chain
+//!    crates from the decoded, digest-checked intents), derives their
+//!    digests, verifies each signature with libsecp256k1, accepts only bytes
+//!    that are the approved plan; `refuse_to_sign` is the one refuse path
+//!    (history, one audit record, webhook event, the wallet's freeze).
+//! 4. **chain senders** — `eth` (plans approved against the intent, nonces
+//!    from the database, signing through the gate, broadcast, confirmations
+//!    and reorgs, speed-up and cancel, resume after a restart, nonce
+//!    reports), `btc` (networks, how our keys' outputs are spent, deposits as
+//!    held outputs), `btc_transfers` (a wallet's Bitcoin keys and addresses;
+//!    batches: reservation and PSBT pinned with every transfer's move to
+//!    `signing`, approved again before signing, verified by Core), `deposits`
+//!    (the Ethereum deposit scanner: seen, credited at depth, reorged).
+//! 5. **queue and wallets** — `queue` (claims in priority order with leases,
+//!    dependencies, retries with backoff or a hold for a person, the
+//!    operators' retry, cancel, replace and stuck view), `wallets` (wallets,
+//!    accounts opened on a backend, senders, deposit addresses).
+//! 6. **transfers** — `requests` (a request validated; the funds check under
+//!    the wallet's lock), `transfers` (judged by the policy in force under
+//!    the governance, wallet and name locks, stored with its intent, version
+//!    and decision; signed votes, time locks, lapse, cancel; balances).
+//! 7. **identity and governance** — `identity` (people, passwords, TOTP,
+//!    sessions, API keys and signed requests), `governance` (proposals
+//!    applied by the admin quorum), `webhooks` (subscriptions and the
+//!    delivery worker), `testing` (feature `testing`: pays through the
+//!    whole pipeline, for tests and benches).
 
 mod access;
 mod audit_key;
+pub mod balances;
 pub mod btc;
 pub mod btc_transfers;
 mod checkpoints;

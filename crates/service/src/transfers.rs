@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 
 use domain::intent::IntentParts;
 use domain::{
-    AccountId, Actor, Asset, Network, Permission, Role, Timestamp, TransferId, TransferIntent,
-    TransferKind, WalletId, permits,
+    AccountId, Actor, Permission, Role, Timestamp, TransferId, TransferIntent, TransferKind,
+    WalletId, permits,
 };
 use lifecycle::{Event, State, Verdict};
 use policy::{
@@ -21,6 +21,7 @@ use serde_json::json;
 use storage::{ApprovalRow, StorageError, TransferRow, WindowOf, WriteTx};
 
 use crate::access::{Can, perm};
+pub use crate::balances::AssetBalance;
 pub use crate::error::ApprovalError;
 use crate::error::AuthError;
 pub use crate::moves::state;
@@ -28,7 +29,7 @@ use crate::moves::{Move, corrupt, invalid, transfer_event, transition};
 use crate::queue::cancel;
 pub use crate::queue::{ExecutePass, STUCK_AFTER_MS, Stuck};
 use crate::record::entry;
-use crate::requests::{Prepared, needs};
+use crate::requests::Prepared;
 pub use crate::requests::{Priority, TransferRequest};
 use crate::service::{Service, ServiceError};
 
@@ -863,193 +864,6 @@ impl Can<'_, perm::InitiateTransfer> {
             "cancelled by its initiator",
         )
         .await
-    }
-}
-
-/// One asset of a wallet: what the chain holds and what is spoken for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AssetBalance {
-    pub asset: Asset,
-    /// On chain at the latest block, on the wallet's sender; `None` when no
-    /// node answered.
-    pub on_chain: Option<u128>,
-    /// On chain at the network's confirmation depth: what is credited
-    /// (deposits count once this deep).
-    pub credited: Option<u128>,
-    /// Deposits seen, not yet at the confirmation depth.
-    pub incoming: u128,
-    /// Queued, or on its way and not yet at the confirmation depth.
-    pub reserved: u128,
-    /// Waiting for approvals or in a time lock.
-    pub awaiting: u128,
-    /// The most one more transfer could be: credited less reserved and
-    /// awaiting and, for ether, every open transfer's fee cap and its own
-    /// (zero when over-committed).
-    pub available: Option<u128>,
-}
-
-impl Can<'_, perm::ReadWallet> {
-    /// Transfers newest first, of one wallet (read on that wallet) or of
-    /// all (a global read); paged by the oldest id of the previous page.
-    pub async fn transfers(
-        &self,
-        wallet: Option<WalletId>,
-        state: Option<&str>,
-        before: Option<TransferId>,
-        limit: u32,
-    ) -> Result<Vec<TransferRow>, ServiceError> {
-        if !permits(self.who.grants(), Permission::ReadWallet, wallet) {
-            return Err(AuthError::Forbidden.into());
-        }
-        Ok(self
-            .svc
-            .store()
-            .transfers_page(wallet, state, before, limit.clamp(1, 500))
-            .await?)
-    }
-
-    /// Balances of a wallet's assets on every EVM network it sends on.
-    pub async fn balances(&self, wallet: WalletId) -> Result<Vec<AssetBalance>, ServiceError> {
-        if !permits(self.who.grants(), Permission::ReadWallet, Some(wallet)) {
-            return Err(StorageError::NotFound { what: "wallet" }.into());
-        }
-        let svc = self.svc;
-        svc.store().wallet(wallet).await?;
-        let outflows = svc.store().wallet_outflows(wallet).await?;
-        let mut incoming: std::collections::BTreeMap<String, u128> = Default::default();
-        for d in svc.store().wallet_deposits(wallet, 10_000).await? {
-            if d.state == "seen" {
-                let slot = incoming.entry(d.asset).or_default();
-                *slot = slot.saturating_add(d.amount);
-            }
-        }
-        let mut networks: Vec<String> = svc
-            .store()
-            .wallet_eth_senders(wallet)
-            .await?
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect();
-        networks.dedup();
-        let mut out: Vec<AssetBalance> = Vec::new();
-        for network in networks {
-            let Ok(Network::Evm { chain_id }) = network.parse::<Network>() else {
-                continue;
-            };
-            let Ok(net) = svc.eth_network(chain_id) else {
-                continue;
-            };
-            // The sender transfers leave from (as the funds check sees it).
-            let Some(address) = svc.store().wallet_eth_sender(wallet, &network).await? else {
-                continue;
-            };
-            let from: chain_eth::EthAddress =
-                address.parse().map_err(|e| corrupt("sender address", e))?;
-            let ether = Asset::ether(chain_id);
-            let ether_id = ether.id().to_string();
-            let mut assets = vec![(ether, None)];
-            assets.extend(
-                net.config
-                    .tokens
-                    .iter()
-                    .map(|t| (t.asset.clone(), Some(t.contract))),
-            );
-            let recorded = svc
-                .store()
-                .eth_highest_block(&network, &from.to_lower_hex())
-                .await?;
-            let credited_at = svc.credited_block(&net, recorded).await.ok();
-            for (asset, contract) in assets {
-                let on_chain = match contract {
-                    None => net.client.balance(from).await,
-                    Some(c) => net.client.erc20_balance(c, from).await,
-                }
-                .ok();
-                let credited = match (credited_at, contract) {
-                    (None, _) => None,
-                    (Some(at), None) => net.client.balance_at(from, at).await.ok(),
-                    (Some(at), Some(c)) => net.client.erc20_balance_at(c, from, at).await.ok(),
-                };
-                let id = asset.id().to_string();
-                let (mut reserved, mut awaiting) = (0u128, 0u128);
-                for (a, amount, committed) in &outflows {
-                    if *a == id {
-                        let slot = if *committed {
-                            &mut reserved
-                        } else {
-                            &mut awaiting
-                        };
-                        *slot = slot
-                            .checked_add(*amount)
-                            .ok_or_else(|| corrupt("outflows", "overflow"))?;
-                    }
-                }
-                // The most one more transfer could be: what the funds check
-                // would allow (for ether, after every open fee cap and its own).
-                let need = needs(
-                    &outflows,
-                    &network,
-                    &id,
-                    &ether_id,
-                    0,
-                    net.config.fee_caps.max_total_fee,
-                )
-                .ok_or_else(|| corrupt("outflows", "overflow"))?;
-                let bound = if id == ether_id {
-                    need.ether
-                } else {
-                    need.asset
-                };
-                out.push(AssetBalance {
-                    incoming: incoming.get(&id).copied().unwrap_or(0),
-                    asset,
-                    on_chain,
-                    credited,
-                    reserved,
-                    awaiting,
-                    available: credited.map(|h| h.saturating_sub(bound)),
-                });
-            }
-        }
-        Ok(out)
-    }
-
-    pub async fn transfer(
-        &self,
-        id: TransferId,
-    ) -> Result<(TransferRow, Vec<ApprovalRow>), ServiceError> {
-        let t = self.svc.store().transfer(id).await?;
-        if !permits(self.who.grants(), Permission::ReadWallet, Some(t.wallet)) {
-            return Err(StorageError::NotFound { what: "transfer" }.into());
-        }
-        let a = self.svc.store().approvals(id).await?;
-        Ok((t, a))
-    }
-
-    /// A wallet's deposits (Ethereum), newest first.
-    pub async fn deposits(
-        &self,
-        wallet: WalletId,
-        limit: u32,
-    ) -> Result<Vec<storage::DepositRow>, ServiceError> {
-        if !permits(self.who.grants(), Permission::ReadWallet, Some(wallet)) {
-            return Err(StorageError::NotFound { what: "wallet" }.into());
-        }
-        self.svc.store().wallet(wallet).await?;
-        Ok(self
-            .svc
-            .store()
-            .wallet_deposits(wallet, limit.clamp(1, 500))
-            .await?)
-    }
-
-    /// Every state the transfer passed through: when, by whom, why.
-    pub async fn history(&self, id: TransferId) -> Result<Vec<storage::HistoryRow>, ServiceError> {
-        let t = self.svc.store().transfer(id).await?;
-        if !permits(self.who.grants(), Permission::ReadWallet, Some(t.wallet)) {
-            return Err(StorageError::NotFound { what: "transfer" }.into());
-        }
-        Ok(self.svc.store().transfer_history(id).await?)
     }
 }
 

@@ -270,3 +270,24 @@ impl Service {
         assign_eth_sender(self, console, chain_id, address, wallet).await
     }
 }
+
+impl Service {
+    /// The wallet an Ethereum send belongs to, to authorise reading it.
+    pub async fn eth_send_wallet(&self, id: &str) -> Result<Option<WalletId>, ServiceError> {
+        let send = self.store().eth_send(id).await?;
+        Ok(self
+            .store()
+            .eth_sender_wallet(&send.network, &send.address)
+            .await?)
+    }
+
+    /// The wallet a Bitcoin send belongs to, to authorise reading it.
+    pub async fn btc_send_wallet(&self, id: &str) -> Result<Option<WalletId>, ServiceError> {
+        Ok(self.store().btc_send(id).await?.wallet)
+    }
+
+    /// Whether the database answers (health checks).
+    pub async fn database_reachable(&self) -> bool {
+        self.store().ping().await.is_ok()
+    }
+}

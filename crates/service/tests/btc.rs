@@ -41,7 +41,21 @@ async fn fixture(db: TestDb) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let cp = Checkpointer::for_tests(dir.path(), 9, 10_000);
     let svc = Service::new(db.store.clone(), Arc::new(SystemClock), cp);
-    for s in &svc.init_keystore(&alice(), 2, 2).await.unwrap() {
+    let shares = svc.init_keystore(&alice(), 2, 2).await.unwrap();
+    drop(svc);
+    fixture_on(db, dir, &shares).await
+}
+
+/// A service over `db`, whose keystore `shares` unseal, with regtest, two
+/// keys and a payer whose wallet holds them.
+async fn fixture_on(
+    db: TestDb,
+    dir: tempfile::TempDir,
+    shares: &[keys::shamir::UnsealShare],
+) -> Fixture {
+    let cp = Checkpointer::for_tests(dir.path(), 9, 10_000);
+    let svc = Service::new(db.store.clone(), Arc::new(SystemClock), cp);
+    for s in shares {
         svc.unseal(&Actor::Anonymous, s).await.unwrap();
     }
     svc.add_btc_network(BtcNetwork {
@@ -253,4 +267,100 @@ async fn bad_input_reserves_and_signs_nothing(f: Fixture) {
         f.svc.btc_sign_and_send(&send.id).await,
         Err(ServiceError::Sealed)
     ));
+}
+
+/// A database writer edits a planned (sealed, not yet signed) batch's
+/// transaction; unsealed, the resumer refuses it, freezes the wallet and
+/// writes one refusal record.
+async fn tampered_batch_is_refused(
+    f: Fixture,
+    shares: &[keys::shamir::UnsealShare],
+    edit: fn(&mut bitcoin::Transaction),
+    why: &str,
+) {
+    f.deposit(f.ecdsa, 1, 60_000).await;
+    f.svc.seal(&alice()).await.unwrap();
+    let t = f.payer.submit(&btc(), PAYEE, "0.0001").await.unwrap();
+    f.svc.execute_due().await.unwrap();
+    let t = f.db.store.transfer(t.id).await.unwrap();
+    let send = f.db.store.btc_send(&t.btc_send_id.unwrap()).await.unwrap();
+    assert_eq!(send.state, "planned");
+    let mut psbt = bitcoin::Psbt::deserialize(&send.psbt).unwrap();
+    edit(&mut psbt.unsigned_tx);
+    psbt.outputs = vec![Default::default(); psbt.unsigned_tx.output.len()];
+    f.db.store
+        .execute_unchecked(&format!(
+            "UPDATE btc_sends SET psbt = X'{}' WHERE id = '{}'",
+            hex::encode(psbt.serialize()),
+            send.id
+        ))
+        .await
+        .unwrap();
+    for s in shares {
+        f.svc.unseal(&Actor::Anonymous, s).await.unwrap();
+    }
+    let refused = f.svc.btc_sign_and_send(&send.id).await;
+    assert!(
+        matches!(&refused, Err(ServiceError::NotApproved(m)) if m.contains(why)),
+        "{refused:?}"
+    );
+    assert_eq!(
+        f.db.store.btc_send(&send.id).await.unwrap().state,
+        "planned"
+    );
+    let frozen = f.svc.frozen(Some(f.payer.wallet()), None).await.unwrap();
+    assert!(frozen.is_some(), "the wallet is frozen");
+    let refusals = f
+        .actions()
+        .await
+        .into_iter()
+        .filter(|a| a == "transfer.sign_refused")
+        .count();
+    assert_eq!(refusals, 1);
+    let history = f.db.store.transfer_history(t.id).await.unwrap();
+    assert!(history.last().unwrap().why.contains(why), "{history:?}");
+}
+
+/// The fixture on SQLite with the unseal shares kept (to seal and unseal).
+async fn with_shares() -> (Fixture, Vec<keys::shamir::UnsealShare>) {
+    let db = TestDb::sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cp = Checkpointer::for_tests(dir.path(), 9, 10_000);
+    let svc = Service::new(db.store.clone(), Arc::new(SystemClock), cp);
+    let shares = svc.init_keystore(&alice(), 2, 2).await.unwrap();
+    drop(svc);
+    let f = fixture_on(db, dir, &shares).await;
+    (f, shares)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extra_output_is_refused_and_freezes_the_wallet() {
+    let (f, shares) = with_shares().await;
+    tampered_batch_is_refused(
+        f,
+        &shares,
+        |tx| {
+            let stolen = tx.output[0].clone();
+            tx.output.push(stolen);
+        },
+        "outputs for 1 approved payouts",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_to_a_foreign_script_is_refused_and_freezes_the_wallet() {
+    let (f, shares) = with_shares().await;
+    tampered_batch_is_refused(
+        f,
+        &shares,
+        |tx| {
+            let last = tx.output.len() - 1;
+            tx.output[last].script_pubkey = chain_btc::BtcAddress::parse(PAYEE, REGTEST)
+                .unwrap()
+                .script_pubkey();
+        },
+        "the change output pays a script outside the wallet",
+    )
+    .await;
 }

@@ -472,6 +472,93 @@ async fn token_transfer_with_a_configured_token() {
         f.client.erc20_balance(contract, bob()).await.unwrap(),
         12_500_000
     );
+
+    // A planned (sealed) token payment whose calldata a database writer
+    // extends by one byte, with a signing hash to match: refused, frozen.
+    f.svc.seal(&alice()).await.unwrap();
+    let planned = f.pay(req("1", bob().to_string())).await.unwrap();
+    assert_eq!(planned.state, state::SIGNING);
+    let a = &f.db.store.eth_attempts(&planned.id).await.unwrap()[0];
+    let mut data = a.data.clone();
+    data.push(0);
+    let plan = TxPlan {
+        chain_id: CHAIN_ID,
+        nonce: planned.nonce,
+        to: contract,
+        value: 0,
+        data: data.clone(),
+        gas_limit: a.gas_limit,
+        fees: chain_eth::Fees::Eip1559 {
+            max_fee_per_gas: a.max_fee_per_gas,
+            max_priority_fee_per_gas: a.max_priority_fee_per_gas,
+        },
+    };
+    let hash = format!("0x{}", hex::encode(plan.signing_hash()));
+    f.db.store
+        .execute_unchecked(&format!(
+            "UPDATE eth_attempts SET data = X'{}', signing_hash = '{hash}' WHERE send_id = '{}'",
+            hex::encode(&data),
+            planned.id
+        ))
+        .await
+        .unwrap();
+    refused_and_frozen(&f, &planned.id, "the calldata is not exactly transfer(").await;
+}
+
+/// After a database edit of a planned send, the unsealed resumer signs
+/// nothing for it, freezes the wallet and writes one refusal record whose
+/// reason (also the transfer's last history line) contains `why`.
+async fn refused_and_frozen(f: &Fixture, send: &str, why: &str) {
+    for s in &f.shares {
+        f.svc.unseal(&Actor::Anonymous, s).await.unwrap();
+    }
+    f.svc.eth_resume().await.unwrap();
+    let attempts = f.db.store.eth_attempts(send).await.unwrap();
+    assert!(attempts.last().unwrap().raw.is_none(), "never signed");
+    let frozen = f
+        .svc
+        .frozen(Some(f.payer.wallet()), None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(frozen.reason.contains("differs from what was approved"));
+    let refusals = f
+        .actions()
+        .await
+        .into_iter()
+        .filter(|a| a == "transfer.sign_refused")
+        .count();
+    assert_eq!(refusals, 1);
+    let transfer = f.db.store.transfer_of_send(send).await.unwrap().unwrap();
+    let history = f.db.store.transfer_history(transfer.id).await.unwrap();
+    let last = &history.last().unwrap().why;
+    assert!(
+        last.starts_with("signing refused: ") && last.contains(why),
+        "{history:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_intent_of_another_wallet_is_refused_and_freezes_the_wallet() {
+    let f = Fixture::new(TestDb::sqlite().await, None).await;
+    f.svc.seal(&alice()).await.unwrap();
+    let planned = f.pay(f.ether(&bob().to_string(), "1")).await.unwrap();
+    assert_eq!(planned.state, state::SIGNING);
+    // The sender is moved to another wallet behind the server's back: the
+    // transfer's intent is the first wallet's, the key now another's.
+    let other = f
+        .svc
+        .console_create_wallet(&alice(), "other")
+        .await
+        .unwrap();
+    f.db.store
+        .execute_unchecked(&format!(
+            "UPDATE eth_senders SET wallet_id = '{}'",
+            other.id
+        ))
+        .await
+        .unwrap();
+    refused_and_frozen(&f, &planned.id, "the intent belongs to wallet").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1001,40 +1088,5 @@ async fn a_cancel_that_pays_someone_is_refused_and_freezes_the_wallet() {
         ))
         .await
         .unwrap();
-    for s in &f.shares {
-        f.svc.unseal(&Actor::Anonymous, s).await.unwrap();
-    }
-    // The resumer refuses: nothing signed, the wallet frozen, one record.
-    f.svc.eth_resume().await.unwrap();
-    let attempts = f.db.store.eth_attempts(&send.id).await.unwrap();
-    assert!(attempts.last().unwrap().raw.is_none(), "never signed");
-    let frozen = f
-        .svc
-        .frozen(Some(f.payer.wallet()), None)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(frozen.reason.contains("differs from what was approved"));
-    let refusals = f
-        .actions()
-        .await
-        .into_iter()
-        .filter(|a| a == "transfer.sign_refused")
-        .count();
-    assert_eq!(refusals, 1);
-    let transfer =
-        f.db.store
-            .transfer_of_send(&send.id)
-            .await
-            .unwrap()
-            .unwrap();
-    let history = f.db.store.transfer_history(transfer.id).await.unwrap();
-    assert!(
-        history
-            .last()
-            .unwrap()
-            .why
-            .starts_with("signing refused: a cancel that pays something"),
-        "{history:?}"
-    );
+    refused_and_frozen(&f, &send.id, "a cancel that pays something").await;
 }

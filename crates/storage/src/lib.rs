@@ -5,6 +5,23 @@
 //! each database has its own migrations. Every change is made inside a
 //! [`WriteTx`], which can only commit together with at least one audit record,
 //! appended under a lock on the chain head.
+//!
+//! ## What is where
+//!
+//! `store` (`Store` over sqlx's `Any` driver, migrations in `migrations/{sqlite,postgres}`),
+//! `tx` (`WriteTx`: commits only with audit records, appended under a lock on the `audit_head`
+//! row), `row` (typed column readers), and one repository file per topic: `accounts`,
+//! `audit_log`, `keystore`, `identity` (users, sessions, API keys, wallets), `webhooks`, `eth`
+//! (senders, sends one per nonce, signed attempts), `btc` (held outputs, whose reservation is
+//! an all-or-nothing compare-and-set, and sends), `deposits`, `governance` (policy versions,
+//! proposals and votes, approver keys, address book, freezes, wallet tiers, the governance
+//! advisory lock), `transfers` (judged transfers, `move_transfer` with its `transfer_history`
+//! line, approvals, wallet locks, rolling windows, open outflows), `queue` (claims in claim
+//! order with leases, Bitcoin batches, delays, the stuck view), `idempotency` (keys and
+//! external ids), `prices`. A read needed both on the pool and inside a transaction is written
+//! once, generic over `sqlx::Executor`, with two thin wrappers. The `test-support` feature
+//! gives `TestDb` (fresh SQLite file or fresh PostgreSQL database) and `on_both!`, which runs
+//! one test suite on both databases.
 
 mod accounts;
 mod audit_log;
@@ -13,12 +30,16 @@ mod deposits;
 mod error;
 mod eth;
 mod governance;
+mod idempotency;
 mod identity;
 mod keystore;
+mod prices;
+mod queue;
 mod row;
 mod store;
 #[cfg(feature = "test-support")]
 pub mod testing;
+mod transfers;
 mod tx;
 mod webhooks;
 
@@ -26,12 +47,11 @@ pub use btc::{BtcAddressRow, BtcSendRow, BtcUtxoRow};
 pub use deposits::DepositRow;
 pub use error::StorageError;
 pub use eth::{EthAttemptRow, EthSendRow, EthSenderRow};
-pub use governance::{
-    ApprovalRow, ApproverKeyRow, BatchClaim, FreezeRow, HistoryRow, PolicyRow, ProposalRow,
-    TransferMove, TransferRow, VoteRow, WhitelistRow, WindowItem, WindowOf,
-};
+pub use governance::{ApproverKeyRow, FreezeRow, PolicyRow, ProposalRow, VoteRow, WhitelistRow};
 pub use identity::{ApiKeyRow, SessionRow, UserRow, WalletRow};
 pub use keystore::{KekRow, KeyRow, KeystoreRow};
+pub use queue::BatchClaim;
 pub use store::{Backend, DatabaseConfig, Store};
+pub use transfers::{ApprovalRow, HistoryRow, TransferMove, TransferRow, WindowItem, WindowOf};
 pub use tx::WriteTx;
 pub use webhooks::{DeliveryRow, DueDelivery, WebhookRow};

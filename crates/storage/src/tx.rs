@@ -57,6 +57,14 @@ impl Store {
 }
 
 impl WriteTx {
+    /// ` FOR UPDATE` where the database locks rows read (PostgreSQL).
+    pub(crate) fn for_update(&self) -> &'static str {
+        match self.backend() {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE",
+        }
+    }
+
     pub(crate) fn backend(&self) -> Backend {
         self.backend
     }

@@ -2,6 +2,22 @@
 //!
 //! Exit codes: 0 success; 1 a runtime failure (database unreachable, port in
 //! use); 2 bad usage or configuration; 3 `audit verify` found the log broken.
+//!
+//! ## What is where
+//!
+//! clap CLI, strict TOML config (`config.rs`), `serve.rs` (runtime, logging, signals, the
+//! checkpoint ticker), `keyctl.rs` (init and key ceremonies that unseal in the CLI's own process
+//! from shares on stdin and seal when done), `operator.rs` (a running server's seal over HTTP,
+//! `api` signed requests), `apikey.rs`, `offline.rs` (`offline sign`: air-gapped PSBT signing from
+//! a mnemonic), `ethctl.rs` (`eth register-sender`, `eth nonces`), `govern.rs` (`approver-key
+//! new`, `approve`, `transfer dry-run`, `policy check`, console `freeze`, `price set`),
+//! `signer.rs` (`signer init`: a node's data directory and the identity others pin; `signer run`:
+//! the node, its passphrase from a file or stdin; `signer server-identity`: a server's fingerprint
+//! for nodes to pin). `serve` connects every `[[ethereum]]` network and runs one watcher per
+//! network (health, confirmations, resume), the queue's worker and the time-lock worker, and arms
+//! a crash point when `STRONGROOM_CRASH_AT` names one (the crash tests in `tests/cli.rs`).
+//! `testing.rs` (feature `testing`, tests and benches only): `Payer`, which pays the way
+//! production does — a wallet, an initiator's signed request, a judged transfer, the queue.
 
 mod apikey;
 mod btcctl;

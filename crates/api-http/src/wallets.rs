@@ -1,0 +1,387 @@
+//! Wallets over HTTP: wallets and their accounts, deposit addresses,
+//! balances and deposits, and reading the sends that carry transfers — each
+//! behind the capability its operation needs; outside the caller's scope a
+//! wallet's things are `404`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use domain::{Timestamp, WalletId};
+use serde::{Deserialize, Serialize};
+use service::Service;
+use service::identity::perm;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::{Authed, can};
+use crate::error::{ApiError, ErrorBody, not_found, scoped, service_error};
+
+pub(crate) fn routes() -> OpenApiRouter<Service> {
+    OpenApiRouter::new()
+        .routes(routes!(create_wallet))
+        .routes(routes!(get_wallet))
+        .routes(routes!(open_account))
+        .routes(routes!(deposit_address))
+        .routes(routes!(wallet_balances))
+        .routes(routes!(wallet_deposits))
+        .routes(routes!(eth_send))
+        .routes(routes!(btc_send))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewWallet {
+    name: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WalletDto {
+    id: String,
+    name: String,
+}
+
+/// Creates a wallet (admin).
+#[utoipa::path(post, path = "/v1/wallets", tag = "wallets", request_body = NewWallet,
+    responses((status = 201, body = WalletDto)))]
+async fn create_wallet(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Json(req): Json<NewWallet>,
+) -> Result<(StatusCode, Json<WalletDto>), ApiError> {
+    let can = can::<perm::ManageNetworks>(&svc, &who)?;
+    let w = can.create_wallet(&req.name).await.map_err(service_error)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(WalletDto {
+            id: w.id.to_string(),
+            name: w.name,
+        }),
+    ))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountDto {
+    /// `eip155:<chain id>` or `bitcoin:<network>`.
+    network: String,
+    /// Where deposits to the wallet go on that network.
+    address: String,
+    /// The transfer-signing key behind it.
+    key: String,
+}
+
+fn account_dto(a: service::wallets::WalletAccount) -> AccountDto {
+    AccountDto {
+        network: a.network.to_string(),
+        address: a.address,
+        key: a.key.to_string(),
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WalletDetailDto {
+    id: String,
+    name: String,
+    /// Its accounts: one per network, with the deposit address.
+    accounts: Vec<AccountDto>,
+}
+
+/// A wallet and its deposit addresses, for those who may read it (`404`
+/// outside their scope).
+#[utoipa::path(get, path = "/v1/wallets/{id}", tag = "wallets",
+    params(("id" = String, Path)), responses((status = 200, body = WalletDetailDto), (status = 404, body = ErrorBody)))]
+async fn get_wallet(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Path(id): Path<String>,
+) -> Result<Json<WalletDetailDto>, ApiError> {
+    let wallet: WalletId = id.parse().map_err(|_| not_found("wallet"))?;
+    let can = svc
+        .authorize::<perm::ReadWallet>(&who, Some(wallet))
+        .map_err(scoped("wallet"))?;
+    let (w, accounts) = can.wallet(wallet).await.map_err(service_error)?;
+    Ok(Json(WalletDetailDto {
+        id: w.id.to_string(),
+        name: w.name,
+        accounts: accounts.into_iter().map(account_dto).collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAccount {
+    /// `eip155:<chain id>` or `bitcoin:<network>`, configured on this server.
+    network: String,
+    /// Where the new key lives: `keystore` (the default), `pkcs11` (the
+    /// configured HSM), `keystore-hd` (Bitcoin: an HD account, a new
+    /// address per deposit) or `threshold` (Ethereum: shares on the
+    /// configured signer nodes, each checking what it signs).
+    backend: Option<String>,
+}
+
+/// Opens an account for a wallet on a network (admin): a new
+/// transfer-signing key on the chosen backend, given to the wallet; answers
+/// with its deposit address.
+#[utoipa::path(post, path = "/v1/wallets/{id}/accounts", tag = "wallets", request_body = NewAccount,
+    params(("id" = String, Path)),
+    responses((status = 201, body = AccountDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn open_account(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Path(id): Path<String>,
+    Json(req): Json<NewAccount>,
+) -> Result<(StatusCode, Json<AccountDto>), ApiError> {
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", m);
+    let wallet: WalletId = id
+        .parse()
+        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not_found", "wallet not found"))?;
+    let network: domain::Network = req
+        .network
+        .parse()
+        .map_err(|e: domain::NetworkError| bad(format!("network: {e}")))?;
+    use service::wallets::AccountKey;
+    let backend = match req.backend.as_deref().unwrap_or("keystore") {
+        "keystore" => AccountKey::Single(domain::KeyBackend::Keystore),
+        "pkcs11" => AccountKey::Single(domain::KeyBackend::Pkcs11),
+        "keystore-hd" => AccountKey::Hd,
+        "threshold" => AccountKey::Single(domain::KeyBackend::Threshold),
+        other => {
+            return Err(bad(format!(
+                "backend: keystore, pkcs11, keystore-hd or threshold, not {other:?}"
+            )));
+        }
+    };
+    let can = can::<perm::ManageNetworks>(&svc, &who)?;
+    let a = can
+        .open_account(wallet, network, backend)
+        .await
+        .map_err(service_error)?;
+    Ok((StatusCode::CREATED, Json(account_dto(a))))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EthSendDto {
+    id: String,
+    network: String,
+    from: String,
+    nonce: u64,
+    asset: String,
+    to: String,
+    /// Base units, as a decimal string.
+    amount: String,
+    state: String,
+    block_number: Option<u64>,
+}
+
+/// An Ethereum send, for callers who may read its wallet. Outside their
+/// scope it is `404`, as if it did not exist.
+#[utoipa::path(get, path = "/v1/eth/sends/{id}", tag = "ethereum",
+    params(("id" = String, Path)), responses((status = 200, body = EthSendDto), (status = 404, body = ErrorBody)))]
+async fn eth_send(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Path(id): Path<String>,
+) -> Result<Json<EthSendDto>, ApiError> {
+    let wallet: Option<WalletId> = svc.eth_send_wallet(&id).await.map_err(service_error)?;
+    let can = svc
+        .authorize::<perm::ReadWallet>(&who, wallet)
+        .map_err(scoped("Ethereum send"))?;
+    let s = can.eth_send(&id).await.map_err(service_error)?;
+    Ok(Json(EthSendDto {
+        id: s.id,
+        network: s.network,
+        from: s.address,
+        nonce: s.nonce,
+        asset: s.asset,
+        to: s.recipient,
+        amount: s.amount.to_string(),
+        state: s.state,
+        block_number: s.block_number,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BtcSendDto {
+    id: String,
+    network: String,
+    wallet: Option<String>,
+    /// `planned`, `signed`, `broadcast`, `failed`.
+    state: String,
+    txid: Option<String>,
+    fee_sat: u64,
+    /// The signed transaction, hex (once signed).
+    raw: Option<String>,
+    /// The approved PSBT (BIP-174 bytes), hex.
+    psbt: String,
+    /// The transfers it pays out.
+    transfers: Vec<String>,
+}
+
+/// A Bitcoin send (a batch of payouts), for callers who may read its
+/// wallet; outside their scope it is `404`.
+#[utoipa::path(get, path = "/v1/btc/sends/{id}", tag = "bitcoin",
+    params(("id" = String, Path)), responses((status = 200, body = BtcSendDto), (status = 404, body = ErrorBody)))]
+async fn btc_send(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Path(id): Path<String>,
+) -> Result<Json<BtcSendDto>, ApiError> {
+    let wallet = svc.btc_send_wallet(&id).await.map_err(service_error)?;
+    let can = svc
+        .authorize::<perm::ReadWallet>(&who, wallet)
+        .map_err(scoped("Bitcoin send"))?;
+    let (s, transfers) = can.btc_send(&id).await.map_err(service_error)?;
+    Ok(Json(BtcSendDto {
+        id: s.id,
+        network: s.network,
+        wallet: s.wallet.map(|w| w.to_string()),
+        state: s.state,
+        txid: s.txid,
+        fee_sat: s.fee_sat,
+        raw: s.raw.map(hex::encode),
+        psbt: hex::encode(&s.psbt),
+        transfers: transfers.into_iter().map(|t| t.id.to_string()).collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddressRequest {
+    /// `bitcoin:<network>`.
+    network: String,
+}
+
+/// The wallet's next deposit address on a Bitcoin network (an initiator of
+/// the wallet): for an HD account the last one issued while nothing has
+/// paid it, else a new one.
+#[utoipa::path(post, path = "/v1/wallets/{id}/addresses", tag = "wallets", request_body = AddressRequest,
+    params(("id" = String, Path)),
+    responses((status = 200, description = "`{\"network\", \"address\"}`"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn deposit_address(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Path(id): Path<String>,
+    Json(req): Json<AddressRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let wallet: WalletId = id.parse().map_err(|_| not_found("wallet"))?;
+    let n = match req.network.parse::<domain::Network>() {
+        Ok(domain::Network::Bitcoin(n)) => n,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "network: bitcoin:<network> (Ethereum accounts have one address)",
+            ));
+        }
+    };
+    let can = svc
+        .authorize::<perm::InitiateTransfer>(&who, Some(wallet))
+        .map_err(scoped("wallet"))?;
+    let address = can
+        .deposit_address(wallet, n)
+        .await
+        .map_err(service_error)?;
+    Ok(Json(
+        serde_json::json!({ "network": req.network, "address": address }),
+    ))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BalanceDto {
+    asset: String,
+    symbol: String,
+    decimals: u8,
+    /// Base units as decimal strings. `on_chain`, `credited` and `available`
+    /// are absent when no node answered.
+    on_chain: Option<String>,
+    /// As of the newest block at the network's confirmation depth: deposits
+    /// count once this deep.
+    credited: Option<String>,
+    /// Deposits seen, not yet at the confirmation depth.
+    incoming: String,
+    /// Queued, or on its way and not yet at the confirmation depth.
+    reserved: String,
+    /// Waiting for approvals or in a time lock.
+    awaiting: String,
+    available: Option<String>,
+}
+
+/// A wallet's balances: on chain, reserved, awaiting approval, available.
+#[utoipa::path(get, path = "/v1/wallets/{id}/balances", tag = "wallets",
+    params(("id" = String, Path)), responses((status = 200, body = [BalanceDto]), (status = 404, body = ErrorBody)))]
+async fn wallet_balances(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<BalanceDto>>, ApiError> {
+    let wallet: WalletId = id.parse().map_err(|_| not_found("wallet"))?;
+    let can = svc
+        .authorize::<perm::ReadWallet>(&who, Some(wallet))
+        .map_err(scoped("wallet"))?;
+    let rows = can.balances(wallet).await.map_err(service_error)?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|b| BalanceDto {
+                asset: b.asset.id().to_string(),
+                symbol: b.asset.symbol().as_str().to_owned(),
+                decimals: b.asset.decimals().get(),
+                on_chain: b.on_chain.map(|v| v.to_string()),
+                credited: b.credited.map(|v| v.to_string()),
+                incoming: b.incoming.to_string(),
+                reserved: b.reserved.to_string(),
+                awaiting: b.awaiting.to_string(),
+                available: b.available.map(|v| v.to_string()),
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DepositDto {
+    network: String,
+    tx_hash: String,
+    /// The event's index in its block; -1 for ether the transaction carried.
+    log_index: i64,
+    address: String,
+    from: String,
+    asset: String,
+    /// Base units, as a decimal string.
+    amount: String,
+    block_number: u64,
+    /// `seen`, `credited` (at the confirmation depth) or `reorged`.
+    state: String,
+    seen_at_ms: i64,
+    credited_at_ms: Option<i64>,
+}
+
+/// A wallet's deposits (Ethereum: ether and configured tokens), newest first.
+#[utoipa::path(get, path = "/v1/wallets/{id}/deposits", tag = "wallets",
+    params(("id" = String, Path)), responses((status = 200, body = [DepositDto]), (status = 404, body = ErrorBody)))]
+async fn wallet_deposits(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<DepositDto>>, ApiError> {
+    let wallet: WalletId = id.parse().map_err(|_| not_found("wallet"))?;
+    let can = svc
+        .authorize::<perm::ReadWallet>(&who, Some(wallet))
+        .map_err(scoped("wallet"))?;
+    let rows = can.deposits(wallet, 100).await.map_err(service_error)?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|d| DepositDto {
+                network: d.network,
+                tx_hash: d.tx_hash,
+                log_index: d.log_index,
+                address: d.address,
+                from: d.from,
+                asset: d.asset,
+                amount: d.amount.to_string(),
+                block_number: d.block_number,
+                state: d.state,
+                seen_at_ms: d.seen_at.as_millis(),
+                credited_at_ms: d.credited_at.map(Timestamp::as_millis),
+            })
+            .collect(),
+    ))
+}
