@@ -25,10 +25,11 @@
 //!    (`Principal`, `Can<'_, P>`, `authorize`), `threshold` (the signer
 //!    nodes as a key backend), `checkpoints` (signed checkpoints of the
 //!    audit chain, `verify_audit`), `audit_key`, `clock`, `crash`, `totp`.
-//! 2. **vault** — `keystore`: init, unseal (Shamir shares), seal, key
-//!    creation on every backend, key lifecycle, KEK rotation, and
-//!    `sign_checked`, the vault's signer (seal, key state, purpose,
-//!    cryptoperiod, freezes — under the vault lock a freeze also takes).
+//! 2. **vault** — `keystore`: init, unseal (Shamir shares), auto-unseal,
+//!    seal, KEK rotation, and `sign_checked`, the vault's signer (seal, key
+//!    state, purpose, cryptoperiod, freezes — under the vault lock a freeze
+//!    also takes); `keyring`: the key inventory (keys made on every backend,
+//!    rotation, lifecycle, self-test).
 //! 3. **signing gate** — `gate`: signs only [`chain_eth::Approved`] and
 //!    [`chain_btc::Approved`] plans (made by `approve` in the pure chain
 //!    crates from the decoded, digest-checked intents), derives their
@@ -36,9 +37,9 @@
 //!    that are the approved plan; `refuse_to_sign` is the one refuse path
 //!    (history, one audit record, webhook event, the wallet's freeze).
 //! 4. **chain senders** — `eth` (plans approved against the intent, nonces
-//!    from the database, signing through the gate, broadcast, confirmations
-//!    and reorgs, speed-up and cancel, resume after a restart, nonce
-//!    reports), `btc` (networks, how our keys' outputs are spent, deposits as
+//!    from the database, signing through the gate, broadcast, speed-up and
+//!    cancel), `eth_watch` (confirmations and reorgs, resume after a
+//!    restart, nonce reports), `btc` (networks, how our keys' outputs are spent, deposits as
 //!    held outputs), `btc_transfers` (a wallet's Bitcoin keys and addresses;
 //!    batches: reservation and PSBT pinned with every transfer's move to
 //!    `signing`, approved again before signing, verified by Core), `deposits`
@@ -68,10 +69,12 @@ pub mod crash;
 pub mod deposits;
 mod error;
 pub mod eth;
+pub mod eth_watch;
 mod freezes;
 mod gate;
 pub mod governance;
 pub mod identity;
+mod keyring;
 mod keystore;
 mod moves;
 mod outbox;
@@ -93,7 +96,8 @@ pub use audit_key::{AuditKeyError, generate_audit_key, load_audit_key};
 pub use checkpoints::{CheckpointFile, CheckpointPolicy, CheckpointSigner, Checkpointer};
 pub use checkpoints::{VerifyError, verify_audit};
 pub use clock::{Clock, SystemClock};
-pub use keystore::{NewHdKey, NewKey, SealStatus, SelfTest};
+pub use keyring::{NewHdKey, NewKey, SelfTest};
+pub use keystore::SealStatus;
 pub use service::{DatabaseStatus, EthStatus, Service, ServiceError, Status};
 
 pub use audit;

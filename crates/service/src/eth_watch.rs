@@ -1,0 +1,311 @@
+//! The Ethereum watcher's work: confirmations (inclusion recorded with its
+//! block, finality at the configured depth, a reorganised inclusion sent
+//! again), the resumer (planned attempts signed, stored bytes sent again,
+//! unchanged, after a restart), and nonce reports (unsigned nonces, gaps,
+//! foreign use).
+
+use chain_eth::EthAddress;
+use chain_eth_client::{NonceTag, TxStatus};
+use domain::Actor;
+use serde_json::json;
+
+use crate::error::ClientError;
+use crate::eth::{EthError, addr_key, follow, hex32, send_event, state};
+use crate::record::entry;
+use crate::service::{Service, ServiceError};
+
+/// Where an address's nonces stand, on chain and in the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NonceReport {
+    /// Nonce of the next transaction the chain will mine.
+    pub chain_latest: u64,
+    /// The same, counting the node's pool.
+    pub chain_pending: u64,
+    /// The nonce Strongroom would hand out next.
+    pub next_allocated: u64,
+    /// Nonces handed out but never signed: later sends wait on them.
+    pub unsigned: Vec<u64>,
+    /// Nonces at or above the chain's that the node does not know although
+    /// a higher one of ours exists: a gap that holds the later ones back.
+    pub gaps: Vec<u64>,
+    /// The chain has used nonces Strongroom never handed out: the key signs
+    /// somewhere else.
+    pub foreign_use: bool,
+}
+
+/// What one pass of the watcher did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EthPoll {
+    pub included: usize,
+    pub finalized: usize,
+    pub reorged: usize,
+    pub still_pending: usize,
+}
+
+impl Service {
+    /// After a restart (and periodically): signs attempts that were planned
+    /// but not signed, and sends again the stored bytes of every open send,
+    /// unchanged. Returns how many attempts a node accepted.
+    pub async fn eth_resume(&self) -> Result<usize, ServiceError> {
+        let mut sent = 0;
+        for chain_id in self.eth_chain_ids() {
+            sent += self.eth_resume_chain(chain_id).await?;
+        }
+        Ok(sent)
+    }
+
+    /// [`Service::eth_resume`] for one network (its watcher's pass).
+    pub async fn eth_resume_chain(&self, chain_id: u64) -> Result<usize, ServiceError> {
+        let mut sent = 0;
+        {
+            let net = self.eth_network(chain_id)?;
+            let network = net.network().to_string();
+            let open = self
+                .store()
+                .eth_sends_in(&network, &[state::SIGNING, state::SIGNED, state::BROADCAST])
+                .await?;
+            for send in open {
+                let sender = self.store().eth_sender(&network, &send.address).await?;
+                // Only the latest attempt: older ones were outbid on purpose.
+                if let Some(a) = self.store().eth_attempts(&send.id).await?.last() {
+                    let result = self
+                        .eth_sign_and_send(&net, &sender, &send.id, a.attempt)
+                        .await;
+                    match result {
+                        Ok(true) => sent += 1,
+                        Ok(false) => {}
+                        Err(ServiceError::Eth(EthError::Node(ClientError::Underpriced))) => {}
+                        Err(e) => {
+                            tracing::warn!(send = %send.id, attempt = a.attempt, error = %e, "resume failed");
+                        }
+                    }
+                }
+            }
+        }
+        Ok(sent)
+    }
+
+    /// One pass of the confirmation watcher over a network's open sends:
+    /// records inclusion (block number and hash), finalises at the
+    /// configured depth, and puts a send whose block was reorganised away
+    /// back to `broadcast` (its bytes are sent again).
+    pub async fn eth_poll(&self, chain_id: u64) -> Result<EthPoll, ServiceError> {
+        let net = self.eth_network(chain_id)?;
+        let network = net.network().to_string();
+        let mut poll = EthPoll::default();
+        let open = self
+            .store()
+            .eth_sends_in(
+                &network,
+                &[state::SIGNED, state::BROADCAST, state::INCLUDED],
+            )
+            .await?;
+        for send in open {
+            let attempts = self.store().eth_attempts(&send.id).await?;
+            let mut found = None;
+            for a in attempts.iter().rev() {
+                let Some(raw) = &a.raw else { continue };
+                let hash = chain_eth::decode(raw).map_err(EthError::Tx)?.hash;
+                if let TxStatus::Included {
+                    receipt,
+                    confirmations,
+                } = net.client.tx_status(hash).await.map_err(EthError::Node)?
+                {
+                    found = Some((a, receipt, confirmations));
+                    break;
+                }
+            }
+            let now = self.now();
+            let subject = format!("eth-send:{}", send.id);
+            match found {
+                Some((a, receipt, confirmations)) => {
+                    let block_hash = hex32(&receipt.block_hash);
+                    let mut entries = Vec::new();
+                    let mut tx = self.store().begin().await?;
+                    let mut current = send.state.clone();
+                    if send.state != state::INCLUDED
+                        || send.block_hash.as_deref() != Some(&block_hash)
+                    {
+                        tx.set_eth_send_state(
+                            &send.id,
+                            &send.state,
+                            state::INCLUDED,
+                            Some((a.attempt, receipt.block_number, &block_hash)),
+                            now,
+                        )
+                        .await?;
+                        send_event(&mut tx, &send, state::INCLUDED, now).await?;
+                        if send.state != state::INCLUDED {
+                            entries.extend(
+                                follow(
+                                    &mut tx,
+                                    &send.id,
+                                    lifecycle::Event::Included,
+                                    &format!("in block {}", receipt.block_number),
+                                    now,
+                                )
+                                .await?,
+                            );
+                        }
+                        current = state::INCLUDED.into();
+                        entries.push(entry(
+                            &Actor::System,
+                            "eth.tx.included",
+                            &subject,
+                            json!({
+                                "attempt": a.attempt,
+                                "block": receipt.block_number,
+                                "block_hash": block_hash,
+                                "success": receipt.success,
+                                "gas_used": receipt.gas_used,
+                            }),
+                        )?);
+                        poll.included += 1;
+                    }
+                    if confirmations >= net.config.confirmations {
+                        let fin = if !receipt.success {
+                            state::REVERTED
+                        } else if a.kind == "cancel" {
+                            state::CANCELLED
+                        } else {
+                            state::CONFIRMED
+                        };
+                        tx.set_eth_send_state(
+                            &send.id,
+                            &current,
+                            fin,
+                            Some((a.attempt, receipt.block_number, &block_hash)),
+                            now,
+                        )
+                        .await?;
+                        send_event(&mut tx, &send, fin, now).await?;
+                        entries.push(entry(
+                            &Actor::System,
+                            &format!("eth.send.{fin}"),
+                            &subject,
+                            json!({ "attempt": a.attempt, "confirmations": confirmations }),
+                        )?);
+                        // The transfer it carried out ends with it.
+                        let event = match fin {
+                            state::CONFIRMED => lifecycle::Event::Confirmed,
+                            state::CANCELLED => lifecycle::Event::CancelledOnChain,
+                            _ => lifecycle::Event::Reverted,
+                        };
+                        entries.extend(
+                            follow(
+                                &mut tx,
+                                &send.id,
+                                event,
+                                &format!("its transaction was {fin}"),
+                                now,
+                            )
+                            .await?,
+                        );
+                        poll.finalized += 1;
+                    }
+                    if entries.is_empty() {
+                        poll.still_pending += 1;
+                        continue; // nothing changed; the transaction rolls back
+                    }
+                    self.commit(tx, &entries, now).await?;
+                    if poll.finalized == 0 {
+                        crate::crash::point("after_inclusion");
+                    }
+                }
+                None if send.state == state::INCLUDED => {
+                    // Its block left the canonical chain.
+                    let mut tx = self.store().begin().await?;
+                    tx.set_eth_send_state(&send.id, state::INCLUDED, state::BROADCAST, None, now)
+                        .await?;
+                    send_event(&mut tx, &send, "reorged", now).await?;
+                    let mut entries: Vec<_> = follow(
+                        &mut tx,
+                        &send.id,
+                        lifecycle::Event::Reorged,
+                        "its block left the best chain",
+                        now,
+                    )
+                    .await?
+                    .into_iter()
+                    .collect();
+                    entries.push(entry(
+                        &Actor::System,
+                        "eth.tx.reorged",
+                        &subject,
+                        json!({
+                            "block": send.block_number,
+                            "block_hash": send.block_hash,
+                        }),
+                    )?);
+                    self.commit(tx, &entries, now).await?;
+                    poll.reorged += 1;
+                    let sender = self.store().eth_sender(&network, &send.address).await?;
+                    // The attempt that was included goes out again.
+                    let again = send.included_attempt.or(attempts.last().map(|a| a.attempt));
+                    if let Some(n) = again {
+                        let _ = self.eth_sign_and_send(&net, &sender, &send.id, n).await;
+                    }
+                }
+                None => poll.still_pending += 1,
+            }
+        }
+        Ok(poll)
+    }
+
+    /// Compares an address's nonces on chain with those handed out.
+    pub async fn eth_nonce_report(
+        &self,
+        chain_id: u64,
+        address: EthAddress,
+    ) -> Result<NonceReport, ServiceError> {
+        let net = self.eth_network(chain_id)?;
+        let network = net.network().to_string();
+        let sender = self
+            .store()
+            .eth_sender(&network, &addr_key(address))
+            .await?;
+        let sends = self.store().eth_sends_of(&network, &sender.address).await?;
+        let client = &net.client;
+        let chain_latest = client
+            .nonce(address, NonceTag::Latest)
+            .await
+            .map_err(EthError::Node)?;
+        let chain_pending = client
+            .nonce(address, NonceTag::Pending)
+            .await
+            .map_err(EthError::Node)?;
+        let next_allocated = sends.last().map_or(sender.first_nonce, |s| s.nonce + 1);
+        let unsigned = sends
+            .iter()
+            .filter(|s| s.state == state::SIGNING)
+            .map(|s| s.nonce)
+            .collect();
+        let mut gaps = Vec::new();
+        for s in sends.iter().filter(|s| s.nonce >= chain_latest) {
+            if s.nonce + 1 >= next_allocated {
+                break; // nothing of ours above it waits
+            }
+            let mut known = false;
+            for a in self.store().eth_attempts(&s.id).await? {
+                if let Some(raw) = &a.raw {
+                    let hash = chain_eth::decode(raw).map_err(EthError::Tx)?.hash;
+                    if client.tx_status(hash).await.map_err(EthError::Node)? != TxStatus::Unknown {
+                        known = true;
+                        break;
+                    }
+                }
+            }
+            if !known {
+                gaps.push(s.nonce);
+            }
+        }
+        Ok(NonceReport {
+            chain_latest,
+            chain_pending,
+            next_allocated,
+            unsigned,
+            gaps,
+            foreign_use: chain_pending > next_allocated,
+        })
+    }
+}
