@@ -20,6 +20,7 @@
 pub mod approval;
 pub mod document;
 pub mod eval;
+pub mod terms;
 
 pub use approval::{ApprovalStatement, Resolved, StatementError, Vote};
 pub use document::{
