@@ -600,6 +600,7 @@ pub const SERVICE_LAYERS: &[(&str, &[&str])] = &[
         "core",
         &[
             "access",
+            "approvals",
             "audit_key",
             "checkpoints",
             "clock",

@@ -592,7 +592,7 @@ impl Service {
         for id in &touched {
             // The change's own audit record names every transfer touched;
             // each one pulled back also has its history line.
-            crate::transfers::retally(tx, *id, now).await?;
+            crate::approvals::retally(tx, *id, now).await?;
         }
         Ok(touched.iter().map(ToString::to_string).collect())
     }

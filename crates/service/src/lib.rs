@@ -22,7 +22,8 @@
 //!    `transition`, with its history line, webhook event and audit record;
 //!    `decode_intent`; `classify` of an attempt's failure), `outbox`
 //!    (webhook events written in the change's transaction), `access`
-//!    (`Principal`, `Can<'_, P>`, `authorize`), `threshold` (the signer
+//!    (`Principal`, `Can<'_, P>`, `authorize`), `approvals` (whether a
+//!    judged transfer's approvals still stand), `threshold` (the signer
 //!    nodes as a key backend), `checkpoints` (signed checkpoints of the
 //!    audit chain, `verify_audit`), `audit_key`, `clock`, `crash`, `totp`.
 //! 2. **vault** — `keystore`: init, unseal (Shamir shares), auto-unseal,
@@ -59,6 +60,7 @@
 //!    whole pipeline, for tests and benches).
 
 mod access;
+mod approvals;
 mod audit_key;
 pub mod balances;
 pub mod btc;

@@ -4,7 +4,7 @@
 //! retried after a backoff, held for a person, or failed; and the
 //! operators' view of it (retry, cancel, replace, stuck).
 
-use domain::{Actor, AssetId, Network, Timestamp, TransferId, WalletId};
+use domain::{Actor, AssetId, BitcoinNetwork, Network, Timestamp, TransferId, WalletId};
 use lifecycle::{Event, State};
 use serde_json::json;
 use storage::{StorageError, TransferRow};
@@ -48,7 +48,117 @@ pub struct Stuck {
     pub why: String,
 }
 
+/// How long a worker holds the transfers of a batch it is planning.
+const BATCH_LEASE_MS: i64 = 60_000;
+
+/// What one batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub submitted: usize,
+    pub deferred: usize,
+    pub failed: usize,
+    /// Left to wait for the batch's window.
+    pub waiting: usize,
+}
+
 impl Service {
+    /// Carries out `claimed` (queued payouts of one wallet on the network)
+    /// with any others queued and due, as one transaction: or lets them
+    /// wait, while the batch is neither old nor full enough — until the
+    /// oldest queued payout of the wallet has waited the window.
+    pub(crate) async fn execute_btc_batch(
+        &self,
+        claimed: Vec<TransferRow>,
+        n: BitcoinNetwork,
+    ) -> Result<BatchOutcome, ServiceError> {
+        let mut out = BatchOutcome::default();
+        let Some(first) = claimed.first().cloned() else {
+            return Ok(out);
+        };
+        let net = self.btc_network(n)?;
+        let now = self.now();
+        let oldest = self
+            .store()
+            .oldest_queued(first.wallet, &first.asset)
+            .await?
+            .unwrap_or(now);
+        let due = oldest.as_millis().saturating_add(net.batch.window_ms);
+        let mut batch = claimed;
+        batch.truncate(net.batch.max_payouts.max(1));
+        let room = u32::try_from(net.batch.max_payouts.saturating_sub(batch.len())).unwrap_or(0);
+        if room > 0 {
+            batch.extend(
+                self.store()
+                    .claim_batch(&storage::BatchClaim {
+                        wallet: first.wallet,
+                        asset: &first.asset,
+                        now,
+                        lease_ms: BATCH_LEASE_MS,
+                        limit: room,
+                        batch_due: Timestamp::from_millis(due),
+                        created_after: Timestamp::from_millis(
+                            now.as_millis().saturating_sub(crate::moves::MAX_PENDING_MS),
+                        ),
+                    })
+                    .await?,
+            );
+        }
+        if batch.len() < net.batch.max_payouts && due > now.as_millis() {
+            let ids: Vec<_> = batch.iter().map(|t| t.id).collect();
+            self.store()
+                .delay_transfers(&ids, Timestamp::from_millis(due))
+                .await?;
+            out.waiting = ids.len();
+            return Ok(out);
+        }
+        // Each payout checked on its own: one that cannot go fails alone.
+        let mut ready = Vec::new();
+        for t in batch {
+            match self.btc_payout_of(&t, n).await {
+                Ok(p) => ready.push((t, p)),
+                Err(e) => self.count_failure(&mut out, t.id, &e).await?,
+            }
+        }
+        if ready.is_empty() {
+            return Ok(out);
+        }
+        // One order for the payouts, the one the signer checks against.
+        ready.sort_by_key(|(t, _)| (t.created_at, t.id));
+        let wallet = first.wallet;
+        let planned = self.plan_btc_batch(wallet, n, &ready).await;
+        let send_id = match planned {
+            Ok(id) => id,
+            Err(e) => {
+                for (t, _) in &ready {
+                    self.count_failure(&mut out, t.id, &e).await?;
+                }
+                return Ok(out);
+            }
+        };
+        out.submitted += ready.len();
+        crate::crash::point("after_reservation");
+        // From here the send exists: signing or broadcast that fails now is
+        // taken up again by the resumer.
+        if let Err(e) = self.btc_sign_and_send(&send_id).await {
+            tracing::warn!(send = %send_id, error = %e, "batch planned; signing or broadcast deferred");
+        }
+        Ok(out)
+    }
+
+    async fn count_failure(
+        &self,
+        out: &mut BatchOutcome,
+        id: domain::TransferId,
+        e: &ServiceError,
+    ) -> Result<(), ServiceError> {
+        match self.attempt_failed(id, classify(e), &e.to_string()).await? {
+            Some(true) => out.failed += 1,
+            Some(false) => out.deferred += 1,
+            None => {}
+        }
+        Ok(())
+    }
+
     /// Hands a queued transfer to the Ethereum sender of its wallet. The
     /// freeze and the approvals (not voided) are checked again here; the
     /// send's plan and the transfer's move to `signing` are committed

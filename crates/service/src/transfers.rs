@@ -21,6 +21,7 @@ use serde_json::json;
 use storage::{ApprovalRow, StorageError, TransferRow, WindowOf, WriteTx};
 
 use crate::access::{Can, perm};
+use crate::approvals::standing;
 pub use crate::balances::AssetBalance;
 pub use crate::error::ApprovalError;
 use crate::error::AuthError;
@@ -72,32 +73,6 @@ pub struct VoteRequest {
 }
 
 impl Service {
-    /// Checks again, right before a transfer goes to the chain, that the
-    /// approvals it needed still stand (approvals were unexpired when they
-    /// made the quorum; only a voided one, a revoked key, takes it back).
-    /// One that lost them goes back to waiting for approvals.
-    pub(crate) async fn ensure_approvals_stand(&self, t: &TransferRow) -> Result<(), ServiceError> {
-        let id = t.id;
-        let now = self.now();
-        let decision: Decision =
-            serde_json::from_str(&t.decision).map_err(|e| corrupt("decision", e))?;
-        if let Outcome::RequireApproval { requirement, .. } = &decision.outcome {
-            let approvals = self.store().approvals(id).await?;
-            let standing: BTreeSet<Actor> = approvals.iter().filter_map(standing).collect();
-            if !requirement.satisfied(&standing) {
-                let mut tx = self.store().begin().await?;
-                let entries = retally(&mut tx, id, now).await?;
-                if !entries.is_empty() {
-                    self.commit(tx, &entries, now).await?;
-                }
-                return Err(invalid(
-                    "the transfer's approvals have expired or been voided",
-                ));
-            }
-        }
-        Ok(())
-    }
-
     pub(crate) fn governance(&self) -> Result<crate::settings::GovernanceConfig, ServiceError> {
         self.governance_cell()
             .read()
@@ -311,47 +286,6 @@ fn valid_approvers(approvals: &[ApprovalRow], now: Timestamp) -> BTreeSet<Actor>
         .filter(|a| a.expires_at > now)
         .filter_map(standing)
         .collect()
-}
-
-/// An approval that still stands once the quorum was reached (it was
-/// unexpired then): only a voided one (a revoked key) is taken back.
-fn standing(a: &ApprovalRow) -> Option<Actor> {
-    (a.vote == "approve" && a.voided_at.is_none()).then(|| a.approver.clone())
-}
-
-/// Re-counts a transfer's approvals (after a revocation): one that no
-/// longer has them goes back to waiting for approvals. Returns the audit
-/// records to commit (none if nothing moved).
-pub(crate) async fn retally(
-    tx: &mut WriteTx,
-    id: TransferId,
-    now: Timestamp,
-) -> Result<Vec<audit::Entry>, ServiceError> {
-    let t = tx.lock_transfer(id).await?;
-    if ![state::TIME_LOCKED, state::QUEUED].contains(&t.state.as_str()) {
-        return Ok(Vec::new());
-    }
-    let decision: Decision =
-        serde_json::from_str(&t.decision).map_err(|e| corrupt("decision", e))?;
-    let Outcome::RequireApproval { requirement, .. } = &decision.outcome else {
-        return Ok(Vec::new());
-    };
-    let approvals = tx.approvals_in_tx(id).await?;
-    if requirement.satisfied(&approvals.iter().filter_map(standing).collect()) {
-        return Ok(Vec::new());
-    }
-    let (e, _) = transition(
-        tx,
-        &t,
-        Move::new(
-            lifecycle::Event::ApprovalsLost,
-            &Actor::System,
-            "approvals were voided",
-        ),
-        now,
-    )
-    .await?;
-    Ok(vec![e])
 }
 
 fn roles_of(grants: &[domain::Grant], wallet: WalletId) -> BTreeSet<Role> {
