@@ -24,21 +24,15 @@
 #![allow(clippy::unwrap_used)] // A benchmark: a panic is the failure report.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use chain_eth::{EthAddress, FeeCaps, TxPlan};
 use chain_eth_client::testing::{Anvil, CHAIN_ID, DevWallet, mine};
 use chain_eth_client::{ClientOptions, EthClient};
-use domain::{
-    Actor, AssetId, AssetKind, Grant, KeyAlgorithm, KeyBackend, KeyPurpose, Network, Role, Scope,
-    Timestamp,
-};
-use ed25519_dalek::{Signer as _, SigningKey};
+use domain::{Actor, AssetId, AssetKind, KeyAlgorithm, KeyBackend, KeyPurpose, Network, Timestamp};
 use service::eth::{EthNetwork, EthNetworkConfig};
-use service::governance::{Change, GovernanceConfig};
-use service::identity::{Principal, SignedRequest, perm, request_message};
-use service::transfers::{TransferRequest, state};
+use service::testing::Payer;
+use service::transfers::state;
 use service::{Checkpointer, NewKey, Service, SystemClock};
 use storage::testing::TestDb;
 
@@ -55,10 +49,8 @@ fn console() -> Actor {
 struct Bench {
     svc: Service,
     db: TestDb,
-    wallet: domain::WalletId,
-    initiator: (SigningKey, String),
+    payer: Payer,
     client: Arc<EthClient>,
-    nonce: AtomicU64,
     _anvil: Anvil,
     _dir: tempfile::TempDir,
 }
@@ -116,116 +108,37 @@ impl Bench {
             .await
             .unwrap();
         let from: EthAddress = sender.address.parse().unwrap();
-        let wallet = svc
-            .console_create_wallet(&console(), "bench")
-            .await
-            .unwrap()
-            .id;
-        svc.console_assign_eth_sender(&console(), CHAIN_ID, from, wallet)
-            .await
-            .unwrap();
         DevWallet::new(0)
             .await
             .transact(&client, |n, f| {
                 TxPlan::native(CHAIN_ID, n, from, 1_000 * ETHER, f)
             })
             .await;
-        svc.set_governance(GovernanceConfig::single_admin());
-        let person = |seed: u8, grants: Vec<Grant>| {
-            let svc = svc.clone();
-            async move {
-                let key = SigningKey::from_bytes(&[seed; 32]);
-                let row = svc
-                    .console_register_api_key(
-                        &console(),
-                        &format!("p{seed}"),
-                        &key.verifying_key().to_bytes(),
-                        &grants,
-                        30,
-                    )
-                    .await
-                    .unwrap();
-                (key, row.id.to_string())
-            }
-        };
-        let admin = person(1, vec![Grant::global(Role::Admin)]).await;
-        let writer = person(2, vec![Grant::global(Role::PolicyAdmin)]).await;
-        let initiator = person(
-            3,
-            vec![Grant::new(Role::Initiator, Scope::Wallet(wallet)).unwrap()],
-        )
-        .await;
-        let b = Bench {
+        // A wallet for the sender, single-admin governance, an allow-all
+        // policy applied by proposal, and an initiator with an API key.
+        let payer = Payer::open(&svc, &console(), "bench", &[(CHAIN_ID, from)]).await;
+        Bench {
             svc,
             db,
-            wallet,
-            initiator,
+            payer,
             client,
-            nonce: AtomicU64::new(0),
             _anvil: anvil,
             _dir: dir,
-        };
-        let who = b.who(&writer).await;
-        let p = b
-            .svc
-            .propose(
-                &who,
-                Change::SetPolicy {
-                    document: "[[rules]]\nname = \"all\"\naction = \"allow\"\n".into(),
-                },
-            )
-            .await
-            .unwrap()
-            .proposal;
-        let who = b.who(&admin).await;
-        let v = b.svc.vote(&who, &p.id, true).await.unwrap();
-        assert_eq!(v.proposal.state, "applied");
-        b
-    }
-
-    /// A signed request's principal, as the HTTP layer authenticates it.
-    async fn who(&self, p: &(SigningKey, String)) -> Principal {
-        let n = self.nonce.fetch_add(1, Ordering::SeqCst);
-        let nonce = format!("nonce-{n:016}");
-        let ts = service::Clock::now(&SystemClock).as_millis().to_string();
-        let m = request_message("POST", "/v1/transfers", "", b"", &ts, &nonce);
-        let sig = data_encoding::BASE64.encode(&p.0.sign(&m).to_bytes());
-        self.svc
-            .authenticate_request(&SignedRequest {
-                key_id: &p.1,
-                timestamp_ms: &ts,
-                nonce: &nonce,
-                signature: &sig,
-                method: "POST",
-                path: "/v1/transfers",
-                query: "",
-                body: b"",
-            })
-            .await
-            .unwrap()
-    }
-
-    fn request(&self) -> TransferRequest {
-        TransferRequest {
-            wallet: self.wallet,
-            asset: AssetId::new(Network::Evm { chain_id: CHAIN_ID }, AssetKind::Native).unwrap(),
-            amount: "0.001".into(),
-            destination: "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed".into(),
-            reference: None,
-            external_id: None,
-            priority: Default::default(),
-            depends_on: None,
         }
     }
 
     /// One signed request, authenticated, authorised and judged.
     async fn submit(&self) -> domain::TransferId {
-        let who = self.who(&self.initiator).await;
-        let can = self
-            .svc
-            .authorize::<perm::InitiateTransfer>(&who, Some(self.wallet))
-            .unwrap();
-        can.submit(&self.request()).await.unwrap().id
+        let ether = AssetId::new(Network::Evm { chain_id: CHAIN_ID }, AssetKind::Native).unwrap();
+        self.payer
+            .submit(
+                &ether,
+                "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+                "0.001",
+            )
+            .await
+            .unwrap()
+            .id
     }
 
     /// Mines a block, completes the sends and checks every one completed.
