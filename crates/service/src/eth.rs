@@ -465,10 +465,13 @@ impl Service {
             },
             other => return Ok(Err(format!("an attempt of kind {other:?}"))),
         };
-        Ok(
-            chain_eth::approve(&intended, &sender, &net.config.fee_caps, kind, plan)
-                .map_err(|e| e.to_string()),
-        )
+        match chain_eth::approve(&intended, &sender, &net.config.fee_caps, kind, plan) {
+            Ok(a) => Ok(Ok(a)),
+            // Fee caps may have tightened since planning: a person's matter,
+            // not tampering (what the plan pays is checked before the caps).
+            Err(chain_eth::Refusal::Fee(e)) => Err(EthError::Fee(e).into()),
+            Err(why) => Ok(Err(why.to_string())),
+        }
     }
 
     /// What a threshold key's signers are shown for `plan`: the
@@ -496,15 +499,6 @@ impl Service {
         attempts: &[EthAttemptRow],
         a: &EthAttemptRow,
     ) -> Result<Vec<u8>, ServiceError> {
-        let plan = plan_of(send, a, net.config.chain_id)?;
-        if hex32(&plan.signing_hash()) != a.signing_hash {
-            return Err(
-                EthError::Mismatch("the stored plan and its signing hash differ".into()).into(),
-            );
-        }
-        // Fee caps again: configuration may have tightened since planning
-        // (a person's matter, not tampering).
-        net.config.fee_caps.check(&plan).map_err(EthError::Fee)?;
         let wallet = self
             .store()
             .eth_sender_wallet(&sender.network, &sender.address)
@@ -513,14 +507,33 @@ impl Service {
         // checked first, so a refused plan freezes the wallet only once.
         self.ensure_not_frozen(wallet, Some(sender.key_id)).await?;
         let Some(t) = self.store().transfer_of_send(&send.id).await? else {
-            return Err(ServiceError::NotApproved(
-                "the send pays no approved transfer".into(),
-            ));
+            // A send no transfer carries: nothing was approved for it.
+            let why = "the send pays no approved transfer".to_owned();
+            return Err(match wallet {
+                Some(wallet) => {
+                    self.refuse_to_sign(crate::gate::Refused {
+                        send: format!("eth-send:{}", send.id),
+                        wallet,
+                        transfers: &[],
+                        why,
+                    })
+                    .await
+                }
+                None => ServiceError::NotApproved(why),
+            });
         };
-        let approved = match self
-            .eth_approved(net, sender, send, &t, attempts, a)
-            .await?
-        {
+        // The transfer's own wallet too: a refusal freezes it, and the next
+        // pass must stop here rather than refuse again.
+        self.ensure_not_frozen(Some(t.wallet), None).await?;
+        let plan = plan_of(send, a, net.config.chain_id)?;
+        let stored_hash_differs = hex32(&plan.signing_hash()) != a.signing_hash;
+        let approved = if stored_hash_differs {
+            Err("the stored plan and its signing hash differ".to_owned())
+        } else {
+            self.eth_approved(net, sender, send, &t, attempts, a)
+                .await?
+        };
+        let approved = match approved {
             Ok(approved) => approved,
             Err(why) => {
                 return Err(self

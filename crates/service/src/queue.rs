@@ -83,9 +83,15 @@ impl Service {
             .await?
             .unwrap_or(now);
         let due = oldest.as_millis().saturating_add(net.batch.window_ms);
+        // Room for the change output within the most outputs a transaction
+        // may have (the approval check's and the signer nodes' limit).
+        let max_payouts = net
+            .batch
+            .max_payouts
+            .clamp(1, chain_btc::MAX_PAYOUTS.saturating_sub(1));
         let mut batch = claimed;
-        batch.truncate(net.batch.max_payouts.max(1));
-        let room = u32::try_from(net.batch.max_payouts.saturating_sub(batch.len())).unwrap_or(0);
+        batch.truncate(max_payouts);
+        let room = u32::try_from(max_payouts.saturating_sub(batch.len())).unwrap_or(0);
         if room > 0 {
             batch.extend(
                 self.store()
@@ -103,7 +109,7 @@ impl Service {
                     .await?,
             );
         }
-        if batch.len() < net.batch.max_payouts && due > now.as_millis() {
+        if batch.len() < max_payouts && due > now.as_millis() {
             let ids: Vec<_> = batch.iter().map(|t| t.id).collect();
             self.store()
                 .delay_transfers(&ids, Timestamp::from_millis(due))

@@ -304,6 +304,11 @@ async fn tampered_batch_is_refused(
         matches!(&refused, Err(ServiceError::NotApproved(m)) if m.contains(why)),
         "{refused:?}"
     );
+    // Tried again, it stops at the freeze: refused once.
+    assert!(matches!(
+        f.svc.btc_sign_and_send(&send.id).await,
+        Err(ServiceError::Frozen(_))
+    ));
     assert_eq!(
         f.db.store.btc_send(&send.id).await.unwrap().state,
         "planned"

@@ -513,6 +513,8 @@ async fn refused_and_frozen(f: &Fixture, send: &str, why: &str) {
         f.svc.unseal(&Actor::Anonymous, s).await.unwrap();
     }
     f.svc.eth_resume().await.unwrap();
+    // The next pass stops at the freeze: refused once, not at every pass.
+    f.svc.eth_resume().await.unwrap();
     let attempts = f.db.store.eth_attempts(send).await.unwrap();
     assert!(attempts.last().unwrap().raw.is_none(), "never signed");
     let frozen = f
@@ -1089,4 +1091,27 @@ async fn a_cancel_that_pays_someone_is_refused_and_freezes_the_wallet() {
         .await
         .unwrap();
     refused_and_frozen(&f, &send.id, "a cancel that pays something").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_edited_without_its_hash_is_refused_and_freezes_the_wallet() {
+    let f = Fixture::new(TestDb::sqlite().await, None).await;
+    f.svc.seal(&alice()).await.unwrap();
+    let planned = f.pay(f.ether(&bob().to_string(), "1")).await.unwrap();
+    assert_eq!(planned.state, state::SIGNING);
+    // The recipient is edited; the stored signing hash is left as it was.
+    f.db.store
+        .execute_unchecked(&format!(
+            "UPDATE eth_attempts SET to_address = '{}' WHERE send_id = '{}'",
+            f.from.to_lower_hex(),
+            planned.id
+        ))
+        .await
+        .unwrap();
+    refused_and_frozen(
+        &f,
+        &planned.id,
+        "the stored plan and its signing hash differ",
+    )
+    .await;
 }
