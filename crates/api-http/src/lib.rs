@@ -7,15 +7,19 @@
 //!
 //! ## What is where
 //!
-//! axum router, utoipa OpenAPI generated from handlers, `ApiError` with stable codes, the
-//! middleware that turns every non-JSON error into one, the seal endpoints (`/v1/sys/*`) and the
-//! gate that answers `503 sealed` while the keystore is not open. `auth.rs`: one layer that
-//! rate-limits by address, buffers the body (size and JSON depth limits), verifies the API-key
-//! signature or the session cookie (and CSRF), rate-limits by principal, and hands handlers an
-//! `Authed` principal; `access.rs` and `webhooks.rs`: the identity, audit, wallet, Ethereum-read
-//! and webhook endpoints, each opening with the capability it needs; `governance.rs`: policy,
-//! dry-run, proposals and votes, freezes, transfers (with their history), approvals, cancel,
-//! operator retry and the stuck view. `tests/rbac.snapshot` is every endpoint against every role.
+//! `error` (`ApiError` with stable codes, the mapping of service errors, `scoped` for
+//! outside-your-scope `404`s, the middleware that turns every non-JSON error into one);
+//! `auth` (one layer that rate-limits by address, buffers the body with size and JSON depth
+//! limits, verifies the API-key signature or the session cookie and CSRF, rate-limits by
+//! principal, and hands handlers an `Authed` principal); then one file per thing served, each
+//! handler opening with the capability it needs: `access` (sign-in, TOTP, users, grants, API
+//! keys, the audit log), `wallets` (wallets, accounts, deposit addresses, balances, deposits,
+//! reading sends), `transfers` (requests with `Idempotency-Key`, dry-run, reading, votes,
+//! cancel, and the operators' retry, replace and stuck view), `governance` (the policy,
+//! proposals and votes, freezes, the address book), `webhooks`, `system` (health, status, the
+//! seal endpoints `/v1/sys/*` and the gate that answers `503 sealed` while the keystore is not
+//! open). utoipa generates the OpenAPI document from the handlers; `tests/rbac.snapshot` is
+//! every endpoint against every role.
 
 mod access;
 mod auth;
