@@ -193,19 +193,16 @@ impl Service {
         Ok(own)
     }
 
-    /// The output a queued transfer pays, from its stored intent (checked
-    /// against its digest), after the freeze and its approvals.
+    /// What a queued transfer asks of the batch, from its stored intent
+    /// (checked against its digest), after the freeze and its approvals.
     pub(crate) async fn btc_payout_of(
         &self,
         t: &TransferRow,
         n: BitcoinNetwork,
-    ) -> Result<Payout, ServiceError> {
+    ) -> Result<chain_btc::Intended, ServiceError> {
         self.ensure_not_frozen(Some(t.wallet), None).await?;
         self.ensure_approvals_stand(t).await?;
-        match intended_payout(self, t, n)? {
-            Ok(i) => Ok(i.payout().clone()),
-            Err(e) => Err(corrupt("intent", e)),
-        }
+        intended_payout(self, t, n)?.map_err(|e| corrupt("intent", e))
     }
 
     /// Selects the wallet's outputs for the payouts and commits, in one
@@ -215,7 +212,7 @@ impl Service {
         &self,
         wallet: WalletId,
         n: BitcoinNetwork,
-        ready: &[(TransferRow, Payout)],
+        ready: &[(TransferRow, chain_btc::Intended)],
     ) -> Result<String, ServiceError> {
         let net = self.btc_network(n)?;
         let name = net_name(n);
@@ -262,7 +259,7 @@ impl Service {
             None => net.fee_rate,
         }
         .min(net.fee_caps.max_fee_rate);
-        let payouts: Vec<Payout> = ready.iter().map(|(_, p)| p.clone()).collect();
+        let payouts: Vec<Payout> = ready.iter().map(|(_, i)| i.payout().clone()).collect();
         let plan = chain_btc::select(&candidates, &payouts, &change, fee_rate, true)
             .map_err(BtcServiceError::Plan)?;
         net.fee_caps.check(&plan).map_err(BtcServiceError::Plan)?;
@@ -272,10 +269,7 @@ impl Service {
         // address among them), the caps.
         let mut own = self.own_scripts(wallet, &name).await?;
         own.push(change.clone());
-        let mut intended = Vec::with_capacity(ready.len());
-        for (t, _) in ready {
-            intended.push(intended_payout(self, t, n)?.map_err(ServiceError::NotApproved)?);
-        }
+        let intended: Vec<chain_btc::Intended> = ready.iter().map(|(_, i)| i.clone()).collect();
         let paying = chain_btc::Paying {
             wallet,
             reserved: &plan.inputs,

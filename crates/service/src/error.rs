@@ -75,22 +75,16 @@ pub enum EthError {
     NetworkNotConfigured(u64),
     #[error("{0} is not a configured asset of this network")]
     AssetNotConfigured(String),
-    #[error("amount refused: {0}")]
-    Amount(#[from] domain::AmountError),
     #[error("destination refused: {0}")]
     Address(#[from] chain_eth::AddressError),
     #[error("refused: {0}")]
     Refused(String),
     #[error("fee refused: {0}")]
     Fee(#[from] chain_eth::FeeError),
-    #[error("call refused: {0}")]
-    Call(#[from] chain_eth::CallError),
     #[error("transaction: {0}")]
     Tx(#[from] chain_eth::TxError),
     #[error("node: {0}")]
     Node(#[from] ClientError),
-    #[error("the signed transaction does not say what was approved: {0}")]
-    Mismatch(String),
     #[error("the send is {0}: it cannot be replaced")]
     NotReplaceable(String),
 }
@@ -100,18 +94,12 @@ pub enum EthError {
 pub enum BtcServiceError {
     #[error("{0} is not configured")]
     NetworkNotConfigured(String),
-    #[error("destination refused: {0}")]
-    Address(#[from] chain_btc::AddressError),
-    #[error("amount refused: {0}")]
-    Amount(#[from] domain::AmountError),
     #[error("{0}")]
     Plan(#[from] chain_btc::FeeError),
     #[error("transaction: {0}")]
     Tx(#[from] chain_btc::BtcError),
     #[error("node: {0}")]
     Node(#[from] chain_btc_client::ClientError),
-    #[error("the signed transaction is not the approved one")]
-    Mismatch,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

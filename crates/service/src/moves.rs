@@ -51,10 +51,7 @@ pub(crate) fn classify(e: &ServiceError) -> lifecycle::Failure {
         | ServiceError::Eth(
             Eth::Refused(_)
             | Eth::Address(_)
-            | Eth::Amount(_)
-            | Eth::Call(_)
-            | Eth::Tx(_)
-            | Eth::Mismatch(_),
+            | Eth::Tx(_),
         ) => F::Terminal,
         ServiceError::Btc(crate::error::BtcServiceError::Plan(
             chain_btc::FeeError::FeeOverCap { .. }
