@@ -7,7 +7,8 @@
 //! ```text
 //! submitted ─received→ pending_policy ─judged→ blocked | pending_approval | time_locked | queued
 //! pending_approval ─approvals met→ time_locked | queued     ─rejected→ rejected   ─lapsed→ expired
-//! time_locked ─lock ended→ queued                 (time_locked | queued) ─approvals lost→ pending_approval
+//! time_locked ─lock ended→ queued        (time_locked | queued | signing) ─approvals lost→ pending_approval
+//! signing ─unplanned→ queued   (a batch-mate lost its approvals; the reservation is given back)
 //! queued ─planned→ signing ─signed→ signed ─broadcast→ broadcasting ─included→ confirming ─confirmed→ completed
 //! confirming ─reorged→ broadcasting   ─reverted→ failed   ─cancelled on chain→ cancelled
 //! (signed | broadcasting) ─nonce taken→ failed        queued ─attempt failed→ queued (backoff | held) | failed
@@ -16,7 +17,10 @@
 //!
 //! Cancelling stops at `queued`: from `signing` on, a nonce or outpoints are
 //! spent on the transfer's behalf, and only an on-chain replacement (a
-//! cancel transaction, under policy) can still stop it.
+//! cancel transaction, under policy) can still stop it. One exception, made
+//! by the signing gate: a transfer in `signing` whose approvals no longer
+//! stand, nothing signed yet, gives its reservation back and waits for
+//! approvals again.
 //!
 //! ## What is where
 //!
@@ -190,7 +194,8 @@ pub enum Event {
     Judged(Verdict),
     /// Enough approvals: `true` when a time lock follows.
     ApprovalsMet { time_lock: bool },
-    /// An approval was voided (a revoked approver key) and the quorum is gone.
+    /// The approvals no longer stand (one expired, its approver's key was
+    /// revoked, or its approver left the group) and the quorum is gone.
     ApprovalsLost,
     /// An approver rejected it.
     Rejected,
@@ -208,6 +213,9 @@ pub enum Event {
     DependencyFailed,
     /// Nonce or inputs reserved, the plan pinned.
     Planned,
+    /// Its reservation was given back before anything was signed: another
+    /// payout of its Bitcoin batch lost its approvals.
+    Unplanned,
     /// The signed bytes stored.
     Signed,
     /// The bytes handed to a node.
@@ -238,6 +246,9 @@ pub enum Change {
     ResetAttempts,
     /// The time it ended (final states).
     Finish,
+    /// The nonce or outputs reserved for it were given back (nothing was
+    /// signed): it no longer names a send.
+    Release,
 }
 
 /// Something the service does because of the change, after or with it.
@@ -318,6 +329,12 @@ pub fn step(from: State, event: Event) -> Result<Step, Illegal> {
         (S::TimeLocked | S::Queued, Ev::ApprovalsLost) => {
             to(S::PendingApproval, &[], &[E::AskApprovers])
         }
+        // Checked again right before signing: nothing was signed, so the
+        // reservation goes back with it.
+        (S::Signing, Ev::ApprovalsLost) => {
+            to(S::PendingApproval, &[Change::Release], &[E::AskApprovers])
+        }
+        (S::Signing, Ev::Unplanned) => to(S::Queued, &[Change::Release], &[E::Wake]),
         (S::PendingApproval, Ev::Rejected) => to(S::Rejected, &[], &ended),
         (S::PendingApproval, Ev::Lapsed) => to(S::Expired, &[], &ended),
         (S::TimeLocked, Ev::LockEnded) => to(S::Queued, &[], &[E::Wake]),

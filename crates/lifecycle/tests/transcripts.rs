@@ -32,6 +32,7 @@ fn events() -> Vec<Event> {
         Event::OperatorRetry,
         Event::DependencyFailed,
         Event::Planned,
+        Event::Unplanned,
         Event::Signed,
         Event::Broadcast,
         Event::Included,
@@ -146,6 +147,38 @@ fn approvals_lost_while_queued_then_rejected() {
             queued --ApprovalsLost--> pending_approval  changes [] effects [AskApprovers]
             pending_approval --Rejected--> rejected  changes [Finish] effects [SettleDependents, Wake]
             refused: a rejected transfer cannot take Cancel
+        "#]],
+    );
+}
+
+#[test]
+fn approvals_lost_at_signing_give_the_reservation_back() {
+    check(
+        &[
+            Received,
+            Judged(Verdict::RequireApproval),
+            ApprovalsMet { time_lock: false },
+            Planned,
+            ApprovalsLost,
+            ApprovalsMet { time_lock: false },
+            Planned,
+            Unplanned,
+            Planned,
+            Signed,
+            ApprovalsLost,
+        ],
+        expect![[r#"
+            submitted --Received--> pending_policy  changes [] effects [EvaluatePolicy]
+            pending_policy --Judged(RequireApproval)--> pending_approval  changes [] effects [AskApprovers]
+            pending_approval --ApprovalsMet(lock=false)--> queued  changes [] effects [Wake]
+            queued --Planned--> signing  changes [] effects [Sign]
+            signing --ApprovalsLost--> pending_approval  changes [Release] effects [AskApprovers]
+            pending_approval --ApprovalsMet(lock=false)--> queued  changes [] effects [Wake]
+            queued --Planned--> signing  changes [] effects [Sign]
+            signing --Unplanned--> queued  changes [Release] effects [Wake]
+            queued --Planned--> signing  changes [] effects [Sign]
+            signing --Signed--> signed  changes [] effects [Broadcast]
+            refused: a signed transfer cannot take ApprovalsLost
         "#]],
     );
 }
@@ -325,7 +358,7 @@ fn transition_table() {
         pending_approval: ApprovalsMet(lock=false)→queued, ApprovalsMet(lock=true)→time_locked, Rejected→rejected, Lapsed→expired, Cancel→cancelled
         time_locked: ApprovalsLost→pending_approval, LockEnded→queued, Cancel→cancelled
         queued: ApprovalsLost→pending_approval, Cancel→cancelled, AttemptFailed(Retryable)→queued, AttemptFailed(NeedsPerson)→queued, AttemptFailed(Terminal)→failed, OperatorRetry→queued, DependencyFailed→failed, Planned→signing
-        signing: Signed→signed
+        signing: ApprovalsLost→pending_approval, Unplanned→queued, Signed→signed
         signed: Broadcast→broadcasting, Included→confirming, NonceTaken→failed
         broadcasting: Included→confirming, NonceTaken→failed
         confirming: Reorged→broadcasting, Confirmed→completed, Reverted→failed, CancelledOnChain→cancelled

@@ -57,6 +57,29 @@ impl Resolved {
         }
     }
 
+    /// The same requirement with each group's pinned members cut to those
+    /// still in the group of that name in `groups` (the policy in force):
+    /// a member who left no longer counts, one who joined never did, and a
+    /// group that is gone has no one (fail closed).
+    pub fn within(&self, groups: &BTreeMap<String, BTreeSet<Actor>>) -> Resolved {
+        match self {
+            Resolved::Group {
+                group,
+                threshold,
+                members,
+            } => Resolved::Group {
+                group: group.clone(),
+                threshold: *threshold,
+                members: groups
+                    .get(group)
+                    .map(|now| members.intersection(now).cloned().collect())
+                    .unwrap_or_default(),
+            },
+            Resolved::AllOf(v) => Resolved::AllOf(v.iter().map(|r| r.within(groups)).collect()),
+            Resolved::AnyOf(v) => Resolved::AnyOf(v.iter().map(|r| r.within(groups)).collect()),
+        }
+    }
+
     /// Whether `who` is in any group the requirement names.
     pub fn eligible(&self, who: &Actor) -> bool {
         match self {

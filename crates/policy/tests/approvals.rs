@@ -59,6 +59,30 @@ fn the_members_are_pinned_at_judgment() {
     assert_eq!(back, r);
 }
 
+#[test]
+fn members_who_left_their_group_no_longer_count() {
+    let r = requirement(&format!(
+        "{GROUPS}[[rules]]\nname = \"r\"\naction = \"require_approval\"\napprovals = {{ group = \"finance\", threshold = 2 }}\n"
+    ));
+    let set = |v: &[&str]| v.iter().map(|u| user(u)).collect::<BTreeSet<_>>();
+    assert!(r.satisfied(&set(&[BOB, CAROL])));
+    // Carol left finance; Dave joined it (he was not pinned, so he never counts).
+    let now = Policy::from_toml(
+        "rules = []\n[[groups]]\nname = \"finance\"\nmembers = [\"user:00000000-0000-7000-8000-00000000000b\", \"user:00000000-0000-7000-8000-00000000000d\"]\n",
+    )
+    .expect("policy");
+    let cut = r.within(now.groups());
+    assert!(!cut.satisfied(&set(&[BOB, CAROL])));
+    assert!(!cut.satisfied(&set(&[BOB, DAVE])));
+    assert!(!cut.eligible(&user(CAROL)) && cut.eligible(&user(BOB)));
+    // The group is gone: no one counts (fail closed).
+    let gone = Policy::from_toml(
+        "rules = []\n[[groups]]\nname = \"other\"\nmembers = [\"user:00000000-0000-7000-8000-00000000000b\"]\n",
+    )
+    .expect("policy");
+    assert!(!r.within(gone.groups()).satisfied(&set(&[BOB, CAROL])));
+}
+
 fn statement() -> ApprovalStatement {
     ApprovalStatement {
         intent: IntentDigest([7; 32]),

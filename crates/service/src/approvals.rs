@@ -1,83 +1,221 @@
-//! Whether a judged transfer's approvals still stand: approvals were
-//! unexpired when they made the quorum, so only a voided one (its
-//! approver's key revoked) takes one back. Checked again right before a
-//! transfer goes to the chain; a transfer that lost its quorum goes back to
-//! waiting for approvals.
+//! Whether a judged transfer's approvals still stand, checked by the
+//! signing gate right before anything is signed, whatever the transfer's
+//! state: an approval counts only if it is unexpired, made with its
+//! approver's key still in force, not voided, and its approver is still in
+//! the group under the policy in force. A transfer that lost its quorum
+//! gives back the nonce or outputs reserved for it (nothing was signed) and
+//! waits for approvals again, with a history line.
 
 use std::collections::BTreeSet;
 
 use domain::{Actor, Timestamp, TransferId};
 use policy::{Decision, Outcome};
-use storage::{ApprovalRow, TransferRow, WriteTx};
+use serde_json::json;
+use storage::{TransferRow, WriteTx};
 
-use crate::moves::{Move, corrupt, invalid, state, transition};
+use crate::moves::{Move, corrupt, state, transition};
+use crate::record::entry;
 use crate::service::{Service, ServiceError};
 
-/// An approval that still stands once the quorum was reached (it was
-/// unexpired then): only a voided one (a revoked key) is taken back.
-pub(crate) fn standing(a: &ApprovalRow) -> Option<Actor> {
-    (a.vote == "approve" && a.voided_at.is_none()).then(|| a.approver.clone())
+/// Whether `t`'s approvals stand at `now`: `Err(why)` if they do not.
+/// Transfers that needed none always stand.
+pub(crate) async fn stands(
+    tx: &mut WriteTx,
+    t: &TransferRow,
+    now: Timestamp,
+) -> Result<Result<(), String>, ServiceError> {
+    let decision: Decision =
+        serde_json::from_str(&t.decision).map_err(|e| corrupt("decision", e))?;
+    let Outcome::RequireApproval { requirement, .. } = &decision.outcome else {
+        return Ok(Ok(()));
+    };
+    // Members pinned at judgment who are still in their group now: one
+    // who left no longer counts; one who joined never did.
+    let groups = match tx.current_policy_version().await? {
+        Some(v) => policy::Policy::from_json(&tx.policy_in_tx(v).await?.document)
+            .map_err(|e| corrupt("stored policy", e))?
+            .groups()
+            .clone(),
+        None => Default::default(),
+    };
+    let requirement = requirement.within(&groups);
+    let mut valid = BTreeSet::new();
+    let mut why = Vec::new();
+    for a in tx.approvals_in_tx(t.id).await? {
+        if a.vote != "approve" {
+            continue;
+        }
+        if a.voided_at.is_some() {
+            why.push(format!("{}'s approval was voided", a.approver));
+        } else if a.expires_at <= now {
+            why.push(format!("{}'s approval expired", a.approver));
+        } else if tx.approver_key_in_force(&a.approver).await?.as_deref()
+            != Some(a.public_key.as_str())
+        {
+            why.push(format!(
+                "{}'s approver key is no longer in force",
+                a.approver
+            ));
+        } else if !requirement.eligible(&a.approver) {
+            why.push(format!("{} is no longer in the group", a.approver));
+        } else {
+            valid.insert(a.approver);
+        }
+    }
+    Ok(if requirement.satisfied(&valid) {
+        Ok(())
+    } else if why.is_empty() {
+        Err("the approvals no longer meet the requirement".into())
+    } else {
+        Err(why.join("; "))
+    })
 }
 
-/// Re-counts a transfer's approvals (after a revocation): one that no
-/// longer has them goes back to waiting for approvals. Returns the audit
-/// records to commit (none if nothing moved).
+/// Pulls back a transfer whose approvals no longer stand, in `tx` (it was
+/// read locked there): its remaining votes are voided and it waits for a
+/// whole new round of approvals; from `time_locked` or `queued` that is
+/// all; from `signing` its send is released first — the
+/// Ethereum nonce goes to the sender's next plan, a Bitcoin batch's
+/// outputs become available and its other payouts go back to the queue
+/// (or to approvals, if theirs fell too). Returns the audit records.
+pub(crate) async fn pull_back(
+    tx: &mut WriteTx,
+    t: &TransferRow,
+    why: &str,
+    now: Timestamp,
+) -> Result<Vec<audit::Entry>, ServiceError> {
+    let lost = format!("approvals no longer stand: {why}; they must all be given again");
+    tx.void_approvals_on(t.id, now).await?;
+    if t.state != state::SIGNING {
+        let m = Move::new(lifecycle::Event::ApprovalsLost, &Actor::System, &lost);
+        return Ok(vec![transition(tx, t, m, now).await?.0]);
+    }
+    let mut entries = Vec::new();
+    if let Some(send) = &t.eth_send_id {
+        // A conflict if anything was signed for it: then nothing moves.
+        let nonce = tx.release_eth_send(send, now).await?;
+        let why = format!("{lost}; nonce {nonce} given back");
+        let m = Move::new(lifecycle::Event::ApprovalsLost, &Actor::System, &why);
+        entries.push(transition(tx, t, m, now).await?.0);
+        entries.push(entry(
+            &Actor::System,
+            "eth.send.released",
+            &format!("eth-send:{send}"),
+            json!({ "nonce": nonce, "transfer": t.id.to_string(), "why": lost }),
+        )?);
+    } else if let Some(send) = &t.btc_send_id {
+        tx.set_btc_send_state(send, "planned", "released").await?;
+        let outputs = tx.release_btc_utxos(send).await?;
+        let mut moved = Vec::new();
+        for other in tx.transfers_of_btc_send(send).await? {
+            let (event, why) = if other.id == t.id {
+                (lifecycle::Event::ApprovalsLost, lost.clone())
+            } else {
+                match stands(tx, &other, now).await? {
+                    Ok(()) => (
+                        lifecycle::Event::Unplanned,
+                        format!("another payout of its batch lost its approvals: {why}"),
+                    ),
+                    Err(w) => {
+                        tx.void_approvals_on(other.id, now).await?;
+                        (
+                            lifecycle::Event::ApprovalsLost,
+                            format!("approvals no longer stand: {w}; they must all be given again"),
+                        )
+                    }
+                }
+            };
+            let why = format!("{why}; reserved outputs given back");
+            let m = Move::new(event, &Actor::System, &why);
+            entries.push(transition(tx, &other, m, now).await?.0);
+            moved.push(other.id.to_string());
+        }
+        entries.push(entry(
+            &Actor::System,
+            "btc.send.released",
+            &format!("btc-send:{send}"),
+            json!({ "outputs": outputs, "transfers": moved, "why": lost }),
+        )?);
+    } else {
+        return Err(corrupt("transfer in signing", "it names no send"));
+    }
+    Ok(entries)
+}
+
+/// Re-counts a transfer's approvals (after a revocation), in `tx`: one
+/// not yet signed that no longer has them is pulled back. Returns the
+/// audit records to commit (none if nothing moved).
 pub(crate) async fn retally(
     tx: &mut WriteTx,
     id: TransferId,
     now: Timestamp,
 ) -> Result<Vec<audit::Entry>, ServiceError> {
     let t = tx.lock_transfer(id).await?;
-    if ![state::TIME_LOCKED, state::QUEUED].contains(&t.state.as_str()) {
+    if ![state::TIME_LOCKED, state::QUEUED, state::SIGNING].contains(&t.state.as_str()) {
         return Ok(Vec::new());
     }
-    let decision: Decision =
-        serde_json::from_str(&t.decision).map_err(|e| corrupt("decision", e))?;
-    let Outcome::RequireApproval { requirement, .. } = &decision.outcome else {
-        return Ok(Vec::new());
-    };
-    let approvals = tx.approvals_in_tx(id).await?;
-    if requirement.satisfied(&approvals.iter().filter_map(standing).collect()) {
-        return Ok(Vec::new());
+    match stands(tx, &t, now).await? {
+        Ok(()) => Ok(Vec::new()),
+        Err(why) => pull_back(tx, &t, &why, now).await,
     }
-    let (e, _) = transition(
-        tx,
-        &t,
-        Move::new(
-            lifecycle::Event::ApprovalsLost,
-            &Actor::System,
-            "approvals were voided",
-        ),
-        now,
-    )
-    .await?;
-    Ok(vec![e])
 }
 
 impl Service {
-    /// Checks again, right before a transfer goes to the chain, that the
-    /// approvals it needed still stand (approvals were unexpired when they
-    /// made the quorum; only a voided one, a revoked key, takes it back).
-    /// One that lost them goes back to waiting for approvals.
-    pub(crate) async fn ensure_approvals_stand(&self, t: &TransferRow) -> Result<(), ServiceError> {
-        let id = t.id;
-        let now = self.now();
-        let decision: Decision =
-            serde_json::from_str(&t.decision).map_err(|e| corrupt("decision", e))?;
-        if let Outcome::RequireApproval { requirement, .. } = &decision.outcome {
-            let approvals = self.store().approvals(id).await?;
-            let standing: BTreeSet<Actor> = approvals.iter().filter_map(standing).collect();
-            if !requirement.satisfied(&standing) {
-                let mut tx = self.store().begin().await?;
-                let entries = retally(&mut tx, id, now).await?;
-                if !entries.is_empty() {
-                    self.commit(tx, &entries, now).await?;
-                }
-                return Err(invalid(
-                    "the transfer's approvals have expired or been voided",
-                ));
+    /// The gate's check, before any bytes are signed for `ids`: each
+    /// transfer not yet signed (time-locked, queued or signing) must still
+    /// have its approvals. Those that lost them are pulled back, committed,
+    /// and the answer is an error; nothing is signed. Read under the shared
+    /// governance lock, which every revocation and policy change takes
+    /// exclusively; a revocation that lands after this check pulls the
+    /// transfer back itself, and the signed bytes then find their send
+    /// released and are never stored.
+    pub(crate) async fn approvals_stand(&self, ids: &[TransferId]) -> Result<(), ServiceError> {
+        // A judgment never changes: those that needed no approvals stand
+        // without a look under the lock.
+        let mut needing = Vec::new();
+        for id in ids {
+            let t = self.store().transfer(*id).await?;
+            let decision: Decision =
+                serde_json::from_str(&t.decision).map_err(|e| corrupt("decision", e))?;
+            if matches!(decision.outcome, Outcome::RequireApproval { .. }) {
+                needing.push(*id);
             }
         }
-        Ok(())
+        if needing.is_empty() {
+            return Ok(());
+        }
+        needing.sort();
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        tx.governance_lock(true).await?;
+        let mut entries = Vec::new();
+        let mut lost = Vec::new();
+        for id in needing {
+            // Locked in id order; a batch-mate pulled back with an earlier
+            // one is read as it is now.
+            let t = tx.lock_transfer(id).await?;
+            if ![state::TIME_LOCKED, state::QUEUED, state::SIGNING].contains(&t.state.as_str()) {
+                // Already signed (a replacement pays the same), or moved on.
+                continue;
+            }
+            if let Err(why) = stands(&mut tx, &t, now).await? {
+                entries.extend(pull_back(&mut tx, &t, &why, now).await?);
+                lost.push(format!("{id}: {why}"));
+            }
+        }
+        if lost.is_empty() {
+            return Ok(());
+        }
+        self.commit(tx, &entries, now).await?;
+        tracing::warn!(lost = ?lost, "approvals no longer stand: sent back for approval, nothing signed");
+        Err(ServiceError::Conflict(format!(
+            "the approvals no longer stand, nothing was signed: {}",
+            lost.join("; ")
+        )))
+    }
+
+    /// The same check before a transfer is planned.
+    pub(crate) async fn ensure_approvals_stand(&self, t: &TransferRow) -> Result<(), ServiceError> {
+        self.approvals_stand(&[t.id]).await
     }
 }

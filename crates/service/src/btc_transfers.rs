@@ -415,12 +415,12 @@ impl Service {
             let votes = self.store().approvals(t.id).await?;
             approvals.push(crate::threshold::approved_transfer(t, &votes));
         }
-        let signed = self.sign_btc(&approved, &keys_of, &approvals).await;
-        if let Err(ServiceError::SignersRefused(why)) = &signed {
-            let ids: Vec<domain::TransferId> = transfers.iter().map(|t| t.id).collect();
-            if let Err(e) = self.note_signers_refusal(&ids, why).await {
-                tracing::warn!(send = %send.id, error = %e, "the signers' refusal was not noted");
-            }
+        let ids: Vec<domain::TransferId> = transfers.iter().map(|t| t.id).collect();
+        let signed = self.sign_btc(&approved, &keys_of, &approvals, &ids).await;
+        if let Err(ServiceError::SignersRefused(why)) = &signed
+            && let Err(e) = self.note_signers_refusal(&ids, why).await
+        {
+            tracing::warn!(send = %send.id, error = %e, "the signers' refusal was not noted");
         }
         let signed = signed?;
         crate::crash::point("after_signing");

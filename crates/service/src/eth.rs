@@ -555,7 +555,7 @@ impl Service {
                 None
             };
         let signed = self
-            .sign_eth(&approved, sender.key_id, subject.as_ref())
+            .sign_eth(&approved, sender.key_id, subject.as_ref(), &[t.id])
             .await;
         if let Err(ServiceError::SignersRefused(why)) = &signed {
             // Noted if it can be; the refusal is the error either way.

@@ -2,8 +2,10 @@
 //!
 //! A transfer-signing key signs nothing but a [`chain_eth::Approved`] or a
 //! [`chain_btc::Approved`], which only the pure chain crates make, from the
-//! decoded, digest-checked intents. The gate derives the digests from the
-//! approved plan itself, signs through the vault (seal, key state, purpose,
+//! decoded, digest-checked intents. The gate first checks that the paid
+//! transfers' approvals still stand (core `approvals`: unexpired, keys in
+//! force, approvers still in their groups; a transfer that lost them gives
+//! its reservation back), then derives the digests from the approved plan, signs through the vault (seal, key state, purpose,
 //! cryptoperiod, freezes), verifies each signature with a second library,
 //! and accepts the signed bytes only if they are that very plan. When a
 //! built plan is not what was approved, [`Service::refuse_to_sign`] is the
@@ -38,14 +40,17 @@ pub(crate) struct Refused<'a> {
 }
 
 impl Service {
-    /// Signs an approved Ethereum plan with `key`, the sender's. Threshold
+    /// Signs an approved Ethereum plan with `key`, the sender's, once the
+    /// approvals of the transfer it pays (`paying`) still stand. Threshold
     /// keys' nodes are shown `subject` and check it themselves.
     pub(crate) async fn sign_eth(
         &self,
         approved: &chain_eth::Approved,
         key: KeyId,
         subject: Option<&Subject>,
+        paying: &[TransferId],
     ) -> Result<(KeyRow, chain_eth::SignedTx), ServiceError> {
+        self.approvals_stand(paying).await?;
         let request = SignRequest::EcdsaDigest(approved.signing_hash());
         let (row, sig) = self
             .sign_checked(
@@ -81,13 +86,16 @@ impl Service {
     /// Signs every input of an approved Bitcoin transaction with its key
     /// (`keys_of`: by the spent script), and accepts the result only if
     /// Core's interpreter verifies it and it is the approved transaction.
-    /// `transfers`: what it pays, with approvals, for threshold keys' nodes.
+    /// `transfers`: what it pays, with approvals, for threshold keys' nodes;
+    /// `paying`: their ids, whose approvals must still stand.
     pub(crate) async fn sign_btc(
         &self,
         approved: &chain_btc::Approved,
         keys_of: &HashMap<String, Signer>,
         transfers: &[ApprovedTransfer],
+        paying: &[TransferId],
     ) -> Result<bitcoin::Transaction, ServiceError> {
+        self.approvals_stand(paying).await?;
         // A signature that does not verify, or a transaction Core refuses,
         // is the backend's failure (retried), not a plan that differs.
         let btc = |e: chain_btc::BtcError| ServiceError::Btc(crate::error::BtcServiceError::Tx(e));

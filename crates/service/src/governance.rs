@@ -433,7 +433,8 @@ impl Service {
         tx.governance_lock(false).await?;
         tx.set_proposal_state(&row.id, "applied", now).await?;
         let subject = format!("proposal:{}", row.id);
-        let details = self.apply(tx, row, change, now).await?;
+        let mut pulled_back = Vec::new();
+        let details = self.apply(tx, row, change, now, &mut pulled_back).await?;
         entries.push(entry(
             &Actor::System,
             "proposal.applied",
@@ -455,6 +456,7 @@ impl Service {
             &target,
             details,
         )?);
+        entries.extend(pulled_back);
         Ok(())
     }
 
@@ -464,6 +466,7 @@ impl Service {
         row: &ProposalRow,
         change: &Change,
         now: Timestamp,
+        pulled_back: &mut Vec<audit::Entry>,
     ) -> Result<serde_json::Value, ServiceError> {
         let by = &row.proposed_by;
         Ok(match change {
@@ -537,7 +540,7 @@ impl Service {
             } => {
                 let a = principal_of(principal)?;
                 public_key_of(public_key)?;
-                let voided = self.revoke_approver(tx, &a, now).await?;
+                let voided = self.revoke_approver(tx, &a, now, pulled_back).await?;
                 tx.insert_approver_key(&ApproverKeyRow {
                     principal: a.clone(),
                     public_key: public_key.to_lowercase(),
@@ -549,7 +552,7 @@ impl Service {
             }
             Change::RevokeApproverKey { principal } => {
                 let a = principal_of(principal)?;
-                let voided = self.revoke_approver(tx, &a, now).await?;
+                let voided = self.revoke_approver(tx, &a, now, pulled_back).await?;
                 json!({ "principal": a.to_string(), "voided_transfers": voided })
             }
             Change::SetWalletTier { wallet, tier } => {
@@ -580,19 +583,20 @@ impl Service {
     }
 
     /// Revokes an approver's key and voids their votes on transfers not yet
-    /// submitted, pulling back any that no longer have their approvals.
+    /// signed, pulling back any that no longer have their approvals (one in
+    /// `signing` gives its nonce or outputs back); their audit records go
+    /// to `pulled_back`.
     async fn revoke_approver(
         &self,
         tx: &mut WriteTx,
         who: &Actor,
         now: Timestamp,
+        pulled_back: &mut Vec<audit::Entry>,
     ) -> Result<Vec<String>, ServiceError> {
         tx.revoke_approver_keys(who, now).await?;
         let touched = tx.void_approvals_of(who, now).await?;
         for id in &touched {
-            // The change's own audit record names every transfer touched;
-            // each one pulled back also has its history line.
-            crate::approvals::retally(tx, *id, now).await?;
+            pulled_back.extend(crate::approvals::retally(tx, *id, now).await?);
         }
         Ok(touched.iter().map(ToString::to_string).collect())
     }

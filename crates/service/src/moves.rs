@@ -133,6 +133,7 @@ pub(crate) async fn transition(
         hold: step.changes.contains(&Change::Hold),
         reset: step.changes.contains(&Change::ResetAttempts),
         finish: step.changes.contains(&Change::Finish),
+        release: step.changes.contains(&Change::Release),
         actor: &actor,
         why: m.why,
         at: now,

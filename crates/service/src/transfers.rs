@@ -21,7 +21,6 @@ use serde_json::json;
 use storage::{ApprovalRow, StorageError, TransferRow, WindowOf, WriteTx};
 
 use crate::access::{Can, perm};
-use crate::approvals::standing;
 pub use crate::balances::AssetBalance;
 pub use crate::error::ApprovalError;
 use crate::error::AuthError;
@@ -277,15 +276,6 @@ async fn facts(
         now,
         windows,
     })
-}
-
-/// Approvals that count toward a quorum not yet reached: not voided, not expired.
-fn valid_approvers(approvals: &[ApprovalRow], now: Timestamp) -> BTreeSet<Actor> {
-    approvals
-        .iter()
-        .filter(|a| a.expires_at > now)
-        .filter_map(standing)
-        .collect()
 }
 
 fn roles_of(grants: &[domain::Grant], wallet: WalletId) -> BTreeSet<Role> {
@@ -669,6 +659,13 @@ impl Can<'_, perm::ApproveTransfer> {
         if !requirement.eligible(who) {
             return Err(ApprovalError::NotAnApprover.into());
         }
+        // Approvals are checked again right before signing: one that ends
+        // before the time lock does could never carry the transfer.
+        if v.vote == Vote::Approve && v.expires_at <= after(now, *time_lock_s) {
+            return Err(invalid(format!(
+                "expires_at: an approval must outlast the transfer's {time_lock_s} s time lock"
+            )));
+        }
         if *who == t.initiator && !initiator_may_approve {
             return Err(ApprovalError::OwnTransfer.into());
         }
@@ -715,8 +712,9 @@ impl Can<'_, perm::ApproveTransfer> {
                 "rejected by an approver after approval",
             )),
             Vote::Approve => {
-                let approvals = tx.approvals_in_tx(id).await?;
-                if requirement.satisfied(&valid_approvers(&approvals, now)) {
+                // Counted as the signing gate will count them: unexpired,
+                // keys in force, approvers still in their groups.
+                if crate::approvals::stands(&mut tx, &t, now).await?.is_ok() {
                     let time_lock = *time_lock_s > 0;
                     Some((
                         Event::ApprovalsMet { time_lock },

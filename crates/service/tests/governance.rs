@@ -26,6 +26,7 @@ storage::on_both!(
     fixture;
     approvals_governance_and_freeze,
     a_freeze_between_approval_and_signing_stops_the_signature,
+    approvals_that_no_longer_stand_are_caught_before_signing,
     a_policy_change_racing_transfers_never_reaches_judged_ones,
     the_circuit_breaker_freezes_the_wallet,
     new_addresses_cool_off_before_the_policy_trusts_them,
@@ -794,6 +795,138 @@ async fn a_freeze_between_approval_and_signing_stops_the_signature(f: Fixture) {
         f.db.store.eth_send(&send.id).await.unwrap().state,
         service::eth::state::SIGNING
     );
+}
+
+/// Approvals are checked again by the signing gate, whatever the state: a
+/// transfer in `signing` whose approver key is revoked, whose approval
+/// expired, or whose approver left the group, is not signed; its nonce is
+/// given back and it waits for approvals again.
+async fn approvals_that_no_longer_stand_are_caught_before_signing(f: Fixture) {
+    f.register_approvers().await;
+    let doc = |members: &[&Person]| {
+        let members: Vec<String> = members
+            .iter()
+            .map(|p| format!("\"{}\"", Fixture::actor(p)))
+            .collect();
+        format!(
+            "[[groups]]\nname = \"approvers\"\nmembers = [{}]\n\n[[rules]]\nname = \"two\"\naction = \"require_approval\"\napprovals = {{ group = \"approvers\", threshold = 2 }}\n",
+            members.join(", ")
+        )
+    };
+    f.set_policy(&doc(&[&f.b, &f.c])).await;
+    let hours = |h: i64| Timestamp::from_millis(f.now().as_millis() + h * 3_600_000);
+    let c_key = SigningKey::from_bytes(&[77; 32]);
+    let approve = async |t: &storage::TransferRow, b_until: Timestamp, c: &SigningKey| {
+        f.vote_as(&f.b, t, Vote::Approve, b_until, None)
+            .await
+            .unwrap();
+        f.vote_with(&f.c, c, t, Vote::Approve, hours(12), None)
+            .await
+            .unwrap()
+    };
+    let t = f.submit(&f.initiator, BOB, "2").await.unwrap();
+    assert_eq!(t.state, state::PENDING_APPROVAL);
+    assert_eq!(
+        approve(&t, hours(12), &f.c.approver).await.state,
+        state::QUEUED
+    );
+
+    // 1. Planned while sealed (its nonce reserved), then C's key is revoked.
+    f.svc.seal(&console()).await.unwrap();
+    let first = f.svc.execute_transfer(t.id, Urgency::Normal).await.unwrap();
+    assert_eq!(first.state, service::eth::state::SIGNING);
+    let revoked = f
+        .govern(
+            &f.admin1,
+            Change::RevokeApproverKey {
+                principal: Fixture::actor(&f.c),
+            },
+        )
+        .await;
+    assert_eq!(revoked.state, "applied");
+    let now = f.db.store.transfer(t.id).await.unwrap();
+    assert_eq!(now.state, state::PENDING_APPROVAL);
+    assert_eq!(now.eth_send_id, None);
+    assert_eq!(
+        f.db.store.eth_send(&first.id).await.unwrap().state,
+        "released"
+    );
+    let history = f.db.store.transfer_history(t.id).await.unwrap();
+    let last = &history.last().unwrap().why;
+    assert!(
+        last.contains("nonce") && last.contains("given back"),
+        "{last}"
+    );
+
+    // 2. Approved again (C's key back), planned again: the same nonce. Then
+    //    B's approval expires before the gate signs.
+    let row = f
+        .govern(
+            &f.admin1,
+            Change::RegisterApproverKey {
+                principal: Fixture::actor(&f.c),
+                public_key: hex::encode(c_key.verifying_key().to_bytes()),
+            },
+        )
+        .await;
+    assert_eq!(row.state, "applied");
+    assert_eq!(approve(&t, hours(1), &c_key).await.state, state::QUEUED);
+    let second = f.svc.execute_transfer(t.id, Urgency::Normal).await.unwrap();
+    assert_eq!(second.nonce, first.nonce);
+    f.advance(2 * 3_600_000);
+    for s in &f.shares {
+        f.svc.unseal(&Actor::Anonymous, s).await.unwrap();
+    }
+    assert_eq!(f.svc.eth_resume().await.unwrap(), 0);
+    let now = f.db.store.transfer(t.id).await.unwrap();
+    assert_eq!(now.state, state::PENDING_APPROVAL);
+    assert_eq!(
+        f.db.store.eth_send(&second.id).await.unwrap().state,
+        "released"
+    );
+    let history = f.db.store.transfer_history(t.id).await.unwrap();
+    let last = &history.last().unwrap().why;
+    assert!(last.contains("approval expired"), "{last}");
+    // A new round: every earlier vote was voided with the quorum.
+    assert!(
+        f.db.store
+            .approvals(t.id)
+            .await
+            .unwrap()
+            .iter()
+            .all(|a| a.voided_at.is_some())
+    );
+
+    // 3. Approved again; C leaves the group before the gate signs.
+    assert_eq!(approve(&t, hours(12), &c_key).await.state, state::QUEUED);
+    f.svc.seal(&console()).await.unwrap();
+    let third = f.svc.execute_transfer(t.id, Urgency::Normal).await.unwrap();
+    assert_eq!(third.nonce, first.nonce);
+    f.set_policy(&doc(&[&f.b, &f.initiator])).await;
+    for s in &f.shares {
+        f.svc.unseal(&Actor::Anonymous, s).await.unwrap();
+    }
+    assert_eq!(f.svc.eth_resume().await.unwrap(), 0);
+    let history = f.db.store.transfer_history(t.id).await.unwrap();
+    let last = &history.last().unwrap().why;
+    assert!(last.contains("no longer in the group"), "{last}");
+    assert_eq!(
+        f.db.store.transfer(t.id).await.unwrap().state,
+        state::PENDING_APPROVAL
+    );
+
+    // 4. With the group back, approved and signed at the nonce given back.
+    f.set_policy(&doc(&[&f.b, &f.c])).await;
+    assert_eq!(approve(&t, hours(12), &c_key).await.state, state::QUEUED);
+    let sent = f.svc.execute_transfer(t.id, Urgency::Normal).await.unwrap();
+    assert_eq!(sent.nonce, first.nonce);
+    assert_ne!(sent.state, service::eth::state::SIGNING);
+    let actions = f.actions().await;
+    assert_eq!(
+        actions.iter().filter(|a| *a == "eth.send.released").count(),
+        3
+    );
+    assert!(!actions.iter().any(|a| a == "transfer.sign_refused"));
 }
 
 async fn a_policy_change_racing_transfers_never_reaches_judged_ones(f: Fixture) {
@@ -1720,6 +1853,93 @@ async fn bitcoin_payouts_are_batched_signed_and_verified(f: Fixture) {
     for a in ["btc.account.added", "btc.send.planned", "btc.tx.signed"] {
         assert!(actions.iter().any(|x| x == a), "{a}");
     }
+
+    // A batch planned while sealed; one payout's approver key is revoked
+    // before it is signed: the batch is released (its outputs available
+    // again), that payout waits for approvals, the other goes back to the
+    // queue and is paid alone.
+    f.register_approvers().await;
+    f.set_policy(&format!(
+        "[[groups]]\nname = \"approvers\"\nmembers = [\"{}\", \"{}\"]\n\n[[rules]]\nname = \"one\"\naction = \"require_approval\"\napprovals = {{ group = \"approvers\", threshold = 1 }}\n",
+        Fixture::actor(&f.b),
+        Fixture::actor(&f.c)
+    ))
+    .await;
+    for (i, k) in [(4, keys[0]), (5, keys[1])] {
+        f.svc
+            .btc_record_deposit(
+                &console(),
+                regtest,
+                k,
+                &format!("{i:02x}").repeat(32),
+                0,
+                50_000,
+            )
+            .await
+            .unwrap();
+    }
+    let e = can.submit(&btc(PAYEE, "0.0001")).await.unwrap();
+    let g = can.submit(&btc(&other, "0.0001")).await.unwrap();
+    f.vote_as(&f.b, &e, Vote::Approve, f.soon(), None)
+        .await
+        .unwrap();
+    f.vote_as(&f.c, &g, Vote::Approve, f.soon(), None)
+        .await
+        .unwrap();
+    f.svc.seal(&console()).await.unwrap();
+    f.advance(61_000);
+    f.svc.execute_due().await.unwrap();
+    let planned = f.db.store.transfer(e.id).await.unwrap();
+    assert_eq!(planned.state, state::SIGNING);
+    let batch = planned.btc_send_id.unwrap();
+    assert_eq!(
+        f.db.store.transfer(g.id).await.unwrap().btc_send_id,
+        Some(batch.clone())
+    );
+    assert!(
+        !f.db
+            .store
+            .btc_utxos_of_send(&batch)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let row = f
+        .govern(
+            &f.admin1,
+            Change::RevokeApproverKey {
+                principal: Fixture::actor(&f.b),
+            },
+        )
+        .await;
+    assert_eq!(row.state, "applied");
+    assert_eq!(f.db.store.btc_send(&batch).await.unwrap().state, "released");
+    assert!(
+        f.db.store
+            .btc_utxos_of_send(&batch)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let e = f.db.store.transfer(e.id).await.unwrap();
+    assert_eq!(
+        (e.state.as_str(), e.btc_send_id),
+        (state::PENDING_APPROVAL, None)
+    );
+    let g_now = f.db.store.transfer(g.id).await.unwrap();
+    assert_eq!(
+        (g_now.state.as_str(), g_now.btc_send_id),
+        (state::QUEUED, None)
+    );
+    for s in &f.shares {
+        f.svc.unseal(&Actor::Anonymous, s).await.unwrap();
+    }
+    f.advance(61_000);
+    assert_eq!(f.svc.execute_due().await.unwrap().submitted, 1);
+    let g_now = f.db.store.transfer(g.id).await.unwrap();
+    assert_eq!(g_now.state, state::SIGNED);
+    assert_ne!(g_now.btc_send_id, Some(batch));
+    assert!(f.actions().await.iter().any(|a| a == "btc.send.released"));
 }
 
 async fn a_sped_up_or_cancelled_transfer_follows_its_replacement(f: Fixture) {

@@ -113,6 +113,26 @@ impl WriteTx {
             .ok_or(StorageError::NotFound {
                 what: "Ethereum sender",
             })?;
+        // A nonce given back (its send never signed) is used first: later
+        // nonces wait behind it on the network.
+        let released: Option<(String, i64)> = sqlx::query_as(
+            "SELECT id, nonce FROM eth_sends WHERE network = $1 AND address = $2 \
+             AND state = 'released' ORDER BY nonce LIMIT 1",
+        )
+        .bind(network)
+        .bind(address)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        if let Some((id, nonce)) = released {
+            for q in [
+                "DELETE FROM eth_attempts WHERE send_id = $1",
+                "DELETE FROM eth_sends WHERE id = $1 AND state = 'released'",
+            ] {
+                sqlx::query(q).bind(&id).execute(&mut *self.tx).await?;
+            }
+            return u64::try_from(nonce)
+                .map_err(|_| StorageError::Corrupt(format!("nonce {nonce}")));
+        }
         let max: Option<i64> = sqlx::query_scalar(
             "SELECT MAX(nonce) FROM eth_sends WHERE network = $1 AND address = $2",
         )
@@ -127,6 +147,34 @@ impl WriteTx {
             None => first,
         };
         u64::try_from(next).map_err(|_| StorageError::Corrupt(format!("nonce {next}")))
+    }
+
+    /// Gives back the nonce of a send nothing was signed for: the send
+    /// becomes `released` and its nonce goes to the sender's next plan.
+    /// A conflict if it is no longer `signing` or any attempt holds bytes.
+    pub async fn release_eth_send(
+        &mut self,
+        id: &str,
+        now: Timestamp,
+    ) -> Result<u64, StorageError> {
+        let nonce: Option<i64> = sqlx::query_scalar(
+            "UPDATE eth_sends SET state = 'released', updated_at_ms = $2 \
+             WHERE id = $1 AND state = 'signing' \
+             AND NOT EXISTS (SELECT 1 FROM eth_attempts WHERE send_id = $1 AND raw IS NOT NULL) \
+             RETURNING nonce",
+        )
+        .bind(id)
+        .bind(now.as_millis())
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        let nonce = nonce.ok_or(StorageError::Conflict {
+            what: "release of a send already signed",
+        })?;
+        sqlx::query("UPDATE eth_attempts SET state = 'released' WHERE send_id = $1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        u64::try_from(nonce).map_err(|_| StorageError::Corrupt(format!("nonce {nonce}")))
     }
 
     pub async fn insert_eth_send(&mut self, s: &EthSendRow) -> Result<(), StorageError> {

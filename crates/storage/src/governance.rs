@@ -360,6 +360,20 @@ impl WriteTx {
         Ok(())
     }
 
+    /// The approver key in force for `principal` (hex), if any.
+    pub async fn approver_key_in_force(
+        &mut self,
+        principal: &Actor,
+    ) -> Result<Option<String>, StorageError> {
+        Ok(sqlx::query_scalar(
+            "SELECT public_key FROM approver_keys WHERE principal = $1 AND revoked_at_ms IS NULL \
+             ORDER BY registered_at_ms DESC LIMIT 1",
+        )
+        .bind(principal.to_string())
+        .fetch_optional(&mut *self.tx)
+        .await?)
+    }
+
     /// Revokes a principal's active approver key; returns how many were revoked.
     pub async fn revoke_approver_keys(
         &mut self,

@@ -78,6 +78,8 @@ pub struct TransferMove<'a> {
     pub reset: bool,
     /// It ends here.
     pub finish: bool,
+    /// Its reservation was given back: it no longer names a send.
+    pub release: bool,
     pub actor: &'a str,
     pub why: &'a str,
     pub at: Timestamp,
@@ -539,6 +541,10 @@ impl WriteTx {
         if m.finish {
             set.push("finished_at_ms = $5");
         }
+        if m.release {
+            set[2] = "eth_send_id = NULL";
+            set[3] = "btc_send_id = NULL";
+        }
         let q = format!(
             "UPDATE transfers SET {} WHERE id = $1 AND state = $9",
             set.join(", ")
@@ -634,8 +640,26 @@ impl WriteTx {
         approvals_on(&mut *self.tx, transfer).await
     }
 
-    /// Voids an approver's votes on transfers not yet submitted; returns
-    /// the transfers touched.
+    /// Voids every vote still standing on a transfer (it lost its quorum:
+    /// approvals start again); returns how many.
+    pub async fn void_approvals_on(
+        &mut self,
+        transfer: TransferId,
+        at: Timestamp,
+    ) -> Result<u64, StorageError> {
+        let done = sqlx::query(
+            "UPDATE transfer_approvals SET voided_at_ms = $2 \
+             WHERE transfer_id = $1 AND voided_at_ms IS NULL",
+        )
+        .bind(transfer.to_string())
+        .bind(at.as_millis())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Voids an approver's votes on transfers not yet signed; returns the
+    /// transfers touched.
     pub async fn void_approvals_of(
         &mut self,
         approver: &Actor,
@@ -644,7 +668,8 @@ impl WriteTx {
         let ids: Vec<String> = sqlx::query_scalar(
             "SELECT a.transfer_id FROM transfer_approvals a JOIN transfers t ON t.id = a.transfer_id \
              WHERE a.approver = $1 AND a.voided_at_ms IS NULL \
-             AND t.state IN ('pending_approval', 'time_locked', 'queued') ORDER BY a.transfer_id",
+             AND t.state IN ('pending_approval', 'time_locked', 'queued', 'signing') \
+             ORDER BY a.transfer_id",
         )
         .bind(approver.to_string())
         .fetch_all(&mut *self.tx)
