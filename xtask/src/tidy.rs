@@ -607,6 +607,7 @@ pub const SERVICE_LAYERS: &[(&str, &[&str])] = &[
             "crash",
             "error",
             "freezes",
+            "limiter",
             "moves",
             "outbox",
             "record",
@@ -627,7 +628,7 @@ pub const SERVICE_LAYERS: &[(&str, &[&str])] = &[
     ("transfers", &["balances", "requests", "transfers"]),
     (
         "identity and governance",
-        &["governance", "identity", "testing", "webhooks"],
+        &["governance", "identity", "signed", "testing", "webhooks"],
     ),
 ];
 

@@ -15,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::{Authed, SESSION_COOKIE, Source, can};
-use crate::error::{ApiError, ErrorBody, auth_error, bad, service_error};
+use crate::error::{ApiError, ErrorBody, bad, service_error};
 
 pub(crate) fn routes() -> OpenApiRouter<Service> {
     OpenApiRouter::new()
@@ -65,8 +65,7 @@ pub struct LoginResponse {
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses(
         (status = 200, body = LoginResponse),
-        (status = 401, description = "`invalid_credentials` or `totp_required`", body = ErrorBody),
-        (status = 429, description = "`account_locked`, with Retry-After", body = ErrorBody),
+        (status = 401, description = "`invalid_credentials`, the one answer for every failure (wrong name, password or code, a missing code, a locked account)", body = ErrorBody),
     ))]
 async fn login(
     State(svc): State<Service>,
@@ -76,14 +75,7 @@ async fn login(
     let out = svc
         .login(&req.username, req.password, req.totp.as_deref(), &address)
         .await
-        .map_err(|e| match e {
-            service::ServiceError::Auth(service::identity::AuthError::Locked { retry_after_s }) => {
-                let mut err = auth_error(&service::identity::AuthError::Locked { retry_after_s });
-                err.retry_after = Some(retry_after_s);
-                err
-            }
-            other => service_error(other),
-        })?;
+        .map_err(service_error)?;
     let cookie = format!(
         "{SESSION_COOKIE}={}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
         out.session_token,

@@ -23,6 +23,8 @@ pub const KEY_HEADER: &str = "x-strongroom-key";
 pub const TIMESTAMP_HEADER: &str = "x-strongroom-timestamp";
 pub const NONCE_HEADER: &str = "x-strongroom-nonce";
 pub const SIGNATURE_HEADER: &str = "x-strongroom-signature";
+/// Signed with the request (`strongroom-request-v2`); one value at most.
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 /// The session cookie and the header that must echo its CSRF token.
 pub const SESSION_COOKIE: &str = "sr_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -109,6 +111,21 @@ impl<S: Send + Sync> FromRequestParts<S> for Authed {
                 "sign the request with an API key or sign in",
             )),
         }
+    }
+}
+
+/// The caller if the request was authenticated; `None` for an anonymous
+/// one (an open route that says more to principals).
+pub(crate) struct MaybeAuthed(pub Option<Principal>);
+
+impl<S: Send + Sync> FromRequestParts<S> for MaybeAuthed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Ok(MaybeAuthed(match parts.extensions.get::<Caller>() {
+            Some(Caller(Some(p))) => Some(p.clone()),
+            _ => None,
+        }))
     }
 }
 
@@ -229,6 +246,21 @@ async fn identify(
     let h = &parts.headers;
     let result = if h.contains_key(KEY_HEADER) {
         let query = parts.uri.query().unwrap_or("");
+        // Signed as it is used: one value, read whole.
+        let mut keys = h.get_all(IDEMPOTENCY_HEADER).iter();
+        let idempotency_key = match (keys.next(), keys.next()) {
+            (None, _) => None,
+            (Some(v), None) => Some(v.to_str().map_err(|_| {
+                auth_error(&AuthError::Malformed(
+                    "Idempotency-Key: visible ASCII".into(),
+                ))
+            })?),
+            (Some(_), Some(_)) => {
+                return Err(auth_error(&AuthError::Malformed(
+                    "one Idempotency-Key header at most".into(),
+                )));
+            }
+        };
         svc.authenticate_request(&SignedRequest {
             key_id: header_str(h, KEY_HEADER)?,
             timestamp_ms: header_str(h, TIMESTAMP_HEADER)?,
@@ -238,6 +270,7 @@ async fn identify(
             path: parts.uri.path(),
             query,
             body,
+            idempotency_key,
         })
         .await
     } else if let Some(token) = cookie(h, SESSION_COOKIE) {

@@ -220,9 +220,9 @@ pub(crate) fn auth_error(e: &service::identity::AuthError) -> ApiError {
     use service::identity::AuthError;
     let (status, code) = match e {
         AuthError::InvalidCredentials => (S::UNAUTHORIZED, "invalid_credentials"),
-        AuthError::Locked { .. } => (S::TOO_MANY_REQUESTS, "account_locked"),
         AuthError::TotpRequired => (S::UNAUTHORIZED, "totp_required"),
         AuthError::BadSignature => (S::UNAUTHORIZED, "bad_signature"),
+        AuthError::SignatureVersion => (S::UNAUTHORIZED, "signature_upgrade_required"),
         AuthError::Stale => (S::UNAUTHORIZED, "stale_request"),
         AuthError::Replay => (S::UNAUTHORIZED, "replayed_request"),
         AuthError::Malformed(_) => (S::UNAUTHORIZED, "malformed_auth"),

@@ -277,6 +277,26 @@ async fn list_freezes(
     Ok(Json(rows.into_iter().map(freeze_dto).collect()))
 }
 
+/// A broadcast that started before the freeze and may have reached the
+/// network: a transaction handed to a node cannot be recalled.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InFlightDto {
+    /// `eth-send:<id>#<attempt>` or `btc-send:<id>`.
+    send: String,
+    /// `sent`, `unknown` (it failed, perhaps after a node took it) or
+    /// `in_flight` (its time ran out before it ended).
+    outcome: String,
+}
+
+/// The freeze placed, once every broadcast it covers that started before
+/// it has ended.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FreezePlacedDto {
+    #[serde(flatten)]
+    freeze: FreezeDto,
+    may_have_reached: Vec<InFlightDto>,
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FreezeBody {
@@ -285,20 +305,33 @@ pub struct FreezeBody {
     reason: String,
 }
 
-/// Freezes at once (security officer or admin). Releasing takes a
+/// Freezes at once (security officer or admin): no signature and no
+/// broadcast covered by it starts after it is placed. Answers once every
+/// broadcast it covers that started before it has ended (at most about 35
+/// s), listing those that may have reached the network. Releasing takes a
 /// `release_freeze` proposal under the admin quorum.
 #[utoipa::path(post, path = "/v1/freezes", tag = "governance", request_body = FreezeBody,
-    responses((status = 201, body = FreezeDto), (status = 400, body = ErrorBody)))]
+    responses((status = 201, body = FreezePlacedDto), (status = 400, body = ErrorBody)))]
 async fn create_freeze(
     State(svc): State<Service>,
     Authed(who): Authed,
     Json(body): Json<FreezeBody>,
-) -> Result<(StatusCode, Json<FreezeDto>), ApiError> {
+) -> Result<(StatusCode, Json<FreezePlacedDto>), ApiError> {
     let can = can::<perm::Freeze>(&svc, &who)?;
     let scope: FreezeScope = body.scope.parse().map_err(service_error)?;
-    let f = can
+    let placed = can
         .freeze(scope, &body.reason)
         .await
         .map_err(service_error)?;
-    Ok((StatusCode::CREATED, Json(freeze_dto(f))))
+    Ok((
+        StatusCode::CREATED,
+        Json(FreezePlacedDto {
+            freeze: freeze_dto(placed.freeze),
+            may_have_reached: placed
+                .may_have_reached
+                .into_iter()
+                .map(|(send, outcome)| InFlightDto { send, outcome })
+                .collect(),
+        }),
+    ))
 }

@@ -23,6 +23,7 @@
 
 mod access;
 mod auth;
+mod client_addr;
 mod error;
 mod governance;
 mod system;
@@ -43,9 +44,10 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use auth::{
-    CSRF_HEADER, KEY_HEADER, MAX_JSON_DEPTH, NONCE_HEADER, Rate, SESSION_COOKIE, SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
+    CSRF_HEADER, IDEMPOTENCY_HEADER, KEY_HEADER, MAX_JSON_DEPTH, NONCE_HEADER, Rate,
+    SESSION_COOKIE, SIGNATURE_HEADER, TIMESTAMP_HEADER,
 };
+pub use client_addr::{Cidr, CidrError, client_ip};
 pub use error::{ApiError, ErrorBody};
 
 /// Limits applied to every request.

@@ -19,6 +19,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::auth::MaybeAuthed;
 use crate::error::{ApiError, ErrorBody};
 
 pub(crate) fn routes() -> OpenApiRouter<Service> {
@@ -60,24 +61,34 @@ async fn health(State(svc): State<Service>) -> Result<Json<Health>, ApiError> {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DatabaseStatus {
-    /// `sqlite` or `postgres`.
-    backend: &'static str,
     reachable: bool,
-    /// Applied schema version, if the schema is the one this build expects.
+    /// `sqlite` or `postgres` (principals only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backend: Option<&'static str>,
+    /// Applied schema version, if the schema is the one this build expects
+    /// (principals only).
+    #[serde(skip_serializing_if = "Option::is_none")]
     schema_version: Option<i64>,
 }
 
+/// Anonymous callers see liveness only (whether the database answers and
+/// the seal state); signed-in principals with a global role also see the
+/// version, the database and the networks; those who may read the audit
+/// log, its length.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StatusResponse {
-    version: &'static str,
-    database: DatabaseStatus,
     /// `uninitialized` until a keystore exists; then `sealed` or `unsealed`.
     seal: &'static str,
+    database: DatabaseStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<&'static str>,
     /// Number of records in the audit log.
+    #[serde(skip_serializing_if = "Option::is_none")]
     audit_records: Option<u64>,
     /// Configured EVM networks and how many of their node endpoints answer
-    /// (the endpoints themselves are not named here: this route is open).
-    ethereum: Vec<EthStatus>,
+    /// (the endpoints themselves are not named).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ethereum: Option<Vec<EthStatus>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -87,33 +98,54 @@ pub struct EthStatus {
     healthy: usize,
 }
 
-/// Version, database and seal state.
+/// Liveness for anyone; version, database and networks for principals.
 #[utoipa::path(
     get,
     path = "/v1/status",
     tag = "system",
     responses((status = 200, description = "Server status", body = StatusResponse))
 )]
-async fn status(State(svc): State<Service>) -> Json<StatusResponse> {
+async fn status(State(svc): State<Service>, MaybeAuthed(who): MaybeAuthed) -> Json<StatusResponse> {
+    let sees = |p: domain::Permission| {
+        who.as_ref()
+            .is_some_and(|w| domain::permits(w.grants(), p, None))
+    };
+    if !sees(domain::Permission::ReadStatus) {
+        let l = svc.liveness().await;
+        return Json(StatusResponse {
+            seal: seal_state_name(l.seal),
+            database: DatabaseStatus {
+                reachable: l.reachable,
+                backend: None,
+                schema_version: None,
+            },
+            version: None,
+            audit_records: None,
+            ethereum: None,
+        });
+    }
     let s = svc.status().await;
     Json(StatusResponse {
-        version: s.version,
+        seal: seal_state_name(s.seal),
         database: DatabaseStatus {
-            backend: s.database.backend,
             reachable: s.database.reachable,
+            backend: Some(s.database.backend),
             schema_version: s.database.schema_version,
         },
-        seal: seal_state_name(s.seal),
-        audit_records: s.audit_records,
-        ethereum: s
-            .ethereum
-            .into_iter()
-            .map(|e| EthStatus {
-                chain_id: e.chain_id,
-                endpoints: e.endpoints,
-                healthy: e.healthy,
-            })
-            .collect(),
+        version: Some(s.version),
+        audit_records: s
+            .audit_records
+            .filter(|_| sees(domain::Permission::ReadAudit)),
+        ethereum: Some(
+            s.ethereum
+                .into_iter()
+                .map(|e| EthStatus {
+                    chain_id: e.chain_id,
+                    endpoints: e.endpoints,
+                    healthy: e.healthy,
+                })
+                .collect(),
+        ),
     })
 }
 
@@ -130,7 +162,14 @@ pub struct SealStatusResponse {
     progress: u8,
     /// Shares needed (while sealed).
     threshold: u8,
+    /// Only in the answer to a round's first share: with it in
+    /// `X-Strongroom-Unseal-Token`, its holder may start the round over.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reset_token: Option<String>,
 }
+
+/// The header the first share's holder resets the unseal with.
+pub const UNSEAL_TOKEN_HEADER: &str = "x-strongroom-unseal-token";
 
 pub(crate) fn seal_state_name(s: SealStatus) -> &'static str {
     match s {
@@ -150,6 +189,7 @@ impl From<SealStatus> for SealStatusResponse {
             state: seal_state_name(s),
             progress,
             threshold,
+            reset_token: None,
         }
     }
 }
@@ -160,7 +200,7 @@ fn service_error(e: ServiceError) -> ApiError {
         ServiceError::Share(ShareError::Format | ShareError::Checksum) => {
             ApiError::new(S::BAD_REQUEST, "invalid_share", e.to_string())
         }
-        ServiceError::Share(ShareError::Foreign) => {
+        ServiceError::Share(ShareError::Foreign | ShareError::NotIssued) => {
             ApiError::new(S::BAD_REQUEST, "foreign_share", e.to_string())
         }
         ServiceError::Share(ShareError::Duplicate(_)) => {
@@ -173,6 +213,7 @@ fn service_error(e: ServiceError) -> ApiError {
             ApiError::new(S::CONFLICT, "not_initialized", e.to_string())
         }
         ServiceError::Sealed => ApiError::new(S::CONFLICT, "sealed", e.to_string()),
+        ServiceError::Auth(a) => crate::error::auth_error(&a),
         other => {
             tracing::error!(error = %other, "seal operation failed");
             ApiError::new(S::INTERNAL_SERVER_ERROR, "internal", "internal error")
@@ -220,24 +261,51 @@ async fn unseal(
 ) -> Result<Json<SealStatusResponse>, ApiError> {
     let share = UnsealShare::from_text(&req.share);
     drop(req);
-    Ok(Json(
-        svc.unseal(&caller(), &share)
-            .await
-            .map_err(service_error)?
-            .into(),
-    ))
+    let (status, token) = svc
+        .unseal_giving(&caller(), &share)
+        .await
+        .map_err(service_error)?;
+    let mut resp = SealStatusResponse::from(status);
+    resp.reset_token = token;
+    Ok(Json(resp))
 }
 
-/// Discards the shares given so far.
+/// Discards the shares given so far: a security officer or admin, or the
+/// holder who gave this round's first share (its `reset_token` in
+/// `X-Strongroom-Unseal-Token`). Nobody else: a stranger cannot keep a
+/// restarted server sealed.
 #[utoipa::path(post, path = "/v1/sys/unseal/reset", tag = "sys",
-    responses((status = 200, body = SealStatusResponse)))]
-async fn unseal_reset(State(svc): State<Service>) -> Result<Json<SealStatusResponse>, ApiError> {
-    Ok(Json(
-        svc.unseal_reset(&caller())
+    params(("X-Strongroom-Unseal-Token" = Option<String>, Header, description = "the `reset_token` of the round's first share")),
+    responses(
+        (status = 200, body = SealStatusResponse),
+        (status = 401, description = "`unauthenticated`", body = ErrorBody),
+        (status = 403, description = "`forbidden`", body = ErrorBody),
+    ))]
+async fn unseal_reset(
+    State(svc): State<Service>,
+    MaybeAuthed(who): MaybeAuthed,
+    headers: axum::http::HeaderMap,
+) -> Result<Json<SealStatusResponse>, ApiError> {
+    let status = if let Some(who) = who {
+        let can = svc
+            .authorize::<service::identity::perm::SealKeystore>(&who, None)
+            .map_err(|e| crate::error::auth_error(&e))?;
+        can.unseal_reset().await.map_err(service_error)?
+    } else if let Some(token) = headers
+        .get(UNSEAL_TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        svc.unseal_reset_as_starter(token)
             .await
             .map_err(service_error)?
-            .into(),
-    ))
+    } else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "resetting the unseal takes a security officer or admin, or the first share's reset token",
+        ));
+    };
+    Ok(Json(status.into()))
 }
 
 /// Seals the keystore: key material leaves memory (security officer, admin).

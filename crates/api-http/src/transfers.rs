@@ -234,7 +234,7 @@ async fn create_transfer(
     Json(body): Json<TransferBody>,
 ) -> Result<Response, ApiError> {
     let req = body.parse()?;
-    let key = match headers.get("idempotency-key") {
+    let key = match headers.get(crate::auth::IDEMPOTENCY_HEADER) {
         Some(v) => Some(
             v.to_str()
                 .map_err(|_| bad("Idempotency-Key: printable ASCII"))?

@@ -12,7 +12,7 @@ use axum::http::{Request, StatusCode, header};
 use domain::{Actor, Grant, Role, Scope};
 use ed25519_dalek::{Signer, SigningKey};
 use http_body_util::BodyExt;
-use service::identity::request_message;
+use service::identity::{request_message, request_message_v1};
 use service::{Checkpointer, Service, SystemClock};
 use storage::testing::TestDb;
 use tower::ServiceExt;
@@ -68,6 +68,16 @@ static NONCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0
 
 impl Key {
     fn request(&self, method: &str, uri: &str, body: Option<&serde_json::Value>) -> Request<Body> {
+        self.request_with(method, uri, body, Sign::V2(None))
+    }
+
+    fn request_with(
+        &self,
+        method: &str,
+        uri: &str,
+        body: Option<&serde_json::Value>,
+        sign: Sign<'_>,
+    ) -> Request<Body> {
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
         let ts = std::time::SystemTime::now()
@@ -79,19 +89,56 @@ impl Key {
             "test-nonce-{:012}",
             NONCE.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
         );
-        let m = request_message(method, path, query, body.as_bytes(), &ts, &nonce);
+        let (m, sent) = match sign {
+            Sign::V2(idem) => (
+                request_message(
+                    method,
+                    path,
+                    query,
+                    body.as_bytes(),
+                    &ts,
+                    &nonce,
+                    idem.unwrap_or(""),
+                ),
+                idem.map(|k| vec![k]).unwrap_or_default(),
+            ),
+            Sign::V2Sent { signed, sent } => (
+                request_message(method, path, query, body.as_bytes(), &ts, &nonce, signed),
+                sent.to_vec(),
+            ),
+            Sign::V1(idem) => (
+                request_message_v1(method, path, query, body.as_bytes(), &ts, &nonce),
+                idem.map(|k| vec![k]).unwrap_or_default(),
+            ),
+        };
         let sig = data_encoding::BASE64.encode(&self.key.sign(&m).to_bytes());
-        Request::builder()
+        let mut r = Request::builder()
             .method(method)
             .uri(uri)
             .header(header::CONTENT_TYPE, "application/json")
             .header(api_http::KEY_HEADER, &self.id)
             .header(api_http::TIMESTAMP_HEADER, ts)
             .header(api_http::NONCE_HEADER, nonce)
-            .header(api_http::SIGNATURE_HEADER, sig)
-            .body(Body::from(body))
-            .unwrap()
+            .header(api_http::SIGNATURE_HEADER, sig);
+        for k in sent {
+            r = r.header(api_http::IDEMPOTENCY_HEADER, k);
+        }
+        r.body(Body::from(body)).unwrap()
     }
+}
+
+/// How a test request is signed, and the `Idempotency-Key` values it carries.
+#[derive(Clone, Copy)]
+enum Sign<'a> {
+    /// v2 over the key it carries (if any).
+    V2(Option<&'a str>),
+    /// v2 over `signed`, carrying `sent`.
+    V2Sent {
+        signed: &'a str,
+        sent: &'a [&'a str],
+    },
+    /// The legacy v1 message, carrying the key (if any).
+    V1(Option<&'a str>),
 }
 
 async fn key(app: &App, seed: u8, grant: Grant) -> Key {
@@ -349,6 +396,58 @@ fn cookie_of(h: &axum::http::HeaderMap) -> String {
     c.split(';').next().unwrap().to_owned()
 }
 
+/// `strongroom-request-v2` signs the `Idempotency-Key`: a key swapped in
+/// transit, or a v1 signature with one, is refused (and spends no nonce);
+/// v1 without one is still accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_idempotency_key_is_signed() {
+    let app = app(Limits::new(1 << 20, std::time::Duration::from_secs(10))).await;
+    let k = key(&app, 41, Grant::new(Role::Viewer, Scope::Global).unwrap()).await;
+    let code = |sign| {
+        let r = k.request_with("GET", "/v1/status", None, sign);
+        async { send(&app, r).await }
+    };
+    let (s, _, body) = code(Sign::V2(Some("order-1"))).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    // A principal sees more of the status than an anonymous caller; a
+    // viewer, who may not read the audit log, not its length.
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(body["database"]["backend"], "sqlite");
+    assert!(body.get("audit_records").is_none(), "{body}");
+    let (s, _, body) = code(Sign::V1(None)).await;
+    assert_eq!(s, StatusCode::OK, "legacy v1 without a key: {body}");
+    for (sign, want) in [
+        (Sign::V1(Some("order-2")), "signature_upgrade_required"),
+        (
+            Sign::V2Sent {
+                signed: "order-3",
+                sent: &["order-4"],
+            },
+            "bad_signature",
+        ),
+        (
+            Sign::V2Sent {
+                signed: "order-5",
+                sent: &[],
+            },
+            "bad_signature",
+        ),
+        (
+            Sign::V2Sent {
+                signed: "order-6",
+                sent: &["order-6", "order-6"],
+            },
+            "malformed_auth",
+        ),
+    ] {
+        let (s, _, body) = code(sign).await;
+        assert_eq!(
+            (s, body["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some(want))
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_csrf_lockout_and_limits() {
     let app = app(roomy()).await;
@@ -416,7 +515,8 @@ async fn sessions_csrf_lockout_and_limits() {
         (StatusCode::UNAUTHORIZED, Some("no_session"))
     );
 
-    // Five wrong passwords lock the account, with Retry-After.
+    // Five wrong passwords lock the account; the answer while locked is
+    // the answer of every other failure, for an unknown name too.
     for _ in 0..5 {
         let (s, _, body) = send(&app, login("wrong horse battery")).await;
         assert_eq!(
@@ -424,12 +524,16 @@ async fn sessions_csrf_lockout_and_limits() {
             (StatusCode::UNAUTHORIZED, Some("invalid_credentials"))
         );
     }
-    let (s, h, body) = send(&app, login("correct horse battery")).await;
-    assert_eq!(
-        (s, body["code"].as_str()),
-        (StatusCode::TOO_MANY_REQUESTS, Some("account_locked"))
+    let (s, h, locked) = send(&app, login("correct horse battery")).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(h.get(header::RETRY_AFTER).is_none());
+    let unknown = plain(
+        "POST",
+        "/v1/auth/login",
+        Some(&serde_json::json!({"username": "nobody", "password": "correct horse battery"})),
     );
-    assert!(h.get(header::RETRY_AFTER).is_some());
+    let (s, _, nobody) = send(&app, unknown).await;
+    assert_eq!((s, &locked), (StatusCode::UNAUTHORIZED, &nobody));
 
     // Bodies: unknown fields and deep nesting are 400s.
     let (s, _, body) = send(

@@ -8,6 +8,11 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
 
 /// The private keys of anvil's first accounts (mnemonic
 /// `test test test test test test test test test test test junk`), each
@@ -291,5 +296,172 @@ impl Proxy {
     /// Closes the listener and every connection through it.
     pub fn kill(&self) {
         self.task.abort();
+    }
+}
+
+/// A loopback JSON-RPC proxy in front of a node that can hold every
+/// `eth_sendRawTransaction` until released: a slow node, on demand.
+///
+/// It speaks just enough HTTP/1.1 for JSON-RPC (keep-alive, requests with a
+/// `Content-Length`) and forwards each body to the node. A held send still
+/// reaches the node once released, even if the caller gave up waiting.
+#[derive(Debug)]
+pub struct HoldingProxy {
+    url: String,
+    task: tokio::task::JoinHandle<()>,
+    state: Arc<HoldState>,
+}
+
+/// What a [`HoldingProxy`] shares with its connections.
+#[derive(Debug)]
+struct HoldState {
+    holding: AtomicBool,
+    /// Raw-transaction sends that arrived while holding.
+    arrived: watch::Sender<usize>,
+    released: watch::Sender<bool>,
+    forwarded: AtomicUsize,
+}
+
+impl HoldingProxy {
+    /// Starts the proxy in front of `target` (`http://127.0.0.1:8545`), not
+    /// holding.
+    pub async fn start(target: &str) -> HoldingProxy {
+        let target = target.to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let url = format!("http://{}", listener.local_addr().expect("bound"));
+        let http = reqwest::Client::builder()
+            .build()
+            .expect("a reqwest client");
+        let state = Arc::new(HoldState {
+            holding: AtomicBool::new(false),
+            arrived: watch::Sender::new(0),
+            released: watch::Sender::new(false),
+            forwarded: AtomicUsize::new(0),
+        });
+        let shared = Arc::clone(&state);
+        let task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((inbound, _)) = listener.accept().await {
+                let (state, http, target) = (Arc::clone(&shared), http.clone(), target.clone());
+                conns.spawn(async move {
+                    let _ = serve(inbound, &state, &http, &target).await;
+                });
+            }
+        });
+        HoldingProxy { url, task, state }
+    }
+
+    /// The proxy's URL, to give a client in place of the node's.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// From now on, hold (or stop holding) raw-transaction sends. Holding
+    /// again after [`release`](Self::release) holds until the next release;
+    /// stopping does not let sends already held through.
+    pub fn hold(&self, on: bool) {
+        if on {
+            self.state.released.send_replace(false);
+        }
+        self.state.holding.store(on, Ordering::SeqCst);
+    }
+
+    /// Waits until `n` sends in all have arrived and are being held (or were
+    /// held).
+    pub async fn held(&self, n: usize) {
+        let mut arrived = self.state.arrived.subscribe();
+        let _ = arrived.wait_for(|v| *v >= n).await;
+    }
+
+    /// Lets every held send (and any later one) through.
+    pub fn release(&self) {
+        self.state.released.send_replace(true);
+    }
+
+    /// How many raw-transaction sends reached the node through this proxy
+    /// (counted once the node answered).
+    pub fn forwarded_sends(&self) -> usize {
+        self.state.forwarded.load(Ordering::SeqCst)
+    }
+
+    /// Closes the listener and every connection through it; held sends are
+    /// dropped, never forwarded.
+    pub fn kill(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for HoldingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Serves one client connection, request after request, until it closes or
+/// anything fails.
+async fn serve(
+    mut conn: tokio::net::TcpStream,
+    state: &HoldState,
+    http: &reqwest::Client,
+    target: &str,
+) -> Option<()> {
+    const SEND: &[u8] = b"eth_sendRawTransaction";
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let n = conn.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = std::str::from_utf8(&buf[..head_end]).ok()?;
+        let len: usize = head
+            .lines()
+            .filter_map(|line| line.split_once(':'))
+            .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
+            .map_or(Some(0), |(_, v)| v.trim().parse().ok())?;
+        while buf.len() < head_end + len {
+            let n = conn.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let body: Vec<u8> = buf.drain(..head_end + len).skip(head_end).collect();
+        let send = body.windows(SEND.len()).any(|w| w == SEND);
+        if send && state.holding.load(Ordering::SeqCst) {
+            let mut released = state.released.subscribe();
+            state.arrived.send_modify(|n| *n += 1);
+            if released.wait_for(|r| *r).await.is_err() {
+                return None;
+            }
+        }
+        let resp = http
+            .post(target)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .ok()?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.ok()?;
+        if send {
+            state.forwarded.fetch_add(1, Ordering::SeqCst);
+        }
+        let head = format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("Unknown"),
+            bytes.len()
+        );
+        conn.write_all(head.as_bytes()).await.ok()?;
+        conn.write_all(&bytes).await.ok()?;
     }
 }

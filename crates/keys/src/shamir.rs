@@ -34,6 +34,8 @@ pub enum ShareError {
     Foreign,
     #[error("share {0} was already given")]
     Duplicate(u8),
+    #[error("the share is not one of this keystore's shares")]
+    NotIssued,
     #[error("the shares do not reconstruct a key")]
     Combine,
     #[error("invalid age recipient {0:?}: expected age1…")]
@@ -134,11 +136,41 @@ fn decode(share: &UnsealShare) -> Result<Decoded, ShareError> {
     })
 }
 
+/// A share's tag, kept by the server when the shares are made: SHA-256 of
+/// a domain label and the share's bytes (keystore id, threshold, point).
+/// With fewer shares than the threshold, each point is uniformly random, so
+/// a tag tells nothing useful about its share; it lets a sealed server
+/// refuse a well-formed share it never issued before the share touches the
+/// reconstruction or takes a real holder's index.
+pub type ShareTag = [u8; 32];
+
+/// The tag of `share`, keyed by its index.
+pub fn share_tag(share: &UnsealShare) -> Result<(u8, ShareTag), ShareError> {
+    let d = decode(share)?;
+    let index = d.point.first().copied().ok_or(ShareError::Format)?;
+    Ok((index, tag_of(&d)))
+}
+
+fn tag_of(d: &Decoded) -> ShareTag {
+    let mut h = Sha256::new();
+    h.update(b"strongroom/share-tag/v1");
+    h.update(d.keystore);
+    h.update([d.threshold]);
+    h.update(&d.point[..]);
+    h.finalize().into()
+}
+
 /// Where an unseal stands: shares are given one at a time, by different people.
 pub struct Unseal {
     keystore: [u8; 16],
     threshold: u8,
     given: Vec<Decoded>,
+    /// The tags of the shares issued, by index (none for a keystore made
+    /// before tags were kept: then any well-formed share is taken).
+    tags: Option<std::collections::BTreeMap<u8, ShareTag>>,
+    /// SHA-256 of the token given to whoever gave the first share: they
+    /// may start over; nobody else without authority may.
+    starter: Option<[u8; 32]>,
 }
 
 impl fmt::Debug for Unseal {
@@ -163,7 +195,36 @@ impl Unseal {
             keystore,
             threshold,
             given: Vec::new(),
+            tags: None,
+            starter: None,
         }
+    }
+
+    /// An unseal that takes only the shares whose tags were kept.
+    pub fn with_tags(
+        keystore: [u8; 16],
+        threshold: u8,
+        tags: std::collections::BTreeMap<u8, ShareTag>,
+    ) -> Self {
+        Unseal {
+            tags: Some(tags),
+            ..Unseal::new(keystore, threshold)
+        }
+    }
+
+    /// Takes only the shares whose tags these are (from now on).
+    pub fn set_tags(&mut self, tags: std::collections::BTreeMap<u8, ShareTag>) {
+        self.tags = Some(tags);
+    }
+
+    /// Remembers (the hash of) the token handed to the first share's holder.
+    pub fn set_starter(&mut self, token_hash: [u8; 32]) {
+        self.starter = Some(token_hash);
+    }
+
+    /// Whether `token_hash` is the first share holder's token.
+    pub fn started_by(&self, token_hash: &[u8; 32]) -> bool {
+        self.starter.as_ref() == Some(token_hash)
     }
 
     /// Shares given so far and shares needed.
@@ -171,9 +232,10 @@ impl Unseal {
         (self.given.len() as u8, self.threshold)
     }
 
-    /// Discards every share given so far.
+    /// Discards every share given so far (and the starter's token).
     pub fn reset(&mut self) {
         self.given.clear();
+        self.starter = None;
     }
 
     /// Takes one share. A refused share changes nothing. On reaching the
@@ -184,6 +246,13 @@ impl Unseal {
             return Err(ShareError::Foreign);
         }
         let index = d.point.first().copied().ok_or(ShareError::Format)?;
+        // Before the duplicate check: a stranger learns nothing of which
+        // indices were given, and takes none of them.
+        if let Some(tags) = &self.tags
+            && tags.get(&index) != Some(&tag_of(&d))
+        {
+            return Err(ShareError::NotIssued);
+        }
         if self.given.iter().any(|g| g.point.first() == Some(&index)) {
             return Err(ShareError::Duplicate(index));
         }
@@ -201,6 +270,7 @@ impl Unseal {
             .map(|g| blahaj::Share::try_from(&g.point[..]))
             .collect();
         let shares = shares.map_err(|_| ShareError::Combine)?;
+        self.starter = None;
         let secret = Zeroizing::new(
             blahaj::Sharks(self.threshold)
                 .recover(&shares)
@@ -248,6 +318,29 @@ mod tests {
             );
             assert_eq!(u.progress(), (0, 3));
         }
+    }
+
+    #[test]
+    fn a_forged_share_is_refused_before_it_takes_an_index() {
+        let shares = split(ID, &root(), 3, 5).unwrap();
+        let tags = shares.iter().map(|s| share_tag(s).unwrap()).collect();
+        // Well formed, this keystore's id and threshold, a real index: not issued.
+        let forged = split(ID, &Secret32::from_bytes(&mut [9; 32]), 3, 5).unwrap();
+        let mut u = Unseal::with_tags(ID, 3, tags);
+        u.set_starter([1; 32]);
+        assert_eq!(u.give(&forged[0]).unwrap_err(), ShareError::NotIssued);
+        assert_eq!(u.progress(), (0, 3));
+        u.give(&shares[0]).unwrap();
+        // Even once index 1 is given, a forgery of it says only "not issued".
+        assert_eq!(u.give(&forged[0]).unwrap_err(), ShareError::NotIssued);
+        assert_eq!(u.give(&shares[0]).unwrap_err(), ShareError::Duplicate(1));
+        assert!(u.started_by(&[1; 32]) && !u.started_by(&[2; 32]));
+        u.give(&shares[3]).unwrap();
+        assert_eq!(
+            complete(u.give(&shares[4]).unwrap()).expose(),
+            root().expose()
+        );
+        assert!(!u.started_by(&[1; 32]), "a new round has no starter");
     }
 
     #[test]

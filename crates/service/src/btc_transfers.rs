@@ -501,15 +501,26 @@ impl Service {
         let Some(client) = &net.client else {
             return Ok(()); // signed bytes wait for a node (or an operator)
         };
-        self.ensure_not_frozen(send.wallet, None).await?;
         let (Some(raw), Some(txid)) = (&send.raw, &send.txid) else {
             return Err(corrupt("Bitcoin send", "signed without bytes"));
         };
-        match client.broadcast(raw, txid).await {
+        // Ordered with every freeze, in any process (see `freezes`).
+        let (flight, sent) = self
+            .broadcast(
+                format!("btc-send:{}", send.id),
+                send.wallet,
+                None,
+                client.broadcast(raw, txid),
+                |e| matches!(e, chain_btc_client::ClientError::Unavailable(_)),
+                || chain_btc_client::ClientError::Unavailable("the broadcast timed out".into()),
+            )
+            .await?;
+        match sent {
             Ok(_) => {
                 crate::crash::point("after_broadcast");
                 let now = self.now();
                 let mut tx = self.store().begin().await?;
+                self.end_broadcast_in(&mut tx, &flight, "sent", now).await?;
                 tx.set_btc_send_state(&send.id, "signed", "broadcast")
                     .await?;
                 let mut entries = Vec::new();
@@ -527,6 +538,7 @@ impl Service {
                     json!({ "txid": txid }),
                 )?);
                 self.commit(tx, &entries, now).await?;
+                self.broadcasts_ended().notify_waiters();
                 Ok(())
             }
             Err(chain_btc_client::ClientError::Unavailable(why)) => {

@@ -105,14 +105,20 @@ pub enum BtcServiceError {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum AuthError {
-    #[error("the credentials are not valid")]
+    /// Every sign-in failure: wrong name, password or one-time code, a
+    /// missing code, or an account locked after repeated failures.
+    #[error(
+        "sign-in failed: wrong name, password or one-time code, or the account is locked for a while after repeated failures"
+    )]
     InvalidCredentials,
-    #[error("the account is locked for another {retry_after_s} s after repeated failures")]
-    Locked { retry_after_s: u64 },
     #[error("a one-time code is required")]
     TotpRequired,
     #[error("the request signature is not valid")]
     BadSignature,
+    #[error(
+        "a request with an Idempotency-Key must be signed as strongroom-request-v2 (the key is part of the signed message)"
+    )]
+    SignatureVersion,
     #[error("the request timestamp is more than 30 s from the server's clock")]
     Stale,
     #[error("the request nonce was used before")]

@@ -9,9 +9,9 @@
 //! record → read both back, approve again, and sign only the
 //! [`chain_eth::Approved`] plan through the gate (which checks the signed
 //! bytes decode to it) → commit the bytes with their audit record →
-//! broadcast. A crash anywhere resumes from
-//! the database ([`Service::eth_resume`]) without a second transaction for
-//! the same nonce being invented.
+//! broadcast (ordered with freezes). A crash anywhere resumes from the
+//! database ([`Service::eth_resume`]) without a second transaction for the
+//! same nonce being invented.
 
 use std::sync::Arc;
 
@@ -614,7 +614,6 @@ impl Service {
         n: u32,
         raw: &[u8],
     ) -> Result<bool, ServiceError> {
-        // Nothing leaves while a freeze covers the wallet (signed bytes wait).
         let wallet = self
             .store()
             .eth_sender_wallet(&send.network, &send.address)
@@ -624,9 +623,18 @@ impl Service {
             .eth_sender(&send.network, &send.address)
             .await?
             .key_id;
-        self.ensure_not_frozen(wallet, Some(key)).await?;
         let decoded = chain_eth::decode(raw).map_err(EthError::Tx)?;
-        match net.client.send_raw(raw, decoded.hash).await {
+        let (flight, sent) = self
+            .broadcast(
+                format!("eth-send:{}#{n}", send.id),
+                wallet,
+                Some(key),
+                net.client.send_raw(raw, decoded.hash),
+                |e| matches!(e, ClientError::Unavailable(_)),
+                || ClientError::Unavailable("the broadcast timed out".into()),
+            )
+            .await?;
+        match sent {
             Ok(_) => {
                 crate::crash::point("after_broadcast");
                 let now = self.now();
@@ -634,6 +642,7 @@ impl Service {
                 // holds SQLite's write lock could wait on the lock itself.
                 let current = self.store().eth_send(&send.id).await?;
                 let mut tx = self.store().begin().await?;
+                self.end_broadcast_in(&mut tx, &flight, "sent", now).await?;
                 tx.set_eth_attempt_state(&send.id, n, "broadcast").await?;
                 let mut entries = Vec::new();
                 if current.state == state::SIGNED {
@@ -666,6 +675,7 @@ impl Service {
                     json!({ "attempt": n, "tx_hash": hex32(&decoded.hash) }),
                 )?);
                 self.commit(tx, &entries, now).await?;
+                self.broadcasts_ended().notify_waiters();
                 Ok(true)
             }
             Err(ClientError::Unavailable(why)) => {
@@ -674,8 +684,7 @@ impl Service {
                 Ok(false)
             }
             Err(ClientError::NonceTaken(hash)) => {
-                // The nonce is used; by one of this send's attempts (a
-                // replacement that won) or by someone else?
+                // Used by a replacement of this send that won, or not?
                 for a in self.store().eth_attempts(&send.id).await? {
                     let Some(raw) = &a.raw else { continue };
                     let h = chain_eth::decode(raw).map_err(EthError::Tx)?.hash;

@@ -2,13 +2,23 @@
 //!
 //! Below the signing gate: the gate and every broadcast read freezes from
 //! here, and the governance layer above releases them by quorum.
+//!
+//! A freeze and the broadcasts are ordered in the database, across
+//! processes: every broadcast registers in flight under the shared freeze
+//! lock after reading the freezes ([`Service::begin_broadcast`]); a freeze
+//! is inserted under the exclusive lock, reads the broadcasts registered
+//! before it, and returns only once they have ended (or their time ran
+//! out), naming those that may have reached the network. Nothing starts
+//! after it.
 
 use std::fmt;
 use std::str::FromStr;
 
+use std::time::Duration;
+
 use domain::{Actor, KeyId, Timestamp, WalletId};
 use serde_json::json;
-use storage::{FreezeRow, WriteTx};
+use storage::{BroadcastRow, FreezeRow, WriteTx};
 
 use crate::record::entry;
 use crate::service::{Service, ServiceError};
@@ -105,15 +115,199 @@ pub(crate) fn new_freeze(
     }
 }
 
+/// How long a broadcast may take before it is abandoned (its bytes may
+/// still reach the network: a freeze names it).
+pub const BROADCAST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Ended broadcasts are kept this long (for a freeze's answer and review).
+const BROADCASTS_KEPT_MS: i64 = 24 * 3_600_000;
+
+/// A freeze placed, with the broadcasts that started before it and may
+/// have reached the network (a transaction handed to a node cannot be
+/// recalled).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    pub freeze: FreezeRow,
+    /// `eth-send:<id>#<attempt>` or `btc-send:<id>`, with how each ended:
+    /// `sent`, `unknown` or `in_flight` (its time ran out).
+    pub may_have_reached: Vec<(String, String)>,
+}
+
+/// A broadcast registered in flight; end it with its outcome.
+#[derive(Debug)]
+#[must_use = "a broadcast in flight holds up every freeze until it ends"]
+pub(crate) struct InFlight {
+    id: String,
+}
+
+/// Whether a freeze of `scope` covers a wallet or key.
+fn covers(scope: &str, wallet: Option<WalletId>, key: Option<KeyId>) -> bool {
+    match scope.parse::<FreezeScope>() {
+        Ok(FreezeScope::Global) => true,
+        Ok(FreezeScope::Wallet(w)) => Some(w) == wallet,
+        Ok(FreezeScope::Key(k)) => Some(k) == key,
+        // An unreadable scope freezes everything (fail closed).
+        Err(_) => true,
+    }
+}
+
 impl Service {
-    /// Places a freeze, under the vault lock: a signature in progress in
-    /// this process finishes first, and none starts after this returns.
+    /// Registers a broadcast about to start, in one transaction under the
+    /// shared freeze lock: refused if a freeze covers its wallet or key.
+    /// `send` names it (`eth-send:<id>#<n>`, `btc-send:<id>`).
+    async fn begin_broadcast(
+        &self,
+        send: String,
+        wallet: Option<WalletId>,
+        key: Option<KeyId>,
+    ) -> Result<InFlight, ServiceError> {
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        tx.freeze_lock(true).await?;
+        if let Some(f) = tx
+            .active_freezes_in_tx(now)
+            .await?
+            .into_iter()
+            .find(|f| covers(&f.scope, wallet, key))
+        {
+            return Err(ServiceError::Frozen(f.scope));
+        }
+        tx.prune_broadcasts(Timestamp::from_millis(
+            now.as_millis().saturating_sub(BROADCASTS_KEPT_MS),
+        ))
+        .await?;
+        let id = uuid::Uuid::now_v7().to_string();
+        let started = entry(
+            &Actor::System,
+            "broadcast.started",
+            &send,
+            json!({ "broadcast": id }),
+        )?;
+        tx.start_broadcast(&BroadcastRow {
+            id: id.clone(),
+            send,
+            wallet: wallet.map(|w| w.to_string()),
+            key: key.map(|k| k.to_string()),
+            started_at: now,
+            ended_at: None,
+            outcome: None,
+        })
+        .await?;
+        self.commit(tx, &[started], now).await?;
+        Ok(InFlight { id })
+    }
+
+    /// One broadcast, ordered with every freeze: registered in flight
+    /// (refused if a freeze covers `wallet` or `key`), then `send` run for
+    /// at most [`BROADCAST_TIMEOUT`]. A failure ends the broadcast here:
+    /// `unknown` when `may_have_reached(e)` (it may have reached a node
+    /// before it failed, or timed out: `timed_out()`), else `refused`. A
+    /// success is left for the caller to end with the send's new state
+    /// ([`Service::end_broadcast_in`]).
+    pub(crate) async fn broadcast<T, E>(
+        &self,
+        name: String,
+        wallet: Option<WalletId>,
+        key: Option<KeyId>,
+        send: impl std::future::Future<Output = Result<T, E>>,
+        may_have_reached: impl Fn(&E) -> bool,
+        timed_out: impl FnOnce() -> E,
+    ) -> Result<(InFlight, Result<T, E>), ServiceError> {
+        let flight = self.begin_broadcast(name, wallet, key).await?;
+        let sent = tokio::time::timeout(BROADCAST_TIMEOUT, send)
+            .await
+            .unwrap_or_else(|_| Err(timed_out()));
+        if let Err(e) = &sent {
+            let outcome = if may_have_reached(e) {
+                "unknown"
+            } else {
+                "refused"
+            };
+            self.end_broadcast(&flight, outcome).await?;
+        }
+        Ok((flight, sent))
+    }
+
+    /// Ends a broadcast in `tx` (with the send's change of state).
+    pub(crate) async fn end_broadcast_in(
+        &self,
+        tx: &mut WriteTx,
+        f: &InFlight,
+        outcome: &str,
+        now: Timestamp,
+    ) -> Result<(), ServiceError> {
+        tx.end_broadcast(&f.id, outcome, now).await?;
+        Ok(())
+    }
+
+    /// Ends a broadcast that did not go through, in its own transaction.
+    pub(crate) async fn end_broadcast(
+        &self,
+        f: &InFlight,
+        outcome: &str,
+    ) -> Result<(), ServiceError> {
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        tx.end_broadcast(&f.id, outcome, now).await?;
+        let ended = entry(
+            &Actor::System,
+            "broadcast.ended",
+            &format!("broadcast:{}", f.id),
+            json!({ "outcome": outcome }),
+        )?;
+        self.commit(tx, &[ended], now).await?;
+        self.broadcasts_ended().notify_waiters();
+        Ok(())
+    }
+
+    /// Waits until each broadcast in `started` has ended, or its time has
+    /// run out (a process that died mid-broadcast never ends its row);
+    /// returns those that may have reached the network.
+    async fn drain(
+        &self,
+        started: Vec<BroadcastRow>,
+    ) -> Result<Vec<(String, String)>, ServiceError> {
+        let mut out = Vec::new();
+        for b in started {
+            let deadline = b.started_at.as_millis().saturating_add(
+                i64::try_from(BROADCAST_TIMEOUT.as_millis())
+                    .unwrap_or(i64::MAX / 2)
+                    .saturating_add(5_000),
+            );
+            let outcome = loop {
+                // Registered before a look, so an end between the look and
+                // the wait is not missed.
+                let ended = self.broadcasts_ended().notified();
+                let row = self.store().broadcast(&b.id).await?;
+                if let Some(o) = row.outcome {
+                    break o;
+                }
+                let left = deadline.saturating_sub(self.now().as_millis());
+                if left <= 0 {
+                    break "in_flight".to_owned();
+                }
+                // Another process's broadcast ends without waking this one:
+                // look again at least every 100 ms.
+                let wait = Duration::from_millis(u64::try_from(left.min(100)).unwrap_or(100));
+                let _ = tokio::time::timeout(wait, ended).await;
+            };
+            if outcome != "refused" {
+                out.push((b.send, outcome));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Places a freeze, under the vault lock (a signature in progress in
+    /// this process finishes first, none starts after) and the exclusive
+    /// freeze lock (no broadcast starts after, in any process); answers
+    /// once every broadcast it covers that started before it has ended.
     pub(crate) async fn freeze_as(
         &self,
         by: &Actor,
         scope: FreezeScope,
         reason: &str,
-    ) -> Result<FreezeRow, ServiceError> {
+    ) -> Result<Placed, ServiceError> {
         check_label(reason, "reason")?;
         if let FreezeScope::Wallet(w) = scope {
             self.store().wallet(w).await?;
@@ -123,14 +317,43 @@ impl Service {
         }
         // Under the vault lock: a signature in progress in this process
         // finishes first, and none starts after the freeze returns.
-        let _vault = self.vault().lock().await;
+        let vault = self.vault().lock().await;
         let now = self.now();
         let row = new_freeze(by, scope, reason, now);
         let mut tx = self.store().begin().await?;
         let e = place_in(&mut tx, by, &row, now).await?;
+        let started: Vec<BroadcastRow> = tx
+            .broadcasts_in_flight()
+            .await?
+            .into_iter()
+            .filter(|b| {
+                let wallet = b.wallet.as_deref().and_then(|w| w.parse().ok());
+                let key = b.key.as_deref().and_then(|k| k.parse().ok());
+                covers(&row.scope, wallet, key)
+            })
+            .collect();
         self.commit(tx, &[e], now).await?;
-        tracing::warn!(scope = %row.scope, "frozen");
-        Ok(row)
+        drop(vault);
+        tracing::warn!(scope = %row.scope, in_flight = started.len(), "frozen");
+        let may_have_reached = self.drain(started).await?;
+        if !may_have_reached.is_empty() {
+            let now = self.now();
+            let tx = self.store().begin().await?;
+            let e = entry(
+                &Actor::System,
+                "freeze.broadcasts_drained",
+                &format!("freeze:{}", row.id),
+                json!({ "may_have_reached": may_have_reached
+                    .iter()
+                    .map(|(send, outcome)| json!({ "send": send, "outcome": outcome }))
+                    .collect::<Vec<_>>() }),
+            )?;
+            self.commit(tx, &[e], now).await?;
+        }
+        Ok(Placed {
+            freeze: row,
+            may_have_reached,
+        })
     }
 
     /// The freeze in force over a wallet or key, if any (global first).
@@ -141,13 +364,7 @@ impl Service {
     ) -> Result<Option<FreezeRow>, ServiceError> {
         let now = self.now();
         let freezes = self.store().active_freezes(now).await?;
-        let applies = |f: &&FreezeRow| match f.scope.parse::<FreezeScope>() {
-            Ok(FreezeScope::Global) => true,
-            Ok(FreezeScope::Wallet(w)) => Some(w) == wallet,
-            Ok(FreezeScope::Key(k)) => Some(k) == key,
-            // An unreadable scope freezes everything (fail closed).
-            Err(_) => true,
-        };
+        let applies = |f: &&FreezeRow| covers(&f.scope, wallet, key);
         Ok(freezes.iter().find(applies).cloned())
     }
 
@@ -162,7 +379,7 @@ impl Service {
         console: &Actor,
         scope: FreezeScope,
         reason: &str,
-    ) -> Result<FreezeRow, ServiceError> {
+    ) -> Result<Placed, ServiceError> {
         self.freeze_as(console, scope, reason).await
     }
 

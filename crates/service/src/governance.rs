@@ -7,13 +7,13 @@ use domain::{Actor, Grant, Permission, Role, Scope, Timestamp, WalletId, permits
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use storage::{
-    ApproverKeyRow, FreezeRow, PolicyRow, ProposalRow, StorageError, VoteRow, WhitelistRow, WriteTx,
+    ApproverKeyRow, PolicyRow, ProposalRow, StorageError, VoteRow, WhitelistRow, WriteTx,
 };
 
 use crate::access::{Can, Principal, perm};
 use crate::error::AuthError;
-pub use crate::freezes::FreezeScope;
 use crate::freezes::check_label;
+pub use crate::freezes::{FreezeScope, Placed};
 use crate::record::entry;
 use crate::service::{Service, ServiceError};
 pub use crate::settings::GovernanceConfig;
@@ -631,7 +631,7 @@ impl Can<'_, perm::Freeze> {
         &self,
         scope: FreezeScope,
         reason: &str,
-    ) -> Result<FreezeRow, ServiceError> {
+    ) -> Result<crate::freezes::Placed, ServiceError> {
         self.svc
             .freeze_as(&self.who.actor().clone(), scope, reason)
             .await

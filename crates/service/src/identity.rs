@@ -10,7 +10,7 @@
 
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
 use domain::{Actor, ApiKeyId, Grant, Permission, Role, Timestamp, UserId, WalletId, permits};
-use ed25519_dalek::{Signature, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use storage::{ApiKeyRow, SessionRow, StorageError, UserRow, WalletRow};
@@ -20,11 +20,12 @@ pub use crate::error::AuthError;
 use crate::governance::{Change, ProposalView};
 use crate::record::entry;
 use crate::service::{Service, ServiceError};
+pub use crate::signed::{
+    MAX_SERVER_DRIFT_MS, MAX_SKEW_MS, SignedRequest, request_message, request_message_v1,
+};
 use crate::totp;
 use crate::wallets::{assign_eth_sender, create_wallet};
 
-/// How far a signed request's timestamp may be from the server's clock.
-pub const MAX_SKEW_MS: i64 = 30_000;
 /// Failed sign-ins before the account locks (then with doubling backoff).
 pub const LOCKOUT_AFTER: u32 = 5;
 /// How long a session lasts.
@@ -49,35 +50,6 @@ impl std::fmt::Debug for LoginOutcome {
             .field("mfa", &self.mfa)
             .finish_non_exhaustive()
     }
-}
-
-/// A request signed with an API key, as received.
-#[derive(Debug)]
-pub struct SignedRequest<'a> {
-    pub key_id: &'a str,
-    pub timestamp_ms: &'a str,
-    pub nonce: &'a str,
-    pub signature: &'a str,
-    pub method: &'a str,
-    pub path: &'a str,
-    pub query: &'a str,
-    pub body: &'a [u8],
-}
-
-/// The bytes an API key signs: method, path, query, body hash, time, nonce.
-pub fn request_message(
-    method: &str,
-    path: &str,
-    query: &str,
-    body: &[u8],
-    timestamp_ms: &str,
-    nonce: &str,
-) -> Vec<u8> {
-    format!(
-        "strongroom-request-v1\n{method}\n{path}\n{query}\n{}\n{timestamp_ms}\n{nonce}",
-        hex::encode(Sha256::digest(body))
-    )
-    .into_bytes()
 }
 
 fn hash_token(token: &str) -> String {
@@ -243,20 +215,22 @@ impl Service {
             }
             Err(e) => return Err(e.into()),
         };
+        let subject = Actor::User(user.id).to_string();
+        // One answer for every failure, whatever the account: a locked
+        // account, a missing one-time code and a wrong password all read
+        // as "invalid credentials" (no account enumeration, no oracle).
         if user.locked_until > now {
-            let left = user
-                .locked_until
-                .as_millis()
-                .saturating_sub(now.as_millis());
-            return Err(AuthError::Locked {
-                retry_after_s: u64::try_from(left).unwrap_or(0).div_ceil(1000).max(1),
-            }
-            .into());
-        }
-        // Without a code, say only that one is needed: before the password
-        // is checked, so the answer tells nothing about the password.
-        if user.totp_sealed.is_some() && totp_code.is_none() {
-            return Err(AuthError::TotpRequired.into());
+            // The same work as a real check; the real hash is never tried.
+            verify_password(password, DUMMY_HASH.into()).await;
+            let e = entry(
+                &Actor::Anonymous,
+                "auth.login.refused",
+                &subject,
+                json!({ "address": address, "reason": "locked" }),
+            )?;
+            let tx = self.store().begin().await?;
+            self.commit(tx, &[e], now).await?;
+            return Err(AuthError::InvalidCredentials.into());
         }
         let password_ok = verify_password(password, user.password_hash.clone()).await;
         let mut step = None;
@@ -264,7 +238,8 @@ impl Service {
             (None, _) => true,
             (Some(_), false) => false,
             (Some(sealed), true) => match totp_code {
-                None => return Err(AuthError::TotpRequired.into()),
+                // Counted as a failure, like a wrong code.
+                None => false,
                 Some(code) => {
                     let secret = self
                         .open_service_secret("totp", &user.id.to_string(), sealed)
@@ -275,7 +250,6 @@ impl Service {
                 }
             },
         };
-        let subject = Actor::User(user.id).to_string();
         if !(password_ok && totp_ok) {
             let mut tx = self.store().begin().await?;
             // Incremented in the database: concurrent guesses all count.
@@ -467,74 +441,6 @@ impl Service {
         }
         self.commit(tx, &[e], now).await?;
         Ok(())
-    }
-
-    /// The principal behind an API-key-signed request: key active, time
-    /// within 30 s, signature valid (Ed25519, strict), nonce never seen by
-    /// any server sharing this database.
-    pub async fn authenticate_request(
-        &self,
-        r: &SignedRequest<'_>,
-    ) -> Result<Principal, ServiceError> {
-        let now = self.now();
-        let key_id: ApiKeyId = r
-            .key_id
-            .parse()
-            .map_err(|_| AuthError::Malformed("key id".into()))?;
-        let ts: i64 = r
-            .timestamp_ms
-            .parse()
-            .map_err(|_| AuthError::Malformed("timestamp".into()))?;
-        if !(16..=64).contains(&r.nonce.len())
-            || !r
-                .nonce
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
-        {
-            return Err(AuthError::Malformed("nonce: 16 to 64 of A-Z a-z 0-9 - _".into()).into());
-        }
-        // abs_diff: a timestamp of i64::MIN must not overflow.
-        if now.as_millis().abs_diff(ts) > MAX_SKEW_MS.unsigned_abs() {
-            return Err(AuthError::Stale.into());
-        }
-        let key = match self.store().api_key(key_id).await {
-            Ok(k) => k,
-            Err(StorageError::NotFound { .. }) => return Err(AuthError::BadSignature.into()),
-            Err(e) => return Err(e.into()),
-        };
-        if key.revoked_at.is_some() || key.expires_at <= now {
-            return Err(AuthError::KeyInactive.into());
-        }
-        let public: [u8; 32] = hex::decode(&key.public_key)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| StorageError::Corrupt("API key public key".into()))?;
-        let vk = VerifyingKey::from_bytes(&public)
-            .map_err(|_| StorageError::Corrupt("API key public key".into()))?;
-        let sig_bytes: [u8; 64] = data_encoding::BASE64
-            .decode(r.signature.as_bytes())
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or(AuthError::BadSignature)?;
-        let message = request_message(r.method, r.path, r.query, r.body, r.timestamp_ms, r.nonce);
-        vk.verify_strict(&message, &Signature::from_bytes(&sig_bytes))
-            .map_err(|_| AuthError::BadSignature)?;
-        // Only a correctly signed request spends its nonce.
-        let forget = Timestamp::from_millis(now.as_millis() - 2 * MAX_SKEW_MS);
-        if !self
-            .store()
-            .use_request_nonce(key_id, r.nonce, now, forget)
-            .await?
-        {
-            return Err(AuthError::Replay.into());
-        }
-        let actor = Actor::ApiKey(key_id);
-        Ok(Principal {
-            grants: self.store().grants(&actor, now).await?,
-            actor,
-            mfa: true,
-            session: None,
-        })
     }
 
     /// An API key registered from the console (the CLI, whose authority is
@@ -760,6 +666,11 @@ impl Can<'_, perm::SealKeystore> {
     pub async fn seal(&self) -> Result<(), ServiceError> {
         self.svc.seal(&self.who.actor).await
     }
+
+    /// Discards the unseal shares given so far (a security officer or admin).
+    pub async fn unseal_reset(&self) -> Result<crate::SealStatus, ServiceError> {
+        self.svc.unseal_reset(&self.who.actor, "officer").await
+    }
 }
 
 impl Can<'_, perm::ManageNetworks> {
@@ -861,27 +772,5 @@ mod tests {
             t.elapsed() > std::time::Duration::from_millis(10),
             "it ran Argon2"
         );
-    }
-
-    #[test]
-    fn the_signed_message_names_everything() {
-        let m = request_message(
-            "POST",
-            "/v1/x",
-            "a=1",
-            b"{}",
-            "1700000000000",
-            "n0nce-n0nce-n0nce",
-        );
-        let text = String::from_utf8(m).unwrap_or_default();
-        expect_test::expect![[r#"
-            strongroom-request-v1
-            POST
-            /v1/x
-            a=1
-            44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a
-            1700000000000
-            n0nce-n0nce-n0nce"#]]
-        .assert_eq(&text);
     }
 }

@@ -14,6 +14,7 @@ use keys::{
     Algorithm, KeyRef, PublicKey, Secret32, SignRequest, Signature, Signer, SoftwareSigner,
 };
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use storage::{KekRow, KeyRow, KeystoreRow};
 
 use crate::record::entry;
@@ -112,8 +113,13 @@ impl Service {
             sealed,
             created_at: now,
         };
+        let tags = split
+            .iter()
+            .map(shamir::share_tag)
+            .collect::<Result<Vec<_>, _>>()?;
         let mut tx = self.store().begin().await?;
         tx.insert_keystore(&row, &kek_row).await?;
+        tx.insert_share_tags(&tags).await?;
         let e = entry(
             actor,
             "keystore.initialized",
@@ -131,13 +137,30 @@ impl Service {
         actor: &Actor,
         share: &UnsealShare,
     ) -> Result<SealStatus, ServiceError> {
+        Ok(self.unseal_giving(actor, share).await?.0)
+    }
+
+    /// [`Service::unseal`], with the token handed to whoever gave the first
+    /// share of a round: with it (and only with it, or with the authority
+    /// to seal) the round may be started over.
+    pub async fn unseal_giving(
+        &self,
+        actor: &Actor,
+        share: &UnsealShare,
+    ) -> Result<(SealStatus, Option<String>), ServiceError> {
         let mut vault = self.vault().lock().await;
         self.refresh(&mut vault).await?;
         let unseal = match &mut *vault {
             Vault::Uninitialized => return Err(ServiceError::NotInitialized),
-            Vault::Unsealed(_) => return Ok(SealStatus::Unsealed),
+            Vault::Unsealed(_) => return Ok((SealStatus::Unsealed, None)),
             Vault::Sealed(u) => u,
         };
+        // Only shares that were issued count (a keystore made before tags
+        // were kept has none: any well-formed share of it is taken).
+        let tags = self.store().share_tags().await?;
+        if !tags.is_empty() {
+            unseal.set_tags(tags);
+        }
         let progress = match unseal.give(share) {
             Ok(p) => p,
             Err(e) => {
@@ -152,13 +175,20 @@ impl Service {
         };
         let root = match progress {
             Progress::Partial { have, need } => {
+                let token = if have == 1 {
+                    let token = hex::encode(random16()?);
+                    unseal.set_starter(Sha256::digest(token.as_bytes()).into());
+                    Some(token)
+                } else {
+                    None
+                };
                 self.audit(
                     actor,
                     "keystore.unseal_progress",
                     json!({ "have": have, "need": need }),
                 )
                 .await?;
-                return Ok(SealStatus::Sealed { have, need });
+                return Ok((SealStatus::Sealed { have, need }, token));
             }
             Progress::Complete(root) => root,
         };
@@ -174,7 +204,7 @@ impl Service {
                 )
                 .await?;
                 *vault = Vault::Unsealed(Box::new(opened));
-                Ok(SealStatus::Unsealed)
+                Ok((SealStatus::Unsealed, None))
             }
             Err(e) => {
                 self.audit(
@@ -344,15 +374,38 @@ impl Service {
     }
 
     /// Discards the shares given so far.
-    pub async fn unseal_reset(&self, actor: &Actor) -> Result<SealStatus, ServiceError> {
+    pub(crate) async fn unseal_reset(
+        &self,
+        actor: &Actor,
+        by: &str,
+    ) -> Result<SealStatus, ServiceError> {
         let mut vault = self.vault().lock().await;
         self.refresh(&mut vault).await?;
         if let Vault::Sealed(u) = &mut *vault {
             u.reset();
-            self.audit(actor, "keystore.unseal_reset", json!({}))
+            self.audit(actor, "keystore.unseal_reset", json!({ "by": by }))
                 .await?;
         }
         Ok(status(&vault))
+    }
+
+    /// Starts the unseal over, by whoever gave this round's first share
+    /// (their token); anyone else is refused (and audited), and the shares
+    /// given so far stay.
+    pub async fn unseal_reset_as_starter(&self, token: &str) -> Result<SealStatus, ServiceError> {
+        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let started =
+            matches!(&*self.vault().lock().await, Vault::Sealed(u) if u.started_by(&hash));
+        if !started {
+            self.audit(
+                &Actor::Anonymous,
+                "keystore.unseal_reset_refused",
+                json!({}),
+            )
+            .await?;
+            return Err(crate::error::AuthError::Forbidden.into());
+        }
+        self.unseal_reset(&Actor::Anonymous, "starter").await
     }
 
     /// Seals: all key material leaves memory (zeroized) at once, with no

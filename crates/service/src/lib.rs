@@ -18,14 +18,15 @@
 //!    callers tell apart), `record` (audit entries), `settings` (networks
 //!    and governance as configured), `vault` (the keystore's state in
 //!    memory), `freezes` (what a freeze covers, whether one is in force,
-//!    placing one), `moves` (a transfer's states and its one way to move:
+//!    placing one, ordered with every broadcast), `moves` (a transfer's states and its one way to move:
 //!    `transition`, with its history line, webhook event and audit record;
 //!    `decode_intent`; `classify` of an attempt's failure), `outbox`
 //!    (webhook events written in the change's transaction), `access`
 //!    (`Principal`, `Can<'_, P>`, `authorize`), `approvals` (whether a
 //!    judged transfer's approvals still stand), `threshold` (the signer
 //!    nodes as a key backend), `checkpoints` (signed checkpoints of the
-//!    audit chain, `verify_audit`), `audit_key`, `clock`, `crash`, `totp`.
+//!    audit chain, `verify_audit`), `limiter` (bounded rate limits),
+//!    `audit_key`, `clock`, `crash`, `totp`.
 //! 2. **vault** — `keystore`: init, unseal (Shamir shares), auto-unseal,
 //!    seal, KEK rotation, and `sign_checked`, the vault's signer (seal, key
 //!    state, purpose, cryptoperiod, freezes — under the vault lock a freeze
@@ -54,7 +55,8 @@
 //!    the governance, wallet and name locks, stored with its intent, version
 //!    and decision; signed votes, time locks, lapse, cancel; balances).
 //! 7. **identity and governance** — `identity` (people, passwords, TOTP,
-//!    sessions, API keys and signed requests), `governance` (proposals
+//!    sessions, API keys), `signed` (requests signed with an API key:
+//!    `strongroom-request-v2`, nonces), `governance` (proposals
 //!    applied by the admin quorum), `webhooks` (subscriptions and the
 //!    delivery worker), `testing` (feature `testing`: pays through the
 //!    whole pipeline, for tests and benches).
@@ -78,6 +80,7 @@ pub mod governance;
 pub mod identity;
 mod keyring;
 mod keystore;
+pub mod limiter;
 mod moves;
 mod outbox;
 mod queue;
@@ -85,6 +88,7 @@ mod record;
 mod requests;
 mod service;
 mod settings;
+mod signed;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod threshold;
@@ -100,7 +104,7 @@ pub use checkpoints::{VerifyError, verify_audit};
 pub use clock::{Clock, SystemClock};
 pub use keyring::{NewHdKey, NewKey, SelfTest};
 pub use keystore::SealStatus;
-pub use service::{DatabaseStatus, EthStatus, Service, ServiceError, Status};
+pub use service::{DatabaseStatus, EthStatus, Liveness, Service, ServiceError, Status};
 
 pub use audit;
 pub use domain;

@@ -39,6 +39,13 @@ pub struct EthStatus {
     pub healthy: usize,
 }
 
+/// What anyone may know: the server is up, its database answers, its seal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Liveness {
+    pub reachable: bool,
+    pub seal: SealStatus,
+}
+
 /// The running application.
 #[derive(Debug, Clone)]
 pub struct Service {
@@ -64,6 +71,9 @@ struct Inner {
     governance: std::sync::RwLock<Option<crate::settings::GovernanceConfig>>,
     /// Woken when a transfer's state changes: the queue's worker looks.
     transfers_moved: tokio::sync::Notify,
+    /// Woken when a broadcast of this process ends: a freeze waiting for
+    /// broadcasts in flight looks again.
+    broadcasts_ended: tokio::sync::Notify,
     /// Where each network's deposit scan has reached in this process (the
     /// database keeps it at least every `BLOCKS_PER_PASS` blocks and with
     /// every deposit found; a restart rescans from there).
@@ -115,6 +125,7 @@ impl Service {
                 btc: Default::default(),
                 governance: std::sync::RwLock::new(None),
                 transfers_moved: tokio::sync::Notify::new(),
+                broadcasts_ended: tokio::sync::Notify::new(),
                 scan_cursors: Default::default(),
                 threshold: std::sync::OnceLock::new(),
             }),
@@ -217,6 +228,18 @@ impl Service {
         self.inner.checkpointer.tick(&self.inner.store, now).await
     }
 
+    /// Whether the database answers, and the seal state: all an anonymous
+    /// caller is told (no audit or schema read).
+    pub async fn liveness(&self) -> Liveness {
+        Liveness {
+            reachable: self.inner.store.ping().await.is_ok(),
+            seal: self
+                .seal_status()
+                .await
+                .unwrap_or(SealStatus::Uninitialized),
+        }
+    }
+
     pub async fn status(&self) -> Status {
         let store = &self.inner.store;
         let reachable = store.ping().await.is_ok();
@@ -290,6 +313,11 @@ impl Service {
 
     /// Commits `tx` with its audit records, then runs the effects after a
     /// commit (checkpoints).
+    /// Woken when a broadcast of this process ends.
+    pub(crate) fn broadcasts_ended(&self) -> &tokio::sync::Notify {
+        &self.inner.broadcasts_ended
+    }
+
     pub(crate) async fn commit(
         &self,
         tx: storage::WriteTx,

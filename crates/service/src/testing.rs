@@ -135,7 +135,7 @@ impl Payer {
         let n = self.nonce.fetch_add(1, Ordering::SeqCst);
         let nonce = format!("payer-{n:016}");
         let ts = self.svc.now().as_millis().to_string();
-        let m = request_message("POST", "/v1/transfers", "", b"", &ts, &nonce);
+        let m = request_message("POST", "/v1/transfers", "", b"", &ts, &nonce, "");
         let sig = data_encoding::BASE64.encode(&key.0.sign(&m).to_bytes());
         self.svc
             .authenticate_request(&SignedRequest {
@@ -147,6 +147,7 @@ impl Payer {
                 path: "/v1/transfers",
                 query: "",
                 body: b"",
+                idempotency_key: None,
             })
             .await
             .unwrap_or_else(|e| panic!("authentication: {e}"))

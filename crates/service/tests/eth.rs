@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use chain_eth::fees::Urgency;
 use chain_eth::{EthAddress, FeeCaps, TxPlan};
-use chain_eth_client::testing::{Anvil, CHAIN_ID, DevWallet, Proxy, deploy_test_token, mine};
+use chain_eth_client::testing::{
+    Anvil, CHAIN_ID, DevWallet, HoldingProxy, Proxy, deploy_test_token, mine,
+};
 use chain_eth_client::{ClientOptions, EthClient};
 use domain::{Actor, Asset, AssetId, KeyAlgorithm, KeyBackend, KeyPurpose, Symbol};
 use service::eth::{EthError, EthNetwork, EthNetworkConfig, EthToken, Replacement, state};
@@ -23,6 +25,7 @@ storage::on_both!(
     ether_to_confirmation,
     concurrent_sends_take_consecutive_nonces,
     bad_input_signs_nothing_and_spends_no_nonce,
+    a_freeze_waits_for_a_broadcast_in_flight_and_nothing_starts_after,
 );
 
 const ETHER: u128 = 1_000_000_000_000_000_000;
@@ -392,6 +395,87 @@ async fn bad_input_signs_nothing_and_spends_no_nonce(f: Fixture) {
     );
     let ok = f.pay(f.ether(&bob().to_string(), "1")).await.unwrap();
     assert_eq!(ok.nonce, 0);
+}
+
+/// A freeze and the broadcasts are ordered in the database: a broadcast
+/// that started before the freeze (held by a slow node) makes the freeze
+/// wait and is named in its answer; nothing starts after it, in this
+/// process or another one over the same database.
+async fn a_freeze_waits_for_a_broadcast_in_flight_and_nothing_starts_after(f: Fixture) {
+    // Planned while sealed: nonce 0 waits to be signed.
+    f.svc.seal(&alice()).await.unwrap();
+    let send = f.pay(f.ether(&bob().to_string(), "1")).await.unwrap();
+    assert_eq!(send.state, state::SIGNING);
+    // Another process whose node holds every raw transaction it is sent.
+    let proxy = HoldingProxy::start(f.anvil.url()).await;
+    proxy.hold(true);
+    let dir = tempfile::tempdir().unwrap();
+    let other = Service::new(
+        f.db.store.clone(),
+        Arc::new(SystemClock),
+        checkpointer(dir.path()),
+    );
+    other.add_eth_network(EthNetwork {
+        config: config(vec![]),
+        client: client_for(proxy.url()).await,
+    });
+    for s in &f.shares {
+        other.unseal(&Actor::Anonymous, s).await.unwrap();
+        f.svc.unseal(&Actor::Anonymous, s).await.unwrap();
+    }
+    let resumer = {
+        let other = other.clone();
+        tokio::spawn(async move { other.eth_resume().await })
+    };
+    proxy.held(1).await;
+    // Signed and on its way: the freeze is placed now.
+    let freeze = {
+        let svc = f.svc.clone();
+        tokio::spawn(async move {
+            svc.console_freeze(
+                &alice(),
+                service::governance::FreezeScope::Global,
+                "incident",
+            )
+            .await
+        })
+    };
+    // Committed at once (every later broadcast sees it)...
+    while f.svc.frozen(None, None).await.unwrap().is_none() {
+        tokio::task::yield_now().await;
+    }
+    // ...but it does not answer while the broadcast that started before it
+    // is in flight.
+    assert!(!freeze.is_finished());
+    // A broadcast that starts now is refused, here or in the other process.
+    assert_eq!(f.svc.eth_resume().await.unwrap(), 0);
+    let hash = f.db.store.eth_attempts(&send.id).await.unwrap()[0]
+        .tx_hash
+        .clone()
+        .unwrap();
+    let hash: [u8; 32] = hex::decode(hash.trim_start_matches("0x"))
+        .unwrap()
+        .try_into()
+        .unwrap();
+    assert_eq!(
+        f.client.tx_status(hash).await.unwrap(),
+        chain_eth_client::TxStatus::Unknown,
+        "nothing reached the node but the held broadcast"
+    );
+    // The slow node answers: the freeze returns and names the broadcast.
+    proxy.release();
+    let placed = freeze.await.unwrap().unwrap();
+    assert_eq!(
+        placed.may_have_reached,
+        vec![(format!("eth-send:{}#1", send.id), "sent".to_owned())]
+    );
+    assert_eq!(resumer.await.unwrap().unwrap(), 1);
+    assert_eq!(proxy.forwarded_sends(), 1);
+    // Nothing starts after it: the other process sends nothing more.
+    assert_eq!(other.eth_resume().await.unwrap(), 0);
+    assert_eq!(proxy.forwarded_sends(), 1);
+    let actions = f.actions().await;
+    assert!(actions.iter().any(|a| a == "freeze.broadcasts_drained"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -792,7 +876,7 @@ async fn reading_a_send_is_scoped_to_its_wallet() {
             let id = row.id.to_string();
             let ts = service::Clock::now(&SystemClock).as_millis().to_string();
             let nonce = format!("reader-nonce-{seed:08}");
-            let m = service::identity::request_message("GET", "/x", "", b"", &ts, &nonce);
+            let m = service::identity::request_message("GET", "/x", "", b"", &ts, &nonce, "");
             let sig = data_encoding::BASE64.encode(&key.sign(&m).to_bytes());
             svc.authenticate_request(&service::identity::SignedRequest {
                 key_id: &id,
@@ -803,6 +887,7 @@ async fn reading_a_send_is_scoped_to_its_wallet() {
                 path: "/x",
                 query: "",
                 body: b"",
+                idempotency_key: None,
             })
             .await
             .unwrap()
@@ -929,6 +1014,7 @@ async fn webhooks_arrive_signed_retried_and_once_by_id() {
             b"",
             &ts,
             nonce,
+            "",
         ))
         .to_bytes(),
     );
@@ -943,6 +1029,7 @@ async fn webhooks_arrive_signed_retried_and_once_by_id() {
             path: "/v1/webhooks",
             query: "",
             body: b"",
+            idempotency_key: None,
         })
         .await
         .unwrap();

@@ -219,7 +219,7 @@ impl Fixture {
         let n = self.nonce.fetch_add(1, Ordering::SeqCst);
         let nonce = format!("nonce-{n:016}");
         let ts = service::Clock::now(&*self.clock).as_millis().to_string();
-        let m = request_message("POST", "/v1/x", "", b"", &ts, &nonce);
+        let m = request_message("POST", "/v1/x", "", b"", &ts, &nonce, "");
         let sig = data_encoding::BASE64.encode(&p.key.sign(&m).to_bytes());
         self.svc
             .authenticate_request(&SignedRequest {
@@ -231,6 +231,7 @@ impl Fixture {
                 path: "/v1/x",
                 query: "",
                 body: b"",
+                idempotency_key: None,
             })
             .await
             .unwrap()
@@ -600,7 +601,7 @@ async fn approvals_governance_and_freeze(f: Fixture) {
         .propose(
             &f.who(&f.officer).await,
             Change::ReleaseFreeze {
-                freeze_id: freeze.id.clone(),
+                freeze_id: freeze.freeze.id.clone(),
                 cool_down_s: 0,
             },
         )
@@ -784,7 +785,7 @@ async fn a_freeze_between_approval_and_signing_stops_the_signature(f: Fixture) {
         .govern(
             &f.officer,
             Change::ReleaseFreeze {
-                freeze_id: freeze.id,
+                freeze_id: freeze.freeze.id,
                 cool_down_s: 0,
             },
         )
@@ -1282,7 +1283,7 @@ async fn approved_transfers_are_carried_out_to_completion(f: Fixture) {
     f.govern(
         &f.officer,
         Change::ReleaseFreeze {
-            freeze_id: freeze.id,
+            freeze_id: freeze.freeze.id,
             cool_down_s: 0,
         },
     )

@@ -186,7 +186,12 @@ async fn init_unseal_create_sign_seal(f: Fixture) {
 }
 
 async fn bad_shares_change_nothing_and_are_audited(f: Fixture) {
-    f.svc.unseal(&Actor::Anonymous, &f.shares[0]).await.unwrap();
+    let (_, token) = f
+        .svc
+        .unseal_giving(&Actor::Anonymous, &f.shares[0])
+        .await
+        .unwrap();
+    let token = token.expect("the first share's holder gets a reset token");
     let before = f.audit_actions().await.len();
 
     let dup = f
@@ -229,15 +234,46 @@ async fn bad_shares_change_nothing_and_are_audited(f: Fixture) {
         .count();
     assert_eq!(refused, 3);
 
+    // A well-formed share of this keystore, with a real holder's index,
+    // that was never issued: refused before it takes the index.
+    let id = f.db.store.keystore().await.unwrap().unwrap().keystore_id;
+    let forged = shamir::split(id, &service::keys::Secret32::random().unwrap(), 3, 5).unwrap();
+    for share in &forged[1..3] {
+        let err = f.svc.unseal(&Actor::Anonymous, share).await.unwrap_err();
+        assert!(
+            matches!(err, ServiceError::Share(shamir::ShareError::NotIssued)),
+            "{err}"
+        );
+    }
     assert_eq!(
-        f.svc.unseal_reset(&alice()).await.unwrap(),
+        f.svc.seal_status().await.unwrap(),
+        SealStatus::Sealed { have: 1, need: 3 }
+    );
+    // Only the first share's holder (or an officer) may start over.
+    assert!(matches!(
+        f.svc.unseal_reset_as_starter("0123456789abcdef").await,
+        Err(ServiceError::Auth(service::identity::AuthError::Forbidden))
+    ));
+    assert_eq!(
+        f.svc.seal_status().await.unwrap(),
+        SealStatus::Sealed { have: 1, need: 3 }
+    );
+    assert_eq!(
+        f.svc.unseal_reset_as_starter(&token).await.unwrap(),
         SealStatus::Sealed { have: 0, need: 3 }
     );
+    let actions = f.audit_actions().await;
+    assert!(actions.iter().any(|a| a == "keystore.unseal_reset_refused"));
 }
 
 async fn wrong_quorum_is_refused_and_resets(f: Fixture) {
-    // Well-formed shares of this keystore's id, but of another root key:
-    // only the keystore itself can tell, once the threshold is reached.
+    // Well-formed shares of this keystore's id, but of another root key,
+    // on a keystore made before share tags were kept: only the keystore
+    // itself can tell, once the threshold is reached.
+    f.db.store
+        .execute_unchecked("DELETE FROM keystore_share_tags")
+        .await
+        .unwrap();
     let id = f.db.store.keystore().await.unwrap().unwrap().keystore_id;
     let impostor = shamir::split(id, &service::keys::Secret32::random().unwrap(), 3, 5).unwrap();
     f.svc.unseal(&Actor::Anonymous, &impostor[0]).await.unwrap();

@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 
 use crate::error::StorageError;
 use crate::row::{corrupt, opt_ts, parsed, ts};
-use crate::store::{Backend, Store};
+use crate::store::Store;
 use crate::tx::WriteTx;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,15 +166,7 @@ impl WriteTx {
     /// exclusively: a transfer is judged wholly before or wholly after a
     /// change, on PostgreSQL as on SQLite (whose writers are serial anyway).
     pub async fn governance_lock(&mut self, shared: bool) -> Result<(), StorageError> {
-        if self.backend() == Backend::Postgres {
-            let q = if shared {
-                "SELECT pg_advisory_xact_lock_shared(hashtextextended('strongroom.governance', 0))"
-            } else {
-                "SELECT pg_advisory_xact_lock(hashtextextended('strongroom.governance', 0))"
-            };
-            sqlx::query(q).execute(&mut *self.tx).await?;
-        }
-        Ok(())
+        self.advisory_lock("strongroom.governance", shared).await
     }
 
     pub async fn policy_in_tx(&mut self, version: u64) -> Result<PolicyRow, StorageError> {
@@ -424,7 +416,11 @@ impl WriteTx {
         Ok(())
     }
 
+    /// Inserts a freeze under the exclusive freeze lock: every broadcast
+    /// registered before it is visible to this transaction, and none
+    /// registers until it commits.
     pub async fn insert_freeze(&mut self, f: &FreezeRow) -> Result<(), StorageError> {
+        self.freeze_lock(false).await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO freezes ({FREEZE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
         )))
@@ -439,6 +435,21 @@ impl WriteTx {
         .await
         .map_err(|e| StorageError::from_sqlx(e, "freeze"))?;
         Ok(())
+    }
+
+    /// Freezes in force at `now`, read in this transaction.
+    pub async fn active_freezes_in_tx(
+        &mut self,
+        now: Timestamp,
+    ) -> Result<Vec<FreezeRow>, StorageError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {FREEZE_COLUMNS} FROM freezes WHERE released_at_ms IS NULL OR released_at_ms > $1 \
+             ORDER BY frozen_at_ms, id"
+        )))
+        .bind(now.as_millis())
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter().map(freeze_from_row).collect()
     }
 
     /// Sets when a freeze ends (now, or after a cool-down).

@@ -474,14 +474,15 @@ impl Store {
         rows.iter().map(api_key_from_row).collect()
     }
 
-    /// Records a request nonce; `false` if the key used it before (a replay).
-    /// Nonces older than `forget_before` are pruned first: their requests
-    /// are refused as stale anyway.
+    /// Records a request nonce with the request's signed time; `false` if
+    /// the key used it before (a replay). Nonces signed before
+    /// `forget_before` are pruned first: their requests are refused as
+    /// stale anyway. (The column `seen_at_ms` holds the signed time.)
     pub async fn use_request_nonce(
         &self,
         key: ApiKeyId,
         nonce: &str,
-        now: Timestamp,
+        signed_at: Timestamp,
         forget_before: Timestamp,
     ) -> Result<bool, StorageError> {
         let _turn = self.write_turn().await?;
@@ -494,7 +495,7 @@ impl Store {
         )
         .bind(key.to_string())
         .bind(nonce)
-        .bind(now.as_millis())
+        .bind(signed_at.as_millis())
         .execute(&self.pool)
         .await;
         match r {

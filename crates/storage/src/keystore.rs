@@ -57,6 +57,19 @@ const KEY_COLUMNS: &str = "id, version, purpose, algorithm, backend, backend_ref
      provenance, kek_version, dek_sealed, material_sealed, created_at_ms, expires_at_ms, hd_path";
 
 impl WriteTx {
+    /// Keeps the tags of the unseal shares issued (index → hex of the tag).
+    pub async fn insert_share_tags(&mut self, tags: &[(u8, [u8; 32])]) -> Result<(), StorageError> {
+        for (idx, tag) in tags {
+            sqlx::query("INSERT INTO keystore_share_tags (idx, tag) VALUES ($1, $2)")
+                .bind(i64::from(*idx))
+                .bind(hex::encode(tag))
+                .execute(&mut *self.tx)
+                .await
+                .map_err(|e| StorageError::from_sqlx(e, "share tag"))?;
+        }
+        Ok(())
+    }
+
     /// Creates the keystore with its first KEK; refuses a second keystore.
     pub async fn insert_keystore(
         &mut self,
@@ -246,6 +259,26 @@ impl WriteTx {
 }
 
 impl Store {
+    /// The tags of the unseal shares issued, by index (empty for a keystore
+    /// made before tags were kept).
+    pub async fn share_tags(
+        &self,
+    ) -> Result<std::collections::BTreeMap<u8, [u8; 32]>, StorageError> {
+        let rows = sqlx::query("SELECT idx, tag FROM keystore_share_tags ORDER BY idx")
+            .fetch_all(&self.pool)
+            .await?;
+        let corrupt = || StorageError::Corrupt("share tag".into());
+        rows.iter()
+            .map(|r| {
+                let idx: i64 = r.try_get("idx")?;
+                let tag: String = r.try_get("tag")?;
+                let mut t = [0u8; 32];
+                hex::decode_to_slice(&tag, &mut t).map_err(|_| corrupt())?;
+                Ok((u8::try_from(idx).map_err(|_| corrupt())?, t))
+            })
+            .collect()
+    }
+
     pub async fn keystore(&self) -> Result<Option<KeystoreRow>, StorageError> {
         let Some(row) = sqlx::query(
             "SELECT keystore_id, threshold, shares, current_kek, created_at_ms, created_by \

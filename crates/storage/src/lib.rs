@@ -25,6 +25,7 @@
 
 mod accounts;
 mod audit_log;
+mod broadcasts;
 mod btc;
 mod deposits;
 mod error;
@@ -43,6 +44,7 @@ mod transfers;
 mod tx;
 mod webhooks;
 
+pub use broadcasts::BroadcastRow;
 pub use btc::{BtcAddressRow, BtcSendRow, BtcUtxoRow};
 pub use deposits::DepositRow;
 pub use error::StorageError;

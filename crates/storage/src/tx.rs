@@ -65,6 +65,25 @@ impl WriteTx {
         }
     }
 
+    /// A named lock until this transaction ends, shared or exclusive: a
+    /// PostgreSQL advisory transaction lock; nothing on SQLite, whose
+    /// writers are serial anyway.
+    pub(crate) async fn advisory_lock(
+        &mut self,
+        name: &str,
+        shared: bool,
+    ) -> Result<(), StorageError> {
+        if self.backend() == Backend::Postgres {
+            let q = if shared {
+                "SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))"
+            } else {
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+            };
+            sqlx::query(q).bind(name).execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn backend(&self) -> Backend {
         self.backend
     }

@@ -60,13 +60,15 @@ impl KeyFile {
         })
     }
 
-    /// The four headers of a signed request.
+    /// The four headers of a signed request (`strongroom-request-v2`,
+    /// covering the `Idempotency-Key` the request carries, if any).
     pub(crate) fn headers(
         &self,
         method: &str,
         path: &str,
         query: &str,
         body: &[u8],
+        idempotency_key: Option<&str>,
     ) -> Result<Vec<(&'static str, String)>, Failure> {
         let ts = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -76,7 +78,15 @@ impl KeyFile {
         let mut n = [0u8; 18];
         getrandom::fill(&mut n).map_err(|e| anyhow::anyhow!("random: {e}"))?;
         let nonce = data_encoding::BASE64URL_NOPAD.encode(&n);
-        let msg = service::identity::request_message(method, path, query, body, &ts, &nonce);
+        let msg = service::identity::request_message(
+            method,
+            path,
+            query,
+            body,
+            &ts,
+            &nonce,
+            idempotency_key.unwrap_or(""),
+        );
         let sig = data_encoding::BASE64.encode(&self.key.sign(&msg).to_bytes());
         Ok(vec![
             (api_http::KEY_HEADER, self.id.clone()),

@@ -267,8 +267,12 @@ pub(crate) fn freeze(c: Config, scope: &str, reason: &str) -> Result<(), Failure
         }
         .await;
         store.close().await;
-        let f = r?;
+        let placed = r?;
+        let f = &placed.freeze;
         println!("frozen: {} ({}), freeze id {}", f.scope, f.reason, f.id);
+        for (send, outcome) in &placed.may_have_reached {
+            println!("started before the freeze, may have reached the network: {send} ({outcome})");
+        }
         Ok(())
     })
 }

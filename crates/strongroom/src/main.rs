@@ -423,9 +423,17 @@ enum OperatorCommand {
         /// The server's address.
         #[arg(long, default_value = "http://127.0.0.1:8200", env = "STRONGROOM_ADDR")]
         addr: String,
-        /// Discard the shares given so far instead.
+        /// Discard the shares given so far instead: with the reset token
+        /// printed to the first share's holder, or a security officer's or
+        /// admin's key file.
         #[arg(long)]
         reset: bool,
+        /// The reset token the first share's answer printed (with --reset).
+        #[arg(long, env = "STRONGROOM_UNSEAL_TOKEN")]
+        token: Option<String>,
+        /// A security officer's or admin's API key file (with --reset).
+        #[arg(long, env = "STRONGROOM_KEY_FILE")]
+        key_file: Option<PathBuf>,
     },
     /// Seal a running server: key material leaves its memory.
     Seal {
@@ -761,7 +769,12 @@ fn main() -> ExitCode {
             btcctl::record_deposit(c, &network, &to, &txid, vout, sat)
         }),
         Command::Operator(o) => match o {
-            OperatorCommand::Unseal { addr, reset } => operator::unseal(&addr, reset),
+            OperatorCommand::Unseal {
+                addr,
+                reset,
+                token,
+                key_file,
+            } => operator::unseal(&addr, reset, token.as_deref(), key_file.as_deref()),
             OperatorCommand::Seal { addr, key_file } => operator::seal(&addr, &key_file),
             OperatorCommand::Status { addr } => operator::status(&addr),
         },

@@ -49,6 +49,9 @@ fn authority(addr: &str) -> Result<&str, Failure> {
 
 /// One request; returns the status and the body. With a key file, the
 /// request is signed.
+/// The header with the first share holder's reset token.
+const UNSEAL_TOKEN: &str = "X-Strongroom-Unseal-Token";
+
 fn request(
     addr: &str,
     method: &str,
@@ -94,7 +97,11 @@ fn signed_request_with(
     }
     if let Some(k) = key {
         let (p, q) = path.split_once('?').unwrap_or((path, ""));
-        for (name, value) in k.headers(method, p, q, body.as_bytes())? {
+        let idempotency_key = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(api_http::IDEMPOTENCY_HEADER))
+            .map(|(_, v)| *v);
+        for (name, value) in k.headers(method, p, q, body.as_bytes(), idempotency_key)? {
             extra.push_str(&format!("{name}: {value}\r\n"));
         }
     }
@@ -134,9 +141,32 @@ fn show(status: u16, body: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-pub(crate) fn unseal(addr: &str, reset: bool) -> Result<(), Failure> {
+pub(crate) fn unseal(
+    addr: &str,
+    reset: bool,
+    token: Option<&str>,
+    key_file: Option<&std::path::Path>,
+) -> Result<(), Failure> {
     if reset {
-        let (s, b) = request(addr, "POST", "/v1/sys/unseal/reset", None)?;
+        const PATH: &str = "/v1/sys/unseal/reset";
+        let (s, b) = match (key_file, token) {
+            (Some(f), _) => {
+                let key = crate::apikey::KeyFile::load(f)?;
+                signed_request(addr, "POST", PATH, None, Some(&key))?
+            }
+            (None, Some(t)) => {
+                if !t.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(usage("--token", "the reset token is hex"));
+                }
+                signed_request_with(addr, "POST", PATH, None, None, &[(UNSEAL_TOKEN, t)])?
+            }
+            (None, None) => {
+                return Err(usage(
+                    "--reset",
+                    "give --token (printed with the first share) or --key-file",
+                ));
+            }
+        };
         return show(s, &b);
     }
     let mut line = Zeroizing::new(String::new());
@@ -157,6 +187,14 @@ pub(crate) fn unseal(addr: &str, reset: bool) -> Result<(), Failure> {
     }
     let body = Zeroizing::new(format!("{{\"share\":\"{share}\"}}"));
     let (s, b) = request(addr, "POST", "/v1/sys/unseal", Some(&body))?;
+    if let Some(t) = serde_json::from_str::<serde_json::Value>(&b)
+        .ok()
+        .and_then(|v| v["reset_token"].as_str().map(str::to_owned))
+    {
+        // To the first share's holder only (standard error): with it they
+        // may start the round over (`--reset --token`).
+        eprintln!("reset token (to start this round over): {t}");
+    }
     show(s, &b)
 }
 
