@@ -1,10 +1,11 @@
 //! Who is calling: API-key signatures and session cookies checked once per
-//! request, rate limits per source address and per principal, and a JSON
-//! depth limit. Handlers get the verified principal through [`Authed`].
+//! request, rate limits (bounded memory) per client address — behind
+//! trusted proxies, the forwarded client; IPv6 by /64 — and per principal,
+//! with budgets of their own for emergencies (freeze, seal) and unseal
+//! attempts, and a JSON depth limit. Handlers get the verified principal
+//! through [`Authed`].
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -14,6 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use service::identity::{AuthError, Principal, SignedRequest};
+use service::limiter::{LimitKey, Limiter, address_key, hashed_key};
 use service::{Service, ServiceError};
 
 use crate::error::{ApiError, auth_error, service_error};
@@ -38,43 +40,63 @@ pub struct Rate {
     pub burst: u32,
 }
 
-/// Token buckets by key, in milli-tokens (no floating point).
+/// Memory bound of each limiter: this many keys remembered, whatever
+/// number of distinct addresses or principals arrive.
+const LIMITER_CAPACITY: usize = 131_072;
+
+/// Rate limits in bounded memory, O(1) per request (`service::limiter`).
 #[derive(Debug)]
-pub(crate) struct Buckets {
-    rate: Rate,
-    map: Mutex<HashMap<String, (u64, Instant)>>,
+pub(crate) struct Limiters {
+    started: Instant,
+    per_address: Limiter,
+    per_principal: Limiter,
+    /// Freeze and seal: their own budget, so an emergency is never rate
+    /// limited out by a flood of other requests.
+    emergency: Limiter,
+    /// Unseal attempts: per address, and all together.
+    unseal: Limiter,
+    unseal_all: Limiter,
+    trusted_proxies: std::sync::Arc<[crate::client_addr::Cidr]>,
 }
 
-impl Buckets {
-    pub(crate) fn new(rate: Rate) -> Self {
-        Buckets {
-            rate,
-            map: Mutex::new(HashMap::new()),
+impl Limiters {
+    pub(crate) fn new(l: &crate::Limits) -> Self {
+        let rate = |r: Rate| Limiter::new(r.per_second, r.burst, LIMITER_CAPACITY);
+        Limiters {
+            started: Instant::now(),
+            per_address: rate(l.per_address),
+            per_principal: rate(l.per_principal),
+            emergency: rate(l.emergency),
+            unseal: Limiter::per_minute(l.unseal_per_minute, l.unseal_per_minute, LIMITER_CAPACITY),
+            unseal_all: Limiter::per_minute(
+                l.unseal_per_minute.saturating_mul(10),
+                l.unseal_per_minute.saturating_mul(10),
+                1,
+            ),
+            trusted_proxies: l.trusted_proxies.clone(),
         }
     }
 
-    /// Takes one token for `key`; on refusal, the seconds until one is due.
-    fn take(&self, key: &str) -> Result<(), u64> {
-        let now = Instant::now();
-        let cap = u64::from(self.rate.burst.max(1)) * 1000;
-        let per_ms = u64::from(self.rate.per_second.max(1));
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > 100_000 {
-            // Forget idle keys rather than grow without bound.
-            map.retain(|_, (_, t)| now.duration_since(*t).as_secs() < 60);
-        }
-        let (tokens, last) = map.entry(key.to_owned()).or_insert((cap, now));
-        let elapsed = u64::try_from(now.duration_since(*last).as_millis()).unwrap_or(u64::MAX);
-        *tokens = tokens
-            .saturating_add(elapsed.saturating_mul(per_ms))
-            .min(cap);
-        *last = now;
-        if *tokens >= 1000 {
-            *tokens -= 1000;
-            Ok(())
-        } else {
-            Err((1000 - *tokens).div_ceil(per_ms * 1000).max(1))
-        }
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Which budget a request draws on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Normal,
+    /// `POST /v1/sys/seal`, `POST /v1/freezes`.
+    Emergency,
+    /// `POST /v1/sys/unseal`, `POST /v1/sys/unseal/reset`.
+    Unseal,
+}
+
+fn class(method: &Method, path: &str) -> Class {
+    match (method, path) {
+        (&Method::POST, "/v1/sys/seal" | "/v1/freezes") => Class::Emergency,
+        (&Method::POST, "/v1/sys/unseal" | "/v1/sys/unseal/reset") => Class::Unseal,
+        _ => Class::Normal,
     }
 }
 
@@ -82,8 +104,7 @@ impl Buckets {
 #[derive(Debug, Clone)]
 pub(crate) struct AuthState {
     pub svc: Service,
-    pub per_address: std::sync::Arc<Buckets>,
-    pub per_principal: std::sync::Arc<Buckets>,
+    pub limits: std::sync::Arc<Limiters>,
     pub max_body: usize,
 }
 
@@ -203,11 +224,39 @@ pub(crate) async fn authenticate(
     req: Request,
     next: Next,
 ) -> Response {
-    let source = req
+    let lim = &st.limits;
+    let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or("unknown".to_owned(), |c| c.0.ip().to_string());
-    if let Err(retry) = st.per_address.take(&source) {
+        .map(|c| c.0.ip());
+    let ip = crate::client_addr::client_ip(peer, req.headers(), &lim.trusted_proxies);
+    let source = ip.map_or("unknown".to_owned(), |ip| ip.to_string());
+    let at = ip.map_or(LimitKey::Global, address_key);
+    let class = class(req.method(), req.uri().path());
+    let now = lim.now_ms();
+    let taken = match class {
+        Class::Normal => lim.per_address.take(at, now),
+        Class::Unseal => lim
+            .unseal
+            .take(at, now)
+            .and_then(|()| lim.unseal_all.take(LimitKey::Global, now)),
+        // Keyed by the address and the credential it presents: a flood from
+        // elsewhere, or with other credentials, does not drain it.
+        Class::Emergency => {
+            let h = req.headers();
+            let credential = h
+                .get(KEY_HEADER)
+                .or_else(|| h.get(axum::http::header::COOKIE))
+                .map_or(&b""[..], |v| v.as_bytes());
+            let addr = format!("{at:?}");
+            lim.emergency
+                .take(hashed_key(&[addr.as_bytes(), credential]), now)
+        }
+    };
+    if let Err(retry) = taken {
+        if class == Class::Unseal {
+            tracing::warn!(source = %source, "unseal attempts rate-limited");
+        }
         return too_many(retry, "rate_limited");
     }
     let (mut parts, body) = req.into_parts();
@@ -228,7 +277,10 @@ pub(crate) async fn authenticate(
         Err(e) => return e.into_response(),
     };
     if let Some(p) = &principal
-        && let Err(retry) = st.per_principal.take(&p.actor().to_string())
+        && class == Class::Normal
+        && let Err(retry) = lim
+            .per_principal
+            .take(hashed_key(&[p.actor().to_string().as_bytes()]), now)
     {
         return too_many(retry, "rate_limited");
     }
@@ -308,15 +360,12 @@ mod tests {
     }
 
     #[test]
-    fn buckets_refuse_beyond_the_burst() {
-        let b = Buckets::new(Rate {
-            per_second: 1,
-            burst: 3,
-        });
-        for _ in 0..3 {
-            assert!(b.take("k").is_ok());
-        }
-        assert_eq!(b.take("k"), Err(1));
-        assert!(b.take("other").is_ok(), "keys are separate");
+    fn emergencies_and_unseal_draw_on_their_own_budgets() {
+        assert_eq!(class(&Method::POST, "/v1/freezes"), Class::Emergency);
+        assert_eq!(class(&Method::POST, "/v1/sys/seal"), Class::Emergency);
+        assert_eq!(class(&Method::GET, "/v1/freezes"), Class::Normal);
+        assert_eq!(class(&Method::POST, "/v1/sys/unseal"), Class::Unseal);
+        assert_eq!(class(&Method::POST, "/v1/sys/unseal/reset"), Class::Unseal);
+        assert_eq!(class(&Method::POST, "/v1/transfers"), Class::Normal);
     }
 }

@@ -223,6 +223,7 @@ pub(crate) fn auth_error(e: &service::identity::AuthError) -> ApiError {
         AuthError::TotpRequired => (S::UNAUTHORIZED, "totp_required"),
         AuthError::BadSignature => (S::UNAUTHORIZED, "bad_signature"),
         AuthError::SignatureVersion => (S::UNAUTHORIZED, "signature_upgrade_required"),
+        AuthError::Throttled { .. } => (S::TOO_MANY_REQUESTS, "rate_limited"),
         AuthError::Stale => (S::UNAUTHORIZED, "stale_request"),
         AuthError::Replay => (S::UNAUTHORIZED, "replayed_request"),
         AuthError::Malformed(_) => (S::UNAUTHORIZED, "malformed_auth"),
@@ -233,7 +234,11 @@ pub(crate) fn auth_error(e: &service::identity::AuthError) -> ApiError {
         AuthError::Forbidden => (S::FORBIDDEN, "forbidden"),
         _ => (S::UNAUTHORIZED, "unauthenticated"),
     };
-    ApiError::new(status, code, e.to_string())
+    let mut err = ApiError::new(status, code, e.to_string());
+    if let AuthError::Throttled { retry_after_s } = e {
+        err.retry_after = Some(*retry_after_s);
+    }
+    err
 }
 
 /// `400 invalid_request` with `message`.

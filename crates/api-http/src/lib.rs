@@ -51,14 +51,22 @@ pub use client_addr::{Cidr, CidrError, client_ip};
 pub use error::{ApiError, ErrorBody};
 
 /// Limits applied to every request.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
-    /// Token bucket per source address (before authentication).
+    /// Token bucket per client address (IPv6 by /64), before authentication.
     pub per_address: Rate,
     /// Token bucket per verified principal.
     pub per_principal: Rate,
+    /// Freeze and seal requests, per address and credential: a budget of
+    /// their own, so an emergency is never rate limited out.
+    pub emergency: Rate,
+    /// Unseal attempts per address per minute (ten times that in all).
+    pub unseal_per_minute: u32,
+    /// Proxies whose `X-Forwarded-For` names the client (none by default:
+    /// the connection's peer is the client).
+    pub trusted_proxies: std::sync::Arc<[Cidr]>,
 }
 
 impl Limits {
@@ -76,6 +84,12 @@ impl Limits {
                 per_second: 20,
                 burst: 40,
             },
+            emergency: Rate {
+                per_second: 10,
+                burst: 30,
+            },
+            unseal_per_minute: 30,
+            trusted_proxies: std::sync::Arc::from(Vec::new()),
         }
     }
 }
@@ -126,8 +140,7 @@ pub fn router(service: Service, limits: Limits) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             auth::AuthState {
                 svc: service.clone(),
-                per_address: std::sync::Arc::new(auth::Buckets::new(limits.per_address)),
-                per_principal: std::sync::Arc::new(auth::Buckets::new(limits.per_principal)),
+                limits: std::sync::Arc::new(auth::Limiters::new(&limits)),
                 max_body: limits.max_body_bytes,
             },
             auth::authenticate,

@@ -600,6 +600,61 @@ async fn rate_limits_answer_429_with_retry_after() {
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
 }
 
+/// Behind a trusted proxy each client has its own bucket (an untrusted
+/// peer's `X-Forwarded-For` is ignored); with the ordinary budget spent, a
+/// freeze still goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_hold_behind_proxies_and_leave_room_for_emergencies() {
+    let app = app(Limits {
+        per_address: Rate {
+            per_second: 1,
+            burst: 2,
+        },
+        trusted_proxies: std::sync::Arc::from(vec!["10.0.0.0/8".parse().unwrap()]),
+        ..Limits::new(64 * 1024, Duration::from_secs(10))
+    })
+    .await;
+    let from = |peer: &str, forwarded: Option<&str>, mut r: Request<Body>| {
+        let peer: std::net::SocketAddr = format!("{peer}:40000").parse().unwrap();
+        r.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+        if let Some(f) = forwarded {
+            r.headers_mut()
+                .insert("x-forwarded-for", f.parse().unwrap());
+        }
+        r
+    };
+    let health = || plain("GET", "/v1/health", None);
+    for client in ["1.1.1.1", "2.2.2.2"] {
+        for _ in 0..2 {
+            let r = from("10.0.0.1", Some(&format!("{client}, 10.0.0.2")), health());
+            assert_eq!(send(&app, r).await.0, StatusCode::OK, "{client}");
+        }
+    }
+    let r = from("10.0.0.1", Some("1.1.1.1"), health());
+    assert_eq!(send(&app, r).await.0, StatusCode::TOO_MANY_REQUESTS);
+    // Not a trusted proxy: its own address counts, whatever it forwards.
+    for (i, forwarded) in ["3.3.3.3", "4.4.4.4", "5.5.5.5"].into_iter().enumerate() {
+        let r = from("192.0.2.7", Some(forwarded), health());
+        let want = if i < 2 {
+            StatusCode::OK
+        } else {
+            StatusCode::TOO_MANY_REQUESTS
+        };
+        assert_eq!(send(&app, r).await.0, want);
+    }
+    // That address has spent its budget; its security officer still freezes.
+    let officer = key(&app, 9, Grant::global(Role::SecurityOfficer)).await;
+    let body = serde_json::json!({"scope": "global", "reason": "drill"});
+    let r = from(
+        "192.0.2.7",
+        None,
+        officer.request("POST", "/v1/freezes", Some(&body)),
+    );
+    let (s, _, body) = send(&app, r).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    assert_eq!(body["may_have_reached"], serde_json::json!([]));
+}
+
 async fn app_with_address_limit() -> App {
     app(Limits {
         per_address: Rate {

@@ -113,6 +113,8 @@ pub enum AuthError {
     InvalidCredentials,
     #[error("a one-time code is required")]
     TotpRequired,
+    #[error("too many attempts: try again in {retry_after_s} s")]
+    Throttled { retry_after_s: u64 },
     #[error("the request signature is not valid")]
     BadSignature,
     #[error(

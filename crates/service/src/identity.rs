@@ -80,16 +80,36 @@ fn argon2() -> Result<Argon2<'static>, ServiceError> {
 }
 
 /// At most two Argon2 computations (64 MiB each) at a time, whatever the
-/// number of concurrent sign-ins: a burst queues instead of exhausting memory.
+/// number of concurrent sign-ins: a burst queues instead of exhausting
+/// memory...
 static ARGON2_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+/// ...and at most 16 more wait for a slot: beyond that a sign-in is
+/// refused at once (429) rather than queued without bound.
+static ARGON2_ADMITTED: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2 + 16);
+
+/// A turn at Argon2: admitted (or refused at once), then a slot.
+async fn argon2_turn() -> Result<
+    (
+        tokio::sync::SemaphorePermit<'static>,
+        tokio::sync::SemaphorePermit<'static>,
+    ),
+    ServiceError,
+> {
+    let shut = |_| ServiceError::Invalid("password hashing is shut down".into());
+    let admitted = ARGON2_ADMITTED.try_acquire().map_err(|e| match e {
+        tokio::sync::TryAcquireError::NoPermits => {
+            ServiceError::from(AuthError::Throttled { retry_after_s: 1 })
+        }
+        tokio::sync::TryAcquireError::Closed => shut(()),
+    })?;
+    let slot = ARGON2_SLOTS.acquire().await.map_err(|_| shut(()))?;
+    Ok((admitted, slot))
+}
 
 /// Hashes a password (Argon2id, random salt) in a blocking thread.
 pub(crate) async fn hash_password(password: String) -> Result<String, ServiceError> {
     let password = zeroize::Zeroizing::new(password);
-    let _slot = ARGON2_SLOTS
-        .acquire()
-        .await
-        .map_err(|_| ServiceError::Invalid("password hashing is shut down".into()))?;
+    let _turn = argon2_turn().await?;
     tokio::task::spawn_blocking(move || {
         argon2()?
             .hash_password(password.as_bytes())
@@ -100,18 +120,16 @@ pub(crate) async fn hash_password(password: String) -> Result<String, ServiceErr
     .map_err(|e| ServiceError::Invalid(format!("password hashing: {e}")))?
 }
 
-async fn verify_password(password: String, hash: String) -> bool {
+async fn verify_password(password: String, hash: String) -> Result<bool, ServiceError> {
     let password = zeroize::Zeroizing::new(password);
-    let Ok(_slot) = ARGON2_SLOTS.acquire().await else {
-        return false;
-    };
-    tokio::task::spawn_blocking(move || {
+    let _turn = argon2_turn().await?;
+    Ok(tokio::task::spawn_blocking(move || {
         Argon2::default()
             .verify_password(password.as_bytes(), hash.as_str())
             .is_ok()
     })
     .await
-    .unwrap_or(false)
+    .unwrap_or(false))
 }
 
 /// A PHC hash of a password nobody has, verified when the user does not
@@ -207,10 +225,18 @@ impl Service {
         address: &str,
     ) -> Result<LoginOutcome, ServiceError> {
         let now = self.now();
+        // A budget per name, charged before anything is looked up (unknown
+        // names too): bounds the Argon2 work, audit records and lockouts
+        // one name can be made to cost.
+        let name_key = crate::limiter::hashed_key(&[b"login", name.as_bytes()]);
+        let at = u64::try_from(now.as_millis()).unwrap_or(0);
+        if let Err(retry_after_s) = self.login_names().take(name_key, at) {
+            return Err(AuthError::Throttled { retry_after_s }.into());
+        }
         let user = match self.store().user_by_name(name).await {
             Ok(u) if u.state == "active" => u,
             Ok(_) | Err(StorageError::NotFound { .. }) => {
-                verify_password(password, DUMMY_HASH.into()).await;
+                verify_password(password, DUMMY_HASH.into()).await?;
                 return Err(AuthError::InvalidCredentials.into());
             }
             Err(e) => return Err(e.into()),
@@ -221,7 +247,7 @@ impl Service {
         // as "invalid credentials" (no account enumeration, no oracle).
         if user.locked_until > now {
             // The same work as a real check; the real hash is never tried.
-            verify_password(password, DUMMY_HASH.into()).await;
+            verify_password(password, DUMMY_HASH.into()).await?;
             let e = entry(
                 &Actor::Anonymous,
                 "auth.login.refused",
@@ -232,7 +258,7 @@ impl Service {
             self.commit(tx, &[e], now).await?;
             return Err(AuthError::InvalidCredentials.into());
         }
-        let password_ok = verify_password(password, user.password_hash.clone()).await;
+        let password_ok = verify_password(password, user.password_hash.clone()).await?;
         let mut step = None;
         let totp_ok = match (&user.totp_sealed, password_ok) {
             (None, _) => true,

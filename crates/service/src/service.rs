@@ -74,6 +74,8 @@ struct Inner {
     /// Woken when a broadcast of this process ends: a freeze waiting for
     /// broadcasts in flight looks again.
     broadcasts_ended: tokio::sync::Notify,
+    /// Sign-in attempts per user name (20 a minute, bursts of 10).
+    login_names: crate::limiter::Limiter,
     /// Where each network's deposit scan has reached in this process (the
     /// database keeps it at least every `BLOCKS_PER_PASS` blocks and with
     /// every deposit found; a restart rescans from there).
@@ -126,6 +128,7 @@ impl Service {
                 governance: std::sync::RwLock::new(None),
                 transfers_moved: tokio::sync::Notify::new(),
                 broadcasts_ended: tokio::sync::Notify::new(),
+                login_names: crate::limiter::Limiter::per_minute(20, 10, 8192),
                 scan_cursors: Default::default(),
                 threshold: std::sync::OnceLock::new(),
             }),
@@ -313,6 +316,11 @@ impl Service {
 
     /// Commits `tx` with its audit records, then runs the effects after a
     /// commit (checkpoints).
+    /// Sign-in attempts per user name.
+    pub(crate) fn login_names(&self) -> &crate::limiter::Limiter {
+        &self.inner.login_names
+    }
+
     /// Woken when a broadcast of this process ends.
     pub(crate) fn broadcasts_ended(&self) -> &tokio::sync::Notify {
         &self.inner.broadcasts_ended

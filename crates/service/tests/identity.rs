@@ -172,6 +172,35 @@ async fn passwords_lock_out_with_backoff(f: Fixture) {
         2,
         "10.0.0.2 flagged once"
     );
+    // A budget per name (10 at once, 20 a minute), unknown names too: the
+    // eleventh quick attempt is refused before any password work.
+    for _ in 0..10 {
+        let e = auth_err(
+            f.svc
+                .login("nobody", "x".repeat(12), None, "10.0.0.3")
+                .await,
+        );
+        assert_eq!(e, AuthError::InvalidCredentials);
+    }
+    assert!(matches!(
+        auth_err(
+            f.svc
+                .login("nobody", "x".repeat(12), None, "10.0.0.3")
+                .await
+        ),
+        AuthError::Throttled {
+            retry_after_s: 1..=3
+        }
+    ));
+    f.advance(3_000);
+    assert_eq!(
+        auth_err(
+            f.svc
+                .login("nobody", "x".repeat(12), None, "10.0.0.3")
+                .await
+        ),
+        AuthError::InvalidCredentials
+    );
 }
 
 fn secret_of(uri: &str) -> Vec<u8> {

@@ -101,6 +101,10 @@ struct RawServer {
     max_body_bytes: u64,
     #[serde(default = "default_timeout")]
     request_timeout_seconds: u64,
+    /// Proxies (addresses or CIDR ranges) whose `X-Forwarded-For` names
+    /// the client for rate limits and the audit log.
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
 }
 
 fn default_max_body() -> u64 {
@@ -211,6 +215,7 @@ pub struct Config {
     pub listen: SocketAddr,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
+    pub trusted_proxies: Vec<api_http::Cidr>,
     pub database: Database,
     pub audit_key: AuditKey,
     pub checkpoint_file: PathBuf,
@@ -280,6 +285,17 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             ),
         )
     })?;
+    let trusted_proxies = raw
+        .server
+        .trusted_proxies
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            p.parse::<api_http::Cidr>().map_err(|e| {
+                ConfigError::new(&format!("server.trusted_proxies[{i}]"), e.to_string())
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     if !(1024..=64 * 1024 * 1024).contains(&raw.server.max_body_bytes) {
         return Err(ConfigError::new(
             "server.max_body_bytes",
@@ -378,6 +394,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         listen,
         max_body_bytes: usize::try_from(raw.server.max_body_bytes).unwrap_or(usize::MAX),
         request_timeout: Duration::from_secs(raw.server.request_timeout_seconds),
+        trusted_proxies,
         database,
         audit_key,
         checkpoint_file: base.join(raw.audit.checkpoint_file),
@@ -677,6 +694,10 @@ whitelist_cooling_off_hours = 24
             GOOD.replace("\"127.0.0.1:8200\"", "\"localhost\""),
             GOOD.replace("\"127.0.0.1:8200\"", "8200"),
             GOOD.replace(
+                "listen = \"127.0.0.1:8200\"",
+                "listen = \"127.0.0.1:8200\"\ntrusted_proxies = [\"10.0.0.0/8\", \"10.0.0.0/33\"]",
+            ),
+            GOOD.replace(
                 "checkpoint_every_records = 100",
                 "checkpoint_every_records = 0",
             ),
@@ -761,9 +782,10 @@ whitelist_cooling_off_hours = 24
             .collect();
         let out: Vec<String> = cases.iter().map(|c| check(c)).collect();
         expect_test::expect![[r#"
-            error: server.lisen: unknown field `lisen`, expected one of `listen`, `max_body_bytes`, `request_timeout_seconds` (line 3, column 1)
+            error: server.lisen: unknown field `lisen`, expected one of `listen`, `max_body_bytes`, `request_timeout_seconds`, `trusted_proxies` (line 3, column 1)
             error: server.listen: "localhost" is not an address:port such as 127.0.0.1:8200
             error: server.listen: invalid type: integer `8200`, expected a string (line 3, column 10)
+            error: server.trusted_proxies[1]: prefix length 33 is longer than 32
             error: audit.checkpoint_every_records: must be at least 1
             error: audit.checkpoint_every_records: invalid value: integer `-1`, expected u64 (line 9, column 28)
             error: audit: missing field `checkpoint_every_seconds` (line 6, column 1)

@@ -361,7 +361,10 @@ pub(crate) fn run(c: Config) -> Result<(), Failure> {
 
         let app = api_http::router(
             svc.clone(),
-            api_http::Limits::new(c.max_body_bytes, c.request_timeout),
+            api_http::Limits {
+                trusted_proxies: c.trusted_proxies.clone().into(),
+                ..api_http::Limits::new(c.max_body_bytes, c.request_timeout)
+            },
         );
         // Handlers are installed before anyone is told we listen, so that a
         // SIGTERM sent right after start-up still drains and audits the stop.
