@@ -62,6 +62,8 @@ pub fn check_all(root: &Path) -> anyhow::Result<Vec<Problem>> {
     problems.extend(check_no_ambient_clock_or_rng(root, &files)?);
     problems.extend(check_file_lengths(root, &files, LONG_FILES)?);
     problems.extend(check_signing_calls(root, &files, SIGNING_CALLS)?);
+    problems.extend(check_test_hooks(root, &files, HOOK_FILES)?);
+    problems.extend(check_test_features(&meta)?);
     problems.extend(check_module_cycles(root)?);
     problems.extend(check_layers(
         root,
@@ -340,6 +342,136 @@ pub const MAX_SOURCE_LINES: usize = 900;
 /// grow beyond (none today). Splitting one takes it off this list (the
 /// check says so when it shrinks under the limit).
 pub const LONG_FILES: &[(&str, usize)] = &[];
+
+/// Environment names that arm misbehaviour (crash points, faults,
+/// published primes): read only in files built with the `test-hooks`
+/// feature, which release builds never enable.
+pub const TEST_HOOK_NAMES: &[&str] = &[
+    "STRONGROOM_CRASH_AT",
+    "STRONGROOM_SIGNER_CRASH_AT",
+    "STRONGROOM_SIGNER_FAULT",
+    "STRONGROOM_SIGNER_TEST_PRIMES",
+];
+
+/// Each file that may read them, and the file declaring it behind
+/// `#[cfg(feature = "test-hooks")]`.
+pub const HOOK_FILES: &[(&str, &str)] = &[
+    (
+        "crates/service/src/crash/hooks.rs",
+        "crates/service/src/crash.rs",
+    ),
+    (
+        "crates/keys-mpc/src/node/hooks.rs",
+        "crates/keys-mpc/src/node.rs",
+    ),
+];
+
+/// Features only tests may turn on.
+pub const TEST_FEATURES: &[&str] = &["test-hooks", "test-support", "testing"];
+
+/// The test hooks' names appear in library sources only inside
+/// [`HOOK_FILES`], each declared behind the `test-hooks` feature.
+pub fn check_test_hooks(
+    root: &Path,
+    files: &[PathBuf],
+    hook_files: &[(&str, &str)],
+) -> anyhow::Result<Vec<Problem>> {
+    let mut problems = Vec::new();
+    for f in files {
+        let place = relative(root, f);
+        if !place.starts_with("crates/") || !place.contains("/src/") {
+            continue;
+        }
+        if hook_files.iter().any(|(h, _)| *h == place) {
+            continue;
+        }
+        let text = strip_comments(
+            &std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?,
+        );
+        for name in TEST_HOOK_NAMES {
+            if text.contains(name) {
+                problems.push(Problem {
+                    rule: "test-hooks",
+                    place: place.clone(),
+                    detail: format!("names {name}: only a file behind the test-hooks feature may"),
+                });
+            }
+        }
+    }
+    for (hook, parent) in hook_files {
+        let text = std::fs::read_to_string(root.join(parent)).unwrap_or_default();
+        let gated = text.lines().collect::<Vec<_>>().windows(2).any(|w| {
+            w[0].trim() == "#[cfg(feature = \"test-hooks\")]" && w[1].trim().ends_with("mod hooks;")
+        });
+        if !gated || !root.join(hook).exists() {
+            problems.push(Problem {
+                rule: "test-hooks",
+                place: (*parent).to_owned(),
+                detail: format!(
+                    "must declare {hook} as `mod hooks;` behind #[cfg(feature = \"test-hooks\")]"
+                ),
+            });
+        }
+    }
+    Ok(problems)
+}
+
+/// No normal or build dependency of a workspace member, and no default
+/// feature, turns on a feature only tests may use: a release build of any
+/// member (`cargo build --release -p strongroom`) carries no test hooks.
+pub fn check_test_features(meta: &Value) -> anyhow::Result<Vec<Problem>> {
+    let mut problems = Vec::new();
+    let members: BTreeSet<&str> = meta["workspace_members"]
+        .as_array()
+        .context("metadata has no workspace members")?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let packages = meta["packages"]
+        .as_array()
+        .context("metadata has no packages")?;
+    for p in packages
+        .iter()
+        .filter(|p| p["id"].as_str().is_some_and(|id| members.contains(id)))
+    {
+        let name = p["name"].as_str().unwrap_or("?");
+        for d in p["dependencies"].as_array().into_iter().flatten() {
+            let release = d["kind"].is_null() || d["kind"] == "build";
+            for f in d["features"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
+                if release && TEST_FEATURES.contains(&f) {
+                    problems.push(Problem {
+                        rule: "test-features",
+                        place: name.to_owned(),
+                        detail: format!(
+                            "enables {f} of {} for release builds: only a dev-dependency may",
+                            d["name"].as_str().unwrap_or("?")
+                        ),
+                    });
+                }
+            }
+        }
+        for f in p["features"]["default"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            if TEST_FEATURES.iter().any(|t| f.ends_with(t)) {
+                problems.push(Problem {
+                    rule: "test-features",
+                    place: name.to_owned(),
+                    detail: format!("the default features include {f}"),
+                });
+            }
+        }
+    }
+    Ok(problems)
+}
 
 /// No source file past [`MAX_SOURCE_LINES`] (tests and data excepted),
 /// beyond the known ones of [`LONG_FILES`], which may not grow.

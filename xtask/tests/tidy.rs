@@ -236,3 +236,66 @@ fn circles_and_layer_breaches_are_found() {
         ["layers: crates/c/src/low: imports `high` of the top layer, above its own (bottom)"]
     );
 }
+
+#[test]
+fn test_hooks_outside_their_gated_files_are_found() {
+    let hooks = [("crates/a/src/hooks.rs", "crates/a/src/lib.rs")];
+    let root = scratch(
+        "hooks",
+        &[
+            (
+                "crates/a/src/lib.rs",
+                "//! a\nmod hooks;\n// STRONGROOM_CRASH_AT in a comment is fine\n".into(),
+            ),
+            (
+                "crates/a/src/hooks.rs",
+                "//! h\nfn f() { std::env::var(\"STRONGROOM_SIGNER_FAULT\"); }\n".into(),
+            ),
+            (
+                "crates/b/src/main.rs",
+                "//! b\nfn f() { std::env::var(\"STRONGROOM_CRASH_AT\"); }\n".into(),
+            ),
+        ],
+    );
+    let files = tidy::rust_files(&root).unwrap();
+    let problems: Vec<String> = tidy::check_test_hooks(&root, &files, &hooks)
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    std::fs::remove_dir_all(&root).unwrap();
+    assert_eq!(
+        problems,
+        [
+            "test-hooks: crates/b/src/main.rs: names STRONGROOM_CRASH_AT: only a file behind the test-hooks feature may",
+            "test-hooks: crates/a/src/lib.rs: must declare crates/a/src/hooks.rs as `mod hooks;` behind #[cfg(feature = \"test-hooks\")]",
+        ]
+    );
+}
+
+#[test]
+fn test_features_turned_on_for_release_builds_are_found() {
+    let meta = serde_json::json!({
+        "workspace_members": ["a 0.0.0"],
+        "packages": [{
+            "id": "a 0.0.0",
+            "name": "a",
+            "features": {"default": []},
+            "dependencies": [
+                {"name": "service", "kind": null, "features": ["test-hooks"]},
+                {"name": "keys-mpc", "kind": "dev", "features": ["test-support", "test-hooks"]},
+            ],
+        }],
+    });
+    let problems: Vec<String> = tidy::check_test_features(&meta)
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        problems,
+        [
+            "test-features: a: enables test-hooks of service for release builds: only a dev-dependency may"
+        ]
+    );
+}

@@ -27,6 +27,23 @@ use crate::{Ed25519, Suite, Taproot};
 
 mod audit_file;
 mod ecdsa_steps;
+#[cfg(feature = "test-hooks")]
+pub mod hooks;
+/// Without the `test-hooks` feature: nothing is read, nothing armed.
+#[cfg(not(feature = "test-hooks"))]
+pub mod hooks {
+    use super::Node;
+
+    /// Arms nothing (a release build).
+    pub fn arm_from_env(node: Node, _kill: fn(&'static str) -> !) -> Result<Node, String> {
+        Ok(node)
+    }
+
+    /// Uses no published primes (a release build).
+    pub fn test_primes_from_env(_node: &Node) -> Result<bool, String> {
+        Ok(false)
+    }
+}
 
 use audit_file::AuditFile;
 
@@ -244,13 +261,15 @@ impl Node {
         })
     }
 
-    /// Installs the crash tests' hook (see [`CrashHook`]).
+    /// Installs the crash tests' hook (see [`CrashHook`]; test builds only).
+    #[cfg(feature = "test-hooks")]
     pub fn with_crash_hook(mut self, hook: impl Fn(&'static str) + Send + Sync + 'static) -> Node {
         self.after_answer = Some(CrashHook(Box::new(hook)));
         self
     }
 
-    /// Makes the node misbehave (fault tests only).
+    /// Makes the node misbehave (fault tests; test builds only).
+    #[cfg(feature = "test-hooks")]
     pub fn with_fault(mut self, fault: Fault) -> Node {
         self.fault = Some(fault);
         self

@@ -1,7 +1,8 @@
 //! Labelled crash points on the way from a request to the chain, for the
-//! crash tests: the binary installs a hook (only when it is asked to, by
-//! `STRONGROOM_CRASH_AT`) that kills the process at the named point. With no
-//! hook installed a point does nothing.
+//! crash tests. In a build with the `test-hooks` feature (tests only; never
+//! a release build) the binary arms one from the environment
+//! ([`arm_from_env`]) and the process kills itself at that point; without
+//! the feature nothing can arm one and a point does nothing.
 //!
 //! | label                 | reached when                                            |
 //! |-----------------------|---------------------------------------------------------|
@@ -13,11 +14,16 @@
 //! | `after_broadcast`     | the node took the bytes, that is not yet recorded       |
 //! | `after_inclusion`     | the block is recorded, the depth not yet reached        |
 
-use std::sync::OnceLock;
+#[cfg(feature = "test-hooks")]
+mod hooks;
+#[cfg(feature = "test-hooks")]
+pub use hooks::arm_from_env;
 
-type Hook = Box<dyn Fn(&'static str) + Send + Sync>;
-
-static HOOK: OnceLock<Hook> = OnceLock::new();
+/// Without the `test-hooks` feature nothing is read and nothing is armed.
+#[cfg(not(feature = "test-hooks"))]
+pub fn arm_from_env(_kill: fn(&'static str) -> !) -> Result<Option<&'static str>, String> {
+    Ok(None)
+}
 
 /// Every label a crash point carries.
 pub const POINTS: [&str; 7] = [
@@ -30,17 +36,9 @@ pub const POINTS: [&str; 7] = [
     "after_inclusion",
 ];
 
-/// Installs the hook every crash point calls; once per process (a second
-/// call is refused).
-pub fn install(hook: impl Fn(&'static str) + Send + Sync + 'static) -> Result<(), &'static str> {
-    HOOK.set(Box::new(hook))
-        .map_err(|_| "a crash hook is already installed")
-}
-
-/// A crash point: calls the hook, if one is installed.
+/// A crash point: kills the process if it is the one armed (test builds).
 pub(crate) fn point(label: &'static str) {
     debug_assert!(POINTS.contains(&label), "{label}");
-    if let Some(h) = HOOK.get() {
-        h(label);
-    }
+    #[cfg(feature = "test-hooks")]
+    hooks::fire(label);
 }

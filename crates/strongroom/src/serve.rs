@@ -397,27 +397,22 @@ pub(crate) fn run(c: Config) -> Result<(), Failure> {
     })
 }
 
-/// For the crash tests: `STRONGROOM_CRASH_AT=<label>` makes the process
-/// kill itself with SIGKILL when it reaches that point (see
-/// `service::crash`). Unset, nothing is armed.
+/// For the crash tests (a build with the `test-hooks` feature only): the
+/// crash point the environment names makes the process kill itself with
+/// SIGKILL when it reaches it (see `service::crash`). In a release build
+/// nothing is read and nothing is armed.
 fn arm_crash_point() -> Result<(), Failure> {
-    let Ok(at) = std::env::var("STRONGROOM_CRASH_AT") else {
-        return Ok(());
-    };
-    let Some(&point) = service::crash::POINTS.iter().find(|p| **p == at) else {
-        return Err(Failure::Config(ConfigError {
-            key: "STRONGROOM_CRASH_AT".into(),
-            message: format!("one of {}", service::crash::POINTS.join(", ")),
-        }));
-    };
-    tracing::warn!(point, "crash point armed: this process kills itself there");
-    service::crash::install(move |label| {
-        if label != point {
-            return;
+    match service::crash::arm_from_env(kill_self) {
+        Ok(Some(point)) => {
+            tracing::warn!(point, "crash point armed: this process kills itself there");
+            Ok(())
         }
-        kill_self(label);
-    })
-    .map_err(|e| Failure::Runtime(anyhow::anyhow!(e)))
+        Ok(None) => Ok(()),
+        Err(message) => Err(Failure::Config(ConfigError {
+            key: "environment".into(),
+            message,
+        })),
+    }
 }
 
 /// Dies at a crash point with a real SIGKILL: nothing is flushed, dropped

@@ -102,39 +102,12 @@ pub(crate) fn run(config: &Path, passphrase_file: Option<&Path>) -> Result<(), F
         .with_writer(std::io::stderr)
         .try_init();
     let pass = passphrase(passphrase_file)?;
-    let mut node = Node::open(&cfg, &pass).context("opening the signer node")?;
+    let node = Node::open(&cfg, &pass).context("opening the signer node")?;
     drop(pass);
-    // For the crash tests: `STRONGROOM_SIGNER_CRASH_AT=<request>` kills the
-    // node with SIGKILL right after it answers that request.
-    if let Ok(at) = std::env::var("STRONGROOM_SIGNER_CRASH_AT") {
-        let Some(&point) = keys_mpc::node::ANSWERS.iter().find(|p| **p == at) else {
-            return Err(Failure::Runtime(anyhow::anyhow!(
-                "STRONGROOM_SIGNER_CRASH_AT: one of {}",
-                keys_mpc::node::ANSWERS.join(", ")
-            )));
-        };
-        tracing::error!(
-            point,
-            "CRASH POINT ARMED: this node kills itself there (tests only)"
-        );
-        node = node.with_crash_hook(move |op| {
-            if op == point {
-                crate::serve::kill_self(op);
-            }
-        });
-    }
-    match std::env::var("STRONGROOM_SIGNER_FAULT").as_deref() {
-        Err(_) => {}
-        Ok("bad_share") => {
-            tracing::error!("FAULT ARMED: this node sends bad signature shares (tests only)");
-            node = node.with_fault(keys_mpc::node::Fault::BadShare);
-        }
-        Ok(other) => {
-            return Err(Failure::Runtime(anyhow::anyhow!(
-                "STRONGROOM_SIGNER_FAULT: {other:?} is not bad_share"
-            )));
-        }
-    }
+    // Crash points and faults for the tests (a build with the `test-hooks`
+    // feature only; a release build reads nothing).
+    let node = keys_mpc::node::hooks::arm_from_env(node, crate::serve::kill_self)
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!(e)))?;
     let node = Arc::new(node);
     ecdsa_primes(&node)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -169,8 +142,9 @@ pub(crate) fn run(config: &Path, passphrase_file: Option<&Path>) -> Result<(), F
 /// Makes sure the node has, or is finding, the safe primes its threshold
 /// ECDSA auxiliary information needs: a search in the background (minutes
 /// of CPU; each prime kept as found, so a restart resumes it), logged as it
-/// goes. For tests, `STRONGROOM_SIGNER_TEST_PRIMES=<file>` takes published
-/// primes instead (JSON, four per party) — never for real keys.
+/// goes. In a test build (feature `test-hooks`),
+/// `STRONGROOM_SIGNER_TEST_PRIMES=<file>` takes published primes instead
+/// (JSON, four per party) — never in a release build.
 fn ecdsa_primes(node: &Arc<Node>) -> Result<(), Failure> {
     let (aux, found) = node
         .ecdsa_status()
@@ -178,18 +152,10 @@ fn ecdsa_primes(node: &Arc<Node>) -> Result<(), Failure> {
     if aux || found >= 4 {
         return Ok(());
     }
-    if let Ok(path) = std::env::var("STRONGROOM_SIGNER_TEST_PRIMES") {
-        let all: Vec<Vec<String>> = serde_json::from_str(
-            &std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?,
-        )
-        .with_context(|| format!("{path}: JSON arrays of primes"))?;
-        let index = usize::from(node.public().index);
-        let mine = all
-            .get(index - 1)
-            .ok_or_else(|| anyhow::anyhow!("{path}: no primes for party {index}"))?;
-        tracing::error!("TEST PRIMES: this node's Paillier key is published (tests only)");
-        node.use_test_primes(mine)
-            .map_err(|e| Failure::Runtime(anyhow::anyhow!("test primes: {e}")))?;
+    // Published primes, for tests (a `test-hooks` build only).
+    if keys_mpc::node::hooks::test_primes_from_env(node)
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!(e)))?
+    {
         return Ok(());
     }
     tracing::info!(

@@ -2481,3 +2481,24 @@ fn withdrawals_under_threshold_keys_on_ethereum_and_bitcoin() {
     assert!(why.contains("approvals"), "{why}");
     server.terminate();
 }
+
+/// The binary these tests run carries the crash, fault and test-prime
+/// hooks (feature `test-hooks`, from the dev-dependencies), so the crash
+/// tests test something; a release build carries none (xtask tidy checks
+/// no normal dependency enables the feature; scripts/dev greps the release
+/// binary with the same names).
+#[test]
+fn the_test_binary_carries_the_test_hooks() {
+    let bin = std::fs::read(env!("CARGO_BIN_EXE_strongroom")).unwrap();
+    for name in [
+        "STRONGROOM_CRASH_AT",
+        "STRONGROOM_SIGNER_CRASH_AT",
+        "STRONGROOM_SIGNER_FAULT",
+        "STRONGROOM_SIGNER_TEST_PRIMES",
+    ] {
+        assert!(
+            bin.windows(name.len()).any(|w| w == name.as_bytes()),
+            "{name} missing from the test binary"
+        );
+    }
+}

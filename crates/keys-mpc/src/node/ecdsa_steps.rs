@@ -84,7 +84,8 @@ impl Node {
 
     /// Uses published primes (test data) instead of searching: for tests
     /// only — anyone who has read them knows this node's Paillier secret.
-    /// Audited as such.
+    /// Audited as such. Test builds only (feature `test-hooks`).
+    #[cfg(feature = "test-hooks")]
     pub fn use_test_primes(&self, primes: &[String]) -> Result<(), Abort> {
         ecdsa::primes_from(primes).map_err(Abort::Parameters)?;
         self.keep_primes(primes)?;
