@@ -748,6 +748,7 @@ pub const SERVICE_LAYERS: &[(&str, &[&str])] = &[
             "threshold",
             "totp",
             "vault",
+            "webhook_target",
         ],
     ),
     ("vault", &["keyring", "keystore"]),

@@ -26,7 +26,8 @@
 //!    judged transfer's approvals still stand), `threshold` (the signer
 //!    nodes as a key backend), `checkpoints` (signed checkpoints of the
 //!    audit chain, `verify_audit`), `limiter` (bounded rate limits),
-//!    `audit_key`, `clock`, `crash`, `totp`.
+//!    `webhook_target` (where a webhook may be delivered), `audit_key`,
+//!    `clock`, `crash`, `totp`.
 //! 2. **vault** — `keystore`: init, unseal (Shamir shares), auto-unseal,
 //!    seal, KEK rotation, and `sign_checked`, the vault's signer (seal, key
 //!    state, purpose, cryptoperiod, freezes — under the vault lock a freeze
@@ -96,6 +97,7 @@ pub mod totp;
 pub mod transfers;
 mod vault;
 pub mod wallets;
+pub mod webhook_target;
 pub mod webhooks;
 
 pub use audit_key::{AuditKeyError, generate_audit_key, load_audit_key};

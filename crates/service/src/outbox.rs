@@ -1,8 +1,5 @@
 //! The outbox: webhook events written in the transaction of the change they
-//! report (delivered later by the worker in `webhooks`), and the HTTP
-//! client deliveries use.
-
-use std::time::Duration;
+//! report (delivered later by the worker in `webhooks`).
 
 use domain::Timestamp;
 use serde_json::json;
@@ -33,12 +30,4 @@ pub(crate) async fn enqueue(
     tx.enqueue_event(&id, event_type, &payload.to_string(), now)
         .await?;
     Ok(())
-}
-
-pub(crate) fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap_or_default()
 }

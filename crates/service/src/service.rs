@@ -63,7 +63,7 @@ struct Inner {
     /// Configured EVM networks by chain id.
     eth: std::sync::RwLock<std::collections::BTreeMap<u64, Arc<crate::settings::EthNetwork>>>,
     /// The HTTP client webhook deliveries go out through.
-    webhook_http: reqwest::Client,
+    webhooks: std::sync::RwLock<Arc<(crate::webhook_target::WebhookPolicy, reqwest::Client)>>,
     /// Configured Bitcoin networks by name (`bitcoin:mainnet`, …).
     btc: std::sync::RwLock<std::collections::BTreeMap<String, Arc<crate::settings::BtcNetwork>>>,
     /// `None` until the binary (or a test) configures it: until then no
@@ -123,7 +123,10 @@ impl Service {
                 hsm,
                 wrapper: None,
                 eth: Default::default(),
-                webhook_http: crate::outbox::http_client(),
+                webhooks: std::sync::RwLock::new(Arc::new((
+                    Default::default(),
+                    crate::webhook_target::client(&Default::default()),
+                ))),
                 btc: Default::default(),
                 governance: std::sync::RwLock::new(None),
                 transfers_moved: tokio::sync::Notify::new(),
@@ -192,8 +195,25 @@ impl Service {
         &self.inner.governance
     }
 
-    pub(crate) fn webhook_http(&self) -> &reqwest::Client {
-        &self.inner.webhook_http
+    /// Where webhooks may go, and the client deliveries go out through.
+    pub(crate) fn webhook_egress(
+        &self,
+    ) -> Arc<(crate::webhook_target::WebhookPolicy, reqwest::Client)> {
+        self.inner
+            .webhooks
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Sets where webhooks may go (`[webhooks]` of the configuration).
+    pub fn set_webhook_policy(&self, policy: crate::webhook_target::WebhookPolicy) {
+        let client = crate::webhook_target::client(&policy);
+        *self
+            .inner
+            .webhooks
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Arc::new((policy, client));
     }
 
     pub(crate) fn vault(&self) -> &tokio::sync::Mutex<Vault> {

@@ -44,22 +44,6 @@ pub struct DeliveryPass {
     pub failed: usize,
 }
 
-fn check_url(url: &str) -> Result<(), ServiceError> {
-    let ok = url.len() <= 2048
-        && url.strip_prefix("http://").is_some_and(|rest| {
-            let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-            !host.is_empty() && !host.contains('@')
-        });
-    if !ok {
-        return Err(ServiceError::Invalid(
-            "a webhook URL is http://host[:port]/path without user-info (TLS is not built in yet: \
-             terminate it in a proxy)"
-                .into(),
-        ));
-    }
-    Ok(())
-}
-
 impl Can<'_, perm::ManageWebhooks> {
     /// Subscribes `url` to `events`. Returns the subscription and its
     /// signing secret (`whsec_…`), shown once.
@@ -68,7 +52,8 @@ impl Can<'_, perm::ManageWebhooks> {
         url: &str,
         events: &[String],
     ) -> Result<(WebhookRow, String), ServiceError> {
-        check_url(url)?;
+        crate::webhook_target::check_url(url, &self.svc.webhook_egress().0)
+            .map_err(ServiceError::Invalid)?;
         if events.is_empty() {
             return Err(ServiceError::Invalid(
                 "name at least one event type (or *)".into(),
@@ -165,6 +150,7 @@ impl Service {
         let now = self.now();
         // A lease longer than the worst case of the batch (20 × 10 s timeouts).
         let due = self.store().claim_deliveries(now, 300_000, 20).await?;
+        let egress = self.webhook_egress();
         let mut pass = DeliveryPass::default();
         for d in due {
             // One subscription whose secret does not open fails alone.
@@ -175,29 +161,42 @@ impl Service {
                 Ok(secret) => {
                     let ts = now.as_millis() / 1000;
                     match signature(&secret, &d.event_id, ts, &d.payload) {
-                        Ok(sig) => {
-                            let outcome = self
-                                .webhook_http()
-                                .post(&d.url)
-                                .header("content-type", "application/json")
-                                .header("webhook-id", &d.event_id)
-                                .header("webhook-timestamp", ts.to_string())
-                                .header("webhook-signature", sig)
-                                .body(d.payload.clone())
-                                .send()
-                                .await;
-                            match outcome {
-                                Ok(r) if r.status().is_success() => None,
-                                Ok(r) => Some(format!("HTTP {}", r.status().as_u16())),
-                                Err(e) if e.is_timeout() => Some("timed out".to_owned()),
-                                Err(_) => Some("connection failed".to_owned()),
+                        // Checked again at every delivery (the policy may
+                        // have changed; a name is checked as it resolves).
+                        Ok(sig) => match crate::webhook_target::check_url(&d.url, &egress.0) {
+                            Err(_) => Some("target not allowed".to_owned()),
+                            Ok(_) => {
+                                let outcome = egress
+                                    .1
+                                    .post(&d.url)
+                                    .header("content-type", "application/json")
+                                    .header("webhook-id", &d.event_id)
+                                    .header("webhook-timestamp", ts.to_string())
+                                    .header("webhook-signature", sig)
+                                    .body(d.payload.clone())
+                                    .send()
+                                    .await;
+                                match outcome {
+                                    Ok(r) if r.status().is_success() => None,
+                                    Ok(r) => Some(format!("HTTP {}", r.status().as_u16())),
+                                    Err(e) => {
+                                        tracing::debug!(webhook = %d.webhook_id, error = %e, "delivery failed");
+                                        Some(crate::webhook_target::failure_class(&e).to_owned())
+                                    }
+                                }
                             }
+                        },
+                        Err(e) => {
+                            tracing::error!(webhook = %d.webhook_id, error = %e, "signing a delivery failed");
+                            Some("internal error".to_owned())
                         }
-                        Err(e) => Some(format!("signing failed: {e}")),
                     }
                 }
                 Err(ServiceError::Sealed) => return Err(ServiceError::Sealed),
-                Err(e) => Some(format!("the subscription's secret does not open: {e}")),
+                Err(e) => {
+                    tracing::error!(webhook = %d.webhook_id, error = %e, "the subscription's secret does not open");
+                    Some("internal error".to_owned())
+                }
             };
             let now = self.now();
             match sent {

@@ -1044,6 +1044,22 @@ async fn webhooks_arrive_signed_retried_and_once_by_id() {
             .is_err(),
         "no TLS yet: refused, not silently downgraded"
     );
+    // This host, its database, internal networks and the metadata service
+    // are refused: the receiver on loopback needs the test mode.
+    for target in [
+        url.clone(),
+        "http://127.0.0.1:5432/".to_owned(),
+        "http://169.254.169.254/latest/meta-data".to_owned(),
+        "http://[fd00:ec2::254]/".to_owned(),
+        "http://10.0.0.1/x".to_owned(),
+    ] {
+        assert!(
+            hooks.create_webhook(&target, &["*".into()]).await.is_err(),
+            "{target}"
+        );
+    }
+    f.svc
+        .set_webhook_policy(service::webhook_target::WebhookPolicy::loopback_for_tests());
     assert!(
         hooks
             .create_webhook(&url, &["transfer.exploded".into()])
@@ -1099,6 +1115,24 @@ async fn webhooks_arrive_signed_retried_and_once_by_id() {
     }
     let deliveries = hooks.deliveries(&hook.id).await.unwrap();
     assert!(deliveries.iter().all(|d| d.state == "delivered"));
+
+    // The target is checked again at every delivery: out of the test mode,
+    // the loopback receiver is not reached, and the record says only that.
+    f.svc
+        .set_webhook_policy(service::webhook_target::WebhookPolicy::default());
+    hooks.resend(&deliveries[0].id).await.unwrap();
+    let before = receiver.accepted.lock().unwrap().len();
+    assert_eq!(f.svc.deliver_webhooks().await.unwrap().retrying, 1);
+    assert_eq!(receiver.accepted.lock().unwrap().len(), before);
+    let refused = hooks.deliveries(&hook.id).await.unwrap();
+    let refused = refused.iter().find(|d| d.id == deliveries[0].id).unwrap();
+    assert_eq!(refused.last_error.as_deref(), Some("target not allowed"));
+    f.svc
+        .set_webhook_policy(service::webhook_target::WebhookPolicy::loopback_for_tests());
+    clock
+        .0
+        .fetch_add(5_001, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(f.svc.deliver_webhooks().await.unwrap().delivered, 1);
 
     // A resend goes out again with the same id.
     hooks.resend(&deliveries[0].id).await.unwrap();

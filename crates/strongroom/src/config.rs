@@ -52,6 +52,20 @@ struct RawConfig {
     ethereum: Vec<RawEthereum>,
     #[serde(default)]
     bitcoin: Vec<RawBitcoin>,
+    #[serde(default)]
+    webhooks: RawWebhooks,
+}
+
+/// `[webhooks]`: where deliveries may go beyond public addresses.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhooks {
+    /// Hosts that may resolve to private addresses (an internal receiver).
+    #[serde(default)]
+    allow_hosts: Vec<String>,
+    /// Receivers on this host (development and tests only).
+    #[serde(default)]
+    allow_loopback: bool,
 }
 
 /// `[governance]`: who must agree before rules, roles and keys change.
@@ -228,6 +242,7 @@ pub struct Config {
     pub governance: service::governance::GovernanceConfig,
     pub ethereum: Vec<EthereumConfig>,
     pub bitcoin: Vec<BitcoinConfig>,
+    pub webhooks: service::webhook_target::WebhookPolicy,
 }
 
 impl Config {
@@ -285,6 +300,25 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             ),
         )
     })?;
+    let mut allow_hosts = std::collections::BTreeSet::new();
+    for (i, h) in raw.webhooks.allow_hosts.iter().enumerate() {
+        let h = h.trim_end_matches('.').to_ascii_lowercase();
+        let ok = !h.is_empty()
+            && h.len() <= 253
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':'));
+        if !ok {
+            return Err(ConfigError::new(
+                &format!("webhooks.allow_hosts[{i}]"),
+                "a host name or address",
+            ));
+        }
+        allow_hosts.insert(h);
+    }
+    let webhooks = service::webhook_target::WebhookPolicy {
+        allow_hosts,
+        allow_loopback: raw.webhooks.allow_loopback,
+    };
     let trusted_proxies = raw
         .server
         .trusted_proxies
@@ -395,6 +429,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         max_body_bytes: usize::try_from(raw.server.max_body_bytes).unwrap_or(usize::MAX),
         request_timeout: Duration::from_secs(raw.server.request_timeout_seconds),
         trusted_proxies,
+        webhooks,
         database,
         audit_key,
         checkpoint_file: base.join(raw.audit.checkpoint_file),
@@ -796,7 +831,7 @@ whitelist_cooling_off_hours = 24
             error: database.password_env: applies to PostgreSQL only
             error: log.format: unknown variant `xml`, expected `json` or `text` (line 16, column 10)
             error: log.level: "[" is not a log filter such as info or strongroom=debug
-            error: unknown: unknown field `unknown`, expected one of `server`, `database`, `audit`, `log`, `hsm`, `threshold`, `governance`, `ethereum`, `bitcoin` (line 15, column 2)
+            error: unknown: unknown field `unknown`, expected one of `server`, `database`, `audit`, `log`, `hsm`, `threshold`, `governance`, `ethereum`, `bitcoin`, `webhooks` (line 15, column 2)
             error: audit.hsm_key: needs an [hsm] section
             error: audit.hsm_key: set either signing_key_file or hsm_key, not both
             error: hsm.pin_file: the PIN comes from pin_file or pin_env, never from the configuration

@@ -121,6 +121,7 @@ pub(crate) async fn build_service(c: &Config) -> Result<(Service, Store), Failur
             Service::with_hsm_wrapper(store.clone(), Arc::new(SystemClock), checkpointer, hsm)
         }
     };
+    svc.set_webhook_policy(c.webhooks.clone());
     svc.set_governance(c.governance);
     if let Some(t) = &c.threshold {
         svc.set_threshold(Arc::new(service::threshold::ThresholdKeys::new(
