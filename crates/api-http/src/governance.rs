@@ -149,7 +149,9 @@ async fn list_proposals(
 pub struct ProposalBody {
     /// `{"kind": "set_policy", "document": "..."}`, `add_address`,
     /// `remove_address`, `grant`, `revoke`, `register_approver_key`,
-    /// `revoke_approver_key`, `set_wallet_tier`, `release_freeze`.
+    /// `revoke_approver_key`, `set_wallet_tier`, `set_price`
+    /// (`{"kind": "set_price", "asset": "eip155:1/native", "usd": "3000.5"}`),
+    /// `release_freeze`.
     #[schema(value_type = Object)]
     change: serde_json::Value,
 }

@@ -62,6 +62,12 @@ pub enum Change {
         wallet: String,
         tier: String,
     },
+    /// An operator-kept price for USD rules: US dollars per whole unit, a
+    /// decimal string (moves every USD limit, so it is governed too).
+    SetPrice {
+        asset: String,
+        usd: String,
+    },
     /// Ends a freeze, after an optional cool-down.
     ReleaseFreeze {
         freeze_id: String,
@@ -92,6 +98,7 @@ impl Change {
                 ("revoke_approver_key", "approver_key.revoked", ManageUsers)
             }
             Change::SetWalletTier { .. } => ("set_wallet_tier", "wallet.tier_set", ManageNetworks),
+            Change::SetPrice { .. } => ("set_price", "price.set", ManagePolicy),
             Change::ReleaseFreeze { .. } => ("release_freeze", "freeze.released", Freeze),
         }
     }
@@ -131,6 +138,21 @@ fn public_key_of(hex_key: &str) -> Result<[u8; 32], ServiceError> {
         return Err(invalid("public_key is a weak (small-order) key"));
     }
     Ok(bytes)
+}
+
+/// A price: the asset and millionths of a dollar per whole unit, above zero
+/// (a zero price would switch USD limits off).
+fn price_of(asset: &str, usd: &str) -> Result<(domain::AssetId, u128), ServiceError> {
+    let a: domain::AssetId = asset
+        .parse()
+        .map_err(|e: domain::AssetError| invalid(e.to_string()))?;
+    let d = domain::Decimals::new(policy::document::USD_DECIMALS)
+        .map_err(|e| invalid(e.to_string()))?;
+    let micro = domain::amount::parse_units(usd, d).map_err(|e| invalid(e.to_string()))?;
+    if micro == 0 {
+        return Err(invalid("usd: a price above zero"));
+    }
+    Ok((a, micro))
 }
 
 /// An address in its one canonical spelling for the network, checked by
@@ -389,6 +411,10 @@ impl Service {
                     .map_err(|e: policy::PolicyError| invalid(e.to_string()))?;
                 format!("wallet {w} becomes {t}")
             }
+            Change::SetPrice { asset, usd } => {
+                let (a, _) = price_of(asset, usd)?;
+                format!("the price of {a} becomes ${usd}")
+            }
             Change::ReleaseFreeze {
                 freeze_id,
                 cool_down_s,
@@ -565,6 +591,11 @@ impl Service {
                 tx.set_wallet_tier(w, t.as_str()).await?;
                 json!({ "wallet": w.to_string(), "tier": t.as_str() })
             }
+            Change::SetPrice { asset, usd } => {
+                let (a, micro) = price_of(asset, usd)?;
+                tx.set_price(&a.to_string(), micro, now, by).await?;
+                json!({ "asset": a.to_string(), "usd": usd, "micro_usd": micro.to_string() })
+            }
             Change::ReleaseFreeze {
                 freeze_id,
                 cool_down_s,
@@ -599,29 +630,6 @@ impl Service {
             pulled_back.extend(crate::approvals::retally(tx, *id, now).await?);
         }
         Ok(touched.iter().map(ToString::to_string).collect())
-    }
-
-    /// Sets an operator-kept price (millionths of a dollar per whole unit).
-    pub async fn console_set_price(
-        &self,
-        console: &Actor,
-        asset: &domain::AssetId,
-        usd: &str,
-    ) -> Result<(), ServiceError> {
-        let d = domain::Decimals::new(policy::document::USD_DECIMALS)
-            .map_err(|e| invalid(e.to_string()))?;
-        let micro = domain::amount::parse_units(usd, d).map_err(|e| invalid(e.to_string()))?;
-        let now = self.now();
-        let mut tx = self.store().begin().await?;
-        tx.set_price(&asset.to_string(), micro, now, console)
-            .await?;
-        let e = entry(
-            console,
-            "price.set",
-            &format!("asset:{asset}"),
-            json!({ "usd": usd }),
-        )?;
-        self.commit(tx, &[e], now).await
     }
 }
 
@@ -685,6 +693,10 @@ mod tests {
             Change::SetWalletTier {
                 wallet: s(),
                 tier: s(),
+            },
+            Change::SetPrice {
+                asset: s(),
+                usd: s(),
             },
             Change::ReleaseFreeze {
                 freeze_id: s(),

@@ -1062,10 +1062,31 @@ async fn new_addresses_cool_off_before_the_policy_trusts_them(f: Fixture) {
         domain::AssetKind::Native,
     )
     .unwrap();
-    f.svc
-        .console_set_price(&console(), &eth, "3000.5")
-        .await
-        .unwrap();
+    // A price moves every USD limit: a proposal under the quorum, like the
+    // policy (a zero price, which would switch USD limits off, is refused).
+    let who = f.who(&f.policy_admin).await;
+    assert!(
+        f.svc
+            .propose(
+                &who,
+                Change::SetPrice {
+                    asset: eth.to_string(),
+                    usd: "0".into(),
+                },
+            )
+            .await
+            .is_err()
+    );
+    let priced = f
+        .govern(
+            &f.policy_admin,
+            Change::SetPrice {
+                asset: eth.to_string(),
+                usd: "3000.5".into(),
+            },
+        )
+        .await;
+    assert_eq!(priced.state, "applied");
     let priced = f.submit(&f.initiator, CAROL, "0.5").await.unwrap();
     assert_eq!(priced.usd_micro, Some(1_500_250_000));
     assert_eq!(

@@ -277,20 +277,28 @@ pub(crate) fn freeze(c: Config, scope: &str, reason: &str) -> Result<(), Failure
     })
 }
 
-/// `strongroom price set`: an operator-kept price for USD rules.
-pub(crate) fn set_price(c: Config, asset: &str, usd: &str) -> Result<(), Failure> {
+/// `strongroom price set`: proposes an operator-kept price for USD rules
+/// (`set_price`, applied by the admin quorum: a price moves every USD
+/// limit, so the console does not set one alone).
+pub(crate) fn propose_price(
+    addr: &str,
+    key_file: &Path,
+    asset: &str,
+    usd: &str,
+) -> Result<(), Failure> {
     let asset: domain::AssetId = asset
         .parse()
         .map_err(|e: domain::AssetError| usage("--asset", e.to_string()))?;
-    runtime()?.block_on(async {
-        let (svc, store) = build_service(&c).await?;
-        let r = svc.console_set_price(&console_actor(), &asset, usd).await;
-        store.close().await;
-        r.map_err(|e| match e {
-            service::ServiceError::Invalid(m) => usage("--usd", m),
-            other => Failure::Runtime(other.into()),
-        })?;
-        println!("{asset} = ${usd}");
-        Ok(())
+    let key = crate::apikey::KeyFile::load(key_file)?;
+    let body = serde_json::json!({
+        "change": { "kind": "set_price", "asset": asset.to_string(), "usd": usd }
     })
+    .to_string();
+    let v = api_json(addr, &key, "POST", "/v1/proposals", Some(&body))?;
+    println!(
+        "proposal {} {}: {asset} = ${usd}",
+        v["id"].as_str().unwrap_or("?"),
+        v["state"].as_str().unwrap_or("?")
+    );
+    Ok(())
 }

@@ -218,10 +218,14 @@ enum PolicyCommand {
 
 #[derive(Debug, Subcommand)]
 enum PriceCommand {
-    /// Set an asset's price in US dollars (a decimal string).
+    /// Propose an asset's price in US dollars (a decimal string): a
+    /// `set_price` proposal by a policy admin, applied by the admin quorum.
     Set {
-        #[arg(long, short, env = "STRONGROOM_CONFIG")]
-        config: PathBuf,
+        #[arg(long, default_value = "http://127.0.0.1:8200", env = "STRONGROOM_ADDR")]
+        addr: String,
+        /// A policy admin's API key file.
+        #[arg(long, env = "STRONGROOM_KEY_FILE")]
+        key_file: PathBuf,
         #[arg(long)]
         asset: String,
         #[arg(long)]
@@ -720,9 +724,12 @@ fn main() -> ExitCode {
             scope,
             reason,
         } => load(&config).and_then(|c| govern::freeze(c, &scope, &reason)),
-        Command::Price(PriceCommand::Set { config, asset, usd }) => {
-            load(&config).and_then(|c| govern::set_price(c, &asset, &usd))
-        }
+        Command::Price(PriceCommand::Set {
+            addr,
+            key_file,
+            asset,
+            usd,
+        }) => govern::propose_price(&addr, &key_file, &asset, &usd),
         Command::Api {
             addr,
             key_file,
