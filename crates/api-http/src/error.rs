@@ -188,6 +188,9 @@ pub(crate) fn service_error(e: service::ServiceError) -> ApiError {
             "idempotency_key_reused",
             "this Idempotency-Key was used with another request",
         ),
+        E::GovernanceInForce(_) => {
+            ApiError::new(StatusCode::CONFLICT, "governance_in_force", e.to_string())
+        }
         E::GovernanceNotConfigured => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "governance_not_configured",

@@ -62,6 +62,18 @@ impl Role {
         !matches!(self, Role::Viewer)
     }
 
+    /// Whether the role only reads (status, wallets, the audit log): it
+    /// neither governs, moves funds nor guards, so the console may still
+    /// grant it once governance is in force.
+    pub fn is_read_only(self) -> bool {
+        self.permissions().iter().all(|p| {
+            matches!(
+                p,
+                Permission::ReadStatus | Permission::ReadWallet | Permission::ReadAudit
+            )
+        })
+    }
+
     /// Whether the role may be limited to one wallet.
     pub fn wallet_scopable(self) -> bool {
         matches!(self, Role::Initiator | Role::Approver | Role::Viewer)

@@ -60,6 +60,9 @@ pub enum ServiceError {
     Approval(#[from] ApprovalError),
     #[error("governance is not configured: no proposal applies and no transfer is judged")]
     GovernanceNotConfigured,
+    /// The console's bootstrap is over: this change is a proposal now.
+    #[error("governance is in force: {0}")]
+    GovernanceInForce(String),
     #[error("{0}")]
     Conflict(String),
     #[error("this idempotency key was used with another request")]

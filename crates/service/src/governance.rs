@@ -197,6 +197,34 @@ pub struct ProposalView {
 }
 
 impl Service {
+    /// The console's door for grants (`init --admin`, `apikey create`): open
+    /// for any role during the bootstrap ceremony — while no admin exists,
+    /// or until governance first applies a change — then only for
+    /// read-only roles (viewer, auditor): every other grant is a proposal
+    /// under the quorum. Checked in the transaction that adds the grants,
+    /// under the exclusive governance lock. Returns whether this is the
+    /// bootstrap (recorded with the grant).
+    pub(crate) async fn console_door(
+        &self,
+        tx: &mut WriteTx,
+        grants: &[Grant],
+        now: Timestamp,
+    ) -> Result<bool, ServiceError> {
+        tx.governance_lock(false).await?;
+        if tx.admins_in_tx(now).await?.is_empty() || !tx.any_applied_proposal_in_tx().await? {
+            return Ok(true);
+        }
+        match grants.iter().find(|g| !g.role().is_read_only()) {
+            None => Ok(false),
+            Some(g) => Err(ServiceError::GovernanceInForce(format!(
+                "the console grants only viewer and auditor once governance has acted; {} is a \
+                 proposal under the admin quorum: `strongroom apikey propose` (an admin's key) \
+                 or POST /v1/api-keys",
+                g.role()
+            ))),
+        }
+    }
+
     /// Proposes a change. The proposer's own approval counts when they are
     /// an admin; with a quorum of one the change applies at once.
     pub async fn propose(

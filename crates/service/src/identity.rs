@@ -207,6 +207,9 @@ impl Service {
             json!({ "name": name, "grants": grant_names }),
         )?;
         let mut tx = self.store().begin().await?;
+        if !grants.is_empty() {
+            self.console_door(&mut tx, grants, now).await?;
+        }
         tx.insert_user(&user).await?;
         for g in grants {
             tx.insert_grant(&actor, *g, None, now, by).await?;
@@ -480,7 +483,8 @@ impl Service {
         valid_days: u32,
     ) -> Result<ApiKeyRow, ServiceError> {
         // The console's authority is the server's own files: its grants
-        // apply at once (bootstrap and automation).
+        // apply at once during the bootstrap ceremony; after it, read-only
+        // roles only (see `Service::console_door`).
         register_api_key(self, console, name, public_key, grants, valid_days, true).await
     }
 }
@@ -528,13 +532,18 @@ async fn register_api_key(
         .iter()
         .map(|g| format!("{}@{}", g.role(), g.scope()))
         .collect();
+    let mut tx = svc.store().begin().await?;
+    let bootstrap = if direct {
+        svc.console_door(&mut tx, grants, now).await?
+    } else {
+        false
+    };
     let e = entry(
         by,
         "api_key.created",
         &actor.to_string(),
-        json!({ "name": name, "public_key": row.public_key, "grants": grant_names, "expires_at_ms": row.expires_at.as_millis() }),
+        json!({ "name": name, "public_key": row.public_key, "grants": grant_names, "expires_at_ms": row.expires_at.as_millis(), "bootstrap": bootstrap }),
     )?;
-    let mut tx = svc.store().begin().await?;
     tx.insert_api_key(&row).await?;
     if direct {
         for g in grants {

@@ -23,6 +23,7 @@ pub struct Payer {
     svc: Service,
     wallet: WalletId,
     initiator: (SigningKey, String),
+    admin: (SigningKey, String),
     nonce: AtomicU64,
 }
 
@@ -103,6 +104,7 @@ impl Payer {
             svc: svc.clone(),
             wallet,
             initiator,
+            admin,
             nonce: AtomicU64::new(0),
         };
         let who = payer.principal(&writer).await;
@@ -116,7 +118,7 @@ impl Payer {
             .await
             .unwrap_or_else(|e| panic!("policy: {e}"))
             .proposal;
-        let who = payer.principal(&admin).await;
+        let who = payer.principal(&payer.admin).await;
         let v = svc
             .vote(&who, &p.id, true)
             .await
@@ -156,6 +158,12 @@ impl Payer {
     /// The initiator's principal.
     pub async fn initiator(&self) -> Principal {
         self.principal(&self.initiator).await
+    }
+
+    /// The admin's principal (made at bootstrap: once governance has
+    /// acted, further keys with governing roles are proposals).
+    pub async fn admin(&self) -> Principal {
+        self.principal(&self.admin).await
     }
 
     /// Requests a withdrawal of `amount` (decimal) of `asset` to `to`.

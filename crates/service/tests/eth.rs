@@ -976,8 +976,6 @@ async fn receive(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_arrive_signed_retried_and_once_by_id() {
-    use domain::{Grant, Role};
-    use ed25519_dalek::Signer as _;
     use service::identity::perm;
     let clock = Arc::new(ShiftedClock::default());
     let f = Fixture::with_clock(TestDb::sqlite().await, None, clock.clone()).await;
@@ -990,49 +988,8 @@ async fn webhooks_arrive_signed_retried_and_once_by_id() {
         .with_state(receiver.clone());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
-    // An admin (through an API key) subscribes.
-    let key = ed25519_dalek::SigningKey::from_bytes(&[77; 32]);
-    let row = f
-        .svc
-        .console_register_api_key(
-            &"operator:root".parse().unwrap(),
-            "ops",
-            &key.verifying_key().to_bytes(),
-            &[Grant::global(Role::Admin)],
-            1,
-        )
-        .await
-        .unwrap();
-    let id = row.id.to_string();
-    let ts = service::Clock::now(clock.as_ref()).as_millis().to_string();
-    let nonce = "webhook-test-nonce-1";
-    let sig = data_encoding::BASE64.encode(
-        &key.sign(&service::identity::request_message(
-            "POST",
-            "/v1/webhooks",
-            "",
-            b"",
-            &ts,
-            nonce,
-            "",
-        ))
-        .to_bytes(),
-    );
-    let admin = f
-        .svc
-        .authenticate_request(&service::identity::SignedRequest {
-            key_id: &id,
-            timestamp_ms: &ts,
-            nonce,
-            signature: &sig,
-            method: "POST",
-            path: "/v1/webhooks",
-            query: "",
-            body: b"",
-            idempotency_key: None,
-        })
-        .await
-        .unwrap();
+    // An admin (through an API key made at bootstrap) subscribes.
+    let admin = f.payer.admin().await;
     let hooks = f
         .svc
         .authorize::<perm::ManageWebhooks>(&admin, None)

@@ -319,6 +319,14 @@ impl WriteTx {
     /// The principals holding a global admin grant now (the quorum's
     /// electorate): not expired, not a revoked or expired API key, not a
     /// user who is no longer active.
+    /// Whether governance has ever applied a change.
+    pub async fn any_applied_proposal_in_tx(&mut self) -> Result<bool, StorageError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM proposals WHERE state = 'applied'")
+            .fetch_one(&mut *self.tx)
+            .await?;
+        Ok(n > 0)
+    }
+
     pub async fn admins_in_tx(&mut self, now: Timestamp) -> Result<Vec<Actor>, StorageError> {
         let rows: Vec<String> = sqlx::query_scalar(
             "SELECT g.principal FROM grants g WHERE g.role = 'admin' AND g.scope = 'global' \

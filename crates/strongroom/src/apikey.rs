@@ -97,42 +97,29 @@ impl KeyFile {
     }
 }
 
-/// `strongroom apikey create`: a new key pair, its public half registered
-/// with the given role; the private half printed once (and written to
-/// `--out`, 0600, if given).
-pub(crate) fn create(
-    c: Config,
-    name: &str,
-    role: &str,
-    scope: &str,
-    valid_days: u32,
-    out: Option<&Path>,
-) -> Result<(), Failure> {
+/// A role at a scope, from the command line.
+pub(crate) fn grant_of(role: &str, scope: &str) -> Result<Grant, Failure> {
     let role: Role = role
         .parse()
         .map_err(|e: domain::AccessError| usage("--role", e.to_string()))?;
     let scope: Scope = scope
         .parse()
         .map_err(|e: domain::AccessError| usage("--scope", e.to_string()))?;
-    let grant = Grant::new(role, scope).map_err(|e| usage("--scope", e.to_string()))?;
+    Grant::new(role, scope).map_err(|e| usage("--scope", e.to_string()))
+}
+
+/// A fresh key pair: the seed (the private half) and the public key.
+pub(crate) fn new_key() -> Result<(Zeroizing<[u8; 32]>, [u8; 32]), Failure> {
     let mut seed = Zeroizing::new([0u8; 32]);
     getrandom::fill(&mut seed[..]).map_err(|e| anyhow::anyhow!("random: {e}"))?;
-    let key = SigningKey::from_bytes(&seed);
-    let public = key.verifying_key().to_bytes();
-    let row = runtime()?.block_on(async {
-        let (svc, store) = build_service(&c).await?;
-        let r = svc
-            .console_register_api_key(&console_actor(), name, &public, &[grant], valid_days)
-            .await;
-        store.close().await;
-        r.map_err(|e| match e {
-            service::ServiceError::Invalid(m) => usage("arguments", m),
-            other => Failure::Runtime(other.into()),
-        })
-    })?;
+    let public = SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+    Ok((seed, public))
+}
+
+/// Writes the key file (to `out`, 0600, if given) and prints it once.
+pub(crate) fn hand_out(id: &str, seed: &[u8; 32], out: Option<&Path>) -> Result<(), Failure> {
     let file = Zeroizing::new(format!(
-        "strongroom-api-key-v1\nid {}\nsecret {}\n",
-        row.id,
+        "strongroom-api-key-v1\nid {id}\nsecret {}\n",
         hex::encode(&seed[..])
     ));
     if let Some(path) = out {
@@ -147,14 +134,47 @@ pub(crate) fn create(
             .context("writing the key file")?;
         f.sync_all().context("writing the key file")?;
     }
+    println!("private key (shown once; keep it as a key file):");
+    print!("{}", file.as_str());
+    Ok(())
+}
+
+/// `strongroom apikey create`: a new key pair, its public half registered
+/// with the given role from the console — any role during the bootstrap
+/// ceremony, read-only roles (viewer, auditor) after it; the private half
+/// printed once (and written to `--out`, 0600, if given).
+pub(crate) fn create(
+    c: Config,
+    name: &str,
+    role: &str,
+    scope: &str,
+    valid_days: u32,
+    out: Option<&Path>,
+) -> Result<(), Failure> {
+    let grant = grant_of(role, scope)?;
+    if out.is_some_and(Path::exists) {
+        return Err(usage("--out", "the file exists"));
+    }
+    let (seed, public) = new_key()?;
+    let row = runtime()?.block_on(async {
+        let (svc, store) = build_service(&c).await?;
+        let r = svc
+            .console_register_api_key(&console_actor(), name, &public, &[grant], valid_days)
+            .await;
+        store.close().await;
+        r.map_err(|e| match e {
+            service::ServiceError::Invalid(m) => usage("arguments", m),
+            service::ServiceError::GovernanceInForce(m) => usage("--role", m),
+            other => Failure::Runtime(other.into()),
+        })
+    })?;
     println!("key {}", row.id);
     println!("public key {}", row.public_key);
     println!(
         "role {grant_role} scope {scope} expires {}",
         row.expires_at,
-        grant_role = grant.role()
+        grant_role = grant.role(),
+        scope = grant.scope()
     );
-    println!("private key (shown once; keep it as a key file):");
-    print!("{}", file.as_str());
-    Ok(())
+    hand_out(&row.id.to_string(), &seed, out)
 }

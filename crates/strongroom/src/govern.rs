@@ -302,3 +302,54 @@ pub(crate) fn propose_price(
     );
     Ok(())
 }
+
+/// `strongroom apikey propose`: a new key pair, its public half registered
+/// over the API with an admin's key and its role proposed (applied when
+/// the admin quorum approves; at once when that admin's approval is the
+/// quorum); the private half printed once (and written to `--out`).
+pub(crate) fn propose_api_key(
+    addr: &str,
+    admin_key: &Path,
+    name: &str,
+    role: &str,
+    scope: &str,
+    valid_days: u32,
+    out: Option<&Path>,
+) -> Result<(), Failure> {
+    let grant = crate::apikey::grant_of(role, scope)?;
+    if out.is_some_and(Path::exists) {
+        return Err(usage("--out", "the file exists"));
+    }
+    let admin = crate::apikey::KeyFile::load(admin_key)?;
+    let (seed, public) = crate::apikey::new_key()?;
+    let body = serde_json::json!({
+        "name": name,
+        "public_key": hex::encode(public),
+        "grants": [{ "role": grant.role().as_str(), "scope": grant.scope().to_string() }],
+        "valid_days": valid_days,
+    })
+    .to_string();
+    let (status, answer) = signed_request(addr, "POST", "/v1/api-keys", Some(&body), Some(&admin))?;
+    let v: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
+    if status != 201 {
+        return Err(Failure::Runtime(anyhow::anyhow!(
+            "HTTP {status} {}: {}",
+            v["code"].as_str().unwrap_or("error"),
+            v["message"].as_str().unwrap_or(&answer)
+        )));
+    }
+    let id = v["id"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("the answer names no key id"))?;
+    println!("key {id}");
+    for p in v["role_proposals"].as_array().into_iter().flatten() {
+        println!(
+            "role {} scope {} proposal {} {}",
+            grant.role(),
+            grant.scope(),
+            p["id"].as_str().unwrap_or("?"),
+            p["state"].as_str().unwrap_or("?")
+        );
+    }
+    crate::apikey::hand_out(id, &seed, out)
+}

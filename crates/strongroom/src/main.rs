@@ -260,14 +260,36 @@ enum OfflineCommand {
 
 #[derive(Debug, Subcommand)]
 enum ApikeyCommand {
-    /// Makes a key pair here, registers its public half with one role, and
-    /// prints the private half once (and writes it to --out, mode 0600).
+    /// Makes a key pair here, registers its public half with one role from
+    /// the console (any role during the bootstrap ceremony; viewer or
+    /// auditor once governance has acted), and prints the private half once
+    /// (and writes it to --out, mode 0600).
     Create {
         #[arg(long, short, env = "STRONGROOM_CONFIG")]
         config: PathBuf,
         #[arg(long)]
         name: String,
         /// admin, security-officer, policy-admin, initiator, approver, auditor or viewer.
+        #[arg(long)]
+        role: String,
+        /// `global` or `wallet:<uuid>`.
+        #[arg(long, default_value = "global")]
+        scope: String,
+        #[arg(long, default_value_t = 90)]
+        valid_days: u32,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Makes a key pair here and registers its public half over the API
+    /// with an admin's key; its role is a proposal under the admin quorum.
+    Propose {
+        #[arg(long, default_value = "http://127.0.0.1:8200", env = "STRONGROOM_ADDR")]
+        addr: String,
+        /// An admin's API key file.
+        #[arg(long, env = "STRONGROOM_KEY_FILE")]
+        key_file: PathBuf,
+        #[arg(long)]
+        name: String,
         #[arg(long)]
         role: String,
         /// `global` or `wallet:<uuid>`.
@@ -679,6 +701,23 @@ fn main() -> ExitCode {
             out,
         }) => load(&config)
             .and_then(|c| apikey::create(c, &name, &role, &scope, valid_days, out.as_deref())),
+        Command::Apikey(ApikeyCommand::Propose {
+            addr,
+            key_file,
+            name,
+            role,
+            scope,
+            valid_days,
+            out,
+        }) => govern::propose_api_key(
+            &addr,
+            &key_file,
+            &name,
+            &role,
+            &scope,
+            valid_days,
+            out.as_deref(),
+        ),
         Command::Offline(OfflineCommand::Sign {
             psbt,
             mnemonic_file,

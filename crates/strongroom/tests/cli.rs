@@ -1475,6 +1475,54 @@ fn policy_approvals_and_freeze_from_the_cli() {
         "x",
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+
+    // Governance has acted: the console's bootstrap is over. An admin (or
+    // any role that governs or moves funds) is a proposal now; the console
+    // still gives read-only roles.
+    let refused = dir.path().join("late-admin.key");
+    let o = strongroom(&[
+        "apikey",
+        "create",
+        "--config",
+        cfg,
+        "--name",
+        "late",
+        "--role",
+        "admin",
+        "--out",
+        refused.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("once governance has acted"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!refused.exists());
+    api_key(cfg, dir.path(), "late-auditor", "auditor", "global");
+    let proposed = dir.path().join("second-admin.key");
+    let o = strongroom(&[
+        "apikey",
+        "propose",
+        "--addr",
+        server.base.as_str(),
+        "--key-file",
+        admin.to_str().unwrap(),
+        "--name",
+        "second-admin",
+        "--role",
+        "admin",
+        "--out",
+        proposed.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("role admin scope global proposal ") && stdout(&o).contains(" applied"),
+        "one admin is the quorum here: {}",
+        stdout(&o)
+    );
+    let (ok, me) = api(&proposed, "GET", "/v1/me", None);
+    assert!(ok, "{me}");
     server.terminate();
 }
 
