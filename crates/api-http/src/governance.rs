@@ -309,8 +309,9 @@ pub struct FreezeBody {
 
 /// Freezes at once (security officer or admin): no signature and no
 /// broadcast covered by it starts after it is placed. Answers once every
-/// broadcast it covers that started before it has ended (at most about 35
-/// s), listing those that may have reached the network. Releasing takes a
+/// broadcast it covers that started before it has ended (at most 20 s;
+/// any still running are listed as `in_flight`), listing those that may
+/// have reached the network. Releasing takes a
 /// `release_freeze` proposal under the admin quorum.
 #[utoipa::path(post, path = "/v1/freezes", tag = "governance", request_body = FreezeBody,
     responses((status = 201, body = FreezePlacedDto), (status = 400, body = ErrorBody)))]

@@ -119,6 +119,11 @@ pub(crate) fn new_freeze(
 /// still reach the network: a freeze names it).
 pub const BROADCAST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a freeze waits for the broadcasts that started before it (less
+/// than the API's request timeout): those still running then are named as
+/// `in_flight` (they may reach the network).
+const FREEZE_WAIT_MS: i64 = 20_000;
+
 /// Ended broadcasts are kept this long (for a freeze's answer and review).
 const BROADCASTS_KEPT_MS: i64 = 24 * 3_600_000;
 
@@ -261,19 +266,25 @@ impl Service {
     }
 
     /// Waits until each broadcast in `started` has ended, or its time has
-    /// run out (a process that died mid-broadcast never ends its row);
-    /// returns those that may have reached the network.
+    /// run out (a process that died mid-broadcast never ends its row), for
+    /// at most [`FREEZE_WAIT_MS`] in all; returns those that may have
+    /// reached the network.
     async fn drain(
         &self,
         started: Vec<BroadcastRow>,
     ) -> Result<Vec<(String, String)>, ServiceError> {
         let mut out = Vec::new();
+        let waited_enough = self.now().as_millis().saturating_add(FREEZE_WAIT_MS);
         for b in started {
-            let deadline = b.started_at.as_millis().saturating_add(
-                i64::try_from(BROADCAST_TIMEOUT.as_millis())
-                    .unwrap_or(i64::MAX / 2)
-                    .saturating_add(5_000),
-            );
+            let deadline = b
+                .started_at
+                .as_millis()
+                .saturating_add(
+                    i64::try_from(BROADCAST_TIMEOUT.as_millis())
+                        .unwrap_or(i64::MAX / 2)
+                        .saturating_add(5_000),
+                )
+                .min(waited_enough);
             let outcome = loop {
                 // Registered before a look, so an end between the look and
                 // the wait is not missed.
