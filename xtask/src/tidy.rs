@@ -755,7 +755,14 @@ pub const SERVICE_LAYERS: &[(&str, &[&str])] = &[
     ("signing gate", &["gate"]),
     (
         "chain senders",
-        &["btc", "btc_transfers", "deposits", "eth", "eth_watch"],
+        &[
+            "btc",
+            "btc_transfers",
+            "deposits",
+            "eth",
+            "eth_rows",
+            "eth_watch",
+        ],
     ),
     ("queue and wallets", &["queue", "wallets"]),
     ("transfers", &["balances", "requests", "transfers"]),

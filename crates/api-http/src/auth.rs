@@ -53,9 +53,10 @@ pub(crate) struct Limiters {
     /// Freeze and seal: their own budget, so an emergency is never rate
     /// limited out by a flood of other requests.
     emergency: Limiter,
-    /// Unseal attempts: per address, and all together.
+    /// Unseal attempts, per address (not all together: a flood from a few
+    /// addresses must not shut the share holders out; forged shares are
+    /// refused by their tags anyway).
     unseal: Limiter,
-    unseal_all: Limiter,
     trusted_proxies: std::sync::Arc<[crate::client_addr::Cidr]>,
 }
 
@@ -68,11 +69,6 @@ impl Limiters {
             per_principal: rate(l.per_principal),
             emergency: rate(l.emergency),
             unseal: Limiter::per_minute(l.unseal_per_minute, l.unseal_per_minute, LIMITER_CAPACITY),
-            unseal_all: Limiter::per_minute(
-                l.unseal_per_minute.saturating_mul(10),
-                l.unseal_per_minute.saturating_mul(10),
-                1,
-            ),
             trusted_proxies: l.trusted_proxies.clone(),
         }
     }
@@ -236,10 +232,7 @@ pub(crate) async fn authenticate(
     let now = lim.now_ms();
     let taken = match class {
         Class::Normal => lim.per_address.take(at, now),
-        Class::Unseal => lim
-            .unseal
-            .take(at, now)
-            .and_then(|()| lim.unseal_all.take(LimitKey::Global, now)),
+        Class::Unseal => lim.unseal.take(at, now),
         // Keyed by the address and the credential it presents: a flood from
         // elsewhere, or with other credentials, does not drain it.
         Class::Emergency => {

@@ -62,7 +62,7 @@ pub struct Limits {
     /// Freeze and seal requests, per address and credential: a budget of
     /// their own, so an emergency is never rate limited out.
     pub emergency: Rate,
-    /// Unseal attempts per address per minute (ten times that in all).
+    /// Unseal attempts per address per minute.
     pub unseal_per_minute: u32,
     /// Proxies whose `X-Forwarded-For` names the client (none by default:
     /// the connection's peer is the client).

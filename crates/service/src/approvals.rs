@@ -1,7 +1,7 @@
 //! Whether a judged transfer's approvals still stand, checked by the
 //! signing gate right before anything is signed, whatever the transfer's
-//! state: an approval counts only if it is unexpired, made with its
-//! approver's key still in force, not voided, and its approver is still in
+//! state: an approval counts only if it is unexpired (now, or when the
+//! transfer's time lock began), made with its approver's key still in force, not voided, and its approver is still in
 //! the group under the policy in force. A transfer that lost its quorum
 //! gives back the nonce or outputs reserved for it (nothing was signed) and
 //! waits for approvals again, with a history line.
@@ -39,6 +39,23 @@ pub(crate) async fn stands(
         None => Default::default(),
     };
     let requirement = requirement.within(&groups);
+    // An approval must be unexpired now; through a time lock, when the lock
+    // began (the delay the approvers agreed to does not expire them; a time
+    // lock may be longer than any approval may live).
+    let at = match (&decision.outcome, t.unlock_at) {
+        (Outcome::RequireApproval { time_lock_s, .. }, Some(unlock)) if *time_lock_s > 0 => {
+            let lock_ms = i64::try_from(*time_lock_s)
+                .unwrap_or(i64::MAX / 1000)
+                .saturating_mul(1000);
+            Timestamp::from_millis(
+                unlock
+                    .as_millis()
+                    .saturating_sub(lock_ms)
+                    .min(now.as_millis()),
+            )
+        }
+        _ => now,
+    };
     let mut valid = BTreeSet::new();
     let mut why = Vec::new();
     for a in tx.approvals_in_tx(t.id).await? {
@@ -47,7 +64,7 @@ pub(crate) async fn stands(
         }
         if a.voided_at.is_some() {
             why.push(format!("{}'s approval was voided", a.approver));
-        } else if a.expires_at <= now {
+        } else if a.expires_at <= at {
             why.push(format!("{}'s approval expired", a.approver));
         } else if tx.approver_key_in_force(&a.approver).await?.as_deref()
             != Some(a.public_key.as_str())

@@ -393,6 +393,11 @@ impl Service {
         self.ensure_not_frozen(Some(wallet), None).await?;
         let psbt = bitcoin::Psbt::deserialize(&send.psbt).map_err(|e| corrupt("PSBT", e))?;
         let transfers = self.store().transfers_of_btc_send(&send.id).await?;
+        // Released meanwhile (a payout lost its approvals): a race lost, not
+        // tampering; nothing to sign.
+        if self.store().btc_send(&send.id).await?.state != "planned" {
+            return Err(ServiceError::Conflict("the send was released".into()));
+        }
         let (approved, keys_of) = match self
             .btc_approved(send, &psbt, &transfers, n, wallet)
             .await?

@@ -25,6 +25,8 @@ use domain::{Actor, KeyAlgorithm, KeyId, KeyPurpose, Network, Timestamp, Transfe
 use serde_json::json;
 use storage::{EthAttemptRow, EthSendRow, EthSenderRow, StorageError};
 
+pub(crate) use crate::eth_rows::hex32;
+use crate::eth_rows::{attempt_row, parse_addr, plan_of};
 use crate::record::entry;
 use crate::service::{Service, ServiceError};
 
@@ -62,36 +64,6 @@ pub mod state {
 
 pub(crate) fn addr_key(a: EthAddress) -> String {
     a.to_lower_hex()
-}
-
-fn parse_addr(s: &str) -> Result<EthAddress, ServiceError> {
-    s.parse()
-        .map_err(|e| ServiceError::Storage(StorageError::Corrupt(format!("stored address: {e}"))))
-}
-
-pub(crate) fn hex32(h: &[u8; 32]) -> String {
-    format!("0x{}", hex::encode(h))
-}
-
-fn plan_of(send: &EthSendRow, a: &EthAttemptRow, chain_id: u64) -> Result<TxPlan, ServiceError> {
-    Ok(TxPlan {
-        chain_id,
-        nonce: send.nonce,
-        to: parse_addr(&a.to_address)?,
-        value: a.value,
-        data: a.data.clone(),
-        gas_limit: a.gas_limit,
-        fees: if a.legacy {
-            Fees::Legacy {
-                gas_price: a.max_fee_per_gas,
-            }
-        } else {
-            Fees::Eip1559 {
-                max_fee_per_gas: a.max_fee_per_gas,
-                max_priority_fee_per_gas: a.max_priority_fee_per_gas,
-            }
-        },
-    })
 }
 
 fn fee_json(f: &Fees) -> serde_json::Value {
@@ -507,6 +479,15 @@ impl Service {
         // checked first, so a refused plan freezes the wallet only once.
         self.ensure_not_frozen(wallet, Some(sender.key_id)).await?;
         let Some(t) = self.store().transfer_of_send(&send.id).await? else {
+            // Released meanwhile (its transfer lost its approvals, the nonce
+            // given back): a race lost, not tampering.
+            let now = self.store().eth_send(&send.id).await;
+            if !now
+                .as_ref()
+                .is_ok_and(|s| state::OPEN.contains(&s.state.as_str()))
+            {
+                return Err(ServiceError::Conflict("the send was released".into()));
+            }
             // A send no transfer carries: nothing was approved for it.
             let why = "the send pays no approved transfer".to_owned();
             return Err(match wallet {
@@ -868,32 +849,5 @@ fn chain_of(network: &str) -> Result<u64, ServiceError> {
     match network.parse::<Network>() {
         Ok(Network::Evm { chain_id }) => Ok(chain_id),
         _ => Err(StorageError::Corrupt(format!("network {network}")).into()),
-    }
-}
-
-fn attempt_row(send_id: &str, n: u32, kind: &str, plan: &TxPlan, now: Timestamp) -> EthAttemptRow {
-    let (legacy, max_fee, tip) = match plan.fees {
-        Fees::Eip1559 {
-            max_fee_per_gas,
-            max_priority_fee_per_gas,
-        } => (false, max_fee_per_gas, max_priority_fee_per_gas),
-        Fees::Legacy { gas_price } => (true, gas_price, gas_price),
-    };
-    EthAttemptRow {
-        send_id: send_id.to_owned(),
-        attempt: n,
-        kind: kind.to_owned(),
-        to_address: plan.to.to_lower_hex(),
-        value: plan.value,
-        data: plan.data.clone(),
-        gas_limit: plan.gas_limit,
-        legacy,
-        max_fee_per_gas: max_fee,
-        max_priority_fee_per_gas: tip,
-        signing_hash: hex32(&plan.signing_hash()),
-        raw: None,
-        tx_hash: None,
-        state: "signing".into(),
-        created_at: now,
     }
 }

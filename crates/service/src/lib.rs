@@ -74,6 +74,7 @@ pub mod crash;
 pub mod deposits;
 mod error;
 pub mod eth;
+mod eth_rows;
 pub mod eth_watch;
 mod freezes;
 mod gate;

@@ -733,6 +733,14 @@ async fn approvals_governance_and_freeze(f: Fixture) {
         f.db.store.transfer(t3.id).await.unwrap().state,
         state::QUEUED
     );
+    // Its approvals (an hour) ended long ago, but were in force when its
+    // time lock began: the delay they agreed to does not expire them.
+    let send = f
+        .svc
+        .execute_transfer(t3.id, Urgency::Normal)
+        .await
+        .unwrap();
+    assert_ne!(send.state, service::eth::state::SIGNING);
     let actions = f.actions().await;
     for a in [
         "proposal.created",
