@@ -178,24 +178,24 @@ pub(crate) async fn retally(
 }
 
 impl Service {
-    /// The gate's check, before any bytes are signed for `ids`: each
-    /// transfer not yet signed (time-locked, queued or signing) must still
-    /// have its approvals. Those that lost them are pulled back, committed,
-    /// and the answer is an error; nothing is signed. Read under the shared
+    /// The gate's check, before any bytes are signed for `paying` (rows as
+    /// the caller read them: a judgment never changes): each transfer not
+    /// yet signed (time-locked, queued or signing) must still have its
+    /// approvals. Those that lost them are pulled back, committed, and the
+    /// answer is an error; nothing is signed. Read under the shared
     /// governance lock, which every revocation and policy change takes
     /// exclusively; a revocation that lands after this check pulls the
     /// transfer back itself, and the signed bytes then find their send
-    /// released and are never stored.
-    pub(crate) async fn approvals_stand(&self, ids: &[TransferId]) -> Result<(), ServiceError> {
-        // A judgment never changes: those that needed no approvals stand
-        // without a look under the lock.
+    /// released and are never stored. Also run before a transfer is
+    /// planned.
+    pub(crate) async fn approvals_stand(&self, paying: &[TransferRow]) -> Result<(), ServiceError> {
+        // Those that needed no approvals stand without a look under the lock.
         let mut needing = Vec::new();
-        for id in ids {
-            let t = self.store().transfer(*id).await?;
+        for t in paying {
             let decision: Decision =
                 serde_json::from_str(&t.decision).map_err(|e| corrupt("decision", e))?;
             if matches!(decision.outcome, Outcome::RequireApproval { .. }) {
-                needing.push(*id);
+                needing.push(t.id);
             }
         }
         if needing.is_empty() {
@@ -229,10 +229,5 @@ impl Service {
             "the approvals no longer stand, nothing was signed: {}",
             lost.join("; ")
         )))
-    }
-
-    /// The same check before a transfer is planned.
-    pub(crate) async fn ensure_approvals_stand(&self, t: &TransferRow) -> Result<(), ServiceError> {
-        self.approvals_stand(&[t.id]).await
     }
 }

@@ -201,7 +201,7 @@ impl Service {
         n: BitcoinNetwork,
     ) -> Result<chain_btc::Intended, ServiceError> {
         self.ensure_not_frozen(Some(t.wallet), None).await?;
-        self.ensure_approvals_stand(t).await?;
+        self.approvals_stand(std::slice::from_ref(t)).await?;
         intended_payout(self, t, n)?.map_err(|e| corrupt("intent", e))
     }
 
@@ -421,7 +421,9 @@ impl Service {
             approvals.push(crate::threshold::approved_transfer(t, &votes));
         }
         let ids: Vec<domain::TransferId> = transfers.iter().map(|t| t.id).collect();
-        let signed = self.sign_btc(&approved, &keys_of, &approvals, &ids).await;
+        let signed = self
+            .sign_btc(&approved, &keys_of, &approvals, &transfers)
+            .await;
         if let Err(ServiceError::SignersRefused(why)) = &signed
             && let Err(e) = self.note_signers_refusal(&ids, why).await
         {
@@ -525,7 +527,7 @@ impl Service {
                 crate::crash::point("after_broadcast");
                 let now = self.now();
                 let mut tx = self.store().begin().await?;
-                self.end_broadcast_in(&mut tx, &flight, "sent", now).await?;
+                flight.end_in(&mut tx, "sent", now).await?;
                 tx.set_btc_send_state(&send.id, "signed", "broadcast")
                     .await?;
                 let mut entries = Vec::new();

@@ -536,7 +536,12 @@ impl Service {
                 None
             };
         let signed = self
-            .sign_eth(&approved, sender.key_id, subject.as_ref(), &[t.id])
+            .sign_eth(
+                &approved,
+                sender.key_id,
+                subject.as_ref(),
+                std::slice::from_ref(&t),
+            )
             .await;
         if let Err(ServiceError::SignersRefused(why)) = &signed {
             // Noted if it can be; the refusal is the error either way.
@@ -623,7 +628,7 @@ impl Service {
                 // holds SQLite's write lock could wait on the lock itself.
                 let current = self.store().eth_send(&send.id).await?;
                 let mut tx = self.store().begin().await?;
-                self.end_broadcast_in(&mut tx, &flight, "sent", now).await?;
+                flight.end_in(&mut tx, "sent", now).await?;
                 tx.set_eth_attempt_state(&send.id, n, "broadcast").await?;
                 let mut entries = Vec::new();
                 if current.state == state::SIGNED {

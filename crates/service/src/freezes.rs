@@ -145,6 +145,19 @@ pub(crate) struct InFlight {
     id: String,
 }
 
+impl InFlight {
+    /// Ends the broadcast in `tx`, with the send's change of state.
+    pub(crate) async fn end_in(
+        &self,
+        tx: &mut WriteTx,
+        outcome: &str,
+        now: Timestamp,
+    ) -> Result<(), ServiceError> {
+        tx.end_broadcast(&self.id, outcome, now).await?;
+        Ok(())
+    }
+}
+
 /// Whether a freeze of `scope` covers a wallet or key.
 fn covers(scope: &str, wallet: Option<WalletId>, key: Option<KeyId>) -> bool {
     match scope.parse::<FreezeScope>() {
@@ -208,7 +221,7 @@ impl Service {
     /// `unknown` when `may_have_reached(e)` (it may have reached a node
     /// before it failed, or timed out: `timed_out()`), else `refused`. A
     /// success is left for the caller to end with the send's new state
-    /// ([`Service::end_broadcast_in`]).
+    /// ([`InFlight::end_in`]).
     pub(crate) async fn broadcast<T, E>(
         &self,
         name: String,
@@ -231,18 +244,6 @@ impl Service {
             self.end_broadcast(&flight, outcome).await?;
         }
         Ok((flight, sent))
-    }
-
-    /// Ends a broadcast in `tx` (with the send's change of state).
-    pub(crate) async fn end_broadcast_in(
-        &self,
-        tx: &mut WriteTx,
-        f: &InFlight,
-        outcome: &str,
-        now: Timestamp,
-    ) -> Result<(), ServiceError> {
-        tx.end_broadcast(&f.id, outcome, now).await?;
-        Ok(())
     }
 
     /// Ends a broadcast that did not go through, in its own transaction.

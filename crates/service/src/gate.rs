@@ -48,7 +48,7 @@ impl Service {
         approved: &chain_eth::Approved,
         key: KeyId,
         subject: Option<&Subject>,
-        paying: &[TransferId],
+        paying: &[storage::TransferRow],
     ) -> Result<(KeyRow, chain_eth::SignedTx), ServiceError> {
         self.approvals_stand(paying).await?;
         let request = SignRequest::EcdsaDigest(approved.signing_hash());
@@ -87,13 +87,13 @@ impl Service {
     /// (`keys_of`: by the spent script), and accepts the result only if
     /// Core's interpreter verifies it and it is the approved transaction.
     /// `transfers`: what it pays, with approvals, for threshold keys' nodes;
-    /// `paying`: their ids, whose approvals must still stand.
+    /// `paying`: their rows, whose approvals must still stand.
     pub(crate) async fn sign_btc(
         &self,
         approved: &chain_btc::Approved,
         keys_of: &HashMap<String, Signer>,
         transfers: &[ApprovedTransfer],
-        paying: &[TransferId],
+        paying: &[storage::TransferRow],
     ) -> Result<bitcoin::Transaction, ServiceError> {
         self.approvals_stand(paying).await?;
         // A signature that does not verify, or a transaction Core refuses,

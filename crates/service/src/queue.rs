@@ -190,7 +190,7 @@ impl Service {
             return Err(invalid(format!("the transfer is {}, not queued", t.state)));
         }
         self.ensure_not_frozen(Some(t.wallet), None).await?;
-        self.ensure_approvals_stand(&t).await?;
+        self.approvals_stand(std::slice::from_ref(&t)).await?;
         let assets = self.configured_assets();
         let intent = decode_intent(&t, &assets)?;
         let network = intent.amount().asset().network().to_string();

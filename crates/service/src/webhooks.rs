@@ -180,8 +180,11 @@ impl Service {
                                     Ok(r) if r.status().is_success() => None,
                                     Ok(r) => Some(format!("HTTP {}", r.status().as_u16())),
                                     Err(e) => {
+                                        let class = crate::webhook_target::failure_class(&e);
+                                        // The URL may carry a receiver's token: not logged.
+                                        let e = e.without_url();
                                         tracing::debug!(webhook = %d.webhook_id, error = %e, "delivery failed");
-                                        Some(crate::webhook_target::failure_class(&e).to_owned())
+                                        Some(class.to_owned())
                                     }
                                 }
                             }
