@@ -149,18 +149,32 @@ impl BtcClient {
         endpoints: Vec<Endpoint>,
         timeout: Duration,
     ) -> Result<Self, ClientError> {
+        let tls = tls::ClientTls::new(&tls::Roots::System)
+            .map_err(|e| ClientError::BadEndpoint("-".into(), e.to_string()))?;
+        Self::connect_with(network, endpoints, timeout, &tls).await
+    }
+
+    /// [`connect`](Self::connect), `https://` endpoints checked against
+    /// `tls`'s roots.
+    pub async fn connect_with(
+        network: BitcoinNetwork,
+        endpoints: Vec<Endpoint>,
+        timeout: Duration,
+        tls: &tls::ClientTls,
+    ) -> Result<Self, ClientError> {
         if endpoints.is_empty() {
             return Err(ClientError::NoEndpoints);
         }
         for e in &endpoints {
-            if !e.url.starts_with("http://") {
+            if !(e.url.starts_with("http://") || e.url.starts_with("https://")) {
                 return Err(ClientError::BadEndpoint(
                     name_of(&e.url),
-                    "http:// only (TLS is not built in yet)".into(),
+                    "http:// or https://".into(),
                 ));
             }
         }
-        let http = reqwest::Client::builder()
+        let http = tls
+            .http_client()
             .timeout(timeout)
             .build()
             .map_err(|e| ClientError::BadEndpoint("-".into(), e.to_string()))?;

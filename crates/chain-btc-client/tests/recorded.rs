@@ -267,10 +267,41 @@ async fn an_endpoint_on_another_network_refuses_to_start() {
     assert!(matches!(
         BtcClient::connect(
             BitcoinNetwork::Mainnet,
-            vec![esplora_endpoint("https://blockstream.info/api")],
+            vec![esplora_endpoint("ftp://blockstream.info/api")],
             TIMEOUT
         )
         .await,
         Err(ClientError::BadEndpoint(..))
     ));
+}
+
+/// Esplora behind TLS: reached over `https://` with the CA that signed
+/// its certificate; the system's roots refuse it.
+#[tokio::test]
+async fn esplora_over_https_is_trusted_only_through_its_ca() {
+    let url = esplora_node("esplora-post-tx-error.txt").await;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = tls::testing::make_pki(dir.path(), "esplora").unwrap();
+    let front = tls::testing::TlsFront::start(url.trim_start_matches("http://"), &pki)
+        .await
+        .unwrap();
+    let trusting = tls::ClientTls::new(&tls::Roots::Bundle(pki.ca_cert.clone())).unwrap();
+    let c = BtcClient::connect_with(
+        BitcoinNetwork::Mainnet,
+        vec![esplora_endpoint(&front.url())],
+        TIMEOUT,
+        &trusting,
+    )
+    .await
+    .unwrap();
+    assert!(c.tip_height().await.is_ok());
+    assert!(
+        BtcClient::connect(
+            BitcoinNetwork::Mainnet,
+            vec![esplora_endpoint(&front.url())],
+            TIMEOUT
+        )
+        .await
+        .is_err()
+    );
 }

@@ -43,6 +43,9 @@ pub struct ClientOptions {
     pub timeout: Duration,
     /// An endpoint whose head is this many blocks behind the best is unhealthy.
     pub max_lag_blocks: u64,
+    /// Whose certificates `https://` endpoints must present (none: the
+    /// system's trust store).
+    pub tls: Option<tls::ClientTls>,
 }
 
 impl Default for ClientOptions {
@@ -50,6 +53,7 @@ impl Default for ClientOptions {
         ClientOptions {
             timeout: Duration::from_secs(10),
             max_lag_blocks: 5,
+            tls: None,
         }
     }
 }
@@ -121,9 +125,9 @@ pub struct EthClient {
 /// `scheme://host:port` of a URL, without user-info, path or query.
 fn redact(url: &str) -> Result<String, String> {
     let (scheme, rest) = url.split_once("://").ok_or("no scheme")?;
-    if scheme != "http" {
+    if scheme != "http" && scheme != "https" {
         return Err(format!(
-            "scheme `{scheme}` is not supported (plain http only; put a TLS proxy on loopback for remote nodes)"
+            "scheme `{scheme}` is not supported (https://, or http:// where allowed)"
         ));
     }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
@@ -181,7 +185,13 @@ impl EthClient {
                 }),
             });
         }
-        let http = reqwest::Client::builder()
+        let tls = match &options.tls {
+            Some(t) => t.clone(),
+            None => tls::ClientTls::new(&tls::Roots::System)
+                .map_err(|e| ClientError::BadEndpoint("-".into(), e.to_string()))?,
+        };
+        let http = tls
+            .http_client()
             .timeout(options.timeout)
             .connect_timeout(options.timeout)
             .build()
@@ -821,7 +831,11 @@ mod tests {
             redact("http://user:pw@node.example:8545/v3/SECRETKEY?k=1").unwrap(),
             "http://node.example:8545"
         );
-        assert!(redact("https://node.example").is_err());
+        assert_eq!(
+            redact("https://u:p@node.example/k").as_deref(),
+            Ok("https://node.example")
+        );
+        assert!(redact("ws://node.example").is_err());
         assert!(redact("node.example:8545").is_err());
         assert!(redact("http:///path").is_err());
     }

@@ -331,6 +331,7 @@ impl HoldingProxy {
             .await
             .expect("a loopback port");
         let url = format!("http://{}", listener.local_addr().expect("bound"));
+        tls::install_default_provider();
         let http = reqwest::Client::builder()
             .build()
             .expect("a reqwest client");

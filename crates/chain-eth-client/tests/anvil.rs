@@ -60,7 +60,7 @@ async fn an_endpoint_on_another_chain_is_refused_at_start() {
     assert!(matches!(
         EthClient::connect(
             CHAIN_ID,
-            &["https://node.example".into()],
+            &["ws://node.example".into()],
             ClientOptions::default()
         )
         .await,
@@ -297,4 +297,35 @@ async fn a_dying_endpoint_fails_over_and_loses_its_score() {
         c.block_number().await,
         Err(ClientError::Unavailable(_))
     ));
+}
+
+/// A node behind TLS: reached over `https://` with the CA that signed its
+/// certificate; the system's roots (which do not know that CA) refuse it.
+#[tokio::test]
+async fn a_node_over_https_is_trusted_only_through_its_ca() {
+    let anvil = Anvil::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = tls::testing::make_pki(dir.path(), "node").unwrap();
+    let target = anvil.url().trim_start_matches("http://").to_owned();
+    let front = tls::testing::TlsFront::start(&target, &pki).await.unwrap();
+    let trusting = ClientOptions {
+        tls: Some(tls::ClientTls::new(&tls::Roots::Bundle(pki.ca_cert.clone())).unwrap()),
+        ..ClientOptions::default()
+    };
+    let c = EthClient::connect(CHAIN_ID, &[front.url()], trusting)
+        .await
+        .unwrap();
+    assert!(c.block_number().await.unwrap() < 1_000_000);
+    let err = EthClient::connect(CHAIN_ID, &[front.url()], ClientOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Unavailable(_)), "{err:?}");
+    let err = EthClient::connect(
+        CHAIN_ID,
+        &["ws://127.0.0.1:1".to_owned()],
+        ClientOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, ClientError::BadEndpoint(..)), "{err:?}");
 }

@@ -9,7 +9,9 @@
 //! connector only addresses it checked, so a name that rebinds to an
 //! internal address between registration and delivery is refused. Hosts an
 //! operator names in `[webhooks] allow_hosts` may resolve anywhere; the
-//! loopback test mode allows loopback targets. A failed delivery is
+//! loopback test mode allows loopback targets. Deliveries go over
+//! `https://` (rustls, the system's roots or the configured CA bundle);
+//! plain `http://` only to loopback in the test mode. A failed delivery is
 //! recorded only as a class (`target not allowed`, `unreachable`,
 //! `HTTP <status>`), never with a reason that would tell whether a port is
 //! open.
@@ -20,12 +22,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Where webhooks may go, as the operator configured it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct WebhookPolicy {
     /// Hosts (lower case, no trailing dot) that may resolve to any address.
     pub allow_hosts: BTreeSet<String>,
-    /// Loopback targets allowed (tests and development only).
+    /// Loopback targets allowed, over plain HTTP too (tests and
+    /// development only).
     pub allow_loopback: bool,
+    /// Whose certificates receivers must present (none: the system's
+    /// trust store).
+    pub tls: Option<tls::ClientTls>,
 }
 
 impl WebhookPolicy {
@@ -111,25 +117,36 @@ fn host_key(host: &str) -> String {
     host.trim_end_matches('.').to_ascii_lowercase()
 }
 
-/// Checks a webhook URL: `http://host[:port]/path`, no user-info, at
-/// most 2048 bytes, and an address literal not in a forbidden network.
-/// A name is checked as it resolves, at each delivery.
+/// Checks a webhook URL: `https://host[:port]/path` (plain `http://` only
+/// to loopback in the test mode), no user-info, at most 2048 bytes, and an
+/// address literal not in a forbidden network. A name is checked as it
+/// resolves, at each delivery.
 pub(crate) fn check_url(url: &str, p: &WebhookPolicy) -> Result<reqwest::Url, String> {
     let bad = || {
-        "a webhook URL is http://host[:port]/path without user-info, to a public address or a \
-         host in [webhooks] allow_hosts (TLS is not built in yet: terminate it in a proxy)"
+        "a webhook URL is https://host[:port]/path without user-info, to a public address or a \
+         host in [webhooks] allow_hosts"
             .to_owned()
     };
     if url.len() > 2048 {
         return Err(bad());
     }
     let u = reqwest::Url::parse(url).map_err(|_| bad())?;
-    // No TLS client is built in yet: https is refused rather than quietly
-    // sent as plain http (terminate TLS in a proxy named in allow_hosts).
-    if u.scheme() != "http" || !u.username().is_empty() || u.password().is_some() {
+    if !u.username().is_empty() || u.password().is_some() {
         return Err(bad());
     }
     let host = u.host_str().map(host_key).ok_or_else(bad)?;
+    match u.scheme() {
+        "https" => {}
+        "http" if p.allow_loopback && tls::is_loopback_host(&host) => {}
+        "http" => {
+            return Err(
+                "a webhook is delivered over https:// (plain http:// only to loopback in the \
+                 test mode): its payload and signature would travel in clear"
+                    .to_owned(),
+            );
+        }
+        _ => return Err(bad()),
+    }
     // An address literal, as the URL parser normalised it (`0x7f.1` is
     // 127.0.0.1; IPv6 in brackets).
     let literal = host
@@ -191,7 +208,21 @@ impl reqwest::dns::Resolve for GuardedResolver {
 /// target), no redirects, no kept connections (each delivery resolves and
 /// checks again), 10 s at most.
 pub(crate) fn client(policy: &WebhookPolicy) -> reqwest::Client {
-    reqwest::Client::builder()
+    let tls = match &policy.tls {
+        Some(t) => Ok(t.clone()),
+        None => tls::ClientTls::new(&tls::Roots::System),
+    };
+    let builder = match tls {
+        Ok(t) => t.http_client(),
+        Err(e) => {
+            // No trust store: https deliveries fail (as unreachable) rather
+            // than going out unverified.
+            tracing::error!(error = %e, "webhook TLS: the system's trust store did not load");
+            tls::install_default_provider();
+            reqwest::Client::builder().tls_certs_only(Vec::new())
+        }
+    };
+    builder
         .dns_resolver(GuardedResolver {
             policy: Arc::new(policy.clone()),
         })
@@ -264,10 +295,12 @@ mod tests {
     fn urls_are_checked_as_written() {
         let strict = WebhookPolicy::default();
         let ok = |u: &str, p: &WebhookPolicy| check_url(u, p).is_ok();
-        assert!(ok("http://hooks.example.com/x", &strict));
-        assert!(ok("http://203.0.113.10:8080/hook", &strict));
+        assert!(ok("https://hooks.example.com/x", &strict));
+        assert!(ok("https://203.0.113.10:8080/hook", &strict));
         for u in [
-            "https://hooks.example.com/x",
+            "http://hooks.example.com/x",
+            "http://203.0.113.10:8080/hook",
+            "https://127.0.0.1:5432/",
             "http://127.0.0.1:5432/",
             "http://169.254.169.254/latest/meta-data",
             "http://[fc00::1]/x",
@@ -282,11 +315,14 @@ mod tests {
         }
         let tests = WebhookPolicy::loopback_for_tests();
         assert!(ok("http://127.0.0.1:9/x", &tests));
+        assert!(ok("https://127.0.0.1:9/x", &tests));
         assert!(!ok("http://10.0.0.1/x", &tests));
+        assert!(!ok("http://hooks.example.com/x", &tests));
         let named = WebhookPolicy {
             allow_hosts: ["10.0.0.1".to_owned()].into(),
             ..WebhookPolicy::default()
         };
-        assert!(ok("http://10.0.0.1/x", &named));
+        assert!(ok("https://10.0.0.1/x", &named));
+        assert!(!ok("http://10.0.0.1/x", &named));
     }
 }

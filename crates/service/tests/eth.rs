@@ -982,11 +982,22 @@ async fn webhooks_arrive_signed_retried_and_once_by_id() {
 
     let receiver = Arc::new(Receiver::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let plain = listener.local_addr().unwrap();
     let app = axum::Router::new()
         .route("/hook", axum::routing::post(receive))
         .with_state(receiver.clone());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    // The receiver speaks HTTPS (a test CA's certificate for localhost).
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = tls::testing::make_pki(pki_dir.path(), "hooks").unwrap();
+    let front = tls::testing::TlsFront::start(&plain.to_string(), &pki)
+        .await
+        .unwrap();
+    let url = format!("{}/hook", front.url());
+    let test_mode = || service::webhook_target::WebhookPolicy {
+        tls: Some(tls::ClientTls::new(&tls::Roots::Bundle(pki.ca_cert.clone())).unwrap()),
+        ..service::webhook_target::WebhookPolicy::loopback_for_tests()
+    };
 
     // An admin (through an API key made at bootstrap) subscribes.
     let admin = f.payer.admin().await;
@@ -994,17 +1005,19 @@ async fn webhooks_arrive_signed_retried_and_once_by_id() {
         .svc
         .authorize::<perm::ManageWebhooks>(&admin, None)
         .unwrap();
+    // Payloads travel over TLS: plain http:// off this machine is refused.
     assert!(
         hooks
-            .create_webhook("https://example.com/x", &["*".into()])
+            .create_webhook("http://example.com/x", &["*".into()])
             .await
             .is_err(),
-        "no TLS yet: refused, not silently downgraded"
     );
     // This host, its database, internal networks and the metadata service
     // are refused: the receiver on loopback needs the test mode.
     for target in [
         url.clone(),
+        format!("http://{plain}/hook"),
+        "https://127.0.0.1:5432/".to_owned(),
         "http://127.0.0.1:5432/".to_owned(),
         "http://169.254.169.254/latest/meta-data".to_owned(),
         "http://[fd00:ec2::254]/".to_owned(),
@@ -1015,8 +1028,7 @@ async fn webhooks_arrive_signed_retried_and_once_by_id() {
             "{target}"
         );
     }
-    f.svc
-        .set_webhook_policy(service::webhook_target::WebhookPolicy::loopback_for_tests());
+    f.svc.set_webhook_policy(test_mode());
     assert!(
         hooks
             .create_webhook(&url, &["transfer.exploded".into()])
@@ -1084,11 +1096,22 @@ async fn webhooks_arrive_signed_retried_and_once_by_id() {
     let refused = hooks.deliveries(&hook.id).await.unwrap();
     let refused = refused.iter().find(|d| d.id == deliveries[0].id).unwrap();
     assert_eq!(refused.last_error.as_deref(), Some("target not allowed"));
+    // A receiver whose certificate the roots do not vouch for (the
+    // system's store does not know the test CA) is not delivered to.
     f.svc
         .set_webhook_policy(service::webhook_target::WebhookPolicy::loopback_for_tests());
     clock
         .0
         .fetch_add(5_001, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(f.svc.deliver_webhooks().await.unwrap().retrying, 1);
+    assert_eq!(receiver.accepted.lock().unwrap().len(), before);
+    let untrusted = hooks.deliveries(&hook.id).await.unwrap();
+    let untrusted = untrusted.iter().find(|d| d.id == deliveries[0].id).unwrap();
+    assert_eq!(untrusted.last_error.as_deref(), Some("unreachable"));
+    f.svc.set_webhook_policy(test_mode());
+    clock
+        .0
+        .fetch_add(300_001, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(f.svc.deliver_webhooks().await.unwrap().delivered, 1);
 
     // A resend goes out again with the same id.

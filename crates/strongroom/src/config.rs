@@ -14,11 +14,13 @@ use zeroize::Zeroizing;
 
 mod chains;
 mod threshold;
+mod transport;
 
 pub use chains::{BitcoinConfig, EthereumConfig};
 use chains::{RawBitcoin, RawEthereum, btc, eth};
 pub use threshold::ThresholdConfig;
 use threshold::{RawThreshold, threshold};
+pub use transport::ServerTls;
 
 /// A configuration problem, with the dotted key it is about.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,6 +56,8 @@ struct RawConfig {
     bitcoin: Vec<RawBitcoin>,
     #[serde(default)]
     webhooks: RawWebhooks,
+    #[serde(default)]
+    tls: transport::RawTls,
 }
 
 /// `[webhooks]`: where deliveries may go beyond public addresses.
@@ -119,6 +123,11 @@ struct RawServer {
     /// the client for rate limits and the audit log.
     #[serde(default)]
     trusted_proxies: Vec<String>,
+    /// The API's certificate chain and key (PEM): it serves HTTPS.
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
+    /// Clients must present a certificate this CA signed (mutual TLS).
+    tls_client_ca_file: Option<PathBuf>,
 }
 
 fn default_max_body() -> u64 {
@@ -230,6 +239,10 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
     pub trusted_proxies: Vec<api_http::Cidr>,
+    /// The API serves HTTPS with this (plain HTTP without).
+    pub server_tls: Option<ServerTls>,
+    /// What outbound connections trust.
+    pub client_tls: tls::ClientTls,
     pub database: Database,
     pub audit_key: AuditKey,
     pub checkpoint_file: PathBuf,
@@ -315,9 +328,17 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         }
         allow_hosts.insert(h);
     }
+    let client_tls = transport::client(&raw.tls, base)?;
+    let server_tls = transport::server(
+        raw.server.tls_cert_file.clone(),
+        raw.server.tls_key_file.clone(),
+        raw.server.tls_client_ca_file.clone(),
+        base,
+    )?;
     let webhooks = service::webhook_target::WebhookPolicy {
         allow_hosts,
         allow_loopback: raw.webhooks.allow_loopback,
+        tls: Some(client_tls.clone()),
     };
     let trusted_proxies = raw
         .server
@@ -396,7 +417,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     let governance = governance(&raw.governance)?;
     let mut ethereum = Vec::with_capacity(raw.ethereum.len());
     for (i, e) in raw.ethereum.into_iter().enumerate() {
-        let net = eth(e, i)?;
+        let net = eth(e, i, &client_tls)?;
         if ethereum
             .iter()
             .any(|o: &EthereumConfig| o.network.chain_id == net.network.chain_id)
@@ -429,6 +450,8 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         max_body_bytes: usize::try_from(raw.server.max_body_bytes).unwrap_or(usize::MAX),
         request_timeout: Duration::from_secs(raw.server.request_timeout_seconds),
         trusted_proxies,
+        server_tls,
+        client_tls,
         webhooks,
         database,
         audit_key,

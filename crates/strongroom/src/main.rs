@@ -24,6 +24,7 @@ mod btcctl;
 mod config;
 mod ethctl;
 mod govern;
+mod https;
 mod keyctl;
 mod offline;
 mod operator;

@@ -1,7 +1,10 @@
 //! `strongroom operator …`: a running server's seal, over its HTTP API.
 //!
-//! Plain HTTP/1.1 to a loopback or private address; the share is read from
-//! standard input so that it appears in no shell history or process list.
+//! HTTP/1.1 over TLS (`https://`: the system's roots, or the CA bundle in
+//! `STRONGROOM_CA_FILE`, with a client certificate from
+//! `STRONGROOM_CLIENT_CERT` / `STRONGROOM_CLIENT_KEY` for mutual TLS), or
+//! plain to a loopback address; the share is read from standard input so
+//! that it appears in no shell history or process list.
 
 use std::io::{BufRead, Read, Write};
 use std::net::TcpStream;
@@ -22,29 +25,85 @@ fn usage(key: &str, message: impl Into<String>) -> Failure {
     })
 }
 
-/// `host:port` from `http://host:port`.
-fn authority(addr: &str) -> Result<&str, Failure> {
-    let rest = addr
-        .strip_prefix("http://")
-        .ok_or_else(|| usage("--addr", "expected http://HOST:PORT"))?;
+/// Whether `addr` is `https://`, and its `host:port`.
+fn authority(addr: &str) -> Result<(bool, &str), Failure> {
+    let expected = || usage("--addr", "expected https://HOST:PORT or http://HOST:PORT");
+    let (secure, rest) = match (addr.strip_prefix("https://"), addr.strip_prefix("http://")) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        (None, None) => return Err(expected()),
+    };
     let host = rest.trim_end_matches('/');
     if host.is_empty() || host.contains('/') {
-        return Err(usage("--addr", "expected http://HOST:PORT"));
+        return Err(expected());
     }
-    // Shares travel in this request: plain HTTP only on this machine.
+    // Keys, shares and tokens travel in these requests: plain HTTP only on
+    // this machine.
     let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
-    let loopback = name == "localhost"
-        || name == "[::1]"
-        || name
-            .parse::<std::net::Ipv4Addr>()
-            .is_ok_and(|a| a.is_loopback());
-    if !loopback {
+    if !secure && !tls::is_loopback_host(name) {
         return Err(usage(
             "--addr",
-            "shares go over plain HTTP to loopback addresses only (127.0.0.1, ::1, localhost)",
+            "plain http:// to loopback addresses only (127.0.0.1, ::1, localhost); https:// \
+             elsewhere",
         ));
     }
-    Ok(host)
+    Ok((secure, host))
+}
+
+/// The TLS the CLI speaks to the API with, from the environment.
+fn client_tls() -> Result<tls::ClientTls, Failure> {
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    let roots = match var("STRONGROOM_CA_FILE") {
+        Some(f) => tls::Roots::Bundle(f.into()),
+        None => tls::Roots::System,
+    };
+    let identity = match (var("STRONGROOM_CLIENT_CERT"), var("STRONGROOM_CLIENT_KEY")) {
+        (Some(c), Some(k)) => Some(tls::Identity {
+            cert_file: c.into(),
+            key_file: k.into(),
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(usage(
+                "STRONGROOM_CLIENT_CERT",
+                "set both STRONGROOM_CLIENT_CERT and STRONGROOM_CLIENT_KEY, or neither",
+            ));
+        }
+    };
+    tls::ClientTls::with_identity(&roots, identity.as_ref())
+        .map_err(|e| usage("STRONGROOM_CA_FILE", e.to_string()))
+}
+
+/// Sends `out` and reads the whole answer (the server closes the
+/// connection after it).
+fn exchange(secure: bool, host: &str, out: &[u8]) -> Result<Vec<u8>, Failure> {
+    let tcp = TcpStream::connect(host).with_context(|| format!("connecting to {host}"))?;
+    tcp.set_read_timeout(Some(TIMEOUT))
+        .context("setting a timeout")?;
+    tcp.set_write_timeout(Some(TIMEOUT))
+        .context("setting a timeout")?;
+    let mut resp = Vec::new();
+    if !secure {
+        let mut tcp = tcp;
+        tcp.write_all(out).context("sending the request")?;
+        tcp.read_to_end(&mut resp).context("reading the response")?;
+        return Ok(resp);
+    }
+    let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    let server = tls::rustls::pki_types::ServerName::try_from(name.to_owned())
+        .map_err(|_| usage("--addr", "not a host name or address"))?;
+    let conn = tls::rustls::ClientConnection::new(client_tls()?.config(), server)
+        .context("starting TLS")?;
+    let mut stream = tls::rustls::StreamOwned::new(conn, tcp);
+    stream.write_all(out).context("sending the request")?;
+    match stream.read_to_end(&mut resp) {
+        Ok(_) => {}
+        // A server that closes without close_notify after a whole answer.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !resp.is_empty() => {}
+        Err(e) => return Err(anyhow::Error::new(e).context("TLS with the server").into()),
+    }
+    Ok(resp)
 }
 
 /// One request; returns the status and the body. With a key file, the
@@ -81,15 +140,8 @@ fn signed_request_with(
     key: Option<&crate::apikey::KeyFile>,
     headers: &[(&str, &str)],
 ) -> Result<(u16, String), Failure> {
-    let host = authority(addr)?;
+    let (secure, host) = authority(addr)?;
     let path = path_and_query;
-    let mut stream = TcpStream::connect(host).with_context(|| format!("connecting to {addr}"))?;
-    stream
-        .set_read_timeout(Some(TIMEOUT))
-        .context("setting a timeout")?;
-    stream
-        .set_write_timeout(Some(TIMEOUT))
-        .context("setting a timeout")?;
     let body = body.unwrap_or("");
     let mut extra = String::new();
     for (name, value) in headers {
@@ -112,11 +164,8 @@ fn signed_request_with(
     );
     let mut out = Zeroizing::new(head.into_bytes());
     out.extend_from_slice(body.as_bytes());
-    stream.write_all(&out).context("sending the request")?;
-    let mut resp = String::new();
-    stream
-        .read_to_string(&mut resp)
-        .context("reading the response")?;
+    let resp = String::from_utf8(exchange(secure, host, &out)?)
+        .map_err(|_| Failure::Runtime(anyhow::anyhow!("not an HTTP response from {addr}")))?;
     let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((resp.as_str(), ""));
     let status = head
         .split(' ')

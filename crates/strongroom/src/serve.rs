@@ -181,11 +181,16 @@ pub(crate) async fn connect_bitcoin(svc: &Service, c: &Config) -> Result<(), Fai
             None
         } else {
             Some(Arc::new(
-                chain_btc_client::BtcClient::connect(b.network, b.endpoints.clone(), b.timeout)
-                    .await
-                    .with_context(|| {
-                        format!("connecting to {}", domain::Network::Bitcoin(b.network))
-                    })?,
+                chain_btc_client::BtcClient::connect_with(
+                    b.network,
+                    b.endpoints.clone(),
+                    b.timeout,
+                    &c.client_tls,
+                )
+                .await
+                .with_context(|| {
+                    format!("connecting to {}", domain::Network::Bitcoin(b.network))
+                })?,
             ))
         };
         svc.add_btc_network(service::btc::BtcNetwork {
@@ -270,6 +275,13 @@ pub(crate) fn run(c: Config) -> Result<(), Failure> {
     runtime()?.block_on(async move {
         let (svc, store) = build_service(&c).await?;
         let policy = svc.checkpointer().policy();
+        // Read now: a bad certificate stops the start, before anything runs.
+        let server_tls = c
+            .server_tls
+            .as_ref()
+            .map(|t| t.config())
+            .transpose()
+            .context("loading the API's TLS certificate")?;
         let listener = tokio::net::TcpListener::bind(c.listen)
             .await
             .with_context(|| format!("listening on {}", c.listen))?;
@@ -277,6 +289,8 @@ pub(crate) fn run(c: Config) -> Result<(), Failure> {
         svc.start(serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
             "listen": addr.to_string(),
+            "tls": server_tls.is_some(),
+            "mutual_tls": c.server_tls.as_ref().is_some_and(|t| t.client_ca_file.is_some()),
             "database": store.backend().as_str(),
         }))
         .await
@@ -373,15 +387,29 @@ pub(crate) fn run(c: Config) -> Result<(), Failure> {
         tracing::info!(%addr, database = store.backend().as_str(), "strongroom listening");
         // The one line on stdout: scripts and tests wait for it.
         let mut out = std::io::stdout();
-        let _ = writeln!(out, "strongroom listening on http://{addr}");
+        let scheme = if server_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let _ = writeln!(out, "strongroom listening on {scheme}://{addr}");
         let _ = out.flush();
 
-        let served = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let served = match server_tls {
+            None => {
+                let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+            Some(config) => {
+                let listener = crate::https::TlsListener::new(listener, config)
+                    .context("reading the bound address")?;
+                axum::serve(listener, crate::https::with_peer(app))
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+        };
         ticker.abort();
         deliverer.abort();
         lifecycle.abort();

@@ -228,6 +228,115 @@ fn config_check_names_the_bad_key() {
     );
 }
 
+/// The API over HTTPS with mutual TLS (rcgen certificates on loopback):
+/// the CLI reaches it with the CA and a client certificate, and without
+/// either it is refused; plain HTTP to another host is refused by the CLI
+/// and by the configuration.
+#[test]
+fn the_api_serves_https_with_mutual_tls() {
+    let (dir, config) = data_dir("sqlite://strongroom.db");
+    let pki = tls::testing::make_pki(dir.path(), "api").unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let tls_lines = format!(
+        "listen = \"127.0.0.1:0\"\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\ntls_client_ca_file = \"{}\"",
+        pki.server_cert.display(),
+        pki.server_key.display(),
+        pki.ca_cert.display()
+    );
+    std::fs::write(
+        &config,
+        text.replace("listen = \"127.0.0.1:0\"", &tls_lines),
+    )
+    .unwrap();
+    let server = Server::start(&config);
+    let port = server.base.strip_prefix("https://127.0.0.1:").unwrap();
+    let addr = format!("https://localhost:{port}");
+    let status = |env: &[(&str, &std::path::Path)]| {
+        Command::new(BIN)
+            .args(["operator", "status", "--addr", &addr])
+            .envs(env.iter().map(|(k, v)| (*k, v.as_os_str())))
+            .output()
+            .unwrap()
+    };
+    let member = [
+        ("STRONGROOM_CA_FILE", pki.ca_cert.as_path()),
+        ("STRONGROOM_CLIENT_CERT", pki.client_cert.as_path()),
+        ("STRONGROOM_CLIENT_KEY", pki.client_key.as_path()),
+    ];
+    let o = status(&member);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("uninitialized"), "{}", stdout(&o));
+    // No client certificate: the handshake is refused.
+    let o = status(&member[..1]);
+    assert!(!o.status.success());
+    // The system's roots do not know the server's CA.
+    let o = status(&member[1..]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).to_lowercase().contains("certificate"),
+        "{}",
+        stderr(&o)
+    );
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    let mut s = TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    write!(
+        s,
+        "GET /v1/sys/seal-status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    assert!(!resp.starts_with(b"HTTP/1.1 200"));
+    // Plain HTTP off this machine is refused before any connection.
+    let o = strongroom(&["operator", "status", "--addr", "http://10.0.0.1:8200"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    drop(server);
+
+    // The configuration: a certificate needs its key; a node in clear off
+    // this machine needs allow_http.
+    let bad = dir.path().join("bad.toml");
+    let with = |from: &str, to: &str| {
+        let text = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(&bad, text.replace(from, to)).unwrap();
+        strongroom(&["config", "check", bad.to_str().unwrap()])
+    };
+    let o = with(
+        &format!("tls_key_file = \"{}\"\n", pki.server_key.display()),
+        "",
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("server.tls_key_file"), "{}", stderr(&o));
+    let eth = |endpoint: &str| {
+        format!(
+            "[[ethereum]]\nchain_id = 31337\nendpoints = [{endpoint}]\nconfirmations = 1\n\
+             max_fee_per_gas_wei = \"1000000000000\"\nmax_total_fee_wei = \"1000000000000000000\"\n"
+        )
+    };
+    let o = with(
+        "[log]",
+        &format!("{}[log]", eth("\"http://10.0.0.5:8545\"")),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("ethereum[0].endpoints[0]"),
+        "{}",
+        stderr(&o)
+    );
+    let o = with(
+        "[log]",
+        &format!(
+            "{}[log]",
+            eth("{ url = \"http://10.0.0.5:8545\", allow_http = true }")
+        ),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = with(
+        "[log]",
+        &format!("{}[log]", eth("\"https://node.example:8545\"")),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
 #[test]
 fn unreachable_database_is_a_clear_failure() {
     let (_dir, config) = data_dir("postgres://strongroom@127.0.0.1:1/strongroom");

@@ -274,7 +274,8 @@ mod tests {
         );
         let e = server_config(&dir.join("none.pem"), &empty, None).err();
         assert!(
-            e.as_ref().is_some_and(|e| e.to_string().contains("none.pem")),
+            e.as_ref()
+                .is_some_and(|e| e.to_string().contains("none.pem")),
             "{e:?}"
         );
         std::fs::remove_dir_all(&dir).ok();

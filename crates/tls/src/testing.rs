@@ -71,3 +71,56 @@ pub fn make_pki(dir: &Path, prefix: &str) -> Result<TestPki, TlsError> {
         )?,
     })
 }
+
+/// A TLS front on loopback: terminates TLS with a test PKI's server
+/// certificate and forwards the plain bytes to `target` (`host:port`) — a
+/// node, an Esplora server or a webhook receiver made reachable over
+/// `https://` only.
+#[derive(Debug)]
+pub struct TlsFront {
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TlsFront {
+    /// Starts a front for `target` with `pki`'s server certificate.
+    pub async fn start(target: &str, pki: &TestPki) -> Result<TlsFront, TlsError> {
+        let config = crate::server_config(&pki.server_cert, &pki.server_key, None)?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(failed)?;
+        let port = listener.local_addr().map_err(failed)?.port();
+        let target = target.to_owned();
+        let task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, target) = (acceptor.clone(), target.clone());
+                conns.spawn(async move {
+                    let Ok(mut inbound) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Ok(TlsFront { port, task })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `https://localhost:PORT` (the name the test certificate carries).
+    pub fn url(&self) -> String {
+        format!("https://localhost:{}", self.port)
+    }
+}
+
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,6 +1,7 @@
 //! A real TLS server on loopback (the configuration `server_config`
 //! makes) and real clients (`ClientTls`): trusted, untrusted, and mutual.
 
+#![allow(clippy::unwrap_used)]
 use std::sync::Arc;
 
 use tls::testing::{TestPki, make_pki};
@@ -22,7 +23,9 @@ async fn serve(config: Arc<tls::rustls::ServerConfig>) -> std::net::SocketAddr {
                 let mut buf = [0u8; 4096];
                 let _ = s.read(&mut buf).await;
                 let _ = s
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    )
                     .await;
                 let _ = s.shutdown().await;
             });

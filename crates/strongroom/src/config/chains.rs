@@ -36,6 +36,9 @@ pub(super) struct RawBtcEndpoint {
     /// `core` (JSON-RPC) or `esplora` (REST).
     kind: String,
     url: String,
+    /// Plain `http://` to a host that is not this machine.
+    #[serde(default)]
+    allow_http: bool,
     /// A file holding `user:password` for Core (kept out of this file).
     auth_file: Option<PathBuf>,
 }
@@ -58,7 +61,7 @@ pub(super) fn default_btc_poll() -> u64 {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawEthereum {
     chain_id: u64,
-    endpoints: Vec<String>,
+    endpoints: Vec<super::transport::RawEndpoint>,
     confirmations: u64,
     max_fee_per_gas_wei: String,
     max_total_fee_wei: String,
@@ -186,12 +189,13 @@ pub(super) fn btc(raw: RawBitcoin, i: usize, base: &Path) -> Result<BitcoinConfi
             "esplora" => chain_btc_client::EndpointKind::Esplora,
             _ => return Err(ConfigError::new(&ekey("kind"), "core or esplora")),
         };
-        if !e.url.starts_with("http://") || e.url.contains('@') {
+        if e.url.contains('@') {
             return Err(ConfigError::new(
                 &ekey("url"),
-                "an http:// URL without credentials (they go in auth_file)",
+                "a URL without credentials (they go in auth_file)",
             ));
         }
+        super::transport::url_rule(&ekey("url"), &e.url, e.allow_http)?;
         let auth = match e.auth_file {
             Some(f) => {
                 let path = base.join(f);
@@ -230,7 +234,11 @@ pub(super) fn btc(raw: RawBitcoin, i: usize, base: &Path) -> Result<BitcoinConfi
     })
 }
 
-pub(super) fn eth(raw: RawEthereum, i: usize) -> Result<EthereumConfig, ConfigError> {
+pub(super) fn eth(
+    raw: RawEthereum,
+    i: usize,
+    client_tls: &tls::ClientTls,
+) -> Result<EthereumConfig, ConfigError> {
     use chain_eth::EthAddress;
     use domain::{Asset, AssetId, AssetKind, ContractAddress, Decimals, Network, Symbol};
     let key = |k: &str| format!("ethereum[{i}].{k}");
@@ -243,14 +251,12 @@ pub(super) fn eth(raw: RawEthereum, i: usize) -> Result<EthereumConfig, ConfigEr
     if raw.endpoints.is_empty() {
         return Err(ConfigError::new(&key("endpoints"), "at least one node URL"));
     }
-    for (j, url) in raw.endpoints.iter().enumerate() {
-        if !url.starts_with("http://") {
-            return Err(ConfigError::new(
-                &key(&format!("endpoints[{j}]")),
-                "must be an http:// URL (TLS is not built in yet: reach remote nodes through a TLS proxy on loopback)",
-            ));
-        }
-    }
+    let endpoints = raw
+        .endpoints
+        .into_iter()
+        .enumerate()
+        .map(|(j, e)| e.checked(&key(&format!("endpoints[{j}]"))))
+        .collect::<Result<Vec<_>, _>>()?;
     if !(1..=1000).contains(&raw.confirmations) {
         return Err(ConfigError::new(
             &key("confirmations"),
@@ -325,11 +331,12 @@ pub(super) fn eth(raw: RawEthereum, i: usize) -> Result<EthereumConfig, ConfigEr
             allow_unchecksummed: raw.allow_unchecksummed,
             tokens,
         },
-        endpoints: raw.endpoints,
+        endpoints,
         poll_every: Duration::from_secs(raw.poll_seconds),
         client: chain_eth_client::ClientOptions {
             timeout: Duration::from_secs(raw.timeout_seconds),
             max_lag_blocks: raw.max_lag_blocks,
+            tls: Some(client_tls.clone()),
         },
     })
 }
