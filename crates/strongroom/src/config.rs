@@ -815,7 +815,7 @@ whitelist_cooling_off_hours = 24
                 eth(&NET.replace("\"200000000000\"", "200000000000")),
                 eth(&NET.replace("\"200000000000\"", "\"2e11\"")),
                 eth(&NET.replace("\"200000000000\"", "\"200000000000.5\"")),
-                eth(&NET.replace("http://127.0.0.1:8545", "https://mainnet.example")),
+                eth(&NET.replace("http://127.0.0.1:8545", "http://mainnet.example")),
                 eth(&NET.replace("endpoints = [\"http://127.0.0.1:8545\"]", "endpoints = []")),
                 eth(&NET.replace("chain_id = 1", "chain_id = 0")),
                 eth(&NET.replace("confirmations = 12", "confirmations = 0")),
@@ -830,6 +830,8 @@ whitelist_cooling_off_hours = 24
                 btc(&format!("{BTC}batch_max_payouts = 0\n")),
                 btc(&format!("{BTC}[[bitcoin.endpoints]]\nkind = \"electrum\"\nurl = \"http://127.0.0.1:3000\"\n")),
                 btc(&format!("{BTC}[[bitcoin.endpoints]]\nkind = \"core\"\nurl = \"http://u:p@127.0.0.1:8332\"\n")),
+                btc(&format!("{BTC}[[bitcoin.endpoints]]\nkind = \"esplora\"\nurl = \"http://10.1.1.1:3000\"\n")),
+                format!("{GOOD}\n[tls]\nca_file = \"missing.pem\"\n"),
                 format!("{}\n[[bitcoin]]\n{BTC}", btc(BTC)),
                 thr(2, 3, FP),
                 thr(1, 3, FP),
@@ -840,7 +842,7 @@ whitelist_cooling_off_hours = 24
             .collect();
         let out: Vec<String> = cases.iter().map(|c| check(c)).collect();
         expect_test::expect![[r#"
-            error: server.lisen: unknown field `lisen`, expected one of `listen`, `max_body_bytes`, `request_timeout_seconds`, `trusted_proxies` (line 3, column 1)
+            error: server.lisen: unknown field `lisen`, expected one of `listen`, `max_body_bytes`, `request_timeout_seconds`, `trusted_proxies`, `tls_cert_file`, `tls_key_file`, `tls_client_ca_file` (line 3, column 1)
             error: server.listen: "localhost" is not an address:port such as 127.0.0.1:8200
             error: server.listen: invalid type: integer `8200`, expected a string (line 3, column 10)
             error: server.trusted_proxies[1]: prefix length 33 is longer than 32
@@ -854,7 +856,7 @@ whitelist_cooling_off_hours = 24
             error: database.password_env: applies to PostgreSQL only
             error: log.format: unknown variant `xml`, expected `json` or `text` (line 16, column 10)
             error: log.level: "[" is not a log filter such as info or strongroom=debug
-            error: unknown: unknown field `unknown`, expected one of `server`, `database`, `audit`, `log`, `hsm`, `threshold`, `governance`, `ethereum`, `bitcoin`, `webhooks` (line 15, column 2)
+            error: unknown: unknown field `unknown`, expected one of `server`, `database`, `audit`, `log`, `hsm`, `threshold`, `governance`, `ethereum`, `bitcoin`, `webhooks`, `tls` (line 15, column 2)
             error: audit.hsm_key: needs an [hsm] section
             error: audit.hsm_key: set either signing_key_file or hsm_key, not both
             error: hsm.pin_file: the PIN comes from pin_file or pin_env, never from the configuration
@@ -864,7 +866,7 @@ whitelist_cooling_off_hours = 24
             error: ethereum[0].max_fee_per_gas_wei: invalid type: integer `200000000000`, expected a string (line 19, column 23)
             error: ethereum[0].max_fee_per_gas_wei: must be a whole number of wei, in digits
             error: ethereum[0].max_fee_per_gas_wei: must be a whole number of wei, in digits
-            error: ethereum[0].endpoints[0]: must be an http:// URL (TLS is not built in yet: reach remote nodes through a TLS proxy on loopback)
+            error: ethereum[0].endpoints[0]: http:// to mainnet.example would travel in clear: use https:// (`allow_http = true` on the endpoint allows it)
             error: ethereum[0].endpoints: at least one node URL
             error: ethereum[0].chain_id: must not be 0
             error: ethereum[0].confirmations: must be between 1 and 1000
@@ -878,7 +880,9 @@ whitelist_cooling_off_hours = 24
             error: bitcoin[0].fee_rate_sat_vb: must be between 1 and max_fee_rate_sat_vb
             error: bitcoin[0].batch_max_payouts: must be between 1 and 1000
             error: bitcoin[0].endpoints[0].kind: core or esplora
-            error: bitcoin[0].endpoints[0].url: an http:// URL without credentials (they go in auth_file)
+            error: bitcoin[0].endpoints[0].url: a URL without credentials (they go in auth_file)
+            error: bitcoin[0].endpoints[0].url: http:// to 10.1.1.1 would travel in clear: use https:// (`allow_http = true` on the endpoint allows it)
+            error: tls.ca_file: /etc/strongroom/missing.pem: I/O error: No such file or directory (os error 2)
             error: bitcoin[1].network: configured twice
             ok: 127.0.0.1:8200 Sqlite { path: "/etc/strongroom/data/strongroom.db" }
             error: threshold.threshold: more than half of the 3 signers, and at most all of them

@@ -190,8 +190,7 @@ pub fn check_url(url: &str, allow_http: bool) -> Result<(), TlsError> {
         "https" => Ok(()),
         "http" if allow_http || is_loopback_host(host) => Ok(()),
         "http" => Err(TlsError::Url(format!(
-            "http:// to {host} would travel in clear: use https://, or allow plain HTTP for \
-             this endpoint explicitly"
+            "http:// to {host} would travel in clear: use https://"
         ))),
         other => Err(TlsError::Url(format!(
             "{other}:// is not supported: https:// (or http:// to loopback)"

@@ -117,7 +117,7 @@ pub(super) fn url_rule(key: &str, url: &str, allow_http: bool) -> Result<(), Con
     tls::check_url(url, allow_http).map_err(|e| {
         ConfigError::new(
             key,
-            format!("{e} (a table {{ url = \"…\", allow_http = true }} allows it)"),
+            format!("{e} (`allow_http = true` on the endpoint allows it)"),
         )
     })
 }
