@@ -245,7 +245,7 @@ async fn every_endpoint_against_every_role() {
         (
             "POST",
             "/v1/webhooks".into(),
-            Some(serde_json::json!({"url": "http://203.0.113.10:9/hook", "events": ["*"]})),
+            Some(serde_json::json!({"url": "https://203.0.113.10:9/hook", "events": ["*"]})),
         ),
         ("GET", "/v1/webhooks/wh_none/deliveries".into(), None),
         ("POST", "/v1/webhook-deliveries/none/resend".into(), None),
