@@ -86,6 +86,11 @@ pub struct VoteDto {
     voter: String,
     vote: String,
     at_ms: i64,
+    /// The admin's signing key and signature (hex), for an approval.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    public_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -101,11 +106,38 @@ pub struct ProposalDto {
     created_at_ms: i64,
     expires_at_ms: i64,
     votes: Vec<VoteDto>,
+    /// What an admin signs to vote (`SRGV` v1, README "Governance votes"):
+    /// SHA-256 of the change's canonical JSON (hex), and the governance
+    /// log's head the proposal was made on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    change_digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    base_seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    base_hash: Option<String>,
+    /// The statement to sign to approve, hex (a client should rebuild it
+    /// from the fields above and compare).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    approve_statement: Option<String>,
 }
 
 fn proposal_dto(p: ProposalRow, votes: Vec<VoteDto>) -> ProposalDto {
+    let change: serde_json::Value =
+        serde_json::from_str(&p.payload).unwrap_or(serde_json::Value::Null);
+    let statement = ProposalView {
+        proposal: p.clone(),
+        votes: Vec::new(),
+    }
+    .statement(true)
+    .ok();
+    let change_digest = statement.map(|s| hex::encode(s.change_digest));
+    let approve_statement = statement.map(|s| hex::encode(s.message()));
     ProposalDto {
-        change: serde_json::from_str(&p.payload).unwrap_or(serde_json::Value::Null),
+        change_digest,
+        base_seq: p.base_seq,
+        base_hash: p.base_hash.clone(),
+        approve_statement,
+        change,
         id: p.id,
         kind: p.kind,
         summary: p.summary,
@@ -125,6 +157,8 @@ fn view_dto(v: ProposalView) -> ProposalDto {
             voter: v.voter.to_string(),
             vote: v.vote,
             at_ms: v.at.as_millis(),
+            public_key: v.public_key,
+            signature: v.signature,
         })
         .collect();
     proposal_dto(v.proposal, votes)
@@ -189,6 +223,11 @@ async fn get_proposal(
 pub struct ProposalVote {
     /// `approve` or `veto`.
     vote: String,
+    /// The admin's Ed25519 signature (128 hex digits) over the proposal's
+    /// `approve_statement` (or, for a veto, the same with vote 2), by the
+    /// signing key governance gave them. Required to approve.
+    #[serde(default)]
+    signature: Option<String>,
 }
 
 /// An admin's vote on a proposal: `approve` counts toward the quorum,
@@ -206,7 +245,19 @@ async fn vote_proposal(
         "veto" => false,
         _ => return Err(bad("vote: approve or veto")),
     };
-    let v = svc.vote(&who, &id, approve).await.map_err(service_error)?;
+    let signature = match body.signature.as_deref() {
+        None => None,
+        Some(h) => Some(
+            hex::decode(h)
+                .ok()
+                .and_then(|b| <[u8; 64]>::try_from(b).ok())
+                .ok_or_else(|| bad("signature: 128 hex digits of an Ed25519 signature"))?,
+        ),
+    };
+    let v = svc
+        .vote(&who, &id, approve, signature)
+        .await
+        .map_err(service_error)?;
     Ok(Json(view_dto(v)))
 }
 

@@ -34,7 +34,7 @@ async fn app(limits: Limits) -> App {
     for s in &svc.init_keystore(&root, 2, 2).await.unwrap() {
         svc.unseal(&Actor::Anonymous, s).await.unwrap();
     }
-    svc.bootstrap_admin(&root, "alice", "correct horse battery".into())
+    svc.bootstrap_admin(&root, "alice", "correct horse battery".into(), None)
         .await
         .unwrap();
     App {

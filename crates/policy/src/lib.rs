@@ -20,9 +20,11 @@
 pub mod approval;
 pub mod document;
 pub mod eval;
+pub mod governance;
 pub mod terms;
 
 pub use approval::{ApprovalStatement, Resolved, StatementError, Vote};
+pub use governance::{GovernanceStatement, RecordFields};
 pub use document::{
     ActionKind, DestinationKind, Policy, PolicyDocument, PolicyError, Tier, TxType, WindowPer,
     WindowSpec, WindowUnit,

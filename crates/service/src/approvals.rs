@@ -15,6 +15,7 @@ use storage::{TransferRow, WriteTx};
 
 use crate::moves::{Move, corrupt, state, transition};
 use crate::record::entry;
+use crate::gov_state::GovState;
 use crate::service::{Service, ServiceError};
 
 /// Whether `t`'s approvals stand at `now`: `Err(why)` if they do not.
@@ -23,6 +24,7 @@ pub(crate) async fn stands(
     tx: &mut WriteTx,
     t: &TransferRow,
     now: Timestamp,
+    gov: &GovState,
 ) -> Result<Result<(), String>, ServiceError> {
     let decision: Decision =
         serde_json::from_str(&t.decision).map_err(|e| corrupt("decision", e))?;
@@ -31,11 +33,9 @@ pub(crate) async fn stands(
     };
     // Members pinned at judgment who are still in their group now: one
     // who left no longer counts; one who joined never did.
-    let groups = match tx.current_policy_version().await? {
-        Some(v) => policy::Policy::from_json(&tx.policy_in_tx(v).await?.document)
-            .map_err(|e| corrupt("stored policy", e))?
-            .groups()
-            .clone(),
+    // The groups of the policy in force, from the verified governance log.
+    let groups = match gov.current_policy() {
+        Some((_, p)) => p.policy.groups().clone(),
         None => Default::default(),
     };
     let requirement = requirement.within(&groups);
@@ -66,9 +66,12 @@ pub(crate) async fn stands(
             why.push(format!("{}'s approval was voided", a.approver));
         } else if a.expires_at <= at {
             why.push(format!("{}'s approval expired", a.approver));
-        } else if tx.approver_key_in_force(&a.approver).await?.as_deref()
-            != Some(a.public_key.as_str())
+        } else if gov.approver_key(&a.approver) != Some(a.public_key.as_str())
+            || tx.approver_key_in_force(&a.approver).await?.as_deref()
+                != Some(a.public_key.as_str())
         {
+            // In force in the verified log and in the table both (a
+            // revocation lands in the table first, in its transaction).
             why.push(format!(
                 "{}'s approver key is no longer in force",
                 a.approver
@@ -100,6 +103,7 @@ pub(crate) async fn pull_back(
     t: &TransferRow,
     why: &str,
     now: Timestamp,
+    gov: &GovState,
 ) -> Result<Vec<audit::Entry>, ServiceError> {
     let lost = format!("approvals no longer stand: {why}; they must all be given again");
     tx.void_approvals_on(t.id, now).await?;
@@ -128,7 +132,7 @@ pub(crate) async fn pull_back(
             let (event, why) = if other.id == t.id {
                 (lifecycle::Event::ApprovalsLost, lost.clone())
             } else {
-                match stands(tx, &other, now).await? {
+                match stands(tx, &other, now, gov).await? {
                     Ok(()) => (
                         lifecycle::Event::Unplanned,
                         format!("another payout of its batch lost its approvals: {why}"),
@@ -166,14 +170,15 @@ pub(crate) async fn retally(
     tx: &mut WriteTx,
     id: TransferId,
     now: Timestamp,
+    gov: &GovState,
 ) -> Result<Vec<audit::Entry>, ServiceError> {
     let t = tx.lock_transfer(id).await?;
     if ![state::TIME_LOCKED, state::QUEUED, state::SIGNING].contains(&t.state.as_str()) {
         return Ok(Vec::new());
     }
-    match stands(tx, &t, now).await? {
+    match stands(tx, &t, now, gov).await? {
         Ok(()) => Ok(Vec::new()),
-        Err(why) => pull_back(tx, &t, &why, now).await,
+        Err(why) => pull_back(tx, &t, &why, now, gov).await,
     }
 }
 
@@ -205,6 +210,7 @@ impl Service {
         let now = self.now();
         let mut tx = self.store().begin().await?;
         tx.governance_lock(true).await?;
+        let gov = self.gov_in(&mut tx).await?;
         let mut entries = Vec::new();
         let mut lost = Vec::new();
         for id in needing {
@@ -215,8 +221,8 @@ impl Service {
                 // Already signed (a replacement pays the same), or moved on.
                 continue;
             }
-            if let Err(why) = stands(&mut tx, &t, now).await? {
-                entries.extend(pull_back(&mut tx, &t, &why, now).await?);
+            if let Err(why) = stands(&mut tx, &t, now, &gov).await? {
+                entries.extend(pull_back(&mut tx, &t, &why, now, &gov).await?);
                 lost.push(format!("{id}: {why}"));
             }
         }

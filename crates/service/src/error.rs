@@ -160,4 +160,8 @@ pub enum ApprovalError {
     BadSignature,
     #[error("this approver has already voted on this transfer")]
     AlreadyVoted,
+    #[error("approving a proposal takes the admin's signature (SRGV) over it")]
+    SignatureRequired,
+    #[error("the signature does not verify for this proposal, its change and its base")]
+    BadProposalSignature,
 }

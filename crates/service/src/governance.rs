@@ -3,183 +3,56 @@
 //! with the admin quorum (any admin can veto). Freezes take one authorised
 //! person and hold until a quorum releases them.
 
-use domain::{Actor, Grant, Permission, Role, Scope, Timestamp, WalletId, permits};
-use serde::{Deserialize, Serialize};
+use domain::{Actor, Grant, Role, Scope, Timestamp, WalletId, permits};
 use serde_json::json;
 use storage::{
     ApproverKeyRow, PolicyRow, ProposalRow, StorageError, VoteRow, WhitelistRow, WriteTx,
 };
 
 use crate::access::{Can, Principal, perm};
-use crate::error::AuthError;
+pub use crate::changes::Change;
+use crate::changes::{canonical_address, grant_of, invalid, price_of, principal_of, public_key_of};
+use crate::error::{ApprovalError, AuthError};
+use crate::gov_log::Forgery;
+use crate::gov_state::{Authority, Content, Effects, SignedVote};
 use crate::freezes::check_label;
 pub use crate::freezes::{FreezeScope, Placed};
 use crate::record::entry;
 use crate::service::{Service, ServiceError};
 pub use crate::settings::GovernanceConfig;
 
-/// A change that needs the admin quorum.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Change {
-    /// A new policy version (TOML or JSON text).
-    SetPolicy {
-        document: String,
-    },
-    /// An address-book entry, usable after the cooling-off period.
-    AddAddress {
-        network: String,
-        address: String,
-        label: String,
-        #[serde(default)]
-        group: Option<String>,
-    },
-    RemoveAddress {
-        id: String,
-    },
-    Grant {
-        principal: String,
-        role: String,
-        scope: String,
-        #[serde(default)]
-        until_ms: Option<i64>,
-    },
-    Revoke {
-        principal: String,
-        role: String,
-        scope: String,
-    },
-    /// An approver's Ed25519 public key (hex); replaces any earlier one.
-    RegisterApproverKey {
-        principal: String,
-        public_key: String,
-    },
-    /// Revokes an approver's key and voids their pending approvals.
-    RevokeApproverKey {
-        principal: String,
-    },
-    SetWalletTier {
-        wallet: String,
-        tier: String,
-    },
-    /// An operator-kept price for USD rules: US dollars per whole unit, a
-    /// decimal string (moves every USD limit, so it is governed too).
-    SetPrice {
-        asset: String,
-        usd: String,
-    },
-    /// Ends a freeze, after an optional cool-down.
-    ReleaseFreeze {
-        freeze_id: String,
-        #[serde(default)]
-        cool_down_s: u64,
-    },
+/// The statement an admin signs to vote on `row` (a proposal made before
+/// signed votes has no base and cannot be signed).
+pub(crate) fn statement_of(
+    row: &ProposalRow,
+    change: &Change,
+    approve: bool,
+) -> Result<policy::GovernanceStatement, ServiceError> {
+    let (Some(base_seq), Some(base_hash)) = (row.base_seq, &row.base_hash) else {
+        return Err(ServiceError::Conflict(
+            "the proposal was made before votes were signed: propose it again".into(),
+        ));
+    };
+    let corrupt = |what: &str| StorageError::Corrupt(format!("proposal {}: {what}", row.id));
+    Ok(policy::GovernanceStatement {
+        proposal: *uuid::Uuid::try_parse(&row.id)
+            .map_err(|_| corrupt("id"))?
+            .as_bytes(),
+        change_digest: change.digest()?,
+        base_seq,
+        base_hash: hex::decode(base_hash)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| corrupt("base hash"))?,
+        approve,
+    })
 }
 
-impl Change {
-    /// Its kind (as in its JSON), the audit action recorded when it
-    /// applies, and the permission that may propose it.
-    fn describe(&self) -> (&'static str, &'static str, Permission) {
-        use Permission::*;
-        match self {
-            Change::SetPolicy { .. } => ("set_policy", "policy.activated", ManagePolicy),
-            Change::AddAddress { .. } => ("add_address", "address_book.added", ManagePolicy),
-            Change::RemoveAddress { .. } => {
-                ("remove_address", "address_book.removed", ManagePolicy)
-            }
-            Change::Grant { .. } => ("grant", "grant.added", ManageUsers),
-            Change::Revoke { .. } => ("revoke", "grant.removed", ManageUsers),
-            Change::RegisterApproverKey { .. } => (
-                "register_approver_key",
-                "approver_key.registered",
-                ManageUsers,
-            ),
-            Change::RevokeApproverKey { .. } => {
-                ("revoke_approver_key", "approver_key.revoked", ManageUsers)
-            }
-            Change::SetWalletTier { .. } => ("set_wallet_tier", "wallet.tier_set", ManageNetworks),
-            Change::SetPrice { .. } => ("set_price", "price.set", ManagePolicy),
-            Change::ReleaseFreeze { .. } => ("release_freeze", "freeze.released", Freeze),
-        }
-    }
-}
-
-fn invalid(s: impl Into<String>) -> ServiceError {
-    ServiceError::Invalid(s.into())
-}
-
-fn principal_of(s: &str) -> Result<Actor, ServiceError> {
-    match s.parse::<Actor>() {
-        Ok(a @ (Actor::User(_) | Actor::ApiKey(_))) => Ok(a),
-        _ => Err(invalid(format!(
-            "principal {s:?}: expected user:<uuid> or api-key:<uuid>"
-        ))),
-    }
-}
-
-fn grant_of(role: &str, scope: &str) -> Result<Grant, ServiceError> {
-    let role: Role = role
-        .parse()
-        .map_err(|e: domain::AccessError| invalid(e.to_string()))?;
-    let scope: Scope = scope
-        .parse()
-        .map_err(|e: domain::AccessError| invalid(e.to_string()))?;
-    Grant::new(role, scope).map_err(|e| invalid(e.to_string()))
-}
-
-fn public_key_of(hex_key: &str) -> Result<[u8; 32], ServiceError> {
-    let bytes: [u8; 32] = hex::decode(hex_key)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| invalid("public_key: 64 hex digits of an Ed25519 key"))?;
-    let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
-        .map_err(|_| invalid("public_key is not a valid Ed25519 key"))?;
-    if key.is_weak() {
-        return Err(invalid("public_key is a weak (small-order) key"));
-    }
-    Ok(bytes)
-}
-
-/// A price: the asset and millionths of a dollar per whole unit, above zero
-/// (a zero price would switch USD limits off).
-fn price_of(asset: &str, usd: &str) -> Result<(domain::AssetId, u128), ServiceError> {
-    let a: domain::AssetId = asset
-        .parse()
-        .map_err(|e: domain::AssetError| invalid(e.to_string()))?;
-    let d = domain::Decimals::new(policy::document::USD_DECIMALS)
-        .map_err(|e| invalid(e.to_string()))?;
-    let micro = domain::amount::parse_units(usd, d).map_err(|e| invalid(e.to_string()))?;
-    if micro == 0 {
-        return Err(invalid("usd: a price above zero"));
-    }
-    Ok((a, micro))
-}
-
-/// An address in its one canonical spelling for the network, checked by
-/// the chain crate: EIP-55 for EVM (mixed case required), lower-case
-/// bech32 for Bitcoin.
-pub(crate) fn canonical_address(
-    network: &str,
-    text: &str,
-) -> Result<(String, String), ServiceError> {
-    let net: domain::Network = network
-        .parse()
-        .map_err(|e: domain::NetworkError| invalid(e.to_string()))?;
-    match net {
-        domain::Network::Evm { .. } => {
-            let a = chain_eth::DestinationRules {
-                allow_unchecksummed: false,
-                whitelist: &[],
-            }
-            .check(text)
-            .map_err(|e| invalid(e.to_string()))?;
-            Ok((net.to_string(), a.to_lower_hex()))
-        }
-        domain::Network::Bitcoin(b) => {
-            let a = chain_btc::BtcAddress::parse(text, b).map_err(|e| invalid(e.to_string()))?;
-            Ok((net.to_string(), a.to_string()))
-        }
-    }
+/// Whether a stored vote's signature verifies.
+fn verifies(statement: &policy::GovernanceStatement, key: &str, sig: &str) -> bool {
+    let key: Option<[u8; 32]> = hex::decode(key).ok().and_then(|b| b.try_into().ok());
+    let sig: Option<[u8; 64]> = hex::decode(sig).ok().and_then(|b| b.try_into().ok());
+    matches!((key, sig), (Some(k), Some(s)) if statement.verify(&k, &s).is_ok())
 }
 
 /// Whether the principal holds the global admin role now.
@@ -196,10 +69,25 @@ pub struct ProposalView {
     pub votes: Vec<VoteRow>,
 }
 
+impl ProposalView {
+    /// The change it proposes.
+    pub fn change(&self) -> Result<Change, ServiceError> {
+        serde_json::from_str(&self.proposal.payload).map_err(|e| {
+            StorageError::Corrupt(format!("proposal payload: {e}")).into()
+        })
+    }
+
+    /// What an admin signs to approve (or veto) it.
+    pub fn statement(&self, approve: bool) -> Result<policy::GovernanceStatement, ServiceError> {
+        statement_of(&self.proposal, &self.change()?, approve)
+    }
+}
+
 impl Service {
     /// The console's door for grants (`init --admin`, `apikey create`): open
-    /// for any role during the bootstrap ceremony — while no admin exists,
-    /// or until governance first applies a change — then only for
+    /// for any role during the bootstrap ceremony — until governance first
+    /// applies a change, a mark nothing resets (the governance log's first
+    /// quorum record, and its anchor in the audit log) — then only for
     /// read-only roles (viewer, auditor): every other grant is a proposal
     /// under the quorum. Checked in the transaction that adds the grants,
     /// under the exclusive governance lock. Returns whether this is the
@@ -208,10 +96,9 @@ impl Service {
         &self,
         tx: &mut WriteTx,
         grants: &[Grant],
-        now: Timestamp,
     ) -> Result<bool, ServiceError> {
         tx.governance_lock(false).await?;
-        if tx.admins_in_tx(now).await?.is_empty() || !tx.any_applied_proposal_in_tx().await? {
+        if !self.bootstrap_closed(tx).await? {
             return Ok(true);
         }
         match grants.iter().find(|g| !g.role().is_read_only()) {
@@ -225,8 +112,68 @@ impl Service {
         }
     }
 
-    /// Proposes a change. The proposer's own approval counts when they are
-    /// an admin; with a quorum of one the change applies at once.
+    /// Grants from the console, in `tx`: through [`console_door`](Self::console_door),
+    /// each grant stored and logged (a `bootstrap` record for a governing
+    /// role during the ceremony, a `console` record for a read-only one),
+    /// with the admin signing key `signing_key` enrolled when an admin is
+    /// made at bootstrap. Returns whether this is the bootstrap and the
+    /// audit anchors to commit.
+    pub(crate) async fn console_grants(
+        &self,
+        tx: &mut WriteTx,
+        who: &Actor,
+        grants: &[Grant],
+        until: Option<Timestamp>,
+        signing_key: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(bool, Vec<audit::Entry>), ServiceError> {
+        let bootstrap = self.console_door(tx, grants).await?;
+        let mut anchors = Vec::new();
+        for g in grants {
+            tx.insert_grant(who, *g, until, now, &Actor::System).await?;
+            let authority = if g.role().is_read_only() {
+                Authority::Console
+            } else {
+                Authority::Bootstrap
+            };
+            let content = Content::Grant {
+                principal: who.to_string(),
+                role: g.role().as_str().into(),
+                scope: g.scope().to_string(),
+                until_ms: until.map(Timestamp::as_millis),
+            };
+            anchors.extend(
+                self.log_governance(tx, authority, &Actor::System, &content, &[], now)
+                    .await?,
+            );
+        }
+        let admin = grants
+            .iter()
+            .any(|g| g.role() == Role::Admin && g.scope() == Scope::Global);
+        if let (true, true, Some(key)) = (bootstrap, admin, signing_key) {
+            public_key_of(key)?;
+            tx.insert_approver_key(&ApproverKeyRow {
+                principal: who.clone(),
+                public_key: key.to_lowercase(),
+                registered_at: now,
+                revoked_at: None,
+            })
+            .await?;
+            let content = Content::ApproverKey {
+                principal: who.to_string(),
+                public_key: key.to_lowercase(),
+            };
+            anchors.extend(
+                self.log_governance(tx, Authority::Bootstrap, &Actor::System, &content, &[], now)
+                    .await?,
+            );
+        }
+        Ok((bootstrap, anchors))
+    }
+
+    /// Proposes a change. Nothing applies until enough admins have voted
+    /// with their signing keys (`POST /v1/proposals/{id}/votes` with an
+    /// `SRGV` signature; `strongroom proposal approve`).
     pub async fn propose(
         &self,
         who: &Principal,
@@ -242,55 +189,41 @@ impl Service {
         let now = self.now();
         let cfg = self.governance()?;
         let id = uuid::Uuid::now_v7().to_string();
+        let mut tx = self.store().begin().await?;
+        let (base_seq, base_hash) = tx.governance_head_in_tx().await?;
         let row = ProposalRow {
             id: id.clone(),
             kind: change.describe().0.into(),
-            payload: serde_json::to_string(&change).map_err(|e| invalid(e.to_string()))?,
+            payload: change.canonical()?,
             summary: summary.clone(),
             proposed_by: who.actor().clone(),
             created_at: now,
             expires_at: Timestamp::from_millis(now.as_millis().saturating_add(cfg.proposal_ttl_ms)),
             state: "open".into(),
             decided_at: None,
+            base_seq: Some(base_seq),
+            base_hash: Some(base_hash),
         };
-        let mut tx = self.store().begin().await?;
         tx.insert_proposal(&row).await?;
-        let mut entries = vec![entry(
+        let e = entry(
             who.actor(),
             "proposal.created",
             &format!("proposal:{id}"),
-            json!({ "kind": row.kind, "summary": summary }),
-        )?];
-        if is_admin(who) {
-            tx.insert_vote(
-                &id,
-                &VoteRow {
-                    voter: who.actor().clone(),
-                    vote: "approve".into(),
-                    at: now,
-                },
-            )
-            .await?;
-            entries.push(entry(
-                who.actor(),
-                "proposal.approved",
-                &format!("proposal:{id}"),
-                json!({}),
-            )?);
-            self.maybe_apply(&mut tx, &row, &change, now, &mut entries)
-                .await?;
-        }
-        self.commit(tx, &entries, now).await?;
+            json!({ "kind": row.kind, "summary": summary, "change_digest": hex::encode(change.digest()?), "base_seq": base_seq }),
+        )?;
+        self.commit(tx, &[e], now).await?;
         self.proposal(&id).await
     }
 
-    /// An admin's vote: `approve` counts toward the quorum; `veto` ends the
-    /// proposal.
+    /// An admin's vote: `approve` (with the admin's `SRGV` signature, by the
+    /// signing key governance gave them) counts toward the quorum; `veto`
+    /// ends the proposal.
     pub async fn vote(
         &self,
         who: &Principal,
         id: &str,
         approve: bool,
+        signature: Option<[u8; 64]>,
     ) -> Result<ProposalView, ServiceError> {
         if !is_admin(who) {
             return Err(AuthError::Forbidden.into());
@@ -314,10 +247,29 @@ impl Service {
             self.commit(tx, &[e], now).await?;
             return Err(ServiceError::Conflict("the proposal has expired".into()));
         }
+        let change: Change = serde_json::from_str(&row.payload)
+            .map_err(|e| StorageError::Corrupt(format!("proposal payload: {e}")))?;
+        let statement = statement_of(&row, &change, approve)?;
+        // A veto needs no signature (it can only stop a change); an
+        // approval is the admin's signature or nothing.
+        let signed = match (signature, approve) {
+            (None, false) => None,
+            (None, true) => return Err(ApprovalError::SignatureRequired.into()),
+            (Some(sig), _) => {
+                let key = self.signing_key_of(&mut tx, who.actor()).await?;
+                statement
+                    .verify(&key, &sig)
+                    .map_err(|_| ApprovalError::BadProposalSignature)?;
+                Some((hex::encode(key), hex::encode(sig)))
+            }
+        };
+        let (public_key, signature) = signed.unzip();
         let v = VoteRow {
             voter: who.actor().clone(),
             vote: if approve { "approve" } else { "veto" }.into(),
             at: now,
+            public_key,
+            signature,
         };
         // Checked first (a failed insert would abort a PostgreSQL
         // transaction): an admin who approved may still veto; nobody counts
@@ -344,8 +296,6 @@ impl Service {
                 &subject,
                 json!({}),
             )?);
-            let change: Change = serde_json::from_str(&row.payload)
-                .map_err(|e| StorageError::Corrupt(format!("proposal payload: {e}")))?;
             self.maybe_apply(&mut tx, &row, &change, now, &mut entries)
                 .await?;
         } else {
@@ -354,6 +304,33 @@ impl Service {
         }
         self.commit(tx, &entries, now).await?;
         self.proposal(id).await
+    }
+
+    /// An admin's signing key in force, as the verified log gives it (a row
+    /// that says otherwise is raised, and ignored).
+    async fn signing_key_of(
+        &self,
+        tx: &mut WriteTx,
+        who: &Actor,
+    ) -> Result<[u8; 32], ServiceError> {
+        let row = tx.approver_key_in_force(who).await?;
+        let gov = self.gov_in(tx).await?;
+        let logged = gov.approver_key(who).map(str::to_owned);
+        if row != logged {
+            self.raise(
+                Forgery {
+                    table: "approver_keys",
+                    key: who.to_string(),
+                    wallet: None,
+                    found: row.unwrap_or_default(),
+                    expected: logged.clone().unwrap_or_default(),
+                },
+                true,
+            )
+            .await?;
+        }
+        let key = logged.ok_or(ApprovalError::NoApproverKey)?;
+        public_key_of(&key)
     }
 
     pub async fn proposal(&self, id: &str) -> Result<ProposalView, ServiceError> {
@@ -471,24 +448,68 @@ impl Service {
         now: Timestamp,
         entries: &mut Vec<audit::Entry>,
     ) -> Result<(), ServiceError> {
-        let admins = tx.admins_in_tx(now).await?;
-        let votes = tx.votes_in_tx(&row.id).await?;
-        // Only those who are admins now count: a demoted admin's vote lapses.
-        let approvals = votes
-            .iter()
-            .filter(|v| v.vote == "approve" && admins.contains(&v.voter))
-            .count();
-        let quorum = self.governance()?.admin_quorum.max(1) as usize;
-        debug_assert!(quorum >= 1);
-        if approvals < quorum {
+        let (Some(base_seq), Some(_)) = (row.base_seq, &row.base_hash) else {
+            return Ok(());
+        };
+        let gov = self.gov_in(tx).await?;
+        let subject = format!("proposal:{}", row.id);
+        if gov.bootstrap_after(base_seq) {
+            // Its signatures pin a log the bootstrap has since changed.
+            tx.set_proposal_state(&row.id, "expired", now).await?;
+            entries.push(entry(
+                &Actor::System,
+                "proposal.expired",
+                &subject,
+                json!({ "why": "the bootstrap changed after it was proposed" }),
+            )?);
+            return Ok(());
+        }
+        // Only those who are admins now (in the verified log, and active
+        // users or valid keys) count, each with a signature by the key the
+        // log gives them: a demoted admin's vote lapses, and so does one
+        // signed with a key since replaced.
+        let active = tx.admins_in_tx(now).await?;
+        let statement = statement_of(row, change, true)?;
+        let mut counted = Vec::new();
+        for v in tx.votes_in_tx(&row.id).await? {
+            let (Some(key), Some(sig)) = (&v.public_key, &v.signature) else {
+                continue;
+            };
+            let valid = v.vote == "approve"
+                && active.contains(&v.voter)
+                && gov.is_admin(&v.voter, now)
+                && gov.approver_key(&v.voter) == Some(key.as_str())
+                && verifies(&statement, key, sig);
+            if valid {
+                counted.push(SignedVote {
+                    voter: v.voter.to_string(),
+                    public_key: key.clone(),
+                    signature: sig.clone(),
+                });
+            }
+        }
+        let approvals = counted.len();
+        let quorum = self.governance()?.admin_quorum.max(1);
+        if approvals < quorum as usize {
             return Ok(());
         }
         // Exclusive: no transfer is being judged while the change lands.
         tx.governance_lock(false).await?;
         tx.set_proposal_state(&row.id, "applied", now).await?;
-        let subject = format!("proposal:{}", row.id);
         let mut pulled_back = Vec::new();
-        let details = self.apply(tx, row, change, now, &mut pulled_back).await?;
+        let (details, effects) = self.apply(tx, row, change, now, &mut pulled_back).await?;
+        let content = Content::Proposal {
+            id: row.id.clone(),
+            change: change.clone(),
+            base_seq,
+            base_hash: row.base_hash.clone().unwrap_or_default(),
+            quorum,
+            effects,
+        };
+        entries.extend(
+            self.log_governance(tx, Authority::Quorum, &Actor::System, &content, &counted, now)
+                .await?,
+        );
         entries.push(entry(
             &Actor::System,
             "proposal.applied",
@@ -521,12 +542,21 @@ impl Service {
         change: &Change,
         now: Timestamp,
         pulled_back: &mut Vec<audit::Entry>,
-    ) -> Result<serde_json::Value, ServiceError> {
+    ) -> Result<(serde_json::Value, Effects), ServiceError> {
         let by = &row.proposed_by;
-        Ok(match change {
+        let mut effects = Effects::default();
+        let details = match change {
             Change::SetPolicy { document } => {
                 let p = policy::Policy::parse(document).map_err(|e| invalid(e.to_string()))?;
-                let version = tx.current_policy_version().await?.unwrap_or(0) + 1;
+                // The next version of the verified log (a forged row in the
+                // table makes the insert fail, never shifts the numbering).
+                let version = self
+                    .gov_in(tx)
+                    .await?
+                    .current_policy()
+                    .map_or(0, |(v, _)| v)
+                    + 1;
+                effects.policy_version = Some(version);
                 tx.insert_policy(&PolicyRow {
                     version,
                     document: p.canonical_json(),
@@ -549,6 +579,8 @@ impl Service {
                         .saturating_add(self.governance()?.whitelist_cooling_off_ms),
                 );
                 let id = uuid::Uuid::now_v7().to_string();
+                effects.address_id = Some(id.clone());
+                effects.usable_from_ms = Some(usable_from.as_millis());
                 tx.insert_whitelist(&WhitelistRow {
                     id: id.clone(),
                     network: net.clone(),
@@ -638,7 +670,8 @@ impl Service {
                 tx.release_freeze(freeze_id, at, &row.id).await?;
                 json!({ "freeze": freeze_id, "released_at_ms": at.as_millis() })
             }
-        })
+        };
+        Ok((details, effects))
     }
 
     /// Revokes an approver's key and voids their votes on transfers not yet
@@ -652,10 +685,11 @@ impl Service {
         now: Timestamp,
         pulled_back: &mut Vec<audit::Entry>,
     ) -> Result<Vec<String>, ServiceError> {
+        let gov = self.gov_in(tx).await?;
         tx.revoke_approver_keys(who, now).await?;
         let touched = tx.void_approvals_of(who, now).await?;
         for id in &touched {
-            pulled_back.extend(crate::approvals::retally(tx, *id, now).await?);
+            pulled_back.extend(crate::approvals::retally(tx, *id, now, &gov).await?);
         }
         Ok(touched.iter().map(ToString::to_string).collect())
     }
@@ -675,14 +709,65 @@ impl Can<'_, perm::Freeze> {
 }
 
 impl Service {
-    /// The policy in force, if one was ever applied.
+    /// The policy in force, if one was ever applied: as the verified
+    /// governance log has it (a table row that differs is raised, and not
+    /// shown).
     pub async fn current_policy(&self) -> Result<Option<storage::PolicyRow>, ServiceError> {
-        Ok(self.store().current_policy().await?)
+        let gov = self.gov().await?;
+        let row = self.store().current_policy().await?;
+        let Some((version, logged)) = gov.current_policy() else {
+            if row.is_some() {
+                self.sweep_later();
+            }
+            return Ok(None);
+        };
+        match row {
+            Some(r) if r.version == version && r.digest == logged.digest => Ok(Some(r)),
+            other => {
+                self.sweep_later();
+                Ok(Some(storage::PolicyRow {
+                    version,
+                    document: logged.policy.canonical_json(),
+                    digest: logged.digest.clone(),
+                    proposal_id: None,
+                    created_at: other.map_or_else(|| self.now(), |r| r.created_at),
+                }))
+            }
+        }
     }
 
-    /// The address book.
+    /// The address book: the entries the verified governance log holds
+    /// (a row it does not is raised, and not shown).
     pub async fn address_book(&self) -> Result<Vec<WhitelistRow>, ServiceError> {
-        Ok(self.store().whitelist().await?)
+        let gov = self.gov().await?;
+        let rows = self.store().whitelist().await?;
+        let n = rows.len();
+        let kept: Vec<WhitelistRow> = rows
+            .into_iter()
+            .filter(|w| {
+                gov.addresses().get(&w.id).is_some_and(|a| {
+                    !a.removed
+                        && a.network == w.network
+                        && a.address == w.address
+                        && a.group == w.group
+                        && a.usable_from == w.usable_from
+                })
+            })
+            .collect();
+        if kept.len() != n {
+            self.sweep_later();
+        }
+        Ok(kept)
+    }
+
+    /// Compares every governed table with the log in a task of its own.
+    fn sweep_later(&self) {
+        let svc = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = svc.governance_sweep().await {
+                tracing::error!(error = %e, "comparing the governed tables with the log failed");
+            }
+        });
     }
 }
 

@@ -17,6 +17,7 @@ use storage::{ApiKeyRow, SessionRow, StorageError, UserRow, WalletRow};
 
 pub use crate::access::{Can, Principal, perm};
 pub use crate::error::AuthError;
+use crate::gov_state::{Authority, Content};
 use crate::governance::{Change, ProposalView};
 use crate::record::entry;
 use crate::service::{Service, ServiceError};
@@ -155,20 +156,30 @@ fn check_user_name(name: &str) -> Result<(), ServiceError> {
 }
 
 impl Service {
-    /// Creates the first admin, from the console, while no user exists.
+    /// Creates the first admin, from the console, while no user exists,
+    /// with their governance signing key (hex Ed25519, what
+    /// `strongroom approver-key new` prints) if given: an admin votes on
+    /// proposals only with one.
     pub async fn bootstrap_admin(
         &self,
         console: &Actor,
         name: &str,
         password: String,
+        signing_key: Option<&str>,
     ) -> Result<UserRow, ServiceError> {
         if !self.store().users().await?.is_empty() {
             return Err(ServiceError::Invalid(
                 "users exist already: the first admin is made once".into(),
             ));
         }
-        self.insert_user(console, name, password, &[Grant::global(Role::Admin)])
-            .await
+        self.insert_user(
+            console,
+            name,
+            password,
+            &[Grant::global(Role::Admin)],
+            signing_key,
+        )
+        .await
     }
 
     async fn insert_user(
@@ -177,6 +188,7 @@ impl Service {
         name: &str,
         password: String,
         grants: &[Grant],
+        signing_key: Option<&str>,
     ) -> Result<UserRow, ServiceError> {
         check_user_name(name)?;
         check_password_rules(&password)?;
@@ -207,14 +219,15 @@ impl Service {
             json!({ "name": name, "grants": grant_names }),
         )?;
         let mut tx = self.store().begin().await?;
-        if !grants.is_empty() {
-            self.console_door(&mut tx, grants, now).await?;
-        }
         tx.insert_user(&user).await?;
-        for g in grants {
-            tx.insert_grant(&actor, *g, None, now, by).await?;
+        let mut entries = vec![e];
+        if !grants.is_empty() {
+            let (_, anchors) = self
+                .console_grants(&mut tx, &actor, grants, None, signing_key, now)
+                .await?;
+            entries.extend(anchors);
         }
-        self.commit(tx, &[e], now).await?;
+        self.commit(tx, &entries, now).await?;
         Ok(user)
     }
 
@@ -297,7 +310,7 @@ impl Service {
             self.commit(tx, &[e], now).await?;
             return Err(AuthError::InvalidCredentials.into());
         }
-        let grants = self.store().grants(&Actor::User(user.id), now).await?;
+        let grants = self.grants_in_force(&Actor::User(user.id), now).await?;
         let privileged = grants.iter().any(|g| g.role().is_privileged());
         // The session records only whether a second factor was verified;
         // whether one is needed is decided from the grants at each request
@@ -370,7 +383,7 @@ impl Service {
         }
         let actor = Actor::User(user.id);
         Ok(Principal {
-            grants: self.store().grants(&actor, now).await?,
+            grants: self.grants_in_force(&actor, now).await?,
             actor,
             mfa: s.mfa,
             session: Some(hash),
@@ -533,9 +546,44 @@ async fn register_api_key(
         .map(|g| format!("{}@{}", g.role(), g.scope()))
         .collect();
     let mut tx = svc.store().begin().await?;
+    tx.insert_api_key(&row).await?;
+    let key = Content::ApiKey {
+        id: row.id.to_string(),
+        public_key: row.public_key.clone(),
+        expires_at_ms: row.expires_at.as_millis(),
+    };
+    let mut anchors = Vec::new();
     let bootstrap = if direct {
-        svc.console_door(&mut tx, grants, now).await?
+        // The console: the key and its roles, through the console's door
+        // (an admin made at bootstrap signs governance with this key).
+        let authority = if grants.iter().all(|g| g.role().is_read_only()) {
+            Authority::Console
+        } else {
+            Authority::Bootstrap
+        };
+        // (A governing role with the door closed fails below, and the
+        // whole transaction with it.)
+        anchors.extend(
+            svc.log_governance(&mut tx, authority, by, &key, &[], now)
+                .await?,
+        );
+        let (bootstrap, granted) = svc
+            .console_grants(
+                &mut tx,
+                &actor,
+                grants,
+                Some(row.expires_at),
+                Some(&row.public_key),
+                now,
+            )
+            .await?;
+        anchors.extend(granted);
+        bootstrap
     } else {
+        anchors.extend(
+            svc.log_governance(&mut tx, Authority::KeyHolder, by, &key, &[], now)
+                .await?,
+        );
         false
     };
     let e = entry(
@@ -544,14 +592,8 @@ async fn register_api_key(
         &actor.to_string(),
         json!({ "name": name, "public_key": row.public_key, "grants": grant_names, "expires_at_ms": row.expires_at.as_millis(), "bootstrap": bootstrap }),
     )?;
-    tx.insert_api_key(&row).await?;
-    if direct {
-        for g in grants {
-            tx.insert_grant(&actor, *g, Some(row.expires_at), now, by)
-                .await?;
-        }
-    }
-    svc.commit(tx, &[e], now).await?;
+    anchors.insert(0, e);
+    svc.commit(tx, &anchors, now).await?;
     Ok(row)
 }
 
@@ -571,7 +613,7 @@ impl Can<'_, perm::ManageUsers> {
         self.svc.governance()?;
         let user = self
             .svc
-            .insert_user(&self.who.actor, name, password, &[])
+            .insert_user(&self.who.actor, name, password, &[], None)
             .await?;
         let mut proposals = Vec::new();
         for g in grants {
@@ -681,8 +723,25 @@ impl Can<'_, perm::ManageApiKeys> {
             json!({}),
         )?;
         let mut tx = self.svc.store().begin().await?;
+        if self.svc.gov_in(&mut tx).await?.api_key(&id.to_string()).is_none() {
+            return Err(StorageError::NotFound { what: "API key" }.into());
+        }
         tx.revoke_api_key(id, now).await?;
-        self.svc.commit(tx, &[e], now).await?;
+        let content = Content::ApiKeyRevoked { id: id.to_string() };
+        let mut entries = vec![e];
+        entries.extend(
+            self.svc
+                .log_governance(
+                    &mut tx,
+                    Authority::KeyHolder,
+                    &self.who.actor,
+                    &content,
+                    &[],
+                    now,
+                )
+                .await?,
+        );
+        self.svc.commit(tx, &entries, now).await?;
         Ok(())
     }
 }

@@ -203,7 +203,10 @@ impl Service {
                     }),
                 )
                 .await?;
+                let gov_key = opened.governance_mac_key()?;
                 *vault = Vault::Unsealed(Box::new(opened));
+                drop(vault);
+                self.governance_unsealed(gov_key).await;
                 Ok((SealStatus::Unsealed, None))
             }
             Err(e) => {
@@ -358,7 +361,10 @@ impl Service {
                     json!({ "via": "hsm", "keys": opened.loaded.len() + opened.seeds.len(), "unreadable_keys": unreadable }),
                 )
                 .await?;
+                let gov_key = opened.governance_mac_key()?;
                 *vault = Vault::Unsealed(Box::new(opened));
+                drop(vault);
+                self.governance_unsealed(gov_key).await;
                 Ok(true)
             }
             Err(e) => {
@@ -420,6 +426,7 @@ impl Service {
         let (id, threshold) = (opened.keystore_id, opened.threshold);
         *vault = Vault::Sealed(Unseal::new(id, threshold));
         drop(vault);
+        self.set_governance_key(None);
         self.audit(actor, "keystore.sealed", json!({})).await
     }
 

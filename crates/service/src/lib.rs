@@ -65,6 +65,7 @@
 mod access;
 mod approvals;
 mod audit_key;
+mod changes;
 pub mod balances;
 pub mod btc;
 pub mod btc_transfers;
@@ -78,6 +79,8 @@ mod eth_rows;
 pub mod eth_watch;
 mod freezes;
 mod gate;
+mod gov_log;
+mod gov_state;
 pub mod governance;
 pub mod identity;
 mod keyring;

@@ -82,6 +82,8 @@ struct Inner {
     scan_cursors: std::sync::Mutex<std::collections::HashMap<String, u64>>,
     /// The signer nodes of threshold keys, once configured.
     threshold: std::sync::OnceLock<Arc<crate::threshold::ThresholdKeys>>,
+    /// The verified governance state and the governance MAC key.
+    gov: crate::gov_log::Gov,
 }
 
 impl Service {
@@ -133,6 +135,7 @@ impl Service {
                 broadcasts_ended: tokio::sync::Notify::new(),
                 login_names: crate::limiter::Limiter::per_minute(20, 10, 8192),
                 scan_cursors: Default::default(),
+                gov: Default::default(),
                 threshold: std::sync::OnceLock::new(),
             }),
         }
@@ -218,6 +221,10 @@ impl Service {
 
     pub(crate) fn vault(&self) -> &tokio::sync::Mutex<Vault> {
         &self.inner.vault
+    }
+
+    pub(crate) fn governance_state(&self) -> &crate::gov_log::Gov {
+        &self.inner.gov
     }
 
     pub(crate) fn now(&self) -> domain::Timestamp {

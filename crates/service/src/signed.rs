@@ -112,15 +112,13 @@ impl Service {
         if now.as_millis().abs_diff(ts) > MAX_SKEW_MS.unsigned_abs() {
             return Err(AuthError::Stale.into());
         }
-        let key = match self.store().api_key(key_id).await {
-            Ok(k) => k,
-            Err(StorageError::NotFound { .. }) => return Err(AuthError::BadSignature.into()),
-            Err(e) => return Err(e.into()),
+        // The key as the verified governance log has it (a row alone
+        // registers nothing).
+        let public_hex = match self.api_key_in_force(key_id, now).await? {
+            None => return Err(AuthError::BadSignature.into()),
+            Some(k) => k?,
         };
-        if key.revoked_at.is_some() || key.expires_at <= now {
-            return Err(AuthError::KeyInactive.into());
-        }
-        let public: [u8; 32] = hex::decode(&key.public_key)
+        let public: [u8; 32] = hex::decode(&public_hex)
             .ok()
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| StorageError::Corrupt("API key public key".into()))?;
@@ -165,7 +163,7 @@ impl Service {
         }
         let actor = Actor::ApiKey(key_id);
         Ok(Principal {
-            grants: self.store().grants(&actor, now).await?,
+            grants: self.grants_in_force(&actor, now).await?,
             actor,
             mfa: true,
             session: None,

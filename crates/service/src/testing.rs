@@ -10,7 +10,7 @@ use domain::{Actor, AssetId, Grant, Role, Scope, WalletId};
 use ed25519_dalek::{Signer as _, SigningKey};
 use storage::{EthSendRow, TransferRow};
 
-use crate::governance::{Change, GovernanceConfig};
+use crate::governance::{Change, GovernanceConfig, ProposalView};
 use crate::identity::{Principal, SignedRequest, perm, request_message};
 use crate::transfers::TransferRequest;
 use crate::{Service, ServiceError};
@@ -53,6 +53,25 @@ impl std::fmt::Debug for Payer {
             .field("wallet", &self.wallet)
             .finish_non_exhaustive()
     }
+}
+
+/// An admin's signature over their vote on a proposal.
+pub fn sign_vote(key: &SigningKey, view: &ProposalView, approve: bool) -> [u8; 64] {
+    let statement = view
+        .statement(approve)
+        .unwrap_or_else(|e| panic!("statement: {e}"));
+    key.sign(&statement.message()).to_bytes()
+}
+
+/// An admin approves a proposal with their signing key.
+pub async fn approve(svc: &Service, who: &Principal, key: &SigningKey, id: &str) -> ProposalView {
+    let view = svc
+        .proposal(id)
+        .await
+        .unwrap_or_else(|e| panic!("proposal: {e}"));
+    svc.vote(who, id, true, Some(sign_vote(key, &view, true)))
+        .await
+        .unwrap_or_else(|e| panic!("vote: {e}"))
 }
 
 impl Payer {
@@ -119,10 +138,7 @@ impl Payer {
             .unwrap_or_else(|e| panic!("policy: {e}"))
             .proposal;
         let who = payer.principal(&payer.admin).await;
-        let v = svc
-            .vote(&who, &p.id, true)
-            .await
-            .unwrap_or_else(|e| panic!("vote: {e}"));
+        let v = approve(svc, &who, &payer.admin.0, &p.id).await;
         assert_eq!(v.proposal.state, "applied", "one admin is the quorum here");
         payer
     }

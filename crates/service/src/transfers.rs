@@ -24,6 +24,7 @@ use crate::access::{Can, perm};
 pub use crate::balances::AssetBalance;
 pub use crate::error::ApprovalError;
 use crate::error::AuthError;
+use crate::gov_log::Forgery;
 pub use crate::moves::state;
 use crate::moves::{Move, corrupt, invalid, transfer_event, transition};
 use crate::queue::cancel;
@@ -101,8 +102,24 @@ impl Service {
     ) -> Result<(WriteTx, Judgment, Timestamp), ServiceError> {
         let mut tx = self.store().begin().await?;
         tx.governance_lock(true).await?;
-        let (_, tier) = tx.lock_wallet(req.wallet).await?;
-        let tier: policy::Tier = tier.parse().map_err(|e| corrupt("wallet tier", e))?;
+        let (_, tier_row) = tx.lock_wallet(req.wallet).await?;
+        // What governance decided, from the verified log; a row that says
+        // otherwise is ignored (and raised).
+        let gov = self.gov_in(&mut tx).await?;
+        let mut forged = Vec::new();
+        let logged_tier = gov.tier(req.wallet);
+        if tier_row != logged_tier {
+            forged.push(Forgery {
+                table: "wallets",
+                key: req.wallet.to_string(),
+                wallet: Some(req.wallet),
+                found: tier_row.clone(),
+                expected: logged_tier.to_owned(),
+            });
+        }
+        let tier: policy::Tier = logged_tier
+            .parse()
+            .map_err(|e| corrupt("wallet tier", e))?;
         tx.lock_names(&[
             format!("initiator:{who}"),
             format!("destination:{}", p.destination_key),
@@ -110,13 +127,32 @@ impl Service {
         .await?;
         // The clock is read once the locks are held.
         let now = self.now();
-        let destination = match tx
+        let row = tx
             .whitelist_entry_in_tx(&p.network, &p.destination_key)
-            .await?
-        {
+            .await?;
+        let logged = gov.address(&p.network, &p.destination_key);
+        let agrees = match (&row, logged) {
+            (Some(r), Some((id, l))) => {
+                r.id == id && r.group == l.group && r.usable_from == l.usable_from
+            }
+            (None, None) => true,
+            _ => false,
+        };
+        if !agrees {
+            forged.push(Forgery {
+                table: "whitelist",
+                key: format!("{} {}", p.network, p.destination_key),
+                wallet: Some(req.wallet),
+                found: format!("{row:?}"),
+                expected: format!("{logged:?}"),
+            });
+        }
+        // A row the log does not have counts for nothing; a logged entry
+        // whose row is gone is not relied on either.
+        let destination = match (logged, &row) {
             // Still cooling off: not yet in the address book for policy.
-            Some(e) if e.usable_from <= now => Destination::Whitelisted {
-                groups: e.group.into_iter().collect(),
+            (Some((_, e)), Some(_)) if e.usable_from <= now => Destination::Whitelisted {
+                groups: e.group.clone().into_iter().collect(),
             },
             _ if tx
                 .is_own_eth_address_in_tx(&p.network, &p.destination_key)
@@ -126,29 +162,53 @@ impl Service {
             }
             _ => Destination::OneTime,
         };
-        let price =
-            tx.price_in_tx(&req.asset.to_string())
-                .await?
-                .map(|(micro_usd_per_unit, as_of)| Price {
-                    micro_usd_per_unit,
-                    as_of,
-                });
-        let (policy_version, pol) = match tx.current_policy_version().await? {
-            Some(v) => {
-                let row = tx.policy_in_tx(v).await?;
-                let pol =
-                    Policy::from_json(&row.document).map_err(|e| corrupt("stored policy", e))?;
-                (Some(v), pol)
-            }
-            // No policy yet: the catch-all blocks.
-            None => (
-                None,
-                Policy::from_toml("rules = []").map_err(|e| invalid(e.to_string()))?,
-            ),
+        let asset = req.asset.to_string();
+        let price_row = tx.price_in_tx(&asset).await?.map(|(m, _)| m);
+        let logged_price = gov.price(&asset);
+        if price_row != logged_price.map(|(m, _)| m) {
+            forged.push(Forgery {
+                table: "prices",
+                key: asset.clone(),
+                wallet: None,
+                found: format!("{price_row:?}"),
+                expected: format!("{:?}", logged_price.map(|(m, _)| m)),
+            });
+        }
+        let price = logged_price.map(|(micro_usd_per_unit, as_of)| Price {
+            micro_usd_per_unit,
+            as_of,
+        });
+        let row_policy = match tx.current_policy_version().await? {
+            Some(v) => Some((v, tx.policy_in_tx(v).await?.digest)),
+            None => None,
         };
+        let logged_policy = gov.current_policy();
+        if row_policy.as_ref().map(|(v, d)| (*v, d.as_str()))
+            != logged_policy.map(|(v, p)| (v, p.digest.as_str()))
+        {
+            forged.push(Forgery {
+                table: "policies",
+                key: "current".into(),
+                wallet: None,
+                found: format!("{row_policy:?}"),
+                expected: format!("{:?}", logged_policy.map(|(v, p)| (v, &p.digest))),
+            });
+        }
+        let no_policy;
+        let (policy_version, pol): (Option<u64>, &Policy) = match logged_policy {
+            Some((v, p)) => (Some(v), &p.policy),
+            // No policy yet: the catch-all blocks.
+            None => {
+                no_policy = Policy::from_toml("rules = []").map_err(|e| invalid(e.to_string()))?;
+                (None, &no_policy)
+            }
+        };
+        for f in forged {
+            self.raise(f, true).await?;
+        }
         let known = Known { destination, price };
-        let facts = facts(&mut tx, who, roles, req, p, tier, &pol, &known, now).await?;
-        let decision = policy::evaluate(&pol, &facts);
+        let facts = facts(&mut tx, who, roles, req, p, tier, pol, &known, now).await?;
+        let decision = policy::evaluate(pol, &facts);
         let usd_micro = decision.usd_micro.or_else(|| {
             let pr = price?;
             let den = 10u128.checked_pow(u32::from(p.asset.decimals().get()))?;
@@ -616,6 +676,22 @@ impl Can<'_, perm::ApproveTransfer> {
             .approver_key_for_update(who)
             .await?
             .ok_or(ApprovalError::NoApproverKey)?;
+        // The key must be the one the verified governance log gave them.
+        let logged = svc.gov_in(&mut tx).await?.approver_key(who).map(str::to_owned);
+        if logged.as_deref() != Some(key.public_key.as_str()) {
+            svc.raise(
+                Forgery {
+                    table: "approver_keys",
+                    key: who.to_string(),
+                    wallet: None,
+                    found: key.public_key.clone(),
+                    expected: logged.unwrap_or_default(),
+                },
+                true,
+            )
+            .await?;
+            return Err(ApprovalError::NoApproverKey.into());
+        }
         let public: [u8; 32] = hex::decode(&key.public_key)
             .ok()
             .and_then(|b| b.try_into().ok())
@@ -707,7 +783,11 @@ impl Can<'_, perm::ApproveTransfer> {
             Vote::Approve => {
                 // Counted as the signing gate will count them: unexpired,
                 // keys in force, approvers still in their groups.
-                if crate::approvals::stands(&mut tx, &t, now).await?.is_ok() {
+                let gov = svc.gov_in(&mut tx).await?;
+                if crate::approvals::stands(&mut tx, &t, now, &gov)
+                    .await?
+                    .is_ok()
+                {
                     let time_lock = *time_lock_s > 0;
                     Some((
                         Event::ApprovalsMet { time_lock },

@@ -237,6 +237,23 @@ impl Fixture {
             .unwrap()
     }
 
+    /// `who` (the principal of `p`) votes, signing with `p`'s key (an
+    /// admin's API key is their signing key, enrolled at bootstrap).
+    async fn gov_vote(
+        &self,
+        p: &Person,
+        who: &Principal,
+        id: &str,
+        approve: bool,
+    ) -> Result<service::governance::ProposalView, ServiceError> {
+        let view = self.svc.proposal(id).await?;
+        let sig = view
+            .statement(approve)
+            .map(|s| p.key.sign(&s.message()).to_bytes())
+            .ok();
+        self.svc.vote(who, id, approve, sig).await
+    }
+
     fn actor(p: &Person) -> String {
         format!("api-key:{}", p.id)
     }
@@ -255,14 +272,14 @@ impl Fixture {
         let p = self.svc.propose(&who, change).await.unwrap().proposal;
         if p.state == "open" {
             let a1 = self.who(&self.admin1).await;
-            let p1 = self.svc.vote(&a1, &p.id, true).await;
+            let p1 = self.gov_vote(&self.admin1, &a1, &p.id, true).await;
             let p1 = match p1 {
                 Ok(v) => v.proposal,
                 Err(_) => self.svc.proposal(&p.id).await.unwrap().proposal,
             };
             if p1.state == "open" {
                 let a2 = self.who(&self.admin2).await;
-                return self.svc.vote(&a2, &p.id, true).await.unwrap().proposal;
+                return self.gov_vote(&self.admin2, &a2, &p.id, true).await.unwrap().proposal;
             }
             return p1;
         }
@@ -421,11 +438,10 @@ async fn approvals_governance_and_freeze(f: Fixture) {
         .unwrap();
     assert_eq!(p.proposal.state, "open");
     // Only admins vote; the policy admin cannot approve their own proposal.
-    assert!(f.svc.vote(&who, &p.proposal.id, true).await.is_err());
+    assert!(f.gov_vote(&f.policy_admin, &who, &p.proposal.id, true).await.is_err());
     let a1 = f.who(&f.admin1).await;
     assert_eq!(
-        f.svc
-            .vote(&a1, &p.proposal.id, true)
+        f.gov_vote(&f.admin1, &a1, &p.proposal.id, true)
             .await
             .unwrap()
             .proposal
@@ -433,12 +449,11 @@ async fn approvals_governance_and_freeze(f: Fixture) {
         "open"
     );
     // The same admin counts once.
-    assert!(f.svc.vote(&a1, &p.proposal.id, true).await.is_err());
+    assert!(f.gov_vote(&f.admin1, &a1, &p.proposal.id, true).await.is_err());
     assert!(f.db.store.current_policy().await.unwrap().is_none());
     let a2 = f.who(&f.admin2).await;
     assert_eq!(
-        f.svc
-            .vote(&a2, &p.proposal.id, true)
+        f.gov_vote(&f.admin2, &a2, &p.proposal.id, true)
             .await
             .unwrap()
             .proposal
@@ -461,15 +476,12 @@ async fn approvals_governance_and_freeze(f: Fixture) {
         )
         .await
         .unwrap();
-    let v = f
-        .svc
-        .vote(&f.who(&f.admin2).await, &p.proposal.id, false)
+    let v = f.gov_vote(&f.admin2, &f.who(&f.admin2).await, &p.proposal.id, false)
         .await
         .unwrap();
     assert_eq!(v.proposal.state, "vetoed");
     assert!(
-        f.svc
-            .vote(&f.who(&f.admin1).await, &p.proposal.id, true)
+        f.gov_vote(&f.admin1, &f.who(&f.admin1).await, &p.proposal.id, true)
             .await
             .is_err()
     );
@@ -609,12 +621,10 @@ async fn approvals_governance_and_freeze(f: Fixture) {
         .unwrap();
     assert_eq!(rel.proposal.state, "open");
     assert!(f.svc.frozen(Some(f.wallet), None).await.unwrap().is_some());
-    f.svc
-        .vote(&f.who(&f.admin1).await, &rel.proposal.id, true)
+    f.gov_vote(&f.admin1, &f.who(&f.admin1).await, &rel.proposal.id, true)
         .await
         .unwrap();
-    f.svc
-        .vote(&f.who(&f.admin2).await, &rel.proposal.id, true)
+    f.gov_vote(&f.admin2, &f.who(&f.admin2).await, &rel.proposal.id, true)
         .await
         .unwrap();
     assert!(f.svc.frozen(Some(f.wallet), None).await.unwrap().is_none());
@@ -840,10 +850,14 @@ async fn approvals_that_no_longer_stand_are_caught_before_signing(f: Fixture) {
         state::QUEUED
     );
 
-    // 1. Planned while sealed (its nonce reserved), then C's key is revoked.
+    // 1. Planned while sealed (its nonce reserved; unsealed again, it waits
+    //    in `signing` for the gate), then C's key is revoked.
     f.svc.seal(&console()).await.unwrap();
     let first = f.svc.execute_transfer(t.id, Urgency::Normal).await.unwrap();
     assert_eq!(first.state, service::eth::state::SIGNING);
+    for s in &f.shares {
+        f.svc.unseal(&Actor::Anonymous, s).await.unwrap();
+    }
     let revoked = f
         .govern(
             &f.admin1,
@@ -880,6 +894,7 @@ async fn approvals_that_no_longer_stand_are_caught_before_signing(f: Fixture) {
         .await;
     assert_eq!(row.state, "applied");
     assert_eq!(approve(&t, hours(1), &c_key).await.state, state::QUEUED);
+    f.svc.seal(&console()).await.unwrap();
     let second = f.svc.execute_transfer(t.id, Urgency::Normal).await.unwrap();
     assert_eq!(second.nonce, first.nonce);
     f.advance(2 * 3_600_000);
@@ -911,10 +926,10 @@ async fn approvals_that_no_longer_stand_are_caught_before_signing(f: Fixture) {
     f.svc.seal(&console()).await.unwrap();
     let third = f.svc.execute_transfer(t.id, Urgency::Normal).await.unwrap();
     assert_eq!(third.nonce, first.nonce);
-    f.set_policy(&doc(&[&f.b, &f.initiator])).await;
     for s in &f.shares {
         f.svc.unseal(&Actor::Anonymous, s).await.unwrap();
     }
+    f.set_policy(&doc(&[&f.b, &f.initiator])).await;
     assert_eq!(f.svc.eth_resume().await.unwrap(), 0);
     let history = f.db.store.transfer_history(t.id).await.unwrap();
     let last = &history.last().unwrap().why;
@@ -949,8 +964,7 @@ async fn a_policy_change_racing_transfers_never_reaches_judged_ones(f: Fixture) 
         .propose(&who, Change::SetPolicy { document: strict })
         .await
         .unwrap();
-    f.svc
-        .vote(&f.who(&f.admin1).await, &proposal.proposal.id, true)
+    f.gov_vote(&f.admin1, &f.who(&f.admin1).await, &proposal.proposal.id, true)
         .await
         .unwrap();
     let a2 = f.who(&f.admin2).await;
@@ -960,7 +974,9 @@ async fn a_policy_change_racing_transfers_never_reaches_judged_ones(f: Fixture) 
     }
     let svc = f.svc.clone();
     let pid = proposal.proposal.id.clone();
-    let apply = tokio::spawn(async move { svc.vote(&a2, &pid, true).await.unwrap() });
+    let view = f.svc.proposal(&pid).await.unwrap();
+    let sig = service::testing::sign_vote(&f.admin2.key, &view, true);
+    let apply = tokio::spawn(async move { svc.vote(&a2, &pid, true, Some(sig)).await.unwrap() });
     let submits: Vec<_> = initiators
         .into_iter()
         .map(|who| {
@@ -1134,8 +1150,8 @@ async fn only_current_admins_make_the_quorum(f: Fixture) {
         Err(ServiceError::GovernanceNotConfigured)
     ));
 
-    // admin1 proposes (their approval counts), then their key is revoked:
-    // admin2's approval alone is one of two.
+    // admin1 proposes and approves, then their key is revoked: admin2's
+    // approval alone is one of two.
     let a1 = f.who(&f.admin1).await;
     let p = f
         .svc
@@ -1148,6 +1164,9 @@ async fn only_current_admins_make_the_quorum(f: Fixture) {
         .await
         .unwrap();
     assert_eq!(p.proposal.state, "open");
+    f.gov_vote(&f.admin1, &a1, &p.proposal.id, true)
+        .await
+        .unwrap();
     let a2 = f.who(&f.admin2).await;
     f.svc
         .authorize::<perm::ManageApiKeys>(&a2, None)
@@ -1155,16 +1174,16 @@ async fn only_current_admins_make_the_quorum(f: Fixture) {
         .revoke_api_key(f.admin1.id.parse().unwrap())
         .await
         .unwrap();
-    let v = f.svc.vote(&a2, &p.proposal.id, true).await.unwrap();
+    let v = f.gov_vote(&f.admin2, &a2, &p.proposal.id, true).await.unwrap();
     assert_eq!(
         v.proposal.state, "open",
         "a revoked admin key's vote lapses"
     );
     // A decided proposal takes no more votes: a conflict.
-    let v = f.svc.vote(&a2, &p.proposal.id, false).await.unwrap();
+    let v = f.gov_vote(&f.admin2, &a2, &p.proposal.id, false).await.unwrap();
     assert_eq!(v.proposal.state, "vetoed");
     assert!(matches!(
-        f.svc.vote(&a2, &p.proposal.id, true).await,
+        f.gov_vote(&f.admin2, &a2, &p.proposal.id, true).await,
         Err(ServiceError::Conflict(_))
     ));
 }
@@ -1934,6 +1953,11 @@ async fn bitcoin_payouts_are_batched_signed_and_verified(f: Fixture) {
             .unwrap()
             .is_empty()
     );
+    // Unsealed again (governance is written only unsealed), the batch
+    // waits in `signing` for the gate while the key is revoked.
+    for s in &f.shares {
+        f.svc.unseal(&Actor::Anonymous, s).await.unwrap();
+    }
     let row = f
         .govern(
             &f.admin1,
@@ -1961,9 +1985,6 @@ async fn bitcoin_payouts_are_batched_signed_and_verified(f: Fixture) {
         (g_now.state.as_str(), g_now.btc_send_id),
         (state::QUEUED, None)
     );
-    for s in &f.shares {
-        f.svc.unseal(&Actor::Anonymous, s).await.unwrap();
-    }
     f.advance(61_000);
     assert_eq!(f.svc.execute_due().await.unwrap().submitted, 1);
     let g_now = f.db.store.transfer(g.id).await.unwrap();

@@ -60,15 +60,35 @@ async fn fixture(db: TestDb) -> Fixture {
     for s in &svc.init_keystore(&console, 2, 2).await.unwrap() {
         svc.unseal(&Actor::Anonymous, s).await.unwrap();
     }
-    svc.bootstrap_admin(&console, "alice", "correct horse battery".into())
-        .await
-        .unwrap();
+    svc.bootstrap_admin(
+        &console,
+        "alice",
+        "correct horse battery".into(),
+        Some(&hex::encode(alice_key().verifying_key().to_bytes())),
+    )
+    .await
+    .unwrap();
     Fixture {
         db,
         svc,
         clock,
         _dir: dir,
     }
+}
+
+/// Alice's governance signing key (enrolled when she is made admin).
+fn alice_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[42; 32])
+}
+
+/// Alice, the one admin (the quorum here), approves a proposal.
+async fn alice_approves(
+    f: &Fixture,
+    alice: &service::identity::Principal,
+    v: &service::governance::ProposalView,
+) {
+    let v = service::testing::approve(&f.svc, alice, &alice_key(), &v.proposal.id).await;
+    assert_eq!(v.proposal.state, "applied");
 }
 
 fn denied<T>(r: Result<T, AuthError>) -> AuthError {
@@ -87,7 +107,7 @@ async fn passwords_lock_out_with_backoff(f: Fixture) {
     // Once only.
     assert!(
         f.svc
-            .bootstrap_admin(&console, "mallory", "another long password".into())
+            .bootstrap_admin(&console, "mallory", "another long password".into(), None)
             .await
             .is_err()
     );
@@ -581,7 +601,7 @@ async fn capabilities_follow_grants_scopes_and_expiry(f: Fixture) {
         .unwrap();
     let users = f.svc.authorize::<perm::ManageUsers>(&admin, None).unwrap();
     let until = Timestamp::from_millis(f.clock.now().as_millis() + 3_600_000);
-    users
+    let v = users
         .grant(
             who.actor(),
             Grant::new(Role::Approver, Scope::Wallet(b.id)).unwrap(),
@@ -589,6 +609,7 @@ async fn capabilities_follow_grants_scopes_and_expiry(f: Fixture) {
         )
         .await
         .unwrap();
+    alice_approves(&f, &admin, &v).await;
     let who = f
         .svc
         .authenticate_request(&present("nonce-1000000000002").view())
@@ -618,7 +639,7 @@ async fn capabilities_follow_grants_scopes_and_expiry(f: Fixture) {
 
     // A viewer signed in without TOTP, then made admin: the same session
     // does not carry admin rights until a second factor is verified.
-    let (vic, _) = users
+    let (vic, proposed) = users
         .create_user(
             "vic",
             "a long enough password".into(),
@@ -626,6 +647,9 @@ async fn capabilities_follow_grants_scopes_and_expiry(f: Fixture) {
         )
         .await
         .unwrap();
+    for v in &proposed {
+        alice_approves(&f, &admin, v).await;
+    }
     let vlogin = f
         .svc
         .login("vic", "a long enough password".into(), None, "10.0.0.9")
@@ -635,10 +659,11 @@ async fn capabilities_follow_grants_scopes_and_expiry(f: Fixture) {
         !vlogin.mfa && !vlogin.enrol_totp,
         "a viewer needs no second factor"
     );
-    users
+    let v = users
         .grant(&Actor::User(vic.id), Grant::global(Role::Admin), None)
         .await
         .unwrap();
+    alice_approves(&f, &admin, &v).await;
     let vic_session = f
         .svc
         .authenticate_session(&vlogin.session_token, None, false)

@@ -33,6 +33,10 @@ pub struct ProposalRow {
     /// `open`, `applied`, `vetoed` or `expired`.
     pub state: String,
     pub decided_at: Option<Timestamp>,
+    /// The governance log's head when it was made (what votes sign over);
+    /// `None` only for proposals from before signed votes.
+    pub base_seq: Option<u64>,
+    pub base_hash: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +45,9 @@ pub struct VoteRow {
     /// `approve` or `veto`.
     pub vote: String,
     pub at: Timestamp,
+    /// The admin's key and their signature over the vote (hex).
+    pub public_key: Option<String>,
+    pub signature: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +103,9 @@ fn policy_from_row(row: &AnyRow) -> Result<PolicyRow, StorageError> {
 }
 
 const PROPOSAL_COLUMNS: &str = "id, kind, payload, summary, proposed_by, created_at_ms, \
-     expires_at_ms, state, decided_at_ms";
+     expires_at_ms, state, decided_at_ms, base_seq, base_hash";
+
+const VOTE_COLUMNS: &str = "voter, vote, at_ms, public_key, signature";
 
 fn proposal_from_row(row: &AnyRow) -> Result<ProposalRow, StorageError> {
     Ok(ProposalRow {
@@ -109,6 +118,11 @@ fn proposal_from_row(row: &AnyRow) -> Result<ProposalRow, StorageError> {
         expires_at: ts(row, "expires_at_ms")?,
         state: row.try_get("state")?,
         decided_at: opt_ts(row, "decided_at_ms")?,
+        base_seq: row
+            .try_get::<Option<i64>, _>("base_seq")?
+            .map(version_of)
+            .transpose()?,
+        base_hash: row.try_get("base_hash")?,
     })
 }
 
@@ -117,6 +131,8 @@ fn vote_from_row(row: &AnyRow) -> Result<VoteRow, StorageError> {
         voter: parsed(row, "voter")?,
         vote: row.try_get("vote")?,
         at: ts(row, "at_ms")?,
+        public_key: row.try_get("public_key")?,
+        signature: row.try_get("signature")?,
     })
 }
 
@@ -225,7 +241,8 @@ impl WriteTx {
 
     pub async fn insert_proposal(&mut self, p: &ProposalRow) -> Result<(), StorageError> {
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO proposals ({PROPOSAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            "INSERT INTO proposals ({PROPOSAL_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         )))
         .bind(&p.id)
         .bind(&p.kind)
@@ -236,6 +253,8 @@ impl WriteTx {
         .bind(p.expires_at.as_millis())
         .bind(&p.state)
         .bind(p.decided_at.map(Timestamp::as_millis))
+        .bind(p.base_seq.map(version_db).transpose()?)
+        .bind(&p.base_hash)
         .execute(&mut *self.tx)
         .await
         .map_err(|e| StorageError::from_sqlx(e, "proposal"))?;
@@ -258,12 +277,15 @@ impl WriteTx {
 
     pub async fn insert_vote(&mut self, proposal: &str, v: &VoteRow) -> Result<(), StorageError> {
         sqlx::query(
-            "INSERT INTO proposal_votes (proposal_id, voter, vote, at_ms) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO proposal_votes (proposal_id, voter, vote, at_ms, public_key, signature) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(proposal)
         .bind(v.voter.to_string())
         .bind(&v.vote)
         .bind(v.at.as_millis())
+        .bind(&v.public_key)
+        .bind(&v.signature)
         .execute(&mut *self.tx)
         .await
         .map_err(|e| StorageError::from_sqlx(e, "vote on this proposal"))?;
@@ -273,21 +295,24 @@ impl WriteTx {
     /// Changes an admin's earlier vote (an approval turned into a veto).
     pub async fn change_vote(&mut self, proposal: &str, v: &VoteRow) -> Result<(), StorageError> {
         sqlx::query(
-            "UPDATE proposal_votes SET vote = $3, at_ms = $4 WHERE proposal_id = $1 AND voter = $2",
+            "UPDATE proposal_votes SET vote = $3, at_ms = $4, public_key = $5, signature = $6 \
+             WHERE proposal_id = $1 AND voter = $2",
         )
         .bind(proposal)
         .bind(v.voter.to_string())
         .bind(&v.vote)
         .bind(v.at.as_millis())
+        .bind(&v.public_key)
+        .bind(&v.signature)
         .execute(&mut *self.tx)
         .await?;
         Ok(())
     }
 
     pub async fn votes_in_tx(&mut self, proposal: &str) -> Result<Vec<VoteRow>, StorageError> {
-        let rows = sqlx::query(
-            "SELECT voter, vote, at_ms FROM proposal_votes WHERE proposal_id = $1 ORDER BY at_ms, voter",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {VOTE_COLUMNS} FROM proposal_votes WHERE proposal_id = $1 ORDER BY at_ms, voter"
+        )))
         .bind(proposal)
         .fetch_all(&mut *self.tx)
         .await?;
@@ -543,9 +568,9 @@ impl Store {
     }
 
     pub async fn votes(&self, proposal: &str) -> Result<Vec<VoteRow>, StorageError> {
-        let rows = sqlx::query(
-            "SELECT voter, vote, at_ms FROM proposal_votes WHERE proposal_id = $1 ORDER BY at_ms, voter",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {VOTE_COLUMNS} FROM proposal_votes WHERE proposal_id = $1 ORDER BY at_ms, voter"
+        )))
         .bind(proposal)
         .fetch_all(&self.pool)
         .await?;

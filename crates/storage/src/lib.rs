@@ -15,7 +15,8 @@
 //! (senders, sends one per nonce, signed attempts), `btc` (held outputs, whose reservation is
 //! an all-or-nothing compare-and-set, and sends), `deposits`, `governance` (policy versions,
 //! proposals and votes, approver keys, address book, freezes, wallet tiers, the governance
-//! advisory lock), `transfers` (judged transfers, `move_transfer` with its `transfer_history`
+//! advisory lock), `govlog` (the governance log and its head: appended under a lock on the
+//! head row, stored as the service computed it), `transfers` (judged transfers, `move_transfer` with its `transfer_history`
 //! line, approvals, wallet locks, rolling windows, open outflows), `queue` (claims in claim
 //! order with leases, Bitcoin batches, delays, the stuck view), `idempotency` (keys and
 //! external ids), `prices`. A read needed both on the pool and inside a transaction is written
@@ -31,6 +32,7 @@ mod deposits;
 mod error;
 mod eth;
 mod governance;
+mod govlog;
 mod idempotency;
 mod identity;
 mod keystore;
@@ -50,6 +52,7 @@ pub use deposits::DepositRow;
 pub use error::StorageError;
 pub use eth::{EthAttemptRow, EthSendRow, EthSenderRow};
 pub use governance::{ApproverKeyRow, FreezeRow, PolicyRow, ProposalRow, VoteRow, WhitelistRow};
+pub use govlog::{GovRecordRow, GovernedRows};
 pub use identity::{ApiKeyRow, SessionRow, UserRow, WalletRow};
 pub use keystore::{KekRow, KeyRow, KeystoreRow};
 pub use queue::BatchClaim;

@@ -59,12 +59,12 @@ pub(crate) fn init(
     shares: u8,
     share_dir: Option<&Path>,
     recipients: Option<&Path>,
-    admin: Option<&str>,
+    admin: Option<(&str, Option<&str>)>,
 ) -> Result<(), Failure> {
     // The first admin's password, from standard input, checked first.
     let admin = match admin {
         None => None,
-        Some(name) => {
+        Some((name, signing_key)) => {
             let mut line = Zeroizing::new(String::new());
             std::io::stdin()
                 .lock()
@@ -77,7 +77,7 @@ pub(crate) fn init(
                     "the admin password (one line on standard input) needs at least 12 characters",
                 ));
             }
-            Some((name.to_owned(), Zeroizing::new(password)))
+            Some((name.to_owned(), Zeroizing::new(password), signing_key))
         }
     };
     // Recipients are read and checked before anything is created.
@@ -131,8 +131,8 @@ pub(crate) fn init(
         };
         let result = svc.init_keystore(&console_actor(), threshold, shares).await;
         let admin_made = match (&result, &admin) {
-            (Ok(_), Some((name, password))) => Some(
-                svc.bootstrap_admin(&console_actor(), name, password.to_string())
+            (Ok(_), Some((name, password, signing_key))) => Some(
+                svc.bootstrap_admin(&console_actor(), name, password.to_string(), *signing_key)
                     .await,
             ),
             _ => None,

@@ -95,6 +95,9 @@ enum Command {
         /// Create the first admin with this name; the password is one line on standard input.
         #[arg(long)]
         admin: Option<String>,
+        /// The first admin's governance signing key (hex, `approver-key new` prints it).
+        #[arg(long, requires = "admin")]
+        admin_signing_key: Option<String>,
     },
     /// The key inventory. Commands that use key material read unseal shares
     /// from standard input, one per line, and seal again when done.
@@ -645,6 +648,7 @@ fn main() -> ExitCode {
             share_dir,
             share_recipients,
             admin,
+            admin_signing_key,
         } => load(&config).and_then(|c| {
             keyctl::init(
                 c,
@@ -652,7 +656,7 @@ fn main() -> ExitCode {
                 shares,
                 share_dir.as_deref(),
                 share_recipients.as_deref(),
-                admin.as_deref(),
+                admin.as_deref().map(|a| (a, admin_signing_key.as_deref())),
             )
         }),
         Command::Key(k) => match k {

@@ -1,0 +1,187 @@
+//! The changes governance makes, and their checks: what a proposal may
+//! carry, in the core so that the governance log's replay reads them the
+//! way `governance` applies them.
+
+use domain::{Actor, Grant, Permission, Role, Scope};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::service::ServiceError;
+
+/// A change that needs the admin quorum.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Change {
+    /// A new policy version (TOML or JSON text).
+    SetPolicy {
+        document: String,
+    },
+    /// An address-book entry, usable after the cooling-off period.
+    AddAddress {
+        network: String,
+        address: String,
+        label: String,
+        #[serde(default)]
+        group: Option<String>,
+    },
+    RemoveAddress {
+        id: String,
+    },
+    Grant {
+        principal: String,
+        role: String,
+        scope: String,
+        #[serde(default)]
+        until_ms: Option<i64>,
+    },
+    Revoke {
+        principal: String,
+        role: String,
+        scope: String,
+    },
+    /// An approver's Ed25519 public key (hex); replaces any earlier one.
+    RegisterApproverKey {
+        principal: String,
+        public_key: String,
+    },
+    /// Revokes an approver's key and voids their pending approvals.
+    RevokeApproverKey {
+        principal: String,
+    },
+    SetWalletTier {
+        wallet: String,
+        tier: String,
+    },
+    /// An operator-kept price for USD rules: US dollars per whole unit, a
+    /// decimal string (moves every USD limit, so it is governed too).
+    SetPrice {
+        asset: String,
+        usd: String,
+    },
+    /// Ends a freeze, after an optional cool-down.
+    ReleaseFreeze {
+        freeze_id: String,
+        #[serde(default)]
+        cool_down_s: u64,
+    },
+}
+
+impl Change {
+    /// Its kind (as in its JSON), the audit action recorded when it
+    /// applies, and the permission that may propose it.
+    pub(crate) fn describe(&self) -> (&'static str, &'static str, Permission) {
+        use Permission::*;
+        match self {
+            Change::SetPolicy { .. } => ("set_policy", "policy.activated", ManagePolicy),
+            Change::AddAddress { .. } => ("add_address", "address_book.added", ManagePolicy),
+            Change::RemoveAddress { .. } => {
+                ("remove_address", "address_book.removed", ManagePolicy)
+            }
+            Change::Grant { .. } => ("grant", "grant.added", ManageUsers),
+            Change::Revoke { .. } => ("revoke", "grant.removed", ManageUsers),
+            Change::RegisterApproverKey { .. } => (
+                "register_approver_key",
+                "approver_key.registered",
+                ManageUsers,
+            ),
+            Change::RevokeApproverKey { .. } => {
+                ("revoke_approver_key", "approver_key.revoked", ManageUsers)
+            }
+            Change::SetWalletTier { .. } => ("set_wallet_tier", "wallet.tier_set", ManageNetworks),
+            Change::SetPrice { .. } => ("set_price", "price.set", ManagePolicy),
+            Change::ReleaseFreeze { .. } => ("release_freeze", "freeze.released", Freeze),
+        }
+    }
+}
+
+pub(crate) fn invalid(s: impl Into<String>) -> ServiceError {
+    ServiceError::Invalid(s.into())
+}
+
+pub(crate) fn principal_of(s: &str) -> Result<Actor, ServiceError> {
+    match s.parse::<Actor>() {
+        Ok(a @ (Actor::User(_) | Actor::ApiKey(_))) => Ok(a),
+        _ => Err(invalid(format!(
+            "principal {s:?}: expected user:<uuid> or api-key:<uuid>"
+        ))),
+    }
+}
+
+pub(crate) fn grant_of(role: &str, scope: &str) -> Result<Grant, ServiceError> {
+    let role: Role = role
+        .parse()
+        .map_err(|e: domain::AccessError| invalid(e.to_string()))?;
+    let scope: Scope = scope
+        .parse()
+        .map_err(|e: domain::AccessError| invalid(e.to_string()))?;
+    Grant::new(role, scope).map_err(|e| invalid(e.to_string()))
+}
+
+pub(crate) fn public_key_of(hex_key: &str) -> Result<[u8; 32], ServiceError> {
+    let bytes: [u8; 32] = hex::decode(hex_key)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| invalid("public_key: 64 hex digits of an Ed25519 key"))?;
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+        .map_err(|_| invalid("public_key is not a valid Ed25519 key"))?;
+    if key.is_weak() {
+        return Err(invalid("public_key is a weak (small-order) key"));
+    }
+    Ok(bytes)
+}
+
+/// A price: the asset and millionths of a dollar per whole unit, above zero
+/// (a zero price would switch USD limits off).
+pub(crate) fn price_of(asset: &str, usd: &str) -> Result<(domain::AssetId, u128), ServiceError> {
+    let a: domain::AssetId = asset
+        .parse()
+        .map_err(|e: domain::AssetError| invalid(e.to_string()))?;
+    let d = domain::Decimals::new(policy::document::USD_DECIMALS)
+        .map_err(|e| invalid(e.to_string()))?;
+    let micro = domain::amount::parse_units(usd, d).map_err(|e| invalid(e.to_string()))?;
+    if micro == 0 {
+        return Err(invalid("usd: a price above zero"));
+    }
+    Ok((a, micro))
+}
+
+/// An address in its one canonical spelling for the network, checked by
+/// the chain crate: EIP-55 for EVM (mixed case required), lower-case
+/// bech32 for Bitcoin.
+pub(crate) fn canonical_address(
+    network: &str,
+    text: &str,
+) -> Result<(String, String), ServiceError> {
+    let net: domain::Network = network
+        .parse()
+        .map_err(|e: domain::NetworkError| invalid(e.to_string()))?;
+    match net {
+        domain::Network::Evm { .. } => {
+            let a = chain_eth::DestinationRules {
+                allow_unchecksummed: false,
+                whitelist: &[],
+            }
+            .check(text)
+            .map_err(|e| invalid(e.to_string()))?;
+            Ok((net.to_string(), a.to_lower_hex()))
+        }
+        domain::Network::Bitcoin(b) => {
+            let a = chain_btc::BtcAddress::parse(text, b).map_err(|e| invalid(e.to_string()))?;
+            Ok((net.to_string(), a.to_string()))
+        }
+    }
+}
+
+
+impl Change {
+    /// Its canonical JSON: what is stored, hashed and signed.
+    pub(crate) fn canonical(&self) -> Result<String, ServiceError> {
+        let v = serde_json::to_value(self).map_err(|e| invalid(e.to_string()))?;
+        audit::canonical_json(&v).map_err(|e| invalid(e.to_string()))
+    }
+
+    /// SHA-256 of its canonical JSON (what an admin's vote names).
+    pub(crate) fn digest(&self) -> Result<[u8; 32], ServiceError> {
+        Ok(Sha256::digest(self.canonical()?.as_bytes()).into())
+    }
+}
