@@ -22,7 +22,6 @@ const PAGE: u32 = 1000;
 
 /// The process's copy of the verified state, and the MAC key while
 /// unsealed.
-#[derive(Default)]
 pub(crate) struct Gov {
     key: std::sync::RwLock<Option<Zeroizing<MacKey>>>,
     state: std::sync::RwLock<Arc<GovState>>,
@@ -30,6 +29,17 @@ pub(crate) struct Gov {
     /// Forgeries already raised by this process, and one raise at a time
     /// (a second raise of the same waits for the first to commit).
     alerted: tokio::sync::Mutex<BTreeSet<String>>,
+}
+
+impl Default for Gov {
+    fn default() -> Self {
+        Gov {
+            key: Default::default(),
+            state: std::sync::RwLock::new(Arc::new(GovState::genesis())),
+            loading: Default::default(),
+            alerted: Default::default(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Gov {
@@ -61,12 +71,11 @@ impl Service {
     /// state is replayed again, MACs checked while the key is held.
     pub(crate) fn set_governance_key(&self, key: Option<Zeroizing<MacKey>>) {
         let holder = self.gov_holder();
-        let has = key.is_some();
         if let Ok(mut k) = holder.key.write() {
             *k = key;
         }
         if let Ok(mut s) = holder.state.write() {
-            *s = Arc::new(GovState::genesis(has));
+            *s = Arc::new(GovState::genesis());
         }
     }
 
@@ -89,7 +98,7 @@ impl Service {
             .state
             .read()
             .map(|s| s.clone())
-            .unwrap_or_else(|_| Arc::new(GovState::genesis(false)))
+            .unwrap_or_else(|_| Arc::new(GovState::genesis()))
     }
 
     /// The verified governance state at the log's head (read on the pool).
@@ -201,9 +210,8 @@ impl Service {
     /// checks it against its anchor in the audit log, and compares every
     /// governed table with it.
     pub(crate) async fn governance_reload(&self) -> Result<(), ServiceError> {
-        let has_key = self.mac_key().is_some();
         if let Ok(mut s) = self.gov_holder().state.write() {
-            *s = Arc::new(GovState::genesis(has_key));
+            *s = Arc::new(GovState::genesis());
         }
         let state = self.gov().await?;
         if let Some(anchor) = self.store().latest_audit_details("governance.logged").await? {

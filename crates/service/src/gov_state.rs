@@ -191,8 +191,6 @@ pub(crate) struct GovState {
     /// A quorum record counted: the bootstrap is over, for good.
     pub(crate) bootstrap_closed: bool,
     last_bootstrap_seq: u64,
-    /// The records were checked against their MACs.
-    pub(crate) macs_checked: bool,
     grants: BTreeMap<Actor, Vec<(Grant, Option<Timestamp>)>>,
     api_keys: BTreeMap<String, KeyState>,
     approver_keys: BTreeMap<Actor, String>,
@@ -207,10 +205,9 @@ pub(crate) struct GovState {
 
 impl GovState {
     /// The state before any record.
-    pub(crate) fn genesis(mac_key: bool) -> GovState {
+    pub(crate) fn genesis() -> GovState {
         GovState {
             hashes: vec![[0; 32]],
-            macs_checked: mac_key,
             ..GovState::default()
         }
     }
@@ -553,14 +550,6 @@ impl GovState {
                 .any(|g| g.role() == Role::Admin && g.scope() == Scope::Global)
     }
 
-    /// The admins at `at`.
-    pub(crate) fn admins(&self, at: Timestamp) -> BTreeSet<Actor> {
-        self.grants
-            .keys()
-            .filter(|a| self.is_admin(a, at))
-            .cloned()
-            .collect()
-    }
 
     pub(crate) fn api_key(&self, id: &str) -> Option<&KeyState> {
         self.api_keys.get(id)
@@ -616,20 +605,10 @@ impl GovState {
         self.grants.keys()
     }
 
-    /// Every API key, by id.
-    pub(crate) fn api_keys(&self) -> &BTreeMap<String, KeyState> {
-        &self.api_keys
-    }
 
     pub(crate) fn approver_keys(&self) -> &BTreeMap<Actor, String> {
         &self.approver_keys
     }
 
-    pub(crate) fn policies(&self) -> &BTreeMap<u64, PolicyState> {
-        &self.policies
-    }
 
-    pub(crate) fn tiers(&self) -> &BTreeMap<String, String> {
-        &self.tiers
-    }
 }

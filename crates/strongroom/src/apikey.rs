@@ -62,6 +62,13 @@ impl KeyFile {
 
     /// The four headers of a signed request (`strongroom-request-v2`,
     /// covering the `Idempotency-Key` the request carries, if any).
+    /// Signs `message` with the key (an admin's governance vote: an admin
+    /// key made at bootstrap is that admin's signing key).
+    pub(crate) fn sign(&self, message: &[u8]) -> [u8; 64] {
+        use ed25519_dalek::Signer;
+        self.key.sign(message).to_bytes()
+    }
+
     pub(crate) fn headers(
         &self,
         method: &str,

@@ -661,7 +661,7 @@ checkpoint_every_seconds = 60
 format = "text"
 level = "info"
 
-# One admin on a dev machine: their proposals apply at once. Production
+# One admin on a dev machine: their signed vote applies a proposal. Production
 # installations set a quorum of two or more.
 [governance]
 admin_quorum = 1

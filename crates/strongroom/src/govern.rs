@@ -277,6 +277,72 @@ pub(crate) fn freeze(c: Config, scope: &str, reason: &str) -> Result<(), Failure
     })
 }
 
+/// `strongroom approve --proposal ID`: an admin's vote on a governance
+/// proposal. Shows the change, rebuilds what is signed (`SRGV`: the
+/// proposal, the digest of its change as shown, the governance log's head
+/// it was made on) and refuses if the server's statement differs, signs
+/// with the admin's signing key (the approver key file, or the API key
+/// itself, which is what an admin made at bootstrap signs with) and sends it.
+pub(crate) fn vote_proposal(
+    addr: &str,
+    key_file: &Path,
+    signing_key: Option<&Path>,
+    id: &str,
+    approve: bool,
+) -> Result<(), Failure> {
+    use sha2::Digest;
+    let key = crate::apikey::KeyFile::load(key_file)?;
+    let signer = signing_key.map(ApproverKey::load).transpose()?;
+    let path = format!("/v1/proposals/{id}");
+    let p = api_json(addr, &key, "GET", &path, None)?;
+    println!(
+        "proposal {id} ({}): {}",
+        p["state"].as_str().unwrap_or("?"),
+        p["summary"].as_str().unwrap_or("?")
+    );
+    println!("change: {}", p["change"]);
+    let canonical = audit::canonical_json(&p["change"])
+        .map_err(|e| anyhow::anyhow!("the change is not canonical JSON: {e}"))?;
+    let digest: [u8; 32] = sha2::Sha256::digest(canonical.as_bytes()).into();
+    let base_hash: [u8; 32] = p["base_hash"]
+        .as_str()
+        .and_then(|h| hex::decode(h).ok())
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| anyhow::anyhow!("the proposal has no base: it cannot be signed"))?;
+    let statement = policy::GovernanceStatement {
+        proposal: *uuid::Uuid::try_parse(id)
+            .map_err(|_| usage("--proposal", "a proposal id (a UUID)"))?
+            .as_bytes(),
+        change_digest: digest,
+        base_seq: p["base_seq"]
+            .as_u64()
+            .ok_or_else(|| anyhow::anyhow!("the proposal has no base"))?,
+        base_hash,
+        approve: true,
+    };
+    if p["approve_statement"].as_str() != Some(hex::encode(statement.message()).as_str()) {
+        return Err(Failure::Runtime(anyhow::anyhow!(
+            "the server's statement for this proposal is not the change shown: not signed"
+        )));
+    }
+    let statement = policy::GovernanceStatement {
+        approve,
+        ..statement
+    };
+    let signature = match &signer {
+        Some(k) => k.0.sign(&statement.message()).to_bytes(),
+        None => key.sign(&statement.message()),
+    };
+    let body = serde_json::json!({
+        "vote": if approve { "approve" } else { "veto" },
+        "signature": hex::encode(signature),
+    })
+    .to_string();
+    let v = api_json(addr, &key, "POST", &format!("{path}/votes"), Some(&body))?;
+    println!("proposal {id} {}", v["state"].as_str().unwrap_or("?"));
+    Ok(())
+}
+
 /// `strongroom price set`: proposes an operator-kept price for USD rules
 /// (`set_price`, applied by the admin quorum: a price moves every USD
 /// limit, so the console does not set one alone).

@@ -29,6 +29,7 @@ mod keyctl;
 mod offline;
 mod operator;
 mod serve;
+mod setup;
 mod signer;
 
 use std::net::SocketAddr;
@@ -125,20 +126,24 @@ enum Command {
     /// signs only for the servers it pins.
     #[command(subcommand)]
     Signer(SignerCommand),
-    /// Approve (or reject) a transfer: shows it, signs the approval
-    /// statement with your approver key, and sends it.
+    /// Approve (or reject) a transfer, or a governance proposal: shows it,
+    /// signs the statement with your key, and sends it.
     Approve {
         #[arg(long, default_value = "http://127.0.0.1:8200", env = "STRONGROOM_ADDR")]
         addr: String,
         /// Your API key (who you are to the server).
         #[arg(long, env = "STRONGROOM_KEY_FILE")]
         key_file: PathBuf,
-        /// Your approver key (what your approval is signed with).
+        /// Your approver key (what your approval is signed with; for a
+        /// proposal, your API key when not given).
         #[arg(long, env = "STRONGROOM_APPROVER_KEY")]
-        approver_key: PathBuf,
-        #[arg(long)]
-        transfer: String,
-        /// Reject instead: any single rejection ends the transfer.
+        approver_key: Option<PathBuf>,
+        #[arg(long, required_unless_present = "proposal")]
+        transfer: Option<String>,
+        /// A governance proposal instead (an admin's signed vote).
+        #[arg(long, conflicts_with = "transfer")]
+        proposal: Option<String>,
+        /// Reject (veto) instead: any single rejection ends the transfer (proposal).
         #[arg(long)]
         reject: bool,
         /// How long the approval stays valid.
@@ -613,7 +618,7 @@ fn main() -> ExitCode {
             }
             serve::run(c)
         }),
-        Command::Config(ConfigCommand::Check { file }) => config_check(&file),
+        Command::Config(ConfigCommand::Check { file }) => setup::config_check(&file),
         Command::Signer(SignerCommand::Init {
             dir,
             index,
@@ -632,7 +637,7 @@ fn main() -> ExitCode {
         Command::Audit(AuditCommand::Verify { config, public_key }) => {
             load(&config).and_then(|c| serve::verify(c, public_key.as_deref()))
         }
-        Command::Audit(AuditCommand::InitKey { out }) => init_key(&out),
+        Command::Audit(AuditCommand::InitKey { out }) => setup::init_key(&out),
         Command::Audit(AuditCommand::InitHsmKey { config }) => {
             load(&config).and_then(serve::init_hsm_audit_key)
         }
@@ -640,7 +645,7 @@ fn main() -> ExitCode {
             dir,
             listen,
             eth_endpoint,
-        }) => dev_init(&dir, listen, eth_endpoint.as_deref()),
+        }) => setup::dev_init(&dir, listen, eth_endpoint.as_deref()),
         Command::Init {
             config,
             shares,
@@ -744,16 +749,19 @@ fn main() -> ExitCode {
             key_file,
             approver_key,
             transfer,
+            proposal,
             reject,
             ttl_minutes,
-        } => govern::approve(
-            &addr,
-            &key_file,
-            &approver_key,
-            &transfer,
-            reject,
-            ttl_minutes,
-        ),
+        } => match (proposal, transfer, approver_key) {
+            (Some(p), _, k) => govern::vote_proposal(&addr, &key_file, k.as_deref(), &p, !reject),
+            (None, Some(t), Some(k)) => {
+                govern::approve(&addr, &key_file, &k, &t, reject, ttl_minutes)
+            }
+            _ => Err(Failure::Config(ConfigError {
+                key: "--approver-key".into(),
+                message: "approving a transfer takes --transfer and --approver-key".into(),
+            })),
+        },
         Command::Transfer(TransferCommand::DryRun {
             addr,
             key_file,
@@ -849,43 +857,4 @@ fn main() -> ExitCode {
 
 fn load(path: &Path) -> Result<Config, Failure> {
     Ok(Config::load(path)?)
-}
-
-fn config_check(path: &Path) -> Result<(), Failure> {
-    let c = Config::load(path)?;
-    c.database.resolve()?;
-    if let Some(h) = &c.hsm {
-        h.pin()?;
-    }
-    if let config::AuditKey::File(path) = &c.audit_key {
-        service::load_audit_key(path).map_err(|e| ConfigError {
-            key: "audit.signing_key_file".into(),
-            message: e.to_string(),
-        })?;
-    }
-    println!("ok: {}", path.display());
-    Ok(())
-}
-
-fn init_key(out: &Path) -> Result<(), Failure> {
-    let public = service::generate_audit_key(out).map_err(anyhow::Error::from)?;
-    println!("audit key written to {}", out.display());
-    println!("public key: {public}");
-    Ok(())
-}
-
-fn dev_init(dir: &Path, listen: SocketAddr, eth: Option<&str>) -> Result<(), Failure> {
-    use anyhow::Context;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let config = dir.join("strongroom.toml");
-    if !config.exists() {
-        std::fs::write(&config, config::dev_config(listen, eth))
-            .with_context(|| format!("writing {}", config.display()))?;
-    }
-    let key = dir.join("audit.key");
-    if !key.exists() {
-        service::generate_audit_key(&key).map_err(anyhow::Error::from)?;
-    }
-    println!("{}", config.display());
-    Ok(())
 }

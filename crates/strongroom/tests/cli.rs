@@ -1465,17 +1465,20 @@ fn policy_approvals_and_freeze_from_the_cli() {
         "a policy admin's proposal waits for an admin"
     );
     let id = p["id"].as_str().unwrap().to_owned();
+    // A vote without the admin's signature does not count.
     let (ok, p) = api(
         &admin,
         "POST",
         &format!("/v1/proposals/{id}/votes"),
         Some(r#"{"vote":"approve"}"#),
     );
-    assert!(ok, "{p}");
-    assert_eq!(p["state"], "applied");
+    assert!(!ok, "{p}");
+    assert_eq!(approve_proposal(&server.base, &admin, &id), "applied");
     let body = serde_json::json!({"change": {"kind": "register_approver_key", "principal": approver_id, "public_key": public}}).to_string();
     let (ok, p) = api(&admin, "POST", "/v1/proposals", Some(&body));
-    assert!(ok && p["state"] == "applied", "{p}");
+    assert!(ok && p["state"] == "open", "{p}");
+    let id = p["id"].as_str().unwrap().to_owned();
+    assert_eq!(approve_proposal(&server.base, &admin, &id), "applied");
 
     let to = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
     let o = strongroom(&[
@@ -1625,13 +1628,17 @@ fn policy_approvals_and_freeze_from_the_cli() {
         proposed.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        stdout(&o).contains("role admin scope global proposal ") && stdout(&o).contains(" applied"),
-        "one admin is the quorum here: {}",
-        stdout(&o)
-    );
+    let out = stdout(&o);
+    let line = out
+        .lines()
+        .find_map(|l| l.strip_prefix("role admin scope global proposal "))
+        .unwrap_or_else(|| panic!("{out}"));
+    let (id, state) = line.split_once(' ').unwrap();
+    assert_eq!(state, "open", "a role waits for the admins' signatures");
+    assert_eq!(approve_proposal(&server.base, &admin, id), "applied");
     let (ok, me) = api(&proposed, "GET", "/v1/me", None);
     assert!(ok, "{me}");
+    assert!(me.to_string().contains("admin"), "{me}");
     server.terminate();
 }
 
@@ -1729,15 +1736,7 @@ impl Custody {
         let (code, p) = c.api(&server, &writer, "POST", "/v1/proposals", Some(&body), None);
         assert_eq!(code, 201, "{p}");
         let id = p["id"].as_str().unwrap().to_owned();
-        let (code, p) = c.api(
-            &server,
-            &c.admin,
-            "POST",
-            &format!("/v1/proposals/{id}/votes"),
-            Some(r#"{"vote":"approve"}"#),
-            None,
-        );
-        assert_eq!((code, p["state"].as_str()), (200, Some("applied")), "{p}");
+        assert_eq!(approve_proposal(&server.base, &c.admin, &id), "applied");
         server.terminate();
         c
     }
@@ -1781,6 +1780,25 @@ impl Custody {
 
 /// `strongroom api`: the status code and the JSON body (`Null` when the
 /// server gave no answer).
+/// An admin approves a governance proposal with `strongroom approve
+/// --proposal` (signed with their API key, their bootstrap signing key);
+/// returns the state it reached.
+fn approve_proposal(base: &str, admin: &Path, id: &str) -> String {
+    let o = strongroom(&[
+        "approve",
+        "--addr",
+        base,
+        "--key-file",
+        admin.to_str().unwrap(),
+        "--proposal",
+        id,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let last = out.lines().last().unwrap_or_default();
+    last.rsplit(' ').next().unwrap_or_default().to_owned()
+}
+
 fn api_call(
     server: &Server,
     key: &Path,
@@ -2165,15 +2183,7 @@ fn bitcoin_withdrawal_through_the_api() {
     let (code, p) = api_call(&server, &writer, "POST", "/v1/proposals", Some(&body), None);
     assert_eq!(code, 201, "{p}");
     let id = p["id"].as_str().unwrap();
-    let (code, _) = api_call(
-        &server,
-        &admin,
-        "POST",
-        &format!("/v1/proposals/{id}/votes"),
-        Some(r#"{"vote":"approve"}"#),
-        None,
-    );
-    assert_eq!(code, 200);
+    assert_eq!(approve_proposal(&server.base, &admin, id), "applied");
 
     // An output of 100 000 sat paying the wallet's address, from the console.
     let txid = "5e".repeat(32);
@@ -2452,19 +2462,13 @@ fn withdrawals_under_threshold_keys_on_ethereum_and_bitcoin() {
     let (code, p) = api_call(&server, &writer, "POST", "/v1/proposals", Some(&body), None);
     assert_eq!(code, 201, "{p}");
     let id = p["id"].as_str().unwrap().to_owned();
-    let (code, p) = api_call(
-        &server,
-        &admin,
-        "POST",
-        &format!("/v1/proposals/{id}/votes"),
-        Some(r#"{"vote":"approve"}"#),
-        None,
-    );
-    assert_eq!((code, p["state"].as_str()), (200, Some("applied")), "{p}");
+    assert_eq!(approve_proposal(&server.base, &admin, &id), "applied");
     for ((_, principal), (_, public)) in approvers.iter().zip(&approver_keys) {
         let body = serde_json::json!({"change": {"kind": "register_approver_key", "principal": principal, "public_key": public}}).to_string();
         let (code, p) = api_call(&server, &admin, "POST", "/v1/proposals", Some(&body), None);
-        assert!(code < 300 && p["state"] == "applied", "{p}");
+        assert!(code < 300 && p["state"] == "open", "{p}");
+        let id = p["id"].as_str().unwrap();
+        assert_eq!(approve_proposal(&server.base, &admin, id), "applied");
     }
 
     // A withdrawal requested by the initiator (201).
