@@ -27,7 +27,7 @@ pub struct NewWebhook {
     /// `http://host[:port]/path`.
     url: String,
     /// Event types (`transfer.state_changed`, `transfer.pending_approval`,
-    /// `transfer.stuck`, `deposit`, `freeze`, `circuit_breaker`) or `*`.
+    /// `transfer.stuck`, `deposit`, `freeze`, `circuit_breaker`, `governance.forged_row`) or `*`.
     events: Vec<String>,
 }
 

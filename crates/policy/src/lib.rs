@@ -24,7 +24,6 @@ pub mod governance;
 pub mod terms;
 
 pub use approval::{ApprovalStatement, Resolved, StatementError, Vote};
-pub use governance::{GovernanceStatement, RecordFields};
 pub use document::{
     ActionKind, DestinationKind, Policy, PolicyDocument, PolicyError, Tier, TxType, WindowPer,
     WindowSpec, WindowUnit,
@@ -32,3 +31,4 @@ pub use document::{
 pub use eval::{
     Decision, Destination, Facts, Outcome, Price, Step, StepResult, WindowTotal, evaluate,
 };
+pub use governance::{GovernanceStatement, RecordFields};

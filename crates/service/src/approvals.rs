@@ -13,9 +13,9 @@ use policy::{Decision, Outcome};
 use serde_json::json;
 use storage::{TransferRow, WriteTx};
 
+use crate::gov_state::GovState;
 use crate::moves::{Move, corrupt, state, transition};
 use crate::record::entry;
-use crate::gov_state::GovState;
 use crate::service::{Service, ServiceError};
 
 /// Whether `t`'s approvals stand at `now`: `Err(why)` if they do not.

@@ -172,7 +172,6 @@ pub(crate) fn canonical_address(
     }
 }
 
-
 impl Change {
     /// Its canonical JSON: what is stored, hashed and signed.
     pub(crate) fn canonical(&self) -> Result<String, ServiceError> {

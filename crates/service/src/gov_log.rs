@@ -214,7 +214,11 @@ impl Service {
             *s = Arc::new(GovState::genesis());
         }
         let state = self.gov().await?;
-        if let Some(anchor) = self.store().latest_audit_details("governance.logged").await? {
+        if let Some(anchor) = self
+            .store()
+            .latest_audit_details("governance.logged")
+            .await?
+        {
             let v: serde_json::Value = serde_json::from_str(&anchor).unwrap_or_default();
             let (seq, hash) = (v["seq"].as_u64(), v["hash"].as_str());
             if seq != Some(state.head_seq) || hash != Some(hex::encode(state.head_hash).as_str()) {
@@ -233,7 +237,11 @@ impl Service {
 
     /// The MAC key, or `Sealed` (records of one person or the quorum are
     /// written only by an unsealed server).
-    fn mac_for(&self, authority: Authority, hash: &[u8; 32]) -> Result<Option<String>, ServiceError> {
+    fn mac_for(
+        &self,
+        authority: Authority,
+        hash: &[u8; 32],
+    ) -> Result<Option<String>, ServiceError> {
         match self.mac_key() {
             Some(k) => Ok(Some(mac_of(&k, hash))),
             None if matches!(authority, Authority::Bootstrap | Authority::Console) => Ok(None),
@@ -317,7 +325,8 @@ impl Service {
         rows.sort_by_key(|g| (g.role().as_str(), g.scope().to_string()));
         let logged = gov.grants_of(who, now);
         if rows != logged {
-            self.raise(grants_forgery(who, &rows, &logged), false).await?;
+            self.raise(grants_forgery(who, &rows, &logged), false)
+                .await?;
         }
         Ok(logged.into_iter().filter(|g| rows.contains(g)).collect())
     }
@@ -353,7 +362,9 @@ impl Service {
                     table: "api_keys",
                     key: id.to_string(),
                     wallet: None,
-                    found: row.as_ref().map_or_else(|| "no row".into(), |r| format!("{r:?}")),
+                    found: row
+                        .as_ref()
+                        .map_or_else(|| "no row".into(), |r| format!("{r:?}")),
                     expected: logged.map_or_else(|| "no key".into(), |l| format!("{l:?}")),
                 },
                 false,
@@ -458,32 +469,59 @@ impl Service {
         let logged_keys = state.approver_keys();
         for (who, key) in &rows.approver_keys {
             if logged_keys.get(who) != Some(key) {
-                found.push(plain("approver_keys", who.to_string(), key.clone(), "the logged key"));
+                found.push(plain(
+                    "approver_keys",
+                    who.to_string(),
+                    key.clone(),
+                    "the logged key",
+                ));
             }
         }
         for (v, digest) in &rows.policies {
             if state.policy(*v).is_none_or(|p| p.digest != *digest) {
-                found.push(plain("policies", v.to_string(), digest.clone(), "the logged digest"));
+                found.push(plain(
+                    "policies",
+                    v.to_string(),
+                    digest.clone(),
+                    "the logged digest",
+                ));
             }
         }
         for w in self.store().whitelist().await? {
             let ok = state.addresses().get(&w.id).is_some_and(|a| {
-                !a.removed && a.network == w.network && a.address == w.address
+                !a.removed
+                    && a.network == w.network
+                    && a.address == w.address
                     && a.group == w.group
                     && a.usable_from == w.usable_from
             });
             if !ok {
-                found.push(plain("whitelist", w.id.clone(), w.address.clone(), "no such entry"));
+                found.push(plain(
+                    "whitelist",
+                    w.id.clone(),
+                    w.address.clone(),
+                    "no such entry",
+                ));
             }
         }
         for (asset, micro) in &rows.prices {
             if state.price(asset).map(|(m, _)| m) != Some(*micro) {
-                found.push(plain("prices", asset.clone(), micro.to_string(), "the logged price"));
+                found.push(plain(
+                    "prices",
+                    asset.clone(),
+                    micro.to_string(),
+                    "the logged price",
+                ));
             }
         }
         for (wallet, tier) in &rows.tiers {
             if state.tier(*wallet) != tier {
-                let mut f = plain("wallets", wallet.to_string(), tier.clone(), state.tier(*wallet));
+                let mut f = plain(
+                    "wallets",
+                    wallet.to_string(),
+                    tier.clone(),
+                    state.tier(*wallet),
+                );
                 f.wallet = Some(*wallet);
                 found.push(f);
             }
@@ -528,7 +566,10 @@ pub(crate) fn grants_forgery(
             Scope::Global => None,
         })
         .collect();
-    let wallet = match (wallets.len(), differing.iter().all(|g| g.scope() != Scope::Global)) {
+    let wallet = match (
+        wallets.len(),
+        differing.iter().all(|g| g.scope() != Scope::Global),
+    ) {
         (1, true) => wallets.into_iter().next(),
         _ => None,
     };

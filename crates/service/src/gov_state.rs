@@ -550,7 +550,6 @@ impl GovState {
                 .any(|g| g.role() == Role::Admin && g.scope() == Scope::Global)
     }
 
-
     pub(crate) fn api_key(&self, id: &str) -> Option<&KeyState> {
         self.api_keys.get(id)
     }
@@ -605,10 +604,7 @@ impl GovState {
         self.grants.keys()
     }
 
-
     pub(crate) fn approver_keys(&self) -> &BTreeMap<Actor, String> {
         &self.approver_keys
     }
-
-
 }

@@ -13,10 +13,10 @@ use crate::access::{Can, Principal, perm};
 pub use crate::changes::Change;
 use crate::changes::{canonical_address, grant_of, invalid, price_of, principal_of, public_key_of};
 use crate::error::{ApprovalError, AuthError};
-use crate::gov_log::Forgery;
-use crate::gov_state::{Authority, Content, Effects, SignedVote};
 use crate::freezes::check_label;
 pub use crate::freezes::{FreezeScope, Placed};
+use crate::gov_log::Forgery;
+use crate::gov_state::{Authority, Content, Effects, SignedVote};
 use crate::record::entry;
 use crate::service::{Service, ServiceError};
 pub use crate::settings::GovernanceConfig;
@@ -72,9 +72,8 @@ pub struct ProposalView {
 impl ProposalView {
     /// The change it proposes.
     pub fn change(&self) -> Result<Change, ServiceError> {
-        serde_json::from_str(&self.proposal.payload).map_err(|e| {
-            StorageError::Corrupt(format!("proposal payload: {e}")).into()
-        })
+        serde_json::from_str(&self.proposal.payload)
+            .map_err(|e| StorageError::Corrupt(format!("proposal payload: {e}")).into())
     }
 
     /// What an admin signs to approve (or veto) it.
@@ -507,8 +506,15 @@ impl Service {
             effects,
         };
         entries.extend(
-            self.log_governance(tx, Authority::Quorum, &Actor::System, &content, &counted, now)
-                .await?,
+            self.log_governance(
+                tx,
+                Authority::Quorum,
+                &Actor::System,
+                &content,
+                &counted,
+                now,
+            )
+            .await?,
         );
         entries.push(entry(
             &Actor::System,

@@ -723,7 +723,13 @@ impl Can<'_, perm::ManageApiKeys> {
             json!({}),
         )?;
         let mut tx = self.svc.store().begin().await?;
-        if self.svc.gov_in(&mut tx).await?.api_key(&id.to_string()).is_none() {
+        if self
+            .svc
+            .gov_in(&mut tx)
+            .await?
+            .api_key(&id.to_string())
+            .is_none()
+        {
             return Err(StorageError::NotFound { what: "API key" }.into());
         }
         tx.revoke_api_key(id, now).await?;

@@ -65,10 +65,10 @@
 mod access;
 mod approvals;
 mod audit_key;
-mod changes;
 pub mod balances;
 pub mod btc;
 pub mod btc_transfers;
+mod changes;
 mod checkpoints;
 mod clock;
 pub mod crash;

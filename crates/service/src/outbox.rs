@@ -16,6 +16,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "deposit",
     "freeze",
     "circuit_breaker",
+    "governance.forged_row",
 ];
 
 /// Writes an event to the outbox inside `tx`.

@@ -24,6 +24,8 @@ pub struct Payer {
     wallet: WalletId,
     initiator: (SigningKey, String),
     admin: (SigningKey, String),
+    /// A policy admin.
+    writer: (SigningKey, String),
     nonce: AtomicU64,
 }
 
@@ -124,9 +126,10 @@ impl Payer {
             wallet,
             initiator,
             admin,
+            writer,
             nonce: AtomicU64::new(0),
         };
-        let who = payer.principal(&writer).await;
+        let who = payer.principal(&payer.writer).await;
         let p = svc
             .propose(
                 &who,
@@ -169,6 +172,53 @@ impl Payer {
             })
             .await
             .unwrap_or_else(|e| panic!("authentication: {e}"))
+    }
+
+    /// The principal of a request signed with `key` (API key `id`), as
+    /// the HTTP layer authenticates it.
+    pub async fn signed_as(&self, key: &SigningKey, id: &str) -> Result<Principal, ServiceError> {
+        let n = self.nonce.fetch_add(1, Ordering::SeqCst);
+        let nonce = format!("payer-{n:016}");
+        let ts = self.svc.now().as_millis().to_string();
+        let m = request_message("POST", "/v1/x", "", b"", &ts, &nonce, "");
+        let sig = data_encoding::BASE64.encode(&key.sign(&m).to_bytes());
+        self.svc
+            .authenticate_request(&SignedRequest {
+                key_id: id,
+                timestamp_ms: &ts,
+                nonce: &nonce,
+                signature: &sig,
+                method: "POST",
+                path: "/v1/x",
+                query: "",
+                body: b"",
+                idempotency_key: None,
+            })
+            .await
+    }
+
+    /// A change proposed (by the policy admin, or the admin for roles and
+    /// keys) and approved by the admin (the quorum here).
+    pub async fn govern(&self, change: Change) -> ProposalView {
+        let admin = self.admin().await;
+        let proposer = match change {
+            Change::SetPolicy { .. }
+            | Change::AddAddress { .. }
+            | Change::RemoveAddress { .. }
+            | Change::SetPrice { .. } => self.principal(&self.writer).await,
+            _ => admin.clone(),
+        };
+        let p = self
+            .svc
+            .propose(&proposer, change)
+            .await
+            .unwrap_or_else(|e| panic!("propose: {e}"));
+        approve(&self.svc, &admin, &self.admin.0, &p.proposal.id).await
+    }
+
+    /// The initiator's API key id.
+    pub fn initiator_id(&self) -> &str {
+        &self.initiator.1
     }
 
     /// The initiator's principal.

@@ -117,9 +117,7 @@ impl Service {
                 expected: logged_tier.to_owned(),
             });
         }
-        let tier: policy::Tier = logged_tier
-            .parse()
-            .map_err(|e| corrupt("wallet tier", e))?;
+        let tier: policy::Tier = logged_tier.parse().map_err(|e| corrupt("wallet tier", e))?;
         tx.lock_names(&[
             format!("initiator:{who}"),
             format!("destination:{}", p.destination_key),
@@ -677,7 +675,11 @@ impl Can<'_, perm::ApproveTransfer> {
             .await?
             .ok_or(ApprovalError::NoApproverKey)?;
         // The key must be the one the verified governance log gave them.
-        let logged = svc.gov_in(&mut tx).await?.approver_key(who).map(str::to_owned);
+        let logged = svc
+            .gov_in(&mut tx)
+            .await?
+            .approver_key(who)
+            .map(str::to_owned);
         if logged.as_deref() != Some(key.public_key.as_str()) {
             svc.raise(
                 Forgery {

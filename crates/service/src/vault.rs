@@ -62,9 +62,7 @@ pub(crate) fn status(vault: &Vault) -> SealStatus {
 
 impl Opened {
     /// The key of the governance log's MACs.
-    pub(crate) fn governance_mac_key(
-        &self,
-    ) -> Result<zeroize::Zeroizing<[u8; 32]>, ServiceError> {
+    pub(crate) fn governance_mac_key(&self) -> Result<zeroize::Zeroizing<[u8; 32]>, ServiceError> {
         let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(&self.keystore_id), self.root.expose());
         let mut out = zeroize::Zeroizing::new([0u8; 32]);
         hk.expand(b"strongroom/governance-mac/v1", out.as_mut())

@@ -279,7 +279,11 @@ impl Fixture {
             };
             if p1.state == "open" {
                 let a2 = self.who(&self.admin2).await;
-                return self.gov_vote(&self.admin2, &a2, &p.id, true).await.unwrap().proposal;
+                return self
+                    .gov_vote(&self.admin2, &a2, &p.id, true)
+                    .await
+                    .unwrap()
+                    .proposal;
             }
             return p1;
         }
@@ -438,7 +442,11 @@ async fn approvals_governance_and_freeze(f: Fixture) {
         .unwrap();
     assert_eq!(p.proposal.state, "open");
     // Only admins vote; the policy admin cannot approve their own proposal.
-    assert!(f.gov_vote(&f.policy_admin, &who, &p.proposal.id, true).await.is_err());
+    assert!(
+        f.gov_vote(&f.policy_admin, &who, &p.proposal.id, true)
+            .await
+            .is_err()
+    );
     let a1 = f.who(&f.admin1).await;
     assert_eq!(
         f.gov_vote(&f.admin1, &a1, &p.proposal.id, true)
@@ -449,7 +457,11 @@ async fn approvals_governance_and_freeze(f: Fixture) {
         "open"
     );
     // The same admin counts once.
-    assert!(f.gov_vote(&f.admin1, &a1, &p.proposal.id, true).await.is_err());
+    assert!(
+        f.gov_vote(&f.admin1, &a1, &p.proposal.id, true)
+            .await
+            .is_err()
+    );
     assert!(f.db.store.current_policy().await.unwrap().is_none());
     let a2 = f.who(&f.admin2).await;
     assert_eq!(
@@ -476,7 +488,8 @@ async fn approvals_governance_and_freeze(f: Fixture) {
         )
         .await
         .unwrap();
-    let v = f.gov_vote(&f.admin2, &f.who(&f.admin2).await, &p.proposal.id, false)
+    let v = f
+        .gov_vote(&f.admin2, &f.who(&f.admin2).await, &p.proposal.id, false)
         .await
         .unwrap();
     assert_eq!(v.proposal.state, "vetoed");
@@ -964,9 +977,14 @@ async fn a_policy_change_racing_transfers_never_reaches_judged_ones(f: Fixture) 
         .propose(&who, Change::SetPolicy { document: strict })
         .await
         .unwrap();
-    f.gov_vote(&f.admin1, &f.who(&f.admin1).await, &proposal.proposal.id, true)
-        .await
-        .unwrap();
+    f.gov_vote(
+        &f.admin1,
+        &f.who(&f.admin1).await,
+        &proposal.proposal.id,
+        true,
+    )
+    .await
+    .unwrap();
     let a2 = f.who(&f.admin2).await;
     let mut initiators = Vec::new();
     for _ in 0..8 {
@@ -1174,13 +1192,19 @@ async fn only_current_admins_make_the_quorum(f: Fixture) {
         .revoke_api_key(f.admin1.id.parse().unwrap())
         .await
         .unwrap();
-    let v = f.gov_vote(&f.admin2, &a2, &p.proposal.id, true).await.unwrap();
+    let v = f
+        .gov_vote(&f.admin2, &a2, &p.proposal.id, true)
+        .await
+        .unwrap();
     assert_eq!(
         v.proposal.state, "open",
         "a revoked admin key's vote lapses"
     );
     // A decided proposal takes no more votes: a conflict.
-    let v = f.gov_vote(&f.admin2, &a2, &p.proposal.id, false).await.unwrap();
+    let v = f
+        .gov_vote(&f.admin2, &a2, &p.proposal.id, false)
+        .await
+        .unwrap();
     assert_eq!(v.proposal.state, "vetoed");
     assert!(matches!(
         f.gov_vote(&f.admin2, &a2, &p.proposal.id, true).await,

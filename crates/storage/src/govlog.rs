@@ -173,7 +173,10 @@ pub struct GovernedRows {
 impl Store {
     /// Every governed row in force at `now` (API keys and the address book
     /// have their own listings).
-    pub async fn governed_rows(&self, now: domain::Timestamp) -> Result<GovernedRows, StorageError> {
+    pub async fn governed_rows(
+        &self,
+        now: domain::Timestamp,
+    ) -> Result<GovernedRows, StorageError> {
         use crate::row::{corrupt, parsed};
         let grants = sqlx::query(
             "SELECT principal, role, scope FROM grants \
@@ -212,9 +215,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(|r| {
-                Ok((r.try_get("asset")?, parsed(r, "micro_usd")?))
-            })
+            .map(|r| Ok((r.try_get("asset")?, parsed(r, "micro_usd")?)))
             .collect::<Result<_, StorageError>>()?;
         let tiers = sqlx::query("SELECT id, tier FROM wallets")
             .fetch_all(&self.pool)
