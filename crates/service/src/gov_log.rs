@@ -89,6 +89,11 @@ impl Service {
         }
     }
 
+    #[cfg(feature = "testing")]
+    pub(crate) fn governance_mac_for_tests(&self, hash: &[u8; 32]) -> Option<String> {
+        self.mac_key().map(|k| mac_of(&k, hash))
+    }
+
     fn mac_key(&self) -> Option<Zeroizing<MacKey>> {
         self.gov_holder().key.read().ok().and_then(|k| k.clone())
     }

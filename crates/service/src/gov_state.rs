@@ -550,6 +550,15 @@ impl GovState {
                 .any(|g| g.role() == Role::Admin && g.scope() == Scope::Global)
     }
 
+    /// The admins at `at`.
+    pub(crate) fn admins(&self, at: Timestamp) -> BTreeSet<Actor> {
+        self.grants
+            .keys()
+            .filter(|a| self.is_admin(a, at))
+            .cloned()
+            .collect()
+    }
+
     pub(crate) fn api_key(&self, id: &str) -> Option<&KeyState> {
         self.api_keys.get(id)
     }

@@ -391,6 +391,9 @@ impl Service {
             } => {
                 let a = principal_of(principal)?;
                 let g = grant_of(role, scope)?;
+                if g.role() == Role::Admin && g.scope() == Scope::Global {
+                    self.keeps_quorum(&a).await?;
+                }
                 format!("revoke {} at {} from {a}", g.role(), g.scope())
             }
             Change::RegisterApproverKey {
@@ -403,6 +406,7 @@ impl Service {
             }
             Change::RevokeApproverKey { principal } => {
                 let a = principal_of(principal)?;
+                self.keeps_quorum(&a).await?;
                 format!("revoke the approver key of {a}")
             }
             Change::SetWalletTier { wallet, tier } => {
@@ -436,6 +440,26 @@ impl Service {
                 )
             }
         })
+    }
+
+    /// Refuses a change that would leave fewer admins with a signing key
+    /// than the quorum: governance could never act again.
+    async fn keeps_quorum(&self, leaving: &Actor) -> Result<(), ServiceError> {
+        let gov = self.gov().await?;
+        let now = self.now();
+        let quorum = self.governance()?.admin_quorum.max(1) as usize;
+        let remaining = gov
+            .admins(now)
+            .into_iter()
+            .filter(|a| a != leaving && gov.approver_key(a).is_some())
+            .count();
+        if remaining < quorum {
+            return Err(invalid(format!(
+                "it would leave {remaining} admins with a signing key, fewer than the quorum \
+                 ({quorum}): governance could not act again"
+            )));
+        }
+        Ok(())
     }
 
     /// Applies the change if the current admins' approvals reach the quorum.

@@ -30,6 +30,9 @@ storage::on_both!(
     a_swapped_approver_key_approves_nothing,
     every_governed_table_is_compared_with_the_log,
     a_forged_log_record_stops_the_replay_and_freezes_everything,
+    a_mac_alone_makes_no_record_count,
+    a_rolled_back_log_is_caught_at_the_next_unseal,
+    governance_keeps_enough_signing_keys_to_act,
 );
 
 const ETHER: u128 = 1_000_000_000_000_000_000;
@@ -43,6 +46,7 @@ struct Fixture {
     db: TestDb,
     svc: Service,
     payer: Payer,
+    shares: Vec<keys::shamir::UnsealShare>,
     _anvil: Anvil,
     _dir: tempfile::TempDir,
 }
@@ -55,7 +59,8 @@ async fn fixture(db: TestDb) -> Fixture {
         Arc::new(SystemClock),
         Checkpointer::for_tests(dir.path(), 8, 1000),
     );
-    for s in &svc.init_keystore(&alice(), 2, 2).await.unwrap() {
+    let shares = svc.init_keystore(&alice(), 2, 2).await.unwrap();
+    for s in &shares {
         svc.unseal(&Actor::Anonymous, s).await.unwrap();
     }
     let client = Arc::new(
@@ -110,6 +115,7 @@ async fn fixture(db: TestDb) -> Fixture {
         db,
         svc,
         payer,
+        shares,
         _anvil: anvil,
         _dir: dir,
     }
@@ -184,6 +190,43 @@ impl Fixture {
             .query_text("SELECT CAST(COUNT(*) AS TEXT) FROM eth_attempts WHERE raw IS NOT NULL")
             .await
             .unwrap()
+    }
+}
+
+impl Fixture {
+    /// Appends a record after the head by SQL, chained correctly, with the
+    /// MAC given; returns its hash.
+    async fn append_record(&self, authority: &str, content: &str, mac: Option<String>) {
+        let (seq, head) = self.sql().governance_head().await.unwrap();
+        let prev: [u8; 32] = hex::decode(&head).unwrap().try_into().unwrap();
+        let fields = policy::RecordFields {
+            seq: seq + 1,
+            prev_hash: prev,
+            time_ms: 0,
+            authority,
+            actor: "system",
+            content,
+            approvals: "[]",
+        };
+        let hash = fields.hash();
+        let mac = match mac.or_else(|| service::testing::governance_mac(&self.svc, &hash)) {
+            Some(m) if authority != "bootstrap" => format!("'{m}'"),
+            _ => "NULL".into(),
+        };
+        self.exec(&format!(
+            "INSERT INTO governance_log (seq, time_ms, authority, actor, content, approvals, \
+             prev_hash, hash, mac) VALUES ({}, 0, '{authority}', 'system', '{content}', '[]', \
+             '{head}', '{}', {mac})",
+            seq + 1,
+            hex::encode(hash)
+        ))
+        .await;
+        self.exec(&format!(
+            "UPDATE governance_head SET seq = {}, hash = '{}' WHERE id = 1",
+            seq + 1,
+            hex::encode(hash)
+        ))
+        .await;
     }
 }
 
@@ -448,32 +491,10 @@ async fn a_forged_log_record_stops_the_replay_and_freezes_everything(f: Fixture)
     // the bootstrap closed with the first applied proposal, so it counts
     // for nothing.
     let (_, id) = f.viewer(32).await;
-    let (seq, head) = f.sql().governance_head().await.unwrap();
-    let prev: [u8; 32] = hex::decode(&head).unwrap().try_into().unwrap();
     let content = format!(
         r#"{{"grant":{{"principal":"api-key:{id}","role":"admin","scope":"global","until_ms":null}}}}"#
     );
-    let fields = policy::RecordFields {
-        seq: seq + 1,
-        prev_hash: prev,
-        time_ms: 0,
-        authority: "bootstrap",
-        actor: "system",
-        content: &content,
-        approvals: "[]",
-    };
-    let hash = hex::encode(fields.hash());
-    f.exec(&format!(
-        "INSERT INTO governance_log (seq, time_ms, authority, actor, content, approvals, prev_hash, \
-         hash, mac) VALUES ({}, 0, 'bootstrap', 'system', '{content}', '[]', '{head}', '{hash}', NULL)",
-        seq + 1
-    ))
-    .await;
-    f.exec(&format!(
-        "UPDATE governance_head SET seq = {}, hash = '{hash}' WHERE id = 1",
-        seq + 1
-    ))
-    .await;
+    f.append_record("bootstrap", &content, None).await;
     f.exec(&grant_sql(&format!("api-key:{id}"), "admin", "global"))
         .await;
     let who = f
@@ -504,4 +525,108 @@ async fn a_forged_log_record_stops_the_replay_and_freezes_everything(f: Fixture)
             .await
             .is_err()
     );
+}
+
+async fn a_mac_alone_makes_no_record_count(f: Fixture) {
+    // Whoever holds the MAC key (the console, the database and the HSM PIN
+    // of an auto-unsealed server) writes a quorum record with a valid MAC
+    // and no admin's signature: it counts for nothing.
+    let (key, id) = f.viewer(41).await;
+    let (seq, head) = f.sql().governance_head().await.unwrap();
+    let content = format!(
+        r#"{{"proposal":{{"id":"01900000-0000-7000-8000-0000000000bb","change":{{"kind":"grant","principal":"api-key:{id}","role":"admin","scope":"global","until_ms":null}},"base_seq":{seq},"base_hash":"{head}","quorum":1,"effects":{{}}}}}}"#
+    );
+    f.append_record("quorum", &content, None).await;
+    f.exec(&grant_sql(&format!("api-key:{id}"), "admin", "global"))
+        .await;
+    let who = f.payer.signed_as(&key, &id).await.unwrap();
+    assert!(who.grants().iter().all(|g| g.role() == Role::Viewer));
+    assert!(f.globally_frozen().await);
+    assert!(
+        f.forged_tables()
+            .await
+            .iter()
+            .any(|t| t == "governance_log")
+    );
+}
+
+async fn a_rolled_back_log_is_caught_at_the_next_unseal(f: Fixture) {
+    // A revocation, then someone with the database removes it from the log
+    // (and the table), the head rewound.
+    let (key, id) = f.viewer(51).await;
+    let revoker = f.payer.admin().await;
+    f.svc
+        .authorize::<perm::ManageApiKeys>(&revoker, None)
+        .unwrap()
+        .revoke_api_key(id.parse().unwrap())
+        .await
+        .unwrap();
+    assert!(f.payer.signed_as(&key, &id).await.is_err(), "revoked");
+    let (seq, _) = f.sql().governance_head().await.unwrap();
+    let before: String = f
+        .sql()
+        .query_text(&format!(
+            "SELECT hash FROM governance_log WHERE seq = {}",
+            seq - 1
+        ))
+        .await
+        .unwrap();
+    let unlock = match f.sql().backend() {
+        storage::Backend::Sqlite => "DROP TRIGGER governance_log_append_only_delete",
+        storage::Backend::Postgres => "ALTER TABLE governance_log DISABLE TRIGGER USER",
+    };
+    f.exec(unlock).await;
+    f.exec(&format!("DELETE FROM governance_log WHERE seq = {seq}"))
+        .await;
+    f.exec(&format!(
+        "UPDATE governance_head SET seq = {}, hash = '{before}' WHERE id = 1",
+        seq - 1
+    ))
+    .await;
+    f.exec(&format!(
+        "UPDATE api_keys SET revoked_at_ms = NULL WHERE id = '{id}'"
+    ))
+    .await;
+    // A server that saw the revocation refuses the rewound head.
+    assert!(f.payer.signed_as(&key, &id).await.is_err());
+    assert!(f.globally_frozen().await);
+    // So does a server started afterwards: the audit log's anchor names
+    // the head the log had.
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = Service::new(
+        f.db.store.clone(),
+        Arc::new(SystemClock),
+        Checkpointer::for_tests(dir.path(), 8, 1000),
+    );
+    for s in &f.shares {
+        fresh.unseal(&Actor::Anonymous, s).await.unwrap();
+    }
+    let anchors = f
+        .forged_tables()
+        .await
+        .iter()
+        .filter(|t| *t == "governance_log")
+        .count();
+    assert!(anchors >= 2, "{anchors}");
+}
+
+async fn governance_keeps_enough_signing_keys_to_act(f: Fixture) {
+    // The one admin's signing key (the quorum is one): revoking it, or the
+    // admin role itself, would leave governance unable to act again.
+    let admin = f.payer.admin().await;
+    for change in [
+        Change::RevokeApproverKey {
+            principal: admin.actor().to_string(),
+        },
+        Change::Revoke {
+            principal: admin.actor().to_string(),
+            role: "admin".into(),
+            scope: "global".into(),
+        },
+    ] {
+        assert!(matches!(
+            f.svc.propose(&admin, change).await,
+            Err(ServiceError::Invalid(m)) if m.contains("quorum")
+        ));
+    }
 }

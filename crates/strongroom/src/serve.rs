@@ -370,6 +370,12 @@ pub(crate) fn run(c: Config) -> Result<(), Failure> {
                     if let Err(e) = svc.checkpoint_tick().await {
                         tracing::error!(error = %e, "periodic audit checkpoint failed");
                     }
+                    // Governed rows edited in the database are raised even
+                    // where no request reads them.
+                    match svc.governance_sweep().await {
+                        Ok(()) | Err(service::ServiceError::Sealed) => {}
+                        Err(e) => tracing::error!(error = %e, "governance sweep failed"),
+                    }
                 }
             }
         });
