@@ -26,8 +26,12 @@
 //!    judged transfer's approvals still stand), `threshold` (the signer
 //!    nodes as a key backend), `checkpoints` (signed checkpoints of the
 //!    audit chain, `verify_audit`), `limiter` (bounded rate limits),
-//!    `webhook_target` (where a webhook may be delivered), `audit_key`,
-//!    `clock`, `crash`, `totp`.
+//!    `webhook_target` (where a webhook may be delivered), `changes` (what a
+//!    governance proposal may change, and its checks), `gov_state` (the
+//!    governance log replayed and verified: what every decision reads),
+//!    `gov_log` (records appended with their change, the state kept at the
+//!    log's head, forged rows raised and frozen), `audit_key`, `clock`,
+//!    `crash`, `totp`.
 //! 2. **vault** — `keystore`: init, unseal (Shamir shares), auto-unseal,
 //!    seal, KEK rotation, and `sign_checked`, the vault's signer (seal, key
 //!    state, purpose, cryptoperiod, freezes — under the vault lock a freeze
