@@ -6,7 +6,7 @@ use domain::{Actor, Grant, Permission, Role, Scope};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::service::ServiceError;
+use crate::error::ServiceError;
 
 /// A change that needs the admin quorum.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

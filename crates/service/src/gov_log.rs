@@ -13,40 +13,12 @@ use storage::{GovRecordRow, WriteTx};
 use zeroize::Zeroizing;
 
 use crate::freezes::{FreezeScope, new_freeze, place_in};
-use crate::gov_state::{Authority, Content, GovState, MacKey, SignedVote, mac_of};
+use crate::gov_state::{Authority, Content, Gov, GovState, MacKey, SignedVote, mac_of};
 use crate::record::entry;
 use crate::service::{Service, ServiceError};
 
 /// Records read at a time when the state catches up.
 const PAGE: u32 = 1000;
-
-/// The process's copy of the verified state, and the MAC key while
-/// unsealed.
-pub(crate) struct Gov {
-    key: std::sync::RwLock<Option<Zeroizing<MacKey>>>,
-    state: std::sync::RwLock<Arc<GovState>>,
-    loading: tokio::sync::Mutex<()>,
-    /// Forgeries already raised by this process, and one raise at a time
-    /// (a second raise of the same waits for the first to commit).
-    alerted: tokio::sync::Mutex<BTreeSet<String>>,
-}
-
-impl Default for Gov {
-    fn default() -> Self {
-        Gov {
-            key: Default::default(),
-            state: std::sync::RwLock::new(Arc::new(GovState::genesis())),
-            loading: Default::default(),
-            alerted: Default::default(),
-        }
-    }
-}
-
-impl std::fmt::Debug for Gov {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gov").finish_non_exhaustive()
-    }
-}
 
 /// A governed row that is not what the verified log says.
 #[derive(Debug, Clone)]

@@ -20,6 +20,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use storage::GovRecordRow;
+use zeroize::Zeroizing;
 
 use crate::changes::{Change, canonical_address, grant_of, price_of, principal_of};
 
@@ -426,7 +427,7 @@ impl GovState {
         effects: &Effects,
         at: Timestamp,
     ) -> Result<(), String> {
-        let text = |e: crate::service::ServiceError| e.to_string();
+        let text = |e: crate::error::ServiceError| e.to_string();
         match change {
             Change::SetPolicy { document } => {
                 let p = policy::Policy::parse(document).map_err(|e| e.to_string())?;
@@ -615,5 +616,33 @@ impl GovState {
 
     pub(crate) fn approver_keys(&self) -> &BTreeMap<Actor, String> {
         &self.approver_keys
+    }
+}
+
+/// The process's copy of the verified state, and the MAC key while
+/// unsealed.
+pub(crate) struct Gov {
+    pub(crate) key: std::sync::RwLock<Option<Zeroizing<MacKey>>>,
+    pub(crate) state: std::sync::RwLock<Arc<GovState>>,
+    pub(crate) loading: tokio::sync::Mutex<()>,
+    /// Forgeries already raised by this process, and one raise at a time
+    /// (a second raise of the same waits for the first to commit).
+    pub(crate) alerted: tokio::sync::Mutex<BTreeSet<String>>,
+}
+
+impl Default for Gov {
+    fn default() -> Self {
+        Gov {
+            key: Default::default(),
+            state: std::sync::RwLock::new(Arc::new(GovState::genesis())),
+            loading: Default::default(),
+            alerted: Default::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Gov {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gov").finish_non_exhaustive()
     }
 }

@@ -83,7 +83,7 @@ struct Inner {
     /// The signer nodes of threshold keys, once configured.
     threshold: std::sync::OnceLock<Arc<crate::threshold::ThresholdKeys>>,
     /// The verified governance state and the governance MAC key.
-    gov: crate::gov_log::Gov,
+    gov: crate::gov_state::Gov,
 }
 
 impl Service {
@@ -223,7 +223,7 @@ impl Service {
         &self.inner.vault
     }
 
-    pub(crate) fn governance_state(&self) -> &crate::gov_log::Gov {
+    pub(crate) fn governance_state(&self) -> &crate::gov_state::Gov {
         &self.inner.gov
     }
 
