@@ -85,7 +85,18 @@ impl Service {
             return Ok(s);
         }
         let _one = self.gov_holder().loading.lock().await;
-        let mut state = GovState::clone(&self.current());
+        // Read again under the lock: another caller may have caught up, and
+        // a head read before waiting could look older than what it saw.
+        let head = self.store().governance_head().await?;
+        if let Some(s) = self.up_to_date(&head) {
+            return Ok(s);
+        }
+        let seen = self.current();
+        if let Some(f) = rolled_back(&seen, &head) {
+            self.raise(f, false).await?;
+            return Ok(seen);
+        }
+        let mut state = GovState::clone(&seen);
         let key = self.mac_key();
         while state.broken.is_none() && state.head_seq < head.0 {
             let page = self.store().governance_after(state.head_seq, PAGE).await?;
@@ -94,17 +105,33 @@ impl Service {
             }
             state.replay(&page, key.as_deref());
         }
-        self.settle(state, &head, false).await
+        let state = Arc::new(state);
+        if let Ok(mut s) = self.gov_holder().state.write()
+            && state.head_seq >= s.head_seq
+        {
+            *s = state.clone();
+        }
+        if let Some(why) = &state.broken {
+            self.raise(broken_log(why), false).await?;
+        }
+        Ok(state)
     }
 
     /// The verified governance state at the head this transaction sees.
+    /// Never kept for others: it may include this transaction's own,
+    /// uncommitted records. An alarm it finds is raised by a task of its
+    /// own (raising takes a transaction too).
     pub(crate) async fn gov_in(&self, tx: &mut WriteTx) -> Result<Arc<GovState>, ServiceError> {
         let head = tx.governance_head_in_tx().await?;
         if let Some(s) = self.up_to_date(&head) {
             return Ok(s);
         }
-        let _one = self.gov_holder().loading.lock().await;
-        let mut state = GovState::clone(&self.current());
+        let seen = self.current();
+        if let Some(f) = rolled_back(&seen, &head) {
+            self.raise(f, true).await?;
+            return Ok(seen);
+        }
+        let mut state = GovState::clone(&seen);
         let key = self.mac_key();
         while state.broken.is_none() && state.head_seq < head.0 {
             let page = tx.governance_after_in_tx(state.head_seq, PAGE).await?;
@@ -113,59 +140,16 @@ impl Service {
             }
             state.replay(&page, key.as_deref());
         }
-        self.settle(state, &head, true).await
+        if let Some(why) = &state.broken {
+            self.raise(broken_log(why), true).await?;
+        }
+        Ok(Arc::new(state))
     }
 
     fn up_to_date(&self, head: &(u64, String)) -> Option<Arc<GovState>> {
         let s = self.current();
         (s.head_seq == head.0 && hex::encode(s.head_hash) == head.1 && s.broken.is_none())
             .then_some(s)
-    }
-
-    /// Keeps the state replayed up to `head`, or raises what is wrong with
-    /// the log: a record that fails (the state stops before it) or a head
-    /// behind what this process saw (a rollback). Inside a transaction the
-    /// alarm is raised by a task of its own (it needs a transaction too).
-    async fn settle(
-        &self,
-        state: GovState,
-        head: &(u64, String),
-        in_tx: bool,
-    ) -> Result<Arc<GovState>, ServiceError> {
-        let seen = self.current();
-        let rolled_back = head.0 < seen.head_seq
-            || (head.0 == state.head_seq && hex::encode(state.head_hash) != head.1);
-        let state = Arc::new(state);
-        if !rolled_back
-            && let Ok(mut s) = self.gov_holder().state.write()
-            && state.head_seq >= s.head_seq
-        {
-            *s = state.clone();
-        }
-        let problem = match (&state.broken, rolled_back) {
-            (Some(why), _) => Some(why.clone()),
-            (None, true) => Some(format!(
-                "the governance log's head is {} where this server saw {}: it was rolled back or \
-                 rewritten",
-                head.0, seen.head_seq
-            )),
-            (None, false) => None,
-        };
-        if let Some(why) = problem {
-            self.raise(
-                Forgery {
-                    table: "governance_log",
-                    key: head.0.to_string(),
-                    wallet: None,
-                    found: why,
-                    expected: format!("a log that verifies up to {}", seen.head_seq),
-                },
-                in_tx,
-            )
-            .await?;
-            return Ok(if rolled_back { seen } else { state });
-        }
-        Ok(state)
     }
 
     /// [`forged`](Self::forged) now, or (inside a transaction, which on
@@ -242,9 +226,10 @@ impl Service {
         };
         let content = canonical(serde_json::to_value(content).map_err(invalid)?)?;
         let approvals = canonical(serde_json::to_value(approvals).map_err(invalid)?)?;
-        // Read before the append: the state never sees an uncommitted record.
-        let closes = authority == Authority::Quorum && !self.gov_in(tx).await?.bootstrap_closed;
         let (head_seq, head_hash) = tx.lock_governance_head().await?;
+        // The state at the locked head: what the record must follow.
+        let state = self.gov_in(tx).await?;
+        let closes = authority == Authority::Quorum && !state.bootstrap_closed;
         let prev: [u8; 32] = hex::decode(&head_hash)
             .ok()
             .and_then(|b| b.try_into().ok())
@@ -271,6 +256,15 @@ impl Service {
             hash: hex::encode(hash),
             mac: self.mac_for(authority, &hash)?,
         };
+        // Replay must accept it, or it is not written: a record the log
+        // refuses would stop every later one (and freeze everything).
+        let mut trial = GovState::clone(&state);
+        trial.replay(std::slice::from_ref(&row), self.mac_key().as_deref());
+        if let Some(why) = trial.broken {
+            return Err(ServiceError::Conflict(format!(
+                "the governance log would refuse this change ({why}); nothing was changed"
+            )));
+        }
         tx.append_governance(&row).await?;
         let mut out = vec![entry(
             &Actor::System,
@@ -301,7 +295,9 @@ impl Service {
         let mut rows = self.store().grants(who, now).await?;
         rows.sort_by_key(|g| (g.role().as_str(), g.scope().to_string()));
         let logged = gov.grants_of(who, now);
-        if rows != logged {
+        // A difference counts only if no governance change landed while the
+        // rows were read (a grant applied meanwhile is not forged).
+        if rows != logged && self.steady(&gov).await? {
             self.raise(grants_forgery(who, &rows, &logged), false)
                 .await?;
         }
@@ -317,12 +313,12 @@ impl Service {
         id: domain::ApiKeyId,
         now: Timestamp,
     ) -> Result<Option<Result<String, crate::error::AuthError>>, ServiceError> {
+        let gov = self.gov().await?;
         let row = match self.store().api_key(id).await {
             Ok(r) => Some(r),
             Err(storage::StorageError::NotFound { .. }) => None,
             Err(e) => return Err(e.into()),
         };
-        let gov = self.gov().await?;
         let logged = gov.api_key(&id.to_string());
         let same = match (&row, logged) {
             (Some(r), Some(l)) => {
@@ -333,7 +329,8 @@ impl Service {
             (None, None) => true,
             _ => false,
         };
-        if !same {
+        // Only if no governance change landed while the row was read.
+        if !same && self.steady(&gov).await? {
             self.raise(
                 Forgery {
                     table: "api_keys",
@@ -503,10 +500,21 @@ impl Service {
                 found.push(f);
             }
         }
+        // Rows read while a change landed are compared again next time.
+        if !self.steady(&state).await? {
+            return Ok(());
+        }
         for f in found {
             self.forged(f).await?;
         }
         Ok(())
+    }
+
+    /// Whether the log's head is still the one `state` was read at (rows
+    /// read since then belong to it).
+    async fn steady(&self, state: &GovState) -> Result<bool, ServiceError> {
+        let (seq, hash) = self.store().governance_head().await?;
+        Ok(seq == state.head_seq && hash == hex::encode(state.head_hash))
     }
 }
 
@@ -562,5 +570,32 @@ pub(crate) fn grants_forgery(
         wallet,
         found: show(rows),
         expected: show(expected),
+    }
+}
+
+/// A head behind (or beside) what this process already verified.
+fn rolled_back(seen: &GovState, head: &(u64, String)) -> Option<Forgery> {
+    let behind = head.0 < seen.head_seq
+        || (head.0 == seen.head_seq && head.1 != hex::encode(seen.head_hash));
+    behind.then(|| Forgery {
+        table: "governance_log",
+        key: "head".into(),
+        wallet: None,
+        found: format!("head {}", head.0),
+        expected: format!(
+            "at least {} (this server verified it): the log was rolled back or rewritten",
+            seen.head_seq
+        ),
+    })
+}
+
+/// A log whose replay stopped: everything from that record on is ignored.
+fn broken_log(why: &str) -> Forgery {
+    Forgery {
+        table: "governance_log",
+        key: "replay".into(),
+        wallet: None,
+        found: why.to_owned(),
+        expected: "a record the log's rules accept".into(),
     }
 }

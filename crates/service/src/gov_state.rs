@@ -192,6 +192,8 @@ pub(crate) struct GovState {
     /// A quorum record counted: the bootstrap is over, for good.
     pub(crate) bootstrap_closed: bool,
     last_bootstrap_seq: u64,
+    /// The largest quorum a quorum record stated: later ones may not state less.
+    quorum_floor: u32,
     grants: BTreeMap<Actor, Vec<(Grant, Option<Timestamp>)>>,
     api_keys: BTreeMap<String, KeyState>,
     approver_keys: BTreeMap<Actor, String>,
@@ -297,12 +299,27 @@ impl GovState {
                 if !self.bootstrap_closed && self.last_bootstrap_seq > base_seq {
                     return Err("the bootstrap changed after it was proposed".into());
                 }
+                // One spelling of an id (a UUID parses in several).
+                let canonical = uuid::Uuid::try_parse(&id).map(|u| u.hyphenated().to_string());
+                if canonical.as_deref() != Ok(id.as_str()) {
+                    return Err("its id is not a UUID in lower-case hyphenated form".into());
+                }
                 if !self.applied.insert(id.clone()) {
                     return Err("the proposal was applied before".into());
+                }
+                if quorum < self.quorum_floor {
+                    return Err(format!(
+                        "it states a quorum of {quorum}, below the {} the log required",
+                        self.quorum_floor
+                    ));
+                }
+                if effects.usable_from_ms.is_some_and(|u| u < r.time_ms) {
+                    return Err("an address usable before it was added".into());
                 }
                 self.check_quorum(&id, &change, base_seq, *base, quorum, &r.approvals, at)?;
                 self.apply_change(&change, &effects, at)?;
                 self.bootstrap_closed = true;
+                self.quorum_floor = self.quorum_floor.max(quorum);
             }
             other => {
                 self.apply_plain(other)?;
@@ -549,6 +566,11 @@ impl GovState {
                 .grants_of(who, at)
                 .iter()
                 .any(|g| g.role() == Role::Admin && g.scope() == Scope::Global)
+    }
+
+    /// The largest quorum the log has required so far.
+    pub(crate) fn quorum_floor(&self) -> u32 {
+        self.quorum_floor
     }
 
     /// The admins at `at`.

@@ -232,6 +232,9 @@ impl Service {
         }
         let now = self.now();
         let mut tx = self.store().begin().await?;
+        // Exclusive, before anything is read: no other change to governance
+        // (nor any judgment) lands between this vote's reads and its record.
+        tx.governance_lock(false).await?;
         let row = tx.lock_proposal(id).await?;
         if row.state != "open" {
             return Err(ServiceError::Conflict(format!(
@@ -444,10 +447,14 @@ impl Service {
 
     /// Refuses a change that would leave fewer admins with a signing key
     /// than the quorum: governance could never act again.
-    async fn keeps_quorum(&self, leaving: &Actor) -> Result<(), ServiceError> {
+    pub(crate) async fn keeps_quorum(&self, leaving: &Actor) -> Result<(), ServiceError> {
         let gov = self.gov().await?;
         let now = self.now();
-        let quorum = self.governance()?.admin_quorum.max(1) as usize;
+        let quorum = self
+            .governance()?
+            .admin_quorum
+            .max(gov.quorum_floor())
+            .max(1) as usize;
         let remaining = gov
             .admins(now)
             .into_iter()
@@ -474,6 +481,9 @@ impl Service {
         let (Some(base_seq), Some(_)) = (row.base_seq, &row.base_hash) else {
             return Ok(());
         };
+        // The head locked before the state is read: the record written
+        // below follows exactly this state.
+        tx.lock_governance_head().await?;
         let gov = self.gov_in(tx).await?;
         let subject = format!("proposal:{}", row.id);
         if gov.bootstrap_after(base_seq) {
@@ -512,7 +522,13 @@ impl Service {
             }
         }
         let approvals = counted.len();
-        let quorum = self.governance()?.admin_quorum.max(1);
+        // Never below a quorum the log already required (the configuration
+        // may raise it, not lower it).
+        let quorum = self
+            .governance()?
+            .admin_quorum
+            .max(gov.quorum_floor())
+            .max(1);
         if approvals < quorum as usize {
             return Ok(());
         }

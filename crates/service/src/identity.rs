@@ -556,13 +556,12 @@ async fn register_api_key(
     let bootstrap = if direct {
         // The console: the key and its roles, through the console's door
         // (an admin made at bootstrap signs governance with this key).
+        svc.console_door(&mut tx, grants).await?;
         let authority = if grants.iter().all(|g| g.role().is_read_only()) {
             Authority::Console
         } else {
             Authority::Bootstrap
         };
-        // (A governing role with the door closed fails below, and the
-        // whole transaction with it.)
         anchors.extend(
             svc.log_governance(&mut tx, authority, by, &key, &[], now)
                 .await?,
@@ -715,6 +714,9 @@ impl Can<'_, perm::ManageApiKeys> {
     }
 
     pub async fn revoke_api_key(&self, id: ApiKeyId) -> Result<(), ServiceError> {
+        // Not the last signing keys governance needs to act (an admin's API
+        // key made at bootstrap is their signing key).
+        self.svc.keeps_quorum(&Actor::ApiKey(id)).await?;
         let now = self.svc.now();
         let e = entry(
             &self.who.actor,

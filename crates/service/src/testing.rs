@@ -222,6 +222,11 @@ impl Payer {
         approve(&self.svc, &admin, &self.admin.0, &p.proposal.id).await
     }
 
+    /// The admin's signing key (their API key, enrolled at bootstrap).
+    pub fn admin_key(&self) -> SigningKey {
+        self.admin.0.clone()
+    }
+
     /// The initiator's API key id.
     pub fn initiator_id(&self) -> &str {
         &self.initiator.1

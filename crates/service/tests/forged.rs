@@ -33,6 +33,7 @@ storage::on_both!(
     a_mac_alone_makes_no_record_count,
     a_rolled_back_log_is_caught_at_the_next_unseal,
     governance_keeps_enough_signing_keys_to_act,
+    a_change_the_log_would_refuse_is_not_applied,
 );
 
 const ETHER: u128 = 1_000_000_000_000_000_000;
@@ -629,4 +630,52 @@ async fn governance_keeps_enough_signing_keys_to_act(f: Fixture) {
             Err(ServiceError::Invalid(m)) if m.contains("quorum")
         ));
     }
+}
+
+async fn a_change_the_log_would_refuse_is_not_applied(f: Fixture) {
+    // A grant applied, then its row deleted by SQL: granting it again
+    // would succeed in the table but the log holds it already. The change
+    // is refused (nothing written), and the log stays whole.
+    let (_, id) = f.viewer(61).await;
+    let grant = Change::Grant {
+        principal: format!("api-key:{id}"),
+        role: "auditor".into(),
+        scope: "global".into(),
+        until_ms: None,
+    };
+    assert_eq!(
+        f.payer.govern(grant.clone()).await.proposal.state,
+        "applied"
+    );
+    f.exec(&format!(
+        "DELETE FROM grants WHERE principal = 'api-key:{id}' AND role = 'auditor'"
+    ))
+    .await;
+    let (head, _) = f.sql().governance_head().await.unwrap();
+    let admin = f.payer.admin().await;
+    let p = f.svc.propose(&admin, grant).await.unwrap();
+    let view = f.svc.proposal(&p.proposal.id).await.unwrap();
+    let sig = service::testing::sign_vote(&f.payer.admin_key(), &view, true);
+    assert!(matches!(
+        f.svc.vote(&admin, &p.proposal.id, true, Some(sig)).await,
+        Err(ServiceError::Conflict(m)) if m.contains("governance log would refuse")
+    ));
+    assert_eq!(f.sql().governance_head().await.unwrap().0, head);
+    assert_eq!(
+        f.svc.proposal(&p.proposal.id).await.unwrap().proposal.state,
+        "open"
+    );
+    // Replay is whole: the next request verifies the log without alarm.
+    assert!(
+        f.payer
+            .signed_as(&SigningKey::from_bytes(&[61; 32]), &id)
+            .await
+            .is_ok()
+    );
+    assert!(
+        !f.forged_tables()
+            .await
+            .iter()
+            .any(|t| t == "governance_log")
+    );
 }

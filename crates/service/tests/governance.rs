@@ -1168,6 +1168,20 @@ async fn only_current_admins_make_the_quorum(f: Fixture) {
         Err(ServiceError::GovernanceNotConfigured)
     ));
 
+    // A third admin (still the bootstrap: nothing has applied), so that
+    // revoking admin1's key leaves the quorum's two signing keys.
+    let third = SigningKey::from_bytes(&[33; 32]);
+    let third = f
+        .svc
+        .console_register_api_key(
+            &console(),
+            "admin3",
+            &third.verifying_key().to_bytes(),
+            &[Grant::global(Role::Admin)],
+            30,
+        )
+        .await
+        .unwrap();
     // admin1 proposes and approves, then their key is revoked: admin2's
     // approval alone is one of two.
     let a1 = f.who(&f.admin1).await;
@@ -1186,12 +1200,15 @@ async fn only_current_admins_make_the_quorum(f: Fixture) {
         .await
         .unwrap();
     let a2 = f.who(&f.admin2).await;
-    f.svc
-        .authorize::<perm::ManageApiKeys>(&a2, None)
-        .unwrap()
-        .revoke_api_key(f.admin1.id.parse().unwrap())
+    let keys = f.svc.authorize::<perm::ManageApiKeys>(&a2, None).unwrap();
+    keys.revoke_api_key(f.admin1.id.parse().unwrap())
         .await
         .unwrap();
+    // Not the next one: governance could not act again.
+    assert!(matches!(
+        keys.revoke_api_key(third.id).await,
+        Err(ServiceError::Invalid(m)) if m.contains("quorum")
+    ));
     let v = f
         .gov_vote(&f.admin2, &a2, &p.proposal.id, true)
         .await
