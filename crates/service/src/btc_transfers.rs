@@ -511,12 +511,20 @@ impl Service {
         let (Some(raw), Some(txid)) = (&send.raw, &send.txid) else {
             return Err(corrupt("Bitcoin send", "signed without bytes"));
         };
+        // The keys it spends from: a freeze of any of them stops it too.
+        let mut keys = Vec::new();
+        for u in self.store().btc_utxos_of_send(&send.id).await? {
+            let (_, key, _) = spend_of(&u.spend)?;
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
         // Ordered with every freeze, in any process (see `freezes`).
         let (flight, sent) = self
             .broadcast(
                 format!("btc-send:{}", send.id),
                 send.wallet,
-                None,
+                &keys,
                 client.broadcast(raw, txid),
                 |e| matches!(e, chain_btc_client::ClientError::Unavailable(_)),
                 || chain_btc_client::ClientError::Unavailable("the broadcast timed out".into()),

@@ -614,7 +614,7 @@ impl Service {
             .broadcast(
                 format!("eth-send:{}#{n}", send.id),
                 wallet,
-                Some(key),
+                &[key],
                 net.client.send_raw(raw, decoded.hash),
                 |e| matches!(e, ClientError::Unavailable(_)),
                 || ClientError::Unavailable("the broadcast timed out".into()),

@@ -169,6 +169,12 @@ fn covers(scope: &str, wallet: Option<WalletId>, key: Option<KeyId>) -> bool {
     }
 }
 
+/// Whether a freeze of `scope` covers something of `wallet` spending from
+/// `keys` (any of them).
+fn covers_any(scope: &str, wallet: Option<WalletId>, keys: &[KeyId]) -> bool {
+    covers(scope, wallet, None) || keys.iter().any(|k| covers(scope, wallet, Some(*k)))
+}
+
 impl Service {
     /// Registers a broadcast about to start, in one transaction under the
     /// shared freeze lock: refused if a freeze covers its wallet or key.
@@ -177,7 +183,7 @@ impl Service {
         &self,
         send: String,
         wallet: Option<WalletId>,
-        key: Option<KeyId>,
+        keys: &[KeyId],
     ) -> Result<InFlight, ServiceError> {
         let now = self.now();
         let mut tx = self.store().begin().await?;
@@ -186,7 +192,7 @@ impl Service {
             .active_freezes_in_tx(now)
             .await?
             .into_iter()
-            .find(|f| covers(&f.scope, wallet, key))
+            .find(|f| covers_any(&f.scope, wallet, keys))
         {
             return Err(ServiceError::Frozen(f.scope));
         }
@@ -205,7 +211,13 @@ impl Service {
             id: id.clone(),
             send,
             wallet: wallet.map(|w| w.to_string()),
-            key: key.map(|k| k.to_string()),
+            // Every key it spends from (a Bitcoin send may spend several).
+            key: (!keys.is_empty()).then(|| {
+                keys.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }),
             started_at: now,
             ended_at: None,
             outcome: None,
@@ -226,12 +238,12 @@ impl Service {
         &self,
         name: String,
         wallet: Option<WalletId>,
-        key: Option<KeyId>,
+        keys: &[KeyId],
         send: impl std::future::Future<Output = Result<T, E>>,
         may_have_reached: impl Fn(&E) -> bool,
         timed_out: impl FnOnce() -> E,
     ) -> Result<(InFlight, Result<T, E>), ServiceError> {
-        let flight = self.begin_broadcast(name, wallet, key).await?;
+        let flight = self.begin_broadcast(name, wallet, keys).await?;
         let sent = tokio::time::timeout(BROADCAST_TIMEOUT, send)
             .await
             .unwrap_or_else(|_| Err(timed_out()));
@@ -340,8 +352,13 @@ impl Service {
             .into_iter()
             .filter(|b| {
                 let wallet = b.wallet.as_deref().and_then(|w| w.parse().ok());
-                let key = b.key.as_deref().and_then(|k| k.parse().ok());
-                covers(&row.scope, wallet, key)
+                let keys: Vec<KeyId> = b
+                    .key
+                    .iter()
+                    .flat_map(|k| k.split(','))
+                    .filter_map(|k| k.parse().ok())
+                    .collect();
+                covers_any(&row.scope, wallet, &keys)
             })
             .collect();
         self.commit(tx, &[e], now).await?;
@@ -406,5 +423,28 @@ impl Service {
             Some(f) => Err(ServiceError::Frozen(f.scope)),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_freeze_covers_a_send_spending_from_any_of_its_keys() {
+        let k1 = KeyId::from_uuid(uuid::Uuid::now_v7());
+        let k2 = KeyId::from_uuid(uuid::Uuid::now_v7());
+        let w = WalletId::from_uuid(uuid::Uuid::now_v7());
+        let key_scope = FreezeScope::Key(k2).to_string();
+        assert!(covers_any(&key_scope, Some(w), &[k1, k2]));
+        assert!(!covers_any(&key_scope, Some(w), &[k1]));
+        assert!(!covers_any(&key_scope, Some(w), &[]));
+        assert!(covers_any(
+            &FreezeScope::Wallet(w).to_string(),
+            Some(w),
+            &[]
+        ));
+        assert!(covers_any(&FreezeScope::Global.to_string(), None, &[]));
+        assert!(covers_any("not a scope", None, &[]), "fail closed");
     }
 }
