@@ -34,6 +34,11 @@ impl AuditSigningKey {
         AuditPublicKey(self.0.verifying_key())
     }
 
+    /// Signs a backup's manifest digest ([`backup_message`]).
+    pub fn sign_backup(&self, manifest_digest: &[u8; 32]) -> [u8; 64] {
+        self.0.sign(&backup_message(manifest_digest)).to_bytes()
+    }
+
     /// Signs the head of the chain as of `now`.
     pub fn sign_checkpoint(&self, head: Head, now: Timestamp) -> Checkpoint {
         let sig = self.0.sign(&message(head, now));
@@ -76,6 +81,20 @@ impl AuditPublicKey {
         VerifyingKey::from_bytes(b)
             .map(AuditPublicKey)
             .map_err(|_| CheckpointError::BadKey)
+    }
+
+    /// Verifies a backup's signature over its manifest digest (strict).
+    pub fn verify_backup(
+        &self,
+        manifest_digest: &[u8; 32],
+        sig: &[u8; 64],
+    ) -> Result<(), CheckpointError> {
+        self.0
+            .verify_strict(
+                &backup_message(manifest_digest),
+                &ed25519_dalek::Signature::from_bytes(sig),
+            )
+            .map_err(|_| CheckpointError::BadSignature)
     }
 
     pub fn from_hex(s: &str) -> Result<Self, CheckpointError> {
@@ -152,6 +171,14 @@ impl Checkpoint {
             .map_err(|_| CheckpointError::BadSignature)?;
         Ok(head)
     }
+}
+
+/// What the audit key signs for a backup: `"SRBM" v1 | SHA-256 of the
+/// manifest` (its own domain, so a backup signature is never a checkpoint).
+pub fn backup_message(manifest_digest: &[u8; 32]) -> Vec<u8> {
+    let mut w = Writer::new(b"SRBM", 1);
+    w.fixed(manifest_digest);
+    w.finish()
 }
 
 fn message(head: Head, time: Timestamp) -> Vec<u8> {

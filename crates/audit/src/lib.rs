@@ -22,6 +22,8 @@ mod record;
 mod verify;
 
 pub use canonical_json::{CanonicalJsonError, canonical_json};
-pub use checkpoint::{AuditPublicKey, AuditSigningKey, Checkpoint, CheckpointError};
+pub use checkpoint::{
+    AuditPublicKey, AuditSigningKey, Checkpoint, CheckpointError, backup_message,
+};
 pub use record::{Action, AuditError, Details, Entry, Hash, Head, RECORD_VERSION, Record};
 pub use verify::{Break, Report, Verifier};

@@ -171,6 +171,26 @@ impl CheckpointSigner {
         }
     }
 
+    /// Signs a backup's manifest digest (`SRBM` v1), with the same key as
+    /// the checkpoints, wherever it lives.
+    pub async fn sign_backup(&self, manifest_digest: &[u8; 32]) -> Result<[u8; 64], ServiceError> {
+        match self {
+            CheckpointSigner::File(k) => Ok(k.sign_backup(manifest_digest)),
+            CheckpointSigner::Hsm { hsm, key, .. } => {
+                let msg = audit::backup_message(manifest_digest);
+                match hsm
+                    .sign(key, keys::SignRequest::Ed25519Message(&msg))
+                    .await?
+                {
+                    keys::Signature::Ed25519(sig) => Ok(sig),
+                    _ => Err(ServiceError::Invalid(
+                        "the HSM answered with another scheme".into(),
+                    )),
+                }
+            }
+        }
+    }
+
     async fn sign(&self, head: Head, now: Timestamp) -> Result<Checkpoint, ServiceError> {
         match self {
             CheckpointSigner::File(k) => Ok(k.sign_checkpoint(head, now)),
@@ -247,6 +267,11 @@ impl Checkpointer {
 
     pub fn public_key(&self) -> AuditPublicKey {
         self.key.public()
+    }
+
+    /// The key the checkpoints are signed with (backups are signed by it too).
+    pub fn signer(&self) -> &CheckpointSigner {
+        &self.key
     }
 
     pub fn policy(&self) -> CheckpointPolicy {

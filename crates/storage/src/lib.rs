@@ -39,6 +39,7 @@ mod keystore;
 mod prices;
 mod queue;
 mod row;
+mod snapshot;
 mod store;
 #[cfg(feature = "test-support")]
 pub mod testing;

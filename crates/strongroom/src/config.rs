@@ -12,10 +12,12 @@ use serde::Deserialize;
 use storage::DatabaseConfig;
 use zeroize::Zeroizing;
 
+mod backup;
 mod chains;
 mod threshold;
 mod transport;
 
+pub use backup::BackupConfig;
 pub use chains::{BitcoinConfig, EthereumConfig};
 use chains::{RawBitcoin, RawEthereum, btc, eth};
 pub use threshold::ThresholdConfig;
@@ -58,6 +60,7 @@ struct RawConfig {
     webhooks: RawWebhooks,
     #[serde(default)]
     tls: transport::RawTls,
+    backup: Option<backup::RawBackup>,
 }
 
 /// `[webhooks]`: where deliveries may go beyond public addresses.
@@ -243,6 +246,8 @@ pub struct Config {
     pub server_tls: Option<ServerTls>,
     /// What outbound connections trust.
     pub client_tls: tls::ClientTls,
+    /// Where backups are encrypted to, if configured.
+    pub backup: Option<BackupConfig>,
     pub database: Database,
     pub audit_key: AuditKey,
     pub checkpoint_file: PathBuf,
@@ -313,21 +318,6 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             ),
         )
     })?;
-    let mut allow_hosts = std::collections::BTreeSet::new();
-    for (i, h) in raw.webhooks.allow_hosts.iter().enumerate() {
-        let h = h.trim_end_matches('.').to_ascii_lowercase();
-        let ok = !h.is_empty()
-            && h.len() <= 253
-            && h.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':'));
-        if !ok {
-            return Err(ConfigError::new(
-                &format!("webhooks.allow_hosts[{i}]"),
-                "a host name or address",
-            ));
-        }
-        allow_hosts.insert(h);
-    }
     let client_tls = transport::client(&raw.tls, base)?;
     let server_tls = transport::server(
         raw.server.tls_cert_file.clone(),
@@ -335,11 +325,12 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         raw.server.tls_client_ca_file.clone(),
         base,
     )?;
-    let webhooks = service::webhook_target::WebhookPolicy {
-        allow_hosts,
-        allow_loopback: raw.webhooks.allow_loopback,
-        tls: Some(client_tls.clone()),
-    };
+    let webhooks = transport::webhooks(
+        &raw.webhooks.allow_hosts,
+        raw.webhooks.allow_loopback,
+        &client_tls,
+    )?;
+    let backup = backup::backup(raw.backup, base)?;
     let trusted_proxies = raw
         .server
         .trusted_proxies
@@ -452,6 +443,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         trusted_proxies,
         server_tls,
         client_tls,
+        backup,
         webhooks,
         database,
         audit_key,

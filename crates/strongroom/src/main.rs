@@ -20,6 +20,7 @@
 //! production does — a wallet, an initiator's signed request, a judged transfer, the queue.
 
 mod apikey;
+mod backup;
 mod btcctl;
 mod config;
 mod ethctl;
@@ -107,6 +108,11 @@ enum Command {
     /// Talk to a running server's seal: unseal, seal, status.
     #[command(subcommand)]
     Operator(OperatorCommand),
+    /// Encrypted, signed backups: create, verify, restore.
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
+    /// Restores a backup into an empty database (`backup restore`).
+    Restore(backup::RestoreArgs),
     /// Ethereum sending addresses and nonces.
     #[command(subcommand)]
     Eth(EthCommand),
@@ -827,6 +833,8 @@ fn main() -> ExitCode {
             };
             btcctl::record_deposit(c, &network, &to, &txid, vout, sat)
         }),
+        Command::Backup(b) => backup::run(b),
+        Command::Restore(a) => backup::restore(a),
         Command::Operator(o) => match o {
             OperatorCommand::Unseal {
                 addr,

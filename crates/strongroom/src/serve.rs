@@ -498,6 +498,27 @@ fn shutdown_signal() -> Result<impl Future<Output = ()>, Failure> {
     })
 }
 
+/// The audit key's public half, as this configuration names it (from its
+/// file, or read from the HSM). Not from inside a runtime.
+pub(crate) fn audit_public_key(c: &Config) -> Result<audit::AuditPublicKey, Failure> {
+    Ok(match &c.audit_key {
+        AuditKey::File(path) => file_audit_key(path)?.public(),
+        AuditKey::Hsm(_) => {
+            let key = runtime()?.block_on(async {
+                let store = open_store(c).await?;
+                let hsm = match &c.hsm {
+                    Some(h) => Some(open_hsm(h, &store).await?),
+                    None => None,
+                };
+                let signer = checkpoint_signer(c, hsm.as_ref()).await;
+                store.close().await;
+                signer
+            })?;
+            key.public()
+        }
+    })
+}
+
 /// `strongroom audit verify`.
 pub(crate) fn verify(c: Config, public_key: Option<&str>) -> Result<(), Failure> {
     let public = match public_key {
@@ -507,22 +528,7 @@ pub(crate) fn verify(c: Config, public_key: Option<&str>) -> Result<(), Failure>
                 message: e.to_string(),
             })
         })?,
-        None => match &c.audit_key {
-            AuditKey::File(path) => file_audit_key(path)?.public(),
-            AuditKey::Hsm(_) => {
-                let key = runtime()?.block_on(async {
-                    let store = open_store(&c).await?;
-                    let hsm = match &c.hsm {
-                        Some(h) => Some(open_hsm(h, &store).await?),
-                        None => None,
-                    };
-                    let signer = checkpoint_signer(&c, hsm.as_ref()).await;
-                    store.close().await;
-                    signer
-                })?;
-                key.public()
-            }
-        },
+        None => audit_public_key(&c)?,
     };
     runtime()?.block_on(async move {
         let store = open_store(&c).await?;

@@ -121,3 +121,32 @@ pub(super) fn url_rule(key: &str, url: &str, allow_http: bool) -> Result<(), Con
         )
     })
 }
+
+/// `[webhooks]`: hosts that may resolve to private addresses, the loopback
+/// test mode, and the TLS deliveries use.
+pub(super) fn webhooks(
+    hosts: &[String],
+    allow_loopback: bool,
+    client_tls: &tls::ClientTls,
+) -> Result<service::webhook_target::WebhookPolicy, ConfigError> {
+    let mut allow_hosts = std::collections::BTreeSet::new();
+    for (i, h) in hosts.iter().enumerate() {
+        let h = h.trim_end_matches('.').to_ascii_lowercase();
+        let ok = !h.is_empty()
+            && h.len() <= 253
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':'));
+        if !ok {
+            return Err(ConfigError::new(
+                &format!("webhooks.allow_hosts[{i}]"),
+                "a host name or address",
+            ));
+        }
+        allow_hosts.insert(h);
+    }
+    Ok(service::webhook_target::WebhookPolicy {
+        allow_hosts,
+        allow_loopback,
+        tls: Some(client_tls.clone()),
+    })
+}

@@ -1,0 +1,547 @@
+//! `strongroom backup create | verify | restore`: encrypted, signed backups.
+//!
+//! A backup is one age file (encrypted to `[backup] recipients_file`) whose
+//! plaintext is `"SRBK" 0x0001 | manifest length (u32 BE) | manifest (JSON)
+//! | signature (64) | entries`, each entry's bytes in the manifest's order.
+//! The manifest names the format, the instance (keystore id), the database
+//! kind and schema version, the audit head, the audit key's public half and
+//! each entry's size and SHA-256; the audit checkpoint key signs SHA-256 of
+//! the manifest (`SRBM` v1). Entries: the database (a SQLite `VACUUM INTO`
+//! copy, or a `pg_dump` custom-format dump taken in one repeatable-read
+//! snapshot), the audit checkpoint file and the configuration. Never the
+//! unseal shares or plaintext keys: keys stay sealed under the keystore
+//! root, and the audit key stays in its file or HSM.
+//!
+//! Verification and restore decrypt, check the signature against the audit
+//! key this configuration trusts (a backup of another installation is
+//! refused), every entry's digest and the schema version before anything
+//! is written; a restore goes only into an empty database.
+
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::Failure;
+use crate::config::{Config, ConfigError, Database};
+use crate::serve::runtime;
+
+const MAGIC: &[u8; 6] = b"SRBK\x00\x01";
+const FORMAT: &str = "strongroom-backup";
+/// A manifest larger than this is not one.
+const MAX_MANIFEST: u32 = 1 << 20;
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum BackupCommand {
+    /// A consistent backup of the running installation, encrypted to the
+    /// configured recipients and signed by the audit key.
+    Create {
+        #[arg(long)]
+        config: PathBuf,
+        /// Where to write it (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Decrypts a backup and checks its signature, every entry's digest and
+    /// the audit chain inside, without restoring anything.
+    Verify {
+        #[arg(long)]
+        config: PathBuf,
+        /// An age identity file (`AGE-SECRET-KEY-1…`) of a recipient.
+        #[arg(long)]
+        identity: PathBuf,
+        file: PathBuf,
+    },
+    /// Restores a backup into this configuration's empty database (then
+    /// unseal with the original shares).
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct RestoreArgs {
+    #[arg(long)]
+    config: PathBuf,
+    #[arg(long)]
+    identity: PathBuf,
+    #[arg(long)]
+    from: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    format: String,
+    version: u32,
+    created_at_ms: i64,
+    /// The keystore id (hex), or `none` before one exists.
+    instance: String,
+    /// `sqlite` or `postgres`.
+    database: String,
+    schema_version: i64,
+    audit_seq: u64,
+    audit_hash: String,
+    /// The audit key's public half (hex): what signed this.
+    audit_key: String,
+    entries: Vec<Entry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    name: String,
+    size: u64,
+    sha256: String,
+}
+
+fn usage(key: &str, message: impl Into<String>) -> Failure {
+    Failure::Config(ConfigError {
+        key: key.into(),
+        message: message.into(),
+    })
+}
+
+fn refused(message: impl std::fmt::Display) -> Failure {
+    Failure::Runtime(anyhow::anyhow!("backup refused: {message}"))
+}
+
+pub(crate) fn run(cmd: BackupCommand) -> Result<(), Failure> {
+    match cmd {
+        BackupCommand::Create { config, out } => create(&Config::load(&config)?, &config, &out),
+        BackupCommand::Verify {
+            config,
+            identity,
+            file,
+        } => verify(&Config::load(&config)?, &identity, &file),
+        BackupCommand::Restore(a) => restore(a),
+    }
+}
+
+/// `strongroom restore` and `strongroom backup restore`.
+pub(crate) fn restore(a: RestoreArgs) -> Result<(), Failure> {
+    let c = Config::load(&a.config)?;
+    restore_into(&c, &a.identity, &a.from)
+}
+
+fn file_digest(path: &Path) -> Result<(u64, String), Failure> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((size, hex::encode(h.finalize())))
+}
+
+/// The database, as a file in `dir`: a SQLite copy, or a `pg_dump` dump.
+async fn dump_database(
+    c: &Config,
+    store: &storage::Store,
+    dir: &Path,
+) -> Result<(String, PathBuf), Failure> {
+    match &c.database {
+        Database::Sqlite { .. } => {
+            let path = dir.join("database.sqlite");
+            store
+                .sqlite_snapshot(&path)
+                .await
+                .context("copying the SQLite database")?;
+            Ok(("sqlite".into(), path))
+        }
+        Database::Postgres { url, .. } => {
+            let path = dir.join("database.pgdump");
+            let db = c.database.resolve()?;
+            let mut cmd = std::process::Command::new(pg_tool("pg_dump"));
+            cmd.args(["--format=custom", "--no-owner", "--no-privileges"])
+                .arg(format!("--file={}", path.display()))
+                .arg(format!("--dbname={url}"));
+            if let storage::DatabaseConfig::Postgres {
+                password: Some(p), ..
+            } = &db
+            {
+                cmd.env("PGPASSWORD", p.as_str());
+            }
+            let out = cmd.output().context("running pg_dump")?;
+            if !out.status.success() {
+                return Err(Failure::Runtime(anyhow::anyhow!(
+                    "pg_dump failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+            Ok(("postgres".into(), path))
+        }
+    }
+}
+
+/// A PostgreSQL client tool: on the PATH, or in Debian's versioned
+/// directories (newest first).
+fn pg_tool(name: &str) -> PathBuf {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|d| d.path().join("bin").join(name))
+        .filter(|p| p.exists())
+        .collect();
+    found.sort();
+    found.pop().unwrap_or_else(|| PathBuf::from(name))
+}
+
+fn create(c: &Config, config_path: &Path, out: &Path) -> Result<(), Failure> {
+    let recipients = c
+        .backup
+        .as_ref()
+        .ok_or_else(|| usage("backup", "a [backup] section with recipients_file"))?
+        .recipients
+        .clone();
+    if out.exists() {
+        return Err(usage("--out", "the file exists"));
+    }
+    let dir = tempfile::tempdir().context("a working directory")?;
+    runtime()?.block_on(async {
+        let (svc, store) = crate::serve::build_service(c).await?;
+        let head = store.audit_head().await.context("reading the audit head")?;
+        let instance = store
+            .keystore()
+            .await
+            .context("reading the keystore")?
+            .map_or_else(|| "none".to_owned(), |k| hex::encode(k.keystore_id));
+        let schema = store.check_schema().await.context("the schema")?;
+        let (kind, db_file) = dump_database(c, &store, dir.path()).await?;
+        let mut files = vec![("database".to_owned(), db_file)];
+        if c.checkpoint_file.exists() {
+            files.push(("checkpoints".into(), c.checkpoint_file.clone()));
+        }
+        files.push(("config".into(), config_path.to_path_buf()));
+        let mut entries = Vec::new();
+        for (name, path) in &files {
+            let (size, sha256) = file_digest(path)?;
+            entries.push(Entry {
+                name: name.clone(),
+                size,
+                sha256,
+            });
+        }
+        let signer = svc.checkpointer().signer();
+        let manifest = Manifest {
+            format: FORMAT.into(),
+            version: 1,
+            created_at_ms: service::Clock::now(&service::SystemClock).as_millis(),
+            instance,
+            database: kind,
+            schema_version: schema,
+            audit_seq: head.seq,
+            audit_hash: head.hash.to_string(),
+            audit_key: signer.public().to_string(),
+            entries,
+        };
+        let text = serde_json::to_vec(&manifest).context("the manifest")?;
+        let digest: [u8; 32] = Sha256::digest(&text).into();
+        let sig = signer
+            .sign_backup(&digest)
+            .await
+            .context("signing the manifest")?;
+        write_backup(out, &recipients, &text, &sig, &files)?;
+        store.close().await;
+        println!(
+            "backup {} written: audit head {} ({} entries, {} database)",
+            out.display(),
+            manifest.audit_seq,
+            manifest.entries.len(),
+            manifest.database
+        );
+        Ok(())
+    })
+}
+
+fn write_backup(
+    out: &Path,
+    recipients: &[String],
+    manifest: &[u8],
+    sig: &[u8; 64],
+    files: &[(String, PathBuf)],
+) -> Result<(), Failure> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let parsed: Vec<age::x25519::Recipient> = recipients
+        .iter()
+        .map(|r| {
+            r.parse()
+                .map_err(|e: &str| usage("backup.recipients_file", e))
+        })
+        .collect::<Result<_, _>>()?;
+    let encryptor =
+        age::Encryptor::with_recipients(parsed.iter().map(|r| r as &dyn age::Recipient))
+            .map_err(|e| anyhow::anyhow!("encrypting: {e}"))?;
+    let partial = out.with_extension("partial");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&partial)
+        .with_context(|| format!("creating {}", partial.display()))?;
+    let mut w = encryptor
+        .wrap_output(std::io::BufWriter::new(file))
+        .context("encrypting")?;
+    let len = u32::try_from(manifest.len()).map_err(|_| anyhow::anyhow!("manifest too large"))?;
+    let head = [MAGIC.as_slice(), &len.to_be_bytes(), manifest, sig].concat();
+    w.write_all(&head).context("writing the backup")?;
+    for (_, path) in files {
+        let mut f =
+            std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+        std::io::copy(&mut f, &mut w).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let inner = w.finish().context("encrypting")?;
+    let file = inner
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("writing the backup: {e}"))?;
+    file.sync_all().context("writing the backup")?;
+    std::fs::rename(&partial, out).with_context(|| format!("creating {}", out.display()))?;
+    Ok(())
+}
+
+/// A backup opened: its manifest checked against this configuration's
+/// audit key, its entries written to `dir` with their digests checked.
+struct Opened {
+    manifest: Manifest,
+    files: Vec<(String, PathBuf)>,
+}
+
+fn identities(path: &Path) -> Result<Vec<age::x25519::Identity>, Failure> {
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+    );
+    let ids: Vec<age::x25519::Identity> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.parse().ok())
+        .collect();
+    if ids.is_empty() {
+        return Err(usage(
+            "--identity",
+            "no age identity (AGE-SECRET-KEY-1…) in the file",
+        ));
+    }
+    Ok(ids)
+}
+
+fn open(c: &Config, identity: &Path, file: &Path, dir: &Path) -> Result<Opened, Failure> {
+    let ids = identities(identity)?;
+    let input = std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
+    let decryptor = age::Decryptor::new(BufReader::new(input))
+        .map_err(|e| refused(format!("not an age file ({e})")))?;
+    let mut r = decryptor
+        .decrypt(ids.iter().map(|i| i as &dyn age::Identity))
+        .map_err(|e| refused(format!("it does not decrypt with this identity ({e})")))?;
+    let mut magic = [0u8; 6];
+    let broken = |e: std::io::Error| refused(format!("damaged or truncated ({e})"));
+    r.read_exact(&mut magic).map_err(broken)?;
+    if &magic != MAGIC {
+        return Err(refused("not a Strongroom backup"));
+    }
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).map_err(broken)?;
+    let len = u32::from_be_bytes(len);
+    if len > MAX_MANIFEST {
+        return Err(refused("its manifest is too large"));
+    }
+    let mut text = vec![0u8; len as usize];
+    r.read_exact(&mut text).map_err(broken)?;
+    let mut sig = [0u8; 64];
+    r.read_exact(&mut sig).map_err(broken)?;
+    let manifest: Manifest =
+        serde_json::from_slice(&text).map_err(|e| refused(format!("its manifest: {e}")))?;
+    // The signature, by the audit key this installation trusts, before
+    // anything else is believed.
+    let trusted = crate::serve::audit_public_key(c)?;
+    let digest: [u8; 32] = Sha256::digest(&text).into();
+    trusted.verify_backup(&digest, &sig).map_err(|_| {
+        refused(format!(
+            "it is not signed by this installation's audit key {trusted} (signed for {})",
+            manifest.audit_key
+        ))
+    })?;
+    if manifest.format != FORMAT || manifest.version != 1 {
+        return Err(refused("an unknown backup format"));
+    }
+    let mut files = Vec::new();
+    for e in &manifest.entries {
+        if e.name.is_empty() || !e.name.bytes().all(|b| b.is_ascii_lowercase()) {
+            return Err(refused(format!("an entry named {:?}", e.name)));
+        }
+        let path = dir.join(&e.name);
+        let mut out =
+            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        let mut h = Sha256::new();
+        let mut left = e.size;
+        let mut buf = vec![0u8; 64 * 1024];
+        while left > 0 {
+            let n = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
+            r.read_exact(&mut buf[..n]).map_err(broken)?;
+            h.update(&buf[..n]);
+            out.write_all(&buf[..n]).context("writing an entry")?;
+            left -= n as u64;
+        }
+        if hex::encode(h.finalize()) != e.sha256 {
+            return Err(refused(format!(
+                "entry {} does not match its digest",
+                e.name
+            )));
+        }
+        out.sync_all().context("writing an entry")?;
+        files.push((e.name.clone(), path));
+    }
+    let mut rest = [0u8; 1];
+    if r.read(&mut rest).map_err(broken)? != 0 {
+        return Err(refused("bytes after its last entry"));
+    }
+    Ok(Opened { manifest, files })
+}
+
+fn entry<'a>(o: &'a Opened, name: &str) -> Result<&'a Path, Failure> {
+    o.files
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, p)| p.as_path())
+        .ok_or_else(|| refused(format!("it has no {name} entry")))
+}
+
+fn verify(c: &Config, identity: &Path, file: &Path) -> Result<(), Failure> {
+    let dir = tempfile::tempdir().context("a working directory")?;
+    let o = open(c, identity, file, dir.path())?;
+    if o.manifest.database == "sqlite" {
+        // The audit chain inside, against the checkpoints inside.
+        let db = entry(&o, "database")?;
+        let checkpoints =
+            entry(&o, "checkpoints").map_or_else(|_| dir.path().join("none"), Path::to_path_buf);
+        let trusted = crate::serve::audit_public_key(c)?;
+        runtime()?.block_on(async {
+            let store = storage::Store::connect(&storage::DatabaseConfig::Sqlite {
+                path: db.to_path_buf(),
+            })
+            .await
+            .context("opening the database copy")?;
+            let cps = service::CheckpointFile::new(checkpoints);
+            let report = service::verify_audit(&store, &cps, &trusted)
+                .await
+                .map_err(|e| refused(format!("its audit chain: {e}")))?;
+            store.close().await;
+            println!(
+                "audit chain: {} records, {} checkpoints",
+                report.records, report.checkpoints
+            );
+            Ok::<_, Failure>(())
+        })?;
+    }
+    println!(
+        "backup ok: instance {}, {} database schema {}, audit head {}, signed by {}",
+        o.manifest.instance,
+        o.manifest.database,
+        o.manifest.schema_version,
+        o.manifest.audit_seq,
+        o.manifest.audit_key
+    );
+    Ok(())
+}
+
+fn restore_into(c: &Config, identity: &Path, from: &Path) -> Result<(), Failure> {
+    let dir = tempfile::tempdir().context("a working directory")?;
+    let o = open(c, identity, from, dir.path())?;
+    let db = c.database.resolve()?;
+    runtime()?.block_on(async {
+        let store = storage::Store::connect(&db)
+            .await
+            .context("opening the database")?;
+        if o.manifest.schema_version > store.known_schema_version() {
+            return Err(refused(format!(
+                "its schema ({}) is newer than this program's ({})",
+                o.manifest.schema_version,
+                store.known_schema_version()
+            )));
+        }
+        let kind = match store.backend() {
+            storage::Backend::Sqlite => "sqlite",
+            storage::Backend::Postgres => "postgres",
+        };
+        if o.manifest.database != kind {
+            return Err(refused(format!(
+                "a {} backup into a {kind} database",
+                o.manifest.database
+            )));
+        }
+        if !store
+            .holds_nothing()
+            .await
+            .context("looking at the database")?
+        {
+            return Err(refused(
+                "the database is not empty: a restore goes only into an empty one",
+            ));
+        }
+        store.close().await;
+        let dump = entry(&o, "database")?;
+        match (&c.database, &db) {
+            (Database::Sqlite { path }, _) => {
+                for suffix in ["-wal", "-shm"] {
+                    let mut p = path.as_os_str().to_owned();
+                    p.push(suffix);
+                    let _ = std::fs::remove_file(PathBuf::from(p));
+                }
+                let staged = path.with_extension("restoring");
+                std::fs::copy(dump, &staged)
+                    .with_context(|| format!("writing {}", staged.display()))?;
+                std::fs::rename(&staged, path)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            (Database::Postgres { url, .. }, storage::DatabaseConfig::Postgres { password, .. }) => {
+                let mut cmd = std::process::Command::new(pg_tool("pg_restore"));
+                // The database holds nothing (checked above): an empty
+                // schema a server made is replaced by the backup's.
+                cmd.args([
+                    "--no-owner",
+                    "--no-privileges",
+                    "--exit-on-error",
+                    "--clean",
+                    "--if-exists",
+                ])
+                    .arg(format!("--dbname={url}"))
+                    .arg(dump);
+                if let Some(p) = password {
+                    cmd.env("PGPASSWORD", p.as_str());
+                }
+                let out = cmd.output().context("running pg_restore")?;
+                if !out.status.success() {
+                    return Err(Failure::Runtime(anyhow::anyhow!(
+                        "pg_restore failed: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    )));
+                }
+            }
+            _ => return Err(refused("the database configuration changed under the restore")),
+        }
+        if let Ok(cps) = entry(&o, "checkpoints") {
+            if c.checkpoint_file.exists() {
+                return Err(refused(format!(
+                    "{} exists: move it aside first (the backup's checkpoints go there)",
+                    c.checkpoint_file.display()
+                )));
+            }
+            std::fs::copy(cps, &c.checkpoint_file)
+                .with_context(|| format!("writing {}", c.checkpoint_file.display()))?;
+        }
+        println!(
+            "restored instance {} at audit head {} ({} database); unseal it with the original shares",
+            o.manifest.instance, o.manifest.audit_seq, o.manifest.database
+        );
+        Ok(())
+    })
+}
