@@ -718,6 +718,28 @@ impl Service {
         Ok(())
     }
 
+    /// Records a backup taken from the console: what it holds (its
+    /// manifest's digest, the audit head it was taken at) and where it went.
+    pub async fn record_backup(
+        &self,
+        by: &Actor,
+        details: serde_json::Value,
+    ) -> Result<(), ServiceError> {
+        self.audit_subject(by, "backup.created", "backup", details)
+            .await
+    }
+
+    /// Records a restore: a new epoch of this installation, whose first
+    /// record names the backup it came from and the head it was taken at.
+    pub async fn record_restore(
+        &self,
+        by: &Actor,
+        details: serde_json::Value,
+    ) -> Result<(), ServiceError> {
+        self.audit_subject(by, "restore.epoch", "backup", details)
+            .await
+    }
+
     pub(crate) async fn audit(
         &self,
         actor: &Actor,

@@ -251,6 +251,18 @@ fn create(c: &Config, config_path: &Path, out: &Path) -> Result<(), Failure> {
             .await
             .context("signing the manifest")?;
         write_backup(out, &recipients, &text, &sig, &files)?;
+        // In the log after the head the backup holds: the next backup has it.
+        svc.record_backup(
+            &crate::keyctl::console_actor(),
+            serde_json::json!({
+                "file": out.display().to_string(),
+                "manifest_sha256": hex::encode(digest),
+                "audit_seq": manifest.audit_seq,
+                "database": manifest.database,
+            }),
+        )
+        .await
+        .context("recording the backup in the audit log")?;
         store.close().await;
         println!(
             "backup {} written: audit head {} ({} entries, {} database)",
@@ -529,6 +541,7 @@ fn restore_into(c: &Config, identity: &Path, from: &Path) -> Result<(), Failure>
             _ => return Err(refused("the database configuration changed under the restore")),
         }
         if let Ok(cps) = entry(&o, "checkpoints") {
+            // (Copied before the epoch record below is checkpointed.)
             if c.checkpoint_file.exists() {
                 return Err(refused(format!(
                     "{} exists: move it aside first (the backup's checkpoints go there)",
@@ -538,6 +551,22 @@ fn restore_into(c: &Config, identity: &Path, from: &Path) -> Result<(), Failure>
             std::fs::copy(cps, &c.checkpoint_file)
                 .with_context(|| format!("writing {}", c.checkpoint_file.display()))?;
         }
+        // A new epoch: its first record names the backup it came from.
+        let (svc, store) = crate::serve::build_service(c).await?;
+        svc.record_restore(
+            &crate::keyctl::console_actor(),
+            serde_json::json!({
+                "manifest_sha256": hex::encode(Sha256::digest(
+                    serde_json::to_vec(&o.manifest).unwrap_or_default()
+                )),
+                "from_audit_seq": o.manifest.audit_seq,
+                "instance": o.manifest.instance,
+                "created_at_ms": o.manifest.created_at_ms,
+            }),
+        )
+        .await
+        .context("recording the restore in the audit log")?;
+        store.close().await;
         println!(
             "restored instance {} at audit head {} ({} database); unseal it with the original shares",
             o.manifest.instance, o.manifest.audit_seq, o.manifest.database

@@ -526,6 +526,21 @@ fn backup_drill(url: &str, fresh_url: &str) {
         "the restored keys and grants: {}",
         stdout(&o)
     );
+    // The restore opened a new epoch naming the backup.
+    let o = strongroom(&[
+        "api",
+        "--addr",
+        &addr,
+        "--key-file",
+        ops.to_str().unwrap(),
+        "GET",
+        "/v1/audit?limit=1000",
+    ]);
+    let log = stdout(&o);
+    assert!(
+        log.contains("restore.epoch") && log.contains("from_audit_seq"),
+        "{log}"
+    );
     // Restoring twice is refused: the database is no longer empty.
     let o = strongroom(&[
         "restore",
