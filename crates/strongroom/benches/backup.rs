@@ -91,7 +91,11 @@ fn measure(n: u64) {
     let id = age::x25519::Identity::generate();
     let identity = dir.path().join("identity.txt");
     std::fs::write(&identity, format!("{}\n", id.to_string().expose_secret())).unwrap();
-    std::fs::write(dir.path().join("recipients.txt"), format!("{}\n", id.to_public())).unwrap();
+    std::fs::write(
+        dir.path().join("recipients.txt"),
+        format!("{}\n", id.to_public()),
+    )
+    .unwrap();
     let cfg = dir.path().join("strongroom.toml");
     std::fs::write(&cfg, config(dir.path())).unwrap();
     let cfg_s = cfg.to_str().unwrap();
@@ -116,11 +120,20 @@ fn measure(n: u64) {
     let started = Instant::now();
     fill(dir.path(), n);
     let filled = started.elapsed();
-    let db_size = std::fs::metadata(dir.path().join("strongroom.db")).unwrap().len();
+    let db_size = std::fs::metadata(dir.path().join("strongroom.db"))
+        .unwrap()
+        .len();
 
     let file = dir.path().join("b.srbk");
     let t = Instant::now();
-    run(&["backup", "create", "--config", cfg_s, "--out", file.to_str().unwrap()]);
+    run(&[
+        "backup",
+        "create",
+        "--config",
+        cfg_s,
+        "--out",
+        file.to_str().unwrap(),
+    ]);
     let create = t.elapsed();
     let size = std::fs::metadata(&file).unwrap().len();
     let t = Instant::now();
@@ -162,7 +175,11 @@ fn measure(n: u64) {
     BufReader::new(server.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let base = line.trim().strip_prefix("strongroom listening on ").unwrap().to_owned();
+    let base = line
+        .trim()
+        .strip_prefix("strongroom listening on ")
+        .unwrap()
+        .to_owned();
     for i in 1..=2 {
         let share = std::fs::read_to_string(shares.join(format!("share-{i}.txt"))).unwrap();
         let mut c = Command::new(BIN)
@@ -174,7 +191,10 @@ fn measure(n: u64) {
         c.stdin.take().unwrap().write_all(share.as_bytes()).unwrap();
         assert!(c.wait().unwrap().success());
     }
-    assert_eq!(run(&["operator", "status", "--addr", &base]).trim(), "unsealed");
+    assert_eq!(
+        run(&["operator", "status", "--addr", &base]).trim(),
+        "unsealed"
+    );
     let ready = t.elapsed();
     let _ = server.kill();
     let _ = server.wait();
@@ -194,7 +214,11 @@ fn measure(n: u64) {
 
 fn main() {
     let quick = !std::env::args().any(|a| a == "--bench");
-    let sizes: &[u64] = if quick { &[1_000] } else { &[10_000, 1_000_000] };
+    let sizes: &[u64] = if quick {
+        &[1_000]
+    } else {
+        &[10_000, 1_000_000]
+    };
     println!("backup and restore (SQLite, one process at a time, this machine):");
     for n in sizes {
         measure(*n);

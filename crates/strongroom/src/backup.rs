@@ -566,9 +566,21 @@ fn restore_into(c: &Config, identity: &Path, from: &Path) -> Result<(), Failure>
         )
         .await
         .context("recording the restore in the audit log")?;
+        // Nothing is signed or sent until people have looked: a transfer in
+        // flight at the snapshot may have been signed, sent or even
+        // confirmed since, and the chains know more than this copy does.
+        svc.console_freeze(
+            &crate::keyctl::console_actor(),
+            service::governance::FreezeScope::Global,
+            // (The runbook says what to do: docs/runbooks/lost-server.md.)
+            &format!("restored from a backup at record {}", o.manifest.audit_seq),
+        )
+        .await
+        .context("freezing the restored installation")?;
         store.close().await;
         println!(
-            "restored instance {} at audit head {} ({} database); unseal it with the original shares",
+            "restored instance {} at audit head {} ({} database), frozen until reconciled; unseal it \
+             with the original shares",
             o.manifest.instance, o.manifest.audit_seq, o.manifest.database
         );
         Ok(())

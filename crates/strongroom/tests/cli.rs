@@ -541,6 +541,22 @@ fn backup_drill(url: &str, fresh_url: &str) {
         log.contains("restore.epoch") && log.contains("from_audit_seq"),
         "{log}"
     );
+    // And it stays frozen until people have reconciled it with the chains.
+    let o = strongroom(&[
+        "api",
+        "--addr",
+        &addr,
+        "--key-file",
+        ops.to_str().unwrap(),
+        "GET",
+        "/v1/freezes",
+    ]);
+    assert!(
+        stdout(&o).contains("\"scope\":\"global\"")
+            && stdout(&o).contains("restored from a backup"),
+        "{}",
+        stdout(&o)
+    );
     // Restoring twice is refused: the database is no longer empty.
     let o = strongroom(&[
         "restore",
