@@ -729,6 +729,20 @@ impl Service {
             .await
     }
 
+    /// Records a scheduled backup that failed, and announces it (a
+    /// `backup.failed` webhook event): an alert, since the last good backup
+    /// is getting older.
+    pub async fn record_backup_failed(
+        &self,
+        details: serde_json::Value,
+    ) -> Result<(), ServiceError> {
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        crate::outbox::enqueue(&mut tx, "backup.failed", details.clone(), now).await?;
+        let e = entry(&Actor::System, "backup.failed", "backup", details)?;
+        self.commit(tx, &[e], now).await
+    }
+
     /// Records a restore: a new epoch of this installation, whose first
     /// record names the backup it came from and the head it was taken at.
     pub async fn record_restore(

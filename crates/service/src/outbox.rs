@@ -17,6 +17,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "freeze",
     "circuit_breaker",
     "governance.forged_row",
+    "backup.failed",
 ];
 
 /// Writes an event to the outbox inside `tx`.

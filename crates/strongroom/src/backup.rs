@@ -197,82 +197,177 @@ fn pg_tool(name: &str) -> PathBuf {
 }
 
 fn create(c: &Config, config_path: &Path, out: &Path) -> Result<(), Failure> {
+    if out.exists() {
+        return Err(usage("--out", "the file exists"));
+    }
+    runtime()?.block_on(async {
+        let (svc, store) = crate::serve::build_service(c).await?;
+        let taken = take(
+            c,
+            config_path,
+            &svc,
+            &store,
+            out,
+            &crate::keyctl::console_actor(),
+        )
+        .await;
+        store.close().await;
+        let m = taken?;
+        println!(
+            "backup {} written: audit head {} ({} entries, {} database)",
+            out.display(),
+            m.audit_seq,
+            m.entries.len(),
+            m.database
+        );
+        Ok(())
+    })
+}
+
+/// Takes a backup of the installation `svc` serves into `out`, and records
+/// it in the audit log (after the head it holds).
+async fn take(
+    c: &Config,
+    config_path: &Path,
+    svc: &service::Service,
+    store: &storage::Store,
+    out: &Path,
+    by: &domain::Actor,
+) -> Result<Manifest, Failure> {
     let recipients = c
         .backup
         .as_ref()
         .ok_or_else(|| usage("backup", "a [backup] section with recipients_file"))?
         .recipients
         .clone();
-    if out.exists() {
-        return Err(usage("--out", "the file exists"));
-    }
     let dir = tempfile::tempdir().context("a working directory")?;
-    runtime()?.block_on(async {
-        let (svc, store) = crate::serve::build_service(c).await?;
-        let head = store.audit_head().await.context("reading the audit head")?;
-        let instance = store
-            .keystore()
-            .await
-            .context("reading the keystore")?
-            .map_or_else(|| "none".to_owned(), |k| hex::encode(k.keystore_id));
-        let schema = store.check_schema().await.context("the schema")?;
-        let (kind, db_file) = dump_database(c, &store, dir.path()).await?;
-        let mut files = vec![("database".to_owned(), db_file)];
-        if c.checkpoint_file.exists() {
-            files.push(("checkpoints".into(), c.checkpoint_file.clone()));
-        }
-        files.push(("config".into(), config_path.to_path_buf()));
-        let mut entries = Vec::new();
-        for (name, path) in &files {
-            let (size, sha256) = file_digest(path)?;
-            entries.push(Entry {
-                name: name.clone(),
-                size,
-                sha256,
-            });
-        }
-        let signer = svc.checkpointer().signer();
-        let manifest = Manifest {
-            format: FORMAT.into(),
-            version: 1,
-            created_at_ms: service::Clock::now(&service::SystemClock).as_millis(),
-            instance,
-            database: kind,
-            schema_version: schema,
-            audit_seq: head.seq,
-            audit_hash: head.hash.to_string(),
-            audit_key: signer.public().to_string(),
-            entries,
-        };
-        let text = serde_json::to_vec(&manifest).context("the manifest")?;
-        let digest: [u8; 32] = Sha256::digest(&text).into();
-        let sig = signer
-            .sign_backup(&digest)
-            .await
-            .context("signing the manifest")?;
-        write_backup(out, &recipients, &text, &sig, &files)?;
-        // In the log after the head the backup holds: the next backup has it.
-        svc.record_backup(
-            &crate::keyctl::console_actor(),
-            serde_json::json!({
-                "file": out.display().to_string(),
-                "manifest_sha256": hex::encode(digest),
-                "audit_seq": manifest.audit_seq,
-                "database": manifest.database,
-            }),
-        )
+    let head = store.audit_head().await.context("reading the audit head")?;
+    let instance = store
+        .keystore()
         .await
-        .context("recording the backup in the audit log")?;
-        store.close().await;
-        println!(
-            "backup {} written: audit head {} ({} entries, {} database)",
-            out.display(),
-            manifest.audit_seq,
-            manifest.entries.len(),
-            manifest.database
+        .context("reading the keystore")?
+        .map_or_else(|| "none".to_owned(), |k| hex::encode(k.keystore_id));
+    let schema = store.check_schema().await.context("the schema")?;
+    let (kind, db_file) = dump_database(c, store, dir.path()).await?;
+    let mut files = vec![("database".to_owned(), db_file)];
+    if c.checkpoint_file.exists() {
+        files.push(("checkpoints".into(), c.checkpoint_file.clone()));
+    }
+    files.push(("config".into(), config_path.to_path_buf()));
+    // Hashing and encrypting read and write whole files: off the async workers.
+    let entries = tokio::task::block_in_place(|| {
+        files
+            .iter()
+            .map(|(name, path)| {
+                file_digest(path).map(|(size, sha256)| Entry {
+                    name: name.clone(),
+                    size,
+                    sha256,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })?;
+    let signer = svc.checkpointer().signer();
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        version: 1,
+        created_at_ms: service::Clock::now(&service::SystemClock).as_millis(),
+        instance,
+        database: kind,
+        schema_version: schema,
+        audit_seq: head.seq,
+        audit_hash: head.hash.to_string(),
+        audit_key: signer.public().to_string(),
+        entries,
+    };
+    let text = serde_json::to_vec(&manifest).context("the manifest")?;
+    let digest: [u8; 32] = Sha256::digest(&text).into();
+    let sig = signer
+        .sign_backup(&digest)
+        .await
+        .context("signing the manifest")?;
+    tokio::task::block_in_place(|| write_backup(out, &recipients, &text, &sig, &files))?;
+    svc.record_backup(
+        by,
+        serde_json::json!({
+            "file": out.display().to_string(),
+            "manifest_sha256": hex::encode(digest),
+            "audit_seq": manifest.audit_seq,
+            "database": manifest.database,
+        }),
+    )
+    .await
+    .context("recording the backup in the audit log")?;
+    Ok(manifest)
+}
+
+/// The server's scheduled backups: one every `every` into the schedule's
+/// directory (the newest `keep` kept), each audited; a failure is audited
+/// and announced (`backup.failed`), and the next interval tries again.
+pub(crate) async fn scheduled(
+    c: Config,
+    svc: service::Service,
+    store: storage::Store,
+    s: crate::config::Schedule,
+) {
+    let mut interval = tokio::time::interval(s.every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        let name = format!(
+            "strongroom-{}.srbk",
+            service::Clock::now(&service::SystemClock).as_millis()
         );
-        Ok(())
-    })
+        let out = s.dir.join(name);
+        let config_path = c.path.clone().unwrap_or_default();
+        let taken = async {
+            std::fs::create_dir_all(&s.dir)
+                .with_context(|| format!("creating {}", s.dir.display()))?;
+            take(&c, &config_path, &svc, &store, &out, &domain::Actor::System).await
+        }
+        .await;
+        match taken {
+            Ok(m) => {
+                tracing::info!(file = %out.display(), audit_seq = m.audit_seq, "scheduled backup written");
+                prune(&s.dir, s.keep);
+            }
+            Err(e) => {
+                let why = match &e {
+                    Failure::Runtime(e) => format!("{e:#}"),
+                    other => format!("{other:?}"),
+                };
+                tracing::error!(error = %why, "scheduled backup failed");
+                let details =
+                    serde_json::json!({ "dir": s.dir.display().to_string(), "error": why });
+                if let Err(e) = svc.record_backup_failed(details).await {
+                    tracing::error!(error = %e, "recording a failed backup failed");
+                }
+            }
+        }
+    }
+}
+
+/// Keeps the newest `keep` scheduled backups in `dir`.
+fn prune(dir: &Path, keep: usize) {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("strongroom-") && n.ends_with(".srbk"))
+        })
+        .collect();
+    found.sort();
+    let old = found.len().saturating_sub(keep);
+    for p in &found[..old] {
+        if let Err(e) = std::fs::remove_file(p) {
+            tracing::warn!(file = %p.display(), error = %e, "removing an old backup failed");
+        }
+    }
 }
 
 fn write_backup(

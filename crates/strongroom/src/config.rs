@@ -17,7 +17,7 @@ mod chains;
 mod threshold;
 mod transport;
 
-pub use backup::BackupConfig;
+pub use backup::{BackupConfig, Schedule};
 pub use chains::{BitcoinConfig, EthereumConfig};
 use chains::{RawBitcoin, RawEthereum, btc, eth};
 pub use threshold::ThresholdConfig;
@@ -248,6 +248,8 @@ pub struct Config {
     pub client_tls: tls::ClientTls,
     /// Where backups are encrypted to, if configured.
     pub backup: Option<BackupConfig>,
+    /// The file it was read from (a backup carries it).
+    pub path: Option<PathBuf>,
     pub database: Database,
     pub audit_key: AuditKey,
     pub checkpoint_file: PathBuf,
@@ -272,7 +274,9 @@ impl Config {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        Config::parse(&text, base)
+        let mut c = Config::parse(&text, base)?;
+        c.path = Some(path.to_path_buf());
+        Ok(c)
     }
 
     pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
@@ -444,6 +448,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         server_tls,
         client_tls,
         backup,
+        path: None,
         webhooks,
         database,
         audit_key,

@@ -358,6 +358,15 @@ pub(crate) fn run(c: Config) -> Result<(), Failure> {
             }
         });
 
+        // Scheduled backups, if configured (each audited; a failure alerts).
+        let backups = c.backup.as_ref().and_then(|b| b.schedule.clone()).map(|s| {
+            tokio::spawn(crate::backup::scheduled(
+                c.clone(),
+                svc.clone(),
+                store.clone(),
+                s,
+            ))
+        });
         let ticker = tokio::spawn({
             let svc = svc.clone();
             let every = policy.every;
@@ -417,6 +426,9 @@ pub(crate) fn run(c: Config) -> Result<(), Failure> {
             }
         };
         ticker.abort();
+        if let Some(b) = &backups {
+            b.abort();
+        }
         deliverer.abort();
         lifecycle.abort();
         executor.abort();

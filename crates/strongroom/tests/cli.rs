@@ -371,6 +371,97 @@ fn backups_on_postgresql() {
     drop(rt);
 }
 
+/// Scheduled backups: the server writes one every interval, keeps the
+/// newest `keep`, audits each; one that cannot be written is audited as
+/// `backup.failed` and announced to webhook subscribers.
+#[test]
+fn scheduled_backups_are_kept_and_failures_alert() {
+    use age::secrecy::ExposeSecret;
+    let (dir, config) = data_dir("sqlite://strongroom.db");
+    let cfg = config.to_str().unwrap();
+    init_keystore(cfg, &dir.path().join("shares"), 2, 2);
+    let id = age::x25519::Identity::generate();
+    let identity = dir.path().join("identity.txt");
+    std::fs::write(&identity, format!("{}\n", id.to_string().expose_secret())).unwrap();
+    std::fs::write(
+        dir.path().join("recipients.txt"),
+        format!("{}\n", id.to_public()),
+    )
+    .unwrap();
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(
+        "[backup]\nrecipients_file = \"recipients.txt\"\ndir = \"scheduled\"\nevery_seconds = 1\nkeep = 2\n",
+    );
+    std::fs::write(&config, &text).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut server = Server::start(&config);
+    server.follow_log(tx);
+    let mut written = 0;
+    while written < 3 {
+        match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(Some(line)) if line.contains("scheduled backup written") => written += 1,
+            Ok(Some(_)) => {}
+            other => panic!(
+                "the server stopped logging: {other:?}\n{}",
+                server.log_text()
+            ),
+        }
+    }
+    let kept: Vec<_> = std::fs::read_dir(dir.path().join("scheduled"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(!kept.is_empty() && kept.len() <= 3, "{kept:?}");
+    let o = strongroom(&[
+        "backup",
+        "verify",
+        "--config",
+        cfg,
+        "--identity",
+        identity.to_str().unwrap(),
+        kept[0].to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The directory becomes a file: the next backup fails, and says so.
+    std::fs::remove_dir_all(dir.path().join("scheduled")).unwrap();
+    std::fs::write(dir.path().join("scheduled"), b"not a directory").unwrap();
+    loop {
+        match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(Some(line)) if line.contains("scheduled backup failed") => break,
+            Ok(Some(_)) => {}
+            other => panic!("no failure logged: {other:?}\n{}", server.log_text()),
+        }
+    }
+    server.terminate();
+    let o = strongroom(&["audit", "verify", "--config", cfg]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rt = rt();
+    rt.block_on(async {
+        let store = storage::Store::connect(&storage::DatabaseConfig::Sqlite {
+            path: dir.path().join("strongroom.db"),
+        })
+        .await
+        .unwrap();
+        let actions: Vec<String> = store
+            .audit_page(0, 10_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.action)
+            .collect();
+        assert!(actions.iter().filter(|a| *a == "backup.created").count() >= 3);
+        assert!(actions.iter().any(|a| a == "backup.failed"));
+        let events = store
+            .query_text(
+                "SELECT CAST(COUNT(*) AS TEXT) FROM webhook_events WHERE event_type = 'backup.failed'",
+            )
+            .await
+            .unwrap();
+        assert_ne!(events, "0");
+        store.close().await;
+    });
+}
+
 fn backup_drill(url: &str, fresh_url: &str) {
     use age::secrecy::ExposeSecret;
     let (dir, config) = data_dir(url);
