@@ -301,10 +301,26 @@ async fn take(
     Ok(manifest)
 }
 
+/// Starts the scheduled backups of `[backup] dir`, if configured (for
+/// `serve`).
+pub(crate) fn spawn_scheduled(
+    c: &Config,
+    svc: &service::Service,
+    store: &storage::Store,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let s = c.backup.as_ref()?.schedule.clone()?;
+    Some(tokio::spawn(scheduled(
+        c.clone(),
+        svc.clone(),
+        store.clone(),
+        s,
+    )))
+}
+
 /// The server's scheduled backups: one every `every` into the schedule's
 /// directory (the newest `keep` kept), each audited; a failure is audited
 /// and announced (`backup.failed`), and the next interval tries again.
-pub(crate) async fn scheduled(
+async fn scheduled(
     c: Config,
     svc: service::Service,
     store: storage::Store,

@@ -622,7 +622,7 @@ fn main() -> ExitCode {
             if let Some(l) = listen {
                 c.listen = l;
             }
-            serve::run(c)
+            serve::run(c, backup::spawn_scheduled)
         }),
         Command::Config(ConfigCommand::Check { file }) => setup::config_check(&file),
         Command::Signer(SignerCommand::Init {

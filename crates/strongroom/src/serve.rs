@@ -268,8 +268,12 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .context("starting the async runtime")?)
 }
 
+/// Work a caller runs beside the server, in its runtime (the binary's
+/// scheduled backups), started once the service is built.
+pub(crate) type Beside = fn(&Config, &Service, &Store) -> Option<tokio::task::JoinHandle<()>>;
+
 /// `strongroom serve`.
-pub(crate) fn run(c: Config) -> Result<(), Failure> {
+pub(crate) fn run(c: Config, beside: Beside) -> Result<(), Failure> {
     init_logging(&c);
     arm_crash_point()?;
     runtime()?.block_on(async move {
@@ -358,15 +362,8 @@ pub(crate) fn run(c: Config) -> Result<(), Failure> {
             }
         });
 
-        // Scheduled backups, if configured (each audited; a failure alerts).
-        let backups = c.backup.as_ref().and_then(|b| b.schedule.clone()).map(|s| {
-            tokio::spawn(crate::backup::scheduled(
-                c.clone(),
-                svc.clone(),
-                store.clone(),
-                s,
-            ))
-        });
+        // Work beside the server's own (scheduled backups), if configured.
+        let backups = beside(&c, &svc, &store);
         let ticker = tokio::spawn({
             let svc = svc.clone();
             let every = policy.every;
