@@ -353,12 +353,13 @@ async fn scheduled(
                     Failure::Runtime(e) => format!("{e:#}"),
                     other => format!("{other:?}"),
                 };
-                tracing::error!(error = %why, "scheduled backup failed");
                 let details =
                     serde_json::json!({ "dir": s.dir.display().to_string(), "error": why });
                 if let Err(e) = svc.record_backup_failed(details).await {
                     tracing::error!(error = %e, "recording a failed backup failed");
                 }
+                // Logged once recorded and announced.
+                tracing::error!(error = %why, "scheduled backup failed");
             }
         }
     }
