@@ -193,6 +193,9 @@ pub(crate) fn service_error(e: service::ServiceError) -> ApiError {
         E::GovernanceInForce(_) => {
             ApiError::new(StatusCode::CONFLICT, "governance_in_force", e.to_string())
         }
+        E::NotBackedUp(_) => {
+            ApiError::new(StatusCode::CONFLICT, "key_not_backed_up", e.to_string())
+        }
         E::GovernanceNotConfigured => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "governance_not_configured",

@@ -79,6 +79,16 @@ impl Service {
         })
     }
 
+    /// No deposit address for a key no verified backup holds (unless an
+    /// operator accepted the risk for it).
+    async fn backed_up(&self, key: domain::KeyId) -> Result<(), ServiceError> {
+        if self.store().key_backed_up(&key.to_string()).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::NotBackedUp(key.to_string()))
+        }
+    }
+
     /// A wallet's next deposit address on a Bitcoin network: for an HD
     /// account, the last receive address issued while nothing has paid it,
     /// else the next one (recorded and audited); for a single key, its one
@@ -103,8 +113,10 @@ impl Service {
             let single = keys
                 .first()
                 .ok_or_else(|| invalid(format!("the wallet has no account on {name}")))?;
+            self.backed_up(*single).await?;
             return self.btc_address(*single, n).await;
         };
+        self.backed_up(key).await?;
         let issued = self.store().btc_addresses_of_key(&name, key, 0).await?;
         if let Some(last) = issued.first()
             && !self

@@ -63,6 +63,11 @@ pub enum ServiceError {
     /// The console's bootstrap is over: this change is a proposal now.
     #[error("governance is in force: {0}")]
     GovernanceInForce(String),
+    /// No verified backup holds the key yet: it receives no funds.
+    #[error(
+        "key {0} is in no verified backup yet: take one (`strongroom backup create`, then `backup verify`) or accept the risk for this key (`strongroom key accept-unbacked`)"
+    )]
+    NotBackedUp(String),
     #[error("{0}")]
     Conflict(String),
     #[error("this idempotency key was used with another request")]

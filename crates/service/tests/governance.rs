@@ -2426,6 +2426,17 @@ async fn hd_accounts_hand_out_fresh_deposit_addresses(f: Fixture) {
         .svc
         .authorize::<perm::InitiateTransfer>(&who, Some(f.wallet))
         .unwrap();
+    // No key without a backup: no deposit address until one holds the key
+    // (or the risk is accepted for it, audited).
+    assert!(matches!(
+        can.deposit_address(f.wallet, regtest).await,
+        Err(ServiceError::NotBackedUp(_))
+    ));
+    f.svc
+        .waive_key_backup(&console(), account.key)
+        .await
+        .unwrap();
+    assert!(f.actions().await.iter().any(|a| a == "key.backup_waived"));
     // The first address again until something pays it; then a fresh one.
     let a0 = can.deposit_address(f.wallet, regtest).await.unwrap();
     assert_eq!(a0, account.address);

@@ -67,3 +67,67 @@ impl Store {
         m.iter().map(|m| m.version).max().unwrap_or(0)
     }
 }
+
+impl Store {
+    /// Every key id, for a backup's manifest (listed before the copy, so
+    /// each one listed is in it).
+    pub async fn key_ids(&self) -> Result<Vec<String>, StorageError> {
+        Ok(sqlx::query_scalar("SELECT id FROM keys ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Whether a key may receive funds: a verified backup holds it, or an
+    /// operator accepted the risk.
+    pub async fn key_backed_up(&self, id: &str) -> Result<bool, StorageError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM keys WHERE id = $1 \
+             AND (backed_up_at_ms IS NOT NULL OR backup_waived_by IS NOT NULL)",
+        )
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n > 0)
+    }
+}
+
+impl crate::tx::WriteTx {
+    /// Marks the keys `ids` (those not yet marked) as held by a verified
+    /// backup; returns the ids marked.
+    pub async fn mark_keys_backed_up(
+        &mut self,
+        ids: &[String],
+        at: domain::Timestamp,
+    ) -> Result<Vec<String>, StorageError> {
+        let mut marked = Vec::new();
+        for id in ids {
+            let n = sqlx::query(
+                "UPDATE keys SET backed_up_at_ms = $2 WHERE id = $1 AND backed_up_at_ms IS NULL",
+            )
+            .bind(id)
+            .bind(at.as_millis())
+            .execute(&mut *self.tx)
+            .await?
+            .rows_affected();
+            if n > 0 {
+                marked.push(id.clone());
+            }
+        }
+        Ok(marked)
+    }
+
+    /// Records that `by` accepted receiving funds on key `id` before any
+    /// backup holds it.
+    pub async fn waive_key_backup(&mut self, id: &str, by: &str) -> Result<(), StorageError> {
+        let n = sqlx::query("UPDATE keys SET backup_waived_by = $2 WHERE id = $1")
+            .bind(id)
+            .bind(by)
+            .execute(&mut *self.tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(StorageError::NotFound { what: "key" });
+        }
+        Ok(())
+    }
+}

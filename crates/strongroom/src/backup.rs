@@ -84,6 +84,8 @@ struct Manifest {
     audit_hash: String,
     /// The audit key's public half (hex): what signed this.
     audit_key: String,
+    /// Every key the database holds (listed before the copy was taken).
+    keys: Vec<String>,
     entries: Vec<Entry>,
 }
 
@@ -248,6 +250,7 @@ async fn take(
         .context("reading the keystore")?
         .map_or_else(|| "none".to_owned(), |k| hex::encode(k.keystore_id));
     let schema = store.check_schema().await.context("the schema")?;
+    let keys = store.key_ids().await.context("listing the keys")?;
     let (kind, db_file) = dump_database(c, store, dir.path()).await?;
     let mut files = vec![("database".to_owned(), db_file)];
     if c.checkpoint_file.exists() {
@@ -278,6 +281,7 @@ async fn take(
         audit_seq: head.seq,
         audit_hash: head.hash.to_string(),
         audit_key: signer.public().to_string(),
+        keys,
         entries,
     };
     let text = serde_json::to_vec(&manifest).context("the manifest")?;
@@ -566,6 +570,7 @@ fn verify(c: &Config, identity: &Path, file: &Path) -> Result<(), Failure> {
             Ok::<_, Failure>(())
         })?;
     }
+    mark_backed_up(c, &o.manifest);
     println!(
         "backup ok: instance {}, {} database schema {}, audit head {}, signed by {}",
         o.manifest.instance,
@@ -575,6 +580,38 @@ fn verify(c: &Config, identity: &Path, file: &Path) -> Result<(), Failure> {
         o.manifest.audit_key
     );
     Ok(())
+}
+
+/// A verified backup of this installation: the keys it holds may receive
+/// funds now (no key without a backup). Best effort: verifying elsewhere,
+/// without the database, marks nothing.
+fn mark_backed_up(c: &Config, m: &Manifest) {
+    let marked = runtime().map_err(|e| format!("{e:?}")).and_then(|rt| {
+        rt.block_on(async {
+            let (svc, store) = crate::serve::build_service(c)
+                .await
+                .map_err(|e| format!("{e:?}"))?;
+            let live = store
+                .keystore()
+                .await
+                .map_err(|e| e.to_string())?
+                .map(|k| hex::encode(k.keystore_id));
+            let r = if live.as_deref() == Some(m.instance.as_str()) {
+                let digest = hex::encode(Sha256::digest(serde_json::to_vec(m).unwrap_or_default()));
+                svc.record_keys_backed_up(&m.keys, &digest)
+                    .await
+                    .map_err(|e| e.to_string())
+            } else {
+                Err("the database is another instance's".into())
+            };
+            store.close().await;
+            r
+        })
+    });
+    match marked {
+        Ok(k) => println!("keys now held by a verified backup: {}", k.len()),
+        Err(why) => println!("keys not marked ({why})"),
+    }
 }
 
 fn restore_into(c: &Config, identity: &Path, from: &Path) -> Result<(), Failure> {

@@ -423,6 +423,20 @@ pub(crate) fn enable_auto_unseal(c: Config) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `strongroom key accept-unbacked`: the key receives funds before any
+/// verified backup holds it (the risk accepted, audited).
+pub(crate) fn accept_unbacked(c: Config, key: &str) -> Result<(), Failure> {
+    let id: KeyId = arg("--key", key)?;
+    runtime()?.block_on(async {
+        let (svc, store) = build_service(&c).await?;
+        let r = svc.waive_key_backup(&console_actor(), id).await;
+        store.close().await;
+        r.context("accepting the risk")?;
+        println!("key {id} receives funds before any backup holds it (recorded)");
+        Ok(())
+    })
+}
+
 pub(crate) fn set_state(c: Config, key: &str, state: &str) -> Result<(), Failure> {
     let id: KeyId = arg("--key", key)?;
     let to: KeyState = arg("--state", state)?;

@@ -455,6 +455,13 @@ enum KeyCommand {
         #[arg(long, short, env = "STRONGROOM_CONFIG")]
         config: PathBuf,
     },
+    /// Let a key receive funds before a verified backup holds it (audited).
+    AcceptUnbacked {
+        #[arg(long, short, env = "STRONGROOM_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        key: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -699,6 +706,9 @@ fn main() -> ExitCode {
                 load(&config).and_then(|c| keyctl::set_state(c, &key, &state))
             }
             KeyCommand::RotateKek { config } => load(&config).and_then(keyctl::rotate_kek),
+            KeyCommand::AcceptUnbacked { config, key } => {
+                load(&config).and_then(|c| keyctl::accept_unbacked(c, &key))
+            }
             KeyCommand::Rotate {
                 config,
                 key,

@@ -468,6 +468,22 @@ fn backup_drill(url: &str, fresh_url: &str) {
     let cfg = config.to_str().unwrap();
     let shares = init_keystore(cfg, &dir.path().join("shares"), 2, 2);
     api_key(cfg, dir.path(), "ops", "admin", "global");
+    // A transfer-signing key: it receives funds only once a verified
+    // backup holds it.
+    let o = strongroom_with_input(
+        &[
+            "key",
+            "create",
+            "--config",
+            cfg,
+            "--purpose",
+            "transfer-signing",
+            "--algorithm",
+            "ecdsa-secp256k1",
+        ],
+        &(shares.join("\n") + "\n"),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
     let id = age::x25519::Identity::generate();
     let identity = dir.path().join("backup-identity.txt");
     std::fs::write(&identity, format!("{}\n", id.to_string().expose_secret())).unwrap();
@@ -513,6 +529,11 @@ fn backup_drill(url: &str, fresh_url: &str) {
     let o = verify(&backup, &identity, cfg);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("backup ok"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("keys now held by a verified backup: 1"),
+        "{}",
+        stdout(&o)
+    );
     if url.starts_with("sqlite") {
         assert!(stdout(&o).contains("audit chain: "), "{}", stdout(&o));
     }
@@ -2631,6 +2652,30 @@ fn bitcoin_withdrawal_through_the_api() {
         assert_eq!(code, 200, "{a}");
         a["address"].as_str().unwrap().to_owned()
     };
+    // No key without a backup: refused until one holds it, or the risk is
+    // accepted for it from the console.
+    let (code, refused) = api_call(
+        &server,
+        &initiator,
+        "POST",
+        &format!("/v1/wallets/{wallet}/addresses"),
+        Some(r#"{"network":"bitcoin:regtest"}"#),
+        None,
+    );
+    assert_eq!(
+        (code, refused["code"].as_str()),
+        (409, Some("key_not_backed_up")),
+        "{refused}"
+    );
+    let o = strongroom(&[
+        "key",
+        "accept-unbacked",
+        "--config",
+        cfg,
+        "--key",
+        hd["key"].as_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
     let first = next();
     assert_eq!(first, hd["address"].as_str().unwrap());
     assert_eq!(next(), first, "unused: the same address again");
