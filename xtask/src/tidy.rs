@@ -754,7 +754,7 @@ pub const SERVICE_LAYERS: &[(&str, &[&str])] = &[
             "webhook_target",
         ],
     ),
-    ("vault", &["keyring", "keystore"]),
+    ("vault", &["backups", "keyring", "keystore"]),
     ("signing gate", &["gate"]),
     (
         "chain senders",

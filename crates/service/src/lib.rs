@@ -32,7 +32,8 @@
 //!    `gov_log` (records appended with their change, the state kept at the
 //!    log's head, forged rows raised and frozen), `audit_key`, `clock`,
 //!    `crash`, `totp`.
-//! 2. **vault** — `keystore`: init, unseal (Shamir shares), auto-unseal,
+//! 2. **vault** — `backups` (backups and restores audited, keys a verified
+//!    backup holds); `keystore`: init, unseal (Shamir shares), auto-unseal,
 //!    seal, KEK rotation, and `sign_checked`, the vault's signer (seal, key
 //!    state, purpose, cryptoperiod, freezes — under the vault lock a freeze
 //!    also takes); `keyring`: the key inventory (keys made on every backend,
@@ -69,6 +70,7 @@
 mod access;
 mod approvals;
 mod audit_key;
+mod backups;
 pub mod balances;
 pub mod btc;
 pub mod btc_transfers;
