@@ -38,6 +38,7 @@ pub(crate) enum BackupCommand {
     /// A consistent backup of the running installation, encrypted to the
     /// configured recipients and signed by the audit key.
     Create {
+        /// The installation's configuration (with a `[backup]` section).
         #[arg(long)]
         config: PathBuf,
         /// Where to write it (must not exist).
@@ -47,6 +48,7 @@ pub(crate) enum BackupCommand {
     /// Decrypts a backup and checks its signature, every entry's digest and
     /// the audit chain inside, without restoring anything.
     Verify {
+        /// The configuration naming the audit key the backup must be signed by.
         #[arg(long)]
         config: PathBuf,
         /// An age identity file (`AGE-SECRET-KEY-1…`) of a recipient.
@@ -61,10 +63,14 @@ pub(crate) enum BackupCommand {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct RestoreArgs {
+    /// The configuration of the installation to restore into (its
+    /// database must be empty; its audit key must be the backup's).
     #[arg(long)]
     config: PathBuf,
+    /// An age identity file (`AGE-SECRET-KEY-1…`) of a backup recipient.
     #[arg(long)]
     identity: PathBuf,
+    /// The backup file.
     #[arg(long)]
     from: PathBuf,
 }
