@@ -655,19 +655,27 @@ fn restore_into(c: &Config, identity: &Path, from: &Path) -> Result<(), Failure>
             ));
         }
         store.close().await;
+        // Refused before anything is written.
+        let checkpoints = entry(&o, "checkpoints").ok();
+        if checkpoints.is_some() && c.checkpoint_file.exists() {
+            return Err(refused(format!(
+                "{} exists: move it aside first (the backup's checkpoints go there)",
+                c.checkpoint_file.display()
+            )));
+        }
         let dump = entry(&o, "database")?;
+        // The epoch record and the freeze are written before the data can
+        // serve: into a staged copy that then takes the database's place
+        // (SQLite), or right after `pg_restore` (PostgreSQL, in place).
+        let mut target = c.clone();
+        let mut staged = None;
         match (&c.database, &db) {
             (Database::Sqlite { path }, _) => {
-                for suffix in ["-wal", "-shm"] {
-                    let mut p = path.as_os_str().to_owned();
-                    p.push(suffix);
-                    let _ = std::fs::remove_file(PathBuf::from(p));
-                }
-                let staged = path.with_extension("restoring");
-                std::fs::copy(dump, &staged)
-                    .with_context(|| format!("writing {}", staged.display()))?;
-                std::fs::rename(&staged, path)
-                    .with_context(|| format!("writing {}", path.display()))?;
+                let copy = path.with_extension("restoring");
+                std::fs::copy(dump, &copy)
+                    .with_context(|| format!("writing {}", copy.display()))?;
+                target.database = Database::Sqlite { path: copy.clone() };
+                staged = Some((copy, path.clone()));
             }
             (Database::Postgres { url, .. }, storage::DatabaseConfig::Postgres { password, .. }) => {
                 let mut cmd = std::process::Command::new(pg_tool("pg_restore"));
@@ -680,8 +688,8 @@ fn restore_into(c: &Config, identity: &Path, from: &Path) -> Result<(), Failure>
                     "--clean",
                     "--if-exists",
                 ])
-                    .arg(format!("--dbname={url}"))
-                    .arg(dump);
+                .arg(format!("--dbname={url}"))
+                .arg(dump);
                 if let Some(p) = password {
                     cmd.env("PGPASSWORD", p.as_str());
                 }
@@ -695,19 +703,12 @@ fn restore_into(c: &Config, identity: &Path, from: &Path) -> Result<(), Failure>
             }
             _ => return Err(refused("the database configuration changed under the restore")),
         }
-        if let Ok(cps) = entry(&o, "checkpoints") {
-            // (Copied before the epoch record below is checkpointed.)
-            if c.checkpoint_file.exists() {
-                return Err(refused(format!(
-                    "{} exists: move it aside first (the backup's checkpoints go there)",
-                    c.checkpoint_file.display()
-                )));
-            }
+        if let Some(cps) = checkpoints {
             std::fs::copy(cps, &c.checkpoint_file)
                 .with_context(|| format!("writing {}", c.checkpoint_file.display()))?;
         }
         // A new epoch: its first record names the backup it came from.
-        let (svc, store) = crate::serve::build_service(c).await?;
+        let (svc, store) = crate::serve::build_service(&target).await?;
         svc.record_restore(
             &crate::keyctl::console_actor(),
             serde_json::json!({
@@ -733,6 +734,15 @@ fn restore_into(c: &Config, identity: &Path, from: &Path) -> Result<(), Failure>
         .await
         .context("freezing the restored installation")?;
         store.close().await;
+        if let Some((copy, path)) = staged {
+            for suffix in ["-wal", "-shm"] {
+                let mut p = path.as_os_str().to_owned();
+                p.push(suffix);
+                let _ = std::fs::remove_file(PathBuf::from(p));
+            }
+            std::fs::rename(&copy, &path)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
         println!(
             "restored instance {} at audit head {} ({} database), frozen until reconciled; unseal it \
              with the original shares",
