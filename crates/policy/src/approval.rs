@@ -178,12 +178,22 @@ impl ApprovalStatement {
         public_key: &[u8; 32],
         signature: &[u8; 64],
     ) -> Result<(), StatementError> {
-        let key = VerifyingKey::from_bytes(public_key).map_err(|_| StatementError::BadKey)?;
-        if key.is_weak() {
-            return Err(StatementError::BadKey);
-        }
-        let sig = Signature::from_bytes(signature);
-        key.verify_strict(&self.message(), &sig)
-            .map_err(|_| StatementError::BadSignature)
+        verify_strict(public_key, &self.message(), signature)
     }
+}
+
+/// An Ed25519 signature over `message`, strictly: no weak (small-order)
+/// key, no malleable or small-order encodings. Shared by every statement
+/// a person signs (`SRAP`, `SRGV`).
+pub(crate) fn verify_strict(
+    public_key: &[u8; 32],
+    message: &[u8],
+    signature: &[u8; 64],
+) -> Result<(), StatementError> {
+    let key = VerifyingKey::from_bytes(public_key).map_err(|_| StatementError::BadKey)?;
+    if key.is_weak() {
+        return Err(StatementError::BadKey);
+    }
+    key.verify_strict(message, &Signature::from_bytes(signature))
+        .map_err(|_| StatementError::BadSignature)
 }

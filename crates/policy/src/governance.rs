@@ -7,7 +7,6 @@
 //! can rewrite what came before and keep the admins' signatures valid.
 
 use domain::canonical::Writer;
-use ed25519_dalek::{Signature, VerifyingKey};
 use sha2::{Digest, Sha256};
 
 use crate::approval::StatementError;
@@ -55,12 +54,7 @@ impl GovernanceStatement {
         public_key: &[u8; 32],
         signature: &[u8; 64],
     ) -> Result<(), StatementError> {
-        let key = VerifyingKey::from_bytes(public_key).map_err(|_| StatementError::BadKey)?;
-        if key.is_weak() {
-            return Err(StatementError::BadKey);
-        }
-        key.verify_strict(&self.message(), &Signature::from_bytes(signature))
-            .map_err(|_| StatementError::BadSignature)
+        crate::approval::verify_strict(public_key, &self.message(), signature)
     }
 }
 

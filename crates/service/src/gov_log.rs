@@ -13,7 +13,7 @@ use storage::{GovRecordRow, WriteTx};
 use zeroize::Zeroizing;
 
 use crate::freezes::{FreezeScope, new_freeze, place_in};
-use crate::gov_state::{Authority, Content, Gov, GovState, MacKey, SignedVote, mac_of};
+use crate::gov_state::{Authority, Content, GovState, MacKey, SignedVote, mac_of};
 use crate::record::entry;
 use crate::service::{Service, ServiceError};
 
@@ -35,14 +35,10 @@ pub(crate) struct Forgery {
 }
 
 impl Service {
-    fn gov_holder(&self) -> &Gov {
-        self.governance_state()
-    }
-
     /// At unseal (the key derived from the root) and seal (`None`): the
     /// state is replayed again, MACs checked while the key is held.
     pub(crate) fn set_governance_key(&self, key: Option<Zeroizing<MacKey>>) {
-        let holder = self.gov_holder();
+        let holder = self.governance_state();
         if let Ok(mut k) = holder.key.write() {
             *k = key;
         }
@@ -67,11 +63,15 @@ impl Service {
     }
 
     fn mac_key(&self) -> Option<Zeroizing<MacKey>> {
-        self.gov_holder().key.read().ok().and_then(|k| k.clone())
+        self.governance_state()
+            .key
+            .read()
+            .ok()
+            .and_then(|k| k.clone())
     }
 
     fn current(&self) -> Arc<GovState> {
-        self.gov_holder()
+        self.governance_state()
             .state
             .read()
             .map(|s| s.clone())
@@ -84,7 +84,7 @@ impl Service {
         if let Some(s) = self.up_to_date(&head) {
             return Ok(s);
         }
-        let _one = self.gov_holder().loading.lock().await;
+        let _one = self.governance_state().loading.lock().await;
         // Read again under the lock: another caller may have caught up, and
         // a head read before waiting could look older than what it saw.
         let head = self.store().governance_head().await?;
@@ -106,7 +106,7 @@ impl Service {
             state.replay(&page, key.as_deref());
         }
         let state = Arc::new(state);
-        if let Ok(mut s) = self.gov_holder().state.write()
+        if let Ok(mut s) = self.governance_state().state.write()
             && state.head_seq >= s.head_seq
         {
             *s = state.clone();
@@ -171,7 +171,7 @@ impl Service {
     /// checks it against its anchor in the audit log, and compares every
     /// governed table with it.
     pub(crate) async fn governance_reload(&self) -> Result<(), ServiceError> {
-        if let Ok(mut s) = self.gov_holder().state.write() {
+        if let Ok(mut s) = self.governance_state().state.write() {
             *s = Arc::new(GovState::genesis());
         }
         let state = self.gov().await?;
@@ -377,7 +377,7 @@ impl Service {
     /// broadcasts by its own lock, and every decision already ignores the row.
     pub(crate) async fn forged(&self, f: Forgery) -> Result<(), ServiceError> {
         let mark = format!("{}:{}:{}", f.table, f.key, f.found);
-        let mut alerted = self.gov_holder().alerted.lock().await;
+        let mut alerted = self.governance_state().alerted.lock().await;
         if alerted.contains(&mark) {
             return Ok(());
         }

@@ -166,7 +166,6 @@ impl ClientTls {
         install_default_provider();
         reqwest::Client::builder()
             .tls_backend_preconfigured(rustls::ClientConfig::clone(&self.config))
-            .https_only(false)
     }
 }
 
