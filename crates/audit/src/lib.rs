@@ -26,4 +26,4 @@ pub use checkpoint::{
     AuditPublicKey, AuditSigningKey, Checkpoint, CheckpointError, backup_message,
 };
 pub use record::{Action, AuditError, Details, Entry, Hash, Head, RECORD_VERSION, Record};
-pub use verify::{Break, Report, Verifier};
+pub use verify::{Break, EPOCH_ACTION, Report, Superseded, Verifier};

@@ -1,6 +1,6 @@
 //! Verification of a stored chain against its signed checkpoints.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::checkpoint::{AuditPublicKey, Checkpoint, CheckpointError};
 use crate::record::{Hash, Head, RECORD_VERSION, Record};
@@ -61,6 +61,9 @@ pub struct Report {
     pub head: Head,
     pub checkpoints: usize,
     pub last_checkpoint: Option<u64>,
+    /// Checkpoints of a lost copy of the log that a restore's epoch record
+    /// names (and that therefore do not describe this one).
+    pub superseded: usize,
 }
 
 /// Checks records one at a time, in sequence order, so that a log of any
@@ -68,33 +71,54 @@ pub struct Report {
 #[derive(Debug)]
 pub struct Verifier {
     prev: Head,
-    checkpoints: BTreeMap<u64, Hash>,
+    /// Each checkpointed record's signed hashes, with the file line of
+    /// each: two differ only where a restore's epoch record explains it.
+    checkpoints: BTreeMap<u64, Vec<(usize, Hash)>>,
     checkpoint_count: usize,
+    /// Checkpoints an epoch record (a restore) names as superseded: signed
+    /// on the lost copy of the log, past the backup it was restored from.
+    superseded: BTreeSet<(u64, Hash)>,
+}
+
+/// The action of the first record of a restored log's new epoch
+/// ([`Verifier`] reads it: its `superseded_checkpoints` may disagree with
+/// the log from that record on).
+pub const EPOCH_ACTION: &str = "restore.epoch";
+
+/// A checkpoint a restore's epoch record names, in its details'
+/// `superseded_checkpoints` list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Superseded {
+    pub seq: u64,
+    pub hash: Hash,
+}
+
+#[derive(serde::Deserialize)]
+struct EpochDetails {
+    #[serde(default)]
+    superseded_checkpoints: Vec<Superseded>,
 }
 
 impl Verifier {
     /// Starts a verification with checkpoints from the file, each checked
     /// against the trusted audit key. `line` numbers in errors start at 1.
     pub fn new(checkpoints: &[Checkpoint], key: &AuditPublicKey) -> Result<Self, Break> {
-        let mut map = BTreeMap::new();
+        let mut map: BTreeMap<u64, Vec<(usize, Hash)>> = BTreeMap::new();
         for (i, cp) in checkpoints.iter().enumerate() {
             let line = i + 1;
             let head = cp
                 .verify(key)
                 .map_err(|reason| Break::BadCheckpoint { line, reason })?;
-            if let Some(prev) = map.insert(head.seq, head.hash)
-                && prev != head.hash
-            {
-                return Err(Break::ConflictingCheckpoints {
-                    line,
-                    seq: head.seq,
-                });
+            let at = map.entry(head.seq).or_default();
+            if !at.iter().any(|(_, h)| *h == head.hash) {
+                at.push((line, head.hash));
             }
         }
         Ok(Verifier {
             prev: Head::GENESIS,
             checkpoint_count: checkpoints.len(),
             checkpoints: map,
+            superseded: BTreeSet::new(),
         })
     }
 
@@ -105,6 +129,7 @@ impl Verifier {
             prev: from,
             checkpoints: BTreeMap::new(),
             checkpoint_count: 0,
+            superseded: BTreeSet::new(),
         }
     }
 
@@ -137,10 +162,31 @@ impl Verifier {
                 prev: self.prev.seq,
             });
         }
-        if let Some(h) = self.checkpoints.get(&r.seq)
-            && *h != r.hash
-        {
-            return Err(Break::CheckpointMismatch { seq: r.seq });
+        if r.action == EPOCH_ACTION {
+            // A restore: checkpoints signed on the lost copy of the log,
+            // from this record on, no longer describe it — only those it
+            // names, exactly.
+            let named: EpochDetails =
+                serde_json::from_str(&r.details).map_err(|_| Break::Edited { seq: r.seq })?;
+            for s in named.superseded_checkpoints {
+                if s.seq >= r.seq {
+                    self.superseded.insert((s.seq, s.hash));
+                }
+            }
+        }
+        if let Some(at) = self.checkpoints.get(&r.seq) {
+            let unexplained = at
+                .iter()
+                .filter(|(_, h)| *h != r.hash && !self.superseded.contains(&(r.seq, *h)))
+                .map(|(line, _)| *line)
+                .next();
+            if let Some(line) = unexplained {
+                return Err(if at.iter().any(|(_, h)| *h == r.hash) {
+                    Break::ConflictingCheckpoints { line, seq: r.seq }
+                } else {
+                    Break::CheckpointMismatch { seq: r.seq }
+                });
+            }
         }
         self.prev = r.head();
         Ok(())
@@ -150,15 +196,20 @@ impl Verifier {
     /// beside the log, if any: a second, unsigned witness of its length.
     pub fn finish(self, stored_head: Option<Head>) -> Result<Report, Break> {
         let last = self.prev.seq;
-        let last_checkpoint = self.checkpoints.keys().next_back().copied();
-        if let Some(cp) = last_checkpoint
-            && cp > last
-        {
+        // Checkpoints past the end of the log: records deleted, unless a
+        // restore's epoch record names them.
+        let beyond = self
+            .checkpoints
+            .range(last.saturating_add(1)..)
+            .flat_map(|(seq, at)| at.iter().map(move |(_, h)| (*seq, *h)))
+            .find(|c| !self.superseded.contains(c));
+        if let Some((cp, _)) = beyond {
             return Err(Break::Truncated {
                 last,
                 checkpoint: cp,
             });
         }
+        let last_checkpoint = self.checkpoints.range(..=last).next_back().map(|(s, _)| *s);
         if let Some(h) = stored_head
             && h != self.prev
         {
@@ -169,6 +220,7 @@ impl Verifier {
             head: self.prev,
             checkpoints: self.checkpoint_count,
             last_checkpoint,
+            superseded: self.superseded.len(),
         })
     }
 }
@@ -295,5 +347,86 @@ mod tests {
             first broken Some(10): the database head (record 10) does not match the end of the log (record 9): records were deleted or the head was edited
             first broken Some(1): record 1 does not match its hash: edited or moved
             first broken None: checkpoint 1 is not valid: signature does not verify"#]].assert_eq(&out.join("\n"));
+    }
+
+    /// The log restored from a backup at record 5: record 6 opens a new
+    /// epoch; the lost copy's checkpoint at 8 (and a newer one at 12)
+    /// disagree with the restored log, and only the epoch record's naming
+    /// them, exactly, explains it.
+    #[test]
+    fn a_restore_epoch_explains_only_the_checkpoints_it_names() {
+        let lost = chain(12);
+        let k = key();
+        let lost_cps = [
+            k.sign_checkpoint(lost[3].head(), Timestamp::UNIX_EPOCH),
+            k.sign_checkpoint(lost[7].head(), Timestamp::UNIX_EPOCH),
+            k.sign_checkpoint(lost[11].head(), Timestamp::UNIX_EPOCH),
+        ];
+        let restored = |named: &[(u64, Hash)]| {
+            let mut log = lost[..5].to_vec();
+            let mut head = log[4].head();
+            let names: Vec<_> = named
+                .iter()
+                .map(|(seq, hash)| serde_json::json!({ "seq": seq, "hash": hash }))
+                .collect();
+            let epoch = Entry::new(
+                Actor::System,
+                EPOCH_ACTION,
+                "backup",
+                Details::new(&serde_json::json!({ "superseded_checkpoints": names })).unwrap(),
+            )
+            .unwrap();
+            for i in 5..9 {
+                let e = if i == 5 {
+                    epoch.clone()
+                } else {
+                    Entry::new(
+                        Actor::System,
+                        "test.event",
+                        format!("new:{i}"),
+                        Details::none(),
+                    )
+                    .unwrap()
+                };
+                let r = Record::next(&head, &e, Timestamp::from_millis(i)).unwrap();
+                head = r.head();
+                log.push(r);
+            }
+            log
+        };
+        let both = [(8, lost[7].hash), (12, lost[11].hash)];
+        let log = restored(&both);
+        // The restored log's own checkpoint at 8, beside the lost one.
+        let mut cps = lost_cps.to_vec();
+        cps.push(k.sign_checkpoint(log[7].head(), Timestamp::UNIX_EPOCH));
+        let mut out = vec![check(&log, &cps, Some(log[8].head()))];
+        out.push(check(&log, &lost_cps, None));
+        out.push(check(&restored(&both[..1]), &lost_cps, None));
+        out.push(check(&restored(&[]), &lost_cps, None));
+        // A wrong hash, or a checkpoint before the epoch, explains nothing.
+        out.push(check(
+            &restored(&[(8, lost[6].hash), both[1]]),
+            &lost_cps,
+            None,
+        ));
+        let mut before = lost_cps.to_vec();
+        before.push(k.sign_checkpoint(lost[1].head(), Timestamp::from_millis(1)));
+        let mut forged = lost[1].clone();
+        forged.subject = "other".into();
+        forged.hash = forged.computed_hash();
+        before.push(k.sign_checkpoint(forged.head(), Timestamp::from_millis(2)));
+        out.push(check(
+            &restored(&[(2, forged.hash), both[0], both[1]]),
+            &before,
+            None,
+        ));
+        expect_test::expect![[r#"
+            ok: 9 records, last checkpoint Some(8)
+            ok: 9 records, last checkpoint Some(8)
+            first broken Some(10): the log ends at record 9 but a signed checkpoint covers record 12: records after 9 were deleted
+            first broken Some(8): record 8 differs from the signed checkpoint of that record: history rewritten
+            first broken Some(8): record 8 differs from the signed checkpoint of that record: history rewritten
+            first broken None: checkpoint 5 disagrees with an earlier checkpoint for record 2"#]]
+        .assert_eq(&out.join("\n"));
     }
 }

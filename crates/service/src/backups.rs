@@ -80,7 +80,7 @@ impl Service {
         by: &Actor,
         details: serde_json::Value,
     ) -> Result<(), ServiceError> {
-        self.audit_subject(by, "restore.epoch", "backup", details)
+        self.audit_subject(by, audit::EPOCH_ACTION, "backup", details)
             .await
     }
 }

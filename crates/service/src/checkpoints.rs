@@ -28,6 +28,16 @@ impl CheckpointFile {
         &self.path
     }
 
+    /// Beside this file, `<name>.superseded`: checkpoints a lost copy of
+    /// the log was signed with past the backup a restore came from. Only
+    /// [`verify_audit`] reads it, and only a restore's epoch record naming
+    /// each one makes it agree with the log.
+    pub fn superseded(&self) -> CheckpointFile {
+        let mut p = self.path.as_os_str().to_owned();
+        p.push(".superseded");
+        CheckpointFile::new(PathBuf::from(p))
+    }
+
     /// All checkpoints, or `None` if the file does not exist.
     ///
     /// A last line without its newline is a write torn by a crash: it is
@@ -417,13 +427,16 @@ pub async fn verify_audit(
     checkpoints: &CheckpointFile,
     key: &AuditPublicKey,
 ) -> Result<Report, VerifyError> {
-    let cps = match checkpoints.read_all() {
-        Ok(c) => c.unwrap_or_default(),
-        Err(e @ ServiceError::CheckpointLine { .. }) => {
-            return Err(VerifyError::CheckpointFile(e.to_string()));
+    let mut cps = Vec::new();
+    for file in [checkpoints, &checkpoints.superseded()] {
+        match file.read_all() {
+            Ok(c) => cps.extend(c.unwrap_or_default()),
+            Err(e @ ServiceError::CheckpointLine { .. }) => {
+                return Err(VerifyError::CheckpointFile(e.to_string()));
+            }
+            Err(e) => return Err(e.into()),
         }
-        Err(e) => return Err(e.into()),
-    };
+    }
     let head = store.audit_head().await.map_err(ServiceError::from)?;
     let mut v = Verifier::new(&cps, key)?;
     feed(store, &mut v, head.seq).await.map_err(|e| match e {

@@ -73,6 +73,12 @@ pub(crate) struct RestoreArgs {
     /// The backup file.
     #[arg(long)]
     from: PathBuf,
+    /// Checkpoints the lost installation signed after the backup (a copy
+    /// kept off the machine): those past the backup's head are named by
+    /// the restore's epoch record and kept, so `audit verify` shows the
+    /// gap, explained, instead of failing on it.
+    #[arg(long, value_name = "FILE")]
+    later_checkpoints: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -129,7 +135,41 @@ pub(crate) fn run(cmd: BackupCommand) -> Result<(), Failure> {
 /// `strongroom restore` and `strongroom backup restore`.
 pub(crate) fn restore(a: RestoreArgs) -> Result<(), Failure> {
     let c = Config::load(&a.config)?;
-    restore_into(&c, &a.identity, &a.from)
+    restore_into(&c, &a.identity, &a.from, a.later_checkpoints.as_deref())
+}
+
+/// At most this many later checkpoints are named by an epoch record (the
+/// newest; its details stay small). The newest is the one that matters: it
+/// covers the most of the lost log.
+const LATER_CHECKPOINTS_KEPT: usize = 100;
+
+/// The checkpoints in `file` past the backup's head, each signed by this
+/// installation's audit key (refused otherwise), newest last.
+fn later_checkpoints(
+    c: &Config,
+    file: &Path,
+    head: u64,
+) -> Result<Vec<audit::Checkpoint>, Failure> {
+    let trusted = crate::serve::audit_public_key(c)?;
+    let all = service::CheckpointFile::new(file)
+        .read_all()
+        .map_err(|e| refused(format!("the later checkpoints: {e}")))?
+        .ok_or_else(|| refused(format!("{} does not exist", file.display())))?;
+    let mut later = Vec::new();
+    for (i, cp) in all.into_iter().enumerate() {
+        cp.verify(&trusted).map_err(|e| {
+            refused(format!(
+                "later checkpoint {} is not this installation's: {e}",
+                i + 1
+            ))
+        })?;
+        if cp.seq > head && !later.contains(&cp) {
+            later.push(cp);
+        }
+    }
+    later.sort_by_key(|cp| cp.seq);
+    let drop = later.len().saturating_sub(LATER_CHECKPOINTS_KEPT);
+    Ok(later.split_off(drop))
 }
 
 fn file_digest(path: &Path) -> Result<(u64, String), Failure> {
@@ -257,10 +297,22 @@ async fn take(
         .map_or_else(|| "none".to_owned(), |k| hex::encode(k.keystore_id));
     let schema = store.check_schema().await.context("the schema")?;
     let keys = store.key_ids().await.context("listing the keys")?;
+    // The checkpoints first: each then covers a head the snapshot holds.
+    let checkpoints = dir.path().join("checkpoints");
+    let have_checkpoints = match std::fs::copy(&c.checkpoint_file, &checkpoints) {
+        Ok(_) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => {
+            return Err(Failure::Runtime(anyhow::anyhow!(
+                "reading {}: {e}",
+                c.checkpoint_file.display()
+            )));
+        }
+    };
     let (kind, db_file) = dump_database(c, store, dir.path()).await?;
     let mut files = vec![("database".to_owned(), db_file)];
-    if c.checkpoint_file.exists() {
-        files.push(("checkpoints".into(), c.checkpoint_file.clone()));
+    if have_checkpoints {
+        files.push(("checkpoints".into(), checkpoints));
     }
     files.push(("config".into(), config_path.to_path_buf()));
     // Hashing and encrypting read and write whole files: off the async workers.
@@ -620,9 +672,18 @@ fn mark_backed_up(c: &Config, m: &Manifest) {
     }
 }
 
-fn restore_into(c: &Config, identity: &Path, from: &Path) -> Result<(), Failure> {
+fn restore_into(
+    c: &Config,
+    identity: &Path,
+    from: &Path,
+    later: Option<&Path>,
+) -> Result<(), Failure> {
     let dir = tempfile::tempdir().context("a working directory")?;
     let o = open(c, identity, from, dir.path())?;
+    let later = match later {
+        Some(f) => later_checkpoints(c, f, o.manifest.audit_seq)?,
+        None => Vec::new(),
+    };
     let db = c.database.resolve()?;
     runtime()?.block_on(async {
         let store = storage::Store::connect(&db)
@@ -661,6 +722,13 @@ fn restore_into(c: &Config, identity: &Path, from: &Path) -> Result<(), Failure>
             return Err(refused(format!(
                 "{} exists: move it aside first (the backup's checkpoints go there)",
                 c.checkpoint_file.display()
+            )));
+        }
+        let aside = service::CheckpointFile::new(&c.checkpoint_file).superseded();
+        if !later.is_empty() && aside.path().exists() {
+            return Err(refused(format!(
+                "{} exists: move it aside first (the later checkpoints go there)",
+                aside.path().display()
             )));
         }
         let dump = entry(&o, "database")?;
@@ -707,6 +775,15 @@ fn restore_into(c: &Config, identity: &Path, from: &Path) -> Result<(), Failure>
             std::fs::copy(cps, &c.checkpoint_file)
                 .with_context(|| format!("writing {}", c.checkpoint_file.display()))?;
         }
+        // The lost copy's checkpoints go beside this log's, in a file of
+        // their own: this log's checkpointer goes on from its own.
+        let file = service::CheckpointFile::new(&c.checkpoint_file).superseded();
+        let mut superseded = Vec::new();
+        for cp in &later {
+            file.append(cp)
+                .with_context(|| format!("writing {}", file.path().display()))?;
+            superseded.push(serde_json::json!({ "seq": cp.seq, "hash": cp.head }));
+        }
         // A new epoch: its first record names the backup it came from.
         let (svc, store) = crate::serve::build_service(&target).await?;
         svc.record_restore(
@@ -718,6 +795,7 @@ fn restore_into(c: &Config, identity: &Path, from: &Path) -> Result<(), Failure>
                 "from_audit_seq": o.manifest.audit_seq,
                 "instance": o.manifest.instance,
                 "created_at_ms": o.manifest.created_at_ms,
+                "superseded_checkpoints": superseded,
             }),
         )
         .await

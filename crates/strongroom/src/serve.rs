@@ -558,6 +558,12 @@ pub(crate) fn verify(c: Config, public_key: Option<&str>) -> Result<(), Failure>
                     r.last_checkpoint
                         .map_or("none".to_owned(), |s| s.to_string())
                 );
+                if r.superseded > 0 {
+                    println!(
+                        "{} checkpoints of a lost copy of the log, named by a restore's epoch record",
+                        r.superseded
+                    );
+                }
                 Ok(())
             }
             Err(VerifyError::Service(e)) => Err(Failure::Runtime(e.into())),
