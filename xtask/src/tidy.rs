@@ -767,7 +767,7 @@ pub const SERVICE_LAYERS: &[(&str, &[&str])] = &[
             "eth_watch",
         ],
     ),
-    ("queue and wallets", &["queue", "wallets"]),
+    ("queue and wallets", &["queue", "recovery", "wallets"]),
     ("transfers", &["balances", "requests", "transfers"]),
     (
         "identity and governance",

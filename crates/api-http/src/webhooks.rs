@@ -27,7 +27,8 @@ pub struct NewWebhook {
     /// `http://host[:port]/path`.
     url: String,
     /// Event types (`transfer.state_changed`, `transfer.pending_approval`,
-    /// `transfer.stuck`, `deposit`, `freeze`, `circuit_breaker`, `governance.forged_row`) or `*`.
+    /// `transfer.stuck`, `deposit`, `freeze`, `circuit_breaker`, `governance.forged_row`,
+    /// `backup.failed`, `restore.reconciled`) or `*`.
     events: Vec<String>,
 }
 

@@ -72,15 +72,4 @@ impl Service {
         let e = entry(&Actor::System, "backup.failed", "backup", details)?;
         self.commit(tx, &[e], now).await
     }
-
-    /// Records a restore: a new epoch of this installation, whose first
-    /// record names the backup it came from and the head it was taken at.
-    pub async fn record_restore(
-        &self,
-        by: &Actor,
-        details: serde_json::Value,
-    ) -> Result<(), ServiceError> {
-        self.audit_subject(by, audit::EPOCH_ACTION, "backup", details)
-            .await
-    }
 }

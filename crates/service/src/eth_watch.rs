@@ -274,7 +274,9 @@ impl Service {
             .nonce(address, NonceTag::Pending)
             .await
             .map_err(EthError::Node)?;
-        let next_allocated = sends.last().map_or(sender.first_nonce, |s| s.nonce + 1);
+        let next_allocated = sends.last().map_or(sender.first_nonce, |s| {
+            (s.nonce + 1).max(sender.first_nonce)
+        });
         let unsigned = sends
             .iter()
             .filter(|s| s.state == state::SIGNING)

@@ -96,6 +96,7 @@ mod moves;
 mod outbox;
 mod queue;
 mod record;
+pub mod recovery;
 mod requests;
 mod service;
 mod settings;

@@ -18,6 +18,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "circuit_breaker",
     "governance.forged_row",
     "backup.failed",
+    "restore.reconciled",
 ];
 
 /// Writes an event to the outbox inside `tx`.

@@ -117,10 +117,11 @@ impl WriteTx {
         // nonces wait behind it on the network.
         let released: Option<(String, i64)> = sqlx::query_as(
             "SELECT id, nonce FROM eth_sends WHERE network = $1 AND address = $2 \
-             AND state = 'released' ORDER BY nonce LIMIT 1",
+             AND state = 'released' AND nonce >= $3 ORDER BY nonce LIMIT 1",
         )
         .bind(network)
         .bind(address)
+        .bind(first)
         .fetch_optional(&mut *self.tx)
         .await?;
         if let Some((id, nonce)) = released {
@@ -140,10 +141,13 @@ impl WriteTx {
         .bind(address)
         .fetch_one(&mut *self.tx)
         .await?;
+        // Never below the first nonce: a reconciliation after a restore
+        // raises it past nonces the chain has seen used.
         let next = match max {
             Some(m) => m
                 .checked_add(1)
-                .ok_or_else(|| StorageError::Corrupt("nonce overflow".into()))?,
+                .ok_or_else(|| StorageError::Corrupt("nonce overflow".into()))?
+                .max(first),
             None => first,
         };
         u64::try_from(next).map_err(|_| StorageError::Corrupt(format!("nonce {next}")))
@@ -417,7 +421,7 @@ fn u128_of(row: &AnyRow, col: &str) -> Result<u128, StorageError> {
     v.parse().map_err(|e| corrupt(col, &e))
 }
 
-fn sender_from_row(row: &AnyRow) -> Result<EthSenderRow, StorageError> {
+pub(crate) fn sender_from_row(row: &AnyRow) -> Result<EthSenderRow, StorageError> {
     let key: String = row.try_get("key_id")?;
     let by: String = row.try_get("created_by")?;
     Ok(EthSenderRow {

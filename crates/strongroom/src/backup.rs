@@ -745,7 +745,10 @@ fn restore_into(
                 target.database = Database::Sqlite { path: copy.clone() };
                 staged = Some((copy, path.clone()));
             }
-            (Database::Postgres { url, .. }, storage::DatabaseConfig::Postgres { password, .. }) => {
+            (
+                Database::Postgres { url, .. },
+                storage::DatabaseConfig::Postgres { password, .. },
+            ) => {
                 let mut cmd = std::process::Command::new(pg_tool("pg_restore"));
                 // The database holds nothing (checked above): an empty
                 // schema a server made is replaced by the backup's.
@@ -769,7 +772,11 @@ fn restore_into(
                     )));
                 }
             }
-            _ => return Err(refused("the database configuration changed under the restore")),
+            _ => {
+                return Err(refused(
+                    "the database configuration changed under the restore",
+                ));
+            }
         }
         if let Some(cps) = checkpoints {
             std::fs::copy(cps, &c.checkpoint_file)
@@ -784,14 +791,20 @@ fn restore_into(
                 .with_context(|| format!("writing {}", file.path().display()))?;
             superseded.push(serde_json::json!({ "seq": cp.seq, "hash": cp.head }));
         }
-        // A new epoch: its first record names the backup it came from.
+        // A new epoch: its first record names the backup it came from, and
+        // nothing is signed or sent until the server has asked the chains
+        // (a transfer in flight at the snapshot may have been signed, sent
+        // or even confirmed since: the chains know more than this copy).
         let (svc, store) = crate::serve::build_service(&target).await?;
-        svc.record_restore(
+        let manifest_sha256 = hex::encode(Sha256::digest(
+            serde_json::to_vec(&o.manifest).unwrap_or_default(),
+        ));
+        svc.open_epoch(
             &crate::keyctl::console_actor(),
+            &manifest_sha256,
+            o.manifest.audit_seq,
             serde_json::json!({
-                "manifest_sha256": hex::encode(Sha256::digest(
-                    serde_json::to_vec(&o.manifest).unwrap_or_default()
-                )),
+                "manifest_sha256": manifest_sha256,
                 "from_audit_seq": o.manifest.audit_seq,
                 "instance": o.manifest.instance,
                 "created_at_ms": o.manifest.created_at_ms,
@@ -799,18 +812,7 @@ fn restore_into(
             }),
         )
         .await
-        .context("recording the restore in the audit log")?;
-        // Nothing is signed or sent until people have looked: a transfer in
-        // flight at the snapshot may have been signed, sent or even
-        // confirmed since, and the chains know more than this copy does.
-        svc.console_freeze(
-            &crate::keyctl::console_actor(),
-            service::governance::FreezeScope::Global,
-            // (The runbook says what to do: docs/runbooks/lost-server.md.)
-            &format!("restored from a backup at record {}", o.manifest.audit_seq),
-        )
-        .await
-        .context("freezing the restored installation")?;
+        .context("opening the restore's epoch in the audit log")?;
         store.close().await;
         if let Some((copy, path)) = staged {
             for suffix in ["-wal", "-shm"] {
@@ -818,12 +820,11 @@ fn restore_into(
                 p.push(suffix);
                 let _ = std::fs::remove_file(PathBuf::from(p));
             }
-            std::fs::rename(&copy, &path)
-                .with_context(|| format!("writing {}", path.display()))?;
+            std::fs::rename(&copy, &path).with_context(|| format!("writing {}", path.display()))?;
         }
         println!(
-            "restored instance {} at audit head {} ({} database), frozen until reconciled; unseal it \
-             with the original shares",
+            "restored instance {} at audit head {} ({} database), frozen until the server has \
+             reconciled it with the chains; unseal it with the original shares",
             o.manifest.instance, o.manifest.audit_seq, o.manifest.database
         );
         Ok(())

@@ -362,6 +362,16 @@ pub(crate) fn run(c: Config, beside: Beside) -> Result<(), Failure> {
             }
         });
 
+        // After a restore: the chains are asked before anything is signed
+        // (the restore's freeze holds until then; a node that cannot be
+        // reached is tried again).
+        let reconciler = every(Duration::from_secs(5), "restore reconciliation", {
+            let svc = svc.clone();
+            move || {
+                let svc = svc.clone();
+                async move { svc.reconcile_restore().await.map(drop) }
+            }
+        });
         // Work beside the server's own (scheduled backups), if configured.
         let backups = beside(&c, &svc, &store);
         let ticker = tokio::spawn({
@@ -428,6 +438,7 @@ pub(crate) fn run(c: Config, beside: Beside) -> Result<(), Failure> {
         }
         deliverer.abort();
         lifecycle.abort();
+        reconciler.abort();
         executor.abort();
         for w in &watchers {
             w.abort();
