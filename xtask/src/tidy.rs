@@ -768,7 +768,10 @@ pub const SERVICE_LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     ("queue and wallets", &["queue", "recovery", "wallets"]),
-    ("transfers", &["balances", "requests", "transfers"]),
+    (
+        "transfers",
+        &["balances", "requests", "rotation", "transfers"],
+    ),
     (
         "identity and governance",
         &["governance", "identity", "signed", "testing", "webhooks"],

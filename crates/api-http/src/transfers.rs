@@ -77,6 +77,7 @@ impl TransferBody {
                         .map_err(|e: domain::IdError| bad(format!("depends_on: {e}")))
                 })
                 .transpose()?,
+            kind: domain::TransferKind::Withdrawal,
         })
     }
 }

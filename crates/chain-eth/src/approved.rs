@@ -13,7 +13,7 @@
 //! }
 //! ```
 
-use domain::{AssetKind, IntentDigest, Network, TransferIntent, WalletId};
+use domain::{AssetKind, IntentDigest, Network, TransferIntent, TransferKind, WalletId};
 
 use crate::address::EthAddress;
 use crate::calls::erc20_transfer;
@@ -33,6 +33,8 @@ pub struct Intended {
     amount: u128,
     /// The token contract, or `None` for ether.
     token: Option<EthAddress>,
+    /// A sweep of a rotated key's funds to its successor's address.
+    sweep: bool,
 }
 
 impl Intended {
@@ -55,7 +57,13 @@ impl Intended {
             recipient,
             amount: intent.amount().units(),
             token,
+            sweep: intent.kind() == TransferKind::Sweep,
         })
+    }
+
+    /// A sweep of a rotated key's funds to its successor.
+    pub fn is_sweep(&self) -> bool {
+        self.sweep
     }
 
     pub fn digest(&self) -> IntentDigest {
@@ -165,6 +173,8 @@ pub struct Approved {
     kind: ApprovedKind,
     intent: IntentDigest,
     wallet: WalletId,
+    /// The intent's recipient, when the intent is a sweep.
+    sweep_to: Option<EthAddress>,
 }
 
 /// Checks `plan` against what was approved. See the module documentation.
@@ -226,6 +236,7 @@ pub fn approve(
         kind: approved_kind,
         intent: intended.digest,
         wallet: intended.wallet,
+        sweep_to: intended.sweep.then_some(intended.recipient),
     })
 }
 
@@ -309,6 +320,14 @@ impl Approved {
 
     pub fn wallet(&self) -> WalletId {
         self.wallet
+    }
+
+    /// Where the plan sweeps a rotated key's funds (the intent's recipient),
+    /// when it pays a sweep or replaces (speeds up, cancels) its payment: a
+    /// key no longer active signs only plans whose sweep goes to its
+    /// successor.
+    pub fn sweep_to(&self) -> Option<EthAddress> {
+        self.sweep_to
     }
 
     /// What the key signs, derived from the plan here and nowhere else.

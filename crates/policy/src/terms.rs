@@ -87,6 +87,9 @@ pub enum TxType {
     ContractCall,
     /// A call that changes who controls a contract (upgrades, roles, approvals).
     AdminCall,
+    /// The funds of a rotated or compromised key moved to its successor's
+    /// address in the same wallet (a rule may allow these alone).
+    Sweep,
 }
 
 /// Whose outflow a rolling window adds up.

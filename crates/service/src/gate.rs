@@ -24,6 +24,7 @@ use storage::{KeyRow, StorageError};
 use crate::freezes::{FreezeScope, new_freeze, place_in};
 use crate::record::entry;
 use crate::service::{Service, ServiceError};
+use crate::vault::{Grounds, Permit};
 
 /// The key that signs for an output: a single key, or an HD account key
 /// and the (unhardened) child path below its account.
@@ -52,6 +53,20 @@ impl Service {
     ) -> Result<(KeyRow, chain_eth::SignedTx), ServiceError> {
         self.approvals_stand(paying).await?;
         let request = SignRequest::EcdsaDigest(approved.signing_hash());
+        // A sweep to a successor's address may be signed by a key no
+        // longer in force (the vault checks whose address it is).
+        let network = domain::Network::Evm {
+            chain_id: approved.plan().chain_id,
+        }
+        .to_string();
+        let to = approved.sweep_to().map(|a| a.to_lower_hex());
+        let permit = match &to {
+            Some(to) => Permit::Sweep {
+                network: &network,
+                to,
+            },
+            None => Permit::Ordinary,
+        };
         let (row, sig) = self
             .sign_checked(
                 key,
@@ -59,7 +74,7 @@ impl Service {
                 KeyPurpose::TransferSigning,
                 &[],
                 request.clone(),
-                subject,
+                Grounds { subject, permit },
             )
             .await?;
         // A second implementation (libsecp256k1) checks what the backend made.
@@ -145,7 +160,10 @@ impl Service {
                     KeyPurpose::TransferSigning,
                     child,
                     request,
-                    subject.as_ref(),
+                    Grounds {
+                        subject: subject.as_ref(),
+                        permit: Permit::Ordinary,
+                    },
                 )
                 .await?;
             // Each signature is checked by libsecp256k1 as it enters.

@@ -141,9 +141,12 @@ impl Service {
                     .into(),
             ));
         }
-        old.state
-            .check_transition(KeyState::Deactivated)
-            .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        // A compromised key stays compromised; any other is deactivated.
+        if old.state != KeyState::Compromised {
+            old.state
+                .check_transition(KeyState::Deactivated)
+                .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        }
         let new = NewKey {
             purpose: old.purpose,
             algorithm: old.algorithm,
@@ -231,6 +234,15 @@ impl Service {
             tx.check_current_kek(current_kek).await?;
             tx.insert_key(&row).await?;
             if let Some(p) = predecessor {
+                tx.set_key_successor(p.id, id).await?;
+                entries.push(entry(
+                    actor,
+                    "key.rotated",
+                    &format!("key:{}", p.id),
+                    json!({ "successor": id.to_string(), "successor_version": version }),
+                )?);
+            }
+            if let Some(p) = predecessor.filter(|p| p.state != KeyState::Compromised) {
                 tx.set_key_state(p.id, p.state, KeyState::Deactivated)
                     .await?;
                 entries.push(entry(

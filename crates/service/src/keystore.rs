@@ -20,7 +20,7 @@ use storage::{KekRow, KeyRow, KeystoreRow};
 use crate::record::entry;
 use crate::service::{Service, ServiceError};
 pub use crate::vault::SealStatus;
-use crate::vault::{Opened, Vault, status};
+use crate::vault::{Grounds, Opened, Permit, Vault, status};
 
 pub(crate) fn keystore_hex(id: &[u8; 16]) -> String {
     hex::encode(id)
@@ -440,13 +440,19 @@ impl Service {
         child: &[u32],
         request: SignRequest<'_>,
     ) -> Result<(KeyRow, Signature), ServiceError> {
-        self.sign_checked(id, wallet, purpose, child, request, None)
+        let grounds = Grounds {
+            subject: None,
+            permit: Permit::Ordinary,
+        };
+        self.sign_checked(id, wallet, purpose, child, request, grounds)
             .await
     }
 
-    /// [`Service::sign_as`], with what a threshold key's signer nodes check
-    /// before they sign (`subject`: the transaction and the approvals of
-    /// what it pays). Threshold keys sign nothing without it.
+    /// [`Service::sign_as`], with its grounds: what a threshold key's
+    /// signer nodes check before they sign (`subject`: the transaction and
+    /// the approvals of what it pays; threshold keys sign nothing without
+    /// it) and whether it is a sweep to the key's successor (which a key no
+    /// longer in force may still sign).
     pub(crate) async fn sign_checked(
         &self,
         id: KeyId,
@@ -454,12 +460,13 @@ impl Service {
         purpose: KeyPurpose,
         child: &[u32],
         request: SignRequest<'_>,
-        subject: Option<&keys_mpc::cosign::Subject>,
+        grounds: Grounds<'_>,
     ) -> Result<(KeyRow, Signature), ServiceError> {
+        let Grounds { subject, permit } = grounds;
         // The vault lock first, then the key's row: a suspension or a
         // compromise committed before this point stops this signature.
         let mut vault = self.vault().lock().await;
-        let key = self.signable(&vault, id, wallet, purpose).await?;
+        let key = self.signable(&vault, id, wallet, purpose, permit).await?;
         if key.backend == KeyBackend::Threshold {
             // The signer nodes take a network round trip (more when a
             // presignature must be made first): not under the vault lock,
@@ -469,7 +476,7 @@ impl Service {
             drop(vault);
             let sig = self.sign_threshold(&key, subject, request).await?;
             let vault = self.vault().lock().await;
-            self.signable(&vault, id, wallet, purpose).await?;
+            self.signable(&vault, id, wallet, purpose, permit).await?;
             drop(vault);
             return Ok((key, sig));
         }
@@ -519,13 +526,16 @@ impl Service {
 
     /// The signing gate, under the vault lock: the key's row read now, the
     /// right purpose, active, within its cryptoperiod, its wallet and it
-    /// not frozen (a freeze takes the same lock), the system unsealed.
+    /// not frozen (a freeze takes the same lock), the system unsealed. A
+    /// rotated (deactivated) or compromised key, or one past its
+    /// cryptoperiod, signs only a sweep to its successor's address.
     pub(crate) async fn signable(
         &self,
         vault: &Vault,
         id: KeyId,
         wallet: Option<domain::WalletId>,
         purpose: KeyPurpose,
+        permit: Permit<'_>,
     ) -> Result<KeyRow, ServiceError> {
         let key = self.store().key(id).await?;
         if key.purpose != purpose {
@@ -534,16 +544,15 @@ impl Service {
                 key.purpose, purpose
             )));
         }
-        if !key.state.may_sign() {
-            return Err(ServiceError::KeyNotUsable(format!(
-                "key {id} is {}",
-                key.state
-            )));
-        }
-        if self.now() >= key.expires_at {
-            return Err(ServiceError::KeyNotUsable(format!(
-                "key {id} is past its cryptoperiod"
-            )));
+        let in_force = key.state.may_sign() && self.now() < key.expires_at;
+        if !in_force && !self.sweeps_to_successor(&key, permit).await? {
+            return Err(ServiceError::KeyNotUsable(if key.state.may_sign() {
+                format!("key {id} is past its cryptoperiod")
+            } else if key.state == KeyState::Compromised {
+                format!("key {id} is compromised: it signs only sweeps to its successor")
+            } else {
+                format!("key {id} is {}", key.state)
+            }));
         }
         if purpose == KeyPurpose::TransferSigning {
             self.ensure_not_frozen(wallet, Some(id)).await?;
@@ -553,6 +562,33 @@ impl Service {
             return Err(ServiceError::Sealed);
         }
         Ok(key)
+    }
+
+    /// Whether `permit` is a sweep of `key`'s funds to an address of its
+    /// successor, and `key` may still sign one (active, rotated or
+    /// compromised; not suspended, destroyed or never activated).
+    async fn sweeps_to_successor(
+        &self,
+        key: &KeyRow,
+        permit: Permit<'_>,
+    ) -> Result<bool, ServiceError> {
+        let Permit::Sweep { network, to } = permit else {
+            return Ok(false);
+        };
+        if !matches!(
+            key.state,
+            KeyState::Active | KeyState::Deactivated | KeyState::Compromised
+        ) {
+            return Ok(false);
+        }
+        let Some(successor) = self.store().key_successor(key.id).await? else {
+            return Ok(false);
+        };
+        Ok(match self.store().eth_sender(network, to).await {
+            Ok(s) => s.key_id == successor,
+            Err(storage::StorageError::NotFound { .. }) => false,
+            Err(e) => return Err(e.into()),
+        })
     }
 
     /// A signature by a threshold key's signer nodes, which check

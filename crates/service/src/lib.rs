@@ -98,6 +98,7 @@ mod queue;
 mod record;
 pub mod recovery;
 mod requests;
+pub mod rotation;
 mod service;
 mod settings;
 mod signed;

@@ -194,11 +194,21 @@ impl Service {
         let assets = self.configured_assets();
         let intent = decode_intent(&t, &assets)?;
         let network = intent.amount().asset().network().to_string();
-        let from = self
-            .store()
-            .wallet_eth_sender(t.wallet, &network)
-            .await?
-            .ok_or_else(|| invalid(format!("the wallet has no sender on {network}")))?;
+        let from = match intent.kind() {
+            // From the retired account whose funds go to the destination.
+            domain::TransferKind::Sweep => {
+                let to: chain_eth::EthAddress = intent
+                    .destination()
+                    .as_str()
+                    .parse()
+                    .map_err(|e| corrupt("destination", e))?;
+                self.store()
+                    .sweep_source(t.wallet, &network, &to.to_lower_hex())
+                    .await?
+            }
+            _ => self.store().wallet_eth_sender(t.wallet, &network).await?,
+        }
+        .ok_or_else(|| invalid(format!("the wallet has no sender on {network}")))?;
         let from: chain_eth::EthAddress = from.parse().map_err(|e| corrupt("sender", e))?;
         self.eth_plan(&t, &intent, from, urgency).await
     }

@@ -6,7 +6,8 @@
 
 use chain_btc::BtcAddress;
 use domain::{
-    Address, Amount, Asset, AssetId, AssetKind, BitcoinNetwork, Network, TransferId, WalletId,
+    Address, Amount, Asset, AssetId, AssetKind, BitcoinNetwork, Network, TransferId, TransferKind,
+    WalletId,
 };
 use serde_json::json;
 use storage::WriteTx;
@@ -30,6 +31,9 @@ pub struct TransferRequest {
     /// A transfer that must complete before this one starts (one the
     /// initiator can see); if it ends otherwise, this one fails.
     pub depends_on: Option<TransferId>,
+    /// A withdrawal, or a sweep of a rotated key's funds to its successor
+    /// (made by the rotation itself, never asked for over the API).
+    pub kind: TransferKind,
 }
 
 /// A queued transfer's place in line.
@@ -91,6 +95,7 @@ impl TransferRequest {
             self.external_id,
             self.priority.rank(),
             self.depends_on.map(|d| d.to_string()),
+            self.kind,
         ]);
         hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
     }
@@ -176,13 +181,15 @@ impl Service {
             return None;
         };
         let net = self.eth_network(chain_id).ok()?;
-        let from = self
-            .store()
-            .wallet_eth_sender(req.wallet, &p.network)
-            .await
-            .ok()??
-            .parse()
-            .ok()?;
+        let from = match req.kind {
+            TransferKind::Sweep => {
+                self.store()
+                    .sweep_source(req.wallet, &p.network, &p.destination_key)
+                    .await
+            }
+            _ => self.store().wallet_eth_sender(req.wallet, &p.network).await,
+        };
+        let from = from.ok()??.parse().ok()?;
         self.held(&net, from, &req.asset, None).await.ok()
     }
 
@@ -227,17 +234,36 @@ impl Service {
     ) -> Result<(), ServiceError> {
         let chain_id = match req.asset.network() {
             Network::Evm { chain_id } => chain_id,
+            Network::Bitcoin(_) if req.kind == TransferKind::Sweep => {
+                return Err(invalid(
+                    "a Bitcoin key's funds are not swept by rotation yet: move them with \
+                     withdrawals to the successor's address",
+                ));
+            }
             Network::Bitcoin(n) => return self.ensure_btc_funds(tx, req, p, n).await,
         };
         let net = self
             .eth_network(chain_id)
             .map_err(|e| invalid(format!("asset {}: {e}", req.asset)))?;
-        let from = tx
-            .wallet_eth_sender_in_tx(req.wallet, &p.network)
-            .await?
-            .ok_or_else(|| invalid(format!("the wallet has no sender on {}", p.network)))?;
+        let from = match req.kind {
+            TransferKind::Sweep => tx
+                .sweep_source_in_tx(req.wallet, &p.network, &p.destination_key)
+                .await?
+                .ok_or_else(|| {
+                    invalid("a sweep goes only from a rotated account to its successor's address")
+                })?,
+            _ => tx
+                .wallet_eth_sender_in_tx(req.wallet, &p.network)
+                .await?
+                .ok_or_else(|| invalid(format!("the wallet has no sender on {}", p.network)))?,
+        };
         let from: chain_eth::EthAddress = from.parse().map_err(|e| corrupt("sender", e))?;
-        let outflows = tx.wallet_outflows_in_tx(req.wallet).await?;
+        // A sweep empties the retired account: the wallet's other outflows
+        // leave from its current one.
+        let outflows = match req.kind {
+            TransferKind::Sweep => Vec::new(),
+            _ => tx.wallet_outflows_in_tx(req.wallet).await?,
+        };
         let need = needs(
             &outflows,
             &p.network,

@@ -263,6 +263,7 @@ impl Payer {
             external_id: None,
             priority: Default::default(),
             depends_on: None,
+            kind: domain::TransferKind::Withdrawal,
         })
         .await
     }

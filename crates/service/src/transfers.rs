@@ -329,7 +329,10 @@ async fn facts(
         asset: req.asset.clone(),
         decimals: p.asset.decimals(),
         amount: p.amount.units(),
-        tx_type: TxType::Transfer,
+        tx_type: match req.kind {
+            TransferKind::Sweep => TxType::Sweep,
+            _ => TxType::Transfer,
+        },
         price: known.price,
         now,
         windows,
@@ -464,7 +467,7 @@ impl Can<'_, perm::InitiateTransfer> {
         let id = TransferId::from_uuid(uuid::Uuid::now_v7());
         let intent = TransferIntent::new(IntentParts {
             id,
-            kind: TransferKind::Withdrawal,
+            kind: req.kind,
             // Wallets are not grouped into accounts yet: the wallet's id
             // stands for its account.
             account: AccountId::from_uuid(*req.wallet.as_uuid()),

@@ -78,3 +78,23 @@ impl Opened {
         Ok(Secret32::from_bytes(&mut out))
     }
 }
+
+/// What a signature is for, as far as the key's state goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Permit<'a> {
+    /// Anything the key's purpose allows: the key active and within its
+    /// cryptoperiod.
+    Ordinary,
+    /// A sweep of the key's funds to `to` (lower-case hex) on `network`:
+    /// also by a rotated or compromised key, or one past its cryptoperiod,
+    /// when `to` is its successor's.
+    Sweep { network: &'a str, to: &'a str },
+}
+
+/// Why a signature may be made: what a threshold key's signer nodes are
+/// shown (they check it themselves) and what the key's state must allow.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Grounds<'a> {
+    pub subject: Option<&'a keys_mpc::cosign::Subject>,
+    pub permit: Permit<'a>,
+}

@@ -26,6 +26,7 @@ storage::on_both!(
     concurrent_sends_take_consecutive_nonces,
     bad_input_signs_nothing_and_spends_no_nonce,
     a_freeze_waits_for_a_broadcast_in_flight_and_nothing_starts_after,
+    a_compromised_key_sweeps_to_its_successor_and_signs_nothing_else,
 );
 
 const ETHER: u128 = 1_000_000_000_000_000_000;
@@ -1215,4 +1216,67 @@ async fn a_plan_edited_without_its_hash_is_refused_and_freezes_the_wallet() {
         "the stored plan and its signing hash differ",
     )
     .await;
+}
+
+/// A key found leaked with a withdrawal in flight: marked compromised, it
+/// signs nothing, not even a speed-up of its own payment. Rotated, the
+/// wallet's account moves to the successor and a sweep of its ether goes
+/// through the pipeline, signed by the compromised key (the one thing it
+/// still signs), confirmed; the wallet then pays from the successor.
+async fn a_compromised_key_sweeps_to_its_successor_and_signs_nothing_else(f: Fixture) {
+    let network = format!("eip155:{CHAIN_ID}");
+    let old =
+        f.db.store
+            .eth_sender(&network, &f.from.to_lower_hex())
+            .await
+            .unwrap()
+            .key_id;
+    let first = f.pay(f.ether(&bob().to_string(), "1")).await.unwrap();
+    f.svc
+        .set_key_state(&alice(), old, domain::KeyState::Compromised)
+        .await
+        .unwrap();
+    match f
+        .svc
+        .eth_replace(&alice(), &first.id, Replacement::SpeedUp(Urgency::Fast))
+        .await
+    {
+        Err(ServiceError::KeyNotUsable(m)) => assert!(m.contains("only sweeps"), "{m}"),
+        other => panic!("a compromised key signed a speed-up: {other:?}"),
+    }
+    mine(&f.client, 3).await;
+    f.svc.eth_poll(CHAIN_ID).await.unwrap();
+    let held = f.client.balance(f.from).await.unwrap();
+
+    let r = f.svc.rotate_with_sweep(&alice(), old, 30).await.unwrap();
+    assert_eq!((r.accounts.len(), r.sweeps.len()), (1, 1), "{r:?}");
+    let to: EthAddress = r.accounts[0].to.parse().unwrap();
+    assert_ne!(to, f.from);
+    assert_eq!(
+        f.db.store.key(old).await.unwrap().state,
+        domain::KeyState::Compromised,
+        "it stays compromised"
+    );
+    assert_eq!(f.svc.execute_due().await.unwrap().submitted, 1);
+    mine(&f.client, 3).await;
+    f.svc.eth_poll(CHAIN_ID).await.unwrap();
+    let sweep: domain::TransferId = r.sweeps[0].parse().unwrap();
+    let row = f.db.store.transfer(sweep).await.unwrap();
+    assert_eq!(row.state, "completed");
+    let cap = config(vec![]).fee_caps.max_total_fee;
+    assert_eq!(f.client.balance(to).await.unwrap(), held - cap);
+    let left = f.client.balance(f.from).await.unwrap();
+    assert!(left < cap, "only what the fee did not use is left: {left}");
+
+    // The wallet pays from the successor now; the old key is rotated once.
+    let next = f.pay(f.ether(&bob().to_string(), "1")).await.unwrap();
+    assert_eq!(next.address, to.to_lower_hex());
+    assert!(matches!(
+        f.svc.rotate_with_sweep(&alice(), old, 30).await,
+        Err(ServiceError::Conflict(_))
+    ));
+    let actions = f.actions().await;
+    for a in ["key.rotated", "eth.sender.retired"] {
+        assert!(actions.iter().any(|x| x == a), "{a}");
+    }
 }

@@ -331,6 +331,7 @@ impl Fixture {
             external_id: None,
             priority: Default::default(),
             depends_on: None,
+            kind: domain::TransferKind::Withdrawal,
         }
     }
 

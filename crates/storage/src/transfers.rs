@@ -242,7 +242,7 @@ where
 {
     Ok(sqlx::query_scalar(
         "SELECT address FROM eth_senders WHERE wallet_id = $1 AND network = $2 \
-         ORDER BY created_at_ms, address LIMIT 1",
+         AND retired_at_ms IS NULL ORDER BY created_at_ms, address LIMIT 1",
     )
     .bind(wallet.to_string())
     .bind(network)
@@ -785,13 +785,14 @@ impl Store {
         approvals_on(&self.pool, transfer).await
     }
 
-    /// Every Ethereum sender of a wallet: (network, address).
+    /// Every current (not retired) Ethereum sender of a wallet: (network, address).
     pub async fn wallet_eth_senders(
         &self,
         wallet: WalletId,
     ) -> Result<Vec<(String, String)>, StorageError> {
         let rows = sqlx::query(
-            "SELECT network, address FROM eth_senders WHERE wallet_id = $1 ORDER BY network, address",
+            "SELECT network, address FROM eth_senders WHERE wallet_id = $1 AND retired_at_ms IS NULL \
+             ORDER BY network, address",
         )
         .bind(wallet.to_string())
         .fetch_all(&self.pool)

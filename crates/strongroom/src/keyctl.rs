@@ -402,14 +402,29 @@ pub(crate) fn rotate_kek(c: Config) -> Result<(), Failure> {
 
 pub(crate) fn rotate(c: Config, key: &str, cryptoperiod_days: u32) -> Result<(), Failure> {
     let id: KeyId = arg("--key", key)?;
-    let new = with_unsealed(c, async |svc| {
-        svc.rotate_key(&console_actor(), id, cryptoperiod_days)
+    let r = with_unsealed(c, async |svc| {
+        svc.rotate_with_sweep(&console_actor(), id, cryptoperiod_days)
             .await
             .map_err(service_failure)
     })?;
-    println!("key {}", new.id);
-    println!("version {} replaces {id} (now deactivated)", new.version);
-    println!("public key {}", new.public_key);
+    println!("key {}", r.successor);
+    println!(
+        "version {} replaces {id} (which now signs only sweeps to it)",
+        r.successor_version
+    );
+    println!("public key {}", r.successor_public_key);
+    for a in &r.accounts {
+        println!(
+            "account of wallet {} on {} moved from {} to {}",
+            a.wallet, a.network, a.from, a.to
+        );
+    }
+    for t in &r.sweeps {
+        println!("sweep transfer {t}");
+    }
+    for l in &r.left {
+        println!("left: {l}");
+    }
     Ok(())
 }
 

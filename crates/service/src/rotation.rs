@@ -1,0 +1,296 @@
+//! Key rotation with a sweep: the successor key made, the wallet's accounts
+//! re-pointed to it, and every balance under the old key moved to the
+//! successor's address by sweep transfers through the ordinary pipeline
+//! (policy — a rule may allow `sweep` transactions alone —, approvals,
+//! queue, confirmations).
+//!
+//! The old key is deactivated (or stays compromised) and from then on
+//! signs only sweeps to its successor (the vault's `Permit::Sweep`), so a
+//! leaked key cannot be made to sign anything else through Strongroom,
+//! while the funds it still holds can leave to safety.
+//!
+//! Ethereum: per network, the successor registered as the wallet's sender
+//! (with its chain nonce), the old sender retired (it names the successor's
+//! address), then one sweep per configured token it holds and one of its
+//! ether, less what their fees may cost at the network's cap (a dust
+//! remainder stays when the fees cost less). Bitcoin keys are not swept by
+//! rotation yet: their successor is made, and the funds move by
+//! withdrawals to it.
+
+use domain::{
+    Actor, Asset, Grant, KeyBackend, KeyId, KeyState, Network, Role, Scope, TransferKind, WalletId,
+};
+use serde::Serialize;
+use serde_json::json;
+use storage::KeyRow;
+
+use crate::NewKey;
+use crate::access::{Principal, perm};
+use crate::eth::EthError;
+use crate::record::entry;
+use crate::requests::{Priority, TransferRequest};
+use crate::service::{Service, ServiceError};
+
+/// What a rotation did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rotation {
+    pub successor: KeyId,
+    pub successor_version: u32,
+    pub successor_public_key: String,
+    /// Accounts moved to the successor.
+    pub accounts: Vec<Repointed>,
+    /// The sweep transfers made, in the order they go.
+    pub sweeps: Vec<String>,
+    /// Balances left where they are, and why.
+    pub left: Vec<String>,
+}
+
+/// A wallet's account on a network, moved from the old key's address to
+/// the successor's.
+#[derive(Debug, Clone, Serialize)]
+pub struct Repointed {
+    pub wallet: WalletId,
+    pub network: String,
+    pub from: String,
+    pub to: String,
+}
+
+impl Service {
+    /// Rotates a transfer-signing key: its successor (same algorithm and
+    /// backend), the wallet's Ethereum accounts re-pointed to it, and sweep
+    /// transfers of every balance under the old key to the successor's
+    /// addresses. A compromised key stays compromised (and signs only
+    /// those sweeps); any other becomes deactivated.
+    pub async fn rotate_with_sweep(
+        &self,
+        actor: &Actor,
+        id: KeyId,
+        cryptoperiod_days: u32,
+    ) -> Result<Rotation, ServiceError> {
+        let old = self.store().key(id).await?;
+        if self.store().key_successor(id).await?.is_some() {
+            return Err(ServiceError::Conflict(format!(
+                "key {id} was already rotated: its sweeps were made then"
+            )));
+        }
+        let successor = self.make_successor(actor, &old, cryptoperiod_days).await?;
+        let mut rotation = Rotation {
+            successor: successor.id,
+            successor_version: successor.version,
+            successor_public_key: successor.public_key.clone(),
+            accounts: Vec::new(),
+            sweeps: Vec::new(),
+            left: Vec::new(),
+        };
+        for s in self.store().eth_senders_of_key(id).await? {
+            let (Some(wallet), None) = (s.wallet, &s.successor_address) else {
+                continue;
+            };
+            let network: Network = s
+                .sender
+                .network
+                .parse()
+                .map_err(|_| ServiceError::Invalid(format!("network {}", s.sender.network)))?;
+            let Network::Evm { chain_id } = network else {
+                continue;
+            };
+            let new = self
+                .register_eth_sender_unchecked(actor, successor.id, chain_id)
+                .await?;
+            let to: chain_eth::EthAddress = new
+                .address
+                .parse()
+                .map_err(|_| ServiceError::Invalid(format!("address {}", new.address)))?;
+            crate::wallets::assign_eth_sender(self, actor, chain_id, to, wallet).await?;
+            let now = self.now();
+            let mut tx = self.store().begin().await?;
+            tx.retire_eth_sender(&s.sender.network, &s.sender.address, &new.address, now)
+                .await?;
+            let e = entry(
+                actor,
+                "eth.sender.retired",
+                &format!("eth:{}:{}", s.sender.network, s.sender.address),
+                json!({ "key": id.to_string(), "successor": new.address,
+                        "successor_key": successor.id.to_string(), "wallet": wallet.to_string() }),
+            )?;
+            self.commit(tx, &[e], now).await?;
+            rotation.accounts.push(Repointed {
+                wallet,
+                network: s.sender.network.clone(),
+                from: s.sender.address.clone(),
+                to: new.address.clone(),
+            });
+        }
+        for a in rotation.accounts.clone() {
+            self.sweep_account(actor, &a, &mut rotation).await?;
+        }
+        Ok(rotation)
+    }
+
+    /// The successor of `old`, on its backend, linked to it; `old`
+    /// deactivated unless it is compromised.
+    async fn make_successor(
+        &self,
+        actor: &Actor,
+        old: &KeyRow,
+        cryptoperiod_days: u32,
+    ) -> Result<KeyRow, ServiceError> {
+        if old.purpose != domain::KeyPurpose::TransferSigning {
+            return Err(ServiceError::Invalid(format!(
+                "key {} is for {}: only transfer-signing keys rotate with a sweep",
+                old.id, old.purpose
+            )));
+        }
+        if !matches!(
+            old.state,
+            KeyState::Active | KeyState::Suspended | KeyState::Compromised
+        ) {
+            return Err(ServiceError::Invalid(format!(
+                "key {} is {}: only an active, suspended or compromised key rotates",
+                old.id, old.state
+            )));
+        }
+        match old.backend {
+            // In place: the next version, the old one deactivated (or left
+            // compromised) and linked, in one transaction.
+            KeyBackend::Keystore if old.hd_path.is_none() => {
+                self.rotate_key(actor, old.id, cryptoperiod_days).await
+            }
+            KeyBackend::Pkcs11 => {
+                let new = self
+                    .create_key(
+                        actor,
+                        NewKey {
+                            purpose: old.purpose,
+                            algorithm: old.algorithm,
+                            backend: KeyBackend::Pkcs11,
+                            cryptoperiod_days,
+                        },
+                    )
+                    .await?;
+                self.link_successor(actor, old, &new).await?;
+                Ok(new)
+            }
+            _ => Err(ServiceError::Invalid(format!(
+                "key {} ({}{}) does not rotate here: open a new account for the wallet and \
+                 move the funds with withdrawals",
+                old.id,
+                old.backend,
+                if old.hd_path.is_some() { ", HD" } else { "" }
+            ))),
+        }
+    }
+
+    /// Links a successor made apart from its predecessor (HSM keys).
+    async fn link_successor(
+        &self,
+        actor: &Actor,
+        old: &KeyRow,
+        new: &KeyRow,
+    ) -> Result<(), ServiceError> {
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        tx.set_key_successor(old.id, new.id).await?;
+        let mut entries = Vec::new();
+        if old.state != KeyState::Compromised {
+            tx.set_key_state(old.id, old.state, KeyState::Deactivated)
+                .await?;
+            entries.push(entry(
+                actor,
+                "key.state_changed",
+                &format!("key:{}", old.id),
+                json!({ "from": old.state.as_str(), "to": KeyState::Deactivated.as_str(),
+                        "reason": "rotated", "successor": new.id.to_string() }),
+            )?);
+        }
+        entries.push(entry(
+            actor,
+            "key.rotated",
+            &format!("key:{}", old.id),
+            json!({ "successor": new.id.to_string() }),
+        )?);
+        self.commit(tx, &entries, now).await
+    }
+
+    /// Sweep transfers of everything the retired address `a.from` holds on
+    /// its network to `a.to`: each configured token it holds, then its
+    /// ether less the fees of them all at the network's cap.
+    async fn sweep_account(
+        &self,
+        actor: &Actor,
+        a: &Repointed,
+        rotation: &mut Rotation,
+    ) -> Result<(), ServiceError> {
+        let Ok(Network::Evm { chain_id }) = a.network.parse::<Network>() else {
+            return Ok(());
+        };
+        let net = self.eth_network(chain_id)?;
+        let from: chain_eth::EthAddress = a
+            .from
+            .parse()
+            .map_err(|_| ServiceError::Invalid(format!("address {}", a.from)))?;
+        let to: chain_eth::EthAddress =
+            a.to.parse()
+                .map_err(|_| ServiceError::Invalid(format!("address {}", a.to)))?;
+        let mut sweeps: Vec<(Asset, u128)> = Vec::new();
+        for t in &net.config.tokens {
+            let held = net
+                .client
+                .erc20_balance(t.contract, from)
+                .await
+                .map_err(EthError::Node)?;
+            if held > 0 {
+                sweeps.push((t.asset.clone(), held));
+            }
+        }
+        let ether = Asset::ether(chain_id);
+        let held = net.client.balance(from).await.map_err(EthError::Node)?;
+        let fees = net
+            .config
+            .fee_caps
+            .max_total_fee
+            .saturating_mul(u128::try_from(sweeps.len() + 1).unwrap_or(u128::MAX));
+        match held.checked_sub(fees) {
+            Some(rest) if rest > 0 => sweeps.push((ether.clone(), rest)),
+            _ => rotation.left.push(format!(
+                "{} wei of ether at {} on {}: no more than the sweeps' fee cap",
+                held, a.from, a.network
+            )),
+        }
+        // The sweep is asked for on the rotating person's behalf, as an
+        // initiator of this wallet only: it can pay nothing but the
+        // wallet's own successor address (checked again when it is made).
+        let who = Principal {
+            actor: actor.clone(),
+            grants: vec![
+                Grant::new(Role::Initiator, Scope::Wallet(a.wallet))
+                    .map_err(|e| ServiceError::Invalid(e.to_string()))?,
+            ],
+            mfa: true,
+            session: None,
+        };
+        let can = self
+            .authorize::<perm::InitiateTransfer>(&who, Some(a.wallet))
+            .map_err(ServiceError::from)?;
+        // Each sweep leaves what the others' fees need (the ether one keeps
+        // them all back), so they do not wait on each other.
+        for (asset, units) in sweeps {
+            let amount = domain::amount::format_units(units, asset.decimals(), false);
+            let t = can
+                .submit(&TransferRequest {
+                    wallet: a.wallet,
+                    asset: asset.id().clone(),
+                    amount,
+                    destination: to.to_string(),
+                    reference: Some(format!("sweep of rotated key to {}", rotation.successor)),
+                    external_id: None,
+                    priority: Priority::High,
+                    depends_on: None,
+                    kind: TransferKind::Sweep,
+                })
+                .await?;
+            rotation.sweeps.push(t.id.to_string());
+        }
+        Ok(())
+    }
+}

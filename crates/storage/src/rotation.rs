@@ -1,0 +1,149 @@
+//! Key rotation with a sweep: a key's successor, the Ethereum senders it
+//! retires, and where each retired sender's funds go.
+
+use domain::{KeyId, Timestamp, WalletId};
+use sqlx::Row;
+
+use crate::error::StorageError;
+use crate::eth::{EthSenderRow, sender_from_row};
+use crate::store::Store;
+use crate::tx::WriteTx;
+
+/// An Ethereum sender of a key, with its wallet and, once retired, the
+/// address its funds are swept to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySenderRow {
+    pub sender: EthSenderRow,
+    pub wallet: Option<WalletId>,
+    pub successor_address: Option<String>,
+}
+
+fn parse_wallet(w: Option<String>) -> Result<Option<WalletId>, StorageError> {
+    w.map(|w| {
+        w.parse()
+            .map_err(|_| StorageError::Corrupt(format!("wallet id {w}")))
+    })
+    .transpose()
+}
+
+impl WriteTx {
+    /// Names `successor` as the key that takes over from `key`.
+    pub async fn set_key_successor(
+        &mut self,
+        key: KeyId,
+        successor: KeyId,
+    ) -> Result<(), StorageError> {
+        let done =
+            sqlx::query("UPDATE keys SET successor_id = $2 WHERE id = $1 AND successor_id IS NULL")
+                .bind(key.to_string())
+                .bind(successor.to_string())
+                .execute(&mut *self.tx)
+                .await?;
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(StorageError::Conflict {
+                what: "the key already has a successor",
+            })
+        }
+    }
+
+    /// Retires a sender: transfers leave from the wallet's other (current)
+    /// sender, and this one's funds are swept to `successor_address`.
+    pub async fn retire_eth_sender(
+        &mut self,
+        network: &str,
+        address: &str,
+        successor_address: &str,
+        at: Timestamp,
+    ) -> Result<(), StorageError> {
+        let done = sqlx::query(
+            "UPDATE eth_senders SET retired_at_ms = $3, successor_address = $4 \
+             WHERE network = $1 AND address = $2 AND retired_at_ms IS NULL",
+        )
+        .bind(network)
+        .bind(address)
+        .bind(at.as_millis())
+        .bind(successor_address)
+        .execute(&mut *self.tx)
+        .await?;
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(StorageError::Conflict {
+                what: "the sender is already retired",
+            })
+        }
+    }
+
+    /// The retired sender of `wallet` on `network` whose funds are swept to
+    /// `destination`, if any: where a sweep leaves from.
+    pub async fn sweep_source_in_tx(
+        &mut self,
+        wallet: WalletId,
+        network: &str,
+        destination: &str,
+    ) -> Result<Option<String>, StorageError> {
+        Ok(sqlx::query_scalar(SWEEP_SOURCE)
+            .bind(wallet.to_string())
+            .bind(network)
+            .bind(destination)
+            .fetch_optional(&mut *self.tx)
+            .await?)
+    }
+}
+
+const SWEEP_SOURCE: &str = "SELECT address FROM eth_senders WHERE wallet_id = $1 AND network = $2 \
+     AND successor_address = $3 AND retired_at_ms IS NOT NULL ORDER BY address LIMIT 1";
+
+impl Store {
+    /// The key that took over from `key`, if it was rotated.
+    pub async fn key_successor(&self, key: KeyId) -> Result<Option<KeyId>, StorageError> {
+        let s: Option<Option<String>> =
+            sqlx::query_scalar("SELECT successor_id FROM keys WHERE id = $1")
+                .bind(key.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        let s = s.ok_or(StorageError::NotFound { what: "key" })?;
+        s.map(|s| {
+            s.parse()
+                .map_err(|_| StorageError::Corrupt(format!("key id {s}")))
+        })
+        .transpose()
+    }
+
+    /// A key's Ethereum senders, current and retired.
+    pub async fn eth_senders_of_key(&self, key: KeyId) -> Result<Vec<KeySenderRow>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT network, address, key_id, first_nonce, created_at_ms, created_by, wallet_id, \
+             successor_address FROM eth_senders WHERE key_id = $1 ORDER BY network, address",
+        )
+        .bind(key.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(KeySenderRow {
+                    sender: sender_from_row(r)?,
+                    wallet: parse_wallet(r.try_get("wallet_id")?)?,
+                    successor_address: r.try_get("successor_address")?,
+                })
+            })
+            .collect()
+    }
+
+    /// [`WriteTx::sweep_source_in_tx`] outside a transaction.
+    pub async fn sweep_source(
+        &self,
+        wallet: WalletId,
+        network: &str,
+        destination: &str,
+    ) -> Result<Option<String>, StorageError> {
+        Ok(sqlx::query_scalar(SWEEP_SOURCE)
+            .bind(wallet.to_string())
+            .bind(network)
+            .bind(destination)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+}
