@@ -12,10 +12,11 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use storage::KeyRow;
 
-use crate::keystore::{algorithm, bip32_prefix, public_hex, random_secret};
+use crate::keystore::{bip32_prefix, public_hex, random_secret};
 use crate::record::entry;
 use crate::service::{Service, ServiceError};
 use crate::vault::Vault;
+use crate::vault::algorithm;
 
 /// An HD key request: a fresh BIP-39 mnemonic whose seed is sealed in the
 /// keystore; the inventory shows the account's xpub.

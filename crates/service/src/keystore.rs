@@ -7,12 +7,10 @@
 
 use std::collections::HashMap;
 
-use domain::{Actor, KeyAlgorithm, KeyBackend, KeyId, KeyPurpose, KeyState};
+use domain::{Actor, KeyBackend, KeyId, KeyPurpose, KeyState};
 use keys::envelope::{self, Binding};
 use keys::shamir::{self, Progress, Unseal, UnsealShare};
-use keys::{
-    Algorithm, KeyRef, PublicKey, Secret32, SignRequest, Signature, Signer, SoftwareSigner,
-};
+use keys::{KeyRef, PublicKey, Secret32, SignRequest, Signature, Signer, SoftwareSigner};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use storage::{KekRow, KeyRow, KeystoreRow};
@@ -20,7 +18,7 @@ use storage::{KekRow, KeyRow, KeystoreRow};
 use crate::record::entry;
 use crate::service::{Service, ServiceError};
 pub use crate::vault::SealStatus;
-use crate::vault::{Grounds, Opened, Permit, Vault, status};
+use crate::vault::{Grounds, Opened, Permit, Vault, algorithm, open_material, open_sealed, status};
 
 pub(crate) fn keystore_hex(id: &[u8; 16]) -> String {
     hex::encode(id)
@@ -31,14 +29,6 @@ pub(crate) fn kek_binding(keystore: &str, version: u32) -> Binding<'_> {
         kind: "kek",
         id: keystore,
         version,
-    }
-}
-
-pub(crate) fn algorithm(a: KeyAlgorithm) -> Algorithm {
-    match a {
-        KeyAlgorithm::EcdsaSecp256k1 => Algorithm::EcdsaSecp256k1,
-        KeyAlgorithm::SchnorrBip340 => Algorithm::SchnorrBip340,
-        KeyAlgorithm::Ed25519 => Algorithm::Ed25519,
     }
 }
 
@@ -483,6 +473,9 @@ impl Service {
         let Vault::Unsealed(opened) = &mut *vault else {
             return Err(ServiceError::Sealed);
         };
+        if key.backend == KeyBackend::Keystore {
+            opened.open_if_new(&key)?;
+        }
         let sig = match key.backend {
             KeyBackend::Keystore if key.hd_path.is_some() => {
                 let seed = opened.seeds.get(&id).ok_or_else(|| {
@@ -780,47 +773,6 @@ impl Service {
 /// What the HSM-wrapped root key is bound to.
 pub(crate) fn auto_unseal_aad(keystore_id: &[u8; 16]) -> Vec<u8> {
     format!("strongroom/auto-unseal/{}", keystore_hex(keystore_id)).into_bytes()
-}
-
-pub(crate) fn open_material(
-    keks: &HashMap<u32, Secret32>,
-    key: &KeyRow,
-) -> Result<Secret32, ServiceError> {
-    let plain = open_sealed(keks, key)?;
-    let mut bytes: [u8; 32] = plain[..].try_into().map_err(|_| {
-        ServiceError::KeyNotUsable(format!("key {} material has the wrong length", key.id))
-    })?;
-    Ok(Secret32::from_bytes(&mut bytes))
-}
-
-/// Opens a keystore key's sealed material: KEK → data key → material.
-pub(crate) fn open_sealed(
-    keks: &HashMap<u32, Secret32>,
-    key: &KeyRow,
-) -> Result<zeroize::Zeroizing<Vec<u8>>, ServiceError> {
-    let missing = || ServiceError::KeyNotUsable(format!("key {} has no sealed material", key.id));
-    let kek = keks
-        .get(&key.kek_version.ok_or_else(missing)?)
-        .ok_or_else(missing)?;
-    let id = key.id.to_string();
-    let dek = envelope::unwrap(
-        kek,
-        Binding {
-            kind: "dek",
-            id: &id,
-            version: key.version,
-        },
-        key.dek_sealed.as_deref().ok_or_else(missing)?,
-    )?;
-    Ok(envelope::open(
-        &dek,
-        Binding {
-            kind: "key",
-            id: &id,
-            version: key.version,
-        },
-        key.material_sealed.as_deref().ok_or_else(missing)?,
-    )?)
 }
 
 /// `path/c1/c2…` for non-hardened children below an account path.

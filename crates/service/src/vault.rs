@@ -1,14 +1,18 @@
 //! The vault: the keystore as held in memory — uninitialised, sealed with
 //! its unseal progress, or unsealed with the root key, the key-encryption
-//! keys, the opened keys and HD seeds (all zeroized on drop). Only the
+//! keys, the opened keys and HD seeds (all zeroized on drop), and how sealed
+//! key material opens under the key-encryption keys (a key another process
+//! made after this one unsealed opens when it first signs). Only the
 //! keystore's operations (`keystore.rs`) change it, under its lock.
 
 use std::collections::HashMap;
 use std::fmt;
 
-use domain::KeyId;
+use domain::{KeyAlgorithm, KeyId};
+use keys::envelope::{self, Binding};
 use keys::shamir::Unseal;
-use keys::{KeyRef, Secret32, SoftwareSigner};
+use keys::{Algorithm, KeyRef, Secret32, SoftwareSigner};
+use storage::KeyRow;
 
 use crate::error::ServiceError;
 
@@ -97,4 +101,75 @@ pub(crate) enum Permit<'a> {
 pub(crate) struct Grounds<'a> {
     pub subject: Option<&'a keys_mpc::cosign::Subject>,
     pub permit: Permit<'a>,
+}
+
+pub(crate) fn algorithm(a: KeyAlgorithm) -> Algorithm {
+    match a {
+        KeyAlgorithm::EcdsaSecp256k1 => Algorithm::EcdsaSecp256k1,
+        KeyAlgorithm::SchnorrBip340 => Algorithm::SchnorrBip340,
+        KeyAlgorithm::Ed25519 => Algorithm::Ed25519,
+    }
+}
+
+/// A keystore key made by another process after this one unsealed (the
+/// console, another server on the database) is opened when it first signs,
+/// under the key-encryption keys this process holds.
+impl Opened {
+    pub(crate) fn open_if_new(&mut self, key: &KeyRow) -> Result<(), ServiceError> {
+        if key.hd_path.is_some() {
+            if !self.seeds.contains_key(&key.id) {
+                let seed = open_sealed(&self.keks, key).and_then(|b| {
+                    keys::hd::Seed::from_bytes(&b)
+                        .map_err(|e| ServiceError::KeyNotUsable(e.to_string()))
+                })?;
+                self.seeds.insert(key.id, seed);
+            }
+        } else if !self.loaded.contains_key(&key.id) {
+            let secret = open_material(&self.keks, key)?;
+            let r = self.signer.import(algorithm(key.algorithm), secret)?;
+            self.loaded.insert(key.id, r);
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn open_material(
+    keks: &HashMap<u32, Secret32>,
+    key: &KeyRow,
+) -> Result<Secret32, ServiceError> {
+    let plain = open_sealed(keks, key)?;
+    let mut bytes: [u8; 32] = plain[..].try_into().map_err(|_| {
+        ServiceError::KeyNotUsable(format!("key {} material has the wrong length", key.id))
+    })?;
+    Ok(Secret32::from_bytes(&mut bytes))
+}
+
+/// Opens a keystore key's sealed material: KEK → data key → material.
+pub(crate) fn open_sealed(
+    keks: &HashMap<u32, Secret32>,
+    key: &KeyRow,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, ServiceError> {
+    let missing = || ServiceError::KeyNotUsable(format!("key {} has no sealed material", key.id));
+    let kek = keks
+        .get(&key.kek_version.ok_or_else(missing)?)
+        .ok_or_else(missing)?;
+    let id = key.id.to_string();
+    let dek = envelope::unwrap(
+        kek,
+        Binding {
+            kind: "dek",
+            id: &id,
+            version: key.version,
+        },
+        key.dek_sealed.as_deref().ok_or_else(missing)?,
+    )?;
+    Ok(envelope::open(
+        &dek,
+        Binding {
+            kind: "key",
+            id: &id,
+            version: key.version,
+        },
+        key.material_sealed.as_deref().ok_or_else(missing)?,
+    )?)
 }

@@ -402,7 +402,10 @@ pub(crate) fn rotate_kek(c: Config) -> Result<(), Failure> {
 
 pub(crate) fn rotate(c: Config, key: &str, cryptoperiod_days: u32) -> Result<(), Failure> {
     let id: KeyId = arg("--key", key)?;
+    let networks = c.clone();
     let r = with_unsealed(c, async |svc| {
+        // The sweeps read balances and the successor's nonce from the chains.
+        crate::serve::connect_ethereum(svc, &networks).await?;
         svc.rotate_with_sweep(&console_actor(), id, cryptoperiod_days)
             .await
             .map_err(service_failure)

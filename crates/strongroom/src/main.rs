@@ -440,8 +440,12 @@ enum KeyCommand {
         #[arg(long, short, env = "STRONGROOM_CONFIG")]
         config: PathBuf,
     },
-    /// Rotate a signing key: a new version with fresh material; the old one
-    /// is deactivated in the same transaction.
+    /// Rotate a transfer-signing key: its successor (a new version with
+    /// fresh material, or a new HSM key), the wallets' Ethereum accounts
+    /// moved to it, and sweep transfers of every balance under the old key
+    /// to the successor's addresses through the ordinary pipeline. The old
+    /// key is deactivated (a compromised one stays compromised) and signs
+    /// only those sweeps.
     Rotate {
         #[arg(long, short, env = "STRONGROOM_CONFIG")]
         config: PathBuf,

@@ -2042,6 +2042,8 @@ struct Custody {
     quorum: String,
     wallet: String,
     sender: String,
+    /// The sender's key.
+    key: String,
     initiator: PathBuf,
     admin: PathBuf,
     anvil: chain_eth_client::testing::Anvil,
@@ -2115,6 +2117,7 @@ impl Custody {
             quorum,
             wallet,
             sender,
+            key,
             initiator,
             admin,
             anvil,
@@ -2259,10 +2262,19 @@ fn drive(
 ) -> Option<(String, String)> {
     let rt = rt();
     let client = anvil.map(|a| rt.block_on(eth_client(a.url())));
+    // Bounded: a test whose transfers stop moving fails, never hangs.
+    let patience = std::time::Duration::from_secs(90);
+    let mut last_move = std::time::Instant::now();
     loop {
-        // Bounded: a test that stops making progress fails, never hangs.
-        let line = match lines.recv_timeout(std::time::Duration::from_secs(90)) {
-            Ok(Some(l)) => l,
+        let left = patience.saturating_sub(last_move.elapsed());
+        let line = match lines.recv_timeout(left) {
+            Ok(Some(l)) => {
+                // What went wrong is shown with the test's failure.
+                if l.contains("\"level\":\"WARN\"") || l.contains("\"level\":\"ERROR\"") {
+                    eprintln!("{l}");
+                }
+                l
+            }
             Ok(None) => {
                 servers -= 1;
                 if servers == 0 {
@@ -2275,6 +2287,7 @@ fn drive(
         let Some((id, to)) = moved(&line) else {
             continue;
         };
+        last_move = std::time::Instant::now();
         match (to.as_str(), &client) {
             ("broadcasting", Some(c)) => rt.block_on(chain_eth_client::testing::mine(c, 1)),
             ("confirming", Some(c)) => rt.block_on(chain_eth_client::testing::mine(c, 2)),
@@ -3327,5 +3340,176 @@ fn restore_drill_postgres() {
     let rt = rt();
     let (a, b) = rt.block_on(async { (TestDb::postgres().await, TestDb::postgres().await) });
     restore_drill(&a.url, &b.url);
+    drop(rt);
+}
+
+/// The compromise drill, with the runbook's commands
+/// (docs/runbooks/suspected-key-compromise.md): the key frozen from the
+/// console, marked compromised, rotated with a sweep; the quorum ends the
+/// freeze; the sweep — the one thing the compromised key still signs —
+/// moves its ether to the successor through the pipeline; the wallet pays
+/// from the successor afterwards.
+fn compromise_drill(db_url: &str) {
+    let c = Custody::new(db_url);
+    let cfg = c.config.to_str().unwrap().to_owned();
+    let (tx, lines) = std::sync::mpsc::channel();
+    let server = c.start(&[], tx);
+    let (code, t1) = c.api(
+        &server,
+        &c.initiator,
+        "POST",
+        "/v1/transfers",
+        Some(&c.withdrawal("0.1")),
+        Some("before"),
+    );
+    assert_eq!(code, 201, "{t1}");
+    let t1 = t1["id"].as_str().unwrap().to_owned();
+    assert!(
+        drive(&lines, 1, Some(&c.anvil), |t, to| t == t1
+            && to == "completed")
+        .is_some()
+    );
+
+    let scope = format!("key:{}", c.key);
+    let o = strongroom(&[
+        "freeze",
+        "--config",
+        &cfg,
+        "--scope",
+        &scope,
+        "--reason",
+        "suspected compromise",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let freeze = stdout(&o)
+        .lines()
+        .find_map(|l| {
+            l.split_once("freeze id ")
+                .map(|(_, id)| id.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("{}", stdout(&o)));
+    let o = strongroom(&[
+        "key",
+        "set-state",
+        "--config",
+        &cfg,
+        "--key",
+        &c.key,
+        "--state",
+        "compromised",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), format!("key {} is compromised", c.key));
+    let o = strongroom_with_input(
+        &[
+            "key",
+            "rotate",
+            "--config",
+            &cfg,
+            "--key",
+            &c.key,
+            "--cryptoperiod-days",
+            "90",
+        ],
+        &c.quorum,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("which now signs only sweeps to it"), "{out}");
+    let moved = out
+        .lines()
+        .find_map(|l| {
+            l.split_once(" to ")
+                .filter(|_| l.starts_with("account of wallet"))
+        })
+        .map(|(_, to)| to.to_owned())
+        .unwrap_or_else(|| panic!("{out}"));
+    let sweep = out
+        .lines()
+        .find_map(|l| l.strip_prefix("sweep transfer "))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("{out}"));
+    // Frozen: nothing is signed until the quorum ends the freeze.
+    let (_, t) = c.api(
+        &server,
+        &c.admin,
+        "GET",
+        &format!("/v1/transfers/{sweep}"),
+        None,
+        None,
+    );
+    assert_eq!(t["state"], "queued", "{t}");
+    let release =
+        serde_json::json!({"change": {"kind": "release_freeze", "freeze_id": freeze}}).to_string();
+    let (code, p) = c.api(
+        &server,
+        &c.admin,
+        "POST",
+        "/v1/proposals",
+        Some(&release),
+        None,
+    );
+    assert_eq!(code, 201, "{p}");
+    assert_eq!(
+        approve_proposal(&server.base, &c.admin, p["id"].as_str().unwrap()),
+        "applied"
+    );
+    assert!(
+        drive(&lines, 1, Some(&c.anvil), |t, to| t == sweep
+            && to == "completed")
+        .is_some()
+    );
+    // The wallet pays from the successor now.
+    let (code, t2) = c.api(
+        &server,
+        &c.initiator,
+        "POST",
+        "/v1/transfers",
+        Some(&c.withdrawal("0.2")),
+        Some("after"),
+    );
+    assert_eq!(code, 201, "{t2}");
+    let t2 = t2["id"].as_str().unwrap().to_owned();
+    assert!(
+        drive(&lines, 1, Some(&c.anvil), |t, to| t == t2
+            && to == "completed")
+        .is_some()
+    );
+    server.terminate();
+    rt().block_on(async {
+        let client = eth_client(c.anvil.url()).await;
+        let old: chain_eth::EthAddress = c.sender.parse().unwrap();
+        let new: chain_eth::EthAddress = moved.parse().unwrap();
+        let latest = chain_eth_client::NonceTag::Latest;
+        assert_eq!(
+            client.nonce(old, latest).await.unwrap(),
+            2,
+            "the payment and the sweep"
+        );
+        assert_eq!(
+            client.nonce(new, latest).await.unwrap(),
+            1,
+            "the payment after"
+        );
+        assert!(
+            client.balance(old).await.unwrap() < 100_000_000_000_000_000,
+            "swept"
+        );
+        assert!(client.balance(new).await.unwrap() > 99 * 1_000_000_000_000_000_000);
+    });
+    let o = strongroom(&["audit", "verify", "--config", &cfg]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn compromise_drill_sqlite() {
+    compromise_drill("sqlite://strongroom.db");
+}
+
+#[test]
+fn compromise_drill_postgres() {
+    let rt = rt();
+    let db = rt.block_on(TestDb::postgres());
+    compromise_drill(&db.url);
     drop(rt);
 }
