@@ -618,3 +618,42 @@ impl Service {
         Ok((row, e, now))
     }
 }
+
+impl Service {
+    /// Splits the root key again, into `shares` new unseal shares of which
+    /// `threshold` rebuild it (the keystore must be unsealed here). The old
+    /// shares' tags are replaced: this server refuses them from now on.
+    /// The root itself is unchanged, so an old share set still rebuilds it
+    /// offline: when shares may have been stolen, not merely lost, this is
+    /// not enough (see docs/runbooks/lost-unseal-share-holder.md).
+    pub async fn reshare_unseal(
+        &self,
+        actor: &Actor,
+        threshold: u8,
+        shares: u8,
+    ) -> Result<Vec<keys::shamir::UnsealShare>, ServiceError> {
+        let vault = self.vault().lock().await;
+        let Vault::Unsealed(opened) = &*vault else {
+            return Err(ServiceError::Sealed);
+        };
+        let split = keys::shamir::split(opened.keystore_id, &opened.root, threshold, shares)?;
+        let tags = split
+            .iter()
+            .map(keys::shamir::share_tag)
+            .collect::<Result<Vec<_>, _>>()?;
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        tx.replace_share_tags(threshold, &tags).await?;
+        let e = entry(
+            actor,
+            "keystore.reshared",
+            &format!("keystore:{}", hex::encode(opened.keystore_id)),
+            json!({ "threshold": threshold, "shares": shares,
+                    "old_shares": "refused from now on" }),
+        )?;
+        let records = tx.commit(&[e], now).await?;
+        drop(vault);
+        self.after_commit(&records).await;
+        Ok(split)
+    }
+}

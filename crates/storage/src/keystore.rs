@@ -70,6 +70,26 @@ impl WriteTx {
         Ok(())
     }
 
+    /// A new split of the same root: the tags of the new shares replace the
+    /// old ones (which the server then refuses), with the new threshold.
+    pub async fn replace_share_tags(
+        &mut self,
+        threshold: u8,
+        tags: &[(u8, [u8; 32])],
+    ) -> Result<(), StorageError> {
+        sqlx::query("DELETE FROM keystore_share_tags")
+            .execute(&mut *self.tx)
+            .await?;
+        let shares = u8::try_from(tags.len())
+            .map_err(|_| StorageError::Corrupt(format!("{} shares", tags.len())))?;
+        sqlx::query("UPDATE keystore SET threshold = $1, shares = $2 WHERE id = 1")
+            .bind(i64::from(threshold))
+            .bind(i64::from(shares))
+            .execute(&mut *self.tx)
+            .await?;
+        self.insert_share_tags(tags).await
+    }
+
     /// Creates the keystore with its first KEK; refuses a second keystore.
     pub async fn insert_keystore(
         &mut self,

@@ -400,6 +400,43 @@ pub(crate) fn rotate_kek(c: Config) -> Result<(), Failure> {
     Ok(())
 }
 
+pub(crate) fn reshare(
+    c: Config,
+    threshold: u8,
+    shares: u8,
+    share_dir: Option<&Path>,
+) -> Result<(), Failure> {
+    // The files first: new shares that could not be written would be lost
+    // once the old ones are refused.
+    let files = share_dir
+        .map(|dir| create_share_files(dir, "txt", shares))
+        .transpose()?;
+    let split = with_unsealed(c, async |svc| {
+        svc.reshare_unseal(&console_actor(), threshold, shares)
+            .await
+            .map_err(|e| match e {
+                ServiceError::Share(s) => usage("--threshold", s.to_string()),
+                other => service_failure(other),
+            })
+    })?;
+    println!("new unseal shares ({threshold} of {shares}); the old ones are refused from now on:");
+    match files {
+        Some(files) => {
+            let texts: Vec<Zeroizing<String>> = split
+                .iter()
+                .map(|s| Zeroizing::new(format!("{}\n", s.as_str())))
+                .collect();
+            write_shares(files, &texts, &split)
+        }
+        None => {
+            for s in &split {
+                println!("{}", s.as_str());
+            }
+            Ok(())
+        }
+    }
+}
+
 pub(crate) fn rotate(c: Config, key: &str, cryptoperiod_days: u32) -> Result<(), Failure> {
     let id: KeyId = arg("--key", key)?;
     let networks = c.clone();

@@ -26,6 +26,7 @@ mod config;
 mod ethctl;
 mod govern;
 mod https;
+mod keycmd;
 mod keyctl;
 mod offline;
 mod operator;
@@ -104,7 +105,7 @@ enum Command {
     /// The key inventory. Commands that use key material read unseal shares
     /// from standard input, one per line, and seal again when done.
     #[command(subcommand)]
-    Key(KeyCommand),
+    Key(keycmd::KeyCommand),
     /// Talk to a running server's seal: unseal, seal, status.
     #[command(subcommand)]
     Operator(OperatorCommand),
@@ -368,107 +369,6 @@ enum BtcCommand {
 }
 
 #[derive(Debug, Subcommand)]
-enum KeyCommand {
-    /// Create a key in the keystore.
-    Create {
-        #[arg(long, short, env = "STRONGROOM_CONFIG")]
-        config: PathBuf,
-        /// transfer-signing, approval, audit or backup-wrapping.
-        #[arg(long)]
-        purpose: String,
-        /// ecdsa-secp256k1, schnorr-bip340 or ed25519.
-        #[arg(long)]
-        algorithm: String,
-        /// keystore (sealed in the database) or pkcs11 (the configured HSM).
-        #[arg(long, default_value = "keystore")]
-        backend: String,
-        /// How long the key may sign.
-        #[arg(long, default_value_t = 365)]
-        cryptoperiod_days: u32,
-    },
-    /// Create an HD key: prints its 24-word mnemonic once (the paper backup)
-    /// and the account xpub; the seed is sealed in the keystore.
-    CreateHd {
-        #[arg(long, short, env = "STRONGROOM_CONFIG")]
-        config: PathBuf,
-        /// transfer-signing, approval, audit or backup-wrapping.
-        #[arg(long)]
-        purpose: String,
-        /// ecdsa-secp256k1 (BIP-44/84) or schnorr-bip340 (BIP-86).
-        #[arg(long)]
-        algorithm: String,
-        /// The hardened account path, e.g. "m/84'/0'/0'".
-        #[arg(long)]
-        account_path: String,
-        #[arg(long, default_value_t = 365)]
-        cryptoperiod_days: u32,
-    },
-    /// Watch-only: the public key at CHILD (e.g. 0/5) below an HD key's xpub.
-    Derive {
-        #[arg(long, short, env = "STRONGROOM_CONFIG")]
-        config: PathBuf,
-        #[arg(long)]
-        key: String,
-        /// Non-hardened steps below the account: receive 0/i, change 1/i.
-        #[arg(long)]
-        child: String,
-    },
-    /// List the inventory (no key material needed).
-    List {
-        #[arg(long, short, env = "STRONGROOM_CONFIG")]
-        config: PathBuf,
-    },
-    /// Sign a challenge naming the key and verify it with an independent library.
-    SelfTest {
-        #[arg(long, short, env = "STRONGROOM_CONFIG")]
-        config: PathBuf,
-        #[arg(long)]
-        key: String,
-    },
-    /// Move a key through its lifecycle: active, suspended, deactivated, compromised, destroyed.
-    SetState {
-        #[arg(long, short, env = "STRONGROOM_CONFIG")]
-        config: PathBuf,
-        #[arg(long)]
-        key: String,
-        #[arg(long)]
-        state: String,
-    },
-    /// Let the server unseal itself at start with the root key wrapped under
-    /// a new key in the configured HSM (shares still work).
-    EnableAutoUnseal {
-        #[arg(long, short, env = "STRONGROOM_CONFIG")]
-        config: PathBuf,
-    },
-    /// Rotate a transfer-signing key: its successor (a new version with
-    /// fresh material, or a new HSM key), the wallets' Ethereum accounts
-    /// moved to it, and sweep transfers of every balance under the old key
-    /// to the successor's addresses through the ordinary pipeline. The old
-    /// key is deactivated (a compromised one stays compromised) and signs
-    /// only those sweeps.
-    Rotate {
-        #[arg(long, short, env = "STRONGROOM_CONFIG")]
-        config: PathBuf,
-        #[arg(long)]
-        key: String,
-        #[arg(long, default_value_t = 365)]
-        cryptoperiod_days: u32,
-    },
-    /// Rotate the key-encryption key and re-wrap every key (resumable).
-    RotateKek {
-        #[arg(long, short, env = "STRONGROOM_CONFIG")]
-        config: PathBuf,
-    },
-    /// Let a key receive funds before a verified backup holds it (audited).
-    AcceptUnbacked {
-        #[arg(long, short, env = "STRONGROOM_CONFIG")]
-        config: PathBuf,
-        #[arg(long)]
-        key: String,
-    },
-}
-
-#[derive(Debug, Subcommand)]
 enum OperatorCommand {
     /// Give one unseal share (read from standard input) to a running server.
     Unseal {
@@ -681,47 +581,7 @@ fn main() -> ExitCode {
                 admin.as_deref().map(|a| (a, admin_signing_key.as_deref())),
             )
         }),
-        Command::Key(k) => match k {
-            KeyCommand::Create {
-                config,
-                purpose,
-                algorithm,
-                backend,
-                cryptoperiod_days,
-            } => load(&config)
-                .and_then(|c| keyctl::create(c, &purpose, &algorithm, &backend, cryptoperiod_days)),
-            KeyCommand::CreateHd {
-                config,
-                purpose,
-                algorithm,
-                account_path,
-                cryptoperiod_days,
-            } => load(&config).and_then(|c| {
-                keyctl::create_hd(c, &purpose, &algorithm, &account_path, cryptoperiod_days)
-            }),
-            KeyCommand::Derive { config, key, child } => {
-                load(&config).and_then(|c| keyctl::derive(c, &key, &child))
-            }
-            KeyCommand::List { config } => load(&config).and_then(keyctl::list),
-            KeyCommand::SelfTest { config, key } => {
-                load(&config).and_then(|c| keyctl::self_test(c, &key))
-            }
-            KeyCommand::SetState { config, key, state } => {
-                load(&config).and_then(|c| keyctl::set_state(c, &key, &state))
-            }
-            KeyCommand::RotateKek { config } => load(&config).and_then(keyctl::rotate_kek),
-            KeyCommand::AcceptUnbacked { config, key } => {
-                load(&config).and_then(|c| keyctl::accept_unbacked(c, &key))
-            }
-            KeyCommand::Rotate {
-                config,
-                key,
-                cryptoperiod_days,
-            } => load(&config).and_then(|c| keyctl::rotate(c, &key, cryptoperiod_days)),
-            KeyCommand::EnableAutoUnseal { config } => {
-                load(&config).and_then(keyctl::enable_auto_unseal)
-            }
-        },
+        Command::Key(k) => keycmd::run(k),
         Command::Apikey(ApikeyCommand::Create {
             config,
             name,
@@ -877,6 +737,6 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(path: &Path) -> Result<Config, Failure> {
+pub(crate) fn load(path: &Path) -> Result<Config, Failure> {
     Ok(Config::load(path)?)
 }

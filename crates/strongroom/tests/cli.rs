@@ -3513,3 +3513,65 @@ fn compromise_drill_postgres() {
     compromise_drill(&db.url);
     drop(rt);
 }
+
+/// A share holder is gone (docs/runbooks/lost-unseal-share-holder.md): a
+/// threshold of the remaining holders splits the root again; the server
+/// refuses the old shares and unseals with the new ones.
+#[test]
+fn a_lost_share_holder_is_replaced_by_a_new_split() {
+    let (dir, config) = data_dir("sqlite://strongroom.db");
+    let cfg = config.to_str().unwrap();
+    let old = init_keystore(cfg, &dir.path().join("shares"), 3, 2);
+    let new_dir = dir.path().join("new-shares");
+    let o = strongroom_with_input(
+        &[
+            "key",
+            "reshare",
+            "--config",
+            cfg,
+            "--threshold",
+            "2",
+            "--shares",
+            "3",
+            "--share-dir",
+            new_dir.to_str().unwrap(),
+        ],
+        &format!("{}\n{}\n", old[0], old[2]),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("new unseal shares (2 of 3); the old ones are refused"),
+        "{}",
+        stdout(&o)
+    );
+    let new: Vec<String> = (1..=3)
+        .map(|i| {
+            std::fs::read_to_string(new_dir.join(format!("share-{i}.txt")))
+                .unwrap()
+                .trim()
+                .to_owned()
+        })
+        .collect();
+    let server = Server::start(&config);
+    let unseal = |share: &str| {
+        strongroom_with_input(
+            &["operator", "unseal", "--addr", &server.base],
+            &format!("{share}\n"),
+        )
+    };
+    for s in &old {
+        let o = unseal(s);
+        assert!(
+            !o.status.success(),
+            "an old share is refused: {}",
+            stdout(&o)
+        );
+    }
+    assert!(unseal(&new[0]).status.success());
+    assert!(unseal(&new[2]).status.success());
+    let o = strongroom(&["operator", "status", "--addr", &server.base]);
+    assert_eq!(stdout(&o).trim(), "unsealed", "{}", stderr(&o));
+    server.terminate();
+    let o = strongroom(&["audit", "verify", "--config", cfg]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
