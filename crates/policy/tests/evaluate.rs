@@ -464,3 +464,45 @@ fn malformed_policies_are_refused_with_the_rule_named() {
         expect![[r#"group "g": member "operator:root" is not user:<uuid> or api-key:<uuid>"#]],
     );
 }
+
+/// The sweep rule of docs/runbooks/suspected-key-compromise.md: a rotated
+/// key's sweep to the wallet's own successor address goes through; a
+/// transfer to the same address, or a sweep anywhere else, does not match.
+#[test]
+fn a_rule_for_sweeps_to_our_own_successor() {
+    const SWEEPS: &str = r#"
+[[rules]]
+name = "sweeps to our own successor"
+action = "allow"
+types = ["sweep"]
+destinations = ["internal"]
+
+[[rules]]
+name = "everything else"
+action = "block"
+"#;
+    let mut out = Vec::new();
+    for (tx_type, destination) in [
+        (TxType::Sweep, Destination::Internal),
+        (TxType::Transfer, Destination::Internal),
+        (TxType::Sweep, Destination::OneTime),
+    ] {
+        let p = Policy::from_toml(SWEEPS).expect("policy");
+        let mut f = facts(&p);
+        f.tx_type = tx_type;
+        f.destination = destination;
+        out.push(policy::evaluate(&p, &f).to_string());
+    }
+    expect![[r#"
+        rule 1 sweeps to our own successor: matched: every condition holds: allow
+        => allow
+        ---
+        rule 1 sweeps to our own successor: no match: type Transfer is not listed
+        rule 2 everything else: matched: every condition holds: block
+        => block
+        ---
+        rule 1 sweeps to our own successor: no match: destination kind OneTime is not listed
+        rule 2 everything else: matched: every condition holds: block
+        => block"#]]
+    .assert_eq(&out.join("\n---\n"));
+}

@@ -17,7 +17,8 @@
 //!    vault's lock, configured networks; `commit`), `error` (the errors
 //!    callers tell apart), `record` (audit entries), `settings` (networks
 //!    and governance as configured), `vault` (the keystore's state in
-//!    memory), `freezes` (what a freeze covers, whether one is in force,
+//!    memory, how sealed material opens, the `Permit` a signature needs),
+//!    `freezes` (what a freeze covers, whether one is in force,
 //!    placing one, ordered with every broadcast), `moves` (a transfer's states and its one way to move:
 //!    `transition`, with its history line, webhook event and audit record;
 //!    `decode_intent`; `classify` of an attempt's failure), `outbox`
@@ -36,8 +37,9 @@
 //!    backup holds); `keystore`: init, unseal (Shamir shares), auto-unseal,
 //!    seal, KEK rotation, and `sign_checked`, the vault's signer (seal, key
 //!    state, purpose, cryptoperiod, freezes — under the vault lock a freeze
-//!    also takes); `keyring`: the key inventory (keys made on every backend,
-//!    rotation, lifecycle, self-test).
+//!    also takes; a key no longer in force signs only a sweep to its
+//!    successor); `keyring`: the key inventory (keys made on every backend,
+//!    rotation, lifecycle, self-test, a new split of the unseal shares).
 //! 3. **signing gate** — `gate`: signs only [`chain_eth::Approved`] and
 //!    [`chain_btc::Approved`] plans (made by `approve` in the pure chain
 //!    crates from the decoded, digest-checked intents), derives their
@@ -55,11 +57,15 @@
 //! 5. **queue and wallets** — `queue` (claims in priority order with leases,
 //!    dependencies, retries with backoff or a hold for a person, the
 //!    operators' retry, cancel, replace and stuck view), `wallets` (wallets,
-//!    accounts opened on a backend, senders, deposit addresses).
+//!    accounts opened on a backend, senders, deposit addresses), `recovery`
+//!    (a restore's epoch, and its reconciliation with the chains before
+//!    anything is signed).
 //! 6. **transfers** — `requests` (a request validated; the funds check under
 //!    the wallet's lock), `transfers` (judged by the policy in force under
 //!    the governance, wallet and name locks, stored with its intent, version
-//!    and decision; signed votes, time locks, lapse, cancel; balances).
+//!    and decision; signed votes, time locks, lapse, cancel; balances),
+//!    `rotation` (a key's successor, the wallets' accounts moved to it, and
+//!    sweep transfers of its funds).
 //! 7. **identity and governance** — `identity` (people, passwords, TOTP,
 //!    sessions, API keys), `signed` (requests signed with an API key:
 //!    `strongroom-request-v2`, nonces), `governance` (proposals
