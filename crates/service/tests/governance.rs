@@ -37,6 +37,7 @@ storage::on_both!(
     the_queue_orders_waits_holds_and_retries,
     a_plan_that_differs_from_the_approval_is_never_signed,
     bitcoin_payouts_are_batched_signed_and_verified,
+    a_restore_reconciles_before_signing_and_holds_what_the_chain_cannot_settle,
     a_sped_up_or_cancelled_transfer_follows_its_replacement,
     deposits_count_only_at_the_confirmation_depth,
     wallets_open_accounts_with_deposit_addresses,
@@ -2522,4 +2523,92 @@ async fn hd_accounts_hand_out_fresh_deposit_addresses(f: Fixture) {
         3,
         "two receive addresses, and the change address with the plan"
     );
+}
+
+/// After a restore (its epoch opened): nothing is submitted or signed
+/// until the reconciliation; a Bitcoin payout not yet planned may have been
+/// paid by the lost server from other outputs, so it goes to a person (its
+/// wallet frozen, the transfer named); the restore's own freeze ends.
+async fn a_restore_reconciles_before_signing_and_holds_what_the_chain_cannot_settle(f: Fixture) {
+    use domain::{Asset, BitcoinNetwork};
+    use service::btc::BatchRule;
+    let regtest = BitcoinNetwork::Regtest;
+    f.add_regtest(BatchRule {
+        window_ms: 60_000,
+        max_payouts: 3,
+    });
+    f.set_policy("[[rules]]\nname = \"all\"\naction = \"allow\"\n")
+        .await;
+    let key = f
+        .svc
+        .create_key(
+            &console(),
+            NewKey {
+                purpose: KeyPurpose::TransferSigning,
+                algorithm: KeyAlgorithm::EcdsaSecp256k1,
+                backend: KeyBackend::Keystore,
+                cryptoperiod_days: 30,
+            },
+        )
+        .await
+        .unwrap()
+        .id;
+    f.svc
+        .register_btc_key(&console(), regtest, key, f.wallet)
+        .await
+        .unwrap();
+    f.svc
+        .btc_record_deposit(&console(), regtest, key, &"07".repeat(32), 0, 60_000)
+        .await
+        .unwrap();
+    let btc = TransferRequest {
+        asset: Asset::bitcoin(regtest).id().clone(),
+        destination: PAYEE.into(),
+        ..f.request(BOB, "0.0002")
+    };
+    let who = f.who(&f.initiator).await;
+    let can = f
+        .svc
+        .authorize::<perm::InitiateTransfer>(&who, Some(f.wallet))
+        .unwrap();
+    let queued = can.submit(&btc).await.unwrap();
+    assert_eq!(queued.state, state::QUEUED);
+
+    let r = f
+        .svc
+        .open_epoch(
+            &console(),
+            "00",
+            7,
+            serde_json::json!({ "from_audit_seq": 7 }),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        can.submit(&btc).await,
+        Err(ServiceError::Frozen(_))
+    ));
+    assert_eq!(f.svc.open_recovery().await.unwrap().unwrap().id, r.id);
+    let found = f.svc.reconcile_restore().await.unwrap().unwrap();
+    assert_eq!(found.frozen, [format!("wallet:{}", f.wallet)]);
+    assert_eq!(found.review.len(), 1, "{found:?}");
+    assert_eq!(found.review[0].subject, format!("transfer:{}", queued.id));
+    let scopes: Vec<String> = f
+        .svc
+        .freezes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|x| x.scope)
+        .collect();
+    assert_eq!(
+        scopes,
+        [format!("wallet:{}", f.wallet)],
+        "the restore's freeze ended"
+    );
+    assert!(f.svc.reconcile_restore().await.unwrap().is_none(), "once");
+    let actions = f.actions().await;
+    for a in ["restore.epoch", "restore.reconciled", "freeze.released"] {
+        assert!(actions.iter().any(|x| x == a), "{a}");
+    }
 }
