@@ -68,8 +68,13 @@ async fn fill_transfers(store: &storage::Store, n: u64) {
     })
     .await
     .unwrap();
-    let e = audit::Entry::new(actor.clone(), "wallet.created", "bench", audit::Details::none())
-        .unwrap();
+    let e = audit::Entry::new(
+        actor.clone(),
+        "wallet.created",
+        "bench",
+        audit::Details::none(),
+    )
+    .unwrap();
     tx.commit(&[e], now).await.unwrap();
     let mut left = n;
     while left > 0 {
@@ -290,7 +295,11 @@ fn measure(n: u64, transfers: u64, url: &str, fresh_url: &str) {
         "{:>8} {n:>9} audit records, {transfers:>6} transfers (filled in {:.1} s; database {:.1} MB): \
          backup {:.2} s, {:.1} MB; verify {:.2} s; restore {:.2} s; serve + unseal ready {:.2} s; \
          restore to ready {:.2} s",
-        if url.starts_with("sqlite") { "sqlite" } else { "postgres" },
+        if url.starts_with("sqlite") {
+            "sqlite"
+        } else {
+            "postgres"
+        },
         filled.as_secs_f64(),
         db_size as f64 / 1e6,
         create.as_secs_f64(),
