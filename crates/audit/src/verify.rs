@@ -201,6 +201,7 @@ impl Verifier {
         let beyond = self
             .checkpoints
             .range(last.saturating_add(1)..)
+            .rev()
             .flat_map(|(seq, at)| at.iter().map(move |(_, h)| (*seq, *h)))
             .find(|c| !self.superseded.contains(c));
         if let Some((cp, _)) = beyond {

@@ -116,6 +116,12 @@ pub(crate) fn algorithm(a: KeyAlgorithm) -> Algorithm {
 /// under the key-encryption keys this process holds.
 impl Opened {
     pub(crate) fn open_if_new(&mut self, key: &KeyRow) -> Result<(), ServiceError> {
+        self.open_new(key).map_err(|e| {
+            ServiceError::KeyNotUsable(format!("key {} material is unreadable ({e})", key.id))
+        })
+    }
+
+    fn open_new(&mut self, key: &KeyRow) -> Result<(), ServiceError> {
         if key.hd_path.is_some() {
             if !self.seeds.contains_key(&key.id) {
                 let seed = open_sealed(&self.keks, key).and_then(|b| {
