@@ -71,9 +71,11 @@ pub struct Report {
 #[derive(Debug)]
 pub struct Verifier {
     prev: Head,
-    /// Each checkpointed record's signed hashes, with the file line of
-    /// each: two differ only where a restore's epoch record explains it.
-    checkpoints: BTreeMap<u64, Vec<(usize, Hash)>>,
+    /// Each checkpointed record's signed hashes, with the line of each and
+    /// whether it comes from a lost copy of the log (only such a checkpoint
+    /// may disagree with the log, and only where a restore's epoch record
+    /// names it).
+    checkpoints: BTreeMap<u64, Vec<(usize, Hash, bool)>>,
     checkpoint_count: usize,
     /// Checkpoints an epoch record (a restore) names as superseded: signed
     /// on the lost copy of the log, past the backup it was restored from.
@@ -103,23 +105,49 @@ impl Verifier {
     /// Starts a verification with checkpoints from the file, each checked
     /// against the trusted audit key. `line` numbers in errors start at 1.
     pub fn new(checkpoints: &[Checkpoint], key: &AuditPublicKey) -> Result<Self, Break> {
-        let mut map: BTreeMap<u64, Vec<(usize, Hash)>> = BTreeMap::new();
-        for (i, cp) in checkpoints.iter().enumerate() {
+        Verifier::with_lost(checkpoints, &[], key)
+    }
+
+    /// [`Verifier::new`], with the checkpoints a lost copy of the log was
+    /// signed with past the backup a restore came from (`lost`, kept apart
+    /// by the restore; their lines follow `checkpoints`'). Only these may
+    /// disagree with the log, and only where an epoch record names them: a
+    /// record written into the database alone cannot excuse a checkpoint of
+    /// this log.
+    pub fn with_lost(
+        checkpoints: &[Checkpoint],
+        lost: &[Checkpoint],
+        key: &AuditPublicKey,
+    ) -> Result<Self, Break> {
+        let mut map: BTreeMap<u64, Vec<(usize, Hash, bool)>> = BTreeMap::new();
+        let all = checkpoints
+            .iter()
+            .map(|c| (c, false))
+            .chain(lost.iter().map(|c| (c, true)));
+        for (i, (cp, from_lost)) in all.enumerate() {
             let line = i + 1;
             let head = cp
                 .verify(key)
                 .map_err(|reason| Break::BadCheckpoint { line, reason })?;
             let at = map.entry(head.seq).or_default();
-            if !at.iter().any(|(_, h)| *h == head.hash) {
-                at.push((line, head.hash));
+            match at.iter_mut().find(|(_, h, _)| *h == head.hash) {
+                // A checkpoint of this log too: never excused.
+                Some(seen) => seen.2 &= from_lost,
+                None => at.push((line, head.hash, from_lost)),
             }
         }
         Ok(Verifier {
             prev: Head::GENESIS,
-            checkpoint_count: checkpoints.len(),
+            checkpoint_count: checkpoints.len() + lost.len(),
             checkpoints: map,
             superseded: BTreeSet::new(),
         })
+    }
+
+    /// Whether a checkpoint at `seq` may disagree with the log: it comes
+    /// from a lost copy and an epoch record names it.
+    fn excused(&self, seq: u64, hash: Hash, from_lost: bool) -> bool {
+        from_lost && self.superseded.contains(&(seq, hash))
     }
 
     /// Continues a chain from a head already trusted (a verified checkpoint),
@@ -177,11 +205,11 @@ impl Verifier {
         if let Some(at) = self.checkpoints.get(&r.seq) {
             let unexplained = at
                 .iter()
-                .filter(|(_, h)| *h != r.hash && !self.superseded.contains(&(r.seq, *h)))
-                .map(|(line, _)| *line)
+                .filter(|(_, h, lost)| *h != r.hash && !self.excused(r.seq, *h, *lost))
+                .map(|(line, _, _)| *line)
                 .next();
             if let Some(line) = unexplained {
-                return Err(if at.iter().any(|(_, h)| *h == r.hash) {
+                return Err(if at.iter().any(|(_, h, _)| *h == r.hash) {
                     Break::ConflictingCheckpoints { line, seq: r.seq }
                 } else {
                     Break::CheckpointMismatch { seq: r.seq }
@@ -202,14 +230,20 @@ impl Verifier {
             .checkpoints
             .range(last.saturating_add(1)..)
             .rev()
-            .flat_map(|(seq, at)| at.iter().map(move |(_, h)| (*seq, *h)))
-            .find(|c| !self.superseded.contains(c));
-        if let Some((cp, _)) = beyond {
+            .flat_map(|(seq, at)| at.iter().map(move |(_, h, lost)| (*seq, *h, *lost)))
+            .find(|(seq, h, lost)| !self.excused(*seq, *h, *lost));
+        if let Some((cp, _, _)) = beyond {
             return Err(Break::Truncated {
                 last,
                 checkpoint: cp,
             });
         }
+        let superseded = self
+            .checkpoints
+            .iter()
+            .flat_map(|(seq, at)| at.iter().map(move |(_, h, lost)| (*seq, *h, *lost)))
+            .filter(|(seq, h, lost)| self.excused(*seq, *h, *lost))
+            .count();
         let last_checkpoint = self.checkpoints.range(..=last).next_back().map(|(s, _)| *s);
         if let Some(h) = stored_head
             && h != self.prev
@@ -221,7 +255,7 @@ impl Verifier {
             head: self.prev,
             checkpoints: self.checkpoint_count,
             last_checkpoint,
-            superseded: self.superseded.len(),
+            superseded,
         })
     }
 }
@@ -256,9 +290,18 @@ mod tests {
     }
 
     fn check(records: &[Record], checkpoints: &[Checkpoint], head: Option<Head>) -> String {
+        check_lost(records, checkpoints, &[], head)
+    }
+
+    fn check_lost(
+        records: &[Record],
+        checkpoints: &[Checkpoint],
+        lost: &[Checkpoint],
+        head: Option<Head>,
+    ) -> String {
         let k = key();
         let run = || -> Result<Report, Break> {
-            let mut v = Verifier::new(checkpoints, &k.public())?;
+            let mut v = Verifier::with_lost(checkpoints, lost, &k.public())?;
             for r in records {
                 v.push(r)?;
             }
@@ -398,15 +441,15 @@ mod tests {
         let both = [(8, lost[7].hash), (12, lost[11].hash)];
         let log = restored(&both);
         // The restored log's own checkpoint at 8, beside the lost one.
-        let mut cps = lost_cps.to_vec();
-        cps.push(k.sign_checkpoint(log[7].head(), Timestamp::UNIX_EPOCH));
-        let mut out = vec![check(&log, &cps, Some(log[8].head()))];
-        out.push(check(&log, &lost_cps, None));
-        out.push(check(&restored(&both[..1]), &lost_cps, None));
-        out.push(check(&restored(&[]), &lost_cps, None));
+        let own = [k.sign_checkpoint(log[7].head(), Timestamp::UNIX_EPOCH)];
+        let mut out = vec![check_lost(&log, &own, &lost_cps, Some(log[8].head()))];
+        out.push(check_lost(&log, &[], &lost_cps, None));
+        out.push(check_lost(&restored(&both[..1]), &[], &lost_cps, None));
+        out.push(check_lost(&restored(&[]), &[], &lost_cps, None));
         // A wrong hash, or a checkpoint before the epoch, explains nothing.
-        out.push(check(
+        out.push(check_lost(
             &restored(&[(8, lost[6].hash), both[1]]),
+            &[],
             &lost_cps,
             None,
         ));
@@ -416,18 +459,23 @@ mod tests {
         forged.subject = "other".into();
         forged.hash = forged.computed_hash();
         before.push(k.sign_checkpoint(forged.head(), Timestamp::from_millis(2)));
-        out.push(check(
+        out.push(check_lost(
             &restored(&[(2, forged.hash), both[0], both[1]]),
+            &[],
             &before,
             None,
         ));
+        // Nor does an epoch record excuse a checkpoint of this log's own
+        // file: a record written into the database cannot hide a truncation.
+        out.push(check(&log, &lost_cps, None));
         expect_test::expect![[r#"
             ok: 9 records, last checkpoint Some(8)
             ok: 9 records, last checkpoint Some(8)
             first broken Some(10): the log ends at record 9 but a signed checkpoint covers record 12: records after 9 were deleted
             first broken Some(8): record 8 differs from the signed checkpoint of that record: history rewritten
             first broken Some(8): record 8 differs from the signed checkpoint of that record: history rewritten
-            first broken None: checkpoint 5 disagrees with an earlier checkpoint for record 2"#]]
+            first broken None: checkpoint 5 disagrees with an earlier checkpoint for record 2
+            first broken Some(8): record 8 differs from the signed checkpoint of that record: history rewritten"#]]
         .assert_eq(&out.join("\n"));
     }
 }

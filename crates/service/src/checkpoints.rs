@@ -427,18 +427,19 @@ pub async fn verify_audit(
     checkpoints: &CheckpointFile,
     key: &AuditPublicKey,
 ) -> Result<Report, VerifyError> {
-    let mut cps = Vec::new();
-    for file in [checkpoints, &checkpoints.superseded()] {
-        match file.read_all() {
-            Ok(c) => cps.extend(c.unwrap_or_default()),
-            Err(e @ ServiceError::CheckpointLine { .. }) => {
-                return Err(VerifyError::CheckpointFile(e.to_string()));
-            }
-            Err(e) => return Err(e.into()),
+    let read = |file: &CheckpointFile| match file.read_all() {
+        Ok(c) => Ok(c.unwrap_or_default()),
+        Err(e @ ServiceError::CheckpointLine { .. }) => {
+            Err(VerifyError::CheckpointFile(e.to_string()))
         }
-    }
+        Err(e) => Err(VerifyError::from(e)),
+    };
+    let cps = read(checkpoints)?;
+    // Only the lost copy's checkpoints, kept apart by a restore, may be
+    // excused by an epoch record.
+    let lost = read(&checkpoints.superseded())?;
     let head = store.audit_head().await.map_err(ServiceError::from)?;
-    let mut v = Verifier::new(&cps, key)?;
+    let mut v = Verifier::with_lost(&cps, &lost, key)?;
     feed(store, &mut v, head.seq).await.map_err(|e| match e {
         Fed::Storage(e) => VerifyError::Service(e.into()),
         Fed::Broken(b) => VerifyError::Broken(b),

@@ -250,17 +250,21 @@ impl Service {
             freeze_wallets.insert(t.wallet);
             found.review(format!("transfer:{}", t.id), why);
         }
+        // A batch pays several transfers: each send once.
+        let mut btc_sends = BTreeSet::new();
         for st in ["signing", "signed", "broadcasting"] {
             for t in self.store().transfers_in(st, u32::MAX >> 1).await? {
-                if let (Some(Network::Bitcoin(_)), Some(send)) = (network_of(&t), &t.btc_send_id) {
-                    found.resume(
-                        format!("btc-send:{send}"),
-                        "bound to its inputs: no second transaction spending them can be mined",
-                    );
+                if let (Some(Network::Bitcoin(_)), Some(send)) = (network_of(&t), t.btc_send_id) {
+                    btc_sends.insert(send);
                 }
             }
         }
-        found.resumed.dedup();
+        for send in btc_sends {
+            found.resume(
+                format!("btc-send:{send}"),
+                "bound to its inputs: no second transaction spending them can be mined",
+            );
+        }
         self.finish_reconciliation(&recovery, found, freeze_keys, freeze_wallets)
             .await
             .map(Some)
@@ -289,14 +293,8 @@ impl Service {
             tx.raise_eth_nonce_floor(&f.network, &f.address, f.next_nonce)
                 .await?;
         }
+        let n = found.review.len();
         for scope in scopes {
-            let n = found
-                .review
-                .iter()
-                .filter(|r| {
-                    r.subject.starts_with("transfer:") || r.subject.starts_with("eth-send:")
-                })
-                .count();
             let row = new_freeze(
                 &Actor::System,
                 scope,
