@@ -1,10 +1,13 @@
 //! Distributed key generation (FROST's Pedersen DKG with proofs of
-//! knowledge), one party's side.
+//! knowledge), one party's side; and the same ceremony run as a share
+//! refresh (frost-core's `refresh_dkg_*`): every member adds a fresh
+//! sharing of zero to its share, so the group key stays and the old shares
+//! no longer combine with the new ones — a member left out is removed.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use frost_core::keys::{KeyPackage, PublicKeyPackage, dkg};
+use frost_core::keys::{KeyPackage, PublicKeyPackage, dkg, refresh};
 use frost_core::{Identifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -25,7 +28,23 @@ pub struct Dkg<C: Suite> {
     me: PartyIndex,
     parties: Vec<PartyIndex>,
     threshold: u16,
+    mode: Mode<C>,
     stage: Stage<C>,
+}
+
+/// A new key, or a refresh of the share this party holds.
+enum Mode<C: Suite> {
+    Fresh,
+    Refresh(Box<KeyShare<C>>),
+}
+
+impl<C: Suite> Mode<C> {
+    fn rounds(&self) -> (Round, Round) {
+        match self {
+            Mode::Fresh => (Round::Dkg1, Round::Dkg2),
+            Mode::Refresh(_) => (Round::Refresh1, Round::Refresh2),
+        }
+    }
 }
 
 enum Stage<C: Suite> {
@@ -54,6 +73,7 @@ impl<C: Suite> fmt::Debug for Dkg<C> {
             .field("me", &self.me)
             .field("parties", &self.parties.len())
             .field("threshold", &self.threshold)
+            .field("refresh", &matches!(self.mode, Mode::Refresh(_)))
             .field("stage", &stage)
             .finish()
     }
@@ -105,6 +125,65 @@ impl<C: Suite> Dkg<C> {
                 me,
                 parties,
                 threshold,
+                mode: Mode::Fresh,
+                stage: Stage::Round1 { secret, own },
+            },
+            msg,
+        ))
+    }
+
+    /// Starts a refresh of `share` among `members` (this party and others
+    /// of the key, at least its threshold of them): the group key stays,
+    /// every member's share changes, and a party left out is removed —
+    /// its old share no longer combines with the new ones. `context`
+    /// describes the key as for [`Dkg::start_for`]; the member list is
+    /// compared between the parties with it.
+    pub fn refresh(
+        session: SessionId,
+        share: KeyShare<C>,
+        members: &[PartyIndex],
+        context: &[u8],
+        rng: &mut impl rand_core::CryptoRngCore,
+    ) -> Result<(Dkg<C>, Envelope), Abort> {
+        let mut parties = members.to_vec();
+        parties.sort();
+        parties.dedup();
+        if !parties.contains(&share.me) {
+            return Err(Abort::Parameters(format!(
+                "{} is not among the refresh's members",
+                share.me
+            )));
+        }
+        if let Some(p) = parties.iter().find(|p| !share.parties.contains(p)) {
+            return Err(Abort::Parameters(format!("{p} is not a party of this key")));
+        }
+        let n = u16::try_from(parties.len())
+            .map_err(|_| Abort::Parameters("too many members".into()))?;
+        if n < share.threshold {
+            return Err(Abort::Parameters(format!(
+                "{n} members cannot keep a threshold of {}",
+                share.threshold
+            )));
+        }
+        let (secret, package) =
+            refresh::refresh_dkg_part1::<C, _>(share.me.identifier()?, n, share.threshold, rng)
+                .map_err(|e| Abort::Internal(e.to_string()))?;
+        let own = package
+            .serialize()
+            .map_err(|e| Abort::Internal(e.to_string()))?;
+        let me = share.me;
+        let msg = Envelope::new(C::NAME, session, Round::Refresh1, me.get(), None, &own);
+        let listed: Vec<String> = parties.iter().map(|p| p.get().to_string()).collect();
+        let mut described = context.to_vec();
+        described.extend_from_slice(format!("\nrefresh among {}", listed.join(",")).as_bytes());
+        Ok((
+            Dkg {
+                session,
+                context: digest(&described),
+                me,
+                parties,
+                threshold: share.threshold,
+                mode: Mode::Refresh(Box::new(share)),
                 stage: Stage::Round1 { secret, own },
             },
             msg,
@@ -117,6 +196,7 @@ impl<C: Suite> Dkg<C> {
         let Stage::Round1 { secret, own } = std::mem::replace(&mut self.stage, Stage::Spent) else {
             return Err(Abort::Internal("round 1 is over".into()));
         };
+        let (first, second) = self.mode.rounds();
         let got = collect(&self.parties, Some(self.me), messages)?;
         let mut round1 = BTreeMap::new();
         let mut view = BTreeMap::new();
@@ -124,7 +204,7 @@ impl<C: Suite> Dkg<C> {
         view.insert(0, self.context.clone());
         view.insert(self.me.get(), digest(&own));
         for (p, m) in &got {
-            let body = m.open(C::NAME, self.session, Round::Dkg1, self.me.get(), true)?;
+            let body = m.open(C::NAME, self.session, first, self.me.get(), true)?;
             let package =
                 dkg::round1::Package::<C>::deserialize(&body).map_err(|e| Abort::Malformed {
                     from: p.get(),
@@ -133,8 +213,11 @@ impl<C: Suite> Dkg<C> {
             view.insert(p.get(), digest(&body));
             round1.insert(p.identifier::<C>()?, package);
         }
-        let (secret, out) =
-            dkg::part2(secret, &round1).map_err(|e| from_frost(e, &self.parties))?;
+        let (secret, out) = match self.mode {
+            Mode::Fresh => dkg::part2(secret, &round1),
+            Mode::Refresh(_) => refresh::refresh_dkg_part2(secret, &round1),
+        }
+        .map_err(|e| from_frost(e, &self.parties))?;
         let mut messages = Vec::with_capacity(out.len());
         for p in got.keys() {
             let package = out
@@ -148,7 +231,7 @@ impl<C: Suite> Dkg<C> {
             let mut m = Envelope::new(
                 C::NAME,
                 self.session,
-                Round::Dkg2,
+                second,
                 self.me.get(),
                 Some(p.get()),
                 &body,
@@ -175,6 +258,7 @@ impl<C: Suite> Dkg<C> {
         else {
             return Err(Abort::Internal("not at round 2".into()));
         };
+        let (_, second) = self.mode.rounds();
         let got = collect(&self.parties, Some(self.me), messages)?;
         // The echoes first: no share is looked at until every party is
         // known to have seen the same round 1.
@@ -210,7 +294,7 @@ impl<C: Suite> Dkg<C> {
         let mut round2 = BTreeMap::new();
         for (p, m) in &got {
             let body =
-                Zeroizing::new(m.open(C::NAME, self.session, Round::Dkg2, self.me.get(), false)?);
+                Zeroizing::new(m.open(C::NAME, self.session, second, self.me.get(), false)?);
             let package =
                 dkg::round2::Package::<C>::deserialize(&body).map_err(|e| Abort::Malformed {
                     from: p.get(),
@@ -218,8 +302,30 @@ impl<C: Suite> Dkg<C> {
                 })?;
             round2.insert(p.identifier::<C>()?, package);
         }
-        let (key, public) =
-            dkg::part3(&secret, &round1, &round2).map_err(|e| from_frost(e, &self.parties))?;
+        let (key, public) = match std::mem::replace(&mut self.mode, Mode::Fresh) {
+            Mode::Fresh => dkg::part3(&secret, &round1, &round2),
+            Mode::Refresh(old) => {
+                let old = *old;
+                let group = *old.public.verifying_key();
+                let refreshed = refresh::refresh_dkg_shares(
+                    &secret,
+                    &round1,
+                    &round2,
+                    old.public.clone(),
+                    old.key.clone(),
+                );
+                if refreshed
+                    .as_ref()
+                    .is_ok_and(|(k, p)| *k.verifying_key() != group || *p.verifying_key() != group)
+                {
+                    return Err(Abort::Internal(
+                        "the refreshed share is for another group key".into(),
+                    ));
+                }
+                refreshed
+            }
+        }
+        .map_err(|e| from_frost(e, &self.parties))?;
         Ok(KeyShare {
             me: self.me,
             parties: self.parties.clone(),
@@ -262,9 +368,46 @@ struct Stored {
     suite: String,
     me: PartyIndex,
     parties: u16,
+    /// The parties when they are not 1 to `parties` (after a refresh
+    /// removed one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    members: Option<Vec<u16>>,
     threshold: u16,
     key: String,
     public: String,
+}
+
+/// The stored form of a party list: none for 1 to n.
+fn members_of(parties: &[PartyIndex]) -> Result<(u16, Option<Vec<u16>>), Abort> {
+    let n = u16::try_from(parties.len()).map_err(|_| Abort::Internal("too many parties".into()))?;
+    let listed: Vec<u16> = parties.iter().map(|p| p.get()).collect();
+    let plain = listed.iter().copied().eq(1..=n);
+    Ok((n, (!plain).then_some(listed)))
+}
+
+/// Reads a stored party list: `n` parties, 1 to n unless listed; listed
+/// ones ascending, distinct, each known to `public` by its verifying share.
+fn read_members<C: Suite>(
+    n: u16,
+    members: Option<&[u16]>,
+    public: &PublicKeyPackage<C>,
+) -> Option<Vec<PartyIndex>> {
+    let parties: Vec<PartyIndex> = match members {
+        None => (1..=n).filter_map(PartyIndex::new).collect(),
+        Some(m) => m
+            .iter()
+            .map(|i| PartyIndex::new(*i))
+            .collect::<Option<_>>()?,
+    };
+    let known = parties.len() == usize::from(n)
+        && n <= MAX_PARTIES
+        && parties.windows(2).all(|w| w[0] < w[1])
+        && public.verifying_shares().len() == parties.len()
+        && parties.iter().all(|p| {
+            p.identifier::<C>()
+                .is_ok_and(|id| public.verifying_shares().contains_key(&id))
+        });
+    known.then_some(parties)
 }
 
 impl<C: Suite> KeyShare<C> {
@@ -309,12 +452,12 @@ impl<C: Suite> KeyShare<C> {
             .public
             .serialize()
             .map_err(|e| Abort::Internal(e.to_string()))?;
-        let parties = u16::try_from(self.parties.len())
-            .map_err(|_| Abort::Internal("too many parties".into()))?;
+        let (parties, members) = members_of(&self.parties)?;
         let mut stored = Stored {
             suite: C::NAME.into(),
             me: self.me,
             parties,
+            members,
             threshold: self.threshold,
             key: hex::encode(&*key),
             public: hex::encode(public),
@@ -336,7 +479,8 @@ impl<C: Suite> KeyShare<C> {
         let public_bytes = hex::decode(&stored.0.public).map_err(|_| bad("public"))?;
         let public =
             PublicKeyPackage::<C>::deserialize(&public_bytes).map_err(|_| bad("public"))?;
-        let parties: Vec<PartyIndex> = (1..=stored.0.parties).filter_map(PartyIndex::new).collect();
+        let parties = read_members(stored.0.parties, stored.0.members.as_deref(), &public)
+            .ok_or_else(|| bad("parties"))?;
         if !(2..=stored.0.parties).contains(&stored.0.threshold)
             || !parties.contains(&stored.0.me)
             || key.identifier() != &stored.0.me.identifier::<C>()?
@@ -393,6 +537,8 @@ impl<C: Suite> fmt::Debug for GroupPublic<C> {
 struct StoredPublic {
     suite: String,
     parties: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    members: Option<Vec<u16>>,
     threshold: u16,
     public: String,
 }
@@ -416,10 +562,11 @@ impl<C: Suite> GroupPublic<C> {
             .public
             .serialize()
             .map_err(|e| Abort::Internal(e.to_string()))?;
+        let (parties, members) = members_of(&self.parties)?;
         serde_json::to_vec(&StoredPublic {
             suite: C::NAME.into(),
-            parties: u16::try_from(self.parties.len())
-                .map_err(|_| Abort::Internal("too many parties".into()))?,
+            parties,
+            members,
             threshold: self.threshold,
             public: hex::encode(public),
         })
@@ -438,11 +585,10 @@ impl<C: Suite> GroupPublic<C> {
         let public =
             PublicKeyPackage::<C>::deserialize(&hex::decode(&s.public).map_err(|_| bad("public"))?)
                 .map_err(|_| bad("public"))?;
-        if public.verifying_shares().len() != usize::from(s.parties) {
-            return Err(bad("verifying shares"));
-        }
+        let parties = read_members(s.parties, s.members.as_deref(), &public)
+            .ok_or_else(|| bad("verifying shares"))?;
         Ok(GroupPublic {
-            parties: (1..=s.parties).filter_map(PartyIndex::new).collect(),
+            parties,
             threshold: s.threshold,
             public,
         })

@@ -107,6 +107,10 @@ pub enum Round {
     Share,
     /// A CGGMP24 message (the protocol numbers its own rounds).
     Mpc,
+    /// Share refresh round 1: commitments to a sharing of zero, to everyone.
+    Refresh1,
+    /// Share refresh round 2: a share of zero, to one party (with the echo).
+    Refresh2,
 }
 
 /// A protocol message. The transport authenticates who sent it (and
@@ -135,7 +139,7 @@ pub struct Envelope {
 /// A DKG round-2 body is a secret share: never printed.
 impl fmt::Debug for Envelope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let body = if matches!(self.round, Round::Dkg2 | Round::Mpc) {
+        let body = if matches!(self.round, Round::Dkg2 | Round::Refresh2 | Round::Mpc) {
             "<secret share>".to_owned()
         } else {
             format!("{} hex digits", self.body.len())

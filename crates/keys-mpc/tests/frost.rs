@@ -558,3 +558,138 @@ fn parties_told_different_wallets_stop_before_keeping_a_share() {
         assert!(e.culprits().is_empty());
     }
 }
+
+/// A refresh among `members` (parties, 1-based), every message delivered:
+/// the members' new shares, in member order.
+fn refresh<C: Suite>(shares: Vec<KeyShare<C>>, members: &[u16]) -> Vec<KeyShare<C>> {
+    let s = session();
+    let mut rng = keys_mpc::os_rng();
+    let ps: Vec<PartyIndex> = members.iter().map(|i| p(*i)).collect();
+    let (mut parties, r1): (Vec<Dkg<C>>, Vec<Envelope>) = shares
+        .into_iter()
+        .filter(|sh| members.contains(&sh.me().get()))
+        .map(|sh| Dkg::<C>::refresh(s, sh, &ps, b"key-1\nwallet-1", &mut rng).unwrap())
+        .unzip();
+    let r2: Vec<Envelope> = parties
+        .iter_mut()
+        .zip(members)
+        .flat_map(|(d, me)| d.round1(&others(&r1, *me)).unwrap())
+        .collect();
+    parties
+        .into_iter()
+        .zip(members)
+        .map(|(d, me)| d.round2(&to(&r2, *me)).unwrap())
+        .collect()
+}
+
+fn copy<C: Suite>(shares: &[KeyShare<C>]) -> Vec<KeyShare<C>> {
+    shares
+        .iter()
+        .map(|s| KeyShare::from_secret_bytes(&s.to_secret_bytes().unwrap()).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_refresh_keeps_the_group_key_and_the_old_shares_no_longer_combine() {
+    let old = dkg::<Taproot>(3, 2);
+    let key = old[0].group_key().unwrap();
+    let new = refresh(copy(&old), &[1, 2, 3]);
+    assert!(new.iter().all(|s| s.group_key().unwrap() == key));
+    assert!(
+        new.iter()
+            .all(|s| s.parties().len() == 3 && s.threshold() == 2)
+    );
+    // Every pair of new shares signs for the same key (libsecp256k1).
+    let mut j = journals(3);
+    let q = bitcoin::secp256k1::XOnlyPublicKey::from_slice(&key).unwrap();
+    for pair in [[0, 1], [0, 2], [1, 2]] {
+        let sig = threshold_sign(&new, &pair, &[5; 32], &mut j).unwrap();
+        bitcoin::secp256k1::Secp256k1::verification_only()
+            .verify_schnorr(
+                &bitcoin::secp256k1::schnorr::Signature::from_slice(&sig).unwrap(),
+                &bitcoin::secp256k1::Message::from_digest([5; 32]),
+                &q,
+            )
+            .unwrap();
+    }
+    // An old share with a new one: the old share does not verify against
+    // the new verifying shares, and the coordinator names its party.
+    let mut mixed = copy(&new);
+    mixed[1] = copy(&old).remove(1);
+    match threshold_sign(&mixed, &[0, 1], &[5; 32], &mut j) {
+        Err(Abort::InvalidShares { culprits }) => assert_eq!(culprits, vec![p(2)]),
+        other => panic!("a mixed pair signed: {other:?}"),
+    }
+}
+
+#[test]
+fn a_refresh_without_a_party_removes_it() {
+    let old = dkg::<Ed25519>(3, 2);
+    let key = old[0].group_key().unwrap();
+    let stale = copy(&old).remove(1);
+    let new = refresh(copy(&old), &[1, 3]);
+    assert_eq!(new.len(), 2);
+    assert!(new.iter().all(|s| s.group_key().unwrap() == key));
+    let members: Vec<u16> = new[0].parties().iter().map(|p| p.get()).collect();
+    assert_eq!(members, vec![1, 3]);
+    assert_eq!(new[1].public().parties(), new[0].parties());
+    // The member list survives storage, for the share and the package.
+    let again = copy(&new);
+    assert_eq!(again[1].parties(), new[1].parties());
+    let group =
+        keys_mpc::dkg::GroupPublic::<Ed25519>::from_bytes(&new[0].public().to_bytes().unwrap())
+            .unwrap();
+    assert_eq!(group.parties(), new[0].parties());
+    // The two that remain sign (checked by ed25519-dalek).
+    let mut j = journals(3);
+    let sig = threshold_sign(&new, &[0, 1], b"after", &mut j).unwrap();
+    ed25519_dalek::VerifyingKey::from_bytes(&key)
+        .unwrap()
+        .verify_strict(b"after", &ed25519_dalek::Signature::from_bytes(&sig))
+        .unwrap();
+    // The removed party's share is no party of the new group: a session
+    // with it is refused before any share is made.
+    let with_removed = vec![copy(&new).remove(0), stale];
+    match threshold_sign(&with_removed, &[0, 1], b"after", &mut j) {
+        Err(Abort::NotAParty { from: 2 }) => {}
+        other => panic!("the removed party took part: {other:?}"),
+    }
+    // A refresh below the threshold, or with a stranger, is refused.
+    let mut rng = keys_mpc::os_rng();
+    let one = copy(&new).remove(0);
+    assert!(matches!(
+        Dkg::<Ed25519>::refresh(session(), one, &[p(1)], b"k", &mut rng),
+        Err(Abort::Parameters(_))
+    ));
+    let one = copy(&new).remove(0);
+    assert!(matches!(
+        Dkg::<Ed25519>::refresh(session(), one, &[p(1), p(2)], b"k", &mut rng),
+        Err(Abort::Parameters(_))
+    ));
+}
+
+#[test]
+fn members_told_different_member_lists_stop_before_keeping_a_share() {
+    let old = dkg::<Taproot>(3, 2);
+    let s = session();
+    let mut rng = keys_mpc::os_rng();
+    let mut shares = copy(&old).into_iter();
+    let (mut a, m1) =
+        Dkg::<Taproot>::refresh(s, shares.next().unwrap(), &[p(1), p(2)], b"k", &mut rng).unwrap();
+    // Party 2 was told 1, 2 and 3 would refresh: it waits for party 3.
+    let (mut b, m2) = Dkg::<Taproot>::refresh(
+        s,
+        shares.next().unwrap(),
+        &[p(1), p(2), p(3)],
+        b"k",
+        &mut rng,
+    )
+    .unwrap();
+    match b.round1(std::slice::from_ref(&m1)) {
+        Err(Abort::Missing { parties }) => assert_eq!(parties, vec![p(3)]),
+        other => panic!("party 2 went on without party 3: {other:?}"),
+    }
+    // Party 1 goes on, but never gets party 2's round two: no share is kept.
+    assert_eq!(a.round1(&[m2]).unwrap().len(), 1);
+    assert!(matches!(a.round2(&[]), Err(Abort::Missing { .. })));
+}
