@@ -754,7 +754,7 @@ pub const SERVICE_LAYERS: &[(&str, &[&str])] = &[
             "webhook_target",
         ],
     ),
-    ("vault", &["backups", "keyring", "keystore"]),
+    ("vault", &["backups", "key_refresh", "keyring", "keystore"]),
     ("signing gate", &["gate"]),
     (
         "chain senders",

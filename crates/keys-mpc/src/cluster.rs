@@ -187,22 +187,100 @@ impl Cluster {
         threshold: u16,
     ) -> Result<NewKey, ClusterError> {
         let session = SessionId::random(&mut os_rng());
+        let start = Request::DkgStart {
+            suite: suite.to_owned(),
+            key_id: key_id.to_owned(),
+            wallet: wallet.to_owned(),
+            session,
+            threshold,
+        };
+        self.ceremony(&self.signers, session, start).await
+    }
+
+    /// A share refresh of the FROST key `key_id` among the signers
+    /// `members` (at least the key's threshold of its parties; a party left
+    /// out is removed). Every member keeps its new share staged; returns
+    /// the session and the new public package all of them reported — the
+    /// caller records it, then [`Cluster::commit_refresh`] swaps the new
+    /// shares in. The group key is the same (each node checks).
+    pub async fn refresh(
+        &self,
+        suite: &str,
+        key_id: &str,
+        members: &[u16],
+    ) -> Result<(SessionId, NewKey), ClusterError> {
+        let nodes = self.members(members)?;
+        let session = SessionId::random(&mut os_rng());
+        let start = Request::RefreshStart {
+            suite: suite.to_owned(),
+            key_id: key_id.to_owned(),
+            session,
+            parties: members.to_vec(),
+        };
+        Ok((session, self.ceremony(&nodes, session, start).await?))
+    }
+
+    /// Makes refresh `session`'s staged shares the key's shares on every
+    /// member; each must answer with the same public package (done again
+    /// after a partial failure, it finishes the rest).
+    pub async fn commit_refresh(
+        &self,
+        suite: &str,
+        key_id: &str,
+        session: SessionId,
+        members: &[u16],
+    ) -> Result<NewKey, ClusterError> {
+        let nodes = self.members(members)?;
+        let requests = nodes
+            .iter()
+            .map(|s| {
+                (
+                    s.clone(),
+                    Request::RefreshCommit {
+                        suite: suite.to_owned(),
+                        key_id: key_id.to_owned(),
+                        session,
+                    },
+                )
+            })
+            .collect();
+        same_key(self.fan_out(requests).await)
+    }
+
+    /// The endpoints of `members`, each a signer of this cluster.
+    fn members(&self, members: &[u16]) -> Result<Vec<SignerEndpoint>, ClusterError> {
+        members
+            .iter()
+            .map(|i| {
+                self.signers
+                    .iter()
+                    .find(|s| s.index == *i)
+                    .cloned()
+                    .ok_or_else(|| {
+                        ClusterError::Abort(Abort::Parameters(format!(
+                            "{i} is not a signer of this cluster"
+                        )))
+                    })
+            })
+            .collect()
+    }
+
+    /// The three rounds of a key-generation or refresh ceremony among
+    /// `nodes`, started by `start`.
+    async fn ceremony(
+        &self,
+        nodes: &[SignerEndpoint],
+        session: SessionId,
+        start: Request,
+    ) -> Result<NewKey, ClusterError> {
         let all = |req: &dyn Fn(&SignerEndpoint) -> Request| {
-            self.signers
+            nodes
                 .iter()
                 .map(|s| (s.clone(), req(s)))
                 .collect::<Vec<_>>()
         };
         // Round 1: each node's broadcast.
-        let start = self
-            .fan_out(all(&|_| Request::DkgStart {
-                suite: suite.to_owned(),
-                key_id: key_id.to_owned(),
-                wallet: wallet.to_owned(),
-                session,
-                threshold,
-            }))
-            .await;
+        let start = self.fan_out(all(&|_| start.clone())).await;
         // Each node speaks for itself only: one broadcast, its own.
         let broadcasts = messages(start, |index, m| {
             m.len() == 1 && m[0].from == index && m[0].to.is_none()
@@ -220,7 +298,7 @@ impl Cluster {
             }))
             .await;
         // One message from each node to each other node.
-        let parties: Vec<u16> = self.signers.iter().map(|s| s.index).collect();
+        let parties: Vec<u16> = nodes.iter().map(|s| s.index).collect();
         let direct = messages(round1, |index, m| {
             let mut to: Vec<u16> = m.iter().filter_map(|x| x.to).collect();
             to.sort_unstable();
@@ -240,38 +318,7 @@ impl Cluster {
                     .collect(),
             }))
             .await;
-        let mut key: Option<NewKey> = None;
-        for (index, r) in done {
-            let Response::Key {
-                group_key, public, ..
-            } = r?
-            else {
-                return Err(ClusterError::Unexpected {
-                    index,
-                    what: "no key".into(),
-                });
-            };
-            let bad = |what: &str| ClusterError::Unexpected {
-                index,
-                what: what.into(),
-            };
-            let k = NewKey {
-                group_key: hex::decode(&group_key)
-                    .ok()
-                    .and_then(|b| b.try_into().ok())
-                    .ok_or_else(|| bad("group key"))?,
-                public: hex::decode(&public).map_err(|_| bad("public package"))?,
-            };
-            match &key {
-                None => key = Some(k),
-                Some(first) if *first == k => {}
-                Some(_) => return Err(ClusterError::Disagree),
-            }
-        }
-        key.ok_or(ClusterError::TooFew {
-            got: 0,
-            needed: self.signers.len(),
-        })
+        same_key(done)
     }
 
     /// A signature over `message` under the key `key_id`: a session with
@@ -379,6 +426,8 @@ impl Cluster {
             .signers
             .iter()
             .filter(|s| !excluded.contains(&s.index))
+            // A signer removed from the key by a refresh is not asked.
+            .filter(|s| group.parties().iter().any(|p| p.get() == s.index))
             .map(|s| {
                 (
                     s.clone(),
@@ -486,6 +535,42 @@ impl Cluster {
             (e.into(), culprits)
         })
     }
+}
+
+/// The key every node reported, which must be the same.
+fn same_key(
+    answers: BTreeMap<u16, Result<Response, ClusterError>>,
+) -> Result<NewKey, ClusterError> {
+    let needed = answers.len();
+    let mut key: Option<NewKey> = None;
+    for (index, r) in answers {
+        let Response::Key {
+            group_key, public, ..
+        } = r?
+        else {
+            return Err(ClusterError::Unexpected {
+                index,
+                what: "no key".into(),
+            });
+        };
+        let bad = |what: &str| ClusterError::Unexpected {
+            index,
+            what: what.into(),
+        };
+        let k = NewKey {
+            group_key: hex::decode(&group_key)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| bad("group key"))?,
+            public: hex::decode(&public).map_err(|_| bad("public package"))?,
+        };
+        match &key {
+            None => key = Some(k),
+            Some(first) if *first == k => {}
+            Some(_) => return Err(ClusterError::Disagree),
+        }
+    }
+    key.ok_or(ClusterError::TooFew { got: 0, needed })
 }
 
 /// The relayed messages of a round (each node's passing `ok`), or the

@@ -190,6 +190,11 @@ impl<C: Suite> Dkg<C> {
         ))
     }
 
+    /// Whether this ceremony refreshes a share (rather than making a key).
+    pub fn is_refresh(&self) -> bool {
+        matches!(self.mode, Mode::Refresh(_))
+    }
+
     /// Takes everyone else's round-1 message; returns one round-2 message
     /// for each of them.
     pub fn round1(&mut self, messages: &[Envelope]) -> Result<Vec<Envelope>, Abort> {

@@ -29,6 +29,7 @@ mod audit_file;
 mod ecdsa_steps;
 #[cfg(feature = "test-hooks")]
 pub mod hooks;
+mod refresh;
 /// Without the `test-hooks` feature: nothing is read, nothing armed.
 #[cfg(not(feature = "test-hooks"))]
 pub mod hooks {
@@ -180,7 +181,7 @@ impl std::fmt::Debug for CrashHook {
 }
 
 /// The names a crash hook is called with.
-pub const ANSWERS: [&str; 11] = [
+pub const ANSWERS: [&str; 13] = [
     "info",
     "dkg_start",
     "dkg_round1",
@@ -192,6 +193,8 @@ pub const ANSWERS: [&str; 11] = [
     "ecdsa_presign",
     "step",
     "ecdsa_sign",
+    "refresh_start",
+    "refresh_commit",
 ];
 
 impl Node {
@@ -463,8 +466,8 @@ impl Node {
                 } = take(&self.dkgs, &session, "no such ceremony")?;
                 let envelopes = self.open_all(&messages)?;
                 match dkg {
-                    AnyDkg::Taproot(d) => self.keep(&key_id, &wallet, &d.round2(&envelopes)?),
-                    AnyDkg::Ed25519(d) => self.keep(&key_id, &wallet, &d.round2(&envelopes)?),
+                    AnyDkg::Taproot(d) => self.finish(&key_id, &wallet, session, d, &envelopes),
+                    AnyDkg::Ed25519(d) => self.finish(&key_id, &wallet, session, d, &envelopes),
                 }
             }
             Request::Commit {
@@ -548,6 +551,17 @@ impl Node {
                 )?;
                 Ok(Response::Share { envelope })
             }
+            Request::RefreshStart {
+                suite,
+                key_id,
+                session,
+                parties,
+            } => self.refresh_start(from, suite, key_id, session, parties),
+            Request::RefreshCommit {
+                suite,
+                key_id,
+                session,
+            } => self.refresh_commit(&suite, &key_id, session),
             Request::EcdsaAux { session } => self.ecdsa_aux(session),
             Request::EcdsaKeygen {
                 key_id,
@@ -659,8 +673,13 @@ impl Node {
 
     /// A share's plain bytes and the wallet it was made for.
     fn load_bytes(&self, key_id: &str) -> Result<(Zeroizing<Vec<u8>>, String), Abort> {
-        let bytes = std::fs::read(self.share_path(key_id))
-            .map_err(|_| Abort::Parameters(format!("no key {key_id} here")))?;
+        self.open_file(key_id, &self.share_path(key_id))
+    }
+
+    /// Opens a share file of `key_id` (its current share, or one staged).
+    fn open_file(&self, key_id: &str, path: &Path) -> Result<(Zeroizing<Vec<u8>>, String), Abort> {
+        let bytes =
+            std::fs::read(path).map_err(|_| Abort::Parameters(format!("no key {key_id} here")))?;
         let broken = || Abort::Internal(format!("key {key_id} does not open"));
         let at = bytes.iter().position(|b| *b == b'\n').ok_or_else(broken)?;
         let wallet = std::str::from_utf8(&bytes[..at])
@@ -782,6 +801,8 @@ fn op_name(r: &Request) -> &'static str {
         Request::EcdsaPresign { .. } => "ecdsa_presign",
         Request::Step { .. } => "step",
         Request::EcdsaSign { .. } => "ecdsa_sign",
+        Request::RefreshStart { .. } => "refresh_start",
+        Request::RefreshCommit { .. } => "refresh_commit",
     }
 }
 

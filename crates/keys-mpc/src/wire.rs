@@ -244,6 +244,23 @@ pub enum Request {
         subject: crate::cosign::Subject,
     },
     /// Threshold ECDSA: the auxiliary-information protocol among all the
+    /// Round one of a share refresh of a FROST key among `parties` (this
+    /// node one of them; a party of the key left out is removed). Rounds
+    /// two and three are `DkgRound1` and `DkgRound2`; the new share waits
+    /// staged for `RefreshCommit`.
+    RefreshStart {
+        suite: String,
+        key_id: String,
+        session: SessionId,
+        parties: Vec<u16>,
+    },
+    /// Makes the share staged by refresh `session` the key's share (done
+    /// again, answers the same).
+    RefreshCommit {
+        suite: String,
+        key_id: String,
+        session: SessionId,
+    },
     /// node's parties (once per group of signers).
     EcdsaAux { session: SessionId },
     /// Threshold ECDSA: a key-generation ceremony among all the parties.

@@ -16,6 +16,12 @@
 //! remainder stays when the fees cost less). Bitcoin keys are not swept by
 //! rotation yet: their successor is made, and the funds move by
 //! withdrawals to it.
+//!
+//! Threshold ECDSA keys (CGGMP24 0.7 has no share refresh) rotate the
+//! same way: the successor is a new key among the signer nodes for the
+//! same wallet; the nodes check each sweep and its approvals like any
+//! other transaction. Threshold Taproot keys are refreshed instead
+//! (`service::key_refresh`).
 
 use domain::{
     Actor, Asset, Grant, KeyBackend, KeyId, KeyState, Network, Role, Scope, TransferKind, WalletId,
@@ -171,6 +177,42 @@ impl Service {
                 self.link_successor(actor, old, &new).await?;
                 Ok(new)
             }
+            // Made among the signer nodes for one wallet (CGGMP24 has no
+            // share refresh): a new key for the same wallet, then sweeps.
+            // FROST keys keep their address with a share refresh instead.
+            KeyBackend::Threshold if old.algorithm == domain::KeyAlgorithm::EcdsaSecp256k1 => {
+                let wallet = self
+                    .store()
+                    .eth_senders_of_key(old.id)
+                    .await?
+                    .into_iter()
+                    .find_map(|s| s.wallet)
+                    .ok_or_else(|| {
+                        ServiceError::Invalid(format!(
+                            "threshold key {} sends for no wallet's account: nothing to rotate",
+                            old.id
+                        ))
+                    })?;
+                let new = self
+                    .create_key_for(
+                        actor,
+                        NewKey {
+                            purpose: old.purpose,
+                            algorithm: old.algorithm,
+                            backend: KeyBackend::Threshold,
+                            cryptoperiod_days,
+                        },
+                        Some(wallet),
+                    )
+                    .await?;
+                self.link_successor(actor, old, &new).await?;
+                Ok(new)
+            }
+            KeyBackend::Threshold => Err(ServiceError::Invalid(format!(
+                "key {} is a threshold Taproot key: refresh its shares (`key refresh`, \
+                 --remove for a signer node to leave out); its address stays",
+                old.id
+            ))),
             _ => Err(ServiceError::Invalid(format!(
                 "key {} ({}{}) does not rotate here: open a new account for the wallet and \
                  move the funds with withdrawals",

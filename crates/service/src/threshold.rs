@@ -29,7 +29,7 @@ pub struct ThresholdKeys {
     noted: Mutex<std::collections::HashMap<String, String>>,
 }
 
-fn unavailable(e: ClusterError) -> ServiceError {
+pub(crate) fn unavailable(e: ClusterError) -> ServiceError {
     match e {
         // The nodes' own checks refused: the request is not one they sign.
         ClusterError::Refused { index, reason, .. } => {

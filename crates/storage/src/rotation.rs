@@ -27,6 +27,53 @@ fn parse_wallet(w: Option<String>) -> Result<Option<WalletId>, StorageError> {
 }
 
 impl WriteTx {
+    /// Records a share refresh of a threshold key: its new reference (the
+    /// public package) in place of `from_ref`, and the session the signer
+    /// nodes are to commit. Refused while another refresh is unfinished.
+    pub async fn begin_key_refresh(
+        &mut self,
+        key: KeyId,
+        from_ref: &str,
+        backend_ref: &str,
+        session: &str,
+    ) -> Result<(), StorageError> {
+        let done = sqlx::query(
+            "UPDATE keys SET backend_ref = $2, refresh_session = $3 \
+             WHERE id = $1 AND backend_ref = $4 AND refresh_session IS NULL",
+        )
+        .bind(key.to_string())
+        .bind(backend_ref)
+        .bind(session)
+        .bind(from_ref)
+        .execute(&mut *self.tx)
+        .await?;
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(StorageError::Conflict {
+                what: "the key changed, or another refresh of it is unfinished",
+            })
+        }
+    }
+
+    /// Every node committed refresh `session` of `key`.
+    pub async fn end_key_refresh(&mut self, key: KeyId, session: &str) -> Result<(), StorageError> {
+        let done = sqlx::query(
+            "UPDATE keys SET refresh_session = NULL WHERE id = $1 AND refresh_session = $2",
+        )
+        .bind(key.to_string())
+        .bind(session)
+        .execute(&mut *self.tx)
+        .await?;
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(StorageError::Conflict {
+                what: "no such refresh of the key is unfinished",
+            })
+        }
+    }
+
     /// Names `successor` as the key that takes over from `key`.
     pub async fn set_key_successor(
         &mut self,
@@ -110,6 +157,16 @@ impl Store {
                 .map_err(|_| StorageError::Corrupt(format!("key id {s}")))
         })
         .transpose()
+    }
+
+    /// The share refresh of a threshold key whose commit is unfinished.
+    pub async fn key_refresh(&self, key: KeyId) -> Result<Option<String>, StorageError> {
+        let s: Option<Option<String>> =
+            sqlx::query_scalar("SELECT refresh_session FROM keys WHERE id = $1")
+                .bind(key.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        s.ok_or(StorageError::NotFound { what: "key" })
     }
 
     /// A key's Ethereum senders, current and retired.

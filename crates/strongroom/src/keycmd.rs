@@ -94,6 +94,19 @@ pub(crate) enum KeyCommand {
         #[arg(long, default_value_t = 365)]
         cryptoperiod_days: u32,
     },
+    /// Refresh the shares of a threshold (FROST Taproot) key among its
+    /// signer nodes: the same key and addresses, new shares; the signers
+    /// given with --remove are left out and hold nothing usable of it
+    /// afterwards. Finishes an interrupted refresh first.
+    Refresh {
+        #[arg(long, short, env = "STRONGROOM_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        key: String,
+        /// A signer (its index) to remove from the key; may be repeated.
+        #[arg(long)]
+        remove: Vec<u16>,
+    },
     /// Split the root key again into new unseal shares (a threshold of the
     /// current ones on standard input): the server refuses the old shares
     /// from then on. For a share holder who is gone or a share that is lost.
@@ -171,6 +184,11 @@ pub(crate) fn run(k: KeyCommand) -> Result<(), Failure> {
             key,
             cryptoperiod_days,
         } => load(&config).and_then(|c| keyctl::rotate(c, &key, cryptoperiod_days)),
+        KeyCommand::Refresh {
+            config,
+            key,
+            remove,
+        } => load(&config).and_then(|c| keyctl::refresh(c, &key, &remove)),
         KeyCommand::EnableAutoUnseal { config } => {
             load(&config).and_then(keyctl::enable_auto_unseal)
         }

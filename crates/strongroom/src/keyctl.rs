@@ -468,6 +468,37 @@ pub(crate) fn rotate(c: Config, key: &str, cryptoperiod_days: u32) -> Result<(),
     Ok(())
 }
 
+pub(crate) fn refresh(c: Config, key: &str, remove: &[u16]) -> Result<(), Failure> {
+    let id: KeyId = arg("--key", key)?;
+    let r = with_unsealed(c, async |svc| {
+        svc.refresh_threshold_key(&console_actor(), id, remove)
+            .await
+            .map_err(service_failure)
+    })?;
+    let list = |v: &[u16]| v.iter().map(u16::to_string).collect::<Vec<_>>().join(", ");
+    if r.resumed {
+        println!(
+            "an interrupted refresh of key {id} is finished (session {}): signers {} hold its shares",
+            r.session,
+            list(&r.members)
+        );
+        println!("run the command again for a new refresh");
+        return Ok(());
+    }
+    println!(
+        "key {id} refreshed (session {}): signers {} hold new shares of the same key",
+        r.session,
+        list(&r.members)
+    );
+    if !r.removed.is_empty() {
+        println!(
+            "removed: signer {} (its share no longer combines with theirs)",
+            list(&r.removed)
+        );
+    }
+    Ok(())
+}
+
 pub(crate) fn enable_auto_unseal(c: Config) -> Result<(), Failure> {
     with_unsealed(c, async |svc| {
         svc.enable_auto_unseal(&console_actor())

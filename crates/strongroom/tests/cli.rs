@@ -2820,7 +2820,7 @@ fn withdrawals_under_threshold_keys_on_ethereum_and_bitcoin() {
         unapproved_limit: 0,
         tokens: Vec::new(),
     });
-    let signers = signer_nodes::Signers::start_with(3, policy);
+    let mut signers = signer_nodes::Signers::start_with(3, policy);
     let identity = dir.path().join("signer-identity");
     std::fs::create_dir_all(&identity).unwrap();
     signers.server.save(&identity).unwrap();
@@ -2855,6 +2855,7 @@ fn withdrawals_under_threshold_keys_on_ethereum_and_bitcoin() {
         r#"{"network":"eip155:31337","backend":"threshold"}"#,
     );
     let address = a["address"].as_str().unwrap().to_owned();
+    let eth_key = a["key"].as_str().unwrap().to_owned();
     let scope = format!("wallet:{wallet}");
     let (initiator, _) = person("initiator", "initiator", &scope);
     let approvers: Vec<(PathBuf, String)> = (1..=2)
@@ -3036,6 +3037,45 @@ fn withdrawals_under_threshold_keys_on_ethereum_and_bitcoin() {
             .any(|o| o.script_pubkey == spk(payee) && o.value.to_sat() == 50_000)
     );
 
+    // The threshold ECDSA key rotates (CGGMP24 has no share refresh): a new
+    // key among the three nodes for the same wallet, and a sweep of its
+    // ether, which the nodes check and sign with the old key like any other
+    // approved transfer.
+    let o = strongroom_with_input(
+        &["key", "rotate", "--config", &cfg, "--key", &eth_key],
+        &quorum,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let new_address = out
+        .lines()
+        .find_map(|l| {
+            l.split_once(" to ")
+                .filter(|_| l.starts_with("account of wallet"))
+        })
+        .map(|(_, to)| to.trim().to_owned())
+        .unwrap_or_else(|| panic!("{out}"));
+    let sweep = out
+        .lines()
+        .find_map(|l| l.strip_prefix("sweep transfer "))
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_owned();
+    approve_both(&sweep);
+    let done = drive(&lines, 1, Some(&anvil), |id, to| {
+        id == sweep && matches!(to, "completed" | "failed" | "blocked")
+    });
+    assert_eq!(done.map(|d| d.1).as_deref(), Some("completed"));
+    rt().block_on(async {
+        let client = eth_client(anvil.url()).await;
+        let held = client
+            .raw_call("eth_getBalance", serde_json::json!([new_address, "latest"]))
+            .await
+            .unwrap();
+        let held =
+            u128::from_str_radix(held.as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+        assert!(held > 98_000_000_000_000_000_000, "{held} wei swept");
+    });
+
     // A payment the server's policy lets through without approvals, which
     // the nodes' own policy does not: they refuse, and the transfer's
     // history says so (it stays in `signing`, not paid).
@@ -3068,6 +3108,109 @@ fn withdrawals_under_threshold_keys_on_ethereum_and_bitcoin() {
         .unwrap_or_else(|| panic!("no refusal in {t}"))
         .to_owned();
     assert!(why.contains("approvals"), "{why}");
+
+    // The Taproot key's shares refreshed without signer 3 (its machine is
+    // suspect): the same key and address; 1 and 2 hold new shares.
+    let btc_key = a["key"].as_str().unwrap().to_owned();
+    let refresh = |extra: &[&str]| {
+        let mut args = vec!["key", "refresh", "--config", &cfg, "--key", &btc_key];
+        args.extend_from_slice(extra);
+        strongroom_with_input(&args, &quorum)
+    };
+    // Removing two of three would leave less than the threshold: refused.
+    let o = refresh(&["--remove", "2", "--remove", "3"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("below its threshold of 2"),
+        "{}",
+        stderr(&o)
+    );
+    let o = refresh(&["--remove", "3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("signers 1, 2 hold new shares of the same key"),
+        "{out}"
+    );
+    assert!(out.contains("removed: signer 3"), "{out}");
+    // An ECDSA key has no refresh: it rotates (above).
+    let o = strongroom_with_input(
+        &["key", "refresh", "--config", &cfg, "--key", &eth_key],
+        &quorum,
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no share refresh"), "{}", stderr(&o));
+    // Signer 3 is gone for good; 1 and 2 sign a payout from the same
+    // address with their new shares, accepted by Core.
+    signers.kill(3);
+    let o = strongroom(&[
+        "btc",
+        "record-deposit",
+        "--config",
+        &cfg,
+        "--network",
+        "regtest",
+        "--key",
+        &btc_key,
+        "--txid",
+        &"7b".repeat(32),
+        "--vout",
+        "1",
+        "--sat",
+        "80000",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let t = request(&wallet, "bitcoin:regtest/native", "0.0003", payee);
+    let transfer = t["id"].as_str().unwrap().to_owned();
+    approve_both(&transfer);
+    let done = drive(&lines, 1, None, |id, to| {
+        id == transfer && matches!(to, "signed" | "failed" | "blocked")
+    });
+    assert_eq!(
+        done.map(|d| d.1).as_deref(),
+        Some("signed"),
+        "{}",
+        server.log_text()
+    );
+    let (_, t) = api_call(
+        &server,
+        &initiator,
+        "GET",
+        &format!("/v1/transfers/{transfer}"),
+        None,
+        None,
+    );
+    let (_, s) = api_call(
+        &server,
+        &initiator,
+        "GET",
+        &format!("/v1/btc/sends/{}", t["btc_send"].as_str().unwrap()),
+        None,
+        None,
+    );
+    let tx: bitcoin::Transaction =
+        bitcoin::consensus::deserialize(&hex::decode(s["raw"].as_str().unwrap()).unwrap()).unwrap();
+    // The outputs it spends, as the approved PSBT names them.
+    let psbt =
+        bitcoin::Psbt::deserialize(&hex::decode(s["psbt"].as_str().unwrap()).unwrap()).unwrap();
+    let prevouts: Vec<bitcoin::TxOut> = psbt
+        .inputs
+        .iter()
+        .map(|i| i.witness_utxo.clone().unwrap())
+        .collect();
+    assert!(
+        prevouts
+            .iter()
+            .all(|p| p.script_pubkey == spk(&btc_address))
+    );
+    chain_btc::verify_with_core(&tx, &prevouts).unwrap();
+    for i in 1..=2 {
+        assert!(
+            signers.audit_log(i).contains("mpc.key.refreshed"),
+            "node {i}"
+        );
+    }
+    assert!(!signers.audit_log(3).contains("mpc.key.refreshed"));
     server.terminate();
 }
 
