@@ -99,7 +99,10 @@ type Stream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
 struct Links {
     tls: TlsIdentity,
     timeout: Duration,
-    open: BTreeMap<u16, tokio::sync::Mutex<Option<Stream>>>,
+    /// The server's epoch, announced first on every connection.
+    epoch: std::sync::atomic::AtomicU64,
+    /// Each signer's open connection, and the epoch announced on it.
+    open: BTreeMap<u16, tokio::sync::Mutex<Option<(Stream, u64)>>>,
 }
 
 impl Cluster {
@@ -110,7 +113,12 @@ impl Cluster {
             .collect();
         Cluster {
             signers,
-            links: Arc::new(Links { tls, timeout, open }),
+            links: Arc::new(Links {
+                tls,
+                timeout,
+                epoch: std::sync::atomic::AtomicU64::new(0),
+                open,
+            }),
             ledger: None,
             pool: std::sync::Mutex::default(),
         }
@@ -132,6 +140,32 @@ impl Cluster {
 
     pub fn signers(&self) -> &[SignerEndpoint] {
         &self.signers
+    }
+
+    /// The server's epoch (the time of its latest restore): announced on
+    /// every connection from now on (those open announce it before their
+    /// next request). A node that learned a higher one refuses this
+    /// cluster's requests.
+    pub fn set_epoch(&self, epoch: u64) {
+        self.links
+            .epoch
+            .fetch_max(epoch, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Announces the epoch to every signer now; the indices of those that
+    /// took it.
+    pub async fn announce_epoch(&self) -> Vec<u16> {
+        let requests = self
+            .signers
+            .iter()
+            .map(|s| (s.clone(), Request::Info))
+            .collect();
+        self.fan_out(requests)
+            .await
+            .into_iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(i, _)| i)
+            .collect()
     }
 
     /// One request to one signer, on a fresh connection.
@@ -617,17 +651,32 @@ impl Links {
             });
         };
         let mut slot = slot.lock().await;
+        let epoch = self.epoch.load(std::sync::atomic::Ordering::SeqCst);
         let exchange = async {
-            if let Some(stream) = slot.as_mut() {
-                match exchange(stream, req).await {
+            if let Some((stream, announced)) = slot.as_mut() {
+                let r = async {
+                    if *announced < epoch {
+                        if let Some(refused) = announce(stream, epoch).await? {
+                            return Ok(refused);
+                        }
+                        *announced = epoch;
+                    }
+                    exchange(stream, req).await
+                };
+                match r.await {
                     Ok(r) => return Ok(r),
                     Err(e) => tracing::debug!(signer = index, error = %e, "reconnecting"),
                 }
             }
             *slot = None;
             let mut stream = self.connect(s).await?;
+            if epoch > 0
+                && let Some(refused) = announce(&mut stream, epoch).await?
+            {
+                return Ok(refused);
+            }
             let r = exchange(&mut stream, req).await?;
-            *slot = Some(stream);
+            *slot = Some((stream, epoch));
             Ok(r)
         };
         let r = match tokio::time::timeout(timeout, exchange).await {
@@ -652,6 +701,18 @@ impl Links {
         let tcp = tokio::net::TcpStream::connect(&s.addr).await?;
         tcp.set_nodelay(true)?;
         Ok(connector.connect(net::server_name()?, tcp).await?)
+    }
+}
+
+/// Announces `epoch` on a connection: `None` when the node took it, its
+/// refusal otherwise (a node that learned a higher epoch).
+async fn announce(stream: &mut Stream, epoch: u64) -> Result<Option<Response>, NetError> {
+    match exchange(stream, &Request::Epoch { epoch }).await? {
+        Response::Epoch { .. } => Ok(None),
+        r @ Response::Refused { .. } => Ok(Some(r)),
+        _ => Err(NetError::Malformed(
+            "the signer answered an epoch out of protocol".into(),
+        )),
     }
 }
 

@@ -27,6 +27,7 @@ use crate::{Ed25519, Suite, Taproot};
 
 mod audit_file;
 mod ecdsa_steps;
+mod epoch;
 #[cfg(feature = "test-hooks")]
 pub mod hooks;
 mod refresh;
@@ -154,6 +155,8 @@ pub struct Node {
     /// When this node gave out its recent signature shares (the last hour).
     recent: Mutex<std::collections::VecDeque<Instant>>,
     dkgs: Mutex<HashMap<SessionId, Open<AnyDkg>>>,
+    /// The highest server epoch announced (see `node/epoch.rs`).
+    epoch: Mutex<u64>,
     pending: Mutex<HashMap<SessionId, Open<AnyNonce>>>,
     ecdsa: ecdsa_steps::EcdsaState,
     after_answer: Option<CrashHook>,
@@ -181,7 +184,7 @@ impl std::fmt::Debug for CrashHook {
 }
 
 /// The names a crash hook is called with.
-pub const ANSWERS: [&str; 13] = [
+pub const ANSWERS: [&str; 14] = [
     "info",
     "dkg_start",
     "dkg_round1",
@@ -195,6 +198,7 @@ pub const ANSWERS: [&str; 13] = [
     "ecdsa_sign",
     "refresh_start",
     "refresh_commit",
+    "epoch",
 ];
 
 impl Node {
@@ -257,6 +261,7 @@ impl Node {
             )?),
             recent: Mutex::default(),
             dkgs: Mutex::default(),
+            epoch: Mutex::new(epoch::load(&config.data_dir)?),
             pending: Mutex::default(),
             ecdsa: ecdsa_steps::EcdsaState::default(),
             after_answer: None,
@@ -328,6 +333,8 @@ impl Node {
             .await
             .map_err(|_| timed_out())??;
         let from = net::peer_fingerprint(tls.get_ref().1)?;
+        // The epoch this connection's server announced (none: 0).
+        let mut announced = 0;
         while let Some(req) =
             tokio::time::timeout(IDLE_TIMEOUT, net::read_frame::<_, Request>(&mut tls))
                 .await
@@ -335,12 +342,26 @@ impl Node {
         {
             let node = self.clone();
             let op = op_name(&req);
-            let resp = tokio::task::spawn_blocking(move || node.handle(from, req))
-                .await
-                .unwrap_or_else(|e| Response::Refused {
-                    reason: format!("internal: {e}"),
-                    culprits: vec![],
-                });
+            let announcing = match &req {
+                Request::Epoch { epoch } => Some(*epoch),
+                _ => None,
+            };
+            let stale = match (&req, announcing) {
+                (Request::Info, _) | (_, Some(_)) => Ok(()),
+                _ => self.current(announced),
+            };
+            let resp = match stale {
+                Err(e) => self.refused(from, op, &e),
+                Ok(()) => tokio::task::spawn_blocking(move || node.handle(from, req))
+                    .await
+                    .unwrap_or_else(|e| Response::Refused {
+                        reason: format!("internal: {e}"),
+                        culprits: vec![],
+                    }),
+            };
+            if let (Some(e), Response::Epoch { .. }) = (announcing, &resp) {
+                announced = e;
+            }
             net::write_frame(&mut tls, &resp).await?;
             if let Some(CrashHook(hook)) = &self.after_answer {
                 hook(op);
@@ -354,20 +375,23 @@ impl Node {
         let op = op_name(&req);
         match self.answer(from, req) {
             Ok(r) => r,
-            Err(e) => {
-                let culprits: Vec<u16> = e.culprits().iter().map(|p| p.get()).collect();
-                let audited = self.audit(
-                    "mpc.request.refused",
-                    &format!("server:{from}"),
-                    serde_json::json!({ "op": op, "reason": short(&e.to_string()), "culprits": culprits }),
-                );
-                let reason = match audited {
-                    Ok(()) => short(&e.to_string()),
-                    Err(a) => format!("{} (and the audit log failed: {a})", short(&e.to_string())),
-                };
-                Response::Refused { reason, culprits }
-            }
+            Err(e) => self.refused(from, op, &e),
         }
+    }
+
+    /// A refusal, recorded in the node's audit log.
+    fn refused(&self, from: Fingerprint, op: &str, e: &Abort) -> Response {
+        let culprits: Vec<u16> = e.culprits().iter().map(|p| p.get()).collect();
+        let audited = self.audit(
+            "mpc.request.refused",
+            &format!("server:{from}"),
+            serde_json::json!({ "op": op, "reason": short(&e.to_string()), "culprits": culprits }),
+        );
+        let reason = match audited {
+            Ok(()) => short(&e.to_string()),
+            Err(a) => format!("{} (and the audit log failed: {a})", short(&e.to_string())),
+        };
+        Response::Refused { reason, culprits }
     }
 
     fn answer(&self, from: Fingerprint, req: Request) -> Result<Response, Abort> {
@@ -551,6 +575,7 @@ impl Node {
                 )?;
                 Ok(Response::Share { envelope })
             }
+            Request::Epoch { epoch } => self.announce(from, epoch),
             Request::RefreshStart {
                 suite,
                 key_id,
@@ -803,6 +828,7 @@ fn op_name(r: &Request) -> &'static str {
         Request::EcdsaSign { .. } => "ecdsa_sign",
         Request::RefreshStart { .. } => "refresh_start",
         Request::RefreshCommit { .. } => "refresh_commit",
+        Request::Epoch { .. } => "epoch",
     }
 }
 

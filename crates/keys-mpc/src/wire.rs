@@ -244,6 +244,11 @@ pub enum Request {
         subject: crate::cosign::Subject,
     },
     /// Threshold ECDSA: the auxiliary-information protocol among all the
+    /// The server's epoch (the time of its latest restore, 0 if none):
+    /// sent first on each connection; a node refuses every other request
+    /// (but `Info`) on a connection that announced less than the highest
+    /// it was ever told.
+    Epoch { epoch: u64 },
     /// Round one of a share refresh of a FROST key among `parties` (this
     /// node one of them; a party of the key left out is removed). Rounds
     /// two and three are `DkgRound1` and `DkgRound2`; the new share waits
@@ -340,6 +345,10 @@ pub enum Response {
     /// An ECDSA partial signature (a scalar, hex).
     Partial {
         sigma: String,
+    },
+    /// The epoch announced was taken.
+    Epoch {
+        epoch: u64,
     },
     /// Refused or aborted; `culprits` are parties the node blames.
     Refused {

@@ -2,7 +2,8 @@
 //! stays, the nodes swap their new shares in only when the coordinator
 //! commits, a node left out of a refresh is removed (never asked again,
 //! its old share useless), a commit done twice answers the same, and
-//! signatures before and after verify with libsecp256k1.
+//! signatures before and after verify with libsecp256k1. And the epoch a
+//! restored server announces: a server left over from before is refused.
 
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
@@ -119,4 +120,60 @@ async fn a_refresh_keeps_the_key_and_removes_a_node_left_out() {
         },
     );
     assert!(matches!(one, Response::Refused { .. }), "{one:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_left_over_from_before_a_restore_is_refused() {
+    let l = Loopback::start(&[1, 2, 3], policy(false)).await;
+    let made = l
+        .cluster
+        .generate(Taproot::NAME, "k1", WALLET, 2)
+        .await
+        .unwrap();
+    // The old server signs, on its open connections, at epoch 0.
+    signs(&l, made.group_key, &made.public, 1).await;
+
+    // The restored server (another process, the same identity from the
+    // backup) announces the time of its restore.
+    let restored = l.cluster_again();
+    restored.set_epoch(1_700_000_000_000);
+    assert_eq!(restored.announce_epoch().await, vec![1, 2, 3]);
+    for (i, n) in l.nodes.iter().enumerate() {
+        assert_eq!(n.epoch(), 1_700_000_000_000);
+        let on_disk =
+            std::fs::read_to_string(l.dir.path().join(format!("n{}/epoch", i + 1))).unwrap();
+        assert_eq!(on_disk, "1700000000000");
+    }
+    let group = GroupPublic::<Taproot>::from_bytes(&made.public).unwrap();
+    let (subject, message) = taproot_payment(made.group_key, 2, 10_000);
+    let sig = restored
+        .sign("k1", &group, &message, &subject)
+        .await
+        .unwrap();
+    assert_eq!(sig.len(), 64);
+
+    // The old server: refused on its open connections, and again with an
+    // epoch of its own that is older.
+    let (subject, message) = taproot_payment(made.group_key, 3, 10_000);
+    let e = l
+        .cluster
+        .sign("k1", &group, &message, &subject)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, ClusterError::Refused { reason, .. } if reason.contains("left over from before the restore")),
+        "{e}"
+    );
+    l.cluster.set_epoch(1_600_000_000_000);
+    assert!(l.cluster.announce_epoch().await.is_empty());
+    assert!(
+        l.cluster
+            .sign("k1", &group, &message, &subject)
+            .await
+            .is_err()
+    );
+    // Each node recorded the new epoch and the refusals.
+    let log = std::fs::read_to_string(l.dir.path().join("n1/audit.log")).unwrap();
+    assert!(log.contains("mpc.epoch.raised"), "{log}");
+    assert!(log.contains("left over from before the restore"), "{log}");
 }

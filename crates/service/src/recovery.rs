@@ -149,6 +149,11 @@ impl Service {
         let Some(recovery) = self.store().open_recovery().await? else {
             return Ok(None);
         };
+        // The signer nodes learn the new epoch first: from now on they
+        // refuse a server left over from before the restore.
+        if let Some(t) = self.threshold() {
+            t.announce_epoch(epoch_of(&recovery)).await?;
+        }
         let mut found = Reconciled {
             recovery: recovery.id.clone(),
             ..Reconciled::default()
@@ -355,4 +360,10 @@ impl Service {
         );
         Ok(found)
     }
+}
+
+/// A restore's epoch, as the signer nodes are told it: the time of the
+/// restore, in milliseconds.
+pub fn epoch_of(r: &storage::RecoveryRow) -> u64 {
+    u64::try_from(r.restored_at.as_millis()).unwrap_or(0)
 }

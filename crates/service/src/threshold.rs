@@ -71,6 +71,26 @@ impl ThresholdKeys {
         &self.cluster
     }
 
+    /// Tells the signer nodes this server's epoch (the time of its latest
+    /// restore, from `service::recovery`): more than n − threshold of them
+    /// must take it, so that those that did not cannot make a quorum for a
+    /// server left over from before the restore.
+    pub async fn announce_epoch(&self, epoch: u64) -> Result<(), ServiceError> {
+        self.cluster.set_epoch(epoch);
+        let took = self.cluster.announce_epoch().await;
+        let n = self.cluster.signers().len();
+        let needed = (n + 1).saturating_sub(usize::from(self.threshold));
+        if took.len() < needed {
+            return Err(ServiceError::KeyNotUsable(format!(
+                "only {} of {n} signer nodes took this restored server's epoch {epoch}; {needed} \
+                 must, so that the others cannot make a quorum for a server left over from \
+                 before the restore",
+                took.len()
+            )));
+        }
+        Ok(())
+    }
+
     /// Makes a key for `wallet` among all the nodes: FROST with the Taproot
     /// tweak for Schnorr keys (the group key is the output key), CGGMP24
     /// for ECDSA. Returns the public key as the inventory keeps it, and the

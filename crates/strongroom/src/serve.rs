@@ -124,8 +124,19 @@ pub(crate) async fn build_service(c: &Config) -> Result<(Service, Store), Failur
     svc.set_webhook_policy(c.webhooks.clone());
     svc.set_governance(c.governance);
     if let Some(t) = &c.threshold {
+        let cluster = threshold_cluster(t)?;
+        // The epoch of the latest restore this database went through,
+        // announced on every connection to the signer nodes.
+        let latest = store
+            .recoveries()
+            .await
+            .context("reading the restores")?
+            .iter()
+            .map(service::recovery::epoch_of)
+            .max();
+        cluster.set_epoch(latest.unwrap_or(0));
         svc.set_threshold(Arc::new(service::threshold::ThresholdKeys::new(
-            threshold_cluster(t)?,
+            cluster,
             t.threshold,
             t.presignatures,
         )));
