@@ -47,6 +47,12 @@
 //! Ed25519 message key, age X25519 key; `NodePublic` is what others pin), `Request`/`Response`,
 //! `Relayed` (protocol messages signed by their node, age-encrypted when addressed to one node:
 //! the relaying coordinator can neither forge nor read them; a bad signature blames no one).
+//! `dkg::Dkg::refresh`: the same ceremony as a share refresh (frost-core's `refresh_dkg_*`; the
+//! group key stays, a member left out is removed; stored shares and packages list their parties).
+//! `node/refresh.rs`: a node stages the refreshed share until the coordinator commits it
+//! (`Cluster::refresh`, `Cluster::commit_refresh`, idempotent). `node/epoch.rs`: the server's
+//! epoch (a restored server's restore time), announced on each connection, kept on disk; a
+//! connection that did not announce the highest is refused.
 //! `node`: the signer node behind `strongroom signer run` (shares sealed with XChaCha20-Poly1305
 //! under a store key that the operator's passphrase opens through age/scrypt; nonce journal; its
 //! own hash-chained audit log, verified when opened; refusals audited). `cluster`: the coordinator
