@@ -49,6 +49,9 @@ pub struct Rotation {
     pub sweeps: Vec<String>,
     /// Balances left where they are, and why.
     pub left: Vec<String>,
+    /// A rotation interrupted earlier was taken up where it stopped (its
+    /// successor kept; accounts and sweeps already made not made again).
+    pub resumed: bool,
 }
 
 /// A wallet's account on a network, moved from the old key's address to
@@ -74,12 +77,17 @@ impl Service {
         cryptoperiod_days: u32,
     ) -> Result<Rotation, ServiceError> {
         let old = self.store().key(id).await?;
-        if self.store().key_successor(id).await?.is_some() {
-            return Err(ServiceError::Conflict(format!(
-                "key {id} was already rotated: its sweeps were made then"
-            )));
-        }
-        let successor = self.make_successor(actor, &old, cryptoperiod_days).await?;
+        // Done again (after a crash, or to see what it made), a rotation
+        // goes on from where it stopped: each step is recorded before the
+        // next, and each sweep carries an external id naming the key and
+        // asset, so none is made twice.
+        let (successor, resumed) = match self.store().key_successor(id).await? {
+            Some(s) => (self.store().key(s).await?, true),
+            None => (
+                self.make_successor(actor, &old, cryptoperiod_days).await?,
+                false,
+            ),
+        };
         let mut rotation = Rotation {
             successor: successor.id,
             successor_version: successor.version,
@@ -87,11 +95,21 @@ impl Service {
             accounts: Vec::new(),
             sweeps: Vec::new(),
             left: Vec::new(),
+            resumed,
         };
         for s in self.store().eth_senders_of_key(id).await? {
-            let (Some(wallet), None) = (s.wallet, &s.successor_address) else {
+            let Some(wallet) = s.wallet else {
                 continue;
             };
+            if let Some(to) = &s.successor_address {
+                rotation.accounts.push(Repointed {
+                    wallet,
+                    network: s.sender.network.clone(),
+                    from: s.sender.address.clone(),
+                    to: to.clone(),
+                });
+                continue;
+            }
             let network: Network = s
                 .sender
                 .network
@@ -100,14 +118,18 @@ impl Service {
             let Network::Evm { chain_id } = network else {
                 continue;
             };
-            let new = self
-                .register_eth_sender_unchecked(actor, successor.id, chain_id)
-                .await?;
+            let new = self.successor_sender(actor, &successor, chain_id).await?;
             let to: chain_eth::EthAddress = new
                 .address
                 .parse()
                 .map_err(|_| ServiceError::Invalid(format!("address {}", new.address)))?;
-            crate::wallets::assign_eth_sender(self, actor, chain_id, to, wallet).await?;
+            let current = self
+                .store()
+                .wallet_eth_sender(wallet, &s.sender.network)
+                .await?;
+            if current.as_deref() != Some(new.address.as_str()) {
+                crate::wallets::assign_eth_sender(self, actor, chain_id, to, wallet).await?;
+            }
             let now = self.now();
             let mut tx = self.store().begin().await?;
             tx.retire_eth_sender(&s.sender.network, &s.sender.address, &new.address, now)
@@ -131,6 +153,32 @@ impl Service {
             self.sweep_account(actor, &a, &mut rotation).await?;
         }
         Ok(rotation)
+    }
+
+    /// The successor's sender on a network: registered now, or by an
+    /// interrupted run of the same rotation.
+    async fn successor_sender(
+        &self,
+        actor: &Actor,
+        successor: &KeyRow,
+        chain_id: u64,
+    ) -> Result<storage::EthSenderRow, ServiceError> {
+        let pk = hex::decode(&successor.public_key)
+            .map_err(|_| ServiceError::Invalid("the successor's public key".into()))?;
+        let address = chain_eth::EthAddress::from_public_key(&pk).map_err(EthError::Address)?;
+        let network = Network::Evm { chain_id }.to_string();
+        match self
+            .store()
+            .eth_sender(&network, &crate::eth::addr_key(address))
+            .await
+        {
+            Ok(row) => Ok(row),
+            Err(storage::StorageError::NotFound { .. }) => {
+                self.register_eth_sender_unchecked(actor, successor.id, chain_id)
+                    .await
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The successor of `old`, on its backend, linked to it; `old`
@@ -317,6 +365,14 @@ impl Service {
         // Each sweep leaves what the others' fees need (the ether one keeps
         // them all back), so they do not wait on each other.
         for (asset, units) in sweeps {
+            let external_id = format!("sweep:{}:{}", rotation.successor, asset.id());
+            let mut tx = self.store().begin().await?;
+            let earlier = tx.transfer_by_external_id(actor, &external_id).await?;
+            drop(tx);
+            if let Some(t) = earlier {
+                rotation.sweeps.push(t.to_string());
+                continue;
+            }
             let amount = domain::amount::format_units(units, asset.decimals(), false);
             let t = can
                 .submit(&TransferRequest {
@@ -325,7 +381,7 @@ impl Service {
                     amount,
                     destination: to.to_string(),
                     reference: Some(format!("sweep of rotated key to {}", rotation.successor)),
-                    external_id: None,
+                    external_id: Some(external_id),
                     priority: Priority::High,
                     depends_on: None,
                     kind: TransferKind::Sweep,

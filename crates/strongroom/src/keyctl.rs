@@ -447,6 +447,9 @@ pub(crate) fn rotate(c: Config, key: &str, cryptoperiod_days: u32) -> Result<(),
             .await
             .map_err(service_failure)
     })?;
+    if r.resumed {
+        println!("the rotation of {id} was made before: taken up where it stopped");
+    }
     println!("key {}", r.successor);
     println!(
         "version {} replaces {id} (which now signs only sweeps to it)",
