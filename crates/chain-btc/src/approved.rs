@@ -16,7 +16,9 @@
 
 use bitcoin::psbt::Psbt;
 use bitcoin::{OutPoint, ScriptBuf, Transaction, TxOut};
-use domain::{AssetKind, BitcoinNetwork, IntentDigest, Network, TransferIntent, WalletId};
+use domain::{
+    AssetKind, BitcoinNetwork, IntentDigest, Network, TransferIntent, TransferKind, WalletId,
+};
 
 use crate::address::BtcAddress;
 use crate::psbt::{BtcError, BtcPlan, Payout, SigningTask, Utxo, accept_signed, signing_tasks};
@@ -32,6 +34,8 @@ pub struct Intended {
     digest: IntentDigest,
     wallet: WalletId,
     payout: Payout,
+    /// A sweep of a rotated key's outputs: where to (the intent's address).
+    sweep_to: Option<String>,
 }
 
 impl Intended {
@@ -52,7 +56,18 @@ impl Intended {
                 script_pubkey: to.script_pubkey(),
                 value_sat,
             },
+            sweep_to: (intent.kind() == TransferKind::Sweep).then(|| to.to_string()),
         })
+    }
+
+    /// A sweep of a rotated key's outputs to its successor.
+    pub fn is_sweep(&self) -> bool {
+        self.sweep_to.is_some()
+    }
+
+    /// Where a sweep goes (the intent's address).
+    pub fn sweep_to(&self) -> Option<&str> {
+        self.sweep_to.as_deref()
     }
 
     pub fn digest(&self) -> IntentDigest {
@@ -110,6 +125,8 @@ pub enum Refusal {
     NotThePayouts,
     #[error("fees: {0}")]
     Fee(#[from] FeeError),
+    #[error("a sweep goes alone, and all of it (its change too) to its destination")]
+    SweepNotAlone,
 }
 
 /// A transaction that pays exactly the approved payouts, spends only
@@ -121,6 +138,7 @@ pub struct Approved {
     psbt: Psbt,
     intents: Vec<IntentDigest>,
     wallet: WalletId,
+    sweep_to: Option<String>,
 }
 
 /// Checks `unsigned` against what was approved. See the module documentation.
@@ -180,6 +198,21 @@ pub fn approve(
             });
         }
     };
+    // A sweep is a transaction of its own, and whatever its fee leaves
+    // goes to its destination too: a rotated key signs nothing else.
+    let sweep_to = match intended {
+        [one] if one.is_sweep() => {
+            if change
+                .as_ref()
+                .is_some_and(|c| c.script_pubkey != one.payout.script_pubkey)
+            {
+                return Err(Refusal::SweepNotAlone);
+            }
+            one.sweep_to.clone()
+        }
+        _ if intended.iter().any(Intended::is_sweep) => return Err(Refusal::SweepNotAlone),
+        _ => None,
+    };
     let rbf = unsigned.input.first().is_some_and(|i| i.sequence.is_rbf());
     let plan = BtcPlan {
         inputs,
@@ -198,6 +231,7 @@ pub fn approve(
         psbt,
         intents: intended.iter().map(|i| i.digest).collect(),
         wallet: paying.wallet,
+        sweep_to,
     })
 }
 
@@ -218,6 +252,12 @@ impl Approved {
 
     pub fn wallet(&self) -> WalletId {
         self.wallet
+    }
+
+    /// Where a sweep goes (its address), when this transaction is one: a
+    /// key no longer in force signs only a sweep to its successor.
+    pub fn sweep_to(&self) -> Option<&str> {
+        self.sweep_to.as_deref()
     }
 
     /// The signatures it needs, derived from the plan here.

@@ -56,10 +56,14 @@ fn utxo(n: u8, key: u8, sat: u64) -> Utxo {
 }
 
 fn intent(wallet: &str, to: u8, sat: u128) -> Intended {
+    intent_of(TransferKind::Withdrawal, wallet, to, sat)
+}
+
+fn intent_of(kind: TransferKind, wallet: &str, to: u8, sat: u128) -> Intended {
     let network = Network::Bitcoin(NET);
     let intent = TransferIntent::new(IntentParts {
         id: TransferId::from_uuid("01900000-0000-7000-8000-0000000000aa".parse().expect("id")),
-        kind: TransferKind::Withdrawal,
+        kind,
         account: AccountId::from_uuid("01900000-0000-7000-8000-0000000000bb".parse().expect("id")),
         wallet: wallet.parse().expect("wallet"),
         amount: Amount::from_units(Asset::bitcoin(NET), sat),
@@ -251,4 +255,71 @@ fn an_approved_transaction_is_signed_and_verified_by_core() {
     let mut other = approved.psbt().clone();
     other.unsigned_tx.lock_time = LockTime::from_height(1).expect("height");
     assert!(approved.accept(other).is_err());
+}
+
+#[test]
+fn a_sweep_goes_alone_and_all_of_it_to_its_destination() {
+    let r = reserved();
+    // A sweep of key 1's outputs to key 2's address (a successor's).
+    let sweep = intent_of(TransferKind::Sweep, WALLET, CHANGE_KEY, 99_000);
+    assert!(sweep.is_sweep());
+    let tx = |change: Option<u8>| {
+        BtcPlan {
+            inputs: vec![r[0].clone(), r[1].clone()],
+            payouts: vec![sweep.payout().clone()],
+            change: change.map(|k| Payout {
+                script_pubkey: script(k),
+                value_sat: 9_000,
+            }),
+            rbf: true,
+        }
+        .psbt()
+        .expect("psbt")
+        .unsigned_tx
+    };
+    // Its fee's remainder to the same address: approved, and it says where.
+    let (reserved, own) = (reserved(), own());
+    let paying = Paying {
+        wallet: WALLET.parse::<WalletId>().expect("wallet"),
+        reserved: &reserved,
+        own: &own,
+    };
+    let a = approve(
+        std::slice::from_ref(&sweep),
+        paying,
+        &caps(),
+        &tx(Some(CHANGE_KEY)),
+    )
+    .expect("a sweep");
+    assert_eq!(a.sweep_to(), Some(address(CHANGE_KEY).as_str()));
+    assert_eq!(
+        verdict(std::slice::from_ref(&sweep), &tx(None)),
+        "approved, paying 1 intents"
+    );
+    // Change to another of the wallet's scripts: refused.
+    assert_eq!(
+        verdict(std::slice::from_ref(&sweep), &tx(Some(OWN_KEY))),
+        "refused: a sweep goes alone, and all of it (its change too) to its destination"
+    );
+    // With another payout beside it: refused.
+    let mixed = [
+        intent(WALLET, 7, 5_000),
+        intent_of(TransferKind::Sweep, WALLET, CHANGE_KEY, 90_000),
+    ];
+    let both = BtcPlan {
+        inputs: vec![r[0].clone(), r[1].clone()],
+        payouts: mixed.iter().map(|i| i.payout().clone()).collect(),
+        change: None,
+        rbf: true,
+    }
+    .psbt()
+    .expect("psbt")
+    .unsigned_tx;
+    assert_eq!(
+        verdict(&mixed, &both),
+        "refused: a sweep goes alone, and all of it (its change too) to its destination"
+    );
+    // An ordinary payout is no sweep.
+    let plain = approve(&payouts(), paying, &caps(), &good()).expect("payouts");
+    assert_eq!(plain.sweep_to(), None);
 }

@@ -37,7 +37,7 @@ impl Service {
     }
 
     /// Gives a key (single, or an HD account) to a wallet on a network.
-    async fn register_btc_account(
+    pub(crate) async fn register_btc_account(
         &self,
         actor: &Actor,
         network: BitcoinNetwork,
@@ -101,7 +101,7 @@ impl Service {
     ) -> Result<String, ServiceError> {
         let name = net_name(n);
         self.btc_network(n)?;
-        let keys = self.store().btc_account_keys(wallet, &name).await?;
+        let keys = self.store().btc_current_account_keys(wallet, &name).await?;
         let mut hd = None;
         for k in &keys {
             if self.store().key(*k).await?.hd_path.is_some() {
@@ -183,6 +183,26 @@ impl Service {
         .await
     }
 
+    /// The wallet's keys on `network` whose accounts a rotation retired:
+    /// their outputs go only to their sweeps.
+    pub(crate) async fn retired_btc_keys(
+        &self,
+        wallet: WalletId,
+        network: &str,
+    ) -> Result<Vec<KeyId>, ServiceError> {
+        let current = self
+            .store()
+            .btc_current_account_keys(wallet, network)
+            .await?;
+        Ok(self
+            .store()
+            .btc_account_keys(wallet, network)
+            .await?
+            .into_iter()
+            .filter(|k| !current.contains(k))
+            .collect())
+    }
+
     /// The scripts a wallet's change may pay: its single keys' and every
     /// address issued to it.
     pub(crate) async fn own_scripts(
@@ -228,13 +248,34 @@ impl Service {
     ) -> Result<String, ServiceError> {
         let net = self.btc_network(n)?;
         let name = net_name(n);
-        let keys = self.store().btc_account_keys(wallet, &name).await?;
+        // A sweep (alone in its send) spends the rotated key's outputs only,
+        // and whatever its fee leaves goes to its destination too.
+        let sweep = match ready {
+            [(_, one)] => match one.sweep_to() {
+                Some(to) => Some((
+                    self.store()
+                        .btc_sweep_source(wallet, &name, to)
+                        .await?
+                        .ok_or_else(|| {
+                            invalid(
+                                "a sweep goes only from a rotated key to its successor's address",
+                            )
+                        })?,
+                    one.payout().script_pubkey.clone(),
+                )),
+                None => None,
+            },
+            _ => None,
+        };
+        let keys = self.store().btc_current_account_keys(wallet, &name).await?;
         let change_key = *keys
             .first()
             .ok_or_else(|| invalid(format!("the wallet has no key on {name}")))?;
         // A single key takes its change back; an HD account a new change
         // address (chain 1), recorded with the plan.
-        let change_address = if self.store().key(change_key).await?.hd_path.is_some() {
+        let change_address = if sweep.is_some() {
+            None
+        } else if self.store().key(change_key).await?.hd_path.is_some() {
             let next = self
                 .store()
                 .btc_addresses_of_key(&name, change_key, 1)
@@ -248,23 +289,32 @@ impl Service {
         } else {
             None
         };
-        let change = match &change_address {
-            Some(a) => {
+        let change = match (&change_address, &sweep) {
+            (_, Some((_, to))) => to.clone(),
+            (Some(a), None) => {
                 bitcoin::ScriptBuf::from_hex(&a.script_pubkey).map_err(|e| corrupt("script", e))?
             }
-            None => self
+            (None, None) => self
                 .btc_spend_for(change_key)
                 .await?
                 .script_pubkey()
                 .map_err(BtcServiceError::Tx)?,
         };
+        let retired = self.retired_btc_keys(wallet, &name).await?;
         let mut candidates = Vec::new();
         for row in self
             .store()
             .wallet_btc_utxos(wallet, &name, "available")
             .await?
         {
-            candidates.push(utxo_of(&row)?);
+            let key = spend_of(&row.spend)?.1;
+            let usable = match &sweep {
+                Some((from, _)) => key == *from,
+                None => !retired.contains(&key),
+            };
+            if usable {
+                candidates.push(utxo_of(&row)?);
+            }
         }
         let fee_rate = match &net.client {
             Some(c) => c.fee_rate(6).await.unwrap_or(net.fee_rate),
@@ -434,7 +484,7 @@ impl Service {
         }
         let ids: Vec<domain::TransferId> = transfers.iter().map(|t| t.id).collect();
         let signed = self
-            .sign_btc(&approved, &keys_of, &approvals, &transfers)
+            .sign_btc(&send.network, &approved, &keys_of, &approvals, &transfers)
             .await;
         if let Err(ServiceError::SignersRefused(why)) = &signed
             && let Err(e) = self.note_signers_refusal(&ids, why).await

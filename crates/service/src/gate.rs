@@ -105,6 +105,7 @@ impl Service {
     /// `paying`: their rows, whose approvals must still stand.
     pub(crate) async fn sign_btc(
         &self,
+        network: &str,
         approved: &chain_btc::Approved,
         keys_of: &HashMap<String, Signer>,
         transfers: &[ApprovedTransfer],
@@ -116,6 +117,12 @@ impl Service {
         let btc = |e: chain_btc::BtcError| ServiceError::Btc(crate::error::BtcServiceError::Tx(e));
         let plan = approved.plan();
         let mut signed = approved.psbt().clone();
+        // A sweep to a successor's address may be signed by a key no
+        // longer in force (the vault checks whose address it is).
+        let permit = match approved.sweep_to() {
+            Some(to) => Permit::Sweep { network, to },
+            None => Permit::Ordinary,
+        };
         for t in approved.signing_tasks().map_err(btc)? {
             let mut subject = None;
             let (input, request) = match t {
@@ -162,7 +169,7 @@ impl Service {
                     request,
                     Grounds {
                         subject: subject.as_ref(),
-                        permit: Permit::Ordinary,
+                        permit,
                     },
                 )
                 .await?;

@@ -577,6 +577,15 @@ impl Service {
         let Some(successor) = self.store().key_successor(key.id).await? else {
             return Ok(false);
         };
+        if matches!(network.parse(), Ok(domain::Network::Bitcoin(_))) {
+            // The key's account there names its successor's address.
+            return Ok(self
+                .store()
+                .btc_accounts_of_key(key.id)
+                .await?
+                .iter()
+                .any(|a| a.network == network && a.successor_address.as_deref() == Some(to)));
+        }
         Ok(match self.store().eth_sender(network, to).await {
             Ok(s) => s.key_id == successor,
             Err(storage::StorageError::NotFound { .. }) => false,

@@ -130,23 +130,32 @@ impl Service {
         }
         // One order for the payouts, the one the signer checks against.
         ready.sort_by_key(|(t, _)| (t.created_at, t.id));
+        // A sweep of a rotated key goes alone, from that key's outputs.
+        let (sweeps, payouts): (Vec<_>, Vec<_>) =
+            ready.into_iter().partition(|(_, p)| p.is_sweep());
+        let mut sends: Vec<Vec<_>> = sweeps.into_iter().map(|s| vec![s]).collect();
+        if !payouts.is_empty() {
+            sends.push(payouts);
+        }
         let wallet = first.wallet;
-        let planned = self.plan_btc_batch(wallet, n, &ready).await;
-        let send_id = match planned {
-            Ok(id) => id,
-            Err(e) => {
-                for (t, _) in &ready {
-                    self.count_failure(&mut out, t.id, &e).await?;
+        for ready in sends {
+            let planned = self.plan_btc_batch(wallet, n, &ready).await;
+            let send_id = match planned {
+                Ok(id) => id,
+                Err(e) => {
+                    for (t, _) in &ready {
+                        self.count_failure(&mut out, t.id, &e).await?;
+                    }
+                    continue;
                 }
-                return Ok(out);
+            };
+            out.submitted += ready.len();
+            crate::crash::point("after_reservation");
+            // From here the send exists: signing or broadcast that fails now
+            // is taken up again by the resumer.
+            if let Err(e) = self.btc_sign_and_send(&send_id).await {
+                tracing::warn!(send = %send_id, error = %e, "batch planned; signing or broadcast deferred");
             }
-        };
-        out.submitted += ready.len();
-        crate::crash::point("after_reservation");
-        // From here the send exists: signing or broadcast that fails now is
-        // taken up again by the resumer.
-        if let Err(e) = self.btc_sign_and_send(&send_id).await {
-            tracing::warn!(send = %send_id, error = %e, "batch planned; signing or broadcast deferred");
         }
         Ok(out)
     }

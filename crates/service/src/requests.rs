@@ -234,12 +234,6 @@ impl Service {
     ) -> Result<(), ServiceError> {
         let chain_id = match req.asset.network() {
             Network::Evm { chain_id } => chain_id,
-            Network::Bitcoin(_) if req.kind == TransferKind::Sweep => {
-                return Err(invalid(
-                    "a Bitcoin key's funds are not swept by rotation yet: move them with \
-                     withdrawals to the successor's address",
-                ));
-            }
             Network::Bitcoin(n) => return self.ensure_btc_funds(tx, req, p, n).await,
         };
         let net = self
@@ -393,15 +387,38 @@ impl Service {
         n: BitcoinNetwork,
     ) -> Result<(), ServiceError> {
         let net = self.btc_network(n)?;
+        // A sweep spends its rotated key's outputs only; anything else, the
+        // wallet's other outputs (a rotated key's are for its sweep).
+        let sweep_from = match req.kind {
+            TransferKind::Sweep => Some(
+                tx.btc_sweep_source_in_tx(req.wallet, &p.network, &p.destination_key)
+                    .await?
+                    .ok_or_else(|| {
+                        invalid("a sweep goes only from a rotated key to its successor's address")
+                    })?,
+            ),
+            _ => None,
+        };
+        let retired = self.retired_btc_keys(req.wallet, &p.network).await?;
         let mut held: u128 = 0;
         for u in tx
             .wallet_btc_utxos_in_tx(req.wallet, &p.network, "available")
             .await?
         {
-            held = held.saturating_add(u128::from(u.value_sat));
+            let (_, key, _) = crate::btc::spend_of(&u.spend)?;
+            let counts = match sweep_from {
+                Some(from) => key == from,
+                None => !retired.contains(&key),
+            };
+            if counts {
+                held = held.saturating_add(u128::from(u.value_sat));
+            }
         }
         let asset = req.asset.to_string();
-        let waiting = tx.unplanned_outflows_in_tx(req.wallet, &asset).await?;
+        let waiting = match sweep_from {
+            Some(_) => Vec::new(),
+            None => tx.unplanned_outflows_in_tx(req.wallet, &asset).await?,
+        };
         let mut needed = p.amount.units();
         for units in &waiting {
             needed = needed

@@ -13,9 +13,14 @@
 //! (with its chain nonce), the old sender retired (it names the successor's
 //! address), then one sweep per configured token it holds and one of its
 //! ether, less what their fees may cost at the network's cap (a dust
-//! remainder stays when the fees cost less). Bitcoin keys are not swept by
-//! rotation yet: their successor is made, and the funds move by
-//! withdrawals to it.
+//! remainder stays when the fees cost less). Bitcoin, per network: the
+//! successor becomes the wallet's account there (deposit and change
+//! addresses), the old account is retired naming the successor's address,
+//! and one sweep takes every output of the old key, less the network's fee
+//! cap, to it — planned alone, from the old key's outputs only, its change
+//! to the same address (`chain_btc::approve` holds a sweep to that), and
+//! signed by the old key under `Permit::Sweep`. Ordinary payouts never
+//! spend a retired key's outputs. HD keys are not rotated here.
 //!
 //! Threshold ECDSA keys (CGGMP24 0.7 has no share refresh) rotate the
 //! same way: the successor is a new key among the signer nodes for the
@@ -149,10 +154,117 @@ impl Service {
                 to: new.address.clone(),
             });
         }
+        for a in self.store().btc_accounts_of_key(id).await? {
+            let Ok(Network::Bitcoin(n)) = a.network.parse::<Network>() else {
+                continue;
+            };
+            let from = self.btc_address(id, n).await?;
+            let to = match &a.successor_address {
+                Some(to) => to.clone(),
+                None => {
+                    self.retire_btc_account(actor, id, &successor, n, a.wallet)
+                        .await?
+                }
+            };
+            rotation.accounts.push(Repointed {
+                wallet: a.wallet,
+                network: a.network.clone(),
+                from,
+                to,
+            });
+        }
         for a in rotation.accounts.clone() {
-            self.sweep_account(actor, &a, &mut rotation).await?;
+            match a.network.parse::<Network>() {
+                Ok(Network::Bitcoin(n)) => {
+                    self.sweep_btc_account(actor, id, n, &a, &mut rotation)
+                        .await?
+                }
+                _ => self.sweep_account(actor, &a, &mut rotation).await?,
+            }
         }
         Ok(rotation)
+    }
+
+    /// Moves a wallet's Bitcoin account from `old` to its successor: the
+    /// successor receives and takes change from now on, the old account
+    /// names the successor's address (its outputs go there only). Returns
+    /// that address.
+    async fn retire_btc_account(
+        &self,
+        actor: &Actor,
+        old: KeyId,
+        successor: &KeyRow,
+        n: domain::BitcoinNetwork,
+        wallet: WalletId,
+    ) -> Result<String, ServiceError> {
+        let network = Network::Bitcoin(n).to_string();
+        let to = self.btc_address(successor.id, n).await?;
+        if !self
+            .store()
+            .btc_account_keys(wallet, &network)
+            .await?
+            .contains(&successor.id)
+        {
+            self.register_btc_account(actor, n, successor.id, wallet)
+                .await?;
+        }
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        tx.retire_btc_account(&network, old, &to, now).await?;
+        let e = entry(
+            actor,
+            "btc.account.retired",
+            &format!("key:{old}"),
+            json!({ "network": network, "wallet": wallet.to_string(),
+                    "successor": to, "successor_key": successor.id.to_string() }),
+        )?;
+        self.commit(tx, &[e], now).await?;
+        Ok(to)
+    }
+
+    /// A sweep of every output of `old` the wallet holds on `n` to the
+    /// successor's address, less the network's fee cap (what the fee does
+    /// not use goes there too, as the sweep's change).
+    async fn sweep_btc_account(
+        &self,
+        actor: &Actor,
+        old: KeyId,
+        n: domain::BitcoinNetwork,
+        a: &Repointed,
+        rotation: &mut Rotation,
+    ) -> Result<(), ServiceError> {
+        let net = self.btc_network(n)?;
+        let mut held: u64 = 0;
+        for u in self
+            .store()
+            .wallet_btc_utxos(a.wallet, &a.network, "available")
+            .await?
+        {
+            if crate::btc::spend_of(&u.spend)?.1 == old {
+                held = held.saturating_add(u.value_sat);
+            }
+        }
+        // The least an output to the successor may carry.
+        let dust = chain_btc::BtcAddress::parse(&a.to, n)
+            .map_err(|e| ServiceError::Invalid(format!("address {}: {e}", a.to)))?
+            .script_pubkey()
+            .minimal_non_dust()
+            .to_sat();
+        match held.checked_sub(net.fee_caps.max_fee) {
+            Some(rest) if rest >= dust => {
+                let asset = Asset::bitcoin(n);
+                let amount =
+                    domain::amount::format_units(u128::from(rest), asset.decimals(), false);
+                self.submit_sweep(actor, a, &asset, amount, rotation).await
+            }
+            _ => {
+                rotation.left.push(format!(
+                    "{held} sat at {} on {}: no more than the sweep's fee cap",
+                    a.from, a.network
+                ));
+                Ok(())
+            }
+        }
     }
 
     /// The successor's sender on a network: registered now, or by an
@@ -319,9 +431,6 @@ impl Service {
             .from
             .parse()
             .map_err(|_| ServiceError::Invalid(format!("address {}", a.from)))?;
-        let to: chain_eth::EthAddress =
-            a.to.parse()
-                .map_err(|_| ServiceError::Invalid(format!("address {}", a.to)))?;
         let mut sweeps: Vec<(Asset, u128)> = Vec::new();
         for t in &net.config.tokens {
             let held = net
@@ -347,6 +456,27 @@ impl Service {
                 held, a.from, a.network
             )),
         }
+        // Each sweep leaves what the others' fees need (the ether one keeps
+        // them all back), so they do not wait on each other.
+        for (asset, units) in sweeps {
+            let amount = domain::amount::format_units(units, asset.decimals(), false);
+            self.submit_sweep(actor, a, &asset, amount, rotation)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// One sweep transfer of `amount` of `asset` from the retired account
+    /// `a` to its successor's address, asked for on the rotating person's
+    /// behalf (unless an interrupted run made it already).
+    async fn submit_sweep(
+        &self,
+        actor: &Actor,
+        a: &Repointed,
+        asset: &Asset,
+        amount: String,
+        rotation: &mut Rotation,
+    ) -> Result<(), ServiceError> {
         // The sweep is asked for on the rotating person's behalf, as an
         // initiator of this wallet only: it can pay nothing but the
         // wallet's own successor address (checked again when it is made).
@@ -362,33 +492,28 @@ impl Service {
         let can = self
             .authorize::<perm::InitiateTransfer>(&who, Some(a.wallet))
             .map_err(ServiceError::from)?;
-        // Each sweep leaves what the others' fees need (the ether one keeps
-        // them all back), so they do not wait on each other.
-        for (asset, units) in sweeps {
-            let external_id = format!("sweep:{}:{}", rotation.successor, asset.id());
-            let mut tx = self.store().begin().await?;
-            let earlier = tx.transfer_by_external_id(actor, &external_id).await?;
-            drop(tx);
-            if let Some(t) = earlier {
-                rotation.sweeps.push(t.to_string());
-                continue;
-            }
-            let amount = domain::amount::format_units(units, asset.decimals(), false);
-            let t = can
-                .submit(&TransferRequest {
-                    wallet: a.wallet,
-                    asset: asset.id().clone(),
-                    amount,
-                    destination: to.to_string(),
-                    reference: Some(format!("sweep of rotated key to {}", rotation.successor)),
-                    external_id: Some(external_id),
-                    priority: Priority::High,
-                    depends_on: None,
-                    kind: TransferKind::Sweep,
-                })
-                .await?;
-            rotation.sweeps.push(t.id.to_string());
+        let external_id = format!("sweep:{}:{}", rotation.successor, asset.id());
+        let mut tx = self.store().begin().await?;
+        let earlier = tx.transfer_by_external_id(actor, &external_id).await?;
+        drop(tx);
+        if let Some(t) = earlier {
+            rotation.sweeps.push(t.to_string());
+            return Ok(());
         }
+        let t = can
+            .submit(&TransferRequest {
+                wallet: a.wallet,
+                asset: asset.id().clone(),
+                amount,
+                destination: a.to.clone(),
+                reference: Some(format!("sweep of rotated key to {}", rotation.successor)),
+                external_id: Some(external_id),
+                priority: Priority::High,
+                depends_on: None,
+                kind: TransferKind::Sweep,
+            })
+            .await?;
+        rotation.sweeps.push(t.id.to_string());
         Ok(())
     }
 }

@@ -89,7 +89,8 @@ pub(crate) enum Permit<'a> {
     /// Anything the key's purpose allows: the key active and within its
     /// cryptoperiod.
     Ordinary,
-    /// A sweep of the key's funds to `to` (lower-case hex) on `network`:
+    /// A sweep of the key's funds to `to` (lower-case hex for Ethereum, the
+    /// address for Bitcoin) on `network`:
     /// also by a rotated or compromised key, or one past its cryptoperiod,
     /// when `to` is its successor's.
     Sweep { network: &'a str, to: &'a str },

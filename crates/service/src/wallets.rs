@@ -143,7 +143,10 @@ impl Service {
             // A threshold key's nodes sign only transactions whose every
             // other output is change back to that key: its wallet holds no
             // other key on the network to mix inputs or change with.
-            let held = self.store().btc_account_keys(wallet, &net_name(n)).await?;
+            let held = self
+                .store()
+                .btc_current_account_keys(wallet, &net_name(n))
+                .await?;
             let mut threshold = backend == domain::KeyBackend::Threshold;
             for k in &held {
                 threshold |= self.store().key(*k).await?.backend == domain::KeyBackend::Threshold;

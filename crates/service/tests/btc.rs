@@ -15,7 +15,7 @@ use service::transfers::state;
 use service::{Checkpointer, NewKey, Service, ServiceError, SystemClock};
 use storage::testing::TestDb;
 
-storage::on_both!(fixture; a_send_is_planned_reserved_signed_and_verified, bad_input_reserves_and_signs_nothing);
+storage::on_both!(fixture; a_send_is_planned_reserved_signed_and_verified, bad_input_reserves_and_signs_nothing, a_rotated_key_sweeps_its_outputs_to_its_successor);
 
 const PAYEE: &str = "bcrt1qs758ursh4q9z627kt3pp5yysm78ddny6txaqgw";
 const REGTEST: BitcoinNetwork = BitcoinNetwork::Regtest;
@@ -100,6 +100,23 @@ async fn fixture_on(
     }
 }
 
+/// The outputs `tx` spends, from the rows its send reserved.
+fn prevouts(tx: &bitcoin::Transaction, reserved: &[storage::BtcUtxoRow]) -> Vec<bitcoin::TxOut> {
+    tx.input
+        .iter()
+        .map(|i| {
+            let r = reserved
+                .iter()
+                .find(|r| r.txid == i.previous_output.txid.to_string())
+                .unwrap();
+            bitcoin::TxOut {
+                value: bitcoin::Amount::from_sat(r.value_sat),
+                script_pubkey: bitcoin::ScriptBuf::from_hex(&r.script_pubkey).unwrap(),
+            }
+        })
+        .collect()
+}
+
 impl Fixture {
     async fn deposit(&self, key: KeyId, n: u8, sat: u64) {
         self.svc
@@ -166,20 +183,7 @@ async fn a_send_is_planned_reserved_signed_and_verified(f: Fixture) {
             .iter()
             .all(|r| r.reserved_by.as_deref() == Some(send.id.as_str()))
     );
-    let prevouts: Vec<bitcoin::TxOut> = tx
-        .input
-        .iter()
-        .map(|i| {
-            let r = reserved
-                .iter()
-                .find(|r| r.txid == i.previous_output.txid.to_string())
-                .unwrap();
-            bitcoin::TxOut {
-                value: bitcoin::Amount::from_sat(r.value_sat),
-                script_pubkey: bitcoin::ScriptBuf::from_hex(&r.script_pubkey).unwrap(),
-            }
-        })
-        .collect();
+    let prevouts = prevouts(&tx, &reserved);
     chain_btc::verify_with_core(&tx, &prevouts).unwrap();
     assert_eq!(tx.output[0].value.to_sat(), 100_000);
     let fee: u64 = prevouts.iter().map(|p| p.value.to_sat()).sum::<u64>()
@@ -368,4 +372,81 @@ async fn change_to_a_foreign_script_is_refused_and_freezes_the_wallet() {
         "the change output pays a script outside the wallet",
     )
     .await;
+}
+
+async fn a_rotated_key_sweeps_its_outputs_to_its_successor(f: Fixture) {
+    f.deposit(f.ecdsa, 1, 60_000).await;
+    f.deposit(f.ecdsa, 2, 40_000).await;
+    f.deposit(f.schnorr, 3, 30_000).await;
+    let old_address = f.svc.btc_address(f.ecdsa, REGTEST).await.unwrap();
+
+    let r = f
+        .svc
+        .rotate_with_sweep(&alice(), f.ecdsa, 30)
+        .await
+        .unwrap();
+    let successor = f.svc.btc_address(r.successor, REGTEST).await.unwrap();
+    assert_eq!(r.accounts.len(), 1, "{r:?}");
+    assert_eq!(r.accounts[0].network, "bitcoin:regtest");
+    assert_eq!(
+        (r.accounts[0].from.as_str(), r.accounts[0].to.as_str()),
+        (old_address.as_str(), successor.as_str())
+    );
+    // Everything the old key holds, less the fee cap (20 000 sat).
+    assert_eq!(r.sweeps.len(), 1, "{r:?}");
+    let sweep: domain::TransferId = r.sweeps[0].parse().unwrap();
+    let t = f.db.store.transfer(sweep).await.unwrap();
+    assert_eq!(t.state, "queued");
+
+    // The queue plans it alone, from the old key's outputs only; the
+    // rotated key signs it (a sweep to its successor) and Core agrees.
+    let pass = f.svc.execute_due().await.unwrap();
+    assert_eq!(pass.submitted, 1, "{pass:?}");
+    let t = f.db.store.transfer(sweep).await.unwrap();
+    let send = f.db.store.btc_send(&t.btc_send_id.unwrap()).await.unwrap();
+    assert_eq!(send.state, "signed");
+    let tx: bitcoin::Transaction = bitcoin::consensus::deserialize(&send.raw.unwrap()).unwrap();
+    let reserved = f.db.store.btc_utxos_of_send(&send.id).await.unwrap();
+    assert_eq!(
+        reserved.len(),
+        2,
+        "the two outputs of the old key, not the other key's"
+    );
+    let to = chain_btc::BtcAddress::parse(&successor, REGTEST)
+        .unwrap()
+        .script_pubkey();
+    assert!(
+        tx.output.iter().all(|o| o.script_pubkey == to),
+        "all of it to the successor"
+    );
+    assert_eq!(tx.output[0].value.to_sat(), 80_000);
+    let prevouts = prevouts(&tx, &reserved);
+    chain_btc::verify_with_core(&tx, &prevouts).unwrap();
+    let out: u64 = tx.output.iter().map(|o| o.value.to_sat()).sum();
+    assert_eq!(out + send.fee_sat, 100_000);
+
+    // Payouts go on from the wallet's other keys, never from the rotated
+    // one; its change goes to a current key.
+    f.deposit(r.successor, 4, 50_000).await;
+    let paid = f.pay(PAYEE, "0.0004").await.unwrap();
+    assert_eq!(paid.state, "signed");
+    for u in f.db.store.btc_utxos_of_send(&paid.id).await.unwrap() {
+        assert_ne!(
+            u.script_pubkey,
+            chain_btc::BtcAddress::parse(&old_address, REGTEST)
+                .unwrap()
+                .script_pubkey()
+                .to_hex_string()
+        );
+    }
+    // Done again, the rotation makes nothing new.
+    let again = f
+        .svc
+        .rotate_with_sweep(&alice(), f.ecdsa, 30)
+        .await
+        .unwrap();
+    assert!(again.resumed && again.sweeps.is_empty(), "{again:?}");
+    assert_eq!(again.accounts[0].to, successor);
+    let actions = f.actions().await;
+    assert!(actions.iter().any(|a| a == "btc.account.retired"));
 }

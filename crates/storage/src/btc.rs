@@ -174,16 +174,37 @@ impl Store {
         rows.iter().map(utxo_from_row).collect()
     }
 
-    /// The keys a wallet receives and spends with on `network`, oldest first.
+    /// The keys a wallet receives and spends with on `network`, oldest first
+    /// (retired ones too: their outputs are still the wallet's).
     pub async fn btc_account_keys(
         &self,
         wallet: WalletId,
         network: &str,
     ) -> Result<Vec<KeyId>, StorageError> {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT key_id FROM btc_accounts WHERE wallet_id = $1 AND network = $2 \
-             ORDER BY created_at_ms, key_id",
-        )
+        self.account_keys(wallet, network, "").await
+    }
+
+    /// The keys a wallet receives and takes change with on `network`: its
+    /// accounts not retired by a rotation, oldest first.
+    pub async fn btc_current_account_keys(
+        &self,
+        wallet: WalletId,
+        network: &str,
+    ) -> Result<Vec<KeyId>, StorageError> {
+        self.account_keys(wallet, network, " AND retired_at_ms IS NULL")
+            .await
+    }
+
+    async fn account_keys(
+        &self,
+        wallet: WalletId,
+        network: &str,
+        filter: &'static str,
+    ) -> Result<Vec<KeyId>, StorageError> {
+        let ids: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT key_id FROM btc_accounts WHERE wallet_id = $1 AND network = $2{filter} \
+             ORDER BY created_at_ms, key_id"
+        )))
         .bind(wallet.to_string())
         .bind(network)
         .fetch_all(&self.pool)

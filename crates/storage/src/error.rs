@@ -41,3 +41,16 @@ impl From<sqlx::Error> for StorageError {
         StorageError::from_sqlx(e, "row")
     }
 }
+
+/// `Ok` when a statement changed exactly one row, else the conflict `what`
+/// (the row was not in the state the statement required).
+pub(crate) fn one_row(
+    done: sqlx::any::AnyQueryResult,
+    what: &'static str,
+) -> Result<(), StorageError> {
+    if done.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(StorageError::Conflict { what })
+    }
+}

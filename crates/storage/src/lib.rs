@@ -60,7 +60,7 @@ pub use identity::{ApiKeyRow, SessionRow, UserRow, WalletRow};
 pub use keystore::{KekRow, KeyRow, KeystoreRow};
 pub use queue::BatchClaim;
 pub use recoveries::RecoveryRow;
-pub use rotation::KeySenderRow;
+pub use rotation::{KeyBtcAccountRow, KeySenderRow};
 pub use store::{Backend, DatabaseConfig, Store};
 pub use transfers::{ApprovalRow, HistoryRow, TransferMove, TransferRow, WindowItem, WindowOf};
 pub use tx::WriteTx;

@@ -7,7 +7,7 @@ use domain::{Timestamp, WalletId};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::error::StorageError;
+use crate::error::{StorageError, one_row};
 use crate::eth::{EthSenderRow, sender_from_row};
 use crate::store::Store;
 use crate::tx::WriteTx;
@@ -80,13 +80,7 @@ impl WriteTx {
         .bind(report)
         .execute(&mut *self.tx)
         .await?;
-        if done.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(StorageError::Conflict {
-                what: "the restore is already reconciled",
-            })
-        }
+        one_row(done, "the restore is already reconciled")
     }
 
     /// Raises a sender's first nonce to `floor` (never lowers it) and drops

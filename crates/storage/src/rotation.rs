@@ -4,7 +4,7 @@
 use domain::{KeyId, Timestamp, WalletId};
 use sqlx::Row;
 
-use crate::error::StorageError;
+use crate::error::{StorageError, one_row};
 use crate::eth::{EthSenderRow, sender_from_row};
 use crate::store::Store;
 use crate::tx::WriteTx;
@@ -26,7 +26,76 @@ fn parse_wallet(w: Option<String>) -> Result<Option<WalletId>, StorageError> {
     .transpose()
 }
 
+/// A Bitcoin account of a key: its network and wallet, and once retired
+/// by a rotation, the successor's address its outputs are swept to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyBtcAccountRow {
+    pub network: String,
+    pub wallet: WalletId,
+    pub successor_address: Option<String>,
+}
+
+/// The key of `wallet` on `network` whose account was retired in favour of
+/// `to`: the only outputs a sweep to `to` may spend.
+async fn btc_sweep_source_on<'e, E>(
+    db: E,
+    wallet: WalletId,
+    network: &str,
+    to: &str,
+) -> Result<Option<KeyId>, StorageError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let k: Option<String> = sqlx::query_scalar(
+        "SELECT key_id FROM btc_accounts WHERE wallet_id = $1 AND network = $2 \
+         AND successor_address = $3 AND retired_at_ms IS NOT NULL",
+    )
+    .bind(wallet.to_string())
+    .bind(network)
+    .bind(to)
+    .fetch_optional(db)
+    .await?;
+    k.map(|k| {
+        k.parse()
+            .map_err(|_| StorageError::Corrupt(format!("key id {k}")))
+    })
+    .transpose()
+}
+
 impl WriteTx {
+    /// Retires a key's Bitcoin account: change and deposit addresses go to
+    /// the wallet's other (current) keys, and the key's outputs may be
+    /// swept to `successor_address` only.
+    pub async fn retire_btc_account(
+        &mut self,
+        network: &str,
+        key: KeyId,
+        successor_address: &str,
+        at: Timestamp,
+    ) -> Result<(), StorageError> {
+        let done = sqlx::query(
+            "UPDATE btc_accounts SET retired_at_ms = $3, successor_address = $4 \
+             WHERE network = $1 AND key_id = $2 AND retired_at_ms IS NULL",
+        )
+        .bind(network)
+        .bind(key.to_string())
+        .bind(at.as_millis())
+        .bind(successor_address)
+        .execute(&mut *self.tx)
+        .await?;
+        one_row(done, "the key's Bitcoin account is retired already")
+    }
+
+    /// [`Store::btc_sweep_source`], read under this transaction.
+    pub async fn btc_sweep_source_in_tx(
+        &mut self,
+        wallet: WalletId,
+        network: &str,
+        to: &str,
+    ) -> Result<Option<KeyId>, StorageError> {
+        btc_sweep_source_on(&mut *self.tx, wallet, network, to).await
+    }
+
     /// Records a share refresh of a threshold key: its new reference (the
     /// public package) in place of `from_ref`, and the session the signer
     /// nodes are to commit. Refused while another refresh is unfinished.
@@ -47,13 +116,10 @@ impl WriteTx {
         .bind(from_ref)
         .execute(&mut *self.tx)
         .await?;
-        if done.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(StorageError::Conflict {
-                what: "the key changed, or another refresh of it is unfinished",
-            })
-        }
+        one_row(
+            done,
+            "the key changed, or another refresh of it is unfinished",
+        )
     }
 
     /// Every node committed refresh `session` of `key`.
@@ -65,13 +131,7 @@ impl WriteTx {
         .bind(session)
         .execute(&mut *self.tx)
         .await?;
-        if done.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(StorageError::Conflict {
-                what: "no such refresh of the key is unfinished",
-            })
-        }
+        one_row(done, "no such refresh of the key is unfinished")
     }
 
     /// Names `successor` as the key that takes over from `key`.
@@ -86,13 +146,7 @@ impl WriteTx {
                 .bind(successor.to_string())
                 .execute(&mut *self.tx)
                 .await?;
-        if done.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(StorageError::Conflict {
-                what: "the key already has a successor",
-            })
-        }
+        one_row(done, "the key already has a successor")
     }
 
     /// Retires a sender: transfers leave from the wallet's other (current)
@@ -114,13 +168,7 @@ impl WriteTx {
         .bind(successor_address)
         .execute(&mut *self.tx)
         .await?;
-        if done.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(StorageError::Conflict {
-                what: "the sender is already retired",
-            })
-        }
+        one_row(done, "the sender is already retired")
     }
 
     /// The retired sender of `wallet` on `network` whose funds are swept to
@@ -157,6 +205,42 @@ impl Store {
                 .map_err(|_| StorageError::Corrupt(format!("key id {s}")))
         })
         .transpose()
+    }
+
+    /// See [`WriteTx::btc_sweep_source_in_tx`].
+    pub async fn btc_sweep_source(
+        &self,
+        wallet: WalletId,
+        network: &str,
+        to: &str,
+    ) -> Result<Option<KeyId>, StorageError> {
+        btc_sweep_source_on(&self.pool, wallet, network, to).await
+    }
+
+    /// A key's Bitcoin accounts, current and retired.
+    pub async fn btc_accounts_of_key(
+        &self,
+        key: KeyId,
+    ) -> Result<Vec<KeyBtcAccountRow>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT network, wallet_id, successor_address FROM btc_accounts WHERE key_id = $1 \
+             ORDER BY network",
+        )
+        .bind(key.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let wallet: String = r.try_get("wallet_id")?;
+                Ok(KeyBtcAccountRow {
+                    network: r.try_get("network")?,
+                    wallet: wallet
+                        .parse()
+                        .map_err(|_| StorageError::Corrupt(format!("wallet id {wallet}")))?,
+                    successor_address: r.try_get("successor_address")?,
+                })
+            })
+            .collect()
     }
 
     /// The share refresh of a threshold key whose commit is unfinished.
