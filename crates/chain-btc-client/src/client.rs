@@ -215,6 +215,14 @@ impl BtcClient {
         Ok(client)
     }
 
+    /// Whether one of the endpoints is a Bitcoin Core node (which answers
+    /// questions an Esplora endpoint does not, like [`Self::output_unspent`]).
+    pub fn has_core(&self) -> bool {
+        self.endpoints
+            .iter()
+            .any(|(e, _)| e.kind == EndpointKind::Core)
+    }
+
     /// (name, score, consecutive failures) of each endpoint, in order.
     pub fn health(&self) -> Vec<(String, i32, u32)> {
         self.endpoints
@@ -597,6 +605,31 @@ impl BtcClient {
                 })
                 .collect::<Result<Vec<_>, ClientError>>()
                 .map_err(Failure::Answer)
+        })
+        .await
+    }
+
+    /// Whether output `vout` of `txid` is unspent, the mempool counted
+    /// (Core's `gettxout`, which answers nothing for an output spent — or
+    /// never made). Esplora endpoints are not asked.
+    pub async fn output_unspent(&self, txid: &str, vout: u32) -> Result<bool, ClientError> {
+        self.with_failover(|i| async move {
+            if self.endpoints[i].0.kind != EndpointKind::Core {
+                return Err(Failure::Transport("not a Bitcoin Core endpoint".into()));
+            }
+            let text = self
+                .rpc_text(i, "gettxout", json!([txid, vout, true]))
+                .await?;
+            let v: Value = serde_json::from_str(&text).map_err(|_| malformed("gettxout"))?;
+            if let Some(e) = v.get("error").filter(|e| !e.is_null()) {
+                return Err(Failure::Answer(ClientError::Refused(e.to_string())));
+            }
+            // An answer without its result is not read as "spent".
+            match v.get("result") {
+                Some(Value::Null) => Ok(false),
+                Some(o) if o.get("value").is_some() && o.get("scriptPubKey").is_some() => Ok(true),
+                _ => Err(Failure::Answer(malformed("gettxout"))),
+            }
         })
         .await
     }

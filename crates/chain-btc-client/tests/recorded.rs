@@ -305,3 +305,46 @@ async fn esplora_over_https_is_trusted_only_through_its_ca() {
         .is_err()
     );
 }
+
+#[tokio::test]
+async fn bitcoin_core_answers_whether_an_output_is_unspent() {
+    // An output in the UTXO set (regtest, recorded) and one spent or never
+    // made (mainnet, recorded: `result` null).
+    let (unspent, _) = core_node(
+        MAINNET_GENESIS,
+        vec![("gettxout", enveloped("core-gettxout.json"))],
+    )
+    .await;
+    let (spent, _) = core_node(
+        MAINNET_GENESIS,
+        vec![("gettxout", fixture("core-gettxout-null.json"))],
+    )
+    .await;
+    let txid = "1c9eb55b".repeat(8);
+    let c = BtcClient::connect(
+        BitcoinNetwork::Mainnet,
+        vec![core_endpoint(&unspent)],
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
+    assert!(c.output_unspent(&txid, 0).await.unwrap());
+    let c = BtcClient::connect(
+        BitcoinNetwork::Mainnet,
+        vec![core_endpoint(&spent)],
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
+    assert!(!c.output_unspent(&txid, 0).await.unwrap());
+    // An Esplora endpoint is not asked: no answer rather than a guess.
+    let esplora = esplora_node("esplora-post-tx-error.txt").await;
+    let c = BtcClient::connect(
+        BitcoinNetwork::Mainnet,
+        vec![esplora_endpoint(&esplora)],
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
+    assert!(c.output_unspent(&txid, 0).await.is_err());
+}

@@ -17,10 +17,14 @@
 //!   transfers after the snapshot: every transfer of that wallet not yet
 //!   handed to the chain may have been paid, and goes to a person; the
 //!   sender's next nonce is raised past the chain's.
-//! - **Bitcoin**: a send in flight is bound to its inputs (a second
-//!   transaction spending them cannot also be mined), so it resumes. A
-//!   transfer not yet planned may have been paid by the lost server from
-//!   other outputs: it goes to a person.
+//! - **Bitcoin**: a send in flight resumes when the node knows its
+//!   transaction, or when none of its inputs is spent (Core's `gettxout`,
+//!   the mempool counted): nothing else can have paid its transfers. An
+//!   input spent by a transaction this copy does not know (the lost server
+//!   may have replaced or re-planned it), or no Core endpoint to ask, sends
+//!   it to a person; without any node configured the send is not broadcast
+//!   here and resumes. A transfer not yet planned may have been paid by the
+//!   lost server from other outputs: it goes to a person.
 //!
 //! "Goes to a person" is a freeze of the sender's key (Ethereum) or of the
 //! wallet (Bitcoin, or a network this server has no node for), whose
@@ -265,14 +269,63 @@ impl Service {
             }
         }
         for send in btc_sends {
-            found.resume(
-                format!("btc-send:{send}"),
-                "bound to its inputs: no second transaction spending them can be mined",
-            );
+            let send = self.store().btc_send(&send).await?;
+            if let Some(why) = self.btc_send_unsettled(&send).await? {
+                if let Some(w) = send.wallet {
+                    freeze_wallets.insert(w);
+                }
+                found.review(format!("btc-send:{}", send.id), why);
+            } else {
+                found.resume(
+                    format!("btc-send:{}", send.id),
+                    "its transaction is known to the node, or none of its inputs is spent",
+                );
+            }
         }
         self.finish_reconciliation(&recovery, found, freeze_keys, freeze_wallets)
             .await
             .map(Some)
+    }
+
+    /// Why a Bitcoin send in flight at the snapshot cannot resume, if it
+    /// cannot: an input spent by a transaction this copy does not know, or
+    /// no Core node to ask. Resumes (`None`) when the node knows its
+    /// transaction or none of its inputs is spent, and when no node is
+    /// configured at all (the send is not broadcast from here).
+    async fn btc_send_unsettled(
+        &self,
+        send: &storage::BtcSendRow,
+    ) -> Result<Option<String>, ServiceError> {
+        let Ok(Network::Bitcoin(n)) = send.network.parse::<Network>() else {
+            return Ok(Some(format!("its network {} is not Bitcoin", send.network)));
+        };
+        let Some(client) = self.btc_network(n).ok().and_then(|net| net.client.clone()) else {
+            return Ok(None);
+        };
+        let node = |e: chain_btc_client::ClientError| {
+            ServiceError::Btc(crate::error::BtcServiceError::Node(e))
+        };
+        if let Some(txid) = &send.txid
+            && client.tx_state(txid).await.map_err(node)? != chain_btc_client::TxState::Unknown
+        {
+            return Ok(None);
+        }
+        if !client.has_core() {
+            return Ok(Some(
+                "no Bitcoin Core endpoint is configured to tell whether its inputs are spent"
+                    .into(),
+            ));
+        }
+        for u in self.store().btc_utxos_of_send(&send.id).await? {
+            if !client.output_unspent(&u.txid, u.vout).await.map_err(node)? {
+                return Ok(Some(format!(
+                    "its input {}:{} was spent by a transaction this copy does not know: the \
+                     lost server may have paid its transfers another way",
+                    u.txid, u.vout
+                )));
+            }
+        }
+        Ok(None)
     }
 
     /// Commits what the reconciliation found, in one transaction: the

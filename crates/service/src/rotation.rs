@@ -255,7 +255,8 @@ impl Service {
                 let asset = Asset::bitcoin(n);
                 let amount =
                     domain::amount::format_units(u128::from(rest), asset.decimals(), false);
-                self.submit_sweep(actor, a, &asset, amount, rotation).await
+                self.submit_sweep(actor, a, &asset, amount, a.to.clone(), rotation)
+                    .await
             }
             _ => {
                 rotation.left.push(format!(
@@ -431,6 +432,9 @@ impl Service {
             .from
             .parse()
             .map_err(|_| ServiceError::Invalid(format!("address {}", a.from)))?;
+        let to: chain_eth::EthAddress =
+            a.to.parse()
+                .map_err(|_| ServiceError::Invalid(format!("address {}", a.to)))?;
         let mut sweeps: Vec<(Asset, u128)> = Vec::new();
         for t in &net.config.tokens {
             let held = net
@@ -460,7 +464,8 @@ impl Service {
         // them all back), so they do not wait on each other.
         for (asset, units) in sweeps {
             let amount = domain::amount::format_units(units, asset.decimals(), false);
-            self.submit_sweep(actor, a, &asset, amount, rotation)
+            // Checksummed, as the destination check requires.
+            self.submit_sweep(actor, a, &asset, amount, to.to_string(), rotation)
                 .await?;
         }
         Ok(())
@@ -475,6 +480,7 @@ impl Service {
         a: &Repointed,
         asset: &Asset,
         amount: String,
+        destination: String,
         rotation: &mut Rotation,
     ) -> Result<(), ServiceError> {
         // The sweep is asked for on the rotating person's behalf, as an
@@ -505,7 +511,7 @@ impl Service {
                 wallet: a.wallet,
                 asset: asset.id().clone(),
                 amount,
-                destination: a.to.clone(),
+                destination,
                 reference: Some(format!("sweep of rotated key to {}", rotation.successor)),
                 external_id: Some(external_id),
                 priority: Priority::High,
