@@ -24,6 +24,8 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+mod scratch;
+
 use crate::Failure;
 use crate::config::{Config, ConfigError, Database};
 use crate::serve::runtime;
@@ -604,30 +606,41 @@ fn entry<'a>(o: &'a Opened, name: &str) -> Result<&'a Path, Failure> {
 fn verify(c: &Config, identity: &Path, file: &Path) -> Result<(), Failure> {
     let dir = tempfile::tempdir().context("a working directory")?;
     let o = open(c, identity, file, dir.path())?;
-    if o.manifest.database == "sqlite" {
-        // The audit chain inside, against the checkpoints inside.
-        let db = entry(&o, "database")?;
-        let checkpoints =
-            entry(&o, "checkpoints").map_or_else(|_| dir.path().join("none"), Path::to_path_buf);
-        let trusted = crate::serve::audit_public_key(c)?;
-        runtime()?.block_on(async {
-            let store = storage::Store::connect(&storage::DatabaseConfig::Sqlite {
+    // The audit chain inside, against the checkpoints inside: a SQLite copy
+    // read where it is, a PostgreSQL dump restored into a scratch database
+    // on the configured server.
+    let db = entry(&o, "database")?;
+    let checkpoints =
+        entry(&o, "checkpoints").map_or_else(|_| dir.path().join("none"), Path::to_path_buf);
+    let trusted = crate::serve::audit_public_key(c)?;
+    let (copy, _scratch) = match o.manifest.database.as_str() {
+        "sqlite" => (
+            storage::DatabaseConfig::Sqlite {
                 path: db.to_path_buf(),
-            })
+            },
+            None,
+        ),
+        _ => {
+            let s = scratch::Scratch::restore(&c.database.resolve()?, db)?;
+            (s.config(), Some(s))
+        }
+    };
+    runtime()?.block_on(async {
+        let store = storage::Store::connect(&copy)
             .await
             .context("opening the database copy")?;
-            let cps = service::CheckpointFile::new(checkpoints);
-            let report = service::verify_audit(&store, &cps, &trusted)
-                .await
-                .map_err(|e| refused(format!("its audit chain: {e}")))?;
-            store.close().await;
-            println!(
-                "audit chain: {} records, {} checkpoints",
-                report.records, report.checkpoints
-            );
-            Ok::<_, Failure>(())
-        })?;
-    }
+        let cps = service::CheckpointFile::new(checkpoints);
+        let report = service::verify_audit(&store, &cps, &trusted)
+            .await
+            .map_err(|e| refused(format!("its audit chain: {e}")));
+        store.close().await;
+        let report = report?;
+        println!(
+            "audit chain: {} records, {} checkpoints",
+            report.records, report.checkpoints
+        );
+        Ok::<_, Failure>(())
+    })?;
     mark_backed_up(c, &o.manifest);
     println!(
         "backup ok: instance {}, {} database schema {}, audit head {}, signed by {}",
