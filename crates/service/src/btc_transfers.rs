@@ -126,7 +126,21 @@ impl Service {
         {
             return Ok(last.address.clone());
         }
-        let mut next = issued.first().map_or(0, |a| a.index.saturating_add(1));
+        self.issue_btc_address(actor, wallet, n, key, issued.first().map(|a| a.index))
+            .await
+    }
+
+    /// Issues (records and audits) the next receive address of the HD
+    /// account `key` for `wallet`, after index `last`.
+    pub(crate) async fn issue_btc_address(
+        &self,
+        actor: &Actor,
+        wallet: WalletId,
+        n: BitcoinNetwork,
+        key: KeyId,
+        last: Option<u32>,
+    ) -> Result<String, ServiceError> {
+        let mut next = last.map_or(0, |i| i.saturating_add(1));
         // Two requests at once: the loser of the index takes the next one.
         for _ in 0..3 {
             let a = self.derive_btc_address(wallet, n, key, 0, next).await?;

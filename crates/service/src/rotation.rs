@@ -20,7 +20,10 @@
 //! cap, to it — planned alone, from the old key's outputs only, its change
 //! to the same address (`chain_btc::approve` holds a sweep to that), and
 //! signed by the old key under `Permit::Sweep`. Ordinary payouts never
-//! spend a retired key's outputs. HD keys are not rotated here.
+//! spend a retired key's outputs. An HD account rotates to a new HD account
+//! (a new seed on the same path, its mnemonic returned to be shown once):
+//! the sweep goes to the new account's first receive address and spends
+//! every child output of the old one.
 //!
 //! Threshold ECDSA keys (CGGMP24 0.7 has no share refresh) rotate the
 //! same way: the successor is a new key among the signer nodes for the
@@ -57,6 +60,10 @@ pub struct Rotation {
     /// A rotation interrupted earlier was taken up where it stopped (its
     /// successor kept; accounts and sweeps already made not made again).
     pub resumed: bool,
+    /// An HD successor's mnemonic, to show once (never serialised or
+    /// printed by `Debug`; none when the successor was made before).
+    #[serde(skip)]
+    pub successor_mnemonic: Option<std::sync::Arc<keys::hd::Mnemonic>>,
 }
 
 /// A wallet's account on a network, moved from the old key's address to
@@ -86,12 +93,12 @@ impl Service {
         // goes on from where it stopped: each step is recorded before the
         // next, and each sweep carries an external id naming the key and
         // asset, so none is made twice.
-        let (successor, resumed) = match self.store().key_successor(id).await? {
-            Some(s) => (self.store().key(s).await?, true),
-            None => (
-                self.make_successor(actor, &old, cryptoperiod_days).await?,
-                false,
-            ),
+        let (successor, mnemonic, resumed) = match self.store().key_successor(id).await? {
+            Some(s) => (self.store().key(s).await?, None, true),
+            None => {
+                let (s, m) = self.make_successor(actor, &old, cryptoperiod_days).await?;
+                (s, m, false)
+            }
         };
         let mut rotation = Rotation {
             successor: successor.id,
@@ -101,6 +108,7 @@ impl Service {
             sweeps: Vec::new(),
             left: Vec::new(),
             resumed,
+            successor_mnemonic: mnemonic.map(std::sync::Arc::new),
         };
         for s in self.store().eth_senders_of_key(id).await? {
             let Some(wallet) = s.wallet else {
@@ -158,7 +166,10 @@ impl Service {
             let Ok(Network::Bitcoin(n)) = a.network.parse::<Network>() else {
                 continue;
             };
-            let from = self.btc_address(id, n).await?;
+            let from = match &old.hd_path {
+                Some(path) => format!("HD account {path} of key {id}"),
+                None => self.btc_address(id, n).await?,
+            };
             let to = match &a.successor_address {
                 Some(to) => to.clone(),
                 None => {
@@ -198,7 +209,6 @@ impl Service {
         wallet: WalletId,
     ) -> Result<String, ServiceError> {
         let network = Network::Bitcoin(n).to_string();
-        let to = self.btc_address(successor.id, n).await?;
         if !self
             .store()
             .btc_account_keys(wallet, &network)
@@ -208,6 +218,24 @@ impl Service {
             self.register_btc_account(actor, n, successor.id, wallet)
                 .await?;
         }
+        // A single key's one address; an HD account's first receive
+        // address, issued to the wallet now.
+        let to = match successor.hd_path {
+            None => self.btc_address(successor.id, n).await?,
+            Some(_) => {
+                let issued = self
+                    .store()
+                    .btc_addresses_of_key(&network, successor.id, 0)
+                    .await?;
+                match issued.last() {
+                    Some(a) => a.address.clone(),
+                    None => {
+                        self.issue_btc_address(actor, wallet, n, successor.id, None)
+                            .await?
+                    }
+                }
+            }
+        };
         let now = self.now();
         let mut tx = self.store().begin().await?;
         tx.retire_btc_account(&network, old, &to, now).await?;
@@ -301,7 +329,7 @@ impl Service {
         actor: &Actor,
         old: &KeyRow,
         cryptoperiod_days: u32,
-    ) -> Result<KeyRow, ServiceError> {
+    ) -> Result<(KeyRow, Option<keys::hd::Mnemonic>), ServiceError> {
         if old.purpose != domain::KeyPurpose::TransferSigning {
             return Err(ServiceError::Invalid(format!(
                 "key {} is for {}: only transfer-signing keys rotate with a sweep",
@@ -317,11 +345,31 @@ impl Service {
                 old.id, old.state
             )));
         }
-        match old.backend {
+        let new = match old.backend {
             // In place: the next version, the old one deactivated (or left
             // compromised) and linked, in one transaction.
             KeyBackend::Keystore if old.hd_path.is_none() => {
-                self.rotate_key(actor, old.id, cryptoperiod_days).await
+                return Ok((
+                    self.rotate_key(actor, old.id, cryptoperiod_days).await?,
+                    None,
+                ));
+            }
+            // A new HD account (a new seed, its mnemonic shown once) on the
+            // same account path, then sweeps.
+            KeyBackend::Keystore => {
+                let (new, mnemonic) = self
+                    .create_hd_key(
+                        actor,
+                        crate::NewHdKey {
+                            purpose: old.purpose,
+                            algorithm: old.algorithm,
+                            account_path: old.hd_path.clone().unwrap_or_default(),
+                            cryptoperiod_days,
+                        },
+                    )
+                    .await?;
+                self.link_successor(actor, old, &new).await?;
+                return Ok((new, Some(mnemonic)));
             }
             KeyBackend::Pkcs11 => {
                 let new = self
@@ -336,7 +384,7 @@ impl Service {
                     )
                     .await?;
                 self.link_successor(actor, old, &new).await?;
-                Ok(new)
+                new
             }
             // Made among the signer nodes for one wallet (CGGMP24 has no
             // share refresh): a new key for the same wallet, then sweeps.
@@ -367,21 +415,17 @@ impl Service {
                     )
                     .await?;
                 self.link_successor(actor, old, &new).await?;
-                Ok(new)
+                new
             }
-            KeyBackend::Threshold => Err(ServiceError::Invalid(format!(
-                "key {} is a threshold Taproot key: refresh its shares (`key refresh`, \
-                 --remove for a signer node to leave out); its address stays",
-                old.id
-            ))),
-            _ => Err(ServiceError::Invalid(format!(
-                "key {} ({}{}) does not rotate here: open a new account for the wallet and \
-                 move the funds with withdrawals",
-                old.id,
-                old.backend,
-                if old.hd_path.is_some() { ", HD" } else { "" }
-            ))),
-        }
+            KeyBackend::Threshold => {
+                return Err(ServiceError::Invalid(format!(
+                    "key {} is a threshold Taproot key: refresh its shares (`key refresh`, \
+                     --remove for a signer node to leave out); its address stays",
+                    old.id
+                )));
+            }
+        };
+        Ok((new, None))
     }
 
     /// Links a successor made apart from its predecessor (HSM keys).

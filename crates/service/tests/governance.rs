@@ -43,6 +43,7 @@ storage::on_both!(
     wallets_open_accounts_with_deposit_addresses,
     deposits_are_seen_then_credited_or_reorged,
     hd_accounts_hand_out_fresh_deposit_addresses,
+    an_hd_account_rotates_to_a_new_one_and_sweeps_every_child_output,
 );
 
 const ETHER: u128 = 1_000_000_000_000_000_000;
@@ -1894,20 +1895,7 @@ async fn bitcoin_payouts_are_batched_signed_and_verified(f: Fixture) {
         bitcoin::consensus::deserialize(send.raw.as_ref().unwrap()).unwrap();
     let spent = f.db.store.btc_utxos_of_send(&send.id).await.unwrap();
     assert_eq!(spent.len(), tx.input.len());
-    let prevouts: Vec<bitcoin::TxOut> = tx
-        .input
-        .iter()
-        .map(|i| {
-            let u = spent
-                .iter()
-                .find(|u| u.txid == i.previous_output.txid.to_string())
-                .unwrap();
-            bitcoin::TxOut {
-                value: bitcoin::Amount::from_sat(u.value_sat),
-                script_pubkey: bitcoin::ScriptBuf::from_hex(&u.script_pubkey).unwrap(),
-            }
-        })
-        .collect();
+    let prevouts = spent_outputs(&tx, &spent);
     chain_btc::verify_with_core(&tx, &prevouts).unwrap();
     // Pays each approved amount to its destination, change to the wallet.
     let pays = |addr: &str, sat: u64| {
@@ -2484,20 +2472,7 @@ async fn hd_accounts_hand_out_fresh_deposit_addresses(f: Fixture) {
         bitcoin::consensus::deserialize(send.raw.as_ref().unwrap()).unwrap();
     let spent = f.db.store.btc_utxos_of_send(&send.id).await.unwrap();
     assert_eq!(spent.len(), 2);
-    let prevouts: Vec<bitcoin::TxOut> = tx
-        .input
-        .iter()
-        .map(|i| {
-            let u = spent
-                .iter()
-                .find(|u| u.txid == i.previous_output.txid.to_string())
-                .unwrap();
-            bitcoin::TxOut {
-                value: bitcoin::Amount::from_sat(u.value_sat),
-                script_pubkey: bitcoin::ScriptBuf::from_hex(&u.script_pubkey).unwrap(),
-            }
-        })
-        .collect();
+    let prevouts = spent_outputs(&tx, &spent);
     chain_btc::verify_with_core(&tx, &prevouts).unwrap();
     let change =
         f.db.store
@@ -2611,4 +2586,109 @@ async fn a_restore_reconciles_before_signing_and_holds_what_the_chain_cannot_set
     for a in ["restore.epoch", "restore.reconciled", "freeze.released"] {
         assert!(actions.iter().any(|x| x == a), "{a}");
     }
+}
+
+/// An HD account rotates like a single key: a new HD account (a new seed,
+/// its mnemonic shown once) on the same path takes the wallet's account,
+/// and one sweep spends every child output of the old one (each input
+/// signed by its child key; Core verifies) to the new account's first
+/// receive address.
+async fn an_hd_account_rotates_to_a_new_one_and_sweeps_every_child_output(f: Fixture) {
+    use domain::{BitcoinNetwork, Network};
+    use service::btc::BatchRule;
+    use service::wallets::AccountKey;
+    let regtest = BitcoinNetwork::Regtest;
+    f.add_regtest(BatchRule::default());
+    f.set_policy("[[rules]]\nname = \"all\"\naction = \"allow\"\n")
+        .await;
+    let admin = f.who(&f.admin1).await;
+    let ops = f
+        .svc
+        .authorize::<perm::ManageNetworks>(&admin, None)
+        .unwrap();
+    let account = ops
+        .open_account(f.wallet, Network::Bitcoin(regtest), AccountKey::Hd)
+        .await
+        .unwrap();
+    f.svc
+        .waive_key_backup(&console(), account.key)
+        .await
+        .unwrap();
+    let who = f.who(&f.initiator).await;
+    let can = f
+        .svc
+        .authorize::<perm::InitiateTransfer>(&who, Some(f.wallet))
+        .unwrap();
+    let a0 = can.deposit_address(f.wallet, regtest).await.unwrap();
+    f.svc
+        .btc_record_deposit_to(&console(), regtest, &a0, &"b0".repeat(32), 0, 40_000)
+        .await
+        .unwrap();
+    let a1 = can.deposit_address(f.wallet, regtest).await.unwrap();
+    f.svc
+        .btc_record_deposit_to(&console(), regtest, &a1, &"b1".repeat(32), 1, 50_000)
+        .await
+        .unwrap();
+
+    let r = f
+        .svc
+        .rotate_with_sweep(&console(), account.key, 30)
+        .await
+        .unwrap();
+    let words = r.successor_mnemonic.as_ref().unwrap().phrase();
+    assert_eq!(words.split_whitespace().count(), 24);
+    assert!(format!("{r:?}").contains("Mnemonic(<redacted>)"), "{r:?}");
+    assert!(!serde_json::to_string(&r).unwrap().contains("mnemonic"));
+    assert_eq!(r.accounts.len(), 1, "{r:?}");
+    let to = r.accounts[0].to.clone();
+    assert!(to.starts_with("bcrt1q") && to != a0 && to != a1, "{to}");
+    let successor = f.db.store.key(r.successor).await.unwrap();
+    assert_eq!(
+        successor.hd_path,
+        f.db.store.key(account.key).await.unwrap().hd_path
+    );
+    // Every child output of the old account, less the fee cap, to it.
+    assert_eq!(r.sweeps.len(), 1, "{r:?}");
+    let pass = f.svc.execute_due().await.unwrap();
+    assert_eq!(pass.submitted, 1, "{pass:?}");
+    let t =
+        f.db.store
+            .transfer(r.sweeps[0].parse().unwrap())
+            .await
+            .unwrap();
+    assert_eq!(t.state, state::SIGNED);
+    let send = f.db.store.btc_send(&t.btc_send_id.unwrap()).await.unwrap();
+    let tx: bitcoin::Transaction =
+        bitcoin::consensus::deserialize(send.raw.as_ref().unwrap()).unwrap();
+    let spent = f.db.store.btc_utxos_of_send(&send.id).await.unwrap();
+    assert_eq!(spent.len(), 2);
+    let prevouts = spent_outputs(&tx, &spent);
+    chain_btc::verify_with_core(&tx, &prevouts).unwrap();
+    let dest = chain_btc::BtcAddress::parse(&to, regtest)
+        .unwrap()
+        .script_pubkey();
+    assert!(tx.output.iter().all(|o| o.script_pubkey == dest));
+    // New deposits go to the new account.
+    let next = can.deposit_address(f.wallet, regtest).await;
+    assert!(
+        matches!(next, Err(ServiceError::NotBackedUp(ref k)) if *k == r.successor.to_string()),
+        "{next:?}"
+    );
+}
+
+/// The outputs `tx` spends, from the rows its send reserved.
+fn spent_outputs(tx: &bitcoin::Transaction, spent: &[storage::BtcUtxoRow]) -> Vec<bitcoin::TxOut> {
+    tx.input
+        .iter()
+        .map(|i| {
+            let u = spent
+                .iter()
+                .find(|u| u.txid == i.previous_output.txid.to_string())
+                .unwrap();
+            bitcoin::TxOut {
+                value: bitcoin::Amount::from_sat(u.value_sat),
+                script_pubkey: bitcoin::ScriptBuf::from_hex(&u.script_pubkey).unwrap(),
+            }
+        })
+        .collect()
 }

@@ -456,6 +456,12 @@ pub(crate) fn rotate(c: Config, key: &str, cryptoperiod_days: u32) -> Result<(),
         r.successor_version
     );
     println!("public key {}", r.successor_public_key);
+    if let Some(m) = &r.successor_mnemonic {
+        // The new HD account's paper backup: shown this once.
+        eprintln!("Write these 24 words on paper and keep them apart from the unseal shares.");
+        eprintln!("They are shown once and stored nowhere in the clear:");
+        println!("mnemonic {}", m.phrase().as_str());
+    }
     for a in &r.accounts {
         println!(
             "account of wallet {} on {} moved from {} to {}",
