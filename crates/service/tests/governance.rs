@@ -1517,6 +1517,25 @@ async fn concurrent_withdrawals_never_commit_more_than_the_wallet_holds(f: Fixtu
 }
 
 impl Fixture {
+    /// Regtest (batches not held), an allow-all policy, and an HD account
+    /// of the wallet opened by an admin.
+    async fn hd_account(&self) -> service::wallets::WalletAccount {
+        self.add_regtest(service::btc::BatchRule::default());
+        self.set_policy("[[rules]]\nname = \"all\"\naction = \"allow\"\n")
+            .await;
+        let admin = self.who(&self.admin1).await;
+        self.svc
+            .authorize::<perm::ManageNetworks>(&admin, None)
+            .unwrap()
+            .open_account(
+                self.wallet,
+                domain::Network::Bitcoin(domain::BitcoinNetwork::Regtest),
+                service::wallets::AccountKey::Hd,
+            )
+            .await
+            .unwrap()
+    }
+
     /// Bitcoin regtest on this service (no node: sends stop at `signed`).
     fn add_regtest(&self, batch: service::btc::BatchRule) {
         self.svc.add_btc_network(service::btc::BtcNetwork {
@@ -2384,23 +2403,16 @@ async fn deposits_are_seen_then_credited_or_reorged(f: Fixture) {
 
 async fn hd_accounts_hand_out_fresh_deposit_addresses(f: Fixture) {
     use domain::{Asset, BitcoinNetwork, Network};
-    use service::btc::BatchRule;
     use service::transfers::ExecutePass;
     use service::wallets::AccountKey;
     let regtest = BitcoinNetwork::Regtest;
-    f.add_regtest(BatchRule::default());
-    f.set_policy("[[rules]]\nname = \"all\"\naction = \"allow\"\n")
-        .await;
+    let account = f.hd_account().await;
+    assert!(account.address.starts_with("bcrt1q"));
     let admin = f.who(&f.admin1).await;
     let ops = f
         .svc
         .authorize::<perm::ManageNetworks>(&admin, None)
         .unwrap();
-    let account = ops
-        .open_account(f.wallet, Network::Bitcoin(regtest), AccountKey::Hd)
-        .await
-        .unwrap();
-    assert!(account.address.starts_with("bcrt1q"));
     assert!(
         ops.open_account(
             f.wallet,
@@ -2594,22 +2606,9 @@ async fn a_restore_reconciles_before_signing_and_holds_what_the_chain_cannot_set
 /// signed by its child key; Core verifies) to the new account's first
 /// receive address.
 async fn an_hd_account_rotates_to_a_new_one_and_sweeps_every_child_output(f: Fixture) {
-    use domain::{BitcoinNetwork, Network};
-    use service::btc::BatchRule;
-    use service::wallets::AccountKey;
+    use domain::BitcoinNetwork;
     let regtest = BitcoinNetwork::Regtest;
-    f.add_regtest(BatchRule::default());
-    f.set_policy("[[rules]]\nname = \"all\"\naction = \"allow\"\n")
-        .await;
-    let admin = f.who(&f.admin1).await;
-    let ops = f
-        .svc
-        .authorize::<perm::ManageNetworks>(&admin, None)
-        .unwrap();
-    let account = ops
-        .open_account(f.wallet, Network::Bitcoin(regtest), AccountKey::Hd)
-        .await
-        .unwrap();
+    let account = f.hd_account().await;
     f.svc
         .waive_key_backup(&console(), account.key)
         .await
