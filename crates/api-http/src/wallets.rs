@@ -247,13 +247,14 @@ async fn btc_send(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddressRequest {
-    /// `bitcoin:<network>`.
+    /// `bitcoin:<network>` or `eip155:<chain id>`.
     network: String,
 }
 
-/// The wallet's next deposit address on a Bitcoin network (an initiator of
-/// the wallet): for an HD account the last one issued while nothing has
-/// paid it, else a new one.
+/// The wallet's next deposit address on a network (an initiator of the
+/// wallet): on Bitcoin, for an HD account the last one issued while nothing
+/// has paid it, else a new one; on Ethereum, its sender's one address. Only
+/// for a key a verified backup holds (`409 key_not_backed_up` otherwise).
 #[utoipa::path(post, path = "/v1/wallets/{id}/addresses", tag = "wallets", request_body = AddressRequest,
     params(("id" = String, Path)),
     responses((status = 200, description = "`{\"network\", \"address\"}`"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -264,23 +265,21 @@ async fn deposit_address(
     Json(req): Json<AddressRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let wallet: WalletId = id.parse().map_err(|_| not_found("wallet"))?;
-    let n = match req.network.parse::<domain::Network>() {
-        Ok(domain::Network::Bitcoin(n)) => n,
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "network: bitcoin:<network> (Ethereum accounts have one address)",
-            ));
-        }
-    };
+    let network = req.network.parse::<domain::Network>().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "network: bitcoin:<network> or eip155:<chain id>",
+        )
+    })?;
     let can = svc
         .authorize::<perm::InitiateTransfer>(&who, Some(wallet))
         .map_err(scoped("wallet"))?;
-    let address = can
-        .deposit_address(wallet, n)
-        .await
-        .map_err(service_error)?;
+    let address = match network {
+        domain::Network::Bitcoin(n) => can.deposit_address(wallet, n).await,
+        domain::Network::Evm { chain_id } => can.eth_deposit_address(wallet, chain_id).await,
+    }
+    .map_err(service_error)?;
     Ok(Json(
         serde_json::json!({ "network": req.network, "address": address }),
     ))

@@ -81,7 +81,7 @@ impl Service {
 
     /// No deposit address for a key no verified backup holds (unless an
     /// operator accepted the risk for it).
-    async fn backed_up(&self, key: domain::KeyId) -> Result<(), ServiceError> {
+    pub(crate) async fn backed_up(&self, key: domain::KeyId) -> Result<(), ServiceError> {
         if self.store().key_backed_up(&key.to_string()).await? {
             Ok(())
         } else {

@@ -294,3 +294,33 @@ impl Service {
         self.store().ping().await.is_ok()
     }
 }
+
+impl crate::access::Can<'_, crate::access::perm::InitiateTransfer> {
+    /// The wallet's deposit address on an Ethereum network: its current
+    /// sender's — once a verified backup holds that key, or its risk was
+    /// accepted (no key without a backup, as for Bitcoin).
+    pub async fn eth_deposit_address(
+        &self,
+        wallet: WalletId,
+        chain_id: u64,
+    ) -> Result<String, ServiceError> {
+        if !domain::permits(
+            self.who.grants(),
+            domain::Permission::InitiateTransfer,
+            Some(wallet),
+        ) {
+            return Err(storage::StorageError::NotFound { what: "wallet" }.into());
+        }
+        let network = Network::Evm { chain_id }.to_string();
+        let address = self
+            .svc
+            .store()
+            .wallet_eth_sender(wallet, &network)
+            .await?
+            .ok_or_else(|| invalid(format!("the wallet has no account on {network}")))?;
+        let sender = self.svc.store().eth_sender(&network, &address).await?;
+        self.svc.backed_up(sender.key_id).await?;
+        let address: chain_eth::EthAddress = address.parse().map_err(|e| corrupt("sender", e))?;
+        Ok(address.to_string())
+    }
+}

@@ -1262,6 +1262,24 @@ async fn a_compromised_key_sweeps_to_its_successor_and_signs_nothing_else(f: Fix
     assert_eq!(again.sweeps, r.sweeps);
     let to: EthAddress = r.accounts[0].to.parse().unwrap();
     assert_ne!(to, f.from);
+    // Deposits go to the successor's address — handed out once a verified
+    // backup holds the new key, or its risk was accepted (audited).
+    let who = f.payer.initiator().await;
+    let can = f
+        .svc
+        .authorize::<service::identity::perm::InitiateTransfer>(&who, Some(f.payer.wallet()))
+        .unwrap();
+    assert!(matches!(
+        can.eth_deposit_address(f.payer.wallet(), CHAIN_ID).await,
+        Err(ServiceError::NotBackedUp(k)) if k == r.successor.to_string()
+    ));
+    f.svc.waive_key_backup(&alice(), r.successor).await.unwrap();
+    assert_eq!(
+        can.eth_deposit_address(f.payer.wallet(), CHAIN_ID)
+            .await
+            .unwrap(),
+        to.to_string()
+    );
     assert_eq!(
         f.db.store.key(old).await.unwrap().state,
         domain::KeyState::Compromised,
