@@ -767,7 +767,10 @@ pub const SERVICE_LAYERS: &[(&str, &[&str])] = &[
             "eth_watch",
         ],
     ),
-    ("queue and wallets", &["queue", "recovery", "wallets"]),
+    (
+        "queue and wallets",
+        &["queue", "reconcile", "recovery", "wallets"],
+    ),
     (
         "transfers",
         &["balances", "requests", "rotation", "transfers"],

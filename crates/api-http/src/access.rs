@@ -30,6 +30,7 @@ pub(crate) fn routes() -> OpenApiRouter<Service> {
         .routes(routes!(list_api_keys, create_api_key))
         .routes(routes!(revoke_api_key))
         .routes(routes!(audit_log))
+        .routes(routes!(reconciliation_runs))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -517,6 +518,85 @@ async fn audit_log(
                 subject: r.subject,
                 details: r.details,
                 hash: r.hash.to_string(),
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RunsQuery {
+    /// Runs started before this time (ms since 1970): the next page.
+    before: Option<i64>,
+    /// At most this many (≤ 100).
+    limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FindingDto {
+    /// `unsigned_outflow`: a transaction from the account that Strongroom
+    /// never signed (its key may be compromised; its wallet is frozen).
+    kind: String,
+    /// `<network>:<address>`.
+    account: String,
+    wallet: Option<String>,
+    key: Option<String>,
+    detail: String,
+    /// The freeze the run placed for it.
+    freeze: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReconciliationRunDto {
+    id: String,
+    started_at_ms: i64,
+    finished_at_ms: i64,
+    /// Every account was compared; a run that could not ask a node is not,
+    /// and says why in `error`.
+    complete: bool,
+    error: Option<String>,
+    accounts: u64,
+    findings: Vec<FindingDto>,
+}
+
+/// Reconciliation runs, newest first, each with what it found (auditor,
+/// security officer, admin).
+#[utoipa::path(get, path = "/v1/reconciliation/runs", tag = "audit", params(RunsQuery),
+    responses((status = 200, body = [ReconciliationRunDto])))]
+async fn reconciliation_runs(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Query(q): Query<RunsQuery>,
+) -> Result<Json<Vec<ReconciliationRunDto>>, ApiError> {
+    let can = can::<perm::ReadAudit>(&svc, &who)?;
+    let runs = can
+        .reconciliation_runs(
+            q.limit.unwrap_or(20),
+            q.before.map(domain::Timestamp::from_millis),
+        )
+        .await
+        .map_err(service_error)?;
+    Ok(Json(
+        runs.into_iter()
+            .map(|r| ReconciliationRunDto {
+                id: r.id,
+                started_at_ms: r.started_at_ms,
+                finished_at_ms: r.finished_at_ms,
+                complete: r.complete,
+                error: r.error,
+                accounts: r.accounts,
+                findings: r
+                    .findings
+                    .into_iter()
+                    .map(|f| FindingDto {
+                        kind: f.kind,
+                        account: f.account,
+                        wallet: f.wallet.map(|w| w.to_string()),
+                        key: f.key.map(|k| k.to_string()),
+                        detail: f.detail,
+                        freeze: f.freeze,
+                    })
+                    .collect(),
             })
             .collect(),
     ))

@@ -70,7 +70,7 @@ async fn health_and_status() {
         serde_json::json!({"seal": "uninitialized", "database": {"reachable": true}})
     );
     let st = app.svc.status().await;
-    assert_eq!(st.database.schema_version, Some(22));
+    assert_eq!(st.database.schema_version, Some(23));
     assert_eq!(st.audit_records, Some(0));
 }
 
@@ -142,6 +142,7 @@ async fn openapi_document_describes_the_routes() {
             "/v1/proposals",
             "/v1/proposals/{id}",
             "/v1/proposals/{id}/votes",
+            "/v1/reconciliation/runs",
             "/v1/status",
             "/v1/sys/seal",
             "/v1/sys/seal-status",

@@ -102,6 +102,7 @@ pub mod limiter;
 mod moves;
 mod outbox;
 mod queue;
+mod reconcile;
 mod record;
 pub mod recovery;
 mod requests;
@@ -126,6 +127,7 @@ pub use clock::{Clock, SystemClock};
 pub use key_refresh::Refreshed;
 pub use keyring::{NewHdKey, NewKey, SelfTest};
 pub use keystore::SealStatus;
+pub use reconcile::{Finding, Run};
 pub use service::{DatabaseStatus, EthStatus, Liveness, Service, ServiceError, Status};
 
 pub use audit;

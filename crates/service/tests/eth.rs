@@ -27,6 +27,7 @@ storage::on_both!(
     bad_input_signs_nothing_and_spends_no_nonce,
     a_freeze_waits_for_a_broadcast_in_flight_and_nothing_starts_after,
     a_compromised_key_sweeps_to_its_successor_and_signs_nothing_else,
+    an_outflow_strongroom_did_not_sign_freezes_its_wallet_within_one_pass,
 );
 
 const ETHER: u128 = 1_000_000_000_000_000_000;
@@ -1307,4 +1308,64 @@ async fn a_compromised_key_sweeps_to_its_successor_and_signs_nothing_else(f: Fix
     for a in ["key.rotated", "eth.sender.retired"] {
         assert!(actions.iter().any(|x| x == a), "{a}");
     }
+}
+
+/// A transaction from a Strongroom address that Strongroom never signed
+/// (its key used elsewhere: anvil impersonates the address) is found within
+/// one reconciliation pass: the wallet frozen, the finding audited, kept
+/// with its run and announced; the next pass finds nothing new; a node that
+/// cannot be reached fails the pass loudly, kept incomplete.
+async fn an_outflow_strongroom_did_not_sign_freezes_its_wallet_within_one_pass(f: Fixture) {
+    let clean = f.svc.reconcile_chains().await.unwrap();
+    assert!(clean.complete && clean.findings.is_empty(), "{clean:?}");
+    assert_eq!(clean.accounts, 1);
+    // Strongroom's own payment is no finding.
+    f.pay(f.ether(&bob().to_string(), "1")).await.unwrap();
+    mine(&f.client, 1).await;
+    assert!(f.svc.reconcile_chains().await.unwrap().findings.is_empty());
+
+    // The key used outside Strongroom.
+    let from = f.from.to_string();
+    f.client
+        .raw_call("anvil_impersonateAccount", serde_json::json!([from]))
+        .await
+        .unwrap();
+    f.client
+        .raw_call(
+            "eth_sendTransaction",
+            serde_json::json!([{ "from": from, "to": bob().to_string(), "value": "0xde0b6b3a7640000" }]),
+        )
+        .await
+        .unwrap();
+    mine(&f.client, 1).await;
+    let run = f.svc.reconcile_chains().await.unwrap();
+    assert!(run.complete);
+    assert_eq!(run.findings.len(), 1, "{run:?}");
+    let found = &run.findings[0];
+    assert_eq!(found.kind, "unsigned_outflow");
+    assert_eq!(found.wallet, Some(f.payer.wallet()));
+    assert!(found.detail.contains("never signed"), "{}", found.detail);
+    assert!(found.freeze.is_some());
+    assert!(matches!(
+        f.pay(f.ether(&bob().to_string(), "1")).await,
+        Err(ServiceError::Frozen(_))
+    ));
+    let actions = f.actions().await;
+    for a in ["reconciliation.finding", "reconciliation.run"] {
+        assert!(actions.iter().any(|x| x == a), "{a}");
+    }
+    // Found once: the next pass finds nothing new (the freeze stays).
+    let again = f.svc.reconcile_chains().await.unwrap();
+    assert!(again.complete && again.findings.is_empty(), "{again:?}");
+    let runs = f.svc.reconciliation_runs(10, None).await.unwrap();
+    assert_eq!(runs.len(), 4);
+    assert_eq!(runs[0].id, again.id, "newest first");
+    assert_eq!(runs[1].findings, run.findings);
+
+    // The node gone: the pass fails, and says so in its run.
+    let Fixture { anvil, svc, .. } = f;
+    drop(anvil);
+    assert!(svc.reconcile_chains().await.is_err());
+    let last = &svc.reconciliation_runs(1, None).await.unwrap()[0];
+    assert!(!last.complete && last.error.is_some(), "{last:?}");
 }

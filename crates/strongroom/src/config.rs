@@ -14,6 +14,7 @@ use zeroize::Zeroizing;
 
 mod backup;
 mod chains;
+mod reconcile;
 mod threshold;
 mod transport;
 
@@ -61,6 +62,7 @@ struct RawConfig {
     #[serde(default)]
     tls: transport::RawTls,
     backup: Option<backup::RawBackup>,
+    reconciliation: Option<reconcile::RawReconciliation>,
 }
 
 /// `[webhooks]`: where deliveries may go beyond public addresses.
@@ -248,6 +250,8 @@ pub struct Config {
     pub client_tls: tls::ClientTls,
     /// Where backups are encrypted to, if configured.
     pub backup: Option<BackupConfig>,
+    /// How often the server reconciles every account with the chains.
+    pub reconcile_every: Duration,
     /// The file it was read from (a backup carries it).
     pub path: Option<PathBuf>,
     pub database: Database,
@@ -335,6 +339,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         &client_tls,
     )?;
     let backup = backup::backup(raw.backup, base)?;
+    let reconcile_every = reconcile::every(raw.reconciliation)?;
     let trusted_proxies = raw
         .server
         .trusted_proxies
@@ -448,6 +453,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         server_tls,
         client_tls,
         backup,
+        reconcile_every,
         path: None,
         webhooks,
         database,
@@ -853,7 +859,7 @@ whitelist_cooling_off_hours = 24
             error: database.password_env: applies to PostgreSQL only
             error: log.format: unknown variant `xml`, expected `json` or `text` (line 16, column 10)
             error: log.level: "[" is not a log filter such as info or strongroom=debug
-            error: unknown: unknown field `unknown`, expected one of `server`, `database`, `audit`, `log`, `hsm`, `threshold`, `governance`, `ethereum`, `bitcoin`, `webhooks`, `tls`, `backup` (line 15, column 2)
+            error: unknown: unknown field `unknown`, expected one of `server`, `database`, `audit`, `log`, `hsm`, `threshold`, `governance`, `ethereum`, `bitcoin`, `webhooks`, `tls`, `backup`, `reconciliation` (line 15, column 2)
             error: audit.hsm_key: needs an [hsm] section
             error: audit.hsm_key: set either signing_key_file or hsm_key, not both
             error: hsm.pin_file: the PIN comes from pin_file or pin_env, never from the configuration

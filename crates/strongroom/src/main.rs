@@ -30,6 +30,7 @@ mod keycmd;
 mod keyctl;
 mod offline;
 mod operator;
+mod reconcile;
 mod serve;
 mod setup;
 mod signer;
@@ -114,6 +115,13 @@ enum Command {
     Backup(backup::BackupCommand),
     /// Restores a backup into an empty database (`backup restore`).
     Restore(backup::RestoreArgs),
+    /// One reconciliation pass: every account against the chains (exit 3
+    /// on findings; a wallet with an outflow Strongroom did not sign is
+    /// frozen).
+    Reconcile {
+        #[arg(long, short, env = "STRONGROOM_CONFIG")]
+        config: PathBuf,
+    },
     /// Ethereum sending addresses and nonces.
     #[command(subcommand)]
     Eth(EthCommand),
@@ -709,6 +717,7 @@ fn main() -> ExitCode {
         }),
         Command::Backup(b) => backup::run(b),
         Command::Restore(a) => backup::restore(a),
+        Command::Reconcile { config } => load(&config).and_then(reconcile::run),
         Command::Operator(o) => match o {
             OperatorCommand::Unseal {
                 addr,

@@ -383,6 +383,16 @@ pub(crate) fn run(c: Config, beside: Beside) -> Result<(), Failure> {
                 async move { svc.reconcile_restore().await.map(drop) }
             }
         });
+        // Every account against the chains: an outflow Strongroom did not
+        // sign freezes its wallet within a pass (a pass that cannot ask a
+        // node fails loudly and is tried again).
+        let accounts = every_from(c.reconcile_every, c.reconcile_every, "reconciliation", {
+            let svc = svc.clone();
+            move || {
+                let svc = svc.clone();
+                async move { svc.reconcile_chains().await.map(drop) }
+            }
+        });
         // Work beside the server's own (scheduled backups), if configured.
         let backups = beside(&c, &svc, &store);
         let ticker = tokio::spawn({
@@ -450,6 +460,7 @@ pub(crate) fn run(c: Config, beside: Beside) -> Result<(), Failure> {
         deliverer.abort();
         lifecycle.abort();
         reconciler.abort();
+        accounts.abort();
         executor.abort();
         for w in &watchers {
             w.abort();
@@ -497,14 +508,30 @@ pub(crate) fn kill_self(label: &str) -> ! {
     }
 }
 
-/// Runs `pass` every `period` (missed ticks are not made up); a failed
-/// pass is logged, and a sealed keystore simply waits for the next tick.
+/// Runs `pass` every `period`, the first at once; a failed pass is logged
+/// (sealed is not a failure) and the next one runs on time.
 fn every<F, Fut>(period: Duration, what: &'static str, pass: F) -> tokio::task::JoinHandle<()>
 where
     F: Fn() -> Fut + Send + 'static,
     Fut: Future<Output = Result<(), service::ServiceError>> + Send,
 {
+    every_from(Duration::ZERO, period, what, pass)
+}
+
+/// [`every`], the first pass after `first` (a server that starts, after a
+/// restore say, settles its own work first).
+fn every_from<F, Fut>(
+    first: Duration,
+    period: Duration,
+    what: &'static str,
+    pass: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), service::ServiceError>> + Send,
+{
     tokio::spawn(async move {
+        tokio::time::sleep(first).await;
         let mut interval = tokio::time::interval(period);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -1581,8 +1581,70 @@ fn ethereum_sender_from_the_cli() {
     ]);
     assert_eq!(o.status.code(), Some(2));
 
+    // One reconciliation pass: nothing to find.
+    let o = strongroom(&["reconcile", "--config", cfg]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("1 accounts compared, 0 findings"),
+        "{}",
+        stdout(&o)
+    );
+    // The key used outside Strongroom (anvil impersonates its address):
+    // the next pass finds the outflow (exit 3), once.
+    rt().block_on(async {
+        let client = eth_client(anvil.url()).await;
+        for (method, params) in [
+            (
+                "anvil_setBalance",
+                serde_json::json!([address, "0xde0b6b3a7640000"]),
+            ),
+            ("anvil_impersonateAccount", serde_json::json!([address])),
+            (
+                "eth_sendTransaction",
+                serde_json::json!([{ "from": address, "to": DESTINATION, "value": "0x1" }]),
+            ),
+            ("evm_mine", serde_json::json!([])),
+        ] {
+            client.raw_call(method, params).await.unwrap();
+        }
+    });
+    let o = strongroom(&["reconcile", "--config", cfg]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!(
+            "finding unsigned_outflow eip155:31337:{}",
+            address.to_lowercase()
+        )),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).contains("never signed"), "{}", stdout(&o));
+    let o = strongroom(&["reconcile", "--config", cfg]);
+    assert!(o.status.success(), "found once: {}", stdout(&o));
+
     let (viewer, _) = api_key(cfg, dir.path(), "viewer", "viewer", "global");
-    let server = Server::start(&config);
+    let (auditor, _) = api_key(cfg, dir.path(), "auditor", "auditor", "global");
+    let (server, _lines) = serve_unsealed(&config, &quorum);
+    let (code, runs) = api_call(
+        &server,
+        &auditor,
+        "GET",
+        "/v1/reconciliation/runs",
+        None,
+        None,
+    );
+    assert_eq!(code, 200, "{runs}");
+    assert_eq!(runs.as_array().unwrap().len(), 3, "{runs}");
+    assert_eq!(runs[1]["findings"][0]["kind"], "unsigned_outflow", "{runs}");
+    let (code, _) = api_call(
+        &server,
+        &viewer,
+        "GET",
+        "/v1/reconciliation/runs",
+        None,
+        None,
+    );
+    assert_eq!(code, 403, "a viewer does not read the audit trail");
     let (code, body) = server.get("/v1/status");
     assert_eq!(code, 200);
     assert!(

@@ -1,0 +1,275 @@
+//! Reconciliation of what Strongroom signed with what the chains show: a
+//! pass (the server's job, or `strongroom reconcile`) compares every
+//! account and keeps a run with what it found.
+//!
+//! Ethereum, per sending address: every transaction from an address takes
+//! its next nonce, so a chain nonce (its pool counted) past the nonces this
+//! installation handed out is an outflow Strongroom did not sign — the
+//! first sign of a stolen key. It is found within one pass: the wallet is
+//! frozen at once (until a quorum releases it), an alert is logged, the
+//! finding is audited and announced (`reconciliation.finding`), and the
+//! sender's next nonce is raised past the chain's (so the finding is made
+//! once, and no nonce the thief used is handed out again).
+//!
+//! A pass that cannot ask a node fails loudly: it is kept, incomplete,
+//! with why, and the caller gets the error — it never passes silently.
+
+use chain_eth::EthAddress;
+use domain::{Actor, KeyId, WalletId};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::freezes::{FreezeScope, new_freeze, place_in};
+use crate::record::entry;
+use crate::service::{Service, ServiceError};
+
+/// What a pass found on one account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// `unsigned_outflow`: the chain shows a transaction from the account
+    /// that Strongroom never signed.
+    pub kind: String,
+    /// `<network>:<address>`.
+    pub account: String,
+    pub wallet: Option<WalletId>,
+    pub key: Option<KeyId>,
+    pub detail: String,
+    /// The freeze this pass placed for it.
+    pub freeze: Option<String>,
+}
+
+/// One pass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Run {
+    pub id: String,
+    pub started_at_ms: i64,
+    pub finished_at_ms: i64,
+    /// Every account was compared.
+    pub complete: bool,
+    pub error: Option<String>,
+    pub accounts: u64,
+    pub findings: Vec<Finding>,
+}
+
+impl Run {
+    /// A stored run, as the API shows it.
+    pub fn of(row: &storage::ReconciliationRunRow) -> Result<Run, ServiceError> {
+        let findings: Vec<serde_json::Value> = serde_json::from_str(&row.findings)
+            .map_err(|e| storage::StorageError::Corrupt(format!("findings: {e}")))?;
+        Ok(Run {
+            id: row.id.clone(),
+            started_at_ms: row.started_at.as_millis(),
+            finished_at_ms: row.finished_at.as_millis(),
+            complete: row.complete,
+            error: row.error.clone(),
+            accounts: row.accounts,
+            findings: findings
+                .into_iter()
+                .map(|f| Finding {
+                    kind: text(&f, "kind"),
+                    account: text(&f, "account"),
+                    wallet: f["wallet"].as_str().and_then(|w| w.parse().ok()),
+                    key: f["key"].as_str().and_then(|k| k.parse().ok()),
+                    detail: text(&f, "detail"),
+                    freeze: f["freeze"].as_str().map(str::to_owned),
+                })
+                .collect(),
+        })
+    }
+}
+
+fn text(v: &serde_json::Value, field: &str) -> String {
+    v[field].as_str().unwrap_or_default().to_owned()
+}
+
+/// An outflow found: the account's sender and the nonces the chain used.
+struct Outflow {
+    network: String,
+    address: String,
+    wallet: Option<WalletId>,
+    key: KeyId,
+    from: u64,
+    to: u64,
+}
+
+impl Service {
+    /// One reconciliation pass over every account; the run is kept (with
+    /// its findings, or incomplete with why) before this returns.
+    pub async fn reconcile_chains(&self) -> Result<Run, ServiceError> {
+        // After a restore the chains are ahead of this copy by design: the
+        // restore's own reconciliation settles that first.
+        if self.store().open_recovery().await?.is_some() {
+            return Err(ServiceError::Conflict(
+                "a restore is not reconciled with the chains yet: the pass waits for it".into(),
+            ));
+        }
+        let started = self.now();
+        let mut outflows = Vec::new();
+        let mut accounts = 0u64;
+        let compared: Result<(), ServiceError> = async {
+            for chain_id in self.eth_chain_ids() {
+                let network = self.eth_network(chain_id)?.network().to_string();
+                for (sender, wallet) in self.store().eth_senders_on(&network).await? {
+                    accounts += 1;
+                    let address: EthAddress = sender.address.parse().map_err(|_| {
+                        storage::StorageError::Corrupt(format!("address {}", sender.address))
+                    })?;
+                    let report = self.eth_nonce_report(chain_id, address).await?;
+                    if report.chain_pending > report.next_allocated {
+                        outflows.push(Outflow {
+                            network: network.clone(),
+                            address: sender.address.clone(),
+                            wallet,
+                            key: sender.key_id,
+                            from: report.next_allocated,
+                            to: report.chain_pending,
+                        });
+                    }
+                }
+            }
+            Ok(())
+        }
+        .await;
+        let error = compared.as_ref().err().map(ToString::to_string);
+        if accounts == 0 && error.is_none() {
+            // Nothing to compare (no chain configured, or no account yet):
+            // no run is kept.
+            return Ok(Run {
+                id: String::new(),
+                started_at_ms: started.as_millis(),
+                finished_at_ms: self.now().as_millis(),
+                complete: true,
+                error: None,
+                accounts: 0,
+                findings: Vec::new(),
+            });
+        }
+        let run = self.keep_run(started, accounts, error, outflows).await?;
+        compared.map(|()| run)
+    }
+
+    /// Commits a pass in one transaction (under the vault lock, as every
+    /// freeze): a freeze per wallet with an outflow (unless one already
+    /// holds it), the senders' nonce floors, the run, the audit records and
+    /// the webhook events.
+    async fn keep_run(
+        &self,
+        started: domain::Timestamp,
+        accounts: u64,
+        error: Option<String>,
+        outflows: Vec<Outflow>,
+    ) -> Result<Run, ServiceError> {
+        let mut findings = Vec::new();
+        let _vault = self.vault().lock().await;
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        let mut entries = Vec::new();
+        for o in outflows {
+            let detail = format!(
+                "the chain used nonces {}..{} of {}, which Strongroom never signed: its key may \
+                 be compromised",
+                o.from, o.to, o.address
+            );
+            tracing::error!(alert = true, account = %o.address, network = %o.network, %detail,
+                "an outflow Strongroom did not sign: wallet frozen");
+            let mut freeze = None;
+            if let Some(w) = o.wallet
+                && self.frozen(Some(w), None).await?.is_none()
+            {
+                let row = new_freeze(
+                    &Actor::System,
+                    FreezeScope::Wallet(w),
+                    &format!(
+                        "reconciliation: an outflow Strongroom did not sign from {}",
+                        o.address
+                    ),
+                    now,
+                );
+                entries.push(place_in(&mut tx, &Actor::System, &row, now).await?);
+                freeze = Some(row.id);
+            }
+            tx.raise_eth_nonce_floor(&o.network, &o.address, o.to)
+                .await?;
+            let f = Finding {
+                kind: "unsigned_outflow".into(),
+                account: format!("{}:{}", o.network, o.address),
+                wallet: o.wallet,
+                key: Some(o.key),
+                detail,
+                freeze,
+            };
+            entries.push(entry(
+                &Actor::System,
+                "reconciliation.finding",
+                &format!("eth:{}:{}", o.network, o.address),
+                json!({ "kind": f.kind, "detail": f.detail, "key": o.key.to_string(),
+                        "wallet": o.wallet.map(|w| w.to_string()), "freeze": f.freeze }),
+            )?);
+            crate::outbox::enqueue(
+                &mut tx,
+                "reconciliation.finding",
+                serde_json::to_value(&f)
+                    .map_err(|e| ServiceError::Invalid(format!("finding: {e}")))?,
+                now,
+            )
+            .await?;
+            findings.push(f);
+        }
+        let run = Run {
+            id: uuid::Uuid::now_v7().to_string(),
+            started_at_ms: started.as_millis(),
+            finished_at_ms: now.as_millis(),
+            complete: error.is_none(),
+            error,
+            accounts,
+            findings,
+        };
+        let findings_json = serde_json::to_string(&run.findings)
+            .map_err(|e| ServiceError::Invalid(format!("findings: {e}")))?;
+        tx.insert_reconciliation_run(&storage::ReconciliationRunRow {
+            id: run.id.clone(),
+            started_at: started,
+            finished_at: now,
+            complete: run.complete,
+            error: run.error.clone(),
+            accounts,
+            findings: findings_json,
+        })
+        .await?;
+        entries.push(entry(
+            &Actor::System,
+            "reconciliation.run",
+            &format!("reconciliation:{}", run.id),
+            json!({ "complete": run.complete, "error": run.error, "accounts": accounts,
+                    "findings": run.findings.len() }),
+        )?);
+        self.commit(tx, &entries, now).await?;
+        Ok(run)
+    }
+
+    /// The newest runs first.
+    pub async fn reconciliation_runs(
+        &self,
+        limit: u32,
+        before: Option<domain::Timestamp>,
+    ) -> Result<Vec<Run>, ServiceError> {
+        self.store()
+            .reconciliation_runs(limit, before)
+            .await?
+            .iter()
+            .map(Run::of)
+            .collect()
+    }
+}
+
+impl crate::access::Can<'_, crate::access::perm::ReadAudit> {
+    /// The newest reconciliation runs first (auditor, security officer,
+    /// admin), at most 100.
+    pub async fn reconciliation_runs(
+        &self,
+        limit: u32,
+        before: Option<domain::Timestamp>,
+    ) -> Result<Vec<Run>, ServiceError> {
+        self.svc.reconciliation_runs(limit.min(100), before).await
+    }
+}
