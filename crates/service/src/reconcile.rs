@@ -11,6 +11,14 @@
 //! sender's next nonce is raised past the chain's (so the finding is made
 //! once, and no nonce the thief used is handed out again).
 //!
+//! Bitcoin, per output Strongroom holds (with a Bitcoin Core endpoint,
+//! which answers whether an output is spent): a free output spent, or a
+//! reserved one spent while the node does not know the send that reserved
+//! it, was taken by a transaction Strongroom did not sign. The wallet is
+//! frozen the same way and the output is no longer counted. Esplora cannot
+//! say whether an output is spent: a network with Esplora endpoints only is
+//! not compared (its wallets are not counted in the run's accounts).
+//!
 //! A pass that cannot ask a node fails loudly: it is kept, incomplete,
 //! with why, and the caller gets the error — it never passes silently.
 
@@ -82,14 +90,31 @@ fn text(v: &serde_json::Value, field: &str) -> String {
     v[field].as_str().unwrap_or_default().to_owned()
 }
 
-/// An outflow found: the account's sender and the nonces the chain used.
+/// An outflow found, and what keeps it from being found again.
 struct Outflow {
-    network: String,
-    address: String,
+    /// `<network>:<address or outpoint>`.
+    account: String,
+    /// The audit record's subject.
+    subject: String,
     wallet: Option<WalletId>,
-    key: KeyId,
-    from: u64,
-    to: u64,
+    key: Option<KeyId>,
+    detail: String,
+    settle: Settle,
+}
+
+enum Settle {
+    /// The sender's next nonce raised past the chain's.
+    NonceFloor {
+        network: String,
+        address: String,
+        to: u64,
+    },
+    /// The output no longer counted.
+    Taken {
+        network: String,
+        txid: String,
+        vout: u32,
+    },
 }
 
 impl Service {
@@ -117,16 +142,25 @@ impl Service {
                     let report = self.eth_nonce_report(chain_id, address).await?;
                     if report.chain_pending > report.next_allocated {
                         outflows.push(Outflow {
-                            network: network.clone(),
-                            address: sender.address.clone(),
+                            account: format!("{network}:{}", sender.address),
+                            subject: format!("eth:{network}:{}", sender.address),
                             wallet,
-                            key: sender.key_id,
-                            from: report.next_allocated,
-                            to: report.chain_pending,
+                            key: Some(sender.key_id),
+                            detail: format!(
+                                "the chain used nonces {}..{} of {}, which Strongroom never \
+                                 signed: its key may be compromised",
+                                report.next_allocated, report.chain_pending, sender.address
+                            ),
+                            settle: Settle::NonceFloor {
+                                network: network.clone(),
+                                address: sender.address.clone(),
+                                to: report.chain_pending,
+                            },
                         });
                     }
                 }
             }
+            accounts += self.btc_outflows(&mut outflows).await?;
             Ok(())
         }
         .await;
@@ -165,12 +199,7 @@ impl Service {
         let mut tx = self.store().begin().await?;
         let mut entries = Vec::new();
         for o in outflows {
-            let detail = format!(
-                "the chain used nonces {}..{} of {}, which Strongroom never signed: its key may \
-                 be compromised",
-                o.from, o.to, o.address
-            );
-            tracing::error!(alert = true, account = %o.address, network = %o.network, %detail,
+            tracing::error!(alert = true, account = %o.account, detail = %o.detail,
                 "an outflow Strongroom did not sign: wallet frozen");
             let mut freeze = None;
             if let Some(w) = o.wallet
@@ -180,30 +209,44 @@ impl Service {
                     &Actor::System,
                     FreezeScope::Wallet(w),
                     &format!(
-                        "reconciliation: an outflow Strongroom did not sign from {}",
-                        o.address
+                        "reconciliation: an outflow Strongroom did not sign ({})",
+                        o.account
                     ),
                     now,
                 );
                 entries.push(place_in(&mut tx, &Actor::System, &row, now).await?);
                 freeze = Some(row.id);
             }
-            tx.raise_eth_nonce_floor(&o.network, &o.address, o.to)
-                .await?;
+            match &o.settle {
+                Settle::NonceFloor {
+                    network,
+                    address,
+                    to,
+                } => {
+                    tx.raise_eth_nonce_floor(network, address, *to).await?;
+                }
+                Settle::Taken {
+                    network,
+                    txid,
+                    vout,
+                } => {
+                    tx.mark_btc_output_taken(network, txid, *vout).await?;
+                }
+            }
             let f = Finding {
                 kind: "unsigned_outflow".into(),
-                account: format!("{}:{}", o.network, o.address),
+                account: o.account,
                 wallet: o.wallet,
-                key: Some(o.key),
-                detail,
+                key: o.key,
+                detail: o.detail,
                 freeze,
             };
             entries.push(entry(
                 &Actor::System,
                 "reconciliation.finding",
-                &format!("eth:{}:{}", o.network, o.address),
-                json!({ "kind": f.kind, "detail": f.detail, "key": o.key.to_string(),
-                        "wallet": o.wallet.map(|w| w.to_string()), "freeze": f.freeze }),
+                &o.subject,
+                json!({ "kind": f.kind, "detail": f.detail, "key": f.key.map(|k| k.to_string()),
+                        "wallet": f.wallet.map(|w| w.to_string()), "freeze": f.freeze }),
             )?);
             crate::outbox::enqueue(
                 &mut tx,
@@ -245,6 +288,71 @@ impl Service {
         )?);
         self.commit(tx, &entries, now).await?;
         Ok(run)
+    }
+
+    /// Outputs Strongroom holds that the chain shows taken by a transaction
+    /// it did not sign, on every Bitcoin network with a Core endpoint; how
+    /// many wallet accounts (wallet and network) were compared.
+    async fn btc_outflows(&self, outflows: &mut Vec<Outflow>) -> Result<u64, ServiceError> {
+        let nets: Vec<_> = self
+            .btc_networks()
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let node = |e: chain_btc_client::ClientError| {
+            ServiceError::Btc(crate::error::BtcServiceError::Node(e))
+        };
+        let mut accounts = std::collections::BTreeSet::new();
+        for net in nets {
+            let Some(client) = net.client.clone().filter(|c| c.has_core()) else {
+                continue;
+            };
+            let network = crate::btc::net_name(net.network);
+            let mut ours = std::collections::HashMap::new();
+            for u in self.store().btc_held_outputs(&network).await? {
+                accounts.insert((network.clone(), u.wallet));
+                if client.output_unspent(&u.txid, u.vout).await.map_err(node)? {
+                    continue;
+                }
+                // Reserved by a send whose transaction the node knows: ours.
+                if let Some(send) = &u.reserved_by {
+                    if !ours.contains_key(send) {
+                        let row = self.store().btc_send(send).await?;
+                        let known = match &row.txid {
+                            Some(t) => {
+                                client.tx_state(t).await.map_err(node)?
+                                    != chain_btc_client::TxState::Unknown
+                            }
+                            None => false,
+                        };
+                        ours.insert(send.clone(), known);
+                    }
+                    if ours.get(send) == Some(&true) {
+                        continue;
+                    }
+                }
+                let key = crate::btc::spend_of(&u.spend).ok().map(|(_, k, _)| k);
+                outflows.push(Outflow {
+                    account: format!("{network}:{}:{}", u.txid, u.vout),
+                    subject: format!("btc-output:{network}:{}:{}", u.txid, u.vout),
+                    wallet: u.wallet,
+                    key,
+                    detail: format!(
+                        "output {}:{} ({} sat) was spent by a transaction Strongroom never \
+                         signed: its key may be compromised",
+                        u.txid, u.vout, u.value_sat
+                    ),
+                    settle: Settle::Taken {
+                        network: network.clone(),
+                        txid: u.txid.clone(),
+                        vout: u.vout,
+                    },
+                });
+            }
+        }
+        Ok(u64::try_from(accounts.len()).unwrap_or(u64::MAX))
     }
 
     /// The newest runs first.

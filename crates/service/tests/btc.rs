@@ -15,7 +15,7 @@ use service::transfers::state;
 use service::{Checkpointer, NewKey, Service, ServiceError, SystemClock};
 use storage::testing::TestDb;
 
-storage::on_both!(fixture; a_send_is_planned_reserved_signed_and_verified, bad_input_reserves_and_signs_nothing, a_rotated_key_sweeps_its_outputs_to_its_successor);
+storage::on_both!(fixture; a_send_is_planned_reserved_signed_and_verified, bad_input_reserves_and_signs_nothing, a_rotated_key_sweeps_its_outputs_to_its_successor, an_output_taken_by_a_transaction_strongroom_did_not_sign_freezes_its_wallet);
 
 const PAYEE: &str = "bcrt1qs758ursh4q9z627kt3pp5yysm78ddny6txaqgw";
 const REGTEST: BitcoinNetwork = BitcoinNetwork::Regtest;
@@ -27,6 +27,20 @@ struct Fixture {
     ecdsa: KeyId,
     schnorr: KeyId,
     _dir: tempfile::TempDir,
+}
+
+/// Regtest with these fee caps, its node `client` if any.
+fn regtest(client: Option<Arc<chain_btc_client::BtcClient>>) -> BtcNetwork {
+    BtcNetwork {
+        network: REGTEST,
+        fee_caps: FeeCaps {
+            max_fee_rate: 100,
+            max_fee: 20_000,
+        },
+        fee_rate: 5,
+        batch: Default::default(),
+        client,
+    }
 }
 
 fn alice() -> Actor {
@@ -58,16 +72,7 @@ async fn fixture_on(
     for s in shares {
         svc.unseal(&Actor::Anonymous, s).await.unwrap();
     }
-    svc.add_btc_network(BtcNetwork {
-        network: REGTEST,
-        fee_caps: FeeCaps {
-            max_fee_rate: 100,
-            max_fee: 20_000,
-        },
-        fee_rate: 5,
-        batch: Default::default(),
-        client: None,
-    });
+    svc.add_btc_network(regtest(None));
     let key = |algorithm| NewKey {
         purpose: KeyPurpose::TransferSigning,
         algorithm,
@@ -449,4 +454,97 @@ async fn a_rotated_key_sweeps_its_outputs_to_its_successor(f: Fixture) {
     assert_eq!(again.accounts[0].to, successor);
     let actions = f.actions().await;
     assert!(actions.iter().any(|a| a == "btc.account.retired"));
+}
+
+/// A Bitcoin Core node on loopback answering with recorded responses
+/// (`chain-btc-client`'s fixtures): regtest's genesis, and for `gettxout`
+/// "spent" (a null result) for outputs of `spent_txid`, else an unspent
+/// output.
+async fn core_node(spent_txid: String) -> String {
+    let fixture = |name: &str| {
+        let path = format!(
+            "{}/../chain-btc-client/tests/fixtures/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read_to_string(&path).unwrap()
+    };
+    let spent = fixture("core-gettxout-null.json");
+    let unspent: serde_json::Value = serde_json::from_str(&fixture("core-gettxout.json")).unwrap();
+    let unspent = serde_json::json!({ "result": unspent, "error": null, "id": 1 }).to_string();
+    let answer = move |body: String| {
+        let req: serde_json::Value = serde_json::from_str(&body).unwrap();
+        match req["method"].as_str().unwrap() {
+            "getblockhash" => serde_json::json!({
+                "result": "0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206",
+                "error": null, "id": req["id"] })
+            .to_string(),
+            "gettxout" if req["params"][0] == spent_txid.as_str() => spent.clone(),
+            "gettxout" => unspent.clone(),
+            m => panic!("unexpected {m}"),
+        }
+    };
+    let router = axum::Router::new().route(
+        "/",
+        axum::routing::post(move |body: String| {
+            let answer = answer.clone();
+            async move { answer(body) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    url
+}
+
+/// An output Strongroom holds, spent on the chain by a transaction it never
+/// signed (a Core node says so), is found by one reconciliation pass: the
+/// wallet frozen, the output no longer counted, found once.
+async fn an_output_taken_by_a_transaction_strongroom_did_not_sign_freezes_its_wallet(f: Fixture) {
+    f.deposit(f.ecdsa, 1, 60_000).await;
+    f.deposit(f.schnorr, 2, 80_000).await;
+    let url = core_node("01".repeat(32)).await;
+    let client = chain_btc_client::BtcClient::connect(
+        REGTEST,
+        vec![chain_btc_client::Endpoint {
+            kind: chain_btc_client::EndpointKind::Core,
+            url,
+            auth: Some("strongroom:secret".into()),
+        }],
+        std::time::Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    f.svc.add_btc_network(regtest(Some(Arc::new(client))));
+    let run = f.svc.reconcile_chains().await.unwrap();
+    assert!(run.complete, "{run:?}");
+    assert_eq!(run.accounts, 1, "one wallet on one network");
+    assert_eq!(run.findings.len(), 1, "{run:?}");
+    let found = &run.findings[0];
+    assert_eq!(found.kind, "unsigned_outflow");
+    assert_eq!(
+        found.account,
+        format!("bitcoin:regtest:{}:0", "01".repeat(32))
+    );
+    assert_eq!(found.key, Some(f.ecdsa));
+    assert!(found.freeze.is_some());
+    assert!(matches!(
+        f.payer.submit(&btc(), PAYEE, "0.0001").await,
+        Err(ServiceError::Frozen(_))
+    ));
+    // No longer counted or selected; found once.
+    let held =
+        f.db.store
+            .wallet_btc_utxos(f.payer.wallet(), "bitcoin:regtest", "available")
+            .await
+            .unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].txid, "02".repeat(32));
+    let again = f.svc.reconcile_chains().await.unwrap();
+    assert!(again.findings.is_empty(), "{again:?}");
+    assert!(
+        f.actions()
+            .await
+            .iter()
+            .any(|a| a == "reconciliation.finding")
+    );
 }

@@ -114,9 +114,9 @@ impl WriteTx {
     }
 }
 
-const UTXO_COLUMNS: &str = "network, txid, vout, value_sat, script_pubkey, spend, state, reserved_by, wallet_id, created_at_ms";
+pub(crate) const UTXO_COLUMNS: &str = "network, txid, vout, value_sat, script_pubkey, spend, state, reserved_by, wallet_id, created_at_ms";
 
-fn utxo_from_row(r: &sqlx::any::AnyRow) -> Result<BtcUtxoRow, StorageError> {
+pub(crate) fn utxo_from_row(r: &sqlx::any::AnyRow) -> Result<BtcUtxoRow, StorageError> {
     let vout: i64 = r.try_get("vout")?;
     let value: i64 = r.try_get("value_sat")?;
     let bad = |w: &str| StorageError::Corrupt(format!("Bitcoin output {w}"));

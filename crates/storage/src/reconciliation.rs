@@ -5,6 +5,7 @@ use domain::Timestamp;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::btc::BtcUtxoRow;
 use crate::error::StorageError;
 use crate::store::Store;
 use crate::tx::WriteTx;
@@ -41,6 +42,26 @@ fn run_from_row(r: &AnyRow) -> Result<ReconciliationRunRow, StorageError> {
 }
 
 impl WriteTx {
+    /// An output Strongroom held, found spent by a transaction it did not
+    /// sign: no longer counted or selected.
+    pub async fn mark_btc_output_taken(
+        &mut self,
+        network: &str,
+        txid: &str,
+        vout: u32,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "UPDATE btc_utxos SET state = 'spent', reserved_by = NULL \
+             WHERE network = $1 AND txid = $2 AND vout = $3 AND state IN ('available', 'reserved')",
+        )
+        .bind(network)
+        .bind(txid)
+        .bind(i64::from(vout))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
     pub async fn insert_reconciliation_run(
         &mut self,
         run: &ReconciliationRunRow,
@@ -65,6 +86,20 @@ impl WriteTx {
 }
 
 impl Store {
+    /// Every output Strongroom holds on `network`, free or reserved by a
+    /// send, of any wallet.
+    pub async fn btc_held_outputs(&self, network: &str) -> Result<Vec<BtcUtxoRow>, StorageError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM btc_utxos WHERE network = $1 AND state IN ('available', 'reserved') \
+             ORDER BY txid, vout",
+            crate::btc::UTXO_COLUMNS
+        )))
+        .bind(network)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(crate::btc::utxo_from_row).collect()
+    }
+
     /// The newest runs first, at most `limit`, started before `before` if
     /// given (the next page).
     pub async fn reconciliation_runs(
