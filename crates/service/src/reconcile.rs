@@ -19,6 +19,9 @@
 //! say whether an output is spent: a network with Esplora endpoints only is
 //! not compared (its wallets are not counted in the run's accounts).
 //!
+//! Runs with a finding or a failure are kept (and audited) every time; a
+//! clean run when the last kept one was not clean, or at least hourly.
+//!
 //! A pass that cannot ask a node fails loudly: it is kept, incomplete,
 //! with why, and the caller gets the error — it never passes silently.
 
@@ -165,21 +168,39 @@ impl Service {
         }
         .await;
         let error = compared.as_ref().err().map(ToString::to_string);
-        if accounts == 0 && error.is_none() {
-            // Nothing to compare (no chain configured, or no account yet):
-            // no run is kept.
+        if (accounts == 0 || self.clean_run_kept_lately().await?)
+            && error.is_none()
+            && outflows.is_empty()
+        {
+            // Nothing to compare (no chain configured, or no account yet),
+            // or clean like the last run kept, within the hour: not kept
+            // again (a clean run is kept at least hourly, and every run
+            // with a finding or a failure).
             return Ok(Run {
                 id: String::new(),
                 started_at_ms: started.as_millis(),
                 finished_at_ms: self.now().as_millis(),
                 complete: true,
                 error: None,
-                accounts: 0,
+                accounts,
                 findings: Vec::new(),
             });
         }
         let run = self.keep_run(started, accounts, error, outflows).await?;
         compared.map(|()| run)
+    }
+
+    /// Whether the newest run kept was complete and clean, within the hour.
+    async fn clean_run_kept_lately(&self) -> Result<bool, ServiceError> {
+        let hour_ago = self.now().as_millis().saturating_sub(3_600_000);
+        Ok(self
+            .store()
+            .reconciliation_runs(1, None)
+            .await?
+            .first()
+            .is_some_and(|r| {
+                r.complete && r.findings == "[]" && r.started_at.as_millis() > hour_ago
+            }))
     }
 
     /// Commits a pass in one transaction (under the vault lock, as every

@@ -24,9 +24,13 @@ pub(crate) fn run(c: Config) -> Result<(), Failure> {
         store.close().await;
         run
     })?;
+    let kept = if run.id.is_empty() {
+        "(clean like the last run kept: not kept again)".to_owned()
+    } else {
+        run.id.clone()
+    };
     println!(
-        "reconciliation {}: {} accounts compared, {} findings",
-        run.id,
+        "reconciliation {kept}: {} accounts compared, {} findings",
         run.accounts,
         run.findings.len()
     );
