@@ -264,8 +264,9 @@ impl Service {
             .store()
             .eth_sender(&network, &addr_key(address))
             .await?;
-        let sends = self.store().eth_sends_of(&network, &sender.address).await?;
         let client = &net.client;
+        // The chain first, then this database: a send of ours allocated and
+        // broadcast in between is then counted as ours, never as foreign.
         let chain_latest = client
             .nonce(address, NonceTag::Latest)
             .await
@@ -274,6 +275,7 @@ impl Service {
             .nonce(address, NonceTag::Pending)
             .await
             .map_err(EthError::Node)?;
+        let sends = self.store().eth_sends_of(&network, &sender.address).await?;
         let next_allocated = sends.last().map_or(sender.first_nonce, |s| {
             (s.nonce + 1).max(sender.first_nonce)
         });

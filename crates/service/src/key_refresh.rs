@@ -92,13 +92,17 @@ impl Service {
                 )));
             }
             self.end_refresh(actor, id, &session).await?;
-            return Ok(Refreshed {
-                key: id,
-                session,
-                members: parties,
-                removed: Vec::new(),
-                resumed: true,
-            });
+            if remove.is_empty() {
+                return Ok(Refreshed {
+                    key: id,
+                    session,
+                    members: parties,
+                    removed: Vec::new(),
+                    resumed: true,
+                });
+            }
+            // A removal asked for goes on, from the refreshed package.
+            return Box::pin(self.refresh_threshold_key(actor, id, remove)).await;
         }
 
         if let Some(r) = remove.iter().find(|r| !parties.contains(r)) {

@@ -219,16 +219,33 @@ impl Service {
         let now = self.now();
         let mut tx = self.store().begin().await?;
         let mut entries = Vec::new();
+        // Scopes already frozen for good (not on their way out): a global
+        // freeze, or one being released, does not stand in for these.
+        let mut held: std::collections::BTreeSet<String> = tx
+            .active_freezes_in_tx(now)
+            .await?
+            .into_iter()
+            .filter(|f| f.released_at.is_none())
+            .map(|f| f.scope)
+            .collect();
         for o in outflows {
             tracing::error!(alert = true, account = %o.account, detail = %o.detail,
                 "an outflow Strongroom did not sign: wallet frozen");
+            // The wallet and the key, each frozen unless a freeze of its
+            // own already holds it.
             let mut freeze = None;
-            if let Some(w) = o.wallet
-                && self.frozen(Some(w), None).await?.is_none()
-            {
+            let scopes = o
+                .wallet
+                .map(FreezeScope::Wallet)
+                .into_iter()
+                .chain(o.key.map(FreezeScope::Key));
+            for scope in scopes {
+                if !held.insert(scope.to_string()) {
+                    continue;
+                }
                 let row = new_freeze(
                     &Actor::System,
-                    FreezeScope::Wallet(w),
+                    scope,
                     &format!(
                         "reconciliation: an outflow Strongroom did not sign ({})",
                         o.account
@@ -236,7 +253,7 @@ impl Service {
                     now,
                 );
                 entries.push(place_in(&mut tx, &Actor::System, &row, now).await?);
-                freeze = Some(row.id);
+                freeze.get_or_insert(row.id);
             }
             match &o.settle {
                 Settle::NonceFloor {
@@ -337,6 +354,22 @@ impl Service {
                 if client.output_unspent(&u.txid, u.vout).await.map_err(node)? {
                     continue;
                 }
+                // A node that does not know the transaction that made the
+                // output (lagging, or after a reorg) cannot say it was taken.
+                if client.tx_state(&u.txid).await.map_err(node)?
+                    == chain_btc_client::TxState::Unknown
+                {
+                    continue;
+                }
+                // Read again: a send of ours may have reserved it meanwhile.
+                let Some(u) = self
+                    .store()
+                    .btc_output(&network, &u.txid, u.vout)
+                    .await?
+                    .filter(|now| now.state != "spent")
+                else {
+                    continue;
+                };
                 // Reserved by a send whose transaction the node knows: ours.
                 if let Some(send) = &u.reserved_by {
                     if !ours.contains_key(send) {

@@ -18,12 +18,11 @@
 //!   handed to the chain may have been paid, and goes to a person; the
 //!   sender's next nonce is raised past the chain's.
 //! - **Bitcoin**: a send in flight resumes when the node knows its
-//!   transaction, or when none of its inputs is spent (Core's `gettxout`,
-//!   the mempool counted): nothing else can have paid its transfers. An
-//!   input spent by a transaction this copy does not know (the lost server
-//!   may have replaced or re-planned it), or no Core endpoint to ask, sends
-//!   it to a person; without any node configured the send is not broadcast
-//!   here and resumes. A transfer not yet planned may have been paid by the
+//!   transaction. Otherwise it goes to a person — unspent inputs do not
+//!   prove its transfers unpaid (the lost server may have released the send
+//!   and paid them from other outputs); an input spent by a transaction this
+//!   copy does not know (Core's `gettxout`) is named. Without any node
+//!   configured the send is not broadcast here and resumes. A transfer not yet planned may have been paid by the
 //!   lost server from other outputs: it goes to a person.
 //!
 //! "Goes to a person" is a freeze of the sender's key (Ethereum) or of the
@@ -278,7 +277,7 @@ impl Service {
             } else {
                 found.resume(
                     format!("btc-send:{}", send.id),
-                    "its transaction is known to the node, or none of its inputs is spent",
+                    "its transaction is known to the node (or no node is configured here)",
                 );
             }
         }
@@ -288,10 +287,9 @@ impl Service {
     }
 
     /// Why a Bitcoin send in flight at the snapshot cannot resume, if it
-    /// cannot: an input spent by a transaction this copy does not know, or
-    /// no Core node to ask. Resumes (`None`) when the node knows its
-    /// transaction or none of its inputs is spent, and when no node is
-    /// configured at all (the send is not broadcast from here).
+    /// cannot. Resumes (`None`) only when the node knows its transaction,
+    /// or when no node is configured at all (the send is not broadcast
+    /// from here).
     async fn btc_send_unsettled(
         &self,
         send: &storage::BtcSendRow,
@@ -310,22 +308,25 @@ impl Service {
         {
             return Ok(None);
         }
-        if !client.has_core() {
-            return Ok(Some(
-                "no Bitcoin Core endpoint is configured to tell whether its inputs are spent"
-                    .into(),
-            ));
-        }
-        for u in self.store().btc_utxos_of_send(&send.id).await? {
-            if !client.output_unspent(&u.txid, u.vout).await.map_err(node)? {
-                return Ok(Some(format!(
-                    "its input {}:{} was spent by a transaction this copy does not know: the \
-                     lost server may have paid its transfers another way",
-                    u.txid, u.vout
-                )));
+        // Its transaction is not on the chain. Unspent inputs do not prove
+        // its transfers unpaid: the lost server may have released this send
+        // (an approval withdrawn) and paid them from other outputs.
+        if client.has_core() {
+            for u in self.store().btc_utxos_of_send(&send.id).await? {
+                if !client.output_unspent(&u.txid, u.vout).await.map_err(node)? {
+                    return Ok(Some(format!(
+                        "its input {}:{} was spent by a transaction this copy does not know: \
+                         the lost server may have paid its transfers another way",
+                        u.txid, u.vout
+                    )));
+                }
             }
         }
-        Ok(None)
+        Ok(Some(
+            "its transaction is not on the chain: the lost server may have released it and paid \
+             its transfers from other outputs"
+                .into(),
+        ))
     }
 
     /// Commits what the reconciliation found, in one transaction: the

@@ -457,9 +457,9 @@ async fn a_rotated_key_sweeps_its_outputs_to_its_successor(f: Fixture) {
 }
 
 /// A Bitcoin Core node on loopback answering with recorded responses
-/// (`chain-btc-client`'s fixtures): regtest's genesis, and for `gettxout`
+/// (`chain-btc-client`'s fixtures): regtest's genesis; for `gettxout`
 /// "spent" (a null result) for outputs of `spent_txid`, else an unspent
-/// output.
+/// output; every transaction known and confirmed.
 async fn core_node(spent_txid: String) -> String {
     let fixture = |name: &str| {
         let path = format!(
@@ -471,6 +471,10 @@ async fn core_node(spent_txid: String) -> String {
     let spent = fixture("core-gettxout-null.json");
     let unspent: serde_json::Value = serde_json::from_str(&fixture("core-gettxout.json")).unwrap();
     let unspent = serde_json::json!({ "result": unspent, "error": null, "id": 1 }).to_string();
+    let made: serde_json::Value =
+        serde_json::from_str(&fixture("core-getrawtransaction-verbose-confirmed.json")).unwrap();
+    let made = serde_json::json!({ "result": made, "error": null, "id": 1 }).to_string();
+    let tip = fixture("core-getblockchaininfo.json");
     let answer = move |body: String| {
         let req: serde_json::Value = serde_json::from_str(&body).unwrap();
         match req["method"].as_str().unwrap() {
@@ -480,6 +484,9 @@ async fn core_node(spent_txid: String) -> String {
             .to_string(),
             "gettxout" if req["params"][0] == spent_txid.as_str() => spent.clone(),
             "gettxout" => unspent.clone(),
+            // The transaction that made the output: known, confirmed.
+            "getrawtransaction" => made.clone(),
+            "getblockchaininfo" => tip.clone(),
             m => panic!("unexpected {m}"),
         }
     };

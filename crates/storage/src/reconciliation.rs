@@ -100,6 +100,25 @@ impl Store {
         rows.iter().map(crate::btc::utxo_from_row).collect()
     }
 
+    /// One output as Strongroom holds it now.
+    pub async fn btc_output(
+        &self,
+        network: &str,
+        txid: &str,
+        vout: u32,
+    ) -> Result<Option<BtcUtxoRow>, StorageError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM btc_utxos WHERE network = $1 AND txid = $2 AND vout = $3",
+            crate::btc::UTXO_COLUMNS
+        )))
+        .bind(network)
+        .bind(txid)
+        .bind(i64::from(vout))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(crate::btc::utxo_from_row).transpose()
+    }
+
     /// The newest runs first, at most `limit`, started before `before` if
     /// given (the next page).
     pub async fn reconciliation_runs(

@@ -70,14 +70,26 @@ pub(crate) fn setup_ecdsa(c: &crate::config::Config) -> Result<(), Failure> {
             "the configuration has no [threshold] section"
         ))
     })?;
-    let cluster = crate::serve::threshold_cluster(t)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
     let started = std::time::Instant::now();
-    rt.block_on(cluster.ecdsa_aux())
-        .map_err(|e| Failure::Runtime(anyhow::anyhow!("the ceremony failed: {e}")))?;
+    // Through the service: the cluster announces this installation's epoch
+    // (the nodes refuse a server from before a restore).
+    rt.block_on(async {
+        let (svc, store) = crate::serve::build_service(c).await?;
+        let done = match svc.threshold() {
+            Some(keys) => keys
+                .cluster()
+                .ecdsa_aux()
+                .await
+                .map_err(|e| Failure::Runtime(anyhow::anyhow!("the ceremony failed: {e}"))),
+            None => Err(Failure::Runtime(anyhow::anyhow!("no signer nodes"))),
+        };
+        store.close().await;
+        done
+    })?;
     println!(
         "auxiliary information made by {} signers in {:.1} s: threshold ECDSA keys can be made",
         t.signers.len(),

@@ -50,12 +50,13 @@ impl Node {
                 .and_then(|()| Ok(std::fs::rename(&tmp, self.dir.join("epoch"))?))
                 .and_then(|()| Ok(std::fs::File::open(&self.dir)?.sync_all()?))
                 .map_err(|e| Abort::Internal(format!("recording the epoch: {e}")))?;
+            // On disk: in force now, whatever the audit record's fate.
+            let was = std::mem::replace(&mut *current, epoch);
             self.audit(
                 "mpc.epoch.raised",
                 &format!("server:{from}"),
-                serde_json::json!({ "from": *current, "to": epoch }),
+                serde_json::json!({ "from": was, "to": epoch }),
             )?;
-            *current = epoch;
         }
         Ok(Response::Epoch { epoch })
     }

@@ -141,6 +141,7 @@ impl Node {
             net::write_private(&tmp, id.as_bytes())
                 .and_then(|()| std::fs::rename(&tmp, &marker).map_err(Into::into))
                 .map_err(|e| Abort::Internal(format!("recording the refresh: {e}")))?;
+            self.sync_shares()?;
             std::fs::rename(&staged, self.share_path(key_id))
                 .map_err(|e| Abort::Internal(format!("swapping the share in: {e}")))?;
             self.sync_shares()?;

@@ -31,6 +31,17 @@ impl Scratch {
                  configuration names none"
             )));
         };
+        // A `dbname` in the query would win over the path libpq is given:
+        // the restore must never reach the live database.
+        if url
+            .split_once('?')
+            .is_some_and(|(_, q)| q.contains("dbname"))
+        {
+            return Err(Failure::Runtime(anyhow::anyhow!(
+                "the database URL names its database in the query: name it in the path to \
+                 verify a PostgreSQL backup's audit chain"
+            )));
+        }
         let mut random = [0u8; 6];
         getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("random: {e}"))?;
         let name = format!("strongroom_verify_{}", hex::encode(random));
