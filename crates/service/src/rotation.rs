@@ -542,13 +542,25 @@ impl Service {
         let can = self
             .authorize::<perm::InitiateTransfer>(&who, Some(a.wallet))
             .map_err(ServiceError::from)?;
-        let external_id = format!("sweep:{}:{}", rotation.successor, asset.id());
-        let mut tx = self.store().begin().await?;
-        let earlier = tx.transfer_by_external_id(actor, &external_id).await?;
-        drop(tx);
-        if let Some(t) = earlier {
-            rotation.sweeps.push(t.to_string());
-            return Ok(());
+        // One open sweep per successor and asset: one still under way (made
+        // by anyone, an interrupted run say) is the sweep; once the earlier
+        // ones have ended, what is left gets a new one (`…:2`, `…:3`).
+        let base = format!("sweep:{}:{}", rotation.successor, asset.id());
+        let mut external_id = base.clone();
+        for n in 2u32.. {
+            let made = self.store().sweeps_by_external_id(&external_id).await?;
+            let Some((id, state)) = made.first() else {
+                break;
+            };
+            let ended = state
+                .parse::<lifecycle::State>()
+                .map_err(|e| ServiceError::Invalid(format!("transfer {id}: {e}")))?
+                .is_final();
+            if !ended {
+                rotation.sweeps.push(id.to_string());
+                return Ok(());
+            }
+            external_id = format!("{base}:{n}");
         }
         let t = can
             .submit(&TransferRequest {

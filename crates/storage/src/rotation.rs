@@ -207,6 +207,30 @@ impl Store {
         .transpose()
     }
 
+    /// The sweep transfers made under an external id, by anyone, newest
+    /// first: (id, state).
+    pub async fn sweeps_by_external_id(
+        &self,
+        external_id: &str,
+    ) -> Result<Vec<(domain::TransferId, String)>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT id, state FROM transfers WHERE external_id = $1 ORDER BY created_at_ms DESC, id DESC",
+        )
+        .bind(external_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("id")?;
+                Ok((
+                    id.parse()
+                        .map_err(|_| StorageError::Corrupt(format!("transfer id {id}")))?,
+                    r.try_get("state")?,
+                ))
+            })
+            .collect()
+    }
+
     /// See [`WriteTx::btc_sweep_source_in_tx`].
     pub async fn btc_sweep_source(
         &self,
