@@ -152,6 +152,31 @@ impl Cluster {
             .fetch_max(epoch, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Each signer's paid journal (intent digests, hex), or why it could
+    /// not be read.
+    pub async fn paid_intents(&self) -> BTreeMap<u16, Result<Vec<String>, ClusterError>> {
+        let requests = self
+            .signers
+            .iter()
+            .map(|s| (s.clone(), Request::PaidIntents))
+            .collect();
+        self.fan_out(requests)
+            .await
+            .into_iter()
+            .map(|(i, r)| {
+                let r = match r {
+                    Ok(Response::PaidIntents { intents }) => Ok(intents),
+                    Ok(_) => Err(ClusterError::Unexpected {
+                        index: i,
+                        what: "no paid intents".into(),
+                    }),
+                    Err(e) => Err(e),
+                };
+                (i, r)
+            })
+            .collect()
+    }
+
     /// Announces the epoch to every signer now; the indices of those that
     /// took it.
     pub async fn announce_epoch(&self) -> Vec<u16> {

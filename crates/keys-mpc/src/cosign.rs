@@ -750,6 +750,13 @@ struct PaidLine {
 }
 
 impl PaidJournal {
+    /// Every intent paid (digests, hex), sorted.
+    pub fn intents(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.paid.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
     pub fn open(path: &std::path::Path) -> std::io::Result<PaidJournal> {
         let (lines, records) = crate::journal::Lines::open::<PaidLine>(path)?;
         let mut paid: std::collections::HashMap<String, Vec<String>> =

@@ -184,7 +184,7 @@ impl std::fmt::Debug for CrashHook {
 }
 
 /// The names a crash hook is called with.
-pub const ANSWERS: [&str; 14] = [
+pub const ANSWERS: [&str; 15] = [
     "info",
     "dkg_start",
     "dkg_round1",
@@ -199,6 +199,7 @@ pub const ANSWERS: [&str; 14] = [
     "refresh_start",
     "refresh_commit",
     "epoch",
+    "paid_intents",
 ];
 
 impl Node {
@@ -576,6 +577,9 @@ impl Node {
                 Ok(Response::Share { envelope })
             }
             Request::Epoch { epoch } => self.announce(from, epoch),
+            Request::PaidIntents => Ok(Response::PaidIntents {
+                intents: lock(&self.paid).intents(),
+            }),
             Request::RefreshStart {
                 suite,
                 key_id,
@@ -829,6 +833,7 @@ fn op_name(r: &Request) -> &'static str {
         Request::RefreshStart { .. } => "refresh_start",
         Request::RefreshCommit { .. } => "refresh_commit",
         Request::Epoch { .. } => "epoch",
+        Request::PaidIntents => "paid_intents",
     }
 }
 

@@ -244,6 +244,10 @@ pub enum Request {
         subject: crate::cosign::Subject,
     },
     /// Threshold ECDSA: the auxiliary-information protocol among all the
+    /// The transfers (intent digests, hex) this node has given a share
+    /// for, from its paid journal: read only, for the server's
+    /// reconciliation.
+    PaidIntents,
     /// The server's epoch (the time of its latest restore, 0 if none):
     /// sent first on each connection; a node refuses every other request
     /// (but `Info`) on a connection that announced less than the highest
@@ -345,6 +349,10 @@ pub enum Response {
     /// An ECDSA partial signature (a scalar, hex).
     Partial {
         sigma: String,
+    },
+    /// [`Request::PaidIntents`]'s answer.
+    PaidIntents {
+        intents: Vec<String>,
     },
     /// The epoch announced was taken.
     Epoch {

@@ -151,6 +151,21 @@ async fn a_server_left_over_from_before_a_restore_is_refused() {
         .await
         .unwrap();
     assert_eq!(sig.len(), 64);
+    // The nodes that gave a share list the transfer as paid (read only,
+    // for the server's reconciliation).
+    let keys_mpc::cosign::Subject::BitcoinTaproot { transfers, .. } = &subject else {
+        panic!("a Taproot payment");
+    };
+    use sha2::Digest as _;
+    let digest = hex::encode(sha2::Sha256::digest(
+        hex::decode(&transfers[0].intent).unwrap(),
+    ));
+    let paid = restored.paid_intents().await;
+    let listing: Vec<_> = paid
+        .values()
+        .filter(|r| r.as_ref().unwrap().contains(&digest))
+        .collect();
+    assert_eq!(listing.len(), 2, "{paid:?}");
 
     // The old server: refused on its open connections, and again with an
     // epoch of its own that is older.

@@ -19,6 +19,12 @@
 //! say whether an output is spent: a network with Esplora endpoints only is
 //! not compared (its wallets are not counted in the run's accounts).
 //!
+//! Signer nodes (threshold keys): each node's paid journal (read only) is
+//! compared with the transfers this database holds. A transfer a node gave
+//! a share for that the database does not hold means the database lost or
+//! hid one (restored from an older backup, or tampered with): it is named
+//! once, and everything is frozen until a quorum has looked.
+//!
 //! Runs with a finding or a failure are kept (and audited) every time; a
 //! clean run when the last kept one was not clean, or at least hourly.
 //!
@@ -103,6 +109,8 @@ struct Outflow {
     key: Option<KeyId>,
     detail: String,
     settle: Settle,
+    /// Not one wallet's: everything is frozen.
+    global: bool,
 }
 
 enum Settle {
@@ -118,6 +126,8 @@ enum Settle {
         txid: String,
         vout: u32,
     },
+    /// Nothing to settle: kept findings are not made again.
+    Named,
 }
 
 impl Service {
@@ -159,11 +169,13 @@ impl Service {
                                 address: sender.address.clone(),
                                 to: report.chain_pending,
                             },
+                            global: false,
                         });
                     }
                 }
             }
             accounts += self.btc_outflows(&mut outflows).await?;
+            self.signer_records(&mut outflows).await?;
             Ok(())
         }
         .await;
@@ -238,7 +250,8 @@ impl Service {
                 .wallet
                 .map(FreezeScope::Wallet)
                 .into_iter()
-                .chain(o.key.map(FreezeScope::Key));
+                .chain(o.key.map(FreezeScope::Key))
+                .chain(o.global.then_some(FreezeScope::Global));
             for scope in scopes {
                 if !held.insert(scope.to_string()) {
                     continue;
@@ -270,6 +283,7 @@ impl Service {
                 } => {
                     tx.mark_btc_output_taken(network, txid, *vout).await?;
                 }
+                Settle::Named => {}
             }
             let f = Finding {
                 kind: "unsigned_outflow".into(),
@@ -326,6 +340,52 @@ impl Service {
         )?);
         self.commit(tx, &entries, now).await?;
         Ok(run)
+    }
+
+    /// Transfers a signer node gave a share for that this database does
+    /// not hold (it lost or hid one: restored from an older backup, or
+    /// tampered with) — each named once, with everything frozen.
+    async fn signer_records(&self, outflows: &mut Vec<Outflow>) -> Result<(), ServiceError> {
+        let Some(t) = self.threshold() else {
+            return Ok(());
+        };
+        use sha2::Digest as _;
+        let known: std::collections::HashSet<String> = self
+            .store()
+            .transfer_intents()
+            .await?
+            .iter()
+            .map(|b| hex::encode(sha2::Sha256::digest(b)))
+            .collect();
+        let mut named = std::collections::HashSet::new();
+        for run in self.store().reconciliation_runs(1000, None).await? {
+            for f in Run::of(&run)?.findings {
+                named.insert(f.account);
+            }
+        }
+        for (node, paid) in t.cluster().paid_intents().await {
+            let paid = paid.map_err(crate::threshold::unavailable)?;
+            for digest in paid.iter().filter(|d| !known.contains(*d)) {
+                let account = format!("signer:{node}:{digest}");
+                if named.contains(&account) {
+                    continue;
+                }
+                outflows.push(Outflow {
+                    subject: format!("signer:{node}"),
+                    wallet: None,
+                    key: None,
+                    detail: format!(
+                        "signer node {node} gave a share for transfer {digest}, which this \
+                         database does not hold: it lost or hid a transfer (restored from an \
+                         older backup, or tampered with)"
+                    ),
+                    settle: Settle::Named,
+                    global: true,
+                    account,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Outputs Strongroom holds that the chain shows taken by a transaction
@@ -403,6 +463,7 @@ impl Service {
                         txid: u.txid.clone(),
                         vout: u.vout,
                     },
+                    global: false,
                 });
             }
         }

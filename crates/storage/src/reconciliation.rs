@@ -100,6 +100,14 @@ impl Store {
         rows.iter().map(crate::btc::utxo_from_row).collect()
     }
 
+    /// Every transfer's intent bytes (their digests are what signer nodes
+    /// journal as paid).
+    pub async fn transfer_intents(&self) -> Result<Vec<Vec<u8>>, StorageError> {
+        Ok(sqlx::query_scalar("SELECT intent FROM transfers")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     /// One output as Strongroom holds it now.
     pub async fn btc_output(
         &self,

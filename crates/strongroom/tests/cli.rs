@@ -3195,6 +3195,11 @@ fn withdrawals_under_threshold_keys_on_ethereum_and_bitcoin() {
         "{out}"
     );
     assert!(out.contains("removed: signer 3"), "{out}");
+    // Every transfer the nodes say they gave a share for is one this
+    // database holds (the three-way check finds nothing).
+    let o = strongroom(&["reconcile", "--config", &cfg]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains(", 0 findings"), "{}", stdout(&o));
     // An ECDSA key has no refresh: it rotates (above).
     let o = strongroom_with_input(
         &["key", "refresh", "--config", &cfg, "--key", &eth_key],
