@@ -21,14 +21,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chain_eth::fees::Urgency;
-use chain_eth::{EthAddress, FeeCaps, Fees, TxPlan};
+use chain_eth::{EthAddress, Fees, TxPlan};
 use chain_eth_client::testing::{Anvil, CHAIN_ID, DevWallet, mine};
 use chain_eth_client::{ClientOptions, EthClient, TxStatus};
-use domain::{Actor, AssetId, AssetKind, KeyAlgorithm, KeyBackend, KeyPurpose, Network};
-use service::eth::{EthNetwork, EthNetworkConfig, state};
+use domain::{AssetId, AssetKind, Network};
+use service::eth::state;
 use service::testing::Payer;
-use service::{Checkpointer, NewKey, Service, SystemClock};
-use storage::testing::TestDb;
+
+#[path = "support/mod.rs"]
+mod support;
 
 const FEES: Fees = Fees::Eip1559 {
     max_fee_per_gas: 100_000_000_000,
@@ -71,43 +72,10 @@ fn main() {
         let (mut raw_nonce, mut client_nonce) = (0u64, 0u64);
 
         // The service, with a keystore key funded by dev account 0.
-        let db = TestDb::sqlite().await;
-        let dir = tempfile::tempdir().unwrap();
-        let cp = Checkpointer::for_tests(dir.path(), 2, 100_000);
-        let svc = Service::new(db.store.clone(), Arc::new(SystemClock), cp);
-        let actor: Actor = "operator:bench".parse().unwrap();
-        for s in &svc.init_keystore(&actor, 2, 2).await.unwrap() {
-            svc.unseal(&Actor::Anonymous, s).await.unwrap();
-        }
-        svc.add_eth_network(EthNetwork {
-            config: EthNetworkConfig {
-                chain_id: CHAIN_ID,
-                legacy: false,
-                confirmations: 1,
-                fee_caps: FeeCaps {
-                    max_fee_per_gas: 1_000_000_000_000,
-                    max_total_fee: 10u128.pow(18),
-                },
-                min_priority_fee: 1_000_000_000,
-                allow_unchecksummed: false,
-                tokens: vec![],
-            },
-            client: client.clone(),
-        });
-        let key = svc
-            .create_key(
-                &actor,
-                NewKey {
-                    purpose: KeyPurpose::TransferSigning,
-                    algorithm: KeyAlgorithm::EcdsaSecp256k1,
-                    backend: KeyBackend::Keystore,
-                    cryptoperiod_days: 30,
-                },
-            )
-            .await
-            .unwrap();
-        let sender = svc.register_eth_sender(&actor, key.id, CHAIN_ID).await.unwrap();
-        let from: EthAddress = sender.address.parse().unwrap();
+        let b = support::service_on(client.clone(), 100_000).await;
+        let (svc, actor) = (&b.svc, b.actor.clone());
+        let sender = support::new_sender(&b).await;
+        let from: EthAddress = sender.parse().unwrap();
         DevWallet::new(0)
             .await
             .transact(&client, |n, f| {
@@ -116,7 +84,7 @@ fn main() {
             .await;
         let ether = AssetId::new(Network::Evm { chain_id: CHAIN_ID }, AssetKind::Native).unwrap();
 
-        let payer = Arc::new(Payer::open(&svc, &actor, "bench", &[(CHAIN_ID, from)]).await);
+        let payer = Arc::new(Payer::open(svc, &actor, "bench", &[(CHAIN_ID, from)]).await);
         let to = bob().to_string();
         let (mut raw, mut through_client, mut through_service, mut concurrent) =
             (vec![], vec![], vec![], vec![]);

@@ -11,13 +11,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use chain_eth::FeeCaps;
 use chain_eth_client::testing::{Anvil, CHAIN_ID, mine};
 use chain_eth_client::{ClientOptions, EthClient};
-use domain::{Actor, KeyAlgorithm, KeyBackend, KeyPurpose};
-use service::eth::{EthNetwork, EthNetworkConfig};
-use service::{Checkpointer, NewKey, Service, SystemClock};
-use storage::testing::TestDb;
+
+#[path = "support/mod.rs"]
+mod support;
 
 fn main() {
     let quick = !std::env::args().any(|a| a == "--bench");
@@ -34,49 +32,12 @@ fn main() {
                 .await
                 .unwrap(),
         );
-        let db = TestDb::sqlite().await;
-        let dir = tempfile::tempdir().unwrap();
-        let cp = Checkpointer::for_tests(dir.path(), 2, 1_000_000);
-        let svc = Service::new(db.store.clone(), Arc::new(SystemClock), cp);
-        let actor: Actor = "operator:bench".parse().unwrap();
-        for s in &svc.init_keystore(&actor, 2, 2).await.unwrap() {
-            svc.unseal(&Actor::Anonymous, s).await.unwrap();
-        }
-        svc.add_eth_network(EthNetwork {
-            config: EthNetworkConfig {
-                chain_id: CHAIN_ID,
-                legacy: false,
-                confirmations: 1,
-                fee_caps: FeeCaps {
-                    max_fee_per_gas: 1_000_000_000_000,
-                    max_total_fee: 10u128.pow(18),
-                },
-                min_priority_fee: 1_000_000_000,
-                allow_unchecksummed: false,
-                tokens: vec![],
-            },
-            client: client.clone(),
-        });
+        let b = support::service_on(client.clone(), 1_000_000).await;
+        let svc = &b.svc;
         let setup = Instant::now();
         let mut last = String::new();
         for _ in 0..n {
-            let key = svc
-                .create_key(
-                    &actor,
-                    NewKey {
-                        purpose: KeyPurpose::TransferSigning,
-                        algorithm: KeyAlgorithm::EcdsaSecp256k1,
-                        backend: KeyBackend::Keystore,
-                        cryptoperiod_days: 30,
-                    },
-                )
-                .await
-                .unwrap();
-            last = svc
-                .register_eth_sender(&actor, key.id, CHAIN_ID)
-                .await
-                .unwrap()
-                .address;
+            last = support::new_sender(&b).await;
         }
         println!(
             "{n} senders registered in {:.1} s",

@@ -3049,37 +3049,43 @@ fn withdrawals_under_threshold_keys_on_ethereum_and_bitcoin() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let payee = "bcrt1qs758ursh4q9z627kt3pp5yysm78ddny6txaqgw";
-    let t = request(&wallet, "bitcoin:regtest/native", "0.0005", payee);
-    let transfer = t["id"].as_str().unwrap().to_owned();
-    approve_both(&transfer);
-    let done = drive(&lines, 1, None, |id, to| {
-        id == transfer && matches!(to, "signed" | "failed" | "blocked")
-    });
-    assert_eq!(
-        done.map(|d| d.1).as_deref(),
-        Some("signed"),
-        "{}",
-        server.log_text()
-    );
-    let (_, t) = api_call(
-        &server,
-        &initiator,
-        "GET",
-        &format!("/v1/transfers/{transfer}"),
-        None,
-        None,
-    );
-    let (code, s) = api_call(
-        &server,
-        &initiator,
-        "GET",
-        &format!("/v1/btc/sends/{}", t["btc_send"].as_str().unwrap()),
-        None,
-        None,
-    );
-    assert_eq!(code, 200, "{s}");
-    let raw = hex::decode(s["raw"].as_str().unwrap()).unwrap();
-    let tx: bitcoin::Transaction = bitcoin::consensus::deserialize(&raw).unwrap();
+    // A payout requested, approved by both, signed by the nodes: its send
+    // and its transaction.
+    let pay_btc = |amount: &str| {
+        let t = request(&wallet, "bitcoin:regtest/native", amount, payee);
+        let transfer = t["id"].as_str().unwrap().to_owned();
+        approve_both(&transfer);
+        let done = drive(&lines, 1, None, |id, to| {
+            id == transfer && matches!(to, "signed" | "failed" | "blocked")
+        });
+        assert_eq!(
+            done.map(|d| d.1).as_deref(),
+            Some("signed"),
+            "{}",
+            server.log_text()
+        );
+        let (_, t) = api_call(
+            &server,
+            &initiator,
+            "GET",
+            &format!("/v1/transfers/{transfer}"),
+            None,
+            None,
+        );
+        let (code, s) = api_call(
+            &server,
+            &initiator,
+            "GET",
+            &format!("/v1/btc/sends/{}", t["btc_send"].as_str().unwrap()),
+            None,
+            None,
+        );
+        assert_eq!(code, 200, "{s}");
+        let raw = hex::decode(s["raw"].as_str().unwrap()).unwrap();
+        let tx: bitcoin::Transaction = bitcoin::consensus::deserialize(&raw).unwrap();
+        (s, tx)
+    };
+    let (_, tx) = pay_btc("0.0005");
     let spk = |a: &str| {
         chain_btc::BtcAddress::parse(a, domain::BitcoinNetwork::Regtest)
             .unwrap()
@@ -3227,36 +3233,7 @@ fn withdrawals_under_threshold_keys_on_ethereum_and_bitcoin() {
         "80000",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let t = request(&wallet, "bitcoin:regtest/native", "0.0003", payee);
-    let transfer = t["id"].as_str().unwrap().to_owned();
-    approve_both(&transfer);
-    let done = drive(&lines, 1, None, |id, to| {
-        id == transfer && matches!(to, "signed" | "failed" | "blocked")
-    });
-    assert_eq!(
-        done.map(|d| d.1).as_deref(),
-        Some("signed"),
-        "{}",
-        server.log_text()
-    );
-    let (_, t) = api_call(
-        &server,
-        &initiator,
-        "GET",
-        &format!("/v1/transfers/{transfer}"),
-        None,
-        None,
-    );
-    let (_, s) = api_call(
-        &server,
-        &initiator,
-        "GET",
-        &format!("/v1/btc/sends/{}", t["btc_send"].as_str().unwrap()),
-        None,
-        None,
-    );
-    let tx: bitcoin::Transaction =
-        bitcoin::consensus::deserialize(&hex::decode(s["raw"].as_str().unwrap()).unwrap()).unwrap();
+    let (s, tx) = pay_btc("0.0003");
     // The outputs it spends, as the approved PSBT names them.
     let psbt =
         bitcoin::Psbt::deserialize(&hex::decode(s["psbt"].as_str().unwrap()).unwrap()).unwrap();
