@@ -349,14 +349,8 @@ impl Service {
         let Some(t) = self.threshold() else {
             return Ok(());
         };
-        use sha2::Digest as _;
-        let known: std::collections::HashSet<String> = self
-            .store()
-            .transfer_intents()
-            .await?
-            .iter()
-            .map(|b| hex::encode(sha2::Sha256::digest(b)))
-            .collect();
+        let known: std::collections::HashSet<String> =
+            self.store().transfer_digests().await?.into_iter().collect();
         let mut named = std::collections::HashSet::new();
         for run in self.store().reconciliation_runs(1000, None).await? {
             for f in Run::of(&run)?.findings {

@@ -100,10 +100,10 @@ impl Store {
         rows.iter().map(crate::btc::utxo_from_row).collect()
     }
 
-    /// Every transfer's intent bytes (their digests are what signer nodes
-    /// journal as paid).
-    pub async fn transfer_intents(&self) -> Result<Vec<Vec<u8>>, StorageError> {
-        Ok(sqlx::query_scalar("SELECT intent FROM transfers")
+    /// Every transfer's intent digest (hex): what signer nodes journal as
+    /// paid.
+    pub async fn transfer_digests(&self) -> Result<Vec<String>, StorageError> {
+        Ok(sqlx::query_scalar("SELECT digest FROM transfers")
             .fetch_all(&self.pool)
             .await?)
     }

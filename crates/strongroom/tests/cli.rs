@@ -2996,19 +2996,26 @@ fn withdrawals_under_threshold_keys_on_ethereum_and_bitcoin() {
             assert!(o.status.success(), "{}", stderr(&o));
         }
     };
-    approve_both(&transfer);
-    let done = drive(&lines, 1, Some(&anvil), |id, to| {
-        id == transfer && matches!(to, "completed" | "failed" | "blocked")
-    });
-    assert_eq!(done.map(|d| d.1).as_deref(), Some("completed"));
-    rt().block_on(async {
-        let client = eth_client(anvil.url()).await;
-        let paid = client
-            .raw_call("eth_getBalance", serde_json::json!([DESTINATION, "latest"]))
-            .await
-            .unwrap();
-        assert_eq!(paid.as_str(), Some("0x14d1120d7b160000"), "1.5 ETH");
-    });
+    // Approved by both, carried out and confirmed on anvil.
+    let completed = |transfer: &str| {
+        approve_both(transfer);
+        let done = drive(&lines, 1, Some(&anvil), |id, to| {
+            id == transfer && matches!(to, "completed" | "failed" | "blocked")
+        });
+        assert_eq!(done.map(|d| d.1).as_deref(), Some("completed"));
+    };
+    let wei_at = |address: &str| {
+        rt().block_on(async {
+            let client = eth_client(anvil.url()).await;
+            let held = client
+                .raw_call("eth_getBalance", serde_json::json!([address, "latest"]))
+                .await
+                .unwrap();
+            u128::from_str_radix(held.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+        })
+    };
+    completed(&transfer);
+    assert_eq!(wei_at(DESTINATION), 1_500_000_000_000_000_000, "1.5 ETH");
     for i in 1..=3 {
         let log = signers.audit_log(i);
         assert!(log.contains("mpc.ecdsa.aux"), "node {i}");
@@ -3128,21 +3135,9 @@ fn withdrawals_under_threshold_keys_on_ethereum_and_bitcoin() {
         .find_map(|l| l.strip_prefix("sweep transfer "))
         .unwrap_or_else(|| panic!("{out}"))
         .to_owned();
-    approve_both(&sweep);
-    let done = drive(&lines, 1, Some(&anvil), |id, to| {
-        id == sweep && matches!(to, "completed" | "failed" | "blocked")
-    });
-    assert_eq!(done.map(|d| d.1).as_deref(), Some("completed"));
-    rt().block_on(async {
-        let client = eth_client(anvil.url()).await;
-        let held = client
-            .raw_call("eth_getBalance", serde_json::json!([new_address, "latest"]))
-            .await
-            .unwrap();
-        let held =
-            u128::from_str_radix(held.as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
-        assert!(held > 98_000_000_000_000_000_000, "{held} wei swept");
-    });
+    completed(&sweep);
+    let held = wei_at(&new_address);
+    assert!(held > 98_000_000_000_000_000_000, "{held} wei swept");
 
     // A payment the server's policy lets through without approvals, which
     // the nodes' own policy does not: they refuse, and the transfer's
