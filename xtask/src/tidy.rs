@@ -742,6 +742,7 @@ pub const SERVICE_LAYERS: &[(&str, &[&str])] = &[
             "freezes",
             "gov_log",
             "gov_state",
+            "ledger",
             "limiter",
             "moves",
             "outbox",
@@ -769,11 +770,24 @@ pub const SERVICE_LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "queue and wallets",
-        &["queue", "reconcile", "recovery", "wallets"],
+        &[
+            "btc_watch",
+            "drift",
+            "queue",
+            "reconcile",
+            "recovery",
+            "wallets",
+        ],
     ),
     (
         "transfers",
-        &["balances", "requests", "rotation", "transfers"],
+        &[
+            "balances",
+            "requests",
+            "rotation",
+            "statements",
+            "transfers",
+        ],
     ),
     (
         "identity and governance",

@@ -26,6 +26,7 @@ mod auth;
 mod client_addr;
 mod error;
 mod governance;
+mod ledger;
 mod system;
 mod transfers;
 mod wallets;
@@ -107,6 +108,7 @@ fn api() -> OpenApiRouter<Service> {
         .merge(system::routes())
         .merge(transfers::routes())
         .merge(wallets::routes())
+        .merge(ledger::routes())
         .merge(access::routes())
         .merge(governance::routes())
         .merge(webhooks::routes())

@@ -290,6 +290,20 @@ async fn every_endpoint_against_every_role() {
         ("GET", format!("/v1/wallets/{}/balances", wallet.id), None),
         ("GET", format!("/v1/wallets/{}", wallet.id), None),
         ("GET", format!("/v1/wallets/{}/deposits", wallet.id), None),
+        ("GET", format!("/v1/wallets/{}/ledger", wallet.id), None),
+        (
+            "GET",
+            format!(
+                "/v1/wallets/{}/balances/history?asset=eip155:31337/slip44:60",
+                wallet.id
+            ),
+            None,
+        ),
+        (
+            "GET",
+            format!("/v1/wallets/{}/statement?format=csv", wallet.id),
+            None,
+        ),
         (
             "POST",
             format!("/v1/wallets/{}/addresses", wallet.id),

@@ -70,7 +70,7 @@ async fn health_and_status() {
         serde_json::json!({"seal": "uninitialized", "database": {"reachable": true}})
     );
     let st = app.svc.status().await;
-    assert_eq!(st.database.schema_version, Some(23));
+    assert_eq!(st.database.schema_version, Some(24));
     assert_eq!(st.audit_records, Some(0));
 }
 
@@ -161,7 +161,10 @@ async fn openapi_document_describes_the_routes() {
             "/v1/wallets/{id}/accounts",
             "/v1/wallets/{id}/addresses",
             "/v1/wallets/{id}/balances",
+            "/v1/wallets/{id}/balances/history",
             "/v1/wallets/{id}/deposits",
+            "/v1/wallets/{id}/ledger",
+            "/v1/wallets/{id}/statement",
             "/v1/webhook-deliveries/{id}/resend",
             "/v1/webhooks",
             "/v1/webhooks/{id}/deactivate",

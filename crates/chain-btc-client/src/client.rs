@@ -327,6 +327,22 @@ impl BtcClient {
     }
 
     async fn rest(&self, i: usize, path: &str) -> Result<Option<String>, Failure> {
+        match self.rest_response(i, path).await? {
+            None => Ok(None),
+            Some(resp) => {
+                Ok(Some(resp.text().await.map_err(|_| {
+                    Failure::Transport("unreadable answer".into())
+                })?))
+            }
+        }
+    }
+
+    /// A REST GET's successful answer; `None` for 404.
+    async fn rest_response(
+        &self,
+        i: usize,
+        path: &str,
+    ) -> Result<Option<reqwest::Response>, Failure> {
         let (e, _) = &self.endpoints[i];
         let url = format!("{}{path}", e.url.trim_end_matches('/'));
         let resp = self
@@ -336,16 +352,25 @@ impl BtcClient {
             .await
             .map_err(|e| Failure::Transport(kind(&e)))?;
         match resp.status() {
-            s if s.is_success() => {
-                Ok(Some(resp.text().await.map_err(|_| {
-                    Failure::Transport("unreadable answer".into())
-                })?))
-            }
+            s if s.is_success() => Ok(Some(resp)),
             reqwest::StatusCode::NOT_FOUND => Ok(None),
             s if s.is_server_error() || s == reqwest::StatusCode::TOO_MANY_REQUESTS => {
                 Err(Failure::Transport(format!("HTTP {s}")))
             }
             s => Err(Failure::Answer(ClientError::Refused(format!("HTTP {s}")))),
+        }
+    }
+
+    /// [`Self::rest`] for a binary answer.
+    async fn rest_bytes(&self, i: usize, path: &str) -> Result<Option<Vec<u8>>, Failure> {
+        match self.rest_response(i, path).await? {
+            None => Ok(None),
+            Some(resp) => Ok(Some(
+                resp.bytes()
+                    .await
+                    .map_err(|_| Failure::Transport("unreadable answer".into()))?
+                    .to_vec(),
+            )),
         }
     }
 
@@ -385,6 +410,59 @@ impl BtcClient {
                         .parse()
                         .map_err(|_| malformed("/blocks/tip/height"))?)
                 }
+            }
+        })
+        .await
+    }
+
+    /// The hash (display hex) of the best chain's block at `height`; `None`
+    /// above the tip.
+    pub async fn block_hash(&self, height: u64) -> Result<Option<String>, ClientError> {
+        self.with_failover(|i| async move {
+            let hash = match self.endpoints[i].0.kind {
+                EndpointKind::Core => match self.rpc(i, "getblockhash", json!([height])).await {
+                    // -8: height out of range.
+                    Err(Failure::Answer(ClientError::Refused(m))) if m.contains("code -8") => {
+                        return Ok(None);
+                    }
+                    r => r?
+                        .as_str()
+                        .ok_or_else(|| malformed("getblockhash"))?
+                        .to_owned(),
+                },
+                EndpointKind::Esplora => {
+                    match self.rest(i, &format!("/block-height/{height}")).await? {
+                        None => return Ok(None),
+                        Some(t) => t.trim().to_owned(),
+                    }
+                }
+            };
+            if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(Failure::Answer(malformed("block hash")));
+            }
+            Ok(Some(hash.to_ascii_lowercase()))
+        })
+        .await
+    }
+
+    /// A block's consensus bytes (header and every transaction), `None` if
+    /// the endpoint does not know it. The caller checks them: their hash
+    /// and merkle root are the node's word only.
+    pub async fn block(&self, hash: &str) -> Result<Option<Vec<u8>>, ClientError> {
+        self.with_failover(|i| async move {
+            match self.endpoints[i].0.kind {
+                EndpointKind::Core => match self.rpc(i, "getblock", json!([hash, 0])).await {
+                    // -5: block not found.
+                    Err(Failure::Answer(ClientError::Refused(m))) if m.contains("code -5") => {
+                        Ok(None)
+                    }
+                    r => {
+                        let v = r?;
+                        let text = v.as_str().ok_or_else(|| malformed("getblock"))?;
+                        Ok(Some(hex::decode(text).map_err(|_| malformed("getblock"))?))
+                    }
+                },
+                EndpointKind::Esplora => self.rest_bytes(i, &format!("/block/{hash}/raw")).await,
             }
         })
         .await

@@ -63,7 +63,7 @@ impl Can<'_, perm::ReadWallet> {
         let outflows = svc.store().wallet_outflows(wallet).await?;
         let mut incoming: std::collections::BTreeMap<String, u128> = Default::default();
         for d in svc.store().wallet_deposits(wallet, 10_000).await? {
-            if d.state == "seen" {
+            if d.state == "seen" && !d.from.starts_with("change:") {
                 let slot = incoming.entry(d.asset).or_default();
                 *slot = slot.saturating_add(d.amount);
             }
@@ -156,7 +156,81 @@ impl Can<'_, perm::ReadWallet> {
                 });
             }
         }
+        self.btc_balances(wallet, &outflows, &incoming, &mut out)
+            .await?;
         Ok(out)
+    }
+
+    /// Bitcoin, per configured network the wallet has an account on:
+    /// credited is what its held outputs (free or reserved, not yet seen
+    /// spent) carry; available leaves out what is spoken for and the
+    /// network's fee cap.
+    async fn btc_balances(
+        &self,
+        wallet: WalletId,
+        outflows: &[(String, u128, bool)],
+        incoming: &std::collections::BTreeMap<String, u128>,
+        out: &mut Vec<AssetBalance>,
+    ) -> Result<(), ServiceError> {
+        let svc = self.svc;
+        let nets: Vec<_> = svc
+            .btc_networks()
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for net in nets {
+            let network = crate::btc::net_name(net.network);
+            if svc
+                .store()
+                .btc_account_keys(wallet, &network)
+                .await?
+                .is_empty()
+            {
+                continue;
+            }
+            let mut credited = 0u128;
+            for state in ["available", "reserved"] {
+                for u in svc
+                    .store()
+                    .wallet_btc_utxos(wallet, &network, state)
+                    .await?
+                {
+                    credited = credited
+                        .checked_add(u128::from(u.value_sat))
+                        .ok_or_else(|| corrupt("outputs", "overflow"))?;
+                }
+            }
+            let asset = Asset::bitcoin(net.network);
+            let id = asset.id().to_string();
+            let (mut reserved, mut awaiting) = (0u128, 0u128);
+            for (a, amount, committed) in outflows {
+                if *a == id {
+                    let slot = if *committed {
+                        &mut reserved
+                    } else {
+                        &mut awaiting
+                    };
+                    *slot = slot
+                        .checked_add(*amount)
+                        .ok_or_else(|| corrupt("outflows", "overflow"))?;
+                }
+            }
+            let bound = reserved
+                .saturating_add(awaiting)
+                .saturating_add(u128::from(net.fee_caps.max_fee));
+            out.push(AssetBalance {
+                incoming: incoming.get(&id).copied().unwrap_or(0),
+                asset,
+                on_chain: None,
+                credited: Some(credited),
+                reserved,
+                awaiting,
+                available: Some(credited.saturating_sub(bound)),
+            });
+        }
+        Ok(())
     }
 
     pub async fn transfer(

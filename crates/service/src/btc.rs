@@ -240,6 +240,23 @@ impl Service {
         )?;
         let mut tx = self.store().begin().await?;
         tx.insert_btc_utxo(&row).await?;
+        if let Some(wallet) = wallet {
+            crate::ledger::other_moved(
+                &mut tx,
+                crate::ledger::Other {
+                    wallet,
+                    asset: &domain::Asset::bitcoin(network).id().to_string(),
+                    kind: "recorded",
+                    available: i128::from(value_sat),
+                    transfer: None,
+                    txid: Some(&row.txid),
+                    block: None,
+                    reference: format!("recorded:{}:{}:{vout}", row.network, row.txid),
+                },
+                now,
+            )
+            .await?;
+        }
         self.commit(tx, &[e], now).await?;
         Ok(row)
     }

@@ -330,8 +330,17 @@ impl Service {
                 candidates.push(utxo_of(&row)?);
             }
         }
+        // The fee follows the most urgent payout of the batch: the node's
+        // estimate for confirmation within 1 (urgent), 2 (high), 6
+        // (normal) or 24 (low) blocks, never above the cap.
+        let target: u16 = match ready.iter().map(|(t, _)| t.priority).max().unwrap_or(1) {
+            0 => 24,
+            1 => 6,
+            2 => 2,
+            _ => 1,
+        };
         let fee_rate = match &net.client {
-            Some(c) => c.fee_rate(6).await.unwrap_or(net.fee_rate),
+            Some(c) => c.fee_rate(target).await.unwrap_or(net.fee_rate),
             None => net.fee_rate,
         }
         .min(net.fee_caps.max_fee_rate);
@@ -385,6 +394,7 @@ impl Service {
             wallet: Some(wallet),
             created_at: now,
             created_by: Actor::System,
+            block: None,
         })
         .await?;
         for (t, _) in ready {
@@ -410,6 +420,7 @@ impl Service {
                 "transfers": ready.iter().map(|(t, _)| t.id.to_string()).collect::<Vec<_>>(),
                 "fee_sat": fee_sat,
                 "fee_rate": fee_rate,
+                "fee_target_blocks": target,
                 "unsigned_txid": psbt.unsigned_tx.compute_txid().to_string(),
             }),
         )?);

@@ -133,7 +133,11 @@ impl Service {
             let mut tx = self.store().begin().await?;
             let mut entries = Vec::new();
             for d in &found {
-                if tx.upsert_deposit(d).await? {
+                if let Some(was) = tx.upsert_deposit(d).await? {
+                    // Seen in another block while seen: pending already.
+                    if was.as_deref() != Some("seen") {
+                        crate::ledger::deposit_moved(&mut tx, d, "seen", "", now).await?;
+                    }
                     pass.seen += 1;
                     entries.push(deposit_entry(d, "deposit.seen")?);
                     deposit_event(&mut tx, d, "seen", now).await?;
@@ -186,6 +190,7 @@ impl Service {
             let mut tx = self.store().begin().await?;
             tx.settle_deposit(&network, &d.tx_hash, d.log_index, to, now)
                 .await?;
+            crate::ledger::deposit_moved(&mut tx, &d, to, "seen", now).await?;
             if !canonical {
                 // Scanned again from its block: re-included, it is seen anew.
                 tx.set_scan_cursor(&network, cursor.min(d.block_number))
@@ -210,7 +215,7 @@ impl Service {
     }
 }
 
-fn deposit_entry(d: &DepositRow, action: &str) -> Result<audit::Entry, ServiceError> {
+pub(crate) fn deposit_entry(d: &DepositRow, action: &str) -> Result<audit::Entry, ServiceError> {
     entry(
         &Actor::System,
         action,
@@ -227,7 +232,7 @@ fn deposit_entry(d: &DepositRow, action: &str) -> Result<audit::Entry, ServiceEr
     )
 }
 
-async fn deposit_event(
+pub(crate) async fn deposit_event(
     tx: &mut storage::WriteTx,
     d: &DepositRow,
     state: &str,

@@ -100,6 +100,15 @@ impl Service {
                 &[state::SIGNED, state::BROADCAST, state::INCLUDED],
             )
             .await?;
+        // Whose each sender is (a send with no transfer is the wallet's
+        // payout too, in its ledger).
+        let wallets: std::collections::HashMap<String, domain::WalletId> = self
+            .store()
+            .deposit_addresses(&network)
+            .await?
+            .into_iter()
+            .filter_map(|(a, w)| Some((a, w?)))
+            .collect();
         for send in open {
             let attempts = self.store().eth_attempts(&send.id).await?;
             let mut found = None;
@@ -185,6 +194,43 @@ impl Service {
                             &subject,
                             json!({ "attempt": a.attempt, "confirmations": confirmations }),
                         )?);
+                        // The fee, paid whatever the outcome, from the
+                        // wallet of the transfer it carried out (or of its
+                        // sender: a send made without a transfer pays from
+                        // `available` at once).
+                        let transfer = tx.transfer_of_send(&send.id).await?;
+                        let owner = transfer
+                            .as_ref()
+                            .map(|t| t.wallet)
+                            .or_else(|| wallets.get(&send.address).copied());
+                        if let Some(wallet) = owner {
+                            let fee = u128::from(receipt.gas_used)
+                                .checked_mul(receipt.effective_gas_price)
+                                .ok_or_else(|| crate::moves::corrupt("fee", "overflow"))?;
+                            let hash = hex32(&receipt_tx_hash(a)?);
+                            let mut paid =
+                                vec![(domain::Asset::ether(chain_id).id().to_string(), "fee", fee)];
+                            if transfer.is_none() && fin == state::CONFIRMED && a.kind != "cancel" {
+                                paid.push((send.asset.clone(), "payout", send.amount));
+                            }
+                            for (asset, kind, amount) in paid {
+                                crate::ledger::other_moved(
+                                    &mut tx,
+                                    crate::ledger::Other {
+                                        wallet,
+                                        asset: &asset,
+                                        kind,
+                                        available: crate::ledger::negative(amount)?,
+                                        transfer: transfer.as_ref().map(|t| t.id),
+                                        txid: Some(&hash),
+                                        block: Some(receipt.block_number),
+                                        reference: format!("{kind}:{network}:{hash}"),
+                                    },
+                                    now,
+                                )
+                                .await?;
+                            }
+                        }
                         // The transfer it carried out ends with it.
                         let event = match fin {
                             state::CONFIRMED => lifecycle::Event::Confirmed,
@@ -312,4 +358,13 @@ impl Service {
             foreign_use: chain_pending > next_allocated,
         })
     }
+}
+
+/// The hash of an attempt's signed transaction.
+fn receipt_tx_hash(a: &storage::EthAttemptRow) -> Result<[u8; 32], ServiceError> {
+    let raw = a
+        .raw
+        .as_ref()
+        .ok_or_else(|| crate::moves::corrupt("attempt", "included without bytes"))?;
+    Ok(chain_eth::decode(raw).map_err(EthError::Tx)?.hash)
 }

@@ -32,7 +32,8 @@
 //!    governance log replayed and verified: what every decision reads),
 //!    `gov_log` (records appended with their change, the state kept at the
 //!    log's head, forged rows raised and frozen), `audit_key`, `clock`,
-//!    `crash`, `totp`.
+//!    `crash`, `totp`, `ledger` (the movements written with each change:
+//!    deposits, reservations, releases, payouts, fees).
 //! 2. **vault** — `backups` (backups and restores audited, keys a verified
 //!    backup holds); `keystore`: init, unseal (Shamir shares), auto-unseal,
 //!    seal, KEK rotation, and `sign_checked`, the vault's signer (seal, key
@@ -59,13 +60,18 @@
 //!    operators' retry, cancel, replace and stuck view), `wallets` (wallets,
 //!    accounts opened on a backend, senders, deposit addresses), `recovery`
 //!    (a restore's epoch, and its reconciliation with the chains before
-//!    anything is signed).
+//!    anything is signed), `btc_watch` (the Bitcoin operating loop: blocks
+//!    checked and scanned, deposits, inclusions, reorganisations,
+//!    confirmations, outputs taken), `reconcile` (runs comparing the chains
+//!    and signer nodes with what Strongroom signed), `drift` (ledger against
+//!    chain balances, openings).
 //! 6. **transfers** — `requests` (a request validated; the funds check under
 //!    the wallet's lock), `transfers` (judged by the policy in force under
 //!    the governance, wallet and name locks, stored with its intent, version
 //!    and decision; signed votes, time locks, lapse, cancel; balances),
 //!    `rotation` (a key's successor, the wallets' accounts moved to it, and
-//!    sweep transfers of its funds).
+//!    sweep transfers of its funds), `statements` (the ledger's movements,
+//!    balance history and statements for a wallet's readers).
 //! 7. **identity and governance** — `identity` (people, passwords, TOTP,
 //!    sessions, API keys), `signed` (requests signed with an API key:
 //!    `strongroom-request-v2`, nonces), `governance` (proposals
@@ -80,11 +86,13 @@ mod backups;
 pub mod balances;
 pub mod btc;
 pub mod btc_transfers;
+pub mod btc_watch;
 mod changes;
 mod checkpoints;
 mod clock;
 pub mod crash;
 pub mod deposits;
+mod drift;
 mod error;
 pub mod eth;
 mod eth_rows;
@@ -98,6 +106,7 @@ pub mod identity;
 mod key_refresh;
 mod keyring;
 mod keystore;
+mod ledger;
 pub mod limiter;
 mod moves;
 mod outbox;
@@ -110,6 +119,7 @@ pub mod rotation;
 mod service;
 mod settings;
 mod signed;
+pub mod statements;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod threshold;

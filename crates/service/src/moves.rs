@@ -139,6 +139,7 @@ pub(crate) async fn transition(
         at: now,
     })
     .await?;
+    crate::ledger::transfer_moved(tx, t, from.as_str(), step.to.as_str(), now).await?;
     let subject = format!("transfer:{}", t.id);
     let e = if step.to == from {
         // Within `queued`: an attempt failed, or an operator retried.

@@ -99,8 +99,25 @@ fn text(v: &serde_json::Value, field: &str) -> String {
     v[field].as_str().unwrap_or_default().to_owned()
 }
 
+/// An output Strongroom held, spent by a transaction it did not sign.
+#[derive(Debug, Clone)]
+pub(crate) struct Taken {
+    pub network: String,
+    pub output: storage::BtcUtxoRow,
+    pub by_txid: String,
+    pub height: u64,
+}
+
 /// An outflow found, and what keeps it from being found again.
 struct Outflow {
+    /// `unsigned_outflow`, `balance_drift` or `deposit_missed`.
+    kind: &'static str,
+    /// Its wallet and key are frozen at once (funds left without us).
+    freeze: bool,
+    /// Settled without a finding: a drift on a wallet already frozen (or
+    /// found with an unsigned outflow in the same pass), whose difference
+    /// the person looking sees in the ledger (`ledger.adjusted`).
+    silent: bool,
     /// `<network>:<address or outpoint>`.
     account: String,
     /// The audit record's subject.
@@ -126,6 +143,9 @@ enum Settle {
         txid: String,
         vout: u32,
     },
+    /// The ledger set to the chain (a `drift` movement): the difference is
+    /// named once.
+    Adjust(crate::drift::Drift),
     /// Nothing to settle: kept findings are not made again.
     Named,
 }
@@ -155,6 +175,9 @@ impl Service {
                     let report = self.eth_nonce_report(chain_id, address).await?;
                     if report.chain_pending > report.next_allocated {
                         outflows.push(Outflow {
+                            kind: "unsigned_outflow",
+                            freeze: true,
+                            silent: false,
                             account: format!("{network}:{}", sender.address),
                             subject: format!("eth:{network}:{}", sender.address),
                             wallet,
@@ -173,6 +196,15 @@ impl Service {
                         });
                     }
                 }
+            }
+            let (drifts, compared) = self.eth_drifts().await?;
+            accounts += compared;
+            for d in drifts {
+                let found = outflows.iter().any(|o| o.wallet == Some(d.wallet));
+                let frozen = self.ensure_not_frozen(Some(d.wallet), None).await.is_err();
+                let mut o = drift_finding(d);
+                o.silent = found || frozen;
+                outflows.push(o);
             }
             accounts += self.btc_outflows(&mut outflows).await?;
             self.signer_records(&mut outflows).await?;
@@ -240,17 +272,31 @@ impl Service {
             .filter(|f| f.released_at.is_none())
             .map(|f| f.scope)
             .collect();
+        let run_id = uuid::Uuid::now_v7().to_string();
         for o in outflows {
-            tracing::error!(alert = true, account = %o.account, detail = %o.detail,
-                "an outflow Strongroom did not sign: wallet frozen");
+            if o.silent {
+                if let Settle::Adjust(d) = &o.settle {
+                    adjust(&mut tx, d, &run_id, now).await?;
+                }
+                entries.push(entry(
+                    &Actor::System,
+                    "ledger.adjusted",
+                    &o.subject,
+                    json!({ "kind": o.kind, "detail": o.detail }),
+                )?);
+                continue;
+            }
+            tracing::error!(alert = true, kind = o.kind, account = %o.account, detail = %o.detail,
+                "reconciliation finding");
             // The wallet and the key, each frozen unless a freeze of its
             // own already holds it.
             let mut freeze = None;
             let scopes = o
                 .wallet
+                .filter(|_| o.freeze)
                 .map(FreezeScope::Wallet)
                 .into_iter()
-                .chain(o.key.map(FreezeScope::Key))
+                .chain(o.key.filter(|_| o.freeze).map(FreezeScope::Key))
                 .chain(o.global.then_some(FreezeScope::Global));
             for scope in scopes {
                 if !held.insert(scope.to_string()) {
@@ -259,10 +305,7 @@ impl Service {
                 let row = new_freeze(
                     &Actor::System,
                     scope,
-                    &format!(
-                        "reconciliation: an outflow Strongroom did not sign ({})",
-                        o.account
-                    ),
+                    &format!("reconciliation: {} ({})", o.kind, o.account),
                     now,
                 );
                 entries.push(place_in(&mut tx, &Actor::System, &row, now).await?);
@@ -283,10 +326,11 @@ impl Service {
                 } => {
                     tx.mark_btc_output_taken(network, txid, *vout).await?;
                 }
+                Settle::Adjust(d) => adjust(&mut tx, d, &run_id, now).await?,
                 Settle::Named => {}
             }
             let f = Finding {
-                kind: "unsigned_outflow".into(),
+                kind: o.kind.into(),
                 account: o.account,
                 wallet: o.wallet,
                 key: o.key,
@@ -311,7 +355,7 @@ impl Service {
             findings.push(f);
         }
         let run = Run {
-            id: uuid::Uuid::now_v7().to_string(),
+            id: run_id,
             started_at_ms: started.as_millis(),
             finished_at_ms: now.as_millis(),
             complete: error.is_none(),
@@ -365,6 +409,9 @@ impl Service {
                     continue;
                 }
                 outflows.push(Outflow {
+                    kind: "unsigned_outflow",
+                    freeze: true,
+                    silent: false,
                     subject: format!("signer:{node}"),
                     wallet: None,
                     key: None,
@@ -443,6 +490,9 @@ impl Service {
                 }
                 let key = crate::btc::spend_of(&u.spend).ok().map(|(_, k, _)| k);
                 outflows.push(Outflow {
+                    kind: "unsigned_outflow",
+                    freeze: true,
+                    silent: false,
                     account: format!("{network}:{}:{}", u.txid, u.vout),
                     subject: format!("btc-output:{network}:{}:{}", u.txid, u.vout),
                     wallet: u.wallet,
@@ -462,6 +512,41 @@ impl Service {
             }
         }
         Ok(u64::try_from(accounts.len()).unwrap_or(u64::MAX))
+    }
+
+    /// Outputs the Bitcoin loop found spent in a block by a transaction
+    /// Strongroom never signed: kept as a run with a finding each, their
+    /// wallets and keys frozen at once, the outputs no longer counted.
+    pub(crate) async fn btc_outputs_taken(&self, taken: Vec<Taken>) -> Result<Run, ServiceError> {
+        let started = self.now();
+        let accounts = u64::try_from(taken.len()).unwrap_or(u64::MAX);
+        let outflows = taken
+            .into_iter()
+            .map(|t| {
+                let u = &t.output;
+                Outflow {
+                    kind: "unsigned_outflow",
+                    freeze: true,
+                    silent: false,
+                    account: format!("{}:{}:{}", t.network, u.txid, u.vout),
+                    subject: format!("btc-output:{}:{}:{}", t.network, u.txid, u.vout),
+                    wallet: u.wallet,
+                    key: crate::btc::spend_of(&u.spend).ok().map(|(_, k, _)| k),
+                    detail: format!(
+                        "output {}:{} ({} sat) was spent in block {} by transaction {}, which \
+                         Strongroom never signed: its key may be compromised",
+                        u.txid, u.vout, u.value_sat, t.height, t.by_txid
+                    ),
+                    settle: Settle::Taken {
+                        network: t.network.clone(),
+                        txid: u.txid.clone(),
+                        vout: u.vout,
+                    },
+                    global: false,
+                }
+            })
+            .collect();
+        self.keep_run(started, accounts, None, outflows).await
     }
 
     /// The newest runs first.
@@ -488,5 +573,66 @@ impl crate::access::Can<'_, crate::access::perm::ReadAudit> {
         before: Option<domain::Timestamp>,
     ) -> Result<Vec<Run>, ServiceError> {
         self.svc.reconciliation_runs(limit.min(100), before).await
+    }
+}
+
+/// The ledger set to the chain: a `drift` movement.
+async fn adjust(
+    tx: &mut storage::WriteTx,
+    d: &crate::drift::Drift,
+    run_id: &str,
+    now: domain::Timestamp,
+) -> Result<(), ServiceError> {
+    crate::ledger::other_moved(
+        tx,
+        crate::ledger::Other {
+            wallet: d.wallet,
+            asset: &d.asset,
+            kind: "drift",
+            available: d.difference(),
+            transfer: None,
+            txid: None,
+            block: Some(d.block),
+            reference: format!("drift:{run_id}:{}:{}", d.wallet, d.asset),
+        },
+        now,
+    )
+    .await
+}
+
+/// A drift as a finding: less on chain than the ledger holds freezes the
+/// wallet (funds left without a transaction Strongroom signed); more is a
+/// deposit the scanner missed. Either way the ledger is set to the chain.
+fn drift_finding(d: crate::drift::Drift) -> Outflow {
+    let diff = d.difference();
+    let missing = diff < 0;
+    Outflow {
+        kind: if missing {
+            "balance_drift"
+        } else {
+            "deposit_missed"
+        },
+        freeze: missing,
+        silent: false,
+        account: format!("{}:{}:{}", d.network, d.addresses.join(","), d.asset),
+        subject: format!("wallet:{}", d.wallet),
+        wallet: Some(d.wallet),
+        key: None,
+        detail: format!(
+            "at block {} the chain holds {} of {} for the wallet, its ledger {} ({}{}): {}",
+            d.block,
+            d.chain,
+            d.asset,
+            d.ledger,
+            if missing { "" } else { "+" },
+            diff,
+            if missing {
+                "funds left without a transaction Strongroom signed"
+            } else {
+                "a deposit the scanner did not see"
+            }
+        ),
+        global: false,
+        settle: Settle::Adjust(d),
     }
 }

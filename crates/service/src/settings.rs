@@ -59,6 +59,9 @@ pub struct BtcNetwork {
     pub fee_rate: u64,
     /// How queued payouts of one wallet are gathered into one transaction.
     pub batch: BatchRule,
+    /// Blocks on top of a deposit's (its own counted) before it is
+    /// credited, and of a send's before it is complete.
+    pub confirmations: u64,
     /// Where to broadcast; without one, sends stop at `signed`.
     pub client: Option<Arc<BtcClient>>,
 }

@@ -281,3 +281,21 @@ impl Payer {
         self.svc.execute_transfer(t.id, urgency).await
     }
 }
+
+/// A Bitcoin HD account (BIP-84) for `wallet`, opened as the API opens one,
+/// with its first receive address issued — and its words, which the API
+/// never shows: the paper backup a thief may find. For the tests of what
+/// the reconciliation finds when a key is used outside Strongroom. Its
+/// backup is waived.
+pub async fn hd_account_with_words(
+    svc: &Service,
+    actor: &Actor,
+    wallet: WalletId,
+    n: domain::BitcoinNetwork,
+) -> Result<(domain::KeyId, String, keys::hd::Mnemonic), ServiceError> {
+    let (key, words) = svc.create_bip84_key(actor, n).await?;
+    svc.waive_key_backup(actor, key.id).await?;
+    svc.register_btc_account(actor, n, key.id, wallet).await?;
+    let address = svc.next_deposit_address(actor, wallet, n).await?;
+    Ok((key.id, address, words))
+}

@@ -535,6 +535,7 @@ impl Can<'_, perm::InitiateTransfer> {
             updated_at: now,
         };
         tx.insert_transfer(&row).await?;
+        crate::ledger::transfer_moved(&mut tx, &row, "submitted", st, now).await?;
         let actor = who.to_string();
         let rule = d.rule.as_deref().unwrap_or("no rule matched");
         for (s, why) in [

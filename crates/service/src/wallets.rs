@@ -104,19 +104,7 @@ impl Service {
             }
         }
         if let (AccountKey::Hd, Network::Bitcoin(n)) = (kind, network) {
-            // BIP-84: m/84'/coin'/0', coin 0 on mainnet, 1 elsewhere.
-            let coin = u32::from(n != domain::BitcoinNetwork::Mainnet);
-            let (key, mnemonic) = self
-                .create_hd_key(
-                    actor,
-                    crate::NewHdKey {
-                        purpose: domain::KeyPurpose::TransferSigning,
-                        algorithm: domain::KeyAlgorithm::EcdsaSecp256k1,
-                        account_path: format!("m/84'/{coin}'/0'"),
-                        cryptoperiod_days: 365,
-                    },
-                )
-                .await?;
+            let (key, mnemonic) = self.create_bip84_key(actor, n).await?;
             // The seed is sealed in the keystore (and its backups); the
             // words are not shown over the API.
             drop(mnemonic);
@@ -322,5 +310,27 @@ impl crate::access::Can<'_, crate::access::perm::InitiateTransfer> {
         self.svc.backed_up(sender.key_id).await?;
         let address: chain_eth::EthAddress = address.parse().map_err(|e| corrupt("sender", e))?;
         Ok(address.to_string())
+    }
+}
+
+impl Service {
+    /// A BIP-84 HD transfer-signing key for network `n` (`m/84'/coin'/0'`,
+    /// coin 0 on mainnet, 1 elsewhere), and its words.
+    pub(crate) async fn create_bip84_key(
+        &self,
+        actor: &Actor,
+        n: domain::BitcoinNetwork,
+    ) -> Result<(storage::KeyRow, keys::hd::Mnemonic), ServiceError> {
+        let coin = u32::from(n != domain::BitcoinNetwork::Mainnet);
+        self.create_hd_key(
+            actor,
+            crate::NewHdKey {
+                purpose: domain::KeyPurpose::TransferSigning,
+                algorithm: domain::KeyAlgorithm::EcdsaSecp256k1,
+                account_path: format!("m/84'/{coin}'/0'"),
+                cryptoperiod_days: 365,
+            },
+        )
+        .await
     }
 }

@@ -39,6 +39,7 @@ fn regtest(client: Option<Arc<chain_btc_client::BtcClient>>) -> BtcNetwork {
         },
         fee_rate: 5,
         batch: Default::default(),
+        confirmations: 1,
         client,
     }
 }

@@ -1546,6 +1546,7 @@ impl Fixture {
             },
             fee_rate: 5,
             batch,
+            confirmations: 1,
             client: None,
         });
     }

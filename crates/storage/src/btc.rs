@@ -354,6 +354,8 @@ pub struct BtcSendRow {
     pub wallet: Option<WalletId>,
     pub created_at: Timestamp,
     pub created_by: domain::Actor,
+    /// The block the watcher found it in (height, hash).
+    pub block: Option<(u64, String)>,
 }
 
 impl WriteTx {
@@ -427,7 +429,7 @@ impl Store {
     pub async fn btc_send(&self, id: &str) -> Result<BtcSendRow, StorageError> {
         let r = sqlx::query(
             "SELECT id, network, psbt, raw, txid, fee_sat, state, created_at_ms, created_by, \
-             wallet_id FROM btc_sends WHERE id = $1",
+             wallet_id, block_height, block_hash FROM btc_sends WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -437,7 +439,17 @@ impl Store {
         })?;
         let fee: i64 = r.try_get("fee_sat")?;
         let by: String = r.try_get("created_by")?;
+        let height: Option<i64> = r.try_get("block_height")?;
+        let block_hash: Option<String> = r.try_get("block_hash")?;
+        let block = match (height, block_hash) {
+            (Some(h), Some(hash)) => Some((
+                u64::try_from(h).map_err(|_| StorageError::Corrupt("block height".into()))?,
+                hash,
+            )),
+            _ => None,
+        };
         Ok(BtcSendRow {
+            block,
             id: r.try_get("id")?,
             network: r.try_get("network")?,
             psbt: r.try_get("psbt")?,
@@ -468,10 +480,10 @@ pub struct BtcAddressRow {
     pub created_at: Timestamp,
 }
 
-const ADDRESS_COLUMNS: &str =
+pub(crate) const ADDRESS_COLUMNS: &str =
     "network, key_id, chain, idx, address, script_pubkey, wallet_id, created_at_ms";
 
-fn address_from_row(r: &sqlx::any::AnyRow) -> Result<BtcAddressRow, StorageError> {
+pub(crate) fn address_from_row(r: &sqlx::any::AnyRow) -> Result<BtcAddressRow, StorageError> {
     let n = |c: &str| -> Result<u32, StorageError> {
         u32::try_from(r.try_get::<i64, _>(c)?)
             .map_err(|_| StorageError::Corrupt(format!("Bitcoin address {c}")))

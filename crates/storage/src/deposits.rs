@@ -35,10 +35,10 @@ pub struct DepositRow {
     pub credited_at: Option<Timestamp>,
 }
 
-const COLUMNS: &str = "network, tx_hash, log_index, address, wallet_id, from_address, asset, \
+pub(crate) const COLUMNS: &str = "network, tx_hash, log_index, address, wallet_id, from_address, asset, \
      amount, block_number, block_hash, state, seen_at_ms, credited_at_ms";
 
-fn deposit_from_row(r: &AnyRow) -> Result<DepositRow, StorageError> {
+pub(crate) fn deposit_from_row(r: &AnyRow) -> Result<DepositRow, StorageError> {
     Ok(DepositRow {
         network: r.try_get("network")?,
         tx_hash: r.try_get("tx_hash")?,
@@ -64,9 +64,20 @@ fn block_db(n: u64) -> Result<i64, StorageError> {
 impl WriteTx {
     /// Records a deposit seen; one already recorded is left as it is,
     /// unless it had been reorganised away or is now in another block (then
-    /// it is seen again, in its new block). Returns whether it was new or
-    /// seen again.
-    pub async fn upsert_deposit(&mut self, d: &DepositRow) -> Result<bool, StorageError> {
+    /// it is seen again, in its new block). Returns, when it was new or seen
+    /// again, the state it had before (`None`: new).
+    pub async fn upsert_deposit(
+        &mut self,
+        d: &DepositRow,
+    ) -> Result<Option<Option<String>>, StorageError> {
+        let was: Option<String> = sqlx::query_scalar(
+            "SELECT state FROM eth_deposits WHERE network = $1 AND tx_hash = $2 AND log_index = $3",
+        )
+        .bind(&d.network)
+        .bind(&d.tx_hash)
+        .bind(d.log_index)
+        .fetch_optional(&mut *self.tx)
+        .await?;
         let done = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO eth_deposits ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
              $11, $12, $13) ON CONFLICT (network, tx_hash, log_index) DO UPDATE SET \
@@ -89,7 +100,7 @@ impl WriteTx {
         .bind(d.credited_at.map(Timestamp::as_millis))
         .execute(&mut *self.tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        Ok((done.rows_affected() == 1).then_some(was))
     }
 
     /// Moves a seen deposit to `credited` or `reorged`.

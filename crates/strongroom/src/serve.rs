@@ -209,6 +209,7 @@ pub(crate) async fn connect_bitcoin(svc: &Service, c: &Config) -> Result<(), Fai
             fee_caps: b.fee_caps,
             fee_rate: b.fee_rate,
             batch: b.batch,
+            confirmations: b.confirmations,
             client,
         });
     }
@@ -330,7 +331,12 @@ pub(crate) fn run(c: Config, beside: Beside) -> Result<(), Failure> {
                 let svc = svc.clone();
                 move || {
                     let svc = svc.clone();
-                    async move { svc.btc_resume(n).await.map(drop) }
+                    // Then the chain: deposits, inclusions, reorgs,
+                    // confirmations, outputs taken.
+                    async move {
+                        svc.btc_resume(n).await?;
+                        svc.btc_watch(n).await.map(drop)
+                    }
                 }
             }));
         }

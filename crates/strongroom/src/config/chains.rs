@@ -26,8 +26,16 @@ pub(super) struct RawBitcoin {
     poll_seconds: u64,
     #[serde(default = "default_rpc_timeout")]
     timeout_seconds: u64,
+    /// Blocks on top of a deposit's (its own counted) before it is credited
+    /// and a send is complete.
+    #[serde(default = "default_btc_confirmations")]
+    confirmations: u64,
     #[serde(default)]
     endpoints: Vec<RawBtcEndpoint>,
+}
+
+fn default_btc_confirmations() -> u64 {
+    6
 }
 
 #[derive(Debug, Deserialize)]
@@ -115,6 +123,7 @@ pub struct BitcoinConfig {
     pub batch: service::btc::BatchRule,
     pub poll_every: Duration,
     pub timeout: Duration,
+    pub confirmations: u64,
     pub endpoints: Vec<chain_btc_client::Endpoint>,
 }
 
@@ -181,6 +190,12 @@ pub(super) fn btc(raw: RawBitcoin, i: usize, base: &Path) -> Result<BitcoinConfi
             "must be between 1 and 3600",
         ));
     }
+    if !(1..=1000).contains(&raw.confirmations) {
+        return Err(ConfigError::new(
+            &key("confirmations"),
+            "must be between 1 and 1000",
+        ));
+    }
     let mut endpoints = Vec::with_capacity(raw.endpoints.len());
     for (j, e) in raw.endpoints.into_iter().enumerate() {
         let ekey = |k: &str| key(&format!("endpoints[{j}].{k}"));
@@ -230,6 +245,7 @@ pub(super) fn btc(raw: RawBitcoin, i: usize, base: &Path) -> Result<BitcoinConfi
         },
         poll_every: Duration::from_secs(raw.poll_seconds),
         timeout: Duration::from_secs(raw.timeout_seconds.clamp(1, 300)),
+        confirmations: raw.confirmations,
         endpoints,
     })
 }
