@@ -679,3 +679,58 @@ async fn app_with_address_limit() -> App {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_come_as_json_or_csv_and_bad_queries_change_nothing() {
+    let app = app(roomy()).await;
+    let root: Actor = "operator:root".parse().unwrap();
+    let wallet = app.svc.console_create_wallet(&root, "books").await.unwrap();
+    let auditor = key(&app, 61, Grant::global(Role::Auditor)).await;
+    let base = format!("/v1/wallets/{}", wallet.id);
+    let (s, _, body) = send(
+        &app,
+        auditor.request("GET", &format!("{base}/statement?from_ms=0"), None),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["wallet"], wallet.id.to_string());
+    assert_eq!(body["movements"], serde_json::json!([]));
+    // CSV, for an accountant.
+    let resp = app
+        .router
+        .clone()
+        .oneshot(auditor.request("GET", &format!("{base}/statement?format=csv"), None))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        resp.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    assert!(bytes.starts_with(b"kind,at_ms,asset,"));
+    // Bad queries: a clear 400 each.
+    for uri in [
+        format!("{base}/statement?format=xml"),
+        format!("{base}/statement?from_ms=10&to_ms=10"),
+        format!("{base}/ledger?colour=red"),
+        format!("{base}/ledger?limit=-1"),
+        format!("{base}/balances/history"),
+    ] {
+        let (s, _, body) = send(&app, auditor.request("GET", &uri, None)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{uri}: {body}");
+    }
+    // A wallet that is not there.
+    let (s, _, _) = send(
+        &app,
+        auditor.request(
+            "GET",
+            "/v1/wallets/01900000-0000-7000-8000-000000000000/ledger",
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}

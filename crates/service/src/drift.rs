@@ -91,12 +91,16 @@ impl Service {
                     chain.push((*wallet, asset.id().to_string(), addresses.clone(), held));
                 }
             }
-            if self
-                .store()
-                .scan_cursor(&network)
-                .await?
-                .is_none_or(|next| next <= at)
-            {
+            // The scanner's cursor: in memory ahead of the database's (kept
+            // every hundred blocks), either one past the depth block.
+            let remembered = self
+                .scan_cursors()
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&network)
+                .copied();
+            let stored = self.store().scan_cursor(&network).await?;
+            if remembered.max(stored).is_none_or(|next| next <= at) {
                 continue; // the scanner has not read up to the depth yet
             }
             let in_flight: std::collections::HashSet<String> = self

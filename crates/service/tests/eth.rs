@@ -28,6 +28,8 @@ storage::on_both!(
     a_freeze_waits_for_a_broadcast_in_flight_and_nothing_starts_after,
     a_compromised_key_sweeps_to_its_successor_and_signs_nothing_else,
     an_outflow_strongroom_did_not_sign_freezes_its_wallet_within_one_pass,
+    the_ledger_follows_the_chain_and_a_drift_is_named_once,
+    tokens_are_reconciled_the_same_way,
 );
 
 const ETHER: u128 = 1_000_000_000_000_000_000;
@@ -1370,4 +1372,205 @@ async fn an_outflow_strongroom_did_not_sign_freezes_its_wallet_within_one_pass(f
     assert!(svc.reconcile_chains().await.is_err());
     let last = &svc.reconciliation_runs(1, None).await.unwrap()[0];
     assert!(!last.complete && last.error.is_some(), "{last:?}");
+}
+
+async fn the_ledger_follows_the_chain_and_a_drift_is_named_once(f: Fixture) {
+    let wallet = f.payer.wallet();
+    let ether_id = AssetId::new(
+        domain::Network::Evm { chain_id: CHAIN_ID },
+        domain::AssetKind::Native,
+    )
+    .unwrap()
+    .to_string();
+    let ledger = || async {
+        f.db.store
+            .ledger_balances(wallet)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|(a, _)| *a == ether_id)
+            .map(|(_, b)| b)
+            .unwrap_or_default()
+    };
+    // Passes after the scanner has read past the confirmation depth.
+    let settle = || async {
+        mine(&f.client, 3).await;
+        f.svc.eth_poll(CHAIN_ID).await.unwrap();
+        f.svc.eth_scan_deposits(CHAIN_ID).await.unwrap();
+        f.svc.reconcile_chains().await.unwrap()
+    };
+    // The first exact comparison opens the ledger with what the sender held.
+    let run = settle().await;
+    assert!(run.complete && run.findings.is_empty(), "{run:?}");
+    let held = f.client.balance(f.from).await.unwrap();
+    assert_eq!(
+        ledger().await,
+        storage::Balances {
+            available: held as i128,
+            pending: 0,
+            reserved: 0
+        }
+    );
+    // A payment through Strongroom: reserved, paid, its fee; no drift.
+    f.pay(f.ether(&bob().to_string(), "1")).await.unwrap();
+    assert_eq!(ledger().await.reserved, ETHER as i128);
+    let run = settle().await;
+    assert!(run.findings.is_empty(), "{run:?}");
+    let after = f.client.balance(f.from).await.unwrap();
+    assert!(after < held - ETHER, "a fee was paid");
+    assert_eq!(
+        ledger().await,
+        storage::Balances {
+            available: after as i128,
+            pending: 0,
+            reserved: 0
+        }
+    );
+    // The node says the sender holds more than any deposit brought: a
+    // deposit missed, named once, the ledger set to the chain, no freeze.
+    let set = |wei: u128| {
+        let client = f.client.clone();
+        let from = f.from.to_string();
+        async move {
+            client
+                .raw_call(
+                    "anvil_setBalance",
+                    serde_json::json!([from, format!("{wei:#x}")]),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    set(after + ETHER).await;
+    let run = settle().await;
+    assert_eq!(run.findings.len(), 1, "{run:?}");
+    assert_eq!(run.findings[0].kind, "deposit_missed");
+    assert!(run.findings[0].freeze.is_none());
+    assert_eq!(ledger().await.available, (after + ETHER) as i128);
+    assert!(settle().await.findings.is_empty(), "named once");
+    // Less than the ledger holds, with no transaction Strongroom signed
+    // (the node's word, or funds drained): a drift that freezes the wallet.
+    set(after / 2).await;
+    let run = settle().await;
+    assert_eq!(run.findings.len(), 1, "{run:?}");
+    let found = &run.findings[0];
+    assert_eq!(found.kind, "balance_drift");
+    assert_eq!(found.wallet, Some(wallet));
+    assert!(found.freeze.is_some());
+    assert!(matches!(
+        f.pay(f.ether(&bob().to_string(), "1")).await,
+        Err(ServiceError::Frozen(_))
+    ));
+    assert_eq!(ledger().await.available, (after / 2) as i128);
+    assert!(settle().await.findings.is_empty(), "named once");
+    // The statement tells the whole story.
+    let admin = f.payer.admin().await;
+    let can = f
+        .svc
+        .authorize::<service::identity::perm::ReadWallet>(&admin, Some(wallet))
+        .unwrap();
+    let st = can
+        .statement(wallet, domain::Timestamp::from_millis(0), None)
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = st.movements.iter().map(|m| m.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["opening", "reserved", "fee", "payout", "drift", "drift"],
+        "{st:?}"
+    );
+}
+
+async fn tokens_are_reconciled_the_same_way(f: Fixture) {
+    let dev = DevWallet::new(0).await;
+    let contract = deploy_test_token(&f.client, &dev).await;
+    let asset_id = AssetId::new(
+        domain::Network::Evm { chain_id: CHAIN_ID },
+        domain::AssetKind::Erc20(domain::ContractAddress::from_bytes(*contract.as_bytes())),
+    )
+    .unwrap();
+    let asset = Asset::new(
+        asset_id.clone(),
+        Symbol::new("TUSD").unwrap(),
+        domain::Decimals::new(6).unwrap(),
+    )
+    .unwrap();
+    f.svc.add_eth_network(EthNetwork {
+        config: config(vec![EthToken {
+            asset,
+            contract,
+            max_gas: 100_000,
+        }]),
+        client: f.client.clone(),
+    });
+    f.svc.eth_scan_deposits(CHAIN_ID).await.unwrap();
+    // A token deposit: scanned, credited at depth, in the ledger.
+    dev.transact(&f.client, |nonce, fees| {
+        TxPlan::erc20(
+            CHAIN_ID,
+            nonce,
+            contract,
+            f.from,
+            500_000_000,
+            100_000,
+            fees,
+        )
+    })
+    .await;
+    let settle = || async {
+        mine(&f.client, 3).await;
+        f.svc.eth_scan_deposits(CHAIN_ID).await.unwrap();
+        f.svc.reconcile_chains().await.unwrap()
+    };
+    let run = settle().await;
+    assert!(run.findings.is_empty(), "{run:?}");
+    assert_eq!(run.accounts, 3, "the sender, ether and the token");
+    let token = || async {
+        f.db.store
+            .ledger_balances(f.payer.wallet())
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|(a, _)| *a == asset_id.to_string())
+            .map(|(_, b)| b)
+            .unwrap_or_default()
+    };
+    assert_eq!(token().await.available, 500_000_000);
+    // Tokens leave with no transaction from the sender (an allowance abused,
+    // a contract drained): here the token's balance slot is rewritten.
+    let key = f
+        .client
+        .raw_call(
+            "web3_sha3",
+            serde_json::json!([format!(
+                "0x{:0>64}{:0>64}",
+                hex::encode(f.from.as_bytes()),
+                "1"
+            )]),
+        )
+        .await
+        .unwrap();
+    f.client
+        .raw_call(
+            "anvil_setStorageAt",
+            serde_json::json!([
+                contract.to_string(),
+                key,
+                format!("0x{:064x}", 100_000_000u64)
+            ]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        f.client.erc20_balance(contract, f.from).await.unwrap(),
+        100_000_000
+    );
+    let run = settle().await;
+    assert_eq!(run.findings.len(), 1, "{run:?}");
+    let found = &run.findings[0];
+    assert_eq!(found.kind, "balance_drift");
+    assert!(found.account.ends_with(&asset_id.to_string()), "{found:?}");
+    assert!(found.freeze.is_some());
+    assert_eq!(token().await.available, 100_000_000);
+    assert!(settle().await.findings.is_empty(), "named once");
 }
