@@ -761,6 +761,7 @@ pub const SERVICE_LAYERS: &[(&str, &[&str])] = &[
         "chain senders",
         &[
             "btc",
+            "btc_bump",
             "btc_transfers",
             "deposits",
             "eth",

@@ -262,6 +262,17 @@ impl Service {
     }
 }
 
+/// Confirmation target (blocks) for a batch whose most urgent transfer has
+/// this priority rank.
+pub(crate) fn target_blocks(rank: u8) -> u16 {
+    match rank {
+        0 => 24,
+        1 => 6,
+        2 => 2,
+        _ => 1,
+    }
+}
+
 pub(crate) fn chain_btc_network(n: BitcoinNetwork) -> bitcoin::Network {
     match n {
         BitcoinNetwork::Mainnet => bitcoin::Network::Bitcoin,

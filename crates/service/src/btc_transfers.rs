@@ -333,12 +333,8 @@ impl Service {
         // The fee follows the most urgent payout of the batch: the node's
         // estimate for confirmation within 1 (urgent), 2 (high), 6
         // (normal) or 24 (low) blocks, never above the cap.
-        let target: u16 = match ready.iter().map(|(t, _)| t.priority).max().unwrap_or(1) {
-            0 => 24,
-            1 => 6,
-            2 => 2,
-            _ => 1,
-        };
+        let target =
+            crate::btc::target_blocks(ready.iter().map(|(t, _)| t.priority).max().unwrap_or(1));
         let fee_rate = match &net.client {
             Some(c) => c.fee_rate(target).await.unwrap_or(net.fee_rate),
             None => net.fee_rate,
@@ -395,6 +391,7 @@ impl Service {
             created_at: now,
             created_by: Actor::System,
             block: None,
+            waiting_since: None,
         })
         .await?;
         for (t, _) in ready {
@@ -543,7 +540,7 @@ impl Service {
     /// by [`chain_btc::approve`] against its transfers' stored intents, the
     /// outputs reserved for it and the wallet's own scripts. The inner error
     /// says why it is not approved; the outer one is a failure to look.
-    async fn btc_approved(
+    pub(crate) async fn btc_approved(
         &self,
         send: &BtcSendRow,
         psbt: &bitcoin::Psbt,
@@ -670,7 +667,7 @@ fn intended_payout(
     Ok(chain_btc::Intended::of(&intent, n).map_err(|e| e.to_string()))
 }
 
-fn utxo_of(row: &storage::BtcUtxoRow) -> Result<Utxo, ServiceError> {
+pub(crate) fn utxo_of(row: &storage::BtcUtxoRow) -> Result<Utxo, ServiceError> {
     let (spend, _, _): (Spend, KeyId, Vec<u32>) = spend_of(&row.spend)?;
     let txid: bitcoin::Txid = row
         .txid

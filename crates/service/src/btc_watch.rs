@@ -58,6 +58,8 @@ pub struct BtcPass {
     pub completed: usize,
     /// Outputs taken by transactions Strongroom never signed.
     pub taken: usize,
+    /// Sends replaced by a faster transaction (BIP-125).
+    pub replaced: usize,
 }
 
 /// Whose a script is.
@@ -129,6 +131,7 @@ impl Service {
         }
         self.btc_settle(n, &network, tip, &owners, &mut pass)
             .await?;
+        pass.replaced += self.btc_stuck(n, below.height).await?;
         Ok(pass)
     }
 
@@ -292,10 +295,18 @@ impl Service {
         blocks: Vec<(BtcBlockRow, bitcoin::Block)>,
         pass: &mut BtcPass,
     ) -> Result<(), ServiceError> {
-        // Our sends that may appear, by txid, with the outputs that pay
-        // their transfers (the rest to our scripts is change).
+        // Our sends that may appear, by txid (every transaction a send was
+        // replaced by, or replaced), with the outputs that pay their
+        // transfers (the rest to our scripts is change).
         let mut ours: HashMap<String, (BtcSendRow, Vec<(bitcoin::ScriptBuf, u64)>)> =
             HashMap::new();
+        let replaced: HashMap<String, String> = self
+            .store()
+            .btc_replaced_on(network)
+            .await?
+            .into_iter()
+            .map(|(send, txid)| (txid, send))
+            .collect();
         for s in self
             .store()
             .btc_sends_in(network, &["signed", "broadcast"])
@@ -308,6 +319,9 @@ impl Service {
                     let amount = u64::try_from(t.amount).map_err(|e| corrupt("amount", e))?;
                     paid.push((a.script_pubkey(), amount));
                 }
+            }
+            for (old, _) in replaced.iter().filter(|(_, id)| **id == s.id) {
+                ours.insert(old.clone(), (s.clone(), paid.clone()));
             }
             ours.insert(txid, (s, paid));
         }
@@ -400,6 +414,10 @@ impl Service {
                 if let Some((s, _)) = send
                     && included.insert(s.id.clone())
                 {
+                    if replaced.contains_key(&txid) {
+                        // The transaction it was replaced by lost the race.
+                        tx.adopt_btc_replaced(&s.id, &txid, now).await?;
+                    }
                     tx.set_btc_send_included(&s.id, row.height, &row.hash)
                         .await?;
                     tx.spend_btc_utxos(&s.id).await?;

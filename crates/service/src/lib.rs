@@ -85,6 +85,7 @@ mod audit_key;
 mod backups;
 pub mod balances;
 pub mod btc;
+mod btc_bump;
 pub mod btc_transfers;
 pub mod btc_watch;
 mod changes;

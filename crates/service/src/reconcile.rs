@@ -474,14 +474,27 @@ impl Service {
                 // Reserved by a send whose transaction the node knows: ours.
                 if let Some(send) = &u.reserved_by {
                     if !ours.contains_key(send) {
+                        // Its transaction, or one it replaced (either may
+                        // be the one mined).
                         let row = self.store().btc_send(send).await?;
-                        let known = match &row.txid {
-                            Some(t) => {
-                                client.tx_state(t).await.map_err(node)?
-                                    != chain_btc_client::TxState::Unknown
+                        let mut txids: Vec<String> = row.txid.into_iter().collect();
+                        txids.extend(
+                            self.store()
+                                .btc_replaced_on(&network)
+                                .await?
+                                .into_iter()
+                                .filter(|(s, _)| s == send)
+                                .map(|(_, t)| t),
+                        );
+                        let mut known = false;
+                        for t in &txids {
+                            if client.tx_state(t).await.map_err(node)?
+                                != chain_btc_client::TxState::Unknown
+                            {
+                                known = true;
+                                break;
                             }
-                            None => false,
-                        };
+                        }
                         ours.insert(send.clone(), known);
                     }
                     if ours.get(send) == Some(&true) {

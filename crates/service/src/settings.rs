@@ -62,6 +62,9 @@ pub struct BtcNetwork {
     /// Blocks on top of a deposit's (its own counted) before it is
     /// credited, and of a send's before it is complete.
     pub confirmations: u64,
+    /// Blocks a broadcast send may wait before it is replaced by a faster
+    /// one (BIP-125), again after each replacement, up to the fee cap.
+    pub bump_after_blocks: u64,
     /// Where to broadcast; without one, sends stop at `signed`.
     pub client: Option<Arc<BtcClient>>,
 }

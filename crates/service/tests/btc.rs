@@ -40,6 +40,7 @@ fn regtest(client: Option<Arc<chain_btc_client::BtcClient>>) -> BtcNetwork {
         fee_rate: 5,
         batch: Default::default(),
         confirmations: 1,
+        bump_after_blocks: 2,
         client,
     }
 }

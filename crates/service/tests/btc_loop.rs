@@ -26,7 +26,7 @@ use service::{Checkpointer, NewKey, Service, ServiceError, SystemClock};
 use storage::Balances;
 use storage::testing::TestDb;
 
-storage::on_both!(fixture; deposits_and_sends_run_with_no_console_command_over_core, the_same_over_esplora, a_two_block_reorganisation_takes_a_deposit_back, an_output_spent_by_a_transaction_strongroom_never_signed_freezes_its_wallet, a_node_serving_a_block_unlike_its_header_fails_the_pass);
+storage::on_both!(fixture; deposits_and_sends_run_with_no_console_command_over_core, a_stuck_send_is_replaced_by_a_faster_one_and_either_may_be_mined, the_same_over_esplora, a_two_block_reorganisation_takes_a_deposit_back, an_output_spent_by_a_transaction_strongroom_never_signed_freezes_its_wallet, a_node_serving_a_block_unlike_its_header_fails_the_pass);
 
 const PAYEE: &str = "bcrt1qs758ursh4q9z627kt3pp5yysm78ddny6txaqgw";
 const REGTEST: BitcoinNetwork = BitcoinNetwork::Regtest;
@@ -116,6 +116,7 @@ fn network(client: Option<Arc<BtcClient>>) -> BtcNetwork {
         fee_rate: 5,
         batch: Default::default(),
         confirmations: 3,
+        bump_after_blocks: 2,
         client,
     }
 }
@@ -509,4 +510,96 @@ async fn a_node_serving_a_block_unlike_its_header_fails_the_pass(f: Fixture) {
     // An honest answer again: the same block is read and its deposit seen.
     f.chain.lock().unwrap().lie = false;
     assert_eq!(f.svc.btc_watch(REGTEST).await.unwrap().seen, 1);
+}
+
+async fn a_stuck_send_is_replaced_by_a_faster_one_and_either_may_be_mined(f: Fixture) {
+    f.connect(EndpointKind::Core).await;
+    let tx = f.deposit_tx(1, 80_000);
+    f.mine(vec![tx]);
+    f.mine(Vec::new());
+    f.mine(Vec::new());
+    assert_eq!(f.svc.btc_watch(REGTEST).await.unwrap().credited, 1);
+    let t = f.payer.submit(&btc(), PAYEE, "0.0003").await.unwrap();
+    f.svc.execute_due().await.unwrap();
+    let t = f.db.store.transfer(t.id).await.unwrap();
+    let id = t.btc_send_id.clone().unwrap();
+    let first = f.db.store.btc_send(&id).await.unwrap();
+    // Blocks come without it (fees rose): it waits, then is replaced.
+    let empty = |f: &Fixture| {
+        let mut c = f.chain.lock().unwrap();
+        c.mine(Vec::new(), &f.outside.script);
+    };
+    assert_eq!(f.svc.btc_watch(REGTEST).await.unwrap().replaced, 0);
+    empty(&f);
+    assert_eq!(
+        f.svc.btc_watch(REGTEST).await.unwrap().replaced,
+        0,
+        "one block is not stuck"
+    );
+    empty(&f);
+    let pass = f.svc.btc_watch(REGTEST).await.unwrap();
+    assert_eq!(pass.replaced, 1, "{pass:?}");
+    let second = f.db.store.btc_send(&id).await.unwrap();
+    assert_ne!(second.txid, first.txid);
+    assert!(
+        second.fee_sat > first.fee_sat,
+        "{} ≤ {}",
+        second.fee_sat,
+        first.fee_sat
+    );
+    assert!(second.fee_sat <= 20_000, "within the cap");
+    {
+        // The node took the replacement in place of the first.
+        let c = f.chain.lock().unwrap();
+        let pool: Vec<String> = c
+            .mempool
+            .iter()
+            .map(|t| t.compute_txid().to_string())
+            .collect();
+        assert_eq!(pool, vec![second.txid.clone().unwrap()]);
+    }
+    // Both pay exactly the transfer; Core's interpreter accepted both.
+    let replacement: bitcoin::Transaction =
+        bitcoin::consensus::deserialize(second.raw.as_ref().unwrap()).unwrap();
+    let original: bitcoin::Transaction =
+        bitcoin::consensus::deserialize(first.raw.as_ref().unwrap()).unwrap();
+    assert_eq!(replacement.output[0], original.output[0]);
+    assert_eq!(replacement.input.len(), original.input.len());
+    // A miner took the first after all: the send adopts it.
+    {
+        let mut c = f.chain.lock().unwrap();
+        c.mempool.clear();
+        c.mine(vec![original.clone()], &f.outside.script);
+    }
+    let pass = f.svc.btc_watch(REGTEST).await.unwrap();
+    assert_eq!(pass.included, 1, "{pass:?}");
+    let mined = f.db.store.btc_send(&id).await.unwrap();
+    assert_eq!(
+        (mined.state.as_str(), mined.txid.clone()),
+        ("confirming", first.txid.clone())
+    );
+    assert_eq!(mined.fee_sat, first.fee_sat);
+    empty(&f);
+    empty(&f);
+    let pass = f.svc.btc_watch(REGTEST).await.unwrap();
+    assert_eq!((pass.completed, pass.taken), (1, 0), "{pass:?}");
+    assert_eq!(f.db.store.transfer(t.id).await.unwrap().state, "completed");
+    // The ledger paid the fee of the transaction mined.
+    assert_eq!(
+        f.ledger().await,
+        Balances {
+            available: i128::from(80_000 - 30_000 - first.fee_sat),
+            pending: 0,
+            reserved: 0
+        }
+    );
+    let actions: Vec<String> =
+        f.db.store
+            .audit_page(0, 10_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.action)
+            .collect();
+    assert!(actions.iter().any(|a| a == "btc.tx.replaced"));
 }

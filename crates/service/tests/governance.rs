@@ -1547,6 +1547,7 @@ impl Fixture {
             fee_rate: 5,
             batch,
             confirmations: 1,
+            bump_after_blocks: 2,
             client: None,
         });
     }
@@ -2384,6 +2385,19 @@ async fn deposits_are_seen_then_credited_or_reorged(f: Fixture) {
     mine(&f.client, 3).await;
     let pass = f.svc.eth_scan_deposits(CHAIN_ID).await.unwrap();
     assert_eq!((pass.credited, pass.reorged), (0, 1), "{pass:?}");
+    // The ledger took it back: nothing pending; what is credited is kept.
+    let ether_id = domain::Asset::ether(CHAIN_ID).id().to_string();
+    let ledger = f.svc.store().ledger_balances(f.wallet).await.unwrap();
+    let ether = ledger.iter().find(|(a, _)| *a == ether_id).unwrap().1;
+    let credited: u128 = read
+        .deposits(f.wallet, 100)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|d| d.state == "credited" && d.asset == ether_id)
+        .map(|d| d.amount)
+        .sum();
+    assert_eq!((ether.pending, ether.available), (0, credited as i128));
     let states: Vec<String> = read
         .deposits(f.wallet, 100)
         .await

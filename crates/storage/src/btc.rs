@@ -356,6 +356,8 @@ pub struct BtcSendRow {
     pub created_by: domain::Actor,
     /// The block the watcher found it in (height, hash).
     pub block: Option<(u64, String)>,
+    /// The tip when the loop first saw it broadcast and unconfirmed.
+    pub waiting_since: Option<u64>,
 }
 
 impl WriteTx {
@@ -429,7 +431,8 @@ impl Store {
     pub async fn btc_send(&self, id: &str) -> Result<BtcSendRow, StorageError> {
         let r = sqlx::query(
             "SELECT id, network, psbt, raw, txid, fee_sat, state, created_at_ms, created_by, \
-             wallet_id, block_height, block_hash FROM btc_sends WHERE id = $1",
+             wallet_id, block_height, block_hash, waiting_since_height FROM btc_sends \
+             WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -448,8 +451,13 @@ impl Store {
             )),
             _ => None,
         };
+        let waiting: Option<i64> = r.try_get("waiting_since_height")?;
         Ok(BtcSendRow {
             block,
+            waiting_since: waiting
+                .map(u64::try_from)
+                .transpose()
+                .map_err(|_| StorageError::Corrupt("waiting height".into()))?,
             id: r.try_get("id")?,
             network: r.try_get("network")?,
             psbt: r.try_get("psbt")?,

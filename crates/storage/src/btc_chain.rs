@@ -159,7 +159,151 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Transactions a send of `network` still on its way replaced: (send,
+    /// txid). Either may yet be mined.
+    pub async fn btc_replaced_on(
+        &self,
+        network: &str,
+    ) -> Result<Vec<(String, String)>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT r.send_id, r.txid FROM btc_replaced r JOIN btc_sends s ON s.id = r.send_id \
+             WHERE s.network = $1 AND s.state IN ('signed', 'broadcast') ORDER BY r.send_id",
+        )
+        .bind(network)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("send_id")?, r.try_get("txid")?)))
+            .collect()
+    }
+}
+
 impl WriteTx {
+    /// A broadcast send's transaction replaced by a faster one (BIP-125):
+    /// the current one is kept in `btc_replaced`, the send carries the new.
+    /// Refused if the send moved on or was replaced meanwhile.
+    pub async fn replace_btc_send(
+        &mut self,
+        id: &str,
+        old_txid: &str,
+        new: (&[u8], &[u8], &str, u64),
+        tip: u64,
+        at: Timestamp,
+    ) -> Result<(), StorageError> {
+        let (psbt, raw, txid, fee) = new;
+        let kept = sqlx::query(
+            "INSERT INTO btc_replaced (send_id, txid, psbt, raw, fee_sat, replaced_at_ms) \
+             SELECT id, txid, psbt, raw, fee_sat, $3 FROM btc_sends \
+             WHERE id = $1 AND txid = $2 AND state = 'broadcast' AND raw IS NOT NULL",
+        )
+        .bind(id)
+        .bind(old_txid)
+        .bind(at.as_millis())
+        .execute(&mut *self.tx)
+        .await?;
+        let done = sqlx::query(
+            "UPDATE btc_sends SET psbt = $3, raw = $4, txid = $5, fee_sat = $6, \
+             waiting_since_height = $7 WHERE id = $1 AND txid = $2 AND state = 'broadcast'",
+        )
+        .bind(id)
+        .bind(old_txid)
+        .bind(psbt.to_vec())
+        .bind(raw.to_vec())
+        .bind(txid)
+        .bind(i64::try_from(fee).map_err(|_| StorageError::Corrupt("fee".into()))?)
+        .bind(height_db(tip)?)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| StorageError::from_sqlx(e, "Bitcoin transaction id"))?;
+        if kept.rows_affected() != 1 || done.rows_affected() != 1 {
+            return Err(StorageError::Conflict {
+                what: "Bitcoin send (moved on or replaced meanwhile)",
+            });
+        }
+        Ok(())
+    }
+
+    /// The replaced transaction `txid` of a send was mined after all: the
+    /// send carries it again (and keeps the one that lost).
+    pub async fn adopt_btc_replaced(
+        &mut self,
+        id: &str,
+        txid: &str,
+        at: Timestamp,
+    ) -> Result<(), StorageError> {
+        let r = sqlx::query(
+            "SELECT psbt, raw, fee_sat FROM btc_replaced WHERE send_id = $1 AND txid = $2",
+        )
+        .bind(id)
+        .bind(txid)
+        .fetch_optional(&mut *self.tx)
+        .await?
+        .ok_or(StorageError::NotFound {
+            what: "replaced Bitcoin transaction",
+        })?;
+        let (psbt, raw, fee): (Vec<u8>, Vec<u8>, i64) =
+            (r.try_get("psbt")?, r.try_get("raw")?, r.try_get("fee_sat")?);
+        sqlx::query("DELETE FROM btc_replaced WHERE send_id = $1 AND txid = $2")
+            .bind(id)
+            .bind(txid)
+            .execute(&mut *self.tx)
+            .await?;
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT txid FROM btc_sends WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *self.tx)
+                .await?
+                .flatten();
+        let current = current.ok_or(StorageError::NotFound {
+            what: "Bitcoin send",
+        })?;
+        // The current one moves aside first (txids are unique per table).
+        sqlx::query(
+            "INSERT INTO btc_replaced (send_id, txid, psbt, raw, fee_sat, replaced_at_ms) \
+             SELECT id, txid, psbt, raw, fee_sat, $2 FROM btc_sends WHERE id = $1",
+        )
+        .bind(id)
+        .bind(at.as_millis())
+        .execute(&mut *self.tx)
+        .await?;
+        let done = sqlx::query(
+            "UPDATE btc_sends SET psbt = $2, raw = $3, txid = $4, fee_sat = $5 \
+             WHERE id = $1 AND txid = $6",
+        )
+        .bind(id)
+        .bind(psbt)
+        .bind(raw)
+        .bind(txid)
+        .bind(fee)
+        .bind(&current)
+        .execute(&mut *self.tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(StorageError::Conflict {
+                what: "Bitcoin send (changed meanwhile)",
+            });
+        }
+        Ok(())
+    }
+
+    /// Notes the tip when a broadcast send was first seen still waiting.
+    pub async fn set_btc_waiting_since(
+        &mut self,
+        id: &str,
+        height: u64,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "UPDATE btc_sends SET waiting_since_height = $2 \
+             WHERE id = $1 AND waiting_since_height IS NULL",
+        )
+        .bind(id)
+        .bind(height_db(height)?)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
     pub async fn insert_btc_block(
         &mut self,
         network: &str,

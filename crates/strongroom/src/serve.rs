@@ -210,6 +210,7 @@ pub(crate) async fn connect_bitcoin(svc: &Service, c: &Config) -> Result<(), Fai
             fee_rate: b.fee_rate,
             batch: b.batch,
             confirmations: b.confirmations,
+            bump_after_blocks: b.bump_after_blocks,
             client,
         });
     }

@@ -83,7 +83,9 @@ impl Chain {
         chain_btc::verify_with_core(tx, &prevouts).map_err(|e| e.to_string())
     }
 
-    /// Accepts a transaction into the mempool (verified).
+    /// Accepts a transaction into the mempool (verified). One that spends
+    /// what a mempool transaction spends replaces it (BIP-125, simplified:
+    /// if the old one signals it and the new one pays more).
     pub fn accept(&mut self, tx: Transaction) -> Result<(), String> {
         if self
             .mempool
@@ -92,9 +94,47 @@ impl Chain {
         {
             return Ok(());
         }
-        self.verify(&tx)?;
+        let conflicts: Vec<Transaction> = self
+            .mempool
+            .iter()
+            .filter(|m| {
+                m.input.iter().any(|i| {
+                    tx.input
+                        .iter()
+                        .any(|j| j.previous_output == i.previous_output)
+                })
+            })
+            .cloned()
+            .collect();
+        if conflicts.is_empty() {
+            self.verify(&tx)?;
+        } else {
+            let signals = conflicts
+                .iter()
+                .all(|c| c.input.iter().any(|i| i.sequence.is_rbf()));
+            let old: u64 = conflicts.iter().map(|c| self.fee(c)).sum();
+            if !signals || self.fee(&tx) <= old {
+                return Err("txn-mempool-conflict".into());
+            }
+            let gone: Vec<_> = conflicts.iter().map(Transaction::compute_txid).collect();
+            self.mempool.retain(|m| !gone.contains(&m.compute_txid()));
+            if let Err(e) = self.verify(&tx) {
+                self.mempool.extend(conflicts);
+                return Err(e);
+            }
+        }
         self.mempool.push(tx);
         Ok(())
+    }
+
+    /// What `tx` pays in fees (its inputs must be known).
+    pub fn fee(&self, tx: &Transaction) -> u64 {
+        let inputs: u64 = tx
+            .input
+            .iter()
+            .map(|i| self.output(&i.previous_output).unwrap().value.to_sat())
+            .sum();
+        inputs - tx.output.iter().map(|o| o.value.to_sat()).sum::<u64>()
     }
 
     /// Mines a block of `txs` (each verified first), its coinbase paying

@@ -30,6 +30,9 @@ pub(super) struct RawBitcoin {
     /// and a send is complete.
     #[serde(default = "default_btc_confirmations")]
     confirmations: u64,
+    /// Blocks a send may wait before a faster replacement (BIP-125).
+    #[serde(default = "default_btc_confirmations")]
+    bump_after_blocks: u64,
     #[serde(default)]
     endpoints: Vec<RawBtcEndpoint>,
 }
@@ -124,6 +127,7 @@ pub struct BitcoinConfig {
     pub poll_every: Duration,
     pub timeout: Duration,
     pub confirmations: u64,
+    pub bump_after_blocks: u64,
     pub endpoints: Vec<chain_btc_client::Endpoint>,
 }
 
@@ -190,11 +194,13 @@ pub(super) fn btc(raw: RawBitcoin, i: usize, base: &Path) -> Result<BitcoinConfi
             "must be between 1 and 3600",
         ));
     }
-    if !(1..=1000).contains(&raw.confirmations) {
-        return Err(ConfigError::new(
-            &key("confirmations"),
-            "must be between 1 and 1000",
-        ));
+    for (k, v) in [
+        ("confirmations", raw.confirmations),
+        ("bump_after_blocks", raw.bump_after_blocks),
+    ] {
+        if !(1..=1000).contains(&v) {
+            return Err(ConfigError::new(&key(k), "must be between 1 and 1000"));
+        }
     }
     let mut endpoints = Vec::with_capacity(raw.endpoints.len());
     for (j, e) in raw.endpoints.into_iter().enumerate() {
@@ -246,6 +252,7 @@ pub(super) fn btc(raw: RawBitcoin, i: usize, base: &Path) -> Result<BitcoinConfi
         poll_every: Duration::from_secs(raw.poll_seconds),
         timeout: Duration::from_secs(raw.timeout_seconds.clamp(1, 300)),
         confirmations: raw.confirmations,
+        bump_after_blocks: raw.bump_after_blocks,
         endpoints,
     })
 }

@@ -1,0 +1,15 @@
+-- A Bitcoin send sped up by a BIP-125 replacement keeps what it replaced:
+-- either transaction may still be mined, and the loop must know both.
+CREATE TABLE btc_replaced (
+    send_id        TEXT    NOT NULL REFERENCES btc_sends (id),
+    txid           TEXT    NOT NULL UNIQUE,
+    psbt           BYTEA    NOT NULL,
+    raw            BYTEA    NOT NULL,
+    fee_sat        BIGINT  NOT NULL CHECK (fee_sat >= 0),
+    replaced_at_ms BIGINT  NOT NULL,
+    PRIMARY KEY (send_id, txid)
+);
+
+-- The tip when the loop first saw a broadcast send still unconfirmed: how
+-- long it has waited.
+ALTER TABLE btc_sends ADD COLUMN waiting_since_height BIGINT;
