@@ -91,3 +91,15 @@ ensure_anvil() {
     "@foundry-rs/anvil-linux-amd64@$ANVIL_VERSION"
   [ -x "$ANVIL" ] || { echo "anvil did not install at $ANVIL" >&2; return 1; }
 }
+
+# Python tools for the API contract checks, in a venv under .tools/ (kept
+# between runs): the OpenAPI validator and Schemathesis, pinned.
+PY_TOOLS=(openapi-spec-validator==0.9.0 schemathesis==4.32.5)
+ensure_py_tools() {
+  PY_VENV="$PWD/.tools/py"
+  if [ ! -x "$PY_VENV/bin/python" ]; then
+    step "creating a Python venv for ${PY_TOOLS[*]}"
+    python3 -m venv "$PY_VENV" 2>/dev/null || { ensure_apt_packages python3-venv; python3 -m venv "$PY_VENV"; }
+  fi
+  "$PY_VENV/bin/pip" install --quiet --disable-pip-version-check "${PY_TOOLS[@]}"
+}

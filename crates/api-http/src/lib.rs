@@ -24,6 +24,7 @@
 mod access;
 mod auth;
 mod client_addr;
+mod contract;
 mod error;
 mod governance;
 mod ledger;
@@ -114,16 +115,24 @@ fn api() -> OpenApiRouter<Service> {
         .merge(webhooks::routes())
 }
 
-/// The OpenAPI document, generated from the handlers.
-pub fn openapi() -> utoipa::openapi::OpenApi {
+/// The OpenAPI document: generated from the handlers, completed with the
+/// authentication schemes and the error answers every route shares
+/// (`contract`).
+pub fn openapi() -> serde_json::Value {
     let (_, doc) = api().split_for_parts();
-    doc
+    completed(&doc)
+}
+
+fn completed(doc: &utoipa::openapi::OpenApi) -> serde_json::Value {
+    let mut v = serde_json::to_value(doc).unwrap_or_else(|_| serde_json::json!({}));
+    contract::complete(&mut v);
+    v
 }
 
 /// The whole HTTP application.
 pub fn router(service: Service, limits: Limits) -> Router {
     let (routes, doc) = api().split_for_parts();
-    let doc = std::sync::Arc::new(doc);
+    let doc = std::sync::Arc::new(completed(&doc));
     routes
         .route(
             "/v1/openapi.json",

@@ -78,6 +78,9 @@ enum Command {
     /// Development helpers.
     #[command(subcommand)]
     Dev(DevCommand),
+    /// Print the API's OpenAPI 3.1 document (what `GET /v1/openapi.json`
+    /// serves), for clients and validators.
+    Openapi,
     /// Create the sealed keystore and split its root key into unseal shares.
     Init {
         /// Configuration file (TOML).
@@ -566,6 +569,9 @@ fn main() -> ExitCode {
         Command::Audit(AuditCommand::InitHsmKey { config }) => {
             load(&config).and_then(serve::init_hsm_audit_key)
         }
+        Command::Openapi => serde_json::to_string_pretty(&api_http::openapi())
+            .map(|doc| println!("{doc}"))
+            .map_err(|e| Failure::Runtime(e.into())),
         Command::Dev(DevCommand::Init {
             dir,
             listen,
