@@ -15,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::{Authed, SESSION_COOKIE, Source, can};
-use crate::error::{ApiError, ErrorBody, bad, service_error};
+use crate::error::{ApiError, ErrorBody, bad, page_limit, service_error};
 
 pub(crate) fn routes() -> OpenApiRouter<Service> {
     OpenApiRouter::new()
@@ -504,8 +504,12 @@ async fn audit_log(
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<Vec<AuditRecordDto>>, ApiError> {
     let can = can::<perm::ReadAudit>(&svc, &who)?;
+    let after = q.after.unwrap_or(0);
+    if i64::try_from(after).is_err() {
+        return Err(bad("`after`: a sequence number of the log"));
+    }
     let page = can
-        .audit_page(q.after.unwrap_or(0), q.limit.unwrap_or(100))
+        .audit_page(after, page_limit(q.limit, 100, 1000)?)
         .await
         .map_err(service_error)?;
     Ok(Json(
@@ -571,7 +575,7 @@ async fn reconciliation_runs(
     let can = can::<perm::ReadAudit>(&svc, &who)?;
     let runs = can
         .reconciliation_runs(
-            q.limit.unwrap_or(20),
+            page_limit(q.limit, 20, 100)?,
             q.before.map(domain::Timestamp::from_millis),
         )
         .await

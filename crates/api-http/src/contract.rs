@@ -25,7 +25,7 @@ fn meaning(status: &str) -> Option<&'static str> {
     Some(match status {
         "400" => {
             "The request is refused as it is (`code`: `bad_request`, `invalid_request`, \
-             `invalid_body`, `json_too_deep`, `not_configured`, `approval_expired`, \
+             `invalid_body`, `invalid_query`, `json_too_deep`, `not_configured`, `approval_expired`, \
              `bad_approval_signature`, `signature_required`, …); nothing changed."
         }
         "401" => {

@@ -92,10 +92,20 @@ pub(crate) async fn json_errors(mut resp: Response) -> Response {
     if (status.is_client_error() || status.is_server_error()) && !is_json {
         let allow = resp.headers().get(header::ALLOW).cloned();
         // A body that does not fit the request type (unknown or missing
-        // fields, wrong types) is a 400 like any other bad request.
+        // fields, wrong types) is a 400 like any other bad request, saying
+        // which field and what was expected (never the value given).
         let mut err = ApiError::from_status(status);
         if status == StatusCode::UNPROCESSABLE_ENTITY {
             err.status = StatusCode::BAD_REQUEST;
+        }
+        if status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::BAD_REQUEST {
+            let text = axum::body::to_bytes(std::mem::take(resp.body_mut()), 4096)
+                .await
+                .unwrap_or_default();
+            if let Some((what, why)) = explain(&String::from_utf8_lossy(&text)) {
+                err.code = what;
+                err.message = why;
+            }
         }
         resp = err.into_response();
         if let Some(a) = allow {
@@ -109,6 +119,43 @@ pub(crate) async fn json_errors(mut resp: Response) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     resp
+}
+
+/// What an extractor's refusal says, made safe to send back: the failing
+/// field's path and what was expected — never the value the caller gave
+/// (it may be a secret sent in the wrong place).
+fn explain(text: &str) -> Option<(&'static str, String)> {
+    let (code, rest) = if let Some(r) =
+        text.strip_prefix("Failed to deserialize the JSON body into the target type: ")
+    {
+        ("invalid_body", r)
+    } else if let Some(r) = text.strip_prefix("Failed to deserialize query string: ") {
+        ("invalid_query", r)
+    } else if let Some(r) = text.strip_prefix("Failed to parse the JSON body: ") {
+        ("invalid_body", r)
+    } else {
+        return None;
+    };
+    let rest = rest.split(" at line ").next().unwrap_or(rest);
+    let (path, msg) = match rest.split_once(": ") {
+        Some((p, m)) if !p.contains(' ') => (Some(p), m),
+        _ => (None, rest),
+    };
+    let msg = if msg.starts_with("invalid type")
+        || msg.starts_with("invalid value")
+        || msg.starts_with("invalid length")
+    {
+        msg.find("expected ")
+            .map_or("a value of another type", |i| &msg[i..])
+    } else {
+        msg
+    };
+    let mut out = match path {
+        Some(p) => format!("`{p}`: {msg}"),
+        None => msg.to_owned(),
+    };
+    out.truncate(300);
+    Some((code, out))
 }
 
 /// The general mapping of service errors: typed 4xx for what the caller can
@@ -254,6 +301,32 @@ pub(crate) fn bad(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
 }
 
+/// A page size within `1..=max` (`default` when not given); anything
+/// else is `400 invalid_query`.
+pub(crate) fn page_limit(given: Option<u32>, default: u32, max: u32) -> Result<u32, ApiError> {
+    match given {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!("`limit`: from 1 to {max}"),
+        )),
+    }
+}
+
+/// An id in a path as Strongroom makes them (ASCII letters, digits, `_`,
+/// `-`, `:`; at most 100): anything else is `404` before anything reads it
+/// (or writes it into an audit record).
+pub(crate) fn plain_id(id: &str, what: &str) -> Result<(), ApiError> {
+    let plain = !id.is_empty()
+        && id.len() <= 100
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b':'));
+    if plain { Ok(()) } else { Err(not_found(what)) }
+}
+
 /// `404 not_found` for `what`.
 pub(crate) fn not_found(what: &str) -> ApiError {
     ApiError::new(
@@ -270,5 +343,34 @@ pub(crate) fn scoped(what: &'static str) -> impl Fn(service::identity::AuthError
     move |e| match e {
         service::identity::AuthError::Forbidden => not_found(what),
         other => auth_error(&other),
+    }
+}
+
+#[cfg(test)]
+mod explain_tests {
+    use super::explain;
+
+    #[test]
+    fn refusals_name_the_field_never_the_value() {
+        let (code, m) = explain(
+            "Failed to deserialize the JSON body into the target type: share: invalid type: \
+             integer `12345`, expected a string at line 1 column 14",
+        )
+        .unwrap();
+        assert_eq!(code, "invalid_body");
+        assert_eq!(m, "`share`: expected a string");
+        let (code, m) = explain(
+            "Failed to deserialize query string: unknown field `colour`, expected one of `a`, `b`",
+        )
+        .unwrap();
+        assert_eq!(code, "invalid_query");
+        assert!(m.starts_with("unknown field `colour`"), "{m}");
+        let (_, m) = explain(
+            "Failed to deserialize the JSON body into the target type: missing field `amount` \
+             at line 1 column 2",
+        )
+        .unwrap();
+        assert_eq!(m, "missing field `amount`");
+        assert!(explain("something else").is_none());
     }
 }

@@ -16,7 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Authed;
-use crate::error::{ApiError, ErrorBody, not_found, scoped, service_error};
+use crate::error::{ApiError, ErrorBody, not_found, page_limit, scoped, service_error};
 
 pub(crate) fn routes() -> OpenApiRouter<Service> {
     OpenApiRouter::new()
@@ -115,7 +115,7 @@ async fn wallet_ledger(
             from,
             to,
             q.after,
-            q.limit.unwrap_or(100),
+            page_limit(q.limit, 100, 1000)?,
         )
         .await
         .map_err(service_error)?;
@@ -166,7 +166,7 @@ async fn balance_history(
             from,
             to,
             q.after,
-            q.limit.unwrap_or(1000),
+            page_limit(q.limit, 1000, 1000)?,
         )
         .await
         .map_err(service_error)?;

@@ -18,7 +18,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Authed;
-use crate::error::{ApiError, ErrorBody, auth_error, bad, not_found, scoped, service_error};
+use crate::error::{
+    ApiError, ErrorBody, auth_error, bad, not_found, page_limit, scoped, service_error,
+};
 
 pub(crate) fn routes() -> OpenApiRouter<Service> {
     OpenApiRouter::new()
@@ -295,15 +297,19 @@ async fn list_transfers(
         .map(|t| t.parse().map_err(|e: domain::IdError| bad(e.to_string())))
         .transpose()?;
     if let Some(s) = &q.state
-        && !(1..=32).contains(&s.len())
+        && s.parse::<lifecycle::State>().is_err()
     {
-        return Err(bad("state: a transfer state"));
+        return Err(bad(format!(
+            "`state`: one of {}",
+            lifecycle::State::ALL.map(|s| s.as_str()).join(", ")
+        )));
     }
+    let limit = page_limit(q.limit, 100, 500)?;
     let can = svc
         .authorize::<perm::ReadWallet>(&who, wallet)
         .map_err(|e| auth_error(&e))?;
     let rows = can
-        .transfers(wallet, q.state.as_deref(), before, q.limit.unwrap_or(100))
+        .transfers(wallet, q.state.as_deref(), before, limit)
         .await
         .map_err(service_error)?;
     Ok(Json(

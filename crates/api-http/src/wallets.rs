@@ -4,7 +4,7 @@
 //! wallet's things are `404`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use domain::{Timestamp, WalletId};
 use serde::{Deserialize, Serialize};
@@ -15,11 +15,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::{Authed, can};
-use crate::error::{ApiError, ErrorBody, not_found, scoped, service_error};
+use crate::error::{ApiError, ErrorBody, bad, not_found, page_limit, scoped, service_error};
 
 pub(crate) fn routes() -> OpenApiRouter<Service> {
     OpenApiRouter::new()
-        .routes(routes!(create_wallet))
+        .routes(routes!(create_wallet, list_wallets))
         .routes(routes!(get_wallet))
         .routes(routes!(open_account))
         .routes(routes!(deposit_address))
@@ -84,6 +84,53 @@ pub struct WalletDetailDto {
     name: String,
     /// Its accounts: one per network, with the deposit address.
     accounts: Vec<AccountDto>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct WalletsQuery {
+    /// The page after this wallet id (the last of the previous page).
+    after: Option<String>,
+    /// At most this many (1 to 500, default 100).
+    limit: Option<u32>,
+}
+
+/// The wallets the caller may read, in creation order.
+#[utoipa::path(get, path = "/v1/wallets", tag = "wallets", params(WalletsQuery),
+    responses((status = 200, body = [WalletDto])))]
+async fn list_wallets(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Query(q): Query<WalletsQuery>,
+) -> Result<Json<Vec<WalletDto>>, ApiError> {
+    let after: Option<WalletId> = q
+        .after
+        .as_deref()
+        .map(|w| w.parse().map_err(|_| bad("`after`: a wallet id")))
+        .transpose()?;
+    let limit = page_limit(q.limit, 100, 500)?;
+    // A global reader, or one whose grants name wallets: each lists what
+    // it may read.
+    let scoped = who.grants().iter().find_map(|g| match g.scope() {
+        domain::Scope::Wallet(w) => Some(w),
+        domain::Scope::Global => None,
+    });
+    let can = svc
+        .authorize::<perm::ReadWallet>(&who, None)
+        .or_else(|e| match scoped {
+            Some(w) => svc.authorize::<perm::ReadWallet>(&who, Some(w)),
+            None => Err(e),
+        })
+        .map_err(|e| crate::error::auth_error(&e))?;
+    let rows = can.wallets(after, limit).await.map_err(service_error)?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|w| WalletDto {
+                id: w.id.to_string(),
+                name: w.name,
+            })
+            .collect(),
+    ))
 }
 
 /// A wallet and its deposit addresses, for those who may read it (`404`

@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::{Authed, can};
-use crate::error::{ApiError, ErrorBody, service_error};
+use crate::error::{ApiError, ErrorBody, plain_id, service_error};
 
 pub(crate) fn routes() -> OpenApiRouter<Service> {
     OpenApiRouter::new()
@@ -89,6 +89,7 @@ async fn deactivate_webhook(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let can = can::<perm::ManageWebhooks>(&svc, &who)?;
+    plain_id(&id, "webhook")?;
     can.deactivate(&id).await.map_err(service_error)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -115,6 +116,7 @@ async fn list_deliveries(
     Path(id): Path<String>,
 ) -> Result<Json<Vec<DeliveryDto>>, ApiError> {
     let can = can::<perm::ManageWebhooks>(&svc, &who)?;
+    plain_id(&id, "webhook")?;
     let list = can.deliveries(&id).await.map_err(service_error)?;
     Ok(Json(
         list.into_iter()
@@ -140,6 +142,7 @@ async fn resend_delivery(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let can = can::<perm::ManageWebhooks>(&svc, &who)?;
+    plain_id(&id, "delivery")?;
     can.resend(&id).await.map_err(service_error)?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -287,6 +287,7 @@ async fn every_endpoint_against_every_role() {
         ),
         ("GET", "/v1/transfers/stuck".into(), None),
         ("GET", "/v1/address-book".into(), None),
+        ("GET", "/v1/wallets".into(), None),
         ("GET", format!("/v1/wallets/{}/balances", wallet.id), None),
         ("GET", format!("/v1/wallets/{}", wallet.id), None),
         ("GET", format!("/v1/wallets/{}/deposits", wallet.id), None),
@@ -733,4 +734,99 @@ async fn statements_come_as_json_or_csv_and_bad_queries_change_nothing() {
     )
     .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_schemathesis_found_is_a_plain_4xx() {
+    let app = app(roomy()).await;
+    let admin = key(&app, 62, Grant::global(Role::Admin)).await;
+    let ask = |method: &'static str, uri: &str, body: Option<serde_json::Value>| {
+        let req = admin.request(method, uri, body.as_ref());
+        let app = &app;
+        async move { send(app, req).await }
+    };
+    // A sequence past the database's range, ids that are not ids.
+    let (s, _, body) = ask("GET", "/v1/audit?after=9223372036854775808", None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    for uri in [
+        "/v1/webhooks/%C3%A9t%C3%A9/deactivate",
+        "/v1/webhook-deliveries/%01%02/resend",
+        "/v1/webhooks/not-an-id/deliveries",
+    ] {
+        let method = if uri.ends_with("deliveries") {
+            "GET"
+        } else {
+            "POST"
+        };
+        let (s, _, body) = ask(method, uri, None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{uri}: {body}");
+    }
+    // Filters and limits outside what is documented.
+    for uri in [
+        "/v1/transfers?state=nope",
+        "/v1/transfers?limit=0",
+        "/v1/transfers?limit=501",
+        "/v1/audit?limit=1001",
+        "/v1/reconciliation/runs?limit=0",
+    ] {
+        let (s, _, body) = ask("GET", uri, None).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{uri}: {body}");
+    }
+    let (s, _, _) = ask("GET", "/v1/transfers?limit=500&state=queued", None).await;
+    assert_eq!(s, StatusCode::OK);
+    // A body that does not fit names the field, never the value.
+    let (s, _, body) = ask(
+        "POST",
+        "/v1/wallets",
+        Some(serde_json::json!({"name": 918273645})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(body["code"], "invalid_body");
+    let m = body["message"].as_str().unwrap();
+    assert!(m.contains("`name`") && !m.contains("918273645"), "{m}");
+    let (s, _, body) = ask("POST", "/v1/wallets", Some(serde_json::json!({"nme": "x"}))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(body["message"].as_str().unwrap().contains("nme"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wallets_are_listed_within_the_callers_scope_a_page_at_a_time() {
+    let app = app(roomy()).await;
+    let root: Actor = "operator:root".parse().unwrap();
+    let mut ids = Vec::new();
+    for name in ["one", "two", "three"] {
+        ids.push(app.svc.console_create_wallet(&root, name).await.unwrap().id);
+    }
+    let admin = key(&app, 63, Grant::global(Role::Admin)).await;
+    let scoped = key(
+        &app,
+        64,
+        Grant::new(Role::Viewer, Scope::Wallet(ids[1])).unwrap(),
+    )
+    .await;
+    let names = |body: &serde_json::Value| -> Vec<String> {
+        body.as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (s, _, body) = send(&app, admin.request("GET", "/v1/wallets", None)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(names(&body), ["one", "two", "three"]);
+    let (_, _, body) = send(&app, admin.request("GET", "/v1/wallets?limit=2", None)).await;
+    assert_eq!(names(&body), ["one", "two"]);
+    let last = body[1]["id"].as_str().unwrap().to_owned();
+    let (_, _, body) = send(
+        &app,
+        admin.request("GET", &format!("/v1/wallets?after={last}"), None),
+    )
+    .await;
+    assert_eq!(names(&body), ["three"]);
+    let (s, _, body) = send(&app, scoped.request("GET", "/v1/wallets", None)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(names(&body), ["two"], "only what it may read");
+    let (s, _, _) = send(&app, admin.request("GET", "/v1/wallets?after=x", None)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
 }

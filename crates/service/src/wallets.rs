@@ -334,3 +334,42 @@ impl Service {
         .await
     }
 }
+
+impl crate::access::Can<'_, crate::access::perm::ReadWallet> {
+    /// The wallets in scope, in creation order, after `after`, at most
+    /// `limit` (1 to 500).
+    pub async fn wallets(
+        &self,
+        after: Option<WalletId>,
+        limit: u32,
+    ) -> Result<Vec<WalletRow>, ServiceError> {
+        let limit = limit.clamp(1, 500);
+        let grants = &self.who.grants;
+        if domain::permits(grants, domain::Permission::ReadWallet, None) {
+            return Ok(self.svc.store().wallets_page(after, limit).await?);
+        }
+        let mut ids: Vec<WalletId> = grants
+            .iter()
+            .filter_map(|g| match g.scope() {
+                domain::Scope::Wallet(w)
+                    if domain::permits(grants, domain::Permission::ReadWallet, Some(w)) =>
+                {
+                    Some(w)
+                }
+                _ => None,
+            })
+            .filter(|w| after.is_none_or(|a| *w > a))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        let mut out = Vec::new();
+        for id in ids.into_iter().take(limit as usize) {
+            match self.svc.store().wallet(id).await {
+                Ok(w) => out.push(w),
+                Err(storage::StorageError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(out)
+    }
+}

@@ -363,6 +363,33 @@ impl WriteTx {
 }
 
 impl Store {
+    /// Wallets in id order (creation order: ids are UUIDv7), after `after`,
+    /// at most `limit`.
+    pub async fn wallets_page(
+        &self,
+        after: Option<WalletId>,
+        limit: u32,
+    ) -> Result<Vec<WalletRow>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT id, name, created_at_ms, created_by FROM wallets WHERE id > $1 \
+             ORDER BY id LIMIT $2",
+        )
+        .bind(after.map(|w| w.to_string()).unwrap_or_default())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(WalletRow {
+                    id: parsed(row, "id")?,
+                    name: row.try_get("name")?,
+                    created_at: ts(row, "created_at_ms")?,
+                    created_by: parsed(row, "created_by")?,
+                })
+            })
+            .collect()
+    }
+
     pub async fn wallet(&self, id: WalletId) -> Result<WalletRow, StorageError> {
         let row =
             sqlx::query("SELECT id, name, created_at_ms, created_by FROM wallets WHERE id = $1")
