@@ -94,7 +94,7 @@ ensure_anvil() {
 
 # Python tools for the API contract checks, in a venv under .tools/ (kept
 # between runs): the OpenAPI validator and Schemathesis, pinned.
-PY_TOOLS=(openapi-spec-validator==0.9.0 schemathesis==4.32.5)
+PY_TOOLS=(openapi-spec-validator==0.9.0 schemathesis==4.32.5 cryptography==51.0.1)
 ensure_py_tools() {
   PY_VENV="$PWD/.tools/py"
   if [ ! -x "$PY_VENV/bin/python" ]; then

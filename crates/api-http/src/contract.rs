@@ -102,7 +102,8 @@ fn schemes() -> Value {
         "requestTimestamp": header(TIMESTAMP_HEADER, "Milliseconds since 1970; within 30 s of \
             the server's clock."),
         "requestNonce": header(NONCE_HEADER, "Unique per key; a replay is refused."),
-        "requestSignature": header(SIGNATURE_HEADER, "Hex of the Ed25519 signature."),
+        "requestSignature": header(SIGNATURE_HEADER, "Base64 (standard, padded) of the \
+            Ed25519 signature."),
         "session": {
             "type": "apiKey", "in": "cookie", "name": SESSION_COOKIE,
             "description": format!("The console's session (`POST /v1/auth/login`); requests \
@@ -132,10 +133,9 @@ fn operation(method: &str, path: &str, op: &mut Map<String, Value>) {
     else {
         return;
     };
-    let mut errors = vec!["400", "429", "500", "503"];
-    if !public {
-        errors.extend(["401", "403"]);
-    }
+    // Credentials presented to a public operation are checked too (and
+    // refused with 401 or 403 when they are bad).
+    let mut errors = vec!["400", "401", "403", "429", "500", "503"];
     if path.contains('{') {
         errors.push("404");
     }
