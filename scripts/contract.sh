@@ -3,10 +3,11 @@
 # then Schemathesis calling every operation as an admin, a viewer and an
 # anonymous caller (through scripts/signing_proxy.py, which signs each
 # request with the role's API key). No 5xx, every status documented.
-# Usage: scripts/contract.sh WORKDIR   (after a debug build; needs ensure_py_tools)
+# Usage: scripts/contract.sh WORKDIR   (after a debug build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
+ensure_py_tools
 work=$1
 bin=target/debug/strongroom
 py="$PY_VENV/bin/python"
