@@ -13,13 +13,16 @@
 //! limits, verifies the API-key signature or the session cookie and CSRF, rate-limits by
 //! principal, and hands handlers an `Authed` principal); then one file per thing served, each
 //! handler opening with the capability it needs: `access` (sign-in, TOTP, users, grants, API
-//! keys, the audit log), `wallets` (wallets, accounts, deposit addresses, balances, deposits,
-//! reading sends), `transfers` (requests with `Idempotency-Key`, dry-run, reading, votes,
+//! keys, the audit log, reconciliation runs), `wallets` (wallets and their list, accounts,
+//! deposit addresses, balances, deposits, reading sends), `ledger` (movements, balance history,
+//! statements in JSON or CSV), `transfers` (requests with `Idempotency-Key`, dry-run, reading, votes,
 //! cancel, and the operators' retry, replace and stuck view), `governance` (the policy,
 //! proposals and votes, freezes, the address book), `webhooks`, `system` (health, status, the
 //! seal endpoints `/v1/sys/*` and the gate that answers `503 sealed` while the keystore is not
-//! open). utoipa generates the OpenAPI document from the handlers; `tests/rbac.snapshot` is
-//! every endpoint against every role.
+//! open). utoipa generates the OpenAPI document from the handlers, and `contract` completes
+//! it with the authentication schemes and the error answers every route shares (validated,
+//! and exercised by Schemathesis, in `scripts/test`); `tests/rbac.snapshot` is every endpoint
+//! against every role.
 
 mod access;
 mod auth;
