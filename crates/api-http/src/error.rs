@@ -374,3 +374,29 @@ mod explain_tests {
         assert!(explain("something else").is_none());
     }
 }
+
+/// An address as people write it: an Ethereum address (stored lower case)
+/// in EIP-55, whatever else as stored (bech32 is lower case already).
+pub(crate) fn shown_address(stored: String) -> String {
+    let is_eth = stored.len() == 42
+        && stored.starts_with("0x")
+        && stored[2..].bytes().all(|b| b.is_ascii_hexdigit());
+    match stored.parse::<chain_eth::EthAddress>() {
+        Ok(a) if is_eth => a.to_string(),
+        _ => stored,
+    }
+}
+
+#[cfg(test)]
+mod address_tests {
+    #[test]
+    fn ethereum_addresses_leave_in_eip55() {
+        assert_eq!(
+            super::shown_address("0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed".into()),
+            "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+        );
+        let btc = "bcrt1qs758ursh4q9z627kt3pp5yysm78ddny6txaqgw".to_owned();
+        assert_eq!(super::shown_address(btc.clone()), btc);
+        assert_eq!(super::shown_address("".into()), "");
+    }
+}

@@ -287,7 +287,7 @@ async fn address_book(
             .map(|w| AddressDto {
                 id: w.id,
                 network: w.network,
-                address: w.address,
+                address: crate::error::shown_address(w.address),
                 label: w.label,
                 group: w.group,
                 usable_from_ms: w.usable_from.as_millis(),

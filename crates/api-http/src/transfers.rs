@@ -186,7 +186,7 @@ fn transfer_dto(t: TransferRow, approvals: Vec<ApprovalRow>) -> TransferDto {
         initiator: t.initiator.to_string(),
         asset: t.asset,
         amount: t.amount.to_string(),
-        destination: t.destination,
+        destination: crate::error::shown_address(t.destination),
         state: t.state,
         digest: t.digest,
         intent: hex::encode(&t.intent),
