@@ -218,6 +218,15 @@ pub struct EthSendDto {
     amount: String,
     state: String,
     block_number: Option<u64>,
+    block_hash: Option<String>,
+    /// The transaction included (or, until then, the latest attempt):
+    /// its hash and signed bytes (hex), absent before it is signed.
+    tx_hash: Option<String>,
+    raw_tx: Option<String>,
+    /// Its kind: `send`, `speed-up` or `cancel`.
+    attempt_kind: Option<String>,
+    /// Wei paid in fees, once the transaction is final.
+    fee_paid: Option<String>,
 }
 
 /// An Ethereum send, for callers who may read its wallet. Outside their
@@ -233,8 +242,15 @@ async fn eth_send(
     let can = svc
         .authorize::<perm::ReadWallet>(&who, wallet)
         .map_err(scoped("Ethereum send"))?;
-    let s = can.eth_send(&id).await.map_err(service_error)?;
+    let (s, attempt, fee) = can.eth_send_detail(&id).await.map_err(service_error)?;
     Ok(Json(EthSendDto {
+        block_hash: s.block_hash.clone(),
+        tx_hash: attempt.as_ref().and_then(|a| a.tx_hash.clone()),
+        raw_tx: attempt
+            .as_ref()
+            .and_then(|a| a.raw.as_ref().map(|r| format!("0x{}", hex::encode(r)))),
+        attempt_kind: attempt.map(|a| a.kind),
+        fee_paid: fee.map(|f| f.to_string()),
         id: s.id,
         network: s.network,
         from: crate::error::shown_address(s.address),

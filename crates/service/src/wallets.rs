@@ -372,4 +372,36 @@ impl crate::access::Can<'_, crate::access::perm::ReadWallet> {
         }
         Ok(out)
     }
+
+    /// An Ethereum send with its transaction as it stands: the attempt
+    /// included (or the latest), and the fee paid once final (from the
+    /// ledger). Outside the capability's scope it is not found.
+    pub async fn eth_send_detail(
+        &self,
+        id: &str,
+    ) -> Result<
+        (
+            storage::EthSendRow,
+            Option<storage::EthAttemptRow>,
+            Option<u128>,
+        ),
+        ServiceError,
+    > {
+        let send = self.eth_send(id).await?;
+        let attempts = self.svc.store().eth_attempts(&send.id).await?;
+        let shown = match send.included_attempt {
+            Some(n) => attempts.into_iter().find(|a| a.attempt == n),
+            None => attempts.into_iter().last(),
+        };
+        let fee = match shown.as_ref().and_then(|a| a.tx_hash.as_ref()) {
+            Some(h) => self
+                .svc
+                .store()
+                .ledger_delta(&format!("fee:{}:{h}", send.network))
+                .await?
+                .map(|d| d.unsigned_abs()),
+            None => None,
+        };
+        Ok((send, shown, fee))
+    }
 }

@@ -207,6 +207,17 @@ impl Store {
             .collect()
     }
 
+    /// The available-balance delta of the movement with this reference.
+    pub async fn ledger_delta(&self, reference: &str) -> Result<Option<i128>, StorageError> {
+        let d: Option<String> =
+            sqlx::query_scalar("SELECT d_available FROM ledger WHERE reference = $1")
+                .bind(reference)
+                .fetch_optional(&self.pool)
+                .await?;
+        d.map(|d| d.parse().map_err(|e| corrupt("d_available", &e)))
+            .transpose()
+    }
+
     /// Whether a movement with this reference was written.
     pub async fn ledger_has(&self, reference: &str) -> Result<bool, StorageError> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger WHERE reference = $1")

@@ -2446,6 +2446,22 @@ fn crash_and_resume(db_url: &str) {
             None,
         );
         assert_eq!(t["state"], "completed", "{point}: {t}");
+        // Its send shows the transaction as an integrator needs it.
+        let (code, send) = c.api(
+            &server,
+            &c.initiator,
+            "GET",
+            &format!("/v1/eth/sends/{}", t["eth_send"].as_str().unwrap()),
+            None,
+            None,
+        );
+        assert_eq!(code, 200, "{send}");
+        for field in ["tx_hash", "raw_tx", "block_hash", "fee_paid"] {
+            assert!(send[field].is_string(), "{point}: {field} in {send}");
+        }
+        assert_ne!(send["fee_paid"], "0");
+        let from = send["from"].as_str().unwrap();
+        assert_ne!(from, from.to_ascii_lowercase(), "EIP-55: {from}");
         let states: Vec<&str> = t["history"]
             .as_array()
             .unwrap()
