@@ -173,9 +173,12 @@ async fn list_proposals(
 ) -> Result<Json<Vec<ProposalDto>>, ApiError> {
     overseer(&who)?;
     let rows = svc.proposals(200).await.map_err(service_error)?;
-    Ok(Json(
-        rows.into_iter().map(|p| proposal_dto(p, vec![])).collect(),
-    ))
+    // Each with its votes, as `GET /v1/proposals/{id}` shows it.
+    let mut out = Vec::with_capacity(rows.len());
+    for p in rows {
+        out.push(view_dto(svc.proposal(&p.id).await.map_err(service_error)?));
+    }
+    Ok(Json(out))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

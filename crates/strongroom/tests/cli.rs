@@ -1932,6 +1932,16 @@ fn policy_approvals_and_freeze_from_the_cli() {
     assert!(ok && p["state"] == "open", "{p}");
     let id = p["id"].as_str().unwrap().to_owned();
     assert_eq!(approve_proposal(&server.base, &admin, &id), "applied");
+    // The list shows each proposal with its votes.
+    let (ok, list) = api(&admin, "GET", "/v1/proposals", None);
+    assert!(ok, "{list}");
+    let listed = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(listed["votes"][0]["vote"], "approve", "{listed}");
 
     let to = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
     let o = strongroom(&[
