@@ -191,6 +191,19 @@ impl Service {
         signing_key: Option<&str>,
     ) -> Result<UserRow, ServiceError> {
         check_user_name(name)?;
+        // Names are ASCII (`check_user_name`): `Admin` and `admin` are one.
+        if let Some(u) = self
+            .store()
+            .users()
+            .await?
+            .into_iter()
+            .find(|u| u.name.eq_ignore_ascii_case(name))
+        {
+            return Err(ServiceError::Conflict(format!(
+                "a user named {} exists (names are compared without case)",
+                u.name
+            )));
+        }
         check_password_rules(&password)?;
         let hash = hash_password(password).await?;
         let now = self.now();

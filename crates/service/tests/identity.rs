@@ -650,6 +650,15 @@ async fn capabilities_follow_grants_scopes_and_expiry(f: Fixture) {
     for v in &proposed {
         alice_approves(&f, &admin, v).await;
     }
+    // Names differ by more than case: `VIC` is `vic`.
+    for taken in ["VIC", "Vic"] {
+        assert!(matches!(
+            users
+                .create_user(taken, "a long enough password".into(), &[])
+                .await,
+            Err(ServiceError::Conflict(m)) if m.contains("vic")
+        ));
+    }
     let vlogin = f
         .svc
         .login("vic", "a long enough password".into(), None, "10.0.0.9")
