@@ -151,6 +151,12 @@ impl Service {
         }
         .check(&req.destination)
         .map_err(|e| invalid(format!("destination: {e}")))?;
+        // Refused now, as the worker would refuse it later.
+        if net.config.tokens.iter().any(|t| t.contract == to) {
+            return Err(invalid(format!(
+                "destination: {to} is a token contract: tokens sent to it are lost"
+            )));
+        }
         let network = asset.network().to_string();
         let destination = Address::new(asset.network(), &to.to_string())
             .map_err(|e| invalid(format!("destination: {e}")))?;
@@ -252,6 +258,11 @@ impl Service {
                 .ok_or_else(|| invalid(format!("the wallet has no sender on {}", p.network)))?,
         };
         let from: chain_eth::EthAddress = from.parse().map_err(|e| corrupt("sender", e))?;
+        if from.to_lower_hex() == p.destination_key {
+            return Err(invalid(
+                "destination: the wallet's own sender (a transfer to itself pays only fees)",
+            ));
+        }
         // A sweep empties the retired account: the wallet's other outflows
         // leave from its current one.
         let outflows = match req.kind {

@@ -333,10 +333,8 @@ async fn bad_input_signs_nothing_and_spends_no_nonce(f: Fixture) {
         ),
         (f.ether(&bob().to_string(), "0"), "greater than zero"),
         (f.ether(&bob().to_string(), "-1"), "amount"),
-        (
-            f.ether(&f.from.to_string(), "1"),
-            "the intent pays the sender itself",
-        ),
+        // Refused when requested (the worker would refuse it later).
+        (f.ether(&f.from.to_string(), "1"), "the wallet's own sender"),
     ];
     for (req, expected) in cases {
         let to = req.to.clone();
@@ -539,6 +537,9 @@ async fn token_transfer_with_a_configured_token() {
     // Tokens sent to the token contract itself are lost.
     let e = f.pay(req("1", contract.to_string())).await.unwrap_err();
     assert!(e.to_string().contains("token contract"), "{e}");
+    // Refused when requested, as the worker would refuse it: no transfer.
+    assert!(matches!(e, ServiceError::Invalid(_)), "{e:?}");
+
     let send = f.pay(req("12.5", bob().to_string())).await.unwrap();
     assert_eq!(send.nonce, 0, "refused requests took no nonce");
     assert_eq!(send.amount, 12_500_000);
