@@ -169,6 +169,28 @@ impl Service {
         })
     }
 
+    /// [`Self::prepare`], and what the funds check would refuse without
+    /// reading balances: a payment to the wallet's own sender (dry-run).
+    pub(crate) async fn prepare_checked(
+        &self,
+        req: &TransferRequest,
+    ) -> Result<Prepared, ServiceError> {
+        let p = self.prepare(req)?;
+        if matches!(req.asset.network(), Network::Evm { .. })
+            && !matches!(req.kind, TransferKind::Sweep)
+            && self
+                .store()
+                .wallet_eth_sender(req.wallet, &p.network)
+                .await?
+                .is_some_and(|from| from.eq_ignore_ascii_case(&p.destination_key))
+        {
+            return Err(invalid(
+                "destination: the wallet's own sender (a transfer to itself pays only fees)",
+            ));
+        }
+        Ok(p)
+    }
+
     /// Refuses a transfer the wallet cannot cover. The chain's holdings on
     /// the wallet's sender must cover, in the asset, this amount and every
     /// transfer of the asset still to leave; and in ether, every ether

@@ -368,7 +368,7 @@ impl Can<'_, perm::InitiateTransfer> {
         self.check_wallet(req.wallet)?;
         let svc = self.svc;
         svc.governance()?;
-        let p = svc.prepare(req)?;
+        let p = svc.prepare_checked(req).await?;
         let roles = roles_of(self.who.grants(), req.wallet);
         let (tx, j, _) = svc.judge(self.who.actor(), &roles, req, &p).await?;
         // Dropped without commit: rolled back, nothing written.

@@ -537,6 +537,17 @@ async fn approvals_governance_and_freeze(f: Fixture) {
         .unwrap();
     assert_eq!(dry.policy_version, Some(1));
     assert_eq!(dry.decision.rule.as_deref(), Some("large"));
+    // Dry-run refuses what the request would refuse: the wallet's own sender.
+    let own = f
+        .svc
+        .authorize::<perm::InitiateTransfer>(&who, Some(f.wallet))
+        .unwrap()
+        .dry_run(&f.request(&f.from.to_string(), "1"))
+        .await;
+    assert!(
+        matches!(&own, Err(ServiceError::Invalid(m)) if m.contains("own sender")),
+        "{own:?}"
+    );
     assert_eq!(
         f.db.store
             .transfers_in(state::PENDING_APPROVAL, 10)
