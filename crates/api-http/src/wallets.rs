@@ -318,9 +318,11 @@ pub struct AddressRequest {
 /// wallet): on Bitcoin, for an HD account the last one issued while nothing
 /// has paid it, else a new one; on Ethereum, its sender's one address. Only
 /// for a key a verified backup holds (`409 key_not_backed_up` otherwise).
+/// An HD account's address comes with its derivation (`key`,
+/// `derivation_path`, `chain`, `index`) for watch-only import.
 #[utoipa::path(post, path = "/v1/wallets/{id}/addresses", tag = "wallets", request_body = AddressRequest,
     params(("id" = String, Path)),
-    responses((status = 200, description = "`{\"network\", \"address\"}`"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "`{\"network\", \"address\"}`, with `key`, `derivation_path`, `chain` and `index` for an HD account's"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn deposit_address(
     State(svc): State<Service>,
     Authed(who): Authed,
@@ -335,17 +337,36 @@ async fn deposit_address(
             "network: bitcoin:<network> or eip155:<chain id>",
         )
     })?;
+    // Who may read the wallet but not initiate from it is told so (403);
+    // outside the caller's scope it does not exist (404).
     let can = svc
         .authorize::<perm::InitiateTransfer>(&who, Some(wallet))
-        .map_err(scoped("wallet"))?;
-    let address = match network {
-        domain::Network::Bitcoin(n) => can.deposit_address(wallet, n).await,
-        domain::Network::Evm { chain_id } => can.eth_deposit_address(wallet, chain_id).await,
+        .map_err(|e| {
+            if svc
+                .authorize::<perm::ReadWallet>(&who, Some(wallet))
+                .is_ok()
+            {
+                crate::error::auth_error(&e)
+            } else {
+                scoped("wallet")(e)
+            }
+        })?;
+    let (address, derivation) = match network {
+        domain::Network::Bitcoin(n) => can.deposit_address_derived(wallet, n).await,
+        domain::Network::Evm { chain_id } => can
+            .eth_deposit_address(wallet, chain_id)
+            .await
+            .map(|a| (a, None)),
     }
     .map_err(service_error)?;
-    Ok(Json(
-        serde_json::json!({ "network": req.network, "address": address }),
-    ))
+    let mut body = serde_json::json!({ "network": req.network, "address": address });
+    if let Some(d) = derivation {
+        body["key"] = serde_json::json!(d.key.to_string());
+        body["derivation_path"] = serde_json::json!(d.path);
+        body["chain"] = serde_json::json!(d.chain);
+        body["index"] = serde_json::json!(d.index);
+    }
+    Ok(Json(body))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

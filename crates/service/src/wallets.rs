@@ -405,3 +405,43 @@ impl crate::access::Can<'_, crate::access::perm::ReadWallet> {
         Ok((send, shown, fee))
     }
 }
+
+/// Where an issued Bitcoin address comes from: its HD account key and
+/// the full derivation path (`m/84'/1'/0'/0/7`), for watch-only import.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Derivation {
+    pub key: KeyId,
+    pub path: String,
+    pub chain: u32,
+    pub index: u32,
+}
+
+impl crate::access::Can<'_, crate::access::perm::InitiateTransfer> {
+    /// [`Self::deposit_address`], with its derivation when it comes from
+    /// an HD account.
+    pub async fn deposit_address_derived(
+        &self,
+        wallet: WalletId,
+        n: domain::BitcoinNetwork,
+    ) -> Result<(String, Option<Derivation>), ServiceError> {
+        let address = self.deposit_address(wallet, n).await?;
+        let derivation = match self
+            .svc
+            .store()
+            .btc_address_row(&net_name(n), &address)
+            .await?
+        {
+            Some(row) => {
+                let account = self.svc.store().key(row.key).await?.hd_path;
+                account.map(|p| Derivation {
+                    key: row.key,
+                    path: format!("{p}/{}/{}", row.chain, row.index),
+                    chain: row.chain,
+                    index: row.index,
+                })
+            }
+            None => None,
+        };
+        Ok((address, derivation))
+    }
+}

@@ -2857,6 +2857,32 @@ fn bitcoin_withdrawal_through_the_api() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_ne!(next(), first, "paid: a fresh one");
+    // With its derivation, for watch-only import; an admin (who may read
+    // the wallet but not initiate) is told 403, not "no such wallet".
+    let (code, a) = api_call(
+        &server,
+        &initiator,
+        "POST",
+        &format!("/v1/wallets/{wallet}/addresses"),
+        Some(r#"{"network":"bitcoin:regtest"}"#),
+        None,
+    );
+    assert_eq!(code, 200, "{a}");
+    assert_eq!(a["derivation_path"], "m/84'/1'/0'/0/1", "{a}");
+    assert_eq!(
+        (a["chain"].as_u64(), a["index"].as_u64()),
+        (Some(0), Some(1))
+    );
+    assert_eq!(a["key"], hd["key"]);
+    let (code, _) = api_call(
+        &server,
+        &admin,
+        "POST",
+        &format!("/v1/wallets/{wallet}/addresses"),
+        Some(r#"{"network":"bitcoin:regtest"}"#),
+        None,
+    );
+    assert_eq!(code, 403);
     server.terminate();
     let o = strongroom(&["audit", "verify", "--config", cfg]);
     assert!(o.status.success(), "{}", stderr(&o));
