@@ -407,11 +407,16 @@ fn scheduled_backups_are_kept_and_failures_alert() {
             ),
         }
     }
-    let kept: Vec<_> = std::fs::read_dir(dir.path().join("scheduled"))
+    let mut kept: Vec<_> = std::fs::read_dir(dir.path().join("scheduled"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
     assert!(!kept.is_empty() && kept.len() <= 3, "{kept:?}");
+    // The newest, copied aside at once: the server keeps writing a backup a
+    // second and pruning the oldest while this verifies.
+    kept.sort();
+    let copy = dir.path().join("verify.srbk");
+    std::fs::copy(kept.last().unwrap(), &copy).unwrap();
     let o = strongroom(&[
         "backup",
         "verify",
@@ -419,7 +424,7 @@ fn scheduled_backups_are_kept_and_failures_alert() {
         cfg,
         "--identity",
         identity.to_str().unwrap(),
-        kept[0].to_str().unwrap(),
+        copy.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     // The directory becomes a file: the next backup fails, and says so.
