@@ -378,12 +378,9 @@ mod explain_tests {
 /// An address as people write it: an Ethereum address (stored lower case)
 /// in EIP-55, whatever else as stored (bech32 is lower case already).
 pub(crate) fn shown_address(stored: String) -> String {
-    let is_eth = stored.len() == 42
-        && stored.starts_with("0x")
-        && stored[2..].bytes().all(|b| b.is_ascii_hexdigit());
     match stored.parse::<chain_eth::EthAddress>() {
-        Ok(a) if is_eth => a.to_string(),
-        _ => stored,
+        Ok(a) => a.to_string(),
+        Err(_) => stored,
     }
 }
 

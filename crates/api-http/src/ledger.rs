@@ -93,6 +93,27 @@ fn window(from: Option<i64>, to: Option<i64>) -> (Timestamp, Option<Timestamp>) 
     )
 }
 
+/// A page of a wallet's movements, for a caller who may read it (`404`
+/// outside its scope): what the ledger and the balance history serve.
+async fn movements(
+    svc: &Service,
+    who: &service::identity::Principal,
+    id: &str,
+    asset: Option<&str>,
+    range: (Option<i64>, Option<i64>),
+    after: Option<i64>,
+    limit: u32,
+) -> Result<Vec<MovementLine>, ApiError> {
+    let wallet: WalletId = id.parse().map_err(|_| not_found("wallet"))?;
+    let can = svc
+        .authorize::<perm::ReadWallet>(who, Some(wallet))
+        .map_err(scoped("wallet"))?;
+    let (from, to) = window(range.0, range.1);
+    can.ledger(wallet, asset, from, to, after, limit)
+        .await
+        .map_err(service_error)
+}
+
 /// A wallet's ledger: every movement of its funds, oldest first.
 #[utoipa::path(get, path = "/v1/wallets/{id}/ledger", tag = "wallets",
     params(("id" = String, Path), LedgerQuery),
@@ -103,22 +124,9 @@ async fn wallet_ledger(
     Path(id): Path<String>,
     Query(q): Query<LedgerQuery>,
 ) -> Result<Json<Vec<MovementDto>>, ApiError> {
-    let wallet: WalletId = id.parse().map_err(|_| not_found("wallet"))?;
-    let can = svc
-        .authorize::<perm::ReadWallet>(&who, Some(wallet))
-        .map_err(scoped("wallet"))?;
-    let (from, to) = window(q.from_ms, q.to_ms);
-    let rows = can
-        .ledger(
-            wallet,
-            q.asset.as_deref(),
-            from,
-            to,
-            q.after,
-            page_limit(q.limit, 100, 1000)?,
-        )
-        .await
-        .map_err(service_error)?;
+    let limit = page_limit(q.limit, 100, 1000)?;
+    let range = (q.from_ms, q.to_ms);
+    let rows = movements(&svc, &who, &id, q.asset.as_deref(), range, q.after, limit).await?;
     Ok(Json(rows.into_iter().map(movement).collect()))
 }
 
@@ -154,22 +162,9 @@ async fn balance_history(
     Path(id): Path<String>,
     Query(q): Query<HistoryQuery>,
 ) -> Result<Json<Vec<BalancePointDto>>, ApiError> {
-    let wallet: WalletId = id.parse().map_err(|_| not_found("wallet"))?;
-    let can = svc
-        .authorize::<perm::ReadWallet>(&who, Some(wallet))
-        .map_err(scoped("wallet"))?;
-    let (from, to) = window(q.from_ms, q.to_ms);
-    let rows = can
-        .ledger(
-            wallet,
-            Some(&q.asset),
-            from,
-            to,
-            q.after,
-            page_limit(q.limit, 1000, 1000)?,
-        )
-        .await
-        .map_err(service_error)?;
+    let limit = page_limit(q.limit, 1000, 1000)?;
+    let range = (q.from_ms, q.to_ms);
+    let rows = movements(&svc, &who, &id, Some(&q.asset), range, q.after, limit).await?;
     Ok(Json(
         rows.into_iter()
             .map(|m| BalancePointDto {

@@ -99,41 +99,13 @@ impl Service {
         let psbt = faster.psbt().map_err(BtcServiceError::Tx)?;
         // Approved as any send is, from the stored intents, then signed
         // through the gate.
-        let (approved, keys_of) = match self
-            .btc_approved(send, &psbt, &transfers, n, wallet)
-            .await?
-        {
-            Ok(a) => a,
-            Err(why) => {
-                let ids: Vec<domain::TransferId> = transfers.iter().map(|t| t.id).collect();
-                return Err(self
-                    .refuse_to_sign(crate::gate::Refused {
-                        send: format!("btc-send:{}", send.id),
-                        wallet,
-                        transfers: &ids,
-                        why,
-                    })
-                    .await);
-            }
-        };
-        let mut approvals = Vec::with_capacity(transfers.len());
-        for t in &transfers {
-            let votes = self.store().approvals(t.id).await?;
-            approvals.push(crate::threshold::approved_transfer(t, &votes));
-        }
         let signed = self
-            .sign_btc(&send.network, &approved, &keys_of, &approvals, &transfers)
+            .btc_approve_and_sign(send, &psbt, &transfers, n, wallet)
             .await?;
         let txid = signed.compute_txid().to_string();
         let raw = bitcoin::consensus::serialize(&signed);
         let fee = faster.fee_sat().map_err(BtcServiceError::Tx)?;
-        let mut keys = Vec::new();
-        for u in &reserved {
-            let (_, key, _) = crate::btc::spend_of(&u.spend)?;
-            if !keys.contains(&key) {
-                keys.push(key);
-            }
-        }
+        let keys = self.btc_send_keys(&send.id).await?;
         let now = self.now();
         let mut tx = self.store().begin().await?;
         tx.replace_btc_send(
@@ -247,13 +219,7 @@ impl Service {
             } else if client.tx_state(txid).await.map_err(BtcServiceError::Node)?
                 == chain_btc_client::TxState::Unknown
             {
-                let mut keys = Vec::new();
-                for u in self.store().btc_utxos_of_send(&send.id).await? {
-                    let (_, key, _) = crate::btc::spend_of(&u.spend)?;
-                    if !keys.contains(&key) {
-                        keys.push(key);
-                    }
-                }
+                let keys = self.btc_send_keys(&send.id).await?;
                 match self
                     .btc_send_again(&client, &send.id, wallet, &keys, raw, txid)
                     .await

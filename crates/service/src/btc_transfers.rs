@@ -482,38 +482,9 @@ impl Service {
         if self.store().btc_send(&send.id).await?.state != "planned" {
             return Err(ServiceError::Conflict("the send was released".into()));
         }
-        let (approved, keys_of) = match self
-            .btc_approved(send, &psbt, &transfers, n, wallet)
-            .await?
-        {
-            Ok(a) => a,
-            Err(why) => {
-                let ids: Vec<domain::TransferId> = transfers.iter().map(|t| t.id).collect();
-                return Err(self
-                    .refuse_to_sign(crate::gate::Refused {
-                        send: format!("btc-send:{}", send.id),
-                        wallet,
-                        transfers: &ids,
-                        why,
-                    })
-                    .await);
-            }
-        };
-        let mut approvals = Vec::with_capacity(transfers.len());
-        for t in &transfers {
-            let votes = self.store().approvals(t.id).await?;
-            approvals.push(crate::threshold::approved_transfer(t, &votes));
-        }
-        let ids: Vec<domain::TransferId> = transfers.iter().map(|t| t.id).collect();
         let signed = self
-            .sign_btc(&send.network, &approved, &keys_of, &approvals, &transfers)
-            .await;
-        if let Err(ServiceError::SignersRefused(why)) = &signed
-            && let Err(e) = self.note_signers_refusal(&ids, why).await
-        {
-            tracing::warn!(send = %send.id, error = %e, "the signers' refusal was not noted");
-        }
-        let signed = signed?;
+            .btc_approve_and_sign(send, &psbt, &transfers, n, wallet)
+            .await?;
         crate::crash::point("after_signing");
         let txid = signed.compute_txid().to_string();
         let raw = bitcoin::consensus::serialize(&signed);
@@ -534,6 +505,60 @@ impl Service {
         self.commit(tx, &entries, now).await?;
         crate::crash::point("after_persist");
         Ok(())
+    }
+
+    /// Signs `psbt` for `send` (its plan, or a faster replacement of it)
+    /// if it is what was approved: a mismatch takes the one refuse path
+    /// (audited, the wallet frozen); the signer nodes' refusal is noted
+    /// against the transfers.
+    pub(crate) async fn btc_approve_and_sign(
+        &self,
+        send: &BtcSendRow,
+        psbt: &bitcoin::Psbt,
+        transfers: &[TransferRow],
+        n: BitcoinNetwork,
+        wallet: WalletId,
+    ) -> Result<bitcoin::Transaction, ServiceError> {
+        let ids: Vec<domain::TransferId> = transfers.iter().map(|t| t.id).collect();
+        let (approved, keys_of) = match self.btc_approved(send, psbt, transfers, n, wallet).await? {
+            Ok(a) => a,
+            Err(why) => {
+                return Err(self
+                    .refuse_to_sign(crate::gate::Refused {
+                        send: format!("btc-send:{}", send.id),
+                        wallet,
+                        transfers: &ids,
+                        why,
+                    })
+                    .await);
+            }
+        };
+        let mut approvals = Vec::with_capacity(transfers.len());
+        for t in transfers {
+            let votes = self.store().approvals(t.id).await?;
+            approvals.push(crate::threshold::approved_transfer(t, &votes));
+        }
+        let signed = self
+            .sign_btc(&send.network, &approved, &keys_of, &approvals, transfers)
+            .await;
+        if let Err(ServiceError::SignersRefused(why)) = &signed
+            && let Err(e) = self.note_signers_refusal(&ids, why).await
+        {
+            tracing::warn!(send = %send.id, error = %e, "the signers' refusal was not noted");
+        }
+        signed
+    }
+
+    /// The keys whose outputs a send spends: a freeze of any stops it.
+    pub(crate) async fn btc_send_keys(&self, send_id: &str) -> Result<Vec<KeyId>, ServiceError> {
+        let mut keys = Vec::new();
+        for u in self.store().btc_utxos_of_send(send_id).await? {
+            let (_, key, _) = spend_of(&u.spend)?;
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        Ok(keys)
     }
 
     /// What is signed is what was approved: the stored transaction checked
@@ -595,14 +620,7 @@ impl Service {
         let (Some(raw), Some(txid)) = (&send.raw, &send.txid) else {
             return Err(corrupt("Bitcoin send", "signed without bytes"));
         };
-        // The keys it spends from: a freeze of any of them stops it too.
-        let mut keys = Vec::new();
-        for u in self.store().btc_utxos_of_send(&send.id).await? {
-            let (_, key, _) = spend_of(&u.spend)?;
-            if !keys.contains(&key) {
-                keys.push(key);
-            }
-        }
+        let keys = self.btc_send_keys(&send.id).await?;
         // Ordered with every freeze, in any process (see `freezes`).
         let (flight, sent) = self
             .broadcast(

@@ -478,13 +478,14 @@ impl Service {
             .into_iter()
             .map(|b| (b.height, b.hash))
             .collect();
+        let by_address: HashMap<&str, &Owner> =
+            owners.values().map(|o| (o.address.as_str(), o)).collect();
         for d in self.store().deposits_due(network, deepest, 500).await? {
             if known.get(&d.block_number) != Some(&d.block_hash) {
                 continue; // its block is being rewound; the next pass says
             }
-            let owner = owners
-                .values()
-                .find(|o| o.address == d.address)
+            let owner = by_address
+                .get(d.address.as_str())
                 .ok_or_else(|| corrupt("deposit", "paid to no address of ours"))?;
             let spend = self.btc_spend_at(owner.key, &owner.child).await?;
             let vout = u32::try_from(d.log_index).map_err(|e| corrupt("vout", e))?;

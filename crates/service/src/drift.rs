@@ -110,18 +110,23 @@ impl Service {
                 .into_iter()
                 .map(|s| s.address)
                 .collect();
+            let mut ledgers = std::collections::HashMap::new();
             for (wallet, asset, addresses, held) in chain {
                 let hex: Vec<String> = addresses.iter().map(|a| a.to_lower_hex()).collect();
                 if hex.iter().any(|a| in_flight.contains(a)) {
                     continue;
                 }
-                let b = self
-                    .store()
-                    .ledger_balances(wallet)
-                    .await?
-                    .into_iter()
+                // Each wallet's balances read once, for all its assets.
+                let held_by = match ledgers.entry(wallet) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(self.store().ledger_balances(wallet).await?)
+                    }
+                };
+                let b = held_by
+                    .iter()
                     .find(|(a, _)| *a == asset)
-                    .map(|(_, b)| b)
+                    .map(|(_, b)| *b)
                     .unwrap_or_default();
                 if b.pending != 0 {
                     continue;

@@ -207,7 +207,9 @@ impl Service {
                             let fee = u128::from(receipt.gas_used)
                                 .checked_mul(receipt.effective_gas_price)
                                 .ok_or_else(|| crate::moves::corrupt("fee", "overflow"))?;
-                            let hash = hex32(&receipt_tx_hash(a)?);
+                            let hash = a.tx_hash.clone().ok_or_else(|| {
+                                crate::moves::corrupt("attempt", "included without its hash")
+                            })?;
                             let mut paid =
                                 vec![(domain::Asset::ether(chain_id).id().to_string(), "fee", fee)];
                             if transfer.is_none() && fin == state::CONFIRMED && a.kind != "cancel" {
@@ -358,13 +360,4 @@ impl Service {
             foreign_use: chain_pending > next_allocated,
         })
     }
-}
-
-/// The hash of an attempt's signed transaction.
-fn receipt_tx_hash(a: &storage::EthAttemptRow) -> Result<[u8; 32], ServiceError> {
-    let raw = a
-        .raw
-        .as_ref()
-        .ok_or_else(|| crate::moves::corrupt("attempt", "included without bytes"))?;
-    Ok(chain_eth::decode(raw).map_err(EthError::Tx)?.hash)
 }

@@ -450,6 +450,7 @@ impl Service {
             };
             let network = crate::btc::net_name(net.network);
             let mut ours = std::collections::HashMap::new();
+            let replaced = self.store().btc_replaced_on(&network).await?;
             for u in self.store().btc_held_outputs(&network).await? {
                 accounts.insert((network.clone(), u.wallet));
                 if client.output_unspent(&u.txid, u.vout).await.map_err(node)? {
@@ -479,12 +480,10 @@ impl Service {
                         let row = self.store().btc_send(send).await?;
                         let mut txids: Vec<String> = row.txid.into_iter().collect();
                         txids.extend(
-                            self.store()
-                                .btc_replaced_on(&network)
-                                .await?
-                                .into_iter()
+                            replaced
+                                .iter()
                                 .filter(|(s, _)| s == send)
-                                .map(|(_, t)| t),
+                                .map(|(_, t)| t.clone()),
                         );
                         let mut known = false;
                         for t in &txids {

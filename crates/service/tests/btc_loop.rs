@@ -168,6 +168,11 @@ impl Fixture {
         self.outside.pay(from, &[(self.ours.clone(), sat)])
     }
 
+    async fn actions(&self) -> Vec<String> {
+        let page = self.db.store.audit_page(0, 10_000).await.unwrap();
+        page.into_iter().map(|r| r.action).collect()
+    }
+
     async fn ledger(&self) -> Balances {
         self.db
             .store
@@ -370,14 +375,7 @@ async fn a_two_block_reorganisation_takes_a_deposit_back(f: Fixture) {
         .unwrap()[0];
     assert_eq!(d.state, "reorged");
     assert_eq!(f.ledger().await, Balances::default(), "un-credited");
-    let actions: Vec<String> =
-        f.db.store
-            .audit_page(0, 10_000)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r| r.action)
-            .collect();
+    let actions = f.actions().await;
     assert!(actions.iter().any(|a| a == "btc.chain.reorged"));
     assert!(actions.iter().any(|a| a == "deposit.reorged"));
     // Mined again on the new branch, it is seen again.
@@ -593,13 +591,6 @@ async fn a_stuck_send_is_replaced_by_a_faster_one_and_either_may_be_mined(f: Fix
             reserved: 0
         }
     );
-    let actions: Vec<String> =
-        f.db.store
-            .audit_page(0, 10_000)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r| r.action)
-            .collect();
+    let actions = f.actions().await;
     assert!(actions.iter().any(|a| a == "btc.tx.replaced"));
 }

@@ -186,6 +186,31 @@ impl Fixture {
         pay(&self.payer, p).await
     }
 
+    /// Deploys the test token from `dev` and configures it on the network.
+    async fn with_test_token(&self, dev: &DevWallet) -> (EthAddress, AssetId) {
+        let contract = deploy_test_token(&self.client, dev).await;
+        let asset_id = AssetId::new(
+            domain::Network::Evm { chain_id: CHAIN_ID },
+            domain::AssetKind::Erc20(domain::ContractAddress::from_bytes(*contract.as_bytes())),
+        )
+        .unwrap();
+        let asset = Asset::new(
+            asset_id.clone(),
+            Symbol::new("TUSD").unwrap(),
+            domain::Decimals::new(6).unwrap(),
+        )
+        .unwrap();
+        self.svc.add_eth_network(EthNetwork {
+            config: config(vec![EthToken {
+                asset,
+                contract,
+                max_gas: 100_000,
+            }]),
+            client: self.client.clone(),
+        });
+        (contract, asset_id)
+    }
+
     async fn actions(&self) -> Vec<String> {
         self.db
             .store
@@ -484,26 +509,7 @@ async fn a_freeze_waits_for_a_broadcast_in_flight_and_nothing_starts_after(f: Fi
 async fn token_transfer_with_a_configured_token() {
     let f = Fixture::new(TestDb::sqlite().await, None).await;
     let dev = DevWallet::new(0).await;
-    let contract = deploy_test_token(&f.client, &dev).await;
-    let asset_id = AssetId::new(
-        domain::Network::Evm { chain_id: CHAIN_ID },
-        domain::AssetKind::Erc20(domain::ContractAddress::from_bytes(*contract.as_bytes())),
-    )
-    .unwrap();
-    let asset = Asset::new(
-        asset_id.clone(),
-        Symbol::new("TUSD").unwrap(),
-        domain::Decimals::new(6).unwrap(),
-    )
-    .unwrap();
-    f.svc.add_eth_network(EthNetwork {
-        config: config(vec![EthToken {
-            asset,
-            contract,
-            max_gas: 100_000,
-        }]),
-        client: f.client.clone(),
-    });
+    let (contract, asset_id) = f.with_test_token(&dev).await;
     // Give the sender tokens from the deployer.
     dev.transact(&f.client, |nonce, fees| {
         TxPlan::erc20(
@@ -1484,26 +1490,7 @@ async fn the_ledger_follows_the_chain_and_a_drift_is_named_once(f: Fixture) {
 
 async fn tokens_are_reconciled_the_same_way(f: Fixture) {
     let dev = DevWallet::new(0).await;
-    let contract = deploy_test_token(&f.client, &dev).await;
-    let asset_id = AssetId::new(
-        domain::Network::Evm { chain_id: CHAIN_ID },
-        domain::AssetKind::Erc20(domain::ContractAddress::from_bytes(*contract.as_bytes())),
-    )
-    .unwrap();
-    let asset = Asset::new(
-        asset_id.clone(),
-        Symbol::new("TUSD").unwrap(),
-        domain::Decimals::new(6).unwrap(),
-    )
-    .unwrap();
-    f.svc.add_eth_network(EthNetwork {
-        config: config(vec![EthToken {
-            asset,
-            contract,
-            max_gas: 100_000,
-        }]),
-        client: f.client.clone(),
-    });
+    let (contract, asset_id) = f.with_test_token(&dev).await;
     f.svc.eth_scan_deposits(CHAIN_ID).await.unwrap();
     // A token deposit: scanned, credited at depth, in the ledger.
     dev.transact(&f.client, |nonce, fees| {

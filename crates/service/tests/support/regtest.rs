@@ -153,11 +153,10 @@ impl Chain {
         }
         let height = self.blocks.len() as u64;
         let prev = self.blocks.last().unwrap().header;
-        let mut height_push = bitcoin::script::Builder::new()
+        let height_push = bitcoin::script::Builder::new()
             .push_int(height as i64)
             .push_opcode(bitcoin::opcodes::OP_0) // coinbase scripts are at least 2 bytes
             .into_script();
-        height_push = ScriptBuf::from_bytes(height_push.into_bytes());
         let mut witness = Witness::new();
         witness.push([0u8; 32]);
         let coinbase = Transaction {
@@ -411,10 +410,7 @@ async fn core(
         }
         "estimatesmartfee" => Ok(rpc_ok(&id, json!({ "feerate": 0.0002, "blocks": 2 }))),
         "getmempoolentry" => Err(rpc_err(&id, -5, "Transaction not in mempool")),
-        other => {
-            let _ = &mut c;
-            Err(rpc_err(&id, -32601, &format!("Method not found: {other}")))
-        }
+        other => Err(rpc_err(&id, -32601, &format!("Method not found: {other}"))),
     }
 }
 
