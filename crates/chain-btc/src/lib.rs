@@ -33,6 +33,7 @@ pub use approved::{Approved, Intended, MAX_PAYOUTS, Paying, Refusal, approve};
 pub use descriptor::{DescriptorError, WalletDescriptor};
 pub use psbt::{
     BtcError, BtcPlan, Payout, SigningTask, Spend, Summary, Utxo, accept_signed, add_ecdsa,
-    add_schnorr, combine, finalize, signing_tasks, summarize, tasks_for_key, verify_with_core,
+    add_schnorr, combine, finalize, finalize_in_place, prevouts_of, signing_tasks, summarize,
+    tasks_for_key, verify_with_core,
 };
 pub use select::{FeeCaps, FeeError, bump, consolidate, cpfp, fee_for_weight, fee_owed, select};

@@ -53,6 +53,11 @@ pub enum BtcError {
     Dust { index: usize, value: u64 },
     #[error("input {0} does not exist or is not ours")]
     NoSuchInput(usize),
+    #[error(
+        "input {0} carries neither the output it spends (PSBT_IN_WITNESS_UTXO) nor a previous \
+         transaction (PSBT_IN_NON_WITNESS_UTXO) whose id and output match it"
+    )]
+    NoPrevout(usize),
     #[error("the signature does not verify for input {0}")]
     BadSignature(usize),
     #[error("the PSBT cannot be finalised: {0}")]
@@ -314,11 +319,36 @@ pub enum SigningTask {
     },
 }
 
-fn prevouts_of(psbt: &Psbt) -> Result<Vec<TxOut>, BtcError> {
+impl SigningTask {
+    /// The input the signature is for.
+    pub fn input(&self) -> usize {
+        match *self {
+            SigningTask::Ecdsa { input, .. }
+            | SigningTask::Schnorr { input, .. }
+            | SigningTask::SchnorrOutput { input, .. } => input,
+        }
+    }
+}
+
+/// The output each input spends: its `witness_utxo`, or else (a legacy
+/// input, BIP-44 P2PKH) the output of its previous transaction, whose id
+/// must be the one the input names.
+pub fn prevouts_of(psbt: &Psbt) -> Result<Vec<TxOut>, BtcError> {
     psbt.inputs
         .iter()
+        .zip(&psbt.unsigned_tx.input)
         .enumerate()
-        .map(|(i, inp)| inp.witness_utxo.clone().ok_or(BtcError::NoSuchInput(i)))
+        .map(|(i, (inp, txin))| {
+            if let Some(out) = &inp.witness_utxo {
+                return Ok(out.clone());
+            }
+            let outpoint = txin.previous_output;
+            inp.non_witness_utxo
+                .as_ref()
+                .filter(|prev| prev.compute_txid() == outpoint.txid)
+                .and_then(|prev| prev.output.get(outpoint.vout as usize).cloned())
+                .ok_or(BtcError::NoPrevout(i))
+        })
         .collect()
 }
 
@@ -491,7 +521,13 @@ pub fn combine(ours: &mut Psbt, theirs: Psbt) -> Result<(), BtcError> {
 /// Finalises every input, extracts the transaction, and has Bitcoin Core's
 /// interpreter verify each input against all the outputs spent.
 pub fn finalize(mut psbt: Psbt) -> Result<Transaction, BtcError> {
-    let prevouts = prevouts_of(&psbt)?;
+    finalize_in_place(&mut psbt)
+}
+
+/// [`finalize`], leaving the finalised PSBT in `psbt` (BIP-174's finaliser
+/// and extractor roles, for a signer that hands on the finalised PSBT).
+pub fn finalize_in_place(psbt: &mut Psbt) -> Result<Transaction, BtcError> {
+    let prevouts = prevouts_of(psbt)?;
     let secp = Secp256k1::verification_only();
     // Key-path spends of an output key with no internal key on record
     // (`Spend::P2trOutput`): the witness is the signature alone; the
@@ -514,6 +550,7 @@ pub fn finalize(mut psbt: Psbt) -> Result<Transaction, BtcError> {
         )
     })?;
     let tx = psbt
+        .clone()
         .extract_tx()
         .map_err(|e| BtcError::Finalize(e.to_string()))?;
     verify_with_core(&tx, &prevouts)?;
@@ -621,13 +658,19 @@ impl BtcPlan {
 pub fn tasks_for_key(psbt: &Psbt, pubkey: &[u8; 33]) -> Result<Vec<SigningTask>, BtcError> {
     let pk = PublicKey::from_slice(pubkey).map_err(|_| BtcError::BadKey)?;
     let xonly = pk.inner.x_only_public_key().0.serialize();
+    let prevouts = prevouts_of(psbt)?;
+    let p2pkh = ScriptBuf::new_p2pkh(&pk.pubkey_hash());
     let mut spends = Vec::with_capacity(psbt.inputs.len());
     let mut mine = Vec::with_capacity(psbt.inputs.len());
-    for (i, input) in psbt.inputs.iter().enumerate() {
-        let prev = input
-            .witness_utxo
-            .as_ref()
-            .ok_or(BtcError::NoSuchInput(i))?;
+    let mut legacy = Vec::new();
+    for (i, (input, prev)) in psbt.inputs.iter().zip(&prevouts).enumerate() {
+        if prev.script_pubkey == p2pkh {
+            // BIP-44: a legacy input, signed over the legacy sighash.
+            legacy.push(i);
+            mine.push(false);
+            spends.push(Spend::P2wpkh { pubkey: *pubkey });
+            continue;
+        }
         let candidates = [
             Some(Spend::P2wpkh { pubkey: *pubkey }),
             input
@@ -652,14 +695,23 @@ pub fn tasks_for_key(psbt: &Psbt, pubkey: &[u8; 33]) -> Result<Vec<SigningTask>,
         // sighash machinery: any that matches their script will do.
         spends.push(found.unwrap_or(Spend::P2wpkh { pubkey: *pubkey }));
     }
-    let prevouts = prevouts_of(psbt)?;
     let mut cache = SighashCache::new(&psbt.unsigned_tx);
     let mut tasks = Vec::new();
     for (input, spend) in spends.iter().enumerate() {
         if mine[input] {
             tasks.extend(tasks_of(&mut cache, &prevouts, input, spend, Some(pubkey))?);
+        } else if legacy.contains(&input) {
+            let h = cache
+                .legacy_signature_hash(input, &p2pkh, EcdsaSighashType::All.to_u32())
+                .map_err(|e| BtcError::Sighash(e.to_string()))?;
+            tasks.push(SigningTask::Ecdsa {
+                input,
+                pubkey: *pubkey,
+                digest: h.to_byte_array(),
+            });
         }
     }
+    tasks.sort_by_key(SigningTask::input);
     Ok(tasks)
 }
 

@@ -270,9 +270,13 @@ enum OfflineCommand {
         /// A file holding the mnemonic (keep it on the air-gapped machine).
         #[arg(long)]
         mnemonic_file: PathBuf,
-        /// The key's BIP-32 path, e.g. m/84'/0'/0'/0/0.
+        /// A file holding the seed's BIP-39 passphrase, if it has one.
         #[arg(long)]
-        path: String,
+        passphrase_file: Option<PathBuf>,
+        /// A key's BIP-32 path, e.g. m/84'/0'/0'/0/0; besides it, every key
+        /// the PSBT's derivation records place under this seed signs.
+        #[arg(long)]
+        path: Option<String>,
         /// mainnet, testnet, signet or regtest (to show addresses).
         #[arg(long)]
         network: String,
@@ -282,6 +286,13 @@ enum OfflineCommand {
         /// (no previous transaction): only for PSBTs from a trusted source.
         #[arg(long)]
         trust_input_amounts: bool,
+        /// Sign although the fee is above 1 % of what is paid or 100 sat/vB.
+        #[arg(long)]
+        accept_fee: bool,
+        /// Finalise the inputs and print the transaction (needs every
+        /// signature; Bitcoin Core's interpreter verifies it).
+        #[arg(long)]
+        finalize: bool,
     },
 }
 
@@ -625,18 +636,24 @@ fn main() -> ExitCode {
         Command::Offline(OfflineCommand::Sign {
             psbt,
             mnemonic_file,
+            passphrase_file,
             path,
             network,
             out,
             trust_input_amounts,
-        }) => offline::sign(
-            &psbt,
-            &mnemonic_file,
-            &path,
-            &network,
-            &out,
+            accept_fee,
+            finalize,
+        }) => offline::sign(offline::SignArgs {
+            psbt: &psbt,
+            mnemonic_file: &mnemonic_file,
+            passphrase_file: passphrase_file.as_deref(),
+            path: path.as_deref(),
+            network: &network,
+            out: &out,
             trust_input_amounts,
-        ),
+            accept_fee,
+            finalize,
+        }),
         Command::ApproverKey(ApproverKeyCommand::New { out }) => govern::new_approver_key(&out),
         Command::Approve {
             addr,

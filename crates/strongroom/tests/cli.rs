@@ -1745,6 +1745,8 @@ fn offline_signing_of_a_psbt() {
     assert!(stderr(&o).contains("non_witness_utxo"), "{}", stderr(&o));
     let mut a: Vec<String> = args(path);
     a.push("--trust-input-amounts".into());
+    // 5 000 sat is more than 1 % of the 95 000 paid.
+    a.push("--accept-fee".into());
     let o = strongroom(&a.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
