@@ -42,10 +42,16 @@ pub struct LedgerQuery {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BalancesDto {
-    /// Base units as signed decimal strings.
+    /// Base units as signed strings of digits, each with its `_decimal`
+    /// in the asset's units.
     available: String,
+    available_decimal: Option<String>,
     pending: String,
+    pending_decimal: Option<String>,
     reserved: String,
+    reserved_decimal: Option<String>,
+    /// Places between base units and the asset's units.
+    decimals: Option<u8>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -64,22 +70,28 @@ pub struct MovementDto {
     block: Option<u64>,
 }
 
-fn balances(b: service::statements::BalancesText) -> BalancesDto {
+fn balances(b: service::statements::BalancesText, decimals: Option<u8>) -> BalancesDto {
+    let dec = |t: &str| crate::amounts::signed_decimal(t, decimals);
     BalancesDto {
+        available_decimal: dec(&b.available),
+        pending_decimal: dec(&b.pending),
+        reserved_decimal: dec(&b.reserved),
         available: b.available,
         pending: b.pending,
         reserved: b.reserved,
+        decimals,
     }
 }
 
-fn movement(m: MovementLine) -> MovementDto {
+fn movement(svc: &Service, m: MovementLine) -> MovementDto {
+    let d = svc.asset_decimals(&m.asset);
     MovementDto {
         seq: m.seq,
         at_ms: m.at_ms,
         asset: m.asset,
         kind: m.kind,
-        delta: balances(m.delta),
-        after: balances(m.after),
+        delta: balances(m.delta, d),
+        after: balances(m.after, d),
         transfer: m.transfer,
         txid: m.txid,
         block: m.block,
@@ -127,7 +139,7 @@ async fn wallet_ledger(
     let limit = page_limit(q.limit, 100, 1000)?;
     let range = (q.from_ms, q.to_ms);
     let rows = movements(&svc, &who, &id, q.asset.as_deref(), range, q.after, limit).await?;
-    Ok(Json(rows.into_iter().map(movement).collect()))
+    Ok(Json(rows.into_iter().map(|m| movement(&svc, m)).collect()))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -146,9 +158,8 @@ pub struct BalancePointDto {
     at_ms: i64,
     /// The movement that made it.
     seq: i64,
-    available: String,
-    pending: String,
-    reserved: String,
+    /// The wallet's balances of the asset after that movement.
+    balances: BalancesDto,
 }
 
 /// A wallet's balances of one asset over time: a point per movement, with
@@ -168,11 +179,9 @@ async fn balance_history(
     Ok(Json(
         rows.into_iter()
             .map(|m| BalancePointDto {
+                balances: balances(m.after, svc.asset_decimals(&m.asset)),
                 at_ms: m.at_ms,
                 seq: m.seq,
-                available: m.after.available,
-                pending: m.after.pending,
-                reserved: m.after.reserved,
             })
             .collect(),
     ))
@@ -255,13 +264,16 @@ async fn wallet_statement(
         assets: s
             .assets
             .into_iter()
-            .map(|a| AssetTotalsDto {
-                asset: a.asset,
-                opening: balances(a.opening),
-                closing: balances(a.closing),
+            .map(|a| {
+                let d = svc.asset_decimals(&a.asset);
+                AssetTotalsDto {
+                    asset: a.asset,
+                    opening: balances(a.opening, d),
+                    closing: balances(a.closing, d),
+                }
             })
             .collect(),
-        movements: s.movements.into_iter().map(movement).collect(),
+        movements: s.movements.into_iter().map(|m| movement(&svc, m)).collect(),
     })
     .into_response())
 }

@@ -25,6 +25,7 @@
 //! against every role.
 
 mod access;
+mod amounts;
 mod auth;
 mod client_addr;
 mod contract;

@@ -130,8 +130,12 @@ pub struct TransferDto {
     wallet: String,
     initiator: String,
     asset: String,
-    /// Base units, as a decimal string.
+    /// Base units, as a string of digits.
     amount: String,
+    /// The same in the asset's units (`"0.5"`).
+    amount_decimal: Option<String>,
+    /// Places between the two (absent for a token no longer configured).
+    decimals: Option<u8>,
     destination: String,
     /// `pending_approval`, `time_locked`, `queued`, `signing`, `signed`,
     /// `broadcasting`, `confirming`, then one of `completed`, `failed`,
@@ -179,8 +183,11 @@ pub struct HistoryDto {
     at_ms: i64,
 }
 
-fn transfer_dto(t: TransferRow, approvals: Vec<ApprovalRow>) -> TransferDto {
+fn transfer_dto(svc: &Service, t: TransferRow, approvals: Vec<ApprovalRow>) -> TransferDto {
+    let decimals = svc.asset_decimals(&t.asset);
     TransferDto {
+        amount_decimal: crate::amounts::decimal(t.amount, decimals),
+        decimals,
         id: t.id.to_string(),
         wallet: t.wallet.to_string(),
         initiator: t.initiator.to_string(),
@@ -257,12 +264,16 @@ async fn create_transfer(
             .approvals_of(s.transfer.id)
             .await
             .map_err(service_error)?;
-        let mut resp = Json(transfer_dto(s.transfer, approvals)).into_response();
+        let mut resp = Json(transfer_dto(&svc, s.transfer, approvals)).into_response();
         resp.headers_mut()
             .insert("idempotency-replayed", HeaderValue::from_static("true"));
         return Ok(resp);
     }
-    Ok((StatusCode::CREATED, Json(transfer_dto(s.transfer, vec![]))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(transfer_dto(&svc, s.transfer, vec![])),
+    )
+        .into_response())
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -313,7 +324,9 @@ async fn list_transfers(
         .await
         .map_err(service_error)?;
     Ok(Json(
-        rows.into_iter().map(|t| transfer_dto(t, vec![])).collect(),
+        rows.into_iter()
+            .map(|t| transfer_dto(&svc, t, vec![]))
+            .collect(),
     ))
 }
 
@@ -341,7 +354,7 @@ async fn get_transfer(
         .map_err(scoped("transfer"))?;
     let (t, a) = can.transfer(id).await.map_err(service_error)?;
     let history = can.history(id).await.map_err(service_error)?;
-    let mut dto = transfer_dto(t, a);
+    let mut dto = transfer_dto(&svc, t, a);
     dto.history = Some(
         history
             .into_iter()
@@ -404,7 +417,7 @@ async fn vote_transfer(
         .await
         .map_err(service_error)?;
     let a = svc.approvals_of(id).await.map_err(service_error)?;
-    Ok(Json(transfer_dto(t, a)))
+    Ok(Json(transfer_dto(&svc, t, a)))
 }
 
 /// Cancels a transfer not yet handed to the chain: an approver of its
@@ -439,7 +452,7 @@ async fn cancel_transfer(
         Err(other) => return Err(auth_error(&other)),
     }
     .map_err(service_error)?;
-    Ok(Json(transfer_dto(t, vec![])))
+    Ok(Json(transfer_dto(&svc, t, vec![])))
 }
 
 /// Another attempt now for a queued transfer held for a person or waiting
@@ -459,7 +472,7 @@ async fn retry_transfer(
         .retry(id)
         .await
         .map_err(service_error)?;
-    Ok(Json(transfer_dto(t, vec![])))
+    Ok(Json(transfer_dto(&svc, t, vec![])))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -496,7 +509,7 @@ async fn stuck_transfers(
     Ok(Json(
         rows.into_iter()
             .map(|s| StuckDto {
-                transfer: transfer_dto(s.transfer, vec![]),
+                transfer: transfer_dto(&svc, s.transfer, vec![]),
                 why: s.why,
             })
             .collect(),

@@ -68,6 +68,26 @@ pub struct AccountDto {
     address: String,
     /// The transfer-signing key behind it.
     key: String,
+    /// For a watch-only wallet elsewhere (Bitcoin accounts; absent for
+    /// Ethereum and threshold keys).
+    watch_only: Option<WatchOnlyDto>,
+}
+
+/// A Bitcoin account as Bitcoin Core (`importdescriptors`), Sparrow or
+/// Electrum import it to watch the same addresses.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WatchOnlyDto {
+    /// Receive addresses: an output descriptor with its checksum
+    /// (`wpkh(tpub…/0/*)#…` for an HD account, `wpkh(<key>)#…` otherwise).
+    descriptor: String,
+    /// Change addresses of an HD account (`…/1/*`).
+    change_descriptor: Option<String>,
+    /// An HD account's hardened path (`m/84'/1'/0'`).
+    account_path: Option<String>,
+    /// An HD account's extended public key, with the network's prefix.
+    xpub: Option<String>,
+    /// The same with its SLIP-132 prefix (`zpub`/`vpub` for P2WPKH).
+    slip132: Option<String>,
 }
 
 fn account_dto(a: service::wallets::WalletAccount) -> AccountDto {
@@ -75,6 +95,13 @@ fn account_dto(a: service::wallets::WalletAccount) -> AccountDto {
         network: a.network.to_string(),
         address: a.address,
         key: a.key.to_string(),
+        watch_only: a.watch.map(|w| WatchOnlyDto {
+            descriptor: w.descriptor,
+            change_descriptor: w.change_descriptor,
+            account_path: w.account_path,
+            xpub: w.xpub,
+            slip132: w.slip132,
+        }),
     }
 }
 
@@ -214,8 +241,11 @@ pub struct EthSendDto {
     nonce: u64,
     asset: String,
     to: String,
-    /// Base units, as a decimal string.
+    /// Base units, as a string of digits.
     amount: String,
+    /// The same in the asset's units.
+    amount_decimal: Option<String>,
+    decimals: Option<u8>,
     state: String,
     block_number: Option<u64>,
     block_hash: Option<String>,
@@ -227,6 +257,8 @@ pub struct EthSendDto {
     attempt_kind: Option<String>,
     /// Wei paid in fees, once the transaction is final.
     fee_paid: Option<String>,
+    /// The same in ether (18 decimals, whatever the asset sent).
+    fee_paid_decimal: Option<String>,
 }
 
 /// An Ethereum send, for callers who may read its wallet. Outside their
@@ -251,6 +283,9 @@ async fn eth_send(
             .and_then(|a| a.raw.as_ref().map(|r| format!("0x{}", hex::encode(r)))),
         attempt_kind: attempt.map(|a| a.kind),
         fee_paid: fee.map(|f| f.to_string()),
+        fee_paid_decimal: fee.and_then(|f| crate::amounts::decimal(f, Some(18))),
+        amount_decimal: crate::amounts::decimal(s.amount, svc.asset_decimals(&s.asset)),
+        decimals: svc.asset_decimals(&s.asset),
         id: s.id,
         network: s.network,
         from: crate::error::shown_address(s.address),
@@ -272,6 +307,8 @@ pub struct BtcSendDto {
     state: String,
     txid: Option<String>,
     fee_sat: u64,
+    /// The fee in bitcoin (8 decimals).
+    fee_decimal: String,
     /// The signed transaction, hex (once signed).
     raw: Option<String>,
     /// The approved PSBT (BIP-174 bytes), hex.
@@ -301,6 +338,7 @@ async fn btc_send(
         state: s.state,
         txid: s.txid,
         fee_sat: s.fee_sat,
+        fee_decimal: crate::amounts::decimal(u128::from(s.fee_sat), Some(8)).unwrap_or_default(),
         raw: s.raw.map(hex::encode),
         psbt: hex::encode(&s.psbt),
         transfers: transfers.into_iter().map(|t| t.id.to_string()).collect(),
@@ -374,19 +412,31 @@ pub struct BalanceDto {
     asset: String,
     symbol: String,
     decimals: u8,
-    /// Base units as decimal strings. `on_chain`, `credited` and `available`
-    /// are absent when no node answered.
+    /// The account (EIP-55 address) on an EVM network; absent for Bitcoin,
+    /// whose balance is every output the wallet's keys hold.
+    account: Option<String>,
+    /// Base units as strings of digits, each with its `_decimal` in the
+    /// asset's units. `on_chain`, `credited` and `available` are absent
+    /// when no node answered.
     on_chain: Option<String>,
+    on_chain_decimal: Option<String>,
     /// As of the newest block at the network's confirmation depth: deposits
     /// count once this deep.
     credited: Option<String>,
+    credited_decimal: Option<String>,
     /// Deposits seen, not yet at the confirmation depth.
     incoming: String,
+    incoming_decimal: String,
     /// Queued, or on its way and not yet at the confirmation depth.
     reserved: String,
+    reserved_decimal: String,
     /// Waiting for approvals or in a time lock.
     awaiting: String,
+    awaiting_decimal: String,
+    /// What one more transfer could be (for ether: after the fees every
+    /// open transfer may still pay and one more transfer's fee).
     available: Option<String>,
+    available_decimal: Option<String>,
 }
 
 /// A wallet's balances: on chain, reserved, awaiting approval, available.
@@ -404,16 +454,27 @@ async fn wallet_balances(
     let rows = can.balances(wallet).await.map_err(service_error)?;
     Ok(Json(
         rows.into_iter()
-            .map(|b| BalanceDto {
-                asset: b.asset.id().to_string(),
-                symbol: b.asset.symbol().as_str().to_owned(),
-                decimals: b.asset.decimals().get(),
-                on_chain: b.on_chain.map(|v| v.to_string()),
-                credited: b.credited.map(|v| v.to_string()),
-                incoming: b.incoming.to_string(),
-                reserved: b.reserved.to_string(),
-                awaiting: b.awaiting.to_string(),
-                available: b.available.map(|v| v.to_string()),
+            .map(|b| {
+                let d = Some(b.asset.decimals().get());
+                let dec = |v: u128| crate::amounts::decimal(v, d).unwrap_or_default();
+                BalanceDto {
+                    asset: b.asset.id().to_string(),
+                    symbol: b.asset.symbol().as_str().to_owned(),
+                    decimals: b.asset.decimals().get(),
+                    account: b.account,
+                    on_chain: b.on_chain.map(|v| v.to_string()),
+                    on_chain_decimal: b.on_chain.map(dec),
+                    credited: b.credited.map(|v| v.to_string()),
+                    credited_decimal: b.credited.map(dec),
+                    incoming: b.incoming.to_string(),
+                    incoming_decimal: dec(b.incoming),
+                    reserved: b.reserved.to_string(),
+                    reserved_decimal: dec(b.reserved),
+                    awaiting: b.awaiting.to_string(),
+                    awaiting_decimal: dec(b.awaiting),
+                    available: b.available.map(|v| v.to_string()),
+                    available_decimal: b.available.map(dec),
+                }
             })
             .collect(),
     ))
@@ -428,8 +489,11 @@ pub struct DepositDto {
     address: String,
     from: String,
     asset: String,
-    /// Base units, as a decimal string.
+    /// Base units, as a string of digits.
     amount: String,
+    /// The same in the asset's units.
+    amount_decimal: Option<String>,
+    decimals: Option<u8>,
     block_number: u64,
     /// `seen`, `credited` (at the confirmation depth) or `reorged`.
     state: String,
@@ -458,6 +522,8 @@ async fn wallet_deposits(
                 log_index: d.log_index,
                 address: crate::error::shown_address(d.address),
                 from: crate::error::shown_address(d.from),
+                amount_decimal: crate::amounts::decimal(d.amount, svc.asset_decimals(&d.asset)),
+                decimals: svc.asset_decimals(&d.asset),
                 asset: d.asset,
                 amount: d.amount.to_string(),
                 block_number: d.block_number,

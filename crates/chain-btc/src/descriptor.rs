@@ -105,6 +105,14 @@ impl WalletDescriptor {
     }
 }
 
+/// Any descriptor miniscript reads, printed back with its checksum
+/// (`…#xxxxxxxx`, BIP-380) for a watch-only import elsewhere.
+pub fn checksummed(text: &str) -> Result<String, DescriptorError> {
+    Descriptor::<DescriptorPublicKey>::from_str(text)
+        .map(|d| d.to_string())
+        .map_err(|e| DescriptorError::Parse(e.to_string()))
+}
+
 /// The descriptor with its checksum (`…#xxxxxxxx`).
 impl std::fmt::Display for WalletDescriptor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -30,7 +30,7 @@ pub mod select;
 
 pub use address::{AddressError, AddressKind, BtcAddress};
 pub use approved::{Approved, Intended, MAX_PAYOUTS, Paying, Refusal, approve};
-pub use descriptor::{DescriptorError, WalletDescriptor};
+pub use descriptor::{DescriptorError, WalletDescriptor, checksummed};
 pub use psbt::{
     BtcError, BtcPlan, Payout, SigningTask, Spend, Summary, Utxo, accept_signed, add_ecdsa,
     add_schnorr, combine, finalize, finalize_in_place, prevouts_of, signing_tasks, summarize,

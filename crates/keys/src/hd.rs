@@ -24,6 +24,11 @@ pub enum HdError {
     UnhardenedEd25519,
     #[error("derivation failed: {0}")]
     Derive(String),
+    #[error(
+        "an account path is hardened at every step (e.g. m/84'/0'/0'): {0:?} would let one \
+         leaked child key and the xpub reveal the whole account"
+    )]
+    UnhardenedAccount(String),
     #[error("invalid extended key")]
     Xpub,
     #[error("the random number generator failed")]
@@ -62,11 +67,13 @@ impl Mnemonic {
         Zeroizing::new(self.0.to_string())
     }
 
-    /// The 64-byte BIP-39 seed (PBKDF2-HMAC-SHA512, 2048 rounds) for `passphrase`.
+    /// The 64-byte BIP-39 seed (PBKDF2-HMAC-SHA512, 2048 rounds) for
+    /// `passphrase`, which is NFKD-normalised first as BIP-39 says.
     pub fn to_seed(&self, passphrase: &str) -> Seed {
-        Seed(Zeroizing::new(
-            self.0.to_seed_normalized(passphrase).to_vec(),
-        ))
+        let mut bytes = self.0.to_seed(passphrase);
+        let seed = Seed(Zeroizing::new(bytes.to_vec()));
+        zeroize::Zeroize::zeroize(&mut bytes);
+        seed
     }
 }
 
@@ -128,6 +135,39 @@ pub fn account_path(purpose: Purpose, coin_type: u32, account: u32) -> Result<St
         )));
     }
     Ok(format!("m/{}'/{coin_type}'/{account}'", purpose.number()))
+}
+
+/// Checks that an account path is hardened at every step: below a
+/// non-hardened step, one child private key and the parent's xpub give
+/// the parent's private key (BIP-32, "security").
+pub fn check_account_path(path: &str) -> Result<(), HdError> {
+    let parsed = parse_path(path)?;
+    if parsed.is_empty() || parsed.iter().any(|c| !c.is_hardened()) {
+        return Err(HdError::UnhardenedAccount(path.to_owned()));
+    }
+    Ok(())
+}
+
+const VPUB: Prefix = Prefix::from_parts_unchecked("vpub", 0x045f_1cf6);
+const UPUB: Prefix = Prefix::from_parts_unchecked("upub", 0x044a_5262);
+
+/// An account's xpub as wallets expect it: the test-network prefix
+/// (`tpub`) when the path's coin type is 1', and with `slip132` the
+/// SLIP-132 prefix of its script type (BIP-49 `ypub`/`upub`, BIP-84
+/// `zpub`/`vpub`; other purposes have none and keep `xpub`/`tpub`).
+pub fn xpub_for(xpub: &str, account_path: &str, slip132: bool) -> Result<String, HdError> {
+    let parsed = parse_path(account_path)?;
+    let step = |i: usize| parsed.iter().nth(i).map(|c| c.index());
+    let test = step(1) == Some(1);
+    let prefix = match (slip132, step(0), test) {
+        (true, Some(84), false) => Prefix::ZPUB,
+        (true, Some(84), true) => VPUB,
+        (true, Some(49), false) => Prefix::YPUB,
+        (true, Some(49), true) => UPUB,
+        (_, _, false) => Prefix::XPUB,
+        (_, _, true) => Prefix::TPUB,
+    };
+    Ok(parse_xpub(xpub)?.to_string(prefix))
 }
 
 fn parse_path(path: &str) -> Result<DerivationPath, HdError> {

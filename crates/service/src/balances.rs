@@ -15,6 +15,9 @@ use crate::service::{Service, ServiceError};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AssetBalance {
     pub asset: Asset,
+    /// The account (EIP-55 address) on an EVM network; none for Bitcoin,
+    /// whose balance is every output the wallet's keys hold.
+    pub account: Option<String>,
     /// On chain at the latest block, on the wallet's sender; `None` when no
     /// node answered.
     pub on_chain: Option<u128>,
@@ -68,26 +71,19 @@ impl Can<'_, perm::ReadWallet> {
                 *slot = slot.saturating_add(d.amount);
             }
         }
-        let mut networks: Vec<String> = svc
-            .store()
-            .wallet_eth_senders(wallet)
-            .await?
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect();
-        networks.dedup();
         let mut out: Vec<AssetBalance> = Vec::new();
-        for network in networks {
+        // Every account, the sender transfers leave from first on each
+        // network. A database from before one account per network may hold
+        // a second: it is counted, and spends nothing.
+        for (network, address) in svc.store().wallet_eth_senders(wallet).await? {
             let Ok(Network::Evm { chain_id }) = network.parse::<Network>() else {
                 continue;
             };
             let Ok(net) = svc.eth_network(chain_id) else {
                 continue;
             };
-            // The sender transfers leave from (as the funds check sees it).
-            let Some(address) = svc.store().wallet_eth_sender(wallet, &network).await? else {
-                continue;
-            };
+            let sending = svc.store().wallet_eth_sender(wallet, &network).await?;
+            let spends = sending.as_deref() == Some(address.as_str());
             let from: chain_eth::EthAddress =
                 address.parse().map_err(|e| corrupt("sender address", e))?;
             let ether = Asset::ether(chain_id);
@@ -117,6 +113,19 @@ impl Can<'_, perm::ReadWallet> {
                 };
                 let id = asset.id().to_string();
                 let (mut reserved, mut awaiting) = (0u128, 0u128);
+                if !spends {
+                    out.push(AssetBalance {
+                        account: Some(from.to_string()),
+                        incoming: 0,
+                        asset,
+                        on_chain,
+                        credited,
+                        reserved,
+                        awaiting,
+                        available: credited.map(|_| 0),
+                    });
+                    continue;
+                }
                 for (a, amount, committed) in &outflows {
                     if *a == id {
                         let slot = if *committed {
@@ -146,6 +155,7 @@ impl Can<'_, perm::ReadWallet> {
                     need.asset
                 };
                 out.push(AssetBalance {
+                    account: Some(from.to_string()),
                     incoming: incoming.get(&id).copied().unwrap_or(0),
                     asset,
                     on_chain,
@@ -221,6 +231,7 @@ impl Can<'_, perm::ReadWallet> {
                 .saturating_add(awaiting)
                 .saturating_add(u128::from(net.fee_caps.max_fee));
             out.push(AssetBalance {
+                account: None,
                 incoming: incoming.get(&id).copied().unwrap_or(0),
                 asset,
                 on_chain: None,

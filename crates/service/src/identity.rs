@@ -25,7 +25,7 @@ pub use crate::signed::{
     MAX_SERVER_DRIFT_MS, MAX_SKEW_MS, SignedRequest, request_message, request_message_v1,
 };
 use crate::totp;
-use crate::wallets::{assign_eth_sender, create_wallet};
+use crate::wallets::{assign_only_eth_sender, create_wallet};
 
 /// Failed sign-ins before the account locks (then with doubling backoff).
 pub const LOCKOUT_AFTER: u32 = 5;
@@ -814,7 +814,7 @@ impl Can<'_, perm::ManageNetworks> {
         address: chain_eth::EthAddress,
         wallet: WalletId,
     ) -> Result<(), ServiceError> {
-        assign_eth_sender(self.svc, &self.who.actor, chain_id, address, wallet).await
+        assign_only_eth_sender(self.svc, &self.who.actor, chain_id, address, wallet).await
     }
 }
 

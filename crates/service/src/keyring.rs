@@ -286,15 +286,37 @@ impl Service {
         actor: &Actor,
         new: NewHdKey,
     ) -> Result<(KeyRow, keys::hd::Mnemonic), ServiceError> {
+        self.create_hd_key_from(actor, new, None, "").await
+    }
+
+    /// Creates an HD key from `mnemonic` (one brought from another wallet,
+    /// its BIP-39 checksum already checked) or, without one, a fresh one;
+    /// the seed is derived with `passphrase` (BIP-39's "25th word", empty
+    /// for none) and only the seed is sealed. Neither the words nor the
+    /// passphrase are recorded anywhere, the audit log included.
+    pub async fn create_hd_key_from(
+        &self,
+        actor: &Actor,
+        new: NewHdKey,
+        mnemonic: Option<keys::hd::Mnemonic>,
+        passphrase: &str,
+    ) -> Result<(KeyRow, keys::hd::Mnemonic), ServiceError> {
         if new.algorithm == KeyAlgorithm::Ed25519 {
             return Err(ServiceError::Invalid(
                 "Ed25519 HD keys (SLIP-10) derive hardened only and have no xpub; create single keys".into(),
             ));
         }
         check_cryptoperiod(new.cryptoperiod_days)?;
-        let mnemonic =
-            keys::hd::Mnemonic::generate().map_err(|e| ServiceError::Invalid(e.to_string()))?;
-        let seed = mnemonic.to_seed("");
+        keys::hd::check_account_path(&new.account_path)
+            .map_err(|e| ServiceError::Invalid(format!("account path: {e}")))?;
+        let (mnemonic, entropy) = match mnemonic {
+            Some(m) => (m, "imported-mnemonic"),
+            None => (
+                keys::hd::Mnemonic::generate().map_err(|e| ServiceError::Invalid(e.to_string()))?,
+                "os-csprng",
+            ),
+        };
+        let seed = mnemonic.to_seed(passphrase);
         let xpub = keys::hd::xpub(&seed, &new.account_path, bip32_prefix())
             .map_err(|e| ServiceError::Invalid(format!("account path: {e}")))?;
         let mut vault = self.vault().lock().await;
@@ -338,7 +360,7 @@ impl Service {
                 public_key: xpub,
                 sealed: Some((opened.current_kek, dek_sealed, material_sealed)),
                 hd_path: Some(new.account_path.clone()),
-                entropy: "os-csprng".into(),
+                entropy: entropy.into(),
                 ceremony: "keystore-hd",
                 cryptoperiod_days: new.cryptoperiod_days,
             },

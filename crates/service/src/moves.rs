@@ -246,4 +246,21 @@ impl Service {
         out.extend(btc.values().map(|n| Asset::bitcoin(n.network)));
         out
     }
+
+    /// The decimals of an asset by its id: a native coin's are its chain's;
+    /// a token's come from the configuration (none for a token no longer
+    /// configured).
+    pub fn asset_decimals(&self, id: &str) -> Option<u8> {
+        let parsed: domain::AssetId = id.parse().ok()?;
+        if *parsed.kind() == domain::AssetKind::Native {
+            return Some(match parsed.network() {
+                domain::Network::Bitcoin(_) => 8,
+                domain::Network::Evm { .. } => 18,
+            });
+        }
+        self.configured_assets()
+            .into_iter()
+            .find(|a| *a.id() == parsed)
+            .map(|a| a.decimals().get())
+    }
 }

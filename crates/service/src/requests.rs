@@ -122,7 +122,7 @@ pub(crate) struct Held {
 }
 
 impl Service {
-    pub(crate) fn prepare(&self, req: &TransferRequest) -> Result<Prepared, ServiceError> {
+    pub(crate) async fn prepare(&self, req: &TransferRequest) -> Result<Prepared, ServiceError> {
         let chain_id = match req.asset.network() {
             Network::Evm { chain_id } => chain_id,
             Network::Bitcoin(n) => return self.prepare_btc(req, n),
@@ -145,11 +145,30 @@ impl Service {
         if amount.is_zero() {
             return Err(invalid("amount: must be greater than zero"));
         }
-        let to = chain_eth::DestinationRules {
-            allow_unchecksummed: net.config.allow_unchecksummed,
-            whitelist: &[],
+        let check = |whitelist: &[String]| {
+            chain_eth::DestinationRules {
+                allow_unchecksummed: net.config.allow_unchecksummed,
+                whitelist,
+            }
+            .check(&req.destination)
+        };
+        // Written in one case (no checksum), a destination is taken only
+        // as an address-book entry exactly as the book holds it (lower
+        // case): governance checked that one when it was added.
+        let to = match check(&[]) {
+            Err(chain_eth::AddressError::Unchecksummed(_)) => {
+                let network = asset.network().to_string();
+                let book: Vec<String> = self
+                    .address_book()
+                    .await?
+                    .into_iter()
+                    .filter(|w| w.network == network)
+                    .map(|w| w.address)
+                    .collect();
+                check(&book)
+            }
+            checked => checked,
         }
-        .check(&req.destination)
         .map_err(|e| invalid(format!("destination: {e}")))?;
         // Refused now, as the worker would refuse it later.
         if net.config.tokens.iter().any(|t| t.contract == to) {
@@ -175,7 +194,7 @@ impl Service {
         &self,
         req: &TransferRequest,
     ) -> Result<Prepared, ServiceError> {
-        let p = self.prepare(req)?;
+        let p = self.prepare(req).await?;
         if matches!(req.asset.network(), Network::Evm { .. })
             && !matches!(req.kind, TransferKind::Sweep)
             && self

@@ -418,7 +418,7 @@ impl Can<'_, perm::InitiateTransfer> {
                 replayed: true,
             });
         }
-        let p = svc.prepare(req)?;
+        let p = svc.prepare(req).await?;
         if let Some(f) = svc.frozen(Some(req.wallet), None).await? {
             return Err(ServiceError::Frozen(f.scope));
         }

@@ -35,6 +35,57 @@ pub struct WalletAccount {
     /// Where deposits to the wallet go (EIP-55 or bech32).
     pub address: String,
     pub key: KeyId,
+    /// What a watch-only wallet elsewhere needs (Bitcoin accounts).
+    pub watch: Option<WatchOnly>,
+}
+
+/// A Bitcoin account for watch-only import (Bitcoin Core, Sparrow,
+/// Electrum): output descriptors with their checksums and, for an HD
+/// account, its extended public key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchOnly {
+    /// The hardened account path of an HD account.
+    pub account_path: Option<String>,
+    /// The account xpub with the network's prefix (`xpub`/`tpub`).
+    pub xpub: Option<String>,
+    /// The same key with its SLIP-132 prefix (`zpub`/`vpub` for P2WPKH).
+    pub slip132: Option<String>,
+    /// Receive addresses (`…/0/*` for an HD account; the one key otherwise).
+    pub descriptor: String,
+    /// Change addresses of an HD account (`…/1/*`).
+    pub change_descriptor: Option<String>,
+}
+
+/// The watch-only view of a Bitcoin account key: an HD account (P2WPKH
+/// below its xpub) or a single key (P2WPKH or BIP-86 Taproot); none for a
+/// threshold key, whose output key is already tweaked.
+fn watch_only(row: &storage::KeyRow, spend: Option<&chain_btc::Spend>) -> Option<WatchOnly> {
+    let sum = |d: String| chain_btc::checksummed(&d).ok();
+    if let Some(path) = &row.hd_path {
+        let xpub = keys::hd::xpub_for(&row.public_key, path, false).ok()?;
+        let slip132 = keys::hd::xpub_for(&row.public_key, path, true)
+            .ok()
+            .filter(|s| *s != xpub);
+        return Some(WatchOnly {
+            account_path: Some(path.clone()),
+            descriptor: sum(format!("wpkh({xpub}/0/*)"))?,
+            change_descriptor: Some(sum(format!("wpkh({xpub}/1/*)"))?),
+            xpub: Some(xpub),
+            slip132,
+        });
+    }
+    let descriptor = match spend? {
+        chain_btc::Spend::P2wpkh { pubkey } => format!("wpkh({})", hex::encode(pubkey)),
+        chain_btc::Spend::P2tr { internal_key } => format!("tr({})", hex::encode(internal_key)),
+        _ => return None,
+    };
+    Some(WatchOnly {
+        account_path: None,
+        xpub: None,
+        slip132: None,
+        descriptor: sum(descriptor)?,
+        change_descriptor: None,
+    })
 }
 
 impl Service {
@@ -52,6 +103,7 @@ impl Service {
                 network: network.parse().map_err(|e| corrupt("network", e))?,
                 address: a.to_string(),
                 key: sender.key_id,
+                watch: None,
             });
         }
         for (network, key) in self.store().wallet_btc_accounts(wallet).await? {
@@ -59,7 +111,13 @@ impl Service {
                 Ok(Network::Bitcoin(n)) => n,
                 _ => return Err(corrupt("Bitcoin account", "not a Bitcoin network")),
             };
-            let address = if self.store().key(key).await?.hd_path.is_some() {
+            let row = self.store().key(key).await?;
+            let spend = match row.hd_path {
+                Some(_) => None,
+                None => self.btc_spend_for(key).await.ok(),
+            };
+            let watch = watch_only(&row, spend.as_ref());
+            let address = if row.hd_path.is_some() {
                 // An HD account: its latest receive address.
                 match self
                     .store()
@@ -77,6 +135,7 @@ impl Service {
                 network: Network::Bitcoin(n),
                 address,
                 key,
+                watch,
             });
         }
         Ok(out)
@@ -95,13 +154,29 @@ impl Service {
         kind: AccountKey,
     ) -> Result<WalletAccount, ServiceError> {
         self.store().wallet(wallet).await?;
-        match network {
+        let taken = match network {
             Network::Evm { chain_id } => {
                 self.eth_network(chain_id)?;
+                let mut held = self.store().wallet_eth_senders(wallet).await?.into_iter();
+                held.any(|(n, _)| n.parse::<Network>().ok() == Some(network))
             }
             Network::Bitcoin(n) => {
                 self.btc_network(n)?;
+                !self
+                    .store()
+                    .btc_current_account_keys(wallet, &net_name(n))
+                    .await?
+                    .is_empty()
             }
+        };
+        // One account per network: balances and spending see one place
+        // per wallet and network (an HD account gives each deposit its own
+        // address; a rotation moves the account to the new key).
+        if taken {
+            return Err(ServiceError::Conflict(format!(
+                "the wallet already has an account on {network}; one account per network \
+                 (an HD account, backend keystore-hd, gives each deposit a new address)"
+            )));
         }
         if let (AccountKey::Hd, Network::Bitcoin(n)) = (kind, network) {
             let (key, mnemonic) = self.create_bip84_key(actor, n).await?;
@@ -121,30 +196,13 @@ impl Service {
             return Ok(WalletAccount {
                 network,
                 address: first.address,
+                watch: watch_only(&key, None),
                 key: key.id,
             });
         }
         let AccountKey::Single(backend) = kind else {
             return Err(invalid("HD accounts are for Bitcoin networks"));
         };
-        if let Network::Bitcoin(n) = network {
-            // A threshold key's nodes sign only transactions whose every
-            // other output is change back to that key: its wallet holds no
-            // other key on the network to mix inputs or change with.
-            let held = self
-                .store()
-                .btc_current_account_keys(wallet, &net_name(n))
-                .await?;
-            let mut threshold = backend == domain::KeyBackend::Threshold;
-            for k in &held {
-                threshold |= self.store().key(*k).await?.backend == domain::KeyBackend::Threshold;
-            }
-            if threshold && !held.is_empty() {
-                return Err(invalid(format!(
-                    "a wallet with a threshold key on {network} holds no other key there"
-                )));
-            }
-        }
         // Threshold Bitcoin keys are Taproot (FROST, BIP-86 output key).
         let algorithm = if backend == domain::KeyBackend::Threshold && network.is_bitcoin() {
             domain::KeyAlgorithm::SchnorrBip340
@@ -175,10 +233,15 @@ impl Service {
             }
             Network::Bitcoin(n) => self.register_btc_key(actor, n, key.id, wallet).await?,
         };
+        let watch = match network {
+            Network::Bitcoin(_) => watch_only(&key, self.btc_spend_for(key.id).await.ok().as_ref()),
+            Network::Evm { .. } => None,
+        };
         Ok(WalletAccount {
             network,
             address,
             key: key.id,
+            watch,
         })
     }
 }
@@ -240,6 +303,28 @@ pub(crate) async fn assign_eth_sender(
     Ok(())
 }
 
+/// Puts a sender in a wallet that has no other on its network (one
+/// account per network; assigning the same one again changes nothing).
+pub(crate) async fn assign_only_eth_sender(
+    svc: &Service,
+    by: &Actor,
+    chain_id: u64,
+    address: chain_eth::EthAddress,
+    wallet: WalletId,
+) -> Result<(), ServiceError> {
+    let network = format!("eip155:{chain_id}");
+    let held = svc.store().wallet_eth_senders(wallet).await?;
+    if held
+        .iter()
+        .any(|(n, a)| *n == network && *a != address.to_lower_hex())
+    {
+        return Err(ServiceError::Conflict(format!(
+            "the wallet already has an account on {network}; one account per network"
+        )));
+    }
+    assign_eth_sender(svc, by, chain_id, address, wallet).await
+}
+
 impl Service {
     /// Console (CLI) wallet creation.
     pub async fn console_create_wallet(
@@ -258,7 +343,7 @@ impl Service {
         address: chain_eth::EthAddress,
         wallet: WalletId,
     ) -> Result<(), ServiceError> {
-        assign_eth_sender(self, console, chain_id, address, wallet).await
+        assign_only_eth_sender(self, console, chain_id, address, wallet).await
     }
 }
 

@@ -1562,3 +1562,91 @@ async fn tokens_are_reconciled_the_same_way(f: Fixture) {
     assert_eq!(token().await.available, 100_000_000);
     assert!(settle().await.findings.is_empty(), "named once");
 }
+
+/// One account per network: a second sender is refused for a wallet that
+/// has one; a database from before the rule, holding two, lists and counts
+/// both (the second spends nothing: transfers leave from the first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_account_on_a_network_is_refused_and_an_old_one_still_counted() {
+    use service::identity::perm;
+    let f = Fixture::new(TestDb::sqlite().await, None).await;
+    let root: Actor = "operator:root".parse().unwrap();
+    let wallet = f.payer.wallet();
+    let key = f
+        .svc
+        .create_key(
+            &alice(),
+            NewKey {
+                purpose: KeyPurpose::TransferSigning,
+                algorithm: KeyAlgorithm::EcdsaSecp256k1,
+                backend: KeyBackend::Keystore,
+                cryptoperiod_days: 30,
+            },
+        )
+        .await
+        .unwrap();
+    let second: EthAddress = f
+        .svc
+        .register_eth_sender(&alice(), key.id, CHAIN_ID)
+        .await
+        .unwrap()
+        .address
+        .parse()
+        .unwrap();
+    match f
+        .svc
+        .console_assign_eth_sender(&root, CHAIN_ID, second, wallet)
+        .await
+    {
+        Err(ServiceError::Conflict(m)) => assert!(m.contains("one account per network"), "{m}"),
+        other => panic!("a second sender: {other:?}"),
+    }
+    // The same sender again is no change, and no refusal.
+    f.svc
+        .console_assign_eth_sender(&root, CHAIN_ID, f.from, wallet)
+        .await
+        .unwrap();
+    // As an older server wrote it: two senders in one wallet on one chain.
+    let mut tx = f.db.store.begin().await.unwrap();
+    tx.set_eth_sender_wallet("eip155:31337", &second.to_lower_hex(), wallet)
+        .await
+        .unwrap();
+    let e = audit::Entry::new(
+        root.clone(),
+        "eth.sender.assigned",
+        format!("eth:eip155:31337:{second}"),
+        audit::Details::new(&serde_json::json!({ "wallet": wallet.to_string() })).unwrap(),
+    )
+    .unwrap();
+    tx.commit(&[e], service::Clock::now(&SystemClock))
+        .await
+        .unwrap();
+    f.fund(second, 5 * ETHER).await;
+    let admin = f.payer.admin().await;
+    let read = f
+        .svc
+        .authorize::<perm::ReadWallet>(&admin, Some(wallet))
+        .unwrap();
+    let (_, accounts) = read.wallet(wallet).await.unwrap();
+    let listed: Vec<String> = accounts.iter().map(|a| a.address.clone()).collect();
+    assert!(listed.contains(&f.from.to_string()) && listed.contains(&second.to_string()));
+    let ether: Vec<_> = read
+        .balances(wallet)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|b| b.asset.symbol().as_str() == "ETH")
+        .collect();
+    assert_eq!(ether.len(), 2, "{ether:?}");
+    let old = ether
+        .iter()
+        .find(|b| b.account.as_deref() == Some(second.to_string().as_str()))
+        .unwrap();
+    assert_eq!(old.credited, Some(5 * ETHER));
+    assert_eq!(old.available, Some(0), "nothing spends from it");
+    let first = ether
+        .iter()
+        .find(|b| b.account.as_deref() == Some(f.from.to_string().as_str()))
+        .unwrap();
+    assert!(first.available.unwrap() > 90 * ETHER);
+}

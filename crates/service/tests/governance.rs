@@ -1153,6 +1153,22 @@ async fn new_addresses_cool_off_before_the_policy_trusts_them(f: Fixture) {
         f.submit(&f.initiator, BOB, "1").await.unwrap().state,
         state::BLOCKED
     );
+    // One case (no checksum): taken only as the book holds the entry, byte
+    // for byte (lower case); the same address in upper case, or one not
+    // in the book, is refused before anything is recorded.
+    let lower = f
+        .submit(&f.initiator, &CAROL.to_lowercase(), "1")
+        .await
+        .unwrap();
+    assert_eq!(lower.state, state::QUEUED);
+    assert!(lower.destination.eq_ignore_ascii_case(CAROL));
+    let upper = format!("0x{}", CAROL[2..].to_uppercase());
+    for refused in [upper, BOB.to_lowercase()] {
+        match f.submit(&f.initiator, &refused, "1").await {
+            Err(ServiceError::Invalid(m)) => assert!(m.contains("no checksum"), "{m}"),
+            other => panic!("{refused}: {other:?}"),
+        }
+    }
 }
 
 async fn only_current_admins_make_the_quorum(f: Fixture) {
@@ -2237,6 +2253,61 @@ async fn wallets_open_accounts_with_deposit_addresses(f: Fixture) {
         .unwrap();
     assert_eq!(row.name, "payouts");
     assert_eq!(accounts, vec![eth.clone(), btc.clone()]);
+    // One account per network: a second is refused and changes nothing.
+    let before = f.actions().await.len();
+    for network in [
+        Network::Evm { chain_id: CHAIN_ID },
+        Network::Bitcoin(BitcoinNetwork::Regtest),
+    ] {
+        for kind in [AccountKey::Single(KeyBackend::Keystore), AccountKey::Hd] {
+            match ops.open_account(w, network, kind).await {
+                Err(ServiceError::Conflict(m)) => assert!(m.contains("one account per network")),
+                other => panic!("a second account on {network}: {other:?}"),
+            }
+        }
+    }
+    assert_eq!(f.actions().await.len(), before);
+    // Watch-only: the single key's descriptor, with its checksum.
+    let watch = btc.watch.clone().expect("a Bitcoin account can be watched");
+    assert!(watch.descriptor.starts_with("wpkh(0") && watch.descriptor.contains(")#"));
+    assert_eq!(watch.xpub, None);
+    // An HD account's descriptors derive exactly the addresses it issues
+    // (miniscript from the tpub, against the server's own derivation).
+    let hd_wallet = ops.create_wallet("deposits").await.unwrap().id;
+    let hd = ops
+        .open_account(
+            hd_wallet,
+            Network::Bitcoin(BitcoinNetwork::Regtest),
+            AccountKey::Hd,
+        )
+        .await
+        .unwrap();
+    let watch = hd.watch.clone().unwrap();
+    assert!(
+        watch.xpub.as_deref().unwrap().starts_with("tpub"),
+        "{watch:?}"
+    );
+    assert!(
+        watch.slip132.as_deref().unwrap().starts_with("vpub"),
+        "{watch:?}"
+    );
+    assert_eq!(watch.account_path.as_deref(), Some("m/84'/1'/0'"));
+    let receive = chain_btc::WalletDescriptor::parse(&watch.descriptor).unwrap();
+    assert_eq!(
+        receive
+            .address_at(0, BitcoinNetwork::Regtest)
+            .unwrap()
+            .to_string(),
+        hd.address
+    );
+    let change = chain_btc::WalletDescriptor::parse(&watch.change_descriptor.unwrap()).unwrap();
+    assert_ne!(
+        change
+            .address_at(0, BitcoinNetwork::Regtest)
+            .unwrap()
+            .to_string(),
+        hd.address
+    );
     // Someone scoped to another wallet sees nothing.
     let other = f.who(&f.initiator).await;
     assert!(

@@ -28,21 +28,13 @@ pub(crate) enum KeyCommand {
     },
     /// Create an HD key: prints its 24-word mnemonic once (the paper backup)
     /// and the account xpub; the seed is sealed in the keystore.
-    CreateHd {
-        #[arg(long, short, env = "STRONGROOM_CONFIG")]
-        config: PathBuf,
-        /// transfer-signing, approval, audit or backup-wrapping.
-        #[arg(long)]
-        purpose: String,
-        /// ecdsa-secp256k1 (BIP-44/84) or schnorr-bip340 (BIP-86).
-        #[arg(long)]
-        algorithm: String,
-        /// The hardened account path, e.g. "m/84'/0'/0'".
-        #[arg(long)]
-        account_path: String,
-        #[arg(long, default_value_t = 365)]
-        cryptoperiod_days: u32,
-    },
+    CreateHd(HdKeyArgs),
+    /// Import an HD key from a BIP-39 mnemonic made elsewhere (a migration
+    /// from another wallet): the shares, then the words (then the
+    /// passphrase, with --passphrase) on standard input, one per line. The
+    /// checksum is checked; the words and passphrase are shown and stored
+    /// nowhere, only the seed is sealed.
+    ImportMnemonic(HdKeyArgs),
     /// Watch-only: the public key at CHILD (e.g. 0/5) below an HD key's xpub.
     Derive {
         #[arg(long, short, env = "STRONGROOM_CONFIG")]
@@ -138,6 +130,51 @@ pub(crate) enum KeyCommand {
     },
 }
 
+/// An HD key's account, for `key create-hd` and `key import-mnemonic`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct HdKeyArgs {
+    #[arg(long, short, env = "STRONGROOM_CONFIG")]
+    config: PathBuf,
+    /// transfer-signing, approval, audit or backup-wrapping.
+    #[arg(long)]
+    purpose: String,
+    /// ecdsa-secp256k1 (BIP-44/84) or schnorr-bip340 (BIP-86).
+    #[arg(long)]
+    algorithm: String,
+    /// The hardened account path, e.g. "m/84'/0'/0'" (for an import, the
+    /// one the other wallet used).
+    #[arg(long)]
+    account_path: String,
+    #[arg(long, default_value_t = 365)]
+    cryptoperiod_days: u32,
+    /// Read a BIP-39 passphrase from standard input (one more line after
+    /// the shares and any words); it is needed with the words to recover
+    /// the key.
+    #[arg(long)]
+    passphrase: bool,
+    /// Print the account's xpub with its SLIP-132 prefix too (zpub/vpub
+    /// for BIP-84, ypub/upub for BIP-49).
+    #[arg(long)]
+    slip132: bool,
+}
+
+fn hd(a: HdKeyArgs, import: bool) -> Result<(), Failure> {
+    load(&a.config).and_then(|c| {
+        keyctl::create_hd(
+            c,
+            &keyctl::HdArgs {
+                purpose: &a.purpose,
+                algorithm: &a.algorithm,
+                account_path: &a.account_path,
+                cryptoperiod_days: a.cryptoperiod_days,
+                passphrase: a.passphrase,
+                slip132: a.slip132,
+                import,
+            },
+        )
+    })
+}
+
 pub(crate) fn run(k: KeyCommand) -> Result<(), Failure> {
     match k {
         KeyCommand::Create {
@@ -148,15 +185,8 @@ pub(crate) fn run(k: KeyCommand) -> Result<(), Failure> {
             cryptoperiod_days,
         } => load(&config)
             .and_then(|c| keyctl::create(c, &purpose, &algorithm, &backend, cryptoperiod_days)),
-        KeyCommand::CreateHd {
-            config,
-            purpose,
-            algorithm,
-            account_path,
-            cryptoperiod_days,
-        } => load(&config).and_then(|c| {
-            keyctl::create_hd(c, &purpose, &algorithm, &account_path, cryptoperiod_days)
-        }),
+        KeyCommand::CreateHd(a) => hd(a, false),
+        KeyCommand::ImportMnemonic(a) => hd(a, true),
         KeyCommand::Derive { config, key, child } => {
             load(&config).and_then(|c| keyctl::derive(c, &key, &child))
         }

@@ -323,32 +323,90 @@ pub(crate) fn create(
     Ok(())
 }
 
-pub(crate) fn create_hd(
-    c: Config,
-    purpose: &str,
-    algorithm: &str,
-    account_path: &str,
-    cryptoperiod_days: u32,
-) -> Result<(), Failure> {
-    let purpose: KeyPurpose = arg("--purpose", purpose)?;
-    let algorithm: KeyAlgorithm = arg("--algorithm", algorithm)?;
+/// What `key create-hd` and `key import-mnemonic` were asked.
+pub(crate) struct HdArgs<'a> {
+    pub purpose: &'a str,
+    pub algorithm: &'a str,
+    pub account_path: &'a str,
+    pub cryptoperiod_days: u32,
+    /// A BIP-39 passphrase follows on standard input.
+    pub passphrase: bool,
+    pub slip132: bool,
+    /// The words come on standard input (after the shares).
+    pub import: bool,
+}
+
+/// One line of standard input that is a secret (words, a passphrase),
+/// without its line ending.
+fn secret_line(what: &str) -> Result<Zeroizing<String>, Failure> {
+    let mut line = Zeroizing::new(String::new());
+    let n = std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .with_context(|| format!("reading the {what} from standard input"))?;
+    if n == 0 {
+        return Err(usage(
+            what,
+            format!("standard input ended before the {what}"),
+        ));
+    }
+    let end = line.trim_end_matches(['\r', '\n']).len();
+    line.truncate(end);
+    Ok(line)
+}
+
+pub(crate) fn create_hd(c: Config, a: &HdArgs<'_>) -> Result<(), Failure> {
+    let purpose: KeyPurpose = arg("--purpose", a.purpose)?;
+    let algorithm: KeyAlgorithm = arg("--algorithm", a.algorithm)?;
+    service::keys::hd::check_account_path(a.account_path)
+        .map_err(|e| usage("--account-path", e.to_string()))?;
     let (key, mnemonic) = with_unsealed(c, async |svc| {
-        svc.create_hd_key(
+        let words = if a.import {
+            let line = secret_line("mnemonic")?;
+            Some(
+                service::keys::hd::Mnemonic::parse(&line)
+                    .map_err(|e| usage("mnemonic", e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        let passphrase = if a.passphrase {
+            secret_line("passphrase")?
+        } else {
+            Zeroizing::new(String::new())
+        };
+        svc.create_hd_key_from(
             &console_actor(),
             service::NewHdKey {
                 purpose,
                 algorithm,
-                account_path: account_path.to_owned(),
-                cryptoperiod_days,
+                account_path: a.account_path.to_owned(),
+                cryptoperiod_days: a.cryptoperiod_days,
             },
+            words,
+            &passphrase,
         )
         .await
         .map_err(service_failure)
     })?;
+    let xpub = |slip132| {
+        service::keys::hd::xpub_for(&key.public_key, a.account_path, slip132)
+            .map_err(|e| Failure::Runtime(anyhow::Error::new(e)))
+    };
     println!("key {}", key.id);
-    println!("xpub {}", key.public_key);
-    println!("account path {}", account_path);
+    println!("xpub {}", xpub(false)?);
+    if a.slip132 {
+        println!("slip132 {}", xpub(true)?);
+    }
+    println!("account path {}", a.account_path);
+    if a.import {
+        // The words were the other wallet's; nothing to write down anew.
+        return Ok(());
+    }
     eprintln!("Write these 24 words on paper and keep them apart from the unseal shares.");
+    if a.passphrase {
+        eprintln!("The passphrase is needed with them: keep it too, apart from the words.");
+    }
     eprintln!("They are shown once and stored nowhere in the clear:");
     println!("mnemonic {}", mnemonic.phrase().as_str());
     Ok(())

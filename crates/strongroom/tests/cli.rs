@@ -988,6 +988,68 @@ fn keystore_ceremony_from_the_cli() {
     ]);
     assert_eq!(o.status.code(), Some(2));
 
+    // A mnemonic from another wallet imported: BIP-84's own vector gives
+    // its account zpub; the words are echoed nowhere.
+    let import = |path: &str, extra: &[&str], input: &str| {
+        let mut args = vec![
+            "key",
+            "import-mnemonic",
+            "--config",
+            cfg,
+            "--purpose",
+            "transfer-signing",
+            "--algorithm",
+            "ecdsa-secp256k1",
+            "--account-path",
+            path,
+            "--slip132",
+        ];
+        args.extend_from_slice(extra);
+        strongroom_with_input(&args, &format!("{quorum}{input}"))
+    };
+    let abandon = "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about";
+    let o = import("m/84'/0'/0'", &[], &format!("{abandon}\n"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("slip132 zpub6rFR7y4Q2AijBEqTUquhVz398htDFrtymD9xYYfG1m4wAcvPhXNfE3EfH1r1ADqtfSdVCToUG868RvUUkgDKf31mGDtKsAYz2oz2AGutZYs\n"),
+        "{out}"
+    );
+    assert!(out.contains("xpub xpub"), "{out}");
+    assert!(!out.contains("abandon") && !stderr(&o).contains("abandon"));
+    // On a test network's coin type, test prefixes; a passphrase changes the key.
+    let o = import("m/84'/1'/0'", &[], &format!("{abandon}\n"));
+    let plain = stdout(&o);
+    assert!(
+        plain.contains("xpub tpub") && plain.contains("slip132 vpub"),
+        "{plain}"
+    );
+    let o = import(
+        "m/84'/1'/0'",
+        &["--passphrase"],
+        &format!("{abandon}\nTREZOR\n"),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let xpub_line = |t: &str| {
+        t.lines()
+            .find(|l| l.starts_with("xpub "))
+            .unwrap()
+            .to_owned()
+    };
+    assert_ne!(xpub_line(&stdout(&o)), xpub_line(&plain));
+    assert!(!stdout(&o).contains("TREZOR") && !stderr(&o).contains("TREZOR"));
+    // A checksum that fails, and an account path with a non-hardened step.
+    let o = import(
+        "m/84'/0'/0'",
+        &[],
+        &format!("{}\n", abandon.replace("about", "abandon")),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("checksum"), "{}", stderr(&o));
+    let o = import("m/84'/0'/0", &[], &format!("{abandon}\n"));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("hardened"), "{}", stderr(&o));
+
     // Rotating a signing key: version 2, the first one deactivated.
     let o = strongroom_with_input(
         &["key", "rotate", "--config", cfg, "--key", &ids[0]],
@@ -997,7 +1059,7 @@ fn keystore_ceremony_from_the_cli() {
     assert!(stdout(&o).contains("version 2 replaces"), "{}", stdout(&o));
 
     let o = strongroom(&["key", "list", "--config", cfg]);
-    assert_eq!(stdout(&o).lines().count(), 5);
+    assert_eq!(stdout(&o).lines().count(), 8);
     assert!(stdout(&o).contains(" deactivated "), "{}", stdout(&o));
 
     // A single share does not unseal; a mistyped one is refused at once.
