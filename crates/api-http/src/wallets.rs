@@ -433,6 +433,12 @@ pub struct BalanceDto {
     /// Waiting for approvals or in a time lock.
     awaiting: String,
     awaiting_decimal: String,
+    /// Ether only: what the open transfers on the network may still pay in
+    /// fees — a planned one its plan's bound (gas limit × max fee per gas),
+    /// any other the most its plan could pay within the fee caps. Counted
+    /// out of `available`.
+    fees_reserved: String,
+    fees_reserved_decimal: String,
     /// What one more transfer could be (for ether: after the fees every
     /// open transfer may still pay and one more transfer's fee).
     available: Option<String>,
@@ -472,6 +478,8 @@ async fn wallet_balances(
                     reserved_decimal: dec(b.reserved),
                     awaiting: b.awaiting.to_string(),
                     awaiting_decimal: dec(b.awaiting),
+                    fees_reserved: b.fees_reserved.to_string(),
+                    fees_reserved_decimal: dec(b.fees_reserved),
                     available: b.available.map(|v| v.to_string()),
                     available_decimal: b.available.map(dec),
                 }

@@ -382,6 +382,15 @@ impl EthClient {
         quantity_u128("eth_getBalance", &v)
     }
 
+    /// The code at `address` in the latest block: empty for an account no
+    /// code runs for (EIP-7702 delegations count as code).
+    pub async fn code(&self, address: EthAddress) -> Result<Vec<u8>, ClientError> {
+        let v = self
+            .call("eth_getCode", json!([address.to_lower_hex(), "latest"]))
+            .await?;
+        data_bytes("eth_getCode", &v)
+    }
+
     /// `balanceOf(holder)` on `token`, in the token's base units.
     pub async fn erc20_balance(
         &self,

@@ -30,10 +30,31 @@ pub struct AssetBalance {
     pub reserved: u128,
     /// Waiting for approvals or in a time lock.
     pub awaiting: u128,
+    /// Ether only: what the open transfers on the network may still pay in
+    /// fees (each planned one its plan's bound, each other the most its
+    /// plan could pay within the caps). Counted out of `available`.
+    pub fees_reserved: u128,
     /// The most one more transfer could be: credited less reserved and
     /// awaiting and, for ether, every open transfer's fee cap and its own
     /// (zero when over-committed).
     pub available: Option<u128>,
+}
+
+/// Of `asset`, what open transfers take: (committed, awaiting approval or
+/// a time lock).
+fn spoken_for(outflows: &[storage::Outflow], asset: &str) -> Result<(u128, u128), ServiceError> {
+    let (mut reserved, mut awaiting) = (0u128, 0u128);
+    for o in outflows.iter().filter(|o| o.asset == asset) {
+        let slot = if o.committed {
+            &mut reserved
+        } else {
+            &mut awaiting
+        };
+        *slot = slot
+            .checked_add(o.amount)
+            .ok_or_else(|| corrupt("outflows", "overflow"))?;
+    }
+    Ok((reserved, awaiting))
 }
 
 impl Can<'_, perm::ReadWallet> {
@@ -112,7 +133,6 @@ impl Can<'_, perm::ReadWallet> {
                     (Some(at), Some(c)) => net.client.erc20_balance_at(c, from, at).await.ok(),
                 };
                 let id = asset.id().to_string();
-                let (mut reserved, mut awaiting) = (0u128, 0u128);
                 if !spends {
                     out.push(AssetBalance {
                         account: Some(from.to_string()),
@@ -120,39 +140,25 @@ impl Can<'_, perm::ReadWallet> {
                         asset,
                         on_chain,
                         credited,
-                        reserved,
-                        awaiting,
+                        reserved: 0,
+                        awaiting: 0,
+                        fees_reserved: 0,
                         available: credited.map(|_| 0),
                     });
                     continue;
                 }
-                for (a, amount, committed) in &outflows {
-                    if *a == id {
-                        let slot = if *committed {
-                            &mut reserved
-                        } else {
-                            &mut awaiting
-                        };
-                        *slot = slot
-                            .checked_add(*amount)
-                            .ok_or_else(|| corrupt("outflows", "overflow"))?;
-                    }
-                }
+                let (reserved, awaiting) = spoken_for(&outflows, &id)?;
                 // The most one more transfer could be: what the funds check
-                // would allow (for ether, after every open fee cap and its own).
-                let need = needs(
-                    &outflows,
-                    &network,
-                    &id,
-                    &ether_id,
-                    0,
-                    net.config.fee_caps.max_total_fee,
-                )
+                // would allow (for ether, after the fees every open transfer
+                // may pay and its own).
+                let need = needs(&outflows, &network, &id, &ether_id, 0, |a| {
+                    net.config.fee_reserve(a)
+                })
                 .ok_or_else(|| corrupt("outflows", "overflow"))?;
-                let bound = if id == ether_id {
-                    need.ether
+                let (bound, fees_reserved) = if id == ether_id {
+                    (need.ether, need.fees_reserved)
                 } else {
-                    need.asset
+                    (need.asset, 0)
                 };
                 out.push(AssetBalance {
                     account: Some(from.to_string()),
@@ -162,6 +168,7 @@ impl Can<'_, perm::ReadWallet> {
                     credited,
                     reserved,
                     awaiting,
+                    fees_reserved,
                     available: credited.map(|h| h.saturating_sub(bound)),
                 });
             }
@@ -178,7 +185,7 @@ impl Can<'_, perm::ReadWallet> {
     async fn btc_balances(
         &self,
         wallet: WalletId,
-        outflows: &[(String, u128, bool)],
+        outflows: &[storage::Outflow],
         incoming: &std::collections::BTreeMap<String, u128>,
         out: &mut Vec<AssetBalance>,
     ) -> Result<(), ServiceError> {
@@ -214,19 +221,7 @@ impl Can<'_, perm::ReadWallet> {
             }
             let asset = Asset::bitcoin(net.network);
             let id = asset.id().to_string();
-            let (mut reserved, mut awaiting) = (0u128, 0u128);
-            for (a, amount, committed) in outflows {
-                if *a == id {
-                    let slot = if *committed {
-                        &mut reserved
-                    } else {
-                        &mut awaiting
-                    };
-                    *slot = slot
-                        .checked_add(*amount)
-                        .ok_or_else(|| corrupt("outflows", "overflow"))?;
-                }
-            }
+            let (reserved, awaiting) = spoken_for(outflows, &id)?;
             let bound = reserved
                 .saturating_add(awaiting)
                 .saturating_add(u128::from(net.fee_caps.max_fee));
@@ -238,6 +233,7 @@ impl Can<'_, perm::ReadWallet> {
                 credited: Some(credited),
                 reserved,
                 awaiting,
+                fees_reserved: 0,
                 available: Some(credited.saturating_sub(bound)),
             });
         }

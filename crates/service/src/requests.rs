@@ -2,7 +2,8 @@
 //! configured networks and assets (amount in the asset's base units,
 //! destination checked for its network), and the funds check made under the
 //! wallet's lock — what the chain holds at the credited depth against this
-//! transfer, every outflow still open, and their fee caps.
+//! transfer, every outflow still open, and the fees they may pay (a planned
+//! send's own bound; until then the most a plan could pay within the caps).
 
 use chain_btc::BtcAddress;
 use domain::{
@@ -176,6 +177,17 @@ impl Service {
                 "destination: {to} is a token contract: tokens sent to it are lost"
             )));
         }
+        // Ether is sent only where no code runs when paid (the worker
+        // refuses the plan otherwise): said now. A node that cannot answer
+        // leaves it to the worker, which fails closed.
+        if *asset.id().kind() == AssetKind::Native
+            && net.client.code(to).await.is_ok_and(|code| !code.is_empty())
+        {
+            return Err(invalid(format!(
+                "destination: {to} is a contract (code runs when it is paid); only plain \
+                 transfers are sent"
+            )));
+        }
         let network = asset.network().to_string();
         let destination = Address::new(asset.network(), &to.to_string())
             .map_err(|e| invalid(format!("destination: {e}")))?;
@@ -316,7 +328,7 @@ impl Service {
             &req.asset.to_string(),
             &Asset::ether(chain_id).id().to_string(),
             p.amount.units(),
-            net.config.fee_caps.max_total_fee,
+            |a| net.config.fee_reserve(a),
         )
         .ok_or_else(|| corrupt("outflows", "overflow"))?;
         let ether = Asset::ether(chain_id);
@@ -326,7 +338,7 @@ impl Service {
             }
             let d = asset.decimals();
             Err(ServiceError::InsufficientFunds(format!(
-                "{} {} needed (this transfer, those still to leave and their fee caps), {} held",
+                "{} {} needed (this transfer, those still to leave and the fees they may pay), {} held",
                 domain::amount::format_units(needed, d, false),
                 asset.symbol().as_str(),
                 domain::amount::format_units(held, d, false),
@@ -491,35 +503,41 @@ impl Service {
     }
 }
 
-/// `outflows` are (asset id, base units, committed) of the wallet's open
-/// transfers; `None` on overflow.
+/// What the wallet must hold on `network` for one more transfer of
+/// `amount` of `asset`, given its open transfers: in the asset, every open
+/// transfer of it and this one; in ether, every ether transfer and the fee
+/// each transfer on the network may pay — its plan's bound once planned,
+/// `fee_reserve` of its asset until then. `None` on overflow.
 pub(crate) fn needs(
-    outflows: &[(String, u128, bool)],
+    outflows: &[storage::Outflow],
     network: &str,
     asset: &str,
     ether: &str,
     amount: u128,
-    fee_cap: u128,
+    fee_reserve: impl Fn(&str) -> u128,
 ) -> Option<Needs> {
     let prefix = format!("{network}/");
     let mut in_asset = amount;
     let mut in_ether = if asset == ether { amount } else { 0 };
-    let mut open: u128 = 1;
-    for (a, units, _) in outflows {
-        if !a.starts_with(&prefix) {
+    let mut fees: u128 = 0;
+    for o in outflows {
+        if !o.asset.starts_with(&prefix) {
             continue;
         }
-        open = open.checked_add(1)?;
-        if a == asset {
-            in_asset = in_asset.checked_add(*units)?;
+        fees = fees.checked_add(o.fee_bound.unwrap_or_else(|| fee_reserve(&o.asset)))?;
+        if o.asset == asset {
+            in_asset = in_asset.checked_add(o.amount)?;
         }
-        if a == ether {
-            in_ether = in_ether.checked_add(*units)?;
+        if o.asset == ether {
+            in_ether = in_ether.checked_add(o.amount)?;
         }
     }
     Some(Needs {
         asset: in_asset,
-        ether: in_ether.checked_add(fee_cap.checked_mul(open)?)?,
+        ether: in_ether
+            .checked_add(fees)?
+            .checked_add(fee_reserve(asset))?,
+        fees_reserved: fees,
     })
 }
 
@@ -528,8 +546,11 @@ pub(crate) fn needs(
 pub(crate) struct Needs {
     /// In the transfer's own asset (for ether, the same as `ether`).
     pub(crate) asset: u128,
-    /// In ether: ether still to leave and the fee cap of every transfer.
+    /// In ether: ether still to leave, the fees the open transfers may
+    /// pay, and this one's.
     pub(crate) ether: u128,
+    /// The fees the open transfers on the network may pay (reserved).
+    pub(crate) fees_reserved: u128,
 }
 
 #[cfg(test)]
@@ -540,31 +561,45 @@ mod tests {
     const ETH: &str = "eip155:1/native";
     const USDC: &str = "eip155:1/erc20:a0b86991c6218b36c1d19d4a2e9eb0ce3606eb48";
 
+    fn outflow(asset: &str, amount: u128, fee_bound: Option<u128>) -> storage::Outflow {
+        storage::Outflow {
+            asset: asset.to_owned(),
+            amount,
+            committed: true,
+            fee_bound,
+        }
+    }
+
     #[test]
-    fn token_transfers_reserve_ether_for_their_gas() {
+    fn transfers_reserve_the_fee_their_plan_may_pay() {
+        // An ether transfer reserves 3 until planned, a token transfer 8.
+        let reserve = |asset: &str| if asset == ETH { 3 } else { 8 };
         let open = vec![
-            (ETH.to_owned(), 5, true),
-            (USDC.to_owned(), 700, false),
+            // Planned: its attempts may pay at most 2.
+            outflow(ETH, 5, Some(2)),
+            outflow(USDC, 700, None),
             // Another network's transfers need nothing here.
-            ("eip155:10/native".to_owned(), 9_000, true),
+            outflow("eip155:10/native", 9_000, None),
         ];
-        // One more ether transfer of 2: 5 + 2 ether, and three fee caps.
+        // One more ether transfer of 2: 5 + 2 ether, fees 2 + 8 open and 3.
         assert_eq!(
-            needs(&open, NET, ETH, ETH, 2, 10),
+            needs(&open, NET, ETH, ETH, 2, reserve),
             Some(Needs {
                 asset: 7,
-                ether: 37
+                ether: 20,
+                fees_reserved: 10,
             })
         );
         // One more token transfer of 300: 1 000 tokens, and in ether the
-        // open ether transfer and three fee caps.
+        // open ether transfer, the open fees and its own 8.
         assert_eq!(
-            needs(&open, NET, USDC, ETH, 300, 10),
+            needs(&open, NET, USDC, ETH, 300, reserve),
             Some(Needs {
                 asset: 1_000,
-                ether: 35
+                ether: 23,
+                fees_reserved: 10,
             })
         );
-        assert_eq!(needs(&open, NET, ETH, ETH, u128::MAX, 10), None);
+        assert_eq!(needs(&open, NET, ETH, ETH, u128::MAX, reserve), None);
     }
 }

@@ -492,15 +492,18 @@ impl Service {
         }
         let ether = Asset::ether(chain_id);
         let held = net.client.balance(from).await.map_err(EthError::Node)?;
-        let fees = net
-            .config
-            .fee_caps
-            .max_total_fee
-            .saturating_mul(u128::try_from(sweeps.len() + 1).unwrap_or(u128::MAX));
+        // What each sweep may pay in fees, the ether one's included.
+        let fees = sweeps
+            .iter()
+            .map(|(asset, _)| net.config.fee_reserve(&asset.id().to_string()))
+            .fold(
+                net.config.fee_reserve(&ether.id().to_string()),
+                u128::saturating_add,
+            );
         match held.checked_sub(fees) {
             Some(rest) if rest > 0 => sweeps.push((ether.clone(), rest)),
             _ => rotation.left.push(format!(
-                "{} wei of ether at {} on {}: no more than the sweeps' fee cap",
+                "{} wei of ether at {} on {}: no more than the sweeps' fees may be",
                 held, a.from, a.network
             )),
         }

@@ -35,6 +35,29 @@ pub struct EthNetworkConfig {
     pub tokens: Vec<EthToken>,
 }
 
+impl EthNetworkConfig {
+    /// What a transfer of `asset` not yet planned reserves for its fee: the
+    /// most its plan may pay — its gas limit (a plain transfer's 21 000, a
+    /// token's configured ceiling) at the capped fee per gas — within the
+    /// cap on the whole fee. Once planned, its own plan's bound replaces it.
+    pub fn fee_reserve(&self, asset: &str) -> u128 {
+        let gas = if asset.ends_with("/native") {
+            Some(chain_eth::approved::PLAIN_GAS)
+        } else {
+            self.tokens
+                .iter()
+                .find(|t| t.asset.id().to_string() == asset)
+                .map(|t| t.max_gas)
+        };
+        match gas {
+            Some(gas) => u128::from(gas)
+                .saturating_mul(self.fee_caps.max_fee_per_gas)
+                .min(self.fee_caps.max_total_fee),
+            None => self.fee_caps.max_total_fee,
+        }
+    }
+}
+
 /// A configured network and its node client.
 #[derive(Debug)]
 pub struct EthNetwork {

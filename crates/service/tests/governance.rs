@@ -1379,8 +1379,11 @@ async fn approved_transfers_are_carried_out_to_completion(f: Fixture) {
     assert_eq!(b.asset.symbol().as_str(), "ETH");
     assert_eq!(b.on_chain, Some(100 * ETHER));
     assert_eq!(b.reserved, ETHER, "approved, not yet sent: reserved");
-    // Less the fee caps of the open transfer and of one more.
-    assert_eq!(b.available, Some(99 * ETHER - 2 * (ETHER / 10)));
+    // Less the most the open transfer's fee and one more's may be: 21 000
+    // gas at the capped 500 gwei (0.0105 ether), not the whole 0.1 cap.
+    let reserve = 21_000 * 500_000_000_000;
+    assert_eq!(b.fees_reserved, reserve);
+    assert_eq!(b.available, Some(99 * ETHER - 2 * reserve));
     // Frozen: the attempt fails for now, is recorded, and waits its backoff.
     let freeze = f
         .svc
@@ -1485,8 +1488,8 @@ async fn approved_transfers_are_carried_out_to_completion(f: Fixture) {
 async fn concurrent_withdrawals_never_commit_more_than_the_wallet_holds(f: Fixture) {
     f.set_policy("[[rules]]\nname = \"all\"\naction = \"allow\"\n")
         .await;
-    // The sender holds 100 ETH; each withdrawal needs 9.9 ETH and its 0.1
-    // ETH fee cap: funds for ten. Two hundred at once.
+    // The sender holds 100 ETH; each withdrawal needs 9.9 ETH and the most
+    // its fee may be (0.0105 ETH): funds for ten. Two hundred at once.
     let mut tasks = Vec::new();
     for _ in 0..200 {
         let who = f.who(&f.initiator).await;
@@ -1512,17 +1515,30 @@ async fn concurrent_withdrawals_never_commit_more_than_the_wallet_holds(f: Fixtu
     }
     assert_eq!((accepted, refused), (10, 190));
     let reader = f.who(&f.initiator).await;
-    let b = &f
-        .svc
-        .authorize::<perm::ReadWallet>(&reader, Some(f.wallet))
-        .unwrap()
-        .balances(f.wallet)
-        .await
-        .unwrap()[0];
+    let ether = || async {
+        f.svc
+            .authorize::<perm::ReadWallet>(&reader, Some(f.wallet))
+            .unwrap()
+            .balances(f.wallet)
+            .await
+            .unwrap()
+            .remove(0)
+    };
+    let b = ether().await;
     assert_eq!(b.reserved, 99 * ETHER);
-    assert_eq!(b.available, Some(0), "ten fee caps are reserved too");
+    let reserve = 21_000 * 500_000_000_000;
+    assert_eq!(b.fees_reserved, 10 * reserve, "ten fees are reserved too");
+    assert_eq!(b.available, Some(ETHER - 11 * reserve));
     // All ten go out and complete: the node accepts every one.
     assert_eq!(f.svc.execute_due().await.unwrap().submitted, 10);
+    // Planned, each reserves only what its plan may pay (the node's fees
+    // are far below the cap): the difference is free again.
+    let b = ether().await;
+    assert!(
+        b.fees_reserved > 0 && b.fees_reserved < 10 * reserve,
+        "{}",
+        b.fees_reserved
+    );
     chain_eth_client::testing::mine(&f.client, 3).await;
     f.svc.eth_poll(CHAIN_ID).await.unwrap();
     let done =

@@ -68,6 +68,8 @@ pub use reconciliation::ReconciliationRunRow;
 pub use recoveries::RecoveryRow;
 pub use rotation::{KeyBtcAccountRow, KeySenderRow};
 pub use store::{Backend, DatabaseConfig, Store};
-pub use transfers::{ApprovalRow, HistoryRow, TransferMove, TransferRow, WindowItem, WindowOf};
+pub use transfers::{
+    ApprovalRow, HistoryRow, Outflow, TransferMove, TransferRow, WindowItem, WindowOf,
+};
 pub use tx::WriteTx;
 pub use webhooks::{DeliveryRow, DueDelivery, WebhookRow};

@@ -205,31 +205,65 @@ where
     rows.iter().map(|r| parsed(r, "amount")).collect()
 }
 
-async fn wallet_outflows_on<'e, E>(
-    db: E,
-    wallet: WalletId,
-) -> Result<Vec<(String, u128, bool)>, StorageError>
+/// A transfer that will still take money out of its wallet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outflow {
+    pub asset: String,
+    /// Base units.
+    pub amount: u128,
+    /// Approved, or handed to the chain and not yet confirmed; otherwise
+    /// waiting for approvals or in a time lock.
+    pub committed: bool,
+    /// Once its Ethereum transaction is planned: the most its attempts
+    /// may pay in fees (gas limit × max fee per gas, the highest attempt's).
+    pub fee_bound: Option<u128>,
+}
+
+async fn wallet_outflows_on<'e, E>(db: E, wallet: WalletId) -> Result<Vec<Outflow>, StorageError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     let rows = sqlx::query(
-        "SELECT t.asset, t.amount, t.state FROM transfers t WHERE t.wallet_id = $1 \
+        "SELECT t.id, t.asset, t.amount, t.state, a.gas_limit, a.max_fee_per_gas \
+         FROM transfers t LEFT JOIN eth_attempts a ON a.send_id = t.eth_send_id \
+         WHERE t.wallet_id = $1 \
          AND t.state IN ('pending_approval', 'time_locked', 'queued', 'signing', 'signed', \
-         'broadcasting', 'confirming')",
+         'broadcasting', 'confirming') ORDER BY t.id",
     )
     .bind(wallet.to_string())
     .fetch_all(db)
     .await?;
-    rows.iter()
-        .map(|r| {
-            let state: String = r.try_get("state")?;
-            Ok((
-                r.try_get("asset")?,
-                parsed(r, "amount")?,
-                !matches!(state.as_str(), "pending_approval" | "time_locked"),
-            ))
-        })
-        .collect()
+    let mut out: Vec<Outflow> = Vec::new();
+    let mut last: Option<String> = None;
+    for r in &rows {
+        let id: String = r.try_get("id")?;
+        let fee = match r.try_get::<Option<i64>, _>("gas_limit")? {
+            Some(gas) => {
+                let gas = u128::try_from(gas).map_err(|_| corrupt("gas_limit", &"negative"))?;
+                let per_gas: u128 = parsed(r, "max_fee_per_gas")?;
+                Some(
+                    gas.checked_mul(per_gas)
+                        .ok_or_else(|| corrupt("max_fee_per_gas", &"overflow"))?,
+                )
+            }
+            None => None,
+        };
+        if last.as_deref() == Some(id.as_str())
+            && let Some(o) = out.last_mut()
+        {
+            o.fee_bound = o.fee_bound.max(fee);
+            continue;
+        }
+        let state: String = r.try_get("state")?;
+        out.push(Outflow {
+            asset: r.try_get("asset")?,
+            amount: parsed(r, "amount")?,
+            committed: !matches!(state.as_str(), "pending_approval" | "time_locked"),
+            fee_bound: fee,
+        });
+        last = Some(id);
+    }
+    Ok(out)
 }
 
 async fn wallet_eth_sender_on<'e, E>(
@@ -473,7 +507,7 @@ impl WriteTx {
     pub async fn wallet_outflows_in_tx(
         &mut self,
         wallet: WalletId,
-    ) -> Result<Vec<(String, u128, bool)>, StorageError> {
+    ) -> Result<Vec<Outflow>, StorageError> {
         wallet_outflows_on(&mut *self.tx, wallet).await
     }
 
@@ -802,15 +836,12 @@ impl Store {
             .collect()
     }
 
-    /// A wallet's transfers that will still take money out: (asset, base
-    /// units, committed). Committed: approved, or handed to the chain and
-    /// not yet confirmed (an included one is counted although the chain's
-    /// balance may already show it: over-counting for a few blocks is safe,
-    /// missing it is not). Not committed: waiting for approvals or in a time lock.
-    pub async fn wallet_outflows(
-        &self,
-        wallet: WalletId,
-    ) -> Result<Vec<(String, u128, bool)>, StorageError> {
+    /// A wallet's transfers that will still take money out. Committed:
+    /// approved, or handed to the chain and not yet confirmed (an included
+    /// one is counted although the chain's balance may already show it:
+    /// over-counting for a few blocks is safe, missing it is not). Not
+    /// committed: waiting for approvals or in a time lock.
+    pub async fn wallet_outflows(&self, wallet: WalletId) -> Result<Vec<Outflow>, StorageError> {
         wallet_outflows_on(&self.pool, wallet).await
     }
 

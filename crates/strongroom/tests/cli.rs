@@ -2736,6 +2736,14 @@ fn bitcoin_withdrawal_through_the_api() {
     );
     assert_eq!(code, 200);
     assert_eq!(got["accounts"][0]["address"], address.as_str());
+    // A second wallet, for deposits: an HD account, a new address each.
+    let (deposits, hd) = open_wallet(
+        &server,
+        &admin,
+        "btc-deposits",
+        r#"{"network":"bitcoin:regtest","backend":"keystore-hd"}"#,
+    );
+    let depositor = person("depositor", "initiator", &format!("wallet:{deposits}"));
 
     let document =
         "[[rules]]\nname = \"small\"\namount = { at_most = \"0.01\" }\naction = \"allow\"\n";
@@ -2859,8 +2867,8 @@ fn bitcoin_withdrawal_through_the_api() {
             .iter()
             .any(|o| o.script_pubkey == spk(payee) && o.value.to_sat() == 50_000)
     );
-    // An HD account: a fresh deposit address once the last one was paid.
-    let (code, hd) = api_call(
+    // One account per network: a second one on regtest is refused.
+    let (code, e) = api_call(
         &server,
         &admin,
         "POST",
@@ -2868,13 +2876,30 @@ fn bitcoin_withdrawal_through_the_api() {
         Some(r#"{"network":"bitcoin:regtest","backend":"keystore-hd"}"#),
         None,
     );
-    assert_eq!(code, 201, "{hd}");
+    assert_eq!((code, e["code"].as_str()), (409, Some("conflict")), "{e}");
+    // The HD account: watch-only descriptors with checksums, a test
+    // network's tpub; a fresh deposit address once the last one was paid.
+    let watch = &hd["watch_only"];
+    assert!(watch["xpub"].as_str().unwrap().starts_with("tpub"), "{hd}");
+    assert!(
+        watch["slip132"].as_str().unwrap().starts_with("vpub"),
+        "{hd}"
+    );
+    let descriptor =
+        chain_btc::WalletDescriptor::parse(watch["descriptor"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        descriptor
+            .address_at(0, domain::BitcoinNetwork::Regtest)
+            .unwrap()
+            .to_string(),
+        hd["address"].as_str().unwrap()
+    );
     let next = || {
         let (code, a) = api_call(
             &server,
-            &initiator,
+            &depositor,
             "POST",
-            &format!("/v1/wallets/{wallet}/addresses"),
+            &format!("/v1/wallets/{deposits}/addresses"),
             Some(r#"{"network":"bitcoin:regtest"}"#),
             None,
         );
@@ -2885,9 +2910,9 @@ fn bitcoin_withdrawal_through_the_api() {
     // accepted for it from the console.
     let (code, refused) = api_call(
         &server,
-        &initiator,
+        &depositor,
         "POST",
-        &format!("/v1/wallets/{wallet}/addresses"),
+        &format!("/v1/wallets/{deposits}/addresses"),
         Some(r#"{"network":"bitcoin:regtest"}"#),
         None,
     );
@@ -2930,9 +2955,9 @@ fn bitcoin_withdrawal_through_the_api() {
     // the wallet but not initiate) is told 403, not "no such wallet".
     let (code, a) = api_call(
         &server,
-        &initiator,
+        &depositor,
         "POST",
-        &format!("/v1/wallets/{wallet}/addresses"),
+        &format!("/v1/wallets/{deposits}/addresses"),
         Some(r#"{"network":"bitcoin:regtest"}"#),
         None,
     );
@@ -2947,7 +2972,7 @@ fn bitcoin_withdrawal_through_the_api() {
         &server,
         &admin,
         "POST",
-        &format!("/v1/wallets/{wallet}/addresses"),
+        &format!("/v1/wallets/{deposits}/addresses"),
         Some(r#"{"network":"bitcoin:regtest"}"#),
         None,
     );
