@@ -16,6 +16,7 @@ use utoipa_axum::routes;
 
 use crate::auth::{Authed, SESSION_COOKIE, Source, can};
 use crate::error::{ApiError, ErrorBody, bad, page_limit, service_error};
+use crate::paging::{PageQuery, page};
 
 pub(crate) fn routes() -> OpenApiRouter<Service> {
     OpenApiRouter::new()
@@ -243,17 +244,22 @@ fn proposal_ref(v: service::governance::ProposalView) -> ProposalRef {
     }
 }
 
-/// Users (admin).
-#[utoipa::path(get, path = "/v1/users", tag = "users", responses((status = 200, body = [UserDto])))]
+/// Users (admin), in creation order (paged by id).
+#[utoipa::path(get, path = "/v1/users", tag = "users", params(PageQuery),
+    responses((status = 200, body = [UserDto])))]
 async fn list_users(
     State(svc): State<Service>,
     Authed(who): Authed,
+    Query(q): Query<PageQuery>,
 ) -> Result<Json<Vec<UserDto>>, ApiError> {
     let can = can::<perm::ManageUsers>(&svc, &who)?;
     let users = can.users().await.map_err(service_error)?;
+    let mut users: Vec<(String, _)> = users.into_iter().map(|u| (u.id.to_string(), u)).collect();
+    users = page(users, |(id, _)| id, &q)?;
     Ok(Json(
         users
             .into_iter()
+            .map(|(_, u)| u)
             .map(|u| UserDto {
                 id: u.id.to_string(),
                 name: u.name,
@@ -391,15 +397,18 @@ pub struct ApiKeyDto {
     role_proposals: Vec<ProposalRef>,
 }
 
-/// API keys (admin).
-#[utoipa::path(get, path = "/v1/api-keys", tag = "api-keys", responses((status = 200, body = [ApiKeyDto])))]
+/// API keys (admin), in creation order (paged by id).
+#[utoipa::path(get, path = "/v1/api-keys", tag = "api-keys", params(PageQuery),
+    responses((status = 200, body = [ApiKeyDto])))]
 async fn list_api_keys(
     State(svc): State<Service>,
     Authed(who): Authed,
+    Query(q): Query<PageQuery>,
 ) -> Result<Json<Vec<ApiKeyDto>>, ApiError> {
     let can = can::<perm::ManageApiKeys>(&svc, &who)?;
     let keys = can.api_keys().await.map_err(service_error)?;
-    Ok(Json(keys.into_iter().map(key_dto).collect()))
+    let keys = page(keys.into_iter().map(key_dto).collect(), |k| &k.id, &q)?;
+    Ok(Json(keys))
 }
 
 fn key_dto(k: service::storage::ApiKeyRow) -> ApiKeyDto {

@@ -2,7 +2,7 @@
 //! freezes and the address book.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use domain::{Permission, Timestamp, permits};
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::{Authed, can};
-use crate::error::{ApiError, ErrorBody, auth_error, bad, not_found, service_error};
+use crate::error::{ApiError, ErrorBody, auth_error, bad, not_found, plain_id, service_error};
+use crate::paging::{PageQuery, page};
 
 pub(crate) fn routes() -> OpenApiRouter<Service> {
     OpenApiRouter::new()
@@ -164,15 +165,22 @@ fn view_dto(v: ProposalView) -> ProposalDto {
     proposal_dto(v.proposal, votes)
 }
 
-/// Recent proposals, newest first.
-#[utoipa::path(get, path = "/v1/proposals", tag = "governance",
+/// Proposals, newest first (paged by id: `after` the last of a page).
+#[utoipa::path(get, path = "/v1/proposals", tag = "governance", params(PageQuery),
     responses((status = 200, body = [ProposalDto])))]
 async fn list_proposals(
     State(svc): State<Service>,
     Authed(who): Authed,
+    Query(q): Query<PageQuery>,
 ) -> Result<Json<Vec<ProposalDto>>, ApiError> {
     overseer(&who)?;
-    let rows = svc.proposals(200).await.map_err(service_error)?;
+    if let Some(after) = q.after() {
+        plain_id(after, "proposal").map_err(|_| bad("`after`: a proposal id"))?;
+    }
+    let rows = svc
+        .proposals(q.after(), q.limit()?)
+        .await
+        .map_err(service_error)?;
     // Each with its votes, as `GET /v1/proposals/{id}` shows it.
     let mut out = Vec::with_capacity(rows.len());
     for p in rows {
@@ -276,15 +284,18 @@ pub struct AddressDto {
     usable_from_ms: i64,
 }
 
-/// The address book (entries are added and removed by proposals).
-#[utoipa::path(get, path = "/v1/address-book", tag = "governance",
+/// The address book (entries are added and removed by proposals), paged
+/// by entry id.
+#[utoipa::path(get, path = "/v1/address-book", tag = "governance", params(PageQuery),
     responses((status = 200, body = [AddressDto])))]
 async fn address_book(
     State(svc): State<Service>,
     Authed(who): Authed,
+    Query(q): Query<PageQuery>,
 ) -> Result<Json<Vec<AddressDto>>, ApiError> {
     overseer(&who)?;
     let rows = svc.address_book().await.map_err(service_error)?;
+    let rows = page(rows, |w| &w.id, &q)?;
     Ok(Json(
         rows.into_iter()
             .map(|w| AddressDto {
@@ -321,15 +332,17 @@ fn freeze_dto(f: FreezeRow) -> FreezeDto {
     }
 }
 
-/// Freezes in force.
-#[utoipa::path(get, path = "/v1/freezes", tag = "governance",
+/// Freezes in force, paged by id.
+#[utoipa::path(get, path = "/v1/freezes", tag = "governance", params(PageQuery),
     responses((status = 200, body = [FreezeDto])))]
 async fn list_freezes(
     State(svc): State<Service>,
     Authed(who): Authed,
+    Query(q): Query<PageQuery>,
 ) -> Result<Json<Vec<FreezeDto>>, ApiError> {
     overseer(&who)?;
     let rows = svc.freezes().await.map_err(service_error)?;
+    let rows = page(rows, |f| &f.id, &q)?;
     Ok(Json(rows.into_iter().map(freeze_dto).collect()))
 }
 

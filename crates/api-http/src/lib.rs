@@ -32,6 +32,7 @@ mod contract;
 mod error;
 mod governance;
 mod ledger;
+mod paging;
 mod system;
 mod transfers;
 mod wallets;

@@ -21,6 +21,7 @@ use crate::auth::Authed;
 use crate::error::{
     ApiError, ErrorBody, auth_error, bad, not_found, page_limit, scoped, service_error,
 };
+use crate::paging::{PageQuery, page};
 
 pub(crate) fn routes() -> OpenApiRouter<Service> {
     OpenApiRouter::new()
@@ -283,7 +284,10 @@ pub struct TransferQuery {
     wallet: Option<String>,
     /// Only transfers in this state.
     state: Option<String>,
-    /// The page after this transfer id (the last of the previous page).
+    /// The id of the last transfer of the previous page (the list's one
+    /// cursor convention); the next page holds older ones.
+    after: Option<String>,
+    /// The same as `after` (kept for clients written before it).
     before: Option<String>,
     /// At most this many (1 to 500, default 100).
     limit: Option<u32>,
@@ -302,9 +306,13 @@ async fn list_transfers(
         .as_deref()
         .map(|w| w.parse().map_err(|e: domain::IdError| bad(e.to_string())))
         .transpose()?;
+    if q.after.is_some() && q.before.is_some() {
+        return Err(bad("`after` and `before` are the same cursor: give one"));
+    }
     let before: Option<TransferId> = q
-        .before
+        .after
         .as_deref()
+        .or(q.before.as_deref())
         .map(|t| t.parse().map_err(|e: domain::IdError| bad(e.to_string())))
         .transpose()?;
     if let Some(s) = &q.state
@@ -482,30 +490,26 @@ pub struct StuckDto {
     why: String,
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct StuckQuery {
-    /// At most this many (1 to 500, default 100).
-    limit: Option<u32>,
-}
-
 /// What is stuck and why: queued transfers held for a person or whose
 /// attempts failed, and transfers on their way to the chain that have not
-/// moved for 15 minutes.
-#[utoipa::path(get, path = "/v1/transfers/stuck", tag = "transfers", params(StuckQuery),
+/// moved for 15 minutes; the 500 oldest at most, paged by transfer id.
+#[utoipa::path(get, path = "/v1/transfers/stuck", tag = "transfers", params(PageQuery),
     responses((status = 200, body = [StuckDto]), (status = 403, body = ErrorBody)))]
 async fn stuck_transfers(
     State(svc): State<Service>,
     Authed(who): Authed,
-    Query(q): Query<StuckQuery>,
+    Query(q): Query<PageQuery>,
 ) -> Result<Json<Vec<StuckDto>>, ApiError> {
     let can = svc
         .authorize::<perm::OperateQueue>(&who, None)
         .map_err(|e| auth_error(&e))?;
-    let rows = can
-        .stuck(q.limit.unwrap_or(100))
-        .await
-        .map_err(service_error)?;
+    let rows = can.stuck(500).await.map_err(service_error)?;
+    let mut rows: Vec<(String, _)> = rows
+        .into_iter()
+        .map(|s| (s.transfer.id.to_string(), s))
+        .collect();
+    rows = page(rows, |(id, _)| id, &q)?;
+    let rows = rows.into_iter().map(|(_, s)| s);
     Ok(Json(
         rows.into_iter()
             .map(|s| StuckDto {

@@ -16,6 +16,7 @@ use utoipa_axum::routes;
 
 use crate::auth::{Authed, can};
 use crate::error::{ApiError, ErrorBody, bad, not_found, page_limit, scoped, service_error};
+use crate::paging::PageQuery;
 
 pub(crate) fn routes() -> OpenApiRouter<Service> {
     OpenApiRouter::new()
@@ -490,6 +491,8 @@ async fn wallet_balances(
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DepositDto {
+    /// `<tx hash>:<log index>`: the cursor for the next page.
+    id: String,
     network: String,
     tx_hash: String,
     /// The event's index in its block; -1 for ether the transaction carried.
@@ -509,22 +512,37 @@ pub struct DepositDto {
     credited_at_ms: Option<i64>,
 }
 
-/// A wallet's deposits (Ethereum: ether and configured tokens), newest first.
+/// A wallet's deposits (Ethereum: ether and configured tokens), newest
+/// first; paged by deposit id (`<tx hash>:<log index>`).
 #[utoipa::path(get, path = "/v1/wallets/{id}/deposits", tag = "wallets",
-    params(("id" = String, Path)), responses((status = 200, body = [DepositDto]), (status = 404, body = ErrorBody)))]
+    params(("id" = String, Path), PageQuery),
+    responses((status = 200, body = [DepositDto]), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn wallet_deposits(
     State(svc): State<Service>,
     Authed(who): Authed,
     Path(id): Path<String>,
+    Query(q): Query<PageQuery>,
 ) -> Result<Json<Vec<DepositDto>>, ApiError> {
     let wallet: WalletId = id.parse().map_err(|_| not_found("wallet"))?;
     let can = svc
         .authorize::<perm::ReadWallet>(&who, Some(wallet))
         .map_err(scoped("wallet"))?;
-    let rows = can.deposits(wallet, 100).await.map_err(service_error)?;
+    let after = q
+        .after()
+        .map(|a| {
+            a.rsplit_once(':')
+                .and_then(|(hash, index)| Some((hash, index.parse::<i64>().ok()?)))
+                .ok_or_else(|| bad("`after`: a deposit id, <tx hash>:<log index>"))
+        })
+        .transpose()?;
+    let rows = can
+        .deposits_page(wallet, after, q.limit()?)
+        .await
+        .map_err(service_error)?;
     Ok(Json(
         rows.into_iter()
             .map(|d| DepositDto {
+                id: format!("{}:{}", d.tx_hash, d.log_index),
                 network: d.network,
                 tx_hash: d.tx_hash,
                 log_index: d.log_index,

@@ -1,7 +1,7 @@
 //! Webhook subscriptions, their deliveries and resends (admin).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use service::Service;
@@ -12,6 +12,7 @@ use utoipa_axum::routes;
 
 use crate::auth::{Authed, can};
 use crate::error::{ApiError, ErrorBody, plain_id, service_error};
+use crate::paging::{PageQuery, page};
 
 pub(crate) fn routes() -> OpenApiRouter<Service> {
     OpenApiRouter::new()
@@ -69,15 +70,18 @@ async fn create_webhook(
     Ok((StatusCode::CREATED, Json(dto(w, Some(secret)))))
 }
 
-/// Webhook subscriptions.
-#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", responses((status = 200, body = [WebhookDto])))]
+/// Webhook subscriptions, in creation order (paged by id).
+#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", params(PageQuery),
+    responses((status = 200, body = [WebhookDto])))]
 async fn list_webhooks(
     State(svc): State<Service>,
     Authed(who): Authed,
+    Query(q): Query<PageQuery>,
 ) -> Result<Json<Vec<WebhookDto>>, ApiError> {
     let can = can::<perm::ManageWebhooks>(&svc, &who)?;
     let list = can.webhooks().await.map_err(service_error)?;
-    Ok(Json(list.into_iter().map(|w| dto(w, None)).collect()))
+    let list = list.into_iter().map(|w| dto(w, None)).collect();
+    Ok(Json(page(list, |w: &WebhookDto| &w.id, &q)?))
 }
 
 /// Stops a subscription (its pending deliveries still finish).
@@ -107,17 +111,19 @@ pub struct DeliveryDto {
     last_error: Option<String>,
 }
 
-/// A subscription's deliveries.
+/// A subscription's deliveries, in creation order (paged by id).
 #[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "webhooks",
-    params(("id" = String, Path)), responses((status = 200, body = [DeliveryDto])))]
+    params(("id" = String, Path), PageQuery), responses((status = 200, body = [DeliveryDto])))]
 async fn list_deliveries(
     State(svc): State<Service>,
     Authed(who): Authed,
     Path(id): Path<String>,
+    Query(q): Query<PageQuery>,
 ) -> Result<Json<Vec<DeliveryDto>>, ApiError> {
     let can = can::<perm::ManageWebhooks>(&svc, &who)?;
     plain_id(&id, "webhook")?;
     let list = can.deliveries(&id).await.map_err(service_error)?;
+    let list = page(list, |d| &d.id, &q)?;
     Ok(Json(
         list.into_iter()
             .map(|d| DeliveryDto {

@@ -830,3 +830,64 @@ async fn wallets_are_listed_within_the_callers_scope_a_page_at_a_time() {
     let (s, _, _) = send(&app, admin.request("GET", "/v1/wallets?after=x", None)).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
+
+/// Every list pages the same way: `limit`, and `after` the last id of the
+/// previous page; the pages put together are the whole list, once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_list_pages_by_the_last_id_of_the_previous_page() {
+    let app = app(roomy()).await;
+    let admin = key(&app, 65, Grant::global(Role::Admin)).await;
+    for seed in 66..70 {
+        key(&app, seed, Grant::global(Role::Viewer)).await;
+    }
+    for n in 0..3 {
+        let body = serde_json::json!({"url": format!("https://hooks.example.com/{n}"), "events": ["transfer.state_changed"]});
+        let (s, _, b) = send(&app, admin.request("POST", "/v1/webhooks", Some(&body))).await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+    }
+    for list in [
+        "/v1/api-keys",
+        "/v1/webhooks",
+        "/v1/users",
+        "/v1/freezes",
+        "/v1/proposals",
+    ] {
+        let (s, _, whole) = send(&app, admin.request("GET", list, None)).await;
+        assert_eq!(s, StatusCode::OK, "{list}: {whole}");
+        let whole: Vec<String> = whole
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_owned())
+            .collect();
+        let mut paged: Vec<String> = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let uri = match &after {
+                Some(a) => format!("{list}?limit=2&after={a}"),
+                None => format!("{list}?limit=2"),
+            };
+            let (s, _, page) = send(&app, admin.request("GET", &uri, None)).await;
+            assert_eq!(s, StatusCode::OK, "{uri}: {page}");
+            let ids: Vec<String> = page
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["id"].as_str().unwrap().to_owned())
+                .collect();
+            assert!(ids.len() <= 2);
+            let Some(last) = ids.last().cloned() else {
+                break;
+            };
+            paged.extend(ids);
+            after = Some(last);
+        }
+        assert_eq!(paged, whole, "{list}");
+        let (s, _, b) = send(
+            &app,
+            admin.request("GET", &format!("{list}?limit=501"), None),
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{list}: {b}");
+    }
+}

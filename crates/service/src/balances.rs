@@ -258,6 +258,17 @@ impl Can<'_, perm::ReadWallet> {
         wallet: WalletId,
         limit: u32,
     ) -> Result<Vec<storage::DepositRow>, ServiceError> {
+        self.deposits_page(wallet, None, limit).await
+    }
+
+    /// A page of a wallet's deposits, newest first, after the one `after`
+    /// names (transaction hash, log index).
+    pub async fn deposits_page(
+        &self,
+        wallet: WalletId,
+        after: Option<(&str, i64)>,
+        limit: u32,
+    ) -> Result<Vec<storage::DepositRow>, ServiceError> {
         if !permits(self.who.grants(), Permission::ReadWallet, Some(wallet)) {
             return Err(StorageError::NotFound { what: "wallet" }.into());
         }
@@ -265,7 +276,7 @@ impl Can<'_, perm::ReadWallet> {
         Ok(self
             .svc
             .store()
-            .wallet_deposits(wallet, limit.clamp(1, 500))
+            .wallet_deposits_page(wallet, after, limit.clamp(1, 500))
             .await?)
     }
 

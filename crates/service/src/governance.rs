@@ -342,8 +342,12 @@ impl Service {
         })
     }
 
-    pub async fn proposals(&self, limit: u32) -> Result<Vec<ProposalRow>, ServiceError> {
-        Ok(self.store().proposals(limit.min(500)).await?)
+    pub async fn proposals(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ProposalRow>, ServiceError> {
+        Ok(self.store().proposals_page(after, limit.min(500)).await?)
     }
 
     /// Checks a change fully before it is proposed; returns its summary.

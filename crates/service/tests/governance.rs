@@ -1169,6 +1169,22 @@ async fn new_addresses_cool_off_before_the_policy_trusts_them(f: Fixture) {
             other => panic!("{refused}: {other:?}"),
         }
     }
+    // Proposals page newest first, after the last of each page.
+    let all = f.svc.proposals(None, 500).await.unwrap();
+    assert!(all.len() >= 3, "{}", all.len());
+    let mut paged: Vec<String> = Vec::new();
+    loop {
+        let page = f
+            .svc
+            .proposals(paged.last().map(String::as_str), 2)
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        paged.extend(page.into_iter().map(|p| p.id));
+    }
+    assert_eq!(paged, all.into_iter().map(|p| p.id).collect::<Vec<_>>());
 }
 
 async fn only_current_admins_make_the_quorum(f: Fixture) {
@@ -2437,6 +2453,21 @@ async fn deposits_are_seen_then_credited_or_reorged(f: Fixture) {
     let deposits = read.deposits(f.wallet, 100).await.unwrap();
     assert_eq!(deposits.len(), before.len() + 2);
     assert_eq!(deposits.iter().filter(|d| d.state == "seen").count(), 2);
+    // Paged one at a time, newest first, after the last of each page:
+    // the same list, once each.
+    let mut paged: Vec<storage::DepositRow> = Vec::new();
+    loop {
+        let after = paged.last().map(|d| (d.tx_hash.clone(), d.log_index));
+        let page = read
+            .deposits_page(f.wallet, after.as_ref().map(|(h, i)| (h.as_str(), *i)), 1)
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        paged.extend(page);
+    }
+    assert_eq!(paged, deposits);
     let balances = read.balances(f.wallet).await.unwrap();
     let of = |id: &domain::AssetId| {
         balances

@@ -194,6 +194,46 @@ impl Store {
             .collect()
     }
 
+    /// A page of a wallet's deposits, newest first (by block, then by
+    /// transaction hash and log index), after the deposit `after` names as
+    /// (transaction hash, log index); an unknown `after` gives nothing.
+    pub async fn wallet_deposits_page(
+        &self,
+        wallet: WalletId,
+        after: Option<(&str, i64)>,
+        limit: u32,
+    ) -> Result<Vec<DepositRow>, StorageError> {
+        let Some((tx_hash, log_index)) = after else {
+            return self.wallet_deposits(wallet, limit).await;
+        };
+        let at = sqlx::query(
+            "SELECT block_number FROM eth_deposits WHERE wallet_id = $1 AND tx_hash = $2 \
+             AND log_index = $3",
+        )
+        .bind(wallet.to_string())
+        .bind(tx_hash)
+        .bind(log_index)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(at) = at else {
+            return Ok(Vec::new());
+        };
+        let block: i64 = at.try_get("block_number")?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM eth_deposits WHERE wallet_id = $1 AND (block_number < $2 \
+             OR (block_number = $2 AND (tx_hash > $3 OR (tx_hash = $3 AND log_index > $4)))) \
+             ORDER BY block_number DESC, tx_hash, log_index LIMIT $5"
+        )))
+        .bind(wallet.to_string())
+        .bind(block)
+        .bind(tx_hash)
+        .bind(log_index)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(deposit_from_row).collect()
+    }
+
     /// A wallet's deposits, newest first.
     pub async fn wallet_deposits(
         &self,

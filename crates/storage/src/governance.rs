@@ -558,9 +558,41 @@ impl Store {
     }
 
     pub async fn proposals(&self, limit: u32) -> Result<Vec<ProposalRow>, StorageError> {
+        self.proposals_page(None, limit).await
+    }
+
+    /// Proposals newest first, after the proposal `after` (an unknown one
+    /// gives nothing).
+    pub async fn proposals_page(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ProposalRow>, StorageError> {
+        let Some(after) = after else {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {PROPOSAL_COLUMNS} FROM proposals ORDER BY created_at_ms DESC, id DESC \
+                 LIMIT $1"
+            )))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            return rows.iter().map(proposal_from_row).collect();
+        };
+        let at = sqlx::query("SELECT created_at_ms FROM proposals WHERE id = $1")
+            .bind(after)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(at) = at else {
+            return Ok(Vec::new());
+        };
+        let at: i64 = at.try_get("created_at_ms")?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {PROPOSAL_COLUMNS} FROM proposals ORDER BY created_at_ms DESC, id DESC LIMIT $1"
+            "SELECT {PROPOSAL_COLUMNS} FROM proposals \
+             WHERE created_at_ms < $1 OR (created_at_ms = $1 AND id < $2) \
+             ORDER BY created_at_ms DESC, id DESC LIMIT $3"
         )))
+        .bind(at)
+        .bind(after)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
