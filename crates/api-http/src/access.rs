@@ -156,7 +156,9 @@ pub struct TotpConfirm {
     code: String,
 }
 
-/// Confirms TOTP enrolment with a code from the new secret.
+/// Confirms TOTP enrolment with a code from the new secret. Each code is
+/// accepted once (RFC 6238 §5.2): the code that confirmed cannot also
+/// sign in — the next sign-in takes the next 30-second code.
 #[utoipa::path(post, path = "/v1/auth/totp/confirm", tag = "auth", request_body = TotpConfirm,
     responses((status = 204, description = "Enrolled; this session has passed MFA")))]
 async fn totp_confirm(

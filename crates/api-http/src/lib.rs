@@ -173,6 +173,24 @@ pub fn router(service: Service, limits: Limits) -> Router {
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO))
-                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO))
+                .on_failure(on_failure),
         )
+}
+
+/// A 503 is the server saying what it cannot do yet (sealed, its database
+/// or a node unreachable): expected, and logged at info; any other server
+/// error is a fault, logged at error.
+fn on_failure(
+    class: tower_http::classify::ServerErrorsFailureClass,
+    latency: std::time::Duration,
+    _span: &tracing::Span,
+) {
+    use tower_http::classify::ServerErrorsFailureClass as Class;
+    match class {
+        Class::StatusCode(StatusCode::SERVICE_UNAVAILABLE) => {
+            tracing::info!(?latency, "answered 503: unavailable for now");
+        }
+        other => tracing::error!(classification = %other, ?latency, "response failed"),
+    }
 }

@@ -116,6 +116,7 @@ pub(crate) fn approve(
     transfer: &str,
     reject: bool,
     ttl_minutes: u32,
+    yes: bool,
 ) -> Result<(), Failure> {
     if !(1..=24 * 60).contains(&ttl_minutes) {
         return Err(usage("--ttl-minutes", "between 1 and 1440"));
@@ -168,6 +169,18 @@ pub(crate) fn approve(
         "policy      version {policy_version}, rule {}",
         t["decision"]["rule"].as_str().unwrap_or("(none)")
     );
+    // What was shown is what is signed; a person says so first.
+    if !yes {
+        let what = if reject { "rejection" } else { "approval" };
+        eprint!("Sign your {what} of exactly this transfer? Type yes: ");
+        let mut answer = String::new();
+        std::io::stdin()
+            .read_line(&mut answer)
+            .context("reading the confirmation from standard input")?;
+        if answer.trim() != "yes" {
+            return Err(usage("--yes", "not confirmed: nothing was signed"));
+        }
+    }
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .context("the clock is before 1970")?

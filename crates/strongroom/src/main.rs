@@ -167,6 +167,10 @@ enum Command {
         /// How long the approval stays valid.
         #[arg(long, default_value_t = 60)]
         ttl_minutes: u32,
+        /// Sign without asking (scripts); otherwise the decoded transfer is
+        /// shown and `yes` must be typed.
+        #[arg(long)]
+        yes: bool,
     },
     /// Transfers: would one be allowed, and why?
     #[command(subcommand)]
@@ -663,10 +667,11 @@ fn main() -> ExitCode {
             proposal,
             reject,
             ttl_minutes,
+            yes,
         } => match (proposal, transfer, approver_key) {
             (Some(p), _, k) => govern::vote_proposal(&addr, &key_file, k.as_deref(), &p, !reject),
             (None, Some(t), Some(k)) => {
-                govern::approve(&addr, &key_file, &k, &t, reject, ttl_minutes)
+                govern::approve(&addr, &key_file, &k, &t, reject, ttl_minutes, yes)
             }
             _ => Err(Failure::Config(ConfigError {
                 key: "--approver-key".into(),

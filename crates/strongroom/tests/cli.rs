@@ -1182,6 +1182,9 @@ fn keystore_ceremony_from_the_cli() {
     let (status, _) = server.get("/v1/missing");
     assert_eq!(status, 503);
     let logs = server.terminate();
+    // A sealed server's 503 is expected: logged at info, never as an error.
+    assert!(logs.contains("answered 503"), "{logs}");
+    assert!(!logs.contains("ERROR"), "{logs}");
 
     // No share reaches the server's logs or the audit log.
     let o = strongroom(&["audit", "verify", "--config", cfg]);
@@ -2073,7 +2076,7 @@ fn policy_approvals_and_freeze_from_the_cli() {
     let other = retry(&body);
     assert_eq!(other.status.code(), Some(1));
     assert!(stdout(&other).starts_with("422"), "{}", stdout(&other));
-    let approve = |reject: bool| {
+    let approve_with = |reject: bool, answer: &str| {
         let mut args = vec![
             "approve",
             "--addr",
@@ -2088,8 +2091,16 @@ fn policy_approvals_and_freeze_from_the_cli() {
         if reject {
             args.push("--reject");
         }
-        strongroom(&args)
+        strongroom_with_input(&args, answer)
     };
+    let approve = |reject: bool| approve_with(reject, "yes\n");
+    // Shown, then confirmed: anything but "yes" signs nothing.
+    for answer in ["", "no\n", "y\n"] {
+        let o = approve_with(false, answer);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stdout(&o).contains("amount      5 ETH"), "{}", stdout(&o));
+        assert!(stderr(&o).contains("nothing was signed"), "{}", stderr(&o));
+    }
     let o = approve(false);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("approved → queued"), "{}", stdout(&o));
@@ -3138,6 +3149,7 @@ fn withdrawals_under_threshold_keys_on_ethereum_and_bitcoin() {
                 sign.to_str().unwrap(),
                 "--transfer",
                 transfer,
+                "--yes",
             ]);
             assert!(o.status.success(), "{}", stderr(&o));
         }
