@@ -40,7 +40,7 @@ for share in "$dir"/shares/share-*.txt; do
 done
 
 # Sealing (and discarding a round of shares) would stop the rest of the run.
-common=(--checks not_a_server_error,status_code_conformance
+common=(--checks not_a_server_error,status_code_conformance,response_schema_conformance
   --exclude-path /v1/sys/seal --exclude-path /v1/sys/unseal/reset
   --request-timeout 20 --max-failures 20)
 # The admin last: its stateful phase may revoke the other keys.

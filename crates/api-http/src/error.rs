@@ -59,14 +59,23 @@ impl ApiError {
     }
 }
 
+/// Seconds a client waits before trying a 503 again.
+const RETRY_UNAVAILABLE_S: u64 = 5;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
             code: self.code,
             message: self.message,
         };
+        // What is away for now (the keystore sealed, the database or every
+        // node unreachable) says when to try again; a missing configuration
+        // does not come back by waiting.
+        let transient = self.status == StatusCode::SERVICE_UNAVAILABLE
+            && body.code != "governance_not_configured";
+        let retry_after = self.retry_after.or(transient.then_some(RETRY_UNAVAILABLE_S));
         let mut resp = (self.status, Json(body)).into_response();
-        if let Some(s) = self.retry_after
+        if let Some(s) = retry_after
             && let Ok(v) = HeaderValue::from_str(&s.to_string())
         {
             resp.headers_mut().insert(header::RETRY_AFTER, v);

@@ -102,9 +102,11 @@ async fn errors_are_json_with_stable_codes() {
 async fn database_outage_is_a_503() {
     let app = app().await;
     app._db.store.close().await;
-    let (s, _, body) = call(&app, get("/v1/health")).await;
+    let (s, h, body) = call(&app, get("/v1/health")).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["code"], "database_unavailable");
+    // Away for now: when to try again.
+    assert_eq!(h.get("retry-after").unwrap(), "5");
     let (s, _, body) = call(&app, get("/v1/status")).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(body["database"]["reachable"], false);
