@@ -40,10 +40,16 @@ def test_the_real_log_verifies_from_the_api(live):
     # a record already written.
     checkpoints = _checkpointed(live)
     records = list(live.client("auditor").iter_audit(page_size=50))
+    # Each record names its format and the hash it links to.
+    assert all(r.version == 1 and r.prev_hash is not None for r in records)
+    assert records[0].prev_hash == "00" * 32
+    assert all(b.prev_hash == a.hash for a, b in zip(records, records[1:]))
     report = verify(records, checkpoints, live.audit_public_key)
     assert report.records == len(records) == records[-1].seq
     assert report.last_checkpoint is not None and report.last_checkpoint >= checkpoints[-1].seq
     assert {c.key for c in checkpoints} == {live.audit_public_key}
+    # The key the server prints for verifiers is the one derived here from its seed.
+    assert live.cli("audit", "public-key", "--config", str(live.config)).strip() == live.audit_public_key
     # Strongroom's own verifier agrees.
     rust = live.cli("audit", "verify", "--public-key", live.audit_public_key, "--config", str(live.config))
     assert rust.startswith("ok: "), rust
@@ -115,7 +121,9 @@ def test_a_rewritten_history_is_caught_by_the_checkpoints(live):
     prev = bytes.fromhex(records[0].hash)
     forged = [records[0]]
     for r in records[1:]:
-        changed = type(r)(**{**r.__dict__, "subject": r.subject + " (rewritten)"})
+        changed = type(r)(
+            **{**r.__dict__, "subject": r.subject + " (rewritten)", "prev_hash": prev.hex()}
+        )
         h = changed.computed_hash(prev)
         forged.append(type(r)(**{**changed.__dict__, "hash": h.hex()}))
         prev = h

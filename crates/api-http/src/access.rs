@@ -497,12 +497,16 @@ pub struct AuditQuery {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditRecordDto {
     seq: u64,
+    /// The record format (`SRAR` version, docs/FORMATS.md).
+    version: u16,
     time_ms: i64,
     actor: String,
     action: String,
     subject: String,
     /// Canonical JSON, as hashed.
     details: String,
+    /// The previous record's hash (32 zero bytes before the first), hex.
+    prev_hash: String,
     hash: String,
 }
 
@@ -532,6 +536,8 @@ async fn audit_log(
                 action: r.action,
                 subject: r.subject,
                 details: r.details,
+                version: r.version,
+                prev_hash: r.prev_hash.to_string(),
                 hash: r.hash.to_string(),
             })
             .collect(),

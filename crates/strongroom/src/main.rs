@@ -450,6 +450,12 @@ enum AuditCommand {
         #[arg(long)]
         public_key: Option<String>,
     },
+    /// Print the audit public key (64 hex digits) that checkpoints are
+    /// signed with, for auditors and outside verifiers to pin.
+    PublicKey {
+        #[arg(long, short, env = "STRONGROOM_CONFIG")]
+        config: PathBuf,
+    },
     /// Create an Ed25519 audit key inside the configured HSM and print the
     /// `hsm_key` line for `[audit]`.
     InitHsmKey {
@@ -581,6 +587,9 @@ fn main() -> ExitCode {
             load(&config).and_then(|c| serve::verify(c, public_key.as_deref()))
         }
         Command::Audit(AuditCommand::InitKey { out }) => setup::init_key(&out),
+        Command::Audit(AuditCommand::PublicKey { config }) => load(&config)
+            .and_then(|c| serve::audit_public_key(&c))
+            .map(|k| println!("{k}")),
         Command::Audit(AuditCommand::InitHsmKey { config }) => {
             load(&config).and_then(serve::init_hsm_audit_key)
         }

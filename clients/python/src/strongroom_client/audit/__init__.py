@@ -48,8 +48,9 @@ def _is_int(value: Any) -> bool:
 @dataclass(frozen=True)
 class AuditRecord:
     """One record as the API (`GET /v1/audit`) or an export line gives it.
-    `version` and `prev_hash` are absent from the API's answer (version 1;
-    the previous hash is the previous record's `hash`)."""
+    `version` and `prev_hash` are given by servers since they were added to
+    the API; absent (an older server), the version is 1 and the previous
+    hash is the previous record's `hash`."""
 
     seq: int
     time_ms: int
