@@ -73,7 +73,9 @@ impl IntoResponse for ApiError {
         // does not come back by waiting.
         let transient = self.status == StatusCode::SERVICE_UNAVAILABLE
             && body.code != "governance_not_configured";
-        let retry_after = self.retry_after.or(transient.then_some(RETRY_UNAVAILABLE_S));
+        let retry_after = self
+            .retry_after
+            .or(transient.then_some(RETRY_UNAVAILABLE_S));
         let mut resp = (self.status, Json(body)).into_response();
         if let Some(s) = retry_after
             && let Ok(v) = HeaderValue::from_str(&s.to_string())
