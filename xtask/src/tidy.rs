@@ -747,6 +747,7 @@ pub const SERVICE_LAYERS: &[(&str, &[&str])] = &[
             "moves",
             "outbox",
             "record",
+            "screening",
             "service",
             "settings",
             "threshold",
@@ -784,6 +785,7 @@ pub const SERVICE_LAYERS: &[(&str, &[&str])] = &[
         "transfers",
         &[
             "balances",
+            "judge",
             "requests",
             "rotation",
             "statements",

@@ -209,6 +209,9 @@ pub(crate) fn service_error(e: service::ServiceError) -> ApiError {
             ApiError::new(status, code, a.to_string())
         }
         E::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+        E::Screened { code, message } => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+        }
         E::InsufficientFunds(m) => ApiError::new(
             StatusCode::CONFLICT,
             "insufficient_funds",

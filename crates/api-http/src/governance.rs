@@ -26,6 +26,7 @@ pub(crate) fn routes() -> OpenApiRouter<Service> {
         .routes(routes!(vote_proposal))
         .routes(routes!(list_freezes, create_freeze))
         .routes(routes!(address_book))
+        .routes(routes!(deny_list))
 }
 
 /// Those who govern or oversee read proposals, freezes and the policy.
@@ -196,7 +197,10 @@ pub struct ProposalBody {
     /// `remove_address`, `grant`, `revoke`, `register_approver_key`,
     /// `revoke_approver_key`, `set_wallet_tier`, `set_price`
     /// (`{"kind": "set_price", "asset": "eip155:1/native", "usd": "3000.5"}`),
-    /// `release_freeze`.
+    /// `release_freeze`, `deny_addresses` (`{"kind": "deny_addresses",
+    /// "list": "incident 42", "entries": [{"network": "eip155:1",
+    /// "address": "0x…", "reason": "…"}]}`), `undeny_address`
+    /// (`{"kind": "undeny_address", "network": …, "address": …}`).
     #[schema(value_type = Object)]
     change: serde_json::Value,
 }
@@ -308,6 +312,45 @@ async fn address_book(
             })
             .collect(),
     ))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeniedDto {
+    /// `<network>/<address>`: the cursor for the next page.
+    id: String,
+    network: String,
+    /// As the list compares it: EVM lower-case hex, bech32 lower case.
+    address: String,
+    /// The list it came from (name and version).
+    list: String,
+    reason: String,
+    since_ms: i64,
+}
+
+/// The deny list: destinations no transfer may pay (entries are added,
+/// a list at a time, and removed by proposals: `deny_addresses`,
+/// `undeny_address`). Paged by id.
+#[utoipa::path(get, path = "/v1/deny-list", tag = "governance", params(PageQuery),
+    responses((status = 200, body = [DeniedDto])))]
+async fn deny_list(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<Vec<DeniedDto>>, ApiError> {
+    overseer(&who)?;
+    let rows = svc.deny_list().await.map_err(service_error)?;
+    let rows = rows
+        .into_iter()
+        .map(|d| DeniedDto {
+            id: format!("{}/{}", d.network, d.address),
+            network: d.network,
+            address: d.address,
+            list: d.list,
+            reason: d.reason,
+            since_ms: d.since.as_millis(),
+        })
+        .collect();
+    Ok(Json(page(rows, |d: &DeniedDto| &d.id, &q)?))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -287,6 +287,7 @@ async fn every_endpoint_against_every_role() {
         ),
         ("GET", "/v1/transfers/stuck".into(), None),
         ("GET", "/v1/address-book".into(), None),
+        ("GET", "/v1/deny-list".into(), None),
         ("GET", "/v1/wallets".into(), None),
         ("GET", format!("/v1/wallets/{}/balances", wallet.id), None),
         ("GET", format!("/v1/wallets/{}", wallet.id), None),

@@ -133,6 +133,7 @@ async fn openapi_document_describes_the_routes() {
             "/v1/auth/totp/confirm",
             "/v1/auth/totp/enrol",
             "/v1/btc/sends/{id}",
+            "/v1/deny-list",
             "/v1/eth/sends/{id}",
             "/v1/freezes",
             "/v1/grants",

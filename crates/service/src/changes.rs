@@ -64,7 +64,32 @@ pub enum Change {
         #[serde(default)]
         cool_down_s: u64,
     },
+    /// Destinations no transfer may pay: one list (a sanctions list, an
+    /// incident's addresses) imported as one proposal.
+    DenyAddresses {
+        /// Where the entries come from (a list's name and version).
+        list: String,
+        entries: Vec<DeniedEntry>,
+    },
+    /// Takes an address off the deny list.
+    UndenyAddress {
+        network: String,
+        address: String,
+    },
 }
+
+/// One deny-list entry as proposed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeniedEntry {
+    pub network: String,
+    /// In any case or encoding the network's addresses take.
+    pub address: String,
+    pub reason: String,
+}
+
+/// The most entries one deny-list proposal carries.
+pub(crate) const MAX_DENIED_PER_PROPOSAL: usize = 10_000;
 
 impl Change {
     /// Its kind (as in its JSON), the audit action recorded when it
@@ -90,6 +115,8 @@ impl Change {
             Change::SetWalletTier { .. } => ("set_wallet_tier", "wallet.tier_set", ManageNetworks),
             Change::SetPrice { .. } => ("set_price", "price.set", ManagePolicy),
             Change::ReleaseFreeze { .. } => ("release_freeze", "freeze.released", Freeze),
+            Change::DenyAddresses { .. } => ("deny_addresses", "deny_list.added", ManagePolicy),
+            Change::UndenyAddress { .. } => ("undeny_address", "deny_list.removed", ManagePolicy),
         }
     }
 }
@@ -145,6 +172,12 @@ pub(crate) fn price_of(asset: &str, usd: &str) -> Result<(domain::AssetId, u128)
     Ok((a, micro))
 }
 
+fn network_of(network: &str) -> Result<domain::Network, ServiceError> {
+    network
+        .parse()
+        .map_err(|e: domain::NetworkError| invalid(e.to_string()))
+}
+
 /// An address in its one canonical spelling for the network, checked by
 /// the chain crate: EIP-55 for EVM (mixed case required), lower-case
 /// bech32 for Bitcoin.
@@ -152,9 +185,7 @@ pub(crate) fn canonical_address(
     network: &str,
     text: &str,
 ) -> Result<(String, String), ServiceError> {
-    let net: domain::Network = network
-        .parse()
-        .map_err(|e: domain::NetworkError| invalid(e.to_string()))?;
+    let net = network_of(network)?;
     match net {
         domain::Network::Evm { .. } => {
             let a = chain_eth::DestinationRules {
@@ -172,6 +203,36 @@ pub(crate) fn canonical_address(
     }
 }
 
+/// A denied address in its canonical form however it was written: lower
+/// case hex for EVM (a deny list matches in any case; no checksum needed
+/// to refuse), bech32 in lower case (upper case accepted), base58 as is.
+pub(crate) fn canonical_denied(
+    network: &str,
+    text: &str,
+) -> Result<(String, String), ServiceError> {
+    let net = network_of(network)?;
+    let text = text.trim();
+    match net {
+        domain::Network::Evm { .. } => {
+            let (a, _) = chain_eth::EthAddress::parse(&text.to_ascii_lowercase())
+                .map_err(|e| invalid(e.to_string()))?;
+            Ok((net.to_string(), a.to_lower_hex()))
+        }
+        domain::Network::Bitcoin(b) => {
+            let upper_bech32 = text.chars().all(|c| !c.is_ascii_lowercase())
+                && text.contains('1')
+                && !text.starts_with('1');
+            let text = if upper_bech32 {
+                text.to_ascii_lowercase()
+            } else {
+                text.to_owned()
+            };
+            let a = chain_btc::BtcAddress::parse(&text, b).map_err(|e| invalid(e.to_string()))?;
+            Ok((net.to_string(), a.to_string()))
+        }
+    }
+}
+
 impl Change {
     /// Its canonical JSON: what is stored, hashed and signed.
     pub(crate) fn canonical(&self) -> Result<String, ServiceError> {
@@ -182,5 +243,92 @@ impl Change {
     /// SHA-256 of its canonical JSON (what an admin's vote names).
     pub(crate) fn digest(&self) -> Result<[u8; 32], ServiceError> {
         Ok(Sha256::digest(self.canonical()?.as_bytes()).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn denied_addresses_match_in_any_case_or_encoding() {
+        let evm = |a: &str| canonical_denied("eip155:1", a).unwrap().1;
+        let bob = "0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed";
+        for written in [
+            bob,
+            "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+            "0X5AAEB6053F3E94C9B9A09F33669435E7EF1BEAED",
+            // A checksum that fails is still that address, to deny.
+            "0x5AAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+        ] {
+            assert_eq!(evm(written), bob, "{written}");
+        }
+        let btc = |a: &str| canonical_denied("bitcoin:mainnet", a).unwrap().1;
+        let b = "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq";
+        assert_eq!(btc(&b.to_uppercase()), b);
+        assert_eq!(btc(b), b);
+        assert!(
+            canonical_denied(
+                "bitcoin:mainnet",
+                "bc1qAR0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"
+            )
+            .is_err()
+        );
+        assert!(canonical_denied("eip155:1", "0x1234").is_err());
+    }
+
+    #[test]
+    fn each_change_is_named_as_its_json_says() {
+        let s = || String::from("x");
+        let all = [
+            Change::SetPolicy { document: s() },
+            Change::AddAddress {
+                network: s(),
+                address: s(),
+                label: s(),
+                group: None,
+            },
+            Change::RemoveAddress { id: s() },
+            Change::Grant {
+                principal: s(),
+                role: s(),
+                scope: s(),
+                until_ms: None,
+            },
+            Change::Revoke {
+                principal: s(),
+                role: s(),
+                scope: s(),
+            },
+            Change::RegisterApproverKey {
+                principal: s(),
+                public_key: s(),
+            },
+            Change::RevokeApproverKey { principal: s() },
+            Change::SetWalletTier {
+                wallet: s(),
+                tier: s(),
+            },
+            Change::SetPrice {
+                asset: s(),
+                usd: s(),
+            },
+            Change::ReleaseFreeze {
+                freeze_id: s(),
+                cool_down_s: 0,
+            },
+            Change::DenyAddresses {
+                list: s(),
+                entries: vec![],
+            },
+            Change::UndenyAddress {
+                network: s(),
+                address: s(),
+            },
+        ];
+        for c in all {
+            let json = serde_json::to_value(&c).unwrap_or_default();
+            assert_eq!(json["kind"], c.describe().0);
+        }
     }
 }

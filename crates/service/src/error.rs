@@ -74,6 +74,10 @@ pub enum ServiceError {
     IdempotencyMismatch,
     #[error("insufficient funds: {0}")]
     InsufficientFunds(String),
+    /// The destination failed screening (`denied_destination`,
+    /// `lookalike_destination`): nothing was recorded.
+    #[error("{message}")]
+    Screened { code: &'static str, message: String },
 }
 
 #[derive(Debug, thiserror::Error)]

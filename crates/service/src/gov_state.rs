@@ -22,7 +22,9 @@ use sha2::Sha256;
 use storage::GovRecordRow;
 use zeroize::Zeroizing;
 
-use crate::changes::{Change, canonical_address, grant_of, price_of, principal_of};
+use crate::changes::{
+    Change, canonical_address, canonical_denied, grant_of, price_of, principal_of,
+};
 
 /// Who wrote a record, and so what it may carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +145,14 @@ pub(crate) struct AddressState {
 }
 
 /// A policy version as the log has it.
+/// Why an address is on the deny list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DeniedState {
+    pub(crate) list: String,
+    pub(crate) reason: String,
+    pub(crate) since: Timestamp,
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct PolicyState {
     pub(crate) digest: String,
@@ -201,6 +211,8 @@ pub(crate) struct GovState {
     whitelist: BTreeMap<String, AddressState>,
     prices: BTreeMap<String, (u128, Timestamp)>,
     tiers: BTreeMap<String, String>,
+    /// (network, canonical address) → why it is denied.
+    denied: BTreeMap<(String, String), DeniedState>,
     applied: BTreeSet<String>,
     /// Why replay stopped, if it did: the records from there on are ignored.
     pub(crate) broken: Option<String>,
@@ -534,6 +546,21 @@ impl GovState {
             }
             // Freezes are not governance state (their release is audited).
             Change::ReleaseFreeze { .. } => {}
+            Change::DenyAddresses { list, entries } => {
+                for e in entries {
+                    let key = canonical_denied(&e.network, &e.address).map_err(text)?;
+                    let why = DeniedState {
+                        list: list.clone(),
+                        reason: e.reason.clone(),
+                        since: at,
+                    };
+                    self.denied.insert(key, why);
+                }
+            }
+            Change::UndenyAddress { network, address } => {
+                let key = canonical_denied(network, address).map_err(text)?;
+                self.denied.remove(&key).ok_or("not on the deny list")?;
+            }
         }
         Ok(())
     }
@@ -609,6 +636,16 @@ impl GovState {
     }
 
     /// Every address-book entry, by id (removed ones too).
+    /// Why `address` (canonical) is denied on `network`, if it is.
+    pub(crate) fn denied(&self, network: &str, address: &str) -> Option<&DeniedState> {
+        self.denied.get(&(network.to_owned(), address.to_owned()))
+    }
+
+    /// The deny list: (network, canonical address) → why.
+    pub(crate) fn deny_list(&self) -> &BTreeMap<(String, String), DeniedState> {
+        &self.denied
+    }
+
     pub(crate) fn addresses(&self) -> &BTreeMap<String, AddressState> {
         &self.whitelist
     }

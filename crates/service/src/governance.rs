@@ -10,7 +10,7 @@ use storage::{
 };
 
 use crate::access::{Can, Principal, perm};
-pub use crate::changes::Change;
+pub use crate::changes::{Change, DeniedEntry};
 use crate::changes::{canonical_address, grant_of, invalid, price_of, principal_of, public_key_of};
 use crate::error::{ApprovalError, AuthError};
 use crate::freezes::check_label;
@@ -18,6 +18,7 @@ pub use crate::freezes::{FreezeScope, Placed};
 use crate::gov_log::Forgery;
 use crate::gov_state::{Authority, Content, Effects, SignedVote};
 use crate::record::entry;
+pub use crate::screening::DeniedAddress;
 use crate::service::{Service, ServiceError};
 pub use crate::settings::GovernanceConfig;
 
@@ -446,6 +447,10 @@ impl Service {
                     f.id, f.scope
                 )
             }
+            Change::DenyAddresses { list, entries } => crate::screening::check_deny(list, entries)?,
+            Change::UndenyAddress { network, address } => {
+                self.check_undeny(network, address).await?
+            }
         })
     }
 
@@ -720,6 +725,14 @@ impl Service {
                 tx.release_freeze(freeze_id, at, &row.id).await?;
                 json!({ "freeze": freeze_id, "released_at_ms": at.as_millis() })
             }
+            // The deny list is governance state alone (no table to keep).
+            Change::DenyAddresses { list, entries } => {
+                json!({ "list": list, "entries": entries.len() })
+            }
+            Change::UndenyAddress { network, address } => {
+                let (network, address) = crate::changes::canonical_denied(network, address)?;
+                json!({ "network": network, "address": address })
+            }
         };
         Ok((details, effects))
     }
@@ -818,57 +831,5 @@ impl Service {
                 tracing::error!(error = %e, "comparing the governed tables with the log failed");
             }
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn each_change_is_named_as_its_json_says() {
-        let s = || String::from("x");
-        let all = [
-            Change::SetPolicy { document: s() },
-            Change::AddAddress {
-                network: s(),
-                address: s(),
-                label: s(),
-                group: None,
-            },
-            Change::RemoveAddress { id: s() },
-            Change::Grant {
-                principal: s(),
-                role: s(),
-                scope: s(),
-                until_ms: None,
-            },
-            Change::Revoke {
-                principal: s(),
-                role: s(),
-                scope: s(),
-            },
-            Change::RegisterApproverKey {
-                principal: s(),
-                public_key: s(),
-            },
-            Change::RevokeApproverKey { principal: s() },
-            Change::SetWalletTier {
-                wallet: s(),
-                tier: s(),
-            },
-            Change::SetPrice {
-                asset: s(),
-                usd: s(),
-            },
-            Change::ReleaseFreeze {
-                freeze_id: s(),
-                cool_down_s: 0,
-            },
-        ];
-        for c in all {
-            let json = serde_json::to_value(&c).unwrap_or_default();
-            assert_eq!(json["kind"], c.describe().0);
-        }
     }
 }

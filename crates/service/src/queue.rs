@@ -266,6 +266,23 @@ impl Service {
                     ),
                     _ => {
                         crate::crash::point("after_claim");
+                        // Screened again before anything is signed: a
+                        // destination denied since it was approved fails.
+                        let network = t.asset.split('/').next().unwrap_or_default();
+                        match self.screen_denied(network, &t.destination).await {
+                            Ok(()) => {}
+                            Err(e @ ServiceError::Screened { .. }) => {
+                                failures.push((
+                                    t.id,
+                                    Event::AttemptFailed(Failure::Terminal),
+                                    e.to_string(),
+                                ));
+                                continue;
+                            }
+                            // Not known now: its claim runs out, and it is
+                            // claimed (and screened) again.
+                            Err(_) => continue,
+                        }
                         let btc = match t.asset.parse::<AssetId>().map(|a| a.network()) {
                             Ok(Network::Bitcoin(n)) => Some(n),
                             _ => None,

@@ -123,7 +123,16 @@ pub(crate) struct Held {
 }
 
 impl Service {
+    /// Checks a request against the configured networks and assets, then
+    /// screens its destination (deny list, look-alikes).
     pub(crate) async fn prepare(&self, req: &TransferRequest) -> Result<Prepared, ServiceError> {
+        let p = self.prepare_unscreened(req).await?;
+        self.screen_destination(&p.network, &p.destination_key)
+            .await?;
+        Ok(p)
+    }
+
+    async fn prepare_unscreened(&self, req: &TransferRequest) -> Result<Prepared, ServiceError> {
         let chain_id = match req.asset.network() {
             Network::Evm { chain_id } => chain_id,
             Network::Bitcoin(n) => return self.prepare_btc(req, n),

@@ -124,6 +124,12 @@ pub struct GovernanceConfig {
     pub approval_window_ms: i64,
     /// The longest an approver's signature may stay valid.
     pub max_approval_ttl_ms: i64,
+    /// Look-alike screening: a destination sharing this many characters
+    /// at the start and at the end of its body (after `0x`, `bc1q`, …)
+    /// with an address-book entry or a recent destination, without being
+    /// it, is refused (address poisoning).
+    pub lookalike_head: u8,
+    pub lookalike_tail: u8,
 }
 
 impl GovernanceConfig {
@@ -135,6 +141,8 @@ impl GovernanceConfig {
             whitelist_cooling_off_ms: 24 * 3_600_000,
             approval_window_ms: 24 * 3_600_000,
             max_approval_ttl_ms: 24 * 3_600_000,
+            lookalike_head: 4,
+            lookalike_tail: 4,
         }
     }
 }

@@ -9,28 +9,24 @@ use std::collections::BTreeSet;
 
 use domain::intent::IntentParts;
 use domain::{
-    AccountId, Actor, Permission, Role, Timestamp, TransferId, TransferIntent, TransferKind,
-    WalletId, permits,
+    AccountId, Actor, Permission, Role, Timestamp, TransferId, TransferIntent, WalletId, permits,
 };
 use lifecycle::{Event, State, Verdict};
-use policy::{
-    ApprovalStatement, Decision, Destination, Facts, Outcome, Policy, Price, TxType, Vote,
-    WindowPer, WindowTotal,
-};
+use policy::{ApprovalStatement, Decision, Outcome, Vote};
 use serde_json::json;
-use storage::{ApprovalRow, StorageError, TransferRow, WindowOf, WriteTx};
+use storage::{ApprovalRow, StorageError, TransferRow};
 
 use crate::access::{Can, perm};
 pub use crate::balances::AssetBalance;
 pub use crate::error::ApprovalError;
 use crate::error::AuthError;
 use crate::gov_log::Forgery;
+pub use crate::judge::Judgment;
 pub use crate::moves::state;
 use crate::moves::{Move, corrupt, invalid, transfer_event, transition};
 use crate::queue::cancel;
 pub use crate::queue::{ExecutePass, STUCK_AFTER_MS, Stuck};
 use crate::record::entry;
-use crate::requests::Prepared;
 pub use crate::requests::{Priority, TransferRequest};
 use crate::service::{Service, ServiceError};
 
@@ -51,17 +47,6 @@ fn check_token(s: &str, what: &str, max: usize) -> Result<(), ServiceError> {
             "{what}: 1 to {max} printable ASCII characters, no spaces"
         )))
     }
-}
-
-/// A decision with the policy version it was made under.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Judgment {
-    pub policy_version: Option<u64>,
-    pub decision: Decision,
-    /// The transfer's value in millionths of a dollar at the latest known
-    /// price, recorded for later USD windows whether or not this policy
-    /// asked for it (the decision's own figure when it did).
-    pub usd_micro: Option<u128>,
 }
 
 /// An approver's signed answer.
@@ -86,143 +71,6 @@ impl Service {
             .governance_cell()
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(cfg);
-    }
-
-    /// Judges a transfer inside one transaction that holds, in this order:
-    /// the governance lock (shared: no policy, address book or group change
-    /// lands meanwhile), the wallet's row lock and locks on the initiator
-    /// and the destination (rolling windows cannot race). Everything the
-    /// evaluator sees is read under them; the caller commits or drops `tx`.
-    async fn judge(
-        &self,
-        who: &Actor,
-        roles: &BTreeSet<Role>,
-        req: &TransferRequest,
-        p: &Prepared,
-    ) -> Result<(WriteTx, Judgment, Timestamp), ServiceError> {
-        let mut tx = self.store().begin().await?;
-        tx.governance_lock(true).await?;
-        let (_, tier_row) = tx.lock_wallet(req.wallet).await?;
-        // What governance decided, from the verified log; a row that says
-        // otherwise is ignored (and raised).
-        let gov = self.gov_in(&mut tx).await?;
-        let mut forged = Vec::new();
-        let logged_tier = gov.tier(req.wallet);
-        if tier_row != logged_tier {
-            forged.push(Forgery {
-                table: "wallets",
-                key: req.wallet.to_string(),
-                wallet: Some(req.wallet),
-                found: tier_row.clone(),
-                expected: logged_tier.to_owned(),
-            });
-        }
-        let tier: policy::Tier = logged_tier.parse().map_err(|e| corrupt("wallet tier", e))?;
-        tx.lock_names(&[
-            format!("initiator:{who}"),
-            format!("destination:{}", p.destination_key),
-        ])
-        .await?;
-        // The clock is read once the locks are held.
-        let now = self.now();
-        let row = tx
-            .whitelist_entry_in_tx(&p.network, &p.destination_key)
-            .await?;
-        let logged = gov.address(&p.network, &p.destination_key);
-        let agrees = match (&row, logged) {
-            (Some(r), Some((id, l))) => {
-                r.id == id && r.group == l.group && r.usable_from == l.usable_from
-            }
-            (None, None) => true,
-            _ => false,
-        };
-        if !agrees {
-            forged.push(Forgery {
-                table: "whitelist",
-                key: format!("{} {}", p.network, p.destination_key),
-                wallet: Some(req.wallet),
-                found: format!("{row:?}"),
-                expected: format!("{logged:?}"),
-            });
-        }
-        // A row the log does not have counts for nothing; a logged entry
-        // whose row is gone is not relied on either.
-        let destination = match (logged, &row) {
-            // Still cooling off: not yet in the address book for policy.
-            (Some((_, e)), Some(_)) if e.usable_from <= now => Destination::Whitelisted {
-                groups: e.group.clone().into_iter().collect(),
-            },
-            _ if tx
-                .is_own_eth_address_in_tx(&p.network, &p.destination_key)
-                .await? =>
-            {
-                Destination::Internal
-            }
-            _ => Destination::OneTime,
-        };
-        let asset = req.asset.to_string();
-        let price_row = tx.price_in_tx(&asset).await?.map(|(m, _)| m);
-        let logged_price = gov.price(&asset);
-        if price_row != logged_price.map(|(m, _)| m) {
-            forged.push(Forgery {
-                table: "prices",
-                key: asset.clone(),
-                wallet: None,
-                found: format!("{price_row:?}"),
-                expected: format!("{:?}", logged_price.map(|(m, _)| m)),
-            });
-        }
-        let price = logged_price.map(|(micro_usd_per_unit, as_of)| Price {
-            micro_usd_per_unit,
-            as_of,
-        });
-        let row_policy = match tx.current_policy_version().await? {
-            Some(v) => Some((v, tx.policy_in_tx(v).await?.digest)),
-            None => None,
-        };
-        let logged_policy = gov.current_policy();
-        if row_policy.as_ref().map(|(v, d)| (*v, d.as_str()))
-            != logged_policy.map(|(v, p)| (v, p.digest.as_str()))
-        {
-            forged.push(Forgery {
-                table: "policies",
-                key: "current".into(),
-                wallet: None,
-                found: format!("{row_policy:?}"),
-                expected: format!("{:?}", logged_policy.map(|(v, p)| (v, &p.digest))),
-            });
-        }
-        let no_policy;
-        let (policy_version, pol): (Option<u64>, &Policy) = match logged_policy {
-            Some((v, p)) => (Some(v), &p.policy),
-            // No policy yet: the catch-all blocks.
-            None => {
-                no_policy = Policy::from_toml("rules = []").map_err(|e| invalid(e.to_string()))?;
-                (None, &no_policy)
-            }
-        };
-        for f in forged {
-            self.raise(f, true).await?;
-        }
-        let known = Known { destination, price };
-        let facts = facts(&mut tx, who, roles, req, p, tier, pol, &known, now).await?;
-        let decision = policy::evaluate(pol, &facts);
-        let usd_micro = decision.usd_micro.or_else(|| {
-            let pr = price?;
-            let den = 10u128.checked_pow(u32::from(p.asset.decimals().get()))?;
-            Some(
-                p.amount
-                    .units()
-                    .checked_mul(pr.micro_usd_per_unit)?
-                    .div_ceil(den),
-            )
-        });
-        let j = Judgment {
-            policy_version,
-            decision,
-            usd_micro,
-        };
-        Ok((tx, j, now))
     }
 
     /// The wallet a transfer belongs to, to authorise acting on it.
@@ -265,78 +113,6 @@ impl Service {
         }
         Ok(moved)
     }
-}
-
-struct Known {
-    destination: Destination,
-    price: Option<Price>,
-}
-
-/// The facts for one transfer; rolling windows are read inside `tx`.
-#[allow(clippy::too_many_arguments)]
-async fn facts(
-    tx: &mut WriteTx,
-    who: &Actor,
-    roles: &BTreeSet<Role>,
-    req: &TransferRequest,
-    p: &Prepared,
-    tier: policy::Tier,
-    pol: &Policy,
-    known: &Known,
-    now: Timestamp,
-) -> Result<Facts, ServiceError> {
-    let asset_id = req.asset.to_string();
-    let mut windows = Vec::new();
-    for spec in pol.window_specs() {
-        let since = Timestamp::from_millis(
-            now.as_millis().saturating_sub(
-                i64::try_from(spec.seconds)
-                    .unwrap_or(i64::MAX / 1000)
-                    .saturating_mul(1000),
-            ),
-        );
-        let of = match spec.per {
-            WindowPer::Wallet => WindowOf::Wallet(req.wallet),
-            WindowPer::Initiator => WindowOf::Initiator(who),
-            WindowPer::Destination => WindowOf::Destination(&p.destination_key),
-        };
-        let items = tx.window_items(of, since).await?;
-        let mut asset_units: u128 = 0;
-        let mut usd: Option<u128> = Some(0);
-        for i in &items {
-            if i.asset == asset_id {
-                asset_units = asset_units
-                    .checked_add(i.amount)
-                    .ok_or_else(|| corrupt("window total", "overflow"))?;
-            }
-            usd = match (usd, i.usd_micro) {
-                (Some(a), Some(b)) => a.checked_add(b),
-                _ => None,
-            };
-        }
-        windows.push(WindowTotal {
-            spec,
-            asset_units,
-            usd_micro: usd,
-        });
-    }
-    Ok(Facts {
-        initiator: who.clone(),
-        initiator_roles: roles.clone(),
-        wallet: req.wallet,
-        tier,
-        destination: known.destination.clone(),
-        asset: req.asset.clone(),
-        decimals: p.asset.decimals(),
-        amount: p.amount.units(),
-        tx_type: match req.kind {
-            TransferKind::Sweep => TxType::Sweep,
-            _ => TxType::Transfer,
-        },
-        price: known.price,
-        now,
-        windows,
-    })
 }
 
 fn roles_of(grants: &[domain::Grant], wallet: WalletId) -> BTreeSet<Role> {
@@ -504,7 +280,16 @@ impl Can<'_, perm::InitiateTransfer> {
         let judged = lifecycle::step(received.to, Event::Judged(verdict))
             .map_err(|e| ServiceError::Conflict(e.to_string()))?;
         let st = judged.to.as_str();
-        let decision_json = serde_json::to_string(d).map_err(|e| invalid(e.to_string()))?;
+        // The decision as the policy made it, and the first-time flag
+        // approvers are shown beside it.
+        let mut decision_value = serde_json::to_value(d).map_err(|e| invalid(e.to_string()))?;
+        if let Some(o) = decision_value.as_object_mut() {
+            o.insert(
+                "first_time_destination".into(),
+                j.first_time_destination.into(),
+            );
+        }
+        let decision_json = decision_value.to_string();
         let row = TransferRow {
             id,
             wallet: req.wallet,
@@ -679,11 +464,8 @@ impl Can<'_, perm::ApproveTransfer> {
             .await?
             .ok_or(ApprovalError::NoApproverKey)?;
         // The key must be the one the verified governance log gave them.
-        let logged = svc
-            .gov_in(&mut tx)
-            .await?
-            .approver_key(who)
-            .map(str::to_owned);
+        let gov = svc.gov_in(&mut tx).await?;
+        let logged = gov.approver_key(who).map(str::to_owned);
         if logged.as_deref() != Some(key.public_key.as_str()) {
             svc.raise(
                 Forgery {
@@ -704,6 +486,10 @@ impl Can<'_, perm::ApproveTransfer> {
             .ok_or_else(|| corrupt("approver key", "not 32 bytes"))?;
         let t = tx.lock_transfer(id).await?;
         self.in_scope(&t)?;
+        // No approval for a destination denied since it was requested.
+        if v.vote == Vote::Approve {
+            crate::screening::refuse_denied(&gov, &t)?;
+        }
         // Once per approver, whatever became of the transfer since; a vote
         // that was voided (a revoked key) or has expired may be cast again.
         let earlier = tx

@@ -44,6 +44,7 @@ storage::on_both!(
     deposits_are_seen_then_credited_or_reorged,
     hd_accounts_hand_out_fresh_deposit_addresses,
     an_hd_account_rotates_to_a_new_one_and_sweeps_every_child_output,
+    destinations_are_screened_against_the_deny_list_and_look_alikes,
 );
 
 const ETHER: u128 = 1_000_000_000_000_000_000;
@@ -2826,4 +2827,147 @@ fn spent_outputs(tx: &bitcoin::Transaction, spent: &[storage::BtcUtxoRow]) -> Ve
             }
         })
         .collect()
+}
+
+/// The deny list, governed: an address in any case is refused when
+/// requested, when approved and before it is signed; a look-alike of an
+/// address-book entry (address poisoning) is refused with the match; a
+/// first-time destination is flagged in the decision.
+async fn destinations_are_screened_against_the_deny_list_and_look_alikes(f: Fixture) {
+    f.register_approvers().await;
+    let approvals = |above: &str| {
+        format!(
+            "[[groups]]\nname = \"approvers\"\nmembers = [\"{}\", \"{}\"]\n\n\
+             [[rules]]\nname = \"small\"\namount = {{ at_most = \"{above}\" }}\naction = \"allow\"\n\n\
+             [[rules]]\nname = \"large\"\naction = \"require_approval\"\n\
+             approvals = {{ group = \"approvers\", threshold = 1 }}\n",
+            Fixture::actor(&f.b),
+            Fixture::actor(&f.c)
+        )
+    };
+    f.set_policy(&approvals("1")).await;
+    let network = format!("eip155:{CHAIN_ID}");
+    let deny = |address: &str, list: &str| Change::DenyAddresses {
+        list: list.into(),
+        entries: vec![service::governance::DeniedEntry {
+            network: network.clone(),
+            address: address.into(),
+            reason: "stolen funds".into(),
+        }],
+    };
+    let code = |r: Result<storage::TransferRow, ServiceError>| match r {
+        Err(ServiceError::Screened { code, message }) => (code, message),
+        other => panic!("not screened: {other:?}"),
+    };
+    // Before: a transfer to Carol waits for an approval, one to Bob (under
+    // the limit) is queued; then both are denied (in lower case and in
+    // upper case: any case matches).
+    let waiting = f.submit(&f.initiator, CAROL, "2").await.unwrap();
+    assert_eq!(waiting.state, state::PENDING_APPROVAL);
+    let decision: serde_json::Value = serde_json::from_str(&waiting.decision).unwrap();
+    assert_eq!(decision["first_time_destination"], true, "{decision}");
+    let queued = f.submit(&f.initiator, BOB, "0.5").await.unwrap();
+    assert_eq!(queued.state, state::QUEUED);
+    let bob_upper = format!("0x{}", BOB[2..].to_uppercase());
+    for (address, list) in [
+        (CAROL.to_lowercase(), "incident 7"),
+        (bob_upper, "OFAC SDN 2026-12-01"),
+    ] {
+        let row = f.govern(&f.policy_admin, deny(&address, list)).await;
+        assert_eq!(row.state, "applied");
+    }
+    let listed = f.svc.deny_list().await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().all(|d| d.address == d.address.to_lowercase()));
+    // Requested: refused, nothing recorded.
+    let before = f.actions().await.len();
+    let (c, m) = code(f.submit(&f.initiator, BOB, "0.1").await);
+    assert_eq!(c, "denied_destination");
+    assert!(
+        m.contains("OFAC SDN 2026-12-01") && m.contains("stolen funds"),
+        "{m}"
+    );
+    assert_eq!(f.actions().await.len(), before);
+    // Approved: refused.
+    let (c, _) = code(
+        f.vote_as(&f.b, &waiting, Vote::Approve, f.soon(), None)
+            .await,
+    );
+    assert_eq!(c, "denied_destination");
+    // Before signing: the queued one fails with the reason; nothing signed.
+    f.svc.execute_due().await.unwrap();
+    let failed = f.db.store.transfer(queued.id).await.unwrap();
+    assert_eq!(failed.state, state::FAILED);
+    assert!(failed.last_error.unwrap().contains("deny list"));
+    assert!(failed.eth_send_id.is_none());
+    // Off the list again (a proposal too): Bob can be paid.
+    let row = f
+        .govern(
+            &f.policy_admin,
+            Change::UndenyAddress {
+                network: network.clone(),
+                address: BOB.to_lowercase(),
+            },
+        )
+        .await;
+    assert_eq!(row.state, "applied");
+    let paid = f.submit(&f.initiator, BOB, "0.1").await.unwrap();
+    assert_eq!(paid.state, state::QUEUED);
+    // Carried out: Bob is now a recent destination, and no longer new.
+    assert_eq!(f.svc.execute_due().await.unwrap().submitted, 1);
+    chain_eth_client::testing::mine(&f.client, 3).await;
+    f.svc.eth_poll(CHAIN_ID).await.unwrap();
+    let paid = f.db.store.transfer(paid.id).await.unwrap();
+    assert_eq!(paid.state, state::COMPLETED);
+    let again = f.submit(&f.initiator, BOB, "0.1").await.unwrap();
+    let decision: serde_json::Value = serde_json::from_str(&again.decision).unwrap();
+    assert_eq!(decision["first_time_destination"], false, "{decision}");
+    let mut bytes = [0u8; 20];
+    hex::decode_to_slice(&BOB[2..], &mut bytes).unwrap();
+    bytes[9] ^= 0x55;
+    let like_bob = chain_eth::EthAddress::from_bytes(bytes).to_string();
+    let (c, m) = code(f.submit(&f.initiator, &like_bob, "0.1").await);
+    assert_eq!(c, "lookalike_destination");
+    assert!(m.contains("paid in the last 90 days"), "{m}");
+    // Bad lists change nothing.
+    let who = f.who(&f.policy_admin).await;
+    for bad in [
+        deny("0x1234", "short"),
+        deny(BOB, ""),
+        Change::UndenyAddress {
+            network: network.clone(),
+            address: BOB.into(),
+        },
+    ] {
+        assert!(f.svc.propose(&who, bad).await.is_err());
+    }
+
+    // A look-alike of an address-book entry: the same first and last four
+    // hex digits, the middle changed (an address poisoner's vanity address).
+    let dave = "0x52908400098527886E0F7030069857D2E4169EE7";
+    let row = f
+        .govern(
+            &f.policy_admin,
+            Change::AddAddress {
+                network: network.clone(),
+                address: dave.into(),
+                label: "Dave".into(),
+                group: None,
+            },
+        )
+        .await;
+    assert_eq!(row.state, "applied");
+    let mut bytes = [0u8; 20];
+    hex::decode_to_slice(&dave[2..], &mut bytes).unwrap();
+    bytes[5] ^= 0xff;
+    bytes[12] ^= 0x0f;
+    let poisoned = chain_eth::EthAddress::from_bytes(bytes).to_string();
+    let (c, m) = code(f.submit(&f.initiator, &poisoned, "0.1").await);
+    assert_eq!(c, "lookalike_destination");
+    assert!(
+        m.contains(&dave.to_lowercase()) && m.contains("Dave"),
+        "{m}"
+    );
+    // The entry itself is no look-alike of itself.
+    assert!(f.submit(&f.initiator, dave, "0.1").await.is_ok());
 }

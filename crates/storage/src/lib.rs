@@ -30,6 +30,7 @@ mod broadcasts;
 mod btc;
 mod btc_chain;
 mod deposits;
+mod destinations;
 mod error;
 mod eth;
 mod governance;

@@ -14,6 +14,7 @@ use zeroize::Zeroizing;
 
 mod backup;
 mod chains;
+mod governance;
 mod reconcile;
 mod threshold;
 mod transport;
@@ -34,7 +35,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(key: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(key: &str, message: impl Into<String>) -> Self {
         ConfigError {
             key: key.to_owned(),
             message: message.into(),
@@ -52,7 +53,7 @@ struct RawConfig {
     log: RawLog,
     hsm: Option<RawHsm>,
     threshold: Option<RawThreshold>,
-    governance: RawGovernance,
+    governance: governance::RawGovernance,
     #[serde(default)]
     ethereum: Vec<RawEthereum>,
     #[serde(default)]
@@ -80,27 +81,6 @@ struct RawWebhooks {
 /// `[governance]`: who must agree before rules, roles and keys change.
 /// The quorum and the cooling-off period have no defaults: they are a
 /// decision of the installation.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawGovernance {
-    admin_quorum: u32,
-    whitelist_cooling_off_hours: u64,
-    #[serde(default = "default_proposal_ttl")]
-    proposal_ttl_hours: u64,
-    #[serde(default = "default_day")]
-    approval_window_hours: u64,
-    #[serde(default = "default_day")]
-    max_approval_ttl_hours: u64,
-}
-
-fn default_proposal_ttl() -> u64 {
-    168
-}
-
-fn default_day() -> u64 {
-    24
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawHsm {
@@ -414,7 +394,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             ));
         }
     };
-    let governance = governance(&raw.governance)?;
+    let governance = governance::governance(&raw.governance)?;
     let mut ethereum = Vec::with_capacity(raw.ethereum.len());
     for (i, e) in raw.ethereum.into_iter().enumerate() {
         let net = eth(e, i, &client_tls)?;
@@ -463,42 +443,6 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         checkpoint_every: Duration::from_secs(raw.audit.checkpoint_every_seconds),
         log_format: raw.log.format,
         log_level: raw.log.level,
-    })
-}
-
-fn governance(g: &RawGovernance) -> Result<service::governance::GovernanceConfig, ConfigError> {
-    if !(1..=20).contains(&g.admin_quorum) {
-        return Err(ConfigError::new(
-            "governance.admin_quorum",
-            "must be between 1 and 20 (admins whose approval a change needs)",
-        ));
-    }
-    let hours = |key: &str, v: u64, min: u64, max: u64| -> Result<i64, ConfigError> {
-        if !(min..=max).contains(&v) {
-            return Err(ConfigError::new(
-                &format!("governance.{key}"),
-                format!("must be between {min} and {max} hours"),
-            ));
-        }
-        // At most a year of hours: no overflow.
-        Ok(i64::try_from(v).unwrap_or(0) * 3_600_000)
-    };
-    Ok(service::governance::GovernanceConfig {
-        admin_quorum: g.admin_quorum,
-        whitelist_cooling_off_ms: hours(
-            "whitelist_cooling_off_hours",
-            g.whitelist_cooling_off_hours,
-            0,
-            24 * 90,
-        )?,
-        proposal_ttl_ms: hours("proposal_ttl_hours", g.proposal_ttl_hours, 1, 24 * 90)?,
-        approval_window_ms: hours("approval_window_hours", g.approval_window_hours, 1, 24 * 30)?,
-        max_approval_ttl_ms: hours(
-            "max_approval_ttl_hours",
-            g.max_approval_ttl_hours,
-            1,
-            24 * 30,
-        )?,
     })
 }
 
