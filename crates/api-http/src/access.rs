@@ -135,13 +135,16 @@ async fn totp_enrol(
     let req: TotpEnrol = if body.is_empty() {
         TotpEnrol::default()
     } else {
-        serde_json::from_slice(&body).map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_body",
-                "the request body is not valid",
-            )
-        })?
+        // `null` is no body too (the document allows it).
+        serde_json::from_slice::<Option<TotpEnrol>>(&body)
+            .map(Option::unwrap_or_default)
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_body",
+                    "the request body is not valid",
+                )
+            })?
     };
     let otpauth_uri = svc
         .totp_enrol(&who, req.code.as_deref())
@@ -490,7 +493,8 @@ async fn revoke_api_key(
 pub struct AuditQuery {
     /// Records after this sequence number.
     after: Option<u64>,
-    /// At most this many (≤ 1000).
+    /// At most this many (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
@@ -549,7 +553,8 @@ async fn audit_log(
 pub struct RunsQuery {
     /// Runs started before this time (ms since 1970): the next page.
     before: Option<i64>,
-    /// At most this many (≤ 100).
+    /// At most this many (1 to 100, default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
 }
 

@@ -208,7 +208,8 @@ pub struct ProposalBody {
 /// Proposes a change. An admin's proposal carries their approval; it
 /// applies when the admin quorum is reached.
 #[utoipa::path(post, path = "/v1/proposals", tag = "governance", request_body = ProposalBody,
-    responses((status = 201, body = ProposalDto), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 201, body = ProposalDto), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "What the change names does not exist (a freeze to release)", body = ErrorBody)))]
 async fn create_proposal(
     State(svc): State<Service>,
     Authed(who): Authed,
@@ -424,7 +425,8 @@ pub struct FreezeBody {
 /// have reached the network. Releasing takes a
 /// `release_freeze` proposal under the admin quorum.
 #[utoipa::path(post, path = "/v1/freezes", tag = "governance", request_body = FreezeBody,
-    responses((status = 201, body = FreezePlacedDto), (status = 400, body = ErrorBody)))]
+    responses((status = 201, body = FreezePlacedDto), (status = 400, body = ErrorBody),
+        (status = 404, description = "The wallet or key the scope names does not exist", body = ErrorBody)))]
 async fn create_freeze(
     State(svc): State<Service>,
     Authed(who): Authed,

@@ -36,7 +36,8 @@ pub struct LedgerQuery {
     to_ms: Option<i64>,
     /// After this movement (`seq` of the previous page's last).
     after: Option<i64>,
-    /// At most this many (≤ 1000, 100 without).
+    /// At most this many (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
@@ -150,6 +151,8 @@ pub struct HistoryQuery {
     from_ms: Option<i64>,
     to_ms: Option<i64>,
     after: Option<i64>,
+    /// At most this many (1 to 1000, default 1000).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 

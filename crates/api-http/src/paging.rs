@@ -12,8 +12,10 @@ use crate::error::{ApiError, page_limit};
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     /// The id of the last item of the previous page.
+    #[param(min_length = 1)]
     after: Option<String>,
     /// At most this many (1 to 500, default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
 }
 

@@ -290,6 +290,7 @@ pub struct TransferQuery {
     /// The same as `after` (kept for clients written before it).
     before: Option<String>,
     /// At most this many (1 to 500, default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
 }
 

@@ -120,6 +120,7 @@ pub struct WalletsQuery {
     /// The page after this wallet id (the last of the previous page).
     after: Option<String>,
     /// At most this many (1 to 500, default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
 }
 

@@ -488,6 +488,27 @@ impl EthClient {
         })
     }
 
+    /// What a call from `from` would return now (`eth_call` at the latest
+    /// block): a dry run of a transaction before it is signed.
+    pub async fn call_from(
+        &self,
+        from: EthAddress,
+        to: EthAddress,
+        data: &[u8],
+    ) -> Result<Vec<u8>, ClientError> {
+        let v = self
+            .call(
+                "eth_call",
+                json!([{
+                    "from": from.to_lower_hex(),
+                    "to": to.to_lower_hex(),
+                    "data": hex0x(data),
+                }, "latest"]),
+            )
+            .await?;
+        data_bytes("eth_call", &v)
+    }
+
     /// Gas a call would use now, from `from`.
     pub async fn estimate_gas(
         &self,

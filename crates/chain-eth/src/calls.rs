@@ -47,6 +47,14 @@ pub fn erc20_transfer(recipient: EthAddress, amount: u128) -> Vec<u8> {
     .abi_encode()
 }
 
+/// Whether a token's answer to `transfer` says it moved the tokens: `true`,
+/// strictly ABI-encoded, or no answer at all (tokens written before
+/// ERC-20 settled, USDT among them, return nothing). `false`, or anything
+/// else, moved nothing although the transaction succeeds.
+pub fn erc20_transfer_succeeded(answer: &[u8]) -> bool {
+    answer.is_empty() || transferCall::abi_decode_returns_validate(answer).is_ok_and(|ok| ok)
+}
+
 /// Decodes `transfer(recipient, amount)` calldata strictly: the exact
 /// length, clean padding, an amount that fits Strongroom's `u128`.
 pub fn decode_erc20_transfer(data: &[u8]) -> Result<(EthAddress, u128), CallError> {
@@ -263,4 +271,26 @@ fn spender_of(data: &[u8]) -> Option<(EthAddress, U256)> {
         (c.spender, c.addedValue)
     };
     Some((EthAddress::from_alloy(spender), amount))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transfer_succeeds_only_on_true_or_no_answer() {
+        let word = |last: u8| {
+            let mut w = [0u8; 32];
+            w[31] = last;
+            w
+        };
+        assert!(erc20_transfer_succeeded(&word(1)));
+        assert!(erc20_transfer_succeeded(&[]), "tokens that return nothing");
+        assert!(!erc20_transfer_succeeded(&word(0)), "false");
+        assert!(!erc20_transfer_succeeded(&word(2)), "not a bool");
+        assert!(!erc20_transfer_succeeded(&[1]), "too short");
+        let mut dirty = word(1);
+        dirty[0] = 1;
+        assert!(!erc20_transfer_succeeded(&dirty), "dirty padding");
+    }
 }

@@ -224,10 +224,37 @@ impl Service {
                     .find(|t| t.contract == contract)
                     .ok_or_else(|| EthError::AssetNotConfigured(contract.to_string()))?;
                 let data = chain_eth::calls::erc20_transfer(to, intended.amount());
-                let gas = client
+                let gas = match client
                     .estimate_gas(sender.address, contract, 0, &data)
                     .await
+                {
+                    Ok(gas) => gas,
+                    // The token itself refuses: no fee is spent trying.
+                    Err(ClientError::Rpc { message, .. }) if message.contains("revert") => {
+                        return Err(EthError::Refused(format!(
+                            "the token's transfer reverts: {message}"
+                        ))
+                        .into());
+                    }
+                    Err(e) => return Err(EthError::Node(e).into()),
+                };
+                // A transfer that answers false moves nothing, yet its
+                // transaction succeeds: tried first, and refused.
+                let answer = client
+                    .call_from(sender.address, contract, &data)
+                    .await
                     .map_err(EthError::Node)?;
+                if !chain_eth::calls::erc20_transfer_succeeded(&answer) {
+                    return Err(EthError::Refused(format!(
+                        "the token's transfer answers {} instead of true: it would move nothing",
+                        if answer.iter().all(|b| *b == 0) && !answer.is_empty() {
+                            "false".to_owned()
+                        } else {
+                            format!("0x{}", hex::encode(&answer))
+                        }
+                    ))
+                    .into());
+                }
                 // A quarter more than estimated, within the token's ceiling.
                 let gas = gas.saturating_add(gas / 4);
                 if gas > token.max_gas {

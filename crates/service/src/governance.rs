@@ -469,8 +469,9 @@ impl Service {
             .into_iter()
             .filter(|a| a != leaving && gov.approver_key(a).is_some())
             .count();
+        // The state of things refuses it, not the request: 409.
         if remaining < quorum {
-            return Err(invalid(format!(
+            return Err(ServiceError::Conflict(format!(
                 "it would leave {remaining} admins with a signing key, fewer than the quorum \
                  ({quorum}): governance could not act again"
             )));

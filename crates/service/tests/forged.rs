@@ -627,7 +627,7 @@ async fn governance_keeps_enough_signing_keys_to_act(f: Fixture) {
     ] {
         assert!(matches!(
             f.svc.propose(&admin, change).await,
-            Err(ServiceError::Invalid(m)) if m.contains("quorum")
+            Err(ServiceError::Conflict(m)) if m.contains("quorum")
         ));
     }
 }

@@ -3915,3 +3915,276 @@ fn a_lost_share_holder_is_replaced_by_a_new_split() {
     let o = strongroom(&["audit", "verify", "--config", cfg]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// Runtime code of a token that answers every call but `balanceOf` with
+/// `false` (32 zero bytes) and says every holder has 10^30: a transfer
+/// "succeeds" on chain and moves nothing.
+const FALSE_TOKEN: &str = "600035 60e01c 6370a08231 14 601457 6020 6000 f3 5b 6f0000000c9f2c9cd04674edea40000000 600052 6020 6000 f3";
+/// The same, but every call except `balanceOf` reverts.
+const REVERTING_TOKEN: &str = "600035 60e01c 6370a08231 14 601457 6000 6000 fd 5b 6f0000000c9f2c9cd04674edea40000000 600052 6020 6000 f3";
+
+#[test]
+fn erc20_withdrawals_through_the_api_sqlite() {
+    erc20_withdrawals_through_the_api("sqlite://strongroom.db");
+}
+
+#[test]
+fn erc20_withdrawals_through_the_api_postgres() {
+    let rt = rt();
+    let db = rt.block_on(TestDb::postgres());
+    erc20_withdrawals_through_the_api(&db.url);
+}
+
+/// ERC-20 end to end through `POST /v1/transfers`: a 6-decimal and an
+/// 18-decimal token (the test token deployed twice, configured with each),
+/// policy limits in token units, an approval, confirmation on anvil and
+/// the recipient's balance read back; a token whose `transfer` answers
+/// false and one whose `transfer` reverts end `failed` with the reason and
+/// nothing sent; payments to the token contract itself or to the zero
+/// address are refused when requested.
+fn erc20_withdrawals_through_the_api(db_url: &str) {
+    use chain_eth::TxPlan;
+    use chain_eth_client::testing::{Anvil, DevWallet, deploy_test_token};
+    let anvil = Anvil::start();
+    let rt = rt();
+    let client = rt.block_on(eth_client(anvil.url()));
+    let dev = rt.block_on(DevWallet::new(0));
+    let usd6 = rt.block_on(deploy_test_token(&client, &dev));
+    let usd18 = rt.block_on(deploy_test_token(&client, &dev));
+    let falsy = "0x7000000000000000000000000000000000000001";
+    let reverting = "0x7000000000000000000000000000000000000002";
+    for (at, code) in [(falsy, FALSE_TOKEN), (reverting, REVERTING_TOKEN)] {
+        let code = format!("0x{}", code.replace(' ', ""));
+        rt.block_on(client.raw_call("anvil_setCode", serde_json::json!([at, code])))
+            .unwrap();
+    }
+    let (dir, config) = data_dir(db_url);
+    let cfg = config.to_str().unwrap();
+    add_ethereum(&config, 31337, anvil.url());
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    for (symbol, contract, decimals) in [
+        ("TUSD", usd6.to_string(), 6),
+        ("TUSD18", usd18.to_string(), 18),
+        ("FALSY", falsy.to_owned(), 6),
+        ("REVERTS", reverting.to_owned(), 6),
+    ] {
+        text.push_str(&format!(
+            "\n[[ethereum.tokens]]\nsymbol = \"{symbol}\"\ncontract = \"{contract}\"\n\
+             decimals = {decimals}\nmax_gas = 200000\n"
+        ));
+    }
+    std::fs::write(&config, text).unwrap();
+    let quorum = init_keystore(cfg, &dir.path().join("shares"), 2, 2).join("\n") + "\n";
+    let o = strongroom_with_input(
+        &[
+            "key",
+            "create",
+            "--config",
+            cfg,
+            "--purpose",
+            "transfer-signing",
+            "--algorithm",
+            "ecdsa-secp256k1",
+        ],
+        &quorum,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let key = stdout(&o)
+        .lines()
+        .find_map(|l| l.strip_prefix("key ").map(str::to_owned))
+        .unwrap();
+    let o = strongroom(&[
+        "eth",
+        "register-sender",
+        "--config",
+        cfg,
+        "--key",
+        &key,
+        "--chain-id",
+        "31337",
+        "--wallet",
+        "tokens",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let field = |name: &str| {
+        stdout(&o)
+            .lines()
+            .find_map(|l| l.strip_prefix(name).map(str::to_owned))
+            .unwrap()
+    };
+    let (wallet, sender) = (field("wallet "), field("address "));
+    let sender_address: chain_eth::EthAddress = sender.parse().unwrap();
+    // Ether for gas, and tokens: 1 000 TUSD and 0.0005 TUSD18.
+    rt.block_on(async {
+        client
+            .raw_call(
+                "anvil_setBalance",
+                serde_json::json!([sender, "0x56bc75e2d63100000"]),
+            )
+            .await
+            .unwrap();
+        for (token, units) in [(usd6, 1_000_000_000u128), (usd18, 500_000_000_000_000)] {
+            dev.transact(&client, |nonce, fees| {
+                TxPlan::erc20(31337, nonce, token, sender_address, units, 100_000, fees)
+            })
+            .await;
+        }
+        chain_eth_client::testing::mine(&client, 3).await;
+    });
+    let person = |name: &str, role: &str, scope: &str| api_key(cfg, dir.path(), name, role, scope);
+    let scope = format!("wallet:{wallet}");
+    let (admin, _) = person("admin", "admin", "global");
+    let (writer, _) = person("writer", "policy-admin", "global");
+    let (initiator, _) = person("initiator", "initiator", &scope);
+    let (approver, approver_id) = person("approver", "approver", &scope);
+    let approver_key = dir.path().join("approver.sign");
+    let o = strongroom(&[
+        "approver-key",
+        "new",
+        "--out",
+        approver_key.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let public = stdout(&o)
+        .lines()
+        .find_map(|l| l.strip_prefix("public key: ").map(str::to_owned))
+        .unwrap();
+    let (server, lines) = serve_unsealed(&config, &quorum);
+    let tusd = format!("eip155:31337/erc20:{}", usd6.to_lower_hex());
+    let tusd18 = format!("eip155:31337/erc20:{}", usd18.to_lower_hex());
+    // Up to 100 TUSD at once; anything else needs the approver.
+    let document = format!(
+        "[[groups]]\nname = \"approvers\"\nmembers = [\"{approver_id}\"]\n\n\
+         [[rules]]\nname = \"small tusd\"\nassets = [\"{tusd}\"]\n\
+         amount = {{ at_most = \"100\" }}\naction = \"allow\"\n\n\
+         [[rules]]\nname = \"rest\"\naction = \"require_approval\"\n\
+         approvals = {{ group = \"approvers\", threshold = 1 }}\n"
+    );
+    for change in [
+        serde_json::json!({"kind": "set_policy", "document": document}),
+        serde_json::json!({"kind": "register_approver_key", "principal": approver_id, "public_key": public}),
+    ] {
+        let by = if change["kind"] == "set_policy" {
+            &writer
+        } else {
+            &admin
+        };
+        let body = serde_json::json!({ "change": change }).to_string();
+        let (code, p) = api_call(&server, by, "POST", "/v1/proposals", Some(&body), None);
+        assert_eq!(code, 201, "{p}");
+        let id = p["id"].as_str().unwrap().to_owned();
+        assert_eq!(approve_proposal(&server.base, &admin, &id), "applied");
+    }
+    let request = |asset: &str, amount: &str, to: &str| {
+        let body = serde_json::json!({"wallet": wallet, "asset": asset, "amount": amount, "destination": to}).to_string();
+        api_call(
+            &server,
+            &initiator,
+            "POST",
+            "/v1/transfers",
+            Some(&body),
+            None,
+        )
+    };
+    let approve = |transfer: &str| {
+        let o = strongroom(&[
+            "approve",
+            "--addr",
+            &server.base,
+            "--key-file",
+            approver.to_str().unwrap(),
+            "--approver-key",
+            approver_key.to_str().unwrap(),
+            "--transfer",
+            transfer,
+            "--yes",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    let ends = |transfer: &str| {
+        drive(&lines, 1, Some(&anvil), |id, to| {
+            id == transfer && matches!(to, "completed" | "failed" | "blocked")
+        })
+        .map(|d| d.1)
+    };
+    let held = |token: chain_eth::EthAddress, holder: &str| {
+        rt.block_on(client.erc20_balance(token, holder.parse().unwrap()))
+            .unwrap()
+    };
+    // Refused when requested: the token contract itself, the zero address.
+    for to in [
+        usd6.to_string(),
+        "0x0000000000000000000000000000000000000000".into(),
+    ] {
+        let (code, e) = request(&tusd, "1", &to);
+        assert_eq!(code, 400, "{to}: {e}");
+    }
+    // 50 TUSD: allowed at once, sent and confirmed.
+    let (code, t) = request(&tusd, "50", DESTINATION);
+    assert_eq!(code, 201, "{t}");
+    assert_eq!(t["state"], "queued", "{t}");
+    assert_eq!(
+        (t["amount"].as_str(), t["amount_decimal"].as_str()),
+        (Some("50000000"), Some("50"))
+    );
+    assert_eq!(
+        ends(t["id"].as_str().unwrap()).as_deref(),
+        Some("completed")
+    );
+    assert_eq!(held(usd6, DESTINATION), 50_000_000);
+    // 500 TUSD: over the limit, approved, then sent.
+    let (code, t) = request(&tusd, "500", DESTINATION);
+    assert_eq!(
+        (code, t["state"].as_str()),
+        (201, Some("pending_approval")),
+        "{t}"
+    );
+    approve(t["id"].as_str().unwrap());
+    assert_eq!(
+        ends(t["id"].as_str().unwrap()).as_deref(),
+        Some("completed")
+    );
+    assert_eq!(held(usd6, DESTINATION), 550_000_000);
+    // 18 decimals: 0.0001 TUSD18 is 10^14 base units.
+    let (code, t) = request(&tusd18, "0.0001", DESTINATION);
+    assert_eq!(code, 201, "{t}");
+    assert_eq!(t["amount"], "100000000000000", "{t}");
+    approve(t["id"].as_str().unwrap());
+    assert_eq!(
+        ends(t["id"].as_str().unwrap()).as_deref(),
+        Some("completed")
+    );
+    assert_eq!(held(usd18, DESTINATION), 100_000_000_000_000);
+    // Beyond what the sender holds: refused when requested.
+    let (code, e) = request(&tusd18, "0.001", DESTINATION);
+    assert_eq!(
+        (code, e["code"].as_str()),
+        (409, Some("insufficient_funds")),
+        "{e}"
+    );
+    // Tokens that misbehave: failed, with the reason, nothing broadcast.
+    for (token, why) in [(falsy, "answers false"), (reverting, "reverts")] {
+        let asset = format!("eip155:31337/erc20:{token}");
+        let (code, t) = request(&asset, "1", DESTINATION);
+        assert_eq!(code, 201, "{t}");
+        let id = t["id"].as_str().unwrap().to_owned();
+        approve(&id);
+        assert_eq!(ends(&id).as_deref(), Some("failed"), "{token}");
+        let (_, t) = api_call(
+            &server,
+            &initiator,
+            "GET",
+            &format!("/v1/transfers/{id}"),
+            None,
+            None,
+        );
+        assert!(
+            t["last_error"].as_str().unwrap_or_default().contains(why),
+            "{t}"
+        );
+        assert!(t["eth_send"].is_null(), "nothing was sent: {t}");
+    }
+    server.terminate();
+    let o = strongroom(&["audit", "verify", "--config", cfg]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
