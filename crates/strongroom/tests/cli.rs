@@ -4052,22 +4052,25 @@ fn erc20_withdrawals_through_the_api(db_url: &str) {
     let (server, lines) = serve_unsealed(&config, &quorum);
     let tusd = format!("eip155:31337/erc20:{}", usd6.to_lower_hex());
     let tusd18 = format!("eip155:31337/erc20:{}", usd18.to_lower_hex());
-    // Up to 100 TUSD at once; anything else needs the approver.
+    // Up to $100 of TUSD (at a governed price of $2) and 100 TUSD at once;
+    // anything else needs the approver.
     let document = format!(
-        "[[groups]]\nname = \"approvers\"\nmembers = [\"{approver_id}\"]\n\n\
+        "price_max_age_seconds = 3600\n\n\
+         [[groups]]\nname = \"approvers\"\nmembers = [\"{approver_id}\"]\n\n\
          [[rules]]\nname = \"small tusd\"\nassets = [\"{tusd}\"]\n\
-         amount = {{ at_most = \"100\" }}\naction = \"allow\"\n\n\
+         amount = {{ at_most = \"100\" }}\nusd = {{ at_most = \"100\" }}\naction = \"allow\"\n\n\
          [[rules]]\nname = \"rest\"\naction = \"require_approval\"\n\
          approvals = {{ group = \"approvers\", threshold = 1 }}\n"
     );
     for change in [
+        serde_json::json!({"kind": "set_price", "asset": tusd, "usd": "2"}),
         serde_json::json!({"kind": "set_policy", "document": document}),
         serde_json::json!({"kind": "register_approver_key", "principal": approver_id, "public_key": public}),
     ] {
-        let by = if change["kind"] == "set_policy" {
-            &writer
-        } else {
+        let by = if change["kind"] == "register_approver_key" {
             &admin
+        } else {
+            &writer
         };
         let body = serde_json::json!({ "change": change }).to_string();
         let (code, p) = api_call(&server, by, "POST", "/v1/proposals", Some(&body), None);
@@ -4132,6 +4135,22 @@ fn erc20_withdrawals_through_the_api(db_url: &str) {
         Some("completed")
     );
     assert_eq!(held(usd6, DESTINATION), 50_000_000);
+    // 60 TUSD is under 100 TUSD but $120: over the dollar limit.
+    let (code, t) = request(&tusd, "60", DESTINATION);
+    assert_eq!(
+        (code, t["state"].as_str()),
+        (201, Some("pending_approval")),
+        "{t}"
+    );
+    let (code, _) = api_call(
+        &server,
+        &initiator,
+        "POST",
+        &format!("/v1/transfers/{}/cancel", t["id"].as_str().unwrap()),
+        None,
+        None,
+    );
+    assert_eq!(code, 200);
     // 500 TUSD: over the limit, approved, then sent.
     let (code, t) = request(&tusd, "500", DESTINATION);
     assert_eq!(
