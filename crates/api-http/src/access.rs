@@ -178,10 +178,29 @@ async fn totp_confirm(
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantDto {
-    /// `admin`, `security-officer`, `policy-admin`, `initiator`, `approver`, `auditor`, `viewer`.
+    #[schema(value_type = RoleName)]
     role: String,
-    /// `global` or `wallet:<uuid>`.
+    /// `global` or `wallet:<uuid>` (a wallet scope for initiators,
+    /// approvers and viewers only).
+    #[schema(
+        pattern = "^(global|wallet:[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12})$"
+    )]
     scope: String,
+}
+
+/// A role, as grants name it (for the document: the server parses the
+/// text with `domain::Role`).
+#[derive(ToSchema)]
+#[serde(rename_all = "kebab-case")]
+#[allow(dead_code)]
+pub enum RoleName {
+    Admin,
+    SecurityOfficer,
+    PolicyAdmin,
+    Initiator,
+    Approver,
+    Auditor,
+    Viewer,
 }
 
 impl GrantDto {

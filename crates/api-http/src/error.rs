@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 
 /// The body of every error response.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"code": "insufficient_funds", "message": "insufficient funds: 2.5 ETH needed (this transfer, those still to leave and the fees they may pay), 1.2 ETH held"}))]
 pub struct ErrorBody {
     /// Stable, machine-readable: `not_found`, `payload_too_large`, `sealed`, …
     pub code: &'static str,

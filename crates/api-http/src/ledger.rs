@@ -129,7 +129,7 @@ async fn movements(
 
 /// A wallet's ledger: every movement of its funds, oldest first.
 #[utoipa::path(get, path = "/v1/wallets/{id}/ledger", tag = "wallets",
-    params(("id" = String, Path), LedgerQuery),
+    params(("id" = String, Path, format = "uuid", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"), LedgerQuery),
     responses((status = 200, body = [MovementDto]), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn wallet_ledger(
     State(svc): State<Service>,
@@ -168,7 +168,7 @@ pub struct BalancePointDto {
 /// A wallet's balances of one asset over time: a point per movement, with
 /// the balances after it.
 #[utoipa::path(get, path = "/v1/wallets/{id}/balances/history", tag = "wallets",
-    params(("id" = String, Path), HistoryQuery),
+    params(("id" = String, Path, format = "uuid", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"), HistoryQuery),
     responses((status = 200, body = [BalancePointDto]), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn balance_history(
     State(svc): State<Service>,
@@ -219,7 +219,7 @@ pub struct StatementDto {
 /// asset and every movement between, with its transfer, transaction and
 /// block; as JSON or CSV (`format=csv`).
 #[utoipa::path(get, path = "/v1/wallets/{id}/statement", tag = "wallets",
-    params(("id" = String, Path), StatementQuery),
+    params(("id" = String, Path, format = "uuid", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"), StatementQuery),
     responses((status = 200, body = StatementDto, content_type = "application/json"),
         (status = 200, body = String, content_type = "text/csv"),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]

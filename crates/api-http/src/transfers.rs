@@ -37,6 +37,15 @@ pub(crate) fn routes() -> OpenApiRouter<Service> {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "wallet": "0190c3a2-7d1e-7c55-9a3e-2f4b5c6d7e8f",
+    "asset": "eip155:1/native",
+    "amount": "0.5",
+    "destination": "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+    "reference": "payout 1842",
+    "external_id": "order-1842",
+    "priority": "normal"
+}))]
 pub struct TransferBody {
     wallet: String,
     /// `eip155:<chain>/native` or `eip155:<chain>/erc20:<contract>`.
@@ -350,7 +359,7 @@ async fn wallet_of(svc: &Service, id: TransferId) -> Result<WalletId, ApiError> 
 
 /// A transfer with its decision and approvals.
 #[utoipa::path(get, path = "/v1/transfers/{id}", tag = "transfers",
-    params(("id" = String, Path)), responses((status = 200, body = TransferDto), (status = 404, body = ErrorBody)))]
+    params(("id" = String, Path, format = "uuid", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")), responses((status = 200, body = TransferDto), (status = 404, body = ErrorBody)))]
 async fn get_transfer(
     State(svc): State<Service>,
     Authed(who): Authed,
@@ -392,7 +401,7 @@ pub struct TransferVote {
 /// An approver's signed vote. The statement signed is `SRAP` v1 over
 /// (digest, policy version, decision id, expiry, vote); see `strongroom approve`.
 #[utoipa::path(post, path = "/v1/transfers/{id}/approvals", tag = "transfers", request_body = TransferVote,
-    params(("id" = String, Path)),
+    params(("id" = String, Path, format = "uuid", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")),
     responses((status = 200, body = TransferDto), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn vote_transfer(
     State(svc): State<Service>,
@@ -432,7 +441,7 @@ async fn vote_transfer(
 /// Cancels a transfer not yet handed to the chain: an approver of its
 /// wallet, its initiator, or an operator of the queue.
 #[utoipa::path(post, path = "/v1/transfers/{id}/cancel", tag = "transfers",
-    params(("id" = String, Path)), responses((status = 200, body = TransferDto), (status = 409, body = ErrorBody)))]
+    params(("id" = String, Path, format = "uuid", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")), responses((status = 200, body = TransferDto), (status = 409, body = ErrorBody)))]
 async fn cancel_transfer(
     State(svc): State<Service>,
     Authed(who): Authed,
@@ -467,7 +476,7 @@ async fn cancel_transfer(
 /// Another attempt now for a queued transfer held for a person or waiting
 /// out a backoff (an operator of the queue; audited).
 #[utoipa::path(post, path = "/v1/transfers/{id}/retry", tag = "transfers",
-    params(("id" = String, Path)), responses((status = 200, body = TransferDto), (status = 409, body = ErrorBody)))]
+    params(("id" = String, Path, format = "uuid", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")), responses((status = 200, body = TransferDto), (status = 409, body = ErrorBody)))]
 async fn retry_transfer(
     State(svc): State<Service>,
     Authed(who): Authed,
@@ -535,7 +544,7 @@ pub struct Replace {
 /// fee caps bound it, freezes and the signing gate apply, and the transfer
 /// follows whichever transaction wins its nonce.
 #[utoipa::path(post, path = "/v1/transfers/{id}/replace", tag = "transfers", request_body = Replace,
-    params(("id" = String, Path)),
+    params(("id" = String, Path, format = "uuid", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")),
     responses((status = 200, body = String), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn replace_transfer(
     State(svc): State<Service>,

@@ -165,7 +165,7 @@ async fn list_wallets(
 /// A wallet and its deposit addresses, for those who may read it (`404`
 /// outside their scope).
 #[utoipa::path(get, path = "/v1/wallets/{id}", tag = "wallets",
-    params(("id" = String, Path)), responses((status = 200, body = WalletDetailDto), (status = 404, body = ErrorBody)))]
+    params(("id" = String, Path, format = "uuid", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")), responses((status = 200, body = WalletDetailDto), (status = 404, body = ErrorBody)))]
 async fn get_wallet(
     State(svc): State<Service>,
     Authed(who): Authed,
@@ -199,7 +199,7 @@ pub struct NewAccount {
 /// transfer-signing key on the chosen backend, given to the wallet; answers
 /// with its deposit address.
 #[utoipa::path(post, path = "/v1/wallets/{id}/accounts", tag = "wallets", request_body = NewAccount,
-    params(("id" = String, Path)),
+    params(("id" = String, Path, format = "uuid", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")),
     responses((status = 201, body = AccountDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn open_account(
     State(svc): State<Service>,
@@ -361,7 +361,7 @@ pub struct AddressRequest {
 /// An HD account's address comes with its derivation (`key`,
 /// `derivation_path`, `chain`, `index`) for watch-only import.
 #[utoipa::path(post, path = "/v1/wallets/{id}/addresses", tag = "wallets", request_body = AddressRequest,
-    params(("id" = String, Path)),
+    params(("id" = String, Path, format = "uuid", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")),
     responses((status = 200, description = "`{\"network\", \"address\"}`, with `key`, `derivation_path`, `chain` and `index` for an HD account's"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn deposit_address(
     State(svc): State<Service>,
@@ -449,7 +449,7 @@ pub struct BalanceDto {
 
 /// A wallet's balances: on chain, reserved, awaiting approval, available.
 #[utoipa::path(get, path = "/v1/wallets/{id}/balances", tag = "wallets",
-    params(("id" = String, Path)), responses((status = 200, body = [BalanceDto]), (status = 404, body = ErrorBody)))]
+    params(("id" = String, Path, format = "uuid", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")), responses((status = 200, body = [BalanceDto]), (status = 404, body = ErrorBody)))]
 async fn wallet_balances(
     State(svc): State<Service>,
     Authed(who): Authed,
@@ -516,7 +516,7 @@ pub struct DepositDto {
 /// A wallet's deposits (Ethereum: ether and configured tokens), newest
 /// first; paged by deposit id (`<tx hash>:<log index>`).
 #[utoipa::path(get, path = "/v1/wallets/{id}/deposits", tag = "wallets",
-    params(("id" = String, Path), PageQuery),
+    params(("id" = String, Path, format = "uuid", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"), PageQuery),
     responses((status = 200, body = [DepositDto]), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn wallet_deposits(
     State(svc): State<Service>,

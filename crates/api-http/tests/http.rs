@@ -175,6 +175,18 @@ async fn openapi_document_describes_the_routes() {
         ]
     );
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+    // The document's role names are exactly the roles the server parses.
+    let roles: Vec<String> = doc["components"]["schemas"]["RoleName"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_owned())
+        .collect();
+    let known: Vec<String> = domain::Role::ALL
+        .iter()
+        .map(|r| r.as_str().to_owned())
+        .collect();
+    assert_eq!(roles, known);
     assert_eq!(doc, serde_json::to_value(api_http::openapi()).unwrap());
 }
 
