@@ -189,9 +189,10 @@ pub struct NewAccount {
     /// `eip155:<chain id>` or `bitcoin:<network>`, configured on this server.
     network: String,
     /// Where the new key lives: `keystore` (the default), `pkcs11` (the
-    /// configured HSM), `keystore-hd` (Bitcoin: an HD account, a new
-    /// address per deposit) or `threshold` (Ethereum: shares on the
-    /// configured signer nodes, each checking what it signs).
+    /// configured HSM), `keystore-hd` (Bitcoin: a BIP-84 HD account, a new
+    /// P2WPKH address per deposit), `keystore-hd-taproot` (the same, BIP-86
+    /// Taproot addresses) or `threshold` (shares on the configured signer
+    /// nodes, each checking what it signs).
     backend: Option<String>,
 }
 
@@ -220,10 +221,12 @@ async fn open_account(
         "keystore" => AccountKey::Single(domain::KeyBackend::Keystore),
         "pkcs11" => AccountKey::Single(domain::KeyBackend::Pkcs11),
         "keystore-hd" => AccountKey::Hd,
+        "keystore-hd-taproot" => AccountKey::HdTaproot,
         "threshold" => AccountKey::Single(domain::KeyBackend::Threshold),
         other => {
             return Err(bad(format!(
-                "backend: keystore, pkcs11, keystore-hd or threshold, not {other:?}"
+                "backend: keystore, pkcs11, keystore-hd, keystore-hd-taproot or threshold, \
+                 not {other:?}"
             )));
         }
     };

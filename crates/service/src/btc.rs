@@ -101,7 +101,8 @@ impl Service {
     }
 
     /// How outputs paying `key` (an HD account key: at `child` below its
-    /// account, derived from its xpub alone, watch-only) are spent: P2WPKH.
+    /// account, derived from its xpub alone, watch-only) are spent: P2WPKH
+    /// for BIP-84 (ECDSA) accounts, P2TR key path for BIP-86 ones.
     pub(crate) async fn btc_spend_at(
         &self,
         key: KeyId,
@@ -111,17 +112,25 @@ impl Service {
             return self.btc_spend_single(key).await;
         }
         let row = self.store().key(key).await?;
-        if row.purpose != KeyPurpose::TransferSigning
-            || row.hd_path.is_none()
-            || row.algorithm != KeyAlgorithm::EcdsaSecp256k1
-        {
+        if row.purpose != KeyPurpose::TransferSigning || row.hd_path.is_none() {
             return Err(ServiceError::KeyNotUsable(format!(
-                "key {key} is not an ECDSA HD transfer-signing key"
+                "key {key} is not an HD transfer-signing key"
             )));
         }
         let pubkey = keys::hd::derive_from_xpub(&row.public_key, child)
             .map_err(|e| ServiceError::KeyNotUsable(e.to_string()))?;
-        Ok(Spend::P2wpkh { pubkey })
+        match row.algorithm {
+            KeyAlgorithm::EcdsaSecp256k1 => Ok(Spend::P2wpkh { pubkey }),
+            // BIP-86: the child's x-only key is the internal key.
+            KeyAlgorithm::SchnorrBip340 => {
+                let mut internal_key = [0u8; 32];
+                internal_key.copy_from_slice(&pubkey[1..]);
+                Ok(Spend::P2tr { internal_key })
+            }
+            KeyAlgorithm::Ed25519 => Err(ServiceError::KeyNotUsable(format!(
+                "key {key} is Ed25519: no Bitcoin output uses it"
+            ))),
+        }
     }
 
     async fn btc_spend_single(&self, key: KeyId) -> Result<Spend, ServiceError> {

@@ -66,10 +66,14 @@ fn watch_only(row: &storage::KeyRow, spend: Option<&chain_btc::Spend>) -> Option
         let slip132 = keys::hd::xpub_for(&row.public_key, path, true)
             .ok()
             .filter(|s| *s != xpub);
+        let kind = match row.algorithm {
+            domain::KeyAlgorithm::SchnorrBip340 => "tr",
+            _ => "wpkh",
+        };
         return Some(WatchOnly {
             account_path: Some(path.clone()),
-            descriptor: sum(format!("wpkh({xpub}/0/*)"))?,
-            change_descriptor: Some(sum(format!("wpkh({xpub}/1/*)"))?),
+            descriptor: sum(format!("{kind}({xpub}/0/*)"))?,
+            change_descriptor: Some(sum(format!("{kind}({xpub}/1/*)"))?),
             xpub: Some(xpub),
             slip132,
         });
@@ -178,8 +182,13 @@ impl Service {
                  (an HD account, backend keystore-hd, gives each deposit a new address)"
             )));
         }
-        if let (AccountKey::Hd, Network::Bitcoin(n)) = (kind, network) {
-            let (key, mnemonic) = self.create_bip84_key(actor, n).await?;
+        let hd = match kind {
+            AccountKey::Hd => Some(domain::KeyAlgorithm::EcdsaSecp256k1),
+            AccountKey::HdTaproot => Some(domain::KeyAlgorithm::SchnorrBip340),
+            AccountKey::Single(_) => None,
+        };
+        if let (Some(algorithm), Network::Bitcoin(n)) = (hd, network) {
+            let (key, mnemonic) = self.create_bitcoin_hd_key(actor, n, algorithm).await?;
             // The seed is sealed in the keystore (and its backups); the
             // words are not shown over the API.
             drop(mnemonic);
@@ -251,8 +260,11 @@ impl Service {
 pub enum AccountKey {
     /// A single key on a backend (the keystore or the HSM).
     Single(domain::KeyBackend),
-    /// An HD account in the keystore (Bitcoin): a new address per deposit.
+    /// An HD account in the keystore (Bitcoin): a new address per deposit,
+    /// P2WPKH (BIP-84).
     Hd,
+    /// The same with Taproot key-path addresses (BIP-86).
+    HdTaproot,
 }
 
 pub(crate) async fn create_wallet(
@@ -406,13 +418,29 @@ impl Service {
         actor: &Actor,
         n: domain::BitcoinNetwork,
     ) -> Result<(storage::KeyRow, keys::hd::Mnemonic), ServiceError> {
+        self.create_bitcoin_hd_key(actor, n, domain::KeyAlgorithm::EcdsaSecp256k1)
+            .await
+    }
+
+    /// An HD transfer-signing key for network `n`: BIP-84 (`m/84'/coin'/0'`,
+    /// P2WPKH) for ECDSA, BIP-86 (`m/86'/coin'/0'`, Taproot) for BIP-340.
+    pub(crate) async fn create_bitcoin_hd_key(
+        &self,
+        actor: &Actor,
+        n: domain::BitcoinNetwork,
+        algorithm: domain::KeyAlgorithm,
+    ) -> Result<(storage::KeyRow, keys::hd::Mnemonic), ServiceError> {
         let coin = u32::from(n != domain::BitcoinNetwork::Mainnet);
+        let purpose = match algorithm {
+            domain::KeyAlgorithm::SchnorrBip340 => 86,
+            _ => 84,
+        };
         self.create_hd_key(
             actor,
             crate::NewHdKey {
                 purpose: domain::KeyPurpose::TransferSigning,
-                algorithm: domain::KeyAlgorithm::EcdsaSecp256k1,
-                account_path: format!("m/84'/{coin}'/0'"),
+                algorithm,
+                account_path: format!("m/{purpose}'/{coin}'/0'"),
                 cryptoperiod_days: 365,
             },
         )

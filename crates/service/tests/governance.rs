@@ -43,6 +43,7 @@ storage::on_both!(
     wallets_open_accounts_with_deposit_addresses,
     deposits_are_seen_then_credited_or_reorged,
     hd_accounts_hand_out_fresh_deposit_addresses,
+    taproot_hd_accounts_pay_out_under_core,
     an_hd_account_rotates_to_a_new_one_and_sweeps_every_child_output,
     destinations_are_screened_against_the_deny_list_and_look_alikes,
 );
@@ -1572,6 +1573,13 @@ impl Fixture {
     /// Regtest (batches not held), an allow-all policy, and an HD account
     /// of the wallet opened by an admin.
     async fn hd_account(&self) -> service::wallets::WalletAccount {
+        self.hd_account_of(service::wallets::AccountKey::Hd).await
+    }
+
+    async fn hd_account_of(
+        &self,
+        kind: service::wallets::AccountKey,
+    ) -> service::wallets::WalletAccount {
         self.add_regtest(service::btc::BatchRule::default());
         self.set_policy("[[rules]]\nname = \"all\"\naction = \"allow\"\n")
             .await;
@@ -1582,7 +1590,7 @@ impl Fixture {
             .open_account(
                 self.wallet,
                 domain::Network::Bitcoin(domain::BitcoinNetwork::Regtest),
-                service::wallets::AccountKey::Hd,
+                kind,
             )
             .await
             .unwrap()
@@ -2970,4 +2978,80 @@ async fn destinations_are_screened_against_the_deny_list_and_look_alikes(f: Fixt
     );
     // The entry itself is no look-alike of itself.
     assert!(f.submit(&f.initiator, dave, "0.1").await.is_ok());
+}
+
+/// A BIP-86 HD account: Taproot deposit addresses derived from its xpub
+/// (the watch-only descriptor `tr(tpub…/0/*)` derives the same), two
+/// deposits spent by their child keys' key-path signatures, change to a
+/// Taproot change address; Bitcoin Core's interpreter verifies.
+async fn taproot_hd_accounts_pay_out_under_core(f: Fixture) {
+    use domain::{Asset, BitcoinNetwork};
+    let regtest = BitcoinNetwork::Regtest;
+    let account = f
+        .hd_account_of(service::wallets::AccountKey::HdTaproot)
+        .await;
+    assert!(account.address.starts_with("bcrt1p"), "{}", account.address);
+    let watch = account.watch.clone().unwrap();
+    assert_eq!(watch.account_path.as_deref(), Some("m/86'/1'/0'"));
+    assert!(watch.descriptor.starts_with("tr(tpub"), "{watch:?}");
+    assert_eq!(watch.slip132, None, "SLIP-132 has no Taproot prefix");
+    let receive = chain_btc::WalletDescriptor::parse(&watch.descriptor).unwrap();
+    assert_eq!(
+        receive.address_at(0, regtest).unwrap().to_string(),
+        account.address
+    );
+    f.svc
+        .waive_key_backup(&console(), account.key)
+        .await
+        .unwrap();
+    let who = f.who(&f.initiator).await;
+    let can = f
+        .svc
+        .authorize::<perm::InitiateTransfer>(&who, Some(f.wallet))
+        .unwrap();
+    let a0 = can.deposit_address(f.wallet, regtest).await.unwrap();
+    f.svc
+        .btc_record_deposit_to(&console(), regtest, &a0, &"b0".repeat(32), 0, 40_000)
+        .await
+        .unwrap();
+    let a1 = can.deposit_address(f.wallet, regtest).await.unwrap();
+    assert!(a1.starts_with("bcrt1p") && a1 != a0);
+    assert_eq!(receive.address_at(1, regtest).unwrap().to_string(), a1);
+    f.svc
+        .btc_record_deposit_to(&console(), regtest, &a1, &"b1".repeat(32), 1, 50_000)
+        .await
+        .unwrap();
+    let t = can
+        .submit(&TransferRequest {
+            asset: Asset::bitcoin(regtest).id().clone(),
+            destination: PAYEE.into(),
+            ..f.request(BOB, "0.0006")
+        })
+        .await
+        .unwrap();
+    assert_eq!(f.svc.execute_due().await.unwrap().submitted, 1);
+    let t = f.db.store.transfer(t.id).await.unwrap();
+    assert_eq!(t.state, state::SIGNED);
+    let send = f.db.store.btc_send(&t.btc_send_id.unwrap()).await.unwrap();
+    let tx: bitcoin::Transaction =
+        bitcoin::consensus::deserialize(send.raw.as_ref().unwrap()).unwrap();
+    let spent = f.db.store.btc_utxos_of_send(&send.id).await.unwrap();
+    assert_eq!(spent.len(), 2);
+    chain_btc::verify_with_core(&tx, &spent_outputs(&tx, &spent)).unwrap();
+    assert!(
+        tx.input.iter().all(|i| i.witness.len() == 1),
+        "key-path spends: one Schnorr signature each"
+    );
+    let change =
+        f.db.store
+            .btc_addresses_of_key("bitcoin:regtest", account.key, 1)
+            .await
+            .unwrap();
+    assert_eq!(change.len(), 1);
+    assert!(change[0].address.starts_with("bcrt1p"));
+    assert!(
+        tx.output
+            .iter()
+            .any(|o| o.script_pubkey.to_hex_string() == change[0].script_pubkey)
+    );
 }
