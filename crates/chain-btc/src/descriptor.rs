@@ -18,6 +18,8 @@ pub enum DescriptorError {
     Parse(String),
     #[error("Strongroom keeps wpkh(KEY/*), tr(KEY/*) and wsh(sortedmulti(M,KEY/*,…)) wallets only")]
     Unsupported,
+    #[error("a cosigner's key appears more than once: one holder would count twice")]
+    DuplicateKey,
     #[error("derivation failed: {0}")]
     Derive(String),
     #[error(transparent)]
@@ -43,6 +45,24 @@ impl WalletDescriptor {
         };
         if !ok || !d.has_wildcard() || d.is_multipath() {
             return Err(DescriptorError::Unsupported);
+        }
+        if let Descriptor::Wsh(w) = &d
+            && let WshInner::SortedMulti(m) = w.as_inner()
+        {
+            // The holder is the key, whatever path below it is named.
+            let mut keys: Vec<String> = m
+                .pks()
+                .iter()
+                .map(|k| match k {
+                    DescriptorPublicKey::XPub(x) => x.xkey.to_string(),
+                    DescriptorPublicKey::MultiXPub(x) => x.xkey.to_string(),
+                    DescriptorPublicKey::Single(s) => format!("{:?}", s.key),
+                })
+                .collect();
+            keys.sort();
+            if keys.windows(2).any(|w| w[0] == w[1]) {
+                return Err(DescriptorError::DuplicateKey);
+            }
         }
         Ok(WalletDescriptor(d))
     }

@@ -98,4 +98,19 @@ fn multisig_wallets_and_refused_shapes() {
         assert!(WalletDescriptor::parse(&shape).is_err(), "{shape}");
     }
     assert!(WalletDescriptor::parse("wpkh(nonsense)").is_err());
+    // A cosigner listed twice, or a threshold above the number of keys.
+    for bad in [
+        format!(
+            "wsh(sortedmulti(2,{}/0/*,{}/0/*,{}/0/*))",
+            keys[0], keys[0], keys[1]
+        ),
+        format!(
+            "wsh(sortedmulti(2,{}/0/*,{}/1/*,{}/0/*))",
+            keys[0], keys[0], keys[1]
+        ),
+        format!("wsh(sortedmulti(3,{}/0/*,{}/0/*))", keys[0], keys[1]),
+        format!("wsh(sortedmulti(0,{}/0/*,{}/0/*))", keys[0], keys[1]),
+    ] {
+        assert!(WalletDescriptor::parse(&bad).is_err(), "{bad}");
+    }
 }
