@@ -164,6 +164,9 @@ pub(crate) fn approve(
     if let Some(r) = intent.reference() {
         println!("reference   {r}");
     }
+    if t["decision"]["first_time_destination"] == true {
+        println!("            (never paid before: check it with its owner)");
+    }
     println!("digest      {}", intent.digest());
     println!(
         "policy      version {policy_version}, rule {}",

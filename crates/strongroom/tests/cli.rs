@@ -2099,6 +2099,7 @@ fn policy_approvals_and_freeze_from_the_cli() {
         let o = approve_with(false, answer);
         assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
         assert!(stdout(&o).contains("amount      5 ETH"), "{}", stdout(&o));
+        assert!(stdout(&o).contains("never paid before"), "{}", stdout(&o));
         assert!(stderr(&o).contains("nothing was signed"), "{}", stderr(&o));
     }
     let o = approve(false);
