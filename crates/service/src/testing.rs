@@ -293,7 +293,9 @@ pub async fn hd_account_with_words(
     wallet: WalletId,
     n: domain::BitcoinNetwork,
 ) -> Result<(domain::KeyId, String, keys::hd::Mnemonic), ServiceError> {
-    let (key, words) = svc.create_bip84_key(actor, n).await?;
+    let (key, words) = svc
+        .create_bitcoin_hd_key(actor, n, domain::KeyAlgorithm::EcdsaSecp256k1)
+        .await?;
     svc.waive_key_backup(actor, key.id).await?;
     svc.register_btc_account(actor, n, key.id, wallet).await?;
     let address = svc.next_deposit_address(actor, wallet, n).await?;

@@ -411,19 +411,9 @@ impl crate::access::Can<'_, crate::access::perm::InitiateTransfer> {
 }
 
 impl Service {
-    /// A BIP-84 HD transfer-signing key for network `n` (`m/84'/coin'/0'`,
-    /// coin 0 on mainnet, 1 elsewhere), and its words.
-    pub(crate) async fn create_bip84_key(
-        &self,
-        actor: &Actor,
-        n: domain::BitcoinNetwork,
-    ) -> Result<(storage::KeyRow, keys::hd::Mnemonic), ServiceError> {
-        self.create_bitcoin_hd_key(actor, n, domain::KeyAlgorithm::EcdsaSecp256k1)
-            .await
-    }
-
-    /// An HD transfer-signing key for network `n`: BIP-84 (`m/84'/coin'/0'`,
-    /// P2WPKH) for ECDSA, BIP-86 (`m/86'/coin'/0'`, Taproot) for BIP-340.
+    /// An HD transfer-signing key for network `n` and its words: BIP-84
+    /// (`m/84'/coin'/0'`, P2WPKH) for ECDSA, BIP-86 (`m/86'/coin'/0'`,
+    /// Taproot) for BIP-340; coin 0 on mainnet, 1 elsewhere.
     pub(crate) async fn create_bitcoin_hd_key(
         &self,
         actor: &Actor,
