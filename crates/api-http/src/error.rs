@@ -225,6 +225,14 @@ pub(crate) fn service_error(e: service::ServiceError) -> ApiError {
                 "no node of the network answered",
             )
         }
+        // A node that answers, but not as the protocol says.
+        E::Eth(service::eth::EthError::Node(service::eth::ClientError::Malformed { .. })) => {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "node_answer_malformed",
+                "a node's answer could not be read",
+            )
+        }
         E::Eth(
             ref e @ (service::eth::EthError::NetworkNotConfigured(_)
             | service::eth::EthError::AssetNotConfigured(_)),

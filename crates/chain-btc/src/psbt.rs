@@ -54,8 +54,8 @@ pub enum BtcError {
     #[error("input {0} does not exist or is not ours")]
     NoSuchInput(usize),
     #[error(
-        "input {0} carries neither the output it spends (PSBT_IN_WITNESS_UTXO) nor a previous \
-         transaction (PSBT_IN_NON_WITNESS_UTXO) whose id and output match it"
+        "input {0}: no output it spends (PSBT_IN_WITNESS_UTXO), or a previous transaction \
+         (PSBT_IN_NON_WITNESS_UTXO) that is not the one it names or disagrees with it"
     )]
     NoPrevout(usize),
     #[error("the signature does not verify for input {0}")]
@@ -339,15 +339,25 @@ pub fn prevouts_of(psbt: &Psbt) -> Result<Vec<TxOut>, BtcError> {
         .zip(&psbt.unsigned_tx.input)
         .enumerate()
         .map(|(i, (inp, txin))| {
-            if let Some(out) = &inp.witness_utxo {
-                return Ok(out.clone());
-            }
             let outpoint = txin.previous_output;
-            inp.non_witness_utxo
-                .as_ref()
-                .filter(|prev| prev.compute_txid() == outpoint.txid)
-                .and_then(|prev| prev.output.get(outpoint.vout as usize).cloned())
-                .ok_or(BtcError::NoPrevout(i))
+            // A previous transaction given must be the one the input names;
+            // its output is what is spent, and a `witness_utxo` beside it
+            // must agree.
+            let proven = match &inp.non_witness_utxo {
+                Some(prev) => Some(
+                    Some(prev)
+                        .filter(|p| p.compute_txid() == outpoint.txid)
+                        .and_then(|p| p.output.get(outpoint.vout as usize).cloned())
+                        .ok_or(BtcError::NoPrevout(i))?,
+                ),
+                None => None,
+            };
+            match (proven, &inp.witness_utxo) {
+                (Some(p), Some(w)) if p != *w => Err(BtcError::NoPrevout(i)),
+                (Some(p), _) => Ok(p),
+                (None, Some(w)) => Ok(w.clone()),
+                (None, None) => Err(BtcError::NoPrevout(i)),
+            }
         })
         .collect()
 }

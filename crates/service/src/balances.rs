@@ -151,8 +151,8 @@ impl Can<'_, perm::ReadWallet> {
                 // The most one more transfer could be: what the funds check
                 // would allow (for ether, after the fees every open transfer
                 // may pay and its own).
-                let need = needs(&outflows, &network, &id, &ether_id, 0, |a| {
-                    net.config.fee_reserve(a)
+                let need = needs(&outflows, &network, &id, &ether_id, 0, |a, gas| {
+                    net.config.fee_bound(a, gas)
                 })
                 .ok_or_else(|| corrupt("outflows", "overflow"))?;
                 let (bound, fees_reserved) = if id == ether_id {

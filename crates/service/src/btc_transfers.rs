@@ -248,6 +248,8 @@ impl Service {
     ) -> Result<chain_btc::Intended, ServiceError> {
         self.ensure_not_frozen(Some(t.wallet), None).await?;
         self.approvals_stand(std::slice::from_ref(t)).await?;
+        // Every payout of a batch, not only the one that was claimed first.
+        self.screen_denied(&net_name(n), &t.destination).await?;
         intended_payout(self, t, n)?.map_err(|e| corrupt("intent", e))
     }
 

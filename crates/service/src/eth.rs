@@ -244,6 +244,20 @@ impl Service {
                     .call_from(sender.address, contract, &data)
                     .await
                     .map_err(EthError::Node)?;
+                // No answer is also what an address without code gives: a
+                // token configured where none is deployed moves nothing.
+                if answer.is_empty()
+                    && client
+                        .code(contract)
+                        .await
+                        .map_err(EthError::Node)?
+                        .is_empty()
+                {
+                    return Err(EthError::Refused(format!(
+                        "no contract at {contract}: the token is not deployed on this chain"
+                    ))
+                    .into());
+                }
                 if !chain_eth::calls::erc20_transfer_succeeded(&answer) {
                     return Err(EthError::Refused(format!(
                         "the token's transfer answers {} instead of true: it would move nothing",

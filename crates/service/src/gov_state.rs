@@ -637,8 +637,19 @@ impl GovState {
 
     /// Every address-book entry, by id (removed ones too).
     /// Why `address` (canonical) is denied on `network`, if it is.
+    /// An EVM address denied on one chain is denied on every one: the same
+    /// key (and often the same holder) controls it everywhere.
     pub(crate) fn denied(&self, network: &str, address: &str) -> Option<&DeniedState> {
-        self.denied.get(&(network.to_owned(), address.to_owned()))
+        if let Some(d) = self.denied.get(&(network.to_owned(), address.to_owned())) {
+            return Some(d);
+        }
+        if !network.starts_with("eip155:") {
+            return None;
+        }
+        self.denied
+            .iter()
+            .find(|((n, a), _)| n.starts_with("eip155:") && a == address)
+            .map(|(_, d)| d)
     }
 
     /// The deny list: (network, canonical address) → why.

@@ -48,6 +48,8 @@ pub(crate) fn classify(e: &ServiceError) -> lifecycle::Failure {
         ServiceError::Storage(StorageError::Corrupt(_))
         // What the intent asks cannot be built into an approvable plan.
         | ServiceError::NotApproved(_)
+        // A destination denied: never paid, whatever is tried.
+        | ServiceError::Screened { .. }
         | ServiceError::Eth(
             Eth::Refused(_)
             | Eth::Address(_)

@@ -203,6 +203,7 @@ impl Service {
         let assets = self.configured_assets();
         let intent = decode_intent(&t, &assets)?;
         let network = intent.amount().asset().network().to_string();
+        self.screen_denied(&network, &t.destination).await?;
         let from = match intent.kind() {
             // From the retired account whose funds go to the destination.
             domain::TransferKind::Sweep => {

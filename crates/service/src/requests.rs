@@ -197,6 +197,20 @@ impl Service {
                  transfers are sent"
             )));
         }
+        // A token configured where nothing is deployed holds nothing and
+        // moves nothing: said now (the worker checks again).
+        if let AssetKind::Erc20(c) = asset.id().kind()
+            && net
+                .client
+                .code(chain_eth::EthAddress::from(*c))
+                .await
+                .is_ok_and(|code| code.is_empty())
+        {
+            return Err(invalid(format!(
+                "asset {}: no contract is deployed at its address on this chain",
+                req.asset
+            )));
+        }
         let network = asset.network().to_string();
         let destination = Address::new(asset.network(), &to.to_string())
             .map_err(|e| invalid(format!("destination: {e}")))?;
@@ -337,7 +351,7 @@ impl Service {
             &req.asset.to_string(),
             &Asset::ether(chain_id).id().to_string(),
             p.amount.units(),
-            |a| net.config.fee_reserve(a),
+            |a, gas| net.config.fee_bound(a, gas),
         )
         .ok_or_else(|| corrupt("outflows", "overflow"))?;
         let ether = Asset::ether(chain_id);
@@ -514,16 +528,17 @@ impl Service {
 
 /// What the wallet must hold on `network` for one more transfer of
 /// `amount` of `asset`, given its open transfers: in the asset, every open
-/// transfer of it and this one; in ether, every ether transfer and the fee
-/// each transfer on the network may pay — its plan's bound once planned,
-/// `fee_reserve` of its asset until then. `None` on overflow.
+/// transfer of it and this one; in ether, every ether transfer and the most
+/// each transfer on the network may pay in fees (`fee_bound`: its planned
+/// gas limit once planned, its asset's until then, at the capped price).
+/// `None` on overflow.
 pub(crate) fn needs(
     outflows: &[storage::Outflow],
     network: &str,
     asset: &str,
     ether: &str,
     amount: u128,
-    fee_reserve: impl Fn(&str) -> u128,
+    fee_bound: impl Fn(&str, Option<u64>) -> u128,
 ) -> Option<Needs> {
     let prefix = format!("{network}/");
     let mut in_asset = amount;
@@ -533,7 +548,7 @@ pub(crate) fn needs(
         if !o.asset.starts_with(&prefix) {
             continue;
         }
-        fees = fees.checked_add(o.fee_bound.unwrap_or_else(|| fee_reserve(&o.asset)))?;
+        fees = fees.checked_add(fee_bound(&o.asset, o.planned_gas))?;
         if o.asset == asset {
             in_asset = in_asset.checked_add(o.amount)?;
         }
@@ -545,7 +560,7 @@ pub(crate) fn needs(
         asset: in_asset,
         ether: in_ether
             .checked_add(fees)?
-            .checked_add(fee_reserve(asset))?,
+            .checked_add(fee_bound(asset, None))?,
         fees_reserved: fees,
     })
 }
@@ -570,19 +585,24 @@ mod tests {
     const ETH: &str = "eip155:1/native";
     const USDC: &str = "eip155:1/erc20:a0b86991c6218b36c1d19d4a2e9eb0ce3606eb48";
 
-    fn outflow(asset: &str, amount: u128, fee_bound: Option<u128>) -> storage::Outflow {
+    fn outflow(asset: &str, amount: u128, planned_gas: Option<u64>) -> storage::Outflow {
         storage::Outflow {
             asset: asset.to_owned(),
             amount,
             committed: true,
-            fee_bound,
+            planned_gas,
         }
     }
 
     #[test]
     fn transfers_reserve_the_fee_their_plan_may_pay() {
-        // An ether transfer reserves 3 until planned, a token transfer 8.
-        let reserve = |asset: &str| if asset == ETH { 3 } else { 8 };
+        // An ether transfer reserves 3 until planned, a token transfer 8;
+        // planned, its gas limit bounds it (here the fee is the gas).
+        let reserve = |asset: &str, gas: Option<u64>| match gas {
+            Some(g) => u128::from(g),
+            None if asset == ETH => 3,
+            None => 8,
+        };
         let open = vec![
             // Planned: its attempts may pay at most 2.
             outflow(ETH, 5, Some(2)),

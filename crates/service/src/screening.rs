@@ -42,6 +42,11 @@ pub(crate) fn check_deny(list: &str, entries: &[DeniedEntry]) -> Result<String, 
     Ok(format!("deny {} addresses ({list})", entries.len()))
 }
 
+/// Whether two networks share their addresses: every EVM chain does.
+fn same_family(a: &str, b: &str) -> bool {
+    a == b || (a.starts_with("eip155:") && b.starts_with("eip155:"))
+}
+
 /// The part of an address that is random: without `0x`, or a bech32
 /// address's human-readable part, separator and witness version, or a
 /// base58 address's version character.
@@ -151,11 +156,17 @@ impl Service {
             usize::from(cfg.lookalike_tail),
         );
         let mut known: Vec<(String, String)> = Vec::new();
-        if let Ok(gov) = self.gov().await {
+        // No governance, no address book; anything else fails closed.
+        let gov = match self.gov().await {
+            Ok(g) => Some(g),
+            Err(ServiceError::GovernanceNotConfigured) => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(gov) = gov {
             known.extend(
                 gov.addresses()
                     .values()
-                    .filter(|a| !a.removed && a.network == network)
+                    .filter(|a| !a.removed && same_family(&a.network, network))
                     .map(|a| {
                         (
                             a.address.clone(),
@@ -171,9 +182,16 @@ impl Service {
             destination.get(destination.len().saturating_sub(tail)..),
         ) {
             let since = Timestamp::from_millis(self.now().as_millis().saturating_sub(RECENT_MS));
+            // Every EVM chain's payees: a poisoner copies a mainnet payee
+            // to catch a payment on an L2.
+            let scope = if network.starts_with("eip155:") {
+                "eip155:%"
+            } else {
+                network
+            };
             known.extend(
                 self.store()
-                    .paid_destinations_like(network, since, start, end)
+                    .paid_destinations_like(scope, since, start, end)
                     .await?
                     .into_iter()
                     .map(|d| (d, "a destination paid in the last 90 days".to_owned())),

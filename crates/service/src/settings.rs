@@ -41,7 +41,16 @@ impl EthNetworkConfig {
     /// token's configured ceiling) at the capped fee per gas — within the
     /// cap on the whole fee. Once planned, its own plan's bound replaces it.
     pub fn fee_reserve(&self, asset: &str) -> u128 {
-        let gas = if asset.ends_with("/native") {
+        self.fee_bound(asset, None)
+    }
+
+    /// The most a transfer of `asset` may pay in fees, every speed-up
+    /// included: its gas limit once planned (`planned_gas`), else the
+    /// asset's, at the capped fee per gas, within the cap on a whole fee.
+    pub fn fee_bound(&self, asset: &str, planned_gas: Option<u64>) -> u128 {
+        let gas = if planned_gas.is_some() {
+            planned_gas
+        } else if asset.ends_with("/native") {
             Some(chain_eth::approved::PLAIN_GAS)
         } else {
             self.tokens
@@ -144,5 +153,52 @@ impl GovernanceConfig {
             lookalike_head: 4,
             lookalike_tail: 4,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fees_are_bounded_by_the_gas_limit_at_the_capped_price() {
+        let token = Asset::new(
+            "eip155:1/erc20:0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48"
+                .parse()
+                .unwrap(),
+            domain::Symbol::new("USDC").unwrap(),
+            domain::Decimals::new(6).unwrap(),
+        )
+        .unwrap();
+        let cfg = EthNetworkConfig {
+            chain_id: 1,
+            legacy: false,
+            confirmations: 12,
+            fee_caps: FeeCaps {
+                max_fee_per_gas: 100,
+                max_total_fee: 10_000_000,
+            },
+            min_priority_fee: 1,
+            allow_unchecksummed: false,
+            tokens: vec![EthToken {
+                asset: token.clone(),
+                contract: "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48"
+                    .parse()
+                    .unwrap(),
+                max_gas: 90_000,
+            }],
+        };
+        let usdc = token.id().to_string();
+        assert_eq!(cfg.fee_reserve("eip155:1/native"), 2_100_000);
+        // A token not yet planned: its ceiling; planned: the plan's limit.
+        assert_eq!(cfg.fee_reserve(&usdc), 9_000_000);
+        assert_eq!(cfg.fee_bound(&usdc, Some(60_000)), 6_000_000);
+        // Never above the cap on a whole fee.
+        assert_eq!(cfg.fee_bound(&usdc, Some(200_000)), 10_000_000);
+        // A token no longer configured: the whole cap.
+        assert_eq!(
+            cfg.fee_reserve("eip155:1/erc20:0x00000000000000000000000000000000000000aa"),
+            10_000_000
+        );
     }
 }

@@ -44,6 +44,7 @@ storage::on_both!(
     deposits_are_seen_then_credited_or_reorged,
     hd_accounts_hand_out_fresh_deposit_addresses,
     taproot_hd_accounts_pay_out_under_core,
+    a_payout_denied_while_it_waits_for_its_batch_is_never_paid,
     an_hd_account_rotates_to_a_new_one_and_sweeps_every_child_output,
     destinations_are_screened_against_the_deny_list_and_look_alikes,
 );
@@ -1549,14 +1550,11 @@ async fn concurrent_withdrawals_never_commit_more_than_the_wallet_holds(f: Fixtu
     assert_eq!(b.available, Some(ETHER - 11 * reserve));
     // All ten go out and complete: the node accepts every one.
     assert_eq!(f.svc.execute_due().await.unwrap().submitted, 10);
-    // Planned, each reserves only what its plan may pay (the node's fees
-    // are far below the cap): the difference is free again.
+    // Planned, each still reserves what a speed-up may pay: its gas limit
+    // (21 000 for ether) at the capped price, not what its first attempt
+    // offered.
     let b = ether().await;
-    assert!(
-        b.fees_reserved > 0 && b.fees_reserved < 10 * reserve,
-        "{}",
-        b.fees_reserved
-    );
+    assert_eq!(b.fees_reserved, 10 * reserve);
     chain_eth_client::testing::mine(&f.client, 3).await;
     f.svc.eth_poll(CHAIN_ID).await.unwrap();
     let done =
@@ -2887,6 +2885,24 @@ async fn destinations_are_screened_against_the_deny_list_and_look_alikes(f: Fixt
     let listed = f.svc.deny_list().await.unwrap();
     assert_eq!(listed.len(), 2);
     assert!(listed.iter().all(|d| d.address == d.address.to_lowercase()));
+    // Denied on another EVM chain: denied here too (one key, every chain).
+    let elsewhere = "0x8617E340B3D01FA5F11F306F4090FD50E238070D";
+    let row = f
+        .govern(
+            &f.policy_admin,
+            Change::DenyAddresses {
+                list: "mainnet incident".into(),
+                entries: vec![service::governance::DeniedEntry {
+                    network: "eip155:1".into(),
+                    address: elsewhere.into(),
+                    reason: "drained a bridge".into(),
+                }],
+            },
+        )
+        .await;
+    assert_eq!(row.state, "applied");
+    let (c, _) = code(f.submit(&f.initiator, elsewhere, "0.1").await);
+    assert_eq!(c, "denied_destination");
     // Requested: refused, nothing recorded.
     let before = f.actions().await.len();
     let (c, m) = code(f.submit(&f.initiator, BOB, "0.1").await);
@@ -3054,4 +3070,88 @@ async fn taproot_hd_accounts_pay_out_under_core(f: Fixture) {
             .iter()
             .any(|o| o.script_pubkey.to_hex_string() == change[0].script_pubkey)
     );
+}
+
+/// A Bitcoin payout waiting for its batch's window when its destination is
+/// denied: pulled into the batch another payout starts, it fails with the
+/// reason, and the batch pays the other one alone.
+async fn a_payout_denied_while_it_waits_for_its_batch_is_never_paid(f: Fixture) {
+    use domain::{Asset, BitcoinNetwork};
+    use service::btc::BatchRule;
+    let regtest = BitcoinNetwork::Regtest;
+    f.add_regtest(BatchRule {
+        window_ms: 60_000,
+        max_payouts: 2,
+    });
+    f.set_policy("[[rules]]\nname = \"all\"\naction = \"allow\"\n")
+        .await;
+    let mut keys = Vec::new();
+    for _ in 0..2 {
+        let k = NewKey {
+            purpose: KeyPurpose::TransferSigning,
+            algorithm: KeyAlgorithm::EcdsaSecp256k1,
+            backend: KeyBackend::Keystore,
+            cryptoperiod_days: 30,
+        };
+        keys.push(f.svc.create_key(&console(), k).await.unwrap().id);
+    }
+    f.svc
+        .register_btc_key(&console(), regtest, keys[0], f.wallet)
+        .await
+        .unwrap();
+    f.svc
+        .btc_record_deposit(&console(), regtest, keys[0], &"c1".repeat(32), 0, 100_000)
+        .await
+        .unwrap();
+    let other = f.svc.btc_address(keys[1], regtest).await.unwrap();
+    let who = f.who(&f.initiator).await;
+    let can = f
+        .svc
+        .authorize::<perm::InitiateTransfer>(&who, Some(f.wallet))
+        .unwrap();
+    let btc = |to: &str, amount: &str| TransferRequest {
+        asset: Asset::bitcoin(regtest).id().clone(),
+        destination: to.into(),
+        ..f.request(BOB, amount)
+    };
+    let waiting = can.submit(&btc(PAYEE, "0.0002")).await.unwrap();
+    f.svc.execute_due().await.unwrap();
+    assert_eq!(
+        f.db.store.transfer(waiting.id).await.unwrap().state,
+        state::QUEUED,
+        "waiting for the window"
+    );
+    let row = f
+        .govern(
+            &f.policy_admin,
+            Change::DenyAddresses {
+                list: "incident 9".into(),
+                entries: vec![service::governance::DeniedEntry {
+                    network: "bitcoin:regtest".into(),
+                    address: PAYEE.to_uppercase(),
+                    reason: "a thief's address".into(),
+                }],
+            },
+        )
+        .await;
+    assert_eq!(row.state, "applied");
+    let starter = can.submit(&btc(&other, "0.0003")).await.unwrap();
+    f.svc.execute_due().await.unwrap();
+    let denied = f.db.store.transfer(waiting.id).await.unwrap();
+    assert_eq!(denied.state, state::FAILED);
+    assert!(denied.last_error.unwrap().contains("deny list"));
+    assert!(denied.btc_send_id.is_none());
+    let paid = f.db.store.transfer(starter.id).await.unwrap();
+    assert_eq!(paid.state, state::SIGNED);
+    let send =
+        f.db.store
+            .btc_send(&paid.btc_send_id.unwrap())
+            .await
+            .unwrap();
+    let tx: bitcoin::Transaction =
+        bitcoin::consensus::deserialize(send.raw.as_ref().unwrap()).unwrap();
+    let denied_script = chain_btc::BtcAddress::parse(PAYEE, regtest)
+        .unwrap()
+        .script_pubkey();
+    assert!(tx.output.iter().all(|o| o.script_pubkey != denied_script));
 }

@@ -9,7 +9,8 @@ use crate::store::Store;
 use crate::tx::WriteTx;
 
 impl Store {
-    /// The destinations (canonical form) of transfers of `network` that
+    /// The destinations (canonical form) of transfers of `network` (a
+    /// `LIKE` pattern: `eip155:%` for every EVM chain) that
     /// completed at or after `since` and, case aside, start with `start`
     /// and end with `end` — candidates for a look-alike of a new one
     /// (addresses hold no `%` or `_`).

@@ -214,9 +214,10 @@ pub struct Outflow {
     /// Approved, or handed to the chain and not yet confirmed; otherwise
     /// waiting for approvals or in a time lock.
     pub committed: bool,
-    /// Once its Ethereum transaction is planned: the most its attempts
-    /// may pay in fees (gas limit × max fee per gas, the highest attempt's).
-    pub fee_bound: Option<u128>,
+    /// Once its Ethereum transaction is planned: the gas limit of its
+    /// attempts (the highest), which bounds every fee it may pay within
+    /// the network's caps, speed-ups included.
+    pub planned_gas: Option<u64>,
 }
 
 async fn wallet_outflows_on<'e, E>(db: E, wallet: WalletId) -> Result<Vec<Outflow>, StorageError>
@@ -224,7 +225,7 @@ where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     let rows = sqlx::query(
-        "SELECT t.id, t.asset, t.amount, t.state, a.gas_limit, a.max_fee_per_gas \
+        "SELECT t.id, t.asset, t.amount, t.state, a.gas_limit \
          FROM transfers t LEFT JOIN eth_attempts a ON a.send_id = t.eth_send_id \
          WHERE t.wallet_id = $1 \
          AND t.state IN ('pending_approval', 'time_locked', 'queued', 'signing', 'signed', \
@@ -237,21 +238,14 @@ where
     let mut last: Option<String> = None;
     for r in &rows {
         let id: String = r.try_get("id")?;
-        let fee = match r.try_get::<Option<i64>, _>("gas_limit")? {
-            Some(gas) => {
-                let gas = u128::try_from(gas).map_err(|_| corrupt("gas_limit", &"negative"))?;
-                let per_gas: u128 = parsed(r, "max_fee_per_gas")?;
-                Some(
-                    gas.checked_mul(per_gas)
-                        .ok_or_else(|| corrupt("max_fee_per_gas", &"overflow"))?,
-                )
-            }
-            None => None,
-        };
+        let gas = r
+            .try_get::<Option<i64>, _>("gas_limit")?
+            .map(|g| u64::try_from(g).map_err(|_| corrupt("gas_limit", &"negative")))
+            .transpose()?;
         if last.as_deref() == Some(id.as_str())
             && let Some(o) = out.last_mut()
         {
-            o.fee_bound = o.fee_bound.max(fee);
+            o.planned_gas = o.planned_gas.max(gas);
             continue;
         }
         let state: String = r.try_get("state")?;
@@ -259,7 +253,7 @@ where
             asset: r.try_get("asset")?,
             amount: parsed(r, "amount")?,
             committed: !matches!(state.as_str(), "pending_approval" | "time_locked"),
-            fee_bound: fee,
+            planned_gas: gas,
         });
         last = Some(id);
     }

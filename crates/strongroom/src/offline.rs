@@ -197,30 +197,20 @@ fn our_claims(
     Ok(found)
 }
 
-/// The scripts a key of ours may be paid to as change.
-fn change_scripts(
-    pk: &[u8; 33],
-    output: &bitcoin::psbt::Output,
-) -> Result<Vec<ScriptBuf>, Failure> {
+/// The scripts a key of ours may be paid to as change: the key alone
+/// (P2WPKH, P2PKH, BIP-86 Taproot). A script that merely names the key
+/// (a multisig, or one another key could satisfy) is shown as a payment:
+/// someone else may be able to spend it.
+fn change_scripts(pk: &[u8; 33]) -> Result<Vec<ScriptBuf>, Failure> {
     let key = bitcoin::PublicKey::from_slice(pk).map_err(anyhow::Error::from)?;
     let compressed = bitcoin::CompressedPublicKey(key.inner);
     let secp = bitcoin::secp256k1::Secp256k1::verification_only();
     let (xonly, _) = key.inner.x_only_public_key();
-    let mut scripts = vec![
+    Ok(vec![
         ScriptBuf::new_p2wpkh(&compressed.wpubkey_hash()),
         ScriptBuf::new_p2pkh(&key.pubkey_hash()),
         ScriptBuf::new_p2tr(&secp, xonly, None),
-    ];
-    // A multisig whose script names the key (a cosigner's change).
-    if let Some(ws) = &output.witness_script
-        && ws
-            .instructions()
-            .flatten()
-            .any(|i| i.push_bytes().is_some_and(|b| b.as_bytes() == pk))
-    {
-        scripts.push(ScriptBuf::new_p2wsh(&ws.wscript_hash()));
-    }
-    Ok(scripts)
+    ])
 }
 
 /// An estimate of the signed transaction's virtual size, for the fee rate
@@ -287,8 +277,8 @@ pub(crate) fn sign(a: SignArgs<'_>) -> Result<(), Failure> {
         ),
         None => Zeroizing::new(String::new()),
     };
-    // A trailing newline is the file's, not the passphrase's.
-    let passphrase = passphrase.strip_suffix('\n').unwrap_or(&passphrase);
+    // A trailing line ending is the file's, not the passphrase's.
+    let passphrase = passphrase.trim_end_matches(['\r', '\n']);
     let mut ring = Keyring {
         seed: mnemonic.to_seed(passphrase),
         signer: SoftwareSigner::new(),
@@ -409,7 +399,7 @@ fn sign_with(
             &format!("output {n}"),
         )?;
         for (pk, path) in claims {
-            if !change_scripts(&pk, output)?.contains(&tx.output[n].script_pubkey) {
+            if !change_scripts(&pk)?.contains(&tx.output[n].script_pubkey) {
                 return Err(usage(
                     "--psbt",
                     format!(

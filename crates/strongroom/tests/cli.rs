@@ -3954,6 +3954,8 @@ fn erc20_withdrawals_through_the_api(db_url: &str) {
     let usd18 = rt.block_on(deploy_test_token(&client, &dev));
     let falsy = "0x7000000000000000000000000000000000000001";
     let reverting = "0x7000000000000000000000000000000000000002";
+    // Configured, never deployed: no code at all.
+    let ghost = "0x7000000000000000000000000000000000000003";
     for (at, code) in [(falsy, FALSE_TOKEN), (reverting, REVERTING_TOKEN)] {
         let code = format!("0x{}", code.replace(' ', ""));
         rt.block_on(client.raw_call("anvil_setCode", serde_json::json!([at, code])))
@@ -3968,6 +3970,7 @@ fn erc20_withdrawals_through_the_api(db_url: &str) {
         ("TUSD18", usd18.to_string(), 18),
         ("FALSY", falsy.to_owned(), 6),
         ("REVERTS", reverting.to_owned(), 6),
+        ("GHOST", ghost.to_owned(), 6),
     ] {
         text.push_str(&format!(
             "\n[[ethereum.tokens]]\nsymbol = \"{symbol}\"\ncontract = \"{contract}\"\n\
@@ -4204,6 +4207,14 @@ fn erc20_withdrawals_through_the_api(db_url: &str) {
         );
         assert!(t["eth_send"].is_null(), "nothing was sent: {t}");
     }
+    // A token configured where nothing is deployed: refused, not "paid".
+    let asset = format!("eip155:31337/erc20:{ghost}");
+    let (code, t) = request(&asset, "1", DESTINATION);
+    assert_eq!(code, 400, "{t}");
+    assert!(
+        t["message"].as_str().unwrap().contains("no contract"),
+        "{t}"
+    );
     server.terminate();
     let o = strongroom(&["audit", "verify", "--config", cfg]);
     assert!(o.status.success(), "{}", stderr(&o));

@@ -262,6 +262,27 @@ fn change_that_claims_this_seed_but_pays_another_key_is_refused() {
     );
     assert!(!run.path("out.psbt").exists());
 
+    // A 1-of-2 between the attacker and this seed's change key: it names
+    // the key, but the attacker alone can spend it. Not change.
+    let ours = seed.key(CHANGE).serialize();
+    let theirs = attacker.serialize();
+    let script = bitcoin::script::Builder::new()
+        .push_int(1)
+        .push_slice(ours)
+        .push_slice(theirs)
+        .push_int(2)
+        .push_opcode(bitcoin::opcodes::all::OP_CHECKMULTISIG)
+        .into_script();
+    let mut p = spend_with_change(&seed, ScriptBuf::new_p2wsh(&script.wscript_hash()));
+    p.outputs[1].witness_script = Some(script);
+    let o = run.sign(&p, false, &["--accept-fee"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("output 1 claims this seed's key"),
+        "{}",
+        text(&o)
+    );
+
     // A derivation record whose key is not what this seed derives there.
     let mut p = spend_with_change(&seed, p2wpkh(&seed.key(CHANGE)));
     p.outputs[1].bip32_derivation.clear();
@@ -310,6 +331,16 @@ fn bip44_p2pkh_input_with_its_previous_transaction() {
     assert!(signed.inputs[0].final_script_sig.is_some());
     let tx = signed.extract_tx().unwrap();
     chain_btc::verify_with_core(&tx, &[prev.output[0].clone()]).unwrap();
+
+    // A witness_utxo that disagrees with the previous transaction given
+    // (an amount lie): refused, whichever the signer would have read.
+    let seg = "m/84'/1'/0'/0/0";
+    let prev_seg = funding(p2wpkh(&seed.key(seg)), 70_000, 5);
+    let mut lying = psbt(&[(prev_seg, true)], &[(foreign(), 69_800)]);
+    lying.inputs[0].witness_utxo.as_mut().unwrap().value = bitcoin::Amount::from_sat(700_000);
+    let o = run.sign(&lying, false, &["--path", seg]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("disagrees"), "{}", text(&o));
 
     // Without the previous transaction the input names no output at all.
     let mut p = p;
