@@ -1256,7 +1256,7 @@ async fn only_current_admins_make_the_quorum(f: Fixture) {
     // Not the next one: governance could not act again.
     assert!(matches!(
         keys.revoke_api_key(third.id).await,
-        Err(ServiceError::Invalid(m)) if m.contains("quorum")
+        Err(ServiceError::Conflict(m)) if m.contains("quorum")
     ));
     let v = f
         .gov_vote(&f.admin2, &a2, &p.proposal.id, true)
