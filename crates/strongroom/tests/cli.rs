@@ -883,6 +883,29 @@ fn strongroom_with_input(args: &[&str], input: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// A new ECDSA transfer-signing key in the keystore (the quorum's shares on
+/// standard input): its id.
+fn ecdsa_key(cfg: &str, quorum: &str) -> String {
+    let o = strongroom_with_input(
+        &[
+            "key",
+            "create",
+            "--config",
+            cfg,
+            "--purpose",
+            "transfer-signing",
+            "--algorithm",
+            "ecdsa-secp256k1",
+        ],
+        quorum,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o)
+        .lines()
+        .find_map(|l| l.strip_prefix("key ").map(str::to_owned))
+        .unwrap()
+}
+
 /// init → unseal → create keys → sign → verify, from the command line; then
 /// a running server unsealed and sealed by operators over its API.
 #[test]
@@ -1545,24 +1568,7 @@ fn ethereum_sender_from_the_cli() {
     let (dir, config) = data_dir("sqlite://strongroom.db");
     let cfg = config.to_str().unwrap();
     let quorum = init_keystore(cfg, &dir.path().join("shares"), 2, 2).join("\n") + "\n";
-    let o = strongroom_with_input(
-        &[
-            "key",
-            "create",
-            "--config",
-            cfg,
-            "--purpose",
-            "transfer-signing",
-            "--algorithm",
-            "ecdsa-secp256k1",
-        ],
-        &quorum,
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    let key = stdout(&o)
-        .lines()
-        .find_map(|l| l.strip_prefix("key ").map(str::to_owned))
-        .unwrap();
+    let key = ecdsa_key(cfg, &quorum);
 
     // Not configured: a usage error.
     let o = strongroom(&[
@@ -1854,24 +1860,7 @@ fn policy_approvals_and_freeze_from_the_cli() {
     let cfg = config.to_str().unwrap();
     add_ethereum(&config, 31337, anvil.url());
     let quorum = init_keystore(cfg, &dir.path().join("shares"), 2, 2).join("\n") + "\n";
-    let o = strongroom_with_input(
-        &[
-            "key",
-            "create",
-            "--config",
-            cfg,
-            "--purpose",
-            "transfer-signing",
-            "--algorithm",
-            "ecdsa-secp256k1",
-        ],
-        &quorum,
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    let key = stdout(&o)
-        .lines()
-        .find_map(|l| l.strip_prefix("key ").map(str::to_owned))
-        .unwrap();
+    let key = ecdsa_key(cfg, &quorum);
     let o = strongroom(&[
         "eth",
         "register-sender",
@@ -3979,24 +3968,7 @@ fn erc20_withdrawals_through_the_api(db_url: &str) {
     }
     std::fs::write(&config, text).unwrap();
     let quorum = init_keystore(cfg, &dir.path().join("shares"), 2, 2).join("\n") + "\n";
-    let o = strongroom_with_input(
-        &[
-            "key",
-            "create",
-            "--config",
-            cfg,
-            "--purpose",
-            "transfer-signing",
-            "--algorithm",
-            "ecdsa-secp256k1",
-        ],
-        &quorum,
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    let key = stdout(&o)
-        .lines()
-        .find_map(|l| l.strip_prefix("key ").map(str::to_owned))
-        .unwrap();
+    let key = ecdsa_key(cfg, &quorum);
     let o = strongroom(&[
         "eth",
         "register-sender",
