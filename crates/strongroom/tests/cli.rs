@@ -906,6 +906,19 @@ fn ecdsa_key(cfg: &str, quorum: &str) -> String {
         .unwrap()
 }
 
+/// `strongroom approver-key new` into `dir/<name>.sign`: the file and the
+/// public key it printed.
+fn approver_key_in(dir: &Path, name: &str) -> (PathBuf, String) {
+    let file = dir.join(format!("{name}.sign"));
+    let o = strongroom(&["approver-key", "new", "--out", file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let public = stdout(&o)
+        .lines()
+        .find_map(|l| l.strip_prefix("public key: ").map(str::to_owned))
+        .unwrap();
+    (file, public)
+}
+
 /// init → unseal → create keys → sign → verify, from the command line; then
 /// a running server unsealed and sealed by operators over its API.
 #[test]
@@ -1907,18 +1920,7 @@ fn policy_approvals_and_freeze_from_the_cli() {
     let (initiator, _) = person("initiator", "initiator", &scope);
     let (approver, approver_id) = person("approver", "approver", &scope);
 
-    let approver_key = dir.path().join("approver.sign");
-    let o = strongroom(&[
-        "approver-key",
-        "new",
-        "--out",
-        approver_key.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let public = stdout(&o)
-        .lines()
-        .find_map(|l| l.strip_prefix("public key: ").map(str::to_owned))
-        .unwrap();
+    let (approver_key, public) = approver_key_in(dir.path(), "approver");
 
     let policy = dir.path().join("policy.toml");
     std::fs::write(
@@ -3007,16 +3009,7 @@ fn withdrawals_under_threshold_keys_on_ethereum_and_bitcoin() {
 
     // Two approvers, their signing keys made where they sit.
     let approver_keys: Vec<(PathBuf, String)> = (1..=2)
-        .map(|i| {
-            let file = dir.path().join(format!("approver{i}.sign"));
-            let o = strongroom(&["approver-key", "new", "--out", file.to_str().unwrap()]);
-            assert!(o.status.success(), "{}", stderr(&o));
-            let public = stdout(&o)
-                .lines()
-                .find_map(|l| l.strip_prefix("public key: ").map(str::to_owned))
-                .unwrap();
-            (file, public)
-        })
+        .map(|i| approver_key_in(dir.path(), &format!("approver{i}")))
         .collect();
     // Three signer nodes, each enrolling both approvers and needing both.
     let mut policy = keys_mpc::testing::policy(false);
@@ -4013,18 +4006,7 @@ fn erc20_withdrawals_through_the_api(db_url: &str) {
     let (writer, _) = person("writer", "policy-admin", "global");
     let (initiator, _) = person("initiator", "initiator", &scope);
     let (approver, approver_id) = person("approver", "approver", &scope);
-    let approver_key = dir.path().join("approver.sign");
-    let o = strongroom(&[
-        "approver-key",
-        "new",
-        "--out",
-        approver_key.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let public = stdout(&o)
-        .lines()
-        .find_map(|l| l.strip_prefix("public key: ").map(str::to_owned))
-        .unwrap();
+    let (approver_key, public) = approver_key_in(dir.path(), "approver");
     let (server, lines) = serve_unsealed(&config, &quorum);
     let tusd = format!("eip155:31337/erc20:{}", usd6.to_lower_hex());
     let tusd18 = format!("eip155:31337/erc20:{}", usd18.to_lower_hex());
