@@ -756,7 +756,10 @@ pub const SERVICE_LAYERS: &[(&str, &[&str])] = &[
             "webhook_target",
         ],
     ),
-    ("vault", &["backups", "key_refresh", "keyring", "keystore"]),
+    (
+        "vault",
+        &["backups", "cosigners", "key_refresh", "keyring", "keystore"],
+    ),
     ("signing gate", &["gate"]),
     (
         "chain senders",
@@ -764,6 +767,7 @@ pub const SERVICE_LAYERS: &[(&str, &[&str])] = &[
             "btc",
             "btc_bump",
             "btc_transfers",
+            "cold",
             "deposits",
             "eth",
             "eth_rows",

@@ -247,6 +247,11 @@ pub(crate) fn service_error(e: service::ServiceError) -> ApiError {
             format!("signing refused, wallet frozen: {m}"),
         ),
         E::SignersRefused(m) => ApiError::new(StatusCode::CONFLICT, "signers_refused", m),
+        e @ E::SignatureRefused(_) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "signature_refused",
+            e.to_string(),
+        ),
         E::Eth(ref e @ service::eth::EthError::NotReplaceable(_)) => {
             ApiError::new(StatusCode::CONFLICT, "not_replaceable", e.to_string())
         }

@@ -28,6 +28,7 @@ mod access;
 mod amounts;
 mod auth;
 mod client_addr;
+mod cold;
 mod contract;
 mod error;
 mod governance;
@@ -113,6 +114,7 @@ fn api() -> OpenApiRouter<Service> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(system::routes())
         .merge(transfers::routes())
+        .merge(cold::routes())
         .merge(wallets::routes())
         .merge(ledger::routes())
         .merge(access::routes())

@@ -348,12 +348,12 @@ async fn list_transfers(
     ))
 }
 
-fn transfer_id(id: &str) -> Result<TransferId, ApiError> {
+pub(crate) fn transfer_id(id: &str) -> Result<TransferId, ApiError> {
     id.parse().map_err(|_| not_found("transfer"))
 }
 
 /// The wallet of a transfer, or `404` for anyone outside it.
-async fn wallet_of(svc: &Service, id: TransferId) -> Result<WalletId, ApiError> {
+pub(crate) async fn wallet_of(svc: &Service, id: TransferId) -> Result<WalletId, ApiError> {
     svc.transfer_wallet(id).await.map_err(service_error)
 }
 

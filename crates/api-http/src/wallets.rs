@@ -191,9 +191,30 @@ pub struct NewAccount {
     /// Where the new key lives: `keystore` (the default), `pkcs11` (the
     /// configured HSM), `keystore-hd` (Bitcoin: a BIP-84 HD account, a new
     /// P2WPKH address per deposit), `keystore-hd-taproot` (the same, BIP-86
-    /// Taproot addresses) or `threshold` (shares on the configured signer
-    /// nodes, each checking what it signs).
+    /// Taproot addresses), `threshold` (shares on the configured signer
+    /// nodes, each checking what it signs) or `multisig` (Bitcoin: P2WSH
+    /// `sortedmulti`, with `threshold` and `cosigners`).
     backend: Option<String>,
+    /// `multisig`: how many cosigners' signatures spend (1 to 15).
+    #[schema(minimum = 1, maximum = 15)]
+    threshold: Option<u8>,
+    /// `multisig`: its cosigners, 1 to 15, in order.
+    #[schema(max_items = 15)]
+    cosigners: Option<Vec<CosignerDto>>,
+}
+
+/// A multisig cosigner: a new key on a backend of this server, or a key
+/// held outside it (a cold signer, a hardware wallet) by its public key.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CosignerDto {
+    /// `keystore` or `pkcs11`: a new key made here. Not with `public_key`.
+    backend: Option<String>,
+    /// A compressed secp256k1 public key (66 hex digits) held outside.
+    #[schema(pattern = "^(02|03)[0-9a-fA-F]{64}$")]
+    public_key: Option<String>,
+    /// Who or what holds the external key (1 to 64 of a-z A-Z 0-9 . _ - @).
+    label: Option<String>,
 }
 
 /// Opens an account for a wallet on a network (admin): a new
@@ -217,19 +238,48 @@ async fn open_account(
         .parse()
         .map_err(|e: domain::NetworkError| bad(format!("network: {e}")))?;
     use service::wallets::AccountKey;
+    let multi_fields = req.threshold.is_some() || req.cosigners.is_some();
     let backend = match req.backend.as_deref().unwrap_or("keystore") {
         "keystore" => AccountKey::Single(domain::KeyBackend::Keystore),
         "pkcs11" => AccountKey::Single(domain::KeyBackend::Pkcs11),
         "keystore-hd" => AccountKey::Hd,
         "keystore-hd-taproot" => AccountKey::HdTaproot,
         "threshold" => AccountKey::Single(domain::KeyBackend::Threshold),
+        "multisig" => {
+            let mut cosigners = Vec::new();
+            for c in req.cosigners.unwrap_or_default() {
+                use service::cosigners::Cosigner;
+                cosigners.push(match (c.backend.as_deref(), c.public_key) {
+                    (Some("keystore"), None) => Cosigner::New(domain::KeyBackend::Keystore),
+                    (Some("pkcs11"), None) => Cosigner::New(domain::KeyBackend::Pkcs11),
+                    (None, Some(public_key)) => Cosigner::External {
+                        public_key,
+                        label: c.label.unwrap_or_else(|| "external".into()),
+                    },
+                    _ => {
+                        return Err(bad(
+                            "a cosigner is {\"backend\": \"keystore\" | \"pkcs11\"} or \
+                             {\"public_key\": …, \"label\": …}"
+                                .into(),
+                        ));
+                    }
+                });
+            }
+            AccountKey::Multisig {
+                threshold: usize::from(req.threshold.unwrap_or(0)),
+                cosigners,
+            }
+        }
         other => {
             return Err(bad(format!(
-                "backend: keystore, pkcs11, keystore-hd, keystore-hd-taproot or threshold, \
-                 not {other:?}"
+                "backend: keystore, pkcs11, keystore-hd, keystore-hd-taproot, threshold or \
+                 multisig, not {other:?}"
             )));
         }
     };
+    if !matches!(backend, AccountKey::Multisig { .. }) && multi_fields {
+        return Err(bad("threshold and cosigners are for backend multisig".into()));
+    }
     let can = can::<perm::ManageNetworks>(&svc, &who)?;
     let a = can
         .open_account(wallet, network, backend)

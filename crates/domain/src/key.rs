@@ -31,6 +31,13 @@ pub enum KeyBackend {
     /// Never whole anywhere: shares held by separate signer nodes, which
     /// sign together (FROST, CGGMP24) after checking each request.
     Threshold,
+    /// Outside the server altogether (a cold key, a hardware wallet): only
+    /// its public key is here; it signs offline, through a PSBT handed out
+    /// and brought back. The server never signs with it.
+    External,
+    /// An on-chain multisig account (P2WSH `sortedmulti`): no key of its
+    /// own; its cosigners (other keys of any backend) each sign.
+    Multisig,
 }
 
 /// NIST SP 800-57 key states.
@@ -125,6 +132,8 @@ names!(KeyBackend, "key backend",
     Keystore => "keystore",
     Pkcs11 => "pkcs11",
     Threshold => "threshold",
+    External => "external",
+    Multisig => "multisig",
 );
 names!(KeyState, "key state",
     PreActive => "pre-active",

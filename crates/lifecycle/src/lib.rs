@@ -9,6 +9,8 @@
 //! pending_approval ─approvals met→ time_locked | queued     ─rejected→ rejected   ─lapsed→ expired
 //! time_locked ─lock ended→ queued        (time_locked | queued | signing) ─approvals lost→ pending_approval
 //! signing ─unplanned→ queued   (a batch-mate lost its approvals; the reservation is given back)
+//! signing ─exported→ awaiting_signature ─signed→ signed     (a cold wallet's offline signature)
+//! awaiting_signature ─cancel→ cancelled  ─lapsed→ expired  ─approvals lost→ pending_approval  (reservation given back)
 //! queued ─planned→ signing ─signed→ signed ─broadcast→ broadcasting ─included→ confirming ─confirmed→ completed
 //! confirming ─reorged→ broadcasting   ─reverted→ failed   ─cancelled on chain→ cancelled
 //! (signed | broadcasting) ─nonce taken→ failed        queued ─attempt failed→ queued (backoff | held) | failed
@@ -55,6 +57,10 @@ pub enum State {
     Queued,
     /// A nonce or inputs are reserved and the plan pinned; not yet signed.
     Signing,
+    /// A cold wallet's transaction: what the server may sign is signed, and
+    /// the rest waits for an offline signer (a PSBT handed out, signed
+    /// away from the server, brought back).
+    AwaitingSignature,
     /// The signed bytes are stored; not yet handed to a node.
     Signed,
     /// Handed to the network; not yet in a block.
@@ -74,7 +80,7 @@ pub enum State {
 }
 
 impl State {
-    pub const ALL: [State; 15] = [
+    pub const ALL: [State; 16] = [
         State::Submitted,
         State::PendingPolicy,
         State::Blocked,
@@ -82,6 +88,7 @@ impl State {
         State::TimeLocked,
         State::Queued,
         State::Signing,
+        State::AwaitingSignature,
         State::Signed,
         State::Broadcasting,
         State::Confirming,
@@ -102,6 +109,7 @@ impl State {
             State::TimeLocked => "time_locked",
             State::Queued => "queued",
             State::Signing => "signing",
+            State::AwaitingSignature => "awaiting_signature",
             State::Signed => "signed",
             State::Broadcasting => "broadcasting",
             State::Confirming => "confirming",
@@ -131,7 +139,11 @@ impl State {
     pub const fn is_on_chain(self) -> bool {
         matches!(
             self,
-            State::Signing | State::Signed | State::Broadcasting | State::Confirming
+            State::Signing
+                | State::AwaitingSignature
+                | State::Signed
+                | State::Broadcasting
+                | State::Confirming
         )
     }
 }
@@ -216,6 +228,9 @@ pub enum Event {
     /// Its reservation was given back before anything was signed: another
     /// payout of its Bitcoin batch lost its approvals.
     Unplanned,
+    /// What the server may sign is signed; the transaction was handed out
+    /// for an offline signer (a cold wallet).
+    Exported,
     /// The signed bytes stored.
     Signed,
     /// The bytes handed to a node.
@@ -350,6 +365,19 @@ pub fn step(from: State, event: Event) -> Result<Step, Illegal> {
         (S::Queued, Ev::DependencyFailed) => to(S::Failed, &[], &ended),
         (S::Queued, Ev::Planned) => to(S::Signing, &[], &[E::Sign]),
         (S::Signing, Ev::Signed) => to(S::Signed, &[], &[E::Broadcast]),
+        (S::Signing, Ev::Exported) => to(S::AwaitingSignature, &[], &[]),
+        // The offline signature came back and is exactly the plan.
+        (S::AwaitingSignature, Ev::Signed) => to(S::Signed, &[], &[E::Broadcast]),
+        // Not whole yet (the server cannot complete the transaction alone),
+        // so it may still be stopped: its reservation goes back. An offline
+        // signer who already signed could still broadcast it; the chain
+        // watcher reports that as an unexpected spend.
+        (S::AwaitingSignature, Ev::Cancel) => to(S::Cancelled, &[Change::Release], &ended),
+        (S::AwaitingSignature, Ev::Lapsed) => to(S::Expired, &[Change::Release], &ended),
+        (S::AwaitingSignature, Ev::ApprovalsLost) => {
+            to(S::PendingApproval, &[Change::Release], &[E::AskApprovers])
+        }
+        (S::AwaitingSignature, Ev::Unplanned) => to(S::Queued, &[Change::Release], &[E::Wake]),
         (S::Signed, Ev::Broadcast) => to(S::Broadcasting, &[], &[E::Watch]),
         // A crash after the node took the bytes, before that was recorded:
         // the next look finds it in a block.

@@ -33,6 +33,7 @@ fn events() -> Vec<Event> {
         Event::DependencyFailed,
         Event::Planned,
         Event::Unplanned,
+        Event::Exported,
         Event::Signed,
         Event::Broadcast,
         Event::Included,
@@ -258,6 +259,54 @@ fn cancelled_before_signing_not_after() {
 }
 
 #[test]
+fn a_cold_wallet_waits_for_its_offline_signature() {
+    check(
+        &[Received, Judged(Verdict::Allow), Planned, Exported, Signed, Broadcast],
+        expect![[r#"
+            submitted --Received--> pending_policy  changes [] effects [EvaluatePolicy]
+            pending_policy --Judged(Allow)--> queued  changes [] effects [Wake]
+            queued --Planned--> signing  changes [] effects [Sign]
+            signing --Exported--> awaiting_signature  changes [] effects []
+            awaiting_signature --Signed--> signed  changes [] effects [Broadcast]
+            signed --Broadcast--> broadcasting  changes [] effects [Watch]
+        "#]],
+    );
+    // Not whole yet: it may be stopped, and its reservation goes back.
+    check(
+        &[Received, Judged(Verdict::Allow), Planned, Exported, Cancel],
+        expect![[r#"
+            submitted --Received--> pending_policy  changes [] effects [EvaluatePolicy]
+            pending_policy --Judged(Allow)--> queued  changes [] effects [Wake]
+            queued --Planned--> signing  changes [] effects [Sign]
+            signing --Exported--> awaiting_signature  changes [] effects []
+            awaiting_signature --Cancel--> cancelled  changes [Release, Finish] effects [SettleDependents, Wake]
+        "#]],
+    );
+    check(
+        &[Received, Judged(Verdict::Allow), Planned, Exported, Lapsed],
+        expect![[r#"
+            submitted --Received--> pending_policy  changes [] effects [EvaluatePolicy]
+            pending_policy --Judged(Allow)--> queued  changes [] effects [Wake]
+            queued --Planned--> signing  changes [] effects [Sign]
+            signing --Exported--> awaiting_signature  changes [] effects []
+            awaiting_signature --Lapsed--> expired  changes [Release, Finish] effects [SettleDependents, Wake]
+        "#]],
+    );
+    // Once signed, it is not.
+    check(
+        &[Received, Judged(Verdict::Allow), Planned, Exported, Signed, Cancel],
+        expect![[r#"
+            submitted --Received--> pending_policy  changes [] effects [EvaluatePolicy]
+            pending_policy --Judged(Allow)--> queued  changes [] effects [Wake]
+            queued --Planned--> signing  changes [] effects [Sign]
+            signing --Exported--> awaiting_signature  changes [] effects []
+            awaiting_signature --Signed--> signed  changes [] effects [Broadcast]
+            refused: a signed transfer cannot take Cancel
+        "#]],
+    );
+}
+
+#[test]
 fn dependency_failed() {
     check(
         &[Received, Judged(Verdict::Allow), DependencyFailed],
@@ -358,7 +407,8 @@ fn transition_table() {
         pending_approval: ApprovalsMet(lock=false)→queued, ApprovalsMet(lock=true)→time_locked, Rejected→rejected, Lapsed→expired, Cancel→cancelled
         time_locked: ApprovalsLost→pending_approval, LockEnded→queued, Cancel→cancelled
         queued: ApprovalsLost→pending_approval, Cancel→cancelled, AttemptFailed(Retryable)→queued, AttemptFailed(NeedsPerson)→queued, AttemptFailed(Terminal)→failed, OperatorRetry→queued, DependencyFailed→failed, Planned→signing
-        signing: ApprovalsLost→pending_approval, Unplanned→queued, Signed→signed
+        signing: ApprovalsLost→pending_approval, Unplanned→queued, Exported→awaiting_signature, Signed→signed
+        awaiting_signature: ApprovalsLost→pending_approval, Lapsed→expired, Cancel→cancelled, Unplanned→queued, Signed→signed
         signed: Broadcast→broadcasting, Included→confirming, NonceTaken→failed
         broadcasting: Included→confirming, NonceTaken→failed
         confirming: Reorged→broadcasting, Confirmed→completed, Reverted→failed, CancelledOnChain→cancelled
@@ -406,8 +456,10 @@ fn shape_of_the_machine() {
                     st.to.is_final(),
                     "{s} {e:?}"
                 );
-                // Nothing signed is ever cancelled off the chain's back.
-                if s.is_on_chain() {
+                // Nothing signed is ever cancelled off the chain's back
+                // (a transaction awaiting its offline signature is not
+                // whole: the server alone cannot complete it).
+                if s.is_on_chain() && s != State::AwaitingSignature {
                     assert_ne!(e, Event::Cancel);
                 }
             }

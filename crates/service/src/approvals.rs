@@ -91,6 +91,15 @@ pub(crate) async fn stands(
     })
 }
 
+/// The states of a transfer approved but not yet (wholly) signed: its
+/// approvals must still stand, and it can still be pulled back.
+const UNSIGNED: [&str; 4] = [
+    state::TIME_LOCKED,
+    state::QUEUED,
+    state::SIGNING,
+    state::AWAITING_SIGNATURE,
+];
+
 /// Pulls back a transfer whose approvals no longer stand, in `tx` (it was
 /// read locked there): its remaining votes are voided and it waits for a
 /// whole new round of approvals; from `time_locked` or `queued` that is
@@ -107,7 +116,7 @@ pub(crate) async fn pull_back(
 ) -> Result<Vec<audit::Entry>, ServiceError> {
     let lost = format!("approvals no longer stand: {why}; they must all be given again");
     tx.void_approvals_on(t.id, now).await?;
-    if t.state != state::SIGNING {
+    if t.state != state::SIGNING && t.state != state::AWAITING_SIGNATURE {
         let m = Move::new(lifecycle::Event::ApprovalsLost, &Actor::System, &lost);
         return Ok(vec![transition(tx, t, m, now).await?.0]);
     }
@@ -125,7 +134,13 @@ pub(crate) async fn pull_back(
             json!({ "nonce": nonce, "transfer": t.id.to_string(), "why": lost }),
         )?);
     } else if let Some(send) = &t.btc_send_id {
-        tx.set_btc_send_state(send, "planned", "released").await?;
+        // Planned, or handed out for its offline signature (a cold wallet).
+        let from = if t.state == state::AWAITING_SIGNATURE {
+            "exported"
+        } else {
+            "planned"
+        };
+        tx.set_btc_send_state(send, from, "released").await?;
         let outputs = tx.release_btc_utxos(send).await?;
         let mut moved = Vec::new();
         for other in tx.transfers_of_btc_send(send).await? {
@@ -173,7 +188,7 @@ pub(crate) async fn retally(
     gov: &GovState,
 ) -> Result<Vec<audit::Entry>, ServiceError> {
     let t = tx.lock_transfer(id).await?;
-    if ![state::TIME_LOCKED, state::QUEUED, state::SIGNING].contains(&t.state.as_str()) {
+    if !UNSIGNED.contains(&t.state.as_str()) {
         return Ok(Vec::new());
     }
     match stands(tx, &t, now, gov).await? {
@@ -217,7 +232,7 @@ impl Service {
             // Locked in id order; a batch-mate pulled back with an earlier
             // one is read as it is now.
             let t = tx.lock_transfer(id).await?;
-            if ![state::TIME_LOCKED, state::QUEUED, state::SIGNING].contains(&t.state.as_str()) {
+            if !UNSIGNED.contains(&t.state.as_str()) {
                 // Already signed (a replacement pays the same), or moved on.
                 continue;
             }

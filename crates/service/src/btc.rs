@@ -31,7 +31,12 @@ pub(crate) fn spend_json(spend: &Spend, key: KeyId, child: &[u32]) -> serde_json
         Spend::P2trOutput { output_key } => {
             json!({"type": "p2tr-output", "key": key.to_string(), "output_key": hex::encode(output_key)})
         }
-        Spend::P2wshMulti { .. } => json!({"type": "p2wsh-multi", "key": key.to_string()}),
+        Spend::P2wshMulti { threshold, pubkeys } => json!({
+            "type": "p2wsh-multi",
+            "key": key.to_string(),
+            "threshold": threshold,
+            "pubkeys": pubkeys.iter().map(hex::encode).collect::<Vec<_>>(),
+        }),
     };
     if !child.is_empty() {
         v["child"] = json!(child);
@@ -56,6 +61,23 @@ pub(crate) fn spend_of(text: &str) -> Result<(Spend, KeyId, Vec<u32>), ServiceEr
         },
         Some("p2tr-output") => Spend::P2trOutput {
             output_key: bytes("output_key")?.try_into().map_err(|_| bad())?,
+        },
+        Some("p2wsh-multi") => Spend::P2wshMulti {
+            threshold: v["threshold"]
+                .as_u64()
+                .and_then(|t| usize::try_from(t).ok())
+                .ok_or_else(bad)?,
+            pubkeys: v["pubkeys"]
+                .as_array()
+                .ok_or_else(bad)?
+                .iter()
+                .map(|k| {
+                    hex::decode(k.as_str().unwrap_or_default())
+                        .ok()
+                        .and_then(|b| b.try_into().ok())
+                        .ok_or_else(bad)
+                })
+                .collect::<Result<_, _>>()?,
         },
         _ => return Err(bad()),
     };
@@ -94,8 +116,9 @@ impl Service {
             .ok_or_else(|| BtcServiceError::NetworkNotConfigured(net_name(n)).into())
     }
 
-    /// How outputs paying `key` are spent: P2WPKH for ECDSA keys, P2TR
-    /// (BIP-86 key path) for BIP-340 keys.
+    /// How outputs paying `key` are spent: P2WPKH for ECDSA keys (an
+    /// external key's too), P2TR (BIP-86 key path) for BIP-340 keys, P2WSH
+    /// `sortedmulti` for a multisig account.
     pub async fn btc_spend_for(&self, key: KeyId) -> Result<Spend, ServiceError> {
         self.btc_spend_at(key, &[]).await
     }
@@ -139,6 +162,10 @@ impl Service {
             return Err(ServiceError::KeyNotUsable(format!(
                 "key {key} is not a single transfer-signing key"
             )));
+        }
+        // A multisig account: its cosigners' keys, `threshold` of them.
+        if row.backend == domain::KeyBackend::Multisig {
+            return self.multisig(&row).await?.spend();
         }
         let bad = || ServiceError::Storage(StorageError::Corrupt("public key".into()));
         let bytes = hex::decode(&row.public_key).map_err(|_| bad())?;

@@ -99,9 +99,18 @@ impl Service {
         let psbt = faster.psbt().map_err(BtcServiceError::Tx)?;
         // Approved as any send is, from the stored intents, then signed
         // through the gate.
-        let signed = self
+        let signed = match self
             .btc_approve_and_sign(send, &psbt, &transfers, n, wallet)
-            .await?;
+            .await?
+        {
+            crate::gate::BtcSigned::Whole(t) => t,
+            // Its keys sign offline: a faster replacement would need them
+            // again; it waits as it is (an operator may export a CPFP).
+            crate::gate::BtcSigned::Partial { .. } => {
+                tracing::info!(send = %send.id, "not sped up: its transaction needs offline signatures");
+                return Ok(None);
+            }
+        };
         let txid = signed.compute_txid().to_string();
         let raw = bitcoin::consensus::serialize(&signed);
         let fee = faster.fee_sat().map_err(BtcServiceError::Tx)?;

@@ -394,6 +394,7 @@ impl Service {
             created_by: Actor::System,
             block: None,
             waiting_since: None,
+            exported_at: None,
         })
         .await?;
         for (t, _) in ready {
@@ -484,9 +485,18 @@ impl Service {
         if self.store().btc_send(&send.id).await?.state != "planned" {
             return Err(ServiceError::Conflict("the send was released".into()));
         }
-        let signed = self
+        let signed = match self
             .btc_approve_and_sign(send, &psbt, &transfers, n, wallet)
-            .await?;
+            .await?
+        {
+            crate::gate::BtcSigned::Whole(t) => t,
+            // What the server may sign is signed: the rest is offline.
+            crate::gate::BtcSigned::Partial {
+                psbt,
+                made,
+                missing,
+            } => return self.btc_export(send, &psbt, made, missing).await,
+        };
         crate::crash::point("after_signing");
         let txid = signed.compute_txid().to_string();
         let raw = bitcoin::consensus::serialize(&signed);
@@ -520,7 +530,7 @@ impl Service {
         transfers: &[TransferRow],
         n: BitcoinNetwork,
         wallet: WalletId,
-    ) -> Result<bitcoin::Transaction, ServiceError> {
+    ) -> Result<crate::gate::BtcSigned, ServiceError> {
         let ids: Vec<domain::TransferId> = transfers.iter().map(|t| t.id).collect();
         let (approved, keys_of) = match self.btc_approved(send, psbt, transfers, n, wallet).await? {
             Ok(a) => a,

@@ -70,6 +70,10 @@ pub enum ServiceError {
     NotBackedUp(String),
     #[error("{0}")]
     Conflict(String),
+    /// A PSBT brought back from an offline signer is not the approved
+    /// transaction, or not signed by the wallet's keys: nothing changed.
+    #[error("the signed transaction is refused: {0}")]
+    SignatureRefused(String),
     #[error("this idempotency key was used with another request")]
     IdempotencyMismatch,
     #[error("insufficient funds: {0}")]

@@ -103,6 +103,14 @@ impl Service {
     /// Core's interpreter verifies it and it is the approved transaction.
     /// `transfers`: what it pays, with approvals, for threshold keys' nodes;
     /// `paying`: their rows, whose approvals must still stand.
+    ///
+    /// A multisig account's inputs are signed by its cosigners the server
+    /// holds, up to its threshold; external keys sign offline. A cold
+    /// wallet's transaction is never completed here: the server makes at
+    /// most threshold − 1 of an input's signatures (none for a single
+    /// external key), so an offline signature is always needed. What
+    /// cannot be completed here comes back [`BtcSigned::Partial`], with
+    /// the signatures made (each verified as it entered).
     pub(crate) async fn sign_btc(
         &self,
         network: &str,
@@ -110,8 +118,10 @@ impl Service {
         keys_of: &HashMap<String, Signer>,
         transfers: &[ApprovedTransfer],
         paying: &[storage::TransferRow],
-    ) -> Result<bitcoin::Transaction, ServiceError> {
+    ) -> Result<BtcSigned, ServiceError> {
         self.approvals_stand(paying).await?;
+        let cold = self.is_cold(approved.wallet()).await?;
+        let mut who = Cosigning::default();
         // A signature that does not verify, or a transaction Core refuses,
         // is the backend's failure (retried), not a plan that differs.
         let btc = |e: chain_btc::BtcError| ServiceError::Btc(crate::error::BtcServiceError::Tx(e));
@@ -160,9 +170,12 @@ impl Service {
             let (key, child) = keys_of.get(&spk).ok_or_else(|| {
                 ServiceError::NotApproved(format!("no key of the wallet spends input {input}"))
             })?;
+            let Some(key) = who.signer(self, *key, &t, cold).await? else {
+                continue; // signed offline, or enough signatures here
+            };
             let (_, sig) = self
                 .sign_checked(
-                    *key,
+                    key,
                     Some(approved.wallet()),
                     KeyPurpose::TransferSigning,
                     child,
@@ -191,8 +204,25 @@ impl Service {
                 }
             }
         }
+        if let Some(missing) = who.missing(cold)? {
+            return Ok(BtcSigned::Partial {
+                psbt: signed,
+                made: who.made.values().sum(),
+                missing,
+            });
+        }
         // Core's interpreter verifies every input; the result must be the plan.
-        approved.accept(signed).map_err(btc)
+        approved.accept(signed).map(BtcSigned::Whole).map_err(btc)
+    }
+
+    /// Whether governance placed the wallet in the cold tier (from the
+    /// verified log; no governance, no tiers).
+    pub(crate) async fn is_cold(&self, wallet: WalletId) -> Result<bool, ServiceError> {
+        match self.gov().await {
+            Ok(g) => Ok(g.tier(wallet) == policy::Tier::Cold.as_str()),
+            Err(ServiceError::GovernanceNotConfigured) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// The one refuse path, for every chain: a built plan is not what was
@@ -236,6 +266,127 @@ impl Service {
             Ok(()) => ServiceError::NotApproved(r.why),
             Err(e) => e,
         }
+    }
+}
+
+/// A Bitcoin transaction through the gate: whole (signed, verified by
+/// Core's interpreter, the approved plan), or waiting for offline
+/// signatures (a cold wallet's, a multisig account's external cosigners).
+#[derive(Debug)]
+pub(crate) enum BtcSigned {
+    Whole(bitcoin::Transaction),
+    /// The plan's PSBT with the signatures the server made (`made`);
+    /// `missing` more are needed from keys held outside.
+    Partial {
+        psbt: bitcoin::Psbt,
+        made: usize,
+        missing: usize,
+    },
+}
+
+/// Who signs each input of one transaction: a key of the server, a
+/// multisig account's cosigners, or someone offline.
+#[derive(Default)]
+struct Cosigning {
+    /// Per input: signatures the server made.
+    made: HashMap<usize, usize>,
+    /// Per input: signatures it needs (a multisig account's threshold).
+    needed: HashMap<usize, usize>,
+    /// Per input: the account key that spends it.
+    inputs: HashMap<usize, KeyId>,
+    rows: HashMap<KeyId, (KeyRow, Option<crate::cosigners::Multisig>)>,
+}
+
+impl Cosigning {
+    /// The key that makes `task`'s signature here, or none: an external
+    /// key (it signs offline), or an input already signed as far as the
+    /// server may (its threshold; one fewer in a cold wallet).
+    async fn signer(
+        &mut self,
+        svc: &Service,
+        key: KeyId,
+        task: &chain_btc::SigningTask,
+        cold: bool,
+    ) -> Result<Option<KeyId>, ServiceError> {
+        if !self.rows.contains_key(&key) {
+            let row = svc.store().key(key).await?;
+            let ms = match row.backend {
+                domain::KeyBackend::Multisig => Some(svc.multisig(&row).await?),
+                _ => None,
+            };
+            self.rows.insert(key, (row, ms));
+        }
+        let Some((row, ms)) = self.rows.get(&key) else {
+            return Ok(None);
+        };
+        let input = task.input();
+        let (threshold, signer) = match (ms, task) {
+            (Some(ms), chain_btc::SigningTask::Ecdsa { pubkey, .. }) => {
+                let c = ms.cosigner(pubkey).ok_or_else(|| {
+                    ServiceError::NotApproved(format!("input {input}: a key not of its multisig"))
+                })?;
+                (ms.threshold, c)
+            }
+            (Some(_), _) => {
+                return Err(ServiceError::NotApproved(format!(
+                    "input {input}: a multisig input takes ECDSA signatures only"
+                )));
+            }
+            (None, _) => (1, row),
+        };
+        self.needed.insert(input, threshold);
+        self.inputs.insert(input, key);
+        let allowed = if cold {
+            threshold.saturating_sub(1)
+        } else {
+            threshold
+        };
+        let made = self.made.entry(input).or_default();
+        if signer.backend == domain::KeyBackend::External || *made >= allowed {
+            return Ok(None);
+        }
+        *made += 1;
+        Ok(Some(signer.id))
+    }
+
+    /// How many signatures must still come from outside, or none when the
+    /// transaction is whole. An error when they cannot: a cold wallet's
+    /// input with no key held offline, whose signatures the server alone
+    /// would have to make.
+    fn missing(&self, cold: bool) -> Result<Option<usize>, ServiceError> {
+        let mut missing = 0;
+        for (input, needed) in &self.needed {
+            let made = self.made.get(input).copied().unwrap_or(0);
+            let short = needed.saturating_sub(made);
+            if short == 0 {
+                continue;
+            }
+            let offline = self.offline_for(*input);
+            if offline < short {
+                return Err(ServiceError::KeyNotUsable(format!(
+                    "input {input} needs {short} more signatures and only {offline} of its \
+                     keys sign offline{}",
+                    if cold {
+                        " (a cold wallet's transaction needs a key held offline)"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+            missing += short;
+        }
+        Ok((missing > 0).then_some(missing))
+    }
+
+    /// How many of the keys that may sign `input` are held offline.
+    fn offline_for(&self, input: usize) -> usize {
+        self.inputs
+            .get(&input)
+            .and_then(|k| self.rows.get(k))
+            .map_or(0, |(row, ms)| match ms {
+                Some(ms) => ms.offline(),
+                None => usize::from(row.backend == domain::KeyBackend::External),
+            })
     }
 }
 

@@ -52,20 +52,20 @@ pub struct SelfTest {
 
 /// What differs between the ways a key is made (keystore, HD, HSM); its
 /// inventory row and its audit record are built from it the same way.
-struct Made {
-    id: KeyId,
-    version: u32,
-    purpose: KeyPurpose,
-    algorithm: KeyAlgorithm,
-    backend: KeyBackend,
-    backend_ref: Option<String>,
-    public_key: String,
+pub(crate) struct Made {
+    pub(crate) id: KeyId,
+    pub(crate) version: u32,
+    pub(crate) purpose: KeyPurpose,
+    pub(crate) algorithm: KeyAlgorithm,
+    pub(crate) backend: KeyBackend,
+    pub(crate) backend_ref: Option<String>,
+    pub(crate) public_key: String,
     /// KEK version, sealed data key, sealed material.
-    sealed: Option<(u32, Vec<u8>, Vec<u8>)>,
-    hd_path: Option<String>,
-    entropy: String,
-    ceremony: &'static str,
-    cryptoperiod_days: u32,
+    pub(crate) sealed: Option<(u32, Vec<u8>, Vec<u8>)>,
+    pub(crate) hd_path: Option<String>,
+    pub(crate) entropy: String,
+    pub(crate) ceremony: &'static str,
+    pub(crate) cryptoperiod_days: u32,
 }
 
 fn check_cryptoperiod(days: u32) -> Result<(), ServiceError> {
@@ -587,7 +587,7 @@ impl Service {
 impl Service {
     /// The inventory row of a new key and the audit record of its creation,
     /// at the present moment.
-    fn key_record(
+    pub(crate) fn key_record(
         &self,
         actor: &Actor,
         m: Made,

@@ -507,6 +507,14 @@ impl Service {
                 })?);
                 hsm.sign(&r, request).await?
             }
+            // Never here: its holders sign offline; a multisig account's
+            // cosigners sign, each with its own key.
+            KeyBackend::External | KeyBackend::Multisig => {
+                return Err(ServiceError::KeyNotUsable(format!(
+                    "key {id} is {}: the server does not sign with it",
+                    key.backend
+                )));
+            }
             // Handled above, without the vault lock.
             KeyBackend::Threshold => {
                 return Err(ServiceError::KeyNotUsable(format!(

@@ -25,7 +25,12 @@ use crate::service::ServiceError;
 fn holds(state: &str) -> bool {
     matches!(
         state,
-        "queued" | "signing" | "signed" | "broadcasting" | "confirming"
+        "queued"
+            | "signing"
+            | "awaiting_signature"
+            | "signed"
+            | "broadcasting"
+            | "confirming"
     )
 }
 

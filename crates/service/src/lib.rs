@@ -91,6 +91,8 @@ pub mod btc_watch;
 mod changes;
 mod checkpoints;
 mod clock;
+pub mod cold;
+pub mod cosigners;
 pub mod crash;
 pub mod deposits;
 mod drift;

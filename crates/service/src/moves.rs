@@ -20,6 +20,7 @@ pub mod state {
     pub const TIME_LOCKED: &str = S::TimeLocked.as_str();
     pub const QUEUED: &str = S::Queued.as_str();
     pub const SIGNING: &str = S::Signing.as_str();
+    pub const AWAITING_SIGNATURE: &str = S::AwaitingSignature.as_str();
     pub const SIGNED: &str = S::Signed.as_str();
     pub const BROADCASTING: &str = S::Broadcasting.as_str();
     pub const CONFIRMING: &str = S::Confirming.as_str();

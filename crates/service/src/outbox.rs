@@ -13,6 +13,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "transfer.pending_approval",
     "transfer.stuck",
     "transfer.sign_refused",
+    "transfer.signature_refused",
     "deposit",
     "freeze",
     "circuit_breaker",

@@ -581,6 +581,14 @@ pub(crate) async fn cancel(
     let mut tx = svc.store().begin().await?;
     let t = tx.lock_transfer(id).await?;
     allowed(&t)?;
+    // Handed out for its offline signature: not whole yet, so it stops,
+    // and its batch's outputs go back.
+    if t.state == state::AWAITING_SIGNATURE {
+        let entries =
+            crate::cold::release_exported(&mut tx, &t, Event::Cancel, by, why, now).await?;
+        svc.commit(tx, &entries, now).await?;
+        return Ok(svc.store().transfer(id).await?);
+    }
     let open = [state::PENDING_APPROVAL, state::TIME_LOCKED, state::QUEUED];
     if !open.contains(&t.state.as_str()) {
         return Err(ApprovalError::NotAwaiting(t.state.clone()).into());

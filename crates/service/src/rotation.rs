@@ -424,6 +424,13 @@ impl Service {
                     old.id
                 )));
             }
+            KeyBackend::External | KeyBackend::Multisig => {
+                return Err(ServiceError::Invalid(format!(
+                    "key {} is {}: its holders make a new key offline, and a new account \
+                     (open one with the new key among its cosigners) receives a sweep",
+                    old.id, old.backend
+                )));
+            }
         };
         Ok((new, None))
     }

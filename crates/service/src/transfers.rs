@@ -111,6 +111,8 @@ impl Service {
                 }
             }
         }
+        // Handed out for an offline signature that did not come back.
+        moved += self.lapse_exported().await?;
         Ok(moved)
     }
 }

@@ -81,6 +81,10 @@ fn watch_only(row: &storage::KeyRow, spend: Option<&chain_btc::Spend>) -> Option
     let descriptor = match spend? {
         chain_btc::Spend::P2wpkh { pubkey } => format!("wpkh({})", hex::encode(pubkey)),
         chain_btc::Spend::P2tr { internal_key } => format!("tr({})", hex::encode(internal_key)),
+        chain_btc::Spend::P2wshMulti { threshold, pubkeys } => format!(
+            "wsh(sortedmulti({threshold},{}))",
+            pubkeys.iter().map(hex::encode).collect::<Vec<_>>().join(",")
+        ),
         _ => return None,
     };
     Some(WatchOnly {
@@ -186,6 +190,20 @@ impl Service {
             AccountKey::Hd => Some(domain::KeyAlgorithm::EcdsaSecp256k1),
             AccountKey::HdTaproot => Some(domain::KeyAlgorithm::SchnorrBip340),
             AccountKey::Single(_) => None,
+            AccountKey::Multisig {
+                threshold,
+                cosigners,
+            } => {
+                let Network::Bitcoin(n) = network else {
+                    return Err(invalid(
+                        "multisig accounts are for Bitcoin networks (an Ethereum wallet's \
+                         multisig is a contract, not a key)",
+                    ));
+                };
+                return self
+                    .open_multisig_account(actor, wallet, n, threshold, cosigners)
+                    .await;
+            }
         };
         if let (Some(algorithm), Network::Bitcoin(n)) = (hd, network) {
             let (key, mnemonic) = self.create_bitcoin_hd_key(actor, n, algorithm).await?;
@@ -255,8 +273,81 @@ impl Service {
     }
 }
 
+impl Service {
+    /// Opens a Bitcoin multisig account: the cosigners' keys made (on the
+    /// keystore or the HSM) or recorded (held outside), the account key
+    /// over them, and the account given to the wallet — each step
+    /// committed with its audit record (a crash between them leaves unused
+    /// keys, never a half-registered account). Its cosigners are checked
+    /// before any is made: 1 ≤ threshold ≤ cosigners ≤ 15, no key twice.
+    async fn open_multisig_account(
+        &self,
+        actor: &Actor,
+        wallet: WalletId,
+        n: domain::BitcoinNetwork,
+        threshold: usize,
+        cosigners: Vec<crate::cosigners::Cosigner>,
+    ) -> Result<WalletAccount, ServiceError> {
+        use crate::cosigners::{Cosigner, MAX_COSIGNERS};
+        if threshold == 0 || threshold > cosigners.len() || cosigners.len() > MAX_COSIGNERS {
+            return Err(invalid(format!(
+                "a multisig needs 1 ≤ threshold ≤ cosigners ≤ {MAX_COSIGNERS}: {threshold} of {}",
+                cosigners.len()
+            )));
+        }
+        let mut external = std::collections::BTreeSet::new();
+        for c in &cosigners {
+            match c {
+                Cosigner::New(domain::KeyBackend::Keystore | domain::KeyBackend::Pkcs11) => {}
+                Cosigner::New(other) => {
+                    return Err(invalid(format!(
+                        "a multisig cosigner is a keystore or pkcs11 key, or one held outside \
+                         (its public key), not {other}"
+                    )));
+                }
+                Cosigner::External { public_key, .. } => {
+                    if !external.insert(public_key.to_ascii_lowercase()) {
+                        return Err(invalid(format!(
+                            "the key {public_key} appears twice among the cosigners"
+                        )));
+                    }
+                }
+            }
+        }
+        let mut rows = Vec::with_capacity(cosigners.len());
+        for c in cosigners {
+            rows.push(match c {
+                Cosigner::New(backend) => {
+                    self.create_key(
+                        actor,
+                        crate::NewKey {
+                            purpose: domain::KeyPurpose::TransferSigning,
+                            algorithm: domain::KeyAlgorithm::EcdsaSecp256k1,
+                            backend,
+                            cryptoperiod_days: 365,
+                        },
+                    )
+                    .await?
+                }
+                Cosigner::External { public_key, label } => {
+                    self.import_external_key(actor, &public_key, &label).await?
+                }
+            });
+        }
+        let key = self.record_multisig_key(actor, threshold, &rows).await?;
+        let address = self.register_btc_key(actor, n, key.id, wallet).await?;
+        let spend = self.btc_spend_for(key.id).await?;
+        Ok(WalletAccount {
+            network: Network::Bitcoin(n),
+            address,
+            watch: watch_only(&key, Some(&spend)),
+            key: key.id,
+        })
+    }
+}
+
 /// What key a new account holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccountKey {
     /// A single key on a backend (the keystore or the HSM).
     Single(domain::KeyBackend),
@@ -265,6 +356,12 @@ pub enum AccountKey {
     Hd,
     /// The same with Taproot key-path addresses (BIP-86).
     HdTaproot,
+    /// A Bitcoin multisig account, P2WSH `sortedmulti(threshold, …)`: its
+    /// cosigners are new keystore or HSM keys and keys held outside.
+    Multisig {
+        threshold: usize,
+        cosigners: Vec<crate::cosigners::Cosigner>,
+    },
 }
 
 pub(crate) async fn create_wallet(

@@ -358,6 +358,8 @@ pub struct BtcSendRow {
     pub block: Option<(u64, String)>,
     /// The tip when the loop first saw it broadcast and unconfirmed.
     pub waiting_since: Option<u64>,
+    /// When it was handed out for its offline signature (a cold wallet's).
+    pub exported_at: Option<Timestamp>,
 }
 
 impl WriteTx {
@@ -390,7 +392,8 @@ impl WriteTx {
         txid: &str,
     ) -> Result<(), StorageError> {
         let done = sqlx::query(
-            "UPDATE btc_sends SET raw = $1, txid = $2, state = 'signed' WHERE id = $3 AND state = 'planned'",
+            "UPDATE btc_sends SET raw = $1, txid = $2, state = 'signed' \
+             WHERE id = $3 AND state IN ('planned', 'exported')",
         )
         .bind(raw.to_vec())
         .bind(txid)
@@ -401,6 +404,31 @@ impl WriteTx {
         if done.rows_affected() != 1 {
             return Err(StorageError::Conflict {
                 what: "signed Bitcoin transaction (signed elsewhere)",
+            });
+        }
+        Ok(())
+    }
+
+    /// Hands a planned send out for its offline signature: `psbt` is the
+    /// plan with what the server signed.
+    pub async fn set_btc_send_exported(
+        &mut self,
+        id: &str,
+        psbt: &[u8],
+        at: Timestamp,
+    ) -> Result<(), StorageError> {
+        let done = sqlx::query(
+            "UPDATE btc_sends SET psbt = $1, state = 'exported', exported_at_ms = $2 \
+             WHERE id = $3 AND state = 'planned'",
+        )
+        .bind(psbt.to_vec())
+        .bind(at.as_millis())
+        .bind(id)
+        .execute(&mut *self.tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(StorageError::Conflict {
+                what: "Bitcoin send state (changed elsewhere)",
             });
         }
         Ok(())
@@ -431,8 +459,8 @@ impl Store {
     pub async fn btc_send(&self, id: &str) -> Result<BtcSendRow, StorageError> {
         let r = sqlx::query(
             "SELECT id, network, psbt, raw, txid, fee_sat, state, created_at_ms, created_by, \
-             wallet_id, block_height, block_hash, waiting_since_height FROM btc_sends \
-             WHERE id = $1",
+             wallet_id, block_height, block_hash, waiting_since_height, exported_at_ms \
+             FROM btc_sends WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -452,8 +480,10 @@ impl Store {
             _ => None,
         };
         let waiting: Option<i64> = r.try_get("waiting_since_height")?;
+        let exported: Option<i64> = r.try_get("exported_at_ms")?;
         Ok(BtcSendRow {
             block,
+            exported_at: exported.map(Timestamp::from_millis),
             waiting_since: waiting
                 .map(u64::try_from)
                 .transpose()

@@ -228,8 +228,8 @@ where
         "SELECT t.id, t.asset, t.amount, t.state, a.gas_limit \
          FROM transfers t LEFT JOIN eth_attempts a ON a.send_id = t.eth_send_id \
          WHERE t.wallet_id = $1 \
-         AND t.state IN ('pending_approval', 'time_locked', 'queued', 'signing', 'signed', \
-         'broadcasting', 'confirming') ORDER BY t.id",
+         AND t.state IN ('pending_approval', 'time_locked', 'queued', 'signing', \
+         'awaiting_signature', 'signed', 'broadcasting', 'confirming') ORDER BY t.id",
     )
     .bind(wallet.to_string())
     .fetch_all(db)
@@ -696,7 +696,8 @@ impl WriteTx {
         let ids: Vec<String> = sqlx::query_scalar(
             "SELECT a.transfer_id FROM transfer_approvals a JOIN transfers t ON t.id = a.transfer_id \
              WHERE a.approver = $1 AND a.voided_at_ms IS NULL \
-             AND t.state IN ('pending_approval', 'time_locked', 'queued', 'signing') \
+             AND t.state IN ('pending_approval', 'time_locked', 'queued', 'signing', \
+             'awaiting_signature') \
              ORDER BY a.transfer_id",
         )
         .bind(approver.to_string())

@@ -87,7 +87,7 @@ pub(crate) fn new_approver_key(out: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-fn api_json(
+pub(crate) fn api_json(
     addr: &str,
     key: &crate::apikey::KeyFile,
     method: &str,

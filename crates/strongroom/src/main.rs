@@ -22,6 +22,7 @@
 mod apikey;
 mod backup;
 mod btcctl;
+mod coldctl;
 mod config;
 mod ethctl;
 mod govern;
@@ -137,6 +138,10 @@ enum Command {
     /// Air-gapped operations: no configuration, no database, no network.
     #[command(subcommand)]
     Offline(OfflineCommand),
+    /// The cold tier: a transfer's transaction out to an offline signer
+    /// and back, through the API.
+    #[command(subcommand)]
+    Cold(ColdCommand),
     /// Approvers' own Ed25519 keys.
     #[command(subcommand)]
     ApproverKey(ApproverKeyCommand),
@@ -208,6 +213,35 @@ enum Command {
         /// Send an Idempotency-Key header (safe retries of POST /v1/transfers).
         #[arg(long)]
         idempotency_key: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ColdCommand {
+    /// Show a transfer's transaction awaiting its offline signature and
+    /// write its PSBT (base64).
+    Export {
+        #[arg(long, default_value = "http://127.0.0.1:8200", env = "STRONGROOM_ADDR")]
+        addr: String,
+        #[arg(long, env = "STRONGROOM_KEY_FILE")]
+        key_file: PathBuf,
+        #[arg(long)]
+        transfer: String,
+        /// Write the PSBT here instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Bring back the PSBT signed offline (accepted only if it is exactly
+    /// the approved transaction).
+    Import {
+        #[arg(long, default_value = "http://127.0.0.1:8200", env = "STRONGROOM_ADDR")]
+        addr: String,
+        #[arg(long, env = "STRONGROOM_KEY_FILE")]
+        key_file: PathBuf,
+        #[arg(long)]
+        transfer: String,
+        /// The signed PSBT: base64, hex or binary.
+        file: PathBuf,
     },
 }
 
@@ -668,6 +702,18 @@ fn main() -> ExitCode {
             finalize,
         }),
         Command::ApproverKey(ApproverKeyCommand::New { out }) => govern::new_approver_key(&out),
+        Command::Cold(ColdCommand::Export {
+            addr,
+            key_file,
+            transfer,
+            out,
+        }) => coldctl::export(&addr, &key_file, &transfer, out.as_deref()),
+        Command::Cold(ColdCommand::Import {
+            addr,
+            key_file,
+            transfer,
+            file,
+        }) => coldctl::import(&addr, &key_file, &transfer, &file),
         Command::Approve {
             addr,
             key_file,

@@ -1,0 +1,418 @@
+//! The cold tier's round trip: a Bitcoin send the server may not complete
+//! alone (a cold wallet's, or a multisig account's whose missing cosigners
+//! are held outside) is signed as far as the server may and handed out as
+//! a PSBT (BIP-174); its transfers wait in `awaiting_signature`. The PSBT
+//! signed offline (`strongroom offline sign`, any BIP-174 signer) comes
+//! back and is accepted only if, combined with what the server signed, it
+//! finalises into exactly the approved plan, every input verified by
+//! Bitcoin Core's interpreter; then it is stored and broadcast as any
+//! send. A PSBT that is not the plan changes nothing and is audited.
+//! Cancelling an exported transfer, or its lapse after [`EXPORT_WINDOW_MS`],
+//! gives its outputs back.
+
+use domain::{Actor, BitcoinNetwork, Network, Timestamp, TransferId};
+use lifecycle::Event;
+use serde_json::json;
+use storage::{BtcSendRow, TransferRow, WriteTx};
+
+use crate::access::{Can, perm};
+use crate::btc::BtcServiceError;
+use crate::moves::{Move, corrupt, state, transition};
+use crate::record::entry;
+use crate::service::{Service, ServiceError};
+
+/// How long an exported send waits for its offline signature before its
+/// transfers lapse and its outputs go back (three days; the outputs'
+/// reservation itself ends after seven).
+pub const EXPORT_WINDOW_MS: i64 = 3 * 86_400_000;
+
+/// A transfer's transaction as handed out for its offline signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsigned {
+    pub transfer: TransferId,
+    pub network: Network,
+    /// The PSBT (BIP-174), with the signatures the server made.
+    pub psbt: Vec<u8>,
+    /// The id of the transaction once signed (segwit: fixed already).
+    pub txid: String,
+    pub exported_at: Timestamp,
+    /// When it lapses unless signed.
+    pub expires_at: Timestamp,
+    pub fee_sat: u64,
+    /// What it spends: `txid:vout` and value.
+    pub inputs: Vec<(String, u64)>,
+    /// What it pays: address, value, and whether it is the wallet's change.
+    pub outputs: Vec<(String, u64, bool)>,
+    /// The transfers it pays (a batch pays several).
+    pub transfers: Vec<TransferId>,
+}
+
+/// A PSBT as text: base64 (BIP-174's text form) or hex, surrounding
+/// whitespace ignored.
+pub fn decode_psbt(text: &str) -> Result<Vec<u8>, ServiceError> {
+    let t = text.trim();
+    let bytes = if t.len() % 2 == 0 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
+        hex::decode(t).ok()
+    } else {
+        data_encoding::BASE64.decode(t.as_bytes()).ok()
+    };
+    bytes
+        .filter(|b| b.starts_with(b"psbt\xff"))
+        .ok_or_else(|| ServiceError::Invalid("psbt: a PSBT in base64 or hex".into()))
+}
+
+/// A PSBT's text form (base64).
+pub fn encode_psbt(bytes: &[u8]) -> String {
+    data_encoding::BASE64.encode(bytes)
+}
+
+impl Can<'_, perm::ReadWallet> {
+    /// A transfer's transaction waiting for its offline signature.
+    pub async fn unsigned(&self, id: TransferId) -> Result<Unsigned, ServiceError> {
+        in_wallet(self, id).await?;
+        self.svc.unsigned_transfer(id).await
+    }
+}
+
+impl Can<'_, perm::OperateQueue> {
+    /// Brings back a transfer's PSBT signed offline (see
+    /// [`Service::import_signed`]). Returns the transaction id and the
+    /// transfer's state after it (`signed`, or `broadcasting`).
+    pub async fn import_signed(
+        &self,
+        id: TransferId,
+        psbt: &[u8],
+    ) -> Result<(String, String), ServiceError> {
+        in_wallet(self, id).await?;
+        let txid = self.svc.import_signed(self.actor(), id, psbt).await?;
+        Ok((txid, self.svc.store().transfer(id).await?.state))
+    }
+}
+
+/// A transfer of a wallet the capability reaches; `404` for any other.
+async fn in_wallet<P: perm::Perm>(can: &Can<'_, P>, id: TransferId) -> Result<(), ServiceError> {
+    let t = can.svc.store().transfer(id).await?;
+    if domain::permits(can.who.grants(), P::PERMISSION, Some(t.wallet)) {
+        Ok(())
+    } else {
+        Err(storage::StorageError::NotFound { what: "transfer" }.into())
+    }
+}
+
+fn btc_network_of(send: &BtcSendRow) -> Result<BitcoinNetwork, ServiceError> {
+    match send.network.parse::<Network>() {
+        Ok(Network::Bitcoin(n)) => Ok(n),
+        _ => Err(corrupt("Bitcoin send", "not a Bitcoin network")),
+    }
+}
+
+impl Service {
+    /// Hands a planned send out for its offline signature: the PSBT with
+    /// the server's signatures stored, every transfer moved to
+    /// `awaiting_signature`, audited, in one transaction.
+    pub(crate) async fn btc_export(
+        &self,
+        send: &BtcSendRow,
+        psbt: &bitcoin::Psbt,
+        made: usize,
+        missing: usize,
+    ) -> Result<(), ServiceError> {
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        tx.set_btc_send_exported(&send.id, &psbt.serialize(), now)
+            .await?;
+        let mut entries = Vec::new();
+        let why = format!(
+            "signed as far as the server may ({made} signatures); {missing} more to come from \
+             keys held offline"
+        );
+        for t in tx.transfers_of_btc_send(&send.id).await? {
+            let m = Move::new(Event::Exported, &Actor::System, &why);
+            entries.push(transition(&mut tx, &t, m, now).await?.0);
+        }
+        entries.push(entry(
+            &Actor::System,
+            "btc.send.exported",
+            &format!("btc-send:{}", send.id),
+            json!({
+                "unsigned_txid": psbt.unsigned_tx.compute_txid().to_string(),
+                "signatures_made": made,
+                "signatures_missing": missing,
+                "expires_at_ms": now.as_millis().saturating_add(EXPORT_WINDOW_MS),
+            }),
+        )?);
+        self.commit(tx, &entries, now).await
+    }
+
+    /// The transaction of a transfer waiting for its offline signature.
+    pub async fn unsigned_transfer(&self, id: TransferId) -> Result<Unsigned, ServiceError> {
+        let t = self.store().transfer(id).await?;
+        let send = exported_send(self, &t).await?;
+        let n = btc_network_of(&send)?;
+        let psbt = bitcoin::Psbt::deserialize(&send.psbt).map_err(|e| corrupt("PSBT", e))?;
+        let own = self.own_scripts(t.wallet, &send.network).await?;
+        let net = crate::btc::chain_btc_network(n);
+        let inputs = psbt
+            .unsigned_tx
+            .input
+            .iter()
+            .zip(chain_btc::prevouts_of(&psbt).map_err(BtcServiceError::Tx)?)
+            .map(|(i, p)| (i.previous_output.to_string(), p.value.to_sat()))
+            .collect();
+        let outputs = psbt
+            .unsigned_tx
+            .output
+            .iter()
+            .map(|o| {
+                let address = bitcoin::Address::from_script(&o.script_pubkey, net)
+                    .map_or_else(|_| o.script_pubkey.to_hex_string(), |a| a.to_string());
+                (
+                    address,
+                    o.value.to_sat(),
+                    own.contains(&o.script_pubkey),
+                )
+            })
+            .collect();
+        let exported_at = send.exported_at.unwrap_or(send.created_at);
+        Ok(Unsigned {
+            transfer: id,
+            network: Network::Bitcoin(n),
+            txid: psbt.unsigned_tx.compute_txid().to_string(),
+            psbt: send.psbt.clone(),
+            exported_at,
+            expires_at: Timestamp::from_millis(
+                exported_at.as_millis().saturating_add(EXPORT_WINDOW_MS),
+            ),
+            fee_sat: send.fee_sat,
+            inputs,
+            outputs,
+            transfers: self
+                .store()
+                .transfers_of_btc_send(&send.id)
+                .await?
+                .iter()
+                .map(|t| t.id)
+                .collect(),
+        })
+    }
+
+    /// Takes back a transfer's PSBT signed offline. Accepted only if,
+    /// combined with what the server signed, it is the very transaction
+    /// approved, finalised, and verified input by input by Bitcoin Core's
+    /// interpreter: then stored with every transfer's move to `signed`,
+    /// and broadcast. Anything else (another transaction — an output
+    /// changed, an input added, another fee —, a signature by a key not
+    /// of the wallet, too few signatures) is refused with its reason,
+    /// audited, and changes nothing. Returns the transaction id.
+    pub async fn import_signed(
+        &self,
+        actor: &Actor,
+        id: TransferId,
+        signed: &[u8],
+    ) -> Result<String, ServiceError> {
+        let t = self.store().transfer(id).await?;
+        let send = exported_send(self, &t).await?;
+        let n = btc_network_of(&send)?;
+        let wallet = send
+            .wallet
+            .ok_or_else(|| corrupt("Bitcoin send", "no wallet"))?;
+        self.ensure_not_frozen(Some(wallet), None).await?;
+        let transfers = self.store().transfers_of_btc_send(&send.id).await?;
+        // Approvals revoked since it was handed out: pulled back, refused.
+        self.approvals_stand(&transfers).await?;
+        let ours = bitcoin::Psbt::deserialize(&send.psbt).map_err(|e| corrupt("PSBT", e))?;
+        let (approved, _) = match self
+            .btc_approved(&send, &ours, &transfers, n, wallet)
+            .await?
+        {
+            Ok(a) => a,
+            // The stored plan itself is not what was approved: tampering
+            // with the database, the one refuse path.
+            Err(why) => {
+                let ids: Vec<TransferId> = transfers.iter().map(|t| t.id).collect();
+                return Err(self
+                    .refuse_to_sign(crate::gate::Refused {
+                        send: format!("btc-send:{}", send.id),
+                        wallet,
+                        transfers: &ids,
+                        why,
+                    })
+                    .await);
+            }
+        };
+        let accepted = bitcoin::Psbt::deserialize(signed)
+            .map_err(|e| format!("not a PSBT: {e}"))
+            .and_then(|theirs| {
+                let mut combined = ours.clone();
+                chain_btc::combine(&mut combined, theirs)
+                    .map_err(|_| "it is not the transaction handed out".to_owned())?;
+                approved.accept(combined).map_err(|e| e.to_string())
+            });
+        let signed = match accepted {
+            Ok(tx) => tx,
+            Err(why) => return Err(self.refuse_import(actor, &send, &transfers, why).await),
+        };
+        let txid = signed.compute_txid().to_string();
+        let raw = bitcoin::consensus::serialize(&signed);
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        tx.set_btc_send_signed(&send.id, &raw, &txid).await?;
+        let mut entries = Vec::new();
+        for t in tx.transfers_of_btc_send(&send.id).await? {
+            let m = Move::new(
+                Event::Signed,
+                actor,
+                "signed offline; verified, the approved plan, and stored",
+            );
+            entries.push(transition(&mut tx, &t, m, now).await?.0);
+        }
+        entries.push(entry(
+            actor,
+            "btc.tx.signed",
+            &format!("btc-send:{}", send.id),
+            json!({ "txid": txid, "vsize": signed.vsize(), "transfers": entries.len(), "offline": true }),
+        )?);
+        self.commit(tx, &entries, now).await?;
+        // Broadcast now if a node answers; otherwise the queue's next pass.
+        if let Err(e) = self.btc_sign_and_send(&send.id).await {
+            tracing::warn!(send = %send.id, error = %e, "broadcast deferred");
+        }
+        Ok(txid)
+    }
+
+    /// A signed PSBT that is not the plan: audited (who brought it, why it
+    /// was refused) with a webhook event; nothing else changes.
+    async fn refuse_import(
+        &self,
+        actor: &Actor,
+        send: &BtcSendRow,
+        transfers: &[TransferRow],
+        why: String,
+    ) -> ServiceError {
+        tracing::warn!(send = %send.id, %why, "an offline-signed PSBT was refused");
+        let refused = async {
+            let now = self.now();
+            let mut tx = self.store().begin().await?;
+            let ids: Vec<String> = transfers.iter().map(|t| t.id.to_string()).collect();
+            let details = json!({ "send": format!("btc-send:{}", send.id), "transfers": ids, "why": why });
+            crate::outbox::enqueue(&mut tx, "transfer.signature_refused", details.clone(), now)
+                .await?;
+            let e = entry(
+                actor,
+                "transfer.signature_refused",
+                &format!("btc-send:{}", send.id),
+                details,
+            )?;
+            self.commit(tx, &[e], now).await
+        }
+        .await;
+        match refused {
+            Ok(()) => ServiceError::SignatureRefused(why),
+            Err(e) => e,
+        }
+    }
+
+    /// Lapses the transfers of sends handed out longer than
+    /// [`EXPORT_WINDOW_MS`] ago; their outputs go back. Returns how many
+    /// sends lapsed.
+    pub(crate) async fn lapse_exported(&self) -> Result<usize, ServiceError> {
+        let mut lapsed = 0;
+        let networks: Vec<String> = self
+            .btc_networks()
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
+        for name in networks {
+            for send in self.store().btc_sends_in(&name, &["exported"]).await? {
+                let now = self.now();
+                let since = send.exported_at.unwrap_or(send.created_at);
+                if since.as_millis().saturating_add(EXPORT_WINDOW_MS) > now.as_millis() {
+                    continue;
+                }
+                let mut tx = self.store().begin().await?;
+                let Some(first) = tx.transfers_of_btc_send(&send.id).await?.into_iter().next()
+                else {
+                    continue;
+                };
+                let entries = release_exported(
+                    &mut tx,
+                    &first,
+                    Event::Lapsed,
+                    &Actor::System,
+                    "its offline signature did not come back in time",
+                    now,
+                )
+                .await?;
+                self.commit(tx, &entries, now).await?;
+                lapsed += 1;
+            }
+        }
+        Ok(lapsed)
+    }
+}
+
+/// The exported send of a transfer waiting for its offline signature.
+async fn exported_send(svc: &Service, t: &TransferRow) -> Result<BtcSendRow, ServiceError> {
+    if t.state != state::AWAITING_SIGNATURE {
+        return Err(ServiceError::Conflict(format!(
+            "the transfer is {}, not awaiting an offline signature",
+            t.state
+        )));
+    }
+    let id = t
+        .btc_send_id
+        .as_deref()
+        .ok_or_else(|| corrupt("transfer awaiting a signature", "it names no send"))?;
+    let send = svc.store().btc_send(id).await?;
+    if send.state != "exported" {
+        return Err(ServiceError::Conflict(format!(
+            "its transaction is {}, not handed out",
+            send.state
+        )));
+    }
+    Ok(send)
+}
+
+/// Stops an exported send in `tx` (`t`, one of its transfers, locked there,
+/// takes `event`: a cancel or a lapse): its outputs go back; its other
+/// transfers go back to the queue (their approvals stand) or lapse with it.
+/// Returns the audit records.
+pub(crate) async fn release_exported(
+    tx: &mut WriteTx,
+    t: &TransferRow,
+    event: Event,
+    by: &Actor,
+    why: &str,
+    now: Timestamp,
+) -> Result<Vec<audit::Entry>, ServiceError> {
+    let send = t
+        .btc_send_id
+        .clone()
+        .ok_or_else(|| corrupt("transfer awaiting a signature", "it names no send"))?;
+    tx.set_btc_send_state(&send, "exported", "released").await?;
+    let outputs = tx.release_btc_utxos(&send).await?;
+    let mut entries = Vec::new();
+    let mut moved = Vec::new();
+    for other in tx.transfers_of_btc_send(&send).await? {
+        let (event, why) = if other.id == t.id || event == Event::Lapsed {
+            (event, format!("{why}; reserved outputs given back"))
+        } else {
+            (
+                Event::Unplanned,
+                format!("another payout of its batch was stopped ({why}); reserved outputs given back"),
+            )
+        };
+        let m = Move::new(event, by, &why);
+        entries.push(transition(tx, &other, m, now).await?.0);
+        moved.push(other.id.to_string());
+    }
+    entries.push(entry(
+        by,
+        "btc.send.released",
+        &format!("btc-send:{send}"),
+        json!({ "outputs": outputs, "transfers": moved, "why": why }),
+    )?);
+    Ok(entries)
+}
