@@ -278,7 +278,9 @@ async fn open_account(
         }
     };
     if !matches!(backend, AccountKey::Multisig { .. }) && multi_fields {
-        return Err(bad("threshold and cosigners are for backend multisig".into()));
+        return Err(bad(
+            "threshold and cosigners are for backend multisig".into()
+        ));
     }
     let can = can::<perm::ManageNetworks>(&svc, &who)?;
     let a = can

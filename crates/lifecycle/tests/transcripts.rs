@@ -261,7 +261,14 @@ fn cancelled_before_signing_not_after() {
 #[test]
 fn a_cold_wallet_waits_for_its_offline_signature() {
     check(
-        &[Received, Judged(Verdict::Allow), Planned, Exported, Signed, Broadcast],
+        &[
+            Received,
+            Judged(Verdict::Allow),
+            Planned,
+            Exported,
+            Signed,
+            Broadcast,
+        ],
         expect![[r#"
             submitted --Received--> pending_policy  changes [] effects [EvaluatePolicy]
             pending_policy --Judged(Allow)--> queued  changes [] effects [Wake]
@@ -294,7 +301,14 @@ fn a_cold_wallet_waits_for_its_offline_signature() {
     );
     // Once signed, it is not.
     check(
-        &[Received, Judged(Verdict::Allow), Planned, Exported, Signed, Cancel],
+        &[
+            Received,
+            Judged(Verdict::Allow),
+            Planned,
+            Exported,
+            Signed,
+            Cancel,
+        ],
         expect![[r#"
             submitted --Received--> pending_policy  changes [] effects [EvaluatePolicy]
             pending_policy --Judged(Allow)--> queued  changes [] effects [Wake]

@@ -51,7 +51,7 @@ pub struct Unsigned {
 /// whitespace ignored.
 pub fn decode_psbt(text: &str) -> Result<Vec<u8>, ServiceError> {
     let t = text.trim();
-    let bytes = if t.len() % 2 == 0 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
+    let bytes = if t.len().is_multiple_of(2) && t.bytes().all(|b| b.is_ascii_hexdigit()) {
         hex::decode(t).ok()
     } else {
         data_encoding::BASE64.decode(t.as_bytes()).ok()
@@ -166,11 +166,7 @@ impl Service {
             .map(|o| {
                 let address = bitcoin::Address::from_script(&o.script_pubkey, net)
                     .map_or_else(|_| o.script_pubkey.to_hex_string(), |a| a.to_string());
-                (
-                    address,
-                    o.value.to_sat(),
-                    own.contains(&o.script_pubkey),
-                )
+                (address, o.value.to_sat(), own.contains(&o.script_pubkey))
             })
             .collect();
         let exported_at = send.exported_at.unwrap_or(send.created_at);
@@ -294,7 +290,8 @@ impl Service {
             let now = self.now();
             let mut tx = self.store().begin().await?;
             let ids: Vec<String> = transfers.iter().map(|t| t.id.to_string()).collect();
-            let details = json!({ "send": format!("btc-send:{}", send.id), "transfers": ids, "why": why });
+            let details =
+                json!({ "send": format!("btc-send:{}", send.id), "transfers": ids, "why": why });
             crate::outbox::enqueue(&mut tx, "transfer.signature_refused", details.clone(), now)
                 .await?;
             let e = entry(
@@ -401,7 +398,9 @@ pub(crate) async fn release_exported(
         } else {
             (
                 Event::Unplanned,
-                format!("another payout of its batch was stopped ({why}); reserved outputs given back"),
+                format!(
+                    "another payout of its batch was stopped ({why}); reserved outputs given back"
+                ),
             )
         };
         let m = Move::new(event, by, &why);

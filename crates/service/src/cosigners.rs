@@ -97,7 +97,7 @@ impl Service {
         label: &str,
     ) -> Result<KeyRow, ServiceError> {
         let bytes = compressed_key(&public_key.to_ascii_lowercase())?;
-        crate::wallets::check_name(label, "an external key's label")?;
+        crate::moves::check_name(label, "an external key's label")?;
         let (row, e, now) = self.key_record(
             actor,
             Made {
@@ -201,7 +201,10 @@ impl Service {
             .map_err(|e| corrupt("multisig", e))?
             .map(|s| s.to_hex_string());
         if script.as_deref() != Some(row.public_key.as_str()) {
-            return Err(corrupt("multisig", "its cosigners no longer make its script"));
+            return Err(corrupt(
+                "multisig",
+                "its cosigners no longer make its script",
+            ));
         }
         Ok(ms)
     }

@@ -308,13 +308,13 @@ impl Cosigning {
         task: &chain_btc::SigningTask,
         cold: bool,
     ) -> Result<Option<KeyId>, ServiceError> {
-        if !self.rows.contains_key(&key) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.rows.entry(key) {
             let row = svc.store().key(key).await?;
             let ms = match row.backend {
                 domain::KeyBackend::Multisig => Some(svc.multisig(&row).await?),
                 _ => None,
             };
-            self.rows.insert(key, (row, ms));
+            slot.insert((row, ms));
         }
         let Some((row, ms)) = self.rows.get(&key) else {
             return Ok(None);

@@ -152,7 +152,7 @@ fn check_password_rules(password: &str) -> Result<(), ServiceError> {
 }
 
 fn check_user_name(name: &str) -> Result<(), ServiceError> {
-    crate::wallets::check_name(name, "a user name")
+    crate::moves::check_name(name, "a user name")
 }
 
 impl Service {

@@ -25,12 +25,7 @@ use crate::service::ServiceError;
 fn holds(state: &str) -> bool {
     matches!(
         state,
-        "queued"
-            | "signing"
-            | "awaiting_signature"
-            | "signed"
-            | "broadcasting"
-            | "confirming"
+        "queued" | "signing" | "awaiting_signature" | "signed" | "broadcasting" | "confirming"
     )
 }
 

@@ -174,6 +174,21 @@ pub(crate) fn invalid(s: impl Into<String>) -> ServiceError {
     ServiceError::Invalid(s.into())
 }
 
+/// A name (of a wallet, a user): 1 to 64 of a-z A-Z 0-9 . _ - @.
+pub(crate) fn check_name(name: &str, what: &str) -> Result<(), ServiceError> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ServiceError::Invalid(format!(
+            "{what} is 1 to 64 of a-z A-Z 0-9 . _ - @"
+        )))
+    }
+}
+
 pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> ServiceError {
     StorageError::Corrupt(format!("{what}: {e}")).into()
 }

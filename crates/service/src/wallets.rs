@@ -9,24 +9,9 @@ use storage::WalletRow;
 
 use crate::btc::net_name;
 use crate::btc_transfers::{account_added, address_entry};
-use crate::moves::{corrupt, invalid};
+use crate::moves::{check_name, corrupt, invalid};
 use crate::record::entry;
 use crate::service::{Service, ServiceError};
-
-/// A name (of a wallet, a user): 1 to 64 of a-z A-Z 0-9 . _ - @.
-pub(crate) fn check_name(name: &str, what: &str) -> Result<(), ServiceError> {
-    let ok = (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ServiceError::Invalid(format!(
-            "{what} is 1 to 64 of a-z A-Z 0-9 . _ - @"
-        )))
-    }
-}
 
 /// A wallet's address on a network, and the key behind it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,7 +68,11 @@ fn watch_only(row: &storage::KeyRow, spend: Option<&chain_btc::Spend>) -> Option
         chain_btc::Spend::P2tr { internal_key } => format!("tr({})", hex::encode(internal_key)),
         chain_btc::Spend::P2wshMulti { threshold, pubkeys } => format!(
             "wsh(sortedmulti({threshold},{}))",
-            pubkeys.iter().map(hex::encode).collect::<Vec<_>>().join(",")
+            pubkeys
+                .iter()
+                .map(hex::encode)
+                .collect::<Vec<_>>()
+                .join(",")
         ),
         _ => return None,
     };

@@ -49,6 +49,11 @@ storage::on_both!(
     destinations_are_screened_against_the_deny_list_and_look_alikes,
 );
 
+storage::on_both!(
+    fixture_hsm;
+    a_cold_multisig_withdrawal_needs_its_offline_signature,
+);
+
 const ETHER: u128 = 1_000_000_000_000_000_000;
 const BOB: &str = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
 const CAROL: &str = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359";
@@ -92,16 +97,39 @@ struct Fixture {
     client: Arc<EthClient>,
     _anvil: Anvil,
     _dir: tempfile::TempDir,
+    _token: Option<keys_pkcs11::testing::SoftHsm>,
 }
 
 async fn fixture(db: TestDb) -> Fixture {
+    fixture_with(db, None).await
+}
+
+/// The fixture with a SoftHSM token as the service's HSM.
+async fn fixture_hsm(db: TestDb) -> Fixture {
+    use keys_pkcs11::Pkcs11Signer;
+    use keys_pkcs11::testing::{SoftHsm, USER_PIN};
+    let token = SoftHsm::new("cold");
+    let hsm = Pkcs11Signer::open(
+        &SoftHsm::module(),
+        &token.label,
+        &zeroize::Zeroizing::new(USER_PIN.into()),
+        2,
+    )
+    .unwrap();
+    let mut f = fixture_with(db, Some(Arc::new(hsm))).await;
+    f._token = Some(token);
+    f
+}
+
+async fn fixture_with(db: TestDb, hsm: Option<Arc<dyn keys::Signer>>) -> Fixture {
     let anvil = Anvil::start();
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ShiftedClock::default());
-    let svc = Service::new(
+    let svc = Service::with_hsm(
         db.store.clone(),
         clock.clone(),
         Checkpointer::for_tests(dir.path(), 8, 1000),
+        hsm,
     );
     let shares = svc.init_keystore(&console(), 2, 2).await.unwrap();
     for s in &shares {
@@ -210,6 +238,7 @@ async fn fixture(db: TestDb) -> Fixture {
         nonce: AtomicU64::new(0),
         _anvil: anvil,
         _dir: dir,
+        _token: None,
     };
     f.svc.set_governance(GovernanceConfig {
         admin_quorum: 2,
@@ -3154,4 +3183,311 @@ async fn a_payout_denied_while_it_waits_for_its_batch_is_never_paid(f: Fixture) 
         .unwrap()
         .script_pubkey();
     assert!(tx.output.iter().all(|o| o.script_pubkey != denied_script));
+}
+
+/// Signs, as an offline signer holding `secret` would, every input of
+/// `psbt` its key can sign (recognised from the PSBT alone).
+fn sign_offline(psbt: &mut bitcoin::Psbt, secret: &bitcoin::secp256k1::SecretKey) {
+    let secp = bitcoin::secp256k1::Secp256k1::new();
+    let pk = bitcoin::secp256k1::PublicKey::from_secret_key(&secp, secret).serialize();
+    let tasks = chain_btc::tasks_for_key(psbt, &pk).unwrap();
+    assert!(!tasks.is_empty(), "the key signs nothing in this PSBT");
+    for t in tasks {
+        let chain_btc::SigningTask::Ecdsa { digest, .. } = t else {
+            panic!("not an ECDSA task: {t:?}")
+        };
+        let sig = secp.sign_ecdsa(&bitcoin::secp256k1::Message::from_digest(digest), secret);
+        chain_btc::add_ecdsa(psbt, &t, &sig.serialize_compact()).unwrap();
+    }
+}
+
+/// A cold wallet's 2-of-3 multisig account (an HSM key, a keystore key, a
+/// key held offline): an approved withdrawal is signed by the server as
+/// far as the cold tier lets it (one signature), waits in
+/// `awaiting_signature` with its PSBT handed out, and completes only with
+/// the offline key's signature; a PSBT that pays otherwise, spends more,
+/// pays another fee, or is signed by a foreign key changes nothing and is
+/// audited. Cancelling an exported transfer, or its lapse, gives its
+/// outputs back.
+async fn a_cold_multisig_withdrawal_needs_its_offline_signature(f: Fixture) {
+    use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
+    use domain::{Asset, BitcoinNetwork};
+    use service::cosigners::Cosigner;
+    use service::wallets::AccountKey;
+    let regtest = BitcoinNetwork::Regtest;
+    f.add_regtest(service::btc::BatchRule::default());
+    f.set_policy("[[rules]]\nname = \"all\"\naction = \"allow\"\n")
+        .await;
+    let cold = SecretKey::from_slice(&[0x42; 32]).unwrap();
+    let cold_pub = hex::encode(PublicKey::from_secret_key(&Secp256k1::new(), &cold).serialize());
+    let admin = f.who(&f.admin1).await;
+    let manage = f
+        .svc
+        .authorize::<perm::ManageNetworks>(&admin, None)
+        .unwrap();
+    let open = |threshold, cosigners| {
+        manage.open_account(
+            f.wallet,
+            domain::Network::Bitcoin(regtest),
+            AccountKey::Multisig {
+                threshold,
+                cosigners,
+            },
+        )
+    };
+    let external = |k: &str| Cosigner::External {
+        public_key: k.into(),
+        label: "vault-a".into(),
+    };
+    // Bad accounts are refused before any key is made.
+    for (m, cosigners) in [
+        (
+            3,
+            vec![Cosigner::New(KeyBackend::Keystore), external(&cold_pub)],
+        ),
+        (0, vec![external(&cold_pub)]),
+        (
+            1,
+            vec![external(&cold_pub), external(&cold_pub.to_uppercase())],
+        ),
+        (1, vec![Cosigner::New(KeyBackend::Threshold)]),
+        (1, vec![external("02aa")]),
+    ] {
+        let e = open(m, cosigners).await.unwrap_err();
+        assert!(matches!(e, ServiceError::Invalid(_)), "{e:?}");
+    }
+    let bitcoin_accounts = |f: &Fixture| {
+        let svc = f.svc.clone();
+        let wallet = f.wallet;
+        async move {
+            svc.wallet_accounts(wallet)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|a| a.network.is_bitcoin())
+                .count()
+        }
+    };
+    assert_eq!(bitcoin_accounts(&f).await, 0);
+    let account = open(
+        2,
+        vec![
+            Cosigner::New(KeyBackend::Pkcs11),
+            Cosigner::New(KeyBackend::Keystore),
+            external(&cold_pub),
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(account.address.starts_with("bcrt1q") && account.address.len() == 64);
+    // The watch-only descriptor (with its checksum) derives the address.
+    let watch = account.watch.clone().unwrap();
+    assert!(
+        watch.descriptor.starts_with("wsh(sortedmulti(2,") && watch.descriptor.contains('#'),
+        "{watch:?}"
+    );
+    assert!(watch.descriptor.contains(&cold_pub));
+    // Its checksum is BIP-380's, and its keys make the address.
+    let (body, _) = watch.descriptor.split_once('#').unwrap();
+    assert_eq!(chain_btc::checksummed(body).unwrap(), watch.descriptor);
+    let keys = body
+        .trim_start_matches("wsh(sortedmulti(2,")
+        .trim_end_matches("))")
+        .split(',')
+        .map(|k| hex::decode(k).unwrap().try_into().unwrap())
+        .collect();
+    let spend = chain_btc::Spend::P2wshMulti {
+        threshold: 2,
+        pubkeys: keys,
+    };
+    assert_eq!(
+        chain_btc::BtcAddress::parse(&account.address, regtest)
+            .unwrap()
+            .script_pubkey(),
+        spend.script_pubkey().unwrap()
+    );
+    // Only a cold wallet's transactions wait for the offline key.
+    let row = f
+        .govern(
+            &f.admin1,
+            Change::SetWalletTier {
+                wallet: f.wallet.to_string(),
+                tier: "cold".into(),
+            },
+        )
+        .await;
+    assert_eq!(row.state, "applied");
+    f.svc
+        .waive_key_backup(&console(), account.key)
+        .await
+        .unwrap();
+    for (i, value) in [(0u8, 60_000u64), (1, 70_000), (2, 80_000)] {
+        f.svc
+            .btc_record_deposit(
+                &console(),
+                regtest,
+                account.key,
+                &format!("{:02x}", 0xc0 + i).repeat(32),
+                0,
+                value,
+            )
+            .await
+            .unwrap();
+    }
+    let who = f.who(&f.initiator).await;
+    let can = f
+        .svc
+        .authorize::<perm::InitiateTransfer>(&who, Some(f.wallet))
+        .unwrap();
+    let pay = |amount: &str| TransferRequest {
+        asset: Asset::bitcoin(regtest).id().clone(),
+        destination: PAYEE.into(),
+        ..f.request(BOB, amount)
+    };
+    let t = can.submit(&pay("0.0005")).await.unwrap();
+    f.svc.execute_due().await.unwrap();
+    let t = f.db.store.transfer(t.id).await.unwrap();
+    assert_eq!(t.state, state::AWAITING_SIGNATURE);
+    let send_id = t.btc_send_id.clone().unwrap();
+    let viewer = f
+        .svc
+        .authorize::<perm::ReadWallet>(&admin, Some(f.wallet))
+        .unwrap();
+    let u = viewer.unsigned(t.id).await.unwrap();
+    assert_eq!(u.transfers, vec![t.id]);
+    assert!(
+        u.outputs
+            .iter()
+            .any(|(a, v, change)| a == PAYEE && *v == 50_000 && !change)
+    );
+    let exported = bitcoin::Psbt::deserialize(&u.psbt).unwrap();
+    // One signature made here (the HSM's), none by the keystore key: the
+    // cold tier leaves the last one to the offline key.
+    assert!(exported.inputs.iter().all(|i| i.partial_sigs.len() == 1));
+    let before = f.actions().await;
+    let operator = f
+        .svc
+        .authorize::<perm::OperateQueue>(&admin, Some(f.wallet))
+        .unwrap();
+    // What is brought back must be exactly what was handed out.
+    let mut changed_output = exported.clone();
+    changed_output.unsigned_tx.output[0].value = bitcoin::Amount::from_sat(49_000);
+    let mut extra_input = exported.clone();
+    extra_input.unsigned_tx.input.push(bitcoin::TxIn {
+        previous_output: bitcoin::OutPoint::new("d0".repeat(32).parse().unwrap(), 1),
+        ..exported.unsigned_tx.input[0].clone()
+    });
+    extra_input.inputs.push(exported.inputs[0].clone());
+    let mut other_fee = exported.clone();
+    let last = other_fee.unsigned_tx.output.len() - 1;
+    other_fee.unsigned_tx.output[last].value -= bitcoin::Amount::from_sat(1_000);
+    let foreign = exported.clone();
+    for (mut bad, secret) in [
+        (changed_output, cold),
+        (extra_input, cold),
+        (other_fee, cold),
+        (foreign, SecretKey::from_slice(&[0x43; 32]).unwrap()),
+    ] {
+        // The foreign key is in no script: nothing to sign, it leaves it.
+        let secp = Secp256k1::new();
+        let pk = PublicKey::from_secret_key(&secp, &secret).serialize();
+        if !chain_btc::tasks_for_key(&bad, &pk).unwrap().is_empty() {
+            sign_offline(&mut bad, &secret);
+        }
+        let e = operator
+            .import_signed(t.id, &bad.serialize())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ServiceError::SignatureRefused(_)), "{e:?}");
+    }
+    // Not a PSBT at all.
+    assert!(matches!(
+        service::cold::decode_psbt("bm90IGEgcHNidA=="),
+        Err(ServiceError::Invalid(_))
+    ));
+    let after = f.actions().await;
+    assert_eq!(
+        after
+            .iter()
+            .filter(|a| *a == "transfer.signature_refused")
+            .count(),
+        before
+            .iter()
+            .filter(|a| *a == "transfer.signature_refused")
+            .count()
+            + 4
+    );
+    assert_eq!(
+        f.db.store.transfer(t.id).await.unwrap().state,
+        state::AWAITING_SIGNATURE
+    );
+    assert_eq!(
+        f.db.store.btc_send(&send_id).await.unwrap().state,
+        "exported"
+    );
+    // The offline key's signature (over the PSBT as handed out, in its
+    // text form) completes it.
+    let mut signed = bitcoin::Psbt::deserialize(
+        &service::cold::decode_psbt(&service::cold::encode_psbt(&u.psbt)).unwrap(),
+    )
+    .unwrap();
+    sign_offline(&mut signed, &cold);
+    let (txid, st) = operator
+        .import_signed(t.id, &signed.serialize())
+        .await
+        .unwrap();
+    assert_eq!(st, state::SIGNED, "no node here: it waits signed");
+    let send = f.db.store.btc_send(&send_id).await.unwrap();
+    assert_eq!(send.txid.as_deref(), Some(txid.as_str()));
+    let tx: bitcoin::Transaction =
+        bitcoin::consensus::deserialize(send.raw.as_ref().unwrap()).unwrap();
+    let spent = f.db.store.btc_utxos_of_send(&send.id).await.unwrap();
+    chain_btc::verify_with_core(&tx, &spent_outputs(&tx, &spent)).unwrap();
+    // Empty dummy, two signatures, the witness script.
+    assert!(tx.input.iter().all(|i| i.witness.len() == 4));
+    // Brought back twice: it is no longer waiting.
+    assert!(matches!(
+        operator.import_signed(t.id, &signed.serialize()).await,
+        Err(ServiceError::Conflict(_))
+    ));
+
+    // Cancelled while handed out: its outputs go back.
+    let available = |f: &Fixture| {
+        let store = f.db.store.clone();
+        let wallet = f.wallet;
+        async move {
+            store
+                .wallet_btc_utxos(wallet, "bitcoin:regtest", "available")
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    let held = available(&f).await;
+    let t2 = can.submit(&pay("0.0004")).await.unwrap();
+    f.svc.execute_due().await.unwrap();
+    assert_eq!(
+        f.db.store.transfer(t2.id).await.unwrap().state,
+        state::AWAITING_SIGNATURE
+    );
+    assert!(available(&f).await < held);
+    let cancelled = operator.cancel(t2.id).await.unwrap();
+    assert_eq!(cancelled.state, state::CANCELLED);
+    assert_eq!(available(&f).await, held);
+    // Not signed in time: it lapses, and its outputs go back too.
+    let t3 = can.submit(&pay("0.0003")).await.unwrap();
+    f.svc.execute_due().await.unwrap();
+    assert_eq!(
+        f.db.store.transfer(t3.id).await.unwrap().state,
+        state::AWAITING_SIGNATURE
+    );
+    f.clock
+        .0
+        .fetch_add(service::cold::EXPORT_WINDOW_MS + 1, Ordering::SeqCst);
+    f.svc.advance_transfers().await.unwrap();
+    assert_eq!(
+        f.db.store.transfer(t3.id).await.unwrap().state,
+        state::EXPIRED
+    );
+    assert_eq!(available(&f).await, held);
 }

@@ -25,11 +25,21 @@ pub(crate) fn export(
         })
     })?;
     let key = crate::apikey::KeyFile::load(key_file)?;
-    let u = api_json(addr, &key, "GET", &format!("/v1/transfers/{id}/unsigned"), None)?;
+    let u = api_json(
+        addr,
+        &key,
+        "GET",
+        &format!("/v1/transfers/{id}/unsigned"),
+        None,
+    )?;
     let s = |v: &serde_json::Value| v.as_str().unwrap_or("?").to_owned();
     eprintln!("transaction {} on {}", s(&u["txid"]), s(&u["network"]));
     for i in u["inputs"].as_array().into_iter().flatten() {
-        eprintln!("  spends {}  {} BTC", s(&i["outpoint"]), s(&i["value_decimal"]));
+        eprintln!(
+            "  spends {}  {} BTC",
+            s(&i["outpoint"]),
+            s(&i["value_decimal"])
+        );
     }
     for o in u["outputs"].as_array().into_iter().flatten() {
         let what = if o["change"].as_bool() == Some(true) {
@@ -37,7 +47,11 @@ pub(crate) fn export(
         } else {
             "pays"
         };
-        eprintln!("  {what} {}  {} BTC", s(&o["address"]), s(&o["value_decimal"]));
+        eprintln!(
+            "  {what} {}  {} BTC",
+            s(&o["address"]),
+            s(&o["value_decimal"])
+        );
     }
     eprintln!(
         "  fee {} BTC; lapses unless signed by {} (ms since the epoch)",
