@@ -94,8 +94,9 @@ ensure_anvil() {
 
 # Python tools for the API contract checks, in a venv under .tools/ (kept
 # between runs): the OpenAPI validator and Schemathesis, pinned; pytest for
-# the Python client's tests (scripts/clients.sh).
-PY_TOOLS=(openapi-spec-validator==0.9.0 schemathesis==4.32.5 cryptography==51.0.1 pytest==9.2.0)
+# the Python client's tests (scripts/clients.sh); embit, the independent
+# BIP-174 signer of the cold tier's tests (scripts/embit_sign.py).
+PY_TOOLS=(openapi-spec-validator==0.9.0 schemathesis==4.32.5 cryptography==51.0.1 pytest==9.2.0 embit==0.8.0)
 ensure_py_tools() {
   PY_VENV="$PWD/.tools/py"
   if [ ! -x "$PY_VENV/bin/python" ]; then

@@ -147,9 +147,11 @@ pub struct TransferDto {
     /// Places between the two (absent for a token no longer configured).
     decimals: Option<u8>,
     destination: String,
-    /// `pending_approval`, `time_locked`, `queued`, `signing`, `signed`,
-    /// `broadcasting`, `confirming`, then one of `completed`, `failed`,
-    /// `blocked`, `rejected`, `expired`, `cancelled` (see ARCHITECTURE.md).
+    /// `pending_approval`, `time_locked`, `queued`, `signing`
+    /// (`awaiting_signature`: a cold wallet's, handed out for its offline
+    /// signature), `signed`, `broadcasting`, `confirming`, then one of
+    /// `completed`, `failed`, `blocked`, `rejected`, `expired`, `cancelled`
+    /// (see ARCHITECTURE.md).
     state: String,
     /// What approvers sign: the intent's digest, the policy version and the
     /// decision id (with their vote and an expiry).

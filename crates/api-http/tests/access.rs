@@ -280,6 +280,12 @@ async fn every_endpoint_against_every_role() {
         ),
         ("POST", format!("/v1/transfers/{none}/cancel"), None),
         ("POST", format!("/v1/transfers/{none}/retry"), None),
+        ("GET", format!("/v1/transfers/{none}/unsigned"), None),
+        (
+            "POST",
+            format!("/v1/transfers/{none}/signed"),
+            Some(serde_json::json!({"psbt": "cHNidP8="})),
+        ),
         (
             "POST",
             format!("/v1/transfers/{none}/replace"),

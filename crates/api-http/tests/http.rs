@@ -70,7 +70,7 @@ async fn health_and_status() {
         serde_json::json!({"seal": "uninitialized", "database": {"reachable": true}})
     );
     let st = app.svc.status().await;
-    assert_eq!(st.database.schema_version, Some(25));
+    assert_eq!(st.database.schema_version, Some(26));
     assert_eq!(st.audit_records, Some(0));
 }
 
@@ -158,6 +158,8 @@ async fn openapi_document_describes_the_routes() {
             "/v1/transfers/{id}/cancel",
             "/v1/transfers/{id}/replace",
             "/v1/transfers/{id}/retry",
+            "/v1/transfers/{id}/signed",
+            "/v1/transfers/{id}/unsigned",
             "/v1/users",
             "/v1/wallets",
             "/v1/wallets/{id}",

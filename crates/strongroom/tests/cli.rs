@@ -15,7 +15,16 @@ const BIN: &str = env!("CARGO_BIN_EXE_strongroom");
 mod signer_nodes;
 
 fn strongroom(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().unwrap()
+    strongroom_env(args, &[])
+}
+
+/// `strongroom` with variables added to its environment (an HSM's PIN).
+fn strongroom_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
 }
 
 fn stderr(o: &Output) -> String {
@@ -843,18 +852,31 @@ fn serve_verify_tamper_postgres() {
 
 /// `strongroom init` with shares written to `share_dir`; returns the shares.
 fn init_keystore(cfg: &str, share_dir: &Path, shares: u8, threshold: u8) -> Vec<String> {
+    init_keystore_env(cfg, share_dir, (shares, threshold), &[])
+}
+
+/// [`init_keystore`] with variables added to the command's environment.
+fn init_keystore_env(
+    cfg: &str,
+    share_dir: &Path,
+    (shares, threshold): (u8, u8),
+    env: &[(&str, &str)],
+) -> Vec<String> {
     let (n, t) = (shares.to_string(), threshold.to_string());
-    let o = strongroom(&[
-        "init",
-        "--config",
-        cfg,
-        "--shares",
-        &n,
-        "--threshold",
-        &t,
-        "--share-dir",
-        share_dir.to_str().unwrap(),
-    ]);
+    let o = strongroom_env(
+        &[
+            "init",
+            "--config",
+            cfg,
+            "--shares",
+            &n,
+            "--threshold",
+            &t,
+            "--share-dir",
+            share_dir.to_str().unwrap(),
+        ],
+        env,
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     (1..=shares)
         .map(|i| {
@@ -1494,7 +1516,16 @@ fn serve_unsealed(
     config: &Path,
     quorum: &str,
 ) -> (Server, std::sync::mpsc::Receiver<Option<String>>) {
-    let mut server = Server::start(config);
+    serve_unsealed_env(config, quorum, &[])
+}
+
+/// [`serve_unsealed`] with variables added to the server's environment.
+fn serve_unsealed_env(
+    config: &Path,
+    quorum: &str,
+    env: &[(&str, &str)],
+) -> (Server, std::sync::mpsc::Receiver<Option<String>>) {
+    let mut server = Server::start_with(config, env);
     let (tx, lines) = std::sync::mpsc::channel();
     server.follow_log(tx);
     for share in quorum.lines() {
@@ -1528,21 +1559,34 @@ fn open_wallet(
 /// `strongroom apikey create` into `dir/<name>.key`: the file and the
 /// principal (`api-key:<id>`).
 fn api_key(cfg: &str, dir: &Path, name: &str, role: &str, scope: &str) -> (PathBuf, String) {
+    api_key_env(cfg, dir, (name, role, scope), &[])
+}
+
+/// [`api_key`] with variables added to the command's environment.
+fn api_key_env(
+    cfg: &str,
+    dir: &Path,
+    (name, role, scope): (&str, &str, &str),
+    env: &[(&str, &str)],
+) -> (PathBuf, String) {
     let file = dir.join(format!("{name}.key"));
-    let o = strongroom(&[
-        "apikey",
-        "create",
-        "--config",
-        cfg,
-        "--name",
-        name,
-        "--role",
-        role,
-        "--scope",
-        scope,
-        "--out",
-        file.to_str().unwrap(),
-    ]);
+    let o = strongroom_env(
+        &[
+            "apikey",
+            "create",
+            "--config",
+            cfg,
+            "--name",
+            name,
+            "--role",
+            role,
+            "--scope",
+            scope,
+            "--out",
+            file.to_str().unwrap(),
+        ],
+        env,
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let text = std::fs::read_to_string(&file).unwrap();
     let id = text
@@ -2759,22 +2803,7 @@ fn bitcoin_withdrawal_through_the_api() {
 
     // An output of 100 000 sat paying the wallet's address, from the console.
     let txid = "5e".repeat(32);
-    let o = strongroom(&[
-        "btc",
-        "record-deposit",
-        "--config",
-        cfg,
-        "--network",
-        "regtest",
-        "--key",
-        &key,
-        "--txid",
-        &txid,
-        "--vout",
-        "1",
-        "--sat",
-        "100000",
-    ]);
+    let o = record_btc_deposit(cfg, ("--key", &key), (&txid, 1, 100000), &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stdout(&o).contains(&format!("for wallet {wallet}")),
@@ -2823,37 +2852,8 @@ fn bitcoin_withdrawal_through_the_api() {
     let done = drive(&lines, 1, None, |id, to| id == transfer && to == "signed");
     assert!(done.is_some(), "{}", server.log_text());
 
-    let (_, t) = api_call(
-        &server,
-        &initiator,
-        "GET",
-        &format!("/v1/transfers/{transfer}"),
-        None,
-        None,
-    );
-    assert_eq!(t["state"], "signed", "no node configured: signed and kept");
-    let send = t["btc_send"].as_str().unwrap().to_owned();
-    let (code, s) = api_call(
-        &server,
-        &initiator,
-        "GET",
-        &format!("/v1/btc/sends/{send}"),
-        None,
-        None,
-    );
-    assert_eq!(code, 200, "{s}");
-    assert_eq!(s["transfers"][0], transfer.as_str());
-    let raw = hex::decode(s["raw"].as_str().unwrap()).unwrap();
-    let signed: bitcoin::Transaction = bitcoin::consensus::deserialize(&raw).unwrap();
-    assert_eq!(
-        signed.compute_txid().to_string(),
-        s["txid"].as_str().unwrap()
-    );
-    let spk = |a: &str| {
-        chain_btc::BtcAddress::parse(a, domain::BitcoinNetwork::Regtest)
-            .unwrap()
-            .script_pubkey()
-    };
+    let signed = signed_btc_transaction(&server, &initiator, &transfer);
+    let spk = regtest_script;
     assert_eq!(signed.input.len(), 1);
     assert_eq!(
         signed.input[0].previous_output.to_string(),
@@ -2936,22 +2936,12 @@ fn bitcoin_withdrawal_through_the_api() {
     let first = next();
     assert_eq!(first, hd["address"].as_str().unwrap());
     assert_eq!(next(), first, "unused: the same address again");
-    let o = strongroom(&[
-        "btc",
-        "record-deposit",
-        "--config",
+    let o = record_btc_deposit(
         cfg,
-        "--network",
-        "regtest",
-        "--address",
-        &first,
-        "--txid",
-        &"6f".repeat(32),
-        "--vout",
-        "0",
-        "--sat",
-        "30000",
-    ]);
+        ("--address", &first),
+        (&"6f".repeat(32), 0, 30000),
+        &[],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     assert_ne!(next(), first, "paid: a fresh one");
     // With its derivation, for watch-only import; an admin (who may read
@@ -3104,17 +3094,7 @@ fn withdrawals_under_threshold_keys_on_ethereum_and_bitcoin() {
 
     // A withdrawal requested by the initiator (201).
     let request = |wallet: &str, asset: &str, amount: &str, to: &str| {
-        let body = serde_json::json!({"wallet": wallet, "asset": asset, "amount": amount, "destination": to}).to_string();
-        let (code, t) = api_call(
-            &server,
-            &initiator,
-            "POST",
-            "/v1/transfers",
-            Some(&body),
-            None,
-        );
-        assert_eq!(code, 201, "{t}");
-        t
+        post_transfer(&server, &initiator, (wallet, asset, amount, to))
     };
     let t = request(&wallet, "eip155:31337/native", "1.5", DESTINATION);
     assert_eq!(t["state"], "pending_approval");
@@ -3179,22 +3159,12 @@ fn withdrawals_under_threshold_keys_on_ethereum_and_bitcoin() {
     let btc_address = a["address"].as_str().unwrap().to_owned();
     assert!(btc_address.starts_with("bcrt1p"), "{btc_address}");
     let deposit = "7a".repeat(32);
-    let o = strongroom(&[
-        "btc",
-        "record-deposit",
-        "--config",
+    let o = record_btc_deposit(
         &cfg,
-        "--network",
-        "regtest",
-        "--key",
-        a["key"].as_str().unwrap(),
-        "--txid",
-        &deposit,
-        "--vout",
-        "0",
-        "--sat",
-        "100000",
-    ]);
+        ("--key", a["key"].as_str().unwrap()),
+        (&deposit, 0, 100000),
+        &[],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let payee = "bcrt1qs758ursh4q9z627kt3pp5yysm78ddny6txaqgw";
     // A payout requested, approved by both, signed by the nodes: its send
@@ -3352,22 +3322,7 @@ fn withdrawals_under_threshold_keys_on_ethereum_and_bitcoin() {
     // Signer 3 is gone for good; 1 and 2 sign a payout from the same
     // address with their new shares, accepted by Core.
     signers.kill(3);
-    let o = strongroom(&[
-        "btc",
-        "record-deposit",
-        "--config",
-        &cfg,
-        "--network",
-        "regtest",
-        "--key",
-        &btc_key,
-        "--txid",
-        &"7b".repeat(32),
-        "--vout",
-        "1",
-        "--sat",
-        "80000",
-    ]);
+    let o = record_btc_deposit(&cfg, ("--key", &btc_key), (&"7b".repeat(32), 1, 80000), &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let (s, tx) = pay_btc("0.0003");
     // The outputs it spends, as the approved PSBT names them.
@@ -4172,4 +4127,348 @@ fn erc20_withdrawals_through_the_api(db_url: &str) {
     server.terminate();
     let o = strongroom(&["audit", "verify", "--config", cfg]);
     assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// `POST /v1/transfers` of (wallet, asset, amount, destination), which
+/// must be taken (201): the transfer.
+fn post_transfer(
+    server: &Server,
+    key: &Path,
+    (wallet, asset, amount, to): (&str, &str, &str, &str),
+) -> serde_json::Value {
+    let body =
+        serde_json::json!({"wallet": wallet, "asset": asset, "amount": amount, "destination": to})
+            .to_string();
+    let (code, t) = api_call(server, key, "POST", "/v1/transfers", Some(&body), None);
+    assert_eq!(code, 201, "{t}");
+    t
+}
+
+/// `strongroom btc record-deposit` on regtest: an output paying `who`
+/// (`--key <id>` or `--address <a>`) at `txid:vout` of `sat`.
+fn record_btc_deposit(
+    cfg: &str,
+    who: (&str, &str),
+    (txid, vout, sat): (&str, u32, u64),
+    env: &[(&str, &str)],
+) -> Output {
+    let (vout, sat) = (vout.to_string(), sat.to_string());
+    strongroom_env(
+        &[
+            "btc",
+            "record-deposit",
+            "--config",
+            cfg,
+            "--network",
+            "regtest",
+            who.0,
+            who.1,
+            "--txid",
+            txid,
+            "--vout",
+            &vout,
+            "--sat",
+            &sat,
+        ],
+        env,
+    )
+}
+
+/// A Bitcoin transfer's transaction, signed and stored (no node is
+/// configured: it waits `signed`), as the API gives it: its send names the
+/// transfer and its id is the transaction's.
+fn signed_btc_transaction(server: &Server, key: &Path, transfer: &str) -> bitcoin::Transaction {
+    let (_, t) = api_call(
+        server,
+        key,
+        "GET",
+        &format!("/v1/transfers/{transfer}"),
+        None,
+        None,
+    );
+    assert_eq!(t["state"], "signed", "no node configured: signed and kept");
+    let send = t["btc_send"].as_str().unwrap().to_owned();
+    let (code, s) = api_call(
+        server,
+        key,
+        "GET",
+        &format!("/v1/btc/sends/{send}"),
+        None,
+        None,
+    );
+    assert_eq!(code, 200, "{s}");
+    assert_eq!(s["transfers"][0], transfer);
+    let raw = hex::decode(s["raw"].as_str().unwrap()).unwrap();
+    let signed: bitcoin::Transaction = bitcoin::consensus::deserialize(&raw).unwrap();
+    assert_eq!(
+        signed.compute_txid().to_string(),
+        s["txid"].as_str().unwrap()
+    );
+    signed
+}
+
+fn regtest_script(address: &str) -> bitcoin::ScriptBuf {
+    chain_btc::BtcAddress::parse(address, domain::BitcoinNetwork::Regtest)
+        .unwrap()
+        .script_pubkey()
+}
+
+/// Who signs a cold wallet's PSBT offline in a test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OfflineSigner {
+    /// `strongroom offline sign`.
+    Strongroom,
+    /// embit (PyPI), an implementation that shares nothing with ours:
+    /// `scripts/embit_sign.py` run by `STRONGROOM_PYTHON` (`scripts/test`
+    /// makes that venv).
+    Embit,
+}
+
+#[test]
+fn cold_multisig_withdrawal_through_the_api_and_the_cli_sqlite() {
+    cold_multisig_withdrawal_through_the_api_and_the_cli(
+        "sqlite://strongroom.db",
+        OfflineSigner::Strongroom,
+    );
+}
+
+#[test]
+fn cold_multisig_withdrawal_through_the_api_and_the_cli_postgres() {
+    let rt = rt();
+    let db = rt.block_on(TestDb::postgres());
+    cold_multisig_withdrawal_through_the_api_and_the_cli(&db.url, OfflineSigner::Embit);
+}
+
+/// The cold tier end to end: a cold wallet's 2-of-3 multisig account (an
+/// HSM key, a keystore key, a key derived from a mnemonic kept offline);
+/// an approved withdrawal gets one signature here, waits in
+/// `awaiting_signature`; `strongroom cold export` hands its PSBT out,
+/// `strongroom offline sign` signs it away from the server, `strongroom
+/// cold import` brings it back, and the stored transaction passes
+/// Bitcoin Core's interpreter. A PSBT without the offline signature is
+/// refused with `signature_refused`.
+fn cold_multisig_withdrawal_through_the_api_and_the_cli(db_url: &str, signer: OfflineSigner) {
+    use keys_pkcs11::testing::{SoftHsm, USER_PIN};
+    const WORDS: &str = "abandon abandon abandon abandon abandon abandon abandon abandon \
+                         abandon abandon abandon about";
+    const COLD_PATH: &str = "m/48'/1'/0'/2'/0/0";
+    let token = SoftHsm::new("cold");
+    let (dir, config) = data_dir(db_url);
+    let cfg = config.to_str().unwrap();
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "\n[[bitcoin]]\nnetwork = \"regtest\"\nmax_fee_rate_sat_vb = 50\nmax_fee_sat = 20000\n\
+         fee_rate_sat_vb = 4\npoll_seconds = 1\n\n\
+         [hsm]\nmodule = \"{}\"\ntoken_label = \"{}\"\npin_env = \"SR_TEST_HSM_PIN\"\nsessions = 2\n",
+        SoftHsm::module().display(),
+        token.label
+    ));
+    std::fs::write(&config, text).unwrap();
+    // Every command that opens the configuration opens the HSM too.
+    let pin = [("SR_TEST_HSM_PIN", USER_PIN)];
+    let share_dir = dir.path().join("shares");
+    let quorum = init_keystore_env(cfg, &share_dir, (2, 2), &pin).join("\n") + "\n";
+    let api_key = |name: &str, role: &str, scope: &str| {
+        api_key_env(cfg, dir.path(), (name, role, scope), &pin).0
+    };
+    let admin = api_key("admin", "admin", "global");
+    let writer = api_key("writer", "policy-admin", "global");
+    // Made during the bootstrap ceremony (the console grants only
+    // read-only roles once governance has acted).
+    let initiator = api_key("initiator", "initiator", "global");
+    let (server, lines) = serve_unsealed_env(&config, &quorum, &pin);
+    // The offline key: derived here with rust-bitcoin's BIP-32 from the
+    // mnemonic the offline signer is given.
+    let cold_pub = {
+        use bitcoin::bip32::{DerivationPath, Xpriv};
+        let secp = bitcoin::secp256k1::Secp256k1::new();
+        let seed = keys::hd::Mnemonic::parse(WORDS).unwrap().to_seed("");
+        let master = Xpriv::new_master(bitcoin::Network::Testnet, seed.expose()).unwrap();
+        let path: DerivationPath = COLD_PATH.parse().unwrap();
+        hex::encode(
+            master
+                .derive_priv(&secp, &path)
+                .unwrap()
+                .private_key
+                .public_key(&secp)
+                .serialize(),
+        )
+    };
+    // Bad accounts first: a key twice, a threshold above the cosigners.
+    let body = serde_json::json!({"name": "cold-store"}).to_string();
+    let (code, w) = api_call(&server, &admin, "POST", "/v1/wallets", Some(&body), None);
+    assert_eq!(code, 201, "{w}");
+    let wallet = w["id"].as_str().unwrap().to_owned();
+    let accounts = format!("/v1/wallets/{wallet}/accounts");
+    let account = |threshold: u8, cosigners: serde_json::Value| {
+        serde_json::json!({"network": "bitcoin:regtest", "backend": "multisig",
+            "threshold": threshold, "cosigners": cosigners})
+        .to_string()
+    };
+    let external = serde_json::json!({"public_key": cold_pub, "label": "vault-a"});
+    for bad in [
+        account(1, serde_json::json!([external, external])),
+        account(3, serde_json::json!([{"backend": "keystore"}, external])),
+        account(
+            1,
+            serde_json::json!([{"backend": "keystore", "public_key": cold_pub}]),
+        ),
+    ] {
+        let (code, e) = api_call(&server, &admin, "POST", &accounts, Some(&bad), None);
+        assert_eq!(
+            (code, e["code"].as_str()),
+            (400, Some("invalid_request")),
+            "{e}"
+        );
+    }
+    let body = account(
+        2,
+        serde_json::json!([{"backend": "pkcs11"}, {"backend": "keystore"}, external]),
+    );
+    let (code, a) = api_call(&server, &admin, "POST", &accounts, Some(&body), None);
+    assert_eq!(code, 201, "{a}");
+    let address = a["address"].as_str().unwrap().to_owned();
+    let key = a["key"].as_str().unwrap().to_owned();
+    let descriptor = a["watch_only"]["descriptor"].as_str().unwrap();
+    assert!(
+        descriptor.starts_with("wsh(sortedmulti(2,") && descriptor.contains(&cold_pub),
+        "{a}"
+    );
+    // Governance: the wallet is cold; every withdrawal is allowed.
+    let propose = |by: &Path, change: serde_json::Value| {
+        let body = serde_json::json!({ "change": change }).to_string();
+        let (code, p) = api_call(&server, by, "POST", "/v1/proposals", Some(&body), None);
+        assert_eq!(code, 201, "{p}");
+        if p["state"] != "applied" {
+            let id = p["id"].as_str().unwrap();
+            assert_eq!(approve_proposal(&server.base, &admin, id), "applied");
+        }
+    };
+    propose(
+        &admin,
+        serde_json::json!({"kind": "set_wallet_tier", "wallet": wallet, "tier": "cold"}),
+    );
+    propose(
+        &writer,
+        serde_json::json!({"kind": "set_policy",
+            "document": "[[rules]]\nname = \"all\"\naction = \"allow\"\n"}),
+    );
+    let txid = "6e".repeat(32);
+    let o = record_btc_deposit(cfg, ("--key", &key), (&txid, 0, 100000), &pin);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let payee = "bcrt1qs758ursh4q9z627kt3pp5yysm78ddny6txaqgw";
+    let t = post_transfer(
+        &server,
+        &initiator,
+        (&wallet, "bitcoin:regtest/native", "0.0005", payee),
+    );
+    let transfer = t["id"].as_str().unwrap().to_owned();
+    let waiting = drive(&lines, 1, None, |id, to| {
+        id == transfer && to == "awaiting_signature"
+    });
+    assert!(waiting.is_some(), "{}", server.log_text());
+
+    // Handed out: what it spends and pays is shown; the PSBT is written.
+    let unsigned = dir.path().join("unsigned.psbt");
+    let o = strongroom(&[
+        "cold",
+        "export",
+        "--addr",
+        &server.base,
+        "--key-file",
+        admin.to_str().unwrap(),
+        "--transfer",
+        &transfer,
+        "--out",
+        unsigned.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("pays {payee}  0.0005 BTC")),
+        "{}",
+        stderr(&o)
+    );
+    // Without the offline signature it is refused, and nothing moves.
+    let (code, e) = api_call(
+        &server,
+        &admin,
+        "POST",
+        &format!("/v1/transfers/{transfer}/signed"),
+        Some(
+            &serde_json::json!({"psbt": std::fs::read_to_string(&unsigned).unwrap().trim()})
+                .to_string(),
+        ),
+        None,
+    );
+    assert_eq!(
+        (code, e["code"].as_str()),
+        (422, Some("signature_refused")),
+        "{e}"
+    );
+    // Signed away from the server, by the key at its path.
+    std::fs::write(dir.path().join("words.txt"), WORDS).unwrap();
+    let signed = dir.path().join("signed.psbt");
+    let words = dir.path().join("words.txt");
+    let o = match signer {
+        OfflineSigner::Strongroom => strongroom(&[
+            "offline",
+            "sign",
+            "--psbt",
+            unsigned.to_str().unwrap(),
+            "--mnemonic-file",
+            words.to_str().unwrap(),
+            "--path",
+            COLD_PATH,
+            "--network",
+            "regtest",
+            "--trust-input-amounts",
+            "--out",
+            signed.to_str().unwrap(),
+        ]),
+        OfflineSigner::Embit => {
+            let python = std::env::var("STRONGROOM_PYTHON").expect(
+                "STRONGROOM_PYTHON: a Python with embit (scripts/test makes one in .tools/py)",
+            );
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/embit_sign.py");
+            Command::new(python)
+                .arg(script)
+                .args([&unsigned, &words])
+                .arg(COLD_PATH)
+                .arg(&signed)
+                .output()
+                .unwrap()
+        }
+    };
+    assert!(o.status.success(), "{signer:?}: {}", stderr(&o));
+    let o = strongroom(&[
+        "cold",
+        "import",
+        "--addr",
+        &server.base,
+        "--key-file",
+        admin.to_str().unwrap(),
+        "--transfer",
+        &transfer,
+        signed.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("accepted"), "{}", stdout(&o));
+    let tx = signed_btc_transaction(&server, &initiator, &transfer);
+    let spk = regtest_script;
+    let prevout = bitcoin::TxOut {
+        value: bitcoin::Amount::from_sat(100_000),
+        script_pubkey: spk(&address),
+    };
+    chain_btc::verify_with_core(&tx, &[prevout]).unwrap();
+    assert_eq!(
+        tx.input[0].witness.len(),
+        4,
+        "dummy, two signatures, script"
+    );
+    assert!(
+        tx.output
+            .iter()
+            .any(|o| o.script_pubkey == spk(payee) && o.value.to_sat() == 50_000)
+    );
+    server.terminate();
 }
