@@ -11,6 +11,8 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use service::cold::UnsignedTx;
+
 use crate::amounts::decimal;
 use crate::auth::Authed;
 use crate::error::{ApiError, ErrorBody, scoped, service_error};
@@ -45,42 +47,85 @@ pub struct PaidDto {
     change: bool,
 }
 
-/// A transfer's transaction waiting for its offline signature.
+/// An Ethereum transaction waiting for its offline signature: what it
+/// does, to check on the offline signer's screen.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EthTxDto {
+    chain_id: u64,
+    /// The sender, whose key must sign (EIP-55).
+    from: String,
+    /// What the transaction calls or pays (a token's contract for a token).
+    to: String,
+    nonce: u64,
+    /// Wei sent with the call, as a string of digits.
+    #[schema(pattern = "^[0-9]+$")]
+    value: String,
+    /// The call data, hex (`0x…`; empty for a plain payment).
+    data: String,
+    gas_limit: u64,
+    /// Wei per gas, as strings of digits (EIP-1559).
+    max_fee_per_gas: String,
+    max_priority_fee_per_gas: String,
+    /// What the transfer pays, to whom, in base units (a token's recipient
+    /// and amount, not the contract's).
+    asset: String,
+    recipient: String,
+    #[schema(pattern = "^[0-9]+$")]
+    amount: String,
+}
+
+/// A transfer's transaction waiting for its offline signature: a PSBT
+/// (Bitcoin) or an unsigned EIP-1559 transaction (Ethereum).
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
     "transfer": "01936f3e-7d2a-7c44-9a51-3b0c2d7e8f10",
     "network": "bitcoin:regtest",
-    "psbt": "cHNidP8BAH0CAAAAA…",
-    "txid": "5e1f8c0c2b0e9d3a7f6b1c4d8e2f3a5b6c7d8e9f0a1b2c3d4e5f60718293a4b5",
     "exported_at_ms": 1_765_000_000_000_i64,
     "expires_at_ms": 1_765_259_200_000_i64,
+    "transfers": ["01936f3e-7d2a-7c44-9a51-3b0c2d7e8f10"],
+    "psbt": "cHNidP8BAH0CAAAAA…",
+    "txid": "5e1f8c0c2b0e9d3a7f6b1c4d8e2f3a5b6c7d8e9f0a1b2c3d4e5f60718293a4b5",
     "fee": "2820",
     "fee_decimal": "0.0000282",
     "decimals": 8,
     "inputs": [{"outpoint": "9f…:0", "value": "100000000", "value_decimal": "1"}],
-    "outputs": [{"address": "bcrt1q…", "value": "25000000", "value_decimal": "0.25", "change": false}],
-    "transfers": ["01936f3e-7d2a-7c44-9a51-3b0c2d7e8f10"]
+    "outputs": [{"address": "bcrt1q…", "value": "25000000", "value_decimal": "0.25", "change": false}]
 }))]
 pub struct UnsignedDto {
     transfer: String,
     network: String,
-    /// The PSBT (BIP-174) in base64, with the signatures the server made:
-    /// for `strongroom offline sign` or any BIP-174 signer.
-    psbt: String,
-    /// The transaction's id once signed.
-    txid: String,
     exported_at_ms: i64,
-    /// When it lapses unless signed (its outputs then go back).
+    /// When it lapses unless signed (its outputs or nonce then go back).
     expires_at_ms: i64,
-    /// Satoshis, as a string of digits.
-    #[schema(pattern = "^[0-9]+$")]
-    fee: String,
-    fee_decimal: String,
-    decimals: u8,
-    inputs: Vec<SpentDto>,
-    outputs: Vec<PaidDto>,
-    /// The transfers it pays (a batch pays several).
+    /// The transfers it pays (a Bitcoin batch pays several).
     transfers: Vec<String>,
+    /// Bitcoin: the PSBT (BIP-174) in base64, with the signatures the
+    /// server made, for `strongroom offline sign` or any BIP-174 signer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    psbt: Option<String>,
+    /// Bitcoin: the transaction's id once signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    txid: Option<String>,
+    /// Bitcoin: satoshis, as a string of digits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[0-9]+$")]
+    fee: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fee_decimal: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decimals: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inputs: Option<Vec<SpentDto>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outputs: Option<Vec<PaidDto>>,
+    /// Ethereum: the unsigned EIP-2718 payload (`0x02…`), hex; its
+    /// keccak-256 is `signing_hash`, what the sender's key signs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transaction: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signing_hash: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ethereum: Option<EthTxDto>,
 }
 
 fn btc(sat: u64) -> (String, String) {
@@ -92,8 +137,8 @@ fn btc(sat: u64) -> (String, String) {
 }
 
 /// The transaction of a transfer awaiting its offline signature (a cold
-/// wallet's): its PSBT and what it spends and pays, to check on the
-/// offline signer's screen.
+/// wallet's): a PSBT, or an unsigned Ethereum transaction, and what it
+/// spends and pays, to check on the offline signer's screen.
 #[utoipa::path(get, path = "/v1/transfers/{id}/unsigned", tag = "transfers",
     params(("id" = String, Path, format = "uuid", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")),
     responses((status = 200, body = UnsignedDto), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -108,53 +153,105 @@ async fn get_unsigned(
         .authorize::<perm::ReadWallet>(&who, Some(wallet))
         .map_err(scoped("transfer"))?;
     let u = can.unsigned(id).await.map_err(service_error)?;
-    let (fee, fee_decimal) = btc(u.fee_sat);
-    Ok(Json(UnsignedDto {
+    let mut dto = UnsignedDto {
         transfer: u.transfer.to_string(),
         network: u.network.to_string(),
-        psbt: service::cold::encode_psbt(&u.psbt),
-        txid: u.txid,
         exported_at_ms: u.exported_at.as_millis(),
         expires_at_ms: u.expires_at.as_millis(),
-        fee,
-        fee_decimal,
-        decimals: 8,
-        inputs: u
-            .inputs
-            .into_iter()
-            .map(|(outpoint, v)| {
-                let (value, value_decimal) = btc(v);
-                SpentDto {
-                    outpoint,
-                    value,
-                    value_decimal,
-                }
-            })
-            .collect(),
-        outputs: u
-            .outputs
-            .into_iter()
-            .map(|(address, v, change)| {
-                let (value, value_decimal) = btc(v);
-                PaidDto {
-                    address,
-                    value,
-                    value_decimal,
-                    change,
-                }
-            })
-            .collect(),
         transfers: u.transfers.iter().map(ToString::to_string).collect(),
-    }))
+        psbt: None,
+        txid: None,
+        fee: None,
+        fee_decimal: None,
+        decimals: None,
+        inputs: None,
+        outputs: None,
+        transaction: None,
+        signing_hash: None,
+        ethereum: None,
+    };
+    match u.tx {
+        UnsignedTx::Bitcoin {
+            psbt,
+            txid,
+            fee_sat,
+            inputs,
+            outputs,
+        } => {
+            let (fee, fee_decimal) = btc(fee_sat);
+            dto.psbt = Some(service::cold::encode_psbt(&psbt));
+            dto.txid = Some(txid);
+            dto.fee = Some(fee);
+            dto.fee_decimal = Some(fee_decimal);
+            dto.decimals = Some(8);
+            dto.inputs = Some(
+                inputs
+                    .into_iter()
+                    .map(|(outpoint, v)| {
+                        let (value, value_decimal) = btc(v);
+                        SpentDto {
+                            outpoint,
+                            value,
+                            value_decimal,
+                        }
+                    })
+                    .collect(),
+            );
+            dto.outputs = Some(
+                outputs
+                    .into_iter()
+                    .map(|(address, v, change)| {
+                        let (value, value_decimal) = btc(v);
+                        PaidDto {
+                            address,
+                            value,
+                            value_decimal,
+                            change,
+                        }
+                    })
+                    .collect(),
+            );
+        }
+        UnsignedTx::Ethereum(e) => {
+            let (max_fee, tip) = match e.plan.fees {
+                chain_eth::Fees::Eip1559 {
+                    max_fee_per_gas,
+                    max_priority_fee_per_gas,
+                } => (max_fee_per_gas, max_priority_fee_per_gas),
+                chain_eth::Fees::Legacy { gas_price } => (gas_price, gas_price),
+            };
+            dto.transaction = Some(format!("0x{}", hex::encode(&e.payload)));
+            dto.signing_hash = Some(format!("0x{}", hex::encode(e.signing_hash)));
+            dto.ethereum = Some(EthTxDto {
+                chain_id: e.plan.chain_id,
+                from: e.from,
+                to: e.plan.to.to_string(),
+                nonce: e.plan.nonce,
+                value: e.plan.value.to_string(),
+                data: format!("0x{}", hex::encode(&e.plan.data)),
+                gas_limit: e.plan.gas_limit,
+                max_fee_per_gas: max_fee.to_string(),
+                max_priority_fee_per_gas: tip.to_string(),
+                asset: e.asset,
+                recipient: e.recipient,
+                amount: e.amount.to_string(),
+            });
+        }
+    }
+    Ok(Json(dto))
 }
 
-/// A PSBT signed offline.
+/// A transaction signed offline: a PSBT (Bitcoin) or a signed EIP-2718
+/// transaction (Ethereum), one of the two.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignedPsbt {
-    /// The PSBT (BIP-174) in base64 or hex.
+    /// Bitcoin: the PSBT (BIP-174) in base64 or hex.
     #[schema(max_length = 1_000_000)]
-    psbt: String,
+    psbt: Option<String>,
+    /// Ethereum: the signed transaction, hex (`0x02…`).
+    #[schema(max_length = 1_000_000)]
+    transaction: Option<String>,
 }
 
 /// A transfer's offline signature accepted.
@@ -187,8 +284,19 @@ async fn post_signed(
     let can = svc
         .authorize::<perm::OperateQueue>(&who, Some(wallet))
         .map_err(scoped("transfer"))?;
-    let psbt = service::cold::decode_psbt(&req.psbt).map_err(service_error)?;
-    let (txid, state) = can.import_signed(id, &psbt).await.map_err(service_error)?;
+    let bytes = match (&req.psbt, &req.transaction) {
+        (Some(p), None) => service::cold::decode_psbt(p),
+        (None, Some(t)) => service::cold::decode_transaction(t),
+        _ => {
+            return Err(ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "one of psbt (Bitcoin) or transaction (Ethereum)",
+            ));
+        }
+    }
+    .map_err(service_error)?;
+    let (txid, state) = can.import_signed(id, &bytes).await.map_err(service_error)?;
     Ok(Json(SignedDto {
         transfer: id.to_string(),
         txid,

@@ -224,6 +224,8 @@ pub struct DecodedTx {
     /// The address the signature recovers to.
     pub from: EthAddress,
     pub hash: [u8; 32],
+    /// The signature itself (low S), for a second library to check.
+    pub signature: EcdsaParts,
 }
 
 /// Decodes signed EIP-2718 bytes (type 2, or legacy with EIP-155) and
@@ -236,7 +238,7 @@ pub fn decode(raw: &[u8]) -> Result<DecodedTx, TxError> {
         return Err(TxError::Trailing);
     }
     let hash = envelope.tx_hash().0;
-    let (plan, from) = match &envelope {
+    let ((plan, from), sig) = match &envelope {
         TxEnvelope::Eip1559(signed) => {
             let tx = signed.tx();
             if !tx.access_list.is_empty() {
@@ -254,7 +256,7 @@ pub fn decode(raw: &[u8]) -> Result<DecodedTx, TxError> {
                     max_priority_fee_per_gas: tx.max_priority_fee_per_gas,
                 },
             )?;
-            (plan, recover(signed)?)
+            ((plan, recover(signed)?), *signed.signature())
         }
         TxEnvelope::Legacy(signed) => {
             let tx = signed.tx();
@@ -270,11 +272,20 @@ pub fn decode(raw: &[u8]) -> Result<DecodedTx, TxError> {
                     gas_price: tx.gas_price,
                 },
             )?;
-            (plan, recover(signed)?)
+            ((plan, recover(signed)?), *signed.signature())
         }
         other => return Err(TxError::UnsupportedType(other.tx_type() as u8)),
     };
-    Ok(DecodedTx { plan, from, hash })
+    Ok(DecodedTx {
+        plan,
+        from,
+        hash,
+        signature: EcdsaParts {
+            r: sig.r().to_be_bytes(),
+            s: sig.s().to_be_bytes(),
+            recovery_id: u8::from(sig.v()),
+        },
+    })
 }
 
 fn plan_of(

@@ -31,20 +31,46 @@ pub const EXPORT_WINDOW_MS: i64 = 3 * 86_400_000;
 pub struct Unsigned {
     pub transfer: TransferId,
     pub network: Network,
-    /// The PSBT (BIP-174), with the signatures the server made.
-    pub psbt: Vec<u8>,
-    /// The id of the transaction once signed (segwit: fixed already).
-    pub txid: String,
     pub exported_at: Timestamp,
     /// When it lapses unless signed.
     pub expires_at: Timestamp,
-    pub fee_sat: u64,
-    /// What it spends: `txid:vout` and value.
-    pub inputs: Vec<(String, u64)>,
-    /// What it pays: address, value, and whether it is the wallet's change.
-    pub outputs: Vec<(String, u64, bool)>,
-    /// The transfers it pays (a batch pays several).
+    /// The transfers it pays (a Bitcoin batch pays several).
     pub transfers: Vec<TransferId>,
+    pub tx: UnsignedTx,
+}
+
+/// The transaction itself, as each chain's offline signers take it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnsignedTx {
+    Bitcoin {
+        /// The PSBT (BIP-174), with the signatures the server made.
+        psbt: Vec<u8>,
+        /// The id of the transaction once signed (segwit: fixed already).
+        txid: String,
+        fee_sat: u64,
+        /// What it spends: `txid:vout` and value.
+        inputs: Vec<(String, u64)>,
+        /// What it pays: address, value, and whether it is the wallet's change.
+        outputs: Vec<(String, u64, bool)>,
+    },
+    Ethereum(Box<EthUnsigned>),
+}
+
+/// An Ethereum transaction to sign offline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EthUnsigned {
+    /// The unsigned EIP-2718 payload (`0x02 ‖ rlp(…)`): its keccak-256 is
+    /// what the key signs.
+    pub payload: Vec<u8>,
+    pub signing_hash: [u8; 32],
+    /// The sender, whose key must sign.
+    pub from: String,
+    pub plan: chain_eth::TxPlan,
+    /// What the transfer pays, to whom (for a token: the token's
+    /// recipient, not the contract the transaction calls).
+    pub asset: String,
+    pub recipient: String,
+    pub amount: u128,
 }
 
 /// A PSBT as text: base64 (BIP-174's text form) or hex, surrounding
@@ -59,6 +85,15 @@ pub fn decode_psbt(text: &str) -> Result<Vec<u8>, ServiceError> {
     bytes
         .filter(|b| b.starts_with(b"psbt\xff"))
         .ok_or_else(|| ServiceError::Invalid("psbt: a PSBT in base64 or hex".into()))
+}
+
+/// A signed Ethereum transaction as text: hex, `0x` or not.
+pub fn decode_transaction(text: &str) -> Result<Vec<u8>, ServiceError> {
+    let t = text.trim();
+    hex::decode(t.strip_prefix("0x").unwrap_or(t))
+        .ok()
+        .filter(|b| !b.is_empty())
+        .ok_or_else(|| ServiceError::Invalid("transaction: a signed transaction in hex".into()))
 }
 
 /// A PSBT's text form (base64).
@@ -147,6 +182,9 @@ impl Service {
     /// The transaction of a transfer waiting for its offline signature.
     pub async fn unsigned_transfer(&self, id: TransferId) -> Result<Unsigned, ServiceError> {
         let t = self.store().transfer(id).await?;
+        if t.eth_send_id.is_some() {
+            return self.eth_unsigned(&t).await;
+        }
         let send = exported_send(self, &t).await?;
         let n = btc_network_of(&send)?;
         let psbt = bitcoin::Psbt::deserialize(&send.psbt).map_err(|e| corrupt("PSBT", e))?;
@@ -169,19 +207,11 @@ impl Service {
                 (address, o.value.to_sat(), own.contains(&o.script_pubkey))
             })
             .collect();
-        let exported_at = send.exported_at.unwrap_or(send.created_at);
         Ok(Unsigned {
             transfer: id,
             network: Network::Bitcoin(n),
-            txid: psbt.unsigned_tx.compute_txid().to_string(),
-            psbt: send.psbt.clone(),
-            exported_at,
-            expires_at: Timestamp::from_millis(
-                exported_at.as_millis().saturating_add(EXPORT_WINDOW_MS),
-            ),
-            fee_sat: send.fee_sat,
-            inputs,
-            outputs,
+            exported_at: t.updated_at,
+            expires_at: lapses_at(&t),
             transfers: self
                 .store()
                 .transfers_of_btc_send(&send.id)
@@ -189,6 +219,13 @@ impl Service {
                 .iter()
                 .map(|t| t.id)
                 .collect(),
+            tx: UnsignedTx::Bitcoin {
+                txid: psbt.unsigned_tx.compute_txid().to_string(),
+                psbt: send.psbt.clone(),
+                fee_sat: send.fee_sat,
+                inputs,
+                outputs,
+            },
         })
     }
 
@@ -207,6 +244,9 @@ impl Service {
         signed: &[u8],
     ) -> Result<String, ServiceError> {
         let t = self.store().transfer(id).await?;
+        if t.eth_send_id.is_some() {
+            return self.eth_import(actor, &t, signed).await;
+        }
         let send = exported_send(self, &t).await?;
         let n = btc_network_of(&send)?;
         let wallet = send
@@ -246,7 +286,10 @@ impl Service {
             });
         let signed = match accepted {
             Ok(tx) => tx,
-            Err(why) => return Err(self.refuse_import(actor, &send, &transfers, why).await),
+            Err(why) => {
+                let subject = format!("btc-send:{}", send.id);
+                return Err(self.refuse_import(actor, &subject, &transfers, why).await);
+            }
         };
         let txid = signed.compute_txid().to_string();
         let raw = bitcoin::consensus::serialize(&signed);
@@ -281,25 +324,19 @@ impl Service {
     async fn refuse_import(
         &self,
         actor: &Actor,
-        send: &BtcSendRow,
+        subject: &str,
         transfers: &[TransferRow],
         why: String,
     ) -> ServiceError {
-        tracing::warn!(send = %send.id, %why, "an offline-signed PSBT was refused");
+        tracing::warn!(send = %subject, %why, "an offline-signed transaction was refused");
         let refused = async {
             let now = self.now();
             let mut tx = self.store().begin().await?;
             let ids: Vec<String> = transfers.iter().map(|t| t.id.to_string()).collect();
-            let details =
-                json!({ "send": format!("btc-send:{}", send.id), "transfers": ids, "why": why });
+            let details = json!({ "send": subject, "transfers": ids, "why": why });
             crate::outbox::enqueue(&mut tx, "transfer.signature_refused", details.clone(), now)
                 .await?;
-            let e = entry(
-                actor,
-                "transfer.signature_refused",
-                &format!("btc-send:{}", send.id),
-                details,
-            )?;
+            let e = entry(actor, "transfer.signature_refused", subject, details)?;
             self.commit(tx, &[e], now).await
         }
         .await;
@@ -309,45 +346,38 @@ impl Service {
         }
     }
 
-    /// Lapses the transfers of sends handed out longer than
-    /// [`EXPORT_WINDOW_MS`] ago; their outputs go back. Returns how many
-    /// sends lapsed.
+    /// Lapses the transfers handed out longer than [`EXPORT_WINDOW_MS`]
+    /// ago; their outputs or nonces go back. Returns how many lapsed.
     pub(crate) async fn lapse_exported(&self) -> Result<usize, ServiceError> {
         let mut lapsed = 0;
-        let networks: Vec<String> = self
-            .btc_networks()
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .keys()
-            .cloned()
-            .collect();
-        for name in networks {
-            for send in self.store().btc_sends_in(&name, &["exported"]).await? {
-                let now = self.now();
-                let since = send.exported_at.unwrap_or(send.created_at);
-                if since.as_millis().saturating_add(EXPORT_WINDOW_MS) > now.as_millis() {
-                    continue;
-                }
-                let mut tx = self.store().begin().await?;
-                let Some(first) = tx.transfers_of_btc_send(&send.id).await?.into_iter().next()
-                else {
-                    continue;
-                };
-                let entries = release_exported(
-                    &mut tx,
-                    &first,
-                    Event::Lapsed,
-                    &Actor::System,
-                    "its offline signature did not come back in time",
-                    now,
-                )
-                .await?;
-                self.commit(tx, &entries, now).await?;
-                lapsed += 1;
+        for t in self
+            .store()
+            .transfers_in(state::AWAITING_SIGNATURE, 1_000)
+            .await?
+        {
+            let now = self.now();
+            if lapses_at(&t) > now {
+                continue;
             }
+            let mut tx = self.store().begin().await?;
+            let t = tx.lock_transfer(t.id).await?;
+            if t.state != state::AWAITING_SIGNATURE {
+                continue; // a batch-mate lapsed with it
+            }
+            let why = "its offline signature did not come back in time";
+            let entries =
+                release_exported(&mut tx, &t, Event::Lapsed, &Actor::System, why, now).await?;
+            self.commit(tx, &entries, now).await?;
+            lapsed += 1;
         }
         Ok(lapsed)
     }
+}
+
+/// When a transfer waiting for its offline signature lapses: the window
+/// after it started waiting.
+fn lapses_at(t: &TransferRow) -> Timestamp {
+    Timestamp::from_millis(t.updated_at.as_millis().saturating_add(EXPORT_WINDOW_MS))
 }
 
 /// The exported send of a transfer waiting for its offline signature.
@@ -384,6 +414,21 @@ pub(crate) async fn release_exported(
     why: &str,
     now: Timestamp,
 ) -> Result<Vec<audit::Entry>, ServiceError> {
+    if let Some(send) = &t.eth_send_id {
+        // Nothing was signed here: the nonce goes to the sender's next plan.
+        let nonce = tx.release_eth_send(send, now).await?;
+        let why = format!("{why}; nonce {nonce} given back");
+        let m = Move::new(event, by, &why);
+        return Ok(vec![
+            transition(tx, t, m, now).await?.0,
+            entry(
+                by,
+                "eth.send.released",
+                &format!("eth-send:{send}"),
+                json!({ "nonce": nonce, "transfer": t.id.to_string(), "why": why }),
+            )?,
+        ]);
+    }
     let send = t
         .btc_send_id
         .clone()
@@ -414,4 +459,225 @@ pub(crate) async fn release_exported(
         json!({ "outputs": outputs, "transfers": moved, "why": why }),
     )?);
     Ok(entries)
+}
+
+impl Service {
+    /// Hands an Ethereum send out for its offline signature (its sender's
+    /// key is held outside): the transfer waits in `awaiting_signature`,
+    /// audited, with its nonce kept. Again for the same send, nothing.
+    pub(crate) async fn eth_export(
+        &self,
+        t: &TransferRow,
+        send: &storage::EthSendRow,
+    ) -> Result<(), ServiceError> {
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        let t = tx.lock_transfer(t.id).await?;
+        if t.state != state::SIGNING {
+            return Ok(()); // handed out already (or moved on)
+        }
+        let why = "its sender's key is held outside: handed out for its offline signature";
+        let m = Move::new(Event::Exported, &Actor::System, why);
+        let moved = transition(&mut tx, &t, m, now).await?.0;
+        let e = entry(
+            &Actor::System,
+            "eth.send.exported",
+            &format!("eth-send:{}", send.id),
+            json!({
+                "nonce": send.nonce,
+                "transfer": t.id.to_string(),
+                "expires_at_ms": now.as_millis().saturating_add(EXPORT_WINDOW_MS),
+            }),
+        )?;
+        self.commit(tx, &[moved, e], now).await
+    }
+
+    /// The send, its network, its sender and its first attempt, of an
+    /// Ethereum transfer waiting for its offline signature.
+    async fn eth_exported(&self, t: &TransferRow) -> Result<EthExported, ServiceError> {
+        if t.state != state::AWAITING_SIGNATURE {
+            return Err(ServiceError::Conflict(format!(
+                "the transfer is {}, not awaiting an offline signature",
+                t.state
+            )));
+        }
+        let id = t
+            .eth_send_id
+            .as_deref()
+            .ok_or_else(|| corrupt("transfer awaiting a signature", "it names no send"))?;
+        let send = self.store().eth_send(id).await?;
+        let attempts = self.store().eth_attempts(id).await?;
+        let first = attempts
+            .first()
+            .cloned()
+            .ok_or_else(|| corrupt("Ethereum send", "no attempt"))?;
+        if send.state != crate::eth::state::SIGNING || first.raw.is_some() {
+            return Err(ServiceError::Conflict(format!(
+                "its transaction is {}, not waiting for a signature",
+                send.state
+            )));
+        }
+        let chain_id = crate::eth_rows::chain_of(&send.network)?;
+        let net = self.eth_network(chain_id)?;
+        let sender = self
+            .store()
+            .eth_sender(&send.network, &send.address)
+            .await?;
+        Ok(EthExported {
+            plan: crate::eth_rows::plan_of(&send, &first, chain_id)?,
+            send,
+            attempts,
+            net,
+            sender,
+        })
+    }
+
+    async fn eth_unsigned(&self, t: &TransferRow) -> Result<Unsigned, ServiceError> {
+        let x = self.eth_exported(t).await?;
+        let network: Network = x.send.network.parse().map_err(|e| corrupt("network", e))?;
+        let from = crate::eth_rows::parse_addr(&x.send.address)?.to_string();
+        Ok(Unsigned {
+            transfer: t.id,
+            network,
+            exported_at: t.updated_at,
+            expires_at: lapses_at(t),
+            transfers: vec![t.id],
+            tx: UnsignedTx::Ethereum(Box::new(EthUnsigned {
+                payload: x.plan.signing_payload(),
+                signing_hash: x.plan.signing_hash(),
+                from,
+                plan: x.plan,
+                asset: x.send.asset,
+                recipient: x.send.recipient,
+                amount: x.send.amount,
+            })),
+        })
+    }
+
+    /// Takes back an Ethereum transaction signed offline: accepted only if
+    /// it is the approved plan byte for byte (EIP-2718, low S), signed by
+    /// the sender's key — recovered by alloy and verified again by
+    /// libsecp256k1 — then stored, the transfer `signed`, and broadcast.
+    /// Anything else is refused, audited, and changes nothing.
+    async fn eth_import(
+        &self,
+        actor: &Actor,
+        t: &TransferRow,
+        raw: &[u8],
+    ) -> Result<String, ServiceError> {
+        let x = self.eth_exported(t).await?;
+        self.ensure_not_frozen(Some(t.wallet), Some(x.sender.key_id))
+            .await?;
+        self.approvals_stand(std::slice::from_ref(t)).await?;
+        let subject = format!("eth-send:{}", x.send.id);
+        let first = &x.attempts[0];
+        let approved = match self
+            .eth_approved(&x.net, &x.sender, &x.send, t, &x.attempts, first)
+            .await?
+        {
+            Ok(a) => a,
+            Err(why) => {
+                return Err(self
+                    .refuse_to_sign(crate::gate::Refused {
+                        send: subject,
+                        wallet: t.wallet,
+                        transfers: &[t.id],
+                        why,
+                    })
+                    .await);
+            }
+        };
+        let key = self.store().key(x.sender.key_id).await?;
+        let accepted = accept_eth(&approved, &key.public_key, raw);
+        let signed = match accepted {
+            Ok(s) => s,
+            Err(why) => {
+                return Err(self
+                    .refuse_import(actor, &subject, std::slice::from_ref(t), why)
+                    .await);
+            }
+        };
+        let hash = crate::eth_rows::hex32(&signed.hash);
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        tx.set_eth_attempt_signed(
+            &x.send.id,
+            first.attempt,
+            &first.signing_hash,
+            &signed.raw,
+            &hash,
+        )
+        .await?;
+        use crate::eth::state::{SIGNED, SIGNING};
+        tx.set_eth_send_state(&x.send.id, SIGNING, SIGNED, None, now)
+            .await?;
+        let mut entries = Vec::new();
+        let why = "signed offline; verified, the approved plan, and stored";
+        entries.extend(crate::eth::follow(&mut tx, &x.send.id, Event::Signed, why, now).await?);
+        entries.push(entry(
+            actor,
+            "eth.tx.signed",
+            &subject,
+            json!({ "attempt": first.attempt, "nonce": x.send.nonce, "tx_hash": hash, "key": key.id.to_string(), "offline": true }),
+        )?);
+        self.commit(tx, &entries, now).await?;
+        // Broadcast now if a node answers; otherwise the watcher's next pass.
+        if let Err(e) = self
+            .eth_sign_and_send(&x.net, &x.sender, &x.send.id, first.attempt)
+            .await
+        {
+            tracing::warn!(send = %x.send.id, error = %e, "broadcast deferred");
+        }
+        Ok(hash)
+    }
+}
+
+/// An Ethereum send handed out, with what signing it needs.
+struct EthExported {
+    send: storage::EthSendRow,
+    attempts: Vec<storage::EthAttemptRow>,
+    plan: chain_eth::TxPlan,
+    net: std::sync::Arc<crate::eth::EthNetwork>,
+    sender: storage::EthSenderRow,
+}
+
+/// A signed Ethereum transaction brought back, checked against the
+/// approved plan: decoded (EIP-2718, low S), the very plan, recovered to
+/// the sender, re-encoded to the same bytes, and its signature verified by
+/// a second library (libsecp256k1) under the sender's public key.
+fn accept_eth(
+    approved: &chain_eth::Approved,
+    public_key: &str,
+    raw: &[u8],
+) -> Result<chain_eth::SignedTx, String> {
+    let d = chain_eth::decode(raw).map_err(|e| format!("not a signed transaction: {e}"))?;
+    if d.plan != *approved.plan() {
+        return Err("it is not the transaction handed out".into());
+    }
+    if d.from != approved.from() {
+        return Err(format!(
+            "it is signed by {}, not by the sender {}",
+            d.from,
+            approved.from()
+        ));
+    }
+    let signed = approved.finish(d.signature).map_err(|e| e.to_string())?;
+    if signed.raw != raw {
+        return Err("it is not in its canonical encoding".into());
+    }
+    let pk: [u8; 33] = hex::decode(public_key)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| "the sender's public key is unreadable".to_owned())?;
+    keys::verify::verify(
+        &keys::PublicKey::Secp256k1(pk),
+        &keys::SignRequest::EcdsaDigest(approved.signing_hash()),
+        &keys::Signature::Ecdsa(keys::EcdsaSignature {
+            r: d.signature.r,
+            s: d.signature.s,
+            recovery_id: d.signature.recovery_id,
+        }),
+    )
+    .map_err(|e| format!("the signature does not verify: {e}"))?;
+    Ok(signed)
 }

@@ -418,10 +418,14 @@ impl Service {
             })?;
         let raw = match &a.raw {
             Some(raw) => raw.clone(),
-            None => {
-                self.eth_sign_attempt(net, sender, &send, &attempts, a)
-                    .await?
-            }
+            // None: handed out for its offline signature (`cold`).
+            None => match self
+                .eth_sign_attempt(net, sender, &send, &attempts, a)
+                .await?
+            {
+                Some(raw) => raw,
+                None => return Ok(false),
+            },
         };
         self.eth_broadcast(net, &send, n, &raw).await
     }
@@ -431,7 +435,7 @@ impl Service {
     /// transfer the send pays (a replacement against the original too).
     /// The inner error says why it is not approved (a refusal, which
     /// freezes the wallet); the outer one is a failure to look.
-    async fn eth_approved(
+    pub(crate) async fn eth_approved(
         &self,
         net: &EthNetwork,
         sender: &EthSenderRow,
@@ -511,7 +515,7 @@ impl Service {
         send: &EthSendRow,
         attempts: &[EthAttemptRow],
         a: &EthAttemptRow,
-    ) -> Result<Vec<u8>, ServiceError> {
+    ) -> Result<Option<Vec<u8>>, ServiceError> {
         let wallet = self
             .store()
             .eth_sender_wallet(&sender.network, &sender.address)
@@ -568,14 +572,16 @@ impl Service {
                     .await);
             }
         };
-        // A threshold key's signer nodes check the transaction and the
+        // A key held outside signs offline: the plan is handed out. A
+        // threshold key's signer nodes check the transaction and the
         // transfer's approvals themselves: they are shown both.
-        let subject =
-            if self.store().key(sender.key_id).await?.backend == domain::KeyBackend::Threshold {
+        let subject = match self.store().key(sender.key_id).await?.backend {
+            domain::KeyBackend::External => return self.eth_export(&t, send).await.map(|()| None),
+            domain::KeyBackend::Threshold => {
                 Some(self.threshold_subject(&t, approved.plan()).await?)
-            } else {
-                None
-            };
+            }
+            _ => None,
+        };
         let signed = self
             .sign_eth(
                 &approved,
@@ -631,7 +637,7 @@ impl Service {
         )?);
         self.commit(tx, &entries, now).await?;
         crate::crash::point("after_persist");
-        Ok(signed.raw)
+        Ok(Some(signed.raw))
     }
 
     async fn eth_broadcast(
@@ -765,7 +771,7 @@ impl Service {
         if ![state::SIGNED, state::BROADCAST].contains(&send.state.as_str()) {
             return Err(EthError::NotReplaceable(send.state).into());
         }
-        let chain_id = chain_of(&send.network)?;
+        let chain_id = crate::eth_rows::chain_of(&send.network)?;
         let net = self.eth_network(chain_id)?;
         let sender = self
             .store()
@@ -889,11 +895,4 @@ pub(crate) async fn send_event(
         now,
     )
     .await
-}
-
-fn chain_of(network: &str) -> Result<u64, ServiceError> {
-    match network.parse::<Network>() {
-        Ok(Network::Evm { chain_id }) => Ok(chain_id),
-        _ => Err(StorageError::Corrupt(format!("network {network}")).into()),
-    }
 }

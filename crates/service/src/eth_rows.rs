@@ -78,3 +78,11 @@ pub(crate) fn attempt_row(
         created_at: now,
     }
 }
+
+/// The chain id of an EVM network's name.
+pub(crate) fn chain_of(network: &str) -> Result<u64, ServiceError> {
+    match network.parse::<domain::Network>() {
+        Ok(domain::Network::Evm { chain_id }) => Ok(chain_id),
+        _ => Err(storage::StorageError::Corrupt(format!("network {network}")).into()),
+    }
+}

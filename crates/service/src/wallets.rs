@@ -178,7 +178,7 @@ impl Service {
         let hd = match kind {
             AccountKey::Hd => Some(domain::KeyAlgorithm::EcdsaSecp256k1),
             AccountKey::HdTaproot => Some(domain::KeyAlgorithm::SchnorrBip340),
-            AccountKey::Single(_) => None,
+            AccountKey::Single(_) | AccountKey::External { .. } => None,
             AccountKey::Multisig {
                 threshold,
                 cosigners,
@@ -216,27 +216,29 @@ impl Service {
                 key: key.id,
             });
         }
-        let AccountKey::Single(backend) = kind else {
-            return Err(invalid("HD accounts are for Bitcoin networks"));
-        };
-        // Threshold Bitcoin keys are Taproot (FROST, BIP-86 output key).
-        let algorithm = if backend == domain::KeyBackend::Threshold && network.is_bitcoin() {
-            domain::KeyAlgorithm::SchnorrBip340
-        } else {
-            domain::KeyAlgorithm::EcdsaSecp256k1
-        };
-        let key = self
-            .create_key_for(
-                actor,
-                crate::NewKey {
+        let key = match kind {
+            // Held outside (a cold wallet): its public key only.
+            AccountKey::External { public_key, label } => {
+                self.import_external_key(actor, &public_key, &label).await?
+            }
+            AccountKey::Single(backend) => {
+                // Threshold Bitcoin keys are Taproot (FROST, BIP-86 output key).
+                let algorithm = if backend == domain::KeyBackend::Threshold && network.is_bitcoin()
+                {
+                    domain::KeyAlgorithm::SchnorrBip340
+                } else {
+                    domain::KeyAlgorithm::EcdsaSecp256k1
+                };
+                let new = crate::NewKey {
                     purpose: domain::KeyPurpose::TransferSigning,
                     algorithm,
                     backend,
                     cryptoperiod_days: 365,
-                },
-                Some(wallet),
-            )
-            .await?;
+                };
+                self.create_key_for(actor, new, Some(wallet)).await?
+            }
+            _ => return Err(invalid("HD accounts are for Bitcoin networks")),
+        };
         let address = match network {
             Network::Evm { chain_id } => {
                 let sender = self
@@ -345,6 +347,9 @@ pub enum AccountKey {
     Hd,
     /// The same with Taproot key-path addresses (BIP-86).
     HdTaproot,
+    /// A key held outside the server (a cold wallet's): its compressed
+    /// public key; what it must sign is handed out and brought back.
+    External { public_key: String, label: String },
     /// A Bitcoin multisig account, P2WSH `sortedmulti(threshold, …)`: its
     /// cosigners are new keystore or HSM keys and keys held outside.
     Multisig {

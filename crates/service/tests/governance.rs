@@ -54,6 +54,11 @@ storage::on_both!(
     a_cold_multisig_withdrawal_needs_its_offline_signature,
 );
 
+storage::on_both!(
+    fixture_cold_eth;
+    a_cold_ether_withdrawal_is_signed_offline_and_broadcast,
+);
+
 const ETHER: u128 = 1_000_000_000_000_000_000;
 const BOB: &str = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
 const CAROL: &str = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359";
@@ -101,8 +106,16 @@ struct Fixture {
 }
 
 async fn fixture(db: TestDb) -> Fixture {
-    fixture_with(db, None).await
+    fixture_with(db, None, None).await
 }
+
+/// The fixture with its Ethereum sender's key held outside (a cold
+/// wallet's): the key of [`COLD_ETH_SECRET`], known by its public key.
+async fn fixture_cold_eth(db: TestDb) -> Fixture {
+    fixture_with(db, None, Some(COLD_ETH_SECRET)).await
+}
+
+const COLD_ETH_SECRET: [u8; 32] = [0x51; 32];
 
 /// The fixture with a SoftHSM token as the service's HSM.
 async fn fixture_hsm(db: TestDb) -> Fixture {
@@ -116,12 +129,16 @@ async fn fixture_hsm(db: TestDb) -> Fixture {
         2,
     )
     .unwrap();
-    let mut f = fixture_with(db, Some(Arc::new(hsm))).await;
+    let mut f = fixture_with(db, Some(Arc::new(hsm)), None).await;
     f._token = Some(token);
     f
 }
 
-async fn fixture_with(db: TestDb, hsm: Option<Arc<dyn keys::Signer>>) -> Fixture {
+async fn fixture_with(
+    db: TestDb,
+    hsm: Option<Arc<dyn keys::Signer>>,
+    cold_sender: Option<[u8; 32]>,
+) -> Fixture {
     let anvil = Anvil::start();
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ShiftedClock::default());
@@ -159,18 +176,28 @@ async fn fixture_with(db: TestDb, hsm: Option<Arc<dyn keys::Signer>>) -> Fixture
         },
         client: client.clone(),
     });
-    let key = svc
-        .create_key(
-            &console(),
-            NewKey {
-                purpose: KeyPurpose::TransferSigning,
-                algorithm: KeyAlgorithm::EcdsaSecp256k1,
-                backend: KeyBackend::Keystore,
-                cryptoperiod_days: 30,
-            },
-        )
-        .await
-        .unwrap();
+    let key = match cold_sender {
+        Some(secret) => {
+            let secp = bitcoin::secp256k1::Secp256k1::new();
+            let sk = bitcoin::secp256k1::SecretKey::from_slice(&secret).unwrap();
+            let pk = bitcoin::secp256k1::PublicKey::from_secret_key(&secp, &sk);
+            svc.import_external_key(&console(), &hex::encode(pk.serialize()), "cold-eth")
+                .await
+                .unwrap()
+        }
+        None => svc
+            .create_key(
+                &console(),
+                NewKey {
+                    purpose: KeyPurpose::TransferSigning,
+                    algorithm: KeyAlgorithm::EcdsaSecp256k1,
+                    backend: KeyBackend::Keystore,
+                    cryptoperiod_days: 30,
+                },
+            )
+            .await
+            .unwrap(),
+    };
     let sender = svc
         .register_eth_sender(&console(), key.id, CHAIN_ID)
         .await
@@ -3355,12 +3382,15 @@ async fn a_cold_multisig_withdrawal_needs_its_offline_signature(f: Fixture) {
         .unwrap();
     let u = viewer.unsigned(t.id).await.unwrap();
     assert_eq!(u.transfers, vec![t.id]);
+    let service::cold::UnsignedTx::Bitcoin { psbt, outputs, .. } = u.tx else {
+        panic!("not a Bitcoin transaction")
+    };
     assert!(
-        u.outputs
+        outputs
             .iter()
             .any(|(a, v, change)| a == PAYEE && *v == 50_000 && !change)
     );
-    let exported = bitcoin::Psbt::deserialize(&u.psbt).unwrap();
+    let exported = bitcoin::Psbt::deserialize(&psbt).unwrap();
     // One signature made here (the HSM's), none by the keystore key: the
     // cold tier leaves the last one to the offline key.
     assert!(exported.inputs.iter().all(|i| i.partial_sigs.len() == 1));
@@ -3428,7 +3458,7 @@ async fn a_cold_multisig_withdrawal_needs_its_offline_signature(f: Fixture) {
     // The offline key's signature (over the PSBT as handed out, in its
     // text form) completes it.
     let mut signed = bitcoin::Psbt::deserialize(
-        &service::cold::decode_psbt(&service::cold::encode_psbt(&u.psbt)).unwrap(),
+        &service::cold::decode_psbt(&service::cold::encode_psbt(&psbt)).unwrap(),
     )
     .unwrap();
     sign_offline(&mut signed, &cold);
@@ -3490,4 +3520,117 @@ async fn a_cold_multisig_withdrawal_needs_its_offline_signature(f: Fixture) {
         state::EXPIRED
     );
     assert_eq!(available(&f).await, held);
+}
+
+/// Signs `plan` with `secret` as an offline signer would: libsecp256k1
+/// over its signing hash, encoded (EIP-2718) for `from`.
+fn sign_eth_offline(plan: &TxPlan, secret: [u8; 32]) -> Vec<u8> {
+    let secp = bitcoin::secp256k1::Secp256k1::new();
+    let sk = bitcoin::secp256k1::SecretKey::from_slice(&secret).unwrap();
+    let pk = bitcoin::secp256k1::PublicKey::from_secret_key(&secp, &sk);
+    let from = EthAddress::from_public_key(&pk.serialize()).unwrap();
+    let msg = bitcoin::secp256k1::Message::from_digest(plan.signing_hash());
+    let (id, compact) = secp.sign_ecdsa_recoverable(&msg, &sk).serialize_compact();
+    let mut r = [0u8; 32];
+    let mut s = [0u8; 32];
+    r.copy_from_slice(&compact[..32]);
+    s.copy_from_slice(&compact[32..]);
+    let parts = chain_eth::EcdsaParts {
+        r,
+        s,
+        recovery_id: u8::try_from(id.to_i32()).unwrap(),
+    };
+    plan.into_signed(parts, from).unwrap().raw
+}
+
+/// A cold wallet's Ethereum sender is a key held outside: an approved
+/// withdrawal waits in `awaiting_signature` with its nonce kept, handed out
+/// as an unsigned EIP-1559 transaction; one signed by another key, or for
+/// another plan, is refused and audited; the sender's signature is
+/// accepted, broadcast and confirmed on anvil. Cancelling an exported
+/// transfer gives its nonce back to the next.
+async fn a_cold_ether_withdrawal_is_signed_offline_and_broadcast(f: Fixture) {
+    use service::cold::UnsignedTx;
+    f.set_policy("[[rules]]\nname = \"all\"\naction = \"allow\"\n")
+        .await;
+    let before = f.client.balance(BOB.parse().unwrap()).await.unwrap();
+    let t = f.submit(&f.initiator, BOB, "1").await.unwrap();
+    f.svc.execute_due().await.unwrap();
+    let t = f.db.store.transfer(t.id).await.unwrap();
+    assert_eq!(t.state, state::AWAITING_SIGNATURE);
+    // Again: handed out once, nothing signed.
+    f.svc.execute_due().await.unwrap();
+    f.svc.eth_poll(CHAIN_ID).await.unwrap();
+    assert_eq!(
+        f.db.store.transfer(t.id).await.unwrap().state,
+        state::AWAITING_SIGNATURE
+    );
+    let admin = f.who(&f.admin1).await;
+    let viewer = f
+        .svc
+        .authorize::<perm::ReadWallet>(&admin, Some(f.wallet))
+        .unwrap();
+    let u = viewer.unsigned(t.id).await.unwrap();
+    let UnsignedTx::Ethereum(e) = u.tx else {
+        panic!("not an Ethereum transaction")
+    };
+    assert_eq!(e.plan.to, BOB.parse().unwrap());
+    assert_eq!(e.plan.value, ETHER);
+    assert_eq!(e.from, f.from.to_string());
+    assert_eq!(e.signing_hash, e.plan.signing_hash());
+    assert_eq!(e.payload.first(), Some(&2), "an EIP-1559 payload");
+    let operator = f
+        .svc
+        .authorize::<perm::OperateQueue>(&admin, Some(f.wallet))
+        .unwrap();
+    let actions = f.actions().await;
+    let refused = |a: &[String]| {
+        a.iter()
+            .filter(|a| *a == "transfer.signature_refused")
+            .count()
+    };
+    let mut more = e.plan.clone();
+    more.value += 1;
+    for bad in [
+        sign_eth_offline(&e.plan, [0x52; 32]),
+        sign_eth_offline(&more, COLD_ETH_SECRET),
+        vec![0x02, 0xc0],
+    ] {
+        let r = operator.import_signed(t.id, &bad).await;
+        assert!(matches!(r, Err(ServiceError::SignatureRefused(_))), "{r:?}");
+    }
+    assert_eq!(refused(&f.actions().await), refused(&actions) + 3);
+    assert_eq!(
+        f.db.store.transfer(t.id).await.unwrap().state,
+        state::AWAITING_SIGNATURE
+    );
+    // The sender's own signature: accepted, broadcast, confirmed.
+    let raw = sign_eth_offline(&e.plan, COLD_ETH_SECRET);
+    let text = format!("0x{}", hex::encode(&raw));
+    let raw = service::cold::decode_transaction(&text).unwrap();
+    let (hash, st) = operator.import_signed(t.id, &raw).await.unwrap();
+    assert_eq!(st, state::BROADCASTING, "{hash}");
+    chain_eth_client::testing::mine(&f.client, 3).await;
+    f.svc.eth_poll(CHAIN_ID).await.unwrap();
+    assert_eq!(
+        f.db.store.transfer(t.id).await.unwrap().state,
+        state::COMPLETED
+    );
+    assert_eq!(
+        f.client.balance(BOB.parse().unwrap()).await.unwrap(),
+        before + ETHER
+    );
+    // Handed out, then cancelled: its nonce goes to the next transfer.
+    let t2 = f.submit(&f.initiator, BOB, "0.5").await.unwrap();
+    f.svc.execute_due().await.unwrap();
+    let nonce = f.nonce_of(t2.id).await;
+    let cancelled = operator.cancel(t2.id).await.unwrap();
+    assert_eq!(cancelled.state, state::CANCELLED);
+    let t3 = f.submit(&f.initiator, BOB, "0.25").await.unwrap();
+    f.svc.execute_due().await.unwrap();
+    assert_eq!(
+        f.db.store.transfer(t3.id).await.unwrap().state,
+        state::AWAITING_SIGNATURE
+    );
+    assert_eq!(f.nonce_of(t3.id).await, nonce);
 }
