@@ -201,6 +201,13 @@ pub struct NewAccount {
     /// `multisig`: its cosigners, 1 to 15, in order.
     #[schema(max_items = 15)]
     cosigners: Option<Vec<CosignerDto>>,
+    /// `external`: the compressed secp256k1 public key (66 hex digits) of
+    /// a key held outside the server (a cold wallet's): what it must sign
+    /// is handed out (`GET /v1/transfers/{id}/unsigned`) and brought back.
+    #[schema(pattern = "^(02|03)[0-9a-fA-F]{64}$")]
+    public_key: Option<String>,
+    /// `external`: who or what holds it (1 to 64 of a-z A-Z 0-9 . _ - @).
+    label: Option<String>,
 }
 
 /// A multisig cosigner: a new key on a backend of this server, or a key
@@ -239,12 +246,20 @@ async fn open_account(
         .map_err(|e: domain::NetworkError| bad(format!("network: {e}")))?;
     use service::wallets::AccountKey;
     let multi_fields = req.threshold.is_some() || req.cosigners.is_some();
+    let external_fields = req.public_key.is_some() || req.label.is_some();
     let backend = match req.backend.as_deref().unwrap_or("keystore") {
         "keystore" => AccountKey::Single(domain::KeyBackend::Keystore),
         "pkcs11" => AccountKey::Single(domain::KeyBackend::Pkcs11),
         "keystore-hd" => AccountKey::Hd,
         "keystore-hd-taproot" => AccountKey::HdTaproot,
         "threshold" => AccountKey::Single(domain::KeyBackend::Threshold),
+        "external" => AccountKey::External {
+            public_key: req
+                .public_key
+                .clone()
+                .ok_or_else(|| bad("backend external needs public_key".into()))?,
+            label: req.label.clone().unwrap_or_else(|| "external".into()),
+        },
         "multisig" => {
             let mut cosigners = Vec::new();
             for c in req.cosigners.unwrap_or_default() {
@@ -272,8 +287,8 @@ async fn open_account(
         }
         other => {
             return Err(bad(format!(
-                "backend: keystore, pkcs11, keystore-hd, keystore-hd-taproot, threshold or \
-                 multisig, not {other:?}"
+                "backend: keystore, pkcs11, keystore-hd, keystore-hd-taproot, threshold, \
+                 multisig or external, not {other:?}"
             )));
         }
     };
@@ -281,6 +296,9 @@ async fn open_account(
         return Err(bad(
             "threshold and cosigners are for backend multisig".into()
         ));
+    }
+    if !matches!(backend, AccountKey::External { .. }) && external_fields {
+        return Err(bad("public_key and label are for backend external".into()));
     }
     let can = can::<perm::ManageNetworks>(&svc, &who)?;
     let a = can

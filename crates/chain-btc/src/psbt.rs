@@ -68,6 +68,13 @@ pub enum BtcError {
     Consensus { index: usize, reason: String },
     #[error("sighash: {0}")]
     Sighash(String),
+    #[error("input {0}: a signature by a key that does not spend it")]
+    ForeignSignature(usize),
+    #[error(
+        "input {0}: a signature of another sighash type (only SIGHASH_ALL, or SIGHASH_DEFAULT \
+         for Taproot, is accepted)"
+    )]
+    SighashType(usize),
 }
 
 impl Spend {
@@ -766,26 +773,51 @@ fn spend_len(s: &Spend) -> usize {
 }
 
 /// Checks a PSBT signed elsewhere (a cosigner, an offline signer) against
-/// the plan that was approved: the same unsigned transaction, then
-/// finalised and verified by Core, then compared output by output.
+/// the plan that was approved. Nothing of it is trusted but its
+/// signatures: the same unsigned transaction is required, then each
+/// signature is taken into a PSBT rebuilt from the plan only if it is by a
+/// key that spends its input, of SIGHASH_ALL (SIGHASH_DEFAULT for a Taproot
+/// key path), low S, and verifies (libsecp256k1) over the sighash computed
+/// here; what else it carries (final witnesses, scripts, other spent
+/// outputs, unknown fields) is dropped. The rebuilt PSBT is finalised,
+/// verified input by input by Bitcoin Core's interpreter, and compared
+/// output by output with the plan.
 pub fn accept_signed(plan: &BtcPlan, signed: Psbt) -> Result<Transaction, BtcError> {
-    let approved = plan.psbt()?;
-    if signed.unsigned_tx != approved.unsigned_tx {
+    let mut clean = plan.psbt()?;
+    if signed.unsigned_tx != clean.unsigned_tx || signed.inputs.len() != clean.inputs.len() {
         return Err(BtcError::Mismatch);
     }
-    // What is spent comes from the plan, never from the returned PSBT: a
-    // signer could swap an input's claimed output for one it can satisfy.
-    let mut signed = signed;
-    for (mine, theirs) in approved.inputs.iter().zip(signed.inputs.iter_mut()) {
-        theirs.witness_utxo = mine.witness_utxo.clone();
-        theirs.witness_script = mine.witness_script.clone();
-        theirs.tap_internal_key = mine.tap_internal_key;
-        theirs.tap_merkle_root = None;
-        theirs.tap_scripts.clear();
-        theirs.redeem_script = None;
-        theirs.non_witness_utxo = None;
+    let spends: Vec<Spend> = plan.inputs.iter().map(|u| u.spend.clone()).collect();
+    let tasks = signing_tasks(&clean, &spends)?;
+    for (i, input) in signed.inputs.iter().enumerate() {
+        for (pk, sig) in &input.partial_sigs {
+            if sig.sighash_type != EcdsaSighashType::All {
+                return Err(BtcError::SighashType(i));
+            }
+            let key = pk.inner.serialize();
+            let task = tasks
+                .iter()
+                .find(|t| matches!(t, SigningTask::Ecdsa { input, pubkey, .. } if *input == i && *pubkey == key))
+                .ok_or(BtcError::ForeignSignature(i))?;
+            add_ecdsa(&mut clean, task, &sig.signature.serialize_compact())?;
+        }
+        if let Some(sig) = &input.tap_key_sig {
+            if sig.sighash_type != TapSighashType::Default {
+                return Err(BtcError::SighashType(i));
+            }
+            let task = tasks
+                .iter()
+                .find(|t| {
+                    matches!(
+                        t,
+                        SigningTask::Schnorr { .. } | SigningTask::SchnorrOutput { .. }
+                    ) && t.input() == i
+                })
+                .ok_or(BtcError::ForeignSignature(i))?;
+            add_schnorr(&mut clean, task, &sig.signature.serialize())?;
+        }
     }
-    let tx = finalize(signed)?;
+    let tx = finalize(clean)?;
     verify_with_core(&tx, &plan.prevouts()?)?;
     if !plan.matches(&tx)? {
         return Err(BtcError::Mismatch);

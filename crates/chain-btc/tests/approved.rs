@@ -231,15 +231,20 @@ fn every_difference_from_the_approval_is_refused() {
     .assert_eq(&got);
 }
 
-#[test]
-fn an_approved_transaction_is_signed_and_verified_by_core() {
+/// The payouts approved in the good transaction.
+fn approved_good() -> chain_btc::Approved {
     let (reserved, own) = (reserved(), own());
     let paying = Paying {
         wallet: WALLET.parse::<WalletId>().expect("wallet"),
         reserved: &reserved,
         own: &own,
     };
-    let approved = approve(&payouts(), paying, &caps(), &good()).expect("approved");
+    approve(&payouts(), paying, &caps(), &good()).expect("approved")
+}
+
+#[test]
+fn an_approved_transaction_is_signed_and_verified_by_core() {
+    let approved = approved_good();
     let secp = Secp256k1::new();
     let mut psbt = approved.psbt().clone();
     for task in approved.signing_tasks().expect("tasks") {
@@ -255,6 +260,59 @@ fn an_approved_transaction_is_signed_and_verified_by_core() {
     let mut other = approved.psbt().clone();
     other.unsigned_tx.lock_time = LockTime::from_height(1).expect("height");
     assert!(approved.accept(other).is_err());
+}
+
+/// A PSBT signed elsewhere is read for its signatures only: another
+/// sighash type, a high-S signature, a signature by a key that does not
+/// spend the input, or one that does not verify is refused; a final
+/// witness it brings is ignored (what is broadcast is built here).
+#[test]
+fn only_good_signatures_are_taken_from_a_signed_psbt() {
+    let approved = approved_good();
+    let secp = Secp256k1::new();
+    let tasks = approved.signing_tasks().expect("tasks");
+    let sign = |key: u8, sighash: bitcoin::EcdsaSighashType, high_s: bool| {
+        let mut psbt = approved.psbt().clone();
+        for task in &tasks {
+            let SigningTask::Ecdsa { digest, input, .. } = *task else {
+                panic!("P2WPKH inputs sign ECDSA");
+            };
+            let sig = secp.sign_ecdsa(&Message::from_digest(digest), &secret(key));
+            let mut compact = sig.serialize_compact();
+            if high_s {
+                // s' = n - s: the same signature, malleated.
+                let n = bitcoin::secp256k1::constants::CURVE_ORDER;
+                let mut borrow = 0i16;
+                for i in (32..64).rev() {
+                    let v = i16::from(n[i - 32]) - i16::from(compact[i]) - borrow;
+                    compact[i] = v.rem_euclid(256) as u8;
+                    borrow = i16::from(v < 0);
+                }
+            }
+            let signature =
+                bitcoin::secp256k1::ecdsa::Signature::from_compact(&compact).expect("compact");
+            let pk = bitcoin::PublicKey::from_slice(&pubkey(key)).expect("key");
+            psbt.inputs[input].partial_sigs.insert(
+                pk,
+                bitcoin::ecdsa::Signature {
+                    signature,
+                    sighash_type: sighash,
+                },
+            );
+        }
+        psbt
+    };
+    use bitcoin::EcdsaSighashType::{All, None as NoOutputs};
+    let refused = |psbt| approved.accept(psbt).expect_err("refused").to_string();
+    assert!(refused(sign(OWN_KEY, NoOutputs, false)).contains("sighash type"));
+    assert!(refused(sign(OWN_KEY + 1, All, false)).contains("does not spend it"));
+    assert!(refused(sign(OWN_KEY, All, true)).contains("does not verify"));
+    // A final witness brought along is not what is broadcast.
+    let mut forged = sign(OWN_KEY, All, false);
+    forged.inputs[0].final_script_witness = Some(bitcoin::Witness::from_slice(&[vec![1u8; 9]]));
+    let tx = approved.accept(forged).expect("its signatures are good");
+    assert_ne!(tx.input[0].witness.to_vec(), vec![vec![1u8; 9]]);
+    assert!(approved.accept(sign(OWN_KEY, All, false)).is_ok());
 }
 
 #[test]

@@ -209,6 +209,18 @@ impl Service {
     /// released and are never stored. Also run before a transfer is
     /// planned.
     pub(crate) async fn approvals_stand(&self, paying: &[TransferRow]) -> Result<(), ServiceError> {
+        self.approvals_stand_as_of(paying, None).await
+    }
+
+    /// [`Service::approvals_stand`], expiries judged as of `as_of` when
+    /// given (a transaction handed out for its offline signature: its
+    /// approvals stood when it was; voids, revoked keys and approvers gone
+    /// from their groups count as they are now).
+    pub(crate) async fn approvals_stand_as_of(
+        &self,
+        paying: &[TransferRow],
+        as_of: Option<Timestamp>,
+    ) -> Result<(), ServiceError> {
         // Those that needed no approvals stand without a look under the lock.
         let mut needing = Vec::new();
         for t in paying {
@@ -236,7 +248,7 @@ impl Service {
                 // Already signed (a replacement pays the same), or moved on.
                 continue;
             }
-            if let Err(why) = stands(&mut tx, &t, now, &gov).await? {
+            if let Err(why) = stands(&mut tx, &t, as_of.unwrap_or(now), &gov).await? {
                 entries.extend(pull_back(&mut tx, &t, &why, now, &gov).await?);
                 lost.push(format!("{id}: {why}"));
             }

@@ -96,6 +96,14 @@ impl Service {
             }
         };
         net.fee_caps.check(&faster).map_err(BtcServiceError::Plan)?;
+        // Its keys sign offline: a faster replacement would need them
+        // again; it waits as it is (nothing is signed for nothing).
+        for key in self.btc_send_keys(&send.id).await? {
+            if self.signs_offline(key).await? {
+                tracing::info!(send = %send.id, "not sped up: its transaction needs offline signatures");
+                return Ok(None);
+            }
+        }
         let psbt = faster.psbt().map_err(BtcServiceError::Tx)?;
         // Approved as any send is, from the stored intents, then signed
         // through the gate.
@@ -104,12 +112,8 @@ impl Service {
             .await?
         {
             crate::gate::BtcSigned::Whole(t) => t,
-            // Its keys sign offline: a faster replacement would need them
-            // again; it waits as it is (an operator may export a CPFP).
-            crate::gate::BtcSigned::Partial { .. } => {
-                tracing::info!(send = %send.id, "not sped up: its transaction needs offline signatures");
-                return Ok(None);
-            }
+            // Checked above; a cold wallet's key is never the last signer.
+            crate::gate::BtcSigned::Partial { .. } => return Ok(None),
         };
         let txid = signed.compute_txid().to_string();
         let raw = bitcoin::consensus::serialize(&signed);

@@ -317,6 +317,10 @@ impl Service {
                 .map_err(BtcServiceError::Tx)?,
         };
         let retired = self.retired_btc_keys(wallet, &name).await?;
+        // A cold wallet spends only outputs a key held outside must sign
+        // too: the server never completes its transaction alone.
+        let cold = self.is_cold(wallet).await?;
+        let mut offline: HashMap<KeyId, bool> = HashMap::new();
         let mut candidates = Vec::new();
         for row in self
             .store()
@@ -328,7 +332,10 @@ impl Service {
                 Some((from, _)) => key == *from,
                 None => !retired.contains(&key),
             };
-            if usable {
+            if usable && cold && !offline.contains_key(&key) {
+                offline.insert(key, self.signs_offline(key).await?);
+            }
+            if usable && (!cold || offline.get(&key) == Some(&true)) {
                 candidates.push(utxo_of(&row)?);
             }
         }

@@ -254,8 +254,10 @@ impl Service {
             .ok_or_else(|| corrupt("Bitcoin send", "no wallet"))?;
         self.ensure_not_frozen(Some(wallet), None).await?;
         let transfers = self.store().transfers_of_btc_send(&send.id).await?;
-        // Approvals revoked since it was handed out: pulled back, refused.
-        self.approvals_stand(&transfers).await?;
+        // Approvals revoked since it was handed out: pulled back, refused
+        // (one that merely expired since stood when it was handed out).
+        self.approvals_stand_as_of(&transfers, Some(t.updated_at))
+            .await?;
         let ours = bitcoin::Psbt::deserialize(&send.psbt).map_err(|e| corrupt("PSBT", e))?;
         let (approved, _) = match self
             .btc_approved(&send, &ours, &transfers, n, wallet)
@@ -279,8 +281,9 @@ impl Service {
         let accepted = bitcoin::Psbt::deserialize(signed)
             .map_err(|e| format!("not a PSBT: {e}"))
             .and_then(|theirs| {
-                let mut combined = ours.clone();
-                chain_btc::combine(&mut combined, theirs)
+                // The server's own signatures win over any brought back.
+                let mut combined = theirs;
+                chain_btc::combine(&mut combined, ours.clone())
                     .map_err(|_| "it is not the transaction handed out".to_owned())?;
                 approved.accept(combined).map_err(|e| e.to_string())
             });
@@ -568,7 +571,8 @@ impl Service {
         let x = self.eth_exported(t).await?;
         self.ensure_not_frozen(Some(t.wallet), Some(x.sender.key_id))
             .await?;
-        self.approvals_stand(std::slice::from_ref(t)).await?;
+        self.approvals_stand_as_of(std::slice::from_ref(t), Some(t.updated_at))
+            .await?;
         let subject = format!("eth-send:{}", x.send.id);
         let first = &x.attempts[0];
         let approved = match self

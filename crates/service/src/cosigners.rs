@@ -166,6 +166,17 @@ impl Service {
         Ok(row)
     }
 
+    /// Whether a key held outside must sign for the outputs of `key`: an
+    /// external key's, or a multisig account's with an external cosigner.
+    pub(crate) async fn signs_offline(&self, key: KeyId) -> Result<bool, ServiceError> {
+        let row = self.store().key(key).await?;
+        Ok(match row.backend {
+            KeyBackend::External => true,
+            KeyBackend::Multisig => self.multisig(&row).await?.offline() > 0,
+            _ => false,
+        })
+    }
+
     /// A multisig account key's threshold and cosigners, read back and
     /// checked against its recorded script.
     pub(crate) async fn multisig(&self, row: &KeyRow) -> Result<Multisig, ServiceError> {

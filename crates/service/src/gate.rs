@@ -52,6 +52,14 @@ impl Service {
         paying: &[storage::TransferRow],
     ) -> Result<(KeyRow, chain_eth::SignedTx), ServiceError> {
         self.approvals_stand(paying).await?;
+        // A cold wallet's transaction is never completed here: its sender
+        // must be a key held outside (handed out before the gate).
+        if self.is_cold(approved.wallet()).await? {
+            return Err(ServiceError::KeyNotUsable(
+                "a cold wallet's Ethereum sender signs offline: its key must be held outside"
+                    .into(),
+            ));
+        }
         let request = SignRequest::EcdsaDigest(approved.signing_hash());
         // A sweep to a successor's address may be signed by a key no
         // longer in force (the vault checks whose address it is).
@@ -159,18 +167,16 @@ impl Service {
                     )
                 }
             };
-            let spk = plan
+            let spend = &plan
                 .inputs
                 .get(input)
                 .ok_or_else(|| ServiceError::NotApproved(format!("no input {input}")))?
-                .spend
-                .script_pubkey()
-                .map_err(btc)?
-                .to_hex_string();
+                .spend;
+            let spk = spend.script_pubkey().map_err(btc)?.to_hex_string();
             let (key, child) = keys_of.get(&spk).ok_or_else(|| {
                 ServiceError::NotApproved(format!("no key of the wallet spends input {input}"))
             })?;
-            let Some(key) = who.signer(self, *key, &t, cold).await? else {
+            let Some(key) = who.signer(self, (*key, spend), &t, cold).await? else {
                 continue; // signed offline, or enough signatures here
             };
             let (_, sig) = self
@@ -304,7 +310,7 @@ impl Cosigning {
     async fn signer(
         &mut self,
         svc: &Service,
-        key: KeyId,
+        (key, spend): (KeyId, &chain_btc::Spend),
         task: &chain_btc::SigningTask,
         cold: bool,
     ) -> Result<Option<KeyId>, ServiceError> {
@@ -322,6 +328,13 @@ impl Cosigning {
         let input = task.input();
         let (threshold, signer) = match (ms, task) {
             (Some(ms), chain_btc::SigningTask::Ecdsa { pubkey, .. }) => {
+                // The script spent is its account's, threshold and keys:
+                // the count of signatures follows what is spent.
+                if ms.spend()? != *spend {
+                    return Err(ServiceError::NotApproved(format!(
+                        "input {input}: its script is not its account's"
+                    )));
+                }
                 let c = ms.cosigner(pubkey).ok_or_else(|| {
                     ServiceError::NotApproved(format!("input {input}: a key not of its multisig"))
                 })?;

@@ -219,6 +219,17 @@ impl Service {
             _ => self.store().wallet_eth_sender(t.wallet, &network).await?,
         }
         .ok_or_else(|| invalid(format!("the wallet has no sender on {network}")))?;
+        // Held for a person, before a nonce is taken: a cold wallet's
+        // sender must be a key held outside (the gate refuses any other).
+        if self.is_cold(t.wallet).await? {
+            let key = self.store().eth_sender(&network, &from).await?.key_id;
+            if !self.signs_offline(key).await? {
+                return Err(invalid(
+                    "a cold wallet's Ethereum sender signs offline: its key must be held outside \
+                     (an account with backend external)",
+                ));
+            }
+        }
         let from: chain_eth::EthAddress = from.parse().map_err(|e| corrupt("sender", e))?;
         self.eth_plan(&t, &intent, from, urgency).await
     }

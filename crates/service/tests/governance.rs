@@ -73,6 +73,16 @@ impl service::Clock for ShiftedClock {
     }
 }
 
+/// An ECDSA transfer-signing key in the keystore, for 30 days.
+fn transfer_key() -> NewKey {
+    NewKey {
+        purpose: KeyPurpose::TransferSigning,
+        algorithm: KeyAlgorithm::EcdsaSecp256k1,
+        backend: KeyBackend::Keystore,
+        cryptoperiod_days: 30,
+    }
+}
+
 fn console() -> Actor {
     "operator:root".parse().unwrap()
 }
@@ -185,18 +195,7 @@ async fn fixture_with(
                 .await
                 .unwrap()
         }
-        None => svc
-            .create_key(
-                &console(),
-                NewKey {
-                    purpose: KeyPurpose::TransferSigning,
-                    algorithm: KeyAlgorithm::EcdsaSecp256k1,
-                    backend: KeyBackend::Keystore,
-                    cryptoperiod_days: 30,
-                },
-            )
-            .await
-            .unwrap(),
+        None => svc.create_key(&console(), transfer_key()).await.unwrap(),
     };
     let sender = svc
         .register_eth_sender(&console(), key.id, CHAIN_ID)
@@ -2727,15 +2726,7 @@ async fn a_restore_reconciles_before_signing_and_holds_what_the_chain_cannot_set
         .await;
     let key = f
         .svc
-        .create_key(
-            &console(),
-            NewKey {
-                purpose: KeyPurpose::TransferSigning,
-                algorithm: KeyAlgorithm::EcdsaSecp256k1,
-                backend: KeyBackend::Keystore,
-                cryptoperiod_days: 30,
-            },
-        )
+        .create_key(&console(), transfer_key())
         .await
         .unwrap()
         .id;
@@ -3361,6 +3352,18 @@ async fn a_cold_multisig_withdrawal_needs_its_offline_signature(f: Fixture) {
             .await
             .unwrap();
     }
+    // A key of the server alone in the same wallet (registered from the
+    // console): its output is never spent by the cold wallet's payouts.
+    let hot = f.svc.create_key(&console(), transfer_key()).await.unwrap();
+    f.svc
+        .register_btc_key(&console(), regtest, hot.id, f.wallet)
+        .await
+        .unwrap();
+    let hot_output = f
+        .svc
+        .btc_record_deposit(&console(), regtest, hot.id, &"cf".repeat(32), 0, 5_000_000)
+        .await
+        .unwrap();
     let who = f.who(&f.initiator).await;
     let can = f
         .svc
@@ -3475,6 +3478,21 @@ async fn a_cold_multisig_withdrawal_needs_its_offline_signature(f: Fixture) {
     chain_btc::verify_with_core(&tx, &spent_outputs(&tx, &spent)).unwrap();
     // Empty dummy, two signatures, the witness script.
     assert!(tx.input.iter().all(|i| i.witness.len() == 4));
+    assert!(spent.iter().all(|u| u.txid != hot_output.txid));
+    // The wallet's Ethereum sender is a key of the server: in a cold
+    // wallet its transfers wait for a person, no nonce taken.
+    let eth = f.submit(&f.initiator, BOB, "1").await.unwrap();
+    f.svc.execute_due().await.unwrap();
+    let eth = f.db.store.transfer(eth.id).await.unwrap();
+    assert_eq!(eth.state, state::QUEUED);
+    assert!(eth.eth_send_id.is_none());
+    assert!(
+        eth.last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("signs offline"),
+        "{eth:?}"
+    );
     // Brought back twice: it is no longer waiting.
     assert!(matches!(
         operator.import_signed(t.id, &signed.serialize()).await,
