@@ -4213,6 +4213,48 @@ fn regtest_script(address: &str) -> bitcoin::ScriptBuf {
         .script_pubkey()
 }
 
+/// `strongroom cold <cmd>` (export, import) of `transfer` against
+/// `server` with `key`; `rest`: its other arguments.
+fn cold_cli(server: &Server, key: &Path, cmd: &str, transfer: &str, rest: &[&str]) -> Output {
+    let mut args = vec![
+        "cold",
+        cmd,
+        "--addr",
+        &server.base,
+        "--key-file",
+        key.to_str().unwrap(),
+        "--transfer",
+        transfer,
+    ];
+    args.extend_from_slice(rest);
+    strongroom(&args)
+}
+
+/// `strongroom cold export` of `transfer` into `out`: what it showed.
+fn cold_export(server: &Server, key: &Path, transfer: &str, out: &Path) -> String {
+    let o = cold_cli(
+        server,
+        key,
+        "export",
+        transfer,
+        &["--out", out.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    stderr(&o)
+}
+
+/// Follows the server's log until `transfer` reaches `state` (mining on
+/// anvil when given), or fails with the log.
+fn reach(
+    server: &Server,
+    lines: &std::sync::mpsc::Receiver<Option<String>>,
+    anvil: Option<&chain_eth_client::testing::Anvil>,
+    (transfer, state): (&str, &str),
+) {
+    let got = drive(lines, 1, anvil, |id, to| id == transfer && to == state);
+    assert!(got.is_some(), "{}", server.log_text());
+}
+
 /// Who signs a cold wallet's PSBT offline in a test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum OfflineSigner {
@@ -4363,30 +4405,14 @@ fn cold_multisig_withdrawal_through_the_api_and_the_cli(db_url: &str, signer: Of
         (&wallet, "bitcoin:regtest/native", "0.0005", payee),
     );
     let transfer = t["id"].as_str().unwrap().to_owned();
-    let waiting = drive(&lines, 1, None, |id, to| {
-        id == transfer && to == "awaiting_signature"
-    });
-    assert!(waiting.is_some(), "{}", server.log_text());
+    reach(&server, &lines, None, (&transfer, "awaiting_signature"));
 
     // Handed out: what it spends and pays is shown; the PSBT is written.
     let unsigned = dir.path().join("unsigned.psbt");
-    let o = strongroom(&[
-        "cold",
-        "export",
-        "--addr",
-        &server.base,
-        "--key-file",
-        admin.to_str().unwrap(),
-        "--transfer",
-        &transfer,
-        "--out",
-        unsigned.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let shown = cold_export(&server, &admin, &transfer, &unsigned);
     assert!(
-        stderr(&o).contains(&format!("pays {payee}  0.0005 BTC")),
-        "{}",
-        stderr(&o)
+        shown.contains(&format!("pays {payee}  0.0005 BTC")),
+        "{shown}"
     );
     // Without the offline signature it is refused, and nothing moves.
     let (code, e) = api_call(
@@ -4440,17 +4466,13 @@ fn cold_multisig_withdrawal_through_the_api_and_the_cli(db_url: &str, signer: Of
         }
     };
     assert!(o.status.success(), "{signer:?}: {}", stderr(&o));
-    let o = strongroom(&[
-        "cold",
+    let o = cold_cli(
+        &server,
+        &admin,
         "import",
-        "--addr",
-        &server.base,
-        "--key-file",
-        admin.to_str().unwrap(),
-        "--transfer",
         &transfer,
-        signed.to_str().unwrap(),
-    ]);
+        &[signed.to_str().unwrap()],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("accepted"), "{}", stdout(&o));
     let tx = signed_btc_transaction(&server, &initiator, &transfer);
@@ -4471,4 +4493,119 @@ fn cold_multisig_withdrawal_through_the_api_and_the_cli(db_url: &str, signer: Of
             .any(|o| o.script_pubkey == spk(payee) && o.value.to_sat() == 50_000)
     );
     server.terminate();
+}
+
+/// A cold wallet's Ethereum account from the CLI: its key held outside
+/// (opened by its public key), a withdrawal waits in `awaiting_signature`,
+/// `strongroom cold export` writes the unsigned EIP-1559 transaction (the
+/// bytes the API's summary describes), signed here with libsecp256k1,
+/// `strongroom cold import` brings it back, and anvil confirms it.
+#[test]
+fn cold_ether_withdrawal_through_the_cli() {
+    use bitcoin::secp256k1::{Message, PublicKey, Secp256k1, SecretKey};
+    use chain_eth_client::testing::Anvil;
+    let anvil = Anvil::start();
+    let rt = rt();
+    let client = rt.block_on(eth_client(anvil.url()));
+    let (dir, config) = data_dir("sqlite://strongroom.db");
+    let cfg = config.to_str().unwrap();
+    add_ethereum(&config, 31337, anvil.url());
+    let quorum = init_keystore(cfg, &dir.path().join("shares"), 2, 2).join("\n") + "\n";
+    let admin = api_key(cfg, dir.path(), "admin", "admin", "global").0;
+    let writer = api_key(cfg, dir.path(), "writer", "policy-admin", "global").0;
+    let initiator = api_key(cfg, dir.path(), "initiator", "initiator", "global").0;
+    let (server, lines) = serve_unsealed(&config, &quorum);
+    let secp = Secp256k1::new();
+    let cold = SecretKey::from_slice(&[0x61; 32]).unwrap();
+    let public = hex::encode(PublicKey::from_secret_key(&secp, &cold).serialize());
+    let account = serde_json::json!({"network": "eip155:31337", "backend": "external",
+        "public_key": public, "label": "vault-e"});
+    let (wallet, a) = open_wallet(&server, &admin, "cold-ether", &account.to_string());
+    let sender: chain_eth::EthAddress = a["address"].as_str().unwrap().parse().unwrap();
+    rt.block_on(client.raw_call(
+        "anvil_setBalance",
+        serde_json::json!([sender.to_string(), "0x56bc75e2d63100000"]),
+    ))
+    .unwrap();
+    let body = serde_json::json!({"change": {"kind": "set_policy",
+        "document": "[[rules]]\nname = \"all\"\naction = \"allow\"\n"}})
+    .to_string();
+    let (code, p) = api_call(&server, &writer, "POST", "/v1/proposals", Some(&body), None);
+    assert_eq!(code, 201, "{p}");
+    assert_eq!(
+        approve_proposal(&server.base, &admin, p["id"].as_str().unwrap()),
+        "applied"
+    );
+    let bob = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
+    let t = post_transfer(
+        &server,
+        &initiator,
+        (&wallet, "eip155:31337/native", "2", bob),
+    );
+    let transfer = t["id"].as_str().unwrap().to_owned();
+    reach(
+        &server,
+        &lines,
+        Some(&anvil),
+        (&transfer, "awaiting_signature"),
+    );
+    let unsigned = dir.path().join("unsigned.hex");
+    let shown = cold_export(&server, &admin, &transfer, &unsigned);
+    assert!(
+        shown.contains(&format!("to {}", bob.to_lowercase()))
+            || shown.contains(&format!("to {bob}")),
+        "{shown}"
+    );
+    // The summary the API gives is the transaction exported, byte for byte.
+    let (_, u) = api_call(
+        &server,
+        &admin,
+        "GET",
+        &format!("/v1/transfers/{transfer}/unsigned"),
+        None,
+        None,
+    );
+    let e = &u["ethereum"];
+    let n = |k: &str| e[k].as_str().unwrap().parse::<u128>().unwrap();
+    let plan = chain_eth::TxPlan {
+        chain_id: e["chain_id"].as_u64().unwrap(),
+        nonce: e["nonce"].as_u64().unwrap(),
+        to: e["to"].as_str().unwrap().parse().unwrap(),
+        value: n("value"),
+        data: hex::decode(e["data"].as_str().unwrap().trim_start_matches("0x")).unwrap(),
+        gas_limit: e["gas_limit"].as_u64().unwrap(),
+        fees: chain_eth::Fees::Eip1559 {
+            max_fee_per_gas: n("max_fee_per_gas"),
+            max_priority_fee_per_gas: n("max_priority_fee_per_gas"),
+        },
+    };
+    let exported = std::fs::read_to_string(&unsigned).unwrap();
+    assert_eq!(
+        exported.trim(),
+        format!("0x{}", hex::encode(plan.signing_payload()))
+    );
+    assert_eq!(plan.value, 2 * 10u128.pow(18));
+    // Signed away from the server.
+    let (id, compact) = secp
+        .sign_ecdsa_recoverable(&Message::from_digest(plan.signing_hash()), &cold)
+        .serialize_compact();
+    let parts = chain_eth::EcdsaParts {
+        r: compact[..32].try_into().unwrap(),
+        s: compact[32..].try_into().unwrap(),
+        recovery_id: u8::try_from(id.to_i32()).unwrap(),
+    };
+    let signed = plan.into_signed(parts, sender).unwrap();
+    let signed_file = dir.path().join("signed.hex");
+    std::fs::write(&signed_file, format!("0x{}\n", hex::encode(&signed.raw))).unwrap();
+    let o = cold_cli(
+        &server,
+        &admin,
+        "import",
+        &transfer,
+        &[signed_file.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    reach(&server, &lines, Some(&anvil), (&transfer, "completed"));
+    let paid = rt.block_on(client.balance(bob.parse().unwrap())).unwrap();
+    assert!(paid >= 2 * 10u128.pow(18), "{paid}");
 }
