@@ -246,11 +246,12 @@ async fn get_unsigned(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignedPsbt {
-    /// Bitcoin: the PSBT (BIP-174) in base64 or hex.
-    #[schema(max_length = 1_000_000)]
+    /// Bitcoin: the PSBT (BIP-174) in base64 or hex (within the server's
+    /// body limit: some thousand inputs).
+    #[schema(max_length = 400_000, pattern = "^[A-Za-z0-9+/=]+$")]
     psbt: Option<String>,
     /// Ethereum: the signed transaction, hex (`0x02…`).
-    #[schema(max_length = 1_000_000)]
+    #[schema(max_length = 400_000, pattern = "^(0x)?[0-9a-fA-F]+$")]
     transaction: Option<String>,
 }
 

@@ -362,6 +362,10 @@ impl Service {
             if lapses_at(&t) > now {
                 continue;
             }
+            if let Err(e) = self.ensure_not_broadcast(&t).await {
+                tracing::warn!(transfer = %t.id, error = %e, "not lapsed: it may be on the network");
+                continue;
+            }
             let mut tx = self.store().begin().await?;
             let t = tx.lock_transfer(t.id).await?;
             if t.state != state::AWAITING_SIGNATURE {
@@ -374,6 +378,66 @@ impl Service {
             lapsed += 1;
         }
         Ok(lapsed)
+    }
+}
+
+impl Service {
+    /// Before a transaction handed out is stopped (cancelled, lapsed): the
+    /// network must not have it already. Whoever holds the offline key may
+    /// have completed and broadcast it; then it is brought back
+    /// (`POST /v1/transfers/{id}/signed`) and followed, never stopped with
+    /// its outputs or nonce given to another transfer. Without a node to
+    /// ask (Bitcoin without one configured), nothing is asked.
+    pub(crate) async fn ensure_not_broadcast(&self, t: &TransferRow) -> Result<(), ServiceError> {
+        let on_network = |what: String| {
+            ServiceError::Conflict(format!(
+                "{what}: the transaction handed out may have been signed and sent; bring it back \
+                 signed instead (POST /v1/transfers/{}/signed)",
+                t.id
+            ))
+        };
+        if let Some(id) = &t.eth_send_id {
+            let send = self.store().eth_send(id).await?;
+            let net = self.eth_network(crate::eth_rows::chain_of(&send.network)?)?;
+            let from = crate::eth_rows::parse_addr(&send.address)?;
+            let next = net
+                .client
+                .nonce(from, chain_eth_client::NonceTag::Pending)
+                .await
+                .map_err(crate::error::EthError::Node)?;
+            if next > send.nonce {
+                return Err(on_network(format!(
+                    "nonce {} of {from} is used on the network already",
+                    send.nonce
+                )));
+            }
+            return Ok(());
+        }
+        let Some(id) = &t.btc_send_id else {
+            return Ok(());
+        };
+        let send = self.store().btc_send(id).await?;
+        let n = btc_network_of(&send)?;
+        let Some(client) = self.btc_network(n)?.client.clone() else {
+            return Ok(());
+        };
+        let psbt = bitcoin::Psbt::deserialize(&send.psbt).map_err(|e| corrupt("PSBT", e))?;
+        let txid = psbt.unsigned_tx.compute_txid().to_string();
+        let node = |e| ServiceError::from(BtcServiceError::Node(e));
+        if client.tx_state(&txid).await.map_err(node)? != chain_btc_client::TxState::Unknown {
+            return Err(on_network(format!("the node knows transaction {txid}")));
+        }
+        if client.has_core() {
+            for u in self.store().btc_utxos_of_send(id).await? {
+                if !client.output_unspent(&u.txid, u.vout).await.map_err(node)? {
+                    return Err(on_network(format!(
+                        "its input {}:{} is spent",
+                        u.txid, u.vout
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 }
 

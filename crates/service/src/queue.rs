@@ -588,6 +588,13 @@ pub(crate) async fn cancel(
     allowed: impl Fn(&TransferRow) -> Result<(), ServiceError>,
     why: &str,
 ) -> Result<TransferRow, ServiceError> {
+    // Handed out for its offline signature: asked of the node first (no
+    // database transaction held over it), whether it is out already.
+    let before = svc.store().transfer(id).await?;
+    if before.state == state::AWAITING_SIGNATURE {
+        allowed(&before)?;
+        svc.ensure_not_broadcast(&before).await?;
+    }
     let now = svc.now();
     let mut tx = svc.store().begin().await?;
     let t = tx.lock_transfer(id).await?;

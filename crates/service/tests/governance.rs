@@ -3651,4 +3651,28 @@ async fn a_cold_ether_withdrawal_is_signed_offline_and_broadcast(f: Fixture) {
         state::AWAITING_SIGNATURE
     );
     assert_eq!(f.nonce_of(t3.id).await, nonce);
+    // Signed offline and sent by its holder before it is brought back: it
+    // is not cancelled (its nonce is used), it is brought back and followed.
+    let UnsignedTx::Ethereum(e3) = viewer.unsigned(t3.id).await.unwrap().tx else {
+        panic!("not an Ethereum transaction")
+    };
+    let raw3 = sign_eth_offline(&e3.plan, COLD_ETH_SECRET);
+    let hash3 = chain_eth::decode(&raw3).unwrap().hash;
+    f.client.send_raw(&raw3, hash3).await.unwrap();
+    let e = operator.cancel(t3.id).await.unwrap_err();
+    assert!(
+        matches!(&e, ServiceError::Conflict(m) if m.contains("used on the network")),
+        "{e:?}"
+    );
+    assert_eq!(
+        f.db.store.transfer(t3.id).await.unwrap().state,
+        state::AWAITING_SIGNATURE
+    );
+    operator.import_signed(t3.id, &raw3).await.unwrap();
+    chain_eth_client::testing::mine(&f.client, 3).await;
+    f.svc.eth_poll(CHAIN_ID).await.unwrap();
+    assert_eq!(
+        f.db.store.transfer(t3.id).await.unwrap().state,
+        state::COMPLETED
+    );
 }
