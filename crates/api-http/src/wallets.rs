@@ -208,6 +208,9 @@ pub struct NewAccount {
     public_key: Option<String>,
     /// `external`: who or what holds it (1 to 64 of a-z A-Z 0-9 . _ - @).
     label: Option<String>,
+    /// `external`: where its holder derives it, `<master fingerprint>/<path>`.
+    #[schema(max_length = 200)]
+    origin: Option<String>,
 }
 
 /// A multisig cosigner: a new key on a backend of this server, or a key
@@ -222,6 +225,11 @@ pub struct CosignerDto {
     public_key: Option<String>,
     /// Who or what holds the external key (1 to 64 of a-z A-Z 0-9 . _ - @).
     label: Option<String>,
+    /// Where its holder derives the external key: `<master fingerprint>/
+    /// <path>` (e.g. `d34db33f/48'/0'/0'/2'/0/0`), named in the PSBTs
+    /// handed out so hardware wallets find it.
+    #[schema(max_length = 200)]
+    origin: Option<String>,
 }
 
 /// Opens an account for a wallet on a network (admin): a new
@@ -246,20 +254,21 @@ async fn open_account(
         .map_err(|e: domain::NetworkError| bad(format!("network: {e}")))?;
     use service::wallets::AccountKey;
     let multi_fields = req.threshold.is_some() || req.cosigners.is_some();
-    let external_fields = req.public_key.is_some() || req.label.is_some();
+    let external_fields = req.public_key.is_some() || req.label.is_some() || req.origin.is_some();
     let backend = match req.backend.as_deref().unwrap_or("keystore") {
         "keystore" => AccountKey::Single(domain::KeyBackend::Keystore),
         "pkcs11" => AccountKey::Single(domain::KeyBackend::Pkcs11),
         "keystore-hd" => AccountKey::Hd,
         "keystore-hd-taproot" => AccountKey::HdTaproot,
         "threshold" => AccountKey::Single(domain::KeyBackend::Threshold),
-        "external" => AccountKey::External {
+        "external" => AccountKey::External(service::cosigners::ExternalKey {
             public_key: req
                 .public_key
                 .clone()
                 .ok_or_else(|| bad("backend external needs public_key".into()))?,
             label: req.label.clone().unwrap_or_else(|| "external".into()),
-        },
+            origin: req.origin.clone(),
+        }),
         "multisig" => {
             let mut cosigners = Vec::new();
             for c in req.cosigners.unwrap_or_default() {
@@ -267,10 +276,13 @@ async fn open_account(
                 cosigners.push(match (c.backend.as_deref(), c.public_key) {
                     (Some("keystore"), None) => Cosigner::New(domain::KeyBackend::Keystore),
                     (Some("pkcs11"), None) => Cosigner::New(domain::KeyBackend::Pkcs11),
-                    (None, Some(public_key)) => Cosigner::External {
-                        public_key,
-                        label: c.label.unwrap_or_else(|| "external".into()),
-                    },
+                    (None, Some(public_key)) => {
+                        Cosigner::External(service::cosigners::ExternalKey {
+                            public_key,
+                            label: c.label.unwrap_or_else(|| "external".into()),
+                            origin: c.origin,
+                        })
+                    }
                     _ => {
                         return Err(bad(
                             "a cosigner is {\"backend\": \"keystore\" | \"pkcs11\"} or \
@@ -298,7 +310,9 @@ async fn open_account(
         ));
     }
     if !matches!(backend, AccountKey::External { .. }) && external_fields {
-        return Err(bad("public_key and label are for backend external".into()));
+        return Err(bad(
+            "public_key, label and origin are for backend external".into()
+        ));
     }
     let can = can::<perm::ManageNetworks>(&svc, &who)?;
     let a = can

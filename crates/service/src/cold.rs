@@ -152,6 +152,8 @@ impl Service {
         made: usize,
         missing: usize,
     ) -> Result<(), ServiceError> {
+        let mut psbt = psbt.clone();
+        self.name_offline_keys(&send.id, &mut psbt).await?;
         let now = self.now();
         let mut tx = self.store().begin().await?;
         tx.set_btc_send_exported(&send.id, &psbt.serialize(), now)
@@ -177,6 +179,51 @@ impl Service {
             }),
         )?);
         self.commit(tx, &entries, now).await
+    }
+
+    /// Names, in each input of a PSBT handed out, the keys held outside
+    /// that sign it and whose origin is known (`PSBT_IN_BIP32_DERIVATION`:
+    /// master fingerprint and path), as hardware wallets and BIP-174
+    /// signers find their keys. Only a hint: what comes back is checked
+    /// against the plan whatever it says.
+    async fn name_offline_keys(
+        &self,
+        send_id: &str,
+        psbt: &mut bitcoin::Psbt,
+    ) -> Result<(), ServiceError> {
+        let utxos = self.store().btc_utxos_of_send(send_id).await?;
+        let outpoints: Vec<bitcoin::OutPoint> = psbt
+            .unsigned_tx
+            .input
+            .iter()
+            .map(|i| i.previous_output)
+            .collect();
+        for (input, o) in psbt.inputs.iter_mut().zip(outpoints) {
+            let Some(u) = utxos
+                .iter()
+                .find(|u| u.txid == o.txid.to_string() && u.vout == o.vout)
+            else {
+                continue;
+            };
+            let (_, key, _) = crate::btc::spend_of(&u.spend)?;
+            let row = self.store().key(key).await?;
+            let holders = match row.backend {
+                domain::KeyBackend::External => vec![row],
+                domain::KeyBackend::Multisig => self.multisig(&row).await?.cosigners,
+                _ => Vec::new(),
+            };
+            for h in holders {
+                let Some(origin) = crate::cosigners::origin_of(&h) else {
+                    continue;
+                };
+                let pk = hex::decode(&h.public_key)
+                    .ok()
+                    .and_then(|b| bitcoin::secp256k1::PublicKey::from_slice(&b).ok())
+                    .ok_or_else(|| corrupt("external key", h.id))?;
+                input.bip32_derivation.insert(pk, origin);
+            }
+        }
+        Ok(())
     }
 
     /// The transaction of a transfer waiting for its offline signature.

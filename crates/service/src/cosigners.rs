@@ -66,9 +66,45 @@ impl Multisig {
 pub enum Cosigner {
     /// A new key made on a backend of the server (keystore or HSM).
     New(KeyBackend),
-    /// A key held outside the server: its compressed public key (hex) and
-    /// a label saying who or what holds it.
-    External { public_key: String, label: String },
+    /// A key held outside the server.
+    External(ExternalKey),
+}
+
+/// A key held outside the server (a cold signer, a hardware wallet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalKey {
+    /// Its compressed secp256k1 public key, hex.
+    pub public_key: String,
+    /// Who or what holds it.
+    pub label: String,
+    /// Where its holder derives it: `<master fingerprint>/<path>` (BIP-32,
+    /// e.g. `d34db33f/48'/0'/0'/2'/0/0`). Exported PSBTs then name it
+    /// (`PSBT_IN_BIP32_DERIVATION`), as hardware wallets and BIP-174
+    /// signers look for their keys.
+    pub origin: Option<String>,
+}
+
+/// A key's origin, `<fingerprint>/<path>`, read.
+pub(crate) fn parse_origin(
+    text: &str,
+) -> Result<(bitcoin::bip32::Fingerprint, bitcoin::bip32::DerivationPath), ServiceError> {
+    let bad = || {
+        invalid(format!(
+            "origin: <8 hex digits of the master fingerprint>/<BIP-32 path>, not {text:?}"
+        ))
+    };
+    let (fp, path) = text.split_once('/').ok_or_else(bad)?;
+    let fp: bitcoin::bip32::Fingerprint = fp.parse().map_err(|_| bad())?;
+    let path: bitcoin::bip32::DerivationPath = format!("m/{path}").parse().map_err(|_| bad())?;
+    Ok((fp, path))
+}
+
+/// The origin recorded for an external key, if any.
+pub(crate) fn origin_of(
+    row: &KeyRow,
+) -> Option<(bitcoin::bip32::Fingerprint, bitcoin::bip32::DerivationPath)> {
+    let v: serde_json::Value = serde_json::from_str(row.backend_ref.as_deref()?).ok()?;
+    parse_origin(v["origin"].as_str()?).ok()
 }
 
 /// A compressed secp256k1 public key, checked to be a point of the curve.
@@ -93,11 +129,21 @@ impl Service {
     pub async fn import_external_key(
         &self,
         actor: &Actor,
-        public_key: &str,
-        label: &str,
+        key: &ExternalKey,
     ) -> Result<KeyRow, ServiceError> {
-        let bytes = compressed_key(&public_key.to_ascii_lowercase())?;
-        crate::moves::check_name(label, "an external key's label")?;
+        let bytes = compressed_key(&key.public_key.to_ascii_lowercase())?;
+        crate::moves::check_name(&key.label, "an external key's label")?;
+        let origin = match &key.origin {
+            Some(o) => {
+                let (fp, path) = parse_origin(o)?;
+                Some(format!(
+                    "{fp}/{}",
+                    path.to_string().trim_start_matches("m/")
+                ))
+            }
+            None => None,
+        };
+        let reference = audit::canonical_json(&json!({ "label": key.label, "origin": origin }))?;
         let (row, e, now) = self.key_record(
             actor,
             Made {
@@ -106,7 +152,7 @@ impl Service {
                 purpose: KeyPurpose::TransferSigning,
                 algorithm: KeyAlgorithm::EcdsaSecp256k1,
                 backend: KeyBackend::External,
-                backend_ref: Some(label.to_owned()),
+                backend_ref: Some(reference),
                 public_key: hex::encode(bytes),
                 sealed: None,
                 hd_path: None,

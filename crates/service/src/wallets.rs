@@ -178,7 +178,7 @@ impl Service {
         let hd = match kind {
             AccountKey::Hd => Some(domain::KeyAlgorithm::EcdsaSecp256k1),
             AccountKey::HdTaproot => Some(domain::KeyAlgorithm::SchnorrBip340),
-            AccountKey::Single(_) | AccountKey::External { .. } => None,
+            AccountKey::Single(_) | AccountKey::External(_) => None,
             AccountKey::Multisig {
                 threshold,
                 cosigners,
@@ -218,9 +218,7 @@ impl Service {
         }
         let key = match kind {
             // Held outside (a cold wallet): its public key only.
-            AccountKey::External { public_key, label } => {
-                self.import_external_key(actor, &public_key, &label).await?
-            }
+            AccountKey::External(key) => self.import_external_key(actor, &key).await?,
             AccountKey::Single(backend) => {
                 // Threshold Bitcoin keys are Taproot (FROST, BIP-86 output key).
                 let algorithm = if backend == domain::KeyBackend::Threshold && network.is_bitcoin()
@@ -296,7 +294,7 @@ impl Service {
                          (its public key), not {other}"
                     )));
                 }
-                Cosigner::External { public_key, .. } => {
+                Cosigner::External(crate::cosigners::ExternalKey { public_key, .. }) => {
                     if !external.insert(public_key.to_ascii_lowercase()) {
                         return Err(invalid(format!(
                             "the key {public_key} appears twice among the cosigners"
@@ -320,9 +318,7 @@ impl Service {
                     )
                     .await?
                 }
-                Cosigner::External { public_key, label } => {
-                    self.import_external_key(actor, &public_key, &label).await?
-                }
+                Cosigner::External(key) => self.import_external_key(actor, &key).await?,
             });
         }
         let key = self.record_multisig_key(actor, threshold, &rows).await?;
@@ -349,7 +345,7 @@ pub enum AccountKey {
     HdTaproot,
     /// A key held outside the server (a cold wallet's): its compressed
     /// public key; what it must sign is handed out and brought back.
-    External { public_key: String, label: String },
+    External(crate::cosigners::ExternalKey),
     /// A Bitcoin multisig account, P2WSH `sortedmulti(threshold, …)`: its
     /// cosigners are new keystore or HSM keys and keys held outside.
     Multisig {

@@ -191,9 +191,12 @@ async fn fixture_with(
             let secp = bitcoin::secp256k1::Secp256k1::new();
             let sk = bitcoin::secp256k1::SecretKey::from_slice(&secret).unwrap();
             let pk = bitcoin::secp256k1::PublicKey::from_secret_key(&secp, &sk);
-            svc.import_external_key(&console(), &hex::encode(pk.serialize()), "cold-eth")
-                .await
-                .unwrap()
+            let key = service::cosigners::ExternalKey {
+                public_key: hex::encode(pk.serialize()),
+                label: "cold-eth".into(),
+                origin: None,
+            };
+            svc.import_external_key(&console(), &key).await.unwrap()
         }
         None => svc.create_key(&console(), transfer_key()).await.unwrap(),
     };
@@ -3253,9 +3256,12 @@ async fn a_cold_multisig_withdrawal_needs_its_offline_signature(f: Fixture) {
             },
         )
     };
-    let external = |k: &str| Cosigner::External {
-        public_key: k.into(),
-        label: "vault-a".into(),
+    let external = |k: &str| {
+        Cosigner::External(service::cosigners::ExternalKey {
+            public_key: k.into(),
+            label: "vault-a".into(),
+            origin: None,
+        })
     };
     // Bad accounts are refused before any key is made.
     for (m, cosigners) in [

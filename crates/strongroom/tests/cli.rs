@@ -4321,21 +4321,21 @@ fn cold_multisig_withdrawal_through_the_api_and_the_cli(db_url: &str, signer: Of
     let (server, lines) = serve_unsealed_env(&config, &quorum, &pin);
     // The offline key: derived here with rust-bitcoin's BIP-32 from the
     // mnemonic the offline signer is given.
-    let cold_pub = {
+    let (cold_pub, fingerprint) = {
         use bitcoin::bip32::{DerivationPath, Xpriv};
         let secp = bitcoin::secp256k1::Secp256k1::new();
         let seed = keys::hd::Mnemonic::parse(WORDS).unwrap().to_seed("");
         let master = Xpriv::new_master(bitcoin::Network::Testnet, seed.expose()).unwrap();
         let path: DerivationPath = COLD_PATH.parse().unwrap();
-        hex::encode(
-            master
-                .derive_priv(&secp, &path)
-                .unwrap()
-                .private_key
-                .public_key(&secp)
-                .serialize(),
+        let key = master.derive_priv(&secp, &path).unwrap();
+        (
+            hex::encode(key.private_key.public_key(&secp).serialize()),
+            master.fingerprint(&secp),
         )
     };
+    // Where its holder derives it: named in the PSBTs handed out, so the
+    // offline signers below find their key by the derivation alone.
+    let origin = format!("{fingerprint}/{}", COLD_PATH.trim_start_matches("m/"));
     // Bad accounts first: a key twice, a threshold above the cosigners.
     let body = serde_json::json!({"name": "cold-store"}).to_string();
     let (code, w) = api_call(&server, &admin, "POST", "/v1/wallets", Some(&body), None);
@@ -4347,13 +4347,18 @@ fn cold_multisig_withdrawal_through_the_api_and_the_cli(db_url: &str, signer: Of
             "threshold": threshold, "cosigners": cosigners})
         .to_string()
     };
-    let external = serde_json::json!({"public_key": cold_pub, "label": "vault-a"});
+    let external =
+        serde_json::json!({"public_key": cold_pub, "label": "vault-a", "origin": origin});
     for bad in [
         account(1, serde_json::json!([external, external])),
         account(3, serde_json::json!([{"backend": "keystore"}, external])),
         account(
             1,
             serde_json::json!([{"backend": "keystore", "public_key": cold_pub}]),
+        ),
+        account(
+            1,
+            serde_json::json!([{"public_key": cold_pub, "origin": "not-a-fingerprint/0"}]),
         ),
     ] {
         let (code, e) = api_call(&server, &admin, "POST", &accounts, Some(&bad), None);
@@ -4414,6 +4419,20 @@ fn cold_multisig_withdrawal_through_the_api_and_the_cli(db_url: &str, signer: Of
         shown.contains(&format!("pays {payee}  0.0005 BTC")),
         "{shown}"
     );
+    let text = std::fs::read_to_string(&unsigned).unwrap();
+    let exported = bitcoin::Psbt::deserialize(
+        &data_encoding::BASE64
+            .decode(text.trim().as_bytes())
+            .unwrap(),
+    )
+    .unwrap();
+    let cold_key =
+        bitcoin::secp256k1::PublicKey::from_slice(&hex::decode(&cold_pub).unwrap()).unwrap();
+    let (fp, path) = &exported.inputs[0].bip32_derivation[&cold_key];
+    assert_eq!(
+        (*fp, format!("m/{path}")),
+        (fingerprint, COLD_PATH.to_owned())
+    );
     // Without the offline signature it is refused, and nothing moves.
     let (code, e) = api_call(
         &server,
@@ -4443,8 +4462,6 @@ fn cold_multisig_withdrawal_through_the_api_and_the_cli(db_url: &str, signer: Of
             unsigned.to_str().unwrap(),
             "--mnemonic-file",
             words.to_str().unwrap(),
-            "--path",
-            COLD_PATH,
             "--network",
             "regtest",
             "--trust-input-amounts",
@@ -4456,11 +4473,10 @@ fn cold_multisig_withdrawal_through_the_api_and_the_cli(db_url: &str, signer: Of
                 "STRONGROOM_PYTHON: a Python with embit (scripts/test makes one in .tools/py)",
             );
             let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/embit_sign.py");
+            // Like a hardware wallet: by the derivations the PSBT names.
             Command::new(python)
                 .arg(script)
-                .args([&unsigned, &words])
-                .arg(COLD_PATH)
-                .arg(&signed)
+                .args([&unsigned, &words, &signed])
                 .output()
                 .unwrap()
         }
