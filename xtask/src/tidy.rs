@@ -789,6 +789,7 @@ pub const SERVICE_LAYERS: &[(&str, &[&str])] = &[
         "transfers",
         &[
             "balances",
+            "consolidate",
             "judge",
             "requests",
             "rotation",

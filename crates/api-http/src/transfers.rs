@@ -33,6 +33,41 @@ pub(crate) fn routes() -> OpenApiRouter<Service> {
         .routes(routes!(retry_transfer))
         .routes(routes!(replace_transfer))
         .routes(routes!(stuck_transfers))
+        .routes(routes!(consolidate))
+}
+
+/// A consolidation's network.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsolidateRequest {
+    /// `bitcoin:<network>`, with `consolidate_below_sat_vb` configured.
+    #[schema(example = "bitcoin:regtest")]
+    network: String,
+}
+
+/// Asks for a consolidation of the wallet's small Bitcoin outputs into one
+/// of its own (an initiator of the wallet): a transfer of kind
+/// `consolidation`, judged by the policy (a rule matches it with `types =
+/// ["consolidation"]`). `409 conflict` while the fee rate is above the
+/// configured level, or when too few small outputs are free.
+#[utoipa::path(post, path = "/v1/wallets/{id}/consolidate", tag = "transfers", request_body = ConsolidateRequest,
+    params(("id" = String, Path, format = "uuid", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")),
+    responses((status = 201, body = TransferDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn consolidate(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Path(id): Path<String>,
+    Json(req): Json<ConsolidateRequest>,
+) -> Result<(StatusCode, Json<TransferDto>), ApiError> {
+    let wallet: WalletId = id.parse().map_err(|_| not_found("wallet"))?;
+    let Ok(domain::Network::Bitcoin(n)) = req.network.parse::<domain::Network>() else {
+        return Err(bad("network: bitcoin:<network>"));
+    };
+    let can = svc
+        .authorize::<perm::InitiateTransfer>(&who, Some(wallet))
+        .map_err(scoped("wallet"))?;
+    let t = can.consolidate(wallet, n).await.map_err(service_error)?;
+    Ok((StatusCode::CREATED, Json(transfer_dto(&svc, t, vec![]))))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

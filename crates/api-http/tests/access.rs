@@ -300,6 +300,11 @@ async fn every_endpoint_against_every_role() {
         ("GET", format!("/v1/wallets/{}/deposits", wallet.id), None),
         ("GET", format!("/v1/wallets/{}/ledger", wallet.id), None),
         (
+            "POST",
+            format!("/v1/wallets/{}/consolidate", wallet.id),
+            Some(serde_json::json!({"network": "bitcoin:regtest"})),
+        ),
+        (
             "GET",
             format!(
                 "/v1/wallets/{}/balances/history?asset=eip155:31337/slip44:60",

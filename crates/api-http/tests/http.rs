@@ -167,6 +167,7 @@ async fn openapi_document_describes_the_routes() {
             "/v1/wallets/{id}/addresses",
             "/v1/wallets/{id}/balances",
             "/v1/wallets/{id}/balances/history",
+            "/v1/wallets/{id}/consolidate",
             "/v1/wallets/{id}/deposits",
             "/v1/wallets/{id}/ledger",
             "/v1/wallets/{id}/statement",

@@ -36,6 +36,8 @@ pub struct Intended {
     payout: Payout,
     /// A sweep of a rotated key's outputs: where to (the intent's address).
     sweep_to: Option<String>,
+    /// A consolidation: small outputs of the wallet into one of its own.
+    consolidation: bool,
 }
 
 impl Intended {
@@ -57,7 +59,13 @@ impl Intended {
                 value_sat,
             },
             sweep_to: (intent.kind() == TransferKind::Sweep).then(|| to.to_string()),
+            consolidation: intent.kind() == TransferKind::Consolidation,
         })
+    }
+
+    /// A consolidation of the wallet's small outputs into its own.
+    pub fn is_consolidation(&self) -> bool {
+        self.consolidation
     }
 
     /// A sweep of a rotated key's outputs to its successor.
@@ -127,6 +135,8 @@ pub enum Refusal {
     Fee(#[from] FeeError),
     #[error("a sweep goes alone, and all of it (its change too) to its destination")]
     SweepNotAlone,
+    #[error("a consolidation goes alone, to the wallet's own script")]
+    ConsolidationElsewhere,
 }
 
 /// A transaction that pays exactly the approved payouts, spends only
@@ -213,6 +223,12 @@ pub fn approve(
         _ if intended.iter().any(Intended::is_sweep) => return Err(Refusal::SweepNotAlone),
         _ => None,
     };
+    // A consolidation pays the wallet itself, alone in its transaction.
+    if intended.iter().any(Intended::is_consolidation)
+        && (intended.len() > 1 || !paying.own.contains(&intended[0].payout.script_pubkey))
+    {
+        return Err(Refusal::ConsolidationElsewhere);
+    }
     let rbf = unsigned.input.first().is_some_and(|i| i.sequence.is_rbf());
     let plan = BtcPlan {
         inputs,

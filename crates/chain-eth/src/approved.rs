@@ -40,6 +40,11 @@ pub struct Intended {
 impl Intended {
     /// Reads what `intent` asks of an Ethereum transaction.
     pub fn of(intent: &TransferIntent) -> Result<Intended, Refusal> {
+        if intent.kind() == TransferKind::Consolidation {
+            return Err(Refusal::NotEthereum(
+                "a consolidation (Bitcoin outputs only)".into(),
+            ));
+        }
         let asset = intent.amount().asset();
         let Network::Evm { chain_id } = asset.network() else {
             return Err(Refusal::NotEthereum(asset.network().to_string()));

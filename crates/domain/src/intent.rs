@@ -62,8 +62,11 @@ pub enum TransferKind {
     Withdrawal,
     /// Between two wallets of this custodian.
     InternalMove,
-    /// Consolidation of deposit addresses into their wallet.
+    /// The funds of a rotated key moved to its successor's address.
     Sweep,
+    /// Many small outputs of a wallet spent into one of its own (Bitcoin),
+    /// while fees are low.
+    Consolidation,
 }
 
 impl TransferKind {
@@ -72,6 +75,7 @@ impl TransferKind {
             TransferKind::Withdrawal => 1,
             TransferKind::InternalMove => 2,
             TransferKind::Sweep => 3,
+            TransferKind::Consolidation => 4,
         }
     }
 
@@ -80,6 +84,7 @@ impl TransferKind {
             1 => Some(TransferKind::Withdrawal),
             2 => Some(TransferKind::InternalMove),
             3 => Some(TransferKind::Sweep),
+            4 => Some(TransferKind::Consolidation),
             _ => None,
         }
     }

@@ -90,6 +90,9 @@ pub enum TxType {
     /// The funds of a rotated or compromised key moved to its successor's
     /// address in the same wallet (a rule may allow these alone).
     Sweep,
+    /// A wallet's small Bitcoin outputs spent into one of its own while
+    /// fees are low (a rule may allow these alone).
+    Consolidation,
 }
 
 /// Whose outflow a rolling window adds up.

@@ -67,6 +67,7 @@ fn main() {
             batch: Default::default(),
             confirmations: 1,
             bump_after_blocks: 2,
+            consolidation: None,
             client,
         };
         svc.add_btc_network(network(None));

@@ -13,7 +13,7 @@ use storage::{BtcUtxoRow, StorageError};
 pub use crate::error::BtcServiceError;
 use crate::record::entry;
 use crate::service::{Service, ServiceError};
-pub use crate::settings::{BatchRule, BtcNetwork};
+pub use crate::settings::{BatchRule, BtcNetwork, ConsolidationRule};
 
 pub(crate) fn net_name(n: BitcoinNetwork) -> String {
     Network::Bitcoin(n).to_string()

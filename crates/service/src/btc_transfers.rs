@@ -317,6 +317,15 @@ impl Service {
                 .map_err(BtcServiceError::Tx)?,
         };
         let retired = self.retired_btc_keys(wallet, &name).await?;
+        // A consolidation (alone in its send) spends the small outputs only.
+        let small = match ready {
+            [(_, one)] if one.is_consolidation() => Some(
+                net.consolidation
+                    .ok_or_else(|| invalid(format!("consolidation is not configured on {name}")))?
+                    .max_output_sat,
+            ),
+            _ => None,
+        };
         // A cold wallet spends only outputs a key held outside must sign
         // too: the server never completes its transaction alone.
         let cold = self.is_cold(wallet).await?;
@@ -335,7 +344,8 @@ impl Service {
             if usable && cold && !offline.contains_key(&key) {
                 offline.insert(key, self.signs_offline(key).await?);
             }
-            if usable && (!cold || offline.get(&key) == Some(&true)) {
+            let small_enough = small.is_none_or(|max| row.value_sat <= max);
+            if usable && small_enough && (!cold || offline.get(&key) == Some(&true)) {
                 candidates.push(utxo_of(&row)?);
             }
         }

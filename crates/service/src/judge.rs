@@ -235,6 +235,7 @@ async fn facts(
         amount: p.amount.units(),
         tx_type: match req.kind {
             TransferKind::Sweep => TxType::Sweep,
+            TransferKind::Consolidation => TxType::Consolidation,
             _ => TxType::Transfer,
         },
         price: known.price,

@@ -92,6 +92,7 @@ mod changes;
 mod checkpoints;
 mod clock;
 pub mod cold;
+mod consolidate;
 pub mod cosigners;
 pub mod crash;
 pub mod deposits;

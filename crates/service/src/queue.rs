@@ -130,9 +130,11 @@ impl Service {
         }
         // One order for the payouts, the one the signer checks against.
         ready.sort_by_key(|(t, _)| (t.created_at, t.id));
-        // A sweep of a rotated key goes alone, from that key's outputs.
-        let (sweeps, payouts): (Vec<_>, Vec<_>) =
-            ready.into_iter().partition(|(_, p)| p.is_sweep());
+        // A sweep of a rotated key goes alone, from that key's outputs; a
+        // consolidation alone, from the wallet's small outputs.
+        let (sweeps, payouts): (Vec<_>, Vec<_>) = ready
+            .into_iter()
+            .partition(|(_, p)| p.is_sweep() || p.is_consolidation());
         let mut sends: Vec<Vec<_>> = sweeps.into_iter().map(|s| vec![s]).collect();
         if !payouts.is_empty() {
             sends.push(payouts);

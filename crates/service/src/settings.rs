@@ -99,6 +99,19 @@ pub struct BtcNetwork {
     pub bump_after_blocks: u64,
     /// Where to broadcast; without one, sends stop at `signed`.
     pub client: Option<Arc<BtcClient>>,
+    /// When and what a wallet may consolidate (none: never).
+    pub consolidation: Option<ConsolidationRule>,
+}
+
+/// Small outputs of a wallet are spent into one of its own only while the
+/// fee rate is at most `below_sat_vb`: outputs of at most `max_output_sat`,
+/// at least `min_outputs` of them, at most `max_inputs` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsolidationRule {
+    pub below_sat_vb: u64,
+    pub max_output_sat: u64,
+    pub min_outputs: usize,
+    pub max_inputs: usize,
 }
 
 /// Queued payouts of one wallet go out together once the oldest has waited

@@ -41,6 +41,7 @@ fn regtest(client: Option<Arc<chain_btc_client::BtcClient>>) -> BtcNetwork {
         batch: Default::default(),
         confirmations: 1,
         bump_after_blocks: 2,
+        consolidation: None,
         client,
     }
 }

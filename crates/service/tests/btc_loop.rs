@@ -117,6 +117,7 @@ fn network(client: Option<Arc<BtcClient>>) -> BtcNetwork {
         batch: Default::default(),
         confirmations: 3,
         bump_after_blocks: 2,
+        consolidation: None,
         client,
     }
 }

@@ -47,6 +47,7 @@ storage::on_both!(
     a_payout_denied_while_it_waits_for_its_batch_is_never_paid,
     an_hd_account_rotates_to_a_new_one_and_sweeps_every_child_output,
     destinations_are_screened_against_the_deny_list_and_look_alikes,
+    small_outputs_are_consolidated_under_policy_while_fees_are_low,
 );
 
 storage::on_both!(
@@ -1664,6 +1665,7 @@ impl Fixture {
             batch,
             confirmations: 1,
             bump_after_blocks: 2,
+            consolidation: None,
             client: None,
         });
     }
@@ -3680,5 +3682,111 @@ async fn a_cold_ether_withdrawal_is_signed_offline_and_broadcast(f: Fixture) {
     assert_eq!(
         f.db.store.transfer(t3.id).await.unwrap().state,
         state::COMPLETED
+    );
+}
+
+/// A consolidation is an ordinary transfer of its own kind: refused while
+/// the fee rate is above the configured level or too few small outputs are
+/// free; judged by the policy (a rule matches `types = ["consolidation"]`
+/// where withdrawals are blocked); planned alone from the small outputs
+/// only, paying the wallet itself; verified by Core's interpreter.
+async fn small_outputs_are_consolidated_under_policy_while_fees_are_low(f: Fixture) {
+    use domain::{Asset, BitcoinNetwork};
+    let regtest = BitcoinNetwork::Regtest;
+    let network = |fee_rate| service::btc::BtcNetwork {
+        network: regtest,
+        fee_caps: chain_btc::FeeCaps {
+            max_fee_rate: 50,
+            max_fee: 20_000,
+        },
+        fee_rate,
+        batch: service::btc::BatchRule::default(),
+        confirmations: 1,
+        bump_after_blocks: 2,
+        client: None,
+        consolidation: Some(service::btc::ConsolidationRule {
+            below_sat_vb: 10,
+            max_output_sat: 20_000,
+            min_outputs: 4,
+            max_inputs: 10,
+        }),
+    };
+    f.svc.add_btc_network(network(5));
+    f.set_policy(
+        "[[rules]]\nname = \"consolidations\"\ntypes = [\"consolidation\"]\naction = \"allow\"\n",
+    )
+    .await;
+    let key = f.svc.create_key(&console(), transfer_key()).await.unwrap();
+    f.svc
+        .register_btc_key(&console(), regtest, key.id, f.wallet)
+        .await
+        .unwrap();
+    f.svc.waive_key_backup(&console(), key.id).await.unwrap();
+    let who = f.who(&f.initiator).await;
+    let can = f
+        .svc
+        .authorize::<perm::InitiateTransfer>(&who, Some(f.wallet))
+        .unwrap();
+    let deposit = |i: u8, sat: u64| {
+        let svc = f.svc.clone();
+        let key = key.id;
+        async move {
+            let txid = format!("{:02x}", 0xa0 + i).repeat(32);
+            svc.btc_record_deposit(&console(), regtest, key, &txid, 0, sat)
+                .await
+        }
+    };
+    deposit(0, 500_000).await.unwrap();
+    for (i, sat) in [(1, 5_000), (2, 6_000), (3, 7_000)] {
+        deposit(i, sat).await.unwrap();
+    }
+    // Three small outputs: fewer than the four a consolidation needs.
+    let e = can.consolidate(f.wallet, regtest).await.unwrap_err();
+    assert!(
+        matches!(&e, ServiceError::Conflict(m) if m.contains("needs 4")),
+        "{e:?}"
+    );
+    deposit(4, 8_000).await.unwrap();
+    deposit(5, 9_000).await.unwrap();
+    // Fees high: not now.
+    f.svc.add_btc_network(network(20));
+    let e = can.consolidate(f.wallet, regtest).await.unwrap_err();
+    assert!(
+        matches!(&e, ServiceError::Conflict(m) if m.contains("above")),
+        "{e:?}"
+    );
+    f.svc.add_btc_network(network(5));
+    // The policy allows consolidations only: a withdrawal is blocked.
+    let w = can
+        .submit(&TransferRequest {
+            asset: Asset::bitcoin(regtest).id().clone(),
+            destination: PAYEE.into(),
+            ..f.request(BOB, "0.0001")
+        })
+        .await
+        .unwrap();
+    assert_eq!(w.state, state::BLOCKED);
+    let t = can.consolidate(f.wallet, regtest).await.unwrap();
+    assert_eq!(t.state, state::QUEUED);
+    f.svc.execute_due().await.unwrap();
+    let t = f.db.store.transfer(t.id).await.unwrap();
+    assert_eq!(t.state, state::SIGNED, "{:?}", t.last_error);
+    let send = f.db.store.btc_send(&t.btc_send_id.unwrap()).await.unwrap();
+    let tx: bitcoin::Transaction =
+        bitcoin::consensus::deserialize(send.raw.as_ref().unwrap()).unwrap();
+    let spent = f.db.store.btc_utxos_of_send(&send.id).await.unwrap();
+    chain_btc::verify_with_core(&tx, &spent_outputs(&tx, &spent)).unwrap();
+    // The small ones, not the large one; everything back to the wallet.
+    assert_eq!(spent.len(), 5, "{spent:?}");
+    assert!(spent.iter().all(|u| u.value_sat <= 20_000));
+    let own = f.svc.btc_address(key.id, regtest).await.unwrap();
+    let own = chain_btc::BtcAddress::parse(&own, regtest)
+        .unwrap()
+        .script_pubkey();
+    assert!(tx.output.iter().all(|o| o.script_pubkey == own));
+    assert_eq!(
+        tx.output.len(),
+        1,
+        "one output: what the fee leaves is dust"
     );
 }

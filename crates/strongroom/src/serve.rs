@@ -212,6 +212,7 @@ pub(crate) async fn connect_bitcoin(svc: &Service, c: &Config) -> Result<(), Fai
             confirmations: b.confirmations,
             bump_after_blocks: b.bump_after_blocks,
             client,
+            consolidation: b.consolidation,
         });
     }
     Ok(())

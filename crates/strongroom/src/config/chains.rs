@@ -33,12 +33,36 @@ pub(super) struct RawBitcoin {
     /// Blocks a send may wait before a faster replacement (BIP-125).
     #[serde(default = "default_btc_confirmations")]
     bump_after_blocks: u64,
+    /// Consolidation of small outputs, allowed at or below this fee rate
+    /// (none: no consolidation).
+    consolidate_below_sat_vb: Option<u64>,
+    /// What counts as small (default 100 000 sat).
+    #[serde(default = "default_small_output")]
+    consolidate_max_output_sat: u64,
+    /// How many small outputs make a consolidation worth it (default 10).
+    #[serde(default = "default_min_outputs")]
+    consolidate_min_outputs: u64,
+    /// The most inputs one consolidation spends (default 100).
+    #[serde(default = "default_max_inputs")]
+    consolidate_max_inputs: u64,
     #[serde(default)]
     endpoints: Vec<RawBtcEndpoint>,
 }
 
 fn default_btc_confirmations() -> u64 {
     6
+}
+
+fn default_small_output() -> u64 {
+    100_000
+}
+
+fn default_min_outputs() -> u64 {
+    10
+}
+
+fn default_max_inputs() -> u64 {
+    100
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,6 +153,7 @@ pub struct BitcoinConfig {
     pub confirmations: u64,
     pub bump_after_blocks: u64,
     pub endpoints: Vec<chain_btc_client::Endpoint>,
+    pub consolidation: Option<service::btc::ConsolidationRule>,
 }
 
 /// A configured EVM network: what the service enforces and how to reach it.
@@ -202,6 +227,31 @@ pub(super) fn btc(raw: RawBitcoin, i: usize, base: &Path) -> Result<BitcoinConfi
             return Err(ConfigError::new(&key(k), "must be between 1 and 1000"));
         }
     }
+    let consolidation = match raw.consolidate_below_sat_vb {
+        None => None,
+        Some(below) => {
+            if below == 0 || below > raw.max_fee_rate_sat_vb {
+                return Err(ConfigError::new(
+                    &key("consolidate_below_sat_vb"),
+                    "between 1 and max_fee_rate_sat_vb",
+                ));
+            }
+            if !(2..=1000).contains(&raw.consolidate_min_outputs)
+                || !(raw.consolidate_min_outputs..=1000).contains(&raw.consolidate_max_inputs)
+            {
+                return Err(ConfigError::new(
+                    &key("consolidate_min_outputs"),
+                    "2 ≤ consolidate_min_outputs ≤ consolidate_max_inputs ≤ 1000",
+                ));
+            }
+            Some(service::btc::ConsolidationRule {
+                below_sat_vb: below,
+                max_output_sat: raw.consolidate_max_output_sat,
+                min_outputs: usize::try_from(raw.consolidate_min_outputs).unwrap_or(10),
+                max_inputs: usize::try_from(raw.consolidate_max_inputs).unwrap_or(100),
+            })
+        }
+    };
     let mut endpoints = Vec::with_capacity(raw.endpoints.len());
     for (j, e) in raw.endpoints.into_iter().enumerate() {
         let ekey = |k: &str| key(&format!("endpoints[{j}].{k}"));
@@ -254,6 +304,7 @@ pub(super) fn btc(raw: RawBitcoin, i: usize, base: &Path) -> Result<BitcoinConfi
         confirmations: raw.confirmations,
         bump_after_blocks: raw.bump_after_blocks,
         endpoints,
+        consolidation,
     })
 }
 
