@@ -315,6 +315,32 @@ fn only_good_signatures_are_taken_from_a_signed_psbt() {
     assert!(approved.accept(sign(OWN_KEY, All, false)).is_ok());
 }
 
+/// A consolidation pays the wallet itself, alone: to a stranger's script,
+/// or beside another payout, it is refused; to its own script, approved.
+#[test]
+fn a_consolidation_pays_only_the_wallet_itself() {
+    let consolidation = |to: u8| intent_of(TransferKind::Consolidation, WALLET, to, 100_000);
+    let tx = |intended: &[Intended]| {
+        let r = reserved();
+        BtcPlan {
+            inputs: vec![r[0].clone(), r[1].clone()],
+            payouts: intended.iter().map(|i| i.payout().clone()).collect(),
+            change: None,
+            rbf: true,
+        }
+        .psbt()
+        .expect("psbt")
+        .unsigned_tx
+    };
+    let elsewhere = format!("refused: {}", chain_btc::Refusal::ConsolidationElsewhere);
+    let to_stranger = [consolidation(7)];
+    assert_eq!(verdict(&to_stranger, &tx(&to_stranger)), elsewhere);
+    let with_a_payout = [intent(WALLET, 8, 5_000), consolidation(OWN_KEY)];
+    assert_eq!(verdict(&with_a_payout, &tx(&with_a_payout)), elsewhere);
+    let own = [consolidation(OWN_KEY)];
+    assert_eq!(verdict(&own, &tx(&own)), "approved, paying 1 intents");
+}
+
 #[test]
 fn a_sweep_goes_alone_and_all_of_it_to_its_destination() {
     let r = reserved();
