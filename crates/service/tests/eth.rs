@@ -828,7 +828,7 @@ async fn signed_bytes_survive_a_restart_and_gaps_are_reported() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_in_the_hsm_receives_and_sends_ether() {
+async fn a_key_in_the_hsm_receives_and_sends_ether_and_tokens() {
     use keys_pkcs11::Pkcs11Signer;
     use keys_pkcs11::testing::{SoftHsm, USER_PIN};
     let token = SoftHsm::new("eth");
@@ -852,6 +852,33 @@ async fn a_key_in_the_hsm_receives_and_sends_ether() {
     );
     assert_eq!(f.client.balance(bob()).await.unwrap(), before + 3 * ETHER);
     assert!(f.client.balance(f.from).await.unwrap() < 97 * ETHER);
+    // An ERC-20 transfer, signed in the HSM too, confirmed on chain.
+    let dev = DevWallet::new(0).await;
+    let (contract, asset_id) = f.with_test_token(&dev).await;
+    dev.transact(&f.client, |nonce, fees| {
+        TxPlan::erc20(CHAIN_ID, nonce, contract, f.from, 5_000_000, 100_000, fees)
+    })
+    .await;
+    mine(&f.client, 3).await;
+    let send = f
+        .pay(Pay {
+            asset: asset_id,
+            to: bob().to_string(),
+            amount: "2.5".into(),
+            urgency: Urgency::Normal,
+        })
+        .await
+        .unwrap();
+    mine(&f.client, 3).await;
+    f.svc.eth_poll(CHAIN_ID).await.unwrap();
+    assert_eq!(
+        f.db.store.eth_send(&send.id).await.unwrap().state,
+        state::CONFIRMED
+    );
+    assert_eq!(
+        f.client.erc20_balance(contract, bob()).await.unwrap(),
+        2_500_000
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
