@@ -211,6 +211,16 @@ impl Fixture {
         (contract, asset_id)
     }
 
+    /// Mines past the confirmation depth: the send is confirmed.
+    async fn confirmed(&self, send: &str) {
+        mine(&self.client, 3).await;
+        self.svc.eth_poll(CHAIN_ID).await.unwrap();
+        assert_eq!(
+            self.db.store.eth_send(send).await.unwrap().state,
+            state::CONFIRMED
+        );
+    }
+
     async fn actions(&self) -> Vec<String> {
         self.db
             .store
@@ -562,12 +572,7 @@ async fn token_transfer_with_a_configured_token() {
         chain_eth::calls::decode_erc20_transfer(&decoded.plan.data).unwrap(),
         (bob(), 12_500_000)
     );
-    mine(&f.client, 3).await;
-    f.svc.eth_poll(CHAIN_ID).await.unwrap();
-    assert_eq!(
-        f.db.store.eth_send(&send.id).await.unwrap().state,
-        state::CONFIRMED
-    );
+    f.confirmed(&send.id).await;
     assert_eq!(
         f.client.erc20_balance(contract, bob()).await.unwrap(),
         12_500_000
@@ -844,12 +849,7 @@ async fn a_key_in_the_hsm_receives_and_sends_ether_and_tokens() {
     assert_eq!(f.client.balance(f.from).await.unwrap(), 100 * ETHER);
     let before = f.client.balance(bob()).await.unwrap();
     let send = f.pay(f.ether(&bob().to_string(), "3")).await.unwrap();
-    mine(&f.client, 3).await;
-    f.svc.eth_poll(CHAIN_ID).await.unwrap();
-    assert_eq!(
-        f.db.store.eth_send(&send.id).await.unwrap().state,
-        state::CONFIRMED
-    );
+    f.confirmed(&send.id).await;
     assert_eq!(f.client.balance(bob()).await.unwrap(), before + 3 * ETHER);
     assert!(f.client.balance(f.from).await.unwrap() < 97 * ETHER);
     // An ERC-20 transfer, signed in the HSM too, confirmed on chain.
@@ -869,12 +869,7 @@ async fn a_key_in_the_hsm_receives_and_sends_ether_and_tokens() {
         })
         .await
         .unwrap();
-    mine(&f.client, 3).await;
-    f.svc.eth_poll(CHAIN_ID).await.unwrap();
-    assert_eq!(
-        f.db.store.eth_send(&send.id).await.unwrap().state,
-        state::CONFIRMED
-    );
+    f.confirmed(&send.id).await;
     assert_eq!(
         f.client.erc20_balance(contract, bob()).await.unwrap(),
         2_500_000
