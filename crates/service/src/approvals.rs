@@ -91,14 +91,11 @@ pub(crate) async fn stands(
     })
 }
 
-/// The states of a transfer approved but not yet (wholly) signed: its
-/// approvals must still stand, and it can still be pulled back.
-const UNSIGNED: [&str; 4] = [
-    state::TIME_LOCKED,
-    state::QUEUED,
-    state::SIGNING,
-    state::AWAITING_SIGNATURE,
-];
+/// The states of a transfer approved but not yet signed: its approvals
+/// must still stand, and it can still be pulled back. (One handed out for
+/// its offline signature must stand too, but is never pulled back by
+/// itself: its holder may have signed and sent it.)
+const UNSIGNED: [&str; 3] = [state::TIME_LOCKED, state::QUEUED, state::SIGNING];
 
 /// Pulls back a transfer whose approvals no longer stand, in `tx` (it was
 /// read locked there): its remaining votes are voided and it waits for a
@@ -244,19 +241,27 @@ impl Service {
             // Locked in id order; a batch-mate pulled back with an earlier
             // one is read as it is now.
             let t = tx.lock_transfer(id).await?;
-            if !UNSIGNED.contains(&t.state.as_str()) {
+            let handed_out = t.state == state::AWAITING_SIGNATURE;
+            if !UNSIGNED.contains(&t.state.as_str()) && !handed_out {
                 // Already signed (a replacement pays the same), or moved on.
                 continue;
             }
             if let Err(why) = stands(&mut tx, &t, as_of.unwrap_or(now), &gov).await? {
-                entries.extend(pull_back(&mut tx, &t, &why, now, &gov).await?);
+                // Handed out: its holder may have signed and sent it, so it
+                // is refused here and left for a person (a cancel asks the
+                // node first), never released behind the chain's back.
+                if !handed_out {
+                    entries.extend(pull_back(&mut tx, &t, &why, now, &gov).await?);
+                }
                 lost.push(format!("{id}: {why}"));
             }
         }
         if lost.is_empty() {
             return Ok(());
         }
-        self.commit(tx, &entries, now).await?;
+        if !entries.is_empty() {
+            self.commit(tx, &entries, now).await?;
+        }
         tracing::warn!(lost = ?lost, "approvals no longer stand: sent back for approval, nothing signed");
         Err(ServiceError::Conflict(format!(
             "the approvals no longer stand, nothing was signed: {}",

@@ -130,6 +130,38 @@ impl Service {
             .await
     }
 
+    /// An address of the wallet's own for itself, not handed to anyone: for
+    /// an HD account a new one on its internal (change) chain, recorded and
+    /// audited; for a single key or a multisig account, its one address.
+    pub(crate) async fn internal_address(
+        &self,
+        actor: &Actor,
+        wallet: WalletId,
+        n: BitcoinNetwork,
+    ) -> Result<String, ServiceError> {
+        let name = net_name(n);
+        let keys = self.store().btc_current_account_keys(wallet, &name).await?;
+        let key = *keys
+            .first()
+            .ok_or_else(|| invalid(format!("the wallet has no account on {name}")))?;
+        if self.store().key(key).await?.hd_path.is_none() {
+            return self.btc_address(key, n).await;
+        }
+        let next = self
+            .store()
+            .btc_addresses_of_key(&name, key, 1)
+            .await?
+            .first()
+            .map_or(0, |a| a.index.saturating_add(1));
+        let a = self.derive_btc_address(wallet, n, key, 1, next).await?;
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        tx.insert_btc_address(&a).await?;
+        let e = address_entry(actor, &a)?;
+        self.commit(tx, &[e], now).await?;
+        Ok(a.address)
+    }
+
     /// Issues (records and audits) the next receive address of the HD
     /// account `key` for `wallet`, after index `last`.
     pub(crate) async fn issue_btc_address(
@@ -318,11 +350,10 @@ impl Service {
         };
         let retired = self.retired_btc_keys(wallet, &name).await?;
         // A consolidation (alone in its send) spends the small outputs only.
-        let small = match ready {
+        let consolidation = match ready {
             [(_, one)] if one.is_consolidation() => Some(
                 net.consolidation
-                    .ok_or_else(|| invalid(format!("consolidation is not configured on {name}")))?
-                    .max_output_sat,
+                    .ok_or_else(|| invalid(format!("consolidation is not configured on {name}")))?,
             ),
             _ => None,
         };
@@ -344,8 +375,7 @@ impl Service {
             if usable && cold && !offline.contains_key(&key) {
                 offline.insert(key, self.signs_offline(key).await?);
             }
-            let small_enough = small.is_none_or(|max| row.value_sat <= max);
-            if usable && small_enough && (!cold || offline.get(&key) == Some(&true)) {
+            if usable && (!cold || offline.get(&key) == Some(&true)) {
                 candidates.push(utxo_of(&row)?);
             }
         }
@@ -359,6 +389,16 @@ impl Service {
             None => net.fee_rate,
         }
         .min(net.fee_caps.max_fee_rate);
+        if let Some(rule) = &consolidation {
+            // Fees rose while it waited: it waits again (retried later).
+            if fee_rate > rule.below_sat_vb {
+                return Err(ServiceError::Conflict(format!(
+                    "the fee rate is {fee_rate} sat/vB, above the consolidation level of {} sat/vB",
+                    rule.below_sat_vb
+                )));
+            }
+            candidates = consolidation_inputs(candidates, rule, fee_rate);
+        }
         let payouts: Vec<Payout> = ready.iter().map(|(_, i)| i.payout().clone()).collect();
         let plan = chain_btc::select(&candidates, &payouts, &change, fee_rate, true)
             .map_err(BtcServiceError::Plan)?;
@@ -694,6 +734,28 @@ impl Service {
             Err(e) => Err(BtcServiceError::Node(e).into()),
         }
     }
+}
+
+/// The outputs a consolidation spends, of those the wallet may spend: of at
+/// most the rule's size and worth more than their own input's fee at
+/// `rate`, the smallest first, at most the rule's number. The same at the
+/// request and when it is planned, so the plan spends what was priced.
+pub(crate) fn consolidation_inputs(
+    mut candidates: Vec<Utxo>,
+    rule: &crate::btc::ConsolidationRule,
+    rate: u64,
+) -> Vec<Utxo> {
+    candidates.retain(|u| {
+        // 41 bytes outside the witness (outpoint, script length, sequence).
+        let fee = u
+            .spend
+            .max_witness_weight()
+            .map(|w| (w.to_wu() + 164).div_ceil(4).saturating_mul(rate.max(1)));
+        u.value_sat <= rule.max_output_sat && fee.is_ok_and(|f| f < u.value_sat)
+    });
+    candidates.sort_by_key(|u| (u.value_sat, u.outpoint));
+    candidates.truncate(rule.max_inputs);
+    candidates
 }
 
 /// What a transfer's stored intent (checked against its digest) asks of a

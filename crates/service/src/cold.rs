@@ -471,18 +471,11 @@ impl Service {
         let psbt = bitcoin::Psbt::deserialize(&send.psbt).map_err(|e| corrupt("PSBT", e))?;
         let txid = psbt.unsigned_tx.compute_txid().to_string();
         let node = |e| ServiceError::from(BtcServiceError::Node(e));
+        // Its inputs are segwit: signing cannot change its id. An input
+        // spent by another transaction is someone else's spend (the
+        // Bitcoin loop reports it), not this one out.
         if client.tx_state(&txid).await.map_err(node)? != chain_btc_client::TxState::Unknown {
             return Err(on_network(format!("the node knows transaction {txid}")));
-        }
-        if client.has_core() {
-            for u in self.store().btc_utxos_of_send(id).await? {
-                if !client.output_unspent(&u.txid, u.vout).await.map_err(node)? {
-                    return Err(on_network(format!(
-                        "its input {}:{} is spent",
-                        u.txid, u.vout
-                    )));
-                }
-            }
         }
         Ok(())
     }

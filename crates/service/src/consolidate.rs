@@ -55,22 +55,18 @@ impl Can<'_, perm::InitiateTransfer> {
         }
         let retired = svc.retired_btc_keys(wallet, &name).await?;
         let cold = svc.is_cold(wallet).await?;
-        let mut small = Vec::new();
+        let mut candidates = Vec::new();
         for row in svc
             .store()
             .wallet_btc_utxos(wallet, &name, "available")
             .await?
         {
             let key = crate::btc::spend_of(&row.spend)?.1;
-            if row.value_sat <= rule.max_output_sat
-                && !retired.contains(&key)
-                && (!cold || svc.signs_offline(key).await?)
-            {
-                small.push(crate::btc_transfers::utxo_of(&row)?);
+            if !retired.contains(&key) && (!cold || svc.signs_offline(key).await?) {
+                candidates.push(crate::btc_transfers::utxo_of(&row)?);
             }
         }
-        small.sort_unstable_by_key(|u| u.value_sat);
-        small.truncate(rule.max_inputs);
+        let small = crate::btc_transfers::consolidation_inputs(candidates, &rule, rate);
         if small.len() < rule.min_outputs {
             return Err(ServiceError::Conflict(format!(
                 "{} free outputs of at most {} sat: a consolidation needs {}",
@@ -83,7 +79,26 @@ impl Can<'_, perm::InitiateTransfer> {
             .iter()
             .try_fold(0u64, |a, u| a.checked_add(u.value_sat))
             .ok_or_else(|| invalid("amounts overflow"))?;
-        let destination = svc.next_deposit_address(self.actor(), wallet, n).await?;
+        // One at a time: a second waits for the first to end.
+        let base = format!("consolidation:{wallet}:{name}");
+        let mut external_id = base.clone();
+        for k in 2u32.. {
+            match svc
+                .store()
+                .sweeps_by_external_id(&external_id)
+                .await?
+                .first()
+            {
+                None => break,
+                Some((id, st)) if !st.parse::<lifecycle::State>().is_ok_and(|s| s.is_final()) => {
+                    return Err(ServiceError::Conflict(format!(
+                        "a consolidation of this wallet is under way: transfer {id}"
+                    )));
+                }
+                Some(_) => external_id = format!("{base}:{k}"),
+            }
+        }
+        let destination = self.svc.internal_address(self.actor(), wallet, n).await?;
         // It pays itself all of them but their fee at this rate (with room
         // for a change output the planner may weigh): spending fewer would
         // not cover it, so the plan spends them all, into one output.
@@ -122,7 +137,7 @@ impl Can<'_, perm::InitiateTransfer> {
             amount: domain::amount::format_units(u128::from(units), asset.decimals(), false),
             destination,
             reference: Some(format!("consolidation of {} small outputs", small.len())),
-            external_id: None,
+            external_id: Some(external_id),
             priority: Priority::Low,
             depends_on: None,
             kind: TransferKind::Consolidation,

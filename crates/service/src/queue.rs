@@ -602,8 +602,14 @@ pub(crate) async fn cancel(
     let t = tx.lock_transfer(id).await?;
     allowed(&t)?;
     // Handed out for its offline signature: not whole yet, so it stops,
-    // and its batch's outputs go back.
+    // and its batch's outputs go back (the node asked above; handed out
+    // since then, it is asked on the next try).
     if t.state == state::AWAITING_SIGNATURE {
+        if before.state != state::AWAITING_SIGNATURE {
+            return Err(ServiceError::Conflict(
+                "it was handed out for its offline signature meanwhile: try again".into(),
+            ));
+        }
         let entries =
             crate::cold::release_exported(&mut tx, &t, Event::Cancel, by, why, now).await?;
         svc.commit(tx, &entries, now).await?;

@@ -501,6 +501,11 @@ impl Service {
                 held = held.saturating_add(u128::from(u.value_sat));
             }
         }
+        // A consolidation pays the wallet itself what its outputs hold but
+        // their fee (already taken off): what leaves is that fee alone.
+        if req.kind == TransferKind::Consolidation && p.amount.units() <= held {
+            return Ok(());
+        }
         let asset = req.asset.to_string();
         let waiting = match sweep_from {
             Some(_) => Vec::new(),

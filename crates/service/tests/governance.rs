@@ -3736,7 +3736,6 @@ async fn small_outputs_are_consolidated_under_policy_while_fees_are_low(f: Fixtu
                 .await
         }
     };
-    deposit(0, 500_000).await.unwrap();
     for (i, sat) in [(1, 5_000), (2, 6_000), (3, 7_000)] {
         deposit(i, sat).await.unwrap();
     }
@@ -3768,6 +3767,15 @@ async fn small_outputs_are_consolidated_under_policy_while_fees_are_low(f: Fixtu
     assert_eq!(w.state, state::BLOCKED);
     let t = can.consolidate(f.wallet, regtest).await.unwrap();
     assert_eq!(t.state, state::QUEUED);
+    // One at a time.
+    let e = can.consolidate(f.wallet, regtest).await.unwrap_err();
+    assert!(
+        matches!(&e, ServiceError::Conflict(m) if m.contains("under way")),
+        "{e:?}"
+    );
+    // Asked for with small outputs only (they cover it: its fee is taken
+    // off); a large one arriving before it is planned is not spent.
+    deposit(0, 500_000).await.unwrap();
     f.svc.execute_due().await.unwrap();
     let t = f.db.store.transfer(t.id).await.unwrap();
     assert_eq!(t.state, state::SIGNED, "{:?}", t.last_error);
