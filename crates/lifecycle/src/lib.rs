@@ -10,7 +10,7 @@
 //! time_locked ─lock ended→ queued        (time_locked | queued | signing) ─approvals lost→ pending_approval
 //! signing ─unplanned→ queued   (a batch-mate lost its approvals; the reservation is given back)
 //! signing ─exported→ awaiting_signature ─signed→ signed     (a cold wallet's offline signature)
-//! awaiting_signature ─cancel→ cancelled  ─lapsed→ expired  ─approvals lost→ pending_approval  (reservation given back)
+//! awaiting_signature ─cancel→ cancelled  ─lapsed→ expired  (reservation given back; lost approvals refuse the import)
 //! queued ─planned→ signing ─signed→ signed ─broadcast→ broadcasting ─included→ confirming ─confirmed→ completed
 //! confirming ─reorged→ broadcasting   ─reverted→ failed   ─cancelled on chain→ cancelled
 //! (signed | broadcasting) ─nonce taken→ failed        queued ─attempt failed→ queued (backoff | held) | failed
@@ -374,9 +374,6 @@ pub fn step(from: State, event: Event) -> Result<Step, Illegal> {
         // watcher reports that as an unexpected spend.
         (S::AwaitingSignature, Ev::Cancel) => to(S::Cancelled, &[Change::Release], &ended),
         (S::AwaitingSignature, Ev::Lapsed) => to(S::Expired, &[Change::Release], &ended),
-        (S::AwaitingSignature, Ev::ApprovalsLost) => {
-            to(S::PendingApproval, &[Change::Release], &[E::AskApprovers])
-        }
         (S::AwaitingSignature, Ev::Unplanned) => to(S::Queued, &[Change::Release], &[E::Wake]),
         (S::Signed, Ev::Broadcast) => to(S::Broadcasting, &[], &[E::Watch]),
         // A crash after the node took the bytes, before that was recorded:

@@ -422,7 +422,7 @@ fn transition_table() {
         time_locked: ApprovalsLost→pending_approval, LockEnded→queued, Cancel→cancelled
         queued: ApprovalsLost→pending_approval, Cancel→cancelled, AttemptFailed(Retryable)→queued, AttemptFailed(NeedsPerson)→queued, AttemptFailed(Terminal)→failed, OperatorRetry→queued, DependencyFailed→failed, Planned→signing
         signing: ApprovalsLost→pending_approval, Unplanned→queued, Exported→awaiting_signature, Signed→signed
-        awaiting_signature: ApprovalsLost→pending_approval, Lapsed→expired, Cancel→cancelled, Unplanned→queued, Signed→signed
+        awaiting_signature: Lapsed→expired, Cancel→cancelled, Unplanned→queued, Signed→signed
         signed: Broadcast→broadcasting, Included→confirming, NonceTaken→failed
         broadcasting: Included→confirming, NonceTaken→failed
         confirming: Reorged→broadcasting, Confirmed→completed, Reverted→failed, CancelledOnChain→cancelled

@@ -113,7 +113,7 @@ pub(crate) async fn pull_back(
 ) -> Result<Vec<audit::Entry>, ServiceError> {
     let lost = format!("approvals no longer stand: {why}; they must all be given again");
     tx.void_approvals_on(t.id, now).await?;
-    if t.state != state::SIGNING && t.state != state::AWAITING_SIGNATURE {
+    if t.state != state::SIGNING {
         let m = Move::new(lifecycle::Event::ApprovalsLost, &Actor::System, &lost);
         return Ok(vec![transition(tx, t, m, now).await?.0]);
     }
@@ -131,13 +131,7 @@ pub(crate) async fn pull_back(
             json!({ "nonce": nonce, "transfer": t.id.to_string(), "why": lost }),
         )?);
     } else if let Some(send) = &t.btc_send_id {
-        // Planned, or handed out for its offline signature (a cold wallet).
-        let from = if t.state == state::AWAITING_SIGNATURE {
-            "exported"
-        } else {
-            "planned"
-        };
-        tx.set_btc_send_state(send, from, "released").await?;
+        tx.set_btc_send_state(send, "planned", "released").await?;
         let outputs = tx.release_btc_utxos(send).await?;
         let mut moved = Vec::new();
         for other in tx.transfers_of_btc_send(send).await? {

@@ -451,7 +451,6 @@ impl Service {
             created_by: Actor::System,
             block: None,
             waiting_since: None,
-            exported_at: None,
         })
         .await?;
         for (t, _) in ready {
@@ -589,19 +588,9 @@ impl Service {
         wallet: WalletId,
     ) -> Result<crate::gate::BtcSigned, ServiceError> {
         let ids: Vec<domain::TransferId> = transfers.iter().map(|t| t.id).collect();
-        let (approved, keys_of) = match self.btc_approved(send, psbt, transfers, n, wallet).await? {
-            Ok(a) => a,
-            Err(why) => {
-                return Err(self
-                    .refuse_to_sign(crate::gate::Refused {
-                        send: format!("btc-send:{}", send.id),
-                        wallet,
-                        transfers: &ids,
-                        why,
-                    })
-                    .await);
-            }
-        };
+        let (approved, keys_of) = self
+            .btc_approved_or_refused(send, psbt, transfers, n, wallet)
+            .await?;
         let mut approvals = Vec::with_capacity(transfers.len());
         for t in transfers {
             let votes = self.store().approvals(t.id).await?;
@@ -616,6 +605,32 @@ impl Service {
             tracing::warn!(send = %send.id, error = %e, "the signers' refusal was not noted");
         }
         signed
+    }
+
+    /// [`Service::btc_approved`], a plan that is not what was approved
+    /// taking the one refuse path (audited, the wallet frozen).
+    pub(crate) async fn btc_approved_or_refused(
+        &self,
+        send: &BtcSendRow,
+        psbt: &bitcoin::Psbt,
+        transfers: &[TransferRow],
+        n: BitcoinNetwork,
+        wallet: WalletId,
+    ) -> Result<(chain_btc::Approved, HashMap<String, crate::gate::Signer>), ServiceError> {
+        match self.btc_approved(send, psbt, transfers, n, wallet).await? {
+            Ok(a) => Ok(a),
+            Err(why) => {
+                let ids: Vec<domain::TransferId> = transfers.iter().map(|t| t.id).collect();
+                Err(self
+                    .refuse_to_sign(crate::gate::Refused {
+                        send: format!("btc-send:{}", send.id),
+                        wallet,
+                        transfers: &ids,
+                        why,
+                    })
+                    .await)
+            }
+        }
     }
 
     /// The keys whose outputs a send spends: a freeze of any stops it.

@@ -156,7 +156,7 @@ impl Service {
         self.name_offline_keys(&send.id, &mut psbt).await?;
         let now = self.now();
         let mut tx = self.store().begin().await?;
-        tx.set_btc_send_exported(&send.id, &psbt.serialize(), now)
+        tx.set_btc_send_exported(&send.id, &psbt.serialize())
             .await?;
         let mut entries = Vec::new();
         let why = format!(
@@ -306,25 +306,11 @@ impl Service {
         self.approvals_stand_as_of(&transfers, Some(t.updated_at))
             .await?;
         let ours = bitcoin::Psbt::deserialize(&send.psbt).map_err(|e| corrupt("PSBT", e))?;
-        let (approved, _) = match self
-            .btc_approved(&send, &ours, &transfers, n, wallet)
-            .await?
-        {
-            Ok(a) => a,
-            // The stored plan itself is not what was approved: tampering
-            // with the database, the one refuse path.
-            Err(why) => {
-                let ids: Vec<TransferId> = transfers.iter().map(|t| t.id).collect();
-                return Err(self
-                    .refuse_to_sign(crate::gate::Refused {
-                        send: format!("btc-send:{}", send.id),
-                        wallet,
-                        transfers: &ids,
-                        why,
-                    })
-                    .await);
-            }
-        };
+        // The stored plan itself not what was approved is tampering with
+        // the database: the one refuse path.
+        let (approved, _) = self
+            .btc_approved_or_refused(&send, &ours, &transfers, n, wallet)
+            .await?;
         let accepted = bitcoin::Psbt::deserialize(signed)
             .map_err(|e| format!("not a PSBT: {e}"))
             .and_then(|theirs| {

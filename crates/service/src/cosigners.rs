@@ -144,6 +144,25 @@ impl Service {
             None => None,
         };
         let reference = audit::canonical_json(&json!({ "label": key.label, "origin": origin }))?;
+        self.record_keyless(
+            actor,
+            (KeyBackend::External, reference),
+            hex::encode(bytes),
+            ("held outside the server", "external"),
+        )
+        .await
+    }
+
+    /// Records in the inventory, with its audit record, a transfer-signing
+    /// ECDSA key with no material here: its backend and reference, its
+    /// public key (or script), where it came from and in which ceremony.
+    async fn record_keyless(
+        &self,
+        actor: &Actor,
+        (backend, reference): (KeyBackend, String),
+        public_key: String,
+        (entropy, ceremony): (&str, &'static str),
+    ) -> Result<KeyRow, ServiceError> {
         let (row, e, now) = self.key_record(
             actor,
             Made {
@@ -151,13 +170,13 @@ impl Service {
                 version: 1,
                 purpose: KeyPurpose::TransferSigning,
                 algorithm: KeyAlgorithm::EcdsaSecp256k1,
-                backend: KeyBackend::External,
+                backend,
                 backend_ref: Some(reference),
-                public_key: hex::encode(bytes),
+                public_key,
                 sealed: None,
                 hd_path: None,
-                entropy: "held outside the server".into(),
-                ceremony: "external",
+                entropy: entropy.into(),
+                ceremony,
                 cryptoperiod_days: 3650,
             },
         )?;
@@ -189,27 +208,13 @@ impl Service {
             "threshold": threshold,
             "cosigners": cosigners.iter().map(|c| c.id.to_string()).collect::<Vec<_>>(),
         }))?;
-        let (row, e, now) = self.key_record(
+        self.record_keyless(
             actor,
-            Made {
-                id: KeyId::from_uuid(uuid::Uuid::now_v7()),
-                version: 1,
-                purpose: KeyPurpose::TransferSigning,
-                algorithm: KeyAlgorithm::EcdsaSecp256k1,
-                backend: KeyBackend::Multisig,
-                backend_ref: Some(reference),
-                public_key: script.to_hex_string(),
-                sealed: None,
-                hd_path: None,
-                entropy: "its cosigners' keys".into(),
-                ceremony: "multisig",
-                cryptoperiod_days: 3650,
-            },
-        )?;
-        let mut tx = self.store().begin().await?;
-        tx.insert_key(&row).await?;
-        self.commit(tx, &[e], now).await?;
-        Ok(row)
+            (KeyBackend::Multisig, reference),
+            script.to_hex_string(),
+            ("its cosigners' keys", "multisig"),
+        )
+        .await
     }
 
     /// Whether a key held outside must sign for the outputs of `key`: an
@@ -267,16 +272,21 @@ impl Service {
     }
 }
 
-/// 1 ≤ threshold ≤ cosigners ≤ [`MAX_COSIGNERS`]; each an active single
+/// 1 ≤ threshold ≤ cosigners ≤ [`MAX_COSIGNERS`].
+pub(crate) fn check_shape(threshold: usize, cosigners: usize) -> Result<(), ServiceError> {
+    if threshold == 0 || threshold > cosigners || cosigners > MAX_COSIGNERS {
+        return Err(invalid(format!(
+            "a multisig needs 1 ≤ threshold ≤ cosigners ≤ {MAX_COSIGNERS}: {threshold} of {cosigners}"
+        )));
+    }
+    Ok(())
+}
+
+/// [`check_shape`]; each an active single
 /// ECDSA transfer-signing key of the keystore, the HSM or outside; no key
 /// twice.
 fn check_cosigners(threshold: usize, cosigners: &[KeyRow]) -> Result<(), ServiceError> {
-    if threshold == 0 || threshold > cosigners.len() || cosigners.len() > MAX_COSIGNERS {
-        return Err(invalid(format!(
-            "a multisig needs 1 ≤ threshold ≤ cosigners ≤ {MAX_COSIGNERS}: {threshold} of {}",
-            cosigners.len()
-        )));
-    }
+    check_shape(threshold, cosigners.len())?;
     let mut seen = std::collections::BTreeSet::new();
     for c in cosigners {
         let usable = c.purpose == KeyPurpose::TransferSigning

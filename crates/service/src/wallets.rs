@@ -277,13 +277,9 @@ impl Service {
         threshold: usize,
         cosigners: Vec<crate::cosigners::Cosigner>,
     ) -> Result<WalletAccount, ServiceError> {
-        use crate::cosigners::{Cosigner, MAX_COSIGNERS};
-        if threshold == 0 || threshold > cosigners.len() || cosigners.len() > MAX_COSIGNERS {
-            return Err(invalid(format!(
-                "a multisig needs 1 ≤ threshold ≤ cosigners ≤ {MAX_COSIGNERS}: {threshold} of {}",
-                cosigners.len()
-            )));
-        }
+        use crate::cosigners::Cosigner;
+        // Before any key is made.
+        crate::cosigners::check_shape(threshold, cosigners.len())?;
         let mut external = std::collections::BTreeSet::new();
         for c in &cosigners {
             match c {

@@ -358,8 +358,6 @@ pub struct BtcSendRow {
     pub block: Option<(u64, String)>,
     /// The tip when the loop first saw it broadcast and unconfirmed.
     pub waiting_since: Option<u64>,
-    /// When it was handed out for its offline signature (a cold wallet's).
-    pub exported_at: Option<Timestamp>,
 }
 
 impl WriteTx {
@@ -410,19 +408,17 @@ impl WriteTx {
     }
 
     /// Hands a planned send out for its offline signature: `psbt` is the
-    /// plan with what the server signed.
+    /// plan with what the server signed (when: its transfers' move to
+    /// `awaiting_signature`).
     pub async fn set_btc_send_exported(
         &mut self,
         id: &str,
         psbt: &[u8],
-        at: Timestamp,
     ) -> Result<(), StorageError> {
         let done = sqlx::query(
-            "UPDATE btc_sends SET psbt = $1, state = 'exported', exported_at_ms = $2 \
-             WHERE id = $3 AND state = 'planned'",
+            "UPDATE btc_sends SET psbt = $1, state = 'exported' WHERE id = $2 AND state = 'planned'",
         )
         .bind(psbt.to_vec())
-        .bind(at.as_millis())
         .bind(id)
         .execute(&mut *self.tx)
         .await?;
@@ -459,8 +455,8 @@ impl Store {
     pub async fn btc_send(&self, id: &str) -> Result<BtcSendRow, StorageError> {
         let r = sqlx::query(
             "SELECT id, network, psbt, raw, txid, fee_sat, state, created_at_ms, created_by, \
-             wallet_id, block_height, block_hash, waiting_since_height, exported_at_ms \
-             FROM btc_sends WHERE id = $1",
+             wallet_id, block_height, block_hash, waiting_since_height FROM btc_sends \
+             WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -480,10 +476,8 @@ impl Store {
             _ => None,
         };
         let waiting: Option<i64> = r.try_get("waiting_since_height")?;
-        let exported: Option<i64> = r.try_get("exported_at_ms")?;
         Ok(BtcSendRow {
             block,
-            exported_at: exported.map(Timestamp::from_millis),
             waiting_since: waiting
                 .map(u64::try_from)
                 .transpose()
