@@ -770,6 +770,7 @@ pub const SERVICE_LAYERS: &[(&str, &[&str])] = &[
             "cold",
             "deposits",
             "eth",
+            "eth_hd",
             "eth_rows",
             "eth_watch",
         ],
@@ -790,6 +791,7 @@ pub const SERVICE_LAYERS: &[(&str, &[&str])] = &[
         &[
             "balances",
             "consolidate",
+            "eth_sweeps",
             "judge",
             "requests",
             "rotation",

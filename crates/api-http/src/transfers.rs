@@ -34,6 +34,7 @@ pub(crate) fn routes() -> OpenApiRouter<Service> {
         .routes(routes!(replace_transfer))
         .routes(routes!(stuck_transfers))
         .routes(routes!(consolidate))
+        .routes(routes!(sweep_deposits))
 }
 
 /// A consolidation's network.
@@ -68,6 +69,62 @@ async fn consolidate(
         .map_err(scoped("wallet"))?;
     let t = can.consolidate(wallet, n).await.map_err(service_error)?;
     Ok((StatusCode::CREATED, Json(transfer_dto(&svc, t, vec![]))))
+}
+
+/// A deposit sweep's network.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SweepRequest {
+    /// `eip155:<chain id>`, where the wallet has an HD account.
+    #[schema(example = "eip155:1")]
+    network: String,
+}
+
+/// What a deposit sweep made and left.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SweepDto {
+    /// The transfers made: gas top-ups (kind `gas_top_up`) first, then the
+    /// sweeps (kind `sweep`), each judged by the policy.
+    transfers: Vec<TransferDto>,
+    /// Deposit addresses left as they are, each with the reason.
+    left: Vec<String>,
+}
+
+/// Sweeps what the wallet's Ethereum deposit addresses hold (at the
+/// confirmation depth) into its sender (an initiator of the wallet):
+/// transfers of kind `sweep` from each address, each token's gas paid
+/// first by a `gas_top_up` transfer from the sender when the address holds
+/// too little ether; ether swept less the fees of every sweep of the
+/// address. A rule matches them with `types = ["sweep"]` and `["gas_top_up"]`.
+/// An address whose earlier sweep is still under way is left for later.
+#[utoipa::path(post, path = "/v1/wallets/{id}/sweep", tag = "transfers", request_body = SweepRequest,
+    params(("id" = String, Path, format = "uuid", pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")),
+    responses((status = 200, body = SweepDto), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn sweep_deposits(
+    State(svc): State<Service>,
+    Authed(who): Authed,
+    Path(id): Path<String>,
+    Json(req): Json<SweepRequest>,
+) -> Result<Json<SweepDto>, ApiError> {
+    let wallet: WalletId = id.parse().map_err(|_| not_found("wallet"))?;
+    let Ok(domain::Network::Evm { chain_id }) = req.network.parse::<domain::Network>() else {
+        return Err(bad("network: eip155:<chain id>"));
+    };
+    let can = svc
+        .authorize::<perm::InitiateTransfer>(&who, Some(wallet))
+        .map_err(scoped("wallet"))?;
+    let made = can
+        .sweep_deposits(wallet, chain_id)
+        .await
+        .map_err(service_error)?;
+    Ok(Json(SweepDto {
+        transfers: made
+            .transfers
+            .into_iter()
+            .map(|t| transfer_dto(&svc, t, vec![]))
+            .collect(),
+        left: made.left,
+    }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -125,6 +182,7 @@ impl TransferBody {
                 })
                 .transpose()?,
             kind: domain::TransferKind::Withdrawal,
+            source: None,
         })
     }
 }

@@ -439,11 +439,20 @@ async fn btc_send(
 pub struct AddressRequest {
     /// `bitcoin:<network>` or `eip155:<chain id>`.
     network: String,
+    /// Ethereum HD accounts: whom the address is for, in the caller's terms
+    /// (a user id; 1 to 100 of `A-Z a-z 0-9 . _ : @ - /`). The same label
+    /// gets the same address.
+    #[serde(default)]
+    label: Option<String>,
 }
 
 /// The wallet's next deposit address on a network (an initiator of the
 /// wallet): on Bitcoin, for an HD account the last one issued while nothing
-/// has paid it, else a new one; on Ethereum, its sender's one address. Only
+/// has paid it, else a new one; on Ethereum, a single-key account's one
+/// address, or an HD account's address for `label` (one per label; without
+/// one, the last unlabelled one issued while nothing has paid it, else a
+/// new one), whose funds are swept to its sender (`POST
+/// /v1/wallets/{id}/sweep`). Only
 /// for a key a verified backup holds (`409 key_not_backed_up` otherwise).
 /// An HD account's address comes with its derivation (`key`,
 /// `derivation_path`, `chain`, `index`) for watch-only import.
@@ -479,11 +488,19 @@ async fn deposit_address(
             }
         })?;
     let (address, derivation) = match network {
+        domain::Network::Bitcoin(_) if req.label.is_some() => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "label: for Ethereum HD accounts (a Bitcoin HD account issues a new address \
+                 once the last was paid)",
+            ));
+        }
         domain::Network::Bitcoin(n) => can.deposit_address_derived(wallet, n).await,
-        domain::Network::Evm { chain_id } => can
-            .eth_deposit_address(wallet, chain_id)
-            .await
-            .map(|a| (a, None)),
+        domain::Network::Evm { chain_id } => {
+            can.eth_deposit_address(wallet, chain_id, req.label.as_deref())
+                .await
+        }
     }
     .map_err(service_error)?;
     let mut body = serde_json::json!({ "network": req.network, "address": address });

@@ -44,6 +44,11 @@ impl Intended {
     /// Reads what `intent` asks of a transaction on `network`.
     pub fn of(intent: &TransferIntent, network: BitcoinNetwork) -> Result<Intended, Refusal> {
         let asset = intent.amount().asset();
+        if intent.kind() == TransferKind::GasTopUp {
+            return Err(Refusal::NotThisNetwork(
+                "a gas top-up (Ethereum deposit addresses only)".into(),
+            ));
+        }
         if asset.network() != Network::Bitcoin(network) || *asset.id().kind() != AssetKind::Native {
             return Err(Refusal::NotThisNetwork(asset.id().to_string()));
         }

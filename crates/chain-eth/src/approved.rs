@@ -55,6 +55,9 @@ impl Intended {
             AssetKind::Native => None,
             AssetKind::Erc20(c) => Some(EthAddress::from(*c)),
         };
+        if token.is_some() && intent.kind() == TransferKind::GasTopUp {
+            return Err(Refusal::TopUpInToken);
+        }
         Ok(Intended {
             digest: intent.digest(),
             wallet: intent.wallet(),
@@ -133,6 +136,8 @@ pub enum Refusal {
     OtherChain { plan: u64, intent: u64 },
     #[error("the intent pays the sender itself")]
     PaysSender,
+    #[error("a gas top-up pays ether only")]
+    TopUpInToken,
     #[error("the plan pays {paid} base units to {to}; {amount} to {recipient} was approved")]
     Pays {
         to: EthAddress,

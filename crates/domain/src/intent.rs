@@ -62,11 +62,15 @@ pub enum TransferKind {
     Withdrawal,
     /// Between two wallets of this custodian.
     InternalMove,
-    /// The funds of a rotated key moved to its successor's address.
+    /// The funds of a rotated key moved to its successor's address, or a
+    /// deposit address's funds moved to its wallet's sender.
     Sweep,
     /// Many small outputs of a wallet spent into one of its own (Bitcoin),
     /// while fees are low.
     Consolidation,
+    /// Ether from a wallet's sender to one of its own deposit addresses,
+    /// for the gas of that address's token sweep (Ethereum).
+    GasTopUp,
 }
 
 impl TransferKind {
@@ -76,6 +80,7 @@ impl TransferKind {
             TransferKind::InternalMove => 2,
             TransferKind::Sweep => 3,
             TransferKind::Consolidation => 4,
+            TransferKind::GasTopUp => 5,
         }
     }
 
@@ -85,6 +90,7 @@ impl TransferKind {
             2 => Some(TransferKind::InternalMove),
             3 => Some(TransferKind::Sweep),
             4 => Some(TransferKind::Consolidation),
+            5 => Some(TransferKind::GasTopUp),
             _ => None,
         }
     }

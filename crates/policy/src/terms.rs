@@ -88,11 +88,16 @@ pub enum TxType {
     /// A call that changes who controls a contract (upgrades, roles, approvals).
     AdminCall,
     /// The funds of a rotated or compromised key moved to its successor's
-    /// address in the same wallet (a rule may allow these alone).
+    /// address in the same wallet, or of a deposit address to its wallet's
+    /// sender (a rule may allow these alone).
     Sweep,
     /// A wallet's small Bitcoin outputs spent into one of its own while
     /// fees are low (a rule may allow these alone).
     Consolidation,
+    /// Ether from a wallet's sender to one of its own deposit addresses, to
+    /// pay the gas of that address's token sweep (a rule may allow these
+    /// alone).
+    GasTopUp,
 }
 
 /// Whose outflow a rolling window adds up.

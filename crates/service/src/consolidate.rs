@@ -141,6 +141,7 @@ impl Can<'_, perm::InitiateTransfer> {
             priority: Priority::Low,
             depends_on: None,
             kind: TransferKind::Consolidation,
+            source: None,
         })
         .await
     }

@@ -20,8 +20,8 @@ pub use crate::settings::{EthNetwork, EthNetworkConfig, EthToken};
 pub use chain_eth::Urgency;
 use chain_eth::fees;
 use chain_eth::{EthAddress, Fees, Intended, TxPlan};
-use chain_eth_client::{NonceTag, TxStatus};
-use domain::{Actor, KeyAlgorithm, KeyId, KeyPurpose, Network, Timestamp, TransferIntent};
+use chain_eth_client::TxStatus;
+use domain::{Actor, KeyId, Network, Timestamp, TransferIntent};
 use serde_json::json;
 use storage::{EthAttemptRow, EthSendRow, EthSenderRow, StorageError};
 
@@ -123,54 +123,8 @@ impl Service {
                 "key {key_id} is a threshold key: it sends for the account it was made for"
             )));
         }
-        self.register_eth_sender_unchecked(actor, key_id, chain_id)
+        self.register_eth_sender_unchecked(actor, key_id, chain_id, None)
             .await
-    }
-
-    /// [`Service::register_eth_sender`] for the account a key is made for.
-    pub(crate) async fn register_eth_sender_unchecked(
-        &self,
-        actor: &Actor,
-        key_id: KeyId,
-        chain_id: u64,
-    ) -> Result<EthSenderRow, ServiceError> {
-        let net = self.eth_network(chain_id)?;
-        let key = self.store().key(key_id).await?;
-        if key.algorithm != KeyAlgorithm::EcdsaSecp256k1
-            || key.purpose != KeyPurpose::TransferSigning
-            || key.hd_path.is_some()
-        {
-            return Err(ServiceError::KeyNotUsable(format!(
-                "key {key_id} is not a single ECDSA transfer-signing key"
-            )));
-        }
-        let pk = hex::decode(&key.public_key)
-            .map_err(|e| StorageError::Corrupt(format!("public key: {e}")))?;
-        let address = EthAddress::from_public_key(&pk).map_err(EthError::Address)?;
-        let first_nonce = net
-            .client
-            .nonce(address, NonceTag::Pending)
-            .await
-            .map_err(EthError::Node)?;
-        let now = self.now();
-        let row = EthSenderRow {
-            network: net.network().to_string(),
-            address: addr_key(address),
-            key_id,
-            first_nonce,
-            created_at: now,
-            created_by: actor.clone(),
-        };
-        let e = entry(
-            actor,
-            "eth.sender.registered",
-            &format!("eth:{}:{}", row.network, address),
-            json!({ "key": key_id.to_string(), "first_nonce": first_nonce }),
-        )?;
-        let mut tx = self.store().begin().await?;
-        tx.insert_eth_sender(&row).await?;
-        self.commit(tx, &[e], now).await?;
-        Ok(row)
     }
 
     /// Prices and builds the payment an approved intent asks for, and
@@ -457,6 +411,10 @@ impl Service {
             Ok(i) => i,
             Err(e) => return Ok(Err(e.to_string())),
         };
+        // A deposit address sends only its own sweeps; nothing else names one.
+        if let Err(why) = self.sends_for(sender, &intent).await? {
+            return Ok(Err(why));
+        }
         let wallet = self
             .store()
             .eth_sender_wallet(&sender.network, &sender.address)
@@ -585,7 +543,7 @@ impl Service {
         let signed = self
             .sign_eth(
                 &approved,
-                sender.key_id,
+                sender,
                 subject.as_ref(),
                 std::slice::from_ref(&t),
             )

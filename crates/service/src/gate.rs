@@ -19,7 +19,7 @@ use domain::{Actor, KeyId, KeyPurpose, TransferId, WalletId};
 use keys::{PublicKey, SignRequest, Signature, TapTweak};
 use keys_mpc::cosign::{ApprovedTransfer, Subject};
 use serde_json::json;
-use storage::{KeyRow, StorageError};
+use storage::KeyRow;
 
 use crate::freezes::{FreezeScope, new_freeze, place_in};
 use crate::record::entry;
@@ -29,6 +29,25 @@ use crate::vault::{Grounds, Permit};
 /// The key that signs for an output: a single key, or an HD account key
 /// and the (unhardened) child path below its account.
 pub(crate) type Signer = (KeyId, Vec<u32>);
+
+/// The child path below an HD key's account for sender `index`: the
+/// external chain, `0/index`.
+pub(crate) fn child_of(sender: &storage::EthSenderRow) -> Vec<u32> {
+    sender.hd_index.map(|i| vec![0, i]).unwrap_or_default()
+}
+
+/// The compressed public key that signs for `sender`, from its key's row
+/// (the key itself, or its account xpub's child).
+pub(crate) fn sender_public_key(key: &KeyRow, child: &[u32]) -> Result<[u8; 33], ServiceError> {
+    if child.is_empty() {
+        return hex::decode(&key.public_key)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| storage::StorageError::Corrupt("public key".into()).into());
+    }
+    keys::hd::derive_from_xpub(&key.public_key, child)
+        .map_err(|e| ServiceError::KeyNotUsable(e.to_string()))
+}
 
 /// A send whose plan is not what was approved.
 #[derive(Debug)]
@@ -41,16 +60,18 @@ pub(crate) struct Refused<'a> {
 }
 
 impl Service {
-    /// Signs an approved Ethereum plan with `key`, the sender's, once the
+    /// Signs an approved Ethereum plan with `sender`'s key (an HD key's
+    /// child for an HD sender), once the
     /// approvals of the transfer it pays (`paying`) still stand. Threshold
     /// keys' nodes are shown `subject` and check it themselves.
     pub(crate) async fn sign_eth(
         &self,
         approved: &chain_eth::Approved,
-        key: KeyId,
+        sender: &storage::EthSenderRow,
         subject: Option<&Subject>,
         paying: &[storage::TransferRow],
     ) -> Result<(KeyRow, chain_eth::SignedTx), ServiceError> {
+        let child = child_of(sender);
         self.approvals_stand(paying).await?;
         // A cold wallet's transaction is never completed here: its sender
         // must be a key held outside (handed out before the gate).
@@ -77,19 +98,17 @@ impl Service {
         };
         let (row, sig) = self
             .sign_checked(
-                key,
+                sender.key_id,
                 Some(approved.wallet()),
                 KeyPurpose::TransferSigning,
-                &[],
+                &child,
                 request.clone(),
                 Grounds { subject, permit },
             )
             .await?;
-        // A second implementation (libsecp256k1) checks what the backend made.
-        let pk: [u8; 33] = hex::decode(&row.public_key)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| StorageError::Corrupt("public key".into()))?;
+        // A second implementation (libsecp256k1) checks what the backend
+        // made, with the public key of the sender (the HD child's).
+        let pk = sender_public_key(&row, &child)?;
         keys::verify::verify(&PublicKey::Secp256k1(pk), &request, &sig).map_err(|e| {
             ServiceError::KeyNotUsable(format!("the signature does not verify: {e}"))
         })?;

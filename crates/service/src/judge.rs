@@ -236,6 +236,7 @@ async fn facts(
         tx_type: match req.kind {
             TransferKind::Sweep => TxType::Sweep,
             TransferKind::Consolidation => TxType::Consolidation,
+            TransferKind::GasTopUp => TxType::GasTopUp,
             _ => TxType::Transfer,
         },
         price: known.price,

@@ -54,7 +54,9 @@
 //!    held outputs), `btc_transfers` (a wallet's Bitcoin keys and addresses;
 //!    batches: reservation and PSBT pinned with every transfer's move to
 //!    `signing`, approved again before signing, verified by Core), `deposits`
-//!    (the Ethereum deposit scanner: seen, credited at depth, reorged).
+//!    (the Ethereum deposit scanner: seen, credited at depth, reorged),
+//!    `eth_hd` (senders of single and HD keys, an HD account's deposit
+//!    addresses, and which address a transfer leaves from).
 //! 5. **queue and wallets** — `queue` (claims in priority order with leases,
 //!    dependencies, retries with backoff or a hold for a person, the
 //!    operators' retry, cancel, replace and stuck view), `wallets` (wallets,
@@ -70,7 +72,8 @@
 //!    the governance, wallet and name locks, stored with its intent, version
 //!    and decision; signed votes, time locks, lapse, cancel; balances),
 //!    `rotation` (a key's successor, the wallets' accounts moved to it, and
-//!    sweep transfers of its funds), `statements` (the ledger's movements,
+//!    sweep transfers of its funds), `eth_sweeps` (deposit addresses swept
+//!    into their sender, gas topped up first), `statements` (the ledger's movements,
 //!    balance history and statements for a wallet's readers).
 //! 7. **identity and governance** — `identity` (people, passwords, TOTP,
 //!    sessions, API keys), `signed` (requests signed with an API key:
@@ -99,7 +102,9 @@ pub mod deposits;
 mod drift;
 mod error;
 pub mod eth;
+pub mod eth_hd;
 mod eth_rows;
+pub mod eth_sweeps;
 pub mod eth_watch;
 mod freezes;
 mod gate;

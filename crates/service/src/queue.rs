@@ -206,21 +206,23 @@ impl Service {
         let intent = decode_intent(&t, &assets)?;
         let network = intent.amount().asset().network().to_string();
         self.screen_denied(&network, &t.destination).await?;
-        let from = match intent.kind() {
-            // From the retired account whose funds go to the destination.
-            domain::TransferKind::Sweep => {
-                let to: chain_eth::EthAddress = intent
-                    .destination()
-                    .as_str()
-                    .parse()
-                    .map_err(|e| corrupt("destination", e))?;
-                self.store()
-                    .sweep_source(t.wallet, &network, &to.to_lower_hex())
-                    .await?
-            }
-            _ => self.store().wallet_eth_sender(t.wallet, &network).await?,
-        }
-        .ok_or_else(|| invalid(format!("the wallet has no sender on {network}")))?;
+        // From the wallet's account; a sweep from the deposit address its
+        // intent names, or the retired account whose successor it pays.
+        let to: chain_eth::EthAddress = intent
+            .destination()
+            .as_str()
+            .parse()
+            .map_err(|e| corrupt("destination", e))?;
+        let from = self
+            .eth_source(
+                t.wallet,
+                &network,
+                intent.kind(),
+                Some(intent.account()),
+                &to.to_lower_hex(),
+            )
+            .await?
+            .ok_or_else(|| invalid(format!("the wallet has no sender on {network}")))?;
         // Held for a person, before a nonce is taken: a cold wallet's
         // sender must be a key held outside (the gate refuses any other).
         if self.is_cold(t.wallet).await? {

@@ -35,6 +35,9 @@ pub struct TransferRequest {
     /// A withdrawal, or a sweep of a rotated key's funds to its successor
     /// (made by the rotation itself, never asked for over the API).
     pub kind: TransferKind,
+    /// A sweep of an Ethereum deposit address: its account id (the sweep's
+    /// source, bound in its intent). `None`: the wallet's own account.
+    pub source: Option<domain::AccountId>,
 }
 
 /// A queued transfer's place in line.
@@ -97,6 +100,7 @@ impl TransferRequest {
             self.priority.rank(),
             self.depends_on.map(|d| d.to_string()),
             self.kind,
+            self.source.map(|s| s.to_string()),
         ]);
         hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
     }
@@ -223,6 +227,36 @@ impl Service {
         })
     }
 
+    /// A source account is named only by a sweep of one of the wallet's
+    /// Ethereum deposit addresses, on the transfer's network.
+    pub(crate) async fn check_source(
+        &self,
+        req: &TransferRequest,
+        p: &Prepared,
+    ) -> Result<(), ServiceError> {
+        if req.source.is_some()
+            && (req.kind != TransferKind::Sweep
+                || !matches!(p.asset.network(), Network::Evm { .. }))
+        {
+            return Err(invalid(
+                "source: only a sweep of an Ethereum deposit address names a source account",
+            ));
+        }
+        if let Some(id) = req.source {
+            let ours = self
+                .store()
+                .eth_deposit_address(id)
+                .await?
+                .is_some_and(|d| d.wallet == req.wallet && d.network == p.network);
+            if !ours {
+                return Err(invalid(
+                    "source: no deposit address of this wallet on this network",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// [`Self::prepare`], and what the funds check would refuse without
     /// reading balances: a payment to the wallet's own sender (dry-run).
     pub(crate) async fn prepare_checked(
@@ -230,6 +264,7 @@ impl Service {
         req: &TransferRequest,
     ) -> Result<Prepared, ServiceError> {
         let p = self.prepare(req).await?;
+        self.check_source(req, &p).await?;
         if matches!(req.asset.network(), Network::Evm { .. })
             && !matches!(req.kind, TransferKind::Sweep)
             && self
@@ -263,14 +298,15 @@ impl Service {
             return None;
         };
         let net = self.eth_network(chain_id).ok()?;
-        let from = match req.kind {
-            TransferKind::Sweep => {
-                self.store()
-                    .sweep_source(req.wallet, &p.network, &p.destination_key)
-                    .await
-            }
-            _ => self.store().wallet_eth_sender(req.wallet, &p.network).await,
-        };
+        let from = self
+            .eth_source(
+                req.wallet,
+                &p.network,
+                req.kind,
+                req.source,
+                &p.destination_key,
+            )
+            .await;
         let from = from.ok()??.parse().ok()?;
         self.held(&net, from, &req.asset, None).await.ok()
     }
@@ -321,8 +357,16 @@ impl Service {
         let net = self
             .eth_network(chain_id)
             .map_err(|e| invalid(format!("asset {}: {e}", req.asset)))?;
-        let from = match req.kind {
-            TransferKind::Sweep => tx
+        let from = match (req.kind, req.source) {
+            (TransferKind::Sweep, Some(id)) => self.deposit_sweep_source(tx, req, p, id).await?,
+            (_, Some(_)) => return Err(invalid("source: only a sweep names a source account")),
+            (TransferKind::GasTopUp, None) => {
+                self.check_gas_top_up(req, p, &net).await?;
+                tx.wallet_eth_sender_in_tx(req.wallet, &p.network)
+                    .await?
+                    .ok_or_else(|| invalid(format!("the wallet has no sender on {}", p.network)))?
+            }
+            (TransferKind::Sweep, None) => tx
                 .sweep_source_in_tx(req.wallet, &p.network, &p.destination_key)
                 .await?
                 .ok_or_else(|| {
@@ -334,6 +378,8 @@ impl Service {
                 .ok_or_else(|| invalid(format!("the wallet has no sender on {}", p.network)))?,
         };
         let from: chain_eth::EthAddress = from.parse().map_err(|e| corrupt("sender", e))?;
+        // A deposit sweep's gas may come from the top-up it waits for.
+        let topped_up = self.topped_up(tx, req, &from).await?;
         if from.to_lower_hex() == p.destination_key {
             return Err(invalid(
                 "destination: the wallet's own sender (a transfer to itself pays only fees)",
@@ -394,7 +440,7 @@ impl Service {
                 .ok_or_else(|| corrupt("token balance", "not read"))?;
             check(need.asset, units, &t.asset)?;
         }
-        check(need.ether, held.ether, &ether)
+        check(need.ether, held.ether.saturating_add(topped_up), &ether)
     }
 
     /// The block whose balances count: the newest at the network's
@@ -580,6 +626,100 @@ pub(crate) struct Needs {
     pub(crate) ether: u128,
     /// The fees the open transfers on the network may pay (reserved).
     pub(crate) fees_reserved: u128,
+}
+
+impl Service {
+    /// A deposit sweep's source (lower-case hex): the deposit address `id`
+    /// of this wallet and network; it pays only the wallet's own sender.
+    async fn deposit_sweep_source(
+        &self,
+        tx: &mut WriteTx,
+        req: &TransferRequest,
+        p: &Prepared,
+        id: domain::AccountId,
+    ) -> Result<String, ServiceError> {
+        let d = tx
+            .eth_deposit_address_in_tx(id)
+            .await?
+            .filter(|d| d.wallet == req.wallet && d.network == p.network)
+            .ok_or_else(|| invalid("source: no deposit address of this wallet on this network"))?;
+        let account = tx.wallet_eth_sender_in_tx(req.wallet, &p.network).await?;
+        if account.as_deref() != Some(p.destination_key.as_str()) {
+            return Err(invalid(
+                "destination: a deposit address is swept only to its wallet's sender",
+            ));
+        }
+        Ok(d.address)
+    }
+
+    /// A gas top-up pays ether to one of the wallet's own deposit addresses,
+    /// at most the fees of sweeping every configured token from it.
+    async fn check_gas_top_up(
+        &self,
+        req: &TransferRequest,
+        p: &Prepared,
+        net: &crate::eth::EthNetwork,
+    ) -> Result<(), ServiceError> {
+        if *p.asset.id().kind() != AssetKind::Native {
+            return Err(invalid("asset: a gas top-up pays ether"));
+        }
+        let ours = self
+            .store()
+            .eth_deposit_address_at(&p.network, &p.destination_key)
+            .await?
+            .is_some_and(|d| d.wallet == req.wallet);
+        if !ours {
+            return Err(invalid(
+                "destination: a gas top-up pays one of the wallet's own deposit addresses",
+            ));
+        }
+        let most = net
+            .config
+            .tokens
+            .iter()
+            .map(|t| net.config.fee_reserve(&t.asset.id().to_string()))
+            .fold(0u128, u128::saturating_add);
+        if p.amount.units() > most {
+            return Err(invalid(format!(
+                "amount: a gas top-up is at most the fees of sweeping every configured token \
+                 ({most} wei)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The ether a deposit sweep's gas top-up (the transfer it depends on,
+    /// paying its source, not yet ended) brings: counted as held.
+    async fn topped_up(
+        &self,
+        tx: &mut WriteTx,
+        req: &TransferRequest,
+        from: &chain_eth::EthAddress,
+    ) -> Result<u128, ServiceError> {
+        let (TransferKind::Sweep, Some(_), Some(dep)) = (req.kind, req.source, req.depends_on)
+        else {
+            return Ok(0);
+        };
+        let d = tx.lock_transfer(dep).await?;
+        let intent = crate::moves::decode_intent(&d, &self.configured_assets())?;
+        let open = !d
+            .state
+            .parse::<lifecycle::State>()
+            .map_err(|e| corrupt("state", e))?
+            .is_final();
+        let pays_source = intent
+            .destination()
+            .as_str()
+            .parse::<chain_eth::EthAddress>()
+            .is_ok_and(|a| a == *from);
+        Ok(
+            if open && pays_source && intent.kind() == TransferKind::GasTopUp {
+                intent.amount().units()
+            } else {
+                0
+            },
+        )
+    }
 }
 
 #[cfg(test)]

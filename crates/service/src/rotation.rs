@@ -114,6 +114,13 @@ impl Service {
             let Some(wallet) = s.wallet else {
                 continue;
             };
+            // An HD account's deposit addresses stay: their sweeps go to
+            // the wallet's account sender, the successor's from now on,
+            // which the retired key may still sign (a sweep to its
+            // successor's address).
+            if s.sender.hd_index.is_some_and(|i| i > 0) {
+                continue;
+            }
             if let Some(to) = &s.successor_address {
                 rotation.accounts.push(Repointed {
                     wallet,
@@ -304,8 +311,10 @@ impl Service {
         successor: &KeyRow,
         chain_id: u64,
     ) -> Result<storage::EthSenderRow, ServiceError> {
-        let pk = hex::decode(&successor.public_key)
-            .map_err(|_| ServiceError::Invalid("the successor's public key".into()))?;
+        // An HD successor sends from its child 0/0, as any HD account.
+        let index = successor.hd_path.is_some().then_some(0);
+        let child: Vec<u32> = index.map(|i| vec![0, i]).unwrap_or_default();
+        let pk = crate::gate::sender_public_key(successor, &child)?;
         let address = chain_eth::EthAddress::from_public_key(&pk).map_err(EthError::Address)?;
         let network = Network::Evm { chain_id }.to_string();
         match self
@@ -315,7 +324,7 @@ impl Service {
         {
             Ok(row) => Ok(row),
             Err(storage::StorageError::NotFound { .. }) => {
-                self.register_eth_sender_unchecked(actor, successor.id, chain_id)
+                self.register_eth_sender_unchecked(actor, successor.id, chain_id, index)
                     .await
             }
             Err(e) => Err(e.into()),
@@ -583,6 +592,7 @@ impl Service {
                 priority: Priority::High,
                 depends_on: None,
                 kind: TransferKind::Sweep,
+                source: None,
             })
             .await?;
         rotation.sweeps.push(t.id.to_string());

@@ -264,6 +264,7 @@ impl Payer {
             priority: Default::default(),
             depends_on: None,
             kind: domain::TransferKind::Withdrawal,
+            source: None,
         })
         .await
     }

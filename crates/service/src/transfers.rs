@@ -197,6 +197,7 @@ impl Can<'_, perm::InitiateTransfer> {
             });
         }
         let p = svc.prepare(req).await?;
+        svc.check_source(req, &p).await?;
         if let Some(f) = svc.frozen(Some(req.wallet), None).await? {
             return Err(ServiceError::Frozen(f.scope));
         }
@@ -246,9 +247,11 @@ impl Can<'_, perm::InitiateTransfer> {
         let intent = TransferIntent::new(IntentParts {
             id,
             kind: req.kind,
-            // Wallets are not grouped into accounts yet: the wallet's id
-            // stands for its account.
-            account: AccountId::from_uuid(*req.wallet.as_uuid()),
+            // The wallet's id stands for its own account; a deposit sweep
+            // names its deposit address's (its source, checked above).
+            account: req
+                .source
+                .unwrap_or_else(|| AccountId::from_uuid(*req.wallet.as_uuid())),
             wallet: req.wallet,
             amount: p.amount.clone(),
             destination: p.destination.clone(),
@@ -322,6 +325,9 @@ impl Can<'_, perm::InitiateTransfer> {
             updated_at: now,
         };
         tx.insert_transfer(&row).await?;
+        if let Some(source) = req.source {
+            tx.set_transfer_source(row.id, source).await?;
+        }
         crate::ledger::transfer_moved(&mut tx, &row, "submitted", st, now).await?;
         let actor = who.to_string();
         let rule = d.rule.as_deref().unwrap_or("no rule matched");

@@ -216,6 +216,9 @@ impl Service {
                 key: key.id,
             });
         }
+        if let (AccountKey::Hd, Network::Evm { chain_id }) = (&kind, network) {
+            return self.open_eth_hd_account(actor, wallet, chain_id).await;
+        }
         let key = match kind {
             // Held outside (a cold wallet): its public key only.
             AccountKey::External(key) => self.import_external_key(actor, &key).await?,
@@ -235,12 +238,17 @@ impl Service {
                 };
                 self.create_key_for(actor, new, Some(wallet)).await?
             }
-            _ => return Err(invalid("HD accounts are for Bitcoin networks")),
+            _ => {
+                return Err(invalid(
+                    "Taproot HD accounts are for Bitcoin networks (keystore-hd opens an HD \
+                     account on Ethereum)",
+                ));
+            }
         };
         let address = match network {
             Network::Evm { chain_id } => {
                 let sender = self
-                    .register_eth_sender_unchecked(actor, key.id, chain_id)
+                    .register_eth_sender_unchecked(actor, key.id, chain_id, None)
                     .await?;
                 let a: chain_eth::EthAddress =
                     sender.address.parse().map_err(|e| corrupt("address", e))?;
@@ -263,6 +271,41 @@ impl Service {
 }
 
 impl Service {
+    /// Opens an Ethereum HD account: a BIP-44 key (`m/44'/60'/0'`) whose
+    /// child `0/0` is the wallet's sender; deposit addresses are its further
+    /// children. Each step is committed with its audit record.
+    async fn open_eth_hd_account(
+        &self,
+        actor: &Actor,
+        wallet: WalletId,
+        chain_id: u64,
+    ) -> Result<WalletAccount, ServiceError> {
+        let (key, mnemonic) = self
+            .create_hd_key(
+                actor,
+                crate::NewHdKey {
+                    purpose: domain::KeyPurpose::TransferSigning,
+                    algorithm: domain::KeyAlgorithm::EcdsaSecp256k1,
+                    account_path: crate::eth_hd::ETH_ACCOUNT_PATH.into(),
+                    cryptoperiod_days: 365,
+                },
+            )
+            .await?;
+        // Sealed in the keystore (and its backups); not shown over the API.
+        drop(mnemonic);
+        let sender = self
+            .register_eth_sender_unchecked(actor, key.id, chain_id, Some(0))
+            .await?;
+        let a: chain_eth::EthAddress = sender.address.parse().map_err(|e| corrupt("address", e))?;
+        assign_eth_sender(self, actor, chain_id, a, wallet).await?;
+        Ok(WalletAccount {
+            network: Network::Evm { chain_id },
+            address: a.to_string(),
+            key: key.id,
+            watch: None,
+        })
+    }
+
     /// Opens a Bitcoin multisig account: the cosigners' keys made (on the
     /// keystore or the HSM) or recorded (held outside), the account key
     /// over them, and the account given to the wallet — each step
@@ -464,14 +507,18 @@ impl Service {
 }
 
 impl crate::access::Can<'_, crate::access::perm::InitiateTransfer> {
-    /// The wallet's deposit address on an Ethereum network: its current
-    /// sender's — once a verified backup holds that key, or its risk was
-    /// accepted (no key without a backup, as for Bitcoin).
+    /// The wallet's deposit address on an Ethereum network — once a
+    /// verified backup holds its key, or its risk was accepted (no key
+    /// without a backup, as for Bitcoin): a single-key account's sender; an
+    /// HD account's address for `label` (issued once per label), or
+    /// unlabelled the newest one not yet paid, else a new one, with its
+    /// derivation.
     pub async fn eth_deposit_address(
         &self,
         wallet: WalletId,
         chain_id: u64,
-    ) -> Result<String, ServiceError> {
+        label: Option<&str>,
+    ) -> Result<(String, Option<Derivation>), ServiceError> {
         if !domain::permits(
             self.who.grants(),
             domain::Permission::InitiateTransfer,
@@ -487,9 +534,33 @@ impl crate::access::Can<'_, crate::access::perm::InitiateTransfer> {
             .await?
             .ok_or_else(|| invalid(format!("the wallet has no account on {network}")))?;
         let sender = self.svc.store().eth_sender(&network, &address).await?;
+        if sender.hd_index.is_none() && label.is_some() {
+            return Err(invalid(
+                "label: the wallet's account on this network is a single key with one \
+                 address (an HD account, backend keystore-hd, issues one per label)",
+            ));
+        }
         self.svc.backed_up(sender.key_id).await?;
-        let address: chain_eth::EthAddress = address.parse().map_err(|e| corrupt("sender", e))?;
-        Ok(address.to_string())
+        if sender.hd_index.is_none() {
+            let address: chain_eth::EthAddress =
+                address.parse().map_err(|e| corrupt("sender", e))?;
+            return Ok((address.to_string(), None));
+        }
+        let d = self
+            .svc
+            .issue_eth_deposit_address(&self.who.actor, wallet, &sender, label)
+            .await?;
+        let address: chain_eth::EthAddress =
+            d.address.parse().map_err(|e| corrupt("address", e))?;
+        Ok((
+            address.to_string(),
+            Some(Derivation {
+                key: d.key,
+                path: format!("{}/0/{}", crate::eth_hd::ETH_ACCOUNT_PATH, d.index),
+                chain: 0,
+                index: d.index,
+            }),
+        ))
     }
 }
 

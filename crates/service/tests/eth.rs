@@ -1307,15 +1307,15 @@ async fn a_compromised_key_sweeps_to_its_successor_and_signs_nothing_else(f: Fix
         .authorize::<service::identity::perm::InitiateTransfer>(&who, Some(f.payer.wallet()))
         .unwrap();
     assert!(matches!(
-        can.eth_deposit_address(f.payer.wallet(), CHAIN_ID).await,
+        can.eth_deposit_address(f.payer.wallet(), CHAIN_ID, None).await,
         Err(ServiceError::NotBackedUp(k)) if k == r.successor.to_string()
     ));
     f.svc.waive_key_backup(&alice(), r.successor).await.unwrap();
     assert_eq!(
-        can.eth_deposit_address(f.payer.wallet(), CHAIN_ID)
+        can.eth_deposit_address(f.payer.wallet(), CHAIN_ID, None)
             .await
             .unwrap(),
-        to.to_string()
+        (to.to_string(), None)
     );
     assert_eq!(
         f.db.store.key(old).await.unwrap().state,

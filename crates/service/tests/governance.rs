@@ -48,6 +48,7 @@ storage::on_both!(
     an_hd_account_rotates_to_a_new_one_and_sweeps_every_child_output,
     destinations_are_screened_against_the_deny_list_and_look_alikes,
     small_outputs_are_consolidated_under_policy_while_fees_are_low,
+    ethereum_hd_deposit_addresses_are_swept_into_their_sender,
 );
 
 storage::on_both!(
@@ -396,6 +397,7 @@ impl Fixture {
             priority: Default::default(),
             depends_on: None,
             kind: domain::TransferKind::Withdrawal,
+            source: None,
         }
     }
 
@@ -2453,25 +2455,7 @@ async fn deposits_are_seen_then_credited_or_reorged(f: Fixture) {
         domain::Decimals::new(6).unwrap(),
     )
     .unwrap();
-    f.svc.add_eth_network(EthNetwork {
-        config: EthNetworkConfig {
-            chain_id: CHAIN_ID,
-            legacy: false,
-            confirmations: 2,
-            fee_caps: FeeCaps {
-                max_fee_per_gas: 500_000_000_000,
-                max_total_fee: ETHER / 10,
-            },
-            min_priority_fee: 1_000_000_000,
-            allow_unchecksummed: false,
-            tokens: vec![service::eth::EthToken {
-                asset: usdt.clone(),
-                contract: token,
-                max_gas: 100_000,
-            }],
-        },
-        client: f.client.clone(),
-    });
+    f.add_token_network(2, &usdt, token);
     // The first pass looks at the blocks not yet at the depth (the
     // fixture's funding may be one); let them settle.
     f.svc.eth_scan_deposits(CHAIN_ID).await.unwrap();
@@ -2624,7 +2608,7 @@ async fn hd_accounts_hand_out_fresh_deposit_addresses(f: Fixture) {
         )
         .await
         .is_err(),
-        "HD accounts are for Bitcoin"
+        "one account per network"
     );
     let who = f.who(&f.initiator).await;
     let can = f
@@ -3797,4 +3781,307 @@ async fn small_outputs_are_consolidated_under_policy_while_fees_are_low(f: Fixtu
         1,
         "one output: what the fee leaves is dust"
     );
+}
+
+/// BIP-44 Ethereum derivation agrees with a second implementation: the
+/// accounts anvil derives from its test mnemonic (data file), also paid
+/// here by the fixture's dev wallets.
+async fn eth_hd_vectors(f: &Fixture) {
+    let v: serde_json::Value =
+        serde_json::from_str(include_str!("vectors/bip44_eth.json")).unwrap();
+    let mnemonic = keys::hd::Mnemonic::parse(v["mnemonic"].as_str().unwrap()).unwrap();
+    let (key, _) = f
+        .svc
+        .create_hd_key_from(
+            &console(),
+            service::NewHdKey {
+                purpose: KeyPurpose::TransferSigning,
+                algorithm: KeyAlgorithm::EcdsaSecp256k1,
+                account_path: v["account_path"].as_str().unwrap().into(),
+                cryptoperiod_days: 30,
+            },
+            Some(mnemonic),
+            "",
+        )
+        .await
+        .unwrap();
+    for (i, want) in v["addresses"].as_array().unwrap().iter().enumerate() {
+        let pk = keys::hd::derive_from_xpub(&key.public_key, &[0, i as u32]).unwrap();
+        let got = EthAddress::from_public_key(&pk).unwrap();
+        assert_eq!(got.to_string(), want.as_str().unwrap());
+        assert_eq!(got, DevWallet::new(i).await.address);
+    }
+}
+
+/// An Ethereum HD account: its sender is child 0/0, each label gets its own
+/// deposit address (0/i), kept for the label; deposits there are swept into
+/// the sender under the policy (sweeps and gas top-ups allowed by kind while
+/// withdrawals are not), a token's gas topped up from the sender first; each
+/// sweep is signed by its address's child key.
+async fn ethereum_hd_deposit_addresses_are_swept_into_their_sender(f: Fixture) {
+    use chain_eth_client::testing::{deploy_test_token, mine};
+    use service::wallets::AccountKey;
+    eth_hd_vectors(&f).await;
+    let alice = DevWallet::new(2).await;
+    let token = deploy_test_token(&f.client, &alice).await;
+    let tt = domain::Asset::new(
+        AssetId::new(
+            domain::Network::Evm { chain_id: CHAIN_ID },
+            domain::AssetKind::Erc20(domain::ContractAddress::from_bytes(*token.as_bytes())),
+        )
+        .unwrap(),
+        domain::Symbol::new("TT").unwrap(),
+        domain::Decimals::new(6).unwrap(),
+    )
+    .unwrap();
+    f.add_token_network(1, &tt, token);
+    let wallet = f
+        .svc
+        .console_create_wallet(&console(), "deposits")
+        .await
+        .unwrap()
+        .id;
+    let key = SigningKey::from_bytes(&[42; 32]);
+    let row = f
+        .svc
+        .console_register_api_key(
+            &console(),
+            "deposits-initiator",
+            &key.verifying_key().to_bytes(),
+            &[Grant::new(Role::Initiator, Scope::Wallet(wallet)).unwrap()],
+            30,
+        )
+        .await
+        .unwrap();
+    let initiator = Person {
+        key,
+        id: row.id.to_string(),
+        approver: SigningKey::from_bytes(&[43; 32]),
+    };
+    f.set_policy(
+        "[[rules]]\nname = \"sweeps\"\ntypes = [\"sweep\", \"gas_top_up\"]\naction = \"allow\"\n",
+    )
+    .await;
+    let admin = f.who(&f.admin1).await;
+    let account = f
+        .svc
+        .authorize::<perm::ManageNetworks>(&admin, None)
+        .unwrap()
+        .open_account(
+            wallet,
+            domain::Network::Evm { chain_id: CHAIN_ID },
+            AccountKey::Hd,
+        )
+        .await
+        .unwrap();
+    let xpub = f.db.store.key(account.key).await.unwrap().public_key;
+    let child = |i: u32| {
+        EthAddress::from_public_key(&keys::hd::derive_from_xpub(&xpub, &[0, i]).unwrap()).unwrap()
+    };
+    let sender = child(0);
+    assert_eq!(account.address, sender.to_string());
+    f.svc
+        .waive_key_backup(&console(), account.key)
+        .await
+        .unwrap();
+    let who = f.who(&initiator).await;
+    let can = f
+        .svc
+        .authorize::<perm::InitiateTransfer>(&who, Some(wallet))
+        .unwrap();
+    // One address per label, kept for it; unlabelled, the last one until
+    // something pays it.
+    let issue = |label: Option<&'static str>| {
+        let can = &can;
+        async move {
+            can.eth_deposit_address(wallet, CHAIN_ID, label)
+                .await
+                .map(|(a, d)| (a, d.unwrap()))
+        }
+    };
+    let (a1, d1) = issue(Some("user-1")).await.unwrap();
+    assert_eq!(d1.path, "m/44'/60'/0'/0/1");
+    assert_eq!(a1, child(1).to_string());
+    assert_eq!(issue(Some("user-1")).await.unwrap().0, a1);
+    let (a2, d2) = issue(Some("user-2")).await.unwrap();
+    assert_eq!((d2.index, a2.clone()), (2, child(2).to_string()));
+    let (a3, _) = issue(None).await.unwrap();
+    assert_eq!(issue(None).await.unwrap().0, a3);
+    assert!(matches!(
+        issue(Some("user 1!")).await,
+        Err(ServiceError::Invalid(_))
+    ));
+    // A single-key account has one address: no labels.
+    let single = f.who(&f.initiator).await;
+    let r = f
+        .svc
+        .authorize::<perm::InitiateTransfer>(&single, Some(f.wallet))
+        .unwrap()
+        .eth_deposit_address(f.wallet, CHAIN_ID, Some("user-1"))
+        .await;
+    assert!(matches!(r, Err(ServiceError::Invalid(_))), "{r:?}");
+    // Ether to the first user's address, tokens (no ether) to the second's,
+    // ether to the sender for the gas it tops up.
+    let (a1e, a2e): (EthAddress, EthAddress) = (a1.parse().unwrap(), a2.parse().unwrap());
+    // The scanner's first pass starts at the head: from here on.
+    f.svc.eth_scan_deposits(CHAIN_ID).await.unwrap();
+    alice
+        .transact(&f.client, |n, fees| {
+            TxPlan::native(CHAIN_ID, n, a1e, 2 * ETHER, fees)
+        })
+        .await;
+    alice
+        .transact(&f.client, |n, fees| {
+            TxPlan::erc20(CHAIN_ID, n, token, a2e, 5_000_000, 100_000, fees)
+        })
+        .await;
+    alice
+        .transact(&f.client, |n, fees| {
+            TxPlan::native(CHAIN_ID, n, sender, ETHER, fees)
+        })
+        .await;
+    mine(&f.client, 2).await;
+    f.svc.eth_scan_deposits(CHAIN_ID).await.unwrap();
+    mine(&f.client, 1).await;
+    f.svc.eth_scan_deposits(CHAIN_ID).await.unwrap();
+    let read = f
+        .svc
+        .authorize::<perm::ReadWallet>(&who, Some(wallet))
+        .unwrap();
+    let deposits = read.deposits(wallet, 100).await.unwrap();
+    let to_deposit_addresses = deposits
+        .iter()
+        .filter(|d| {
+            d.state == "credited"
+                && (d.address == a1e.to_lower_hex() || d.address == a2e.to_lower_hex())
+        })
+        .count();
+    assert_eq!(to_deposit_addresses, 2, "{deposits:?}");
+    // Paid now: unlabelled, a fresh one.
+    assert_eq!(
+        issue(None).await.unwrap().0,
+        a3,
+        "the third is unpaid still"
+    );
+    // What is not a sweep of the wallet's own deposit address is refused.
+    let deposit1 =
+        f.db.store
+            .eth_deposit_address_at(&format!("eip155:{CHAIN_ID}"), &a1e.to_lower_hex())
+            .await
+            .unwrap()
+            .unwrap();
+    let ether_id = domain::Asset::ether(CHAIN_ID).id().clone();
+    let bad = |kind, destination: &str, source| TransferRequest {
+        wallet,
+        asset: ether_id.clone(),
+        amount: "0.01".into(),
+        destination: destination.into(),
+        reference: None,
+        external_id: None,
+        priority: Default::default(),
+        depends_on: None,
+        kind,
+        source,
+    };
+    let sender_text = sender.to_string();
+    for (kind, to, source) in [
+        (domain::TransferKind::Sweep, BOB, Some(deposit1.id)),
+        (
+            domain::TransferKind::Withdrawal,
+            sender_text.as_str(),
+            Some(deposit1.id),
+        ),
+        (domain::TransferKind::GasTopUp, BOB, None),
+    ] {
+        let r = can.submit(&bad(kind, to, source)).await;
+        assert!(
+            matches!(r, Err(ServiceError::Invalid(_))),
+            "{kind:?}: {r:?}"
+        );
+    }
+    let r = can
+        .submit(&TransferRequest {
+            amount: "0.5".into(),
+            ..bad(domain::TransferKind::GasTopUp, &a1, None)
+        })
+        .await;
+    assert!(
+        matches!(r, Err(ServiceError::Invalid(_))),
+        "too much: {r:?}"
+    );
+
+    let swept = can.sweep_deposits(wallet, CHAIN_ID).await.unwrap();
+    assert_eq!(swept.transfers.len(), 3, "{swept:?}");
+    assert!(swept.left.iter().any(|l| l.starts_with(&a3)), "{swept:?}");
+    assert!(
+        swept.transfers.iter().all(|t| t.state == state::QUEUED),
+        "{swept:?}"
+    );
+    let [ether_sweep, top_up, token_sweep] = &swept.transfers[..] else {
+        unreachable!()
+    };
+    assert_eq!(top_up.destination, a2e.to_lower_hex());
+    assert_eq!(token_sweep.asset, tt.id().to_string());
+    assert_eq!(token_sweep.amount, 5_000_000);
+    // Each still under way: nothing more is made for them.
+    let again = can.sweep_deposits(wallet, CHAIN_ID).await.unwrap();
+    assert!(again.transfers.is_empty(), "{again:?}");
+    let sender_before = f.client.balance(sender).await.unwrap();
+    // The ether sweep and the top-up first; the token sweep waits for it.
+    assert_eq!(f.svc.execute_due().await.unwrap().submitted, 2);
+    mine(&f.client, 3).await;
+    f.svc.eth_poll(CHAIN_ID).await.unwrap();
+    for t in [ether_sweep, top_up] {
+        assert_eq!(
+            f.db.store.transfer(t.id).await.unwrap().state,
+            state::COMPLETED
+        );
+    }
+    assert_eq!(f.svc.execute_due().await.unwrap().submitted, 1);
+    mine(&f.client, 3).await;
+    f.svc.eth_poll(CHAIN_ID).await.unwrap();
+    assert_eq!(
+        f.db.store.transfer(token_sweep.id).await.unwrap().state,
+        state::COMPLETED
+    );
+    assert_eq!(
+        f.client.erc20_balance(token, sender).await.unwrap(),
+        5_000_000
+    );
+    assert_eq!(f.client.erc20_balance(token, a2e).await.unwrap(), 0);
+    let sender_after = f.client.balance(sender).await.unwrap();
+    assert!(
+        sender_after > sender_before + ETHER,
+        "the sweep arrived, less the top-up: {sender_before} → {sender_after}"
+    );
+    // What is left at the first address is less than its sweep's fee.
+    assert!(f.client.balance(a1e).await.unwrap() < ETHER / 50);
+    let actions = f.actions().await;
+    assert!(actions.iter().any(|a| a == "eth.deposit_address.issued"));
+}
+
+impl Fixture {
+    /// The fixture's network again, with `token` (of `asset`) configured
+    /// and `confirmations` deep deposits.
+    fn add_token_network(&self, confirmations: u64, asset: &domain::Asset, token: EthAddress) {
+        self.svc.add_eth_network(EthNetwork {
+            config: EthNetworkConfig {
+                chain_id: CHAIN_ID,
+                legacy: false,
+                confirmations,
+                fee_caps: FeeCaps {
+                    max_fee_per_gas: 500_000_000_000,
+                    max_total_fee: ETHER / 10,
+                },
+                min_priority_fee: 1_000_000_000,
+                allow_unchecksummed: false,
+                tokens: vec![service::eth::EthToken {
+                    asset: asset.clone(),
+                    contract: token,
+                    max_gas: 100_000,
+                }],
+            },
+            client: self.client.clone(),
+        });
+    }
 }

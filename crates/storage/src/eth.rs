@@ -20,6 +20,9 @@ pub struct EthSenderRow {
     pub first_nonce: u64,
     pub created_at: Timestamp,
     pub created_by: Actor,
+    /// An HD key's child `m/…/0/i` (BIP-44 external chain); `None` for a
+    /// single key.
+    pub hd_index: Option<u32>,
 }
 
 /// One nonce of one sender and what it pays.
@@ -73,8 +76,8 @@ fn to_i64(v: u64, what: &str) -> Result<i64, StorageError> {
 impl WriteTx {
     pub async fn insert_eth_sender(&mut self, s: &EthSenderRow) -> Result<(), StorageError> {
         sqlx::query(
-            "INSERT INTO eth_senders (network, address, key_id, first_nonce, created_at_ms, created_by) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO eth_senders (network, address, key_id, first_nonce, created_at_ms, \
+             created_by, hd_index) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&s.network)
         .bind(&s.address)
@@ -82,6 +85,7 @@ impl WriteTx {
         .bind(to_i64(s.first_nonce, "nonce")?)
         .bind(s.created_at.as_millis())
         .bind(s.created_by.to_string())
+        .bind(s.hd_index.map(i64::from))
         .execute(&mut *self.tx)
         .await
         .map_err(|e| StorageError::from_sqlx(e, "Ethereum sender"))?;
@@ -320,7 +324,7 @@ impl Store {
         address: &str,
     ) -> Result<EthSenderRow, StorageError> {
         let row = sqlx::query(
-            "SELECT network, address, key_id, first_nonce, created_at_ms, created_by \
+            "SELECT network, address, key_id, first_nonce, created_at_ms, created_by, hd_index \
              FROM eth_senders WHERE network = $1 AND address = $2",
         )
         .bind(network)
@@ -431,6 +435,10 @@ pub(crate) fn sender_from_row(row: &AnyRow) -> Result<EthSenderRow, StorageError
         first_nonce: u64_of(row, "first_nonce")?,
         created_at: Timestamp::from_millis(row.try_get("created_at_ms")?),
         created_by: by.parse().map_err(|e| corrupt("created_by", &e))?,
+        hd_index: row
+            .try_get::<Option<i64>, _>("hd_index")?
+            .map(|i| u32::try_from(i).map_err(|_| corrupt("hd index", &i)))
+            .transpose()?,
     })
 }
 

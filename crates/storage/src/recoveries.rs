@@ -147,7 +147,7 @@ impl Store {
         network: &str,
     ) -> Result<Vec<(EthSenderRow, Option<WalletId>)>, StorageError> {
         let rows = sqlx::query(
-            "SELECT network, address, key_id, first_nonce, created_at_ms, created_by, wallet_id \
+            "SELECT network, address, key_id, first_nonce, created_at_ms, created_by, hd_index, wallet_id \
              FROM eth_senders WHERE network = $1 ORDER BY address",
         )
         .bind(network)

@@ -207,6 +207,22 @@ impl Store {
         .transpose()
     }
 
+    /// The transfers made under external ids starting with `prefix`, by
+    /// anyone, newest first: (id, state).
+    pub async fn sweeps_by_external_id_prefix(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(domain::TransferId, String)>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT id, state FROM transfers WHERE external_id LIKE $1 \
+             ORDER BY created_at_ms DESC, id DESC",
+        )
+        .bind(format!("{}%", prefix.replace(['%', '_'], "")))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(id_and_state).collect()
+    }
+
     /// The sweep transfers made under an external id, by anyone, newest
     /// first: (id, state).
     pub async fn sweeps_by_external_id(
@@ -219,16 +235,7 @@ impl Store {
         .bind(external_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let id: String = r.try_get("id")?;
-                Ok((
-                    id.parse()
-                        .map_err(|_| StorageError::Corrupt(format!("transfer id {id}")))?,
-                    r.try_get("state")?,
-                ))
-            })
-            .collect()
+        rows.iter().map(id_and_state).collect()
     }
 
     /// See [`WriteTx::btc_sweep_source_in_tx`].
@@ -280,7 +287,7 @@ impl Store {
     /// A key's Ethereum senders, current and retired.
     pub async fn eth_senders_of_key(&self, key: KeyId) -> Result<Vec<KeySenderRow>, StorageError> {
         let rows = sqlx::query(
-            "SELECT network, address, key_id, first_nonce, created_at_ms, created_by, wallet_id, \
+            "SELECT network, address, key_id, first_nonce, created_at_ms, created_by, hd_index, wallet_id, \
              successor_address FROM eth_senders WHERE key_id = $1 ORDER BY network, address",
         )
         .bind(key.to_string())
@@ -311,4 +318,13 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?)
     }
+}
+
+fn id_and_state(r: &sqlx::any::AnyRow) -> Result<(domain::TransferId, String), StorageError> {
+    let id: String = r.try_get("id")?;
+    Ok((
+        id.parse()
+            .map_err(|_| StorageError::Corrupt(format!("transfer id {id}")))?,
+        r.try_get("state")?,
+    ))
 }

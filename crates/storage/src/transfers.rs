@@ -227,7 +227,7 @@ where
     let rows = sqlx::query(
         "SELECT t.id, t.asset, t.amount, t.state, a.gas_limit \
          FROM transfers t LEFT JOIN eth_attempts a ON a.send_id = t.eth_send_id \
-         WHERE t.wallet_id = $1 \
+         WHERE t.wallet_id = $1 AND t.source_account IS NULL \
          AND t.state IN ('pending_approval', 'time_locked', 'queued', 'signing', \
          'awaiting_signature', 'signed', 'broadcasting', 'confirming') ORDER BY t.id",
     )
@@ -270,7 +270,7 @@ where
 {
     Ok(sqlx::query_scalar(
         "SELECT address FROM eth_senders WHERE wallet_id = $1 AND network = $2 \
-         AND retired_at_ms IS NULL ORDER BY created_at_ms, address LIMIT 1",
+         AND retired_at_ms IS NULL AND deposit_id IS NULL ORDER BY created_at_ms, address LIMIT 1",
     )
     .bind(wallet.to_string())
     .bind(network)
@@ -456,6 +456,21 @@ impl WriteTx {
                 })
             })
             .collect()
+    }
+
+    /// Records a deposit sweep's source account (its intent's): it is not
+    /// an outflow of the wallet's account.
+    pub async fn set_transfer_source(
+        &mut self,
+        id: domain::TransferId,
+        source: domain::AccountId,
+    ) -> Result<(), StorageError> {
+        sqlx::query("UPDATE transfers SET source_account = $1 WHERE id = $2")
+            .bind(source.to_string())
+            .bind(id.to_string())
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
     }
 
     pub async fn insert_transfer(&mut self, t: &TransferRow) -> Result<(), StorageError> {
@@ -814,14 +829,15 @@ impl Store {
         approvals_on(&self.pool, transfer).await
     }
 
-    /// Every current (not retired) Ethereum sender of a wallet: (network, address).
+    /// Every current (not retired) Ethereum account sender of a wallet (its
+    /// deposit addresses aside): (network, address).
     pub async fn wallet_eth_senders(
         &self,
         wallet: WalletId,
     ) -> Result<Vec<(String, String)>, StorageError> {
         let rows = sqlx::query(
             "SELECT network, address FROM eth_senders WHERE wallet_id = $1 AND retired_at_ms IS NULL \
-             ORDER BY network, address",
+             AND deposit_id IS NULL ORDER BY network, address",
         )
         .bind(wallet.to_string())
         .fetch_all(&self.pool)

@@ -16,7 +16,13 @@ INTENT_VERSION = 1
 STATEMENT_MAGIC = b"SRAP"
 STATEMENT_VERSION = 1
 
-_KINDS = {1: "withdrawal", 2: "internal_move", 3: "sweep"}
+_KINDS = {
+    1: "withdrawal",
+    2: "internal_move",
+    3: "sweep",
+    4: "consolidation",
+    5: "gas_top_up",
+}
 
 
 class Vote(enum.Enum):
