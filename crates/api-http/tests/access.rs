@@ -305,6 +305,11 @@ async fn every_endpoint_against_every_role() {
             Some(serde_json::json!({"network": "bitcoin:regtest"})),
         ),
         (
+            "POST",
+            format!("/v1/wallets/{}/sweep", wallet.id),
+            Some(serde_json::json!({"network": "eip155:31337"})),
+        ),
+        (
             "GET",
             format!(
                 "/v1/wallets/{}/balances/history?asset=eip155:31337/slip44:60",

@@ -70,7 +70,7 @@ async fn health_and_status() {
         serde_json::json!({"seal": "uninitialized", "database": {"reachable": true}})
     );
     let st = app.svc.status().await;
-    assert_eq!(st.database.schema_version, Some(25));
+    assert_eq!(st.database.schema_version, Some(26));
     assert_eq!(st.audit_records, Some(0));
 }
 
@@ -171,6 +171,7 @@ async fn openapi_document_describes_the_routes() {
             "/v1/wallets/{id}/deposits",
             "/v1/wallets/{id}/ledger",
             "/v1/wallets/{id}/statement",
+            "/v1/wallets/{id}/sweep",
             "/v1/webhook-deliveries/{id}/resend",
             "/v1/webhooks",
             "/v1/webhooks/{id}/deactivate",

@@ -277,12 +277,23 @@ class Client:
             for b in self._json("GET", f"/v1/wallets/{_segment(wallet_id)}/balances")
         ]
 
-    def deposit_address(self, wallet_id: str, network: str) -> DepositAddress:
-        """The wallet's deposit address on a network (an initiator of the wallet)."""
+    def deposit_address(
+        self, wallet_id: str, network: str, label: str | None = None
+    ) -> DepositAddress:
+        """The wallet's deposit address on a network (an initiator of the wallet);
+        on an Ethereum HD account, the one issued for ``label`` (a user of yours)."""
+        body: dict[str, Any] = {"network": network}
+        if label is not None:
+            body["label"] = label
         return DepositAddress.from_json(
-            self._json(
-                "POST", f"/v1/wallets/{_segment(wallet_id)}/addresses", body={"network": network}
-            )
+            self._json("POST", f"/v1/wallets/{_segment(wallet_id)}/addresses", body=body)
+        )
+
+    def sweep_deposits(self, wallet_id: str, network: str) -> dict[str, Any]:
+        """Sweeps an Ethereum HD account's deposit addresses into its sender:
+        ``{"transfers": [...], "left": [...]}``."""
+        return self._json(
+            "POST", f"/v1/wallets/{_segment(wallet_id)}/sweep", body={"network": network}
         )
 
     # -- transfers ---------------------------------------------------------
