@@ -87,7 +87,8 @@ impl Can<'_, perm::ReadWallet> {
         let outflows = svc.store().wallet_outflows(wallet).await?;
         let mut incoming: std::collections::BTreeMap<String, u128> = Default::default();
         for d in svc.store().wallet_deposits(wallet, 10_000).await? {
-            if d.state == "seen" && !d.from.starts_with("change:") {
+            let internal = d.from.starts_with("change:") || d.from.starts_with("internal:");
+            if d.state == "seen" && !internal {
                 let slot = incoming.entry(d.asset).or_default();
                 *slot = slot.saturating_add(d.amount);
             }

@@ -23,6 +23,9 @@ use crate::service::{Service, ServiceError};
 /// several passes).
 const BLOCKS_PER_PASS: u64 = 100;
 
+/// At most this many recipients in one `eth_getLogs` filter.
+const RECIPIENTS_PER_QUERY: usize = 200;
+
 /// What one pass found.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DepositPass {
@@ -83,7 +86,7 @@ impl Service {
                         log_index: -1,
                         address: p.to.to_lower_hex(),
                         wallet: ours.get(&p.to).copied().flatten(),
-                        from: p.from.to_lower_hex(),
+                        from: from_of(&ours, p.from, p.to),
                         asset: ether.clone(),
                         amount: p.value,
                         block_number: n,
@@ -96,12 +99,18 @@ impl Service {
             }
             let tokens: Vec<EthAddress> = net.config.tokens.iter().map(|t| t.contract).collect();
             let recipients: Vec<EthAddress> = ours.keys().copied().collect();
-            for t in net
-                .client
-                .token_transfers(from, to, &tokens, &recipients)
-                .await
-                .map_err(EthError::Node)?
-            {
+            // In chunks: nodes bound a filter's topics (an HD account's
+            // deposit addresses may be many).
+            let mut transfers = Vec::new();
+            for chunk in recipients.chunks(RECIPIENTS_PER_QUERY) {
+                transfers.extend(
+                    net.client
+                        .token_transfers(from, to, &tokens, chunk)
+                        .await
+                        .map_err(EthError::Node)?,
+                );
+            }
+            for t in transfers {
                 let Some(token) = net.config.tokens.iter().find(|k| k.contract == t.token) else {
                     continue;
                 };
@@ -111,7 +120,7 @@ impl Service {
                     log_index: i64::try_from(t.log_index).unwrap_or(i64::MAX),
                     address: t.to.to_lower_hex(),
                     wallet: ours.get(&t.to).copied().flatten(),
-                    from: t.from.to_lower_hex(),
+                    from: from_of(&ours, t.from, t.to),
                     asset: token.asset.id().to_string(),
                     amount: t.amount,
                     block_number: t.block_number,
@@ -215,6 +224,22 @@ impl Service {
     }
 }
 
+/// Who paid a deposit: its sender's address, prefixed `internal:` when
+/// that is an address of the same wallet (a deposit address's sweep into
+/// its sender, a gas top-up): the ledger keeps it (the transfer's debit
+/// has its credit), the balances' `incoming` and the webhook's consumers
+/// can tell it from a customer's payment.
+fn from_of(
+    ours: &HashMap<EthAddress, Option<WalletId>>,
+    from: EthAddress,
+    to: EthAddress,
+) -> String {
+    match (ours.get(&from), ours.get(&to)) {
+        (Some(Some(a)), Some(Some(b))) if a == b => format!("internal:{}", from.to_lower_hex()),
+        _ => from.to_lower_hex(),
+    }
+}
+
 pub(crate) fn deposit_entry(d: &DepositRow, action: &str) -> Result<audit::Entry, ServiceError> {
     entry(
         &Actor::System,
@@ -251,6 +276,9 @@ pub(crate) async fn deposit_event(
             "asset": d.asset,
             "amount": d.amount.to_string(),
             "block": d.block_number,
+            // The wallet's own money moving between its addresses (change,
+            // a sweep, a gas top-up), not a payment to it.
+            "internal": d.from.starts_with("change:") || d.from.starts_with("internal:"),
         }),
         now,
     )

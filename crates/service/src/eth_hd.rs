@@ -15,7 +15,7 @@ use chain_eth::EthAddress;
 use chain_eth_client::NonceTag;
 use domain::{AccountId, Actor, KeyAlgorithm, KeyId, KeyPurpose, TransferKind, WalletId};
 use serde_json::json;
-use storage::{EthDepositAddressRow, EthSenderRow};
+use storage::{EthDepositAddressRow, EthSenderRow, StorageError};
 
 use crate::eth::{EthError, addr_key};
 use crate::gate::sender_public_key;
@@ -226,24 +226,47 @@ impl Service {
     }
 
     /// Whether `sender` may send for `intent`: a deposit address only its
-    /// own sweeps (the intent names it as its account), any other sender
-    /// nothing that names a deposit address. Checked before signing.
+    /// own sweeps (the intent names it as its account) to an account sender
+    /// of its wallet; any other sender nothing that names a deposit
+    /// address, and a gas top-up only to a deposit address of its wallet.
+    /// Checked before signing.
     pub(crate) async fn sends_for(
         &self,
         sender: &EthSenderRow,
         intent: &domain::TransferIntent,
     ) -> Result<Result<(), String>, ServiceError> {
-        let deposit = self
-            .store()
-            .eth_deposit_address_at(&sender.network, &sender.address)
+        let network = &sender.network;
+        let store = self.store();
+        let deposit = store
+            .eth_deposit_address_at(network, &sender.address)
             .await?;
+        let Ok(to) = intent.destination().as_str().parse::<EthAddress>() else {
+            return Ok(Err("the intent's destination is not an address".into()));
+        };
+        let to = to.to_lower_hex();
+        let to_deposit = store.eth_deposit_address_at(network, &to).await?;
+        let to_wallet = match store.eth_sender_wallet(network, &to).await {
+            Ok(w) => w,
+            Err(StorageError::NotFound { .. }) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let wallet = intent.wallet();
         let named = intent.account();
-        let own = named.as_uuid() == intent.wallet().as_uuid();
-        Ok(match deposit {
-            Some(d) if intent.kind() == TransferKind::Sweep && named == d.id => Ok(()),
-            Some(_) => Err("a deposit address sends only its own sweeps".into()),
-            None if own => Ok(()),
-            None => Err("the intent names another account as its source".into()),
+        let own = named.as_uuid() == wallet.as_uuid();
+        Ok(match (deposit, intent.kind()) {
+            (Some(d), TransferKind::Sweep) if named == d.id => {
+                if to_wallet == Some(wallet) && to_deposit.is_none() {
+                    Ok(())
+                } else {
+                    Err("a deposit address is swept only to an account of its wallet".into())
+                }
+            }
+            (Some(_), _) => Err("a deposit address sends only its own sweeps".into()),
+            (None, _) if !own => Err("the intent names another account as its source".into()),
+            (None, TransferKind::GasTopUp) if to_deposit.is_none_or(|d| d.wallet != wallet) => {
+                Err("a gas top-up pays only a deposit address of its wallet".into())
+            }
+            (None, _) => Ok(()),
         })
     }
 }

@@ -96,8 +96,19 @@ impl Can<'_, perm::InitiateTransfer> {
                         None,
                     )
                     .await?;
+                let ended = t
+                    .state
+                    .parse::<lifecycle::State>()
+                    .map_err(|e| corrupt("state", e))?
+                    .is_final();
                 depends_on = Some(t.id);
                 out.transfers.push(t);
+                // Refused by the policy: its token sweeps would fail with it.
+                if ended {
+                    out.left
+                        .push(format!("{from}: its gas top-up was not allowed"));
+                    continue;
+                }
             }
             for (asset, units) in &tokens {
                 let t = self
@@ -121,23 +132,11 @@ impl Can<'_, perm::InitiateTransfer> {
         Ok(out)
     }
 
-    /// The open transfer of an earlier sweep of `d`, if any.
+    /// The open transfer of an earlier sweep of `d` (or of a gas top-up
+    /// paying it), if any.
     async fn open_sweep(&self, d: &EthDepositAddressRow) -> Result<Option<String>, ServiceError> {
-        for (id, state) in self
-            .svc
-            .store()
-            .sweeps_by_external_id_prefix(&format!("deposit:{}:", d.id))
-            .await?
-        {
-            let ended = state
-                .parse::<lifecycle::State>()
-                .map_err(|e| corrupt("state", e))?
-                .is_final();
-            if !ended {
-                return Ok(Some(id.to_string()));
-            }
-        }
-        Ok(None)
+        let open = self.svc.store().open_transfers_of_deposit(d).await?;
+        Ok(open.first().map(ToString::to_string))
     }
 
     /// One transfer of a sweep of `d`: a gas top-up to it (from the
@@ -162,11 +161,12 @@ impl Can<'_, perm::InitiateTransfer> {
             amount: domain::amount::format_units(units, asset.decimals(), false),
             destination: to.to_string(),
             reference: Some(format!("{what} of deposit address {address}")),
-            // Unique per sweep: the address, the asset and the time.
+            // Unique per sweep: the address, what it moves and the time
+            // (at most 80 characters whatever the chain's id).
             external_id: Some(format!(
                 "deposit:{}:{what}:{}:{}",
                 d.id,
-                asset.id(),
+                asset.symbol().as_str(),
                 self.svc.now().as_millis()
             )),
             priority: Priority::Normal,

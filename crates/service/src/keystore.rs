@@ -566,7 +566,7 @@ impl Service {
     }
 
     /// Whether `permit` is a sweep of `key`'s funds to an address of its
-    /// successor, and `key` may still sign one (active, rotated or
+    /// successor (on Ethereum, or of a later one, up to [`MAX_SUCCESSORS`]), and `key` may still sign one (active, rotated or
     /// compromised; not suspended, destroyed or never activated).
     async fn sweeps_to_successor(
         &self,
@@ -582,9 +582,22 @@ impl Service {
         ) {
             return Ok(false);
         }
-        let Some(successor) = self.store().key_successor(key.id).await? else {
+        // Its successor, and theirs after a later rotation (a deposit
+        // address of a key rotated twice is swept to the newest account).
+        let mut successors = Vec::new();
+        let mut at = key.id;
+        while successors.len() < MAX_SUCCESSORS {
+            match self.store().key_successor(at).await? {
+                Some(s) if !successors.contains(&s) => {
+                    successors.push(s);
+                    at = s;
+                }
+                _ => break,
+            }
+        }
+        if successors.is_empty() {
             return Ok(false);
-        };
+        }
         if matches!(network.parse(), Ok(domain::Network::Bitcoin(_))) {
             // The key's account there names its successor's address.
             return Ok(self
@@ -595,7 +608,7 @@ impl Service {
                 .any(|a| a.network == network && a.successor_address.as_deref() == Some(to)));
         }
         Ok(match self.store().eth_sender(network, to).await {
-            Ok(s) => s.key_id == successor,
+            Ok(s) => successors.contains(&s.key_id),
             Err(storage::StorageError::NotFound { .. }) => false,
             Err(e) => return Err(e.into()),
         })
@@ -803,6 +816,9 @@ pub(crate) fn child_path(account: &str, child: &[u32]) -> String {
 }
 
 /// Extended keys are written with the mainnet version bytes (`xpub`).
+/// How far down a key's line of successors a sweep may go.
+const MAX_SUCCESSORS: usize = 16;
+
 pub(crate) fn bip32_prefix() -> bip32::Prefix {
     bip32::Prefix::XPUB
 }

@@ -386,9 +386,11 @@ impl Service {
             ));
         }
         // A sweep empties the retired account: the wallet's other outflows
-        // leave from its current one.
-        let outflows = match req.kind {
-            TransferKind::Sweep => Vec::new(),
+        // leave from its current one. A deposit address's open sweeps are
+        // its own outflows.
+        let outflows = match (req.kind, req.source) {
+            (TransferKind::Sweep, Some(id)) => tx.deposit_outflows_in_tx(id).await?,
+            (TransferKind::Sweep, None) => Vec::new(),
             _ => tx.wallet_outflows_in_tx(req.wallet).await?,
         };
         let need = needs(

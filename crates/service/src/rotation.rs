@@ -114,11 +114,12 @@ impl Service {
             let Some(wallet) = s.wallet else {
                 continue;
             };
-            // An HD account's deposit addresses stay: their sweeps go to
-            // the wallet's account sender, the successor's from now on,
-            // which the retired key may still sign (a sweep to its
-            // successor's address).
+            // An HD account's deposit addresses are retired: no longer
+            // handed out (their labels get the successor's); their sweeps go
+            // to the wallet's account sender, the successor's from now on,
+            // which the retired key may still sign.
             if s.sender.hd_index.is_some_and(|i| i > 0) {
+                self.retire_deposit_address(actor, &s.sender).await?;
                 continue;
             }
             if let Some(to) = &s.successor_address {
@@ -473,6 +474,29 @@ impl Service {
             json!({ "successor": new.id.to_string() }),
         )?);
         self.commit(tx, &entries, now).await
+    }
+
+    /// Retires a deposit address of a rotated key, audited (once).
+    async fn retire_deposit_address(
+        &self,
+        actor: &Actor,
+        sender: &storage::EthSenderRow,
+    ) -> Result<(), ServiceError> {
+        let now = self.now();
+        let mut tx = self.store().begin().await?;
+        if !tx
+            .retire_eth_deposit_address(&sender.network, &sender.address, now)
+            .await?
+        {
+            return Ok(());
+        }
+        let e = entry(
+            actor,
+            "eth.deposit_address.retired",
+            &format!("eth:{}:{}", sender.network, sender.address),
+            json!({ "key": sender.key_id.to_string(), "reason": "rotated" }),
+        )?;
+        self.commit(tx, &[e], now).await
     }
 
     /// Sweep transfers of everything the retired address `a.from` holds on

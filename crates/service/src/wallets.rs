@@ -451,6 +451,20 @@ pub(crate) async fn assign_only_eth_sender(
     wallet: WalletId,
 ) -> Result<(), ServiceError> {
     let network = format!("eip155:{chain_id}");
+    // An HD account's addresses (its sender, its deposit addresses) stay in
+    // the wallet they were made for: their sweeps pay its sender.
+    match svc
+        .store()
+        .eth_sender(&network, &address.to_lower_hex())
+        .await
+    {
+        Ok(s) if s.hd_index.is_some() => {
+            return Err(invalid(
+                "an HD account's addresses stay in the wallet they were made for",
+            ));
+        }
+        _ => {}
+    }
     let held = svc.store().wallet_eth_senders(wallet).await?;
     if held
         .iter()

@@ -4056,8 +4056,87 @@ async fn ethereum_hd_deposit_addresses_are_swept_into_their_sender(f: Fixture) {
     );
     // What is left at the first address is less than its sweep's fee.
     assert!(f.client.balance(a1e).await.unwrap() < ETHER / 50);
+    // The sweeps and the top-up arrive as the wallet's own money moving,
+    // not as payments to it.
+    mine(&f.client, 1).await;
+    f.svc.eth_scan_deposits(CHAIN_ID).await.unwrap();
+    let internal: Vec<_> = read
+        .deposits(wallet, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|d| d.from.starts_with("internal:"))
+        .map(|d| (d.address, d.asset))
+        .collect();
+    assert!(
+        internal.contains(&(a2e.to_lower_hex(), ether_id.to_string())),
+        "{internal:?}"
+    );
+    assert!(
+        internal.contains(&(sender.to_lower_hex(), tt.id().to_string())),
+        "{internal:?}"
+    );
     let actions = f.actions().await;
     assert!(actions.iter().any(|a| a == "eth.deposit_address.issued"));
+
+    // The key rotates: its deposit addresses are retired (a label gets the
+    // successor's child), and what reaches one later is still swept, by
+    // the old key, into the new sender.
+    let r = f
+        .svc
+        .rotate_with_sweep(&console(), account.key, 30)
+        .await
+        .unwrap();
+    let new_sender: EthAddress = r.accounts[0].to.parse().unwrap();
+    assert_ne!(new_sender, sender);
+    f.svc
+        .waive_key_backup(&console(), r.successor)
+        .await
+        .unwrap();
+    let (b1, d) = issue(Some("user-1")).await.unwrap();
+    assert_ne!(b1, a1);
+    assert_eq!((d.key, d.index), (r.successor, 1));
+    assert!(
+        f.actions()
+            .await
+            .iter()
+            .any(|a| a == "eth.deposit_address.retired")
+    );
+    while f.svc.execute_due().await.unwrap().submitted > 0 {
+        mine(&f.client, 3).await;
+        f.svc.eth_poll(CHAIN_ID).await.unwrap();
+    }
+    alice
+        .transact(&f.client, |n, fees| {
+            TxPlan::native(CHAIN_ID, n, a1e, ETHER, fees)
+        })
+        .await;
+    mine(&f.client, 2).await;
+    f.svc.eth_scan_deposits(CHAIN_ID).await.unwrap();
+    // The late deposit, and what the top-up left at the second address.
+    let swept = can.sweep_deposits(wallet, CHAIN_ID).await.unwrap();
+    let late = &swept.transfers;
+    assert_eq!(late.len(), 2, "{swept:?}");
+    let of_first = format!("deposit:{}:", deposit1.id);
+    assert!(late.iter().any(|t| {
+        t.external_id
+            .as_deref()
+            .is_some_and(|e| e.starts_with(&of_first))
+            && t.amount > ETHER * 99 / 100
+    }));
+    assert!(
+        late.iter()
+            .all(|t| t.destination == new_sender.to_lower_hex())
+    );
+    assert_eq!(f.svc.execute_due().await.unwrap().submitted, 2);
+    mine(&f.client, 3).await;
+    f.svc.eth_poll(CHAIN_ID).await.unwrap();
+    for t in late {
+        assert_eq!(
+            f.db.store.transfer(t.id).await.unwrap().state,
+            state::COMPLETED
+        );
+    }
 }
 
 impl Fixture {

@@ -10,6 +10,7 @@ use crate::error::StorageError;
 use crate::eth::EthSenderRow;
 use crate::row::{corrupt, parsed, ts};
 use crate::store::Store;
+use crate::transfers::{OPEN_STATES, Outflow, OutflowsOf, outflows_on};
 use crate::tx::WriteTx;
 
 /// One deposit address of an Ethereum HD account.
@@ -94,6 +95,36 @@ impl WriteTx {
         Ok(())
     }
 
+    /// The open sweeps of deposit address `id` (its outflows), read under
+    /// this transaction.
+    pub async fn deposit_outflows_in_tx(
+        &mut self,
+        id: AccountId,
+    ) -> Result<Vec<Outflow>, StorageError> {
+        outflows_on(&mut *self.tx, OutflowsOf::Source(id)).await
+    }
+
+    /// Retires a deposit address (its key was rotated): no longer handed
+    /// out, its label free for the successor's; still swept. False if it
+    /// was already retired.
+    pub async fn retire_eth_deposit_address(
+        &mut self,
+        network: &str,
+        address: &str,
+        at: Timestamp,
+    ) -> Result<bool, StorageError> {
+        let done = sqlx::query(
+            "UPDATE eth_senders SET retired_at_ms = $3 WHERE network = $1 AND address = $2 \
+             AND deposit_id IS NOT NULL AND retired_at_ms IS NULL",
+        )
+        .bind(network)
+        .bind(address)
+        .bind(at.as_millis())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// [`Store::eth_deposit_address`], read under this transaction.
     pub async fn eth_deposit_address_in_tx(
         &mut self,
@@ -111,6 +142,24 @@ impl WriteTx {
 }
 
 impl Store {
+    /// The open transfers from or to deposit address `d` (its sweeps, and
+    /// gas top-ups paying it), oldest first.
+    pub async fn open_transfers_of_deposit(
+        &self,
+        d: &EthDepositAddressRow,
+    ) -> Result<Vec<domain::TransferId>, StorageError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM transfers WHERE (source_account = $1 \
+             OR (wallet_id = $2 AND destination = $3)) AND state IN ({OPEN_STATES}) ORDER BY id"
+        )))
+        .bind(d.id.to_string())
+        .bind(d.wallet.to_string())
+        .bind(&d.address)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| parsed(r, "id")).collect()
+    }
+
     /// The deposit address with account id `id`.
     pub async fn eth_deposit_address(
         &self,
@@ -155,7 +204,7 @@ impl Store {
     ) -> Result<Option<EthDepositAddressRow>, StorageError> {
         let q = format!(
             "SELECT {COLUMNS} FROM eth_senders WHERE wallet_id = $1 AND network = $2 \
-             AND label = $3 AND deposit_id IS NOT NULL"
+             AND label = $3 AND deposit_id IS NOT NULL AND retired_at_ms IS NULL"
         );
         sqlx::query(sqlx::AssertSqlSafe(q))
             .bind(wallet.to_string())
@@ -192,7 +241,8 @@ impl Store {
             .transpose()
     }
 
-    /// The wallet's current deposit addresses on `network`, by index.
+    /// The wallet's deposit addresses on `network` (those of rotated keys
+    /// too: their funds are still swept), by key and index.
     pub async fn eth_deposit_addresses(
         &self,
         wallet: WalletId,
@@ -200,7 +250,7 @@ impl Store {
     ) -> Result<Vec<EthDepositAddressRow>, StorageError> {
         let q = format!(
             "SELECT {COLUMNS} FROM eth_senders WHERE wallet_id = $1 AND network = $2 \
-             AND deposit_id IS NOT NULL AND retired_at_ms IS NULL ORDER BY hd_index"
+             AND deposit_id IS NOT NULL ORDER BY created_at_ms, hd_index"
         );
         sqlx::query(sqlx::AssertSqlSafe(q))
             .bind(wallet.to_string())

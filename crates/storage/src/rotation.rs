@@ -207,22 +207,6 @@ impl Store {
         .transpose()
     }
 
-    /// The transfers made under external ids starting with `prefix`, by
-    /// anyone, newest first: (id, state).
-    pub async fn sweeps_by_external_id_prefix(
-        &self,
-        prefix: &str,
-    ) -> Result<Vec<(domain::TransferId, String)>, StorageError> {
-        let rows = sqlx::query(
-            "SELECT id, state FROM transfers WHERE external_id LIKE $1 \
-             ORDER BY created_at_ms DESC, id DESC",
-        )
-        .bind(format!("{}%", prefix.replace(['%', '_'], "")))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(id_and_state).collect()
-    }
-
     /// The sweep transfers made under an external id, by anyone, newest
     /// first: (id, state).
     pub async fn sweeps_by_external_id(

@@ -205,6 +205,10 @@ where
     rows.iter().map(|r| parsed(r, "amount")).collect()
 }
 
+/// The states of a transfer that will still take money out.
+pub(crate) const OPEN_STATES: &str = "'pending_approval', 'time_locked', 'queued', 'signing', \
+     'awaiting_signature', 'signed', 'broadcasting', 'confirming'";
+
 /// A transfer that will still take money out of its wallet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outflow {
@@ -224,14 +228,33 @@ async fn wallet_outflows_on<'e, E>(db: E, wallet: WalletId) -> Result<Vec<Outflo
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let rows = sqlx::query(
+    outflows_on(db, OutflowsOf::Wallet(wallet)).await
+}
+
+/// Whose outflows: a wallet's account's (its deposit sweeps aside), or a
+/// deposit address's (its sweeps).
+pub(crate) enum OutflowsOf {
+    Wallet(WalletId),
+    Source(domain::AccountId),
+}
+
+pub(crate) async fn outflows_on<'e, E>(db: E, of: OutflowsOf) -> Result<Vec<Outflow>, StorageError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let (filter, key) = match of {
+        OutflowsOf::Wallet(w) => (
+            "t.wallet_id = $1 AND t.source_account IS NULL",
+            w.to_string(),
+        ),
+        OutflowsOf::Source(a) => ("t.source_account = $1", a.to_string()),
+    };
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT t.id, t.asset, t.amount, t.state, a.gas_limit \
          FROM transfers t LEFT JOIN eth_attempts a ON a.send_id = t.eth_send_id \
-         WHERE t.wallet_id = $1 AND t.source_account IS NULL \
-         AND t.state IN ('pending_approval', 'time_locked', 'queued', 'signing', \
-         'awaiting_signature', 'signed', 'broadcasting', 'confirming') ORDER BY t.id",
-    )
-    .bind(wallet.to_string())
+         WHERE {filter} AND t.state IN ({OPEN_STATES}) ORDER BY t.id"
+    )))
+    .bind(key)
     .fetch_all(db)
     .await?;
     let mut out: Vec<Outflow> = Vec::new();

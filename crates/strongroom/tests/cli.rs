@@ -2986,10 +2986,21 @@ fn bitcoin_withdrawal_through_the_api() {
 fn withdrawals_under_threshold_keys_on_ethereum_and_bitcoin() {
     use chain_eth_client::testing::Anvil;
     let anvil = Anvil::start();
+    // A 6-decimal token the nodes and the server both know.
+    let (token, dev) = rt().block_on(async {
+        let client = eth_client(anvil.url()).await;
+        let dev = chain_eth_client::testing::DevWallet::new(0).await;
+        let token = chain_eth_client::testing::deploy_test_token(&client, &dev).await;
+        (token, dev)
+    });
     let (dir, config) = data_dir("sqlite://strongroom.db");
     let cfg = config.to_str().unwrap().to_owned();
     add_ethereum(&config, 31337, anvil.url());
     let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "\n[[ethereum.tokens]]\nsymbol = \"TUSD\"\ncontract = \"{token}\"\n\
+         decimals = 6\nmax_gas = 200000\n"
+    ));
     text.push_str(
         "\n[[bitcoin]]\nnetwork = \"regtest\"\nmax_fee_rate_sat_vb = 50\nmax_fee_sat = 20000\n\
          fee_rate_sat_vb = 4\npoll_seconds = 1\n",
@@ -3010,7 +3021,12 @@ fn withdrawals_under_threshold_keys_on_ethereum_and_bitcoin() {
         network: "eip155:31337".into(),
         max_fee: 100_000_000_000_000_000,
         unapproved_limit: 0,
-        tokens: Vec::new(),
+        tokens: vec![keys_mpc::cosign::EthereumToken {
+            symbol: "TUSD".into(),
+            contract: token.to_string(),
+            decimals: 6,
+            unapproved_limit: 0,
+        }],
     });
     let mut signers = signer_nodes::Signers::start_with(3, policy);
     let identity = dir.path().join("signer-identity");
@@ -3062,6 +3078,8 @@ fn withdrawals_under_threshold_keys_on_ethereum_and_bitcoin() {
             )
             .await
             .unwrap();
+        // In a block: balances are read as of one.
+        chain_eth_client::testing::mine(&client, 1).await;
     });
 
     // The policy: every withdrawal needs both approvers; their keys
@@ -3145,6 +3163,30 @@ fn withdrawals_under_threshold_keys_on_ethereum_and_bitcoin() {
         .filter(|i| signers.audit_log(*i).contains("mpc.sign.share"))
         .count();
     assert_eq!(signed, 2, "two of three signers gave partial signatures");
+
+    // An ERC-20 withdrawal under the same key: the nodes check the call
+    // against the token they know, then sign.
+    let holder: chain_eth::EthAddress = address.parse().unwrap();
+    let tokens_at = |who: chain_eth::EthAddress| {
+        rt().block_on(async {
+            let client = eth_client(anvil.url()).await;
+            client.erc20_balance(token, who).await.unwrap()
+        })
+    };
+    rt().block_on(async {
+        let client = eth_client(anvil.url()).await;
+        dev.transact(&client, |nonce, fees| {
+            chain_eth::TxPlan::erc20(31337, nonce, token, holder, 100_000_000, 100_000, fees)
+        })
+        .await;
+        chain_eth_client::testing::mine(&client, 3).await;
+    });
+    let tusd = format!("eip155:31337/erc20:{}", token.to_lower_hex());
+    let t = request(&wallet, &tusd, "12.5", DESTINATION);
+    assert_eq!(t["state"], "pending_approval", "{t}");
+    completed(t["id"].as_str().unwrap());
+    assert_eq!(tokens_at(DESTINATION.parse().unwrap()), 12_500_000);
+    assert_eq!(tokens_at(holder), 87_500_000);
 
     // Bitcoin: a Taproot account on the same nodes, a deposit, a payout.
     let (code, a) = api_call(
@@ -3241,14 +3283,18 @@ fn withdrawals_under_threshold_keys_on_ethereum_and_bitcoin() {
         })
         .map(|(_, to)| to.trim().to_owned())
         .unwrap_or_else(|| panic!("{out}"));
-    let sweep = out
+    // One sweep per asset it holds: the token's, then the ether's.
+    let sweeps: Vec<&str> = out
         .lines()
-        .find_map(|l| l.strip_prefix("sweep transfer "))
-        .unwrap_or_else(|| panic!("{out}"))
-        .to_owned();
-    completed(&sweep);
+        .filter_map(|l| l.strip_prefix("sweep transfer "))
+        .collect();
+    assert_eq!(sweeps.len(), 2, "{out}");
+    for sweep in sweeps {
+        completed(sweep);
+    }
     let held = wei_at(&new_address);
     assert!(held > 98_000_000_000_000_000_000, "{held} wei swept");
+    assert_eq!(tokens_at(new_address.parse().unwrap()), 87_500_000);
 
     // A payment the server's policy lets through without approvals, which
     // the nodes' own policy does not: they refuse, and the transfer's

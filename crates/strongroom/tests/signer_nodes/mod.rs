@@ -130,9 +130,16 @@ impl Signers {
         ));
         if let Some(e) = &p.ethereum {
             text.push_str(&format!(
-                "\n[policy.ethereum]\nnetwork = {:?}\nmax_fee = {}\n",
-                e.network, e.max_fee
+                "\n[policy.ethereum]\nnetwork = {:?}\nmax_fee = {}\nunapproved_limit = {}\n",
+                e.network, e.max_fee, e.unapproved_limit
             ));
+            for t in &e.tokens {
+                text.push_str(&format!(
+                    "\n[[policy.ethereum.tokens]]\nsymbol = {:?}\ncontract = {:?}\n\
+                     decimals = {}\nunapproved_limit = {}\n",
+                    t.symbol, t.contract, t.decimals, t.unapproved_limit
+                ));
+            }
         }
         let path = self.dir.path().join(format!("signer{i}.toml"));
         std::fs::write(&path, text).unwrap();
