@@ -13,7 +13,9 @@
 
 use chain_eth::EthAddress;
 use chain_eth_client::NonceTag;
-use domain::{AccountId, Actor, KeyAlgorithm, KeyId, KeyPurpose, TransferKind, WalletId};
+use domain::{
+    AccountId, Actor, KeyAlgorithm, KeyId, KeyPurpose, Timestamp, TransferKind, WalletId,
+};
 use serde_json::json;
 use storage::{EthDepositAddressRow, EthSenderRow, StorageError};
 
@@ -26,6 +28,12 @@ use crate::service::{Service, ServiceError};
 /// The account path of an Ethereum HD key (BIP-44, coin type 60 on every
 /// EVM chain, as wallets derive it).
 pub const ETH_ACCOUNT_PATH: &str = "m/44'/60'/0'";
+
+/// How many children past the last one this copy knows an HD account
+/// keeps back after a restore (BIP-44's gap limit): the lost server may
+/// have issued them after the snapshot, so they are never handed out again
+/// (deposits to them are still scanned and swept).
+pub const RESTORE_GAP: u32 = 20;
 
 /// The longest label a deposit address may be issued for.
 const MAX_LABEL: usize = 100;
@@ -184,14 +192,96 @@ impl Service {
         )?;
         let now = self.now();
         let mut tx = self.store().begin().await?;
-        if tx.next_eth_hd_index(&network, account.key_id).await? != index {
-            return Err(ServiceError::Conflict(
-                "another deposit address was issued meanwhile; ask again".into(),
-            ));
+        let inserted = if tx.next_eth_hd_index(&network, account.key_id).await? == index {
+            tx.insert_eth_deposit_address(&sender, &d).await
+        } else {
+            Err(StorageError::Conflict {
+                what: "deposit address",
+            })
+        };
+        match inserted {
+            // Issued meanwhile by a concurrent request: the same label's
+            // address is the answer; anything else is asked again.
+            Err(StorageError::Conflict { .. }) => {
+                drop(tx);
+                if let Some(l) = label
+                    && let Some(found) = self
+                        .store()
+                        .eth_deposit_address_labelled(wallet, &network, l)
+                        .await?
+                {
+                    return Ok(found);
+                }
+                return Err(ServiceError::Conflict(
+                    "another deposit address was issued meanwhile; ask again".into(),
+                ));
+            }
+            r => r?,
         }
-        tx.insert_eth_deposit_address(&sender, &d).await?;
         self.commit(tx, &[e], now).await?;
         Ok(d)
+    }
+
+    /// After a restore: each current HD account on `network` records its
+    /// next [`RESTORE_GAP`] children as retired deposit addresses, audited;
+    /// once per restore (`since`: its time). Returns how many.
+    pub(crate) async fn reserve_deposit_gap(
+        &self,
+        network: &str,
+        chain_id: u64,
+        since: Timestamp,
+    ) -> Result<usize, ServiceError> {
+        let mut made = 0;
+        for (account, wallet) in self.store().eth_senders_on(network).await? {
+            let (Some(0), Some(wallet)) = (account.hd_index, wallet) else {
+                continue;
+            };
+            let key = account.key_id;
+            if self.store().key_successor(key).await?.is_some() {
+                continue;
+            }
+            let done = self.store().eth_deposit_addresses(wallet, network).await?;
+            if done.iter().any(|d| d.key == key && d.created_at >= since) {
+                continue;
+            }
+            for _ in 0..RESTORE_GAP {
+                let mut tx = self.store().begin().await?;
+                let index = tx.next_eth_hd_index(network, key).await?;
+                drop(tx);
+                let sender = self
+                    .new_eth_sender(&Actor::System, key, chain_id, Some(index))
+                    .await?;
+                let d = EthDepositAddressRow {
+                    id: AccountId::from_uuid(uuid::Uuid::now_v7()),
+                    network: network.to_owned(),
+                    address: sender.address.clone(),
+                    wallet,
+                    key,
+                    index,
+                    label: None,
+                    created_at: sender.created_at,
+                };
+                let e = entry(
+                    &Actor::System,
+                    "eth.deposit_address.reserved",
+                    &format!("eth:{network}:{}", d.address),
+                    json!({
+                        "wallet": wallet.to_string(),
+                        "key": key.to_string(),
+                        "derivation_path": format!("{ETH_ACCOUNT_PATH}/0/{index}"),
+                        "reason": "restore: the lost server may have issued it",
+                    }),
+                )?;
+                let now = self.now();
+                let mut tx = self.store().begin().await?;
+                tx.insert_eth_deposit_address(&sender, &d).await?;
+                tx.retire_eth_deposit_address(network, &d.address, now)
+                    .await?;
+                self.commit(tx, &[e], now).await?;
+                made += 1;
+            }
+        }
+        Ok(made)
     }
 
     /// Where an Ethereum transfer of `wallet` leaves from (lower-case hex):

@@ -172,6 +172,10 @@ impl Service {
             let net = self.eth_network(chain_id)?;
             let network = net.network().to_string();
             eth_networks.insert(network.clone());
+            // Deposit addresses the lost server may have issued: kept back,
+            // scanned (and their nonces checked below) like the rest.
+            self.reserve_deposit_gap(&network, chain_id, recovery.restored_at)
+                .await?;
             for (sender, wallet) in self.store().eth_senders_on(&network).await? {
                 let address: EthAddress = sender
                     .address

@@ -4137,6 +4137,31 @@ async fn ethereum_hd_deposit_addresses_are_swept_into_their_sender(f: Fixture) {
             state::COMPLETED
         );
     }
+
+    // After a restore, the next 20 children are kept back: the lost server
+    // may have issued them; a new label gets one past them.
+    f.svc
+        .open_epoch(
+            &console(),
+            "00",
+            7,
+            serde_json::json!({ "from_audit_seq": 7 }),
+        )
+        .await
+        .unwrap();
+    f.svc.reconcile_restore().await.unwrap().unwrap();
+    f.svc.reconcile_restore().await.unwrap();
+    let (_, d) = issue(Some("user-9")).await.unwrap();
+    assert_eq!(d.index, 2 + service::eth_hd::RESTORE_GAP);
+    let reserved = f.actions().await;
+    let reserved = reserved
+        .iter()
+        .filter(|a| *a == "eth.deposit_address.reserved")
+        .count();
+    assert_eq!(reserved, service::eth_hd::RESTORE_GAP as usize);
+    // One label asked for twice at once: one address.
+    let (x, y) = tokio::join!(issue(Some("user-10")), issue(Some("user-10")));
+    assert_eq!(x.unwrap().0, y.unwrap().0);
 }
 
 impl Fixture {

@@ -450,7 +450,8 @@ impl WriteTx {
         Ok((row.try_get("name")?, row.try_get("tier")?))
     }
 
-    /// Earlier transfers that count toward a window starting at `since`.
+    /// Earlier transfers that count toward a window starting at `since`
+    /// (a deposit address's sweeps into its own wallet's sender do not).
     pub async fn window_items(
         &mut self,
         of: WindowOf<'_>,
@@ -463,7 +464,7 @@ impl WriteTx {
         };
         let q = format!(
             "SELECT asset, amount, usd_micro FROM transfers WHERE {col} = $1 \
-             AND created_at_ms >= $2 AND state NOT IN {NOT_COUNTED}"
+             AND created_at_ms >= $2 AND state NOT IN {NOT_COUNTED} AND source_account IS NULL"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(q))
             .bind(val)
