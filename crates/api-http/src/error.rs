@@ -406,6 +406,12 @@ mod explain_tests {
 /// An address as people write it: an Ethereum address (stored lower case)
 /// in EIP-55, whatever else as stored (bech32 is lower case already).
 pub(crate) fn shown_address(stored: String) -> String {
+    // The wallet's own money moving between its addresses keeps its mark.
+    if let Some(rest) = stored.strip_prefix("internal:")
+        && let Ok(a) = rest.parse::<chain_eth::EthAddress>()
+    {
+        return format!("internal:{a}");
+    }
     match stored.parse::<chain_eth::EthAddress>() {
         Ok(a) => a.to_string(),
         Err(_) => stored,

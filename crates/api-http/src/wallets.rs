@@ -603,6 +603,10 @@ pub struct DepositDto {
     /// The event's index in its block; -1 for ether the transaction carried.
     log_index: i64,
     address: String,
+    /// Who paid: an address; `internal:<address>` when it is one of the same
+    /// wallet's (a deposit address's sweep into its sender, a gas top-up),
+    /// `change:<send>` for a Bitcoin send's own change: the wallet's money
+    /// moving, not a payment to it.
     from: String,
     asset: String,
     /// Base units, as a string of digits.

@@ -38,6 +38,62 @@ pub const RESTORE_GAP: u32 = 20;
 /// The longest label a deposit address may be issued for.
 const MAX_LABEL: usize = 100;
 
+/// Within a restore's opening transaction: each current HD account records
+/// its next [`RESTORE_GAP`] children as retired deposit addresses, derived
+/// from its xpub (no node: the restore runs offline), with first nonce 0
+/// (a send the lost server made from one is found by the reconciliation).
+/// Returns their audit entries.
+pub(crate) async fn reserve_deposit_gap(
+    tx: &mut storage::WriteTx,
+    accounts: &[(EthSenderRow, WalletId, storage::KeyRow)],
+    by: &Actor,
+    now: Timestamp,
+) -> Result<Vec<audit::Entry>, ServiceError> {
+    let mut entries = Vec::new();
+    for (account, wallet, key) in accounts {
+        let network = &account.network;
+        for _ in 0..RESTORE_GAP {
+            let index = tx.next_eth_hd_index(network, key.id).await?;
+            let pk = sender_public_key(key, &[0, index])?;
+            let address = EthAddress::from_public_key(&pk).map_err(EthError::Address)?;
+            let sender = EthSenderRow {
+                network: network.clone(),
+                address: addr_key(address),
+                key_id: key.id,
+                first_nonce: 0,
+                created_at: now,
+                created_by: by.clone(),
+                hd_index: Some(index),
+            };
+            let d = EthDepositAddressRow {
+                id: AccountId::from_uuid(uuid::Uuid::now_v7()),
+                network: network.clone(),
+                address: sender.address.clone(),
+                wallet: *wallet,
+                key: key.id,
+                index,
+                label: None,
+                created_at: now,
+            };
+            tx.insert_eth_deposit_address(&sender, &d).await?;
+            tx.retire_eth_deposit_address(network, &d.address, now)
+                .await?;
+            entries.push(entry(
+                by,
+                "eth.deposit_address.reserved",
+                &format!("eth:{network}:{address}"),
+                json!({
+                    "wallet": wallet.to_string(),
+                    "key": key.id.to_string(),
+                    "derivation_path": format!("{ETH_ACCOUNT_PATH}/0/{index}"),
+                    "reason": "restore: the lost server may have issued it",
+                }),
+            )?);
+        }
+    }
+    Ok(entries)
+}
+
 fn check_label(label: &str) -> Result<(), ServiceError> {
     let ok = !label.is_empty()
         && label.len() <= MAX_LABEL
@@ -155,6 +211,20 @@ impl Service {
         if let Some(d) = reused {
             return Ok(d);
         }
+        // None new while a restore is reconciled (the lost server may have
+        // issued the next ones) or the key is being rotated.
+        if self.store().open_recovery().await?.is_some() {
+            return Err(ServiceError::Conflict(
+                "a restore is being reconciled with the chains: no new deposit address until \
+                 it is done"
+                    .into(),
+            ));
+        }
+        if self.store().key_successor(account.key_id).await?.is_some() {
+            return Err(ServiceError::Conflict(
+                "the account's key is being rotated: ask again once it is done".into(),
+            ));
+        }
         let chain_id = match network.parse() {
             Ok(domain::Network::Evm { chain_id }) => chain_id,
             _ => return Err(corrupt("network", &network)),
@@ -220,68 +290,6 @@ impl Service {
         }
         self.commit(tx, &[e], now).await?;
         Ok(d)
-    }
-
-    /// After a restore: each current HD account on `network` records its
-    /// next [`RESTORE_GAP`] children as retired deposit addresses, audited;
-    /// once per restore (`since`: its time). Returns how many.
-    pub(crate) async fn reserve_deposit_gap(
-        &self,
-        network: &str,
-        chain_id: u64,
-        since: Timestamp,
-    ) -> Result<usize, ServiceError> {
-        let mut made = 0;
-        for (account, wallet) in self.store().eth_senders_on(network).await? {
-            let (Some(0), Some(wallet)) = (account.hd_index, wallet) else {
-                continue;
-            };
-            let key = account.key_id;
-            if self.store().key_successor(key).await?.is_some() {
-                continue;
-            }
-            let done = self.store().eth_deposit_addresses(wallet, network).await?;
-            if done.iter().any(|d| d.key == key && d.created_at >= since) {
-                continue;
-            }
-            for _ in 0..RESTORE_GAP {
-                let mut tx = self.store().begin().await?;
-                let index = tx.next_eth_hd_index(network, key).await?;
-                drop(tx);
-                let sender = self
-                    .new_eth_sender(&Actor::System, key, chain_id, Some(index))
-                    .await?;
-                let d = EthDepositAddressRow {
-                    id: AccountId::from_uuid(uuid::Uuid::now_v7()),
-                    network: network.to_owned(),
-                    address: sender.address.clone(),
-                    wallet,
-                    key,
-                    index,
-                    label: None,
-                    created_at: sender.created_at,
-                };
-                let e = entry(
-                    &Actor::System,
-                    "eth.deposit_address.reserved",
-                    &format!("eth:{network}:{}", d.address),
-                    json!({
-                        "wallet": wallet.to_string(),
-                        "key": key.to_string(),
-                        "derivation_path": format!("{ETH_ACCOUNT_PATH}/0/{index}"),
-                        "reason": "restore: the lost server may have issued it",
-                    }),
-                )?;
-                let now = self.now();
-                let mut tx = self.store().begin().await?;
-                tx.insert_eth_deposit_address(&sender, &d).await?;
-                tx.retire_eth_deposit_address(network, &d.address, now)
-                    .await?;
-                self.commit(tx, &[e], now).await?;
-                made += 1;
-            }
-        }
-        Ok(made)
     }
 
     /// Where an Ethereum transfer of `wallet` leaves from (lower-case hex):

@@ -161,12 +161,15 @@ impl Can<'_, perm::InitiateTransfer> {
             amount: domain::amount::format_units(units, asset.decimals(), false),
             destination: to.to_string(),
             reference: Some(format!("{what} of deposit address {address}")),
-            // Unique per sweep: the address, what it moves and the time
-            // (at most 80 characters whatever the chain's id).
+            // Unique per sweep: the address, what it moves (ether, or the
+            // token's contract) and the time; at most 96 characters.
             external_id: Some(format!(
                 "deposit:{}:{what}:{}:{}",
                 d.id,
-                asset.symbol().as_str(),
+                match asset.id().kind() {
+                    domain::AssetKind::Native => "ether".to_owned(),
+                    domain::AssetKind::Erc20(c) => hex::encode(c.as_bytes()),
+                },
                 self.svc.now().as_millis()
             )),
             priority: Priority::Normal,

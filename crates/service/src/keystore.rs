@@ -566,8 +566,9 @@ impl Service {
     }
 
     /// Whether `permit` is a sweep of `key`'s funds to an address of its
-    /// successor (on Ethereum, or of a later one, up to [`MAX_SUCCESSORS`]), and `key` may still sign one (active, rotated or
-    /// compromised; not suspended, destroyed or never activated).
+    /// successor (on Ethereum, or of a later one, up to
+    /// [`MAX_SUCCESSORS`]), and `key` may still sign one (active, rotated
+    /// or compromised; not suspended, destroyed or never activated).
     async fn sweeps_to_successor(
         &self,
         key: &KeyRow,
@@ -588,7 +589,7 @@ impl Service {
         let mut at = key.id;
         while successors.len() < MAX_SUCCESSORS {
             match self.store().key_successor(at).await? {
-                Some(s) if !successors.contains(&s) => {
+                Some(s) if s != key.id && !successors.contains(&s) => {
                     successors.push(s);
                     at = s;
                 }
@@ -815,10 +816,10 @@ pub(crate) fn child_path(account: &str, child: &[u32]) -> String {
     p
 }
 
-/// Extended keys are written with the mainnet version bytes (`xpub`).
 /// How far down a key's line of successors a sweep may go.
 const MAX_SUCCESSORS: usize = 16;
 
+/// Extended keys are written with the mainnet version bytes (`xpub`).
 pub(crate) fn bip32_prefix() -> bip32::Prefix {
     bip32::Prefix::XPUB
 }

@@ -129,13 +129,22 @@ impl Service {
             reconciled_at: None,
             report: None,
         };
+        // Ethereum HD accounts keep back the children the lost server may
+        // have issued: never handed out again, scanned and swept.
+        let mut accounts = Vec::new();
+        for (sender, wallet) in self.store().eth_hd_accounts().await? {
+            let key = self.store().key(sender.key_id).await?;
+            accounts.push((sender, wallet, key));
+        }
         let mut tx = self.store().begin().await?;
         // The epoch record first: `audit verify` reads it before any later
         // record of this log.
         let epoch = entry(by, audit::EPOCH_ACTION, "backup", details)?;
         let placed = place_in(&mut tx, by, &freeze, now).await?;
         tx.insert_recovery(&row).await?;
-        self.commit(tx, &[epoch, placed], now).await?;
+        let mut entries = vec![epoch, placed];
+        entries.extend(crate::eth_hd::reserve_deposit_gap(&mut tx, &accounts, by, now).await?);
+        self.commit(tx, &entries, now).await?;
         Ok(row)
     }
 
@@ -172,10 +181,6 @@ impl Service {
             let net = self.eth_network(chain_id)?;
             let network = net.network().to_string();
             eth_networks.insert(network.clone());
-            // Deposit addresses the lost server may have issued: kept back,
-            // scanned (and their nonces checked below) like the rest.
-            self.reserve_deposit_gap(&network, chain_id, recovery.restored_at)
-                .await?;
             for (sender, wallet) in self.store().eth_senders_on(&network).await? {
                 let address: EthAddress = sender
                     .address

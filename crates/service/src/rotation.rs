@@ -476,12 +476,28 @@ impl Service {
         self.commit(tx, &entries, now).await
     }
 
-    /// Retires a deposit address of a rotated key, audited (once).
+    /// Retires a deposit address of a rotated key, audited (once). Its
+    /// sweeps (and gas top-ups) not yet planned are cancelled: they pay the
+    /// retired sender, which the old key may no longer be paid to; the next
+    /// sweep pays the successor's. One already planned goes on as it is.
     async fn retire_deposit_address(
         &self,
         actor: &Actor,
         sender: &storage::EthSenderRow,
     ) -> Result<(), ServiceError> {
+        if let Some(d) = self
+            .store()
+            .eth_deposit_address_at(&sender.network, &sender.address)
+            .await?
+        {
+            for id in self.store().open_transfers_of_deposit(&d).await? {
+                let why = "its deposit address's key was rotated: swept again to the new sender";
+                match crate::queue::cancel(self, actor, id, |_| Ok(()), why).await {
+                    Ok(_) | Err(ServiceError::Approval(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
         let now = self.now();
         let mut tx = self.store().begin().await?;
         if !tx

@@ -453,17 +453,17 @@ pub(crate) async fn assign_only_eth_sender(
     let network = format!("eip155:{chain_id}");
     // An HD account's addresses (its sender, its deposit addresses) stay in
     // the wallet they were made for: their sweeps pay its sender.
-    match svc
-        .store()
-        .eth_sender(&network, &address.to_lower_hex())
-        .await
-    {
+    let key = address.to_lower_hex();
+    match svc.store().eth_sender(&network, &key).await {
         Ok(s) if s.hd_index.is_some() => {
-            return Err(invalid(
-                "an HD account's addresses stay in the wallet they were made for",
-            ));
+            if svc.store().eth_sender_wallet(&network, &key).await? != Some(wallet) {
+                return Err(invalid(
+                    "an HD account's addresses stay in the wallet they were made for",
+                ));
+            }
         }
-        _ => {}
+        Ok(_) | Err(storage::StorageError::NotFound { .. }) => {}
+        Err(e) => return Err(e.into()),
     }
     let held = svc.store().wallet_eth_senders(wallet).await?;
     if held

@@ -4149,6 +4149,11 @@ async fn ethereum_hd_deposit_addresses_are_swept_into_their_sender(f: Fixture) {
         )
         .await
         .unwrap();
+    // None new until the chains were asked.
+    assert!(matches!(
+        issue(Some("user-9")).await,
+        Err(ServiceError::Conflict(_))
+    ));
     f.svc.reconcile_restore().await.unwrap().unwrap();
     f.svc.reconcile_restore().await.unwrap();
     let (_, d) = issue(Some("user-9")).await.unwrap();

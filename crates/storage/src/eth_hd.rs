@@ -7,7 +7,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::error::StorageError;
-use crate::eth::EthSenderRow;
+use crate::eth::{EthSenderRow, sender_from_row};
 use crate::row::{corrupt, parsed, ts};
 use crate::store::Store;
 use crate::transfers::{OPEN_STATES, Outflow, OutflowsOf, outflows_on};
@@ -142,22 +142,49 @@ impl WriteTx {
 }
 
 impl Store {
+    /// The current HD accounts' senders (child 0, not retired) of every
+    /// wallet, on every network, with their wallets.
+    pub async fn eth_hd_accounts(&self) -> Result<Vec<(EthSenderRow, WalletId)>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT network, address, key_id, first_nonce, created_at_ms, created_by, hd_index, \
+             wallet_id FROM eth_senders WHERE hd_index = 0 AND deposit_id IS NULL \
+             AND retired_at_ms IS NULL AND wallet_id IS NOT NULL ORDER BY network, address",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((sender_from_row(r)?, parsed(r, "wallet_id")?)))
+            .collect()
+    }
+
     /// The open transfers from or to deposit address `d` (its sweeps, and
     /// gas top-ups paying it), oldest first.
     pub async fn open_transfers_of_deposit(
         &self,
         d: &EthDepositAddressRow,
     ) -> Result<Vec<domain::TransferId>, StorageError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT id FROM transfers WHERE (source_account = $1 \
-             OR (wallet_id = $2 AND destination = $3)) AND state IN ({OPEN_STATES}) ORDER BY id"
+        let from = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM transfers WHERE source_account = $1 AND state IN ({OPEN_STATES})"
         )))
         .bind(d.id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        let to = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM transfers WHERE wallet_id = $1 AND destination = $2 \
+             AND state IN ({OPEN_STATES})"
+        )))
         .bind(d.wallet.to_string())
         .bind(&d.address)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|r| parsed(r, "id")).collect()
+        let mut ids = from
+            .iter()
+            .chain(&to)
+            .map(|r| parsed(r, "id"))
+            .collect::<Result<Vec<domain::TransferId>, StorageError>>()?;
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
     }
 
     /// The deposit address with account id `id`.

@@ -16,3 +16,5 @@ CREATE UNIQUE INDEX eth_senders_hd_index ON eth_senders (network, key_id, hd_ind
 -- funds queries): it leaves from the deposit address, not the wallet's
 -- account, so it is not one of the account's outflows.
 ALTER TABLE transfers ADD COLUMN source_account TEXT;
+CREATE INDEX transfers_source_account ON transfers (source_account)
+    WHERE source_account IS NOT NULL;
