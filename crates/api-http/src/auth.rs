@@ -318,7 +318,11 @@ async fn identify(
             idempotency_key,
         })
         .await
-    } else if let Some(token) = cookie(h, SESSION_COOKIE) {
+    } else if let Some(token) = cookie(h, SESSION_COOKIE)
+        // The console reads its own session: its forms carry the CSRF
+        // token in a field.
+        && !parts.uri.path().starts_with("/ui")
+    {
         let changes_state = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
         let csrf = h.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
         svc.authenticate_session(&token, csrf, changes_state).await

@@ -97,10 +97,10 @@ pub(crate) async fn no_route() -> ApiError {
 /// not cacheable and not to be sniffed.
 pub(crate) async fn json_errors(mut resp: Response) -> Response {
     let status = resp.status();
-    let is_json = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let is_json = resp.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+        // The console's pages answer in HTML, errors too.
+        v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html")
+    });
     if (status.is_client_error() || status.is_server_error()) && !is_json {
         let allow = resp.headers().get(header::ALLOW).cloned();
         // A body that does not fit the request type (unknown or missing

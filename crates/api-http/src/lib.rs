@@ -36,6 +36,7 @@ mod ledger;
 mod paging;
 mod system;
 mod transfers;
+mod ui;
 mod wallets;
 mod webhooks;
 
@@ -148,6 +149,7 @@ pub fn router(service: Service, limits: Limits) -> Router {
                 async move { axum::Json(doc.as_ref().clone()) }
             }),
         )
+        .merge(ui::routes())
         .fallback(error::no_route)
         .layer(axum::middleware::from_fn_with_state(
             service.clone(),

@@ -908,3 +908,140 @@ async fn every_list_pages_by_the_last_id_of_the_previous_page() {
         assert_eq!(s, StatusCode::BAD_REQUEST, "{list}: {b}");
     }
 }
+
+/// An answer of the console: status, headers and the HTML text.
+async fn page(app: &App, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
+    let resp = app.router.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    // Every console answer: the strict policy, never framed, no inline script.
+    let csp = headers
+        .get(header::CONTENT_SECURITY_POLICY)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    for part in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(csp.contains(part), "{csp}");
+    }
+    assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY");
+    assert!(!text.contains("<script"), "{text}");
+    assert!(!text.contains(" style="), "{text}");
+    (status, headers, text)
+}
+
+fn form(uri: &str, cookies: &str, body: &str) -> Request<Body> {
+    Request::post(uri)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::COOKIE, cookies)
+        .body(Body::from(body.to_owned()))
+        .unwrap()
+}
+
+/// The console under `/ui/`: sign-in with the API's sessions, pages from
+/// the person's capabilities, forms bound to the session's CSRF token, and
+/// the same security headers on every answer, errors in HTML too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_signs_in_and_shows_its_pages() {
+    let app = app(roomy()).await;
+    let get = |uri: &str, cookies: &str| {
+        Request::get(uri)
+            .header(header::COOKIE, cookies)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (s, h, _) = page(&app, get("/ui/", "")).await;
+    assert_eq!(
+        (s, h[header::LOCATION].to_str().unwrap()),
+        (StatusCode::SEE_OTHER, "/ui/login")
+    );
+    let (s, _, text) = page(&app, get("/ui/login", "")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(text.contains(r#"action="/ui/login""#), "{text}");
+    let (s, _, css) = page(&app, get("/ui/static/console.css", "")).await;
+    assert!(s.is_success() && css.contains("prefers-color-scheme"));
+
+    // A wrong password: the same page again, in HTML, nothing set.
+    let (s, h, text) = page(
+        &app,
+        form(
+            "/ui/login",
+            "",
+            "username=alice&password=wrong+horse+battery",
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(
+        h[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(text.contains("Sign-in failed"), "{text}");
+    assert!(h.get(header::SET_COOKIE).is_none());
+
+    let (s, h, _) = page(
+        &app,
+        form(
+            "/ui/login",
+            "",
+            "username=alice&password=correct+horse+battery",
+        ),
+    )
+    .await;
+    assert_eq!(
+        (s, h[header::LOCATION].to_str().unwrap()),
+        (StatusCode::SEE_OTHER, "/ui/")
+    );
+    let cookies: Vec<String> = h
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(cookies.len(), 2, "{cookies:?}");
+    for c in &cookies {
+        for attr in ["HttpOnly", "Secure", "SameSite=Strict"] {
+            assert!(c.contains(attr), "{c}");
+        }
+    }
+    let jar = cookies
+        .iter()
+        .map(|c| c.split(';').next().unwrap())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let csrf = cookies
+        .iter()
+        .find_map(|c| c.split(';').next().unwrap().strip_prefix("sr_csrf="))
+        .unwrap()
+        .to_owned();
+
+    let (s, _, text) = page(&app, get("/ui/", &jar)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(text.contains(r#"data-fact="seal">unsealed"#), "{text}");
+    assert!(text.contains("Sign out"), "{text}");
+    assert!(text.contains(&format!(r#"value="{csrf}""#)), "{text}");
+    let (s, _, text) = page(&app, get("/ui/transfers", &jar)).await;
+    assert!(s == StatusCode::OK || s == StatusCode::FORBIDDEN, "{s}");
+    assert!(text.contains("<h1>Transfers</h1>"), "{text}");
+
+    // Signing out needs the session's own token; a forged form is refused.
+    let (s, _, _) = page(&app, form("/ui/logout", &jar, "csrf=forged")).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _, _) = page(&app, get("/ui/", &jar)).await;
+    assert_eq!(s, StatusCode::OK, "still signed in");
+    let (s, h, _) = page(&app, form("/ui/logout", &jar, &format!("csrf={csrf}"))).await;
+    assert_eq!(
+        (s, h[header::LOCATION].to_str().unwrap()),
+        (StatusCode::SEE_OTHER, "/ui/login")
+    );
+    let (s, h, _) = page(&app, get("/ui/", &jar)).await;
+    assert_eq!(
+        (s, h[header::LOCATION].to_str().unwrap()),
+        (StatusCode::SEE_OTHER, "/ui/login")
+    );
+}

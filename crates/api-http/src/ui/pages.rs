@@ -1,0 +1,264 @@
+//! The console's pages: maud templates (escaped by default), rendered from
+//! what the service returns to the signed-in person's capabilities.
+//! Amounts are formatted from base units by the server; times are UTC.
+
+use domain::{Permission, WalletId, permits};
+use maud::{DOCTYPE, Markup, html};
+use service::Service;
+use service::identity::{Principal, perm};
+use service::storage::TransferRow;
+
+/// At most this many transfers on the list.
+const LIST: u32 = 100;
+
+fn layout(title: &str, who: Option<&Principal>, csrf: &str, body: Markup) -> String {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " — Strongroom" }
+                link rel="stylesheet" href="/ui/static/console.css";
+            }
+            body {
+                header {
+                    nav aria-label="Main" {
+                        a class="brand" href="/ui/" { "Strongroom" }
+                        @if who.is_some() {
+                            a href="/ui/" { "Overview" }
+                            a href="/ui/transfers" { "Transfers" }
+                        }
+                    }
+                    @if let Some(p) = who {
+                        form method="post" action="/ui/logout" class="signout" {
+                            input type="hidden" name="csrf" value=(csrf);
+                            span class="who" { (p.actor().to_string()) }
+                            button type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main { h1 { (title) } (body) }
+            }
+        }
+    }
+    .into_string()
+}
+
+/// The sign-in form, with the reason of a failed attempt.
+pub(super) fn login(failed: Option<&str>) -> String {
+    layout(
+        "Sign in",
+        None,
+        "",
+        html! {
+            @if let Some(why) = failed {
+                p role="alert" class="error" { (why) }
+            }
+            form method="post" action="/ui/login" class="card" {
+                label for="username" { "Name" }
+                input id="username" name="username" autocomplete="username" required autofocus;
+                label for="password" { "Password" }
+                input id="password" name="password" type="password" autocomplete="current-password" required;
+                label for="totp" { "Authenticator code (where your role needs one)" }
+                input id="totp" name="totp" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9]{6}";
+                button type="submit" { "Sign in" }
+            }
+        },
+    )
+}
+
+/// What a refused form gets.
+pub(super) fn refused() -> String {
+    layout(
+        "Not allowed",
+        None,
+        "",
+        html! { p { "This action is not allowed, or the form has expired. " a href="/ui/" { "Back" } } },
+    )
+}
+
+fn seal_text(s: &service::SealStatus) -> String {
+    match s {
+        service::SealStatus::Uninitialized => "not initialised".into(),
+        service::SealStatus::Sealed { have, need } => format!("sealed ({have} of {need} shares)"),
+        service::SealStatus::Unsealed => "unsealed".into(),
+    }
+}
+
+/// Seal, database, nodes, freezes: what an operator looks at first.
+pub(super) async fn overview(
+    svc: &Service,
+    who: &Principal,
+    status: &service::Status,
+    csrf: &str,
+) -> String {
+    let sees_status = permits(who.grants(), Permission::ReadStatus, None);
+    let freezes = if sees_status {
+        svc.freezes().await.ok()
+    } else {
+        None
+    };
+    let body = html! {
+        section aria-labelledby="health" {
+            h2 id="health" { "Health" }
+            dl class="facts" {
+                dt { "Keystore" } dd data-fact="seal" { (seal_text(&status.seal)) }
+                dt { "Database" }
+                dd data-fact="database" {
+                    @if status.database.reachable { "reachable" } @else { "unreachable" }
+                    @if sees_status { " (" (status.database.backend) ")" }
+                }
+                @if sees_status {
+                    dt { "Version" } dd { (status.version) }
+                    @if permits(who.grants(), Permission::ReadAudit, None) {
+                        @if let Some(n) = status.audit_records {
+                            dt { "Audit records" } dd { (n) }
+                        }
+                    }
+                    @for e in &status.ethereum {
+                        dt { "Ethereum " (e.chain_id) }
+                        dd { (e.healthy) " of " (e.endpoints) " endpoints answer" }
+                    }
+                }
+            }
+        }
+        @if let Some(freezes) = freezes {
+            section aria-labelledby="freezes" {
+                h2 id="freezes" { "Freezes in force" }
+                @if freezes.is_empty() {
+                    p { "None." }
+                } @else {
+                    table {
+                        thead { tr { th { "Scope" } th { "Reason" } th { "By" } th { "Since (UTC)" } } }
+                        tbody {
+                            @for f in &freezes {
+                                tr {
+                                    td { (f.scope) } td { (f.reason) }
+                                    td { (f.frozen_by.to_string()) } td { (utc(f.frozen_at)) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        section aria-labelledby="roles" {
+            h2 id="roles" { "Your roles" }
+            ul {
+                @for g in who.grants() {
+                    li { (format!("{:?}", g.role()).to_lowercase()) " — " (scope_text(g.scope())) }
+                }
+            }
+        }
+    };
+    layout("Overview", Some(who), csrf, body)
+}
+
+fn scope_text(s: domain::Scope) -> String {
+    match s {
+        domain::Scope::Global => "everywhere".into(),
+        domain::Scope::Wallet(w) => format!("wallet {w}"),
+    }
+}
+
+/// A time as UTC, to the second (RFC 9110's form: `Mon, 07 Dec 2026
+/// 04:53:20 GMT`).
+fn utc(t: domain::Timestamp) -> String {
+    let ms = u64::try_from(t.as_millis()).unwrap_or(0);
+    httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+}
+
+/// The transfers the person may read: every wallet's with a global read,
+/// else those of their wallets; newest first.
+pub(super) async fn transfers(
+    svc: &Service,
+    who: &Principal,
+    csrf: &str,
+) -> Result<String, String> {
+    let wallets: Vec<Option<WalletId>> = if permits(who.grants(), Permission::ReadWallet, None) {
+        vec![None]
+    } else {
+        let mut w: Vec<Option<WalletId>> = who
+            .grants()
+            .iter()
+            .filter_map(|g| match g.scope() {
+                domain::Scope::Wallet(w)
+                    if permits(who.grants(), Permission::ReadWallet, Some(w)) =>
+                {
+                    Some(Some(w))
+                }
+                _ => None,
+            })
+            .collect();
+        w.sort();
+        w.dedup();
+        w
+    };
+    if wallets.is_empty() {
+        return Err(layout(
+            "Transfers",
+            Some(who),
+            csrf,
+            html! { p { "Your roles do not include reading any wallet." } },
+        ));
+    }
+    let mut rows: Vec<TransferRow> = Vec::new();
+    for w in wallets {
+        let Ok(can) = svc.authorize::<perm::ReadWallet>(who, w) else {
+            continue;
+        };
+        if let Ok(page) = can.transfers(w, None, None, LIST).await {
+            rows.extend(page);
+        }
+    }
+    rows.sort_by_key(|t| std::cmp::Reverse(t.id));
+    rows.truncate(LIST as usize);
+    let body = html! {
+        @if rows.is_empty() {
+            p { "No transfers yet." }
+        } @else {
+            table class="transfers" {
+                thead {
+                    tr {
+                        th { "Created (UTC)" } th { "Wallet" } th { "Asset" }
+                        th class="num" { "Amount" } th { "Destination" } th { "State" }
+                    }
+                }
+                tbody {
+                    @for t in &rows {
+                        tr data-transfer=(t.id.to_string()) {
+                            td { (utc(t.created_at)) }
+                            td { code { (t.wallet.to_string()) } }
+                            td { (t.asset) }
+                            td class="num" {
+                                (crate::amounts::decimal(t.amount, svc.asset_decimals(&t.asset))
+                                    .unwrap_or_else(|| format!("{} base units", t.amount)))
+                            }
+                            td { code { (crate::error::shown_address(t.destination.clone())) } }
+                            td { span class=(format!("state {}", t.state)) { (t.state) } }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(layout("Transfers", Some(who), csrf, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_shown_in_utc() {
+        assert_eq!(
+            utc(domain::Timestamp::from_millis(0)),
+            "Thu, 01 Jan 1970 00:00:00 GMT"
+        );
+        assert_eq!(
+            utc(domain::Timestamp::from_millis(951_782_400_000)),
+            "Tue, 29 Feb 2000 00:00:00 GMT"
+        );
+    }
+}
