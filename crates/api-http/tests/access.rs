@@ -985,12 +985,15 @@ async fn the_console_signs_in_and_shows_its_pages() {
     assert!(text.contains("Sign-in failed"), "{text}");
     assert!(h.get(header::SET_COOKIE).is_none());
 
+    // The admin enrols TOTP (through the API), then signs in to the
+    // console with a code: privileged reads need the second factor.
+    let code = enrol_totp(&app).await;
     let (s, h, _) = page(
         &app,
         form(
             "/ui/login",
             "",
-            "username=alice&password=correct+horse+battery",
+            &format!("username=alice&password=correct+horse+battery&totp={code}"),
         ),
     )
     .await;
@@ -1029,6 +1032,41 @@ async fn the_console_signs_in_and_shows_its_pages() {
     assert!(s == StatusCode::OK || s == StatusCode::FORBIDDEN, "{s}");
     assert!(text.contains("<h1>Transfers</h1>"), "{text}");
 
+    // A transfer as an approver reads it: decoded from its intent bytes,
+    // the digest in groups of four; one whose bytes do not read back to
+    // its digest is shown as such, with nothing to approve.
+    let good = stored_transfer(&app, false).await;
+    let (s, _, text) = page(&app, get(&format!("/ui/transfers/{}", good.0), &jar)).await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    assert!(
+        text.contains("1.5 ETH (1500000000000000000 base units)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"),
+        "{text}"
+    );
+    let groups = good
+        .1
+        .as_bytes()
+        .chunks(4)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(text.contains(&groups), "{text}");
+    let (_, _, list) = page(&app, get("/ui/transfers", &jar)).await;
+    assert!(
+        list.contains(&format!("/ui/transfers/{}", good.0)),
+        "{list}"
+    );
+    let bad = stored_transfer(&app, true).await;
+    let (s, _, text) = page(&app, get(&format!("/ui/transfers/{}", bad.0), &jar)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(text.contains("does not read back to its digest"), "{text}");
+    assert!(!text.contains(r#"data-fact="amount""#), "{text}");
+    let (s, _, _) = page(&app, get("/ui/transfers/not-an-id", &jar)).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
     // Signing out needs the session's own token; a forged form is refused.
     let (s, _, _) = page(&app, form("/ui/logout", &jar, "csrf=forged")).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
@@ -1044,4 +1082,136 @@ async fn the_console_signs_in_and_shows_its_pages() {
         (s, h[header::LOCATION].to_str().unwrap()),
         (StatusCode::SEE_OTHER, "/ui/login")
     );
+}
+
+/// A transfer stored as the service stores one (its intent's bytes and
+/// digest), or with a digest that is not its bytes' (`tampered`): (id,
+/// stored digest).
+async fn stored_transfer(app: &App, tampered: bool) -> (domain::TransferId, String) {
+    use domain::intent::{IntentParts, TransferIntent};
+    let now = domain::Timestamp::from_millis(1_796_600_000_000);
+    let actor: Actor = "operator:root".parse().unwrap();
+    let wallet = domain::WalletId::from_uuid(uuid::Uuid::now_v7());
+    let id = domain::TransferId::from_uuid(uuid::Uuid::now_v7());
+    let asset = domain::Asset::ether(1);
+    let destination = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
+    let intent = TransferIntent::new(IntentParts {
+        id,
+        kind: domain::TransferKind::Withdrawal,
+        account: domain::AccountId::from_uuid(*wallet.as_uuid()),
+        wallet,
+        amount: domain::Amount::from_units(asset.clone(), 1_500_000_000_000_000_000),
+        destination: domain::intent::Address::new(asset.network(), destination).unwrap(),
+        reference: Some("invoice 42".into()),
+        initiator: actor.clone(),
+        created_at: now,
+    })
+    .unwrap();
+    let digest = if tampered {
+        hex::encode([7u8; 32])
+    } else {
+        intent.digest().to_string()
+    };
+    let mut tx = app.svc.store().begin().await.unwrap();
+    tx.insert_wallet(&storage::WalletRow {
+        id: wallet,
+        name: format!("w{}", id),
+        created_at: now,
+        created_by: actor.clone(),
+    })
+    .await
+    .unwrap();
+    tx.insert_transfer(&storage::TransferRow {
+        id,
+        wallet,
+        initiator: actor.clone(),
+        asset: asset.id().to_string(),
+        amount: 1_500_000_000_000_000_000,
+        destination: destination.to_lowercase(),
+        intent: intent.canonical_bytes(),
+        digest: digest.clone(),
+        policy_version: 1,
+        decision_id: uuid::Uuid::now_v7().to_string(),
+        decision: r#"{"outcome":{"verdict":"require_approval"},"rule":"big","trace":[{"subject":"rule 1 big","why":"every condition holds"}]}"#.into(),
+        state: "pending_approval".into(),
+        usd_micro: None,
+        expires_at: None,
+        unlock_at: None,
+        eth_send_id: None,
+        btc_send_id: None,
+        external_id: None,
+        attempts: 0,
+        next_attempt_at: now,
+        last_error: None,
+        priority: 1,
+        depends_on: None,
+        held_at: None,
+        finished_at: None,
+        created_at: now,
+        updated_at: now,
+    })
+    .await
+    .unwrap();
+    let e = audit::Entry::new(
+        actor,
+        "transfer.stored",
+        format!("transfer:{id}"),
+        audit::Details::none(),
+    )
+    .unwrap();
+    tx.commit(&[e], now).await.unwrap();
+    (id, digest)
+}
+
+/// Enrols TOTP for alice through the API (confirmed with the previous
+/// step's code) and returns the current step's code, for a sign-in.
+async fn enrol_totp(app: &App) -> String {
+    let (s, h, body) = send(
+        app,
+        plain(
+            "POST",
+            "/v1/auth/login",
+            Some(&serde_json::json!({"username": "alice", "password": "correct horse battery"})),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let cookie = cookie_of(&h);
+    let csrf = body["csrf_token"].as_str().unwrap().to_owned();
+    let post = |uri: &str, body: Option<serde_json::Value>| {
+        Request::post(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::COOKIE, &cookie)
+            .header(api_http::CSRF_HEADER, &csrf)
+            .body(Body::from(body.map(|b| b.to_string()).unwrap_or_default()))
+            .unwrap()
+    };
+    let (s, _, body) = send(app, post("/v1/auth/totp/enrol", None)).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let uri = body["otpauth_uri"].as_str().unwrap();
+    let secret = uri
+        .split(['?', '&'])
+        .find_map(|kv| kv.strip_prefix("secret="))
+        .unwrap();
+    let secret = data_encoding::BASE32_NOPAD
+        .decode(secret.as_bytes())
+        .unwrap();
+    let step = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            / service::totp::STEP
+    };
+    let code = |step: u64| format!("{:06}", service::totp::code(&secret, step, 6).unwrap());
+    let (s, _, body) = send(
+        app,
+        post(
+            "/v1/auth/totp/confirm",
+            Some(serde_json::json!({"code": code(step() - 1)})),
+        ),
+    )
+    .await;
+    assert!(s.is_success(), "{s} {body}");
+    code(step())
 }

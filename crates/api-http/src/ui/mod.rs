@@ -38,6 +38,7 @@ pub(crate) fn routes() -> Router<Service> {
         .route("/ui/login", get(login_page).post(login))
         .route("/ui/logout", post(logout))
         .route("/ui/transfers", get(transfers))
+        .route("/ui/transfers/{id}", get(transfer))
         .route("/ui/static/console.css", get(stylesheet))
         .layer(axum::middleware::map_response(secured))
 }
@@ -120,6 +121,26 @@ async fn transfers(State(svc): State<Service>, headers: HeaderMap) -> Response {
     match pages::transfers(&svc, &who, &csrf).await {
         Ok(page) => Html(page).into_response(),
         Err(page) => (StatusCode::FORBIDDEN, Html(page)).into_response(),
+    }
+}
+
+async fn transfer(
+    State(svc): State<Service>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let Some(who) = signed_in(&svc, &headers).await else {
+        return to_login();
+    };
+    let csrf = cookie(&headers, CSRF_COOKIE).unwrap_or_default();
+    // Outside the person's scope, as unknown: not found.
+    let page = match id.parse() {
+        Ok(id) => pages::transfer(&svc, &who, id, &csrf).await,
+        Err(_) => None,
+    };
+    match page {
+        Some(p) => Html(p).into_response(),
+        None => (StatusCode::NOT_FOUND, Html(pages::not_found())).into_response(),
     }
 }
 

@@ -68,6 +68,16 @@ pub(super) fn login(failed: Option<&str>) -> String {
     )
 }
 
+/// What an unknown (or unreadable) page gets.
+pub(super) fn not_found() -> String {
+    layout(
+        "Not found",
+        None,
+        "",
+        html! { p { "Nothing here, or nothing you may read. " a href="/ui/" { "Back" } } },
+    )
+}
+
 /// What a refused form gets.
 pub(super) fn refused() -> String {
     layout(
@@ -228,7 +238,7 @@ pub(super) async fn transfers(
                 tbody {
                     @for t in &rows {
                         tr data-transfer=(t.id.to_string()) {
-                            td { (utc(t.created_at)) }
+                            td { a href=(format!("/ui/transfers/{}", t.id)) { (utc(t.created_at)) } }
                             td { code { (t.wallet.to_string()) } }
                             td { (t.asset) }
                             td class="num" {
@@ -246,9 +256,124 @@ pub(super) async fn transfers(
     Ok(layout("Transfers", Some(who), csrf, body))
 }
 
+/// A digest in groups of four hex characters, to read out and compare.
+fn grouped(hex: &str) -> String {
+    hex.as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One transfer as the server reads it from its intent bytes: what an
+/// approver approves (the digest is computed here from those bytes and
+/// compared with the stored one), the policy's decision, the approvals and
+/// the history. `None`: not found for this person.
+pub(super) async fn transfer(
+    svc: &Service,
+    who: &Principal,
+    id: domain::TransferId,
+    csrf: &str,
+) -> Option<String> {
+    let wallet = svc.transfer_wallet(id).await.ok()?;
+    let can = svc.authorize::<perm::ReadWallet>(who, Some(wallet)).ok()?;
+    let (t, approvals) = can.transfer(id).await.ok()?;
+    let history = can.history(id).await.unwrap_or_default();
+    let intent = domain::TransferIntent::decode_as_written(&t.intent);
+    let digest = intent.as_ref().map(|i| i.digest().to_string()).ok();
+    let intact = digest.as_deref() == Some(t.digest.as_str());
+    let decision: serde_json::Value = serde_json::from_str(&t.decision).unwrap_or_default();
+    let approver = permits(who.grants(), Permission::ApproveTransfer, Some(wallet));
+    let body = html! {
+        @match (&intent, intact) {
+            (Ok(i), true) => {
+                section aria-labelledby="intent" {
+                    h2 id="intent" { "What is approved" }
+                    dl class="facts" {
+                        dt { "Kind" } dd { (format!("{:?}", i.kind()).to_lowercase()) }
+                        dt { "Pays" }
+                        dd data-fact="amount" {
+                            (domain::amount::format_units(i.amount().units(), i.amount().asset().decimals(), false))
+                            " " (i.amount().asset().symbol().as_str())
+                            " (" (i.amount().units()) " base units)"
+                        }
+                        dt { "To" } dd data-fact="destination" { code { (i.destination().as_str()) } }
+                        dt { "Network" } dd { (i.amount().asset().network().to_string()) }
+                        dt { "Asset" } dd { code { (i.amount().asset().id().to_string()) } }
+                        @if let Some(r) = i.reference() { dt { "Reference" } dd { (r) } }
+                        dt { "Asked by" } dd { (i.initiator().to_string()) }
+                        dt { "Intent digest" }
+                        dd data-fact="digest" { code { (grouped(&t.digest)) } }
+                    }
+                }
+            }
+            _ => {
+                p role="alert" class="error" {
+                    "The stored intent does not read back to its digest: do not approve; \
+                     tell a security officer."
+                }
+            }
+        }
+        section aria-labelledby="state" {
+            h2 id="state" { "State" }
+            p { span class=(format!("state {}", t.state)) { (t.state) } }
+            @if let Some(rule) = decision.get("rule").and_then(|r| r.as_str()) {
+                p { "Policy rule: " strong { (rule) } " (policy version " (t.policy_version) ")" }
+            }
+            @if let Some(trace) = decision.get("trace").and_then(|r| r.as_array()) {
+                ol {
+                    @for step in trace {
+                        li {
+                            (step.get("subject").and_then(|v| v.as_str()).unwrap_or(""))
+                            ": " (step.get("why").and_then(|v| v.as_str()).unwrap_or(""))
+                        }
+                    }
+                }
+            }
+        }
+        section aria-labelledby="approvals" {
+            h2 id="approvals" { "Approvals" }
+            @if approvals.is_empty() { p { "None yet." } }
+            ul {
+                @for a in &approvals {
+                    li {
+                        (a.approver.to_string()) ": " (a.vote)
+                        @if a.voided_at.is_some() { " (no longer counts)" }
+                        " — " (utc(a.at))
+                    }
+                }
+            }
+            @if approver && intact && t.state == "pending_approval" {
+                p class="hint" {
+                    "Approve from your own machine, where your approver key is: "
+                    code { "strongroom approve --transfer " (t.id.to_string()) " --addr <server> --key-file <key> --approver-key <signing key>" }
+                    " shows this transfer decoded from the same bytes and the same digest."
+                }
+            }
+        }
+        section aria-labelledby="history" {
+            h2 id="history" { "History" }
+            table {
+                thead { tr { th { "When (UTC)" } th { "State" } th { "By" } th { "Why" } } }
+                tbody {
+                    @for h in &history {
+                        tr { td { (utc(h.at)) } td { (h.state) } td { (h.actor) } td { (h.why) } }
+                    }
+                }
+            }
+        }
+    };
+    Some(layout(&format!("Transfer {id}"), Some(who), csrf, body))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digests_read_in_groups_of_four() {
+        assert_eq!(grouped("0cd7859a64e2"), "0cd7 859a 64e2");
+    }
 
     #[test]
     fn times_are_shown_in_utc() {
