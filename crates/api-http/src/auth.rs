@@ -171,7 +171,12 @@ fn too_many(retry_after: u64, code: &'static str) -> Response {
     r
 }
 
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+/// Whether a path is the web console's (`/ui`, `/ui/…`).
+pub(crate) fn is_console(path: &str) -> bool {
+    path == "/ui" || path.starts_with("/ui/")
+}
+
+pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -319,10 +324,12 @@ async fn identify(
         })
         .await
     } else if let Some(token) = cookie(h, SESSION_COOKIE)
-        // The console reads its own session: its forms carry the CSRF
-        // token in a field.
-        && !parts.uri.path().starts_with("/ui")
+        && is_console(parts.uri.path())
     {
+        // The console checks its forms' CSRF token itself (a field, not a
+        // header); the session is read here for the per-person limits.
+        return Ok(svc.authenticate_session(&token, None, false).await.ok());
+    } else if let Some(token) = cookie(h, SESSION_COOKIE) {
         let changes_state = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
         let csrf = h.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
         svc.authenticate_session(&token, csrf, changes_state).await

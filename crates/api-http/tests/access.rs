@@ -1026,6 +1026,10 @@ async fn the_console_signs_in_and_shows_its_pages() {
     let (s, _, text) = page(&app, get("/ui/", &jar)).await;
     assert_eq!(s, StatusCode::OK);
     assert!(text.contains(r#"data-fact="seal">unsealed"#), "{text}");
+    // Past the second factor: no warning, the freezes shown (an overseer).
+    assert!(!text.contains(r#"data-fact="mfa""#), "{text}");
+    assert!(text.contains("Freezes in force"), "{text}");
+    assert!(text.contains("<li>admin — everywhere</li>"), "{text}");
     assert!(text.contains("Sign out"), "{text}");
     assert!(text.contains(&format!(r#"value="{csrf}""#)), "{text}");
     let (s, _, text) = page(&app, get("/ui/transfers", &jar)).await;
@@ -1038,12 +1042,9 @@ async fn the_console_signs_in_and_shows_its_pages() {
     let good = stored_transfer(&app, false).await;
     let (s, _, text) = page(&app, get(&format!("/ui/transfers/{}", good.0), &jar)).await;
     assert_eq!(s, StatusCode::OK, "{text}");
+    assert!(text.contains("0.0015 BTC (150000 base units)"), "{text}");
     assert!(
-        text.contains("1.5 ETH (1500000000000000000 base units)"),
-        "{text}"
-    );
-    assert!(
-        text.contains("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"),
+        text.contains("bcrt1qs758ursh4q9z627kt3pp5yysm78ddny6txaqgw"),
         "{text}"
     );
     let groups = good
@@ -1062,10 +1063,27 @@ async fn the_console_signs_in_and_shows_its_pages() {
     let bad = stored_transfer(&app, true).await;
     let (s, _, text) = page(&app, get(&format!("/ui/transfers/{}", bad.0), &jar)).await;
     assert_eq!(s, StatusCode::OK);
-    assert!(text.contains("does not read back to its digest"), "{text}");
+    assert!(text.contains(r#"data-fact="refused""#), "{text}");
     assert!(!text.contains(r#"data-fact="amount""#), "{text}");
     let (s, _, _) = page(&app, get("/ui/transfers/not-an-id", &jar)).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // A form posted from another site is refused, sign-in too.
+    let mut cross = form("/ui/login", "", "username=alice&password=x");
+    cross
+        .headers_mut()
+        .insert("sec-fetch-site", "cross-site".parse().unwrap());
+    let (s, _, _) = page(&app, cross).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let mut cross = form("/ui/logout", &jar, &format!("csrf={csrf}"));
+    cross
+        .headers_mut()
+        .insert(header::ORIGIN, "https://evil.example".parse().unwrap());
+    cross
+        .headers_mut()
+        .insert(header::HOST, "localhost:8200".parse().unwrap());
+    let (s, _, _) = page(&app, cross).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
 
     // Signing out needs the session's own token; a forged form is refused.
     let (s, _, _) = page(&app, form("/ui/logout", &jar, "csrf=forged")).await;
@@ -1093,14 +1111,29 @@ async fn stored_transfer(app: &App, tampered: bool) -> (domain::TransferId, Stri
     let actor: Actor = "operator:root".parse().unwrap();
     let wallet = domain::WalletId::from_uuid(uuid::Uuid::now_v7());
     let id = domain::TransferId::from_uuid(uuid::Uuid::now_v7());
-    let asset = domain::Asset::ether(1);
-    let destination = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
+    // A network configured here (no node needed): the page reads intents
+    // with the server's own assets.
+    app.svc.add_btc_network(service::btc::BtcNetwork {
+        network: domain::BitcoinNetwork::Regtest,
+        fee_caps: chain_btc::FeeCaps {
+            max_fee_rate: 50,
+            max_fee: 20_000,
+        },
+        fee_rate: 5,
+        batch: service::btc::BatchRule::default(),
+        confirmations: 1,
+        bump_after_blocks: 2,
+        consolidation: None,
+        client: None,
+    });
+    let asset = domain::Asset::bitcoin(domain::BitcoinNetwork::Regtest);
+    let destination = "bcrt1qs758ursh4q9z627kt3pp5yysm78ddny6txaqgw";
     let intent = TransferIntent::new(IntentParts {
         id,
         kind: domain::TransferKind::Withdrawal,
         account: domain::AccountId::from_uuid(*wallet.as_uuid()),
         wallet,
-        amount: domain::Amount::from_units(asset.clone(), 1_500_000_000_000_000_000),
+        amount: domain::Amount::from_units(asset.clone(), 150_000),
         destination: domain::intent::Address::new(asset.network(), destination).unwrap(),
         reference: Some("invoice 42".into()),
         initiator: actor.clone(),
@@ -1126,8 +1159,8 @@ async fn stored_transfer(app: &App, tampered: bool) -> (domain::TransferId, Stri
         wallet,
         initiator: actor.clone(),
         asset: asset.id().to_string(),
-        amount: 1_500_000_000_000_000_000,
-        destination: destination.to_lowercase(),
+        amount: 150_000,
+        destination: destination.to_owned(),
         intent: intent.canonical_bytes(),
         digest: digest.clone(),
         policy_version: 1,

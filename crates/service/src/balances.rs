@@ -58,6 +58,13 @@ fn spoken_for(outflows: &[storage::Outflow], asset: &str) -> Result<(u128, u128)
 }
 
 impl Can<'_, perm::ReadWallet> {
+    /// A transfer's intent as the server itself reads it before signing:
+    /// decoded with the configured assets (symbol and decimals must be
+    /// theirs), its digest the stored one.
+    pub fn transfer_intent(&self, t: &TransferRow) -> Result<domain::TransferIntent, ServiceError> {
+        crate::moves::decode_intent(t, &self.svc.configured_assets())
+    }
+
     /// Transfers newest first, of one wallet (read on that wallet) or of
     /// all (a global read); paged by the oldest id of the previous page.
     pub async fn transfers(

@@ -17,7 +17,9 @@ use serde::Deserialize;
 use service::Service;
 use service::identity::Principal;
 
-use crate::auth::{SESSION_COOKIE, Source};
+use crate::auth::{SESSION_COOKIE, Source, cookie};
+use service::ServiceError;
+use service::identity::AuthError;
 
 /// The cookie holding the session's CSRF token for the console's forms.
 const CSRF_COOKIE: &str = "sr_csrf";
@@ -40,7 +42,34 @@ pub(crate) fn routes() -> Router<Service> {
         .route("/ui/transfers", get(transfers))
         .route("/ui/transfers/{id}", get(transfer))
         .route("/ui/static/console.css", get(stylesheet))
+        .layer(axum::middleware::from_fn(same_origin_posts))
         .layer(axum::middleware::map_response(secured))
+}
+
+/// A form posted from another site is refused before anything reads it
+/// (sign-in included: no one is signed in to someone else's account by a
+/// page elsewhere): the browser's `Sec-Fetch-Site` must say same-origin,
+/// and an `Origin` must name this host.
+async fn same_origin_posts(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if req.method() != axum::http::Method::GET && req.method() != axum::http::Method::HEAD {
+        let h = req.headers();
+        let site_ok = h
+            .get("sec-fetch-site")
+            .is_none_or(|v| v.as_bytes() == b"same-origin");
+        let host = h.get(header::HOST).and_then(|v| v.to_str().ok());
+        let origin_ok = match h.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+            None => true,
+            Some(o) => host.is_some_and(|host| {
+                o.strip_prefix("http://")
+                    .or_else(|| o.strip_prefix("https://"))
+                    .is_some_and(|rest| rest == host)
+            }),
+        };
+        if !(site_ok && origin_ok) {
+            return (StatusCode::FORBIDDEN, Html(pages::refused())).into_response();
+        }
+    }
+    next.run(req).await
 }
 
 /// The security headers of every console answer.
@@ -70,21 +99,23 @@ async fn stylesheet() -> impl IntoResponse {
     )
 }
 
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
+/// The signed-in person behind the session cookie (reads only); without
+/// a session, the sign-in page; when the database cannot answer, a 503.
+async fn signed_in(svc: &Service, headers: &HeaderMap) -> Result<Principal, Response> {
+    let token = cookie(headers, SESSION_COOKIE).ok_or_else(to_login)?;
+    svc.authenticate_session(&token, None, false)
+        .await
+        .map_err(|e| match e {
+            ServiceError::Auth(_) => to_login(),
+            e => unavailable(&e),
+        })
 }
 
-/// The signed-in person behind the session cookie (reads only), or none.
-async fn signed_in(svc: &Service, headers: &HeaderMap) -> Option<Principal> {
-    let token = cookie(headers, SESSION_COOKIE)?;
-    svc.authenticate_session(&token, None, false).await.ok()
+/// What a failure that is not the person's gets: a 503 page (the reason
+/// is logged, not shown).
+fn unavailable(e: &ServiceError) -> Response {
+    tracing::info!(error = %e, "console page unavailable");
+    (StatusCode::SERVICE_UNAVAILABLE, Html(pages::unavailable())).into_response()
 }
 
 /// The person behind a form that changes something: the session, and the
@@ -97,7 +128,12 @@ async fn signed_in_to_change(
     let token = cookie(headers, SESSION_COOKIE).ok_or_else(to_login)?;
     svc.authenticate_session(&token, Some(csrf), true)
         .await
-        .map_err(|_| (StatusCode::FORBIDDEN, Html(pages::refused())).into_response())
+        .map_err(|e| match e {
+            ServiceError::Auth(_) => {
+                (StatusCode::FORBIDDEN, Html(pages::refused())).into_response()
+            }
+            e => unavailable(&e),
+        })
 }
 
 fn to_login() -> Response {
@@ -105,8 +141,9 @@ fn to_login() -> Response {
 }
 
 async fn overview(State(svc): State<Service>, headers: HeaderMap) -> Response {
-    let Some(who) = signed_in(&svc, &headers).await else {
-        return to_login();
+    let who = match signed_in(&svc, &headers).await {
+        Ok(w) => w,
+        Err(r) => return r,
     };
     let csrf = cookie(&headers, CSRF_COOKIE).unwrap_or_default();
     let status = svc.status().await;
@@ -114,13 +151,15 @@ async fn overview(State(svc): State<Service>, headers: HeaderMap) -> Response {
 }
 
 async fn transfers(State(svc): State<Service>, headers: HeaderMap) -> Response {
-    let Some(who) = signed_in(&svc, &headers).await else {
-        return to_login();
+    let who = match signed_in(&svc, &headers).await {
+        Ok(w) => w,
+        Err(r) => return r,
     };
     let csrf = cookie(&headers, CSRF_COOKIE).unwrap_or_default();
     match pages::transfers(&svc, &who, &csrf).await {
         Ok(page) => Html(page).into_response(),
-        Err(page) => (StatusCode::FORBIDDEN, Html(page)).into_response(),
+        Err(pages::Failed::Page(status, page)) => (status, Html(page)).into_response(),
+        Err(pages::Failed::Service(e)) => unavailable(&e),
     }
 }
 
@@ -129,18 +168,20 @@ async fn transfer(
     headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
-    let Some(who) = signed_in(&svc, &headers).await else {
-        return to_login();
+    let who = match signed_in(&svc, &headers).await {
+        Ok(w) => w,
+        Err(r) => return r,
     };
     let csrf = cookie(&headers, CSRF_COOKIE).unwrap_or_default();
     // Outside the person's scope, as unknown: not found.
     let page = match id.parse() {
         Ok(id) => pages::transfer(&svc, &who, id, &csrf).await,
-        Err(_) => None,
+        Err(_) => Err(pages::not_found()),
     };
     match page {
-        Some(p) => Html(p).into_response(),
-        None => (StatusCode::NOT_FOUND, Html(pages::not_found())).into_response(),
+        Ok(p) => Html(p).into_response(),
+        Err(pages::Failed::Page(status, page)) => (status, Html(page)).into_response(),
+        Err(pages::Failed::Service(e)) => unavailable(&e),
     }
 }
 
@@ -195,7 +236,21 @@ async fn login(
             }
             resp
         }
-        // One answer for every failure, as the API gives.
+        Err(ServiceError::Auth(AuthError::Throttled { retry_after_s })) => {
+            let mut resp = (
+                StatusCode::TOO_MANY_REQUESTS,
+                Html(pages::login(Some(
+                    "Too many attempts: try again a little later.",
+                ))),
+            )
+                .into_response();
+            if let Ok(v) = HeaderValue::from_str(&retry_after_s.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            resp
+        }
+        Err(e @ (ServiceError::Storage(_) | ServiceError::Sealed)) => unavailable(&e),
+        // One answer for every other failure, as the API gives.
         Err(_) => (
             StatusCode::UNAUTHORIZED,
             Html(pages::login(Some(

@@ -2,11 +2,25 @@
 //! what the service returns to the signed-in person's capabilities.
 //! Amounts are formatted from base units by the server; times are UTC.
 
+use axum::http::StatusCode;
 use domain::{Permission, WalletId, permits};
 use maud::{DOCTYPE, Markup, html};
-use service::Service;
-use service::identity::{Principal, perm};
+use service::identity::{AuthError, Principal, perm};
 use service::storage::TransferRow;
+use service::{Service, ServiceError};
+
+/// A page that could not be made: a page to show with its status (the
+/// person's matter), or the service's failure (a 503).
+pub(super) enum Failed {
+    Page(StatusCode, String),
+    Service(ServiceError),
+}
+
+impl From<ServiceError> for Failed {
+    fn from(e: ServiceError) -> Self {
+        Failed::Service(e)
+    }
+}
 
 /// At most this many transfers on the list.
 const LIST: u32 = 100;
@@ -69,12 +83,45 @@ pub(super) fn login(failed: Option<&str>) -> String {
 }
 
 /// What an unknown (or unreadable) page gets.
-pub(super) fn not_found() -> String {
+pub(super) fn not_found() -> Failed {
+    Failed::Page(
+        StatusCode::NOT_FOUND,
+        layout(
+            "Not found",
+            None,
+            "",
+            html! { p { "Nothing here, or nothing you may read. " a href="/ui/" { "Back" } } },
+        ),
+    )
+}
+
+/// What a page gets when the server cannot answer (its database, say).
+pub(super) fn unavailable() -> String {
     layout(
-        "Not found",
+        "Unavailable",
         None,
         "",
-        html! { p { "Nothing here, or nothing you may read. " a href="/ui/" { "Back" } } },
+        html! { p { "The server cannot answer this now; try again shortly. " a href="/ui/" { "Back" } } },
+    )
+}
+
+/// A page the person's roles do not open: why, and what to do.
+fn not_allowed(who: &Principal, csrf: &str, title: &str, e: &AuthError) -> Failed {
+    let why = match e {
+        AuthError::MfaRequired => {
+            "Your role needs an authenticator code for this page: enrol TOTP \
+             (POST /v1/auth/totp/enrol, then /confirm) and sign in again with its code."
+        }
+        _ => "Your roles do not open this page.",
+    };
+    Failed::Page(
+        StatusCode::FORBIDDEN,
+        layout(
+            title,
+            Some(who),
+            csrf,
+            html! { p role="alert" class="error" { (why) } },
+        ),
     )
 }
 
@@ -104,12 +151,20 @@ pub(super) async fn overview(
     csrf: &str,
 ) -> String {
     let sees_status = permits(who.grants(), Permission::ReadStatus, None);
-    let freezes = if sees_status {
+    // Freezes as the API shows them: to an overseer past the second factor.
+    let freezes = if crate::governance::overseer(who).is_ok() {
         svc.freezes().await.ok()
     } else {
         None
     };
+    let needs_code = !who.mfa() && who.grants().iter().any(|g| g.role().is_privileged());
     let body = html! {
+        @if needs_code {
+            p role="alert" class="error" data-fact="mfa" {
+                "Signed in without an authenticator code: your role's privileged pages stay closed \
+                 until you enrol TOTP (POST /v1/auth/totp/enrol, then /confirm) and sign in with it."
+            }
+        }
         section aria-labelledby="health" {
             h2 id="health" { "Health" }
             dl class="facts" {
@@ -157,7 +212,7 @@ pub(super) async fn overview(
             h2 id="roles" { "Your roles" }
             ul {
                 @for g in who.grants() {
-                    li { (format!("{:?}", g.role()).to_lowercase()) " — " (scope_text(g.scope())) }
+                    li { (g.role().as_str()) " — " (scope_text(g.scope())) }
                 }
             }
         }
@@ -185,7 +240,7 @@ pub(super) async fn transfers(
     svc: &Service,
     who: &Principal,
     csrf: &str,
-) -> Result<String, String> {
+) -> Result<String, Failed> {
     let wallets: Vec<Option<WalletId>> = if permits(who.grants(), Permission::ReadWallet, None) {
         vec![None]
     } else {
@@ -206,21 +261,14 @@ pub(super) async fn transfers(
         w
     };
     if wallets.is_empty() {
-        return Err(layout(
-            "Transfers",
-            Some(who),
-            csrf,
-            html! { p { "Your roles do not include reading any wallet." } },
-        ));
+        return Err(not_allowed(who, csrf, "Transfers", &AuthError::Forbidden));
     }
     let mut rows: Vec<TransferRow> = Vec::new();
     for w in wallets {
-        let Ok(can) = svc.authorize::<perm::ReadWallet>(who, w) else {
-            continue;
-        };
-        if let Ok(page) = can.transfers(w, None, None, LIST).await {
-            rows.extend(page);
-        }
+        let can = svc
+            .authorize::<perm::ReadWallet>(who, w)
+            .map_err(|e| not_allowed(who, csrf, "Transfers", &e))?;
+        rows.extend(can.transfers(w, None, None, LIST).await?);
     }
     rows.sort_by_key(|t| std::cmp::Reverse(t.id));
     rows.truncate(LIST as usize);
@@ -256,6 +304,14 @@ pub(super) async fn transfers(
     Ok(layout("Transfers", Some(who), csrf, body))
 }
 
+/// A kind as the API names it (`withdrawal`, `gas_top_up`…).
+fn kind_name(k: domain::TransferKind) -> String {
+    serde_json::to_value(k)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 /// A digest in groups of four hex characters, to read out and compare.
 fn grouped(hex: &str) -> String {
     hex.as_bytes()
@@ -274,30 +330,70 @@ pub(super) async fn transfer(
     who: &Principal,
     id: domain::TransferId,
     csrf: &str,
-) -> Option<String> {
-    let wallet = svc.transfer_wallet(id).await.ok()?;
-    let can = svc.authorize::<perm::ReadWallet>(who, Some(wallet)).ok()?;
-    let (t, approvals) = can.transfer(id).await.ok()?;
-    let history = can.history(id).await.unwrap_or_default();
-    let intent = domain::TransferIntent::decode_as_written(&t.intent);
-    let digest = intent.as_ref().map(|i| i.digest().to_string()).ok();
-    let intact = digest.as_deref() == Some(t.digest.as_str());
+) -> Result<String, Failed> {
+    let title = format!("Transfer {id}");
+    let wallet = match svc.transfer_wallet(id).await {
+        Ok(w) => w,
+        Err(ServiceError::Storage(service::storage::StorageError::NotFound { .. })) => {
+            return Err(not_found());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    // Outside the person's scope, as unknown.
+    if !permits(who.grants(), Permission::ReadWallet, Some(wallet)) {
+        return Err(not_found());
+    }
+    let can = svc
+        .authorize::<perm::ReadWallet>(who, Some(wallet))
+        .map_err(|e| not_allowed(who, csrf, &title, &e))?;
+    let (t, approvals) = can.transfer(id).await?;
+    let history = can.history(id).await?;
+    // Read as the server reads it before signing (the configured assets,
+    // the stored digest), and it must be this row's: its id, wallet,
+    // asset, amount and destination.
+    let intent = can
+        .transfer_intent(&t)
+        .map_err(|e| e.to_string())
+        .and_then(|i| {
+            let same = i.id() == t.id
+                && i.wallet() == t.wallet
+                && i.amount().asset().id().to_string() == t.asset
+                && i.amount().units() == t.amount
+                && i.destination()
+                    .as_str()
+                    .eq_ignore_ascii_case(&t.destination);
+            if same {
+                Ok(i)
+            } else {
+                Err("the intent is not this transfer's".to_owned())
+            }
+        });
+    let intact = intent.is_ok();
     let decision: serde_json::Value = serde_json::from_str(&t.decision).unwrap_or_default();
+    let first_time = decision
+        .get("first_time_destination")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
     let approver = permits(who.grants(), Permission::ApproveTransfer, Some(wallet));
     let body = html! {
-        @match (&intent, intact) {
-            (Ok(i), true) => {
+        @match &intent {
+            Ok(i) => {
                 section aria-labelledby="intent" {
                     h2 id="intent" { "What is approved" }
                     dl class="facts" {
-                        dt { "Kind" } dd { (format!("{:?}", i.kind()).to_lowercase()) }
+                        dt { "Kind" } dd { (kind_name(i.kind())) }
+                        dt { "Wallet" } dd { code { (i.wallet().to_string()) } }
                         dt { "Pays" }
                         dd data-fact="amount" {
                             (domain::amount::format_units(i.amount().units(), i.amount().asset().decimals(), false))
                             " " (i.amount().asset().symbol().as_str())
                             " (" (i.amount().units()) " base units)"
                         }
-                        dt { "To" } dd data-fact="destination" { code { (i.destination().as_str()) } }
+                        dt { "To" }
+                        dd data-fact="destination" {
+                            code { (i.destination().as_str()) }
+                            @if first_time { " " strong class="error" { "first payment to this address" } }
+                        }
                         dt { "Network" } dd { (i.amount().asset().network().to_string()) }
                         dt { "Asset" } dd { code { (i.amount().asset().id().to_string()) } }
                         @if let Some(r) = i.reference() { dt { "Reference" } dd { (r) } }
@@ -307,10 +403,10 @@ pub(super) async fn transfer(
                     }
                 }
             }
-            _ => {
-                p role="alert" class="error" {
-                    "The stored intent does not read back to its digest: do not approve; \
-                     tell a security officer."
+            Err(why) => {
+                p role="alert" class="error" data-fact="refused" {
+                    "This transfer cannot be read as the server reads it before signing ("
+                    (why) "): do not approve; tell a security officer."
                 }
             }
         }
@@ -363,7 +459,7 @@ pub(super) async fn transfer(
             }
         }
     };
-    Some(layout(&format!("Transfer {id}"), Some(who), csrf, body))
+    Ok(layout(&title, Some(who), csrf, body))
 }
 
 #[cfg(test)]
