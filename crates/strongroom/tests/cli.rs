@@ -4671,3 +4671,189 @@ fn cold_ether_withdrawal_through_the_cli() {
     let paid = rt.block_on(client.balance(bob.parse().unwrap())).unwrap();
     assert!(paid >= 2 * 10u128.pow(18), "{paid}");
 }
+
+/// chromedriver on a free loopback port, stopped with the test: its
+/// WebDriver URL.
+struct Chromedriver {
+    child: Child,
+    url: String,
+}
+
+impl Chromedriver {
+    fn start() -> Chromedriver {
+        let bin = std::env::var("STRONGROOM_CHROMEDRIVER")
+            .unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = Command::new(&bin)
+            .args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{bin}: {e} (scripts/test installs chromium-driver)"));
+        let out = child.stdout.take().unwrap();
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(out));
+        // It says so once it listens.
+        loop {
+            let line = lines.next().unwrap().unwrap();
+            if line.contains("started successfully") {
+                break;
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        Chromedriver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for Chromedriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The web console in headless Chromium against a real server: sign-in
+/// through the form, the overview (seal state, the note that the role's
+/// second factor is missing), a page the missing factor keeps closed, sign
+/// out; a screenshot of the overview is saved for the README.
+#[test]
+fn the_console_in_chromium() {
+    use fantoccini::{ClientBuilder, Locator};
+    let (dir, config) = data_dir("sqlite://strongroom.db");
+    let cfg = config.to_str().unwrap().to_owned();
+    let shares = dir.path().join("shares");
+    let o = strongroom_with_input(
+        &[
+            "init",
+            "--config",
+            &cfg,
+            "--shares",
+            "2",
+            "--threshold",
+            "2",
+            "--share-dir",
+            shares.to_str().unwrap(),
+            "--admin",
+            "admin",
+        ],
+        "correct horse battery staple\n",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let quorum: String = (1..=2)
+        .map(|i| std::fs::read_to_string(shares.join(format!("share-{i}.txt"))).unwrap())
+        .map(|s| s.trim().to_owned() + "\n")
+        .collect();
+    let (server, _lines) = serve_unsealed(&config, &quorum);
+    // A domain name, as WebAuthn will need; Secure cookies work on it.
+    let base = server.base.replace("127.0.0.1", "localhost");
+    let driver = Chromedriver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console");
+    std::fs::create_dir_all(&shots).unwrap();
+    rt().block_on(async {
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": std::env::var("STRONGROOM_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    "--window-size=1280,900",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            }),
+        );
+        let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&driver.url)
+            .await
+            .unwrap();
+        browser.goto(&format!("{base}/ui/")).await.unwrap();
+        assert_eq!(
+            browser.current_url().await.unwrap().path(),
+            "/ui/login",
+            "signed out, the console asks for a sign-in"
+        );
+        browser
+            .find(Locator::Css("#username"))
+            .await
+            .unwrap()
+            .send_keys("admin")
+            .await
+            .unwrap();
+        browser
+            .find(Locator::Css("#password"))
+            .await
+            .unwrap()
+            .send_keys("correct horse battery staple")
+            .await
+            .unwrap();
+        browser
+            .find(Locator::Css("form.card button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let seal = match browser
+            .wait()
+            .for_element(Locator::Css(r#"[data-fact="seal"]"#))
+            .await
+        {
+            Ok(e) => e,
+            Err(e) => panic!(
+                "{e}: at {} {}\n{}",
+                browser.current_url().await.unwrap(),
+                browser.source().await.unwrap(),
+                server.log_text()
+            ),
+        };
+        assert_eq!(seal.text().await.unwrap(), "unsealed");
+        let page = browser.source().await.unwrap();
+        assert!(page.contains(r#"data-fact="mfa""#), "{page}");
+        let png = browser.screenshot().await.unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "a PNG");
+        std::fs::write(shots.join("overview.png"), &png).unwrap();
+        // The transfers need the second factor an admin has not enrolled.
+        browser
+            .find(Locator::LinkText("Transfers"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let alert = browser
+            .wait()
+            .for_element(Locator::Css(r#"p[role="alert"]"#))
+            .await
+            .unwrap();
+        assert!(
+            alert.text().await.unwrap().contains("authenticator code"),
+            "{}",
+            browser.source().await.unwrap()
+        );
+        browser
+            .find(Locator::Css("form.signout button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        browser
+            .wait()
+            .for_element(Locator::Css("#username"))
+            .await
+            .unwrap();
+        browser.goto(&format!("{base}/ui/")).await.unwrap();
+        assert_eq!(browser.current_url().await.unwrap().path(), "/ui/login");
+        browser.close().await.unwrap();
+    });
+}

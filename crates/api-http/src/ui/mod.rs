@@ -86,7 +86,9 @@ async fn secured(mut resp: Response) -> Response {
     );
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        // Nothing leaves for other sites; the console's own forms keep their
+        // Origin (under `no-referrer` browsers send `Origin: null`).
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
