@@ -327,7 +327,8 @@ async fn identify(
         && is_console(parts.uri.path())
     {
         // The console checks its forms' CSRF token itself (a field, not a
-        // header); the session is read here for the per-person limits.
+        // header); the session is read here, for the per-person limits and
+        // the pages.
         return Ok(svc.authenticate_session(&token, None, false).await.ok());
     } else if let Some(token) = cookie(h, SESSION_COOKIE) {
         let changes_state = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);

@@ -20,7 +20,7 @@ use serde_json::json;
 use storage::{EthDepositAddressRow, EthSenderRow, StorageError};
 
 use crate::eth::{EthError, addr_key};
-use crate::gate::sender_public_key;
+use crate::gate::{child_at, sender_public_key};
 use crate::moves::{corrupt, invalid};
 use crate::record::entry;
 use crate::service::{Service, ServiceError};
@@ -52,8 +52,8 @@ pub(crate) async fn reserve_deposit_gap(
     let mut entries = Vec::new();
     for (account, wallet, key) in accounts {
         let network = &account.network;
-        for _ in 0..RESTORE_GAP {
-            let index = tx.next_eth_hd_index(network, key.id).await?;
+        let first = tx.next_eth_hd_index(network, key.id).await?;
+        for index in first..first.saturating_add(RESTORE_GAP) {
             let pk = sender_public_key(key, &[0, index])?;
             let address = EthAddress::from_public_key(&pk).map_err(EthError::Address)?;
             let sender = EthSenderRow {
@@ -129,8 +129,7 @@ impl Service {
                 "key {key_id} is not an ECDSA transfer-signing key of this kind (single or HD)"
             )));
         }
-        let child: Vec<u32> = index.map(|i| vec![0, i]).unwrap_or_default();
-        let pk = sender_public_key(&key, &child)?;
+        let pk = sender_public_key(&key, &child_at(index))?;
         let address = EthAddress::from_public_key(&pk).map_err(EthError::Address)?;
         let first_nonce = net
             .client
@@ -231,9 +230,10 @@ impl Service {
         };
         // The index is read again under the write lock; a concurrent issue
         // that took it makes the insert fail (unique), never a shared one.
-        let mut tx = self.store().begin().await?;
-        let index = tx.next_eth_hd_index(&network, account.key_id).await?;
-        drop(tx);
+        let index = self
+            .store()
+            .next_eth_hd_index(&network, account.key_id)
+            .await?;
         let sender = self
             .new_eth_sender(actor, account.key_id, chain_id, Some(index))
             .await?;
@@ -338,6 +338,14 @@ impl Service {
         let deposit = store
             .eth_deposit_address_at(network, &sender.address)
             .await?;
+        let wallet = intent.wallet();
+        let named = intent.account();
+        let own = named.as_uuid() == wallet.as_uuid();
+        // The common send (the account's own, not a top-up) reads nothing
+        // more; a sweep or a top-up is checked for where it pays.
+        if deposit.is_none() && own && intent.kind() != TransferKind::GasTopUp {
+            return Ok(Ok(()));
+        }
         let Ok(to) = intent.destination().as_str().parse::<EthAddress>() else {
             return Ok(Err("the intent's destination is not an address".into()));
         };
@@ -348,9 +356,6 @@ impl Service {
             Err(StorageError::NotFound { .. }) => None,
             Err(e) => return Err(e.into()),
         };
-        let wallet = intent.wallet();
-        let named = intent.account();
-        let own = named.as_uuid() == wallet.as_uuid();
         Ok(match (deposit, intent.kind()) {
             (Some(d), TransferKind::Sweep) if named == d.id => {
                 if to_wallet == Some(wallet) && to_deposit.is_none() {

@@ -33,7 +33,13 @@ pub(crate) type Signer = (KeyId, Vec<u32>);
 /// The child path below an HD key's account for sender `index`: the
 /// external chain, `0/index`.
 pub(crate) fn child_of(sender: &storage::EthSenderRow) -> Vec<u32> {
-    sender.hd_index.map(|i| vec![0, i]).unwrap_or_default()
+    child_at(sender.hd_index)
+}
+
+/// The child path of HD sender `index` (`0/index`, BIP-44's external
+/// chain); none for a single key.
+pub(crate) fn child_at(index: Option<u32>) -> Vec<u32> {
+    index.map(|i| vec![0, i]).unwrap_or_default()
 }
 
 /// The compressed public key that signs for `sender`, from its key's row

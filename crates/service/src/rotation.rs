@@ -314,8 +314,7 @@ impl Service {
     ) -> Result<storage::EthSenderRow, ServiceError> {
         // An HD successor sends from its child 0/0, as any HD account.
         let index = successor.hd_path.is_some().then_some(0);
-        let child: Vec<u32> = index.map(|i| vec![0, i]).unwrap_or_default();
-        let pk = crate::gate::sender_public_key(successor, &child)?;
+        let pk = crate::gate::sender_public_key(successor, &crate::gate::child_at(index))?;
         let address = chain_eth::EthAddress::from_public_key(&pk).map_err(EthError::Address)?;
         let network = Network::Evm { chain_id }.to_string();
         match self

@@ -47,29 +47,37 @@ fn from_row(r: &AnyRow) -> Result<EthDepositAddressRow, StorageError> {
     })
 }
 
+/// The next child index of `key` on `network`: one above the highest
+/// given to a sender (the account's own is 0). The unique index on
+/// (network, key, index) is the backstop against a race.
+async fn next_hd_index_on<'e, E>(db: E, network: &str, key: KeyId) -> Result<u32, StorageError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let top: Option<i64> = sqlx::query_scalar(
+        "SELECT MAX(hd_index) FROM eth_senders WHERE network = $1 AND key_id = $2",
+    )
+    .bind(network)
+    .bind(key.to_string())
+    .fetch_one(db)
+    .await?;
+    let next = top
+        .map_or(Ok(0), |t| t.checked_add(1).ok_or(t))
+        .map_err(|t| corrupt("hd_index", &t))?;
+    u32::try_from(next)
+        .ok()
+        .filter(|n| *n < 0x8000_0000)
+        .ok_or_else(|| corrupt("hd_index", &"past the unhardened range"))
+}
+
 impl WriteTx {
-    /// The next child index of `key` on `network`: one above the highest
-    /// given to a sender (the account's own is 0). The unique index on
-    /// (network, key, index) is the backstop against a race.
+    /// [`Store::next_eth_hd_index`], read under this transaction.
     pub async fn next_eth_hd_index(
         &mut self,
         network: &str,
         key: KeyId,
     ) -> Result<u32, StorageError> {
-        let top: Option<i64> = sqlx::query_scalar(
-            "SELECT MAX(hd_index) FROM eth_senders WHERE network = $1 AND key_id = $2",
-        )
-        .bind(network)
-        .bind(key.to_string())
-        .fetch_one(&mut *self.tx)
-        .await?;
-        let next = top
-            .map_or(Ok(0), |t| t.checked_add(1).ok_or(t))
-            .map_err(|t| corrupt("hd_index", &t))?;
-        u32::try_from(next)
-            .ok()
-            .filter(|n| *n < 0x8000_0000)
-            .ok_or_else(|| corrupt("hd_index", &"past the unhardened range"))
+        next_hd_index_on(&mut *self.tx, network, key).await
     }
 
     /// Records a deposit address: its sender row (for its nonces and the
@@ -142,6 +150,12 @@ impl WriteTx {
 }
 
 impl Store {
+    /// The next child index of `key` on `network`: one above the highest
+    /// given to a sender (the account's own is 0).
+    pub async fn next_eth_hd_index(&self, network: &str, key: KeyId) -> Result<u32, StorageError> {
+        next_hd_index_on(&self.pool, network, key).await
+    }
+
     /// The current HD accounts' senders (child 0, not retired) of every
     /// wallet, on every network, with their wallets.
     pub async fn eth_hd_accounts(&self) -> Result<Vec<(EthSenderRow, WalletId)>, StorageError> {

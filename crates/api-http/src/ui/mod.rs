@@ -17,7 +17,7 @@ use serde::Deserialize;
 use service::Service;
 use service::identity::Principal;
 
-use crate::auth::{SESSION_COOKIE, Source, cookie};
+use crate::auth::{MaybeAuthed, SESSION_COOKIE, Source, cookie};
 use service::ServiceError;
 use service::identity::AuthError;
 
@@ -101,9 +101,17 @@ async fn stylesheet() -> impl IntoResponse {
     )
 }
 
-/// The signed-in person behind the session cookie (reads only); without
-/// a session, the sign-in page; when the database cannot answer, a 503.
-async fn signed_in(svc: &Service, headers: &HeaderMap) -> Result<Principal, Response> {
+/// The signed-in person behind the session cookie (reads only): the one
+/// the authentication layer found; without one, the sign-in page, or a 503
+/// when the database could not answer (the session read again to tell).
+async fn signed_in(
+    svc: &Service,
+    headers: &HeaderMap,
+    caller: Option<Principal>,
+) -> Result<Principal, Response> {
+    if let Some(p) = caller {
+        return Ok(p);
+    }
     let token = cookie(headers, SESSION_COOKIE).ok_or_else(to_login)?;
     svc.authenticate_session(&token, None, false)
         .await
@@ -142,8 +150,12 @@ fn to_login() -> Response {
     Redirect::to("/ui/login").into_response()
 }
 
-async fn overview(State(svc): State<Service>, headers: HeaderMap) -> Response {
-    let who = match signed_in(&svc, &headers).await {
+async fn overview(
+    State(svc): State<Service>,
+    MaybeAuthed(caller): MaybeAuthed,
+    headers: HeaderMap,
+) -> Response {
+    let who = match signed_in(&svc, &headers, caller).await {
         Ok(w) => w,
         Err(r) => return r,
     };
@@ -152,8 +164,12 @@ async fn overview(State(svc): State<Service>, headers: HeaderMap) -> Response {
     Html(pages::overview(&svc, &who, &status, &csrf).await).into_response()
 }
 
-async fn transfers(State(svc): State<Service>, headers: HeaderMap) -> Response {
-    let who = match signed_in(&svc, &headers).await {
+async fn transfers(
+    State(svc): State<Service>,
+    MaybeAuthed(caller): MaybeAuthed,
+    headers: HeaderMap,
+) -> Response {
+    let who = match signed_in(&svc, &headers, caller).await {
         Ok(w) => w,
         Err(r) => return r,
     };
@@ -167,10 +183,11 @@ async fn transfers(State(svc): State<Service>, headers: HeaderMap) -> Response {
 
 async fn transfer(
     State(svc): State<Service>,
+    MaybeAuthed(caller): MaybeAuthed,
     headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
-    let who = match signed_in(&svc, &headers).await {
+    let who = match signed_in(&svc, &headers, caller).await {
         Ok(w) => w,
         Err(r) => return r,
     };
