@@ -489,7 +489,11 @@ pub struct TransferVote {
     vote: String,
     /// When this approval lapses (unix ms), as signed.
     expires_at_ms: i64,
-    /// Hex of the Ed25519 signature over the approval statement.
+    /// Over the approval statement: hex of an Ed25519 signature, or a
+    /// passkey's WebAuthn assertion whose challenge is the statement's
+    /// SHA-256 digest, `webauthn:<authenticatorData>.<clientDataJSON>.<signature>`
+    /// (each base64url without padding).
+    #[schema(max_length = 8192)]
     signature: String,
 }
 
@@ -510,10 +514,10 @@ async fn vote_transfer(
         "reject" => policy::Vote::Reject,
         _ => return Err(bad("vote: approve or reject")),
     };
-    let signature: [u8; 64] = hex::decode(&body.signature)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| bad("signature: 128 hex digits"))?;
+    let signature: policy::ApprovalSignature = body
+        .signature
+        .parse()
+        .map_err(|e: policy::passkey::SignatureFormError| bad(e.to_string()))?;
     let wallet = wallet_of(&svc, id).await?;
     let can = svc
         .authorize::<perm::ApproveTransfer>(&who, Some(wallet))

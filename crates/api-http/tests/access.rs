@@ -929,8 +929,15 @@ async fn page(app: &App, req: Request<Body>) -> (StatusCode, axum::http::HeaderM
         assert!(csp.contains(part), "{csp}");
     }
     assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY");
-    assert!(!text.contains("<script"), "{text}");
+    // Scripts only by reference to the console's own file, empty.
+    for (i, _) in text.match_indices("<script") {
+        assert!(
+            text[i..].starts_with(r#"<script src="/ui/static/console.js" defer></script>"#),
+            "{text}"
+        );
+    }
     assert!(!text.contains(" style="), "{text}");
+    assert!(!text.contains(" onclick="), "{text}");
     (status, headers, text)
 }
 
@@ -1060,6 +1067,32 @@ async fn the_console_signs_in_and_shows_its_pages() {
         list.contains(&format!("/ui/transfers/{}", good.0)),
         "{list}"
     );
+    // No approver: no buttons to sign with, and the vote posted anyway
+    // (with the session's own CSRF token) is refused.
+    assert!(!text.contains("passkey-vote"), "{text}");
+    let vote = Request::post(format!("/ui/transfers/{}/vote", good.0))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::COOKIE, &jar)
+        .body(Body::from(
+            serde_json::json!({"csrf": csrf, "vote": "approve", "expires_at_ms": 1_900_000_000_000i64,
+                "signature": format!("webauthn:{}.{}.{}", "AA", "AA", "AA")})
+            .to_string(),
+        ))
+        .unwrap();
+    let (s, _, _) = page(&app, vote).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, h, js) = page(&app, get("/ui/static/console.js", "")).await;
+    assert!(s.is_success() && js.contains("navigator.credentials.get"));
+    assert!(
+        h[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    // Passkeys are made only where the server names its relying party.
+    let (s, _, text) = page(&app, get("/ui/passkeys", &jar)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(text.contains("passkeys cannot be made"), "{text}");
     let bad = stored_transfer(&app, true).await;
     let (s, _, text) = page(&app, get(&format!("/ui/transfers/{}", bad.0), &jar)).await;
     assert_eq!(s, StatusCode::OK);

@@ -8,7 +8,9 @@
 use bitcoin::hashes::Hash as _;
 use bitcoin::sighash::{Prevouts, SighashCache, TapSighashType};
 use domain::{AssetKind, Network, Timestamp, TransferIntent};
-use policy::{ApprovalStatement, Vote};
+use policy::{ApprovalSignature, ApprovalStatement, ApproverKey, Vote};
+
+pub use crate::passkeys::PasskeyApprover;
 use serde::{Deserialize, Serialize};
 
 use crate::envelope::Abort;
@@ -25,6 +27,11 @@ pub struct CosignPolicy {
     /// Approvers' Ed25519 public keys (hex), enrolled with this node.
     #[serde(default)]
     pub approvers: Vec<String>,
+    /// Approvers who approve with a passkey (`[[policy.passkey_approvers]]`),
+    /// enrolled with this node: each assertion is verified here against the
+    /// RP ID and origins listed, never the server's.
+    #[serde(default)]
+    pub passkey_approvers: Vec<PasskeyApprover>,
     /// Distinct enrolled approvers who must have approved each transfer
     /// above `unapproved_limit`.
     pub min_approvals: u16,
@@ -223,10 +230,11 @@ pub struct ApprovedTransfer {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Approval {
-    /// Hex Ed25519 public key.
+    /// The approver's key: hex Ed25519, or `webauthn:<credential id>:<P-256 key>`.
     pub approver: String,
     pub expires_at_ms: i64,
-    /// Hex Ed25519 signature over the approval statement.
+    /// Over the approval statement: hex Ed25519, or a passkey's WebAuthn
+    /// assertion (`webauthn:…`, whose challenge is the statement's digest).
     pub signature: String,
 }
 
@@ -638,23 +646,44 @@ fn approval(
     }
     let amount = intent.amount().units();
     let decision_id = uuid_bytes(&t.decision_id)?;
-    let mut by: Vec<[u8; 32]> = Vec::new();
+    let mut by: Vec<ApproverKey> = Vec::new();
     for a in &t.approvals {
-        let key = parse_key(&a.approver)?;
-        if !policy
-            .approvers
-            .iter()
-            .any(|k| parse_key(k).is_ok_and(|k| k == key))
-        {
-            continue; // not an approver this node knows: does not count
-        }
+        let key: ApproverKey = a
+            .approver
+            .parse()
+            .map_err(|e| refused(format!("approver key {}: {e}", a.approver)))?;
+        // Only approvers this node enrolled count, a passkey with the
+        // relying party this node was told.
+        let rp = match &key {
+            ApproverKey::Ed25519(k) => {
+                if !policy
+                    .approvers
+                    .iter()
+                    .any(|e| parse_key(e).is_ok_and(|e| e == *k))
+                {
+                    continue;
+                }
+                None
+            }
+            ApproverKey::Passkey { .. } => {
+                let Some((_, rp)) = policy
+                    .passkey_approvers
+                    .iter()
+                    .filter_map(|p| p.key().ok())
+                    .find(|(k, _)| *k == key)
+                else {
+                    continue;
+                };
+                Some(rp)
+            }
+        };
         if a.expires_at_ms <= now.as_millis() {
             continue;
         }
-        let sig: [u8; 64] = hex::decode(&a.signature)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| refused("approval signature is not 64 bytes"))?;
+        let sig: ApprovalSignature = a
+            .signature
+            .parse()
+            .map_err(|e| refused(format!("approval signature: {e}")))?;
         let statement = ApprovalStatement {
             intent: digest,
             policy_version: t.policy_version,
@@ -662,7 +691,7 @@ fn approval(
             expires_at: Timestamp::from_millis(a.expires_at_ms),
             vote: Vote::Approve,
         };
-        if statement.verify(&key, &sig).is_ok() && !by.contains(&key) {
+        if statement.verify_by(&key, &sig, rp.as_ref()).is_ok() && !by.contains(&key) {
             by.push(key);
         }
     }
@@ -720,11 +749,22 @@ pub fn check_policy(p: &CosignPolicy) -> Result<(), String> {
             return Err(format!("approver key {k} is not a usable Ed25519 key"));
         }
     }
-    if p.min_approvals > 0 && usize::from(p.min_approvals) > p.approvers.len() {
+    let mut passkeys: Vec<ApproverKey> = Vec::new();
+    for a in &p.passkey_approvers {
+        let (key, _) = a.key()?;
+        if passkeys.contains(&key) {
+            return Err(format!(
+                "passkey approver {} is enrolled twice",
+                a.public_key
+            ));
+        }
+        passkeys.push(key);
+    }
+    let enrolled = p.approvers.len() + passkeys.len();
+    if p.min_approvals > 0 && usize::from(p.min_approvals) > enrolled {
         return Err(format!(
-            "min_approvals = {} but only {} approvers are enrolled",
+            "min_approvals = {} but only {enrolled} approvers are enrolled",
             p.min_approvals,
-            p.approvers.len()
         ));
     }
     Ok(())

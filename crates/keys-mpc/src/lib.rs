@@ -77,6 +77,7 @@ mod envelope;
 mod journal;
 pub mod net;
 pub mod node;
+mod passkeys;
 mod sign_impl;
 pub mod signer;
 #[cfg(feature = "test-support")]

@@ -549,3 +549,98 @@ fn an_erc20_payment_is_read_with_the_node_s_own_token_list() {
     assert!(unapproved(1_000_000).is_ok());
     refused(unapproved(1_000_001), "too few valid approvals");
 }
+
+/// A passkey approver enrolled with the node (its relying party) and what
+/// its authenticator returns for `t`'s statement, from `origin`.
+fn passkey_approval(t: &ApprovedTransfer, origin: &str) -> keys_mpc::cosign::Approval {
+    use base64::Engine as _;
+    use p256::ecdsa::signature::Signer as _;
+    use sha2::Digest as _;
+    let sk = p256::ecdsa::SigningKey::from_bytes(&[0x42; 32].into()).unwrap();
+    let key = policy::ApproverKey::passkey(
+        &[0xab; 16],
+        sk.verifying_key().to_encoded_point(true).as_bytes(),
+    )
+    .unwrap();
+    let expires = t.approvals[0].expires_at_ms;
+    let bytes = hex::decode(&t.intent).unwrap();
+    let intent = domain::TransferIntent::decode(&bytes, |_| {
+        Some(domain::Asset::bitcoin(domain::BitcoinNetwork::Regtest))
+    })
+    .unwrap();
+    let statement = policy::ApprovalStatement {
+        intent: intent.digest(),
+        policy_version: t.policy_version,
+        decision_id: *uuid::Uuid::parse_str(&t.decision_id).unwrap().as_bytes(),
+        expires_at: Timestamp::from_millis(expires),
+        vote: policy::Vote::Approve,
+    };
+    let mut data = sha2::Sha256::digest(b"localhost").to_vec();
+    data.extend_from_slice(&[0x05, 0, 0, 0, 1]);
+    let client = serde_json::to_vec(&serde_json::json!({
+        "type": "webauthn.get",
+        "challenge": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(statement.challenge()),
+        "origin": origin,
+    }))
+    .unwrap();
+    let mut signed = data.clone();
+    signed.extend_from_slice(&sha2::Sha256::digest(&client));
+    let sig: p256::ecdsa::Signature = sk.sign(&signed);
+    keys_mpc::cosign::Approval {
+        approver: key.to_string(),
+        expires_at_ms: expires,
+        signature: policy::ApprovalSignature::WebAuthn(policy::Assertion {
+            authenticator_data: data,
+            client_data_json: client,
+            signature: sig.to_der().as_bytes().to_vec(),
+        })
+        .to_string(),
+    }
+}
+
+#[test]
+fn a_passkey_approval_counts_against_the_node_s_own_relying_party() {
+    let mut p = policy(false);
+    let to = address(5);
+    let (tx, pv) = spend(&[(script_of(&to), 50_000)], 49_000);
+    let with_passkey = |origin: &str| {
+        let mut t = payment(&to, 50_000, &[1]);
+        let a = passkey_approval(&t, origin);
+        t.approvals.push(a);
+        t
+    };
+    // Not enrolled with this node: it does not count.
+    refused(
+        run(
+            &p,
+            &subject(&tx, &pv, vec![with_passkey("http://localhost:8080")]),
+        ),
+        "needs 2",
+    );
+    let sk = p256::ecdsa::SigningKey::from_bytes(&[0x42; 32].into()).unwrap();
+    p.passkey_approvers.push(keys_mpc::cosign::PasskeyApprover {
+        public_key: hex::encode(sk.verifying_key().to_encoded_point(true).as_bytes()),
+        credential_id: hex::encode([0xab; 16]),
+        rp_id: "localhost".into(),
+        origins: vec!["http://localhost:8080".into()],
+    });
+    keys_mpc::cosign::check_policy(&p).unwrap();
+    run(
+        &p,
+        &subject(&tx, &pv, vec![with_passkey("http://localhost:8080")]),
+    )
+    .unwrap();
+    // Made on a page of another origin: refused.
+    refused(
+        run(
+            &p,
+            &subject(&tx, &pv, vec![with_passkey("http://localhost:9999")]),
+        ),
+        "needs 2",
+    );
+    // Moved to another transfer: its challenge is the other statement's.
+    let mut t = payment(&to, 50_000, &[1]);
+    t.approvals
+        .push(with_passkey("http://localhost:8080").approvals[1].clone());
+    refused(run(&p, &subject(&tx, &pv, vec![t])), "needs 2");
+}

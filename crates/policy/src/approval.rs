@@ -154,6 +154,10 @@ pub enum StatementError {
     BadKey,
     #[error("the approval signature does not verify")]
     BadSignature,
+    #[error("the signature is not of the approver key's kind (Ed25519 or passkey)")]
+    KindMismatch,
+    #[error("the passkey approval is refused: {0}")]
+    Passkey(String),
 }
 
 impl ApprovalStatement {

@@ -14,13 +14,15 @@
 //! blocks, any error blocks; every step explained in the trace; `Policy::window_specs` tells the
 //! service which rolling windows to total), and approvals (`approval.rs`: `Resolved` requirements
 //! with each group's members pinned at judgment, the tally, and `ApprovalStatement` (`SRAP` v1)
-//! verified strictly with Ed25519). Data-driven tests (`tests/evaluate.rs`), properties
+//! verified strictly with Ed25519), and approver keys of either kind (`passkey.rs`: Ed25519 or a
+//! passkey, whose WebAuthn assertion over the statement's digest is verified with `p256`). Data-driven tests (`tests/evaluate.rs`), properties
 //! (`tests/properties.rs`), bench `evaluate`.
 
 pub mod approval;
 pub mod document;
 pub mod eval;
 pub mod governance;
+pub mod passkey;
 pub mod terms;
 
 pub use approval::{ApprovalStatement, Resolved, StatementError, Vote};
@@ -32,3 +34,4 @@ pub use eval::{
     Decision, Destination, Facts, Outcome, Price, Step, StepResult, WindowTotal, evaluate,
 };
 pub use governance::{GovernanceStatement, RecordFields};
+pub use passkey::{ApprovalSignature, ApproverKey, Assertion, KeyError, RelyingParty};

@@ -144,17 +144,20 @@ pub(crate) fn grant_of(role: &str, scope: &str) -> Result<Grant, ServiceError> {
     Grant::new(role, scope).map_err(|e| invalid(e.to_string()))
 }
 
+/// An Ed25519 key (an admin's, which signs governance votes).
 pub(crate) fn public_key_of(hex_key: &str) -> Result<[u8; 32], ServiceError> {
-    let bytes: [u8; 32] = hex::decode(hex_key)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| invalid("public_key: 64 hex digits of an Ed25519 key"))?;
-    let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
-        .map_err(|_| invalid("public_key is not a valid Ed25519 key"))?;
-    if key.is_weak() {
-        return Err(invalid("public_key is a weak (small-order) key"));
+    match approver_key_of(hex_key)? {
+        policy::ApproverKey::Ed25519(k) => Ok(k),
+        policy::ApproverKey::Passkey { .. } => Err(invalid(
+            "public_key: a passkey signs transfer approvals only; governance votes need an Ed25519 key",
+        )),
     }
-    Ok(bytes)
+}
+
+/// An approver's key of either kind, in its canonical text form.
+pub(crate) fn approver_key_of(text: &str) -> Result<policy::ApproverKey, ServiceError> {
+    text.parse()
+        .map_err(|e: policy::KeyError| invalid(e.to_string()))
 }
 
 /// A price: the asset and millionths of a dollar per whole unit, above zero

@@ -78,6 +78,15 @@ impl Service {
             .unwrap_or_else(|_| Arc::new(GovState::genesis()))
     }
 
+    /// `who`'s approver key in force (its canonical text: Ed25519 hex, or
+    /// a passkey's `webauthn:…`), as the verified governance log gives it.
+    pub async fn approver_key_in_force(
+        &self,
+        who: &domain::Actor,
+    ) -> Result<Option<String>, ServiceError> {
+        Ok(self.gov().await?.approver_key(who).map(str::to_owned))
+    }
+
     /// The verified governance state at the log's head (read on the pool).
     pub(crate) async fn gov(&self) -> Result<Arc<GovState>, ServiceError> {
         let head = self.store().governance_head().await?;

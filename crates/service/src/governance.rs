@@ -11,7 +11,9 @@ use storage::{
 
 use crate::access::{Can, Principal, perm};
 pub use crate::changes::{Change, DeniedEntry};
-use crate::changes::{canonical_address, grant_of, invalid, price_of, principal_of, public_key_of};
+use crate::changes::{
+    approver_key_of, canonical_address, grant_of, invalid, price_of, principal_of, public_key_of,
+};
 use crate::error::{ApprovalError, AuthError};
 use crate::freezes::check_label;
 pub use crate::freezes::{FreezeScope, Placed};
@@ -409,8 +411,16 @@ impl Service {
                 public_key,
             } => {
                 let a = principal_of(principal)?;
-                public_key_of(public_key)?;
-                format!("approver key {} for {a}", &public_key[..16])
+                let kind = match approver_key_of(public_key)? {
+                    policy::ApproverKey::Ed25519(_) => "approver key",
+                    // It replaces the principal's Ed25519 key, which an
+                    // admin's governance votes need.
+                    policy::ApproverKey::Passkey { .. } => {
+                        self.keeps_quorum(&a).await?;
+                        "passkey approver key"
+                    }
+                };
+                format!("{kind} {} for {a}", &public_key[..16])
             }
             Change::RevokeApproverKey { principal } => {
                 let a = principal_of(principal)?;
@@ -467,7 +477,12 @@ impl Service {
         let remaining = gov
             .admins(now)
             .into_iter()
-            .filter(|a| a != leaving && gov.approver_key(a).is_some())
+            .filter(|a| {
+                a != leaving
+                    && gov
+                        .approver_key(a)
+                        .is_some_and(|k| !k.starts_with(policy::passkey::WEBAUTHN))
+            })
             .count();
         // The state of things refuses it, not the request: 409.
         if remaining < quorum {
@@ -681,7 +696,7 @@ impl Service {
                 public_key,
             } => {
                 let a = principal_of(principal)?;
-                public_key_of(public_key)?;
+                approver_key_of(public_key)?;
                 let voided = self.revoke_approver(tx, &a, now, pulled_back).await?;
                 tx.insert_approver_key(&ApproverKeyRow {
                     principal: a.clone(),

@@ -84,6 +84,9 @@ struct Inner {
     threshold: std::sync::OnceLock<Arc<crate::threshold::ThresholdKeys>>,
     /// The verified governance state and the governance MAC key.
     gov: crate::gov_state::Gov,
+    /// Where passkey approvals are made (the console's RP ID and origins):
+    /// without it, passkey approvals are refused.
+    relying_party: std::sync::RwLock<Option<Arc<policy::RelyingParty>>>,
 }
 
 impl Service {
@@ -136,6 +139,7 @@ impl Service {
                 login_names: crate::limiter::Limiter::per_minute(20, 10, 8192),
                 scan_cursors: Default::default(),
                 gov: Default::default(),
+                relying_party: Default::default(),
                 threshold: std::sync::OnceLock::new(),
             }),
         }
@@ -192,6 +196,24 @@ impl Service {
         &self.inner.btc
     }
 
+    /// Where passkey approvals are made: the console's RP ID and the
+    /// origins its pages are served from.
+    pub fn set_relying_party(&self, rp: Option<policy::RelyingParty>) {
+        *self
+            .inner
+            .relying_party
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = rp.map(Arc::new);
+    }
+
+    pub fn relying_party(&self) -> Option<Arc<policy::RelyingParty>> {
+        self.inner
+            .relying_party
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     pub(crate) fn governance_cell(
         &self,
     ) -> &std::sync::RwLock<Option<crate::settings::GovernanceConfig>> {
@@ -227,7 +249,7 @@ impl Service {
         &self.inner.gov
     }
 
-    pub(crate) fn now(&self) -> domain::Timestamp {
+    pub fn now(&self) -> domain::Timestamp {
         self.inner.clock.now()
     }
 

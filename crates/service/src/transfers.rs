@@ -54,7 +54,8 @@ fn check_token(s: &str, what: &str, max: usize) -> Result<(), ServiceError> {
 pub struct VoteRequest {
     pub vote: Vote,
     pub expires_at: Timestamp,
-    pub signature: [u8; 64],
+    /// Ed25519, or a passkey's WebAuthn assertion.
+    pub signature: policy::ApprovalSignature,
 }
 
 impl Service {
@@ -488,10 +489,10 @@ impl Can<'_, perm::ApproveTransfer> {
             .await?;
             return Err(ApprovalError::NoApproverKey.into());
         }
-        let public: [u8; 32] = hex::decode(&key.public_key)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| corrupt("approver key", "not 32 bytes"))?;
+        let public: policy::ApproverKey = key
+            .public_key
+            .parse()
+            .map_err(|e| corrupt("approver key", e))?;
         let t = tx.lock_transfer(id).await?;
         self.in_scope(&t)?;
         // No approval for a destination denied since it was requested.
@@ -539,8 +540,11 @@ impl Can<'_, perm::ApproveTransfer> {
             return Err(ApprovalError::OwnTransfer.into());
         }
         statement_of(&t, v.vote, v.expires_at)?
-            .verify(&public, &v.signature)
-            .map_err(|_| ApprovalError::BadSignature)?;
+            .verify_by(&public, &v.signature, svc.relying_party().as_deref())
+            .map_err(|e| {
+                tracing::info!(approver = %who, transfer = %id, error = %e, "approval refused");
+                ApprovalError::BadSignature
+            })?;
         let row = ApprovalRow {
             transfer: id,
             approver: who.clone(),
@@ -550,7 +554,7 @@ impl Can<'_, perm::ApproveTransfer> {
                 Vote::Reject => "reject",
             }
             .into(),
-            signature: hex::encode(v.signature),
+            signature: v.signature.to_string(),
             expires_at: v.expires_at,
             at: now,
             voided_at: None,

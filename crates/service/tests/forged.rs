@@ -398,7 +398,9 @@ async fn a_swapped_approver_key_approves_nothing(f: Fixture) {
     let forged = VoteRequest {
         vote: Vote::Approve,
         expires_at,
-        signature: mallory.sign(&statement.message()).to_bytes(),
+        signature: policy::ApprovalSignature::Ed25519(
+            mallory.sign(&statement.message()).to_bytes(),
+        ),
     };
     assert!(can.vote(t.id, &forged).await.is_err());
     // The approver's real key is refused too while the row is wrong (the
@@ -406,7 +408,7 @@ async fn a_swapped_approver_key_approves_nothing(f: Fixture) {
     let real = VoteRequest {
         vote: Vote::Approve,
         expires_at,
-        signature: signer.sign(&statement.message()).to_bytes(),
+        signature: policy::ApprovalSignature::Ed25519(signer.sign(&statement.message()).to_bytes()),
     };
     assert!(can.vote(t.id, &real).await.is_err());
     assert_eq!(

@@ -449,7 +449,7 @@ impl Fixture {
             &VoteRequest {
                 vote,
                 expires_at,
-                signature,
+                signature: policy::ApprovalSignature::Ed25519(signature),
             },
         )
         .await

@@ -14,6 +14,7 @@ use zeroize::Zeroizing;
 
 mod backup;
 mod chains;
+mod console;
 mod governance;
 mod reconcile;
 mod threshold;
@@ -64,6 +65,7 @@ struct RawConfig {
     tls: transport::RawTls,
     backup: Option<backup::RawBackup>,
     reconciliation: Option<reconcile::RawReconciliation>,
+    console: Option<console::RawConsole>,
 }
 
 /// `[webhooks]`: where deliveries may go beyond public addresses.
@@ -247,6 +249,8 @@ pub struct Config {
     pub ethereum: Vec<EthereumConfig>,
     pub bitcoin: Vec<BitcoinConfig>,
     pub webhooks: service::webhook_target::WebhookPolicy,
+    /// Where passkeys are made and used (`[console]`); none without it.
+    pub passkeys: Option<policy::RelyingParty>,
 }
 
 impl Config {
@@ -320,6 +324,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     )?;
     let backup = backup::backup(raw.backup, base)?;
     let reconcile_every = reconcile::every(raw.reconciliation)?;
+    let passkeys = console::relying_party(raw.console)?;
     let trusted_proxies = raw
         .server
         .trusted_proxies
@@ -434,6 +439,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         client_tls,
         backup,
         reconcile_every,
+        passkeys,
         path: None,
         webhooks,
         database,

@@ -123,6 +123,7 @@ pub(crate) async fn build_service(c: &Config) -> Result<(Service, Store), Failur
     };
     svc.set_webhook_policy(c.webhooks.clone());
     svc.set_governance(c.governance);
+    svc.set_relying_party(c.passkeys.clone());
     if let Some(t) = &c.threshold {
         let cluster = threshold_cluster(t)?;
         // The epoch of the latest restore this database went through,

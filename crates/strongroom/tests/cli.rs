@@ -2263,36 +2263,7 @@ impl Custody {
             .lines()
             .find_map(|l| l.strip_prefix("key ").map(str::to_owned))
             .unwrap();
-        let o = strongroom(&[
-            "eth",
-            "register-sender",
-            "--config",
-            &cfg,
-            "--key",
-            &key,
-            "--chain-id",
-            "31337",
-            "--wallet",
-            "treasury",
-        ]);
-        assert!(o.status.success(), "{}", stderr(&o));
-        let field = |name: &str| {
-            stdout(&o)
-                .lines()
-                .find_map(|l| l.strip_prefix(name).map(str::to_owned))
-                .unwrap()
-        };
-        let (wallet, sender) = (field("wallet "), field("address "));
-        rt().block_on(async {
-            let client = eth_client(anvil.url()).await;
-            client
-                .raw_call(
-                    "anvil_setBalance",
-                    serde_json::json!([sender, "0x56bc75e2d63100000"]),
-                )
-                .await
-                .unwrap();
-        });
+        let (wallet, sender) = funded_sender(&cfg, &key, &anvil);
         let person = |name: &str, role: &str, scope: &str| -> PathBuf {
             api_key(&cfg, dir.path(), name, role, scope).0
         };
@@ -2414,6 +2385,46 @@ fn api_call(
 }
 
 const DESTINATION: &str = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
+
+/// `key` registered as the Ethereum sender of a new wallet "treasury" on
+/// anvil's chain, with 100 ETH: (wallet, sender address).
+fn funded_sender(
+    cfg: &str,
+    key: &str,
+    anvil: &chain_eth_client::testing::Anvil,
+) -> (String, String) {
+    let o = strongroom(&[
+        "eth",
+        "register-sender",
+        "--config",
+        cfg,
+        "--key",
+        key,
+        "--chain-id",
+        "31337",
+        "--wallet",
+        "treasury",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let field = |name: &str| {
+        stdout(&o)
+            .lines()
+            .find_map(|l| l.strip_prefix(name).map(str::to_owned))
+            .unwrap()
+    };
+    let (wallet, sender) = (field("wallet "), field("address "));
+    rt().block_on(async {
+        let client = eth_client(anvil.url()).await;
+        client
+            .raw_call(
+                "anvil_setBalance",
+                serde_json::json!([sender, "0x56bc75e2d63100000"]),
+            )
+            .await
+            .unwrap();
+    });
+    (wallet, sender)
+}
 
 async fn eth_client(url: &str) -> chain_eth_client::EthClient {
     chain_eth_client::EthClient::connect(
@@ -4718,13 +4729,386 @@ impl Drop for Chromedriver {
     }
 }
 
+/// Headless Chromium through `driver`, with its profile in `profile`.
+async fn chromium(driver: &Chromedriver, profile: &Path) -> fantoccini::Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": std::env::var("STRONGROOM_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync",
+                "--window-size=1280,900",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .unwrap()
+}
+
+/// The WebDriver WebAuthn extension: a virtual authenticator (CTAP2, a
+/// platform one that holds passkeys and verifies its user) in the browser.
+#[derive(Debug)]
+struct VirtualAuthenticator;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for VirtualAuthenticator {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!(
+            "session/{}/webauthn/authenticator",
+            session.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        let body = serde_json::json!({
+            "protocol": "ctap2",
+            "transport": "internal",
+            "hasResidentKey": true,
+            "hasUserVerification": true,
+            "isUserConsenting": true,
+            "isUserVerified": true,
+        });
+        (http::Method::POST, Some(body.to_string()))
+    }
+}
+
+/// Runs `script` (a promise's body) in the page and returns its value.
+async fn in_page(
+    browser: &fantoccini::Client,
+    script: &str,
+    args: Vec<serde_json::Value>,
+) -> serde_json::Value {
+    browser
+        .execute(&format!("return (async () => {{ {script} }})();"), args)
+        .await
+        .unwrap()
+}
+
+/// An approver works in the browser with a passkey, against a real server
+/// and anvil: signs in with password and TOTP, makes a passkey (Chromium's
+/// virtual authenticator) that the admins enroll as their approver key; a
+/// page edited before signing (another challenge) gets its approval
+/// refused; the approval signed on the page as rendered counts and the
+/// 2 ETH withdrawal completes on anvil. Screenshots of the transfer and the
+/// approval are saved.
+#[test]
+fn an_approver_approves_a_withdrawal_with_a_passkey_in_chromium() {
+    use chain_eth_client::testing::Anvil;
+    use fantoccini::Locator;
+    let anvil = Anvil::start();
+    let (dir, config) = data_dir("sqlite://strongroom.db");
+    let cfg = config.to_str().unwrap().to_owned();
+    // Served on a port known beforehand: the console's origin names it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"))
+        + &format!("[console]\nrp_id = \"localhost\"\norigins = [\"http://localhost:{port}\"]\n");
+    std::fs::write(&config, text).unwrap();
+    add_ethereum(&config, 31337, anvil.url());
+    let quorum = init_keystore(&cfg, &dir.path().join("shares"), 2, 2).join("\n") + "\n";
+    let key = ecdsa_key(&cfg, &quorum);
+    let (wallet, _) = funded_sender(&cfg, &key, &anvil);
+    let person = |name: &str, role: &str, scope: &str| api_key(&cfg, dir.path(), name, role, scope);
+    let (admin, _) = person("admin", "admin", "global");
+    let (writer, _) = person("writer", "policy-admin", "global");
+    let (initiator, _) = person("initiator", "initiator", &format!("wallet:{wallet}"));
+    let (server, lines) = serve_unsealed(&config, &quorum);
+    let base = format!("http://localhost:{port}");
+    // Carol approves for the wallet; her role is granted by governance.
+    let body = serde_json::json!({"name": "carol", "password": "correct horse battery",
+        "grants": [{"role": "approver", "scope": format!("wallet:{wallet}")}]})
+    .to_string();
+    let (code, carol) = api_call(&server, &admin, "POST", "/v1/users", Some(&body), None);
+    assert_eq!(code, 201, "{carol}");
+    for p in carol["role_proposals"].as_array().unwrap() {
+        if p["state"] == "open" {
+            approve_proposal(&server.base, &admin, p["id"].as_str().unwrap());
+        }
+    }
+    let carol_id = format!("user:{}", carol["id"].as_str().unwrap());
+    let policy = format!(
+        "[[groups]]\nname = \"approvers\"\nmembers = [\"{carol_id}\"]\n\n\
+         [[rules]]\nname = \"small\"\namount = {{ at_most = \"1\" }}\naction = \"allow\"\n\n\
+         [[rules]]\nname = \"large\"\naction = \"require_approval\"\n\
+         approvals = {{ group = \"approvers\", threshold = 1 }}\n"
+    );
+    let body =
+        serde_json::json!({"change": {"kind": "set_policy", "document": policy}}).to_string();
+    let (code, p) = api_call(&server, &writer, "POST", "/v1/proposals", Some(&body), None);
+    assert_eq!(code, 201, "{p}");
+    assert_eq!(
+        approve_proposal(&server.base, &admin, p["id"].as_str().unwrap()),
+        "applied"
+    );
+
+    let driver = Chromedriver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console");
+    std::fs::create_dir_all(&shots).unwrap();
+    let totp = |secret: &[u8], back: u64| {
+        let step = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            / service::totp::STEP;
+        format!(
+            "{:06}",
+            service::totp::code(secret, step - back, 6).unwrap()
+        )
+    };
+    let (transfer, bob) = rt().block_on(async {
+        let browser = chromium(&driver, profile.path()).await;
+        browser.issue_cmd(VirtualAuthenticator).await.unwrap();
+        browser.goto(&format!("{base}/ui/login")).await.unwrap();
+        // Her TOTP, enrolled through the API from this page's origin.
+        let enrolment = in_page(
+            &browser,
+            "const login = await fetch('/v1/auth/login', {method: 'POST',
+                 headers: {'content-type': 'application/json'},
+                 body: JSON.stringify({username: 'carol', password: 'correct horse battery'})});
+             const session = await login.json();
+             const enrol = await fetch('/v1/auth/totp/enrol', {method: 'POST',
+                 headers: {'x-csrf-token': session.csrf_token}});
+             return {csrf: session.csrf_token, enrol: await enrol.json()};",
+            vec![],
+        )
+        .await;
+        let uri = enrolment["enrol"]["otpauth_uri"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{enrolment}"));
+        let secret = uri
+            .split(['?', '&'])
+            .find_map(|kv| kv.strip_prefix("secret="))
+            .unwrap();
+        let secret = data_encoding::BASE32_NOPAD
+            .decode(secret.as_bytes())
+            .unwrap();
+        let confirmed = in_page(
+            &browser,
+            "const r = await fetch('/v1/auth/totp/confirm', {method: 'POST',
+                 headers: {'content-type': 'application/json', 'x-csrf-token': arguments[0]},
+                 body: JSON.stringify({code: arguments[1]})});
+             return r.status;",
+            vec![enrolment["csrf"].clone(), totp(&secret, 1).into()],
+        )
+        .await;
+        assert_eq!(confirmed, 204, "TOTP confirmed");
+        browser.goto(&format!("{base}/ui/login")).await.unwrap();
+        for (field, value) in [
+            ("#username", "carol".to_owned()),
+            ("#password", "correct horse battery".to_owned()),
+            ("#totp", totp(&secret, 0)),
+        ] {
+            browser
+                .find(Locator::Css(field))
+                .await
+                .unwrap()
+                .send_keys(&value)
+                .await
+                .unwrap();
+        }
+        browser
+            .find(Locator::Css("form.card button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        browser
+            .wait()
+            .for_element(Locator::Css(r#"[data-fact="seal"]"#))
+            .await
+            .unwrap();
+
+        // A passkey, made in the browser; the admins enroll its key.
+        browser.goto(&format!("{base}/ui/passkeys")).await.unwrap();
+        browser
+            .find(Locator::Css("#register-button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let mut approver_key = String::new();
+        for _ in 0..200 {
+            approver_key = browser
+                .find(Locator::Css("#new-approver-key"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let status = browser
+                .find(Locator::Css("#register-status"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            assert!(
+                !status.starts_with("No passkey"),
+                "{status}\n{}",
+                server.log_text()
+            );
+            if !approver_key.is_empty() {
+                break;
+            }
+            browser
+                .wait()
+                .for_element(Locator::Css("#register-status"))
+                .await
+                .unwrap();
+        }
+        assert!(approver_key.starts_with("webauthn:"), "{approver_key}");
+        let body = serde_json::json!({"change": {"kind": "register_approver_key",
+            "principal": carol_id, "public_key": approver_key}})
+        .to_string();
+        let (code, p) = api_call(&server, &admin, "POST", "/v1/proposals", Some(&body), None);
+        assert_eq!(code, 201, "{p}");
+        assert_eq!(
+            approve_proposal(&server.base, &admin, p["id"].as_str().unwrap()),
+            "applied"
+        );
+
+        // 2 ETH to Bob, which needs her approval.
+        let bob = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
+        let body = serde_json::json!({"wallet": wallet, "asset": "eip155:31337/native",
+            "amount": "2", "destination": bob})
+        .to_string();
+        let (code, t) = api_call(
+            &server,
+            &initiator,
+            "POST",
+            "/v1/transfers",
+            Some(&body),
+            None,
+        );
+        assert_eq!(code, 201, "{t}");
+        assert_eq!(t["state"], "pending_approval", "{t}");
+        let transfer = t["id"].as_str().unwrap().to_owned();
+        browser
+            .goto(&format!("{base}/ui/transfers/{transfer}"))
+            .await
+            .unwrap();
+        let page = browser.source().await.unwrap();
+        assert!(
+            page.contains("2 ETH (2000000000000000000 base units)"),
+            "{page}"
+        );
+        assert!(page.contains(bob), "the recipient as typed (EIP-55)");
+        std::fs::write(
+            shots.join("transfer.png"),
+            browser.screenshot().await.unwrap(),
+        )
+        .unwrap();
+        let vote = |expect_done: bool| {
+            let (browser, server) = (&browser, &server);
+            async move {
+                browser
+                    .find(Locator::Css("#approve-button"))
+                    .await
+                    .unwrap()
+                    .click()
+                    .await
+                    .unwrap();
+                let attr = if expect_done {
+                    "data-done"
+                } else {
+                    "data-failed"
+                };
+                browser
+                    .wait()
+                    .for_element(Locator::Css(&format!("#passkey-vote[{attr}]")))
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}: {}", server.log_text()));
+                browser
+                    .find(Locator::Css("#vote-status"))
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap()
+            }
+        };
+        // The page edited before signing: the reject statement's digest
+        // where the approval's should be. The server refuses the assertion.
+        in_page(
+            &browser,
+            "const v = document.getElementById('passkey-vote');
+             v.dataset.challengeApprove = v.dataset.challengeReject; return null;",
+            vec![],
+        )
+        .await;
+        let refused = vote(false).await;
+        assert!(
+            refused.contains("bad_signature") || refused.contains("signature"),
+            "{refused}"
+        );
+        let (_, t) = api_call(
+            &server,
+            &admin,
+            "GET",
+            &format!("/v1/transfers/{transfer}"),
+            None,
+            None,
+        );
+        assert_eq!(t["state"], "pending_approval", "{t}");
+        assert!(t["approvals"].as_array().unwrap().is_empty(), "{t}");
+        // The page as the server rendered it.
+        browser.refresh().await.unwrap();
+        let done = vote(true).await;
+        assert!(done.starts_with("Approved"), "{done}");
+        std::fs::write(
+            shots.join("approve.png"),
+            browser.screenshot().await.unwrap(),
+        )
+        .unwrap();
+        browser.close().await.unwrap();
+        let (_, t) = api_call(
+            &server,
+            &admin,
+            "GET",
+            &format!("/v1/transfers/{transfer}"),
+            None,
+            None,
+        );
+        let approval = &t["approvals"][0];
+        assert_eq!(approval["approver"], carol_id.as_str(), "{t}");
+        (transfer, bob)
+    });
+    reach(&server, &lines, Some(&anvil), (&transfer, "completed"));
+    let paid = rt().block_on(async {
+        eth_client(anvil.url())
+            .await
+            .balance(bob.parse().unwrap())
+            .await
+            .unwrap()
+    });
+    assert!(paid >= 2 * 10u128.pow(18), "{paid}");
+}
+
 /// The web console in headless Chromium against a real server: sign-in
 /// through the form, the overview (seal state, the note that the role's
 /// second factor is missing), a page the missing factor keeps closed, sign
 /// out; a screenshot of the overview is saved for the README.
 #[test]
 fn the_console_in_chromium() {
-    use fantoccini::{ClientBuilder, Locator};
+    use fantoccini::Locator;
     let (dir, config) = data_dir("sqlite://strongroom.db");
     let cfg = config.to_str().unwrap().to_owned();
     let shares = dir.path().join("shares");
@@ -4757,25 +5141,7 @@ fn the_console_in_chromium() {
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console");
     std::fs::create_dir_all(&shots).unwrap();
     rt().block_on(async {
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            serde_json::json!({
-                "binary": std::env::var("STRONGROOM_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync",
-                    "--window-size=1280,900",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ],
-            }),
-        );
-        let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&driver.url)
-            .await
-            .unwrap();
+        let browser = chromium(&driver, profile.path()).await;
         browser.goto(&format!("{base}/ui/")).await.unwrap();
         assert_eq!(
             browser.current_url().await.unwrap().path(),

@@ -1,12 +1,14 @@
 //! The web console under `/ui/`: pages rendered on the server from the
 //! same capabilities the API uses (a viewer sees, an initiator initiates,
-//! an approver approves), with no script of its own yet and a strict
-//! Content-Security-Policy on every answer (ADR 0018). Sign-in is the
+//! an approver approves), one script served from the binary (the passkey
+//! ceremonies) and a strict Content-Security-Policy on every answer
+//! (ADR 0018). Sign-in is the
 //! API's session (password, then TOTP where the role needs it): the
 //! session cookie, and a CSRF token kept in its own cookie and echoed by
 //! every form.
 
 mod pages;
+mod passkeys;
 
 use axum::Router;
 use axum::extract::{Form, State};
@@ -26,7 +28,7 @@ const CSRF_COOKIE: &str = "sr_csrf";
 
 /// Every console answer: nothing but the server's own files, no inline
 /// script or style, never framed, forms only to the server itself.
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; \
      form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// The console's routes, merged into the API's router: its rate limits,
@@ -41,7 +43,13 @@ pub(crate) fn routes() -> Router<Service> {
         .route("/ui/logout", post(logout))
         .route("/ui/transfers", get(transfers))
         .route("/ui/transfers/{id}", get(transfer))
+        .route("/ui/transfers/{id}/vote", post(passkeys::vote))
+        .route("/ui/passkeys", get(passkeys_page))
+        .route("/ui/passkeys/options", post(passkeys::start))
+        .route("/ui/passkeys/register", post(passkeys::finish))
         .route("/ui/static/console.css", get(stylesheet))
+        .route("/ui/static/console.js", get(script))
+        .layer(axum::Extension(passkeys::Shared::default()))
         .layer(axum::middleware::from_fn(same_origin_posts))
         .layer(axum::middleware::map_response(secured))
 }
@@ -99,6 +107,38 @@ async fn stylesheet() -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
         include_str!("console.css"),
     )
+}
+
+/// The console's one script (no inline script anywhere: the CSP forbids
+/// it): the passkey ceremonies, reading what it signs from the page the
+/// server rendered.
+async fn script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("console.js"),
+    )
+}
+
+async fn passkeys_page(
+    State(svc): State<Service>,
+    MaybeAuthed(caller): MaybeAuthed,
+    headers: HeaderMap,
+) -> Response {
+    let who = match signed_in(&svc, &headers, caller).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let csrf = cookie(&headers, CSRF_COOKIE).unwrap_or_default();
+    answer(pages::passkeys(&svc, &who, &csrf).await)
+}
+
+/// A page, or why it could not be made.
+fn answer(page: Result<String, pages::Failed>) -> Response {
+    match page {
+        Ok(p) => Html(p).into_response(),
+        Err(pages::Failed::Page(status, page)) => (status, Html(page)).into_response(),
+        Err(pages::Failed::Service(e)) => unavailable(&e),
+    }
 }
 
 /// The signed-in person behind the session cookie (reads only): the one
@@ -174,11 +214,7 @@ async fn transfers(
         Err(r) => return r,
     };
     let csrf = cookie(&headers, CSRF_COOKIE).unwrap_or_default();
-    match pages::transfers(&svc, &who, &csrf).await {
-        Ok(page) => Html(page).into_response(),
-        Err(pages::Failed::Page(status, page)) => (status, Html(page)).into_response(),
-        Err(pages::Failed::Service(e)) => unavailable(&e),
-    }
+    answer(pages::transfers(&svc, &who, &csrf).await)
 }
 
 async fn transfer(
@@ -197,11 +233,7 @@ async fn transfer(
         Ok(id) => pages::transfer(&svc, &who, id, &csrf).await,
         Err(_) => Err(pages::not_found()),
     };
-    match page {
-        Ok(p) => Html(p).into_response(),
-        Err(pages::Failed::Page(status, page)) => (status, Html(page)).into_response(),
-        Err(pages::Failed::Service(e)) => unavailable(&e),
-    }
+    answer(page)
 }
 
 async fn login_page() -> Html<String> {

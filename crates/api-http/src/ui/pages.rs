@@ -42,6 +42,7 @@ fn layout(title: &str, who: Option<&Principal>, csrf: &str, body: Markup) -> Str
                         @if who.is_some() {
                             a href="/ui/" { "Overview" }
                             a href="/ui/transfers" { "Transfers" }
+                            a href="/ui/passkeys" { "Passkeys" }
                         }
                     }
                     @if let Some(p) = who {
@@ -53,6 +54,9 @@ fn layout(title: &str, who: Option<&Principal>, csrf: &str, body: Markup) -> Str
                     }
                 }
                 main { h1 { (title) } (body) }
+                @if who.is_some() {
+                    script src="/ui/static/console.js" defer {}
+                }
             }
         }
     }
@@ -375,6 +379,11 @@ pub(super) async fn transfer(
         .and_then(serde_json::Value::as_bool)
         .unwrap_or(false);
     let approver = permits(who.grants(), Permission::ApproveTransfer, Some(wallet));
+    let passkey = if approver && intact && t.state == "pending_approval" {
+        approve_with_passkey(svc, who, &t, csrf).await?
+    } else {
+        None
+    };
     let body = html! {
         @match &intent {
             Ok(i) => {
@@ -440,10 +449,14 @@ pub(super) async fn transfer(
                 }
             }
             @if approver && intact && t.state == "pending_approval" {
-                p class="hint" {
-                    "Approve from your own machine, where your approver key is: "
-                    code { "strongroom approve --transfer " (t.id.to_string()) " --addr <server> --key-file <key> --approver-key <signing key>" }
-                    " shows this transfer decoded from the same bytes and the same digest."
+                @if let Some(p) = &passkey {
+                    (p)
+                } @else {
+                    p class="hint" {
+                        "Approve from your own machine, where your approver key is: "
+                        code { "strongroom approve --transfer " (t.id.to_string()) " --addr <server> --key-file <key> --approver-key <signing key>" }
+                        " shows this transfer decoded from the same bytes and the same digest."
+                    }
                 }
             }
         }
@@ -460,6 +473,111 @@ pub(super) async fn transfer(
         }
     };
     Ok(layout(&title, Some(who), csrf, body))
+}
+
+/// How long an approval signed in the browser stays valid (the least any
+/// installation allows: `max_approval_ttl_hours` is at least 1).
+const PASSKEY_APPROVAL_MS: i64 = 3_600_000;
+
+/// The approve and reject buttons of an approver whose key in force is a
+/// passkey: the page carries the statements' digests (the WebAuthn
+/// challenges) and expiry; the server verifies the assertion against the
+/// statement it makes again from the stored transfer, so a page edited
+/// before signing gets its approval refused.
+async fn approve_with_passkey(
+    svc: &Service,
+    who: &Principal,
+    t: &TransferRow,
+    csrf: &str,
+) -> Result<Option<Markup>, Failed> {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let Some(key) = svc.approver_key_in_force(who.actor()).await? else {
+        return Ok(Some(html! {
+            p class="hint" {
+                "You have no approver key yet: make a passkey on the "
+                a href="/ui/passkeys" { "Passkeys" } " page and have the admins enroll it."
+            }
+        }));
+    };
+    let Ok(policy::ApproverKey::Passkey { credential_id, .. }) = key.parse() else {
+        return Ok(None);
+    };
+    let Some(rp) = svc.relying_party() else {
+        return Ok(Some(html! {
+            p class="error" { "This server has no [console] relying party: passkey approvals are off." }
+        }));
+    };
+    let Ok(can) = svc.authorize::<perm::ApproveTransfer>(who, Some(t.wallet)) else {
+        return Ok(None);
+    };
+    let expires_at =
+        domain::Timestamp::from_millis(svc.now().as_millis().saturating_add(PASSKEY_APPROVAL_MS));
+    let approve = can
+        .statement(t.id, policy::Vote::Approve, expires_at)
+        .await?;
+    let reject = can
+        .statement(t.id, policy::Vote::Reject, expires_at)
+        .await?;
+    Ok(Some(html! {
+        div id="passkey-vote" class="card"
+            data-transfer=(t.id.to_string())
+            data-csrf=(csrf)
+            data-rp-id=(rp.rp_id)
+            data-credential=(b64(&credential_id))
+            data-expires-at=(expires_at.as_millis())
+            data-challenge-approve=(b64(&approve.challenge()))
+            data-challenge-reject=(b64(&reject.challenge())) {
+            p {
+                "Your passkey signs the approval statement of intent digest "
+                code { (grouped(&t.digest)) }
+                " (policy version " (t.policy_version) "), valid until "
+                (utc(expires_at)) ". Compare the digest with the requester's out of band first."
+            }
+            button type="button" id="approve-button" data-vote="approve" { "Approve with passkey" }
+            " "
+            button type="button" id="reject-button" data-vote="reject" { "Reject with passkey" }
+            p id="vote-status" role="status" aria-live="polite" {}
+        }
+    }))
+}
+
+/// Passkeys: make one (its key is what the admins enroll as your approver
+/// key), and the approver key in force.
+pub(super) async fn passkeys(svc: &Service, who: &Principal, csrf: &str) -> Result<String, Failed> {
+    let key = svc.approver_key_in_force(who.actor()).await?;
+    let configured = svc.relying_party().is_some();
+    let body = html! {
+        section aria-labelledby="in-force" {
+            h2 id="in-force" { "Your approver key" }
+            @match key.as_deref().map(str::parse::<policy::ApproverKey>) {
+                None => p { "None enrolled: your approvals cannot count yet." }
+                Some(Ok(policy::ApproverKey::Passkey { .. })) => {
+                    p { "A passkey: approve transfers on their pages here, in this browser." }
+                    p { code class="key" { (key.as_deref().unwrap_or_default()) } }
+                }
+                Some(_) => p { "An Ed25519 key: approve with " code { "strongroom approve" } " on your machine." }
+            }
+        }
+        section aria-labelledby="new" {
+            h2 id="new" { "Make a passkey for approvals" }
+            @if configured {
+                p {
+                    "Your authenticator makes a key that never leaves it; the server records nothing until the admins "
+                    "enroll the key below as your approver key (a governance proposal, "
+                    code { "register_approver_key" } "), and every signer node lists it in its own configuration."
+                }
+                div id="passkey-register" data-csrf=(csrf) {
+                    button type="button" id="register-button" { "Make a passkey" }
+                    p id="register-status" role="status" aria-live="polite" {}
+                    p { code id="new-approver-key" class="key" {} }
+                }
+            } @else {
+                p class="error" { "This server has no [console] rp_id and origins: passkeys cannot be made." }
+            }
+        }
+    };
+    Ok(layout("Passkeys", Some(who), csrf, body))
 }
 
 #[cfg(test)]
