@@ -744,6 +744,16 @@ whitelist_cooling_off_hours = 24
             ),
             format!("{GOOD}\n[hsm]\nmodule = \"m.so\"\ntoken_label = \"t\"\npin = \"1234\"\n"),
             "[server\n".to_owned(),
+            format!(
+                "{GOOD}\n[console]\nrp_id = \"127.0.0.1\"\norigins = [\"http://127.0.0.1:8200\"]\n"
+            ),
+            format!(
+                "{GOOD}\n[console]\nrp_id = \"custody.example\"\norigins = [\"http://custody.example\"]\n"
+            ),
+            format!(
+                "{GOOD}\n[console]\nrp_id = \"custody.example\"\norigins = [\"https://evil.example\"]\n"
+            ),
+            format!("{GOOD}\n[console]\nrp_id = \"custody.example\"\norigins = []\n"),
         ];
         let eth = |body: &str| format!("{GOOD}\n[[ethereum]]\n{body}");
         let btc = |body: &str| format!("{GOOD}\n[[bitcoin]]\n{body}");
@@ -809,12 +819,16 @@ whitelist_cooling_off_hours = 24
             error: database.password_env: applies to PostgreSQL only
             error: log.format: unknown variant `xml`, expected `json` or `text` (line 16, column 10)
             error: log.level: "[" is not a log filter such as info or strongroom=debug
-            error: unknown: unknown field `unknown`, expected one of `server`, `database`, `audit`, `log`, `hsm`, `threshold`, `governance`, `ethereum`, `bitcoin`, `webhooks`, `tls`, `backup`, `reconciliation` (line 15, column 2)
+            error: unknown: unknown field `unknown`, expected one of `server`, `database`, `audit`, `log`, `hsm`, `threshold`, `governance`, `ethereum`, `bitcoin`, `webhooks`, `tls`, `backup`, `reconciliation`, `console` (line 15, column 2)
             error: audit.hsm_key: needs an [hsm] section
             error: audit.hsm_key: set either signing_key_file or hsm_key, not both
             error: hsm.pin_file: the PIN comes from pin_file or pin_env, never from the configuration
             error: hsm.pin: unknown field `pin`, expected one of `module`, `token_label`, `pin_file`, `pin_env`, `sessions` (line 18, column 1)
             error: (syntax): unclosed table, expected `]` (line 1, column 8)
+            error: console.rp_id: must be a domain name (passkeys are not scoped to IP addresses)
+            error: console.origins: "http://custody.example": an origin https://host[:port] on custody.example (http only for localhost)
+            error: console.origins: "https://evil.example": an origin https://host[:port] on custody.example (http only for localhost)
+            error: console.origins: must list the console's origins (https://host[:port])
             ok: 127.0.0.1:8200 Sqlite { path: "/etc/strongroom/data/strongroom.db" }
             error: ethereum[0].max_fee_per_gas_wei: invalid type: integer `200000000000`, expected a string (line 19, column 23)
             error: ethereum[0].max_fee_per_gas_wei: must be a whole number of wei, in digits

@@ -3016,16 +3016,23 @@ fn withdrawals_under_threshold_keys_on_ethereum_and_bitcoin() {
         "\n[[bitcoin]]\nnetwork = \"regtest\"\nmax_fee_rate_sat_vb = 50\nmax_fee_sat = 20000\n\
          fee_rate_sat_vb = 4\npoll_seconds = 1\n",
     );
+    text.push_str(&format!(
+        "\n[console]\nrp_id = \"localhost\"\norigins = [\"{PASSKEY_ORIGIN}\"]\n"
+    ));
     std::fs::write(&config, text).unwrap();
     let quorum = init_keystore(&cfg, &dir.path().join("shares"), 2, 2).join("\n") + "\n";
 
-    // Two approvers, their signing keys made where they sit.
+    // Two approvers, their signing keys made where they sit; a third who
+    // approves with a passkey.
     let approver_keys: Vec<(PathBuf, String)> = (1..=2)
         .map(|i| approver_key_in(dir.path(), &format!("approver{i}")))
         .collect();
-    // Three signer nodes, each enrolling both approvers and needing both.
+    let passkey = Passkey::new();
+    // Three signer nodes, each enrolling the three approvers and needing
+    // two of them.
     let mut policy = keys_mpc::testing::policy(false);
     policy.approvers = approver_keys.iter().map(|(_, p)| p.clone()).collect();
+    policy.passkey_approvers = vec![passkey.enrolment()];
     policy.min_approvals = 2;
     policy.unapproved_limit = 0;
     policy.ethereum = Some(keys_mpc::cosign::EthereumPolicy {
@@ -3077,7 +3084,7 @@ fn withdrawals_under_threshold_keys_on_ethereum_and_bitcoin() {
     let eth_key = a["key"].as_str().unwrap().to_owned();
     let scope = format!("wallet:{wallet}");
     let (initiator, _) = person("initiator", "initiator", &scope);
-    let approvers: Vec<(PathBuf, String)> = (1..=2)
+    let approvers: Vec<(PathBuf, String)> = (1..=3)
         .map(|i| person(&format!("approver{i}"), "approver", &scope))
         .collect();
     rt().block_on(async {
@@ -3100,12 +3107,12 @@ fn withdrawals_under_threshold_keys_on_ethereum_and_bitcoin() {
     // everything else needs both approvers; their keys registered by the
     // admin.
     let document = format!(
-        "[[groups]]\nname = \"approvers\"\nmembers = [\"{}\", \"{}\"]\n\n\
+        "[[groups]]\nname = \"approvers\"\nmembers = [\"{}\", \"{}\", \"{}\"]\n\n\
          [[rules]]\nname = \"dust\"\nassets = [\"eip155:31337/native\"]\n\
          amount = {{ at_most = \"0.01\" }}\naction = \"allow\"\n\n\
          [[rules]]\nname = \"all\"\naction = \"require_approval\"\n\
          approvals = {{ group = \"approvers\", threshold = 2 }}\n",
-        approvers[0].1, approvers[1].1
+        approvers[0].1, approvers[1].1, approvers[2].1
     );
     let body =
         serde_json::json!({"change": {"kind": "set_policy", "document": document}}).to_string();
@@ -3113,7 +3120,11 @@ fn withdrawals_under_threshold_keys_on_ethereum_and_bitcoin() {
     assert_eq!(code, 201, "{p}");
     let id = p["id"].as_str().unwrap().to_owned();
     assert_eq!(approve_proposal(&server.base, &admin, &id), "applied");
-    for ((_, principal), (_, public)) in approvers.iter().zip(&approver_keys) {
+    let keys = approver_keys
+        .iter()
+        .map(|(_, public)| public.clone())
+        .chain([passkey.approver_key()]);
+    for ((_, principal), public) in approvers.iter().zip(keys) {
         let body = serde_json::json!({"change": {"kind": "register_approver_key", "principal": principal, "public_key": public}}).to_string();
         let (code, p) = api_call(&server, &admin, "POST", "/v1/proposals", Some(&body), None);
         assert!(code < 300 && p["state"] == "open", "{p}");
@@ -3198,6 +3209,58 @@ fn withdrawals_under_threshold_keys_on_ethereum_and_bitcoin() {
     completed(t["id"].as_str().unwrap());
     assert_eq!(tokens_at(DESTINATION.parse().unwrap()), 12_500_000);
     assert_eq!(tokens_at(holder), 87_500_000);
+
+    // Approved by an Ed25519 approver and a passkey approver: every node
+    // verifies the passkey's WebAuthn assertion against its own relying
+    // party, and the withdrawal completes.
+    let t = request(&wallet, "eip155:31337/native", "0.25", DESTINATION);
+    let transfer = t["id"].as_str().unwrap().to_owned();
+    let o = strongroom(&[
+        "approve",
+        "--addr",
+        &server.base,
+        "--key-file",
+        approvers[0].0.to_str().unwrap(),
+        "--approver-key",
+        approver_keys[0].0.to_str().unwrap(),
+        "--transfer",
+        &transfer,
+        "--yes",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let vote = passkey.approval(&t, PASSKEY_ORIGIN);
+    let path = format!("/v1/transfers/{transfer}/approvals");
+    // Made on a page of another origin: refused by the server.
+    let elsewhere = passkey.approval(&t, "http://localhost:9999");
+    let (code, e) = api_call(
+        &server,
+        &approvers[2].0,
+        "POST",
+        &path,
+        Some(&elsewhere),
+        None,
+    );
+    assert_eq!(
+        (code, e["code"].as_str()),
+        (400, Some("bad_approval_signature")),
+        "{e}"
+    );
+    let (code, a) = api_call(&server, &approvers[2].0, "POST", &path, Some(&vote), None);
+    assert_eq!(code, 200, "{a}");
+    let done = drive(&lines, 1, Some(&anvil), |id, to| {
+        id == transfer && matches!(to, "completed" | "failed" | "blocked")
+    });
+    assert_eq!(
+        done.map(|d| d.1).as_deref(),
+        Some("completed"),
+        "{}",
+        server.log_text()
+    );
+    assert_eq!(
+        wei_at(DESTINATION),
+        1_750_000_000_000_000_000,
+        "1.5 + 0.25 ETH"
+    );
 
     // Bitcoin: a Taproot account on the same nodes, a deposit, a payout.
     let (code, a) = api_call(
@@ -4188,6 +4251,87 @@ fn erc20_withdrawals_through_the_api(db_url: &str) {
 
 /// `POST /v1/transfers` of (wallet, asset, amount, destination), which
 /// must be taken (201): the transfer.
+/// The origin the test passkey's approvals are made on.
+const PASSKEY_ORIGIN: &str = "http://localhost:8080";
+
+/// A passkey held in software, as an authenticator holds one: its key and
+/// the WebAuthn assertions it makes (ES256, user present and verified).
+struct Passkey(p256::ecdsa::SigningKey);
+
+impl Passkey {
+    const CREDENTIAL: [u8; 16] = [0xab; 16];
+
+    fn new() -> Passkey {
+        Passkey(p256::ecdsa::SigningKey::from_bytes(&[0x42; 32].into()).unwrap())
+    }
+
+    fn public(&self) -> String {
+        hex::encode(self.0.verifying_key().to_encoded_point(true).as_bytes())
+    }
+
+    /// As governance registers it.
+    fn approver_key(&self) -> String {
+        format!(
+            "webauthn:{}:{}",
+            hex::encode(Self::CREDENTIAL),
+            self.public()
+        )
+    }
+
+    /// As a signer node enrolls it.
+    fn enrolment(&self) -> keys_mpc::cosign::PasskeyApprover {
+        keys_mpc::cosign::PasskeyApprover {
+            public_key: self.public(),
+            credential_id: hex::encode(Self::CREDENTIAL),
+            rp_id: "localhost".into(),
+            origins: vec![PASSKEY_ORIGIN.into()],
+        }
+    }
+
+    /// The body of `POST /v1/transfers/{id}/approvals` approving `t` (as
+    /// the API returned it), made on a page of `origin`.
+    fn approval(&self, t: &serde_json::Value, origin: &str) -> String {
+        use base64::Engine as _;
+        use p256::ecdsa::signature::Signer as _;
+        use sha2::Digest as _;
+        let expires_at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+            + 3_600_000;
+        let statement = policy::ApprovalStatement {
+            intent: domain::IntentDigest(
+                hex::decode(t["digest"].as_str().unwrap())
+                    .unwrap()
+                    .try_into()
+                    .unwrap(),
+            ),
+            policy_version: t["policy_version"].as_u64().unwrap(),
+            decision_id: *uuid::Uuid::parse_str(t["decision_id"].as_str().unwrap())
+                .unwrap()
+                .as_bytes(),
+            expires_at: domain::Timestamp::from_millis(expires_at_ms),
+            vote: policy::Vote::Approve,
+        };
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let mut data = sha2::Sha256::digest(b"localhost").to_vec();
+        data.extend_from_slice(&[0x05, 0, 0, 0, 0]);
+        let client = serde_json::to_vec(&serde_json::json!({
+            "type": "webauthn.get", "challenge": b64(&statement.challenge()), "origin": origin,
+        }))
+        .unwrap();
+        let mut signed = data.clone();
+        signed.extend_from_slice(&sha2::Sha256::digest(&client));
+        let sig: p256::ecdsa::Signature = self.0.sign(&signed);
+        serde_json::json!({
+            "vote": "approve",
+            "expires_at_ms": expires_at_ms,
+            "signature": format!("webauthn:{}.{}.{}", b64(&data), b64(&client), b64(sig.to_der().as_bytes())),
+        })
+        .to_string()
+    }
+}
+
 fn post_transfer(
     server: &Server,
     key: &Path,
@@ -5073,6 +5217,12 @@ fn an_approver_approves_a_withdrawal_with_a_passkey_in_chromium() {
         browser.refresh().await.unwrap();
         let done = vote(true).await;
         assert!(done.starts_with("Approved"), "{done}");
+        in_page(
+            &browser,
+            "document.getElementById('passkey-vote').scrollIntoView(); return null;",
+            vec![],
+        )
+        .await;
         std::fs::write(
             shots.join("approve.png"),
             browser.screenshot().await.unwrap(),

@@ -128,6 +128,13 @@ impl Signers {
             p.signatures_per_hour,
             p.allow_raw,
         ));
+        for a in &p.passkey_approvers {
+            text.push_str(&format!(
+                "\n[[policy.passkey_approvers]]\npublic_key = {:?}\ncredential_id = {:?}\n\
+                 rp_id = {:?}\norigins = {:?}\n",
+                a.public_key, a.credential_id, a.rp_id, a.origins
+            ));
+        }
         if let Some(e) = &p.ethereum {
             text.push_str(&format!(
                 "\n[policy.ethereum]\nnetwork = {:?}\nmax_fee = {}\nunapproved_limit = {}\n",
