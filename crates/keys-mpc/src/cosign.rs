@@ -677,7 +677,11 @@ fn approval(
                 Some(rp)
             }
         };
-        if a.expires_at_ms <= now.as_millis() {
+        // Unexpired, and not signed to live longer than this node allows:
+        // an approval is a signature over an expiry the page proposed.
+        if a.expires_at_ms <= now.as_millis()
+            || a.expires_at_ms > now.as_millis().saturating_add(MAX_APPROVAL_MS)
+        {
             continue;
         }
         let sig: ApprovalSignature = a
@@ -691,7 +695,10 @@ fn approval(
             expires_at: Timestamp::from_millis(a.expires_at_ms),
             vote: Vote::Approve,
         };
-        if statement.verify_by(&key, &sig, rp.as_ref()).is_ok() && !by.contains(&key) {
+        // One key is one approver, whatever credential id names it.
+        if statement.verify_by(&key, &sig, rp.as_ref()).is_ok()
+            && !by.iter().any(|k| k.point() == key.point())
+        {
             by.push(key);
         }
     }
@@ -702,6 +709,10 @@ fn approval(
         intent,
     })
 }
+
+/// The longest an approval may be signed to live (the server's
+/// `max_approval_ttl_hours` is at most 30 days).
+const MAX_APPROVAL_MS: i64 = 30 * 24 * 3_600_000;
 
 fn parse_key(s: &str) -> Result<[u8; 32], Abort> {
     hex::decode(s)
@@ -752,7 +763,7 @@ pub fn check_policy(p: &CosignPolicy) -> Result<(), String> {
     let mut passkeys: Vec<ApproverKey> = Vec::new();
     for a in &p.passkey_approvers {
         let (key, _) = a.key()?;
-        if passkeys.contains(&key) {
+        if passkeys.iter().any(|k| k.point() == key.point()) {
             return Err(format!(
                 "passkey approver {} is enrolled twice",
                 a.public_key

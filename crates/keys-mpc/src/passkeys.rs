@@ -38,18 +38,8 @@ impl PasskeyApprover {
         })?;
         let key = ApproverKey::passkey(&id, &sec1)
             .map_err(|e| format!("passkey approver {}: {e}", self.public_key))?;
-        if self.rp_id.is_empty() || self.origins.is_empty() {
-            return Err(format!(
-                "passkey approver {}: rp_id and at least one origin are required",
-                self.public_key
-            ));
-        }
-        Ok((
-            key,
-            RelyingParty {
-                rp_id: self.rp_id.clone(),
-                origins: self.origins.clone(),
-            },
-        ))
+        let rp = RelyingParty::new(&self.rp_id, &self.origins)
+            .map_err(|e| format!("passkey approver {}: {e}", self.public_key))?;
+        Ok((key, rp))
     }
 }

@@ -625,6 +625,16 @@ fn a_passkey_approval_counts_against_the_node_s_own_relying_party() {
         origins: vec!["http://localhost:8080".into()],
     });
     keys_mpc::cosign::check_policy(&p).unwrap();
+    // The same key under another credential id is the same approver.
+    let mut twice = p.clone();
+    let mut alias = twice.passkey_approvers[0].clone();
+    alias.credential_id = hex::encode([0xcd; 16]);
+    twice.passkey_approvers.push(alias);
+    assert!(keys_mpc::cosign::check_policy(&twice).is_err());
+    // A relying party a browser would never name: refused at load.
+    let mut odd = p.clone();
+    odd.passkey_approvers[0].origins = vec!["https://evil.example".into()];
+    assert!(keys_mpc::cosign::check_policy(&odd).is_err());
     run(
         &p,
         &subject(&tx, &pv, vec![with_passkey("http://localhost:8080")]),

@@ -94,6 +94,16 @@ impl ApproverKey {
         })
     }
 
+    /// The public key itself (Ed25519: 32 bytes; a passkey: its P-256
+    /// point), whatever credential id names it: one key is one approver,
+    /// under any name.
+    pub fn point(&self) -> &[u8] {
+        match self {
+            ApproverKey::Ed25519(k) => k,
+            ApproverKey::Passkey { public_key, .. } => public_key,
+        }
+    }
+
     pub fn is_passkey(&self) -> bool {
         matches!(self, ApproverKey::Passkey { .. })
     }
@@ -151,12 +161,74 @@ impl fmt::Display for ApproverKey {
 }
 
 /// Where passkey approvals are made: the RP ID the credentials are scoped
-/// to and the origins of the pages that may ask for them.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// to and the origins of the pages that may ask for them. Made with
+/// [`RelyingParty::new`], which the server's `[console]` and each signer
+/// node's passkey approvers both go through.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelyingParty {
     pub rp_id: String,
     pub origins: Vec<String>,
+}
+
+impl RelyingParty {
+    /// Checks and normalises: the RP ID a domain name (lowercase, never an
+    /// IP address); each origin `https://host[:port]` on it or one of its
+    /// subdomains (`http` for `localhost` only), as browsers serialise
+    /// origins (lowercase, no default port, no path), so that a configured
+    /// origin can match the one in the client data.
+    pub fn new(rp_id: &str, origins: &[String]) -> Result<RelyingParty, String> {
+        let rp_id = rp_id.trim_end_matches('.').to_ascii_lowercase();
+        let domain_ok = !rp_id.is_empty()
+            && rp_id.len() <= 253
+            && rp_id.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+            && !rp_id
+                .rsplit('.')
+                .next()
+                .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()));
+        if !domain_ok {
+            return Err(format!(
+                "rp_id {rp_id:?}: a domain name (passkeys are not scoped to IP addresses)"
+            ));
+        }
+        if origins.is_empty() {
+            return Err("origins: at least one (https://host[:port])".into());
+        }
+        for o in origins {
+            let (scheme, rest) = o.split_once("://").unwrap_or(("", ""));
+            let (host, port) = match rest.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (rest, None),
+            };
+            let default_port =
+                (scheme, port) == ("https", Some("443")) || (scheme, port) == ("http", Some("80"));
+            let port_ok = !default_port
+                && port
+                    .is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n != 0) && !p.starts_with('0'));
+            let on_rp = host == rp_id || host.ends_with(&format!(".{rp_id}"));
+            let scheme_ok = scheme == "https" || (scheme == "http" && host == "localhost");
+            if !on_rp
+                || !scheme_ok
+                || !port_ok
+                || host.contains('/')
+                || *o != o.to_ascii_lowercase()
+            {
+                return Err(format!(
+                    "origin {o:?}: https://host[:port] on {rp_id}, lowercase, without a default \
+                     port or a path (http only for localhost)"
+                ));
+            }
+        }
+        Ok(RelyingParty {
+            rp_id,
+            origins: origins.to_vec(),
+        })
+    }
 }
 
 /// A WebAuthn assertion as the browser returned it.
@@ -503,6 +575,75 @@ mod tests {
         // No relying party configured: refused.
         let good = assertion(&sk, &s.challenge(), |_, _| {});
         assert!(s.verify_by(&key, &good, None).is_err());
+    }
+
+    #[test]
+    fn relying_parties_are_checked_and_keys_are_canonical() {
+        let o = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(RelyingParty::new("localhost", &o(&["http://localhost:8080"])).is_ok());
+        assert!(RelyingParty::new("Custody.Example", &o(&["https://custody.example"])).is_ok());
+        assert!(
+            RelyingParty::new("custody.example", &o(&["https://app.custody.example:8443"])).is_ok()
+        );
+        for (rp, origins) in [
+            ("127.0.0.1", o(&["http://127.0.0.1:8080"])),
+            ("custody.example", o(&[])),
+            ("custody.example", o(&["http://custody.example"])),
+            ("custody.example", o(&["https://evil.example"])),
+            ("custody.example", o(&["https://custody.example:443"])),
+            ("custody.example", o(&["https://Custody.example"])),
+            ("custody.example", o(&["https://custody.example/ui"])),
+            ("custody.example", o(&["https://xcustody.example"])),
+        ] {
+            assert!(RelyingParty::new(rp, &origins).is_err(), "{rp} {origins:?}");
+        }
+        // Any accepted spelling is the canonical form once lowercased: the
+        // stored, logged and compared strings agree.
+        let (_, key) = signer();
+        let upper = key
+            .to_string()
+            .to_uppercase()
+            .replace("WEBAUTHN:", "webauthn:");
+        let parsed: ApproverKey = upper.parse().expect("a passkey");
+        assert_eq!(parsed.to_string(), upper.to_lowercase());
+        assert_eq!(parsed.point(), key.point());
+    }
+
+    #[test]
+    fn a_passkey_answer_with_any_other_shape_is_refused() {
+        let (sk, key) = signer();
+        let s = statement();
+        for (what, sig) in [
+            (
+                "a topOrigin",
+                assertion(&sk, &s.challenge(), |_, c| {
+                    c["topOrigin"] = "https://x".into()
+                }),
+            ),
+            (
+                "attested credential data",
+                assertion(&sk, &s.challenge(), |d, _| d[32] |= ATTESTED_CREDENTIAL),
+            ),
+            (
+                "38 bytes without the extension flag",
+                assertion(&sk, &s.challenge(), |d, _| d.push(0)),
+            ),
+        ] {
+            assert!(
+                s.verify_by(&key, &sig, Some(&rp())).is_err(),
+                "{what} was accepted"
+            );
+        }
+        let ed = ApproverKey::Ed25519(
+            *ed25519_dalek::SigningKey::from_bytes(&[5; 32])
+                .verifying_key()
+                .as_bytes(),
+        );
+        let passkey_sig = assertion(&sk, &s.challenge(), |_, _| {});
+        assert_eq!(
+            s.verify_by(&ed, &passkey_sig, Some(&rp())),
+            Err(StatementError::KindMismatch)
+        );
     }
 
     #[test]

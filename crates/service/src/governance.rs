@@ -411,7 +411,12 @@ impl Service {
                 public_key,
             } => {
                 let a = principal_of(principal)?;
-                let kind = match approver_key_of(public_key)? {
+                let key = approver_key_of(public_key)?;
+                key_is_theirs_alone(&*self.gov().await?, &a, &key)?;
+                // What admins compare out of band: the key itself (a
+                // passkey's credential id is only its name).
+                let fingerprint = hex::encode(&key.point()[key.point().len() - 8..]);
+                let kind = match key {
                     policy::ApproverKey::Ed25519(_) => "approver key",
                     // It replaces the principal's Ed25519 key, which an
                     // admin's governance votes need.
@@ -420,7 +425,7 @@ impl Service {
                         "passkey approver key"
                     }
                 };
-                format!("{kind} {} for {a}", &public_key[..16])
+                format!("{kind} …{fingerprint} for {a}")
             }
             Change::RevokeApproverKey { principal } => {
                 let a = principal_of(principal)?;
@@ -696,7 +701,8 @@ impl Service {
                 public_key,
             } => {
                 let a = principal_of(principal)?;
-                approver_key_of(public_key)?;
+                let key = approver_key_of(public_key)?;
+                key_is_theirs_alone(&*self.gov_in(tx).await?, &a, &key)?;
                 let voided = self.revoke_approver(tx, &a, now, pulled_back).await?;
                 tx.insert_approver_key(&ApproverKeyRow {
                     principal: a.clone(),
@@ -848,4 +854,25 @@ impl Service {
             }
         });
     }
+}
+
+/// Refuses a key that is another principal's approver key in force, under
+/// any name (a passkey's point with another credential id): one key must
+/// never count as two approvers.
+fn key_is_theirs_alone(
+    gov: &crate::gov_state::GovState,
+    principal: &Actor,
+    key: &policy::ApproverKey,
+) -> Result<(), ServiceError> {
+    let taken = gov.approver_keys().iter().any(|(who, k)| {
+        who != principal
+            && k.parse::<policy::ApproverKey>()
+                .is_ok_and(|k| k.point() == key.point())
+    });
+    if taken {
+        return Err(ServiceError::Conflict(
+            "this key is another principal's approver key".into(),
+        ));
+    }
+    Ok(())
 }

@@ -800,6 +800,23 @@ async fn approvals_governance_and_freeze(f: Fixture) {
         )
         .await;
     assert_eq!(row.state, "applied");
+    // B's key is B's alone: registered for C as well, under any spelling,
+    // it would count twice.
+    let admin = f.who(&f.admin1).await;
+    let again = f
+        .svc
+        .propose(
+            &admin,
+            Change::RegisterApproverKey {
+                principal: Fixture::actor(&f.c),
+                public_key: hex::encode(rotated.verifying_key().to_bytes()).to_uppercase(),
+            },
+        )
+        .await;
+    assert!(
+        matches!(&again, Err(ServiceError::Conflict(m)) if m.contains("another principal")),
+        "{again:?}"
+    );
     // The old key no longer signs for B.
     assert_eq!(
         approval_err(f.vote_as(&f.b, &t3, Vote::Approve, f.soon(), None).await),

@@ -825,10 +825,10 @@ whitelist_cooling_off_hours = 24
             error: hsm.pin_file: the PIN comes from pin_file or pin_env, never from the configuration
             error: hsm.pin: unknown field `pin`, expected one of `module`, `token_label`, `pin_file`, `pin_env`, `sessions` (line 18, column 1)
             error: (syntax): unclosed table, expected `]` (line 1, column 8)
-            error: console.rp_id: must be a domain name (passkeys are not scoped to IP addresses)
-            error: console.origins: "http://custody.example": an origin https://host[:port] on custody.example (http only for localhost)
-            error: console.origins: "https://evil.example": an origin https://host[:port] on custody.example (http only for localhost)
-            error: console.origins: must list the console's origins (https://host[:port])
+            error: console.rp_id: rp_id "127.0.0.1": a domain name (passkeys are not scoped to IP addresses)
+            error: console.origins: origin "http://custody.example": https://host[:port] on custody.example, lowercase, without a default port or a path (http only for localhost)
+            error: console.origins: origin "https://evil.example": https://host[:port] on custody.example, lowercase, without a default port or a path (http only for localhost)
+            error: console.origins: origins: at least one (https://host[:port])
             ok: 127.0.0.1:8200 Sqlite { path: "/etc/strongroom/data/strongroom.db" }
             error: ethereum[0].max_fee_per_gas_wei: invalid type: integer `200000000000`, expected a string (line 19, column 23)
             error: ethereum[0].max_fee_per_gas_wei: must be a whole number of wei, in digits

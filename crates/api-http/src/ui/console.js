@@ -46,6 +46,12 @@
     el.className = failed ? "error" : "";
   }
 
+  // Times in the viewer's own zone; UTC stays on hover (the title).
+  document.querySelectorAll("time[data-ms]").forEach(function (el) {
+    const t = new Date(Number(el.dataset.ms));
+    if (!isNaN(t.getTime())) el.textContent = t.toLocaleString();
+  });
+
   const register = document.getElementById("passkey-register");
   if (register) {
     const button = document.getElementById("register-button");

@@ -1,6 +1,7 @@
 //! The console's pages: maud templates (escaped by default), rendered from
 //! what the service returns to the signed-in person's capabilities.
-//! Amounts are formatted from base units by the server; times are UTC.
+//! Amounts are formatted from base units by the server; times are rendered
+//! in UTC (shown in the viewer's zone by the console's script, UTC on hover).
 
 use axum::http::StatusCode;
 use domain::{Permission, WalletId, permits};
@@ -199,12 +200,12 @@ pub(super) async fn overview(
                     p { "None." }
                 } @else {
                     table {
-                        thead { tr { th { "Scope" } th { "Reason" } th { "By" } th { "Since (UTC)" } } }
+                        thead { tr { th { "Scope" } th { "Reason" } th { "By" } th { "Since" } } }
                         tbody {
                             @for f in &freezes {
                                 tr {
                                     td { (f.scope) } td { (f.reason) }
-                                    td { (f.frozen_by.to_string()) } td { (utc(f.frozen_at)) }
+                                    td { (f.frozen_by.to_string()) } td { (when(f.frozen_at)) }
                                 }
                             }
                         }
@@ -236,6 +237,13 @@ fn scope_text(s: domain::Scope) -> String {
 fn utc(t: domain::Timestamp) -> String {
     let ms = u64::try_from(t.as_millis()).unwrap_or(0);
     httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+}
+
+/// A time: UTC as rendered (and on hover); the console's script shows it
+/// in the viewer's own zone.
+fn when(t: domain::Timestamp) -> Markup {
+    let text = utc(t);
+    html! { time data-ms=(t.as_millis()) title=(text) { (text) } }
 }
 
 /// The transfers the person may read: every wallet's with a global read,
@@ -283,14 +291,14 @@ pub(super) async fn transfers(
             table class="transfers" {
                 thead {
                     tr {
-                        th { "Created (UTC)" } th { "Wallet" } th { "Asset" }
+                        th { "Created" } th { "Wallet" } th { "Asset" }
                         th class="num" { "Amount" } th { "Destination" } th { "State" }
                     }
                 }
                 tbody {
                     @for t in &rows {
                         tr data-transfer=(t.id.to_string()) {
-                            td { a href=(format!("/ui/transfers/{}", t.id)) { (utc(t.created_at)) } }
+                            td { a href=(format!("/ui/transfers/{}", t.id)) { (when(t.created_at)) } }
                             td { code { (t.wallet.to_string()) } }
                             td { (t.asset) }
                             td class="num" {
@@ -444,7 +452,7 @@ pub(super) async fn transfer(
                     li {
                         (a.approver.to_string()) ": " (a.vote)
                         @if a.voided_at.is_some() { " (no longer counts)" }
-                        " — " (utc(a.at))
+                        " — " (when(a.at))
                     }
                 }
             }
@@ -463,10 +471,10 @@ pub(super) async fn transfer(
         section aria-labelledby="history" {
             h2 id="history" { "History" }
             table {
-                thead { tr { th { "When (UTC)" } th { "State" } th { "By" } th { "Why" } } }
+                thead { tr { th { "When" } th { "State" } th { "By" } th { "Why" } } }
                 tbody {
                     @for h in &history {
-                        tr { td { (utc(h.at)) } td { (h.state) } td { (h.actor) } td { (h.why) } }
+                        tr { td { (when(h.at)) } td { (h.state) } td { (h.actor) } td { (h.why) } }
                     }
                 }
             }
@@ -532,7 +540,7 @@ async fn approve_with_passkey(
                 "Your passkey signs the approval statement of intent digest "
                 code { (grouped(&t.digest)) }
                 " (policy version " (t.policy_version) "), valid until "
-                (utc(expires_at)) ". Compare the digest with the requester's out of band first."
+                (when(expires_at)) ". Compare the digest with the requester's out of band first."
             }
             button type="button" id="approve-button" data-vote="approve" { "Approve with passkey" }
             " "

@@ -7,7 +7,8 @@
 //! statement's bytes, `SRAP`).
 //!
 //! A registration ceremony waits in this process's memory for at most its
-//! timeout (five minutes), bound to the session that started it.
+//! timeout (five minutes), bound to the person who started it (their
+//! newest only), and ends only with their answer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -138,6 +139,9 @@ pub(super) async fn start(
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         waiting.retain(|_, (_, s)| s.expiration() > now);
+        // A new one replaces this person's earlier ones: one person cannot
+        // fill the table.
+        waiting.retain(|_, (owner, _)| owner != who.actor());
         if waiting.len() >= MAX_WAITING {
             return problem(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -187,19 +191,24 @@ pub(super) async fn finish(
             "credential: its client data names no challenge",
         );
     };
-    let waiting = ceremonies
-        .0
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .remove(&challenge.0);
-    let Some((owner, server)) = waiting.filter(|(owner, _)| owner == who.actor()) else {
+    let waiting = {
+        let mut all = ceremonies
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Only its owner's answer ends a ceremony.
+        match all.get(&challenge.0) {
+            Some((owner, _)) if owner == who.actor() => all.remove(&challenge.0),
+            _ => None,
+        }
+    };
+    let Some((_, server)) = waiting else {
         return problem(
             StatusCode::BAD_REQUEST,
             "no_ceremony",
-            "no passkey registration of this session waits for this answer (expired?)",
+            "no passkey registration of yours waits for this answer (expired, or replaced by a newer one?)",
         );
     };
-    drop(owner);
     let options = RegistrationVerificationOptions::<String, String> {
         allowed_origins: &rp.origins,
         ..Default::default()
