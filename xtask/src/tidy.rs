@@ -801,7 +801,14 @@ pub const SERVICE_LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "identity and governance",
-        &["governance", "identity", "signed", "testing", "webhooks"],
+        &[
+            "governance",
+            "identity",
+            "passkeys",
+            "signed",
+            "testing",
+            "webhooks",
+        ],
     ),
 ];
 

@@ -360,6 +360,34 @@ impl ApprovalStatement {
     }
 }
 
+impl Assertion {
+    /// The challenge its client data names (32 bytes, as the server's are),
+    /// to find the ceremony it answers; verified by [`verify_sign_in`].
+    pub fn challenge(&self) -> Option<[u8; 32]> {
+        let client: ClientData = serde_json::from_slice(&self.client_data_json).ok()?;
+        B64URL.decode(client.challenge).ok()?.try_into().ok()
+    }
+}
+
+/// A sign-in with a passkey (a second factor after the password): the
+/// assertion over `challenge`, which the server issued for this sign-in,
+/// by `public_key` (SEC1 compressed). Returns the authenticator's
+/// signature counter, which must move forward between uses.
+pub fn verify_sign_in(
+    public_key: &[u8; 33],
+    a: &Assertion,
+    challenge: &[u8; 32],
+    rp: &RelyingParty,
+) -> Result<u32, StatementError> {
+    verify_assertion(public_key, a, challenge, rp)?;
+    let counter: [u8; 4] = a
+        .authenticator_data
+        .get(33..37)
+        .and_then(|c| c.try_into().ok())
+        .ok_or_else(|| refused("authenticator data without its counter"))?;
+    Ok(u32::from_be_bytes(counter))
+}
+
 /// WebAuthn §7.2 steps 11–21 for one assertion, with `challenge` expected.
 fn verify_assertion(
     public_key: &[u8; 33],

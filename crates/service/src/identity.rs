@@ -19,6 +19,7 @@ pub use crate::access::{Can, Principal, perm};
 pub use crate::error::AuthError;
 use crate::gov_state::{Authority, Content};
 use crate::governance::{Change, ProposalView};
+pub use crate::passkeys::SecondFactor;
 use crate::record::entry;
 use crate::service::{Service, ServiceError};
 pub use crate::signed::{
@@ -244,13 +245,26 @@ impl Service {
         Ok(user)
     }
 
-    /// Password (and TOTP once enrolled) sign-in. Failures count towards a
-    /// lock-out with doubling backoff; a new address is flagged.
+    /// Password (and TOTP once enrolled) sign-in.
     pub async fn login(
         &self,
         name: &str,
         password: String,
         totp_code: Option<&str>,
+        address: &str,
+    ) -> Result<LoginOutcome, ServiceError> {
+        self.login_with(name, password, SecondFactor::Totp(totp_code), address)
+            .await
+    }
+
+    /// Password and a second factor (TOTP, or a passkey instead). Failures
+    /// count towards a lock-out with doubling backoff; a new address is
+    /// flagged.
+    pub async fn login_with(
+        &self,
+        name: &str,
+        password: String,
+        factor: SecondFactor<'_>,
         address: &str,
     ) -> Result<LoginOutcome, ServiceError> {
         let now = self.now();
@@ -288,24 +302,8 @@ impl Service {
             return Err(AuthError::InvalidCredentials.into());
         }
         let password_ok = verify_password(password, user.password_hash.clone()).await?;
-        let mut step = None;
-        let totp_ok = match (&user.totp_sealed, password_ok) {
-            (None, _) => true,
-            (Some(_), false) => false,
-            (Some(sealed), true) => match totp_code {
-                // Counted as a failure, like a wrong code.
-                None => false,
-                Some(code) => {
-                    let secret = self
-                        .open_service_secret("totp", &user.id.to_string(), sealed)
-                        .await?;
-                    let unix = u64::try_from(now.as_millis() / 1000).unwrap_or(0);
-                    step = totp::verify(&secret, code, unix).filter(|s| *s > user.totp_last_step);
-                    step.is_some()
-                }
-            },
-        };
-        if !(password_ok && totp_ok) {
+        let checked = self.second_factor(&user, password_ok, &factor, now).await?;
+        if !(password_ok && checked.ok) {
             let mut tx = self.store().begin().await?;
             // Incremented in the database: concurrent guesses all count.
             let failed = tx.add_login_failure(user.id).await?;
@@ -328,7 +326,7 @@ impl Service {
         // The session records only whether a second factor was verified;
         // whether one is needed is decided from the grants at each request
         // (a viewer granted more later must enrol and sign in with it).
-        let mfa = user.totp_sealed.is_some();
+        let mfa = checked.mfa;
         let session_token = random_token()?;
         let csrf_token = random_token()?;
         let session = SessionRow {
@@ -341,8 +339,11 @@ impl Service {
             expires_at: Timestamp::from_millis(now.as_millis() + SESSION_MS),
         };
         let mut tx = self.store().begin().await?;
-        if let Some(step) = step {
+        if let Some(step) = checked.step {
             tx.advance_totp_step(user.id, step).await?;
+        }
+        if let Some((credential, count)) = &checked.passkey {
+            tx.use_passkey(credential, *count, now).await?;
         }
         tx.set_login_failures(user.id, 0, Timestamp::from_millis(0))
             .await?;

@@ -120,6 +120,7 @@ mod ledger;
 pub mod limiter;
 mod moves;
 mod outbox;
+mod passkeys;
 mod queue;
 mod reconcile;
 mod record;

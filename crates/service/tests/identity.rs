@@ -17,7 +17,151 @@ storage::on_both!(
     totp_is_enrolled_then_required_and_never_replayed,
     signed_requests_are_fresh_unique_and_untampered,
     capabilities_follow_grants_scopes_and_expiry,
+    passkeys_sign_in_once_per_challenge_and_the_last_factor_stays,
 );
+
+/// What an authenticator holding `sk` answers to `challenge` at counter
+/// `count`.
+fn passkey_answer(
+    sk: &p256::ecdsa::SigningKey,
+    challenge: &[u8; 32],
+    count: u32,
+) -> policy::Assertion {
+    use base64::Engine as _;
+    use p256::ecdsa::signature::Signer as _;
+    use sha2::Digest as _;
+    let mut data = sha2::Sha256::digest(b"localhost").to_vec();
+    data.push(0x05);
+    data.extend_from_slice(&count.to_be_bytes());
+    let client = serde_json::to_vec(&serde_json::json!({
+        "type": "webauthn.get",
+        "challenge": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(challenge),
+        "origin": "http://localhost:8080",
+    }))
+    .unwrap();
+    let mut signed = data.clone();
+    signed.extend_from_slice(&sha2::Sha256::digest(&client));
+    let sig: p256::ecdsa::Signature = sk.sign(&signed);
+    policy::Assertion {
+        authenticator_data: data,
+        client_data_json: client,
+        signature: sig.to_der().as_bytes().to_vec(),
+    }
+}
+
+async fn passkeys_sign_in_once_per_challenge_and_the_last_factor_stays(f: Fixture) {
+    use service::identity::SecondFactor;
+    f.svc.set_relying_party(Some(
+        policy::RelyingParty::new("localhost", &["http://localhost:8080".to_owned()]).unwrap(),
+    ));
+    let out = f
+        .svc
+        .login("alice", "correct horse battery".into(), None, "10.0.0.1")
+        .await
+        .unwrap();
+    let plain = f
+        .svc
+        .authenticate_session(&out.session_token, None, false)
+        .await
+        .unwrap();
+    let sk = p256::ecdsa::SigningKey::from_bytes(&[0x42; 32].into()).unwrap();
+    let cred = [0xab; 16];
+    let key =
+        policy::ApproverKey::passkey(&cred, sk.verifying_key().to_encoded_point(true).as_bytes())
+            .unwrap();
+    // Her first second factor, from a password-only session.
+    f.svc.add_passkey(&plain, &key).await.unwrap();
+    // A second one needs a session past a second factor.
+    let other = p256::ecdsa::SigningKey::from_bytes(&[0x43; 32].into()).unwrap();
+    let other_key = policy::ApproverKey::passkey(
+        &[0xcd; 16],
+        other.verifying_key().to_encoded_point(true).as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(
+        auth_err(f.svc.add_passkey(&plain, &other_key).await.map(|_| ())),
+        AuthError::MfaRequired
+    );
+    let sign_in = async |answer: &policy::Assertion, challenge: [u8; 32], password: &str| {
+        f.svc
+            .login_with(
+                "alice",
+                password.into(),
+                SecondFactor::Passkey {
+                    credential_id: &cred,
+                    assertion: answer,
+                    challenge,
+                },
+                "10.0.0.1",
+            )
+            .await
+    };
+    let first = passkey_answer(&sk, &[1; 32], 1);
+    let ok = sign_in(&first, [1; 32], "correct horse battery")
+        .await
+        .unwrap();
+    assert!(ok.mfa, "a passkey is a second factor");
+    // The same answer again: its counter did not move (a replay).
+    assert_eq!(
+        auth_err(
+            sign_in(&first, [1; 32], "correct horse battery")
+                .await
+                .map(|_| ())
+        ),
+        AuthError::InvalidCredentials
+    );
+    // An answer to another challenge than the one it is offered for.
+    let stray = passkey_answer(&sk, &[2; 32], 2);
+    assert_eq!(
+        auth_err(
+            sign_in(&stray, [3; 32], "correct horse battery")
+                .await
+                .map(|_| ())
+        ),
+        AuthError::InvalidCredentials
+    );
+    // A passkey never stands in for the password.
+    let next = passkey_answer(&sk, &[4; 32], 3);
+    assert_eq!(
+        auth_err(
+            sign_in(&next, [4; 32], "wrong horse battery")
+                .await
+                .map(|_| ())
+        ),
+        AuthError::InvalidCredentials
+    );
+    let strong = f
+        .svc
+        .authenticate_session(&ok.session_token, None, false)
+        .await
+        .unwrap();
+    // Her last second factor while she is an admin: it stays.
+    assert!(matches!(
+        f.svc.remove_passkey(&strong, &hex::encode(cred)).await,
+        Err(ServiceError::Conflict(_))
+    ));
+    // Not from a password-only session.
+    assert_eq!(
+        auth_err(f.svc.remove_passkey(&plain, &hex::encode(cred)).await),
+        AuthError::MfaRequired
+    );
+    // With a second one added, the first goes.
+    f.svc.add_passkey(&strong, &other_key).await.unwrap();
+    f.svc
+        .remove_passkey(&strong, &hex::encode(cred))
+        .await
+        .unwrap();
+    assert_eq!(f.svc.passkeys(&strong).await.unwrap().len(), 1);
+    let actions = f.actions().await;
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| *a == "auth.passkey.added")
+            .count(),
+        2
+    );
+    assert!(actions.iter().any(|a| a == "auth.passkey.removed"));
+}
 
 #[derive(Debug)]
 struct TestClock(AtomicI64);

@@ -4926,6 +4926,35 @@ impl fantoccini::wd::WebDriverCompatibleCommand for VirtualAuthenticator {
     }
 }
 
+/// Fills the sign-in form's `fields`, clicks `button` and waits for the
+/// overview.
+async fn sign_in(browser: &fantoccini::Client, fields: &[(&str, &str)], button: &str) {
+    use fantoccini::Locator;
+    for (field, value) in fields {
+        browser
+            .find(Locator::Css(field))
+            .await
+            .unwrap()
+            .send_keys(value)
+            .await
+            .unwrap();
+    }
+    browser
+        .find(Locator::Css(button))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    if let Err(e) = browser
+        .wait()
+        .for_element(Locator::Css(r#"[data-fact="seal"]"#))
+        .await
+    {
+        panic!("{e}: {}", browser.source().await.unwrap_or_default());
+    }
+}
+
 /// Runs `script` (a promise's body) in the page and returns its value.
 async fn in_page(
     browser: &fantoccini::Client,
@@ -5053,31 +5082,17 @@ fn an_approver_approves_a_withdrawal_with_a_passkey_in_chromium() {
         .await;
         assert_eq!(confirmed, 204, "TOTP confirmed");
         browser.goto(&format!("{base}/ui/login")).await.unwrap();
-        for (field, value) in [
-            ("#username", "carol".to_owned()),
-            ("#password", "correct horse battery".to_owned()),
-            ("#totp", totp(&secret, 0)),
-        ] {
-            browser
-                .find(Locator::Css(field))
-                .await
-                .unwrap()
-                .send_keys(&value)
-                .await
-                .unwrap();
-        }
-        browser
-            .find(Locator::Css("form.card button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        browser
-            .wait()
-            .for_element(Locator::Css(r#"[data-fact="seal"]"#))
-            .await
-            .unwrap();
+        let code = totp(&secret, 0);
+        sign_in(
+            &browser,
+            &[
+                ("#username", "carol"),
+                ("#password", "correct horse battery"),
+                ("#totp", &code),
+            ],
+            "form.card button[type=submit]",
+        )
+        .await;
 
         // A passkey, made in the browser; the admins enroll its key.
         browser.goto(&format!("{base}/ui/passkeys")).await.unwrap();
@@ -5119,6 +5134,34 @@ fn an_approver_approves_a_withdrawal_with_a_passkey_in_chromium() {
                 .unwrap();
         }
         assert!(approver_key.starts_with("webauthn:"), "{approver_key}");
+        // She signs in with it from now on: her password and the passkey
+        // instead of a code (a second factor: the transfers open).
+        browser.goto(&format!("{base}/ui/passkeys")).await.unwrap();
+        browser
+            .find(Locator::Css("li[data-credential]"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}: listed as a sign-in passkey"));
+        browser
+            .find(Locator::Css("form.signout button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        browser
+            .wait()
+            .for_element(Locator::Css("#username"))
+            .await
+            .unwrap();
+        sign_in(
+            &browser,
+            &[
+                ("#username", "carol"),
+                ("#password", "correct horse battery"),
+            ],
+            "#passkey-login",
+        )
+        .await;
         let body = serde_json::json!({"change": {"kind": "register_approver_key",
             "principal": carol_id, "public_key": approver_key}})
         .to_string();

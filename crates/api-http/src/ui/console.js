@@ -52,6 +52,40 @@
     if (!isNaN(t.getTime())) el.textContent = t.toLocaleString();
   });
 
+  // Sign-in with the password and a passkey (instead of the code): the
+  // server's one-time challenge, answered by the authenticator, goes in the
+  // form with the name and password.
+  const passkeyLogin = document.getElementById("passkey-login");
+  if (passkeyLogin) {
+    const status = document.getElementById("login-status");
+    passkeyLogin.addEventListener("click", async function () {
+      const form = passkeyLogin.form;
+      if (!form.reportValidity()) return;
+      passkeyLogin.disabled = true;
+      try {
+        const c = await post("/ui/login/challenge", {});
+        say(status, "Waiting for your passkey…");
+        const assertion = await navigator.credentials.get({
+          publicKey: {
+            challenge: fromB64url(c.challenge),
+            rpId: c.rp_id,
+            userVerification: "required",
+            timeout: 120000,
+          },
+        });
+        const r = assertion.response;
+        form.elements.passkey.value = "webauthn:" + toB64url(r.authenticatorData) + "." +
+          toB64url(r.clientDataJSON) + "." + toB64url(r.signature);
+        form.elements.credential.value = toB64url(assertion.rawId);
+        form.elements.totp.value = "";
+        form.submit();
+      } catch (e) {
+        say(status, "No passkey answered: " + e.message, true);
+        passkeyLogin.disabled = false;
+      }
+    });
+  }
+
   const register = document.getElementById("passkey-register");
   if (register) {
     const button = document.getElementById("register-button");

@@ -11,13 +11,13 @@ mod pages;
 mod passkeys;
 
 use axum::Router;
-use axum::extract::{Form, State};
+use axum::extract::{Extension, Form, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use service::Service;
-use service::identity::Principal;
+use service::identity::{Principal, SecondFactor};
 
 use crate::auth::{MaybeAuthed, SESSION_COOKIE, Source, cookie};
 use service::ServiceError;
@@ -47,9 +47,12 @@ pub(crate) fn routes() -> Router<Service> {
         .route("/ui/passkeys", get(passkeys_page))
         .route("/ui/passkeys/options", post(passkeys::start))
         .route("/ui/passkeys/register", post(passkeys::finish))
+        .route("/ui/passkeys/remove", post(passkeys::remove))
+        .route("/ui/login/challenge", post(passkeys::login_challenge))
         .route("/ui/static/console.css", get(stylesheet))
         .route("/ui/static/console.js", get(script))
         .layer(axum::Extension(passkeys::Shared::default()))
+        .layer(axum::Extension(passkeys::SharedChallenges::default()))
         .layer(axum::middleware::from_fn(same_origin_posts))
         .layer(axum::middleware::map_response(secured))
 }
@@ -236,8 +239,8 @@ async fn transfer(
     answer(page)
 }
 
-async fn login_page() -> Html<String> {
-    Html(pages::login(None))
+async fn login_page(State(svc): State<Service>) -> Html<String> {
+    Html(pages::login(None, svc.relying_party().is_some()))
 }
 
 #[derive(Deserialize)]
@@ -246,6 +249,13 @@ struct LoginForm {
     password: String,
     #[serde(default)]
     totp: String,
+    /// A passkey's assertion (`webauthn:…`) over a challenge from
+    /// `/ui/login/challenge`, instead of the code.
+    #[serde(default)]
+    passkey: String,
+    /// Its credential id, base64url.
+    #[serde(default)]
+    credential: String,
 }
 
 impl std::fmt::Debug for LoginForm {
@@ -258,6 +268,7 @@ impl std::fmt::Debug for LoginForm {
 
 async fn login(
     State(svc): State<Service>,
+    Extension(challenges): Extension<passkeys::SharedChallenges>,
     Source(address): Source,
     Form(form): Form<LoginForm>,
 ) -> Response {
@@ -265,9 +276,21 @@ async fn login(
         username,
         password,
         totp,
+        passkey,
+        credential,
     } = form;
     let totp = Some(totp.trim()).filter(|t| !t.is_empty());
-    match svc.login(&username, password, totp, &address).await {
+    let passkey = passkeys::sign_in_answer(&challenges, &passkey, &credential);
+    let factor = match &passkey {
+        Some((assertion, credential_id, challenge)) => SecondFactor::Passkey {
+            credential_id,
+            assertion,
+            challenge: *challenge,
+        },
+        None => SecondFactor::Totp(totp),
+    };
+    let passkeys = svc.relying_party().is_some();
+    match svc.login_with(&username, password, factor, &address).await {
         Ok(out) => {
             let max_age = service::identity::SESSION_MS / 1000;
             let mut resp = Redirect::to("/ui/").into_response();
@@ -290,9 +313,10 @@ async fn login(
         Err(ServiceError::Auth(AuthError::Throttled { retry_after_s })) => {
             let mut resp = (
                 StatusCode::TOO_MANY_REQUESTS,
-                Html(pages::login(Some(
-                    "Too many attempts: try again a little later.",
-                ))),
+                Html(pages::login(
+                    Some("Too many attempts: try again a little later."),
+                    passkeys,
+                )),
             )
                 .into_response();
             if let Ok(v) = HeaderValue::from_str(&retry_after_s.to_string()) {
@@ -304,9 +328,10 @@ async fn login(
         // One answer for every other failure, as the API gives.
         Err(_) => (
             StatusCode::UNAUTHORIZED,
-            Html(pages::login(Some(
-                "Sign-in failed: check the name, the password and the code.",
-            ))),
+            Html(pages::login(
+                Some("Sign-in failed: check the name, the password and the code or passkey."),
+                passkeys,
+            )),
         )
             .into_response(),
     }

@@ -55,9 +55,7 @@ fn layout(title: &str, who: Option<&Principal>, csrf: &str, body: Markup) -> Str
                     }
                 }
                 main { h1 { (title) } (body) }
-                @if who.is_some() {
-                    script src="/ui/static/console.js" defer {}
-                }
+                script src="/ui/static/console.js" defer {}
             }
         }
     }
@@ -65,7 +63,7 @@ fn layout(title: &str, who: Option<&Principal>, csrf: &str, body: Markup) -> Str
 }
 
 /// The sign-in form, with the reason of a failed attempt.
-pub(super) fn login(failed: Option<&str>) -> String {
+pub(super) fn login(failed: Option<&str>, passkeys: bool) -> String {
     layout(
         "Sign in",
         None,
@@ -81,7 +79,13 @@ pub(super) fn login(failed: Option<&str>) -> String {
                 input id="password" name="password" type="password" autocomplete="current-password" required;
                 label for="totp" { "Authenticator code (where your role needs one)" }
                 input id="totp" name="totp" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9]{6}";
+                input type="hidden" name="passkey" value="";
+                input type="hidden" name="credential" value="";
                 button type="submit" { "Sign in" }
+                @if passkeys {
+                    button type="button" id="passkey-login" { "Sign in with a passkey instead of a code" }
+                    p id="login-status" role="status" aria-live="polite" {}
+                }
             }
         },
     )
@@ -127,6 +131,16 @@ fn not_allowed(who: &Principal, csrf: &str, title: &str, e: &AuthError) -> Faile
             csrf,
             html! { p role="alert" class="error" { (why) } },
         ),
+    )
+}
+
+/// A short page saying why something was not done.
+pub(super) fn message(title: &str, why: &str) -> String {
+    layout(
+        title,
+        None,
+        "",
+        html! { p role="alert" class="error" { (why) } p { a href="/ui/passkeys" { "Back" } } },
     )
 }
 
@@ -555,7 +569,30 @@ async fn approve_with_passkey(
 pub(super) async fn passkeys(svc: &Service, who: &Principal, csrf: &str) -> Result<String, Failed> {
     let key = svc.approver_key_in_force(who.actor()).await?;
     let configured = svc.relying_party().is_some();
+    let mine = match svc.passkeys(who).await {
+        Ok(p) => p,
+        Err(ServiceError::Auth(_)) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
     let body = html! {
+        section aria-labelledby="sign-in" {
+            h2 id="sign-in" { "Passkeys you sign in with" }
+            @if mine.is_empty() { p { "None: you sign in with your password and authenticator code." } }
+            ul {
+                @for p in &mine {
+                    li data-credential=(p.credential_id) {
+                        code { (p.credential_id.get(..16).unwrap_or(&p.credential_id)) "…" }
+                        " added " (when(p.created_at))
+                        @if let Some(t) = p.last_used_at { ", last used " (when(t)) }
+                        form method="post" action="/ui/passkeys/remove" class="inline" {
+                            input type="hidden" name="csrf" value=(csrf);
+                            input type="hidden" name="credential" value=(p.credential_id);
+                            button type="submit" { "Remove" }
+                        }
+                    }
+                }
+            }
+        }
         section aria-labelledby="in-force" {
             h2 id="in-force" { "Your approver key" }
             @match key.as_deref().map(str::parse::<policy::ApproverKey>) {
@@ -568,11 +605,12 @@ pub(super) async fn passkeys(svc: &Service, who: &Principal, csrf: &str) -> Resu
             }
         }
         section aria-labelledby="new" {
-            h2 id="new" { "Make a passkey for approvals" }
+            h2 id="new" { "Make a passkey" }
             @if configured {
                 p {
-                    "Your authenticator makes a key that never leaves it; the server records nothing until the admins "
-                    "enroll the key below as your approver key (a governance proposal, "
+                    "Your authenticator makes a key that never leaves it. You sign in with it from then on "
+                    "(instead of the authenticator code); it approves transfers once the admins enroll the key "
+                    "shown as your approver key (a governance proposal, "
                     code { "register_approver_key" } "), and every signer node lists it in its own configuration."
                 }
                 div id="passkey-register" data-csrf=(csrf) {

@@ -44,6 +44,120 @@ const MAX_WAITING: usize = 1024;
 
 pub(crate) type Shared = Arc<Ceremonies>;
 
+/// Sign-in challenges issued and not yet answered, each good once and for
+/// two minutes.
+#[derive(Debug, Default)]
+pub(crate) struct Challenges(Mutex<HashMap<[u8; 32], Instant>>);
+
+pub(crate) type SharedChallenges = Arc<Challenges>;
+
+const CHALLENGE_LIFE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// A challenge for a sign-in with a passkey (before anyone is signed in:
+/// bounded, short-lived, good once; the API's rate limits apply).
+pub(super) async fn login_challenge(
+    State(svc): State<Service>,
+    Extension(challenges): Extension<SharedChallenges>,
+) -> Response {
+    use base64::Engine as _;
+    let Some(rp) = svc.relying_party() else {
+        return problem(
+            StatusCode::CONFLICT,
+            "passkeys_not_configured",
+            "this server has no [console] rp_id and origins",
+        );
+    };
+    let mut challenge = [0u8; 32];
+    if getrandom::fill(&mut challenge).is_err() {
+        return problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "no randomness",
+        );
+    }
+    {
+        let mut waiting = challenges
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        waiting.retain(|_, until| *until > now);
+        if waiting.len() >= MAX_WAITING * 4 {
+            return problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many passkey sign-ins are waiting: try again in a minute",
+            );
+        }
+        waiting.insert(challenge, now + CHALLENGE_LIFE);
+    }
+    Json(json!({
+        "challenge": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(challenge),
+        "rp_id": rp.rp_id,
+    }))
+    .into_response()
+}
+
+/// The sign-in form's passkey answer: its assertion, credential id and the
+/// challenge it answers, which was issued here and is now spent. `None`
+/// for no answer, or one that answers no challenge of ours (the sign-in
+/// then fails for want of its second factor).
+pub(super) fn sign_in_answer(
+    challenges: &Challenges,
+    passkey: &str,
+    credential: &str,
+) -> Option<(policy::Assertion, Vec<u8>, [u8; 32])> {
+    use base64::Engine as _;
+    if passkey.is_empty() {
+        return None;
+    }
+    let policy::ApprovalSignature::WebAuthn(assertion) = passkey.parse().ok()? else {
+        return None;
+    };
+    let credential = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(credential)
+        .ok()?;
+    let challenge = assertion.challenge()?;
+    let until = challenges
+        .0
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .remove(&challenge)?;
+    (until > Instant::now()).then_some((assertion, credential, challenge))
+}
+
+#[derive(Deserialize)]
+pub(super) struct Remove {
+    csrf: String,
+    /// Hex.
+    credential: String,
+}
+
+/// Removes one of the person's sign-in passkeys (never their last second
+/// factor while their role needs one).
+pub(super) async fn remove(
+    State(svc): State<Service>,
+    headers: HeaderMap,
+    axum::extract::Form(form): axum::extract::Form<Remove>,
+) -> Response {
+    let who = match signed_in_to_change(&svc, &headers, &form.csrf).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    match svc.remove_passkey(&who, &form.credential).await {
+        Ok(()) => axum::response::Redirect::to("/ui/passkeys").into_response(),
+        Err(
+            e @ (service::ServiceError::Storage(service::storage::StorageError::Unavailable(_))
+            | service::ServiceError::Sealed),
+        ) => unavailable(&e),
+        Err(e) => (
+            StatusCode::CONFLICT,
+            Html(pages::message("Not removed", &e.to_string())),
+        )
+            .into_response(),
+    }
+}
+
 /// The API's error answer (`{code, message}`): the page's script shows it.
 fn problem(status: StatusCode, code: &'static str, message: impl Into<String>) -> Response {
     crate::error::ApiError::new(status, code, message).into_response()
@@ -234,13 +348,26 @@ pub(super) async fn finish(
     sec1.push(0x04);
     sec1.extend_from_slice(point.x());
     sec1.extend_from_slice(point.y());
-    match policy::ApproverKey::passkey(credential.id().into_inner(), &sec1) {
-        Ok(key) => {
-            tracing::info!(principal = %who.actor(), "passkey registered for approvals");
-            Json(json!({ "approver_key": key.to_string() })).into_response()
+    let key = match policy::ApproverKey::passkey(credential.id().into_inner(), &sec1) {
+        Ok(key) => key,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, "passkey_refused", e.to_string()),
+    };
+    // A person signs in with it too (an API key has no sign-in).
+    if matches!(who.actor(), Actor::User(_)) {
+        match svc.add_passkey(&who, &key).await {
+            Ok(()) => {}
+            Err(service::ServiceError::Auth(_)) => {
+                return problem(
+                    StatusCode::FORBIDDEN,
+                    "mfa_required",
+                    "sign in with your second factor before you add another",
+                );
+            }
+            Err(e) => return crate::error::service_error(e).into_response(),
         }
-        Err(e) => problem(StatusCode::BAD_REQUEST, "passkey_refused", e.to_string()),
     }
+    tracing::info!(principal = %who.actor(), "passkey registered");
+    Json(json!({ "approver_key": key.to_string() })).into_response()
 }
 
 #[derive(Deserialize)]
