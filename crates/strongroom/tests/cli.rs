@@ -4955,6 +4955,23 @@ async fn sign_in(browser: &fantoccini::Client, fields: &[(&str, &str)], button: 
     }
 }
 
+/// Signs out with the header's button and waits for the sign-in form.
+async fn sign_out(browser: &fantoccini::Client) {
+    use fantoccini::Locator;
+    browser
+        .find(Locator::Css("form.signout button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait()
+        .for_element(Locator::Css("#username"))
+        .await
+        .unwrap();
+}
+
 /// Runs `script` (a promise's body) in the page and returns its value.
 async fn in_page(
     browser: &fantoccini::Client,
@@ -5141,18 +5158,7 @@ fn an_approver_approves_a_withdrawal_with_a_passkey_in_chromium() {
             .find(Locator::Css("li[data-credential]"))
             .await
             .unwrap_or_else(|e| panic!("{e}: listed as a sign-in passkey"));
-        browser
-            .find(Locator::Css("form.signout button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        browser
-            .wait()
-            .for_element(Locator::Css("#username"))
-            .await
-            .unwrap();
+        sign_out(&browser).await;
         sign_in(
             &browser,
             &[
@@ -5341,40 +5347,19 @@ fn the_console_in_chromium() {
             "/ui/login",
             "signed out, the console asks for a sign-in"
         );
-        browser
-            .find(Locator::Css("#username"))
-            .await
-            .unwrap()
-            .send_keys("admin")
-            .await
-            .unwrap();
-        browser
-            .find(Locator::Css("#password"))
-            .await
-            .unwrap()
-            .send_keys("correct horse battery staple")
-            .await
-            .unwrap();
-        browser
-            .find(Locator::Css("form.card button"))
-            .await
-            .unwrap()
-            .click()
+        sign_in(
+            &browser,
+            &[
+                ("#username", "admin"),
+                ("#password", "correct horse battery staple"),
+            ],
+            "form.card button[type=submit]",
+        )
+        .await;
+        let seal = browser
+            .find(Locator::Css(r#"[data-fact="seal"]"#))
             .await
             .unwrap();
-        let seal = match browser
-            .wait()
-            .for_element(Locator::Css(r#"[data-fact="seal"]"#))
-            .await
-        {
-            Ok(e) => e,
-            Err(e) => panic!(
-                "{e}: at {} {}\n{}",
-                browser.current_url().await.unwrap(),
-                browser.source().await.unwrap(),
-                server.log_text()
-            ),
-        };
         assert_eq!(seal.text().await.unwrap(), "unsealed");
         let page = browser.source().await.unwrap();
         assert!(page.contains(r#"data-fact="mfa""#), "{page}");
@@ -5399,18 +5384,7 @@ fn the_console_in_chromium() {
             "{}",
             browser.source().await.unwrap()
         );
-        browser
-            .find(Locator::Css("form.signout button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        browser
-            .wait()
-            .for_element(Locator::Css("#username"))
-            .await
-            .unwrap();
+        sign_out(&browser).await;
         browser.goto(&format!("{base}/ui/")).await.unwrap();
         assert_eq!(browser.current_url().await.unwrap().path(), "/ui/login");
         browser.close().await.unwrap();
