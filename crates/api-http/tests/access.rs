@@ -1089,6 +1089,20 @@ async fn the_console_signs_in_and_shows_its_pages() {
             .unwrap()
             .starts_with("text/javascript")
     );
+    // An admin initiates nothing: no form, and a posted one is refused.
+    let (s, _, text) = page(&app, get("/ui/initiate", &jar)).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{text}");
+    assert!(!text.contains("request-button"), "{text}");
+    let (s, _, text) = page(
+        &app,
+        form(
+            "/ui/initiate",
+            &jar,
+            &format!("csrf={csrf}&wallet={}&asset=bitcoin:regtest/native&amount=1&destination=x&action=request&idempotency_key=k", good.0),
+        ),
+    )
+    .await;
+    assert!(!s.is_success(), "{s} {text}");
     // Passkeys are made only where the server names its relying party.
     let (s, _, text) = page(&app, get("/ui/passkeys", &jar)).await;
     assert_eq!(s, StatusCode::OK);

@@ -4926,19 +4926,24 @@ impl fantoccini::wd::WebDriverCompatibleCommand for VirtualAuthenticator {
     }
 }
 
-/// Fills the sign-in form's `fields`, clicks `button` and waits for the
-/// overview.
-async fn sign_in(browser: &fantoccini::Client, fields: &[(&str, &str)], button: &str) {
-    use fantoccini::Locator;
+/// Types each value into the field its selector names.
+async fn fill(browser: &fantoccini::Client, fields: &[(&str, &str)]) {
     for (field, value) in fields {
         browser
-            .find(Locator::Css(field))
+            .find(fantoccini::Locator::Css(field))
             .await
             .unwrap()
             .send_keys(value)
             .await
             .unwrap();
     }
+}
+
+/// Fills the sign-in form's `fields`, clicks `button` and waits for the
+/// overview.
+async fn sign_in(browser: &fantoccini::Client, fields: &[(&str, &str)], button: &str) {
+    use fantoccini::Locator;
+    fill(browser, fields).await;
     browser
         .find(Locator::Css(button))
         .await
@@ -4953,6 +4958,78 @@ async fn sign_in(browser: &fantoccini::Client, fields: &[(&str, &str)], button: 
     {
         panic!("{e}: {}", browser.source().await.unwrap_or_default());
     }
+}
+
+/// `user`'s TOTP, enrolled through the API from the console's origin (a
+/// session of its own, from `fetch`): the secret.
+async fn enrol_totp(
+    browser: &fantoccini::Client,
+    base: &str,
+    user: &str,
+    password: &str,
+) -> Vec<u8> {
+    browser.goto(&format!("{base}/ui/login")).await.unwrap();
+    let enrolment = in_page(
+        browser,
+        "const login = await fetch('/v1/auth/login', {method: 'POST',
+             headers: {'content-type': 'application/json'},
+             body: JSON.stringify({username: arguments[0], password: arguments[1]})});
+         const session = await login.json();
+         const enrol = await fetch('/v1/auth/totp/enrol', {method: 'POST',
+             headers: {'x-csrf-token': session.csrf_token}});
+         return {csrf: session.csrf_token, enrol: await enrol.json()};",
+        vec![user.into(), password.into()],
+    )
+    .await;
+    let uri = enrolment["enrol"]["otpauth_uri"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{enrolment}"));
+    let secret = uri
+        .split(['?', '&'])
+        .find_map(|kv| kv.strip_prefix("secret="))
+        .unwrap();
+    let secret = data_encoding::BASE32_NOPAD
+        .decode(secret.as_bytes())
+        .unwrap();
+    let step = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / service::totp::STEP;
+    let code = format!("{:06}", service::totp::code(&secret, step - 1, 6).unwrap());
+    let confirmed = in_page(
+        browser,
+        "const r = await fetch('/v1/auth/totp/confirm', {method: 'POST',
+             headers: {'content-type': 'application/json', 'x-csrf-token': arguments[0]},
+             body: JSON.stringify({code: arguments[1]})});
+         return r.status;",
+        vec![enrolment["csrf"].clone(), code.into()],
+    )
+    .await;
+    assert_eq!(confirmed, 204, "TOTP confirmed");
+    secret
+}
+
+/// `user` (password "correct horse battery") enrols TOTP and signs in
+/// with its code.
+async fn enrol_totp_and_sign_in(browser: &fantoccini::Client, base: &str, user: &str) {
+    let secret = enrol_totp(browser, base, user, "correct horse battery").await;
+    let step = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / service::totp::STEP;
+    let code = format!("{:06}", service::totp::code(&secret, step, 6).unwrap());
+    sign_in(
+        browser,
+        &[
+            ("#username", user),
+            ("#password", "correct horse battery"),
+            ("#totp", &code),
+        ],
+        "form.card button[type=submit]",
+    )
+    .await;
 }
 
 /// Signs out with the header's button and waits for the sign-in form.
@@ -5016,21 +5093,25 @@ fn an_approver_approves_a_withdrawal_with_a_passkey_in_chromium() {
     let person = |name: &str, role: &str, scope: &str| api_key(&cfg, dir.path(), name, role, scope);
     let (admin, _) = person("admin", "admin", "global");
     let (writer, _) = person("writer", "policy-admin", "global");
-    let (initiator, _) = person("initiator", "initiator", &format!("wallet:{wallet}"));
     let (server, lines) = serve_unsealed(&config, &quorum);
     let base = format!("http://localhost:{port}");
-    // Carol approves for the wallet; her role is granted by governance.
-    let body = serde_json::json!({"name": "carol", "password": "correct horse battery",
-        "grants": [{"role": "approver", "scope": format!("wallet:{wallet}")}]})
-    .to_string();
-    let (code, carol) = api_call(&server, &admin, "POST", "/v1/users", Some(&body), None);
-    assert_eq!(code, 201, "{carol}");
-    for p in carol["role_proposals"].as_array().unwrap() {
-        if p["state"] == "open" {
-            approve_proposal(&server.base, &admin, p["id"].as_str().unwrap());
+    // Carol approves for the wallet, Ian initiates; their roles are
+    // granted by governance.
+    let person_of = |name: &str, role: &str| {
+        let body = serde_json::json!({"name": name, "password": "correct horse battery",
+            "grants": [{"role": role, "scope": format!("wallet:{wallet}")}]})
+        .to_string();
+        let (code, user) = api_call(&server, &admin, "POST", "/v1/users", Some(&body), None);
+        assert_eq!(code, 201, "{user}");
+        for p in user["role_proposals"].as_array().unwrap() {
+            if p["state"] == "open" {
+                approve_proposal(&server.base, &admin, p["id"].as_str().unwrap());
+            }
         }
-    }
-    let carol_id = format!("user:{}", carol["id"].as_str().unwrap());
+        format!("user:{}", user["id"].as_str().unwrap())
+    };
+    let carol_id = person_of("carol", "approver");
+    person_of("ian", "initiator");
     let policy = format!(
         "[[groups]]\nname = \"approvers\"\nmembers = [\"{carol_id}\"]\n\n\
          [[rules]]\nname = \"small\"\namount = {{ at_most = \"1\" }}\naction = \"allow\"\n\n\
@@ -5050,66 +5131,10 @@ fn an_approver_approves_a_withdrawal_with_a_passkey_in_chromium() {
     let profile = tempfile::tempdir().unwrap();
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console");
     std::fs::create_dir_all(&shots).unwrap();
-    let totp = |secret: &[u8], back: u64| {
-        let step = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            / service::totp::STEP;
-        format!(
-            "{:06}",
-            service::totp::code(secret, step - back, 6).unwrap()
-        )
-    };
     let (transfer, bob) = rt().block_on(async {
         let browser = chromium(&driver, profile.path()).await;
         browser.issue_cmd(VirtualAuthenticator).await.unwrap();
-        browser.goto(&format!("{base}/ui/login")).await.unwrap();
-        // Her TOTP, enrolled through the API from this page's origin.
-        let enrolment = in_page(
-            &browser,
-            "const login = await fetch('/v1/auth/login', {method: 'POST',
-                 headers: {'content-type': 'application/json'},
-                 body: JSON.stringify({username: 'carol', password: 'correct horse battery'})});
-             const session = await login.json();
-             const enrol = await fetch('/v1/auth/totp/enrol', {method: 'POST',
-                 headers: {'x-csrf-token': session.csrf_token}});
-             return {csrf: session.csrf_token, enrol: await enrol.json()};",
-            vec![],
-        )
-        .await;
-        let uri = enrolment["enrol"]["otpauth_uri"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{enrolment}"));
-        let secret = uri
-            .split(['?', '&'])
-            .find_map(|kv| kv.strip_prefix("secret="))
-            .unwrap();
-        let secret = data_encoding::BASE32_NOPAD
-            .decode(secret.as_bytes())
-            .unwrap();
-        let confirmed = in_page(
-            &browser,
-            "const r = await fetch('/v1/auth/totp/confirm', {method: 'POST',
-                 headers: {'content-type': 'application/json', 'x-csrf-token': arguments[0]},
-                 body: JSON.stringify({code: arguments[1]})});
-             return r.status;",
-            vec![enrolment["csrf"].clone(), totp(&secret, 1).into()],
-        )
-        .await;
-        assert_eq!(confirmed, 204, "TOTP confirmed");
-        browser.goto(&format!("{base}/ui/login")).await.unwrap();
-        let code = totp(&secret, 0);
-        sign_in(
-            &browser,
-            &[
-                ("#username", "carol"),
-                ("#password", "correct horse battery"),
-                ("#totp", &code),
-            ],
-            "form.card button[type=submit]",
-        )
-        .await;
+        enrol_totp_and_sign_in(&browser, &base, "carol").await;
 
         // A passkey, made in the browser; the admins enroll its key.
         browser.goto(&format!("{base}/ui/passkeys")).await.unwrap();
@@ -5159,15 +5184,6 @@ fn an_approver_approves_a_withdrawal_with_a_passkey_in_chromium() {
             .await
             .unwrap_or_else(|e| panic!("{e}: listed as a sign-in passkey"));
         sign_out(&browser).await;
-        sign_in(
-            &browser,
-            &[
-                ("#username", "carol"),
-                ("#password", "correct horse battery"),
-            ],
-            "#passkey-login",
-        )
-        .await;
         let body = serde_json::json!({"change": {"kind": "register_approver_key",
             "principal": carol_id, "public_key": approver_key}})
         .to_string();
@@ -5178,22 +5194,92 @@ fn an_approver_approves_a_withdrawal_with_a_passkey_in_chromium() {
             "applied"
         );
 
-        // 2 ETH to Bob, which needs her approval.
+        // Ian asks for 2 ETH to Bob in the console: checked first (the
+        // policy's answer: it needs an approval), then requested.
         let bob = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
-        let body = serde_json::json!({"wallet": wallet, "asset": "eip155:31337/native",
-            "amount": "2", "destination": bob})
-        .to_string();
-        let (code, t) = api_call(
+        enrol_totp_and_sign_in(&browser, &base, "ian").await;
+        browser
+            .find(Locator::LinkText("Initiate"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        fill(
+            &browser,
+            &[
+                ("#asset", "eip155:31337/native"),
+                ("#amount", "2"),
+                ("#destination", bob),
+            ],
+        )
+        .await;
+        browser
+            .find(Locator::Css(r#"button[value="check"]"#))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let verdict = browser
+            .wait()
+            .for_element(Locator::Css(r#"[data-fact="verdict"]"#))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(verdict.contains("require approval"), "{verdict}");
+        assert!(
+            api_call(
+                &server,
+                &admin,
+                "GET",
+                &format!("/v1/transfers?wallet={wallet}"),
+                None,
+                None
+            )
+            .1
+            .as_array()
+            .is_some_and(|a| a.is_empty()),
+            "a check creates nothing"
+        );
+        browser
+            .find(Locator::Css("#request-button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        browser
+            .wait()
+            .for_element(Locator::Css(r#"[data-fact="digest"]"#))
+            .await
+            .unwrap();
+        let url = browser.current_url().await.unwrap();
+        let transfer = url.path().trim_start_matches("/ui/transfers/").to_owned();
+        sign_out(&browser).await;
+
+        // Carol signs in with her password and the passkey instead of a
+        // code (a second factor: the transfers open).
+        sign_in(
+            &browser,
+            &[
+                ("#username", "carol"),
+                ("#password", "correct horse battery"),
+            ],
+            "#passkey-login",
+        )
+        .await;
+        let (_, t) = api_call(
             &server,
-            &initiator,
-            "POST",
-            "/v1/transfers",
-            Some(&body),
+            &admin,
+            "GET",
+            &format!("/v1/transfers/{transfer}"),
+            None,
             None,
         );
-        assert_eq!(code, 201, "{t}");
         assert_eq!(t["state"], "pending_approval", "{t}");
-        let transfer = t["id"].as_str().unwrap().to_owned();
         browser
             .goto(&format!("{base}/ui/transfers/{transfer}"))
             .await

@@ -7,6 +7,7 @@
 //! session cookie, and a CSRF token kept in its own cookie and echoed by
 //! every form.
 
+mod initiate;
 mod pages;
 mod passkeys;
 
@@ -44,6 +45,7 @@ pub(crate) fn routes() -> Router<Service> {
         .route("/ui/transfers", get(transfers))
         .route("/ui/transfers/{id}", get(transfer))
         .route("/ui/transfers/{id}/vote", post(passkeys::vote))
+        .route("/ui/initiate", get(initiate::show).post(initiate::submit))
         .route("/ui/passkeys", get(passkeys_page))
         .route("/ui/passkeys/options", post(passkeys::start))
         .route("/ui/passkeys/register", post(passkeys::finish))
@@ -127,11 +129,10 @@ async fn passkeys_page(
     MaybeAuthed(caller): MaybeAuthed,
     headers: HeaderMap,
 ) -> Response {
-    let who = match signed_in(&svc, &headers, caller).await {
-        Ok(w) => w,
+    let (who, csrf) = match reader(&svc, &headers, caller).await {
+        Ok(r) => r,
         Err(r) => return r,
     };
-    let csrf = cookie(&headers, CSRF_COOKIE).unwrap_or_default();
     answer(pages::passkeys(&svc, &who, &csrf).await)
 }
 
@@ -142,6 +143,16 @@ fn answer(page: Result<String, pages::Failed>) -> Response {
         Err(pages::Failed::Page(status, page)) => (status, Html(page)).into_response(),
         Err(pages::Failed::Service(e)) => unavailable(&e),
     }
+}
+
+/// The person a page is for, and the CSRF token its forms carry.
+async fn reader(
+    svc: &Service,
+    headers: &HeaderMap,
+    caller: Option<Principal>,
+) -> Result<(Principal, String), Response> {
+    let who = signed_in(svc, headers, caller).await?;
+    Ok((who, cookie(headers, CSRF_COOKIE).unwrap_or_default()))
 }
 
 /// The signed-in person behind the session cookie (reads only): the one
@@ -198,11 +209,10 @@ async fn overview(
     MaybeAuthed(caller): MaybeAuthed,
     headers: HeaderMap,
 ) -> Response {
-    let who = match signed_in(&svc, &headers, caller).await {
-        Ok(w) => w,
+    let (who, csrf) = match reader(&svc, &headers, caller).await {
+        Ok(r) => r,
         Err(r) => return r,
     };
-    let csrf = cookie(&headers, CSRF_COOKIE).unwrap_or_default();
     let status = svc.status().await;
     Html(pages::overview(&svc, &who, &status, &csrf).await).into_response()
 }
@@ -212,11 +222,10 @@ async fn transfers(
     MaybeAuthed(caller): MaybeAuthed,
     headers: HeaderMap,
 ) -> Response {
-    let who = match signed_in(&svc, &headers, caller).await {
-        Ok(w) => w,
+    let (who, csrf) = match reader(&svc, &headers, caller).await {
+        Ok(r) => r,
         Err(r) => return r,
     };
-    let csrf = cookie(&headers, CSRF_COOKIE).unwrap_or_default();
     answer(pages::transfers(&svc, &who, &csrf).await)
 }
 
@@ -226,11 +235,10 @@ async fn transfer(
     headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
-    let who = match signed_in(&svc, &headers, caller).await {
-        Ok(w) => w,
+    let (who, csrf) = match reader(&svc, &headers, caller).await {
+        Ok(r) => r,
         Err(r) => return r,
     };
-    let csrf = cookie(&headers, CSRF_COOKIE).unwrap_or_default();
     // Outside the person's scope, as unknown: not found.
     let page = match id.parse() {
         Ok(id) => pages::transfer(&svc, &who, id, &csrf).await,

@@ -26,7 +26,7 @@ impl From<ServiceError> for Failed {
 /// At most this many transfers on the list.
 const LIST: u32 = 100;
 
-fn layout(title: &str, who: Option<&Principal>, csrf: &str, body: Markup) -> String {
+pub(super) fn layout(title: &str, who: Option<&Principal>, csrf: &str, body: Markup) -> String {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -43,6 +43,9 @@ fn layout(title: &str, who: Option<&Principal>, csrf: &str, body: Markup) -> Str
                         @if who.is_some() {
                             a href="/ui/" { "Overview" }
                             a href="/ui/transfers" { "Transfers" }
+                            @if who.is_some_and(|p| p.grants().iter().any(|g| g.role().permissions().contains(&Permission::InitiateTransfer))) {
+                                a href="/ui/initiate" { "Initiate" }
+                            }
                             a href="/ui/passkeys" { "Passkeys" }
                         }
                     }
