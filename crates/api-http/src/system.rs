@@ -336,8 +336,12 @@ pub(crate) async fn sealed_gate(State(svc): State<Service>, req: Request, next: 
     if open {
         return next.run(req).await;
     }
+    let console = path == "/ui" || path.starts_with("/ui/");
     match svc.seal_status().await {
         Ok(SealStatus::Unsealed) => next.run(req).await,
+        // The console's stylesheet still loads; its pages say what to do.
+        Ok(_) if path.starts_with("/ui/static/") => next.run(req).await,
+        Ok(status) if console => crate::ui::sealed(&status),
         Ok(SealStatus::Uninitialized) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "sealed",

@@ -1067,6 +1067,24 @@ async fn the_console_signs_in_and_shows_its_pages() {
         list.contains(&format!("/ui/transfers/{}", good.0)),
         "{list}"
     );
+    // Filtered by state, asset and day; a filter that reads as nothing is
+    // refused, not ignored.
+    let listed = async |query: &str| {
+        let (s, _, list) = page(&app, get(&format!("/ui/transfers?{query}"), &jar)).await;
+        (s, list.contains(&format!("/ui/transfers/{}", good.0)))
+    };
+    assert_eq!(
+        listed("state=pending_approval").await,
+        (StatusCode::OK, true)
+    );
+    assert_eq!(listed("state=completed").await, (StatusCode::OK, false));
+    assert_eq!(
+        listed("asset=bitcoin:regtest/native&since=2026-01-01").await,
+        (StatusCode::OK, true)
+    );
+    assert_eq!(listed("since=2030-01-01").await, (StatusCode::OK, false));
+    assert_eq!(listed("state=paid").await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(listed("since=yesterday").await.0, StatusCode::BAD_REQUEST);
     // No approver: no buttons to sign with, and the vote posted anyway
     // (with the session's own CSRF token) is refused.
     assert!(!text.contains("passkey-vote"), "{text}");

@@ -232,6 +232,18 @@ async fn unseal_over_http_one_share_at_a_time() {
     let share = |i: usize| serde_json::json!({"share": shares[i].as_str()});
     let (s, _, body) = call(&app, post("/v1/sys/unseal", share(0))).await;
     assert_eq!((s, body["progress"].as_u64()), (StatusCode::OK, Some(1)));
+    // The console says so, in a page under its own policy.
+    let resp = app.router.clone().oneshot(get("/ui/")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        resp.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    let page = resp.into_body().collect().await.unwrap().to_bytes();
+    let page = String::from_utf8_lossy(&page);
+    assert!(page.contains("1 of 2 unseal shares given"), "{page}");
     let token = body["reset_token"].as_str().unwrap().to_owned();
     // A stranger cannot start the round over; the first share's holder can.
     let (s, _, body) = call(&app, post("/v1/sys/unseal/reset", serde_json::json!(null))).await;

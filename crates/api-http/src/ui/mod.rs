@@ -85,8 +85,25 @@ async fn same_origin_posts(req: axum::extract::Request, next: axum::middleware::
     next.run(req).await
 }
 
+/// What every console page is while the keystore is not unsealed: a 503
+/// page saying so and what operators do (the seal gate answers it, with
+/// the console's headers).
+pub(crate) fn sealed(status: &service::SealStatus) -> Response {
+    let resp = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "30")],
+        Html(pages::sealed(status)),
+    )
+        .into_response();
+    with_headers(resp)
+}
+
 /// The security headers of every console answer.
-async fn secured(mut resp: Response) -> Response {
+async fn secured(resp: Response) -> Response {
+    with_headers(resp)
+}
+
+fn with_headers(mut resp: Response) -> Response {
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -221,12 +238,13 @@ async fn transfers(
     State(svc): State<Service>,
     MaybeAuthed(caller): MaybeAuthed,
     headers: HeaderMap,
+    axum::extract::Query(filter): axum::extract::Query<pages::TransferFilter>,
 ) -> Response {
     let (who, csrf) = match reader(&svc, &headers, caller).await {
         Ok(r) => r,
         Err(r) => return r,
     };
-    answer(pages::transfers(&svc, &who, &csrf).await)
+    answer(pages::transfers(&svc, &who, &csrf, &filter).await)
 }
 
 async fn transfer(

@@ -137,6 +137,30 @@ fn not_allowed(who: &Principal, csrf: &str, title: &str, e: &AuthError) -> Faile
     )
 }
 
+/// The keystore is not open: nothing can be shown or signed until the
+/// operators unseal it.
+pub(super) fn sealed(status: &service::SealStatus) -> String {
+    layout(
+        "Sealed",
+        None,
+        "",
+        html! {
+            p role="alert" data-fact="seal" {
+                @match status {
+                    service::SealStatus::Uninitialized => "No keystore has been initialised: run strongroom init.",
+                    service::SealStatus::Sealed { have, need } => {
+                        "The keystore is sealed: " (have) " of " (need) " unseal shares given. "
+                        "Holders of the shares give theirs with "
+                        code { "strongroom operator unseal --addr <server>" } "."
+                    }
+                    service::SealStatus::Unsealed => "The keystore is open.",
+                }
+            }
+            p { "Nothing is shown or signed while it is sealed. This page answers again once it opens." }
+        },
+    )
+}
+
 /// A short page saying why something was not done.
 pub(super) fn message(title: &str, why: &str) -> String {
     layout(
@@ -265,12 +289,106 @@ fn when(t: domain::Timestamp) -> Markup {
 
 /// The transfers the person may read: every wallet's with a global read,
 /// else those of their wallets; newest first.
+/// The list's filters (a form of GET parameters; empty means any).
+#[derive(Debug, Default, serde::Deserialize)]
+pub(super) struct TransferFilter {
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    wallet: String,
+    #[serde(default)]
+    asset: String,
+    /// `YYYY-MM-DD` (UTC): created on or after that day.
+    #[serde(default)]
+    since: String,
+}
+
+impl TransferFilter {
+    /// Midnight UTC of `since`, in ms.
+    fn since_ms(&self) -> Result<Option<i64>, String> {
+        if self.since.is_empty() {
+            return Ok(None);
+        }
+        let bad = || format!("since {:?}: a day as YYYY-MM-DD", self.since);
+        let parts: Vec<&str> = self.since.split('-').collect();
+        let [y, m, d] = parts[..] else {
+            return Err(bad());
+        };
+        let (Ok(y), Ok(m), Ok(d)) = (y.parse::<i64>(), m.parse::<i64>(), d.parse::<i64>()) else {
+            return Err(bad());
+        };
+        if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+            return Err(bad());
+        }
+        // Days from the civil date (H. Hinnant's algorithm), proleptic
+        // Gregorian.
+        let y = if m <= 2 { y - 1 } else { y };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let mp = (m + 9) % 12;
+        let doy = (153 * mp + 2) / 5 + d - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        Ok(Some(days * 86_400_000))
+    }
+
+    fn form(&self) -> Markup {
+        html! {
+            form method="get" action="/ui/transfers" class="filters" {
+                label for="f-state" { "State" }
+                input id="f-state" name="state" value=(self.state) list="states";
+                datalist id="states" {
+                    @for s in lifecycle::State::ALL { option value=(s.to_string()) {} }
+                }
+                label for="f-wallet" { "Wallet" }
+                input id="f-wallet" name="wallet" value=(self.wallet);
+                label for="f-asset" { "Asset" }
+                input id="f-asset" name="asset" value=(self.asset);
+                label for="f-since" { "Since (UTC day)" }
+                input id="f-since" name="since" type="date" value=(self.since);
+                button type="submit" { "Filter" }
+            }
+        }
+    }
+}
+
 pub(super) async fn transfers(
     svc: &Service,
     who: &Principal,
     csrf: &str,
+    filter: &TransferFilter,
 ) -> Result<String, Failed> {
-    let wallets: Vec<Option<WalletId>> = if permits(who.grants(), Permission::ReadWallet, None) {
+    let refused = |why: String| {
+        Failed::Page(
+            StatusCode::BAD_REQUEST,
+            layout(
+                "Transfers",
+                Some(who),
+                csrf,
+                html! { (filter.form()) p role="alert" class="error" { (why) } },
+            ),
+        )
+    };
+    let since = filter.since_ms().map_err(refused)?;
+    let state = Some(filter.state.trim()).filter(|s| !s.is_empty());
+    if let Some(s) = state
+        && s.parse::<lifecycle::State>().is_err()
+    {
+        return Err(refused(format!("state {s:?}: one of the transfer states")));
+    }
+    let only: Option<WalletId> = match filter.wallet.trim() {
+        "" => None,
+        w => Some(
+            w.parse()
+                .map_err(|_| refused(format!("wallet {w:?}: a wallet id")))?,
+        ),
+    };
+    let wallets: Vec<Option<WalletId>> = if let Some(w) = only {
+        if !permits(who.grants(), Permission::ReadWallet, Some(w)) {
+            return Err(not_allowed(who, csrf, "Transfers", &AuthError::Forbidden));
+        }
+        vec![Some(w)]
+    } else if permits(who.grants(), Permission::ReadWallet, None) {
         vec![None]
     } else {
         let mut w: Vec<Option<WalletId>> = who
@@ -297,13 +415,19 @@ pub(super) async fn transfers(
         let can = svc
             .authorize::<perm::ReadWallet>(who, w)
             .map_err(|e| not_allowed(who, csrf, "Transfers", &e))?;
-        rows.extend(can.transfers(w, None, None, LIST).await?);
+        rows.extend(can.transfers(w, state, None, LIST).await?);
     }
+    let asset = filter.asset.trim();
+    rows.retain(|t| {
+        (asset.is_empty() || t.asset == asset)
+            && since.is_none_or(|s| t.created_at.as_millis() >= s)
+    });
     rows.sort_by_key(|t| std::cmp::Reverse(t.id));
     rows.truncate(LIST as usize);
     let body = html! {
+        (filter.form())
         @if rows.is_empty() {
-            p { "No transfers yet." }
+            p { "No transfers." }
         } @else {
             table class="transfers" {
                 thead {
@@ -636,6 +760,30 @@ mod tests {
     #[test]
     fn digests_read_in_groups_of_four() {
         assert_eq!(grouped("0cd7859a64e2"), "0cd7 859a 64e2");
+    }
+
+    #[test]
+    fn days_filter_from_midnight_utc() {
+        let since = |s: &str| {
+            TransferFilter {
+                since: s.into(),
+                ..Default::default()
+            }
+            .since_ms()
+        };
+        assert_eq!(since("1970-01-01"), Ok(Some(0)));
+        assert_eq!(since("2000-02-29"), Ok(Some(951_782_400_000)));
+        assert_eq!(since("2026-12-07"), Ok(Some(1_796_601_600_000)));
+        assert_eq!(since(""), Ok(None));
+        for bad in [
+            "2026-13-01",
+            "yesterday",
+            "2026-12",
+            "1969-12-31",
+            "2026-12-07-1",
+        ] {
+            assert!(since(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
