@@ -1085,6 +1085,30 @@ async fn the_console_signs_in_and_shows_its_pages() {
     assert_eq!(listed("since=2030-01-01").await, (StatusCode::OK, false));
     assert_eq!(listed("state=paid").await.0, StatusCode::BAD_REQUEST);
     assert_eq!(listed("since=yesterday").await.0, StatusCode::BAD_REQUEST);
+    // The wallets, one wallet's balances; the audit log, searched, its
+    // chain checked on the page.
+    let (s, _, list) = page(&app, get("/ui/wallets", &jar)).await;
+    assert_eq!(s, StatusCode::OK);
+    let wallet = app.svc.transfer_wallet(good.0).await.unwrap();
+    assert!(list.contains(&format!("/ui/wallets/{wallet}")), "{list}");
+    let (s, _, text) = page(&app, get(&format!("/ui/wallets/{wallet}"), &jar)).await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    assert!(
+        text.contains("Balances") && text.contains("No accounts yet"),
+        "{text}"
+    );
+    let (s, _, _) = page(&app, get("/ui/wallets/not-a-wallet", &jar)).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _, text) = page(&app, get("/ui/audit?q=transfer.stored", &jar)).await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    assert!(
+        text.contains(r#"data-fact="chain""#) && !text.contains("does not hold"),
+        "{text}"
+    );
+    assert!(
+        text.contains("transfer.stored") && !text.contains("auth.login<"),
+        "{text}"
+    );
     // No approver: no buttons to sign with, and the vote posted anyway
     // (with the session's own CSRF token) is refused.
     assert!(!text.contains("passkey-vote"), "{text}");

@@ -5280,6 +5280,28 @@ fn an_approver_approves_a_withdrawal_with_a_passkey_in_chromium() {
             None,
         );
         assert_eq!(t["state"], "pending_approval", "{t}");
+        // The wallet's page: where deposits go, with its QR code drawn by
+        // the server, and what is awaiting her approval.
+        browser
+            .goto(&format!("{base}/ui/wallets/{wallet}"))
+            .await
+            .unwrap();
+        let qr = browser
+            .find(Locator::Css("figure.account img"))
+            .await
+            .unwrap()
+            .attr("src")
+            .await
+            .unwrap()
+            .unwrap_or_default();
+        assert!(qr.starts_with("data:image/svg+xml;base64,"), "{qr}");
+        let awaiting = browser.source().await.unwrap();
+        assert!(awaiting.contains("Awaiting approval"), "{awaiting}");
+        std::fs::write(
+            shots.join("wallet.png"),
+            browser.screenshot().await.unwrap(),
+        )
+        .unwrap();
         browser
             .goto(&format!("{base}/ui/transfers/{transfer}"))
             .await

@@ -15,8 +15,7 @@ use service::identity::{Principal, perm};
 use service::transfers::{Priority, TransferRequest};
 
 use super::pages::{self, Failed};
-use super::{answer, reader, signed_in_to_change, unavailable};
-use crate::auth::MaybeAuthed;
+use super::{Reader, answer, signed_in_to_change, unavailable};
 
 /// What the form carries (and carries again after the check).
 #[derive(Debug, Default, Deserialize)]
@@ -68,18 +67,8 @@ impl Withdrawal {
 
 /// The wallets the person may initiate in.
 async fn wallets(svc: &Service, who: &Principal) -> Result<Vec<(WalletId, String)>, Failed> {
-    // A handle for the person's reads: global, or through one of their
-    // wallets (the list is their wallets either way).
-    let scoped = who.grants().iter().find_map(|g| match g.scope() {
-        domain::Scope::Wallet(w) => Some(w),
-        domain::Scope::Global => None,
-    });
-    let can = match svc.authorize::<perm::ReadWallet>(who, None) {
-        Ok(c) => c,
-        Err(_) => match scoped.map(|w| svc.authorize::<perm::ReadWallet>(who, Some(w))) {
-            Some(Ok(c)) => c,
-            _ => return Ok(Vec::new()),
-        },
+    let Some(can) = pages::wallet_reader(svc, who) else {
+        return Ok(Vec::new());
     };
     Ok(can
         .wallets(None, 500)
@@ -146,15 +135,7 @@ async fn page(
     ))
 }
 
-pub(super) async fn show(
-    State(svc): State<Service>,
-    MaybeAuthed(caller): MaybeAuthed,
-    headers: HeaderMap,
-) -> Response {
-    let (who, csrf) = match reader(&svc, &headers, caller).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+pub(super) async fn show(State(svc): State<Service>, Reader { who, csrf }: Reader) -> Response {
     answer(page(&svc, &who, &csrf, &Withdrawal::default(), None, false).await)
 }
 

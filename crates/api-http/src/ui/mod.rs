@@ -7,9 +7,11 @@
 //! session cookie, and a CSRF token kept in its own cookie and echoed by
 //! every form.
 
+mod audit;
 mod initiate;
 mod pages;
 mod passkeys;
+mod wallets;
 
 use axum::Router;
 use axum::extract::{Extension, Form, State};
@@ -46,6 +48,9 @@ pub(crate) fn routes() -> Router<Service> {
         .route("/ui/transfers/{id}", get(transfer))
         .route("/ui/transfers/{id}/vote", post(passkeys::vote))
         .route("/ui/initiate", get(initiate::show).post(initiate::submit))
+        .route("/ui/wallets", get(wallets::list))
+        .route("/ui/wallets/{id}", get(wallets::show))
+        .route("/ui/audit", get(audit::show))
         .route("/ui/passkeys", get(passkeys_page))
         .route("/ui/passkeys/options", post(passkeys::start))
         .route("/ui/passkeys/register", post(passkeys::finish))
@@ -141,15 +146,7 @@ async fn script() -> impl IntoResponse {
     )
 }
 
-async fn passkeys_page(
-    State(svc): State<Service>,
-    MaybeAuthed(caller): MaybeAuthed,
-    headers: HeaderMap,
-) -> Response {
-    let (who, csrf) = match reader(&svc, &headers, caller).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+async fn passkeys_page(State(svc): State<Service>, Reader { who, csrf }: Reader) -> Response {
     answer(pages::passkeys(&svc, &who, &csrf).await)
 }
 
@@ -162,14 +159,27 @@ fn answer(page: Result<String, pages::Failed>) -> Response {
     }
 }
 
-/// The person a page is for, and the CSRF token its forms carry.
-async fn reader(
-    svc: &Service,
-    headers: &HeaderMap,
-    caller: Option<Principal>,
-) -> Result<(Principal, String), Response> {
-    let who = signed_in(svc, headers, caller).await?;
-    Ok((who, cookie(headers, CSRF_COOKIE).unwrap_or_default()))
+/// The person a page is for (signed in, or the page is the sign-in page),
+/// and the CSRF token its forms carry.
+pub(crate) struct Reader {
+    who: Principal,
+    csrf: String,
+}
+
+impl axum::extract::FromRequestParts<Service> for Reader {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        svc: &Service,
+    ) -> Result<Self, Response> {
+        let MaybeAuthed(caller) = MaybeAuthed::from_request_parts(parts, svc)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let who = signed_in(svc, &parts.headers, caller).await?;
+        let csrf = cookie(&parts.headers, CSRF_COOKIE).unwrap_or_default();
+        Ok(Reader { who, csrf })
+    }
 }
 
 /// The signed-in person behind the session cookie (reads only): the one
@@ -221,42 +231,24 @@ fn to_login() -> Response {
     Redirect::to("/ui/login").into_response()
 }
 
-async fn overview(
-    State(svc): State<Service>,
-    MaybeAuthed(caller): MaybeAuthed,
-    headers: HeaderMap,
-) -> Response {
-    let (who, csrf) = match reader(&svc, &headers, caller).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+async fn overview(State(svc): State<Service>, Reader { who, csrf }: Reader) -> Response {
     let status = svc.status().await;
     Html(pages::overview(&svc, &who, &status, &csrf).await).into_response()
 }
 
 async fn transfers(
     State(svc): State<Service>,
-    MaybeAuthed(caller): MaybeAuthed,
-    headers: HeaderMap,
+    Reader { who, csrf }: Reader,
     axum::extract::Query(filter): axum::extract::Query<pages::TransferFilter>,
 ) -> Response {
-    let (who, csrf) = match reader(&svc, &headers, caller).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
     answer(pages::transfers(&svc, &who, &csrf, &filter).await)
 }
 
 async fn transfer(
     State(svc): State<Service>,
-    MaybeAuthed(caller): MaybeAuthed,
-    headers: HeaderMap,
+    Reader { who, csrf }: Reader,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
-    let (who, csrf) = match reader(&svc, &headers, caller).await {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
     // Outside the person's scope, as unknown: not found.
     let page = match id.parse() {
         Ok(id) => pages::transfer(&svc, &who, id, &csrf).await,

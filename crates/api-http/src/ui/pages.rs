@@ -42,9 +42,13 @@ pub(super) fn layout(title: &str, who: Option<&Principal>, csrf: &str, body: Mar
                         a class="brand" href="/ui/" { "Strongroom" }
                         @if who.is_some() {
                             a href="/ui/" { "Overview" }
+                            a href="/ui/wallets" { "Wallets" }
                             a href="/ui/transfers" { "Transfers" }
                             @if who.is_some_and(|p| p.grants().iter().any(|g| g.role().permissions().contains(&Permission::InitiateTransfer))) {
                                 a href="/ui/initiate" { "Initiate" }
+                            }
+                            @if who.is_some_and(|p| p.grants().iter().any(|g| g.role().permissions().contains(&Permission::ReadAudit))) {
+                                a href="/ui/audit" { "Audit" }
                             }
                             a href="/ui/passkeys" { "Passkeys" }
                         }
@@ -118,7 +122,7 @@ pub(super) fn unavailable() -> String {
 }
 
 /// A page the person's roles do not open: why, and what to do.
-fn not_allowed(who: &Principal, csrf: &str, title: &str, e: &AuthError) -> Failed {
+pub(super) fn not_allowed(who: &Principal, csrf: &str, title: &str, e: &AuthError) -> Failed {
     let why = match e {
         AuthError::MfaRequired => {
             "Your role needs an authenticator code for this page: enrol TOTP \
@@ -159,6 +163,21 @@ pub(super) fn sealed(status: &service::SealStatus) -> String {
             p { "Nothing is shown or signed while it is sealed. This page answers again once it opens." }
         },
     )
+}
+
+/// A handle on the person's wallet reads: global, or through one of their
+/// wallets (its `wallets` lists their wallets either way).
+pub(super) fn wallet_reader<'a>(
+    svc: &'a Service,
+    who: &'a Principal,
+) -> Option<service::identity::Can<'a, perm::ReadWallet>> {
+    let scoped = who.grants().iter().find_map(|g| match g.scope() {
+        domain::Scope::Wallet(w) => Some(w),
+        domain::Scope::Global => None,
+    });
+    svc.authorize::<perm::ReadWallet>(who, None)
+        .ok()
+        .or_else(|| svc.authorize::<perm::ReadWallet>(who, scoped).ok())
 }
 
 /// A short page saying why something was not done.
@@ -282,7 +301,7 @@ fn utc(t: domain::Timestamp) -> String {
 
 /// A time: UTC as rendered (and on hover); the console's script shows it
 /// in the viewer's own zone.
-fn when(t: domain::Timestamp) -> Markup {
+pub(super) fn when(t: domain::Timestamp) -> Markup {
     let text = utc(t);
     html! { time data-ms=(t.as_millis()) title=(text) { (text) } }
 }
