@@ -1174,6 +1174,65 @@ async fn the_console_signs_in_and_shows_its_pages() {
     let (s, _, _) = page(&app, cross).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 
+    // Governance: the freeze button (confirmed), the freeze in force, and
+    // its release proposed for the quorum.
+    let (s, _, text) = page(&app, get("/ui/governance", &jar)).await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    assert!(
+        text.contains("freeze-button") && text.contains("Address book"),
+        "{text}"
+    );
+    let (s, _, _) = page(
+        &app,
+        form(
+            "/ui/governance/freeze",
+            &jar,
+            &format!("csrf={csrf}&reason=drill"),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "not confirmed: nothing frozen");
+    assert!(app.svc.freezes().await.unwrap().is_empty());
+    let (s, h, _) = page(
+        &app,
+        form(
+            "/ui/governance/freeze",
+            &jar,
+            &format!("csrf={csrf}&reason=drill&confirm=yes"),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (s, h[header::LOCATION].to_str().unwrap()),
+        (StatusCode::SEE_OTHER, "/ui/governance")
+    );
+    let frozen = app.svc.freezes().await.unwrap();
+    assert_eq!(frozen.len(), 1);
+    let (_, _, text) = page(&app, get("/ui/governance", &jar)).await;
+    assert!(
+        text.contains(&format!(r#"data-freeze="{}""#, frozen[0].id)),
+        "{text}"
+    );
+    let (s, _, text) = page(
+        &app,
+        form(
+            "/ui/governance/release",
+            &jar,
+            &format!("csrf={csrf}&freeze={}", frozen[0].id),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "{text}");
+    let proposals = app.svc.proposals(None, 10).await.unwrap();
+    let release = proposals
+        .iter()
+        .find(|p| p.kind == "release_freeze")
+        .unwrap();
+    let (_, _, text) = page(&app, get("/ui/governance", &jar)).await;
+    assert!(
+        text.contains(&format!(r#"data-proposal="{}""#, release.id)),
+        "{text}"
+    );
     // Signing out needs the session's own token; a forged form is refused.
     let (s, _, _) = page(&app, form("/ui/logout", &jar, "csrf=forged")).await;
     assert_eq!(s, StatusCode::FORBIDDEN);

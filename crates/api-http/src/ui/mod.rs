@@ -8,6 +8,7 @@
 //! every form.
 
 mod audit;
+mod governance;
 mod initiate;
 mod pages;
 mod passkeys;
@@ -51,6 +52,9 @@ pub(crate) fn routes() -> Router<Service> {
         .route("/ui/wallets", get(wallets::list))
         .route("/ui/wallets/{id}", get(wallets::show))
         .route("/ui/audit", get(audit::show))
+        .route("/ui/governance", get(governance::show))
+        .route("/ui/governance/freeze", post(governance::freeze))
+        .route("/ui/governance/release", post(governance::release))
         .route("/ui/passkeys", get(passkeys_page))
         .route("/ui/passkeys/options", post(passkeys::start))
         .route("/ui/passkeys/register", post(passkeys::finish))

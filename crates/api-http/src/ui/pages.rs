@@ -47,6 +47,9 @@ pub(super) fn layout(title: &str, who: Option<&Principal>, csrf: &str, body: Mar
                             @if who.is_some_and(|p| p.grants().iter().any(|g| g.role().permissions().contains(&Permission::InitiateTransfer))) {
                                 a href="/ui/initiate" { "Initiate" }
                             }
+                            @if who.is_some_and(|p| crate::governance::overseer(p).is_ok()) {
+                                a href="/ui/governance" { "Governance" }
+                            }
                             @if who.is_some_and(|p| p.grants().iter().any(|g| g.role().permissions().contains(&Permission::ReadAudit))) {
                                 a href="/ui/audit" { "Audit" }
                             }
@@ -294,7 +297,7 @@ fn scope_text(s: domain::Scope) -> String {
 
 /// A time as UTC, to the second (RFC 9110's form: `Mon, 07 Dec 2026
 /// 04:53:20 GMT`).
-fn utc(t: domain::Timestamp) -> String {
+pub(super) fn utc(t: domain::Timestamp) -> String {
     let ms = u64::try_from(t.as_millis()).unwrap_or(0);
     httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
 }
