@@ -495,6 +495,10 @@ pub struct TransferVote {
     /// (each base64url without padding).
     #[schema(max_length = 8192)]
     signature: String,
+    /// Why, for a rejection: in the transfer's history and the audit
+    /// record (not signed).
+    #[schema(max_length = 500)]
+    reason: Option<String>,
 }
 
 /// An approver's signed vote. The statement signed is `SRAP` v1 over
@@ -529,6 +533,7 @@ async fn vote_transfer(
                 vote,
                 expires_at: Timestamp::from_millis(body.expires_at_ms),
                 signature,
+                reason: body.reason,
             },
         )
         .await

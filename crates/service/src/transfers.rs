@@ -56,6 +56,10 @@ pub struct VoteRequest {
     pub expires_at: Timestamp,
     /// Ed25519, or a passkey's WebAuthn assertion.
     pub signature: policy::ApprovalSignature,
+    /// Why, for a rejection (at most 500 characters, no control
+    /// characters): in the transfer's history and the audit record. Not
+    /// part of what is signed.
+    pub reason: Option<String>,
 }
 
 impl Service {
@@ -459,6 +463,15 @@ impl Can<'_, perm::ApproveTransfer> {
         if v.expires_at <= now {
             return Err(ApprovalError::Expired.into());
         }
+        let reason = v.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
+        if reason.is_some_and(|r| r.chars().count() > 500 || r.chars().any(char::is_control)) {
+            return Err(invalid(
+                "reason: at most 500 characters, no control characters",
+            ));
+        }
+        let rejected_why = reason
+            .filter(|_| v.vote == Vote::Reject)
+            .map(|r| format!("rejected by an approver: {r}"));
         if v.expires_at.as_millis() > now.as_millis().saturating_add(cfg.max_approval_ttl_ms) {
             return Err(invalid(format!(
                 "expires_at: at most {} s from now",
@@ -571,7 +584,7 @@ impl Can<'_, perm::ApproveTransfer> {
                 Vote::Reject => "transfer.rejected",
             },
             &subject,
-            json!({ "public_key": key.public_key, "expires_at_ms": v.expires_at.as_millis(), "decision_id": t.decision_id }),
+            json!({ "public_key": key.public_key, "expires_at_ms": v.expires_at.as_millis(), "decision_id": t.decision_id, "reason": reason }),
         )?];
         let next = match v.vote {
             // A rejection ends a transfer that still waits; one already
@@ -608,6 +621,7 @@ impl Can<'_, perm::ApproveTransfer> {
             }
         };
         if let Some((event, unlock, why)) = next {
+            let why = rejected_why.as_deref().unwrap_or(why);
             let mut m = Move::new(event, who, why);
             m.unlock_at = unlock;
             entries.push(transition(&mut tx, &t, m, now).await?.0);

@@ -401,6 +401,7 @@ async fn a_swapped_approver_key_approves_nothing(f: Fixture) {
         signature: policy::ApprovalSignature::Ed25519(
             mallory.sign(&statement.message()).to_bytes(),
         ),
+        reason: None,
     };
     assert!(can.vote(t.id, &forged).await.is_err());
     // The approver's real key is refused too while the row is wrong (the
@@ -409,6 +410,7 @@ async fn a_swapped_approver_key_approves_nothing(f: Fixture) {
         vote: Vote::Approve,
         expires_at,
         signature: policy::ApprovalSignature::Ed25519(signer.sign(&statement.message()).to_bytes()),
+        reason: None,
     };
     assert!(can.vote(t.id, &real).await.is_err());
     assert_eq!(

@@ -450,6 +450,7 @@ impl Fixture {
                 vote,
                 expires_at,
                 signature: policy::ApprovalSignature::Ed25519(signature),
+                reason: (vote == Vote::Reject).then(|| "not the invoice we agreed".to_owned()),
             },
         )
         .await
@@ -737,6 +738,14 @@ async fn approvals_governance_and_freeze(f: Fixture) {
             .unwrap()
             .state,
         state::REJECTED
+    );
+    // Why, in its history.
+    let history = f.db.store.transfer_history(other.id).await.unwrap();
+    assert!(
+        history
+            .last()
+            .is_some_and(|h| h.why == "rejected by an approver: not the invoice we agreed"),
+        "{history:?}"
     );
 
     // Revoking an approver voids their pending approvals.

@@ -114,10 +114,12 @@ pub(crate) fn approve(
     key_file: &Path,
     approver_key: &Path,
     transfer: &str,
-    reject: bool,
+    rejection: Option<&str>,
     ttl_minutes: u32,
     yes: bool,
 ) -> Result<(), Failure> {
+    // `Some(why)` rejects ("" for no reason given).
+    let reject = rejection.is_some();
     if !(1..=24 * 60).contains(&ttl_minutes) {
         return Err(usage("--ttl-minutes", "between 1 and 1440"));
     }
@@ -206,6 +208,7 @@ pub(crate) fn approve(
     let signature = approver.0.sign(&statement.message()).to_bytes();
     let body = serde_json::json!({
         "vote": if reject { "reject" } else { "approve" },
+        "reason": rejection.filter(|r| !r.is_empty()),
         "expires_at_ms": expires_ms,
         "signature": hex::encode(signature),
     })

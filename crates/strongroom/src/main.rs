@@ -169,6 +169,9 @@ enum Command {
         /// Reject (veto) instead: any single rejection ends the transfer (proposal).
         #[arg(long)]
         reject: bool,
+        /// Why you reject it (kept in the transfer's history; not signed).
+        #[arg(long, requires = "reject")]
+        reason: Option<String>,
         /// How long the approval stays valid.
         #[arg(long, default_value_t = 60)]
         ttl_minutes: u32,
@@ -721,12 +724,14 @@ fn main() -> ExitCode {
             transfer,
             proposal,
             reject,
+            reason,
             ttl_minutes,
             yes,
         } => match (proposal, transfer, approver_key) {
             (Some(p), _, k) => govern::vote_proposal(&addr, &key_file, k.as_deref(), &p, !reject),
             (None, Some(t), Some(k)) => {
-                govern::approve(&addr, &key_file, &k, &t, reject, ttl_minutes, yes)
+                let rejection = reject.then(|| reason.as_deref().unwrap_or(""));
+                govern::approve(&addr, &key_file, &k, &t, rejection, ttl_minutes, yes)
             }
             _ => Err(Failure::Config(ConfigError {
                 key: "--approver-key".into(),

@@ -2124,7 +2124,7 @@ fn policy_approvals_and_freeze_from_the_cli() {
             transfer.as_str(),
         ];
         if reject {
-            args.push("--reject");
+            args.extend(["--reject", "--reason", "not the payout we agreed"]);
         }
         strongroom_with_input(&args, answer)
     };

@@ -141,6 +141,7 @@
             vote: choice,
             expires_at_ms: Number(d.expiresAt),
             signature: signature,
+            reason: choice === "reject" ? document.getElementById("reject-reason").value : null,
           });
           say(status, (choice === "approve" ? "Approved" : "Rejected") +
             ": the transfer is now " + answer.state + ".");

@@ -708,6 +708,8 @@ async fn approve_with_passkey(
             button type="button" id="approve-button" data-vote="approve" { "Approve with passkey" }
             " "
             button type="button" id="reject-button" data-vote="reject" { "Reject with passkey" }
+            label for="reject-reason" { "Why you reject it (kept in its history)" }
+            input id="reject-reason" maxlength="500";
             p id="vote-status" role="status" aria-live="polite" {}
         }
     }))

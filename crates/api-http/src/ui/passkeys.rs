@@ -379,6 +379,9 @@ pub(super) struct PasskeyVote {
     expires_at_ms: i64,
     /// `webauthn:<authenticatorData>.<clientDataJSON>.<signature>`.
     signature: String,
+    /// Why, for a rejection.
+    #[serde(default)]
+    reason: Option<String>,
 }
 
 /// A vote signed in the browser: verified against the statement the server
@@ -426,6 +429,7 @@ pub(super) async fn vote(
         vote,
         expires_at: Timestamp::from_millis(body.expires_at_ms),
         signature,
+        reason: body.reason,
     };
     match can.vote(id, &request).await {
         Ok(t) => Json(json!({ "state": t.state })).into_response(),
