@@ -427,6 +427,7 @@ impl Service {
             return Err(AuthError::Forbidden.into());
         };
         let user = self.store().user(id).await?;
+        self.may_enrol_totp(who, &user).await?;
         // Replacing an enrolled factor takes a code from it: a stolen
         // session cannot swap the second factor for the thief's.
         let mut proven_step = None;

@@ -57,7 +57,13 @@ impl Service {
         };
         match (factor, &user.totp_sealed) {
             (_, _) if !password_ok => Ok(none(false)),
-            (SecondFactor::Totp(_), None) => Ok(none(true)),
+            // Without TOTP the password alone opens a session that has
+            // passed no second factor, unless the person has a passkey:
+            // then the passkey is required (a stolen password alone must
+            // not open a session from which a factor could be enrolled).
+            (SecondFactor::Totp(_), None) => {
+                Ok(none(self.store().passkeys_of(user.id).await?.is_empty()))
+            }
             // Counted as a failure, like a wrong code.
             (SecondFactor::Totp(None), Some(_)) => Ok(none(false)),
             (SecondFactor::Totp(Some(code)), Some(sealed)) => {
@@ -116,6 +122,22 @@ impl Service {
                 )
             }
         }
+    }
+
+    /// Enrolling TOTP while the person already signs in with a passkey
+    /// takes a session that passed it.
+    pub(crate) async fn may_enrol_totp(
+        &self,
+        who: &Principal,
+        user: &UserRow,
+    ) -> Result<(), ServiceError> {
+        if user.totp_sealed.is_none()
+            && !who.mfa
+            && !self.store().passkeys_of(user.id).await?.is_empty()
+        {
+            return Err(AuthError::MfaRequired.into());
+        }
+        Ok(())
     }
 
     /// The signed-in person's passkeys.

@@ -135,6 +135,21 @@ async fn passkeys_sign_in_once_per_challenge_and_the_last_factor_stays(f: Fixtur
         .authenticate_session(&ok.session_token, None, false)
         .await
         .unwrap();
+    // Her passkey is now required: the password alone opens nothing, and
+    // a password-only session enrols no TOTP.
+    assert_eq!(
+        auth_err(
+            f.svc
+                .login("alice", "correct horse battery".into(), None, "10.0.0.1")
+                .await
+                .map(|_| ())
+        ),
+        AuthError::InvalidCredentials
+    );
+    assert_eq!(
+        auth_err(f.svc.totp_enrol(&plain, None).await.map(|_| ())),
+        AuthError::MfaRequired
+    );
     // Her last second factor while she is an admin: it stays.
     assert!(matches!(
         f.svc.remove_passkey(&strong, &hex::encode(cred)).await,

@@ -51,7 +51,13 @@ async fn page(
         .seq;
     let until = search.until.unwrap_or(head).min(head);
     let after = until.saturating_sub(u64::from(PAGE));
-    let records = can.audit_page(after, PAGE).await?;
+    // Records after..=until, whatever `until` (a short first page too).
+    let count = u32::try_from(until - after).unwrap_or(PAGE);
+    let records = if count == 0 {
+        Vec::new()
+    } else {
+        can.audit_page(after, count).await?
+    };
     // Each record as stored: its hash is its bytes', and it names the one
     // before it (the first shown is checked against the record before the
     // page when there is one).
@@ -79,13 +85,14 @@ async fn page(
         .collect();
     let body = html! {
         form method="get" action="/ui/audit" class="filters" {
-            label for="q" { "Search (action, actor, subject)" }
+            label for="q" { "Search these records (action, actor, subject)" }
             input id="q" name="q" value=(search.q);
             button type="submit" { "Search" }
         }
         @if broken.is_empty() {
             p data-fact="chain" {
-                "Records " (after + 1) " to " (until) " of " (head) ": each hash recomputed and linked to the one before. "
+                "Records " (after + 1) " to " (until) " of " (head) ": each hash recomputed and linked to the one before "
+                "(a check of what this page read: it cannot tell a rewritten database). "
                 "The whole chain against the signed checkpoints: " code { "strongroom audit verify --config <file>" } "."
             }
         } @else {

@@ -27,8 +27,31 @@ pub(super) async fn show(State(svc): State<Service>, Reader { who, csrf }: Reade
 
 /// Lines of `old` and `new`: each kept (' '), removed ('-') or added
 /// ('+'), by their longest common subsequence.
-fn line_diff<'a>(old: &'a str, new: &'a str) -> Vec<(char, &'a str)> {
+fn line_diff<'a>(old: &'a str, new: &'a str) -> Option<Vec<(char, &'a str)>> {
     let (a, b): (Vec<&str>, Vec<&str>) = (old.lines().collect(), new.lines().collect());
+    // What both share at the start and the end is kept as is; the middle
+    // is compared line by line, within a bound on the work.
+    let head = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let tail = a[head..]
+        .iter()
+        .rev()
+        .zip(b[head..].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    let (a_mid, b_mid) = (&a[head..a.len() - tail], &b[head..b.len() - tail]);
+    if a_mid.len().saturating_mul(b_mid.len()) > MAX_DIFF_CELLS {
+        return None;
+    }
+    let mut out: Vec<(char, &str)> = a[..head].iter().map(|l| (' ', *l)).collect();
+    out.extend(lcs_diff(a_mid, b_mid));
+    out.extend(a[a.len() - tail..].iter().map(|l| (' ', *l)));
+    Some(out)
+}
+
+/// Cells of the comparison table a diff may take (4 M: 32 MiB).
+const MAX_DIFF_CELLS: usize = 4_000_000;
+
+fn lcs_diff<'a>(a: &[&'a str], b: &[&'a str]) -> Vec<(char, &'a str)> {
     let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
     for i in (0..a.len()).rev() {
         for j in (0..b.len()).rev() {
@@ -70,7 +93,7 @@ fn countdown(ms: i64) -> String {
     if ms <= 0 {
         return "usable".into();
     }
-    let minutes = ms.div_euclid(60_000) + 1;
+    let minutes = (ms + 59_999) / 60_000;
     format!("usable in {} h {} min", minutes / 60, minutes % 60)
 }
 
@@ -102,18 +125,24 @@ async fn page(svc: &Service, who: &Principal, csrf: &str) -> Result<String, Fail
     let book = svc.address_book().await?;
     let now = svc.now().as_millis();
     let diff: Markup = match (&policy, &before) {
-        (Some(p), Some(b)) => html! {
-            h3 { "What changed from version " (b.version) }
-            pre class="diff" {
-                @for (mark, line) in line_diff(&readable(&b.document), &readable(&p.document)) {
-                    @match mark {
-                        '+' => ins { "+ " (line) "\n" },
-                        '-' => del { "- " (line) "\n" },
-                        _ => span { "  " (line) "\n" },
-                    }
+        (Some(p), Some(b)) => {
+            let (old, new) = (readable(&b.document), readable(&p.document));
+            html! {
+                h3 { "What changed from version " (b.version) }
+                @match line_diff(&old, &new) {
+                    Some(lines) => pre class="diff" {
+                        @for (mark, line) in lines {
+                            @match mark {
+                                '+' => ins { "+ " (line) "\n" },
+                                '-' => del { "- " (line) "\n" },
+                                _ => span { "  " (line) "\n" },
+                            }
+                        }
+                    },
+                    None => p { "Too different to compare here: compare the digests " code { (b.digest) } " and " code { (p.digest) } "." },
                 }
             }
-        },
+        }
         (Some(p), None) => html! { pre { (readable(&p.document)) } },
         _ => html! { p { "No policy yet: every transfer is refused." } },
     };
@@ -268,8 +297,27 @@ mod tests {
     #[test]
     fn a_diff_keeps_removes_and_adds_lines() {
         let d = line_diff("a\nb\nc\n", "a\nc\nd\n");
-        assert_eq!(d, vec![(' ', "a"), ('-', "b"), (' ', "c"), ('+', "d")]);
+        assert_eq!(
+            d,
+            Some(vec![(' ', "a"), ('-', "b"), (' ', "c"), ('+', "d")])
+        );
+        let d = line_diff("x\na\nb\ny\n", "x\nb\na\ny\n");
+        assert_eq!(
+            d,
+            Some(vec![
+                (' ', "x"),
+                ('-', "a"),
+                (' ', "b"),
+                ('+', "a"),
+                (' ', "y")
+            ])
+        );
+        // Too large to compare: said so, not computed.
+        let many: String = (0..3000).map(|i| format!("{i}\n")).collect();
+        let other: String = (0..3000).map(|i| format!("-{i}\n")).collect();
+        assert_eq!(line_diff(&many, &other), None);
         assert_eq!(countdown(0), "usable");
-        assert_eq!(countdown(3_600_000), "usable in 1 h 1 min");
+        assert_eq!(countdown(3_600_000), "usable in 1 h 0 min");
+        assert_eq!(countdown(3_600_001), "usable in 1 h 1 min");
     }
 }

@@ -91,13 +91,14 @@ fn form(f: &Withdrawal, wallets: &[(WalletId, String)], csrf: &str, checked: boo
                 }
             }
             label for="asset" { "Asset (e.g. eip155:1/native, bitcoin:mainnet/native)" }
-            input id="asset" name="asset" value=(f.asset) required;
+            input id="asset" name="asset" value=(f.asset) required readonly[checked];
             label for="amount" { "Amount, in the asset's units (e.g. 2 or 0.0015)" }
-            input id="amount" name="amount" value=(f.amount) inputmode="decimal" required;
+            input id="amount" name="amount" value=(f.amount) inputmode="decimal" required readonly[checked];
             label for="destination" { "To (as the recipient gave it: EIP-55 or bech32)" }
-            input id="destination" name="destination" value=(f.destination) required autocomplete="off" spellcheck="false";
+            input id="destination" name="destination" value=(f.destination) required autocomplete="off" spellcheck="false" readonly[checked];
             label for="reference" { "Reference (optional)" }
-            input id="reference" name="reference" value=(f.reference);
+            input id="reference" name="reference" value=(f.reference) readonly[checked];
+            @if checked { p { "To change anything, " a href="/ui/initiate" { "start again" } "." } }
             button type="submit" name="action" value="check" { "Check: would it be allowed?" }
             @if checked {
                 " "

@@ -82,12 +82,12 @@ pub(super) async fn login_challenge(
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         waiting.retain(|_, until| *until > now);
-        if waiting.len() >= MAX_WAITING * 4 {
-            return problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
-                "too many passkey sign-ins are waiting: try again in a minute",
-            );
+        // Full: the oldest goes (its sign-in asks again), so that no one
+        // asking for challenges can keep everyone else from signing in.
+        if waiting.len() >= MAX_WAITING * 4
+            && let Some(oldest) = waiting.iter().min_by_key(|(_, u)| **u).map(|(c, _)| *c)
+        {
+            waiting.remove(&oldest);
         }
         waiting.insert(challenge, now + CHALLENGE_LIFE);
     }
