@@ -19,7 +19,7 @@ pub use crate::access::{Can, Principal, perm};
 pub use crate::error::AuthError;
 use crate::gov_state::{Authority, Content};
 use crate::governance::{Change, ProposalView};
-pub use crate::passkeys::SecondFactor;
+pub use crate::passkeys::{RECENT_MS as PASSKEY_RECENT_MS, SecondFactor};
 use crate::record::entry;
 use crate::service::{Service, ServiceError};
 pub use crate::signed::{

@@ -15,6 +15,9 @@ use crate::record::entry;
 use crate::service::{Service, ServiceError};
 use crate::totp;
 
+/// How recent a sign-in must be to add or remove a second factor.
+pub const RECENT_MS: i64 = 10 * 60 * 1000;
+
 /// What proves the person at sign-in, after the password.
 #[derive(Debug, Clone, Copy)]
 pub enum SecondFactor<'a> {
@@ -140,6 +143,20 @@ impl Service {
         Ok(())
     }
 
+    /// Changing one's second factors takes a session signed in within
+    /// the last [`RECENT_MS`] (a second factor included): a session cookie
+    /// stolen later cannot put the thief's passkey in, or take one out.
+    async fn signed_in_recently(&self, who: &Principal) -> Result<(), ServiceError> {
+        let Some(hash) = &who.session else {
+            return Err(AuthError::Forbidden.into());
+        };
+        let session = self.store().session(hash).await?;
+        if !who.mfa || self.now().as_millis() - session.created_at.as_millis() > RECENT_MS {
+            return Err(AuthError::MfaRequired.into());
+        }
+        Ok(())
+    }
+
     /// The signed-in person's passkeys.
     pub async fn passkeys(&self, who: &Principal) -> Result<Vec<PasskeyRow>, ServiceError> {
         let Actor::User(id) = who.actor else {
@@ -170,8 +187,8 @@ impl Service {
         let user = self.store().user(*id).await?;
         let mut tx = self.store().begin().await?;
         let existing = tx.passkeys_in_tx(*id).await?;
-        if (user.totp_sealed.is_some() || !existing.is_empty()) && !who.mfa {
-            return Err(AuthError::MfaRequired.into());
+        if user.totp_sealed.is_some() || !existing.is_empty() {
+            self.signed_in_recently(who).await?;
         }
         let credential = hex::encode(credential_id);
         tx.insert_passkey(&PasskeyRow {
@@ -203,9 +220,7 @@ impl Service {
         let Actor::User(id) = who.actor else {
             return Err(AuthError::Forbidden.into());
         };
-        if !who.mfa {
-            return Err(AuthError::MfaRequired.into());
-        }
+        self.signed_in_recently(who).await?;
         let now = self.now();
         let user = self.store().user(id).await?;
         let mut tx = self.store().begin().await?;

@@ -160,6 +160,22 @@ async fn passkeys_sign_in_once_per_challenge_and_the_last_factor_stays(f: Fixtur
         auth_err(f.svc.remove_passkey(&plain, &hex::encode(cred)).await),
         AuthError::MfaRequired
     );
+    // A session older than ten minutes changes no factor (a cookie stolen
+    // later cannot put the thief's passkey in); a fresh sign-in can.
+    f.advance(service::identity::PASSKEY_RECENT_MS + 1);
+    assert_eq!(
+        auth_err(f.svc.add_passkey(&strong, &other_key).await),
+        AuthError::MfaRequired
+    );
+    let again = passkey_answer(&sk, &[5; 32], 4);
+    let ok = sign_in(&again, [5; 32], "correct horse battery")
+        .await
+        .unwrap();
+    let strong = f
+        .svc
+        .authenticate_session(&ok.session_token, None, false)
+        .await
+        .unwrap();
     // With a second one added, the first goes.
     f.svc.add_passkey(&strong, &other_key).await.unwrap();
     f.svc
