@@ -12,6 +12,7 @@ mod governance;
 mod initiate;
 mod pages;
 mod passkeys;
+mod sent;
 mod wallets;
 
 use axum::Router;

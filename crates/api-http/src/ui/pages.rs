@@ -550,6 +550,7 @@ pub(super) async fn transfer(
         .and_then(serde_json::Value::as_bool)
         .unwrap_or(false);
     let approver = permits(who.grants(), Permission::ApproveTransfer, Some(wallet));
+    let sent = super::sent::sent(&can, &t).await?;
     let passkey = if approver && intact && t.state == "pending_approval" {
         approve_with_passkey(svc, who, &t, csrf).await?
     } else {
@@ -629,6 +630,12 @@ pub(super) async fn transfer(
                         " shows this transfer decoded from the same bytes and the same digest."
                     }
                 }
+            }
+        }
+        @if let Some(tx) = sent {
+            section aria-labelledby="sent" {
+                h2 id="sent" { "The transaction" }
+                (tx)
             }
         }
         section aria-labelledby="history" {
