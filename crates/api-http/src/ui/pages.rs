@@ -225,6 +225,21 @@ pub(super) async fn overview(
     } else {
         None
     };
+    // The queue as its operators see it: how many wait, and what is stuck.
+    let queue = match svc.authorize::<perm::OperateQueue>(who, None) {
+        Ok(can) => {
+            let waiting = match svc.authorize::<perm::ReadWallet>(who, None) {
+                Ok(r) => r
+                    .transfers(None, Some("queued"), None, 500)
+                    .await
+                    .ok()
+                    .map(|v| v.len()),
+                Err(_) => None,
+            };
+            can.stuck(20).await.ok().map(|stuck| (waiting, stuck))
+        }
+        Err(_) => None,
+    };
     let needs_code = !who.mfa() && who.grants().iter().any(|g| g.role().is_privileged());
     let body = html! {
         @if needs_code {
@@ -252,6 +267,30 @@ pub(super) async fn overview(
                     @for e in &status.ethereum {
                         dt { "Ethereum " (e.chain_id) }
                         dd { (e.healthy) " of " (e.endpoints) " endpoints answer" }
+                    }
+                }
+            }
+        }
+        @if let Some((waiting, stuck)) = &queue {
+            section aria-labelledby="queue" {
+                h2 id="queue" { "Queue" }
+                @if let Some(n) = waiting {
+                    p data-fact="queued" { (n) @if *n == 500 { "+" } " transfer(s) queued." }
+                }
+                @if stuck.is_empty() {
+                    p data-fact="stuck" { "Nothing stuck." }
+                } @else {
+                    table data-fact="stuck" {
+                        thead { tr { th { "Transfer" } th { "State" } th { "Why" } } }
+                        tbody {
+                            @for s in stuck {
+                                tr {
+                                    td { a href=(format!("/ui/transfers/{}", s.transfer.id)) { code { (s.transfer.id.to_string()) } } }
+                                    td { (s.transfer.state) }
+                                    td { (s.why) }
+                                }
+                            }
+                        }
                     }
                 }
             }
