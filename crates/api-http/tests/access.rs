@@ -1037,7 +1037,10 @@ async fn the_console_signs_in_and_shows_its_pages() {
     assert!(!text.contains(r#"data-fact="mfa""#), "{text}");
     assert!(text.contains("Freezes in force"), "{text}");
     // The queue, as its operators see it.
-    assert!(text.contains(r#"data-fact="queued">0 transfer(s) queued"#), "{text}");
+    assert!(
+        text.contains(r#"data-fact="queued">0 transfer(s) queued"#),
+        "{text}"
+    );
     assert!(text.contains("Nothing stuck."), "{text}");
     assert!(text.contains("<li>admin — everywhere</li>"), "{text}");
     assert!(text.contains("Sign out"), "{text}");

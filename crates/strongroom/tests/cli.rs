@@ -5112,6 +5112,7 @@ fn an_approver_approves_a_withdrawal_with_a_passkey_in_chromium() {
     };
     let carol_id = person_of("carol", "approver");
     person_of("ian", "initiator");
+    person_of("vic", "viewer");
     let policy = format!(
         "[[groups]]\nname = \"approvers\"\nmembers = [\"{carol_id}\"]\n\n\
          [[rules]]\nname = \"small\"\namount = {{ at_most = \"1\" }}\naction = \"allow\"\n\n\
@@ -5258,6 +5259,41 @@ fn an_approver_approves_a_withdrawal_with_a_passkey_in_chromium() {
             .unwrap();
         let url = browser.current_url().await.unwrap();
         let transfer = url.path().trim_start_matches("/ui/transfers/").to_owned();
+        sign_out(&browser).await;
+
+        // Vic only views: the transfer without a button to act with, and
+        // the vote posted anyway (with his own session's token) refused.
+        sign_in(
+            &browser,
+            &[("#username", "vic"), ("#password", "correct horse battery")],
+            "form.card button[type=submit]",
+        )
+        .await;
+        browser
+            .goto(&format!("{base}/ui/transfers/{transfer}"))
+            .await
+            .unwrap();
+        let seen = browser.source().await.unwrap();
+        assert!(seen.contains(r#"data-fact="digest""#), "{seen}");
+        for action in [
+            "passkey-vote",
+            "strongroom approve",
+            r#"href="/ui/initiate""#,
+        ] {
+            assert!(!seen.contains(action), "{action}: {seen}");
+        }
+        let refused = in_page(
+            &browser,
+            "const csrf = document.querySelector('form.signout input[name=csrf]').value;
+             const r = await fetch('/ui/transfers/' + arguments[0] + '/vote', {method: 'POST',
+                 headers: {'content-type': 'application/json'},
+                 body: JSON.stringify({csrf: csrf, vote: 'approve',
+                     expires_at_ms: Date.now() + 600000, signature: 'webauthn:AA.AA.AA'})});
+             return r.status;",
+            vec![transfer.clone().into()],
+        )
+        .await;
+        assert_eq!(refused, 403, "a viewer's vote");
         sign_out(&browser).await;
 
         // Carol signs in with her password and the passkey instead of a
