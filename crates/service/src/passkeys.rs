@@ -232,11 +232,17 @@ impl Service {
                 "this is your last second factor and your role needs one: add another first".into(),
             ));
         }
+        // The sessions it may have opened end (this one, signed in just
+        // now past a second factor, stays).
+        let ended = match &who.session {
+            Some(keep) => tx.end_other_sessions(id, keep).await?,
+            None => 0,
+        };
         let e = entry(
             &who.actor,
             "auth.passkey.removed",
             &who.actor.to_string(),
-            json!({ "credential_id": credential_id }),
+            json!({ "credential_id": credential_id, "sessions_ended": ended }),
         )?;
         self.commit(tx, &[e], now).await?;
         Ok(())

@@ -183,6 +183,22 @@ async fn passkeys_sign_in_once_per_challenge_and_the_last_factor_stays(f: Fixtur
         .await
         .unwrap();
     assert_eq!(f.svc.passkeys(&strong).await.unwrap().len(), 1);
+    // The sessions it may have opened are over; the one that removed it
+    // goes on.
+    assert_eq!(
+        auth_err(
+            f.svc
+                .authenticate_session(&out.session_token, None, false)
+                .await
+        ),
+        AuthError::NoSession
+    );
+    assert!(
+        f.svc
+            .authenticate_session(&ok.session_token, None, false)
+            .await
+            .is_ok()
+    );
     let actions = f.actions().await;
     assert_eq!(
         actions

@@ -101,6 +101,21 @@ impl WriteTx {
         Ok(())
     }
 
+    /// Ends every session of `user` but `keep` (after a change of their
+    /// second factors: what the old one opened closes); how many ended.
+    pub async fn end_other_sessions(
+        &mut self,
+        user: UserId,
+        keep: &str,
+    ) -> Result<u64, StorageError> {
+        let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
+            .bind(user.to_string())
+            .bind(keep)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Records a sign-in with a passkey: its counter must have moved
     /// forward (or both be 0: the authenticator keeps none), else the
     /// credential may have been cloned and the sign-in is refused.
