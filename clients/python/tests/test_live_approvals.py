@@ -48,8 +48,12 @@ def test_nothing_is_signed_for_a_transfer_other_than_expected(live):
     with pytest.raises(IntentMismatch):
         approver.approve(t.id, live.approver_key(), expect=lambda intent: intent.amount == "0.2")
     assert approver.get_transfer(t.id).approvals == []
-    rejected = approver.approve(t.id, live.approver_key(), reject=True)
+    rejected = approver.approve(
+        t.id, live.approver_key(), reject=True, reason="not the invoice we agreed"
+    )
     assert rejected.state == "rejected"
+    history = approver.get_transfer(t.id).history or []
+    assert history[-1].why == "rejected by an approver: not the invoice we agreed"
 
 
 class _LyingServer(Client):

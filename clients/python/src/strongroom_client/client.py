@@ -449,10 +449,12 @@ class Client:
         *,
         expect: Callable[[TransferIntent], bool] | None = None,
         reject: bool = False,
+        reason: str | None = None,
         ttl_s: int = 3600,
         now_ms: int | None = None,
     ) -> Transfer:
-        """Signs and sends an approval (or rejection) as `strongroom approve`
+        """Signs and sends an approval (or rejection, with an optional
+        `reason` kept in the transfer's history) as `strongroom approve`
         does: fetch the transfer, check its intent (`approval_request`) and
         `expect` (a check of the decoded intent: amount, destination…),
         sign the `SRAP` v1 statement over (digest, policy version, decision
@@ -460,7 +462,9 @@ class Client:
         request = self.approval_request(transfer_id)
         if expect is not None and not expect(request.intent):
             raise IntentMismatch("the transfer is not what the caller expected: not signed")
-        return self.send_vote(request, approver_key, reject=reject, ttl_s=ttl_s, now_ms=now_ms)
+        return self.send_vote(
+            request, approver_key, reject=reject, reason=reason, ttl_s=ttl_s, now_ms=now_ms
+        )
 
     def send_vote(
         self,
@@ -468,12 +472,15 @@ class Client:
         approver_key: ApproverKey,
         *,
         reject: bool = False,
+        reason: str | None = None,
         ttl_s: int = 3600,
         now_ms: int | None = None,
     ) -> Transfer:
         """Signs the statement of an already checked `ApprovalRequest` and sends it."""
         if not 1 <= ttl_s <= 24 * 3600:
             raise ValueError("ttl_s is between 1 s and 24 h")
+        if reason is not None and not reject:
+            raise ValueError("a reason goes with a rejection")
         vote = Vote.REJECT if reject else Vote.APPROVE
         now = int(time.time() * 1000) if now_ms is None else now_ms
         expires_at_ms = now + ttl_s * 1000
@@ -489,6 +496,8 @@ class Client:
             "expires_at_ms": expires_at_ms,
             "signature": approver_key.sign(statement).hex(),
         }
+        if reason is not None:
+            body["reason"] = reason
         return Transfer.from_json(
             self._json(
                 "POST", f"/v1/transfers/{_segment(request.transfer.id)}/approvals", body=body
