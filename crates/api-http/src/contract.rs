@@ -14,6 +14,7 @@ use crate::auth::{
 /// Operations anyone may call (no credentials).
 const PUBLIC: &[(&str, &str)] = &[
     ("get", "/v1/health"),
+    ("get", "/v1/ready"),
     ("get", "/v1/status"),
     ("get", "/v1/sys/seal-status"),
     ("post", "/v1/sys/unseal"),

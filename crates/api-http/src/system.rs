@@ -25,6 +25,7 @@ use crate::error::{ApiError, ErrorBody};
 pub(crate) fn routes() -> OpenApiRouter<Service> {
     OpenApiRouter::new()
         .routes(routes!(health))
+        .routes(routes!(ready))
         .routes(routes!(status))
         .routes(routes!(seal_status))
         .routes(routes!(unseal))
@@ -38,25 +39,66 @@ pub struct Health {
     status: &'static str,
 }
 
-/// Liveness and readiness: 200 when the server runs and its database answers.
+/// Liveness: 200 while the process answers. It touches nothing else (a
+/// database outage or a sealed keystore is readiness's matter, not a
+/// reason to restart the process).
 #[utoipa::path(
     get,
     path = "/v1/health",
     tag = "system",
+    responses((status = 200, description = "The process answers", body = Health))
+)]
+async fn health() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// Every check holds: send traffic.
+    ready: bool,
+    /// Each check by name (`unsealed`, `database`, `schema`,
+    /// `ethereum:<chain id>`): whether it holds.
+    #[schema(value_type = Object)]
+    checks: std::collections::BTreeMap<String, bool>,
+}
+
+/// Readiness: 200 when the keystore is unsealed, the database answers
+/// (within a second) with the schema this build expects, and each
+/// configured EVM network has an endpoint that answers; 503 naming the
+/// checks that fail.
+#[utoipa::path(
+    get,
+    path = "/v1/ready",
+    tag = "system",
     responses(
-        (status = 200, description = "Ready", body = Health),
-        (status = 503, description = "Database unavailable (code `database_unavailable`)", body = ErrorBody),
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "Not ready: the checks say which", body = Readiness),
     )
 )]
-async fn health(State(svc): State<Service>) -> Result<Json<Health>, ApiError> {
-    if !svc.database_reachable().await {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "database_unavailable",
-            "the database is not reachable",
-        ));
+async fn ready(State(svc): State<Service>) -> Response {
+    let mut checks = std::collections::BTreeMap::new();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(1), svc.status()).await;
+    match status {
+        Ok(st) => {
+            checks.insert("unsealed".to_owned(), st.seal == SealStatus::Unsealed);
+            checks.insert("database".to_owned(), st.database.reachable);
+            // Some only when it is exactly the schema this build expects.
+            checks.insert("schema".to_owned(), st.database.schema_version.is_some());
+            for e in &st.ethereum {
+                checks.insert(format!("ethereum:{}", e.chain_id), e.healthy > 0);
+            }
+        }
+        Err(_) => {
+            checks.insert("database".to_owned(), false);
+        }
     }
-    Ok(Json(Health { status: "ok" }))
+    let ready = checks.values().all(|ok| *ok);
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(Readiness { ready, checks })).into_response()
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -331,8 +373,10 @@ async fn seal(
 /// OpenAPI document and the seal endpoints answers 503 `sealed`.
 pub(crate) async fn sealed_gate(State(svc): State<Service>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    let open = matches!(path, "/v1/health" | "/v1/status" | "/v1/openapi.json")
-        || path.starts_with("/v1/sys/");
+    let open = matches!(
+        path,
+        "/v1/health" | "/v1/ready" | "/v1/status" | "/v1/openapi.json"
+    ) || path.starts_with("/v1/sys/");
     if open {
         return next.run(req).await;
     }

@@ -102,11 +102,13 @@ async fn errors_are_json_with_stable_codes() {
 async fn database_outage_is_a_503() {
     let app = app().await;
     app._db.store.close().await;
-    let (s, h, body) = call(&app, get("/v1/health")).await;
-    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(body["code"], "database_unavailable");
-    // Away for now: when to try again.
-    assert_eq!(h.get("retry-after").unwrap(), "5");
+    // The process lives; it is not ready.
+    let (s, _, body) = call(&app, get("/v1/health")).await;
+    assert_eq!((s, body["status"].as_str()), (StatusCode::OK, Some("ok")));
+    let (s, _, body) = call(&app, get("/v1/ready")).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["ready"], false);
+    assert_eq!(body["checks"]["database"], false, "{body}");
     let (s, _, body) = call(&app, get("/v1/status")).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(body["database"]["reachable"], false);
@@ -145,6 +147,7 @@ async fn openapi_document_describes_the_routes() {
             "/v1/proposals",
             "/v1/proposals/{id}",
             "/v1/proposals/{id}/votes",
+            "/v1/ready",
             "/v1/reconciliation/runs",
             "/v1/status",
             "/v1/sys/seal",
@@ -284,6 +287,13 @@ async fn unseal_over_http_one_share_at_a_time() {
         (s, body["code"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_share"))
     );
+    // Sealed: not ready, and it says why.
+    let (s, _, body) = call(&app, get("/v1/ready")).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        body,
+        serde_json::json!({"ready": false, "checks": {"unsealed": false, "database": true, "schema": true}})
+    );
     // Still sealed: the gate answers for everything else.
     let (s, _, body) = call(&app, get("/v1/anything")).await;
     assert_eq!(
@@ -303,6 +313,12 @@ async fn unseal_over_http_one_share_at_a_time() {
     );
     let (_, _, body) = call(&app, get("/v1/status")).await;
     assert_eq!(body["seal"], "unsealed");
+    let (s, _, body) = call(&app, get("/v1/ready")).await;
+    assert_eq!(
+        (s, body["ready"].as_bool()),
+        (StatusCode::OK, Some(true)),
+        "{body}"
+    );
 
     // Sealing takes an authorised person.
     let (s, _, body) = call(&app, post("/v1/sys/seal", serde_json::json!(null))).await;

@@ -771,6 +771,10 @@ fn serve_verify_tamper(rt: tokio::runtime::Runtime, db: TestDb) {
     let server = Server::start(&config);
     let (status, body) = server.get("/v1/health");
     assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
+    // Alive, not ready: no keystore to sign with yet.
+    let (status, body) = server.get("/v1/ready");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains(r#""unsealed":false"#), "{body}");
     // Anonymous: liveness only.
     let (status, body) = server.get("/v1/status");
     assert_eq!(status, 200);
