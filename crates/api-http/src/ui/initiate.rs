@@ -18,7 +18,7 @@ use super::pages::{self, Failed};
 use super::{Reader, answer, signed_in_to_change, unavailable};
 
 /// What the form carries (and carries again after the check).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub(super) struct Withdrawal {
     #[serde(default)]
     csrf: String,
@@ -38,6 +38,19 @@ pub(super) struct Withdrawal {
     /// `check` or `request`.
     #[serde(default)]
     action: String,
+}
+
+impl std::fmt::Debug for Withdrawal {
+    // The CSRF token stays out.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Withdrawal")
+            .field("wallet", &self.wallet)
+            .field("asset", &self.asset)
+            .field("amount", &self.amount)
+            .field("destination", &self.destination)
+            .field("action", &self.action)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Withdrawal {
