@@ -5150,36 +5150,33 @@ fn an_approver_approves_a_withdrawal_with_a_passkey_in_chromium() {
             .click()
             .await
             .unwrap();
-        let mut approver_key = String::new();
-        for _ in 0..200 {
-            approver_key = browser
-                .find(Locator::Css("#new-approver-key"))
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            let status = browser
-                .find(Locator::Css("#register-status"))
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            assert!(
-                !status.starts_with("No passkey"),
-                "{status}\n{}",
-                server.log_text()
-            );
-            if !approver_key.is_empty() {
-                break;
-            }
-            browser
-                .wait()
-                .for_element(Locator::Css("#register-status"))
-                .await
-                .unwrap();
-        }
+        // The key once the server verified the ceremony, or why not.
+        browser
+            .wait()
+            .for_element(Locator::Css(
+                "#new-approver-key:not(:empty), #register-status.error",
+            ))
+            .await
+            .unwrap();
+        let status = browser
+            .find(Locator::Css("#register-status"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            !status.starts_with("No passkey"),
+            "{status}\n{}",
+            server.log_text()
+        );
+        let approver_key = browser
+            .find(Locator::Css("#new-approver-key"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         assert!(approver_key.starts_with("webauthn:"), "{approver_key}");
         // She signs in with it from now on: her password and the passkey
         // instead of a code (a second factor: the transfers open).
