@@ -542,6 +542,11 @@ impl Can<'_, perm::OperateQueue> {
         self.svc.eth_replace(self.who.actor(), &send, how).await
     }
 
+    /// How many transfers are queued (the queue's depth).
+    pub async fn queued(&self) -> Result<u64, ServiceError> {
+        Ok(self.svc.store().queued_count().await?)
+    }
+
     /// What needs a look, and why: queued transfers held for a person or
     /// whose attempts failed, and transfers on their way to the chain that
     /// have not moved for [`STUCK_AFTER_MS`].

@@ -216,3 +216,13 @@ impl Store {
         rows.iter().map(transfer_from_row).collect()
     }
 }
+
+impl Store {
+    /// How many transfers are queued (the queue's depth).
+    pub async fn queued_count(&self) -> Result<u64, StorageError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM transfers WHERE state = 'queued'")
+            .fetch_one(&self.pool)
+            .await?;
+        u64::try_from(n).map_err(|e| crate::row::corrupt("queued count", &e))
+    }
+}

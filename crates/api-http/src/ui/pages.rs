@@ -228,14 +228,7 @@ pub(super) async fn overview(
     // The queue as its operators see it: how many wait, and what is stuck.
     let queue = match svc.authorize::<perm::OperateQueue>(who, None) {
         Ok(can) => {
-            let waiting = match svc.authorize::<perm::ReadWallet>(who, None) {
-                Ok(r) => r
-                    .transfers(None, Some("queued"), None, 500)
-                    .await
-                    .ok()
-                    .map(|v| v.len()),
-                Err(_) => None,
-            };
+            let waiting = can.queued().await.ok();
             can.stuck(20).await.ok().map(|stuck| (waiting, stuck))
         }
         Err(_) => None,
@@ -275,7 +268,7 @@ pub(super) async fn overview(
             section aria-labelledby="queue" {
                 h2 id="queue" { "Queue" }
                 @if let Some(n) = waiting {
-                    p data-fact="queued" { (n) @if *n == 500 { "+" } " transfer(s) queued." }
+                    p data-fact="queued" { (n) " transfer(s) queued." }
                 }
                 @if stuck.is_empty() {
                     p data-fact="stuck" { "Nothing stuck." }
