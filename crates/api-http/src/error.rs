@@ -281,6 +281,12 @@ pub(crate) fn service_error(e: service::ServiceError) -> ApiError {
             "sealed",
             "the keystore is sealed",
         ),
+        E::SigningStopped(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "signing_stopped",
+            e.to_string(),
+        ),
+        E::DiskLow(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "disk_low", e.to_string()),
         E::Storage(St::Unavailable(_)) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "database_unavailable",

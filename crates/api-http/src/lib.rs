@@ -33,6 +33,7 @@ mod contract;
 mod error;
 mod governance;
 mod ledger;
+mod metrics;
 mod paging;
 mod system;
 mod transfers;
@@ -58,6 +59,7 @@ pub use auth::{
 };
 pub use client_addr::{Cidr, CidrError, client_ip};
 pub use error::{ApiError, ErrorBody};
+pub use metrics::{HttpMetrics, metrics_router};
 
 /// Limits applied to every request.
 #[derive(Debug, Clone)]
@@ -76,6 +78,9 @@ pub struct Limits {
     /// Proxies whose `X-Forwarded-For` names the client (none by default:
     /// the connection's peer is the client).
     pub trusted_proxies: std::sync::Arc<[Cidr]>,
+    /// Requests answered at once; more are refused at once with 503 and
+    /// `Retry-After` (never queued without bound).
+    pub max_in_flight: usize,
 }
 
 impl Limits {
@@ -99,6 +104,7 @@ impl Limits {
             },
             unseal_per_minute: 30,
             trusted_proxies: std::sync::Arc::from(Vec::new()),
+            max_in_flight: 1024,
         }
     }
 }
@@ -139,6 +145,12 @@ fn completed(doc: &utoipa::openapi::OpenApi) -> serde_json::Value {
 
 /// The whole HTTP application.
 pub fn router(service: Service, limits: Limits) -> Router {
+    let metrics = HttpMetrics::new(limits.max_in_flight);
+    router_with_metrics(service, limits, &metrics)
+}
+
+/// [`router`], counting into `metrics` (served by [`metrics_router`]).
+pub fn router_with_metrics(service: Service, limits: Limits, metrics: &HttpMetrics) -> Router {
     let (routes, doc) = api().split_for_parts();
     let doc = std::sync::Arc::new(completed(&doc));
     routes
@@ -180,6 +192,10 @@ pub fn router(service: Service, limits: Limits) -> Router {
                 .on_response(DefaultOnResponse::new().level(tracing::Level::INFO))
                 .on_failure(on_failure),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            metrics.clone(),
+            metrics::track,
+        ))
 }
 
 /// A 503 is the server saying what it cannot do yet (sealed, its database

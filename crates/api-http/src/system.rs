@@ -56,16 +56,17 @@ async fn health() -> Json<Health> {
 pub struct Readiness {
     /// Every check holds: send traffic.
     ready: bool,
-    /// Each check by name (`unsealed`, `database`, `schema`,
-    /// `ethereum:<chain id>`): whether it holds.
+    /// Each check by name (`unsealed`, `database`, `schema`, `disk`,
+    /// `checkpoints`, `ethereum:<chain id>`): whether it holds.
     #[schema(value_type = Object)]
     checks: std::collections::BTreeMap<String, bool>,
 }
 
 /// Readiness: 200 when the keystore is unsealed, the database answers
-/// (within a second) with the schema this build expects, and each
-/// configured EVM network has an endpoint that answers; 503 naming the
-/// checks that fail.
+/// (within a second) with the schema this build expects, each configured
+/// EVM network has an endpoint that answers, the disk is above its floor
+/// and audit checkpoints are being written; 503 naming the checks that
+/// fail.
 #[utoipa::path(
     get,
     path = "/v1/ready",
@@ -92,6 +93,14 @@ async fn ready(State(svc): State<Service>) -> Response {
             checks.insert("database".to_owned(), false);
         }
     }
+    checks.insert(
+        "disk".to_owned(),
+        svc.disk_space().iter().all(service::disk::DiskSpace::ok),
+    );
+    checks.insert(
+        "checkpoints".to_owned(),
+        svc.checkpointer().health().failing.is_none(),
+    );
     let ready = checks.values().all(|ok| *ok);
     let code = if ready {
         StatusCode::OK
@@ -131,6 +140,100 @@ pub struct StatusResponse {
     /// (the endpoints themselves are not named).
     #[serde(skip_serializing_if = "Option::is_none")]
     ethereum: Option<Vec<EthStatus>>,
+    /// The commit the binary was built from (principals only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    git_commit: Option<&'static str>,
+    /// Everything else the server depends on, each with its state
+    /// (principals only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dependencies: Option<Dependencies>,
+}
+
+/// The server's dependencies beyond its database and EVM endpoints.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Dependencies {
+    /// Audit checkpoints: the record the last one signed, when it was
+    /// written, and since when writes fail (with why), if they do.
+    checkpoints: CheckpointStatus,
+    /// Free space where the server writes, against the floor.
+    disk: Vec<DiskStatus>,
+    /// Threshold signer nodes: whether each answered its last call
+    /// (`null`: not called yet).
+    signer_nodes: Vec<NodeStatus>,
+    /// The HSM's session pool, if an HSM is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hsm: Option<HsmStatus>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckpointStatus {
+    seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    written_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failing_since: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// Signing is stopped because checkpoint writes have failed too long.
+    signing_stopped: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DiskStatus {
+    path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    free_bytes: Option<u64>,
+    floor_bytes: u64,
+    ok: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NodeStatus {
+    node: u16,
+    reachable: Option<bool>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HsmStatus {
+    sessions: usize,
+    idle: usize,
+}
+
+fn dependencies(svc: &Service) -> Dependencies {
+    let h = svc.checkpointer().health();
+    let now = svc.now();
+    Dependencies {
+        checkpoints: CheckpointStatus {
+            seq: h.seq,
+            written_at: h.written_at.map(|t| t.to_rfc3339()),
+            failing_since: h.failing.as_ref().map(|(t, _)| t.to_rfc3339()),
+            error: h.failing.map(|(_, e)| e),
+            signing_stopped: svc.checkpointer().signing_stopped(now).is_some(),
+        },
+        disk: svc
+            .disk_space()
+            .into_iter()
+            .map(|d| DiskStatus {
+                ok: d.ok(),
+                path: d.path.display().to_string(),
+                free_bytes: d.free_bytes,
+                floor_bytes: d.floor_bytes,
+            })
+            .collect(),
+        signer_nodes: svc
+            .threshold()
+            .map(|t| {
+                t.cluster()
+                    .reachability()
+                    .into_iter()
+                    .map(|(node, reachable)| NodeStatus { node, reachable })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        hsm: svc
+            .hsm_sessions()
+            .map(|(sessions, idle)| HsmStatus { sessions, idle }),
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -164,6 +267,8 @@ async fn status(State(svc): State<Service>, MaybeAuthed(who): MaybeAuthed) -> Js
             version: None,
             audit_records: None,
             ethereum: None,
+            git_commit: None,
+            dependencies: None,
         });
     }
     let s = svc.status().await;
@@ -188,6 +293,8 @@ async fn status(State(svc): State<Service>, MaybeAuthed(who): MaybeAuthed) -> Js
                 })
                 .collect(),
         ),
+        git_commit: Some(s.git_commit),
+        dependencies: Some(dependencies(&svc)),
     })
 }
 

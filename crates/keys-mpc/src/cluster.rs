@@ -16,6 +16,7 @@ use crate::wire::{Relayed, Request, Response};
 use crate::{Suite, os_rng};
 
 mod ecdsa_coord;
+mod health;
 pub(crate) use ecdsa_coord::NO_PRESIGNATURE;
 pub use ecdsa_coord::Pooled;
 
@@ -89,6 +90,8 @@ pub struct Cluster {
     signers: Vec<SignerEndpoint>,
     links: Arc<Links>,
     ledger: Option<BlameLedger>,
+    /// Aborted sessions blamed on a party, since start.
+    blamed: std::sync::atomic::AtomicU64,
     /// ECDSA presignatures ready, per key.
     pool: std::sync::Mutex<std::collections::HashMap<String, std::collections::VecDeque<Pooled>>>,
 }
@@ -103,6 +106,9 @@ struct Links {
     epoch: std::sync::atomic::AtomicU64,
     /// Each signer's open connection, and the epoch announced on it.
     open: BTreeMap<u16, tokio::sync::Mutex<Option<(Stream, u64)>>>,
+    /// Whether each signer answered its last call: 0 not yet called, 1
+    /// answered, 2 did not.
+    answered: BTreeMap<u16, std::sync::atomic::AtomicU8>,
 }
 
 impl Cluster {
@@ -111,6 +117,10 @@ impl Cluster {
             .iter()
             .map(|s| (s.index, tokio::sync::Mutex::new(None)))
             .collect();
+        let answered = signers
+            .iter()
+            .map(|s| (s.index, std::sync::atomic::AtomicU8::new(0)))
+            .collect();
         Cluster {
             signers,
             links: Arc::new(Links {
@@ -118,8 +128,10 @@ impl Cluster {
                 timeout,
                 epoch: std::sync::atomic::AtomicU64::new(0),
                 open,
+                answered,
             }),
             ledger: None,
+            blamed: std::sync::atomic::AtomicU64::new(0),
             pool: std::sync::Mutex::default(),
         }
     }
@@ -452,6 +464,8 @@ impl Cluster {
         let mut froze = false;
         for party in a.culprits().into_iter().filter(|p| parties.contains(p)) {
             let party = party.get();
+            self.blamed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let count = ledger
                 .record(key_id, party, &e.to_string())
                 .map_err(|e| ClusterError::Ledger(e.to_string()))?;
@@ -717,6 +731,16 @@ impl Links {
         if matches!(r, Err(ClusterError::Timeout { .. })) {
             // A late answer must not be read as the next request's.
             *slot = None;
+        }
+        let down = matches!(
+            r,
+            Err(ClusterError::Timeout { .. } | ClusterError::Unreachable { .. })
+        );
+        if let Some(a) = self.answered.get(&index) {
+            a.store(
+                if down { 2 } else { 1 },
+                std::sync::atomic::Ordering::Relaxed,
+            );
         }
         r
     }

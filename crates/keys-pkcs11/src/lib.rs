@@ -88,6 +88,8 @@ pub struct Pkcs11Signer {
     _ctx: Pkcs11,
     token: String,
     pool: Mutex<Vec<Session>>,
+    /// How many sessions were opened (the pool holds the idle ones).
+    opened: usize,
     available: Condvar,
     known: Mutex<HashMap<String, Known>>,
     secp: secp256k1::Secp256k1<secp256k1::All>,
@@ -138,6 +140,7 @@ impl Pkcs11Signer {
         Ok(Pkcs11Signer {
             _ctx: ctx,
             token: token_label.to_owned(),
+            opened: pool.len(),
             pool: Mutex::new(pool),
             available: Condvar::new(),
             known: Mutex::new(HashMap::new()),
@@ -368,6 +371,11 @@ impl Pkcs11Signer {
 impl Signer for Pkcs11Signer {
     fn backend(&self) -> &'static str {
         "pkcs11"
+    }
+
+    fn sessions(&self) -> Option<(usize, usize)> {
+        let idle = self.pool.lock().map_or(0, |p| p.len());
+        Some((self.opened, idle))
     }
 
     fn generate(&self, algorithm: Algorithm) -> BoxFuture<'_, Result<KeyRef, KeyError>> {

@@ -114,6 +114,11 @@ pub trait Signer: Send + Sync + std::fmt::Debug {
     /// A short name for logs and errors: `software`, `pkcs11`, `threshold`.
     fn backend(&self) -> &'static str;
 
+    /// Sessions to the backend, if it keeps a pool: (open, idle).
+    fn sessions(&self) -> Option<(usize, usize)> {
+        None
+    }
+
     /// Creates a key inside the backend.
     fn generate(&self, algorithm: Algorithm) -> BoxFuture<'_, Result<KeyRef, KeyError>>;
 

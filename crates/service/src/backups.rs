@@ -17,7 +17,9 @@ impl Service {
         details: serde_json::Value,
     ) -> Result<(), ServiceError> {
         self.audit_subject(by, "backup.created", "backup", details)
-            .await
+            .await?;
+        self.metrics().backed_up(self.now());
+        Ok(())
     }
 
     /// Marks the keys a verified backup holds (`backup verify`): they may

@@ -92,8 +92,8 @@ impl CheckpointFile {
         f.sync_all().map_err(|e| self.io(e))
     }
 
-    /// Appends one checkpoint and makes it durable. Refuses to write after
-    /// an unterminated line: the file was changed behind the server's back.
+    /// Appends one checkpoint and makes it durable, after cutting off a
+    /// torn last line (a write that failed half-way never counted).
     pub fn append(&self, cp: &Checkpoint) -> Result<(), ServiceError> {
         let mut line = serde_json::to_string(cp).map_err(|e| ServiceError::Checkpoint {
             path: self.path.display().to_string(),
@@ -112,10 +112,11 @@ impl CheckpointFile {
             f.seek(SeekFrom::End(-1)).map_err(|e| self.io(e))?;
             f.read_exact(&mut last).map_err(|e| self.io(e))?;
             if last[0] != b'\n' {
-                return Err(ServiceError::Checkpoint {
-                    path: self.path.display().to_string(),
-                    reason: "the last line is unterminated; restart the server to repair it".into(),
-                });
+                // A write torn by a full disk or a crash (its checkpoint
+                // never counted): cut off, here as at start-up.
+                drop(f);
+                self.repair_torn_tail()?;
+                return self.append(cp);
             }
         }
         f.write_all(line.as_bytes()).map_err(|e| self.io(e))?;
@@ -241,7 +242,24 @@ pub struct Checkpointer {
     policy: CheckpointPolicy,
     /// The head at the last checkpoint written; also serialises writers.
     last: Mutex<Head>,
+    health: std::sync::Mutex<CheckpointHealth>,
+    /// How long writes may fail before signing stops.
+    fail_closed_after: Duration,
 }
+
+/// Whether checkpoints are being written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckpointHealth {
+    /// The head the last checkpoint signed.
+    pub seq: u64,
+    /// When the last checkpoint was written (this run, or the file's last).
+    pub written_at: Option<Timestamp>,
+    /// Since when writes fail, and the last failure.
+    pub failing: Option<(Timestamp, String)>,
+}
+
+/// Signing stops after checkpoints have failed this long, by default.
+pub const FAIL_CLOSED_AFTER: Duration = Duration::from_secs(600);
 
 impl Checkpointer {
     /// Opens the checkpoint file, checking that what it holds was signed by `key`.
@@ -255,6 +273,7 @@ impl Checkpointer {
         file.repair_torn_tail()?;
         let existing = file.read_all()?.unwrap_or_default();
         let mut last = Head::GENESIS;
+        let mut written_at = None;
         for (i, cp) in existing.iter().enumerate() {
             let head = cp
                 .verify(&public)
@@ -265,6 +284,7 @@ impl Checkpointer {
                 })?;
             if head.seq >= last.seq {
                 last = head;
+                written_at = Some(Timestamp::from_millis(cp.time_ms));
             }
         }
         Ok(Checkpointer {
@@ -272,7 +292,58 @@ impl Checkpointer {
             file,
             policy,
             last: Mutex::new(last),
+            health: std::sync::Mutex::new(CheckpointHealth {
+                seq: last.seq,
+                written_at,
+                failing: None,
+            }),
+            fail_closed_after: FAIL_CLOSED_AFTER,
         })
+    }
+
+    /// Signing stops once checkpoints have failed for `after` (a log that
+    /// cannot be anchored must not keep moving money).
+    #[must_use]
+    pub fn fail_closed_after(mut self, after: Duration) -> Checkpointer {
+        self.fail_closed_after = after;
+        self
+    }
+
+    pub fn health(&self) -> CheckpointHealth {
+        self.health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Why signing must stop at `now`: checkpoint writes have failed for
+    /// longer than allowed.
+    pub fn signing_stopped(&self, now: Timestamp) -> Option<String> {
+        let h = self.health();
+        let (since, why) = h.failing?;
+        let limit = i64::try_from(self.fail_closed_after.as_millis()).unwrap_or(i64::MAX);
+        (now.as_millis().saturating_sub(since.as_millis()) >= limit).then(|| {
+            format!(
+                "audit checkpoints have failed since {} ({why}): signing is stopped until one \
+                 is written",
+                since.to_rfc3339()
+            )
+        })
+    }
+
+    fn note(&self, outcome: Result<Head, String>, now: Timestamp) {
+        let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        match outcome {
+            Ok(head) => {
+                h.seq = head.seq;
+                h.written_at = Some(now);
+                h.failing = None;
+            }
+            Err(why) => {
+                let since = h.failing.as_ref().map_or(now, |(t, _)| *t);
+                h.failing = Some((since, why));
+            }
+        }
     }
 
     pub fn public_key(&self) -> AuditPublicKey {
@@ -315,6 +386,21 @@ impl Checkpointer {
     }
 
     async fn write(
+        &self,
+        store: &Store,
+        last: &mut Head,
+        head: Head,
+        now: Timestamp,
+    ) -> Result<(), ServiceError> {
+        let written = self.write_unnoted(store, last, head, now).await;
+        self.note(
+            written.as_ref().map(|()| head).map_err(ToString::to_string),
+            now,
+        );
+        written
+    }
+
+    async fn write_unnoted(
         &self,
         store: &Store,
         last: &mut Head,

@@ -26,6 +26,10 @@ pub enum ServiceError {
     AuditBroken(audit::Break),
     #[error("the keystore is sealed")]
     Sealed,
+    #[error("signing is stopped: {0}")]
+    SigningStopped(String),
+    #[error("disk space is low: {0}")]
+    DiskLow(String),
     #[error("no keystore has been initialised")]
     NotInitialized,
     #[error("the keystore is already initialised")]

@@ -149,6 +149,7 @@ impl Service {
         let known = Known { destination, price };
         let facts = facts(&mut tx, who, roles, req, p, tier, pol, &known, now).await?;
         let decision = policy::evaluate(pol, &facts);
+        self.metrics().decided(&decision);
         let usd_micro = decision.usd_micro.or_else(|| {
             let pr = price?;
             let den = 10u128.checked_pow(u32::from(p.asset.decimals().get()))?;

@@ -452,6 +452,37 @@ impl Service {
         request: SignRequest<'_>,
         grounds: Grounds<'_>,
     ) -> Result<(KeyRow, Signature), ServiceError> {
+        // A log that cannot be anchored by checkpoints moves no money.
+        if let Some(why) = self.checkpointer().signing_stopped(self.now()) {
+            return Err(ServiceError::SigningStopped(why));
+        }
+        let started = std::time::Instant::now();
+        let signed = self
+            .sign_unmetered(id, wallet, purpose, child, request, grounds)
+            .await;
+        let backend = match &signed {
+            Ok((row, _)) => row.backend.as_str(),
+            Err(_) => self
+                .store()
+                .key(id)
+                .await
+                .map_or("unknown", |row| row.backend.as_str()),
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        self.metrics()
+            .signed(backend, &id.to_string(), signed.is_ok(), seconds);
+        signed
+    }
+
+    async fn sign_unmetered(
+        &self,
+        id: KeyId,
+        wallet: Option<domain::WalletId>,
+        purpose: KeyPurpose,
+        child: &[u32],
+        request: SignRequest<'_>,
+        grounds: Grounds<'_>,
+    ) -> Result<(KeyRow, Signature), ServiceError> {
         let Grounds { subject, permit } = grounds;
         // The vault lock first, then the key's row: a suspension or a
         // compromise committed before this point stops this signature.
@@ -822,54 +853,4 @@ const MAX_SUCCESSORS: usize = 16;
 /// Extended keys are written with the mainnet version bytes (`xpub`).
 pub(crate) fn bip32_prefix() -> bip32::Prefix {
     bip32::Prefix::XPUB
-}
-
-impl Service {
-    /// Seals a service secret (a TOTP seed, a webhook signing secret) under
-    /// a key derived from the root key (HKDF-SHA256), bound to what it is
-    /// and whose. Needs the keystore unsealed, like every use of it.
-    pub(crate) async fn seal_service_secret(
-        &self,
-        kind: &str,
-        id: &str,
-        plain: &[u8],
-    ) -> Result<Vec<u8>, ServiceError> {
-        let vault = self.vault().lock().await;
-        let Vault::Unsealed(opened) = &*vault else {
-            return Err(ServiceError::Sealed);
-        };
-        let key = opened.service_secrets_key()?;
-        Ok(envelope::seal(
-            &key,
-            Binding {
-                kind,
-                id,
-                version: 1,
-            },
-            plain,
-        )?)
-    }
-
-    /// Opens what [`Service::seal_service_secret`] sealed.
-    pub(crate) async fn open_service_secret(
-        &self,
-        kind: &str,
-        id: &str,
-        sealed: &[u8],
-    ) -> Result<zeroize::Zeroizing<Vec<u8>>, ServiceError> {
-        let vault = self.vault().lock().await;
-        let Vault::Unsealed(opened) = &*vault else {
-            return Err(ServiceError::Sealed);
-        };
-        let key = opened.service_secrets_key()?;
-        Ok(envelope::open(
-            &key,
-            Binding {
-                kind,
-                id,
-                version: 1,
-            },
-            sealed,
-        )?)
-    }
 }

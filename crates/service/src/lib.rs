@@ -99,6 +99,7 @@ mod consolidate;
 pub mod cosigners;
 pub mod crash;
 pub mod deposits;
+pub mod disk;
 mod drift;
 mod error;
 pub mod eth;
@@ -118,6 +119,7 @@ mod keyring;
 mod keystore;
 mod ledger;
 pub mod limiter;
+pub mod metrics;
 mod moves;
 mod outbox;
 mod passkeys;
@@ -127,7 +129,9 @@ mod record;
 pub mod recovery;
 mod requests;
 pub mod rotation;
+mod scrape;
 mod screening;
+mod secrets;
 mod service;
 mod settings;
 mod signed;
@@ -143,7 +147,9 @@ pub mod webhook_target;
 pub mod webhooks;
 
 pub use audit_key::{AuditKeyError, generate_audit_key, load_audit_key};
-pub use checkpoints::{CheckpointFile, CheckpointPolicy, CheckpointSigner, Checkpointer};
+pub use checkpoints::{
+    CheckpointFile, CheckpointHealth, CheckpointPolicy, CheckpointSigner, Checkpointer,
+};
 pub use checkpoints::{VerifyError, verify_audit};
 pub use clock::{Clock, SystemClock};
 pub use key_refresh::Refreshed;

@@ -249,10 +249,12 @@ impl Service {
         use lifecycle::{Event, Failure};
         let mut pass = ExecutePass::default();
         loop {
+            let started = std::time::Instant::now();
             let claimed = self
                 .store()
                 .claim_transfers(self.now(), CLAIM_LEASE_MS, CLAIM_BATCH)
                 .await?;
+            self.metrics().claimed(started.elapsed().as_secs_f64());
             if claimed.is_empty() {
                 return Ok(pass);
             }
@@ -451,6 +453,9 @@ impl Service {
         )
         .await?;
         self.commit(tx, &[e], now).await?;
+        if step.to != State::Failed {
+            self.metrics().retried();
+        }
         Ok(Some(step.to == State::Failed))
     }
 

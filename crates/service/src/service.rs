@@ -24,6 +24,8 @@ pub struct DatabaseStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
     pub version: &'static str,
+    /// `git describe` of the source the binary was built from.
+    pub git_commit: &'static str,
     pub database: DatabaseStatus,
     pub seal: SealStatus,
     pub audit_records: Option<u64>,
@@ -44,6 +46,14 @@ pub struct EthStatus {
 pub struct Liveness {
     pub reachable: bool,
     pub seal: SealStatus,
+}
+
+/// Where the server writes, and the free space each place needs (the
+/// disk floor: see `disk`).
+#[derive(Debug, Clone)]
+pub struct DiskGuard {
+    pub paths: Vec<std::path::PathBuf>,
+    pub floor_bytes: u64,
 }
 
 /// The running application.
@@ -87,6 +97,12 @@ struct Inner {
     /// Where passkey approvals are made (the console's RP ID and origins):
     /// without it, passkey approvals are refused.
     relying_party: std::sync::RwLock<Option<Arc<policy::RelyingParty>>>,
+    /// What this process counted, for Prometheus.
+    metrics: crate::metrics::Metrics,
+    /// `git describe` of the binary's source, as the binary says.
+    source: std::sync::OnceLock<&'static str>,
+    /// The disk floor, once configured.
+    disk: std::sync::RwLock<Option<DiskGuard>>,
 }
 
 impl Service {
@@ -140,6 +156,9 @@ impl Service {
                 scan_cursors: Default::default(),
                 gov: Default::default(),
                 relying_party: Default::default(),
+                metrics: crate::metrics::Metrics::default(),
+                disk: std::sync::RwLock::default(),
+                source: std::sync::OnceLock::new(),
                 threshold: std::sync::OnceLock::new(),
             }),
         }
@@ -154,6 +173,16 @@ impl Service {
 
     pub fn threshold(&self) -> Option<&Arc<crate::threshold::ThresholdKeys>> {
         self.inner.threshold.get()
+    }
+
+    /// Names the source the binary was built from (`git describe`), once.
+    pub fn set_source(&self, describe: &'static str) {
+        let _ = self.inner.source.set(describe);
+    }
+
+    /// The HSM's sessions (open, idle), if an HSM is configured.
+    pub fn hsm_sessions(&self) -> Option<(usize, usize)> {
+        self.inner.hsm.as_ref().and_then(|h| h.sessions())
     }
 
     pub(crate) fn hsm(&self) -> Option<&Arc<dyn keys::Signer>> {
@@ -307,6 +336,7 @@ impl Service {
         };
         Status {
             version: env!("CARGO_PKG_VERSION"),
+            git_commit: self.inner.source.get().copied().unwrap_or("unknown"),
             database: DatabaseStatus {
                 backend: store.backend().as_str(),
                 reachable,
@@ -375,13 +405,26 @@ impl Service {
         &self.inner.broadcasts_ended
     }
 
+    pub(crate) fn disk_guard(&self) -> &std::sync::RwLock<Option<DiskGuard>> {
+        &self.inner.disk
+    }
+
+    /// What this process counted, for Prometheus.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.inner.metrics
+    }
+
     pub(crate) async fn commit(
         &self,
         tx: storage::WriteTx,
         entries: &[Entry],
         now: domain::Timestamp,
     ) -> Result<(), ServiceError> {
+        let started = std::time::Instant::now();
         let records = tx.commit(entries, now).await?;
+        self.inner
+            .metrics
+            .committed(started.elapsed().as_secs_f64());
         self.after_commit(&records).await;
         Ok(())
     }
@@ -393,11 +436,19 @@ impl Service {
         let mut moved = false;
         for r in records.iter().filter(|r| r.action.starts_with("transfer.")) {
             moved = true;
+            if r.action == "transfer.state_changed"
+                && let Ok(d) = serde_json::from_str::<serde_json::Value>(&r.details)
+                && let Some(Ok(to)) = d["to"].as_str().map(str::parse::<lifecycle::State>)
+            {
+                self.inner.metrics.moved(to);
+            }
             if r.action == "transfer.state_changed" || r.action == "transfer.judged" {
                 tracing::info!(subject = %r.subject, action = %r.action, details = %r.details, "transfer moved");
             }
         }
-        if moved {
+        // A released freeze wakes the transfers it held (their backoff was
+        // cut short in the same transaction).
+        if moved || records.iter().any(|r| r.action == "freeze.released") {
             self.inner.transfers_moved.notify_one();
         }
         let now = self.inner.clock.now();

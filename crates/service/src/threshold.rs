@@ -67,6 +67,11 @@ impl ThresholdKeys {
             .insert(transfer.to_owned(), why.to_owned());
     }
 
+    /// Presignatures kept ready per ECDSA key.
+    pub fn presignatures(&self) -> usize {
+        self.presignatures
+    }
+
     pub fn cluster(&self) -> &Cluster {
         &self.cluster
     }

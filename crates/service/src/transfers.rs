@@ -201,6 +201,7 @@ impl Can<'_, perm::InitiateTransfer> {
                 replayed: true,
             });
         }
+        svc.above_disk_floor()?;
         let p = svc.prepare(req).await?;
         svc.check_source(req, &p).await?;
         if let Some(f) = svc.frozen(Some(req.wallet), None).await? {

@@ -202,6 +202,7 @@ impl Service {
                 }
             };
             let now = self.now();
+            self.metrics().delivered(sent.is_none());
             match sent {
                 None => {
                     if self.store().delivery_succeeded(&d.id, d.lease, now).await? {

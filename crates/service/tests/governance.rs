@@ -699,6 +699,17 @@ async fn approvals_governance_and_freeze(f: Fixture) {
         f.db.store.transfer(t.id).await.unwrap().state,
         state::QUEUED
     );
+    // The queue meets the freeze: the attempt backs off.
+    f.svc.execute_due().await.unwrap();
+    let held = f.db.store.transfer(t.id).await.unwrap();
+    assert_eq!(held.state, state::QUEUED);
+    assert!(
+        held.last_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("frozen (")),
+        "{held:?}"
+    );
+    assert!(held.next_attempt_at > f.svc.now(), "{held:?}");
     // The officer cannot release it alone: release is a proposal under quorum.
     let rel = f
         .svc
@@ -720,10 +731,17 @@ async fn approvals_governance_and_freeze(f: Fixture) {
         .await
         .unwrap();
     assert!(f.svc.frozen(Some(f.wallet), None).await.unwrap().is_none());
-    let send = f.svc.execute_transfer(t.id, Urgency::Normal).await.unwrap();
+    // Released: the transfer it held is due at once (not after its
+    // backoff), and the next worker pass sends it.
+    assert!(f.db.store.transfer(t.id).await.unwrap().next_attempt_at <= f.svc.now());
+    assert!(f.svc.execute_due().await.unwrap().submitted >= 1);
     let sent = f.db.store.transfer(t.id).await.unwrap();
     assert_eq!(sent.state, state::BROADCASTING);
-    assert_eq!(sent.eth_send_id.as_deref(), Some(send.id.as_str()));
+    let send =
+        f.db.store
+            .eth_send(sent.eth_send_id.as_deref().unwrap())
+            .await
+            .unwrap();
     assert_eq!(send.amount, 5 * ETHER);
     // Sent once only.
     assert!(f.svc.execute_transfer(t.id, Urgency::Normal).await.is_err());

@@ -506,6 +506,16 @@ impl WriteTx {
                 what: "freeze in force",
             });
         }
+        // Transfers whose last attempt met a freeze wait out their backoff
+        // no longer: they are tried again when it ends (one still frozen
+        // by another freeze meets it again, and backs off again).
+        sqlx::query(
+            "UPDATE transfers SET next_attempt_at_ms = $1 WHERE state = 'queued' \
+             AND held_at_ms IS NULL AND last_error LIKE 'frozen (%' AND next_attempt_at_ms > $1",
+        )
+        .bind(at.as_millis())
+        .execute(&mut *self.tx)
+        .await?;
         Ok(())
     }
 

@@ -33,7 +33,7 @@ fn config(dir: &Path, url: &str) -> String {
         "[server]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"{url}\"\n\
          [audit]\nsigning_key_file = \"audit.key\"\ncheckpoint_file = \"audit.checkpoints\"\n\
          checkpoint_every_records = 100000\ncheckpoint_every_seconds = 3600\n[log]\nformat = \"json\"\n\
-         level = \"warn\"\n[governance]\nadmin_quorum = 1\nwhitelist_cooling_off_hours = 24\n\
+         level = \"warn\"\n[governance]\nadmin_quorum = 1\nwhitelist_cooling_off_hours = 24\n[operations]\nmetrics_listen = \"off\"\n\
          [backup]\nrecipients_file = \"{}\"\n",
         dir.join("recipients.txt").display()
     )

@@ -16,6 +16,7 @@ mod backup;
 mod chains;
 mod console;
 mod governance;
+mod operations;
 mod reconcile;
 mod threshold;
 mod transport;
@@ -66,6 +67,7 @@ struct RawConfig {
     backup: Option<backup::RawBackup>,
     reconciliation: Option<reconcile::RawReconciliation>,
     console: Option<console::RawConsole>,
+    operations: Option<operations::RawOperations>,
 }
 
 /// `[webhooks]`: where deliveries may go beyond public addresses.
@@ -251,6 +253,8 @@ pub struct Config {
     pub webhooks: service::webhook_target::WebhookPolicy,
     /// Where passkeys are made and used (`[console]`); none without it.
     pub passkeys: Option<policy::RelyingParty>,
+    /// Metrics and resource guards (`[operations]`).
+    pub operations: operations::Operations,
 }
 
 impl Config {
@@ -325,6 +329,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     let backup = backup::backup(raw.backup, base)?;
     let reconcile_every = reconcile::every(raw.reconciliation)?;
     let passkeys = console::relying_party(raw.console)?;
+    let operations = operations::operations(raw.operations)?;
     let trusted_proxies = raw
         .server
         .trusted_proxies
@@ -440,6 +445,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         backup,
         reconcile_every,
         passkeys,
+        operations,
         path: None,
         webhooks,
         database,
@@ -567,6 +573,14 @@ fn database(raw: RawDatabase, base: &Path) -> Result<Database, ConfigError> {
 }
 
 impl Database {
+    /// The SQLite file, if it is one.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        match self {
+            Database::Sqlite { path } => Some(path.clone()),
+            Database::Postgres { .. } => None,
+        }
+    }
+
     /// Reads the password, if any, and builds the storage configuration.
     pub fn resolve(&self) -> Result<DatabaseConfig, ConfigError> {
         Ok(match self {
@@ -592,6 +606,14 @@ impl Database {
 
 /// The configuration `strongroom dev init` writes.
 pub fn dev_config(listen: SocketAddr, eth: Option<&str>) -> String {
+    // The port after the API's (any free one when the API's is).
+    let metrics = SocketAddr::new(
+        listen.ip(),
+        match listen.port() {
+            0 => 0,
+            p => p.checked_add(1).unwrap_or(0),
+        },
+    );
     let mut text = format!(
         r#"# Strongroom development configuration, written by `strongroom dev init`.
 # Not for production: SQLite in this directory, text logs.
@@ -613,6 +635,12 @@ checkpoint_every_seconds = 60
 [log]
 format = "text"
 level = "info"
+
+# Prometheus scrapes /metrics here (loopback only); the disk floor below
+# which new transfers are refused.
+[operations]
+metrics_listen = "{metrics}"
+disk_floor_mb = 256
 
 # One admin on a dev machine: their signed vote applies a proposal. Production
 # installations set a quorum of two or more.
@@ -819,7 +847,7 @@ whitelist_cooling_off_hours = 24
             error: database.password_env: applies to PostgreSQL only
             error: log.format: unknown variant `xml`, expected `json` or `text` (line 16, column 10)
             error: log.level: "[" is not a log filter such as info or strongroom=debug
-            error: unknown: unknown field `unknown`, expected one of `server`, `database`, `audit`, `log`, `hsm`, `threshold`, `governance`, `ethereum`, `bitcoin`, `webhooks`, `tls`, `backup`, `reconciliation`, `console` (line 15, column 2)
+            error: unknown: unknown field `unknown`, expected one of `server`, `database`, `audit`, `log`, `hsm`, `threshold`, `governance`, `ethereum`, `bitcoin`, `webhooks`, `tls`, `backup`, `reconciliation`, `console`, `operations` (line 15, column 2)
             error: audit.hsm_key: needs an [hsm] section
             error: audit.hsm_key: set either signing_key_file or hsm_key, not both
             error: hsm.pin_file: the PIN comes from pin_file or pin_env, never from the configuration

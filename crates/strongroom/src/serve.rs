@@ -114,7 +114,8 @@ pub(crate) async fn build_service(c: &Config) -> Result<(Service, Store), Failur
         every: c.checkpoint_every,
     };
     let checkpointer = Checkpointer::open(signer, CheckpointFile::new(&c.checkpoint_file), policy)
-        .context("opening the audit checkpoint file")?;
+        .context("opening the audit checkpoint file")?
+        .fail_closed_after(c.operations.checkpoint_fail_closed_after);
     let svc = match hsm {
         None => Service::new(store.clone(), Arc::new(SystemClock), checkpointer),
         Some(hsm) => {
@@ -307,6 +308,7 @@ pub(crate) fn run(c: Config, beside: Beside) -> Result<(), Failure> {
         let addr = listener.local_addr().context("reading the bound address")?;
         svc.start(serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
+            "source": env!("STRONGROOM_GIT_COMMIT"),
             "listen": addr.to_string(),
             "tls": server_tls.is_some(),
             "mutual_tls": c.server_tls.as_ref().is_some_and(|t| t.client_ca_file.is_some()),
@@ -426,13 +428,51 @@ pub(crate) fn run(c: Config, beside: Beside) -> Result<(), Failure> {
             }
         });
 
-        let app = api_http::router(
+        svc.set_source(env!("STRONGROOM_GIT_COMMIT"));
+        svc.set_disk_guard(service::disk::DiskGuard {
+            paths: disk_paths(&c),
+            floor_bytes: c.operations.disk_floor_bytes,
+        });
+        // Signer nodes asked who they are every 15 s: one that is down is
+        // seen (and alerted on) before a withdrawal needs it.
+        let prober = svc.threshold().cloned().map(|t| {
+            tokio::spawn(async move {
+                let mut interval = tokio::time::interval(Duration::from_secs(15));
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    interval.tick().await;
+                    t.cluster().probe().await;
+                }
+            })
+        });
+        let http_metrics = api_http::HttpMetrics::new(c.operations.max_in_flight);
+        let app = api_http::router_with_metrics(
             svc.clone(),
             api_http::Limits {
                 trusted_proxies: c.trusted_proxies.clone().into(),
+                max_in_flight: c.operations.max_in_flight,
                 ..api_http::Limits::new(c.max_body_bytes, c.request_timeout)
             },
+            &http_metrics,
         );
+        let metrics = match c.operations.metrics_listen {
+            Some(at) => {
+                let l = tokio::net::TcpListener::bind(at)
+                    .await
+                    .with_context(|| format!("listening for metrics on {at}"))?;
+                let at = l.local_addr().context("reading the metrics address")?;
+                let app = api_http::metrics_router(svc.clone(), http_metrics.clone());
+                Some((
+                    at,
+                    tokio::spawn(async move {
+                        if let Err(e) = axum::serve(l, app).await {
+                            tracing::error!(error = %e, "the metrics listener stopped");
+                        }
+                    }),
+                ))
+            }
+            None => None,
+        };
         // Handlers are installed before anyone is told we listen, so that a
         // SIGTERM sent right after start-up still drains and audits the stop.
         let shutdown = shutdown_signal()?;
@@ -445,6 +485,9 @@ pub(crate) fn run(c: Config, beside: Beside) -> Result<(), Failure> {
             "http"
         };
         let _ = writeln!(out, "strongroom listening on {scheme}://{addr}");
+        if let Some((at, _)) = &metrics {
+            let _ = writeln!(out, "strongroom metrics on http://{at}/metrics");
+        }
         let _ = out.flush();
 
         let served = match server_tls {
@@ -466,6 +509,12 @@ pub(crate) fn run(c: Config, beside: Beside) -> Result<(), Failure> {
         if let Some(b) = &backups {
             b.abort();
         }
+        if let Some((_, m)) = &metrics {
+            m.abort();
+        }
+        if let Some(p) = &prober {
+            p.abort();
+        }
         deliverer.abort();
         lifecycle.abort();
         reconciler.abort();
@@ -481,6 +530,16 @@ pub(crate) fn run(c: Config, beside: Beside) -> Result<(), Failure> {
         stopped.context("recording the shutdown in the audit log")?;
         Ok(())
     })
+}
+
+/// Where the server writes: the SQLite database's directory (PostgreSQL's
+/// disk is its own server's) and the checkpoint file's.
+fn disk_paths(c: &Config) -> Vec<std::path::PathBuf> {
+    let mut paths = vec![c.checkpoint_file.clone()];
+    if let Some(db) = c.database.sqlite_path() {
+        paths.push(db);
+    }
+    paths
 }
 
 /// For the crash tests (a build with the `test-hooks` feature only): the

@@ -58,6 +58,8 @@ level = "info"
 [governance]
 admin_quorum = 1
 whitelist_cooling_off_hours = 24
+[operations]
+metrics_listen = "127.0.0.1:0"
 "#
         ),
     )
@@ -72,6 +74,9 @@ whitelist_cooling_off_hours = 24
 struct Server {
     child: Child,
     base: String,
+    /// Where `/metrics` is served (`host:port`), when the configuration
+    /// asks for any free port.
+    metrics: Option<String>,
     /// Every log line so far, once [`Server::follow_log`] runs.
     log: std::sync::Arc<std::sync::Mutex<String>>,
 }
@@ -93,9 +98,8 @@ impl Server {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        out.read_line(&mut line).unwrap();
         let Some(base) = line.trim().strip_prefix("strongroom listening on ") else {
             let mut err = String::new();
             child
@@ -106,11 +110,38 @@ impl Server {
                 .unwrap();
             panic!("server did not start: {line:?}\n{err}");
         };
+        // Its second line names the metrics listener, when there is one.
+        let text = std::fs::read_to_string(config).unwrap_or_default();
+        let metrics = text.contains("metrics_listen = \"127.0.0.1:0\"").then(|| {
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            line.trim()
+                .strip_prefix("strongroom metrics on http://")
+                .and_then(|l| l.strip_suffix("/metrics"))
+                .unwrap_or_else(|| panic!("no metrics line: {line:?}"))
+                .to_owned()
+        });
         Server {
             base: base.to_owned(),
+            metrics,
             child,
             log: Default::default(),
         }
+    }
+
+    /// One scrape of `/metrics`.
+    fn scrape(&self) -> String {
+        let addr = self.metrics.as_deref().expect("a metrics listener");
+        let mut s = TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        resp.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned()
     }
 
     /// Sends each line the server logs to `lines` (and keeps it), then
@@ -2670,6 +2701,267 @@ fn crash_and_resume(db_url: &str) {
     let o = strongroom(&["audit", "verify", "--config", cfg]);
     assert!(o.status.success(), "{}", stderr(&o));
     drop(c.dir);
+}
+
+/// Operations: a scrape of `/metrics` after a withdrawal holds every family
+/// the alert rules and the dashboard use, with sane values and no address;
+/// a checkpoint file that cannot be written turns readiness false and,
+/// past its limit, stops signing until it can be written again (a torn
+/// line repaired without a restart); a disk floor above the free space
+/// refuses new transfers; a sealed server is not ready.
+#[test]
+fn operations_metrics_readiness_and_guards() {
+    let c = Custody::new("sqlite://strongroom.db");
+    let text = std::fs::read_to_string(&c.config).unwrap();
+    let text = text
+        .replace(
+            "checkpoint_every_records = 1000",
+            "checkpoint_every_records = 1",
+        )
+        .replace(
+            "metrics_listen = \"127.0.0.1:0\"\n",
+            "metrics_listen = \"127.0.0.1:0\"\ncheckpoint_fail_closed_seconds = 1\n",
+        );
+    std::fs::write(&c.config, &text).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = c.start(&[], tx);
+    let (code, t) = c.api(
+        &server,
+        &c.initiator,
+        "POST",
+        "/v1/transfers",
+        Some(&c.withdrawal("0.1")),
+        None,
+    );
+    assert_eq!(code, 201, "{t}");
+    let id = t["id"].as_str().unwrap().to_owned();
+    drive(&rx, 1, Some(&c.anvil), |t, to| t == id && to == "completed");
+
+    let scrape = server.scrape();
+    let sample = |name: &str, labels: &str| -> f64 {
+        scrape
+            .lines()
+            .find_map(|l| {
+                let rest = l.strip_prefix(name)?;
+                let rest = rest.strip_prefix(labels)?;
+                rest.strip_prefix(' ')?.split(' ').next()?.parse().ok()
+            })
+            .unwrap_or_else(|| panic!("no {name}{labels} in\n{scrape}"))
+    };
+    assert_eq!(sample("strongroom_unsealed", ""), 1.0);
+    assert_eq!(sample("strongroom_database_up", ""), 1.0);
+    assert!(
+        sample(
+            "strongroom_transfer_transitions_total",
+            "{state=\"completed\"}"
+        ) >= 1.0
+    );
+    assert!(
+        sample(
+            "strongroom_policy_decisions_total",
+            "{verdict=\"allow\",rule=\"all\"}"
+        ) >= 1.0
+    );
+    assert!(
+        sample(
+            "strongroom_signatures_total",
+            &format!("{{backend=\"keystore\",key=\"{}\",outcome=\"ok\"}}", c.key)
+        ) >= 1.0
+    );
+    assert_eq!(
+        sample(
+            "strongroom_http_requests_total",
+            "{method=\"POST\",route=\"/v1/transfers\",status=\"201\"}"
+        ),
+        1.0
+    );
+    assert!(sample("strongroom_db_commit_seconds_count", "") >= 1.0);
+    assert_eq!(sample("strongroom_queue_depth", ""), 0.0);
+    assert_eq!(
+        sample("strongroom_freezes_active", "{kind=\"global\"}"),
+        0.0
+    );
+    assert!(sample("strongroom_audit_records", "") > 10.0);
+    assert_eq!(
+        sample("strongroom_audit_checkpoint_failing_seconds", ""),
+        0.0
+    );
+    assert_eq!(sample("strongroom_signing_stopped", ""), 0.0);
+    let endpoint = c.anvil.url().trim_end_matches('/');
+    assert_eq!(
+        sample(
+            "strongroom_chain_endpoint_up",
+            &format!("{{network=\"eip155:31337\",endpoint=\"{endpoint}\"}}")
+        ),
+        1.0
+    );
+    assert!(
+        sample(
+            "strongroom_disk_free_bytes",
+            &format!(
+                "{{path=\"{}\"}}",
+                c.dir.path().join("audit.checkpoints").display()
+            )
+        ) > 0.0
+    );
+    // Labels are bounded: no address, amount or transfer id.
+    for secret in [
+        DESTINATION,
+        DESTINATION.to_lowercase().as_str(),
+        c.sender.as_str(),
+        id.as_str(),
+    ] {
+        assert!(!scrape.contains(secret), "{secret} in\n{scrape}");
+    }
+    // Every metric the dashboard and the alert rules query is scraped.
+    let families: std::collections::BTreeSet<&str> = scrape
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for file in [
+        "deploy/grafana/strongroom.json",
+        "deploy/prometheus/alerts.yml",
+    ] {
+        let queries = std::fs::read_to_string(root.join(file)).unwrap();
+        let mut asked = 0;
+        for (i, _) in queries.match_indices("strongroom_") {
+            let name: String = queries[i..]
+                .chars()
+                .take_while(|ch| ch.is_ascii_lowercase() || *ch == '_' || ch.is_ascii_digit())
+                .collect();
+            let family = ["_bucket", "_count", "_sum", "_total"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(&name);
+            // Families of components this server does not have (signer
+            // nodes, an HSM) and of events that have not happened yet
+            // (a backup, a reconciliation run) are absent until they are.
+            let optional = [
+                "signer_node_up",
+                "presignature",
+                "threshold_",
+                "hsm_",
+                "backup_",
+                "reconciliation_",
+            ];
+            if optional.iter().any(|o| family.contains(o)) {
+                continue;
+            }
+            asked += 1;
+            assert!(
+                families.contains(family),
+                "{file} asks for {name}, not scraped:\n{scrape}"
+            );
+        }
+        assert!(asked >= 15, "{file}: {asked}");
+    }
+
+    // Ready; then the checkpoint file cannot be written (a directory in its
+    // place): not ready, and after a second signing stops.
+    let (code, body) = server.get("/v1/ready");
+    assert_eq!(code, 200, "{body}");
+    let cp = c.dir.path().join("audit.checkpoints");
+    let kept = c.dir.path().join("audit.checkpoints.kept");
+    std::fs::rename(&cp, &kept).unwrap();
+    std::fs::create_dir(&cp).unwrap();
+    let (code, _) = c.api(
+        &server,
+        &c.initiator,
+        "POST",
+        "/v1/transfers",
+        Some(&c.withdrawal("0.2")),
+        None,
+    );
+    assert_eq!(
+        code, 201,
+        "new transfers are accepted; signing is what stops"
+    );
+    let (code, body) = server.get("/v1/ready");
+    assert_eq!(code, 503, "{body}");
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ready["checks"]["checkpoints"], false, "{ready}");
+    // Waiting for the clock (the one-second limit), not for work.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (code, t2) = c.api(
+        &server,
+        &c.initiator,
+        "POST",
+        "/v1/transfers",
+        Some(&c.withdrawal("0.3")),
+        None,
+    );
+    assert_eq!(code, 201, "{t2}");
+    let stopped = wait_for_log(&rx, "signing is stopped");
+    assert!(
+        stopped.contains("audit checkpoints have failed since"),
+        "{stopped}"
+    );
+    assert_eq!(server_sample(&server, "strongroom_signing_stopped"), 1.0);
+    // Writable again, with a torn line at its end: the next commit cuts
+    // the torn line off and writes its checkpoint, and signing resumes.
+    std::fs::remove_dir(&cp).unwrap();
+    std::fs::rename(&kept, &cp).unwrap();
+    let mut f = std::fs::OpenOptions::new().append(true).open(&cp).unwrap();
+    f.write_all(b"{\"v\":1,\"seq\":").unwrap();
+    drop(f);
+    let t2 = t2["id"].as_str().unwrap().to_owned();
+    drive(&rx, 1, Some(&c.anvil), |t, to| t == t2 && to == "completed");
+    let (code, body) = server.get("/v1/ready");
+    assert_eq!(code, 200, "{body}");
+    assert!(std::fs::read_to_string(&cp).unwrap().ends_with('\n'));
+
+    // Sealed: not ready.
+    let (code, body) = c.api(&server, &c.admin, "POST", "/v1/sys/seal", None, None);
+    assert!(code < 300, "{code} {body}");
+    let (code, body) = server.get("/v1/ready");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("\"unsealed\":false"), "{body}");
+    server.terminate();
+    let o = strongroom(&["audit", "verify", "--config", c.config.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // A disk floor above the free space: new transfers are refused, and
+    // say why; readiness names the disk.
+    std::fs::write(
+        &c.config,
+        text.replace(
+            "checkpoint_fail_closed_seconds = 1\n",
+            "disk_floor_mb = 1073741824\n",
+        ),
+    )
+    .unwrap();
+    let server = c.start(&[], std::sync::mpsc::channel().0);
+    let (code, body) = c.api(
+        &server,
+        &c.initiator,
+        "POST",
+        "/v1/transfers",
+        Some(&c.withdrawal("0.1")),
+        None,
+    );
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body["code"], "disk_low", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("under the floor"),
+        "{body}"
+    );
+    let (code, body) = server.get("/v1/ready");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("\"disk\":false"), "{body}");
+    server.terminate();
+}
+
+fn server_sample(server: &Server, name: &str) -> f64 {
+    let scrape = server.scrape();
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{scrape}"))
 }
 
 #[test]

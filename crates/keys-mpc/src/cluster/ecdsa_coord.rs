@@ -157,6 +157,17 @@ impl Cluster {
         })
     }
 
+    /// Presignatures ready, per key.
+    pub fn pool_sizes(&self) -> Vec<(String, usize)> {
+        let mut sizes: Vec<_> = self
+            .pool_lock()
+            .iter()
+            .map(|(k, q)| (k.clone(), q.len()))
+            .collect();
+        sizes.sort();
+        sizes
+    }
+
     /// Presignatures ready for `key_id`.
     pub fn pooled(&self, key_id: &str) -> usize {
         self.pool_lock().get(key_id).map_or(0, |q| q.len())
