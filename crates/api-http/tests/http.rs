@@ -292,7 +292,7 @@ async fn unseal_over_http_one_share_at_a_time() {
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
         body,
-        serde_json::json!({"ready": false, "checks": {"unsealed": false, "database": true, "schema": true}})
+        serde_json::json!({"ready": false, "checks": {"unsealed": false, "database": true, "schema": true, "disk": true, "checkpoints": true}})
     );
     // Still sealed: the gate answers for everything else.
     let (s, _, body) = call(&app, get("/v1/anything")).await;

@@ -223,16 +223,17 @@ impl Service {
             )
             .await?
             .ok_or_else(|| invalid(format!("the wallet has no sender on {network}")))?;
-        // Held for a person, before a nonce is taken: a cold wallet's
-        // sender must be a key held outside (the gate refuses any other).
-        if self.is_cold(t.wallet).await? {
-            let key = self.store().eth_sender(&network, &from).await?.key_id;
-            if !self.signs_offline(key).await? {
-                return Err(invalid(
-                    "a cold wallet's Ethereum sender signs offline: its key must be held outside \
-                     (an account with backend external)",
-                ));
-            }
+        // Before a nonce is taken: the sender's key must not be frozen
+        // (nothing is planned that could not be signed), and a cold
+        // wallet's sender must be a key held outside (the gate refuses any
+        // other), else it is held for a person.
+        let key = self.store().eth_sender(&network, &from).await?.key_id;
+        self.ensure_not_frozen(Some(t.wallet), Some(key)).await?;
+        if self.is_cold(t.wallet).await? && !self.signs_offline(key).await? {
+            return Err(invalid(
+                "a cold wallet's Ethereum sender signs offline: its key must be held outside \
+                 (an account with backend external)",
+            ));
         }
         let from: chain_eth::EthAddress = from.parse().map_err(|e| corrupt("sender", e))?;
         self.eth_plan(&t, &intent, from, urgency).await

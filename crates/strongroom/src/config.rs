@@ -606,14 +606,9 @@ impl Database {
 
 /// The configuration `strongroom dev init` writes.
 pub fn dev_config(listen: SocketAddr, eth: Option<&str>) -> String {
-    // The port after the API's (any free one when the API's is).
-    let metrics = SocketAddr::new(
-        listen.ip(),
-        match listen.port() {
-            0 => 0,
-            p => p.checked_add(1).unwrap_or(0),
-        },
-    );
+    // Any free port (the server prints it on its second line): several
+    // development servers and test runs on one machine never collide.
+    let metrics = SocketAddr::new(listen.ip(), 0);
     let mut text = format!(
         r#"# Strongroom development configuration, written by `strongroom dev init`.
 # Not for production: SQLite in this directory, text logs.

@@ -285,7 +285,7 @@ fn the_api_serves_https_with_mutual_tls() {
     );
     std::fs::write(
         &config,
-        text.replace("listen = \"127.0.0.1:0\"", &tls_lines),
+        text.replacen("listen = \"127.0.0.1:0\"", &tls_lines, 1),
     )
     .unwrap();
     let server = Server::start(&config);
@@ -5379,7 +5379,7 @@ fn an_approver_approves_a_withdrawal_with_a_passkey_in_chromium() {
         .port();
     let text = std::fs::read_to_string(&config)
         .unwrap()
-        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"))
+        .replacen("127.0.0.1:0", &format!("127.0.0.1:{port}"), 1)
         + &format!("[console]\nrp_id = \"localhost\"\norigins = [\"http://localhost:{port}\"]\n");
     std::fs::write(&config, text).unwrap();
     add_ethereum(&config, 31337, anvil.url());
