@@ -133,12 +133,27 @@ impl Store {
         Ok(store)
     }
 
-    /// Applies pending migrations for this backend.
+    /// Applies pending migrations for this backend. A database a later
+    /// build migrated is refused: an older build never runs on (or
+    /// "repairs") a schema it does not know.
     pub async fn migrate(&self) -> Result<(), StorageError> {
         let m = match self.backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
+        let latest = m.iter().map(|m| m.version).max().unwrap_or(0);
+        // No migrations table yet: a new database.
+        if let Ok(Some(applied)) =
+            sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(version) FROM _sqlx_migrations")
+                .fetch_one(&self.pool)
+                .await
+            && applied > latest
+        {
+            return Err(StorageError::Schema(format!(
+                "the database is at schema version {applied}, newer than this build's {latest}: \
+                 a downgrade is refused (run the build that migrated it, or a later one)"
+            )));
+        }
         m.run(&self.pool)
             .await
             .map_err(|e| StorageError::Schema(e.to_string()))

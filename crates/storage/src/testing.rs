@@ -60,6 +60,13 @@ impl TestDb {
     }
 
     pub async fn postgres() -> TestDb {
+        let db = TestDb::postgres_empty().await;
+        db.store.migrate().await.expect("migrate PostgreSQL");
+        db
+    }
+
+    /// A new PostgreSQL database with no schema (for a dump to be loaded).
+    pub async fn postgres_empty() -> TestDb {
         let admin = postgres_admin_url();
         let name = format!("sr_test_{}", uuid::Uuid::new_v4().simple());
         let admin_store = Store::connect(&DatabaseConfig::Postgres {
@@ -83,7 +90,6 @@ impl TestDb {
         })
         .await
         .expect("connect to test database");
-        store.migrate().await.expect("migrate PostgreSQL");
         TestDb {
             store,
             url,

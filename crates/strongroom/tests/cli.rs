@@ -1946,9 +1946,17 @@ fn offline_signing_of_a_psbt() {
 /// approved with `strongroom approve`; a console freeze stops new ones.
 #[test]
 fn policy_approvals_and_freeze_from_the_cli() {
+    policy_approvals_and_freeze("sqlite://strongroom.db", None);
+}
+
+/// The policy, approvals, freezes and governance drill on `db_url`; with
+/// `keep`, what it leaves (the database, its keys and checkpoints, an
+/// admin's API key, the unseal shares, and what the API showed at the end)
+/// is kept there: the upgrade tests' fixtures.
+fn policy_approvals_and_freeze(db_url: &str, keep: Option<&Path>) {
     use chain_eth_client::testing::Anvil;
     let anvil = Anvil::start();
-    let (dir, config) = data_dir("sqlite://strongroom.db");
+    let (dir, config) = data_dir(db_url);
     let cfg = config.to_str().unwrap();
     add_ethereum(&config, 31337, anvil.url());
     let quorum = init_keystore(cfg, &dir.path().join("shares"), 2, 2).join("\n") + "\n";
@@ -2253,7 +2261,77 @@ fn policy_approvals_and_freeze_from_the_cli() {
     let (ok, me) = api(&proposed, "GET", "/v1/me", None);
     assert!(ok, "{me}");
     assert!(me.to_string().contains("admin"), "{me}");
+    let views = keep.map(|_| {
+        let mut views = serde_json::Map::new();
+        for path in VIEWS {
+            let (ok, v) = api(&admin, "GET", path, None);
+            assert!(ok, "{path}: {v}");
+            if *path == "/v1/transfers" {
+                for t in v.as_array().unwrap() {
+                    let one = format!("/v1/transfers/{}", t["id"].as_str().unwrap());
+                    let (ok, v) = api(&admin, "GET", &one, None);
+                    assert!(ok, "{one}: {v}");
+                    views.insert(one, v);
+                }
+            }
+            views.insert((*path).to_owned(), v);
+        }
+        views
+    });
     server.terminate();
+    if let (Some(out), Some(views)) = (keep, views) {
+        keep_fixture(dir.path(), &admin, &quorum, db_url, views, out);
+    }
+}
+
+/// What the upgrade tests compare, before and after: every list the API
+/// gives of what the database holds.
+const VIEWS: &[&str] = &[
+    "/v1/transfers",
+    "/v1/wallets",
+    "/v1/proposals",
+    "/v1/freezes",
+    "/v1/api-keys",
+    "/v1/users",
+    "/v1/policy",
+    "/v1/audit?limit=1000",
+];
+
+/// Leaves a drill's data in `out` (see [`policy_approvals_and_freeze`]).
+fn keep_fixture(
+    dir: &Path,
+    admin: &Path,
+    quorum: &str,
+    db_url: &str,
+    views: serde_json::Map<String, serde_json::Value>,
+    out: &Path,
+) {
+    std::fs::create_dir_all(out).unwrap();
+    for f in [
+        "strongroom.toml",
+        "audit.key",
+        "audit.checkpoints",
+        "strongroom.db",
+    ] {
+        if dir.join(f).exists() {
+            std::fs::copy(dir.join(f), out.join(f)).unwrap();
+        }
+    }
+    std::fs::copy(admin, out.join("admin.key")).unwrap();
+    std::fs::write(out.join("quorum.txt"), quorum).unwrap();
+    std::fs::write(
+        out.join("views.json"),
+        serde_json::to_string_pretty(&serde_json::Value::Object(views)).unwrap() + "\n",
+    )
+    .unwrap();
+    if db_url.starts_with("postgres") {
+        let o = Command::new("pg_dump")
+            .args(["--no-owner", "--no-privileges", "--dbname", db_url])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        std::fs::write(out.join("dump.sql"), &o.stdout).unwrap();
+    }
 }
 
 /// A data directory with a funded Ethereum sender in a wallet, an admin,
@@ -2962,6 +3040,214 @@ fn server_sample(server: &Server, name: &str) -> f64 {
         .lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no {name} in\n{scrape}"))
+}
+
+/// Upgrades: databases made by schema 27's build (committed under
+/// `tests/fixtures/schema-27/`: SQLite, and a PostgreSQL dump), full of
+/// transfers, keys, approvals, proposals, freezes and audit records, are
+/// opened by this build: migrated, every record the API showed then shown
+/// the same now, the audit chain and its checkpoints verifying. A database
+/// a later build migrated is refused. Each later schema adds its own
+/// fixture: `STRONGROOM_MAKE_FIXTURES=<dir>` makes them with this build.
+#[test]
+fn an_upgrade_keeps_every_record_sqlite() {
+    upgrade_from("sqlite");
+}
+
+#[test]
+fn an_upgrade_keeps_every_record_postgres() {
+    upgrade_from("postgres");
+}
+
+fn upgrade_from(backend: &str) {
+    if let Ok(out) = std::env::var("STRONGROOM_MAKE_FIXTURES") {
+        let out = Path::new(&out).join(backend);
+        let rt = rt();
+        let db = (backend == "postgres").then(|| rt.block_on(TestDb::postgres()));
+        let url = db
+            .as_ref()
+            .map_or("sqlite://strongroom.db", |d| d.url.as_str());
+        policy_approvals_and_freeze(url, Some(&out));
+        return;
+    }
+    // Every schema's fixture, oldest first.
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut schemas: Vec<(u32, PathBuf)> = std::fs::read_dir(&fixtures)
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let n = e
+                .file_name()
+                .to_str()?
+                .strip_prefix("schema-")?
+                .parse()
+                .ok()?;
+            Some((n, e.path().join(backend)))
+        })
+        .collect();
+    schemas.sort();
+    assert!(schemas.iter().any(|(n, _)| *n == 27), "{schemas:?}");
+    for (_, fixture) in &schemas {
+        upgrade_one(fixture, backend);
+    }
+}
+
+fn upgrade_one(fixture: &Path, backend: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    for f in std::fs::read_dir(fixture).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), dir.path().join(f.file_name())).unwrap();
+    }
+    // Keys are the owner's alone (git keeps no such mode).
+    for key in ["audit.key", "admin.key"] {
+        use std::os::unix::fs::PermissionsExt;
+        let p = std::fs::Permissions::from_mode(0o600);
+        std::fs::set_permissions(dir.path().join(key), p).unwrap();
+    }
+    let rt = rt();
+    let pg = (backend == "postgres").then(|| rt.block_on(TestDb::postgres_empty()));
+    let config = dir.path().join("strongroom.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    // Its own database; no chain (nothing the drill left queued moves).
+    let mut kept = String::new();
+    let mut skipping = false;
+    for line in text.lines() {
+        if line.starts_with('[') {
+            skipping = line == "[[ethereum]]";
+        }
+        if skipping {
+            continue;
+        }
+        let line = match (line.starts_with("url = "), &pg) {
+            (true, Some(db)) => format!("url = \"{}\"", db.url),
+            _ => line.to_owned(),
+        };
+        kept.push_str(&line);
+        kept.push('\n');
+    }
+    std::fs::write(&config, kept).unwrap();
+    if let Some(db) = &pg {
+        let o = Command::new("psql")
+            .args([
+                "--quiet",
+                "--set",
+                "ON_ERROR_STOP=1",
+                "--dbname",
+                &db.url,
+                "--file",
+            ])
+            .arg(dir.path().join("dump.sql"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let cfg = config.to_str().unwrap();
+    let server = Server::start(&config);
+    let quorum = std::fs::read_to_string(dir.path().join("quorum.txt")).unwrap();
+    for share in quorum.lines() {
+        let o = strongroom_with_input(
+            &["operator", "unseal", "--addr", &server.base],
+            &format!("{share}\n"),
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let admin = dir.path().join("admin.key");
+    let views: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("views.json")).unwrap())
+            .unwrap();
+    assert!(views.len() > VIEWS.len(), "transfers are in the fixture");
+    for (path, then) in &views {
+        let o = strongroom(&[
+            "api",
+            "--addr",
+            &server.base,
+            "--key-file",
+            admin.to_str().unwrap(),
+            "GET",
+            path,
+        ]);
+        assert!(o.status.success(), "{path}: {}", stderr(&o));
+        let now: serde_json::Value =
+            serde_json::from_str(stdout(&o).lines().nth(1).unwrap_or("null")).unwrap();
+        if let Err(at) = still(then, &now, path) {
+            panic!("{path}: {at}\nthen: {then}\nnow: {now}");
+        }
+    }
+    let (code, status) = server.get("/v1/status");
+    assert_eq!(code, 200, "{status}");
+    server.terminate();
+    let o = strongroom(&["audit", "verify", "--config", cfg]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // A later build's schema: refused, and nothing changed.
+    let db_config = match &pg {
+        Some(db) => db.config(),
+        None => storage::DatabaseConfig::Sqlite {
+            path: dir.path().join("strongroom.db"),
+        },
+    };
+    rt.block_on(async {
+        let store = storage::Store::connect(&db_config).await.unwrap();
+        let success = if pg.is_some() { "TRUE" } else { "1" };
+        let checksum = if pg.is_some() { "'\\x00'" } else { "x'00'" };
+        store
+            .execute_unchecked(&format!(
+                "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+                 VALUES (9999, 'a later build', {success}, {checksum}, 0)"
+            ))
+            .await
+            .unwrap();
+        store.close().await;
+    });
+    let o = Command::new(BIN)
+        .args(["serve", "--config", cfg])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("schema version 9999, newer than this build's"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Whether what the API showed `then` is shown `now`: every field it had,
+/// with the same value (a later build may add fields; the fields that
+/// record a queued transfer's attempts may move, as nothing is configured
+/// to carry them out). The audit log may have grown at its end.
+fn still(then: &serde_json::Value, now: &serde_json::Value, at: &str) -> Result<(), String> {
+    use serde_json::Value as V;
+    const MOVING: &[&str] = &[
+        "attempts",
+        "last_error",
+        "held_at_ms",
+        "next_attempt_at_ms",
+        "updated_at_ms",
+    ];
+    match (then, now) {
+        (V::Object(a), V::Object(b)) => {
+            for (k, v) in a {
+                if MOVING.contains(&k.as_str()) {
+                    continue;
+                }
+                let w = b.get(k).ok_or_else(|| format!("{at}.{k}: gone"))?;
+                still(v, w, &format!("{at}.{k}"))?;
+            }
+            Ok(())
+        }
+        (V::Array(a), V::Array(b)) => {
+            let grows = at.starts_with("/v1/audit");
+            if a.len() != b.len() && !(grows && b.len() > a.len()) {
+                return Err(format!("{at}: {} items, now {}", a.len(), b.len()));
+            }
+            for (i, (v, w)) in a.iter().zip(b).enumerate() {
+                still(v, w, &format!("{at}[{i}]"))?;
+            }
+            Ok(())
+        }
+        (a, b) if a == b => Ok(()),
+        (a, b) => Err(format!("{at}: {a}, now {b}")),
+    }
 }
 
 #[test]
@@ -5377,10 +5663,12 @@ fn an_approver_approves_a_withdrawal_with_a_passkey_in_chromium() {
         .local_addr()
         .unwrap()
         .port();
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replacen("127.0.0.1:0", &format!("127.0.0.1:{port}"), 1)
-        + &format!("[console]\nrp_id = \"localhost\"\norigins = [\"http://localhost:{port}\"]\n");
+    let text =
+        std::fs::read_to_string(&config).unwrap().replacen(
+            "127.0.0.1:0",
+            &format!("127.0.0.1:{port}"),
+            1,
+        ) + &format!("[console]\nrp_id = \"localhost\"\norigins = [\"http://localhost:{port}\"]\n");
     std::fs::write(&config, text).unwrap();
     add_ethereum(&config, 31337, anvil.url());
     let quorum = init_keystore(&cfg, &dir.path().join("shares"), 2, 2).join("\n") + "\n";
