@@ -243,8 +243,9 @@ pub struct Checkpointer {
     /// The head at the last checkpoint written; also serialises writers.
     last: Mutex<Head>,
     health: std::sync::Mutex<CheckpointHealth>,
-    /// How long writes may fail before signing stops.
-    fail_closed_after: Duration,
+    /// How long writes may fail before signing stops (milliseconds; set
+    /// again when the configuration is reloaded).
+    fail_closed_after_ms: std::sync::atomic::AtomicU64,
 }
 
 /// Whether checkpoints are being written.
@@ -260,6 +261,10 @@ pub struct CheckpointHealth {
 
 /// Signing stops after checkpoints have failed this long, by default.
 pub const FAIL_CLOSED_AFTER: Duration = Duration::from_secs(600);
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
 
 impl Checkpointer {
     /// Opens the checkpoint file, checking that what it holds was signed by `key`.
@@ -297,16 +302,22 @@ impl Checkpointer {
                 written_at,
                 failing: None,
             }),
-            fail_closed_after: FAIL_CLOSED_AFTER,
+            fail_closed_after_ms: std::sync::atomic::AtomicU64::new(millis(FAIL_CLOSED_AFTER)),
         })
     }
 
     /// Signing stops once checkpoints have failed for `after` (a log that
     /// cannot be anchored must not keep moving money).
     #[must_use]
-    pub fn fail_closed_after(mut self, after: Duration) -> Checkpointer {
-        self.fail_closed_after = after;
+    pub fn fail_closed_after(self, after: Duration) -> Checkpointer {
+        self.set_fail_closed_after(after);
         self
+    }
+
+    /// [`Checkpointer::fail_closed_after`], while serving.
+    pub fn set_fail_closed_after(&self, after: Duration) {
+        self.fail_closed_after_ms
+            .store(millis(after), std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn health(&self) -> CheckpointHealth {
@@ -321,7 +332,11 @@ impl Checkpointer {
     pub fn signing_stopped(&self, now: Timestamp) -> Option<String> {
         let h = self.health();
         let (since, why) = h.failing?;
-        let limit = i64::try_from(self.fail_closed_after.as_millis()).unwrap_or(i64::MAX);
+        let limit = i64::try_from(
+            self.fail_closed_after_ms
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+        .unwrap_or(i64::MAX);
         (now.as_millis().saturating_sub(since.as_millis()) >= limit).then(|| {
             format!(
                 "audit checkpoints have failed since {} ({why}): signing is stopped until one \

@@ -295,6 +295,25 @@ impl Service {
         self.inner.checkpointer.tick(&self.inner.store, now).await
     }
 
+    /// Records a configuration change applied while serving (its diff,
+    /// and what waits for a restart), or one refused (why).
+    pub async fn config_reloaded(
+        &self,
+        applied: bool,
+        details: serde_json::Value,
+    ) -> Result<(), ServiceError> {
+        let now = self.inner.clock.now();
+        let action = if applied {
+            "config.reloaded"
+        } else {
+            "config.reload_refused"
+        };
+        let entry = Entry::new(Actor::System, action, "config", Details::new(&details)?)?;
+        let records = self.inner.store.append_audit(&[entry], now).await?;
+        self.after_commit(&records).await;
+        Ok(())
+    }
+
     /// Records a clean shutdown and checkpoints the final head.
     pub async fn stop(&self) -> Result<(), ServiceError> {
         let now = self.inner.clock.now();

@@ -258,6 +258,14 @@ pub struct Config {
 }
 
 impl Config {
+    /// Where the server writes: the SQLite database's directory
+    /// (PostgreSQL's disk is its own server's) and the checkpoint file's.
+    pub fn disk_paths(&self) -> Vec<PathBuf> {
+        let mut paths = vec![self.checkpoint_file.clone()];
+        paths.extend(self.database.sqlite_path());
+        paths
+    }
+
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigError::new("(file)", format!("cannot read {}: {e}", path.display()))

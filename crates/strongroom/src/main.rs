@@ -32,6 +32,7 @@ mod keyctl;
 mod offline;
 mod operator;
 mod reconcile;
+mod reload;
 mod serve;
 mod setup;
 mod signer;
@@ -472,6 +473,13 @@ enum ConfigCommand {
         /// Configuration file (TOML).
         file: PathBuf,
     },
+    /// Check a configuration file, then have the server serving it reload
+    /// it (SIGHUP): the log level, the disk floor and the checkpoint limit
+    /// change at once; everything else waits for a restart. Audited.
+    Apply {
+        /// Configuration file (TOML) the server was started with.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -605,6 +613,7 @@ fn main() -> ExitCode {
             serve::run(c, backup::spawn_scheduled)
         }),
         Command::Config(ConfigCommand::Check { file }) => setup::config_check(&file),
+        Command::Config(ConfigCommand::Apply { file }) => reload::apply(&file),
         Command::Signer(SignerCommand::Init {
             dir,
             index,

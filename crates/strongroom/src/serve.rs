@@ -14,15 +14,27 @@ use storage::Store;
 use crate::Failure;
 use crate::config::{AuditKey, Config, ConfigError, LogFormat};
 
-fn init_logging(c: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&c.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// Starts logging; returns how to change its level while serving.
+fn init_logging(c: &Config) -> crate::reload::SetLogLevel {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(&c.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    let parse = |level: &str| EnvFilter::try_new(level).map_err(|e| e.to_string());
     match c.log_format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Json => {
+            let b = builder.json().flatten_event(true).with_filter_reloading();
+            let h = b.reload_handle();
+            b.init();
+            Box::new(move |l| h.reload(parse(l)?).map_err(|e| e.to_string()))
+        }
+        LogFormat::Text => {
+            let b = builder.with_filter_reloading();
+            let h = b.reload_handle();
+            b.init();
+            Box::new(move |l| h.reload(parse(l)?).map_err(|e| e.to_string()))
+        }
     }
 }
 
@@ -290,7 +302,7 @@ pub(crate) type Beside = fn(&Config, &Service, &Store) -> Option<tokio::task::Jo
 
 /// `strongroom serve`.
 pub(crate) fn run(c: Config, beside: Beside) -> Result<(), Failure> {
-    init_logging(&c);
+    let set_log = init_logging(&c);
     arm_crash_point()?;
     runtime()?.block_on(async move {
         let (svc, store) = build_service(&c).await?;
@@ -430,7 +442,7 @@ pub(crate) fn run(c: Config, beside: Beside) -> Result<(), Failure> {
 
         svc.set_source(env!("STRONGROOM_GIT_COMMIT"));
         svc.set_disk_guard(service::disk::DiskGuard {
-            paths: disk_paths(&c),
+            paths: c.disk_paths(),
             floor_bytes: c.operations.disk_floor_bytes,
         });
         // Signer nodes asked who they are every 15 s: one that is down is
@@ -445,6 +457,15 @@ pub(crate) fn run(c: Config, beside: Beside) -> Result<(), Failure> {
                 }
             })
         });
+        // SIGHUP: the file read again, what may change at runtime applied.
+        let reloads = match &c.path {
+            Some(path) => Some(spawn_reloads(
+                svc.clone(),
+                crate::reload::Reloader::new(path.clone(), c.clone(), set_log),
+                path,
+            )?),
+            None => None,
+        };
         let http_metrics = api_http::HttpMetrics::new(c.operations.max_in_flight);
         let app = api_http::router_with_metrics(
             svc.clone(),
@@ -515,6 +536,10 @@ pub(crate) fn run(c: Config, beside: Beside) -> Result<(), Failure> {
         if let Some(p) = &prober {
             p.abort();
         }
+        if let Some((r, pid)) = &reloads {
+            r.abort();
+            let _ = std::fs::remove_file(pid);
+        }
         deliverer.abort();
         lifecycle.abort();
         reconciler.abort();
@@ -532,14 +557,27 @@ pub(crate) fn run(c: Config, beside: Beside) -> Result<(), Failure> {
     })
 }
 
-/// Where the server writes: the SQLite database's directory (PostgreSQL's
-/// disk is its own server's) and the checkpoint file's.
-fn disk_paths(c: &Config) -> Vec<std::path::PathBuf> {
-    let mut paths = vec![c.checkpoint_file.clone()];
-    if let Some(db) = c.database.sqlite_path() {
-        paths.push(db);
-    }
-    paths
+/// Reloads the configuration on each SIGHUP; writes the process id beside
+/// the file (for `strongroom config apply`). The task and the pid file.
+fn spawn_reloads(
+    svc: Service,
+    reloader: crate::reload::Reloader,
+    config: &std::path::Path,
+) -> Result<(tokio::task::JoinHandle<()>, std::path::PathBuf), Failure> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let pid = crate::reload::pid_file(config);
+    std::fs::write(&pid, format!("{}\n", std::process::id()))
+        .with_context(|| format!("writing {}", pid.display()))?;
+    let task = tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            // A refusal is logged and audited by the reload itself.
+            if let Err(e) = reloader.reload(&svc).await {
+                tracing::error!(error = ?e, "configuration reload failed");
+            }
+        }
+    });
+    Ok((task, pid))
 }
 
 /// For the crash tests (a build with the `test-hooks` feature only): the

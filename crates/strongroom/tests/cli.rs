@@ -3034,6 +3034,114 @@ fn operations_metrics_readiness_and_guards() {
     server.terminate();
 }
 
+/// Configuration changes while serving: a file that does not check is not
+/// sent by `config apply`, and one sent anyway (SIGHUP) changes nothing;
+/// a good one applies the disk floor at once, names what waits for a
+/// restart, and both are in the audit log with their diff.
+#[test]
+fn a_reload_applies_what_may_change_and_a_bad_file_changes_nothing() {
+    let c = Custody::new("sqlite://strongroom.db");
+    let cfg = c.config.to_str().unwrap();
+    let good = std::fs::read_to_string(&c.config).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = c.start(&[], tx);
+    let pid_file = format!("{cfg}.pid");
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap().trim(),
+        server.child.id().to_string()
+    );
+    let hup = || {
+        let pid = server.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    // A bad file: `config apply` refuses to send it; sent anyway, it is
+    // refused by the server, and nothing changes.
+    std::fs::write(&c.config, good.clone() + "[operations.nonsense]\n").unwrap();
+    let o = strongroom(&["config", "apply", cfg]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let bad = good.replace("[operations]\n", "[operations]\ndisk_floor_mb = \"lots\"\n");
+    std::fs::write(&c.config, &bad).unwrap();
+    hup();
+    wait_for_log(&rx, "configuration reload refused");
+    let (code, body) = c.api(
+        &server,
+        &c.initiator,
+        "POST",
+        "/v1/transfers",
+        Some(&c.withdrawal("0.1")),
+        None,
+    );
+    assert_eq!(code, 201, "{body}");
+    // A good one: the floor applies at once; a server setting waits.
+    let changed = good
+        .replace(
+            "[operations]\n",
+            "[operations]\ndisk_floor_mb = 1073741824\n",
+        )
+        .replace("[server]\n", "[server]\nmax_body_bytes = 2097152\n");
+    std::fs::write(&c.config, &changed).unwrap();
+    let o = strongroom(&["config", "apply", cfg]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("sent SIGHUP"), "{}", stdout(&o));
+    wait_for_log(&rx, "configuration reloaded");
+    let (code, body) = c.api(
+        &server,
+        &c.initiator,
+        "POST",
+        "/v1/transfers",
+        Some(&c.withdrawal("0.1")),
+        None,
+    );
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body["code"], "disk_low", "{body}");
+    let (code, log) = c.api(&server, &c.admin, "GET", "/v1/audit?limit=1000", None, None);
+    assert_eq!(code, 200, "{log}");
+    let records = log.as_array().unwrap();
+    let details = |action: &str| -> serde_json::Value {
+        let r = records
+            .iter()
+            .find(|r| r["action"] == action)
+            .unwrap_or_else(|| panic!("no {action} in {log}"));
+        match &r["details"] {
+            serde_json::Value::String(s) => serde_json::from_str(s).unwrap(),
+            d => d.clone(),
+        }
+    };
+    let refused = details("config.reload_refused");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("operations.disk_floor_mb"),
+        "{refused}"
+    );
+    let applied = details("config.reloaded");
+    assert_eq!(
+        applied["applied"],
+        serde_json::json!({"operations.disk_floor_mb": {"from": 256, "to": 1073741824}}),
+        "{applied}"
+    );
+    assert_eq!(
+        applied["needs_restart"],
+        serde_json::json!(["server.max_body_bytes"]),
+        "{applied}"
+    );
+    server.terminate();
+    assert!(
+        !Path::new(&pid_file).exists(),
+        "the pid file goes with the server"
+    );
+    // No server: nothing to send to.
+    let o = strongroom(&["config", "apply", cfg]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+}
+
 fn server_sample(server: &Server, name: &str) -> f64 {
     let scrape = server.scrape();
     scrape

@@ -1,0 +1,243 @@
+//! Configuration changes while serving. SIGHUP (which `strongroom config
+//! apply` sends, once the file checks) re-reads the file and validates it
+//! whole: a bad file changes nothing. What is safe to change at runtime is
+//! applied (log level, disk floor, how long checkpoints may fail before
+//! signing stops); what is not waits for a restart and is named. Either
+//! way the audit log records it, with the diff of what was applied.
+//!
+//! Nothing that weakens a control is reloaded: fee caps, endpoints, webhook
+//! hosts, TLS, governance and the rest take a restart (and the restart is
+//! itself audited, with the configuration's digest).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use service::Service;
+
+use crate::Failure;
+use crate::config::Config;
+
+/// Sets the log filter (`info`, `strongroom=debug,info`, …).
+pub(crate) type SetLogLevel = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// What a reload found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Diff {
+    /// Applied now: key → {from, to}.
+    pub applied: serde_json::Map<String, Value>,
+    /// Changed in the file, applied at the next start.
+    pub needs_restart: Vec<&'static str>,
+}
+
+/// The running configuration and how to change it.
+pub(crate) struct Reloader {
+    path: PathBuf,
+    running: tokio::sync::Mutex<Config>,
+    set_log: SetLogLevel,
+}
+
+impl Reloader {
+    pub(crate) fn new(path: PathBuf, running: Config, set_log: SetLogLevel) -> Reloader {
+        Reloader {
+            path,
+            running: tokio::sync::Mutex::new(running),
+            set_log,
+        }
+    }
+
+    /// Reads the file again and applies what may change now, audited;
+    /// `None` when the file was refused (logged and audited, nothing
+    /// changed). An error when the audit record could not be written.
+    pub(crate) async fn reload(&self, svc: &Service) -> Result<Option<Diff>, Failure> {
+        let mut running = self.running.lock().await;
+        let checked = Config::load(&self.path).and_then(|new| {
+            // The filter is checked before anything is applied.
+            tracing_subscriber::EnvFilter::try_new(&new.log_level).map_err(|e| {
+                crate::config::ConfigError {
+                    key: "log.level".into(),
+                    message: e.to_string(),
+                }
+            })?;
+            Ok(new)
+        });
+        let new = match checked {
+            Ok(new) => new,
+            Err(e) => {
+                tracing::error!(error = %e, "configuration reload refused: nothing changed");
+                svc.config_reloaded(
+                    false,
+                    json!({ "file": self.path.display().to_string(), "error": e.to_string() }),
+                )
+                .await
+                .map_err(anyhow::Error::from)?;
+                return Ok(None);
+            }
+        };
+        let diff = diff(&running, &new);
+        if running.log_level != new.log_level {
+            (self.set_log)(&new.log_level).map_err(anyhow::Error::msg)?;
+            running.log_level.clone_from(&new.log_level);
+        }
+        let ops = &new.operations;
+        svc.set_disk_guard(service::disk::DiskGuard {
+            paths: running.disk_paths(),
+            floor_bytes: ops.disk_floor_bytes,
+        });
+        svc.checkpointer()
+            .set_fail_closed_after(ops.checkpoint_fail_closed_after);
+        running.operations.disk_floor_bytes = ops.disk_floor_bytes;
+        running.operations.checkpoint_fail_closed_after = ops.checkpoint_fail_closed_after;
+        svc.config_reloaded(
+            true,
+            json!({
+                "file": self.path.display().to_string(),
+                "applied": diff.applied,
+                "needs_restart": diff.needs_restart,
+            }),
+        )
+        .await
+        .map_err(anyhow::Error::from)?;
+        tracing::info!(applied = ?diff.applied.keys().collect::<Vec<_>>(), needs_restart = ?diff.needs_restart, "configuration reloaded");
+        Ok(Some(diff))
+    }
+}
+
+fn seconds(d: Duration) -> u64 {
+    d.as_secs()
+}
+
+/// What differs between the running configuration and the file's: the
+/// settings applied at runtime with their values, the others by name only
+/// (an endpoint's URL may hold an API key).
+pub(crate) fn diff(running: &Config, new: &Config) -> Diff {
+    let mut d = Diff::default();
+    let mut applied = |key: &str, from: Value, to: Value| {
+        if from != to {
+            d.applied
+                .insert(key.to_owned(), json!({ "from": from, "to": to }));
+        }
+    };
+    applied("log.level", json!(running.log_level), json!(new.log_level));
+    applied(
+        "operations.disk_floor_mb",
+        json!(running.operations.disk_floor_bytes >> 20),
+        json!(new.operations.disk_floor_bytes >> 20),
+    );
+    applied(
+        "operations.checkpoint_fail_closed_seconds",
+        json!(seconds(running.operations.checkpoint_fail_closed_after)),
+        json!(seconds(new.operations.checkpoint_fail_closed_after)),
+    );
+    let same =
+        |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") == format!("{b:?}");
+    let restart: [(&'static str, bool); 20] = [
+        ("server.listen", same(&running.listen, &new.listen)),
+        (
+            "server.max_body_bytes",
+            same(&running.max_body_bytes, &new.max_body_bytes),
+        ),
+        (
+            "server.request_timeout_seconds",
+            same(&running.request_timeout, &new.request_timeout),
+        ),
+        (
+            "server.trusted_proxies",
+            same(&running.trusted_proxies, &new.trusted_proxies),
+        ),
+        ("server.tls", same(&running.server_tls, &new.server_tls)),
+        ("tls", same(&running.client_tls, &new.client_tls)),
+        ("database", same(&running.database, &new.database)),
+        (
+            "audit",
+            same(
+                &(
+                    &running.audit_key,
+                    &running.checkpoint_file,
+                    running.checkpoint_every_records,
+                    running.checkpoint_every,
+                ),
+                &(
+                    &new.audit_key,
+                    &new.checkpoint_file,
+                    new.checkpoint_every_records,
+                    new.checkpoint_every,
+                ),
+            ),
+        ),
+        ("log.format", same(&running.log_format, &new.log_format)),
+        ("hsm", same(&running.hsm, &new.hsm)),
+        ("threshold", same(&running.threshold, &new.threshold)),
+        ("governance", same(&running.governance, &new.governance)),
+        ("ethereum", same(&running.ethereum, &new.ethereum)),
+        ("bitcoin", same(&running.bitcoin, &new.bitcoin)),
+        ("webhooks", same(&running.webhooks, &new.webhooks)),
+        ("backup", same(&running.backup, &new.backup)),
+        (
+            "reconciliation",
+            same(&running.reconcile_every, &new.reconcile_every),
+        ),
+        ("console", same(&running.passkeys, &new.passkeys)),
+        (
+            "operations.metrics_listen",
+            same(
+                &running.operations.metrics_listen,
+                &new.operations.metrics_listen,
+            ),
+        ),
+        (
+            "operations.max_in_flight",
+            same(
+                &running.operations.max_in_flight,
+                &new.operations.max_in_flight,
+            ),
+        ),
+    ];
+    d.needs_restart = restart
+        .into_iter()
+        .filter(|(_, same)| !same)
+        .map(|(k, _)| k)
+        .collect();
+    d
+}
+
+/// Where `serve` writes its process id: beside its configuration file.
+pub(crate) fn pid_file(config: &Path) -> PathBuf {
+    let mut name = config.as_os_str().to_owned();
+    name.push(".pid");
+    PathBuf::from(name)
+}
+
+/// `strongroom config apply`: checks the file as `serve` would, then asks
+/// the server serving it to reload (SIGHUP). A file that does not check is
+/// not sent.
+pub(crate) fn apply(config: &Path) -> Result<(), Failure> {
+    crate::setup::config_check(config)?;
+    let pid_path = pid_file(config);
+    let pid = std::fs::read_to_string(&pid_path)
+        .map_err(|e| anyhow::anyhow!("no server is serving {}: {e}", config.display()))?;
+    let pid = pid.trim();
+    // Only a `strongroom serve` of this file (a stale file's pid may be
+    // another process's by now).
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    if !args.iter().any(|a| *a == b"serve") || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(anyhow::anyhow!(
+            "{} names process {pid}, which is not a strongroom server: is the server running?",
+            pid_path.display()
+        )
+        .into());
+    }
+    let sent = std::process::Command::new("kill")
+        .args(["-HUP", pid])
+        .status()
+        .map_err(anyhow::Error::from)?;
+    if !sent.success() {
+        return Err(anyhow::anyhow!("could not signal process {pid}").into());
+    }
+    println!(
+        "sent SIGHUP to the server (pid {pid}): it applies what may change at runtime and audits \
+         it (config.reloaded), or changes nothing (config.reload_refused)"
+    );
+    Ok(())
+}
