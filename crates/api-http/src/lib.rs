@@ -49,7 +49,7 @@ use axum::http::StatusCode;
 use service::Service;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -59,7 +59,7 @@ pub use auth::{
 };
 pub use client_addr::{Cidr, CidrError, client_ip};
 pub use error::{ApiError, ErrorBody};
-pub use metrics::{HttpMetrics, metrics_router};
+pub use metrics::{HttpMetrics, REQUEST_ID, metrics_router};
 
 /// Limits applied to every request.
 #[derive(Debug, Clone)]
@@ -188,10 +188,22 @@ pub fn router_with_metrics(service: Service, limits: Limits, metrics: &HttpMetri
         .layer(axum::middleware::map_response(error::json_errors))
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO))
+                .make_span_with(|req: &axum::http::Request<_>| {
+                    let id = req
+                        .extensions()
+                        .get::<metrics::RequestId>()
+                        .map_or("", |r| &*r.0);
+                    tracing::info_span!(
+                        "request",
+                        method = %req.method(),
+                        uri = %req.uri().path(),
+                        request_id = %id,
+                    )
+                })
                 .on_response(DefaultOnResponse::new().level(tracing::Level::INFO))
                 .on_failure(on_failure),
         )
+        .layer(axum::middleware::from_fn(metrics::request_id))
         .layer(axum::middleware::from_fn_with_state(
             metrics.clone(),
             metrics::track,

@@ -148,6 +148,39 @@ fn overloaded(max: usize) -> Response {
     r
 }
 
+/// The request's id: the client's `X-Request-Id` when it is a plain token
+/// (1 to 64 of `A-Za-z0-9._-`), else a new one. It is answered in the same
+/// header, named in the request's log span, and written into every audit
+/// record and webhook event the request causes.
+pub(crate) async fn request_id(mut req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            (1..=64).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        })
+        .map(str::to_owned);
+    let id: Arc<str> = given
+        .unwrap_or_else(|| format!("req_{}", uuid::Uuid::now_v7().simple()))
+        .into();
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut response = service::with_request_id(id.clone(), next.run(req)).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, v);
+    }
+    response
+}
+
+/// `X-Request-Id`.
+pub const REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+
+/// The request's id, for its log span.
+#[derive(Clone, Debug)]
+pub(crate) struct RequestId(pub(crate) Arc<str>);
+
 /// The metrics listener's application: `GET /metrics` only.
 pub fn metrics_router(svc: Service, http: HttpMetrics) -> axum::Router {
     axum::Router::new()

@@ -204,6 +204,43 @@ fn post(uri: &str, body: serde_json::Value) -> Request<Body> {
         .unwrap()
 }
 
+/// A request's id (the client's, or a new one) is answered back and
+/// written into the audit records it causes.
+#[tokio::test]
+async fn a_request_id_reaches_the_audit_record() {
+    let app = app().await;
+    let shares = app
+        .svc
+        .init_keystore(&"operator:root".parse().unwrap(), 2, 3)
+        .await
+        .unwrap();
+    let unseal = |i: usize, id: Option<&str>| {
+        let mut r = post(
+            "/v1/sys/unseal",
+            serde_json::json!({"share": shares[i].as_str()}),
+        );
+        if let Some(id) = id {
+            r.headers_mut().insert("x-request-id", id.parse().unwrap());
+        }
+        r
+    };
+    let (s, headers, _) = call(&app, unseal(0, Some("client-42"))).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(headers["x-request-id"], "client-42");
+    let last = |records: Vec<audit::Record>| {
+        serde_json::from_str::<serde_json::Value>(&records.last().unwrap().details).unwrap()
+    };
+    let records = app.svc.store().audit_page(0, 1000).await.unwrap();
+    assert_eq!(last(records)["request_id"], "client-42");
+    // Not a plain token: a new id instead.
+    let (s, headers, _) = call(&app, unseal(1, Some("no spaces please"))).await;
+    assert_eq!(s, StatusCode::OK);
+    let id = headers["x-request-id"].to_str().unwrap().to_owned();
+    assert!(id.starts_with("req_"), "{id}");
+    let records = app.svc.store().audit_page(0, 1000).await.unwrap();
+    assert_eq!(last(records)["request_id"], id.as_str());
+}
+
 #[tokio::test]
 async fn unseal_over_http_one_share_at_a_time() {
     let app = app().await;

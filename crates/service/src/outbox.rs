@@ -30,7 +30,11 @@ pub(crate) async fn enqueue(
     now: Timestamp,
 ) -> Result<(), ServiceError> {
     let id = format!("msg_{}", uuid::Uuid::now_v7().simple());
-    let payload = json!({ "type": event_type, "timestamp_ms": now.as_millis(), "data": data });
+    let mut payload = json!({ "type": event_type, "timestamp_ms": now.as_millis(), "data": data });
+    // The request that caused it, when one did.
+    if let Some(id) = storage::context::request_id() {
+        payload["request_id"] = json!(&*id);
+    }
     tx.enqueue_event(&id, event_type, &payload.to_string(), now)
         .await?;
     Ok(())

@@ -1084,9 +1084,11 @@ async fn webhooks_arrive_signed_retried_and_once_by_id() {
 
     // Two transfers: each transfer's moves, and each send broadcast, then
     // included and confirmed.
-    for amount in ["1", "2"] {
-        f.pay(f.ether(&bob().to_string(), amount)).await.unwrap();
-    }
+    // The first as the work of a client's request, named by its id.
+    service::with_request_id("client-7".into(), f.pay(f.ether(&bob().to_string(), "1")))
+        .await
+        .unwrap();
+    f.pay(f.ether(&bob().to_string(), "2")).await.unwrap();
     mine(&f.client, 3).await;
     f.svc.eth_poll(CHAIN_ID).await.unwrap();
 
@@ -1120,6 +1122,21 @@ async fn webhooks_arrive_signed_retried_and_once_by_id() {
     for s in ["broadcast", "included", "confirmed"] {
         assert_eq!(states.iter().filter(|x| *x == s).count(), 2, "{states:?}");
     }
+    // Events the request caused carry its id; those of the server's own
+    // work (the watcher) carry none.
+    let ids: Vec<Option<String>> = accepted
+        .iter()
+        .map(|(_, b)| {
+            let v = serde_json::from_str::<serde_json::Value>(b).unwrap();
+            v["request_id"].as_str().map(str::to_owned)
+        })
+        .collect();
+    assert!(
+        ids.iter().any(|i| i.as_deref() == Some("client-7")),
+        "{ids:?}"
+    );
+    assert!(ids.iter().any(Option::is_none), "{ids:?}");
+    assert!(ids.iter().flatten().all(|i| i == "client-7"), "{ids:?}");
     let deliveries = hooks.deliveries(&hook.id).await.unwrap();
     assert!(deliveries.iter().all(|d| d.state == "delivered"));
 

@@ -29,6 +29,7 @@ mod audit_log;
 mod broadcasts;
 mod btc;
 mod btc_chain;
+pub mod context;
 mod deposits;
 mod destinations;
 mod error;

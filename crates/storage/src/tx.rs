@@ -99,9 +99,10 @@ impl WriteTx {
         if entries.is_empty() {
             return Err(StorageError::Unaudited);
         }
+        let entries = crate::context::tagged(entries)?;
         let mut head = self.lock_head().await?;
         let mut records = Vec::with_capacity(entries.len());
-        for e in entries {
+        for e in &entries {
             let r = Record::next(&head, e, now)?;
             insert_record(&mut self.tx, &r).await?;
             head = r.head();
