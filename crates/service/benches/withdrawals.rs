@@ -279,7 +279,11 @@ async fn claim_latency(db: TestDb, pending: u64, claims: usize) -> f64 {
     let mut times = Vec::with_capacity(claims);
     for _ in 0..claims {
         let t = Instant::now();
-        let got = db.store.claim_transfers(later, 60_000, 16).await.unwrap();
+        let got = db
+            .store
+            .claim_transfers(later, 60_000, 16, "bench")
+            .await
+            .unwrap();
         times.push(t.elapsed().as_secs_f64() * 1e3);
         assert_eq!(got.len(), 16);
     }

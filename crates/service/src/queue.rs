@@ -105,6 +105,7 @@ impl Service {
                         created_after: Timestamp::from_millis(
                             now.as_millis().saturating_sub(crate::moves::MAX_PENDING_MS),
                         ),
+                        claimer: self.instance(),
                     })
                     .await?,
             );
@@ -239,6 +240,16 @@ impl Service {
         self.eth_plan(&t, &intent, from, urgency).await
     }
 
+    /// Takes back the claims this server's previous run held (same
+    /// instance id): after a crash they are due at once, not after their
+    /// lease. How many.
+    pub async fn reclaim_leases(&self) -> Result<u64, ServiceError> {
+        Ok(self
+            .store()
+            .reclaim_leases(self.instance(), self.now())
+            .await?)
+    }
+
     /// Hands queued transfers whose attempt is due to the chain, highest
     /// priority first (claimed in that order; each wallet's planned in that
     /// order, wallets and signatures concurrently), until none is left. Each is claimed first (of
@@ -253,7 +264,7 @@ impl Service {
             let started = std::time::Instant::now();
             let claimed = self
                 .store()
-                .claim_transfers(self.now(), CLAIM_LEASE_MS, CLAIM_BATCH)
+                .claim_transfers(self.now(), CLAIM_LEASE_MS, CLAIM_BATCH, self.instance())
                 .await?;
             self.metrics().claimed(started.elapsed().as_secs_f64());
             if claimed.is_empty() {

@@ -99,6 +99,9 @@ struct Inner {
     relying_party: std::sync::RwLock<Option<Arc<policy::RelyingParty>>>,
     /// What this process counted, for Prometheus.
     metrics: crate::metrics::Metrics,
+    /// This server's instance id: what its claims on queued transfers are
+    /// held under (kept across restarts by the binary; random otherwise).
+    instance: std::sync::OnceLock<String>,
     /// `git describe` of the binary's source, as the binary says.
     source: std::sync::OnceLock<&'static str>,
     /// The disk floor, once configured.
@@ -159,6 +162,7 @@ impl Service {
                 metrics: crate::metrics::Metrics::default(),
                 disk: std::sync::RwLock::default(),
                 source: std::sync::OnceLock::new(),
+                instance: std::sync::OnceLock::new(),
                 threshold: std::sync::OnceLock::new(),
             }),
         }
@@ -173,6 +177,29 @@ impl Service {
 
     pub fn threshold(&self) -> Option<&Arc<crate::threshold::ThresholdKeys>> {
         self.inner.threshold.get()
+    }
+
+    /// Sets this server's instance id (before it claims anything): the
+    /// same id after a restart lets it take back its own claims at once.
+    pub fn set_instance(&self, id: &str) -> Result<(), ServiceError> {
+        if id.is_empty()
+            || id.len() > 64
+            || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(ServiceError::Invalid(format!(
+                "instance id {id:?}: 1 to 64 letters, digits or '-'"
+            )));
+        }
+        self.inner.instance.set(id.to_owned()).map_err(|_| {
+            ServiceError::Invalid("the instance id is set once, before any claim".into())
+        })
+    }
+
+    /// This server's instance id.
+    pub fn instance(&self) -> &str {
+        self.inner
+            .instance
+            .get_or_init(|| uuid::Uuid::now_v7().simple().to_string())
     }
 
     /// Names the source the binary was built from (`git describe`), once.

@@ -510,7 +510,7 @@ impl WriteTx {
         // no longer: they are tried again when it ends (one still frozen
         // by another freeze meets it again, and backs off again).
         sqlx::query(
-            "UPDATE transfers SET next_attempt_at_ms = $1 WHERE state = 'queued' \
+            "UPDATE transfers SET next_attempt_at_ms = $1, claimed_by = NULL WHERE state = 'queued' \
              AND held_at_ms IS NULL AND last_error LIKE 'frozen (%' AND next_attempt_at_ms > $1",
         )
         .bind(at.as_millis())

@@ -20,6 +20,8 @@ pub struct BatchClaim<'a> {
     pub limit: u32,
     pub batch_due: Timestamp,
     pub created_after: Timestamp,
+    /// The claiming server's instance id.
+    pub claimer: &'a str,
 }
 
 /// The queue's claim: up to `$3` queued transfers, not held, `due` (given
@@ -27,13 +29,18 @@ pub struct BatchClaim<'a> {
 /// `filter`, highest priority first, then oldest, leased until `$2`. On
 /// PostgreSQL the rows are picked `FOR UPDATE SKIP LOCKED`; the outer
 /// condition checks again what a concurrent claim may have changed.
-fn claim_query(backend: Backend, due: impl Fn(&str) -> String, filter: &str) -> String {
+fn claim_query(
+    backend: Backend,
+    due: impl Fn(&str) -> String,
+    filter: &str,
+    claimer: u8,
+) -> String {
     let skip = match backend {
         Backend::Sqlite => "",
         Backend::Postgres => " FOR UPDATE OF t SKIP LOCKED",
     };
     format!(
-        "UPDATE transfers SET next_attempt_at_ms = $2 WHERE id IN (\
+        "UPDATE transfers SET next_attempt_at_ms = $2, claimed_by = ${claimer} WHERE id IN (\
          SELECT t.id FROM transfers t LEFT JOIN transfers d ON d.id = t.depends_on \
          WHERE t.state = 'queued' AND t.held_at_ms IS NULL AND {} {filter} \
          ORDER BY t.priority DESC, t.created_at_ms, t.id LIMIT $3{skip}) \
@@ -86,17 +93,20 @@ impl Store {
         now: Timestamp,
         lease_ms: i64,
         limit: u32,
+        claimer: &str,
     ) -> Result<Vec<(TransferRow, Option<String>)>, StorageError> {
         let q = claim_query(
             self.backend(),
             |t| format!("{t}next_attempt_at_ms <= $1"),
             "AND (t.depends_on IS NULL OR d.finished_at_ms IS NOT NULL)",
+            4,
         );
         let turn = self.write_turn().await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(q))
             .bind(now.as_millis())
             .bind(now.as_millis().saturating_add(lease_ms))
             .bind(i64::from(limit))
+            .bind(claimer)
             .fetch_all(&self.pool)
             .await?;
         drop(turn);
@@ -127,6 +137,7 @@ impl Store {
             limit,
             batch_due,
             created_after,
+            claimer,
         } = *c;
         let q = claim_query(
             self.backend(),
@@ -137,6 +148,7 @@ impl Store {
             },
             "AND t.wallet_id = $4 AND t.asset = $5 AND t.created_at_ms > $7 \
              AND (t.depends_on IS NULL OR d.state = 'completed')",
+            8,
         );
         let _turn = self.write_turn().await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(q))
@@ -147,6 +159,7 @@ impl Store {
             .bind(asset)
             .bind(batch_due.as_millis())
             .bind(created_after.as_millis())
+            .bind(claimer)
             .fetch_all(&self.pool)
             .await?;
         let mut out: Vec<TransferRow> = rows
@@ -185,7 +198,8 @@ impl Store {
         let _turn = self.write_turn().await?;
         for id in ids {
             sqlx::query(
-                "UPDATE transfers SET next_attempt_at_ms = $2 WHERE id = $1 AND state = 'queued'",
+                "UPDATE transfers SET next_attempt_at_ms = $2, claimed_by = NULL \
+                 WHERE id = $1 AND state = 'queued'",
             )
             .bind(id.to_string())
             .bind(until.as_millis())
@@ -218,6 +232,22 @@ impl Store {
 }
 
 impl Store {
+    /// Takes back at once the claims `claimer` (a server's instance id)
+    /// holds: after a restart, its previous run's leases are its own, and
+    /// nothing of that run still works on them. How many.
+    pub async fn reclaim_leases(&self, claimer: &str, now: Timestamp) -> Result<u64, StorageError> {
+        let _turn = self.write_turn().await?;
+        let done = sqlx::query(
+            "UPDATE transfers SET next_attempt_at_ms = $2, claimed_by = NULL \
+             WHERE state = 'queued' AND claimed_by = $1 AND next_attempt_at_ms > $2",
+        )
+        .bind(claimer)
+        .bind(now.as_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// How many transfers are queued (the queue's depth).
     pub async fn queued_count(&self) -> Result<u64, StorageError> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM transfers WHERE state = 'queued'")

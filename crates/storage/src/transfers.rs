@@ -586,6 +586,8 @@ impl WriteTx {
             "eth_send_id = COALESCE($4, eth_send_id)",
             "btc_send_id = COALESCE($10, btc_send_id)",
             "updated_at_ms = $5",
+            // Every move ends a claim.
+            "claimed_by = NULL",
         ];
         if m.failure.is_some() {
             set.extend([

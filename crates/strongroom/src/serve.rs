@@ -328,6 +328,21 @@ pub(crate) fn run(c: Config, beside: Beside) -> Result<(), Failure> {
         }))
         .await
         .context("recording the start in the audit log")?;
+        // Its claims on queued transfers are held under an id kept beside
+        // its configuration: after a crash, this run takes them back at
+        // once instead of waiting for their leases to lapse.
+        if let Some(path) = &c.path {
+            svc.set_instance(&instance_id(path)?)
+                .context("setting the instance id")?;
+            match svc.reclaim_leases().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    claims = n,
+                    "took back the claims of this server's previous run"
+                ),
+                Err(e) => tracing::error!(error = %e, "could not take back this server's claims"),
+            }
+        }
         match svc.auto_unseal(&domain::Actor::System).await {
             Ok(true) => tracing::info!("unsealed with the root key wrapped in the HSM"),
             Ok(false) => {}
@@ -555,6 +570,25 @@ pub(crate) fn run(c: Config, beside: Beside) -> Result<(), Failure> {
         stopped.context("recording the shutdown in the audit log")?;
         Ok(())
     })
+}
+
+/// This server's instance id, kept in `<config>.instance` (made once).
+fn instance_id(config: &std::path::Path) -> Result<String, Failure> {
+    let mut name = config.as_os_str().to_owned();
+    name.push(".instance");
+    let path = std::path::PathBuf::from(name);
+    match std::fs::read_to_string(&path) {
+        Ok(id) => Ok(id.trim().to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = uuid::Uuid::now_v7().simple().to_string();
+            std::fs::write(&path, format!("{id}\n"))
+                .with_context(|| format!("writing {}", path.display()))?;
+            Ok(id)
+        }
+        Err(e) => Err(anyhow::Error::new(e)
+            .context(format!("reading {}", path.display()))
+            .into()),
+    }
 }
 
 /// Reloads the configuration on each SIGHUP; writes the process id beside

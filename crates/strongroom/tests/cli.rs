@@ -2620,6 +2620,7 @@ fn crash_and_resume(db_url: &str) {
     let c = Custody::new(db_url);
     let points = [
         "after_intent_insert",
+        "after_claim",
         "after_reservation",
         "after_signing",
         "after_persist",
@@ -2681,6 +2682,11 @@ fn crash_and_resume(db_url: &str) {
             None,
         );
         assert_eq!(code, 200);
+        if *point == "after_claim" {
+            // Its claim is taken back at the start, not left to lapse.
+            let took = wait_for_log(&lines, "took back the claims");
+            assert!(took.contains("\"claims\":1"), "{took}");
+        }
         if now["state"] != "completed" {
             let done = drive(&lines, 1, Some(&c.anvil), |t, to| {
                 t == id && to == "completed"
@@ -2768,13 +2774,14 @@ fn crash_and_resume(db_url: &str) {
         &c.sender,
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
+    let n = points.len();
     for line in [
-        "chain latest 6 pending 6",
-        "next to hand out 6",
-        "planned but unsigned []",
-        "later nonces waiting) []",
+        format!("chain latest {n} pending {n}"),
+        format!("next to hand out {n}"),
+        "planned but unsigned []".to_owned(),
+        "later nonces waiting) []".to_owned(),
     ] {
-        assert!(stdout(&o).contains(line), "{}", stdout(&o));
+        assert!(stdout(&o).contains(&line), "{}", stdout(&o));
     }
     let o = strongroom(&["audit", "verify", "--config", cfg]);
     assert!(o.status.success(), "{}", stderr(&o));
