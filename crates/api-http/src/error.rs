@@ -281,6 +281,11 @@ pub(crate) fn service_error(e: service::ServiceError) -> ApiError {
             "sealed",
             "the keystore is sealed",
         ),
+        E::SignersUnavailable(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "signers_unavailable",
+            e.to_string(),
+        ),
         E::SigningStopped(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "signing_stopped",

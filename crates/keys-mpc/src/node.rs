@@ -4,20 +4,19 @@
 //! servers over mutually authenticated TLS.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use keys::Secret32;
-use keys::envelope::{self as sealed, Binding};
+use keys::envelope::Binding;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::cosign::{self, CosignPolicy};
-use crate::dkg_impl::{Dkg, KeyShare};
+use crate::dkg_impl::Dkg;
 use crate::envelope::{Abort, PartyIndex, SessionId};
 use crate::journal::NonceJournal;
 use crate::net::{self, Fingerprint, NetError};
@@ -31,6 +30,7 @@ mod epoch;
 #[cfg(feature = "test-hooks")]
 pub mod hooks;
 mod refresh;
+mod shares;
 /// Without the `test-hooks` feature: nothing is read, nothing armed.
 #[cfg(not(feature = "test-hooks"))]
 pub mod hooks {
@@ -94,6 +94,15 @@ pub struct NodeConfig {
     pub peers: Vec<NodePublic>,
     /// What this node checks before it signs.
     pub policy: CosignPolicy,
+    /// Whether it takes part in threshold ECDSA (Ethereum keys). `false`
+    /// for a node of FROST keys only: it searches for no safe primes
+    /// (minutes of CPU) and refuses every ECDSA ceremony.
+    #[serde(default = "ecdsa_on")]
+    pub ecdsa: bool,
+}
+
+fn ecdsa_on() -> bool {
+    true
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +168,8 @@ pub struct Node {
     epoch: Mutex<u64>,
     pending: Mutex<HashMap<SessionId, Open<AnyNonce>>>,
     ecdsa: ecdsa_steps::EcdsaState,
+    /// Threshold ECDSA is on (see [`NodeConfig::ecdsa`]).
+    ecdsa_on: bool,
     after_answer: Option<CrashHook>,
     fault: Option<Fault>,
 }
@@ -265,6 +276,7 @@ impl Node {
             epoch: Mutex::new(epoch::load(&config.data_dir)?),
             pending: Mutex::default(),
             ecdsa: ecdsa_steps::EcdsaState::default(),
+            ecdsa_on: config.ecdsa,
             after_answer: None,
             fault: None,
         })
@@ -591,6 +603,16 @@ impl Node {
                 key_id,
                 session,
             } => self.refresh_commit(&suite, &key_id, session),
+            Request::EcdsaAux { .. }
+            | Request::EcdsaKeygen { .. }
+            | Request::EcdsaPresign { .. }
+            | Request::EcdsaSign { .. }
+                if !self.ecdsa_on =>
+            {
+                Err(Abort::Policy(
+                    "threshold ECDSA is off on this node (ecdsa = false)".into(),
+                ))
+            }
             Request::EcdsaAux { session } => self.ecdsa_aux(session),
             Request::EcdsaKeygen {
                 key_id,
@@ -636,91 +658,6 @@ impl Node {
             .iter()
             .map(|m| self.keys.open(self.index, m, &self.peers))
             .collect()
-    }
-
-    fn share_path(&self, key_id: &str) -> PathBuf {
-        self.dir.join("shares").join(format!("{key_id}.share"))
-    }
-
-    /// Seals and stores a new share (never over another), audits it, and
-    /// answers with the key's public parts.
-    fn keep<C: Suite>(
-        &self,
-        key_id: &str,
-        wallet: &str,
-        share: &KeyShare<C>,
-    ) -> Result<Response, Abort> {
-        let plain = share.to_secret_bytes()?;
-        let group_key = hex::encode(share.group_key()?);
-        let public = hex::encode(share.public().to_bytes()?);
-        self.keep_bytes(
-            key_id,
-            wallet,
-            &plain,
-            serde_json::json!({ "suite": C::NAME, "group_key": group_key, "wallet": wallet,
-                "threshold": share.threshold(), "parties": share.parties().len() }),
-        )?;
-        Ok(Response::Key {
-            key_id: key_id.to_owned(),
-            group_key,
-            public,
-        })
-    }
-
-    /// Seals and stores a new share (never over another) and audits it
-    /// with `details`; not audited, not kept.
-    fn keep_bytes(
-        &self,
-        key_id: &str,
-        wallet: &str,
-        plain: &[u8],
-        details: serde_json::Value,
-    ) -> Result<(), Abort> {
-        // One file, written at once: the wallet in the clear on its first
-        // line, then the sealed share, the wallet bound into its envelope
-        // (a wallet line edited afterwards no longer opens the share).
-        let sealed_share = self.seal_share(key_id, wallet, plain)?;
-        let mut bytes = format!("{wallet}\n").into_bytes();
-        bytes.extend_from_slice(&sealed_share);
-        let path = self.share_path(key_id);
-        net::write_private(&path, &bytes).map_err(|e| Abort::Internal(e.to_string()))?;
-        File::open(self.dir.join("shares"))
-            .and_then(|d| d.sync_all())
-            .map_err(|e| Abort::Internal(e.to_string()))?;
-        if let Err(e) = self.audit("mpc.key.created", &format!("mpc-key:{key_id}"), details) {
-            let _ = std::fs::remove_file(&path);
-            return Err(e);
-        }
-        Ok(())
-    }
-
-    /// A share and the wallet it was made for.
-    fn load<C: Suite>(&self, key_id: &str) -> Result<(KeyShare<C>, String), Abort> {
-        let (plain, wallet) = self.load_bytes(key_id)?;
-        Ok((KeyShare::<C>::from_secret_bytes(&plain)?, wallet))
-    }
-
-    /// A share's plain bytes and the wallet it was made for.
-    fn load_bytes(&self, key_id: &str) -> Result<(Zeroizing<Vec<u8>>, String), Abort> {
-        self.open_file(key_id, &self.share_path(key_id))
-    }
-
-    /// Opens a share file of `key_id` (its current share, or one staged).
-    fn open_file(&self, key_id: &str, path: &Path) -> Result<(Zeroizing<Vec<u8>>, String), Abort> {
-        let bytes =
-            std::fs::read(path).map_err(|_| Abort::Parameters(format!("no key {key_id} here")))?;
-        let broken = || Abort::Internal(format!("key {key_id} does not open"));
-        let at = bytes.iter().position(|b| *b == b'\n').ok_or_else(broken)?;
-        let wallet = std::str::from_utf8(&bytes[..at])
-            .map_err(|_| broken())?
-            .to_owned();
-        let plain = sealed::open(
-            &self.store_key,
-            binding(&bound(key_id, &wallet)),
-            &bytes[at + 1..],
-        )
-        .map_err(|_| broken())?;
-        Ok((plain, wallet))
     }
 
     fn audit(&self, action: &str, subject: &str, details: serde_json::Value) -> Result<(), Abort> {

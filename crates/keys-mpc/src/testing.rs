@@ -209,6 +209,7 @@ impl Loopback {
                 servers: vec![server.fingerprint().to_string()],
                 peers: publics.iter().filter(|p| p.index != i).cloned().collect(),
                 policy: policy.clone(),
+                ecdsa: true,
             };
             let node = crate::node::Node::open(&cfg, PASSPHRASE).unwrap_or_else(|e| panic!("{e}"));
             node.use_test_primes(&test_primes(i))

@@ -23,6 +23,7 @@ fn node(dir: &std::path::Path) -> (NodeConfig, keys_mpc::net::Fingerprint) {
         servers: vec![server.to_string()],
         peers: publics[1..].to_vec(),
         policy: keys_mpc::testing::policy(false),
+        ecdsa: true,
     };
     (cfg, server)
 }
@@ -35,6 +36,38 @@ fn start(session: SessionId, key_id: &str) -> Request {
         session,
         threshold: 2,
     }
+}
+
+/// A node of FROST keys only (`ecdsa = false`) refuses every threshold
+/// ECDSA ceremony, and says why.
+#[test]
+fn a_frost_only_node_refuses_ecdsa() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut cfg, server) = node(dir.path());
+    cfg.ecdsa = false;
+    let n = Node::open(&cfg, PASS).unwrap();
+    let session = SessionId::random(&mut keys_mpc::os_rng());
+    for req in [
+        Request::EcdsaAux { session },
+        Request::EcdsaPresign {
+            key_id: "k1".into(),
+            session,
+            parties: vec![1, 2],
+        },
+    ] {
+        let Response::Refused { reason, .. } = n.handle(server, req) else {
+            panic!("an ECDSA ceremony on a FROST-only node");
+        };
+        assert!(reason.contains("threshold ECDSA is off"), "{reason}");
+    }
+    // FROST ceremonies go on.
+    assert!(matches!(
+        n.handle(
+            server,
+            start(SessionId::random(&mut keys_mpc::os_rng()), "k1")
+        ),
+        Response::Messages { .. }
+    ));
 }
 
 #[test]

@@ -17,6 +17,9 @@
 //!   The goal is end to end ≥ 50 % of it.
 //! - **claim latency**: `claim_transfers` (16 at a time) with N queued
 //!   transfers in the table, median of 50 claims.
+//! - **scrape**: a `/metrics` scrape (the registry read and encoded) with
+//!   10 000 wallets and 10 000 or 1 000 000 queued transfers, and the
+//!   process's resident memory before and after.
 //!
 //! `cargo bench -p service --bench withdrawals` (`-- --bench` for the full
 //! run; without it a quick smoke run, as `cargo test --benches` does).
@@ -291,6 +294,61 @@ async fn claim_latency(db: TestDb, pending: u64, claims: usize) -> f64 {
     times[times.len() / 2]
 }
 
+/// A Prometheus scrape (the registry read and encoded, as `/metrics`
+/// does) with `wallets` wallets and `pending` queued transfers: the median
+/// of 9, in ms; and this process's resident memory (MiB) before the
+/// wallets and transfers were written, and after they were scraped and 10
+/// claims taken (SQLite's page cache is in the process: a server's own).
+async fn scrape_figures(db: TestDb, wallets: usize, pending: u64) -> (f64, f64, f64) {
+    let before = rss_mib();
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::new(
+        db.store.clone(),
+        Arc::new(SystemClock),
+        Checkpointer::for_tests(dir.path(), 8, 100_000),
+    );
+    let mut first = None;
+    for i in 0..wallets {
+        let w = svc
+            .console_create_wallet(&console(), &format!("wallet-{i}"))
+            .await
+            .unwrap();
+        first.get_or_insert(w.id);
+    }
+    fill_queue(&db, first.unwrap(), pending).await;
+    let mut times = Vec::new();
+    for _ in 0..9 {
+        let t = Instant::now();
+        let r = svc
+            .metrics_registry(std::time::Duration::from_secs(60))
+            .await;
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &r).unwrap();
+        assert!(text.contains("strongroom_database_up 1"), "{text}");
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let later = Timestamp::from_millis(now_ms() + 10_000_000);
+    for _ in 0..10 {
+        db.store
+            .claim_transfers(later, 60_000, 16, "bench")
+            .await
+            .unwrap();
+    }
+    times.sort_by(f64::total_cmp);
+    (times[times.len() / 2], before, rss_mib())
+}
+
+/// This process's resident set, in MiB.
+fn rss_mib() -> f64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: f64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0.0);
+    pages * 4096.0 / (1024.0 * 1024.0)
+}
+
 fn now_ms() -> i64 {
     service::Clock::now(&SystemClock).as_millis()
 }
@@ -358,6 +416,25 @@ fn main() {
                 };
                 let ms = claim_latency(db, n, if quick { 5 } else { 50 }).await;
                 println!("  {backend:8} {n:>9} pending: {ms:.2} ms per claim");
+            }
+        }
+        let (wallets, pending): (usize, &[u64]) = if quick {
+            (50, &[1_000])
+        } else {
+            (10_000, &[10_000, 1_000_000])
+        };
+        println!("metrics scrape (read + encode), median of 9; resident memory:");
+        for backend in &backends {
+            for &n in pending {
+                let db = match *backend {
+                    "sqlite" => TestDb::sqlite().await,
+                    _ => TestDb::postgres().await,
+                };
+                let (ms, before, after) = scrape_figures(db, wallets, n).await;
+                println!(
+                    "  {backend:8} {wallets} wallets, {n:>9} pending: {ms:.1} ms per scrape; \
+                     {before:.0} MiB before, {after:.0} MiB after"
+                );
             }
         }
     });

@@ -599,10 +599,10 @@ impl Service {
         let signed = self
             .sign_btc(&send.network, &approved, &keys_of, &approvals, transfers)
             .await;
-        if let Err(ServiceError::SignersRefused(why)) = &signed
-            && let Err(e) = self.note_signers_refusal(&ids, why).await
+        if let Err(failed) = &signed
+            && let Err(e) = self.note_signers_failure(&ids, failed).await
         {
-            tracing::warn!(send = %send.id, error = %e, "the signers' refusal was not noted");
+            tracing::warn!(send = %send.id, error = %e, "the signers' failure was not noted");
         }
         signed
     }

@@ -44,6 +44,8 @@ pub enum ServiceError {
     NotApproved(String),
     #[error("the signer nodes refused: {0}")]
     SignersRefused(String),
+    #[error("the signer nodes could not sign: {0}")]
+    SignersUnavailable(String),
     #[error("key backend: {0}")]
     Key(#[from] keys::KeyError),
     #[error("sealed key material does not open: {0}")]

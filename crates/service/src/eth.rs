@@ -548,11 +548,11 @@ impl Service {
                 std::slice::from_ref(&t),
             )
             .await;
-        if let Err(ServiceError::SignersRefused(why)) = &signed {
-            // Noted if it can be; the refusal is the error either way.
-            if let Err(e) = self.note_signers_refusal(&[t.id], why).await {
-                tracing::warn!(send = %send.id, error = %e, "the signers' refusal was not noted");
-            }
+        if let Err(failed) = &signed
+            // Noted if it can be; the failure is the error either way.
+            && let Err(e) = self.note_signers_failure(&[t.id], failed).await
+        {
+            tracing::warn!(send = %send.id, error = %e, "the signers' failure was not noted");
         }
         let (key, signed) = signed?;
         crate::crash::point("after_signing");

@@ -592,11 +592,15 @@ impl Can<'_, perm::OperateQueue> {
                         t.last_error.as_deref().unwrap_or("no error recorded")
                     )
                 } else {
-                    format!(
+                    let quiet = format!(
                         "{} for {} s without a change",
                         t.state,
                         now.as_millis().saturating_sub(t.updated_at.as_millis()) / 1000
-                    )
+                    );
+                    match &t.last_error {
+                        Some(e) => format!("{quiet}: {e}"),
+                        None => quiet,
+                    }
                 };
                 Stuck { transfer: t, why }
             })

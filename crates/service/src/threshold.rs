@@ -36,6 +36,10 @@ pub(crate) fn unavailable(e: ClusterError) -> ServiceError {
             ServiceError::SignersRefused(format!("signer {index}: {reason}"))
         }
         ClusterError::KeyFrozen { .. } => ServiceError::KeyNotUsable(e.to_string()),
+        // Not enough of them answered: no quorum now (retried).
+        ClusterError::TooFew { .. }
+        | ClusterError::Timeout { .. }
+        | ClusterError::Unreachable { .. } => ServiceError::SignersUnavailable(e.to_string()),
         other => ServiceError::Key(keys::KeyError::Backend(other.to_string())),
     }
 }
@@ -252,39 +256,49 @@ pub(crate) fn approved_transfer(
 }
 
 impl crate::Service {
-    /// Writes the signer nodes' refusal into each transfer's history and
-    /// the audit log (once per transfer and reason): they stay in
-    /// `signing`, retried, where `/v1/transfers/{id}` shows why.
-    pub(crate) async fn note_signers_refusal(
+    /// Writes why the signer nodes did not sign (they refused, or too few
+    /// of them answered) into each transfer's history, its `last_error`
+    /// and the audit log (once per transfer and reason): they stay in
+    /// `signing`, retried, where `/v1/transfers/{id}` and the stuck view
+    /// show why. Other errors are not the signers'.
+    pub(crate) async fn note_signers_failure(
         &self,
         transfers: &[domain::TransferId],
-        why: &str,
+        e: &ServiceError,
     ) -> Result<(), ServiceError> {
         let Some(t) = self.threshold() else {
             return Ok(());
         };
-        // The reason without the signer that gave it: each signer of a
-        // quorum refuses alike.
-        let why = why.split_once(": ").map_or(why, |(_, w)| w);
+        let (why, said, action) = match e {
+            // The reason without the signer that gave it: each signer of a
+            // quorum refuses alike.
+            ServiceError::SignersRefused(why) => (
+                why.split_once(": ").map_or(why.as_str(), |(_, w)| w),
+                "the signer nodes refused",
+                "transfer.signers_refused",
+            ),
+            ServiceError::SignersUnavailable(why) => (
+                why.as_str(),
+                "no quorum of signer nodes answered",
+                "transfer.signers_unavailable",
+            ),
+            _ => return Ok(()),
+        };
         for id in transfers {
             if !t.new_refusal(&id.to_string(), why) {
                 continue;
             }
-            tracing::error!(transfer = %id, %why, "the signer nodes refused to sign");
+            tracing::error!(transfer = %id, %why, "{said}");
             let now = self.now();
             let mut tx = self.store().begin().await?;
             let row = tx.lock_transfer(*id).await?;
-            tx.add_history(
-                row.id,
-                &row.state,
-                "system",
-                &format!("the signer nodes refused: {why}"),
-                now,
-            )
-            .await?;
+            let line = format!("{said}: {why}");
+            tx.add_history(row.id, &row.state, "system", &line, now)
+                .await?;
+            tx.set_last_error(row.id, &line).await?;
             let e = crate::record::entry(
                 &domain::Actor::System,
-                "transfer.signers_refused",
+                action,
                 &format!("transfer:{id}"),
                 serde_json::json!({ "why": why }),
             )?;

@@ -256,3 +256,16 @@ impl Store {
         u64::try_from(n).map_err(|e| crate::row::corrupt("queued count", &e))
     }
 }
+
+impl crate::tx::WriteTx {
+    /// Records why a transfer's last attempt did not go through, without
+    /// moving it (a transfer in `signing` whose signers did not sign).
+    pub async fn set_last_error(&mut self, id: TransferId, why: &str) -> Result<(), StorageError> {
+        sqlx::query("UPDATE transfers SET last_error = $2 WHERE id = $1")
+            .bind(id.to_string())
+            .bind(why)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+}

@@ -121,7 +121,11 @@ pub(crate) fn run(config: &Path, passphrase_file: Option<&Path>) -> Result<(), F
     let node = keys_mpc::node::hooks::arm_from_env(node, crate::serve::kill_self)
         .map_err(|e| Failure::Runtime(anyhow::anyhow!(e)))?;
     let node = Arc::new(node);
-    ecdsa_primes(&node)?;
+    if cfg.ecdsa {
+        ecdsa_primes(&node)?;
+    } else {
+        tracing::info!("threshold ECDSA is off on this node: no safe primes are searched for");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

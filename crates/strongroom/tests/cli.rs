@@ -4077,7 +4077,7 @@ fn withdrawals_under_threshold_keys_on_ethereum_and_bitcoin() {
             .recv_timeout(std::time::Duration::from_secs(90))
             .unwrap()
             .unwrap();
-        if line.contains("the signer nodes refused to sign") && line.contains(&transfer) {
+        if line.contains("the signer nodes refused") && line.contains(&transfer) {
             break;
         }
     }
@@ -4163,6 +4163,34 @@ fn withdrawals_under_threshold_keys_on_ethereum_and_bitcoin() {
         );
     }
     assert!(!signers.audit_log(3).contains("mpc.key.refreshed"));
+    // Signer 2 down too: one of the two needed answers. The transfer waits
+    // in `signing` and says why, in its last error and its history.
+    signers.kill(2);
+    let o = record_btc_deposit(&cfg, ("--key", &btc_key), (&"7c".repeat(32), 1, 80000), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let t = request(&wallet, "bitcoin:regtest/native", "0.0002", payee);
+    let transfer = t["id"].as_str().unwrap().to_owned();
+    approve_both(&transfer);
+    let noted = wait_for_log(&lines, "no quorum of signer nodes answered");
+    assert!(noted.contains(&transfer), "{noted}");
+    let (_, t) = api_call(
+        &server,
+        &initiator,
+        "GET",
+        &format!("/v1/transfers/{transfer}"),
+        None,
+        None,
+    );
+    assert_eq!(t["state"], "signing", "{t}");
+    let why = t["last_error"].as_str().unwrap_or_default();
+    assert!(
+        why.starts_with("no quorum of signer nodes answered: "),
+        "{t}"
+    );
+    assert!(
+        t.to_string().contains("no quorum of signer nodes answered"),
+        "{t}"
+    );
     server.terminate();
 }
 
