@@ -157,8 +157,10 @@ pub struct Dependencies {
     checkpoints: CheckpointStatus,
     /// Free space where the server writes, against the floor.
     disk: Vec<DiskStatus>,
+    /// The signer protocol this server speaks.
+    signer_protocol: u16,
     /// Threshold signer nodes: whether each answered its last call
-    /// (`null`: not called yet).
+    /// (`null`: not called yet), and the protocol it spoke.
     signer_nodes: Vec<NodeStatus>,
     /// The HSM's session pool, if an HSM is configured.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -191,6 +193,9 @@ pub struct DiskStatus {
 pub struct NodeStatus {
     node: u16,
     reachable: Option<bool>,
+    /// The signer protocol it spoke at its last hello (`null`: none yet);
+    /// this server speaks `signer_protocol`.
+    protocol: Option<u16>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -220,13 +225,20 @@ fn dependencies(svc: &Service) -> Dependencies {
                 floor_bytes: d.floor_bytes,
             })
             .collect(),
+        signer_protocol: service::keys_mpc::wire::PROTOCOL,
         signer_nodes: svc
             .threshold()
             .map(|t| {
-                t.cluster()
-                    .reachability()
+                let c = t.cluster();
+                let protocols: std::collections::BTreeMap<u16, Option<u16>> =
+                    c.protocols().into_iter().collect();
+                c.reachability()
                     .into_iter()
-                    .map(|(node, reachable)| NodeStatus { node, reachable })
+                    .map(|(node, reachable)| NodeStatus {
+                        node,
+                        reachable,
+                        protocol: protocols.get(&node).copied().flatten(),
+                    })
                     .collect()
             })
             .unwrap_or_default(),

@@ -16,6 +16,8 @@ use crate::wire::{Relayed, Request, Response};
 use crate::{Suite, os_rng};
 
 mod ecdsa_coord;
+mod handshake;
+use handshake::{announce, exchange, hello};
 mod health;
 pub(crate) use ecdsa_coord::NO_PRESIGNATURE;
 pub use ecdsa_coord::Pooled;
@@ -61,6 +63,11 @@ pub enum ClusterError {
     },
     #[error("the blame ledger cannot be written: {0}")]
     Ledger(String),
+    #[error(
+        "signer {index} does not speak signer protocol {ours} (this server's): {what}; run the \
+         same Strongroom version on the server and its nodes"
+    )]
+    Incompatible { index: u16, ours: u16, what: String },
 }
 
 impl ClusterError {
@@ -109,6 +116,8 @@ struct Links {
     /// Whether each signer answered its last call: 0 not yet called, 1
     /// answered, 2 did not.
     answered: BTreeMap<u16, std::sync::atomic::AtomicU8>,
+    /// The signer protocol each spoke at its last hello (0: none yet).
+    protocols: BTreeMap<u16, std::sync::atomic::AtomicU16>,
 }
 
 impl Cluster {
@@ -121,6 +130,10 @@ impl Cluster {
             .iter()
             .map(|s| (s.index, std::sync::atomic::AtomicU8::new(0)))
             .collect();
+        let protocols = signers
+            .iter()
+            .map(|s| (s.index, std::sync::atomic::AtomicU16::new(0)))
+            .collect();
         Cluster {
             signers,
             links: Arc::new(Links {
@@ -129,6 +142,7 @@ impl Cluster {
                 epoch: std::sync::atomic::AtomicU64::new(0),
                 open,
                 answered,
+                protocols,
             }),
             ledger: None,
             blamed: std::sync::atomic::AtomicU64::new(0),
@@ -709,6 +723,14 @@ impl Links {
             }
             *slot = None;
             let mut stream = self.connect(s).await?;
+            match hello(&mut stream).await? {
+                Ok(protocol) => {
+                    if let Some(p) = self.protocols.get(&index) {
+                        p.store(protocol, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+                Err(what) => return Err(NetError::Incompatible(what)),
+            }
             if epoch > 0
                 && let Some(refused) = announce(&mut stream, epoch).await?
             {
@@ -720,6 +742,11 @@ impl Links {
         };
         let r = match tokio::time::timeout(timeout, exchange).await {
             Err(_) => Err(ClusterError::Timeout { index, timeout }),
+            Ok(Err(NetError::Incompatible(what))) => Err(ClusterError::Incompatible {
+                index,
+                ours: crate::wire::PROTOCOL,
+                what,
+            }),
             Ok(Err(source)) => Err(ClusterError::Unreachable { index, source }),
             Ok(Ok(Response::Refused { reason, culprits })) => Err(ClusterError::Refused {
                 index,
@@ -751,25 +778,6 @@ impl Links {
         tcp.set_nodelay(true)?;
         Ok(connector.connect(net::server_name()?, tcp).await?)
     }
-}
-
-/// Announces `epoch` on a connection: `None` when the node took it, its
-/// refusal otherwise (a node that learned a higher epoch).
-async fn announce(stream: &mut Stream, epoch: u64) -> Result<Option<Response>, NetError> {
-    match exchange(stream, &Request::Epoch { epoch }).await? {
-        Response::Epoch { .. } => Ok(None),
-        r @ Response::Refused { .. } => Ok(Some(r)),
-        _ => Err(NetError::Malformed(
-            "the signer answered an epoch out of protocol".into(),
-        )),
-    }
-}
-
-async fn exchange(stream: &mut Stream, req: &Request) -> Result<Response, NetError> {
-    net::write_frame(stream, req).await?;
-    net::read_frame::<_, Response>(stream)
-        .await?
-        .ok_or_else(|| NetError::Malformed("the signer closed the connection".into()))
 }
 
 /// Signing sessions aborted with a party to blame, per key: one JSON line

@@ -41,6 +41,8 @@ pub enum NetError {
     Malformed(String),
     #[error("the peer presented no certificate or one that is not pinned")]
     NotPinned,
+    #[error("another signer protocol: {0}")]
+    Incompatible(String),
 }
 
 /// A SHA-256 fingerprint of a node's certificate (DER).

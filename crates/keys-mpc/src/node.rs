@@ -21,7 +21,7 @@ use crate::envelope::{Abort, PartyIndex, SessionId};
 use crate::journal::NonceJournal;
 use crate::net::{self, Fingerprint, NetError};
 use crate::sign_impl::{PendingNonce, commit, sign};
-use crate::wire::{NodeKeys, NodePublic, Relayed, Request, Response, check_key_id};
+use crate::wire::{self, NodeKeys, NodePublic, Relayed, Request, Response, check_key_id};
 use crate::{Ed25519, Suite, Taproot};
 
 mod audit_file;
@@ -346,8 +346,10 @@ impl Node {
             .await
             .map_err(|_| timed_out())??;
         let from = net::peer_fingerprint(tls.get_ref().1)?;
-        // The epoch this connection's server announced (none: 0).
+        // The epoch this connection's server announced (none: 0), and
+        // whether it said hello in this node's protocol.
         let mut announced = 0;
+        let mut greeted = false;
         while let Some(req) =
             tokio::time::timeout(IDLE_TIMEOUT, net::read_frame::<_, Request>(&mut tls))
                 .await
@@ -360,9 +362,26 @@ impl Node {
                 _ => None,
             };
             let stale = match (&req, announcing) {
+                (Request::Hello { protocol }, _) => hello(*protocol),
+                _ if !greeted => Err(Abort::Policy(format!(
+                    "a connection starts with hello in signer protocol {}: the server is of \
+                     another Strongroom version than this node",
+                    wire::PROTOCOL
+                ))),
                 (Request::Info, _) | (_, Some(_)) => Ok(()),
                 _ => self.current(announced),
             };
+            if matches!((&req, &stale), (Request::Hello { .. }, Ok(()))) {
+                greeted = true;
+                net::write_frame(
+                    &mut tls,
+                    &Response::Hello {
+                        protocol: wire::PROTOCOL,
+                    },
+                )
+                .await?;
+                continue;
+            }
             let resp = match stale {
                 Err(e) => self.refused(from, op, &e),
                 Ok(()) => tokio::task::spawn_blocking(move || node.handle(from, req))
@@ -409,6 +428,9 @@ impl Node {
 
     fn answer(&self, from: Fingerprint, req: Request) -> Result<Response, Abort> {
         match req {
+            Request::Hello { protocol } => hello(protocol).map(|()| Response::Hello {
+                protocol: wire::PROTOCOL,
+            }),
             Request::Info => Ok(Response::Info {
                 public: self.public(),
                 parties: (1..=self.n).collect(),
@@ -754,8 +776,21 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Whether a server's hello is in this node's protocol.
+fn hello(protocol: u16) -> Result<(), Abort> {
+    if protocol == wire::PROTOCOL {
+        return Ok(());
+    }
+    Err(Abort::Policy(format!(
+        "this node speaks signer protocol {}, the server {protocol}: run the same Strongroom \
+         version on both",
+        wire::PROTOCOL
+    )))
+}
+
 fn op_name(r: &Request) -> &'static str {
     match r {
+        Request::Hello { .. } => "hello",
         Request::Info => "info",
         Request::DkgStart { .. } => "dkg_start",
         Request::DkgRound1 { .. } => "dkg_round1",

@@ -202,10 +202,19 @@ pub struct Relayed {
     pub payload: String,
 }
 
+/// The signer protocol this build speaks: raised with any change to these
+/// messages that a build of the other version would not read the same. A
+/// server and a node talk only when they speak the same one: every
+/// connection starts with [`Request::Hello`].
+pub const PROTOCOL: u16 = 1;
+
 /// A request from a server (coordinator) to a signer node.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
+    /// First on every connection: the server's signer protocol. A node of
+    /// another refuses it, and everything after it.
+    Hello { protocol: u16 },
     /// Who the node is and which parties it knows.
     Info,
     /// Starts a key-generation ceremony among all the node's parties.
@@ -357,6 +366,10 @@ pub enum Response {
     /// The epoch announced was taken.
     Epoch {
         epoch: u64,
+    },
+    /// The node speaks the server's protocol (its own, named).
+    Hello {
+        protocol: u16,
     },
     /// Refused or aborted; `culprits` are parties the node blames.
     Refused {

@@ -38,6 +38,32 @@ fn start(session: SessionId, key_id: &str) -> Request {
     }
 }
 
+/// A server of another signer protocol is refused at its hello, and says
+/// which; this build's is answered with the node's own.
+#[test]
+fn a_hello_in_another_protocol_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, server) = node(dir.path());
+    let n = Node::open(&cfg, PASS).unwrap();
+    let Response::Refused { reason, .. } = n.handle(server, Request::Hello { protocol: 999 })
+    else {
+        panic!("another protocol's hello was taken");
+    };
+    assert!(
+        reason.contains("speaks signer protocol 1, the server 999"),
+        "{reason}"
+    );
+    assert!(matches!(
+        n.handle(
+            server,
+            Request::Hello {
+                protocol: keys_mpc::wire::PROTOCOL
+            }
+        ),
+        Response::Hello { protocol: 1 }
+    ));
+}
+
 /// A node of FROST keys only (`ecdsa = false`) refuses every threshold
 /// ECDSA ceremony, and says why.
 #[test]

@@ -163,4 +163,5 @@ pub use storage::context::{request_id, with_request_id};
 pub use audit;
 pub use domain;
 pub use keys;
+pub use keys_mpc;
 pub use storage;

@@ -376,6 +376,19 @@ impl Service {
                         None => -1,
                     });
             }
+            let protocols = Family::<NodeLabels, Gauge>::default();
+            for (index, p) in c.protocols() {
+                protocols
+                    .get_or_create(&NodeLabels {
+                        node: index.to_string(),
+                    })
+                    .set(p.map_or(0, i64::from));
+            }
+            r.register(
+                "signer_node_protocol",
+                "The signer protocol the node spoke at its last hello (0: none yet)",
+                protocols,
+            );
             r.register(
                 "signer_node_up",
                 "1 when the signer node answered its last call (0: it did not; -1: not called yet)",

@@ -35,7 +35,9 @@ pub(crate) fn unavailable(e: ClusterError) -> ServiceError {
         ClusterError::Refused { index, reason, .. } => {
             ServiceError::SignersRefused(format!("signer {index}: {reason}"))
         }
-        ClusterError::KeyFrozen { .. } => ServiceError::KeyNotUsable(e.to_string()),
+        ClusterError::KeyFrozen { .. } | ClusterError::Incompatible { .. } => {
+            ServiceError::KeyNotUsable(e.to_string())
+        }
         // Not enough of them answered: no quorum now (retried).
         ClusterError::TooFew { .. }
         | ClusterError::Timeout { .. }

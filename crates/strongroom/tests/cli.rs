@@ -4191,6 +4191,23 @@ fn withdrawals_under_threshold_keys_on_ethereum_and_bitcoin() {
         t.to_string().contains("no quorum of signer nodes answered"),
         "{t}"
     );
+    // The status names each node, whether it answered, and its protocol.
+    let (code, st) = api_call(&server, &admin, "GET", "/v1/status", None, None);
+    assert_eq!(code, 200, "{st}");
+    let deps = &st["dependencies"];
+    assert_eq!(deps["signer_protocol"], 1, "{st}");
+    let node = |i: u64| {
+        deps["signer_nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["node"] == i)
+            .unwrap_or_else(|| panic!("no node {i} in {st}"))
+            .clone()
+    };
+    assert_eq!(node(1)["reachable"], true, "{st}");
+    assert_eq!(node(1)["protocol"], 1, "{st}");
+    assert_eq!(node(2)["reachable"], false, "{st}");
     server.terminate();
 }
 

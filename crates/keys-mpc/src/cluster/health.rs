@@ -22,6 +22,19 @@ impl Cluster {
         self.fan_out(requests).await;
     }
 
+    /// The signer protocol each node spoke at its last hello (`None`: no
+    /// connection yet).
+    pub fn protocols(&self) -> Vec<(u16, Option<u16>)> {
+        self.links
+            .protocols
+            .iter()
+            .map(|(i, p)| {
+                let p = p.load(std::sync::atomic::Ordering::Relaxed);
+                (*i, (p > 0).then_some(p))
+            })
+            .collect()
+    }
+
     /// Whether each signer answered its last call (`None`: not called yet).
     pub fn reachability(&self) -> Vec<(u16, Option<bool>)> {
         self.links
