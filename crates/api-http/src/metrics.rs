@@ -103,7 +103,12 @@ pub(crate) async fn track(State(m): State<HttpMetrics>, req: Request, next: Next
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
+    // The standard methods by name; anything else is one series.
+    let method = match req.method().as_str() {
+        m @ ("GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS") => m,
+        _ => "other",
+    }
+    .to_owned();
     let permit = if route == "/v1/health" {
         None
     } else {
@@ -115,10 +120,11 @@ pub(crate) async fn track(State(m): State<HttpMetrics>, req: Request, next: Next
             }
         }
     };
-    m.in_flight.inc();
+    // Counted down when the request ends, answered or abandoned.
+    let flight = InFlight::new(&m.in_flight);
     let started = Instant::now();
     let response = next.run(req).await;
-    m.in_flight.dec();
+    drop(flight);
     drop(permit);
     m.latency
         .get_or_create(&RouteLabels {
@@ -134,6 +140,22 @@ pub(crate) async fn track(State(m): State<HttpMetrics>, req: Request, next: Next
         })
         .inc();
     response
+}
+
+/// One request in flight, for as long as it lives.
+struct InFlight(Gauge);
+
+impl InFlight {
+    fn new(g: &Gauge) -> InFlight {
+        g.inc();
+        InFlight(g.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 fn overloaded(max: usize) -> Response {

@@ -761,7 +761,9 @@ impl Links {
         }
         let down = matches!(
             r,
-            Err(ClusterError::Timeout { .. } | ClusterError::Unreachable { .. })
+            Err(ClusterError::Timeout { .. }
+                | ClusterError::Unreachable { .. }
+                | ClusterError::Incompatible { .. })
         );
         if let Some(a) = self.answered.get(&index) {
             a.store(

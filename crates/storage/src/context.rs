@@ -25,9 +25,9 @@ pub fn request_id() -> Option<Arc<str>> {
 
 /// `entries` with the request's id in their details (unchanged outside a
 /// request, or where the details already name one).
-pub(crate) fn tagged(entries: &[Entry]) -> Result<Vec<Entry>, audit::AuditError> {
+pub(crate) fn tagged(entries: &[Entry]) -> Vec<Entry> {
     let Some(id) = request_id() else {
-        return Ok(entries.to_vec());
+        return entries.to_vec();
     };
     entries
         .iter()
@@ -38,9 +38,13 @@ pub(crate) fn tagged(entries: &[Entry]) -> Result<Vec<Entry>, audit::AuditError>
                 && !d.contains_key("request_id")
             {
                 d.insert("request_id".into(), serde_json::Value::from(&*id));
-                e.details = Details::new(&serde_json::Value::Object(d))?;
+                // Details at their size limit keep their size: the id is
+                // left out rather than the change refused.
+                if let Ok(tagged) = Details::new(&serde_json::Value::Object(d)) {
+                    e.details = tagged;
+                }
             }
-            Ok(e)
+            e
         })
         .collect()
 }

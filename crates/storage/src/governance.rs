@@ -511,7 +511,8 @@ impl WriteTx {
         // by another freeze meets it again, and backs off again).
         sqlx::query(
             "UPDATE transfers SET next_attempt_at_ms = $1, claimed_by = NULL WHERE state = 'queued' \
-             AND held_at_ms IS NULL AND last_error LIKE 'frozen (%' AND next_attempt_at_ms > $1",
+             AND held_at_ms IS NULL AND claimed_by IS NULL AND last_error LIKE 'frozen (%' \
+             AND next_attempt_at_ms > $1",
         )
         .bind(at.as_millis())
         .execute(&mut *self.tx)

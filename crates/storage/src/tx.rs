@@ -99,7 +99,7 @@ impl WriteTx {
         if entries.is_empty() {
             return Err(StorageError::Unaudited);
         }
-        let entries = crate::context::tagged(entries)?;
+        let entries = crate::context::tagged(entries);
         let mut head = self.lock_head().await?;
         let mut records = Vec::with_capacity(entries.len());
         for e in &entries {

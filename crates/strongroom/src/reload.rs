@@ -1,9 +1,10 @@
 //! Configuration changes while serving. SIGHUP (which `strongroom config
 //! apply` sends, once the file checks) re-reads the file and validates it
 //! whole: a bad file changes nothing. What is safe to change at runtime is
-//! applied (log level, disk floor, how long checkpoints may fail before
-//! signing stops); what is not waits for a restart and is named. Either
-//! way the audit log records it, with the diff of what was applied.
+//! applied (the log level; the disk floor raised; the time checkpoints may
+//! fail before signing stops shortened); what is not waits for a restart
+//! and is named. Either way the audit log records it first, with the diff:
+//! a change it cannot record is not made.
 //!
 //! Nothing that weakens a control is reloaded: fee caps, endpoints, webhook
 //! hosts, TLS, governance and the rest take a restart (and the restart is
@@ -75,19 +76,7 @@ impl Reloader {
             }
         };
         let diff = diff(&running, &new);
-        if running.log_level != new.log_level {
-            (self.set_log)(&new.log_level).map_err(anyhow::Error::msg)?;
-            running.log_level.clone_from(&new.log_level);
-        }
-        let ops = &new.operations;
-        svc.set_disk_guard(service::disk::DiskGuard {
-            paths: running.disk_paths(),
-            floor_bytes: ops.disk_floor_bytes,
-        });
-        svc.checkpointer()
-            .set_fail_closed_after(ops.checkpoint_fail_closed_after);
-        running.operations.disk_floor_bytes = ops.disk_floor_bytes;
-        running.operations.checkpoint_fail_closed_after = ops.checkpoint_fail_closed_after;
+        // Recorded first: a change the audit log cannot hold is not made.
         svc.config_reloaded(
             true,
             json!({
@@ -98,6 +87,26 @@ impl Reloader {
         )
         .await
         .map_err(anyhow::Error::from)?;
+        if diff.applied.contains_key("log.level") {
+            (self.set_log)(&new.log_level).map_err(anyhow::Error::msg)?;
+            running.log_level.clone_from(&new.log_level);
+        }
+        let ops = &new.operations;
+        if diff.applied.contains_key("operations.disk_floor_mb") {
+            svc.set_disk_guard(service::disk::DiskGuard {
+                paths: running.disk_paths(),
+                floor_bytes: ops.disk_floor_bytes,
+            });
+            running.operations.disk_floor_bytes = ops.disk_floor_bytes;
+        }
+        if diff
+            .applied
+            .contains_key("operations.checkpoint_fail_closed_seconds")
+        {
+            svc.checkpointer()
+                .set_fail_closed_after(ops.checkpoint_fail_closed_after);
+            running.operations.checkpoint_fail_closed_after = ops.checkpoint_fail_closed_after;
+        }
         tracing::info!(applied = ?diff.applied.keys().collect::<Vec<_>>(), needs_restart = ?diff.needs_restart, "configuration reloaded");
         Ok(Some(diff))
     }
@@ -119,19 +128,38 @@ pub(crate) fn diff(running: &Config, new: &Config) -> Diff {
         }
     };
     applied("log.level", json!(running.log_level), json!(new.log_level));
-    applied(
-        "operations.disk_floor_mb",
-        json!(running.operations.disk_floor_bytes >> 20),
-        json!(new.operations.disk_floor_bytes >> 20),
+    // The guards change at runtime only to guard more: a higher floor, a
+    // shorter limit. Lowering one waits for a restart.
+    let (floor, new_floor) = (
+        running.operations.disk_floor_bytes,
+        new.operations.disk_floor_bytes,
     );
-    applied(
-        "operations.checkpoint_fail_closed_seconds",
-        json!(seconds(running.operations.checkpoint_fail_closed_after)),
-        json!(seconds(new.operations.checkpoint_fail_closed_after)),
+    let (limit, new_limit) = (
+        running.operations.checkpoint_fail_closed_after,
+        new.operations.checkpoint_fail_closed_after,
     );
+    if new_floor >= floor {
+        applied(
+            "operations.disk_floor_mb",
+            json!(floor >> 20),
+            json!(new_floor >> 20),
+        );
+    }
+    if new_limit <= limit {
+        applied(
+            "operations.checkpoint_fail_closed_seconds",
+            json!(seconds(limit)),
+            json!(seconds(new_limit)),
+        );
+    }
     let same =
         |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") == format!("{b:?}");
-    let restart: [(&'static str, bool); 20] = [
+    let restart: [(&'static str, bool); 22] = [
+        ("operations.disk_floor_mb (lowered)", new_floor >= floor),
+        (
+            "operations.checkpoint_fail_closed_seconds (raised)",
+            new_limit <= limit,
+        ),
         ("server.listen", same(&running.listen, &new.listen)),
         (
             "server.max_body_bytes",
@@ -201,11 +229,19 @@ pub(crate) fn diff(running: &Config, new: &Config) -> Diff {
     d
 }
 
-/// Where `serve` writes its process id: beside its configuration file.
-pub(crate) fn pid_file(config: &Path) -> PathBuf {
-    let mut name = config.as_os_str().to_owned();
-    name.push(".pid");
-    PathBuf::from(name)
+/// Where `serve` keeps its own small files (its process id, its instance
+/// id): beside its audit checkpoints, a directory it must be able to write
+/// (the configuration's may be read-only).
+pub(crate) fn state_dir(c: &Config) -> PathBuf {
+    c.checkpoint_file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// Where `serve` writes its process id.
+pub(crate) fn pid_file(c: &Config) -> PathBuf {
+    state_dir(c).join("strongroom.pid")
 }
 
 /// `strongroom config apply`: checks the file as `serve` would, then asks
@@ -213,7 +249,7 @@ pub(crate) fn pid_file(config: &Path) -> PathBuf {
 /// not sent.
 pub(crate) fn apply(config: &Path) -> Result<(), Failure> {
     crate::setup::config_check(config)?;
-    let pid_path = pid_file(config);
+    let pid_path = pid_file(&Config::load(config)?);
     let pid = std::fs::read_to_string(&pid_path)
         .map_err(|e| anyhow::anyhow!("no server is serving {}: {e}", config.display()))?;
     let pid = pid.trim();

@@ -331,8 +331,8 @@ pub(crate) fn run(c: Config, beside: Beside) -> Result<(), Failure> {
         // Its claims on queued transfers are held under an id kept beside
         // its configuration: after a crash, this run takes them back at
         // once instead of waiting for their leases to lapse.
-        if let Some(path) = &c.path {
-            svc.set_instance(&instance_id(path)?)
+        if c.path.is_some() {
+            svc.set_instance(&instance_id(&c)?)
                 .context("setting the instance id")?;
             match svc.reclaim_leases().await {
                 Ok(0) => {}
@@ -440,8 +440,19 @@ pub(crate) fn run(c: Config, beside: Beside) -> Result<(), Failure> {
                 let mut interval = tokio::time::interval(every);
                 interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 interval.tick().await;
+                // While checkpoints fail, tried again every 5 s (a failure
+                // brings signing closer to its stop; a success clears it).
+                let mut retry = tokio::time::interval(Duration::from_secs(5));
+                retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
-                    interval.tick().await;
+                    tokio::select! {
+                        _ = interval.tick() => {}
+                        _ = retry.tick() => {
+                            if svc.checkpointer().health().failing.is_none() {
+                                continue;
+                            }
+                        }
+                    }
                     if let Err(e) = svc.checkpoint_tick().await {
                         tracing::error!(error = %e, "periodic audit checkpoint failed");
                     }
@@ -477,7 +488,7 @@ pub(crate) fn run(c: Config, beside: Beside) -> Result<(), Failure> {
             Some(path) => Some(spawn_reloads(
                 svc.clone(),
                 crate::reload::Reloader::new(path.clone(), c.clone(), set_log),
-                path,
+                &crate::reload::pid_file(&c),
             )?),
             None => None,
         };
@@ -572,23 +583,28 @@ pub(crate) fn run(c: Config, beside: Beside) -> Result<(), Failure> {
     })
 }
 
-/// This server's instance id, kept in `<config>.instance` (made once).
-fn instance_id(config: &std::path::Path) -> Result<String, Failure> {
-    let mut name = config.as_os_str().to_owned();
-    name.push(".instance");
-    let path = std::path::PathBuf::from(name);
+/// This server's instance id, kept in `strongroom.instance` beside its
+/// checkpoints (made once, written whole: a file a crash left empty is made
+/// again).
+fn instance_id(c: &Config) -> Result<String, Failure> {
+    let path = crate::reload::state_dir(c).join("strongroom.instance");
     match std::fs::read_to_string(&path) {
-        Ok(id) => Ok(id.trim().to_owned()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let id = uuid::Uuid::now_v7().simple().to_string();
-            std::fs::write(&path, format!("{id}\n"))
-                .with_context(|| format!("writing {}", path.display()))?;
-            Ok(id)
-        }
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_owned()),
+        Ok(_) => new_instance_id(&path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => new_instance_id(&path),
         Err(e) => Err(anyhow::Error::new(e)
             .context(format!("reading {}", path.display()))
             .into()),
     }
+}
+
+fn new_instance_id(path: &std::path::Path) -> Result<String, Failure> {
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    let tmp = path.with_extension("instance.tmp");
+    std::fs::write(&tmp, format!("{id}\n"))
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(id)
 }
 
 /// Reloads the configuration on each SIGHUP; writes the process id beside
@@ -596,11 +612,11 @@ fn instance_id(config: &std::path::Path) -> Result<String, Failure> {
 fn spawn_reloads(
     svc: Service,
     reloader: crate::reload::Reloader,
-    config: &std::path::Path,
+    pid: &std::path::Path,
 ) -> Result<(tokio::task::JoinHandle<()>, std::path::PathBuf), Failure> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-    let pid = crate::reload::pid_file(config);
+    let pid = pid.to_path_buf();
     std::fs::write(&pid, format!("{}\n", std::process::id()))
         .with_context(|| format!("writing {}", pid.display()))?;
     let task = tokio::spawn(async move {

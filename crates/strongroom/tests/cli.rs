@@ -3052,7 +3052,7 @@ fn a_reload_applies_what_may_change_and_a_bad_file_changes_nothing() {
     let good = std::fs::read_to_string(&c.config).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let server = c.start(&[], tx);
-    let pid_file = format!("{cfg}.pid");
+    let pid_file = c.dir.path().join("strongroom.pid");
     assert_eq!(
         std::fs::read_to_string(&pid_file).unwrap().trim(),
         server.child.id().to_string()
@@ -3138,6 +3138,39 @@ fn a_reload_applies_what_may_change_and_a_bad_file_changes_nothing() {
         applied["needs_restart"],
         serde_json::json!(["server.max_body_bytes"]),
         "{applied}"
+    );
+    // Lowering the floor guards less: it waits for a restart.
+    let before = records.len();
+    std::fs::write(
+        &c.config,
+        changed.replace("disk_floor_mb = 1073741824", "disk_floor_mb = 1"),
+    )
+    .unwrap();
+    hup();
+    wait_for_log(&rx, "configuration reloaded");
+    let (code, body) = c.api(
+        &server,
+        &c.initiator,
+        "POST",
+        "/v1/transfers",
+        Some(&c.withdrawal("0.1")),
+        None,
+    );
+    assert_eq!(
+        (code, body["code"].as_str()),
+        (503, Some("disk_low")),
+        "{body}"
+    );
+    let (_, log) = c.api(&server, &c.admin, "GET", "/v1/audit?limit=1000", None, None);
+    let later = &log.as_array().unwrap()[before..];
+    let lowered = later
+        .iter()
+        .find(|r| r["action"] == "config.reloaded")
+        .unwrap_or_else(|| panic!("{log}"))
+        .to_string();
+    assert!(
+        lowered.contains("operations.disk_floor_mb (lowered)"),
+        "{lowered}"
     );
     server.terminate();
     assert!(

@@ -478,9 +478,9 @@ fn unexpected(index: u16, what: &str) -> ClusterError {
 /// left out of the next attempt. A refusal is not that: it is final.
 fn down(e: &ClusterError) -> Option<u16> {
     match e {
-        ClusterError::Unreachable { index, .. } | ClusterError::Timeout { index, .. } => {
-            Some(*index)
-        }
+        ClusterError::Unreachable { index, .. }
+        | ClusterError::Timeout { index, .. }
+        | ClusterError::Incompatible { index, .. } => Some(*index),
         _ => None,
     }
 }

@@ -17,8 +17,8 @@ pub(super) async fn hello(stream: &mut Stream) -> Result<Result<u16, String>, Ne
         Ok(Response::Hello { protocol }) => Err(format!("it answered protocol {protocol}")),
         Ok(Response::Refused { reason, .. }) => Err(reason),
         Ok(_) => Err("it answered out of protocol".into()),
-        // An older node cannot read a hello at all.
-        Err(NetError::Malformed(m)) => Err(format!("it did not read the hello ({m})")),
+        // A connection closed or cut mid-hello (a node restarting, or one
+        // too old to read it): unreachable, not a version named.
         Err(e) => return Err(e),
     })
 }
