@@ -456,6 +456,12 @@ impl Service {
         if let Some(why) = self.checkpointer().signing_stopped(self.now()) {
             return Err(ServiceError::SigningStopped(why));
         }
+        // A bounded number at once: the rest wait their turn.
+        let (turns, _) = self.signing_turns();
+        let _turn = turns
+            .acquire_owned()
+            .await
+            .map_err(|_| ServiceError::Sealed)?;
         let started = std::time::Instant::now();
         let signed = self
             .sign_unmetered(id, wallet, purpose, child, request, grounds)

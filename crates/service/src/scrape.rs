@@ -417,6 +417,19 @@ impl Service {
                 blamed,
             );
         }
+        let (turns, limit) = self.signing_turns();
+        gauge(
+            r,
+            "signatures_in_flight",
+            "Signatures being made now",
+            count(limit.saturating_sub(turns.available_permits())),
+        );
+        gauge(
+            r,
+            "signatures_in_flight_max",
+            "Signatures made at once at most (more wait their turn)",
+            count(limit),
+        );
         if let Some((open, idle)) = self.hsm().and_then(|h| h.sessions()) {
             let pool = Family::<StateLabels, Gauge>::default();
             pool.get_or_create(&StateLabels {

@@ -56,6 +56,9 @@ pub struct DiskGuard {
     pub floor_bytes: u64,
 }
 
+/// Signatures made at once, by default.
+pub const SIGNING_LIMIT: usize = 32;
+
 /// The running application.
 #[derive(Debug, Clone)]
 pub struct Service {
@@ -104,6 +107,9 @@ struct Inner {
     instance: std::sync::OnceLock<String>,
     /// `git describe` of the binary's source, as the binary says.
     source: std::sync::OnceLock<&'static str>,
+    /// Signatures made at once (each HSM session, node round trip or
+    /// keystore signature holds one), and how many there are.
+    signing: std::sync::RwLock<(Arc<tokio::sync::Semaphore>, usize)>,
     /// The disk floor, once configured.
     disk: std::sync::RwLock<Option<DiskGuard>>,
 }
@@ -161,6 +167,10 @@ impl Service {
                 relying_party: Default::default(),
                 metrics: crate::metrics::Metrics::default(),
                 disk: std::sync::RwLock::default(),
+                signing: std::sync::RwLock::new((
+                    Arc::new(tokio::sync::Semaphore::new(SIGNING_LIMIT)),
+                    SIGNING_LIMIT,
+                )),
                 source: std::sync::OnceLock::new(),
                 instance: std::sync::OnceLock::new(),
                 threshold: std::sync::OnceLock::new(),
@@ -200,6 +210,28 @@ impl Service {
         self.inner
             .instance
             .get_or_init(|| uuid::Uuid::now_v7().simple().to_string())
+    }
+
+    /// Bounds the signatures made at once (from the next one on); more
+    /// wait their turn.
+    pub fn set_signing_limit(&self, n: usize) {
+        let n = n.max(1);
+        *self
+            .inner
+            .signing
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            (Arc::new(tokio::sync::Semaphore::new(n)), n);
+    }
+
+    /// A turn to sign (held while the signature is made), and the bound's
+    /// (in use, limit) for metrics.
+    pub(crate) fn signing_turns(&self) -> (Arc<tokio::sync::Semaphore>, usize) {
+        self.inner
+            .signing
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Names the source the binary was built from (`git describe`), once.

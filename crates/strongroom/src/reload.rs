@@ -154,7 +154,7 @@ pub(crate) fn diff(running: &Config, new: &Config) -> Diff {
     }
     let same =
         |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") == format!("{b:?}");
-    let restart: [(&'static str, bool); 22] = [
+    let restart: [(&'static str, bool); 23] = [
         ("operations.disk_floor_mb (lowered)", new_floor >= floor),
         (
             "operations.checkpoint_fail_closed_seconds (raised)",
@@ -218,6 +218,13 @@ pub(crate) fn diff(running: &Config, new: &Config) -> Diff {
             same(
                 &running.operations.max_in_flight,
                 &new.operations.max_in_flight,
+            ),
+        ),
+        (
+            "operations.max_concurrent_signatures",
+            same(
+                &running.operations.max_concurrent_signatures,
+                &new.operations.max_concurrent_signatures,
             ),
         ),
     ];

@@ -2872,6 +2872,8 @@ fn operations_metrics_readiness_and_guards() {
         0.0
     );
     assert_eq!(sample("strongroom_signing_stopped", ""), 0.0);
+    assert_eq!(sample("strongroom_signatures_in_flight", ""), 0.0);
+    assert_eq!(sample("strongroom_signatures_in_flight_max", ""), 32.0);
     let endpoint = c.anvil.url().trim_end_matches('/');
     assert_eq!(
         sample(

@@ -22,6 +22,9 @@ pub(super) struct RawOperations {
     checkpoint_fail_closed_seconds: Option<u64>,
     /// Requests answered at once; more get 503 with `Retry-After`.
     max_in_flight: Option<usize>,
+    /// Signatures made at once (HSM sessions, signer nodes, the keystore);
+    /// more wait their turn.
+    max_concurrent_signatures: Option<usize>,
 }
 
 /// What `[operations]` says, defaults filled in.
@@ -32,6 +35,7 @@ pub struct Operations {
     pub disk_floor_bytes: u64,
     pub checkpoint_fail_closed_after: Duration,
     pub max_in_flight: usize,
+    pub max_concurrent_signatures: usize,
 }
 
 /// Prometheus's registered default port for exporters is taken by many;
@@ -70,7 +74,17 @@ pub(super) fn operations(raw: Option<RawOperations>) -> Result<Operations, Confi
             "must be between 1 and 1000000",
         ));
     }
+    let max_concurrent_signatures = raw
+        .max_concurrent_signatures
+        .unwrap_or(service::SIGNING_LIMIT);
+    if !(1..=1024).contains(&max_concurrent_signatures) {
+        return Err(ConfigError::new(
+            "operations.max_concurrent_signatures",
+            "must be between 1 and 1024",
+        ));
+    }
     Ok(Operations {
+        max_concurrent_signatures,
         metrics_listen,
         disk_floor_bytes: floor_mb * 1024 * 1024,
         checkpoint_fail_closed_after: Duration::from_secs(fail_closed),
