@@ -106,7 +106,7 @@ struct Inner {
     /// held under (kept across restarts by the binary; random otherwise).
     instance: std::sync::OnceLock<String>,
     /// `git describe` of the binary's source, as the binary says.
-    source: std::sync::OnceLock<&'static str>,
+    source: std::sync::OnceLock<(&'static str, &'static str)>,
     /// Signatures made at once (each HSM session, node round trip or
     /// keystore signature holds one), and how many there are.
     signing: std::sync::RwLock<(Arc<tokio::sync::Semaphore>, usize)>,
@@ -234,9 +234,10 @@ impl Service {
             .clone()
     }
 
-    /// Names the source the binary was built from (`git describe`), once.
-    pub fn set_source(&self, describe: &'static str) {
-        let _ = self.inner.source.set(describe);
+    /// Names the binary's version and the source it was built from (`git
+    /// describe`), once.
+    pub fn set_source(&self, version: &'static str, describe: &'static str) {
+        let _ = self.inner.source.set((version, describe));
     }
 
     /// The HSM's sessions (open, idle), if an HSM is configured.
@@ -413,8 +414,12 @@ impl Service {
             None
         };
         Status {
-            version: env!("CARGO_PKG_VERSION"),
-            git_commit: self.inner.source.get().copied().unwrap_or("unknown"),
+            version: self
+                .inner
+                .source
+                .get()
+                .map_or(env!("CARGO_PKG_VERSION"), |s| s.0),
+            git_commit: self.inner.source.get().map_or("unknown", |s| s.1),
             database: DatabaseStatus {
                 backend: store.backend().as_str(),
                 reachable,

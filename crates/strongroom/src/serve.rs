@@ -466,7 +466,7 @@ pub(crate) fn run(c: Config, beside: Beside) -> Result<(), Failure> {
             }
         });
 
-        svc.set_source(env!("STRONGROOM_GIT_COMMIT"));
+        svc.set_source(env!("CARGO_PKG_VERSION"), env!("STRONGROOM_GIT_COMMIT"));
         svc.set_signing_limit(c.operations.max_concurrent_signatures);
         svc.set_disk_guard(service::disk::DiskGuard {
             paths: c.disk_paths(),

@@ -2945,6 +2945,18 @@ fn operations_metrics_readiness_and_guards() {
         assert!(asked >= 15, "{file}: {asked}");
     }
 
+    // The version and the source the binary was built from.
+    let (code, st) = c.api(&server, &c.admin, "GET", "/v1/status", None, None);
+    assert_eq!(code, 200, "{st}");
+    assert_eq!(st["version"], env!("CARGO_PKG_VERSION"), "{st}");
+    assert_eq!(st["database"]["schema_version"], 28, "{st}");
+    assert!(
+        st["git_commit"]
+            .as_str()
+            // `unknown` only when built outside a git checkout.
+            .is_some_and(|g| !g.is_empty()),
+        "{st}"
+    );
     // Ready; then the checkpoint file cannot be written (a directory in its
     // place): not ready, and after a second signing stops.
     let (code, body) = server.get("/v1/ready");
