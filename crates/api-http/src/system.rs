@@ -57,7 +57,8 @@ pub struct Readiness {
     /// Every check holds: send traffic.
     ready: bool,
     /// Each check by name (`unsealed`, `database`, `schema`, `disk`,
-    /// `checkpoints`, `ethereum:<chain id>`): whether it holds.
+    /// `checkpoints`, `ethereum:<chain id>`, `bitcoin:<network>`): whether
+    /// it holds.
     #[schema(value_type = Object)]
     checks: std::collections::BTreeMap<String, bool>,
 }
@@ -87,6 +88,9 @@ async fn ready(State(svc): State<Service>) -> Response {
             checks.insert("schema".to_owned(), st.database.schema_version.is_some());
             for e in &st.ethereum {
                 checks.insert(format!("ethereum:{}", e.chain_id), e.healthy > 0);
+            }
+            for b in &st.bitcoin {
+                checks.insert(b.network.clone(), b.healthy > 0);
             }
         }
         Err(_) => {
@@ -140,6 +144,9 @@ pub struct StatusResponse {
     /// (the endpoints themselves are not named).
     #[serde(skip_serializing_if = "Option::is_none")]
     ethereum: Option<Vec<EthStatus>>,
+    /// Configured Bitcoin networks with nodes, and how many answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bitcoin: Option<Vec<BtcStatus>>,
     /// The commit the binary was built from (principals only).
     #[serde(skip_serializing_if = "Option::is_none")]
     git_commit: Option<&'static str>,
@@ -249,6 +256,14 @@ fn dependencies(svc: &Service) -> Dependencies {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+pub struct BtcStatus {
+    /// `bitcoin:mainnet`, …
+    network: String,
+    endpoints: usize,
+    healthy: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 pub struct EthStatus {
     chain_id: u64,
     endpoints: usize,
@@ -279,6 +294,7 @@ async fn status(State(svc): State<Service>, MaybeAuthed(who): MaybeAuthed) -> Js
             version: None,
             audit_records: None,
             ethereum: None,
+            bitcoin: None,
             git_commit: None,
             dependencies: None,
         });
@@ -302,6 +318,16 @@ async fn status(State(svc): State<Service>, MaybeAuthed(who): MaybeAuthed) -> Js
                     chain_id: e.chain_id,
                     endpoints: e.endpoints,
                     healthy: e.healthy,
+                })
+                .collect(),
+        ),
+        bitcoin: Some(
+            s.bitcoin
+                .into_iter()
+                .map(|b| BtcStatus {
+                    network: b.network,
+                    endpoints: b.endpoints,
+                    healthy: b.healthy,
                 })
                 .collect(),
         ),

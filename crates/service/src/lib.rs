@@ -157,7 +157,7 @@ pub use keyring::{NewHdKey, NewKey, SelfTest};
 pub use keystore::SealStatus;
 pub use reconcile::{Finding, Run};
 pub use service::{
-    DatabaseStatus, EthStatus, Liveness, SIGNING_LIMIT, Service, ServiceError, Status,
+    BtcStatus, DatabaseStatus, EthStatus, Liveness, SIGNING_LIMIT, Service, ServiceError, Status,
 };
 /// The request a change comes from (its id reaches the audit log and webhooks).
 pub use storage::context::{request_id, with_request_id};

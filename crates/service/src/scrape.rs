@@ -326,6 +326,20 @@ impl Service {
                 }
             }
         }
+        let btc = self
+            .btc_networks()
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for (network, n) in &btc {
+            for (endpoint, _, failures) in n.client.iter().flat_map(|c| c.health()) {
+                up.get_or_create(&EndpointLabels {
+                    network: network.clone(),
+                    endpoint,
+                })
+                .set(i64::from(failures == 0));
+            }
+        }
         r.register(
             "chain_endpoint_up",
             "1 when the endpoint's last call succeeded",

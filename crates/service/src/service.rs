@@ -31,6 +31,17 @@ pub struct Status {
     pub audit_records: Option<u64>,
     /// Per configured EVM network: how many node endpoints answer.
     pub ethereum: Vec<EthStatus>,
+    /// Per configured Bitcoin network with nodes: how many answer.
+    pub bitcoin: Vec<BtcStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BtcStatus {
+    /// `bitcoin:mainnet`, …
+    pub network: String,
+    pub endpoints: usize,
+    /// Endpoints whose last call succeeded.
+    pub healthy: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -431,7 +442,28 @@ impl Service {
                 .unwrap_or(SealStatus::Uninitialized),
             audit_records,
             ethereum: self.eth_status(),
+            bitcoin: self.btc_status(),
         }
+    }
+
+    fn btc_status(&self) -> Vec<BtcStatus> {
+        let nets = self
+            .btc_networks()
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        nets.iter()
+            .filter_map(|(name, n)| {
+                let health = n.client.as_ref()?.health();
+                Some(BtcStatus {
+                    network: name.clone(),
+                    endpoints: health.len(),
+                    healthy: health
+                        .iter()
+                        .filter(|(_, _, failures)| *failures == 0)
+                        .count(),
+                })
+            })
+            .collect()
     }
 
     fn eth_status(&self) -> Vec<EthStatus> {

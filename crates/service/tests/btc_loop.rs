@@ -202,6 +202,26 @@ async fn deposit_send_confirm(f: Fixture, kind: EndpointKind) {
     f.mine(vec![tx.clone()]);
     let pass = f.svc.btc_watch(REGTEST).await.unwrap();
     assert_eq!((pass.seen, pass.credited), (1, 0), "{pass:?}");
+    // Its node answered: the status counts it, Prometheus sees it up.
+    let st = f.svc.status().await;
+    assert_eq!(st.bitcoin.len(), 1, "{st:?}");
+    assert_eq!(
+        (st.bitcoin[0].endpoints, st.bitcoin[0].healthy),
+        (1, 1),
+        "{st:?}"
+    );
+    let registry = f
+        .svc
+        .metrics_registry(std::time::Duration::from_secs(5))
+        .await;
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert!(
+        text.lines().any(|l| l
+            .starts_with("strongroom_chain_endpoint_up{network=\"bitcoin:regtest\"")
+            && l.ends_with(" 1")),
+        "{text}"
+    );
     let d = &f
         .db
         .store
