@@ -62,11 +62,10 @@ impl Store {
                 oldest_change: Timestamp::from_millis(r.try_get("oldest")?),
             });
         }
-        let stuck: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM transfers WHERE \
-             (state = 'queued' AND (held_at_ms IS NOT NULL OR attempts > 0)) \
-             OR (state IN ('signing', 'signed', 'broadcasting', 'confirming') AND updated_at_ms < $1)",
-        )
+        let stuck: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM transfers WHERE {}",
+            crate::queue::STUCK
+        )))
         .bind(quiet_since.as_millis())
         .fetch_one(&self.pool)
         .await?;

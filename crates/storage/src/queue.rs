@@ -50,6 +50,12 @@ fn claim_query(
     )
 }
 
+/// What the stuck view shows: queued transfers held for a person or whose
+/// attempts failed, and those on their way to the chain that have not
+/// moved since `$1` (its list and its count share it).
+pub(crate) const STUCK: &str = "((state = 'queued' AND (held_at_ms IS NOT NULL OR attempts > 0)) \
+     OR (state IN ('signing', 'signed', 'broadcasting', 'confirming') AND updated_at_ms < $1))";
+
 /// The order claimed transfers are taken in (the claim's `ORDER BY`).
 fn claim_order(t: &TransferRow) -> (std::cmp::Reverse<u8>, Timestamp, TransferId) {
     (std::cmp::Reverse(t.priority), t.created_at, t.id)
@@ -218,9 +224,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<TransferRow>, StorageError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE \
-             (state = 'queued' AND (held_at_ms IS NOT NULL OR attempts > 0)) \
-             OR (state IN ('signing', 'signed', 'broadcasting', 'confirming') AND updated_at_ms < $1) \
+            "SELECT {TRANSFER_COLUMNS} FROM transfers WHERE {STUCK} \
              ORDER BY updated_at_ms, id LIMIT $2"
         )))
         .bind(quiet_since.as_millis())

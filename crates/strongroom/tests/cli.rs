@@ -2823,16 +2823,7 @@ fn operations_metrics_readiness_and_guards() {
     drive(&rx, 1, Some(&c.anvil), |t, to| t == id && to == "completed");
 
     let scrape = server.scrape();
-    let sample = |name: &str, labels: &str| -> f64 {
-        scrape
-            .lines()
-            .find_map(|l| {
-                let rest = l.strip_prefix(name)?;
-                let rest = rest.strip_prefix(labels)?;
-                rest.strip_prefix(' ')?.split(' ').next()?.parse().ok()
-            })
-            .unwrap_or_else(|| panic!("no {name}{labels} in\n{scrape}"))
-    };
+    let sample = |name: &str, labels: &str| sample_of(&scrape, name, labels);
     assert_eq!(sample("strongroom_unsealed", ""), 1.0);
     assert_eq!(sample("strongroom_database_up", ""), 1.0);
     assert!(
@@ -3197,11 +3188,18 @@ fn a_reload_applies_what_may_change_and_a_bad_file_changes_nothing() {
 }
 
 fn server_sample(server: &Server, name: &str) -> f64 {
-    let scrape = server.scrape();
+    sample_of(&server.scrape(), name, "")
+}
+
+/// The value of the sample `name{labels}` in a scrape.
+fn sample_of(scrape: &str, name: &str, labels: &str) -> f64 {
     scrape
         .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in\n{scrape}"))
+        .find_map(|l| {
+            let rest = l.strip_prefix(name)?.strip_prefix(labels)?;
+            rest.strip_prefix(' ')?.split(' ').next()?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no {name}{labels} in\n{scrape}"))
 }
 
 /// Upgrades: databases made by schema 27's build (committed under
