@@ -3253,6 +3253,18 @@ fn upgrade_from(backend: &str) {
 }
 
 fn upgrade_one(fixture: &Path, backend: &str) {
+    // The database itself must be there: without it the server would make
+    // a fresh one and the test would say nothing about upgrades.
+    let database = if backend == "postgres" {
+        "dump.sql"
+    } else {
+        "strongroom.db"
+    };
+    assert!(
+        fixture.join(database).is_file(),
+        "{} has no {database} (is it committed?)",
+        fixture.display()
+    );
     let dir = tempfile::tempdir().unwrap();
     for f in std::fs::read_dir(fixture).unwrap() {
         let f = f.unwrap();
