@@ -749,6 +749,7 @@ pub const SERVICE_LAYERS: &[(&str, &[&str])] = &[
             "moves",
             "outbox",
             "record",
+            "refusal",
             "screening",
             "service",
             "settings",

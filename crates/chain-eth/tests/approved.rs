@@ -2,7 +2,7 @@
 //! each refused, as data. One table, one snapshot of its verdicts.
 
 use chain_eth::approved::PLAIN_GAS;
-use chain_eth::{EthAddress, FeeCaps, Fees, Intended, Kind, Sender, TxPlan, approve};
+use chain_eth::{EthAddress, FeeCaps, Fees, Intended, Kind, Refusal, Sender, TxPlan, approve};
 use domain::intent::IntentParts;
 use domain::{
     AccountId, Actor, Address, Amount, Asset, AssetId, AssetKind, Decimals, Network, Symbol,
@@ -351,4 +351,173 @@ fn an_approved_plan_is_finished_only_by_the_senders_signature() {
     let theirs =
         approve(&ether, &stranger, &caps(), Kind::Payment, ether_plan()).expect("approved");
     assert!(theirs.finish(parts(0)).is_err() && theirs.finish(parts(1)).is_err());
+}
+
+/// A call: the selector of `sig`, then its 32-byte words.
+fn call(sig: &str, words: &[[u8; 32]]) -> Vec<u8> {
+    let mut v = alloy_primitives::keccak256(sig.as_bytes())[..4].to_vec();
+    for w in words {
+        v.extend_from_slice(w);
+    }
+    v
+}
+
+fn word_addr(a: &str) -> [u8; 32] {
+    let mut w = [0u8; 32];
+    w[12..].copy_from_slice(addr(a).as_bytes());
+    w
+}
+
+fn word(n: u128) -> [u8; 32] {
+    let mut w = [0u8; 32];
+    w[16..].copy_from_slice(&n.to_be_bytes());
+    w
+}
+
+/// The attacker's contract.
+const MALLORY: &str = "0x6666666666666666666666666666666666666666";
+
+/// Bybit, 2025: the signers' screens showed a transfer; what they signed
+/// was a `delegatecall` that upgraded their wallet. Here no request can
+/// carry calldata (the API has no field for it); whatever a plan carries
+/// must be byte for byte the payment the approved intent describes, so a
+/// delegatecall, a proxy upgrade, an allowance, an operator approval or a
+/// call to the wallet itself is refused, in a token or an ether payment.
+#[test]
+fn bybit_2025_a_plan_that_is_not_the_approved_payment_is_refused() {
+    let token = intent(WALLET, token_asset(), BOB, 250);
+    let ether = intent(WALLET, Asset::ether(CHAIN), BOB, 1_500);
+    let payloads: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "a Safe execTransaction with operation 1 (delegatecall)",
+            call(
+                "execTransaction(address,uint256,bytes,uint8,uint256,uint256,uint256,address,address,bytes)",
+                &[
+                    word_addr(MALLORY),
+                    word(0),
+                    word(320),
+                    word(1),
+                    word(0),
+                    word(0),
+                    word(0),
+                    word(0),
+                    word(0),
+                    word(352),
+                    word(0),
+                    word(0),
+                ],
+            ),
+        ),
+        (
+            "a proxy upgrade",
+            call("upgradeTo(address)", &[word_addr(MALLORY)]),
+        ),
+        (
+            "an unlimited allowance",
+            call(
+                "approve(address,uint256)",
+                &[word_addr(MALLORY), [0xff; 32]],
+            ),
+        ),
+        (
+            "an operator for every token",
+            call(
+                "setApprovalForAll(address,bool)",
+                &[word_addr(MALLORY), word(1)],
+            ),
+        ),
+        (
+            "a new owner",
+            call("transferOwnership(address)", &[word_addr(MALLORY)]),
+        ),
+    ];
+    for (what, data) in payloads {
+        // In place of a token transfer, to the token itself.
+        let plan = TxPlan {
+            data: data.clone(),
+            ..token_plan()
+        };
+        let r = approve(&token, &sender(), &caps(), Kind::Payment, plan);
+        assert!(matches!(r, Err(Refusal::Calldata { .. })), "{what}: {r:?}");
+        // Riding along an ether payment.
+        let plan = TxPlan {
+            data: data.clone(),
+            ..ether_plan()
+        };
+        let r = approve(&ether, &sender(), &caps(), Kind::Payment, plan);
+        assert!(
+            matches!(r, Err(Refusal::CalldataOnEther | Refusal::GasOnEther(_))),
+            "{what}: {r:?}"
+        );
+        // Sent to the wallet itself (its own sender) or to the attacker.
+        for to in [SENDER, MALLORY] {
+            let plan = TxPlan {
+                to: addr(to),
+                data: data.clone(),
+                ..token_plan()
+            };
+            let r = approve(&token, &sender(), &caps(), Kind::Payment, plan);
+            assert!(
+                matches!(r, Err(Refusal::OtherContract { .. })),
+                "{what} to {to}: {r:?}"
+            );
+        }
+    }
+    // An intent that pays the wallet's own sender is not one.
+    let own = intent(WALLET, Asset::ether(CHAIN), SENDER, 1_500);
+    let plan = TxPlan {
+        to: addr(SENDER),
+        ..ether_plan()
+    };
+    assert!(matches!(
+        approve(&own, &sender(), &caps(), Kind::Payment, plan),
+        Err(Refusal::PaysSender)
+    ));
+}
+
+/// WazirX, 2024: an upgrade of the multisig was shown to its signers as
+/// a token transfer. Calldata that is anything but exactly
+/// `transfer(recipient, amount)` of the approved intent, to the token's
+/// own contract, is refused: wrapped in an upgrade, with bytes appended,
+/// with dirty padding, or sent through another contract (a proxy).
+#[test]
+fn wazirx_2024_an_upgrade_dressed_as_a_token_transfer_is_refused() {
+    let token = intent(WALLET, token_asset(), BOB, 250);
+    let transfer = call("transfer(address,uint256)", &[word_addr(BOB), word(250)]);
+    assert_eq!(
+        transfer,
+        token_plan().data,
+        "the calldata a payment carries"
+    );
+    let mut appended = transfer.clone();
+    appended.extend_from_slice(&call("upgradeTo(address)", &[word_addr(MALLORY)]));
+    let mut dirty = transfer.clone();
+    dirty[4] = 0x01; // a high byte of the address word
+    let mut wrapped = call(
+        "upgradeToAndCall(address,bytes)",
+        &[word_addr(MALLORY), word(64), word(68)],
+    );
+    wrapped.extend_from_slice(&transfer);
+    wrapped.extend_from_slice(&[0; 28]);
+    for (what, data) in [
+        ("an upgrade wrapping the transfer", wrapped),
+        ("an upgrade appended to the transfer", appended),
+        ("dirty padding in the address word", dirty),
+    ] {
+        let plan = TxPlan {
+            data,
+            ..token_plan()
+        };
+        let r = approve(&token, &sender(), &caps(), Kind::Payment, plan);
+        assert!(matches!(r, Err(Refusal::Calldata { .. })), "{what}: {r:?}");
+    }
+    // The exact transfer, but through a proxy that is not the token.
+    let plan = TxPlan {
+        to: addr(MALLORY),
+        ..token_plan()
+    };
+    let r = approve(&token, &sender(), &caps(), Kind::Payment, plan);
+    assert!(matches!(r, Err(Refusal::OtherContract { .. })), "{r:?}");
+    // And the approved transfer itself passes.
+    assert!(approve(&token, &sender(), &caps(), Kind::Payment, token_plan()).is_ok());
 }

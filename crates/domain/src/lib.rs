@@ -22,6 +22,7 @@ pub mod intent;
 pub mod key;
 pub mod network;
 pub mod principal;
+pub mod request;
 pub mod time;
 
 pub use access::{AccessError, Grant, Permission, Role, Scope, permits};

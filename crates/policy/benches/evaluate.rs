@@ -41,6 +41,7 @@ fn facts(p: &Policy) -> Facts {
             spec,
             asset_units: 9_000_000_000_000_000_000,
             usd_micro: Some(50_000_000_000_000),
+            count: 40,
         })
         .collect();
     Facts {

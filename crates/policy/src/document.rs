@@ -61,6 +61,11 @@ pub struct BreakerDoc {
     /// In US dollars, as a decimal string (all assets together).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_usd: Option<String>,
+    /// How many transfers (every asset, this one included) the wallet may
+    /// make over `seconds`: many small withdrawals in minutes trip it long
+    /// before a value limit would.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_count: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -274,9 +279,18 @@ pub struct Rule {
 pub struct Breaker {
     pub name: String,
     pub seconds: u64,
-    /// `None` for a USD breaker.
-    pub asset: Option<AssetId>,
-    pub max: Limit,
+    pub limit: BreakerLimit,
+}
+
+/// What a breaker limits over its window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BreakerLimit {
+    /// The outflow of one asset, in its units.
+    Asset(AssetId, AssetLimit),
+    /// The outflow of every asset, in millionths of a dollar.
+    Usd(u128),
+    /// The number of transfers, every asset.
+    Count(u64),
 }
 
 /// A checked policy document. The rules are tried in order; the first that
@@ -367,26 +381,28 @@ impl Policy {
                 )));
             }
             let what = format!("breaker {:?}", b.name);
-            let (asset, max) = match (&b.asset, &b.max, &b.max_usd) {
-                (Some(a), Some(m), None) => (
-                    Some(asset_id(a, &what)?),
-                    Limit::Asset(AssetLimit::new(m, &what)?),
-                ),
-                (None, None, Some(m)) => {
+            let limit = match (&b.asset, &b.max, &b.max_usd, b.max_count) {
+                (Some(a), Some(m), None, None) => {
+                    BreakerLimit::Asset(asset_id(a, &what)?, AssetLimit::new(m, &what)?)
+                }
+                (None, None, Some(m), None) => {
                     uses_usd = true;
-                    (None, Limit::Usd(usd(m, &what)?))
+                    BreakerLimit::Usd(usd(m, &what)?)
+                }
+                (None, None, None, Some(n)) if n > 0 => BreakerLimit::Count(n),
+                (None, None, None, Some(_)) => {
+                    return Err(invalid(format!("{what}: max_count must be positive")));
                 }
                 _ => {
                     return Err(invalid(format!(
-                        "{what}: give either asset and max, or max_usd"
+                        "{what}: give either asset and max, max_usd, or max_count"
                     )));
                 }
             };
             breakers.push(Breaker {
                 name: b.name.clone(),
                 seconds: b.seconds,
-                asset,
-                max,
+                limit,
             });
         }
         let mut rules = Vec::with_capacity(doc.rules.len());

@@ -55,6 +55,8 @@ pub struct WindowTotal {
     pub asset_units: u128,
     /// Earlier transfers of every asset, in millionths of a dollar.
     pub usd_micro: Option<u128>,
+    /// How many earlier transfers, of every asset.
+    pub count: u64,
 }
 
 /// Everything the evaluator knows about one transfer. The service gathers
@@ -388,8 +390,21 @@ fn breaker(b: &crate::document::Breaker, cx: Cx<'_>, usd: Usd) -> Result<Option<
         per: crate::document::WindowPer::Wallet,
         seconds: b.seconds,
     };
-    match (&b.asset, &b.max) {
-        (Some(asset), Limit::Asset(max)) => {
+    use crate::document::BreakerLimit;
+    match &b.limit {
+        BreakerLimit::Count(max) => {
+            let total = window_total(cx, spec)?
+                .count
+                .checked_add(1)
+                .ok_or("window count overflows")?;
+            Ok((total > *max).then(|| {
+                format!(
+                    "wallet made {total} transfers over {} s, more than {max}",
+                    b.seconds
+                )
+            }))
+        }
+        BreakerLimit::Asset(asset, max) => {
             if *asset != facts.asset {
                 return Ok(None);
             }
@@ -407,7 +422,7 @@ fn breaker(b: &crate::document::Breaker, cx: Cx<'_>, usd: Usd) -> Result<Option<
                 )
             }))
         }
-        (None, Limit::Usd(max)) => {
+        BreakerLimit::Usd(max) => {
             let earlier = window_total(cx, spec)?
                 .usd_micro
                 .ok_or("some earlier transfers in the window have no dollar value")?;
@@ -423,7 +438,6 @@ fn breaker(b: &crate::document::Breaker, cx: Cx<'_>, usd: Usd) -> Result<Option<
                 )
             }))
         }
-        _ => Err("malformed breaker".into()),
     }
 }
 

@@ -358,6 +358,33 @@ impl ApprovalStatement {
             _ => Err(StatementError::KindMismatch),
         }
     }
+
+    /// Verifies an approval recorded earlier (accepted then by
+    /// [`ApprovalStatement::verify_by`]) before it is counted again: the
+    /// signature by `key` is over this statement. A passkey's assertion is
+    /// checked for its challenge and signature only: where it was made (its
+    /// origin and RP ID) was checked when it was cast, and a later change
+    /// of the relying party must not unmake it.
+    pub fn verify_recorded(
+        &self,
+        key: &ApproverKey,
+        signature: &ApprovalSignature,
+    ) -> Result<(), StatementError> {
+        match (key, signature) {
+            (ApproverKey::Ed25519(k), ApprovalSignature::Ed25519(s)) => {
+                verify_strict(k, &self.message(), s)
+            }
+            (ApproverKey::Passkey { public_key, .. }, ApprovalSignature::WebAuthn(a)) => {
+                if a.challenge() != Some(self.challenge()) {
+                    return Err(refused(
+                        "the challenge signed is not this approval statement's digest",
+                    ));
+                }
+                assertion_signature(public_key, a)
+            }
+            _ => Err(StatementError::KindMismatch),
+        }
+    }
 }
 
 impl Assertion {
@@ -444,6 +471,12 @@ fn verify_assertion(
             "authenticator data with attested credential data or extensions (none were asked for)",
         ));
     }
+    assertion_signature(public_key, a)
+}
+
+/// The authenticator's signature over its data and the client data.
+fn assertion_signature(public_key: &[u8; 33], a: &Assertion) -> Result<(), StatementError> {
+    let data = &a.authenticator_data;
     let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(public_key)
         .map_err(|_| StatementError::BadKey)?;
     let sig = p256::ecdsa::Signature::from_der(&a.signature)
@@ -527,6 +560,41 @@ mod tests {
         let key_text = key.to_string();
         assert_eq!(key_text, key_text.to_lowercase());
         assert_eq!(key_text.parse::<ApproverKey>(), Ok(key));
+    }
+
+    #[test]
+    fn a_recorded_approval_is_bound_to_its_statement_whatever_the_relying_party() {
+        let (sk, key) = signer();
+        let s = statement();
+        let sig = assertion(&sk, &s.challenge(), |_, _| {});
+        // Cast under one relying party, counted again after it changed.
+        assert_eq!(s.verify_recorded(&key, &sig), Ok(()));
+        let other = ApprovalStatement {
+            intent: IntentDigest([8; 32]),
+            ..s
+        };
+        assert!(other.verify_recorded(&key, &sig).is_err(), "another intent");
+        let forged = assertion(&sk, &s.challenge(), |_, _| {});
+        let ApprovalSignature::WebAuthn(mut a) = forged else {
+            unreachable!("a passkey assertion")
+        };
+        a.client_data_json.push(b' ');
+        let forged = ApprovalSignature::WebAuthn(a);
+        assert_eq!(
+            s.verify_recorded(&key, &forged),
+            Err(StatementError::BadSignature)
+        );
+        // An Ed25519 approval the same way.
+        let ed = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+        let ed_key = ApproverKey::Ed25519(ed.verifying_key().to_bytes());
+        let ed_sig =
+            ApprovalSignature::Ed25519(ed25519_dalek::Signer::sign(&ed, &s.message()).to_bytes());
+        assert_eq!(s.verify_recorded(&ed_key, &ed_sig), Ok(()));
+        assert!(other.verify_recorded(&ed_key, &ed_sig).is_err());
+        assert_eq!(
+            s.verify_recorded(&key, &ed_sig),
+            Err(StatementError::KindMismatch)
+        );
     }
 
     #[test]

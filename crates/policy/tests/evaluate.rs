@@ -364,6 +364,47 @@ fn the_circuit_breaker_trips_before_any_rule() {
     assert_eq!(policy::evaluate(&p, &f).breaker.as_deref(), Some("hot eth"));
 }
 
+/// A count breaker: the wallet's sixth transfer within ten minutes trips
+/// it, whatever the amounts (Harmony, 2022: many withdrawals in minutes).
+#[test]
+fn a_count_breaker_trips_on_many_small_transfers() {
+    let doc = r#"
+[[breakers]]
+name = "many"
+seconds = 600
+max_count = 5
+
+[[rules]]
+name = "everything"
+action = "allow"
+"#;
+    check(
+        doc,
+        |f| {
+            f.windows[0].count = 4;
+            f.amount = 1;
+        },
+        expect![[r#"
+            breaker many: no match: outflow within its limit
+            rule 1 everything: matched: every condition holds: allow
+            => allow"#]],
+    );
+    check(
+        doc,
+        |f| {
+            f.windows[0].count = 5;
+            f.amount = 1;
+        },
+        expect![[r#"
+            breaker many: TRIPPED: wallet made 6 transfers over 600 s, more than 5
+            => block"#]],
+    );
+    let zero = doc.replace("max_count = 5", "max_count = 0");
+    assert!(Policy::from_toml(&zero).is_err());
+    let both = doc.replace("max_count = 5", "max_count = 5\nmax_usd = \"10\"");
+    assert!(Policy::from_toml(&both).is_err());
+}
+
 #[test]
 fn overnight_hours() {
     let p = r#"

@@ -8,13 +8,14 @@
 
 use std::collections::BTreeSet;
 
-use domain::{Actor, Timestamp, TransferId};
-use policy::{Decision, Outcome};
+use domain::{Actor, Permission, Timestamp, TransferId};
+use policy::{ApprovalSignature, ApprovalStatement, ApproverKey, Decision, Outcome, Vote};
 use serde_json::json;
-use storage::{TransferRow, WriteTx};
+use storage::{ApprovalRow, TransferRow, WriteTx};
 
 use crate::gov_state::GovState;
 use crate::moves::{Move, corrupt, state, transition};
+
 use crate::record::entry;
 use crate::service::{Service, ServiceError};
 
@@ -78,7 +79,18 @@ pub(crate) async fn stands(
             ));
         } else if !requirement.eligible(&a.approver) {
             why.push(format!("{} is no longer in the group", a.approver));
+        } else if !gov.permits(&a.approver, Permission::ApproveTransfer, t.wallet, now) {
+            // A delegation that ended, a role taken away, an API key
+            // expired: what it approved no longer counts.
+            why.push(format!(
+                "{} may no longer approve this wallet's transfers",
+                a.approver
+            ));
         } else {
+            // The recorded signature must be over this transfer as it is
+            // stored now: an intent rewritten after its approvals (and its
+            // digest with it) is not what they approved.
+            recorded_signature_holds(t, &a)?;
             valid.insert(a.approver);
         }
     }
@@ -89,6 +101,28 @@ pub(crate) async fn stands(
     } else {
         Err(why.join("; "))
     })
+}
+
+/// Checks an approval as recorded against the transfer as stored: its
+/// signature must be its approver's over this transfer's statement. One
+/// that is not was written around the service (the intent, its digest or
+/// the approval changed in the database): [`ServiceError::ApprovalForged`].
+fn recorded_signature_holds(t: &TransferRow, a: &ApprovalRow) -> Result<(), ServiceError> {
+    let forged = |why: String| ServiceError::ApprovalForged {
+        transfer: t.id,
+        why: format!("{}'s recorded approval {why}", a.approver),
+    };
+    let key: ApproverKey = a
+        .public_key
+        .parse()
+        .map_err(|_| forged("names no approver key".into()))?;
+    let signature: ApprovalSignature = a
+        .signature
+        .parse()
+        .map_err(|_| forged("carries no signature".into()))?;
+    statement_of(t, Vote::Approve, a.expires_at)?
+        .verify_recorded(&key, &signature)
+        .map_err(|e| forged(format!("does not verify for this transfer as stored: {e}")))
 }
 
 /// The states of a transfer approved but not yet signed: its approvals
@@ -240,7 +274,28 @@ impl Service {
                 // Already signed (a replacement pays the same), or moved on.
                 continue;
             }
-            if let Err(why) = stands(&mut tx, &t, as_of.unwrap_or(now), &gov).await? {
+            let standing = match stands(&mut tx, &t, as_of.unwrap_or(now), &gov).await {
+                // Tampering, not a lapse: refused like a plan that differs
+                // (history, audit record, event, the wallet frozen).
+                Err(ServiceError::ApprovalForged { transfer, why }) => {
+                    drop(tx);
+                    let send = match (&t.eth_send_id, &t.btc_send_id) {
+                        (Some(s), _) => format!("eth-send:{s}"),
+                        (None, Some(s)) => format!("btc-send:{s}"),
+                        (None, None) => format!("transfer:{transfer}"),
+                    };
+                    return Err(self
+                        .refuse_to_sign(crate::refusal::Refused {
+                            send,
+                            wallet: t.wallet,
+                            transfers: &[transfer],
+                            why,
+                        })
+                        .await);
+                }
+                other => other?,
+            };
+            if let Err(why) = standing {
                 // Handed out: its holder may have signed and sent it, so it
                 // is refused here and left for a person (a cancel asks the
                 // node first), never released behind the chain's back.
@@ -262,4 +317,25 @@ impl Service {
             lost.join("; ")
         )))
     }
+}
+
+/// The statement for a stored transfer.
+pub fn statement_of(
+    t: &TransferRow,
+    vote: Vote,
+    expires_at: Timestamp,
+) -> Result<ApprovalStatement, ServiceError> {
+    let digest: [u8; 32] = hex::decode(&t.digest)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| corrupt("digest", "not 32 bytes"))?;
+    let decision_id =
+        uuid::Uuid::try_parse(&t.decision_id).map_err(|e| corrupt("decision id", e))?;
+    Ok(ApprovalStatement {
+        intent: domain::IntentDigest(digest),
+        policy_version: t.policy_version,
+        decision_id: *decision_id.as_bytes(),
+        expires_at,
+        vote,
+    })
 }

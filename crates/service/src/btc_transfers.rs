@@ -622,7 +622,7 @@ impl Service {
             Err(why) => {
                 let ids: Vec<domain::TransferId> = transfers.iter().map(|t| t.id).collect();
                 Err(self
-                    .refuse_to_sign(crate::gate::Refused {
+                    .refuse_to_sign(crate::refusal::Refused {
                         send: format!("btc-send:{}", send.id),
                         wallet,
                         transfers: &ids,

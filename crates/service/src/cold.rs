@@ -672,7 +672,7 @@ impl Service {
             Ok(a) => a,
             Err(why) => {
                 return Err(self
-                    .refuse_to_sign(crate::gate::Refused {
+                    .refuse_to_sign(crate::refusal::Refused {
                         send: subject,
                         wallet: t.wallet,
                         transfers: &[t.id],

@@ -495,7 +495,7 @@ impl Service {
             let why = "the send pays no approved transfer".to_owned();
             return Err(match wallet {
                 Some(wallet) => {
-                    self.refuse_to_sign(crate::gate::Refused {
+                    self.refuse_to_sign(crate::refusal::Refused {
                         send: format!("eth-send:{}", send.id),
                         wallet,
                         transfers: &[],
@@ -521,7 +521,7 @@ impl Service {
             Ok(approved) => approved,
             Err(why) => {
                 return Err(self
-                    .refuse_to_sign(crate::gate::Refused {
+                    .refuse_to_sign(crate::refusal::Refused {
                         send: format!("eth-send:{}", send.id),
                         wallet: t.wallet,
                         transfers: &[t.id],

@@ -579,16 +579,34 @@ impl GovState {
         out
     }
 
-    /// Whether `who` is an admin at `at` (an API key only while valid).
-    pub(crate) fn is_admin(&self, who: &Actor, at: Timestamp) -> bool {
-        let key_valid = match who {
+    /// Whether `who` may do `permission` on `wallet` at `at`, as the
+    /// verified log has it (an API key only while valid).
+    pub(crate) fn permits(
+        &self,
+        who: &Actor,
+        permission: domain::Permission,
+        wallet: domain::WalletId,
+        at: Timestamp,
+    ) -> bool {
+        self.key_valid(who, at)
+            && domain::permits(&self.grants_of(who, at), permission, Some(wallet))
+    }
+
+    /// Whether `who` may act at `at` at all: an API key only while neither
+    /// revoked nor expired; anyone else, always.
+    fn key_valid(&self, who: &Actor, at: Timestamp) -> bool {
+        match who {
             Actor::ApiKey(id) => self
                 .api_keys
                 .get(&id.to_string())
                 .is_some_and(|k| !k.revoked && k.expires_at > at),
             _ => true,
-        };
-        key_valid
+        }
+    }
+
+    /// Whether `who` is an admin at `at` (an API key only while valid).
+    pub(crate) fn is_admin(&self, who: &Actor, at: Timestamp) -> bool {
+        self.key_valid(who, at)
             && self
                 .grants_of(who, at)
                 .iter()

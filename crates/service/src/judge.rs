@@ -223,6 +223,7 @@ async fn facts(
             spec,
             asset_units,
             usd_micro: usd,
+            count: u64::try_from(items.len()).unwrap_or(u64::MAX),
         });
     }
     Ok(Facts {

@@ -24,7 +24,8 @@
 //!    `decode_intent`; `classify` of an attempt's failure), `outbox`
 //!    (webhook events written in the change's transaction), `access`
 //!    (`Principal`, `Can<'_, P>`, `authorize`), `approvals` (whether a
-//!    judged transfer's approvals still stand), `threshold` (the signer
+//!    judged transfer's approvals still stand, each recorded approval
+//!    verified again over the transfer as stored), `threshold` (the signer
 //!    nodes as a key backend), `checkpoints` (signed checkpoints of the
 //!    audit chain, `verify_audit`), `limiter` (bounded rate limits),
 //!    `webhook_target` (where a webhook may be delivered), `changes` (what a
@@ -33,7 +34,9 @@
 //!    `gov_log` (records appended with their change, the state kept at the
 //!    log's head, forged rows raised and frozen), `audit_key`, `clock`,
 //!    `crash`, `totp`, `ledger` (the movements written with each change:
-//!    deposits, reservations, releases, payouts, fees).
+//!    deposits, reservations, releases, payouts, fees), `refusal`
+//!    (`refuse_to_sign`, the one refuse path: history, one audit record,
+//!    webhook event, the wallet's freeze).
 //! 2. **vault** — `backups` (backups and restores audited, keys a verified
 //!    backup holds); `keystore`: init, unseal (Shamir shares), auto-unseal,
 //!    seal, KEK rotation, and `sign_checked`, the vault's signer (seal, key
@@ -45,8 +48,7 @@
 //!    [`chain_btc::Approved`] plans (made by `approve` in the pure chain
 //!    crates from the decoded, digest-checked intents), derives their
 //!    digests, verifies each signature with libsecp256k1, accepts only bytes
-//!    that are the approved plan; `refuse_to_sign` is the one refuse path
-//!    (history, one audit record, webhook event, the wallet's freeze).
+//!    that are the approved plan; a plan that differs takes `refusal`.
 //! 4. **chain senders** — `eth` (plans approved against the intent, nonces
 //!    from the database, signing through the gate, broadcast, speed-up and
 //!    cancel), `eth_watch` (confirmations and reorgs, resume after a
@@ -127,6 +129,7 @@ mod queue;
 mod reconcile;
 mod record;
 pub mod recovery;
+mod refusal;
 mod requests;
 pub mod rotation;
 mod scrape;

@@ -691,23 +691,4 @@ impl Can<'_, perm::InitiateTransfer> {
     }
 }
 
-/// The statement for a stored transfer.
-pub fn statement_of(
-    t: &TransferRow,
-    vote: Vote,
-    expires_at: Timestamp,
-) -> Result<ApprovalStatement, ServiceError> {
-    let digest: [u8; 32] = hex::decode(&t.digest)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| corrupt("digest", "not 32 bytes"))?;
-    let decision_id =
-        uuid::Uuid::try_parse(&t.decision_id).map_err(|e| corrupt("decision id", e))?;
-    Ok(ApprovalStatement {
-        intent: domain::IntentDigest(digest),
-        policy_version: t.policy_version,
-        decision_id: *decision_id.as_bytes(),
-        expires_at,
-        vote,
-    })
-}
+pub use crate::approvals::statement_of;

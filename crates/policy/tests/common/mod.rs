@@ -32,6 +32,7 @@ pub fn facts(policy: &Policy) -> Facts {
             spec,
             asset_units: 0,
             usd_micro: Some(0),
+            count: 0,
         })
         .collect();
     Facts {

@@ -1,0 +1,293 @@
+//! The losses that made this field's reputation, replayed against the
+//! service on a real anvil node (SQLite and PostgreSQL). Each ends with the
+//! loss prevented, an audit trail and an alert (a freeze, a webhook event,
+//! a history line). The pure halves are in `chain-eth/tests/incidents.rs`
+//! (Bybit, WazirX) and `keys-mpc/tests/incidents.rs` (TSSHOCK).
+
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
+use chain_eth::fees::Urgency;
+use domain::intent::IntentParts;
+use domain::{Address, Grant, Role, Scope, Timestamp, TransferIntent};
+use ed25519_dalek::SigningKey;
+use policy::Vote;
+use service::ServiceError;
+use service::governance::Change;
+use service::transfers::state;
+
+#[path = "support/custody.rs"]
+mod custody;
+use custody::*;
+
+storage::on_both!(
+    fixture;
+    dmm_2024_a_destination_rewritten_in_the_database_after_approval_is_never_paid,
+    ronin_2022_approvals_under_a_delegation_that_ended_sign_nothing,
+    harmony_2022_many_withdrawals_in_minutes_trip_the_breaker_before_any_value_limit,
+);
+
+/// Two approvers (B and C), a threshold of two for everything, no time
+/// lock.
+fn two_of_two(members: &[&Person]) -> String {
+    let members: Vec<String> = members
+        .iter()
+        .map(|p| format!("\"{}\"", Fixture::actor(p)))
+        .collect();
+    format!(
+        "[[groups]]\nname = \"approvers\"\nmembers = [{}]\n\n[[rules]]\nname = \"two\"\n\
+         action = \"require_approval\"\napprovals = {{ group = \"approvers\", threshold = 2 }}\n",
+        members.join(", ")
+    )
+}
+
+/// How many webhook events of `kind` wait in the outbox.
+async fn events(f: &Fixture, kind: &str) -> String {
+    f.db.store
+        .query_text(&format!(
+            "SELECT CAST(COUNT(*) AS TEXT) FROM webhook_events WHERE event_type = '{kind}'"
+        ))
+        .await
+        .unwrap()
+}
+
+/// DMM Bitcoin, 2024: the payment's destination was changed between its
+/// approval and its signature. Here someone with write access to the
+/// database rewrites an approved transfer's intent (and its digest, so the
+/// two agree) to pay another address, before it is planned. The approvals
+/// recorded were signed over the original intent: the gate checks each
+/// again against the transfer as stored, refuses, freezes the wallet and
+/// says so; nothing reaches the chain.
+async fn dmm_2024_a_destination_rewritten_in_the_database_after_approval_is_never_paid(f: Fixture) {
+    f.register_approvers().await;
+    f.set_policy(&two_of_two(&[&f.b, &f.c])).await;
+    let t = f.submit(&f.initiator, BOB, "2").await.unwrap();
+    f.vote_as(&f.b, &t, Vote::Approve, f.soon(), None)
+        .await
+        .unwrap();
+    let t = f
+        .vote_as(&f.c, &t, Vote::Approve, f.soon(), None)
+        .await
+        .unwrap();
+    assert_eq!(t.state, state::QUEUED);
+
+    // The attacker's edit: the intent, its digest and the destination
+    // column, all consistent with one another.
+    let original = TransferIntent::decode_as_written(&t.intent).unwrap();
+    let forged = TransferIntent::new(IntentParts {
+        id: original.id(),
+        kind: original.kind(),
+        account: original.account(),
+        wallet: original.wallet(),
+        amount: original.amount().clone(),
+        destination: Address::new(original.amount().asset().network(), CAROL).unwrap(),
+        reference: original.reference().map(str::to_owned),
+        initiator: original.initiator().clone(),
+        created_at: original.created_at(),
+    })
+    .unwrap();
+    let bytes = hex::encode(forged.canonical_bytes());
+    let blob = match f.db.sqlite_path {
+        Some(_) => format!("X'{bytes}'"),
+        None => format!("'\\x{bytes}'::bytea"),
+    };
+    f.db.store
+        .execute_unchecked(&format!(
+            "UPDATE transfers SET intent = {blob}, digest = '{}', destination = '{CAROL}' \
+             WHERE id = '{}'",
+            forged.digest(),
+            t.id
+        ))
+        .await
+        .unwrap();
+
+    // Refused before anything is planned or signed.
+    let refused = f.svc.execute_transfer(t.id, Urgency::Normal).await;
+    assert!(
+        matches!(&refused, Err(ServiceError::NotApproved(why)) if why.contains("does not verify")),
+        "{refused:?}"
+    );
+    let now = f.db.store.transfer(t.id).await.unwrap();
+    assert_eq!(now.eth_send_id, None, "nothing planned");
+    let carol: chain_eth::EthAddress = CAROL.parse().unwrap();
+    assert_eq!(f.client.balance(carol).await.unwrap(), 0, "nothing paid");
+    // The alert: the wallet frozen, the refusal audited and announced.
+    let frozen = f.svc.frozen(Some(f.wallet), None).await.unwrap().unwrap();
+    assert!(
+        frozen.reason.contains("signing refused"),
+        "{}",
+        frozen.reason
+    );
+    let actions = f.actions().await;
+    for a in ["transfer.sign_refused", "freeze.placed"] {
+        assert!(actions.iter().any(|x| x == a), "{a} in {actions:?}");
+    }
+    assert_eq!(events(&f, "transfer.sign_refused").await, "1");
+    let history = f.db.store.transfer_history(t.id).await.unwrap();
+    assert!(
+        history.iter().any(|h| h.why.starts_with("signing refused")),
+        "{history:?}"
+    );
+    // And the wallet pays nothing more until a person looks.
+    assert!(matches!(
+        f.submit(&f.initiator, BOB, "0.1").await,
+        Err(ServiceError::Frozen(_))
+    ));
+}
+
+/// Ronin, 2022: an approver's delegation was never withdrawn, and the
+/// attacker used it. Here a delegate holds the approver role for an hour;
+/// the approvals they gave count only while it lasts: a transfer they
+/// approved that reaches the signing gate after the hour signs nothing and
+/// goes back for approval, with a history line saying why. One person
+/// approves once (a second vote is refused), and one approver key serves
+/// one person.
+async fn ronin_2022_approvals_under_a_delegation_that_ended_sign_nothing(f: Fixture) {
+    // D: an API key whose only approver role is a delegation of an hour.
+    let d_key = SigningKey::from_bytes(&[91; 32]);
+    let row = f
+        .svc
+        .console_register_api_key(
+            &console(),
+            "delegate",
+            &d_key.verifying_key().to_bytes(),
+            &[Grant::global(Role::Viewer)],
+            30,
+        )
+        .await
+        .unwrap();
+    let d = Person {
+        key: d_key,
+        id: row.id.to_string(),
+        approver: SigningKey::from_bytes(&[191; 32]),
+    };
+    let until = f.now().as_millis() + 3_600_000;
+    let granted = f
+        .govern(
+            &f.admin1,
+            Change::Grant {
+                principal: Fixture::actor(&d),
+                role: "approver".into(),
+                scope: Scope::Wallet(f.wallet).to_string(),
+                until_ms: Some(until),
+            },
+        )
+        .await;
+    assert_eq!(granted.state, "applied");
+    f.register_approvers().await;
+    let registered = f
+        .govern(
+            &f.admin1,
+            Change::RegisterApproverKey {
+                principal: Fixture::actor(&d),
+                public_key: hex::encode(d.approver.verifying_key().to_bytes()),
+            },
+        )
+        .await;
+    assert_eq!(registered.state, "applied");
+    // B's approver key cannot be registered for D as well.
+    let admin = f.who(&f.admin1).await;
+    let twice = f
+        .svc
+        .propose(
+            &admin,
+            Change::RegisterApproverKey {
+                principal: Fixture::actor(&d),
+                public_key: hex::encode(f.b.approver.verifying_key().to_bytes()),
+            },
+        )
+        .await;
+    assert!(twice.is_err(), "one key, two people: {twice:?}");
+
+    f.set_policy(&two_of_two(&[&f.b, &d])).await;
+    let t = f.submit(&f.initiator, BOB, "2").await.unwrap();
+    let day = Timestamp::from_millis(f.now().as_millis() + 86_400_000);
+    f.vote_as(&f.b, &t, Vote::Approve, day, None).await.unwrap();
+    // One person, one approval: B's second vote is refused.
+    assert!(f.vote_as(&f.b, &t, Vote::Approve, day, None).await.is_err());
+    let t = f.vote_as(&d, &t, Vote::Approve, day, None).await.unwrap();
+    assert_eq!(t.state, state::QUEUED, "B and D make the quorum");
+
+    // The delegation ends before the transfer reaches the gate.
+    f.advance(3_600_001);
+    let refused = f.svc.execute_transfer(t.id, Urgency::Normal).await;
+    assert!(refused.is_err(), "{refused:?}");
+    let now = f.db.store.transfer(t.id).await.unwrap();
+    assert_eq!(now.state, state::PENDING_APPROVAL);
+    assert_eq!(now.eth_send_id, None, "nothing planned, nothing signed");
+    let bob: chain_eth::EthAddress = BOB.parse().unwrap();
+    assert_eq!(f.client.balance(bob).await.unwrap(), 0, "nothing paid");
+    let history = f.db.store.transfer_history(t.id).await.unwrap();
+    let last = &history.last().unwrap().why;
+    assert!(
+        last.contains("may no longer approve this wallet's transfers"),
+        "{last}"
+    );
+    // D can no longer approve at all.
+    let who = f.who(&d).await;
+    assert!(
+        f.svc
+            .authorize::<service::identity::perm::ApproveTransfer>(&who, Some(f.wallet))
+            .is_err()
+    );
+    assert!(
+        f.actions()
+            .await
+            .iter()
+            .any(|a| a == "transfer.state_changed"),
+        "the return to approval is audited"
+    );
+}
+
+/// Harmony, 2022: the bridge was drained in a dozen withdrawals within
+/// minutes. A count breaker (four transfers in ten minutes here) freezes
+/// the wallet at the fourth, while the value breaker (100 ETH) and the
+/// rules would still have allowed it: the transfer is blocked, the wallet
+/// frozen, the breaker announced (webhook event, metric), and nothing more
+/// leaves the wallet until a person releases it.
+async fn harmony_2022_many_withdrawals_in_minutes_trip_the_breaker_before_any_value_limit(
+    f: Fixture,
+) {
+    f.set_policy(
+        "[[breakers]]\nname = \"drain\"\nseconds = 600\nasset = \"eip155:31337/native\"\nmax = \"100\"\n\n\
+         [[breakers]]\nname = \"many in minutes\"\nseconds = 600\nmax_count = 3\n\n\
+         [[rules]]\nname = \"all\"\naction = \"allow\"\n",
+    )
+    .await;
+    for _ in 0..3 {
+        let t = f.submit(&f.initiator, BOB, "0.5").await.unwrap();
+        assert_eq!(t.state, state::QUEUED);
+    }
+    let fourth = f.submit(&f.initiator, BOB, "0.5").await.unwrap();
+    assert_eq!(fourth.state, state::BLOCKED);
+    assert!(
+        fourth
+            .decision
+            .contains("wallet made 4 transfers over 600 s, more than 3"),
+        "{}",
+        fourth.decision
+    );
+    let frozen = f.svc.frozen(Some(f.wallet), None).await.unwrap().unwrap();
+    assert!(
+        frozen.reason.contains("many in minutes"),
+        "{}",
+        frozen.reason
+    );
+    assert!(matches!(
+        f.submit(&f.initiator, BOB, "0.5").await,
+        Err(ServiceError::Frozen(_))
+    ));
+    // 1.5 ETH counted: far below the value breaker.
+    assert_eq!(events(&f, "circuit_breaker").await, "1");
+    assert!(f.actions().await.iter().any(|a| a == "freeze.placed"));
+    let registry = f
+        .svc
+        .metrics_registry(std::time::Duration::from_secs(5))
+        .await;
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("strongroom_circuit_breaker_trips_total") && l.ends_with(" 1")),
+        "{text}"
+    );
+}
