@@ -13,6 +13,8 @@
 //! | `after_persist`       | the signed bytes are committed, not yet broadcast       |
 //! | `after_broadcast`     | the node took the bytes, that is not yet recorded       |
 //! | `after_inclusion`     | the block is recorded, the depth not yet reached        |
+//! | `after_approval`      | an approval is committed (and its transfer moved on), not yet answered |
+//! | `after_webhook_post`  | a webhook receiver took a delivery, that is not yet recorded |
 
 #[cfg(feature = "test-hooks")]
 mod hooks;
@@ -26,7 +28,7 @@ pub fn arm_from_env(_kill: fn(&'static str) -> !) -> Result<Option<&'static str>
 }
 
 /// Every label a crash point carries.
-pub const POINTS: [&str; 7] = [
+pub const POINTS: [&str; 9] = [
     "after_intent_insert",
     "after_claim",
     "after_reservation",
@@ -34,6 +36,8 @@ pub const POINTS: [&str; 7] = [
     "after_persist",
     "after_broadcast",
     "after_inclusion",
+    "after_approval",
+    "after_webhook_post",
 ];
 
 /// A crash point: kills the process if it is the one armed (test builds).

@@ -242,8 +242,16 @@ impl Service {
 
     /// Takes back the claims this server's previous run held (same
     /// instance id): after a crash they are due at once, not after their
-    /// lease. How many.
+    /// lease — queued transfers, and webhook deliveries a crash interrupted
+    /// (sent again with their webhook-id). How many transfers.
     pub async fn reclaim_leases(&self) -> Result<u64, ServiceError> {
+        let deliveries = self.store().reclaim_deliveries(self.instance()).await?;
+        if deliveries > 0 {
+            tracing::info!(
+                deliveries,
+                "took back the webhook deliveries of this server's previous run"
+            );
+        }
         Ok(self
             .store()
             .reclaim_leases(self.instance(), self.now())

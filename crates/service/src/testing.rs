@@ -237,6 +237,11 @@ impl Payer {
         self.principal(&self.initiator).await
     }
 
+    /// The policy admin's principal.
+    pub async fn policy_admin(&self) -> Principal {
+        self.principal(&self.writer).await
+    }
+
     /// The admin's principal (made at bootstrap: once governance has
     /// acted, further keys with governing roles are proposals).
     pub async fn admin(&self) -> Principal {

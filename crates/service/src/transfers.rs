@@ -628,6 +628,8 @@ impl Can<'_, perm::ApproveTransfer> {
             entries.push(transition(&mut tx, &t, m, now).await?.0);
         }
         svc.commit(tx, &entries, now).await?;
+        // Recorded (and the transfer moved on), not yet answered.
+        crate::crash::point("after_approval");
         Ok(svc.store().transfer(id).await?)
     }
 

@@ -149,7 +149,10 @@ impl Service {
         }
         let now = self.now();
         // A lease longer than the worst case of the batch (20 × 10 s timeouts).
-        let due = self.store().claim_deliveries(now, 300_000, 20).await?;
+        let due = self
+            .store()
+            .claim_deliveries(now, 300_000, 20, self.instance())
+            .await?;
         let egress = self.webhook_egress();
         let mut pass = DeliveryPass::default();
         for d in due {
@@ -205,6 +208,8 @@ impl Service {
             self.metrics().delivered(sent.is_none());
             match sent {
                 None => {
+                    // Delivered, not yet recorded: sent again after a crash.
+                    crate::crash::point("after_webhook_post");
                     if self.store().delivery_succeeded(&d.id, d.lease, now).await? {
                         pass.delivered += 1;
                     }

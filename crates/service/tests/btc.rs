@@ -7,153 +7,16 @@
 
 use std::sync::Arc;
 
-use chain_btc::FeeCaps;
-use domain::{Actor, Asset, AssetId, BitcoinNetwork, KeyAlgorithm, KeyBackend, KeyId, KeyPurpose};
-use service::btc::BtcNetwork;
-use service::testing::Payer;
+use domain::{Actor, Asset, BitcoinNetwork};
 use service::transfers::state;
-use service::{Checkpointer, NewKey, Service, ServiceError, SystemClock};
+use service::{Checkpointer, Service, ServiceError, SystemClock};
 use storage::testing::TestDb;
 
 storage::on_both!(fixture; a_send_is_planned_reserved_signed_and_verified, bad_input_reserves_and_signs_nothing, a_rotated_key_sweeps_its_outputs_to_its_successor, an_output_taken_by_a_transaction_strongroom_did_not_sign_freezes_its_wallet);
 
-const PAYEE: &str = "bcrt1qs758ursh4q9z627kt3pp5yysm78ddny6txaqgw";
-const REGTEST: BitcoinNetwork = BitcoinNetwork::Regtest;
-
-struct Fixture {
-    db: TestDb,
-    svc: Service,
-    payer: Payer,
-    ecdsa: KeyId,
-    schnorr: KeyId,
-    _dir: tempfile::TempDir,
-}
-
-/// Regtest with these fee caps, its node `client` if any.
-fn regtest(client: Option<Arc<chain_btc_client::BtcClient>>) -> BtcNetwork {
-    BtcNetwork {
-        network: REGTEST,
-        fee_caps: FeeCaps {
-            max_fee_rate: 100,
-            max_fee: 20_000,
-        },
-        fee_rate: 5,
-        batch: Default::default(),
-        confirmations: 1,
-        bump_after_blocks: 2,
-        consolidation: None,
-        client,
-    }
-}
-
-fn alice() -> Actor {
-    "operator:alice".parse().unwrap()
-}
-
-fn btc() -> AssetId {
-    Asset::bitcoin(REGTEST).id().clone()
-}
-
-async fn fixture(db: TestDb) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let cp = Checkpointer::for_tests(dir.path(), 9, 10_000);
-    let svc = Service::new(db.store.clone(), Arc::new(SystemClock), cp);
-    let shares = svc.init_keystore(&alice(), 2, 2).await.unwrap();
-    drop(svc);
-    fixture_on(db, dir, &shares).await
-}
-
-/// A service over `db`, whose keystore `shares` unseal, with regtest, two
-/// keys and a payer whose wallet holds them.
-async fn fixture_on(
-    db: TestDb,
-    dir: tempfile::TempDir,
-    shares: &[keys::shamir::UnsealShare],
-) -> Fixture {
-    let cp = Checkpointer::for_tests(dir.path(), 9, 10_000);
-    let svc = Service::new(db.store.clone(), Arc::new(SystemClock), cp);
-    for s in shares {
-        svc.unseal(&Actor::Anonymous, s).await.unwrap();
-    }
-    svc.add_btc_network(regtest(None));
-    let key = |algorithm| NewKey {
-        purpose: KeyPurpose::TransferSigning,
-        algorithm,
-        backend: KeyBackend::Keystore,
-        cryptoperiod_days: 30,
-    };
-    let ecdsa = svc
-        .create_key(&alice(), key(KeyAlgorithm::EcdsaSecp256k1))
-        .await
-        .unwrap()
-        .id;
-    let schnorr = svc
-        .create_key(&alice(), key(KeyAlgorithm::SchnorrBip340))
-        .await
-        .unwrap()
-        .id;
-    let payer = Payer::open(&svc, &alice(), "bitcoin", &[]).await;
-    for k in [ecdsa, schnorr] {
-        svc.register_btc_key(&alice(), REGTEST, k, payer.wallet())
-            .await
-            .unwrap();
-    }
-    Fixture {
-        db,
-        svc,
-        payer,
-        ecdsa,
-        schnorr,
-        _dir: dir,
-    }
-}
-
-/// The outputs `tx` spends, from the rows its send reserved.
-fn prevouts(tx: &bitcoin::Transaction, reserved: &[storage::BtcUtxoRow]) -> Vec<bitcoin::TxOut> {
-    tx.input
-        .iter()
-        .map(|i| {
-            let r = reserved
-                .iter()
-                .find(|r| r.txid == i.previous_output.txid.to_string())
-                .unwrap();
-            bitcoin::TxOut {
-                value: bitcoin::Amount::from_sat(r.value_sat),
-                script_pubkey: bitcoin::ScriptBuf::from_hex(&r.script_pubkey).unwrap(),
-            }
-        })
-        .collect()
-}
-
-impl Fixture {
-    async fn deposit(&self, key: KeyId, n: u8, sat: u64) {
-        self.svc
-            .btc_record_deposit(
-                &alice(),
-                REGTEST,
-                key,
-                &format!("{n:02x}").repeat(32),
-                0,
-                sat,
-            )
-            .await
-            .unwrap();
-    }
-
-    /// A payout requested, judged and queued, then carried out by the queue.
-    async fn pay(&self, to: &str, amount: &str) -> Result<storage::BtcSendRow, ServiceError> {
-        let t = self.payer.submit(&btc(), to, amount).await?;
-        let pass = self.svc.execute_due().await?;
-        assert_eq!(pass.submitted, 1, "{pass:?}");
-        let t = self.db.store.transfer(t.id).await?;
-        Ok(self.db.store.btc_send(&t.btc_send_id.unwrap()).await?)
-    }
-
-    async fn actions(&self) -> Vec<String> {
-        let page = self.db.store.audit_page(0, 10_000).await.unwrap();
-        page.into_iter().map(|r| r.action).collect()
-    }
-}
+#[path = "support/bitcoin.rs"]
+mod bitcoin_fixture;
+use bitcoin_fixture::*;
 
 async fn a_send_is_planned_reserved_signed_and_verified(f: Fixture) {
     assert!(

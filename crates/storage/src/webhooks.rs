@@ -165,7 +165,7 @@ impl WriteTx {
     pub async fn reset_delivery(&mut self, id: &str, now: Timestamp) -> Result<(), StorageError> {
         let done = sqlx::query(
             "UPDATE webhook_deliveries SET state = 'pending', attempts = 0, next_attempt_ms = $1, \
-             leased_until_ms = 0, delivered_at_ms = NULL WHERE id = $2",
+             leased_until_ms = 0, claimed_by = NULL, delivered_at_ms = NULL WHERE id = $2",
         )
         .bind(now.as_millis())
         .bind(id)
@@ -201,13 +201,15 @@ impl Store {
         rows.iter().map(webhook_from_row).collect()
     }
 
-    /// Claims up to `limit` due deliveries for `lease_ms` (no other worker
-    /// takes them meanwhile; PostgreSQL skips rows other workers hold).
+    /// Claims up to `limit` due deliveries for `lease_ms` under `claimer`
+    /// (a server's instance id; no other worker takes them meanwhile;
+    /// PostgreSQL skips rows other workers hold).
     pub async fn claim_deliveries(
         &self,
         now: Timestamp,
         lease_ms: i64,
         limit: i64,
+        claimer: &str,
     ) -> Result<Vec<DueDelivery>, StorageError> {
         let _turn = self.write_turn().await?;
         let mut tx = match self.backend {
@@ -228,11 +230,14 @@ impl Store {
         .await?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            sqlx::query("UPDATE webhook_deliveries SET leased_until_ms = $1 WHERE id = $2")
-                .bind(now.as_millis() + lease_ms)
-                .bind(&id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE webhook_deliveries SET leased_until_ms = $1, claimed_by = $3 WHERE id = $2",
+            )
+            .bind(now.as_millis() + lease_ms)
+            .bind(&id)
+            .bind(claimer)
+            .execute(&mut *tx)
+            .await?;
             let row = sqlx::query(
                 "SELECT d.id, d.webhook_id, d.attempts, w.url, w.secret_sealed, e.id AS event_id, \
                  e.event_type, e.payload, e.created_at_ms \
@@ -259,6 +264,20 @@ impl Store {
         Ok(out)
     }
 
+    /// Takes back the leases `claimer` (this server's instance id) held in
+    /// its previous run: those deliveries are due again at once. How many.
+    pub async fn reclaim_deliveries(&self, claimer: &str) -> Result<u64, StorageError> {
+        let _turn = self.write_turn().await?;
+        let done = sqlx::query(
+            "UPDATE webhook_deliveries SET leased_until_ms = 0, claimed_by = NULL \
+             WHERE state = 'pending' AND claimed_by = $1",
+        )
+        .bind(claimer)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Records a delivery, if this claim still holds its lease. Returns
     /// whether it did (a lapsed lease means another worker took it over).
     pub async fn delivery_succeeded(
@@ -270,7 +289,7 @@ impl Store {
         let _turn = self.write_turn().await?;
         let done = sqlx::query(
             "UPDATE webhook_deliveries SET state = 'delivered', attempts = attempts + 1, \
-             delivered_at_ms = $1, leased_until_ms = 0, last_error = NULL \
+             delivered_at_ms = $1, leased_until_ms = 0, claimed_by = NULL, last_error = NULL \
              WHERE id = $2 AND leased_until_ms = $3",
         )
         .bind(now.as_millis())
@@ -296,7 +315,7 @@ impl Store {
         let _turn = self.write_turn().await?;
         let done = sqlx::query(
             "UPDATE webhook_deliveries SET state = $1, attempts = attempts + 1, next_attempt_ms = $2, \
-             leased_until_ms = 0, last_error = $3 WHERE id = $4 AND leased_until_ms = $5",
+             leased_until_ms = 0, claimed_by = NULL, last_error = $3 WHERE id = $4 AND leased_until_ms = $5",
         )
         .bind(state)
         .bind(next_ms)

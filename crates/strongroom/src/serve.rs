@@ -499,6 +499,14 @@ pub(crate) fn run(c: Config, beside: Beside) -> Result<(), Failure> {
             api_http::Limits {
                 trusted_proxies: c.trusted_proxies.clone().into(),
                 max_in_flight: c.operations.max_in_flight,
+                per_principal: api_http::Rate {
+                    per_second: c.operations.per_principal,
+                    burst: c.operations.per_principal.saturating_mul(2),
+                },
+                per_address: api_http::Rate {
+                    per_second: c.operations.per_address,
+                    burst: c.operations.per_address.saturating_mul(2),
+                },
                 ..api_http::Limits::new(c.max_body_bytes, c.request_timeout)
             },
             &http_metrics,

@@ -12,6 +12,7 @@ use storage::testing::TestDb;
 
 const BIN: &str = env!("CARGO_BIN_EXE_strongroom");
 
+mod campaigns;
 mod signer_nodes;
 
 fn strongroom(args: &[&str]) -> Output {
@@ -2347,6 +2348,11 @@ struct Custody {
     key: String,
     initiator: PathBuf,
     admin: PathBuf,
+    /// A policy admin.
+    writer: PathBuf,
+    /// An approver of the wallet (no approver key registered) and their
+    /// principal.
+    approver: (PathBuf, String),
     anvil: chain_eth_client::testing::Anvil,
 }
 
@@ -2383,6 +2389,13 @@ impl Custody {
         let admin = person("admin", "admin", "global");
         let writer = person("writer", "policy-admin", "global");
         let initiator = person("initiator", "initiator", &format!("wallet:{wallet}"));
+        let approver = api_key(
+            &cfg,
+            dir.path(),
+            "approver",
+            "approver",
+            &format!("wallet:{wallet}"),
+        );
         let c = Custody {
             dir,
             config,
@@ -2392,6 +2405,8 @@ impl Custody {
             key,
             initiator,
             admin,
+            writer,
+            approver,
             anvil,
         };
         // The policy: everything allowed, proposed and approved over the API.
@@ -2399,7 +2414,14 @@ impl Custody {
         let document = "[[rules]]\nname = \"all\"\naction = \"allow\"\n";
         let body =
             serde_json::json!({"change": {"kind": "set_policy", "document": document}}).to_string();
-        let (code, p) = c.api(&server, &writer, "POST", "/v1/proposals", Some(&body), None);
+        let (code, p) = c.api(
+            &server,
+            &c.writer,
+            "POST",
+            "/v1/proposals",
+            Some(&body),
+            None,
+        );
         assert_eq!(code, 201, "{p}");
         let id = p["id"].as_str().unwrap().to_owned();
         assert_eq!(approve_proposal(&server.base, &c.admin, &id), "applied");
@@ -2611,183 +2633,6 @@ fn drive(
     }
 }
 
-/// The server killed with SIGKILL at each labelled point on the way from a
-/// request to a confirmed transaction, then restarted: every withdrawal
-/// ends with exactly one transaction on chain, nonces are used once each
-/// with no gap, and the audit chain verifies.
-fn crash_and_resume(db_url: &str) {
-    use std::os::unix::process::ExitStatusExt;
-    let c = Custody::new(db_url);
-    let points = [
-        "after_intent_insert",
-        "after_claim",
-        "after_reservation",
-        "after_signing",
-        "after_persist",
-        "after_broadcast",
-        "after_inclusion",
-    ];
-    let mut ids = Vec::new();
-    for (i, point) in points.iter().enumerate() {
-        let key = format!("crash-{point}");
-        let amount = format!("0.{}", i + 1);
-        let (tx, lines) = std::sync::mpsc::channel();
-        let mut server = c.start(&[("STRONGROOM_CRASH_AT", point)], tx);
-        let (code, t) = c.api(
-            &server,
-            &c.initiator,
-            "POST",
-            "/v1/transfers",
-            Some(&c.withdrawal(&amount)),
-            Some(&key),
-        );
-        let known = if *point == "after_intent_insert" {
-            assert_eq!(code, 0, "no answer from a server that died: {t}");
-            None
-        } else {
-            assert_eq!(code, 201, "{t}");
-            Some(t["id"].as_str().unwrap().to_owned())
-        };
-        // Runs until the process dies at its point.
-        assert_eq!(drive(&lines, 1, Some(&c.anvil), |_, _| false), None);
-        let status = server.child.wait().unwrap();
-        assert_eq!(status.signal(), Some(9), "{point}: killed by SIGKILL");
-        assert!(
-            server.log_text().contains(&format!("crash point {point}")),
-            "{point}"
-        );
-
-        // Restarted: the client retries with its key; the transfer resumes.
-        let (tx, lines) = std::sync::mpsc::channel();
-        let server = c.start(&[], tx);
-        let (code, t) = c.api(
-            &server,
-            &c.initiator,
-            "POST",
-            "/v1/transfers",
-            Some(&c.withdrawal(&amount)),
-            Some(&key),
-        );
-        assert_eq!(code, 200, "{point}: a replay, not a new transfer: {t}");
-        let id = t["id"].as_str().unwrap().to_owned();
-        if let Some(k) = &known {
-            assert_eq!(k, &id, "{point}");
-        }
-        let (code, now) = c.api(
-            &server,
-            &c.initiator,
-            "GET",
-            &format!("/v1/transfers/{id}"),
-            None,
-            None,
-        );
-        assert_eq!(code, 200);
-        if *point == "after_claim" {
-            // Its claim is taken back at the start, not left to lapse.
-            let took = wait_for_log(&lines, "took back the claims");
-            assert!(took.contains("\"claims\":1"), "{took}");
-        }
-        if now["state"] != "completed" {
-            let done = drive(&lines, 1, Some(&c.anvil), |t, to| {
-                t == id && to == "completed"
-            });
-            assert!(done.is_some(), "{point}: {}", server.log_text());
-        }
-        let (_, t) = c.api(
-            &server,
-            &c.initiator,
-            "GET",
-            &format!("/v1/transfers/{id}"),
-            None,
-            None,
-        );
-        assert_eq!(t["state"], "completed", "{point}: {t}");
-        // Its send shows the transaction as an integrator needs it.
-        let (code, send) = c.api(
-            &server,
-            &c.initiator,
-            "GET",
-            &format!("/v1/eth/sends/{}", t["eth_send"].as_str().unwrap()),
-            None,
-            None,
-        );
-        assert_eq!(code, 200, "{send}");
-        for field in ["tx_hash", "raw_tx", "block_hash", "fee_paid"] {
-            assert!(send[field].is_string(), "{point}: {field} in {send}");
-        }
-        assert_ne!(send["fee_paid"], "0");
-        let from = send["from"].as_str().unwrap();
-        assert_ne!(from, from.to_ascii_lowercase(), "EIP-55: {from}");
-        let states: Vec<&str> = t["history"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| h["state"].as_str().unwrap())
-            .collect();
-        assert_eq!(
-            states,
-            [
-                "submitted",
-                "pending_policy",
-                "queued",
-                "signing",
-                "signed",
-                "broadcasting",
-                "confirming",
-                "completed"
-            ],
-            "{point}"
-        );
-        ids.push(id);
-        server.terminate();
-    }
-
-    let distinct: std::collections::BTreeSet<_> = ids.iter().collect();
-    assert_eq!(distinct.len(), points.len());
-    // Exactly one transaction each, nonces 0.. with no gap, every amount
-    // paid once.
-    rt().block_on(async {
-        let client = eth_client(c.anvil.url()).await;
-        let from: chain_eth::EthAddress = c.sender.parse().unwrap();
-        let to: chain_eth::EthAddress = DESTINATION.parse().unwrap();
-        assert_eq!(
-            client
-                .nonce(from, chain_eth_client::NonceTag::Latest)
-                .await
-                .unwrap(),
-            points.len() as u64
-        );
-        let paid: u128 = (1..=points.len() as u128)
-            .map(|i| i * 100_000_000_000_000_000)
-            .sum();
-        assert_eq!(client.balance(to).await.unwrap(), paid);
-    });
-    let cfg = c.config.to_str().unwrap();
-    let o = strongroom(&[
-        "eth",
-        "nonces",
-        "--config",
-        cfg,
-        "--chain-id",
-        "31337",
-        "--address",
-        &c.sender,
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let n = points.len();
-    for line in [
-        format!("chain latest {n} pending {n}"),
-        format!("next to hand out {n}"),
-        "planned but unsigned []".to_owned(),
-        "later nonces waiting) []".to_owned(),
-    ] {
-        assert!(stdout(&o).contains(&line), "{}", stdout(&o));
-    }
-    let o = strongroom(&["audit", "verify", "--config", cfg]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    drop(c.dir);
-}
-
 /// Operations: a scrape of `/metrics` after a withdrawal holds every family
 /// the alert rules and the dashboard use, with sane values and no address;
 /// a checkpoint file that cannot be written turns readiness false and,
@@ -2940,7 +2785,7 @@ fn operations_metrics_readiness_and_guards() {
     let (code, st) = c.api(&server, &c.admin, "GET", "/v1/status", None, None);
     assert_eq!(code, 200, "{st}");
     assert_eq!(st["version"], env!("CARGO_PKG_VERSION"), "{st}");
-    assert_eq!(st["database"]["schema_version"], 28, "{st}");
+    assert_eq!(st["database"]["schema_version"], 29, "{st}");
     assert!(
         st["git_commit"]
             .as_str()
@@ -3420,18 +3265,6 @@ fn still(then: &serde_json::Value, now: &serde_json::Value, at: &str) -> Result<
         (a, b) if a == b => Ok(()),
         (a, b) => Err(format!("{at}: {a}, now {b}")),
     }
-}
-
-#[test]
-fn crash_and_resume_sqlite() {
-    crash_and_resume("sqlite://strongroom.db");
-}
-
-#[test]
-fn crash_and_resume_postgres() {
-    let rt = rt();
-    let db = rt.block_on(TestDb::postgres());
-    crash_and_resume(&db.url);
 }
 
 /// Two servers on one PostgreSQL database share the queue: every transfer

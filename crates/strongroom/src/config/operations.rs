@@ -1,7 +1,7 @@
 //! `[operations]`: where Prometheus scrapes, and the guards that keep a
 //! server in trouble from making it worse — a disk floor, a bound on
-//! requests in flight, and how long checkpoint writes may fail before
-//! signing stops.
+//! requests in flight, the API's rate limits, and how long checkpoint
+//! writes may fail before signing stops.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -25,6 +25,11 @@ pub(super) struct RawOperations {
     /// Signatures made at once (HSM sessions, signer nodes, the keystore);
     /// more wait their turn.
     max_concurrent_signatures: Option<usize>,
+    /// Requests per second each verified principal may make on average
+    /// (bursts of twice as many); more get 429 `rate_limited`.
+    requests_per_second_per_principal: Option<u32>,
+    /// The same per client address, before authentication.
+    requests_per_second_per_address: Option<u32>,
 }
 
 /// What `[operations]` says, defaults filled in.
@@ -36,6 +41,9 @@ pub struct Operations {
     pub checkpoint_fail_closed_after: Duration,
     pub max_in_flight: usize,
     pub max_concurrent_signatures: usize,
+    /// Requests per second per principal, and per address.
+    pub per_principal: u32,
+    pub per_address: u32,
 }
 
 /// Prometheus's registered default port for exporters is taken by many;
@@ -83,7 +91,25 @@ pub(super) fn operations(raw: Option<RawOperations>) -> Result<Operations, Confi
             "must be between 1 and 1024",
         ));
     }
+    let rate = |v: Option<u32>, default: u32, key: &str| {
+        let v = v.unwrap_or(default);
+        if (1..=100_000).contains(&v) {
+            Ok(v)
+        } else {
+            Err(ConfigError::new(key, "must be between 1 and 100000"))
+        }
+    };
     Ok(Operations {
+        per_principal: rate(
+            raw.requests_per_second_per_principal,
+            20,
+            "operations.requests_per_second_per_principal",
+        )?,
+        per_address: rate(
+            raw.requests_per_second_per_address,
+            50,
+            "operations.requests_per_second_per_address",
+        )?,
         max_concurrent_signatures,
         metrics_listen,
         disk_floor_bytes: floor_mb * 1024 * 1024,
