@@ -18,6 +18,8 @@ use std::sync::{Arc, Mutex};
 
 use super::*;
 
+mod load;
+
 /// Every crash point, in the order a transfer meets them.
 const POINTS: [&str; 9] = service::crash::POINTS;
 
