@@ -1402,3 +1402,59 @@ async fn enrol_totp(app: &App) -> String {
     assert!(s.is_success(), "{s} {body}");
     code(step())
 }
+
+/// Bybit, 2025: the signers were shown a transfer and signed calldata
+/// they never saw. No request here can carry calldata, a call type or a
+/// contract to call: a withdrawal names a wallet, an asset, an amount and
+/// a destination, and the server builds the transaction itself (what it
+/// builds must then be exactly that payment: `chain-eth`'s
+/// `bybit_2025_a_plan_that_is_not_the_approved_payment_is_refused`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bybit_2025_no_request_carries_calldata() {
+    let app = app(roomy()).await;
+    let k = key(&app, 9, Grant::global(Role::Initiator)).await;
+    for field in [
+        "data",
+        "calldata",
+        "input",
+        "operation",
+        "to",
+        "value",
+        "gas",
+    ] {
+        let mut body = serde_json::json!({
+            "wallet": "01900000-0000-7000-8000-000000000001",
+            "asset": "eip155:1/native",
+            "amount": "1",
+            "destination": "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+        });
+        body[field] = serde_json::json!("0x6a761202");
+        for path in ["/v1/transfers", "/v1/policy/dry-run"] {
+            let (s, _, b) = send(&app, k.request("POST", path, Some(&body))).await;
+            assert_eq!(
+                (s, b["code"].as_str()),
+                (StatusCode::BAD_REQUEST, Some("invalid_body")),
+                "{field} at {path}: {b}"
+            );
+        }
+    }
+    // The contract says the same: a withdrawal's fields, nothing more.
+    let (s, _, doc) = send(&app, plain("GET", "/v1/openapi.json", None)).await;
+    assert_eq!(s, StatusCode::OK);
+    let fields: Vec<&str> = doc["components"]["schemas"]["TransferBody"]["properties"]
+        .as_object()
+        .map(|p| p.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    let allowed = [
+        "wallet",
+        "asset",
+        "amount",
+        "destination",
+        "reference",
+        "external_id",
+        "priority",
+        "depends_on",
+    ];
+    assert!(!fields.is_empty());
+    assert!(fields.iter().all(|f| allowed.contains(f)), "{fields:?}");
+}

@@ -183,7 +183,7 @@ pub(crate) fn drive<SM, O, E>(
 where
     SM: StateMachine<Output = Result<O, E>>,
     SM::Msg: Serialize + DeserializeOwned,
-    E: std::fmt::Display,
+    E: std::fmt::Display + std::fmt::Debug,
 {
     let mut pending: VecDeque<Inbound> = VecDeque::new();
     let mut sends: Vec<Outbound> = Vec::new();
@@ -250,12 +250,42 @@ where
             }
             ProceedResult::Output(Ok(o)) => return (Ok(o), sends),
             ProceedResult::Output(Err(e)) => {
-                return (Err(Abort::Protocol(e.to_string())), sends);
+                // The library names the parties whose proofs failed (an
+                // auxiliary-information modulus with small factors, a bad
+                // range proof): they are blamed, as a bad share is.
+                let culprits = blamed(&format!("{e:?}"));
+                let abort = if culprits.is_empty() {
+                    Abort::Protocol(e.to_string())
+                } else {
+                    Abort::Blamed {
+                        culprits,
+                        why: e.to_string(),
+                    }
+                };
+                return (Err(abort), sends);
             }
             ProceedResult::Yielded => {}
             ProceedResult::Error(e) => return (Err(Abort::Internal(e.to_string())), sends),
         }
     }
+}
+
+/// The parties a CGGMP error blames: its `AbortBlame`s' `faulty_party`
+/// (0-based in the library, 1-based here), read from the error's debug
+/// form (the library keeps the blame in private types).
+fn blamed(debug: &str) -> Vec<crate::PartyIndex> {
+    let mut out: Vec<crate::PartyIndex> = debug
+        .split("faulty_party: ")
+        .skip(1)
+        .filter_map(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            let index: u16 = digits.parse().ok()?;
+            crate::PartyIndex::new(index.checked_add(1)?)
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Finishes a run on its thread: the last messages and the output.
@@ -509,4 +539,27 @@ pub fn primes_from(have: &[String]) -> Result<Primes, String> {
         .try_into()
         .map_err(|_| "four primes are needed".to_owned())?;
     Primes::try_from(arr).map_err(|_| "a kept prime is too small".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The blame as cggmp24 prints it for an auxiliary-information run
+    /// whose party 2 (index 1) sent a modulus that fails Π^mod.
+    #[test]
+    fn the_library_s_blame_names_the_culprits() {
+        let debug = "KeyRefreshError(Aborted(ProtocolAborted { reason: InvalidModProof, \
+                     parties: [AbortBlame { faulty_party: 1, data_message: 4, proof_message: 9 }, \
+                     AbortBlame { faulty_party: 1, data_message: 5, proof_message: 9 }] }))";
+        let two = crate::PartyIndex::new(2).into_iter().collect::<Vec<_>>();
+        assert_eq!(blamed(debug), two);
+        assert!(blamed("KeyRefreshError(IoError(..))").is_empty());
+        assert!(blamed("faulty_party: 65535").is_empty(), "no party 65536");
+        let abort = Abort::Blamed {
+            culprits: two.clone(),
+            why: "key refresh protocol failed to complete".into(),
+        };
+        assert_eq!(abort.culprits(), two);
+    }
 }

@@ -294,6 +294,13 @@ pub enum Abort {
     Journal(String),
     #[error("the protocol aborted: {0}")]
     Protocol(String),
+    /// The protocol aborted and named who broke it (a proof that failed:
+    /// a Paillier modulus with small factors, a bad range proof).
+    #[error("the protocol aborted, blaming {culprits:?}: {why}")]
+    Blamed {
+        culprits: Vec<PartyIndex>,
+        why: String,
+    },
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -319,7 +326,7 @@ impl Abort {
             Abort::InvalidProof { culprit } | Abort::InvalidSecretShare { culprit } => {
                 vec![*culprit]
             }
-            Abort::InvalidShares { culprits } => culprits.clone(),
+            Abort::InvalidShares { culprits } | Abort::Blamed { culprits, .. } => culprits.clone(),
             Abort::NotAParty { .. }
             | Abort::WrongSession { .. }
             | Abort::OutOfOrder { .. }

@@ -181,6 +181,10 @@ pub enum Fault {
     /// Answers signing requests with a share that is a valid scalar but
     /// not this node's share.
     BadShare,
+    /// Publishes, in the auxiliary-information ceremony, a Paillier
+    /// modulus with a small factor (its own modulus times 3), as the
+    /// BitForge attack does.
+    BadAuxModulus,
 }
 
 /// Called with the request's name after each answer is sent: the crash

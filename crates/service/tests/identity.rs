@@ -18,6 +18,7 @@ storage::on_both!(
     signed_requests_are_fresh_unique_and_untampered,
     capabilities_follow_grants_scopes_and_expiry,
     passkeys_sign_in_once_per_challenge_and_the_last_factor_stays,
+    ftx_2022_a_privileged_sign_in_without_its_second_factor_is_refused,
 );
 
 /// What an authenticator holding `sk` answers to `challenge` at counter
@@ -900,4 +901,64 @@ async fn capabilities_follow_grants_scopes_and_expiry(f: Fixture) {
     ] {
         assert!(actions.iter().any(|x| x == a), "{a}");
     }
+}
+
+/// FTX, 2022: privileged access without a second factor. An admin signed
+/// in with a password alone can do nothing privileged (no user, no
+/// proposal); once a second factor is enrolled, the password alone (the
+/// thief's) signs in to nothing: each attempt is refused and audited, and
+/// after five the account locks, audited too.
+async fn ftx_2022_a_privileged_sign_in_without_its_second_factor_is_refused(f: Fixture) {
+    let pw = || "correct horse battery".to_owned();
+    let login = f.svc.login("alice", pw(), None, "10.0.0.1").await.unwrap();
+    let who = f
+        .svc
+        .authenticate_session(&login.session_token, Some(&login.csrf_token), true)
+        .await
+        .unwrap();
+    assert!(!who.mfa());
+    assert_eq!(
+        denied(f.svc.authorize::<perm::ManageUsers>(&who, None)),
+        AuthError::MfaRequired
+    );
+    let proposed = f
+        .svc
+        .propose(
+            &who,
+            service::governance::Change::Grant {
+                principal: "operator:mallory".into(),
+                role: "admin".into(),
+                scope: "global".into(),
+                until_ms: None,
+            },
+        )
+        .await;
+    assert_eq!(auth_err(proposed), AuthError::MfaRequired);
+    // Alice enrols her factor.
+    let uri = f.svc.totp_enrol(&who, None).await.unwrap();
+    let code = format!(
+        "{:06}",
+        totp::code(&secret_of(&uri), f.unix() / 30, 6).unwrap()
+    );
+    f.svc.totp_confirm(&who, &code).await.unwrap();
+    // The thief has her password, not her factor.
+    for attempt in 1..=5 {
+        let stolen = f.svc.login("alice", pw(), None, "203.0.113.9").await;
+        assert_eq!(auth_err(stolen), AuthError::InvalidCredentials, "{attempt}");
+    }
+    let locked = f
+        .svc
+        .login("alice", pw(), Some("123456"), "203.0.113.9")
+        .await;
+    assert!(locked.is_err());
+    let actions = f.actions().await;
+    assert_eq!(
+        actions.iter().filter(|a| *a == "auth.login.failed").count(),
+        5,
+        "{actions:?}"
+    );
+    assert!(
+        actions.iter().any(|a| a == "auth.login.refused"),
+        "{actions:?}"
+    );
 }

@@ -331,6 +331,12 @@ impl Node {
         let suite = format!("{SUITE}/{}", open.state.kind);
         let mut messages = Vec::with_capacity(step.sends.len());
         for out in &step.sends {
+            let body =
+                if self.fault == Some(super::Fault::BadAuxModulus) && open.state.kind == "aux" {
+                    zeroize::Zeroizing::new(small_factor_modulus(&out.body))
+                } else {
+                    out.body.clone()
+                };
             let to = match out.to {
                 None => None,
                 Some(i) => {
@@ -353,7 +359,7 @@ impl Node {
                 Round::Mpc,
                 self.index,
                 to.map(|p| p.index),
-                &out.body,
+                &body,
             );
             messages.push(self.keys.seal(&e, to)?);
         }
@@ -378,6 +384,20 @@ impl Node {
                     .copied()
                     .unwrap_or(0);
                 return Err(Abort::Malformed { from: party, what });
+            }
+            // Blamed by their places among the members, too.
+            Some(Err(Abort::Blamed { culprits, why })) => {
+                let culprits = culprits
+                    .iter()
+                    .filter_map(|p| {
+                        let party = open
+                            .state
+                            .members
+                            .get(usize::from(p.get()).checked_sub(1)?)?;
+                        crate::PartyIndex::new(*party)
+                    })
+                    .collect();
+                return Err(Abort::Blamed { culprits, why });
             }
             Some(Err(e)) => return Err(e),
             Some(Ok(made)) => Some(self.made(session, open, made)?),
@@ -583,5 +603,49 @@ impl Node {
     ) -> Result<Vec<u8>, Abort> {
         sealed::seal(&self.store_key, binding(&bound(key_id, wallet)), plain)
             .map_err(|e| Abort::Internal(e.to_string()))
+    }
+}
+
+/// A protocol message with every Paillier modulus (`N`, as the library
+/// writes big integers: `{"radix":16,"value":…}`) multiplied by 3: a
+/// modulus with a small factor, for the BitForge fault. Anything else is
+/// sent as it was.
+fn small_factor_modulus(body: &[u8]) -> Vec<u8> {
+    fn times_three(hex: &str) -> Option<String> {
+        let mut out = Vec::with_capacity(hex.len() + 1);
+        let mut carry = 0u32;
+        for c in hex.chars().rev() {
+            let d = c.to_digit(16)? * 3 + carry;
+            out.push(std::char::from_digit(d % 16, 16)?);
+            carry = d / 16;
+        }
+        if carry > 0 {
+            out.push(std::char::from_digit(carry, 16)?);
+        }
+        Some(out.into_iter().rev().collect())
+    }
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, x) in map.iter_mut() {
+                    if k == "N"
+                        && let Some(hex) = x["value"].as_str().and_then(times_three)
+                    {
+                        x["value"] = serde_json::Value::String(hex);
+                    } else {
+                        walk(x);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(mut v) => {
+            walk(&mut v);
+            serde_json::to_vec(&v).unwrap_or_else(|_| body.to_vec())
+        }
+        Err(_) => body.to_vec(),
     }
 }
