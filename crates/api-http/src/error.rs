@@ -246,11 +246,6 @@ pub(crate) fn service_error(e: service::ServiceError) -> ApiError {
             "not_approved",
             format!("signing refused, wallet frozen: {m}"),
         ),
-        e @ E::ApprovalForged { .. } => ApiError::new(
-            StatusCode::CONFLICT,
-            "not_approved",
-            format!("{e}; the wallet is frozen"),
-        ),
         E::SignersRefused(m) => ApiError::new(StatusCode::CONFLICT, "signers_refused", m),
         e @ E::SignatureRefused(_) => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -546,10 +546,11 @@ mod tests {
     use super::*;
 
     /// The blame as cggmp24 prints it for an auxiliary-information run
-    /// whose party 2 (index 1) sent a modulus that fails Π^mod.
+    /// whose party 2 (index 1) revealed another modulus than it committed
+    /// to (what the `BadAuxModulus` fault does).
     #[test]
     fn the_library_s_blame_names_the_culprits() {
-        let debug = "KeyRefreshError(Aborted(ProtocolAborted { reason: InvalidModProof, \
+        let debug = "KeyRefreshError(Aborted(ProtocolAborted { reason: InvalidDecommitment, \
                      parties: [AbortBlame { faulty_party: 1, data_message: 4, proof_message: 9 }, \
                      AbortBlame { faulty_party: 1, data_message: 5, proof_message: 9 }] }))";
         let two = crate::PartyIndex::new(2).into_iter().collect::<Vec<_>>();

@@ -10,8 +10,11 @@
 //! BitForge (Fireblocks, 2023): a party published a Paillier modulus with
 //! small factors in its auxiliary information, and implementations that
 //! skipped the proofs of its well-formedness leaked every other party's
-//! share. Here a signer node does just that (a test fault), and the others
-//! refuse the ceremony and blame it.
+//! share. Here a signer node sends a modulus with a factor 3 (a test
+//! fault), and the others refuse the ceremony and blame it. The fault
+//! changes the modulus after the node committed to it, so the honest nodes
+//! catch it at the decommitment; the proofs of a committed modulus (Π^mod,
+//! Π^fac, inside cggmp24) are not reached by it.
 
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
@@ -65,10 +68,10 @@ fn tsshock_2023_the_threshold_protocols_run_at_their_specified_security() {
 }
 
 /// BitForge: node 2 publishes its modulus times 3 in the auxiliary
-/// information ceremony. The honest nodes' checks (its commitment, the
-/// proofs Π^mod and Π^prm) refuse it, the ceremony ends with node 2
-/// blamed by name, and no node keeps auxiliary information (so no ECDSA
-/// key can be made on what it would have given).
+/// information ceremony. The honest nodes refuse it (it is not the modulus
+/// node 2 committed to), the ceremony ends with node 2 blamed by name, and
+/// no node keeps auxiliary information (so no ECDSA key can be made on
+/// what it would have given).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bitforge_2023_a_modulus_with_small_factors_is_refused_and_its_sender_blamed() {
     let l = Loopback::start_with(&[1, 2, 3], policy(false), |i, n| {

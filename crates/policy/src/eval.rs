@@ -393,6 +393,11 @@ fn breaker(b: &crate::document::Breaker, cx: Cx<'_>, usd: Usd) -> Result<Option<
     use crate::document::BreakerLimit;
     match &b.limit {
         BreakerLimit::Count(max) => {
+            // Payments only: a rotation's sweeps or a consolidation (the
+            // wallet's own moves) never trip it, though they count.
+            if facts.tx_type != crate::terms::TxType::Transfer {
+                return Ok(None);
+            }
             let total = window_total(cx, spec)?
                 .count
                 .checked_add(1)

@@ -362,9 +362,10 @@ impl ApprovalStatement {
     /// Verifies an approval recorded earlier (accepted then by
     /// [`ApprovalStatement::verify_by`]) before it is counted again: the
     /// signature by `key` is over this statement. A passkey's assertion is
-    /// checked for its challenge and signature only: where it was made (its
-    /// origin and RP ID) was checked when it was cast, and a later change
-    /// of the relying party must not unmake it.
+    /// checked for its type, challenge, user presence and verification and
+    /// signature; where it was made (its origin and RP ID) was checked when
+    /// it was cast, and a later change of the relying party must not unmake
+    /// it.
     pub fn verify_recorded(
         &self,
         key: &ApproverKey,
@@ -375,10 +376,19 @@ impl ApprovalStatement {
                 verify_strict(k, &self.message(), s)
             }
             (ApproverKey::Passkey { public_key, .. }, ApprovalSignature::WebAuthn(a)) => {
+                let client: ClientData = serde_json::from_slice(&a.client_data_json)
+                    .map_err(|_| refused("the client data is not the JSON WebAuthn defines"))?;
+                if client.kind != "webauthn.get" {
+                    return Err(refused("client data not of type webauthn.get"));
+                }
                 if a.challenge() != Some(self.challenge()) {
                     return Err(refused(
                         "the challenge signed is not this approval statement's digest",
                     ));
+                }
+                let flags = a.authenticator_data.get(32).copied().unwrap_or(0);
+                if flags & USER_PRESENT == 0 || flags & USER_VERIFIED == 0 {
+                    return Err(refused("the authenticator did not verify a present user"));
                 }
                 assertion_signature(public_key, a)
             }

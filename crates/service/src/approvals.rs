@@ -19,14 +19,35 @@ use crate::moves::{Move, corrupt, state, transition};
 use crate::record::entry;
 use crate::service::{Service, ServiceError};
 
-/// Whether `t`'s approvals stand at `now`: `Err(why)` if they do not.
-/// Transfers that needed none always stand.
+/// Why a transfer's approvals do not stand.
+#[derive(Debug)]
+pub(crate) enum Lapse {
+    /// They lapsed: expired, voided, a key revoked, an approver gone from
+    /// the group or no longer allowed to approve.
+    Lost(String),
+    /// A recorded approval does not verify for the transfer as stored: the
+    /// database was written around the service. Not counted, and refused
+    /// like a plan that differs wherever a signature waits on it.
+    Forged(String),
+}
+
+impl Lapse {
+    pub(crate) fn why(&self) -> &str {
+        match self {
+            Lapse::Lost(w) | Lapse::Forged(w) => w,
+        }
+    }
+}
+
+/// Whether `t`'s approvals stand: expiries judged at `at` (now, or when
+/// the transaction was handed out for its offline signature), everything
+/// else at `now`. Transfers that needed none always stand.
 pub(crate) async fn stands(
     tx: &mut WriteTx,
     t: &TransferRow,
-    now: Timestamp,
+    (at, now): (Timestamp, Timestamp),
     gov: &GovState,
-) -> Result<Result<(), String>, ServiceError> {
+) -> Result<Result<(), Lapse>, ServiceError> {
     let decision: Decision =
         serde_json::from_str(&t.decision).map_err(|e| corrupt("decision", e))?;
     let Outcome::RequireApproval { requirement, .. } = &decision.outcome else {
@@ -52,13 +73,14 @@ pub(crate) async fn stands(
                 unlock
                     .as_millis()
                     .saturating_sub(lock_ms)
-                    .min(now.as_millis()),
+                    .min(at.as_millis()),
             )
         }
-        _ => now,
+        _ => at,
     };
     let mut valid = BTreeSet::new();
     let mut why = Vec::new();
+    let mut forged = Vec::new();
     for a in tx.approvals_in_tx(t.id).await? {
         if a.vote != "approve" {
             continue;
@@ -90,39 +112,45 @@ pub(crate) async fn stands(
             // The recorded signature must be over this transfer as it is
             // stored now: an intent rewritten after its approvals (and its
             // digest with it) is not what they approved.
-            recorded_signature_holds(t, &a)?;
-            valid.insert(a.approver);
+            match recorded_signature_holds(t, &a)? {
+                Ok(()) => {
+                    valid.insert(a.approver);
+                }
+                Err(w) => forged.push(w),
+            }
         }
     }
-    Ok(if requirement.satisfied(&valid) {
+    Ok(if !forged.is_empty() {
+        Err(Lapse::Forged(forged.join("; ")))
+    } else if requirement.satisfied(&valid) {
         Ok(())
     } else if why.is_empty() {
-        Err("the approvals no longer meet the requirement".into())
+        Err(Lapse::Lost(
+            "the approvals no longer meet the requirement".into(),
+        ))
     } else {
-        Err(why.join("; "))
+        Err(Lapse::Lost(why.join("; ")))
     })
 }
 
 /// Checks an approval as recorded against the transfer as stored: its
-/// signature must be its approver's over this transfer's statement. One
-/// that is not was written around the service (the intent, its digest or
-/// the approval changed in the database): [`ServiceError::ApprovalForged`].
-fn recorded_signature_holds(t: &TransferRow, a: &ApprovalRow) -> Result<(), ServiceError> {
-    let forged = |why: String| ServiceError::ApprovalForged {
-        transfer: t.id,
-        why: format!("{}'s recorded approval {why}", a.approver),
+/// signature must be its approver's over this transfer's statement.
+/// `Err(why)`: it is not — written around the service (the intent, its
+/// digest or the approval changed in the database).
+fn recorded_signature_holds(
+    t: &TransferRow,
+    a: &ApprovalRow,
+) -> Result<Result<(), String>, ServiceError> {
+    let forged = |why: String| Err(format!("{}'s recorded approval {why}", a.approver));
+    let Ok(key) = a.public_key.parse::<ApproverKey>() else {
+        return Ok(forged("names no approver key".into()));
     };
-    let key: ApproverKey = a
-        .public_key
-        .parse()
-        .map_err(|_| forged("names no approver key".into()))?;
-    let signature: ApprovalSignature = a
-        .signature
-        .parse()
-        .map_err(|_| forged("carries no signature".into()))?;
-    statement_of(t, Vote::Approve, a.expires_at)?
+    let Ok(signature) = a.signature.parse::<ApprovalSignature>() else {
+        return Ok(forged("carries no signature".into()));
+    };
+    Ok(statement_of(t, Vote::Approve, a.expires_at)?
         .verify_recorded(&key, &signature)
-        .map_err(|e| forged(format!("does not verify for this transfer as stored: {e}")))
+        .or_else(|e| forged(format!("does not verify for this transfer as stored: {e}"))))
 }
 
 /// The states of a transfer approved but not yet signed: its approvals
@@ -172,7 +200,7 @@ pub(crate) async fn pull_back(
             let (event, why) = if other.id == t.id {
                 (lifecycle::Event::ApprovalsLost, lost.clone())
             } else {
-                match stands(tx, &other, now, gov).await? {
+                match stands(tx, &other, (now, now), gov).await? {
                     Ok(()) => (
                         lifecycle::Event::Unplanned,
                         format!("another payout of its batch lost its approvals: {why}"),
@@ -181,7 +209,10 @@ pub(crate) async fn pull_back(
                         tx.void_approvals_on(other.id, now).await?;
                         (
                             lifecycle::Event::ApprovalsLost,
-                            format!("approvals no longer stand: {w}; they must all be given again"),
+                            format!(
+                                "approvals no longer stand: {}; they must all be given again",
+                                w.why()
+                            ),
                         )
                     }
                 }
@@ -216,9 +247,16 @@ pub(crate) async fn retally(
     if !UNSIGNED.contains(&t.state.as_str()) {
         return Ok(Vec::new());
     }
-    match stands(tx, &t, now, gov).await? {
+    match stands(tx, &t, (now, now), gov).await? {
         Ok(()) => Ok(Vec::new()),
-        Err(why) => pull_back(tx, &t, &why, now, gov).await,
+        Err(lapse) => {
+            if let Lapse::Forged(why) = &lapse {
+                // Not counted; the transfer waits for approvals given anew
+                // (over what is stored), and the gate refuses it meanwhile.
+                tracing::error!(transfer = %t.id, why = %why, "a recorded approval does not verify");
+            }
+            pull_back(tx, &t, lapse.why(), now, gov).await
+        }
     }
 }
 
@@ -274,28 +312,28 @@ impl Service {
                 // Already signed (a replacement pays the same), or moved on.
                 continue;
             }
-            let standing = match stands(&mut tx, &t, as_of.unwrap_or(now), &gov).await {
+            let standing = stands(&mut tx, &t, (as_of.unwrap_or(now), now), &gov).await?;
+            if let Err(Lapse::Forged(why)) = standing {
                 // Tampering, not a lapse: refused like a plan that differs
-                // (history, audit record, event, the wallet frozen).
-                Err(ServiceError::ApprovalForged { transfer, why }) => {
-                    drop(tx);
-                    let send = match (&t.eth_send_id, &t.btc_send_id) {
-                        (Some(s), _) => format!("eth-send:{s}"),
-                        (None, Some(s)) => format!("btc-send:{s}"),
-                        (None, None) => format!("transfer:{transfer}"),
-                    };
-                    return Err(self
-                        .refuse_to_sign(crate::refusal::Refused {
-                            send,
-                            wallet: t.wallet,
-                            transfers: &[transfer],
-                            why,
-                        })
-                        .await);
-                }
-                other => other?,
-            };
-            if let Err(why) = standing {
+                // (history, audit record, event, the wallet frozen), once
+                // this transaction is gone (the refusal writes its own).
+                drop(tx);
+                let send = match (&t.eth_send_id, &t.btc_send_id) {
+                    (Some(s), _) => format!("eth-send:{s}"),
+                    (None, Some(s)) => format!("btc-send:{s}"),
+                    (None, None) => format!("transfer:{}", t.id),
+                };
+                return Err(self
+                    .refuse_to_sign(crate::refusal::Refused {
+                        send,
+                        wallet: t.wallet,
+                        transfers: &[t.id],
+                        why,
+                    })
+                    .await);
+            }
+            if let Err(lapse) = standing {
+                let why = lapse.why().to_owned();
                 // Handed out: its holder may have signed and sent it, so it
                 // is refused here and left for a person (a cancel asks the
                 // node first), never released behind the chain's back.

@@ -42,13 +42,6 @@ pub enum ServiceError {
     KeyNotUsable(String),
     #[error("signing refused: what was built is not what was approved: {0}")]
     NotApproved(String),
-    /// A recorded approval does not verify for its transfer as stored:
-    /// the database was written around the service.
-    #[error("signing refused: an approval does not verify for transfer {transfer}: {why}")]
-    ApprovalForged {
-        transfer: domain::TransferId,
-        why: String,
-    },
     #[error("the signer nodes refused: {0}")]
     SignersRefused(String),
     #[error("the signer nodes could not sign: {0}")]

@@ -49,8 +49,6 @@ pub(crate) fn classify(e: &ServiceError) -> lifecycle::Failure {
         ServiceError::Storage(StorageError::Corrupt(_))
         // What the intent asks cannot be built into an approvable plan.
         | ServiceError::NotApproved(_)
-        // An approval that does not verify: refused, the wallet frozen.
-        | ServiceError::ApprovalForged { .. }
         // A destination denied: never paid, whatever is tried.
         | ServiceError::Screened { .. }
         | ServiceError::Eth(

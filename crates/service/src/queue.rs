@@ -245,12 +245,16 @@ impl Service {
     /// lease — queued transfers, and webhook deliveries a crash interrupted
     /// (sent again with their webhook-id). How many transfers.
     pub async fn reclaim_leases(&self) -> Result<u64, ServiceError> {
-        let deliveries = self.store().reclaim_deliveries(self.instance()).await?;
-        if deliveries > 0 {
-            tracing::info!(
+        match self.store().reclaim_deliveries(self.instance()).await {
+            Ok(0) => {}
+            Ok(deliveries) => tracing::info!(
                 deliveries,
                 "took back the webhook deliveries of this server's previous run"
-            );
+            ),
+            // The transfers' claims are taken back all the same.
+            Err(e) => {
+                tracing::error!(error = %e, "could not take back this server's webhook deliveries")
+            }
         }
         Ok(self
             .store()

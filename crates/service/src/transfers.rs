@@ -602,7 +602,7 @@ impl Can<'_, perm::ApproveTransfer> {
                 // Counted as the signing gate will count them: unexpired,
                 // keys in force, approvers still in their groups.
                 let gov = svc.gov_in(&mut tx).await?;
-                if crate::approvals::stands(&mut tx, &t, now, &gov)
+                if crate::approvals::stands(&mut tx, &t, (now, now), &gov)
                     .await?
                     .is_ok()
                 {

@@ -340,10 +340,12 @@ async fn storm_of_one_deposit_credited_twice_credits_it_once(s: Storm) {
 
 /// Two payouts planned by two servers at once, each wanting the wallet's
 /// larger output first: every output is reserved by one send only (each
-/// planner wins a different output, or one batch takes both), and both
-/// payouts are planned — nothing spent twice, nothing lost.
+/// planner wins a different output, or one batch takes both); a payout
+/// whose planner lost the race is back in the queue with why, to be tried
+/// again — nothing spent twice, nothing lost.
 async fn storm_of_payouts_racing_for_one_output_spends_it_once(s: Storm) {
     let n = rounds();
+    let mut lost = std::collections::BTreeSet::new();
     for round in 0..n {
         let txid = |k: u64| format!("{:064x}", 0xe000_0000u64 + 2 * round + k);
         for (k, sat) in [(0, 60_001), (1, 60_000)] {
@@ -359,9 +361,22 @@ async fn storm_of_payouts_racing_for_one_output_spends_it_once(s: Storm) {
         y.unwrap();
         let mut sends = std::collections::BTreeSet::new();
         for id in [first.id, second.id] {
-            let send = s.f.db.store.transfer(id).await.unwrap().btc_send_id;
-            sends.insert(send.unwrap_or_else(|| panic!("round {round}: {id} not planned")));
+            let t = s.f.db.store.transfer(id).await.unwrap();
+            match t.btc_send_id {
+                Some(send) => {
+                    sends.insert(send);
+                }
+                None => {
+                    // Lost the race for its inputs: back in the queue with
+                    // why, to be tried again after its backoff.
+                    assert_eq!(t.state, service::transfers::state::QUEUED, "round {round}");
+                    let why = t.last_error.unwrap_or_default();
+                    assert!(!why.is_empty(), "round {round}: {id} unplanned, no reason");
+                    lost.insert(why);
+                }
+            }
         }
+        assert!(!sends.is_empty(), "round {round}: one payout planned");
         for k in [0, 1] {
             let holder =
                 s.f.db
@@ -392,6 +407,27 @@ async fn storm_of_payouts_racing_for_one_output_spends_it_once(s: Storm) {
                 assert_eq!(held, "1", "round {round}: {send}");
             }
         }
+        for id in [first.id, second.id] {
+            if s.f
+                .db
+                .store
+                .transfer(id)
+                .await
+                .unwrap()
+                .btc_send_id
+                .is_none()
+            {
+                let who = s.f.payer.initiator().await;
+                let can =
+                    s.f.svc
+                        .authorize::<perm::InitiateTransfer>(&who, Some(s.f.payer.wallet()))
+                        .unwrap();
+                can.cancel_own(id).await.unwrap();
+            }
+        }
+    }
+    if !lost.is_empty() {
+        eprintln!("storm outpoint: the losers' reasons: {lost:?}");
     }
     s.report("outpoint", n);
 }

@@ -154,7 +154,7 @@ pub(crate) fn diff(running: &Config, new: &Config) -> Diff {
     }
     let same =
         |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") == format!("{b:?}");
-    let restart: [(&'static str, bool); 23] = [
+    let restart: [(&'static str, bool); 25] = [
         ("operations.disk_floor_mb (lowered)", new_floor >= floor),
         (
             "operations.checkpoint_fail_closed_seconds (raised)",
@@ -226,6 +226,17 @@ pub(crate) fn diff(running: &Config, new: &Config) -> Diff {
                 &running.operations.max_concurrent_signatures,
                 &new.operations.max_concurrent_signatures,
             ),
+        ),
+        (
+            "operations.requests_per_second_per_principal",
+            same(
+                &running.operations.per_principal,
+                &new.operations.per_principal,
+            ),
+        ),
+        (
+            "operations.requests_per_second_per_address",
+            same(&running.operations.per_address, &new.operations.per_address),
         ),
     ];
     d.needs_restart = restart
