@@ -164,6 +164,11 @@ impl Checkpoint {
         let head = self.head()?;
         let mut sig = [0u8; 64];
         hex::decode_to_slice(&self.sig, &mut sig).map_err(|_| CheckpointError::Malformed)?;
+        // One spelling of a checkpoint: lower-case hex, as it is written
+        // (an upper-case copy of a signed line is not that line).
+        if hex::encode(sig) != self.sig || head.hash.to_string() != self.head {
+            return Err(CheckpointError::Malformed);
+        }
         let sig = ed25519_dalek::Signature::from_bytes(&sig);
         trusted
             .0
@@ -193,6 +198,29 @@ mod tests {
 
     fn key(b: u8) -> AuditSigningKey {
         AuditSigningKey::from_seed(&Zeroizing::new([b; 32]))
+    }
+
+    /// Found by the `checkpoint` fuzz target: a signed line with its
+    /// signature (or head) in upper case verified too.
+    #[test]
+    fn only_the_spelling_signed_verifies() {
+        let k = key(7);
+        let head = Head {
+            seq: 3,
+            hash: crate::Hash([0xab; 32]),
+        };
+        let c = k.sign_checkpoint(head, Timestamp::from_millis(1_800_000_000_000));
+        assert!(c.verify(&k.public()).is_ok());
+        let upper_sig = Checkpoint {
+            sig: c.sig.to_uppercase(),
+            ..c.clone()
+        };
+        assert_eq!(upper_sig.verify(&k.public()), Err(CheckpointError::Malformed));
+        let upper_head = Checkpoint {
+            head: c.head.to_uppercase(),
+            ..c.clone()
+        };
+        assert!(upper_head.verify(&k.public()).is_err());
     }
 
     #[test]
