@@ -215,7 +215,10 @@ mod tests {
             sig: c.sig.to_uppercase(),
             ..c.clone()
         };
-        assert_eq!(upper_sig.verify(&k.public()), Err(CheckpointError::Malformed));
+        assert_eq!(
+            upper_sig.verify(&k.public()),
+            Err(CheckpointError::Malformed)
+        );
         let upper_head = Checkpoint {
             head: c.head.to_uppercase(),
             ..c.clone()
