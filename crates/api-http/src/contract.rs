@@ -54,7 +54,8 @@ fn meaning(status: &str) -> Option<&'static str> {
         "500" => "A fault of the server (`internal`); nothing is said of the cause.",
         "503" => {
             "Not serving this now (`sealed`, `database_unavailable`, `node_unavailable`, \
-             `governance_not_configured`); `Retry-After` may say when to come back."
+             `governance_not_configured`, `contention`: it raced another request and changed \
+             nothing); `Retry-After` may say when to come back."
         }
         _ => return None,
     })

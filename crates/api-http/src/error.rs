@@ -297,6 +297,14 @@ pub(crate) fn service_error(e: service::ServiceError) -> ApiError {
             "database_unavailable",
             "the database is not reachable",
         ),
+        E::Storage(ref e @ St::Contention(_)) => {
+            tracing::warn!(error = %e, "a transaction raced another and was rolled back");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "contention",
+                "the request raced another and changed nothing: try it again",
+            )
+        }
         other => {
             tracing::error!(error = %other, "request failed");
             ApiError::new(

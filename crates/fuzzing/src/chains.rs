@@ -4,7 +4,7 @@
 
 use bitcoin::Psbt;
 
-use crate::fixtures;
+use crate::known;
 
 /// A PSBT handed in for the fixed plan (as `cold` accepts an offline
 /// signature): whatever it carries, a transaction accepted is exactly the
@@ -15,7 +15,7 @@ pub fn psbt(data: &[u8]) {
     let Ok(theirs) = Psbt::deserialize(data) else {
         return;
     };
-    let plan = fixtures::btc_plan();
+    let plan = known::btc_plan();
     let _ = chain_btc::prevouts_of(&theirs);
     let _ = chain_btc::tasks_for_key(&theirs, &[2; 33]);
     if let Ok(mut ours) = plan.psbt() {
@@ -39,7 +39,7 @@ pub fn eth_tx(data: &[u8]) {
     let Ok(d) = chain_eth::decode(data) else {
         return;
     };
-    let approved = fixtures::eth_approved();
+    let approved = known::eth_approved();
     if d.plan == *approved.plan() && d.from == approved.from() {
         let signed = approved.finish(d.signature);
         if let Ok(s) = &signed
@@ -47,7 +47,7 @@ pub fn eth_tx(data: &[u8]) {
         {
             assert_eq!(
                 data,
-                fixtures::signed_eth().raw,
+                known::signed_eth().raw,
                 "a second transaction for one approval"
             );
         }

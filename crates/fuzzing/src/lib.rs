@@ -7,12 +7,12 @@
 //! kept under `fuzz/regressions/<target>/` for good.
 //!
 //! The fixed plans, keys and statements the targets check input against
-//! are in [`fixtures`]; `cargo run -p fuzzing --bin fuzz-seeds` writes the
+//! are in [`known`]; `cargo run -p fuzzing --bin fuzz-seeds` writes the
 //! seed inputs (a correctly signed PSBT and transaction among them, so the
 //! fuzzer starts past the signature checks).
 
 pub mod chains;
-pub mod fixtures;
+pub mod known;
 pub mod statements;
 pub mod text;
 pub mod wire;

@@ -4,7 +4,7 @@
 use domain::TransferIntent;
 use policy::{ApprovalSignature, ApproverKey};
 
-use crate::fixtures;
+use crate::known;
 
 /// An intent's canonical bytes: one decoded is exactly its encoding (no
 /// second spelling of an intent, so no second digest for it).
@@ -37,9 +37,9 @@ pub fn approval(data: &[u8]) {
         sig.to_string().parse::<ApprovalSignature>().as_ref(),
         Ok(&sig)
     );
-    let statement = fixtures::statement();
-    let rp = fixtures::relying_party();
-    for k in key.iter().chain([&fixtures::approver_key()]) {
+    let statement = known::statement();
+    let rp = known::relying_party();
+    for k in key.iter().chain([&known::approver_key()]) {
         let recorded = statement.verify_recorded(k, &sig);
         let cast = statement.verify_by(k, &sig, Some(&rp));
         // Cast (with where it was made) implies recorded.
@@ -47,7 +47,7 @@ pub fn approval(data: &[u8]) {
         if recorded.is_ok() {
             assert_eq!(
                 sig,
-                fixtures::approval_signature(),
+                known::approval_signature(),
                 "a signature nobody made verifies"
             );
         }

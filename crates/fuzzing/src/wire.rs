@@ -5,7 +5,7 @@
 use keys_mpc::Envelope;
 use keys_mpc::wire::{Request, Response};
 
-use crate::fixtures;
+use crate::known;
 
 /// Re-encodes what parsed and checks it reads back the same.
 fn stable<T: serde::Serialize + serde::de::DeserializeOwned>(data: &[u8]) {
@@ -49,7 +49,7 @@ pub fn checkpoint(data: &[u8]) {
     let Ok(c) = serde_json::from_slice::<audit::Checkpoint>(data) else {
         return;
     };
-    if c.verify(&fixtures::audit_key().public()).is_ok() {
-        assert_eq!(c, fixtures::checkpoint(), "a checkpoint nobody signed");
+    if c.verify(&known::audit_key().public()).is_ok() {
+        assert_eq!(c, known::checkpoint(), "a checkpoint nobody signed");
     }
 }

@@ -76,22 +76,21 @@ fn the_fuzz_directory_and_the_targets_agree() {
 /// fuzzer outside the code that matters.)
 #[test]
 fn the_seeds_reach_past_the_first_checks() {
-    use fuzzing::fixtures;
-    let tx = chain_btc::accept_signed(fixtures::btc_plan(), fixtures::signed_psbt());
+    use fuzzing::known;
+    let tx = chain_btc::accept_signed(known::btc_plan(), known::signed_psbt());
     assert!(tx.is_ok(), "{tx:?}");
-    let raw = fixtures::signed_eth().raw;
+    let raw = known::signed_eth().raw;
     let d = chain_eth::decode(&raw).map(|d| d.plan);
-    assert_eq!(d.as_ref().ok(), Some(fixtures::eth_approved().plan()));
+    assert_eq!(d.as_ref().ok(), Some(known::eth_approved().plan()));
     assert_eq!(
-        fixtures::statement()
-            .verify_recorded(&fixtures::approver_key(), &fixtures::approval_signature()),
+        known::statement().verify_recorded(&known::approver_key(), &known::approval_signature()),
         Ok(())
     );
     assert!(
-        fixtures::checkpoint()
-            .verify(&fixtures::audit_key().public())
+        known::checkpoint()
+            .verify(&known::audit_key().public())
             .is_ok()
     );
-    let intent = fixtures::intent().canonical_bytes();
+    let intent = known::intent().canonical_bytes();
     assert!(domain::TransferIntent::decode_as_written(&intent).is_ok());
 }

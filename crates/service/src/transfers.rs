@@ -457,6 +457,22 @@ impl Can<'_, perm::ApproveTransfer> {
     /// Records an approver's signed vote. A rejection ends the transfer;
     /// enough approvals move it on (to its time lock, or approved).
     pub async fn vote(&self, id: TransferId, v: &VoteRequest) -> Result<TransferRow, ServiceError> {
+        // A vote whose transaction raced another's (a deadlock on
+        // PostgreSQL) changed nothing: it is tried again, a few times.
+        let mut tries = 0;
+        loop {
+            match self.vote_once(id, v).await {
+                Err(ServiceError::Storage(StorageError::Contention(_))) if tries < 3 => tries += 1,
+                other => return other,
+            }
+        }
+    }
+
+    async fn vote_once(
+        &self,
+        id: TransferId,
+        v: &VoteRequest,
+    ) -> Result<TransferRow, ServiceError> {
         let svc = self.svc;
         let who = self.who.actor();
         let now = svc.now();

@@ -17,6 +17,11 @@ pub enum StorageError {
     Audit(#[from] audit::AuditError),
     #[error("stored data is not valid: {0}")]
     Corrupt(String),
+    /// The database rolled the transaction back because it raced another
+    /// (a deadlock, a serialization failure, a busy SQLite file): nothing
+    /// of it was committed, and it may simply be tried again.
+    #[error("the database rolled back a transaction that raced another; nothing was committed")]
+    Contention(String),
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
 }
@@ -27,6 +32,13 @@ impl StorageError {
         match &e {
             sqlx::Error::Database(db) if db.is_unique_violation() => {
                 StorageError::Conflict { what }
+            }
+            // PostgreSQL's deadlock_detected and serialization_failure;
+            // SQLite's BUSY (past its timeout).
+            sqlx::Error::Database(db)
+                if matches!(db.code().as_deref(), Some("40P01" | "40001" | "5" | "517")) =>
+            {
+                StorageError::Contention(e.to_string())
             }
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
                 StorageError::Unavailable(e.to_string())

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use fuzzing::fixtures;
+use fuzzing::known;
 
 fn main() -> std::io::Result<()> {
     let root: PathBuf = std::env::args_os().nth(1).map_or_else(
@@ -30,19 +30,15 @@ fn text(items: &[&str]) -> Vec<Vec<u8>> {
 }
 
 fn seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
-    let intent = fixtures::intent().canonical_bytes();
-    let psbt = fixtures::signed_psbt().serialize();
-    let unsigned = fixtures::btc_plan()
+    let intent = known::intent().canonical_bytes();
+    let psbt = known::signed_psbt().serialize();
+    let unsigned = known::btc_plan()
         .psbt()
         .map(|p| p.serialize())
         .unwrap_or_default();
-    let eth = fixtures::signed_eth().raw;
-    let approval = format!(
-        "{}\n{}",
-        fixtures::approver_key(),
-        fixtures::approval_signature()
-    );
-    let checkpoint = serde_json::to_vec(&fixtures::checkpoint()).unwrap_or_default();
+    let eth = known::signed_eth().raw;
+    let approval = format!("{}\n{}", known::approver_key(), known::approval_signature());
+    let checkpoint = serde_json::to_vec(&known::checkpoint()).unwrap_or_default();
     let mut request = Vec::new();
     for part in [
         "POST",

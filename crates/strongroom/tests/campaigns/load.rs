@@ -507,14 +507,24 @@ pub(super) fn sustained_load(db_url: &str) {
         after.1,
         settled.elapsed().as_secs_f64(),
     );
+    if !failures.is_empty() {
+        let errors: Vec<String> = server
+            .log_text()
+            .lines()
+            .filter(|l| l.contains("\"level\":\"ERROR\""))
+            .take(5)
+            .map(str::to_owned)
+            .collect();
+        panic!(
+            "{} failed: {:?}\nthe server's errors: {errors:#?}",
+            failures.len(),
+            &failures[..failures.len().min(5)]
+        );
+    }
+    // Pools and kept-alive connections settle within a few dozen files;
+    // a leak grows with the operations (the long run shows the trend).
     assert!(
-        failures.is_empty(),
-        "{} failed: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(5)]
-    );
-    assert!(
-        after.1 <= before.1 + 16,
+        after.1 <= before.1 + 32,
         "file descriptors grew: {before:?} → {after:?}"
     );
     let o = strongroom(&["audit", "verify", "--config", &cfg]);
