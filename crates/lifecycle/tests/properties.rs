@@ -2,48 +2,11 @@
 //! a final state, nothing is signed twice, and a reservation is given back
 //! before anything can be planned again.
 
-use lifecycle::{Change, Effect, Event, Failure, State, Verdict, step};
-use proptest::prelude::*;
+mod common;
 
-/// Every event, each variant with each of its details.
-fn events() -> Vec<Event> {
-    let mut out = vec![Event::Received];
-    for v in [
-        Verdict::Allow,
-        Verdict::AllowAfterLock,
-        Verdict::RequireApproval,
-        Verdict::Block,
-        Verdict::BreakerTripped,
-    ] {
-        out.push(Event::Judged(v));
-    }
-    for f in [Failure::Retryable, Failure::NeedsPerson, Failure::Terminal] {
-        out.push(Event::AttemptFailed(f));
-    }
-    out.extend([
-        Event::ApprovalsMet { time_lock: false },
-        Event::ApprovalsMet { time_lock: true },
-        Event::ApprovalsLost,
-        Event::Rejected,
-        Event::Lapsed,
-        Event::LockEnded,
-        Event::Cancel,
-        Event::OperatorRetry,
-        Event::DependencyFailed,
-        Event::Planned,
-        Event::Unplanned,
-        Event::Exported,
-        Event::Signed,
-        Event::Broadcast,
-        Event::Included,
-        Event::Reorged,
-        Event::Confirmed,
-        Event::Reverted,
-        Event::CancelledOnChain,
-        Event::NonceTaken,
-    ]);
-    out
-}
+use common::events;
+use lifecycle::{Change, Effect, Event, State, step};
+use proptest::prelude::*;
 
 /// What a walk of the machine has done so far.
 #[derive(Default)]

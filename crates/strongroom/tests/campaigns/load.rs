@@ -58,7 +58,6 @@ struct Client {
     addr: String,
     key: Key,
     conn: Option<BufReader<TcpStream>>,
-    nonce: u64,
 }
 
 impl Client {
@@ -67,7 +66,6 @@ impl Client {
             addr: base.strip_prefix("http://").unwrap().to_owned(),
             key: key.clone(),
             conn: None,
-            nonce: 0,
         }
     }
 
@@ -83,8 +81,8 @@ impl Client {
         let body = body.unwrap_or("");
         // Unique across every client of the run (they share keys).
         static NONCES: AtomicU64 = AtomicU64::new(0);
-        self.nonce = NONCES.fetch_add(1, Ordering::SeqCst);
-        let nonce = format!("load-{}-{:012}", std::process::id(), self.nonce);
+        let n = NONCES.fetch_add(1, Ordering::SeqCst);
+        let nonce = format!("load-{}-{n:012}", std::process::id());
         let ts = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
