@@ -743,6 +743,7 @@ pub const SERVICE_LAYERS: &[(&str, &[&str])] = &[
             "freezes",
             "gov_log",
             "gov_state",
+            "governed",
             "ledger",
             "limiter",
             "metrics",

@@ -200,7 +200,12 @@ pub struct ProposalBody {
     /// `release_freeze`, `deny_addresses` (`{"kind": "deny_addresses",
     /// "list": "incident 42", "entries": [{"network": "eip155:1",
     /// "address": "0x…", "reason": "…"}]}`), `undeny_address`
-    /// (`{"kind": "undeny_address", "network": …, "address": …}`).
+    /// (`{"kind": "undeny_address", "network": …, "address": …}`),
+    /// `set_fee_caps` (`{"kind": "set_fee_caps", "network": "eip155:1",
+    /// "max_rate": "200000000000", "max_total": "10000000000000000"}`: wei
+    /// per gas and wei, or sat/vB and sat on Bitcoin), `set_endpoints`
+    /// (`{"kind": "set_endpoints", "network": "eip155:1", "origins":
+    /// ["https://node.example:8545"]}`).
     #[schema(value_type = Object)]
     change: serde_json::Value,
 }

@@ -7,6 +7,8 @@ use std::time::Duration;
 use domain::BitcoinNetwork;
 use serde_json::{Value, json};
 
+use crate::units::{btc_per_kvb_to_sat_per_vb, btc_to_sat, decimal_ceil};
+
 /// Which API an endpoint speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndpointKind {
@@ -116,6 +118,8 @@ fn genesis(network: BitcoinNetwork) -> &'static str {
 struct Health {
     score: i32,
     failures: u32,
+    /// Whether governance allows it (one it does not is never asked).
+    allowed: bool,
 }
 
 /// A client for one Bitcoin network's endpoints.
@@ -187,6 +191,7 @@ impl BtcClient {
                         Mutex::new(Health {
                             score: 0,
                             failures: 0,
+                            allowed: true,
                         }),
                     )
                 })
@@ -223,23 +228,52 @@ impl BtcClient {
             .any(|(e, _)| e.kind == EndpointKind::Core)
     }
 
-    /// (name, score, consecutive failures) of each endpoint, in order.
-    pub fn health(&self) -> Vec<(String, i32, u32)> {
+    /// (name, score, consecutive failures, allowed by governance) of each
+    /// endpoint, in order.
+    pub fn health(&self) -> Vec<(String, i32, u32, bool)> {
         self.endpoints
             .iter()
             .map(|(e, h)| {
                 let h = h.lock().unwrap_or_else(|p| p.into_inner());
-                (name_of(&e.url), h.score, h.failures)
+                (name_of(&e.url), h.score, h.failures, h.allowed)
             })
             .collect()
     }
 
+    /// Each endpoint's origin (`scheme://host:port`), in order.
+    pub fn origins(&self) -> Vec<String> {
+        self.endpoints
+            .iter()
+            .map(|(e, _)| name_of(&e.url))
+            .collect()
+    }
+
+    /// Uses only the endpoints whose origin `allowed` says yes to. Returns
+    /// the origins refused.
+    pub fn restrict(&self, allowed: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut refused = Vec::new();
+        for (e, h) in &self.endpoints {
+            let name = name_of(&e.url);
+            let mut h = h.lock().unwrap_or_else(|p| p.into_inner());
+            h.allowed = allowed(&name);
+            if !h.allowed {
+                refused.push(name);
+            }
+        }
+        refused
+    }
+
+    /// Endpoint indices, healthiest first; one governance does not allow
+    /// is left out.
     fn ranked(&self) -> Vec<usize> {
         let mut v: Vec<(i32, usize)> = self
             .endpoints
             .iter()
             .enumerate()
-            .map(|(i, (_, h))| (h.lock().unwrap_or_else(|p| p.into_inner()).score, i))
+            .filter_map(|(i, (_, h))| {
+                let h = h.lock().unwrap_or_else(|p| p.into_inner());
+                h.allowed.then_some((h.score, i))
+            })
             .collect();
         v.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         v.into_iter().map(|(_, i)| i).collect()
@@ -265,7 +299,7 @@ impl BtcClient {
         F: Fn(usize) -> Fut,
         Fut: std::future::Future<Output = Result<T, Failure>>,
     {
-        let mut last = String::new();
+        let mut last = String::from("no endpoint of this network is allowed by governance");
         for i in self.ranked() {
             match op(i).await {
                 Ok(v) => {
@@ -817,74 +851,9 @@ fn already_known(m: &str) -> bool {
         || m.contains("outputs already in utxo set")
 }
 
-/// Rounds a non-negative decimal text (`"0.00012345"`) times 10^`shift` up
-/// to an integer, exactly (no floating point).
-fn decimal_ceil(text: &str, shift: u32) -> Option<u64> {
-    let t = text.trim();
-    if t.contains(['e', 'E', '-', '+']) {
-        return None;
-    }
-    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
-    if int.is_empty() && frac.is_empty()
-        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    let shift = shift as usize;
-    let mut digits = String::from(int);
-    let (kept, rest) = if frac.len() > shift {
-        frac.split_at(shift)
-    } else {
-        (frac, "")
-    };
-    digits.push_str(kept);
-    for _ in kept.len()..shift {
-        digits.push('0');
-    }
-    let mut v: u64 = if digits.is_empty() {
-        0
-    } else {
-        digits.parse().ok()?
-    };
-    if rest.bytes().any(|b| b != b'0') {
-        v = v.checked_add(1)?;
-    }
-    Some(v)
-}
-
-/// A BTC amount (decimal text, at most 8 places) in sat, exactly.
-fn btc_to_sat(text: &str) -> Option<u64> {
-    let (_, frac) = text.trim().split_once('.').unwrap_or((text, ""));
-    if frac.len() > 8 {
-        return None;
-    }
-    decimal_ceil(text, 8)
-}
-
-/// BTC per kvB (Core's unit) to sat per vB, rounded up: ×10^8 / 1000 = ×10^5.
-fn btc_per_kvb_to_sat_per_vb(text: &str) -> Option<u64> {
-    decimal_ceil(text, 5).map(|v| v.max(1))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fee_units_are_exact_and_round_up() {
-        assert_eq!(btc_per_kvb_to_sat_per_vb("0.00012345"), Some(13));
-        assert_eq!(btc_per_kvb_to_sat_per_vb("0.0001"), Some(10));
-        assert_eq!(btc_per_kvb_to_sat_per_vb("0.00001"), Some(1));
-        assert_eq!(btc_per_kvb_to_sat_per_vb("0.000001"), Some(1));
-        assert_eq!(btc_per_kvb_to_sat_per_vb("1e-5"), None);
-        assert_eq!(btc_per_kvb_to_sat_per_vb("-0.1"), None);
-        assert_eq!(decimal_ceil("3.2", 0), Some(4));
-        assert_eq!(decimal_ceil("7", 0), Some(7));
-        assert_eq!(decimal_ceil("", 0), None);
-        assert_eq!(btc_to_sat("0.00015529"), Some(15_529));
-        assert_eq!(btc_to_sat("21000000"), Some(2_100_000_000_000_000));
-        assert_eq!(btc_to_sat("0.000000001"), None);
-    }
 
     #[test]
     fn names_carry_no_credentials() {

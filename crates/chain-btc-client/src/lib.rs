@@ -15,6 +15,7 @@
 //! state, address outputs.
 
 mod client;
+mod units;
 
 pub use client::{
     BtcClient, ClientError, Endpoint, EndpointKind, MempoolEntry, TxState, UtxoEntry,

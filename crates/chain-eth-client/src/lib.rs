@@ -15,11 +15,13 @@
 //! test, no automine, bounded memory), `DevWallet`, `Proxy` (an endpoint to kill mid-test), the
 //! test token's bytecode (`tests/contracts/`, compiled with solcjs as its README says).
 
+mod error;
+mod quantity;
 mod rpc;
 #[cfg(feature = "test-support")]
 pub mod testing;
 
+pub use error::ClientError;
 pub use rpc::{
-    ClientError, ClientOptions, EndpointHealth, EthClient, NonceTag, Payment, Receipt,
-    TokenTransfer, TxStatus,
+    ClientOptions, EndpointHealth, EthClient, NonceTag, Payment, Receipt, TokenTransfer, TxStatus,
 };

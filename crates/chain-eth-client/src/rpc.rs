@@ -8,33 +8,8 @@ use chain_eth::{EthAddress, FeeHistory, fees::Urgency};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error("endpoint URL `{0}` is not usable: {1}")]
-    BadEndpoint(String, String),
-    #[error("no endpoint configured")]
-    NoEndpoints,
-    #[error("endpoint {endpoint} serves chain {got}, not the configured chain {expected}")]
-    WrongChain {
-        endpoint: String,
-        expected: u64,
-        got: u64,
-    },
-    #[error("no endpoint answered (last error: {0})")]
-    Unavailable(String),
-    #[error("the node refused {method}: {message} (code {code})")]
-    Rpc {
-        method: String,
-        code: i64,
-        message: String,
-    },
-    #[error("the node's answer to {method} is malformed: {detail}")]
-    Malformed { method: String, detail: String },
-    #[error("the nonce of transaction 0x{0} is already used by another transaction")]
-    NonceTaken(String),
-    #[error("the node refused the replacement as underpriced")]
-    Underpriced,
-}
+use crate::error::ClientError;
+use crate::quantity::{data_bytes, hash32, hex0x, malformed, quantity_u64, quantity_u128};
 
 /// Tuning for one network's client.
 #[derive(Debug, Clone)]
@@ -104,6 +79,9 @@ pub struct EndpointHealth {
     /// The head block it reported last, if any.
     pub head: Option<u64>,
     pub last_error: Option<String>,
+    /// Whether governance allows it (an endpoint it does not allow is
+    /// never asked anything).
+    pub allowed: bool,
 }
 
 #[derive(Debug)]
@@ -182,6 +160,7 @@ impl EthClient {
                     consecutive_failures: 0,
                     head: None,
                     last_error: None,
+                    allowed: true,
                 }),
             });
         }
@@ -243,13 +222,39 @@ impl EthClient {
         lock(&self.endpoints[i].health).name.clone()
     }
 
+    /// Each endpoint's origin (`scheme://host:port`), in configuration order.
+    pub fn origins(&self) -> Vec<String> {
+        self.endpoints
+            .iter()
+            .map(|e| lock(&e.health).name.clone())
+            .collect()
+    }
+
+    /// Uses only the endpoints whose origin `allowed` says yes to (all of
+    /// them again when it says yes to all). Returns the origins refused.
+    pub fn restrict(&self, allowed: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut refused = Vec::new();
+        for e in &self.endpoints {
+            let mut h = lock(&e.health);
+            h.allowed = allowed(&h.name);
+            if !h.allowed {
+                refused.push(h.name.clone());
+            }
+        }
+        refused
+    }
+
     /// Endpoint indices, healthiest first; configuration order breaks ties.
+    /// An endpoint governance does not allow is left out.
     fn ranked(&self) -> Vec<usize> {
         let mut order: Vec<(i32, usize)> = self
             .endpoints
             .iter()
             .enumerate()
-            .map(|(i, e)| (lock(&e.health).score, i))
+            .filter_map(|(i, e)| {
+                let h = lock(&e.health);
+                h.allowed.then_some((h.score, i))
+            })
             .collect();
         order.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         order.into_iter().map(|(_, i)| i).collect()
@@ -312,7 +317,7 @@ impl EthClient {
     /// Calls `method` on the healthiest endpoint, failing over to the next
     /// on transport errors.
     async fn call(&self, method: &str, params: Value) -> Result<Value, ClientError> {
-        let mut last = String::new();
+        let mut last = String::from("no endpoint of this network is allowed by governance");
         for i in self.ranked() {
             match self.call_one(i, method, params.clone()).await {
                 Ok(v) => return Ok(v),
@@ -335,6 +340,10 @@ impl EthClient {
     pub async fn check_health(&self) -> Result<u64, ClientError> {
         let mut heads = Vec::with_capacity(self.endpoints.len());
         for i in 0..self.endpoints.len() {
+            if !lock(&self.endpoints[i].health).allowed {
+                heads.push(None);
+                continue;
+            }
             let head = match self.call_one(i, "eth_blockNumber", json!([])).await {
                 Ok(v) => quantity_u64("eth_blockNumber", &v).ok(),
                 Err(_) => None,
@@ -810,47 +819,6 @@ pub struct TokenTransfer {
     pub amount: u128,
 }
 
-fn malformed(method: &str, detail: &str) -> ClientError {
-    ClientError::Malformed {
-        method: method.to_owned(),
-        detail: detail.to_owned(),
-    }
-}
-
-fn hex0x(bytes: &[u8]) -> String {
-    format!("0x{}", hex::encode(bytes))
-}
-
-fn quantity_u128(method: &str, v: &Value) -> Result<u128, ClientError> {
-    let s = v
-        .as_str()
-        .ok_or_else(|| malformed(method, "a quantity is not a string"))?;
-    let digits = s
-        .strip_prefix("0x")
-        .filter(|d| !d.is_empty() && d.len() <= 32 && d.bytes().all(|b| b.is_ascii_hexdigit()))
-        .ok_or_else(|| malformed(method, &format!("bad quantity `{s}`")))?;
-    u128::from_str_radix(digits, 16).map_err(|_| malformed(method, &format!("bad quantity `{s}`")))
-}
-
-fn quantity_u64(method: &str, v: &Value) -> Result<u64, ClientError> {
-    u64::try_from(quantity_u128(method, v)?)
-        .map_err(|_| malformed(method, "a quantity does not fit 64 bits"))
-}
-
-fn data_bytes(method: &str, v: &Value) -> Result<Vec<u8>, ClientError> {
-    let s = v
-        .as_str()
-        .and_then(|s| s.strip_prefix("0x"))
-        .ok_or_else(|| malformed(method, "data is not 0x-hex"))?;
-    hex::decode(s).map_err(|_| malformed(method, "data is not 0x-hex"))
-}
-
-fn hash32(method: &str, v: &Value) -> Result<[u8; 32], ClientError> {
-    data_bytes(method, v)?
-        .try_into()
-        .map_err(|_| malformed(method, "a hash is not 32 bytes"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -868,23 +836,5 @@ mod tests {
         assert!(redact("ws://node.example").is_err());
         assert!(redact("node.example:8545").is_err());
         assert!(redact("http:///path").is_err());
-    }
-
-    #[test]
-    fn quantities_are_strict() {
-        assert_eq!(quantity_u128("m", &json!("0x0")).unwrap(), 0);
-        assert_eq!(quantity_u128("m", &json!("0xff")).unwrap(), 255);
-        for bad in [
-            json!("ff"),
-            json!("0x"),
-            json!(255),
-            json!("0x-1"),
-            json!("0x+1"),
-            json!("0xg"),
-        ] {
-            assert!(quantity_u128("m", &bad).is_err(), "{bad}");
-        }
-        assert!(quantity_u128("m", &json!(format!("0x1{}", "0".repeat(32)))).is_err());
-        assert!(quantity_u64("m", &json!("0x10000000000000000")).is_err());
     }
 }

@@ -99,6 +99,7 @@ pub(crate) fn spend_of(text: &str) -> Result<(Spend, KeyId, Vec<u32>), ServiceEr
 
 impl Service {
     pub fn add_btc_network(&self, net: BtcNetwork) {
+        let net = self.configure_btc(net);
         let mut nets = self
             .btc_networks()
             .write()

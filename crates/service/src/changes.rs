@@ -76,6 +76,22 @@ pub enum Change {
         network: String,
         address: String,
     },
+    /// A network's fee caps (raising one weakens a control, so it is
+    /// governed; the configuration gives only the first values). EVM: wei
+    /// per gas and wei per transaction; Bitcoin: sat per vbyte and sat per
+    /// transaction. Decimal integers.
+    SetFeeCaps {
+        network: String,
+        max_rate: String,
+        max_total: String,
+    },
+    /// The node endpoints a network may use, by origin
+    /// (`scheme://host:port`): an endpoint in the configuration outside
+    /// this set is never asked anything.
+    SetEndpoints {
+        network: String,
+        origins: Vec<String>,
+    },
 }
 
 /// One deny-list entry as proposed.
@@ -117,6 +133,8 @@ impl Change {
             Change::ReleaseFreeze { .. } => ("release_freeze", "freeze.released", Freeze),
             Change::DenyAddresses { .. } => ("deny_addresses", "deny_list.added", ManagePolicy),
             Change::UndenyAddress { .. } => ("undeny_address", "deny_list.removed", ManagePolicy),
+            Change::SetFeeCaps { .. } => ("set_fee_caps", "fee_caps.set", ManageNetworks),
+            Change::SetEndpoints { .. } => ("set_endpoints", "endpoints.set", ManageNetworks),
         }
     }
 }
@@ -173,6 +191,87 @@ pub(crate) fn price_of(asset: &str, usd: &str) -> Result<(domain::AssetId, u128)
         return Err(invalid("usd: a price above zero"));
     }
     Ok((a, micro))
+}
+
+/// A network's fee caps as governance holds them: the most per unit (wei
+/// per gas, sat per vbyte) and per transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct GovernedFeeCaps {
+    pub(crate) max_rate: u128,
+    pub(crate) max_total: u128,
+}
+
+/// Fee caps for `network` in canonical form: both above zero, a Bitcoin
+/// network's within 64 bits and its rate at most 10 000 sat/vB.
+pub(crate) fn fee_caps_of(
+    network: &str,
+    max_rate: &str,
+    max_total: &str,
+) -> Result<(String, GovernedFeeCaps), ServiceError> {
+    let net = network_of(network)?;
+    let number = |name: &str, v: &str| -> Result<u128, ServiceError> {
+        let ok = !v.is_empty() && v.len() <= 39 && v.bytes().all(|b| b.is_ascii_digit());
+        match v.parse::<u128>() {
+            Ok(n) if ok && n > 0 && (v == "0" || !v.starts_with('0')) => Ok(n),
+            _ => Err(invalid(format!(
+                "{name}: a decimal integer above zero, without leading zeros"
+            ))),
+        }
+    };
+    let caps = GovernedFeeCaps {
+        max_rate: number("max_rate", max_rate)?,
+        max_total: number("max_total", max_total)?,
+    };
+    if let domain::Network::Bitcoin(_) = net {
+        if caps.max_rate > 10_000 {
+            return Err(invalid("max_rate: at most 10000 sat/vB"));
+        }
+        if u64::try_from(caps.max_total).is_err() {
+            return Err(invalid("max_total: at most 2^64 - 1 sat"));
+        }
+    }
+    Ok((net.to_string(), caps))
+}
+
+/// The most endpoints a network may name.
+const MAX_ORIGINS: usize = 16;
+
+/// Endpoint origins for `network` in canonical form: each
+/// `http(s)://host[:port]` in lower case, with no user-info, path, query
+/// or fragment (a URL's path may hold an API key: governance never sees
+/// one), at least one, at most 16, none twice.
+pub(crate) fn origins_of(
+    network: &str,
+    origins: &[String],
+) -> Result<(String, std::collections::BTreeSet<String>), ServiceError> {
+    let net = network_of(network)?;
+    if origins.is_empty() || origins.len() > MAX_ORIGINS {
+        return Err(invalid(format!(
+            "origins: between 1 and {MAX_ORIGINS} endpoints"
+        )));
+    }
+    let mut set = std::collections::BTreeSet::new();
+    for o in origins {
+        let lower = o.to_ascii_lowercase();
+        let host = lower
+            .strip_prefix("https://")
+            .or_else(|| lower.strip_prefix("http://"))
+            .unwrap_or_default();
+        let plain = !host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+        if !plain || lower != *o {
+            return Err(invalid(format!(
+                "origins: {o:?} is not scheme://host[:port] in lower case (no user, path or query)"
+            )));
+        }
+        if !set.insert(lower) {
+            return Err(invalid(format!("origins: {o:?} is named twice")));
+        }
+    }
+    Ok((net.to_string(), set))
 }
 
 fn network_of(network: &str) -> Result<domain::Network, ServiceError> {
@@ -281,6 +380,57 @@ mod tests {
     }
 
     #[test]
+    fn fee_caps_and_origins_have_one_spelling() {
+        let (net, caps) = fee_caps_of("eip155:1", "200000000000", "10000000000000000").unwrap();
+        assert_eq!(net, "eip155:1");
+        assert_eq!(caps.max_rate, 200_000_000_000);
+        for (rate, total) in [
+            ("0", "1"),
+            ("1", "0"),
+            ("01", "1"),
+            ("-1", "1"),
+            ("1.5", "1"),
+            ("", "1"),
+            ("1e9", "1"),
+        ] {
+            assert!(
+                fee_caps_of("eip155:1", rate, total).is_err(),
+                "{rate} {total}"
+            );
+        }
+        assert!(fee_caps_of("bitcoin:mainnet", "10001", "1").is_err());
+        assert!(fee_caps_of("bitcoin:mainnet", "100", "18446744073709551616").is_err());
+        assert!(fee_caps_of("bitcoin:mainnet", "100", "100000").is_ok());
+        assert!(fee_caps_of("solana:1", "1", "1").is_err());
+
+        let ok = |o: &[&str]| {
+            origins_of(
+                "eip155:1",
+                &o.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(
+            ok(&["https://node.example:8545", "http://127.0.0.1:8545"])
+                .unwrap()
+                .1
+                .len(),
+            2
+        );
+        for bad in [
+            &["https://node.example/v3/secret"][..],
+            &["https://user:pw@node.example"],
+            &["HTTPS://node.example"],
+            &["ftp://node.example"],
+            &["https://"],
+            &["https://a.example?key=1"],
+            &["https://a.example", "https://a.example"],
+            &[],
+        ] {
+            assert!(ok(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn each_change_is_named_as_its_json_says() {
         let s = || String::from("x");
         let all = [
@@ -327,6 +477,15 @@ mod tests {
             Change::UndenyAddress {
                 network: s(),
                 address: s(),
+            },
+            Change::SetFeeCaps {
+                network: s(),
+                max_rate: s(),
+                max_total: s(),
+            },
+            Change::SetEndpoints {
+                network: s(),
+                origins: vec![],
             },
         ];
         for c in all {

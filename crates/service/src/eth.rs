@@ -82,6 +82,7 @@ fn fee_json(f: &Fees) -> serde_json::Value {
 impl Service {
     /// Adds a configured network (at start-up).
     pub fn add_eth_network(&self, network: EthNetwork) {
+        let network = self.configure_eth(network);
         let mut nets = self
             .eth_networks()
             .write()

@@ -55,6 +55,9 @@ impl Service {
         if let Err(e) = self.governance_reload().await {
             tracing::error!(error = %e, "replaying the governance log after the unseal failed");
         }
+        if let Err(e) = self.record_configured().await {
+            tracing::error!(error = %e, "recording the networks' first fee caps and endpoints failed");
+        }
     }
 
     #[cfg(feature = "testing")]
@@ -70,7 +73,7 @@ impl Service {
             .and_then(|k| k.clone())
     }
 
-    fn current(&self) -> Arc<GovState> {
+    pub(crate) fn current(&self) -> Arc<GovState> {
         self.governance_state()
             .state
             .read()
@@ -120,6 +123,8 @@ impl Service {
         {
             *s = state.clone();
         }
+        // Fee caps and endpoints the log governs, in force from now.
+        self.apply_governed(&state);
         if let Some(why) = &state.broken {
             self.raise(broken_log(why), false).await?;
         }

@@ -23,7 +23,8 @@ use storage::GovRecordRow;
 use zeroize::Zeroizing;
 
 use crate::changes::{
-    Change, canonical_address, canonical_denied, grant_of, price_of, principal_of,
+    Change, GovernedFeeCaps, canonical_address, canonical_denied, fee_caps_of, grant_of,
+    origins_of, price_of, principal_of,
 };
 
 /// Who wrote a record, and so what it may carry.
@@ -40,6 +41,10 @@ pub(crate) enum Authority {
     KeyHolder,
     /// A proposal the admin quorum signed.
     Quorum,
+    /// The server at an unseal: a configured network's first fee caps and
+    /// endpoints, only while the log holds none for it (later values come
+    /// from the quorum alone).
+    Configuration,
 }
 
 impl Authority {
@@ -49,6 +54,7 @@ impl Authority {
             Authority::Console => "console",
             Authority::KeyHolder => "key-holder",
             Authority::Quorum => "quorum",
+            Authority::Configuration => "configuration",
         }
     }
 
@@ -58,6 +64,7 @@ impl Authority {
             "console" => Authority::Console,
             "key-holder" => Authority::KeyHolder,
             "quorum" => Authority::Quorum,
+            "configuration" => Authority::Configuration,
             other => return Err(format!("unknown authority {other:?}")),
         })
     }
@@ -65,7 +72,10 @@ impl Authority {
     /// Records the console writes while sealed carry no MAC; the others
     /// always do.
     fn needs_mac(self) -> bool {
-        matches!(self, Authority::KeyHolder | Authority::Quorum)
+        matches!(
+            self,
+            Authority::KeyHolder | Authority::Quorum | Authority::Configuration
+        )
     }
 }
 
@@ -100,6 +110,17 @@ pub(crate) enum Content {
         quorum: u32,
         #[serde(default)]
         effects: Effects,
+    },
+    /// A network's first fee caps, from the configuration.
+    FeeCaps {
+        network: String,
+        max_rate: String,
+        max_total: String,
+    },
+    /// A network's first endpoints (origins), from the configuration.
+    Endpoints {
+        network: String,
+        origins: Vec<String>,
     },
 }
 
@@ -213,6 +234,10 @@ pub(crate) struct GovState {
     tiers: BTreeMap<String, String>,
     /// (network, canonical address) → why it is denied.
     denied: BTreeMap<(String, String), DeniedState>,
+    /// Each network's fee caps, once recorded.
+    fee_caps: BTreeMap<String, GovernedFeeCaps>,
+    /// Each network's allowed endpoint origins, once recorded.
+    endpoints: BTreeMap<String, BTreeSet<String>>,
     applied: BTreeSet<String>,
     /// Why replay stopped, if it did: the records from there on are ignored.
     pub(crate) broken: Option<String>,
@@ -269,6 +294,13 @@ impl GovState {
         let content: Content =
             serde_json::from_str(&r.content).map_err(|e| format!("unreadable content: {e}"))?;
         let at = Timestamp::from_millis(r.time_ms);
+        let settles = matches!(content, Content::FeeCaps { .. } | Content::Endpoints { .. });
+        if settles != (authority == Authority::Configuration) {
+            return Err(
+                "only the configuration records a network's first fee caps and endpoints, and it records nothing else"
+                    .into(),
+            );
+        }
         match (authority, &content) {
             (Authority::Quorum, Content::Proposal { .. }) => {}
             (Authority::Quorum, _) | (_, Content::Proposal { .. }) => {
@@ -290,7 +322,7 @@ impl GovState {
             (Authority::KeyHolder, Content::Grant { .. }) => {
                 return Err("a key holder grants no role".into());
             }
-            (Authority::Console | Authority::KeyHolder, _) => {}
+            (Authority::Console | Authority::KeyHolder | Authority::Configuration, _) => {}
         }
         match content {
             Content::Proposal {
@@ -447,6 +479,27 @@ impl GovState {
                 Ok(())
             }
             Content::Proposal { .. } => Err("a proposal outside the quorum".into()),
+            Content::FeeCaps {
+                network,
+                max_rate,
+                max_total,
+            } => {
+                let (network, caps) =
+                    fee_caps_of(&network, &max_rate, &max_total).map_err(|e| e.to_string())?;
+                if self.fee_caps.contains_key(&network) {
+                    return Err(format!("{network}'s fee caps are governed already"));
+                }
+                self.fee_caps.insert(network, caps);
+                Ok(())
+            }
+            Content::Endpoints { network, origins } => {
+                let (network, set) = origins_of(&network, &origins).map_err(|e| e.to_string())?;
+                if self.endpoints.contains_key(&network) {
+                    return Err(format!("{network}'s endpoints are governed already"));
+                }
+                self.endpoints.insert(network, set);
+                Ok(())
+            }
         }
     }
 
@@ -560,6 +613,18 @@ impl GovState {
             Change::UndenyAddress { network, address } => {
                 let key = canonical_denied(network, address).map_err(text)?;
                 self.denied.remove(&key).ok_or("not on the deny list")?;
+            }
+            Change::SetFeeCaps {
+                network,
+                max_rate,
+                max_total,
+            } => {
+                let (network, caps) = fee_caps_of(network, max_rate, max_total).map_err(text)?;
+                self.fee_caps.insert(network, caps);
+            }
+            Change::SetEndpoints { network, origins } => {
+                let (network, set) = origins_of(network, origins).map_err(text)?;
+                self.endpoints.insert(network, set);
             }
         }
         Ok(())
@@ -682,6 +747,16 @@ impl GovState {
     /// A price (millionths of a dollar per whole unit) and when it was set.
     pub(crate) fn price(&self, asset: &str) -> Option<(u128, Timestamp)> {
         self.prices.get(asset).copied()
+    }
+
+    /// A network's governed fee caps, once recorded.
+    pub(crate) fn fee_caps(&self, network: &str) -> Option<GovernedFeeCaps> {
+        self.fee_caps.get(network).copied()
+    }
+
+    /// A network's allowed endpoint origins, once recorded.
+    pub(crate) fn endpoints(&self, network: &str) -> Option<&BTreeSet<String>> {
+        self.endpoints.get(network)
     }
 
     /// A wallet's tier (`hot` until governance set another).

@@ -466,6 +466,9 @@ impl Service {
             Change::UndenyAddress { network, address } => {
                 self.check_undeny(network, address).await?
             }
+            Change::SetFeeCaps { .. } | Change::SetEndpoints { .. } => {
+                self.check_governed(change).await?
+            }
         })
     }
 
@@ -754,6 +757,9 @@ impl Service {
             Change::UndenyAddress { network, address } => {
                 let (network, address) = crate::changes::canonical_denied(network, address)?;
                 json!({ "network": network, "address": address })
+            }
+            Change::SetFeeCaps { .. } | Change::SetEndpoints { .. } => {
+                crate::governed::details(change)?
             }
         };
         Ok((details, effects))

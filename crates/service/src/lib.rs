@@ -114,6 +114,7 @@ mod gate;
 mod gov_log;
 mod gov_state;
 pub mod governance;
+mod governed;
 pub mod identity;
 mod judge;
 mod key_refresh;

@@ -319,7 +319,7 @@ impl Service {
                     endpoint: h.name.clone(),
                 };
                 up.get_or_create(&l)
-                    .set(i64::from(h.consecutive_failures == 0));
+                    .set(i64::from(h.allowed && h.consecutive_failures == 0));
                 if let (Some(at), Some(tip)) = (h.head, tip) {
                     head.get_or_create(&l).set(count(at));
                     lag.get_or_create(&l).set(count(tip.saturating_sub(at)));
@@ -332,17 +332,17 @@ impl Service {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         for (network, n) in &btc {
-            for (endpoint, _, failures) in n.client.iter().flat_map(|c| c.health()) {
+            for (endpoint, _, failures, allowed) in n.client.iter().flat_map(|c| c.health()) {
                 up.get_or_create(&EndpointLabels {
                     network: network.clone(),
                     endpoint,
                 })
-                .set(i64::from(failures == 0));
+                .set(i64::from(allowed && failures == 0));
             }
         }
         r.register(
             "chain_endpoint_up",
-            "1 when the endpoint's last call succeeded",
+            "1 when the endpoint is allowed by governance and its last call succeeded",
             up,
         );
         r.register(

@@ -48,7 +48,7 @@ pub struct BtcStatus {
 pub struct EthStatus {
     pub chain_id: u64,
     pub endpoints: usize,
-    /// Endpoints whose last call succeeded.
+    /// Endpoints governance allows whose last call succeeded.
     pub healthy: usize,
 }
 
@@ -123,6 +123,10 @@ struct Inner {
     signing: std::sync::RwLock<(Arc<tokio::sync::Semaphore>, usize)>,
     /// The disk floor, once configured.
     disk: std::sync::RwLock<Option<DiskGuard>>,
+    /// What the configuration file says of each network's governed
+    /// settings (its first values, and what a difference is logged
+    /// against).
+    configured: crate::settings::ConfiguredNetworks,
 }
 
 impl Service {
@@ -178,6 +182,7 @@ impl Service {
                 relying_party: Default::default(),
                 metrics: crate::metrics::Metrics::default(),
                 disk: std::sync::RwLock::default(),
+                configured: Default::default(),
                 signing: std::sync::RwLock::new((
                     Arc::new(tokio::sync::Semaphore::new(SIGNING_LIMIT)),
                     SIGNING_LIMIT,
@@ -287,6 +292,10 @@ impl Service {
         &self,
     ) -> &std::sync::RwLock<std::collections::BTreeMap<u64, Arc<crate::settings::EthNetwork>>> {
         &self.inner.eth
+    }
+
+    pub(crate) fn configured_networks(&self) -> &crate::settings::ConfiguredNetworks {
+        &self.inner.configured
     }
 
     pub(crate) fn btc_networks(
@@ -459,7 +468,7 @@ impl Service {
                     endpoints: health.len(),
                     healthy: health
                         .iter()
-                        .filter(|(_, _, failures)| *failures == 0)
+                        .filter(|(_, _, failures, allowed)| *allowed && *failures == 0)
                         .count(),
                 })
             })
@@ -479,7 +488,7 @@ impl Service {
                     endpoints: health.len(),
                     healthy: health
                         .iter()
-                        .filter(|h| h.consecutive_failures == 0)
+                        .filter(|h| h.allowed && h.consecutive_failures == 0)
                         .count(),
                 }
             })

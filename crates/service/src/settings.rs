@@ -67,6 +67,19 @@ impl EthNetworkConfig {
     }
 }
 
+/// What the configuration file says of one network's governed settings
+/// (`governed`): its fee caps and its endpoints' origins — their first
+/// values, and what a difference is logged against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Configured {
+    pub(crate) caps: crate::changes::GovernedFeeCaps,
+    pub(crate) origins: Vec<String>,
+}
+
+/// The configured networks, by name (`eip155:1`, `bitcoin:mainnet`).
+pub(crate) type ConfiguredNetworks =
+    std::sync::RwLock<std::collections::BTreeMap<String, Configured>>;
+
 /// A configured network and its node client.
 #[derive(Debug)]
 pub struct EthNetwork {
@@ -83,7 +96,7 @@ impl EthNetwork {
 }
 
 /// One Bitcoin network as configured.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct BtcNetwork {
     pub network: BitcoinNetwork,
     pub fee_caps: BtcFeeCaps,

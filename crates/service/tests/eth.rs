@@ -92,6 +92,31 @@ async fn client_for(url: &str) -> Arc<EthClient> {
     )
 }
 
+/// The network's endpoints as the governance log first records them: a
+/// server whose configuration names all of `urls` unseals first (each
+/// process of a test then uses one of them; an endpoint outside the
+/// recorded set would never be asked).
+async fn first_endpoints(f: &Fixture, urls: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = Service::new(
+        f.db.store.clone(),
+        Arc::new(SystemClock),
+        checkpointer(dir.path()),
+    );
+    let urls: Vec<String> = urls.iter().map(|u| (*u).to_owned()).collect();
+    seed.add_eth_network(EthNetwork {
+        config: config(vec![]),
+        client: Arc::new(
+            EthClient::connect(CHAIN_ID, &urls, ClientOptions::default())
+                .await
+                .unwrap(),
+        ),
+    });
+    for s in &f.shares {
+        seed.unseal(&Actor::Anonymous, s).await.unwrap();
+    }
+}
+
 fn checkpointer(dir: &std::path::Path) -> Checkpointer {
     Checkpointer::for_tests(dir, 8, 1000)
 }
@@ -450,6 +475,7 @@ async fn a_freeze_waits_for_a_broadcast_in_flight_and_nothing_starts_after(f: Fi
     assert_eq!(send.state, state::SIGNING);
     // Another process whose node holds every raw transaction it is sent.
     let proxy = HoldingProxy::start(f.anvil.url()).await;
+    first_endpoints(&f, &[f.anvil.url(), proxy.url()]).await;
     proxy.hold(true);
     let dir = tempfile::tempdir().unwrap();
     let other = Service::new(
@@ -786,6 +812,7 @@ async fn signed_bytes_survive_a_restart_and_gaps_are_reported() {
     // Another process over the same database, whose node dies: its resumer
     // signs nonce 0 from the stored plan and keeps the bytes it could not send.
     let proxy = Proxy::start(f.anvil.url()).await;
+    first_endpoints(&f, &[f.anvil.url(), proxy.url()]).await;
     let dying = client_for(proxy.url()).await;
     let dir = tempfile::tempdir().unwrap();
     let other = Service::new(

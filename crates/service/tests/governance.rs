@@ -48,6 +48,7 @@ storage::on_both!(
     destinations_are_screened_against_the_deny_list_and_look_alikes,
     small_outputs_are_consolidated_under_policy_while_fees_are_low,
     ethereum_hd_deposit_addresses_are_swept_into_their_sender,
+    fee_caps_and_endpoints_are_governed,
 );
 
 storage::on_both!(
@@ -3802,4 +3803,149 @@ impl Fixture {
             client: self.client.clone(),
         });
     }
+}
+
+/// Fee caps and endpoints: the configuration's first values recorded at
+/// an unseal; a later file that raises a cap or names another endpoint
+/// changes nothing; only the quorum changes them, and the values it sets
+/// are in force at once; bad values are refused and change nothing.
+async fn fee_caps_and_endpoints_are_governed(f: Fixture) {
+    let net = format!("eip155:{CHAIN_ID}");
+    let caps = |svc: &Service| svc.eth_network(CHAIN_ID).unwrap().config.fee_caps;
+    let file = FeeCaps {
+        max_fee_per_gas: 500_000_000_000,
+        max_total_fee: ETHER / 10,
+    };
+    assert_eq!(caps(&f.svc), file);
+    // The network was added after the fixture's unseal: the next unseal
+    // records its values (as `serve` does, which adds networks first).
+    f.svc.seal(&Actor::System).await.unwrap();
+    for s in &f.shares {
+        f.svc.unseal(&Actor::Anonymous, s).await.unwrap();
+    }
+    let actions = f.actions().await;
+    let count = |a: &[String], what: &str| a.iter().filter(|x| *x == what).count();
+    assert_eq!(count(&actions, "fee_caps.configured"), 1, "{actions:?}");
+    assert_eq!(count(&actions, "endpoints.configured"), 1, "{actions:?}");
+
+    // A second server whose file raises the caps: the governed ones apply,
+    // and nothing new is recorded.
+    let dir = tempfile::tempdir().unwrap();
+    let other = Service::new(
+        f.db.store.clone(),
+        f.clock.clone(),
+        Checkpointer::for_tests(dir.path(), 8, 1000),
+    );
+    other.set_governance(service::governance::GovernanceConfig {
+        admin_quorum: 2,
+        ..service::governance::GovernanceConfig::single_admin()
+    });
+    other.add_eth_network(EthNetwork {
+        config: EthNetworkConfig {
+            chain_id: CHAIN_ID,
+            legacy: false,
+            confirmations: 1,
+            fee_caps: FeeCaps {
+                max_fee_per_gas: 50_000_000_000_000,
+                max_total_fee: 100 * ETHER,
+            },
+            min_priority_fee: 1_000_000_000,
+            allow_unchecksummed: false,
+            tokens: vec![],
+        },
+        client: f.client.clone(),
+    });
+    for s in &f.shares {
+        other.unseal(&Actor::Anonymous, s).await.unwrap();
+    }
+    assert_eq!(caps(&other), file, "the file's raise is not in force");
+    let actions = f.actions().await;
+    assert_eq!(count(&actions, "fee_caps.configured"), 1, "{actions:?}");
+
+    // Bad values: refused, typed, nothing proposed.
+    let who = f.who(&f.admin1).await;
+    for bad in [
+        Change::SetFeeCaps {
+            network: net.clone(),
+            max_rate: "0".into(),
+            max_total: "1".into(),
+        },
+        Change::SetFeeCaps {
+            network: net.clone(),
+            max_rate: "1.5".into(),
+            max_total: "1".into(),
+        },
+        Change::SetFeeCaps {
+            network: "eip155:999".into(),
+            max_rate: "1".into(),
+            max_total: "1".into(),
+        },
+        Change::SetEndpoints {
+            network: net.clone(),
+            origins: vec!["https://node.example/v3/secret-key".into()],
+        },
+        Change::SetEndpoints {
+            network: net.clone(),
+            origins: vec![],
+        },
+    ] {
+        let e = f.svc.propose(&who, bad.clone()).await.unwrap_err();
+        assert!(matches!(e, ServiceError::Invalid(_)), "{bad:?}: {e:?}");
+    }
+
+    // The quorum raises the caps: in force on both servers once they read
+    // the log.
+    let p = f
+        .govern(
+            &f.admin1,
+            Change::SetFeeCaps {
+                network: net.clone(),
+                max_rate: "900000000000".into(),
+                max_total: (ETHER / 5).to_string(),
+            },
+        )
+        .await;
+    assert_eq!(p.state, "applied");
+    let raised = FeeCaps {
+        max_fee_per_gas: 900_000_000_000,
+        max_total_fee: ETHER / 5,
+    };
+    for svc in [&f.svc, &other] {
+        svc.approver_key_in_force(&Actor::System).await.unwrap();
+        assert_eq!(caps(svc), raised);
+    }
+
+    // Endpoints: a set without anvil's leaves the network nothing to ask.
+    let anvil_origin = f.client.origins()[0].clone();
+    let p = f
+        .govern(
+            &f.admin1,
+            Change::SetEndpoints {
+                network: net.clone(),
+                origins: vec!["http://127.0.0.1:1".into()],
+            },
+        )
+        .await;
+    assert_eq!(p.state, "applied");
+    f.svc.approver_key_in_force(&Actor::System).await.unwrap();
+    let e = f.client.block_number().await.unwrap_err();
+    assert!(e.to_string().contains("allowed by governance"), "{e}");
+    assert!(f.client.health().iter().all(|h| !h.allowed));
+    let st = f.svc.status().await;
+    assert_eq!(st.ethereum[0].healthy, 0, "not ready: {st:?}");
+    let p = f
+        .govern(
+            &f.admin1,
+            Change::SetEndpoints {
+                network: net.clone(),
+                origins: vec![anvil_origin],
+            },
+        )
+        .await;
+    assert_eq!(p.state, "applied");
+    f.svc.approver_key_in_force(&Actor::System).await.unwrap();
+    assert!(f.client.block_number().await.is_ok());
+    let actions = f.actions().await;
+    assert_eq!(count(&actions, "fee_caps.set"), 1, "{actions:?}");
+    assert_eq!(count(&actions, "endpoints.set"), 2, "{actions:?}");
 }

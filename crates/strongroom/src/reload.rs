@@ -6,9 +6,12 @@
 //! and is named. Either way the audit log records it first, with the diff:
 //! a change it cannot record is not made.
 //!
-//! Nothing that weakens a control is reloaded: fee caps, endpoints, webhook
-//! hosts, TLS, governance and the rest take a restart (and the restart is
-//! itself audited, with the configuration's digest).
+//! Nothing that weakens a control is reloaded: webhook hosts, TLS,
+//! governance and the rest take a restart (and the restart is itself
+//! audited, with the configuration's digest). A network's fee caps and
+//! endpoints are not the file's at all once the governance log holds them
+//! (`service::governed`): a change in the file is named and ignored, at a
+//! reload and at a restart alike.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -29,6 +32,9 @@ pub(crate) struct Diff {
     pub applied: serde_json::Map<String, Value>,
     /// Changed in the file, applied at the next start.
     pub needs_restart: Vec<&'static str>,
+    /// Changed in the file, never applied: governed values (a network's
+    /// fee caps and endpoints) change by a proposal to the quorum.
+    pub governed: Vec<String>,
 }
 
 /// The running configuration and how to change it.
@@ -83,6 +89,7 @@ impl Reloader {
                 "file": self.path.display().to_string(),
                 "applied": diff.applied,
                 "needs_restart": diff.needs_restart,
+                "governed_not_applied": diff.governed,
             }),
         )
         .await
@@ -106,6 +113,9 @@ impl Reloader {
             svc.checkpointer()
                 .set_fail_closed_after(ops.checkpoint_fail_closed_after);
             running.operations.checkpoint_fail_closed_after = ops.checkpoint_fail_closed_after;
+        }
+        if !diff.governed.is_empty() {
+            tracing::warn!(governed = ?diff.governed, "the file changes governed values, which it only seeds: they change by a set_fee_caps or set_endpoints proposal");
         }
         tracing::info!(applied = ?diff.applied.keys().collect::<Vec<_>>(), needs_restart = ?diff.needs_restart, "configuration reloaded");
         Ok(Some(diff))
@@ -154,6 +164,9 @@ pub(crate) fn diff(running: &Config, new: &Config) -> Diff {
     }
     let same =
         |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") == format!("{b:?}");
+    // Fee caps and endpoints are the governance log's once seeded: named,
+    // never applied, and no reason for a restart.
+    let (eth_same, btc_same) = governed_changes(running, new, &mut d.governed);
     let restart: [(&'static str, bool); 25] = [
         ("operations.disk_floor_mb (lowered)", new_floor >= floor),
         (
@@ -197,8 +210,8 @@ pub(crate) fn diff(running: &Config, new: &Config) -> Diff {
         ("hsm", same(&running.hsm, &new.hsm)),
         ("threshold", same(&running.threshold, &new.threshold)),
         ("governance", same(&running.governance, &new.governance)),
-        ("ethereum", same(&running.ethereum, &new.ethereum)),
-        ("bitcoin", same(&running.bitcoin, &new.bitcoin)),
+        ("ethereum", eth_same),
+        ("bitcoin", btc_same),
         ("webhooks", same(&running.webhooks, &new.webhooks)),
         ("backup", same(&running.backup, &new.backup)),
         (
@@ -245,6 +258,50 @@ pub(crate) fn diff(running: &Config, new: &Config) -> Diff {
         .map(|(k, _)| k)
         .collect();
     d
+}
+
+/// Whether the EVM and Bitcoin networks are the same but for their fee
+/// caps and endpoints; those that differ are pushed to `governed`.
+fn governed_changes(running: &Config, new: &Config, governed: &mut Vec<String>) -> (bool, bool) {
+    let same =
+        |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") == format!("{b:?}");
+    let mut eth_same = running.ethereum.len() == new.ethereum.len();
+    for (r, n) in running.ethereum.iter().zip(&new.ethereum) {
+        let id = n.network.chain_id;
+        if r.network.chain_id != id {
+            eth_same = false;
+            continue;
+        }
+        if r.network.fee_caps != n.network.fee_caps {
+            governed.push(format!("ethereum[{id}].fee_caps"));
+        }
+        if r.endpoints != n.endpoints {
+            governed.push(format!("ethereum[{id}].endpoints"));
+        }
+        let mut masked = n.clone();
+        masked.network.fee_caps = r.network.fee_caps;
+        masked.endpoints.clone_from(&r.endpoints);
+        eth_same &= same(r, &masked);
+    }
+    let mut btc_same = running.bitcoin.len() == new.bitcoin.len();
+    for (r, n) in running.bitcoin.iter().zip(&new.bitcoin) {
+        let net = domain::Network::Bitcoin(n.network);
+        if r.network != n.network {
+            btc_same = false;
+            continue;
+        }
+        if r.fee_caps != n.fee_caps {
+            governed.push(format!("bitcoin[{net}].fee_caps"));
+        }
+        if !same(&r.endpoints, &n.endpoints) {
+            governed.push(format!("bitcoin[{net}].endpoints"));
+        }
+        let mut masked = n.clone();
+        masked.fee_caps = r.fee_caps;
+        masked.endpoints.clone_from(&r.endpoints);
+        btc_same &= same(r, &masked);
+    }
+    (eth_same, btc_same)
 }
 
 /// Where `serve` keeps its own small files (its process id, its instance

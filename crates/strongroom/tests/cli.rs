@@ -2785,7 +2785,7 @@ fn operations_metrics_readiness_and_guards() {
     let (code, st) = c.api(&server, &c.admin, "GET", "/v1/status", None, None);
     assert_eq!(code, 200, "{st}");
     assert_eq!(st["version"], env!("CARGO_PKG_VERSION"), "{st}");
-    assert_eq!(st["database"]["schema_version"], 29, "{st}");
+    assert_eq!(st["database"]["schema_version"], 30, "{st}");
     assert!(
         st["git_commit"]
             .as_str()
@@ -2941,7 +2941,13 @@ fn a_reload_applies_what_may_change_and_a_bad_file_changes_nothing() {
             "[operations]\n",
             "[operations]\ndisk_floor_mb = 1073741824\n",
         )
-        .replace("[server]\n", "[server]\nmax_body_bytes = 2097152\n");
+        .replace("[server]\n", "[server]\nmax_body_bytes = 2097152\n")
+        // A raised fee cap: governed, never applied from the file.
+        .replace(
+            "max_fee_per_gas_wei = \"500000000000\"",
+            "max_fee_per_gas_wei = \"900000000000\"",
+        );
+    assert_ne!(changed, good);
     std::fs::write(&c.config, &changed).unwrap();
     let o = strongroom(&["config", "apply", cfg]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -2987,6 +2993,11 @@ fn a_reload_applies_what_may_change_and_a_bad_file_changes_nothing() {
     assert_eq!(
         applied["needs_restart"],
         serde_json::json!(["server.max_body_bytes"]),
+        "{applied}"
+    );
+    assert_eq!(
+        applied["governed_not_applied"],
+        serde_json::json!(["ethereum[31337].fee_caps"]),
         "{applied}"
     );
     // Lowering the floor guards less: it waits for a restart.
