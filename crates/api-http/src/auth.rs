@@ -73,6 +73,14 @@ impl Limiters {
         }
     }
 
+    /// New rates per principal and per address (a configuration reload).
+    pub(crate) fn set_rates(&self, per_principal: Rate, per_address: Rate) {
+        self.per_principal
+            .set_rate(per_principal.per_second, per_principal.burst);
+        self.per_address
+            .set_rate(per_address.per_second, per_address.burst);
+    }
+
     fn now_ms(&self) -> u64 {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }

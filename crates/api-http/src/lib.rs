@@ -149,11 +149,34 @@ pub fn router(service: Service, limits: Limits) -> Router {
     router_with_metrics(service, limits, &metrics)
 }
 
+/// The per-principal and per-address rate limits of a running router,
+/// changed in place (a configuration reload): every request after the
+/// change is counted at the new rate.
+#[derive(Debug, Clone)]
+pub struct RateLimits(std::sync::Arc<auth::Limiters>);
+
+impl RateLimits {
+    pub fn set(&self, per_principal: Rate, per_address: Rate) {
+        self.0.set_rates(per_principal, per_address);
+    }
+}
+
 /// [`router`], counting into `metrics` (served by [`metrics_router`]).
 pub fn router_with_metrics(service: Service, limits: Limits, metrics: &HttpMetrics) -> Router {
+    router_with_rates(service, limits, metrics).0
+}
+
+/// [`router_with_metrics`], and the handle that changes its rate limits.
+pub fn router_with_rates(
+    service: Service,
+    limits: Limits,
+    metrics: &HttpMetrics,
+) -> (Router, RateLimits) {
+    let limiters = std::sync::Arc::new(auth::Limiters::new(&limits));
+    let rates = RateLimits(limiters.clone());
     let (routes, doc) = api().split_for_parts();
     let doc = std::sync::Arc::new(completed(&doc));
-    routes
+    let app = routes
         .route(
             "/v1/openapi.json",
             axum::routing::get(move || {
@@ -172,7 +195,7 @@ pub fn router_with_metrics(service: Service, limits: Limits, metrics: &HttpMetri
         .layer(axum::middleware::from_fn_with_state(
             auth::AuthState {
                 svc: service.clone(),
-                limits: std::sync::Arc::new(auth::Limiters::new(&limits)),
+                limits: limiters,
                 max_body: limits.max_body_bytes,
             },
             auth::authenticate,
@@ -207,7 +230,8 @@ pub fn router_with_metrics(service: Service, limits: Limits, metrics: &HttpMetri
         .layer(axum::middleware::from_fn_with_state(
             metrics.clone(),
             metrics::track,
-        ))
+        ));
+    (app, rates)
 }
 
 /// A 503 is the server saying what it cannot do yet (sealed, its database

@@ -98,6 +98,26 @@ pub(crate) fn spend_of(text: &str) -> Result<(Spend, KeyId, Vec<u32>), ServiceEr
 }
 
 impl Service {
+    /// A new batching rule for a configured network's payouts (a
+    /// configuration reload): the next pass gathers by it. False when the
+    /// network is not configured.
+    pub fn set_btc_batch(&self, network: BitcoinNetwork, batch: BatchRule) -> bool {
+        let mut nets = self
+            .btc_networks()
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        match nets.get_mut(&net_name(network)) {
+            Some(net) => {
+                *net = Arc::new(BtcNetwork {
+                    batch,
+                    ..BtcNetwork::clone(net)
+                });
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn add_btc_network(&self, net: BtcNetwork) {
         let net = self.configure_btc(net);
         let mut nets = self

@@ -22,6 +22,7 @@ use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use sha2::{Digest, Sha256};
@@ -90,10 +91,11 @@ struct Shard {
 
 /// Token buckets by [`LimitKey`], at one rate, in bounded memory.
 pub struct Limiter {
-    /// Units refilled per millisecond (at least one).
-    refill_per_ms: u64,
+    /// Units refilled per millisecond (at least one); changed at runtime
+    /// by [`set_rate`](Self::set_rate).
+    refill_per_ms: AtomicU64,
     /// A full bucket, in units (at least one token).
-    cap: u64,
+    cap: AtomicU64,
     /// Keys a generation of one shard holds (at least one).
     per_gen: usize,
     seed: RandomState,
@@ -103,8 +105,8 @@ pub struct Limiter {
 impl fmt::Debug for Limiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Limiter")
-            .field("refill_per_ms", &self.refill_per_ms)
-            .field("cap", &self.cap)
+            .field("refill_per_ms", &self.refill_per_ms.load(Ordering::Relaxed))
+            .field("cap", &self.cap.load(Ordering::Relaxed))
             .field("per_gen", &self.per_gen)
             .finish_non_exhaustive()
     }
@@ -129,12 +131,24 @@ impl Limiter {
 
     fn with_refill(refill_per_ms: u64, burst: u32, capacity: usize) -> Self {
         Limiter {
-            refill_per_ms: refill_per_ms.max(1),
-            cap: u64::from(burst.max(1)).saturating_mul(UNITS_PER_TOKEN),
+            refill_per_ms: AtomicU64::new(refill_per_ms.max(1)),
+            cap: AtomicU64::new(u64::from(burst.max(1)).saturating_mul(UNITS_PER_TOKEN)),
             per_gen: (capacity / GENERATIONS / SHARDS).max(1),
             seed: RandomState::new(),
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
         }
+    }
+
+    /// A new rate for every key: `per_second` tokens a second (at least
+    /// one), bursts of `burst` (at least one). Buckets keep what they hold,
+    /// cut to the new burst.
+    pub fn set_rate(&self, per_second: u32, burst: u32) {
+        let refill = u64::from(per_second.max(1)).saturating_mul(UNITS_PER_TOKEN / 1000);
+        self.refill_per_ms.store(refill, Ordering::Relaxed);
+        self.cap.store(
+            u64::from(burst.max(1)).saturating_mul(UNITS_PER_TOKEN),
+            Ordering::Relaxed,
+        );
     }
 
     /// Takes one token for `key` at `now_ms`; on refusal, the whole seconds
@@ -145,12 +159,16 @@ impl Limiter {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let s = &mut *guard;
+        let (refill_per_ms, cap) = (
+            self.refill_per_ms.load(Ordering::Relaxed),
+            self.cap.load(Ordering::Relaxed),
+        );
         let found = s.young.get(&key).copied();
         let in_young = found.is_some();
         let mut b = match found {
             Some(b) => b,
             None => s.old.remove(&key).unwrap_or(Bucket {
-                units: self.cap,
+                units: cap,
                 at_ms: now_ms,
             }),
         };
@@ -158,14 +176,14 @@ impl Limiter {
         let elapsed = now_ms.saturating_sub(b.at_ms);
         b.units = b
             .units
-            .saturating_add(elapsed.saturating_mul(self.refill_per_ms))
-            .min(self.cap);
+            .saturating_add(elapsed.saturating_mul(refill_per_ms))
+            .min(cap);
         b.at_ms = b.at_ms.max(now_ms);
         let out = if b.units >= UNITS_PER_TOKEN {
             b.units -= UNITS_PER_TOKEN;
             Ok(())
         } else {
-            let per_second = self.refill_per_ms.saturating_mul(1000);
+            let per_second = refill_per_ms.saturating_mul(1000);
             Err((UNITS_PER_TOKEN - b.units).div_ceil(per_second).max(1))
         };
         if !in_young && s.young.len() >= self.per_gen {
@@ -234,6 +252,21 @@ mod tests {
         let slow = Limiter::per_minute(30, 1, 1024);
         assert_eq!(slow.take(k, 0), Ok(()));
         assert_eq!(slow.take(k, 0), Err(2), "one token every two seconds");
+    }
+
+    #[test]
+    fn a_new_rate_applies_at_once_and_cuts_full_buckets() {
+        let l = Limiter::new(1, 10, 1024);
+        let k = LimitKey::V4(7);
+        assert_eq!(l.take(k, 0), Ok(()));
+        l.set_rate(1, 2);
+        // Nine tokens were left: cut to the new burst of two.
+        assert_eq!(l.take(k, 0), Ok(()));
+        assert_eq!(l.take(k, 0), Ok(()));
+        assert_eq!(l.take(k, 0), Err(1));
+        l.set_rate(100, 100);
+        assert_eq!(l.take(k, 10), Ok(()), "one token each 10 ms now");
+        assert_eq!(l.take(LimitKey::V4(8), 0), Ok(()));
     }
 
     #[test]

@@ -350,6 +350,19 @@ impl Service {
             .unwrap_or_else(|p| p.into_inner()) = Arc::new((policy, client));
     }
 
+    /// A new retry schedule for webhook deliveries (a configuration
+    /// reload); where they may go stays as it is.
+    pub fn set_webhook_retries(&self, delays_s: Option<Vec<u64>>) {
+        let mut cell = self
+            .inner
+            .webhooks
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut policy = cell.0.clone();
+        policy.retry_delays_s = delays_s;
+        *cell = Arc::new((policy, cell.1.clone()));
+    }
+
     pub(crate) fn vault(&self) -> &tokio::sync::Mutex<Vault> {
         &self.inner.vault
     }

@@ -32,9 +32,25 @@ pub struct WebhookPolicy {
     /// Whose certificates receivers must present (none: the system's
     /// trust store).
     pub tls: Option<tls::ClientTls>,
+    /// Seconds to wait after each failed attempt; the attempt after the
+    /// last is final. None: [`DEFAULT_RETRY_DELAYS_S`].
+    pub retry_delays_s: Option<Vec<u64>>,
 }
 
+/// Delays after each failed attempt (Standard Webhooks' schedule): the
+/// eighth failure, some 27 hours after the event, is final.
+pub const DEFAULT_RETRY_DELAYS_S: [u64; 7] = [5, 300, 1800, 7200, 18_000, 36_000, 36_000];
+
 impl WebhookPolicy {
+    /// The delay after failed attempt number `attempt` (from 0), or none
+    /// when that failure is final.
+    pub fn retry_delay_s(&self, attempt: usize) -> Option<u64> {
+        match &self.retry_delays_s {
+            Some(d) => d.get(attempt).copied(),
+            None => DEFAULT_RETRY_DELAYS_S.get(attempt).copied(),
+        }
+    }
+
     /// The loopback test mode: receivers on this host are allowed.
     pub fn loopback_for_tests() -> Self {
         WebhookPolicy {

@@ -16,10 +16,6 @@ pub use crate::outbox::EVENT_TYPES;
 use crate::record::entry;
 use crate::service::{Service, ServiceError};
 
-/// Delays after each failed attempt (Standard Webhooks' schedule): the
-/// eighth failure, some 27 hours after the event, is final.
-const RETRY_DELAYS_S: [i64; 7] = [5, 300, 1800, 7200, 18_000, 36_000, 36_000];
-
 /// The Standard Webhooks signature of one delivery.
 pub fn signature(
     secret: &[u8],
@@ -216,9 +212,12 @@ impl Service {
                 }
                 Some(err) => {
                     let attempt = usize::try_from(d.attempts).unwrap_or(usize::MAX);
-                    match RETRY_DELAYS_S.get(attempt) {
+                    match egress.0.retry_delay_s(attempt) {
                         Some(delay) => {
-                            let next = Timestamp::from_millis(now.as_millis() + delay * 1000);
+                            let delay_ms =
+                                i64::try_from(delay.saturating_mul(1000)).unwrap_or(i64::MAX / 4);
+                            let next =
+                                Timestamp::from_millis(now.as_millis().saturating_add(delay_ms));
                             if self
                                 .store()
                                 .delivery_failed(&d.id, d.lease, &err, Some(next))

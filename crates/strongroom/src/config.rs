@@ -80,6 +80,10 @@ struct RawWebhooks {
     /// Receivers on this host (development and tests only).
     #[serde(default)]
     allow_loopback: bool,
+    /// Seconds to wait after each failed delivery (the attempt after the
+    /// last is final); Standard Webhooks' schedule when absent. Changed by
+    /// a reload.
+    retry_delays_seconds: Option<Vec<u64>>,
 }
 
 /// `[governance]`: who must agree before rules, roles and keys change.
@@ -332,6 +336,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     let webhooks = transport::webhooks(
         &raw.webhooks.allow_hosts,
         raw.webhooks.allow_loopback,
+        raw.webhooks.retry_delays_seconds,
         &client_tls,
     )?;
     let backup = backup::backup(raw.backup, base)?;
@@ -670,7 +675,7 @@ poll_seconds = 2
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn check(text: &str) -> String {
@@ -680,7 +685,9 @@ mod tests {
         }
     }
 
-    const GOOD: &str = r#"
+    /// A whole configuration with nothing optional (other modules' tests
+    /// build on it).
+    pub(crate) const GOOD: &str = r#"
 [server]
 listen = "127.0.0.1:8200"
 [database]

@@ -1,9 +1,10 @@
 //! Configuration changes while serving. SIGHUP (which `strongroom config
 //! apply` sends, once the file checks) re-reads the file and validates it
 //! whole: a bad file changes nothing. What is safe to change at runtime is
-//! applied (the log level; the disk floor raised; the time checkpoints may
-//! fail before signing stops shortened); what is not waits for a restart
-//! and is named. Either way the audit log records it first, with the diff:
+//! applied (the log level; the API's rate limits; the webhook retry
+//! schedule; a Bitcoin network's batching; the disk floor raised; the time
+//! checkpoints may fail before signing stops shortened); what is not
+//! waits for a restart and is named. Either way the audit log records it first, with the diff:
 //! a change it cannot record is not made.
 //!
 //! Nothing that weakens a control is reloaded: webhook hosts, TLS,
@@ -42,6 +43,8 @@ pub(crate) struct Reloader {
     path: PathBuf,
     running: tokio::sync::Mutex<Config>,
     set_log: SetLogLevel,
+    /// The API's rate limits, changed in place.
+    rates: Option<api_http::RateLimits>,
 }
 
 impl Reloader {
@@ -50,7 +53,14 @@ impl Reloader {
             path,
             running: tokio::sync::Mutex::new(running),
             set_log,
+            rates: None,
         }
+    }
+
+    /// The API's rate limits, for a reload to change.
+    pub(crate) fn with_rates(mut self, rates: api_http::RateLimits) -> Reloader {
+        self.rates = Some(rates);
+        self
     }
 
     /// Reads the file again and applies what may change now, audited;
@@ -117,6 +127,34 @@ impl Reloader {
         if !diff.governed.is_empty() {
             tracing::warn!(governed = ?diff.governed, "the file changes governed values, which it only seeds: they change by a set_fee_caps or set_endpoints proposal");
         }
+        let rate_keys = [
+            "operations.requests_per_second_per_principal",
+            "operations.requests_per_second_per_address",
+        ];
+        if rate_keys.iter().any(|k| diff.applied.contains_key(*k))
+            && let Some(rates) = &self.rates
+        {
+            let rate = |per_second: u32| api_http::Rate {
+                per_second,
+                burst: per_second.saturating_mul(2),
+            };
+            rates.set(rate(ops.per_principal), rate(ops.per_address));
+            running.operations.per_principal = ops.per_principal;
+            running.operations.per_address = ops.per_address;
+        }
+        if diff.applied.contains_key("webhooks.retry_delays_seconds") {
+            svc.set_webhook_retries(new.webhooks.retry_delays_s.clone());
+            running
+                .webhooks
+                .retry_delays_s
+                .clone_from(&new.webhooks.retry_delays_s);
+        }
+        for (r, n) in running.bitcoin.iter_mut().zip(&new.bitcoin) {
+            let key = format!("bitcoin[{}].batch", domain::Network::Bitcoin(n.network));
+            if diff.applied.contains_key(&key) && svc.set_btc_batch(n.network, n.batch) {
+                r.batch = n.batch;
+            }
+        }
         tracing::info!(applied = ?diff.applied.keys().collect::<Vec<_>>(), needs_restart = ?diff.needs_restart, "configuration reloaded");
         Ok(Some(diff))
     }
@@ -131,6 +169,10 @@ fn seconds(d: Duration) -> u64 {
 /// (an endpoint's URL may hold an API key).
 pub(crate) fn diff(running: &Config, new: &Config) -> Diff {
     let mut d = Diff::default();
+    // Fee caps and endpoints are the governance log's once seeded: named,
+    // never applied, and no reason for a restart. A Bitcoin network's
+    // batching applies at once.
+    let (eth_same, btc_same) = governed_changes(running, new, &mut d);
     let mut applied = |key: &str, from: Value, to: Value| {
         if from != to {
             d.applied
@@ -162,12 +204,39 @@ pub(crate) fn diff(running: &Config, new: &Config) -> Diff {
             json!(seconds(new_limit)),
         );
     }
+    // Rate limits and the webhook retry schedule: at once, either way.
+    applied(
+        "operations.requests_per_second_per_principal",
+        json!(running.operations.per_principal),
+        json!(new.operations.per_principal),
+    );
+    applied(
+        "operations.requests_per_second_per_address",
+        json!(running.operations.per_address),
+        json!(new.operations.per_address),
+    );
+    let retries = |p: &service::webhook_target::WebhookPolicy| {
+        json!(
+            p.retry_delays_s
+                .clone()
+                .unwrap_or_else(|| { service::webhook_target::DEFAULT_RETRY_DELAYS_S.to_vec() })
+        )
+    };
+    applied(
+        "webhooks.retry_delays_seconds",
+        retries(&running.webhooks),
+        retries(&new.webhooks),
+    );
+    let webhooks_same = {
+        let mut masked = new.webhooks.clone();
+        masked
+            .retry_delays_s
+            .clone_from(&running.webhooks.retry_delays_s);
+        format!("{:?}", running.webhooks) == format!("{masked:?}")
+    };
     let same =
         |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") == format!("{b:?}");
-    // Fee caps and endpoints are the governance log's once seeded: named,
-    // never applied, and no reason for a restart.
-    let (eth_same, btc_same) = governed_changes(running, new, &mut d.governed);
-    let restart: [(&'static str, bool); 25] = [
+    let restart: [(&'static str, bool); 23] = [
         ("operations.disk_floor_mb (lowered)", new_floor >= floor),
         (
             "operations.checkpoint_fail_closed_seconds (raised)",
@@ -212,7 +281,7 @@ pub(crate) fn diff(running: &Config, new: &Config) -> Diff {
         ("governance", same(&running.governance, &new.governance)),
         ("ethereum", eth_same),
         ("bitcoin", btc_same),
-        ("webhooks", same(&running.webhooks, &new.webhooks)),
+        ("webhooks", webhooks_same),
         ("backup", same(&running.backup, &new.backup)),
         (
             "reconciliation",
@@ -240,17 +309,6 @@ pub(crate) fn diff(running: &Config, new: &Config) -> Diff {
                 &new.operations.max_concurrent_signatures,
             ),
         ),
-        (
-            "operations.requests_per_second_per_principal",
-            same(
-                &running.operations.per_principal,
-                &new.operations.per_principal,
-            ),
-        ),
-        (
-            "operations.requests_per_second_per_address",
-            same(&running.operations.per_address, &new.operations.per_address),
-        ),
     ];
     d.needs_restart = restart
         .into_iter()
@@ -261,8 +319,10 @@ pub(crate) fn diff(running: &Config, new: &Config) -> Diff {
 }
 
 /// Whether the EVM and Bitcoin networks are the same but for their fee
-/// caps and endpoints; those that differ are pushed to `governed`.
-fn governed_changes(running: &Config, new: &Config, governed: &mut Vec<String>) -> (bool, bool) {
+/// caps and endpoints (named in `d.governed`) and a Bitcoin network's
+/// batching (applied, in `d.applied`).
+fn governed_changes(running: &Config, new: &Config, d: &mut Diff) -> (bool, bool) {
+    let governed = &mut d.governed;
     let same =
         |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") == format!("{b:?}");
     let mut eth_same = running.ethereum.len() == new.ethereum.len();
@@ -296,8 +356,16 @@ fn governed_changes(running: &Config, new: &Config, governed: &mut Vec<String>) 
         if !same(&r.endpoints, &n.endpoints) {
             governed.push(format!("bitcoin[{net}].endpoints"));
         }
+        if r.batch != n.batch {
+            let rule = |b: &service::btc::BatchRule| json!({ "window_seconds": b.window_ms / 1000, "max_payouts": b.max_payouts });
+            d.applied.insert(
+                format!("bitcoin[{net}].batch"),
+                json!({ "from": rule(&r.batch), "to": rule(&n.batch) }),
+            );
+        }
         let mut masked = n.clone();
         masked.fee_caps = r.fee_caps;
+        masked.batch = r.batch;
         masked.endpoints.clone_from(&r.endpoints);
         btc_same &= same(r, &masked);
     }
@@ -351,4 +419,99 @@ pub(crate) fn apply(config: &Path) -> Result<(), Failure> {
          it (config.reloaded), or changes nothing (config.reload_refused)"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A configuration with one network of each kind.
+    const NETWORKS: &str = r#"
+[[ethereum]]
+chain_id = 1
+endpoints = ["http://127.0.0.1:8545"]
+confirmations = 12
+max_fee_per_gas_wei = "200000000000"
+max_total_fee_wei = "50000000000000000"
+[[bitcoin]]
+network = "regtest"
+max_fee_rate_sat_vb = 50
+max_fee_sat = 20000
+batch_window_seconds = 60
+"#;
+
+    fn config(text: &str) -> Config {
+        Config::parse(text, Path::new("/etc/strongroom")).unwrap()
+    }
+
+    fn base() -> String {
+        format!("{}{NETWORKS}", crate::config::tests::GOOD)
+    }
+
+    #[test]
+    fn each_setting_is_applied_governed_or_left_for_a_restart() {
+        let running = config(&base());
+        assert_eq!(diff(&running, &config(&base())), Diff::default());
+        // Batching applies at once; a raised cap and a new endpoint are
+        // governed: named, never applied, no restart.
+        let new = config(
+            &base()
+                .replace("batch_window_seconds = 60", "batch_window_seconds = 5")
+                .replace("\"200000000000\"", "\"900000000000\"")
+                .replace("max_fee_sat = 20000", "max_fee_sat = 90000")
+                .replace(
+                    "[\"http://127.0.0.1:8545\"]",
+                    "[\"http://127.0.0.1:8545\", \"https://node.example\"]",
+                ),
+        );
+        let d = diff(&running, &new);
+        assert_eq!(
+            d.applied["bitcoin[bitcoin:regtest].batch"],
+            json!({"from": {"window_seconds": 60, "max_payouts": 50}, "to": {"window_seconds": 5, "max_payouts": 50}})
+        );
+        assert_eq!(
+            d.governed,
+            [
+                "ethereum[1].fee_caps",
+                "ethereum[1].endpoints",
+                "bitcoin[bitcoin:regtest].fee_caps"
+            ]
+        );
+        assert!(d.needs_restart.is_empty(), "{d:?}");
+        // Anything else about a network waits for a restart.
+        let d = diff(
+            &running,
+            &config(&base().replace("confirmations = 12", "confirmations = 20")),
+        );
+        assert_eq!(d.needs_restart, ["ethereum"]);
+        let d = diff(
+            &running,
+            &config(&format!(
+                "{}[webhooks]\nretry_delays_seconds = [10]\n",
+                base()
+            )),
+        );
+        assert_eq!(
+            d.applied["webhooks.retry_delays_seconds"],
+            json!({"from": [5, 300, 1800, 7200, 18_000, 36_000, 36_000], "to": [10]})
+        );
+        assert!(d.needs_restart.is_empty(), "{d:?}");
+        let d = diff(
+            &running,
+            &config(&format!(
+                "{}[webhooks]\nallow_hosts = [\"hooks.internal\"]\n",
+                base()
+            )),
+        );
+        assert_eq!(d.needs_restart, ["webhooks"]);
+    }
+
+    #[test]
+    fn a_retry_schedule_out_of_bounds_is_refused() {
+        for bad in ["[0]", "[604801]", &format!("[{}]", ["1"; 21].join(","))] {
+            let text = format!("{}[webhooks]\nretry_delays_seconds = {bad}\n", base());
+            let e = Config::parse(&text, Path::new("/etc/strongroom")).unwrap_err();
+            assert_eq!(e.key, "webhooks.retry_delays_seconds", "{bad}");
+        }
+    }
 }

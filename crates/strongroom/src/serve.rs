@@ -484,17 +484,8 @@ pub(crate) fn run(c: Config, beside: Beside) -> Result<(), Failure> {
                 }
             })
         });
-        // SIGHUP: the file read again, what may change at runtime applied.
-        let reloads = match &c.path {
-            Some(path) => Some(spawn_reloads(
-                svc.clone(),
-                crate::reload::Reloader::new(path.clone(), c.clone(), set_log),
-                &crate::reload::pid_file(&c),
-            )?),
-            None => None,
-        };
         let http_metrics = api_http::HttpMetrics::new(c.operations.max_in_flight);
-        let app = api_http::router_with_metrics(
+        let (app, rates) = api_http::router_with_rates(
             svc.clone(),
             api_http::Limits {
                 trusted_proxies: c.trusted_proxies.clone().into(),
@@ -511,6 +502,15 @@ pub(crate) fn run(c: Config, beside: Beside) -> Result<(), Failure> {
             },
             &http_metrics,
         );
+        // SIGHUP: the file read again, what may change at runtime applied.
+        let reloads = match &c.path {
+            Some(path) => Some(spawn_reloads(
+                svc.clone(),
+                crate::reload::Reloader::new(path.clone(), c.clone(), set_log).with_rates(rates),
+                &crate::reload::pid_file(&c),
+            )?),
+            None => None,
+        };
         let metrics = match c.operations.metrics_listen {
             Some(at) => {
                 let l = tokio::net::TcpListener::bind(at)

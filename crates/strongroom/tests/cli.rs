@@ -3033,6 +3033,44 @@ fn a_reload_applies_what_may_change_and_a_bad_file_changes_nothing() {
         lowered.contains("operations.disk_floor_mb (lowered)"),
         "{lowered}"
     );
+    // Rate limits and the webhook retry schedule change at once.
+    let before = log.as_array().unwrap().len();
+    std::fs::write(
+        &c.config,
+        changed.replace(
+            "[operations]\n",
+            "[operations]\nrequests_per_second_per_principal = 1\n",
+        ) + "\n[webhooks]\nretry_delays_seconds = [1, 2]\n",
+    )
+    .unwrap();
+    hup();
+    wait_for_log(&rx, "configuration reloaded");
+    let codes: Vec<u16> = (0..5)
+        .map(|_| {
+            c.api(&server, &c.initiator, "GET", "/v1/wallets", None, None)
+                .0
+        })
+        .collect();
+    assert!(codes.contains(&429), "one a second now: {codes:?}");
+    let (_, log) = c.api(&server, &c.admin, "GET", "/v1/audit?limit=1000", None, None);
+    let reloaded = log.as_array().unwrap()[before..]
+        .iter()
+        .find(|r| r["action"] == "config.reloaded")
+        .unwrap_or_else(|| panic!("{log}"));
+    let d: serde_json::Value = match &reloaded["details"] {
+        serde_json::Value::String(s) => serde_json::from_str(s).unwrap(),
+        d => d.clone(),
+    };
+    assert_eq!(
+        d["applied"]["operations.requests_per_second_per_principal"]["to"], 1,
+        "{d}"
+    );
+    assert_eq!(
+        d["applied"]["webhooks.retry_delays_seconds"]["to"],
+        serde_json::json!([1, 2]),
+        "{d}"
+    );
+    assert!(!d["needs_restart"].to_string().contains("webhooks"), "{d}");
     server.terminate();
     assert!(
         !Path::new(&pid_file).exists(),

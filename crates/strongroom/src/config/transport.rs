@@ -122,13 +122,29 @@ pub(super) fn url_rule(key: &str, url: &str, allow_http: bool) -> Result<(), Con
     })
 }
 
+/// The most retries a delivery may have, and the longest wait before one.
+const MAX_RETRIES: usize = 20;
+const MAX_RETRY_DELAY_S: u64 = 7 * 86_400;
+
 /// `[webhooks]`: hosts that may resolve to private addresses, the loopback
-/// test mode, and the TLS deliveries use.
+/// test mode, the retry schedule, and the TLS deliveries use.
 pub(super) fn webhooks(
     hosts: &[String],
     allow_loopback: bool,
+    retry_delays_s: Option<Vec<u64>>,
     client_tls: &tls::ClientTls,
 ) -> Result<service::webhook_target::WebhookPolicy, ConfigError> {
+    if let Some(d) = &retry_delays_s {
+        let ok = d.len() <= MAX_RETRIES && d.iter().all(|s| (1..=MAX_RETRY_DELAY_S).contains(s));
+        if !ok {
+            return Err(ConfigError::new(
+                "webhooks.retry_delays_seconds",
+                format!(
+                    "at most {MAX_RETRIES} delays, each from 1 to {MAX_RETRY_DELAY_S} seconds ([] retries nothing)"
+                ),
+            ));
+        }
+    }
     let mut allow_hosts = std::collections::BTreeSet::new();
     for (i, h) in hosts.iter().enumerate() {
         let h = h.trim_end_matches('.').to_ascii_lowercase();
@@ -148,5 +164,6 @@ pub(super) fn webhooks(
         allow_hosts,
         allow_loopback,
         tls: Some(client_tls.clone()),
+        retry_delays_s,
     })
 }
