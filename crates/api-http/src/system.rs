@@ -92,18 +92,26 @@ async fn ready(State(svc): State<Service>) -> Response {
             for b in &st.bitcoin {
                 checks.insert(b.network.clone(), b.healthy > 0);
             }
+            // Written, and not left behind by the log.
+            checks.insert(
+                "checkpoints".to_owned(),
+                svc.checkpointer().health().failing.is_none()
+                    && !svc
+                        .checkpointer()
+                        .stale(st.audit_records.unwrap_or(0), svc.now()),
+            );
         }
         Err(_) => {
             checks.insert("database".to_owned(), false);
+            checks.insert(
+                "checkpoints".to_owned(),
+                svc.checkpointer().health().failing.is_none(),
+            );
         }
     }
     checks.insert(
         "disk".to_owned(),
         svc.disk_space().iter().all(service::disk::DiskSpace::ok),
-    );
-    checks.insert(
-        "checkpoints".to_owned(),
-        svc.checkpointer().health().failing.is_none(),
     );
     let ready = checks.values().all(|ok| *ok);
     let code = if ready {
@@ -172,6 +180,24 @@ pub struct Dependencies {
     /// The HSM's session pool, if an HSM is configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     hsm: Option<HsmStatus>,
+    /// The transfer queue and the webhook outbox (absent when the database
+    /// did not answer within a second).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    work: Option<WorkStatus>,
+}
+
+/// The queue and the webhook outbox.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkStatus {
+    /// Transfers queued for the chain.
+    queued: u64,
+    /// Transfers the stuck view shows (held, retried, or quiet too long).
+    stuck: u64,
+    /// Webhook deliveries not yet made; of them, those that failed at
+    /// least once; and those given up.
+    webhooks_pending: u64,
+    webhooks_retrying: u64,
+    webhooks_failed: u64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -211,7 +237,17 @@ pub struct HsmStatus {
     idle: usize,
 }
 
-fn dependencies(svc: &Service) -> Dependencies {
+async fn dependencies(svc: &Service) -> Dependencies {
+    let work = svc
+        .work_status(std::time::Duration::from_secs(1))
+        .await
+        .map(|w| WorkStatus {
+            queued: w.queued,
+            stuck: w.stuck,
+            webhooks_pending: w.webhooks_pending,
+            webhooks_retrying: w.webhooks_retrying,
+            webhooks_failed: w.webhooks_failed,
+        });
     let h = svc.checkpointer().health();
     let now = svc.now();
     Dependencies {
@@ -252,6 +288,7 @@ fn dependencies(svc: &Service) -> Dependencies {
         hsm: svc
             .hsm_sessions()
             .map(|(sessions, idle)| HsmStatus { sessions, idle }),
+        work,
     }
 }
 
@@ -332,7 +369,7 @@ async fn status(State(svc): State<Service>, MaybeAuthed(who): MaybeAuthed) -> Js
                 .collect(),
         ),
         git_commit: Some(s.git_commit),
-        dependencies: Some(dependencies(&svc)),
+        dependencies: Some(dependencies(&svc).await),
     })
 }
 

@@ -382,3 +382,59 @@ async fn unseal_over_http_one_share_at_a_time() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_eq!(body["code"], "invalid_body");
 }
+
+/// Past `max_in_flight` requests at once, the next is refused at once with
+/// 503 `overloaded` and `Retry-After` (never queued); liveness is never
+/// refused; once the request in flight ends, requests are taken again.
+#[tokio::test]
+async fn requests_past_the_bound_are_shed_with_a_retry_after() {
+    let db = TestDb::sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::new(
+        db.store.clone(),
+        Arc::new(SystemClock),
+        Checkpointer::for_tests(dir.path(), 3, 100),
+    );
+    let limits = Limits {
+        max_in_flight: 1,
+        ..Limits::new(1024, Duration::from_secs(30))
+    };
+    let app = App {
+        router: router(svc.clone(), limits),
+        svc,
+        _db: db,
+        _dir: dir,
+    };
+    // One request in flight: its body never finishes arriving.
+    let (mut sender, body) = http_body_util::Channel::<axum::body::Bytes>::new(1);
+    sender
+        .send_data(axum::body::Bytes::from_static(b"{\"a\":"))
+        .await
+        .unwrap();
+    let held = Request::post("/v1/wallets")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::new(body))
+        .unwrap();
+    let first = tokio::spawn(app.router.clone().oneshot(held));
+    // The channel holds one frame: this one goes in once the first was
+    // read, so the request is past the bound's check, holding its turn.
+    sender
+        .send_data(axum::body::Bytes::from_static(b" 1"))
+        .await
+        .unwrap();
+    let (status, headers, body) = call(&app, get("/v1/status")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["code"], "overloaded", "{body}");
+    assert_eq!(headers[header::RETRY_AFTER], "1");
+    // A busy server is alive.
+    let (status, _, _) = call(&app, get("/v1/health")).await;
+    assert_eq!(status, StatusCode::OK);
+    // The held request ends (its client goes away): taken again.
+    drop(sender);
+    let answered = first.await.unwrap().unwrap();
+    let bytes = answered.into_body().collect().await.unwrap().to_bytes();
+    let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_ne!(body["code"], "overloaded", "it was taken: {body}");
+    let (status, _, body) = call(&app, get("/v1/status")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

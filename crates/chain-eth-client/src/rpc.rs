@@ -98,6 +98,9 @@ pub struct EthClient {
     http: reqwest::Client,
     options: ClientOptions,
     ids: AtomicU64,
+    /// The best head's block time (Unix seconds), as the last health
+    /// check read it.
+    head_time: Mutex<Option<u64>>,
 }
 
 /// `scheme://host:port` of a URL, without user-info, path or query.
@@ -181,6 +184,7 @@ impl EthClient {
             http,
             options,
             ids: AtomicU64::new(1),
+            head_time: Mutex::new(None),
         };
         let mut answered = 0;
         let mut last = String::from("none tried");
@@ -220,6 +224,11 @@ impl EthClient {
 
     fn name(&self, i: usize) -> String {
         lock(&self.endpoints[i].health).name.clone()
+    }
+
+    /// The best head's block time (Unix seconds) at the last health check.
+    pub fn head_time(&self) -> Option<u64> {
+        *lock(&self.head_time)
     }
 
     /// Each endpoint's origin (`scheme://host:port`), in configuration order.
@@ -357,6 +366,19 @@ impl EthClient {
             .copied()
             .max()
             .ok_or_else(|| ClientError::Unavailable("no endpoint reported a head".into()))?;
+        // The best head's time: how far the network as a whole lags the
+        // clock (every endpoint stuck on one old block lags no other).
+        if let Some(i) = heads.iter().position(|h| *h == Some(best))
+            && let Ok(block) = self
+                .call_one(
+                    i,
+                    "eth_getBlockByNumber",
+                    json!([format!("{best:#x}"), false]),
+                )
+                .await
+        {
+            *lock(&self.head_time) = quantity_u64("eth_getBlockByNumber", &block["timestamp"]).ok();
+        }
         for (i, head) in heads.into_iter().enumerate() {
             if let Some(h) = head
                 && best.saturating_sub(h) > self.options.max_lag_blocks

@@ -389,6 +389,11 @@ impl Service {
             None => net.fee_rate,
         }
         .min(net.fee_caps.max_fee_rate);
+        self.metrics().fee_estimated(
+            &domain::Network::Bitcoin(net.network).to_string(),
+            "sat_per_vb",
+            u128::from(fee_rate),
+        );
         if let Some(rule) = &consolidation {
             // Fees rose while it waited: it waits again (retried later).
             if fee_rate > rule.below_sat_vb {

@@ -259,6 +259,9 @@ pub struct CheckpointHealth {
     pub failing: Option<(Timestamp, String)>,
 }
 
+/// Records waiting this long for a checkpoint make the server not ready.
+pub const STALE_AFTER: Duration = Duration::from_secs(900);
+
 /// Signing stops after checkpoints have failed this long, by default.
 pub const FAIL_CLOSED_AFTER: Duration = Duration::from_secs(600);
 
@@ -325,6 +328,20 @@ impl Checkpointer {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Whether records have waited for a checkpoint at `now` longer than
+    /// [`STALE_AFTER`] or two checkpoint periods, whichever is longer, with
+    /// the log `audit_records` long (the alert `StrongroomCheckpointStale`
+    /// says so at 15 minutes). Unknown (no checkpoint written yet in the
+    /// file) is not stale.
+    pub fn stale(&self, audit_records: u64, now: Timestamp) -> bool {
+        let h = self.health();
+        let limit = STALE_AFTER.max(self.policy.every.saturating_mul(2));
+        let limit = i64::try_from(limit.as_millis()).unwrap_or(i64::MAX);
+        audit_records > h.seq
+            && h.written_at
+                .is_some_and(|at| now.as_millis().saturating_sub(at.as_millis()) > limit)
     }
 
     /// Why signing must stop at `now`: checkpoint writes have failed for

@@ -80,6 +80,29 @@ fn fee_json(f: &Fees) -> serde_json::Value {
 }
 
 impl Service {
+    /// Exports the fee estimate a plan on `net` uses.
+    fn fee_estimated(&self, net: &EthNetwork, fees: Fees) {
+        let network = net.network().to_string();
+        match fees {
+            Fees::Eip1559 {
+                max_fee_per_gas,
+                max_priority_fee_per_gas,
+            } => {
+                self.metrics()
+                    .fee_estimated(&network, "max_fee_per_gas_wei", max_fee_per_gas);
+                self.metrics().fee_estimated(
+                    &network,
+                    "priority_fee_wei",
+                    max_priority_fee_per_gas,
+                );
+            }
+            Fees::Legacy { gas_price } => {
+                self.metrics()
+                    .fee_estimated(&network, "gas_price_wei", gas_price);
+            }
+        }
+    }
+
     /// Adds a configured network (at start-up).
     pub fn add_eth_network(&self, network: EthNetwork) {
         let network = self.configure_eth(network);
@@ -157,6 +180,7 @@ impl Service {
         } else {
             estimate
         };
+        self.fee_estimated(net, fees);
         let plan = match intended.token() {
             None => {
                 let gas = client

@@ -160,6 +160,7 @@ pub use key_refresh::Refreshed;
 pub use keyring::{NewHdKey, NewKey, SelfTest};
 pub use keystore::SealStatus;
 pub use reconcile::{Finding, Run};
+pub use scrape::WorkStatus;
 pub use service::{
     BtcStatus, DatabaseStatus, EthStatus, Liveness, SIGNING_LIMIT, Service, ServiceError, Status,
 };

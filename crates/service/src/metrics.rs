@@ -20,8 +20,17 @@ pub(crate) struct SignatureLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct BackendLabels {
+pub(crate) struct SignerLabels {
     pub(crate) backend: String,
+    pub(crate) key: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct FeeLabels {
+    pub(crate) network: String,
+    /// `max_fee_per_gas_wei`, `priority_fee_wei`, `gas_price_wei` (EVM),
+    /// `sat_per_vb` (Bitcoin).
+    pub(crate) kind: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -80,7 +89,9 @@ fn seconds_histogram() -> Histogram {
 #[derive(Debug)]
 pub struct Metrics {
     signatures: Family<SignatureLabels, Counter>,
-    signature_seconds: Family<BackendLabels, Histogram, fn() -> Histogram>,
+    signature_seconds: Family<SignerLabels, Histogram, fn() -> Histogram>,
+    /// The last fee estimate each network's planning used.
+    fees: Family<FeeLabels, prometheus_client::metrics::gauge::Gauge>,
     decisions: Family<DecisionLabels, Counter>,
     breakers: Counter,
     transitions: Family<StateLabels, Counter>,
@@ -115,6 +126,7 @@ impl Metrics {
         Metrics {
             signatures: Family::default(),
             signature_seconds: Family::new_with_constructor(seconds_histogram),
+            fees: Family::default(),
             decisions: Family::default(),
             breakers: Counter::default(),
             transitions: Family::default(),
@@ -139,10 +151,22 @@ impl Metrics {
             })
             .inc();
         self.signature_seconds
-            .get_or_create(&BackendLabels {
+            .get_or_create(&SignerLabels {
                 backend: backend.to_owned(),
+                key: key.to_owned(),
             })
             .observe(seconds);
+    }
+
+    /// The fee estimate a plan on `network` used (`kind` as in
+    /// [`FeeLabels`]), in base units.
+    pub(crate) fn fee_estimated(&self, network: &str, kind: &'static str, value: u128) {
+        self.fees
+            .get_or_create(&FeeLabels {
+                network: network.to_owned(),
+                kind,
+            })
+            .set(i64::try_from(value).unwrap_or(i64::MAX));
     }
 
     /// A policy decision: its verdict and the rule that made it.
@@ -235,8 +259,13 @@ impl Metrics {
         );
         r.register(
             "signature_seconds",
-            "Time to make one signature, by backend",
+            "Time to make one signature, by backend and key",
             self.signature_seconds.clone(),
+        );
+        r.register(
+            "fee_estimate",
+            "The last fee estimate planning used, by network and kind (wei, or sat/vB)",
+            self.fees.clone(),
         );
         r.register(
             "policy_decisions",

@@ -28,7 +28,51 @@ fn count(n: impl TryInto<i64>) -> i64 {
     n.try_into().unwrap_or(i64::MAX)
 }
 
+/// The queue and the webhook outbox at one moment, for `/v1/status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkStatus {
+    /// Transfers queued for the chain.
+    pub queued: u64,
+    /// Transfers the stuck view shows.
+    pub stuck: u64,
+    /// Webhook deliveries not yet made, of which some failed once or more,
+    /// and those given up.
+    pub webhooks_pending: u64,
+    pub webhooks_retrying: u64,
+    pub webhooks_failed: u64,
+}
+
 impl Service {
+    /// The queue's and the webhook outbox's state (`None`: the database
+    /// did not answer within `budget`).
+    pub async fn work_status(&self, budget: std::time::Duration) -> Option<WorkStatus> {
+        let now = self.now();
+        let quiet = now
+            .checked_add_millis(-crate::queue::STUCK_AFTER_MS)
+            .unwrap_or(now);
+        let s = tokio::time::timeout(budget, self.store().ops_snapshot(quiet))
+            .await
+            .ok()?
+            .ok()?;
+        let deliveries = |state: &str| {
+            s.webhook_deliveries
+                .iter()
+                .find(|(st, _)| st == state)
+                .map_or(0, |(_, n)| *n)
+        };
+        Some(WorkStatus {
+            queued: s
+                .open_transfers
+                .iter()
+                .find(|c| c.state == "queued")
+                .map_or(0, |c| c.count),
+            stuck: s.stuck,
+            webhooks_pending: deliveries("pending"),
+            webhooks_retrying: s.webhook_retrying,
+            webhooks_failed: deliveries("failed"),
+        })
+    }
+
     /// The registry a scrape encodes: the counters kept so far and the
     /// state read now (the database within `budget`; what it could not
     /// read is left out, and `strongroom_database_up` says so).
@@ -156,11 +200,13 @@ impl Service {
         }
         r.register("freezes_active", "Freezes in force, by scope", freezes);
         let outbox = Family::<StateLabels, Gauge>::default();
-        outbox
-            .get_or_create(&StateLabels {
-                state: "pending".into(),
-            })
-            .set(0);
+        for state in ["pending", "failed"] {
+            outbox
+                .get_or_create(&StateLabels {
+                    state: state.into(),
+                })
+                .set(0);
+        }
         for (state, n) in &s.webhook_deliveries {
             outbox
                 .get_or_create(&StateLabels {
@@ -301,6 +347,7 @@ impl Service {
         let up = Family::<EndpointLabels, Gauge>::default();
         let head = Family::<EndpointLabels, Gauge>::default();
         let lag = Family::<EndpointLabels, Gauge>::default();
+        let head_age = Family::<NetworkLabels, Gauge>::default();
         let networks = self
             .eth_networks()
             .read()
@@ -313,6 +360,14 @@ impl Service {
             .to_string();
             let health = n.client.health();
             let tip = health.iter().filter_map(|h| h.head).max();
+            if let Some(t) = n.client.head_time() {
+                let now_s = u64::try_from(self.now().as_millis() / 1000).unwrap_or(0);
+                head_age
+                    .get_or_create(&NetworkLabels {
+                        network: network.clone(),
+                    })
+                    .set(count(now_s.saturating_sub(t)));
+            }
             for h in health {
                 let l = EndpointLabels {
                     network: network.clone(),
@@ -354,6 +409,11 @@ impl Service {
             "chain_endpoint_lag_blocks",
             "Blocks the endpoint is behind the highest head seen on its network",
             lag,
+        );
+        r.register(
+            "chain_head_age_seconds",
+            "Time since the block at the best head of an EVM network was made",
+            head_age,
         );
         let scanned = Family::<NetworkLabels, Gauge>::default();
         for (network, height) in self
