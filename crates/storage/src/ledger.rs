@@ -110,6 +110,18 @@ impl WriteTx {
         m: &Movement,
         at: Timestamp,
     ) -> Result<bool, StorageError> {
+        // The wallet's row first (PostgreSQL): a transfer's request locks it
+        // (FOR UPDATE) before its movement, and the ledger row's foreign key
+        // takes it (FOR KEY SHARE) anyway. Taken here, before the ledger
+        // lock, the order is the same everywhere: a movement waiting for the
+        // row never holds the ledger lock a request waits for (a deadlock
+        // the load campaign found, request against confirmation pass).
+        if self.backend() == crate::Backend::Postgres {
+            sqlx::query("SELECT 1 FROM wallets WHERE id = $1 FOR KEY SHARE")
+                .bind(m.wallet.to_string())
+                .execute(&mut *self.tx)
+                .await?;
+        }
         // One writer per wallet and asset at a time (PostgreSQL; SQLite's
         // writers are serial): a row lock would not cover the first
         // movement, whose balances row does not exist yet.
