@@ -119,12 +119,12 @@ impl Service {
     }
 
     pub fn add_btc_network(&self, net: BtcNetwork) {
-        let net = self.configure_btc(net);
-        let mut nets = self
-            .btc_networks()
+        self.configure_btc(&net);
+        self.btc_networks()
             .write()
-            .unwrap_or_else(|p| p.into_inner());
-        nets.insert(net_name(net.network), Arc::new(net));
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(net_name(net.network), Arc::new(net));
+        self.apply_governed(&self.current());
     }
 
     pub(crate) fn btc_network(&self, n: BitcoinNetwork) -> Result<Arc<BtcNetwork>, ServiceError> {

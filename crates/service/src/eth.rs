@@ -105,12 +105,12 @@ impl Service {
 
     /// Adds a configured network (at start-up).
     pub fn add_eth_network(&self, network: EthNetwork) {
-        let network = self.configure_eth(network);
-        let mut nets = self
-            .eth_networks()
+        self.configure_eth(&network);
+        self.eth_networks()
             .write()
-            .unwrap_or_else(|p| p.into_inner());
-        nets.insert(network.config.chain_id, Arc::new(network));
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(network.config.chain_id, Arc::new(network));
+        self.apply_governed(&self.current());
     }
 
     pub fn eth_network(&self, chain_id: u64) -> Result<Arc<EthNetwork>, EthError> {

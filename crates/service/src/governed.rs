@@ -52,58 +52,41 @@ fn origin(o: &str) -> String {
 
 impl Service {
     /// Keeps what the configuration says of an EVM network (at start-up,
-    /// before it is added) and returns the network with the values in
-    /// force applied.
-    pub(crate) fn configure_eth(&self, mut network: EthNetwork) -> EthNetwork {
-        let name = Network::Evm {
-            chain_id: network.config.chain_id,
-        }
-        .to_string();
-        let configured = Configured {
-            caps: GovernedFeeCaps {
-                max_rate: network.config.fee_caps.max_fee_per_gas,
-                max_total: network.config.fee_caps.max_total_fee,
+    /// before it is added; [`apply_governed`](Self::apply_governed) then
+    /// puts the values in force).
+    pub(crate) fn configure_eth(&self, network: &EthNetwork) {
+        let caps = network.config.fee_caps;
+        self.keep_configured(
+            network.network().to_string(),
+            GovernedFeeCaps {
+                max_rate: caps.max_fee_per_gas,
+                max_total: caps.max_total_fee,
             },
-            origins: network.client.origins(),
-        };
-        let state = self.current();
-        network.config.fee_caps = eth_caps(state.fee_caps(&name).unwrap_or(configured.caps));
-        restrict(&name, state.endpoints(&name), |allowed| {
-            network.client.restrict(allowed)
-        });
-        self.configured_networks()
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name, configured);
-        network
+            network.client.origins(),
+        );
     }
 
     /// [`configure_eth`](Self::configure_eth) for a Bitcoin network.
-    pub(crate) fn configure_btc(&self, mut network: BtcNetwork) -> BtcNetwork {
-        let name = Network::Bitcoin(network.network).to_string();
-        let configured = Configured {
-            caps: GovernedFeeCaps {
+    pub(crate) fn configure_btc(&self, network: &BtcNetwork) {
+        self.keep_configured(
+            Network::Bitcoin(network.network).to_string(),
+            GovernedFeeCaps {
                 max_rate: u128::from(network.fee_caps.max_fee_rate),
                 max_total: u128::from(network.fee_caps.max_fee),
             },
-            origins: network
+            network
                 .client
                 .as_ref()
                 .map(|c| c.origins())
                 .unwrap_or_default(),
-        };
-        let state = self.current();
-        network.fee_caps = btc_caps(state.fee_caps(&name).unwrap_or(configured.caps));
-        if let Some(client) = &network.client {
-            restrict(&name, state.endpoints(&name), |allowed| {
-                client.restrict(allowed)
-            });
-        }
+        );
+    }
+
+    fn keep_configured(&self, name: String, caps: GovernedFeeCaps, origins: Vec<String>) {
         self.configured_networks()
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(name, configured);
-        network
+            .insert(name, Configured { caps, origins });
     }
 
     /// Applies the fee caps and endpoints `state` holds (the
