@@ -813,6 +813,7 @@ pub const SERVICE_LAYERS: &[(&str, &[&str])] = &[
     (
         "identity and governance",
         &[
+            "api_keys",
             "governance",
             "identity",
             "passkeys",

@@ -416,6 +416,10 @@ pub struct ApiKeyDto {
     public_key: String,
     expires_at_ms: i64,
     revoked: bool,
+    /// The user who holds the key (`user:<uuid>`): a quorum counts people,
+    /// so their keys and their session supply one approval. `null`: the
+    /// key is a person of its own.
+    owner: Option<String>,
     /// The proposals for the roles asked for.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     role_proposals: Vec<ProposalRef>,
@@ -442,6 +446,7 @@ fn key_dto(k: service::storage::ApiKeyRow) -> ApiKeyDto {
         public_key: k.public_key,
         expires_at_ms: k.expires_at.as_millis(),
         revoked: k.revoked_at.is_some(),
+        owner: k.owner.map(|o| o.to_string()),
         role_proposals: vec![],
     }
 }
@@ -454,6 +459,9 @@ pub struct NewApiKey {
     public_key: String,
     grants: Vec<GrantDto>,
     valid_days: u32,
+    /// The user who will hold the key, `user:<uuid>` (an active user).
+    #[serde(default)]
+    owner: Option<String>,
 }
 
 /// Registers an API key's public half (admin).
@@ -471,8 +479,15 @@ async fn create_api_key(
         .iter()
         .map(GrantDto::parse)
         .collect::<Result<Vec<_>, _>>()?;
+    let owner = match req.owner.as_deref() {
+        None => None,
+        Some(o) => match o.parse::<Actor>() {
+            Ok(Actor::User(u)) => Some(u),
+            _ => return Err(bad("owner: user:<uuid>")),
+        },
+    };
     let (k, proposals) = can
-        .register_api_key(&req.name, &pk, &grants, req.valid_days)
+        .register_api_key(&req.name, &pk, &grants, req.valid_days, owner)
         .await
         .map_err(service_error)?;
     let mut dto = key_dto(k);

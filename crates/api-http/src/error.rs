@@ -202,7 +202,7 @@ pub(crate) fn service_error(e: service::ServiceError) -> ApiError {
                 A::NotAnApprover => (StatusCode::FORBIDDEN, "not_an_approver"),
                 A::OwnTransfer => (StatusCode::FORBIDDEN, "own_transfer"),
                 A::NotAwaiting(_) => (StatusCode::CONFLICT, "not_awaiting_vote"),
-                A::AlreadyVoted => (StatusCode::CONFLICT, "already_voted"),
+                A::AlreadyVoted | A::SamePerson(_) => (StatusCode::CONFLICT, "already_voted"),
                 A::SignatureRequired => (StatusCode::BAD_REQUEST, "signature_required"),
                 A::BadProposalSignature => (StatusCode::BAD_REQUEST, "bad_approval_signature"),
                 _ => (StatusCode::BAD_REQUEST, "approval_refused"),

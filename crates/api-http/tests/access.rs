@@ -151,6 +151,7 @@ async fn key(app: &App, seed: u8, grant: Grant) -> Key {
             &key.verifying_key().to_bytes(),
             &[grant],
             30,
+            None,
         )
         .await
         .unwrap();
@@ -1457,4 +1458,67 @@ async fn bybit_2025_no_request_carries_calldata() {
     ];
     assert!(!fields.is_empty());
     assert!(fields.iter().all(|f| allowed.contains(f)), "{fields:?}");
+}
+
+/// An API key may name the user who holds it (`owner`, `user:<uuid>` of
+/// an existing, active user): it is shown with the key, and a quorum
+/// counts that user once however many keys they hold. Anything else as
+/// an owner is refused and registers nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_key_names_the_user_who_holds_it() {
+    let app = app(roomy()).await;
+    let admin = key(&app, 61, Grant::global(Role::Admin)).await;
+    let body =
+        serde_json::json!({"name": "erin", "password": "a long enough password", "grants": []});
+    let (s, _, user) = send(&app, admin.request("POST", "/v1/users", Some(&body))).await;
+    assert_eq!(s, StatusCode::CREATED, "{user}");
+    let owner = format!("user:{}", user["id"].as_str().unwrap());
+    let new = |seed: u8, owner: serde_json::Value| {
+        let pk = SigningKey::from_bytes(&[seed; 32])
+            .verifying_key()
+            .to_bytes();
+        serde_json::json!({"name": "erin's", "public_key": hex::encode(pk), "grants": [{"role": "viewer", "scope": "global"}], "valid_days": 30, "owner": owner})
+    };
+    let (s, _, k) = send(
+        &app,
+        admin.request("POST", "/v1/api-keys", Some(&new(62, owner.clone().into()))),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{k}");
+    assert_eq!(k["owner"], owner.as_str(), "{k}");
+    let (_, _, listed) = send(&app, admin.request("GET", "/v1/api-keys", None)).await;
+    let mine = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == k["id"])
+        .unwrap();
+    assert_eq!(mine["owner"], owner.as_str());
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["owner"].is_null())
+    );
+    let before = listed.as_array().unwrap().len();
+    for bad in [
+        serde_json::json!(format!("api-key:{}", k["id"].as_str().unwrap())),
+        serde_json::json!("erin"),
+        serde_json::json!(format!("user:{}", uuid::Uuid::now_v7())),
+    ] {
+        let (s, _, b) = send(
+            &app,
+            admin.request("POST", "/v1/api-keys", Some(&new(63, bad.clone()))),
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {b}");
+        assert!(b["code"].is_string(), "{b}");
+    }
+    let (_, _, listed) = send(&app, admin.request("GET", "/v1/api-keys", None)).await;
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        before,
+        "nothing registered"
+    );
 }

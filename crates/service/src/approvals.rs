@@ -6,7 +6,7 @@
 //! gives back the nonce or outputs reserved for it (nothing was signed) and
 //! waits for approvals again, with a history line.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use domain::{Actor, Permission, Timestamp, TransferId};
 use policy::{ApprovalSignature, ApprovalStatement, ApproverKey, Decision, Outcome, Vote};
@@ -79,6 +79,14 @@ pub(crate) async fn stands(
         _ => at,
     };
     let mut valid = BTreeSet::new();
+    let mut people: BTreeMap<Actor, Actor> = BTreeMap::new();
+    let own_ok = matches!(
+        &decision.outcome,
+        Outcome::RequireApproval {
+            initiator_may_approve: true,
+            ..
+        }
+    );
     let mut why = Vec::new();
     let mut forged = Vec::new();
     for a in tx.approvals_in_tx(t.id).await? {
@@ -114,7 +122,23 @@ pub(crate) async fn stands(
             // digest with it) is not what they approved.
             match recorded_signature_holds(t, &a)? {
                 Ok(()) => {
-                    valid.insert(a.approver);
+                    // One person, one approval: the first of their
+                    // principals counts, another key of theirs does not.
+                    let person = gov.person_of(&a.approver);
+                    if let Some(first) = people.get(&person) {
+                        why.push(format!(
+                            "{} and {first} are one person ({person}): one approval",
+                            a.approver
+                        ));
+                    } else if !own_ok && person == gov.person_of(&t.initiator) {
+                        why.push(format!(
+                            "{} is held by the initiator ({person})",
+                            a.approver
+                        ));
+                    } else {
+                        people.insert(person, a.approver.clone());
+                        valid.insert(a.approver);
+                    }
                 }
                 Err(w) => forged.push(w),
             }

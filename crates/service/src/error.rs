@@ -179,6 +179,12 @@ pub enum ApprovalError {
     BadSignature,
     #[error("this approver has already voted on this transfer")]
     AlreadyVoted,
+    /// Another principal of the same person (a key they hold, or their
+    /// own session) voted already: a quorum counts people.
+    #[error(
+        "{0} already voted on this transfer: one person supplies one vote, whichever of their keys signs"
+    )]
+    SamePerson(String),
     #[error("approving a proposal takes the admin's signature (SRGV) over it")]
     SignatureRequired,
     #[error("the signature does not verify for this proposal, its change and its base")]

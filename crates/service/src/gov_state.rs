@@ -93,6 +93,10 @@ pub(crate) enum Content {
         id: String,
         public_key: String,
         expires_at_ms: i64,
+        /// The user who holds the key (`user:<id>`); absent in records
+        /// written before owners existed, and for a key of no one's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<String>,
     },
     ApiKeyRevoked {
         id: String,
@@ -152,6 +156,8 @@ pub(crate) struct KeyState {
     pub(crate) public_key: String,
     pub(crate) expires_at: Timestamp,
     pub(crate) revoked: bool,
+    /// The user who holds it; `None`: the key is a person of its own.
+    pub(crate) owner: Option<Actor>,
 }
 
 /// An address-book entry as the log has it.
@@ -414,8 +420,9 @@ impl GovState {
             statement
                 .verify(&key, &bytes64(&v.signature)?)
                 .map_err(|e| format!("{voter}'s vote: {e}"))?;
-            if !voters.insert(voter) {
-                return Err("an admin counted twice".into());
+            // A person counts once, whichever of their keys signed.
+            if !voters.insert(self.person_of(&voter)) {
+                return Err(format!("an admin counted twice ({voter})"));
             }
         }
         if quorum == 0 || voters.len() < quorum as usize {
@@ -452,11 +459,20 @@ impl GovState {
                 id,
                 public_key,
                 expires_at_ms,
+                owner,
             } => {
+                let owner = match owner {
+                    None => None,
+                    Some(o) => match principal_of(&o).map_err(|e| e.to_string())? {
+                        u @ Actor::User(_) => Some(u),
+                        _ => return Err(format!("an API key's owner is a user, not {o}")),
+                    },
+                };
                 let fresh = KeyState {
                     public_key,
                     expires_at: Timestamp::from_millis(expires_at_ms),
                     revoked: false,
+                    owner,
                 };
                 match self.api_keys.insert(id, fresh) {
                     None => Ok(()),
@@ -694,6 +710,20 @@ impl GovState {
 
     pub(crate) fn api_key(&self, id: &str) -> Option<&KeyState> {
         self.api_keys.get(id)
+    }
+
+    /// The person behind a principal: an API key's owner when the log
+    /// names one, else the principal itself. A quorum counts people: a
+    /// user's session and the keys they hold are one approver.
+    pub(crate) fn person_of(&self, who: &Actor) -> Actor {
+        match who {
+            Actor::ApiKey(id) => self
+                .api_keys
+                .get(&id.to_string())
+                .and_then(|k| k.owner.clone())
+                .unwrap_or_else(|| who.clone()),
+            _ => who.clone(),
+        }
     }
 
     /// An approver's (or admin's) signing key in force, hex.

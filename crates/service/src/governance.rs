@@ -279,11 +279,22 @@ impl Service {
         // Checked first (a failed insert would abort a PostgreSQL
         // transaction): an admin who approved may still veto; nobody counts
         // twice.
-        let earlier = tx
-            .votes_in_tx(id)
-            .await?
-            .into_iter()
-            .any(|x| x.voter == *who.actor());
+        let votes = tx.votes_in_tx(id).await?;
+        let earlier = votes.iter().any(|x| x.voter == *who.actor());
+        // One person, one vote: an admin's other key (or their session's
+        // key) approved already. The log's replay refuses such a quorum.
+        if approve {
+            let gov = self.gov_in(&mut tx).await?;
+            let person = gov.person_of(who.actor());
+            if let Some(other) = votes.iter().find(|x| {
+                x.voter != *who.actor() && x.vote == "approve" && gov.person_of(&x.voter) == person
+            }) {
+                return Err(ServiceError::Conflict(format!(
+                    "{} already approved the proposal: one person supplies one vote",
+                    other.voter
+                )));
+            }
+        }
         match (earlier, approve) {
             (false, _) => tx.insert_vote(id, &v).await?,
             (true, false) => tx.change_vote(id, &v).await?,

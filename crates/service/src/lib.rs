@@ -85,6 +85,7 @@
 //!    whole pipeline, for tests and benches).
 
 mod access;
+mod api_keys;
 mod approvals;
 mod audit_key;
 mod backups;

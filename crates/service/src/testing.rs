@@ -43,7 +43,14 @@ async fn api_key(
 ) -> (SigningKey, String) {
     let key = random_key();
     let row = svc
-        .console_register_api_key(console, name, &key.verifying_key().to_bytes(), grants, 30)
+        .console_register_api_key(
+            console,
+            name,
+            &key.verifying_key().to_bytes(),
+            grants,
+            30,
+            None,
+        )
         .await
         .unwrap_or_else(|e| panic!("api key {name}: {e}"));
     (key, row.id.to_string())

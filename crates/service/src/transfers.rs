@@ -531,16 +531,25 @@ impl Can<'_, perm::ApproveTransfer> {
         }
         // Once per approver, whatever became of the transfer since; a vote
         // that was voided (a revoked key) or has expired may be cast again.
-        let earlier = tx
-            .approvals_in_tx(id)
-            .await?
-            .into_iter()
-            .find(|a| a.approver == *who);
+        let votes = tx.approvals_in_tx(id).await?;
+        let earlier = votes.iter().find(|a| a.approver == *who).cloned();
         if earlier
             .as_ref()
             .is_some_and(|a| a.voided_at.is_none() && a.expires_at > now)
         {
             return Err(ApprovalError::AlreadyVoted.into());
+        }
+        // Once per person: another key of this approver's owner, or the
+        // owner's own session, has voted (Ronin, 2022: one holder of
+        // several keys made a quorum alone).
+        let person = gov.person_of(who);
+        if let Some(other) = votes.iter().find(|a| {
+            a.approver != *who
+                && a.voided_at.is_none()
+                && a.expires_at > now
+                && gov.person_of(&a.approver) == person
+        }) {
+            return Err(ApprovalError::SamePerson(other.approver.to_string()).into());
         }
         // Past its approval window it has lapsed, whether or not the
         // worker has marked it yet.
@@ -566,7 +575,7 @@ impl Can<'_, perm::ApproveTransfer> {
         if !requirement.eligible(who) {
             return Err(ApprovalError::NotAnApprover.into());
         }
-        if *who == t.initiator && !initiator_may_approve {
+        if person == gov.person_of(&t.initiator) && !initiator_may_approve {
             return Err(ApprovalError::OwnTransfer.into());
         }
         statement_of(&t, v.vote, v.expires_at)?

@@ -935,6 +935,7 @@ async fn reading_a_send_is_scoped_to_its_wallet() {
                     &key.verifying_key().to_bytes(),
                     &[grant],
                     1,
+                    None,
                 )
                 .await
                 .unwrap();

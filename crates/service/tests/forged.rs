@@ -158,6 +158,7 @@ impl Fixture {
                 &key.verifying_key().to_bytes(),
                 &[Grant::global(Role::Viewer)],
                 30,
+                None,
             )
             .await
             .unwrap();
@@ -310,6 +311,7 @@ async fn grant_rows_inserted_by_sql_are_ignored_and_freeze(f: Fixture) {
                 &admin.verifying_key().to_bytes(),
                 &[Grant::global(Role::Admin)],
                 30,
+                None,
             )
             .await,
         Err(ServiceError::GovernanceInForce(_))

@@ -899,6 +899,7 @@ async fn only_current_admins_make_the_quorum(f: Fixture) {
             &third.verifying_key().to_bytes(),
             &[Grant::global(Role::Admin)],
             30,
+            None,
         )
         .await
         .unwrap();
@@ -3460,6 +3461,7 @@ async fn ethereum_hd_deposit_addresses_are_swept_into_their_sender(f: Fixture) {
             &key.verifying_key().to_bytes(),
             &[Grant::new(Role::Initiator, Scope::Wallet(wallet)).unwrap()],
             30,
+            None,
         )
         .await
         .unwrap();

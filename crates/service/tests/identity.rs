@@ -637,6 +637,7 @@ async fn register(f: &Fixture, seed: u8, grants: &[Grant], days: u32) -> Client 
             &key.verifying_key().to_bytes(),
             grants,
             days,
+            None,
         )
         .await
         .unwrap();

@@ -9,7 +9,7 @@
 use chain_eth::fees::Urgency;
 use domain::intent::IntentParts;
 use domain::{Address, Grant, Role, Scope, Timestamp, TransferIntent};
-use ed25519_dalek::SigningKey;
+use ed25519_dalek::{Signer as _, SigningKey};
 use policy::Vote;
 use service::ServiceError;
 use service::governance::Change;
@@ -23,6 +23,8 @@ storage::on_both!(
     fixture;
     dmm_2024_a_destination_rewritten_in_the_database_after_approval_is_never_paid,
     ronin_2022_approvals_under_a_delegation_that_ended_sign_nothing,
+    ronin_2022_one_person_holding_two_keys_supplies_one_approval,
+    ronin_2022_one_person_holding_two_admin_keys_is_one_vote_of_the_quorum,
     harmony_2022_many_withdrawals_in_minutes_trip_the_breaker_before_any_value_limit,
 );
 
@@ -152,6 +154,7 @@ async fn ronin_2022_approvals_under_a_delegation_that_ended_sign_nothing(f: Fixt
             &d_key.verifying_key().to_bytes(),
             &[Grant::global(Role::Viewer)],
             30,
+            None,
         )
         .await
         .unwrap();
@@ -235,6 +238,209 @@ async fn ronin_2022_approvals_under_a_delegation_that_ended_sign_nothing(f: Fixt
             .iter()
             .any(|a| a == "transfer.state_changed"),
         "the return to approval is audited"
+    );
+}
+
+/// A user with no roles, and `seeds.len()` API keys they hold, each with
+/// `role` from the console (an admin key's approver key is itself).
+async fn one_person_keys(
+    f: &Fixture,
+    name: &str,
+    seeds: &[u8],
+    role: Role,
+) -> (domain::UserId, Vec<Person>) {
+    let admin = f.who(&f.admin1).await;
+    let (user, _) = f
+        .svc
+        .authorize::<service::identity::perm::ManageUsers>(&admin, None)
+        .unwrap()
+        .create_user(name, "a long enough password".into(), &[])
+        .await
+        .unwrap();
+    let mut keys = Vec::new();
+    for &seed in seeds {
+        let key = SigningKey::from_bytes(&[seed; 32]);
+        let row = f
+            .svc
+            .console_register_api_key(
+                &console(),
+                &format!("{name}-{seed}"),
+                &key.verifying_key().to_bytes(),
+                &[Grant::global(role)],
+                30,
+                Some(user.id),
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.owner, Some(domain::Actor::User(user.id)));
+        let approver = match role {
+            Role::Admin => key.clone(),
+            _ => SigningKey::from_bytes(&[seed.wrapping_add(100); 32]),
+        };
+        keys.push(Person {
+            key,
+            id: row.id.to_string(),
+            approver,
+        });
+    }
+    (user.id, keys)
+}
+
+/// Ronin, 2022: five of nine validator keys were in the hands of one
+/// party, so "five signatures" was one decision. Here one user, Carol,
+/// holds two API keys, each an approver with a registered approver key,
+/// and the policy asks two approvals of the group both keys are in. The
+/// second key's vote is refused (`already_voted`: one person, one vote);
+/// a vote written straight into the database for it is not counted at the
+/// signing gate either: nothing is planned, the transfer goes back for
+/// approval and its history says why. A key with no owner still counts as
+/// a person of its own (B, below, completes the quorum).
+async fn ronin_2022_one_person_holding_two_keys_supplies_one_approval(f: Fixture) {
+    let (_, keys) = one_person_keys(&f, "carol", &[81, 82], Role::Viewer).await;
+    for p in &keys {
+        for change in [
+            Change::Grant {
+                principal: Fixture::actor(p),
+                role: "approver".into(),
+                scope: Scope::Wallet(f.wallet).to_string(),
+                until_ms: None,
+            },
+            Change::RegisterApproverKey {
+                principal: Fixture::actor(p),
+                public_key: hex::encode(p.approver.verifying_key().to_bytes()),
+            },
+        ] {
+            assert_eq!(f.govern(&f.admin1, change).await.state, "applied");
+        }
+    }
+    // An owner must be a user who exists.
+    let nobody = domain::UserId::from_uuid(uuid::Uuid::now_v7());
+    let refused = f
+        .svc
+        .console_register_api_key(
+            &console(),
+            "nobody's",
+            &SigningKey::from_bytes(&[83; 32]).verifying_key().to_bytes(),
+            &[Grant::global(Role::Viewer)],
+            30,
+            Some(nobody),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(ServiceError::Invalid(_))),
+        "{refused:?}"
+    );
+    f.register_approvers().await;
+    f.set_policy(&two_of_two(&[&keys[0], &keys[1], &f.b])).await;
+
+    // Through the service: the second key of the same person is refused.
+    let t = f.submit(&f.initiator, BOB, "2").await.unwrap();
+    let day = Timestamp::from_millis(f.now().as_millis() + 86_400_000);
+    f.vote_as(&keys[0], &t, Vote::Approve, day, None)
+        .await
+        .unwrap();
+    let second = f.vote_as(&keys[1], &t, Vote::Approve, day, None).await;
+    assert!(
+        matches!(
+            &second,
+            Err(ServiceError::Approval(service::transfers::ApprovalError::SamePerson(by)))
+                if by == &Fixture::actor(&keys[0])
+        ),
+        "{second:?}"
+    );
+    let now = f.db.store.transfer(t.id).await.unwrap();
+    assert_eq!(now.state, state::PENDING_APPROVAL, "one person is one vote");
+
+    // Past the service: the second key's vote written into the database,
+    // validly signed, and the transfer moved on by hand.
+    let st = service::transfers::statement_of(&t, Vote::Approve, day).unwrap();
+    let sig = keys[1].approver.sign(&st.message()).to_bytes();
+    f.db.store
+        .execute_unchecked(&format!(
+            "INSERT INTO transfer_approvals (transfer_id, approver, public_key, vote, signature, \
+             expires_at_ms, at_ms) VALUES ('{}', '{}', '{}', 'approve', '{}', {}, {})",
+            t.id,
+            Fixture::actor(&keys[1]),
+            hex::encode(keys[1].approver.verifying_key().to_bytes()),
+            policy::ApprovalSignature::Ed25519(sig),
+            day.as_millis(),
+            f.now().as_millis()
+        ))
+        .await
+        .unwrap();
+    f.db.store
+        .execute_unchecked(&format!(
+            "UPDATE transfers SET state = 'queued' WHERE id = '{}'",
+            t.id
+        ))
+        .await
+        .unwrap();
+    let refused = f.svc.execute_transfer(t.id, Urgency::Normal).await;
+    assert!(refused.is_err(), "{refused:?}");
+    let now = f.db.store.transfer(t.id).await.unwrap();
+    assert_eq!(now.state, state::PENDING_APPROVAL);
+    assert_eq!(now.eth_send_id, None, "nothing planned, nothing signed");
+    let bob: chain_eth::EthAddress = BOB.parse().unwrap();
+    assert_eq!(f.client.balance(bob).await.unwrap(), 0, "nothing paid");
+    let history = f.db.store.transfer_history(t.id).await.unwrap();
+    let last = &history.last().unwrap().why;
+    assert!(last.contains("are one person"), "{last}");
+
+    // The votes that stood were voided with the quorum: Carol votes again
+    // (once), and another person completes the quorum.
+    let t = f.db.store.transfer(t.id).await.unwrap();
+    f.vote_as(&keys[1], &t, Vote::Approve, day, None)
+        .await
+        .unwrap();
+    assert!(
+        f.vote_as(&keys[0], &t, Vote::Approve, day, None)
+            .await
+            .is_err()
+    );
+    let t = f.vote_as(&f.b, &t, Vote::Approve, day, None).await.unwrap();
+    assert_eq!(t.state, state::QUEUED, "Carol and B are two people");
+}
+
+/// Ronin, 2022, at the admin quorum: one user holding two admin keys
+/// (made at the bootstrap, both theirs) is one vote of the two the quorum
+/// needs; an admin who is someone else completes it.
+async fn ronin_2022_one_person_holding_two_admin_keys_is_one_vote_of_the_quorum(f: Fixture) {
+    let (dana, keys) = one_person_keys(&f, "dana", &[71, 72], Role::Admin).await;
+    let admin = f.who(&f.admin1).await;
+    let d1 = f.who(&keys[0]).await;
+    let p = f
+        .svc
+        .propose(
+            &d1,
+            Change::Grant {
+                principal: format!("user:{dana}"),
+                role: "viewer".into(),
+                scope: "global".into(),
+                until_ms: None,
+            },
+        )
+        .await
+        .unwrap();
+    f.gov_vote(&keys[0], &d1, &p.proposal.id, true)
+        .await
+        .unwrap();
+    let d2 = f.who(&keys[1]).await;
+    let again = f.gov_vote(&keys[1], &d2, &p.proposal.id, true).await;
+    assert!(
+        matches!(&again, Err(ServiceError::Conflict(m)) if m.contains("one person")),
+        "{again:?}"
+    );
+    assert_eq!(
+        f.svc.proposal(&p.proposal.id).await.unwrap().proposal.state,
+        "open"
+    );
+    let v = f
+        .gov_vote(&f.admin1, &admin, &p.proposal.id, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        v.proposal.state, "applied",
+        "Dana and admin1 are two people"
     );
 }
 

@@ -199,6 +199,7 @@ async fn approver(s: &Storm) -> (SigningKey, SigningKey, String) {
                 &key.verifying_key().to_bytes(),
                 &[Grant::global(Role::Viewer)],
                 30,
+                None,
             )
             .await
             .unwrap();

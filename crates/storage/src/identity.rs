@@ -5,7 +5,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::error::StorageError;
-use crate::row::{corrupt, parsed, ts};
+use crate::row::{corrupt, opt_parsed, parsed, ts};
 use crate::store::Store;
 use crate::tx::WriteTx;
 
@@ -57,6 +57,8 @@ pub struct ApiKeyRow {
     pub revoked_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub created_by: Actor,
+    /// The person who holds the key (a user), if one was named.
+    pub owner: Option<Actor>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +103,7 @@ fn api_key_from_row(row: &AnyRow) -> Result<ApiKeyRow, StorageError> {
         revoked_at: revoked.map(Timestamp::from_millis),
         created_at: ts(row, "created_at_ms")?,
         created_by: parsed(row, "created_by")?,
+        owner: opt_parsed(row, "owner")?,
     })
 }
 
@@ -263,8 +266,8 @@ impl WriteTx {
 
     pub async fn insert_api_key(&mut self, k: &ApiKeyRow) -> Result<(), StorageError> {
         sqlx::query(
-            "INSERT INTO api_keys (id, name, public_key, expires_at_ms, revoked_at_ms, created_at_ms, created_by) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO api_keys (id, name, public_key, expires_at_ms, revoked_at_ms, created_at_ms, created_by, owner) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(k.id.to_string())
         .bind(&k.name)
@@ -273,6 +276,7 @@ impl WriteTx {
         .bind(k.revoked_at.map(|t| t.as_millis()))
         .bind(k.created_at.as_millis())
         .bind(k.created_by.to_string())
+        .bind(k.owner.as_ref().map(ToString::to_string))
         .execute(&mut *self.tx)
         .await
         .map_err(|e| StorageError::from_sqlx(e, "API key"))?;
@@ -481,7 +485,7 @@ impl Store {
 
     pub async fn api_key(&self, id: ApiKeyId) -> Result<ApiKeyRow, StorageError> {
         let row = sqlx::query(
-            "SELECT id, name, public_key, expires_at_ms, revoked_at_ms, created_at_ms, created_by \
+            "SELECT id, name, public_key, expires_at_ms, revoked_at_ms, created_at_ms, created_by, owner \
              FROM api_keys WHERE id = $1",
         )
         .bind(id.to_string())
@@ -493,7 +497,7 @@ impl Store {
 
     pub async fn api_keys(&self) -> Result<Vec<ApiKeyRow>, StorageError> {
         let rows = sqlx::query(
-            "SELECT id, name, public_key, expires_at_ms, revoked_at_ms, created_at_ms, created_by \
+            "SELECT id, name, public_key, expires_at_ms, revoked_at_ms, created_at_ms, created_by, owner \
              FROM api_keys ORDER BY created_at_ms",
         )
         .fetch_all(&self.pool)

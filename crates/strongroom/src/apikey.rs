@@ -146,37 +146,59 @@ pub(crate) fn hand_out(id: &str, seed: &[u8; 32], out: Option<&Path>) -> Result<
     Ok(())
 }
 
+/// What `apikey create` and `apikey propose` register: a name, one role
+/// in a scope, a lifetime, and the user who will hold the key.
+pub(crate) struct KeySpec<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) role: &'a str,
+    pub(crate) scope: &'a str,
+    pub(crate) valid_days: u32,
+    /// A user's name or `user:<uuid>`.
+    pub(crate) owner: Option<&'a str>,
+}
+
 /// `strongroom apikey create`: a new key pair, its public half registered
 /// with the given role from the console — any role during the bootstrap
 /// ceremony, read-only roles (viewer, auditor) after it; the private half
 /// printed once (and written to `--out`, 0600, if given).
-pub(crate) fn create(
-    c: Config,
-    name: &str,
-    role: &str,
-    scope: &str,
-    valid_days: u32,
-    out: Option<&Path>,
-) -> Result<(), Failure> {
-    let grant = grant_of(role, scope)?;
+pub(crate) fn create(c: Config, spec: &KeySpec<'_>, out: Option<&Path>) -> Result<(), Failure> {
+    let grant = grant_of(spec.role, spec.scope)?;
     if out.is_some_and(Path::exists) {
         return Err(usage("--out", "the file exists"));
     }
     let (seed, public) = new_key()?;
     let row = runtime()?.block_on(async {
         let (svc, store) = build_service(&c).await?;
-        let r = svc
-            .console_register_api_key(&console_actor(), name, &public, &[grant], valid_days)
-            .await;
+        let r = match spec.owner {
+            None => Ok(None),
+            Some(o) => owner_id(&store, o).await.map(Some),
+        };
+        let r = match r {
+            Ok(owner) => svc
+                .console_register_api_key(
+                    &console_actor(),
+                    spec.name,
+                    &public,
+                    &[grant],
+                    spec.valid_days,
+                    owner,
+                )
+                .await
+                .map_err(|e| match e {
+                    service::ServiceError::Invalid(m) => usage("arguments", m),
+                    service::ServiceError::GovernanceInForce(m) => usage("--role", m),
+                    other => Failure::Runtime(other.into()),
+                }),
+            Err(e) => Err(e),
+        };
         store.close().await;
-        r.map_err(|e| match e {
-            service::ServiceError::Invalid(m) => usage("arguments", m),
-            service::ServiceError::GovernanceInForce(m) => usage("--role", m),
-            other => Failure::Runtime(other.into()),
-        })
+        r
     })?;
     println!("key {}", row.id);
     println!("public key {}", row.public_key);
+    if let Some(o) = &row.owner {
+        println!("owner {o}");
+    }
     println!(
         "role {grant_role} scope {scope} expires {}",
         row.expires_at,
@@ -184,4 +206,18 @@ pub(crate) fn create(
         scope = grant.scope()
     );
     hand_out(&row.id.to_string(), &seed, out)
+}
+
+/// A user named by `user:<uuid>` or by their name.
+async fn owner_id(store: &storage::Store, owner: &str) -> Result<domain::UserId, Failure> {
+    if let Ok(domain::Actor::User(u)) = owner.parse::<domain::Actor>() {
+        return Ok(u);
+    }
+    match store.user_by_name(owner).await {
+        Ok(u) => Ok(u.id),
+        Err(storage::StorageError::NotFound { .. }) => {
+            Err(usage("--owner", format!("no user named {owner:?}")))
+        }
+        Err(e) => Err(Failure::Runtime(e.into())),
+    }
 }

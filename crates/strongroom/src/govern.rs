@@ -395,23 +395,27 @@ pub(crate) fn propose_price(
 pub(crate) fn propose_api_key(
     addr: &str,
     admin_key: &Path,
-    name: &str,
-    role: &str,
-    scope: &str,
-    valid_days: u32,
+    spec: &crate::apikey::KeySpec<'_>,
     out: Option<&Path>,
 ) -> Result<(), Failure> {
-    let grant = crate::apikey::grant_of(role, scope)?;
+    let grant = crate::apikey::grant_of(spec.role, spec.scope)?;
     if out.is_some_and(Path::exists) {
         return Err(usage("--out", "the file exists"));
+    }
+    // Over the API the owner is `user:<uuid>` (`GET /v1/users`).
+    if let Some(o) = spec.owner
+        && !matches!(o.parse::<domain::Actor>(), Ok(domain::Actor::User(_)))
+    {
+        return Err(usage("--owner", "user:<uuid> when proposing over the API"));
     }
     let admin = crate::apikey::KeyFile::load(admin_key)?;
     let (seed, public) = crate::apikey::new_key()?;
     let body = serde_json::json!({
-        "name": name,
+        "name": spec.name,
         "public_key": hex::encode(public),
         "grants": [{ "role": grant.role().as_str(), "scope": grant.scope().to_string() }],
-        "valid_days": valid_days,
+        "valid_days": spec.valid_days,
+        "owner": spec.owner,
     })
     .to_string();
     let (status, answer) = signed_request(addr, "POST", "/v1/api-keys", Some(&body), Some(&admin))?;

@@ -357,6 +357,10 @@ enum ApikeyCommand {
         scope: String,
         #[arg(long, default_value_t = 90)]
         valid_days: u32,
+        /// The user who will hold the key (a name or user:<uuid>): a quorum
+        /// counts people, so their keys and session supply one approval.
+        #[arg(long)]
+        owner: Option<String>,
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -377,6 +381,10 @@ enum ApikeyCommand {
         scope: String,
         #[arg(long, default_value_t = 90)]
         valid_days: u32,
+        /// The user who will hold the key (a name or user:<uuid>): a quorum
+        /// counts people, so their keys and session supply one approval.
+        #[arg(long)]
+        owner: Option<String>,
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -672,9 +680,18 @@ fn main() -> ExitCode {
             role,
             scope,
             valid_days,
+            owner,
             out,
-        }) => load(&config)
-            .and_then(|c| apikey::create(c, &name, &role, &scope, valid_days, out.as_deref())),
+        }) => {
+            let spec = apikey::KeySpec {
+                name: &name,
+                role: &role,
+                scope: &scope,
+                valid_days,
+                owner: owner.as_deref(),
+            };
+            load(&config).and_then(|c| apikey::create(c, &spec, out.as_deref()))
+        }
         Command::Apikey(ApikeyCommand::Propose {
             addr,
             key_file,
@@ -682,16 +699,18 @@ fn main() -> ExitCode {
             role,
             scope,
             valid_days,
+            owner,
             out,
-        }) => govern::propose_api_key(
-            &addr,
-            &key_file,
-            &name,
-            &role,
-            &scope,
-            valid_days,
-            out.as_deref(),
-        ),
+        }) => {
+            let spec = apikey::KeySpec {
+                name: &name,
+                role: &role,
+                scope: &scope,
+                valid_days,
+                owner: owner.as_deref(),
+            };
+            govern::propose_api_key(&addr, &key_file, &spec, out.as_deref())
+        }
         Command::Offline(OfflineCommand::Sign {
             psbt,
             mnemonic_file,

@@ -2235,6 +2235,32 @@ fn policy_approvals_and_freeze(db_url: &str, keep: Option<&Path>) {
     );
     assert!(!refused.exists());
     api_key(cfg, dir.path(), "late-auditor", "auditor", "global");
+    // A key may name the user who holds it (by name here): a quorum counts
+    // that person once, whichever of their keys votes.
+    let (ok, user) = api(
+        &admin,
+        "POST",
+        "/v1/users",
+        Some(r#"{"name": "frank", "password": "a long enough password", "grants": []}"#),
+    );
+    assert!(ok, "{user}");
+    for (owner, code) in [("nobody", Some(2)), ("frank", Some(0))] {
+        let o = strongroom(&[
+            "apikey", "create", "--config", cfg, "--name", "frank's", "--role", "auditor",
+            "--owner", owner,
+        ]);
+        assert_eq!(o.status.code(), code, "{owner}: {}", stderr(&o));
+    }
+    let (ok, keys) = api(&admin, "GET", "/v1/api-keys", None);
+    assert!(ok, "{keys}");
+    let frank = format!("user:{}", user["id"].as_str().unwrap());
+    assert!(
+        keys.as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["owner"] == frank.as_str()),
+        "{keys}"
+    );
     let proposed = dir.path().join("second-admin.key");
     let o = strongroom(&[
         "apikey",
@@ -2785,7 +2811,7 @@ fn operations_metrics_readiness_and_guards() {
     let (code, st) = c.api(&server, &c.admin, "GET", "/v1/status", None, None);
     assert_eq!(code, 200, "{st}");
     assert_eq!(st["version"], env!("CARGO_PKG_VERSION"), "{st}");
-    assert_eq!(st["database"]["schema_version"], 30, "{st}");
+    assert_eq!(st["database"]["schema_version"], 31, "{st}");
     assert!(
         st["git_commit"]
             .as_str()

@@ -195,6 +195,7 @@ pub async fn fixture_with(
                     &key.verifying_key().to_bytes(),
                     &grants,
                     30,
+                    None,
                 )
                 .await
                 .unwrap();
