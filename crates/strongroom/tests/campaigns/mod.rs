@@ -81,7 +81,7 @@ impl Receiver {
 }
 
 /// The custody data directory of the crash tests, with an approver (one
-/// approval for more than 1 ETH) and a webhook subscription to every
+/// approval for more than 0.01 ETH) and a webhook subscription to every
 /// event, delivered to a receiver on loopback.
 struct Campaign {
     c: Custody,
@@ -126,7 +126,7 @@ impl Campaign {
         );
         let document = format!(
             "[[groups]]\nname = \"approvers\"\nmembers = [\"{approver_id}\"]\n\n\
-             [[rules]]\nname = \"small\"\namount = {{ at_most = \"1\" }}\naction = \"allow\"\n\n\
+             [[rules]]\nname = \"small\"\namount = {{ at_most = \"0.01\" }}\naction = \"allow\"\n\n\
              [[rules]]\nname = \"large\"\naction = \"require_approval\"\n\
              approvals = {{ group = \"approvers\", threshold = 1 }}\n"
         );
@@ -152,14 +152,17 @@ impl Campaign {
     }
 
     /// The next withdrawal's body and idempotency key: a fresh amount
-    /// each (so what reached the destination tells which were paid), more
-    /// than 1 ETH when it needs an approval.
+    /// each, in millionths of an ETH (so what reached the destination
+    /// tells which were paid), more than 0.01 ETH when it needs an
+    /// approval (up to 9 999 withdrawals; the sender's 100 ETH pays them
+    /// all). The long run's 1 400 once ran it dry when amounts grew by a
+    /// thousandth of an ETH each.
     fn next(&mut self, approval: bool) -> (String, String, u128) {
         self.asked += 1;
         let n = self.asked;
-        let milli = if approval { 1_000 + n } else { n };
-        let amount = format!("{}.{:03}", milli / 1000, milli % 1000);
-        let wei = u128::from(milli) * 1_000_000_000_000_000;
+        let micro = if approval { 10_000 + n } else { n };
+        let amount = format!("{}.{:06}", micro / 1_000_000, micro % 1_000_000);
+        let wei = u128::from(micro) * 1_000_000_000_000;
         (self.c.withdrawal(&amount), format!("campaign-{n}"), wei)
     }
 
@@ -499,6 +502,10 @@ fn crash_matrix(db_url: &str) {
     let per_point = size("STRONGROOM_CRASH_KILLS", 1);
     let random = size("STRONGROOM_CRASH_RANDOM", 2);
     let mut seed = size("STRONGROOM_CRASH_SEED", 0x5eed_cafe);
+    assert!(
+        per_point * POINTS.len() as u64 + random < 10_000,
+        "amounts stay unique and under the approval line up to 9 999 withdrawals"
+    );
     let started = std::time::Instant::now();
     let mut k = Campaign::new(db_url);
     // `STRONGROOM_CRASH_SKIP`: points left out of this run (to run one
