@@ -8,14 +8,17 @@
 //! ends before a signed checkpoint has been truncated.
 //!
 //! No I/O here: storage reads and writes records, the service writes
-//! checkpoint files, and the clock is a parameter.
+//! checkpoint files, the binary writes backups (whose head and manifest
+//! [`backup`] reads from the reader it is given), and the clock is a
+//! parameter.
 //!
 //! ## What is where
 //!
 //! `Entry` (what callers record), `Record` (hash-chained, canonical bytes), canonical JSON for
 //! details, `AuditSigningKey` and signed `Checkpoint`s, and the streaming `Verifier` whose `Break`
-//! names the first untrustworthy record.
+//! names the first untrustworthy record; a backup's signed manifest (`backup`).
 
+pub mod backup;
 mod canonical_json;
 mod checkpoint;
 mod record;

@@ -201,3 +201,37 @@ pub fn checkpoint() -> audit::Checkpoint {
         Timestamp::from_millis(1_800_000_000_000),
     )
 }
+
+/// A backup manifest, and the head of a backup holding it signed by
+/// [`audit_key`] (SHA-256 of the manifest's bytes, `SRBM` v1).
+pub fn backup_manifest() -> audit::backup::Manifest {
+    audit::backup::Manifest {
+        format: audit::backup::FORMAT.into(),
+        version: audit::backup::VERSION,
+        created_at_ms: 1_800_000_000_000,
+        instance: "7".repeat(64),
+        database: "sqlite".into(),
+        schema_version: 31,
+        audit_seq: 41,
+        audit_hash: "42".repeat(32),
+        audit_key: audit_key().public().to_string(),
+        keys: vec!["treasury".into()],
+        entries: ["database", "checkpoints", "config"]
+            .into_iter()
+            .map(|name| audit::backup::ManifestEntry {
+                name: name.into(),
+                size: 3,
+                sha256: "ab".repeat(32),
+            })
+            .collect(),
+    }
+}
+
+/// [`backup_manifest`]'s bytes and [`audit_key`]'s signature over them.
+pub fn signed_backup_manifest() -> (Vec<u8>, [u8; 64]) {
+    use sha2::Digest as _;
+    let bytes = backup_manifest().to_bytes().expect("a manifest serialises");
+    let digest: [u8; 32] = sha2::Sha256::digest(&bytes).into();
+    let sig = audit_key().sign_backup(&digest);
+    (bytes, sig)
+}

@@ -13,7 +13,9 @@
 
 pub mod chains;
 pub mod known;
+pub mod settings;
 pub mod statements;
+pub mod stored;
 pub mod text;
 pub mod wire;
 
@@ -35,6 +37,9 @@ pub const TARGETS: &[Target] = &[
     ("signer_wire", wire::signer_wire),
     ("envelope", wire::envelope),
     ("checkpoint", wire::checkpoint),
+    ("backup_manifest", stored::backup_manifest),
+    ("config", settings::config),
+    ("webhook_url", settings::webhook_url),
 ];
 
 /// The body of the target called `name`.

@@ -32,6 +32,26 @@ pub fn signer_wire(data: &[u8]) {
     }
 }
 
+/// Seeds for [`signer_wire`]: one of every request and answer kind, each
+/// a line `request` or `response`, a tab, and the message's JSON
+/// (`data/signer_wire.txt`; lines starting with `#` are notes).
+pub const SIGNER_WIRE_SEEDS: &str = include_str!("../data/signer_wire.txt");
+
+/// [`SIGNER_WIRE_SEEDS`] as [`signer_wire`] inputs: 0 then a request, 1
+/// then an answer.
+pub fn signer_wire_seeds() -> Vec<Vec<u8>> {
+    SIGNER_WIRE_SEEDS
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (kind, json) = l.split_once('\t')?;
+            let mut v = vec![u8::from(kind == "response")];
+            v.extend_from_slice(json.as_bytes());
+            Some(v)
+        })
+        .collect()
+}
+
 /// A protocol round's envelope from a party (the first two bytes): one
 /// read is from that party and reads back as itself.
 pub fn envelope(data: &[u8]) {
@@ -51,5 +71,72 @@ pub fn checkpoint(data: &[u8]) {
     };
     if c.verify(&known::audit_key().public()).is_ok() {
         assert_eq!(c, known::checkpoint(), "a checkpoint nobody signed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// Every seed parses, and together they hold every kind of request,
+    /// of answer and of finished ECDSA step.
+    #[test]
+    fn the_seeds_hold_every_message_kind() {
+        let mut kinds = BTreeSet::new();
+        for seed in signer_wire_seeds() {
+            let (which, json) = seed.split_first().unwrap();
+            let v: serde_json::Value = serde_json::from_slice(json).unwrap();
+            if *which == 0 {
+                serde_json::from_slice::<Request>(json).unwrap_or_else(|e| panic!("{e}: {v}"));
+                kinds.insert(format!("request {}", v["op"].as_str().unwrap()));
+            } else {
+                serde_json::from_slice::<Response>(json).unwrap_or_else(|e| panic!("{e}: {v}"));
+                kinds.insert(format!("response {}", v["result"].as_str().unwrap()));
+                if let Some(made) = v["output"]["made"].as_str() {
+                    kinds.insert(format!("step {made}"));
+                }
+            }
+            signer_wire(&seed);
+        }
+        let kinds: Vec<&str> = kinds.iter().map(String::as_str).collect();
+        assert_eq!(
+            kinds,
+            [
+                "request commit",
+                "request dkg_round1",
+                "request dkg_round2",
+                "request dkg_start",
+                "request ecdsa_aux",
+                "request ecdsa_keygen",
+                "request ecdsa_presign",
+                "request ecdsa_sign",
+                "request epoch",
+                "request hello",
+                "request info",
+                "request paid_intents",
+                "request refresh_commit",
+                "request refresh_start",
+                "request sign",
+                "request step",
+                "response commitment",
+                "response epoch",
+                "response hello",
+                "response info",
+                "response key",
+                "response messages",
+                "response paid_intents",
+                "response partial",
+                "response refused",
+                "response share",
+                "response step",
+                "step aux",
+                "step key",
+                "step presignature",
+            ]
+        );
     }
 }

@@ -137,7 +137,7 @@ fn host_key(host: &str) -> String {
 /// to loopback in the test mode), no user-info, at most 2048 bytes, and an
 /// address literal not in a forbidden network. A name is checked as it
 /// resolves, at each delivery.
-pub(crate) fn check_url(url: &str, p: &WebhookPolicy) -> Result<reqwest::Url, String> {
+pub fn check_url(url: &str, p: &WebhookPolicy) -> Result<reqwest::Url, String> {
     let bad = || {
         "a webhook URL is https://host[:port]/path without user-info, to a public address or a \
          host in [webhooks] allow_hosts"

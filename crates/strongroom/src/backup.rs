@@ -21,7 +21,7 @@ use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use serde::{Deserialize, Serialize};
+use audit::backup::{FORMAT, Manifest, ManifestEntry as Entry, VERSION, read_head};
 use sha2::{Digest, Sha256};
 
 mod scratch;
@@ -29,11 +29,6 @@ mod scratch;
 use crate::Failure;
 use crate::config::{Config, ConfigError, Database};
 use crate::serve::runtime;
-
-const MAGIC: &[u8; 6] = b"SRBK\x00\x01";
-const FORMAT: &str = "strongroom-backup";
-/// A manifest larger than this is not one.
-const MAX_MANIFEST: u32 = 1 << 20;
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum BackupCommand {
@@ -81,34 +76,6 @@ pub(crate) struct RestoreArgs {
     /// gap, explained, instead of failing on it.
     #[arg(long, value_name = "FILE")]
     later_checkpoints: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-struct Manifest {
-    format: String,
-    version: u32,
-    created_at_ms: i64,
-    /// The keystore id (hex), or `none` before one exists.
-    instance: String,
-    /// `sqlite` or `postgres`.
-    database: String,
-    schema_version: i64,
-    audit_seq: u64,
-    audit_hash: String,
-    /// The audit key's public half (hex): what signed this.
-    audit_key: String,
-    /// Every key the database holds (listed before the copy was taken).
-    keys: Vec<String>,
-    entries: Vec<Entry>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-struct Entry {
-    name: String,
-    size: u64,
-    sha256: String,
 }
 
 fn usage(key: &str, message: impl Into<String>) -> Failure {
@@ -333,7 +300,7 @@ async fn take(
     let signer = svc.checkpointer().signer();
     let manifest = Manifest {
         format: FORMAT.into(),
-        version: 1,
+        version: VERSION,
         created_at_ms: service::Clock::now(&service::SystemClock).as_millis(),
         instance,
         database: kind,
@@ -344,7 +311,7 @@ async fn take(
         keys,
         entries,
     };
-    let text = serde_json::to_vec(&manifest).context("the manifest")?;
+    let text = manifest.to_bytes().context("the manifest")?;
     let digest: [u8; 32] = Sha256::digest(&text).into();
     let sig = signer
         .sign_backup(&digest)
@@ -479,8 +446,7 @@ fn write_backup(
     let mut w = encryptor
         .wrap_output(std::io::BufWriter::new(file))
         .context("encrypting")?;
-    let len = u32::try_from(manifest.len()).map_err(|_| anyhow::anyhow!("manifest too large"))?;
-    let head = [MAGIC.as_slice(), &len.to_be_bytes(), manifest, sig].concat();
+    let head = audit::backup::head_bytes(manifest, sig).map_err(|e| anyhow::anyhow!("{e}"))?;
     w.write_all(&head).context("writing the backup")?;
     for (_, path) in files {
         let mut f =
@@ -500,6 +466,9 @@ fn write_backup(
 /// audit key, its entries written to `dir` with their digests checked.
 struct Opened {
     manifest: Manifest,
+    /// SHA-256 (hex) of the manifest's bytes as read: what the audit key
+    /// signed.
+    digest: String,
     files: Vec<(String, PathBuf)>,
 }
 
@@ -530,24 +499,8 @@ fn open(c: &Config, identity: &Path, file: &Path, dir: &Path) -> Result<Opened, 
     let mut r = decryptor
         .decrypt(ids.iter().map(|i| i as &dyn age::Identity))
         .map_err(|e| refused(format!("it does not decrypt with this identity ({e})")))?;
-    let mut magic = [0u8; 6];
-    let broken = |e: std::io::Error| refused(format!("damaged or truncated ({e})"));
-    r.read_exact(&mut magic).map_err(broken)?;
-    if &magic != MAGIC {
-        return Err(refused("not a Strongroom backup"));
-    }
-    let mut len = [0u8; 4];
-    r.read_exact(&mut len).map_err(broken)?;
-    let len = u32::from_be_bytes(len);
-    if len > MAX_MANIFEST {
-        return Err(refused("its manifest is too large"));
-    }
-    let mut text = vec![0u8; len as usize];
-    r.read_exact(&mut text).map_err(broken)?;
-    let mut sig = [0u8; 64];
-    r.read_exact(&mut sig).map_err(broken)?;
-    let manifest: Manifest =
-        serde_json::from_slice(&text).map_err(|e| refused(format!("its manifest: {e}")))?;
+    let (text, sig) = read_head(&mut r).map_err(|e| refused(e.to_string()))?;
+    let manifest = Manifest::parse(&text).map_err(|e| refused(e.to_string()))?;
     // The signature, by the audit key this installation trusts, before
     // anything else is believed.
     let trusted = crate::serve::audit_public_key(c)?;
@@ -558,14 +511,10 @@ fn open(c: &Config, identity: &Path, file: &Path, dir: &Path) -> Result<Opened, 
             manifest.audit_key
         ))
     })?;
-    if manifest.format != FORMAT || manifest.version != 1 {
-        return Err(refused("an unknown backup format"));
-    }
+    manifest.check().map_err(|e| refused(e.to_string()))?;
+    let broken = |e: std::io::Error| refused(format!("damaged or truncated ({e})"));
     let mut files = Vec::new();
     for e in &manifest.entries {
-        if e.name.is_empty() || !e.name.bytes().all(|b| b.is_ascii_lowercase()) {
-            return Err(refused(format!("an entry named {:?}", e.name)));
-        }
         let path = dir.join(&e.name);
         let mut out =
             std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
@@ -592,7 +541,11 @@ fn open(c: &Config, identity: &Path, file: &Path, dir: &Path) -> Result<Opened, 
     if r.read(&mut rest).map_err(broken)? != 0 {
         return Err(refused("bytes after its last entry"));
     }
-    Ok(Opened { manifest, files })
+    Ok(Opened {
+        manifest,
+        digest: hex::encode(digest),
+        files,
+    })
 }
 
 fn entry<'a>(o: &'a Opened, name: &str) -> Result<&'a Path, Failure> {
@@ -641,7 +594,7 @@ fn verify(c: &Config, identity: &Path, file: &Path) -> Result<(), Failure> {
         );
         Ok::<_, Failure>(())
     })?;
-    mark_backed_up(c, &o.manifest);
+    mark_backed_up(c, &o.manifest, &o.digest);
     println!(
         "backup ok: instance {}, {} database schema {}, audit head {}, signed by {}",
         o.manifest.instance,
@@ -656,7 +609,7 @@ fn verify(c: &Config, identity: &Path, file: &Path) -> Result<(), Failure> {
 /// A verified backup of this installation: the keys it holds may receive
 /// funds now (no key without a backup). Best effort: verifying elsewhere,
 /// without the database, marks nothing.
-fn mark_backed_up(c: &Config, m: &Manifest) {
+fn mark_backed_up(c: &Config, m: &Manifest, digest: &str) {
     let marked = runtime().map_err(|e| format!("{e:?}")).and_then(|rt| {
         rt.block_on(async {
             let (svc, store) = crate::serve::build_service(c)
@@ -668,8 +621,7 @@ fn mark_backed_up(c: &Config, m: &Manifest) {
                 .map_err(|e| e.to_string())?
                 .map(|k| hex::encode(k.keystore_id));
             let r = if live.as_deref() == Some(m.instance.as_str()) {
-                let digest = hex::encode(Sha256::digest(serde_json::to_vec(m).unwrap_or_default()));
-                svc.record_keys_backed_up(&m.keys, &digest)
+                svc.record_keys_backed_up(&m.keys, digest)
                     .await
                     .map_err(|e| e.to_string())
             } else {
@@ -809,9 +761,7 @@ fn restore_into(
         // (a transfer in flight at the snapshot may have been signed, sent
         // or even confirmed since: the chains know more than this copy).
         let (svc, store) = crate::serve::build_service(&target).await?;
-        let manifest_sha256 = hex::encode(Sha256::digest(
-            serde_json::to_vec(&o.manifest).unwrap_or_default(),
-        ));
+        let manifest_sha256 = o.digest.clone();
         svc.open_epoch(
             &crate::keyctl::console_actor(),
             &manifest_sha256,

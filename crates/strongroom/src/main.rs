@@ -23,7 +23,7 @@ mod apikey;
 mod backup;
 mod btcctl;
 mod coldctl;
-mod config;
+use strongroom::config;
 mod ethctl;
 mod govern;
 mod https;

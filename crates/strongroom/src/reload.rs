@@ -445,7 +445,7 @@ batch_window_seconds = 60
     }
 
     fn base() -> String {
-        format!("{}{NETWORKS}", crate::config::tests::GOOD)
+        format!("{}{NETWORKS}", crate::config::EXAMPLE)
     }
 
     #[test]

@@ -52,11 +52,6 @@ fn seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         request.push(0xff);
     }
     request.extend_from_slice(br#"{"amount":"1.5"}"#);
-    let wire = |which: u8, json: &str| {
-        let mut v = vec![which];
-        v.extend_from_slice(json.as_bytes());
-        v
-    };
     vec![
         (
             "amount",
@@ -118,14 +113,7 @@ fn seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         ("approval", vec![approval.into_bytes()]),
         ("psbt", vec![psbt, unsigned]),
         ("eth_tx", vec![eth]),
-        (
-            "signer_wire",
-            vec![
-                wire(0, r#"{"op":"hello","protocol":1}"#),
-                wire(0, r#"{"op":"info"}"#),
-                wire(1, r#"{"result":"refused","reason":"no"}"#),
-            ],
-        ),
+        ("signer_wire", fuzzing::wire::signer_wire_seeds()),
         (
             "envelope",
             vec![{
@@ -135,5 +123,43 @@ fn seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
             }],
         ),
         ("checkpoint", vec![checkpoint]),
+        ("config", {
+            let networks = "[[ethereum]]\nchain_id = 1\nendpoints = [\"https://eth.example.com\", { url = \"http://10.0.0.5:8545\", allow_http = true }]\nconfirmations = 12\nmax_fee_per_gas_wei = \"200000000000\"\nmax_total_fee_wei = \"50000000000000000\"\n[[bitcoin]]\nnetwork = \"regtest\"\nmax_fee_rate_sat_vb = 50\nmax_fee_sat = 20000\nbatch_window_seconds = 60\n";
+            let dev = strongroom::config::dev_config(
+                std::net::SocketAddr::from(([127, 0, 0, 1], 8200)),
+                Some("http://127.0.0.1:8545"),
+            );
+            vec![
+                strongroom::config::EXAMPLE.as_bytes().to_vec(),
+                format!("{}{networks}", strongroom::config::EXAMPLE).into_bytes(),
+                dev.into_bytes(),
+            ]
+        }),
+        (
+            "webhook_url",
+            [
+                "\0https://hooks.example.com/strongroom?x=1",
+                "\0https://[2001:db8::1]:8443/h",
+                "\0https://10.0.0.1/h",
+                "\0http://hooks.example.com/h",
+                "\0https://user:pw@hooks.example.com/",
+                "\u{1}http://127.0.0.1:9000/h",
+                "\u{1}http://[::1]/h",
+                "\0https://0x7f.1/h",
+                "\0https://[64:ff9b::a9fe:a9fe]/",
+            ]
+            .iter()
+            .map(|s| s.as_bytes().to_vec())
+            .collect(),
+        ),
+        ("backup_manifest", {
+            let (bytes, sig) = known::signed_backup_manifest();
+            let mut head = vec![0];
+            head.extend(audit::backup::head_bytes(&bytes, &sig).unwrap_or_default());
+            head.extend_from_slice(b"abc");
+            let mut alone = vec![1];
+            alone.extend_from_slice(&bytes);
+            vec![head, alone]
+        }),
     ]
 }
