@@ -210,8 +210,16 @@ impl Can<'_, perm::ManageApiKeys> {
         Ok((row, proposals))
     }
 
+    /// Every key, its owner as the verified governance log has it (a row
+    /// rewritten in the database shows nothing it does not say, and the
+    /// sweep raises it).
     pub async fn api_keys(&self) -> Result<Vec<ApiKeyRow>, ServiceError> {
-        Ok(self.svc.store().api_keys().await?)
+        let mut rows = self.svc.store().api_keys().await?;
+        let gov = self.svc.gov().await?;
+        for r in &mut rows {
+            r.owner = gov.api_key(&r.id.to_string()).and_then(|k| k.owner.clone());
+        }
+        Ok(rows)
     }
 
     pub async fn revoke_api_key(&self, id: ApiKeyId) -> Result<(), ServiceError> {

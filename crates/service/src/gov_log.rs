@@ -339,6 +339,7 @@ impl Service {
                 r.public_key == l.public_key
                     && r.expires_at == l.expires_at
                     && r.revoked_at.is_some() == l.revoked
+                    && r.owner == l.owner
             }
             (None, None) => true,
             _ => false,
@@ -449,6 +450,7 @@ impl Service {
                 s.public_key == k.public_key
                     && s.expires_at == k.expires_at
                     && s.revoked == k.revoked_at.is_some()
+                    && s.owner == k.owner
             });
             if !same {
                 found.push(plain("api_keys", id, format!("{k:?}"), "the logged key"));

@@ -287,7 +287,13 @@ impl Service {
             let gov = self.gov_in(&mut tx).await?;
             let person = gov.person_of(who.actor());
             if let Some(other) = votes.iter().find(|x| {
-                x.voter != *who.actor() && x.vote == "approve" && gov.person_of(&x.voter) == person
+                x.voter != *who.actor()
+                    && x.vote == "approve"
+                    && gov.person_of(&x.voter) == person
+                    // A vote that no longer counts (its admin demoted, its
+                    // key replaced) blocks no one.
+                    && gov.is_admin(&x.voter, now)
+                    && x.public_key.as_deref() == gov.approver_key(&x.voter)
             }) {
                 return Err(ServiceError::Conflict(format!(
                     "{} already approved the proposal: one person supplies one vote",
@@ -403,7 +409,19 @@ impl Service {
                 if until_ms.is_some_and(|u| u <= self.now().as_millis()) {
                     return Err(invalid("until_ms is in the past"));
                 }
-                format!("grant {} at {} to {a}", g.role(), g.scope())
+                // Whose key it is, as the log has it: the admins signing
+                // see who they give a vote to.
+                let held = match &a {
+                    Actor::ApiKey(id) => match self.gov().await?.api_key(&id.to_string()) {
+                        Some(k) => match &k.owner {
+                            Some(o) => format!(" (held by {o})"),
+                            None => " (a key with no owner: a person of its own)".to_owned(),
+                        },
+                        None => String::new(),
+                    },
+                    _ => String::new(),
+                };
+                format!("grant {} at {} to {a}{held}", g.role(), g.scope())
             }
             Change::Revoke {
                 principal,
@@ -493,6 +511,7 @@ impl Service {
             .admin_quorum
             .max(gov.quorum_floor())
             .max(1) as usize;
+        // People, not principals: one user's session and keys are one vote.
         let remaining = gov
             .admins(now)
             .into_iter()
@@ -502,7 +521,9 @@ impl Service {
                         .approver_key(a)
                         .is_some_and(|k| !k.starts_with(policy::passkey::WEBAUTHN))
             })
-            .count();
+            .map(|a| gov.person_of(&a))
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
         // The state of things refuses it, not the request: 409.
         if remaining < quorum {
             return Err(ServiceError::Conflict(format!(
@@ -548,6 +569,9 @@ impl Service {
         let active = tx.admins_in_tx(now).await?;
         let statement = statement_of(row, change, true)?;
         let mut counted = Vec::new();
+        // One vote per person (the log's replay refuses a quorum that
+        // counts anyone twice): the first of their principals' votes.
+        let mut people = std::collections::BTreeSet::new();
         for v in tx.votes_in_tx(&row.id).await? {
             let (Some(key), Some(sig)) = (&v.public_key, &v.signature) else {
                 continue;
@@ -557,7 +581,7 @@ impl Service {
                 && gov.is_admin(&v.voter, now)
                 && gov.approver_key(&v.voter) == Some(key.as_str())
                 && verifies(&statement, key, sig);
-            if valid {
+            if valid && people.insert(gov.person_of(&v.voter)) {
                 counted.push(SignedVote {
                     voter: v.voter.to_string(),
                     public_key: key.clone(),

@@ -539,18 +539,6 @@ impl Can<'_, perm::ApproveTransfer> {
         {
             return Err(ApprovalError::AlreadyVoted.into());
         }
-        // Once per person: another key of this approver's owner, or the
-        // owner's own session, has voted (Ronin, 2022: one holder of
-        // several keys made a quorum alone).
-        let person = gov.person_of(who);
-        if let Some(other) = votes.iter().find(|a| {
-            a.approver != *who
-                && a.voided_at.is_none()
-                && a.expires_at > now
-                && gov.person_of(&a.approver) == person
-        }) {
-            return Err(ApprovalError::SamePerson(other.approver.to_string()).into());
-        }
         // Past its approval window it has lapsed, whether or not the
         // worker has marked it yet.
         if t.state == state::PENDING_APPROVAL && t.expires_at.is_some_and(|x| x <= now) {
@@ -574,6 +562,23 @@ impl Can<'_, perm::ApproveTransfer> {
         }
         if !requirement.eligible(who) {
             return Err(ApprovalError::NotAnApprover.into());
+        }
+        // Once per person: another key of this approver's owner, or the
+        // owner's own session, has a vote that still counts (Ronin, 2022:
+        // one holder of several keys made a quorum alone). A vote that
+        // no longer would (its key replaced, its holder out of the group
+        // or no longer permitted) blocks no one.
+        let person = gov.person_of(who);
+        if let Some(other) = votes.iter().find(|a| {
+            a.approver != *who
+                && a.voided_at.is_none()
+                && a.expires_at > now
+                && gov.person_of(&a.approver) == person
+                && gov.approver_key(&a.approver) == Some(a.public_key.as_str())
+                && requirement.eligible(&a.approver)
+                && gov.permits(&a.approver, Permission::ApproveTransfer, t.wallet, now)
+        }) {
+            return Err(ApprovalError::SamePerson(other.approver.to_string()).into());
         }
         if person == gov.person_of(&t.initiator) && !initiator_may_approve {
             return Err(ApprovalError::OwnTransfer.into());

@@ -296,7 +296,7 @@ async fn one_person_keys(
 /// approval and its history says why. A key with no owner still counts as
 /// a person of its own (B, below, completes the quorum).
 async fn ronin_2022_one_person_holding_two_keys_supplies_one_approval(f: Fixture) {
-    let (_, keys) = one_person_keys(&f, "carol", &[81, 82], Role::Viewer).await;
+    let (carol, keys) = one_person_keys(&f, "carol", &[81, 82], Role::Viewer).await;
     for p in &keys {
         for change in [
             Change::Grant {
@@ -399,6 +399,29 @@ async fn ronin_2022_one_person_holding_two_keys_supplies_one_approval(f: Fixture
     );
     let t = f.vote_as(&f.b, &t, Vote::Approve, day, None).await.unwrap();
     assert_eq!(t.state, state::QUEUED, "Carol and B are two people");
+
+    // An owner rewritten in the database shows nothing: the list gives
+    // the owner the governance log recorded.
+    f.db.store
+        .execute_unchecked(&format!(
+            "UPDATE api_keys SET owner = NULL WHERE id = '{}'",
+            keys[0].id
+        ))
+        .await
+        .unwrap();
+    let admin = f.who(&f.admin1).await;
+    let listed = f
+        .svc
+        .authorize::<service::identity::perm::ManageApiKeys>(&admin, None)
+        .unwrap()
+        .api_keys()
+        .await
+        .unwrap();
+    let shown = listed
+        .iter()
+        .find(|k| k.id.to_string() == keys[0].id)
+        .unwrap();
+    assert_eq!(shown.owner, Some(domain::Actor::User(carol)));
 }
 
 /// Ronin, 2022, at the admin quorum: one user holding two admin keys
@@ -441,6 +464,25 @@ async fn ronin_2022_one_person_holding_two_admin_keys_is_one_vote_of_the_quorum(
     assert_eq!(
         v.proposal.state, "applied",
         "Dana and admin1 are two people"
+    );
+
+    // Governance keeps enough *people* to act: with admin2's key revoked,
+    // admin1 and Dana are the two the quorum needs, and Dana's two keys
+    // do not make admin1's revocation safe.
+    let keys_admin = f
+        .svc
+        .authorize::<service::identity::perm::ManageApiKeys>(&admin, None)
+        .unwrap();
+    keys_admin
+        .revoke_api_key(f.admin2.id.parse().unwrap())
+        .await
+        .unwrap();
+    let refused = keys_admin
+        .revoke_api_key(f.admin1.id.parse().unwrap())
+        .await;
+    assert!(
+        matches!(&refused, Err(ServiceError::Conflict(m)) if m.contains("quorum")),
+        "{refused:?}"
     );
 }
 
