@@ -817,6 +817,7 @@ pub const SERVICE_LAYERS: &[(&str, &[&str])] = &[
             "governance",
             "identity",
             "passkeys",
+            "proposal_checks",
             "scrape",
             "signed",
             "testing",

@@ -127,6 +127,7 @@ pub mod metrics;
 mod moves;
 mod outbox;
 mod passkeys;
+mod proposal_checks;
 mod queue;
 mod reconcile;
 mod record;
