@@ -456,27 +456,53 @@ pub(super) fn sustained_load(db_url: &str) {
     // Every withdrawal settles: none left between queued and completed.
     let mut w = Client::new(&server.base, &initiator);
     let settled = Instant::now();
+    let mut told = Instant::now();
     loop {
-        let moving: usize = ["queued", "signing", "signed", "broadcasting", "confirming"]
-            .iter()
-            .map(|state| {
-                let (c, v) = w.call(
-                    "GET",
-                    &format!("/v1/transfers?state={state}&limit=500"),
-                    None,
-                    None,
-                );
-                assert_eq!(c, 200, "{v}");
-                v.as_array().map_or(0, Vec::len)
-            })
-            .sum();
+        // Each state's first page (500 at most) and its oldest transfer.
+        let pages: Vec<(&str, Vec<serde_json::Value>)> =
+            ["queued", "signing", "signed", "broadcasting", "confirming"]
+                .iter()
+                .map(|state| {
+                    let (c, v) = w.call(
+                        "GET",
+                        &format!("/v1/transfers?state={state}&limit=500"),
+                        None,
+                        None,
+                    );
+                    assert_eq!(c, 200, "{v}");
+                    (*state, v.as_array().cloned().unwrap_or_default())
+                })
+                .collect();
+        let moving: usize = pages.iter().map(|(_, p)| p.len()).sum();
         if moving == 0 {
             break;
         }
-        assert!(
-            settled.elapsed() < Duration::from_secs(600),
-            "{moving} still moving"
-        );
+        let counts: Vec<String> = pages
+            .iter()
+            .map(|(s, p)| format!("{s} {}{}", p.len(), if p.len() == 500 { "+" } else { "" }))
+            .collect();
+        if told.elapsed() > Duration::from_secs(60) {
+            println!(
+                "load: settling for {:.0} s: {}",
+                settled.elapsed().as_secs_f64(),
+                counts.join(", ")
+            );
+            told = Instant::now();
+        }
+        if settled.elapsed() > Duration::from_secs(600) {
+            // What stands still, and why: the oldest of the first state
+            // that holds any, with its history.
+            let oldest = pages
+                .iter()
+                .find_map(|(_, p)| p.first())
+                .and_then(|t| t["id"].as_str())
+                .map(|id| w.call("GET", &format!("/v1/transfers/{id}"), None, None).1);
+            panic!(
+                "{moving} still moving 10 minutes after the load ({}); the oldest: {}",
+                counts.join(", "),
+                oldest.unwrap_or_default()
+            );
+        }
         // Look again once a transfer moved (the server logs each move).
         let _ = lines.recv_timeout(Duration::from_secs(5));
         while lines.try_recv().is_ok() {}
