@@ -783,6 +783,7 @@ pub const SERVICE_LAYERS: &[(&str, &[&str])] = &[
             "eth",
             "eth_hd",
             "eth_rows",
+            "eth_stall",
             "eth_watch",
         ],
     ),

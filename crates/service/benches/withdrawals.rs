@@ -84,6 +84,7 @@ impl Bench {
                 chain_id: CHAIN_ID,
                 legacy: false,
                 confirmations: 1,
+                bump_after_blocks: 3,
                 fee_caps: FeeCaps {
                     max_fee_per_gas: 1_000_000_000_000,
                     max_total_fee: ETHER / 100,

@@ -13,6 +13,7 @@ use crate::error::ClientError;
 use crate::eth::{EthError, addr_key, follow, hex32, send_event, state};
 use crate::record::entry;
 use crate::service::{Service, ServiceError};
+use storage::StorageError;
 
 /// Where an address's nonces stand, on chain and in the database.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,194 +111,218 @@ impl Service {
             .filter_map(|(a, w)| Some((a, w?)))
             .collect();
         for send in open {
-            let attempts = self.store().eth_attempts(&send.id).await?;
-            let mut found = None;
-            for a in attempts.iter().rev() {
-                let Some(raw) = &a.raw else { continue };
-                let hash = chain_eth::decode(raw).map_err(EthError::Tx)?.hash;
-                if let TxStatus::Included {
-                    receipt,
-                    confirmations,
-                } = net.client.tx_status(hash).await.map_err(EthError::Node)?
-                {
-                    found = Some((a, receipt, confirmations));
-                    break;
+            match self.eth_poll_send(&net, &wallets, &send, &mut poll).await {
+                Ok(()) => {}
+                // Moved on while this pass looked (its broadcast recorded
+                // meanwhile, or another server recorded its block): looked
+                // at again next pass, and the pass goes on with the others.
+                Err(ServiceError::Storage(StorageError::Conflict { what })) => {
+                    tracing::debug!(send = %send.id, what, "an Ethereum send moved on during the pass");
+                    poll.still_pending += 1;
                 }
+                Err(e) => return Err(e),
             }
-            let now = self.now();
-            let subject = format!("eth-send:{}", send.id);
-            match found {
-                Some((a, receipt, confirmations)) => {
-                    let block_hash = hex32(&receipt.block_hash);
-                    let mut entries = Vec::new();
-                    let mut tx = self.store().begin().await?;
-                    let mut current = send.state.clone();
-                    if send.state != state::INCLUDED
-                        || send.block_hash.as_deref() != Some(&block_hash)
-                    {
-                        tx.set_eth_send_state(
-                            &send.id,
-                            &send.state,
-                            state::INCLUDED,
-                            Some((a.attempt, receipt.block_number, &block_hash)),
-                            now,
-                        )
-                        .await?;
-                        send_event(&mut tx, &send, state::INCLUDED, now).await?;
-                        if send.state != state::INCLUDED {
-                            entries.extend(
-                                follow(
-                                    &mut tx,
-                                    &send.id,
-                                    lifecycle::Event::Included,
-                                    &format!("in block {}", receipt.block_number),
-                                    now,
-                                )
-                                .await?,
-                            );
-                        }
-                        current = state::INCLUDED.into();
-                        entries.push(entry(
-                            &Actor::System,
-                            "eth.tx.included",
-                            &subject,
-                            json!({
-                                "attempt": a.attempt,
-                                "block": receipt.block_number,
-                                "block_hash": block_hash,
-                                "success": receipt.success,
-                                "gas_used": receipt.gas_used,
-                            }),
-                        )?);
-                        poll.included += 1;
-                    }
-                    if confirmations >= net.config.confirmations {
-                        let fin = if !receipt.success {
-                            state::REVERTED
-                        } else if a.kind == "cancel" {
-                            state::CANCELLED
-                        } else {
-                            state::CONFIRMED
-                        };
-                        tx.set_eth_send_state(
-                            &send.id,
-                            &current,
-                            fin,
-                            Some((a.attempt, receipt.block_number, &block_hash)),
-                            now,
-                        )
-                        .await?;
-                        send_event(&mut tx, &send, fin, now).await?;
-                        entries.push(entry(
-                            &Actor::System,
-                            &format!("eth.send.{fin}"),
-                            &subject,
-                            json!({ "attempt": a.attempt, "confirmations": confirmations }),
-                        )?);
-                        // The fee, paid whatever the outcome, from the
-                        // wallet of the transfer it carried out (or of its
-                        // sender: a send made without a transfer pays from
-                        // `available` at once).
-                        let transfer = tx.transfer_of_send(&send.id).await?;
-                        let owner = transfer
-                            .as_ref()
-                            .map(|t| t.wallet)
-                            .or_else(|| wallets.get(&send.address).copied());
-                        if let Some(wallet) = owner {
-                            let fee = u128::from(receipt.gas_used)
-                                .checked_mul(receipt.effective_gas_price)
-                                .ok_or_else(|| crate::moves::corrupt("fee", "overflow"))?;
-                            let hash = a.tx_hash.clone().ok_or_else(|| {
-                                crate::moves::corrupt("attempt", "included without its hash")
-                            })?;
-                            let mut paid =
-                                vec![(domain::Asset::ether(chain_id).id().to_string(), "fee", fee)];
-                            if transfer.is_none() && fin == state::CONFIRMED && a.kind != "cancel" {
-                                paid.push((send.asset.clone(), "payout", send.amount));
-                            }
-                            for (asset, kind, amount) in paid {
-                                crate::ledger::other_moved(
-                                    &mut tx,
-                                    crate::ledger::Other {
-                                        wallet,
-                                        asset: &asset,
-                                        kind,
-                                        available: crate::ledger::negative(amount)?,
-                                        transfer: transfer.as_ref().map(|t| t.id),
-                                        txid: Some(&hash),
-                                        block: Some(receipt.block_number),
-                                        reference: format!("{kind}:{network}:{hash}"),
-                                    },
-                                    now,
-                                )
-                                .await?;
-                            }
-                        }
-                        // The transfer it carried out ends with it.
-                        let event = match fin {
-                            state::CONFIRMED => lifecycle::Event::Confirmed,
-                            state::CANCELLED => lifecycle::Event::CancelledOnChain,
-                            _ => lifecycle::Event::Reverted,
-                        };
+        }
+        Ok(poll)
+    }
+
+    /// One open send of [`Service::eth_poll`]: its inclusion, finality or
+    /// reorganisation recorded, each in a transaction of its own.
+    async fn eth_poll_send(
+        &self,
+        net: &crate::settings::EthNetwork,
+        wallets: &std::collections::HashMap<String, domain::WalletId>,
+        send: &storage::EthSendRow,
+        poll: &mut EthPoll,
+    ) -> Result<(), ServiceError> {
+        let chain_id = net.config.chain_id;
+        let network = net.network().to_string();
+        let attempts = self.store().eth_attempts(&send.id).await?;
+        let mut found = None;
+        for a in attempts.iter().rev() {
+            let Some(raw) = &a.raw else { continue };
+            let hash = chain_eth::decode(raw).map_err(EthError::Tx)?.hash;
+            if let TxStatus::Included {
+                receipt,
+                confirmations,
+            } = net.client.tx_status(hash).await.map_err(EthError::Node)?
+            {
+                found = Some((a, receipt, confirmations));
+                break;
+            }
+        }
+        let now = self.now();
+        let subject = format!("eth-send:{}", send.id);
+        match found {
+            Some((a, receipt, confirmations)) => {
+                let block_hash = hex32(&receipt.block_hash);
+                let mut entries = Vec::new();
+                let mut tx = self.store().begin().await?;
+                let mut current = send.state.clone();
+                if send.state != state::INCLUDED || send.block_hash.as_deref() != Some(&block_hash)
+                {
+                    tx.set_eth_send_state(
+                        &send.id,
+                        &send.state,
+                        state::INCLUDED,
+                        Some((a.attempt, receipt.block_number, &block_hash)),
+                        now,
+                    )
+                    .await?;
+                    send_event(&mut tx, send, state::INCLUDED, now).await?;
+                    if send.state != state::INCLUDED {
                         entries.extend(
                             follow(
                                 &mut tx,
                                 &send.id,
-                                event,
-                                &format!("its transaction was {fin}"),
+                                lifecycle::Event::Included,
+                                &format!("in block {}", receipt.block_number),
                                 now,
                             )
                             .await?,
                         );
-                        poll.finalized += 1;
                     }
-                    if entries.is_empty() {
-                        poll.still_pending += 1;
-                        continue; // nothing changed; the transaction rolls back
-                    }
-                    self.commit(tx, &entries, now).await?;
-                    if poll.finalized == 0 {
-                        crate::crash::point("after_inclusion");
-                    }
-                }
-                None if send.state == state::INCLUDED => {
-                    // Its block left the canonical chain.
-                    let mut tx = self.store().begin().await?;
-                    tx.set_eth_send_state(&send.id, state::INCLUDED, state::BROADCAST, None, now)
-                        .await?;
-                    send_event(&mut tx, &send, "reorged", now).await?;
-                    let mut entries: Vec<_> = follow(
-                        &mut tx,
-                        &send.id,
-                        lifecycle::Event::Reorged,
-                        "its block left the best chain",
-                        now,
-                    )
-                    .await?
-                    .into_iter()
-                    .collect();
+                    current = state::INCLUDED.into();
                     entries.push(entry(
                         &Actor::System,
-                        "eth.tx.reorged",
+                        "eth.tx.included",
                         &subject,
                         json!({
-                            "block": send.block_number,
-                            "block_hash": send.block_hash,
+                            "attempt": a.attempt,
+                            "block": receipt.block_number,
+                            "block_hash": block_hash,
+                            "success": receipt.success,
+                            "gas_used": receipt.gas_used,
                         }),
                     )?);
-                    self.commit(tx, &entries, now).await?;
-                    poll.reorged += 1;
-                    let sender = self.store().eth_sender(&network, &send.address).await?;
-                    // The attempt that was included goes out again.
-                    let again = send.included_attempt.or(attempts.last().map(|a| a.attempt));
-                    if let Some(n) = again {
-                        let _ = self.eth_sign_and_send(&net, &sender, &send.id, n).await;
-                    }
+                    poll.included += 1;
                 }
-                None => poll.still_pending += 1,
+                if confirmations >= net.config.confirmations {
+                    let fin = if !receipt.success {
+                        state::REVERTED
+                    } else if a.kind == "cancel" {
+                        state::CANCELLED
+                    } else {
+                        state::CONFIRMED
+                    };
+                    tx.set_eth_send_state(
+                        &send.id,
+                        &current,
+                        fin,
+                        Some((a.attempt, receipt.block_number, &block_hash)),
+                        now,
+                    )
+                    .await?;
+                    send_event(&mut tx, send, fin, now).await?;
+                    entries.push(entry(
+                        &Actor::System,
+                        &format!("eth.send.{fin}"),
+                        &subject,
+                        json!({ "attempt": a.attempt, "confirmations": confirmations }),
+                    )?);
+                    // The fee, paid whatever the outcome, from the
+                    // wallet of the transfer it carried out (or of its
+                    // sender: a send made without a transfer pays from
+                    // `available` at once).
+                    let transfer = tx.transfer_of_send(&send.id).await?;
+                    let owner = transfer
+                        .as_ref()
+                        .map(|t| t.wallet)
+                        .or_else(|| wallets.get(&send.address).copied());
+                    if let Some(wallet) = owner {
+                        let fee = u128::from(receipt.gas_used)
+                            .checked_mul(receipt.effective_gas_price)
+                            .ok_or_else(|| crate::moves::corrupt("fee", "overflow"))?;
+                        let hash = a.tx_hash.clone().ok_or_else(|| {
+                            crate::moves::corrupt("attempt", "included without its hash")
+                        })?;
+                        let mut paid =
+                            vec![(domain::Asset::ether(chain_id).id().to_string(), "fee", fee)];
+                        if transfer.is_none() && fin == state::CONFIRMED && a.kind != "cancel" {
+                            paid.push((send.asset.clone(), "payout", send.amount));
+                        }
+                        for (asset, kind, amount) in paid {
+                            crate::ledger::other_moved(
+                                &mut tx,
+                                crate::ledger::Other {
+                                    wallet,
+                                    asset: &asset,
+                                    kind,
+                                    available: crate::ledger::negative(amount)?,
+                                    transfer: transfer.as_ref().map(|t| t.id),
+                                    txid: Some(&hash),
+                                    block: Some(receipt.block_number),
+                                    reference: format!("{kind}:{network}:{hash}"),
+                                },
+                                now,
+                            )
+                            .await?;
+                        }
+                    }
+                    // The transfer it carried out ends with it.
+                    let event = match fin {
+                        state::CONFIRMED => lifecycle::Event::Confirmed,
+                        state::CANCELLED => lifecycle::Event::CancelledOnChain,
+                        _ => lifecycle::Event::Reverted,
+                    };
+                    entries.extend(
+                        follow(
+                            &mut tx,
+                            &send.id,
+                            event,
+                            &format!("its transaction was {fin}"),
+                            now,
+                        )
+                        .await?,
+                    );
+                    poll.finalized += 1;
+                }
+                if entries.is_empty() {
+                    poll.still_pending += 1;
+                    return Ok(()); // nothing changed; the transaction rolls back
+                }
+                self.commit(tx, &entries, now).await?;
+                if poll.finalized == 0 {
+                    crate::crash::point("after_inclusion");
+                }
             }
+            None if send.state == state::INCLUDED => {
+                // Its block left the canonical chain.
+                let mut tx = self.store().begin().await?;
+                tx.set_eth_send_state(&send.id, state::INCLUDED, state::BROADCAST, None, now)
+                    .await?;
+                send_event(&mut tx, send, "reorged", now).await?;
+                let mut entries: Vec<_> = follow(
+                    &mut tx,
+                    &send.id,
+                    lifecycle::Event::Reorged,
+                    "its block left the best chain",
+                    now,
+                )
+                .await?
+                .into_iter()
+                .collect();
+                entries.push(entry(
+                    &Actor::System,
+                    "eth.tx.reorged",
+                    &subject,
+                    json!({
+                        "block": send.block_number,
+                        "block_hash": send.block_hash,
+                    }),
+                )?);
+                self.commit(tx, &entries, now).await?;
+                poll.reorged += 1;
+                let sender = self.store().eth_sender(&network, &send.address).await?;
+                // The attempt that was included goes out again.
+                let again = send.included_attempt.or(attempts.last().map(|a| a.attempt));
+                if let Some(n) = again {
+                    let _ = self.eth_sign_and_send(net, &sender, &send.id, n).await;
+                }
+            }
+            None => poll.still_pending += 1,
         }
-        Ok(poll)
+        Ok(())
     }
 
     /// Compares an address's nonces on chain with those handed out.

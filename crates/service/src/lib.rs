@@ -52,7 +52,8 @@
 //! 4. **chain senders** — `eth` (plans approved against the intent, nonces
 //!    from the database, signing through the gate, broadcast, speed-up and
 //!    cancel), `eth_watch` (confirmations and reorgs, resume after a
-//!    restart, nonce reports), `btc` (networks, how our keys' outputs are spent, deposits as
+//!    restart, nonce reports), `eth_stall` (a send next in line that stays
+//!    unmined, sped up after its blocks), `btc` (networks, how our keys' outputs are spent, deposits as
 //!    held outputs), `btc_transfers` (a wallet's Bitcoin keys and addresses;
 //!    batches: reservation and PSBT pinned with every transfer's move to
 //!    `signing`, approved again before signing, verified by Core), `deposits`
@@ -108,6 +109,7 @@ mod error;
 pub mod eth;
 pub mod eth_hd;
 mod eth_rows;
+mod eth_stall;
 pub mod eth_sweeps;
 pub mod eth_watch;
 mod freezes;

@@ -104,6 +104,10 @@ struct Inner {
     /// database keeps it at least every `BLOCKS_PER_PASS` blocks and with
     /// every deposit found; a restart rescans from there).
     scan_cursors: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    /// Ethereum sends next in line for their sender that the chain has not
+    /// mined: since which block each has waited (`eth_stall`). Kept in this
+    /// process only: after a restart a send waits its blocks again.
+    eth_waiting: std::sync::Mutex<std::collections::HashMap<String, u64>>,
     /// The signer nodes of threshold keys, once configured.
     threshold: std::sync::OnceLock<Arc<crate::threshold::ThresholdKeys>>,
     /// The verified governance state and the governance MAC key.
@@ -178,6 +182,7 @@ impl Service {
                 broadcasts_ended: tokio::sync::Notify::new(),
                 login_names: crate::limiter::Limiter::per_minute(20, 10, 8192),
                 scan_cursors: Default::default(),
+                eth_waiting: Default::default(),
                 gov: Default::default(),
                 relying_party: Default::default(),
                 metrics: crate::metrics::Metrics::default(),
@@ -278,6 +283,10 @@ impl Service {
 
     pub(crate) fn scan_cursors(&self) -> &std::sync::Mutex<std::collections::HashMap<String, u64>> {
         &self.inner.scan_cursors
+    }
+
+    pub(crate) fn eth_waiting(&self) -> &std::sync::Mutex<std::collections::HashMap<String, u64>> {
+        &self.inner.eth_waiting
     }
 
     pub fn store(&self) -> &Store {

@@ -27,6 +27,9 @@ pub struct EthNetworkConfig {
     pub legacy: bool,
     /// Blocks on top of the including block before a send is final.
     pub confirmations: u64,
+    /// Blocks a broadcast send next in line for its sender may wait unmined
+    /// before it is sped up (`eth_stall`).
+    pub bump_after_blocks: u64,
     pub fee_caps: FeeCaps,
     /// The least priority fee offered, in wei.
     pub min_priority_fee: u128,
@@ -200,6 +203,7 @@ mod tests {
             chain_id: 1,
             legacy: false,
             confirmations: 12,
+            bump_after_blocks: 3,
             fee_caps: FeeCaps {
                 max_fee_per_gas: 100,
                 max_total_fee: 10_000_000,

@@ -30,6 +30,7 @@ storage::on_both!(
     an_outflow_strongroom_did_not_sign_freezes_its_wallet_within_one_pass,
     the_ledger_follows_the_chain_and_a_drift_is_named_once,
     tokens_are_reconciled_the_same_way,
+    a_send_waiting_unmined_is_sped_up_after_its_blocks,
 );
 
 const ETHER: u128 = 1_000_000_000_000_000_000;
@@ -49,6 +50,7 @@ fn config(tokens: Vec<EthToken>) -> EthNetworkConfig {
         chain_id: CHAIN_ID,
         legacy: false,
         confirmations: 3,
+        bump_after_blocks: 3,
         fee_caps: FeeCaps {
             max_fee_per_gas: 500_000_000_000,
             max_total_fee: ETHER / 10,
@@ -760,6 +762,111 @@ async fn speed_up_and_cancel_reuse_the_nonce() {
         f.client.balance(bob()).await.unwrap(),
         before + ETHER,
         "the 2 ether never left"
+    );
+}
+
+/// A send next in line for its sender that the chain does not mine (here
+/// the base fee rose above what it offers; a node pool that never offers
+/// it looks the same) is sped up by the watcher after `bump_after_blocks`
+/// blocks, within the fee caps; the sends behind it are not touched until
+/// they are next; above the cap a send is left as it is.
+async fn a_send_waiting_unmined_is_sped_up_after_its_blocks(f: Fixture) {
+    let before = f.client.balance(bob()).await.unwrap();
+    let first = f.pay(f.ether(&bob().to_string(), "1")).await.unwrap();
+    let second = f.pay(f.ether(&bob().to_string(), "2")).await.unwrap();
+    assert_eq!((first.nonce, second.nonce), (0, 1));
+    let offered = f.db.store.eth_attempts(&first.id).await.unwrap()[0].max_fee_per_gas;
+    let base_fee = |wei: u128| {
+        let client = f.client.clone();
+        async move {
+            client
+                .raw_call(
+                    "anvil_setNextBlockBaseFeePerGas",
+                    serde_json::json!([format!("{wei:#x}")]),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    base_fee(offered * 8).await;
+    mine(&f.client, 1).await;
+    let attempts = |id: String| {
+        let store = f.db.store.clone();
+        async move { store.eth_attempts(&id).await.unwrap() }
+    };
+    // Seen waiting at this block; not yet due.
+    assert_eq!(f.svc.eth_speed_up_stalled(CHAIN_ID).await.unwrap(), 0);
+    mine(&f.client, 2).await;
+    assert_eq!(f.svc.eth_speed_up_stalled(CHAIN_ID).await.unwrap(), 0);
+    assert_eq!(attempts(first.id.clone()).await.len(), 1);
+    mine(&f.client, 1).await;
+    assert_eq!(f.svc.eth_speed_up_stalled(CHAIN_ID).await.unwrap(), 1);
+    let sped = attempts(first.id.clone()).await;
+    assert_eq!(sped.len(), 2);
+    assert_eq!(sped[1].kind, "speed-up");
+    assert!(sped[1].max_fee_per_gas > offered * 2, "{sped:?}");
+    assert_eq!(
+        attempts(second.id.clone()).await.len(),
+        1,
+        "behind it: untouched"
+    );
+    // The speed-up is mined; the second is next in line now, and waits its
+    // own blocks before it is sped up in turn.
+    mine(&f.client, 1).await;
+    f.svc.eth_poll(CHAIN_ID).await.unwrap();
+    assert_eq!(
+        f.db.store.eth_send(&first.id).await.unwrap().state,
+        state::INCLUDED
+    );
+    assert_eq!(f.svc.eth_speed_up_stalled(CHAIN_ID).await.unwrap(), 0);
+    mine(&f.client, 3).await;
+    assert_eq!(f.svc.eth_speed_up_stalled(CHAIN_ID).await.unwrap(), 1);
+    mine(&f.client, 4).await;
+    f.svc.eth_poll(CHAIN_ID).await.unwrap();
+    for (send, attempt) in [(&first, 2), (&second, 2)] {
+        let s = f.db.store.eth_send(&send.id).await.unwrap();
+        assert_eq!(
+            (s.state.as_str(), s.included_attempt),
+            (state::CONFIRMED, Some(attempt))
+        );
+    }
+    assert_eq!(
+        f.client.balance(bob()).await.unwrap(),
+        before + 3 * ETHER,
+        "each paid once"
+    );
+    let replaced: Vec<_> =
+        f.db.store
+            .audit_page(0, 100_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.action == "eth.send.replacing")
+            .collect();
+    assert_eq!(replaced.len(), 2);
+    assert!(
+        replaced
+            .iter()
+            .all(|r| r.actor == Actor::System.to_string()),
+        "{replaced:?}"
+    );
+
+    // Blocks asking more than the cap: the send waits, and no speed-up
+    // goes past the cap.
+    let third = f.pay(f.ether(&bob().to_string(), "3")).await.unwrap();
+    base_fee(600_000_000_000).await;
+    mine(&f.client, 1).await;
+    assert_eq!(f.svc.eth_speed_up_stalled(CHAIN_ID).await.unwrap(), 0);
+    mine(&f.client, 3).await;
+    assert_eq!(f.svc.eth_speed_up_stalled(CHAIN_ID).await.unwrap(), 0);
+    assert_eq!(
+        attempts(third.id.clone()).await.len(),
+        1,
+        "nothing above the cap"
+    );
+    assert_eq!(
+        f.db.store.eth_send(&third.id).await.unwrap().state,
+        state::BROADCAST
     );
 }
 

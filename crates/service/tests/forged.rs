@@ -78,6 +78,7 @@ async fn fixture(db: TestDb) -> Fixture {
             chain_id: CHAIN_ID,
             legacy: false,
             confirmations: 1,
+            bump_after_blocks: 3,
             fee_caps: FeeCaps {
                 max_fee_per_gas: 500_000_000_000,
                 max_total_fee: ETHER / 10,

@@ -1848,6 +1848,7 @@ async fn deposits_count_only_at_the_confirmation_depth(f: Fixture) {
             chain_id: CHAIN_ID,
             legacy: false,
             confirmations: 3,
+            bump_after_blocks: 3,
             fee_caps: FeeCaps {
                 max_fee_per_gas: 500_000_000_000,
                 max_total_fee: ETHER / 10,
@@ -3790,6 +3791,7 @@ impl Fixture {
                 chain_id: CHAIN_ID,
                 legacy: false,
                 confirmations,
+                bump_after_blocks: 3,
                 fee_caps: FeeCaps {
                     max_fee_per_gas: 500_000_000_000,
                     max_total_fee: ETHER / 10,
@@ -3847,6 +3849,7 @@ async fn fee_caps_and_endpoints_are_governed(f: Fixture) {
             chain_id: CHAIN_ID,
             legacy: false,
             confirmations: 1,
+            bump_after_blocks: 3,
             fee_caps: FeeCaps {
                 max_fee_per_gas: 50_000_000_000_000,
                 max_total_fee: 100 * ETHER,

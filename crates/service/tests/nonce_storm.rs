@@ -47,6 +47,7 @@ async fn storm_of_sends_racing_for_one_sender_uses_each_nonce_once(f: Fixture) {
                 chain_id: chain_eth_client::testing::CHAIN_ID,
                 legacy: false,
                 confirmations: 1,
+                bump_after_blocks: 3,
                 fee_caps: chain_eth::FeeCaps {
                     max_fee_per_gas: 500_000_000_000,
                     max_total_fee: ETHER / 10,

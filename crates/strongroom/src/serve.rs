@@ -233,7 +233,8 @@ pub(crate) async fn connect_bitcoin(svc: &Service, c: &Config) -> Result<(), Fai
 }
 
 /// The Ethereum watcher of one network: endpoint health, confirmations and
-/// reorgs, and the resumer that signs planned sends and resends stored bytes.
+/// reorgs, the resumer that signs planned sends and resends stored bytes,
+/// and the speed-up of a send that waits unmined.
 fn spawn_eth_watcher(svc: Service, chain_id: u64, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(every);
@@ -251,6 +252,9 @@ fn spawn_eth_watcher(svc: Service, chain_id: u64, every: Duration) -> tokio::tas
             }
             if let Err(e) = svc.eth_resume_chain(chain_id).await {
                 tracing::error!(chain_id, error = %e, "Ethereum resume pass failed");
+            }
+            if let Err(e) = svc.eth_speed_up_stalled(chain_id).await {
+                tracing::error!(chain_id, error = %e, "Ethereum stall pass failed");
             }
             if let Err(e) = svc.eth_scan_deposits(chain_id).await {
                 tracing::error!(chain_id, error = %e, "Ethereum deposit scan failed");

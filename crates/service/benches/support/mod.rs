@@ -37,6 +37,7 @@ pub async fn service_on(client: Arc<EthClient>, checkpoint_every: u64) -> Bench 
             chain_id: CHAIN_ID,
             legacy: false,
             confirmations: 1,
+            bump_after_blocks: 3,
             fee_caps: FeeCaps {
                 max_fee_per_gas: 1_000_000_000_000,
                 max_total_fee: 10u128.pow(18),

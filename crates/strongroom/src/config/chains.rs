@@ -112,6 +112,9 @@ pub(super) struct RawEthereum {
     timeout_seconds: u64,
     #[serde(default = "default_lag")]
     max_lag_blocks: u64,
+    /// Blocks a send next in line may wait unmined before it is sped up.
+    #[serde(default = "default_eth_bump")]
+    bump_after_blocks: u64,
     #[serde(default)]
     tokens: Vec<RawToken>,
 }
@@ -127,6 +130,11 @@ pub(super) struct RawToken {
 
 pub(super) fn default_min_priority() -> String {
     "1000000000".into()
+}
+
+/// About four minutes of Ethereum mainnet's 12-second blocks.
+pub(super) fn default_eth_bump() -> u64 {
+    20
 }
 
 pub(super) fn default_poll() -> u64 {
@@ -337,6 +345,12 @@ pub(super) fn eth(
             "must be between 1 and 1000",
         ));
     }
+    if !(1..=1000).contains(&raw.bump_after_blocks) {
+        return Err(ConfigError::new(
+            &key("bump_after_blocks"),
+            "must be between 1 and 1000",
+        ));
+    }
     if !(1..=3600).contains(&raw.poll_seconds) {
         return Err(ConfigError::new(
             &key("poll_seconds"),
@@ -400,6 +414,7 @@ pub(super) fn eth(
             chain_id: raw.chain_id,
             legacy: raw.legacy,
             confirmations: raw.confirmations,
+            bump_after_blocks: raw.bump_after_blocks,
             fee_caps,
             min_priority_fee,
             allow_unchecksummed: raw.allow_unchecksummed,

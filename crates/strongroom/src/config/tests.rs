@@ -128,6 +128,7 @@ fn errors_name_the_key() {
             eth(&NET.replace("endpoints = [\"http://127.0.0.1:8545\"]", "endpoints = []")),
             eth(&NET.replace("chain_id = 1", "chain_id = 0")),
             eth(&NET.replace("confirmations = 12", "confirmations = 0")),
+            eth(&format!("{NET}bump_after_blocks = 0\n")),
             eth(&format!("{NET}[[ethereum.tokens]]\nsymbol = \"USDC\"\ncontract = \"0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48\"\ndecimals = 6\nmax_gas = 100000\n")),
             eth(&format!("{NET}[[ethereum.tokens]]\nsymbol = \"USDC\"\ncontract = \"0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48\"\ndecimals = 6\nmax_gas = 100000\n")),
             eth(&format!("{NET}[[ethereum.tokens]]\nsymbol = \"USDC\"\ncontract = \"0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48\"\ndecimals = 6\nmax_gas = 1\n")),
@@ -183,6 +184,7 @@ fn errors_name_the_key() {
         error: ethereum[0].endpoints: at least one node URL
         error: ethereum[0].chain_id: must not be 0
         error: ethereum[0].confirmations: must be between 1 and 1000
+        error: ethereum[0].bump_after_blocks: must be between 1 and 1000
         error: ethereum[0].tokens[0].contract: `0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48` carries no checksum (all one case); write it checksummed or whitelist it exactly
         ok: 127.0.0.1:8200 Sqlite { path: "/etc/strongroom/data/strongroom.db" }
         error: ethereum[0].tokens[0].max_gas: must be between 21000 and 10000000

@@ -267,6 +267,7 @@ pub(super) fn sustained_load(db_url: &str) {
     );
     // 150 wallets, each with an Ethereum account of its own, funded.
     let mut wallets = Vec::new();
+    let mut addresses = std::collections::HashMap::new();
     let rt = rt();
     let client = rt.block_on(eth_client(anvil.url()));
     for i in 0..WALLETS {
@@ -288,6 +289,7 @@ pub(super) fn sustained_load(db_url: &str) {
             serde_json::json!([address, "0x56bc75e2d63100000"]),
         ))
         .unwrap();
+        addresses.insert(id.clone(), address);
         wallets.push(id);
     }
     // Funds count at the confirmation depth: wait for every wallet's.
@@ -456,6 +458,9 @@ pub(super) fn sustained_load(db_url: &str) {
     // Every withdrawal settles: none left between queued and completed.
     let mut w = Client::new(&server.base, &initiator);
     let settled = Instant::now();
+    // How long the withdrawals may take to settle after the load
+    // (`STRONGROOM_LOAD_SETTLE_SECONDS`, 10 minutes unless told).
+    let settle_for = size("STRONGROOM_LOAD_SETTLE_SECONDS", 600);
     let mut told = Instant::now();
     loop {
         // Each state's first page (500 at most) and its oldest transfer.
@@ -489,7 +494,7 @@ pub(super) fn sustained_load(db_url: &str) {
             );
             told = Instant::now();
         }
-        if settled.elapsed() > Duration::from_secs(600) {
+        if settled.elapsed() > Duration::from_secs(settle_for) {
             // What stands still, and why: the oldest of the first state
             // that holds any, with its history.
             let oldest = pages
@@ -497,8 +502,44 @@ pub(super) fn sustained_load(db_url: &str) {
                 .find_map(|(_, p)| p.first())
                 .and_then(|t| t["id"].as_str())
                 .map(|id| w.call("GET", &format!("/v1/transfers/{id}"), None, None).1);
+            // What the node holds: a pool with transactions in its
+            // `queued` part and none `pending` waits for a nonce it lacks.
+            let pool = rt.block_on(async {
+                let status = client
+                    .raw_call("txpool_status", serde_json::json!([]))
+                    .await;
+                let inspect = client
+                    .raw_call("txpool_inspect", serde_json::json!([]))
+                    .await;
+                format!(
+                    "status {status:?}\ninspect {:.4000}",
+                    format!("{inspect:?}")
+                )
+            });
+            let senders = rt.block_on(async {
+                let mut told = Vec::new();
+                for (_, page) in &pages {
+                    for t in page.iter().take(3) {
+                        let wallet = t["wallet"].as_str().unwrap_or_default();
+                        let address = addresses.get(wallet).cloned().unwrap_or_default();
+                        let o = strongroom(&[
+                            "eth",
+                            "nonces",
+                            "--config",
+                            &cfg,
+                            "--chain-id",
+                            "31337",
+                            "--address",
+                            &address,
+                        ]);
+                        told.push(format!("{address}: {}{}", stdout(&o), stderr(&o)));
+                    }
+                }
+                told.join("\n")
+            });
             panic!(
-                "{moving} still moving 10 minutes after the load ({}); the oldest: {}",
+                "{moving} still moving {settle_for} s after the load ({}); the oldest: {}\n\
+                 the node's pool: {pool}\nnonces of their senders:\n{senders}",
                 counts.join(", "),
                 oldest.unwrap_or_default()
             );
