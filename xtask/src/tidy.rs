@@ -744,6 +744,7 @@ pub const SERVICE_LAYERS: &[(&str, &[&str])] = &[
             "gov_log",
             "gov_state",
             "governed",
+            "judgment",
             "ledger",
             "limiter",
             "metrics",

@@ -1337,6 +1337,7 @@ async fn stored_transfer(app: &App, tampered: bool) -> (domain::TransferId, Stri
         finished_at: None,
         created_at: now,
         updated_at: now,
+        judgment_mac: None,
     })
     .await
     .unwrap();

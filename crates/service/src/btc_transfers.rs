@@ -280,6 +280,7 @@ impl Service {
     ) -> Result<chain_btc::Intended, ServiceError> {
         self.ensure_not_frozen(Some(t.wallet), None).await?;
         self.approvals_stand(std::slice::from_ref(t)).await?;
+        self.judgment_stands_for_planning(t).await?;
         // Every payout of a batch, not only the one that was claimed first.
         self.screen_denied(&net_name(n), &t.destination).await?;
         intended_payout(self, t, n)?.map_err(|e| corrupt("intent", e))
@@ -595,6 +596,9 @@ impl Service {
         let ids: Vec<domain::TransferId> = transfers.iter().map(|t| t.id).collect();
         let (approved, keys_of) = self
             .btc_approved_or_refused(send, psbt, transfers, n, wallet)
+            .await?;
+        // The judgments it carries out are the ones made here.
+        self.judgments_stand(&format!("btc-send:{}", send.id), transfers)
             .await?;
         let mut approvals = Vec::with_capacity(transfers.len());
         for t in transfers {

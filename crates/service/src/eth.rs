@@ -555,6 +555,9 @@ impl Service {
                     .await);
             }
         };
+        // The judgment it carries out is the one made here.
+        self.judgments_stand(&format!("eth-send:{}", send.id), std::slice::from_ref(&t))
+            .await?;
         // A key held outside signs offline: the plan is handed out. A
         // threshold key's signer nodes check the transaction and the
         // transfer's approvals themselves: they are shown both.

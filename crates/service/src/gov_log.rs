@@ -55,6 +55,9 @@ impl Service {
         if let Err(e) = self.governance_reload().await {
             tracing::error!(error = %e, "replaying the governance log after the unseal failed");
         }
+        if let Err(e) = self.authenticate_old_judgments().await {
+            tracing::error!(error = %e, "authenticating the judgments made before schema 32 failed");
+        }
         if let Err(e) = self.record_configured().await {
             tracing::error!(error = %e, "recording the networks' first fee caps and endpoints failed");
         }
@@ -63,6 +66,12 @@ impl Service {
     #[cfg(feature = "testing")]
     pub(crate) fn governance_mac_for_tests(&self, hash: &[u8; 32]) -> Option<String> {
         self.mac_key().map(|k| mac_of(&k, hash))
+    }
+
+    /// The governance MAC key, while unsealed (the judgment key derives
+    /// from it).
+    pub(crate) fn governance_mac_key(&self) -> Option<Zeroizing<MacKey>> {
+        self.mac_key()
     }
 
     fn mac_key(&self) -> Option<Zeroizing<MacKey>> {

@@ -25,7 +25,9 @@
 //!    (webhook events written in the change's transaction), `access`
 //!    (`Principal`, `Can<'_, P>`, `authorize`), `approvals` (whether a
 //!    judged transfer's approvals still stand, each recorded approval
-//!    verified again over the transfer as stored), `threshold` (the signer
+//!    verified again over the transfer as stored), `judgment` (a transfer's
+//!    judgment authenticated when made and checked before planning and
+//!    signing), `threshold` (the signer
 //!    nodes as a key backend), `checkpoints` (signed checkpoints of the
 //!    audit chain, `verify_audit`), `limiter` (bounded rate limits),
 //!    `webhook_target` (where a webhook may be delivered), `changes` (what a
@@ -120,6 +122,7 @@ pub mod governance;
 mod governed;
 pub mod identity;
 mod judge;
+mod judgment;
 mod key_refresh;
 mod keyring;
 mod keystore;

@@ -203,6 +203,7 @@ impl Service {
         }
         self.ensure_not_frozen(Some(t.wallet), None).await?;
         self.approvals_stand(std::slice::from_ref(&t)).await?;
+        self.judgment_stands_for_planning(&t).await?;
         let assets = self.configured_assets();
         let intent = decode_intent(&t, &assets)?;
         let network = intent.amount().asset().network().to_string();

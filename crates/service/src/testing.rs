@@ -293,6 +293,22 @@ impl Payer {
         let t = self.submit(asset, to, amount).await?;
         self.svc.execute_transfer(t.id, urgency).await
     }
+
+    /// [`Payer::pay_eth`], sealed by `sealer` between the request (judged
+    /// and authenticated while unsealed) and the plan: the send is planned
+    /// and waits in `signing`.
+    pub async fn pay_eth_sealed(
+        &self,
+        asset: &AssetId,
+        to: &str,
+        amount: &str,
+        urgency: Urgency,
+        sealer: &domain::Actor,
+    ) -> Result<EthSendRow, ServiceError> {
+        let t = self.submit(asset, to, amount).await?;
+        self.svc.seal(sealer).await?;
+        self.svc.execute_transfer(t.id, urgency).await
+    }
 }
 
 /// A Bitcoin HD account (BIP-84) for `wallet`, opened as the API opens one,

@@ -329,6 +329,13 @@ impl Can<'_, perm::InitiateTransfer> {
             btc_send_id: None,
             created_at: now,
             updated_at: now,
+            judgment_mac: None,
+        };
+        // What was judged, authenticated: checked again before any key
+        // signs for it (`judgment`).
+        let row = TransferRow {
+            judgment_mac: Some(self.svc.judgment_mac(&row)?),
+            ..row
         };
         tx.insert_transfer(&row).await?;
         if let Some(source) = req.source {

@@ -131,8 +131,8 @@ async fn bad_input_reserves_and_signs_nothing(f: Fixture) {
     // Sealed between planning and signing: the plan waits with its
     // reservation (for the resumer, once unsealed); nothing is signed.
     f.deposit(f.ecdsa, 2, 70_000).await;
-    f.svc.seal(&alice()).await.unwrap();
     let t = f.payer.submit(&btc(), PAYEE, "0.0001").await.unwrap();
+    f.svc.seal(&alice()).await.unwrap();
     f.svc.execute_due().await.unwrap();
     let t = f.db.store.transfer(t.id).await.unwrap();
     assert_eq!(t.state, state::SIGNING);
@@ -154,8 +154,8 @@ async fn tampered_batch_is_refused(
     why: &str,
 ) {
     f.deposit(f.ecdsa, 1, 60_000).await;
-    f.svc.seal(&alice()).await.unwrap();
     let t = f.payer.submit(&btc(), PAYEE, "0.0001").await.unwrap();
+    f.svc.seal(&alice()).await.unwrap();
     f.svc.execute_due().await.unwrap();
     let t = f.db.store.transfer(t.id).await.unwrap();
     let send = f.db.store.btc_send(&t.btc_send_id.unwrap()).await.unwrap();

@@ -213,6 +213,14 @@ impl Fixture {
         pay(&self.payer, p).await
     }
 
+    /// Requested (unsealed: a judgment is authenticated under the keystore),
+    /// then planned sealed: the send waits in `signing`, nothing signed.
+    async fn pay_sealed(&self, p: Pay) -> Result<storage::EthSendRow, ServiceError> {
+        self.payer
+            .pay_eth_sealed(&p.asset, &p.to, &p.amount, p.urgency, &alice())
+            .await
+    }
+
     /// Deploys the test token from `dev` and configures it on the network.
     async fn with_test_token(&self, dev: &DevWallet) -> (EthAddress, AssetId) {
         let contract = deploy_test_token(&self.client, dev).await;
@@ -472,8 +480,10 @@ async fn bad_input_signs_nothing_and_spends_no_nonce(f: Fixture) {
 /// process or another one over the same database.
 async fn a_freeze_waits_for_a_broadcast_in_flight_and_nothing_starts_after(f: Fixture) {
     // Planned while sealed: nonce 0 waits to be signed.
-    f.svc.seal(&alice()).await.unwrap();
-    let send = f.pay(f.ether(&bob().to_string(), "1")).await.unwrap();
+    let send = f
+        .pay_sealed(f.ether(&bob().to_string(), "1"))
+        .await
+        .unwrap();
     assert_eq!(send.state, state::SIGNING);
     // Another process whose node holds every raw transaction it is sent.
     let proxy = HoldingProxy::start(f.anvil.url()).await;
@@ -608,8 +618,7 @@ async fn token_transfer_with_a_configured_token() {
 
     // A planned (sealed) token payment whose calldata a database writer
     // extends by one byte, with a signing hash to match: refused, frozen.
-    f.svc.seal(&alice()).await.unwrap();
-    let planned = f.pay(req("1", bob().to_string())).await.unwrap();
+    let planned = f.pay_sealed(req("1", bob().to_string())).await.unwrap();
     assert_eq!(planned.state, state::SIGNING);
     let a = &f.db.store.eth_attempts(&planned.id).await.unwrap()[0];
     let mut data = a.data.clone();
@@ -676,8 +685,10 @@ async fn refused_and_frozen(f: &Fixture, send: &str, why: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_intent_of_another_wallet_is_refused_and_freezes_the_wallet() {
     let f = Fixture::new(TestDb::sqlite().await, None).await;
-    f.svc.seal(&alice()).await.unwrap();
-    let planned = f.pay(f.ether(&bob().to_string(), "1")).await.unwrap();
+    let planned = f
+        .pay_sealed(f.ether(&bob().to_string(), "1"))
+        .await
+        .unwrap();
     assert_eq!(planned.state, state::SIGNING);
     // The sender is moved to another wallet behind the server's back: the
     // transfer's intent is the first wallet's, the key now another's.
@@ -907,10 +918,12 @@ async fn a_reorganised_inclusion_goes_back_and_lands_again() {
 async fn signed_bytes_survive_a_restart_and_gaps_are_reported() {
     let f = Fixture::new(TestDb::sqlite().await, None).await;
     // Sealed: the plan is committed (nonce 0), the signature is not made.
-    f.svc.seal(&alice()).await.unwrap();
     // The request is accepted (the send exists, pinned), not failed: a
     // caller must never be invited to send it twice.
-    let pending = f.pay(f.ether(&bob().to_string(), "1")).await.unwrap();
+    let pending = f
+        .pay_sealed(f.ether(&bob().to_string(), "1"))
+        .await
+        .unwrap();
     assert_eq!(pending.state, state::SIGNING);
     let report = f.svc.eth_nonce_report(CHAIN_ID, f.from).await.unwrap();
     assert_eq!(report.unsigned, vec![0]);
@@ -1387,8 +1400,10 @@ async fn a_cancel_that_pays_someone_is_refused_and_freezes_the_wallet() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plan_edited_without_its_hash_is_refused_and_freezes_the_wallet() {
     let f = Fixture::new(TestDb::sqlite().await, None).await;
-    f.svc.seal(&alice()).await.unwrap();
-    let planned = f.pay(f.ether(&bob().to_string(), "1")).await.unwrap();
+    let planned = f
+        .pay_sealed(f.ether(&bob().to_string(), "1"))
+        .await
+        .unwrap();
     assert_eq!(planned.state, state::SIGNING);
     // The recipient is edited; the stored signing hash is left as it was.
     f.db.store

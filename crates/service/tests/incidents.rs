@@ -22,6 +22,8 @@ use custody::*;
 storage::on_both!(
     fixture;
     dmm_2024_a_destination_rewritten_in_the_database_after_approval_is_never_paid,
+    dmm_2024_an_allowed_transfer_rewritten_in_the_database_is_never_paid,
+    dmm_2024_a_decision_rewritten_to_allow_in_the_database_signs_nothing,
     ronin_2022_approvals_under_a_delegation_that_ended_sign_nothing,
     ronin_2022_one_person_holding_two_keys_supplies_one_approval,
     ronin_2022_one_person_holding_two_admin_keys_is_one_vote_of_the_quorum,
@@ -74,33 +76,7 @@ async fn dmm_2024_a_destination_rewritten_in_the_database_after_approval_is_neve
 
     // The attacker's edit: the intent, its digest and the destination
     // column, all consistent with one another.
-    let original = TransferIntent::decode_as_written(&t.intent).unwrap();
-    let forged = TransferIntent::new(IntentParts {
-        id: original.id(),
-        kind: original.kind(),
-        account: original.account(),
-        wallet: original.wallet(),
-        amount: original.amount().clone(),
-        destination: Address::new(original.amount().asset().network(), CAROL).unwrap(),
-        reference: original.reference().map(str::to_owned),
-        initiator: original.initiator().clone(),
-        created_at: original.created_at(),
-    })
-    .unwrap();
-    let bytes = hex::encode(forged.canonical_bytes());
-    let blob = match f.db.sqlite_path {
-        Some(_) => format!("X'{bytes}'"),
-        None => format!("'\\x{bytes}'::bytea"),
-    };
-    f.db.store
-        .execute_unchecked(&format!(
-            "UPDATE transfers SET intent = {blob}, digest = '{}', destination = '{CAROL}' \
-             WHERE id = '{}'",
-            forged.digest(),
-            t.id
-        ))
-        .await
-        .unwrap();
+    rewrite_destination(&f, &t, CAROL).await;
 
     // Refused before anything is planned or signed.
     let refused = f.svc.execute_transfer(t.id, Urgency::Normal).await;
@@ -113,6 +89,50 @@ async fn dmm_2024_a_destination_rewritten_in_the_database_after_approval_is_neve
     let carol: chain_eth::EthAddress = CAROL.parse().unwrap();
     assert_eq!(f.client.balance(carol).await.unwrap(), 0, "nothing paid");
     // The alert: the wallet frozen, the refusal audited and announced.
+    refused_and_frozen(&f, &t, "does not verify").await;
+    // And the wallet pays nothing more until a person looks.
+    assert!(matches!(
+        f.submit(&f.initiator, BOB, "0.1").await,
+        Err(ServiceError::Frozen(_))
+    ));
+}
+
+/// The attacker's edit of `t` as stored: its intent, the intent's digest
+/// and the destination column, all consistent with one another, to pay
+/// `to`.
+async fn rewrite_destination(f: &Fixture, t: &storage::TransferRow, to: &str) {
+    let original = TransferIntent::decode_as_written(&t.intent).unwrap();
+    let forged = TransferIntent::new(IntentParts {
+        id: original.id(),
+        kind: original.kind(),
+        account: original.account(),
+        wallet: original.wallet(),
+        amount: original.amount().clone(),
+        destination: Address::new(original.amount().asset().network(), to).unwrap(),
+        reference: original.reference().map(str::to_owned),
+        initiator: original.initiator().clone(),
+        created_at: original.created_at(),
+    })
+    .unwrap();
+    let bytes = hex::encode(forged.canonical_bytes());
+    let blob = match f.db.sqlite_path {
+        Some(_) => format!("X'{bytes}'"),
+        None => format!("'\\x{bytes}'::bytea"),
+    };
+    f.db.store
+        .execute_unchecked(&format!(
+            "UPDATE transfers SET intent = {blob}, digest = '{}', destination = '{to}' \
+             WHERE id = '{}'",
+            forged.digest(),
+            t.id
+        ))
+        .await
+        .unwrap();
+}
+
+/// The alert of a refusal: the wallet frozen, the refusal audited and
+/// announced, the transfer's history saying why (`why` in it).
+async fn refused_and_frozen(f: &Fixture, t: &storage::TransferRow, why: &str) {
     let frozen = f.svc.frozen(Some(f.wallet), None).await.unwrap().unwrap();
     assert!(
         frozen.reason.contains("signing refused"),
@@ -123,17 +143,68 @@ async fn dmm_2024_a_destination_rewritten_in_the_database_after_approval_is_neve
     for a in ["transfer.sign_refused", "freeze.placed"] {
         assert!(actions.iter().any(|x| x == a), "{a} in {actions:?}");
     }
-    assert_eq!(events(&f, "transfer.sign_refused").await, "1");
+    assert_eq!(events(f, "transfer.sign_refused").await, "1");
     let history = f.db.store.transfer_history(t.id).await.unwrap();
     assert!(
-        history.iter().any(|h| h.why.starts_with("signing refused")),
+        history
+            .iter()
+            .any(|h| h.why.starts_with("signing refused") && h.why.contains(why)),
         "{history:?}"
     );
-    // And the wallet pays nothing more until a person looks.
-    assert!(matches!(
-        f.submit(&f.initiator, BOB, "0.1").await,
-        Err(ServiceError::Frozen(_))
-    ));
+}
+
+/// DMM Bitcoin, 2024, where no approval stands in the way: a transfer the
+/// policy allowed outright has its intent, digest and destination
+/// rewritten in the database before it is planned. No approver signed
+/// anything to check it against, but the judgment's authenticator (made
+/// under the keystore when it was judged) no longer verifies: nothing is
+/// planned or signed, the wallet is frozen, the refusal announced.
+async fn dmm_2024_an_allowed_transfer_rewritten_in_the_database_is_never_paid(f: Fixture) {
+    f.set_policy("[[rules]]\nname = \"all\"\naction = \"allow\"\n")
+        .await;
+    let t = f.submit(&f.initiator, BOB, "2").await.unwrap();
+    assert_eq!(t.state, state::QUEUED);
+    rewrite_destination(&f, &t, CAROL).await;
+    let refused = f.svc.execute_transfer(t.id, Urgency::Normal).await;
+    assert!(
+        matches!(&refused, Err(ServiceError::NotApproved(why)) if why.contains("judgment")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        f.db.store.transfer(t.id).await.unwrap().eth_send_id,
+        None,
+        "nothing planned"
+    );
+    let carol: chain_eth::EthAddress = CAROL.parse().unwrap();
+    assert_eq!(f.client.balance(carol).await.unwrap(), 0, "nothing paid");
+    refused_and_frozen(&f, &t, "judgment").await;
+}
+
+/// The same attacker leaves the destination alone and rewrites the
+/// decision instead: a transfer waiting for two approvals becomes one the
+/// policy allowed, and queued. Nothing is signed for it.
+async fn dmm_2024_a_decision_rewritten_to_allow_in_the_database_signs_nothing(f: Fixture) {
+    f.register_approvers().await;
+    f.set_policy(&two_of_two(&[&f.b, &f.c])).await;
+    let t = f.submit(&f.initiator, BOB, "2").await.unwrap();
+    assert_eq!(t.state, state::PENDING_APPROVAL);
+    let mut decision: serde_json::Value = serde_json::from_str(&t.decision).unwrap();
+    decision["outcome"] = serde_json::to_value(policy::Outcome::Allow { time_lock_s: 0 }).unwrap();
+    f.db.store
+        .execute_unchecked(&format!(
+            "UPDATE transfers SET decision = '{decision}', state = 'queued' WHERE id = '{}'",
+            t.id
+        ))
+        .await
+        .unwrap();
+    let refused = f.svc.execute_transfer(t.id, Urgency::Normal).await;
+    assert!(
+        matches!(&refused, Err(ServiceError::NotApproved(why)) if why.contains("judgment")),
+        "{refused:?}"
+    );
+    let bob: chain_eth::EthAddress = BOB.parse().unwrap();
+    assert_eq!(f.client.balance(bob).await.unwrap(), 0, "nothing paid");
+    refused_and_frozen(&f, &t, "judgment").await;
 }
 
 /// Ronin, 2022: an approver's delegation was never withdrawn, and the

@@ -30,6 +30,14 @@ async fn storm_of_sends_racing_for_one_sender_uses_each_nonce_once(f: Fixture) {
     let started = std::time::Instant::now();
     f.set_policy("[[rules]]\nname = \"all\"\naction = \"allow\"\n")
         .await;
+    // Requested while unsealed (each judgment authenticated under the
+    // keystore), two a round.
+    let mut pairs = Vec::new();
+    for _ in 0..rounds {
+        let a = f.submit(&f.initiator, BOB, "0.001").await.unwrap();
+        let b = f.submit(&f.initiator, BOB, "0.001").await.unwrap();
+        pairs.push((a, b));
+    }
     // Sealed: each plan reserves its nonce and waits for its signature.
     f.svc.seal(&console()).await.unwrap();
     let postgres = f.db.sqlite_path.is_none();
@@ -63,9 +71,7 @@ async fn storm_of_sends_racing_for_one_sender_uses_each_nonce_once(f: Fixture) {
         Arc::new((f.svc.clone(), tempfile::tempdir().unwrap()))
     };
     let mut nonces = Vec::new();
-    for round in 0..rounds {
-        let a = f.submit(&f.initiator, BOB, "0.001").await.unwrap();
-        let b = f.submit(&f.initiator, BOB, "0.001").await.unwrap();
+    for (round, (a, b)) in pairs.into_iter().enumerate() {
         let (x, y) = tokio::join!(
             f.svc.execute_transfer(a.id, Urgency::Normal),
             other.0.execute_transfer(b.id, Urgency::Normal)

@@ -63,4 +63,29 @@ impl Store {
             })
             .collect()
     }
+
+    /// The details of every record of `action` about `subject`, in order.
+    pub async fn audit_details_of(
+        &self,
+        action: &str,
+        subject: &str,
+    ) -> Result<Vec<String>, StorageError> {
+        Ok(sqlx::query_scalar(
+            "SELECT details FROM audit_log WHERE action = $1 AND subject = $2 ORDER BY seq",
+        )
+        .bind(action)
+        .bind(subject)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Whether any record of `action` was written.
+    pub async fn audit_has(&self, action: &str) -> Result<bool, StorageError> {
+        let seq: Option<i64> =
+            sqlx::query_scalar("SELECT seq FROM audit_log WHERE action = $1 LIMIT 1")
+                .bind(action)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(seq.is_some())
+    }
 }

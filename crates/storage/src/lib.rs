@@ -39,6 +39,7 @@ mod governance;
 mod govlog;
 mod idempotency;
 mod identity;
+mod judgments;
 mod keystore;
 mod ledger;
 mod ops;

@@ -55,6 +55,9 @@ pub struct TransferRow {
     pub finished_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// The authenticator of its judgment (`service::judgment`): `None` for
+    /// one judged before schema 32 and not yet authenticated.
+    pub judgment_mac: Option<String>,
 }
 
 /// One step of a transfer's lifecycle, as stored: the new state (only from
@@ -132,7 +135,8 @@ const NOT_COUNTED: &str = "('blocked', 'rejected', 'expired', 'cancelled')";
 pub(crate) const TRANSFER_COLUMNS: &str = "id, wallet_id, initiator, asset, amount, destination, intent, \
      digest, policy_version, decision_id, decision, state, usd_micro, expires_at_ms, \
      unlock_at_ms, eth_send_id, external_id, attempts, next_attempt_at_ms, last_error, \
-     priority, depends_on, held_at_ms, finished_at_ms, btc_send_id, created_at_ms, updated_at_ms";
+     priority, depends_on, held_at_ms, finished_at_ms, btc_send_id, created_at_ms, updated_at_ms, \
+     judgment_mac";
 
 pub(crate) fn transfer_from_row(row: &AnyRow) -> Result<TransferRow, StorageError> {
     Ok(TransferRow {
@@ -165,6 +169,7 @@ pub(crate) fn transfer_from_row(row: &AnyRow) -> Result<TransferRow, StorageErro
         btc_send_id: row.try_get("btc_send_id")?,
         created_at: ts(row, "created_at_ms")?,
         updated_at: ts(row, "updated_at_ms")?,
+        judgment_mac: row.try_get("judgment_mac")?,
     })
 }
 
@@ -501,7 +506,7 @@ impl WriteTx {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO transfers ({TRANSFER_COLUMNS}) VALUES \
              ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-              $20, $21, $22, $23, $24, $25, $26, $27)"
+              $20, $21, $22, $23, $24, $25, $26, $27, $28)"
         )))
         .bind(t.id.to_string())
         .bind(t.wallet.to_string())
@@ -530,6 +535,7 @@ impl WriteTx {
         .bind(&t.btc_send_id)
         .bind(t.created_at.as_millis())
         .bind(t.updated_at.as_millis())
+        .bind(&t.judgment_mac)
         .execute(&mut *self.tx)
         .await
         .map_err(|e| StorageError::from_sqlx(e, "transfer with this external id"))?;

@@ -111,6 +111,7 @@ async fn fill_transfers(store: &storage::Store, n: u64) {
                 finished_at: Some(now),
                 created_at: now,
                 updated_at: Timestamp::from_millis(now.as_millis()),
+                judgment_mac: None,
             })
             .await
             .unwrap();

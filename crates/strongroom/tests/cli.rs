@@ -2811,7 +2811,7 @@ fn operations_metrics_readiness_and_guards() {
     let (code, st) = c.api(&server, &c.admin, "GET", "/v1/status", None, None);
     assert_eq!(code, 200, "{st}");
     assert_eq!(st["version"], env!("CARGO_PKG_VERSION"), "{st}");
-    assert_eq!(st["database"]["schema_version"], 31, "{st}");
+    assert_eq!(st["database"]["schema_version"], 32, "{st}");
     assert!(
         st["git_commit"]
             .as_str()
@@ -3271,7 +3271,6 @@ fn upgrade_one(fixture: &Path, backend: &str) {
     let o = strongroom(&["audit", "verify", "--config", cfg]);
     assert!(o.status.success(), "{}", stderr(&o));
 
-    // A later build's schema: refused, and nothing changed.
     let db_config = match &pg {
         Some(db) => db.config(),
         None => storage::DatabaseConfig::Sqlite {
@@ -3280,6 +3279,18 @@ fn upgrade_one(fixture: &Path, backend: &str) {
     };
     rt.block_on(async {
         let store = storage::Store::connect(&db_config).await.unwrap();
+        // The open transfers judged before their judgments were
+        // authenticated (schema 32) were, at the first unseal, each
+        // against its `transfer.judged` record, once.
+        assert!(
+            store
+                .audit_has("transfer.judgments_authenticated")
+                .await
+                .unwrap()
+        );
+        let left = store.open_transfers_unauthenticated().await.unwrap();
+        assert!(left.is_empty(), "{left:?}");
+        // A later build's schema: refused, and nothing changed.
         let success = if pg.is_some() { "TRUE" } else { "1" };
         let checksum = if pg.is_some() { "'\\x00'" } else { "x'00'" };
         store
