@@ -603,7 +603,7 @@ impl EthClient {
         }
     }
 
-    async fn tx_known(&self, hash: [u8; 32]) -> Result<bool, ClientError> {
+    pub async fn tx_known(&self, hash: [u8; 32]) -> Result<bool, ClientError> {
         let v = self
             .call("eth_getTransactionByHash", json!([hex0x(&hash)]))
             .await?;

@@ -45,8 +45,9 @@ pub struct EthPoll {
 
 impl Service {
     /// After a restart (and periodically): signs attempts that were planned
-    /// but not signed, and sends again the stored bytes of every open send,
-    /// unchanged. Returns how many attempts a node accepted.
+    /// but not signed, and sends again, unchanged, the stored bytes of every
+    /// open send the node does not hold. Returns how many attempts a node
+    /// accepted.
     pub async fn eth_resume(&self) -> Result<usize, ServiceError> {
         let mut sent = 0;
         for chain_id in self.eth_chain_ids() {
@@ -66,19 +67,37 @@ impl Service {
                 .eth_sends_in(&network, &[state::SIGNING, state::SIGNED, state::BROADCAST])
                 .await?;
             for send in open {
-                let sender = self.store().eth_sender(&network, &send.address).await?;
+                let attempts = self.store().eth_attempts(&send.id).await?;
                 // Only the latest attempt: older ones were outbid on purpose.
-                if let Some(a) = self.store().eth_attempts(&send.id).await?.last() {
-                    let result = self
-                        .eth_sign_and_send(&net, &sender, &send.id, a.attempt)
-                        .await;
-                    match result {
-                        Ok(true) => sent += 1,
+                let Some(a) = attempts.last() else { continue };
+                // Broadcast already: sent again only if the node lost it (a
+                // node restarted, a pool that evicted it). One it holds or
+                // mined is left alone: sending it again would change
+                // nothing but cost a write and an audit record per send
+                // and pass, which slowed every pass as sends piled up.
+                if send.state == state::BROADCAST
+                    && let Some(raw) = &a.raw
+                {
+                    let hash = chain_eth::decode(raw).map_err(EthError::Tx)?.hash;
+                    match net.client.tx_known(hash).await {
+                        Ok(true) => continue,
                         Ok(false) => {}
-                        Err(ServiceError::Eth(EthError::Node(ClientError::Underpriced))) => {}
                         Err(e) => {
-                            tracing::warn!(send = %send.id, attempt = a.attempt, error = %e, "resume failed");
+                            tracing::warn!(send = %send.id, error = %e, "resume: the node did not say whether it holds the send");
+                            continue;
                         }
+                    }
+                }
+                let sender = self.store().eth_sender(&network, &send.address).await?;
+                let result = self
+                    .eth_sign_and_send(&net, &sender, &send.id, a.attempt)
+                    .await;
+                match result {
+                    Ok(true) => sent += 1,
+                    Ok(false) => {}
+                    Err(ServiceError::Eth(EthError::Node(ClientError::Underpriced))) => {}
+                    Err(e) => {
+                        tracing::warn!(send = %send.id, attempt = a.attempt, error = %e, "resume failed");
                     }
                 }
             }

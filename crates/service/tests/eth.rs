@@ -966,8 +966,9 @@ async fn signed_bytes_survive_a_restart_and_gaps_are_reported() {
     assert_eq!(report.gaps, vec![0], "{report:?}");
     assert!(report.unsigned.is_empty());
 
-    // The resumer sends the stored bytes unchanged; both land.
-    assert_eq!(f.svc.eth_resume().await.unwrap(), 2);
+    // The resumer sends the stored bytes unchanged (nonce 1, which the node
+    // holds, is not sent again); both land.
+    assert_eq!(f.svc.eth_resume().await.unwrap(), 1);
     let again = f.db.store.eth_attempts(&zero.id).await.unwrap()[0].clone();
     assert_eq!(again.raw.unwrap(), stored_raw);
     assert_eq!(again.tx_hash, stored.tx_hash);

@@ -537,9 +537,28 @@ pub(super) fn sustained_load(db_url: &str) {
                 }
                 told.join("\n")
             });
+            // What the server complained of, by message, and its last errors.
+            let log = server.log_text();
+            let mut said: std::collections::BTreeMap<String, usize> = Default::default();
+            let mut errors = Vec::new();
+            for line in log.lines() {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                    continue;
+                };
+                if v["level"] == "WARN" || v["level"] == "ERROR" {
+                    *said
+                        .entry(format!("{} {}", v["level"], v["message"]))
+                        .or_default() += 1;
+                }
+                if v["level"] == "ERROR" {
+                    errors.push(line.to_owned());
+                }
+            }
+            let last: Vec<&String> = errors.iter().rev().take(5).collect();
             panic!(
                 "{moving} still moving {settle_for} s after the load ({}); the oldest: {}\n\
-                 the node's pool: {pool}\nnonces of their senders:\n{senders}",
+                 the node's pool: {pool}\nnonces of their senders:\n{senders}\n\
+                 the server's warnings and errors: {said:#?}\nits last errors: {last:#?}",
                 counts.join(", "),
                 oldest.unwrap_or_default()
             );
