@@ -11,6 +11,7 @@ use domain::{AssetKind, Network, Timestamp, TransferIntent};
 use policy::{ApprovalSignature, ApprovalStatement, ApproverKey, Vote};
 
 pub use crate::passkeys::PasskeyApprover;
+pub use crate::people::Person;
 use serde::{Deserialize, Serialize};
 
 use crate::envelope::Abort;
@@ -32,8 +33,12 @@ pub struct CosignPolicy {
     /// RP ID and origins listed, never the server's.
     #[serde(default)]
     pub passkey_approvers: Vec<PasskeyApprover>,
-    /// Distinct enrolled approvers who must have approved each transfer
-    /// above `unapproved_limit`.
+    /// Who holds which of those keys (`[[policy.people]]`): one person's
+    /// keys count once. A key no person lists is a person of its own.
+    #[serde(default)]
+    pub people: Vec<Person>,
+    /// Distinct people among the enrolled approvers who must have approved
+    /// each transfer above `unapproved_limit`.
     pub min_approvals: u16,
     /// What one transaction may pay, in all, to transfers without
     /// approvals (base units); 0: every transfer needs `min_approvals`.
@@ -646,7 +651,7 @@ fn approval(
     }
     let amount = intent.amount().units();
     let decision_id = uuid_bytes(&t.decision_id)?;
-    let mut by: Vec<ApproverKey> = Vec::new();
+    let mut by: Vec<String> = Vec::new();
     for a in &t.approvals {
         let key: ApproverKey = a
             .approver
@@ -695,11 +700,11 @@ fn approval(
             expires_at: Timestamp::from_millis(a.expires_at_ms),
             vote: Vote::Approve,
         };
-        // One key is one approver, whatever credential id names it.
-        if statement.verify_by(&key, &sig, rp.as_ref()).is_ok()
-            && !by.iter().any(|k| k.point() == key.point())
-        {
-            by.push(key);
+        // One key is one approver, whatever credential id names it; one
+        // person's keys are one approver.
+        let person = crate::people::person_of(&policy.people, key.point());
+        if statement.verify_by(&key, &sig, rp.as_ref()).is_ok() && !by.contains(&person) {
+            by.push(person);
         }
     }
     Ok(Approved {
@@ -771,10 +776,15 @@ pub fn check_policy(p: &CosignPolicy) -> Result<(), String> {
         }
         passkeys.push(key);
     }
-    let enrolled = p.approvers.len() + passkeys.len();
+    let mut points: Vec<Vec<u8>> = Vec::new();
+    for k in &p.approvers {
+        points.push(parse_key(k).map_err(|e| e.to_string())?.to_vec());
+    }
+    points.extend(passkeys.iter().map(|k| k.point().to_vec()));
+    let enrolled = crate::people::check_people(&p.people, &points)?;
     if p.min_approvals > 0 && usize::from(p.min_approvals) > enrolled {
         return Err(format!(
-            "min_approvals = {} but only {enrolled} approvers are enrolled",
+            "min_approvals = {} but the enrolled approvers are only {enrolled} people",
             p.min_approvals,
         ));
     }

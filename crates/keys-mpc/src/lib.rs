@@ -78,6 +78,7 @@ mod journal;
 pub mod net;
 pub mod node;
 mod passkeys;
+mod people;
 mod sign_impl;
 pub mod signer;
 #[cfg(feature = "test-support")]

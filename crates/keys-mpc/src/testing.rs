@@ -28,6 +28,7 @@ pub fn policy(allow_raw: bool) -> CosignPolicy {
             .map(|i| hex::encode(approver(i).verifying_key().as_bytes()))
             .collect(),
         passkey_approvers: Vec::new(),
+        people: Vec::new(),
         min_approvals: 2,
         unapproved_limit: 10_000,
         max_fee: 5_000,

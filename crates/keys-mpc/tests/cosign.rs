@@ -185,6 +185,73 @@ fn not_enough_valid_approvals_by_enrolled_approvers_is_refused() {
     ));
 }
 
+/// Ronin, 2022, at the node: approvers 1 and 2 are one person's keys
+/// (`[[policy.people]]`), so their two approvals are one; with approver 3,
+/// a second person, the payment is approved. The configuration refuses a
+/// person whose key is not enrolled, a key held by two people, and a
+/// `min_approvals` above the people the keys are.
+#[test]
+fn one_person_s_keys_supply_one_approval_at_the_node() {
+    let mut p = policy(false);
+    p.people = vec![keys_mpc::cosign::Person {
+        name: "alice".into(),
+        keys: vec![p.approvers[0].clone(), p.approvers[1].clone()],
+    }];
+    assert!(keys_mpc::cosign::check_policy(&p).is_ok());
+    let to = address(5);
+    let (tx, pv) = spend(&[(script_of(&to), 50_000)], 49_000);
+    refused(
+        run(&p, &subject(&tx, &pv, vec![payment(&to, 50_000, &[1, 2])])),
+        "needs 2",
+    );
+    run(&p, &subject(&tx, &pv, vec![payment(&to, 50_000, &[1, 3])])).unwrap();
+    run(&p, &subject(&tx, &pv, vec![payment(&to, 50_000, &[2, 3])])).unwrap();
+    // Without the people, the same two keys are two approvers.
+    run(
+        &policy(false),
+        &subject(&tx, &pv, vec![payment(&to, 50_000, &[1, 2])]),
+    )
+    .unwrap();
+
+    let with = |people: Vec<(&str, Vec<String>)>, min: u16| {
+        let mut q = policy(false);
+        q.min_approvals = min;
+        q.people = people
+            .into_iter()
+            .map(|(name, keys)| keys_mpc::cosign::Person {
+                name: name.into(),
+                keys,
+            })
+            .collect();
+        keys_mpc::cosign::check_policy(&q)
+    };
+    let k = policy(false).approvers;
+    assert!(
+        with(vec![("alice", vec!["11".repeat(32)])], 2).is_err(),
+        "not enrolled"
+    );
+    assert!(
+        with(
+            vec![("alice", vec![k[0].clone()]), ("bob", vec![k[0].clone()])],
+            2
+        )
+        .is_err(),
+        "one key, two people"
+    );
+    assert!(
+        with(
+            vec![("alice", vec![k[0].clone()]), ("alice", vec![k[1].clone()])],
+            2
+        )
+        .is_err()
+    );
+    // Three keys, two people: two approvals can be met, three cannot.
+    let pair = vec![("alice", vec![k[0].clone(), k[1].clone()])];
+    assert!(with(pair.clone(), 2).is_ok());
+    let e = with(pair, 3).unwrap_err();
+    assert!(e.contains("only 2 people"), "{e}");
+}
+
 #[test]
 fn transactions_that_pay_anything_else_are_refused() {
     let p = policy(false);
