@@ -288,10 +288,12 @@ impl Config {
             .map_err(|e| ConfigError::new("(syntax)", one_line(&e.to_string())))?;
         let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
-            let key = if key == "." {
-                "(top level)".to_owned()
-            } else {
-                key
+            // An empty key (`"" = 1`) has an empty path: named as such
+            // (found by fuzzing).
+            let key = match key.as_str() {
+                "." => "(top level)".to_owned(),
+                "" => "\"\" (an empty key)".to_owned(),
+                _ => key,
             };
             ConfigError::new(&key, one_line(&e.inner().to_string()))
         })?;

@@ -148,6 +148,7 @@ fn errors_name_the_key() {
             thr(2, 3, "not-a-fingerprint"),
             thr(2, 3, FP).replace("index = 3", "index = 2"),
             thr(2, 3, FP).replace("threshold = 2", "threshold = 2\ntimeout_seconds = 0"),
+            format!("\"\" = 115\n{GOOD}"),
         ])
         .collect();
     let out: Vec<String> = cases.iter().map(|c| check(c)).collect();
@@ -203,5 +204,6 @@ fn errors_name_the_key() {
         error: threshold.threshold: more than half of the 3 signers, and at most all of them
         error: threshold.signers[0].fingerprint: identity: "not-a-fingerprint" is not a 64-hex-digit fingerprint
         error: threshold.signers[2].index: used twice
-        error: threshold.timeout_seconds: must be between 1 and 600"#]].assert_eq(&out.join("\n"));
+        error: threshold.timeout_seconds: must be between 1 and 600
+        error: "" (an empty key): unknown field ``, expected one of `server`, `database`, `audit`, `log`, `hsm`, `threshold`, `governance`, `ethereum`, `bitcoin`, `webhooks`, `tls`, `backup`, `reconciliation`, `console`, `operations` (line 1, column 1)"#]].assert_eq(&out.join("\n"));
 }
