@@ -59,6 +59,13 @@ fn hmac(key: &[u8; 32]) -> Hmac<Sha256> {
     <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length")
 }
 
+/// The authenticator of `t`'s judgment under `key`, hex.
+fn mac_hex(key: &[u8; 32], t: &TransferRow) -> String {
+    let mut m = hmac(key);
+    m.update(&judged_hash(t));
+    hex::encode(m.finalize().into_bytes())
+}
+
 /// Whether `t`'s judgment as stored is the one authenticated.
 fn verifies(key: &[u8; 32], t: &TransferRow) -> bool {
     let Some(bytes) = t.judgment_mac.as_deref().and_then(|m| hex::decode(m).ok()) else {
@@ -84,9 +91,7 @@ impl Service {
     /// nothing is judged).
     pub(crate) fn judgment_mac(&self, t: &TransferRow) -> Result<String, ServiceError> {
         let key = self.judgment_key().ok_or(ServiceError::Sealed)?;
-        let mut m = hmac(&key);
-        m.update(&judged_hash(t));
-        Ok(hex::encode(m.finalize().into_bytes()))
+        Ok(mac_hex(&key, t))
     }
 
     /// Before a key signs for `paying` (or their transaction is handed
@@ -164,10 +169,7 @@ impl Service {
                 differ.push(t.id.to_string());
                 continue;
             }
-            let mut m = hmac(&key);
-            m.update(&judged_hash(&t));
-            tx.set_judgment_mac(t.id, &hex::encode(m.finalize().into_bytes()))
-                .await?;
+            tx.set_judgment_mac(t.id, &mac_hex(&key, &t)).await?;
             done += 1;
         }
         let e = entry(
