@@ -70,7 +70,7 @@ async fn health_and_status() {
         serde_json::json!({"seal": "uninitialized", "database": {"reachable": true}})
     );
     let st = app.svc.status().await;
-    assert_eq!(st.database.schema_version, Some(32));
+    assert_eq!(st.database.schema_version, Some(33));
     assert_eq!(st.audit_records, Some(0));
 }
 

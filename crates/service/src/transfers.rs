@@ -344,13 +344,17 @@ impl Can<'_, perm::InitiateTransfer> {
         crate::ledger::transfer_moved(&mut tx, &row, "submitted", st, now).await?;
         let actor = who.to_string();
         let rule = d.rule.as_deref().unwrap_or("no rule matched");
-        for (s, why) in [
-            (State::Submitted, "requested"),
-            (received.to, "policy evaluated"),
-            (judged.to, rule),
-        ] {
-            tx.add_history(id, s.as_str(), &actor, why, now).await?;
-        }
+        tx.add_history_lines(
+            id,
+            &[
+                (State::Submitted.as_str(), "requested"),
+                (received.to.as_str(), "policy evaluated"),
+                (judged.to.as_str(), rule),
+            ],
+            &actor,
+            now,
+        )
+        .await?;
         if let Some(key) = idempotency_key {
             tx.insert_idempotency_key(who, key, &request_hash, id, now)
                 .await?;

@@ -322,6 +322,38 @@ async fn ether_to_confirmation(f: Fixture) {
     // Final sends are not watched again.
     assert_eq!(f.svc.eth_poll(CHAIN_ID).await.unwrap(), Default::default());
 
+    // The transfer's history: the request's three lines (one statement),
+    // then each move, numbered in order.
+    let t =
+        f.db.store
+            .transfer_of_send(&send.id)
+            .await
+            .unwrap()
+            .unwrap();
+    let history = f.db.store.transfer_history(t.id).await.unwrap();
+    let lines: Vec<(u32, &str, &str)> = history
+        .iter()
+        .map(|h| (h.seq, h.state.as_str(), h.why.as_str()))
+        .take(3)
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            (1, "submitted", "requested"),
+            (2, "pending_policy", "policy evaluated"),
+            (3, "queued", "all"),
+        ],
+        "{history:?}"
+    );
+    assert!(
+        history
+            .iter()
+            .enumerate()
+            .all(|(i, h)| h.seq as usize == i + 1),
+        "{history:?}"
+    );
+    assert_eq!(history.last().unwrap().state, "completed", "{history:?}");
+
     let actions = f.actions().await;
     for a in [
         "eth.sender.registered",

@@ -16,8 +16,9 @@
 //! an all-or-nothing compare-and-set, and sends), `deposits`, `governance` (policy versions,
 //! proposals and votes, approver keys, address book, freezes, wallet tiers, the governance
 //! advisory lock), `govlog` (the governance log and its head: appended under a lock on the
-//! head row, stored as the service computed it), `transfers` (judged transfers, `move_transfer` with its `transfer_history`
-//! line, approvals, wallet locks, rolling windows, open outflows), `queue` (claims in claim
+//! head row, stored as the service computed it), `transfers` (judged transfers, `move_transfer` with its history
+//! line, approvals, wallet locks, rolling windows, open outflows, the transfer list), `history`
+//! (a transfer's `transfer_history` lines, several in one statement), `queue` (claims in claim
 //! order with leases, Bitcoin batches, delays, the stuck view), `idempotency` (keys and
 //! external ids), `prices`. A read needed both on the pool and inside a transaction is written
 //! once, generic over `sqlx::Executor`, with two thin wrappers. The `test-support` feature
@@ -37,6 +38,7 @@ mod eth;
 mod eth_hd;
 mod governance;
 mod govlog;
+mod history;
 mod idempotency;
 mod identity;
 mod judgments;
@@ -67,6 +69,7 @@ pub use eth::{EthAttemptRow, EthSendRow, EthSenderRow};
 pub use eth_hd::EthDepositAddressRow;
 pub use governance::{ApproverKeyRow, FreezeRow, PolicyRow, ProposalRow, VoteRow, WhitelistRow};
 pub use govlog::{GovRecordRow, GovernedRows};
+pub use history::HistoryRow;
 pub use identity::{ApiKeyRow, SessionRow, UserRow, WalletRow};
 pub use keystore::{KekRow, KeyRow, KeystoreRow};
 pub use ledger::{Balances, LedgerRow, Movement};
@@ -77,8 +80,6 @@ pub use reconciliation::ReconciliationRunRow;
 pub use recoveries::RecoveryRow;
 pub use rotation::{KeyBtcAccountRow, KeySenderRow};
 pub use store::{Backend, DatabaseConfig, Store};
-pub use transfers::{
-    ApprovalRow, HistoryRow, Outflow, TransferMove, TransferRow, WindowItem, WindowOf,
-};
+pub use transfers::{ApprovalRow, Outflow, TransferMove, TransferRow, WindowItem, WindowOf};
 pub use tx::WriteTx;
 pub use webhooks::{DeliveryRow, DueDelivery, WebhookRow};

@@ -88,16 +88,6 @@ pub struct TransferMove<'a> {
     pub at: Timestamp,
 }
 
-/// A line of a transfer's history.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HistoryRow {
-    pub seq: u32,
-    pub state: String,
-    pub actor: String,
-    pub why: String,
-    pub at: Timestamp,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApprovalRow {
     pub transfer: TransferId,
@@ -646,30 +636,6 @@ impl WriteTx {
         self.add_history(m.id, m.to, m.actor, m.why, m.at).await
     }
 
-    /// Appends a line to a transfer's history.
-    pub async fn add_history(
-        &mut self,
-        id: TransferId,
-        state: &str,
-        actor: &str,
-        why: &str,
-        at: Timestamp,
-    ) -> Result<(), StorageError> {
-        sqlx::query(
-            "INSERT INTO transfer_history (transfer_id, seq, state, actor, why, at_ms) \
-             SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5 FROM transfer_history \
-             WHERE transfer_id = $1",
-        )
-        .bind(id.to_string())
-        .bind(state)
-        .bind(actor)
-        .bind(why)
-        .bind(at.as_millis())
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
-    }
-
     /// The transfers a Bitcoin send carries out, locked until this
     /// transaction ends, oldest first.
     pub async fn transfers_of_btc_send(
@@ -794,29 +760,6 @@ impl Store {
         transfer_of_send_on(&self.pool, send_id, "").await
     }
 
-    /// Every state a transfer passed through, in order.
-    pub async fn transfer_history(&self, id: TransferId) -> Result<Vec<HistoryRow>, StorageError> {
-        let rows = sqlx::query(
-            "SELECT seq, state, actor, why, at_ms FROM transfer_history WHERE transfer_id = $1 \
-             ORDER BY seq",
-        )
-        .bind(id.to_string())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(HistoryRow {
-                    seq: u32::try_from(r.try_get::<i64, _>("seq")?)
-                        .map_err(|e| corrupt("seq", &e))?,
-                    state: r.try_get("state")?,
-                    actor: r.try_get("actor")?,
-                    why: r.try_get("why")?,
-                    at: ts(r, "at_ms")?,
-                })
-            })
-            .collect()
-    }
-
     /// Transfers, newest first, optionally of one wallet and in one state,
     /// created before `before` (a page cursor: the last page's oldest).
     pub async fn transfers_page(
@@ -826,18 +769,39 @@ impl Store {
         before: Option<TransferId>,
         limit: u32,
     ) -> Result<Vec<TransferRow>, StorageError> {
-        // Ids are time-ordered (UUIDv7): the id is the cursor.
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {TRANSFER_COLUMNS} FROM transfers \
-             WHERE ($1 IS NULL OR wallet_id = $1) AND ($2 IS NULL OR state = $2) \
-             AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4"
-        )))
-        .bind(wallet.map(|w| w.to_string()))
-        .bind(state)
-        .bind(before.map(|t| t.to_string()))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+        // Ids are time-ordered (UUIDv7): the id is the cursor. Only the
+        // filters given are written into the query, so that each shape is
+        // planned for its own index (`transfers_page_*`: wallet, state,
+        // both); a catch-all `($1 IS NULL OR ...)` form is planned once for
+        // every shape and scans the table in id order for a rare filter.
+        let mut conditions = Vec::new();
+        let mut binds = Vec::new();
+        if let Some(w) = wallet {
+            binds.push(w.to_string());
+            conditions.push(format!("wallet_id = ${}", binds.len()));
+        }
+        if let Some(s) = state {
+            binds.push(s.to_owned());
+            conditions.push(format!("state = ${}", binds.len()));
+        }
+        if let Some(b) = before {
+            binds.push(b.to_string());
+            conditions.push(format!("id < ${}", binds.len()));
+        }
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conditions.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT {TRANSFER_COLUMNS} FROM transfers{filter} ORDER BY id DESC LIMIT ${}",
+            binds.len() + 1
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for b in binds {
+            query = query.bind(b);
+        }
+        let rows = query.bind(i64::from(limit)).fetch_all(&self.pool).await?;
         rows.iter().map(transfer_from_row).collect()
     }
 

@@ -204,7 +204,7 @@ async fn audit_pages_in_order(db: TestDb) {
 
 async fn schema_is_checked(db: TestDb) {
     let s = &db.store;
-    assert_eq!(s.check_schema().await.unwrap(), 32);
+    assert_eq!(s.check_schema().await.unwrap(), 33);
     s.migrate().await.unwrap();
     s.execute_unchecked("DELETE FROM _sqlx_migrations")
         .await

@@ -2811,7 +2811,7 @@ fn operations_metrics_readiness_and_guards() {
     let (code, st) = c.api(&server, &c.admin, "GET", "/v1/status", None, None);
     assert_eq!(code, 200, "{st}");
     assert_eq!(st["version"], env!("CARGO_PKG_VERSION"), "{st}");
-    assert_eq!(st["database"]["schema_version"], 32, "{st}");
+    assert_eq!(st["database"]["schema_version"], 33, "{st}");
     assert!(
         st["git_commit"]
             .as_str()
