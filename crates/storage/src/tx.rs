@@ -104,9 +104,11 @@ impl WriteTx {
         let mut records = Vec::with_capacity(entries.len());
         for e in &entries {
             let r = Record::next(&head, e, now)?;
-            insert_record(&mut self.tx, &r).await?;
             head = r.head();
             records.push(r);
+        }
+        for chunk in records.chunks(RECORDS_PER_INSERT) {
+            insert_records(&mut self.tx, chunk).await?;
         }
         sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
             .bind(seq_to_db(head.seq)?)
@@ -134,24 +136,43 @@ impl WriteTx {
     }
 }
 
-async fn insert_record(tx: &mut Transaction<'static, Any>, r: &Record) -> Result<(), StorageError> {
-    sqlx::query(
+/// Records written by one statement (9 parameters each: far below either
+/// database's limit on parameters).
+const RECORDS_PER_INSERT: usize = 64;
+
+/// Writes `records` (consecutive, in order) in one multi-row insert.
+async fn insert_records(
+    tx: &mut Transaction<'static, Any>,
+    records: &[Record],
+) -> Result<(), StorageError> {
+    let rows: Vec<String> = (0..records.len())
+        .map(|i| {
+            let p: Vec<String> = (1..=9).map(|k| format!("${}", i * 9 + k)).collect();
+            format!("({})", p.join(", "))
+        })
+        .collect();
+    let sql = format!(
         "INSERT INTO audit_log \
-         (seq, version, time_ms, actor, action, subject, details, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(seq_to_db(r.seq)?)
-    .bind(i32::from(r.version))
-    .bind(r.time.as_millis())
-    .bind(&r.actor)
-    .bind(&r.action)
-    .bind(&r.subject)
-    .bind(&r.details)
-    .bind(r.prev_hash.to_string())
-    .bind(r.hash.to_string())
-    .execute(&mut **tx)
-    .await
-    .map_err(|e| StorageError::from_sqlx(e, "audit record"))?;
+         (seq, version, time_ms, actor, action, subject, details, prev_hash, hash) VALUES {}",
+        rows.join(", ")
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for r in records {
+        query = query
+            .bind(seq_to_db(r.seq)?)
+            .bind(i32::from(r.version))
+            .bind(r.time.as_millis())
+            .bind(&r.actor)
+            .bind(&r.action)
+            .bind(&r.subject)
+            .bind(&r.details)
+            .bind(r.prev_hash.to_string())
+            .bind(r.hash.to_string());
+    }
+    query
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| StorageError::from_sqlx(e, "audit record"))?;
     Ok(())
 }
 

@@ -17,6 +17,7 @@ storage::on_both!(
     audit_log_is_append_only,
     concurrent_appends_form_one_chain,
     audit_pages_in_order,
+    a_large_batch_is_written_whole_and_in_order,
     schema_is_checked,
     keystore_is_created_once,
     key_inventory_round_trips_with_guarded_updates,
@@ -200,6 +201,83 @@ async fn audit_pages_in_order(db: TestDb) {
     let rest = s.audit_page(2, 10).await.unwrap();
     assert_eq!([first, rest].concat(), written);
     assert!(s.audit_page(5, 10).await.unwrap().is_empty());
+}
+
+/// A commit's records are written several to a statement (64 at most):
+/// a batch over two statements' worth reads back as written, one chain.
+async fn a_large_batch_is_written_whole_and_in_order(db: TestDb) {
+    let s = &db.store;
+    let one = |i: usize| Entry::new(Actor::System, "test.one", format!("{i}"), Details::none());
+    s.append_audit(&[one(0).unwrap()], Timestamp::from_millis(1))
+        .await
+        .unwrap();
+    let entries: Vec<Entry> = (0..150)
+        .map(|i| {
+            Entry::new(
+                Actor::System,
+                "test.batch",
+                format!("{i}"),
+                Details::new(&json!({ "i": i })).unwrap(),
+            )
+            .unwrap()
+        })
+        .collect();
+    let written = s
+        .append_audit(&entries, Timestamp::from_millis(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        written.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (2..=151).collect::<Vec<u64>>()
+    );
+    s.append_audit(&[one(1).unwrap()], Timestamp::from_millis(3))
+        .await
+        .unwrap();
+    let read = s.audit_page(1, 200).await.unwrap();
+    assert_eq!(read[..150], written[..]);
+    let key = audit::AuditSigningKey::from_seed(&zeroize::Zeroizing::new([1; 32]));
+    let mut v = Verifier::new(&[], &key.public()).unwrap();
+    for r in s.audit_page(0, 200).await.unwrap() {
+        v.push(&r).unwrap();
+    }
+    let report = v.finish(Some(s.audit_head().await.unwrap())).unwrap();
+    assert_eq!(report.records, 152);
+    assert_eq!(audit_count(s).await, "152");
+
+    // A batch whose second statement fails keeps nothing, the first
+    // statement's 64 records included.
+    let sql = match s.backend() {
+        Backend::Sqlite => {
+            "CREATE TRIGGER audit_fail BEFORE INSERT ON audit_log WHEN NEW.subject = 'fail' \
+             BEGIN SELECT RAISE(ABORT, 'audit unavailable'); END"
+        }
+        Backend::Postgres => {
+            "CREATE FUNCTION audit_fail() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN IF NEW.subject = 'fail' THEN RAISE EXCEPTION 'audit unavailable'; END IF; \
+             RETURN NEW; END; $$; \
+             CREATE TRIGGER audit_fail BEFORE INSERT ON audit_log \
+             FOR EACH ROW EXECUTE FUNCTION audit_fail()"
+        }
+    };
+    s.execute_unchecked(sql).await.unwrap();
+    let head = s.audit_head().await.unwrap();
+    let doomed: Vec<Entry> = (0..100)
+        .map(|i| {
+            let subject = if i == 70 {
+                "fail".into()
+            } else {
+                format!("{i}")
+            };
+            Entry::new(Actor::System, "test.batch", subject, Details::none()).unwrap()
+        })
+        .collect();
+    let err = s
+        .append_audit(&doomed, Timestamp::from_millis(4))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("audit unavailable"), "{err}");
+    assert_eq!(audit_count(s).await, "152");
+    assert_eq!(s.audit_head().await.unwrap(), head);
 }
 
 async fn schema_is_checked(db: TestDb) {
