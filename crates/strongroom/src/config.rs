@@ -100,8 +100,13 @@ struct RawHsm {
     sessions: usize,
 }
 
+/// Two sessions per core, at least four: a signer's `C_Sign` and the
+/// recovery-id search after it overlap on one session (see
+/// docs/BENCHMARKS.md), and a network HSM's round trips want more in
+/// flight than there are cores.
 fn default_sessions() -> usize {
-    4
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    cores.saturating_mul(2).clamp(4, 64)
 }
 
 #[derive(Debug, Deserialize)]
