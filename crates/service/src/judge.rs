@@ -118,10 +118,7 @@ impl Service {
             micro_usd_per_unit,
             as_of,
         });
-        let row_policy = match tx.current_policy_version().await? {
-            Some(v) => Some((v, tx.policy_in_tx(v).await?.digest)),
-            None => None,
-        };
+        let row_policy = tx.current_policy_digest().await?;
         let logged_policy = gov.current_policy();
         if row_policy.as_ref().map(|(v, d)| (*v, d.as_str()))
             != logged_policy.map(|(v, p)| (v, p.digest.as_str()))

@@ -215,12 +215,14 @@ impl WriteTx {
         row.as_ref().map(whitelist_from_row).transpose()
     }
 
-    /// The policy version in force, read under this transaction.
-    pub async fn current_policy_version(&mut self) -> Result<Option<u64>, StorageError> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM policies")
-            .fetch_one(&mut *self.tx)
-            .await?;
-        v.map(version_of).transpose()
+    /// The policy version in force and its digest, read under this
+    /// transaction in one statement (the document is not read).
+    pub async fn current_policy_digest(&mut self) -> Result<Option<(u64, String)>, StorageError> {
+        let row: Option<(i64, String)> =
+            sqlx::query_as("SELECT version, digest FROM policies ORDER BY version DESC LIMIT 1")
+                .fetch_optional(&mut *self.tx)
+                .await?;
+        row.map(|(v, d)| Ok((version_of(v)?, d))).transpose()
     }
 
     pub async fn insert_policy(&mut self, p: &PolicyRow) -> Result<(), StorageError> {

@@ -507,8 +507,9 @@ impl Store {
 
     /// Records a request nonce with the request's signed time; `false` if
     /// the key used it before (a replay). Nonces signed before
-    /// `forget_before` are pruned first: their requests are refused as
-    /// stale anyway. (The column `seen_at_ms` holds the signed time.)
+    /// `forget_before` are pruned first, at most once a second (a nonce
+    /// kept longer only refuses more): their requests are refused as stale
+    /// anyway. (The column `seen_at_ms` holds the signed time.)
     pub async fn use_request_nonce(
         &self,
         key: ApiKeyId,
@@ -516,11 +517,17 @@ impl Store {
         signed_at: Timestamp,
         forget_before: Timestamp,
     ) -> Result<bool, StorageError> {
+        use std::sync::atomic::Ordering;
         let _turn = self.write_turn().await?;
-        sqlx::query("DELETE FROM request_nonces WHERE seen_at_ms < $1")
-            .bind(forget_before.as_millis())
-            .execute(&self.pool)
-            .await?;
+        let forget = forget_before.as_millis();
+        let pruned = self.nonces_pruned.load(Ordering::Relaxed);
+        if forget >= pruned.saturating_add(1_000) {
+            sqlx::query("DELETE FROM request_nonces WHERE seen_at_ms < $1")
+                .bind(forget)
+                .execute(&self.pool)
+                .await?;
+            self.nonces_pruned.fetch_max(forget, Ordering::Relaxed);
+        }
         let r = sqlx::query(
             "INSERT INTO request_nonces (key_id, nonce, seen_at_ms) VALUES ($1, $2, $3)",
         )

@@ -73,6 +73,9 @@ pub struct Store {
     /// sleeps of up to 100 ms while holding a pooled connection. (Other
     /// processes on the same file still meet the busy handler.)
     writer: Arc<tokio::sync::Semaphore>,
+    /// The `forget_before` of the last pruning of request nonces: pruned
+    /// at most once a second rather than at every request (a commit each).
+    pub(crate) nonces_pruned: Arc<std::sync::atomic::AtomicI64>,
 }
 
 /// The right to write to SQLite, held until the write commits or rolls
@@ -128,6 +131,7 @@ impl Store {
             pool,
             backend,
             writer: Arc::new(tokio::sync::Semaphore::new(1)),
+            nonces_pruned: Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN)),
         };
         store.ping().await?;
         Ok(store)

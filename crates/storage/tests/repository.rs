@@ -18,6 +18,7 @@ storage::on_both!(
     concurrent_appends_form_one_chain,
     audit_pages_in_order,
     a_large_batch_is_written_whole_and_in_order,
+    request_nonces_are_spent_once_and_forgotten_in_time,
     schema_is_checked,
     keystore_is_created_once,
     key_inventory_round_trips_with_guarded_updates,
@@ -278,6 +279,51 @@ async fn a_large_batch_is_written_whole_and_in_order(db: TestDb) {
     assert!(err.to_string().contains("audit unavailable"), "{err}");
     assert_eq!(audit_count(s).await, "152");
     assert_eq!(s.audit_head().await.unwrap(), head);
+}
+
+/// A request nonce is spent once. Nonces signed before the horizon are
+/// forgotten, at most once a second (each pruning is a commit): one
+/// signed just before a horizon that moved less than a second is kept a
+/// little longer, which only refuses more.
+async fn request_nonces_are_spent_once_and_forgotten_in_time(db: TestDb) {
+    let s = &db.store;
+    let key: domain::ApiKeyId = "00000000-0000-7000-8000-000000000001".parse().unwrap();
+    let at = Timestamp::from_millis;
+    let count = || async {
+        s.query_text("SELECT CAST(COUNT(*) AS TEXT) FROM request_nonces")
+            .await
+            .unwrap()
+    };
+    assert!(
+        s.use_request_nonce(key, "a", at(10_000), at(9_500))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.use_request_nonce(key, "a", at(10_000), at(9_500))
+            .await
+            .unwrap()
+    );
+    // The horizon passed "a", less than a second after the last pruning:
+    // "a" is kept, and still refused.
+    assert!(
+        s.use_request_nonce(key, "b", at(10_500), at(10_200))
+            .await
+            .unwrap()
+    );
+    assert_eq!(count().await, "2");
+    assert!(
+        !s.use_request_nonce(key, "a", at(10_000), at(10_300))
+            .await
+            .unwrap()
+    );
+    // A second on: every nonce signed before the horizon is forgotten.
+    assert!(
+        s.use_request_nonce(key, "c", at(12_000), at(11_000))
+            .await
+            .unwrap()
+    );
+    assert_eq!(count().await, "1");
 }
 
 async fn schema_is_checked(db: TestDb) {
