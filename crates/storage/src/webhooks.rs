@@ -138,26 +138,34 @@ impl WriteTx {
         .execute(&mut *self.tx)
         .await
         .map_err(|e| StorageError::from_sqlx(e, "webhook event"))?;
-        let hooks: Vec<(String, String)> =
-            sqlx::query_as("SELECT id, events FROM webhooks WHERE active = 1 ORDER BY id")
-                .fetch_all(&mut *self.tx)
-                .await?;
-        for (hook, events) in hooks {
-            if !events.split(',').any(|e| e == "*" || e == event_type) {
-                continue;
-            }
-            sqlx::query(
-                "INSERT INTO webhook_deliveries \
-                 (id, webhook_id, event_id, state, attempts, next_attempt_ms, leased_until_ms) \
-                 VALUES ($1, $2, $3, 'pending', 0, $4, 0)",
-            )
-            .bind(format!("{hook}:{id}"))
-            .bind(&hook)
-            .bind(id)
-            .bind(now.as_millis())
-            .execute(&mut *self.tx)
-            .await?;
-        }
+        // One statement for every subscription: `events` is a comma-joined
+        // list, so a subscription to the type (or to `*`) holds `,type,`
+        // (or `,*,`) within `,events,`. A type with a comma in it is no
+        // element of any list, as splitting the list would find.
+        let find = match self.backend() {
+            Backend::Sqlite => "instr",
+            Backend::Postgres => "strpos",
+        };
+        let typed = if event_type.contains(',') {
+            ""
+        } else {
+            " OR {find}(',' || events || ',', ',' || $3 || ',') > 0"
+        };
+        let typed = typed.replace("{find}", find);
+        let query = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO webhook_deliveries \
+             (id, webhook_id, event_id, state, attempts, next_attempt_ms, leased_until_ms) \
+             SELECT id || ':' || $1, id, $1, 'pending', 0, $2, 0 FROM webhooks \
+             WHERE active = 1 AND ({find}(',' || events || ',', ',*,') > 0{typed})"
+        )))
+        .bind(id)
+        .bind(now.as_millis());
+        let query = if typed.is_empty() {
+            query
+        } else {
+            query.bind(event_type)
+        };
+        query.execute(&mut *self.tx).await?;
         Ok(())
     }
 

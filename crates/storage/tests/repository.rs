@@ -19,6 +19,7 @@ storage::on_both!(
     audit_pages_in_order,
     a_large_batch_is_written_whole_and_in_order,
     request_nonces_are_spent_once_and_forgotten_in_time,
+    an_event_is_delivered_to_exactly_its_subscribers,
     schema_is_checked,
     keystore_is_created_once,
     key_inventory_round_trips_with_guarded_updates,
@@ -324,6 +325,70 @@ async fn request_nonces_are_spent_once_and_forgotten_in_time(db: TestDb) {
             .unwrap()
     );
     assert_eq!(count().await, "1");
+}
+
+/// An event gets one delivery for each active subscription to its type or
+/// to `*`, and none for a type that only shares a prefix or a suffix.
+async fn an_event_is_delivered_to_exactly_its_subscribers(db: TestDb) {
+    let s = &db.store;
+    let hooks: [(&str, &[&str], bool); 6] = [
+        ("all", &["*"], true),
+        ("state", &["transfer.state_changed"], true),
+        ("two", &["transfer.pending_approval", "x.y"], true),
+        ("off", &["*"], false),
+        ("prefix", &["transfer.state"], true),
+        (
+            "suffix",
+            &["transfer.state_changed_x", "state_changed"],
+            true,
+        ),
+    ];
+    let mut tx = s.begin().await.unwrap();
+    for (id, events, active) in hooks {
+        tx.insert_webhook(&storage::WebhookRow {
+            id: id.into(),
+            url: format!("https://example.com/{id}"),
+            events: events.iter().map(|e| (*e).to_owned()).collect(),
+            secret_sealed: vec![1],
+            active: true,
+            created_at: Timestamp::from_millis(1),
+            created_by: Actor::System,
+        })
+        .await
+        .unwrap();
+        if !active {
+            tx.deactivate_webhook(id).await.unwrap();
+        }
+    }
+    tx.enqueue_event(
+        "e1",
+        "transfer.state_changed",
+        "{}",
+        Timestamp::from_millis(2),
+    )
+    .await
+    .unwrap();
+    tx.enqueue_event("e2", "x.y", "{}", Timestamp::from_millis(2))
+        .await
+        .unwrap();
+    tx.enqueue_event("e3", "a,b", "{}", Timestamp::from_millis(2))
+        .await
+        .unwrap();
+    tx.commit(&[audited("webhooks")], Timestamp::from_millis(2))
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    for (id, _, _) in hooks {
+        for d in s.deliveries(id).await.unwrap() {
+            got.push(d.id);
+        }
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        ["all:e1", "all:e2", "all:e3", "state:e1", "two:e2"],
+        "deliveries"
+    );
 }
 
 async fn schema_is_checked(db: TestDb) {
