@@ -63,9 +63,11 @@ fn main() {
 
     // One session, two callers (pipelined): while one caller finds its
     // signature's recovery id, its session back in the pool, the other's
-    // `C_Sign` runs on that session, so the token never waits for the
-    // seam's own work. Last, because it opens a second context on the
-    // module and dropping either finalises the module for both.
+    // `C_Sign` may run on that session. Whether that hides the recovery is
+    // what this measures (on SoftHSM it does not: the hand-off between
+    // threads costs more; docs/BENCHMARKS.md). Last, because it opens a
+    // second context on the module and dropping either finalises the
+    // module for both.
     let single = Pkcs11Signer::open(
         &SoftHsm::module(),
         &hsm.label,
