@@ -29,19 +29,7 @@ impl WriteTx {
         why: &str,
         at: Timestamp,
     ) -> Result<(), StorageError> {
-        sqlx::query(
-            "INSERT INTO transfer_history (transfer_id, seq, state, actor, why, at_ms) \
-             SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5 FROM transfer_history \
-             WHERE transfer_id = $1",
-        )
-        .bind(id.to_string())
-        .bind(state)
-        .bind(actor)
-        .bind(why)
-        .bind(at.as_millis())
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
+        self.add_history_lines(id, &[(state, why)], actor, at).await
     }
 
     /// Appends lines (state, why) to a transfer's history, in order, by

@@ -147,11 +147,10 @@ impl WriteTx {
             Backend::Postgres => "strpos",
         };
         let typed = if event_type.contains(',') {
-            ""
+            String::new()
         } else {
-            " OR {find}(',' || events || ',', ',' || $3 || ',') > 0"
+            format!(" OR {find}(',' || events || ',', ',' || $3 || ',') > 0")
         };
-        let typed = typed.replace("{find}", find);
         let query = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO webhook_deliveries \
              (id, webhook_id, event_id, state, attempts, next_attempt_ms, leased_until_ms) \
